@@ -1,0 +1,379 @@
+//! Attention masks: which (query, key) pairs may attend.
+//!
+//! A [`MaskSpec`] is parsed from the `+`-joined spelling in ARCHITECTURE.md
+//! (`causal+window:4+drop-keys:0`) and turned into a boolean matrix for a given sequence.
+//!
+//! The rules, in order:
+//! 1. Sparsity patterns (`window:W`, `strided:S`, `block:B`) intersect. With none, every pair is
+//!    allowed.
+//! 2. `global:I,J` grants those tokens their whole row and column on top of step 1.
+//! 3. Hard constraints apply last and always win: `causal`, `padding`, `drop-keys`,
+//!    `drop-queries` and `drop-cells`.
+
+use ndarray::Array2;
+
+/// One part of a mask spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MaskPart {
+    /// Key index ≤ query index.
+    Causal,
+    /// Pad tokens are not attendable as keys.
+    Padding,
+    /// |query − key| ≤ W.
+    Window(usize),
+    /// (query − key) mod S = 0, or |query − key| < S.
+    Strided(usize),
+    /// Query and key fall in the same chunk of B consecutive tokens.
+    Block(usize),
+    /// These tokens see and are seen by every token.
+    Global(Vec<usize>),
+    /// These keys are unattendable.
+    DropKeys(Vec<usize>),
+    /// These query rows are masked entirely.
+    DropQueries(Vec<usize>),
+    /// These (query, key) cells are masked.
+    DropCells(Vec<(usize, usize)>),
+}
+
+/// A full mask: a list of parts combined by the rules in the module docs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaskSpec {
+    /// The parts in the order they were written. Empty means `none`.
+    pub parts: Vec<MaskPart>,
+}
+
+/// Errors in a mask spec, or a spec that does not fit the sequence.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MaskError {
+    /// The spelling could not be parsed.
+    #[error("bad mask spec {spec:?}: {reason}")]
+    Parse {
+        /// The whole spec as given.
+        spec: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An index in the spec is past the end of the sequence.
+    #[error("mask {part} names token {index}, but there are only {len} tokens")]
+    OutOfRange {
+        /// The part that holds the index, as spelled.
+        part: String,
+        /// The offending index.
+        index: usize,
+        /// The sequence length.
+        len: usize,
+    },
+}
+
+impl MaskSpec {
+    /// No mask: every pair attends.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// True when no part is present.
+    pub fn is_none(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// True when the spec contains `causal`.
+    pub fn is_causal(&self) -> bool {
+        self.parts.contains(&MaskPart::Causal)
+    }
+
+    /// Parses the `+`-joined spelling, for example `global:0+window:3` or `none`.
+    pub fn parse(spec: &str) -> Result<Self, MaskError> {
+        let err = |reason: String| MaskError::Parse {
+            spec: spec.to_owned(),
+            reason,
+        };
+        let trimmed = spec.trim();
+        if trimmed.is_empty() || trimmed == "none" {
+            return Ok(Self::none());
+        }
+        let mut parts = Vec::new();
+        for raw in trimmed.split('+') {
+            let raw = raw.trim();
+            let (name, arg) = match raw.split_once(':') {
+                Some((name, arg)) => (name.trim(), Some(arg.trim())),
+                None => (raw, None),
+            };
+            let need_arg = || arg.ok_or_else(|| err(format!("{name} needs a value, as in {name}:3")));
+            let positive = |what: &str| -> Result<usize, MaskError> {
+                let value = need_arg()?;
+                match value.parse::<usize>() {
+                    Ok(v) if v > 0 => Ok(v),
+                    _ => Err(err(format!("{what} must be a positive integer, got {value:?}"))),
+                }
+            };
+            let part = match name {
+                "none" => continue,
+                "causal" | "padding" if arg.is_some() => {
+                    return Err(err(format!("{name} takes no value")));
+                }
+                "causal" => MaskPart::Causal,
+                "padding" => MaskPart::Padding,
+                // A window of 0 is meaningful: only the diagonal.
+                "window" => {
+                    let value = need_arg()?;
+                    MaskPart::Window(value.parse().map_err(|_| {
+                        err(format!("window must be a non-negative integer, got {value:?}"))
+                    })?)
+                }
+                "strided" => MaskPart::Strided(positive("strided")?),
+                "block" => MaskPart::Block(positive("block")?),
+                "global" => MaskPart::Global(parse_list(need_arg()?).map_err(err)?),
+                "drop-keys" => MaskPart::DropKeys(parse_list(need_arg()?).map_err(err)?),
+                "drop-queries" => MaskPart::DropQueries(parse_list(need_arg()?).map_err(err)?),
+                "drop-cells" => MaskPart::DropCells(parse_cells(need_arg()?).map_err(err)?),
+                "" => return Err(err("empty part between '+' signs".to_owned())),
+                other => {
+                    return Err(err(format!(
+                        "unknown part {other:?}; expected none, causal, padding, window:W, strided:S, \
+                         block:B, global:I,J, drop-keys:I,J, drop-queries:I,J or drop-cells:Q.K,Q.K"
+                    )));
+                }
+            };
+            parts.push(part);
+        }
+        Ok(Self { parts })
+    }
+
+    /// Builds the allowed matrix for `len` tokens. `is_pad[k]` says whether key k is padding.
+    ///
+    /// Returns `None` when every pair is allowed, which lets the engine skip masking.
+    /// Shape: [query, key].
+    pub fn build(&self, len: usize, is_pad: &[bool]) -> Result<Option<Array2<bool>>, MaskError> {
+        if self.parts.is_empty() {
+            return Ok(None);
+        }
+        self.check_indices(len)?;
+        let sparse: Vec<&MaskPart> = self
+            .parts
+            .iter()
+            .filter(|p| matches!(p, MaskPart::Window(_) | MaskPart::Strided(_) | MaskPart::Block(_)))
+            .collect();
+        let mut allowed = Array2::from_shape_fn((len, len), |(query_idx, key_idx)| {
+            sparse.iter().all(|part| sparse_allows(part, query_idx, key_idx))
+        });
+        for part in &self.parts {
+            if let MaskPart::Global(indices) = part {
+                for &g in indices {
+                    allowed.row_mut(g).fill(true);
+                    allowed.column_mut(g).fill(true);
+                }
+            }
+        }
+        for part in &self.parts {
+            match part {
+                MaskPart::Causal => {
+                    for ((query_idx, key_idx), cell) in allowed.indexed_iter_mut() {
+                        if key_idx > query_idx {
+                            *cell = false;
+                        }
+                    }
+                }
+                MaskPart::Padding => {
+                    for (key_idx, _) in is_pad.iter().enumerate().filter(|(_, pad)| **pad) {
+                        if key_idx < len {
+                            allowed.column_mut(key_idx).fill(false);
+                        }
+                    }
+                }
+                MaskPart::DropKeys(indices) => {
+                    for &k in indices {
+                        allowed.column_mut(k).fill(false);
+                    }
+                }
+                MaskPart::DropQueries(indices) => {
+                    for &q in indices {
+                        allowed.row_mut(q).fill(false);
+                    }
+                }
+                MaskPart::DropCells(cells) => {
+                    for &(q, k) in cells {
+                        allowed[(q, k)] = false;
+                    }
+                }
+                MaskPart::Window(_)
+                | MaskPart::Strided(_)
+                | MaskPart::Block(_)
+                | MaskPart::Global(_) => {}
+            }
+        }
+        Ok(Some(allowed))
+    }
+
+    fn check_indices(&self, len: usize) -> Result<(), MaskError> {
+        for part in &self.parts {
+            let indices: Vec<usize> = match part {
+                MaskPart::Global(v) | MaskPart::DropKeys(v) | MaskPart::DropQueries(v) => v.clone(),
+                MaskPart::DropCells(cells) => cells.iter().flat_map(|&(q, k)| [q, k]).collect(),
+                _ => continue,
+            };
+            if let Some(&index) = indices.iter().find(|&&i| i >= len) {
+                return Err(MaskError::OutOfRange {
+                    part: part.to_string(),
+                    index,
+                    len,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sparse_allows(part: &MaskPart, query_idx: usize, key_idx: usize) -> bool {
+    let distance = query_idx.abs_diff(key_idx);
+    match part {
+        MaskPart::Window(w) => distance <= *w,
+        MaskPart::Strided(s) => distance % s == 0 || distance < *s,
+        MaskPart::Block(b) => query_idx / b == key_idx / b,
+        _ => true,
+    }
+}
+
+fn parse_list(arg: &str) -> Result<Vec<usize>, String> {
+    arg.split(',')
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<usize>()
+                .map_err(|_| format!("expected a token index, got {s:?}"))
+        })
+        .collect()
+}
+
+fn parse_cells(arg: &str) -> Result<Vec<(usize, usize)>, String> {
+    arg.split(',')
+        .map(|cell| {
+            let cell = cell.trim();
+            let (q, k) = cell
+                .split_once('.')
+                .ok_or_else(|| format!("expected a cell as QUERY.KEY, got {cell:?}"))?;
+            let parse = |s: &str| {
+                s.parse::<usize>()
+                    .map_err(|_| format!("expected a token index in cell {cell:?}, got {s:?}"))
+            };
+            Ok((parse(q)?, parse(k)?))
+        })
+        .collect()
+}
+
+fn join(indices: &[usize]) -> String {
+    indices.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl std::fmt::Display for MaskPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaskPart::Causal => write!(f, "causal"),
+            MaskPart::Padding => write!(f, "padding"),
+            MaskPart::Window(w) => write!(f, "window:{w}"),
+            MaskPart::Strided(s) => write!(f, "strided:{s}"),
+            MaskPart::Block(b) => write!(f, "block:{b}"),
+            MaskPart::Global(v) => write!(f, "global:{}", join(v)),
+            MaskPart::DropKeys(v) => write!(f, "drop-keys:{}", join(v)),
+            MaskPart::DropQueries(v) => write!(f, "drop-queries:{}", join(v)),
+            MaskPart::DropCells(cells) => {
+                let cells: Vec<String> = cells.iter().map(|(q, k)| format!("{q}.{k}")).collect();
+                write!(f, "drop-cells:{}", cells.join(","))
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for MaskSpec {
+    /// The canonical spelling, which [`MaskSpec::parse`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.parts.is_empty() {
+            return write!(f, "none");
+        }
+        let parts: Vec<String> = self.parts.iter().map(ToString::to_string).collect();
+        write!(f, "{}", parts.join("+"))
+    }
+}
+
+impl std::str::FromStr for MaskSpec {
+    type Err = MaskError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renders an allowed matrix as rows of '1'/'.' for readable assertions.
+    fn picture(spec: &str, len: usize, pads: &[bool]) -> Vec<String> {
+        let allowed = MaskSpec::parse(spec).unwrap().build(len, pads).unwrap().unwrap();
+        allowed
+            .rows()
+            .into_iter()
+            .map(|row| row.iter().map(|&a| if a { '1' } else { '.' }).collect())
+            .collect()
+    }
+
+    #[test]
+    fn none_builds_nothing() {
+        assert_eq!(MaskSpec::parse("none").unwrap().build(4, &[]).unwrap(), None);
+        assert_eq!(MaskSpec::parse("").unwrap(), MaskSpec::none());
+    }
+
+    #[test]
+    fn causal_is_lower_triangular() {
+        assert_eq!(picture("causal", 3, &[]), ["1..", "11.", "111"]);
+    }
+
+    #[test]
+    fn window_strided_block() {
+        assert_eq!(picture("window:1", 4, &[]), ["11..", "111.", ".111", "..11"]);
+        // strided:2 keeps |i-j| < 2 or even distances.
+        assert_eq!(picture("strided:2", 4, &[]), ["111.", "1111", "1111", ".111"]);
+        // block:2 keeps the 2x2 blocks on the diagonal; 5 tokens leave a 1x1 block at the end.
+        assert_eq!(
+            picture("block:2", 5, &[]),
+            ["11...", "11...", "..11.", "..11.", "....1"]
+        );
+    }
+
+    #[test]
+    fn sparse_patterns_intersect_and_global_adds_rows_and_columns() {
+        // window:2 ∩ block:2 is the block diagonal (block is stricter here).
+        assert_eq!(picture("window:2+block:2", 4, &[]), picture("block:2", 4, &[]));
+        assert_eq!(
+            picture("global:0+window:1", 4, &[]),
+            ["1111", "111.", "1111", "1.11"]
+        );
+    }
+
+    #[test]
+    fn hard_constraints_win_over_global() {
+        assert_eq!(
+            picture("global:0+window:1+causal+drop-keys:1", 4, &[]),
+            ["1...", "1...", "1.1.", "1.11"]
+        );
+        assert_eq!(picture("drop-queries:1+drop-cells:0.0", 2, &[]), [".1", ".."]);
+        assert_eq!(picture("padding", 3, &[false, false, true]), ["11.", "11.", "11."]);
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for spec in ["none", "causal+window:4+drop-keys:0,2", "global:0+window:3", "drop-cells:1.2,3.0"] {
+            assert_eq!(MaskSpec::parse(spec).unwrap().to_string(), spec);
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_errors() {
+        for spec in ["window", "window:x", "strided:0", "block:-1", "bogus", "causal:3", "a++b", "drop-cells:1"] {
+            assert!(MaskSpec::parse(spec).is_err(), "{spec} parsed");
+        }
+        let spec = MaskSpec::parse("drop-keys:9").unwrap();
+        assert_eq!(
+            spec.build(3, &[]).unwrap_err(),
+            MaskError::OutOfRange { part: "drop-keys:9".into(), index: 9, len: 3 }
+        );
+    }
+}

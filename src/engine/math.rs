@@ -1,0 +1,192 @@
+//! Numeric kernels: exp, softmax, normalisation and activations, all in f32.
+//!
+//! They work on plain slices so that the compiler can vectorise them, and each one is checked
+//! against an f64 reference in the tests below.
+
+/// e^x for f32, accurate to about 2 ulp, and exactly 0 for x < −87 (including −∞ and NaN).
+///
+/// Written as 2^k · 2^f with a degree-7 polynomial for 2^f on [−½, ½], so that a loop over a
+/// slice vectorises; the libm call does not, and the softmax is the engine's hottest loop.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    // Also false for NaN, so NaN maps to 0 rather than spreading.
+    if !(x >= -87.0) {
+        return 0.0;
+    }
+    let x = x.min(88.0);
+    let t = x * std::f32::consts::LOG2_E;
+    // Round to nearest with the 1.5·2^23 trick; valid for |t| < 2^22.
+    const MAGIC: f32 = 12_582_912.0;
+    let k = (t + MAGIC) - MAGIC;
+    // Cody–Waite: x − k·ln2 with ln2 split in two, so the reduction loses no precision.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let f = (x - k * LN2_HI) - k * LN2_LO;
+    // Taylor series of e^f for |f| ≤ ln2/2; the first omitted term is < 6e-9.
+    let p = 1.0
+        + f * (1.0
+            + f * (0.5
+                + f * (1.0 / 6.0
+                    + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
+    // k is an integer in [-126, 127] here, so the exponent field is valid.
+    let bits = ((k as i32 + 127) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
+/// In-place softmax of one row of scores.
+///
+/// `allowed`, when given, marks the keys that may be attended; the others become exactly 0.
+/// Returns false when no key is allowed, in which case the row is all zeros.
+pub fn softmax_row(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
+    let mut max = f32::NEG_INFINITY;
+    match allowed {
+        Some(allowed) => {
+            for (x, &ok) in row.iter_mut().zip(allowed) {
+                if ok {
+                    max = max.max(*x);
+                } else {
+                    *x = f32::NEG_INFINITY;
+                }
+            }
+        }
+        None => {
+            for &x in row.iter() {
+                max = max.max(x);
+            }
+        }
+    }
+    if max == f32::NEG_INFINITY || max.is_nan() {
+        row.fill(0.0);
+        return false;
+    }
+    let mut sum = 0.0f32;
+    for x in row.iter_mut() {
+        let e = exp_f32(*x - max);
+        *x = e;
+        sum += e;
+    }
+    // sum ≥ 1 because the max element contributes e^0 = 1.
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+    true
+}
+
+/// Layer normalisation of one row in place: (x − mean) / √(var + eps) · gamma + beta,
+/// with the biased variance, as PyTorch computes it.
+pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((x, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *x = (*x - mean) * inv * g + b;
+    }
+}
+
+/// RMS normalisation of one row in place: x / √(mean(x²) + eps) · gamma.
+pub fn rms_norm_row(row: &mut [f32], gamma: &[f32], eps: f32) {
+    let n = row.len() as f32;
+    let mean_sq = row.iter().map(|x| x * x).sum::<f32>() / n;
+    let inv = 1.0 / (mean_sq + eps).sqrt();
+    for (x, g) in row.iter_mut().zip(gamma) {
+        *x = *x * inv * g;
+    }
+}
+
+/// The error function, to within 1.5e-7 (Abramowitz & Stegun 7.1.26, evaluated in f64).
+pub fn erf(x: f32) -> f32 {
+    let x = f64::from(x);
+    let sign = if x < 0.0 { -1.0 } else { 1.0 };
+    let x = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    (sign * (1.0 - poly * (-x * x).exp())) as f32
+}
+
+/// Exact GELU: x · Φ(x) = ½x(1 + erf(x/√2)).
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// The tanh approximation of GELU (`gelu_new` in transformers).
+pub fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // √(2/π)
+    0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+}
+
+/// SiLU: x · σ(x).
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_f64_across_the_range() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let exact = f64::from(x).exp();
+            let rel = ((f64::from(exp_f32(x)) - exact) / exact).abs();
+            worst = worst.max(rel);
+            x += 0.013;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(f32::NAN), 0.0);
+        assert_eq!(exp_f32(-100.0), 0.0);
+        assert_eq!(exp_f32(0.0), 1.0);
+    }
+
+    #[test]
+    fn softmax_hand_computed() {
+        // Scores [0, ln 3]: e^0 = 1 and e^ln3 = 3, so the probabilities are 1/4 and 3/4.
+        let mut row = [0.0, 3.0f32.ln()];
+        assert!(softmax_row(&mut row, None));
+        assert!((row[0] - 0.25).abs() < 1e-7 && (row[1] - 0.75).abs() < 1e-7);
+        // Huge scores do not overflow thanks to the max subtraction.
+        let mut row = [1000.0, 1000.0];
+        softmax_row(&mut row, None);
+        assert_eq!(row, [0.5, 0.5]);
+    }
+
+    #[test]
+    fn softmax_masks_exactly_and_flags_empty_rows() {
+        let mut row = [5.0, 1.0, 2.0];
+        assert!(softmax_row(&mut row, Some(&[false, true, true])));
+        assert_eq!(row[0], 0.0);
+        assert!((row[1] + row[2] - 1.0).abs() < 1e-6);
+        let mut row = [5.0, 1.0];
+        assert!(!softmax_row(&mut row, Some(&[false, false])));
+        assert_eq!(row, [0.0, 0.0]);
+    }
+
+    #[test]
+    fn layer_norm_hand_computed() {
+        // [1, 3]: mean 2, variance 1, so the output is [-1, 1] (eps 0).
+        let mut row = [1.0, 3.0];
+        layer_norm_row(&mut row, &[1.0, 1.0], &[0.0, 0.0], 0.0);
+        assert_eq!(row, [-1.0, 1.0]);
+        // RMS of [3, 4] is √12.5; 3/√12.5 = 0.8485.
+        let mut row = [3.0, 4.0];
+        rms_norm_row(&mut row, &[1.0, 2.0], 0.0);
+        assert!((row[0] - 0.848_528_1).abs() < 1e-6 && (row[1] - 2.262_741_7).abs() < 1e-6);
+    }
+
+    #[test]
+    fn activations() {
+        // GELU(1) = Φ(1) = 0.841344746.
+        assert!((gelu(1.0) - 0.841_344_75).abs() < 1e-6);
+        assert!((gelu(-1.0) + 0.158_655_25).abs() < 1e-6);
+        assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
+        // SiLU(1) = 1/(1+e^-1) = 0.7310586.
+        assert!((silu(1.0) - 0.731_058_6).abs() < 1e-6);
+        assert!((erf(0.5) - 0.520_499_9).abs() < 2e-7);
+    }
+}

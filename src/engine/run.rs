@@ -1,0 +1,127 @@
+//! What a forward pass hands back: every layer's and head's attention probabilities, and
+//! optionally a full trace of one layer.
+
+use crate::tokenize::Token;
+use ndarray::{Array2, ArrayView2};
+use std::sync::Arc;
+
+/// The attention probabilities of every layer and head.
+///
+/// Shape: [layer, head, query, key]. Each row is a probability distribution over keys, or all
+/// zeros when the mask left the query nothing to attend to.
+///
+/// Read it through [`AttentionMaps::head`], which hands out a shared handle, so that storage can
+/// later become lazy or tiled without changing callers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionMaps {
+    layers: usize,
+    heads: usize,
+    len: usize,
+    /// Row-major over (layer, head). Each entry has shape [query, key].
+    maps: Vec<Arc<Array2<f32>>>,
+}
+
+/// A shared, read-only handle to one head's map. Shape: [query, key].
+pub type HeadMap = Arc<Array2<f32>>;
+
+impl AttentionMaps {
+    /// Builds maps from per-(layer, head) matrices, in layer-major order.
+    ///
+    /// Returns `None` if the count or any shape does not match.
+    pub fn from_heads(layers: usize, heads: usize, len: usize, maps: Vec<Array2<f32>>) -> Option<Self> {
+        if maps.len() != layers * heads || maps.iter().any(|m| m.dim() != (len, len)) {
+            return None;
+        }
+        Some(Self {
+            layers,
+            heads,
+            len,
+            maps: maps.into_iter().map(Arc::new).collect(),
+        })
+    }
+
+    /// Number of layers.
+    pub fn layers(&self) -> usize {
+        self.layers
+    }
+
+    /// Number of heads per layer.
+    pub fn heads(&self) -> usize {
+        self.heads
+    }
+
+    /// Sequence length (queries = keys).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no tokens.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The full shape: [layer, head, query, key].
+    pub fn shape(&self) -> [usize; 4] {
+        [self.layers, self.heads, self.len, self.len]
+    }
+
+    /// One head's map, or `None` when the indices are out of range. Shape: [query, key].
+    pub fn head(&self, layer_idx: usize, head_idx: usize) -> Option<HeadMap> {
+        if layer_idx >= self.layers || head_idx >= self.heads {
+            return None;
+        }
+        self.maps.get(layer_idx * self.heads + head_idx).cloned()
+    }
+
+    /// Visits every head in layer-major order with a borrowed view. Shape of each: [query, key].
+    pub fn for_each_head(&self, mut f: impl FnMut(usize, usize, ArrayView2<'_, f32>)) {
+        for (i, map) in self.maps.iter().enumerate() {
+            f(i / self.heads, i % self.heads, map.view());
+        }
+    }
+}
+
+/// Everything about one head in one layer, for the step-through and dimension views.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadTrace {
+    /// Queries after projection (and RoPE, if any). Shape: [query, d_head].
+    pub q: Array2<f32>,
+    /// Keys after projection (and RoPE, if any). Shape: [key, d_head].
+    pub k: Array2<f32>,
+    /// Values. Shape: [key, d_head].
+    pub v: Array2<f32>,
+    /// q·k before any scaling. Shape: [query, key].
+    pub raw_scores: Array2<f32>,
+    /// Scaled scores plus any position bias, with masked cells set to −∞. Shape: [query, key].
+    pub masked_scores: Array2<f32>,
+    /// Softmax of the masked scores. Shape: [query, key].
+    pub probs: Array2<f32>,
+    /// probs · v. Shape: [query, d_head].
+    pub output: Array2<f32>,
+}
+
+/// A full trace of one layer: the input it saw and every head's intermediate tensors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trace {
+    /// Which layer was traced.
+    pub layer_idx: usize,
+    /// The attention input after any normalisation. Shape: [token, d_model].
+    pub input: Array2<f32>,
+    /// One entry per head.
+    pub heads: Vec<HeadTrace>,
+}
+
+/// The result of a forward pass.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttentionRun {
+    /// The tokens that went in.
+    pub tokens: Vec<Token>,
+    /// Every layer's and head's probabilities.
+    pub maps: AttentionMaps,
+    /// Query indices whose rows the mask left empty; their rows are all zeros.
+    pub fully_masked_queries: Vec<usize>,
+    /// The trace of one layer, when asked for.
+    pub trace: Option<Trace>,
+    /// The final hidden states, when asked for. Shape: [token, d_model].
+    pub hidden: Option<Array2<f32>>,
+}

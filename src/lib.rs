@@ -1,0 +1,15 @@
+//! attnviz: shows, explains and exports transformer attention maps.
+//!
+//! The modules, from the bottom up:
+//! - [`tokenize`]: text to tokens;
+//! - [`engine`]: tensors in, [`engine::AttentionRun`] out;
+//! - [`model`]: the demo model (and real checkpoints);
+//! - [`io`]: token inputs and attention files;
+//! - [`render`]: matrices to pixels and PNGs;
+//! - [`cli`] and [`app`]: thin layers over the above.
+//!
+//! Only `app` may use egui.
+
+pub mod engine;
+pub mod model;
+pub mod tokenize;

@@ -1,0 +1,70 @@
+//! Models: the built-in demo and (later) real Hugging Face checkpoints.
+//!
+//! A model turns tokens into embeddings, runs the engine's [`Transformer`](crate::engine::Transformer),
+//! and returns an [`AttentionRun`]. Nothing here touches the UI.
+
+pub mod demo;
+mod rng;
+
+use crate::engine::{AttentionRun, EngineError, RunOptions};
+use crate::tokenize::Token;
+use serde::Serialize;
+
+pub use demo::{DemoConfig, DemoModel, DemoPositional};
+
+/// A model's architecture, for `attnviz info` and the app's model panel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelInfo {
+    /// A short name, such as `demo` or a folder name.
+    pub name: String,
+    /// `demo`, `bert`, `gpt2` or `llama`.
+    pub architecture: String,
+    /// Number of layers.
+    pub layers: usize,
+    /// Query heads per layer.
+    pub heads: usize,
+    /// Key/value heads per layer.
+    pub kv_heads: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Width of one head.
+    pub d_head: usize,
+    /// Hidden width of the MLP.
+    pub d_ff: usize,
+    /// Vocabulary size, if the model has a vocabulary.
+    pub vocab: Option<usize>,
+    /// Number of parameters.
+    pub params: u64,
+    /// How weights are stored.
+    pub dtype: String,
+    /// Longest accepted input, in tokens.
+    pub max_positions: usize,
+    /// Positional encoding, in words.
+    pub positional: String,
+    /// Norm placement, in words.
+    pub norm: String,
+    /// True when the model is causal by construction.
+    pub causal: bool,
+}
+
+/// Anything that runs attention over tokens.
+pub trait Model: Send + Sync {
+    /// The architecture summary.
+    fn info(&self) -> ModelInfo;
+
+    /// Runs the model and records every layer's and head's attention.
+    ///
+    /// `progress` is called after each layer with the number of layers done; returning false
+    /// cancels the run.
+    fn forward_with_progress(
+        &self,
+        tokens: &[Token],
+        opts: &RunOptions,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<AttentionRun, EngineError>;
+
+    /// Runs the model to the end.
+    fn forward(&self, tokens: &[Token], opts: &RunOptions) -> Result<AttentionRun, EngineError> {
+        self.forward_with_progress(tokens, opts, &mut |_| true)
+    }
+}
