@@ -59,14 +59,13 @@ pub fn softmax_row(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
         row.fill(0.0);
         return false;
     }
-    let mut sum = 0.0f32;
     for x in row.iter_mut() {
-        let e = exp_f32(*x - max);
-        *x = e;
-        sum += e;
+        *x = exp_f32(*x - max);
     }
-    // sum ≥ 1 because the max element contributes e^0 = 1.
-    let inv = 1.0 / sum;
+    // Summed in f64 so that the normaliser does not depend on the order of the keys: permuting
+    // the tokens must permute the maps, not perturb them. It is ≥ 1 because the max contributes 1.
+    let sum: f64 = row.iter().map(|&e| f64::from(e)).sum();
+    let inv = (1.0 / sum) as f32;
     for x in row.iter_mut() {
         *x *= inv;
     }

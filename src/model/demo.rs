@@ -426,12 +426,15 @@ pub fn crafted_at(cfg: &DemoConfig, layer_idx: usize, head_idx: usize) -> Option
         return None;
     }
     let last = cfg.layers - 1;
+    // The content-matching heads need the sinusoids to tell positions apart; under any other
+    // encoding their seat goes to a random head.
+    let content_heads = cfg.d_head() >= 16 && cfg.positional == DemoPositional::Sinusoidal;
     match (layer_idx, head_idx) {
-        (l, 0) if l == last && last > 0 && cfg.d_head() >= 16 => Some(CraftedHead::Induction),
+        (l, 0) if l == last && last > 0 && content_heads => Some(CraftedHead::Induction),
         (0, 0) => Some(CraftedHead::PreviousToken),
         (0, 1) => Some(CraftedHead::SelfToken),
         (0, 2) => Some(CraftedHead::FirstToken),
-        (0, 3) if cfg.d_head() >= 16 => Some(CraftedHead::DuplicateToken),
+        (0, 3) if content_heads => Some(CraftedHead::DuplicateToken),
         _ => None,
     }
 }
@@ -547,7 +550,9 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
     // Random q·k logits have a standard deviation of about 2.5 on unit-variance inputs.
     let qk_std = (2.5 / d as f32).sqrt();
     let write_start = layout.map_or(0, Layout::scratch);
-    let write_scale = if layout.is_some() { SCRATCH_SCALE } else { 1.0 };
+    // Without crafted heads, writes still stay small next to the embeddings, so that a model
+    // without norms does not blow up its later layers' logits.
+    let write_scale = if layout.is_some() { SCRATCH_SCALE } else { 0.25 };
     let mut blocks = Vec::with_capacity(cfg.layers);
     for layer_idx in 0..cfg.layers {
         let mut rng = Rng::new(cfg.seed, 10, layer_idx as u64);
@@ -715,7 +720,7 @@ fn craft_head(cfg: &DemoConfig, layout: &Layout, kind: CraftedHead, head_idx: us
             // Position, in the remaining 8 dimensions: the duplicate head penalises itself,
             // the induction head penalises the first token (whose previous band holds its own
             // content, a false match).
-            if sinusoidal && dh >= layout.kc + 8 {
+            if dh >= layout.kc + 8 {
                 let pairs = fast_pairs(4);
                 let freqs: Vec<f64> = pairs.iter().map(|&f| layout.frequency(f)).collect();
                 let gap = cosine_sum_gap(&freqs);
