@@ -13,3 +13,8 @@
 pub mod engine;
 pub mod model;
 pub mod tokenize;
+pub mod analysis;
+pub mod app;
+pub mod cli;
+pub mod io;
+pub mod render;

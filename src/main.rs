@@ -1,1 +1,39 @@
-fn main(){}
+//! The `attnviz` binary: the app without a subcommand, the CLI with one.
+
+use attnviz::cli::{Cli, Command};
+use clap::Parser as _;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // One line, no backtrace, for any panic: the message still says what went wrong.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        let place = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error: {msg}{place}");
+    }));
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(command) => run_cli(command),
+        None => attnviz::app::run(cli.file, cli.screenshot),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_cli(command: Command) -> anyhow::Result<()> {
+    match std::panic::catch_unwind(|| attnviz::cli::run(command)) {
+        Ok(result) => result,
+        // The hook already printed the message.
+        Err(_) => std::process::exit(1),
+    }
+}

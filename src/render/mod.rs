@@ -1,1 +1,108 @@
-//! stub
+//! The one pixel path: attention matrices become RGBA images here.
+//!
+//! Everything is drawn on the CPU into [`image::RgbaImage`] buffers:
+//!
+//! * [`colormap`] — named colormaps backed by 256-entry lookup tables;
+//! * [`heatmap`] — value normalisation and the bare matrix-to-pixels step;
+//! * [`figure`] — a labelled figure (title, token labels, colorbar) around a heatmap;
+//! * [`grid`] — one thumbnail per (layer, head);
+//! * [`png`] — fast PNG encoding and atomic file writes.
+//!
+//! Sizes are computed in `u64` and checked against [`MAX_SIDE`] before any
+//! buffer is allocated, so absurd cell sizes produce [`RenderError::TooLarge`]
+//! instead of an allocation failure.
+
+pub mod colormap;
+pub mod figure;
+pub mod grid;
+pub mod heatmap;
+pub mod png;
+mod text;
+
+use std::path::PathBuf;
+
+pub use colormap::Colormap;
+pub use figure::{FigureOptions, figure_cells_rect, heatmap_figure};
+pub use grid::{GridOptions, grid_figure, grid_thumb_rect};
+pub use heatmap::{ValueRange, ValueScale, heatmap_image, normalize, try_heatmap_image};
+pub use png::{encode_png, write_png};
+
+/// Largest width or height, in pixels, of any image this module produces.
+pub const MAX_SIDE: u32 = 32_768;
+
+/// Errors produced while drawing or writing images.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The requested image would exceed [`MAX_SIDE`] pixels on a side.
+    #[error(
+        "image too large: {width}x{height} pixels (limit {limit} per side); use a smaller --cell"
+    )]
+    TooLarge {
+        /// Requested width in pixels.
+        width: u64,
+        /// Requested height in pixels.
+        height: u64,
+        /// The per-side limit that was exceeded.
+        limit: u32,
+    },
+    /// The matrix (or set of matrices) has no cells.
+    #[error("empty matrix: nothing to draw")]
+    Empty,
+    /// Writing the output file failed.
+    #[error("cannot write PNG ({source}): {path}")]
+    Io {
+        /// The file that could not be written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The PNG encoder reported an error that is not an I/O error.
+    #[error("PNG encoding failed: {0}")]
+    Encode(String),
+}
+
+/// Checks a requested image size against [`MAX_SIDE`] and converts it to `u32`.
+pub(crate) fn checked_size(width: u64, height: u64) -> Result<(u32, u32), RenderError> {
+    let too_large = RenderError::TooLarge {
+        width,
+        height,
+        limit: MAX_SIDE,
+    };
+    if width > u64::from(MAX_SIDE) || height > u64::from(MAX_SIDE) {
+        return Err(too_large);
+    }
+    match (u32::try_from(width), u32::try_from(height)) {
+        (Ok(w), Ok(h)) => Ok((w, h)),
+        _ => Err(too_large),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_size_accepts_limit_and_rejects_beyond() {
+        assert_eq!(checked_size(32_768, 1).ok(), Some((32_768, 1)));
+        assert!(matches!(
+            checked_size(32_769, 1),
+            Err(RenderError::TooLarge { width: 32_769, .. })
+        ));
+        assert!(matches!(
+            checked_size(1, u64::MAX),
+            Err(RenderError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn io_error_message_ends_with_path() {
+        let err = RenderError::Io {
+            path: PathBuf::from("/tmp/x/out.png"),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such dir"),
+        };
+        let msg = err.to_string();
+        assert!(msg.ends_with("/tmp/x/out.png"), "{msg}");
+        assert!(msg.contains("no such dir"), "{msg}");
+    }
+}

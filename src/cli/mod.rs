@@ -1,0 +1,434 @@
+//! The command line: `export`, `render` and `info`. Thin glue over the library modules.
+//!
+//! Errors come back as `anyhow` errors with context; `main` prints them as one `error:` line and
+//! exits with status 1. clap's own usage errors exit with 2.
+
+use crate::analysis::{HeadSelection, select_heads};
+use crate::engine::{DimSubset, MaskSpec, RunOptions, ScoreScale, effective_mask};
+use crate::io::{self, InputFile, ModelMeta, TokenInput};
+use crate::model::{DemoConfig, DemoModel, DemoPositional, Model, ModelInfo};
+use crate::render::{self, Colormap, FigureOptions, GridOptions, ValueRange, ValueScale};
+use crate::engine::NormPlacement;
+use crate::tokenize::{self, DemoTokenizer, Token};
+use anyhow::{Context as _, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// attnviz: show, explain and export transformer attention maps.
+#[derive(Debug, Parser)]
+#[command(name = "attnviz", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; without a subcommand the app opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// A file to open in the app: text or tokens (.txt, .json) or an attention file.
+    pub file: Option<PathBuf>,
+    /// Render the app's first frames, save a screenshot to this PNG and exit.
+    #[arg(long, value_name = "PNG")]
+    pub screenshot: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the model and write every layer's and head's attention (JSON or NPY).
+    Export(ExportArgs),
+    /// Run the model and render one head, a head combination, or the layer × head grid to PNG.
+    Render(RenderArgs),
+    /// Print the model's architecture.
+    Info(InfoArgs),
+}
+
+/// Where the tokens come from, and how the model runs.
+#[derive(Debug, Args)]
+#[group(id = "source", required = true, multiple = false, args = ["input", "text", "ids"])]
+pub struct CommonArgs {
+    /// Input file: .txt text, .json tokens ({"text"}, {"tokens"} or {"token_ids"}), or an attention file.
+    pub input: Option<PathBuf>,
+    /// Text to tokenize.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Token ids, comma-separated; skips the tokenizer.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Option<Vec<u32>>,
+    /// `demo`, or a model folder.
+    #[arg(long, default_value = "demo", value_name = "DIR|demo")]
+    pub model: String,
+    /// Mask spec, `+`-joined: none, causal, padding, window:W, strided:S, block:B, global:I,J,
+    /// drop-keys:I,J, drop-queries:I,J, drop-cells:Q.K,Q.K.
+    #[arg(long, default_value = "none", value_name = "SPEC")]
+    pub mask: String,
+    /// Keep only these query/key dimensions of head H in layer L, e.g. 0.3=0-7,12 (repeatable).
+    #[arg(long = "dims", value_name = "L.H=DIMS")]
+    pub dims: Vec<String>,
+    /// Score scale: inv-sqrt (1/√d_head), none, or temperature:T.
+    #[arg(long, default_value = "inv-sqrt", value_name = "SCALE")]
+    pub scale: String,
+    /// Print one JSON line of timings on stderr.
+    #[arg(long)]
+    pub timings: bool,
+    /// The demo model's settings.
+    #[command(flatten)]
+    pub demo: DemoArgs,
+}
+
+/// Settings of the built-in demo model.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Demo tokenizer: words (words and punctuation) or chars.
+    #[arg(long, default_value = "words")]
+    pub tokenizer: DemoTokenizer,
+    /// Demo layers (1..=24).
+    #[arg(long, default_value_t = DemoConfig::default().layers)]
+    pub layers: usize,
+    /// Demo heads per layer (1..=32, dividing d_model).
+    #[arg(long, default_value_t = DemoConfig::default().heads)]
+    pub heads: usize,
+    /// Demo residual width (8..=1024).
+    #[arg(long, default_value_t = DemoConfig::default().d_model)]
+    pub d_model: usize,
+    /// Demo positional encoding: none, sinusoidal, learned, rope or alibi.
+    #[arg(long = "pe", default_value = "sinusoidal")]
+    pub positional: DemoPositional,
+    /// Demo LayerNorm placement: pre, post or none.
+    #[arg(long, default_value = "pre")]
+    pub layer_norm: NormPlacement,
+    /// Demo weight seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl DemoArgs {
+    fn config(&self) -> DemoConfig {
+        DemoConfig {
+            layers: self.layers,
+            heads: self.heads,
+            d_model: self.d_model,
+            positional: self.positional,
+            norm: self.layer_norm,
+            seed: self.seed,
+        }
+    }
+}
+
+/// File format of `export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `attnviz.attention/v1` JSON.
+    Json,
+    /// NPY [L, H, N, N] float32 plus a `.tokens.json` sidecar.
+    Npy,
+}
+
+/// `attnviz export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Input and model options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output file.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Output format; by default from the extension (.npy is NPY, anything else JSON).
+    #[arg(long)]
+    pub format: Option<ExportFormat>,
+}
+
+/// What `render` draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum View {
+    /// One head (or a combination) as a heatmap.
+    Heatmap,
+    /// Every layer × head as thumbnails.
+    Grid,
+}
+
+/// `attnviz render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Input and model options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output PNG.
+    #[arg(long, value_name = "PNG")]
+    pub out: PathBuf,
+    /// Layer to show (0-based).
+    #[arg(long, default_value_t = 0)]
+    pub layer: usize,
+    /// Head to show (0-based), or mean or max over the layer's heads.
+    #[arg(long, default_value = "0", value_name = "H|mean|max")]
+    pub head: String,
+    /// Heatmap of one head, or the grid of all heads.
+    #[arg(long, value_enum, default_value = "heatmap")]
+    pub view: View,
+    /// Colormap: viridis, magma, inferno, plasma, grays or diverging.
+    #[arg(long, default_value = "viridis")]
+    pub colormap: Colormap,
+    /// Only the cells: no labels, title or colorbar.
+    #[arg(long)]
+    pub no_labels: bool,
+    /// Pixels per cell (heatmap), or per thumbnail side (grid).
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub cell: Option<u32>,
+}
+
+/// `attnviz info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// `demo`, or a model folder.
+    #[arg(long, default_value = "demo", value_name = "DIR|demo")]
+    pub model: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The demo model's settings.
+    #[command(flatten)]
+    pub demo: DemoArgs,
+}
+
+/// Runs a subcommand.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Export(args) => export(args),
+        Command::Render(args) => render_cmd(args),
+        Command::Info(args) => info(args),
+    }
+}
+
+/// Wall-clock phases for `--timings`.
+#[derive(Default, serde::Serialize)]
+struct Timings {
+    load_ms: f64,
+    tokenize_ms: f64,
+    forward_ms: f64,
+    write_ms: f64,
+}
+
+fn ms_since(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn load_model(model: &str, demo: &DemoArgs) -> Result<DemoModel> {
+    if model != "demo" {
+        bail!(
+            "only the built-in demo model can run so far; Hugging Face checkpoints are not supported yet (model folder {model})"
+        );
+    }
+    DemoModel::new(demo.config()).map_err(|e| anyhow!("demo model: {e}"))
+}
+
+/// Attention that came either from running the model or from a file.
+struct Computed {
+    meta: ModelMeta,
+    tokens: Vec<Token>,
+    mask: String,
+    maps: crate::engine::AttentionMaps,
+}
+
+fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
+    let start = Instant::now();
+    // Options are checked before anything heavy, so that a bad spec fails fast.
+    let mask = MaskSpec::parse(&common.mask).map_err(|e| anyhow!("{e}"))?;
+    let scale: ScoreScale = common.scale.parse().map_err(|e: String| anyhow!(e))?;
+    let dims = common
+        .dims
+        .iter()
+        .map(|d| d.parse::<DimSubset>())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| anyhow!(e))?;
+    let file = match &common.input {
+        Some(path) => Some(io::load_input(path)?),
+        None => None,
+    };
+    if let Some(InputFile::Attention(file)) = file {
+        timings.load_ms = ms_since(start);
+        let tokens = file
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let mut t = Token::from_text(text);
+                if let Some(&id) = file.token_ids.get(i) {
+                    t.id = id;
+                }
+                t
+            })
+            .collect();
+        return Ok(Computed {
+            meta: file.model,
+            tokens,
+            mask: file.mask,
+            maps: file.maps,
+        });
+    }
+    let model = load_model(&common.model, &common.demo)?;
+    timings.load_ms = ms_since(start);
+    let start = Instant::now();
+    let input = match (&file, &common.text, &common.ids) {
+        (Some(InputFile::Input(input)), _, _) => input.clone(),
+        (Some(InputFile::Session(_)), _, _) => {
+            let path = common.input.as_deref().unwrap_or(Path::new(""));
+            bail!("session files open in the app (attnviz {}), not here: {}", path.display(), path.display());
+        }
+        (_, Some(text), _) => TokenInput::Text(text.clone()),
+        (_, _, Some(ids)) => TokenInput::Ids(ids.clone()),
+        _ => bail!("no input: give an INPUT file, --text or --ids"),
+    };
+    let tokens = match input {
+        TokenInput::Text(text) => tokenize::tokenize(&text, common.demo.tokenizer),
+        TokenInput::Tokens(texts) => {
+            let tokens: Vec<Token> = texts.iter().map(|t| Token::from_text(t)).collect();
+            if tokens.is_empty() { Err(tokenize::TokenizeError::Empty) } else { Ok(tokens) }
+        }
+        TokenInput::Ids(ids) => {
+            if ids.is_empty() { Err(tokenize::TokenizeError::Empty) } else { Ok(tokenize::tokens_from_ids(&ids)) }
+        }
+    };
+    let tokens = match (tokens, &common.input) {
+        (Ok(t), _) => t,
+        (Err(e), Some(path)) => bail!("{e} in {}", path.display()),
+        (Err(e), None) => bail!("{e}"),
+    };
+    timings.tokenize_ms = ms_since(start);
+    let start = Instant::now();
+    let opts = RunOptions {
+        mask: mask.clone(),
+        scale,
+        dims,
+        ..RunOptions::default()
+    };
+    let run = model.forward(&tokens, &opts)?;
+    timings.forward_ms = ms_since(start);
+    let info = model.info();
+    Ok(Computed {
+        meta: ModelMeta::from(&info),
+        tokens: run.tokens,
+        mask: effective_mask(&mask, info.causal).to_string(),
+        maps: run.maps,
+    })
+}
+
+fn print_timings(enabled: bool, timings: &Timings) {
+    if enabled {
+        if let Ok(line) = serde_json::to_string(timings) {
+            eprintln!("{line}");
+        }
+    }
+}
+
+fn export(args: ExportArgs) -> Result<()> {
+    let mut timings = Timings::default();
+    let computed = compute(&args.common, &mut timings)?;
+    let start = Instant::now();
+    let format = args.format.unwrap_or_else(|| {
+        let npy = args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+        if npy { ExportFormat::Npy } else { ExportFormat::Json }
+    });
+    match format {
+        ExportFormat::Json => io::write_atomic(&args.out, |out| {
+            io::write_attention_json(out, &computed.meta, &computed.tokens, &computed.mask, &computed.maps)
+        })?,
+        ExportFormat::Npy => {
+            let texts: Vec<String> = computed.tokens.iter().map(|t| t.text.clone()).collect();
+            io::write_npy(&args.out, &computed.maps, &texts)?;
+        }
+    }
+    timings.write_ms = ms_since(start);
+    print_timings(args.common.timings, &timings);
+    Ok(())
+}
+
+/// Pixels per cell when `--cell` is not given: about 768 pixels across, 1 to 32 per cell.
+fn default_cell(len: usize) -> u32 {
+    (768 / len.max(1)).clamp(1, 32) as u32
+}
+
+fn render_cmd(args: RenderArgs) -> Result<()> {
+    let selection: HeadSelection = args.head.parse().map_err(|e: String| anyhow!(e))?;
+    let mut timings = Timings::default();
+    let computed = compute(&args.common, &mut timings)?;
+    let start = Instant::now();
+    let labels: Vec<String> = computed.tokens.iter().map(|t| t.text.clone()).collect();
+    let image = match args.view {
+        View::Heatmap => {
+            let matrix = select_heads(&computed.maps, args.layer, &selection).map_err(|e| anyhow!(e))?;
+            let opts = FigureOptions {
+                title: format!("layer {} · {} · {}", args.layer, selection, computed.meta.name),
+                query_labels: labels.clone(),
+                key_labels: labels,
+                colormap: args.colormap,
+                range: ValueRange::unit(),
+                scale: ValueScale::Linear,
+                cell_px: args.cell.unwrap_or_else(|| default_cell(computed.maps.len())),
+                labels: !args.no_labels,
+            };
+            render::heatmap_figure(matrix.view(), &opts)?
+        }
+        View::Grid => {
+            let [layers, heads, _, _] = computed.maps.shape();
+            let owned: Vec<Vec<crate::engine::HeadMap>> = (0..layers)
+                .map(|l| (0..heads).filter_map(|h| computed.maps.head(l, h)).collect())
+                .collect();
+            let views: Vec<Vec<ndarray::ArrayView2<'_, f32>>> =
+                owned.iter().map(|row| row.iter().map(|m| m.view()).collect()).collect();
+            let opts = GridOptions {
+                title: format!("{} · {} layers × {} heads", computed.meta.name, layers, heads),
+                colormap: args.colormap,
+                scale: ValueScale::Linear,
+                shared_range: Some(ValueRange::unit()),
+                thumb_px: args.cell.unwrap_or(96),
+                labels: !args.no_labels,
+            };
+            render::grid_figure(&views, &opts)?
+        }
+    };
+    render::write_png(&image, &args.out)?;
+    timings.write_ms = ms_since(start);
+    print_timings(args.common.timings, &timings);
+    Ok(())
+}
+
+fn info(args: InfoArgs) -> Result<()> {
+    let model = load_model(&args.model, &args.demo)?;
+    let info = model.info();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&info).context("serialising model info")?);
+    } else {
+        print!("{}", info_text(&info, &model));
+    }
+    Ok(())
+}
+
+fn info_text(info: &ModelInfo, model: &DemoModel) -> String {
+    let mut s = format!(
+        "model         {}\narchitecture  {}\nlayers        {}\nheads         {} (kv heads {})\nd_model       {}\nd_head        {}\nd_ff          {}\nvocab         {}\nparameters    {}\ndtype         {}\npositions     {} (max {} tokens)\nlayer norm    {}\ncausal        {}\n",
+        info.name,
+        info.architecture,
+        info.layers,
+        info.heads,
+        info.kv_heads,
+        info.d_model,
+        info.d_head,
+        info.d_ff,
+        info.vocab.map_or("none (hashed tokens)".to_owned(), |v| v.to_string()),
+        info.params,
+        info.dtype,
+        info.positional,
+        info.max_positions,
+        info.norm,
+        info.causal,
+    );
+    let mut crafted = Vec::new();
+    for l in 0..info.layers {
+        for h in 0..info.heads {
+            if let Some(kind) = model.crafted_head(l, h) {
+                crafted.push(format!("L{l}·H{h} {}", kind.label()));
+            }
+        }
+    }
+    if !crafted.is_empty() {
+        s.push_str(&format!("crafted heads {}\n", crafted.join(", ")));
+    }
+    s
+}

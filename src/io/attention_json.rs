@@ -1,0 +1,232 @@
+//! The attention JSON format, `attnviz.attention/v1`: written as a stream, read back whole.
+
+use super::{IoError, json_reason, read_bytes};
+use crate::engine::AttentionMaps;
+use crate::tokenize::Token;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+/// The `model` object of an attention file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    /// A short name.
+    pub name: String,
+    /// `demo`, `bert`, `gpt2` or `llama`.
+    pub architecture: String,
+    /// Number of layers.
+    pub layers: usize,
+    /// Query heads per layer.
+    pub heads: usize,
+    /// Key/value heads per layer.
+    pub kv_heads: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+}
+
+impl From<&crate::model::ModelInfo> for ModelMeta {
+    fn from(info: &crate::model::ModelInfo) -> Self {
+        Self {
+            name: info.name.clone(),
+            architecture: info.architecture.clone(),
+            layers: info.layers,
+            heads: info.heads,
+            kv_heads: info.kv_heads,
+            d_model: info.d_model,
+        }
+    }
+}
+
+/// An attention file read back into memory.
+#[derive(Clone, Debug)]
+pub struct AttentionFile {
+    /// The model that produced it.
+    pub model: ModelMeta,
+    /// Token texts.
+    pub tokens: Vec<String>,
+    /// Token ids, when the file has them.
+    pub token_ids: Vec<u32>,
+    /// The mask spec it was computed with.
+    pub mask: String,
+    /// The maps. Shape: [layer, head, query, key].
+    pub maps: AttentionMaps,
+}
+
+/// Streams an attention file to `out`: the header, then the maps value by value, never building
+/// the whole document in memory. Floats use the shortest text that reads back to the same f32.
+pub fn write_attention_json(
+    out: &mut dyn Write,
+    model: &ModelMeta,
+    tokens: &[Token],
+    mask: &str,
+    maps: &AttentionMaps,
+) -> std::io::Result<()> {
+    let texts: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
+    let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
+    write!(out, "{{\"format\":\"{}\",\"model\":", super::ATTENTION_FORMAT)?;
+    serde_json::to_writer(&mut *out, model)?;
+    out.write_all(b",\"tokens\":")?;
+    serde_json::to_writer(&mut *out, &texts)?;
+    out.write_all(b",\"token_ids\":")?;
+    serde_json::to_writer(&mut *out, &ids)?;
+    out.write_all(b",\"mask\":")?;
+    serde_json::to_writer(&mut *out, mask)?;
+    let [l, h, n, _] = maps.shape();
+    write!(out, ",\"shape\":[{l},{h},{n},{n}],\"attentions\":[")?;
+    let mut buf = ryu::Buffer::new();
+    let mut result: std::io::Result<()> = Ok(());
+    maps.for_each_head(|layer_idx, head_idx, map| {
+        if result.is_err() {
+            return;
+        }
+        result = (|| {
+            if head_idx == 0 {
+                out.write_all(if layer_idx == 0 { b"[" } else { b",[" })?;
+            } else {
+                out.write_all(b",")?;
+            }
+            out.write_all(b"[")?;
+            for (query_idx, row) in map.rows().into_iter().enumerate() {
+                out.write_all(if query_idx == 0 { b"[" } else { b",[" })?;
+                for (key_idx, &v) in row.iter().enumerate() {
+                    if key_idx > 0 {
+                        out.write_all(b",")?;
+                    }
+                    let v = if v.is_finite() { v } else { 0.0 };
+                    out.write_all(buf.format_finite(v).as_bytes())?;
+                }
+                out.write_all(b"]")?;
+            }
+            out.write_all(b"]")?;
+            if head_idx + 1 == h {
+                out.write_all(b"]")?;
+            }
+            Ok(())
+        })();
+    });
+    result?;
+    out.write_all(b"]}\n")
+}
+
+#[derive(Deserialize)]
+struct RawFile {
+    format: String,
+    model: ModelMeta,
+    tokens: Vec<String>,
+    #[serde(default)]
+    token_ids: Vec<u32>,
+    #[serde(default)]
+    mask: String,
+    shape: [usize; 4],
+    attentions: Vec<Vec<Vec<Vec<f32>>>>,
+}
+
+/// Reads an attention file.
+pub fn read_attention_json(path: &Path) -> Result<AttentionFile, IoError> {
+    let bytes = read_bytes(path)?;
+    let raw: RawFile = serde_json::from_slice(&bytes).map_err(|e| IoError::invalid(path, json_reason(&e)))?;
+    from_raw(path, raw)
+}
+
+/// Interprets an already parsed JSON value as an attention file.
+pub(crate) fn from_value(path: &Path, value: serde_json::Value) -> Result<AttentionFile, IoError> {
+    let raw: RawFile = serde_json::from_value(value).map_err(|e| IoError::invalid(path, json_reason(&e)))?;
+    from_raw(path, raw)
+}
+
+fn from_raw(path: &Path, raw: RawFile) -> Result<AttentionFile, IoError> {
+    if raw.format != super::ATTENTION_FORMAT {
+        return Err(IoError::invalid(path, format!("format is {:?}, expected {:?}", raw.format, super::ATTENTION_FORMAT)));
+    }
+    let [l, h, n, n2] = raw.shape;
+    let bad = |reason: String| Err(IoError::invalid(path, reason));
+    if n != n2 {
+        return bad(format!("shape {:?} is not square in its last two axes", raw.shape));
+    }
+    if l == 0 || h == 0 || n == 0 {
+        return bad(format!("shape {:?} is empty", raw.shape));
+    }
+    if raw.tokens.len() != n {
+        return bad(format!("{} tokens but shape {:?} says {n}", raw.tokens.len(), raw.shape));
+    }
+    if !raw.token_ids.is_empty() && raw.token_ids.len() != n {
+        return bad(format!("{} token ids but {n} tokens", raw.token_ids.len()));
+    }
+    if raw.attentions.len() != l {
+        return bad(format!("\"attentions\" has {} layers but shape says {l}", raw.attentions.len()));
+    }
+    let mut maps = Vec::with_capacity(l * h);
+    for (layer_idx, layer) in raw.attentions.into_iter().enumerate() {
+        if layer.len() != h {
+            return bad(format!("layer {layer_idx} has {} heads but shape says {h}", layer.len()));
+        }
+        for (head_idx, head) in layer.into_iter().enumerate() {
+            if head.len() != n || head.iter().any(|row| row.len() != n) {
+                return bad(format!("layer {layer_idx} head {head_idx} is not {n}×{n}"));
+            }
+            let flat: Vec<f32> = head.into_iter().flatten().collect();
+            if let Some(v) = flat.iter().find(|v| !v.is_finite() || **v < 0.0) {
+                return bad(format!("layer {layer_idx} head {head_idx} holds {v}, which is not a probability"));
+            }
+            let map = Array2::from_shape_vec((n, n), flat)
+                .map_err(|e| IoError::invalid(path, format!("layer {layer_idx} head {head_idx}: {e}")))?;
+            maps.push(map);
+        }
+    }
+    let maps = AttentionMaps::from_heads(l, h, n, maps)
+        .ok_or_else(|| IoError::invalid(path, "inconsistent attention shapes"))?;
+    Ok(AttentionFile {
+        model: raw.model,
+        tokens: raw.tokens,
+        token_ids: raw.token_ids,
+        mask: raw.mask,
+        maps,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn round_trips_exactly() {
+        let maps = AttentionMaps::from_heads(
+            1,
+            2,
+            2,
+            vec![array![[1.0, 0.0], [0.3, 0.7]], array![[0.123_456_79, 0.876_543_2], [0.5, 0.5]]],
+        )
+        .unwrap();
+        let tokens = vec![Token::from_text("a"), Token::from_text("b")];
+        let meta = ModelMeta {
+            name: "demo".into(),
+            architecture: "demo".into(),
+            layers: 1,
+            heads: 2,
+            kv_heads: 2,
+            d_model: 8,
+        };
+        let mut out = Vec::new();
+        write_attention_json(&mut out, &meta, &tokens, "causal", &maps).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["shape"], serde_json::json!([1, 2, 2, 2]));
+        assert_eq!(value["attentions"][0][1][0][0], serde_json::json!(0.123_456_79_f32));
+        let file = from_value(Path::new("x.json"), value).unwrap();
+        assert_eq!(file.maps, maps);
+        assert_eq!(file.tokens, ["a", "b"]);
+        assert_eq!(file.mask, "causal");
+    }
+
+    #[test]
+    fn rejects_inconsistent_shapes() {
+        let value = serde_json::json!({
+            "format": "attnviz.attention/v1",
+            "model": {"name": "m", "architecture": "demo", "layers": 1, "heads": 1, "kv_heads": 1, "d_model": 4},
+            "tokens": ["a", "b"], "shape": [1, 1, 2, 2], "attentions": [[[[1.0, 0.0]]]]
+        });
+        let err = from_value(Path::new("att.json"), value).unwrap_err().to_string();
+        assert_eq!(err, "layer 0 head 0 is not 2×2 in att.json");
+    }
+}

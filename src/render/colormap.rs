@@ -1,0 +1,208 @@
+//! Named colormaps, each sampled once into a 256-entry RGBA lookup table.
+//!
+//! The gradients come from `colorous`. Tables are built lazily, the first time
+//! any colormap is used, and shared for the rest of the process.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+/// Number of entries in each lookup table.
+pub const LUT_SIZE: usize = 256;
+
+/// A lookup table: entry `i` is the color at `t = i / 255`.
+pub type Lut = [[u8; 4]; LUT_SIZE];
+
+/// A colormap that turns a normalised value in `[0, 1]` into an opaque color.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Colormap {
+    /// Perceptually uniform, dark purple to yellow.
+    #[default]
+    Viridis,
+    /// Perceptually uniform, black to light cream through magenta.
+    Magma,
+    /// Perceptually uniform, black to pale yellow through red.
+    Inferno,
+    /// Perceptually uniform, dark blue to yellow through pink.
+    Plasma,
+    /// Black (0) to white (1).
+    Grays,
+    /// Blue (0) through white (0.5) to red (1).
+    Diverging,
+}
+
+impl Colormap {
+    /// Every colormap, in menu order.
+    pub const ALL: [Colormap; 6] = [
+        Colormap::Viridis,
+        Colormap::Magma,
+        Colormap::Inferno,
+        Colormap::Plasma,
+        Colormap::Grays,
+        Colormap::Diverging,
+    ];
+
+    /// The lowercase name used on the command line and in saved settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Colormap::Viridis => "viridis",
+            Colormap::Magma => "magma",
+            Colormap::Inferno => "inferno",
+            Colormap::Plasma => "plasma",
+            Colormap::Grays => "grays",
+            Colormap::Diverging => "diverging",
+        }
+    }
+
+    /// The opaque RGBA color for `t`, which is clamped to `[0, 1]`; NaN maps to 0.
+    pub fn color(self, t: f32) -> [u8; 4] {
+        self.lut()[lut_index(t)]
+    }
+
+    /// The 256-entry lookup table behind [`Colormap::color`].
+    pub fn lut(self) -> &'static Lut {
+        static TABLES: OnceLock<[Lut; 6]> = OnceLock::new();
+        let tables = TABLES.get_or_init(|| Colormap::ALL.map(build_lut));
+        &tables[self as usize]
+    }
+}
+
+/// The lookup-table index for a normalised value: `t` is clamped to `[0, 1]`,
+/// scaled to `0..=255` and rounded; NaN gives 0.
+#[inline]
+pub fn lut_index(t: f32) -> usize {
+    if t.is_nan() {
+        return 0;
+    }
+    // The clamp keeps the product within 0.5..=255.5, so the cast cannot
+    // overflow and the result is at most 255.
+    (t.clamp(0.0, 1.0) * (LUT_SIZE - 1) as f32 + 0.5) as usize
+}
+
+/// Samples the colorous gradient behind `colormap` into a lookup table.
+fn build_lut(colormap: Colormap) -> Lut {
+    // `reversed` flips the gradient so that index 0 takes the gradient's end.
+    let (gradient, reversed) = match colormap {
+        Colormap::Viridis => (colorous::VIRIDIS, false),
+        Colormap::Magma => (colorous::MAGMA, false),
+        Colormap::Inferno => (colorous::INFERNO, false),
+        Colormap::Plasma => (colorous::PLASMA, false),
+        // GREYS runs white -> black; we want black at 0.
+        Colormap::Grays => (colorous::GREYS, true),
+        // RED_BLUE runs red -> blue; we want blue for low values.
+        Colormap::Diverging => (colorous::RED_BLUE, true),
+    };
+    let mut lut = [[0, 0, 0, 255]; LUT_SIZE];
+    for (i, entry) in lut.iter_mut().enumerate() {
+        let position = if reversed { LUT_SIZE - 1 - i } else { i };
+        let [r, g, b] = gradient.eval_rational(position, LUT_SIZE).into_array();
+        *entry = [r, g, b, 255];
+    }
+    lut
+}
+
+impl fmt::Display for Colormap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Colormap {
+    type Err = String;
+
+    /// Parses a colormap name, ignoring case and surrounding whitespace.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim();
+        Colormap::ALL
+            .into_iter()
+            .find(|c| c.name().eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| {
+                let names: Vec<&str> = Colormap::ALL.iter().map(|c| c.name()).collect();
+                format!(
+                    "unknown colormap '{wanted}'; expected one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// True when every channel of `a` is within `tol` of `b` (alpha must be opaque).
+    fn close(a: [u8; 4], b: [u8; 3], tol: u8) -> bool {
+        a[3] == 255 && (0..3).all(|i| a[i].abs_diff(b[i]) <= tol)
+    }
+
+    #[test]
+    fn viridis_endpoints() {
+        let lo = Colormap::Viridis.color(0.0);
+        let hi = Colormap::Viridis.color(1.0);
+        assert!(close(lo, [68, 1, 84], 3), "viridis(0) = {lo:?}");
+        assert!(close(hi, [253, 231, 37], 3), "viridis(1) = {hi:?}");
+    }
+
+    #[test]
+    fn grays_runs_black_to_white() {
+        assert_eq!(Colormap::Grays.color(0.0), [0, 0, 0, 255]);
+        assert_eq!(Colormap::Grays.color(1.0), [255, 255, 255, 255]);
+        let mid = Colormap::Grays.color(0.5);
+        assert!(mid[0] > 50 && mid[0] < 200, "grays(0.5) = {mid:?}");
+    }
+
+    #[test]
+    fn diverging_is_blue_white_red() {
+        let lo = Colormap::Diverging.color(0.0);
+        let mid = Colormap::Diverging.color(0.5);
+        let hi = Colormap::Diverging.color(1.0);
+        assert!(lo[2] > lo[0] + 60, "diverging(0) should be blue: {lo:?}");
+        assert!(hi[0] > hi[2] + 60, "diverging(1) should be red: {hi:?}");
+        assert!(
+            mid[..3].iter().all(|&c| c >= 235),
+            "diverging(0.5) = {mid:?}"
+        );
+    }
+
+    #[test]
+    fn out_of_range_and_nan_are_clamped() {
+        for cmap in Colormap::ALL {
+            assert_eq!(cmap.color(f32::NAN), cmap.color(0.0));
+            assert_eq!(cmap.color(-3.0), cmap.color(0.0));
+            assert_eq!(cmap.color(7.0), cmap.color(1.0));
+            assert_eq!(cmap.color(f32::INFINITY), cmap.color(1.0));
+            assert_eq!(cmap.color(f32::NEG_INFINITY), cmap.color(0.0));
+        }
+    }
+
+    #[test]
+    fn lut_index_rounds_to_nearest_entry() {
+        assert_eq!(lut_index(0.0), 0);
+        assert_eq!(lut_index(1.0), 255);
+        assert_eq!(lut_index(0.5), 128);
+        assert_eq!(lut_index(1.0 / 255.0), 1);
+        assert_eq!(lut_index(0.4 / 255.0), 0);
+    }
+
+    #[test]
+    fn names_round_trip_through_from_str_and_display() {
+        for cmap in Colormap::ALL {
+            assert_eq!(cmap.name().parse::<Colormap>(), Ok(cmap));
+            assert_eq!(cmap.to_string(), cmap.name());
+        }
+        assert_eq!(" Magma ".parse::<Colormap>(), Ok(Colormap::Magma));
+        let err = "rainbow".parse::<Colormap>().unwrap_err();
+        assert!(err.contains("rainbow") && err.contains("viridis") && err.contains("diverging"));
+    }
+
+    #[test]
+    fn serde_uses_lowercase_names() {
+        let json = serde_json::to_string(&Colormap::Plasma).unwrap();
+        assert_eq!(json, "\"plasma\"");
+        let back: Colormap = serde_json::from_str("\"grays\"").unwrap();
+        assert_eq!(back, Colormap::Grays);
+    }
+}

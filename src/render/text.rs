@@ -1,0 +1,225 @@
+//! Text rasterisation with `ab_glyph` and the embedded DejaVu Sans font.
+//!
+//! Text is first rendered into a coverage [`Mask`] and then blended into the
+//! image, either upright or rotated 90° counter-clockwise (reading upward).
+//! Characters the font lacks are drawn with its `.notdef` glyph; control
+//! characters are drawn as spaces. Nothing here panics on odd input.
+
+use std::sync::OnceLock;
+
+use ab_glyph::{Font, FontRef, Glyph, PxScale, ScaleFont, point};
+use image::RgbaImage;
+
+/// The embedded font file.
+static FONT_DATA: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+
+/// Dark grey used for all text and tick marks.
+pub(crate) const TEXT_COLOR: [u8; 3] = [0x22, 0x22, 0x22];
+
+/// The parsed embedded font, or `None` if it could not be parsed (then no text is drawn).
+fn font() -> Option<&'static FontRef<'static>> {
+    static FONT: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
+    FONT.get_or_init(|| FontRef::try_from_slice(FONT_DATA).ok())
+        .as_ref()
+}
+
+/// Height in pixels of one line of text at `px` (the font's ascent minus descent).
+pub(crate) fn line_height(px: f32) -> u32 {
+    // ab_glyph's PxScale is exactly the ascent-to-descent height.
+    px.max(1.0).ceil() as u32
+}
+
+/// Width in pixels of `text` at `px`, rounded up.
+pub(crate) fn text_width(text: &str, px: f32) -> u32 {
+    font().map_or(0, |f| layout(f, text, px).1.ceil() as u32)
+}
+
+/// Positions the glyphs of `text` on a baseline at the font's ascent,
+/// starting at x = 0. Returns the glyphs and the total advance width.
+fn layout(font: &FontRef<'static>, text: &str, px: f32) -> (Vec<Glyph>, f32) {
+    let scale = PxScale::from(px.max(1.0));
+    let scaled = font.as_scaled(scale);
+    let baseline = scaled.ascent();
+    let mut glyphs = Vec::with_capacity(text.len());
+    let mut caret = 0.0f32;
+    let mut previous = None;
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        let id = scaled.glyph_id(c);
+        if let Some(prev) = previous {
+            caret += scaled.kern(prev, id);
+        }
+        glyphs.push(id.with_scale_and_position(scale, point(caret, baseline)));
+        caret += scaled.h_advance(id);
+        previous = Some(id);
+    }
+    (glyphs, caret)
+}
+
+/// Anti-aliased coverage of a line of text, row-major, values in `[0, 1]`.
+#[derive(Clone, Debug)]
+pub(crate) struct Mask {
+    width: usize,
+    height: usize,
+    coverage: Vec<f32>,
+}
+
+impl Mask {
+    /// Renders `text` at `px` into a mask `text_width` x `line_height` pixels.
+    pub(crate) fn render(text: &str, px: f32) -> Mask {
+        let height = line_height(px) as usize;
+        let Some(font) = font() else {
+            return Mask {
+                width: 0,
+                height,
+                coverage: Vec::new(),
+            };
+        };
+        let (glyphs, advance) = layout(font, text, px);
+        let width = advance.ceil().max(0.0) as usize;
+        let mut coverage = vec![0.0f32; width * height];
+        for glyph in glyphs {
+            let Some(outlined) = font.outline_glyph(glyph) else {
+                continue; // e.g. a space: nothing to draw
+            };
+            let bounds = outlined.px_bounds();
+            let left = bounds.min.x as i64;
+            let top = bounds.min.y as i64;
+            outlined.draw(|gx, gy, c| {
+                let x = left + i64::from(gx);
+                let y = top + i64::from(gy);
+                if (0..width as i64).contains(&x) && (0..height as i64).contains(&y) {
+                    let cell = &mut coverage[y as usize * width + x as usize];
+                    *cell = (*cell + c).min(1.0);
+                }
+            });
+        }
+        Mask {
+            width,
+            height,
+            coverage,
+        }
+    }
+}
+
+/// How a mask is placed into an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Orientation {
+    /// Normal left-to-right text.
+    Horizontal,
+    /// Rotated 90° counter-clockwise: the text reads bottom to top and the
+    /// tops of the letters face left. The drawn box is `height` wide and
+    /// `width` tall.
+    Up,
+}
+
+/// Blends `mask` in `color` into `img` with the drawn box's top-left corner at
+/// `(x, y)`. Pixels outside the image are skipped.
+pub(crate) fn draw_mask(
+    img: &mut RgbaImage,
+    mask: &Mask,
+    x: i64,
+    y: i64,
+    orientation: Orientation,
+    color: [u8; 3],
+) {
+    let (img_w, img_h) = (i64::from(img.width()), i64::from(img.height()));
+    for v in 0..mask.height {
+        for u in 0..mask.width {
+            let a = mask.coverage[v * mask.width + u];
+            if a <= 0.0 {
+                continue;
+            }
+            let (px, py) = match orientation {
+                Orientation::Horizontal => (x + u as i64, y + v as i64),
+                Orientation::Up => (x + v as i64, y + (mask.width - 1 - u) as i64),
+            };
+            if (0..img_w).contains(&px) && (0..img_h).contains(&py) {
+                let pixel = img.get_pixel_mut(px as u32, py as u32);
+                for (dst, &src) in pixel.0.iter_mut().zip(&color) {
+                    let blended = f32::from(*dst) * (1.0 - a) + f32::from(src) * a;
+                    *dst = blended.round().clamp(0.0, 255.0) as u8;
+                }
+            }
+        }
+    }
+}
+
+/// Renders `text` and draws it horizontally with its top-left corner at `(x, y)`.
+pub(crate) fn draw_text(img: &mut RgbaImage, text: &str, px: f32, x: i64, y: i64) {
+    let mask = Mask::render(text, px);
+    draw_mask(img, &mask, x, y, Orientation::Horizontal, TEXT_COLOR);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgba;
+
+    fn dark_pixels(img: &RgbaImage) -> Vec<(u32, u32)> {
+        img.enumerate_pixels()
+            .filter(|(_, _, p)| p.0[0] < 128)
+            .map(|(x, y, _)| (x, y))
+            .collect()
+    }
+
+    #[test]
+    fn font_parses_and_measures() {
+        assert!(font().is_some());
+        assert_eq!(text_width("", 12.0), 0);
+        let short = text_width("ab", 12.0);
+        let long = text_width("abcdef", 12.0);
+        assert!(short > 5 && long > 2 * short, "{short} {long}");
+        assert_eq!(line_height(12.0), 12);
+    }
+
+    #[test]
+    fn horizontal_text_is_wider_than_tall_and_up_text_taller_than_wide() {
+        let mut img = RgbaImage::from_pixel(120, 120, Rgba([255; 4]));
+        draw_text(&mut img, "horizontal", 12.0, 5, 5);
+        let dark = dark_pixels(&img);
+        let (w, h) = extent(&dark);
+        assert!(w > 3 * h, "{w}x{h}");
+
+        let mut img = RgbaImage::from_pixel(120, 120, Rgba([255; 4]));
+        let mask = Mask::render("vertical", 12.0);
+        draw_mask(&mut img, &mask, 5, 5, Orientation::Up, TEXT_COLOR);
+        let dark = dark_pixels(&img);
+        let (w, h) = extent(&dark);
+        assert!(h > 3 * w, "{w}x{h}");
+    }
+
+    #[test]
+    fn up_text_reads_bottom_to_top() {
+        // "l......" : the tall 'l' comes first, so after rotation its column of
+        // ink must sit at the bottom of the drawn box.
+        let mask = Mask::render("l.....", 16.0);
+        let mut img = RgbaImage::from_pixel(40, 80, Rgba([255; 4]));
+        draw_mask(&mut img, &mask, 0, 0, Orientation::Up, TEXT_COLOR);
+        let dark = dark_pixels(&img);
+        let lowest = dark.iter().map(|&(_, y)| y).max().unwrap_or(0);
+        let highest = dark.iter().map(|&(_, y)| y).min().unwrap_or(0);
+        // Pixels of the 'l' span many columns (its full height) near the bottom.
+        let bottom_cols = dark.iter().filter(|&&(_, y)| y + 3 >= lowest).count();
+        let top_cols = dark.iter().filter(|&&(_, y)| y <= highest + 3).count();
+        assert!(bottom_cols > top_cols, "{bottom_cols} vs {top_cols}");
+    }
+
+    #[test]
+    fn missing_glyphs_and_control_characters_do_not_panic() {
+        let mut img = RgbaImage::from_pixel(200, 30, Rgba([255; 4]));
+        draw_text(&mut img, "日本語 🦀 \u{0}\t\n\u{FFFF}", 12.0, 0, 0);
+        draw_text(&mut img, "clipped", 12.0, -30, -5);
+        draw_text(&mut img, "clipped", 12.0, 190, 25);
+        // The notdef boxes leave some ink.
+        assert!(!dark_pixels(&img).is_empty());
+    }
+
+    fn extent(points: &[(u32, u32)]) -> (u32, u32) {
+        let xs = points.iter().map(|p| p.0);
+        let ys = points.iter().map(|p| p.1);
+        let w = xs.clone().max().unwrap_or(0) - xs.min().unwrap_or(0) + 1;
+        let h = ys.clone().max().unwrap_or(0) - ys.min().unwrap_or(0) + 1;
+        (w, h)
+    }
+}
