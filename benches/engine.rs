@@ -1,1 +1,79 @@
-fn main(){}
+//! Benchmarks: the demo's forward pass with every attention captured, heatmap rendering and a
+//! labelled PNG export. Run with `cargo bench`; the README and closing notes quote the medians.
+
+use attnviz::engine::RunOptions;
+use attnviz::model::{DemoConfig, DemoModel, Model};
+use attnviz::render::{self, Colormap, FigureOptions, ValueRange, ValueScale};
+use attnviz::tokenize::{Token, tokens_from_ids};
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::Duration;
+
+fn tokens(n: usize) -> Vec<Token> {
+    // A repeating 97-word vocabulary, like text with common words.
+    let ids: Vec<u32> = (0..n as u32).map(|i| (i * 31 + 7) % 97).collect();
+    tokens_from_ids(&ids)
+}
+
+fn forward(c: &mut Criterion) {
+    let model = DemoModel::new(DemoConfig::default()).expect("default demo builds");
+    let mut group = c.benchmark_group("forward_demo_default");
+    group.warm_up_time(Duration::from_secs(1));
+    for &n in &[128usize, 512, 2048] {
+        let toks = tokens(n);
+        if n >= 2048 {
+            group.sample_size(10);
+            group.measurement_time(Duration::from_secs(8));
+        } else {
+            group.sample_size(20);
+            group.measurement_time(Duration::from_secs(4));
+        }
+        group.bench_with_input(BenchmarkId::new("auto_threads", n), &toks, |b, toks| {
+            b.iter(|| black_box(model.forward(toks, &RunOptions::default()).map(|r| r.maps.len())));
+        });
+        if n <= 512 {
+            let one = RunOptions { threads: Some(1), ..RunOptions::default() };
+            group.bench_with_input(BenchmarkId::new("one_thread", n), &toks, |b, toks| {
+                b.iter(|| black_box(model.forward(toks, &one).map(|r| r.maps.len())));
+            });
+        }
+    }
+    group.finish();
+}
+
+fn rendering(c: &mut Criterion) {
+    let model = DemoModel::new(DemoConfig::default()).expect("default demo builds");
+    let mut group = c.benchmark_group("render");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(3));
+    let run = model.forward(&tokens(512), &RunOptions::default()).expect("forward");
+    let map = run.maps.head(0, 3).expect("head exists");
+    group.bench_function("heatmap_image_512", |b| {
+        b.iter(|| black_box(render::heatmap_image(map.view(), Colormap::Viridis, ValueRange::unit(), ValueScale::Linear, 1)));
+    });
+    let small = model.forward(&tokens(64), &RunOptions::default()).expect("forward");
+    let small_map = small.maps.head(0, 0).expect("head exists");
+    let labels: Vec<String> = small.tokens.iter().map(|t| t.text.clone()).collect();
+    let opts = FigureOptions {
+        title: "layer 0 · head 0 · demo".into(),
+        query_labels: labels.clone(),
+        key_labels: labels,
+        colormap: Colormap::Viridis,
+        range: ValueRange::unit(),
+        scale: ValueScale::Linear,
+        cell_px: 12,
+        labels: true,
+    };
+    group.bench_function("labelled_png_export_64_tokens", |b| {
+        b.iter(|| {
+            let img = render::heatmap_figure(small_map.view(), &opts).expect("figure");
+            let mut bytes = Vec::new();
+            render::encode_png(&img, &mut bytes).expect("png");
+            black_box(bytes.len())
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, forward, rendering);
+criterion_main!(benches);

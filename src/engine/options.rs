@@ -122,6 +122,9 @@ pub struct RunOptions {
     pub trace_layer: Option<usize>,
     /// Keep the final hidden states in the run.
     pub keep_hidden: bool,
+    /// Threads for the per-head work: `None` picks by sequence length (see the engine docs),
+    /// `Some(1)` forces one. Results are identical either way.
+    pub threads: Option<usize>,
 }
 
 #[cfg(test)]

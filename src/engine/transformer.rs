@@ -250,6 +250,8 @@ struct HeadResult {
 /// Sequences at least this long split the heads across threads; below it the thread start-up
 /// costs more than it saves (measured in `benches/engine.rs`).
 const PARALLEL_MIN_TOKENS: usize = 48;
+/// More threads than this rarely pays for a dozen heads.
+const MAX_THREADS: usize = 8;
 
 impl Transformer {
     /// Checks that every weight has the shape the dimensions promise.
@@ -477,7 +479,13 @@ impl Transformer {
                 },
             )
         };
-        let threads = if h.nrows() >= PARALLEL_MIN_TOKENS { 2 } else { 1 };
+        let threads = opts.threads.unwrap_or_else(|| {
+            if h.nrows() >= PARALLEL_MIN_TOKENS {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+            } else {
+                1
+            }
+        });
         let results = parallel_map(self.heads, threads, &head_fn);
 
         let mut concat = Array2::<f32>::zeros((h.nrows(), self.heads * dh));

@@ -1,0 +1,201 @@
+//! Runs the real `attnviz` binary as a user would, and checks files and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_attnviz"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("attnviz-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failure must be exit 1 with exactly one line starting `error:`, and no panic output.
+fn assert_clean_error(o: &Output, must_mention: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line expected: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains(must_mention), "{err:?} should mention {must_mention:?}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+}
+
+const TEXT: &str = "The cat sat on the mat . The cat sat";
+
+#[test]
+fn export_json_has_the_contract_shape_and_row_sums() {
+    let dir = scratch("json");
+    let out = dir.join("a.json");
+    let o = run(&["export", "--text", TEXT, "--out", out.to_str().unwrap(), "--timings"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let timings: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    for key in ["load_ms", "tokenize_ms", "forward_ms", "write_ms"] {
+        assert!(timings[key].as_f64().unwrap() >= 0.0, "{key}");
+    }
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["format"], "attnviz.attention/v1");
+    assert_eq!(v["shape"], serde_json::json!([6, 8, 10, 10]));
+    assert_eq!(v["model"]["architecture"], "demo");
+    assert_eq!(v["tokens"][1], "cat");
+    assert_eq!(v["token_ids"].as_array().unwrap().len(), 10);
+    let layers = v["attentions"].as_array().unwrap();
+    assert_eq!(layers.len(), 6);
+    for layer in layers {
+        let heads = layer.as_array().unwrap();
+        assert_eq!(heads.len(), 8);
+        for head in heads {
+            let rows = head.as_array().unwrap();
+            assert_eq!(rows.len(), 10);
+            for row in rows {
+                let sum: f64 = row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).sum();
+                assert!((sum - 1.0).abs() < 1e-5, "row sum {sum}");
+            }
+        }
+    }
+    // Layer 0 head 0 is the previous-token head: row 3 puts its weight on token 2.
+    let row3: Vec<f64> = v["attentions"][0][0][3].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    assert!(row3[2] > 0.99, "{row3:?}");
+}
+
+#[test]
+fn export_npy_writes_array_and_sidecar() {
+    let dir = scratch("npy");
+    let out = dir.join("att.npy");
+    let o = run(&["export", "--text", "a b c", "--mask", "causal", "--layers", "2", "--heads", "4", "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'shape': (2, 4, 3, 3)"), "{header}");
+    assert_eq!(bytes.len() - 10 - header_len, 2 * 4 * 3 * 3 * 4);
+    // Causal: the first row is [1, 0, 0] in every head.
+    let f = |i: usize| {
+        let s = 10 + header_len + 4 * i;
+        f32::from_le_bytes(bytes[s..s + 4].try_into().unwrap())
+    };
+    assert_eq!((f(0), f(1), f(2)), (1.0, 0.0, 0.0));
+    let tokens: Vec<String> = serde_json::from_slice(&std::fs::read(dir.join("att.tokens.json")).unwrap()).unwrap();
+    assert_eq!(tokens, ["a", "b", "c"]);
+}
+
+fn decode(path: &Path) -> image::RgbaImage {
+    image::open(path).unwrap().to_rgba8()
+}
+
+fn distinct_colors(img: &image::RgbaImage) -> usize {
+    let mut colors: Vec<[u8; 4]> = img.pixels().map(|p| p.0).collect();
+    colors.sort_unstable();
+    colors.dedup();
+    colors.len()
+}
+
+#[test]
+fn render_png_labelled_and_bare() {
+    let dir = scratch("png");
+    let labelled = dir.join("l.png");
+    let o = run(&["render", "--text", TEXT, "--out", labelled.to_str().unwrap(), "--cell", "20"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = decode(&labelled);
+    // Labels, title and colorbar make the figure bigger than the 10×20 px of cells.
+    assert!(img.width() > 200 && img.height() > 200, "{:?}", img.dimensions());
+    assert!(distinct_colors(&img) > 20);
+
+    let bare = dir.join("b.png");
+    let o = run(&["render", "--text", TEXT, "--out", bare.to_str().unwrap(), "--cell", "3", "--no-labels", "--head", "mean", "--colormap", "magma"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = decode(&bare);
+    assert_eq!(img.dimensions(), (30, 30));
+    assert!(distinct_colors(&img) > 2, "a uniform image");
+
+    let grid = dir.join("g.png");
+    let o = run(&["render", "--text", TEXT, "--out", grid.to_str().unwrap(), "--view", "grid", "--cell", "40"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = decode(&grid);
+    assert!(img.width() >= 8 * 40 && img.height() >= 6 * 40, "{:?}", img.dimensions());
+}
+
+#[test]
+fn rendering_an_exported_file_gives_the_same_pixels() {
+    let dir = scratch("same");
+    let json = dir.join("a.json");
+    let (direct, from_file) = (dir.join("direct.png"), dir.join("file.png"));
+    assert!(run(&["export", "--text", TEXT, "--out", json.to_str().unwrap()]).status.success());
+    let common = ["--layer", "5", "--head", "0", "--cell", "4", "--no-labels"];
+    let o = run(&[&["render", "--text", TEXT, "--out", direct.to_str().unwrap()][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[&["render", json.to_str().unwrap(), "--out", from_file.to_str().unwrap()][..], &common].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(decode(&direct), decode(&from_file));
+}
+
+#[test]
+fn sample_inputs_all_render() {
+    let dir = scratch("samples");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_inputs");
+    let mut count = 0;
+    for entry in std::fs::read_dir(samples).unwrap() {
+        let path = entry.unwrap().path();
+        let out = dir.join(path.file_name().unwrap()).with_extension("png");
+        let o = run(&["render", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--mask", "padding"]);
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+        count += 1;
+    }
+    assert!(count >= 5);
+}
+
+#[test]
+fn info_prints_the_architecture() {
+    let o = run(&["info", "--json", "--heads", "4", "--d-model", "128"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["heads"].as_u64(), v["d_model"].as_u64(), v["d_head"].as_u64()), (Some(4), Some(128), Some(32)));
+    let text = String::from_utf8(run(&["info"]).stdout).unwrap();
+    assert!(text.contains("L0·H0 previous token"), "{text}");
+}
+
+#[test]
+fn bad_inputs_give_one_clean_error_line() {
+    let dir = scratch("bad");
+    let out = dir.join("o.json");
+    let out = out.to_str().unwrap();
+    let missing = dir.join("missing.txt");
+    assert_clean_error(&run(&["export", missing.to_str().unwrap(), "--out", out]), "missing.txt");
+
+    let malformed = dir.join("broken.json");
+    std::fs::write(&malformed, "{\"tokens\": [\"a\",").unwrap();
+    assert_clean_error(&run(&["export", malformed.to_str().unwrap(), "--out", out]), "broken.json");
+
+    let wrong = dir.join("wrong.json");
+    std::fs::write(&wrong, "{\"format\": \"attnviz.attention/v1\", \"shape\": [1]}").unwrap();
+    assert_clean_error(&run(&["render", wrong.to_str().unwrap(), "--out", out]), "wrong.json");
+
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "   \n").unwrap();
+    assert_clean_error(&run(&["export", empty.to_str().unwrap(), "--out", out]), "nothing to tokenize");
+    assert_clean_error(&run(&["export", "--text", "", "--out", out]), "nothing to tokenize");
+
+    assert_clean_error(&run(&["export", "--text", "a b", "--mask", "window:x", "--out", out]), "bad mask spec");
+    assert_clean_error(&run(&["export", "--text", "a b", "--mask", "drop-keys:7", "--out", out]), "drop-keys:7");
+    assert_clean_error(&run(&["export", "--text", "a b", "--heads", "7", "--out", out]), "divide");
+    assert_clean_error(&run(&["render", "--text", "a b", "--layer", "9", "--out", out]), "layer 9");
+    assert_clean_error(&run(&["export", "--text", "a b", "--dims", "0.0=99", "--out", out]), "dimension 99");
+    let unwritable = dir.join("no/such/dir/o.json");
+    assert_clean_error(&run(&["export", "--text", "a b", "--out", unwritable.to_str().unwrap()]), "o.json");
+
+    // Usage errors are clap's: exit 2.
+    assert_eq!(run(&["export", "--text", "a", "--out", out, "--bogus"]).status.code(), Some(2));
+    assert_eq!(run(&["render", "--text", "a", "--out", out, "--view", "nope"]).status.code(), Some(2));
+    assert_eq!(run(&["export", "--out", out]).status.code(), Some(2));
+}
