@@ -1,6 +1,10 @@
 //! Benchmarks: the demo's forward pass with every attention captured, heatmap rendering and a
 //! labelled PNG export. Run with `cargo bench`; the README and closing notes quote the medians.
 
+// Setup failures abort the benchmark, which is what they should do; criterion's macros
+// generate undocumented functions.
+#![allow(clippy::expect_used, missing_docs)]
+
 use attnviz::engine::RunOptions;
 use attnviz::model::{DemoConfig, DemoModel, Model};
 use attnviz::render::{self, Colormap, FigureOptions, ValueRange, ValueScale};
@@ -29,10 +33,19 @@ fn forward(c: &mut Criterion) {
             group.measurement_time(Duration::from_secs(4));
         }
         group.bench_with_input(BenchmarkId::new("auto_threads", n), &toks, |b, toks| {
-            b.iter(|| black_box(model.forward(toks, &RunOptions::default()).map(|r| r.maps.len())));
+            b.iter(|| {
+                black_box(
+                    model
+                        .forward(toks, &RunOptions::default())
+                        .map(|r| r.maps.len()),
+                )
+            });
         });
         if n <= 512 {
-            let one = RunOptions { threads: Some(1), ..RunOptions::default() };
+            let one = RunOptions {
+                threads: Some(1),
+                ..RunOptions::default()
+            };
             group.bench_with_input(BenchmarkId::new("one_thread", n), &toks, |b, toks| {
                 b.iter(|| black_box(model.forward(toks, &one).map(|r| r.maps.len())));
             });
@@ -46,12 +59,24 @@ fn rendering(c: &mut Criterion) {
     let mut group = c.benchmark_group("render");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(3));
-    let run = model.forward(&tokens(512), &RunOptions::default()).expect("forward");
+    let run = model
+        .forward(&tokens(512), &RunOptions::default())
+        .expect("forward");
     let map = run.maps.head(0, 3).expect("head exists");
     group.bench_function("heatmap_image_512", |b| {
-        b.iter(|| black_box(render::heatmap_image(map.view(), Colormap::Viridis, ValueRange::unit(), ValueScale::Linear, 1)));
+        b.iter(|| {
+            black_box(render::heatmap_image(
+                map.view(),
+                Colormap::Viridis,
+                ValueRange::unit(),
+                ValueScale::Linear,
+                1,
+            ))
+        });
     });
-    let small = model.forward(&tokens(64), &RunOptions::default()).expect("forward");
+    let small = model
+        .forward(&tokens(64), &RunOptions::default())
+        .expect("forward");
     let small_map = small.maps.head(0, 0).expect("head exists");
     let labels: Vec<String> = small.tokens.iter().map(|t| t.text.clone()).collect();
     let opts = FigureOptions {

@@ -10,11 +10,11 @@
 //!
 //! Only `app` may use egui.
 
-pub mod engine;
-pub mod model;
-pub mod tokenize;
 pub mod analysis;
 pub mod app;
 pub mod cli;
+pub mod engine;
 pub mod io;
+pub mod model;
 pub mod render;
+pub mod tokenize;

@@ -1,5 +1,8 @@
 //! Runs the real `attnviz` binary as a user would, and checks files and exit codes.
 
+// Test helpers outside #[test] functions may unwrap: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -27,8 +30,14 @@ fn assert_clean_error(o: &Output, must_mention: &str) {
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");
     assert_eq!(err.lines().count(), 1, "one line expected: {err}");
     assert!(err.starts_with("error: "), "{err}");
-    assert!(err.contains(must_mention), "{err:?} should mention {must_mention:?}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        err.contains(must_mention),
+        "{err:?} should mention {must_mention:?}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
 }
 
 const TEXT: &str = "The cat sat on the mat . The cat sat";
@@ -37,7 +46,14 @@ const TEXT: &str = "The cat sat on the mat . The cat sat";
 fn export_json_has_the_contract_shape_and_row_sums() {
     let dir = scratch("json");
     let out = dir.join("a.json");
-    let o = run(&["export", "--text", TEXT, "--out", out.to_str().unwrap(), "--timings"]);
+    let o = run(&[
+        "export",
+        "--text",
+        TEXT,
+        "--out",
+        out.to_str().unwrap(),
+        "--timings",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let timings: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
     for key in ["load_ms", "tokenize_ms", "forward_ms", "write_ms"] {
@@ -58,13 +74,23 @@ fn export_json_has_the_contract_shape_and_row_sums() {
             let rows = head.as_array().unwrap();
             assert_eq!(rows.len(), 10);
             for row in rows {
-                let sum: f64 = row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).sum();
+                let sum: f64 = row
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .sum();
                 assert!((sum - 1.0).abs() < 1e-5, "row sum {sum}");
             }
         }
     }
     // Layer 0 head 0 is the previous-token head: row 3 puts its weight on token 2.
-    let row3: Vec<f64> = v["attentions"][0][0][3].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let row3: Vec<f64> = v["attentions"][0][0][3]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     assert!(row3[2] > 0.99, "{row3:?}");
 }
 
@@ -72,7 +98,19 @@ fn export_json_has_the_contract_shape_and_row_sums() {
 fn export_npy_writes_array_and_sidecar() {
     let dir = scratch("npy");
     let out = dir.join("att.npy");
-    let o = run(&["export", "--text", "a b c", "--mask", "causal", "--layers", "2", "--heads", "4", "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "export",
+        "--text",
+        "a b c",
+        "--mask",
+        "causal",
+        "--layers",
+        "2",
+        "--heads",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let bytes = std::fs::read(&out).unwrap();
     assert_eq!(&bytes[..6], b"\x93NUMPY");
@@ -86,7 +124,8 @@ fn export_npy_writes_array_and_sidecar() {
         f32::from_le_bytes(bytes[s..s + 4].try_into().unwrap())
     };
     assert_eq!((f(0), f(1), f(2)), (1.0, 0.0, 0.0));
-    let tokens: Vec<String> = serde_json::from_slice(&std::fs::read(dir.join("att.tokens.json")).unwrap()).unwrap();
+    let tokens: Vec<String> =
+        serde_json::from_slice(&std::fs::read(dir.join("att.tokens.json")).unwrap()).unwrap();
     assert_eq!(tokens, ["a", "b", "c"]);
 }
 
@@ -105,25 +144,64 @@ fn distinct_colors(img: &image::RgbaImage) -> usize {
 fn render_png_labelled_and_bare() {
     let dir = scratch("png");
     let labelled = dir.join("l.png");
-    let o = run(&["render", "--text", TEXT, "--out", labelled.to_str().unwrap(), "--cell", "20"]);
+    let o = run(&[
+        "render",
+        "--text",
+        TEXT,
+        "--out",
+        labelled.to_str().unwrap(),
+        "--cell",
+        "20",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let img = decode(&labelled);
     // Labels, title and colorbar make the figure bigger than the 10×20 px of cells.
-    assert!(img.width() > 200 && img.height() > 200, "{:?}", img.dimensions());
+    assert!(
+        img.width() > 200 && img.height() > 200,
+        "{:?}",
+        img.dimensions()
+    );
     assert!(distinct_colors(&img) > 20);
 
     let bare = dir.join("b.png");
-    let o = run(&["render", "--text", TEXT, "--out", bare.to_str().unwrap(), "--cell", "3", "--no-labels", "--head", "mean", "--colormap", "magma"]);
+    let o = run(&[
+        "render",
+        "--text",
+        TEXT,
+        "--out",
+        bare.to_str().unwrap(),
+        "--cell",
+        "3",
+        "--no-labels",
+        "--head",
+        "mean",
+        "--colormap",
+        "magma",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let img = decode(&bare);
     assert_eq!(img.dimensions(), (30, 30));
     assert!(distinct_colors(&img) > 2, "a uniform image");
 
     let grid = dir.join("g.png");
-    let o = run(&["render", "--text", TEXT, "--out", grid.to_str().unwrap(), "--view", "grid", "--cell", "40"]);
+    let o = run(&[
+        "render",
+        "--text",
+        TEXT,
+        "--out",
+        grid.to_str().unwrap(),
+        "--view",
+        "grid",
+        "--cell",
+        "40",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let img = decode(&grid);
-    assert!(img.width() >= 8 * 40 && img.height() >= 6 * 40, "{:?}", img.dimensions());
+    assert!(
+        img.width() >= 8 * 40 && img.height() >= 6 * 40,
+        "{:?}",
+        img.dimensions()
+    );
 }
 
 #[test]
@@ -131,11 +209,28 @@ fn rendering_an_exported_file_gives_the_same_pixels() {
     let dir = scratch("same");
     let json = dir.join("a.json");
     let (direct, from_file) = (dir.join("direct.png"), dir.join("file.png"));
-    assert!(run(&["export", "--text", TEXT, "--out", json.to_str().unwrap()]).status.success());
+    assert!(
+        run(&["export", "--text", TEXT, "--out", json.to_str().unwrap()])
+            .status
+            .success()
+    );
     let common = ["--layer", "5", "--head", "0", "--cell", "4", "--no-labels"];
-    let o = run(&[&["render", "--text", TEXT, "--out", direct.to_str().unwrap()][..], &common].concat());
+    let o = run(&[
+        &["render", "--text", TEXT, "--out", direct.to_str().unwrap()][..],
+        &common,
+    ]
+    .concat());
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&[&["render", json.to_str().unwrap(), "--out", from_file.to_str().unwrap()][..], &common].concat());
+    let o = run(&[
+        &[
+            "render",
+            json.to_str().unwrap(),
+            "--out",
+            from_file.to_str().unwrap(),
+        ][..],
+        &common,
+    ]
+    .concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(decode(&direct), decode(&from_file));
 }
@@ -148,7 +243,14 @@ fn sample_inputs_all_render() {
     for entry in std::fs::read_dir(samples).unwrap() {
         let path = entry.unwrap().path();
         let out = dir.join(path.file_name().unwrap()).with_extension("png");
-        let o = run(&["render", path.to_str().unwrap(), "--out", out.to_str().unwrap(), "--mask", "padding"]);
+        let o = run(&[
+            "render",
+            path.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--mask",
+            "padding",
+        ]);
         assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
         count += 1;
     }
@@ -160,7 +262,14 @@ fn info_prints_the_architecture() {
     let o = run(&["info", "--json", "--heads", "4", "--d-model", "128"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!((v["heads"].as_u64(), v["d_model"].as_u64(), v["d_head"].as_u64()), (Some(4), Some(128), Some(32)));
+    assert_eq!(
+        (
+            v["heads"].as_u64(),
+            v["d_model"].as_u64(),
+            v["d_head"].as_u64()
+        ),
+        (Some(4), Some(128), Some(32))
+    );
     let text = String::from_utf8(run(&["info"]).stdout).unwrap();
     assert!(text.contains("L0·H0 previous token"), "{text}");
 }
@@ -171,31 +280,94 @@ fn bad_inputs_give_one_clean_error_line() {
     let out = dir.join("o.json");
     let out = out.to_str().unwrap();
     let missing = dir.join("missing.txt");
-    assert_clean_error(&run(&["export", missing.to_str().unwrap(), "--out", out]), "missing.txt");
+    assert_clean_error(
+        &run(&["export", missing.to_str().unwrap(), "--out", out]),
+        "missing.txt",
+    );
 
     let malformed = dir.join("broken.json");
     std::fs::write(&malformed, "{\"tokens\": [\"a\",").unwrap();
-    assert_clean_error(&run(&["export", malformed.to_str().unwrap(), "--out", out]), "broken.json");
+    assert_clean_error(
+        &run(&["export", malformed.to_str().unwrap(), "--out", out]),
+        "broken.json",
+    );
 
     let wrong = dir.join("wrong.json");
-    std::fs::write(&wrong, "{\"format\": \"attnviz.attention/v1\", \"shape\": [1]}").unwrap();
-    assert_clean_error(&run(&["render", wrong.to_str().unwrap(), "--out", out]), "wrong.json");
+    std::fs::write(
+        &wrong,
+        "{\"format\": \"attnviz.attention/v1\", \"shape\": [1]}",
+    )
+    .unwrap();
+    assert_clean_error(
+        &run(&["render", wrong.to_str().unwrap(), "--out", out]),
+        "wrong.json",
+    );
 
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "   \n").unwrap();
-    assert_clean_error(&run(&["export", empty.to_str().unwrap(), "--out", out]), "nothing to tokenize");
-    assert_clean_error(&run(&["export", "--text", "", "--out", out]), "nothing to tokenize");
+    assert_clean_error(
+        &run(&["export", empty.to_str().unwrap(), "--out", out]),
+        "nothing to tokenize",
+    );
+    assert_clean_error(
+        &run(&["export", "--text", "", "--out", out]),
+        "nothing to tokenize",
+    );
 
-    assert_clean_error(&run(&["export", "--text", "a b", "--mask", "window:x", "--out", out]), "bad mask spec");
-    assert_clean_error(&run(&["export", "--text", "a b", "--mask", "drop-keys:7", "--out", out]), "drop-keys:7");
-    assert_clean_error(&run(&["export", "--text", "a b", "--heads", "7", "--out", out]), "divide");
-    assert_clean_error(&run(&["render", "--text", "a b", "--layer", "9", "--out", out]), "layer 9");
-    assert_clean_error(&run(&["export", "--text", "a b", "--dims", "0.0=99", "--out", out]), "dimension 99");
+    assert_clean_error(
+        &run(&[
+            "export", "--text", "a b", "--mask", "window:x", "--out", out,
+        ]),
+        "bad mask spec",
+    );
+    assert_clean_error(
+        &run(&[
+            "export",
+            "--text",
+            "a b",
+            "--mask",
+            "drop-keys:7",
+            "--out",
+            out,
+        ]),
+        "drop-keys:7",
+    );
+    assert_clean_error(
+        &run(&["export", "--text", "a b", "--heads", "7", "--out", out]),
+        "divide",
+    );
+    assert_clean_error(
+        &run(&["render", "--text", "a b", "--layer", "9", "--out", out]),
+        "layer 9",
+    );
+    assert_clean_error(
+        &run(&["export", "--text", "a b", "--dims", "0.0=99", "--out", out]),
+        "dimension 99",
+    );
     let unwritable = dir.join("no/such/dir/o.json");
-    assert_clean_error(&run(&["export", "--text", "a b", "--out", unwritable.to_str().unwrap()]), "o.json");
+    assert_clean_error(
+        &run(&[
+            "export",
+            "--text",
+            "a b",
+            "--out",
+            unwritable.to_str().unwrap(),
+        ]),
+        "o.json",
+    );
 
     // Usage errors are clap's: exit 2.
-    assert_eq!(run(&["export", "--text", "a", "--out", out, "--bogus"]).status.code(), Some(2));
-    assert_eq!(run(&["render", "--text", "a", "--out", out, "--view", "nope"]).status.code(), Some(2));
+    assert_eq!(
+        run(&["export", "--text", "a", "--out", out, "--bogus"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&["render", "--text", "a", "--out", out, "--view", "nope"])
+            .status
+            .code(),
+        Some(2)
+    );
     assert_eq!(run(&["export", "--out", out]).status.code(), Some(2));
 }

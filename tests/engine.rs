@@ -1,9 +1,12 @@
 //! Engine and demo-model properties: probabilities, masks, an f64 reference, permutation
 //! equivariance and the crafted heads' patterns. Case counts are bounded for CI.
 
+// Test helpers outside #[test] functions may unwrap: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop)]
+
 use attnviz::engine::{
-    Activation, AttentionPosition, Block, MaskSpec, Mlp, Norm, NormPlacement, RunOptions, ScoreScale,
-    SelfAttention, Transformer,
+    Activation, AttentionPosition, Block, MaskSpec, Mlp, Norm, NormPlacement, RunOptions,
+    ScoreScale, SelfAttention, Transformer,
 };
 use attnviz::model::demo::{CraftedHead, crafted_at};
 use attnviz::model::{DemoConfig, DemoModel, DemoPositional, Model};
@@ -17,7 +20,10 @@ use proptest::prelude::*;
 type Mat = Vec<Vec<f64>>;
 
 fn to_mat(a: &Array2<f32>) -> Mat {
-    a.rows().into_iter().map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect()
+    a.rows()
+        .into_iter()
+        .map(|r| r.iter().map(|&v| f64::from(v)).collect())
+        .collect()
 }
 
 fn matmul(x: &Mat, w: &Array2<f32>, b: Option<&Array1<f32>>) -> Mat {
@@ -50,7 +56,8 @@ fn erf64(x: f64) -> f64 {
         // Asymptotic erfc for |x| > 3; the first omitted term is below 1e-8.
         let a = x.abs();
         let inv = 1.0 / (a * a);
-        let series = 1.0 - 0.5 * inv + 0.75 * inv * inv - 1.875 * inv.powi(3) + 6.5625 * inv.powi(4);
+        let series =
+            1.0 - 0.5 * inv + 0.75 * inv * inv - 1.875 * inv.powi(3) + 6.5625 * inv.powi(4);
         let erfc = (-a * a).exp() / (a * std::f64::consts::PI.sqrt()) * series;
         (1.0 - erfc).copysign(x)
     }
@@ -59,7 +66,10 @@ fn erf64(x: f64) -> f64 {
 fn act64(a: Activation, x: f64) -> f64 {
     match a {
         Activation::Gelu => 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2)),
-        Activation::GeluTanh => 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh()),
+        Activation::GeluTanh => {
+            0.5 * x
+                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3))).tanh())
+        }
         Activation::Silu => x / (1.0 + (-x).exp()),
     }
 }
@@ -72,7 +82,8 @@ fn norm64(n: &Norm, x: &mut Mat) {
                 let mean = row.iter().sum::<f64>() / len;
                 let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len;
                 for (c, v) in row.iter_mut().enumerate() {
-                    *v = (*v - mean) / (var + f64::from(*eps)).sqrt() * f64::from(gamma[c]) + f64::from(beta[c]);
+                    *v = (*v - mean) / (var + f64::from(*eps)).sqrt() * f64::from(gamma[c])
+                        + f64::from(beta[c]);
                 }
             }
             Norm::RmsNorm { gamma, eps } => {
@@ -140,7 +151,12 @@ fn allowed64(spec: &str, n: usize, causal_model: bool) -> Vec<Vec<bool>> {
 }
 
 /// Returns every head's probabilities, [layer][head][query][key].
-fn reference_forward(t: &Transformer, x: &Array2<f32>, spec: &str, scale: ScoreScale) -> Vec<Vec<Mat>> {
+fn reference_forward(
+    t: &Transformer,
+    x: &Array2<f32>,
+    spec: &str,
+    scale: ScoreScale,
+) -> Vec<Vec<Mat>> {
     let n = x.nrows();
     let dh = t.d_head;
     let allowed = allowed64(spec, n, t.causal);
@@ -207,7 +223,8 @@ fn reference_forward(t: &Transformer, x: &Array2<f32>, spec: &str, scale: ScoreS
                     probs[i][j] = (scores[j] - max).exp() / sum;
                 }
                 for c in 0..dh {
-                    concat[i][head * dh + c] = (0..n).map(|j| probs[i][j] * v[j][kv * dh + c]).sum();
+                    concat[i][head * dh + c] =
+                        (0..n).map(|j| probs[i][j] * v[j][kv * dh + c]).sum();
                 }
             }
             layer_maps.push(probs);
@@ -283,7 +300,10 @@ struct Lcg(u64);
 impl Lcg {
     fn normal(&mut self) -> f32 {
         let mut u = || {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((self.0 >> 11) as f64 + 0.5) / (1u64 << 53) as f64
         };
         let (a, b) = (u(), u());
@@ -316,7 +336,11 @@ fn random_transformer(s: &RandomSetup) -> Transformer {
     let mut r = Lcg(s.seed);
     let d = s.heads * s.d_head;
     let kv = (s.heads / s.kv_div).max(1);
-    let kv = if s.heads % kv == 0 { kv } else { s.heads };
+    let kv = if s.heads.is_multiple_of(kv) {
+        kv
+    } else {
+        s.heads
+    };
     let ff = 2 * d;
     let sc = 1.0 / (d as f32).sqrt();
     let bias = |n: usize, r: &mut Lcg| s.biases.then(|| r.vec(n, 0.3));
@@ -324,9 +348,16 @@ fn random_transformer(s: &RandomSetup) -> Transformer {
         .map(|_| {
             let norm = |r: &mut Lcg| {
                 if s.rms {
-                    Norm::RmsNorm { gamma: r.vec(d, 0.2) + 1.0, eps: 1e-6 }
+                    Norm::RmsNorm {
+                        gamma: r.vec(d, 0.2) + 1.0,
+                        eps: 1e-6,
+                    }
                 } else {
-                    Norm::LayerNorm { gamma: r.vec(d, 0.2) + 1.0, beta: r.vec(d, 0.2), eps: 1e-5 }
+                    Norm::LayerNorm {
+                        gamma: r.vec(d, 0.2) + 1.0,
+                        beta: r.vec(d, 0.2),
+                        eps: 1e-5,
+                    }
                 }
             };
             Block {
@@ -346,7 +377,13 @@ fn random_transformer(s: &RandomSetup) -> Transformer {
                     w_gate: s.gated.then(|| r.mat(d, ff, sc)),
                     w_out: r.mat(ff, d, sc),
                     b_out: bias(d, &mut r),
-                    activation: if s.gated { Activation::Silu } else if s.rms { Activation::GeluTanh } else { Activation::Gelu },
+                    activation: if s.gated {
+                        Activation::Silu
+                    } else if s.rms {
+                        Activation::GeluTanh
+                    } else {
+                        Activation::Gelu
+                    },
                 },
                 attention_norm: norm(&mut r),
                 mlp_norm: norm(&mut r),
@@ -371,7 +408,11 @@ fn random_transformer(s: &RandomSetup) -> Transformer {
 }
 
 fn placement() -> impl Strategy<Value = NormPlacement> {
-    prop_oneof![Just(NormPlacement::Pre), Just(NormPlacement::Post), Just(NormPlacement::None)]
+    prop_oneof![
+        Just(NormPlacement::Pre),
+        Just(NormPlacement::Post),
+        Just(NormPlacement::None)
+    ]
 }
 
 /// Mask specs that are valid for any length ≥ 1 (indices stay at 0).
@@ -385,7 +426,10 @@ fn mask_spec() -> impl Strategy<Value = String> {
         Just("drop-keys:0".to_owned()),
         Just("drop-queries:0".to_owned()),
     ];
-    prop_oneof![Just("none".to_owned()), prop::collection::vec(part, 1..4).prop_map(|p| p.join("+"))]
+    prop_oneof![
+        Just("none".to_owned()),
+        prop::collection::vec(part, 1..4).prop_map(|p| p.join("+"))
+    ]
 }
 
 fn scale() -> impl Strategy<Value = ScoreScale> {
@@ -407,19 +451,30 @@ fn random_setup() -> impl Strategy<Value = RandomSetup> {
         0u8..3,
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
     )
-        .prop_map(|(seed, heads, kv_div, d_head, layers, placement, position, (rms, gated, causal, biases))| RandomSetup {
-            seed,
-            heads,
-            kv_div,
-            d_head,
-            layers,
-            placement,
-            position,
-            rms,
-            gated,
-            causal,
-            biases,
-        })
+        .prop_map(
+            |(
+                seed,
+                heads,
+                kv_div,
+                d_head,
+                layers,
+                placement,
+                position,
+                (rms, gated, causal, biases),
+            )| RandomSetup {
+                seed,
+                heads,
+                kv_div,
+                d_head,
+                layers,
+                placement,
+                position,
+                rms,
+                gated,
+                causal,
+                biases,
+            },
+        )
 }
 
 proptest! {
@@ -548,7 +603,10 @@ fn check_crafted(cfg: DemoConfig, ids: &[u32], causal: bool) -> Result<(), TestC
     let model = DemoModel::new(cfg).unwrap();
     let tokens: Vec<Token> = tokens_from_ids(ids);
     let mask = if causal { "causal" } else { "none" };
-    let opts = RunOptions { mask: MaskSpec::parse(mask).unwrap(), ..RunOptions::default() };
+    let opts = RunOptions {
+        mask: MaskSpec::parse(mask).unwrap(),
+        ..RunOptions::default()
+    };
     let run = model.forward(&tokens, &opts).unwrap();
     let n = ids.len();
     let pe = cfg.positional;
@@ -570,7 +628,9 @@ fn check_crafted(cfg: DemoConfig, ids: &[u32], causal: bool) -> Result<(), TestC
         CraftedHead::Induction,
     ];
     for kind in kinds {
-        let Some((l, h)) = find_head(&cfg, kind) else { continue };
+        let Some((l, h)) = find_head(&cfg, kind) else {
+            continue;
+        };
         if !guaranteed(kind) {
             continue;
         }
@@ -579,22 +639,34 @@ fn check_crafted(cfg: DemoConfig, ids: &[u32], causal: bool) -> Result<(), TestC
             let got = argmax(m.row(i));
             let visible = |j: usize| !causal || j <= i;
             match kind {
-                CraftedHead::PreviousToken if i >= 1 => prop_assert_eq!(got, i - 1, "{:?} query {}", kind, i),
+                CraftedHead::PreviousToken if i >= 1 => {
+                    prop_assert_eq!(got, i - 1, "{:?} query {}", kind, i)
+                }
                 CraftedHead::PreviousToken => {}
                 CraftedHead::SelfToken => prop_assert_eq!(got, i, "{:?} query {}", kind, i),
                 CraftedHead::FirstToken => prop_assert_eq!(got, 0, "{:?} query {}", kind, i),
                 CraftedHead::DuplicateToken => {
-                    let copies: Vec<usize> = (0..n).filter(|&j| j != i && visible(j) && ids[j] == ids[i]).collect();
+                    let copies: Vec<usize> = (0..n)
+                        .filter(|&j| j != i && visible(j) && ids[j] == ids[i])
+                        .collect();
                     if copies.is_empty() {
                         prop_assert_eq!(got, i, "duplicate head, query {} has no copy", i);
                     } else {
-                        prop_assert!(copies.contains(&got), "duplicate head, query {i} chose {got}, copies {copies:?}");
+                        prop_assert!(
+                            copies.contains(&got),
+                            "duplicate head, query {i} chose {got}, copies {copies:?}"
+                        );
                     }
                 }
                 CraftedHead::Induction => {
-                    let targets: Vec<usize> = (1..n).filter(|&j| visible(j) && ids[j - 1] == ids[i]).collect();
+                    let targets: Vec<usize> = (1..n)
+                        .filter(|&j| visible(j) && ids[j - 1] == ids[i])
+                        .collect();
                     if !targets.is_empty() {
-                        prop_assert!(targets.contains(&got), "induction, query {i} chose {got}, targets {targets:?}, ids {ids:?}");
+                        prop_assert!(
+                            targets.contains(&got),
+                            "induction, query {i} chose {got}, targets {targets:?}, ids {ids:?}"
+                        );
                     }
                 }
             }
@@ -605,13 +677,30 @@ fn check_crafted(cfg: DemoConfig, ids: &[u32], causal: bool) -> Result<(), TestC
 
 fn crafted_config() -> impl Strategy<Value = DemoConfig> {
     (
-        prop_oneof![Just((64usize, 1usize)), Just((64, 2)), Just((128, 4)), Just((256, 8)), Just((256, 4)), Just((512, 16)), Just((128, 8))],
+        prop_oneof![
+            Just((64usize, 1usize)),
+            Just((64, 2)),
+            Just((128, 4)),
+            Just((256, 8)),
+            Just((256, 4)),
+            Just((512, 16)),
+            Just((128, 8))
+        ],
         1usize..5,
         prop::sample::select(DemoPositional::ALL.to_vec()),
         placement(),
         0u64..1000,
     )
-        .prop_map(|((d_model, heads), layers, positional, norm, seed)| DemoConfig { d_model, heads, layers, positional, norm, seed })
+        .prop_map(
+            |((d_model, heads), layers, positional, norm, seed)| DemoConfig {
+                d_model,
+                heads,
+                layers,
+                positional,
+                norm,
+                seed,
+            },
+        )
 }
 
 proptest! {
@@ -628,7 +717,9 @@ proptest! {
 #[test]
 fn crafted_heads_hold_on_a_long_input() {
     let mut r = Lcg(5);
-    let ids: Vec<u32> = (0..700).map(|_| (r.normal().abs() * 1000.0) as u32 % 300).collect();
+    let ids: Vec<u32> = (0..700)
+        .map(|_| (r.normal().abs() * 1000.0) as u32 % 300)
+        .collect();
     for causal in [false, true] {
         check_crafted(DemoConfig::default(), &ids, causal).unwrap();
     }
@@ -644,6 +735,10 @@ fn default_demo_places_crafted_heads_as_documented() {
     assert_eq!(crafted_at(&cfg, 0, 3), Some(CraftedHead::DuplicateToken));
     assert_eq!(crafted_at(&cfg, 5, 0), Some(CraftedHead::Induction));
     assert_eq!(crafted_at(&cfg, 2, 3), None);
-    let small = DemoConfig { d_model: 32, heads: 4, ..cfg };
+    let small = DemoConfig {
+        d_model: 32,
+        heads: 4,
+        ..cfg
+    };
     assert_eq!(crafted_at(&small, 0, 0), None);
 }

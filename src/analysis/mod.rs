@@ -43,16 +43,29 @@ impl std::fmt::Display for HeadSelection {
 
 /// The map of `selection` in layer `layer_idx`, or an error naming what does not exist.
 /// Shape: [query, key].
-pub fn select_heads(maps: &AttentionMaps, layer_idx: usize, selection: &HeadSelection) -> Result<Array2<f32>, String> {
+pub fn select_heads(
+    maps: &AttentionMaps,
+    layer_idx: usize,
+    selection: &HeadSelection,
+) -> Result<Array2<f32>, String> {
     let [layers, heads, n, _] = maps.shape();
     if layer_idx >= layers {
-        return Err(format!("layer {layer_idx} does not exist (the model has {layers} layers, 0..{})", layers - 1));
+        return Err(format!(
+            "layer {layer_idx} does not exist (the model has {layers} layers, 0..{})",
+            layers - 1
+        ));
     }
-    let head = |h: usize| maps.head(layer_idx, h).ok_or_else(|| format!("head {h} does not exist"));
+    let head = |h: usize| {
+        maps.head(layer_idx, h)
+            .ok_or_else(|| format!("head {h} does not exist"))
+    };
     match selection {
         HeadSelection::Head(h) => {
             if *h >= heads {
-                return Err(format!("head {h} does not exist (the model has {heads} heads, 0..{})", heads - 1));
+                return Err(format!(
+                    "head {h} does not exist (the model has {heads} heads, 0..{})",
+                    heads - 1
+                ));
             }
             Ok(head(*h)?.as_ref().clone())
         }
@@ -67,7 +80,9 @@ pub fn select_heads(maps: &AttentionMaps, layer_idx: usize, selection: &HeadSele
         HeadSelection::Max => {
             let mut acc = Array2::<f32>::zeros((n, n));
             for h in 0..heads {
-                ndarray::Zip::from(&mut acc).and(head(h)?.as_ref()).for_each(|a, &b| *a = a.max(b));
+                ndarray::Zip::from(&mut acc)
+                    .and(head(h)?.as_ref())
+                    .for_each(|a, &b| *a = a.max(b));
             }
             Ok(acc)
         }
@@ -85,11 +100,20 @@ mod tests {
             1,
             2,
             2,
-            vec![array![[1.0, 0.0], [0.5, 0.5]], array![[0.0, 1.0], [0.9, 0.1]]],
+            vec![
+                array![[1.0, 0.0], [0.5, 0.5]],
+                array![[0.0, 1.0], [0.9, 0.1]],
+            ],
         )
         .unwrap();
-        assert_eq!(select_heads(&maps, 0, &HeadSelection::Mean).unwrap(), array![[0.5, 0.5], [0.7, 0.3]]);
-        assert_eq!(select_heads(&maps, 0, &HeadSelection::Max).unwrap(), array![[1.0, 1.0], [0.9, 0.5]]);
+        assert_eq!(
+            select_heads(&maps, 0, &HeadSelection::Mean).unwrap(),
+            array![[0.5, 0.5], [0.7, 0.3]]
+        );
+        assert_eq!(
+            select_heads(&maps, 0, &HeadSelection::Max).unwrap(),
+            array![[1.0, 1.0], [0.9, 0.5]]
+        );
         assert!(select_heads(&maps, 0, &HeadSelection::Head(2)).is_err());
         assert!(select_heads(&maps, 1, &HeadSelection::Mean).is_err());
     }

@@ -5,19 +5,20 @@ mod heatmap;
 mod theme;
 pub mod worker;
 
+use crate::engine::AttentionRun;
 use crate::engine::{MaskSpec, NormPlacement, RunOptions, ScoreScale};
 use crate::io::{InputFile, TokenInput};
 use crate::model::{DemoConfig, DemoPositional, demo::crafted_at};
 use crate::render::Colormap;
 use crate::tokenize::DemoTokenizer;
-use crate::engine::AttentionRun;
 use anyhow::anyhow;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use worker::{JobKey, Worker};
 
 /// The sample text the app opens with.
-pub const SAMPLE_TEXT: &str = "The cat sat on the mat because the cat was tired . The cat sat on the mat again .";
+pub const SAMPLE_TEXT: &str =
+    "The cat sat on the mat because the cat was tired . The cat sat on the mat again .";
 
 /// Settings the user chose: input, model, run options and selections.
 #[derive(Clone, Debug, PartialEq)]
@@ -131,10 +132,16 @@ impl AttnApp {
             Ok(InputFile::Input(TokenInput::Text(text))) => self.state.text = text,
             Ok(InputFile::Input(TokenInput::Tokens(tokens))) => self.state.text = tokens.join(" "),
             Ok(InputFile::Input(TokenInput::Ids(_))) => {
-                self.error = Some(format!("token ids need a model with a vocabulary; the demo takes text: {}", path.display()));
+                self.error = Some(format!(
+                    "token ids need a model with a vocabulary; the demo takes text: {}",
+                    path.display()
+                ));
             }
             Ok(InputFile::Attention(_) | InputFile::Session(_)) => {
-                self.error = Some(format!("attention and session files open in a later version: {}", path.display()));
+                self.error = Some(format!(
+                    "attention and session files open in a later version: {}",
+                    path.display()
+                ));
             }
             Err(e) => self.error = Some(e.to_string()),
         }
@@ -169,7 +176,10 @@ impl AttnApp {
             return;
         };
         while let Some(result) = worker.poll() {
-            let wanted = self.requested.as_ref().is_some_and(|(id, _)| *id == result.id);
+            let wanted = self
+                .requested
+                .as_ref()
+                .is_some_and(|(id, _)| *id == result.id);
             if !wanted {
                 continue;
             }
@@ -190,7 +200,9 @@ impl AttnApp {
     }
 
     fn busy(&self) -> bool {
-        self.requested.as_ref().is_some_and(|(_, k)| self.current.as_ref().is_none_or(|(c, _)| c != k))
+        self.requested
+            .as_ref()
+            .is_some_and(|(_, k)| self.current.as_ref().is_none_or(|(c, _)| c != k))
             && self.error.is_none()
     }
 
@@ -240,7 +252,8 @@ impl AttnApp {
         ui.heading("Run options");
         ui.horizontal(|ui| {
             let label = ui.label("Mask");
-            ui.text_edit_singleline(&mut self.state.mask_text).labelled_by(label.id);
+            ui.text_edit_singleline(&mut self.state.mask_text)
+                .labelled_by(label.id);
         });
         ui.separator();
         ui.heading("View");
@@ -249,7 +262,8 @@ impl AttnApp {
         let heads = self.state.demo.heads;
         ui.add(egui::Slider::new(&mut self.state.layer_idx, 0..=layers - 1).text("layer"));
         ui.add(egui::Slider::new(&mut self.state.head_idx, 0..=heads - 1).text("head"));
-        if let Some(kind) = crafted_at(&self.state.demo, self.state.layer_idx, self.state.head_idx) {
+        if let Some(kind) = crafted_at(&self.state.demo, self.state.layer_idx, self.state.head_idx)
+        {
             ui.label(format!("crafted head: {}", kind.label()));
         }
         egui::ComboBox::from_label("Colormap")
@@ -309,7 +323,9 @@ impl AttnApp {
             let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
             let result = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
                 .ok_or_else(|| "screenshot has a wrong size".to_owned())
-                .and_then(|img| crate::render::write_png(&img, &job.path).map_err(|e| e.to_string()));
+                .and_then(|img| {
+                    crate::render::write_png(&img, &job.path).map_err(|e| e.to_string())
+                });
             if let Err(e) = result {
                 eprintln!("error: {e}");
             }
@@ -321,11 +337,13 @@ impl AttnApp {
             // A few frames let layout settle (panel sizes, fonts) before the shot.
             if job.frames_with_result >= 4 {
                 let slot = job.image.clone();
-                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(egui::ScreenshotCallback::new(move |img| {
-                    if let Ok(mut g) = slot.lock() {
-                        *g = Some(img);
-                    }
-                })));
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
+                    egui::ScreenshotCallback::new(move |img| {
+                        if let Ok(mut g) = slot.lock() {
+                            *g = Some(img);
+                        }
+                    }),
+                ));
                 job.requested = true;
             }
         }
@@ -337,7 +355,13 @@ impl eframe::App for AttnApp {
     fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
         self.receive();
         self.schedule();
-        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_owned()).collect());
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_owned())
+                .collect()
+        });
         for path in dropped {
             self.open_file(&path);
         }

@@ -9,7 +9,7 @@ use crate::model::{DemoConfig, DemoModel, Model};
 use crate::tokenize::{DemoTokenizer, Token, tokenize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Instant;
 
 /// Everything that determines a run. Equal keys give equal results, so results are cached by it.
@@ -99,10 +99,7 @@ impl Worker {
 
     /// The next finished job, if any.
     pub fn poll(&self) -> Option<JobResult> {
-        match self.results.try_recv() {
-            Ok(r) => Some(r),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.results.try_recv().ok()
     }
 
     /// Progress of the running job.

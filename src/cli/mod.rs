@@ -4,11 +4,11 @@
 //! exits with status 1. clap's own usage errors exit with 2.
 
 use crate::analysis::{HeadSelection, select_heads};
+use crate::engine::NormPlacement;
 use crate::engine::{DimSubset, MaskSpec, RunOptions, ScoreScale, effective_mask};
 use crate::io::{self, InputFile, ModelMeta, TokenInput};
 use crate::model::{DemoConfig, DemoModel, DemoPositional, Model, ModelInfo};
 use crate::render::{self, Colormap, FigureOptions, GridOptions, ValueRange, ValueScale};
-use crate::engine::NormPlacement;
 use crate::tokenize::{self, DemoTokenizer, Token};
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -17,7 +17,12 @@ use std::time::Instant;
 
 /// attnviz: show, explain and export transformer attention maps.
 #[derive(Debug, Parser)]
-#[command(name = "attnviz", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "attnviz",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do; without a subcommand the app opens.
     #[command(subcommand)]
@@ -269,7 +274,11 @@ fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
         (Some(InputFile::Input(input)), _, _) => input.clone(),
         (Some(InputFile::Session(_)), _, _) => {
             let path = common.input.as_deref().unwrap_or(Path::new(""));
-            bail!("session files open in the app (attnviz {}), not here: {}", path.display(), path.display());
+            bail!(
+                "session files open in the app (attnviz {}), not here: {}",
+                path.display(),
+                path.display()
+            );
         }
         (_, Some(text), _) => TokenInput::Text(text.clone()),
         (_, _, Some(ids)) => TokenInput::Ids(ids.clone()),
@@ -279,10 +288,18 @@ fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
         TokenInput::Text(text) => tokenize::tokenize(&text, common.demo.tokenizer),
         TokenInput::Tokens(texts) => {
             let tokens: Vec<Token> = texts.iter().map(|t| Token::from_text(t)).collect();
-            if tokens.is_empty() { Err(tokenize::TokenizeError::Empty) } else { Ok(tokens) }
+            if tokens.is_empty() {
+                Err(tokenize::TokenizeError::Empty)
+            } else {
+                Ok(tokens)
+            }
         }
         TokenInput::Ids(ids) => {
-            if ids.is_empty() { Err(tokenize::TokenizeError::Empty) } else { Ok(tokenize::tokens_from_ids(&ids)) }
+            if ids.is_empty() {
+                Err(tokenize::TokenizeError::Empty)
+            } else {
+                Ok(tokenize::tokens_from_ids(&ids))
+            }
         }
     };
     let tokens = match (tokens, &common.input) {
@@ -310,10 +327,8 @@ fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
 }
 
 fn print_timings(enabled: bool, timings: &Timings) {
-    if enabled {
-        if let Ok(line) = serde_json::to_string(timings) {
-            eprintln!("{line}");
-        }
+    if enabled && let Ok(line) = serde_json::to_string(timings) {
+        eprintln!("{line}");
     }
 }
 
@@ -322,12 +337,25 @@ fn export(args: ExportArgs) -> Result<()> {
     let computed = compute(&args.common, &mut timings)?;
     let start = Instant::now();
     let format = args.format.unwrap_or_else(|| {
-        let npy = args.out.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-        if npy { ExportFormat::Npy } else { ExportFormat::Json }
+        let npy = args
+            .out
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+        if npy {
+            ExportFormat::Npy
+        } else {
+            ExportFormat::Json
+        }
     });
     match format {
         ExportFormat::Json => io::write_atomic(&args.out, |out| {
-            io::write_attention_json(out, &computed.meta, &computed.tokens, &computed.mask, &computed.maps)
+            io::write_attention_json(
+                out,
+                &computed.meta,
+                &computed.tokens,
+                &computed.mask,
+                &computed.maps,
+            )
         })?,
         ExportFormat::Npy => {
             let texts: Vec<String> = computed.tokens.iter().map(|t| t.text.clone()).collect();
@@ -352,15 +380,21 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
     let labels: Vec<String> = computed.tokens.iter().map(|t| t.text.clone()).collect();
     let image = match args.view {
         View::Heatmap => {
-            let matrix = select_heads(&computed.maps, args.layer, &selection).map_err(|e| anyhow!(e))?;
+            let matrix =
+                select_heads(&computed.maps, args.layer, &selection).map_err(|e| anyhow!(e))?;
             let opts = FigureOptions {
-                title: format!("layer {} · {} · {}", args.layer, selection, computed.meta.name),
+                title: format!(
+                    "layer {} · {} · {}",
+                    args.layer, selection, computed.meta.name
+                ),
                 query_labels: labels.clone(),
                 key_labels: labels,
                 colormap: args.colormap,
                 range: ValueRange::unit(),
                 scale: ValueScale::Linear,
-                cell_px: args.cell.unwrap_or_else(|| default_cell(computed.maps.len())),
+                cell_px: args
+                    .cell
+                    .unwrap_or_else(|| default_cell(computed.maps.len())),
                 labels: !args.no_labels,
             };
             render::heatmap_figure(matrix.view(), &opts)?
@@ -368,12 +402,21 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
         View::Grid => {
             let [layers, heads, _, _] = computed.maps.shape();
             let owned: Vec<Vec<crate::engine::HeadMap>> = (0..layers)
-                .map(|l| (0..heads).filter_map(|h| computed.maps.head(l, h)).collect())
+                .map(|l| {
+                    (0..heads)
+                        .filter_map(|h| computed.maps.head(l, h))
+                        .collect()
+                })
                 .collect();
-            let views: Vec<Vec<ndarray::ArrayView2<'_, f32>>> =
-                owned.iter().map(|row| row.iter().map(|m| m.view()).collect()).collect();
+            let views: Vec<Vec<ndarray::ArrayView2<'_, f32>>> = owned
+                .iter()
+                .map(|row| row.iter().map(|m| m.view()).collect())
+                .collect();
             let opts = GridOptions {
-                title: format!("{} · {} layers × {} heads", computed.meta.name, layers, heads),
+                title: format!(
+                    "{} · {} layers × {} heads",
+                    computed.meta.name, layers, heads
+                ),
                 colormap: args.colormap,
                 scale: ValueScale::Linear,
                 shared_range: Some(ValueRange::unit()),
@@ -393,7 +436,10 @@ fn info(args: InfoArgs) -> Result<()> {
     let model = load_model(&args.model, &args.demo)?;
     let info = model.info();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&info).context("serialising model info")?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info).context("serialising model info")?
+        );
     } else {
         print!("{}", info_text(&info, &model));
     }
@@ -411,7 +457,8 @@ fn info_text(info: &ModelInfo, model: &DemoModel) -> String {
         info.d_model,
         info.d_head,
         info.d_ff,
-        info.vocab.map_or("none (hashed tokens)".to_owned(), |v| v.to_string()),
+        info.vocab
+            .map_or("none (hashed tokens)".to_owned(), |v| v.to_string()),
         info.params,
         info.dtype,
         info.positional,

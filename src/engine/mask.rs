@@ -98,12 +98,15 @@ impl MaskSpec {
                 Some((name, arg)) => (name.trim(), Some(arg.trim())),
                 None => (raw, None),
             };
-            let need_arg = || arg.ok_or_else(|| err(format!("{name} needs a value, as in {name}:3")));
+            let need_arg =
+                || arg.ok_or_else(|| err(format!("{name} needs a value, as in {name}:3")));
             let positive = |what: &str| -> Result<usize, MaskError> {
                 let value = need_arg()?;
                 match value.parse::<usize>() {
                     Ok(v) if v > 0 => Ok(v),
-                    _ => Err(err(format!("{what} must be a positive integer, got {value:?}"))),
+                    _ => Err(err(format!(
+                        "{what} must be a positive integer, got {value:?}"
+                    ))),
                 }
             };
             let part = match name {
@@ -117,7 +120,9 @@ impl MaskSpec {
                 "window" => {
                     let value = need_arg()?;
                     MaskPart::Window(value.parse().map_err(|_| {
-                        err(format!("window must be a non-negative integer, got {value:?}"))
+                        err(format!(
+                            "window must be a non-negative integer, got {value:?}"
+                        ))
                     })?)
                 }
                 "strided" => MaskPart::Strided(positive("strided")?),
@@ -151,10 +156,17 @@ impl MaskSpec {
         let sparse: Vec<&MaskPart> = self
             .parts
             .iter()
-            .filter(|p| matches!(p, MaskPart::Window(_) | MaskPart::Strided(_) | MaskPart::Block(_)))
+            .filter(|p| {
+                matches!(
+                    p,
+                    MaskPart::Window(_) | MaskPart::Strided(_) | MaskPart::Block(_)
+                )
+            })
             .collect();
         let mut allowed = Array2::from_shape_fn((len, len), |(query_idx, key_idx)| {
-            sparse.iter().all(|part| sparse_allows(part, query_idx, key_idx))
+            sparse
+                .iter()
+                .all(|part| sparse_allows(part, query_idx, key_idx))
         });
         for part in &self.parts {
             if let MaskPart::Global(indices) = part {
@@ -227,7 +239,7 @@ fn sparse_allows(part: &MaskPart, query_idx: usize, key_idx: usize) -> bool {
     let distance = query_idx.abs_diff(key_idx);
     match part {
         MaskPart::Window(w) => distance <= *w,
-        MaskPart::Strided(s) => distance % s == 0 || distance < *s,
+        MaskPart::Strided(s) => distance.is_multiple_of(*s) || distance < *s,
         MaskPart::Block(b) => query_idx / b == key_idx / b,
         _ => true,
     }
@@ -260,7 +272,11 @@ fn parse_cells(arg: &str) -> Result<Vec<(usize, usize)>, String> {
 }
 
 fn join(indices: &[usize]) -> String {
-    indices.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
+    indices
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl std::fmt::Display for MaskPart {
@@ -307,7 +323,11 @@ mod tests {
 
     /// Renders an allowed matrix as rows of '1'/'.' for readable assertions.
     fn picture(spec: &str, len: usize, pads: &[bool]) -> Vec<String> {
-        let allowed = MaskSpec::parse(spec).unwrap().build(len, pads).unwrap().unwrap();
+        let allowed = MaskSpec::parse(spec)
+            .unwrap()
+            .build(len, pads)
+            .unwrap()
+            .unwrap();
         allowed
             .rows()
             .into_iter()
@@ -317,7 +337,10 @@ mod tests {
 
     #[test]
     fn none_builds_nothing() {
-        assert_eq!(MaskSpec::parse("none").unwrap().build(4, &[]).unwrap(), None);
+        assert_eq!(
+            MaskSpec::parse("none").unwrap().build(4, &[]).unwrap(),
+            None
+        );
         assert_eq!(MaskSpec::parse("").unwrap(), MaskSpec::none());
     }
 
@@ -328,9 +351,15 @@ mod tests {
 
     #[test]
     fn window_strided_block() {
-        assert_eq!(picture("window:1", 4, &[]), ["11..", "111.", ".111", "..11"]);
+        assert_eq!(
+            picture("window:1", 4, &[]),
+            ["11..", "111.", ".111", "..11"]
+        );
         // strided:2 keeps |i-j| < 2 or even distances.
-        assert_eq!(picture("strided:2", 4, &[]), ["111.", "1111", "1111", ".111"]);
+        assert_eq!(
+            picture("strided:2", 4, &[]),
+            ["111.", "1111", "1111", ".111"]
+        );
         // block:2 keeps the 2x2 blocks on the diagonal; 5 tokens leave a 1x1 block at the end.
         assert_eq!(
             picture("block:2", 5, &[]),
@@ -341,7 +370,10 @@ mod tests {
     #[test]
     fn sparse_patterns_intersect_and_global_adds_rows_and_columns() {
         // window:2 ∩ block:2 is the block diagonal (block is stricter here).
-        assert_eq!(picture("window:2+block:2", 4, &[]), picture("block:2", 4, &[]));
+        assert_eq!(
+            picture("window:2+block:2", 4, &[]),
+            picture("block:2", 4, &[])
+        );
         assert_eq!(
             picture("global:0+window:1", 4, &[]),
             ["1111", "111.", "1111", "1.11"]
@@ -354,26 +386,50 @@ mod tests {
             picture("global:0+window:1+causal+drop-keys:1", 4, &[]),
             ["1...", "1...", "1.1.", "1.11"]
         );
-        assert_eq!(picture("drop-queries:1+drop-cells:0.0", 2, &[]), [".1", ".."]);
-        assert_eq!(picture("padding", 3, &[false, false, true]), ["11.", "11.", "11."]);
+        assert_eq!(
+            picture("drop-queries:1+drop-cells:0.0", 2, &[]),
+            [".1", ".."]
+        );
+        assert_eq!(
+            picture("padding", 3, &[false, false, true]),
+            ["11.", "11.", "11."]
+        );
     }
 
     #[test]
     fn display_round_trips() {
-        for spec in ["none", "causal+window:4+drop-keys:0,2", "global:0+window:3", "drop-cells:1.2,3.0"] {
+        for spec in [
+            "none",
+            "causal+window:4+drop-keys:0,2",
+            "global:0+window:3",
+            "drop-cells:1.2,3.0",
+        ] {
             assert_eq!(MaskSpec::parse(spec).unwrap().to_string(), spec);
         }
     }
 
     #[test]
     fn bad_specs_are_errors() {
-        for spec in ["window", "window:x", "strided:0", "block:-1", "bogus", "causal:3", "a++b", "drop-cells:1"] {
+        for spec in [
+            "window",
+            "window:x",
+            "strided:0",
+            "block:-1",
+            "bogus",
+            "causal:3",
+            "a++b",
+            "drop-cells:1",
+        ] {
             assert!(MaskSpec::parse(spec).is_err(), "{spec} parsed");
         }
         let spec = MaskSpec::parse("drop-keys:9").unwrap();
         assert_eq!(
             spec.build(3, &[]).unwrap_err(),
-            MaskError::OutOfRange { part: "drop-keys:9".into(), index: 9, len: 3 }
+            MaskError::OutOfRange {
+                part: "drop-keys:9".into(),
+                index: 9,
+                len: 3
+            }
         );
     }
 }

@@ -119,8 +119,14 @@ mod tests {
         // Head output row 0 = 0.42232·[1,0] + 0.15536·[0,1] + 0.42232·[1,1] = [0.84464, 0.57768],
         // where row 0's probabilities are [e, 1, e] / (2e + 1).
         let trace = out.trace.unwrap();
-        assert_close(trace.heads[0].output.row(0).as_slice().unwrap(), &[0.84464, 0.57768]);
-        assert_close(trace.heads[0].raw_scores.row(2).as_slice().unwrap(), &[1.0, 1.0, 2.0]);
+        assert_close(
+            trace.heads[0].output.row(0).as_slice().unwrap(),
+            &[0.84464, 0.57768],
+        );
+        assert_close(
+            trace.heads[0].raw_scores.row(2).as_slice().unwrap(),
+            &[1.0, 1.0, 2.0],
+        );
     }
 
     #[test]
@@ -145,7 +151,8 @@ mod tests {
         let out = run(&model, &RunOptions::default());
         let map = out.maps.head(0, 0).unwrap();
         let e = |x: f32| x.exp();
-        let s = [0.707_106_8, -1.0 / 256.0, 0.707_106_8 - 2.0 / 256.0];
+        let r = std::f32::consts::FRAC_1_SQRT_2;
+        let s = [r, -1.0 / 256.0, r - 2.0 / 256.0];
         let sum: f32 = s.iter().map(|&x| e(x)).sum();
         assert_close(map.row(0).as_slice().unwrap(), &s.map(|x| e(x) / sum));
     }
@@ -160,15 +167,26 @@ mod tests {
             ..RunOptions::default()
         };
         let out = run(&model, &opts);
-        assert_close(out.maps.head(0, 0).unwrap().row(1).as_slice().unwrap(), &[1.0 / 3.0; 3]);
+        assert_close(
+            out.maps.head(0, 0).unwrap().row(1).as_slice().unwrap(),
+            &[1.0 / 3.0; 3],
+        );
 
         let bad = RunOptions {
             dims: vec!["0.0=5".parse().unwrap()],
             ..RunOptions::default()
         };
         let x = array![[1.0f32, 0.0]];
-        assert!(matches!(model.forward(x, &[false], &bad, &mut |_| true), Err(EngineError::OutOfRange(_))));
-        let cancelled = model.forward(array![[1.0f32, 0.0]], &[false], &RunOptions::default(), &mut |_| false);
+        assert!(matches!(
+            model.forward(x, &[false], &bad, &mut |_| true),
+            Err(EngineError::OutOfRange(_))
+        ));
+        let cancelled = model.forward(
+            array![[1.0f32, 0.0]],
+            &[false],
+            &RunOptions::default(),
+            &mut |_| false,
+        );
         assert!(matches!(cancelled, Err(EngineError::Cancelled)));
     }
 }

@@ -79,9 +79,17 @@ impl std::str::FromStr for DimSubset {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| format!("bad --dims {s:?}: {why}; expected L.H=0-7,12");
         let (head, dims) = s.split_once('=').ok_or_else(|| bad("no '='"))?;
-        let (layer, head) = head.split_once('.').ok_or_else(|| bad("no '.' between layer and head"))?;
-        let layer_idx = layer.trim().parse().map_err(|_| bad("layer is not an index"))?;
-        let head_idx = head.trim().parse().map_err(|_| bad("head is not an index"))?;
+        let (layer, head) = head
+            .split_once('.')
+            .ok_or_else(|| bad("no '.' between layer and head"))?;
+        let layer_idx = layer
+            .trim()
+            .parse()
+            .map_err(|_| bad("layer is not an index"))?;
+        let head_idx = head
+            .trim()
+            .parse()
+            .map_err(|_| bad("head is not an index"))?;
         let mut out = Vec::new();
         for piece in dims.split(',') {
             let piece = piece.trim();
@@ -136,7 +144,10 @@ mod tests {
         // d_head 16: 1/√16 = 0.25; temperature 2 halves it again.
         assert_eq!(ScoreScale::InvSqrtDHead.factor(16), 0.25);
         assert_eq!(ScoreScale::None.factor(16), 1.0);
-        assert_eq!("temperature:2".parse::<ScoreScale>().unwrap().factor(16), 0.125);
+        assert_eq!(
+            "temperature:2".parse::<ScoreScale>().unwrap().factor(16),
+            0.125
+        );
         assert!("temperature:0".parse::<ScoreScale>().is_err());
         assert!("temperature:nan".parse::<ScoreScale>().is_err());
     }

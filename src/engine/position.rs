@@ -77,7 +77,10 @@ mod tests {
         assert_eq!(s[0], 0.5);
         assert_eq!(s[7], 1.0 / 256.0);
         // 6 heads: the 4-head slopes 2^-2..2^-8 in steps of 2, then every other 8-head slope: 2^-1, 2^-3.
-        assert_eq!(alibi_slopes(6), [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]);
+        assert_eq!(
+            alibi_slopes(6),
+            [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]
+        );
     }
 
     #[test]

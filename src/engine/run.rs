@@ -28,7 +28,12 @@ impl AttentionMaps {
     /// Builds maps from per-(layer, head) matrices, in layer-major order.
     ///
     /// Returns `None` if the count or any shape does not match.
-    pub fn from_heads(layers: usize, heads: usize, len: usize, maps: Vec<Array2<f32>>) -> Option<Self> {
+    pub fn from_heads(
+        layers: usize,
+        heads: usize,
+        len: usize,
+        maps: Vec<Array2<f32>>,
+    ) -> Option<Self> {
         if maps.len() != layers * heads || maps.iter().any(|m| m.dim() != (len, len)) {
             return None;
         }

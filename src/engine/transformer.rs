@@ -71,7 +71,9 @@ impl Norm {
 }
 
 /// Where the norms sit in each block.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NormPlacement {
     /// x + f(norm(x)), as in GPT-2 and Llama.
@@ -85,7 +87,8 @@ pub enum NormPlacement {
 
 impl NormPlacement {
     /// All placements, for pickers.
-    pub const ALL: [NormPlacement; 3] = [NormPlacement::Pre, NormPlacement::Post, NormPlacement::None];
+    pub const ALL: [NormPlacement; 3] =
+        [NormPlacement::Pre, NormPlacement::Post, NormPlacement::None];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -105,7 +108,9 @@ impl std::str::FromStr for NormPlacement {
             "pre" => Ok(Self::Pre),
             "post" => Ok(Self::Post),
             "none" => Ok(Self::None),
-            other => Err(format!("unknown LayerNorm placement {other:?}; expected pre, post or none")),
+            other => Err(format!(
+                "unknown LayerNorm placement {other:?}; expected pre, post or none"
+            )),
         }
     }
 }
@@ -158,7 +163,9 @@ impl Mlp {
             Some(w_gate) => {
                 let gate = x.dot(w_gate);
                 let act = self.activation;
-                ndarray::Zip::from(&mut hidden).and(&gate).for_each(|h, &g| *h *= act.apply(g));
+                ndarray::Zip::from(&mut hidden)
+                    .and(&gate)
+                    .for_each(|h, &g| *h *= act.apply(g));
             }
             None => hidden.mapv_inplace(|v| self.activation.apply(v)),
         }
@@ -257,13 +264,24 @@ impl Transformer {
     /// Checks that every weight has the shape the dimensions promise.
     pub fn validate(&self) -> Result<(), EngineError> {
         let bad = |what: String| Err(EngineError::BadWeights(what));
-        if self.heads == 0 || self.kv_heads == 0 || self.heads % self.kv_heads != 0 {
-            return bad(format!("{} heads cannot share {} kv heads", self.heads, self.kv_heads));
+        if self.heads == 0 || self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
+            return bad(format!(
+                "{} heads cannot share {} kv heads",
+                self.heads, self.kv_heads
+            ));
         }
-        if matches!(self.position, AttentionPosition::Rope { .. }) && self.d_head % 2 != 0 {
-            return bad(format!("RoPE needs an even head width, got {}", self.d_head));
+        if matches!(self.position, AttentionPosition::Rope { .. }) && !self.d_head.is_multiple_of(2)
+        {
+            return bad(format!(
+                "RoPE needs an even head width, got {}",
+                self.d_head
+            ));
         }
-        let (d, q, kv) = (self.d_model, self.heads * self.d_head, self.kv_heads * self.d_head);
+        let (d, q, kv) = (
+            self.d_model,
+            self.heads * self.d_head,
+            self.kv_heads * self.d_head,
+        );
         for (i, b) in self.blocks.iter().enumerate() {
             let a = &b.attention;
             let checks = [
@@ -272,19 +290,33 @@ impl Transformer {
                 ("wv", a.wv.dim(), (d, kv)),
                 ("wo", a.wo.dim(), (q, d)),
                 ("mlp.w_out", (b.mlp.w_out.ncols(), 0), (d, 0)),
-                ("mlp.w_in", (b.mlp.w_in.nrows(), b.mlp.w_in.ncols()), (d, b.mlp.w_out.nrows())),
+                (
+                    "mlp.w_in",
+                    (b.mlp.w_in.nrows(), b.mlp.w_in.ncols()),
+                    (d, b.mlp.w_out.nrows()),
+                ),
             ];
             for (name, got, want) in checks {
                 if got != want {
-                    return bad(format!("layer {i} {name} has shape {got:?}, expected {want:?}"));
+                    return bad(format!(
+                        "layer {i} {name} has shape {got:?}, expected {want:?}"
+                    ));
                 }
             }
-            let biases = [("bq", &a.bq, q), ("bk", &a.bk, kv), ("bv", &a.bv, kv), ("bo", &a.bo, d)];
+            let biases = [
+                ("bq", &a.bq, q),
+                ("bk", &a.bk, kv),
+                ("bv", &a.bv, kv),
+                ("bo", &a.bo, d),
+            ];
             for (name, bias, want) in biases {
-                if let Some(bias) = bias {
-                    if bias.len() != want {
-                        return bad(format!("layer {i} {name} has length {}, expected {want}", bias.len()));
-                    }
+                if let Some(bias) = bias
+                    && bias.len() != want
+                {
+                    return bad(format!(
+                        "layer {i} {name} has length {}, expected {want}",
+                        bias.len()
+                    ));
                 }
             }
             if b.attention_norm.width() != d || b.mlp_norm.width() != d {
@@ -340,8 +372,14 @@ impl Transformer {
                 }
                 NormPlacement::Post | NormPlacement::None => x.clone(),
             };
-            let (attn_out, probs, head_traces) =
-                self.attention(block, &attn_input, layer_idx, allowed.as_ref(), opts, want_trace);
+            let (attn_out, probs, head_traces) = self.attention(
+                block,
+                &attn_input,
+                layer_idx,
+                allowed.as_ref(),
+                opts,
+                want_trace,
+            );
             all_probs.extend(probs);
             if let Some(heads) = head_traces {
                 trace = Some(Trace {
@@ -410,10 +448,10 @@ impl Transformer {
                 ));
             }
         }
-        if let Some(t) = opts.trace_layer {
-            if t >= layers {
-                return out_of_range(format!("trace layer {t} does not exist ({layers} layers)"));
-            }
+        if let Some(t) = opts.trace_layer
+            && t >= layers
+        {
+            return out_of_range(format!("trace layer {t} does not exist ({layers} layers)"));
         }
         Ok(())
     }
@@ -493,7 +531,9 @@ impl Transformer {
         let mut traces = want_trace.then(Vec::new);
         for (head_idx, r) in results.into_iter().enumerate() {
             if !opts.ablated_heads.contains(&(layer_idx, head_idx)) {
-                concat.slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh]).assign(&r.output);
+                concat
+                    .slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh])
+                    .assign(&r.output);
             }
             probs.push(r.probs);
             if let (Some(traces), Some(t)) = (traces.as_mut(), r.trace) {
@@ -516,7 +556,12 @@ struct HeadParams<'a> {
     want_trace: bool,
 }
 
-fn run_head(q_h: ArrayView2<'_, f32>, k_h: ArrayView2<'_, f32>, v_h: ArrayView2<'_, f32>, p: HeadParams<'_>) -> HeadResult {
+fn run_head(
+    q_h: ArrayView2<'_, f32>,
+    k_h: ArrayView2<'_, f32>,
+    v_h: ArrayView2<'_, f32>,
+    p: HeadParams<'_>,
+) -> HeadResult {
     // Fold the scale into q: n·d multiplies instead of n².
     let mut q_scaled = q_h.to_owned();
     let mut k_used = None;
@@ -600,7 +645,10 @@ fn parallel_map<T: Send>(count: usize, threads: usize, f: &(dyn Fn(usize) -> T +
             let spawned = std::thread::Builder::new()
                 .name(format!("attn-head-{t}"))
                 .spawn_scoped(scope, move || {
-                    (t..count).step_by(threads).map(|i| (i, f(i))).collect::<Vec<_>>()
+                    (t..count)
+                        .step_by(threads)
+                        .map(|i| (i, f(i)))
+                        .collect::<Vec<_>>()
                 });
             handles.push((t, spawned));
         }

@@ -64,7 +64,11 @@ pub fn write_attention_json(
 ) -> std::io::Result<()> {
     let texts: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
     let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
-    write!(out, "{{\"format\":\"{}\",\"model\":", super::ATTENTION_FORMAT)?;
+    write!(
+        out,
+        "{{\"format\":\"{}\",\"model\":",
+        super::ATTENTION_FORMAT
+    )?;
     serde_json::to_writer(&mut *out, model)?;
     out.write_all(b",\"tokens\":")?;
     serde_json::to_writer(&mut *out, &texts)?;
@@ -125,41 +129,63 @@ struct RawFile {
 /// Reads an attention file.
 pub fn read_attention_json(path: &Path) -> Result<AttentionFile, IoError> {
     let bytes = read_bytes(path)?;
-    let raw: RawFile = serde_json::from_slice(&bytes).map_err(|e| IoError::invalid(path, json_reason(&e)))?;
+    let raw: RawFile =
+        serde_json::from_slice(&bytes).map_err(|e| IoError::invalid(path, json_reason(&e)))?;
     from_raw(path, raw)
 }
 
 /// Interprets an already parsed JSON value as an attention file.
 pub(crate) fn from_value(path: &Path, value: serde_json::Value) -> Result<AttentionFile, IoError> {
-    let raw: RawFile = serde_json::from_value(value).map_err(|e| IoError::invalid(path, json_reason(&e)))?;
+    let raw: RawFile =
+        serde_json::from_value(value).map_err(|e| IoError::invalid(path, json_reason(&e)))?;
     from_raw(path, raw)
 }
 
 fn from_raw(path: &Path, raw: RawFile) -> Result<AttentionFile, IoError> {
     if raw.format != super::ATTENTION_FORMAT {
-        return Err(IoError::invalid(path, format!("format is {:?}, expected {:?}", raw.format, super::ATTENTION_FORMAT)));
+        return Err(IoError::invalid(
+            path,
+            format!(
+                "format is {:?}, expected {:?}",
+                raw.format,
+                super::ATTENTION_FORMAT
+            ),
+        ));
     }
     let [l, h, n, n2] = raw.shape;
     let bad = |reason: String| Err(IoError::invalid(path, reason));
     if n != n2 {
-        return bad(format!("shape {:?} is not square in its last two axes", raw.shape));
+        return bad(format!(
+            "shape {:?} is not square in its last two axes",
+            raw.shape
+        ));
     }
     if l == 0 || h == 0 || n == 0 {
         return bad(format!("shape {:?} is empty", raw.shape));
     }
     if raw.tokens.len() != n {
-        return bad(format!("{} tokens but shape {:?} says {n}", raw.tokens.len(), raw.shape));
+        return bad(format!(
+            "{} tokens but shape {:?} says {n}",
+            raw.tokens.len(),
+            raw.shape
+        ));
     }
     if !raw.token_ids.is_empty() && raw.token_ids.len() != n {
         return bad(format!("{} token ids but {n} tokens", raw.token_ids.len()));
     }
     if raw.attentions.len() != l {
-        return bad(format!("\"attentions\" has {} layers but shape says {l}", raw.attentions.len()));
+        return bad(format!(
+            "\"attentions\" has {} layers but shape says {l}",
+            raw.attentions.len()
+        ));
     }
     let mut maps = Vec::with_capacity(l * h);
     for (layer_idx, layer) in raw.attentions.into_iter().enumerate() {
         if layer.len() != h {
-            return bad(format!("layer {layer_idx} has {} heads but shape says {h}", layer.len()));
+            return bad(format!(
+                "layer {layer_idx} has {} heads but shape says {h}",
+                layer.len()
+            ));
         }
         for (head_idx, head) in layer.into_iter().enumerate() {
             if head.len() != n || head.iter().any(|row| row.len() != n) {
@@ -167,10 +193,13 @@ fn from_raw(path: &Path, raw: RawFile) -> Result<AttentionFile, IoError> {
             }
             let flat: Vec<f32> = head.into_iter().flatten().collect();
             if let Some(v) = flat.iter().find(|v| !v.is_finite() || **v < 0.0) {
-                return bad(format!("layer {layer_idx} head {head_idx} holds {v}, which is not a probability"));
+                return bad(format!(
+                    "layer {layer_idx} head {head_idx} holds {v}, which is not a probability"
+                ));
             }
-            let map = Array2::from_shape_vec((n, n), flat)
-                .map_err(|e| IoError::invalid(path, format!("layer {layer_idx} head {head_idx}: {e}")))?;
+            let map = Array2::from_shape_vec((n, n), flat).map_err(|e| {
+                IoError::invalid(path, format!("layer {layer_idx} head {head_idx}: {e}"))
+            })?;
             maps.push(map);
         }
     }
@@ -196,7 +225,10 @@ mod tests {
             1,
             2,
             2,
-            vec![array![[1.0, 0.0], [0.3, 0.7]], array![[0.123_456_79, 0.876_543_2], [0.5, 0.5]]],
+            vec![
+                array![[1.0, 0.0], [0.3, 0.7]],
+                array![[0.123_456_79, 0.876_543_2], [0.5, 0.5]],
+            ],
         )
         .unwrap();
         let tokens = vec![Token::from_text("a"), Token::from_text("b")];
@@ -212,7 +244,10 @@ mod tests {
         write_attention_json(&mut out, &meta, &tokens, "causal", &maps).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["shape"], serde_json::json!([1, 2, 2, 2]));
-        assert_eq!(value["attentions"][0][1][0][0], serde_json::json!(0.123_456_79_f32));
+        assert_eq!(
+            value["attentions"][0][1][0][0],
+            serde_json::json!(0.123_456_79_f32)
+        );
         let file = from_value(Path::new("x.json"), value).unwrap();
         assert_eq!(file.maps, maps);
         assert_eq!(file.tokens, ["a", "b"]);
@@ -226,7 +261,9 @@ mod tests {
             "model": {"name": "m", "architecture": "demo", "layers": 1, "heads": 1, "kv_heads": 1, "d_model": 4},
             "tokens": ["a", "b"], "shape": [1, 1, 2, 2], "attentions": [[[[1.0, 0.0]]]]
         });
-        let err = from_value(Path::new("att.json"), value).unwrap_err().to_string();
+        let err = from_value(Path::new("att.json"), value)
+            .unwrap_err()
+            .to_string();
         assert_eq!(err, "layer 0 head 0 is not 2×2 in att.json");
     }
 }

@@ -33,8 +33,15 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if !is_json {
-        let text = String::from_utf8(bytes)
-            .map_err(|e| IoError::invalid(path, format!("not UTF-8 text (bad byte at offset {})", e.utf8_error().valid_up_to())))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            IoError::invalid(
+                path,
+                format!(
+                    "not UTF-8 text (bad byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )
+        })?;
         return Ok(InputFile::Input(TokenInput::Text(text)));
     }
     let value: serde_json::Value =
@@ -47,9 +54,9 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
     };
     if let Some(format) = object.get("format") {
         return match format.as_str() {
-            Some(super::ATTENTION_FORMAT) => {
-                Ok(InputFile::Attention(Box::new(super::attention_json::from_value(path, value)?)))
-            }
+            Some(super::ATTENTION_FORMAT) => Ok(InputFile::Attention(Box::new(
+                super::attention_json::from_value(path, value)?,
+            ))),
             Some(super::SESSION_FORMAT) => Ok(InputFile::Session(value)),
             _ => Err(IoError::invalid(
                 path,
@@ -88,7 +95,9 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
             .iter()
             .map(|t| t.as_u64().and_then(|v| u32::try_from(v).ok()))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| IoError::invalid(path, "\"token_ids\" must be a list of integers in 0..2^32"))?;
+            .ok_or_else(|| {
+                IoError::invalid(path, "\"token_ids\" must be a list of integers in 0..2^32")
+            })?;
         return Ok(InputFile::Input(TokenInput::Ids(ids)));
     }
     Err(shape_error())
@@ -109,25 +118,57 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("attnviz-input-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let txt = write(&dir, "a.txt", "hello world");
-        assert!(matches!(load_input(&txt).unwrap(), InputFile::Input(TokenInput::Text(t)) if t == "hello world"));
+        assert!(
+            matches!(load_input(&txt).unwrap(), InputFile::Input(TokenInput::Text(t)) if t == "hello world")
+        );
         let j = write(&dir, "b.json", r#"{"tokens": ["a", "b"]}"#);
-        assert!(matches!(load_input(&j).unwrap(), InputFile::Input(TokenInput::Tokens(t)) if t == ["a", "b"]));
+        assert!(
+            matches!(load_input(&j).unwrap(), InputFile::Input(TokenInput::Tokens(t)) if t == ["a", "b"])
+        );
         let j = write(&dir, "c.json", r#"{"token_ids": [1, 2, 3]}"#);
-        assert!(matches!(load_input(&j).unwrap(), InputFile::Input(TokenInput::Ids(t)) if t == [1, 2, 3]));
+        assert!(
+            matches!(load_input(&j).unwrap(), InputFile::Input(TokenInput::Ids(t)) if t == [1, 2, 3])
+        );
         let j = write(&dir, "d.json", r#"{"text": "hi"}"#);
-        assert!(matches!(load_input(&j).unwrap(), InputFile::Input(TokenInput::Text(_))));
+        assert!(matches!(
+            load_input(&j).unwrap(),
+            InputFile::Input(TokenInput::Text(_))
+        ));
 
         let bad = write(&dir, "bad.json", "{\"text\": ");
         let msg = load_input(&bad).unwrap_err().to_string();
-        assert!(msg.starts_with("malformed JSON") && msg.ends_with("bad.json"), "{msg}");
+        assert!(
+            msg.starts_with("malformed JSON") && msg.ends_with("bad.json"),
+            "{msg}"
+        );
         let bad = write(&dir, "ids.json", r#"{"token_ids": [-1]}"#);
-        assert!(load_input(&bad).unwrap_err().to_string().contains("token_ids"));
+        assert!(
+            load_input(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("token_ids")
+        );
         let bad = write(&dir, "fmt.json", r#"{"format": "other/v9"}"#);
-        assert!(load_input(&bad).unwrap_err().to_string().contains("unknown format"));
+        assert!(
+            load_input(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown format")
+        );
         let missing = dir.join("missing.txt");
-        assert!(load_input(&missing).unwrap_err().to_string().ends_with("while reading ".to_owned() + &missing.display().to_string()));
+        assert!(
+            load_input(&missing)
+                .unwrap_err()
+                .to_string()
+                .ends_with(&format!("while reading {}", missing.display()))
+        );
         std::fs::write(dir.join("bin.txt"), [0xff, 0xfe]).unwrap();
-        assert!(load_input(&dir.join("bin.txt")).unwrap_err().to_string().contains("UTF-8"));
+        assert!(
+            load_input(&dir.join("bin.txt"))
+                .unwrap_err()
+                .to_string()
+                .contains("UTF-8")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

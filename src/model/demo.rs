@@ -33,8 +33,8 @@
 use super::rng::Rng;
 use super::{Model, ModelInfo};
 use crate::engine::{
-    Activation, AttentionPosition, AttentionRun, Block, EngineError, Mlp, Norm, NormPlacement, RunOptions,
-    SelfAttention, Transformer,
+    Activation, AttentionPosition, AttentionRun, Block, EngineError, Mlp, Norm, NormPlacement,
+    RunOptions, SelfAttention, Transformer,
 };
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2};
@@ -153,22 +153,34 @@ impl DemoConfig {
     pub fn validate(&self) -> Result<(), DemoConfigError> {
         let err = |s: String| Err(DemoConfigError(s));
         if !(8..=1024).contains(&self.d_model) {
-            return err(format!("d_model must be between 8 and 1024, got {}", self.d_model));
+            return err(format!(
+                "d_model must be between 8 and 1024, got {}",
+                self.d_model
+            ));
         }
         if !(1..=32).contains(&self.heads) {
-            return err(format!("heads must be between 1 and 32, got {}", self.heads));
+            return err(format!(
+                "heads must be between 1 and 32, got {}",
+                self.heads
+            ));
         }
-        if self.d_model % self.heads != 0 {
+        if !self.d_model.is_multiple_of(self.heads) {
             return err(format!(
                 "heads ({}) must divide d_model ({}) evenly",
                 self.heads, self.d_model
             ));
         }
         if !(1..=24).contains(&self.layers) {
-            return err(format!("layers must be between 1 and 24, got {}", self.layers));
+            return err(format!(
+                "layers must be between 1 and 24, got {}",
+                self.layers
+            ));
         }
-        if self.positional == DemoPositional::Rope && self.d_head() % 2 != 0 {
-            return err(format!("RoPE needs an even head width, but d_model/heads = {}", self.d_head()));
+        if self.positional == DemoPositional::Rope && !self.d_head().is_multiple_of(2) {
+            return err(format!(
+                "RoPE needs an even head width, but d_model/heads = {}",
+                self.d_head()
+            ));
         }
         Ok(())
     }
@@ -230,7 +242,11 @@ impl Layout {
         }
         let band = cfg.d_model / 4;
         let dh = cfg.d_head();
-        let kc = if dh >= 16 { (dh - 8).min(band) } else { dh.min(band) };
+        let kc = if dh >= 16 {
+            (dh - 8).min(band)
+        } else {
+            dh.min(band)
+        };
         Some(Self {
             band,
             kc,
@@ -311,7 +327,12 @@ impl DemoModel {
                         DemoPositional::Sinusoidal => sinusoid_band(layout, pos, band),
                         DemoPositional::Learned => {
                             let width = layout.learned_width(self.cfg.d_head());
-                            learned_vector(self.cfg.seed, pos, &mut band[..width], layout.position_norm_sq());
+                            learned_vector(
+                                self.cfg.seed,
+                                pos,
+                                &mut band[..width],
+                                layout.position_norm_sq(),
+                            );
                         }
                         DemoPositional::None | DemoPositional::Rope | DemoPositional::Alibi => {}
                     }
@@ -370,7 +391,14 @@ impl Model for DemoModel {
         let mut params = 0u64;
         for b in &t.blocks {
             let a = &b.attention;
-            let sizes = [a.wq.len(), a.wk.len(), a.wv.len(), a.wo.len(), b.mlp.w_in.len(), b.mlp.w_out.len()];
+            let sizes = [
+                a.wq.len(),
+                a.wk.len(),
+                a.wv.len(),
+                a.wo.len(),
+                b.mlp.w_in.len(),
+                b.mlp.w_out.len(),
+            ];
             params += sizes.iter().map(|&s| s as u64).sum::<u64>();
             params += [&a.bq, &a.bk, &a.bv, &a.bo, &b.mlp.b_in, &b.mlp.b_out]
                 .iter()
@@ -461,7 +489,11 @@ fn normalize_block(block: &mut [f32], norm_sq: f64) {
     for v in block.iter_mut() {
         *v -= mean as f32;
     }
-    let norm = block.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
+    let norm = block
+        .iter()
+        .map(|&v| f64::from(v).powi(2))
+        .sum::<f64>()
+        .sqrt();
     if norm > 0.0 {
         let s = (norm_sq.sqrt() / norm) as f32;
         for v in block.iter_mut() {
@@ -496,7 +528,12 @@ fn learned_vector(seed: u64, pos: usize, out: &mut [f32], norm_sq: f64) {
 fn cosine_sum_gap(frequencies: &[f64]) -> f64 {
     let peak = frequencies.len() as f64;
     let best_other = (1..=MAX_TOKENS)
-        .map(|delta| frequencies.iter().map(|w| (w * delta as f64).cos()).sum::<f64>())
+        .map(|delta| {
+            frequencies
+                .iter()
+                .map(|w| (w * delta as f64).cos())
+                .sum::<f64>()
+        })
         .fold(f64::NEG_INFINITY, f64::max);
     peak - best_other
 }
@@ -505,7 +542,11 @@ fn cosine_sum_gap(frequencies: &[f64]) -> f64 {
 fn first_layer_scale(cfg: &DemoConfig, layout: &Layout) -> f64 {
     match cfg.norm {
         NormPlacement::Pre => {
-            let pos = if cfg.positional.is_additive() { layout.position_norm_sq() } else { 0.0 };
+            let pos = if cfg.positional.is_additive() {
+                layout.position_norm_sq()
+            } else {
+                0.0
+            };
             (cfg.d_model as f64 / (layout.band as f64 + pos)).sqrt()
         }
         NormPlacement::Post | NormPlacement::None => 1.0,
@@ -516,7 +557,11 @@ fn first_layer_scale(cfg: &DemoConfig, layout: &Layout) -> f64 {
 fn last_layer_scale(cfg: &DemoConfig, layout: &Layout) -> f64 {
     match cfg.norm {
         NormPlacement::Pre | NormPlacement::Post => {
-            let pos = if cfg.positional.is_additive() { layout.position_norm_sq() } else { 0.0 };
+            let pos = if cfg.positional.is_additive() {
+                layout.position_norm_sq()
+            } else {
+                0.0
+            };
             (cfg.d_model as f64 / (layout.band as f64 + pos + layout.kc as f64)).sqrt()
         }
         NormPlacement::None => 1.0,
@@ -530,7 +575,13 @@ fn random_matrix(rng: &mut Rng, rows: usize, cols: usize, std: f32) -> Array2<f3
 
 /// A matrix that writes only into the scratch band (from channel `start`), with rows that sum
 /// to zero there, so that the residual stays zero-mean. Shape: [rows, d_model].
-fn scratch_writer(rng: &mut Rng, rows: usize, d_model: usize, start: usize, std: f32) -> Array2<f32> {
+fn scratch_writer(
+    rng: &mut Rng,
+    rows: usize,
+    d_model: usize,
+    start: usize,
+    std: f32,
+) -> Array2<f32> {
     let mut w = Array2::<f32>::zeros((rows, d_model));
     let width = d_model - start;
     for mut row in w.rows_mut() {
@@ -552,7 +603,11 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
     let write_start = layout.map_or(0, Layout::scratch);
     // Without crafted heads, writes still stay small next to the embeddings, so that a model
     // without norms does not blow up its later layers' logits.
-    let write_scale = if layout.is_some() { SCRATCH_SCALE } else { 0.25 };
+    let write_scale = if layout.is_some() {
+        SCRATCH_SCALE
+    } else {
+        0.25
+    };
     let mut blocks = Vec::with_capacity(cfg.layers);
     for layer_idx in 0..cfg.layers {
         let mut rng = Rng::new(cfg.seed, 10, layer_idx as u64);
@@ -563,7 +618,13 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
             bk: None,
             wv: random_matrix(&mut rng, d, h * dh, (1.0 / d as f32).sqrt()),
             bv: None,
-            wo: scratch_writer(&mut rng, h * dh, d, write_start, write_scale / ((h * dh) as f32).sqrt()),
+            wo: scratch_writer(
+                &mut rng,
+                h * dh,
+                d,
+                write_start,
+                write_scale / ((h * dh) as f32).sqrt(),
+            ),
             bo: None,
         };
         if let Some(layout) = layout {
@@ -577,7 +638,13 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
             w_in: random_matrix(&mut rng, d, d_ff, (1.0 / d as f32).sqrt()),
             b_in: None,
             w_gate: None,
-            w_out: scratch_writer(&mut rng, d_ff, d, write_start, write_scale / (d_ff as f32).sqrt()),
+            w_out: scratch_writer(
+                &mut rng,
+                d_ff,
+                d,
+                write_start,
+                write_scale / (d_ff as f32).sqrt(),
+            ),
             b_out: None,
             activation: Activation::Gelu,
         };
@@ -607,7 +674,13 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
 }
 
 /// Overwrites one head's slice of the attention weights with a crafted pattern.
-fn craft_head(cfg: &DemoConfig, layout: &Layout, kind: CraftedHead, head_idx: usize, a: &mut SelfAttention) {
+fn craft_head(
+    cfg: &DemoConfig,
+    layout: &Layout,
+    kind: CraftedHead,
+    head_idx: usize,
+    a: &mut SelfAttention,
+) {
     let d = cfg.d_model;
     let dh = cfg.d_head();
     let col0 = head_idx * dh;
@@ -629,7 +702,11 @@ fn craft_head(cfg: &DemoConfig, layout: &Layout, kind: CraftedHead, head_idx: us
     match kind {
         CraftedHead::PreviousToken | CraftedHead::SelfToken if rope => {
             // Constant q and k, rotated by RoPE: q·k = Σ_k cos(θ_k (j − i + shift)).
-            let shift = if kind == CraftedHead::PreviousToken { 1.0 } else { 0.0 };
+            let shift = if kind == CraftedHead::PreviousToken {
+                1.0
+            } else {
+                0.0
+            };
             let freqs = crate::engine::rope_frequencies(dh, 10_000.0);
             let freqs64: Vec<f64> = freqs.iter().map(|&f| f64::from(f)).collect();
             let alpha = TARGET_GAP * sqrt_dh / cosine_sum_gap(&freqs64);
@@ -642,7 +719,11 @@ fn craft_head(cfg: &DemoConfig, layout: &Layout, kind: CraftedHead, head_idx: us
         }
         CraftedHead::PreviousToken | CraftedHead::SelfToken => {
             // q = α·R(−shift·ω)(sin ωi, cos ωi), k = (sin ωj, cos ωj): q·k = α Σ cos(ω(i − shift − j)).
-            let shift = if kind == CraftedHead::PreviousToken { 1.0 } else { 0.0 };
+            let shift = if kind == CraftedHead::PreviousToken {
+                1.0
+            } else {
+                0.0
+            };
             if learned && kind == CraftedHead::SelfToken {
                 let width = layout.learned_width(dh);
                 let alpha = TARGET_GAP * sqrt_dh / (s0 * s0 * layout.position_norm_sq() * 0.25);
@@ -707,7 +788,11 @@ fn craft_head(cfg: &DemoConfig, layout: &Layout, kind: CraftedHead, head_idx: us
         }
         CraftedHead::DuplicateToken | CraftedHead::Induction => {
             let induction = kind == CraftedHead::Induction;
-            let s = if induction { last_layer_scale(cfg, layout) } else { s0 };
+            let s = if induction {
+                last_layer_scale(cfg, layout)
+            } else {
+                s0
+            };
             // Content: the query's content key against the key's content key (duplicate) or the
             // key's previous band (induction); a match scores CONTENT_LOGITS more than an
             // orthogonal token.
@@ -756,13 +841,21 @@ mod tests {
         assert!(ok.validate().is_ok());
         for bad in [
             DemoConfig { d_model: 4, ..ok },
-            DemoConfig { d_model: 2048, ..ok },
+            DemoConfig {
+                d_model: 2048,
+                ..ok
+            },
             DemoConfig { heads: 0, ..ok },
             DemoConfig { heads: 33, ..ok },
             DemoConfig { heads: 7, ..ok },
             DemoConfig { layers: 0, ..ok },
             DemoConfig { layers: 25, ..ok },
-            DemoConfig { d_model: 24, heads: 8, positional: DemoPositional::Rope, ..ok },
+            DemoConfig {
+                d_model: 24,
+                heads: 8,
+                positional: DemoPositional::Rope,
+                ..ok
+            },
         ] {
             assert!(DemoModel::new(bad).is_err(), "{bad:?} accepted");
         }

@@ -14,7 +14,9 @@ impl Rng {
     /// A stream for `seed`, split by `purpose` and `index`.
     pub fn new(seed: u64, purpose: u64, index: u64) -> Self {
         let mut rng = Self {
-            state: seed ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ index.wrapping_mul(0xc2b2_ae3d_27d4_eb4f),
+            state: seed
+                ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ index.wrapping_mul(0xc2b2_ae3d_27d4_eb4f),
             spare: None,
         };
         // Stir so that nearby seeds give unrelated streams.
@@ -56,17 +58,22 @@ mod tests {
 
     #[test]
     fn streams_are_reproducible_and_roughly_normal() {
-        let a: Vec<f32> = (0..4).map({
-            let mut r = Rng::new(7, 1, 2);
-            move |_| r.normal()
-        }).collect();
+        let a: Vec<f32> = (0..4)
+            .map({
+                let mut r = Rng::new(7, 1, 2);
+                move |_| r.normal()
+            })
+            .collect();
         let mut r = Rng::new(7, 1, 2);
         assert_eq!(a, (0..4).map(|_| r.normal()).collect::<Vec<_>>());
         let mut r = Rng::new(1, 2, 3);
         let xs: Vec<f32> = (0..20_000).map(|_| r.normal()).collect();
         let mean = xs.iter().sum::<f32>() / xs.len() as f32;
         let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / xs.len() as f32;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "mean {mean} var {var}"
+        );
         assert_ne!(Rng::new(1, 2, 3).next_u64(), Rng::new(1, 2, 4).next_u64());
     }
 }

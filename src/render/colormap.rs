@@ -74,12 +74,16 @@ impl Colormap {
 /// scaled to `0..=255` and rounded; NaN gives 0.
 #[inline]
 pub fn lut_index(t: f32) -> usize {
-    if t.is_nan() {
-        return 0;
-    }
-    // The clamp keeps the product within 0.5..=255.5, so the cast cannot
-    // overflow and the result is at most 255.
-    (t.clamp(0.0, 1.0) * (LUT_SIZE - 1) as f32 + 0.5) as usize
+    usize::from(lut_index_u8(t))
+}
+
+/// [`lut_index`] as a `u8`, the form pixel loops use.
+#[inline]
+pub(crate) fn lut_index_u8(t: f32) -> u8 {
+    // `clamp` passes NaN through and the saturating float-to-int cast turns
+    // NaN into 0; otherwise the value lies in 0.5..=255.5 and truncates to
+    // 0..=255. No branches, so loops using this vectorise.
+    (t.clamp(0.0, 1.0) * (LUT_SIZE - 1) as f32 + 0.5) as u8
 }
 
 /// Samples the colorous gradient behind `colormap` into a lookup table.

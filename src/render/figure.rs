@@ -9,7 +9,7 @@
 //! ```
 //!
 //! The cells are painted by the same code as [`heatmap_image`], so they are
-//! bit-identical to it. All geometry comes from one [`Layout`], shared by
+//! bit-identical to it. All geometry comes from one private `Layout`, shared by
 //! [`heatmap_figure`] and [`figure_cells_rect`].
 //!
 //! [`heatmap_image`]: super::heatmap::heatmap_image
@@ -159,14 +159,12 @@ pub fn figure_cells_rect(
 
 /// Shortens `label` to [`MAX_LABEL_CHARS`] characters, ending in '…' when cut.
 pub fn truncate_label(label: &str) -> Cow<'_, str> {
-    match label.char_indices().nth(MAX_LABEL_CHARS) {
-        None => Cow::Borrowed(label),
-        Some(_) => {
-            let mut short: String = label.chars().take(MAX_LABEL_CHARS - 1).collect();
-            short.push('…');
-            Cow::Owned(short)
-        }
+    if label.chars().nth(MAX_LABEL_CHARS).is_none() {
+        return Cow::Borrowed(label);
     }
+    let mut short: String = label.chars().take(MAX_LABEL_CHARS - 1).collect();
+    short.push('…');
+    Cow::Owned(short)
 }
 
 /// An axis-aligned rectangle in pixels.

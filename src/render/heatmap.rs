@@ -10,7 +10,7 @@ use std::str::FromStr;
 use image::RgbaImage;
 use ndarray::ArrayView2;
 
-use super::colormap::{Colormap, Lut, lut_index};
+use super::colormap::{Colormap, Lut, lut_index_u8};
 use super::{MAX_SIDE, RenderError, checked_size};
 
 /// How values are mapped onto the colormap.
@@ -120,6 +120,9 @@ pub fn normalize(value: f32, range: ValueRange, scale: ValueScale) -> f32 {
 }
 
 /// [`normalize`] with its per-range work done once, for use in pixel loops.
+///
+/// The log scale uses `log2` internally: the normalised value is a ratio of
+/// logarithms, so the base cancels out and `log2` is the cheaper function.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Normalizer {
     log: bool,
@@ -143,7 +146,7 @@ impl Normalizer {
             1e-6
         };
         let (lo, hi) = if log {
-            (range.min.max(floor).log10(), range.max.max(floor).log10())
+            (range.min.max(floor).log2(), range.max.max(floor).log2())
         } else {
             (range.min, range.max)
         };
@@ -162,20 +165,49 @@ impl Normalizer {
         }
     }
 
-    /// The normalised value in `[0, 1]`.
+    /// The normalised value before clamping; NaN stays NaN.
     #[inline]
-    pub(crate) fn apply(&self, value: f32) -> f32 {
+    fn unclamped(&self, value: f32) -> f32 {
         if self.inv_span == 0.0 {
             return if value >= self.max { 1.0 } else { 0.0 };
         }
         let x = if self.log {
             // `max` ignores NaN, so NaN becomes the floor (and then 0).
-            value.max(self.floor).log10()
+            value.max(self.floor).log2()
         } else {
             value
         };
-        let t = (x - self.offset) * self.inv_span;
+        (x - self.offset) * self.inv_span
+    }
+
+    /// The normalised value in `[0, 1]`; NaN maps to 0.
+    #[inline]
+    pub(crate) fn apply(&self, value: f32) -> f32 {
+        let t = self.unclamped(value);
         if t.is_nan() { 0.0 } else { t.clamp(0.0, 1.0) }
+    }
+
+    /// Replaces `out` with the lookup-table index of each value: the same as
+    /// `lut_index(self.apply(v))`, in loops simple enough to vectorise.
+    pub(crate) fn lut_indices(&self, values: &[f32], out: &mut Vec<u8>) {
+        out.clear();
+        if self.inv_span == 0.0 {
+            out.extend(values.iter().map(|&v| lut_index_u8(self.unclamped(v))));
+        } else if self.log {
+            let (floor, offset, inv_span) = (self.floor, self.offset, self.inv_span);
+            out.extend(
+                values
+                    .iter()
+                    .map(|&v| lut_index_u8((v.max(floor).log2() - offset) * inv_span)),
+            );
+        } else {
+            let (offset, inv_span) = (self.offset, self.inv_span);
+            out.extend(
+                values
+                    .iter()
+                    .map(|&v| lut_index_u8((v - offset) * inv_span)),
+            );
+        }
     }
 }
 
@@ -183,7 +215,7 @@ impl Normalizer {
 ///
 /// The image is `n_keys * cell_px` wide and `n_queries * cell_px` high. This
 /// function never fails: `cell_px` of 0 is treated as 1, and a `cell_px` that
-/// would exceed [`MAX_SIDE`](super::MAX_SIDE) pixels per side is reduced
+/// would exceed [`MAX_SIDE`] pixels per side is reduced
 /// until the image fits (an empty matrix gives an empty image). Use
 /// [`try_heatmap_image`] to get an error instead.
 pub fn heatmap_image(
@@ -221,7 +253,7 @@ fn fitting_cell(rows: usize, cols: usize, cell_px: u32) -> Option<usize> {
 ///
 /// Errors: [`RenderError::Empty`] when `m` has no rows or no columns, and
 /// [`RenderError::TooLarge`] when the image would exceed
-/// [`MAX_SIDE`](super::MAX_SIDE) pixels on a side. `cell_px` of 0 is treated as 1.
+/// [`MAX_SIDE`] pixels on a side. `cell_px` of 0 is treated as 1.
 pub fn try_heatmap_image(
     m: ArrayView2<f32>,
     colormap: Colormap,
@@ -293,8 +325,10 @@ impl<'a> Target<'a> {
 /// `src_rows.len()` pixels and must fit inside the target image; indices must
 /// be within the matrix.
 ///
-/// Output rows that repeat the previous source row are copied, not recomputed,
-/// and within a row each source cell is normalised once per run of pixels.
+/// Output rows that repeat the previous source row are copied, not
+/// recomputed. When the output is at least as wide as the matrix, each cell of
+/// a row is normalised once and repeated; when it is narrower, only the
+/// sampled cells are normalised.
 pub(crate) fn paint_resampled(
     target: Target<'_>,
     m: ArrayView2<f32>,
@@ -310,7 +344,9 @@ pub(crate) fn paint_resampled(
         y0,
     } = target;
     let row_bytes = src_cols.len() * 4;
-    let mut values: Vec<f32> = Vec::with_capacity(m.ncols());
+    let upsampling = src_cols.len() >= m.ncols();
+    let mut values: Vec<f32> = Vec::with_capacity(m.ncols().min(src_cols.len()));
+    let mut indices: Vec<u8> = Vec::with_capacity(values.capacity());
     let mut previous: Option<(usize, usize)> = None; // (source row, byte offset)
     for (y, &r) in src_rows.iter().enumerate() {
         let start = (y0 + y) * stride + x0 * 4;
@@ -320,17 +356,28 @@ pub(crate) fn paint_resampled(
             buf.copy_within(prev_start..prev_start + row_bytes, start);
             continue;
         }
-        values.clear();
-        values.extend(m.row(r).iter().copied());
-        let out = &mut buf[start..start + row_bytes];
-        let mut last_col = usize::MAX;
-        let mut color = [0u8; 4];
-        for (pixel, &c) in out.chunks_exact_mut(4).zip(src_cols) {
-            if c != last_col {
-                color = lut[lut_index(norm.apply(values[c]))];
-                last_col = c;
+        let row = m.row(r);
+        match row.as_slice() {
+            Some(contiguous) if upsampling => norm.lut_indices(contiguous, &mut indices),
+            _ => {
+                values.clear();
+                if upsampling {
+                    values.extend(row.iter().copied());
+                } else {
+                    values.extend(src_cols.iter().map(|&c| row[c]));
+                }
+                norm.lut_indices(&values, &mut indices);
             }
-            pixel.copy_from_slice(&color);
+        }
+        let pixels = buf[start..start + row_bytes].chunks_exact_mut(4);
+        if upsampling {
+            for (pixel, &c) in pixels.zip(src_cols) {
+                pixel.copy_from_slice(&lut[usize::from(indices[c])]);
+            }
+        } else {
+            for (pixel, &i) in pixels.zip(&indices) {
+                pixel.copy_from_slice(&lut[usize::from(i)]);
+            }
         }
         previous = Some((r, start));
     }

@@ -43,7 +43,9 @@ impl Token {
 pub const PAD_TEXT: &str = "[PAD]";
 
 /// Bracketed special tokens that the word tokenizer keeps whole.
-const SPECIAL_TEXTS: [&str; 7] = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", "[BOS]", "[EOS]"];
+const SPECIAL_TEXTS: [&str; 7] = [
+    "[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", "[BOS]", "[EOS]",
+];
 
 fn is_special_text(text: &str) -> bool {
     SPECIAL_TEXTS.contains(&text)
@@ -80,7 +82,9 @@ impl std::str::FromStr for DemoTokenizer {
         match s {
             "words" => Ok(Self::Words),
             "chars" => Ok(Self::Chars),
-            other => Err(format!("unknown tokenizer {other:?}; expected words or chars")),
+            other => Err(format!(
+                "unknown tokenizer {other:?}; expected words or chars"
+            )),
         }
     }
 }
@@ -126,15 +130,17 @@ fn words(text: &str) -> Vec<Token> {
         if c.is_whitespace() {
             continue;
         }
-        if c == '[' {
-            if let Some(special) = SPECIAL_TEXTS.iter().find(|s| text[start..].starts_with(**s)) {
-                let end = start + special.len();
-                while rest.peek().is_some_and(|(i, _)| *i < end) {
-                    rest.next();
-                }
-                tokens.push(token_at(text, start, end));
-                continue;
+        if c == '['
+            && let Some(special) = SPECIAL_TEXTS
+                .iter()
+                .find(|s| text[start..].starts_with(**s))
+        {
+            let end = start + special.len();
+            while rest.peek().is_some_and(|(i, _)| *i < end) {
+                rest.next();
             }
+            tokens.push(token_at(text, start, end));
+            continue;
         }
         if is_word_char(c) {
             let mut end = start + c.len_utf8();
@@ -220,8 +226,14 @@ mod tests {
 
     #[test]
     fn empty_input_is_an_error() {
-        assert_eq!(tokenize("  \n\t", DemoTokenizer::Words), Err(TokenizeError::Empty));
-        assert_eq!(tokenize("", DemoTokenizer::Chars), Err(TokenizeError::Empty));
+        assert_eq!(
+            tokenize("  \n\t", DemoTokenizer::Words),
+            Err(TokenizeError::Empty)
+        );
+        assert_eq!(
+            tokenize("", DemoTokenizer::Chars),
+            Err(TokenizeError::Empty)
+        );
     }
 
     #[test]
