@@ -208,13 +208,14 @@ impl AttnApp {
 
     fn controls_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Input");
+        let label = ui.label("Text");
         ui.add(
             egui::TextEdit::multiline(&mut self.state.text)
                 .desired_rows(6)
                 .desired_width(f32::INFINITY)
                 .id_salt("input-text"),
         )
-        .labelled_by(ui.label("Text").id);
+        .labelled_by(label.id);
         egui::ComboBox::from_label("Tokenizer")
             .selected_text(self.state.tokenizer.name())
             .show_ui(ui, |ui| {

@@ -9,7 +9,8 @@ use super::options::RunOptions;
 use super::position::{AttentionPosition, alibi_slopes, apply_rope, rope_frequencies};
 use super::run::{AttentionMaps, HeadTrace, Trace};
 use super::{EngineError, MaskPart, MaskSpec};
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
 
 /// A normalisation layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -154,27 +155,93 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    fn forward(&self, x: &Array2<f32>) -> Array2<f32> {
-        let mut hidden = x.dot(&self.w_in);
-        if let Some(b) = &self.b_in {
-            hidden += b;
-        }
-        match &self.w_gate {
-            Some(w_gate) => {
-                let gate = x.dot(w_gate);
-                let act = self.activation;
-                ndarray::Zip::from(&mut hidden)
-                    .and(&gate)
-                    .for_each(|h, &g| *h *= act.apply(g));
+    /// Shape of `x` and the result: [token, d_model]. Row blocks run on `threads` threads.
+    fn forward(&self, x: &Array2<f32>, threads: usize) -> Array2<f32> {
+        let mut out = Array2::<f32>::zeros((x.nrows(), self.w_out.ncols()));
+        par_rows(&mut out, threads, &|row0, mut block| {
+            let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
+            let mut hidden = rows.dot(&self.w_in);
+            if let Some(b) = &self.b_in {
+                hidden += b;
             }
-            None => hidden.mapv_inplace(|v| self.activation.apply(v)),
-        }
-        let mut out = hidden.dot(&self.w_out);
-        if let Some(b) = &self.b_out {
-            out += b;
-        }
+            match &self.w_gate {
+                Some(w_gate) => {
+                    let gate = rows.dot(w_gate);
+                    let act = self.activation;
+                    ndarray::Zip::from(&mut hidden)
+                        .and(&gate)
+                        .for_each(|h, &g| *h *= act.apply(g));
+                }
+                None => match (self.activation, hidden.as_slice_mut()) {
+                    // Monomorphic loops over contiguous memory vectorise.
+                    (Activation::Gelu, Some(h)) => h.iter_mut().for_each(|v| *v = gelu(*v)),
+                    (Activation::GeluTanh, Some(h)) => {
+                        h.iter_mut().for_each(|v| *v = gelu_tanh(*v))
+                    }
+                    (act, _) => hidden.mapv_inplace(|v| act.apply(v)),
+                },
+            }
+            general_mat_mul(1.0, &hidden, &self.w_out, 0.0, &mut block);
+            if let Some(b) = &self.b_out {
+                block += b;
+            }
+        });
         out
     }
+}
+
+/// x · w + b, with row blocks of x on `threads` threads. Shapes: x [rows, in], w [in, out].
+fn linear(
+    x: &Array2<f32>,
+    w: &Array2<f32>,
+    b: Option<&Array1<f32>>,
+    threads: usize,
+) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros((x.nrows(), w.ncols()));
+    par_rows(&mut out, threads, &|row0, mut block| {
+        let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
+        general_mat_mul(1.0, &rows, w, 0.0, &mut block);
+        if let Some(b) = b {
+            block += b;
+        }
+    });
+    out
+}
+
+/// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread, on named
+/// scoped threads. The blocks sit in a queue that the caller's thread also drains, so a thread
+/// that fails to start only costs speed.
+fn par_rows(
+    out: &mut Array2<f32>,
+    threads: usize,
+    f: &(dyn Fn(usize, ArrayViewMut2<'_, f32>) + Sync),
+) {
+    let rows = out.nrows();
+    let threads = threads.clamp(1, rows.max(1));
+    if threads == 1 {
+        f(0, out.view_mut());
+        return;
+    }
+    let chunk = rows.div_ceil(threads);
+    let queue = std::sync::Mutex::new(
+        out.axis_chunks_iter_mut(Axis(0), chunk)
+            .enumerate()
+            .collect::<Vec<_>>(),
+    );
+    let work = || {
+        while let Some((i, block)) = queue.lock().ok().and_then(|mut q| q.pop()) {
+            f(i * chunk, block);
+        }
+    };
+    std::thread::scope(|scope| {
+        for t in 1..threads {
+            // A refused spawn leaves its block in the queue for the caller.
+            let _ = std::thread::Builder::new()
+                .name(format!("attn-rows-{t}"))
+                .spawn_scoped(scope, work);
+        }
+        work();
+    });
 }
 
 /// Multi-head self-attention weights, with grouped-query attention when kv_heads < heads.
@@ -259,6 +326,17 @@ struct HeadResult {
 const PARALLEL_MIN_TOKENS: usize = 48;
 /// More threads than this rarely pays for a dozen heads.
 const MAX_THREADS: usize = 8;
+
+/// How many threads a sequence of `len` tokens gets, unless the options say.
+fn threads_for(len: usize, opts: &RunOptions) -> usize {
+    opts.threads.unwrap_or_else(|| {
+        if len >= PARALLEL_MIN_TOKENS {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+        } else {
+            1
+        }
+    })
+}
 
 impl Transformer {
     /// Checks that every weight has the shape the dimensions promise.
@@ -362,6 +440,7 @@ impl Transformer {
 
         let mut all_probs = Vec::with_capacity(self.blocks.len() * self.heads);
         let mut trace = None;
+        let threads = threads_for(len, opts);
         for (layer_idx, block) in self.blocks.iter().enumerate() {
             let want_trace = opts.trace_layer == Some(layer_idx);
             let attn_input = match self.placement {
@@ -393,16 +472,16 @@ impl Transformer {
                 NormPlacement::Pre => {
                     let mut h = x.clone();
                     block.mlp_norm.apply(&mut h);
-                    x += &block.mlp.forward(&h);
+                    x += &block.mlp.forward(&h, threads);
                 }
                 NormPlacement::Post => {
                     block.attention_norm.apply(&mut x);
-                    let mlp_out = block.mlp.forward(&x);
+                    let mlp_out = block.mlp.forward(&x, threads);
                     x += &mlp_out;
                     block.mlp_norm.apply(&mut x);
                 }
                 NormPlacement::None => {
-                    let mlp_out = block.mlp.forward(&x);
+                    let mlp_out = block.mlp.forward(&x, threads);
                     x += &mlp_out;
                 }
             }
@@ -468,16 +547,27 @@ impl Transformer {
         want_trace: bool,
     ) -> (Array2<f32>, Vec<Array2<f32>>, Option<Vec<HeadTrace>>) {
         let a = &block.attention;
-        let project = |w: &Array2<f32>, b: &Option<Array1<f32>>| {
-            let mut out = h.dot(w);
-            if let Some(b) = b {
-                out += b;
+        let threads = threads_for(h.nrows(), opts);
+        // q, k and v side by side, computed per row block in one pass over the threads.
+        let (q_width, kv_width) = (a.wq.ncols(), a.wk.ncols());
+        let mut qkv = Array2::<f32>::zeros((h.nrows(), q_width + 2 * kv_width));
+        par_rows(&mut qkv, threads, &|row0, mut block| {
+            let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
+            let parts = [
+                (&a.wq, &a.bq, 0),
+                (&a.wk, &a.bk, q_width),
+                (&a.wv, &a.bv, q_width + kv_width),
+            ];
+            for (w, b, col0) in parts {
+                let mut dst = block.slice_mut(s![.., col0..col0 + w.ncols()]);
+                general_mat_mul(1.0, &rows, w, 0.0, &mut dst);
+                if let Some(b) = b {
+                    dst += b;
+                }
             }
-            out
-        };
-        let mut q = project(&a.wq, &a.bq);
-        let mut k = project(&a.wk, &a.bk);
-        let v = project(&a.wv, &a.bv);
+        });
+        let (mut q, rest) = qkv.view_mut().split_at(Axis(1), q_width);
+        let (mut k, v) = rest.split_at(Axis(1), kv_width);
         let dh = self.d_head;
         if let AttentionPosition::Rope { theta } = self.position {
             let freqs = rope_frequencies(dh, theta);
@@ -517,13 +607,6 @@ impl Transformer {
                 },
             )
         };
-        let threads = opts.threads.unwrap_or_else(|| {
-            if h.nrows() >= PARALLEL_MIN_TOKENS {
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
-            } else {
-                1
-            }
-        });
         let results = parallel_map(self.heads, threads, &head_fn);
 
         let mut concat = Array2::<f32>::zeros((h.nrows(), self.heads * dh));
@@ -540,10 +623,7 @@ impl Transformer {
                 traces.push(t);
             }
         }
-        let mut out = concat.dot(&a.wo);
-        if let Some(b) = &a.bo {
-            out += b;
-        }
+        let out = linear(&concat, &a.wo, a.bo.as_ref(), threads);
         (out, probs, traces)
     }
 }

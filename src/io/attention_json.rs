@@ -244,9 +244,12 @@ mod tests {
         write_attention_json(&mut out, &meta, &tokens, "causal", &maps).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["shape"], serde_json::json!([1, 2, 2, 2]));
+        // The shortest text that reads back to the same f32.
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("[[0.12345679,0.8765432]"), "{text}");
         assert_eq!(
-            value["attentions"][0][1][0][0],
-            serde_json::json!(0.123_456_79_f32)
+            value["attentions"][0][1][0][0].as_f64().unwrap() as f32,
+            0.123_456_79_f32
         );
         let file = from_value(Path::new("x.json"), value).unwrap();
         assert_eq!(file.maps, maps);
