@@ -1,101 +1,66 @@
-//! The eframe app. It only wires views, the worker and the state together; the maths lives in
-//! `engine`/`model`, the pixels in `render`.
+//! The eframe app. It wires the views, the worker and the persisted state together; the maths
+//! lives in `engine`/`model`/`analysis`, the pixels in `render`, the files in `io`.
 
+pub mod export;
+mod grid;
+mod head_view;
 mod heatmap;
+pub mod state;
 mod theme;
+mod token_strip;
 pub mod worker;
 
-use crate::engine::AttentionRun;
-use crate::engine::{MaskSpec, NormPlacement, RunOptions, ScoreScale};
-use crate::io::{InputFile, TokenInput};
-use crate::model::{DemoConfig, DemoPositional, demo::crafted_at};
-use crate::render::Colormap;
-use crate::tokenize::DemoTokenizer;
+use crate::engine::{AttentionRun, NormPlacement, ScoreScale};
+use crate::io::{self, InputFile, ModelMeta, TokenInput};
+use crate::model::{DemoPositional, demo::crafted_at};
+use crate::render::{Colormap, RangeMode, ValueScale};
+use crate::tokenize::{DemoTokenizer, Token};
 use anyhow::anyhow;
-use std::path::PathBuf;
+pub use state::{AppState, HeadMode, QueryCombine, SAMPLE_TEXT, Theme, ViewKind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use worker::{JobKey, Worker};
 
-/// The sample text the app opens with.
-pub const SAMPLE_TEXT: &str =
-    "The cat sat on the mat because the cat was tired . The cat sat on the mat again .";
-
-/// Settings the user chose: input, model, run options and selections.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AppState {
-    /// The input text.
-    pub text: String,
-    /// The demo tokenizer.
-    pub tokenizer: DemoTokenizer,
-    /// The demo model's settings.
-    pub demo: DemoConfig,
-    /// The mask spec as typed.
-    pub mask_text: String,
-    /// Score scale.
-    pub scale: ScoreScale,
-    /// Selected layer.
-    pub layer_idx: usize,
-    /// Selected head.
-    pub head_idx: usize,
-    /// Colormap of the heatmap.
-    pub colormap: Colormap,
-}
-
-impl Default for AppState {
-    fn default() -> Self {
-        Self {
-            text: SAMPLE_TEXT.to_owned(),
-            tokenizer: DemoTokenizer::Words,
-            demo: DemoConfig::default(),
-            mask_text: "none".to_owned(),
-            scale: ScoreScale::InvSqrtDHead,
-            layer_idx: 0,
-            head_idx: 0,
-            colormap: Colormap::Viridis,
-        }
-    }
-}
-
-impl AppState {
-    /// The job these settings ask for, or why they cannot run.
-    pub fn job_key(&self) -> Result<JobKey, String> {
-        let mask = MaskSpec::parse(&self.mask_text).map_err(|e| e.to_string())?;
-        Ok(JobKey {
-            text: self.text.clone(),
-            tokenizer: self.tokenizer,
-            demo: self.demo,
-            opts: RunOptions {
-                mask,
-                scale: self.scale,
-                ..RunOptions::default()
-            },
-        })
-    }
-
-    /// Clamps the selections to the model's size.
-    pub fn clamp(&mut self) {
-        self.layer_idx = self.layer_idx.min(self.demo.layers.saturating_sub(1));
-        self.head_idx = self.head_idx.min(self.demo.heads.saturating_sub(1));
-    }
-}
-
+/// Key of the persisted state in eframe's storage.
+const STORAGE_KEY: &str = "attnviz_state";
 /// How many finished runs are kept, so toggling a setting back is instant.
 const CACHE_SIZE: usize = 8;
+/// Work that takes longer than this shows progress and a cancel button.
+const SHOW_PROGRESS_AFTER_MS: u128 = 200;
 
-/// The app.
-pub struct AttnApp {
-    /// The user's settings.
-    pub state: AppState,
-    worker: Option<Worker>,
-    requested: Option<(u64, JobKey)>,
-    /// The run on screen, with the settings that made it.
-    pub current: Option<(JobKey, Arc<AttentionRun>)>,
-    cache: Vec<(JobKey, Arc<AttentionRun>)>,
-    /// The last error, shown until dismissed or replaced.
-    pub error: Option<String>,
-    last_compute_ms: Option<f64>,
-    heatmap: heatmap::HeatmapView,
-    screenshot: Option<ScreenshotJob>,
+/// What a file dialog was opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialogPurpose {
+    /// Open a text, token, attention or session file.
+    OpenFile,
+    /// Save the session.
+    SaveSession,
+    /// Export the current view as PNG.
+    ExportPng,
+    /// Export every head into a folder.
+    ExportAllHeads,
+    /// Export the tensors as JSON or NPY.
+    ExportTensors,
+}
+
+/// Attention opened from a file rather than computed.
+pub struct ExternalRun {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The maps and tokens.
+    pub run: Arc<AttentionRun>,
+    /// The model the file names.
+    pub meta: ModelMeta,
+}
+
+struct ExportJob {
+    total: usize,
+    done: Arc<AtomicUsize>,
+    cancel: Arc<AtomicBool>,
+    result: Receiver<Result<usize, String>>,
 }
 
 struct ScreenshotJob {
@@ -105,9 +70,39 @@ struct ScreenshotJob {
     image: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
 }
 
+/// The app.
+pub struct AttnApp {
+    /// The user's settings (persisted).
+    pub state: AppState,
+    worker: Option<Worker>,
+    requested: Option<(u64, JobKey)>,
+    requested_at: Option<Instant>,
+    /// The computed run on screen, with the settings that made it.
+    pub current: Option<(JobKey, Arc<AttentionRun>)>,
+    /// Attention opened from a file; shown instead of the computed run while set.
+    pub external: Option<ExternalRun>,
+    cache: Vec<(JobKey, Arc<AttentionRun>)>,
+    /// The last error, shown until dismissed or replaced.
+    pub error: Option<String>,
+    /// A short confirmation (export done, session saved).
+    pub notice: Option<String>,
+    last_compute_ms: Option<f64>,
+    /// The session file in use, if any.
+    pub session_path: Option<PathBuf>,
+    heatmap: heatmap::HeatmapView,
+    grid: grid::GridView,
+    head_view: head_view::HeadView,
+    token_strip: token_strip::TokenStrip,
+    dialog: Option<(DialogPurpose, Receiver<Option<PathBuf>>)>,
+    export_job: Option<ExportJob>,
+    screenshot: Option<ScreenshotJob>,
+    title: String,
+}
+
 impl AttnApp {
     /// A new app; `wake` lets the worker request a repaint.
-    pub fn new(state: AppState, wake: impl Fn() + Send + 'static) -> Self {
+    pub fn new(mut state: AppState, wake: impl Fn() + Send + 'static) -> Self {
+        state.clamp(None);
         let (worker, error) = match Worker::spawn(wake) {
             Ok(w) => (Some(w), None),
             Err(e) => (None, Some(format!("cannot start the compute thread: {e}"))),
@@ -116,39 +111,220 @@ impl AttnApp {
             state,
             worker,
             requested: None,
+            requested_at: None,
             current: None,
+            external: None,
             cache: Vec::new(),
             error,
+            notice: None,
             last_compute_ms: None,
+            session_path: None,
             heatmap: heatmap::HeatmapView::default(),
+            grid: grid::GridView::default(),
+            head_view: head_view::HeadView::default(),
+            token_strip: token_strip::TokenStrip::default(),
+            dialog: None,
+            export_job: None,
             screenshot: None,
+            title: String::new(),
         }
     }
 
-    /// Opens a file given on the command line or dropped on the window. On error the current
-    /// state stays and the message names the file.
-    pub fn open_file(&mut self, path: &std::path::Path) {
-        match crate::io::load_input(path) {
-            Ok(InputFile::Input(TokenInput::Text(text))) => self.state.text = text,
-            Ok(InputFile::Input(TokenInput::Tokens(tokens))) => self.state.text = tokens.join(" "),
+    /// The run the views show: an opened attention file, else the computed run.
+    pub fn shown_run(&self) -> Option<&Arc<AttentionRun>> {
+        match &self.external {
+            Some(e) => Some(&e.run),
+            None => self.current.as_ref().map(|(_, r)| r),
+        }
+    }
+
+    /// True while a requested run has not arrived yet.
+    pub fn busy(&self) -> bool {
+        self.external.is_none()
+            && self.requested.as_ref().is_some_and(|(_, k)| self.current.as_ref().is_none_or(|(c, _)| c != k))
+            && self.error.is_none()
+    }
+
+    fn model_meta(&self) -> ModelMeta {
+        match &self.external {
+            Some(e) => e.meta.clone(),
+            None => ModelMeta {
+                name: "demo".to_owned(),
+                architecture: "demo".to_owned(),
+                layers: self.state.demo.layers,
+                heads: self.state.demo.heads,
+                kv_heads: self.state.demo.heads,
+                d_model: self.state.demo.d_model,
+            },
+        }
+    }
+
+    /// Opens a file given on the command line, dropped on the window or picked in a dialog.
+    /// On error the current state stays and the message names the file.
+    pub fn open_file(&mut self, path: &Path) {
+        match io::load_input(path) {
+            Ok(InputFile::Input(TokenInput::Text(text))) => {
+                self.external = None;
+                self.state.text = text;
+                self.error = None;
+            }
+            Ok(InputFile::Input(TokenInput::Tokens(tokens))) => {
+                self.external = None;
+                self.state.text = tokens.join(" ");
+                self.error = None;
+            }
             Ok(InputFile::Input(TokenInput::Ids(_))) => {
                 self.error = Some(format!(
-                    "token ids need a model with a vocabulary; the demo takes text: {}",
+                    "token ids need a model with a vocabulary; the demo model reads text in {}",
                     path.display()
                 ));
             }
-            Ok(InputFile::Attention(_) | InputFile::Session(_)) => {
-                self.error = Some(format!(
-                    "attention and session files open in a later version: {}",
-                    path.display()
-                ));
+            Ok(InputFile::Attention(file)) => {
+                let tokens: Vec<Token> = file.tokens.iter().map(|t| Token::from_text(t)).collect();
+                let run = AttentionRun {
+                    tokens,
+                    maps: file.maps,
+                    fully_masked_queries: Vec::new(),
+                    trace: None,
+                    hidden: None,
+                };
+                let [layers, heads, n, _] = run.maps.shape();
+                self.state.layer_idx = self.state.layer_idx.min(layers - 1);
+                self.state.head_idx = self.state.head_idx.min(heads - 1);
+                self.state.selected_queries.retain(|&q| q < n);
+                self.external = Some(ExternalRun { path: path.to_owned(), run: Arc::new(run), meta: file.model });
+                self.error = None;
+            }
+            Ok(InputFile::Session(value)) => self.apply_session(path, value),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    /// Loads a session file's fields into the state, clamped to the model.
+    fn apply_session(&mut self, path: &Path, value: serde_json::Value) {
+        let fields = match io::session_fields(path, value) {
+            Ok(f) => f,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return;
+            }
+        };
+        match serde_json::from_value::<AppState>(fields) {
+            Ok(mut state) => {
+                state.clamp(None);
+                self.state = state;
+                self.external = None;
+                self.session_path = Some(path.to_owned());
+                self.error = None;
+            }
+            Err(e) => self.error = Some(format!("not a valid session ({e}) in {}", path.display())),
+        }
+    }
+
+    /// Writes the session file.
+    pub fn save_session(&mut self, path: &Path) {
+        let mut value = match serde_json::to_value(&self.state) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error = Some(format!("cannot serialise the session: {e}"));
+                return;
+            }
+        };
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("model".to_owned(), serde_json::Value::from("demo"));
+        }
+        match io::write_session(path, &value) {
+            Ok(()) => {
+                self.session_path = Some(path.to_owned());
+                self.notice = Some(format!("saved {}", path.display()));
             }
             Err(e) => self.error = Some(e.to_string()),
         }
     }
 
-    /// Starts a run if the settings changed since the last request. Uses the cache when it can.
+    /// Handles a path chosen for `purpose` (from a dialog, or directly in tests).
+    pub fn complete_dialog(&mut self, purpose: DialogPurpose, path: &Path) {
+        match purpose {
+            DialogPurpose::OpenFile => self.open_file(path),
+            DialogPurpose::SaveSession => self.save_session(path),
+            DialogPurpose::ExportPng => {
+                let Some(run) = self.shown_run().cloned() else {
+                    self.error = Some("nothing to export yet".to_owned());
+                    return;
+                };
+                match export::export_png(path, &run, &self.state, &self.model_meta().name) {
+                    Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
+                    Err(e) => self.error = Some(e),
+                }
+            }
+            DialogPurpose::ExportTensors => {
+                let Some(run) = self.shown_run().cloned() else {
+                    self.error = Some("nothing to export yet".to_owned());
+                    return;
+                };
+                let mask = self.current.as_ref().map_or("none".to_owned(), |(k, _)| k.opts.mask.to_string());
+                match export::export_tensors(path, &run, &self.model_meta(), &mask) {
+                    Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
+                    Err(e) => self.error = Some(e),
+                }
+            }
+            DialogPurpose::ExportAllHeads => self.start_export_all(path),
+        }
+    }
+
+    fn start_export_all(&mut self, dir: &Path) {
+        let Some(run) = self.shown_run().cloned() else {
+            self.error = Some("nothing to export yet".to_owned());
+            return;
+        };
+        let [layers, heads, _, _] = run.maps.shape();
+        let done = Arc::new(AtomicUsize::new(0));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (state, name, dir) = (self.state.clone(), self.model_meta().name, dir.to_owned());
+        let (done_w, cancel_w) = (done.clone(), cancel.clone());
+        let spawned = std::thread::Builder::new().name("attn-export".to_owned()).spawn(move || {
+            let _ = tx.send(export::export_all_heads(&dir, &run, &state, &name, &done_w, &cancel_w));
+        });
+        match spawned {
+            Ok(_) => self.export_job = Some(ExportJob { total: layers * heads, done, cancel, result: rx }),
+            Err(e) => self.error = Some(format!("cannot start the export thread: {e}")),
+        }
+    }
+
+    /// Opens a native file dialog on its own thread, so the UI keeps drawing.
+    fn open_dialog(&mut self, purpose: DialogPurpose) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let default_name = match purpose {
+            DialogPurpose::ExportPng => export::default_png_name(&self.state),
+            DialogPurpose::SaveSession => "session.attnviz.json".to_owned(),
+            DialogPurpose::ExportTensors => "attention.json".to_owned(),
+            DialogPurpose::OpenFile | DialogPurpose::ExportAllHeads => String::new(),
+        };
+        let spawned = std::thread::Builder::new().name("file-dialog".to_owned()).spawn(move || {
+            let dialog = rfd::FileDialog::new();
+            let picked = match purpose {
+                DialogPurpose::OpenFile => dialog
+                    .add_filter("text, tokens, attention or session", &["txt", "json"])
+                    .pick_file(),
+                DialogPurpose::ExportAllHeads => dialog.pick_folder(),
+                DialogPurpose::SaveSession | DialogPurpose::ExportPng | DialogPurpose::ExportTensors => {
+                    dialog.set_file_name(&default_name).save_file()
+                }
+            };
+            let _ = tx.send(picked);
+        });
+        match spawned {
+            Ok(_) => self.dialog = Some((purpose, rx)),
+            Err(e) => self.error = Some(format!("cannot open a file dialog: {e}")),
+        }
+    }
+
+    /// Starts a run if the settings changed since the last request; uses the cache when it can.
     fn schedule(&mut self) {
+        if self.external.is_some() {
+            return;
+        }
         let key = match self.state.job_key() {
             Ok(k) => k,
             Err(e) => {
@@ -168,6 +344,7 @@ impl AttnApp {
         if let Some(worker) = self.worker.as_mut() {
             let id = worker.submit(key.clone());
             self.requested = Some((id, key));
+            self.requested_at = Some(Instant::now());
         }
     }
 
@@ -176,10 +353,7 @@ impl AttnApp {
             return;
         };
         while let Some(result) = worker.poll() {
-            let wanted = self
-                .requested
-                .as_ref()
-                .is_some_and(|(id, _)| *id == result.id);
+            let wanted = self.requested.as_ref().is_some_and(|(id, _)| *id == result.id);
             if !wanted {
                 continue;
             }
@@ -191,7 +365,9 @@ impl AttnApp {
                     if self.cache.len() > CACHE_SIZE {
                         self.cache.remove(0);
                     }
+                    let n = run.tokens.len();
                     self.current = Some((result.key, run));
+                    self.state.selected_queries.retain(|&q| q < n);
                     self.error = None;
                 }
                 Err(e) => self.error = Some(e),
@@ -199,30 +375,169 @@ impl AttnApp {
         }
     }
 
-    fn busy(&self) -> bool {
-        self.requested
-            .as_ref()
-            .is_some_and(|(_, k)| self.current.as_ref().is_none_or(|(c, _)| c != k))
-            && self.error.is_none()
+    /// Waits (sleeping) until the requested run has arrived or `timeout` passes. For tests and
+    /// scripted use; the UI never calls it.
+    pub fn wait_for_run(&mut self, timeout: std::time::Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            self.receive();
+            self.schedule();
+            if !self.busy() {
+                return self.error.is_none();
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn cancel_run(&mut self) {
+        if let Some(w) = self.worker.as_mut() {
+            w.cancel();
+        }
+        self.error = Some("cancelled; change a setting to compute again".to_owned());
+    }
+
+    fn handle_keys(&mut self, ctx: &egui::Context) {
+        let typing = ctx.egui_wants_keyboard_input();
+        let (layers, heads) = self.layers_heads();
+        let mut dialog = None;
+        let mut save_direct = None;
+        ctx.input_mut(|i| {
+            if i.consume_key(egui::Modifiers::COMMAND, egui::Key::O) {
+                dialog = Some(DialogPurpose::OpenFile);
+            }
+            if i.consume_key(egui::Modifiers::COMMAND, egui::Key::S) {
+                match &self.session_path {
+                    Some(p) => save_direct = Some(p.clone()),
+                    None => dialog = Some(DialogPurpose::SaveSession),
+                }
+            }
+            if i.consume_key(egui::Modifiers::COMMAND, egui::Key::E) {
+                dialog = Some(DialogPurpose::ExportPng);
+            }
+            if typing {
+                return;
+            }
+            if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowRight) {
+                self.state.head_idx = (self.state.head_idx + 1).min(heads - 1);
+                self.state.head_mode = HeadMode::Single;
+            }
+            if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowLeft) {
+                self.state.head_idx = self.state.head_idx.saturating_sub(1);
+                self.state.head_mode = HeadMode::Single;
+            }
+            if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowDown) {
+                self.state.layer_idx = (self.state.layer_idx + 1).min(layers - 1);
+                self.state.all_layers = false;
+            }
+            if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowUp) {
+                self.state.layer_idx = self.state.layer_idx.saturating_sub(1);
+                self.state.all_layers = false;
+            }
+        });
+        if let Some(p) = save_direct {
+            self.save_session(&p);
+        }
+        if let Some(purpose) = dialog {
+            self.open_dialog(purpose);
+        }
+    }
+
+    /// Layers and heads of what is shown (the file's, or the demo settings').
+    fn layers_heads(&self) -> (usize, usize) {
+        match &self.external {
+            Some(e) => {
+                let [l, h, _, _] = e.run.maps.shape();
+                (l.max(1), h.max(1))
+            }
+            None => (self.state.demo.layers, self.state.demo.heads),
+        }
+    }
+
+    fn poll_background(&mut self) {
+        if let Some((purpose, rx)) = &self.dialog {
+            match rx.try_recv() {
+                Ok(Some(path)) => {
+                    let purpose = *purpose;
+                    self.dialog = None;
+                    self.complete_dialog(purpose, &path);
+                }
+                Ok(None) | Err(std::sync::mpsc::TryRecvError::Disconnected) => self.dialog = None,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+        }
+        if let Some(job) = &self.export_job
+            && let Ok(result) = job.result.try_recv()
+        {
+            match result {
+                Ok(n) => self.notice = Some(format!("exported {n} PNGs")),
+                Err(e) => self.error = Some(e),
+            }
+            self.export_job = None;
+        }
+    }
+
+    fn menu_ui(&mut self, ui: &mut egui::Ui) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                let has_run = self.shown_run().is_some();
+                if ui.button("Open file…  (Ctrl+O)").clicked() {
+                    self.open_dialog(DialogPurpose::OpenFile);
+                }
+                if ui.button("Save session…  (Ctrl+S)").clicked() {
+                    self.open_dialog(DialogPurpose::SaveSession);
+                }
+                ui.separator();
+                if ui.add_enabled(has_run, egui::Button::new("Export PNG…  (Ctrl+E)")).clicked() {
+                    self.open_dialog(DialogPurpose::ExportPng);
+                }
+                if ui.add_enabled(has_run, egui::Button::new("Export all heads…")).clicked() {
+                    self.open_dialog(DialogPurpose::ExportAllHeads);
+                }
+                if ui.add_enabled(has_run, egui::Button::new("Export JSON/NPY…")).clicked() {
+                    self.open_dialog(DialogPurpose::ExportTensors);
+                }
+            });
+            ui.menu_button("View", |ui| {
+                for (theme, label) in [(Theme::Dark, "Dark theme"), (Theme::Light, "Light theme")] {
+                    if ui.radio(self.state.theme == theme, label).clicked() {
+                        self.state.theme = theme;
+                    }
+                }
+            });
+        });
     }
 
     fn controls_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Input");
+        if let Some(ext) = &self.external {
+            ui.label(format!("Showing attention from {}", ext.path.display()));
+            if ui.button("Back to the demo model").clicked() {
+                self.external = None;
+            }
+        }
         let label = ui.label("Text");
         ui.add(
             egui::TextEdit::multiline(&mut self.state.text)
-                .desired_rows(6)
+                .desired_rows(5)
                 .desired_width(f32::INFINITY)
                 .id_salt("input-text"),
         )
         .labelled_by(label.id);
-        egui::ComboBox::from_label("Tokenizer")
-            .selected_text(self.state.tokenizer.name())
-            .show_ui(ui, |ui| {
-                for t in DemoTokenizer::ALL {
-                    ui.selectable_value(&mut self.state.tokenizer, t, t.name());
-                }
-            });
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("Tokenizer")
+                .selected_text(self.state.tokenizer.name())
+                .show_ui(ui, |ui| {
+                    for t in DemoTokenizer::ALL {
+                        ui.selectable_value(&mut self.state.tokenizer, t, t.name());
+                    }
+                });
+            if ui.button("Open file…").clicked() {
+                self.open_dialog(DialogPurpose::OpenFile);
+            }
+        });
         ui.separator();
         ui.heading("Model: demo");
         let mut demo = self.state.demo;
@@ -253,17 +568,86 @@ impl AttnApp {
         ui.heading("Run options");
         ui.horizontal(|ui| {
             let label = ui.label("Mask");
-            ui.text_edit_singleline(&mut self.state.mask_text)
-                .labelled_by(label.id);
+            ui.text_edit_singleline(&mut self.state.mask_text).labelled_by(label.id);
         });
+        ui.horizontal_wrapped(|ui| {
+            for part in ["none", "causal", "padding", "window:3", "strided:4", "block:8", "global:0"] {
+                if ui.small_button(part).clicked() {
+                    self.state.mask_text = match (part, self.state.mask_text.trim()) {
+                        ("none", _) | (_, "none" | "") => part.to_owned(),
+                        (_, current) => format!("{current}+{part}"),
+                    };
+                }
+            }
+        });
+        ui.label("Right-click a heatmap cell to drop it, its key or its query.");
+        let mut temperature = match self.state.scale {
+            ScoreScale::Temperature(t) => Some(t),
+            _ => None,
+        };
+        egui::ComboBox::from_label("Score scale")
+            .selected_text(match self.state.scale {
+                ScoreScale::InvSqrtDHead => "1/√d_head",
+                ScoreScale::None => "none",
+                ScoreScale::Temperature(_) => "temperature",
+            })
+            .show_ui(ui, |ui| {
+                ui.selectable_value(&mut self.state.scale, ScoreScale::InvSqrtDHead, "1/√d_head");
+                ui.selectable_value(&mut self.state.scale, ScoreScale::None, "none");
+                if ui.selectable_label(temperature.is_some(), "temperature").clicked() && temperature.is_none() {
+                    temperature = Some(1.0);
+                    self.state.scale = ScoreScale::Temperature(1.0);
+                }
+            });
+        if let Some(mut t) = temperature {
+            if ui.add(egui::Slider::new(&mut t, 0.05..=10.0).logarithmic(true).text("temperature")).changed() {
+                self.state.scale = ScoreScale::Temperature(t);
+            }
+        }
         ui.separator();
+        self.view_controls_ui(ui);
+    }
+
+    fn view_controls_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("View");
-        self.state.clamp();
-        let layers = self.state.demo.layers;
-        let heads = self.state.demo.heads;
-        ui.add(egui::Slider::new(&mut self.state.layer_idx, 0..=layers - 1).text("layer"));
-        ui.add(egui::Slider::new(&mut self.state.head_idx, 0..=heads - 1).text("head"));
-        if let Some(kind) = crafted_at(&self.state.demo, self.state.layer_idx, self.state.head_idx)
+        let (layers, heads) = self.layers_heads();
+        self.state.layer_idx = self.state.layer_idx.min(layers - 1);
+        self.state.head_idx = self.state.head_idx.min(heads - 1);
+        ui.horizontal(|ui| {
+            ui.add_enabled(!self.state.all_layers, egui::Slider::new(&mut self.state.layer_idx, 0..=layers - 1).text("layer"));
+            ui.checkbox(&mut self.state.all_layers, "mean of layers");
+        });
+        egui::ComboBox::from_label("Heads")
+            .selected_text(self.state.head_mode.label())
+            .show_ui(ui, |ui| {
+                for m in HeadMode::ALL {
+                    ui.selectable_value(&mut self.state.head_mode, m, m.label());
+                }
+            });
+        match self.state.head_mode {
+            HeadMode::Single => {
+                ui.add(egui::Slider::new(&mut self.state.head_idx, 0..=heads - 1).text("head"));
+            }
+            HeadMode::Set => {
+                ui.horizontal_wrapped(|ui| {
+                    for h in 0..heads {
+                        let mut on = self.state.head_set.contains(&h);
+                        if ui.checkbox(&mut on, format!("{h}")).changed() {
+                            if on {
+                                self.state.head_set.push(h);
+                                self.state.head_set.sort_unstable();
+                            } else {
+                                self.state.head_set.retain(|&x| x != h);
+                            }
+                        }
+                    }
+                });
+            }
+            HeadMode::Mean | HeadMode::Max => {}
+        }
+        if self.external.is_none()
+            && self.state.head_mode == HeadMode::Single
+            && let Some(kind) = crafted_at(&self.state.demo, self.state.layer_idx, self.state.head_idx)
         {
             ui.label(format!("crafted head: {}", kind.label()));
         }
@@ -274,19 +658,31 @@ impl AttnApp {
                     ui.selectable_value(&mut self.state.colormap, c, c.name());
                 }
             });
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut self.state.value_scale, ValueScale::Linear, "linear");
+            ui.selectable_value(&mut self.state.value_scale, ValueScale::Log, "log");
+            ui.separator();
+            for r in RangeMode::ALL {
+                ui.selectable_value(&mut self.state.range, r, r.name());
+            }
+        });
+        ui.checkbox(&mut self.state.hide_special, "Hide special tokens and renormalise");
     }
 
     fn status_ui(&mut self, ui: &mut egui::Ui) {
         ui.horizontal(|ui| {
-            match &self.current {
-                Some((_, run)) => ui.label(format!("{} tokens", run.tokens.len())),
+            match self.shown_run() {
+                Some(run) => ui.label(format!("{} tokens", run.tokens.len())),
                 None => ui.label("no run yet"),
             };
             ui.separator();
-            ui.label(format!(
-                "demo {}×{}×{}",
-                self.state.demo.layers, self.state.demo.heads, self.state.demo.d_model
-            ));
+            match &self.external {
+                Some(e) => ui.label(format!("{} (from file)", e.meta.name)),
+                None => ui.label(format!(
+                    "demo {}×{}×{}",
+                    self.state.demo.layers, self.state.demo.heads, self.state.demo.d_model
+                )),
+            };
             if let Some(ms) = self.last_compute_ms {
                 ui.separator();
                 ui.label(format!("computed in {ms:.1} ms"));
@@ -294,12 +690,30 @@ impl AttnApp {
             if self.busy() {
                 ui.separator();
                 ui.spinner();
-                if let Some(w) = &self.worker {
-                    let p = w.progress();
-                    if p.total > 0 {
-                        ui.label(format!("layer {}/{}", p.done, p.total));
+                let slow = self.requested_at.is_some_and(|t| t.elapsed().as_millis() > SHOW_PROGRESS_AFTER_MS);
+                if slow {
+                    if let Some(w) = &self.worker {
+                        let p = w.progress();
+                        if p.total > 0 {
+                            ui.add(egui::ProgressBar::new(p.done as f32 / p.total as f32).desired_width(120.0).text(format!("layer {}/{}", p.done, p.total)));
+                        }
+                    }
+                    if ui.button("Cancel").clicked() {
+                        self.cancel_run();
                     }
                 }
+            }
+            if let Some(job) = &self.export_job {
+                ui.separator();
+                let done = job.done.load(Ordering::SeqCst);
+                ui.add(egui::ProgressBar::new(done as f32 / job.total.max(1) as f32).desired_width(120.0).text(format!("export {done}/{}", job.total)));
+                if ui.button("Cancel export").clicked() {
+                    job.cancel.store(true, Ordering::SeqCst);
+                }
+            }
+            if let Some(n) = &self.notice {
+                ui.separator();
+                ui.label(n);
             }
             let dark = ui.visuals().dark_mode;
             let mut dismiss = false;
@@ -314,7 +728,27 @@ impl AttnApp {
         });
     }
 
+    fn central_ui(&mut self, ui: &mut egui::Ui) {
+        ui.horizontal(|ui| {
+            for v in ViewKind::ALL {
+                ui.selectable_value(&mut self.state.view, v, v.label());
+            }
+        });
+        let Some(run) = self.shown_run().cloned() else {
+            ui.spinner();
+            return;
+        };
+        self.token_strip.ui(ui, &run, &mut self.state);
+        ui.separator();
+        match self.state.view {
+            ViewKind::Heatmap => self.heatmap.ui(ui, &run, &mut self.state),
+            ViewKind::Grid => self.grid.ui(ui, &run, &mut self.state),
+            ViewKind::HeadView => self.head_view.ui(ui, &run, &mut self.state),
+        }
+    }
+
     fn handle_screenshot(&mut self, ctx: &egui::Context) {
+        let ready = self.shown_run().is_some() && !self.busy();
         let Some(job) = self.screenshot.as_mut() else {
             return;
         };
@@ -324,84 +758,97 @@ impl AttnApp {
             let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
             let result = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
                 .ok_or_else(|| "screenshot has a wrong size".to_owned())
-                .and_then(|img| {
-                    crate::render::write_png(&img, &job.path).map_err(|e| e.to_string())
-                });
+                .and_then(|img| crate::render::write_png(&img, &job.path).map_err(|e| e.to_string()));
             if let Err(e) = result {
                 eprintln!("error: {e}");
             }
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             return;
         }
-        if self.current.is_some() && !job.requested {
+        if ready && !job.requested {
             job.frames_with_result += 1;
-            // A few frames let layout settle (panel sizes, fonts) before the shot.
-            if job.frames_with_result >= 4 {
+            // A few frames let layout, fonts and textures settle before the shot.
+            if job.frames_with_result >= 6 {
                 let slot = job.image.clone();
-                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
-                    egui::ScreenshotCallback::new(move |img| {
-                        if let Ok(mut g) = slot.lock() {
-                            *g = Some(img);
-                        }
-                    }),
-                ));
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(egui::ScreenshotCallback::new(move |img| {
+                    if let Ok(mut g) = slot.lock() {
+                        *g = Some(img);
+                    }
+                })));
                 job.requested = true;
             }
         }
         ctx.request_repaint();
     }
-}
 
-impl eframe::App for AttnApp {
-    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+    fn update_title(&mut self, ctx: &egui::Context) {
+        let name = self
+            .session_path
+            .as_ref()
+            .and_then(|p| p.file_name())
+            .map_or("untitled".to_owned(), |n| n.to_string_lossy().into_owned());
+        let title = format!("attnviz — {name}");
+        if title != self.title {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Title(title.clone()));
+            self.title = title;
+        }
+    }
+
+    /// One step of work without drawing: results, scheduling, files, keys. eframe calls it
+    /// before every frame; tests call it through the harness.
+    pub fn logic_step(&mut self, ctx: &egui::Context) {
         self.receive();
         self.schedule();
-        let dropped: Vec<PathBuf> = ctx.input(|i| {
-            i.raw
-                .dropped_files
-                .iter()
-                .map(|f| f.path().to_owned())
-                .collect()
-        });
+        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_owned()).collect());
         for path in dropped {
             self.open_file(&path);
         }
+        self.poll_background();
+        self.handle_keys(ctx);
+        theme::apply(ctx, self.state.theme);
+        self.update_title(ctx);
         self.handle_screenshot(ctx);
-        if self.busy() {
+        if self.busy() || self.export_job.is_some() || self.dialog.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(50));
         }
     }
 
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    /// Draws the whole window.
+    pub fn draw(&mut self, ui: &mut egui::Ui) {
+        egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
-        egui::Panel::left("controls")
-            .default_size(300.0)
-            .resizable(true)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| self.controls_ui(ui));
-            });
-        egui::CentralPanel::default_margins().show(ui, |ui| match &self.current {
-            Some((_, run)) => {
-                let run = run.clone();
-                let (l, h) = (self.state.layer_idx, self.state.head_idx);
-                ui.label(format!("layer {l} · head {h}"));
-                self.heatmap.ui(ui, &run, l, h, self.state.colormap);
-            }
-            None => {
-                ui.spinner();
-            }
+        egui::Panel::left("controls").default_size(320.0).resizable(true).show(ui, |ui| {
+            egui::ScrollArea::vertical().show(ui, |ui| self.controls_ui(ui));
         });
+        egui::CentralPanel::default_margins().show(ui, |ui| self.central_ui(ui));
     }
 }
 
-/// Opens the app window. With `screenshot`, saves a PNG of the window once the first map is
-/// drawn and exits.
+impl eframe::App for AttnApp {
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.logic_step(ctx);
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.draw(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.screenshot.is_none() {
+            eframe::set_value(storage, STORAGE_KEY, &self.state);
+        }
+    }
+}
+
+/// Opens the app window, restoring the last session's state unless a screenshot is wanted.
+/// With `screenshot`, saves a PNG of the window once the first map is drawn, then exits.
 pub fn run(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("attnviz")
-            .with_inner_size([1280.0, 820.0])
+            .with_inner_size([1360.0, 860.0])
             .with_drag_and_drop(true),
+        persist_window: screenshot.is_none(),
         ..Default::default()
     };
     eframe::run_native(
@@ -409,7 +856,12 @@ pub fn run(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> anyhow::Result
         options,
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
-            let mut app = AttnApp::new(AppState::default(), move || ctx.request_repaint());
+            let restored = if screenshot.is_none() {
+                cc.storage.and_then(|s| eframe::get_value::<AppState>(s, STORAGE_KEY))
+            } else {
+                None
+            };
+            let mut app = AttnApp::new(restored.unwrap_or_default(), move || ctx.request_repaint());
             if let Some(path) = &file {
                 app.open_file(path);
             }

@@ -1,17 +1,38 @@
 //! Every colour the app uses, in one place.
 
+use super::state::Theme;
 use egui::Color32;
 
-/// Colour of error text and the error banner's border.
+/// Applies the light or dark theme.
+pub fn apply(ctx: &egui::Context, theme: Theme) {
+    ctx.set_visuals(match theme {
+        Theme::Dark => egui::Visuals::dark(),
+        Theme::Light => egui::Visuals::light(),
+    });
+}
+
+/// Colour of error text.
 pub fn error_color(dark: bool) -> Color32 {
-    if dark {
-        Color32::from_rgb(255, 120, 110)
-    } else {
-        Color32::from_rgb(180, 30, 20)
-    }
+    if dark { Color32::from_rgb(255, 120, 110) } else { Color32::from_rgb(180, 30, 20) }
 }
 
 /// Outline of the hovered heatmap cell.
 pub fn hover_outline() -> Color32 {
     Color32::from_rgb(255, 80, 80)
+}
+
+/// Outline of the selected query rows.
+pub fn selection_outline(dark: bool) -> Color32 {
+    if dark { Color32::from_rgb(255, 255, 255) } else { Color32::from_rgb(20, 20, 20) }
+}
+
+/// A distinct colour for head `head_idx` of `heads` (evenly spaced hues, fixed lightness).
+pub fn head_color(head_idx: usize, heads: usize) -> Color32 {
+    let hue = head_idx as f32 / heads.max(1) as f32;
+    egui::ecolor::Hsva::new(hue, 0.75, 0.9, 1.0).into()
+}
+
+/// Background of selected tokens in the token strip.
+pub fn selected_token_fill(dark: bool) -> Color32 {
+    if dark { Color32::from_rgb(40, 90, 160) } else { Color32::from_rgb(170, 200, 245) }
 }

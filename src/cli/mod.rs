@@ -3,12 +3,12 @@
 //! Errors come back as `anyhow` errors with context; `main` prints them as one `error:` line and
 //! exits with status 1. clap's own usage errors exit with 2.
 
-use crate::analysis::{HeadSelection, select_heads};
+use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
 use crate::engine::NormPlacement;
 use crate::engine::{DimSubset, MaskSpec, RunOptions, ScoreScale, effective_mask};
 use crate::io::{self, InputFile, ModelMeta, TokenInput};
 use crate::model::{DemoConfig, DemoModel, DemoPositional, Model, ModelInfo};
-use crate::render::{self, Colormap, FigureOptions, GridOptions, ValueRange, ValueScale};
+use crate::render::{self, Colormap, RangeMode, RenderStyle, ValueScale};
 use crate::tokenize::{self, DemoTokenizer, Token};
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -158,12 +158,21 @@ pub struct RenderArgs {
     /// Output PNG.
     #[arg(long, value_name = "PNG")]
     pub out: PathBuf,
-    /// Layer to show (0-based).
-    #[arg(long, default_value_t = 0)]
-    pub layer: usize,
-    /// Head to show (0-based), or mean or max over the layer's heads.
-    #[arg(long, default_value = "0", value_name = "H|mean|max")]
+    /// Layer to show (0-based), or mean over all layers.
+    #[arg(long, default_value = "0", value_name = "L|mean")]
+    pub layer: String,
+    /// Head to show (0-based), mean or max over the layer's heads, or the mean of a set (0,2,5).
+    #[arg(long, default_value = "0", value_name = "H|mean|max|H,H,...")]
     pub head: String,
+    /// Colours on a log scale.
+    #[arg(long)]
+    pub log: bool,
+    /// Value range of the colours: per-head (the map's own) or shared (over all heads).
+    #[arg(long, default_value = "per-head", value_name = "per-head|shared")]
+    pub range: RangeMode,
+    /// Drop special tokens ([CLS], [SEP], [PAD], …) and renormalise each row.
+    #[arg(long)]
+    pub hide_special: bool,
     /// Heatmap of one head, or the grid of all heads.
     #[arg(long, value_enum, default_value = "heatmap")]
     pub view: View,
@@ -373,59 +382,31 @@ fn default_cell(len: usize) -> u32 {
 }
 
 fn render_cmd(args: RenderArgs) -> Result<()> {
-    let selection: HeadSelection = args.head.parse().map_err(|e: String| anyhow!(e))?;
+    let heads: HeadSelection = args.head.parse().map_err(|e: String| anyhow!(e))?;
+    let layer: LayerSelection = args.layer.parse().map_err(|e: String| anyhow!(e))?;
     let mut timings = Timings::default();
     let computed = compute(&args.common, &mut timings)?;
     let start = Instant::now();
-    let labels: Vec<String> = computed.tokens.iter().map(|t| t.text.clone()).collect();
+    let texts: Vec<String> = computed.tokens.iter().map(|t| t.text.clone()).collect();
+    let special: Vec<bool> = computed.tokens.iter().map(|t| t.is_special).collect();
+    let style = RenderStyle {
+        colormap: args.colormap,
+        scale: if args.log { ValueScale::Log } else { ValueScale::Linear },
+        range: args.range,
+        cell_px: args.cell.unwrap_or(match args.view {
+            View::Heatmap => default_cell(computed.maps.len()),
+            View::Grid => 96,
+        }),
+        labels: !args.no_labels,
+    };
     let image = match args.view {
         View::Heatmap => {
-            let matrix =
-                select_heads(&computed.maps, args.layer, &selection).map_err(|e| anyhow!(e))?;
-            let opts = FigureOptions {
-                title: format!(
-                    "layer {} · {} · {}",
-                    args.layer, selection, computed.meta.name
-                ),
-                query_labels: labels.clone(),
-                key_labels: labels,
-                colormap: args.colormap,
-                range: ValueRange::unit(),
-                scale: ValueScale::Linear,
-                cell_px: args
-                    .cell
-                    .unwrap_or_else(|| default_cell(computed.maps.len())),
-                labels: !args.no_labels,
-            };
-            render::heatmap_figure(matrix.view(), &opts)?
+            let spec = ViewSpec { layer, heads, hide_special: args.hide_special };
+            render::view_figure(&computed.maps, &texts, &special, &computed.meta.name, &spec, &style)
         }
-        View::Grid => {
-            let [layers, heads, _, _] = computed.maps.shape();
-            let owned: Vec<Vec<crate::engine::HeadMap>> = (0..layers)
-                .map(|l| {
-                    (0..heads)
-                        .filter_map(|h| computed.maps.head(l, h))
-                        .collect()
-                })
-                .collect();
-            let views: Vec<Vec<ndarray::ArrayView2<'_, f32>>> = owned
-                .iter()
-                .map(|row| row.iter().map(|m| m.view()).collect())
-                .collect();
-            let opts = GridOptions {
-                title: format!(
-                    "{} · {} layers × {} heads",
-                    computed.meta.name, layers, heads
-                ),
-                colormap: args.colormap,
-                scale: ValueScale::Linear,
-                shared_range: Some(ValueRange::unit()),
-                thumb_px: args.cell.unwrap_or(96),
-                labels: !args.no_labels,
-            };
-            render::grid_figure(&views, &opts)?
-        }
-    };
+        View::Grid => render::grid_view_figure(&computed.maps, &computed.meta.name, &style),
+    }
+    .map_err(|e| anyhow!(e))?;
     render::write_png(&image, &args.out)?;
     timings.write_ms = ms_since(start);
     print_timings(args.common.timings, &timings);

@@ -5,10 +5,12 @@
 mod attention_json;
 mod input;
 mod npy;
+mod session;
 
 pub use attention_json::{AttentionFile, ModelMeta, read_attention_json, write_attention_json};
 pub use input::{InputFile, TokenInput, load_input};
 pub use npy::{read_npy, sidecar_path, write_npy};
+pub use session::{read_session, session_fields, write_session};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

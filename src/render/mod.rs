@@ -18,6 +18,7 @@ pub mod grid;
 pub mod heatmap;
 pub mod png;
 mod text;
+pub mod view;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ pub use figure::{FigureOptions, figure_cells_rect, heatmap_figure};
 pub use grid::{GridOptions, grid_figure, grid_thumb_rect};
 pub use heatmap::{ValueRange, ValueScale, heatmap_image, normalize, try_heatmap_image};
 pub use png::{encode_png, write_png};
+pub use view::{RangeMode, RenderStyle, grid_view_figure, view_figure};
 
 /// Largest width or height, in pixels, of any image this module produces.
 pub const MAX_SIDE: u32 = 32_768;
@@ -49,13 +51,12 @@ pub enum RenderError {
     #[error("empty matrix: nothing to draw")]
     Empty,
     /// Writing the output file failed.
-    #[error("cannot write PNG ({source}): {path}")]
+    #[error("cannot write PNG ({cause}): {path}")]
     Io {
         /// The file that could not be written.
         path: PathBuf,
-        /// The underlying I/O error.
-        #[source]
-        source: std::io::Error,
+        /// The underlying I/O error (part of the message, so not also a `source`).
+        cause: std::io::Error,
     },
     /// The PNG encoder reported an error that is not an I/O error.
     #[error("PNG encoding failed: {0}")]
@@ -99,7 +100,7 @@ mod tests {
     fn io_error_message_ends_with_path() {
         let err = RenderError::Io {
             path: PathBuf::from("/tmp/x/out.png"),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such dir"),
+            cause: std::io::Error::new(std::io::ErrorKind::NotFound, "no such dir"),
         };
         let msg = err.to_string();
         assert!(msg.ends_with("/tmp/x/out.png"), "{msg}");

@@ -41,9 +41,9 @@ fn encode<W: Write>(img: &RgbaImage, out: W) -> Result<(), ImageError> {
 /// the temporary file is removed and the error names `path`.
 pub fn write_png(img: &RgbaImage, path: &Path) -> Result<(), RenderError> {
     let tmp = tmp_path(path);
-    let io_error = |source| RenderError::Io {
+    let io_error = |cause| RenderError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let result = write_to(img, &tmp).and_then(|()| fs::rename(&tmp, path).map_err(io_error));
     if result.is_err() {
@@ -52,7 +52,7 @@ pub fn write_png(img: &RgbaImage, path: &Path) -> Result<(), RenderError> {
     }
     result.map_err(|err| match err {
         // Report the destination, not the temporary file.
-        RenderError::Io { source, .. } => io_error(source),
+        RenderError::Io { cause, .. } => io_error(cause),
         other => other,
     })
 }
@@ -66,13 +66,13 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// Creates `file`, encodes `img` into it and flushes it to the OS.
 fn write_to(img: &RgbaImage, file: &Path) -> Result<(), RenderError> {
-    let io_error = |source| RenderError::Io {
+    let io_error = |cause| RenderError::Io {
         path: file.to_path_buf(),
-        source,
+        cause,
     };
     let mut out = BufWriter::new(File::create(file).map_err(io_error)?);
     encode(img, &mut out).map_err(|err| match err {
-        ImageError::IoError(source) => io_error(source),
+        ImageError::IoError(cause) => io_error(cause),
         other => RenderError::Encode(other.to_string()),
     })?;
     out.flush().map_err(io_error)?;

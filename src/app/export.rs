@@ -1,0 +1,108 @@
+//! Exports from the app: PNGs through the same `render` path as `attnviz render`, every head
+//! into a folder, and the raw tensors. Kept apart from the file dialogs so they can be tested.
+
+use super::state::{AppState, HeadMode, ViewKind};
+use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
+use crate::engine::AttentionRun;
+use crate::io::{self, ModelMeta};
+use crate::render;
+use image::RgbaImage;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Pixels per cell when exporting: about 768 pixels across, 1 to 32 per cell (as the CLI).
+pub fn default_cell(len: usize) -> u32 {
+    (768 / len.max(1)).clamp(1, 32) as u32
+}
+
+/// Thumbnail side of exported grids (as the CLI's default).
+pub const GRID_THUMB_PX: u32 = 96;
+
+fn texts_and_special(run: &AttentionRun) -> (Vec<String>, Vec<bool>) {
+    (
+        run.tokens.iter().map(|t| t.text.clone()).collect(),
+        run.tokens.iter().map(|t| t.is_special).collect(),
+    )
+}
+
+/// The image File → Export PNG writes for the current view: the grid in the grid view, the
+/// heatmap otherwise. Same function and options as `attnviz render`, so the same pixels.
+pub fn current_view_png(run: &AttentionRun, state: &AppState, model_name: &str) -> Result<RgbaImage, String> {
+    if state.view == ViewKind::Grid {
+        return render::grid_view_figure(&run.maps, model_name, &state.render_style(GRID_THUMB_PX, true));
+    }
+    let (texts, special) = texts_and_special(run);
+    let style = state.render_style(default_cell(run.maps.len()), true);
+    render::view_figure(&run.maps, &texts, &special, model_name, &state.view_spec(), &style)
+}
+
+/// A sensible file name for the current view, such as `attn_L3_H5.png`.
+pub fn default_png_name(state: &AppState) -> String {
+    if state.view == ViewKind::Grid {
+        return "attn_grid.png".to_owned();
+    }
+    let layer = if state.all_layers { "Lmean".to_owned() } else { format!("L{}", state.layer_idx) };
+    let heads = match state.head_mode {
+        HeadMode::Single => format!("H{}", state.head_idx),
+        HeadMode::Mean => "Hmean".to_owned(),
+        HeadMode::Max => "Hmax".to_owned(),
+        HeadMode::Set => {
+            let list: Vec<String> = state.head_set.iter().map(usize::to_string).collect();
+            format!("H{}", list.join("-"))
+        }
+    };
+    format!("attn_{layer}_{heads}.png")
+}
+
+/// Writes the current view's PNG to `path`.
+pub fn export_png(path: &Path, run: &AttentionRun, state: &AppState, model_name: &str) -> Result<(), String> {
+    let image = current_view_png(run, state, model_name)?;
+    render::write_png(&image, path).map_err(|e| e.to_string())
+}
+
+/// Writes one labelled PNG per layer and head into `dir` (`attn_L{l}_H{h}.png`). Counts finished
+/// files in `progress` and stops early when `cancel` is set. Returns the number written.
+pub fn export_all_heads(
+    dir: &Path,
+    run: &AttentionRun,
+    state: &AppState,
+    model_name: &str,
+    progress: &AtomicUsize,
+    cancel: &AtomicBool,
+) -> Result<usize, String> {
+    let [layers, heads, n, _] = run.maps.shape();
+    std::fs::create_dir_all(dir).map_err(|e| format!("{e} while creating {}", dir.display()))?;
+    let (texts, special) = texts_and_special(run);
+    let style = state.render_style(default_cell(n), true);
+    let mut written = 0;
+    for layer_idx in 0..layers {
+        for head_idx in 0..heads {
+            if cancel.load(Ordering::SeqCst) {
+                return Ok(written);
+            }
+            let spec = ViewSpec {
+                layer: LayerSelection::One(layer_idx),
+                heads: HeadSelection::Head(head_idx),
+                hide_special: state.hide_special,
+            };
+            let image = render::view_figure(&run.maps, &texts, &special, model_name, &spec, &style)?;
+            let path: PathBuf = dir.join(format!("attn_L{layer_idx}_H{head_idx}.png"));
+            render::write_png(&image, &path).map_err(|e| e.to_string())?;
+            written += 1;
+            progress.store(written, Ordering::SeqCst);
+        }
+    }
+    Ok(written)
+}
+
+/// Writes the run's tensors as attention JSON, or as NPY when `path` ends in `.npy`.
+pub fn export_tensors(path: &Path, run: &AttentionRun, meta: &ModelMeta, mask: &str) -> Result<(), String> {
+    let npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy {
+        let (texts, _) = texts_and_special(run);
+        io::write_npy(path, &run.maps, &texts).map_err(|e| e.to_string())
+    } else {
+        io::write_atomic(path, |out| io::write_attention_json(out, meta, &run.tokens, mask, &run.maps))
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,589 @@
+//! The grid view: every layer × head of a run as a small thumbnail.
+//!
+//! Rows are layers and columns are heads. Each map is max-pooled down to at most
+//! [`THUMB_MAX_SIDE`] cells per side (so one-hot patterns stay visible), coloured by the one
+//! pixel path (`render::heatmap_image`) and uploaded as a texture only when the run or the colour
+//! settings change; a frame then costs one `painter.image` and one label per head.
+//!
+//! Hovering a thumbnail shows a large preview of that head, built on first hover and kept in a
+//! small cache; clicking one opens it in the heatmap view.
+
+use super::state::{AppState, HeadMode, ViewKind};
+use crate::engine::AttentionRun;
+use crate::model::demo::crafted_at;
+use crate::render::view::{range_for, shared_range};
+use crate::render::{Colormap, RangeMode, ValueRange, ValueScale, heatmap_image};
+use egui::{
+    Align2, Color32, Rect, Role, Sense, Stroke, StrokeKind, TextureHandle, TextureId,
+    TextureOptions, Vec2, WidgetInfo, pos2, vec2,
+};
+use image::RgbaImage;
+use ndarray::{Array2, ArrayView2};
+use std::sync::{Arc, Weak};
+
+/// Largest side, in cells, of a thumbnail texture.
+pub const THUMB_MAX_SIDE: usize = 96;
+
+/// Largest side, in cells, of a hover preview texture. Maps up to this size are shown at full
+/// resolution; larger ones are max-pooled so the texture stays within GPU limits.
+const PREVIEW_MAX_SIDE: usize = 1024;
+
+/// Side of the hover preview, in points.
+const PREVIEW_PX: f32 = 320.0;
+
+/// Smallest thumbnail side, in points.
+const MIN_THUMB_PX: f32 = 48.0;
+
+/// Largest thumbnail side, in points (keeps one-head models from filling the screen).
+const MAX_THUMB_PX: f32 = 512.0;
+
+/// Number of hover previews kept.
+const PREVIEW_CACHE_LEN: usize = 6;
+
+/// Texture coordinates of a whole texture.
+const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
+
+/// The accessible label and caption of the thumbnail at (`layer_idx`, `head_idx`).
+fn thumb_label(layer_idx: usize, head_idx: usize) -> String {
+    format!("L{layer_idx}·H{head_idx}")
+}
+
+/// Max-pools `m` (shape [query, key]) so that neither side exceeds `max_side`.
+///
+/// Each output cell holds the maximum of its block of input cells, so a single bright cell (a
+/// one-hot attention row) stays as bright after pooling. Rows and columns are pooled
+/// independently; a side already within `max_side` is kept as is, so a matrix with both sides
+/// within `max_side` is returned unchanged. A `max_side` of 0 is treated as 1. NaN inputs are
+/// ignored unless a whole block is NaN.
+pub fn thumbnail_matrix(m: ArrayView2<'_, f32>, max_side: usize) -> Array2<f32> {
+    let (rows, cols) = m.dim();
+    let max_side = max_side.max(1);
+    if rows <= max_side && cols <= max_side {
+        return m.to_owned();
+    }
+    let (out_rows, out_cols) = (rows.min(max_side), cols.min(max_side));
+    // Input column j lands in output column j * out_cols / cols: every output column gets a
+    // non-empty, contiguous block because out_cols <= cols.
+    let col_bin: Vec<usize> = (0..cols).map(|j| j * out_cols / cols).collect();
+    let mut out = Array2::from_elem((out_rows, out_cols), f32::NAN);
+    for (i, row) in m.rows().into_iter().enumerate() {
+        let mut dst = out.row_mut(i * out_rows / rows);
+        for (&v, &b) in row.iter().zip(&col_bin) {
+            if let Some(d) = dst.get_mut(b) {
+                *d = d.max(v);
+            }
+        }
+    }
+    out
+}
+
+/// Uploads `img` as a NEAREST-filtered texture; `None` for an empty image.
+fn upload(ctx: &egui::Context, name: String, img: &RgbaImage) -> Option<TextureHandle> {
+    let size = [img.width() as usize, img.height() as usize];
+    if size[0] == 0 || size[1] == 0 {
+        return None;
+    }
+    let color = egui::ColorImage::from_rgba_unmultiplied(size, img.as_raw());
+    Some(ctx.load_texture(name, color, TextureOptions::NEAREST))
+}
+
+/// What the textures were built from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TextureKey {
+    /// `Arc::as_ptr` of the run. The cache also holds a `Weak` to it, so the address cannot be
+    /// reused by a later run while the key is alive.
+    run: usize,
+    /// Colormap.
+    colormap: Colormap,
+    /// Linear or log colours.
+    value_scale: ValueScale,
+    /// Per-head or shared range.
+    range: RangeMode,
+}
+
+impl TextureKey {
+    /// The key for `run` drawn with `state`'s colour settings.
+    fn new(run: &Arc<AttentionRun>, state: &AppState) -> Self {
+        Self {
+            run: Arc::as_ptr(run) as usize,
+            colormap: state.colormap,
+            value_scale: state.value_scale,
+            range: state.range,
+        }
+    }
+}
+
+/// The value range `m` (one head of `run`) is coloured with: `shared` when the key asks for
+/// one shared range, else the map's own range (of the full map, not the pooled one).
+fn head_range(
+    run: &AttentionRun,
+    m: ArrayView2<'_, f32>,
+    shared: Option<ValueRange>,
+) -> ValueRange {
+    shared.unwrap_or_else(|| range_for(&run.maps, m, RangeMode::PerHead))
+}
+
+/// The thumbnails of one run.
+struct Thumbnails {
+    /// What they show.
+    key: TextureKey,
+    /// Keeps the run's allocation (not its data) alive so that `key.run` stays unique.
+    _pin: Weak<AttentionRun>,
+    /// The run-wide range, when the key asks for a shared range.
+    shared: Option<ValueRange>,
+    /// Heads per layer, for indexing `textures`.
+    heads: usize,
+    /// One texture per head, layer-major; `None` for a map that could not be drawn.
+    textures: Vec<Option<TextureHandle>>,
+}
+
+impl Thumbnails {
+    /// Pools, colours and uploads every head of `run`.
+    fn build(ctx: &egui::Context, run: &Arc<AttentionRun>, key: TextureKey) -> Self {
+        let [layers, heads, _, _] = run.maps.shape();
+        let shared = (key.range == RangeMode::Shared).then(|| shared_range(&run.maps));
+        let mut textures = Vec::with_capacity(layers * heads);
+        for layer_idx in 0..layers {
+            for head_idx in 0..heads {
+                let texture = run.maps.head(layer_idx, head_idx).and_then(|m| {
+                    let range = head_range(run, m.view(), shared);
+                    let small = thumbnail_matrix(m.view(), THUMB_MAX_SIDE);
+                    let img = heatmap_image(small.view(), key.colormap, range, key.value_scale, 1);
+                    upload(ctx, format!("grid-thumb-L{layer_idx}H{head_idx}"), &img)
+                });
+                textures.push(texture);
+            }
+        }
+        Self {
+            key,
+            _pin: Arc::downgrade(run),
+            shared,
+            heads,
+            textures,
+        }
+    }
+
+    /// The texture of (`layer_idx`, `head_idx`), if it was drawn.
+    fn texture(&self, layer_idx: usize, head_idx: usize) -> Option<&TextureHandle> {
+        if head_idx >= self.heads {
+            return None;
+        }
+        self.textures
+            .get(layer_idx * self.heads + head_idx)?
+            .as_ref()
+    }
+}
+
+/// One cached hover preview.
+struct Preview {
+    /// What the texture was built from (with the head below).
+    key: TextureKey,
+    /// Layer of the previewed head.
+    layer_idx: usize,
+    /// The previewed head.
+    head_idx: usize,
+    /// The full-resolution (up to [`PREVIEW_MAX_SIDE`]) texture.
+    texture: TextureHandle,
+}
+
+/// The last few hover previews, most recently used last.
+#[derive(Default)]
+struct PreviewCache {
+    /// The cached previews.
+    entries: Vec<Preview>,
+}
+
+impl PreviewCache {
+    /// The preview texture of (`layer_idx`, `head_idx`) under `key`, built on first use.
+    fn get_or_build(
+        &mut self,
+        ctx: &egui::Context,
+        run: &AttentionRun,
+        key: TextureKey,
+        shared: Option<ValueRange>,
+        layer_idx: usize,
+        head_idx: usize,
+    ) -> Option<TextureId> {
+        let found = self
+            .entries
+            .iter()
+            .position(|p| p.key == key && p.layer_idx == layer_idx && p.head_idx == head_idx);
+        match found {
+            Some(pos) => {
+                let entry = self.entries.remove(pos);
+                self.entries.push(entry);
+            }
+            None => {
+                let m = run.maps.head(layer_idx, head_idx)?;
+                let range = head_range(run, m.view(), shared);
+                let matrix = thumbnail_matrix(m.view(), PREVIEW_MAX_SIDE);
+                let img = heatmap_image(matrix.view(), key.colormap, range, key.value_scale, 1);
+                let texture = upload(ctx, format!("grid-preview-L{layer_idx}H{head_idx}"), &img)?;
+                if self.entries.len() >= PREVIEW_CACHE_LEN {
+                    self.entries.remove(0);
+                }
+                self.entries.push(Preview {
+                    key,
+                    layer_idx,
+                    head_idx,
+                    texture,
+                });
+            }
+        }
+        self.entries.last().map(|p| p.texture.id())
+    }
+}
+
+/// The grid view's runtime state: the thumbnail textures and the hover previews.
+#[derive(Default)]
+pub struct GridView {
+    /// The thumbnails of the run last drawn.
+    thumbs: Option<Thumbnails>,
+    /// Recently hovered heads at full resolution.
+    previews: PreviewCache,
+}
+
+impl GridView {
+    /// Draws every layer × head of `run`; a click selects that head and opens the heatmap.
+    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &mut AppState) {
+        let [layers, heads, n, _] = run.maps.shape();
+        if layers == 0 || heads == 0 || n == 0 {
+            ui.label("Nothing to show: the run has no attention maps.");
+            return;
+        }
+        let key = TextureKey::new(run, state);
+        if self.thumbs.as_ref().is_none_or(|t| t.key != key) {
+            // Drop the old textures first so that both sets are never alive at once.
+            self.thumbs = None;
+            self.previews.entries.clear();
+            self.thumbs = Some(Thumbnails::build(ui.ctx(), run, key));
+        }
+        let Some(thumbs) = &self.thumbs else {
+            return;
+        };
+        let previews = &mut self.previews;
+
+        let font = egui::TextStyle::Small.resolve(ui.style());
+        let label_h = ui.fonts_mut(|f| f.row_height(&font)) + 2.0;
+        let gap = ui.spacing().item_spacing.x.max(4.0);
+        let dark = ui.visuals().dark_mode;
+        let text_color = ui.visuals().text_color();
+        let selected_stroke = Stroke::new(2.0, super::theme::selection_outline(dark));
+        let hover_stroke = ui.visuals().widgets.hovered.fg_stroke;
+
+        egui::ScrollArea::both()
+            .id_salt("grid-view-scroll")
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                let avail = ui.available_width();
+                let side = ((avail - gap * (heads - 1) as f32) / heads as f32)
+                    .floor()
+                    .clamp(MIN_THUMB_PX, MAX_THUMB_PX);
+                let (cell_w, row_h) = (side + gap, side + label_h + gap);
+                let total = vec2(heads as f32 * cell_w - gap, layers as f32 * row_h);
+                let (grid, _) = ui.allocate_exact_size(total, Sense::hover());
+                for layer_idx in 0..layers {
+                    for head_idx in 0..heads {
+                        let min =
+                            grid.min + vec2(head_idx as f32 * cell_w, layer_idx as f32 * row_h);
+                        let rect = Rect::from_min_size(min, Vec2::splat(side));
+                        let name = thumb_label(layer_idx, head_idx);
+                        let id = ui.scope_id().with(("grid-thumb", layer_idx, head_idx));
+                        let response = ui.interact(rect, id, Sense::click());
+                        response.widget_info(|| WidgetInfo::labeled(Role::Button, true, &name));
+
+                        let outer = rect.with_max_y(rect.max.y + label_h);
+                        if ui.is_rect_visible(outer) {
+                            let painter = ui.painter();
+                            match thumbs.texture(layer_idx, head_idx) {
+                                Some(texture) => {
+                                    painter.image(texture.id(), rect, FULL_UV, Color32::WHITE);
+                                }
+                                None => {
+                                    painter.rect_filled(rect, 0.0, ui.visuals().extreme_bg_color);
+                                }
+                            }
+                            painter.text(
+                                pos2(rect.center().x, rect.bottom() + 1.0),
+                                Align2::CENTER_TOP,
+                                &name,
+                                font.clone(),
+                                text_color,
+                            );
+                            let selected =
+                                state.layer_idx == layer_idx && state.head_idx == head_idx;
+                            if selected {
+                                painter.rect_stroke(
+                                    rect,
+                                    0.0,
+                                    selected_stroke,
+                                    StrokeKind::Outside,
+                                );
+                            } else if response.hovered() {
+                                painter.rect_stroke(rect, 0.0, hover_stroke, StrokeKind::Outside);
+                            }
+                        }
+
+                        if response.clicked() {
+                            state.layer_idx = layer_idx;
+                            state.head_idx = head_idx;
+                            state.head_mode = HeadMode::Single;
+                            state.view = ViewKind::Heatmap;
+                        }
+                        let demo = &state.demo;
+                        response.on_hover_ui(|ui| {
+                            let texture = previews.get_or_build(
+                                ui.ctx(),
+                                run,
+                                thumbs.key,
+                                thumbs.shared,
+                                layer_idx,
+                                head_idx,
+                            );
+                            if let Some(texture) = texture {
+                                ui.image((texture, Vec2::splat(PREVIEW_PX)));
+                            }
+                            ui.label(format!("Layer {layer_idx} · head {head_idx}"));
+                            if let Some(label) =
+                                crafted_at(demo, layer_idx, head_idx).map(|k| k.label())
+                            {
+                                ui.label(format!("Crafted head: {label}"));
+                            }
+                            ui.weak("Click to open it in the heatmap.");
+                        });
+                    }
+                }
+            });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// A one-hot diagonal: query i attends only to key i.
+    fn diagonal(n: usize) -> Array2<f32> {
+        Array2::from_shape_fn((n, n), |(i, j)| if i == j { 1.0 } else { 0.0 })
+    }
+
+    #[test]
+    fn small_matrices_are_unchanged() {
+        let m = Array2::from_shape_fn((7, 7), |(i, j)| (i * 7 + j) as f32 / 49.0);
+        assert_eq!(thumbnail_matrix(m.view(), 96), m);
+        assert_eq!(thumbnail_matrix(m.view(), 7), m);
+        let d = diagonal(96);
+        assert_eq!(thumbnail_matrix(d.view(), 96), d);
+    }
+
+    #[test]
+    fn pooled_shapes() {
+        let m = Array2::<f32>::zeros((512, 512));
+        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 96));
+        let m = Array2::<f32>::zeros((97, 97));
+        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 96));
+        let m = Array2::<f32>::zeros((200, 50));
+        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 50));
+        let m = Array2::<f32>::zeros((10, 10));
+        assert_eq!(thumbnail_matrix(m.view(), 0).dim(), (1, 1));
+        let m = Array2::<f32>::zeros((0, 0));
+        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (0, 0));
+    }
+
+    #[test]
+    fn one_hot_diagonal_stays_bright() {
+        let d = diagonal(512);
+        let t = thumbnail_matrix(d.view(), 96);
+        assert_eq!(t.dim(), (96, 96));
+        for i in 0..96 {
+            assert_eq!(t.get((i, i)), Some(&1.0), "diagonal cell {i} lost its peak");
+            let row_max = t.row(i).iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(row_max, 1.0);
+        }
+        // Far from the diagonal nothing lights up.
+        assert_eq!(t.get((0, 95)), Some(&0.0));
+        assert_eq!(t.get((95, 0)), Some(&0.0));
+        let bright = t.iter().filter(|&&v| v == 1.0).count();
+        assert!(
+            bright < 96 * 3,
+            "{bright} bright cells: the diagonal smeared"
+        );
+    }
+
+    #[test]
+    fn pooling_takes_block_maxima() {
+        // 4x4 pooled to 2x2: each output is the max of a 2x2 block.
+        let m = Array2::from_shape_vec(
+            (4, 4),
+            vec![
+                0.1, 0.2, 0.0, 0.0, //
+                0.0, 0.9, 0.3, 0.0, //
+                0.5, 0.0, 0.0, 0.0, //
+                0.0, 0.0, 0.0, 0.7,
+            ],
+        );
+        let Ok(m) = m else {
+            panic!("bad test matrix");
+        };
+        let t = thumbnail_matrix(m.view(), 2);
+        let want = Array2::from_shape_vec((2, 2), vec![0.9, 0.3, 0.5, 0.7]);
+        assert_eq!(Ok(t), want);
+    }
+
+    #[test]
+    fn every_input_cell_lands_in_a_block() {
+        // A single 1.0 anywhere must survive pooling.
+        let n = 301;
+        for &(i, j) in &[(0, 0), (n - 1, n - 1), (150, 7), (3, 299)] {
+            let mut m = Array2::<f32>::zeros((n, n));
+            if let Some(v) = m.get_mut((i, j)) {
+                *v = 1.0;
+            }
+            let t = thumbnail_matrix(m.view(), 96);
+            assert_eq!(
+                t.iter().filter(|&&v| v == 1.0).count(),
+                1,
+                "peak at ({i}, {j})"
+            );
+        }
+    }
+
+    #[test]
+    fn non_contiguous_views_pool_the_same() {
+        let m = Array2::from_shape_fn((300, 300), |(i, j)| ((i * 31 + j * 17) % 101) as f32);
+        let t = m.t().to_owned();
+        let from_view = thumbnail_matrix(m.t(), 96);
+        let from_owned = thumbnail_matrix(t.view(), 96);
+        assert_eq!(from_view, from_owned);
+    }
+
+    #[test]
+    fn labels() {
+        assert_eq!(thumb_label(3, 5), "L3·H5");
+    }
+
+    mod ui {
+        use super::super::*;
+        use crate::engine::AttentionMaps;
+        use crate::tokenize::Token;
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable;
+
+        /// A run whose head k (layer-major) attends from query i to key (i + k) mod n.
+        fn shifted_run(layers: usize, heads: usize, n: usize) -> Arc<AttentionRun> {
+            let maps = (0..layers * heads)
+                .map(|k| {
+                    Array2::from_shape_fn((n, n), |(i, j)| if j == (i + k) % n { 1.0 } else { 0.0 })
+                })
+                .collect();
+            let Some(maps) = AttentionMaps::from_heads(layers, heads, n, maps) else {
+                panic!("bad test maps");
+            };
+            Arc::new(AttentionRun {
+                tokens: (0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(),
+                maps,
+                fully_masked_queries: Vec::new(),
+                trace: None,
+                hidden: None,
+            })
+        }
+
+        type Tested = (GridView, AppState);
+
+        fn harness(run: Arc<AttentionRun>, state: AppState) -> Harness<'static, Tested> {
+            Harness::builder()
+                .with_size(vec2(1000.0, 800.0))
+                .build_ui_state(
+                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state),
+                    (GridView::default(), state),
+                )
+        }
+
+        /// (name, width, height) of every texture whose name starts with `prefix`.
+        fn textures(harness: &Harness<'_, Tested>, prefix: &str) -> Vec<(String, usize, usize)> {
+            let manager = harness.ctx.tex_manager();
+            let manager = manager.read();
+            manager
+                .allocated()
+                .filter(|(_, meta)| meta.name.starts_with(prefix))
+                .map(|(_, meta)| (meta.name.clone(), meta.size[0], meta.size[1]))
+                .collect()
+        }
+
+        #[test]
+        fn clicking_a_thumbnail_opens_it_in_the_heatmap() {
+            let state = AppState {
+                view: ViewKind::Grid,
+                head_mode: HeadMode::Mean,
+                ..AppState::default()
+            };
+            let mut harness = harness(shifted_run(4, 6, 20), state);
+            harness.run();
+            harness.get_by_label("L3·H5").click();
+            harness.run();
+            let (_, state) = harness.state();
+            assert_eq!(state.layer_idx, 3);
+            assert_eq!(state.head_idx, 5);
+            assert_eq!(state.head_mode, HeadMode::Single);
+            assert_eq!(state.view, ViewKind::Heatmap);
+        }
+
+        #[test]
+        fn thumbnails_are_small_and_built_once() {
+            let mut harness = harness(shifted_run(4, 12, 512), AppState::default());
+            harness.run();
+            let thumbs = textures(&harness, "grid-thumb");
+            assert_eq!(thumbs.len(), 48);
+            assert!(
+                thumbs
+                    .iter()
+                    .all(|&(_, w, h)| w == THUMB_MAX_SIDE && h == THUMB_MAX_SIDE)
+            );
+            let allocated = harness.ctx.tex_manager().read().num_allocated();
+            let ids: Vec<_> = {
+                let manager = harness.ctx.tex_manager();
+                let manager = manager.read();
+                manager.allocated().map(|(id, _)| *id).collect()
+            };
+            for _ in 0..3 {
+                harness.step();
+            }
+            let after: Vec<_> = {
+                let manager = harness.ctx.tex_manager();
+                let manager = manager.read();
+                manager.allocated().map(|(id, _)| *id).collect()
+            };
+            assert_eq!(harness.ctx.tex_manager().read().num_allocated(), allocated);
+            assert_eq!(ids, after, "textures were rebuilt without a change");
+
+            // A colour change rebuilds them, replacing (not adding to) the old set.
+            harness.state_mut().1.colormap = Colormap::Magma;
+            harness.run();
+            assert_eq!(textures(&harness, "grid-thumb").len(), 48);
+        }
+
+        #[test]
+        fn hovering_shows_a_cached_full_resolution_preview() {
+            let mut harness = harness(shifted_run(2, 4, 200), AppState::default());
+            harness.run();
+            harness.get_by_label("L0·H0").hover();
+            for _ in 0..10 {
+                harness.step();
+                std::thread::sleep(std::time::Duration::from_millis(60));
+            }
+            harness.run();
+            let previews = textures(&harness, "grid-preview");
+            assert_eq!(previews, vec![("grid-preview-L0H0".to_owned(), 200, 200)]);
+            assert!(harness.query_by_label("Layer 0 · head 0").is_some());
+            // The default demo crafts a previous-token head at layer 0, head 0.
+            if let Some(kind) = crafted_at(&harness.state().1.demo, 0, 0) {
+                let caption = format!("Crafted head: {}", kind.label());
+                assert!(harness.query_by_label(&caption).is_some());
+            }
+            for _ in 0..3 {
+                harness.step();
+            }
+            assert_eq!(textures(&harness, "grid-preview").len(), 1);
+        }
+    }
+}

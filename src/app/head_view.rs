@@ -1,0 +1,523 @@
+//! The head view: BertViz-style lines between two token columns.
+//!
+//! The left column lists the queries, the right column the keys. Every visible head of the
+//! selected layer draws a line from query `i` to key `j` in its own colour, with opacity equal to
+//! the weight. The links are extracted once per (run, layer) down to a base threshold of at most
+//! [`LINK_FLOOR`], strongest first, each head keeping at most [`MAX_LINKS_PER_HEAD`]. Any higher
+//! threshold is then a prefix of those lists (found by binary search), so dragging the threshold
+//! slider upwards costs nothing. A frame only filters the live links against the scrolled viewport
+//! (or the hovered token) and paints them through one reused shape buffer.
+
+use super::state::AppState;
+use super::theme;
+use crate::engine::AttentionRun;
+use egui::{Align2, Rect, Sense, Shape, Stroke, StrokeKind, TextStyle, WidgetInfo, pos2, vec2};
+use ndarray::ArrayView2;
+use std::sync::{Arc, Weak};
+
+/// Height of one token row, in points.
+const ROW_HEIGHT: f32 = 18.0;
+/// Links are extracted down to this weight (or the threshold, if lower).
+const LINK_FLOOR: f32 = 0.02;
+/// Each head keeps at most this many links (its strongest).
+const MAX_LINKS_PER_HEAD: usize = 16_384;
+/// At most this many lines are painted per frame, shared among the visible heads.
+const MAX_LINES_PER_FRAME: usize = 24_000;
+/// Rows above and below the viewport whose lines still count as visible.
+const ROW_MARGIN: usize = 8;
+/// Width of a link line, in points.
+const LINE_WIDTH: f32 = 1.5;
+/// Labels longer than this many characters are shortened.
+const MAX_LABEL_CHARS: usize = 18;
+
+/// One line of the view: query row, key row and weight.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Link {
+    query: u32,
+    key: u32,
+    weight: f32,
+}
+
+/// The links of one layer down to a base threshold.
+struct LinkCache {
+    /// The run the links came from (a weak handle keeps its address from being reused).
+    run: Weak<AttentionRun>,
+    layer_idx: usize,
+    /// The weight the links were extracted down to.
+    base: f32,
+    /// Per head: links at or above `base`, strongest first.
+    heads: Vec<Vec<Link>>,
+    /// Per head: true when it had more links than [`MAX_LINKS_PER_HEAD`].
+    capped: Vec<bool>,
+}
+
+impl LinkCache {
+    fn matches(&self, run: &Arc<AttentionRun>, layer_idx: usize, threshold: f32) -> bool {
+        std::ptr::eq(self.run.as_ptr(), Arc::as_ptr(run))
+            && self.layer_idx == layer_idx
+            && threshold >= self.base
+    }
+
+    /// Head `h`'s links at `threshold` (at least `base`), strongest first.
+    fn live(&self, h: usize, threshold: f32) -> &[Link] {
+        let links = self.heads.get(h).map_or(&[][..], Vec::as_slice);
+        &links[..links.partition_point(|l| l.weight >= threshold)]
+    }
+
+    /// True when some head's live links were cut by [`MAX_LINKS_PER_HEAD`].
+    fn capped_at(&self, threshold: f32) -> bool {
+        (0..self.heads.len()).any(|h| {
+            self.capped.get(h).copied().unwrap_or(false)
+                && self.live(h, threshold).len() == self.heads.get(h).map_or(0, Vec::len)
+        })
+    }
+}
+
+/// Which column a token row belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Query,
+    Key,
+}
+
+/// The head view's runtime state.
+#[derive(Default)]
+pub struct HeadView {
+    cache: Option<LinkCache>,
+    /// Reused every frame so that painting allocates nothing per line.
+    shapes: Vec<Shape>,
+}
+
+impl HeadView {
+    /// Draws the head view.
+    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &mut AppState) {
+        let [_, heads, n, _] = run.maps.shape();
+        let layer_idx = state.layer_idx;
+        if heads == 0 || n == 0 {
+            ui.label("Nothing to show: the run has no heads or no tokens.");
+            return;
+        }
+        if run.maps.head(layer_idx, 0).is_none() {
+            ui.label("This layer does not exist in the current run.");
+            return;
+        }
+        controls_ui(ui, heads, layer_idx, state);
+        let threshold = state.head_view_threshold.clamp(0.0, 1.0);
+        self.refresh(run, layer_idx, threshold, heads);
+        let Self { cache, shapes } = self;
+        let Some(cache) = cache.as_ref() else {
+            return;
+        };
+        let hint = if cache.capped_at(threshold) {
+            format!(
+                "left: queries · right: keys · hover a token to filter, click a query to select it · \
+                 many links: each head keeps its {MAX_LINKS_PER_HEAD} strongest"
+            )
+        } else {
+            "left: queries · right: keys · hover a token to filter, click a query to select it"
+                .to_owned()
+        };
+        ui.label(egui::RichText::new(hint).small().weak());
+        egui::ScrollArea::vertical()
+            .id_salt("head-view-scroll")
+            .auto_shrink([false, false])
+            .show_viewport(ui, |ui, viewport| {
+                columns_ui(ui, viewport, run, state, cache, threshold, shapes);
+            });
+    }
+
+    /// Re-extracts the links when the run or layer changed, or the threshold fell below the base.
+    fn refresh(&mut self, run: &Arc<AttentionRun>, layer_idx: usize, threshold: f32, heads: usize) {
+        if self
+            .cache
+            .as_ref()
+            .is_some_and(|c| c.matches(run, layer_idx, threshold))
+        {
+            return;
+        }
+        // Reuse the old buffers where there are any.
+        let mut buffers = self.cache.take().map(|c| c.heads).unwrap_or_default();
+        buffers.resize_with(heads, Vec::new);
+        let base = threshold.min(LINK_FLOOR);
+        let capped = buffers
+            .iter_mut()
+            .enumerate()
+            .map(|(h, links)| match run.maps.head(layer_idx, h) {
+                Some(map) => extract_links(map.view(), base, MAX_LINKS_PER_HEAD, links),
+                None => {
+                    links.clear();
+                    false
+                }
+            })
+            .collect();
+        self.cache = Some(LinkCache {
+            run: Arc::downgrade(run),
+            layer_idx,
+            base,
+            heads: buffers,
+            capped,
+        });
+    }
+}
+
+/// Head toggles, all/none and the threshold slider.
+fn controls_ui(ui: &mut egui::Ui, heads: usize, layer_idx: usize, state: &mut AppState) {
+    ui.horizontal_wrapped(|ui| {
+        ui.label(format!("layer {layer_idx} · heads:"));
+        for h in 0..heads {
+            let (chip, _) = ui.allocate_exact_size(vec2(10.0, 10.0), Sense::hover());
+            ui.painter()
+                .rect_filled(chip, 2.0, theme::head_color(h, heads));
+            let mut on = !state.head_view_hidden.contains(&h);
+            if ui.checkbox(&mut on, format!("head {h}")).changed() {
+                state.head_view_hidden.retain(|&x| x != h);
+                if !on {
+                    state.head_view_hidden.push(h);
+                    state.head_view_hidden.sort_unstable();
+                }
+            }
+        }
+        if ui.button("all").clicked() {
+            state.head_view_hidden.clear();
+        }
+        if ui.button("none").clicked() {
+            state.head_view_hidden = (0..heads).collect();
+        }
+    });
+    ui.add(egui::Slider::new(&mut state.head_view_threshold, 0.0..=1.0).text("threshold"));
+}
+
+/// The two token columns and the lines between them, inside the scroll area.
+fn columns_ui(
+    ui: &mut egui::Ui,
+    viewport: Rect,
+    run: &AttentionRun,
+    state: &mut AppState,
+    cache: &LinkCache,
+    threshold: f32,
+    shapes: &mut Vec<Shape>,
+) {
+    let n = run.tokens.len().min(run.maps.len());
+    let heads = cache.heads.len();
+    let width = ui.available_width().max(120.0);
+    let (rect, _) = ui.allocate_exact_size(vec2(width, n as f32 * ROW_HEIGHT), Sense::hover());
+    let col_w = (width * 0.28).clamp(40.0, 160.0);
+    let gap = 6.0;
+    let x0 = rect.left() + col_w + gap;
+    let x1 = rect.right() - col_w - gap;
+    let row_top = |i: usize| rect.top() + i as f32 * ROW_HEIGHT;
+    let row_mid = |i: usize| row_top(i) + 0.5 * ROW_HEIGHT;
+
+    // Rows on screen (viewport is relative to the content, which starts with `rect`).
+    let first = ((viewport.min.y / ROW_HEIGHT).floor().max(0.0) as usize).min(n);
+    let last = ((viewport.max.y / ROW_HEIGHT).ceil().max(0.0) as usize).clamp(first, n);
+    let lo = first.saturating_sub(ROW_MARGIN);
+    let hi = (last + ROW_MARGIN).min(n);
+
+    // Interaction for the rows on screen.
+    let base_id = ui.scope_id().with("head-view-rows");
+    let mut hovered: Option<(Side, usize)> = None;
+    let mut clicked: Option<usize> = None;
+    for i in first..last {
+        let text = run.tokens.get(i).map_or("", |t| t.text.as_str());
+        let top = row_top(i);
+        let left = Rect::from_min_max(pos2(rect.left(), top), pos2(x0, top + ROW_HEIGHT));
+        let right = Rect::from_min_max(pos2(x1, top), pos2(rect.right(), top + ROW_HEIGHT));
+        let q = ui.interact(left, base_id.with(("query", i)), Sense::click());
+        q.widget_info(|| {
+            WidgetInfo::labeled(egui::Role::Button, true, format!("query {i}: {text}"))
+        });
+        let k = ui.interact(right, base_id.with(("key", i)), Sense::hover());
+        k.widget_info(|| WidgetInfo::labeled(egui::Role::Button, true, format!("key {i}: {text}")));
+        if q.hovered() {
+            hovered = Some((Side::Query, i));
+        } else if k.hovered() {
+            hovered = Some((Side::Key, i));
+        }
+        if q.clicked() {
+            clicked = Some(i);
+        }
+    }
+    if let Some(i) = clicked {
+        state.selected_queries = vec![i];
+    }
+
+    // Lines first, so that the labels stay on top.
+    let visible_heads = (0..heads)
+        .filter(|h| !state.head_view_hidden.contains(h))
+        .count();
+    let budget = MAX_LINES_PER_FRAME / visible_heads.max(1);
+    shapes.clear();
+    for h in 0..heads {
+        if state.head_view_hidden.contains(&h) {
+            continue;
+        }
+        let links = cache.live(h, threshold);
+        let color = theme::head_color(h, heads);
+        let mut drawn = 0;
+        for link in links {
+            if drawn >= budget {
+                break;
+            }
+            let (q, k) = (link.query as usize, link.key as usize);
+            let keep = match hovered {
+                Some((Side::Query, i)) => q == i,
+                Some((Side::Key, j)) => k == j,
+                None => q.min(k) < hi && q.max(k) >= lo,
+            };
+            if !keep {
+                continue;
+            }
+            let alpha = link.weight.clamp(0.0, 1.0);
+            shapes.push(Shape::line_segment(
+                [pos2(x0, row_mid(q)), pos2(x1, row_mid(k))],
+                Stroke::new(LINE_WIDTH, color.gamma_multiply(alpha)),
+            ));
+            drawn += 1;
+        }
+    }
+    let painter = ui.painter();
+    painter.extend(shapes.drain(..));
+
+    // Labels of the rows on screen.
+    let dark = ui.visuals().dark_mode;
+    let font = TextStyle::Body.resolve(ui.style());
+    let text_color = ui.visuals().text_color();
+    let weak_color = ui.visuals().weak_text_color();
+    let outline = Stroke::new(1.0, theme::selection_outline(dark));
+    for i in first..last {
+        let Some(token) = run.tokens.get(i) else {
+            continue;
+        };
+        let top = row_top(i);
+        let left = Rect::from_min_max(pos2(rect.left(), top), pos2(x0 - gap, top + ROW_HEIGHT));
+        let right = Rect::from_min_max(pos2(x1 + gap, top), pos2(rect.right(), top + ROW_HEIGHT));
+        if state.selected_queries.contains(&i) {
+            painter.rect_filled(left, 2.0, theme::selected_token_fill(dark));
+        }
+        match hovered {
+            Some((Side::Query, h)) if h == i => {
+                painter.rect_stroke(left, 2.0, outline, StrokeKind::Inside);
+            }
+            Some((Side::Key, h)) if h == i => {
+                painter.rect_stroke(right, 2.0, outline, StrokeKind::Inside);
+            }
+            _ => {}
+        }
+        let color = if token.is_special {
+            weak_color
+        } else {
+            text_color
+        };
+        let label = short_label(&token.text);
+        painter.text(
+            pos2(left.right() - 2.0, row_mid(i)),
+            Align2::RIGHT_CENTER,
+            &label,
+            font.clone(),
+            color,
+        );
+        painter.text(
+            pos2(right.left() + 2.0, row_mid(i)),
+            Align2::LEFT_CENTER,
+            &label,
+            font.clone(),
+            color,
+        );
+    }
+}
+
+/// `text`, shortened to [`MAX_LABEL_CHARS`] characters with an ellipsis.
+fn short_label(text: &str) -> String {
+    if text.chars().count() <= MAX_LABEL_CHARS {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(MAX_LABEL_CHARS - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Fills `out` with the links of `map` (shape [query, key]) whose weight is positive and at least
+/// `threshold`, strongest first, at most `cap` of them. Returns true when some were cut by the cap.
+fn extract_links(
+    map: ArrayView2<'_, f32>,
+    threshold: f32,
+    cap: usize,
+    out: &mut Vec<Link>,
+) -> bool {
+    out.clear();
+    for (q, row) in map.outer_iter().enumerate() {
+        let mut push = |k: usize, w: f32| {
+            // NaN fails both comparisons and is skipped.
+            if w >= threshold && w > 0.0 {
+                out.push(Link {
+                    query: q as u32,
+                    key: k as u32,
+                    weight: w,
+                });
+            }
+        };
+        match row.as_slice() {
+            Some(slice) => slice.iter().enumerate().for_each(|(k, &w)| push(k, w)),
+            None => row.iter().enumerate().for_each(|(k, &w)| push(k, w)),
+        }
+    }
+    let strongest_first = |a: &Link, b: &Link| b.weight.total_cmp(&a.weight);
+    let capped = out.len() > cap;
+    if capped {
+        out.select_nth_unstable_by(cap, strongest_first);
+        out.truncate(cap);
+    }
+    out.sort_unstable_by(strongest_first);
+    capped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn links_keep_weights_above_threshold_strongest_first() {
+        // Weights ≥ 0.3: (0,0)=0.6, (1,2)=0.7, (2,1)=0.3 → sorted 0.7, 0.6, 0.3.
+        let map = array![[0.6, 0.2, 0.2], [0.1, 0.2, 0.7], [0.0, 0.3, 0.0]];
+        let mut out = Vec::new();
+        let capped = extract_links(map.view(), 0.3, 10, &mut out);
+        assert!(!capped);
+        let got: Vec<(u32, u32)> = out.iter().map(|l| (l.query, l.key)).collect();
+        assert_eq!(got, [(1, 2), (0, 0), (2, 1)]);
+    }
+
+    #[test]
+    fn links_skip_zeros_and_respect_the_cap() {
+        // Threshold 0 still skips the three zeros; the cap of 2 keeps 0.7 and 0.6.
+        let map = array![[0.6, 0.2, 0.2], [0.1, 0.2, 0.7], [0.0, 0.3, 0.0]];
+        let mut out = Vec::new();
+        assert!(!extract_links(map.view(), 0.0, 100, &mut out));
+        assert_eq!(out.len(), 7);
+        assert!(extract_links(map.view(), 0.0, 2, &mut out));
+        let weights: Vec<f32> = out.iter().map(|l| l.weight).collect();
+        assert_eq!(weights, [0.7, 0.6]);
+    }
+
+    mod ui {
+        use super::super::*;
+        use crate::engine::AttentionMaps;
+        use crate::tokenize::Token;
+        use egui_kittest::Harness;
+        use egui_kittest::kittest::Queryable;
+        use ndarray::Array2;
+
+        /// One layer; in every head, each query spreads 0.1 over ten keys (i + h + 0..10) mod n.
+        fn spread_run(heads: usize, n: usize) -> Arc<AttentionRun> {
+            let maps = (0..heads)
+                .map(|h| {
+                    Array2::from_shape_fn((n, n), |(i, j)| {
+                        if (j + n - (i + h) % n) % n < 10 {
+                            0.1
+                        } else {
+                            0.0
+                        }
+                    })
+                })
+                .collect();
+            let Some(maps) = AttentionMaps::from_heads(1, heads, n, maps) else {
+                panic!("bad test maps");
+            };
+            Arc::new(AttentionRun {
+                tokens: (0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(),
+                maps,
+                fully_masked_queries: Vec::new(),
+                trace: None,
+                hidden: None,
+            })
+        }
+
+        type Tested = (HeadView, AppState);
+
+        fn harness(run: Arc<AttentionRun>) -> Harness<'static, Tested> {
+            Harness::builder()
+                .with_size(egui::vec2(900.0, 700.0))
+                .build_ui_state(
+                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state),
+                    (HeadView::default(), AppState::default()),
+                )
+        }
+
+        #[test]
+        fn toggles_threshold_and_query_clicks() {
+            let mut harness = harness(spread_run(3, 12));
+            harness.run();
+            harness.get_by_label("head 1").click();
+            harness.run();
+            assert_eq!(harness.state().1.head_view_hidden, [1]);
+            harness.get_by_label("none").click();
+            harness.run();
+            assert_eq!(harness.state().1.head_view_hidden, [0, 1, 2]);
+            harness.get_by_label("all").click();
+            harness.run();
+            assert!(harness.state().1.head_view_hidden.is_empty());
+            harness.get_by_label("query 2: t2").click();
+            harness.run();
+            assert_eq!(harness.state().1.selected_queries, [2]);
+            // Each head has 12 × 10 links of 0.1 at the default threshold 0.05.
+            let live = |harness: &Harness<'_, Tested>, t: f32| -> Vec<usize> {
+                let cache = harness.state().0.cache.as_ref();
+                (0..3)
+                    .map(|h| cache.map_or(0, |c| c.live(h, t).len()))
+                    .collect()
+            };
+            assert_eq!(live(&harness, 0.05), [120, 120, 120]);
+            // Raising the threshold keeps the extracted links and takes a prefix.
+            harness.state_mut().1.head_view_threshold = 0.5;
+            harness.run();
+            assert_eq!(harness.state().0.cache.as_ref().map(|c| c.base), Some(0.02));
+            assert_eq!(live(&harness, 0.5), [0, 0, 0]);
+            // Lowering it below the base re-extracts.
+            harness.state_mut().1.head_view_threshold = 0.01;
+            harness.run();
+            assert_eq!(harness.state().0.cache.as_ref().map(|c| c.base), Some(0.01));
+            assert_eq!(live(&harness, 0.01), [120, 120, 120]);
+        }
+
+        #[test]
+        fn many_tokens_stay_fast() {
+            let mut harness = harness(spread_run(8, 512));
+            harness.run();
+            // Not hovered: every link crossing the viewport is drawn.
+            let start = std::time::Instant::now();
+            let frames = 5;
+            for _ in 0..frames {
+                harness.step();
+            }
+            let per_frame = start.elapsed() / frames;
+            eprintln!("head view, 512 tokens × 8 heads, no hover: {per_frame:?} per frame");
+            assert!(per_frame < std::time::Duration::from_millis(500));
+            // A threshold below the base re-extracts every head's links in that frame.
+            harness.state_mut().1.head_view_threshold = 0.01;
+            let start = std::time::Instant::now();
+            harness.step();
+            eprintln!(
+                "head view, 512 tokens × 8 heads, re-extraction: {:?}",
+                start.elapsed()
+            );
+            harness.get_by_label("query 5: t5").hover();
+            let start = std::time::Instant::now();
+            let frames = 5;
+            for _ in 0..frames {
+                harness.step();
+            }
+            let per_frame = start.elapsed() / frames;
+            eprintln!("head view, 512 tokens × 8 heads: {per_frame:?} per frame");
+            // Generous: unoptimised test builds on a shared machine.
+            assert!(per_frame < std::time::Duration::from_millis(500));
+        }
+    }
+
+    #[test]
+    fn long_labels_are_shortened() {
+        assert_eq!(short_label("cat"), "cat");
+        let long = "a".repeat(30);
+        assert_eq!(short_label(&long).chars().count(), MAX_LABEL_CHARS);
+    }
+}

@@ -1,0 +1,238 @@
+//! The app's persisted settings: input, model, run options, selections and view settings.
+//!
+//! One `serde(default)` struct, saved on exit (eframe storage) and in session files. Anything
+//! loaded is repaired against the model it meets by [`AppState::clamp`], so an index that no
+//! longer exists is never an error.
+
+use super::worker::JobKey;
+use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
+use crate::engine::{MaskSpec, RunOptions, ScoreScale};
+use crate::model::DemoConfig;
+use crate::render::{Colormap, RangeMode, RenderStyle, ValueScale};
+use crate::tokenize::DemoTokenizer;
+use serde::{Deserialize, Serialize};
+
+/// The sample text the app opens with: repeats show the duplicate and induction heads.
+pub const SAMPLE_TEXT: &str = "The cat sat on the mat because the cat was tired . The cat sat on the mat again .";
+
+/// The central view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ViewKind {
+    /// One head, or a combination, as a heatmap.
+    #[default]
+    Heatmap,
+    /// Every layer × head as thumbnails.
+    Grid,
+    /// BertViz-style lines between two token columns.
+    HeadView,
+}
+
+impl ViewKind {
+    /// All views, in switcher order.
+    pub const ALL: [ViewKind; 3] = [ViewKind::Heatmap, ViewKind::Grid, ViewKind::HeadView];
+
+    /// The switcher label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ViewKind::Heatmap => "Heatmap",
+            ViewKind::Grid => "Grid",
+            ViewKind::HeadView => "Head view",
+        }
+    }
+}
+
+/// How the heatmap combines heads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeadMode {
+    /// The selected head.
+    #[default]
+    Single,
+    /// The mean over the layer's heads.
+    Mean,
+    /// The elementwise max over the layer's heads.
+    Max,
+    /// The mean over `head_set`.
+    Set,
+}
+
+impl HeadMode {
+    /// All modes, for pickers.
+    pub const ALL: [HeadMode; 4] = [HeadMode::Single, HeadMode::Mean, HeadMode::Max, HeadMode::Set];
+
+    /// The picker label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HeadMode::Single => "one head",
+            HeadMode::Mean => "mean of heads",
+            HeadMode::Max => "max of heads",
+            HeadMode::Set => "mean of a set",
+        }
+    }
+}
+
+/// How several selected query rows combine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryCombine {
+    /// Average the rows.
+    #[default]
+    Mean,
+    /// Add the rows.
+    Sum,
+}
+
+/// Light or dark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Theme {
+    /// Dark background.
+    #[default]
+    Dark,
+    /// Light background.
+    Light,
+}
+
+/// Everything the user chose. Persisted across restarts and saved in session files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppState {
+    /// The input text.
+    pub text: String,
+    /// The demo tokenizer.
+    pub tokenizer: DemoTokenizer,
+    /// The demo model's settings.
+    pub demo: DemoConfig,
+    /// The mask spec, as typed (see ARCHITECTURE.md).
+    pub mask_text: String,
+    /// Score scale.
+    pub scale: ScoreScale,
+    /// The central view.
+    pub view: ViewKind,
+    /// Selected layer.
+    pub layer_idx: usize,
+    /// Show the mean over all layers instead of one.
+    pub all_layers: bool,
+    /// Selected head.
+    pub head_idx: usize,
+    /// How heads combine in the heatmap.
+    pub head_mode: HeadMode,
+    /// Heads averaged in [`HeadMode::Set`].
+    pub head_set: Vec<usize>,
+    /// Colormap.
+    pub colormap: Colormap,
+    /// Linear or log colours.
+    pub value_scale: ValueScale,
+    /// Per-head or shared colour range.
+    pub range: RangeMode,
+    /// Hide special tokens and renormalise rows.
+    pub hide_special: bool,
+    /// Selected query tokens; their rows are highlighted and charted.
+    pub selected_queries: Vec<usize>,
+    /// How several selected rows combine.
+    pub query_combine: QueryCombine,
+    /// Heads switched off in the head view.
+    pub head_view_hidden: Vec<usize>,
+    /// Lines below this weight are not drawn in the head view.
+    pub head_view_threshold: f32,
+    /// Light or dark.
+    pub theme: Theme,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self {
+            text: SAMPLE_TEXT.to_owned(),
+            tokenizer: DemoTokenizer::Words,
+            demo: DemoConfig::default(),
+            mask_text: "none".to_owned(),
+            scale: ScoreScale::InvSqrtDHead,
+            view: ViewKind::Heatmap,
+            layer_idx: 0,
+            all_layers: false,
+            head_idx: 0,
+            head_mode: HeadMode::Single,
+            head_set: Vec::new(),
+            colormap: Colormap::Viridis,
+            value_scale: ValueScale::Linear,
+            range: RangeMode::PerHead,
+            hide_special: false,
+            selected_queries: Vec::new(),
+            query_combine: QueryCombine::Mean,
+            head_view_hidden: Vec::new(),
+            head_view_threshold: 0.05,
+            theme: Theme::Dark,
+        }
+    }
+}
+
+impl AppState {
+    /// The job these settings ask for, or why they cannot run.
+    pub fn job_key(&self) -> Result<JobKey, String> {
+        let mask = MaskSpec::parse(&self.mask_text).map_err(|e| e.to_string())?;
+        self.demo.validate().map_err(|e| e.to_string())?;
+        Ok(JobKey {
+            text: self.text.clone(),
+            tokenizer: self.tokenizer,
+            demo: self.demo,
+            opts: RunOptions {
+                mask,
+                scale: self.scale,
+                ..RunOptions::default()
+            },
+        })
+    }
+
+    /// The heatmap's selection.
+    pub fn view_spec(&self) -> ViewSpec {
+        ViewSpec {
+            layer: if self.all_layers { LayerSelection::Mean } else { LayerSelection::One(self.layer_idx) },
+            heads: match self.head_mode {
+                HeadMode::Single => HeadSelection::Head(self.head_idx),
+                HeadMode::Mean => HeadSelection::Mean,
+                HeadMode::Max => HeadSelection::Max,
+                HeadMode::Set if self.head_set.is_empty() => HeadSelection::Head(self.head_idx),
+                HeadMode::Set => HeadSelection::Set(self.head_set.clone()),
+            },
+            hide_special: self.hide_special,
+        }
+    }
+
+    /// How exports draw the current view.
+    pub fn render_style(&self, cell_px: u32, labels: bool) -> RenderStyle {
+        RenderStyle {
+            colormap: self.colormap,
+            scale: self.value_scale,
+            range: self.range,
+            cell_px,
+            labels,
+        }
+    }
+
+    /// Repairs the settings against the model and input they meet: out-of-range selections are
+    /// clamped or dropped, impossible model settings fall back to the defaults.
+    pub fn clamp(&mut self, tokens: Option<usize>) {
+        if self.demo.validate().is_err() {
+            self.demo = DemoConfig::default();
+        }
+        if MaskSpec::parse(&self.mask_text).is_err() {
+            self.mask_text = "none".to_owned();
+        }
+        if let ScoreScale::Temperature(t) = self.scale
+            && !(t.is_finite() && t > 0.0)
+        {
+            self.scale = ScoreScale::InvSqrtDHead;
+        }
+        let (layers, heads) = (self.demo.layers, self.demo.heads);
+        self.layer_idx = self.layer_idx.min(layers - 1);
+        self.head_idx = self.head_idx.min(heads - 1);
+        self.head_set.retain(|&h| h < heads);
+        self.head_set.sort_unstable();
+        self.head_set.dedup();
+        self.head_view_hidden.retain(|&h| h < heads);
+        if let Some(n) = tokens {
+            self.selected_queries.retain(|&q| q < n);
+        }
+        if !self.head_view_threshold.is_finite() {
+            self.head_view_threshold = 0.05;
+        }
+        self.head_view_threshold = self.head_view_threshold.clamp(0.0, 1.0);
+    }
+}
