@@ -23,9 +23,20 @@ struct TextureKey {
     range: render::RangeMode,
 }
 
+/// The uploaded texture and what it was made from.
+struct Shown {
+    key: TextureKey,
+    texture: TextureHandle,
+    /// The matrix on screen. Shape: [query, key].
+    matrix: Arc<Array2<f32>>,
+    /// Token index of each row and column.
+    kept: Vec<usize>,
+    range: ValueRange,
+}
+
 /// The heatmap view's runtime state.
 pub struct HeatmapView {
-    texture: Option<(TextureKey, TextureHandle, Arc<Array2<f32>>, Vec<usize>, ValueRange)>,
+    texture: Option<Shown>,
     /// Texture uploads so far: hovering, zooming and panning must not add to it.
     pub uploads: usize,
     /// Zoom factor (1 = fit).
@@ -60,7 +71,7 @@ impl HeatmapView {
             scale: state.value_scale,
             range: state.range,
         };
-        if self.texture.as_ref().is_none_or(|(k, ..)| *k != key) {
+        if self.texture.as_ref().is_none_or(|t| t.key != key) {
             let special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
             match view_matrix(&run.maps, &special, &spec) {
                 Ok((matrix, kept)) => {
@@ -69,11 +80,11 @@ impl HeatmapView {
                     let size = [img.width() as usize, img.height() as usize];
                     let color = egui::ColorImage::from_rgba_unmultiplied(size, img.as_raw());
                     let handle = ui.ctx().load_texture("heatmap", color, TextureOptions::NEAREST);
-                    if self.texture.as_ref().is_some_and(|(_, _, m, ..)| m.dim() != matrix.dim()) {
+                    if self.texture.as_ref().is_some_and(|t| t.matrix.dim() != matrix.dim()) {
                         self.zoom = 1.0;
                         self.offset = Vec2::ZERO;
                     }
-                    self.texture = Some((key, handle, Arc::new(matrix), kept, range));
+                    self.texture = Some(Shown { key, texture: handle, matrix: Arc::new(matrix), kept, range });
                     self.uploads += 1;
                 }
                 Err(e) => {
@@ -82,10 +93,10 @@ impl HeatmapView {
                 }
             }
         }
-        let Some((_, texture, matrix, kept, range)) = &self.texture else {
+        let Some(shown) = &self.texture else {
             return;
         };
-        let (texture, matrix, kept, range) = (texture.clone(), matrix.clone(), kept.clone(), *range);
+        let (texture, matrix, kept, range) = (shown.texture.clone(), shown.matrix.clone(), shown.kept.clone(), shown.range);
         let n = matrix.nrows();
         if n == 0 {
             return;

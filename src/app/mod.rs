@@ -599,10 +599,10 @@ impl AttnApp {
                     self.state.scale = ScoreScale::Temperature(1.0);
                 }
             });
-        if let Some(mut t) = temperature {
-            if ui.add(egui::Slider::new(&mut t, 0.05..=10.0).logarithmic(true).text("temperature")).changed() {
-                self.state.scale = ScoreScale::Temperature(t);
-            }
+        if let Some(mut t) = temperature
+            && ui.add(egui::Slider::new(&mut t, 0.05..=10.0).logarithmic(true).text("temperature")).changed()
+        {
+            self.state.scale = ScoreScale::Temperature(t);
         }
         ui.separator();
         self.view_controls_ui(ui);
