@@ -371,3 +371,68 @@ fn bad_inputs_give_one_clean_error_line() {
     );
     assert_eq!(run(&["export", "--out", out]).status.code(), Some(2));
 }
+
+#[test]
+fn app_export_and_cli_render_give_the_same_pixels() {
+    use attnviz::app::{AppState, HeadMode, export};
+    use attnviz::engine::{MaskSpec, RunOptions};
+    use attnviz::model::{DemoModel, Model};
+    use attnviz::render::{Colormap, RangeMode, ValueScale};
+
+    let dir = scratch("same-app");
+    let text = "[CLS] the cat sat on the mat [SEP]";
+    let cli_png = dir.join("cli.png");
+    let o = run(&[
+        "render",
+        "--text",
+        text,
+        "--out",
+        cli_png.to_str().unwrap(),
+        "--layer",
+        "2",
+        "--head",
+        "mean",
+        "--log",
+        "--range",
+        "shared",
+        "--hide-special",
+        "--colormap",
+        "magma",
+        "--mask",
+        "causal",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let state = AppState {
+        text: text.to_owned(),
+        layer_idx: 2,
+        head_mode: HeadMode::Mean,
+        value_scale: ValueScale::Log,
+        range: RangeMode::Shared,
+        hide_special: true,
+        colormap: Colormap::Magma,
+        mask_text: "causal".to_owned(),
+        ..AppState::default()
+    };
+    let model = DemoModel::new(state.demo).unwrap();
+    let tokens = attnviz::tokenize::tokenize(text, state.tokenizer).unwrap();
+    let opts = RunOptions {
+        mask: MaskSpec::parse(&state.mask_text).unwrap(),
+        ..RunOptions::default()
+    };
+    let run_ = model.forward(&tokens, &opts).unwrap();
+    let app_png = dir.join("app.png");
+    export::export_png(&app_png, &run_, &state, "demo").unwrap();
+    let (a, b) = (decode(&cli_png), decode(&app_png));
+    assert_eq!(a.dimensions(), b.dimensions());
+    assert!(a == b, "the app's export differs from attnviz render");
+    assert_eq!(export::default_png_name(&state), "attn_L2_Hmean.png");
+
+    // Every head into a folder, counted.
+    let all = dir.join("all");
+    let progress = std::sync::atomic::AtomicUsize::new(0);
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let n = export::export_all_heads(&all, &run_, &state, "demo", &progress, &cancel).unwrap();
+    assert_eq!(n, 48);
+    assert!(all.join("attn_L5_H7.png").exists());
+}

@@ -31,10 +31,9 @@ impl std::str::FromStr for HeadSelection {
                 .collect::<Result<Vec<_>, _>>()
                 .map(Self::Set)
                 .map_err(|_| format!("bad head set {other:?}; expected indices such as 0,2,5")),
-            other => other
-                .parse()
-                .map(Self::Head)
-                .map_err(|_| format!("bad head {other:?}; expected an index, a set such as 0,2,5, mean or max")),
+            other => other.parse().map(Self::Head).map_err(|_| {
+                format!("bad head {other:?}; expected an index, a set such as 0,2,5, mean or max")
+            }),
         }
     }
 }
@@ -105,7 +104,10 @@ pub fn select_heads(
             let mut acc = Array2::<f32>::zeros((n, n));
             for &h in set {
                 if h >= heads {
-                    return Err(format!("head {h} does not exist (the model has {heads} heads, 0..{})", heads - 1));
+                    return Err(format!(
+                        "head {h} does not exist (the model has {heads} heads, 0..{})",
+                        heads - 1
+                    ));
                 }
                 acc += head(h)?.as_ref();
             }
@@ -182,7 +184,9 @@ pub fn view_matrix(
     if !spec.hide_special {
         return Ok((matrix, (0..n).collect()));
     }
-    let kept: Vec<usize> = (0..n).filter(|&i| !is_special.get(i).copied().unwrap_or(false)).collect();
+    let kept: Vec<usize> = (0..n)
+        .filter(|&i| !is_special.get(i).copied().unwrap_or(false))
+        .collect();
     if kept.is_empty() {
         return Err("every token is special; nothing is left to show".to_owned());
     }
@@ -249,8 +253,14 @@ mod tests {
         );
         assert!(select_heads(&maps, 0, &HeadSelection::Head(2)).is_err());
         assert!(select_heads(&maps, 1, &HeadSelection::Mean).is_err());
-        assert_eq!(select_heads(&maps, 0, &HeadSelection::Set(vec![1])).unwrap(), array![[0.0, 1.0], [0.9, 0.1]]);
-        assert_eq!("0,1".parse::<HeadSelection>().unwrap(), HeadSelection::Set(vec![0, 1]));
+        assert_eq!(
+            select_heads(&maps, 0, &HeadSelection::Set(vec![1])).unwrap(),
+            array![[0.0, 1.0], [0.9, 0.1]]
+        );
+        assert_eq!(
+            "0,1".parse::<HeadSelection>().unwrap(),
+            HeadSelection::Set(vec![0, 1])
+        );
     }
 
     #[test]
@@ -264,7 +274,11 @@ mod tests {
             vec![array![[0.6, 0.2, 0.2], [0.5, 0.25, 0.25], [0.8, 0.0, 0.2]]],
         )
         .unwrap();
-        let spec = ViewSpec { layer: LayerSelection::Mean, heads: HeadSelection::Head(0), hide_special: true };
+        let spec = ViewSpec {
+            layer: LayerSelection::Mean,
+            heads: HeadSelection::Head(0),
+            hide_special: true,
+        };
         let (m, kept) = view_matrix(&maps, &[true, false, false], &spec).unwrap();
         assert_eq!(kept, [1, 2]);
         assert_eq!(m, array![[0.5, 0.5], [0.0, 1.0]]);

@@ -27,13 +27,28 @@ fn texts_and_special(run: &AttentionRun) -> (Vec<String>, Vec<bool>) {
 
 /// The image File → Export PNG writes for the current view: the grid in the grid view, the
 /// heatmap otherwise. Same function and options as `attnviz render`, so the same pixels.
-pub fn current_view_png(run: &AttentionRun, state: &AppState, model_name: &str) -> Result<RgbaImage, String> {
+pub fn current_view_png(
+    run: &AttentionRun,
+    state: &AppState,
+    model_name: &str,
+) -> Result<RgbaImage, String> {
     if state.view == ViewKind::Grid {
-        return render::grid_view_figure(&run.maps, model_name, &state.render_style(GRID_THUMB_PX, true));
+        return render::grid_view_figure(
+            &run.maps,
+            model_name,
+            &state.render_style(GRID_THUMB_PX, true),
+        );
     }
     let (texts, special) = texts_and_special(run);
     let style = state.render_style(default_cell(run.maps.len()), true);
-    render::view_figure(&run.maps, &texts, &special, model_name, &state.view_spec(), &style)
+    render::view_figure(
+        &run.maps,
+        &texts,
+        &special,
+        model_name,
+        &state.view_spec(),
+        &style,
+    )
 }
 
 /// A sensible file name for the current view, such as `attn_L3_H5.png`.
@@ -41,7 +56,11 @@ pub fn default_png_name(state: &AppState) -> String {
     if state.view == ViewKind::Grid {
         return "attn_grid.png".to_owned();
     }
-    let layer = if state.all_layers { "Lmean".to_owned() } else { format!("L{}", state.layer_idx) };
+    let layer = if state.all_layers {
+        "Lmean".to_owned()
+    } else {
+        format!("L{}", state.layer_idx)
+    };
     let heads = match state.head_mode {
         HeadMode::Single => format!("H{}", state.head_idx),
         HeadMode::Mean => "Hmean".to_owned(),
@@ -55,7 +74,12 @@ pub fn default_png_name(state: &AppState) -> String {
 }
 
 /// Writes the current view's PNG to `path`.
-pub fn export_png(path: &Path, run: &AttentionRun, state: &AppState, model_name: &str) -> Result<(), String> {
+pub fn export_png(
+    path: &Path,
+    run: &AttentionRun,
+    state: &AppState,
+    model_name: &str,
+) -> Result<(), String> {
     let image = current_view_png(run, state, model_name)?;
     render::write_png(&image, path).map_err(|e| e.to_string())
 }
@@ -85,7 +109,8 @@ pub fn export_all_heads(
                 heads: HeadSelection::Head(head_idx),
                 hide_special: state.hide_special,
             };
-            let image = render::view_figure(&run.maps, &texts, &special, model_name, &spec, &style)?;
+            let image =
+                render::view_figure(&run.maps, &texts, &special, model_name, &spec, &style)?;
             let path: PathBuf = dir.join(format!("attn_L{layer_idx}_H{head_idx}.png"));
             render::write_png(&image, &path).map_err(|e| e.to_string())?;
             written += 1;
@@ -96,13 +121,22 @@ pub fn export_all_heads(
 }
 
 /// Writes the run's tensors as attention JSON, or as NPY when `path` ends in `.npy`.
-pub fn export_tensors(path: &Path, run: &AttentionRun, meta: &ModelMeta, mask: &str) -> Result<(), String> {
-    let npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+pub fn export_tensors(
+    path: &Path,
+    run: &AttentionRun,
+    meta: &ModelMeta,
+    mask: &str,
+) -> Result<(), String> {
+    let npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if npy {
         let (texts, _) = texts_and_special(run);
         io::write_npy(path, &run.maps, &texts).map_err(|e| e.to_string())
     } else {
-        io::write_atomic(path, |out| io::write_attention_json(out, meta, &run.tokens, mask, &run.maps))
-            .map_err(|e| e.to_string())
+        io::write_atomic(path, |out| {
+            io::write_attention_json(out, meta, &run.tokens, mask, &run.maps)
+        })
+        .map_err(|e| e.to_string())
     }
 }

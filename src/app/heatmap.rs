@@ -76,15 +76,33 @@ impl HeatmapView {
             match view_matrix(&run.maps, &special, &spec) {
                 Ok((matrix, kept)) => {
                     let range = render::view::range_for(&run.maps, matrix.view(), state.range);
-                    let img = render::heatmap_image(matrix.view(), state.colormap, range, state.value_scale, 1);
+                    let img = render::heatmap_image(
+                        matrix.view(),
+                        state.colormap,
+                        range,
+                        state.value_scale,
+                        1,
+                    );
                     let size = [img.width() as usize, img.height() as usize];
                     let color = egui::ColorImage::from_rgba_unmultiplied(size, img.as_raw());
-                    let handle = ui.ctx().load_texture("heatmap", color, TextureOptions::NEAREST);
-                    if self.texture.as_ref().is_some_and(|t| t.matrix.dim() != matrix.dim()) {
+                    let handle = ui
+                        .ctx()
+                        .load_texture("heatmap", color, TextureOptions::NEAREST);
+                    if self
+                        .texture
+                        .as_ref()
+                        .is_some_and(|t| t.matrix.dim() != matrix.dim())
+                    {
                         self.zoom = 1.0;
                         self.offset = Vec2::ZERO;
                     }
-                    self.texture = Some(Shown { key, texture: handle, matrix: Arc::new(matrix), kept, range });
+                    self.texture = Some(Shown {
+                        key,
+                        texture: handle,
+                        matrix: Arc::new(matrix),
+                        kept,
+                        range,
+                    });
                     self.uploads += 1;
                 }
                 Err(e) => {
@@ -96,7 +114,12 @@ impl HeatmapView {
         let Some(shown) = &self.texture else {
             return;
         };
-        let (texture, matrix, kept, range) = (shown.texture.clone(), shown.matrix.clone(), shown.kept.clone(), shown.range);
+        let (texture, matrix, kept, range) = (
+            shown.texture.clone(),
+            shown.matrix.clone(),
+            shown.kept.clone(),
+            shown.range,
+        );
         let n = matrix.nrows();
         if n == 0 {
             return;
@@ -110,10 +133,22 @@ impl HeatmapView {
             ui.label("scroll to zoom, drag to pan, right-click a cell to mask it");
         });
         let avail = ui.available_size();
-        let side = (avail.x - LABEL_SPACE - COLORBAR_SPACE).min(avail.y - LABEL_SPACE - 12.0).max(64.0);
-        let (outer, _) = ui.allocate_exact_size(vec2(side + LABEL_SPACE + COLORBAR_SPACE, side + LABEL_SPACE), Sense::hover());
-        let cells = Rect::from_min_size(outer.min + vec2(LABEL_SPACE, LABEL_SPACE), Vec2::splat(side));
-        let response = ui.interact(cells, ui.scope_id().with("heatmap-cells"), Sense::click_and_drag());
+        let side = (avail.x - LABEL_SPACE - COLORBAR_SPACE)
+            .min(avail.y - LABEL_SPACE - 12.0)
+            .max(64.0);
+        let (outer, _) = ui.allocate_exact_size(
+            vec2(side + LABEL_SPACE + COLORBAR_SPACE, side + LABEL_SPACE),
+            Sense::hover(),
+        );
+        let cells = Rect::from_min_size(
+            outer.min + vec2(LABEL_SPACE, LABEL_SPACE),
+            Vec2::splat(side),
+        );
+        let response = ui.interact(
+            cells,
+            ui.scope_id().with("heatmap-cells"),
+            Sense::click_and_drag(),
+        );
 
         // Zoom around the pointer, pan by dragging; the view never leaves the matrix.
         let visible = n as f32 / self.zoom;
@@ -121,7 +156,8 @@ impl HeatmapView {
             let scroll = ui.input(|i| i.smooth_scroll_delta.y);
             if scroll != 0.0 {
                 let at = self.offset + (pointer - cells.min) / side * visible;
-                self.zoom = (self.zoom * (scroll / 200.0).exp()).clamp(1.0, (n as f32 / 4.0).max(1.0));
+                self.zoom =
+                    (self.zoom * (scroll / 200.0).exp()).clamp(1.0, (n as f32 / 4.0).max(1.0));
                 let new_visible = n as f32 / self.zoom;
                 self.offset = at - (pointer - cells.min) / side * new_visible;
             }
@@ -130,17 +166,25 @@ impl HeatmapView {
             self.offset -= response.drag_delta() / side * (n as f32 / self.zoom);
         }
         let visible = n as f32 / self.zoom;
-        self.offset = self.offset.clamp(Vec2::ZERO, Vec2::splat(n as f32 - visible));
+        self.offset = self
+            .offset
+            .clamp(Vec2::ZERO, Vec2::splat(n as f32 - visible));
         let cell = side / visible;
         let uv = Rect::from_min_max(
             pos2(self.offset.x / n as f32, self.offset.y / n as f32),
-            pos2((self.offset.x + visible) / n as f32, (self.offset.y + visible) / n as f32),
+            pos2(
+                (self.offset.x + visible) / n as f32,
+                (self.offset.y + visible) / n as f32,
+            ),
         );
         let painter = ui.painter_at(outer);
         painter.image(texture.id(), cells, uv, Color32::WHITE);
 
         // Labels for the visible rows and columns, thinned so they never overlap.
-        let labels: Vec<&str> = kept.iter().map(|&i| run.tokens.get(i).map_or("?", |t| t.text.as_str())).collect();
+        let labels: Vec<&str> = kept
+            .iter()
+            .map(|&i| run.tokens.get(i).map_or("?", |t| t.text.as_str()))
+            .collect();
         let font = egui::FontId::proportional(cell.clamp(7.0, 13.0));
         let color = ui.visuals().text_color();
         let step = ((13.0 / cell).ceil() as usize).max(1);
@@ -149,17 +193,34 @@ impl HeatmapView {
         let first_row = self.offset.y.floor() as usize;
         let last_row = ((self.offset.y + visible).ceil() as usize).min(n);
         let short = |s: &str| -> String {
-            if s.chars().count() > 12 { format!("{}…", s.chars().take(11).collect::<String>()) } else { s.to_owned() }
+            if s.chars().count() > 12 {
+                format!("{}…", s.chars().take(11).collect::<String>())
+            } else {
+                s.to_owned()
+            }
         };
         for i in (first_row..last_row).filter(|i| i % step == 0) {
             let y = cells.top() + (i as f32 + 0.5 - self.offset.y) * cell;
-            painter.text(pos2(cells.left() - 4.0, y), egui::Align2::RIGHT_CENTER, short(labels.get(i).copied().unwrap_or("?")), font.clone(), color);
+            painter.text(
+                pos2(cells.left() - 4.0, y),
+                egui::Align2::RIGHT_CENTER,
+                short(labels.get(i).copied().unwrap_or("?")),
+                font.clone(),
+                color,
+            );
         }
         for j in (first..last).filter(|j| j % step == 0) {
             let x = cells.left() + (j as f32 + 0.5 - self.offset.x) * cell;
-            let galley = painter.layout_no_wrap(short(labels.get(j).copied().unwrap_or("?")), font.clone(), color);
+            let galley = painter.layout_no_wrap(
+                short(labels.get(j).copied().unwrap_or("?")),
+                font.clone(),
+                color,
+            );
             let pos = pos2(x - galley.size().y / 2.0, cells.top() - 4.0);
-            painter.add(egui::epaint::TextShape::new(pos, galley, color).with_angle(-std::f32::consts::FRAC_PI_2));
+            painter.add(
+                egui::epaint::TextShape::new(pos, galley, color)
+                    .with_angle(-std::f32::consts::FRAC_PI_2),
+            );
         }
 
         // Selected query rows, outlined.
@@ -169,7 +230,12 @@ impl HeatmapView {
                 let y = cells.top() + (row as f32 - self.offset.y) * cell;
                 if y + cell >= cells.top() && y <= cells.bottom() {
                     let r = Rect::from_min_size(pos2(cells.left(), y), vec2(side, cell));
-                    painter.rect_stroke(r.intersect(cells), 0.0, (1.5, theme::selection_outline(dark)), egui::StrokeKind::Inside);
+                    painter.rect_stroke(
+                        r.intersect(cells),
+                        0.0,
+                        (1.5, theme::selection_outline(dark)),
+                        egui::StrokeKind::Inside,
+                    );
                 }
             }
         }
@@ -185,14 +251,28 @@ impl HeatmapView {
         if let Some(pointer) = response.hover_pos() {
             let (r, c) = cell_at(pointer);
             let rect = Rect::from_min_size(
-                pos2(cells.left() + (c as f32 - self.offset.x) * cell, cells.top() + (r as f32 - self.offset.y) * cell),
+                pos2(
+                    cells.left() + (c as f32 - self.offset.x) * cell,
+                    cells.top() + (r as f32 - self.offset.y) * cell,
+                ),
                 Vec2::splat(cell),
             );
-            painter.rect_stroke(rect, 0.0, (1.5, theme::hover_outline()), egui::StrokeKind::Outside);
+            painter.rect_stroke(
+                rect,
+                0.0,
+                (1.5, theme::hover_outline()),
+                egui::StrokeKind::Outside,
+            );
             let weight = matrix[(r, c)];
             let rank = 1 + matrix.row(r).iter().filter(|&&v| v > weight).count();
-            let (q, k) = (kept.get(r).copied().unwrap_or(r), kept.get(c).copied().unwrap_or(c));
-            let (qt, kt) = (labels.get(r).copied().unwrap_or("?"), labels.get(c).copied().unwrap_or("?"));
+            let (q, k) = (
+                kept.get(r).copied().unwrap_or(r),
+                kept.get(c).copied().unwrap_or(c),
+            );
+            let (qt, kt) = (
+                labels.get(r).copied().unwrap_or("?"),
+                labels.get(c).copied().unwrap_or("?"),
+            );
             response.clone().on_hover_text(format!(
                 "query {q} {qt:?} → key {k} {kt:?}\nweight {weight:.4} (rank {rank} of {n} in the row)"
             ));
@@ -209,10 +289,21 @@ impl HeatmapView {
             && let Some(p) = response.interact_pointer_pos()
         {
             let (r, c) = cell_at(p);
-            ui.memory_mut(|m| m.data.insert_temp(ui.scope_id().with("mask-cell"), (kept.get(r).copied().unwrap_or(r), kept.get(c).copied().unwrap_or(c))));
+            ui.memory_mut(|m| {
+                m.data.insert_temp(
+                    ui.scope_id().with("mask-cell"),
+                    (
+                        kept.get(r).copied().unwrap_or(r),
+                        kept.get(c).copied().unwrap_or(c),
+                    ),
+                )
+            });
         }
         response.context_menu(|ui| {
-            let Some((q, k)) = ui.memory(|m| m.data.get_temp::<(usize, usize)>(ui.scope_id().with("mask-cell"))) else {
+            let Some((q, k)) = ui.memory(|m| {
+                m.data
+                    .get_temp::<(usize, usize)>(ui.scope_id().with("mask-cell"))
+            }) else {
                 ui.label("right-click a cell");
                 return;
             };
@@ -230,7 +321,10 @@ impl HeatmapView {
                 add(format!("drop-keys:{k}"));
                 ui.close();
             }
-            if ui.button(format!("Drop query {q} (its whole row)")).clicked() {
+            if ui
+                .button(format!("Drop query {q} (its whole row)"))
+                .clicked()
+            {
                 add(format!("drop-queries:{q}"));
                 ui.close();
             }
@@ -238,15 +332,28 @@ impl HeatmapView {
     }
 
     /// A vertical colorbar right of the cells, with the range's ends and middle.
-    fn colorbar_ui(&self, painter: &egui::Painter, cells: Rect, state: &AppState, range: ValueRange) {
-        let bar = Rect::from_min_size(pos2(cells.right() + 12.0, cells.top()), vec2(14.0, cells.height()));
+    fn colorbar_ui(
+        &self,
+        painter: &egui::Painter,
+        cells: Rect,
+        state: &AppState,
+        range: ValueRange,
+    ) {
+        let bar = Rect::from_min_size(
+            pos2(cells.right() + 12.0, cells.top()),
+            vec2(14.0, cells.height()),
+        );
         let steps = 64;
         for s in 0..steps {
             let t = 1.0 - (s as f32 + 0.5) / steps as f32;
             let [r, g, b, _] = state.colormap.color(t);
             let y0 = bar.top() + bar.height() * s as f32 / steps as f32;
             let y1 = bar.top() + bar.height() * (s + 1) as f32 / steps as f32;
-            painter.rect_filled(Rect::from_min_max(pos2(bar.left(), y0), pos2(bar.right(), y1 + 0.5)), 0.0, Color32::from_rgb(r, g, b));
+            painter.rect_filled(
+                Rect::from_min_max(pos2(bar.left(), y0), pos2(bar.right(), y1 + 0.5)),
+                0.0,
+                Color32::from_rgb(r, g, b),
+            );
         }
         let color = painter.ctx().global_style().visuals.text_color();
         let font = egui::FontId::proportional(11.0);
@@ -254,8 +361,18 @@ impl HeatmapView {
             render::ValueScale::Linear => (range.min + range.max) / 2.0,
             render::ValueScale::Log => (range.min.max(range.max * 1e-4) * range.max).sqrt(),
         };
-        for (value, y) in [(range.max, bar.top()), (mid, bar.center().y), (range.min, bar.bottom())] {
-            painter.text(pos2(bar.right() + 4.0, y), egui::Align2::LEFT_CENTER, format!("{value:.3}"), font.clone(), color);
+        for (value, y) in [
+            (range.max, bar.top()),
+            (mid, bar.center().y),
+            (range.min, bar.bottom()),
+        ] {
+            painter.text(
+                pos2(bar.right() + 4.0, y),
+                egui::Align2::LEFT_CENTER,
+                format!("{value:.3}"),
+                font.clone(),
+                color,
+            );
         }
     }
 }

@@ -141,7 +141,10 @@ impl AttnApp {
     /// True while a requested run has not arrived yet.
     pub fn busy(&self) -> bool {
         self.external.is_none()
-            && self.requested.as_ref().is_some_and(|(_, k)| self.current.as_ref().is_none_or(|(c, _)| c != k))
+            && self
+                .requested
+                .as_ref()
+                .is_some_and(|(_, k)| self.current.as_ref().is_none_or(|(c, _)| c != k))
             && self.error.is_none()
     }
 
@@ -192,7 +195,11 @@ impl AttnApp {
                 self.state.layer_idx = self.state.layer_idx.min(layers - 1);
                 self.state.head_idx = self.state.head_idx.min(heads - 1);
                 self.state.selected_queries.retain(|&q| q < n);
-                self.external = Some(ExternalRun { path: path.to_owned(), run: Arc::new(run), meta: file.model });
+                self.external = Some(ExternalRun {
+                    path: path.to_owned(),
+                    run: Arc::new(run),
+                    meta: file.model,
+                });
                 self.error = None;
             }
             Ok(InputFile::Session(value)) => self.apply_session(path, value),
@@ -262,7 +269,10 @@ impl AttnApp {
                     self.error = Some("nothing to export yet".to_owned());
                     return;
                 };
-                let mask = self.current.as_ref().map_or("none".to_owned(), |(k, _)| k.opts.mask.to_string());
+                let mask = self
+                    .current
+                    .as_ref()
+                    .map_or("none".to_owned(), |(k, _)| k.opts.mask.to_string());
                 match export::export_tensors(path, &run, &self.model_meta(), &mask) {
                     Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
                     Err(e) => self.error = Some(e),
@@ -283,11 +293,22 @@ impl AttnApp {
         let (tx, rx) = std::sync::mpsc::channel();
         let (state, name, dir) = (self.state.clone(), self.model_meta().name, dir.to_owned());
         let (done_w, cancel_w) = (done.clone(), cancel.clone());
-        let spawned = std::thread::Builder::new().name("attn-export".to_owned()).spawn(move || {
-            let _ = tx.send(export::export_all_heads(&dir, &run, &state, &name, &done_w, &cancel_w));
-        });
+        let spawned = std::thread::Builder::new()
+            .name("attn-export".to_owned())
+            .spawn(move || {
+                let _ = tx.send(export::export_all_heads(
+                    &dir, &run, &state, &name, &done_w, &cancel_w,
+                ));
+            });
         match spawned {
-            Ok(_) => self.export_job = Some(ExportJob { total: layers * heads, done, cancel, result: rx }),
+            Ok(_) => {
+                self.export_job = Some(ExportJob {
+                    total: layers * heads,
+                    done,
+                    cancel,
+                    result: rx,
+                })
+            }
             Err(e) => self.error = Some(format!("cannot start the export thread: {e}")),
         }
     }
@@ -301,19 +322,23 @@ impl AttnApp {
             DialogPurpose::ExportTensors => "attention.json".to_owned(),
             DialogPurpose::OpenFile | DialogPurpose::ExportAllHeads => String::new(),
         };
-        let spawned = std::thread::Builder::new().name("file-dialog".to_owned()).spawn(move || {
-            let dialog = rfd::FileDialog::new();
-            let picked = match purpose {
-                DialogPurpose::OpenFile => dialog
-                    .add_filter("text, tokens, attention or session", &["txt", "json"])
-                    .pick_file(),
-                DialogPurpose::ExportAllHeads => dialog.pick_folder(),
-                DialogPurpose::SaveSession | DialogPurpose::ExportPng | DialogPurpose::ExportTensors => {
-                    dialog.set_file_name(&default_name).save_file()
-                }
-            };
-            let _ = tx.send(picked);
-        });
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".to_owned())
+            .spawn(move || {
+                let dialog = rfd::FileDialog::new();
+                let picked = match purpose {
+                    DialogPurpose::OpenFile => dialog
+                        .add_filter("text, tokens, attention or session", &["txt", "json"])
+                        .pick_file(),
+                    DialogPurpose::ExportAllHeads => dialog.pick_folder(),
+                    DialogPurpose::SaveSession
+                    | DialogPurpose::ExportPng
+                    | DialogPurpose::ExportTensors => {
+                        dialog.set_file_name(&default_name).save_file()
+                    }
+                };
+                let _ = tx.send(picked);
+            });
         match spawned {
             Ok(_) => self.dialog = Some((purpose, rx)),
             Err(e) => self.error = Some(format!("cannot open a file dialog: {e}")),
@@ -353,7 +378,10 @@ impl AttnApp {
             return;
         };
         while let Some(result) = worker.poll() {
-            let wanted = self.requested.as_ref().is_some_and(|(id, _)| *id == result.id);
+            let wanted = self
+                .requested
+                .as_ref()
+                .is_some_and(|(id, _)| *id == result.id);
             if !wanted {
                 continue;
             }
@@ -490,13 +518,22 @@ impl AttnApp {
                     self.open_dialog(DialogPurpose::SaveSession);
                 }
                 ui.separator();
-                if ui.add_enabled(has_run, egui::Button::new("Export PNG…  (Ctrl+E)")).clicked() {
+                if ui
+                    .add_enabled(has_run, egui::Button::new("Export PNG…  (Ctrl+E)"))
+                    .clicked()
+                {
                     self.open_dialog(DialogPurpose::ExportPng);
                 }
-                if ui.add_enabled(has_run, egui::Button::new("Export all heads…")).clicked() {
+                if ui
+                    .add_enabled(has_run, egui::Button::new("Export all heads…"))
+                    .clicked()
+                {
                     self.open_dialog(DialogPurpose::ExportAllHeads);
                 }
-                if ui.add_enabled(has_run, egui::Button::new("Export JSON/NPY…")).clicked() {
+                if ui
+                    .add_enabled(has_run, egui::Button::new("Export JSON/NPY…"))
+                    .clicked()
+                {
                     self.open_dialog(DialogPurpose::ExportTensors);
                 }
             });
@@ -568,10 +605,19 @@ impl AttnApp {
         ui.heading("Run options");
         ui.horizontal(|ui| {
             let label = ui.label("Mask");
-            ui.text_edit_singleline(&mut self.state.mask_text).labelled_by(label.id);
+            ui.text_edit_singleline(&mut self.state.mask_text)
+                .labelled_by(label.id);
         });
         ui.horizontal_wrapped(|ui| {
-            for part in ["none", "causal", "padding", "window:3", "strided:4", "block:8", "global:0"] {
+            for part in [
+                "none",
+                "causal",
+                "padding",
+                "window:3",
+                "strided:4",
+                "block:8",
+                "global:0",
+            ] {
                 if ui.small_button(part).clicked() {
                     self.state.mask_text = match (part, self.state.mask_text.trim()) {
                         ("none", _) | (_, "none" | "") => part.to_owned(),
@@ -594,13 +640,23 @@ impl AttnApp {
             .show_ui(ui, |ui| {
                 ui.selectable_value(&mut self.state.scale, ScoreScale::InvSqrtDHead, "1/√d_head");
                 ui.selectable_value(&mut self.state.scale, ScoreScale::None, "none");
-                if ui.selectable_label(temperature.is_some(), "temperature").clicked() && temperature.is_none() {
+                if ui
+                    .selectable_label(temperature.is_some(), "temperature")
+                    .clicked()
+                    && temperature.is_none()
+                {
                     temperature = Some(1.0);
                     self.state.scale = ScoreScale::Temperature(1.0);
                 }
             });
         if let Some(mut t) = temperature
-            && ui.add(egui::Slider::new(&mut t, 0.05..=10.0).logarithmic(true).text("temperature")).changed()
+            && ui
+                .add(
+                    egui::Slider::new(&mut t, 0.05..=10.0)
+                        .logarithmic(true)
+                        .text("temperature"),
+                )
+                .changed()
         {
             self.state.scale = ScoreScale::Temperature(t);
         }
@@ -614,7 +670,10 @@ impl AttnApp {
         self.state.layer_idx = self.state.layer_idx.min(layers - 1);
         self.state.head_idx = self.state.head_idx.min(heads - 1);
         ui.horizontal(|ui| {
-            ui.add_enabled(!self.state.all_layers, egui::Slider::new(&mut self.state.layer_idx, 0..=layers - 1).text("layer"));
+            ui.add_enabled(
+                !self.state.all_layers,
+                egui::Slider::new(&mut self.state.layer_idx, 0..=layers - 1).text("layer"),
+            );
             ui.checkbox(&mut self.state.all_layers, "mean of layers");
         });
         egui::ComboBox::from_label("Heads")
@@ -647,7 +706,8 @@ impl AttnApp {
         }
         if self.external.is_none()
             && self.state.head_mode == HeadMode::Single
-            && let Some(kind) = crafted_at(&self.state.demo, self.state.layer_idx, self.state.head_idx)
+            && let Some(kind) =
+                crafted_at(&self.state.demo, self.state.layer_idx, self.state.head_idx)
         {
             ui.label(format!("crafted head: {}", kind.label()));
         }
@@ -666,7 +726,10 @@ impl AttnApp {
                 ui.selectable_value(&mut self.state.range, r, r.name());
             }
         });
-        ui.checkbox(&mut self.state.hide_special, "Hide special tokens and renormalise");
+        ui.checkbox(
+            &mut self.state.hide_special,
+            "Hide special tokens and renormalise",
+        );
     }
 
     fn status_ui(&mut self, ui: &mut egui::Ui) {
@@ -690,12 +753,18 @@ impl AttnApp {
             if self.busy() {
                 ui.separator();
                 ui.spinner();
-                let slow = self.requested_at.is_some_and(|t| t.elapsed().as_millis() > SHOW_PROGRESS_AFTER_MS);
+                let slow = self
+                    .requested_at
+                    .is_some_and(|t| t.elapsed().as_millis() > SHOW_PROGRESS_AFTER_MS);
                 if slow {
                     if let Some(w) = &self.worker {
                         let p = w.progress();
                         if p.total > 0 {
-                            ui.add(egui::ProgressBar::new(p.done as f32 / p.total as f32).desired_width(120.0).text(format!("layer {}/{}", p.done, p.total)));
+                            ui.add(
+                                egui::ProgressBar::new(p.done as f32 / p.total as f32)
+                                    .desired_width(120.0)
+                                    .text(format!("layer {}/{}", p.done, p.total)),
+                            );
                         }
                     }
                     if ui.button("Cancel").clicked() {
@@ -706,7 +775,11 @@ impl AttnApp {
             if let Some(job) = &self.export_job {
                 ui.separator();
                 let done = job.done.load(Ordering::SeqCst);
-                ui.add(egui::ProgressBar::new(done as f32 / job.total.max(1) as f32).desired_width(120.0).text(format!("export {done}/{}", job.total)));
+                ui.add(
+                    egui::ProgressBar::new(done as f32 / job.total.max(1) as f32)
+                        .desired_width(120.0)
+                        .text(format!("export {done}/{}", job.total)),
+                );
                 if ui.button("Cancel export").clicked() {
                     job.cancel.store(true, Ordering::SeqCst);
                 }
@@ -758,7 +831,9 @@ impl AttnApp {
             let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
             let result = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
                 .ok_or_else(|| "screenshot has a wrong size".to_owned())
-                .and_then(|img| crate::render::write_png(&img, &job.path).map_err(|e| e.to_string()));
+                .and_then(|img| {
+                    crate::render::write_png(&img, &job.path).map_err(|e| e.to_string())
+                });
             if let Err(e) = result {
                 eprintln!("error: {e}");
             }
@@ -770,11 +845,13 @@ impl AttnApp {
             // A few frames let layout, fonts and textures settle before the shot.
             if job.frames_with_result >= 6 {
                 let slot = job.image.clone();
-                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(egui::ScreenshotCallback::new(move |img| {
-                    if let Ok(mut g) = slot.lock() {
-                        *g = Some(img);
-                    }
-                })));
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
+                    egui::ScreenshotCallback::new(move |img| {
+                        if let Ok(mut g) = slot.lock() {
+                            *g = Some(img);
+                        }
+                    }),
+                ));
                 job.requested = true;
             }
         }
@@ -799,7 +876,13 @@ impl AttnApp {
     pub fn logic_step(&mut self, ctx: &egui::Context) {
         self.receive();
         self.schedule();
-        let dropped: Vec<PathBuf> = ctx.input(|i| i.raw.dropped_files.iter().map(|f| f.path().to_owned()).collect());
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_owned())
+                .collect()
+        });
         for path in dropped {
             self.open_file(&path);
         }
@@ -817,10 +900,19 @@ impl AttnApp {
     pub fn draw(&mut self, ui: &mut egui::Ui) {
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
-        egui::Panel::left("controls").default_size(320.0).resizable(true).show(ui, |ui| {
-            egui::ScrollArea::vertical().show(ui, |ui| self.controls_ui(ui));
-        });
+        egui::Panel::left("controls")
+            .default_size(320.0)
+            .resizable(true)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.controls_ui(ui));
+            });
         egui::CentralPanel::default_margins().show(ui, |ui| self.central_ui(ui));
+    }
+
+    /// Draws only the central area (view switcher, token strip, current view) into `ui`,
+    /// without the side panels; for snapshot tests of the views.
+    pub fn draw_central(&mut self, ui: &mut egui::Ui) {
+        self.central_ui(ui);
     }
 }
 
@@ -857,7 +949,8 @@ pub fn run(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> anyhow::Result
         Box::new(move |cc| {
             let ctx = cc.egui_ctx.clone();
             let restored = if screenshot.is_none() {
-                cc.storage.and_then(|s| eframe::get_value::<AppState>(s, STORAGE_KEY))
+                cc.storage
+                    .and_then(|s| eframe::get_value::<AppState>(s, STORAGE_KEY))
             } else {
                 None
             };

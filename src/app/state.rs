@@ -13,7 +13,8 @@ use crate::tokenize::DemoTokenizer;
 use serde::{Deserialize, Serialize};
 
 /// The sample text the app opens with: repeats show the duplicate and induction heads.
-pub const SAMPLE_TEXT: &str = "The cat sat on the mat because the cat was tired . The cat sat on the mat again .";
+pub const SAMPLE_TEXT: &str =
+    "The cat sat on the mat because the cat was tired . The cat sat on the mat again .";
 
 /// The central view.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +58,12 @@ pub enum HeadMode {
 
 impl HeadMode {
     /// All modes, for pickers.
-    pub const ALL: [HeadMode; 4] = [HeadMode::Single, HeadMode::Mean, HeadMode::Max, HeadMode::Set];
+    pub const ALL: [HeadMode; 4] = [
+        HeadMode::Single,
+        HeadMode::Mean,
+        HeadMode::Max,
+        HeadMode::Set,
+    ];
 
     /// The picker label.
     pub fn label(self) -> &'static str {
@@ -183,7 +189,11 @@ impl AppState {
     /// The heatmap's selection.
     pub fn view_spec(&self) -> ViewSpec {
         ViewSpec {
-            layer: if self.all_layers { LayerSelection::Mean } else { LayerSelection::One(self.layer_idx) },
+            layer: if self.all_layers {
+                LayerSelection::Mean
+            } else {
+                LayerSelection::One(self.layer_idx)
+            },
             heads: match self.head_mode {
                 HeadMode::Single => HeadSelection::Head(self.head_idx),
                 HeadMode::Mean => HeadSelection::Mean,

@@ -13,7 +13,11 @@ pub fn apply(ctx: &egui::Context, theme: Theme) {
 
 /// Colour of error text.
 pub fn error_color(dark: bool) -> Color32 {
-    if dark { Color32::from_rgb(255, 120, 110) } else { Color32::from_rgb(180, 30, 20) }
+    if dark {
+        Color32::from_rgb(255, 120, 110)
+    } else {
+        Color32::from_rgb(180, 30, 20)
+    }
 }
 
 /// Outline of the hovered heatmap cell.
@@ -23,7 +27,11 @@ pub fn hover_outline() -> Color32 {
 
 /// Outline of the selected query rows.
 pub fn selection_outline(dark: bool) -> Color32 {
-    if dark { Color32::from_rgb(255, 255, 255) } else { Color32::from_rgb(20, 20, 20) }
+    if dark {
+        Color32::from_rgb(255, 255, 255)
+    } else {
+        Color32::from_rgb(20, 20, 20)
+    }
 }
 
 /// A distinct colour for head `head_idx` of `heads` (evenly spaced hues, fixed lightness).
@@ -34,5 +42,9 @@ pub fn head_color(head_idx: usize, heads: usize) -> Color32 {
 
 /// Background of selected tokens in the token strip.
 pub fn selected_token_fill(dark: bool) -> Color32 {
-    if dark { Color32::from_rgb(40, 90, 160) } else { Color32::from_rgb(170, 200, 245) }
+    if dark {
+        Color32::from_rgb(40, 90, 160)
+    } else {
+        Color32::from_rgb(170, 200, 245)
+    }
 }

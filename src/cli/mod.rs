@@ -391,7 +391,11 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
     let special: Vec<bool> = computed.tokens.iter().map(|t| t.is_special).collect();
     let style = RenderStyle {
         colormap: args.colormap,
-        scale: if args.log { ValueScale::Log } else { ValueScale::Linear },
+        scale: if args.log {
+            ValueScale::Log
+        } else {
+            ValueScale::Linear
+        },
         range: args.range,
         cell_px: args.cell.unwrap_or(match args.view {
             View::Heatmap => default_cell(computed.maps.len()),
@@ -401,8 +405,19 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
     };
     let image = match args.view {
         View::Heatmap => {
-            let spec = ViewSpec { layer, heads, hide_special: args.hide_special };
-            render::view_figure(&computed.maps, &texts, &special, &computed.meta.name, &spec, &style)
+            let spec = ViewSpec {
+                layer,
+                heads,
+                hide_special: args.hide_special,
+            };
+            render::view_figure(
+                &computed.maps,
+                &texts,
+                &special,
+                &computed.meta.name,
+                &spec,
+                &style,
+            )
         }
         View::Grid => render::grid_view_figure(&computed.maps, &computed.meta.name, &style),
     }

@@ -1,7 +1,10 @@
 //! From a run and view options to a finished image: the glue that the CLI's `render` and the
 //! app's PNG export share, so that the same options give the same pixels.
 
-use super::{Colormap, FigureOptions, GridOptions, RenderError, ValueRange, ValueScale, grid_figure, heatmap_figure};
+use super::{
+    Colormap, FigureOptions, GridOptions, RenderError, ValueRange, ValueScale, grid_figure,
+    heatmap_figure,
+};
 use crate::analysis::{ViewSpec, view_matrix};
 use crate::engine::AttentionMaps;
 use image::RgbaImage;
@@ -39,7 +42,9 @@ impl std::str::FromStr for RangeMode {
         match s {
             "per-head" => Ok(Self::PerHead),
             "shared" => Ok(Self::Shared),
-            other => Err(format!("unknown range {other:?}; expected per-head or shared")),
+            other => Err(format!(
+                "unknown range {other:?}; expected per-head or shared"
+            )),
         }
     }
 }
@@ -67,7 +72,11 @@ pub fn shared_range(maps: &AttentionMaps) -> ValueRange {
         lo = lo.min(r.min);
         hi = hi.max(r.max);
     });
-    if lo.is_finite() && hi.is_finite() && hi > lo { ValueRange { min: lo, max: hi } } else { ValueRange::unit() }
+    if lo.is_finite() && hi.is_finite() && hi > lo {
+        ValueRange { min: lo, max: hi }
+    } else {
+        ValueRange::unit()
+    }
 }
 
 /// The range a map is drawn with under `mode`.
@@ -88,7 +97,10 @@ pub fn view_figure(
     style: &RenderStyle,
 ) -> Result<RgbaImage, String> {
     let (matrix, kept) = view_matrix(maps, is_special, spec)?;
-    let labels: Vec<String> = kept.iter().map(|&i| tokens.get(i).cloned().unwrap_or_else(|| i.to_string())).collect();
+    let labels: Vec<String> = kept
+        .iter()
+        .map(|&i| tokens.get(i).cloned().unwrap_or_else(|| i.to_string()))
+        .collect();
     let opts = FigureOptions {
         title: format!("{} · {} · {}", spec.layer, spec.heads, model_name),
         query_labels: labels.clone(),
@@ -103,11 +115,19 @@ pub fn view_figure(
 }
 
 /// Every layer × head as thumbnails.
-pub fn grid_view_figure(maps: &AttentionMaps, model_name: &str, style: &RenderStyle) -> Result<RgbaImage, String> {
+pub fn grid_view_figure(
+    maps: &AttentionMaps,
+    model_name: &str,
+    style: &RenderStyle,
+) -> Result<RgbaImage, String> {
     let [layers, heads, _, _] = maps.shape();
-    let owned: Vec<Vec<crate::engine::HeadMap>> =
-        (0..layers).map(|l| (0..heads).filter_map(|h| maps.head(l, h)).collect()).collect();
-    let views: Vec<Vec<ArrayView2<'_, f32>>> = owned.iter().map(|row| row.iter().map(|m| m.view()).collect()).collect();
+    let owned: Vec<Vec<crate::engine::HeadMap>> = (0..layers)
+        .map(|l| (0..heads).filter_map(|h| maps.head(l, h)).collect())
+        .collect();
+    let views: Vec<Vec<ArrayView2<'_, f32>>> = owned
+        .iter()
+        .map(|row| row.iter().map(|m| m.view()).collect())
+        .collect();
     let opts = GridOptions {
         title: format!("{model_name} · {layers} layers × {heads} heads"),
         colormap: style.colormap,

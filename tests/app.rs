@@ -1,0 +1,485 @@
+//! GUI tests of the whole app through egui_kittest: typing, masks, the grid, the keyboard, bad
+//! files and sessions; plus three small image snapshots of the central views (wgpu renderer).
+//!
+//! Runs are computed on the app's worker thread, so the tests step the harness until the run
+//! for the current settings has arrived ([`wait_ready`]) before they look at it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use attnviz::app::{AppState, AttnApp, HeadMode, QueryCombine, Theme, ViewKind};
+use attnviz::engine::{AttentionRun, NormPlacement, ScoreScale};
+use attnviz::model::{DemoConfig, DemoPositional};
+use attnviz::render::{Colormap, RangeMode, ValueScale};
+use attnviz::tokenize::DemoTokenizer;
+use egui::{Key, Modifiers};
+use egui_kittest::kittest::Queryable;
+use egui_kittest::{Harness, SnapshotOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for one run of the worker.
+const RUN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("attnviz-app-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The whole app in a 1280×800 window, driven the way eframe drives it (logic, then ui).
+fn app_harness(state: AppState) -> Harness<'static, AttnApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1280.0, 800.0))
+        .build_eframe(|cc| {
+            let ctx = cc.egui_ctx.clone();
+            AttnApp::new(state, move || ctx.request_repaint())
+        })
+}
+
+/// Steps the harness until the run for the current settings is shown, lets the UI settle, and
+/// returns that run. Panics on a timeout or when the app reports an error.
+fn wait_ready(harness: &mut Harness<'_, AttnApp>) -> Arc<AttentionRun> {
+    let start = Instant::now();
+    loop {
+        harness.step();
+        let app = harness.state();
+        if let Some(e) = &app.error {
+            panic!("the app shows an error: {e}");
+        }
+        let wanted = app
+            .state
+            .job_key()
+            .expect("the settings should be runnable");
+        let arrived = app.current.as_ref().is_some_and(|(key, _)| *key == wanted);
+        if arrived && !app.busy() && app.shown_run().is_some() {
+            break;
+        }
+        assert!(
+            start.elapsed() < RUN_TIMEOUT,
+            "no run for {wanted:?} within {RUN_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    harness.run();
+    harness
+        .state()
+        .shown_run()
+        .cloned()
+        .expect("a run is shown")
+}
+
+/// Replaces the whole content of the text field labelled `label` by typing: click into it,
+/// select all, type.
+fn retype(harness: &mut Harness<'_, AttnApp>, label: &str, text: &str) {
+    harness.get_by_label(label).click();
+    harness.step();
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    harness.get_by_label(label).type_text(text);
+    harness.step();
+}
+
+#[test]
+fn typing_text_updates_token_count_and_map_size() {
+    let mut harness = app_harness(AppState::default());
+    let before = wait_ready(&mut harness);
+    assert_eq!(before.tokens.len(), 20, "the sample text has 20 words");
+
+    retype(&mut harness, "Text", "one two three four five");
+    assert_eq!(harness.state().state.text, "one two three four five");
+    let run = wait_ready(&mut harness);
+    let texts: Vec<&str> = run.tokens.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(texts, ["one", "two", "three", "four", "five"]);
+    assert_eq!(run.maps.shape(), [6, 8, 5, 5]);
+    assert!(
+        harness.query_by_label("5 tokens").is_some(),
+        "status bar count"
+    );
+    assert!(
+        harness.query_by_label("token 4: five").is_some(),
+        "token strip chip"
+    );
+
+    // Typing more words grows the run by exactly that many tokens.
+    harness.get_by_label("Text").type_text(" six seven");
+    harness.step();
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.tokens.len(), 7);
+    assert_eq!(run.maps.shape()[2], 7);
+    assert_eq!(run.maps.shape()[3], 7);
+}
+
+#[test]
+fn causal_mask_zeroes_the_upper_triangle() {
+    let mut harness = app_harness(AppState::default());
+    let run = wait_ready(&mut harness);
+    let (l, h) = (
+        harness.state().state.layer_idx,
+        harness.state().state.head_idx,
+    );
+    let unmasked = run.maps.head(l, h).unwrap();
+    let upper: f32 = unmasked
+        .indexed_iter()
+        .filter(|((i, j), _)| j > i)
+        .map(|(_, v)| *v)
+        .sum();
+    assert!(upper > 0.0, "without a mask the future gets some attention");
+
+    retype(&mut harness, "Mask", "causal");
+    assert_eq!(harness.state().state.mask_text, "causal");
+    let run = wait_ready(&mut harness);
+    let [layers, heads, n, _] = run.maps.shape();
+    assert_eq!(n, 20);
+    let (l, h) = (
+        harness.state().state.layer_idx,
+        harness.state().state.head_idx,
+    );
+    let selected = run.maps.head(l, h).unwrap();
+    for ((i, j), &v) in selected.indexed_iter() {
+        if j > i {
+            assert_eq!(v, 0.0, "L{l}·H{h} query {i} attends to the future key {j}");
+        }
+    }
+    // Every other head too, and every row is still a distribution.
+    for layer_idx in 0..layers {
+        for head_idx in 0..heads {
+            let m = run.maps.head(layer_idx, head_idx).unwrap();
+            for ((i, j), &v) in m.indexed_iter() {
+                assert!(
+                    j <= i || v == 0.0,
+                    "L{layer_idx}·H{head_idx} ({i}, {j}) = {v}"
+                );
+            }
+            for (i, row) in m.rows().into_iter().enumerate() {
+                let sum: f32 = row.sum();
+                assert!(
+                    (sum - 1.0).abs() < 1e-4,
+                    "L{layer_idx}·H{head_idx} row {i} sums to {sum}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn clicking_a_grid_thumbnail_opens_it_in_the_heatmap() {
+    let state = AppState {
+        head_mode: HeadMode::Mean,
+        ..AppState::default()
+    };
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+
+    harness.get_by_label("Grid").click();
+    harness.run();
+    assert_eq!(harness.state().state.view, ViewKind::Grid);
+
+    harness.get_by_label("L3·H5").click();
+    harness.run();
+    let state = &harness.state().state;
+    assert_eq!(state.view, ViewKind::Heatmap);
+    assert_eq!((state.layer_idx, state.head_idx), (3, 5));
+    assert_eq!(state.head_mode, HeadMode::Single);
+    assert!(
+        harness.query_by_label("L3·H5").is_none(),
+        "the grid is gone"
+    );
+}
+
+#[test]
+fn arrow_keys_change_head_and_layer() {
+    let state = AppState {
+        head_mode: HeadMode::Mean,
+        all_layers: true,
+        ..AppState::default()
+    };
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+    let head_layer =
+        |h: &Harness<'_, AttnApp>| (h.state().state.head_idx, h.state().state.layer_idx);
+
+    harness.key_press(Key::ArrowRight);
+    harness.key_press(Key::ArrowRight);
+    harness.run();
+    assert_eq!(head_layer(&harness), (2, 0));
+    assert_eq!(harness.state().state.head_mode, HeadMode::Single);
+
+    harness.key_press(Key::ArrowLeft);
+    harness.run();
+    assert_eq!(head_layer(&harness), (1, 0));
+
+    // The head stops at the last one (the default demo has 8).
+    for _ in 0..10 {
+        harness.key_press(Key::ArrowRight);
+    }
+    harness.run();
+    assert_eq!(head_layer(&harness), (7, 0));
+
+    harness.key_press(Key::ArrowDown);
+    harness.key_press(Key::ArrowDown);
+    harness.run();
+    assert_eq!(head_layer(&harness), (7, 2));
+    assert!(
+        !harness.state().state.all_layers,
+        "a layer key picks one layer"
+    );
+
+    harness.key_press(Key::ArrowUp);
+    harness.run();
+    assert_eq!(head_layer(&harness), (7, 1));
+    for _ in 0..3 {
+        harness.key_press(Key::ArrowUp);
+    }
+    harness.run();
+    assert_eq!(head_layer(&harness), (7, 0));
+
+    // While a text field has the keyboard, arrows move the cursor, not the selection.
+    harness.get_by_label("Text").click();
+    harness.run();
+    harness.key_press(Key::ArrowLeft);
+    harness.key_press(Key::ArrowDown);
+    harness.run();
+    assert_eq!(head_layer(&harness), (7, 0));
+}
+
+#[test]
+fn a_bad_file_shows_an_error_and_keeps_the_state() {
+    let dir = scratch("bad-file");
+    let mut harness = app_harness(AppState::default());
+    let run_before = wait_ready(&mut harness);
+    let state_before = harness.state().state.clone();
+
+    let malformed = dir.join("broken.json");
+    std::fs::write(&malformed, r#"{"text": "never closed"#).unwrap();
+    let missing = dir.join("missing.txt");
+
+    for (path, name) in [(&malformed, "broken.json"), (&missing, "missing.txt")] {
+        harness.state_mut().open_file(path);
+        let app = harness.state();
+        let error = app.error.clone().expect("an error is reported");
+        assert!(
+            error.contains(&path.display().to_string()),
+            "{error:?} should name {path:?}"
+        );
+        assert_eq!(app.state, state_before, "the settings are unchanged");
+        assert!(app.external.is_none());
+        let shown = app.shown_run().expect("the old run is still shown");
+        assert!(
+            Arc::ptr_eq(shown, &run_before),
+            "the old run is still shown"
+        );
+
+        harness.run();
+        let shown = harness
+            .query_by_label_contains(name)
+            .expect("the error is on screen");
+        let text = shown.value().unwrap_or_default();
+        assert!(text.starts_with("error: "), "{text:?}");
+        assert_eq!(harness.state().state, state_before);
+        assert!(Arc::ptr_eq(
+            harness.state().shown_run().unwrap(),
+            &run_before
+        ));
+    }
+
+    harness.get_by_label("dismiss").click();
+    harness.run();
+    assert!(harness.state().error.is_none());
+    assert!(harness.query_by_label_contains("missing.txt").is_none());
+}
+
+/// A state where every setting differs from the default and survives `clamp`.
+fn changed_state() -> AppState {
+    AppState {
+        text: "alpha beta gamma alpha beta".to_owned(),
+        tokenizer: DemoTokenizer::Chars,
+        demo: DemoConfig {
+            layers: 4,
+            heads: 4,
+            d_model: 64,
+            positional: DemoPositional::Rope,
+            norm: NormPlacement::Post,
+            seed: 7,
+        },
+        mask_text: "causal+window:3".to_owned(),
+        scale: ScoreScale::Temperature(2.5),
+        view: ViewKind::HeadView,
+        layer_idx: 3,
+        all_layers: true,
+        head_idx: 2,
+        head_mode: HeadMode::Set,
+        head_set: vec![1, 3],
+        colormap: Colormap::Magma,
+        value_scale: ValueScale::Log,
+        range: RangeMode::Shared,
+        hide_special: true,
+        selected_queries: vec![1, 4],
+        query_combine: QueryCombine::Sum,
+        head_view_hidden: vec![0, 2],
+        head_view_threshold: 0.2,
+        theme: Theme::Light,
+    }
+}
+
+#[test]
+fn a_session_round_trip_restores_every_setting() {
+    let changed = changed_state();
+    // Every field is spelled out, so a new setting breaks this until it is covered here.
+    let AppState {
+        text,
+        tokenizer,
+        demo,
+        mask_text,
+        scale,
+        view,
+        layer_idx,
+        all_layers,
+        head_idx,
+        head_mode,
+        head_set,
+        colormap,
+        value_scale,
+        range,
+        hide_special,
+        selected_queries,
+        query_combine,
+        head_view_hidden,
+        head_view_threshold,
+        theme,
+    } = &changed;
+    let d = AppState::default();
+    assert_ne!(*text, d.text);
+    assert_ne!(*tokenizer, d.tokenizer);
+    assert_ne!(*demo, d.demo);
+    assert_ne!(*mask_text, d.mask_text);
+    assert_ne!(*scale, d.scale);
+    assert_ne!(*view, d.view);
+    assert_ne!(*layer_idx, d.layer_idx);
+    assert_ne!(*all_layers, d.all_layers);
+    assert_ne!(*head_idx, d.head_idx);
+    assert_ne!(*head_mode, d.head_mode);
+    assert_ne!(*head_set, d.head_set);
+    assert_ne!(*colormap, d.colormap);
+    assert_ne!(*value_scale, d.value_scale);
+    assert_ne!(*range, d.range);
+    assert_ne!(*hide_special, d.hide_special);
+    assert_ne!(*selected_queries, d.selected_queries);
+    assert_ne!(*query_combine, d.query_combine);
+    assert_ne!(*head_view_hidden, d.head_view_hidden);
+    assert_ne!(*head_view_threshold, d.head_view_threshold);
+    assert_ne!(*theme, d.theme);
+    assert!(changed.job_key().is_ok());
+
+    let dir = scratch("session");
+    let path = dir.join("all.attnviz.json");
+    let mut app = AttnApp::new(changed.clone(), || {});
+    assert_eq!(app.state, changed, "the test state must survive clamping");
+    app.save_session(&path);
+    assert!(app.error.is_none(), "{:?}", app.error);
+    assert_eq!(app.session_path.as_deref(), Some(path.as_path()));
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(doc["format"], "attnviz.session/v1");
+
+    let mut fresh = AttnApp::new(AppState::default(), || {});
+    fresh.open_file(&path);
+    assert!(fresh.error.is_none(), "{:?}", fresh.error);
+    assert_eq!(fresh.state, changed);
+    assert_eq!(fresh.session_path.as_deref(), Some(path.as_path()));
+    assert!(fresh.wait_for_run(RUN_TIMEOUT), "{:?}", fresh.error);
+    let shape = fresh.shown_run().unwrap().maps.shape();
+    assert_eq!(shape[..2], [4, 4]);
+}
+
+/// Writes a hand-made session file.
+fn write_session(path: &Path, fields: serde_json::Value) {
+    let mut doc = fields;
+    doc["format"] = serde_json::Value::from("attnviz.session/v1");
+    std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
+}
+
+#[test]
+fn out_of_range_sessions_load_clamped() {
+    let dir = scratch("clamp");
+    let mut harness = app_harness(AppState::default());
+    wait_ready(&mut harness);
+
+    let too_far = dir.join("too-far.attnviz.json");
+    write_session(
+        &too_far,
+        serde_json::json!({
+            "text": "a b a b c",
+            "demo": {"layers": 6, "heads": 8, "d_model": 256},
+            "layer_idx": 99,
+            "head_idx": 99,
+        }),
+    );
+    harness.state_mut().open_file(&too_far);
+    let app = harness.state();
+    assert!(app.error.is_none(), "{:?}", app.error);
+    assert_eq!((app.state.layer_idx, app.state.head_idx), (5, 7));
+    assert_eq!(app.state.text, "a b a b c");
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.maps.shape(), [6, 8, 5, 5]);
+    assert!(run.maps.head(5, 7).is_some());
+
+    let bad_model = dir.join("bad-model.attnviz.json");
+    write_session(
+        &bad_model,
+        serde_json::json!({
+            "text": "x y z",
+            "demo": {"layers": 2, "heads": 4, "d_model": 7},
+            "layer_idx": 1,
+            "head_idx": 3,
+        }),
+    );
+    harness.state_mut().open_file(&bad_model);
+    let app = harness.state();
+    assert!(app.error.is_none(), "{:?}", app.error);
+    assert_eq!(app.state.demo, DemoConfig::default());
+    assert_eq!((app.state.layer_idx, app.state.head_idx), (1, 3));
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.maps.shape(), [6, 8, 3, 3]);
+}
+
+/// Draws the central area of a tiny fixed run in `view` (256×256, dark, wgpu) and compares it
+/// with `tests/snapshots/{name}.png`.
+fn snapshot_view(name: &str, view: ViewKind) {
+    let state = AppState {
+        text: "a b a b c".to_owned(),
+        demo: DemoConfig {
+            layers: 2,
+            heads: 4,
+            d_model: 64,
+            seed: 0,
+            ..DemoConfig::default()
+        },
+        view,
+        ..AppState::default()
+    };
+    let mut app = AttnApp::new(state, || {});
+    assert!(app.wait_for_run(RUN_TIMEOUT), "{:?}", app.error);
+    let mut harness = Harness::builder()
+        .with_size(egui::vec2(256.0, 256.0))
+        .with_options(SnapshotOptions::new().threshold(1.0).max_failed_pixels(0))
+        .wgpu()
+        .build_ui_state(|ui, app: &mut AttnApp| app.draw_central(ui), app);
+    harness.run();
+    harness.snapshot(name);
+}
+
+#[test]
+fn snapshot_heatmap() {
+    snapshot_view("heatmap", ViewKind::Heatmap);
+}
+
+#[test]
+fn snapshot_grid() {
+    snapshot_view("grid", ViewKind::Grid);
+}
+
+#[test]
+fn snapshot_head_view() {
+    snapshot_view("head_view", ViewKind::HeadView);
+}
