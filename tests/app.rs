@@ -443,8 +443,13 @@ fn out_of_range_sessions_load_clamped() {
     assert_eq!(run.maps.shape(), [6, 8, 3, 3]);
 }
 
-/// Draws the central area of a tiny fixed run in `view` (256×256, dark, wgpu) and compares it
-/// with `tests/snapshots/{name}.png`.
+/// Side of a snapshot's window, in points: room for the token strip and the view.
+const SNAPSHOT_POINTS: f32 = 384.0;
+/// Side of a snapshot image, in pixels (so the UI is drawn at 2/3 scale).
+const SNAPSHOT_PIXELS: f32 = 256.0;
+
+/// Draws the central area (switcher, token strip, `view`) of a tiny fixed run, dark theme,
+/// through wgpu, and compares it with `tests/snapshots/{name}.png` (256×256 pixels).
 fn snapshot_view(name: &str, view: ViewKind) {
     let state = AppState {
         text: "a b a b c".to_owned(),
@@ -452,16 +457,18 @@ fn snapshot_view(name: &str, view: ViewKind) {
             layers: 2,
             heads: 4,
             d_model: 64,
-            seed: 0,
+            seed: 1,
             ..DemoConfig::default()
         },
         view,
+        head_idx: 1,
         ..AppState::default()
     };
     let mut app = AttnApp::new(state, || {});
     assert!(app.wait_for_run(RUN_TIMEOUT), "{:?}", app.error);
     let mut harness = Harness::builder()
-        .with_size(egui::vec2(256.0, 256.0))
+        .with_size(egui::vec2(SNAPSHOT_POINTS, SNAPSHOT_POINTS))
+        .with_pixels_per_point(SNAPSHOT_PIXELS / SNAPSHOT_POINTS)
         .with_options(SnapshotOptions::new().threshold(1.0).max_failed_pixels(0))
         .wgpu()
         .build_ui_state(|ui, app: &mut AttnApp| app.draw_central(ui), app);
