@@ -457,11 +457,10 @@ fn snapshot_view(name: &str, view: ViewKind) {
             layers: 2,
             heads: 4,
             d_model: 64,
-            seed: 1,
+            seed: 0,
             ..DemoConfig::default()
         },
         view,
-        head_idx: 1,
         ..AppState::default()
     };
     let mut app = AttnApp::new(state, || {});

@@ -127,6 +127,14 @@ fn export_npy_writes_array_and_sidecar() {
     let tokens: Vec<String> =
         serde_json::from_slice(&std::fs::read(dir.join("att.tokens.json")).unwrap()).unwrap();
     assert_eq!(tokens, ["a", "b", "c"]);
+    // An NPY file renders like any attention file, with its sidecar's labels.
+    let png = dir.join("from-npy.png");
+    let o = run(&[
+        "render", out.to_str().unwrap(), "--layer", "1", "--head", "3", "--out", png.to_str().unwrap(),
+        "--no-labels", "--cell", "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(decode(&png).dimensions(), (6, 6));
 }
 
 fn decode(path: &Path) -> image::RgbaImage {
