@@ -28,11 +28,15 @@ pub enum InputFile {
 
 /// Loads a token input, an attention file (JSON, or NPY with its tokens sidecar) or a session file.
 pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
-    let is_npy = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    let is_npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if is_npy {
         let (maps, tokens) = super::read_npy(path)?;
         let [layers, heads, _, _] = maps.shape();
-        let name = path.file_stem().map_or("npy".to_owned(), |s| s.to_string_lossy().into_owned());
+        let name = path
+            .file_stem()
+            .map_or("npy".to_owned(), |s| s.to_string_lossy().into_owned());
         return Ok(InputFile::Attention(Box::new(super::AttentionFile {
             model: super::ModelMeta {
                 name,

@@ -608,8 +608,7 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
     } else {
         0.25
     };
-    let mut blocks = Vec::with_capacity(cfg.layers);
-    for layer_idx in 0..cfg.layers {
+    let build_block = |layer_idx: usize| -> Block {
         let mut rng = Rng::new(cfg.seed, 10, layer_idx as u64);
         let mut attention = SelfAttention {
             wq: random_matrix(&mut rng, d, h * dh, qk_std),
@@ -648,13 +647,41 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
             b_out: None,
             activation: Activation::Gelu,
         };
-        blocks.push(Block {
+        Block {
             attention,
             mlp,
             attention_norm: Norm::identity_layer_norm(d, LN_EPS),
             mlp_norm: Norm::identity_layer_norm(d, LN_EPS),
-        });
-    }
+        }
+    };
+    // Each layer has its own random stream, so layers build independently: odd layers on a
+    // second thread (the largest demo has 300M weights). A refused thread only costs speed.
+    let mut blocks: Vec<Option<Block>> = (0..cfg.layers).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let odd = std::thread::Builder::new()
+            .name("demo-build".to_owned())
+            .spawn_scoped(scope, || {
+                (1..cfg.layers)
+                    .step_by(2)
+                    .map(|l| (l, build_block(l)))
+                    .collect::<Vec<_>>()
+            });
+        for l in (0..cfg.layers).step_by(2) {
+            blocks[l] = Some(build_block(l));
+        }
+        let odd_blocks = match odd {
+            Ok(handle) => handle.join().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        for (l, block) in odd_blocks {
+            blocks[l] = Some(block);
+        }
+    });
+    let blocks: Vec<Block> = blocks
+        .into_iter()
+        .enumerate()
+        .map(|(l, b)| b.unwrap_or_else(|| build_block(l)))
+        .collect();
     let position = match cfg.positional {
         DemoPositional::Rope => AttentionPosition::Rope { theta: 10_000.0 },
         DemoPositional::Alibi => AttentionPosition::Alibi,

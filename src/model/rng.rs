@@ -4,10 +4,9 @@
 //! cryptographic. Streams are derived from (seed, purpose, index) so that changing one part of
 //! the model never reshuffles another.
 
-/// SplitMix64 with a Box–Muller normal sampler.
+/// SplitMix64 with a cheap approximately normal sampler.
 pub struct Rng {
     state: u64,
-    spare: Option<f64>,
 }
 
 impl Rng {
@@ -17,7 +16,6 @@ impl Rng {
             state: seed
                 ^ purpose.wrapping_mul(0x9e37_79b9_7f4a_7c15)
                 ^ index.wrapping_mul(0xc2b2_ae3d_27d4_eb4f),
-            spare: None,
         };
         // Stir so that nearby seeds give unrelated streams.
         rng.next_u64();
@@ -34,21 +32,20 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// Uniform in (0, 1).
-    pub fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    }
-
-    /// Standard normal.
+    /// Approximately standard normal: the sum of three uniforms from one 64-bit draw (the
+    /// Irwin–Hall distribution), rescaled to mean 0 and variance 1.
+    ///
+    /// Not exactly Gaussian (it is bounded by ±3), but smooth, symmetric and about twenty times
+    /// cheaper than Box–Muller, which matters for the largest demo's 300 million weights.
     pub fn normal(&mut self) -> f32 {
-        if let Some(z) = self.spare.take() {
-            return z as f32;
-        }
-        let (u1, u2) = (self.uniform(), self.uniform());
-        let r = (-2.0 * u1.ln()).sqrt();
-        let theta = std::f64::consts::TAU * u2;
-        self.spare = Some(r * theta.sin());
-        (r * theta.cos()) as f32
+        let bits = self.next_u64();
+        let mask = (1u64 << 21) - 1;
+        let scale = 1.0 / (1u64 << 21) as f32;
+        let u1 = (bits & mask) as f32 * scale;
+        let u2 = ((bits >> 21) & mask) as f32 * scale;
+        let u3 = ((bits >> 42) & mask) as f32 * scale;
+        // Three uniforms on [0, 1): mean 3/2, variance 3/12 = 1/4, so (sum − 3/2) · 2.
+        (u1 + u2 + u3 - 1.5) * 2.0
     }
 }
 
