@@ -1,5 +1,6 @@
 //! GUI tests of the whole app through egui_kittest: typing, masks, the grid, the keyboard, bad
-//! files and sessions; plus three small image snapshots of the central views (wgpu renderer).
+//! files and sessions; plus three small image snapshots of the central views (wgpu renderer) on
+//! a fixed attention file, so that the images do not depend on the demo model's weights.
 //!
 //! Runs are computed on the app's worker thread, so the tests step the harness until the run
 //! for the current settings has arrived ([`wait_ready`]) before they look at it.
@@ -448,23 +449,72 @@ const SNAPSHOT_POINTS: f32 = 384.0;
 /// Side of a snapshot image, in pixels (so the UI is drawn at 2/3 scale).
 const SNAPSHOT_PIXELS: f32 = 256.0;
 
-/// Draws the central area (switcher, token strip, `view`) of a tiny fixed run, dark theme,
-/// through wgpu, and compares it with `tests/snapshots/{name}.png` (256×256 pixels).
+/// Tokens of the snapshot fixture.
+const FIXTURE_TOKENS: [&str; 5] = ["a", "b", "a", "b", "c"];
+
+/// Weight from query `i` to key `j` (before row normalisation) of layer `l`, head `h` in the
+/// snapshot fixture: four one-hot or banded patterns in layer 0, smoother ones in layer 1.
+fn fixture_weight(l: usize, h: usize, i: usize, j: usize) -> f32 {
+    let one_if = |c: bool| if c { 1.0 } else { 0.0 };
+    match (l, h) {
+        (0, 0) => one_if(j == i.saturating_sub(1)),
+        (0, 1) => one_if(j == i),
+        (0, 2) => one_if(j == 0),
+        (0, 3) => one_if(j <= i),
+        (1, 0) => one_if(j == (i + 2) % FIXTURE_TOKENS.len()),
+        (1, 1) => (-(i.abs_diff(j) as f32)).exp(),
+        (1, 2) => (j + 1) as f32,
+        _ => (1 + (3 * i + 2 * j) % 5) as f32,
+    }
+}
+
+/// Writes the fixed attention file the snapshots show (2 layers × 4 heads × 5 tokens). It does
+/// not come from the demo model, so the images change only when the views' drawing changes.
+fn write_fixture(path: &Path) {
+    let n = FIXTURE_TOKENS.len();
+    let attentions: Vec<Vec<Vec<Vec<f32>>>> = (0..2)
+        .map(|l| {
+            (0..4)
+                .map(|h| {
+                    (0..n)
+                        .map(|i| {
+                            let row: Vec<f32> =
+                                (0..n).map(|j| fixture_weight(l, h, i, j)).collect();
+                            let sum: f32 = row.iter().sum();
+                            row.iter().map(|v| v / sum).collect()
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "format": "attnviz.attention/v1",
+        "model": {"name": "fixture", "architecture": "demo", "layers": 2, "heads": 4,
+                  "kv_heads": 4, "d_model": 64},
+        "tokens": FIXTURE_TOKENS,
+        "shape": [2, 4, n, n],
+        "attentions": attentions,
+    });
+    std::fs::write(path, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+/// Draws the central area (switcher, token strip, `view`) of the fixed fixture run with layer 0,
+/// head 3 selected, dark theme, through wgpu, and compares it with `tests/snapshots/{name}.png` (256×256 pixels).
 fn snapshot_view(name: &str, view: ViewKind) {
-    let state = AppState {
-        text: "a b a b c".to_owned(),
-        demo: DemoConfig {
-            layers: 2,
-            heads: 4,
-            d_model: 64,
-            seed: 0,
-            ..DemoConfig::default()
+    let path = scratch(&format!("snapshot-{name}")).join("fixture.json");
+    write_fixture(&path);
+    let mut app = AttnApp::new(
+        AppState {
+            view,
+            head_idx: 3,
+            ..AppState::default()
         },
-        view,
-        ..AppState::default()
-    };
-    let mut app = AttnApp::new(state, || {});
-    assert!(app.wait_for_run(RUN_TIMEOUT), "{:?}", app.error);
+        || {},
+    );
+    app.open_file(&path);
+    assert!(app.error.is_none(), "{:?}", app.error);
+    assert_eq!(app.shown_run().unwrap().maps.shape(), [2, 4, 5, 5]);
     let mut harness = Harness::builder()
         .with_size(egui::vec2(SNAPSHOT_POINTS, SNAPSHOT_POINTS))
         .with_pixels_per_point(SNAPSHOT_PIXELS / SNAPSHOT_POINTS)

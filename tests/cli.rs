@@ -130,8 +130,17 @@ fn export_npy_writes_array_and_sidecar() {
     // An NPY file renders like any attention file, with its sidecar's labels.
     let png = dir.join("from-npy.png");
     let o = run(&[
-        "render", out.to_str().unwrap(), "--layer", "1", "--head", "3", "--out", png.to_str().unwrap(),
-        "--no-labels", "--cell", "2",
+        "render",
+        out.to_str().unwrap(),
+        "--layer",
+        "1",
+        "--head",
+        "3",
+        "--out",
+        png.to_str().unwrap(),
+        "--no-labels",
+        "--cell",
+        "2",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(decode(&png).dimensions(), (6, 6));
