@@ -361,14 +361,16 @@ impl HeatmapView {
             render::ValueScale::Linear => (range.min + range.max) / 2.0,
             render::ValueScale::Log => (range.min.max(range.max * 1e-4) * range.max).sqrt(),
         };
-        for (value, y) in [
-            (range.max, bar.top()),
-            (mid, bar.center().y),
-            (range.min, bar.bottom()),
-        ] {
+        // The end labels sit inside the bar's height, so the view's clip rect never cuts them.
+        let labels = [
+            (range.max, bar.top(), egui::Align2::LEFT_TOP),
+            (mid, bar.center().y, egui::Align2::LEFT_CENTER),
+            (range.min, bar.bottom(), egui::Align2::LEFT_BOTTOM),
+        ];
+        for (value, y, align) in labels {
             painter.text(
                 pos2(bar.right() + 4.0, y),
-                egui::Align2::LEFT_CENTER,
+                align,
                 format!("{value:.3}"),
                 font.clone(),
                 color,
