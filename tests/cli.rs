@@ -453,3 +453,118 @@ fn app_export_and_cli_render_give_the_same_pixels() {
     assert_eq!(n, 48);
     assert!(all.join("attn_L5_H7.png").exists());
 }
+
+fn copy_fixture(name: &str, to: &Path) -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let dir = to.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(from.join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn checkpoint_export_tokenizes_like_transformers() {
+    let dir = scratch("ckpt");
+    let golden: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2/golden.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let record = &golden[1];
+    let out = dir.join("gpt2.json");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2");
+    let o = run(&[
+        "export",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        record["text"].as_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(v["tokens"], record["tokens"]);
+    assert_eq!(v["token_ids"], record["input_ids"]);
+    assert_eq!(v["model"]["architecture"], "gpt2");
+    assert_eq!(v["mask"], "causal");
+}
+
+#[test]
+fn bad_checkpoints_give_one_clean_error_line() {
+    let dir = scratch("badckpt");
+    let out = dir.join("o.json");
+    let out = out.to_str().unwrap();
+    let export = |model: &Path, extra: &[&str]| {
+        run(&[
+            &["export", "--model", model.to_str().unwrap(), "--out", out][..],
+            extra,
+        ]
+        .concat())
+    };
+
+    let unsupported = copy_fixture("bert", &dir.join("a"));
+    let cfg = std::fs::read_to_string(unsupported.join("config.json"))
+        .unwrap()
+        .replace("\"bert\"", "\"t5\"");
+    std::fs::write(unsupported.join("config.json"), cfg).unwrap();
+    assert_clean_error(
+        &export(&unsupported, &["--ids", "1,2"]),
+        "unsupported model_type \"t5\"",
+    );
+
+    let malformed = copy_fixture("bert", &dir.join("b"));
+    std::fs::write(malformed.join("config.json"), "{\"model_type\": ").unwrap();
+    assert_clean_error(&export(&malformed, &["--ids", "1,2"]), "config.json");
+
+    let huge = copy_fixture("llama", &dir.join("c"));
+    let cfg = std::fs::read_to_string(huge.join("config.json"))
+        .unwrap()
+        .replace("\"hidden_size\": 32", "\"hidden_size\": 99999999");
+    std::fs::write(huge.join("config.json"), cfg).unwrap();
+    assert_clean_error(&export(&huge, &["--ids", "1,2"]), "hidden_size");
+
+    let wrong_shape = copy_fixture("gpt2", &dir.join("d"));
+    let cfg = std::fs::read_to_string(wrong_shape.join("config.json"))
+        .unwrap()
+        .replace("\"n_positions\": 64", "\"n_positions\": 65");
+    std::fs::write(wrong_shape.join("config.json"), cfg).unwrap();
+    assert_clean_error(&export(&wrong_shape, &["--ids", "1,2"]), "wpe.weight");
+
+    let garbage = copy_fixture("bert", &dir.join("e"));
+    let mut bytes = std::fs::read(garbage.join("model.safetensors")).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    std::fs::write(garbage.join("model.safetensors"), &bytes).unwrap();
+    assert_clean_error(&export(&garbage, &["--ids", "1,2"]), "model.safetensors");
+    std::fs::write(garbage.join("model.safetensors"), u64::MAX.to_le_bytes()).unwrap();
+    assert_clean_error(&export(&garbage, &["--ids", "1,2"]), "model.safetensors");
+
+    let no_tokenizer = copy_fixture("bert", &dir.join("f"));
+    std::fs::remove_file(no_tokenizer.join("tokenizer.json")).unwrap();
+    assert_clean_error(
+        &export(&no_tokenizer, &["--text", "hello"]),
+        "no tokenizer.json",
+    );
+
+    let model = copy_fixture("bert", &dir.join("g"));
+    assert_clean_error(
+        &export(&model, &["--ids", "1,2,5000"]),
+        "outside the vocabulary",
+    );
+    let long = "word ".repeat(100);
+    assert_clean_error(&export(&model, &["--text", &long]), "--truncate");
+    let o = export(&model, &["--text", &long, "--truncate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    assert_eq!(v["shape"], serde_json::json!([2, 4, 64, 64]));
+
+    std::fs::write(model.join("pytorch_model.bin"), b"pickle").unwrap();
+    std::fs::remove_file(model.join("model.safetensors")).unwrap();
+    assert_clean_error(&export(&model, &["--ids", "1"]), "never loads pickle");
+}

@@ -742,3 +742,161 @@ fn default_demo_places_crafted_heads_as_documented() {
     };
     assert_eq!(crafted_at(&small, 0, 0), None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real checkpoints against transformers: the tiny fixtures made by tests/fixtures/make_fixtures.py.
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Max abs error of attentions and last_hidden_state against golden.json, for every input.
+fn check_against_golden(name: &str) -> (f64, f64) {
+    use attnviz::model::Checkpoint;
+    let dir = fixture(name);
+    let ckpt = Checkpoint::load(&dir).unwrap();
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("golden.json")).unwrap()).unwrap();
+    let (mut worst_att, mut worst_hidden) = (0.0f64, 0.0f64);
+    for record in golden.as_array().unwrap() {
+        let ids: Vec<u32> = record["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let tokens = ckpt.tokens_from_ids(&ids);
+        let want_tokens: Vec<&str> = record["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let got_tokens: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(got_tokens, want_tokens, "{name}: tokens differ");
+        let opts = RunOptions {
+            keep_hidden: true,
+            ..RunOptions::default()
+        };
+        let run = ckpt.forward(&tokens, &opts).unwrap();
+        for (l, layer) in record["attentions"].as_array().unwrap().iter().enumerate() {
+            for (h, head) in layer.as_array().unwrap().iter().enumerate() {
+                let map = run.maps.head(l, h).unwrap();
+                for (i, row) in head.as_array().unwrap().iter().enumerate() {
+                    for (j, v) in row.as_array().unwrap().iter().enumerate() {
+                        worst_att =
+                            worst_att.max((f64::from(map[(i, j)]) - v.as_f64().unwrap()).abs());
+                    }
+                }
+            }
+        }
+        let hidden = run.hidden.unwrap();
+        for (i, row) in record["last_hidden_state"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            for (j, v) in row.as_array().unwrap().iter().enumerate() {
+                worst_hidden =
+                    worst_hidden.max((f64::from(hidden[(i, j)]) - v.as_f64().unwrap()).abs());
+            }
+        }
+    }
+    (worst_att, worst_hidden)
+}
+
+#[test]
+fn checkpoints_match_transformers_fixtures() {
+    for name in ["bert", "gpt2", "llama"] {
+        let (att, hidden) = check_against_golden(name);
+        eprintln!("{name}: max |Δattention| = {att:.2e}, max |Δhidden| = {hidden:.2e}");
+        assert!(att <= 1e-4, "{name}: attention differs by {att}");
+        assert!(
+            hidden <= 1e-3,
+            "{name}: last_hidden_state differs by {hidden}"
+        );
+    }
+}
+
+#[test]
+fn llama_fixture_exposes_grouped_query_heads() {
+    let ckpt = attnviz::model::Checkpoint::load(&fixture("llama")).unwrap();
+    assert_eq!(ckpt.kv_groups(), vec![vec![0, 1], vec![2, 3]]);
+    let info = ckpt.info();
+    assert_eq!(
+        (
+            info.architecture.as_str(),
+            info.heads,
+            info.kv_heads,
+            info.causal
+        ),
+        ("llama", 4, 2, true)
+    );
+}
+
+/// all-MiniLM-L6-v2 against golden values made once by make_fixtures.py. Runs when
+/// ATTNVIZ_MINILM_DIR names the model folder (CI always sets it; see .ci/run).
+#[test]
+fn minilm_matches_transformers_when_available() {
+    let Ok(dir) = std::env::var("ATTNVIZ_MINILM_DIR") else {
+        eprintln!("ATTNVIZ_MINILM_DIR is not set; skipping the MiniLM check");
+        return;
+    };
+    let ckpt = attnviz::model::Checkpoint::load(std::path::Path::new(&dir)).unwrap();
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("minilm_golden.json")).unwrap()).unwrap();
+    let ids: Vec<u32> = golden["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let tokens = ckpt.tokens_from_ids(&ids);
+    let want: Vec<&str> = golden["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tokens.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
+        want
+    );
+    let run = ckpt
+        .forward(
+            &tokens,
+            &RunOptions {
+                keep_hidden: true,
+                ..RunOptions::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(run.maps.shape(), [6, 12, ids.len(), ids.len()]);
+    let mut worst = 0.0f64;
+    for (key, map) in golden["maps"].as_object().unwrap() {
+        let (l, h) = key.split_once('.').unwrap();
+        let got = run
+            .maps
+            .head(l.parse().unwrap(), h.parse().unwrap())
+            .unwrap();
+        for (i, row) in map.as_array().unwrap().iter().enumerate() {
+            for (j, v) in row.as_array().unwrap().iter().enumerate() {
+                worst = worst.max((f64::from(got[(i, j)]) - v.as_f64().unwrap()).abs());
+            }
+        }
+    }
+    eprintln!("MiniLM: max |Δattention| = {worst:.2e}");
+    assert!(worst <= 1e-4, "MiniLM attention differs by {worst}");
+    let hidden = run.hidden.unwrap();
+    for (j, v) in golden["last_hidden_state_row0"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        assert!((f64::from(hidden[(0, j)]) - v.as_f64().unwrap()).abs() <= 1e-3);
+    }
+}

@@ -7,7 +7,7 @@ use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
 use crate::engine::NormPlacement;
 use crate::engine::{DimSubset, MaskSpec, RunOptions, ScoreScale, effective_mask};
 use crate::io::{self, InputFile, ModelMeta, TokenInput};
-use crate::model::{DemoConfig, DemoModel, DemoPositional, Model, ModelInfo};
+use crate::model::{Checkpoint, DemoConfig, DemoModel, DemoPositional, Model, ModelInfo};
 use crate::render::{self, Colormap, RangeMode, RenderStyle, ValueScale};
 use crate::tokenize::{self, DemoTokenizer, Token};
 use anyhow::{Context as _, Result, anyhow, bail};
@@ -73,6 +73,9 @@ pub struct CommonArgs {
     /// Print one JSON line of timings on stderr.
     #[arg(long)]
     pub timings: bool,
+    /// Cut inputs longer than the model's position limit instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
     /// The demo model's settings.
     #[command(flatten)]
     pub demo: DemoArgs,
@@ -223,13 +226,30 @@ fn ms_since(t: Instant) -> f64 {
     (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
 
-fn load_model(model: &str, demo: &DemoArgs) -> Result<DemoModel> {
-    if model != "demo" {
-        bail!(
-            "only the built-in demo model can run so far; Hugging Face checkpoints are not supported yet (model folder {model})"
-        );
+/// The demo, or a checkpoint folder.
+enum Loaded {
+    Demo(Box<DemoModel>),
+    Checkpoint(Box<Checkpoint>),
+}
+
+impl Loaded {
+    fn model(&self) -> &dyn Model {
+        match self {
+            Loaded::Demo(m) => m.as_ref(),
+            Loaded::Checkpoint(m) => m.as_ref(),
+        }
     }
-    DemoModel::new(demo.config()).map_err(|e| anyhow!("demo model: {e}"))
+}
+
+fn load_model(model: &str, demo: &DemoArgs) -> Result<Loaded> {
+    if model == "demo" {
+        return DemoModel::new(demo.config())
+            .map(|m| Loaded::Demo(Box::new(m)))
+            .map_err(|e| anyhow!("demo model: {e}"));
+    }
+    Ok(Loaded::Checkpoint(Box::new(Checkpoint::load(Path::new(
+        model,
+    ))?)))
 }
 
 /// Attention that came either from running the model or from a file.
@@ -293,29 +313,42 @@ fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
         (_, _, Some(ids)) => TokenInput::Ids(ids.clone()),
         _ => bail!("no input: give an INPUT file, --text or --ids"),
     };
-    let tokens = match input {
-        TokenInput::Text(text) => tokenize::tokenize(&text, common.demo.tokenizer),
-        TokenInput::Tokens(texts) => {
+    let empty = || tokenize::TokenizeError::Empty.to_string();
+    let tokens: Result<Vec<Token>, String> = match (&model, input) {
+        (Loaded::Demo(_), TokenInput::Text(text)) => {
+            tokenize::tokenize(&text, common.demo.tokenizer).map_err(|e| e.to_string())
+        }
+        (Loaded::Checkpoint(c), TokenInput::Text(text)) => c.tokenize(&text),
+        (Loaded::Demo(_), TokenInput::Tokens(texts)) => {
             let tokens: Vec<Token> = texts.iter().map(|t| Token::from_text(t)).collect();
             if tokens.is_empty() {
-                Err(tokenize::TokenizeError::Empty)
+                Err(empty())
             } else {
                 Ok(tokens)
             }
         }
-        TokenInput::Ids(ids) => {
-            if ids.is_empty() {
-                Err(tokenize::TokenizeError::Empty)
-            } else {
-                Ok(tokenize::tokens_from_ids(&ids))
-            }
+        (Loaded::Checkpoint(_), TokenInput::Tokens(_)) => {
+            Err("a checkpoint needs text or token ids, not token strings".to_owned())
         }
+        (_, TokenInput::Ids(ids)) if ids.is_empty() => Err(empty()),
+        (Loaded::Demo(_), TokenInput::Ids(ids)) => Ok(tokenize::tokens_from_ids(&ids)),
+        (Loaded::Checkpoint(c), TokenInput::Ids(ids)) => Ok(c.tokens_from_ids(&ids)),
     };
-    let tokens = match (tokens, &common.input) {
+    let mut tokens = match (tokens, &common.input) {
         (Ok(t), _) => t,
         (Err(e), Some(path)) => bail!("{e} in {}", path.display()),
         (Err(e), None) => bail!("{e}"),
     };
+    let limit = model.model().info().max_positions;
+    if tokens.len() > limit {
+        if !common.truncate {
+            bail!(
+                "{} tokens exceed the model's limit of {limit}; pass --truncate to cut the input",
+                tokens.len()
+            );
+        }
+        tokens.truncate(limit);
+    }
     timings.tokenize_ms = ms_since(start);
     let start = Instant::now();
     let opts = RunOptions {
@@ -324,9 +357,9 @@ fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
         dims,
         ..RunOptions::default()
     };
-    let run = model.forward(&tokens, &opts)?;
+    let run = model.model().forward(&tokens, &opts)?;
     timings.forward_ms = ms_since(start);
-    let info = model.info();
+    let info = model.model().info();
     Ok(Computed {
         meta: ModelMeta::from(&info),
         tokens: run.tokens,
@@ -430,7 +463,7 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
 
 fn info(args: InfoArgs) -> Result<()> {
     let model = load_model(&args.model, &args.demo)?;
-    let info = model.info();
+    let info = model.model().info();
     if args.json {
         println!(
             "{}",
@@ -442,7 +475,7 @@ fn info(args: InfoArgs) -> Result<()> {
     Ok(())
 }
 
-fn info_text(info: &ModelInfo, model: &DemoModel) -> String {
+fn info_text(info: &ModelInfo, model: &Loaded) -> String {
     let mut s = format!(
         "model         {}\narchitecture  {}\nlayers        {}\nheads         {} (kv heads {})\nd_model       {}\nd_head        {}\nd_ff          {}\nvocab         {}\nparameters    {}\ndtype         {}\npositions     {} (max {} tokens)\nlayer norm    {}\ncausal        {}\n",
         info.name,
@@ -463,12 +496,28 @@ fn info_text(info: &ModelInfo, model: &DemoModel) -> String {
         info.causal,
     );
     let mut crafted = Vec::new();
-    for l in 0..info.layers {
-        for h in 0..info.heads {
-            if let Some(kind) = model.crafted_head(l, h) {
-                crafted.push(format!("L{l}·H{h} {}", kind.label()));
+    match model {
+        Loaded::Demo(demo) => {
+            for l in 0..info.layers {
+                for h in 0..info.heads {
+                    if let Some(kind) = demo.crafted_head(l, h) {
+                        crafted.push(format!("L{l}·H{h} {}", kind.label()));
+                    }
+                }
             }
         }
+        Loaded::Checkpoint(c) if info.kv_heads < info.heads => {
+            let groups: Vec<String> = c
+                .kv_groups()
+                .iter()
+                .map(|g| g.iter().map(usize::to_string).collect::<Vec<_>>().join(","))
+                .collect();
+            s.push_str(&format!(
+                "kv groups     query heads {}\n",
+                groups.join(" | ")
+            ));
+        }
+        Loaded::Checkpoint(_) => {}
     }
     if !crafted.is_empty() {
         s.push_str(&format!("crafted heads {}\n", crafted.join(", ")));

@@ -3,14 +3,19 @@
 //! A model turns tokens into embeddings, runs the engine's [`Transformer`](crate::engine::Transformer),
 //! and returns an [`AttentionRun`]. Nothing here touches the UI.
 
+pub mod checkpoint;
+pub mod config;
 pub mod demo;
 mod rng;
+pub mod weights;
 
 use crate::engine::{AttentionRun, EngineError, RunOptions};
 use crate::tokenize::Token;
 use serde::Serialize;
 
+pub use checkpoint::Checkpoint;
 pub use demo::{DemoConfig, DemoModel, DemoPositional};
+pub use weights::LoadError;
 
 /// A model's architecture, for `attnviz info` and the app's model panel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -7,6 +7,9 @@
 //!
 //! This module must not touch the UI or the file system.
 
+mod hf;
+
+pub use hf::HfTokenizer;
 use serde::{Deserialize, Serialize};
 
 /// One token of the input.

@@ -1,0 +1,491 @@
+//! Hugging Face checkpoints (BERT, GPT-2, Llama family) built onto the engine's [`Transformer`].
+//!
+//! Each family's loader mirrors its `modeling_*.py` key names, checks every tensor's shape
+//! against the validated config, and converts weights to the engine's [in, out] layout once.
+
+use super::config::{Family, ModelConfig, RawConfig};
+use super::weights::{LoadError, WeightFile};
+use super::{Model, ModelInfo};
+use crate::engine::{
+    Activation, AttentionPosition, AttentionRun, Block, EngineError, Mlp, Norm, NormPlacement,
+    RunOptions, SelfAttention, Transformer,
+};
+use crate::tokenize::Token;
+use ndarray::{Array1, Array2, s};
+use std::path::{Path, PathBuf};
+
+/// How token ids become vectors.
+struct Embeddings {
+    /// Shape: [vocab, d_model].
+    word: Array2<f32>,
+    /// Learned absolute positions (BERT, GPT-2). Shape: [max_positions, d_model].
+    position: Option<Array2<f32>>,
+    /// BERT's segment-0 embedding, added to every token. Shape: [d_model].
+    segment: Option<Array1<f32>>,
+    /// BERT's LayerNorm over the summed embeddings.
+    norm: Option<Norm>,
+}
+
+/// A loaded checkpoint.
+pub struct Checkpoint {
+    dir: PathBuf,
+    cfg: ModelConfig,
+    embeddings: Embeddings,
+    transformer: Transformer,
+    /// Token text of each id, from tokenizer.json, when present.
+    vocab: Option<Vec<String>>,
+    /// Ids of special tokens.
+    special: Vec<u32>,
+    /// The folder's tokenizer.json, when it has one.
+    tokenizer: Option<crate::tokenize::HfTokenizer>,
+}
+
+impl Checkpoint {
+    /// Loads `config.json`, `model.safetensors` and (if present) the vocabulary of
+    /// `tokenizer.json` from `dir`.
+    pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        let cfg = RawConfig::read(dir)?.into_config(&dir.join("config.json"))?;
+        let weights = WeightFile::open(dir)?;
+        let (embeddings, transformer) = match cfg.family {
+            Family::Bert => load_bert(&weights, &cfg)?,
+            Family::Gpt2 => load_gpt2(&weights, &cfg)?,
+            Family::Llama => load_llama(&weights, &cfg)?,
+        };
+        transformer.validate().map_err(|e| LoadError::Weights {
+            path: weights.path().to_owned(),
+            reason: e.to_string(),
+        })?;
+        let (vocab, special) = read_vocab(dir);
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = if tokenizer_path.exists() {
+            Some(
+                crate::tokenize::HfTokenizer::from_file(&tokenizer_path).map_err(|reason| {
+                    LoadError::Config {
+                        path: tokenizer_path.clone(),
+                        reason,
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            dir: dir.to_owned(),
+            cfg,
+            embeddings,
+            transformer,
+            vocab,
+            special,
+            tokenizer,
+        })
+    }
+
+    /// Tokenizes `text` with the folder's tokenizer.json, adding special tokens as
+    /// transformers' `tokenizer(text)` does.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<Token>, String> {
+        match &self.tokenizer {
+            Some(t) => t.encode(text),
+            None => Err(format!(
+                "no tokenizer.json in {}, so text cannot be tokenized; give --ids instead",
+                self.dir.display()
+            )),
+        }
+    }
+
+    /// The validated config.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Tokens for raw ids, with vocabulary texts when the folder has a tokenizer.json.
+    pub fn tokens_from_ids(&self, ids: &[u32]) -> Vec<Token> {
+        ids.iter()
+            .map(|&id| Token {
+                text: self
+                    .vocab
+                    .as_ref()
+                    .and_then(|v| v.get(id as usize).filter(|t| !t.is_empty()).cloned())
+                    .unwrap_or_else(|| id.to_string()),
+                id,
+                is_special: self.special.contains(&id),
+                byte_span: None,
+            })
+            .collect()
+    }
+
+    /// Which query heads share each key/value head: entry g lists the query heads of group g.
+    pub fn kv_groups(&self) -> Vec<Vec<usize>> {
+        let per = self.cfg.heads / self.cfg.kv_heads;
+        (0..self.cfg.kv_heads)
+            .map(|g| (g * per..(g + 1) * per).collect())
+            .collect()
+    }
+
+    fn embed(&self, tokens: &[Token]) -> Result<Array2<f32>, EngineError> {
+        let e = &self.embeddings;
+        let vocab = e.word.nrows();
+        let mut x = Array2::<f32>::zeros((tokens.len(), self.cfg.d_model));
+        for (pos, (token, mut row)) in tokens.iter().zip(x.rows_mut()).enumerate() {
+            let id = token.id as usize;
+            if id >= vocab {
+                return Err(EngineError::OutOfRange(format!(
+                    "token id {id} is outside the vocabulary (size {vocab})"
+                )));
+            }
+            row.assign(&e.word.row(id));
+            if let Some(p) = &e.position {
+                row += &p.row(pos);
+            }
+            if let Some(seg) = &e.segment {
+                row += seg;
+            }
+        }
+        if let Some(norm) = &e.norm {
+            norm.apply(&mut x);
+        }
+        Ok(x)
+    }
+}
+
+impl Model for Checkpoint {
+    fn info(&self) -> ModelInfo {
+        let c = &self.cfg;
+        let t = &self.transformer;
+        let mut params = self.embeddings.word.len() as u64
+            + self
+                .embeddings
+                .position
+                .as_ref()
+                .map_or(0, |p| p.len() as u64);
+        for b in &t.blocks {
+            let a = &b.attention;
+            params += (a.wq.len()
+                + a.wk.len()
+                + a.wv.len()
+                + a.wo.len()
+                + b.mlp.w_in.len()
+                + b.mlp.w_out.len()) as u64;
+            params += b.mlp.w_gate.as_ref().map_or(0, |g| g.len() as u64);
+        }
+        ModelInfo {
+            name: self.dir.file_name().map_or("checkpoint".to_owned(), |n| {
+                n.to_string_lossy().into_owned()
+            }),
+            architecture: c.family.name().to_owned(),
+            layers: c.layers,
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+            d_model: c.d_model,
+            d_head: c.d_head,
+            d_ff: c.d_ff,
+            vocab: Some(c.vocab),
+            params,
+            dtype: c.dtype.clone(),
+            max_positions: c.max_positions,
+            positional: match c.family {
+                Family::Bert | Family::Gpt2 => "learned".to_owned(),
+                Family::Llama => format!("rope (theta {})", c.rope_theta),
+            },
+            norm: match c.family {
+                Family::Bert => "post".to_owned(),
+                Family::Gpt2 | Family::Llama => "pre".to_owned(),
+            },
+            causal: t.causal,
+        }
+    }
+
+    fn forward_with_progress(
+        &self,
+        tokens: &[Token],
+        opts: &RunOptions,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<AttentionRun, EngineError> {
+        if tokens.is_empty() {
+            return Err(EngineError::NoTokens);
+        }
+        if tokens.len() > self.cfg.max_positions {
+            return Err(EngineError::TooLarge(format!(
+                "{} tokens exceed the model's limit of {} (max_position_embeddings)",
+                tokens.len(),
+                self.cfg.max_positions
+            )));
+        }
+        let x = self.embed(tokens)?;
+        let is_pad: Vec<bool> = tokens.iter().map(Token::is_pad).collect();
+        let out = self.transformer.forward(x, &is_pad, opts, progress)?;
+        Ok(AttentionRun {
+            tokens: tokens.to_vec(),
+            maps: out.maps,
+            fully_masked_queries: out.fully_masked_queries,
+            trace: out.trace,
+            hidden: opts.keep_hidden.then_some(out.hidden),
+        })
+    }
+}
+
+/// Reads id → token text and the special ids from tokenizer.json's model vocabulary and added
+/// tokens. Missing or unreadable files just mean no vocabulary.
+fn read_vocab(dir: &Path) -> (Option<Vec<String>>, Vec<u32>) {
+    let Ok(bytes) = std::fs::read(dir.join("tokenizer.json")) else {
+        return (None, Vec::new());
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return (None, Vec::new());
+    };
+    let mut vocab: Vec<String> = Vec::new();
+    let mut put = |id: u64, text: &str| {
+        // Ids are bounded by the config's vocab check at use; cap here against absurd files.
+        if let Ok(id) = usize::try_from(id)
+            && id < (1 << 22)
+        {
+            if vocab.len() <= id {
+                vocab.resize(id + 1, String::new());
+            }
+            vocab[id] = text.to_owned();
+        }
+    };
+    if let Some(map) = json.pointer("/model/vocab").and_then(|v| v.as_object()) {
+        for (text, id) in map {
+            if let Some(id) = id.as_u64() {
+                put(id, text);
+            }
+        }
+    }
+    let mut special = Vec::new();
+    if let Some(added) = json.get("added_tokens").and_then(|v| v.as_array()) {
+        for t in added {
+            if let (Some(id), Some(text)) = (
+                t.get("id").and_then(|v| v.as_u64()),
+                t.get("content").and_then(|v| v.as_str()),
+            ) {
+                put(id, text);
+                if t.get("special").and_then(|v| v.as_bool()).unwrap_or(false)
+                    && let Ok(id) = u32::try_from(id)
+                {
+                    special.push(id);
+                }
+            }
+        }
+    }
+    (Some(vocab), special)
+}
+
+fn layer_norm(w: &WeightFile, prefix: &str, d: usize, eps: f32) -> Result<Norm, LoadError> {
+    Ok(Norm::LayerNorm {
+        gamma: w.vector(&format!("{prefix}.weight"), d)?,
+        beta: w.vector(&format!("{prefix}.bias"), d)?,
+        eps,
+    })
+}
+
+/// "bert." or "" — whichever the checkpoint uses.
+fn prefix_of(w: &WeightFile, probe: &str, prefixes: &[&'static str]) -> &'static str {
+    prefixes
+        .iter()
+        .copied()
+        .find(|p| w.contains(&format!("{p}{probe}")))
+        .unwrap_or("")
+}
+
+// Follows transformers' models/bert/modeling_bert.py: BertEmbeddings, BertSelfAttention,
+// BertSelfOutput (post-LN), BertIntermediate (erf GELU), BertOutput.
+fn load_bert(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
+    let p = prefix_of(w, "embeddings.word_embeddings.weight", &["bert.", ""]);
+    let d = c.d_model;
+    let inner = c.heads * c.d_head;
+    let embeddings = Embeddings {
+        word: w.matrix(&format!("{p}embeddings.word_embeddings.weight"), c.vocab, d)?,
+        position: Some(w.matrix(
+            &format!("{p}embeddings.position_embeddings.weight"),
+            c.max_positions,
+            d,
+        )?),
+        segment: Some(
+            w.matrix(
+                &format!("{p}embeddings.token_type_embeddings.weight"),
+                c.type_vocab,
+                d,
+            )?
+            .row(0)
+            .to_owned(),
+        ),
+        norm: Some(layer_norm(
+            w,
+            &format!("{p}embeddings.LayerNorm"),
+            d,
+            c.norm_eps,
+        )?),
+    };
+    let mut blocks = Vec::with_capacity(c.layers);
+    for i in 0..c.layers {
+        let l = format!("{p}encoder.layer.{i}");
+        let lin = |name: &str, d_in: usize, d_out: usize| {
+            w.linear(&format!("{l}.{name}.weight"), d_in, d_out)
+        };
+        let bias = |name: &str, len: usize| w.vector(&format!("{l}.{name}.bias"), len).map(Some);
+        blocks.push(Block {
+            attention: SelfAttention {
+                wq: lin("attention.self.query", d, inner)?,
+                bq: bias("attention.self.query", inner)?,
+                wk: lin("attention.self.key", d, inner)?,
+                bk: bias("attention.self.key", inner)?,
+                wv: lin("attention.self.value", d, inner)?,
+                bv: bias("attention.self.value", inner)?,
+                wo: lin("attention.output.dense", inner, d)?,
+                bo: bias("attention.output.dense", d)?,
+            },
+            mlp: Mlp {
+                w_in: lin("intermediate.dense", d, c.d_ff)?,
+                b_in: bias("intermediate.dense", c.d_ff)?,
+                w_gate: None,
+                w_out: lin("output.dense", c.d_ff, d)?,
+                b_out: bias("output.dense", d)?,
+                activation: Activation::Gelu,
+            },
+            attention_norm: layer_norm(
+                w,
+                &format!("{l}.attention.output.LayerNorm"),
+                d,
+                c.norm_eps,
+            )?,
+            mlp_norm: layer_norm(w, &format!("{l}.output.LayerNorm"), d, c.norm_eps)?,
+        });
+    }
+    let transformer = Transformer {
+        d_model: d,
+        heads: c.heads,
+        kv_heads: c.heads,
+        d_head: c.d_head,
+        placement: NormPlacement::Post,
+        position: AttentionPosition::None,
+        causal: false,
+        blocks,
+        final_norm: None,
+    };
+    Ok((embeddings, transformer))
+}
+
+// Follows transformers' models/gpt2/modeling_gpt2.py: Conv1D weights are stored [in, out], which
+// is already the engine's layout, so they are used as they are (no transpose).
+fn load_gpt2(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
+    let p = prefix_of(w, "wte.weight", &["transformer.", ""]);
+    let d = c.d_model;
+    let embeddings = Embeddings {
+        word: w.matrix(&format!("{p}wte.weight"), c.vocab, d)?,
+        position: Some(w.matrix(&format!("{p}wpe.weight"), c.max_positions, d)?),
+        segment: None,
+        norm: None,
+    };
+    let mut blocks = Vec::with_capacity(c.layers);
+    for i in 0..c.layers {
+        let l = format!("{p}h.{i}");
+        let c_attn = w.matrix(&format!("{l}.attn.c_attn.weight"), d, 3 * d)?;
+        let c_attn_b = w.vector(&format!("{l}.attn.c_attn.bias"), 3 * d)?;
+        let third = |m: &Array2<f32>, k: usize| m.slice(s![.., k * d..(k + 1) * d]).to_owned();
+        let third_b = |k: usize| Some(c_attn_b.slice(s![k * d..(k + 1) * d]).to_owned());
+        blocks.push(Block {
+            attention: SelfAttention {
+                wq: third(&c_attn, 0),
+                bq: third_b(0),
+                wk: third(&c_attn, 1),
+                bk: third_b(1),
+                wv: third(&c_attn, 2),
+                bv: third_b(2),
+                wo: w.matrix(&format!("{l}.attn.c_proj.weight"), d, d)?,
+                bo: Some(w.vector(&format!("{l}.attn.c_proj.bias"), d)?),
+            },
+            mlp: Mlp {
+                w_in: w.matrix(&format!("{l}.mlp.c_fc.weight"), d, c.d_ff)?,
+                b_in: Some(w.vector(&format!("{l}.mlp.c_fc.bias"), c.d_ff)?),
+                w_gate: None,
+                w_out: w.matrix(&format!("{l}.mlp.c_proj.weight"), c.d_ff, d)?,
+                b_out: Some(w.vector(&format!("{l}.mlp.c_proj.bias"), d)?),
+                activation: Activation::GeluTanh,
+            },
+            attention_norm: layer_norm(w, &format!("{l}.ln_1"), d, c.norm_eps)?,
+            mlp_norm: layer_norm(w, &format!("{l}.ln_2"), d, c.norm_eps)?,
+        });
+    }
+    let transformer = Transformer {
+        d_model: d,
+        heads: c.heads,
+        kv_heads: c.heads,
+        d_head: c.d_head,
+        placement: NormPlacement::Pre,
+        position: AttentionPosition::None,
+        causal: true,
+        blocks,
+        final_norm: Some(layer_norm(w, &format!("{p}ln_f"), d, c.norm_eps)?),
+    };
+    Ok((embeddings, transformer))
+}
+
+// Follows transformers' models/llama/modeling_llama.py: RMSNorm, rotate-half RoPE, grouped-query
+// attention, SiLU-gated MLP (down(silu(gate(x)) * up(x))).
+fn load_llama(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
+    let p = prefix_of(w, "embed_tokens.weight", &["model.", ""]);
+    let d = c.d_model;
+    let (q_out, kv_out) = (c.heads * c.d_head, c.kv_heads * c.d_head);
+    let rms = |name: String| -> Result<Norm, LoadError> {
+        Ok(Norm::RmsNorm {
+            gamma: w.vector(&name, d)?,
+            eps: c.norm_eps,
+        })
+    };
+    let embeddings = Embeddings {
+        word: w.matrix(&format!("{p}embed_tokens.weight"), c.vocab, d)?,
+        position: None,
+        segment: None,
+        norm: None,
+    };
+    let mut blocks = Vec::with_capacity(c.layers);
+    for i in 0..c.layers {
+        let l = format!("{p}layers.{i}");
+        let lin = |name: &str, d_in: usize, d_out: usize| {
+            w.linear(&format!("{l}.{name}.weight"), d_in, d_out)
+        };
+        let bias = |name: &str, len: usize| -> Result<Option<Array1<f32>>, LoadError> {
+            if c.attention_bias {
+                w.vector(&format!("{l}.{name}.bias"), len).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        blocks.push(Block {
+            attention: SelfAttention {
+                wq: lin("self_attn.q_proj", d, q_out)?,
+                bq: bias("self_attn.q_proj", q_out)?,
+                wk: lin("self_attn.k_proj", d, kv_out)?,
+                bk: bias("self_attn.k_proj", kv_out)?,
+                wv: lin("self_attn.v_proj", d, kv_out)?,
+                bv: bias("self_attn.v_proj", kv_out)?,
+                wo: lin("self_attn.o_proj", q_out, d)?,
+                bo: None,
+            },
+            mlp: Mlp {
+                w_in: lin("mlp.up_proj", d, c.d_ff)?,
+                b_in: None,
+                w_gate: Some(lin("mlp.gate_proj", d, c.d_ff)?),
+                w_out: lin("mlp.down_proj", c.d_ff, d)?,
+                b_out: None,
+                activation: Activation::Silu,
+            },
+            attention_norm: rms(format!("{l}.input_layernorm.weight"))?,
+            mlp_norm: rms(format!("{l}.post_attention_layernorm.weight"))?,
+        });
+    }
+    let transformer = Transformer {
+        d_model: d,
+        heads: c.heads,
+        kv_heads: c.kv_heads,
+        d_head: c.d_head,
+        placement: NormPlacement::Pre,
+        position: AttentionPosition::Rope {
+            theta: c.rope_theta,
+        },
+        causal: true,
+        blocks,
+        final_norm: Some(rms(format!("{p}norm.weight"))?),
+    };
+    Ok((embeddings, transformer))
+}

@@ -1,0 +1,218 @@
+//! Checkpoint weights: safetensors files read into f32 arrays, every shape checked against what
+//! the config promises before anything is built, and every error naming the tensor and file.
+
+use ndarray::{Array1, Array2};
+use safetensors::{Dtype, SafeTensors};
+use std::path::{Path, PathBuf};
+
+/// Errors from loading a checkpoint folder.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file could not be read.
+    #[error("{cause} while reading {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// config.json is not what it should be.
+    #[error("{reason} in {}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The safetensors file is truncated, garbage, or uses an unsupported dtype.
+    #[error("{reason} in {}", path.display())]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tensor the architecture needs is absent.
+    #[error("missing tensor {name:?} in {}", path.display())]
+    MissingTensor {
+        /// The tensor name.
+        name: String,
+        /// The weights file.
+        path: PathBuf,
+    },
+    /// A tensor has the wrong shape.
+    #[error("tensor {name:?} has shape {got:?}, expected {expected:?} in {}", path.display())]
+    ShapeMismatch {
+        /// The tensor name.
+        name: String,
+        /// The shape the config implies.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        got: Vec<usize>,
+        /// The weights file.
+        path: PathBuf,
+    },
+}
+
+/// The raw bytes of a checkpoint's safetensors file(s), parsed lazily per lookup.
+pub struct WeightFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl WeightFile {
+    /// Reads `model.safetensors` from `dir`. Pickle files are never read.
+    pub fn open(dir: &Path) -> Result<Self, LoadError> {
+        let path = dir.join("model.safetensors");
+        if !path.exists() {
+            let pickle = ["pytorch_model.bin", "model.pt"]
+                .iter()
+                .any(|p| dir.join(p).exists());
+            let index = dir.join("model.safetensors.index.json").exists();
+            let reason = if index {
+                "sharded checkpoints (model.safetensors.index.json) are not supported yet"
+                    .to_owned()
+            } else if pickle {
+                "only a pickle checkpoint is here, and attnviz never loads pickle; convert it with \
+                 transformers (model.save_pretrained(dir, safe_serialization=True))"
+                    .to_owned()
+            } else {
+                "no model.safetensors".to_owned()
+            };
+            return Err(LoadError::Weights {
+                path: dir.to_owned(),
+                reason,
+            });
+        }
+        let bytes = std::fs::read(&path).map_err(|cause| LoadError::Read {
+            path: path.clone(),
+            cause,
+        })?;
+        let file = Self { path, bytes };
+        // Parse once now, so that a truncated or garbage file fails here with one message.
+        file.tensors()?;
+        Ok(file)
+    }
+
+    fn tensors(&self) -> Result<SafeTensors<'_>, LoadError> {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| LoadError::Weights {
+            path: self.path.clone(),
+            reason: format!("not a valid safetensors file ({e})"),
+        })
+    }
+
+    /// True when a tensor of this name exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors().is_ok_and(|t| t.names().contains(&name))
+    }
+
+    /// The first of `names` that exists, for checkpoints that differ in prefixes.
+    pub fn first_present<'n>(&self, names: &[&'n str]) -> Option<&'n str> {
+        names.iter().copied().find(|n| self.contains(n))
+    }
+
+    /// A tensor as f32 with exactly `shape` (f16 and bf16 are widened).
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<(Vec<f32>, Vec<usize>), LoadError> {
+        let tensors = self.tensors()?;
+        let view = tensors.tensor(name).map_err(|_| LoadError::MissingTensor {
+            name: name.to_owned(),
+            path: self.path.clone(),
+        })?;
+        if view.shape() != shape {
+            return Err(LoadError::ShapeMismatch {
+                name: name.to_owned(),
+                expected: shape.to_vec(),
+                got: view.shape().to_vec(),
+                path: self.path.clone(),
+            });
+        }
+        let data = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => data
+                .chunks_exact(2)
+                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            Dtype::BF16 => data
+                .chunks_exact(2)
+                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+                .collect(),
+            other => {
+                return Err(LoadError::Weights {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "tensor {name:?} has dtype {other:?}; only F32, F16 and BF16 are supported"
+                    ),
+                });
+            }
+        };
+        Ok((values, shape.to_vec()))
+    }
+
+    /// A 1-D tensor of length `len`.
+    pub fn vector(&self, name: &str, len: usize) -> Result<Array1<f32>, LoadError> {
+        let (values, _) = self.tensor(name, &[len])?;
+        Ok(Array1::from(values))
+    }
+
+    /// A 2-D tensor stored [rows, cols].
+    pub fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Array2<f32>, LoadError> {
+        let (values, _) = self.tensor(name, &[rows, cols])?;
+        Array2::from_shape_vec((rows, cols), values).map_err(|e| LoadError::Weights {
+            path: self.path.clone(),
+            reason: format!("tensor {name:?}: {e}"),
+        })
+    }
+
+    /// An `nn.Linear` weight, stored [out, in], transposed once to the engine's [in, out].
+    pub fn linear(&self, name: &str, d_in: usize, d_out: usize) -> Result<Array2<f32>, LoadError> {
+        Ok(self
+            .matrix(name, d_out, d_in)?
+            .reversed_axes()
+            .as_standard_layout()
+            .to_owned())
+    }
+
+    /// The file's path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// IEEE half precision to single precision, exactly (subnormals, infinities and NaN included).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: value = frac · 2^-24; normalise it.
+            let shift = frac.leading_zeros() - 21;
+            let frac = (frac << shift) & 0x3ff;
+            sign | ((113 - shift) << 23) | (frac << 13)
+        }
+        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
+        _ => sign | ((exp + 112) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_conversion() {
+        // 0x3c00 = 1.0, 0xc000 = -2.0, 0x7bff = 65504 (largest), 0x0001 = 2^-24 (smallest subnormal).
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x0200), 2f32.powi(-15));
+        assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+    }
+}
