@@ -900,3 +900,100 @@ fn minilm_matches_transformers_when_available() {
         assert!((f64::from(hidden[(0, j)]) - v.as_f64().unwrap()).abs() <= 1e-3);
     }
 }
+
+/// Thousands of mutated copies of a valid checkpoint: flipped bytes, truncations, edited
+/// safetensors headers and edited config.json fields (huge sizes among them). Loading and
+/// running must give Ok or a clean Err — never a panic or an allocation abort.
+#[test]
+fn mutated_checkpoints_never_panic() {
+    use attnviz::model::Checkpoint;
+    let base = std::env::temp_dir().join(format!("attnviz-fuzz-{}", std::process::id()));
+    let dir = base.join("m");
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture("gpt2");
+    let weights = std::fs::read(src.join("model.safetensors")).unwrap();
+    let config = std::fs::read_to_string(src.join("config.json")).unwrap();
+    std::fs::copy(src.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let header_len = u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize;
+    let mut rng = Lcg(0xf022);
+    let mut pick = |n: usize| ((rng.normal().abs() * 1e6) as usize) % n.max(1);
+    let (mut ok, mut err) = (0, 0);
+    for case in 0..1500 {
+        let mut w = weights.clone();
+        let mut c = config.clone();
+        match case % 6 {
+            // Flip bytes anywhere.
+            0 => {
+                for _ in 0..1 + pick(8) {
+                    let i = pick(w.len());
+                    w[i] ^= 1 << pick(8);
+                }
+            }
+            // Flip bytes inside the JSON header.
+            1 => {
+                for _ in 0..1 + pick(4) {
+                    let i = 8 + pick(header_len);
+                    w[i] = b"{}[]\":,0123456789eE-"[pick(20)];
+                }
+            }
+            // Truncate.
+            2 => w.truncate(pick(w.len())),
+            // An absurd header length.
+            3 => {
+                let absurd = [u64::MAX, 1 << 40, (w.len() as u64) + 1, 0][pick(4)];
+                w[..8].copy_from_slice(&absurd.to_le_bytes());
+            }
+            // Edit a config size, huge or odd.
+            4 => {
+                let field = [
+                    "n_embd",
+                    "n_head",
+                    "n_layer",
+                    "n_positions",
+                    "vocab_size",
+                    "n_inner",
+                ][pick(6)];
+                let value = [
+                    "0",
+                    "1",
+                    "3",
+                    "33",
+                    "1000000000",
+                    "18446744073709551615",
+                    "-1",
+                    "null",
+                    "\"x\"",
+                ][pick(9)];
+                if let Some(start) = c.find(&format!("\"{field}\": ")) {
+                    let from = start + field.len() + 4;
+                    let to = from + c[from..].find([',', '\n', '}']).unwrap_or(0);
+                    c.replace_range(from..to, value);
+                } else {
+                    c = c.replacen('{', &format!("{{\"{field}\": {value},"), 1);
+                }
+            }
+            // Garbage config.
+            _ => {
+                let cut = pick(c.len());
+                c.truncate(cut);
+            }
+        }
+        std::fs::write(dir.join("model.safetensors"), &w).unwrap();
+        std::fs::write(dir.join("config.json"), &c).unwrap();
+        let outcome = std::panic::catch_unwind(|| {
+            Checkpoint::load(&dir).map(|ckpt| {
+                let tokens = ckpt.tokens_from_ids(&[1, 2, 3]);
+                ckpt.forward(&tokens, &RunOptions::default())
+                    .map(|r| r.maps.len())
+            })
+        });
+        match outcome {
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err(_)) => err += 1,
+            Err(_) => panic!("case {case} panicked (config {c:?})"),
+        }
+    }
+    std::fs::remove_dir_all(&base).unwrap();
+    // Most mutations must be rejected; a few (e.g. a flipped bit in a weight) still load.
+    assert!(err > 500 && ok > 0, "ok {ok}, err {err}");
+}
