@@ -54,56 +54,110 @@ pub enum LoadError {
     },
 }
 
-/// The raw bytes of a checkpoint's safetensors file(s), parsed lazily per lookup.
-pub struct WeightFile {
+/// One safetensors file.
+struct Shard {
     path: PathBuf,
     bytes: Vec<u8>,
 }
 
+/// The raw bytes of a checkpoint's safetensors file, or of its shards, parsed per lookup.
+pub struct WeightFile {
+    shards: Vec<Shard>,
+    /// For sharded checkpoints: tensor name → shard index, from model.safetensors.index.json.
+    index: Option<std::collections::HashMap<String, usize>>,
+    /// The file named in messages: model.safetensors, or the index.
+    path: PathBuf,
+}
+
 impl WeightFile {
-    /// Reads `model.safetensors` from `dir`. Pickle files are never read.
+    /// Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`, from
+    /// `dir`. Pickle files are never read.
     pub fn open(dir: &Path) -> Result<Self, LoadError> {
-        let path = dir.join("model.safetensors");
-        if !path.exists() {
-            let pickle = ["pytorch_model.bin", "model.pt"]
-                .iter()
-                .any(|p| dir.join(p).exists());
-            let index = dir.join("model.safetensors.index.json").exists();
-            let reason = if index {
-                "sharded checkpoints (model.safetensors.index.json) are not supported yet"
-                    .to_owned()
-            } else if pickle {
-                "only a pickle checkpoint is here, and attnviz never loads pickle; convert it with \
-                 transformers (model.save_pretrained(dir, safe_serialization=True))"
-                    .to_owned()
-            } else {
-                "no model.safetensors".to_owned()
-            };
-            return Err(LoadError::Weights {
-                path: dir.to_owned(),
-                reason,
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        if single.exists() {
+            let shard = read_shard(&single)?;
+            return Ok(Self {
+                shards: vec![shard],
+                index: None,
+                path: single,
             });
         }
-        let bytes = std::fs::read(&path).map_err(|cause| LoadError::Read {
-            path: path.clone(),
-            cause,
-        })?;
-        let file = Self { path, bytes };
-        // Parse once now, so that a truncated or garbage file fails here with one message.
-        file.tensors()?;
-        Ok(file)
+        if index_path.exists() {
+            return Self::open_sharded(dir, &index_path);
+        }
+        let pickle = ["pytorch_model.bin", "model.pt"]
+            .iter()
+            .any(|p| dir.join(p).exists());
+        let reason = if pickle {
+            "only a pickle checkpoint is here, and attnviz never loads pickle; convert it with \
+             transformers (model.save_pretrained(dir, safe_serialization=True))"
+                .to_owned()
+        } else {
+            "no model.safetensors or model.safetensors.index.json".to_owned()
+        };
+        Err(LoadError::Weights {
+            path: dir.to_owned(),
+            reason,
+        })
     }
 
-    fn tensors(&self) -> Result<SafeTensors<'_>, LoadError> {
-        SafeTensors::deserialize(&self.bytes).map_err(|e| LoadError::Weights {
-            path: self.path.clone(),
-            reason: format!("not a valid safetensors file ({e})"),
+    fn open_sharded(dir: &Path, index_path: &Path) -> Result<Self, LoadError> {
+        let bad = |reason: String| LoadError::Weights {
+            path: index_path.to_owned(),
+            reason,
+        };
+        let bytes = std::fs::read(index_path).map_err(|cause| LoadError::Read {
+            path: index_path.to_owned(),
+            cause,
+        })?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("malformed index ({e})")))?;
+        let map = json
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| bad("no \"weight_map\" object".to_owned()))?;
+        let mut files: Vec<String> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for (name, file) in map {
+            let file = file
+                .as_str()
+                .ok_or_else(|| bad(format!("the shard of {name:?} is not a file name")))?;
+            // Shards must sit in the folder itself.
+            if file.contains(['/', '\\']) || file.starts_with('.') {
+                return Err(bad(format!("shard name {file:?} leaves the model folder")));
+            }
+            let idx = match files.iter().position(|f| f == file) {
+                Some(i) => i,
+                None => {
+                    files.push(file.to_owned());
+                    files.len() - 1
+                }
+            };
+            index.insert(name.clone(), idx);
+        }
+        let shards = files
+            .iter()
+            .map(|f| read_shard(&dir.join(f)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            shards,
+            index: Some(index),
+            path: index_path.to_owned(),
         })
+    }
+
+    fn shard_for(&self, name: &str) -> Option<&Shard> {
+        match &self.index {
+            Some(index) => index.get(name).and_then(|&i| self.shards.get(i)),
+            None => self.shards.first(),
+        }
     }
 
     /// True when a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.tensors().is_ok_and(|t| t.names().contains(&name))
+        self.shard_for(name)
+            .is_some_and(|s| parse(s).is_ok_and(|t| t.names().contains(&name)))
     }
 
     /// The first of `names` that exists, for checkpoints that differ in prefixes.
@@ -113,11 +167,13 @@ impl WeightFile {
 
     /// A tensor as f32 with exactly `shape` (f16 and bf16 are widened).
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<(Vec<f32>, Vec<usize>), LoadError> {
-        let tensors = self.tensors()?;
-        let view = tensors.tensor(name).map_err(|_| LoadError::MissingTensor {
+        let missing = || LoadError::MissingTensor {
             name: name.to_owned(),
             path: self.path.clone(),
-        })?;
+        };
+        let shard = self.shard_for(name).ok_or_else(missing)?;
+        let tensors = parse(shard)?;
+        let view = tensors.tensor(name).map_err(|_| missing())?;
         if view.shape() != shape {
             return Err(LoadError::ShapeMismatch {
                 name: name.to_owned(),
@@ -180,6 +236,27 @@ impl WeightFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+fn read_shard(path: &Path) -> Result<Shard, LoadError> {
+    let bytes = std::fs::read(path).map_err(|cause| LoadError::Read {
+        path: path.to_owned(),
+        cause,
+    })?;
+    let shard = Shard {
+        path: path.to_owned(),
+        bytes,
+    };
+    // Parse once now, so that a truncated or garbage file fails here with one message.
+    parse(&shard)?;
+    Ok(shard)
+}
+
+fn parse(shard: &Shard) -> Result<SafeTensors<'_>, LoadError> {
+    SafeTensors::deserialize(&shard.bytes).map_err(|e| LoadError::Weights {
+        path: shard.path.clone(),
+        reason: format!("not a valid safetensors file ({e})"),
+    })
 }
 
 /// IEEE half precision to single precision, exactly (subnormals, infinities and NaN included).
