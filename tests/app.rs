@@ -304,6 +304,8 @@ fn changed_state() -> AppState {
             norm: NormPlacement::Post,
             seed: 7,
         },
+        model_dir: Some(fixture_dir("bert")),
+        recent_models: vec![fixture_dir("bert"), PathBuf::from("/models/b")],
         mask_text: "causal+window:3".to_owned(),
         scale: ScoreScale::Temperature(2.5),
         view: ViewKind::HeadView,
@@ -332,6 +334,8 @@ fn a_session_round_trip_restores_every_setting() {
         text,
         tokenizer,
         demo,
+        model_dir,
+        recent_models,
         mask_text,
         scale,
         view,
@@ -354,6 +358,8 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*text, d.text);
     assert_ne!(*tokenizer, d.tokenizer);
     assert_ne!(*demo, d.demo);
+    assert_ne!(*model_dir, d.model_dir);
+    assert_ne!(*recent_models, d.recent_models);
     assert_ne!(*mask_text, d.mask_text);
     assert_ne!(*scale, d.scale);
     assert_ne!(*view, d.view);
@@ -389,8 +395,9 @@ fn a_session_round_trip_restores_every_setting() {
     assert_eq!(fresh.state, changed);
     assert_eq!(fresh.session_path.as_deref(), Some(path.as_path()));
     assert!(fresh.wait_for_run(RUN_TIMEOUT), "{:?}", fresh.error);
+    // The restored session runs the BERT fixture (2 layers × 4 heads).
     let shape = fresh.shown_run().unwrap().maps.shape();
-    assert_eq!(shape[..2], [4, 4]);
+    assert_eq!(shape[..2], [2, 4]);
 }
 
 /// Writes a hand-made session file.
@@ -538,4 +545,51 @@ fn snapshot_grid() {
 #[test]
 fn snapshot_head_view() {
     snapshot_view("head_view", ViewKind::HeadView);
+}
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn opening_a_model_folder_runs_the_checkpoint_and_a_bad_one_falls_back() {
+    let mut harness = app_harness(AppState {
+        text: "The cat sat on the mat.".to_owned(),
+        ..AppState::default()
+    });
+    let demo_run = wait_ready(&mut harness);
+    assert_eq!(demo_run.maps.shape()[..2], [6, 8]);
+
+    harness.state_mut().open_model_folder(&fixture_dir("bert"));
+    let run = wait_ready(&mut harness);
+    let app = harness.state();
+    // The fixture's WordPiece tokenizer adds [CLS] and [SEP], as transformers does.
+    assert_eq!(run.maps.shape()[..2], [2, 4]);
+    assert_eq!(run.tokens.first().map(|t| t.text.as_str()), Some("[CLS]"));
+    assert_eq!(run.tokens.last().map(|t| t.text.as_str()), Some("[SEP]"));
+    assert_eq!(
+        app.model_info.as_ref().map(|i| i.architecture.as_str()),
+        Some("bert")
+    );
+    assert_eq!(app.state.recent_models.first(), Some(&fixture_dir("bert")));
+
+    // A folder without a model: the error names it, and the BERT run stays.
+    let empty = scratch("empty-model");
+    harness.state_mut().open_model_folder(&empty);
+    let start = Instant::now();
+    while harness.state().error.is_none() {
+        harness.step();
+        assert!(
+            start.elapsed() < RUN_TIMEOUT,
+            "no error for an empty model folder"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let app = harness.state();
+    let error = app.error.clone().unwrap_or_default();
+    assert!(error.contains(&empty.display().to_string()), "{error}");
+    assert_eq!(app.state.model_dir, Some(fixture_dir("bert")));
+    assert!(Arc::ptr_eq(app.shown_run().unwrap(), &run));
 }

@@ -330,7 +330,8 @@ impl GridView {
                             state.head_mode = HeadMode::Single;
                             state.view = ViewKind::Heatmap;
                         }
-                        let demo = &state.demo;
+                        // Crafted heads only exist in the demo model.
+                        let demo = state.model_dir.is_none().then_some(&state.demo);
                         response.on_hover_ui(|ui| {
                             let texture = previews.get_or_build(
                                 ui.ctx(),
@@ -344,8 +345,9 @@ impl GridView {
                                 ui.image((texture, Vec2::splat(PREVIEW_PX)));
                             }
                             ui.label(format!("Layer {layer_idx} · head {head_idx}"));
-                            if let Some(label) =
-                                crafted_at(demo, layer_idx, head_idx).map(|k| k.label())
+                            if let Some(label) = demo
+                                .and_then(|d| crafted_at(d, layer_idx, head_idx))
+                                .map(|k| k.label())
                             {
                                 ui.label(format!("Crafted head: {label}"));
                             }

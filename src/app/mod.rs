@@ -44,6 +44,8 @@ pub enum DialogPurpose {
     ExportAllHeads,
     /// Export the tensors as JSON or NPY.
     ExportTensors,
+    /// Open a Hugging Face checkpoint folder.
+    OpenModel,
 }
 
 /// Attention opened from a file rather than computed.
@@ -87,6 +89,10 @@ pub struct AttnApp {
     /// A short confirmation (export done, session saved).
     pub notice: Option<String>,
     last_compute_ms: Option<f64>,
+    /// The architecture of the model behind the current run.
+    pub model_info: Option<crate::model::ModelInfo>,
+    /// The model folder to go back to if a newly opened one fails to load.
+    previous_model_dir: Option<Option<PathBuf>>,
     /// The session file in use, if any.
     pub session_path: Option<PathBuf>,
     heatmap: heatmap::HeatmapView,
@@ -118,6 +124,8 @@ impl AttnApp {
             error,
             notice: None,
             last_compute_ms: None,
+            model_info: None,
+            previous_model_dir: None,
             session_path: None,
             heatmap: heatmap::HeatmapView::default(),
             grid: grid::GridView::default(),
@@ -149,9 +157,10 @@ impl AttnApp {
     }
 
     fn model_meta(&self) -> ModelMeta {
-        match &self.external {
-            Some(e) => e.meta.clone(),
-            None => ModelMeta {
+        match (&self.external, &self.model_info) {
+            (Some(e), _) => e.meta.clone(),
+            (None, Some(info)) if self.state.model_dir.is_some() => ModelMeta::from(info),
+            (None, _) => ModelMeta {
                 name: "demo".to_owned(),
                 architecture: "demo".to_owned(),
                 layers: self.state.demo.layers,
@@ -279,7 +288,17 @@ impl AttnApp {
                 }
             }
             DialogPurpose::ExportAllHeads => self.start_export_all(path),
+            DialogPurpose::OpenModel => self.open_model_folder(path),
         }
+    }
+
+    /// Switches to a checkpoint folder; it loads on the worker. If it fails, the previous model
+    /// comes back and the error names the file.
+    pub fn open_model_folder(&mut self, dir: &Path) {
+        self.previous_model_dir = Some(self.state.model_dir.clone());
+        self.state.model_dir = Some(dir.to_owned());
+        self.external = None;
+        self.state.remember_model(dir);
     }
 
     fn start_export_all(&mut self, dir: &Path) {
@@ -320,7 +339,9 @@ impl AttnApp {
             DialogPurpose::ExportPng => export::default_png_name(&self.state),
             DialogPurpose::SaveSession => "session.attnviz.json".to_owned(),
             DialogPurpose::ExportTensors => "attention.json".to_owned(),
-            DialogPurpose::OpenFile | DialogPurpose::ExportAllHeads => String::new(),
+            DialogPurpose::OpenFile | DialogPurpose::ExportAllHeads | DialogPurpose::OpenModel => {
+                String::new()
+            }
         };
         let spawned = std::thread::Builder::new()
             .name("file-dialog".to_owned())
@@ -330,7 +351,9 @@ impl AttnApp {
                     DialogPurpose::OpenFile => dialog
                         .add_filter("text, tokens, attention or session", &["txt", "json"])
                         .pick_file(),
-                    DialogPurpose::ExportAllHeads => dialog.pick_folder(),
+                    DialogPurpose::ExportAllHeads | DialogPurpose::OpenModel => {
+                        dialog.pick_folder()
+                    }
                     DialogPurpose::SaveSession
                     | DialogPurpose::ExportPng
                     | DialogPurpose::ExportTensors => {
@@ -386,6 +409,10 @@ impl AttnApp {
                 continue;
             }
             self.last_compute_ms = Some(result.compute_ms);
+            if result.outcome.is_ok() {
+                self.model_info = result.info.clone();
+                self.previous_model_dir = None;
+            }
             match result.outcome {
                 Ok(run) => {
                     self.cache.retain(|(k, _)| *k != result.key);
@@ -398,7 +425,21 @@ impl AttnApp {
                     self.state.selected_queries.retain(|&q| q < n);
                     self.error = None;
                 }
-                Err(e) => self.error = Some(e),
+                Err(e) => {
+                    // A model folder that fails to load gives way to the previous model.
+                    if let Some(previous) = self.previous_model_dir.take()
+                        && result.key.model_dir.is_some()
+                        && result.key.model_dir == self.state.model_dir
+                    {
+                        self.state.model_dir = previous;
+                        // The previous run is still on screen: mark it as the one asked for,
+                        // so that the error stays visible instead of being cleared by a rerun.
+                        if let Ok(key) = self.state.job_key() {
+                            self.requested = Some((0, key));
+                        }
+                    }
+                    self.error = Some(e);
+                }
             }
         }
     }
@@ -480,6 +521,10 @@ impl AttnApp {
                 let [l, h, _, _] = e.run.maps.shape();
                 (l.max(1), h.max(1))
             }
+            None if self.state.model_dir.is_some() => self
+                .model_info
+                .as_ref()
+                .map_or((1, 1), |i| (i.layers.max(1), i.heads.max(1))),
             None => (self.state.demo.layers, self.state.demo.heads),
         }
     }
@@ -576,31 +621,7 @@ impl AttnApp {
             }
         });
         ui.separator();
-        ui.heading("Model: demo");
-        let mut demo = self.state.demo;
-        ui.add(egui::Slider::new(&mut demo.layers, 1..=24).text("layers"));
-        ui.add(egui::Slider::new(&mut demo.heads, 1..=32).text("heads"));
-        ui.add(egui::Slider::new(&mut demo.d_model, 8..=1024).text("d_model"));
-        egui::ComboBox::from_label("Positional encoding")
-            .selected_text(demo.positional.name())
-            .show_ui(ui, |ui| {
-                for p in DemoPositional::ALL {
-                    ui.selectable_value(&mut demo.positional, p, p.name());
-                }
-            });
-        egui::ComboBox::from_label("LayerNorm")
-            .selected_text(demo.norm.name())
-            .show_ui(ui, |ui| {
-                for p in NormPlacement::ALL {
-                    ui.selectable_value(&mut demo.norm, p, p.name());
-                }
-            });
-        match demo.validate() {
-            Ok(()) => self.state.demo = demo,
-            Err(e) => {
-                ui.colored_label(theme::error_color(ui.visuals().dark_mode), e.to_string());
-            }
-        }
+        self.model_ui(ui);
         ui.separator();
         ui.heading("Run options");
         ui.horizontal(|ui| {
@@ -664,6 +685,110 @@ impl AttnApp {
         self.view_controls_ui(ui);
     }
 
+    fn model_ui(&mut self, ui: &mut egui::Ui) {
+        ui.heading("Model");
+        let current = self
+            .state
+            .model_dir
+            .as_ref()
+            .map_or("demo (built in)".to_owned(), |d| d.display().to_string());
+        let mut chosen: Option<Option<PathBuf>> = None;
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("model")
+                .selected_text(current)
+                .width(200.0)
+                .show_ui(ui, |ui| {
+                    if ui
+                        .selectable_label(self.state.model_dir.is_none(), "demo (built in)")
+                        .clicked()
+                    {
+                        chosen = Some(None);
+                    }
+                    for dir in &self.state.recent_models {
+                        let on = self.state.model_dir.as_ref() == Some(dir);
+                        if ui.selectable_label(on, dir.display().to_string()).clicked() {
+                            chosen = Some(Some(dir.clone()));
+                        }
+                    }
+                });
+            if ui.button("Open model folder…").clicked() {
+                self.open_dialog(DialogPurpose::OpenModel);
+            }
+        });
+        match chosen {
+            Some(Some(dir)) => self.open_model_folder(&dir),
+            Some(None) => {
+                self.state.model_dir = None;
+                self.external = None;
+            }
+            None => {}
+        }
+        if self.state.model_dir.is_some() {
+            match &self.model_info {
+                Some(info)
+                    if self
+                        .current
+                        .as_ref()
+                        .is_some_and(|(k, _)| k.model_dir == self.state.model_dir) =>
+                {
+                    egui::Grid::new("model-info").num_columns(2).show(ui, |ui| {
+                        let rows = [
+                            ("architecture", info.architecture.clone()),
+                            ("layers", info.layers.to_string()),
+                            (
+                                "heads",
+                                format!("{} (kv heads {})", info.heads, info.kv_heads),
+                            ),
+                            ("d_model", info.d_model.to_string()),
+                            ("parameters", info.params.to_string()),
+                            ("dtype", info.dtype.clone()),
+                            (
+                                "positions",
+                                format!("{}, max {}", info.positional, info.max_positions),
+                            ),
+                        ];
+                        for (k, v) in rows {
+                            ui.label(k);
+                            ui.label(v);
+                            ui.end_row();
+                        }
+                    });
+                }
+                _ => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("loading the model…");
+                    });
+                }
+            }
+            return;
+        }
+        let mut demo = self.state.demo;
+        ui.add(egui::Slider::new(&mut demo.layers, 1..=24).text("layers"));
+        ui.add(egui::Slider::new(&mut demo.heads, 1..=32).text("heads"));
+        ui.add(egui::Slider::new(&mut demo.d_model, 8..=1024).text("d_model"));
+        egui::ComboBox::from_label("Positional encoding")
+            .selected_text(demo.positional.name())
+            .show_ui(ui, |ui| {
+                for p in DemoPositional::ALL {
+                    ui.selectable_value(&mut demo.positional, p, p.name());
+                }
+            });
+        egui::ComboBox::from_label("LayerNorm")
+            .selected_text(demo.norm.name())
+            .show_ui(ui, |ui| {
+                for p in NormPlacement::ALL {
+                    ui.selectable_value(&mut demo.norm, p, p.name());
+                }
+            });
+        match demo.validate() {
+            Ok(()) => self.state.demo = demo,
+            Err(e) => {
+                ui.colored_label(theme::error_color(ui.visuals().dark_mode), e.to_string());
+            }
+        }
+    }
+
     fn view_controls_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("View");
         let (layers, heads) = self.layers_heads();
@@ -705,6 +830,7 @@ impl AttnApp {
             HeadMode::Mean | HeadMode::Max => {}
         }
         if self.external.is_none()
+            && self.state.model_dir.is_none()
             && self.state.head_mode == HeadMode::Single
             && let Some(kind) =
                 crafted_at(&self.state.demo, self.state.layer_idx, self.state.head_idx)
@@ -739,9 +865,17 @@ impl AttnApp {
                 None => ui.label("no run yet"),
             };
             ui.separator();
-            match &self.external {
-                Some(e) => ui.label(format!("{} (from file)", e.meta.name)),
-                None => ui.label(format!(
+            match (&self.external, &self.state.model_dir) {
+                (Some(e), _) => ui.label(format!("{} (from file)", e.meta.name)),
+                (None, Some(dir)) => ui.label(format!(
+                    "{} ({})",
+                    dir.file_name()
+                        .map_or("checkpoint".into(), |n| n.to_string_lossy()),
+                    self.model_info
+                        .as_ref()
+                        .map_or("loading", |i| i.architecture.as_str())
+                )),
+                (None, None) => ui.label(format!(
                     "demo {}×{}×{}",
                     self.state.demo.layers, self.state.demo.heads, self.state.demo.d_model
                 )),

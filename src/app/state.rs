@@ -106,6 +106,10 @@ pub struct AppState {
     pub tokenizer: DemoTokenizer,
     /// The demo model's settings.
     pub demo: DemoConfig,
+    /// A Hugging Face checkpoint folder, or `None` for the demo.
+    pub model_dir: Option<std::path::PathBuf>,
+    /// Checkpoint folders opened before, newest first.
+    pub recent_models: Vec<std::path::PathBuf>,
     /// The mask spec, as typed (see ARCHITECTURE.md).
     pub mask_text: String,
     /// Score scale.
@@ -148,6 +152,8 @@ impl Default for AppState {
             text: SAMPLE_TEXT.to_owned(),
             tokenizer: DemoTokenizer::Words,
             demo: DemoConfig::default(),
+            model_dir: None,
+            recent_models: Vec::new(),
             mask_text: "none".to_owned(),
             scale: ScoreScale::InvSqrtDHead,
             view: ViewKind::Heatmap,
@@ -173,11 +179,14 @@ impl AppState {
     /// The job these settings ask for, or why they cannot run.
     pub fn job_key(&self) -> Result<JobKey, String> {
         let mask = MaskSpec::parse(&self.mask_text).map_err(|e| e.to_string())?;
-        self.demo.validate().map_err(|e| e.to_string())?;
+        if self.model_dir.is_none() {
+            self.demo.validate().map_err(|e| e.to_string())?;
+        }
         Ok(JobKey {
             text: self.text.clone(),
             tokenizer: self.tokenizer,
             demo: self.demo,
+            model_dir: self.model_dir.clone(),
             opts: RunOptions {
                 mask,
                 scale: self.scale,
@@ -214,6 +223,13 @@ impl AppState {
             cell_px,
             labels,
         }
+    }
+
+    /// Remembers a checkpoint folder at the top of the recent list (at most 8).
+    pub fn remember_model(&mut self, dir: &std::path::Path) {
+        self.recent_models.retain(|d| d != dir);
+        self.recent_models.insert(0, dir.to_owned());
+        self.recent_models.truncate(8);
     }
 
     /// Repairs the settings against the model and input they meet: out-of-range selections are

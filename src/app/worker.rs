@@ -5,7 +5,7 @@
 //! id is not the one it asked for last. `ui()` never waits on it.
 
 use crate::engine::{AttentionRun, RunOptions};
-use crate::model::{DemoConfig, DemoModel, Model};
+use crate::model::{Checkpoint, DemoConfig, DemoModel, Model};
 use crate::tokenize::{DemoTokenizer, Token, tokenize};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,8 +19,10 @@ pub struct JobKey {
     pub text: String,
     /// The demo tokenizer.
     pub tokenizer: DemoTokenizer,
-    /// The demo model's settings.
+    /// The demo model's settings (used when `model_dir` is `None`).
     pub demo: DemoConfig,
+    /// A checkpoint folder, or `None` for the demo.
+    pub model_dir: Option<std::path::PathBuf>,
     /// Mask, scale and the rest.
     pub opts: RunOptions,
 }
@@ -35,6 +37,8 @@ pub struct JobResult {
     pub outcome: Result<Arc<AttentionRun>, String>,
     /// Time spent in tokenizing and the forward pass.
     pub compute_ms: f64,
+    /// The architecture of the model that ran.
+    pub info: Option<crate::model::ModelInfo>,
 }
 
 /// Progress of the running job: layers done out of layers total.
@@ -115,8 +119,8 @@ fn worker_loop(
     progress: &std::sync::Mutex<Progress>,
     wake: &dyn Fn(),
 ) {
-    // Models are cheap to keep and slow to build at large sizes: reuse the last one.
-    let mut model: Option<DemoModel> = None;
+    // Models are slow to build or load: keep the last one.
+    let mut model: Option<Loaded> = None;
     while let Ok(mut job) = jobs.recv() {
         // Skip to the newest queued job.
         while let Ok(newer) = jobs.try_recv() {
@@ -127,6 +131,7 @@ fn worker_loop(
         }
         let start = Instant::now();
         let outcome = run_job(&job, &mut model, latest, progress, wake);
+        let info = model.as_ref().map(|m| m.model().info());
         if outcome.as_ref().is_err_and(|e| e == "cancelled") {
             continue;
         }
@@ -135,6 +140,7 @@ fn worker_loop(
             key: job.key,
             outcome,
             compute_ms: start.elapsed().as_secs_f64() * 1e3,
+            info,
         };
         if results.send(result).is_err() {
             return;
@@ -143,22 +149,64 @@ fn worker_loop(
     }
 }
 
+/// The model the worker holds: the demo, or a checkpoint loaded from a folder.
+enum Loaded {
+    Demo(Box<DemoModel>),
+    Checkpoint(std::path::PathBuf, Box<Checkpoint>),
+}
+
+impl Loaded {
+    fn model(&self) -> &dyn Model {
+        match self {
+            Loaded::Demo(m) => m.as_ref(),
+            Loaded::Checkpoint(_, m) => m.as_ref(),
+        }
+    }
+
+    fn matches(&self, key: &JobKey) -> bool {
+        match (self, &key.model_dir) {
+            (Loaded::Demo(m), None) => *m.config() == key.demo,
+            (Loaded::Checkpoint(dir, _), Some(want)) => dir == want,
+            _ => false,
+        }
+    }
+}
+
 fn run_job(
     job: &Job,
-    model: &mut Option<DemoModel>,
+    model: &mut Option<Loaded>,
     latest: &AtomicU64,
     progress: &std::sync::Mutex<Progress>,
     wake: &dyn Fn(),
 ) -> Result<Arc<AttentionRun>, String> {
     let key = &job.key;
-    if model.as_ref().is_none_or(|m| *m.config() != key.demo) {
-        *model = Some(DemoModel::new(key.demo).map_err(|e| e.to_string())?);
+    if model.as_ref().is_none_or(|m| !m.matches(key)) {
+        *model = None;
+        *model = Some(match &key.model_dir {
+            None => Loaded::Demo(Box::new(
+                DemoModel::new(key.demo).map_err(|e| e.to_string())?,
+            )),
+            Some(dir) => Loaded::Checkpoint(
+                dir.clone(),
+                Box::new(Checkpoint::load(dir).map_err(|e| e.to_string())?),
+            ),
+        });
     }
-    let Some(model) = model.as_ref() else {
+    let Some(loaded) = model.as_ref() else {
         return Err("no model".to_owned());
     };
-    let tokens: Vec<Token> = tokenize(&key.text, key.tokenizer).map_err(|e| e.to_string())?;
-    let total = key.demo.layers;
+    let tokens: Vec<Token> = match loaded {
+        Loaded::Demo(_) => tokenize(&key.text, key.tokenizer).map_err(|e| e.to_string())?,
+        Loaded::Checkpoint(_, c) => c.tokenize(&key.text)?,
+    };
+    let limit = loaded.model().info().max_positions;
+    if tokens.len() > limit {
+        return Err(format!(
+            "{} tokens exceed the model's limit of {limit}",
+            tokens.len()
+        ));
+    }
+    let total = loaded.model().info().layers;
     if let Ok(mut p) = progress.lock() {
         *p = Progress { done: 0, total };
     }
@@ -169,7 +217,8 @@ fn run_job(
         wake();
         latest.load(Ordering::SeqCst) == job.id
     };
-    model
+    loaded
+        .model()
         .forward_with_progress(&tokens, &key.opts, &mut on_layer)
         .map(Arc::new)
         .map_err(|e| e.to_string())
