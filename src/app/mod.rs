@@ -469,8 +469,9 @@ impl AttnApp {
     }
 
     fn handle_keys(&mut self, ctx: &egui::Context) {
-        let typing = ctx.egui_wants_keyboard_input();
-        let (layers, heads) = self.layers_heads();
+        // Arrow keys wait until the model's size is known.
+        let typing = ctx.egui_wants_keyboard_input() || self.layers_heads().is_none();
+        let (layers, heads) = self.layers_heads().unwrap_or((1, 1));
         let mut dialog = None;
         let mut save_direct = None;
         ctx.input_mut(|i| {
@@ -515,17 +516,25 @@ impl AttnApp {
     }
 
     /// Layers and heads of what is shown (the file's, or the demo settings').
-    fn layers_heads(&self) -> (usize, usize) {
+    /// `None` while a checkpoint is still loading: its size is not known yet, so nothing may be
+    /// clamped against it.
+    fn layers_heads(&self) -> Option<(usize, usize)> {
         match &self.external {
             Some(e) => {
                 let [l, h, _, _] = e.run.maps.shape();
-                (l.max(1), h.max(1))
+                Some((l.max(1), h.max(1)))
             }
-            None if self.state.model_dir.is_some() => self
-                .model_info
-                .as_ref()
-                .map_or((1, 1), |i| (i.layers.max(1), i.heads.max(1))),
-            None => (self.state.demo.layers, self.state.demo.heads),
+            None if self.state.model_dir.is_some() => {
+                let loaded = self
+                    .current
+                    .as_ref()
+                    .is_some_and(|(k, _)| k.model_dir == self.state.model_dir);
+                self.model_info
+                    .as_ref()
+                    .filter(|_| loaded)
+                    .map(|i| (i.layers.max(1), i.heads.max(1)))
+            }
+            None => Some((self.state.demo.layers, self.state.demo.heads)),
         }
     }
 
@@ -791,7 +800,10 @@ impl AttnApp {
 
     fn view_controls_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("View");
-        let (layers, heads) = self.layers_heads();
+        let Some((layers, heads)) = self.layers_heads() else {
+            ui.label("(waiting for the model)");
+            return;
+        };
         self.state.layer_idx = self.state.layer_idx.min(layers - 1);
         self.state.head_idx = self.state.head_idx.min(heads - 1);
         ui.horizontal(|ui| {

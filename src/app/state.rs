@@ -246,13 +246,16 @@ impl AppState {
         {
             self.scale = ScoreScale::InvSqrtDHead;
         }
-        let (layers, heads) = (self.demo.layers, self.demo.heads);
-        self.layer_idx = self.layer_idx.min(layers - 1);
-        self.head_idx = self.head_idx.min(heads - 1);
-        self.head_set.retain(|&h| h < heads);
+        // A checkpoint's size is only known once it loads; the app clamps against it then.
+        if self.model_dir.is_none() {
+            let (layers, heads) = (self.demo.layers, self.demo.heads);
+            self.layer_idx = self.layer_idx.min(layers - 1);
+            self.head_idx = self.head_idx.min(heads - 1);
+            self.head_set.retain(|&h| h < heads);
+            self.head_view_hidden.retain(|&h| h < heads);
+        }
         self.head_set.sort_unstable();
         self.head_set.dedup();
-        self.head_view_hidden.retain(|&h| h < heads);
         if let Some(n) = tokens {
             self.selected_queries.retain(|&q| q < n);
         }
