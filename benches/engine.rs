@@ -100,5 +100,35 @@ fn rendering(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, rendering);
+/// all-MiniLM-L6-v2 (6 layers × 12 heads × 384), when ATTNVIZ_MINILM_DIR names its folder: the
+/// same ids as benches/reference_pytorch.py, so the two medians compare directly.
+fn forward_minilm(c: &mut Criterion) {
+    let Ok(dir) = std::env::var("ATTNVIZ_MINILM_DIR") else {
+        eprintln!("ATTNVIZ_MINILM_DIR is not set; skipping the MiniLM benchmark");
+        return;
+    };
+    let model = attnviz::model::Checkpoint::load(std::path::Path::new(&dir)).expect("MiniLM loads");
+    let mut group = c.benchmark_group("forward_minilm");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    for n in [128u32, 512] {
+        let ids: Vec<u32> = std::iter::once(101)
+            .chain((0..n - 2).map(|i| (i * 31 + 7) % 1000 + 1000))
+            .chain(std::iter::once(102))
+            .collect();
+        let toks = model.tokens_from_ids(&ids);
+        group.bench_with_input(BenchmarkId::from_parameter(n), &toks, |b, toks| {
+            b.iter(|| {
+                black_box(
+                    model
+                        .forward(toks, &RunOptions::default())
+                        .map(|r| r.maps.len()),
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, rendering, forward_minilm);
 criterion_main!(benches);
