@@ -502,6 +502,26 @@ impl Transformer {
         })
     }
 
+    /// Runs [`Self::forward`] on the embeddings `x` of `tokens` and packages the result as an
+    /// [`AttentionRun`]: what every model's `forward` returns.
+    pub fn run(
+        &self,
+        tokens: &[crate::tokenize::Token],
+        x: Array2<f32>,
+        opts: &RunOptions,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<super::AttentionRun, EngineError> {
+        let is_pad: Vec<bool> = tokens.iter().map(crate::tokenize::Token::is_pad).collect();
+        let out = self.forward(x, &is_pad, opts, progress)?;
+        Ok(super::AttentionRun {
+            tokens: tokens.to_vec(),
+            maps: out.maps,
+            fully_masked_queries: out.fully_masked_queries,
+            trace: out.trace,
+            hidden: opts.keep_hidden.then_some(out.hidden),
+        })
+    }
+
     fn check_options(&self, opts: &RunOptions) -> Result<(), EngineError> {
         let layers = self.blocks.len();
         let out_of_range = |what: String| Err(EngineError::OutOfRange(what));

@@ -211,15 +211,7 @@ impl Model for Checkpoint {
             )));
         }
         let x = self.embed(tokens)?;
-        let is_pad: Vec<bool> = tokens.iter().map(Token::is_pad).collect();
-        let out = self.transformer.forward(x, &is_pad, opts, progress)?;
-        Ok(AttentionRun {
-            tokens: tokens.to_vec(),
-            maps: out.maps,
-            fully_masked_queries: out.fully_masked_queries,
-            trace: out.trace,
-            hidden: opts.keep_hidden.then_some(out.hidden),
-        })
+        self.transformer.run(tokens, x, opts, progress)
     }
 }
 
