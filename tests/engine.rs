@@ -818,6 +818,8 @@ fn checkpoints_match_transformers_fixtures() {
         ("gpt2", "gpt2"),
         ("llama", "llama"),
         ("llama_sharded", "llama"),
+        // The same Llama with Llama 3 RoPE scaling over a 16-token original context.
+        ("llama3", "llama3"),
     ] {
         let (att, hidden) = check_against_golden(name, golden_of);
         eprintln!("{name}: max |Δattention| = {att:.2e}, max |Δhidden| = {hidden:.2e}");

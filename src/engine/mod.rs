@@ -13,7 +13,10 @@ mod transformer;
 
 pub use mask::{MaskError, MaskPart, MaskSpec};
 pub use options::{DimSubset, RunOptions, ScoreScale};
-pub use position::{AttentionPosition, alibi_slopes, apply_rope, rope_frequencies};
+pub use position::{
+    AttentionPosition, Llama3Scaling, alibi_slopes, apply_rope, llama3_frequencies,
+    rope_frequencies,
+};
 pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, Trace};
 pub use transformer::{
     Activation, Block, ForwardOutput, Mlp, Norm, NormPlacement, SelfAttention, Transformer,

@@ -16,6 +16,54 @@ pub enum AttentionPosition {
     },
     /// ALiBi: a bias of −m_h·|query − key| per head, with the slopes from the ALiBi paper.
     Alibi,
+    /// Rotary embeddings with Llama 3's frequency scaling (`rope_type: "llama3"`).
+    RopeLlama3 {
+        /// The RoPE base.
+        theta: f32,
+        /// How the frequencies are rescaled.
+        scaling: Llama3Scaling,
+    },
+}
+
+/// Llama 3's RoPE frequency scaling: low frequencies are divided by `factor`, high ones kept,
+/// and those in between interpolated smoothly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Llama3Scaling {
+    /// Divisor of the low frequencies.
+    pub factor: f32,
+    /// Wavelengths above original_max_positions / low_freq_factor count as low.
+    pub low_freq_factor: f32,
+    /// Wavelengths below original_max_positions / high_freq_factor count as high.
+    pub high_freq_factor: f32,
+    /// The context length the model was pre-trained with.
+    pub original_max_positions: f32,
+}
+
+/// RoPE frequencies with Llama 3 scaling, as transformers' `_compute_llama3_parameters`.
+pub fn llama3_frequencies(d_head: usize, theta: f32, s: Llama3Scaling) -> Vec<f32> {
+    let (factor, low, high, old) = (
+        f64::from(s.factor),
+        f64::from(s.low_freq_factor),
+        f64::from(s.high_freq_factor),
+        f64::from(s.original_max_positions),
+    );
+    let (low_wavelen, high_wavelen) = (old / low, old / high);
+    rope_frequencies(d_head, theta)
+        .into_iter()
+        .map(|f| {
+            let f = f64::from(f);
+            let wavelen = std::f64::consts::TAU / f;
+            let scaled = if wavelen > low_wavelen { f / factor } else { f };
+            let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
+            let out = if medium {
+                let smooth = (old / wavelen - low) / (high - low);
+                (1.0 - smooth) * scaled / factor + smooth * scaled
+            } else {
+                scaled
+            };
+            out as f32
+        })
+        .collect()
 }
 
 /// RoPE frequencies for a head of width `d_head`: θ_k = base^(−2k/d_head) for k < d_head/2.
@@ -81,6 +129,58 @@ mod tests {
             alibi_slopes(6),
             [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125]
         );
+    }
+
+    #[test]
+    fn llama3_scaling_matches_transformers() {
+        // From transformers 5.24 ROPE_INIT_FUNCTIONS["llama3"] with head width 64, theta 500000,
+        // factor 8, low 1, high 4, original context 8192: high frequencies are kept, low ones
+        // divided by 8, and the band between is interpolated.
+        let want: [f64; 32] = [
+            1.0,
+            0.663601279,
+            0.440366626,
+            0.292227834,
+            0.193922758,
+            0.128687382,
+            0.0853971019,
+            0.0566696189,
+            0.0376060307,
+            0.0249554086,
+            0.0165604409,
+            0.0109895291,
+            0.00729266508,
+            0.00483942125,
+            0.00321144611,
+            0.00137189368,
+            0.000524846022,
+            0.000178507791,
+            7.78465546e-05,
+            5.16590699e-05,
+            3.42810235e-05,
+            2.2748929e-05,
+            1.50962178e-05,
+            1.00178686e-05,
+            6.64786967e-06,
+            4.41153452e-06,
+            2.92749974e-06,
+            1.94269251e-06,
+            1.28917316e-06,
+            8.55496921e-07,
+            5.6770881e-07,
+            3.7673226e-07,
+        ];
+        let s = Llama3Scaling {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_positions: 8192.0,
+        };
+        let got = llama3_frequencies(64, 500_000.0, s);
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!(((f64::from(*g) - w) / w).abs() < 2e-6, "{g} vs {w}");
+        }
     }
 
     #[test]

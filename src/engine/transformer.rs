@@ -6,7 +6,9 @@
 
 use super::math::{gelu, gelu_tanh, layer_norm_row, rms_norm_row, silu, softmax_row};
 use super::options::RunOptions;
-use super::position::{AttentionPosition, alibi_slopes, apply_rope, rope_frequencies};
+use super::position::{
+    AttentionPosition, alibi_slopes, apply_rope, llama3_frequencies, rope_frequencies,
+};
 use super::run::{AttentionMaps, HeadTrace, Trace};
 use super::{EngineError, MaskPart, MaskSpec};
 use ndarray::linalg::general_mat_mul;
@@ -348,8 +350,11 @@ impl Transformer {
                 self.heads, self.kv_heads
             ));
         }
-        if matches!(self.position, AttentionPosition::Rope { .. }) && !self.d_head.is_multiple_of(2)
-        {
+        let rope = matches!(
+            self.position,
+            AttentionPosition::Rope { .. } | AttentionPosition::RopeLlama3 { .. }
+        );
+        if rope && !self.d_head.is_multiple_of(2) {
             return bad(format!(
                 "RoPE needs an even head width, got {}",
                 self.d_head
@@ -589,8 +594,14 @@ impl Transformer {
         let (mut q, rest) = qkv.view_mut().split_at(Axis(1), q_width);
         let (mut k, v) = rest.split_at(Axis(1), kv_width);
         let dh = self.d_head;
-        if let AttentionPosition::Rope { theta } = self.position {
-            let freqs = rope_frequencies(dh, theta);
+        let freqs = match self.position {
+            AttentionPosition::Rope { theta } => Some(rope_frequencies(dh, theta)),
+            AttentionPosition::RopeLlama3 { theta, scaling } => {
+                Some(llama3_frequencies(dh, theta, scaling))
+            }
+            AttentionPosition::None | AttentionPosition::Alibi => None,
+        };
+        if let Some(freqs) = freqs {
             for head in 0..self.heads {
                 apply_rope(q.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
             }

@@ -472,8 +472,14 @@ fn load_llama(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transforme
         kv_heads: c.kv_heads,
         d_head: c.d_head,
         placement: NormPlacement::Pre,
-        position: AttentionPosition::Rope {
-            theta: c.rope_theta,
+        position: match c.rope_llama3 {
+            Some(scaling) => AttentionPosition::RopeLlama3 {
+                theta: c.rope_theta,
+                scaling,
+            },
+            None => AttentionPosition::Rope {
+                theta: c.rope_theta,
+            },
         },
         causal: true,
         blocks,

@@ -34,6 +34,14 @@ pub struct RawRope {
     pub rope_theta: Option<f64>,
     /// `default`, `llama3`, …
     pub rope_type: Option<String>,
+    /// Llama 3 scaling: divisor of low frequencies.
+    pub factor: Option<f64>,
+    /// Llama 3 scaling: low-frequency boundary factor.
+    pub low_freq_factor: Option<f64>,
+    /// Llama 3 scaling: high-frequency boundary factor.
+    pub high_freq_factor: Option<f64>,
+    /// Llama 3 scaling: the pre-training context length.
+    pub original_max_position_embeddings: Option<f64>,
 }
 
 /// config.json as written, with every family's spelling.
@@ -121,6 +129,8 @@ pub struct ModelConfig {
     pub norm_eps: f32,
     /// RoPE base (Llama).
     pub rope_theta: f32,
+    /// Llama 3 frequency scaling, when the config asks for it.
+    pub rope_llama3: Option<crate::engine::Llama3Scaling>,
     /// q/k/v biases (Llama family).
     pub attention_bias: bool,
     /// Stored dtype, for display.
@@ -224,13 +234,38 @@ impl RawConfig {
             return Err(err(format!("norm epsilon {norm_eps} must be positive")));
         }
         let rope = self.rope_parameters.as_ref().or(self.rope_scaling.as_ref());
-        if let Some(kind) = rope.and_then(|r| r.rope_type.as_deref())
-            && kind != "default"
-        {
-            return Err(err(format!(
-                "rope_type {kind:?} is not supported yet; only the default RoPE is"
-            )));
-        }
+        let rope_llama3 = match rope.and_then(|r| r.rope_type.as_deref()) {
+            None | Some("default") => None,
+            Some("llama3") => {
+                let r = rope.cloned().unwrap_or_default();
+                let field = |v: Option<f64>, name: &str| -> Result<f32, LoadError> {
+                    match v {
+                        Some(v) if v.is_finite() && v > 0.0 => Ok(v as f32),
+                        _ => Err(err(format!("rope scaling llama3 needs a positive {name}"))),
+                    }
+                };
+                let scaling = crate::engine::Llama3Scaling {
+                    factor: field(r.factor, "factor")?,
+                    low_freq_factor: field(r.low_freq_factor, "low_freq_factor")?,
+                    high_freq_factor: field(r.high_freq_factor, "high_freq_factor")?,
+                    original_max_positions: field(
+                        r.original_max_position_embeddings,
+                        "original_max_position_embeddings",
+                    )?,
+                };
+                if scaling.high_freq_factor <= scaling.low_freq_factor {
+                    return Err(err(
+                        "rope scaling llama3 needs high_freq_factor > low_freq_factor".to_owned(),
+                    ));
+                }
+                Some(scaling)
+            }
+            Some(kind) => {
+                return Err(err(format!(
+                    "rope_type {kind:?} is not supported; supported: default, llama3"
+                )));
+            }
+        };
         let rope_theta = self
             .rope_theta
             .or(self.rope_parameters.as_ref().and_then(|r| r.rope_theta))
@@ -263,6 +298,7 @@ impl RawConfig {
             type_vocab,
             norm_eps: norm_eps as f32,
             rope_theta: rope_theta as f32,
+            rope_llama3,
             attention_bias: self.attention_bias.unwrap_or(model_type == "qwen2"),
             dtype: self
                 .dtype
