@@ -752,31 +752,45 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// Reads a golden JSON file written by make_fixtures.py.
+fn read_golden(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The record's `input_ids` as tokens of `ckpt`, after checking that their texts equal the
+/// record's `tokens` (what transformers' convert_ids_to_tokens gave).
+fn golden_tokens(
+    ckpt: &attnviz::model::Checkpoint,
+    record: &serde_json::Value,
+    name: &str,
+) -> Vec<Token> {
+    let ids: Vec<u32> = record["input_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let tokens = ckpt.tokens_from_ids(&ids);
+    let want: Vec<&str> = record["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let got: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(got, want, "{name}: tokens differ");
+    tokens
+}
+
 /// Max abs error of attentions and last_hidden_state against golden.json, for every input.
 fn check_against_golden(name: &str, golden_of: &str) -> (f64, f64) {
     use attnviz::model::Checkpoint;
     let dir = fixture(name);
     let ckpt = Checkpoint::load(&dir).unwrap();
-    let golden_path = fixture(golden_of).join("golden.json");
-    let golden: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(golden_path).unwrap()).unwrap();
+    let golden = read_golden(&fixture(golden_of).join("golden.json"));
     let (mut worst_att, mut worst_hidden) = (0.0f64, 0.0f64);
     for record in golden.as_array().unwrap() {
-        let ids: Vec<u32> = record["input_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let tokens = ckpt.tokens_from_ids(&ids);
-        let want_tokens: Vec<&str> = record["tokens"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        let got_tokens: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
-        assert_eq!(got_tokens, want_tokens, "{name}: tokens differ");
+        let tokens = golden_tokens(&ckpt, record, name);
         let opts = RunOptions {
             keep_hidden: true,
             ..RunOptions::default()
@@ -856,25 +870,9 @@ fn minilm_matches_transformers_when_available() {
         return;
     };
     let ckpt = attnviz::model::Checkpoint::load(std::path::Path::new(&dir)).unwrap();
-    let golden: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("minilm_golden.json")).unwrap()).unwrap();
-    let ids: Vec<u32> = golden["input_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect();
-    let tokens = ckpt.tokens_from_ids(&ids);
-    let want: Vec<&str> = golden["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(
-        tokens.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
-        want
-    );
+    let golden = read_golden(&fixture("minilm_golden.json"));
+    let tokens = golden_tokens(&ckpt, &golden, "MiniLM");
+    let n = tokens.len();
     let run = ckpt
         .forward(
             &tokens,
@@ -884,7 +882,7 @@ fn minilm_matches_transformers_when_available() {
             },
         )
         .unwrap();
-    assert_eq!(run.maps.shape(), [6, 12, ids.len(), ids.len()]);
+    assert_eq!(run.maps.shape(), [6, 12, n, n]);
     let mut worst = 0.0f64;
     for (key, map) in golden["maps"].as_object().unwrap() {
         let (l, h) = key.split_once('.').unwrap();
