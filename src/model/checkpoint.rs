@@ -44,8 +44,17 @@ impl Checkpoint {
     /// Loads `config.json`, `model.safetensors` and (if present) the vocabulary of
     /// `tokenizer.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
+        Self::load_with_progress(dir, std::sync::Arc::default())
+    }
+
+    /// [`Self::load`], reporting the bytes converted to `progress` and stopping with
+    /// [`LoadError::Cancelled`] when it is cancelled.
+    pub fn load_with_progress(
+        dir: &Path,
+        progress: std::sync::Arc<super::weights::LoadProgress>,
+    ) -> Result<Self, LoadError> {
         let cfg = RawConfig::read(dir)?.into_config(&dir.join("config.json"))?;
-        let weights = WeightFile::open(dir)?;
+        let weights = WeightFile::open_with_progress(dir, progress)?;
         let (embeddings, transformer) = match cfg.family {
             Family::Bert => load_bert(&weights, &cfg)?,
             Family::Gpt2 => load_gpt2(&weights, &cfg)?,

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 pub use checkpoint::Checkpoint;
 pub use demo::{DemoConfig, DemoModel, DemoPositional};
-pub use weights::LoadError;
+pub use weights::{LoadError, LoadProgress};
 
 /// A model's architecture, for `attnviz info` and the app's model panel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -4,6 +4,46 @@
 use ndarray::{Array1, Array2};
 use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// How far a checkpoint load has got, shared between the loading thread and whoever shows it.
+///
+/// Progress counts the bytes of tensor data converted to f32, against the total in the files'
+/// headers. Setting `cancel` makes the load stop at the next tensor with [`LoadError::Cancelled`].
+#[derive(Debug, Default)]
+pub struct LoadProgress {
+    done: AtomicU64,
+    total: AtomicU64,
+    cancelled: AtomicBool,
+}
+
+impl LoadProgress {
+    /// The fraction done, once the total is known.
+    pub fn fraction(&self) -> Option<f32> {
+        let total = self.total.load(Ordering::Relaxed);
+        (total > 0)
+            .then(|| (self.done.load(Ordering::Relaxed) as f64 / total as f64).min(1.0) as f32)
+    }
+
+    /// Asks the load to stop.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+
+    /// True once [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    fn add_total(&self, bytes: u64) {
+        self.total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn add_done(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
 
 /// Errors from loading a checkpoint folder.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +80,9 @@ pub enum LoadError {
         /// The weights file.
         path: PathBuf,
     },
+    /// The load was cancelled through [`LoadProgress::cancel`].
+    #[error("loading cancelled")]
+    Cancelled,
     /// A tensor has the wrong shape.
     #[error("tensor {name:?} has shape {got:?}, expected {expected:?} in {}", path.display())]
     ShapeMismatch {
@@ -67,12 +110,35 @@ pub struct WeightFile {
     index: Option<std::collections::HashMap<String, usize>>,
     /// The file named in messages: model.safetensors, or the index.
     path: PathBuf,
+    /// Bytes converted so far, and the cancel flag.
+    progress: Arc<LoadProgress>,
 }
 
 impl WeightFile {
     /// Reads `model.safetensors`, or the shards listed in `model.safetensors.index.json`, from
     /// `dir`. Pickle files are never read.
     pub fn open(dir: &Path) -> Result<Self, LoadError> {
+        Self::open_with_progress(dir, Arc::default())
+    }
+
+    /// [`Self::open`], reporting to `progress` as tensors are converted.
+    pub fn open_with_progress(dir: &Path, progress: Arc<LoadProgress>) -> Result<Self, LoadError> {
+        let mut file = Self::open_files(dir)?;
+        for shard in &file.shards {
+            let tensors = parse(shard)?;
+            progress.add_total(
+                tensors
+                    .tensors()
+                    .iter()
+                    .map(|(_, t)| t.data().len() as u64)
+                    .sum(),
+            );
+        }
+        file.progress = progress;
+        Ok(file)
+    }
+
+    fn open_files(dir: &Path) -> Result<Self, LoadError> {
         let single = dir.join("model.safetensors");
         let index_path = dir.join("model.safetensors.index.json");
         if single.exists() {
@@ -81,6 +147,7 @@ impl WeightFile {
                 shards: vec![shard],
                 index: None,
                 path: single,
+                progress: Arc::default(),
             });
         }
         if index_path.exists() {
@@ -144,6 +211,7 @@ impl WeightFile {
             shards,
             index: Some(index),
             path: index_path.to_owned(),
+            progress: Arc::default(),
         })
     }
 
@@ -171,6 +239,9 @@ impl WeightFile {
             name: name.to_owned(),
             path: self.path.clone(),
         };
+        if self.progress.is_cancelled() {
+            return Err(LoadError::Cancelled);
+        }
         let shard = self.shard_for(name).ok_or_else(missing)?;
         let tensors = parse(shard)?;
         let view = tensors.tensor(name).map_err(|_| missing())?;
@@ -205,6 +276,7 @@ impl WeightFile {
                 });
             }
         };
+        self.progress.add_done(data.len() as u64);
         Ok((values, shape.to_vec()))
     }
 
