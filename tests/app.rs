@@ -591,5 +591,199 @@ fn opening_a_model_folder_runs_the_checkpoint_and_a_bad_one_falls_back() {
     let error = app.error.clone().unwrap_or_default();
     assert!(error.contains(&empty.display().to_string()), "{error}");
     assert_eq!(app.state.model_dir, Some(fixture_dir("bert")));
+    assert!(
+        !app.state.recent_models.contains(&empty),
+        "failed loads are not remembered"
+    );
     assert!(Arc::ptr_eq(app.shown_run().unwrap(), &run));
+}
+
+/// Steps the harness (without waiting for it to settle: a load in progress keeps it
+/// repainting) until `done` holds; panics after [`RUN_TIMEOUT`].
+fn step_until(
+    harness: &mut Harness<'_, AttnApp>,
+    what: &str,
+    done: impl Fn(&Harness<'_, AttnApp>) -> bool,
+) {
+    let start = Instant::now();
+    while !done(harness) {
+        harness.step();
+        assert!(
+            start.elapsed() < RUN_TIMEOUT,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// True while the worker is loading `dir` (the load may have been cancelled already).
+fn loading(harness: &Harness<'_, AttnApp>, dir: &Path) -> bool {
+    harness.state().loading().is_some_and(|l| l.dir == dir)
+}
+
+#[test]
+fn cancelling_a_model_load_keeps_the_previous_model_and_settings() {
+    let mut harness = app_harness(AppState {
+        text: "a b a b c".to_owned(),
+        mask_text: "causal".to_owned(),
+        view: ViewKind::Grid,
+        layer_idx: 4,
+        head_idx: 6,
+        colormap: Colormap::Magma,
+        selected_queries: vec![2],
+        ..AppState::default()
+    });
+    let run_before = wait_ready(&mut harness);
+    let state_before = harness.state().state.clone();
+    let info_before = harness.state().model_info.clone();
+    assert!(info_before.is_some());
+
+    // The worker stops just before it reads the folder, so the load is cancelled at a known
+    // point however fast the machine is.
+    let llama = fixture_dir("llama");
+    harness.state().hold_model_loads(true);
+    harness.state_mut().open_model_folder(&llama);
+    step_until(&mut harness, "the load to start", |h| loading(h, &llama));
+    // Held before reading the files, the total is not known yet.
+    step_until(&mut harness, "the progress bar", |h| {
+        h.query_by_label("loading llama…").is_some()
+    });
+    let progress = harness.state().loading().unwrap().progress;
+    assert!(!progress.is_cancelled());
+
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    harness.step();
+    assert!(progress.is_cancelled(), "Cancel cancels the load");
+    let app = harness.state();
+    assert!(app.error.is_none(), "a cancel is no error: {:?}", app.error);
+    let notice = app.notice.clone().unwrap_or_default();
+    assert!(
+        notice.contains("cancelled loading llama"),
+        "a short note says so: {notice:?}"
+    );
+    assert_eq!(app.state, state_before, "the settings are as they were");
+    assert_eq!(app.model_info, info_before);
+    assert!(!app.busy());
+    assert!(Arc::ptr_eq(app.shown_run().unwrap(), &run_before));
+    assert!(
+        harness.query_by_label("loading llama…").is_none(),
+        "the progress bar is gone"
+    );
+    assert!(harness.query_by_label("Cancel").is_none());
+
+    // Let the worker go: it sees the cancel before reading a tensor, and nothing changes.
+    harness.state().hold_model_loads(false);
+    step_until(&mut harness, "the worker to give up", |h| {
+        h.state().loading().is_none()
+    });
+    harness.run();
+    let app = harness.state();
+    assert!(app.error.is_none(), "{:?}", app.error);
+    assert_eq!(app.state, state_before);
+    assert!(
+        !app.state.recent_models.contains(&llama),
+        "not a recent model"
+    );
+    assert!(Arc::ptr_eq(app.shown_run().unwrap(), &run_before));
+
+    // The demo model is still the one that runs.
+    retype(&mut harness, "Text", "x y z");
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.maps.shape(), [6, 8, 3, 3]);
+    assert!(harness.state().state.model_dir.is_none());
+}
+
+#[test]
+fn opening_a_second_model_folder_while_one_loads_cancels_the_first() {
+    let mut harness = app_harness(AppState {
+        text: "The cat sat.".to_owned(),
+        ..AppState::default()
+    });
+    wait_ready(&mut harness);
+    let (bert, llama) = (fixture_dir("bert"), fixture_dir("llama"));
+
+    harness.state().hold_model_loads(true);
+    harness.state_mut().open_model_folder(&bert);
+    step_until(&mut harness, "the BERT load to start", |h| {
+        loading(h, &bert)
+    });
+    let bert_progress = harness.state().loading().unwrap().progress;
+
+    harness.state_mut().open_model_folder(&llama);
+    harness.step();
+    assert!(bert_progress.is_cancelled(), "the newer folder wins");
+    harness.state().hold_model_loads(false);
+
+    let run = wait_ready(&mut harness);
+    let app = harness.state();
+    assert_eq!(run.maps.shape()[..2], [2, 4]);
+    assert_eq!(
+        app.model_info.as_ref().map(|i| i.architecture.as_str()),
+        Some("llama")
+    );
+    assert_eq!(app.state.model_dir.as_ref(), Some(&llama));
+    assert_eq!(app.state.recent_models, vec![llama.clone()]);
+
+    // A failing folder goes back to Llama, and is not remembered either.
+    let empty = scratch("second-empty-model");
+    harness.state_mut().open_model_folder(&empty);
+    step_until(&mut harness, "the error", |h| h.state().error.is_some());
+    let app = harness.state();
+    assert_eq!(app.state.model_dir.as_ref(), Some(&llama));
+    assert_eq!(app.state.recent_models, vec![llama]);
+}
+
+#[test]
+fn the_grid_groups_heads_that_share_a_kv_head() {
+    let mut harness = app_harness(AppState {
+        text: "The cat sat on the mat.".to_owned(),
+        view: ViewKind::Grid,
+        ..AppState::default()
+    });
+    wait_ready(&mut harness);
+    // The demo has one KV head per query head: no groups.
+    assert!(harness.query_by_label("L0·H7").is_some());
+    assert!(harness.query_by_label_contains("KV 0").is_none());
+
+    harness.state_mut().open_model_folder(&fixture_dir("llama"));
+    wait_ready(&mut harness);
+    // The fixture has 4 query heads and 2 KV heads.
+    assert!(harness.query_by_label("KV 0: heads 0–1").is_some());
+    assert!(harness.query_by_label("KV 1: heads 2–3").is_some());
+    assert!(harness.query_by_label_contains("KV 2").is_none());
+    assert!(harness.query_by_label("KV heads").is_some(), "info panel");
+    assert!(
+        harness
+            .query_by_label("2 (groups of 2 query heads)")
+            .is_some()
+    );
+
+    // The gap between the groups is wider than the one inside a group.
+    let left = |h: &Harness<'_, AttnApp>, label: &str| h.get_by_label(label).rect().min.x;
+    let inside = left(&harness, "L0·H1") - left(&harness, "L0·H0");
+    let between = left(&harness, "L0·H2") - left(&harness, "L0·H1");
+    assert!(between > inside + 4.0, "{between} vs {inside}");
+    // Each group's bracket spans its own heads' columns.
+    let kv1 = harness.get_by_label("KV 1: heads 2–3").rect();
+    assert!((kv1.min.x - left(&harness, "L0·H2")).abs() < 1.0);
+
+    harness.get_by_label("L1·H3").hover();
+    step_until(&mut harness, "the hover text", |h| {
+        h.query_by_label("Shares KV head 1 with head 2").is_some()
+    });
+
+    // Clicking still opens the head.
+    harness.get_by_label("L1·H3").click();
+    harness.run();
+    let state = &harness.state().state;
+    assert_eq!(state.view, ViewKind::Heatmap);
+    assert_eq!((state.layer_idx, state.head_idx), (1, 3));
+
+    // Back to the demo: no groups again.
+    harness.state_mut().state.model_dir = None;
+    harness.state_mut().state.view = ViewKind::Grid;
+    wait_ready(&mut harness);
+    assert!(harness.query_by_label("L0·H7").is_some());
+    assert!(harness.query_by_label_contains("KV 0").is_none());
 }

@@ -7,6 +7,10 @@
 //!
 //! Hovering a thumbnail shows a large preview of that head, built on first hover and kept in a
 //! small cache; clicking one opens it in the heatmap view.
+//!
+//! With grouped-query attention, the query heads that share a key/value head are drawn side by
+//! side on a shaded panel under a bracket labelled with the KV head, and groups are set apart by
+//! a wider gap. Models without shared KV heads get the plain grid.
 
 use super::state::{AppState, HeadMode, ViewKind};
 use crate::engine::AttentionRun;
@@ -243,9 +247,127 @@ pub struct GridView {
     previews: PreviewCache,
 }
 
+/// "head 2", "heads 0–3" (consecutive) or "heads 1, 4" (`heads` sorted).
+fn heads_text(heads: &[usize]) -> String {
+    match heads {
+        [] => "no heads".to_owned(),
+        [h] => format!("head {h}"),
+        [first, .., last] if last - first + 1 == heads.len() => format!("heads {first}–{last}"),
+        _ => {
+            let list: Vec<String> = heads.iter().map(ToString::to_string).collect();
+            format!("heads {}", list.join(", "))
+        }
+    }
+}
+
+/// The accessible label of key/value group `kv_idx`, e.g. "KV 1: heads 2–3".
+fn kv_group_label(kv_idx: usize, heads: &[usize]) -> String {
+    format!("KV {kv_idx}: {}", heads_text(heads))
+}
+
+/// One key/value head's query heads, as the grid draws them.
+#[derive(Clone, Debug, PartialEq)]
+struct KvGroup {
+    /// The key/value head.
+    kv_idx: usize,
+    /// Its query heads, ascending; drawn as adjacent columns.
+    heads: Vec<usize>,
+}
+
+/// The key/value groups to draw: `Some` only when `kv_groups` (per KV head, the query heads
+/// that share it) lists every one of `heads` heads exactly once and some KV head is shared.
+/// Anything else (no GQA, or groups that do not fit the run) draws the plain grid.
+fn drawn_groups(kv_groups: &[Vec<usize>], heads: usize) -> Option<Vec<KvGroup>> {
+    if !kv_groups.iter().any(|g| g.len() > 1) {
+        return None;
+    }
+    let mut seen = vec![false; heads];
+    for &h in kv_groups.iter().flatten() {
+        match seen.get_mut(h) {
+            Some(s) if !*s => *s = true,
+            _ => return None,
+        }
+    }
+    if !seen.iter().all(|&s| s) {
+        return None;
+    }
+    let groups = kv_groups
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| !g.is_empty())
+        .map(|(kv_idx, g)| {
+            let mut heads = g.clone();
+            heads.sort_unstable();
+            KvGroup { kv_idx, heads }
+        })
+        .collect();
+    Some(groups)
+}
+
+/// Where the columns go, in points from the grid's left edge.
+#[derive(Debug, PartialEq)]
+struct Columns {
+    /// Left edge of each head's thumbnail, indexed by head.
+    x_of_head: Vec<f32>,
+    /// Per drawn group: the group, and the left and right edges of its thumbnails.
+    spans: Vec<(KvGroup, f32, f32)>,
+    /// Width of the whole grid.
+    width: f32,
+}
+
+/// Lays out `heads` columns of `side` points with `gap` between them. With `groups`, each
+/// group's heads sit side by side in their order and groups are `group_gap` further apart;
+/// without, head h is column h, exactly as in a model without GQA.
+fn layout_columns(
+    heads: usize,
+    side: f32,
+    gap: f32,
+    group_gap: f32,
+    groups: Option<&[KvGroup]>,
+) -> Columns {
+    let cell_w = side + gap;
+    let Some(groups) = groups else {
+        return Columns {
+            x_of_head: (0..heads).map(|h| h as f32 * cell_w).collect(),
+            spans: Vec::new(),
+            width: (heads as f32 * cell_w - gap).max(0.0),
+        };
+    };
+    let mut x_of_head = vec![0.0; heads];
+    let mut spans = Vec::with_capacity(groups.len());
+    let mut column = 0;
+    for (g, group) in groups.iter().enumerate() {
+        let left = column as f32 * cell_w + g as f32 * group_gap;
+        for (i, &h) in group.heads.iter().enumerate() {
+            if let Some(x) = x_of_head.get_mut(h) {
+                *x = left + i as f32 * cell_w;
+            }
+        }
+        column += group.heads.len();
+        let right = left + group.heads.len() as f32 * cell_w - gap;
+        spans.push((group.clone(), left, right));
+    }
+    let width = spans.last().map_or(0.0, |(_, _, right)| *right);
+    Columns {
+        x_of_head,
+        spans,
+        width,
+    }
+}
+
 impl GridView {
     /// Draws every layer × head of `run`; a click selects that head and opens the heatmap.
-    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &mut AppState) {
+    ///
+    /// `kv_groups` lists, per key/value head, the query heads that share it. When a KV head is
+    /// shared (grouped-query attention), each group's heads are drawn together under a labelled
+    /// bracket, with a gap between groups; otherwise it is ignored.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        run: &Arc<AttentionRun>,
+        state: &mut AppState,
+        kv_groups: &[Vec<usize>],
+    ) {
         let [layers, heads, n, _] = run.maps.shape();
         if layers == 0 || heads == 0 || n == 0 {
             ui.label("Nothing to show: the run has no attention maps.");
@@ -262,30 +384,100 @@ impl GridView {
             return;
         };
         let previews = &mut self.previews;
+        let groups = drawn_groups(kv_groups, heads);
+        // Per head: its KV head and the other query heads sharing it.
+        let mut shared_with: Vec<Option<(usize, Vec<usize>)>> = vec![None; heads];
+        for group in groups.iter().flatten() {
+            for &h in &group.heads {
+                let others: Vec<usize> = group.heads.iter().copied().filter(|&o| o != h).collect();
+                if let Some(slot) = shared_with.get_mut(h) {
+                    *slot = Some((group.kv_idx, others));
+                }
+            }
+        }
 
         let font = egui::TextStyle::Small.resolve(ui.style());
         let label_h = ui.fonts_mut(|f| f.row_height(&font)) + 2.0;
         let gap = ui.spacing().item_spacing.x.max(4.0);
+        let group_gap = (3.0 * gap).max(12.0);
         let dark = ui.visuals().dark_mode;
         let text_color = ui.visuals().text_color();
         let selected_stroke = Stroke::new(2.0, super::theme::selection_outline(dark));
         let hover_stroke = ui.visuals().widgets.hovered.fg_stroke;
+        let group_fill = super::theme::kv_group_fill(dark);
+        let bracket_stroke = Stroke::new(1.5, super::theme::kv_group_accent(dark));
+        // The bracket row above grouped columns: a label and a bracket under it.
+        let band_h = if groups.is_some() { label_h + 8.0 } else { 0.0 };
 
         egui::ScrollArea::both()
             .id_salt("grid-view-scroll")
             .auto_shrink([false, false])
             .show(ui, |ui| {
                 let avail = ui.available_width();
-                let side = ((avail - gap * (heads - 1) as f32) / heads as f32)
+                let n_groups = groups.as_ref().map_or(1, Vec::len);
+                let spacing = gap * (heads - 1) as f32 + group_gap * (n_groups - 1) as f32;
+                let side = ((avail - spacing) / heads as f32)
                     .floor()
                     .clamp(MIN_THUMB_PX, MAX_THUMB_PX);
-                let (cell_w, row_h) = (side + gap, side + label_h + gap);
-                let total = vec2(heads as f32 * cell_w - gap, layers as f32 * row_h);
+                let columns = layout_columns(heads, side, gap, group_gap, groups.as_deref());
+                let row_h = side + label_h + gap;
+                let total = vec2(columns.width, band_h + layers as f32 * row_h);
                 let (grid, _) = ui.allocate_exact_size(total, Sense::hover());
+
+                for (group, left, right) in &columns.spans {
+                    let (left, right) = (grid.left() + left, grid.left() + right);
+                    let pad = (group_gap / 2.0 - 2.0).max(1.0);
+                    let panel = Rect::from_min_max(
+                        pos2(left - pad, grid.top()),
+                        pos2(right + pad, grid.bottom() - gap / 2.0),
+                    );
+                    let band = Rect::from_min_max(
+                        pos2(left, grid.top()),
+                        pos2(right, grid.top() + band_h),
+                    );
+                    let label = kv_group_label(group.kv_idx, &group.heads);
+                    let id = ui.scope_id().with(("grid-kv-group", group.kv_idx));
+                    let response = ui.interact(band, id, Sense::hover());
+                    response.widget_info(|| WidgetInfo::labeled(Role::Label, true, &label));
+                    if ui.is_rect_visible(panel) {
+                        let painter = ui.painter();
+                        painter.rect_filled(panel, 4.0, group_fill);
+                        // A bracket over the group's columns: a line with ticks down at both ends.
+                        let y = band.bottom() - 3.0;
+                        painter.line_segment([pos2(left, y), pos2(right, y)], bracket_stroke);
+                        for x in [left, right] {
+                            painter.line_segment([pos2(x, y), pos2(x, y + 4.0)], bracket_stroke);
+                        }
+                        // The long caption when it fits, else just the KV head.
+                        let long = format!("KV {} · {}", group.kv_idx, heads_text(&group.heads));
+                        let galley =
+                            painter.layout_no_wrap(long, font.clone(), bracket_stroke.color);
+                        let galley = if galley.size().x <= right - left {
+                            galley
+                        } else {
+                            painter.layout_no_wrap(
+                                format!("KV {}", group.kv_idx),
+                                font.clone(),
+                                bracket_stroke.color,
+                            )
+                        };
+                        let text_pos = pos2(
+                            band.center().x - galley.size().x / 2.0,
+                            y - 2.0 - galley.size().y,
+                        );
+                        painter.galley(text_pos, galley, bracket_stroke.color);
+                    }
+                    response.on_hover_text(format!(
+                        "Query {} share key/value head {}",
+                        heads_text(&group.heads),
+                        group.kv_idx
+                    ));
+                }
+
                 for layer_idx in 0..layers {
                     for head_idx in 0..heads {
-                        let min =
-                            grid.min + vec2(head_idx as f32 * cell_w, layer_idx as f32 * row_h);
+                        let x = columns.x_of_head.get(head_idx).copied().unwrap_or_default();
+                        let min = grid.min + vec2(x, band_h + layer_idx as f32 * row_h);
                         let rect = Rect::from_min_size(min, Vec2::splat(side));
                         let name = thumb_label(layer_idx, head_idx);
                         let id = ui.scope_id().with(("grid-thumb", layer_idx, head_idx));
@@ -332,6 +524,7 @@ impl GridView {
                         }
                         // Crafted heads only exist in the demo model.
                         let demo = state.model_dir.is_none().then_some(&state.demo);
+                        let shared = shared_with.get(head_idx).and_then(Option::as_ref);
                         response.on_hover_ui(|ui| {
                             let texture = previews.get_or_build(
                                 ui.ctx(),
@@ -345,6 +538,13 @@ impl GridView {
                                 ui.image((texture, Vec2::splat(PREVIEW_PX)));
                             }
                             ui.label(format!("Layer {layer_idx} · head {head_idx}"));
+                            if let Some((kv_idx, others)) = shared {
+                                ui.label(if others.is_empty() {
+                                    format!("Has key/value head {kv_idx} to itself")
+                                } else {
+                                    format!("Shares KV head {kv_idx} with {}", heads_text(others))
+                                });
+                            }
                             if let Some(label) = demo
                                 .and_then(|d| crafted_at(d, layer_idx, head_idx))
                                 .map(|k| k.label())
@@ -464,6 +664,76 @@ mod tests {
         assert_eq!(thumb_label(3, 5), "L3·H5");
     }
 
+    #[test]
+    fn head_lists() {
+        assert_eq!(heads_text(&[2]), "head 2");
+        assert_eq!(heads_text(&[0, 1]), "heads 0–1");
+        assert_eq!(heads_text(&[4, 5, 6, 7]), "heads 4–7");
+        assert_eq!(heads_text(&[0, 2, 3]), "heads 0, 2, 3");
+        assert_eq!(kv_group_label(1, &[2, 3]), "KV 1: heads 2–3");
+    }
+
+    fn group(kv_idx: usize, heads: &[usize]) -> KvGroup {
+        KvGroup {
+            kv_idx,
+            heads: heads.to_vec(),
+        }
+    }
+
+    #[test]
+    fn groups_are_drawn_only_for_shared_kv_heads_that_fit_the_run() {
+        let gqa = vec![vec![0, 1], vec![2, 3]];
+        assert_eq!(
+            drawn_groups(&gqa, 4),
+            Some(vec![group(0, &[0, 1]), group(1, &[2, 3])])
+        );
+        // Multi-query attention: one group of every head.
+        assert_eq!(
+            drawn_groups(&[vec![0, 1, 2]], 3),
+            Some(vec![group(0, &[0, 1, 2])])
+        );
+        // One KV head per query head, or nothing known: the plain grid.
+        assert_eq!(drawn_groups(&[vec![0], vec![1]], 2), None);
+        assert_eq!(drawn_groups(&[], 4), None);
+        // Groups that do not partition the run's heads are ignored.
+        assert_eq!(drawn_groups(&gqa, 8), None, "heads 4..8 missing");
+        assert_eq!(drawn_groups(&gqa, 3), None, "head 3 out of range");
+        assert_eq!(
+            drawn_groups(&[vec![0, 1], vec![1, 2]], 3),
+            None,
+            "head 1 twice"
+        );
+        // Unsorted groups draw their heads in order.
+        assert_eq!(
+            drawn_groups(&[vec![3, 0], vec![2, 1]], 4),
+            Some(vec![group(0, &[0, 3]), group(1, &[1, 2])])
+        );
+    }
+
+    #[test]
+    fn columns_without_groups_are_evenly_spaced() {
+        let c = layout_columns(3, 50.0, 4.0, 12.0, None);
+        assert_eq!(c.x_of_head, vec![0.0, 54.0, 108.0]);
+        assert_eq!(c.width, 158.0);
+        assert!(c.spans.is_empty());
+    }
+
+    #[test]
+    fn grouped_columns_sit_together_with_a_gap_between_groups() {
+        // Heads 0,1 | 2,3 with 50-point thumbnails, 4 points inside a group and 4 + 12 between.
+        let groups = [group(0, &[0, 1]), group(1, &[2, 3])];
+        let c = layout_columns(4, 50.0, 4.0, 12.0, Some(&groups));
+        assert_eq!(c.x_of_head, vec![0.0, 54.0, 120.0, 174.0]);
+        assert_eq!(c.width, 224.0);
+        let edges: Vec<(usize, f32, f32)> =
+            c.spans.iter().map(|(g, l, r)| (g.kv_idx, *l, *r)).collect();
+        assert_eq!(edges, vec![(0, 0.0, 104.0), (1, 120.0, 224.0)]);
+        // Non-adjacent heads of one group become adjacent columns.
+        let groups = [group(0, &[0, 2]), group(1, &[1, 3])];
+        let c = layout_columns(4, 50.0, 4.0, 12.0, Some(&groups));
+        assert_eq!(c.x_of_head, vec![0.0, 120.0, 54.0, 174.0]);
+    }
+
     mod ui {
         use super::super::*;
         use crate::engine::AttentionMaps;
@@ -496,7 +766,7 @@ mod tests {
             Harness::builder()
                 .with_size(vec2(1000.0, 800.0))
                 .build_ui_state(
-                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state),
+                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state, &[]),
                     (GridView::default(), state),
                 )
         }

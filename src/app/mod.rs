@@ -91,7 +91,9 @@ pub struct AttnApp {
     last_compute_ms: Option<f64>,
     /// The architecture of the model behind the current run.
     pub model_info: Option<crate::model::ModelInfo>,
-    /// The model folder to go back to if a newly opened one fails to load.
+    /// Per checkpoint folder run recently, which query heads share each key/value head.
+    kv_groups: Vec<(PathBuf, Vec<Vec<usize>>)>,
+    /// The model folder to go back to if a newly opened one fails to load or is cancelled.
     previous_model_dir: Option<Option<PathBuf>>,
     /// The session file in use, if any.
     pub session_path: Option<PathBuf>,
@@ -125,6 +127,7 @@ impl AttnApp {
             notice: None,
             last_compute_ms: None,
             model_info: None,
+            kv_groups: Vec::new(),
             previous_model_dir: None,
             session_path: None,
             heatmap: heatmap::HeatmapView::default(),
@@ -229,6 +232,7 @@ impl AttnApp {
             Ok(mut state) => {
                 state.clamp(None);
                 self.state = state;
+                self.previous_model_dir = None;
                 self.external = None;
                 self.session_path = Some(path.to_owned());
                 self.error = None;
@@ -292,13 +296,67 @@ impl AttnApp {
         }
     }
 
-    /// Switches to a checkpoint folder; it loads on the worker. If it fails, the previous model
-    /// comes back and the error names the file.
+    /// Switches to a checkpoint folder; it loads on the worker, and a folder still loading is
+    /// cancelled (the newest wins). If it fails or is cancelled, the model on screen before
+    /// stays and a failure names the file. The folder joins the recent list once it has run.
     pub fn open_model_folder(&mut self, dir: &Path) {
-        self.previous_model_dir = Some(self.state.model_dir.clone());
+        // While another folder is still loading, the model to go back to is still the one
+        // before it.
+        if self.previous_model_dir.is_none() {
+            self.previous_model_dir = Some(self.state.model_dir.clone());
+        }
         self.state.model_dir = Some(dir.to_owned());
         self.external = None;
-        self.state.remember_model(dir);
+    }
+
+    /// The checkpoint load in progress on the worker, if any (also a cancelled one that has not
+    /// stopped yet).
+    pub fn loading(&self) -> Option<worker::LoadStatus> {
+        self.worker.as_ref().and_then(Worker::loading)
+    }
+
+    /// Holds the worker just before it reads a model's files (`true`), or lets it go on. For
+    /// tests that need a load in progress at a known point.
+    pub fn hold_model_loads(&self, hold: bool) {
+        if let Some(w) = &self.worker {
+            w.hold_loads(hold);
+        }
+    }
+
+    /// Stops the checkpoint load in progress and goes back to the model on screen before it,
+    /// with its settings as they were. Not an error: a short notice says what happened.
+    fn cancel_load(&mut self) {
+        let Some(load) = self.loading() else {
+            return;
+        };
+        load.progress.cancel();
+        if self.state.model_dir.as_ref() == Some(&load.dir) {
+            // With nothing to go back to (the app started with this folder), the demo.
+            self.state.model_dir = self.previous_model_dir.take().unwrap_or_default();
+        }
+        let kept = match &self.state.model_dir {
+            Some(dir) => folder_name(dir),
+            None => "the demo model".to_owned(),
+        };
+        self.notice = Some(format!(
+            "cancelled loading {}; kept {kept}",
+            folder_name(&load.dir)
+        ));
+    }
+
+    /// The key/value groups of the run on screen: per KV head, the query heads sharing it.
+    /// Empty when unknown; the demo has one KV head per query head.
+    fn shown_kv_groups(&self) -> Vec<Vec<usize>> {
+        match (&self.external, &self.current) {
+            (Some(e), _) => contiguous_kv_groups(e.meta.heads, e.meta.kv_heads),
+            (None, Some((key, _))) => key
+                .model_dir
+                .as_ref()
+                .and_then(|dir| self.kv_groups.iter().find(|(d, _)| d == dir))
+                .map(|(_, g)| g.clone())
+                .unwrap_or_default(),
+            (None, None) => Vec::new(),
+        }
     }
 
     fn start_export_all(&mut self, dir: &Path) {
@@ -412,6 +470,17 @@ impl AttnApp {
             if result.outcome.is_ok() {
                 self.model_info = result.info.clone();
                 self.previous_model_dir = None;
+                if let Some(dir) = &result.key.model_dir {
+                    // Only folders that loaded and ran join the recent list.
+                    if self.state.recent_models.first() != Some(dir) {
+                        self.state.remember_model(dir);
+                    }
+                    self.kv_groups.retain(|(d, _)| d != dir);
+                    self.kv_groups.push((dir.clone(), result.kv_groups.clone()));
+                    if self.kv_groups.len() > CACHE_SIZE {
+                        self.kv_groups.remove(0);
+                    }
+                }
             }
             match result.outcome {
                 Ok(run) => {
@@ -728,6 +797,7 @@ impl AttnApp {
             Some(Some(dir)) => self.open_model_folder(&dir),
             Some(None) => {
                 self.state.model_dir = None;
+                self.previous_model_dir = None;
                 self.external = None;
             }
             None => {}
@@ -744,10 +814,8 @@ impl AttnApp {
                         let rows = [
                             ("architecture", info.architecture.clone()),
                             ("layers", info.layers.to_string()),
-                            (
-                                "heads",
-                                format!("{} (kv heads {})", info.heads, info.kv_heads),
-                            ),
+                            ("heads", info.heads.to_string()),
+                            ("KV heads", kv_heads_text(info.heads, info.kv_heads)),
                             ("d_model", info.d_model.to_string()),
                             ("parameters", info.params.to_string()),
                             ("dtype", info.dtype.clone()),
@@ -879,14 +947,20 @@ impl AttnApp {
             ui.separator();
             match (&self.external, &self.state.model_dir) {
                 (Some(e), _) => ui.label(format!("{} (from file)", e.meta.name)),
-                (None, Some(dir)) => ui.label(format!(
-                    "{} ({})",
-                    dir.file_name()
-                        .map_or("checkpoint".into(), |n| n.to_string_lossy()),
-                    self.model_info
+                (None, Some(dir)) => {
+                    let loaded = self
+                        .current
                         .as_ref()
-                        .map_or("loading", |i| i.architecture.as_str())
-                )),
+                        .is_some_and(|(k, _)| k.model_dir.as_ref() == Some(dir));
+                    ui.label(format!(
+                        "{} ({})",
+                        folder_name(dir),
+                        self.model_info
+                            .as_ref()
+                            .filter(|_| loaded)
+                            .map_or("loading", |i| i.architecture.as_str())
+                    ))
+                }
                 (None, None) => ui.label(format!(
                     "demo {}×{}×{}",
                     self.state.demo.layers, self.state.demo.heads, self.state.demo.d_model
@@ -896,7 +970,26 @@ impl AttnApp {
                 ui.separator();
                 ui.label(format!("computed in {ms:.1} ms"));
             }
-            if self.busy() {
+            let load = self.loading().filter(|l| !l.progress.is_cancelled());
+            if let Some(load) = load {
+                ui.separator();
+                let name = folder_name(&load.dir);
+                // The fraction is known once the weight files' headers are read.
+                let bar = match load.progress.fraction() {
+                    Some(f) => egui::ProgressBar::new(f)
+                        .text(format!("loading {name} {:.0}%", (f * 100.0).floor())),
+                    None => egui::ProgressBar::new(0.0).text(format!("loading {name}…")),
+                };
+                ui.add(bar.desired_width(220.0))
+                    .on_hover_text(load.dir.display().to_string());
+                if ui
+                    .button("Cancel")
+                    .on_hover_text("Stop loading and keep the current model")
+                    .clicked()
+                {
+                    self.cancel_load();
+                }
+            } else if self.busy() {
                 ui.separator();
                 ui.spinner();
                 let slow = self
@@ -961,7 +1054,10 @@ impl AttnApp {
         ui.separator();
         match self.state.view {
             ViewKind::Heatmap => self.heatmap.ui(ui, &run, &mut self.state),
-            ViewKind::Grid => self.grid.ui(ui, &run, &mut self.state),
+            ViewKind::Grid => {
+                let kv_groups = self.shown_kv_groups();
+                self.grid.ui(ui, &run, &mut self.state, &kv_groups);
+            }
             ViewKind::HeadView => self.head_view.ui(ui, &run, &mut self.state),
         }
     }
@@ -1037,7 +1133,8 @@ impl AttnApp {
         theme::apply(ctx, self.state.theme);
         self.update_title(ctx);
         self.handle_screenshot(ctx);
-        if self.busy() || self.export_job.is_some() || self.dialog.is_some() {
+        let loading = self.loading().is_some_and(|l| !l.progress.is_cancelled());
+        if self.busy() || loading || self.export_job.is_some() || self.dialog.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(50));
         }
     }
@@ -1059,6 +1156,38 @@ impl AttnApp {
     /// without the side panels; for snapshot tests of the views.
     pub fn draw_central(&mut self, ui: &mut egui::Ui) {
         self.central_ui(ui);
+    }
+}
+
+/// The last component of a model folder, for short messages.
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Key/value groups as Hugging Face models share KV heads (`repeat_kv`): query head h uses KV
+/// head h / (heads / kv_heads). Empty when `kv_heads` does not divide `heads`.
+fn contiguous_kv_groups(heads: usize, kv_heads: usize) -> Vec<Vec<usize>> {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Vec::new();
+    }
+    let per = heads / kv_heads;
+    (0..kv_heads)
+        .map(|g| (g * per..(g + 1) * per).collect())
+        .collect()
+}
+
+/// The info panel's "KV heads" entry: how many, and how they are shared.
+fn kv_heads_text(heads: usize, kv_heads: usize) -> String {
+    match kv_heads {
+        k if k == heads => format!("{k} (one per head)"),
+        1 => format!("1 (shared by all {heads} heads)"),
+        k if k > 0 && heads.is_multiple_of(k) => {
+            format!("{k} (groups of {} query heads)", heads / k)
+        }
+        k => k.to_string(),
     }
 }
 

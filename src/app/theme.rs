@@ -48,3 +48,22 @@ pub fn selected_token_fill(dark: bool) -> Color32 {
         Color32::from_rgb(170, 200, 245)
     }
 }
+
+/// Panel behind the query heads that share one key/value head in the grid: a faint tint of the
+/// background, so that the thumbnails keep their colours.
+pub fn kv_group_fill(dark: bool) -> Color32 {
+    if dark {
+        Color32::from_rgb(45, 50, 62)
+    } else {
+        Color32::from_rgb(222, 228, 240)
+    }
+}
+
+/// Bracket and label over a key/value group in the grid.
+pub fn kv_group_accent(dark: bool) -> Color32 {
+    if dark {
+        Color32::from_rgb(240, 180, 90)
+    } else {
+        Color32::from_rgb(150, 80, 0)
+    }
+}

@@ -1,15 +1,22 @@
-//! The compute worker: a named thread that runs forward passes off the UI thread.
+//! The compute worker: a named thread that loads models and runs forward passes off the UI
+//! thread.
 //!
 //! Jobs carry an id. The worker always takes the newest queued job and skips older ones, a
 //! running job is cancelled as soon as a newer one arrives, and the app drops any result whose
 //! id is not the one it asked for last. `ui()` never waits on it.
+//!
+//! A checkpoint load is published as a [`LoadStatus`] (the folder and its [`LoadProgress`]) so
+//! that the UI can draw its progress from the atomics and cancel it. A job for another model
+//! cancels a load in progress (the newest folder wins); a cancelled or failed load leaves the
+//! previous model in place.
 
-use crate::engine::{AttentionRun, RunOptions};
-use crate::model::{Checkpoint, DemoConfig, DemoModel, Model};
+use crate::engine::{AttentionRun, EngineError, RunOptions};
+use crate::model::{Checkpoint, DemoConfig, DemoModel, LoadError, LoadProgress, Model};
 use crate::tokenize::{DemoTokenizer, Token, tokenize};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 /// Everything that determines a run. Equal keys give equal results, so results are cached by it.
@@ -22,7 +29,7 @@ pub struct JobKey {
     /// The demo model's settings (used when `model_dir` is `None`).
     pub demo: DemoConfig,
     /// A checkpoint folder, or `None` for the demo.
-    pub model_dir: Option<std::path::PathBuf>,
+    pub model_dir: Option<PathBuf>,
     /// Mask, scale and the rest.
     pub opts: RunOptions,
 }
@@ -39,6 +46,8 @@ pub struct JobResult {
     pub compute_ms: f64,
     /// The architecture of the model that ran.
     pub info: Option<crate::model::ModelInfo>,
+    /// Per key/value head, the query heads that share it (one group per head without GQA).
+    pub kv_groups: Vec<Vec<usize>>,
 }
 
 /// Progress of the running job: layers done out of layers total.
@@ -50,17 +59,67 @@ pub struct Progress {
     pub total: usize,
 }
 
+/// A checkpoint being loaded: which folder, and how far it has got.
+#[derive(Clone, Debug)]
+pub struct LoadStatus {
+    /// The folder being loaded.
+    pub dir: PathBuf,
+    /// Bytes converted so far, and the cancel flag.
+    pub progress: Arc<LoadProgress>,
+}
+
 struct Job {
     id: u64,
     key: JobKey,
+}
+
+/// Why a job produced no run.
+enum JobError {
+    /// A newer job or the user stopped it; nothing is reported.
+    Cancelled,
+    /// A one-line message for the user.
+    Failed(String),
+}
+
+impl<E: std::fmt::Display> From<E> for JobError {
+    fn from(e: E) -> Self {
+        JobError::Failed(e.to_string())
+    }
+}
+
+/// The load in progress, and the test hold.
+#[derive(Default)]
+struct LoadSlot {
+    /// Published while a checkpoint loads.
+    loading: Option<LoadStatus>,
+    /// While true, the worker waits just before it reads a model's files.
+    held: bool,
+}
+
+/// State shared by the app's handle and the worker thread.
+#[derive(Default)]
+struct Shared {
+    /// The id of the newest job; anything older is cancelled.
+    latest: AtomicU64,
+    /// Layers done in the running forward pass.
+    progress: Mutex<Progress>,
+    /// The checkpoint load in progress. `latest` is stored under this lock by `submit`, so a
+    /// load either sees the newer job before it starts or is cancelled by it.
+    load: Mutex<LoadSlot>,
+    /// Signals a change of `load.held`.
+    load_released: Condvar,
+}
+
+/// Locks `m`, also after a panic elsewhere poisoned it (the data is plain values).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Handle to the worker thread.
 pub struct Worker {
     jobs: Sender<Job>,
     results: Receiver<JobResult>,
-    latest: Arc<AtomicU64>,
-    progress: Arc<std::sync::Mutex<Progress>>,
+    shared: Arc<Shared>,
     next_id: u64,
 }
 
@@ -70,35 +129,46 @@ impl Worker {
     pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let (jobs, job_rx) = channel::<Job>();
         let (result_tx, results) = channel();
-        let latest = Arc::new(AtomicU64::new(0));
-        let progress = Arc::new(std::sync::Mutex::new(Progress::default()));
-        let (latest_w, progress_w) = (latest.clone(), progress.clone());
+        let shared = Arc::new(Shared::default());
+        let shared_w = shared.clone();
         std::thread::Builder::new()
             .name("attn-worker".to_owned())
-            .spawn(move || worker_loop(&job_rx, &result_tx, &latest_w, &progress_w, &wake))?;
+            .spawn(move || worker_loop(&job_rx, &result_tx, &shared_w, &wake))?;
         Ok(Self {
             jobs,
             results,
-            latest,
-            progress,
+            shared,
             next_id: 0,
         })
     }
 
-    /// Queues a job and returns its id. Any older job is cancelled or skipped.
+    /// Queues a job and returns its id. Any older job is cancelled or skipped, and so is a
+    /// checkpoint load for another model.
     pub fn submit(&mut self, key: JobKey) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        self.latest.store(id, Ordering::SeqCst);
+        {
+            let slot = lock(&self.shared.load);
+            self.shared.latest.store(id, Ordering::SeqCst);
+            if let Some(load) = &slot.loading
+                && key.model_dir.as_ref() != Some(&load.dir)
+            {
+                load.progress.cancel();
+            }
+        }
         // A send only fails when the worker is gone; the app then shows no new results.
         let _ = self.jobs.send(Job { id, key });
         id
     }
 
-    /// Cancels whatever is running or queued.
+    /// Cancels whatever is running, loading or queued.
     pub fn cancel(&mut self) {
         self.next_id += 1;
-        self.latest.store(self.next_id, Ordering::SeqCst);
+        let slot = lock(&self.shared.load);
+        self.shared.latest.store(self.next_id, Ordering::SeqCst);
+        if let Some(load) = &slot.loading {
+            load.progress.cancel();
+        }
     }
 
     /// The next finished job, if any.
@@ -108,15 +178,28 @@ impl Worker {
 
     /// Progress of the running job.
     pub fn progress(&self) -> Progress {
-        self.progress.lock().map(|p| *p).unwrap_or_default()
+        *lock(&self.shared.progress)
+    }
+
+    /// The checkpoint load in progress, if any (also one that was cancelled but has not
+    /// stopped yet: check `progress.is_cancelled()`).
+    pub fn loading(&self) -> Option<LoadStatus> {
+        lock(&self.shared.load).loading.clone()
+    }
+
+    /// While `hold` is true the worker stops just before it reads a model's files, with the
+    /// load already published by [`Self::loading`]. For tests that need a load to be in
+    /// progress at a known point; the app never holds.
+    pub fn hold_loads(&self, hold: bool) {
+        lock(&self.shared.load).held = hold;
+        self.shared.load_released.notify_all();
     }
 }
 
 fn worker_loop(
     jobs: &Receiver<Job>,
     results: &Sender<JobResult>,
-    latest: &AtomicU64,
-    progress: &std::sync::Mutex<Progress>,
+    shared: &Shared,
     wake: &dyn Fn(),
 ) {
     // Models are slow to build or load: keep the last one.
@@ -126,21 +209,22 @@ fn worker_loop(
         while let Ok(newer) = jobs.try_recv() {
             job = newer;
         }
-        if job.id < latest.load(Ordering::SeqCst) {
+        if job.id < shared.latest.load(Ordering::SeqCst) {
             continue;
         }
         let start = Instant::now();
-        let outcome = run_job(&job, &mut model, latest, progress, wake);
-        let info = model.as_ref().map(|m| m.model().info());
-        if outcome.as_ref().is_err_and(|e| e == "cancelled") {
-            continue;
-        }
+        let outcome = match run_job(&job, &mut model, shared, wake) {
+            Ok(run) => Ok(run),
+            Err(JobError::Cancelled) => continue,
+            Err(JobError::Failed(e)) => Err(e),
+        };
         let result = JobResult {
             id: job.id,
             key: job.key,
             outcome,
             compute_ms: start.elapsed().as_secs_f64() * 1e3,
-            info,
+            info: model.as_ref().map(|m| m.model().info()),
+            kv_groups: model.as_ref().map(Loaded::kv_groups).unwrap_or_default(),
         };
         if results.send(result).is_err() {
             return;
@@ -152,7 +236,7 @@ fn worker_loop(
 /// The model the worker holds: the demo, or a checkpoint loaded from a folder.
 enum Loaded {
     Demo(Box<DemoModel>),
-    Checkpoint(std::path::PathBuf, Box<Checkpoint>),
+    Checkpoint(PathBuf, Box<Checkpoint>),
 }
 
 impl Loaded {
@@ -170,56 +254,105 @@ impl Loaded {
             _ => false,
         }
     }
+
+    /// Per key/value head, the query heads that share it.
+    fn kv_groups(&self) -> Vec<Vec<usize>> {
+        match self {
+            Loaded::Demo(m) => (0..m.config().heads).map(|h| vec![h]).collect(),
+            Loaded::Checkpoint(_, m) => m.kv_groups(),
+        }
+    }
+}
+
+/// Loads the checkpoint in `dir` for `job`, publishing its progress while it loads.
+fn load_checkpoint(
+    job: &Job,
+    dir: &Path,
+    shared: &Shared,
+    wake: &dyn Fn(),
+) -> Result<Checkpoint, JobError> {
+    let progress = Arc::new(LoadProgress::default());
+    {
+        let mut slot = lock(&shared.load);
+        // Under the lock: a newer job either shows up here or sees this load and cancels it.
+        if shared.latest.load(Ordering::SeqCst) != job.id {
+            return Err(JobError::Cancelled);
+        }
+        slot.loading = Some(LoadStatus {
+            dir: dir.to_owned(),
+            progress: progress.clone(),
+        });
+        wake();
+        while slot.held {
+            slot = shared
+                .load_released
+                .wait(slot)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+    let loaded = if progress.is_cancelled() {
+        Err(LoadError::Cancelled)
+    } else {
+        Checkpoint::load_with_progress(dir, progress)
+    };
+    lock(&shared.load).loading = None;
+    wake();
+    match loaded {
+        Ok(c) => Ok(c),
+        Err(LoadError::Cancelled) => Err(JobError::Cancelled),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn run_job(
     job: &Job,
     model: &mut Option<Loaded>,
-    latest: &AtomicU64,
-    progress: &std::sync::Mutex<Progress>,
+    shared: &Shared,
     wake: &dyn Fn(),
-) -> Result<Arc<AttentionRun>, String> {
+) -> Result<Arc<AttentionRun>, JobError> {
     let key = &job.key;
     if model.as_ref().is_none_or(|m| !m.matches(key)) {
-        *model = None;
-        *model = Some(match &key.model_dir {
-            None => Loaded::Demo(Box::new(
-                DemoModel::new(key.demo).map_err(|e| e.to_string())?,
-            )),
-            Some(dir) => Loaded::Checkpoint(
-                dir.clone(),
-                Box::new(Checkpoint::load(dir).map_err(|e| e.to_string())?),
-            ),
-        });
+        match &key.model_dir {
+            None => {
+                // The demo builds in well under a second: free the old model first.
+                *model = None;
+                *model = Some(Loaded::Demo(Box::new(DemoModel::new(key.demo)?)));
+            }
+            // The previous model stays until the new one has loaded, so a cancelled or failed
+            // load leaves it in place.
+            Some(dir) => {
+                let checkpoint = load_checkpoint(job, dir, shared, wake)?;
+                *model = Some(Loaded::Checkpoint(dir.clone(), Box::new(checkpoint)));
+            }
+        }
     }
     let Some(loaded) = model.as_ref() else {
-        return Err("no model".to_owned());
+        return Err(JobError::Failed("no model".to_owned()));
     };
     let tokens: Vec<Token> = match loaded {
-        Loaded::Demo(_) => tokenize(&key.text, key.tokenizer).map_err(|e| e.to_string())?,
-        Loaded::Checkpoint(_, c) => c.tokenize(&key.text)?,
+        Loaded::Demo(_) => tokenize(&key.text, key.tokenizer)?,
+        Loaded::Checkpoint(_, c) => c.tokenize(&key.text).map_err(JobError::Failed)?,
     };
     let limit = loaded.model().info().max_positions;
     if tokens.len() > limit {
-        return Err(format!(
+        return Err(JobError::Failed(format!(
             "{} tokens exceed the model's limit of {limit}",
             tokens.len()
-        ));
+        )));
     }
     let total = loaded.model().info().layers;
-    if let Ok(mut p) = progress.lock() {
-        *p = Progress { done: 0, total };
-    }
+    *lock(&shared.progress) = Progress { done: 0, total };
     let mut on_layer = |done: usize| {
-        if let Ok(mut p) = progress.lock() {
-            *p = Progress { done, total };
-        }
+        *lock(&shared.progress) = Progress { done, total };
         wake();
-        latest.load(Ordering::SeqCst) == job.id
+        shared.latest.load(Ordering::SeqCst) == job.id
     };
-    loaded
+    match loaded
         .model()
         .forward_with_progress(&tokens, &key.opts, &mut on_layer)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+    {
+        Ok(run) => Ok(Arc::new(run)),
+        Err(EngineError::Cancelled) => Err(JobError::Cancelled),
+        Err(e) => Err(e.into()),
+    }
 }
