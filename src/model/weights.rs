@@ -1,5 +1,9 @@
-//! Checkpoint weights: safetensors files read into f32 arrays, every shape checked against what
-//! the config promises before anything is built, and every error naming the tensor and file.
+//! Checkpoint weights: safetensors files memory-mapped (or read, where mapping fails) and
+//! converted into owned f32 arrays, every shape checked against what the config promises before
+//! anything is built, and every error naming the tensor and file.
+//!
+//! The maps live only as long as a [`WeightFile`], which [`Checkpoint::load`](super::Checkpoint::load)
+//! drops before it returns: a loaded model owns all its weights and holds no file open.
 
 use ndarray::{Array1, Array2};
 use safetensors::{Dtype, SafeTensors};
@@ -97,13 +101,31 @@ pub enum LoadError {
     },
 }
 
+/// The bytes of one file: mapped, or read when the file cannot be mapped.
+enum FileBytes {
+    Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            FileBytes::Mapped(map) => map,
+            FileBytes::Read(bytes) => bytes,
+        }
+    }
+}
+
 /// One safetensors file.
 struct Shard {
     path: PathBuf,
-    bytes: Vec<u8>,
+    bytes: FileBytes,
 }
 
-/// The raw bytes of a checkpoint's safetensors file, or of its shards, parsed per lookup.
+/// The bytes of a checkpoint's safetensors file, or of its shards (memory-mapped), parsed per
+/// lookup. Tensors are copied out as owned f32; keep this only for the duration of a load.
 pub struct WeightFile {
     shards: Vec<Shard>,
     /// For sharded checkpoints: tensor name → shard index, from model.safetensors.index.json.
@@ -311,10 +333,19 @@ impl WeightFile {
 }
 
 fn read_shard(path: &Path) -> Result<Shard, LoadError> {
-    let bytes = std::fs::read(path).map_err(|cause| LoadError::Read {
+    let read_err = |cause| LoadError::Read {
         path: path.to_owned(),
         cause,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let len = file.metadata().map_err(read_err)?.len();
+    // An empty file cannot be mapped, and a filesystem may refuse maps: then read it, so that
+    // the error (if any) comes from parsing, as for any other bad file.
+    let mapped = if len > 0 { map_file(&file).ok() } else { None };
+    let bytes = match mapped {
+        Some(map) => FileBytes::Mapped(map),
+        None => FileBytes::Read(std::fs::read(path).map_err(read_err)?),
+    };
     let shard = Shard {
         path: path.to_owned(),
         bytes,
@@ -322,6 +353,18 @@ fn read_shard(path: &Path) -> Result<Shard, LoadError> {
     // Parse once now, so that a truncated or garbage file fails here with one message.
     parse(&shard)?;
     Ok(shard)
+}
+
+/// Maps `file` read-only.
+#[allow(unsafe_code)]
+fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: a map is only sound while nobody truncates or rewrites the file, which no
+    // library can ensure; attnviz assumes that a checkpoint is not modified while it loads.
+    // The map is read-only, every tensor is copied out into owned f32 arrays during the load,
+    // and the `WeightFile` holding the map is dropped when the load ends, so the window in
+    // which that assumption matters is the load itself. Lengths are taken from the map, so a
+    // file truncated before mapping is a clean parse error, not a fault.
+    unsafe { memmap2::Mmap::map(file) }
 }
 
 fn parse(shard: &Shard) -> Result<SafeTensors<'_>, LoadError> {
