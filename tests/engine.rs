@@ -404,6 +404,7 @@ fn random_transformer(s: &RandomSetup) -> Transformer {
         causal: s.causal,
         blocks,
         final_norm: None,
+        packed: Default::default(),
     }
 }
 
@@ -883,6 +884,11 @@ fn minilm_matches_transformers_when_available() {
         )
         .unwrap();
     assert_eq!(run.maps.shape(), [6, 12, n, n]);
+    // A sentence-transformers BERT: no cls.predictions.*, so no head.
+    assert_eq!(ckpt.lm_head(), None);
+    assert!(ckpt.info().lm_head.is_none());
+    let hidden = run.hidden.as_ref().unwrap();
+    assert!(ckpt.next_token_logprobs(hidden.view()).unwrap().is_none());
     let mut worst = 0.0f64;
     for (key, map) in golden["maps"].as_object().unwrap() {
         let (l, h) = key.split_once('.').unwrap();
@@ -991,8 +997,16 @@ fn mutated_checkpoints_never_panic() {
         let outcome = std::panic::catch_unwind(|| {
             Checkpoint::load(&dir).map(|ckpt| {
                 let tokens = ckpt.tokens_from_ids(&[1, 2, 3]);
-                ckpt.forward(&tokens, &RunOptions::default())
-                    .map(|r| r.maps.len())
+                let opts = RunOptions {
+                    keep_hidden: true,
+                    ..RunOptions::default()
+                };
+                ckpt.forward(&tokens, &opts).map(|r| {
+                    // The tied head must cope with whatever weights loaded (NaN included).
+                    let hidden = r.hidden.unwrap();
+                    let top = ckpt.top_next_tokens(hidden.view(), 2, 3);
+                    (r.maps.len(), top.map(|t| t.len()).ok())
+                })
             })
         });
         match outcome {
@@ -1004,4 +1018,266 @@ fn mutated_checkpoints_never_panic() {
     std::fs::remove_dir_all(&base).unwrap();
     // Most mutations must be rejected; a few (e.g. a flipped bit in a weight) still load.
     assert!(err > 500 && ok > 0, "ok {ok}, err {err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// LM heads: next-token log-probabilities against transformers (GPT2LMHeadModel, LlamaForCausalLM).
+
+/// Max abs error of the last position's full log-prob vector and of the top-5 log-probs at every
+/// position; the top-5 ids must be identical.
+fn check_logprobs_against_golden(name: &str, golden_of: &str) -> (f64, f64) {
+    use attnviz::model::Checkpoint;
+    let ckpt = Checkpoint::load(&fixture(name)).unwrap();
+    let golden = read_golden(&fixture(golden_of).join("golden.json"));
+    let (mut worst_last, mut worst_top) = (0.0f64, 0.0f64);
+    for record in golden.as_array().unwrap() {
+        let tokens = golden_tokens(&ckpt, record, name);
+        let opts = RunOptions {
+            keep_hidden: true,
+            ..RunOptions::default()
+        };
+        let hidden = ckpt.forward(&tokens, &opts).unwrap().hidden.unwrap();
+        let logprobs = ckpt.next_token_logprobs(hidden.view()).unwrap().unwrap();
+        assert_eq!(logprobs.dim(), (tokens.len(), ckpt.config().vocab));
+        let last = logprobs.row(tokens.len() - 1);
+        let want = record["next_logprobs_last"].as_array().unwrap();
+        assert_eq!(want.len(), last.len(), "{name}: vocabulary size");
+        for (g, w) in last.iter().zip(want) {
+            worst_last = worst_last.max((f64::from(*g) - w.as_f64().unwrap()).abs());
+        }
+        let top_ids = record["top5_ids"].as_array().unwrap();
+        let top_lps = record["top5_logprobs"].as_array().unwrap();
+        assert_eq!(top_ids.len(), tokens.len());
+        for (position, (ids, lps)) in top_ids.iter().zip(top_lps).enumerate() {
+            let top = ckpt.top_next_tokens(hidden.view(), position, 5).unwrap();
+            let got: Vec<u64> = top.iter().map(|p| u64::from(p.id)).collect();
+            let want: Vec<u64> = ids
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(got, want, "{name}: top-5 ids at position {position}");
+            for (p, w) in top.iter().zip(lps.as_array().unwrap()) {
+                worst_top = worst_top.max((f64::from(p.logprob) - w.as_f64().unwrap()).abs());
+                // The same numbers as the full matrix, and the vocabulary's strings.
+                assert_eq!(p.logprob, logprobs[(position, p.id as usize)]);
+                assert_eq!(p.token, ckpt.tokens_from_ids(&[p.id])[0].text);
+            }
+        }
+    }
+    (worst_last, worst_top)
+}
+
+#[test]
+fn lm_heads_match_transformers_fixtures() {
+    use attnviz::model::{Checkpoint, LmHeadInfo};
+    // gpt2: tied to wte (GPT-2's default). llama and llama_sharded: lm_head.weight of their own
+    // (in its own shard for llama_sharded). llama3: tie_word_embeddings, no lm_head.weight.
+    for (name, golden_of, tensor, tied) in [
+        ("gpt2", "gpt2", "transformer.wte.weight", true),
+        ("llama", "llama", "lm_head.weight", false),
+        ("llama_sharded", "llama", "lm_head.weight", false),
+        ("llama3", "llama3", "model.embed_tokens.weight", true),
+    ] {
+        let ckpt = Checkpoint::load(&fixture(name)).unwrap();
+        let want = LmHeadInfo {
+            tensor: tensor.to_owned(),
+            tied,
+            vocab: 400,
+        };
+        assert_eq!(ckpt.lm_head().as_ref(), Some(&want), "{name}");
+        assert_eq!(ckpt.info().lm_head, Some(want), "{name}");
+        let (last, top) = check_logprobs_against_golden(name, golden_of);
+        eprintln!(
+            "{name}: max |Δlog-prob| last position = {last:.2e}, top-5 everywhere = {top:.2e}"
+        );
+        assert!(
+            last <= 1e-4,
+            "{name}: last-position log-probs differ by {last}"
+        );
+        assert!(top <= 1e-4, "{name}: top-5 log-probs differ by {top}");
+    }
+    // The untied head counts in the parameters; the tied one does not (it is wte).
+    let llama = Checkpoint::load(&fixture("llama")).unwrap().info().params;
+    let llama3 = Checkpoint::load(&fixture("llama3")).unwrap().info().params;
+    assert_eq!(llama - llama3, 400 * 32);
+    // BERT has no next-token head.
+    let bert = Checkpoint::load(&fixture("bert")).unwrap();
+    assert_eq!(bert.lm_head(), None);
+    let err = bert
+        .top_next_tokens(Array2::<f32>::zeros((2, 32)).view(), 0, 5)
+        .unwrap_err();
+    assert!(err.to_string().contains("no LM head"), "{err}");
+}
+
+/// A copy of fixture `name` in a fresh temporary folder, with `edit` applied to config.json and
+/// the tensors of model.safetensors rewritten by `tensors` (name → (shape, f32 values)).
+fn edited_fixture(
+    name: &str,
+    tag: &str,
+    edit_config: impl Fn(&str) -> String,
+    edit_tensors: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>),
+) -> std::path::PathBuf {
+    use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+    let dir =
+        std::env::temp_dir().join(format!("attnviz-head-{}-{name}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = fixture(name);
+    std::fs::copy(src.join("tokenizer.json"), dir.join("tokenizer.json")).unwrap();
+    let config = std::fs::read_to_string(src.join("config.json")).unwrap();
+    std::fs::write(dir.join("config.json"), edit_config(&config)).unwrap();
+    let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| {
+            let values = t
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (n, t.shape().to_vec(), values)
+        })
+        .collect();
+    edit_tensors(&mut tensors);
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, shape, v)| (n, shape, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = raw
+        .iter()
+        .map(|(n, shape, data)| {
+            (
+                n.clone(),
+                TensorView::new(Dtype::F32, shape.clone(), data).unwrap(),
+            )
+        })
+        .collect();
+    let out = safetensors::serialize(views, None).unwrap();
+    std::fs::write(dir.join("model.safetensors"), out).unwrap();
+    dir
+}
+
+#[test]
+fn lm_head_presence_follows_the_checkpoint_and_tie_word_embeddings() {
+    use attnviz::model::Checkpoint;
+    let keep = |c: &str| c.to_owned();
+    let untie = |c: &str| {
+        c.replace(
+            "\"tie_word_embeddings\": true",
+            "\"tie_word_embeddings\": false",
+        )
+    };
+    let tie = |c: &str| {
+        c.replace(
+            "\"tie_word_embeddings\": false",
+            "\"tie_word_embeddings\": true",
+        )
+    };
+    let same = |_: &mut Vec<(String, Vec<usize>, Vec<f32>)>| {};
+
+    // llama3 without tie_word_embeddings: no lm_head.weight, so no head (transformers would
+    // initialise one at random).
+    let dir = edited_fixture("llama3", "untied", untie, same);
+    assert_eq!(Checkpoint::load(&dir).unwrap().lm_head(), None);
+    // llama with tie_word_embeddings and its own lm_head.weight: the file's head wins, as in
+    // transformers (tensors that differ are not tied).
+    let dir = edited_fixture("llama", "tied", tie, same);
+    let head = Checkpoint::load(&dir).unwrap().lm_head().unwrap();
+    assert_eq!((head.tensor.as_str(), head.tied), ("lm_head.weight", false));
+    // GPT-2 with tie_word_embeddings false and no lm_head.weight: none.
+    assert!(
+        std::fs::read_to_string(fixture("gpt2").join("config.json"))
+            .unwrap()
+            .contains("\"tie_word_embeddings\": true")
+    );
+    let dir = edited_fixture("gpt2", "untied", untie, same);
+    assert_eq!(Checkpoint::load(&dir).unwrap().lm_head(), None);
+    // GPT-2 with an lm_head.weight of its own (here: wte doubled) uses it: log-probs of 2·logits.
+    let dir = edited_fixture("gpt2", "own", keep, |t| {
+        let wte = t
+            .iter()
+            .find(|(n, _, _)| n == "transformer.wte.weight")
+            .unwrap();
+        let doubled = wte.2.iter().map(|v| 2.0 * v).collect();
+        t.push(("lm_head.weight".to_owned(), wte.1.clone(), doubled));
+    });
+    let own = Checkpoint::load(&dir).unwrap();
+    let tied = Checkpoint::load(&fixture("gpt2")).unwrap();
+    assert_eq!(own.lm_head().unwrap().tensor, "lm_head.weight");
+    let tokens = tied.tokens_from_ids(&[5, 6, 7]);
+    let opts = RunOptions {
+        keep_hidden: true,
+        ..RunOptions::default()
+    };
+    let hidden = tied.forward(&tokens, &opts).unwrap().hidden.unwrap();
+    let a = tied.next_token_logprobs(hidden.view()).unwrap().unwrap();
+    let b = own.next_token_logprobs(hidden.view()).unwrap().unwrap();
+    // log_softmax(2z)_i = 2 z_i − lse(2z), and z_i = lp_i + lse(z): so b_i − 2 a_i is one
+    // constant per row (−lse(2z) + 2 lse(z)).
+    for (ra, rb) in a.rows().into_iter().zip(b.rows()) {
+        let c0 = rb[0] - 2.0 * ra[0];
+        for (x, y) in ra.iter().zip(rb) {
+            assert!((y - 2.0 * x - c0).abs() < 1e-3, "{y} vs 2·{x} + {c0}");
+        }
+    }
+    for tag in ["untied", "tied", "own"] {
+        for name in ["llama3", "llama", "gpt2"] {
+            let dir = std::env::temp_dir()
+                .join(format!("attnviz-head-{}-{name}-{tag}", std::process::id()));
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[test]
+fn bad_lm_heads_and_weight_files_fail_cleanly() {
+    use attnviz::model::Checkpoint;
+    let keep = |c: &str| c.to_owned();
+    // lm_head.weight one column short: the error names the tensor, both shapes and the file.
+    let dir = edited_fixture("llama", "shape", keep, |t| {
+        let head = t
+            .iter_mut()
+            .find(|(n, _, _)| n == "lm_head.weight")
+            .unwrap();
+        head.1 = vec![400, 31];
+        head.2.truncate(400 * 31);
+    });
+    let err = Checkpoint::load(&dir).err().unwrap().to_string();
+    assert!(
+        err.contains("\"lm_head.weight\" has shape [400, 31], expected [400, 32]")
+            && err.ends_with("model.safetensors"),
+        "{err}"
+    );
+    // Hidden states of the wrong width, and positions past the end.
+    let ckpt = Checkpoint::load(&fixture("llama")).unwrap();
+    let err = ckpt
+        .next_token_logprobs(Array2::<f32>::zeros((1, 16)).view())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "hidden states are 16 wide, but the LM head expects 32"
+    );
+    let err = ckpt
+        .top_next_tokens(Array2::<f32>::zeros((3, 32)).view(), 3, 5)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("position 3 is out of range"),
+        "{err}"
+    );
+    // An empty weights file cannot be mapped; it is read and rejected like any bad file.
+    std::fs::write(dir.join("model.safetensors"), b"").unwrap();
+    let err = Checkpoint::load(&dir).err().unwrap().to_string();
+    assert!(
+        err.contains("not a valid safetensors file") && err.ends_with("model.safetensors"),
+        "{err}"
+    );
+    // A truncated file is mapped at its real length: a clean error, not a fault.
+    let full = std::fs::read(fixture("llama").join("model.safetensors")).unwrap();
+    std::fs::write(dir.join("model.safetensors"), &full[..full.len() - 100]).unwrap();
+    let err = Checkpoint::load(&dir).err().unwrap().to_string();
+    assert!(err.contains("not a valid safetensors file"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

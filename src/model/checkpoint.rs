@@ -4,6 +4,7 @@
 //! against the validated config, and converts weights to the engine's [in, out] layout once.
 
 use super::config::{Family, ModelConfig, RawConfig};
+use super::lm_head::{self, LmHeadInfo, PredictError, Prediction};
 use super::weights::{LoadError, WeightFile};
 use super::{Model, ModelInfo};
 use crate::engine::{
@@ -11,7 +12,7 @@ use crate::engine::{
     RunOptions, SelfAttention, Transformer,
 };
 use crate::tokenize::Token;
-use ndarray::{Array1, Array2, s};
+use ndarray::{Array1, Array2, ArrayView2, s};
 use std::path::{Path, PathBuf};
 
 /// How token ids become vectors.
@@ -26,12 +27,29 @@ struct Embeddings {
     norm: Option<Norm>,
 }
 
+/// The next-token head's weights.
+enum HeadWeight {
+    /// The input embedding matrix (`Embeddings::word`), shared.
+    Tied,
+    /// A matrix of its own (`lm_head.weight`). Shape: [vocab, d_model].
+    Own(Array2<f32>),
+}
+
+/// A checkpoint's LM head: logits = final hidden state · Wᵀ.
+struct LmHead {
+    weight: HeadWeight,
+    /// The tensor it came from, for messages and `info`.
+    tensor: String,
+}
+
 /// A loaded checkpoint.
 pub struct Checkpoint {
     dir: PathBuf,
     cfg: ModelConfig,
     embeddings: Embeddings,
     transformer: Transformer,
+    /// The next-token head, where the checkpoint has one.
+    lm_head: Option<LmHead>,
     /// Token text of each id, from tokenizer.json, when present.
     vocab: Option<Vec<String>>,
     /// Ids of special tokens.
@@ -55,13 +73,17 @@ impl Checkpoint {
     ) -> Result<Self, LoadError> {
         let cfg = RawConfig::read(dir)?.into_config(&dir.join("config.json"))?;
         let weights = WeightFile::open_with_progress(dir, progress)?;
+        let weights_path = weights.path().to_owned();
         let (embeddings, transformer) = match cfg.family {
             Family::Bert => load_bert(&weights, &cfg)?,
             Family::Gpt2 => load_gpt2(&weights, &cfg)?,
             Family::Llama => load_llama(&weights, &cfg)?,
         };
+        let lm_head = load_lm_head(&weights, &cfg)?;
+        // The weights (and their file maps) are released here: everything is owned from now on.
+        drop(weights);
         transformer.validate().map_err(|e| LoadError::Weights {
-            path: weights.path().to_owned(),
+            path: weights_path.clone(),
             reason: e.to_string(),
         })?;
         let (vocab, special) = read_vocab(dir);
@@ -83,10 +105,77 @@ impl Checkpoint {
             cfg,
             embeddings,
             transformer,
+            lm_head,
             vocab,
             special,
             tokenizer,
         })
+    }
+
+    /// The next-token head, if the checkpoint has one: `lm_head.weight`, or the input embedding
+    /// when `tie_word_embeddings` ties them (GPT-2 by default). BERT checkpoints report none.
+    pub fn lm_head(&self) -> Option<LmHeadInfo> {
+        self.lm_head.as_ref().map(|h| LmHeadInfo {
+            tensor: h.tensor.clone(),
+            tied: matches!(h.weight, HeadWeight::Tied),
+            vocab: self.cfg.vocab,
+        })
+    }
+
+    /// The head's matrix. Shape: [vocab, d_model].
+    fn head_weight(&self) -> Option<ArrayView2<'_, f32>> {
+        self.lm_head.as_ref().map(|h| match &h.weight {
+            HeadWeight::Tied => self.embeddings.word.view(),
+            HeadWeight::Own(w) => w.view(),
+        })
+    }
+
+    /// Next-token log-probabilities after each row of `hidden` (final hidden states, shape
+    /// [position, d_model], as `AttentionRun::hidden` holds them with
+    /// `RunOptions { keep_hidden: true, .. }`; the final norm is already applied).
+    ///
+    /// Returns None when the checkpoint has no head; otherwise shape [position, vocab], each row
+    /// a log-softmax. Pass a slice of rows to bound the memory (position × vocab f32).
+    pub fn next_token_logprobs(
+        &self,
+        hidden: ArrayView2<'_, f32>,
+    ) -> Result<Option<Array2<f32>>, PredictError> {
+        self.head_weight()
+            .map(|w| lm_head::logprobs_from_hidden(hidden, w))
+            .transpose()
+    }
+
+    /// The `k` most likely next tokens after `position` (0-based), largest first, with their
+    /// vocabulary strings. `hidden` is the run's final hidden states, [position, d_model].
+    pub fn top_next_tokens(
+        &self,
+        hidden: ArrayView2<'_, f32>,
+        position: usize,
+        k: usize,
+    ) -> Result<Vec<Prediction>, PredictError> {
+        if position >= hidden.nrows() {
+            return Err(PredictError::Position {
+                position,
+                len: hidden.nrows(),
+            });
+        }
+        let row = hidden.slice(s![position..=position, ..]);
+        let logprobs = self
+            .next_token_logprobs(row)?
+            .ok_or_else(|| PredictError::NoHead {
+                dir: self.dir.clone(),
+            })?;
+        let ids: Vec<(u32, f32)> = lm_head::top_k(logprobs.row(0), k);
+        let texts = self.tokens_from_ids(&ids.iter().map(|&(id, _)| id).collect::<Vec<_>>());
+        Ok(ids
+            .into_iter()
+            .zip(texts)
+            .map(|((id, logprob), t)| Prediction {
+                id,
+                token: t.text,
+                logprob,
+            })
+            .collect())
     }
 
     /// Tokenizes `text` with the folder's tokenizer.json, adding special tokens as
@@ -176,6 +265,13 @@ impl Model for Checkpoint {
                 + b.mlp.w_out.len()) as u64;
             params += b.mlp.w_gate.as_ref().map_or(0, |g| g.len() as u64);
         }
+        if let Some(LmHead {
+            weight: HeadWeight::Own(w),
+            ..
+        }) = &self.lm_head
+        {
+            params += w.len() as u64;
+        }
         ModelInfo {
             name: self.dir.file_name().map_or("checkpoint".to_owned(), |n| {
                 n.to_string_lossy().into_owned()
@@ -200,6 +296,7 @@ impl Model for Checkpoint {
                 Family::Gpt2 | Family::Llama => "pre".to_owned(),
             },
             causal: t.causal,
+            lm_head: self.lm_head(),
         }
     }
 
@@ -269,6 +366,39 @@ fn read_vocab(dir: &Path) -> (Option<Vec<String>>, Vec<u32>) {
         }
     }
     (Some(vocab), special)
+}
+
+/// The LM head as transformers' `*ForCausalLM` / `GPT2LMHeadModel` would load it from this
+/// checkpoint: its own `lm_head.weight` when present (transformers does not tie a head that the
+/// file holds with different values), else the input embedding when `tie_word_embeddings`,
+/// else none. BERT's masked-LM head (`cls.predictions.*`) is not a next-token head: none.
+// modeling_utils.py PreTrainedModel.tie_weights; modeling_llama.py LlamaForCausalLM
+// (`lm_head = nn.Linear(hidden_size, vocab_size, bias=False)`); modeling_gpt2.py
+// GPT2LMHeadModel (`_tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}`).
+fn load_lm_head(w: &WeightFile, c: &ModelConfig) -> Result<Option<LmHead>, LoadError> {
+    let embedding = match c.family {
+        Family::Bert => return Ok(None),
+        Family::Gpt2 => {
+            let p = prefix_of(w, "wte.weight", &["transformer.", ""]);
+            format!("{p}wte.weight")
+        }
+        Family::Llama => {
+            let p = prefix_of(w, "embed_tokens.weight", &["model.", ""]);
+            format!("{p}embed_tokens.weight")
+        }
+    };
+    const OWN: &str = "lm_head.weight";
+    if w.contains(OWN) {
+        // nn.Linear(d_model, vocab): stored [out, in] = [vocab, d_model], used as it is.
+        return Ok(Some(LmHead {
+            weight: HeadWeight::Own(w.matrix(OWN, c.vocab, c.d_model)?),
+            tensor: OWN.to_owned(),
+        }));
+    }
+    Ok(c.tie_word_embeddings.then_some(LmHead {
+        weight: HeadWeight::Tied,
+        tensor: embedding,
+    }))
 }
 
 fn layer_norm(w: &WeightFile, prefix: &str, d: usize, eps: f32) -> Result<Norm, LoadError> {
@@ -362,6 +492,7 @@ fn load_bert(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer
         causal: false,
         blocks,
         final_norm: None,
+        packed: Default::default(),
     };
     Ok((embeddings, transformer))
 }
@@ -417,6 +548,7 @@ fn load_gpt2(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer
         causal: true,
         blocks,
         final_norm: Some(layer_norm(w, &format!("{p}ln_f"), d, c.norm_eps)?),
+        packed: Default::default(),
     };
     Ok((embeddings, transformer))
 }
@@ -493,6 +625,7 @@ fn load_llama(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transforme
         causal: true,
         blocks,
         final_norm: Some(rms(format!("{p}norm.weight"))?),
+        packed: Default::default(),
     };
     Ok((embeddings, transformer))
 }

@@ -96,6 +96,9 @@ pub struct RawConfig {
     pub rope_scaling: Option<RawRope>,
     /// q/k/v biases in Llama-family models (Qwen2 has them).
     pub attention_bias: Option<bool>,
+    /// Whether the output head shares the input embedding matrix. Defaults differ by family
+    /// (transformers' config classes): true for BERT and GPT-2, false for Llama, Mistral, Qwen2.
+    pub tie_word_embeddings: Option<bool>,
     /// Stored dtype (older name).
     pub torch_dtype: Option<String>,
     /// Stored dtype (newer name).
@@ -133,6 +136,8 @@ pub struct ModelConfig {
     pub rope_llama3: Option<crate::engine::Llama3Scaling>,
     /// q/k/v biases (Llama family).
     pub attention_bias: bool,
+    /// The LM head is the input embedding matrix when the checkpoint has no head of its own.
+    pub tie_word_embeddings: bool,
     /// Stored dtype, for display.
     pub dtype: String,
 }
@@ -300,6 +305,11 @@ impl RawConfig {
             rope_theta: rope_theta as f32,
             rope_llama3,
             attention_bias: self.attention_bias.unwrap_or(model_type == "qwen2"),
+            // BertConfig and GPT2Config default to true; LlamaConfig, MistralConfig and
+            // Qwen2Config to false.
+            tie_word_embeddings: self
+                .tie_word_embeddings
+                .unwrap_or(matches!(family, Family::Bert | Family::Gpt2)),
             dtype: self
                 .dtype
                 .or(self.torch_dtype)

@@ -422,6 +422,7 @@ impl Model for DemoModel {
             positional: self.cfg.positional.name().to_owned(),
             norm: self.cfg.norm.name().to_owned(),
             causal: false,
+            lm_head: None,
         }
     }
 
@@ -689,6 +690,7 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
         causal: false,
         blocks,
         final_norm: (cfg.norm == NormPlacement::Pre).then(|| Norm::identity_layer_norm(d, LN_EPS)),
+        packed: Default::default(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Models: the built-in demo and (later) real Hugging Face checkpoints.
+//! Models: the built-in demo and real Hugging Face checkpoints (with their LM heads).
 //!
 //! A model turns tokens into embeddings, runs the engine's [`Transformer`](crate::engine::Transformer),
 //! and returns an [`AttentionRun`]. Nothing here touches the UI.
@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod demo;
+pub mod lm_head;
 mod rng;
 pub mod weights;
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 pub use checkpoint::Checkpoint;
 pub use demo::{DemoConfig, DemoModel, DemoPositional};
+pub use lm_head::{LmHeadInfo, PredictError, Prediction};
 pub use weights::{LoadError, LoadProgress};
 
 /// A model's architecture, for `attnviz info` and the app's model panel.
@@ -50,6 +52,8 @@ pub struct ModelInfo {
     pub norm: String,
     /// True when the model is causal by construction.
     pub causal: bool,
+    /// The next-token head, when the model has one.
+    pub lm_head: Option<LmHeadInfo>,
 }
 
 /// Anything that runs attention over tokens.

@@ -1,0 +1,204 @@
+//! Language-model heads: final hidden states to next-token log-probabilities.
+//!
+//! A head is a [vocab, d_model] matrix W (transformers' `lm_head.weight`, or the input embedding
+//! when `tie_word_embeddings` ties them); the logits of a position are h·Wᵀ and its
+//! log-probabilities their log-softmax. [`Checkpoint`](super::Checkpoint) owns the head; this
+//! module holds the pure maths and the types it hands out. Nothing here touches files or UI.
+
+use ndarray::{Array2, ArrayView1, ArrayView2};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// What a checkpoint's next-token head is, for `attnviz info` and the model panel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LmHeadInfo {
+    /// The tensor holding the head's weights: `lm_head.weight`, or the tied input embedding
+    /// (`transformer.wte.weight`, `model.embed_tokens.weight`).
+    pub tensor: String,
+    /// True when the head is the input embedding matrix (`tie_word_embeddings`).
+    pub tied: bool,
+    /// Number of outputs: the vocabulary size.
+    pub vocab: usize,
+}
+
+/// One predicted next token.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Prediction {
+    /// Vocabulary id.
+    pub id: u32,
+    /// The vocabulary string (`Ġthe`), or the id when the folder has no vocabulary.
+    pub token: String,
+    /// Natural-log probability.
+    pub logprob: f32,
+}
+
+/// Errors from asking a checkpoint for next-token predictions.
+#[derive(Debug, thiserror::Error)]
+pub enum PredictError {
+    /// The checkpoint has no LM head.
+    #[error(
+        "the model has no LM head (no lm_head.weight, and tie_word_embeddings is off or the family has none) in {}",
+        dir.display()
+    )]
+    NoHead {
+        /// The model folder.
+        dir: PathBuf,
+    },
+    /// The hidden states are not d_model wide.
+    #[error("hidden states are {got} wide, but the LM head expects {expected}")]
+    Width {
+        /// d_model.
+        expected: usize,
+        /// The width given.
+        got: usize,
+    },
+    /// The position is not in the sequence.
+    #[error("position {position} is out of range: the input has {len} tokens (0-based)")]
+    Position {
+        /// The position asked for.
+        position: usize,
+        /// The number of tokens.
+        len: usize,
+    },
+    /// The logits would not fit in memory.
+    #[error(
+        "{rows} positions × {vocab} vocabulary entries is too many log-probabilities at once; ask for fewer positions"
+    )]
+    TooLarge {
+        /// Positions asked for.
+        rows: usize,
+        /// Vocabulary size.
+        vocab: usize,
+    },
+}
+
+/// Most log-probabilities computed at once: 2^28 f32 values, 1 GiB.
+pub const MAX_LOGPROBS: usize = 1 << 28;
+
+/// Log-probabilities of every position: `log_softmax(hidden · weightᵀ)` per row.
+///
+/// `hidden` has shape [position, d_model] and `weight` [vocab, d_model]. Each row's normaliser
+/// is a max-subtracted log-sum-exp with the sum taken in f64, so a row's log-probabilities do
+/// not depend on the vocabulary order beyond f32 rounding.
+pub fn logprobs_from_hidden(
+    hidden: ArrayView2<'_, f32>,
+    weight: ArrayView2<'_, f32>,
+) -> Result<Array2<f32>, PredictError> {
+    if hidden.ncols() != weight.ncols() {
+        return Err(PredictError::Width {
+            expected: weight.ncols(),
+            got: hidden.ncols(),
+        });
+    }
+    if hidden.nrows().saturating_mul(weight.nrows()) > MAX_LOGPROBS {
+        return Err(PredictError::TooLarge {
+            rows: hidden.nrows(),
+            vocab: weight.nrows(),
+        });
+    }
+    let mut logits = hidden.dot(&weight.t());
+    log_softmax_rows(&mut logits);
+    Ok(logits)
+}
+
+/// Replaces each row of logits by its log-softmax. Shape: [position, vocab].
+///
+/// Non-finite logits (from non-finite weights) give non-finite results, never a panic.
+pub fn log_softmax_rows(logits: &mut Array2<f32>) {
+    for mut row in logits.rows_mut() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = f64::from(max);
+        let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        let log_sum = sum.ln();
+        row.mapv_inplace(|v| ((f64::from(v) - max) - log_sum) as f32);
+    }
+}
+
+/// The `k` largest entries of one row of log-probabilities as (id, log-prob), largest first;
+/// equal values are ordered by id. NaN sorts below every number.
+pub fn top_k(row: ArrayView1<'_, f32>, k: usize) -> Vec<(u32, f32)> {
+    let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
+    let order = |a: &(u32, f32), b: &(u32, f32)| key(b.1).total_cmp(&key(a.1)).then(a.0.cmp(&b.0));
+    let mut all: Vec<(u32, f32)> = row
+        .iter()
+        .enumerate()
+        .map(|(id, &v)| (u32::try_from(id).unwrap_or(u32::MAX), v))
+        .collect();
+    let k = k.min(all.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    if k < all.len() {
+        all.select_nth_unstable_by(k - 1, order);
+        all.truncate(k);
+    }
+    all.sort_by(order);
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    /// Two positions, d_model 2, a vocabulary of three words.
+    ///
+    /// W = [[1, 0], [0, 1], [1, 1]] (rows: words 0, 1, 2), so logits = h·Wᵀ = [h0, h1, h0 + h1].
+    /// - h = [ln 2, 0]: logits [ln 2, 0, ln 2], exp = [2, 1, 2], sum 5,
+    ///   log-probs = [ln(2/5), ln(1/5), ln(2/5)] = [−0.916291, −1.609438, −0.916291].
+    /// - h = [0, 0]: logits [0, 0, 0], log-probs ln(1/3) = −1.098612 each.
+    #[test]
+    fn hand_computed_two_tokens_three_words() {
+        let w = array![[1.0f32, 0.0], [0.0, 1.0], [1.0, 1.0]];
+        let h = array![[2f32.ln(), 0.0], [0.0, 0.0]];
+        let lp = logprobs_from_hidden(h.view(), w.view()).unwrap();
+        let want = [
+            [(0.4f64).ln(), (0.2f64).ln(), (0.4f64).ln()],
+            [(1.0f64 / 3.0).ln(); 3],
+        ];
+        for (got_row, want_row) in lp.rows().into_iter().zip(want) {
+            for (&g, w) in got_row.iter().zip(want_row) {
+                assert!((f64::from(g) - w).abs() < 1e-6, "{g} vs {w}");
+            }
+        }
+        assert!((-0.916291 - f64::from(lp[(0, 0)])).abs() < 1e-6);
+        // Ties (words 0 and 2) are ordered by id.
+        assert_eq!(
+            top_k(lp.row(0), 2)
+                .iter()
+                .map(|&(id, _)| id)
+                .collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+        assert_eq!(top_k(lp.row(0), 10).len(), 3);
+        assert!(top_k(lp.row(0), 0).is_empty());
+    }
+
+    /// Logits far outside f32's exp range still give finite log-probs: [1000, 0] has
+    /// log-probs [−ln(1 + e^−1000), −1000 − ln(1 + e^−1000)] = [0, −1000].
+    #[test]
+    fn large_logits_stay_finite() {
+        let mut logits = array![[1000.0f32, 0.0]];
+        log_softmax_rows(&mut logits);
+        assert_eq!(logits[(0, 0)], 0.0);
+        assert_eq!(logits[(0, 1)], -1000.0);
+    }
+
+    #[test]
+    fn width_mismatch_is_an_error() {
+        let w = Array2::<f32>::zeros((3, 2));
+        let h = Array2::<f32>::zeros((1, 4));
+        let err = logprobs_from_hidden(h.view(), w.view()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "hidden states are 4 wide, but the LM head expects 2"
+        );
+    }
+
+    #[test]
+    fn nan_sorts_last() {
+        let row = array![f32::NAN, -1.0, -2.0];
+        assert_eq!(top_k(row.view(), 3)[0].0, 1);
+        assert_eq!(top_k(row.view(), 3)[2].0, 0);
+    }
+}
