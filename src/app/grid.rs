@@ -405,9 +405,16 @@ impl GridView {
         let selected_stroke = Stroke::new(2.0, super::theme::selection_outline(dark));
         let hover_stroke = ui.visuals().widgets.hovered.fg_stroke;
         let group_fill = super::theme::kv_group_fill(dark);
-        let bracket_stroke = Stroke::new(1.5, super::theme::kv_group_accent(dark));
-        // The bracket row above grouped columns: a label and a bracket under it.
-        let band_h = if groups.is_some() { label_h + 8.0 } else { 0.0 };
+        let bracket_stroke = Stroke::new(2.0, super::theme::kv_group_accent(dark));
+        // The bracket row above grouped columns: a label (body size, it names the grouping)
+        // and a bracket under it.
+        let group_font = egui::TextStyle::Body.resolve(ui.style());
+        let group_label_h = ui.fonts_mut(|f| f.row_height(&group_font));
+        let band_h = if groups.is_some() {
+            group_label_h + 12.0
+        } else {
+            0.0
+        };
 
         egui::ScrollArea::both()
             .id_salt("grid-view-scroll")
@@ -443,7 +450,7 @@ impl GridView {
                         let painter = ui.painter();
                         painter.rect_filled(panel, 4.0, group_fill);
                         // A bracket over the group's columns: a line with ticks down at both ends.
-                        let y = band.bottom() - 3.0;
+                        let y = band.bottom() - 7.0;
                         painter.line_segment([pos2(left, y), pos2(right, y)], bracket_stroke);
                         for x in [left, right] {
                             painter.line_segment([pos2(x, y), pos2(x, y + 4.0)], bracket_stroke);
@@ -451,19 +458,19 @@ impl GridView {
                         // The long caption when it fits, else just the KV head.
                         let long = format!("KV {} · {}", group.kv_idx, heads_text(&group.heads));
                         let galley =
-                            painter.layout_no_wrap(long, font.clone(), bracket_stroke.color);
+                            painter.layout_no_wrap(long, group_font.clone(), bracket_stroke.color);
                         let galley = if galley.size().x <= right - left {
                             galley
                         } else {
                             painter.layout_no_wrap(
                                 format!("KV {}", group.kv_idx),
-                                font.clone(),
+                                group_font.clone(),
                                 bracket_stroke.color,
                             )
                         };
                         let text_pos = pos2(
                             band.center().x - galley.size().x / 2.0,
-                            y - 2.0 - galley.size().y,
+                            y - 1.0 - galley.size().y,
                         );
                         painter.galley(text_pos, galley, bracket_stroke.color);
                     }
