@@ -568,3 +568,136 @@ fn bad_checkpoints_give_one_clean_error_line() {
     std::fs::remove_file(model.join("model.safetensors")).unwrap();
     assert_clean_error(&export(&model, &["--ids", "1"]), "never loads pickle");
 }
+
+fn fixture_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn golden_record(name: &str, idx: usize) -> serde_json::Value {
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture_dir(name).join("golden.json")).unwrap())
+            .unwrap();
+    golden[idx].clone()
+}
+
+/// `attnviz next --json` gives transformers' top-5 ids and log-probs at every position (gpt2:
+/// head tied to wte) and at the last one by default (llama: own lm_head.weight).
+#[test]
+fn next_prints_the_fixtures_predictions() {
+    for (name, idx, all) in [("gpt2", 1, true), ("llama", 2, false)] {
+        let record = golden_record(name, idx);
+        let model = fixture_dir(name);
+        let mut args = vec![
+            "next",
+            "--model",
+            model.to_str().unwrap(),
+            "--text",
+            record["text"].as_str().unwrap(),
+            "--json",
+        ];
+        if all {
+            args.extend(["--position", "all"]);
+        }
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["format"], "attnviz.next/v1");
+        assert_eq!(v["tokens"], record["tokens"]);
+        assert_eq!(v["token_ids"], record["input_ids"]);
+        assert_eq!(v["lm_head"]["tied"], name == "gpt2");
+        let n = record["input_ids"].as_array().unwrap().len();
+        let predictions = v["predictions"].as_array().unwrap();
+        assert_eq!(predictions.len(), if all { n } else { 1 });
+        for p in predictions {
+            let position = p["position"].as_u64().unwrap() as usize;
+            if !all {
+                assert_eq!(position, n - 1);
+            }
+            assert_eq!(p["token"], record["tokens"][position]);
+            let top = p["top"].as_array().unwrap();
+            assert_eq!(top.len(), 5);
+            for (rank, t) in top.iter().enumerate() {
+                assert_eq!(
+                    t["id"], record["top5_ids"][position][rank],
+                    "{name} {position}"
+                );
+                let want = record["top5_logprobs"][position][rank].as_f64().unwrap();
+                let got = t["logprob"].as_f64().unwrap();
+                assert!(
+                    (got - want).abs() <= 1e-4,
+                    "{name} {position}: {got} vs {want}"
+                );
+            }
+        }
+    }
+    // Text output: one line per prediction, ranked.
+    let model = fixture_dir("llama");
+    let o = run(&[
+        "next",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        "1,50,60",
+        "--top",
+        "3",
+        "--position",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.starts_with("lm head untied, lm_head.weight (vocab 400)\nafter position 1 "),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(text.contains("   3. "), "{text}");
+}
+
+#[test]
+fn next_and_info_report_heads_and_clean_errors() {
+    let gpt2 = fixture_dir("gpt2");
+    let bert = fixture_dir("bert");
+    let o = run(&["info", "--model", gpt2.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        text.contains("lm head       tied to transformer.wte.weight (vocab 400)\n"),
+        "{text}"
+    );
+    let o = run(&["info", "--model", bert.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["lm_head"].is_null(), "{v}");
+    let o = run(&[
+        "info",
+        "--model",
+        fixture_dir("llama").to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["lm_head"],
+        serde_json::json!({"tensor": "lm_head.weight", "tied": false, "vocab": 400})
+    );
+
+    assert_clean_error(
+        &run(&["next", "--text", "The cat"]),
+        "demo model has no LM head",
+    );
+    assert_clean_error(
+        &run(&["next", "--model", bert.to_str().unwrap(), "--ids", "2,5,3"]),
+        "no next-token LM head",
+    );
+    let gpt2 = gpt2.to_str().unwrap();
+    assert_clean_error(
+        &run(&["next", "--model", gpt2, "--ids", "5,6,7", "--position", "3"]),
+        "--position 3 is out of range: the input has 3 tokens",
+    );
+    assert_clean_error(
+        &run(&["next", "--model", gpt2, "--ids", "5,6,7", "--position", "x"]),
+        "bad --position",
+    );
+    let o = run(&["next", "--model", gpt2, "--ids", "5", "--top", "0"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

@@ -1,4 +1,4 @@
-//! The command line: `export`, `render` and `info`. Thin glue over the library modules.
+//! The command line: `export`, `render`, `info` and `next`. Thin glue over the library modules.
 //!
 //! Errors come back as `anyhow` errors with context; `main` prints them as one `error:` line and
 //! exits with status 1. clap's own usage errors exit with 2.
@@ -43,6 +43,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Print the model's architecture.
     Info(InfoArgs),
+    /// Run a checkpoint with an LM head and print its most likely next tokens.
+    Next(NextArgs),
 }
 
 /// Where the tokens come from, and how the model runs.
@@ -204,12 +206,30 @@ pub struct InfoArgs {
     pub demo: DemoArgs,
 }
 
+/// `attnviz next`.
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    /// Input and model options (the model must be a checkpoint with an LM head).
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How many tokens to list per position.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top: u32,
+    /// The position (0-based) whose next token is predicted, or `all`; by default the last.
+    #[arg(long, value_name = "N|all")]
+    pub position: Option<String>,
+    /// Print JSON (`attnviz.next/v1`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Runs a subcommand.
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Export(args) => export(args),
         Command::Render(args) => render_cmd(args),
         Command::Info(args) => info(args),
+        Command::Next(args) => next(args),
     }
 }
 
@@ -258,9 +278,17 @@ struct Computed {
     tokens: Vec<Token>,
     mask: String,
     maps: crate::engine::AttentionMaps,
+    /// The model that ran, when one did.
+    model: Option<Loaded>,
+    /// Final hidden states, when asked for and a model ran. Shape: [token, d_model].
+    hidden: Option<ndarray::Array2<f32>>,
 }
 
 fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
+    compute_with(common, timings, false)
+}
+
+fn compute_with(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Result<Computed> {
     let start = Instant::now();
     // Options are checked before anything heavy, so that a bad spec fails fast.
     let mask = MaskSpec::parse(&common.mask).map_err(|e| anyhow!("{e}"))?;
@@ -294,6 +322,8 @@ fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
             tokens,
             mask: file.mask,
             maps: file.maps,
+            model: None,
+            hidden: None,
         });
     }
     let model = load_model(&common.model, &common.demo)?;
@@ -355,6 +385,7 @@ fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
         mask: mask.clone(),
         scale,
         dims,
+        keep_hidden,
         ..RunOptions::default()
     };
     let run = model.model().forward(&tokens, &opts)?;
@@ -365,6 +396,8 @@ fn compute(common: &CommonArgs, timings: &mut Timings) -> Result<Computed> {
         tokens: run.tokens,
         mask: effective_mask(&mask, info.causal).to_string(),
         maps: run.maps,
+        model: Some(model),
+        hidden: run.hidden,
     })
 }
 
@@ -495,6 +528,12 @@ fn info_text(info: &ModelInfo, model: &Loaded) -> String {
         info.norm,
         info.causal,
     );
+    if let Loaded::Checkpoint(_) = model {
+        s.push_str(&format!(
+            "lm head       {}\n",
+            lm_head_text(info.lm_head.as_ref())
+        ));
+    }
     let mut crafted = Vec::new();
     match model {
         Loaded::Demo(demo) => {
@@ -521,6 +560,119 @@ fn info_text(info: &ModelInfo, model: &Loaded) -> String {
     }
     if !crafted.is_empty() {
         s.push_str(&format!("crafted heads {}\n", crafted.join(", ")));
+    }
+    s
+}
+
+fn lm_head_text(head: Option<&crate::model::LmHeadInfo>) -> String {
+    match head {
+        None => "none".to_owned(),
+        Some(h) if h.tied => format!("tied to {} (vocab {})", h.tensor, h.vocab),
+        Some(h) => format!("untied, {} (vocab {})", h.tensor, h.vocab),
+    }
+}
+
+/// `attnviz next`'s JSON: `attnviz.next/v1`.
+#[derive(serde::Serialize)]
+struct NextJson<'a> {
+    format: &'static str,
+    model: &'a str,
+    lm_head: &'a crate::model::LmHeadInfo,
+    tokens: Vec<&'a str>,
+    token_ids: Vec<u32>,
+    mask: &'a str,
+    predictions: Vec<PositionJson<'a>>,
+}
+
+/// The top next tokens after one position.
+#[derive(serde::Serialize)]
+struct PositionJson<'a> {
+    position: usize,
+    token: &'a str,
+    top: Vec<crate::model::Prediction>,
+}
+
+fn next(args: NextArgs) -> Result<()> {
+    if args.common.model == "demo" {
+        bail!("the demo model has no LM head; give --model DIR with a GPT-2 or Llama checkpoint");
+    }
+    // The position is checked before the model runs, once the length is known (below).
+    let positions = args.position.as_deref().map(str::trim);
+    let parsed: Option<Option<usize>> = match positions {
+        None => None,
+        Some("all") => Some(None),
+        Some(p) => Some(Some(p.parse::<usize>().map_err(|_| {
+            anyhow!("bad --position {p:?}; expected a 0-based token index or all")
+        })?)),
+    };
+    let mut timings = Timings::default();
+    let computed = compute_with(&args.common, &mut timings, true)?;
+    let (Some(Loaded::Checkpoint(ckpt)), Some(hidden)) = (&computed.model, &computed.hidden) else {
+        bail!(
+            "next-token predictions need a model run: give text or token ids, not an attention file"
+        );
+    };
+    let dir = &args.common.model;
+    let head = ckpt.lm_head().ok_or_else(|| {
+        anyhow!(
+            "the model has no next-token LM head (a BERT model, or no lm_head.weight and untied embeddings) in {dir}"
+        )
+    })?;
+    let n = computed.tokens.len();
+    let start = Instant::now();
+    let wanted: Vec<usize> = match parsed {
+        None => vec![n.saturating_sub(1)],
+        Some(None) => (0..n).collect(),
+        Some(Some(p)) if p >= n => {
+            bail!("--position {p} is out of range: the input has {n} tokens (0-based)")
+        }
+        Some(Some(p)) => vec![p],
+    };
+    let mut predictions = Vec::with_capacity(wanted.len());
+    for &position in &wanted {
+        let top = ckpt.top_next_tokens(hidden.view(), position, args.top as usize)?;
+        predictions.push(PositionJson {
+            position,
+            token: computed.tokens[position].text.as_str(),
+            top,
+        });
+    }
+    timings.write_ms = ms_since(start);
+    if args.json {
+        let out = NextJson {
+            format: "attnviz.next/v1",
+            model: &computed.meta.name,
+            lm_head: &head,
+            tokens: computed.tokens.iter().map(|t| t.text.as_str()).collect(),
+            token_ids: computed.tokens.iter().map(|t| t.id).collect(),
+            mask: &computed.mask,
+            predictions,
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&out).context("serialising predictions")?
+        );
+    } else {
+        print!("{}", next_text(&head, &predictions));
+    }
+    print_timings(args.common.timings, &timings);
+    Ok(())
+}
+
+fn next_text(head: &crate::model::LmHeadInfo, predictions: &[PositionJson<'_>]) -> String {
+    let mut s = format!("lm head {}\n", lm_head_text(Some(head)));
+    for p in predictions {
+        s.push_str(&format!("after position {} {:?}:\n", p.position, p.token));
+        for (rank, t) in p.top.iter().enumerate() {
+            s.push_str(&format!(
+                "  {:>2}. {:<20} id {:<7} log-prob {:>9.4}  p {:.4}\n",
+                rank + 1,
+                format!("{:?}", t.token),
+                t.id,
+                t.logprob,
+                t.logprob.exp()
+            ));
+        }
     }
     s
 }
