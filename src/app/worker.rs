@@ -196,6 +196,13 @@ impl Worker {
     }
 }
 
+impl Drop for Worker {
+    /// A held worker is let go, so that it can notice the app is gone and end.
+    fn drop(&mut self) {
+        self.hold_loads(false);
+    }
+}
+
 fn worker_loop(
     jobs: &Receiver<Job>,
     results: &Sender<JobResult>,
@@ -282,7 +289,11 @@ fn load_checkpoint(
             dir: dir.to_owned(),
             progress: progress.clone(),
         });
-        wake();
+    }
+    // Outside the lock: the UI thread takes it to draw the progress.
+    wake();
+    {
+        let mut slot = lock(&shared.load);
         while slot.held {
             slot = shared
                 .load_released
