@@ -704,11 +704,36 @@ fn opening_a_second_model_folder_while_one_loads_cancels_the_first() {
     let (bert, llama) = (fixture_dir("bert"), fixture_dir("llama"));
 
     harness.state().hold_model_loads(true);
+
+    // Back to the demo while BERT loads: the demo's run is cached, nothing new is submitted,
+    // and the load stops all the same.
     harness.state_mut().open_model_folder(&bert);
     step_until(&mut harness, "the BERT load to start", |h| {
         loading(h, &bert)
     });
     let bert_progress = harness.state().loading().unwrap().progress;
+    harness.state_mut().state.model_dir = None;
+    harness.step();
+    assert!(bert_progress.is_cancelled(), "the demo wins");
+    assert!(
+        harness.query_by_label("Cancel").is_none(),
+        "no progress bar"
+    );
+    harness.state().hold_model_loads(false);
+    step_until(&mut harness, "the worker to give up", |h| {
+        h.state().loading().is_none()
+    });
+    assert!(harness.state().error.is_none());
+    assert!(harness.state().state.recent_models.is_empty());
+
+    // BERT again, and Llama while BERT loads: Llama wins.
+    harness.state().hold_model_loads(true);
+    harness.state_mut().open_model_folder(&bert);
+    step_until(&mut harness, "the BERT load to start again", |h| {
+        loading(h, &bert)
+    });
+    let bert_progress = harness.state().loading().unwrap().progress;
+    assert!(!bert_progress.is_cancelled());
 
     harness.state_mut().open_model_folder(&llama);
     harness.step();

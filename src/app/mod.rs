@@ -300,6 +300,9 @@ impl AttnApp {
     /// cancelled (the newest wins). If it fails or is cancelled, the model on screen before
     /// stays and a failure names the file. The folder joins the recent list once it has run.
     pub fn open_model_folder(&mut self, dir: &Path) {
+        if self.state.model_dir.as_deref() == Some(dir) {
+            return;
+        }
         // While another folder is still loading, the model to go back to is still the one
         // before it.
         if self.previous_model_dir.is_none() {
@@ -442,6 +445,10 @@ impl AttnApp {
             return;
         }
         if let Some((_, run)) = self.cache.iter().find(|(k, _)| *k == key) {
+            // Nothing is submitted, so stop a load of another model here.
+            if let Some(w) = &self.worker {
+                w.cancel_load_unless(key.model_dir.as_deref());
+            }
             self.current = Some((key.clone(), run.clone()));
             self.requested = Some((0, key));
             self.error = None;

@@ -161,6 +161,16 @@ impl Worker {
         id
     }
 
+    /// Cancels the checkpoint load in progress unless it is for `model_dir` (for when the app
+    /// switches to a model it has a cached run of, and submits nothing).
+    pub fn cancel_load_unless(&self, model_dir: Option<&Path>) {
+        if let Some(load) = &lock(&self.shared.load).loading
+            && model_dir != Some(load.dir.as_path())
+        {
+            load.progress.cancel();
+        }
+    }
+
     /// Cancels whatever is running, loading or queued.
     pub fn cancel(&mut self) {
         self.next_id += 1;
