@@ -300,6 +300,7 @@ impl AttnApp {
     /// cancelled (the newest wins). If it fails or is cancelled, the model on screen before
     /// stays and a failure names the file. The folder joins the recent list once it has run.
     pub fn open_model_folder(&mut self, dir: &Path) {
+        self.external = None;
         if self.state.model_dir.as_deref() == Some(dir) {
             return;
         }
@@ -309,7 +310,6 @@ impl AttnApp {
             self.previous_model_dir = Some(self.state.model_dir.clone());
         }
         self.state.model_dir = Some(dir.to_owned());
-        self.external = None;
     }
 
     /// The checkpoint load in progress on the worker, if any (also a cancelled one that has not
