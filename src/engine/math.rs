@@ -17,7 +17,11 @@ pub fn exp_f32(x: f32) -> f32 {
     let t = xc * std::f32::consts::LOG2_E;
     // Round to nearest with the 1.5·2^23 trick; valid for |t| < 2^22.
     const MAGIC: f32 = 12_582_912.0;
-    let k = (t + MAGIC) - MAGIC;
+    let shifted = t + MAGIC;
+    let k = shifted - MAGIC;
+    // The same integer read from the low mantissa bits: a float-to-int `as` cast would be
+    // scalarised (it saturates and maps NaN to 0), and this loop must vectorise.
+    let k_int = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
     // Cody–Waite: x − k·ln2 with ln2 split in two, so the reduction loses no precision.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
@@ -30,7 +34,7 @@ pub fn exp_f32(x: f32) -> f32 {
                     + f * (1.0 / 24.0
                         + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
     // k is an integer in [-126, 127] here, so the exponent field is valid.
-    let bits = ((k as i32 + 127) as u32) << 23;
+    let bits = ((k_int + 127) as u32) << 23;
     let r = p * f32::from_bits(bits);
     // False for NaN and for x < −87 (including −∞): exactly 0 there.
     if x >= -87.0 { r } else { 0.0 }
@@ -41,23 +45,26 @@ pub fn exp_f32(x: f32) -> f32 {
 const LANES: usize = 8;
 
 /// The largest element (−∞ for an empty slice; NaNs are skipped).
+#[inline(always)]
 fn row_max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let chunks = row.chunks_exact(LANES);
     let rest = chunks.remainder();
     for chunk in chunks {
+        // f32::max skips NaN and becomes a vector max.
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = if v > *lane { v } else { *lane };
+            *lane = lane.max(v);
         }
     }
     lanes
         .iter()
         .chain(rest)
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
 /// The sum in f64, lane by lane. In f64 the result barely depends on the order of the
 /// elements: permuting the tokens must permute the maps, not perturb them.
+#[inline(always)]
 fn row_sum_f64(row: &[f32]) -> f64 {
     let mut lanes = [0.0f64; LANES];
     let chunks = row.chunks_exact(LANES);
@@ -74,6 +81,7 @@ fn row_sum_f64(row: &[f32]) -> f64 {
 ///
 /// `allowed`, when given, marks the keys that may be attended; the others become exactly 0.
 /// Returns false when no key is allowed, in which case the row is all zeros.
+#[inline(always)]
 pub fn softmax_row(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
     if let Some(allowed) = allowed {
         for (x, &ok) in row.iter_mut().zip(allowed) {
@@ -140,15 +148,25 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// The tanh approximation of GELU (`gelu_new` in transformers).
-pub fn gelu_tanh(x: f32) -> f32 {
-    const C: f32 = 0.797_884_6; // √(2/π)
-    0.5 * x * (1.0 + (C * (x + 0.044_715 * x * x * x)).tanh())
+/// tanh through [`exp_f32`], so that loops over it vectorise: 1 − 2 / (e^{2|y|} + 1) with the
+/// sign of y. Absolute error below 2e-7.
+#[inline(always)]
+pub fn tanh_f32(y: f32) -> f32 {
+    let e = exp_f32(-2.0 * y.abs());
+    ((1.0 - e) / (1.0 + e)).copysign(y)
 }
 
-/// SiLU: x · σ(x).
+/// The tanh approximation of GELU (`gelu_new` in transformers).
+#[inline(always)]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // √(2/π)
+    0.5 * x * (1.0 + tanh_f32(C * (x + 0.044_715 * x * x * x)))
+}
+
+/// SiLU: x · σ(x) = x / (1 + e^−x).
+#[inline(always)]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
+    x / (1.0 + exp_f32(-x))
 }
 
 #[cfg(test)]

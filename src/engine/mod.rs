@@ -4,13 +4,16 @@
 //! tokens into embeddings, and call [`Transformer::forward`], which records every layer's and
 //! head's attention probabilities.
 
+mod gemm;
 mod mask;
 pub mod math;
 mod options;
 mod position;
 mod run;
+pub mod simd;
 mod transformer;
 
+pub use gemm::PackedMatrix;
 pub use mask::{MaskError, MaskPart, MaskSpec};
 pub use options::{DimSubset, RunOptions, ScoreScale};
 pub use position::{
@@ -19,8 +22,8 @@ pub use position::{
 };
 pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, Trace};
 pub use transformer::{
-    Activation, Block, ForwardOutput, Mlp, Norm, NormPlacement, SelfAttention, Transformer,
-    effective_mask,
+    Activation, Block, ForwardOutput, Mlp, Norm, NormPlacement, PackCache, PackedBlock,
+    SelfAttention, Transformer, effective_mask,
 };
 
 /// Errors from a forward pass.
@@ -86,6 +89,7 @@ mod tests {
                 mlp_norm: Norm::identity_layer_norm(2, 1e-5),
             }],
             final_norm: None,
+            packed: Default::default(),
         }
     }
 

@@ -4,15 +4,17 @@
 //! embeddings; this module runs the blocks and returns the probabilities of every layer and head.
 //! Nothing is dropped: capturing attention is the point.
 
-use super::math::{gelu, gelu_tanh, layer_norm_row, rms_norm_row, silu, softmax_row};
+use super::gemm::PackedMatrix;
+use super::math::{layer_norm_row, rms_norm_row};
 use super::options::RunOptions;
 use super::position::{
     AttentionPosition, alibi_slopes, apply_rope, llama3_frequencies, rope_frequencies,
 };
 use super::run::{AttentionMaps, HeadTrace, Trace};
+use super::simd;
 use super::{EngineError, MaskPart, MaskSpec};
-use ndarray::linalg::general_mat_mul;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
+use std::sync::{Arc, OnceLock};
 
 /// A normalisation layer.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +49,11 @@ impl Norm {
 
     /// Normalises every row of `x` in place. Shape of `x`: [token, d_model].
     pub fn apply(&self, x: &mut Array2<f32>) {
+        self.apply_rows(x.view_mut());
+    }
+
+    /// [`Self::apply`] on a view (a block of rows).
+    pub fn apply_rows(&self, mut x: ArrayViewMut2<'_, f32>) {
         for mut row in x.axis_iter_mut(Axis(0)) {
             let Some(row) = row.as_slice_mut() else {
                 continue;
@@ -129,16 +136,6 @@ pub enum Activation {
     Silu,
 }
 
-impl Activation {
-    fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::Gelu => gelu(x),
-            Activation::GeluTanh => gelu_tanh(x),
-            Activation::Silu => silu(x),
-        }
-    }
-}
-
 /// The feed-forward block.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mlp {
@@ -158,92 +155,158 @@ pub struct Mlp {
 
 impl Mlp {
     /// Shape of `x` and the result: [token, d_model]. Row blocks run on `threads` threads.
-    fn forward(&self, x: &Array2<f32>, threads: usize) -> Array2<f32> {
+    fn forward(
+        &self,
+        x: &Array2<f32>,
+        packed: &PackedBlock,
+        epilogue: Epilogue<'_>,
+        threads: usize,
+    ) -> Array2<f32> {
         let mut out = Array2::<f32>::zeros((x.nrows(), self.w_out.ncols()));
         par_rows(&mut out, threads, &|row0, mut block| {
             let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
-            let mut hidden = rows.dot(&self.w_in);
+            // Scratch kept per pool thread: fresh megabyte arrays on every call cost page faults.
+            let (mut hidden_buf, mut gate_buf) = MLP_SCRATCH.take();
+            let size = rows.nrows() * self.w_in.ncols();
+            if hidden_buf.len() < size {
+                hidden_buf.resize(size, 0.0);
+            }
+            let h = &mut hidden_buf[..size];
+            let mut hidden = scratch_view(h, rows.nrows(), self.w_in.ncols());
+            simd::matmul(rows, &packed.w_in, hidden.view_mut(), false);
             if let Some(b) = &self.b_in {
                 hidden += b;
             }
-            match &self.w_gate {
+            match &packed.w_gate {
                 Some(w_gate) => {
-                    let gate = rows.dot(w_gate);
-                    let act = self.activation;
-                    ndarray::Zip::from(&mut hidden)
-                        .and(&gate)
-                        .for_each(|h, &g| *h *= act.apply(g));
-                }
-                None => match (self.activation, hidden.as_slice_mut()) {
-                    // Monomorphic loops over contiguous memory vectorise.
-                    (Activation::Gelu, Some(h)) => h.iter_mut().for_each(|v| *v = gelu(*v)),
-                    (Activation::GeluTanh, Some(h)) => {
-                        h.iter_mut().for_each(|v| *v = gelu_tanh(*v))
+                    if gate_buf.len() < size {
+                        gate_buf.resize(size, 0.0);
                     }
-                    (act, _) => hidden.mapv_inplace(|v| act.apply(v)),
-                },
+                    let g = &mut gate_buf[..size];
+                    simd::matmul(
+                        rows,
+                        w_gate,
+                        scratch_view(g, rows.nrows(), self.w_in.ncols()),
+                        false,
+                    );
+                    simd::activate_gated(
+                        &mut hidden_buf[..size],
+                        &gate_buf[..size],
+                        self.activation,
+                    );
+                }
+                None => simd::activate(&mut hidden_buf[..size], self.activation),
             }
-            general_mat_mul(1.0, &hidden, &self.w_out, 0.0, &mut block);
+            let hidden = scratch_view(&mut hidden_buf, rows.nrows(), self.w_in.ncols());
+            simd::matmul(hidden.view(), &packed.w_out, block.view_mut(), false);
             if let Some(b) = &self.b_out {
                 block += b;
             }
+            epilogue.apply(row0, block);
+            MLP_SCRATCH.set((hidden_buf, gate_buf));
         });
         out
     }
 }
 
-/// x · w + b, with row blocks of x on `threads` threads. Shapes: x [rows, in], w [in, out].
+thread_local! {
+    /// The MLP's hidden and gate activations, reused between calls on the same thread.
+    static MLP_SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// The first `rows · cols` values as a `[rows, cols]` matrix.
+fn scratch_view(values: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((rows, cols), &mut values[..rows * cols])
+        .unwrap_or_else(|_| unreachable!("the length is rows · cols"))
+}
+
+/// What a sublayer does to its output rows before returning them: add the residual stream,
+/// then (post-LN) normalise. Done inside the row blocks, so it runs in parallel.
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    /// The residual stream, shape [token, d_model].
+    residual: &'a Array2<f32>,
+    /// A norm applied after the residual add (post-LN models).
+    norm: Option<&'a Norm>,
+}
+
+impl Epilogue<'_> {
+    fn apply(&self, row0: usize, mut block: ArrayViewMut2<'_, f32>) {
+        block += &self.residual.slice(s![row0..row0 + block.nrows(), ..]);
+        if let Some(norm) = self.norm {
+            norm.apply_rows(block);
+        }
+    }
+}
+
+/// x · w + b, then the epilogue, with row blocks of x on `threads` threads.
+/// Shapes: x [rows, in], w [in, out].
 fn linear(
     x: &Array2<f32>,
-    w: &Array2<f32>,
+    w: &PackedMatrix,
     b: Option<&Array1<f32>>,
+    epilogue: Epilogue<'_>,
     threads: usize,
 ) -> Array2<f32> {
-    let mut out = Array2::<f32>::zeros((x.nrows(), w.ncols()));
+    let mut out = Array2::<f32>::zeros((x.nrows(), w.cols()));
     par_rows(&mut out, threads, &|row0, mut block| {
         let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
-        general_mat_mul(1.0, &rows, w, 0.0, &mut block);
+        simd::matmul(rows, w, block.view_mut(), false);
         if let Some(b) = b {
             block += b;
         }
+        epilogue.apply(row0, block);
     });
     out
 }
 
-/// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread, on named
-/// scoped threads. The blocks sit in a queue that the caller's thread also drains, so a thread
-/// that fails to start only costs speed.
+/// A copy of `x` with every row normalised, in row blocks on `threads` threads.
+fn normalized(x: &Array2<f32>, norm: &Norm, threads: usize) -> Array2<f32> {
+    let mut out = Array2::<f32>::zeros(x.raw_dim());
+    par_rows(&mut out, threads, &|row0, mut block| {
+        let rows = block.nrows();
+        block.assign(&x.slice(s![row0..row0 + rows, ..]));
+        norm.apply_rows(block);
+    });
+    out
+}
+
+/// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread, on the engine's
+/// thread pool. Blocks are whole multiples of the matrix kernel's row strip.
 fn par_rows(
     out: &mut Array2<f32>,
     threads: usize,
     f: &(dyn Fn(usize, ArrayViewMut2<'_, f32>) + Sync),
 ) {
     let rows = out.nrows();
-    let threads = threads.clamp(1, rows.max(1));
-    if threads == 1 {
+    let threads = threads.clamp(1, rows.div_ceil(super::gemm::MR).max(1));
+    let pool = if threads > 1 { pool() } else { None };
+    let Some(pool) = pool else {
         f(0, out.view_mut());
         return;
-    }
-    let chunk = rows.div_ceil(threads);
-    let queue = std::sync::Mutex::new(
-        out.axis_chunks_iter_mut(Axis(0), chunk)
-            .enumerate()
-            .collect::<Vec<_>>(),
-    );
-    let work = || {
-        while let Some((i, block)) = queue.lock().ok().and_then(|mut q| q.pop()) {
-            f(i * chunk, block);
-        }
     };
-    std::thread::scope(|scope| {
-        for t in 1..threads {
-            // A refused spawn leaves its block in the queue for the caller.
-            let _ = std::thread::Builder::new()
-                .name(format!("attn-rows-{t}"))
-                .spawn_scoped(scope, work);
+    let chunk = rows.div_ceil(threads).next_multiple_of(super::gemm::MR);
+    pool.scope(|scope| {
+        for (i, block) in out.axis_chunks_iter_mut(Axis(0), chunk).enumerate() {
+            scope.spawn(move |_| f(i * chunk, block));
         }
-        work();
     });
+}
+
+/// The engine's worker threads (`attn-pool-N`), started on first use; `None` if the system
+/// refuses them, and then everything runs on the calling thread.
+fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("attn-pool-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
 }
 
 /// Multi-head self-attention weights, with grouped-query attention when kv_heads < heads.
@@ -301,6 +364,66 @@ pub struct Transformer {
     pub blocks: Vec<Block>,
     /// A norm after the last block (GPT-2's ln_f, Llama's norm), applied to the hidden output.
     pub final_norm: Option<Norm>,
+    /// The weights packed for the matrix kernel, built by the first forward pass. The weights
+    /// must not change after that; edit a clone instead (a clone starts with an empty cache).
+    pub packed: PackCache,
+}
+
+/// The packed copies of a [`Transformer`]'s weight matrices; see [`Transformer::packed`].
+#[derive(Default)]
+pub struct PackCache(OnceLock<Arc<Vec<PackedBlock>>>);
+
+impl Clone for PackCache {
+    fn clone(&self) -> Self {
+        // The clone's weights may be edited, so it packs its own.
+        Self::default()
+    }
+}
+
+impl PartialEq for PackCache {
+    /// A cache never makes two transformers differ.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for PackCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "PackCache(packed)"
+        } else {
+            "PackCache(empty)"
+        })
+    }
+}
+
+/// One block's weight matrices, packed.
+pub struct PackedBlock {
+    /// wq, wk and wv side by side: [d_model, (heads + 2 · kv_heads) · d_head].
+    qkv: PackedMatrix,
+    wo: PackedMatrix,
+    w_in: PackedMatrix,
+    w_gate: Option<PackedMatrix>,
+    w_out: PackedMatrix,
+}
+
+impl PackedBlock {
+    fn new(block: &Block) -> Self {
+        let a = &block.attention;
+        let qkv = ndarray::concatenate(Axis(1), &[a.wq.view(), a.wk.view(), a.wv.view()])
+            .unwrap_or_else(|_| Array2::zeros((0, 0)));
+        Self {
+            qkv: PackedMatrix::pack(qkv.view()),
+            wo: PackedMatrix::pack(a.wo.view()),
+            w_in: PackedMatrix::pack(block.mlp.w_in.view()),
+            w_gate: block
+                .mlp
+                .w_gate
+                .as_ref()
+                .map(|w| PackedMatrix::pack(w.view())),
+            w_out: PackedMatrix::pack(block.mlp.w_out.view()),
+        }
+    }
 }
 
 /// What [`Transformer::forward`] returns.
@@ -326,6 +449,9 @@ struct HeadResult {
 /// Sequences at least this long split the heads across threads; below it the thread start-up
 /// costs more than it saves (measured in `benches/engine.rs`).
 const PARALLEL_MIN_TOKENS: usize = 48;
+/// Query rows per block of [`run_head`]: a multiple of the matrix kernel's strip whose scores
+/// (at 512 keys, 96 KB) stay in the L2 cache between the product, the softmax and the sum.
+const ATTENTION_BLOCK_ROWS: usize = 48;
 /// More threads than this rarely pays for a dozen heads.
 const MAX_THREADS: usize = 8;
 
@@ -431,6 +557,8 @@ impl Transformer {
                 self.d_model
             )));
         }
+        // Cheap shape checks, so that the packed products below cannot be handed bad shapes.
+        self.validate()?;
         self.check_options(opts)?;
         let allowed = effective_mask(&opts.mask, self.causal).build(len, is_pad)?;
         let fully_masked_queries = match &allowed {
@@ -446,19 +574,26 @@ impl Transformer {
         let mut all_probs = Vec::with_capacity(self.blocks.len() * self.heads);
         let mut trace = None;
         let threads = threads_for(len, opts);
-        for (layer_idx, block) in self.blocks.iter().enumerate() {
+        let packed = self.packed();
+        for ((layer_idx, block), packed) in self.blocks.iter().enumerate().zip(packed.iter()) {
             let want_trace = opts.trace_layer == Some(layer_idx);
+            let normed;
             let attn_input = match self.placement {
                 NormPlacement::Pre => {
-                    let mut h = x.clone();
-                    block.attention_norm.apply(&mut h);
-                    h
+                    normed = normalized(&x, &block.attention_norm, threads);
+                    &normed
                 }
-                NormPlacement::Post | NormPlacement::None => x.clone(),
+                NormPlacement::Post | NormPlacement::None => &x,
             };
-            let (attn_out, probs, head_traces) = self.attention(
+            // The sublayers return their output with the residual added (and, post-LN, normed).
+            let (new_x, probs, head_traces) = self.attention(
                 block,
-                &attn_input,
+                packed,
+                attn_input,
+                Epilogue {
+                    residual: &x,
+                    norm: (self.placement == NormPlacement::Post).then_some(&block.attention_norm),
+                },
                 layer_idx,
                 allowed.as_ref(),
                 opts,
@@ -468,28 +603,25 @@ impl Transformer {
             if let Some(heads) = head_traces {
                 trace = Some(Trace {
                     layer_idx,
-                    input: attn_input,
+                    input: attn_input.clone(),
                     heads,
                 });
             }
-            x += &attn_out;
-            match self.placement {
+            x = new_x;
+            let epilogue = Epilogue {
+                residual: &x,
+                norm: (self.placement == NormPlacement::Post).then_some(&block.mlp_norm),
+            };
+            let new_x = match self.placement {
                 NormPlacement::Pre => {
-                    let mut h = x.clone();
-                    block.mlp_norm.apply(&mut h);
-                    x += &block.mlp.forward(&h, threads);
+                    let h = normalized(&x, &block.mlp_norm, threads);
+                    block.mlp.forward(&h, packed, epilogue, threads)
                 }
-                NormPlacement::Post => {
-                    block.attention_norm.apply(&mut x);
-                    let mlp_out = block.mlp.forward(&x, threads);
-                    x += &mlp_out;
-                    block.mlp_norm.apply(&mut x);
+                NormPlacement::Post | NormPlacement::None => {
+                    block.mlp.forward(&x, packed, epilogue, threads)
                 }
-                NormPlacement::None => {
-                    let mlp_out = block.mlp.forward(&x, threads);
-                    x += &mlp_out;
-                }
-            }
+            };
+            x = new_x;
             if !progress(layer_idx + 1) {
                 return Err(EngineError::Cancelled);
             }
@@ -505,6 +637,19 @@ impl Transformer {
             trace,
             hidden: x,
         })
+    }
+
+    /// The weights packed for the matrix kernel: built once (in parallel over the blocks) and
+    /// kept. Call it early to move the cost out of the first forward pass.
+    pub fn packed(&self) -> Arc<Vec<PackedBlock>> {
+        self.packed
+            .0
+            .get_or_init(|| {
+                Arc::new(parallel_map(self.blocks.len(), MAX_THREADS, &|i| {
+                    PackedBlock::new(&self.blocks[i])
+                }))
+            })
+            .clone()
     }
 
     /// Runs [`Self::forward`] on the embeddings `x` of `tokens` and packages the result as an
@@ -560,12 +705,15 @@ impl Transformer {
         Ok(())
     }
 
-    /// One attention sublayer: returns its output (shape [token, d_model]), each head's
+    /// One attention sublayer: returns its output after the epilogue (shape [token, d_model]), each head's
     /// probabilities and, when asked, each head's trace.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         block: &Block,
+        packed: &PackedBlock,
         h: &Array2<f32>,
+        epilogue: Epilogue<'_>,
         layer_idx: usize,
         allowed: Option<&Array2<bool>>,
         opts: &RunOptions,
@@ -578,15 +726,11 @@ impl Transformer {
         let mut qkv = Array2::<f32>::zeros((h.nrows(), q_width + 2 * kv_width));
         par_rows(&mut qkv, threads, &|row0, mut block| {
             let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
-            let parts = [
-                (&a.wq, &a.bq, 0),
-                (&a.wk, &a.bk, q_width),
-                (&a.wv, &a.bv, q_width + kv_width),
-            ];
-            for (w, b, col0) in parts {
-                let mut dst = block.slice_mut(s![.., col0..col0 + w.ncols()]);
-                general_mat_mul(1.0, &rows, w, 0.0, &mut dst);
+            simd::matmul(rows, &packed.qkv, block.view_mut(), false);
+            let biases = [(&a.bq, 0), (&a.bk, q_width), (&a.bv, q_width + kv_width)];
+            for (b, col0) in biases {
                 if let Some(b) = b {
+                    let mut dst = block.slice_mut(s![.., col0..col0 + b.len()]);
                     dst += b;
                 }
             }
@@ -654,7 +798,7 @@ impl Transformer {
                 traces.push(t);
             }
         }
-        let out = linear(&concat, &a.wo, a.bo.as_ref(), threads);
+        let out = linear(&concat, &packed.wo, a.bo.as_ref(), epilogue, threads);
         (out, probs, traces)
     }
 }
@@ -689,30 +833,52 @@ fn run_head(
     let k_view = k_used.as_ref().map_or(k_h, |k| k.view());
     let raw_scores = p.want_trace.then(|| q_scaled.dot(&k_view.t()));
     q_scaled *= p.factor;
-    let mut scores = q_scaled.dot(&k_view.t());
-    if let Some(slope) = p.alibi_slope {
-        for ((query_idx, key_idx), s) in scores.indexed_iter_mut() {
-            *s -= slope * query_idx.abs_diff(key_idx) as f32;
+    let k_packed = PackedMatrix::pack(k_view.t());
+    let v_packed = PackedMatrix::pack(v_h);
+    let mut scores = Array2::<f32>::zeros((q_scaled.nrows(), k_view.nrows()));
+    let mut output = Array2::<f32>::zeros((q_scaled.nrows(), v_h.ncols()));
+    let mut masked_scores = None;
+    // Scores, softmax and the weighted sum run block by block of query rows, so that each
+    // block of probabilities is still in cache when it is used (the whole map is a megabyte
+    // at 512 tokens). A trace needs the whole masked score matrix, so it takes one block.
+    let block_rows = if p.want_trace {
+        scores.nrows().max(1)
+    } else {
+        ATTENTION_BLOCK_ROWS
+    };
+    for (block_idx, (mut block, out_block)) in scores
+        .axis_chunks_iter_mut(Axis(0), block_rows)
+        .zip(output.axis_chunks_iter_mut(Axis(0), block_rows))
+        .enumerate()
+    {
+        let row0 = block_idx * block_rows;
+        let rows = row0..row0 + block.nrows();
+        simd::matmul(
+            q_scaled.slice(s![rows.clone(), ..]),
+            &k_packed,
+            block.view_mut(),
+            false,
+        );
+        if let Some(slope) = p.alibi_slope {
+            for ((i, key_idx), s) in block.indexed_iter_mut() {
+                *s -= slope * (row0 + i).abs_diff(key_idx) as f32;
+            }
         }
+        let allowed = p.allowed.map(|a| a.slice(s![rows, ..]));
+        if p.want_trace {
+            let mut m = block.to_owned();
+            if let Some(allowed) = allowed {
+                ndarray::Zip::from(&mut m).and(allowed).for_each(|s, &ok| {
+                    if !ok {
+                        *s = f32::NEG_INFINITY;
+                    }
+                });
+            }
+            masked_scores = Some(m);
+        }
+        simd::softmax_rows(block.view_mut(), allowed);
+        simd::matmul(block.view(), &v_packed, out_block, false);
     }
-    let masked_scores = p.want_trace.then(|| {
-        let mut m = scores.clone();
-        if let Some(allowed) = p.allowed {
-            ndarray::Zip::from(&mut m).and(allowed).for_each(|s, &ok| {
-                if !ok {
-                    *s = f32::NEG_INFINITY;
-                }
-            });
-        }
-        m
-    });
-    for (query_idx, mut row) in scores.axis_iter_mut(Axis(0)).enumerate() {
-        let allowed_row = p.allowed.and_then(|a| a.row(query_idx).to_slice());
-        if let Some(row) = row.as_slice_mut() {
-            softmax_row(row, allowed_row);
-        }
-    }
-    let output = scores.dot(&v_h);
     let trace = match (raw_scores, masked_scores) {
         (Some(raw_scores), Some(masked_scores)) => {
             // The trace records the q and k that were dotted, without the scale folded in.
@@ -743,41 +909,15 @@ fn run_head(
     }
 }
 
-/// Maps `f` over 0..count on up to `threads` named scoped threads, keeping the order.
+/// Maps `f` over 0..count on the engine's thread pool (when `threads` > 1), keeping the order.
 fn parallel_map<T: Send>(count: usize, threads: usize, f: &(dyn Fn(usize) -> T + Sync)) -> Vec<T> {
-    let threads = threads.clamp(1, count.max(1));
-    if threads == 1 {
-        return (0..count).map(f).collect();
+    use rayon::prelude::*;
+    match pool() {
+        Some(pool) if threads > 1 && count > 1 => {
+            pool.install(|| (0..count).into_par_iter().map(f).collect())
+        }
+        _ => (0..count).map(f).collect(),
     }
-    let mut slots: Vec<Option<T>> = (0..count).map(|_| None).collect();
-    std::thread::scope(|scope| {
-        let mut handles = Vec::new();
-        for t in 1..threads {
-            let spawned = std::thread::Builder::new()
-                .name(format!("attn-head-{t}"))
-                .spawn_scoped(scope, move || {
-                    (t..count)
-                        .step_by(threads)
-                        .map(|i| (i, f(i)))
-                        .collect::<Vec<_>>()
-                });
-            handles.push((t, spawned));
-        }
-        // The calling thread takes the first share; any share whose thread failed to start is
-        // also done here, so a refused spawn only costs speed.
-        let mut done: Vec<(usize, T)> = (0..count).step_by(threads).map(|i| (i, f(i))).collect();
-        for (t, handle) in handles {
-            match handle.map(|h| h.join()) {
-                Ok(Ok(part)) => done.extend(part),
-                Ok(Err(panic)) => std::panic::resume_unwind(panic),
-                Err(_) => done.extend((t..count).step_by(threads).map(|i| (i, f(i)))),
-            }
-        }
-        for (i, value) in done {
-            slots[i] = Some(value);
-        }
-    });
-    slots.into_iter().flatten().collect()
 }
 
 /// The mask a model really applies: the user's spec, plus `causal` for causal models.

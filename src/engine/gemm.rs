@@ -1,0 +1,260 @@
+//! Matrix products for the engine: activations times a matrix packed once, ahead of time.
+//!
+//! Weights never change between forward passes, so each is rearranged once into column panels
+//! ([`PackedMatrix`]), and every product only rearranges its (smaller) left operand. The inner
+//! kernel keeps an `MR × NR` block of the result in registers; it is plain Rust written so that
+//! the compiler turns it into vector code, and `super::simd` compiles it for the CPU's
+//! instruction set at run time.
+
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use std::cell::RefCell;
+
+/// Rows of the result computed together by the kernel.
+pub(crate) const MR: usize = 6;
+/// Columns of the result computed together by the kernel: one packed panel's width.
+pub(crate) const NR: usize = 16;
+/// Depth of one pass over the shared dimension, so that a panel slice stays in L1.
+const KC: usize = 256;
+
+/// A `[k, n]` matrix rearranged for [`matmul`]: `ceil(n / NR)` panels, each holding `k` rows of
+/// `NR` values (the last panel padded with zeros).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedMatrix {
+    /// Packs `b` (shape `[k, n]`, any strides).
+    pub fn pack(b: ArrayView2<'_, f32>) -> Self {
+        let (k, n) = b.dim();
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0.0f32; panels * k * NR];
+        for (p, row) in b.rows().into_iter().enumerate() {
+            let (mut panel, mut lane) = (0, 0);
+            for &v in row.iter() {
+                data[panel * k * NR + p * NR + lane] = v;
+                lane += 1;
+                if lane == NR {
+                    lane = 0;
+                    panel += 1;
+                }
+            }
+        }
+        Self { k, n, data }
+    }
+
+    /// Rows of the matrix (the shared dimension of a product).
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of the matrix.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+}
+
+thread_local! {
+    /// The left operand, rearranged into strips of MR rows; kept per thread between calls.
+    static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `out = a · b`, or `out += a · b` with `accumulate`. Shapes: a `[m, k]`, b `[k, n]`,
+/// out `[m, n]`; the caller checks them. `FMA` selects fused multiply-adds, which the caller
+/// only asks for when the CPU has them (without them `mul_add` is a slow library call).
+#[inline(always)]
+pub(crate) fn matmul_impl<const FMA: bool>(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    mut out: ArrayViewMut2<'_, f32>,
+    accumulate: bool,
+) {
+    let (m, k, n) = (a.nrows(), b.k, b.n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            out.fill(0.0);
+        }
+        return;
+    }
+    let strips = m.div_ceil(MR);
+    // Taken out of the thread-local rather than used inside `with`: a closure would be compiled
+    // without the caller's target features, and the kernel would call a library fma.
+    let mut a_pack = A_PACK.take();
+    {
+        let need = strips * MR * KC.min(k);
+        if a_pack.len() < need {
+            a_pack.resize(need, 0.0);
+        }
+        let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
+        // Row views made once: slicing per tile costs more than the tile's stores.
+        let mut out_rows: Vec<ArrayViewMut1<'_, f32>> = out.rows_mut().into_iter().collect();
+        let mut pc = 0;
+        while pc < k {
+            let kc = KC.min(k - pc);
+            pack_strips(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
+            for panel_idx in 0..n.div_ceil(NR) {
+                let panel_start = panel_idx * k * NR;
+                let panel = &b.data[panel_start + pc * NR..panel_start + (pc + kc) * NR];
+                let col0 = panel_idx * NR;
+                let cols = (n - col0).min(NR);
+                for strip_idx in 0..strips {
+                    let strip = &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
+                    let acc = kernel::<FMA>(strip, panel);
+                    let row0 = strip_idx * MR;
+                    let add = accumulate || pc > 0;
+                    for (acc_row, dst) in acc.iter().zip(&mut out_rows[row0..]) {
+                        match dst.as_slice_mut() {
+                            Some(dst) => {
+                                let dst = &mut dst[col0..col0 + cols];
+                                if add {
+                                    for (d, v) in dst.iter_mut().zip(acc_row) {
+                                        *d += v;
+                                    }
+                                } else {
+                                    dst.copy_from_slice(&acc_row[..cols]);
+                                }
+                            }
+                            None => {
+                                for (j, v) in acc_row.iter().enumerate().take(cols) {
+                                    let d = &mut dst[col0 + j];
+                                    *d = if add { *d + v } else { *v };
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            pc += kc;
+        }
+    }
+    A_PACK.set(a_pack);
+}
+
+/// Copies `a[.., pc..pc + kc]` into strips of MR rows, each stored column by column
+/// (`strip[p · MR + i] = a[row0 + i, pc + p]`), padding the last strip with zeros.
+#[inline(always)]
+fn pack_strips(a_rows: &[ArrayView1<'_, f32>], pc: usize, kc: usize, dst: &mut [f32]) {
+    for (strip_idx, strip) in dst.chunks_exact_mut(MR * kc).enumerate() {
+        for i in 0..MR {
+            match a_rows.get(strip_idx * MR + i) {
+                None => {
+                    for p in 0..kc {
+                        strip[p * MR + i] = 0.0;
+                    }
+                }
+                Some(row) => match row.as_slice() {
+                    Some(src) => {
+                        for (p, &v) in src[pc..pc + kc].iter().enumerate() {
+                            strip[p * MR + i] = v;
+                        }
+                    }
+                    None => {
+                        for p in 0..kc {
+                            strip[p * MR + i] = row[pc + p];
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// One MR × NR block of the product over a strip (`kc · MR` values) and a panel slice
+/// (`kc · NR` values). The fixed-size loops unroll into vector multiply-adds.
+#[inline(always)]
+fn kernel<const FMA: bool>(strip: &[f32], panel: &[f32]) -> [[f32; NR]; MR] {
+    let mut acc = [[0.0f32; NR]; MR];
+    for (a, b) in strip.chunks_exact(MR).zip(panel.chunks_exact(NR)) {
+        let a: &[f32; MR] = a.try_into().unwrap_or(&[0.0; MR]);
+        let b: &[f32; NR] = b.try_into().unwrap_or(&[0.0; NR]);
+        for i in 0..MR {
+            for j in 0..NR {
+                acc[i][j] = if FMA {
+                    a[i].mul_add(b[j], acc[i][j])
+                } else {
+                    acc[i][j] + a[i] * b[j]
+                };
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, array, s};
+
+    fn reference(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
+        let mut out = Array2::<f32>::zeros((a.nrows(), b.ncols()));
+        for i in 0..a.nrows() {
+            for j in 0..b.ncols() {
+                out[[i, j]] = (0..a.ncols())
+                    .map(|p| f64::from(a[[i, p]]) * f64::from(b[[p, j]]))
+                    .sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    fn filled(rows: usize, cols: usize, salt: usize) -> Array2<f32> {
+        Array2::from_shape_fn((rows, cols), |(r, c)| {
+            ((r * 31 + c * 17 + salt * 7) % 23) as f32 / 11.0 - 1.0
+        })
+    }
+
+    #[test]
+    fn two_by_two_by_hand() {
+        // [1 2; 3 4] · [5 6; 7 8] = [1·5+2·7, 1·6+2·8; 3·5+4·7, 3·6+4·8] = [19 22; 43 50]
+        let a = array![[1.0f32, 2.0], [3.0, 4.0]];
+        let b = PackedMatrix::pack(array![[5.0f32, 6.0], [7.0, 8.0]].view());
+        let mut out = Array2::<f32>::zeros((2, 2));
+        super::super::simd::matmul(a.view(), &b, out.view_mut(), false);
+        assert_eq!(out, array![[19.0, 22.0], [43.0, 50.0]]);
+        // Accumulating adds the product again.
+        super::super::simd::matmul(a.view(), &b, out.view_mut(), true);
+        assert_eq!(out, array![[38.0, 44.0], [86.0, 100.0]]);
+    }
+
+    #[test]
+    fn edges_depths_and_strides_match_the_reference() {
+        // Sizes straddle MR, NR and KC; k = 0 gives zeros.
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (7, 5, 17),
+            (13, 300, 33),
+            (6, 256, 16),
+            (5, 0, 3),
+        ] {
+            let a = filled(m, k, 1);
+            let b = filled(k, n, 2);
+            let packed = PackedMatrix::pack(b.view());
+            let want = reference(&a, &b);
+            for isa in super::super::simd::Isa::available() {
+                let mut out = Array2::<f32>::from_elem((m, n), 9.0);
+                super::super::simd::matmul_with(isa, a.view(), &packed, out.view_mut(), false);
+                let err = (&out - &want).iter().fold(0.0f32, |e, v| e.max(v.abs()));
+                assert!(err < 1e-4, "{isa:?} {m}x{k}x{n}: {err}");
+            }
+        }
+        // A transposed (strided) left operand, a strided right operand and a column slice
+        // of the output.
+        let a = filled(40, 9, 3);
+        let b = filled(20, 40, 4);
+        let packed = PackedMatrix::pack(b.t());
+        let mut wide = Array2::<f32>::zeros((9, 30));
+        super::super::simd::matmul(a.t(), &packed, wide.slice_mut(s![.., 5..25]), false);
+        let want = reference(&a.t().to_owned(), &b.t().to_owned());
+        let err = (&wide.slice(s![.., 5..25]) - &want)
+            .iter()
+            .fold(0.0f32, |e, v| e.max(v.abs()));
+        assert!(err < 1e-4, "{err}");
+        assert!(wide.slice(s![.., ..5]).iter().all(|&v| v == 0.0));
+        assert!(wide.slice(s![.., 25..]).iter().all(|&v| v == 0.0));
+    }
+}

@@ -1,0 +1,226 @@
+//! Run-time choice of instruction set for the engine's hot loops.
+//!
+//! The kernels in `gemm` and `math` are plain Rust. A release build targets baseline x86-64
+//! (SSE2), so each hot entry point here has copies compiled with AVX2+FMA and with AVX-512
+//! enabled, and picks one on the CPU it finds. The `unsafe` here (the crate's only other use maps
+//! weight files, in `model::weights`) is the call itself: calling a
+//! function compiled for a feature is sound only on a CPU that has it, and each call below is
+//! guarded by the run-time check in [`Isa::detect`].
+//!
+//! The copies compute the same thing in the same order; only the matrix product differs, by
+//! rounding, between the FMA copies (fused multiply-add) and the portable one.
+#![allow(unsafe_code)]
+
+use super::gemm::{PackedMatrix, matmul_impl};
+use super::math;
+use super::transformer::Activation;
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use std::sync::OnceLock;
+
+/// An instruction set the hot loops can be compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Baseline: whatever the build targets.
+    Portable,
+    /// AVX2 with fused multiply-add.
+    Avx2,
+    /// AVX-512F (with AVX2 and FMA).
+    Avx512,
+}
+
+impl Isa {
+    /// The best instruction set this CPU has, detected once. The environment variable
+    /// `ATTNVIZ_ISA` (`portable`, `avx2` or `avx512`) can lower it, for comparisons.
+    pub fn detect() -> Self {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            let best = Self::available()
+                .into_iter()
+                .last()
+                .unwrap_or(Isa::Portable);
+            let cap = match std::env::var("ATTNVIZ_ISA").as_deref() {
+                Ok("portable") => Isa::Portable,
+                Ok("avx2") => Isa::Avx2,
+                _ => Isa::Avx512,
+            };
+            best.min(cap)
+        })
+    }
+
+    /// Every instruction set this CPU can run, from the baseline up (each includes the ones
+    /// before it).
+    pub fn available() -> Vec<Self> {
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                isas.push(Isa::Avx2);
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    isas.push(Isa::Avx512);
+                }
+            }
+        }
+        isas
+    }
+}
+
+/// `out = a · b` (or `out += a · b` with `accumulate`) on the best instruction set.
+///
+/// Shapes: a `[m, k]`, b `[k, n]`, out `[m, n]`; a mismatch is a bug in the caller and panics.
+pub fn matmul(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, f32>,
+    accumulate: bool,
+) {
+    matmul_with(Isa::detect(), a, b, out, accumulate);
+}
+
+/// [`matmul`] on a given instruction set; one this CPU lacks falls back to the portable code.
+pub fn matmul_with(
+    isa: Isa,
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, f32>,
+    accumulate: bool,
+) {
+    assert!(
+        a.ncols() == b.rows() && out.dim() == (a.nrows(), b.cols()),
+        "matmul shapes: {:?} · [{}, {}] → {:?}",
+        a.dim(),
+        b.rows(),
+        b.cols(),
+        out.dim()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if isa <= Isa::detect() {
+        match isa {
+            // SAFETY: `available` found AVX2 and FMA on this CPU.
+            Isa::Avx2 => return unsafe { matmul_avx2(a, b, out, accumulate) },
+            // SAFETY: `available` found AVX-512F, AVX2 and FMA on this CPU.
+            Isa::Avx512 => return unsafe { matmul_avx512(a, b, out, accumulate) },
+            Isa::Portable => {}
+        }
+    }
+    matmul_impl::<false>(a, b, out, accumulate);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn matmul_avx2(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
+    matmul_impl::<true>(a, b, out, acc);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn matmul_avx512(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
+    matmul_impl::<true>(a, b, out, acc);
+}
+
+/// Softmax of every row of `scores` in place ([`math::softmax_row`]), with `allowed` marking
+/// the keys each query may see.
+pub fn softmax_rows(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { softmax_rows_avx2(scores, allowed) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { softmax_rows_avx512(scores, allowed) },
+        Isa::Portable => {}
+    }
+    softmax_rows_impl(scores, allowed);
+}
+
+#[inline(always)]
+fn softmax_rows_impl(mut scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+    for (query_idx, mut row) in scores.axis_iter_mut(Axis(0)).enumerate() {
+        let allowed_row = allowed.as_ref().and_then(|a| a.row(query_idx).to_slice());
+        if let Some(row) = row.as_slice_mut() {
+            math::softmax_row(row, allowed_row);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_rows_avx2(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+    softmax_rows_impl(scores, allowed);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn softmax_rows_avx512(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+    softmax_rows_impl(scores, allowed);
+}
+
+/// Applies the activation to every value in place.
+pub fn activate(values: &mut [f32], act: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { activate_avx2(values, act) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { activate_avx512(values, act) },
+        Isa::Portable => {}
+    }
+    activate_impl(values, act);
+}
+
+/// `hidden[i] *= act(gate[i])`: the gated MLP of Llama-family models.
+pub fn activate_gated(hidden: &mut [f32], gate: &[f32], act: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { activate_gated_avx2(hidden, gate, act) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { activate_gated_avx512(hidden, gate, act) },
+        Isa::Portable => {}
+    }
+    activate_gated_impl(hidden, gate, act);
+}
+
+// One monomorphic loop per activation, so that each vectorises.
+#[inline(always)]
+fn activate_impl(values: &mut [f32], act: Activation) {
+    match act {
+        Activation::Gelu => values.iter_mut().for_each(|v| *v = math::gelu(*v)),
+        Activation::GeluTanh => values.iter_mut().for_each(|v| *v = math::gelu_tanh(*v)),
+        Activation::Silu => values.iter_mut().for_each(|v| *v = math::silu(*v)),
+    }
+}
+
+#[inline(always)]
+fn activate_gated_impl(hidden: &mut [f32], gate: &[f32], act: Activation) {
+    let pairs = hidden.iter_mut().zip(gate);
+    match act {
+        Activation::Gelu => pairs.for_each(|(h, &g)| *h *= math::gelu(g)),
+        Activation::GeluTanh => pairs.for_each(|(h, &g)| *h *= math::gelu_tanh(g)),
+        Activation::Silu => pairs.for_each(|(h, &g)| *h *= math::silu(g)),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn activate_avx2(values: &mut [f32], act: Activation) {
+    activate_impl(values, act);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn activate_avx512(values: &mut [f32], act: Activation) {
+    activate_impl(values, act);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn activate_gated_avx2(hidden: &mut [f32], gate: &[f32], act: Activation) {
+    activate_gated_impl(hidden, gate, act);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn activate_gated_avx512(hidden: &mut [f32], gate: &[f32], act: Activation) {
+    activate_gated_impl(hidden, gate, act);
+}
