@@ -9,7 +9,7 @@ use attnviz::engine::RunOptions;
 use attnviz::model::{DemoConfig, DemoModel, Model};
 use attnviz::render::{self, Colormap, FigureOptions, ValueRange, ValueScale};
 use attnviz::tokenize::{Token, tokens_from_ids};
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, criterion_group};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -131,4 +131,12 @@ fn forward_minilm(c: &mut Criterion) {
 }
 
 criterion_group!(benches, forward, rendering, forward_minilm);
-criterion_main!(benches);
+
+fn main() {
+    // As the attnviz binary does at start-up; ATTNVIZ_DEFAULT_MALLOC=1 measures without it.
+    if std::env::var_os("ATTNVIZ_DEFAULT_MALLOC").is_none() {
+        attnviz::engine::memory::keep_freed_memory();
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -19,6 +19,8 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("error: internal error: {msg}{place}");
     }));
+    // Reuse freed memory between runs instead of faulting in fresh pages (see the module).
+    attnviz::engine::memory::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => run_cli(command),

@@ -7,6 +7,7 @@
 mod gemm;
 mod mask;
 pub mod math;
+pub mod memory;
 mod options;
 mod position;
 mod run;
