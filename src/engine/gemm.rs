@@ -15,6 +15,10 @@ pub(crate) const MR: usize = 6;
 pub(crate) const NR: usize = 16;
 /// Depth of one pass over the shared dimension, so that a panel slice stays in L1.
 const KC: usize = 256;
+/// Products at most this many panels wide read the left operand in place.
+const DIRECT_MAX_PANELS: usize = 2;
+/// Stands in for the rows past the end of the left operand.
+static ZEROS: [f32; KC] = [0.0; KC];
 
 /// A `[k, n]` matrix rearranged for [`matmul`]: `ceil(n / NR)` panels, each holding `k` rows of
 /// `NR` values (the last panel padded with zeros).
@@ -93,19 +97,35 @@ pub(crate) fn matmul_impl<const FMA: bool>(
         let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
         // Row views made once: slicing per tile costs more than the tile's stores.
         let mut out_rows: Vec<ArrayViewMut1<'_, f32>> = out.rows_mut().into_iter().collect();
+        // With few panels (the attention-weighted sum has two), rearranging the left operand
+        // would cost about as much as the product: read its rows in place instead.
+        let direct =
+            n.div_ceil(NR) <= DIRECT_MAX_PANELS && a_rows.iter().all(|r| r.as_slice().is_some());
         let mut pc = 0;
         while pc < k {
             let kc = KC.min(k - pc);
-            pack_strips(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
+            if !direct {
+                pack_strips(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
+            }
             for panel_idx in 0..n.div_ceil(NR) {
                 let panel_start = panel_idx * k * NR;
                 let panel = &b.data[panel_start + pc * NR..panel_start + (pc + kc) * NR];
                 let col0 = panel_idx * NR;
                 let cols = (n - col0).min(NR);
                 for strip_idx in 0..strips {
-                    let strip = &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
-                    let acc = kernel::<FMA>(strip, panel);
                     let row0 = strip_idx * MR;
+                    let acc = if direct {
+                        let rows: [&[f32]; MR] = std::array::from_fn(|i| {
+                            a_rows
+                                .get(row0 + i)
+                                .and_then(|r| r.as_slice())
+                                .map_or(&ZEROS[..kc], |r| &r[pc..pc + kc])
+                        });
+                        kernel_direct::<FMA>(&rows, panel)
+                    } else {
+                        let strip = &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
+                        kernel::<FMA>(strip, panel)
+                    };
                     let add = accumulate || pc > 0;
                     for (acc_row, dst) in acc.iter().zip(&mut out_rows[row0..]) {
                         match dst.as_slice_mut() {
@@ -178,6 +198,27 @@ fn kernel<const FMA: bool>(strip: &[f32], panel: &[f32]) -> [[f32; NR]; MR] {
                     a[i].mul_add(b[j], acc[i][j])
                 } else {
                     acc[i][j] + a[i] * b[j]
+                };
+            }
+        }
+    }
+    acc
+}
+
+/// [`kernel`] reading MR rows of the left operand in place (each `kc` long) instead of a
+/// packed strip.
+#[inline(always)]
+fn kernel_direct<const FMA: bool>(rows: &[&[f32]; MR], panel: &[f32]) -> [[f32; NR]; MR] {
+    let mut acc = [[0.0f32; NR]; MR];
+    for (p, b) in panel.chunks_exact(NR).enumerate() {
+        let b: &[f32; NR] = b.try_into().unwrap_or(&[0.0; NR]);
+        for i in 0..MR {
+            let a = rows[i][p];
+            for j in 0..NR {
+                acc[i][j] = if FMA {
+                    a.mul_add(b[j], acc[i][j])
+                } else {
+                    acc[i][j] + a * b[j]
                 };
             }
         }
