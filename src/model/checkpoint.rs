@@ -86,6 +86,9 @@ impl Checkpoint {
             path: weights_path.clone(),
             reason: e.to_string(),
         })?;
+        // Pack the weights for the matrix kernel now, as part of loading, so that the first
+        // forward pass costs what every later one does.
+        transformer.packed();
         let (vocab, special) = read_vocab(dir);
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = if tokenizer_path.exists() {

@@ -291,6 +291,8 @@ impl DemoModel {
         cfg.validate()?;
         let layout = Layout::new(&cfg);
         let transformer = build_transformer(&cfg, layout.as_ref());
+        // Packed now, so that the first forward pass costs what every later one does.
+        transformer.packed();
         transformer
             .validate()
             .map_err(|e| DemoConfigError(format!("internal: {e}")))?;
