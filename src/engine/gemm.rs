@@ -6,7 +6,7 @@
 //! the compiler turns it into vector code, and `super::simd` compiles it for the CPU's
 //! instruction set at run time.
 
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
+use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 use std::cell::RefCell;
 
 /// Rows of the result computed together by the kernel.
@@ -49,6 +49,22 @@ impl PackedMatrix {
         Self { k, n, data }
     }
 
+    /// Packs the transpose of `bt` (shape `[n, k]`): the keys of an attention head, packed for
+    /// queries · keysᵀ. Reads `bt` row by row, which is faster than [`Self::pack`] on the
+    /// transposed view when `bt`'s rows are contiguous.
+    pub fn pack_transposed(bt: ArrayView2<'_, f32>) -> Self {
+        let (n, k) = bt.dim();
+        let mut data = vec![0.0f32; n.div_ceil(NR) * k * NR];
+        for (j, row) in bt.rows().into_iter().enumerate() {
+            let panel = &mut data[(j / NR) * k * NR..(j / NR + 1) * k * NR];
+            let lane = j % NR;
+            for (p, &v) in row.iter().enumerate() {
+                panel[p * NR + lane] = v;
+            }
+        }
+        Self { k, n, data }
+    }
+
     /// Rows of the matrix (the shared dimension of a product).
     pub fn rows(&self) -> usize {
         self.k
@@ -85,72 +101,94 @@ pub(crate) fn matmul_impl<const FMA: bool>(
         }
         return;
     }
+    // Row slices made once: an ndarray slice per tile costs more than the tile's stores.
+    let out_rows: Option<Vec<&mut [f32]>> =
+        out.rows_mut().into_iter().map(|r| r.into_slice()).collect();
+    if let Some(mut out_rows) = out_rows {
+        matmul_rows::<FMA>(a, b, &mut out_rows, accumulate);
+        return;
+    }
+    // Rows that are not contiguous: compute into a fresh matrix, then copy. (Not a recursive
+    // call: this function must inline into its target-feature wrappers.)
+    let mut tmp = ndarray::Array2::<f32>::zeros((m, n));
+    let mut tmp_rows: Vec<&mut [f32]> = tmp
+        .rows_mut()
+        .into_iter()
+        .filter_map(|r| r.into_slice())
+        .collect();
+    matmul_rows::<FMA>(a, b, &mut tmp_rows, false);
+    if accumulate {
+        out += &tmp;
+    } else {
+        out.assign(&tmp);
+    }
+}
+
+/// [`matmul_impl`] into an output given as contiguous rows.
+#[inline(always)]
+fn matmul_rows<const FMA: bool>(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out_rows: &mut [&mut [f32]],
+    accumulate: bool,
+) {
+    let (m, k, n) = (a.nrows(), b.k, b.n);
+    let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
+    let a_slices: Option<Vec<&[f32]>> = a_rows.iter().map(|r| r.to_slice()).collect();
     let strips = m.div_ceil(MR);
+    // With few panels (the attention-weighted sum has two), rearranging the left operand
+    // would cost about as much as the product: read its rows in place instead.
+    let direct = a_slices
+        .as_ref()
+        .filter(|_| n.div_ceil(NR) <= DIRECT_MAX_PANELS);
     // Taken out of the thread-local rather than used inside `with`: a closure would be compiled
     // without the caller's target features, and the kernel would call a library fma.
     let mut a_pack = A_PACK.take();
-    {
-        let need = strips * MR * KC.min(k);
-        if a_pack.len() < need {
-            a_pack.resize(need, 0.0);
+    let need = strips * MR * KC.min(k);
+    if a_pack.len() < need {
+        a_pack.resize(need, 0.0);
+    }
+    let mut pc = 0;
+    while pc < k {
+        let kc = KC.min(k - pc);
+        if direct.is_none() {
+            pack_strips(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
         }
-        let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
-        // Row views made once: slicing per tile costs more than the tile's stores.
-        let mut out_rows: Vec<ArrayViewMut1<'_, f32>> = out.rows_mut().into_iter().collect();
-        // With few panels (the attention-weighted sum has two), rearranging the left operand
-        // would cost about as much as the product: read its rows in place instead.
-        let direct =
-            n.div_ceil(NR) <= DIRECT_MAX_PANELS && a_rows.iter().all(|r| r.as_slice().is_some());
-        let mut pc = 0;
-        while pc < k {
-            let kc = KC.min(k - pc);
-            if !direct {
-                pack_strips(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
-            }
-            for panel_idx in 0..n.div_ceil(NR) {
-                let panel_start = panel_idx * k * NR;
-                let panel = &b.data[panel_start + pc * NR..panel_start + (pc + kc) * NR];
-                let col0 = panel_idx * NR;
-                let cols = (n - col0).min(NR);
-                for strip_idx in 0..strips {
-                    let row0 = strip_idx * MR;
-                    let acc = if direct {
+        let add = accumulate || pc > 0;
+        for panel_idx in 0..n.div_ceil(NR) {
+            let panel_start = panel_idx * k * NR;
+            let panel = &b.data[panel_start + pc * NR..panel_start + (pc + kc) * NR];
+            let col0 = panel_idx * NR;
+            let cols = (n - col0).min(NR);
+            for strip_idx in 0..strips {
+                let row0 = strip_idx * MR;
+                let acc = match direct {
+                    Some(a_slices) => {
                         let rows: [&[f32]; MR] = std::array::from_fn(|i| {
-                            a_rows
+                            a_slices
                                 .get(row0 + i)
-                                .and_then(|r| r.as_slice())
                                 .map_or(&ZEROS[..kc], |r| &r[pc..pc + kc])
                         });
                         kernel_direct::<FMA>(&rows, panel)
-                    } else {
+                    }
+                    None => {
                         let strip = &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
                         kernel::<FMA>(strip, panel)
-                    };
-                    let add = accumulate || pc > 0;
-                    for (acc_row, dst) in acc.iter().zip(&mut out_rows[row0..]) {
-                        match dst.as_slice_mut() {
-                            Some(dst) => {
-                                let dst = &mut dst[col0..col0 + cols];
-                                if add {
-                                    for (d, v) in dst.iter_mut().zip(acc_row) {
-                                        *d += v;
-                                    }
-                                } else {
-                                    dst.copy_from_slice(&acc_row[..cols]);
-                                }
-                            }
-                            None => {
-                                for (j, v) in acc_row.iter().enumerate().take(cols) {
-                                    let d = &mut dst[col0 + j];
-                                    *d = if add { *d + v } else { *v };
-                                }
-                            }
+                    }
+                };
+                for (acc_row, dst) in acc.iter().zip(&mut out_rows[row0..]) {
+                    let dst = &mut dst[col0..col0 + cols];
+                    if add {
+                        for (d, v) in dst.iter_mut().zip(acc_row) {
+                            *d += v;
                         }
+                    } else {
+                        dst.copy_from_slice(&acc_row[..cols]);
                     }
                 }
             }
-            pc += kc;
         }
+        pc += kc;
     }
     A_PACK.set(a_pack);
 }
@@ -250,6 +288,17 @@ mod tests {
     }
 
     #[test]
+    fn packing_a_transpose_row_by_row_matches_packing_the_view() {
+        for &(n, k) in &[(1, 1), (17, 5), (40, 32), (16, 3)] {
+            let bt = filled(n, k, 5);
+            assert_eq!(
+                PackedMatrix::pack_transposed(bt.view()),
+                PackedMatrix::pack(bt.t())
+            );
+        }
+    }
+
+    #[test]
     fn two_by_two_by_hand() {
         // [1 2; 3 4] · [5 6; 7 8] = [1·5+2·7, 1·6+2·8; 3·5+4·7, 3·6+4·8] = [19 22; 43 50]
         let a = array![[1.0f32, 2.0], [3.0, 4.0]];
@@ -296,6 +345,13 @@ mod tests {
             .fold(0.0f32, |e, v| e.max(v.abs()));
         assert!(err < 1e-4, "{err}");
         assert!(wide.slice(s![.., ..5]).iter().all(|&v| v == 0.0));
+        // An output whose rows are not contiguous (a transposed view), accumulated into.
+        let mut transposed = Array2::<f32>::ones((20, 9));
+        super::super::simd::matmul(a.t(), &packed, transposed.view_mut().reversed_axes(), true);
+        let err = (&transposed.t() - &(&want + 1.0))
+            .iter()
+            .fold(0.0f32, |e, v| e.max(v.abs()));
+        assert!(err < 1e-4, "{err}");
         assert!(wide.slice(s![.., 25..]).iter().all(|&v| v == 0.0));
     }
 }

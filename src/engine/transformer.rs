@@ -833,7 +833,7 @@ fn run_head(
     let k_view = k_used.as_ref().map_or(k_h, |k| k.view());
     let raw_scores = p.want_trace.then(|| q_scaled.dot(&k_view.t()));
     q_scaled *= p.factor;
-    let k_packed = PackedMatrix::pack(k_view.t());
+    let k_packed = PackedMatrix::pack_transposed(k_view);
     let v_packed = PackedMatrix::pack(v_h);
     let mut scores = Array2::<f32>::zeros((q_scaled.nrows(), k_view.nrows()));
     let mut output = Array2::<f32>::zeros((q_scaled.nrows(), v_h.ncols()));
