@@ -835,6 +835,8 @@ fn checkpoints_match_transformers_fixtures() {
         ("llama_sharded", "llama"),
         // The same Llama with Llama 3 RoPE scaling over a 16-token original context.
         ("llama3", "llama3"),
+        // The same weights as Mistral with a 6-token sliding window (inputs of 11–28 tokens).
+        ("mistral", "mistral"),
     ] {
         let (att, hidden) = check_against_golden(name, golden_of);
         eprintln!("{name}: max |Δattention| = {att:.2e}, max |Δhidden| = {hidden:.2e}");
@@ -1070,6 +1072,45 @@ fn check_logprobs_against_golden(name: &str, golden_of: &str) -> (f64, f64) {
 }
 
 #[test]
+fn mistral_sliding_window_hides_keys_beyond_the_window() {
+    // Query q sees keys q−5..=q (window 6): every earlier key has probability exactly 0, and
+    // ignoring the window would change the maps (the llama fixture has the same weights).
+    let ckpt = attnviz::model::Checkpoint::load(&fixture("mistral")).unwrap();
+    assert_eq!(ckpt.config().sliding_window, Some(6));
+    let tokens = ckpt
+        .tokenize("Harriet Quill met Oswin Brack at the Larkspur station.")
+        .unwrap();
+    assert!(tokens.len() > 6);
+    let run = ckpt.forward(&tokens, &RunOptions::default()).unwrap();
+    for layer in 0..2 {
+        for head in 0..4 {
+            let map = run.maps.head(layer, head).unwrap();
+            for q in 0..tokens.len() {
+                for k in 0..tokens.len() {
+                    let visible = k <= q && q - k < 6;
+                    assert_eq!(map[(q, k)] > 0.0, visible, "L{layer} H{head} q{q} k{k}");
+                }
+            }
+        }
+    }
+    // A bad window is a clean error naming config.json.
+    let dir = edited_fixture(
+        "mistral",
+        "zero-window",
+        |c| c.replace("\"sliding_window\": 6", "\"sliding_window\": 0"),
+        |_| {},
+    );
+    let err = attnviz::model::Checkpoint::load(&dir)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("sliding_window") && err.contains("config.json"),
+        "{err}"
+    );
+}
+
+#[test]
 fn lm_heads_match_transformers_fixtures() {
     use attnviz::model::{Checkpoint, LmHeadInfo};
     // gpt2: tied to wte (GPT-2's default). llama and llama_sharded: lm_head.weight of their own
@@ -1079,6 +1120,7 @@ fn lm_heads_match_transformers_fixtures() {
         ("llama", "llama", "lm_head.weight", false),
         ("llama_sharded", "llama", "lm_head.weight", false),
         ("llama3", "llama3", "model.embed_tokens.weight", true),
+        ("mistral", "mistral", "lm_head.weight", false),
     ] {
         let ckpt = Checkpoint::load(&fixture(name)).unwrap();
         let want = LmHeadInfo {

@@ -320,7 +320,18 @@ impl Model for Checkpoint {
             )));
         }
         let x = self.embed(tokens)?;
-        self.transformer.run(tokens, x, opts, progress)
+        match self.cfg.sliding_window {
+            // Mistral: a query sees the `window` most recent keys, itself included, as
+            // transformers' sliding-window mask allows (query − key < window).
+            Some(window) if tokens.len() > window => {
+                let mut opts = opts.clone();
+                opts.mask
+                    .parts
+                    .push(crate::engine::MaskPart::Window(window - 1));
+                self.transformer.run(tokens, x, &opts, progress)
+            }
+            _ => self.transformer.run(tokens, x, opts, progress),
+        }
     }
 }
 

@@ -99,6 +99,10 @@ pub struct RawConfig {
     /// Whether the output head shares the input embedding matrix. Defaults differ by family
     /// (transformers' config classes): true for BERT and GPT-2, false for Llama, Mistral, Qwen2.
     pub tie_word_embeddings: Option<bool>,
+    /// Mistral's sliding attention window (null or absent: none).
+    pub sliding_window: Option<usize>,
+    /// Qwen2's switch for its (per-layer) sliding window.
+    pub use_sliding_window: Option<bool>,
     /// Stored dtype (older name).
     pub torch_dtype: Option<String>,
     /// Stored dtype (newer name).
@@ -138,6 +142,9 @@ pub struct ModelConfig {
     pub attention_bias: bool,
     /// The LM head is the input embedding matrix when the checkpoint has no head of its own.
     pub tie_word_embeddings: bool,
+    /// Each query attends to at most this many keys, itself included (Mistral's
+    /// `sliding_window`).
+    pub sliding_window: Option<usize>,
     /// Stored dtype, for display.
     pub dtype: String,
 }
@@ -290,6 +297,19 @@ impl RawConfig {
                 "activation {act:?} is not supported for {model_type}; expected {expected_act:?}"
             )));
         }
+        let sliding_window = match model_type.as_str() {
+            "mistral" => match self.sliding_window {
+                Some(0) => return Err(err("sliding_window is 0".to_owned())),
+                window => window,
+            },
+            "qwen2" if self.use_sliding_window == Some(true) => {
+                return Err(err(
+                    "use_sliding_window: true (Qwen2's per-layer sliding window) is not supported"
+                        .to_owned(),
+                ));
+            }
+            _ => None,
+        };
         Ok(ModelConfig {
             family,
             d_model,
@@ -310,6 +330,7 @@ impl RawConfig {
             tie_word_embeddings: self
                 .tie_word_embeddings
                 .unwrap_or(matches!(family, Family::Bert | Family::Gpt2)),
+            sliding_window,
             dtype: self
                 .dtype
                 .or(self.torch_dtype)
