@@ -812,3 +812,38 @@ fn the_grid_groups_heads_that_share_a_kv_head() {
     assert!(harness.query_by_label("L0·H7").is_some());
     assert!(harness.query_by_label_contains("KV 0").is_none());
 }
+
+/// A byte-level checkpoint's tokens are shown with readable labels (`Ġc` as `␣c`, `Ċ` as `↵`)
+/// in the token strip and the head view, the raw strings stay on the tokens, and going back to
+/// the demo shows its tokens unchanged.
+#[test]
+fn checkpoint_tokens_are_shown_with_readable_labels() {
+    let mut harness = app_harness(AppState {
+        text: "The cat sat\non the mat.".to_owned(),
+        model_dir: Some(fixture_dir("gpt2")),
+        ..AppState::default()
+    });
+    let run = wait_ready(&mut harness);
+    let raw: Vec<&str> = run.tokens.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(raw[..3], ["The", "Ġc", "at"]);
+    assert!(raw.contains(&"Ċ"));
+    assert_eq!(
+        harness.state().shown_vocab_style(),
+        attnviz::tokenize::VocabStyle::ByteLevel
+    );
+    harness.get_by_label("token 1: ␣c");
+    let newline = raw.iter().position(|t| *t == "Ċ").unwrap();
+    harness.get_by_label(&format!("token {newline}: ↵"));
+    assert!(harness.query_by_label("token 1: Ġc").is_none());
+
+    harness.state_mut().state.view = ViewKind::HeadView;
+    harness.run();
+    harness.get_by_label("query 1: ␣c");
+    harness.get_by_label("key 1: ␣c");
+
+    harness.state_mut().state.model_dir = None;
+    let demo = wait_ready(&mut harness);
+    assert_eq!(harness.state().shown_vocab_style(), Default::default());
+    assert_eq!(demo.tokens[1].text, "cat");
+    harness.get_by_label("query 1: cat");
+}

@@ -439,7 +439,8 @@ fn app_export_and_cli_render_give_the_same_pixels() {
     };
     let run_ = model.forward(&tokens, &opts).unwrap();
     let app_png = dir.join("app.png");
-    export::export_png(&app_png, &run_, &state, "demo").unwrap();
+    let plain = attnviz::tokenize::VocabStyle::Plain;
+    export::export_png(&app_png, &run_, &state, "demo", &plain).unwrap();
     let (a, b) = (decode(&cli_png), decode(&app_png));
     assert_eq!(a.dimensions(), b.dimensions());
     assert!(a == b, "the app's export differs from attnviz render");
@@ -449,9 +450,80 @@ fn app_export_and_cli_render_give_the_same_pixels() {
     let all = dir.join("all");
     let progress = std::sync::atomic::AtomicUsize::new(0);
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    let n = export::export_all_heads(&all, &run_, &state, "demo", &progress, &cancel).unwrap();
+    let n =
+        export::export_all_heads(&all, &run_, &state, "demo", &plain, &progress, &cancel).unwrap();
     assert_eq!(n, 48);
     assert!(all.join("attn_L5_H7.png").exists());
+}
+
+/// With a byte-level checkpoint, the app's PNG export and `attnviz render` label tokens the same
+/// way (`Ġc` as `␣c`), so they still give the same pixels; labels differ from the raw strings.
+#[test]
+fn app_export_and_cli_render_label_checkpoint_tokens_alike() {
+    use attnviz::app::{AppState, HeadMode, export};
+    use attnviz::engine::RunOptions;
+    use attnviz::model::{Checkpoint, Model};
+    use attnviz::tokenize::{VocabStyle, vocab_style_of_dir};
+
+    let dir = scratch("same-app-gpt2");
+    let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gpt2");
+    let text = "The cat sat\non the mat, café.";
+    let cli_png = dir.join("cli.png");
+    let o = run(&[
+        "render",
+        "--model",
+        model_dir.to_str().unwrap(),
+        "--text",
+        text,
+        "--out",
+        cli_png.to_str().unwrap(),
+        "--layer",
+        "1",
+        "--head",
+        "mean",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let state = AppState {
+        text: text.to_owned(),
+        model_dir: Some(model_dir.clone()),
+        layer_idx: 1,
+        head_mode: HeadMode::Mean,
+        ..AppState::default()
+    };
+    let ckpt = Checkpoint::load(&model_dir).unwrap();
+    let tokens = ckpt.tokenize(text).unwrap();
+    assert!(tokens.iter().any(|t| t.text == "Ġc"), "the fixture changed");
+    let run_ = ckpt.forward(&tokens, &RunOptions::default()).unwrap();
+    let name = attnviz::io::ModelMeta::from(&ckpt.info()).name;
+    let vocab = vocab_style_of_dir(&model_dir);
+    assert_eq!(vocab, VocabStyle::ByteLevel);
+    let labels = attnviz::tokenize::display_labels(&run_.tokens, &vocab);
+    assert!(labels.iter().any(|l| l == "␣c") && labels.iter().any(|l| l == "↵"));
+    let app_png = dir.join("app.png");
+    export::export_png(&app_png, &run_, &state, &name, &vocab).unwrap();
+    let (a, b) = (decode(&cli_png), decode(&app_png));
+    assert!(a == b, "the app's export differs from attnviz render");
+    let raw_png = dir.join("raw.png");
+    export::export_png(&raw_png, &run_, &state, &name, &VocabStyle::Plain).unwrap();
+    assert!(
+        decode(&raw_png) != a,
+        "the figure's labels are the raw strings"
+    );
+
+    // Exported tensors keep the raw vocabulary strings.
+    let json = dir.join("a.json");
+    export::export_tensors(
+        &json,
+        &run_,
+        &attnviz::io::ModelMeta::from(&ckpt.info()),
+        "causal",
+    )
+    .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let raw: Vec<&str> = run_.tokens.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(v["tokens"], serde_json::json!(raw));
 }
 
 fn copy_fixture(name: &str, to: &Path) -> PathBuf {

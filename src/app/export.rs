@@ -1,11 +1,15 @@
 //! Exports from the app: PNGs through the same `render` path as `attnviz render`, every head
 //! into a folder, and the raw tensors. Kept apart from the file dialogs so they can be tested.
+//!
+//! Figures label tokens as the views do ([`Token::label`](crate::tokenize::Token::label) under
+//! the model's [`VocabStyle`]); tensors keep the raw vocabulary strings (the file contract).
 
 use super::state::{AppState, HeadMode, ViewKind};
 use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
 use crate::engine::AttentionRun;
 use crate::io::{self, ModelMeta};
 use crate::render;
+use crate::tokenize::{VocabStyle, display_labels};
 use image::RgbaImage;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,19 +22,22 @@ pub fn default_cell(len: usize) -> u32 {
 /// Thumbnail side of exported grids (as the CLI's default).
 pub const GRID_THUMB_PX: u32 = 96;
 
-fn texts_and_special(run: &AttentionRun) -> (Vec<String>, Vec<bool>) {
+/// Figure labels (under `vocab`) and special flags of the run's tokens.
+fn labels_and_special(run: &AttentionRun, vocab: &VocabStyle) -> (Vec<String>, Vec<bool>) {
     (
-        run.tokens.iter().map(|t| t.text.clone()).collect(),
+        display_labels(&run.tokens, vocab),
         run.tokens.iter().map(|t| t.is_special).collect(),
     )
 }
 
 /// The image File → Export PNG writes for the current view: the grid in the grid view, the
-/// heatmap otherwise. Same function and options as `attnviz render`, so the same pixels.
+/// heatmap otherwise, tokens labelled under `vocab`. Same function and options as `attnviz
+/// render`, so the same pixels.
 pub fn current_view_png(
     run: &AttentionRun,
     state: &AppState,
     model_name: &str,
+    vocab: &VocabStyle,
 ) -> Result<RgbaImage, String> {
     if state.view == ViewKind::Grid {
         return render::grid_view_figure(
@@ -39,7 +46,7 @@ pub fn current_view_png(
             &state.render_style(GRID_THUMB_PX, true),
         );
     }
-    let (texts, special) = texts_and_special(run);
+    let (texts, special) = labels_and_special(run, vocab);
     let style = state.render_style(default_cell(run.maps.len()), true);
     render::view_figure(
         &run.maps,
@@ -73,30 +80,33 @@ pub fn default_png_name(state: &AppState) -> String {
     format!("attn_{layer}_{heads}.png")
 }
 
-/// Writes the current view's PNG to `path`.
+/// Writes the current view's PNG to `path`, tokens labelled under `vocab`.
 pub fn export_png(
     path: &Path,
     run: &AttentionRun,
     state: &AppState,
     model_name: &str,
+    vocab: &VocabStyle,
 ) -> Result<(), String> {
-    let image = current_view_png(run, state, model_name)?;
+    let image = current_view_png(run, state, model_name, vocab)?;
     render::write_png(&image, path).map_err(|e| e.to_string())
 }
 
 /// Writes one labelled PNG per layer and head into `dir` (`attn_L{l}_H{h}.png`). Counts finished
-/// files in `progress` and stops early when `cancel` is set. Returns the number written.
+/// files in `progress` and stops early when `cancel` is set. Tokens are labelled under `vocab`.
+/// Returns the number written.
 pub fn export_all_heads(
     dir: &Path,
     run: &AttentionRun,
     state: &AppState,
     model_name: &str,
+    vocab: &VocabStyle,
     progress: &AtomicUsize,
     cancel: &AtomicBool,
 ) -> Result<usize, String> {
     let [layers, heads, n, _] = run.maps.shape();
     std::fs::create_dir_all(dir).map_err(|e| format!("{e} while creating {}", dir.display()))?;
-    let (texts, special) = texts_and_special(run);
+    let (texts, special) = labels_and_special(run, vocab);
     let style = state.render_style(default_cell(n), true);
     let mut written = 0;
     for layer_idx in 0..layers {
@@ -131,7 +141,8 @@ pub fn export_tensors(
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
     if npy {
-        let (texts, _) = texts_and_special(run);
+        // The raw vocabulary strings, never the labels.
+        let texts: Vec<String> = run.tokens.iter().map(|t| t.text.clone()).collect();
         io::write_npy(path, &run.maps, &texts).map_err(|e| e.to_string())
     } else {
         io::write_atomic(path, |out| {

@@ -90,7 +90,14 @@ pub struct HeadView {
 
 impl HeadView {
     /// Draws the head view.
-    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &mut AppState) {
+    /// `labels` are the tokens' display labels, one per token.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        run: &Arc<AttentionRun>,
+        labels: &[String],
+        state: &mut AppState,
+    ) {
         let [_, heads, n, _] = run.maps.shape();
         let layer_idx = state.layer_idx;
         if heads == 0 || n == 0 {
@@ -122,7 +129,8 @@ impl HeadView {
             .id_salt("head-view-scroll")
             .auto_shrink([false, false])
             .show_viewport(ui, |ui, viewport| {
-                columns_ui(ui, viewport, run, state, cache, threshold, shapes);
+                let rows = Rows { run, labels };
+                columns_ui(ui, viewport, &rows, state, cache, threshold, shapes);
             });
     }
 
@@ -188,15 +196,22 @@ fn controls_ui(ui: &mut egui::Ui, heads: usize, layer_idx: usize, state: &mut Ap
 }
 
 /// The two token columns and the lines between them, inside the scroll area.
+/// The run and its tokens' display labels.
+struct Rows<'a> {
+    run: &'a AttentionRun,
+    labels: &'a [String],
+}
+
 fn columns_ui(
     ui: &mut egui::Ui,
     viewport: Rect,
-    run: &AttentionRun,
+    rows: &Rows<'_>,
     state: &mut AppState,
     cache: &LinkCache,
     threshold: f32,
     shapes: &mut Vec<Shape>,
 ) {
+    let Rows { run, labels } = *rows;
     let n = run.tokens.len().min(run.maps.len());
     let heads = cache.heads.len();
     let width = ui.available_width().max(120.0);
@@ -219,7 +234,7 @@ fn columns_ui(
     let mut hovered: Option<(Side, usize)> = None;
     let mut clicked: Option<usize> = None;
     for i in first..last {
-        let text = run.tokens.get(i).map_or("", |t| t.text.as_str());
+        let text = labels.get(i).map_or("", String::as_str);
         let top = row_top(i);
         let left = Rect::from_min_max(pos2(rect.left(), top), pos2(x0, top + ROW_HEIGHT));
         let right = Rect::from_min_max(pos2(x1, top), pos2(rect.right(), top + ROW_HEIGHT));
@@ -309,7 +324,7 @@ fn columns_ui(
         } else {
             text_color
         };
-        let label = short_label(&token.text);
+        let label = short_label(labels.get(i).unwrap_or(&token.text));
         painter.text(
             pos2(left.right() - 2.0, row_mid(i)),
             Align2::RIGHT_CENTER,
@@ -439,7 +454,11 @@ mod tests {
             Harness::builder()
                 .with_size(egui::vec2(900.0, 700.0))
                 .build_ui_state(
-                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state),
+                    move |ui, (view, state): &mut Tested| {
+                        let labels: Vec<String> =
+                            run.tokens.iter().map(|t| t.text.clone()).collect();
+                        view.ui(ui, &run, &labels, state);
+                    },
                     (HeadView::default(), AppState::default()),
                 )
         }

@@ -62,7 +62,14 @@ const COLORBAR_SPACE: f32 = 70.0;
 
 impl HeatmapView {
     /// Draws the heatmap of `state`'s selection.
-    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &mut AppState) {
+    /// `labels` are the tokens' display labels, one per token.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        run: &Arc<AttentionRun>,
+        labels: &[String],
+        state: &mut AppState,
+    ) {
         let spec = state.view_spec();
         let key = TextureKey {
             run: Arc::as_ptr(run) as usize,
@@ -181,9 +188,10 @@ impl HeatmapView {
         painter.image(texture.id(), cells, uv, Color32::WHITE);
 
         // Labels for the visible rows and columns, thinned so they never overlap.
+        let all_labels = labels;
         let labels: Vec<&str> = kept
             .iter()
-            .map(|&i| run.tokens.get(i).map_or("?", |t| t.text.as_str()))
+            .map(|&i| all_labels.get(i).map_or("?", String::as_str))
             .collect();
         let font = egui::FontId::proportional(cell.clamp(7.0, 13.0));
         let color = ui.visuals().text_color();
@@ -269,12 +277,17 @@ impl HeatmapView {
                 kept.get(r).copied().unwrap_or(r),
                 kept.get(c).copied().unwrap_or(c),
             );
+            let describe = |i: usize, label: &str| match run.tokens.get(i) {
+                Some(t) if t.text != label => format!("{label} ({:?}, id {})", t.text, t.id),
+                Some(t) => format!("{label:?} (id {})", t.id),
+                None => "?".to_owned(),
+            };
             let (qt, kt) = (
-                labels.get(r).copied().unwrap_or("?"),
-                labels.get(c).copied().unwrap_or("?"),
+                describe(q, labels.get(r).copied().unwrap_or("?")),
+                describe(k, labels.get(c).copied().unwrap_or("?")),
             );
             response.clone().on_hover_text(format!(
-                "query {q} {qt:?} → key {k} {kt:?}\nweight {weight:.4} (rank {rank} of {n} in the row)"
+                "query {q} {qt} → key {k} {kt}\nweight {weight:.4} (rank {rank} of {n} in the row)"
             ));
         }
         if response.clicked()

@@ -14,13 +14,13 @@ use crate::engine::{AttentionRun, NormPlacement, ScoreScale};
 use crate::io::{self, InputFile, ModelMeta, TokenInput};
 use crate::model::{DemoPositional, demo::crafted_at};
 use crate::render::{Colormap, RangeMode, ValueScale};
-use crate::tokenize::{DemoTokenizer, Token};
+use crate::tokenize::{self, DemoTokenizer, Token, VocabStyle};
 use anyhow::anyhow;
 pub use state::{AppState, HeadMode, QueryCombine, SAMPLE_TEXT, Theme, ViewKind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 use worker::{JobKey, Worker};
 
@@ -93,6 +93,10 @@ pub struct AttnApp {
     pub model_info: Option<crate::model::ModelInfo>,
     /// Per checkpoint folder run recently, which query heads share each key/value head.
     kv_groups: Vec<(PathBuf, Vec<Vec<usize>>)>,
+    /// Per checkpoint folder run recently, how its tokenizer spells the vocabulary.
+    vocab_styles: Vec<(PathBuf, VocabStyle)>,
+    /// Labels of the shown run's tokens, with the run and style they were made for.
+    labels: Option<(Weak<AttentionRun>, VocabStyle, Arc<Vec<String>>)>,
     /// The model folder to go back to if a newly opened one fails to load or is cancelled.
     previous_model_dir: Option<Option<PathBuf>>,
     /// The session file in use, if any.
@@ -105,6 +109,8 @@ pub struct AttnApp {
     export_job: Option<ExportJob>,
     screenshot: Option<ScreenshotJob>,
     title: String,
+    /// Whether the label fonts were added to the context (once, on the first logic step).
+    fonts_installed: bool,
 }
 
 impl AttnApp {
@@ -128,6 +134,8 @@ impl AttnApp {
             last_compute_ms: None,
             model_info: None,
             kv_groups: Vec::new(),
+            vocab_styles: Vec::new(),
+            labels: None,
             previous_model_dir: None,
             session_path: None,
             heatmap: heatmap::HeatmapView::default(),
@@ -138,6 +146,7 @@ impl AttnApp {
             export_job: None,
             screenshot: None,
             title: String::new(),
+            fonts_installed: false,
         }
     }
 
@@ -272,7 +281,9 @@ impl AttnApp {
                     self.error = Some("nothing to export yet".to_owned());
                     return;
                 };
-                match export::export_png(path, &run, &self.state, &self.model_meta().name) {
+                let vocab = self.shown_vocab_style();
+                let name = self.model_meta().name;
+                match export::export_png(path, &run, &self.state, &name, &vocab) {
                     Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
                     Err(e) => self.error = Some(e),
                 }
@@ -362,6 +373,34 @@ impl AttnApp {
         }
     }
 
+    /// How the shown run's token strings are labelled: plain for the demo and for attention
+    /// files (they name no tokenizer), the checkpoint tokenizer's style otherwise.
+    pub fn shown_vocab_style(&self) -> VocabStyle {
+        match (&self.external, &self.current) {
+            (None, Some((key, _))) => key
+                .model_dir
+                .as_ref()
+                .and_then(|dir| self.vocab_styles.iter().find(|(d, _)| d == dir))
+                .map(|(_, style)| style.clone())
+                .unwrap_or_default(),
+            _ => VocabStyle::Plain,
+        }
+    }
+
+    /// The labels of `run`'s tokens under the shown style, made once per run and style.
+    fn shown_labels(&mut self, run: &Arc<AttentionRun>) -> Arc<Vec<String>> {
+        let style = self.shown_vocab_style();
+        if let Some((r, s, labels)) = &self.labels
+            && std::ptr::eq(r.as_ptr(), Arc::as_ptr(run))
+            && *s == style
+        {
+            return labels.clone();
+        }
+        let labels = Arc::new(tokenize::display_labels(&run.tokens, &style));
+        self.labels = Some((Arc::downgrade(run), style, labels.clone()));
+        labels
+    }
+
     fn start_export_all(&mut self, dir: &Path) {
         let Some(run) = self.shown_run().cloned() else {
             self.error = Some("nothing to export yet".to_owned());
@@ -372,12 +411,13 @@ impl AttnApp {
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
         let (state, name, dir) = (self.state.clone(), self.model_meta().name, dir.to_owned());
+        let vocab = self.shown_vocab_style();
         let (done_w, cancel_w) = (done.clone(), cancel.clone());
         let spawned = std::thread::Builder::new()
             .name("attn-export".to_owned())
             .spawn(move || {
                 let _ = tx.send(export::export_all_heads(
-                    &dir, &run, &state, &name, &done_w, &cancel_w,
+                    &dir, &run, &state, &name, &vocab, &done_w, &cancel_w,
                 ));
             });
         match spawned {
@@ -486,6 +526,12 @@ impl AttnApp {
                     self.kv_groups.push((dir.clone(), result.kv_groups.clone()));
                     if self.kv_groups.len() > CACHE_SIZE {
                         self.kv_groups.remove(0);
+                    }
+                    self.vocab_styles.retain(|(d, _)| d != dir);
+                    self.vocab_styles
+                        .push((dir.clone(), result.vocab_style.clone()));
+                    if self.vocab_styles.len() > CACHE_SIZE {
+                        self.vocab_styles.remove(0);
                     }
                 }
             }
@@ -1057,15 +1103,16 @@ impl AttnApp {
             ui.spinner();
             return;
         };
-        self.token_strip.ui(ui, &run, &mut self.state);
+        let labels = self.shown_labels(&run);
+        self.token_strip.ui(ui, &run, &labels, &mut self.state);
         ui.separator();
         match self.state.view {
-            ViewKind::Heatmap => self.heatmap.ui(ui, &run, &mut self.state),
+            ViewKind::Heatmap => self.heatmap.ui(ui, &run, &labels, &mut self.state),
             ViewKind::Grid => {
                 let kv_groups = self.shown_kv_groups();
                 self.grid.ui(ui, &run, &mut self.state, &kv_groups);
             }
-            ViewKind::HeadView => self.head_view.ui(ui, &run, &mut self.state),
+            ViewKind::HeadView => self.head_view.ui(ui, &run, &labels, &mut self.state),
         }
     }
 
@@ -1137,6 +1184,12 @@ impl AttnApp {
         }
         self.poll_background();
         self.handle_keys(ctx);
+        if !self.fonts_installed {
+            // Here rather than only in `run`, so that every host of the app (tests too) draws
+            // the label marks.
+            theme::install_fonts(ctx);
+            self.fonts_installed = true;
+        }
         theme::apply(ctx, self.state.theme);
         self.update_title(ctx);
         self.handle_screenshot(ctx);
@@ -1229,6 +1282,7 @@ pub fn run(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> anyhow::Result
         "attnviz",
         options,
         Box::new(move |cc| {
+            theme::install_fonts(&cc.egui_ctx);
             let ctx = cc.egui_ctx.clone();
             let restored = if screenshot.is_none() {
                 cc.storage

@@ -54,8 +54,15 @@ pub struct TokenStrip {
 }
 
 impl TokenStrip {
-    /// Draws the strip and the selected rows' bar chart.
-    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &mut AppState) {
+    /// Draws the strip and the selected rows' bar chart. `labels` are the tokens' display
+    /// labels, one per token.
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        run: &Arc<AttentionRun>,
+        labels: &Arc<Vec<String>>,
+        state: &mut AppState,
+    ) {
         ui.horizontal(|ui| {
             ui.label("Tokens");
             ui.label(
@@ -75,7 +82,7 @@ impl TokenStrip {
             .id_salt("token-strip-scroll")
             .max_height(STRIP_MAX_HEIGHT)
             .auto_shrink([false, true])
-            .show(ui, |ui| strip_ui(ui, run, state));
+            .show(ui, |ui| strip_ui(ui, run, labels, state));
 
         if state.selected_queries.is_empty() {
             return;
@@ -101,7 +108,7 @@ impl TokenStrip {
             return;
         };
         match &cache.result {
-            Ok(row) => chart_ui(ui, run, state, row),
+            Ok(row) => chart_ui(ui, labels, state, row),
             Err(e) => {
                 ui.label(format!("no row to chart: {e}"));
             }
@@ -110,12 +117,15 @@ impl TokenStrip {
 }
 
 /// The wrapping row of token chips.
-fn strip_ui(ui: &mut egui::Ui, run: &AttentionRun, state: &mut AppState) {
+fn strip_ui(ui: &mut egui::Ui, run: &AttentionRun, labels: &[String], state: &mut AppState) {
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 3.0;
         for (i, token) in run.tokens.iter().enumerate() {
             let selected = state.selected_queries.contains(&i);
-            let response = token_chip(ui, i, &token.text, token.is_special, selected);
+            let label = labels.get(i).map_or(token.text.as_str(), String::as_str);
+            let response = token_chip(ui, i, label, token.is_special, selected).on_hover_text(
+                format!("token {i}: {label}\n{:?} · id {}", token.text, token.id),
+            );
             if response.clicked() {
                 let shift = ui.input(|input| input.modifiers.shift);
                 click_token(&mut state.selected_queries, i, shift);
@@ -225,8 +235,8 @@ fn combined_row(run: &AttentionRun, key: &RowKey) -> Result<CombinedRow, String>
 }
 
 /// The caption and bar chart of the combined row.
-fn chart_ui(ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &AppState, row: &CombinedRow) {
-    let text_of = |t: usize| run.tokens.get(t).map_or("?", |tok| tok.text.as_str());
+fn chart_ui(ui: &mut egui::Ui, labels: &Arc<Vec<String>>, state: &AppState, row: &CombinedRow) {
+    let text_of = |t: usize| labels.get(t).map_or("?", String::as_str);
     let named: Vec<String> = row
         .used
         .iter()
@@ -267,12 +277,12 @@ fn chart_ui(ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &AppState, row: &
                 .stroke(Stroke::new(1.0, outline))
         })
         .collect();
-    let hover_run = Arc::clone(run);
+    let hover_labels = Arc::clone(labels);
     let chart = BarChart::new("row", bars)
         .color(fill)
         .element_formatter(Box::new(move |bar, _| {
             let t = bar.argument.round().max(0.0) as usize;
-            let text = hover_run.tokens.get(t).map_or("?", |tok| tok.text.as_str());
+            let text = hover_labels.get(t).map_or("?", String::as_str);
             format!("key {t}: {text:?}\n{:.4}", bar.value)
         }));
     Plot::new("token-strip-row-chart")
@@ -289,9 +299,7 @@ fn chart_ui(ui: &mut egui::Ui, run: &Arc<AttentionRun>, state: &AppState, row: &
             }
             let t = v.round() as usize;
             if mark.step_size <= 1.0 {
-                run.tokens
-                    .get(t)
-                    .map_or_else(String::new, |tok| tok.text.clone())
+                labels.get(t).cloned().unwrap_or_default()
             } else {
                 t.to_string()
             }
@@ -356,7 +364,13 @@ mod tests {
             Harness::builder()
                 .with_size(egui::vec2(900.0, 500.0))
                 .build_ui_state(
-                    move |ui, (strip, state): &mut Tested| strip.ui(ui, &run, state),
+                    move |ui, (strip, state): &mut Tested| {
+                        let labels = Arc::new(crate::tokenize::display_labels(
+                            &run.tokens,
+                            &crate::tokenize::VocabStyle::Plain,
+                        ));
+                        strip.ui(ui, &run, &labels, state);
+                    },
                     (TokenStrip::default(), state),
                 )
         }

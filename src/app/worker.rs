@@ -12,7 +12,7 @@
 
 use crate::engine::{AttentionRun, EngineError, RunOptions};
 use crate::model::{Checkpoint, DemoConfig, DemoModel, LoadError, LoadProgress, Model};
-use crate::tokenize::{DemoTokenizer, Token, tokenize};
+use crate::tokenize::{DemoTokenizer, Token, VocabStyle, tokenize, vocab_style_of_dir};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -48,6 +48,8 @@ pub struct JobResult {
     pub info: Option<crate::model::ModelInfo>,
     /// Per key/value head, the query heads that share it (one group per head without GQA).
     pub kv_groups: Vec<Vec<usize>>,
+    /// How the model's tokenizer spells its vocabulary, for the views' labels.
+    pub vocab_style: VocabStyle,
 }
 
 /// Progress of the running job: layers done out of layers total.
@@ -242,6 +244,7 @@ fn worker_loop(
             compute_ms: start.elapsed().as_secs_f64() * 1e3,
             info: model.as_ref().map(|m| m.model().info()),
             kv_groups: model.as_ref().map(Loaded::kv_groups).unwrap_or_default(),
+            vocab_style: model.as_ref().map(Loaded::vocab_style).unwrap_or_default(),
         };
         if results.send(result).is_err() {
             return;
@@ -250,24 +253,25 @@ fn worker_loop(
     }
 }
 
-/// The model the worker holds: the demo, or a checkpoint loaded from a folder.
+/// The model the worker holds: the demo, or a checkpoint loaded from a folder with the style of
+/// its tokenizer.json (read once, when the folder loads).
 enum Loaded {
     Demo(Box<DemoModel>),
-    Checkpoint(PathBuf, Box<Checkpoint>),
+    Checkpoint(PathBuf, Box<Checkpoint>, VocabStyle),
 }
 
 impl Loaded {
     fn model(&self) -> &dyn Model {
         match self {
             Loaded::Demo(m) => m.as_ref(),
-            Loaded::Checkpoint(_, m) => m.as_ref(),
+            Loaded::Checkpoint(_, m, _) => m.as_ref(),
         }
     }
 
     fn matches(&self, key: &JobKey) -> bool {
         match (self, &key.model_dir) {
             (Loaded::Demo(m), None) => *m.config() == key.demo,
-            (Loaded::Checkpoint(dir, _), Some(want)) => dir == want,
+            (Loaded::Checkpoint(dir, _, _), Some(want)) => dir == want,
             _ => false,
         }
     }
@@ -276,7 +280,15 @@ impl Loaded {
     fn kv_groups(&self) -> Vec<Vec<usize>> {
         match self {
             Loaded::Demo(m) => (0..m.config().heads).map(|h| vec![h]).collect(),
-            Loaded::Checkpoint(_, m) => m.kv_groups(),
+            Loaded::Checkpoint(_, m, _) => m.kv_groups(),
+        }
+    }
+
+    /// How token strings are labelled: plain for the demo.
+    fn vocab_style(&self) -> VocabStyle {
+        match self {
+            Loaded::Demo(_) => VocabStyle::Plain,
+            Loaded::Checkpoint(_, _, style) => style.clone(),
         }
     }
 }
@@ -343,7 +355,8 @@ fn run_job(
             // load leaves it in place.
             Some(dir) => {
                 let checkpoint = load_checkpoint(job, dir, shared, wake)?;
-                *model = Some(Loaded::Checkpoint(dir.clone(), Box::new(checkpoint)));
+                let style = vocab_style_of_dir(dir);
+                *model = Some(Loaded::Checkpoint(dir.clone(), Box::new(checkpoint), style));
             }
         }
     }
@@ -352,7 +365,7 @@ fn run_job(
     };
     let tokens: Vec<Token> = match loaded {
         Loaded::Demo(_) => tokenize(&key.text, key.tokenizer)?,
-        Loaded::Checkpoint(_, c) => c.tokenize(&key.text).map_err(JobError::Failed)?,
+        Loaded::Checkpoint(_, c, _) => c.tokenize(&key.text).map_err(JobError::Failed)?,
     };
     let limit = loaded.model().info().max_positions;
     if tokens.len() > limit {

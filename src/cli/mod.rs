@@ -453,7 +453,13 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
     let mut timings = Timings::default();
     let computed = compute(&args.common, &mut timings)?;
     let start = Instant::now();
-    let texts: Vec<String> = computed.tokens.iter().map(|t| t.text.clone()).collect();
+    // Figures show labels as the app does: the checkpoint tokenizer's style; the demo and
+    // attention files (which name no tokenizer) show the strings as they are.
+    let vocab = match &computed.model {
+        Some(Loaded::Checkpoint(_)) => tokenize::vocab_style_of_dir(Path::new(&args.common.model)),
+        _ => tokenize::VocabStyle::Plain,
+    };
+    let texts = tokenize::display_labels(&computed.tokens, &vocab);
     let special: Vec<bool> = computed.tokens.iter().map(|t| t.is_special).collect();
     let style = RenderStyle {
         colormap: args.colormap,

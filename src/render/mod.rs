@@ -27,6 +27,7 @@ pub use figure::{FigureOptions, figure_cells_rect, heatmap_figure};
 pub use grid::{GridOptions, grid_figure, grid_thumb_rect};
 pub use heatmap::{ValueRange, ValueScale, heatmap_image, normalize, try_heatmap_image};
 pub use png::{encode_png, write_png};
+pub use text::embedded_font;
 pub use view::{RangeMode, RenderStyle, grid_view_figure, view_figure};
 
 /// Largest width or height, in pixels, of any image this module produces.

@@ -13,6 +13,12 @@ use image::RgbaImage;
 /// The embedded font file.
 static FONT_DATA: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 
+/// The embedded DejaVu Sans, for the app to use as a fallback so that token labels (`␣`, `↵`,
+/// `⇥`) draw the same glyphs on screen as in figures.
+pub fn embedded_font() -> &'static [u8] {
+    FONT_DATA
+}
+
 /// Dark grey used for all text and tick marks.
 pub(crate) const TEXT_COLOR: [u8; 3] = [0x22, 0x22, 0x22];
 

@@ -3,13 +3,20 @@
 //! The built-in demo model uses the two tokenizers here: words plus punctuation (the default) and
 //! single characters. Every token gets a stable id from a hash of its text, so any Unicode string
 //! works and nothing is ever out of vocabulary. Real checkpoints bring their own `tokenizer.json`
-//! (a later module); they produce the same [`Token`] type.
+//! (`hf`); they produce the same [`Token`] type, whose text is the vocabulary string as
+//! transformers' `convert_ids_to_tokens` gives it. Views and figures show [`Token::label`]s
+//! instead (`label`): `Ġquick` as `␣quick`, `##ing` as `·ing`; exports keep the raw strings.
 //!
-//! This module must not touch the UI or the file system.
+//! This module must not touch the UI; only `hf` reads files (a tokenizer.json).
 
 mod hf;
+mod label;
 
-pub use hf::HfTokenizer;
+pub use hf::{HfTokenizer, vocab_style_of_dir};
+pub use label::{
+    CONTINUATION_MARK, NEWLINE_MARK, SPACE_MARK, TAB_MARK, VocabStyle, byte_from_byte_level_char,
+    bytes_from_byte_level, display_label, display_labels,
+};
 use serde::{Deserialize, Serialize};
 
 /// One token of the input.
