@@ -561,9 +561,18 @@ fn opening_a_model_folder_runs_the_checkpoint_and_a_bad_one_falls_back() {
     });
     let demo_run = wait_ready(&mut harness);
     assert_eq!(demo_run.maps.shape()[..2], [6, 8]);
+    assert!(harness.query_by_label("Tokenizer").is_some());
 
     harness.state_mut().open_model_folder(&fixture_dir("bert"));
     let run = wait_ready(&mut harness);
+    harness.run_steps(2);
+    // The demo's tokenizer choice gives way to the folder's own tokenizer.
+    assert!(harness.query_by_label("Tokenizer").is_none());
+    assert!(
+        harness
+            .query_by_label("Tokenizer: the model folder's tokenizer.json")
+            .is_some()
+    );
     let app = harness.state();
     // The fixture's WordPiece tokenizer adds [CLS] and [SEP], as transformers does.
     assert_eq!(run.maps.shape()[..2], [2, 4]);

@@ -740,13 +740,18 @@ impl AttnApp {
         )
         .labelled_by(label.id);
         ui.horizontal(|ui| {
-            egui::ComboBox::from_label("Tokenizer")
-                .selected_text(self.state.tokenizer.name())
-                .show_ui(ui, |ui| {
-                    for t in DemoTokenizer::ALL {
-                        ui.selectable_value(&mut self.state.tokenizer, t, t.name());
-                    }
-                });
+            if self.state.model_dir.is_some() {
+                // A checkpoint always tokenizes with its own tokenizer.json.
+                ui.label("Tokenizer: the model folder's tokenizer.json");
+            } else {
+                egui::ComboBox::from_label("Tokenizer")
+                    .selected_text(self.state.tokenizer.name())
+                    .show_ui(ui, |ui| {
+                        for t in DemoTokenizer::ALL {
+                            ui.selectable_value(&mut self.state.tokenizer, t, t.name());
+                        }
+                    });
+            }
             if ui.button("Open file…").clicked() {
                 self.open_dialog(DialogPurpose::OpenFile);
             }
