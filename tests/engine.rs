@@ -1077,6 +1077,11 @@ fn mistral_sliding_window_hides_keys_beyond_the_window() {
     // ignoring the window would change the maps (the llama fixture has the same weights).
     let ckpt = attnviz::model::Checkpoint::load(&fixture("mistral")).unwrap();
     assert_eq!(ckpt.config().sliding_window, Some(6));
+    assert!(
+        ckpt.info().positional.contains("sliding window 6"),
+        "{}",
+        ckpt.info().positional
+    );
     let tokens = ckpt
         .tokenize("Harriet Quill met Oswin Brack at the Larkspur station.")
         .unwrap();

@@ -292,7 +292,16 @@ impl Model for Checkpoint {
             max_positions: c.max_positions,
             positional: match c.family {
                 Family::Bert | Family::Gpt2 => "learned".to_owned(),
-                Family::Llama => format!("rope (theta {})", c.rope_theta),
+                Family::Llama => {
+                    let mut text = format!("rope (theta {})", c.rope_theta);
+                    if let Some(s) = c.rope_llama3 {
+                        text += &format!(", llama3 scaling ×{}", s.factor);
+                    }
+                    if let Some(window) = c.sliding_window {
+                        text += &format!(", sliding window {window}");
+                    }
+                    text
+                }
             },
             norm: match c.family {
                 Family::Bert => "post".to_owned(),
