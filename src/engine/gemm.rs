@@ -155,42 +155,70 @@ fn matmul_rows<const FMA: bool>(
             pack_strips(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
         }
         let add = accumulate || pc > 0;
+        let panel_at = |panel_idx: usize| {
+            let start = panel_idx * k * NR;
+            &b.data[start + pc * NR..start + (pc + kc) * NR]
+        };
+        // Two panels read in place (the attention-weighted sum of 32-wide heads): both in one
+        // pass, so each value of the left operand is loaded once for 32 columns.
+        if let Some(a_slices) = direct.filter(|_| n.div_ceil(NR) == 2) {
+            let (left, right) = (panel_at(0), panel_at(1));
+            for row0 in (0..m).step_by(MR) {
+                let rows = rows_in_place(a_slices, row0, pc, kc);
+                let (acc_left, acc_right) = kernel_direct_pair::<FMA>(&rows, left, right);
+                store(&acc_left, &mut out_rows[row0..], 0, NR, add);
+                store(&acc_right, &mut out_rows[row0..], NR, n - NR, add);
+            }
+            pc += kc;
+            continue;
+        }
         for panel_idx in 0..n.div_ceil(NR) {
-            let panel_start = panel_idx * k * NR;
-            let panel = &b.data[panel_start + pc * NR..panel_start + (pc + kc) * NR];
+            let panel = panel_at(panel_idx);
             let col0 = panel_idx * NR;
             let cols = (n - col0).min(NR);
             for strip_idx in 0..strips {
                 let row0 = strip_idx * MR;
                 let acc = match direct {
                     Some(a_slices) => {
-                        let rows: [&[f32]; MR] = std::array::from_fn(|i| {
-                            a_slices
-                                .get(row0 + i)
-                                .map_or(&ZEROS[..kc], |r| &r[pc..pc + kc])
-                        });
-                        kernel_direct::<FMA>(&rows, panel)
+                        kernel_direct::<FMA>(&rows_in_place(a_slices, row0, pc, kc), panel)
                     }
                     None => {
                         let strip = &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
                         kernel::<FMA>(strip, panel)
                     }
                 };
-                for (acc_row, dst) in acc.iter().zip(&mut out_rows[row0..]) {
-                    let dst = &mut dst[col0..col0 + cols];
-                    if add {
-                        for (d, v) in dst.iter_mut().zip(acc_row) {
-                            *d += v;
-                        }
-                    } else {
-                        dst.copy_from_slice(&acc_row[..cols]);
-                    }
-                }
+                store(&acc, &mut out_rows[row0..], col0, cols, add);
             }
         }
         pc += kc;
     }
     A_PACK.set(a_pack);
+}
+
+/// Rows `row0..row0 + MR` of the left operand, columns `pc..pc + kc`; zeros past its end.
+#[inline(always)]
+fn rows_in_place<'a>(a_slices: &[&'a [f32]], row0: usize, pc: usize, kc: usize) -> [&'a [f32]; MR] {
+    std::array::from_fn(|i| {
+        a_slices
+            .get(row0 + i)
+            .map_or(&ZEROS[..kc], |r| &r[pc..pc + kc])
+    })
+}
+
+/// Writes (or with `add`, adds) an MR × NR block into `out_rows[..MR]` at columns
+/// `col0..col0 + cols`; rows past the end of the output are dropped.
+#[inline(always)]
+fn store(acc: &[[f32; NR]; MR], out_rows: &mut [&mut [f32]], col0: usize, cols: usize, add: bool) {
+    for (acc_row, dst) in acc.iter().zip(out_rows) {
+        let dst = &mut dst[col0..col0 + cols];
+        if add {
+            for (d, v) in dst.iter_mut().zip(acc_row) {
+                *d += v;
+            }
+        } else {
+            dst.copy_from_slice(&acc_row[..cols]);
+        }
+    }
 }
 
 /// Copies `a[.., pc..pc + kc]` into strips of MR rows, each stored column by column
@@ -264,6 +292,38 @@ fn kernel_direct<const FMA: bool>(rows: &[&[f32]; MR], panel: &[f32]) -> [[f32; 
     acc
 }
 
+/// [`kernel_direct`] over two panels at once: 2 · MR accumulators of NR lanes.
+#[inline(always)]
+fn kernel_direct_pair<const FMA: bool>(
+    rows: &[&[f32]; MR],
+    left: &[f32],
+    right: &[f32],
+) -> ([[f32; NR]; MR], [[f32; NR]; MR]) {
+    let mut acc_left = [[0.0f32; NR]; MR];
+    let mut acc_right = [[0.0f32; NR]; MR];
+    for (p, (b0, b1)) in left
+        .chunks_exact(NR)
+        .zip(right.chunks_exact(NR))
+        .enumerate()
+    {
+        let b0: &[f32; NR] = b0.try_into().unwrap_or(&[0.0; NR]);
+        let b1: &[f32; NR] = b1.try_into().unwrap_or(&[0.0; NR]);
+        for i in 0..MR {
+            let a = rows[i][p];
+            for j in 0..NR {
+                if FMA {
+                    acc_left[i][j] = a.mul_add(b0[j], acc_left[i][j]);
+                    acc_right[i][j] = a.mul_add(b1[j], acc_right[i][j]);
+                } else {
+                    acc_left[i][j] += a * b0[j];
+                    acc_right[i][j] += a * b1[j];
+                }
+            }
+        }
+    }
+    (acc_left, acc_right)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +377,7 @@ mod tests {
         for &(m, k, n) in &[
             (1, 1, 1),
             (7, 5, 17),
+            (9, 300, 32),
             (13, 300, 33),
             (6, 256, 16),
             (5, 0, 3),
