@@ -50,10 +50,6 @@ pub struct Checkpoint {
     transformer: Transformer,
     /// The next-token head, where the checkpoint has one.
     lm_head: Option<LmHead>,
-    /// Token text of each id, from tokenizer.json, when present.
-    vocab: Option<Vec<String>>,
-    /// Ids of special tokens.
-    special: Vec<u32>,
     /// The folder's tokenizer.json, when it has one.
     tokenizer: Option<crate::tokenize::HfTokenizer>,
 }
@@ -89,14 +85,14 @@ impl Checkpoint {
         // Pack the weights for the matrix kernel now, as part of loading, so that the first
         // forward pass costs what every later one does.
         transformer.packed();
-        let (vocab, special) = read_vocab(dir);
+        // tokenizer.json is parsed once: the tokenizer, its vocabulary and its special ids.
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = if tokenizer_path.exists() {
             Some(
-                crate::tokenize::HfTokenizer::from_file(&tokenizer_path).map_err(|reason| {
+                crate::tokenize::HfTokenizer::from_file(&tokenizer_path).map_err(|e| {
                     LoadError::Config {
-                        path: tokenizer_path.clone(),
-                        reason,
+                        path: e.path,
+                        reason: e.reason,
                     }
                 })?,
             )
@@ -109,8 +105,6 @@ impl Checkpoint {
             embeddings,
             transformer,
             lm_head,
-            vocab,
-            special,
             tokenizer,
         })
     }
@@ -200,18 +194,22 @@ impl Checkpoint {
 
     /// Tokens for raw ids, with vocabulary texts when the folder has a tokenizer.json.
     pub fn tokens_from_ids(&self, ids: &[u32]) -> Vec<Token> {
+        let tok = self.tokenizer.as_ref();
         ids.iter()
             .map(|&id| Token {
-                text: self
-                    .vocab
-                    .as_ref()
-                    .and_then(|v| v.get(id as usize).filter(|t| !t.is_empty()).cloned())
-                    .unwrap_or_else(|| id.to_string()),
+                text: tok
+                    .and_then(|t| t.id_to_text(id))
+                    .map_or_else(|| id.to_string(), str::to_owned),
                 id,
-                is_special: self.special.contains(&id),
+                is_special: tok.is_some_and(|t| t.is_special(id)),
                 byte_span: None,
             })
             .collect()
+    }
+
+    /// The folder's tokenizer.json, parsed once at load, when it has one.
+    pub fn tokenizer(&self) -> Option<&crate::tokenize::HfTokenizer> {
+        self.tokenizer.as_ref()
     }
 
     /// Which query heads share each key/value head: entry g lists the query heads of group g.
@@ -329,66 +327,15 @@ impl Model for Checkpoint {
             )));
         }
         let x = self.embed(tokens)?;
-        match self.cfg.sliding_window {
-            // Mistral: a query sees the `window` most recent keys, itself included, as
-            // transformers' sliding-window mask allows (query − key < window).
-            Some(window) if tokens.len() > window => {
-                let mut opts = opts.clone();
-                opts.mask
-                    .parts
-                    .push(crate::engine::MaskPart::Window(window - 1));
-                self.transformer.run(tokens, x, &opts, progress)
-            }
-            _ => self.transformer.run(tokens, x, opts, progress),
-        }
+        let mut opts = opts.clone();
+        opts.mask = super::effective_mask(
+            &opts.mask,
+            self.transformer.causal,
+            self.cfg.sliding_window,
+            tokens.len(),
+        );
+        self.transformer.run(tokens, x, &opts, progress)
     }
-}
-
-/// Reads id → token text and the special ids from tokenizer.json's model vocabulary and added
-/// tokens. Missing or unreadable files just mean no vocabulary.
-fn read_vocab(dir: &Path) -> (Option<Vec<String>>, Vec<u32>) {
-    let Ok(bytes) = std::fs::read(dir.join("tokenizer.json")) else {
-        return (None, Vec::new());
-    };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return (None, Vec::new());
-    };
-    let mut vocab: Vec<String> = Vec::new();
-    let mut put = |id: u64, text: &str| {
-        // Ids are bounded by the config's vocab check at use; cap here against absurd files.
-        if let Ok(id) = usize::try_from(id)
-            && id < (1 << 22)
-        {
-            if vocab.len() <= id {
-                vocab.resize(id + 1, String::new());
-            }
-            vocab[id] = text.to_owned();
-        }
-    };
-    if let Some(map) = json.pointer("/model/vocab").and_then(|v| v.as_object()) {
-        for (text, id) in map {
-            if let Some(id) = id.as_u64() {
-                put(id, text);
-            }
-        }
-    }
-    let mut special = Vec::new();
-    if let Some(added) = json.get("added_tokens").and_then(|v| v.as_array()) {
-        for t in added {
-            if let (Some(id), Some(text)) = (
-                t.get("id").and_then(|v| v.as_u64()),
-                t.get("content").and_then(|v| v.as_str()),
-            ) {
-                put(id, text);
-                if t.get("special").and_then(|v| v.as_bool()).unwrap_or(false)
-                    && let Ok(id) = u32::try_from(id)
-                {
-                    special.push(id);
-                }
-            }
-        }
-    }
-    (Some(vocab), special)
 }
 
 /// The LM head as transformers' `*ForCausalLM` / `GPT2LMHeadModel` would load it from this
