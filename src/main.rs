@@ -7,6 +7,11 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // One line, no backtrace, for any panic: the message still says what went wrong.
     std::panic::set_hook(Box::new(|info| {
+        // A panic inside the tokenizers crate is caught and reported as an error naming
+        // tokenizer.json: nothing to print here.
+        if attnviz::tokenize::panic_is_caught() {
+            return;
+        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()

@@ -295,6 +295,8 @@ fn a_bad_file_shows_an_error_and_keeps_the_state() {
 fn changed_state() -> AppState {
     AppState {
         text: "alpha beta gamma alpha beta".to_owned(),
+        tokens: Some(vec!["[CLS]".to_owned(), "alpha".to_owned()]),
+        token_ids: Some(vec![1, 2, 3]),
         tokenizer: DemoTokenizer::Chars,
         demo: DemoConfig {
             layers: 4,
@@ -332,6 +334,8 @@ fn a_session_round_trip_restores_every_setting() {
     // Every field is spelled out, so a new setting breaks this until it is covered here.
     let AppState {
         text,
+        tokens,
+        token_ids,
         tokenizer,
         demo,
         model_dir,
@@ -356,6 +360,8 @@ fn a_session_round_trip_restores_every_setting() {
     } = &changed;
     let d = AppState::default();
     assert_ne!(*text, d.text);
+    assert_ne!(*tokens, d.tokens);
+    assert_ne!(*token_ids, d.token_ids);
     assert_ne!(*tokenizer, d.tokenizer);
     assert_ne!(*demo, d.demo);
     assert_ne!(*model_dir, d.model_dir);

@@ -11,10 +11,10 @@ mod token_strip;
 pub mod worker;
 
 use crate::engine::{AttentionRun, NormPlacement, ScoreScale};
-use crate::io::{self, InputFile, ModelMeta, TokenInput};
+use crate::io::{self, InputFile, ModelMeta};
 use crate::model::{DemoPositional, demo::crafted_at};
 use crate::render::{Colormap, RangeMode, ValueScale};
-use crate::tokenize::{self, DemoTokenizer, Token, VocabStyle};
+use crate::tokenize::{self, DemoTokenizer, VocabStyle};
 use anyhow::anyhow;
 pub use state::{AppState, HeadMode, QueryCombine, SAMPLE_TEXT, Theme, ViewKind};
 use std::path::{Path, PathBuf};
@@ -56,6 +56,8 @@ pub struct ExternalRun {
     pub run: Arc<AttentionRun>,
     /// The model the file names.
     pub meta: ModelMeta,
+    /// The mask the file says was applied.
+    pub mask: String,
 }
 
 struct ExportJob {
@@ -83,7 +85,10 @@ pub struct AttnApp {
     pub current: Option<(JobKey, Arc<AttentionRun>)>,
     /// Attention opened from a file; shown instead of the computed run while set.
     pub external: Option<ExternalRun>,
-    cache: Vec<(JobKey, Arc<AttentionRun>)>,
+    /// Finished runs with the mask each applied.
+    cache: Vec<(JobKey, Arc<AttentionRun>, String)>,
+    /// The mask the computed run on screen applied (the user's spec plus the architecture's).
+    pub current_mask: Option<String>,
     /// The last error, shown until dismissed or replaced.
     pub error: Option<String>,
     /// A short confirmation (export done, session saved).
@@ -129,6 +134,7 @@ impl AttnApp {
             current: None,
             external: None,
             cache: Vec::new(),
+            current_mask: None,
             error,
             notice: None,
             last_compute_ms: None,
@@ -187,39 +193,23 @@ impl AttnApp {
     /// On error the current state stays and the message names the file.
     pub fn open_file(&mut self, path: &Path) {
         match io::load_input(path) {
-            Ok(InputFile::Input(TokenInput::Text(text))) => {
+            Ok(InputFile::Input(input)) => {
+                // Token strings and ids run as they are, as `attnviz export` runs them.
                 self.external = None;
-                self.state.text = text;
+                self.state.set_input(input);
                 self.error = None;
-            }
-            Ok(InputFile::Input(TokenInput::Tokens(tokens))) => {
-                self.external = None;
-                self.state.text = tokens.join(" ");
-                self.error = None;
-            }
-            Ok(InputFile::Input(TokenInput::Ids(_))) => {
-                self.error = Some(format!(
-                    "token ids need a model with a vocabulary; the demo model reads text in {}",
-                    path.display()
-                ));
             }
             Ok(InputFile::Attention(file)) => {
-                let tokens: Vec<Token> = file.tokens.iter().map(|t| Token::from_text(t)).collect();
-                let run = AttentionRun {
-                    tokens,
-                    maps: file.maps,
-                    fully_masked_queries: Vec::new(),
-                    trace: None,
-                    hidden: None,
-                };
-                let [layers, heads, n, _] = run.maps.shape();
+                let (run, meta) = crate::pipeline::from_attention_file(*file);
+                let [layers, heads, n, _] = run.attention.maps.shape();
                 self.state.layer_idx = self.state.layer_idx.min(layers - 1);
                 self.state.head_idx = self.state.head_idx.min(heads - 1);
                 self.state.selected_queries.retain(|&q| q < n);
                 self.external = Some(ExternalRun {
                     path: path.to_owned(),
-                    run: Arc::new(run),
-                    meta: file.model,
+                    run: Arc::new(run.attention),
+                    meta,
+                    mask: run.mask,
                 });
                 self.error = None;
             }
@@ -260,7 +250,13 @@ impl AttnApp {
             }
         };
         if let Some(obj) = value.as_object_mut() {
-            obj.insert("model".to_owned(), serde_json::Value::from("demo"));
+            // The model the session ran: "demo", or the checkpoint folder.
+            let model = self
+                .state
+                .model_dir
+                .as_ref()
+                .map_or_else(|| "demo".to_owned(), |d| d.display().to_string());
+            obj.insert("model".to_owned(), serde_json::Value::from(model));
         }
         match io::write_session(path, &value) {
             Ok(()) => {
@@ -293,10 +289,14 @@ impl AttnApp {
                     self.error = Some("nothing to export yet".to_owned());
                     return;
                 };
-                let mask = self
-                    .current
-                    .as_ref()
-                    .map_or("none".to_owned(), |(k, _)| k.opts.mask.to_string());
+                // The mask that was applied, not the one typed: a GPT-2 run says `causal`.
+                let mask = match &self.external {
+                    Some(e) => e.mask.clone(),
+                    None => self
+                        .current_mask
+                        .clone()
+                        .unwrap_or_else(|| "none".to_owned()),
+                };
                 match export::export_tensors(path, &run, &self.model_meta(), &mask) {
                     Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
                     Err(e) => self.error = Some(e),
@@ -362,7 +362,7 @@ impl AttnApp {
     /// Empty when unknown; the demo has one KV head per query head.
     fn shown_kv_groups(&self) -> Vec<Vec<usize>> {
         match (&self.external, &self.current) {
-            (Some(e), _) => contiguous_kv_groups(e.meta.heads, e.meta.kv_heads),
+            (Some(e), _) => crate::pipeline::kv_groups(e.meta.heads, e.meta.kv_heads),
             (None, Some((key, _))) => key
                 .model_dir
                 .as_ref()
@@ -484,12 +484,13 @@ impl AttnApp {
         if self.requested.as_ref().is_some_and(|(_, k)| *k == key) {
             return;
         }
-        if let Some((_, run)) = self.cache.iter().find(|(k, _)| *k == key) {
+        if let Some((_, run, mask)) = self.cache.iter().find(|(k, _, _)| *k == key) {
             // Nothing is submitted, so stop a load of another model here.
             if let Some(w) = &self.worker {
                 w.cancel_load_unless(key.model_dir.as_deref());
             }
             self.current = Some((key.clone(), run.clone()));
+            self.current_mask = Some(mask.clone());
             self.requested = Some((0, key));
             self.error = None;
             return;
@@ -537,13 +538,15 @@ impl AttnApp {
             }
             match result.outcome {
                 Ok(run) => {
-                    self.cache.retain(|(k, _)| *k != result.key);
-                    self.cache.push((result.key.clone(), run.clone()));
+                    self.cache.retain(|(k, _, _)| *k != result.key);
+                    self.cache
+                        .push((result.key.clone(), run.clone(), result.mask.clone()));
                     if self.cache.len() > CACHE_SIZE {
                         self.cache.remove(0);
                     }
                     let n = run.tokens.len();
                     self.current = Some((result.key, run));
+                    self.current_mask = Some(result.mask);
                     self.state.selected_queries.retain(|&q| q < n);
                     self.error = None;
                 }
@@ -732,13 +735,31 @@ impl AttnApp {
             }
         }
         let label = ui.label("Text");
-        ui.add(
-            egui::TextEdit::multiline(&mut self.state.text)
-                .desired_rows(5)
-                .desired_width(f32::INFINITY)
-                .id_salt("input-text"),
-        )
-        .labelled_by(label.id);
+        let edited = ui
+            .add(
+                egui::TextEdit::multiline(&mut self.state.text)
+                    .desired_rows(5)
+                    .desired_width(f32::INFINITY)
+                    .id_salt("input-text"),
+            )
+            .labelled_by(label.id)
+            .changed();
+        if edited {
+            // Typing replaces a token file's tokens or ids by the text.
+            self.state.tokens = None;
+            self.state.token_ids = None;
+        }
+        if let Some(ids) = &self.state.token_ids {
+            ui.label(format!(
+                "{} token ids from a file, run as they are",
+                ids.len()
+            ));
+        } else if let Some(tokens) = &self.state.tokens {
+            ui.label(format!(
+                "{} tokens from a file, run as they are",
+                tokens.len()
+            ));
+        }
         ui.horizontal(|ui| {
             if self.state.model_dir.is_some() {
                 // A checkpoint always tokenizes with its own tokenizer.json.
@@ -1230,18 +1251,6 @@ fn folder_name(dir: &Path) -> String {
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
-}
-
-/// Key/value groups as Hugging Face models share KV heads (`repeat_kv`): query head h uses KV
-/// head h / (heads / kv_heads). Empty when `kv_heads` does not divide `heads`.
-fn contiguous_kv_groups(heads: usize, kv_heads: usize) -> Vec<Vec<usize>> {
-    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Vec::new();
-    }
-    let per = heads / kv_heads;
-    (0..kv_heads)
-        .map(|g| (g * per..(g + 1) * per).collect())
-        .collect()
 }
 
 /// The info panel's "KV heads" entry: how many, and how they are shared.
