@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => run_cli(command),
-        None => attnviz::app::run(cli.file, cli.screenshot),
+        None => attnviz::app::run(cli.file, cli.screenshot, cli.model),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

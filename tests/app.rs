@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "app/pipeline.rs"]
+mod pipeline;
+
 /// Longest wait for one run of the worker.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 

@@ -10,7 +10,7 @@ mod theme;
 mod token_strip;
 pub mod worker;
 
-use crate::engine::{AttentionRun, NormPlacement, ScoreScale};
+use crate::engine::{AttentionRun, MaskSpec, NormPlacement, ScoreScale};
 use crate::io::{self, InputFile, ModelMeta};
 use crate::model::{DemoPositional, demo::crafted_at};
 use crate::render::{Colormap, RangeMode, ValueScale};
@@ -786,6 +786,21 @@ impl AttnApp {
             ui.text_edit_singleline(&mut self.state.mask_text)
                 .labelled_by(label.id);
         });
+        // What the run on screen really applied: the architecture adds its causal mask and
+        // Mistral its sliding window to the typed spec.
+        let applied = match &self.external {
+            Some(e) => Some(e.mask.as_str()),
+            None => self.current_mask.as_deref(),
+        };
+        if let Some(applied) = applied
+            && MaskSpec::parse(&self.state.mask_text)
+                .map(|m| m.to_string())
+                .ok()
+                .as_deref()
+                != Some(applied)
+        {
+            ui.label(format!("applied: {applied}"));
+        }
         ui.horizontal_wrapped(|ui| {
             for part in [
                 "none",
@@ -1283,7 +1298,12 @@ impl eframe::App for AttnApp {
 
 /// Opens the app window, restoring the last session's state unless a screenshot is wanted.
 /// With `screenshot`, saves a PNG of the window once the first map is drawn, then exits.
-pub fn run(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> anyhow::Result<()> {
+/// With `model`, the app opens on that checkpoint folder (`attnviz --model DIR [FILE]`).
+pub fn run(
+    file: Option<PathBuf>,
+    screenshot: Option<PathBuf>,
+    model: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("attnviz")
@@ -1305,6 +1325,9 @@ pub fn run(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> anyhow::Result
                 None
             };
             let mut app = AttnApp::new(restored.unwrap_or_default(), move || ctx.request_repaint());
+            if let Some(dir) = &model {
+                app.open_model_folder(dir);
+            }
             if let Some(path) = &file {
                 app.open_file(path);
             }

@@ -24,6 +24,9 @@ pub struct Cli {
     /// Render the app's first frames, save a screenshot to this PNG and exit.
     #[arg(long, value_name = "PNG")]
     pub screenshot: Option<PathBuf>,
+    /// Open the app on this checkpoint folder instead of the demo model.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
 }
 
 /// The subcommands.
