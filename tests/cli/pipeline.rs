@@ -15,7 +15,7 @@ fn checkpoint_token_strings_map_to_their_ids() {
     let input = dir.join("tokens.json");
     std::fs::write(
         &input,
-        serde_json::json!({ "tokens": golden["tokens"] }).to_string(),
+        serde_json::json!({ "tokens": golden[0]["tokens"] }).to_string(),
     )
     .unwrap();
     let out = dir.join("out.json");
@@ -31,8 +31,8 @@ fn checkpoint_token_strings_map_to_their_ids() {
     assert!(o.status.success(), "{}", super::stderr(&o));
     let doc = read_json(&out);
     // The golden's ids are what transformers' tokenizer gave for these very strings.
-    assert_eq!(doc["token_ids"], golden["input_ids"]);
-    assert_eq!(doc["tokens"], golden["tokens"]);
+    assert_eq!(doc["token_ids"], golden[0]["input_ids"]);
+    assert_eq!(doc["tokens"], golden[0]["tokens"]);
 
     // The first string outside the vocabulary is named, with the file.
     let bad = dir.join("bad.json");
