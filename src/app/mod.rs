@@ -729,9 +729,49 @@ impl AttnApp {
     fn controls_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Input");
         if let Some(ext) = &self.external {
+            // The file's own run is on screen: say so, with its model, tokens and ids.
             ui.label(format!("Showing attention from {}", ext.path.display()));
-            if ui.button("Back to the demo model").clicked() {
+            ui.label(format!(
+                "model {} ({}), {} tokens, mask {}",
+                ext.meta.name,
+                ext.meta.architecture,
+                ext.run.tokens.len(),
+                if ext.mask.is_empty() {
+                    "not recorded"
+                } else {
+                    &ext.mask
+                }
+            ));
+            egui::CollapsingHeader::new("Tokens and ids")
+                .id_salt("file-tokens")
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical()
+                        .max_height(160.0)
+                        .id_salt("file-tokens-scroll")
+                        .show(ui, |ui| {
+                            for (i, t) in ext.run.tokens.iter().enumerate() {
+                                ui.monospace(format!("{i:>4}  {:<16} id {}", t.text, t.id));
+                            }
+                        });
+                });
+            let back = match &self.state.model_dir {
+                Some(dir) => format!("Back to {}", folder_name(dir)),
+                None => "Back to the demo model".to_owned(),
+            };
+            let mut back_clicked = false;
+            ui.horizontal(|ui| {
+                back_clicked = ui.button(back).clicked();
+                if ui.button("Open file…").clicked() {
+                    self.open_dialog(DialogPurpose::OpenFile);
+                }
+            });
+            if back_clicked {
                 self.external = None;
+            } else {
+                // The text, model and run options do not apply to a file's run: only the view.
+                ui.separator();
+                self.view_controls_ui(ui);
+                return;
             }
         }
         let label = ui.label("Text");

@@ -7,6 +7,7 @@
 
 use super::{RUN_TIMEOUT, fixture_dir, scratch};
 use attnviz::app::{AppState, AttnApp, DialogPurpose};
+use egui_kittest::kittest::Queryable as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -302,4 +303,46 @@ fn a_saved_session_records_the_checkpoint_and_restores_its_tokens() {
     let seen = through_app(None, &old);
     assert_eq!(seen.tokens, ["x", "y", "x"]);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_attention_file_on_screen_shows_its_model_tokens_and_ids() {
+    let dir = scratch("pipeline-panel");
+    let ids = write(&dir, "ids.json", r#"{"token_ids": [11, 22, 33]}"#);
+    let att = dir.join("att.json");
+    through_cli(Some(&fixture_dir("gpt2")), &ids, &att);
+    let mut harness = super::app_harness(AppState::default());
+    harness.state_mut().open_file(&att);
+    harness.run();
+    // The file's model, size and recorded mask; not the text box of the demo's input.
+    assert!(
+        harness
+            .query_by_label_contains("model gpt2 (gpt2), 3 tokens, mask causal")
+            .is_some()
+    );
+    assert!(harness.query_by_label("Text").is_none());
+    harness.get_by_label("Tokens and ids").click();
+    harness.run();
+    assert!(harness.query_by_label_contains("id 22").is_some());
+    // Going back shows the input again.
+    harness.get_by_label("Back to the demo model").click();
+    super::wait_ready(&mut harness);
+    assert!(harness.state().external.is_none());
+    assert!(harness.query_by_label("Text").is_some());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_mask_field_shows_the_mask_a_checkpoint_applied() {
+    let state = AppState {
+        model_dir: Some(fixture_dir("gpt2")),
+        text: "ab ab ab".to_owned(),
+        ..AppState::default()
+    };
+    let mut harness = super::app_harness(state);
+    super::wait_ready(&mut harness);
+    // Typed "none", but GPT-2 is causal by construction.
+    assert_eq!(harness.state().state.mask_text, "none");
+    assert_eq!(harness.state().current_mask.as_deref(), Some("causal"));
+    assert!(harness.query_by_label("applied: causal").is_some());
 }
