@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 /// vocabulary comes near 4 million entries).
 const MAX_VOCAB_ID: usize = 1 << 22;
 
+/// Largest tokenizer.json read (real ones are a few MB; the largest public ones near 30 MB).
+const MAX_FILE_BYTES: u64 = 512 << 20;
+
 thread_local! {
     /// True while this thread runs code under [`catch_quietly`].
     static CATCHING: Cell<bool> = const { Cell::new(false) };
@@ -81,6 +84,19 @@ impl HfTokenizer {
             path: path.to_owned(),
             reason,
         };
+        // Only a regular file of bounded size: a FIFO would block and /dev/zero never ends.
+        let meta = std::fs::metadata(path)
+            .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
+        if !meta.is_file() {
+            return Err(fail("not a regular file".to_owned()));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(fail(format!(
+                "the tokenizer is {} MB, more than the {} MB allowed",
+                meta.len() >> 20,
+                MAX_FILE_BYTES >> 20
+            )));
+        }
         let json = std::fs::read_to_string(path)
             .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
         let value: serde_json::Value = serde_json::from_str(&json)
@@ -205,4 +221,34 @@ fn added_special_ids(json: &serde_json::Value) -> Vec<u32> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn special_files_are_refused_with_their_name() {
+        let err = HfTokenizer::from_file(Path::new("/dev/zero"))
+            .err()
+            .expect("/dev/zero is not a tokenizer");
+        assert_eq!(err.to_string(), "not a regular file in /dev/zero");
+        let dir = std::env::temp_dir().join(format!("attnviz-hf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = HfTokenizer::from_file(&dir).err().expect("a folder");
+        assert!(
+            err.to_string().starts_with("not a regular file in "),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_panic_inside_is_an_error() {
+        let caught = catch_quietly(|| -> u32 { panic!("boom") });
+        assert_eq!(caught, Err("boom".to_owned()));
+        assert!(!panic_is_caught());
+        assert_eq!(catch_quietly(|| 7), Ok(7));
+    }
 }
