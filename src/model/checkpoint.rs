@@ -214,10 +214,7 @@ impl Checkpoint {
 
     /// Which query heads share each key/value head: entry g lists the query heads of group g.
     pub fn kv_groups(&self) -> Vec<Vec<usize>> {
-        let per = self.cfg.heads / self.cfg.kv_heads;
-        (0..self.cfg.kv_heads)
-            .map(|g| (g * per..(g + 1) * per).collect())
-            .collect()
+        crate::pipeline::kv_groups(self.cfg.heads, self.cfg.kv_heads)
     }
 
     fn embed(&self, tokens: &[Token]) -> Result<Array2<f32>, EngineError> {
