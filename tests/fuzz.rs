@@ -7,12 +7,15 @@
 //! instead of the default; `ATTNVIZ_FUZZ_SEED=S` changes the seed; `ATTNVIZ_FUZZ_MEM_MB`
 //! the address-space cap (default 2048 MB). See ARCHITECTURE.md, "Limits".
 
+// A test harness: helpers outside `#[test]` functions fail loudly too, like tests/cli.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_attnviz");
-const DEFAULT_CASES: usize = 12;
+const DEFAULT_CASES: usize = 40;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// splitmix64: small, fixed, good enough to pick mutations.

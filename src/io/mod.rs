@@ -183,9 +183,9 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 
 /// A byte count for messages: `4 GiB`, `64 MiB`, `512 bytes`.
 pub(crate) fn human_bytes(n: u64) -> String {
-    if n >= 1 << 30 && n % (1 << 30) == 0 {
+    if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
         format!("{} GiB", n >> 30)
-    } else if n >= 1 << 20 && n % (1 << 20) == 0 {
+    } else if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
     } else {
         format!("{n} bytes")

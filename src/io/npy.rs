@@ -89,14 +89,19 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
         return Err(bad("truncated NPY header".to_owned()));
     }
     let mut rest: &[u8] = &bytes;
-    let header =
-        Header::from_reader(&mut rest).map_err(|e| bad(format!("unreadable NPY header: {e}")))?;
+    let header = Header::from_reader(&mut rest).map_err(|e| {
+        bad(format!(
+            "unreadable NPY header: {}",
+            one_line(&e.to_string())
+        ))
+    })?;
     let width = match &header.type_descriptor {
         PyValue::String(d) if d == "<f4" || d == ">f4" => 4,
         PyValue::String(d) if d == "<f8" || d == ">f8" => 8,
         other => {
             return Err(bad(format!(
-                "NPY data type {other} is not supported; expected float32 or float64 ('<f4', '>f4', '<f8', '>f8')"
+                "NPY data type {} is not supported; expected float32 or float64 ('<f4', '>f4', '<f8', '>f8')",
+                one_line(&other.to_string())
             )));
         }
     };
@@ -125,7 +130,9 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
             None => format!("NPY shape {shape:?} is too large"),
         }));
     }
-    let npy_err = |e: ndarray_npy::ReadNpyError| bad(format!("unreadable NPY data: {e}"));
+    let npy_err = |e: ndarray_npy::ReadNpyError| {
+        bad(format!("unreadable NPY data: {}", one_line(&e.to_string())))
+    };
     let all: ArrayD<f32> = if width == 4 {
         ArrayD::<f32>::read_npy(&bytes[..]).map_err(npy_err)?
     } else {
@@ -166,6 +173,26 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
         ));
     }
     Ok((maps, tokens))
+}
+
+/// A parser's message on one line: the header parser (pest) quotes the header over several
+/// lines with a caret under the fault; keep its position and expectation, drop the drawing.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            let drawing = line.starts_with('|')
+                || line
+                    .split_once(" |")
+                    .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()));
+            !line.is_empty() && !drawing
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -269,6 +296,20 @@ mod tests {
             "{err}"
         );
         assert!(err.ends_with("m.npy"), "{err}");
+        // A malformed header gives one line (the parser draws the fault over several).
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 2, 2) ]",
+                &big,
+            ),
+        )
+        .unwrap();
+        let err = read_npy(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("unreadable NPY header: ") && !err.contains('\n'),
+            "{err:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
