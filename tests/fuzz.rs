@@ -225,6 +225,16 @@ fn none(_: &Outcome) -> bool {
     false
 }
 
+/// Checkpoint mutants whose failure belongs to the pending pipeline fixes: non-finite
+/// activations are caught only at export, naming the output rather than the layer and tensor
+/// (issue 10 item 6, "Detect non-finite activations"), and the token limit's message does not
+/// name the input (item 7). Both still exit 1 with one `error:` line.
+fn checkpoint_known(o: &Outcome) -> bool {
+    o.code == Some(1)
+        && (o.stderr.contains("refusing to export")
+            || o.stderr.contains("exceed the model's limit"))
+}
+
 /// Panics inside the `tokenizers` crate (issue 10 item 2) and messages without the file
 /// (item 7): H2's pending fixes in src/tokenize.
 fn tokenizer_known(o: &Outcome) -> bool {
@@ -268,7 +278,7 @@ fn formats() -> Vec<Format> {
             args: checkpoint_args,
             text: false,
             seed_code: 0,
-            known: none,
+            known: checkpoint_known,
         },
         Format {
             name: "config.json",
@@ -279,7 +289,7 @@ fn formats() -> Vec<Format> {
             args: checkpoint_args,
             text: true,
             seed_code: 0,
-            known: none,
+            known: checkpoint_known,
         },
         Format {
             name: "tokenizer.json",
@@ -301,7 +311,7 @@ fn formats() -> Vec<Format> {
             args: checkpoint_args,
             text: true,
             seed_code: 0,
-            known: none,
+            known: checkpoint_known,
         },
         Format {
             name: "token input (.txt)",
