@@ -2,6 +2,7 @@
 
 use attnviz::cli::{Cli, Command};
 use clap::Parser as _;
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -24,6 +25,14 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("error: internal error: {msg}{place}");
     }));
+    // SIGINT/SIGTERM: remove this run's temporary output files, exit 130/143 (see io::write).
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        std::thread::spawn(move || {
+            let signal = signals.forever().next().unwrap_or(SIGTERM);
+            attnviz::io::remove_live_temporaries();
+            std::process::exit(128 + signal);
+        });
+    }
     // Reuse freed memory between runs instead of faulting in fresh pages (see the module).
     attnviz::engine::memory::keep_freed_memory();
     let cli = Cli::parse();
