@@ -2,6 +2,7 @@
 //! lives in `engine`/`model`/`analysis`, the pixels in `render`, the files in `io`.
 
 pub mod export;
+pub mod file_dialog;
 mod grid;
 mod head_view;
 mod heatmap;
