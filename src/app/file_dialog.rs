@@ -260,10 +260,7 @@ impl InAppDialog {
                 ui.set_width(560.0);
                 ui.heading(&self.request.title);
                 ui.horizontal(|ui| {
-                    if ui
-                        .button("⬆ Up")
-                        .on_hover_text("The parent folder")
-                        .clicked()
+                    if ui.button("Up").on_hover_text("The parent folder").clicked()
                         && let Some(parent) = self.dir.parent().map(Path::to_path_buf)
                     {
                         self.path_text = with_separator(&parent.display().to_string());
@@ -285,9 +282,9 @@ impl InAppDialog {
                         }
                         for entry in &self.entries {
                             let text = if entry.is_dir {
-                                format!("🗀 {}{}", entry.name, std::path::MAIN_SEPARATOR)
+                                format!("{}{}", entry.name, std::path::MAIN_SEPARATOR)
                             } else {
-                                format!("🗋 {}", entry.name)
+                                entry.name.clone()
                             };
                             let path = self.dir.join(&entry.name);
                             let response = ui.selectable_label(typed == path, text);
