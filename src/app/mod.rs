@@ -2,6 +2,7 @@
 //! lives in `engine`/`model`/`analysis`, the pixels in `render`, the files in `io`.
 
 pub mod export;
+pub mod file_dialog;
 mod grid;
 mod head_view;
 mod heatmap;
@@ -16,6 +17,9 @@ use crate::model::{DemoPositional, demo::crafted_at};
 use crate::render::{Colormap, RangeMode, ValueScale};
 use crate::tokenize::{self, DemoTokenizer, VocabStyle};
 use anyhow::anyhow;
+use file_dialog::{
+    DialogBackend, DialogMode, DialogRequest, InAppDialog, InAppOutcome, SystemOutcome,
+};
 pub use state::{AppState, HeadMode, QueryCombine, SAMPLE_TEXT, Theme, ViewKind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -110,7 +114,15 @@ pub struct AttnApp {
     grid: grid::GridView,
     head_view: head_view::HeadView,
     token_strip: token_strip::TokenStrip,
-    dialog: Option<(DialogPurpose, Receiver<Option<PathBuf>>)>,
+    /// Shows the system's file dialogs ([`file_dialog::SystemDialogs`] unless replaced).
+    dialogs: Arc<dyn DialogBackend>,
+    /// A system dialog open on its thread, with what it was opened for.
+    dialog: Option<(DialogPurpose, DialogRequest, Receiver<SystemOutcome>)>,
+    /// The in-app dialog, when the system one is unavailable.
+    in_app_dialog: Option<(DialogPurpose, InAppDialog)>,
+    /// Set once a system dialog turned out to be unavailable: later requests go straight to
+    /// the in-app dialog.
+    system_dialogs_unavailable: bool,
     export_job: Option<ExportJob>,
     screenshot: Option<ScreenshotJob>,
     title: String,
@@ -148,7 +160,10 @@ impl AttnApp {
             grid: grid::GridView::default(),
             head_view: head_view::HeadView::default(),
             token_strip: token_strip::TokenStrip::default(),
+            dialogs: Arc::new(file_dialog::SystemDialogs),
             dialog: None,
+            in_app_dialog: None,
+            system_dialogs_unavailable: false,
             export_job: None,
             screenshot: None,
             title: String::new(),
@@ -433,39 +448,119 @@ impl AttnApp {
         }
     }
 
-    /// Opens a native file dialog on its own thread, so the UI keeps drawing.
-    fn open_dialog(&mut self, purpose: DialogPurpose) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let default_name = match purpose {
-            DialogPurpose::ExportPng => export::default_png_name(&self.state),
-            DialogPurpose::SaveSession => "session.attnviz.json".to_owned(),
-            DialogPurpose::ExportTensors => "attention.json".to_owned(),
-            DialogPurpose::OpenFile | DialogPurpose::ExportAllHeads | DialogPurpose::OpenModel => {
-                String::new()
-            }
+    /// Replaces the system file dialogs, e.g. by [`file_dialog::NoSystemDialogs`] (tests, or
+    /// desktops where the system dialog misbehaves).
+    pub fn set_dialog_backend(&mut self, backend: Arc<dyn DialogBackend>) {
+        self.dialogs = backend;
+        self.system_dialogs_unavailable = false;
+    }
+
+    /// The in-app file dialog's request, while it is open.
+    pub fn in_app_dialog(&self) -> Option<&DialogRequest> {
+        self.in_app_dialog.as_ref().map(|(_, d)| d.request())
+    }
+
+    /// What a dialog for `purpose` asks for.
+    fn dialog_request(&self, purpose: DialogPurpose) -> DialogRequest {
+        let save = |title: &str, default_name: String| DialogRequest {
+            title: title.to_owned(),
+            mode: DialogMode::Save { default_name },
+            start_dir: None,
         };
+        let folder = |title: &str| DialogRequest {
+            title: title.to_owned(),
+            mode: DialogMode::Folder,
+            start_dir: None,
+        };
+        let mut request = match purpose {
+            DialogPurpose::OpenFile => DialogRequest {
+                title: "Open a text, token, attention or session file".to_owned(),
+                mode: DialogMode::Open {
+                    filter_name: "text, tokens, attention or session".to_owned(),
+                    extensions: ["txt", "json", "npy"].map(str::to_owned).to_vec(),
+                },
+                start_dir: None,
+            },
+            DialogPurpose::SaveSession => save("Save session", "session.attnviz.json".to_owned()),
+            DialogPurpose::ExportPng => save("Export PNG", export::default_png_name(&self.state)),
+            DialogPurpose::ExportTensors => save(
+                "Export attention (.json or .npy)",
+                "attention.json".to_owned(),
+            ),
+            DialogPurpose::ExportAllHeads => folder("Export all heads into a folder"),
+            DialogPurpose::OpenModel => folder("Open a Hugging Face model folder"),
+        };
+        // Start next to the session file in use, if any.
+        request.start_dir = self
+            .session_path
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| p.is_dir())
+            .map(Path::to_path_buf);
+        request
+    }
+
+    /// Asks for a path for `purpose`: the system dialog on its own thread, so the UI keeps
+    /// drawing, or the in-app dialog once the system one is known to be unavailable.
+    fn open_dialog(&mut self, purpose: DialogPurpose) {
+        if self.dialog.is_some() || self.in_app_dialog.is_some() {
+            return;
+        }
+        let request = self.dialog_request(purpose);
+        if self.system_dialogs_unavailable {
+            self.in_app_dialog = Some((purpose, InAppDialog::new(request)));
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let backend = self.dialogs.clone();
+        let asked = request.clone();
         let spawned = std::thread::Builder::new()
             .name("file-dialog".to_owned())
             .spawn(move || {
-                let dialog = rfd::FileDialog::new();
-                let picked = match purpose {
-                    DialogPurpose::OpenFile => dialog
-                        .add_filter("text, tokens, attention or session", &["txt", "json"])
-                        .pick_file(),
-                    DialogPurpose::ExportAllHeads | DialogPurpose::OpenModel => {
-                        dialog.pick_folder()
-                    }
-                    DialogPurpose::SaveSession
-                    | DialogPurpose::ExportPng
-                    | DialogPurpose::ExportTensors => {
-                        dialog.set_file_name(&default_name).save_file()
-                    }
-                };
-                let _ = tx.send(picked);
+                let _ = tx.send(backend.pick(&asked));
             });
         match spawned {
-            Ok(_) => self.dialog = Some((purpose, rx)),
-            Err(e) => self.error = Some(format!("cannot open a file dialog: {e}")),
+            Ok(_) => self.dialog = Some((purpose, request, rx)),
+            Err(_) => self.in_app_dialog = Some((purpose, InAppDialog::new(request))),
+        }
+    }
+
+    /// Handles what the system dialog answered; an unavailable one hands over to the in-app
+    /// dialog, and the status bar says so once.
+    fn system_dialog_answered(
+        &mut self,
+        purpose: DialogPurpose,
+        request: DialogRequest,
+        outcome: SystemOutcome,
+    ) {
+        match outcome {
+            SystemOutcome::Picked(path) => self.complete_dialog(purpose, &path),
+            SystemOutcome::Cancelled => {}
+            SystemOutcome::Unavailable(reason) => {
+                if !self.system_dialogs_unavailable {
+                    self.notice = Some(format!(
+                        "the system file dialog is unavailable ({reason}); using attnviz's own"
+                    ));
+                }
+                self.system_dialogs_unavailable = true;
+                self.in_app_dialog = Some((purpose, InAppDialog::new(request)));
+            }
+        }
+    }
+
+    /// Draws the in-app file dialog while it is open and acts on its outcome.
+    fn in_app_dialog_ui(&mut self, ctx: &egui::Context) {
+        let Some((purpose, dialog)) = self.in_app_dialog.as_mut() else {
+            return;
+        };
+        let purpose = *purpose;
+        match dialog.ui(ctx) {
+            None => {}
+            Some(InAppOutcome::Cancelled) => self.in_app_dialog = None,
+            Some(InAppOutcome::Picked(path)) => {
+                self.in_app_dialog = None;
+                self.complete_dialog(purpose, &path);
+            }
         }
     }
 
@@ -595,7 +690,9 @@ impl AttnApp {
 
     fn handle_keys(&mut self, ctx: &egui::Context) {
         // Arrow keys wait until the model's size is known.
-        let typing = ctx.egui_wants_keyboard_input() || self.layers_heads().is_none();
+        let typing = ctx.egui_wants_keyboard_input()
+            || self.layers_heads().is_none()
+            || self.in_app_dialog.is_some();
         let (layers, heads) = self.layers_heads().unwrap_or((1, 1));
         let mut dialog = None;
         let mut save_direct = None;
@@ -664,14 +761,14 @@ impl AttnApp {
     }
 
     fn poll_background(&mut self) {
-        if let Some((purpose, rx)) = &self.dialog {
+        if let Some((_, _, rx)) = &self.dialog {
             match rx.try_recv() {
-                Ok(Some(path)) => {
-                    let purpose = *purpose;
-                    self.dialog = None;
-                    self.complete_dialog(purpose, &path);
+                Ok(outcome) => {
+                    if let Some((purpose, request, _)) = self.dialog.take() {
+                        self.system_dialog_answered(purpose, request, outcome);
+                    }
                 }
-                Ok(None) | Err(std::sync::mpsc::TryRecvError::Disconnected) => self.dialog = None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.dialog = None,
                 Err(std::sync::mpsc::TryRecvError::Empty) => {}
             }
         }
@@ -1291,6 +1388,7 @@ impl AttnApp {
                 egui::ScrollArea::vertical().show(ui, |ui| self.controls_ui(ui));
             });
         egui::CentralPanel::default_margins().show(ui, |ui| self.central_ui(ui));
+        self.in_app_dialog_ui(&ui.ctx().clone());
     }
 
     /// Draws only the central area (view switcher, token strip, current view) into `ui`,
