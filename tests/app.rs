@@ -856,3 +856,6 @@ fn checkpoint_tokens_are_shown_with_readable_labels() {
     assert_eq!(demo.tokens[1].text, "cat");
     harness.get_by_label("query 1: cat");
 }
+
+#[path = "app/pixel_path.rs"]
+mod pixel_path;

@@ -1,8 +1,8 @@
 //! The grid view: every layer × head of a run as a small thumbnail.
 //!
-//! Rows are layers and columns are heads. Each map is max-pooled down to at most
-//! [`THUMB_MAX_SIDE`] cells per side (so one-hot patterns stay visible), coloured by the one
-//! pixel path (`render::heatmap_image`) and uploaded as a texture only when the run or the colour
+//! Rows are layers and columns are heads. Each thumbnail is `render::thumbnail_image` at
+//! [`THUMB_MAX_SIDE`] pixels, the same function and pixels as the exported grid (max-pooled, so
+//! one-hot patterns stay visible), uploaded as a texture only when the run or the colour
 //! settings change; a frame then costs one `painter.image` and one label per head.
 //!
 //! Hovering a thumbnail shows a large preview of that head, built on first hover and kept in a
@@ -16,16 +16,18 @@ use super::state::{AppState, HeadMode, ViewKind};
 use crate::engine::AttentionRun;
 use crate::model::demo::crafted_at;
 use crate::render::view::{range_for, shared_range};
-use crate::render::{Colormap, RangeMode, ValueRange, ValueScale, heatmap_image};
+use crate::render::{
+    Colormap, RangeMode, ValueRange, ValueScale, heatmap_image, max_pool, thumbnail_image,
+};
 use egui::{
     Align2, Color32, Rect, Role, Sense, Stroke, StrokeKind, TextureHandle, TextureId,
     TextureOptions, Vec2, WidgetInfo, pos2, vec2,
 };
 use image::RgbaImage;
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use std::sync::{Arc, Weak};
 
-/// Largest side, in cells, of a thumbnail texture.
+/// Side, in pixels, of a thumbnail texture (and the exported grid's default thumbnail side).
 pub const THUMB_MAX_SIDE: usize = 96;
 
 /// Largest side, in cells, of a hover preview texture. Maps up to this size are shown at full
@@ -50,35 +52,6 @@ const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
 /// The accessible label and caption of the thumbnail at (`layer_idx`, `head_idx`).
 fn thumb_label(layer_idx: usize, head_idx: usize) -> String {
     format!("L{layer_idx}·H{head_idx}")
-}
-
-/// Max-pools `m` (shape [query, key]) so that neither side exceeds `max_side`.
-///
-/// Each output cell holds the maximum of its block of input cells, so a single bright cell (a
-/// one-hot attention row) stays as bright after pooling. Rows and columns are pooled
-/// independently; a side already within `max_side` is kept as is, so a matrix with both sides
-/// within `max_side` is returned unchanged. A `max_side` of 0 is treated as 1. NaN inputs are
-/// ignored unless a whole block is NaN.
-pub fn thumbnail_matrix(m: ArrayView2<'_, f32>, max_side: usize) -> Array2<f32> {
-    let (rows, cols) = m.dim();
-    let max_side = max_side.max(1);
-    if rows <= max_side && cols <= max_side {
-        return m.to_owned();
-    }
-    let (out_rows, out_cols) = (rows.min(max_side), cols.min(max_side));
-    // Input column j lands in output column j * out_cols / cols: every output column gets a
-    // non-empty, contiguous block because out_cols <= cols.
-    let col_bin: Vec<usize> = (0..cols).map(|j| j * out_cols / cols).collect();
-    let mut out = Array2::from_elem((out_rows, out_cols), f32::NAN);
-    for (i, row) in m.rows().into_iter().enumerate() {
-        let mut dst = out.row_mut(i * out_rows / rows);
-        for (&v, &b) in row.iter().zip(&col_bin) {
-            if let Some(d) = dst.get_mut(b) {
-                *d = d.max(v);
-            }
-        }
-    }
-    out
 }
 
 /// Uploads `img` as a NEAREST-filtered texture; `None` for an empty image.
@@ -139,6 +112,8 @@ struct Thumbnails {
     heads: usize,
     /// One texture per head, layer-major; `None` for a map that could not be drawn.
     textures: Vec<Option<TextureHandle>>,
+    /// The images those textures were uploaded from, in the same order.
+    images: Vec<Option<RgbaImage>>,
 }
 
 impl Thumbnails {
@@ -147,15 +122,20 @@ impl Thumbnails {
         let [layers, heads, _, _] = run.maps.shape();
         let shared = (key.range == RangeMode::Shared).then(|| shared_range(&run.maps));
         let mut textures = Vec::with_capacity(layers * heads);
+        let mut images = Vec::with_capacity(layers * heads);
         for layer_idx in 0..layers {
             for head_idx in 0..heads {
-                let texture = run.maps.head(layer_idx, head_idx).and_then(|m| {
+                let image = run.maps.head(layer_idx, head_idx).map(|m| {
                     let range = head_range(run, m.view(), shared);
-                    let small = thumbnail_matrix(m.view(), THUMB_MAX_SIDE);
-                    let img = heatmap_image(small.view(), key.colormap, range, key.value_scale, 1);
-                    upload(ctx, format!("grid-thumb-L{layer_idx}H{head_idx}"), &img)
+                    // THUMB_MAX_SIDE is a small constant: the cast is lossless.
+                    let side = THUMB_MAX_SIDE as u32;
+                    thumbnail_image(m.view(), side, key.colormap, range, key.value_scale)
+                });
+                let texture = image.as_ref().and_then(|img| {
+                    upload(ctx, format!("grid-thumb-L{layer_idx}H{head_idx}"), img)
                 });
                 textures.push(texture);
+                images.push(image.filter(|img| !img.is_empty()));
             }
         }
         Self {
@@ -164,6 +144,7 @@ impl Thumbnails {
             shared,
             heads,
             textures,
+            images,
         }
     }
 
@@ -174,6 +155,21 @@ impl Thumbnails {
         }
         self.textures
             .get(layer_idx * self.heads + head_idx)?
+            .as_ref()
+    }
+}
+
+impl GridView {
+    /// The image uploaded as the thumbnail texture of (`layer_idx`, `head_idx`) for the run last
+    /// drawn, pixel for pixel; `None` before the first frame or for a head without a map.
+    pub fn thumbnail(&self, layer_idx: usize, head_idx: usize) -> Option<&RgbaImage> {
+        let thumbs = self.thumbs.as_ref()?;
+        if head_idx >= thumbs.heads {
+            return None;
+        }
+        thumbs
+            .images
+            .get(layer_idx * thumbs.heads + head_idx)?
             .as_ref()
     }
 }
@@ -220,7 +216,7 @@ impl PreviewCache {
             None => {
                 let m = run.maps.head(layer_idx, head_idx)?;
                 let range = head_range(run, m.view(), shared);
-                let matrix = thumbnail_matrix(m.view(), PREVIEW_MAX_SIDE);
+                let matrix = max_pool(m.view(), PREVIEW_MAX_SIDE);
                 let img = heatmap_image(matrix.view(), key.colormap, range, key.value_scale, 1);
                 let texture = upload(ctx, format!("grid-preview-L{layer_idx}H{head_idx}"), &img)?;
                 if self.entries.len() >= PREVIEW_CACHE_LEN {
@@ -569,102 +565,6 @@ impl GridView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array2;
-
-    /// A one-hot diagonal: query i attends only to key i.
-    fn diagonal(n: usize) -> Array2<f32> {
-        Array2::from_shape_fn((n, n), |(i, j)| if i == j { 1.0 } else { 0.0 })
-    }
-
-    #[test]
-    fn small_matrices_are_unchanged() {
-        let m = Array2::from_shape_fn((7, 7), |(i, j)| (i * 7 + j) as f32 / 49.0);
-        assert_eq!(thumbnail_matrix(m.view(), 96), m);
-        assert_eq!(thumbnail_matrix(m.view(), 7), m);
-        let d = diagonal(96);
-        assert_eq!(thumbnail_matrix(d.view(), 96), d);
-    }
-
-    #[test]
-    fn pooled_shapes() {
-        let m = Array2::<f32>::zeros((512, 512));
-        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 96));
-        let m = Array2::<f32>::zeros((97, 97));
-        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 96));
-        let m = Array2::<f32>::zeros((200, 50));
-        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 50));
-        let m = Array2::<f32>::zeros((10, 10));
-        assert_eq!(thumbnail_matrix(m.view(), 0).dim(), (1, 1));
-        let m = Array2::<f32>::zeros((0, 0));
-        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (0, 0));
-    }
-
-    #[test]
-    fn one_hot_diagonal_stays_bright() {
-        let d = diagonal(512);
-        let t = thumbnail_matrix(d.view(), 96);
-        assert_eq!(t.dim(), (96, 96));
-        for i in 0..96 {
-            assert_eq!(t.get((i, i)), Some(&1.0), "diagonal cell {i} lost its peak");
-            let row_max = t.row(i).iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            assert_eq!(row_max, 1.0);
-        }
-        // Far from the diagonal nothing lights up.
-        assert_eq!(t.get((0, 95)), Some(&0.0));
-        assert_eq!(t.get((95, 0)), Some(&0.0));
-        let bright = t.iter().filter(|&&v| v == 1.0).count();
-        assert!(
-            bright < 96 * 3,
-            "{bright} bright cells: the diagonal smeared"
-        );
-    }
-
-    #[test]
-    fn pooling_takes_block_maxima() {
-        // 4x4 pooled to 2x2: each output is the max of a 2x2 block.
-        let m = Array2::from_shape_vec(
-            (4, 4),
-            vec![
-                0.1, 0.2, 0.0, 0.0, //
-                0.0, 0.9, 0.3, 0.0, //
-                0.5, 0.0, 0.0, 0.0, //
-                0.0, 0.0, 0.0, 0.7,
-            ],
-        );
-        let Ok(m) = m else {
-            panic!("bad test matrix");
-        };
-        let t = thumbnail_matrix(m.view(), 2);
-        let want = Array2::from_shape_vec((2, 2), vec![0.9, 0.3, 0.5, 0.7]);
-        assert_eq!(Ok(t), want);
-    }
-
-    #[test]
-    fn every_input_cell_lands_in_a_block() {
-        // A single 1.0 anywhere must survive pooling.
-        let n = 301;
-        for &(i, j) in &[(0, 0), (n - 1, n - 1), (150, 7), (3, 299)] {
-            let mut m = Array2::<f32>::zeros((n, n));
-            if let Some(v) = m.get_mut((i, j)) {
-                *v = 1.0;
-            }
-            let t = thumbnail_matrix(m.view(), 96);
-            assert_eq!(
-                t.iter().filter(|&&v| v == 1.0).count(),
-                1,
-                "peak at ({i}, {j})"
-            );
-        }
-    }
-
-    #[test]
-    fn non_contiguous_views_pool_the_same() {
-        let m = Array2::from_shape_fn((300, 300), |(i, j)| ((i * 31 + j * 17) % 101) as f32);
-        let t = m.t().to_owned();
-        let from_view = thumbnail_matrix(m.t(), 96);
-        let from_owned = thumbnail_matrix(t.view(), 96);
-        assert_eq!(from_view, from_owned);
-    }
 
     #[test]
     fn labels() {
@@ -747,6 +647,7 @@ mod tests {
         use crate::tokenize::Token;
         use egui_kittest::Harness;
         use egui_kittest::kittest::Queryable;
+        use ndarray::Array2;
 
         /// A run whose head k (layer-major) attends from query i to key (i + k) mod n.
         fn shifted_run(layers: usize, heads: usize, n: usize) -> Arc<AttentionRun> {

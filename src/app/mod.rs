@@ -1217,6 +1217,16 @@ impl AttnApp {
         egui::CentralPanel::default_margins().show(ui, |ui| self.central_ui(ui));
     }
 
+    /// The image uploaded as the grid view's thumbnail of (`layer`, `head`), for pixel tests.
+    pub fn grid_thumbnail(&self, layer: usize, head: usize) -> Option<&image::RgbaImage> {
+        self.grid.thumbnail(layer, head)
+    }
+
+    /// The image the heatmap view draws right now (a max-pooled level for long inputs).
+    pub fn heatmap_on_screen(&self) -> Option<&image::RgbaImage> {
+        self.heatmap.on_screen()
+    }
+
     /// Draws only the central area (view switcher, token strip, current view) into `ui`,
     /// without the side panels; for snapshot tests of the views.
     pub fn draw_central(&mut self, ui: &mut egui::Ui) {
