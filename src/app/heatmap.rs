@@ -217,6 +217,8 @@ impl HeatmapView {
             ui.scope_id().with("heatmap-cells"),
             Sense::click_and_drag(),
         );
+        response
+            .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, "heatmap cells"));
 
         // Zoom around the pointer, pan by dragging; the view never leaves the matrix.
         let visible = n as f32 / self.zoom;
@@ -477,6 +479,90 @@ fn colorbar_ui(
             tick.text,
             font.clone(),
             text_color,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::AttentionMaps;
+    use crate::render::ValueScale;
+    use crate::tokenize::Token;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable;
+
+    #[test]
+    fn levels_are_the_finest_with_no_more_texels_than_pixels() {
+        let sides = [2000, 1000, 500, 250, 125, 63];
+        // Fit: 2000 cells on 600 pixels needs the 500 level (500 ≤ 600 < 1000).
+        assert_eq!(level_for(&sides, 2000, 2000.0, 600.0), 2);
+        // Zoomed 4×: 500 cells visible, the full map fits.
+        assert_eq!(level_for(&sides, 2000, 500.0, 600.0), 0);
+        // Zoomed 2×: 1000 visible cells; level 1 shows 500 texels of them.
+        assert_eq!(level_for(&sides, 2000, 1000.0, 600.0), 1);
+        // Tinier than the coarsest level: the coarsest.
+        assert_eq!(level_for(&sides, 2000, 2000.0, 10.0), 5);
+        assert_eq!(level_for(&[5], 5, 5.0, 400.0), 0);
+    }
+
+    /// One layer, one head over four tokens, row 0 = [0.9, 3.2e-5, 0.05, 0.05 - 3.2e-5].
+    fn tiny_weight_run() -> Arc<AttentionRun> {
+        let m = Array2::from_shape_fn((4, 4), |(q, k)| match (q, k) {
+            (0, 0) => 0.9,
+            (0, 1) => 3.2e-5,
+            (0, 2) => 0.05,
+            (0, 3) => 0.05 - 3.2e-5,
+            _ => 0.25,
+        });
+        let Some(maps) = AttentionMaps::from_heads(1, 1, 4, vec![m]) else {
+            panic!("bad test maps");
+        };
+        Arc::new(AttentionRun {
+            tokens: (0..4).map(|i| Token::from_text(&format!("t{i}"))).collect(),
+            maps,
+            fully_masked_queries: Vec::new(),
+            trace: None,
+            hidden: None,
+        })
+    }
+
+    #[test]
+    fn hovering_a_small_weight_shows_significant_digits_beside_the_cursor() {
+        let run = tiny_weight_run();
+        let labels: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+        let state = AppState {
+            value_scale: ValueScale::Log,
+            ..AppState::default()
+        };
+        let mut harness = Harness::builder()
+            .with_size(vec2(700.0, 700.0))
+            .build_ui_state(
+                move |ui, (view, state): &mut (HeatmapView, AppState)| {
+                    view.ui(ui, &run, &labels, state);
+                },
+                (HeatmapView::default(), state),
+            );
+        theme::install_fonts(&harness.ctx);
+        harness.run();
+        let cells = harness.get_by_label("heatmap cells").rect();
+        // Cell (0, 1): first row, second of four columns.
+        let cell = cells.width() / 4.0;
+        let pointer = pos2(cells.left() + 1.5 * cell, cells.top() + 0.5 * cell);
+        harness.hover_at(pointer);
+        for _ in 0..12 {
+            harness.step();
+            std::thread::sleep(std::time::Duration::from_millis(60));
+        }
+        harness.run();
+        // Not "weight 0.0000": three significant digits.
+        let tip = harness.get_by_label_contains("weight 3.20e-5 (rank 4 of 4 in the row)");
+        // Beside the cursor, not over the column labels above the plot.
+        let rect = tip.rect();
+        assert!(rect.left() >= pointer.x, "{rect:?} vs {pointer:?}");
+        assert!(
+            rect.top() >= cells.top(),
+            "{rect:?} covers the labels above {cells:?}"
         );
     }
 }
