@@ -46,6 +46,41 @@ const MAX_THUMB_PX: f32 = 512.0;
 /// Number of hover previews kept.
 const PREVIEW_CACHE_LEN: usize = 6;
 
+/// Smallest thumbnail side, in points, that gets body-size captions.
+const BODY_CAPTION_MIN_PX: f32 = 64.0;
+
+/// The side of square thumbnails that fills `room` (the panel less the gaps between columns and
+/// the KV band) with `heads` columns and `layers` rows, each row `below` points taller than its
+/// thumbnail (caption and gap): the larger side at which both directions fit, within
+/// [`MIN_THUMB_PX`]..=[`MAX_THUMB_PX`] (below the minimum the grid scrolls).
+fn thumb_side(room: Vec2, layers: usize, heads: usize, below: f32) -> f32 {
+    let by_width = room.x / heads.max(1) as f32;
+    let by_height = room.y / layers.max(1) as f32 - below;
+    by_width
+        .min(by_height)
+        .floor()
+        .clamp(MIN_THUMB_PX, MAX_THUMB_PX)
+}
+
+/// The badge of a crafted head: the initials of its label ("previous token" → "PT").
+fn badge_text(label: &str) -> String {
+    label
+        .split(|c: char| !c.is_alphanumeric())
+        .filter_map(|w| w.chars().next())
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// Draws `text` as a small badge in the top-left corner of `rect`.
+fn badge(painter: &egui::Painter, rect: Rect, text: &str, font: &egui::FontId, dark: bool) {
+    let (fill, color) = super::theme::badge_colors(dark);
+    let galley = painter.layout_no_wrap(text.to_owned(), font.clone(), color);
+    let pad = vec2(3.0, 1.0);
+    let badge = Rect::from_min_size(rect.min + vec2(2.0, 2.0), galley.size() + 2.0 * pad);
+    painter.rect_filled(badge, 3.0, fill);
+    painter.galley(badge.min + pad, galley, color);
+}
+
 /// Texture coordinates of a whole texture.
 const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
 
@@ -392,8 +427,10 @@ impl GridView {
             }
         }
 
-        let font = egui::TextStyle::Small.resolve(ui.style());
-        let label_h = ui.fonts_mut(|f| f.row_height(&font)) + 2.0;
+        // The panel's size before the scroll area: thumbnails are sized to fill it.
+        let panel = ui.available_size();
+        let body = egui::TextStyle::Body.resolve(ui.style());
+        let small = egui::TextStyle::Small.resolve(ui.style());
         let gap = ui.spacing().item_spacing.x.max(4.0);
         let group_gap = (3.0 * gap).max(12.0);
         let dark = ui.visuals().dark_mode;
@@ -416,12 +453,21 @@ impl GridView {
             .id_salt("grid-view-scroll")
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                let avail = ui.available_width();
                 let n_groups = groups.as_ref().map_or(1, Vec::len);
                 let spacing = gap * (heads - 1) as f32 + group_gap * (n_groups - 1) as f32;
-                let side = ((avail - spacing) / heads as f32)
-                    .floor()
-                    .clamp(MIN_THUMB_PX, MAX_THUMB_PX);
+                let fit = |label_h: f32| {
+                    let room = vec2(panel.x - spacing, panel.y - band_h);
+                    thumb_side(room, layers, heads, label_h + gap)
+                };
+                // Body-size captions when thumbnails are large enough, else the small style.
+                let body_h = ui.fonts_mut(|f| f.row_height(&body)) + 2.0;
+                let (font, label_h, side) = match fit(body_h) {
+                    side if side >= BODY_CAPTION_MIN_PX => (body.clone(), body_h, side),
+                    _ => {
+                        let small_h = ui.fonts_mut(|f| f.row_height(&small)) + 2.0;
+                        (small.clone(), small_h, fit(small_h))
+                    }
+                };
                 let columns = layout_columns(heads, side, gap, group_gap, groups.as_deref());
                 let row_h = side + label_h + gap;
                 let total = vec2(columns.width, band_h + layers as f32 * row_h);
@@ -485,7 +531,15 @@ impl GridView {
                         let name = thumb_label(layer_idx, head_idx);
                         let id = ui.scope_id().with(("grid-thumb", layer_idx, head_idx));
                         let response = ui.interact(rect, id, Sense::click());
-                        response.widget_info(|| WidgetInfo::labeled(Role::Button, true, &name));
+                        // Crafted heads only exist in the demo model.
+                        let demo = state.model_dir.is_none().then_some(&state.demo);
+                        let crafted = demo.and_then(|d| crafted_at(d, layer_idx, head_idx));
+                        response.widget_info(|| {
+                            let mut info = WidgetInfo::labeled(Role::Button, true, &name);
+                            info.current_text_value =
+                                crafted.map(|k| format!("crafted head: {}", k.label()));
+                            info
+                        });
 
                         let outer = rect.with_max_y(rect.max.y + label_h);
                         if ui.is_rect_visible(outer) {
@@ -505,6 +559,9 @@ impl GridView {
                                 font.clone(),
                                 text_color,
                             );
+                            if let Some(kind) = crafted {
+                                badge(painter, rect, &badge_text(kind.label()), &small, dark);
+                            }
                             let selected =
                                 state.layer_idx == layer_idx && state.head_idx == head_idx;
                             if selected {
@@ -525,8 +582,6 @@ impl GridView {
                             state.head_mode = HeadMode::Single;
                             state.view = ViewKind::Heatmap;
                         }
-                        // Crafted heads only exist in the demo model.
-                        let demo = state.model_dir.is_none().then_some(&state.demo);
                         let shared = shared_with.get(head_idx).and_then(Option::as_ref);
                         response.on_hover_ui(|ui| {
                             let texture = previews.get_or_build(
@@ -548,10 +603,7 @@ impl GridView {
                                     format!("Shares KV head {kv_idx} with {}", heads_text(others))
                                 });
                             }
-                            if let Some(label) = demo
-                                .and_then(|d| crafted_at(d, layer_idx, head_idx))
-                                .map(|k| k.label())
-                            {
+                            if let Some(label) = crafted.map(|k| k.label()) {
                                 ui.label(format!("Crafted head: {label}"));
                             }
                             ui.weak("Click to open it in the heatmap.");
@@ -565,6 +617,26 @@ impl GridView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thumbnails_fill_the_panel_in_the_binding_direction() {
+        // 6 layers × 12 heads in 1000 × 800 with 20 points under each row:
+        // width 1000 / 12 = 83.3, height 800 / 6 − 20 = 113.3 → 83 (width binds).
+        assert_eq!(thumb_side(vec2(1000.0, 800.0), 6, 12, 20.0), 83.0);
+        // 12 layers × 6 heads: width 166.7, height 800 / 12 − 20 = 46.7 → the minimum, 48.
+        assert_eq!(thumb_side(vec2(1000.0, 800.0), 12, 6, 20.0), 48.0);
+        // 4 × 4 in 1000 × 800: width 250, height 180 → 180, height binds (no scrolling).
+        assert_eq!(thumb_side(vec2(1000.0, 800.0), 4, 4, 20.0), 180.0);
+        // One head never exceeds the maximum.
+        assert_eq!(thumb_side(vec2(3000.0, 3000.0), 1, 1, 20.0), MAX_THUMB_PX);
+    }
+
+    #[test]
+    fn badges_are_initials() {
+        assert_eq!(badge_text("previous token"), "PT");
+        assert_eq!(badge_text("induction"), "I");
+        assert_eq!(badge_text("first-token sink"), "FTS");
+    }
 
     #[test]
     fn labels() {
@@ -755,10 +827,15 @@ mod tests {
             let previews = textures(&harness, "grid-preview");
             assert_eq!(previews, vec![("grid-preview-L0H0".to_owned(), 200, 200)]);
             assert!(harness.query_by_label("Layer 0 · head 0").is_some());
-            // The default demo crafts a previous-token head at layer 0, head 0.
-            if let Some(kind) = crafted_at(&harness.state().1.demo, 0, 0) {
+            // The default demo crafts a previous-token head at layer 0, head 0: its thumbnail
+            // carries a badge, announced as the button's value.
+            let kind = crafted_at(&harness.state().1.demo, 0, 0);
+            assert_eq!(kind, Some(crate::model::demo::CraftedHead::PreviousToken));
+            if let Some(kind) = kind {
                 let caption = format!("Crafted head: {}", kind.label());
                 assert!(harness.query_by_label(&caption).is_some());
+                let value = harness.get_by_label("L0·H0").value();
+                assert_eq!(value, Some(format!("crafted head: {}", kind.label())));
             }
             for _ in 0..3 {
                 harness.step();
