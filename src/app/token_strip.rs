@@ -300,7 +300,7 @@ fn chart_ui(ui: &mut egui::Ui, labels: &Arc<Vec<String>>, state: &AppState, row:
         .allow_boxed_zoom(false)
         .include_y(0.0)
         .include_y(top * 1.35)
-        .x_axis_formatter(move |mark, _| axis_label(&labels, mark.value))
+        .x_axis_formatter(move |mark, _| axis_label(labels, mark.value))
         .show(ui, |plot_ui| plot_ui.bar_chart(chart));
 }
 
