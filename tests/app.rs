@@ -868,3 +868,6 @@ fn checkpoint_tokens_are_shown_with_readable_labels() {
 
 #[path = "app/dialog.rs"]
 mod dialog;
+
+#[path = "app/pixel_path.rs"]
+mod pixel_path;

@@ -1,8 +1,8 @@
 //! The grid view: every layer × head of a run as a small thumbnail.
 //!
-//! Rows are layers and columns are heads. Each map is max-pooled down to at most
-//! [`THUMB_MAX_SIDE`] cells per side (so one-hot patterns stay visible), coloured by the one
-//! pixel path (`render::heatmap_image`) and uploaded as a texture only when the run or the colour
+//! Rows are layers and columns are heads. Each thumbnail is `render::thumbnail_image` at
+//! [`THUMB_MAX_SIDE`] pixels, the same function and pixels as the exported grid (max-pooled, so
+//! one-hot patterns stay visible), uploaded as a texture only when the run or the colour
 //! settings change; a frame then costs one `painter.image` and one label per head.
 //!
 //! Hovering a thumbnail shows a large preview of that head, built on first hover and kept in a
@@ -16,16 +16,18 @@ use super::state::{AppState, HeadMode, ViewKind};
 use crate::engine::AttentionRun;
 use crate::model::demo::crafted_at;
 use crate::render::view::{range_for, shared_range};
-use crate::render::{Colormap, RangeMode, ValueRange, ValueScale, heatmap_image};
+use crate::render::{
+    Colormap, RangeMode, ValueRange, ValueScale, heatmap_image, max_pool, thumbnail_image,
+};
 use egui::{
     Align2, Color32, Rect, Role, Sense, Stroke, StrokeKind, TextureHandle, TextureId,
     TextureOptions, Vec2, WidgetInfo, pos2, vec2,
 };
 use image::RgbaImage;
-use ndarray::{Array2, ArrayView2};
+use ndarray::ArrayView2;
 use std::sync::{Arc, Weak};
 
-/// Largest side, in cells, of a thumbnail texture.
+/// Side, in pixels, of a thumbnail texture (and the exported grid's default thumbnail side).
 pub const THUMB_MAX_SIDE: usize = 96;
 
 /// Largest side, in cells, of a hover preview texture. Maps up to this size are shown at full
@@ -44,41 +46,47 @@ const MAX_THUMB_PX: f32 = 512.0;
 /// Number of hover previews kept.
 const PREVIEW_CACHE_LEN: usize = 6;
 
+/// Smallest thumbnail side, in points, that gets body-size captions.
+const BODY_CAPTION_MIN_PX: f32 = 64.0;
+
+/// The side of square thumbnails that fills `room` (the panel less the gaps between columns and
+/// the KV band) with `heads` columns and `layers` rows, each row `below` points taller than its
+/// thumbnail (caption and gap): the larger side at which both directions fit, within
+/// [`MIN_THUMB_PX`]..=[`MAX_THUMB_PX`] (below the minimum the grid scrolls).
+fn thumb_side(room: Vec2, layers: usize, heads: usize, below: f32) -> f32 {
+    let by_width = room.x / heads.max(1) as f32;
+    let by_height = room.y / layers.max(1) as f32 - below;
+    by_width
+        .min(by_height)
+        .floor()
+        .clamp(MIN_THUMB_PX, MAX_THUMB_PX)
+}
+
+/// The badge of a crafted head: the initials of its label ("previous token" → "PT").
+fn badge_text(label: &str) -> String {
+    label
+        .split(|c: char| !c.is_alphanumeric())
+        .filter_map(|w| w.chars().next())
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// Draws `text` as a small badge in the top-left corner of `rect`.
+fn badge(painter: &egui::Painter, rect: Rect, text: &str, font: &egui::FontId, dark: bool) {
+    let (fill, color) = super::theme::badge_colors(dark);
+    let galley = painter.layout_no_wrap(text.to_owned(), font.clone(), color);
+    let pad = vec2(3.0, 1.0);
+    let badge = Rect::from_min_size(rect.min + vec2(2.0, 2.0), galley.size() + 2.0 * pad);
+    painter.rect_filled(badge, 3.0, fill);
+    painter.galley(badge.min + pad, galley, color);
+}
+
 /// Texture coordinates of a whole texture.
 const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
 
 /// The accessible label and caption of the thumbnail at (`layer_idx`, `head_idx`).
 fn thumb_label(layer_idx: usize, head_idx: usize) -> String {
     format!("L{layer_idx}·H{head_idx}")
-}
-
-/// Max-pools `m` (shape [query, key]) so that neither side exceeds `max_side`.
-///
-/// Each output cell holds the maximum of its block of input cells, so a single bright cell (a
-/// one-hot attention row) stays as bright after pooling. Rows and columns are pooled
-/// independently; a side already within `max_side` is kept as is, so a matrix with both sides
-/// within `max_side` is returned unchanged. A `max_side` of 0 is treated as 1. NaN inputs are
-/// ignored unless a whole block is NaN.
-pub fn thumbnail_matrix(m: ArrayView2<'_, f32>, max_side: usize) -> Array2<f32> {
-    let (rows, cols) = m.dim();
-    let max_side = max_side.max(1);
-    if rows <= max_side && cols <= max_side {
-        return m.to_owned();
-    }
-    let (out_rows, out_cols) = (rows.min(max_side), cols.min(max_side));
-    // Input column j lands in output column j * out_cols / cols: every output column gets a
-    // non-empty, contiguous block because out_cols <= cols.
-    let col_bin: Vec<usize> = (0..cols).map(|j| j * out_cols / cols).collect();
-    let mut out = Array2::from_elem((out_rows, out_cols), f32::NAN);
-    for (i, row) in m.rows().into_iter().enumerate() {
-        let mut dst = out.row_mut(i * out_rows / rows);
-        for (&v, &b) in row.iter().zip(&col_bin) {
-            if let Some(d) = dst.get_mut(b) {
-                *d = d.max(v);
-            }
-        }
-    }
-    out
 }
 
 /// Uploads `img` as a NEAREST-filtered texture; `None` for an empty image.
@@ -139,6 +147,8 @@ struct Thumbnails {
     heads: usize,
     /// One texture per head, layer-major; `None` for a map that could not be drawn.
     textures: Vec<Option<TextureHandle>>,
+    /// The images those textures were uploaded from, in the same order.
+    images: Vec<Option<RgbaImage>>,
 }
 
 impl Thumbnails {
@@ -147,15 +157,20 @@ impl Thumbnails {
         let [layers, heads, _, _] = run.maps.shape();
         let shared = (key.range == RangeMode::Shared).then(|| shared_range(&run.maps));
         let mut textures = Vec::with_capacity(layers * heads);
+        let mut images = Vec::with_capacity(layers * heads);
         for layer_idx in 0..layers {
             for head_idx in 0..heads {
-                let texture = run.maps.head(layer_idx, head_idx).and_then(|m| {
+                let image = run.maps.head(layer_idx, head_idx).map(|m| {
                     let range = head_range(run, m.view(), shared);
-                    let small = thumbnail_matrix(m.view(), THUMB_MAX_SIDE);
-                    let img = heatmap_image(small.view(), key.colormap, range, key.value_scale, 1);
-                    upload(ctx, format!("grid-thumb-L{layer_idx}H{head_idx}"), &img)
+                    // THUMB_MAX_SIDE is a small constant: the cast is lossless.
+                    let side = THUMB_MAX_SIDE as u32;
+                    thumbnail_image(m.view(), side, key.colormap, range, key.value_scale)
+                });
+                let texture = image.as_ref().and_then(|img| {
+                    upload(ctx, format!("grid-thumb-L{layer_idx}H{head_idx}"), img)
                 });
                 textures.push(texture);
+                images.push(image.filter(|img| !img.is_empty()));
             }
         }
         Self {
@@ -164,6 +179,7 @@ impl Thumbnails {
             shared,
             heads,
             textures,
+            images,
         }
     }
 
@@ -174,6 +190,21 @@ impl Thumbnails {
         }
         self.textures
             .get(layer_idx * self.heads + head_idx)?
+            .as_ref()
+    }
+}
+
+impl GridView {
+    /// The image uploaded as the thumbnail texture of (`layer_idx`, `head_idx`) for the run last
+    /// drawn, pixel for pixel; `None` before the first frame or for a head without a map.
+    pub fn thumbnail(&self, layer_idx: usize, head_idx: usize) -> Option<&RgbaImage> {
+        let thumbs = self.thumbs.as_ref()?;
+        if head_idx >= thumbs.heads {
+            return None;
+        }
+        thumbs
+            .images
+            .get(layer_idx * thumbs.heads + head_idx)?
             .as_ref()
     }
 }
@@ -220,7 +251,7 @@ impl PreviewCache {
             None => {
                 let m = run.maps.head(layer_idx, head_idx)?;
                 let range = head_range(run, m.view(), shared);
-                let matrix = thumbnail_matrix(m.view(), PREVIEW_MAX_SIDE);
+                let matrix = max_pool(m.view(), PREVIEW_MAX_SIDE);
                 let img = heatmap_image(matrix.view(), key.colormap, range, key.value_scale, 1);
                 let texture = upload(ctx, format!("grid-preview-L{layer_idx}H{head_idx}"), &img)?;
                 if self.entries.len() >= PREVIEW_CACHE_LEN {
@@ -396,8 +427,10 @@ impl GridView {
             }
         }
 
-        let font = egui::TextStyle::Small.resolve(ui.style());
-        let label_h = ui.fonts_mut(|f| f.row_height(&font)) + 2.0;
+        // The panel's size before the scroll area: thumbnails are sized to fill it.
+        let panel = ui.available_size();
+        let body = egui::TextStyle::Body.resolve(ui.style());
+        let small = egui::TextStyle::Small.resolve(ui.style());
         let gap = ui.spacing().item_spacing.x.max(4.0);
         let group_gap = (3.0 * gap).max(12.0);
         let dark = ui.visuals().dark_mode;
@@ -420,12 +453,21 @@ impl GridView {
             .id_salt("grid-view-scroll")
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                let avail = ui.available_width();
                 let n_groups = groups.as_ref().map_or(1, Vec::len);
                 let spacing = gap * (heads - 1) as f32 + group_gap * (n_groups - 1) as f32;
-                let side = ((avail - spacing) / heads as f32)
-                    .floor()
-                    .clamp(MIN_THUMB_PX, MAX_THUMB_PX);
+                let fit = |label_h: f32| {
+                    let room = vec2(panel.x - spacing, panel.y - band_h);
+                    thumb_side(room, layers, heads, label_h + gap)
+                };
+                // Body-size captions when thumbnails are large enough, else the small style.
+                let body_h = ui.fonts_mut(|f| f.row_height(&body)) + 2.0;
+                let (font, label_h, side) = match fit(body_h) {
+                    side if side >= BODY_CAPTION_MIN_PX => (body.clone(), body_h, side),
+                    _ => {
+                        let small_h = ui.fonts_mut(|f| f.row_height(&small)) + 2.0;
+                        (small.clone(), small_h, fit(small_h))
+                    }
+                };
                 let columns = layout_columns(heads, side, gap, group_gap, groups.as_deref());
                 let row_h = side + label_h + gap;
                 let total = vec2(columns.width, band_h + layers as f32 * row_h);
@@ -489,7 +531,15 @@ impl GridView {
                         let name = thumb_label(layer_idx, head_idx);
                         let id = ui.scope_id().with(("grid-thumb", layer_idx, head_idx));
                         let response = ui.interact(rect, id, Sense::click());
-                        response.widget_info(|| WidgetInfo::labeled(Role::Button, true, &name));
+                        // Crafted heads only exist in the demo model.
+                        let demo = state.model_dir.is_none().then_some(&state.demo);
+                        let crafted = demo.and_then(|d| crafted_at(d, layer_idx, head_idx));
+                        response.widget_info(|| {
+                            let mut info = WidgetInfo::labeled(Role::Button, true, &name);
+                            info.current_text_value =
+                                crafted.map(|k| format!("crafted head: {}", k.label()));
+                            info
+                        });
 
                         let outer = rect.with_max_y(rect.max.y + label_h);
                         if ui.is_rect_visible(outer) {
@@ -509,6 +559,9 @@ impl GridView {
                                 font.clone(),
                                 text_color,
                             );
+                            if let Some(kind) = crafted {
+                                badge(painter, rect, &badge_text(kind.label()), &small, dark);
+                            }
                             let selected =
                                 state.layer_idx == layer_idx && state.head_idx == head_idx;
                             if selected {
@@ -529,8 +582,6 @@ impl GridView {
                             state.head_mode = HeadMode::Single;
                             state.view = ViewKind::Heatmap;
                         }
-                        // Crafted heads only exist in the demo model.
-                        let demo = state.model_dir.is_none().then_some(&state.demo);
                         let shared = shared_with.get(head_idx).and_then(Option::as_ref);
                         response.on_hover_ui(|ui| {
                             let texture = previews.get_or_build(
@@ -552,10 +603,7 @@ impl GridView {
                                     format!("Shares KV head {kv_idx} with {}", heads_text(others))
                                 });
                             }
-                            if let Some(label) = demo
-                                .and_then(|d| crafted_at(d, layer_idx, head_idx))
-                                .map(|k| k.label())
-                            {
+                            if let Some(label) = crafted.map(|k| k.label()) {
                                 ui.label(format!("Crafted head: {label}"));
                             }
                             ui.weak("Click to open it in the heatmap.");
@@ -569,101 +617,25 @@ impl GridView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array2;
 
-    /// A one-hot diagonal: query i attends only to key i.
-    fn diagonal(n: usize) -> Array2<f32> {
-        Array2::from_shape_fn((n, n), |(i, j)| if i == j { 1.0 } else { 0.0 })
+    #[test]
+    fn thumbnails_fill_the_panel_in_the_binding_direction() {
+        // 6 layers × 12 heads in 1000 × 800 with 20 points under each row:
+        // width 1000 / 12 = 83.3, height 800 / 6 − 20 = 113.3 → 83 (width binds).
+        assert_eq!(thumb_side(vec2(1000.0, 800.0), 6, 12, 20.0), 83.0);
+        // 12 layers × 6 heads: width 166.7, height 800 / 12 − 20 = 46.7 → the minimum, 48.
+        assert_eq!(thumb_side(vec2(1000.0, 800.0), 12, 6, 20.0), 48.0);
+        // 4 × 4 in 1000 × 800: width 250, height 180 → 180, height binds (no scrolling).
+        assert_eq!(thumb_side(vec2(1000.0, 800.0), 4, 4, 20.0), 180.0);
+        // One head never exceeds the maximum.
+        assert_eq!(thumb_side(vec2(3000.0, 3000.0), 1, 1, 20.0), MAX_THUMB_PX);
     }
 
     #[test]
-    fn small_matrices_are_unchanged() {
-        let m = Array2::from_shape_fn((7, 7), |(i, j)| (i * 7 + j) as f32 / 49.0);
-        assert_eq!(thumbnail_matrix(m.view(), 96), m);
-        assert_eq!(thumbnail_matrix(m.view(), 7), m);
-        let d = diagonal(96);
-        assert_eq!(thumbnail_matrix(d.view(), 96), d);
-    }
-
-    #[test]
-    fn pooled_shapes() {
-        let m = Array2::<f32>::zeros((512, 512));
-        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 96));
-        let m = Array2::<f32>::zeros((97, 97));
-        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 96));
-        let m = Array2::<f32>::zeros((200, 50));
-        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (96, 50));
-        let m = Array2::<f32>::zeros((10, 10));
-        assert_eq!(thumbnail_matrix(m.view(), 0).dim(), (1, 1));
-        let m = Array2::<f32>::zeros((0, 0));
-        assert_eq!(thumbnail_matrix(m.view(), 96).dim(), (0, 0));
-    }
-
-    #[test]
-    fn one_hot_diagonal_stays_bright() {
-        let d = diagonal(512);
-        let t = thumbnail_matrix(d.view(), 96);
-        assert_eq!(t.dim(), (96, 96));
-        for i in 0..96 {
-            assert_eq!(t.get((i, i)), Some(&1.0), "diagonal cell {i} lost its peak");
-            let row_max = t.row(i).iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            assert_eq!(row_max, 1.0);
-        }
-        // Far from the diagonal nothing lights up.
-        assert_eq!(t.get((0, 95)), Some(&0.0));
-        assert_eq!(t.get((95, 0)), Some(&0.0));
-        let bright = t.iter().filter(|&&v| v == 1.0).count();
-        assert!(
-            bright < 96 * 3,
-            "{bright} bright cells: the diagonal smeared"
-        );
-    }
-
-    #[test]
-    fn pooling_takes_block_maxima() {
-        // 4x4 pooled to 2x2: each output is the max of a 2x2 block.
-        let m = Array2::from_shape_vec(
-            (4, 4),
-            vec![
-                0.1, 0.2, 0.0, 0.0, //
-                0.0, 0.9, 0.3, 0.0, //
-                0.5, 0.0, 0.0, 0.0, //
-                0.0, 0.0, 0.0, 0.7,
-            ],
-        );
-        let Ok(m) = m else {
-            panic!("bad test matrix");
-        };
-        let t = thumbnail_matrix(m.view(), 2);
-        let want = Array2::from_shape_vec((2, 2), vec![0.9, 0.3, 0.5, 0.7]);
-        assert_eq!(Ok(t), want);
-    }
-
-    #[test]
-    fn every_input_cell_lands_in_a_block() {
-        // A single 1.0 anywhere must survive pooling.
-        let n = 301;
-        for &(i, j) in &[(0, 0), (n - 1, n - 1), (150, 7), (3, 299)] {
-            let mut m = Array2::<f32>::zeros((n, n));
-            if let Some(v) = m.get_mut((i, j)) {
-                *v = 1.0;
-            }
-            let t = thumbnail_matrix(m.view(), 96);
-            assert_eq!(
-                t.iter().filter(|&&v| v == 1.0).count(),
-                1,
-                "peak at ({i}, {j})"
-            );
-        }
-    }
-
-    #[test]
-    fn non_contiguous_views_pool_the_same() {
-        let m = Array2::from_shape_fn((300, 300), |(i, j)| ((i * 31 + j * 17) % 101) as f32);
-        let t = m.t().to_owned();
-        let from_view = thumbnail_matrix(m.t(), 96);
-        let from_owned = thumbnail_matrix(t.view(), 96);
-        assert_eq!(from_view, from_owned);
+    fn badges_are_initials() {
+        assert_eq!(badge_text("previous token"), "PT");
+        assert_eq!(badge_text("induction"), "I");
+        assert_eq!(badge_text("first-token sink"), "FTS");
     }
 
     #[test]
@@ -747,6 +719,7 @@ mod tests {
         use crate::tokenize::Token;
         use egui_kittest::Harness;
         use egui_kittest::kittest::Queryable;
+        use ndarray::Array2;
 
         /// A run whose head k (layer-major) attends from query i to key (i + k) mod n.
         fn shifted_run(layers: usize, heads: usize, n: usize) -> Arc<AttentionRun> {
@@ -854,10 +827,15 @@ mod tests {
             let previews = textures(&harness, "grid-preview");
             assert_eq!(previews, vec![("grid-preview-L0H0".to_owned(), 200, 200)]);
             assert!(harness.query_by_label("Layer 0 · head 0").is_some());
-            // The default demo crafts a previous-token head at layer 0, head 0.
-            if let Some(kind) = crafted_at(&harness.state().1.demo, 0, 0) {
+            // The default demo crafts a previous-token head at layer 0, head 0: its thumbnail
+            // carries a badge, announced as the button's value.
+            let kind = crafted_at(&harness.state().1.demo, 0, 0);
+            assert_eq!(kind, Some(crate::model::demo::CraftedHead::PreviousToken));
+            if let Some(kind) = kind {
                 let caption = format!("Crafted head: {}", kind.label());
                 assert!(harness.query_by_label(&caption).is_some());
+                let value = harness.get_by_label("L0·H0").value();
+                assert_eq!(value, Some(format!("crafted head: {}", kind.label())));
             }
             for _ in 0..3 {
                 harness.step();

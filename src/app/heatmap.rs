@@ -1,15 +1,22 @@
 //! The heatmap view: the selected head (or combination) as a texture, with token labels that
 //! follow zoom and pan, hover details, a colorbar, and right-click mask edits.
 //!
-//! The pixels come from `render::heatmap_image`, the same path as the PNG export. The texture
-//! is uploaded with NEAREST filtering, and only when the data or the colours change.
+//! Every pixel comes from `render`, the same path as the PNG export: the cells from
+//! `render::heatmap_pyramid` (the map at one pixel per cell, then max-pooled to half, a quarter,
+//! … of its side), the colorbar from `render::colorbar_image` and its ticks from
+//! `render::colorbar_ticks`. Textures are uploaded with NEAREST filtering, and only when the data
+//! or the colours change. Each frame draws the finest level that has no more cells across the
+//! visible area than there are screen pixels, so the GPU never skips a cell and a one-cell-wide
+//! diagonal stays visible at every zoom. Labels and the hover outline are clipped to the plot;
+//! the hover details sit beside the cursor.
 
 use super::state::AppState;
 use super::theme;
 use crate::analysis::view_matrix;
 use crate::engine::AttentionRun;
 use crate::render::{self, ValueRange};
-use egui::{Color32, Rect, Sense, TextureHandle, TextureOptions, Vec2, pos2, vec2};
+use egui::{Color32, Rect, RectAlign, Sense, TextureHandle, TextureOptions, Vec2, pos2, vec2};
+use image::RgbaImage;
 use ndarray::Array2;
 use std::sync::Arc;
 
@@ -23,10 +30,29 @@ struct TextureKey {
     range: render::RangeMode,
 }
 
-/// The uploaded texture and what it was made from.
+/// Smallest side, in cells, of the coarsest pooled level (the view is never under 64 points).
+const MIN_LEVEL_SIDE: usize = 64;
+
+/// Height, in pixels, of the colorbar gradient texture (stretched to the bar's height).
+const COLORBAR_TEXELS: u32 = 256;
+
+/// One uploaded level of the pyramid.
+struct Level {
+    /// Cells per side of this level (the longer side).
+    side: usize,
+    /// The uploaded image.
+    texture: TextureHandle,
+    /// The pixels uploaded, kept for tests and checks.
+    image: RgbaImage,
+}
+
+/// The uploaded textures and what they were made from.
 struct Shown {
     key: TextureKey,
-    texture: TextureHandle,
+    /// The map at one pixel per cell, then max-pooled to about half, a quarter, … of its side.
+    levels: Vec<Level>,
+    /// The colorbar gradient.
+    colorbar: TextureHandle,
     /// The matrix on screen. Shape: [query, key].
     matrix: Arc<Array2<f32>>,
     /// Token index of each row and column.
@@ -37,6 +63,8 @@ struct Shown {
 /// The heatmap view's runtime state.
 pub struct HeatmapView {
     texture: Option<Shown>,
+    /// Index into `texture.levels` of the level drawn last.
+    level: usize,
     /// Texture uploads so far: hovering, zooming and panning must not add to it.
     pub uploads: usize,
     /// Zoom factor (1 = fit).
@@ -49,6 +77,7 @@ impl Default for HeatmapView {
     fn default() -> Self {
         Self {
             texture: None,
+            level: 0,
             uploads: 0,
             zoom: 1.0,
             offset: Vec2::ZERO,
@@ -60,7 +89,28 @@ impl Default for HeatmapView {
 const LABEL_SPACE: f32 = 90.0;
 const COLORBAR_SPACE: f32 = 70.0;
 
+/// The index of the finest level in `sides` (descending cell counts of a map `n` cells across)
+/// that shows `visible` cells of the full map with at most `pixels` texels across; the coarsest
+/// level when none does.
+fn level_for(sides: &[usize], n: usize, visible: f32, pixels: f32) -> usize {
+    let n = n.max(1) as f32;
+    sides
+        .iter()
+        .position(|&side| visible * side as f32 / n <= pixels.max(1.0))
+        .unwrap_or(sides.len().saturating_sub(1))
+}
+
 impl HeatmapView {
+    /// The image drawn in the last frame: the full map, or a max-pooled level of it when the
+    /// map has more cells across than the screen has pixels.
+    pub fn on_screen(&self) -> Option<&RgbaImage> {
+        self.texture
+            .as_ref()?
+            .levels
+            .get(self.level)
+            .map(|l| &l.image)
+    }
+
     /// Draws the heatmap of `state`'s selection.
     /// `labels` are the tokens' display labels, one per token.
     pub fn ui(
@@ -83,33 +133,42 @@ impl HeatmapView {
             match view_matrix(&run.maps, &special, &spec) {
                 Ok((matrix, kept)) => {
                     let range = render::view::range_for(&run.maps, matrix.view(), state.range);
-                    let img = render::heatmap_image(
+                    let images = render::heatmap_pyramid(
                         matrix.view(),
                         state.colormap,
                         range,
                         state.value_scale,
-                        1,
+                        MIN_LEVEL_SIDE,
                     );
-                    let size = [img.width() as usize, img.height() as usize];
-                    let color = egui::ColorImage::from_rgba_unmultiplied(size, img.as_raw());
-                    let handle = ui
-                        .ctx()
-                        .load_texture("heatmap", color, TextureOptions::NEAREST);
-                    if self
+                    // Drop the old textures before uploading the new ones.
+                    let same_size = self
                         .texture
-                        .as_ref()
-                        .is_some_and(|t| t.matrix.dim() != matrix.dim())
-                    {
+                        .take()
+                        .is_some_and(|t| t.matrix.dim() == matrix.dim());
+                    if !same_size {
                         self.zoom = 1.0;
                         self.offset = Vec2::ZERO;
                     }
+                    let ctx = ui.ctx();
+                    let levels = images
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, image)| Level {
+                            side: image.width().max(image.height()) as usize,
+                            texture: upload(ctx, &format!("heatmap-{i}"), &image),
+                            image,
+                        })
+                        .collect();
+                    let bar = render::colorbar_image(state.colormap, 1, COLORBAR_TEXELS);
                     self.texture = Some(Shown {
                         key,
-                        texture: handle,
+                        levels,
+                        colorbar: upload(ctx, "heatmap-colorbar", &bar),
                         matrix: Arc::new(matrix),
                         kept,
                         range,
                     });
+                    self.level = 0;
                     self.uploads += 1;
                 }
                 Err(e) => {
@@ -121,8 +180,10 @@ impl HeatmapView {
         let Some(shown) = &self.texture else {
             return;
         };
-        let (texture, matrix, kept, range) = (
-            shown.texture.clone(),
+        let sides: Vec<usize> = shown.levels.iter().map(|l| l.side).collect();
+        let textures: Vec<TextureHandle> = shown.levels.iter().map(|l| l.texture.clone()).collect();
+        let (colorbar, matrix, kept, range) = (
+            shown.colorbar.clone(),
             shown.matrix.clone(),
             shown.kept.clone(),
             shown.range,
@@ -156,6 +217,8 @@ impl HeatmapView {
             ui.scope_id().with("heatmap-cells"),
             Sense::click_and_drag(),
         );
+        response
+            .widget_info(|| egui::WidgetInfo::labeled(egui::Role::Image, true, "heatmap cells"));
 
         // Zoom around the pointer, pan by dragging; the view never leaves the matrix.
         let visible = n as f32 / self.zoom;
@@ -185,7 +248,28 @@ impl HeatmapView {
             ),
         );
         let painter = ui.painter_at(outer);
-        painter.image(texture.id(), cells, uv, Color32::WHITE);
+        let pixels = side * ui.ctx().pixels_per_point();
+        self.level = level_for(&sides, n, visible, pixels);
+        if let Some(texture) = textures.get(self.level) {
+            painter.image(texture.id(), cells, uv, Color32::WHITE);
+        }
+        // Labels stay beside the plot: row labels left of it, column labels above it, never
+        // over the cells or the colorbar however far the view is zoomed or panned.
+        let row_painter = painter.with_clip_rect(
+            Rect::from_min_max(
+                pos2(outer.left(), cells.top()),
+                pos2(cells.left(), cells.bottom()),
+            )
+            .intersect(painter.clip_rect()),
+        );
+        let col_painter = painter.with_clip_rect(
+            Rect::from_min_max(
+                pos2(cells.left(), outer.top()),
+                pos2(cells.right(), cells.top()),
+            )
+            .intersect(painter.clip_rect()),
+        );
+        let cell_painter = painter.with_clip_rect(cells.intersect(painter.clip_rect()));
 
         // Labels for the visible rows and columns, thinned so they never overlap.
         let all_labels = labels;
@@ -209,7 +293,7 @@ impl HeatmapView {
         };
         for i in (first_row..last_row).filter(|i| i % step == 0) {
             let y = cells.top() + (i as f32 + 0.5 - self.offset.y) * cell;
-            painter.text(
+            row_painter.text(
                 pos2(cells.left() - 4.0, y),
                 egui::Align2::RIGHT_CENTER,
                 short(labels.get(i).copied().unwrap_or("?")),
@@ -219,13 +303,13 @@ impl HeatmapView {
         }
         for j in (first..last).filter(|j| j % step == 0) {
             let x = cells.left() + (j as f32 + 0.5 - self.offset.x) * cell;
-            let galley = painter.layout_no_wrap(
+            let galley = col_painter.layout_no_wrap(
                 short(labels.get(j).copied().unwrap_or("?")),
                 font.clone(),
                 color,
             );
             let pos = pos2(x - galley.size().y / 2.0, cells.top() - 4.0);
-            painter.add(
+            col_painter.add(
                 egui::epaint::TextShape::new(pos, galley, color)
                     .with_angle(-std::f32::consts::FRAC_PI_2),
             );
@@ -248,7 +332,7 @@ impl HeatmapView {
             }
         }
 
-        self.colorbar_ui(&painter, cells, state, range);
+        colorbar_ui(&painter, &colorbar, cells, state, range);
 
         // Hover details, click to select the query, right-click to mask.
         let cell_at = |p: egui::Pos2| -> (usize, usize) {
@@ -265,11 +349,11 @@ impl HeatmapView {
                 ),
                 Vec2::splat(cell),
             );
-            painter.rect_stroke(
+            cell_painter.rect_stroke(
                 rect,
                 0.0,
                 (1.5, theme::hover_outline()),
-                egui::StrokeKind::Outside,
+                egui::StrokeKind::Inside,
             );
             let weight = matrix[(r, c)];
             let rank = 1 + matrix.row(r).iter().filter(|&&v| v > weight).count();
@@ -286,9 +370,18 @@ impl HeatmapView {
                 describe(q, labels.get(r).copied().unwrap_or("?")),
                 describe(k, labels.get(c).copied().unwrap_or("?")),
             );
-            response.clone().on_hover_text(format!(
-                "query {q} {qt} → key {k} {kt}\nweight {weight:.4} (rank {rank} of {n} in the row)"
-            ));
+            let text = format!(
+                "query {q} {qt} → key {k} {kt}\nweight {} (rank {rank} of {n} in the row)",
+                render::format_significant(f64::from(weight))
+            );
+            // Beside the cursor (left of it near the right edge), never over the column labels.
+            let mut tip = egui::Tooltip::for_enabled(&response);
+            tip.popup = tip
+                .popup
+                .anchor(pointer + vec2(14.0, 6.0))
+                .align(RectAlign::RIGHT_START)
+                .align_alternatives(&[RectAlign::LEFT_START, RectAlign::BOTTOM_START]);
+            tip.show(|ui| ui.label(text));
         }
         if response.clicked()
             && let Some(p) = response.interact_pointer_pos()
@@ -343,51 +436,133 @@ impl HeatmapView {
             }
         });
     }
+}
 
-    /// A vertical colorbar right of the cells, with the range's ends and middle.
-    fn colorbar_ui(
-        &self,
-        painter: &egui::Painter,
-        cells: Rect,
-        state: &AppState,
-        range: ValueRange,
-    ) {
-        let bar = Rect::from_min_size(
-            pos2(cells.right() + 12.0, cells.top()),
-            vec2(14.0, cells.height()),
+/// Uploads `img` as a NEAREST-filtered texture named `name`.
+fn upload(ctx: &egui::Context, name: &str, img: &RgbaImage) -> TextureHandle {
+    let size = [img.width() as usize, img.height() as usize];
+    let color = egui::ColorImage::from_rgba_unmultiplied(size, img.as_raw());
+    ctx.load_texture(name, color, TextureOptions::NEAREST)
+}
+
+/// The vertical colorbar right of the cells: render's gradient as a texture, and render's ticks
+/// (the same values and texts as the PNG figure) drawn as text beside it.
+fn colorbar_ui(
+    painter: &egui::Painter,
+    gradient: &TextureHandle,
+    cells: Rect,
+    state: &AppState,
+    range: ValueRange,
+) {
+    let bar = Rect::from_min_size(
+        pos2(cells.right() + 12.0, cells.top()),
+        vec2(14.0, cells.height()),
+    );
+    let full = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
+    painter.image(gradient.id(), bar, full, Color32::WHITE);
+    let text_color = painter.ctx().global_style().visuals.text_color();
+    let font = egui::FontId::proportional(11.0);
+    let line = painter.ctx().fonts_mut(|f| f.row_height(&font));
+    let ticks = render::colorbar_ticks(range, state.value_scale, bar.height(), line);
+    for tick in ticks {
+        let y = bar.top() + tick.offset;
+        painter.line_segment(
+            [pos2(bar.right(), y), pos2(bar.right() + 3.0, y)],
+            (1.0, text_color),
         );
-        let steps = 64;
-        for s in 0..steps {
-            let t = 1.0 - (s as f32 + 0.5) / steps as f32;
-            let [r, g, b, _] = state.colormap.color(t);
-            let y0 = bar.top() + bar.height() * s as f32 / steps as f32;
-            let y1 = bar.top() + bar.height() * (s + 1) as f32 / steps as f32;
-            painter.rect_filled(
-                Rect::from_min_max(pos2(bar.left(), y0), pos2(bar.right(), y1 + 0.5)),
-                0.0,
-                Color32::from_rgb(r, g, b),
-            );
-        }
-        let color = painter.ctx().global_style().visuals.text_color();
-        let font = egui::FontId::proportional(11.0);
-        let mid = match state.value_scale {
-            render::ValueScale::Linear => (range.min + range.max) / 2.0,
-            render::ValueScale::Log => (range.min.max(range.max * 1e-4) * range.max).sqrt(),
+        // Keep the end labels inside the bar's height, so the view's clip rect never cuts them.
+        let half = line / 2.0;
+        let text_y = y.clamp(bar.top() + half, bar.bottom() - half);
+        painter.text(
+            pos2(bar.right() + 5.0, text_y),
+            egui::Align2::LEFT_CENTER,
+            tick.text,
+            font.clone(),
+            text_color,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::AttentionMaps;
+    use crate::render::ValueScale;
+    use crate::tokenize::Token;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable;
+
+    #[test]
+    fn levels_are_the_finest_with_no_more_texels_than_pixels() {
+        let sides = [2000, 1000, 500, 250, 125, 63];
+        // Fit: 2000 cells on 600 pixels needs the 500 level (500 ≤ 600 < 1000).
+        assert_eq!(level_for(&sides, 2000, 2000.0, 600.0), 2);
+        // Zoomed 4×: 500 cells visible, the full map fits.
+        assert_eq!(level_for(&sides, 2000, 500.0, 600.0), 0);
+        // Zoomed 2×: 1000 visible cells; level 1 shows 500 texels of them.
+        assert_eq!(level_for(&sides, 2000, 1000.0, 600.0), 1);
+        // Tinier than the coarsest level: the coarsest.
+        assert_eq!(level_for(&sides, 2000, 2000.0, 10.0), 5);
+        assert_eq!(level_for(&[5], 5, 5.0, 400.0), 0);
+    }
+
+    /// One layer, one head over four tokens, row 0 = [0.9, 3.2e-5, 0.05, 0.05 - 3.2e-5].
+    fn tiny_weight_run() -> Arc<AttentionRun> {
+        let m = Array2::from_shape_fn((4, 4), |(q, k)| match (q, k) {
+            (0, 0) => 0.9,
+            (0, 1) => 3.2e-5,
+            (0, 2) => 0.05,
+            (0, 3) => 0.05 - 3.2e-5,
+            _ => 0.25,
+        });
+        let Some(maps) = AttentionMaps::from_heads(1, 1, 4, vec![m]) else {
+            panic!("bad test maps");
         };
-        // The end labels sit inside the bar's height, so the view's clip rect never cuts them.
-        let labels = [
-            (range.max, bar.top(), egui::Align2::LEFT_TOP),
-            (mid, bar.center().y, egui::Align2::LEFT_CENTER),
-            (range.min, bar.bottom(), egui::Align2::LEFT_BOTTOM),
-        ];
-        for (value, y, align) in labels {
-            painter.text(
-                pos2(bar.right() + 4.0, y),
-                align,
-                format!("{value:.3}"),
-                font.clone(),
-                color,
+        Arc::new(AttentionRun {
+            tokens: (0..4).map(|i| Token::from_text(&format!("t{i}"))).collect(),
+            maps,
+            fully_masked_queries: Vec::new(),
+            trace: None,
+            hidden: None,
+        })
+    }
+
+    #[test]
+    fn hovering_a_small_weight_shows_significant_digits_beside_the_cursor() {
+        let run = tiny_weight_run();
+        let labels: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+        let state = AppState {
+            value_scale: ValueScale::Log,
+            ..AppState::default()
+        };
+        let mut harness = Harness::builder()
+            .with_size(vec2(700.0, 700.0))
+            .build_ui_state(
+                move |ui, (view, state): &mut (HeatmapView, AppState)| {
+                    view.ui(ui, &run, &labels, state);
+                },
+                (HeatmapView::default(), state),
             );
+        theme::install_fonts(&harness.ctx);
+        harness.run();
+        let cells = harness.get_by_label("heatmap cells").rect();
+        // Cell (0, 1): first row, second of four columns.
+        let cell = cells.width() / 4.0;
+        let pointer = pos2(cells.left() + 1.5 * cell, cells.top() + 0.5 * cell);
+        harness.hover_at(pointer);
+        for _ in 0..12 {
+            harness.step();
+            std::thread::sleep(std::time::Duration::from_millis(60));
         }
+        harness.run();
+        // Not "weight 0.0000": three significant digits.
+        let tip = harness.get_by_label_contains("weight 3.20e-5 (rank 4 of 4 in the row)");
+        // Beside the cursor, not over the column labels above the plot.
+        let rect = tip.rect();
+        assert!(rect.left() >= pointer.x, "{rect:?} vs {pointer:?}");
+        assert!(
+            rect.top() >= cells.top(),
+            "{rect:?} covers the labels above {cells:?}"
+        );
     }
 }

@@ -1391,6 +1391,16 @@ impl AttnApp {
         self.in_app_dialog_ui(&ui.ctx().clone());
     }
 
+    /// The image uploaded as the grid view's thumbnail of (`layer`, `head`), for pixel tests.
+    pub fn grid_thumbnail(&self, layer: usize, head: usize) -> Option<&image::RgbaImage> {
+        self.grid.thumbnail(layer, head)
+    }
+
+    /// The image the heatmap view draws right now (a max-pooled level for long inputs).
+    pub fn heatmap_on_screen(&self) -> Option<&image::RgbaImage> {
+        self.heatmap.on_screen()
+    }
+
     /// Draws only the central area (view switcher, token strip, current view) into `ui`,
     /// without the side panels; for snapshot tests of the views.
     pub fn draw_central(&mut self, ui: &mut egui::Ui) {

@@ -85,3 +85,12 @@ pub fn kv_group_accent(dark: bool) -> Color32 {
         Color32::from_rgb(150, 80, 0)
     }
 }
+
+/// Fill and text colour of the crafted-head badge on grid thumbnails.
+pub fn badge_colors(dark: bool) -> (Color32, Color32) {
+    if dark {
+        (Color32::from_black_alpha(200), Color32::WHITE)
+    } else {
+        (Color32::from_white_alpha(220), Color32::BLACK)
+    }
+}

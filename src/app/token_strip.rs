@@ -283,8 +283,15 @@ fn chart_ui(ui: &mut egui::Ui, labels: &Arc<Vec<String>>, state: &AppState, row:
         .element_formatter(Box::new(move |bar, _| {
             let t = bar.argument.round().max(0.0) as usize;
             let text = hover_labels.get(t).map_or("?", String::as_str);
-            format!("key {t}: {text:?}\n{:.4}", bar.value)
+            let value = crate::render::format_significant(bar.value);
+            format!("key {t}: {text:?}\n{value}")
         }));
+    // Headroom above the tallest bar, so the hover label of a tall bar is not cut at the top.
+    let top = row
+        .values
+        .iter()
+        .map(|&(_, v)| f64::from(v))
+        .fold(0.0, f64::max);
     Plot::new("token-strip-row-chart")
         .height(CHART_HEIGHT)
         .allow_zoom(false)
@@ -292,24 +299,45 @@ fn chart_ui(ui: &mut egui::Ui, labels: &Arc<Vec<String>>, state: &AppState, row:
         .allow_scroll(false)
         .allow_boxed_zoom(false)
         .include_y(0.0)
-        .x_axis_formatter(move |mark, _| {
-            let v = mark.value;
-            if v < 0.0 || (v - v.round()).abs() > 1e-6 {
-                return String::new();
-            }
-            let t = v.round() as usize;
-            if mark.step_size <= 1.0 {
-                labels.get(t).cloned().unwrap_or_default()
-            } else {
-                t.to_string()
-            }
-        })
+        .include_y(top * 1.35)
+        .x_axis_formatter(move |mark, _| axis_label(labels, mark.value))
         .show(ui, |plot_ui| plot_ui.bar_chart(chart));
+}
+
+/// The bar chart's x-axis text at `value`: the token there (its display label, shortened to
+/// 10 characters), and nothing between tokens or outside them. Ticks are tokens, never indices.
+fn axis_label(labels: &[String], value: f64) -> String {
+    if value < 0.0 || (value - value.round()).abs() > 1e-6 {
+        return String::new();
+    }
+    let Some(label) = labels.get(value.round() as usize) else {
+        return String::new();
+    };
+    if label.chars().count() > 10 {
+        format!("{}…", label.chars().take(9).collect::<String>())
+    } else {
+        label.clone()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::click_token;
+    use super::{axis_label, click_token};
+
+    #[test]
+    fn the_chart_axis_names_tokens_not_indices() {
+        let labels: Vec<String> = ["The", "cat", "extraordinarily"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(axis_label(&labels, 1.0), "cat");
+        // Every integer tick is the token there, whatever the tick spacing.
+        assert_eq!(axis_label(&labels, 0.0), "The");
+        assert_eq!(axis_label(&labels, 2.0), "extraordi…");
+        assert_eq!(axis_label(&labels, 0.5), "");
+        assert_eq!(axis_label(&labels, -1.0), "");
+        assert_eq!(axis_label(&labels, 3.0), "");
+    }
 
     #[test]
     fn clicks_select_extend_and_clear() {

@@ -20,7 +20,9 @@ use image::{Rgba, RgbaImage};
 use ndarray::ArrayView2;
 
 use super::colormap::Colormap;
-use super::heatmap::{ValueRange, ValueScale, normalize, paint_cells, try_heatmap_image};
+use super::heatmap::{
+    ValueRange, ValueScale, log_floor, normalize, paint_cells, try_heatmap_image,
+};
 use super::text::{self, Mask, Orientation, TEXT_COLOR};
 use super::{RenderError, checked_size};
 
@@ -303,13 +305,9 @@ impl Layout {
     /// Draws the colorbar (high values on top), its frame, tick marks and values.
     fn draw_colorbar(&self, img: &mut RgbaImage, colormap: Colormap) {
         let bar = self.bar;
-        let last = (bar.h - 1).max(1) as f32;
-        for row in 0..bar.h {
-            let color = Rgba(colormap.color(1.0 - row as f32 / last));
-            for x in bar.x..bar.x + bar.w {
-                img.put_pixel(x as u32, (bar.y + row) as u32, color);
-            }
-        }
+        // The bar lies inside the checked figure size, so its sides fit in u32.
+        let gradient = colorbar_image(colormap, bar.w as u32, bar.h as u32);
+        image::imageops::replace(img, &gradient, bar.x as i64, bar.y as i64);
         // A one-pixel frame just outside the bar.
         let (left, right) = (bar.x - 1, bar.x + bar.w);
         let (top, bottom) = (bar.y - 1, bar.y + bar.h);
@@ -367,16 +365,57 @@ fn prepare_labels(labels: &[String], count: usize, cell: u64, line: u64, px: f32
 /// earlier (higher-priority) one, and returns them top to bottom.
 fn place_ticks(range: ValueRange, scale: ValueScale, bar: Rect, line: u64) -> Vec<Tick> {
     let last = bar.h.saturating_sub(1) as f32;
-    let mut placed: Vec<Tick> = Vec::new();
+    colorbar_ticks(range, scale, last, line as f32)
+        .into_iter()
+        // Offsets are whole numbers in 0..=last.
+        .map(|t| Tick {
+            y: bar.y + t.offset as u64,
+            text: t.text,
+        })
+        .collect()
+}
+
+/// One tick of a vertical colorbar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColorbarTick {
+    /// Distance from the top of the bar (the range's maximum), a whole number in `0..=length`.
+    pub offset: f32,
+    /// The value as text: nice round numbers, powers of ten on a log scale, significant digits
+    /// (or scientific notation) for small ends.
+    pub text: String,
+}
+
+/// The ticks of a vertical colorbar `length` units long (pixels in a PNG, points on screen)
+/// whose top shows `range.max`: 3–5 nice values (powers of ten on a log scale), placed where
+/// [`normalize`] puts them, most important first kept, and any tick closer than `min_gap` to
+/// a kept one dropped. Sorted top to bottom. The PNG figure and the app's colorbar both use it.
+pub fn colorbar_ticks(
+    range: ValueRange,
+    scale: ValueScale,
+    length: f32,
+    min_gap: f32,
+) -> Vec<ColorbarTick> {
+    let length = length.max(0.0);
+    let mut placed: Vec<ColorbarTick> = Vec::new();
     for (value, text) in tick_values(range, scale) {
         let t = normalize(value as f32, range, scale);
-        let y = bar.y + ((1.0 - t) * last).round() as u64;
-        if placed.iter().all(|p| p.y.abs_diff(y) >= line) {
-            placed.push(Tick { y, text });
+        let offset = ((1.0 - t) * length).round();
+        if placed.iter().all(|p| (p.offset - offset).abs() >= min_gap) {
+            placed.push(ColorbarTick { offset, text });
         }
     }
-    placed.sort_by_key(|t| t.y);
+    placed.sort_by(|a, b| a.offset.total_cmp(&b.offset));
     placed
+}
+
+/// The colorbar's gradient: `width` x `height` pixels, the colormap's last colour in the top
+/// row and its first in the bottom row, linear in between (the values' scale lives in the
+/// ticks). The PNG figure draws it and the app uploads it as a texture.
+pub fn colorbar_image(colormap: Colormap, width: u32, height: u32) -> RgbaImage {
+    let last = height.saturating_sub(1).max(1) as f32;
+    RgbaImage::from_fn(width, height, |_, row| {
+        Rgba(colormap.color(1.0 - row as f32 / last))
+    })
 }
 
 /// Tick values and their texts, most important first.
@@ -448,8 +487,9 @@ fn format_fixed(value: f64, decimals: usize) -> String {
     }
 }
 
-/// Formats `value` with up to three significant digits, without trailing zeros.
-fn format_significant(value: f64) -> String {
+/// Formats `value` with up to three significant digits, without trailing zeros: `0.25`,
+/// `0.00123`, `1.20e-5`, `0`. Used for the colorbar's range ends and the app's hover values.
+pub fn format_significant(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude == 0.0 {
         "0".to_owned()
@@ -483,7 +523,7 @@ fn format_power_of_ten(exponent: i32) -> String {
 /// top; with fewer than three, the range ends are added.
 fn log_ticks(range: ValueRange) -> Vec<(f64, String)> {
     let max = f64::from(range.max);
-    let floor = if max > 0.0 { max * 1e-4 } else { 1e-6 };
+    let floor = f64::from(log_floor(range.max));
     let low = f64::from(range.min).max(floor);
     let high = max.max(floor);
     if !(high > low && high.is_finite()) {
@@ -789,6 +829,53 @@ mod tests {
             max: 0.9,
         });
         assert_eq!(texts(&narrow), ["0.05", "0.1", "0.9"]);
+    }
+
+    #[test]
+    fn colorbar_ticks_for_screen_and_png_alike() {
+        // Linear 0..1 on a 100-unit bar: 0, 0.25, …, 1 at offsets 100, 75, …, 0.
+        let ticks = colorbar_ticks(ValueRange::unit(), ValueScale::Linear, 100.0, 10.0);
+        let got: Vec<(f32, &str)> = ticks.iter().map(|t| (t.offset, t.text.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                (0.0, "1.00"),
+                (25.0, "0.75"),
+                (50.0, "0.50"),
+                (75.0, "0.25"),
+                (100.0, "0.00")
+            ]
+        );
+        // A 30-unit bar with 10-unit lines keeps only ticks at least 10 apart.
+        let short = colorbar_ticks(ValueRange::unit(), ValueScale::Linear, 30.0, 10.0);
+        for pair in short.windows(2) {
+            assert!(pair[1].offset - pair[0].offset >= 10.0, "{short:?}");
+        }
+        // Log 0..1: the floor is 1e-4 (four decades), so 1e-4 sits at the bottom, never "0.000".
+        let log = colorbar_ticks(ValueRange::unit(), ValueScale::Log, 100.0, 10.0);
+        let texts: Vec<&str> = log.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["1", "0.1", "0.01", "0.001", "0.0001"]);
+        assert_eq!(log.last().map(|t| t.offset), Some(100.0));
+        // A small range in log: the bottom end has significant digits.
+        let small = ValueRange {
+            min: 2e-6,
+            max: 3e-5,
+        };
+        let texts: Vec<String> = colorbar_ticks(small, ValueScale::Log, 200.0, 10.0)
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        assert!(texts.iter().all(|t| t != "0.000" && t != "0"), "{texts:?}");
+    }
+
+    #[test]
+    fn colorbar_image_runs_from_last_to_first_colour() {
+        let img = colorbar_image(Colormap::Grays, 3, 11);
+        assert_eq!(img.dimensions(), (3, 11));
+        assert_eq!(img.get_pixel(0, 0).0, Colormap::Grays.color(1.0));
+        assert_eq!(img.get_pixel(2, 10).0, Colormap::Grays.color(0.0));
+        // Row 5 of 0..=10 is the middle.
+        assert_eq!(img.get_pixel(1, 5).0, Colormap::Grays.color(0.5));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! An overview grid: one thumbnail per (layer, head).
 //!
-//! Rows are layers and columns are heads. Each thumbnail is the head's
-//! matrix resampled (nearest neighbour) to `thumb_px` x `thumb_px`, with an
-//! `L{layer}·H{head}` caption above it when labels are on.
+//! Rows are layers and columns are heads. Each thumbnail is [`thumbnail_image`]: the head's
+//! matrix max-pooled to at most `thumb_px` cells per side (so a one-cell diagonal survives) and
+//! then scaled to `thumb_px` x `thumb_px`, with an `L{layer}·H{head}` caption above it when
+//! labels are on. The app's grid view uploads the very same images as textures.
 
 use image::{Rgba, RgbaImage};
 use ndarray::ArrayView2;
@@ -10,6 +11,7 @@ use ndarray::ArrayView2;
 use super::colormap::Colormap;
 use super::figure::{TITLE_GAP, TITLE_PX};
 use super::heatmap::{Normalizer, Target, ValueRange, ValueScale, paint_resampled};
+use super::pool::max_pool;
 use super::text;
 use super::{RenderError, checked_size};
 
@@ -99,17 +101,53 @@ pub fn grid_figure(
             match layer_maps.get(head) {
                 Some(m) if !m.is_empty() => {
                     let range = opts.shared_range.unwrap_or_else(|| ValueRange::of(*m));
-                    let src_rows = nearest_indices(m.nrows(), thumb);
-                    let src_cols = nearest_indices(m.ncols(), thumb);
                     let target = Target::new(&mut img, x as usize, y as usize);
                     let norm = Normalizer::new(range, opts.scale);
-                    paint_resampled(target, *m, &src_rows, &src_cols, lut, &norm);
+                    paint_thumbnail(target, *m, thumb, lut, &norm);
                 }
                 _ => fill(&mut img, x, y, layout.thumb, MISSING),
             }
         }
     }
     Ok(img)
+}
+
+/// One grid thumbnail on its own: `m` max-pooled to at most `side` cells per side, coloured with
+/// `range` (the whole map's range, or one shared by all heads) and scaled (nearest neighbour) to
+/// `side` x `side` pixels. [`grid_figure`] paints exactly these pixels (with each head's own
+/// [`ValueRange::of`] unless a shared range is given). An empty matrix gives an empty image;
+/// `side` of 0 is treated as 1, and a side over [`MAX_SIDE`](super::MAX_SIDE) is lowered to it.
+pub fn thumbnail_image(
+    m: ArrayView2<f32>,
+    side: u32,
+    colormap: Colormap,
+    range: ValueRange,
+    scale: ValueScale,
+) -> RgbaImage {
+    if m.is_empty() {
+        return RgbaImage::new(0, 0);
+    }
+    let side = side.clamp(1, super::MAX_SIDE);
+    let mut img = RgbaImage::new(side, side);
+    let target = Target::new(&mut img, 0, 0);
+    let norm = Normalizer::new(range, scale);
+    paint_thumbnail(target, m, side as usize, colormap.lut(), &norm);
+    img
+}
+
+/// Paints the `side` x `side` thumbnail of the non-empty `m` at `target`: max-pooled to at most
+/// `side` cells per side, then each pooled cell repeated (nearest neighbour) to fill the square.
+fn paint_thumbnail(
+    target: Target<'_>,
+    m: ArrayView2<f32>,
+    side: usize,
+    lut: &super::colormap::Lut,
+    norm: &Normalizer,
+) {
+    let pooled = max_pool(m, side);
+    let src_rows = nearest_indices(pooled.nrows(), side);
+    let src_cols = nearest_indices(pooled.ncols(), side);
+    paint_resampled(target, pooled.view(), &src_rows, &src_cols, lut, norm);
 }
 
 /// Where thumbnail `(layer, head)` sits in the image drawn by [`grid_figure`]
@@ -326,6 +364,71 @@ mod tests {
                 "L{layer}H{head}"
             );
         }
+    }
+
+    #[test]
+    fn long_maps_are_max_pooled_so_a_diagonal_survives() {
+        // 300 tokens at 96 px: nearest-neighbour sampling would keep only the cells whose row
+        // and column both land on sampled indices, and a one-hot diagonal shifted by one
+        // (previous token) would vanish almost entirely.
+        let n = 300;
+        let prev =
+            Array2::from_shape_fn((n, n), |(q, k)| f32::from(q == k + 1 || (q, k) == (0, 0)));
+        let maps = vec![vec![prev.view()]];
+        let opts = GridOptions {
+            thumb_px: 96,
+            colormap: Colormap::Grays,
+            labels: false,
+            ..GridOptions::default()
+        };
+        let img = grid_figure(&maps, &opts).unwrap();
+        let thumb = crop(&img, grid_thumb_rect(1, 1, 0, 0, &opts));
+        assert_eq!(
+            thumb,
+            thumbnail_image(
+                prev.view(),
+                96,
+                Colormap::Grays,
+                ValueRange::unit(),
+                ValueScale::Linear
+            )
+        );
+        // Every row of the thumbnail has a white pixel (pooled 1.0), near the diagonal.
+        for y in 0..96 {
+            let white: Vec<u32> = (0..96)
+                .filter(|&x| thumb.get_pixel(x, y).0 == [255, 255, 255, 255])
+                .collect();
+            assert!(!white.is_empty(), "row {y} lost the diagonal");
+            assert!(
+                white.iter().all(|&x| x.abs_diff(y) <= 1),
+                "row {y}: {white:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn thumbnails_of_small_maps_are_upsampled_and_empty_maps_give_nothing() {
+        let m = Array2::from_shape_fn((2, 2), |(q, k)| (q * 2 + k) as f32 / 3.0);
+        let t = thumbnail_image(
+            m.view(),
+            4,
+            Colormap::Grays,
+            ValueRange::unit(),
+            ValueScale::Linear,
+        );
+        // Each cell becomes a 2x2 block: cell (1, 0) = 2/3 covers pixels (0..2, 2..4).
+        assert_eq!(t.dimensions(), (4, 4));
+        assert_eq!(t.get_pixel(0, 2), t.get_pixel(1, 3));
+        assert_ne!(t.get_pixel(0, 2), t.get_pixel(2, 2));
+        let empty = Array2::<f32>::zeros((0, 0));
+        let t = thumbnail_image(
+            empty.view(),
+            4,
+            Colormap::Grays,
+            ValueRange::unit(),
+            ValueScale::Linear,
+        );
+        assert_eq!(t.dimensions(), (0, 0));
     }
 
     #[test]

@@ -108,11 +108,25 @@ impl Default for ValueRange {
     }
 }
 
+/// How far below the maximum the log scale reaches: values under `max * LOG_FLOOR_RATIO`
+/// share the colormap's first colour.
+pub const LOG_FLOOR_RATIO: f32 = 1e-4;
+
+/// The smallest value the log scale tells apart for a range whose maximum is `max`:
+/// `max * `[`LOG_FLOOR_RATIO`], or `1e-6` when `max <= 0`. Values (and the range's `min`) are
+/// raised to it before taking the log, in the images, the colorbar ticks and the app alike.
+pub fn log_floor(max: f32) -> f32 {
+    if max > 0.0 {
+        max * LOG_FLOOR_RATIO
+    } else {
+        1e-6
+    }
+}
+
 /// Maps a value to `[0, 1]`.
 ///
 /// Linear: `(value - min) / (max - min)`. Log: the same on `log10` of the
-/// values, after raising values (and `min`) to a floor of `max * 1e-4`, or
-/// `1e-6` if `max <= 0`. Results are clamped to `[0, 1]` and NaN maps to 0.
+/// values, after raising values (and `min`) to [`log_floor`]`(max)`. Results are clamped to `[0, 1]` and NaN maps to 0.
 /// A degenerate range (`max <= min`) acts as a step: values at or above
 /// `max` map to 1, everything else to 0.
 pub fn normalize(value: f32, range: ValueRange, scale: ValueScale) -> f32 {
@@ -140,11 +154,7 @@ impl Normalizer {
     /// Precomputes the mapping for `range` and `scale`.
     pub(crate) fn new(range: ValueRange, scale: ValueScale) -> Normalizer {
         let log = scale == ValueScale::Log;
-        let floor = if range.max > 0.0 {
-            range.max * 1e-4
-        } else {
-            1e-6
-        };
+        let floor = log_floor(range.max);
         let (lo, hi) = if log {
             (range.min.max(floor).log2(), range.max.max(floor).log2())
         } else {
@@ -402,6 +412,18 @@ mod tests {
         assert!(approx(normalize(-10.0, r, ValueScale::Linear), 0.0));
         assert!(approx(normalize(10.0, r, ValueScale::Linear), 1.0));
         assert_eq!(normalize(f32::NAN, r, ValueScale::Linear), 0.0);
+    }
+
+    #[test]
+    fn the_log_floor_is_one_ten_thousandth_of_the_maximum() {
+        assert_eq!(log_floor(1.0), 1e-4);
+        assert_eq!(log_floor(0.5), 0.5 * 1e-4);
+        assert_eq!(log_floor(0.0), 1e-6);
+        assert_eq!(log_floor(-2.0), 1e-6);
+        // Values at or under the floor share the first colour.
+        let r = ValueRange { min: 0.0, max: 0.5 };
+        assert_eq!(normalize(log_floor(0.5), r, ValueScale::Log), 0.0);
+        assert_eq!(normalize(log_floor(0.5) / 10.0, r, ValueScale::Log), 0.0);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! * [`heatmap`] — value normalisation and the bare matrix-to-pixels step;
 //! * [`figure`] — a labelled figure (title, token labels, colorbar) around a heatmap;
 //! * [`grid`] — one thumbnail per (layer, head);
+//! * [`pool`] — max-pooling, so maps larger than their pixels keep their peaks;
 //! * [`png`] — fast PNG encoding and atomic file writes.
 //!
 //! Sizes are computed in `u64` and checked against [`MAX_SIDE`] before any
@@ -17,16 +18,23 @@ pub mod figure;
 pub mod grid;
 pub mod heatmap;
 pub mod png;
+pub mod pool;
 mod text;
 pub mod view;
 
 use std::path::PathBuf;
 
 pub use colormap::Colormap;
-pub use figure::{FigureOptions, figure_cells_rect, heatmap_figure};
-pub use grid::{GridOptions, grid_figure, grid_thumb_rect};
-pub use heatmap::{ValueRange, ValueScale, heatmap_image, normalize, try_heatmap_image};
+pub use figure::{
+    ColorbarTick, FigureOptions, colorbar_image, colorbar_ticks, figure_cells_rect,
+    format_significant, heatmap_figure,
+};
+pub use grid::{GridOptions, grid_figure, grid_thumb_rect, thumbnail_image};
+pub use heatmap::{
+    LOG_FLOOR_RATIO, ValueRange, ValueScale, heatmap_image, log_floor, normalize, try_heatmap_image,
+};
 pub use png::{encode_png, write_png};
+pub use pool::{heatmap_pyramid, max_pool};
 pub use text::embedded_font;
 pub use view::{RangeMode, RenderStyle, grid_view_figure, view_figure};
 
