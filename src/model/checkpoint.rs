@@ -9,7 +9,7 @@ use super::weights::{LoadError, WeightFile};
 use super::{Model, ModelInfo};
 use crate::engine::{
     Activation, AttentionPosition, AttentionRun, Block, EngineError, Mlp, Norm, NormPlacement,
-    RunOptions, SelfAttention, Transformer,
+    RunOptions, SelfAttention, Transformer, TransformerParts,
 };
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2, ArrayView2, s};
@@ -74,7 +74,7 @@ impl Checkpoint {
         let cfg = RawConfig::read(dir)?.into_config(&dir.join("config.json"))?;
         let weights = WeightFile::open_with_progress(dir, progress)?;
         let weights_path = weights.path().to_owned();
-        let (embeddings, transformer) = match cfg.family {
+        let (embeddings, parts) = match cfg.family {
             Family::Bert => load_bert(&weights, &cfg)?,
             Family::Gpt2 => load_gpt2(&weights, &cfg)?,
             Family::Llama => load_llama(&weights, &cfg)?,
@@ -82,13 +82,12 @@ impl Checkpoint {
         let lm_head = load_lm_head(&weights, &cfg)?;
         // The weights (and their file maps) are released here: everything is owned from now on.
         drop(weights);
-        transformer.validate().map_err(|e| LoadError::Weights {
+        // Checked and packed for the matrix kernel now, as part of loading, so that the first
+        // forward pass costs what every later one does.
+        let transformer = Transformer::new(parts).map_err(|e| LoadError::Weights {
             path: weights_path.clone(),
             reason: e.to_string(),
         })?;
-        // Pack the weights for the matrix kernel now, as part of loading, so that the first
-        // forward pass costs what every later one does.
-        transformer.packed();
         let (vocab, special) = read_vocab(dir);
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = if tokenizer_path.exists() {
@@ -258,7 +257,7 @@ impl Model for Checkpoint {
                 .position
                 .as_ref()
                 .map_or(0, |p| p.len() as u64);
-        for b in &t.blocks {
+        for b in t.blocks() {
             let a = &b.attention;
             params += (a.wq.len()
                 + a.wk.len()
@@ -307,7 +306,7 @@ impl Model for Checkpoint {
                 Family::Bert => "post".to_owned(),
                 Family::Gpt2 | Family::Llama => "pre".to_owned(),
             },
-            causal: t.causal,
+            causal: t.causal(),
             lm_head: self.lm_head(),
         }
     }
@@ -443,7 +442,7 @@ fn prefix_of(w: &WeightFile, probe: &str, prefixes: &[&'static str]) -> &'static
 
 // Follows transformers' models/bert/modeling_bert.py: BertEmbeddings, BertSelfAttention,
 // BertSelfOutput (post-LN), BertIntermediate (erf GELU), BertOutput.
-fn load_bert(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
+fn load_bert(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, TransformerParts), LoadError> {
     let p = prefix_of(w, "embeddings.word_embeddings.weight", &["bert.", ""]);
     let d = c.d_model;
     let inner = c.heads * c.d_head;
@@ -505,7 +504,7 @@ fn load_bert(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer
             mlp_norm: layer_norm(w, &format!("{l}.output.LayerNorm"), d, c.norm_eps)?,
         });
     }
-    let transformer = Transformer {
+    let transformer = TransformerParts {
         d_model: d,
         heads: c.heads,
         kv_heads: c.heads,
@@ -515,14 +514,13 @@ fn load_bert(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer
         causal: false,
         blocks,
         final_norm: None,
-        packed: Default::default(),
     };
     Ok((embeddings, transformer))
 }
 
 // Follows transformers' models/gpt2/modeling_gpt2.py: Conv1D weights are stored [in, out], which
 // is already the engine's layout, so they are used as they are (no transpose).
-fn load_gpt2(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
+fn load_gpt2(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, TransformerParts), LoadError> {
     let p = prefix_of(w, "wte.weight", &["transformer.", ""]);
     let d = c.d_model;
     let embeddings = Embeddings {
@@ -561,7 +559,7 @@ fn load_gpt2(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer
             mlp_norm: layer_norm(w, &format!("{l}.ln_2"), d, c.norm_eps)?,
         });
     }
-    let transformer = Transformer {
+    let transformer = TransformerParts {
         d_model: d,
         heads: c.heads,
         kv_heads: c.heads,
@@ -571,14 +569,16 @@ fn load_gpt2(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer
         causal: true,
         blocks,
         final_norm: Some(layer_norm(w, &format!("{p}ln_f"), d, c.norm_eps)?),
-        packed: Default::default(),
     };
     Ok((embeddings, transformer))
 }
 
 // Follows transformers' models/llama/modeling_llama.py: RMSNorm, rotate-half RoPE, grouped-query
 // attention, SiLU-gated MLP (down(silu(gate(x)) * up(x))).
-fn load_llama(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
+fn load_llama(
+    w: &WeightFile,
+    c: &ModelConfig,
+) -> Result<(Embeddings, TransformerParts), LoadError> {
     let p = prefix_of(w, "embed_tokens.weight", &["model.", ""]);
     let d = c.d_model;
     let (q_out, kv_out) = (c.heads * c.d_head, c.kv_heads * c.d_head);
@@ -630,7 +630,7 @@ fn load_llama(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transforme
             mlp_norm: rms(format!("{l}.post_attention_layernorm.weight"))?,
         });
     }
-    let transformer = Transformer {
+    let transformer = TransformerParts {
         d_model: d,
         heads: c.heads,
         kv_heads: c.kv_heads,
@@ -648,7 +648,6 @@ fn load_llama(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transforme
         causal: true,
         blocks,
         final_norm: Some(rms(format!("{p}norm.weight"))?),
-        packed: Default::default(),
     };
     Ok((embeddings, transformer))
 }

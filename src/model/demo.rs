@@ -34,7 +34,7 @@ use super::rng::Rng;
 use super::{Model, ModelInfo};
 use crate::engine::{
     Activation, AttentionPosition, AttentionRun, Block, EngineError, Mlp, Norm, NormPlacement,
-    RunOptions, SelfAttention, Transformer,
+    RunOptions, SelfAttention, Transformer, TransformerParts,
 };
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2};
@@ -290,11 +290,8 @@ impl DemoModel {
     pub fn new(cfg: DemoConfig) -> Result<Self, DemoConfigError> {
         cfg.validate()?;
         let layout = Layout::new(&cfg);
-        let transformer = build_transformer(&cfg, layout.as_ref());
-        // Packed now, so that the first forward pass costs what every later one does.
-        transformer.packed();
-        transformer
-            .validate()
+        // Checked and packed now, so that the first forward pass costs what every later one does.
+        let transformer = Transformer::new(build_transformer(&cfg, layout.as_ref()))
             .map_err(|e| DemoConfigError(format!("internal: {e}")))?;
         Ok(Self {
             cfg,
@@ -391,7 +388,7 @@ impl Model for DemoModel {
     fn info(&self) -> ModelInfo {
         let t = &self.transformer;
         let mut params = 0u64;
-        for b in &t.blocks {
+        for b in t.blocks() {
             let a = &b.attention;
             let sizes = [
                 a.wq.len(),
@@ -589,7 +586,7 @@ fn scratch_writer(
     w
 }
 
-fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
+fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> TransformerParts {
     let d = cfg.d_model;
     let (h, dh) = (cfg.heads, cfg.d_head());
     let d_ff = 4 * d;
@@ -682,7 +679,7 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
         DemoPositional::Alibi => AttentionPosition::Alibi,
         _ => AttentionPosition::None,
     };
-    Transformer {
+    TransformerParts {
         d_model: d,
         heads: h,
         kv_heads: h,
@@ -692,7 +689,6 @@ fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Transformer {
         causal: false,
         blocks,
         final_norm: (cfg.norm == NormPlacement::Pre).then(|| Norm::identity_layer_norm(d, LN_EPS)),
-        packed: Default::default(),
     }
 }
 
