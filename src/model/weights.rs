@@ -277,8 +277,7 @@ impl WeightFile {
 
     /// How many safetensors headers this file has parsed (one per shard, however many
     /// tensors are looked up).
-    #[cfg(test)]
-    fn header_parses(&self) -> usize {
+    pub fn header_parses(&self) -> usize {
         self.header_parses.load(Ordering::Relaxed)
     }
 
