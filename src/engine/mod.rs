@@ -206,7 +206,8 @@ mod tests {
         let good = identity_model(AttentionPosition::None).into_parts();
         let rebuilt = Transformer::new(good.clone()).unwrap();
         assert_eq!(rebuilt.parts(), &good);
-        let edits: [(&str, fn(&mut TransformerParts)); 5] = [
+        type Edit = fn(&mut TransformerParts);
+        let edits: [(&str, Edit); 5] = [
             ("mlp.w_gate", |p| {
                 p.blocks[0].mlp.w_gate = Some(Array2::zeros((2, 3)))
             }),
