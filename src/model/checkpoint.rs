@@ -1,34 +1,32 @@
 //! Hugging Face checkpoints (BERT, GPT-2, Llama family) built onto the engine's [`Transformer`].
 //!
-//! Each family's loader mirrors its `modeling_*.py` key names, checks every tensor's shape
-//! against the validated config, and converts weights to the engine's [in, out] layout once.
+//! The per-family weight loading lives in `loaders` (one file per family, one `load` per
+//! Hugging Face module); this file holds the loaded model and what it does.
 
 use super::config::{Family, ModelConfig, RawConfig};
 use super::lm_head::{self, LmHeadInfo, PredictError, Prediction};
+use super::loaders;
 use super::weights::{LoadError, WeightFile};
 use super::{Model, ModelInfo};
-use crate::engine::{
-    Activation, AttentionPosition, AttentionRun, Block, EngineError, Mlp, Norm, NormPlacement,
-    RunOptions, SelfAttention, Transformer,
-};
+use crate::engine::{AttentionRun, EngineError, Norm, RunOptions, Transformer};
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2, ArrayView2, s};
 use std::path::{Path, PathBuf};
 
 /// How token ids become vectors.
-struct Embeddings {
+pub(super) struct Embeddings {
     /// Shape: [vocab, d_model].
-    word: Array2<f32>,
+    pub(super) word: Array2<f32>,
     /// Learned absolute positions (BERT, GPT-2). Shape: [max_positions, d_model].
-    position: Option<Array2<f32>>,
+    pub(super) position: Option<Array2<f32>>,
     /// BERT's segment-0 embedding, added to every token. Shape: [d_model].
-    segment: Option<Array1<f32>>,
+    pub(super) segment: Option<Array1<f32>>,
     /// BERT's LayerNorm over the summed embeddings.
-    norm: Option<Norm>,
+    pub(super) norm: Option<Norm>,
 }
 
 /// The next-token head's weights.
-enum HeadWeight {
+pub(super) enum HeadWeight {
     /// The input embedding matrix (`Embeddings::word`), shared.
     Tied,
     /// A matrix of its own (`lm_head.weight`). Shape: [vocab, d_model].
@@ -36,10 +34,10 @@ enum HeadWeight {
 }
 
 /// A checkpoint's LM head: logits = final hidden state · Wᵀ.
-struct LmHead {
-    weight: HeadWeight,
+pub(super) struct LmHead {
+    pub(super) weight: HeadWeight,
     /// The tensor it came from, for messages and `info`.
-    tensor: String,
+    pub(super) tensor: String,
 }
 
 /// A loaded checkpoint.
@@ -70,21 +68,20 @@ impl Checkpoint {
         let cfg = RawConfig::read(dir)?.into_config(&dir.join("config.json"))?;
         let weights = WeightFile::open_with_progress(dir, progress)?;
         let weights_path = weights.path().to_owned();
-        let (embeddings, transformer) = match cfg.family {
-            Family::Bert => load_bert(&weights, &cfg)?,
-            Family::Gpt2 => load_gpt2(&weights, &cfg)?,
-            Family::Llama => load_llama(&weights, &cfg)?,
+        let (embeddings, parts) = match cfg.family {
+            Family::Bert => loaders::bert::load(&weights, &cfg)?,
+            Family::Gpt2 => loaders::gpt2::load(&weights, &cfg)?,
+            Family::Llama => loaders::llama::load(&weights, &cfg)?,
         };
-        let lm_head = load_lm_head(&weights, &cfg)?;
+        let lm_head = loaders::load_lm_head(&weights, &cfg)?;
         // The weights (and their file maps) are released here: everything is owned from now on.
         drop(weights);
-        transformer.validate().map_err(|e| LoadError::Weights {
+        // Checked and packed for the matrix kernel now, as part of loading, so that the first
+        // forward pass costs what every later one does.
+        let transformer = Transformer::new(parts).map_err(|e| LoadError::Weights {
             path: weights_path.clone(),
             reason: e.to_string(),
         })?;
-        // Pack the weights for the matrix kernel now, as part of loading, so that the first
-        // forward pass costs what every later one does.
-        transformer.packed();
         // tokenizer.json is parsed once: the tokenizer, its vocabulary and its special ids.
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = if tokenizer_path.exists() {
@@ -253,7 +250,7 @@ impl Model for Checkpoint {
                 .position
                 .as_ref()
                 .map_or(0, |p| p.len() as u64);
-        for b in &t.blocks {
+        for b in t.blocks() {
             let a = &b.attention;
             params += (a.wq.len()
                 + a.wk.len()
@@ -302,7 +299,7 @@ impl Model for Checkpoint {
                 Family::Bert => "post".to_owned(),
                 Family::Gpt2 | Family::Llama => "pre".to_owned(),
             },
-            causal: t.causal,
+            causal: t.causal(),
             lm_head: self.lm_head(),
         }
     }
@@ -327,272 +324,10 @@ impl Model for Checkpoint {
         let mut opts = opts.clone();
         opts.mask = super::effective_mask(
             &opts.mask,
-            self.transformer.causal,
+            self.transformer.causal(),
             self.cfg.sliding_window,
             tokens.len(),
         );
         self.transformer.run(tokens, x, &opts, progress)
     }
-}
-
-/// The LM head as transformers' `*ForCausalLM` / `GPT2LMHeadModel` would load it from this
-/// checkpoint: its own `lm_head.weight` when present (transformers does not tie a head that the
-/// file holds with different values), else the input embedding when `tie_word_embeddings`,
-/// else none. BERT's masked-LM head (`cls.predictions.*`) is not a next-token head: none.
-// modeling_utils.py PreTrainedModel.tie_weights; modeling_llama.py LlamaForCausalLM
-// (`lm_head = nn.Linear(hidden_size, vocab_size, bias=False)`); modeling_gpt2.py
-// GPT2LMHeadModel (`_tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}`).
-fn load_lm_head(w: &WeightFile, c: &ModelConfig) -> Result<Option<LmHead>, LoadError> {
-    let embedding = match c.family {
-        Family::Bert => return Ok(None),
-        Family::Gpt2 => {
-            let p = prefix_of(w, "wte.weight", &["transformer.", ""]);
-            format!("{p}wte.weight")
-        }
-        Family::Llama => {
-            let p = prefix_of(w, "embed_tokens.weight", &["model.", ""]);
-            format!("{p}embed_tokens.weight")
-        }
-    };
-    const OWN: &str = "lm_head.weight";
-    if w.contains(OWN) {
-        // nn.Linear(d_model, vocab): stored [out, in] = [vocab, d_model], used as it is.
-        return Ok(Some(LmHead {
-            weight: HeadWeight::Own(w.matrix(OWN, c.vocab, c.d_model)?),
-            tensor: OWN.to_owned(),
-        }));
-    }
-    Ok(c.tie_word_embeddings.then_some(LmHead {
-        weight: HeadWeight::Tied,
-        tensor: embedding,
-    }))
-}
-
-fn layer_norm(w: &WeightFile, prefix: &str, d: usize, eps: f32) -> Result<Norm, LoadError> {
-    Ok(Norm::LayerNorm {
-        gamma: w.vector(&format!("{prefix}.weight"), d)?,
-        beta: w.vector(&format!("{prefix}.bias"), d)?,
-        eps,
-    })
-}
-
-/// "bert." or "" — whichever the checkpoint uses.
-fn prefix_of(w: &WeightFile, probe: &str, prefixes: &[&'static str]) -> &'static str {
-    prefixes
-        .iter()
-        .copied()
-        .find(|p| w.contains(&format!("{p}{probe}")))
-        .unwrap_or("")
-}
-
-// Follows transformers' models/bert/modeling_bert.py: BertEmbeddings, BertSelfAttention,
-// BertSelfOutput (post-LN), BertIntermediate (erf GELU), BertOutput.
-fn load_bert(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
-    let p = prefix_of(w, "embeddings.word_embeddings.weight", &["bert.", ""]);
-    let d = c.d_model;
-    let inner = c.heads * c.d_head;
-    let embeddings = Embeddings {
-        word: w.matrix(&format!("{p}embeddings.word_embeddings.weight"), c.vocab, d)?,
-        position: Some(w.matrix(
-            &format!("{p}embeddings.position_embeddings.weight"),
-            c.max_positions,
-            d,
-        )?),
-        segment: Some(
-            w.matrix(
-                &format!("{p}embeddings.token_type_embeddings.weight"),
-                c.type_vocab,
-                d,
-            )?
-            .row(0)
-            .to_owned(),
-        ),
-        norm: Some(layer_norm(
-            w,
-            &format!("{p}embeddings.LayerNorm"),
-            d,
-            c.norm_eps,
-        )?),
-    };
-    let mut blocks = Vec::with_capacity(c.layers);
-    for i in 0..c.layers {
-        let l = format!("{p}encoder.layer.{i}");
-        let lin = |name: &str, d_in: usize, d_out: usize| {
-            w.linear(&format!("{l}.{name}.weight"), d_in, d_out)
-        };
-        let bias = |name: &str, len: usize| w.vector(&format!("{l}.{name}.bias"), len).map(Some);
-        blocks.push(Block {
-            attention: SelfAttention {
-                wq: lin("attention.self.query", d, inner)?,
-                bq: bias("attention.self.query", inner)?,
-                wk: lin("attention.self.key", d, inner)?,
-                bk: bias("attention.self.key", inner)?,
-                wv: lin("attention.self.value", d, inner)?,
-                bv: bias("attention.self.value", inner)?,
-                wo: lin("attention.output.dense", inner, d)?,
-                bo: bias("attention.output.dense", d)?,
-            },
-            mlp: Mlp {
-                w_in: lin("intermediate.dense", d, c.d_ff)?,
-                b_in: bias("intermediate.dense", c.d_ff)?,
-                w_gate: None,
-                w_out: lin("output.dense", c.d_ff, d)?,
-                b_out: bias("output.dense", d)?,
-                activation: Activation::Gelu,
-            },
-            attention_norm: layer_norm(
-                w,
-                &format!("{l}.attention.output.LayerNorm"),
-                d,
-                c.norm_eps,
-            )?,
-            mlp_norm: layer_norm(w, &format!("{l}.output.LayerNorm"), d, c.norm_eps)?,
-        });
-    }
-    let transformer = Transformer {
-        d_model: d,
-        heads: c.heads,
-        kv_heads: c.heads,
-        d_head: c.d_head,
-        placement: NormPlacement::Post,
-        position: AttentionPosition::None,
-        causal: false,
-        blocks,
-        final_norm: None,
-        packed: Default::default(),
-    };
-    Ok((embeddings, transformer))
-}
-
-// Follows transformers' models/gpt2/modeling_gpt2.py: Conv1D weights are stored [in, out], which
-// is already the engine's layout, so they are used as they are (no transpose).
-fn load_gpt2(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
-    let p = prefix_of(w, "wte.weight", &["transformer.", ""]);
-    let d = c.d_model;
-    let embeddings = Embeddings {
-        word: w.matrix(&format!("{p}wte.weight"), c.vocab, d)?,
-        position: Some(w.matrix(&format!("{p}wpe.weight"), c.max_positions, d)?),
-        segment: None,
-        norm: None,
-    };
-    let mut blocks = Vec::with_capacity(c.layers);
-    for i in 0..c.layers {
-        let l = format!("{p}h.{i}");
-        let c_attn = w.matrix(&format!("{l}.attn.c_attn.weight"), d, 3 * d)?;
-        let c_attn_b = w.vector(&format!("{l}.attn.c_attn.bias"), 3 * d)?;
-        let third = |m: &Array2<f32>, k: usize| m.slice(s![.., k * d..(k + 1) * d]).to_owned();
-        let third_b = |k: usize| Some(c_attn_b.slice(s![k * d..(k + 1) * d]).to_owned());
-        blocks.push(Block {
-            attention: SelfAttention {
-                wq: third(&c_attn, 0),
-                bq: third_b(0),
-                wk: third(&c_attn, 1),
-                bk: third_b(1),
-                wv: third(&c_attn, 2),
-                bv: third_b(2),
-                wo: w.matrix(&format!("{l}.attn.c_proj.weight"), d, d)?,
-                bo: Some(w.vector(&format!("{l}.attn.c_proj.bias"), d)?),
-            },
-            mlp: Mlp {
-                w_in: w.matrix(&format!("{l}.mlp.c_fc.weight"), d, c.d_ff)?,
-                b_in: Some(w.vector(&format!("{l}.mlp.c_fc.bias"), c.d_ff)?),
-                w_gate: None,
-                w_out: w.matrix(&format!("{l}.mlp.c_proj.weight"), c.d_ff, d)?,
-                b_out: Some(w.vector(&format!("{l}.mlp.c_proj.bias"), d)?),
-                activation: Activation::GeluTanh,
-            },
-            attention_norm: layer_norm(w, &format!("{l}.ln_1"), d, c.norm_eps)?,
-            mlp_norm: layer_norm(w, &format!("{l}.ln_2"), d, c.norm_eps)?,
-        });
-    }
-    let transformer = Transformer {
-        d_model: d,
-        heads: c.heads,
-        kv_heads: c.heads,
-        d_head: c.d_head,
-        placement: NormPlacement::Pre,
-        position: AttentionPosition::None,
-        causal: true,
-        blocks,
-        final_norm: Some(layer_norm(w, &format!("{p}ln_f"), d, c.norm_eps)?),
-        packed: Default::default(),
-    };
-    Ok((embeddings, transformer))
-}
-
-// Follows transformers' models/llama/modeling_llama.py: RMSNorm, rotate-half RoPE, grouped-query
-// attention, SiLU-gated MLP (down(silu(gate(x)) * up(x))).
-fn load_llama(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
-    let p = prefix_of(w, "embed_tokens.weight", &["model.", ""]);
-    let d = c.d_model;
-    let (q_out, kv_out) = (c.heads * c.d_head, c.kv_heads * c.d_head);
-    let rms = |name: String| -> Result<Norm, LoadError> {
-        Ok(Norm::RmsNorm {
-            gamma: w.vector(&name, d)?,
-            eps: c.norm_eps,
-        })
-    };
-    let embeddings = Embeddings {
-        word: w.matrix(&format!("{p}embed_tokens.weight"), c.vocab, d)?,
-        position: None,
-        segment: None,
-        norm: None,
-    };
-    let mut blocks = Vec::with_capacity(c.layers);
-    for i in 0..c.layers {
-        let l = format!("{p}layers.{i}");
-        let lin = |name: &str, d_in: usize, d_out: usize| {
-            w.linear(&format!("{l}.{name}.weight"), d_in, d_out)
-        };
-        let bias = |name: &str, len: usize| -> Result<Option<Array1<f32>>, LoadError> {
-            if c.attention_bias {
-                w.vector(&format!("{l}.{name}.bias"), len).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        blocks.push(Block {
-            attention: SelfAttention {
-                wq: lin("self_attn.q_proj", d, q_out)?,
-                bq: bias("self_attn.q_proj", q_out)?,
-                wk: lin("self_attn.k_proj", d, kv_out)?,
-                bk: bias("self_attn.k_proj", kv_out)?,
-                wv: lin("self_attn.v_proj", d, kv_out)?,
-                bv: bias("self_attn.v_proj", kv_out)?,
-                wo: lin("self_attn.o_proj", q_out, d)?,
-                bo: None,
-            },
-            mlp: Mlp {
-                w_in: lin("mlp.up_proj", d, c.d_ff)?,
-                b_in: None,
-                w_gate: Some(lin("mlp.gate_proj", d, c.d_ff)?),
-                w_out: lin("mlp.down_proj", c.d_ff, d)?,
-                b_out: None,
-                activation: Activation::Silu,
-            },
-            attention_norm: rms(format!("{l}.input_layernorm.weight"))?,
-            mlp_norm: rms(format!("{l}.post_attention_layernorm.weight"))?,
-        });
-    }
-    let transformer = Transformer {
-        d_model: d,
-        heads: c.heads,
-        kv_heads: c.kv_heads,
-        d_head: c.d_head,
-        placement: NormPlacement::Pre,
-        position: match c.rope_llama3 {
-            Some(scaling) => AttentionPosition::RopeLlama3 {
-                theta: c.rope_theta,
-                scaling,
-            },
-            None => AttentionPosition::Rope {
-                theta: c.rope_theta,
-            },
-        },
-        causal: true,
-        blocks,
-        final_norm: Some(rms(format!("{p}norm.weight"))?),
-        packed: Default::default(),
-    };
-    Ok((embeddings, transformer))
 }

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod lm_head;
+mod loaders;
 mod rng;
 pub mod weights;
 
