@@ -435,7 +435,7 @@ fn has_extension(name: &str, extensions: &[String]) -> bool {
     Path::new(name)
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase())
-        .is_some_and(|e| extensions.iter().any(|x| *x == e))
+        .is_some_and(|e| extensions.contains(&e))
 }
 
 /// Completes `text` (a path, relative to `base` unless absolute) as far as the names in its
