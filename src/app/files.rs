@@ -1,0 +1,212 @@
+//! Files and sessions: opening inputs, attention files and sessions, saving sessions, switching
+//! checkpoint folders, and carrying out what a file dialog was opened for (exports included).
+
+use super::file_dialog::{DialogBackend, DialogMode, DialogRequest};
+use super::view::{DialogPurpose, ExternalRun};
+use super::{AppState, AttnApp, export};
+use crate::io::{self, InputFile, ModelMeta};
+use std::path::Path;
+use std::sync::Arc;
+
+impl AttnApp {
+    pub(super) fn model_meta(&self) -> ModelMeta {
+        match (&self.external, &self.model_info) {
+            (Some(e), _) => e.meta.clone(),
+            (None, Some(info)) if self.state.model_dir.is_some() => ModelMeta::from(info),
+            (None, _) => ModelMeta {
+                name: "demo".to_owned(),
+                architecture: "demo".to_owned(),
+                layers: self.state.demo.layers,
+                heads: self.state.demo.heads,
+                kv_heads: self.state.demo.heads,
+                d_model: self.state.demo.d_model,
+            },
+        }
+    }
+
+    /// Opens a file given on the command line, dropped on the window or picked in a dialog.
+    /// On error the current state stays and the message names the file.
+    pub fn open_file(&mut self, path: &Path) {
+        match io::load_input(path) {
+            Ok(InputFile::Input(input)) => {
+                // Token strings and ids run as they are, as `attnviz export` runs them.
+                self.external = None;
+                self.state.set_input(input);
+                self.error = None;
+            }
+            Ok(InputFile::Attention(file)) => {
+                let (run, meta) = crate::pipeline::from_attention_file(*file);
+                let [layers, heads, n, _] = run.attention.maps.shape();
+                self.state.layer_idx = self.state.layer_idx.min(layers - 1);
+                self.state.head_idx = self.state.head_idx.min(heads - 1);
+                self.state.selected_queries.retain(|&q| q < n);
+                self.external = Some(ExternalRun {
+                    path: path.to_owned(),
+                    run: Arc::new(run.attention),
+                    meta,
+                    mask: run.mask,
+                });
+                self.error = None;
+            }
+            Ok(InputFile::Session(value)) => self.apply_session(path, value),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    /// Loads a session file's fields into the state, clamped to the model.
+    pub(super) fn apply_session(&mut self, path: &Path, value: serde_json::Value) {
+        let fields = match io::session_fields(path, value) {
+            Ok(f) => f,
+            Err(e) => {
+                self.error = Some(e.to_string());
+                return;
+            }
+        };
+        match serde_json::from_value::<AppState>(fields) {
+            Ok(mut state) => {
+                state.clamp(None);
+                self.state = state;
+                self.previous_model_dir = None;
+                self.external = None;
+                self.session_path = Some(path.to_owned());
+                self.error = None;
+            }
+            Err(e) => self.error = Some(format!("not a valid session ({e}) in {}", path.display())),
+        }
+    }
+
+    /// Writes the session file.
+    pub fn save_session(&mut self, path: &Path) {
+        let mut value = match serde_json::to_value(&self.state) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error = Some(format!("cannot serialise the session: {e}"));
+                return;
+            }
+        };
+        if let Some(obj) = value.as_object_mut() {
+            // The model the session ran: "demo", or the checkpoint folder.
+            let model = self
+                .state
+                .model_dir
+                .as_ref()
+                .map_or_else(|| "demo".to_owned(), |d| d.display().to_string());
+            obj.insert("model".to_owned(), serde_json::Value::from(model));
+        }
+        match io::write_session(path, &value) {
+            Ok(()) => {
+                self.session_path = Some(path.to_owned());
+                self.notice = Some(format!("saved {}", path.display()));
+            }
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    /// Handles a path chosen for `purpose` (from a dialog, or directly in tests).
+    pub fn complete_dialog(&mut self, purpose: DialogPurpose, path: &Path) {
+        match purpose {
+            DialogPurpose::OpenFile => self.open_file(path),
+            DialogPurpose::SaveSession => self.save_session(path),
+            DialogPurpose::ExportPng => {
+                let Some(run) = self.shown_run().cloned() else {
+                    self.error = Some("nothing to export yet".to_owned());
+                    return;
+                };
+                let vocab = self.shown_vocab_style();
+                let name = self.model_meta().name;
+                match export::export_png(path, &run, &self.state, &name, &vocab) {
+                    Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
+                    Err(e) => self.error = Some(e),
+                }
+            }
+            DialogPurpose::ExportTensors => {
+                let Some(run) = self.shown_run().cloned() else {
+                    self.error = Some("nothing to export yet".to_owned());
+                    return;
+                };
+                // The mask that was applied, not the one typed: a GPT-2 run says `causal`.
+                let mask = match &self.external {
+                    Some(e) => e.mask.clone(),
+                    None => self
+                        .current_mask
+                        .clone()
+                        .unwrap_or_else(|| "none".to_owned()),
+                };
+                match export::export_tensors(path, &run, &self.model_meta(), &mask) {
+                    Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
+                    Err(e) => self.error = Some(e),
+                }
+            }
+            DialogPurpose::ExportAllHeads => self.start_export_all(path),
+            DialogPurpose::OpenModel => self.open_model_folder(path),
+        }
+    }
+
+    /// Switches to a checkpoint folder; it loads on the worker, and a folder still loading is
+    /// cancelled (the newest wins). If it fails or is cancelled, the model on screen before
+    /// stays and a failure names the file. The folder joins the recent list once it has run.
+    pub fn open_model_folder(&mut self, dir: &Path) {
+        self.external = None;
+        if self.state.model_dir.as_deref() == Some(dir) {
+            return;
+        }
+        // While another folder is still loading, the model to go back to is still the one
+        // before it.
+        if self.previous_model_dir.is_none() {
+            self.previous_model_dir = Some(self.state.model_dir.clone());
+        }
+        self.state.model_dir = Some(dir.to_owned());
+    }
+
+    /// Replaces the system file dialogs, e.g. by [`file_dialog::NoSystemDialogs`] (tests, or
+    /// desktops where the system dialog misbehaves).
+    pub fn set_dialog_backend(&mut self, backend: Arc<dyn DialogBackend>) {
+        self.dialogs = backend;
+        self.system_dialogs_unavailable = false;
+    }
+
+    /// The in-app file dialog's request, while it is open.
+    pub fn in_app_dialog(&self) -> Option<&DialogRequest> {
+        self.in_app_dialog.as_ref().map(|(_, d)| d.request())
+    }
+
+    /// What a dialog for `purpose` asks for.
+    pub(super) fn dialog_request(&self, purpose: DialogPurpose) -> DialogRequest {
+        let save = |title: &str, default_name: String| DialogRequest {
+            title: title.to_owned(),
+            mode: DialogMode::Save { default_name },
+            start_dir: None,
+        };
+        let folder = |title: &str| DialogRequest {
+            title: title.to_owned(),
+            mode: DialogMode::Folder,
+            start_dir: None,
+        };
+        let mut request = match purpose {
+            DialogPurpose::OpenFile => DialogRequest {
+                title: "Open a text, token, attention or session file".to_owned(),
+                mode: DialogMode::Open {
+                    filter_name: "text, tokens, attention or session".to_owned(),
+                    extensions: ["txt", "json", "npy"].map(str::to_owned).to_vec(),
+                },
+                start_dir: None,
+            },
+            DialogPurpose::SaveSession => save("Save session", "session.attnviz.json".to_owned()),
+            DialogPurpose::ExportPng => save("Export PNG", export::default_png_name(&self.state)),
+            DialogPurpose::ExportTensors => save(
+                "Export attention (.json or .npy)",
+                "attention.json".to_owned(),
+            ),
+            DialogPurpose::ExportAllHeads => folder("Export all heads into a folder"),
+            DialogPurpose::OpenModel => folder("Open a Hugging Face model folder"),
+        };
+        // Start next to the session file in use, if any.
+        request.start_dir = self
+            .session_path
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| p.is_dir())
+            .map(Path::to_path_buf);
+        request
+    }
+}

@@ -1,0 +1,392 @@
+//! The background jobs, in one place: runs on the worker thread (scheduling, the cache,
+//! results, cancelling), the export-all thread, the system file dialog's thread and the
+//! screenshot of `--screenshot`.
+
+use super::file_dialog::{DialogRequest, InAppDialog, InAppOutcome, SystemOutcome};
+use super::view::{DialogPurpose, JobsStatus, folder_name};
+use super::{AttnApp, export, worker};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// How many finished runs are kept, so toggling a setting back is instant.
+const CACHE_SIZE: usize = 8;
+/// Work that takes longer than this shows progress and a cancel button.
+const SHOW_PROGRESS_AFTER_MS: u128 = 200;
+
+/// The export of every head, on its own thread.
+pub(super) struct ExportJob {
+    total: usize,
+    done: Arc<AtomicUsize>,
+    cancel: Arc<AtomicBool>,
+    result: Receiver<Result<usize, String>>,
+}
+
+/// A screenshot of the window once the first map is drawn (`attnviz --screenshot`).
+pub(super) struct ScreenshotJob {
+    path: PathBuf,
+    frames_with_result: u32,
+    requested: bool,
+    image: Arc<Mutex<Option<Arc<egui::ColorImage>>>>,
+}
+
+impl ScreenshotJob {
+    /// A screenshot to be saved at `path`.
+    pub(super) fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            frames_with_result: 0,
+            requested: false,
+            image: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl AttnApp {
+    /// Starts a run if the settings changed since the last request; uses the cache when it can.
+    pub(super) fn schedule(&mut self) {
+        if self.external.is_some() {
+            return;
+        }
+        let key = match self.state.job_key() {
+            Ok(k) => k,
+            Err(e) => {
+                self.error = Some(e);
+                return;
+            }
+        };
+        if self.requested.as_ref().is_some_and(|(_, k)| *k == key) {
+            return;
+        }
+        if let Some((_, run, mask)) = self.cache.iter().find(|(k, _, _)| *k == key) {
+            // Nothing is submitted, so stop a load of another model here.
+            if let Some(w) = &self.worker {
+                w.cancel_load_unless(key.model_dir.as_deref());
+            }
+            self.current = Some((key.clone(), run.clone()));
+            self.current_mask = Some(mask.clone());
+            self.requested = Some((0, key));
+            self.error = None;
+            return;
+        }
+        if let Some(worker) = self.worker.as_mut() {
+            let id = worker.submit(key.clone());
+            self.requested = Some((id, key));
+            self.requested_at = Some(Instant::now());
+        }
+    }
+
+    pub(super) fn receive(&mut self) {
+        let Some(worker) = self.worker.as_ref() else {
+            return;
+        };
+        while let Some(result) = worker.poll() {
+            let wanted = self
+                .requested
+                .as_ref()
+                .is_some_and(|(id, _)| *id == result.id);
+            if !wanted {
+                continue;
+            }
+            self.last_compute_ms = Some(result.compute_ms);
+            if result.outcome.is_ok() {
+                self.model_info = result.info.clone();
+                self.previous_model_dir = None;
+                if let Some(dir) = &result.key.model_dir {
+                    // Only folders that loaded and ran join the recent list.
+                    if self.state.recent_models.first() != Some(dir) {
+                        self.state.remember_model(dir);
+                    }
+                    self.kv_groups.retain(|(d, _)| d != dir);
+                    self.kv_groups.push((dir.clone(), result.kv_groups.clone()));
+                    if self.kv_groups.len() > CACHE_SIZE {
+                        self.kv_groups.remove(0);
+                    }
+                    self.vocab_styles.retain(|(d, _)| d != dir);
+                    self.vocab_styles
+                        .push((dir.clone(), result.vocab_style.clone()));
+                    if self.vocab_styles.len() > CACHE_SIZE {
+                        self.vocab_styles.remove(0);
+                    }
+                }
+            }
+            match result.outcome {
+                Ok(run) => {
+                    self.cache.retain(|(k, _, _)| *k != result.key);
+                    self.cache
+                        .push((result.key.clone(), run.clone(), result.mask.clone()));
+                    if self.cache.len() > CACHE_SIZE {
+                        self.cache.remove(0);
+                    }
+                    let n = run.tokens.len();
+                    self.current = Some((result.key, run));
+                    self.current_mask = Some(result.mask);
+                    self.state.selected_queries.retain(|&q| q < n);
+                    self.error = None;
+                }
+                Err(e) => {
+                    // A model folder that fails to load gives way to the previous model.
+                    if let Some(previous) = self.previous_model_dir.take()
+                        && result.key.model_dir.is_some()
+                        && result.key.model_dir == self.state.model_dir
+                    {
+                        self.state.model_dir = previous;
+                        // The previous run is still on screen: mark it as the one asked for,
+                        // so that the error stays visible instead of being cleared by a rerun.
+                        if let Ok(key) = self.state.job_key() {
+                            self.requested = Some((0, key));
+                        }
+                    }
+                    self.error = Some(e);
+                }
+            }
+        }
+    }
+
+    /// Waits (sleeping) until the requested run has arrived or `timeout` passes. For tests and
+    /// scripted use; the UI never calls it.
+    pub fn wait_for_run(&mut self, timeout: std::time::Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            self.receive();
+            self.schedule();
+            if !self.busy() {
+                return self.error.is_none();
+            }
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    pub(super) fn cancel_run(&mut self) {
+        if let Some(w) = self.worker.as_mut() {
+            w.cancel();
+        }
+        self.error = Some("cancelled; change a setting to compute again".to_owned());
+    }
+
+    /// The checkpoint load in progress on the worker, if any (also a cancelled one that has not
+    /// stopped yet).
+    pub fn loading(&self) -> Option<worker::LoadStatus> {
+        self.worker.as_ref().and_then(worker::Worker::loading)
+    }
+
+    /// Holds the worker just before it reads a model's files (`true`), or lets it go on. For
+    /// tests that need a load in progress at a known point.
+    pub fn hold_model_loads(&self, hold: bool) {
+        if let Some(w) = &self.worker {
+            w.hold_loads(hold);
+        }
+    }
+
+    /// Stops the checkpoint load in progress and goes back to the model on screen before it,
+    /// with its settings as they were. Not an error: a short notice says what happened.
+    pub(super) fn cancel_load(&mut self) {
+        let Some(load) = self.loading() else {
+            return;
+        };
+        load.progress.cancel();
+        if self.state.model_dir.as_ref() == Some(&load.dir) {
+            // With nothing to go back to (the app started with this folder), the demo.
+            self.state.model_dir = self.previous_model_dir.take().unwrap_or_default();
+        }
+        let kept = match &self.state.model_dir {
+            Some(dir) => folder_name(dir),
+            None => "the demo model".to_owned(),
+        };
+        self.notice = Some(format!(
+            "cancelled loading {}; kept {kept}",
+            folder_name(&load.dir)
+        ));
+    }
+
+    pub(super) fn start_export_all(&mut self, dir: &Path) {
+        let Some(run) = self.shown_run().cloned() else {
+            self.error = Some("nothing to export yet".to_owned());
+            return;
+        };
+        let [layers, heads, _, _] = run.maps.shape();
+        let done = Arc::new(AtomicUsize::new(0));
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (state, name, dir) = (self.state.clone(), self.model_meta().name, dir.to_owned());
+        let vocab = self.shown_vocab_style();
+        let (done_w, cancel_w) = (done.clone(), cancel.clone());
+        let spawned = std::thread::Builder::new()
+            .name("attn-export".to_owned())
+            .spawn(move || {
+                let _ = tx.send(export::export_all_heads(
+                    &dir, &run, &state, &name, &vocab, &done_w, &cancel_w,
+                ));
+            });
+        match spawned {
+            Ok(_) => {
+                self.export_job = Some(ExportJob {
+                    total: layers * heads,
+                    done,
+                    cancel,
+                    result: rx,
+                })
+            }
+            Err(e) => self.error = Some(format!("cannot start the export thread: {e}")),
+        }
+    }
+
+    /// Asks for a path for `purpose`: the system dialog on its own thread, so the UI keeps
+    /// drawing, or the in-app dialog once the system one is known to be unavailable.
+    pub(super) fn open_dialog(&mut self, purpose: DialogPurpose) {
+        if self.dialog.is_some() || self.in_app_dialog.is_some() {
+            return;
+        }
+        let request = self.dialog_request(purpose);
+        if self.system_dialogs_unavailable {
+            self.in_app_dialog = Some((purpose, InAppDialog::new(request)));
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let backend = self.dialogs.clone();
+        let asked = request.clone();
+        let spawned = std::thread::Builder::new()
+            .name("file-dialog".to_owned())
+            .spawn(move || {
+                let _ = tx.send(backend.pick(&asked));
+            });
+        match spawned {
+            Ok(_) => self.dialog = Some((purpose, request, rx)),
+            Err(_) => self.in_app_dialog = Some((purpose, InAppDialog::new(request))),
+        }
+    }
+
+    /// Handles what the system dialog answered; an unavailable one hands over to the in-app
+    /// dialog, and the status bar says so once.
+    pub(super) fn system_dialog_answered(
+        &mut self,
+        purpose: DialogPurpose,
+        request: DialogRequest,
+        outcome: SystemOutcome,
+    ) {
+        match outcome {
+            SystemOutcome::Picked(path) => self.complete_dialog(purpose, &path),
+            SystemOutcome::Cancelled => {}
+            SystemOutcome::Unavailable(reason) => {
+                if !self.system_dialogs_unavailable {
+                    self.notice = Some(format!(
+                        "the system file dialog is unavailable ({reason}); using attnviz's own"
+                    ));
+                }
+                self.system_dialogs_unavailable = true;
+                self.in_app_dialog = Some((purpose, InAppDialog::new(request)));
+            }
+        }
+    }
+
+    /// Draws the in-app file dialog while it is open and acts on its outcome.
+    pub(super) fn in_app_dialog_ui(&mut self, ctx: &egui::Context) {
+        let Some((purpose, dialog)) = self.in_app_dialog.as_mut() else {
+            return;
+        };
+        let purpose = *purpose;
+        match dialog.ui(ctx) {
+            None => {}
+            Some(InAppOutcome::Cancelled) => self.in_app_dialog = None,
+            Some(InAppOutcome::Picked(path)) => {
+                self.in_app_dialog = None;
+                self.complete_dialog(purpose, &path);
+            }
+        }
+    }
+
+    pub(super) fn poll_background(&mut self) {
+        if let Some((_, _, rx)) = &self.dialog {
+            match rx.try_recv() {
+                Ok(outcome) => {
+                    if let Some((purpose, request, _)) = self.dialog.take() {
+                        self.system_dialog_answered(purpose, request, outcome);
+                    }
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.dialog = None,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+        }
+        if let Some(job) = &self.export_job
+            && let Ok(result) = job.result.try_recv()
+        {
+            match result {
+                Ok(n) => self.notice = Some(format!("exported {n} PNGs")),
+                Err(e) => self.error = Some(e),
+            }
+            self.export_job = None;
+        }
+    }
+
+    pub(super) fn handle_screenshot(&mut self, ctx: &egui::Context) {
+        let ready = self.shown_run().is_some() && !self.busy();
+        let Some(job) = self.screenshot.as_mut() else {
+            return;
+        };
+        let taken = job.image.lock().ok().and_then(|mut g| g.take());
+        if let Some(image) = taken {
+            let [w, h] = image.size;
+            let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+            let result = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
+                .ok_or_else(|| "screenshot has a wrong size".to_owned())
+                .and_then(|img| {
+                    crate::render::write_png(&img, &job.path).map_err(|e| e.to_string())
+                });
+            if let Err(e) = result {
+                eprintln!("error: {e}");
+            }
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            return;
+        }
+        if ready && !job.requested {
+            job.frames_with_result += 1;
+            // A few frames let layout, fonts and textures settle before the shot.
+            if job.frames_with_result >= 6 {
+                let slot = job.image.clone();
+                ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(
+                    egui::ScreenshotCallback::new(move |img| {
+                        if let Ok(mut g) = slot.lock() {
+                            *g = Some(img);
+                        }
+                    }),
+                ));
+                job.requested = true;
+            }
+        }
+        ctx.request_repaint();
+    }
+
+    /// The background work, for the status bar.
+    pub(super) fn jobs_status(&self) -> JobsStatus {
+        let busy = self.busy();
+        JobsStatus {
+            busy,
+            slow: busy
+                && self
+                    .requested_at
+                    .is_some_and(|t| t.elapsed().as_millis() > SHOW_PROGRESS_AFTER_MS),
+            progress: self
+                .worker
+                .as_ref()
+                .map(worker::Worker::progress)
+                .unwrap_or_default(),
+            loading: self.loading().filter(|l| !l.progress.is_cancelled()),
+            export: self
+                .export_job
+                .as_ref()
+                .map(|j| (j.done.load(Ordering::SeqCst), j.total)),
+        }
+    }
+
+    /// Stops the export of all heads.
+    pub(super) fn cancel_export(&self) {
+        if let Some(job) = &self.export_job {
+            job.cancel.store(true, Ordering::SeqCst);
+        }
+    }
+}

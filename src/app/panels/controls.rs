@@ -1,0 +1,203 @@
+//! The side panel: the input (text, or the opened attention file), the model, the run options
+//! and the view settings.
+
+use super::model::ModelPanel;
+use super::view_controls::ViewControls;
+use crate::app::view::{DialogPurpose, Request, View, ViewCx, folder_name};
+use crate::engine::{MaskSpec, ScoreScale};
+use crate::tokenize::DemoTokenizer;
+
+/// The side panel.
+#[derive(Default)]
+pub struct Controls {
+    model: ModelPanel,
+    view: ViewControls,
+}
+
+impl View for Controls {
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+        ui.heading("Input");
+        if let Some(ext) = cx.external {
+            if file_ui(ui, cx, ext) {
+                cx.request(Request::LeaveFile);
+            } else {
+                // The text, model and run options do not apply to a file's run: only the view.
+                ui.separator();
+                self.view.ui(ui, cx);
+                return;
+            }
+        }
+        input_ui(ui, cx);
+        ui.separator();
+        self.model.ui(ui, cx);
+        ui.separator();
+        run_options_ui(ui, cx);
+        ui.separator();
+        self.view.ui(ui, cx);
+    }
+}
+
+/// The opened attention file: its path, model, tokens and ids. True when the user goes back.
+fn file_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, ext: &crate::app::ExternalRun) -> bool {
+    // The file's own run is on screen: say so, with its model, tokens and ids.
+    ui.label(format!("Showing attention from {}", ext.path.display()));
+    ui.label(format!(
+        "model {} ({}), {} tokens, mask {}",
+        ext.meta.name,
+        ext.meta.architecture,
+        ext.run.tokens.len(),
+        if ext.mask.is_empty() {
+            "not recorded"
+        } else {
+            &ext.mask
+        }
+    ));
+    egui::CollapsingHeader::new("Tokens and ids")
+        .id_salt("file-tokens")
+        .show(ui, |ui| {
+            egui::ScrollArea::vertical()
+                .max_height(160.0)
+                .id_salt("file-tokens-scroll")
+                .show(ui, |ui| {
+                    for (i, t) in ext.run.tokens.iter().enumerate() {
+                        ui.monospace(format!("{i:>4}  {:<16} id {}", t.text, t.id));
+                    }
+                });
+        });
+    let back = match &cx.state.model_dir {
+        Some(dir) => format!("Back to {}", folder_name(dir)),
+        None => "Back to the demo model".to_owned(),
+    };
+    let mut back_clicked = false;
+    ui.horizontal(|ui| {
+        back_clicked = ui.button(back).clicked();
+        if ui.button("Open file…").clicked() {
+            cx.request(Request::Dialog(DialogPurpose::OpenFile));
+        }
+    });
+    back_clicked
+}
+
+/// The text box, the token-file note and the tokenizer.
+fn input_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+    let state = &mut *cx.state;
+    let label = ui.label("Text");
+    let edited = ui
+        .add(
+            egui::TextEdit::multiline(&mut state.text)
+                .desired_rows(5)
+                .desired_width(f32::INFINITY)
+                .id_salt("input-text"),
+        )
+        .labelled_by(label.id)
+        .changed();
+    if edited {
+        // Typing replaces a token file's tokens or ids by the text.
+        state.tokens = None;
+        state.token_ids = None;
+    }
+    if let Some(ids) = &state.token_ids {
+        ui.label(format!(
+            "{} token ids from a file, run as they are",
+            ids.len()
+        ));
+    } else if let Some(tokens) = &state.tokens {
+        ui.label(format!(
+            "{} tokens from a file, run as they are",
+            tokens.len()
+        ));
+    }
+    let mut open = false;
+    ui.horizontal(|ui| {
+        if state.model_dir.is_some() {
+            // A checkpoint always tokenizes with its own tokenizer.json.
+            ui.label("Tokenizer: the model folder's tokenizer.json");
+        } else {
+            egui::ComboBox::from_label("Tokenizer")
+                .selected_text(state.tokenizer.name())
+                .show_ui(ui, |ui| {
+                    for t in DemoTokenizer::ALL {
+                        ui.selectable_value(&mut state.tokenizer, t, t.name());
+                    }
+                });
+        }
+        open = ui.button("Open file…").clicked();
+    });
+    if open {
+        cx.request(Request::Dialog(DialogPurpose::OpenFile));
+    }
+}
+
+/// The mask spec with its shortcuts, and the score scale.
+fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+    ui.heading("Run options");
+    let state = &mut *cx.state;
+    ui.horizontal(|ui| {
+        let label = ui.label("Mask");
+        ui.text_edit_singleline(&mut state.mask_text)
+            .labelled_by(label.id);
+    });
+    // What the run on screen really applied: the architecture adds its causal mask and
+    // Mistral its sliding window to the typed spec.
+    if let Some(applied) = cx.applied_mask
+        && MaskSpec::parse(&state.mask_text)
+            .map(|m| m.to_string())
+            .ok()
+            .as_deref()
+            != Some(applied)
+    {
+        ui.label(format!("applied: {applied}"));
+    }
+    ui.horizontal_wrapped(|ui| {
+        for part in [
+            "none",
+            "causal",
+            "padding",
+            "window:3",
+            "strided:4",
+            "block:8",
+            "global:0",
+        ] {
+            if ui.small_button(part).clicked() {
+                state.mask_text = match (part, state.mask_text.trim()) {
+                    ("none", _) | (_, "none" | "") => part.to_owned(),
+                    (_, current) => format!("{current}+{part}"),
+                };
+            }
+        }
+    });
+    ui.label("Right-click a heatmap cell to drop it, its key or its query.");
+    let mut temperature = match state.scale {
+        ScoreScale::Temperature(t) => Some(t),
+        _ => None,
+    };
+    egui::ComboBox::from_label("Score scale")
+        .selected_text(match state.scale {
+            ScoreScale::InvSqrtDHead => "1/√d_head",
+            ScoreScale::None => "none",
+            ScoreScale::Temperature(_) => "temperature",
+        })
+        .show_ui(ui, |ui| {
+            ui.selectable_value(&mut state.scale, ScoreScale::InvSqrtDHead, "1/√d_head");
+            ui.selectable_value(&mut state.scale, ScoreScale::None, "none");
+            if ui
+                .selectable_label(temperature.is_some(), "temperature")
+                .clicked()
+                && temperature.is_none()
+            {
+                temperature = Some(1.0);
+                state.scale = ScoreScale::Temperature(1.0);
+            }
+        });
+    if let Some(mut t) = temperature
+        && ui
+            .add(
+                egui::Slider::new(&mut t, 0.05..=10.0)
+                    .logarithmic(true)
+                    .text("temperature"),
+            )
+            .changed()
+    {
+        state.scale = ScoreScale::Temperature(t);
+    }
+}

@@ -1,0 +1,42 @@
+//! The menu bar: File (open, save, exports) and View (theme).
+
+use crate::app::state::Theme;
+use crate::app::view::{DialogPurpose, Request, View, ViewCx};
+
+/// The menu bar.
+#[derive(Default)]
+pub struct Menu;
+
+impl View for Menu {
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+        egui::MenuBar::new().ui(ui, |ui| {
+            ui.menu_button("File", |ui| {
+                let has_run = cx.run.is_some();
+                if ui.button("Open file…  (Ctrl+O)").clicked() {
+                    cx.request(Request::Dialog(DialogPurpose::OpenFile));
+                }
+                if ui.button("Save session…  (Ctrl+S)").clicked() {
+                    cx.request(Request::Dialog(DialogPurpose::SaveSession));
+                }
+                ui.separator();
+                let exports = [
+                    ("Export PNG…  (Ctrl+E)", DialogPurpose::ExportPng),
+                    ("Export all heads…", DialogPurpose::ExportAllHeads),
+                    ("Export JSON/NPY…", DialogPurpose::ExportTensors),
+                ];
+                for (label, purpose) in exports {
+                    if ui.add_enabled(has_run, egui::Button::new(label)).clicked() {
+                        cx.request(Request::Dialog(purpose));
+                    }
+                }
+            });
+            ui.menu_button("View", |ui| {
+                for (theme, label) in [(Theme::Dark, "Dark theme"), (Theme::Light, "Light theme")] {
+                    if ui.radio(cx.state.theme == theme, label).clicked() {
+                        cx.state.theme = theme;
+                    }
+                }
+            });
+        });
+    }
+}

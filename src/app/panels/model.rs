@@ -1,0 +1,120 @@
+//! The side panel's "Model" section: the model picker, the checkpoint's architecture, or the
+//! demo model's settings.
+
+use crate::app::theme;
+use crate::app::view::{DialogPurpose, Request, View, ViewCx};
+use crate::engine::NormPlacement;
+use crate::model::DemoPositional;
+use std::path::PathBuf;
+
+/// The "Model" section.
+#[derive(Default)]
+pub struct ModelPanel;
+
+impl View for ModelPanel {
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+        ui.heading("Model");
+        let current = cx
+            .state
+            .model_dir
+            .as_ref()
+            .map_or("demo (built in)".to_owned(), |d| d.display().to_string());
+        let mut chosen: Option<Option<PathBuf>> = None;
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("model")
+                .selected_text(current)
+                .width(200.0)
+                .show_ui(ui, |ui| {
+                    if ui
+                        .selectable_label(cx.state.model_dir.is_none(), "demo (built in)")
+                        .clicked()
+                    {
+                        chosen = Some(None);
+                    }
+                    for dir in &cx.state.recent_models {
+                        let on = cx.state.model_dir.as_ref() == Some(dir);
+                        if ui.selectable_label(on, dir.display().to_string()).clicked() {
+                            chosen = Some(Some(dir.clone()));
+                        }
+                    }
+                });
+            if ui.button("Open model folder…").clicked() {
+                cx.request(Request::Dialog(DialogPurpose::OpenModel));
+            }
+        });
+        match chosen {
+            Some(Some(dir)) => cx.request(Request::OpenModel(dir)),
+            Some(None) => cx.request(Request::UseDemo),
+            None => {}
+        }
+        if cx.state.model_dir.is_some() {
+            match cx.model_info {
+                Some(info) if cx.model_loaded() => {
+                    egui::Grid::new("model-info").num_columns(2).show(ui, |ui| {
+                        let rows = [
+                            ("architecture", info.architecture.clone()),
+                            ("layers", info.layers.to_string()),
+                            ("heads", info.heads.to_string()),
+                            ("KV heads", kv_heads_text(info.heads, info.kv_heads)),
+                            ("d_model", info.d_model.to_string()),
+                            ("parameters", info.params.to_string()),
+                            ("dtype", info.dtype.clone()),
+                            (
+                                "positions",
+                                format!("{}, max {}", info.positional, info.max_positions),
+                            ),
+                        ];
+                        for (k, v) in rows {
+                            ui.label(k);
+                            ui.label(v);
+                            ui.end_row();
+                        }
+                    });
+                }
+                _ => {
+                    ui.horizontal(|ui| {
+                        ui.spinner();
+                        ui.label("loading the model…");
+                    });
+                }
+            }
+            return;
+        }
+        let mut demo = cx.state.demo;
+        ui.add(egui::Slider::new(&mut demo.layers, 1..=24).text("layers"));
+        ui.add(egui::Slider::new(&mut demo.heads, 1..=32).text("heads"));
+        ui.add(egui::Slider::new(&mut demo.d_model, 8..=1024).text("d_model"));
+        egui::ComboBox::from_label("Positional encoding")
+            .selected_text(demo.positional.name())
+            .show_ui(ui, |ui| {
+                for p in DemoPositional::ALL {
+                    ui.selectable_value(&mut demo.positional, p, p.name());
+                }
+            });
+        egui::ComboBox::from_label("LayerNorm")
+            .selected_text(demo.norm.name())
+            .show_ui(ui, |ui| {
+                for p in NormPlacement::ALL {
+                    ui.selectable_value(&mut demo.norm, p, p.name());
+                }
+            });
+        match demo.validate() {
+            Ok(()) => cx.state.demo = demo,
+            Err(e) => {
+                ui.colored_label(theme::error_color(ui.visuals().dark_mode), e.to_string());
+            }
+        }
+    }
+}
+
+/// The info panel's "KV heads" entry: how many, and how they are shared.
+fn kv_heads_text(heads: usize, kv_heads: usize) -> String {
+    match kv_heads {
+        k if k == heads => format!("{k} (one per head)"),
+        1 => format!("1 (shared by all {heads} heads)"),
+        k if k > 0 && heads.is_multiple_of(k) => {
+            format!("{k} (groups of {} query heads)", heads / k)
+        }
+        k => k.to_string(),
+    }
+}

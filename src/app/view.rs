@@ -1,0 +1,143 @@
+//! What a panel sees: the [`View`] trait, the [`ViewCx`] it draws with, and the [`Request`]s it
+//! hands back to the controller.
+//!
+//! Panels change the persisted [`AppState`] directly (a slider is a field); everything else the
+//! controller owns (files, the worker, dialogs, errors) they only read here and change by
+//! pushing a [`Request`], which [`super::AttnApp`] carries out after the frame is drawn.
+
+use super::state::AppState;
+use super::worker::{JobKey, LoadStatus, Progress};
+use crate::engine::AttentionRun;
+use crate::io::ModelMeta;
+use crate::model::ModelInfo;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// What a file dialog was opened for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialogPurpose {
+    /// Open a text, token, attention or session file.
+    OpenFile,
+    /// Save the session.
+    SaveSession,
+    /// Export the current view as PNG.
+    ExportPng,
+    /// Export every head into a folder.
+    ExportAllHeads,
+    /// Export the tensors as JSON or NPY.
+    ExportTensors,
+    /// Open a Hugging Face checkpoint folder.
+    OpenModel,
+}
+
+/// Attention opened from a file rather than computed.
+pub struct ExternalRun {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The maps and tokens.
+    pub run: Arc<AttentionRun>,
+    /// The model the file names.
+    pub meta: ModelMeta,
+    /// The mask the file says was applied.
+    pub mask: String,
+}
+
+/// Something a panel asks the controller to do once the frame is drawn.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// Ask for a path (system or in-app dialog).
+    Dialog(DialogPurpose),
+    /// Switch to a checkpoint folder.
+    OpenModel(PathBuf),
+    /// Switch to the built-in demo model.
+    UseDemo,
+    /// Leave the opened attention file and show the computed run again.
+    LeaveFile,
+    /// Stop the checkpoint load in progress.
+    CancelLoad,
+    /// Stop the running forward pass.
+    CancelRun,
+    /// Stop the export of all heads.
+    CancelExport,
+    /// Hide the error.
+    DismissError,
+}
+
+/// The state of the background work, for the status bar.
+#[derive(Clone, Debug, Default)]
+pub struct JobsStatus {
+    /// A requested run has not arrived yet.
+    pub busy: bool,
+    /// The run has taken long enough to show progress and a cancel button.
+    pub slow: bool,
+    /// Layers done in the running forward pass.
+    pub progress: Progress,
+    /// The checkpoint load in progress (not cancelled).
+    pub loading: Option<LoadStatus>,
+    /// PNGs written and total, while all heads export.
+    pub export: Option<(usize, usize)>,
+}
+
+/// What a panel may read and change.
+pub struct ViewCx<'a> {
+    /// The user's settings.
+    pub state: &'a mut AppState,
+    /// The run on screen (an opened attention file's, else the computed one).
+    pub run: Option<Arc<AttentionRun>>,
+    /// The labels of `run`'s tokens.
+    pub labels: Arc<Vec<String>>,
+    /// Per key/value head, the query heads sharing it (empty when unknown).
+    pub kv_groups: Vec<Vec<usize>>,
+    /// The attention file on screen, if any.
+    pub external: Option<&'a ExternalRun>,
+    /// The computed run on screen with the settings that made it.
+    pub current: Option<&'a JobKey>,
+    /// The architecture of the checkpoint on screen, once it has run.
+    pub model_info: Option<&'a ModelInfo>,
+    /// Layers and heads of what is shown; `None` while a checkpoint's size is unknown.
+    pub layers_heads: Option<(usize, usize)>,
+    /// The mask the run on screen applied.
+    pub applied_mask: Option<&'a str>,
+    /// The error on screen.
+    pub error: Option<&'a str>,
+    /// A short confirmation.
+    pub notice: Option<&'a str>,
+    /// How the run on screen was obtained ("computed in X ms" or "cached").
+    pub run_note: Option<String>,
+    /// The background work.
+    pub jobs: JobsStatus,
+    /// What the panels asked for this frame.
+    pub requests: Vec<Request>,
+}
+
+impl ViewCx<'_> {
+    /// Asks the controller to do `request` after this frame.
+    pub fn request(&mut self, request: Request) {
+        if !self.requests.contains(&request) {
+            self.requests.push(request);
+        }
+    }
+
+    /// The checkpoint on screen has run (its info is known), rather than still loading.
+    pub fn model_loaded(&self) -> bool {
+        self.state.model_dir.is_some()
+            && self
+                .current
+                .is_some_and(|k| k.model_dir == self.state.model_dir)
+            && self.model_info.is_some()
+    }
+}
+
+/// A panel or view: draws into `ui`, reading and changing what `cx` offers.
+pub trait View {
+    /// Draws the panel for one frame.
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>);
+}
+
+/// The last component of a model folder, for short messages.
+pub fn folder_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
