@@ -312,6 +312,7 @@ fn changed_state() -> AppState {
         model_dir: Some(fixture_dir("bert")),
         recent_models: vec![fixture_dir("bert"), PathBuf::from("/models/b")],
         mask_text: "causal+window:3".to_owned(),
+        truncate: true,
         scale: ScoreScale::Temperature(2.5),
         view: ViewKind::HeadView,
         layer_idx: 3,
@@ -344,6 +345,7 @@ fn a_session_round_trip_restores_every_setting() {
         model_dir,
         recent_models,
         mask_text,
+        truncate,
         scale,
         view,
         layer_idx,
@@ -370,6 +372,7 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*model_dir, d.model_dir);
     assert_ne!(*recent_models, d.recent_models);
     assert_ne!(*mask_text, d.mask_text);
+    assert_ne!(*truncate, d.truncate);
     assert_ne!(*scale, d.scale);
     assert_ne!(*view, d.view);
     assert_ne!(*layer_idx, d.layer_idx);
@@ -871,3 +874,6 @@ mod dialog;
 
 #[path = "app/pixel_path.rs"]
 mod pixel_path;
+
+#[path = "app/state.rs"]
+mod state;

@@ -3,7 +3,7 @@
 
 use super::file_dialog::{DialogBackend, DialogMode, DialogRequest};
 use super::view::{DialogPurpose, ExternalRun};
-use super::{AppState, AttnApp, export};
+use super::{AppState, AttnApp, ErrorCause, export};
 use crate::io::{self, InputFile, ModelMeta};
 use std::path::Path;
 use std::sync::Arc;
@@ -32,7 +32,7 @@ impl AttnApp {
                 // Token strings and ids run as they are, as `attnviz export` runs them.
                 self.external = None;
                 self.state.set_input(input);
-                self.error = None;
+                self.clear_error(ErrorCause::File);
             }
             Ok(InputFile::Attention(file)) => {
                 let (run, meta) = crate::pipeline::from_attention_file(*file);
@@ -46,10 +46,10 @@ impl AttnApp {
                     meta,
                     mask: run.mask,
                 });
-                self.error = None;
+                self.clear_error(ErrorCause::File);
             }
             Ok(InputFile::Session(value)) => self.apply_session(path, value),
-            Err(e) => self.error = Some(e.to_string()),
+            Err(e) => self.report(ErrorCause::File, e.to_string()),
         }
     }
 
@@ -58,7 +58,7 @@ impl AttnApp {
         let fields = match io::session_fields(path, value) {
             Ok(f) => f,
             Err(e) => {
-                self.error = Some(e.to_string());
+                self.report(ErrorCause::File, e.to_string());
                 return;
             }
         };
@@ -69,9 +69,12 @@ impl AttnApp {
                 self.previous_model_dir = None;
                 self.external = None;
                 self.session_path = Some(path.to_owned());
-                self.error = None;
+                self.clear_error(ErrorCause::File);
             }
-            Err(e) => self.error = Some(format!("not a valid session ({e}) in {}", path.display())),
+            Err(e) => self.report(
+                ErrorCause::File,
+                format!("not a valid session ({e}) in {}", path.display()),
+            ),
         }
     }
 
@@ -80,7 +83,10 @@ impl AttnApp {
         let mut value = match serde_json::to_value(&self.state) {
             Ok(v) => v,
             Err(e) => {
-                self.error = Some(format!("cannot serialise the session: {e}"));
+                self.report(
+                    ErrorCause::Other,
+                    format!("cannot serialise the session: {e}"),
+                );
                 return;
             }
         };
@@ -97,8 +103,9 @@ impl AttnApp {
             Ok(()) => {
                 self.session_path = Some(path.to_owned());
                 self.notice = Some(format!("saved {}", path.display()));
+                self.clear_error(ErrorCause::File);
             }
-            Err(e) => self.error = Some(e.to_string()),
+            Err(e) => self.report(ErrorCause::File, e.to_string()),
         }
     }
 
@@ -109,19 +116,19 @@ impl AttnApp {
             DialogPurpose::SaveSession => self.save_session(path),
             DialogPurpose::ExportPng => {
                 let Some(run) = self.shown_run().cloned() else {
-                    self.error = Some("nothing to export yet".to_owned());
+                    self.report(ErrorCause::File, "nothing to export yet");
                     return;
                 };
                 let vocab = self.shown_vocab_style();
                 let name = self.model_meta().name;
                 match export::export_png(path, &run, &self.state, &name, &vocab) {
-                    Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
-                    Err(e) => self.error = Some(e),
+                    Ok(()) => self.wrote(path),
+                    Err(e) => self.report(ErrorCause::File, e),
                 }
             }
             DialogPurpose::ExportTensors => {
                 let Some(run) = self.shown_run().cloned() else {
-                    self.error = Some("nothing to export yet".to_owned());
+                    self.report(ErrorCause::File, "nothing to export yet");
                     return;
                 };
                 // The mask that was applied, not the one typed: a GPT-2 run says `causal`.
@@ -133,8 +140,8 @@ impl AttnApp {
                         .unwrap_or_else(|| "none".to_owned()),
                 };
                 match export::export_tensors(path, &run, &self.model_meta(), &mask) {
-                    Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
-                    Err(e) => self.error = Some(e),
+                    Ok(()) => self.wrote(path),
+                    Err(e) => self.report(ErrorCause::File, e),
                 }
             }
             DialogPurpose::ExportAllHeads => self.start_export_all(path),
@@ -208,5 +215,11 @@ impl AttnApp {
             .filter(|p| p.is_dir())
             .map(Path::to_path_buf);
         request
+    }
+
+    /// Says that `path` was written; an earlier file error no longer applies.
+    fn wrote(&mut self, path: &Path) {
+        self.notice = Some(format!("wrote {}", path.display()));
+        self.clear_error(ErrorCause::File);
     }
 }

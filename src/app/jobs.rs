@@ -3,8 +3,8 @@
 //! screenshot of `--screenshot`.
 
 use super::file_dialog::{DialogRequest, InAppDialog, InAppOutcome, SystemOutcome};
-use super::view::{DialogPurpose, JobsStatus, folder_name};
-use super::{AttnApp, export, worker};
+use super::view::{DialogPurpose, JobsStatus, RunFailure, folder_name};
+use super::{AttnApp, ErrorCause, export, worker};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
@@ -53,13 +53,16 @@ impl AttnApp {
         let key = match self.state.job_key() {
             Ok(k) => k,
             Err(e) => {
-                self.error = Some(e);
+                self.report(ErrorCause::Settings, e);
                 return;
             }
         };
+        // The settings can run again: their error is stale even if nothing new runs.
+        self.clear_error(ErrorCause::Settings);
         if self.requested.as_ref().is_some_and(|(_, k)| *k == key) {
             return;
         }
+        self.run_failed = None;
         if let Some((_, run, mask)) = self.cache.iter().find(|(k, _, _)| *k == key) {
             // Nothing is submitted, so stop a load of another model here.
             if let Some(w) = &self.worker {
@@ -67,8 +70,13 @@ impl AttnApp {
             }
             self.current = Some((key.clone(), run.clone()));
             self.current_mask = Some(mask.clone());
+            self.shown_compute_ms = Some(None);
+            if key.model_dir != self.model_info_dir {
+                // Another model is on screen: a failed folder's error no longer applies.
+                self.clear_error(ErrorCause::Model);
+            }
             self.requested = Some((0, key));
-            self.error = None;
+            self.clear_error(ErrorCause::Run);
             return;
         }
         if let Some(worker) = self.worker.as_mut() {
@@ -79,10 +87,7 @@ impl AttnApp {
     }
 
     pub(super) fn receive(&mut self) {
-        let Some(worker) = self.worker.as_ref() else {
-            return;
-        };
-        while let Some(result) = worker.poll() {
+        while let Some(result) = self.worker.as_ref().and_then(worker::Worker::poll) {
             let wanted = self
                 .requested
                 .as_ref()
@@ -90,8 +95,13 @@ impl AttnApp {
             if !wanted {
                 continue;
             }
-            self.last_compute_ms = Some(result.compute_ms);
             if result.outcome.is_ok() {
+                self.shown_compute_ms = Some(Some(result.compute_ms));
+                if result.key.model_dir != self.model_info_dir {
+                    // Another model ran: a failed folder's error no longer applies.
+                    self.clear_error(ErrorCause::Model);
+                }
+                self.model_info_dir = result.key.model_dir.clone();
                 self.model_info = result.info.clone();
                 self.previous_model_dir = None;
                 if let Some(dir) = &result.key.model_dir {
@@ -124,7 +134,7 @@ impl AttnApp {
                     self.current = Some((result.key, run));
                     self.current_mask = Some(result.mask);
                     self.state.selected_queries.retain(|&q| q < n);
-                    self.error = None;
+                    self.clear_error(ErrorCause::Run);
                 }
                 Err(e) => {
                     // A model folder that fails to load gives way to the previous model.
@@ -133,13 +143,23 @@ impl AttnApp {
                         && result.key.model_dir == self.state.model_dir
                     {
                         self.state.model_dir = previous;
-                        // The previous run is still on screen: mark it as the one asked for,
-                        // so that the error stays visible instead of being cleared by a rerun.
-                        if let Ok(key) = self.state.job_key() {
-                            self.requested = Some((0, key));
-                        }
+                        // The previous run is still on screen: mark it as the one asked for.
+                        // Without one (the app started on this folder), the previous model
+                        // runs; either way the error stays until another model runs.
+                        self.requested = self
+                            .state
+                            .job_key()
+                            .ok()
+                            .filter(|k| self.current.as_ref().is_some_and(|(c, _)| c == k))
+                            .map(|k| (0, k));
+                        self.report(ErrorCause::Model, e);
+                    } else {
+                        self.run_failed = Some(RunFailure {
+                            message: e.clone(),
+                            limit: result.too_long,
+                        });
+                        self.report(ErrorCause::Run, e);
                     }
-                    self.error = Some(e);
                 }
             }
         }
@@ -166,7 +186,12 @@ impl AttnApp {
         if let Some(w) = self.worker.as_mut() {
             w.cancel();
         }
-        self.error = Some("cancelled; change a setting to compute again".to_owned());
+        let message = "cancelled; change a setting to compute again";
+        self.run_failed = Some(RunFailure {
+            message: message.to_owned(),
+            limit: None,
+        });
+        self.report(ErrorCause::Run, message);
     }
 
     /// The checkpoint load in progress on the worker, if any (also a cancelled one that has not
@@ -206,7 +231,7 @@ impl AttnApp {
 
     pub(super) fn start_export_all(&mut self, dir: &Path) {
         let Some(run) = self.shown_run().cloned() else {
-            self.error = Some("nothing to export yet".to_owned());
+            self.report(ErrorCause::File, "nothing to export yet");
             return;
         };
         let [layers, heads, _, _] = run.maps.shape();
@@ -232,7 +257,10 @@ impl AttnApp {
                     result: rx,
                 })
             }
-            Err(e) => self.error = Some(format!("cannot start the export thread: {e}")),
+            Err(e) => self.report(
+                ErrorCause::Other,
+                format!("cannot start the export thread: {e}"),
+            ),
         }
     }
 
@@ -316,8 +344,11 @@ impl AttnApp {
             && let Ok(result) = job.result.try_recv()
         {
             match result {
-                Ok(n) => self.notice = Some(format!("exported {n} PNGs")),
-                Err(e) => self.error = Some(e),
+                Ok(n) => {
+                    self.notice = Some(format!("exported {n} PNGs"));
+                    self.clear_error(ErrorCause::File);
+                }
+                Err(e) => self.report(ErrorCause::File, e),
             }
             self.export_job = None;
         }

@@ -14,6 +14,7 @@ mod head_view;
 mod heatmap;
 mod jobs;
 mod panels;
+mod special;
 pub mod state;
 mod theme;
 mod token_strip;
@@ -34,11 +35,28 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 pub use view::{DialogPurpose, ExternalRun};
-use view::{Request, View, ViewCx};
+use view::{Request, RunFailure, View, ViewCx};
 use worker::{JobKey, Worker};
 
 /// Key of the persisted state in eframe's storage.
 const STORAGE_KEY: &str = "attnviz_state";
+
+/// What an error on screen came from, and so what takes it away (besides "dismiss").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ErrorCause {
+    /// Opening, saving or exporting a file: gone when a file action succeeds.
+    File,
+    /// Settings that cannot run (a bad mask spec, impossible demo settings): gone once the
+    /// settings can run again.
+    Settings,
+    /// The requested run failed or was stopped: gone when a run succeeds.
+    Run,
+    /// A model folder failed to load (the previous model came back): gone when another model
+    /// runs.
+    Model,
+    /// Anything else: only "dismiss" takes it away.
+    Other,
+}
 
 /// The panels of the window.
 #[derive(Default)]
@@ -64,13 +82,22 @@ pub struct AttnApp {
     cache: Vec<(JobKey, Arc<AttentionRun>, String)>,
     /// The mask the computed run on screen applied (the user's spec plus the architecture's).
     pub current_mask: Option<String>,
-    /// The last error, shown until dismissed or replaced.
+    /// The error on screen. It stays until the user dismisses it or changes what caused it
+    /// (see [`ErrorCause`]); set only through [`AttnApp::report`].
     pub error: Option<String>,
+    /// What the error on screen came from.
+    error_cause: ErrorCause,
+    /// Why the requested run failed or stopped; nothing more arrives for it.
+    run_failed: Option<RunFailure>,
     /// A short confirmation (export done, session saved).
     pub notice: Option<String>,
-    last_compute_ms: Option<f64>,
+    /// How the run on screen was obtained: its forward time, or `None` when it came from the
+    /// cache.
+    shown_compute_ms: Option<Option<f64>>,
     /// The architecture of the model behind the current run.
     pub model_info: Option<crate::model::ModelInfo>,
+    /// The checkpoint folder of the last run that arrived (`None`: the demo).
+    model_info_dir: Option<PathBuf>,
     /// Per checkpoint folder run recently, which query heads share each key/value head.
     kv_groups: Vec<(PathBuf, Vec<Vec<usize>>)>,
     /// Per checkpoint folder run recently, how its tokenizer spells the vocabulary.
@@ -117,9 +144,12 @@ impl AttnApp {
             cache: Vec::new(),
             current_mask: None,
             error,
+            error_cause: ErrorCause::Other,
+            run_failed: None,
             notice: None,
-            last_compute_ms: None,
+            shown_compute_ms: None,
             model_info: None,
+            model_info_dir: None,
             kv_groups: Vec::new(),
             vocab_styles: Vec::new(),
             labels: None,
@@ -152,7 +182,7 @@ impl AttnApp {
                 .requested
                 .as_ref()
                 .is_some_and(|(_, k)| self.current.as_ref().is_none_or(|(c, _)| c != k))
-            && self.error.is_none()
+            && self.run_failed.is_none()
     }
 
     /// The key/value groups of the run on screen: per KV head, the query heads sharing it.
@@ -342,6 +372,7 @@ impl AttnApp {
             error: self.error.as_deref(),
             notice: self.notice.as_deref(),
             run_note,
+            run_failed: self.run_failed.as_ref().filter(|_| self.external.is_none()),
             jobs,
             requests: Vec::new(),
         }
@@ -349,8 +380,27 @@ impl AttnApp {
 
     /// How the run on screen was obtained, for the status bar.
     fn run_note(&self) -> Option<String> {
-        self.last_compute_ms
-            .map(|ms| format!("computed in {ms:.1} ms"))
+        if self.external.is_some() {
+            return None;
+        }
+        self.shown_compute_ms.map(|ms| match ms {
+            Some(ms) => format!("computed in {ms:.1} ms"),
+            None => "cached".to_owned(),
+        })
+    }
+
+    /// The app's one way to show an error: `message` stays on screen until the user dismisses
+    /// it or `cause` changes (see [`ErrorCause`]).
+    fn report(&mut self, cause: ErrorCause, message: impl Into<String>) {
+        self.error = Some(message.into());
+        self.error_cause = cause;
+    }
+
+    /// Takes the error off the screen if it came from `cause`, which has just changed.
+    fn clear_error(&mut self, cause: ErrorCause) {
+        if self.error.is_some() && self.error_cause == cause {
+            self.error = None;
+        }
     }
 
     /// Carries out what the panels asked for.
@@ -369,6 +419,7 @@ impl AttnApp {
                 Request::CancelRun => self.cancel_run(),
                 Request::CancelExport => self.cancel_export(),
                 Request::DismissError => self.error = None,
+                Request::Truncate => self.state.truncate = true,
             }
         }
     }

@@ -121,6 +121,9 @@ pub struct AppState {
     pub recent_models: Vec<std::path::PathBuf>,
     /// The mask spec, as typed (see ARCHITECTURE.md).
     pub mask_text: String,
+    /// Cut inputs longer than the model's token limit instead of failing (the CLI's
+    /// `--truncate`).
+    pub truncate: bool,
     /// Score scale.
     pub scale: ScoreScale,
     /// The central view.
@@ -166,6 +169,7 @@ impl Default for AppState {
             model_dir: None,
             recent_models: Vec::new(),
             mask_text: "none".to_owned(),
+            truncate: false,
             scale: ScoreScale::InvSqrtDHead,
             view: ViewKind::Heatmap,
             layer_idx: 0,
@@ -203,6 +207,7 @@ impl AppState {
                 scale: self.scale,
                 ..RunOptions::default()
             },
+            truncate: self.truncate,
         })
     }
 

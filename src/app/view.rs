@@ -61,6 +61,17 @@ pub enum Request {
     CancelExport,
     /// Hide the error.
     DismissError,
+    /// Cut inputs at the model's token limit from now on.
+    Truncate,
+}
+
+/// Why the requested run produced nothing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunFailure {
+    /// The message, as in the status bar.
+    pub message: String,
+    /// The model's token limit, when the input was longer.
+    pub limit: Option<usize>,
 }
 
 /// The state of the background work, for the status bar.
@@ -104,6 +115,8 @@ pub struct ViewCx<'a> {
     pub notice: Option<&'a str>,
     /// How the run on screen was obtained ("computed in X ms" or "cached").
     pub run_note: Option<String>,
+    /// Why the requested run failed, shown where the map would be.
+    pub run_failed: Option<&'a RunFailure>,
     /// The background work.
     pub jobs: JobsStatus,
     /// What the panels asked for this frame.

@@ -33,6 +33,8 @@ pub struct JobKey {
     pub model_dir: Option<PathBuf>,
     /// Mask, scale and the rest.
     pub opts: RunOptions,
+    /// Cut the input at the model's token limit instead of failing.
+    pub truncate: bool,
 }
 
 /// A finished job.
@@ -45,8 +47,10 @@ pub struct JobResult {
     pub outcome: Result<Arc<AttentionRun>, String>,
     /// The mask the run applied (the user's spec plus the architecture's), as a spec string.
     pub mask: String,
-    /// Time spent in tokenizing and the forward pass (not in loading the model).
+    /// Time spent in the forward pass (not in loading the model or tokenizing).
     pub compute_ms: f64,
+    /// The model's token limit, when the run failed because the input is longer.
+    pub too_long: Option<usize>,
     /// The architecture of the model that ran.
     pub info: Option<crate::model::ModelInfo>,
     /// Per key/value head, the query heads that share it (one group per head without GQA).
@@ -82,8 +86,9 @@ struct Job {
 enum JobError {
     /// A newer job or the user stopped it; nothing is reported.
     Cancelled,
-    /// A one-line message for the user.
-    Failed(String),
+    /// A one-line message for the user, and the model's token limit when the input exceeds
+    /// it.
+    Failed(String, Option<usize>),
 }
 
 impl From<PipelineError> for JobError {
@@ -92,7 +97,8 @@ impl From<PipelineError> for JobError {
             PipelineError::Cancelled | PipelineError::Load(LoadError::Cancelled) => {
                 JobError::Cancelled
             }
-            e => JobError::Failed(e.to_string()),
+            PipelineError::TooLong { limit, .. } => JobError::Failed(e.to_string(), Some(limit)),
+            e => JobError::Failed(e.to_string(), None),
         }
     }
 }
@@ -239,14 +245,15 @@ fn worker_loop(
         if job.id < shared.latest.load(Ordering::SeqCst) {
             continue;
         }
-        let (outcome, mask, compute_ms) = match run_job(&job, &mut model, shared, wake) {
+        let (outcome, mask, compute_ms, too_long) = match run_job(&job, &mut model, shared, wake) {
             Ok(run) => (
                 Ok(Arc::new(run.attention)),
                 run.mask,
-                run.timings.tokenize_ms + run.timings.forward_ms,
+                run.timings.forward_ms,
+                None,
             ),
             Err(JobError::Cancelled) => continue,
-            Err(JobError::Failed(e)) => (Err(e), String::new(), 0.0),
+            Err(JobError::Failed(e, limit)) => (Err(e), String::new(), 0.0, limit),
         };
         let result = JobResult {
             id: job.id,
@@ -254,6 +261,7 @@ fn worker_loop(
             outcome,
             mask,
             compute_ms,
+            too_long,
             info: model.as_ref().map(LoadedModel::info),
             kv_groups: model
                 .as_ref()
@@ -341,7 +349,7 @@ fn run_job(
         }
     }
     let Some(loaded) = model.as_mut() else {
-        return Err(JobError::Failed("no model".to_owned()));
+        return Err(JobError::Failed("no model".to_owned(), None));
     };
     loaded.set_demo_tokenizer(key.tokenizer);
     let total = loaded.info().layers;
@@ -351,6 +359,7 @@ fn run_job(
         wake();
         shared.latest.load(Ordering::SeqCst) == job.id
     };
-    let input = RunInput::new(key.input.clone());
+    let mut input = RunInput::new(key.input.clone());
+    input.truncate = key.truncate;
     Ok(pipeline::run(loaded, &input, &key.opts, &mut on_layer)?)
 }

@@ -6,7 +6,10 @@ use crate::app::head_view::HeadView;
 use crate::app::heatmap::HeatmapView;
 use crate::app::state::ViewKind;
 use crate::app::token_strip::TokenStrip;
-use crate::app::view::{View, ViewCx};
+use crate::app::view::{Request, RunFailure, View, ViewCx};
+use crate::app::{special, theme};
+use crate::engine::AttentionRun;
+use std::sync::{Arc, Weak};
 
 /// The central area and the views it switches between.
 #[derive(Default)]
@@ -19,6 +22,17 @@ pub struct Central {
     pub head_view: HeadView,
     /// The tokens, clickable to select queries.
     pub token_strip: TokenStrip,
+    /// The shown run without its special tokens, for the head view, with the run it was made
+    /// from and the original index of each kept token.
+    without_special: Option<WithoutSpecial>,
+}
+
+/// A run with its special tokens hidden (see [`special::without_special`]).
+struct WithoutSpecial {
+    /// The run it was made from.
+    from: Weak<AttentionRun>,
+    /// The filtered run, or `None` when nothing is special.
+    filtered: Option<(Arc<AttentionRun>, Arc<Vec<String>>, Vec<usize>)>,
 }
 
 impl View for Central {
@@ -28,8 +42,18 @@ impl View for Central {
                 ui.selectable_value(&mut cx.state.view, v, v.label());
             }
         });
+        if let Some(failure) = cx.run_failed {
+            // The map for these settings does not exist: say why where it would be, rather
+            // than a spinner or an older map.
+            failure_ui(ui, cx, failure);
+            return;
+        }
         let Some(run) = cx.run.clone() else {
-            ui.spinner();
+            if cx.jobs.busy || cx.jobs.loading.is_some() {
+                ui.spinner();
+            } else {
+                ui.label("no run yet");
+            }
             return;
         };
         let labels = cx.labels.clone();
@@ -38,7 +62,102 @@ impl View for Central {
         match cx.state.view {
             ViewKind::Heatmap => self.heatmap.ui(ui, &run, &labels, cx.state),
             ViewKind::Grid => self.grid.ui(ui, &run, cx.state, &cx.kv_groups),
+            ViewKind::HeadView if cx.state.hide_special => {
+                let filtered = self.without_special(&run, &labels);
+                match filtered {
+                    Some((run, labels, kept)) => {
+                        head_view_filtered(&mut self.head_view, ui, cx, &run, &labels, &kept);
+                    }
+                    None => self.head_view.ui(ui, &run, &labels, cx.state),
+                }
+            }
             ViewKind::HeadView => self.head_view.ui(ui, &run, &labels, cx.state),
         }
     }
+}
+
+impl Central {
+    /// The shown run without special tokens, made once per run.
+    fn without_special(
+        &mut self,
+        run: &Arc<AttentionRun>,
+        labels: &[String],
+    ) -> Option<(Arc<AttentionRun>, Arc<Vec<String>>, Vec<usize>)> {
+        let fresh = self
+            .without_special
+            .as_ref()
+            .is_some_and(|w| std::ptr::eq(w.from.as_ptr(), Arc::as_ptr(run)));
+        if !fresh {
+            let filtered = special::without_special(run).map(|(r, kept)| {
+                let labels = kept
+                    .iter()
+                    .map(|&i| labels.get(i).cloned().unwrap_or_default())
+                    .collect();
+                (Arc::new(r), Arc::new(labels), kept)
+            });
+            self.without_special = Some(WithoutSpecial {
+                from: Arc::downgrade(run),
+                filtered,
+            });
+        }
+        self.without_special
+            .as_ref()
+            .and_then(|w| w.filtered.clone())
+    }
+}
+
+/// The head view on a run without special tokens: selected queries are translated to the
+/// filtered run's indices and back, so the selection stays the same tokens in every view.
+fn head_view_filtered(
+    view: &mut HeadView,
+    ui: &mut egui::Ui,
+    cx: &mut ViewCx<'_>,
+    run: &Arc<AttentionRun>,
+    labels: &[String],
+    kept: &[usize],
+) {
+    let mut local = cx.state.clone();
+    local.selected_queries = cx
+        .state
+        .selected_queries
+        .iter()
+        .filter_map(|q| kept.iter().position(|k| k == q))
+        .collect();
+    let before = local.selected_queries.clone();
+    view.ui(ui, run, labels, &mut local);
+    let selection_changed = local.selected_queries != before;
+    let selected: Vec<usize> = local
+        .selected_queries
+        .iter()
+        .filter_map(|&i| kept.get(i).copied())
+        .collect();
+    local.selected_queries = if selection_changed {
+        selected
+    } else {
+        // Hidden special tokens stay selected.
+        cx.state.selected_queries.clone()
+    };
+    *cx.state = local;
+}
+
+/// Why the requested run failed, with a one-click "Truncate to the limit" when the input is
+/// longer than the model allows.
+fn failure_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, failure: &RunFailure) {
+    ui.add_space(24.0);
+    ui.vertical_centered(|ui| {
+        let dark = ui.visuals().dark_mode;
+        ui.colored_label(theme::error_color(dark), &failure.message);
+        if let Some(limit) = failure.limit {
+            ui.add_space(8.0);
+            if ui
+                .button("Truncate to the limit")
+                .on_hover_text(format!(
+                    "Keep the first {limit} tokens (the CLI's --truncate); stays on for later inputs"
+                ))
+                .clicked()
+            {
+                cx.request(Request::Truncate);
+            }
+        }
+    });
 }

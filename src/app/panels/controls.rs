@@ -7,6 +7,9 @@ use crate::app::view::{DialogPurpose, Request, View, ViewCx, folder_name};
 use crate::engine::{MaskSpec, ScoreScale};
 use crate::tokenize::DemoTokenizer;
 
+/// The text box grows with its text up to this height, then scrolls.
+const TEXT_BOX_MAX_HEIGHT: f32 = 200.0;
+
 /// The side panel.
 #[derive(Default)]
 pub struct Controls {
@@ -82,15 +85,21 @@ fn file_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, ext: &crate::app::ExternalRun
 fn input_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
     let state = &mut *cx.state;
     let label = ui.label("Text");
-    let edited = ui
-        .add(
-            egui::TextEdit::multiline(&mut state.text)
-                .desired_rows(5)
-                .desired_width(f32::INFINITY)
-                .id_salt("input-text"),
-        )
-        .labelled_by(label.id)
-        .changed();
+    // A bounded box that scrolls, so that a long text never pushes the controls off screen.
+    let edited = egui::ScrollArea::vertical()
+        .id_salt("input-text-scroll")
+        .max_height(TEXT_BOX_MAX_HEIGHT)
+        .show(ui, |ui| {
+            ui.add(
+                egui::TextEdit::multiline(&mut state.text)
+                    .desired_rows(5)
+                    .desired_width(f32::INFINITY)
+                    .id_salt("input-text"),
+            )
+            .labelled_by(label.id)
+            .changed()
+        })
+        .inner;
     if edited {
         // Typing replaces a token file's tokens or ids by the text.
         state.tokens = None;
@@ -167,6 +176,11 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         }
     });
     ui.label("Right-click a heatmap cell to drop it, its key or its query.");
+    ui.checkbox(
+        &mut state.truncate,
+        "Cut the input at the model's token limit",
+    )
+    .on_hover_text("Like the CLI's --truncate: keep the first tokens the model can take");
     let mut temperature = match state.scale {
         ScoreScale::Temperature(t) => Some(t),
         _ => None,

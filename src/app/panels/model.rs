@@ -2,10 +2,10 @@
 //! demo model's settings.
 
 use crate::app::theme;
-use crate::app::view::{DialogPurpose, Request, View, ViewCx};
+use crate::app::view::{DialogPurpose, Request, View, ViewCx, folder_name};
 use crate::engine::NormPlacement;
 use crate::model::DemoPositional;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The "Model" section.
 #[derive(Default)]
@@ -14,16 +14,21 @@ pub struct ModelPanel;
 impl View for ModelPanel {
     fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         ui.heading("Model");
-        let current = cx
-            .state
-            .model_dir
-            .as_ref()
-            .map_or("demo (built in)".to_owned(), |d| d.display().to_string());
+        // Names, not paths, so that a deep folder does not widen the panel; the full path is
+        // in the hover text.
+        let (current, current_path) = match &cx.state.model_dir {
+            Some(dir) => (model_name(cx, dir), dir.display().to_string()),
+            None => (
+                "demo (built in)".to_owned(),
+                "the built-in demo model".to_owned(),
+            ),
+        };
         let mut chosen: Option<Option<PathBuf>> = None;
         ui.horizontal(|ui| {
             egui::ComboBox::from_label("model")
                 .selected_text(current)
-                .width(200.0)
+                .width(160.0)
+                .truncate()
                 .show_ui(ui, |ui| {
                     if ui
                         .selectable_label(cx.state.model_dir.is_none(), "demo (built in)")
@@ -33,11 +38,17 @@ impl View for ModelPanel {
                     }
                     for dir in &cx.state.recent_models {
                         let on = cx.state.model_dir.as_ref() == Some(dir);
-                        if ui.selectable_label(on, dir.display().to_string()).clicked() {
+                        if ui
+                            .selectable_label(on, model_name(cx, dir))
+                            .on_hover_text(dir.display().to_string())
+                            .clicked()
+                        {
                             chosen = Some(Some(dir.clone()));
                         }
                     }
-                });
+                })
+                .response
+                .on_hover_text(current_path);
             if ui.button("Open model folder…").clicked() {
                 cx.request(Request::Dialog(DialogPurpose::OpenModel));
             }
@@ -71,11 +82,16 @@ impl View for ModelPanel {
                         }
                     });
                 }
-                _ => {
+                _ if cx.jobs.loading.is_some() || cx.jobs.busy => {
                     ui.horizontal(|ui| {
                         ui.spinner();
                         ui.label("loading the model…");
                     });
+                }
+                // Nothing loads: the model has not run yet, or the run failed (the error says
+                // why).
+                _ => {
+                    ui.label("not loaded yet");
                 }
             }
             return;
@@ -104,6 +120,24 @@ impl View for ModelPanel {
                 ui.colored_label(theme::error_color(ui.visuals().dark_mode), e.to_string());
             }
         }
+    }
+}
+
+/// A model folder's name: the loaded model's own name (from its config) when `dir` is the
+/// model on screen, else a short name made from the folder (its parent's name when the folder
+/// itself is called `model`).
+fn model_name(cx: &ViewCx<'_>, dir: &Path) -> String {
+    if let Some(info) = cx.model_info
+        && cx.model_loaded()
+        && cx.state.model_dir.as_deref() == Some(dir)
+        && !info.name.is_empty()
+    {
+        return info.name.clone();
+    }
+    let name = folder_name(dir);
+    match dir.parent().filter(|_| name == "model") {
+        Some(parent) if parent.file_name().is_some() => folder_name(parent),
+        _ => name,
     }
 }
 

@@ -1,0 +1,244 @@
+//! The app's state tells the truth: errors stay until dismissed or fixed, a too-long input
+//! says so where the map would be (with a one-click truncate), a stale mask error goes, the
+//! run time describes the run on screen, "hide special tokens" reaches the head view, a long
+//! text does not push the controls away, and the model picker shows a name, not a path.
+
+use super::*;
+use egui_kittest::kittest::NodeT;
+
+/// Steps the harness (sleeping a little between steps) for about `ms` milliseconds.
+fn run_for(harness: &mut Harness<'_, AttnApp>, ms: u64) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(ms) {
+        harness.step();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_bad_file_error_outlives_the_next_runs_until_another_file_opens() {
+    let dir = scratch("sticky-error");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"text": "never closed"#).unwrap();
+    // `attnviz bad.json`: the file is opened before the first run has arrived.
+    let mut harness = app_harness(AppState::default());
+    harness.state_mut().open_file(&bad);
+    step_until(&mut harness, "the first run", |h| {
+        h.state().shown_run().is_some() && !h.state().busy()
+    });
+    run_for(&mut harness, 300);
+    let error = harness
+        .state()
+        .error
+        .clone()
+        .expect("the error is still shown");
+    assert!(error.contains("bad.json"), "{error}");
+    assert!(harness.query_by_label_contains("bad.json").is_some());
+
+    // Another run (a new text) does not clear it either: the file is still bad.
+    retype(&mut harness, "Text", "one two three");
+    step_until(&mut harness, "the new run", |h| {
+        h.state().shown_run().is_some_and(|r| r.tokens.len() == 3) && !h.state().busy()
+    });
+    assert!(
+        harness.state().error.is_some(),
+        "a run cleared the file error"
+    );
+
+    // Opening another file is what changes the cause.
+    let good = dir.join("good.txt");
+    std::fs::write(&good, "alpha beta").unwrap();
+    harness.state_mut().open_file(&good);
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.tokens.len(), 2);
+    assert!(harness.state().error.is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_too_long_input_shows_its_error_in_place_of_the_map_and_truncates_in_one_click() {
+    // The BERT fixture takes at most 64 positions; 100 words are more than that (its small
+    // vocabulary splits them into 128 word pieces, plus [CLS] and [SEP]).
+    let words: Vec<String> = (0..100).map(|i| format!("w{}", i % 7)).collect();
+    let state = AppState {
+        model_dir: Some(fixture_dir("bert")),
+        text: words.join(" "),
+        ..AppState::default()
+    };
+    let mut harness = app_harness(state);
+    step_until(&mut harness, "the length error", |h| {
+        h.state()
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("exceed the model's limit of 64"))
+    });
+    run_for(&mut harness, 300);
+    assert!(!harness.state().busy(), "nothing is running any more");
+    // The central area says why instead of spinning, and the Model section claims no load.
+    let shown = harness.query_all_by_label_contains("exceed the model's limit of 64");
+    assert!(
+        shown.count() >= 2,
+        "the message is in the status bar and where the map would be"
+    );
+    assert!(harness.query_by_label("loading the model…").is_none());
+
+    harness.get_by_label("Truncate to the limit").click();
+    // The error stays until the truncated run has arrived.
+    step_until(&mut harness, "the truncated run", |h| {
+        h.state().shown_run().is_some() && !h.state().busy()
+    });
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.tokens.len(), 64, "cut at the limit");
+    assert!(harness.state().state.truncate);
+    assert!(harness.state().error.is_none());
+    assert!(harness.query_by_label("Truncate to the limit").is_none());
+}
+
+#[test]
+fn a_half_typed_mask_error_goes_when_the_spec_is_valid_again() {
+    let mut harness = app_harness(AppState::default());
+    wait_ready(&mut harness);
+    retype(&mut harness, "Mask", "window:");
+    harness.run();
+    let error = harness
+        .state()
+        .error
+        .clone()
+        .expect("a bad spec is reported");
+    assert!(error.contains("window:"), "{error}");
+    // Back to the spec already applied: nothing new runs, but the error must go.
+    retype(&mut harness, "Mask", "none");
+    harness.run();
+    assert_eq!(harness.state().state.mask_text, "none");
+    assert!(
+        harness.state().error.is_none(),
+        "{:?}",
+        harness.state().error
+    );
+    assert!(harness.query_by_label_contains("bad mask spec").is_none());
+}
+
+#[test]
+fn the_run_time_describes_the_run_on_screen() {
+    let mut harness = app_harness(AppState::default());
+    wait_ready(&mut harness);
+    assert!(
+        harness
+            .query_by_label_contains("computed in")
+            .is_some_and(|n| n.value().unwrap_or_default().ends_with(" ms")
+                || n.accesskit_node()
+                    .label()
+                    .unwrap_or_default()
+                    .ends_with(" ms")),
+        "a computed run gives its time"
+    );
+    retype(&mut harness, "Mask", "causal");
+    wait_ready(&mut harness);
+    // Back to the first settings: the run comes from the cache, and the status bar says so
+    // instead of repeating the causal run's time.
+    retype(&mut harness, "Mask", "none");
+    wait_ready(&mut harness);
+    assert!(harness.query_by_label("cached").is_some());
+    assert!(harness.query_by_label_contains("computed in").is_none());
+}
+
+#[test]
+fn hiding_special_tokens_applies_to_the_head_view() {
+    let state = AppState {
+        model_dir: Some(fixture_dir("bert")),
+        text: "the cat sat".to_owned(),
+        view: ViewKind::HeadView,
+        hide_special: true,
+        ..AppState::default()
+    };
+    let mut harness = app_harness(state);
+    let run = wait_ready(&mut harness);
+    let special: Vec<usize> = (0..run.tokens.len())
+        .filter(|&i| run.tokens[i].is_special)
+        .collect();
+    assert!(!special.is_empty(), "BERT adds [CLS] and [SEP]");
+    let kept = run.tokens.len() - special.len();
+    // One query button per kept token, none for [CLS] or [SEP].
+    let queries: Vec<String> = harness
+        .query_all_by_label_contains("query ")
+        .filter_map(|n| n.accesskit_node().label())
+        .filter(|l| l.starts_with("query "))
+        .collect();
+    assert_eq!(queries.len(), kept, "{queries:?}");
+    for q in &queries {
+        assert!(!q.contains("[CLS]") && !q.contains("[SEP]"), "{q}");
+    }
+    // Clicking the first shown query selects that token in the run's own numbering.
+    let first_kept = (0..run.tokens.len())
+        .find(|i| !run.tokens[*i].is_special)
+        .unwrap();
+    let first = queries
+        .iter()
+        .find(|q| q.starts_with("query 0: "))
+        .unwrap()
+        .clone();
+    harness.get_by_label(&first).click();
+    harness.run();
+    assert_eq!(harness.state().state.selected_queries, [first_kept]);
+
+    // Showing special tokens again brings their buttons back.
+    harness.state_mut().state.hide_special = false;
+    harness.run();
+    let all = harness
+        .query_all_by_label_contains("query ")
+        .filter(|n| {
+            n.accesskit_node()
+                .label()
+                .is_some_and(|l| l.starts_with("query "))
+        })
+        .count();
+    assert_eq!(all, run.tokens.len());
+}
+
+#[test]
+fn a_long_text_scrolls_in_its_box_and_leaves_the_controls_on_screen() {
+    let words: Vec<&str> = ["lorem", "ipsum", "dolor", "sit", "amet"]
+        .into_iter()
+        .cycle()
+        .take(5000)
+        .collect();
+    let state = AppState {
+        text: words.join(" "),
+        ..AppState::default()
+    };
+    let mut harness = app_harness(state);
+    // 5,000 words are more than the demo's 4,096 positions: the run fails, the UI must not.
+    run_for(&mut harness, 500);
+    // The window is 800 px high: the run options and view settings below the text box must
+    // still be inside it.
+    for label in ["Mask", "Colormap"] {
+        let rect = harness.get_by_label(label).rect();
+        assert!(rect.bottom() < 800.0, "{label} is at {rect:?}");
+    }
+    // The box starts above them: it scrolls rather than being cut or moved below.
+    let text_box = harness.get_by_label("Text").rect();
+    assert!(text_box.top() < harness.get_by_label("Mask").rect().top());
+}
+
+#[test]
+fn the_model_picker_shows_a_name_and_keeps_the_path_for_hovering() {
+    let dir = fixture_dir("bert");
+    let state = AppState {
+        model_dir: Some(dir.clone()),
+        ..AppState::default()
+    };
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+    let name = harness.state().model_info.as_ref().unwrap().name.clone();
+    let path = dir.display().to_string();
+    assert!(
+        harness.query_by_label_contains(&path).is_none(),
+        "the full path is not drawn in the panel"
+    );
+    let picker = harness.get_by_label("model");
+    assert!(
+        picker.value().is_some_and(|v| v == name) || harness.query_by_label(&name).is_some(),
+        "the picker shows {name:?}"
+    );
+    assert!(picker.rect().width() < 320.0, "{:?}", picker.rect());
+}
