@@ -27,12 +27,15 @@ pub struct Central {
     without_special: Option<WithoutSpecial>,
 }
 
+/// The filtered run, its labels, and the original index of each kept token.
+type Filtered = (Arc<AttentionRun>, Arc<Vec<String>>, Vec<usize>);
+
 /// A run with its special tokens hidden (see [`special::without_special`]).
 struct WithoutSpecial {
     /// The run it was made from.
     from: Weak<AttentionRun>,
     /// The filtered run, or `None` when nothing is special.
-    filtered: Option<(Arc<AttentionRun>, Arc<Vec<String>>, Vec<usize>)>,
+    filtered: Option<Filtered>,
 }
 
 impl View for Central {
@@ -78,11 +81,7 @@ impl View for Central {
 
 impl Central {
     /// The shown run without special tokens, made once per run.
-    fn without_special(
-        &mut self,
-        run: &Arc<AttentionRun>,
-        labels: &[String],
-    ) -> Option<(Arc<AttentionRun>, Arc<Vec<String>>, Vec<usize>)> {
+    fn without_special(&mut self, run: &Arc<AttentionRun>, labels: &[String]) -> Option<Filtered> {
         let fresh = self
             .without_special
             .as_ref()
