@@ -859,3 +859,6 @@ fn checkpoint_tokens_are_shown_with_readable_labels() {
 
 #[path = "app/pixel_path.rs"]
 mod pixel_path;
+
+#[path = "app/figures.rs"]
+mod figures;

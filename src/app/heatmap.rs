@@ -391,13 +391,16 @@ impl HeatmapView {
                 state.selected_queries = vec![q];
             }
         }
+        // One id for the clicked cell, derived from the cells' response: the context menu runs
+        // inside its own `Ui`, whose scope id differs from this one.
+        let mask_cell_id = response.id.with("mask-cell");
         if response.secondary_clicked()
             && let Some(p) = response.interact_pointer_pos()
         {
             let (r, c) = cell_at(p);
             ui.memory_mut(|m| {
                 m.data.insert_temp(
-                    ui.scope_id().with("mask-cell"),
+                    mask_cell_id,
                     (
                         kept.get(r).copied().unwrap_or(r),
                         kept.get(c).copied().unwrap_or(c),
@@ -406,10 +409,8 @@ impl HeatmapView {
             });
         }
         response.context_menu(|ui| {
-            let Some((q, k)) = ui.memory(|m| {
-                m.data
-                    .get_temp::<(usize, usize)>(ui.scope_id().with("mask-cell"))
-            }) else {
+            let Some((q, k)) = ui.memory(|m| m.data.get_temp::<(usize, usize)>(mask_cell_id))
+            else {
                 ui.label("right-click a cell");
                 return;
             };
