@@ -281,9 +281,8 @@ impl AttnApp {
                     self.error = Some("nothing to export yet".to_owned());
                     return;
                 };
-                let vocab = self.shown_vocab_style();
-                let name = self.model_meta().name;
-                match export::export_png(path, &run, &self.state, &name, &vocab) {
+                let ctx = self.figure_context(&run);
+                match export::export_png(path, &run, &self.state, &ctx) {
                     Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
                     Err(e) => self.error = Some(e),
                 }
@@ -388,6 +387,34 @@ impl AttnApp {
     }
 
     /// The labels of `run`'s tokens under the shown style, made once per run and style.
+    /// The mask the run on screen applied: the user's spec plus the architecture's causal mask.
+    fn shown_mask(&self) -> String {
+        if self.external.is_some() {
+            return "none".to_owned();
+        }
+        let causal = self.state.model_dir.is_some()
+            && self.model_info.as_ref().is_some_and(|info| info.causal);
+        self.current.as_ref().map_or("none".to_owned(), |(k, _)| {
+            crate::engine::effective_mask(&k.opts.mask, causal).to_string()
+        })
+    }
+
+    /// What an exported figure of `run` says besides its maps (labels, model, applied mask,
+    /// text, KV groups): the same as `attnviz render` gives for the same run.
+    fn figure_context(&self, run: &AttentionRun) -> crate::render::FigureContext {
+        let mut ctx = crate::render::FigureContext::from_tokens(
+            &run.tokens,
+            &self.shown_vocab_style(),
+            &self.model_meta().name,
+            &self.shown_mask(),
+        );
+        if self.external.is_none() {
+            ctx.text = self.state.text.clone();
+        }
+        ctx.kv_groups = self.shown_kv_groups();
+        ctx
+    }
+
     fn shown_labels(&mut self, run: &Arc<AttentionRun>) -> Arc<Vec<String>> {
         let style = self.shown_vocab_style();
         if let Some((r, s, labels)) = &self.labels
@@ -410,14 +437,14 @@ impl AttnApp {
         let done = Arc::new(AtomicUsize::new(0));
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (state, name, dir) = (self.state.clone(), self.model_meta().name, dir.to_owned());
-        let vocab = self.shown_vocab_style();
+        let (state, dir) = (self.state.clone(), dir.to_owned());
+        let ctx = self.figure_context(&run);
         let (done_w, cancel_w) = (done.clone(), cancel.clone());
         let spawned = std::thread::Builder::new()
             .name("attn-export".to_owned())
             .spawn(move || {
                 let _ = tx.send(export::export_all_heads(
-                    &dir, &run, &state, &name, &vocab, &done_w, &cancel_w,
+                    &dir, &run, &state, &ctx, &done_w, &cancel_w,
                 ));
             });
         match spawned {
@@ -1112,10 +1139,13 @@ impl AttnApp {
         self.token_strip.ui(ui, &run, &labels, &mut self.state);
         ui.separator();
         match self.state.view {
-            ViewKind::Heatmap => self.heatmap.ui(ui, &run, &labels, &mut self.state),
+            ViewKind::Heatmap => {
+                let mask = self.shown_mask();
+                self.heatmap.ui(ui, &run, &labels, &mask, &mut self.state);
+            }
             ViewKind::Grid => {
-                let kv_groups = self.shown_kv_groups();
-                self.grid.ui(ui, &run, &mut self.state, &kv_groups);
+                let (kv_groups, mask) = (self.shown_kv_groups(), self.shown_mask());
+                self.grid.ui(ui, &run, &mut self.state, &kv_groups, &mask);
             }
             ViewKind::HeadView => self.head_view.ui(ui, &run, &labels, &mut self.state),
         }

@@ -459,8 +459,12 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
         Some(Loaded::Checkpoint(_)) => tokenize::vocab_style_of_dir(Path::new(&args.common.model)),
         _ => tokenize::VocabStyle::Plain,
     };
-    let texts = tokenize::display_labels(&computed.tokens, &vocab);
-    let special: Vec<bool> = computed.tokens.iter().map(|t| t.is_special).collect();
+    let ctx = render::FigureContext::from_tokens(
+        &computed.tokens,
+        &vocab,
+        &computed.meta.name,
+        &computed.mask,
+    );
     let style = RenderStyle {
         colormap: args.colormap,
         scale: if args.log {
@@ -474,6 +478,7 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
             View::Grid => 96,
         }),
         labels: !args.no_labels,
+        pixel_scale: 1,
     };
     let image = match args.view {
         View::Heatmap => {
@@ -482,16 +487,9 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
                 heads,
                 hide_special: args.hide_special,
             };
-            render::view_figure(
-                &computed.maps,
-                &texts,
-                &special,
-                &computed.meta.name,
-                &spec,
-                &style,
-            )
+            render::view_figure(&computed.maps, &ctx, &spec, &style)
         }
-        View::Grid => render::grid_view_figure(&computed.maps, &computed.meta.name, &style),
+        View::Grid => render::grid_view_figure(&computed.maps, &ctx, &style),
     }
     .map_err(|e| anyhow!(e))?;
     render::write_png(&image, &args.out)?;

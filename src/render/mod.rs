@@ -31,12 +31,13 @@ pub use figure::{
 };
 pub use grid::{GridOptions, grid_figure, grid_thumb_rect, thumbnail_image};
 pub use heatmap::{
-    LOG_FLOOR_RATIO, ValueRange, ValueScale, heatmap_image, log_floor, normalize, try_heatmap_image,
+    LOG_FLOOR_RATIO, ValueRange, ValueScale, heatmap_image, heatmap_image_masked, log_floor,
+    normalize, try_heatmap_image,
 };
 pub use png::{encode_png, write_png};
-pub use pool::{heatmap_pyramid, max_pool};
+pub use pool::{heatmap_pyramid, max_pool, pool_mask};
 pub use text::embedded_font;
-pub use view::{RangeMode, RenderStyle, grid_view_figure, view_figure};
+pub use view::{FigureContext, RangeMode, RenderStyle, grid_view_figure, view_figure};
 
 /// Largest width or height, in pixels, of any image this module produces.
 pub const MAX_SIDE: u32 = 32_768;

@@ -6,9 +6,9 @@ use super::{
     heatmap_figure,
 };
 use crate::analysis::{ViewSpec, view_matrix};
-use crate::engine::AttentionMaps;
+use crate::engine::{AttentionMaps, MaskSpec};
 use image::RgbaImage;
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 /// Which value range the colours span.
@@ -58,10 +58,93 @@ pub struct RenderStyle {
     pub scale: ValueScale,
     /// Per-head or shared value range.
     pub range: RangeMode,
-    /// Pixels per cell (heatmap) or per thumbnail side (grid).
+    /// Pixels per cell (heatmap) or per thumbnail side (grid), at pixel scale 1.
     pub cell_px: u32,
     /// Title, token labels and colorbar, or just the cells.
     pub labels: bool,
+    /// Every length (cells, text, margins) times this, for high-resolution PNGs; 1 is normal.
+    pub pixel_scale: u32,
+}
+
+/// What a figure says about the run besides its maps: token labels, the model, the mask that
+/// was applied, the input text and the KV grouping. The CLI's `render` and the app's export
+/// fill it from the same run, so they draw the same figure.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FigureContext {
+    /// Display label of each token (`Token::label`), one per token.
+    pub labels: Vec<String>,
+    /// Which tokens are special (`[CLS]`, BOS, …), for "hide special tokens".
+    pub is_special: Vec<bool>,
+    /// Which tokens are padding, for a `padding` mask.
+    pub is_pad: Vec<bool>,
+    /// The model's name, for titles.
+    pub model_name: String,
+    /// The mask that was applied (the user's spec plus what the architecture adds), as spelled
+    /// in ARCHITECTURE.md; `none` or empty for none. Named in titles; its forbidden cells are
+    /// drawn in the masked colour.
+    pub mask: String,
+    /// The input text (the grid shows its start); empty when unknown.
+    pub text: String,
+    /// Per key/value head, the query heads sharing it (empty when unknown or not shared).
+    pub kv_groups: Vec<Vec<usize>>,
+}
+
+impl FigureContext {
+    /// The context of `tokens` labelled under `vocab`, with the other fields empty.
+    pub fn from_tokens(
+        tokens: &[crate::tokenize::Token],
+        vocab: &crate::tokenize::VocabStyle,
+        model_name: &str,
+        mask: &str,
+    ) -> FigureContext {
+        FigureContext {
+            labels: crate::tokenize::display_labels(tokens, vocab),
+            is_special: tokens.iter().map(|t| t.is_special).collect(),
+            is_pad: tokens.iter().map(crate::tokenize::Token::is_pad).collect(),
+            model_name: model_name.to_owned(),
+            mask: mask.to_owned(),
+            ..FigureContext::default()
+        }
+    }
+
+    /// The applied mask's spelling for titles: `None` for no mask, else the spec (cut with '…'
+    /// past [`MAX_TITLE_MASK_CHARS`] characters).
+    pub fn mask_title(&self) -> Option<String> {
+        let mask = self.mask.trim();
+        if mask.is_empty() || mask == "none" {
+            return None;
+        }
+        if mask.chars().count() <= MAX_TITLE_MASK_CHARS {
+            return Some(mask.to_owned());
+        }
+        let cut: String = mask.chars().take(MAX_TITLE_MASK_CHARS - 1).collect();
+        Some(format!("{cut}…"))
+    }
+}
+
+/// Longest mask spelling a title shows in full.
+pub const MAX_TITLE_MASK_CHARS: usize = 60;
+
+/// The cells of a `kept.len()`-square view that `mask` forbids (true = masked), for a run of
+/// `n_tokens` tokens whose padding is `is_pad`; `kept` maps view rows and columns to tokens (see
+/// `analysis::view_matrix`). Every head and layer shares the mask, so fused views share it too.
+/// `None` when the spec is `none`, masks nothing here, or does not parse or fit the tokens (a
+/// bad spec never stops a figure; the run would have refused it).
+pub fn masked_cells(
+    mask: &str,
+    n_tokens: usize,
+    is_pad: &[bool],
+    kept: &[usize],
+) -> Option<Array2<bool>> {
+    let spec = MaskSpec::parse(mask).ok()?;
+    let allowed = spec.build(n_tokens, is_pad).ok()??;
+    let masked = Array2::from_shape_fn((kept.len(), kept.len()), |(r, c)| {
+        match (kept.get(r), kept.get(c)) {
+            (Some(&q), Some(&k)) => !allowed.get((q, k)).copied().unwrap_or(true),
+            _ => false,
+        }
+    });
+    masked.iter().any(|&b| b).then_some(masked)
 }
 
 /// The value range of every map in the run.
@@ -87,22 +170,25 @@ pub fn range_for(maps: &AttentionMaps, matrix: ArrayView2<'_, f32>, mode: RangeM
     }
 }
 
-/// A heatmap figure of `spec`, titled with the selection and `model_name`.
-pub fn view_figure(
+/// The matrix of `spec`, its token indices, its labelled figure options and its masked cells:
+/// what [`view_figure`] draws and the SVG writer writes.
+pub(crate) fn view_figure_options(
     maps: &AttentionMaps,
-    tokens: &[String],
-    is_special: &[bool],
-    model_name: &str,
+    ctx: &FigureContext,
     spec: &ViewSpec,
     style: &RenderStyle,
-) -> Result<RgbaImage, String> {
-    let (matrix, kept) = view_matrix(maps, is_special, spec)?;
+) -> Result<(Array2<f32>, FigureOptions), String> {
+    let (matrix, kept) = view_matrix(maps, &ctx.is_special, spec)?;
     let labels: Vec<String> = kept
         .iter()
-        .map(|&i| tokens.get(i).cloned().unwrap_or_else(|| i.to_string()))
+        .map(|&i| ctx.labels.get(i).cloned().unwrap_or_else(|| i.to_string()))
         .collect();
+    let mut title = format!("{} · {} · {}", spec.layer, spec.heads, ctx.model_name);
+    if let Some(mask) = ctx.mask_title() {
+        title.push_str(&format!(" · mask {mask}"));
+    }
     let opts = FigureOptions {
-        title: format!("{} · {} · {}", spec.layer, spec.heads, model_name),
+        title,
         query_labels: labels.clone(),
         key_labels: labels,
         colormap: style.colormap,
@@ -110,14 +196,58 @@ pub fn view_figure(
         scale: style.scale,
         cell_px: style.cell_px,
         labels: style.labels,
+        masked: masked_cells(&ctx.mask, maps.len(), &ctx.is_pad, &kept),
+        pixel_scale: style.pixel_scale,
     };
+    Ok((matrix, opts))
+}
+
+/// A heatmap figure of `spec`, titled with the selection, the model and the applied mask, its
+/// masked cells in the masked colour.
+pub fn view_figure(
+    maps: &AttentionMaps,
+    ctx: &FigureContext,
+    spec: &ViewSpec,
+    style: &RenderStyle,
+) -> Result<RgbaImage, String> {
+    let (matrix, opts) = view_figure_options(maps, ctx, spec, style)?;
     heatmap_figure(matrix.view(), &opts).map_err(|e: RenderError| e.to_string())
 }
 
-/// Every layer × head as thumbnails.
+/// The grid's options for `maps` under `ctx` and `style`.
+pub(crate) fn grid_view_options(
+    maps: &AttentionMaps,
+    ctx: &FigureContext,
+    style: &RenderStyle,
+) -> GridOptions {
+    let [layers, heads, n, _] = maps.shape();
+    let mut title = format!("{} · {layers} layers × {heads} heads", ctx.model_name);
+    if let Some(mask) = ctx.mask_title() {
+        title.push_str(&format!(" · mask {mask}"));
+    }
+    let all: Vec<usize> = (0..n).collect();
+    GridOptions {
+        title,
+        colormap: style.colormap,
+        scale: style.scale,
+        shared_range: match style.range {
+            RangeMode::PerHead => None,
+            RangeMode::Shared => Some(shared_range(maps)),
+        },
+        thumb_px: style.cell_px,
+        labels: style.labels,
+        masked: masked_cells(&ctx.mask, n, &ctx.is_pad, &all),
+        kv_groups: ctx.kv_groups.clone(),
+        text: ctx.text.clone(),
+        pixel_scale: style.pixel_scale,
+    }
+}
+
+/// Every layer × head as thumbnails, with the title, the input's start, the KV grouping, a
+/// colorbar and the masked cells.
 pub fn grid_view_figure(
     maps: &AttentionMaps,
-    model_name: &str,
+    ctx: &FigureContext,
     style: &RenderStyle,
 ) -> Result<RgbaImage, String> {
     let [layers, heads, _, _] = maps.shape();
@@ -128,16 +258,6 @@ pub fn grid_view_figure(
         .iter()
         .map(|row| row.iter().map(|m| m.view()).collect())
         .collect();
-    let opts = GridOptions {
-        title: format!("{model_name} · {layers} layers × {heads} heads"),
-        colormap: style.colormap,
-        scale: style.scale,
-        shared_range: match style.range {
-            RangeMode::PerHead => None,
-            RangeMode::Shared => Some(shared_range(maps)),
-        },
-        thumb_px: style.cell_px,
-        labels: style.labels,
-    };
+    let opts = grid_view_options(maps, ctx, style);
     grid_figure(&views, &opts).map_err(|e| e.to_string())
 }
