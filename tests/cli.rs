@@ -451,8 +451,7 @@ fn app_export_and_cli_render_give_the_same_pixels() {
     let all = dir.join("all");
     let progress = std::sync::atomic::AtomicUsize::new(0);
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    let n =
-        export::export_all_heads(&all, &run_, &state, &ctx, &progress, &cancel).unwrap();
+    let n = export::export_all_heads(&all, &run_, &state, &ctx, &progress, &cancel).unwrap();
     assert_eq!(n, 48);
     assert!(all.join("attn_L5_H7.png").exists());
 }
@@ -508,7 +507,12 @@ fn app_export_and_cli_render_label_checkpoint_tokens_alike() {
     let (a, b) = (decode(&cli_png), decode(&app_png));
     assert!(a == b, "the app's export differs from attnviz render");
     let raw_png = dir.join("raw.png");
-    let raw = attnviz::render::FigureContext::from_tokens(&run_.tokens, &VocabStyle::Plain, &name, "causal");
+    let raw = attnviz::render::FigureContext::from_tokens(
+        &run_.tokens,
+        &VocabStyle::Plain,
+        &name,
+        "causal",
+    );
     export::export_png(&raw_png, &run_, &state, &raw).unwrap();
     assert!(
         decode(&raw_png) != a,

@@ -15,8 +15,8 @@
 use super::state::{AppState, HeadMode, ViewKind};
 use crate::engine::AttentionRun;
 use crate::model::demo::crafted_at;
-use crate::render::view::{range_for, shared_range};
 use crate::render::grid::{KvGroup, kv_column_groups};
+use crate::render::view::{range_for, shared_range};
 use crate::render::{
     Colormap, RangeMode, ValueRange, ValueScale, heatmap_image_masked, max_pool, pool_mask,
     thumbnail_image,

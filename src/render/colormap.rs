@@ -195,7 +195,10 @@ mod tests {
                 .map(|c| (0..3).map(|i| c[i].abs_diff(masked[i])).max().unwrap_or(0))
                 .min()
                 .unwrap();
-            assert!(nearest >= 40, "{cmap}: masked colour {masked:?} is {nearest} from the map");
+            assert!(
+                nearest >= 40,
+                "{cmap}: masked colour {masked:?} is {nearest} from the map"
+            );
             assert_eq!(masked[3], 255);
         }
     }

@@ -492,7 +492,14 @@ impl Layout {
         text::draw_text(img, "key", self.axis_px, kx as i64, ky as i64);
         let (qx, qy) = self.query_title;
         let mask = Mask::render("query", self.axis_px);
-        text::draw_mask(img, &mask, qx as i64, qy as i64, Orientation::Up, TEXT_COLOR);
+        text::draw_mask(
+            img,
+            &mask,
+            qx as i64,
+            qy as i64,
+            Orientation::Up,
+            TEXT_COLOR,
+        );
         let half_line = self.label_line as f64 / 2.0;
         let half_cell = self.cell as f64 / 2.0;
         for label in &self.query_labels {
@@ -922,7 +929,11 @@ mod tests {
         );
         let bottom = (layout.colorbar.bar.y + layout.colorbar.bar.h - 1) as u32;
         assert_eq!(fig.get_pixel(x, bottom).0, opts.colormap.color(0.0));
-        assert!((3..=5).contains(&layout.colorbar.ticks.len()), "{:?}", layout.colorbar.ticks);
+        assert!(
+            (3..=5).contains(&layout.colorbar.ticks.len()),
+            "{:?}",
+            layout.colorbar.ticks
+        );
     }
 
     #[test]

@@ -287,7 +287,15 @@ fn paint_thumbnail(
     );
     let src_rows = nearest_indices(pooled.nrows(), side);
     let src_cols = nearest_indices(pooled.ncols(), side);
-    paint_resampled(target, pooled.view(), masked, &src_rows, &src_cols, lut, norm);
+    paint_resampled(
+        target,
+        pooled.view(),
+        masked,
+        &src_rows,
+        &src_cols,
+        lut,
+        norm,
+    );
 }
 
 /// Where thumbnail `(layer, head)` sits in the image drawn by [`grid_figure`]
@@ -554,9 +562,27 @@ impl GridLayout {
                 self.bracket_top as i64,
             );
             let width = b.right - b.left;
-            fill_rect(img, Rect { x: b.left, y: bar_y, w: width, h: s }, ink);
+            fill_rect(
+                img,
+                Rect {
+                    x: b.left,
+                    y: bar_y,
+                    w: width,
+                    h: s,
+                },
+                ink,
+            );
             for x in [b.left, b.right.saturating_sub(s)] {
-                fill_rect(img, Rect { x, y: bar_y, w: s, h: BRACKET_H * s }, ink);
+                fill_rect(
+                    img,
+                    Rect {
+                        x,
+                        y: bar_y,
+                        w: s,
+                        h: BRACKET_H * s,
+                    },
+                    ink,
+                );
             }
         }
     }
@@ -803,5 +829,124 @@ mod tests {
             grid_figure(&maps, &opts),
             Err(RenderError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn kv_groups_put_sharing_heads_side_by_side_under_brackets() {
+        let owned = heads(1, 4, 4);
+        let maps = views(&owned, 4);
+        let opts = GridOptions {
+            thumb_px: 30,
+            kv_groups: vec![vec![0, 2], vec![1, 3]],
+            ..GridOptions::default()
+        };
+        let x = |h| grid_thumb_rect(1, 4, 0, h, &opts).0;
+        // Columns in group order: 0, 2 | 1, 3, the groups set apart by a wider gap.
+        assert!(x(0) < x(2) && x(2) < x(1) && x(1) < x(3));
+        assert_eq!(x(1) - x(2), x(2) - x(0) + GROUP_GAP as u32);
+        let img = grid_figure(&maps, &opts).unwrap();
+        // Each bracket's horizontal stroke spans its group's thumbnails: the row just above the
+        // band's bottom has ink over head 0's and head 3's columns but not between the groups.
+        let layout = GridLayout::new(1, 4, &opts, false);
+        let label_h = u64::from(text::line_height(CAPTION_PX));
+        let stroke_y = (layout.bracket_top + label_h + 2) as u32;
+        let ink = |x: u32| img.get_pixel(x, stroke_y).0[..3].iter().all(|&c| c < 110);
+        assert!(ink(x(0) + 2) && ink(x(2) + 28) && ink(x(3) + 15));
+        assert!(!ink(x(1) - 5), "the gap between groups has no stroke");
+        // The plain grid (no shared KV head, or groups that do not fit) keeps head order.
+        for kv_groups in [
+            vec![vec![0], vec![1], vec![2], vec![3]],
+            vec![vec![0, 1, 2]],
+        ] {
+            let plain = GridOptions {
+                kv_groups,
+                ..opts.clone()
+            };
+            let xs: Vec<u32> = (0..4)
+                .map(|h| grid_thumb_rect(1, 4, 0, h, &plain).0)
+                .collect();
+            assert!(xs.windows(2).all(|w| w[0] < w[1]), "{xs:?}");
+        }
+    }
+
+    #[test]
+    fn the_labelled_grid_has_a_colorbar_the_text_and_masked_cells() {
+        let n = 4;
+        let causal = Array2::from_shape_fn(
+            (n, n),
+            |(q, k)| if k <= q { 1.0 / (q + 1) as f32 } else { 0.0 },
+        );
+        let maps = vec![vec![causal.view(), causal.view()]];
+        let opts = GridOptions {
+            title: "demo".to_owned(),
+            text: "the   cat\nsat".to_owned(),
+            thumb_px: 40,
+            shared_range: Some(ValueRange::unit()),
+            masked: Some(Array2::from_shape_fn((n, n), |(q, k)| k > q)),
+            ..GridOptions::default()
+        };
+        let img = grid_figure(&maps, &opts).unwrap();
+        let layout = GridLayout::new(1, 2, &opts, true);
+        let bar = layout.colorbar.as_ref().unwrap();
+        // The gradient: the top row is the colormap's top colour, the bottom row its bottom.
+        let mid_x = (bar.bar.x + bar.bar.w / 2) as u32;
+        assert_eq!(
+            img.get_pixel(mid_x, bar.bar.y as u32).0,
+            opts.colormap.color(1.0)
+        );
+        let bottom = (bar.bar.y + bar.bar.h - 1) as u32;
+        assert_eq!(img.get_pixel(mid_x, bottom).0, opts.colormap.color(0.0));
+        let texts: Vec<&str> = bar.ticks.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts.first(), Some(&"1.00"));
+        assert_eq!(texts.last(), Some(&"0.00"));
+        // The masked legend below it, and the masked cells in both thumbnails.
+        let swatch = bar.legend.unwrap();
+        let grey = opts.colormap.masked_color();
+        assert_eq!(
+            img.get_pixel((swatch.x + 2) as u32, (swatch.y + 2) as u32)
+                .0,
+            grey
+        );
+        for head in 0..2 {
+            let (x, y, w, _) = grid_thumb_rect(1, 2, 0, head, &opts);
+            // 10 px per cell: (0, 3) masked, (3, 0) allowed.
+            assert_eq!(img.get_pixel(x + w - 5, y + 5).0, grey);
+            assert_ne!(img.get_pixel(x + 5, y + w - 5).0, grey);
+        }
+        // The text line, whitespace collapsed, quoted.
+        let (_, ty, line) = layout.text_line.as_ref().unwrap();
+        assert_eq!(line, "“the cat sat”");
+        assert!(*ty > layout.title_pos.unwrap().1);
+        // Per-head ranges: the bar says so instead of numbers.
+        let per_head = GridOptions {
+            shared_range: None,
+            ..opts.clone()
+        };
+        let layout = GridLayout::new(1, 2, &per_head, true);
+        let texts: Vec<String> = layout
+            .colorbar
+            .unwrap()
+            .ticks
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        assert_eq!(texts, ["head max", "head min"]);
+    }
+
+    #[test]
+    fn the_text_start_fits_its_width() {
+        assert_eq!(text_start("", 12.0, 500), "");
+        assert_eq!(text_start(" a  b ", 12.0, 500), "“a b”");
+        let long = "word ".repeat(200);
+        let cut = text_start(&long, 12.0, 300);
+        assert!(
+            cut.ends_with("…”") && cut.starts_with("“word word"),
+            "{cut}"
+        );
+        assert!(text::text_width(&cut, 12.0) <= 300);
+        // The longest prefix: two more characters would not fit (one may be a trimmed space).
+        let chars = cut.chars().count() - 3;
+        let longer = format!("“{}…”", &long[..chars + 2]);
+        assert!(text::text_width(&longer, 12.0) > 300, "{longer}");
     }
 }

@@ -294,7 +294,17 @@ pub fn try_heatmap_image(
     let cell = u64::from(cell_px.max(1));
     let (width, height) = checked_size(cols as u64 * cell, rows as u64 * cell)?;
     let mut img = RgbaImage::new(width, height);
-    paint_cells(&mut img, 0, 0, m, masked, colormap, range, scale, cell as usize);
+    paint_cells(
+        &mut img,
+        0,
+        0,
+        m,
+        masked,
+        colormap,
+        range,
+        scale,
+        cell as usize,
+    );
     Ok(img)
 }
 
@@ -589,8 +599,14 @@ mod tests {
         let cmap = Colormap::Viridis;
         let r = ValueRange::unit();
         for cell in [1u32, 4] {
-            let img =
-                heatmap_image_masked(m.view(), Some(masked.view()), cmap, r, ValueScale::Linear, cell);
+            let img = heatmap_image_masked(
+                m.view(),
+                Some(masked.view()),
+                cmap,
+                r,
+                ValueScale::Linear,
+                cell,
+            );
             for ((q, k), &v) in m.indexed_iter() {
                 let px = img.get_pixel(k as u32 * cell, q as u32 * cell).0;
                 if k > q {

@@ -273,7 +273,10 @@ mod tests {
         // A 2000-token causal map: each level is masked in its upper triangle, not on or below
         // the diagonal, and painted in the masked colour there.
         let n = 2000;
-        let m = Array2::from_shape_fn((n, n), |(q, k)| if k <= q { 1.0 / (q + 1) as f32 } else { 0.0 });
+        let m = Array2::from_shape_fn(
+            (n, n),
+            |(q, k)| if k <= q { 1.0 / (q + 1) as f32 } else { 0.0 },
+        );
         let masked = Array2::from_shape_fn((n, n), |(q, k)| k > q);
         let levels = heatmap_pyramid(
             m.view(),

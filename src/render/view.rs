@@ -261,3 +261,169 @@ pub fn grid_view_figure(
     let opts = grid_view_options(maps, ctx, style);
     grid_figure(&views, &opts).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{HeadSelection, LayerSelection};
+    use crate::render::figure::figure_cells_rect;
+
+    /// One layer, two heads over `n` tokens: uniform over the causally allowed keys.
+    fn causal_maps(n: usize) -> AttentionMaps {
+        let head = Array2::from_shape_fn(
+            (n, n),
+            |(q, k)| {
+                if k <= q { 1.0 / (q + 1) as f32 } else { 0.0 }
+            },
+        );
+        AttentionMaps::from_heads(1, 2, n, vec![head.clone(), head]).expect("maps")
+    }
+
+    fn context(n: usize, mask: &str) -> FigureContext {
+        FigureContext {
+            labels: (0..n).map(|i| format!("t{i}")).collect(),
+            is_special: (0..n).map(|i| i == 0).collect(),
+            is_pad: vec![false; n],
+            model_name: "demo".to_owned(),
+            mask: mask.to_owned(),
+            ..FigureContext::default()
+        }
+    }
+
+    fn style(cell_px: u32) -> RenderStyle {
+        RenderStyle {
+            colormap: Colormap::Viridis,
+            scale: ValueScale::Linear,
+            range: RangeMode::PerHead,
+            cell_px,
+            labels: true,
+            pixel_scale: 1,
+        }
+    }
+
+    #[test]
+    fn masked_cells_follow_the_spec_and_the_kept_tokens() {
+        // causal over 4 tokens: (q, k) masked when k > q.
+        let all = [0, 1, 2, 3];
+        let m = masked_cells("causal", 4, &[false; 4], &all).unwrap();
+        assert_eq!(m, Array2::from_shape_fn((4, 4), |(q, k)| k > q));
+        // Hiding token 0 keeps tokens 1..4: view cell (0, 1) is token pair (1, 2), masked.
+        let m = masked_cells("causal+drop-cells:3.1", 4, &[false; 4], &[1, 2, 3]).unwrap();
+        assert_eq!(
+            m,
+            ndarray::array![
+                [false, true, true],
+                [false, false, true],
+                [true, false, false]
+            ]
+        );
+        // Padding keys (token 2 is [PAD]) are masked in every row.
+        let m = masked_cells("padding", 3, &[false, false, true], &[0, 1, 2]).unwrap();
+        assert!((0..3).all(|q| m[(q, 2)]) && !m[(0, 1)]);
+        // No mask, a mask that forbids nothing, a bad spec or out-of-range indices: nothing.
+        assert_eq!(masked_cells("none", 4, &[false; 4], &all), None);
+        assert_eq!(masked_cells("window:9", 4, &[false; 4], &all), None);
+        assert_eq!(masked_cells("window:", 4, &[false; 4], &all), None);
+        assert_eq!(masked_cells("drop-keys:7", 4, &[false; 4], &all), None);
+    }
+
+    #[test]
+    fn the_view_figure_names_the_mask_and_paints_its_cells() {
+        let n = 5;
+        let maps = causal_maps(n);
+        let spec = ViewSpec {
+            layer: LayerSelection::One(0),
+            heads: HeadSelection::Mean,
+            hide_special: false,
+        };
+        let ctx = context(n, "causal");
+        let (_, opts) = view_figure_options(&maps, &ctx, &spec, &style(10)).unwrap();
+        assert_eq!(opts.title, "layer 0 · mean of heads · demo · mask causal");
+        let fig = view_figure(&maps, &ctx, &spec, &style(10)).unwrap();
+        let (x, y, _, _) = figure_cells_rect(n, n, &opts);
+        let grey = Colormap::Viridis.masked_color();
+        for q in 0..n as u32 {
+            for k in 0..n as u32 {
+                let px = fig.get_pixel(x + k * 10 + 5, y + q * 10 + 5).0;
+                assert_eq!(px == grey, k > q, "cell ({q}, {k})");
+            }
+        }
+        // The legend's swatch sits below the colorbar, in the masked colour.
+        let layout = crate::render::figure::Layout::new(n, n, &opts);
+        let swatch = layout.colorbar.legend.expect("a legend entry");
+        let centre = (
+            (swatch.x + swatch.w / 2) as u32,
+            (swatch.y + swatch.h / 2) as u32,
+        );
+        assert_eq!(fig.get_pixel(centre.0, centre.1).0, grey);
+        assert!(swatch.y > layout.colorbar.bar.y + layout.colorbar.bar.h);
+
+        // Without a mask: no legend, no masked colour anywhere, no mask in the title.
+        let plain = context(n, "none");
+        let (_, opts) = view_figure_options(&maps, &plain, &spec, &style(10)).unwrap();
+        assert_eq!(opts.title, "layer 0 · mean of heads · demo");
+        assert!(
+            crate::render::figure::Layout::new(n, n, &opts)
+                .colorbar
+                .legend
+                .is_none()
+        );
+        let fig = view_figure(&maps, &plain, &spec, &style(10)).unwrap();
+        let cells = image::imageops::crop_imm(&fig, x, y, 50, 50).to_image();
+        assert!(cells.pixels().all(|p| p.0 != grey));
+        assert_eq!(fig.get_pixel(x + 45, y + 5).0, Colormap::Viridis.color(0.0));
+    }
+
+    #[test]
+    fn long_masks_are_cut_in_titles() {
+        let cells: Vec<String> = (0..40).map(|i| format!("{i}.{i}")).collect();
+        let ctx = context(3, &format!("causal+drop-cells:{}", cells.join(",")));
+        let title = ctx.mask_title().unwrap();
+        assert_eq!(title.chars().count(), MAX_TITLE_MASK_CHARS);
+        assert!(title.starts_with("causal+drop-cells:0.0,1.1") && title.ends_with('…'));
+    }
+
+    #[test]
+    fn pixel_scale_two_doubles_every_length() {
+        let n = 6;
+        let maps = causal_maps(n);
+        let spec = ViewSpec {
+            layer: LayerSelection::One(0),
+            heads: HeadSelection::Head(1),
+            hide_special: false,
+        };
+        let ctx = context(n, "causal");
+        let one = view_figure(&maps, &ctx, &spec, &style(12)).unwrap();
+        let two_style = RenderStyle {
+            pixel_scale: 2,
+            ..style(12)
+        };
+        let two = view_figure(&maps, &ctx, &spec, &two_style).unwrap();
+        // Text is rasterised at twice the size, so sizes are within a few pixels of double.
+        assert!(
+            two.width().abs_diff(2 * one.width()) <= 4,
+            "{} vs {}",
+            two.width(),
+            one.width()
+        );
+        assert!(two.height().abs_diff(2 * one.height()) <= 4);
+        let (_, opts2) = view_figure_options(&maps, &ctx, &spec, &two_style).unwrap();
+        let (x, y, w, h) = figure_cells_rect(n, n, &opts2);
+        assert_eq!((w, h), (6 * 24, 6 * 24));
+        // Each cell is a 24-pixel block of the 1x figure's colour.
+        let (_, opts1) = view_figure_options(&maps, &ctx, &spec, &style(12)).unwrap();
+        let (x1, y1, _, _) = figure_cells_rect(n, n, &opts1);
+        for (q, k) in [(0, 0), (3, 1), (1, 4), (5, 5)] {
+            let a = one.get_pixel(x1 + k * 12 + 6, y1 + q * 12 + 6);
+            let b = two.get_pixel(x + k * 24 + 12, y + q * 24 + 12);
+            assert_eq!(a, b, "cell ({q}, {k})");
+        }
+        // Without labels: exactly the cells at 24 pixels each.
+        let bare = RenderStyle {
+            labels: false,
+            ..two_style
+        };
+        let cells = view_figure(&maps, &ctx, &spec, &bare).unwrap();
+        assert_eq!(cells.dimensions(), (6 * 24, 6 * 24));
+    }
+}
