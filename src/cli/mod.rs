@@ -480,19 +480,30 @@ fn render_cmd(args: RenderArgs) -> Result<()> {
         labels: !args.no_labels,
         pixel_scale: 1,
     };
-    let image = match args.view {
-        View::Heatmap => {
-            let spec = ViewSpec {
-                layer,
-                heads,
-                hide_special: args.hide_special,
-            };
-            render::view_figure(&computed.maps, &ctx, &spec, &style)
+    let spec = ViewSpec {
+        layer,
+        heads,
+        hide_special: args.hide_special,
+    };
+    let svg = args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if svg {
+        let doc = match args.view {
+            View::Heatmap => render::view_svg(&computed.maps, &ctx, &spec, &style),
+            View::Grid => render::grid_view_svg(&computed.maps, &ctx, &style),
         }
-        View::Grid => render::grid_view_figure(&computed.maps, &ctx, &style),
+        .map_err(|e| anyhow!(e))?;
+        render::write_svg(&doc, &args.out)?;
+    } else {
+        let image = match args.view {
+            View::Heatmap => render::view_figure(&computed.maps, &ctx, &spec, &style),
+            View::Grid => render::grid_view_figure(&computed.maps, &ctx, &style),
+        }
+        .map_err(|e| anyhow!(e))?;
+        render::write_png(&image, &args.out)?;
     }
-    .map_err(|e| anyhow!(e))?;
-    render::write_png(&image, &args.out)?;
     timings.write_ms = ms_since(start);
     print_timings(args.common.timings, &timings);
     Ok(())

@@ -92,12 +92,12 @@ impl Default for GridOptions {
 
 impl GridOptions {
     /// The pixel scale in use.
-    fn s(&self) -> u64 {
+    pub(crate) fn s(&self) -> u64 {
         u64::from(self.pixel_scale.clamp(1, super::figure::MAX_PIXEL_SCALE))
     }
 
     /// The masked cells, when they fit a `rows` x `cols` matrix and at least one is masked.
-    fn masked_view(&self, dim: (usize, usize)) -> Option<ArrayView2<'_, bool>> {
+    pub(crate) fn masked_view(&self, dim: (usize, usize)) -> Option<ArrayView2<'_, bool>> {
         self.masked
             .as_ref()
             .filter(|m| m.dim() == dim && m.iter().any(|&b| b))
@@ -317,7 +317,7 @@ pub fn grid_thumb_rect(
 }
 
 /// The caption of thumbnail `(layer, head)`, 0-based.
-fn caption(layer: usize, head: usize) -> String {
+pub(crate) fn caption(layer: usize, head: usize) -> String {
     format!("L{layer}·H{head}")
 }
 
@@ -347,45 +347,50 @@ fn fill(img: &mut RgbaImage, x: u64, y: u64, side: u64, color: Rgba<u8>) {
 
 /// A KV bracket: the group's label and the span of its thumbnails.
 #[derive(Clone, Debug)]
-struct Bracket {
-    label: String,
-    left: u64,
-    right: u64,
+pub(crate) struct Bracket {
+    pub(crate) label: String,
+    pub(crate) left: u64,
+    pub(crate) right: u64,
 }
 
 /// The geometry of a grid figure, in output pixels.
 #[derive(Clone, Debug)]
-struct GridLayout {
-    width: u64,
-    height: u64,
-    thumb: u64,
+pub(crate) struct GridLayout {
+    pub(crate) width: u64,
+    pub(crate) height: u64,
+    pub(crate) thumb: u64,
     /// Left edge of each head's column (the thumbnail is `inset_x` further right).
-    column_x: Vec<u64>,
+    pub(crate) column_x: Vec<u64>,
     /// Distance between the top edges of neighbouring rows.
-    pitch_y: u64,
+    pub(crate) pitch_y: u64,
     /// Offset of the thumbnail inside its (possibly wider) column.
-    inset_x: u64,
+    pub(crate) inset_x: u64,
     /// Height reserved for a caption above each thumbnail (0 without labels).
-    caption_h: u64,
+    pub(crate) caption_h: u64,
     /// Top of the first caption or thumbnail.
-    top: u64,
+    pub(crate) top: u64,
     /// Top-left corner of the title, if one is drawn.
-    title_pos: Option<(u64, u64)>,
+    pub(crate) title_pos: Option<(u64, u64)>,
     /// The input text line and its top-left corner.
-    text_line: Option<(u64, u64, String)>,
+    pub(crate) text_line: Option<(u64, u64, String)>,
     /// KV brackets, and the top of the band holding them.
-    brackets: Vec<Bracket>,
-    bracket_top: u64,
-    title_px: f32,
-    text_px: f32,
-    caption_px: f32,
+    pub(crate) brackets: Vec<Bracket>,
+    pub(crate) bracket_top: u64,
+    pub(crate) title_px: f32,
+    pub(crate) text_px: f32,
+    pub(crate) caption_px: f32,
     /// Line width at this pixel scale.
-    line: u64,
-    colorbar: Option<Colorbar>,
+    pub(crate) line: u64,
+    pub(crate) colorbar: Option<Colorbar>,
 }
 
 impl GridLayout {
-    fn new(n_layers: usize, n_heads: usize, opts: &GridOptions, masked: bool) -> GridLayout {
+    pub(crate) fn new(
+        n_layers: usize,
+        n_heads: usize,
+        opts: &GridOptions,
+        masked: bool,
+    ) -> GridLayout {
         let s = opts.s();
         let sf = s as f32;
         let thumb = u64::from(opts.thumb_px.max(1)) * s;
@@ -539,7 +544,7 @@ impl GridLayout {
     }
 
     /// Top-left corner of thumbnail `(layer, head)` (below its caption).
-    fn thumb_origin(&self, layer: usize, head: usize) -> (u64, u64) {
+    pub(crate) fn thumb_origin(&self, layer: usize, head: usize) -> (u64, u64) {
         let x = self.column_x.get(head).copied().unwrap_or(0) + self.inset_x;
         let y = self.top + layer as u64 * self.pitch_y + self.caption_h;
         (x, y)

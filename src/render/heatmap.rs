@@ -358,6 +358,19 @@ impl<'a> Masked<'a> {
             color: colormap.masked_color(),
         })
     }
+
+    /// Whether cell (`query_idx`, `key_idx`) is masked.
+    pub(crate) fn is_masked(&self, query_idx: usize, key_idx: usize) -> bool {
+        self.cells
+            .get((query_idx, key_idx))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// The colour masked cells take.
+    pub(crate) fn color(&self) -> [u8; 4] {
+        self.color
+    }
 }
 
 /// A place to paint: an image and the top-left corner of the painted area.

@@ -214,6 +214,34 @@ pub fn view_figure(
     heatmap_figure(matrix.view(), &opts).map_err(|e: RenderError| e.to_string())
 }
 
+/// The heatmap figure of `spec` as an SVG document (see [`heatmap_svg`](super::heatmap_svg)):
+/// the same title, labels, colorbar and masked cells as [`view_figure`], in vector form.
+pub fn view_svg(
+    maps: &AttentionMaps,
+    ctx: &FigureContext,
+    spec: &ViewSpec,
+    style: &RenderStyle,
+) -> Result<String, String> {
+    let (matrix, opts) = view_figure_options(maps, ctx, spec, style)?;
+    super::svg::heatmap_svg(matrix.view(), &opts).map_err(|e| e.to_string())
+}
+
+/// Calls `draw` with every head of `maps` as views, layer by layer.
+fn with_head_views<R>(
+    maps: &AttentionMaps,
+    draw: impl FnOnce(&[Vec<ArrayView2<'_, f32>>]) -> R,
+) -> R {
+    let [layers, heads, _, _] = maps.shape();
+    let owned: Vec<Vec<crate::engine::HeadMap>> = (0..layers)
+        .map(|l| (0..heads).filter_map(|h| maps.head(l, h)).collect())
+        .collect();
+    let views: Vec<Vec<ArrayView2<'_, f32>>> = owned
+        .iter()
+        .map(|row| row.iter().map(|m| m.view()).collect())
+        .collect();
+    draw(&views)
+}
+
 /// The grid's options for `maps` under `ctx` and `style`.
 pub(crate) fn grid_view_options(
     maps: &AttentionMaps,
@@ -250,16 +278,19 @@ pub fn grid_view_figure(
     ctx: &FigureContext,
     style: &RenderStyle,
 ) -> Result<RgbaImage, String> {
-    let [layers, heads, _, _] = maps.shape();
-    let owned: Vec<Vec<crate::engine::HeadMap>> = (0..layers)
-        .map(|l| (0..heads).filter_map(|h| maps.head(l, h)).collect())
-        .collect();
-    let views: Vec<Vec<ArrayView2<'_, f32>>> = owned
-        .iter()
-        .map(|row| row.iter().map(|m| m.view()).collect())
-        .collect();
     let opts = grid_view_options(maps, ctx, style);
-    grid_figure(&views, &opts).map_err(|e| e.to_string())
+    with_head_views(maps, |views| grid_figure(views, &opts)).map_err(|e| e.to_string())
+}
+
+/// The grid of [`grid_view_figure`] as an SVG document (see
+/// [`grid_svg`](super::svg::grid_svg)).
+pub fn grid_view_svg(
+    maps: &AttentionMaps,
+    ctx: &FigureContext,
+    style: &RenderStyle,
+) -> Result<String, String> {
+    let opts = grid_view_options(maps, ctx, style);
+    with_head_views(maps, |views| super::svg::grid_svg(views, &opts)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
