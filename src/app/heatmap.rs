@@ -89,6 +89,9 @@ impl Default for HeatmapView {
     }
 }
 
+/// Height, in points, the colorbar gives up for the "masked" legend below it.
+const LEGEND_ROOM: f32 = 26.0;
+
 /// Width reserved for labels and the colorbar.
 const LABEL_SPACE: f32 = 90.0;
 const COLORBAR_SPACE: f32 = 70.0;
@@ -470,9 +473,12 @@ fn colorbar_ui(
     range: ValueRange,
     any_masked: bool,
 ) {
+    // With masked cells, the bar leaves room below it (inside the plot's height, where the
+    // view's clip rect ends) for the legend.
+    let legend_room = if any_masked { LEGEND_ROOM } else { 0.0 };
     let bar = Rect::from_min_size(
         pos2(cells.right() + 12.0, cells.top()),
-        vec2(14.0, cells.height()),
+        vec2(14.0, (cells.height() - legend_room).max(16.0)),
     );
     let full = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
     painter.image(gradient.id(), bar, full, Color32::WHITE);
@@ -499,7 +505,7 @@ fn colorbar_ui(
     }
     if any_masked {
         let [r, g, b, _] = state.colormap.masked_color();
-        let swatch = Rect::from_min_size(pos2(bar.left(), bar.bottom() + 12.0), vec2(14.0, 12.0));
+        let swatch = Rect::from_min_size(pos2(bar.left(), cells.bottom() - 12.0), vec2(14.0, 12.0));
         painter.rect(
             swatch,
             0.0,

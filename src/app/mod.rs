@@ -401,7 +401,7 @@ impl AttnApp {
 
     /// What an exported figure of `run` says besides its maps (labels, model, applied mask,
     /// text, KV groups): the same as `attnviz render` gives for the same run.
-    fn figure_context(&self, run: &AttentionRun) -> crate::render::FigureContext {
+    pub fn figure_context(&self, run: &AttentionRun) -> crate::render::FigureContext {
         let mut ctx = crate::render::FigureContext::from_tokens(
             &run.tokens,
             &self.shown_vocab_style(),

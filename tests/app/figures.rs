@@ -2,7 +2,8 @@
 //! apart from zero attention, on screen and in the exported PNG alike.
 
 use super::{app_harness, wait_ready};
-use attnviz::app::{AppState, ViewKind};
+use attnviz::app::{AppState, ViewKind, export};
+use attnviz::render::{Colormap, FigureOptions, figure_cells_rect};
 use egui::{Event, Modifiers, PointerButton, Pos2, pos2};
 use egui_kittest::kittest::Queryable;
 
@@ -87,4 +88,69 @@ fn right_click_drop_cell_masks_that_cell() {
         (0..n).all(|q| m[(q, 5)] == 0.0),
         "key 5 is dropped for every query"
     );
+}
+
+#[test]
+fn masked_cells_look_alike_on_screen_and_in_the_export_and_unlike_zero() {
+    let mut harness = app_harness(AppState {
+        text: "the cat sat on the mat".to_owned(),
+        view: ViewKind::Heatmap,
+        mask_text: "causal+drop-cells:3.1".to_owned(),
+        colormap: Colormap::Magma,
+        ..AppState::default()
+    });
+    let run = wait_ready(&mut harness);
+    let n = run.tokens.len();
+    let app = harness.state();
+    let screen = app
+        .heatmap_on_screen()
+        .expect("a heatmap on screen")
+        .clone();
+    assert_eq!(
+        screen.dimensions(),
+        (n as u32, n as u32),
+        "one texel per cell"
+    );
+    let grey = Colormap::Magma.masked_color();
+    let zero = Colormap::Magma.color(0.0);
+    for q in 0..n {
+        for k in 0..n {
+            let masked = k > q || (q, k) == (3, 1);
+            let px = screen.get_pixel(k as u32, q as u32).0;
+            assert_eq!(px == grey, masked, "on screen, cell ({q}, {k})");
+        }
+    }
+
+    // The PNG export of the same view: the same colour in every cell, and the mask in the title.
+    let ctx = app.figure_context(&run);
+    assert_eq!(ctx.mask, "causal+drop-cells:3.1");
+    let figure = export::current_view_png(&run, &app.state, &ctx).unwrap();
+    let cell = export::default_cell(n);
+    let opts = FigureOptions {
+        title: "any".to_owned(),
+        cell_px: cell,
+        query_labels: ctx.labels.clone(),
+        key_labels: ctx.labels.clone(),
+        range: attnviz::render::view::range_for(
+            &run.maps,
+            run.maps
+                .head(app.state.layer_idx, app.state.head_idx)
+                .unwrap()
+                .view(),
+            app.state.range,
+        ),
+        masked: Some(ndarray::Array2::from_elem((n, n), true)),
+        ..FigureOptions::default()
+    };
+    let (x, y, _, _) = figure_cells_rect(n, n, &opts);
+    for q in 0..n as u32 {
+        for k in 0..n as u32 {
+            let exported = figure
+                .get_pixel(x + k * cell + cell / 2, y + q * cell + cell / 2)
+                .0;
+            assert_eq!(exported, screen.get_pixel(k, q).0, "cell ({q}, {k})");
+        }
+    }
+    // An allowed cell with (nearly) no attention is the colormap's bottom, never the grey.
+    assert_ne!(grey, zero);
 }
