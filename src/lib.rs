@@ -5,6 +5,7 @@
 //! - [`engine`]: tensors in, [`engine::AttentionRun`] out;
 //! - [`model`]: the demo model (and real checkpoints);
 //! - [`io`]: token inputs and attention files;
+//! - [`pipeline`]: the one run path (model + input + options → run) for the CLI and the app;
 //! - [`render`]: matrices to pixels and PNGs;
 //! - [`cli`] and [`app`]: thin layers over the above.
 //!
@@ -16,5 +17,6 @@ pub mod cli;
 pub mod engine;
 pub mod io;
 pub mod model;
+pub mod pipeline;
 pub mod render;
 pub mod tokenize;

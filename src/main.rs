@@ -2,11 +2,17 @@
 
 use attnviz::cli::{Cli, Command};
 use clap::Parser as _;
+use signal_hook::consts::{SIGINT, SIGTERM};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     // One line, no backtrace, for any panic: the message still says what went wrong.
     std::panic::set_hook(Box::new(|info| {
+        // A panic inside the tokenizers crate is caught and reported as an error naming
+        // tokenizer.json: nothing to print here.
+        if attnviz::tokenize::panic_is_caught() {
+            return;
+        }
         let msg = info
             .payload()
             .downcast_ref::<&str>()
@@ -19,12 +25,20 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("error: internal error: {msg}{place}");
     }));
+    // SIGINT/SIGTERM: remove this run's temporary output files, exit 130/143 (see io::write).
+    if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        std::thread::spawn(move || {
+            let signal = signals.forever().next().unwrap_or(SIGTERM);
+            attnviz::io::remove_live_temporaries();
+            std::process::exit(128 + signal);
+        });
+    }
     // Reuse freed memory between runs instead of faulting in fresh pages (see the module).
     attnviz::engine::memory::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => run_cli(command),
-        None => attnviz::app::run(cli.file, cli.screenshot),
+        None => attnviz::app::run(cli.file, cli.screenshot, cli.model),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "app/pipeline.rs"]
+mod pipeline;
+
 /// Longest wait for one run of the worker.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -295,6 +298,8 @@ fn a_bad_file_shows_an_error_and_keeps_the_state() {
 fn changed_state() -> AppState {
     AppState {
         text: "alpha beta gamma alpha beta".to_owned(),
+        tokens: Some(vec!["[CLS]".to_owned(), "alpha".to_owned()]),
+        token_ids: Some(vec![1, 2, 3]),
         tokenizer: DemoTokenizer::Chars,
         demo: DemoConfig {
             layers: 4,
@@ -332,6 +337,8 @@ fn a_session_round_trip_restores_every_setting() {
     // Every field is spelled out, so a new setting breaks this until it is covered here.
     let AppState {
         text,
+        tokens,
+        token_ids,
         tokenizer,
         demo,
         model_dir,
@@ -356,6 +363,8 @@ fn a_session_round_trip_restores_every_setting() {
     } = &changed;
     let d = AppState::default();
     assert_ne!(*text, d.text);
+    assert_ne!(*tokens, d.tokens);
+    assert_ne!(*token_ids, d.token_ids);
     assert_ne!(*tokenizer, d.tokenizer);
     assert_ne!(*demo, d.demo);
     assert_ne!(*model_dir, d.model_dir);
@@ -856,6 +865,9 @@ fn checkpoint_tokens_are_shown_with_readable_labels() {
     assert_eq!(demo.tokens[1].text, "cat");
     harness.get_by_label("query 1: cat");
 }
+
+#[path = "app/dialog.rs"]
+mod dialog;
 
 #[path = "app/pixel_path.rs"]
 mod pixel_path;

@@ -6,7 +6,7 @@
 
 use attnviz::engine::{
     Activation, AttentionPosition, Block, MaskSpec, Mlp, Norm, NormPlacement, RunOptions,
-    ScoreScale, SelfAttention, Transformer,
+    ScoreScale, SelfAttention, Transformer, TransformerParts,
 };
 use attnviz::model::demo::{CraftedHead, crafted_at};
 use attnviz::model::{DemoConfig, DemoModel, DemoPositional, Model};
@@ -157,6 +157,7 @@ fn reference_forward(
     spec: &str,
     scale: ScoreScale,
 ) -> Vec<Vec<Mat>> {
+    let t = t.parts();
     let n = x.nrows();
     let dh = t.d_head;
     let allowed = allowed64(spec, n, t.causal);
@@ -390,7 +391,7 @@ fn random_transformer(s: &RandomSetup) -> Transformer {
             }
         })
         .collect();
-    Transformer {
+    Transformer::new(TransformerParts {
         d_model: d,
         heads: s.heads,
         kv_heads: kv,
@@ -404,8 +405,8 @@ fn random_transformer(s: &RandomSetup) -> Transformer {
         causal: s.causal,
         blocks,
         final_norm: None,
-        packed: Default::default(),
-    }
+    })
+    .unwrap()
 }
 
 fn placement() -> impl Strategy<Value = NormPlacement> {
@@ -486,7 +487,7 @@ proptest! {
     fn engine_matches_f64_reference(setup in random_setup(), n in 1usize..10, spec in mask_spec(), scale in scale()) {
         let t = random_transformer(&setup);
         let mut r = Lcg(setup.seed ^ 0xabc);
-        let x = r.mat(n, t.d_model, 1.0);
+        let x = r.mat(n, t.d_model(), 1.0);
         let opts = RunOptions { mask: MaskSpec::parse(&spec).unwrap(), scale, ..RunOptions::default() };
         let out = t.forward(x.clone(), &vec![false; n], &opts, &mut |_| true).unwrap();
         let reference = reference_forward(&t, &x, &spec, scale);
@@ -1328,3 +1329,6 @@ fn bad_lm_heads_and_weight_files_fail_cleanly() {
     assert!(err.contains("not a valid safetensors file"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[path = "engine/parallel.rs"]
+mod parallel;

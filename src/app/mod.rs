@@ -2,6 +2,7 @@
 //! lives in `engine`/`model`/`analysis`, the pixels in `render`, the files in `io`.
 
 pub mod export;
+pub mod file_dialog;
 mod grid;
 mod head_view;
 mod heatmap;
@@ -10,12 +11,15 @@ mod theme;
 mod token_strip;
 pub mod worker;
 
-use crate::engine::{AttentionRun, NormPlacement, ScoreScale};
-use crate::io::{self, InputFile, ModelMeta, TokenInput};
+use crate::engine::{AttentionRun, MaskSpec, NormPlacement, ScoreScale};
+use crate::io::{self, InputFile, ModelMeta};
 use crate::model::{DemoPositional, demo::crafted_at};
 use crate::render::{Colormap, RangeMode, ValueScale};
-use crate::tokenize::{self, DemoTokenizer, Token, VocabStyle};
+use crate::tokenize::{self, DemoTokenizer, VocabStyle};
 use anyhow::anyhow;
+use file_dialog::{
+    DialogBackend, DialogMode, DialogRequest, InAppDialog, InAppOutcome, SystemOutcome,
+};
 pub use state::{AppState, HeadMode, QueryCombine, SAMPLE_TEXT, Theme, ViewKind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -56,6 +60,8 @@ pub struct ExternalRun {
     pub run: Arc<AttentionRun>,
     /// The model the file names.
     pub meta: ModelMeta,
+    /// The mask the file says was applied.
+    pub mask: String,
 }
 
 struct ExportJob {
@@ -83,7 +89,10 @@ pub struct AttnApp {
     pub current: Option<(JobKey, Arc<AttentionRun>)>,
     /// Attention opened from a file; shown instead of the computed run while set.
     pub external: Option<ExternalRun>,
-    cache: Vec<(JobKey, Arc<AttentionRun>)>,
+    /// Finished runs with the mask each applied.
+    cache: Vec<(JobKey, Arc<AttentionRun>, String)>,
+    /// The mask the computed run on screen applied (the user's spec plus the architecture's).
+    pub current_mask: Option<String>,
     /// The last error, shown until dismissed or replaced.
     pub error: Option<String>,
     /// A short confirmation (export done, session saved).
@@ -105,7 +114,15 @@ pub struct AttnApp {
     grid: grid::GridView,
     head_view: head_view::HeadView,
     token_strip: token_strip::TokenStrip,
-    dialog: Option<(DialogPurpose, Receiver<Option<PathBuf>>)>,
+    /// Shows the system's file dialogs ([`file_dialog::SystemDialogs`] unless replaced).
+    dialogs: Arc<dyn DialogBackend>,
+    /// A system dialog open on its thread, with what it was opened for.
+    dialog: Option<(DialogPurpose, DialogRequest, Receiver<SystemOutcome>)>,
+    /// The in-app dialog, when the system one is unavailable.
+    in_app_dialog: Option<(DialogPurpose, InAppDialog)>,
+    /// Set once a system dialog turned out to be unavailable: later requests go straight to
+    /// the in-app dialog.
+    system_dialogs_unavailable: bool,
     export_job: Option<ExportJob>,
     screenshot: Option<ScreenshotJob>,
     title: String,
@@ -129,6 +146,7 @@ impl AttnApp {
             current: None,
             external: None,
             cache: Vec::new(),
+            current_mask: None,
             error,
             notice: None,
             last_compute_ms: None,
@@ -142,7 +160,10 @@ impl AttnApp {
             grid: grid::GridView::default(),
             head_view: head_view::HeadView::default(),
             token_strip: token_strip::TokenStrip::default(),
+            dialogs: Arc::new(file_dialog::SystemDialogs),
             dialog: None,
+            in_app_dialog: None,
+            system_dialogs_unavailable: false,
             export_job: None,
             screenshot: None,
             title: String::new(),
@@ -187,39 +208,23 @@ impl AttnApp {
     /// On error the current state stays and the message names the file.
     pub fn open_file(&mut self, path: &Path) {
         match io::load_input(path) {
-            Ok(InputFile::Input(TokenInput::Text(text))) => {
+            Ok(InputFile::Input(input)) => {
+                // Token strings and ids run as they are, as `attnviz export` runs them.
                 self.external = None;
-                self.state.text = text;
+                self.state.set_input(input);
                 self.error = None;
-            }
-            Ok(InputFile::Input(TokenInput::Tokens(tokens))) => {
-                self.external = None;
-                self.state.text = tokens.join(" ");
-                self.error = None;
-            }
-            Ok(InputFile::Input(TokenInput::Ids(_))) => {
-                self.error = Some(format!(
-                    "token ids need a model with a vocabulary; the demo model reads text in {}",
-                    path.display()
-                ));
             }
             Ok(InputFile::Attention(file)) => {
-                let tokens: Vec<Token> = file.tokens.iter().map(|t| Token::from_text(t)).collect();
-                let run = AttentionRun {
-                    tokens,
-                    maps: file.maps,
-                    fully_masked_queries: Vec::new(),
-                    trace: None,
-                    hidden: None,
-                };
-                let [layers, heads, n, _] = run.maps.shape();
+                let (run, meta) = crate::pipeline::from_attention_file(*file);
+                let [layers, heads, n, _] = run.attention.maps.shape();
                 self.state.layer_idx = self.state.layer_idx.min(layers - 1);
                 self.state.head_idx = self.state.head_idx.min(heads - 1);
                 self.state.selected_queries.retain(|&q| q < n);
                 self.external = Some(ExternalRun {
                     path: path.to_owned(),
-                    run: Arc::new(run),
-                    meta: file.model,
+                    run: Arc::new(run.attention),
+                    meta,
+                    mask: run.mask,
                 });
                 self.error = None;
             }
@@ -260,7 +265,13 @@ impl AttnApp {
             }
         };
         if let Some(obj) = value.as_object_mut() {
-            obj.insert("model".to_owned(), serde_json::Value::from("demo"));
+            // The model the session ran: "demo", or the checkpoint folder.
+            let model = self
+                .state
+                .model_dir
+                .as_ref()
+                .map_or_else(|| "demo".to_owned(), |d| d.display().to_string());
+            obj.insert("model".to_owned(), serde_json::Value::from(model));
         }
         match io::write_session(path, &value) {
             Ok(()) => {
@@ -292,10 +303,8 @@ impl AttnApp {
                     self.error = Some("nothing to export yet".to_owned());
                     return;
                 };
-                let mask = self
-                    .current
-                    .as_ref()
-                    .map_or("none".to_owned(), |(k, _)| k.opts.mask.to_string());
+                // The mask that was applied, not the one typed: a GPT-2 run says `causal`.
+                let mask = self.shown_mask();
                 match export::export_tensors(path, &run, &self.model_meta(), &mask) {
                     Ok(()) => self.notice = Some(format!("wrote {}", path.display())),
                     Err(e) => self.error = Some(e),
@@ -361,7 +370,7 @@ impl AttnApp {
     /// Empty when unknown; the demo has one KV head per query head.
     fn shown_kv_groups(&self) -> Vec<Vec<usize>> {
         match (&self.external, &self.current) {
-            (Some(e), _) => contiguous_kv_groups(e.meta.heads, e.meta.kv_heads),
+            (Some(e), _) => crate::pipeline::kv_groups(e.meta.heads, e.meta.kv_heads),
             (None, Some((key, _))) => key
                 .model_dir
                 .as_ref()
@@ -387,16 +396,16 @@ impl AttnApp {
     }
 
     /// The labels of `run`'s tokens under the shown style, made once per run and style.
-    /// The mask the run on screen applied: the user's spec plus the architecture's causal mask.
+    /// The mask the run on screen applied: an attention file's recorded mask, or the computed
+    /// run's (the user's spec plus what the architecture adds).
     fn shown_mask(&self) -> String {
-        if self.external.is_some() {
-            return "none".to_owned();
+        match &self.external {
+            Some(e) => e.mask.clone(),
+            None => self
+                .current_mask
+                .clone()
+                .unwrap_or_else(|| "none".to_owned()),
         }
-        let causal = self.state.model_dir.is_some()
-            && self.model_info.as_ref().is_some_and(|info| info.causal);
-        self.current.as_ref().map_or("none".to_owned(), |(k, _)| {
-            crate::engine::effective_mask(&k.opts.mask, causal).to_string()
-        })
     }
 
     /// What an exported figure of `run` says besides its maps (labels, model, applied mask,
@@ -460,39 +469,119 @@ impl AttnApp {
         }
     }
 
-    /// Opens a native file dialog on its own thread, so the UI keeps drawing.
-    fn open_dialog(&mut self, purpose: DialogPurpose) {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let default_name = match purpose {
-            DialogPurpose::ExportPng => export::default_png_name(&self.state),
-            DialogPurpose::SaveSession => "session.attnviz.json".to_owned(),
-            DialogPurpose::ExportTensors => "attention.json".to_owned(),
-            DialogPurpose::OpenFile | DialogPurpose::ExportAllHeads | DialogPurpose::OpenModel => {
-                String::new()
-            }
+    /// Replaces the system file dialogs, e.g. by [`file_dialog::NoSystemDialogs`] (tests, or
+    /// desktops where the system dialog misbehaves).
+    pub fn set_dialog_backend(&mut self, backend: Arc<dyn DialogBackend>) {
+        self.dialogs = backend;
+        self.system_dialogs_unavailable = false;
+    }
+
+    /// The in-app file dialog's request, while it is open.
+    pub fn in_app_dialog(&self) -> Option<&DialogRequest> {
+        self.in_app_dialog.as_ref().map(|(_, d)| d.request())
+    }
+
+    /// What a dialog for `purpose` asks for.
+    fn dialog_request(&self, purpose: DialogPurpose) -> DialogRequest {
+        let save = |title: &str, default_name: String| DialogRequest {
+            title: title.to_owned(),
+            mode: DialogMode::Save { default_name },
+            start_dir: None,
         };
+        let folder = |title: &str| DialogRequest {
+            title: title.to_owned(),
+            mode: DialogMode::Folder,
+            start_dir: None,
+        };
+        let mut request = match purpose {
+            DialogPurpose::OpenFile => DialogRequest {
+                title: "Open a text, token, attention or session file".to_owned(),
+                mode: DialogMode::Open {
+                    filter_name: "text, tokens, attention or session".to_owned(),
+                    extensions: ["txt", "json", "npy"].map(str::to_owned).to_vec(),
+                },
+                start_dir: None,
+            },
+            DialogPurpose::SaveSession => save("Save session", "session.attnviz.json".to_owned()),
+            DialogPurpose::ExportPng => save("Export PNG", export::default_png_name(&self.state)),
+            DialogPurpose::ExportTensors => save(
+                "Export attention (.json or .npy)",
+                "attention.json".to_owned(),
+            ),
+            DialogPurpose::ExportAllHeads => folder("Export all heads into a folder"),
+            DialogPurpose::OpenModel => folder("Open a Hugging Face model folder"),
+        };
+        // Start next to the session file in use, if any.
+        request.start_dir = self
+            .session_path
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|p| p.is_dir())
+            .map(Path::to_path_buf);
+        request
+    }
+
+    /// Asks for a path for `purpose`: the system dialog on its own thread, so the UI keeps
+    /// drawing, or the in-app dialog once the system one is known to be unavailable.
+    fn open_dialog(&mut self, purpose: DialogPurpose) {
+        if self.dialog.is_some() || self.in_app_dialog.is_some() {
+            return;
+        }
+        let request = self.dialog_request(purpose);
+        if self.system_dialogs_unavailable {
+            self.in_app_dialog = Some((purpose, InAppDialog::new(request)));
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let backend = self.dialogs.clone();
+        let asked = request.clone();
         let spawned = std::thread::Builder::new()
             .name("file-dialog".to_owned())
             .spawn(move || {
-                let dialog = rfd::FileDialog::new();
-                let picked = match purpose {
-                    DialogPurpose::OpenFile => dialog
-                        .add_filter("text, tokens, attention or session", &["txt", "json"])
-                        .pick_file(),
-                    DialogPurpose::ExportAllHeads | DialogPurpose::OpenModel => {
-                        dialog.pick_folder()
-                    }
-                    DialogPurpose::SaveSession
-                    | DialogPurpose::ExportPng
-                    | DialogPurpose::ExportTensors => {
-                        dialog.set_file_name(&default_name).save_file()
-                    }
-                };
-                let _ = tx.send(picked);
+                let _ = tx.send(backend.pick(&asked));
             });
         match spawned {
-            Ok(_) => self.dialog = Some((purpose, rx)),
-            Err(e) => self.error = Some(format!("cannot open a file dialog: {e}")),
+            Ok(_) => self.dialog = Some((purpose, request, rx)),
+            Err(_) => self.in_app_dialog = Some((purpose, InAppDialog::new(request))),
+        }
+    }
+
+    /// Handles what the system dialog answered; an unavailable one hands over to the in-app
+    /// dialog, and the status bar says so once.
+    fn system_dialog_answered(
+        &mut self,
+        purpose: DialogPurpose,
+        request: DialogRequest,
+        outcome: SystemOutcome,
+    ) {
+        match outcome {
+            SystemOutcome::Picked(path) => self.complete_dialog(purpose, &path),
+            SystemOutcome::Cancelled => {}
+            SystemOutcome::Unavailable(reason) => {
+                if !self.system_dialogs_unavailable {
+                    self.notice = Some(format!(
+                        "the system file dialog is unavailable ({reason}); using attnviz's own"
+                    ));
+                }
+                self.system_dialogs_unavailable = true;
+                self.in_app_dialog = Some((purpose, InAppDialog::new(request)));
+            }
+        }
+    }
+
+    /// Draws the in-app file dialog while it is open and acts on its outcome.
+    fn in_app_dialog_ui(&mut self, ctx: &egui::Context) {
+        let Some((purpose, dialog)) = self.in_app_dialog.as_mut() else {
+            return;
+        };
+        let purpose = *purpose;
+        match dialog.ui(ctx) {
+            None => {}
+            Some(InAppOutcome::Cancelled) => self.in_app_dialog = None,
+            Some(InAppOutcome::Picked(path)) => {
+                self.in_app_dialog = None;
+                self.complete_dialog(purpose, &path);
+            }
         }
     }
 
@@ -511,12 +600,13 @@ impl AttnApp {
         if self.requested.as_ref().is_some_and(|(_, k)| *k == key) {
             return;
         }
-        if let Some((_, run)) = self.cache.iter().find(|(k, _)| *k == key) {
+        if let Some((_, run, mask)) = self.cache.iter().find(|(k, _, _)| *k == key) {
             // Nothing is submitted, so stop a load of another model here.
             if let Some(w) = &self.worker {
                 w.cancel_load_unless(key.model_dir.as_deref());
             }
             self.current = Some((key.clone(), run.clone()));
+            self.current_mask = Some(mask.clone());
             self.requested = Some((0, key));
             self.error = None;
             return;
@@ -564,13 +654,15 @@ impl AttnApp {
             }
             match result.outcome {
                 Ok(run) => {
-                    self.cache.retain(|(k, _)| *k != result.key);
-                    self.cache.push((result.key.clone(), run.clone()));
+                    self.cache.retain(|(k, _, _)| *k != result.key);
+                    self.cache
+                        .push((result.key.clone(), run.clone(), result.mask.clone()));
                     if self.cache.len() > CACHE_SIZE {
                         self.cache.remove(0);
                     }
                     let n = run.tokens.len();
                     self.current = Some((result.key, run));
+                    self.current_mask = Some(result.mask);
                     self.state.selected_queries.retain(|&q| q < n);
                     self.error = None;
                 }
@@ -619,7 +711,9 @@ impl AttnApp {
 
     fn handle_keys(&mut self, ctx: &egui::Context) {
         // Arrow keys wait until the model's size is known.
-        let typing = ctx.egui_wants_keyboard_input() || self.layers_heads().is_none();
+        let typing = ctx.egui_wants_keyboard_input()
+            || self.layers_heads().is_none()
+            || self.in_app_dialog.is_some();
         let (layers, heads) = self.layers_heads().unwrap_or((1, 1));
         let mut dialog = None;
         let mut save_direct = None;
@@ -688,14 +782,14 @@ impl AttnApp {
     }
 
     fn poll_background(&mut self) {
-        if let Some((purpose, rx)) = &self.dialog {
+        if let Some((_, _, rx)) = &self.dialog {
             match rx.try_recv() {
-                Ok(Some(path)) => {
-                    let purpose = *purpose;
-                    self.dialog = None;
-                    self.complete_dialog(purpose, &path);
+                Ok(outcome) => {
+                    if let Some((purpose, request, _)) = self.dialog.take() {
+                        self.system_dialog_answered(purpose, request, outcome);
+                    }
                 }
-                Ok(None) | Err(std::sync::mpsc::TryRecvError::Disconnected) => self.dialog = None,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => self.dialog = None,
                 Err(std::sync::mpsc::TryRecvError::Empty) => {}
             }
         }
@@ -753,19 +847,77 @@ impl AttnApp {
     fn controls_ui(&mut self, ui: &mut egui::Ui) {
         ui.heading("Input");
         if let Some(ext) = &self.external {
+            // The file's own run is on screen: say so, with its model, tokens and ids.
             ui.label(format!("Showing attention from {}", ext.path.display()));
-            if ui.button("Back to the demo model").clicked() {
+            ui.label(format!(
+                "model {} ({}), {} tokens, mask {}",
+                ext.meta.name,
+                ext.meta.architecture,
+                ext.run.tokens.len(),
+                if ext.mask.is_empty() {
+                    "not recorded"
+                } else {
+                    &ext.mask
+                }
+            ));
+            egui::CollapsingHeader::new("Tokens and ids")
+                .id_salt("file-tokens")
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical()
+                        .max_height(160.0)
+                        .id_salt("file-tokens-scroll")
+                        .show(ui, |ui| {
+                            for (i, t) in ext.run.tokens.iter().enumerate() {
+                                ui.monospace(format!("{i:>4}  {:<16} id {}", t.text, t.id));
+                            }
+                        });
+                });
+            let back = match &self.state.model_dir {
+                Some(dir) => format!("Back to {}", folder_name(dir)),
+                None => "Back to the demo model".to_owned(),
+            };
+            let mut back_clicked = false;
+            ui.horizontal(|ui| {
+                back_clicked = ui.button(back).clicked();
+                if ui.button("Open file…").clicked() {
+                    self.open_dialog(DialogPurpose::OpenFile);
+                }
+            });
+            if back_clicked {
                 self.external = None;
+            } else {
+                // The text, model and run options do not apply to a file's run: only the view.
+                ui.separator();
+                self.view_controls_ui(ui);
+                return;
             }
         }
         let label = ui.label("Text");
-        ui.add(
-            egui::TextEdit::multiline(&mut self.state.text)
-                .desired_rows(5)
-                .desired_width(f32::INFINITY)
-                .id_salt("input-text"),
-        )
-        .labelled_by(label.id);
+        let edited = ui
+            .add(
+                egui::TextEdit::multiline(&mut self.state.text)
+                    .desired_rows(5)
+                    .desired_width(f32::INFINITY)
+                    .id_salt("input-text"),
+            )
+            .labelled_by(label.id)
+            .changed();
+        if edited {
+            // Typing replaces a token file's tokens or ids by the text.
+            self.state.tokens = None;
+            self.state.token_ids = None;
+        }
+        if let Some(ids) = &self.state.token_ids {
+            ui.label(format!(
+                "{} token ids from a file, run as they are",
+                ids.len()
+            ));
+        } else if let Some(tokens) = &self.state.tokens {
+            ui.label(format!(
+                "{} tokens from a file, run as they are",
+                tokens.len()
+            ));
+        }
         ui.horizontal(|ui| {
             if self.state.model_dir.is_some() {
                 // A checkpoint always tokenizes with its own tokenizer.json.
@@ -792,6 +944,21 @@ impl AttnApp {
             ui.text_edit_singleline(&mut self.state.mask_text)
                 .labelled_by(label.id);
         });
+        // What the run on screen really applied: the architecture adds its causal mask and
+        // Mistral its sliding window to the typed spec.
+        let applied = match &self.external {
+            Some(e) => Some(e.mask.as_str()),
+            None => self.current_mask.as_deref(),
+        };
+        if let Some(applied) = applied
+            && MaskSpec::parse(&self.state.mask_text)
+                .map(|m| m.to_string())
+                .ok()
+                .as_deref()
+                != Some(applied)
+        {
+            ui.label(format!("applied: {applied}"));
+        }
         ui.horizontal_wrapped(|ui| {
             for part in [
                 "none",
@@ -1245,6 +1412,7 @@ impl AttnApp {
                 egui::ScrollArea::vertical().show(ui, |ui| self.controls_ui(ui));
             });
         egui::CentralPanel::default_margins().show(ui, |ui| self.central_ui(ui));
+        self.in_app_dialog_ui(&ui.ctx().clone());
     }
 
     /// The image uploaded as the grid view's thumbnail of (`layer`, `head`), for pixel tests.
@@ -1270,18 +1438,6 @@ fn folder_name(dir: &Path) -> String {
         || dir.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     )
-}
-
-/// Key/value groups as Hugging Face models share KV heads (`repeat_kv`): query head h uses KV
-/// head h / (heads / kv_heads). Empty when `kv_heads` does not divide `heads`.
-fn contiguous_kv_groups(heads: usize, kv_heads: usize) -> Vec<Vec<usize>> {
-    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return Vec::new();
-    }
-    let per = heads / kv_heads;
-    (0..kv_heads)
-        .map(|g| (g * per..(g + 1) * per).collect())
-        .collect()
 }
 
 /// The info panel's "KV heads" entry: how many, and how they are shared.
@@ -1314,7 +1470,12 @@ impl eframe::App for AttnApp {
 
 /// Opens the app window, restoring the last session's state unless a screenshot is wanted.
 /// With `screenshot`, saves a PNG of the window once the first map is drawn, then exits.
-pub fn run(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> anyhow::Result<()> {
+/// With `model`, the app opens on that checkpoint folder (`attnviz --model DIR [FILE]`).
+pub fn run(
+    file: Option<PathBuf>,
+    screenshot: Option<PathBuf>,
+    model: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("attnviz")
@@ -1336,6 +1497,9 @@ pub fn run(file: Option<PathBuf>, screenshot: Option<PathBuf>) -> anyhow::Result
                 None
             };
             let mut app = AttnApp::new(restored.unwrap_or_default(), move || ctx.request_repaint());
+            if let Some(dir) = &model {
+                app.open_model_folder(dir);
+            }
             if let Some(path) = &file {
                 app.open_file(path);
             }

@@ -7,6 +7,7 @@
 use super::worker::JobKey;
 use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
 use crate::engine::{MaskSpec, RunOptions, ScoreScale};
+use crate::io::TokenInput;
 use crate::model::DemoConfig;
 use crate::render::{Colormap, RangeMode, RenderStyle, ValueScale};
 use crate::tokenize::DemoTokenizer;
@@ -102,6 +103,14 @@ pub enum Theme {
 pub struct AppState {
     /// The input text.
     pub text: String,
+    /// Token strings from a `{"tokens": [...]}` file, run as they are instead of `text`;
+    /// cleared when the text is edited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Vec<String>>,
+    /// Token ids from a `{"token_ids": [...]}` file, run as they are instead of `text`;
+    /// cleared when the text is edited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_ids: Option<Vec<u32>>,
     /// The demo tokenizer.
     pub tokenizer: DemoTokenizer,
     /// The demo model's settings.
@@ -150,6 +159,8 @@ impl Default for AppState {
     fn default() -> Self {
         Self {
             text: SAMPLE_TEXT.to_owned(),
+            tokens: None,
+            token_ids: None,
             tokenizer: DemoTokenizer::Words,
             demo: DemoConfig::default(),
             model_dir: None,
@@ -183,7 +194,7 @@ impl AppState {
             self.demo.validate().map_err(|e| e.to_string())?;
         }
         Ok(JobKey {
-            text: self.text.clone(),
+            input: self.input(),
             tokenizer: self.tokenizer,
             demo: self.demo,
             model_dir: self.model_dir.clone(),
@@ -193,6 +204,33 @@ impl AppState {
                 ..RunOptions::default()
             },
         })
+    }
+
+    /// What runs: the token ids or strings of an opened token file, else the text.
+    pub fn input(&self) -> TokenInput {
+        match (&self.token_ids, &self.tokens) {
+            (Some(ids), _) => TokenInput::Ids(ids.clone()),
+            (None, Some(tokens)) => TokenInput::Tokens(tokens.clone()),
+            (None, None) => TokenInput::Text(self.text.clone()),
+        }
+    }
+
+    /// Sets the input: text replaces any token file; token strings and ids are kept as they
+    /// are, with their space-joined form in the text box.
+    pub fn set_input(&mut self, input: TokenInput) {
+        self.tokens = None;
+        self.token_ids = None;
+        match input {
+            TokenInput::Text(text) => self.text = text,
+            TokenInput::Tokens(tokens) => {
+                self.text = tokens.join(" ");
+                self.tokens = Some(tokens);
+            }
+            TokenInput::Ids(ids) => {
+                self.text = ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
+                self.token_ids = Some(ids);
+            }
+        }
     }
 
     /// The heatmap's selection.

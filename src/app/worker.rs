@@ -10,20 +10,21 @@
 //! cancels a load in progress (the newest folder wins); a cancelled or failed load leaves the
 //! previous model in place.
 
-use crate::engine::{AttentionRun, EngineError, RunOptions};
-use crate::model::{Checkpoint, DemoConfig, DemoModel, LoadError, LoadProgress, Model};
-use crate::tokenize::{DemoTokenizer, Token, VocabStyle, tokenize, vocab_style_of_dir};
+use crate::engine::{AttentionRun, RunOptions};
+use crate::io::TokenInput;
+use crate::model::{DemoConfig, LoadError, LoadProgress};
+use crate::pipeline::{self, LoadedModel, PipelineError, RunInput};
+use crate::tokenize::{DemoTokenizer, VocabStyle};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
 
 /// Everything that determines a run. Equal keys give equal results, so results are cached by it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobKey {
-    /// The text to tokenize.
-    pub text: String,
+    /// Text, token strings or token ids.
+    pub input: TokenInput,
     /// The demo tokenizer.
     pub tokenizer: DemoTokenizer,
     /// The demo model's settings (used when `model_dir` is `None`).
@@ -42,7 +43,9 @@ pub struct JobResult {
     pub key: JobKey,
     /// The run, or a one-line error.
     pub outcome: Result<Arc<AttentionRun>, String>,
-    /// Time spent in tokenizing and the forward pass.
+    /// The mask the run applied (the user's spec plus the architecture's), as a spec string.
+    pub mask: String,
+    /// Time spent in tokenizing and the forward pass (not in loading the model).
     pub compute_ms: f64,
     /// The architecture of the model that ran.
     pub info: Option<crate::model::ModelInfo>,
@@ -83,9 +86,14 @@ enum JobError {
     Failed(String),
 }
 
-impl<E: std::fmt::Display> From<E> for JobError {
-    fn from(e: E) -> Self {
-        JobError::Failed(e.to_string())
+impl From<PipelineError> for JobError {
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Cancelled | PipelineError::Load(LoadError::Cancelled) => {
+                JobError::Cancelled
+            }
+            e => JobError::Failed(e.to_string()),
+        }
     }
 }
 
@@ -222,7 +230,7 @@ fn worker_loop(
     wake: &dyn Fn(),
 ) {
     // Models are slow to build or load: keep the last one.
-    let mut model: Option<Loaded> = None;
+    let mut model: Option<LoadedModel> = None;
     while let Ok(mut job) = jobs.recv() {
         // Skip to the newest queued job.
         while let Ok(newer) = jobs.try_recv() {
@@ -231,20 +239,30 @@ fn worker_loop(
         if job.id < shared.latest.load(Ordering::SeqCst) {
             continue;
         }
-        let start = Instant::now();
-        let outcome = match run_job(&job, &mut model, shared, wake) {
-            Ok(run) => Ok(run),
+        let (outcome, mask, compute_ms) = match run_job(&job, &mut model, shared, wake) {
+            Ok(run) => (
+                Ok(Arc::new(run.attention)),
+                run.mask,
+                run.timings.tokenize_ms + run.timings.forward_ms,
+            ),
             Err(JobError::Cancelled) => continue,
-            Err(JobError::Failed(e)) => Err(e),
+            Err(JobError::Failed(e)) => (Err(e), String::new(), 0.0),
         };
         let result = JobResult {
             id: job.id,
             key: job.key,
             outcome,
-            compute_ms: start.elapsed().as_secs_f64() * 1e3,
-            info: model.as_ref().map(|m| m.model().info()),
-            kv_groups: model.as_ref().map(Loaded::kv_groups).unwrap_or_default(),
-            vocab_style: model.as_ref().map(Loaded::vocab_style).unwrap_or_default(),
+            mask,
+            compute_ms,
+            info: model.as_ref().map(LoadedModel::info),
+            kv_groups: model
+                .as_ref()
+                .map(LoadedModel::kv_groups)
+                .unwrap_or_default(),
+            vocab_style: model
+                .as_ref()
+                .map(LoadedModel::vocab_style)
+                .unwrap_or_default(),
         };
         if results.send(result).is_err() {
             return;
@@ -253,43 +271,13 @@ fn worker_loop(
     }
 }
 
-/// The model the worker holds: the demo, or a checkpoint loaded from a folder with the style of
-/// its tokenizer.json (read once, when the folder loads).
-enum Loaded {
-    Demo(Box<DemoModel>),
-    Checkpoint(PathBuf, Box<Checkpoint>, VocabStyle),
-}
-
-impl Loaded {
-    fn model(&self) -> &dyn Model {
-        match self {
-            Loaded::Demo(m) => m.as_ref(),
-            Loaded::Checkpoint(_, m, _) => m.as_ref(),
-        }
-    }
-
-    fn matches(&self, key: &JobKey) -> bool {
-        match (self, &key.model_dir) {
-            (Loaded::Demo(m), None) => *m.config() == key.demo,
-            (Loaded::Checkpoint(dir, _, _), Some(want)) => dir == want,
-            _ => false,
-        }
-    }
-
-    /// Per key/value head, the query heads that share it.
-    fn kv_groups(&self) -> Vec<Vec<usize>> {
-        match self {
-            Loaded::Demo(m) => (0..m.config().heads).map(|h| vec![h]).collect(),
-            Loaded::Checkpoint(_, m, _) => m.kv_groups(),
-        }
-    }
-
-    /// How token strings are labelled: plain for the demo.
-    fn vocab_style(&self) -> VocabStyle {
-        match self {
-            Loaded::Demo(_) => VocabStyle::Plain,
-            Loaded::Checkpoint(_, _, style) => style.clone(),
-        }
+/// True when `model` is the one `key` asks for (the demo tokenizer may differ: it is set per
+/// run).
+fn matches(model: &LoadedModel, key: &JobKey) -> bool {
+    match (model, &key.model_dir) {
+        (LoadedModel::Demo { model, .. }, None) => *model.config() == key.demo,
+        (LoadedModel::Checkpoint { dir, .. }, Some(want)) => dir == want,
+        _ => false,
     }
 }
 
@@ -299,7 +287,7 @@ fn load_checkpoint(
     dir: &Path,
     shared: &Shared,
     wake: &dyn Fn(),
-) -> Result<Checkpoint, JobError> {
+) -> Result<LoadedModel, JobError> {
     let progress = Arc::new(LoadProgress::default());
     {
         let mut slot = lock(&shared.load);
@@ -324,69 +312,45 @@ fn load_checkpoint(
         }
     }
     let loaded = if progress.is_cancelled() {
-        Err(LoadError::Cancelled)
+        Err(PipelineError::Cancelled)
     } else {
-        Checkpoint::load_with_progress(dir, progress)
+        LoadedModel::checkpoint(dir, progress)
     };
     lock(&shared.load).loading = None;
     wake();
-    match loaded {
-        Ok(c) => Ok(c),
-        Err(LoadError::Cancelled) => Err(JobError::Cancelled),
-        Err(e) => Err(e.into()),
-    }
+    loaded.map_err(JobError::from)
 }
 
 fn run_job(
     job: &Job,
-    model: &mut Option<Loaded>,
+    model: &mut Option<LoadedModel>,
     shared: &Shared,
     wake: &dyn Fn(),
-) -> Result<Arc<AttentionRun>, JobError> {
+) -> Result<pipeline::Run, JobError> {
     let key = &job.key;
-    if model.as_ref().is_none_or(|m| !m.matches(key)) {
+    if model.as_ref().is_none_or(|m| !matches(m, key)) {
         match &key.model_dir {
             None => {
                 // The demo builds in well under a second: free the old model first.
                 *model = None;
-                *model = Some(Loaded::Demo(Box::new(DemoModel::new(key.demo)?)));
+                *model = Some(LoadedModel::demo(key.demo, key.tokenizer)?);
             }
             // The previous model stays until the new one has loaded, so a cancelled or failed
             // load leaves it in place.
-            Some(dir) => {
-                let checkpoint = load_checkpoint(job, dir, shared, wake)?;
-                let style = vocab_style_of_dir(dir);
-                *model = Some(Loaded::Checkpoint(dir.clone(), Box::new(checkpoint), style));
-            }
+            Some(dir) => *model = Some(load_checkpoint(job, dir, shared, wake)?),
         }
     }
-    let Some(loaded) = model.as_ref() else {
+    let Some(loaded) = model.as_mut() else {
         return Err(JobError::Failed("no model".to_owned()));
     };
-    let tokens: Vec<Token> = match loaded {
-        Loaded::Demo(_) => tokenize(&key.text, key.tokenizer)?,
-        Loaded::Checkpoint(_, c, _) => c.tokenize(&key.text).map_err(JobError::Failed)?,
-    };
-    let limit = loaded.model().info().max_positions;
-    if tokens.len() > limit {
-        return Err(JobError::Failed(format!(
-            "{} tokens exceed the model's limit of {limit}",
-            tokens.len()
-        )));
-    }
-    let total = loaded.model().info().layers;
+    loaded.set_demo_tokenizer(key.tokenizer);
+    let total = loaded.info().layers;
     *lock(&shared.progress) = Progress { done: 0, total };
     let mut on_layer = |done: usize| {
         *lock(&shared.progress) = Progress { done, total };
         wake();
         shared.latest.load(Ordering::SeqCst) == job.id
     };
-    match loaded
-        .model()
-        .forward_with_progress(&tokens, &key.opts, &mut on_layer)
-    {
-        Ok(run) => Ok(Arc::new(run)),
-        Err(EngineError::Cancelled) => Err(JobError::Cancelled),
-        Err(e) => Err(e.into()),
-    }
+    let input = RunInput::new(key.input.clone());
+    Ok(pipeline::run(loaded, &input, &key.opts, &mut on_layer)?)
 }

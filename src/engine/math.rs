@@ -128,6 +128,17 @@ pub fn rms_norm_row(row: &mut [f32], gamma: &[f32], eps: f32) {
     }
 }
 
+/// The MLP's nonlinearity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// Exact (erf) GELU.
+    Gelu,
+    /// The tanh approximation of GELU.
+    GeluTanh,
+    /// SiLU, used gated in Llama: silu(x·W_gate) ⊙ (x·W_in).
+    Silu,
+}
+
 /// The error function, to within 3e-7 (Abramowitz & Stegun 7.1.26 in f32).
 ///
 /// Branch-free apart from [`exp_f32`]'s cut-off, so loops over it vectorise: the MLP calls it

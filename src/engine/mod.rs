@@ -4,17 +4,22 @@
 //! tokens into embeddings, and call [`Transformer::forward`], which records every layer's and
 //! head's attention probabilities.
 
+mod attention;
 mod gemm;
+mod layers;
 mod mask;
 pub mod math;
 pub mod memory;
 mod options;
+mod parallel;
 mod position;
 mod run;
 pub mod simd;
 mod transformer;
 
+pub use attention::SelfAttention;
 pub use gemm::PackedMatrix;
+pub use layers::{Activation, Mlp, Norm, NormPlacement};
 pub use mask::{MaskError, MaskPart, MaskSpec};
 pub use options::{DimSubset, RunOptions, ScoreScale};
 pub use position::{
@@ -22,10 +27,7 @@ pub use position::{
     rope_frequencies,
 };
 pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, Trace};
-pub use transformer::{
-    Activation, Block, ForwardOutput, Mlp, Norm, NormPlacement, PackCache, PackedBlock,
-    SelfAttention, Transformer, effective_mask,
-};
+pub use transformer::{Block, ForwardOutput, Transformer, TransformerParts, effective_mask};
 
 /// Errors from a forward pass.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +61,7 @@ mod tests {
     /// no norms: the attention is softmax(x·xᵀ · scale).
     fn identity_model(position: AttentionPosition) -> Transformer {
         let eye = Array2::<f32>::eye(2);
-        Transformer {
+        Transformer::new(TransformerParts {
             d_model: 2,
             heads: 1,
             kv_heads: 1,
@@ -90,8 +92,8 @@ mod tests {
                 mlp_norm: Norm::identity_layer_norm(2, 1e-5),
             }],
             final_norm: None,
-            packed: Default::default(),
-        }
+        })
+        .unwrap()
     }
 
     fn run(model: &Transformer, opts: &RunOptions) -> ForwardOutput {
@@ -196,5 +198,39 @@ mod tests {
             &mut |_| false,
         );
         assert!(matches!(cancelled, Err(EngineError::Cancelled)));
+    }
+
+    #[test]
+    fn constructor_checks_gate_biases_and_final_norm() {
+        // d_model 2, d_ff 1 (see identity_model): each edit below breaks one promised shape.
+        let good = identity_model(AttentionPosition::None).into_parts();
+        let rebuilt = Transformer::new(good.clone()).unwrap();
+        assert_eq!(rebuilt.parts(), &good);
+        type Edit = fn(&mut TransformerParts);
+        let edits: [(&str, Edit); 5] = [
+            ("mlp.w_gate", |p| {
+                p.blocks[0].mlp.w_gate = Some(Array2::zeros((2, 3)))
+            }),
+            ("mlp.b_in", |p| {
+                p.blocks[0].mlp.b_in = Some(Array1::zeros(2))
+            }),
+            ("mlp.b_out", |p| {
+                p.blocks[0].mlp.b_out = Some(Array1::zeros(3))
+            }),
+            ("mlp norm", |p| {
+                p.blocks[0].mlp_norm = Norm::identity_layer_norm(3, 1e-5)
+            }),
+            ("final norm", |p| {
+                p.final_norm = Some(Norm::identity_layer_norm(4, 1e-5));
+            }),
+        ];
+        for (name, edit) in edits {
+            let mut parts = good.clone();
+            edit(&mut parts);
+            match Transformer::new(parts) {
+                Err(EngineError::BadWeights(msg)) => assert!(msg.contains(name), "{name}: {msg}"),
+                other => panic!("{name}: expected bad weights, got {other:?}"),
+            }
+        }
     }
 }

@@ -4,6 +4,13 @@
 use super::mask::MaskSpec;
 use serde::{Deserialize, Serialize};
 
+/// The smallest temperature accepted: below it every softmax is one-hot or, in f32, all zeros.
+pub const MIN_TEMPERATURE: f32 = 1e-3;
+/// The largest temperature accepted: above it every map is uniform to six digits.
+pub const MAX_TEMPERATURE: f32 = 1e3;
+/// Dimension indices in `--dims` must be below this (the widest head a config may declare).
+pub const MAX_HEAD_DIMS: usize = 1 << 16;
+
 /// How raw scores q·k are scaled before the softmax.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
@@ -13,7 +20,8 @@ pub enum ScoreScale {
     InvSqrtDHead,
     /// Use q·k as is.
     None,
-    /// Divide by √d_head and then by this temperature (> 0).
+    /// Divide by √d_head and then by this temperature, in
+    /// [[`MIN_TEMPERATURE`], [`MAX_TEMPERATURE`]].
     Temperature(f32),
 }
 
@@ -42,7 +50,7 @@ impl std::fmt::Display for ScoreScale {
 impl std::str::FromStr for ScoreScale {
     type Err = String;
 
-    /// Reads `inv-sqrt`, `none` or `temperature:T` with T > 0.
+    /// Reads `inv-sqrt`, `none` or `temperature:T` with T in [1e-3, 1e3].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "inv-sqrt" | "default" => Ok(Self::InvSqrtDHead),
@@ -51,9 +59,12 @@ impl std::str::FromStr for ScoreScale {
                 let t = other
                     .strip_prefix("temperature:")
                     .and_then(|t| t.parse::<f32>().ok())
-                    .filter(|t| t.is_finite() && *t > 0.0)
+                    .filter(|t| (MIN_TEMPERATURE..=MAX_TEMPERATURE).contains(t))
                     .ok_or_else(|| {
-                        format!("bad score scale {other:?}; expected inv-sqrt, none or temperature:T with T > 0")
+                        format!(
+                            "bad score scale {other:?}; expected inv-sqrt, none or temperature:T \
+                             with T in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]"
+                        )
                     })?;
                 Ok(Self::Temperature(t))
             }
@@ -75,7 +86,8 @@ pub struct DimSubset {
 impl std::str::FromStr for DimSubset {
     type Err = String;
 
-    /// Reads `L.H=0-7,12`.
+    /// Reads `L.H=0-7,12`. Indices must be below [`MAX_HEAD_DIMS`]; the memory used is bounded
+    /// by that limit, never by the ranges written.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = |why: &str| format!("bad --dims {s:?}: {why}; expected L.H=0-7,12");
         let (head, dims) = s.split_once('=').ok_or_else(|| bad("no '='"))?;
@@ -90,27 +102,44 @@ impl std::str::FromStr for DimSubset {
             .trim()
             .parse()
             .map_err(|_| bad("head is not an index"))?;
-        let mut out = Vec::new();
+        let too_big = || bad(&format!("dimension indices must be below {MAX_HEAD_DIMS}"));
+        let mut keep = vec![false; MAX_HEAD_DIMS];
         for piece in dims.split(',') {
             let piece = piece.trim();
-            match piece.split_once('-') {
+            let (a, b) = match piece.split_once('-') {
                 Some((a, b)) => {
-                    let a: usize = a.parse().map_err(|_| bad("range start is not an index"))?;
-                    let b: usize = b.parse().map_err(|_| bad("range end is not an index"))?;
+                    let a: usize = a
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("range start is not an index"))?;
+                    let b: usize = b
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("range end is not an index"))?;
                     if b < a {
                         return Err(bad("range end before start"));
                     }
-                    out.extend(a..=b);
+                    (a, b)
                 }
-                None => out.push(piece.parse().map_err(|_| bad("not a dimension index"))?),
+                None => {
+                    let a = piece.parse().map_err(|_| bad("not a dimension index"))?;
+                    (a, a)
+                }
+            };
+            if b >= MAX_HEAD_DIMS {
+                return Err(too_big());
             }
+            keep[a..=b].fill(true);
         }
-        out.sort_unstable();
-        out.dedup();
+        let dims = keep
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &k)| k.then_some(i))
+            .collect();
         Ok(Self {
             layer_idx,
             head_idx,
-            dims: out,
+            dims,
         })
     }
 }
@@ -150,6 +179,18 @@ mod tests {
         );
         assert!("temperature:0".parse::<ScoreScale>().is_err());
         assert!("temperature:nan".parse::<ScoreScale>().is_err());
+        // Issue 10 item 6: 1e-45 made every row all zeros. The bounds themselves are accepted.
+        for bad in [
+            "temperature:1e-45",
+            "temperature:0.000999",
+            "temperature:1001",
+            "temperature:inf",
+        ] {
+            assert!(bad.parse::<ScoreScale>().is_err(), "{bad}");
+        }
+        for good in ["temperature:0.001", "temperature:1000"] {
+            assert!(good.parse::<ScoreScale>().is_ok(), "{good}");
+        }
     }
 
     #[test]
@@ -159,5 +200,18 @@ mod tests {
         assert!("2.3".parse::<DimSubset>().is_err());
         assert!("2=1".parse::<DimSubset>().is_err());
         assert!("0.0=5-1".parse::<DimSubset>().is_err());
+        // Issue 10 item 1: these allocated 80 GB and 3 GB; now refused by the index bound.
+        for huge in [
+            "0.0=0-9999999999",
+            "0.0=0-400000000",
+            "0.0=65536",
+            "0.0=18446744073709551615",
+        ] {
+            let err = huge.parse::<DimSubset>().unwrap_err();
+            assert!(err.contains("below 65536") || err.contains("not"), "{err}");
+        }
+        // The largest range allowed, written many times, still yields each index once.
+        let d: DimSubset = "0.0=0-65535,0-65535,0-65535".parse().unwrap();
+        assert_eq!(d.dims.len(), 65536);
     }
 }

@@ -12,8 +12,7 @@
 #![allow(unsafe_code)]
 
 use super::gemm::{PackedMatrix, matmul_impl};
-use super::math;
-use super::transformer::Activation;
+use super::math::{self, Activation};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use std::sync::OnceLock;
 

@@ -1,6 +1,6 @@
 //! The attention JSON format, `attnviz.attention/v1`: written as a stream, read back whole.
 
-use super::{IoError, json_reason, read_bytes};
+use super::{IoError, MAX_ATTENTION_FILE, json_reason, read_regular_file};
 use crate::engine::AttentionMaps;
 use crate::tokenize::Token;
 use ndarray::Array2;
@@ -53,8 +53,80 @@ pub struct AttentionFile {
     pub maps: AttentionMaps,
 }
 
+/// How far a value may lie outside [0, 1] and still count as a probability (rounding).
+pub const VALUE_TOLERANCE: f64 = 1e-6;
+/// How far a row's sum may lie from 1 (a row of zeros, fully masked, is also accepted).
+pub const ROW_SUM_TOLERANCE: f64 = 1e-3;
+
+/// Checks that every map holds attention weights: finite values in [0, 1] (within
+/// [`VALUE_TOLERANCE`]), each row summing to 1 (within [`ROW_SUM_TOLERANCE`]) or all zeros.
+/// The error names the first non-finite cell, else the worst cell, else the worst row. Used on
+/// import (attention JSON and NPY alike) and before every export, so that attnviz never writes
+/// a file it would refuse.
+pub fn check_attention_values(maps: &AttentionMaps) -> Result<(), String> {
+    let mut non_finite: Option<(usize, usize, usize, usize, f32)> = None;
+    let mut non_finite_count = 0usize;
+    let mut worst_cell: Option<(f64, usize, usize, usize, usize, f32)> = None;
+    let mut bad_cells = 0usize;
+    let mut worst_row: Option<(f64, usize, usize, usize, f64)> = None;
+    let mut bad_rows = 0usize;
+    maps.for_each_head(|layer_idx, head_idx, map| {
+        for (query_idx, row) in map.rows().into_iter().enumerate() {
+            let mut sum = 0.0f64;
+            let mut all_zero = true;
+            let mut row_finite = true;
+            for (key_idx, &v) in row.iter().enumerate() {
+                if !v.is_finite() {
+                    non_finite_count += 1;
+                    row_finite = false;
+                    non_finite.get_or_insert((layer_idx, head_idx, query_idx, key_idx, v));
+                    continue;
+                }
+                let x = f64::from(v);
+                let off = (-x).max(x - 1.0);
+                if off > VALUE_TOLERANCE {
+                    bad_cells += 1;
+                    if worst_cell.is_none_or(|w| off > w.0) {
+                        worst_cell = Some((off, layer_idx, head_idx, query_idx, key_idx, v));
+                    }
+                }
+                sum += x;
+                all_zero &= v == 0.0;
+            }
+            let off = (sum - 1.0).abs();
+            if row_finite && !all_zero && off > ROW_SUM_TOLERANCE {
+                bad_rows += 1;
+                if worst_row.is_none_or(|w| off > w.0) {
+                    worst_row = Some((off, layer_idx, head_idx, query_idx, sum));
+                }
+            }
+        }
+    });
+    if let Some((l, h, q, k, v)) = non_finite {
+        return Err(format!(
+            "layer {l} head {h} row {q} column {k} holds {v}, which is not a probability \
+             ({non_finite_count} non-finite values)"
+        ));
+    }
+    if let Some((_, l, h, q, k, v)) = worst_cell {
+        return Err(format!(
+            "layer {l} head {h} row {q} column {k} holds {v}, outside [0, 1] \
+             (the worst of {bad_cells} such values)"
+        ));
+    }
+    if let Some((_, l, h, q, sum)) = worst_row {
+        return Err(format!(
+            "layer {l} head {h} row {q} sums to {sum}, neither 1 nor all zeros \
+             (the worst of {bad_rows} such rows)"
+        ));
+    }
+    Ok(())
+}
+
 /// Streams an attention file to `out`: the header, then the maps value by value, never building
 /// the whole document in memory. Floats use the shortest text that reads back to the same f32.
+/// Maps that are not attention weights (see [`check_attention_values`]) are refused before
+/// anything is written.
 pub fn write_attention_json(
     out: &mut dyn Write,
     model: &ModelMeta,
@@ -62,6 +134,8 @@ pub fn write_attention_json(
     mask: &str,
     maps: &AttentionMaps,
 ) -> std::io::Result<()> {
+    check_attention_values(maps)
+        .map_err(|reason| std::io::Error::other(format!("refusing to export: {reason}")))?;
     let texts: Vec<&str> = tokens.iter().map(|t| t.text.as_str()).collect();
     let ids: Vec<u32> = tokens.iter().map(|t| t.id).collect();
     write!(
@@ -97,7 +171,6 @@ pub fn write_attention_json(
                     if key_idx > 0 {
                         out.write_all(b",")?;
                     }
-                    let v = if v.is_finite() { v } else { 0.0 };
                     out.write_all(buf.format_finite(v).as_bytes())?;
                 }
                 out.write_all(b"]")?;
@@ -128,7 +201,7 @@ struct RawFile {
 
 /// Reads an attention file.
 pub fn read_attention_json(path: &Path) -> Result<AttentionFile, IoError> {
-    let bytes = read_bytes(path)?;
+    let bytes = read_regular_file(path, MAX_ATTENTION_FILE)?;
     let raw: RawFile =
         serde_json::from_slice(&bytes).map_err(|e| IoError::invalid(path, json_reason(&e)))?;
     from_raw(path, raw)
@@ -179,24 +252,23 @@ fn from_raw(path: &Path, raw: RawFile) -> Result<AttentionFile, IoError> {
             raw.attentions.len()
         ));
     }
-    let mut maps = Vec::with_capacity(l * h);
-    for (layer_idx, layer) in raw.attentions.into_iter().enumerate() {
+    // The declared sizes are checked against the data present before anything is allocated
+    // for them: `l` and `n` above, `h` here.
+    for (layer_idx, layer) in raw.attentions.iter().enumerate() {
         if layer.len() != h {
             return bad(format!(
                 "layer {layer_idx} has {} heads but shape says {h}",
                 layer.len()
             ));
         }
+    }
+    let mut maps = Vec::with_capacity(raw.attentions.iter().map(Vec::len).sum());
+    for (layer_idx, layer) in raw.attentions.into_iter().enumerate() {
         for (head_idx, head) in layer.into_iter().enumerate() {
             if head.len() != n || head.iter().any(|row| row.len() != n) {
                 return bad(format!("layer {layer_idx} head {head_idx} is not {n}×{n}"));
             }
             let flat: Vec<f32> = head.into_iter().flatten().collect();
-            if let Some(v) = flat.iter().find(|v| !v.is_finite() || **v < 0.0) {
-                return bad(format!(
-                    "layer {layer_idx} head {head_idx} holds {v}, which is not a probability"
-                ));
-            }
             let map = Array2::from_shape_vec((n, n), flat).map_err(|e| {
                 IoError::invalid(path, format!("layer {layer_idx} head {head_idx}: {e}"))
             })?;
@@ -205,6 +277,7 @@ fn from_raw(path: &Path, raw: RawFile) -> Result<AttentionFile, IoError> {
     }
     let maps = AttentionMaps::from_heads(l, h, n, maps)
         .ok_or_else(|| IoError::invalid(path, "inconsistent attention shapes"))?;
+    check_attention_values(&maps).map_err(|reason| IoError::invalid(path, reason))?;
     Ok(AttentionFile {
         model: raw.model,
         tokens: raw.tokens,
@@ -268,5 +341,111 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "layer 0 head 0 is not 2×2 in att.json");
+    }
+
+    fn file_with(shape: serde_json::Value, attentions: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "format": "attnviz.attention/v1",
+            "model": {"name": "m", "architecture": "demo", "layers": 1, "heads": 1, "kv_heads": 1, "d_model": 4},
+            "tokens": ["a", "b"], "shape": shape, "attentions": attentions
+        })
+    }
+
+    #[test]
+    fn declared_sizes_are_checked_before_allocating() {
+        // Issue 10 item 1: [1, 1e9, 1, 1] used to reserve 1e9 maps (64 GB) and abort; 2^60
+        // heads overflowed the capacity. Two tokens keep n consistent; the heads are absent.
+        let one = serde_json::json!([[[[1.0, 0.0], [0.5, 0.5]]]]);
+        for heads in [1_000_000_000u64, 1 << 60] {
+            let err = from_value(
+                Path::new("att.json"),
+                file_with(serde_json::json!([1, heads, 2, 2]), one.clone()),
+            )
+            .unwrap_err()
+            .to_string();
+            assert_eq!(
+                err,
+                format!("layer 0 has 1 heads but shape says {heads} in att.json")
+            );
+        }
+        let err = from_value(
+            Path::new("att.json"),
+            file_with(serde_json::json!([1_000_000_000u64, 1, 2, 2]), one),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("has 1 layers but shape says 1000000000"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn values_that_are_not_probabilities_are_refused() {
+        let cases = [
+            // The worst of two out-of-range cells is named: -0.5 is 0.5 outside, 1.2 is 0.2.
+            (
+                serde_json::json!([[[[1.2, -0.2], [-0.5, 1.5]]]]),
+                "layer 0 head 0 row 1 column 0 holds -0.5, outside [0, 1] (the worst of 4 such values)",
+            ),
+            // 0.25 + 0.25 = 0.5: 0.5 away from 1; 0.6 + 0.6 = 1.2 is only 0.2 away.
+            (
+                serde_json::json!([[[[0.6, 0.6], [0.25, 0.25]]]]),
+                "layer 0 head 0 row 1 sums to 0.5, neither 1 nor all zeros (the worst of 2 such rows)",
+            ),
+            // 1e300 is read as f32 infinity.
+            (
+                serde_json::json!([[[[1e300, 0.0], [0.5, 0.5]]]]),
+                "layer 0 head 0 row 0 column 0 holds inf, which is not a probability (1 non-finite values)",
+            ),
+        ];
+        for (attentions, expected) in cases {
+            let err = from_value(
+                Path::new("att.json"),
+                file_with(serde_json::json!([1, 1, 2, 2]), attentions),
+            )
+            .unwrap_err()
+            .to_string();
+            assert_eq!(err, format!("{expected} in att.json"));
+        }
+        // A fully masked row of zeros and a sum within 1e-3 of 1 are fine.
+        let ok = serde_json::json!([[[[0.0, 0.0], [0.5, 0.5005]]]]);
+        assert!(
+            from_value(
+                Path::new("att.json"),
+                file_with(serde_json::json!([1, 1, 2, 2]), ok)
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn non_finite_maps_are_not_exported() {
+        let maps = AttentionMaps::from_heads(
+            1,
+            2,
+            2,
+            vec![
+                array![[1.0, 0.0], [0.5, 0.5]],
+                array![[f32::NAN, 0.0], [0.5, 0.5]],
+            ],
+        )
+        .unwrap();
+        let tokens = vec![Token::from_text("a"), Token::from_text("b")];
+        let meta = ModelMeta {
+            name: "m".into(),
+            architecture: "demo".into(),
+            layers: 1,
+            heads: 2,
+            kv_heads: 2,
+            d_model: 4,
+        };
+        let mut out = Vec::new();
+        let err = write_attention_json(&mut out, &meta, &tokens, "causal", &maps).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "refusing to export: layer 0 head 1 row 0 column 0 holds NaN, which is not a probability (1 non-finite values)"
+        );
+        assert!(out.is_empty());
     }
 }

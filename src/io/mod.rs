@@ -6,13 +6,16 @@ mod attention_json;
 mod input;
 mod npy;
 mod session;
+mod write;
 
 pub use attention_json::{AttentionFile, ModelMeta, read_attention_json, write_attention_json};
 pub use input::{InputFile, TokenInput, load_input};
 pub use npy::{read_npy, sidecar_path, write_npy};
 pub use session::{read_session, session_fields, write_session};
+pub use write::{
+    Staged, TEMP_PREFIX, commit_all, remove_live_temporaries, stage_atomic, write_atomic,
+};
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The format tag of attention JSON files.
@@ -39,6 +42,22 @@ pub enum IoError {
         /// Why.
         cause: std::io::Error,
     },
+    /// The path is not a regular file (a device, a FIFO, a folder...).
+    #[error("{kind} is not a readable file: {}", path.display())]
+    NotRegular {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The file is larger than its format allows.
+    #[error("file is larger than the {} this format allows: {}", human_bytes(*limit), path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The limit in bytes.
+        limit: u64,
+    },
     /// The file's content is not what it should be.
     #[error("{reason} in {}", path.display())]
     Invalid {
@@ -58,42 +77,119 @@ impl IoError {
     }
 }
 
-/// Reads a whole file, naming it in the error.
+/// The most any small input file (token inputs, sessions) may hold: 64 MiB, far beyond any
+/// model's position limit in text.
+pub const MAX_SMALL_FILE: u64 = 64 << 20;
+/// The most an attention JSON or NPY file may hold: 4 GiB. Parsing needs less memory than
+/// the text (4 bytes per value against at least 2 characters), so the read bounds the peak.
+pub const MAX_ATTENTION_FILE: u64 = 4 << 30;
+/// The most a config.json may hold: 16 MiB.
+pub const MAX_CONFIG_FILE: u64 = 16 << 20;
+
+/// Reads a whole input file (regular files only), naming it in the error: at most
+/// [`MAX_ATTENTION_FILE`] for `.json` (which may be an attention file, told apart only after
+/// parsing), [`MAX_SMALL_FILE`] for anything else (text inputs).
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, IoError> {
-    std::fs::read(path).map_err(|cause| IoError::Read {
-        path: path.to_owned(),
-        cause,
-    })
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    read_regular_file(
+        path,
+        if is_json {
+            MAX_ATTENTION_FILE
+        } else {
+            MAX_SMALL_FILE
+        },
+    )
 }
 
-/// Writes a file atomically: into a temporary file beside it, then renamed over it, so that a
-/// crash never leaves half a file. `write` gets a buffered writer.
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> Result<(), IoError> {
-    let err = |cause| IoError::Write {
+/// Opens `path` for reading if it is a regular file (after following symlinks), refusing
+/// devices, FIFOs, sockets and folders before opening them (opening a FIFO would block).
+/// Returns the file and its length.
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64), IoError> {
+    let read_err = |cause| IoError::Read {
         path: path.to_owned(),
         cause,
     };
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let file = std::fs::File::create(&tmp)?;
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        write(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let not_regular = |meta: &std::fs::Metadata| IoError::NotRegular {
+        path: path.to_owned(),
+        kind: file_kind(meta),
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
     }
-    result.map_err(err)
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    // The path may have been swapped between the two calls: check what was opened.
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(not_regular(&meta));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Reads a whole regular file of at most `max_bytes`, naming it in every error. Anything that
+/// is not a regular file (after following symlinks: `/dev/zero`, a FIFO, a folder) is refused
+/// before it is opened, and never more than `max_bytes + 1` bytes are read, whatever the file
+/// claims its length is.
+pub fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, IoError> {
+    use std::io::Read as _;
+    let (file, len) = open_regular(path)?;
+    let too_large = || IoError::TooLarge {
+        path: path.to_owned(),
+        limit: max_bytes,
+    };
+    if len > max_bytes {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|cause| IoError::Read {
+            path: path.to_owned(),
+            cause,
+        })?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// What kind of file `meta` describes, for messages.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a named pipe";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// A byte count for messages: `4 GiB`, `64 MiB`, `512 bytes`.
+pub(crate) fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 && n.is_multiple_of(1 << 30) {
+        format!("{} GiB", n >> 30)
+    } else if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{} MiB", n >> 20)
+    } else {
+        format!("{n} bytes")
+    }
 }
 
 /// A one-line description of a serde_json error, with its position.
@@ -105,4 +201,44 @@ pub(crate) fn json_reason(e: &serde_json::Error) -> String {
     };
     // serde_json's message ends with " at line L column C"; keep it, it helps.
     format!("{what}: {e}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_regular_file_refuses_devices_and_oversized_files() {
+        // Issue 10 item 8: `/dev/zero` used to be read until 4 GB.
+        let err = read_regular_file(Path::new("/dev/zero"), 1 << 20).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a character device is not a readable file: /dev/zero"
+        );
+        let dir = std::env::temp_dir().join(format!("attnviz-readreg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = read_regular_file(&dir, 1 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                IoError::NotRegular {
+                    kind: "a folder",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let file = dir.join("f.txt");
+        std::fs::write(&file, [7u8; 10]).unwrap();
+        assert_eq!(read_regular_file(&file, 10).unwrap(), [7u8; 10]);
+        let err = read_regular_file(&file, 9).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "file is larger than the 9 bytes this format allows: {}",
+                file.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

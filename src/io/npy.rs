@@ -1,8 +1,13 @@
 //! NPY export: the maps as one little-endian f32 array [L, H, N, N], plus a tokens sidecar.
 
-use super::{IoError, read_bytes, write_atomic};
+use super::{
+    IoError, MAX_ATTENTION_FILE, MAX_SMALL_FILE, commit_all, read_regular_file, stage_atomic,
+};
 use crate::engine::AttentionMaps;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayD};
+use ndarray_npy::ReadNpyExt as _;
+use ndarray_npy::npy::header::Header;
+use py_literal::Value as PyValue;
 use std::path::{Path, PathBuf};
 
 /// The sidecar for an NPY file: the same path with the extension replaced by `.tokens.json`.
@@ -10,10 +15,14 @@ pub fn sidecar_path(npy: &Path) -> PathBuf {
     npy.with_extension("tokens.json")
 }
 
-/// Writes `maps` as NPY (format 1.0) and the token texts beside it, both atomically.
+/// Writes `maps` as NPY (format 1.0) and the token texts beside it. Both are written completely
+/// to temporary files before either is renamed into place, so a failure before the two renames
+/// leaves the old pair untouched. Maps that are not attention weights are refused.
 pub fn write_npy(path: &Path, maps: &AttentionMaps, tokens: &[String]) -> Result<(), IoError> {
+    super::attention_json::check_attention_values(maps)
+        .map_err(|reason| IoError::invalid(path, format!("refusing to export: {reason}")))?;
     let [l, h, n, _] = maps.shape();
-    write_atomic(path, |out| {
+    let npy = stage_atomic(path, |out| {
         let dict =
             format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({l}, {h}, {n}, {n}), }}");
         // Magic (6) + version (2) + header length (2) + dict + newline, padded to 64 bytes.
@@ -47,109 +56,115 @@ pub fn write_npy(path: &Path, maps: &AttentionMaps, tokens: &[String]) -> Result
         result
     })?;
     let sidecar = sidecar_path(path);
-    write_atomic(&sidecar, |out| {
+    let side = stage_atomic(&sidecar, |out| {
         serde_json::to_writer(&mut *out, tokens)?;
         out.write_all(b"\n")
-    })
+    })?;
+    commit_all(vec![npy, side])
 }
 
-/// Reads an NPY file of shape [L, H, N, N] (f4 or f8, little-endian, C order) and its sidecar.
+/// Reads an NPY file of shape [L, H, N, N] (float32 or float64, either byte order, C or
+/// Fortran order) and its sidecar, through `ndarray-npy`. The header's shape is checked against
+/// the bytes present before anything is allocated for it, and the values must be attention
+/// weights (see [`super::attention_json::check_attention_values`]).
 pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
-    let bytes = read_bytes(path)?;
-    let bad = |reason: &str| IoError::invalid(path, reason.to_owned());
+    let bytes = read_regular_file(path, MAX_ATTENTION_FILE)?;
+    let bad = |reason: String| IoError::invalid(path, reason);
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not an NPY file (no \\x93NUMPY magic)"));
+        return Err(bad("not an NPY file (no \\x93NUMPY magic)".to_owned()));
     }
+    // The header's length comes first: bound it by the file before the reader allocates it.
     let (header_len, start) = match bytes[6] {
-        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        1 => (
+            usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
+            10usize,
+        ),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
-        v => {
-            return Err(IoError::invalid(
-                path,
-                format!("unsupported NPY version {v}"),
-            ));
+        v => return Err(bad(format!("unsupported NPY version {v}"))),
+    };
+    if start.saturating_add(header_len) > bytes.len() {
+        return Err(bad("truncated NPY header".to_owned()));
+    }
+    let mut rest: &[u8] = &bytes;
+    let header = Header::from_reader(&mut rest).map_err(|e| {
+        bad(format!(
+            "unreadable NPY header: {}",
+            one_line(&e.to_string())
+        ))
+    })?;
+    let width = match &header.type_descriptor {
+        PyValue::String(d) if d == "<f4" || d == ">f4" => 4,
+        PyValue::String(d) if d == "<f8" || d == ">f8" => 8,
+        other => {
+            return Err(bad(format!(
+                "NPY data type {} is not supported; expected float32 or float64 ('<f4', '>f4', '<f8', '>f8')",
+                one_line(&other.to_string())
+            )));
         }
     };
-    let header = bytes
-        .get(start..start + header_len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad("truncated NPY header"))?;
-    let width = if header.contains("'<f4'") {
-        4
-    } else if header.contains("'<f8'") {
-        8
-    } else {
-        return Err(bad(
-            "NPY data must be little-endian float32 or float64 ('<f4' or '<f8')",
-        ));
-    };
-    if header.contains("'fortran_order': True") {
-        return Err(bad("NPY data in Fortran order is not supported"));
-    }
-    let shape: Vec<usize> = header
-        .split_once("'shape':")
-        .and_then(|(_, rest)| rest.split_once('(')?.1.split_once(')'))
-        .map(|(inside, _)| {
-            inside
-                .split(',')
-                .filter(|s| !s.trim().is_empty())
-                .map(|s| s.trim().parse())
-                .collect::<Result<_, _>>()
-        })
-        .transpose()
-        .ok()
-        .flatten()
-        .ok_or_else(|| bad("NPY header has no readable shape"))?;
+    let shape = header.shape.clone();
     let [l, h, n, n2] = shape[..] else {
-        return Err(IoError::invalid(
-            path,
-            format!("NPY shape {shape:?} is not [layers, heads, tokens, tokens]"),
-        ));
+        return Err(bad(format!(
+            "NPY shape {shape:?} is not [layers, heads, tokens, tokens]"
+        )));
     };
     if n != n2 || l == 0 || h == 0 || n == 0 {
-        return Err(IoError::invalid(
-            path,
-            format!("NPY shape {shape:?} is not [layers, heads, tokens, tokens]"),
-        ));
+        return Err(bad(format!(
+            "NPY shape {shape:?} is not [layers, heads, tokens, tokens]"
+        )));
     }
-    let count = l
+    let needed = l
         .checked_mul(h)
         .and_then(|x| x.checked_mul(n))
-        .and_then(|x| x.checked_mul(n));
-    let data = &bytes[start + header_len..];
-    if count.and_then(|c| c.checked_mul(width)) != Some(data.len()) {
-        return Err(IoError::invalid(
-            path,
-            format!(
-                "NPY data holds {} bytes, but shape {shape:?} needs {}",
-                data.len(),
-                count.unwrap_or(usize::MAX).saturating_mul(width)
+        .and_then(|x| x.checked_mul(n))
+        .and_then(|x| x.checked_mul(width));
+    if needed != Some(rest.len()) {
+        return Err(bad(match needed {
+            Some(needed) => format!(
+                "NPY data holds {} bytes, but shape {shape:?} needs {needed}",
+                rest.len()
             ),
-        ));
+            None => format!("NPY shape {shape:?} is too large"),
+        }));
     }
-    let values: Vec<f32> = if width == 4 {
-        data.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    } else {
-        data.chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect()
+    let npy_err = |e: ndarray_npy::ReadNpyError| {
+        bad(format!("unreadable NPY data: {}", one_line(&e.to_string())))
     };
-    let maps: Vec<Array2<f32>> = values
-        .chunks_exact(n * n)
-        .filter_map(|c| Array2::from_shape_vec((n, n), c.to_vec()).ok())
-        .collect();
-    let maps =
-        AttentionMaps::from_heads(l, h, n, maps).ok_or_else(|| bad("inconsistent NPY shape"))?;
+    let all: ArrayD<f32> = if width == 4 {
+        ArrayD::<f32>::read_npy(&bytes[..]).map_err(npy_err)?
+    } else {
+        ArrayD::<f64>::read_npy(&bytes[..])
+            .map_err(npy_err)?
+            .mapv(|v| v as f32)
+    };
+    drop(bytes);
+    let mut maps = Vec::with_capacity(l * h);
+    for layer_idx in 0..l {
+        for head_idx in 0..h {
+            // Logical order, whatever the file's layout (Fortran order included).
+            let head = all.slice(ndarray::s![layer_idx, head_idx, .., ..]);
+            let map = Array2::from_shape_vec((n, n), head.iter().copied().collect())
+                .map_err(|e| bad(format!("layer {layer_idx} head {head_idx}: {e}")))?;
+            maps.push(map);
+        }
+    }
+    drop(all);
+    let maps = AttentionMaps::from_heads(l, h, n, maps)
+        .ok_or_else(|| bad("inconsistent NPY shape".to_owned()))?;
+    super::attention_json::check_attention_values(&maps).map_err(bad)?;
     let sidecar = sidecar_path(path);
-    let tokens: Vec<String> = match std::fs::read(&sidecar) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map_err(|e| IoError::invalid(&sidecar, super::json_reason(&e)))?,
-        Err(_) => (0..n).map(|i| i.to_string()).collect(),
+    let tokens: Vec<String> = match std::fs::metadata(&sidecar) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (0..n).map(|i| i.to_string()).collect()
+        }
+        _ => {
+            let b = read_regular_file(&sidecar, MAX_SMALL_FILE)?;
+            serde_json::from_slice(&b)
+                .map_err(|e| IoError::invalid(&sidecar, super::json_reason(&e)))?
+        }
     };
     if tokens.len() != n {
         return Err(IoError::invalid(
@@ -158,6 +173,26 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
         ));
     }
     Ok((maps, tokens))
+}
+
+/// A parser's message on one line: the header parser (pest) quotes the header over several
+/// lines with a caret under the fault; keep its position and expectation, drop the drawing.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            let drawing = line.starts_with('|')
+                || line
+                    .split_once(" |")
+                    .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()));
+            !line.is_empty() && !drawing
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -185,6 +220,191 @@ mod tests {
         assert_eq!(tokens, ["a", "b"]);
         std::fs::write(&path, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'").unwrap();
         assert!(read_npy(&path).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// An NPY 1.0 file with this header dict and data, padded like numpy does.
+    fn npy_bytes(dict: &str, data: &[u8]) -> Vec<u8> {
+        let unpadded = 10 + dict.len() + 1;
+        let padding = (64 - unpadded % 64) % 64;
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(
+            &u16::try_from(dict.len() + padding + 1)
+                .unwrap()
+                .to_le_bytes(),
+        );
+        out.extend_from_slice(dict.as_bytes());
+        out.extend(std::iter::repeat_n(b' ', padding));
+        out.push(b'\n');
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("attnviz-npy-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn header_is_parsed_not_substring_matched() {
+        let dir = scratch("header");
+        let path = dir.join("m.npy");
+        // Row-major [[1, 0], [0.25, 0.75]]; stored in Fortran order it is 1, 0.25, 0, 0.75.
+        let fortran: Vec<u8> = [1.0f32, 0.25, 0.0, 0.75]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        // No space after the colon: the old reader missed this and read it transposed.
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr':'<f4','fortran_order':True,'shape':(1,1,2,2)}",
+                &fortran,
+            ),
+        )
+        .unwrap();
+        let (maps, _) = read_npy(&path).unwrap();
+        assert_eq!(*maps.head(0, 0).unwrap(), array![[1.0, 0.0], [0.25, 0.75]]);
+        // Big-endian data is read as such.
+        let big: Vec<u8> = [1.0f32, 0.0, 0.25, 0.75]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '>f4', 'fortran_order': False, 'shape': (1, 1, 2, 2), }",
+                &big,
+            ),
+        )
+        .unwrap();
+        let (maps, _) = read_npy(&path).unwrap();
+        assert_eq!(*maps.head(0, 0).unwrap(), array![[1.0, 0.0], [0.25, 0.75]]);
+        // '>i4' with '<f4' elsewhere in the header (here in a key) was accepted as f32.
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '>i4', 'fortran_order': False, 'shape': (1, 1, 2, 2), '<f4': 0}",
+                &big,
+            ),
+        )
+        .unwrap();
+        let err = read_npy(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("unreadable NPY header") || err.contains("not supported"),
+            "{err}"
+        );
+        assert!(err.ends_with("m.npy"), "{err}");
+        // A malformed header gives one line (the parser draws the fault over several).
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 2, 2) ]",
+                &big,
+            ),
+        )
+        .unwrap();
+        let err = read_npy(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("unreadable NPY header: ") && !err.contains('\n'),
+            "{err:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn absurd_shapes_and_bad_values_are_refused() {
+        let dir = scratch("values");
+        let path = dir.join("m.npy");
+        let data: Vec<u8> = [1.0f32, 0.0, 0.25, 0.75]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        // 2^60 heads of 2×2 overflows; 1e9 layers needs 16e9 bytes: neither is allocated.
+        for (shape, expect) in [
+            ("(1, 1152921504606846976, 2, 2)", "is too large"),
+            (
+                "(1000000000, 1, 2, 2)",
+                "NPY data holds 16 bytes, but shape [1000000000, 1, 2, 2] needs 16000000000",
+            ),
+        ] {
+            std::fs::write(
+                &path,
+                npy_bytes(
+                    &format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"),
+                    &data,
+                ),
+            )
+            .unwrap();
+            let err = read_npy(&path).unwrap_err().to_string();
+            assert!(err.contains(expect), "{err}");
+        }
+        // NaN, a negative value and 1e300 (f8, read as f32 infinity) are refused, naming the cell.
+        let cases: [(&str, Vec<u8>, &str); 3] = [
+            (
+                "<f4",
+                [1.0f32, 0.0, f32::NAN, 0.75]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                "layer 0 head 0 row 1 column 0 holds NaN",
+            ),
+            (
+                "<f4",
+                [1.0f32, 0.0, -0.25, 1.25]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                "row 1 column 0 holds -0.25, outside [0, 1]",
+            ),
+            (
+                "<f8",
+                [1e300f64, 0.0, 0.25, 0.75]
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+                "row 0 column 0 holds inf",
+            ),
+        ];
+        for (descr, data, expect) in cases {
+            std::fs::write(
+                &path,
+                npy_bytes(
+                    &format!(
+                        "{{'descr': '{descr}', 'fortran_order': False, 'shape': (1, 1, 2, 2), }}"
+                    ),
+                    &data,
+                ),
+            )
+            .unwrap();
+            let err = read_npy(&path).unwrap_err().to_string();
+            assert!(err.contains(expect) && err.ends_with("m.npy"), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn export_refuses_non_finite_maps_and_keeps_the_old_pair() {
+        let dir = scratch("export");
+        let path = dir.join("att.npy");
+        std::fs::write(&path, "old").unwrap();
+        let maps = AttentionMaps::from_heads(1, 1, 2, vec![array![[f32::NAN, 0.0], [0.25, 0.75]]])
+            .unwrap();
+        let err = write_npy(&path, &maps, &["a".into(), "b".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("refusing to export: layer 0 head 0 row 0 column 0 holds NaN"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
+        // A sidecar that cannot be written (its name is a folder) leaves the NPY untouched.
+        std::fs::create_dir_all(sidecar_path(&path)).unwrap();
+        let good =
+            AttentionMaps::from_heads(1, 1, 2, vec![array![[1.0, 0.0], [0.25, 0.75]]]).unwrap();
+        assert!(write_npy(&path, &good, &["a".into(), "b".into()]).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,34 +1,32 @@
 //! Hugging Face checkpoints (BERT, GPT-2, Llama family) built onto the engine's [`Transformer`].
 //!
-//! Each family's loader mirrors its `modeling_*.py` key names, checks every tensor's shape
-//! against the validated config, and converts weights to the engine's [in, out] layout once.
+//! The per-family weight loading lives in `loaders` (one file per family, one `load` per
+//! Hugging Face module); this file holds the loaded model and what it does.
 
 use super::config::{Family, ModelConfig, RawConfig};
 use super::lm_head::{self, LmHeadInfo, PredictError, Prediction};
+use super::loaders;
 use super::weights::{LoadError, WeightFile};
 use super::{Model, ModelInfo};
-use crate::engine::{
-    Activation, AttentionPosition, AttentionRun, Block, EngineError, Mlp, Norm, NormPlacement,
-    RunOptions, SelfAttention, Transformer,
-};
+use crate::engine::{AttentionRun, EngineError, Norm, RunOptions, Transformer};
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2, ArrayView2, s};
 use std::path::{Path, PathBuf};
 
 /// How token ids become vectors.
-struct Embeddings {
+pub(super) struct Embeddings {
     /// Shape: [vocab, d_model].
-    word: Array2<f32>,
+    pub(super) word: Array2<f32>,
     /// Learned absolute positions (BERT, GPT-2). Shape: [max_positions, d_model].
-    position: Option<Array2<f32>>,
+    pub(super) position: Option<Array2<f32>>,
     /// BERT's segment-0 embedding, added to every token. Shape: [d_model].
-    segment: Option<Array1<f32>>,
+    pub(super) segment: Option<Array1<f32>>,
     /// BERT's LayerNorm over the summed embeddings.
-    norm: Option<Norm>,
+    pub(super) norm: Option<Norm>,
 }
 
 /// The next-token head's weights.
-enum HeadWeight {
+pub(super) enum HeadWeight {
     /// The input embedding matrix (`Embeddings::word`), shared.
     Tied,
     /// A matrix of its own (`lm_head.weight`). Shape: [vocab, d_model].
@@ -36,10 +34,10 @@ enum HeadWeight {
 }
 
 /// A checkpoint's LM head: logits = final hidden state · Wᵀ.
-struct LmHead {
-    weight: HeadWeight,
+pub(super) struct LmHead {
+    pub(super) weight: HeadWeight,
     /// The tensor it came from, for messages and `info`.
-    tensor: String,
+    pub(super) tensor: String,
 }
 
 /// A loaded checkpoint.
@@ -50,10 +48,6 @@ pub struct Checkpoint {
     transformer: Transformer,
     /// The next-token head, where the checkpoint has one.
     lm_head: Option<LmHead>,
-    /// Token text of each id, from tokenizer.json, when present.
-    vocab: Option<Vec<String>>,
-    /// Ids of special tokens.
-    special: Vec<u32>,
     /// The folder's tokenizer.json, when it has one.
     tokenizer: Option<crate::tokenize::HfTokenizer>,
 }
@@ -74,29 +68,28 @@ impl Checkpoint {
         let cfg = RawConfig::read(dir)?.into_config(&dir.join("config.json"))?;
         let weights = WeightFile::open_with_progress(dir, progress)?;
         let weights_path = weights.path().to_owned();
-        let (embeddings, transformer) = match cfg.family {
-            Family::Bert => load_bert(&weights, &cfg)?,
-            Family::Gpt2 => load_gpt2(&weights, &cfg)?,
-            Family::Llama => load_llama(&weights, &cfg)?,
+        let (embeddings, parts) = match cfg.family {
+            Family::Bert => loaders::bert::load(&weights, &cfg)?,
+            Family::Gpt2 => loaders::gpt2::load(&weights, &cfg)?,
+            Family::Llama => loaders::llama::load(&weights, &cfg)?,
         };
-        let lm_head = load_lm_head(&weights, &cfg)?;
+        let lm_head = loaders::load_lm_head(&weights, &cfg)?;
         // The weights (and their file maps) are released here: everything is owned from now on.
         drop(weights);
-        transformer.validate().map_err(|e| LoadError::Weights {
+        // Checked and packed for the matrix kernel now, as part of loading, so that the first
+        // forward pass costs what every later one does.
+        let transformer = Transformer::new(parts).map_err(|e| LoadError::Weights {
             path: weights_path.clone(),
             reason: e.to_string(),
         })?;
-        // Pack the weights for the matrix kernel now, as part of loading, so that the first
-        // forward pass costs what every later one does.
-        transformer.packed();
-        let (vocab, special) = read_vocab(dir);
+        // tokenizer.json is parsed once: the tokenizer, its vocabulary and its special ids.
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = if tokenizer_path.exists() {
             Some(
-                crate::tokenize::HfTokenizer::from_file(&tokenizer_path).map_err(|reason| {
+                crate::tokenize::HfTokenizer::from_file(&tokenizer_path).map_err(|e| {
                     LoadError::Config {
-                        path: tokenizer_path.clone(),
-                        reason,
+                        path: e.path,
+                        reason: e.reason,
                     }
                 })?,
             )
@@ -109,8 +102,6 @@ impl Checkpoint {
             embeddings,
             transformer,
             lm_head,
-            vocab,
-            special,
             tokenizer,
         })
     }
@@ -200,26 +191,27 @@ impl Checkpoint {
 
     /// Tokens for raw ids, with vocabulary texts when the folder has a tokenizer.json.
     pub fn tokens_from_ids(&self, ids: &[u32]) -> Vec<Token> {
+        let tok = self.tokenizer.as_ref();
         ids.iter()
             .map(|&id| Token {
-                text: self
-                    .vocab
-                    .as_ref()
-                    .and_then(|v| v.get(id as usize).filter(|t| !t.is_empty()).cloned())
-                    .unwrap_or_else(|| id.to_string()),
+                text: tok
+                    .and_then(|t| t.id_to_text(id))
+                    .map_or_else(|| id.to_string(), str::to_owned),
                 id,
-                is_special: self.special.contains(&id),
+                is_special: tok.is_some_and(|t| t.is_special(id)),
                 byte_span: None,
             })
             .collect()
     }
 
+    /// The folder's tokenizer.json, parsed once at load, when it has one.
+    pub fn tokenizer(&self) -> Option<&crate::tokenize::HfTokenizer> {
+        self.tokenizer.as_ref()
+    }
+
     /// Which query heads share each key/value head: entry g lists the query heads of group g.
     pub fn kv_groups(&self) -> Vec<Vec<usize>> {
-        let per = self.cfg.heads / self.cfg.kv_heads;
-        (0..self.cfg.kv_heads)
-            .map(|g| (g * per..(g + 1) * per).collect())
-            .collect()
+        crate::pipeline::kv_groups(self.cfg.heads, self.cfg.kv_heads)
     }
 
     fn embed(&self, tokens: &[Token]) -> Result<Array2<f32>, EngineError> {
@@ -258,7 +250,7 @@ impl Model for Checkpoint {
                 .position
                 .as_ref()
                 .map_or(0, |p| p.len() as u64);
-        for b in &t.blocks {
+        for b in t.blocks() {
             let a = &b.attention;
             params += (a.wq.len()
                 + a.wk.len()
@@ -307,7 +299,7 @@ impl Model for Checkpoint {
                 Family::Bert => "post".to_owned(),
                 Family::Gpt2 | Family::Llama => "pre".to_owned(),
             },
-            causal: t.causal,
+            causal: t.causal(),
             lm_head: self.lm_head(),
         }
     }
@@ -329,326 +321,13 @@ impl Model for Checkpoint {
             )));
         }
         let x = self.embed(tokens)?;
-        match self.cfg.sliding_window {
-            // Mistral: a query sees the `window` most recent keys, itself included, as
-            // transformers' sliding-window mask allows (query − key < window).
-            Some(window) if tokens.len() > window => {
-                let mut opts = opts.clone();
-                opts.mask
-                    .parts
-                    .push(crate::engine::MaskPart::Window(window - 1));
-                self.transformer.run(tokens, x, &opts, progress)
-            }
-            _ => self.transformer.run(tokens, x, opts, progress),
-        }
+        let mut opts = opts.clone();
+        opts.mask = super::effective_mask(
+            &opts.mask,
+            self.transformer.causal(),
+            self.cfg.sliding_window,
+            tokens.len(),
+        );
+        self.transformer.run(tokens, x, &opts, progress)
     }
-}
-
-/// Reads id → token text and the special ids from tokenizer.json's model vocabulary and added
-/// tokens. Missing or unreadable files just mean no vocabulary.
-fn read_vocab(dir: &Path) -> (Option<Vec<String>>, Vec<u32>) {
-    let Ok(bytes) = std::fs::read(dir.join("tokenizer.json")) else {
-        return (None, Vec::new());
-    };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return (None, Vec::new());
-    };
-    let mut vocab: Vec<String> = Vec::new();
-    let mut put = |id: u64, text: &str| {
-        // Ids are bounded by the config's vocab check at use; cap here against absurd files.
-        if let Ok(id) = usize::try_from(id)
-            && id < (1 << 22)
-        {
-            if vocab.len() <= id {
-                vocab.resize(id + 1, String::new());
-            }
-            vocab[id] = text.to_owned();
-        }
-    };
-    if let Some(map) = json.pointer("/model/vocab").and_then(|v| v.as_object()) {
-        for (text, id) in map {
-            if let Some(id) = id.as_u64() {
-                put(id, text);
-            }
-        }
-    }
-    let mut special = Vec::new();
-    if let Some(added) = json.get("added_tokens").and_then(|v| v.as_array()) {
-        for t in added {
-            if let (Some(id), Some(text)) = (
-                t.get("id").and_then(|v| v.as_u64()),
-                t.get("content").and_then(|v| v.as_str()),
-            ) {
-                put(id, text);
-                if t.get("special").and_then(|v| v.as_bool()).unwrap_or(false)
-                    && let Ok(id) = u32::try_from(id)
-                {
-                    special.push(id);
-                }
-            }
-        }
-    }
-    (Some(vocab), special)
-}
-
-/// The LM head as transformers' `*ForCausalLM` / `GPT2LMHeadModel` would load it from this
-/// checkpoint: its own `lm_head.weight` when present (transformers does not tie a head that the
-/// file holds with different values), else the input embedding when `tie_word_embeddings`,
-/// else none. BERT's masked-LM head (`cls.predictions.*`) is not a next-token head: none.
-// modeling_utils.py PreTrainedModel.tie_weights; modeling_llama.py LlamaForCausalLM
-// (`lm_head = nn.Linear(hidden_size, vocab_size, bias=False)`); modeling_gpt2.py
-// GPT2LMHeadModel (`_tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}`).
-fn load_lm_head(w: &WeightFile, c: &ModelConfig) -> Result<Option<LmHead>, LoadError> {
-    let embedding = match c.family {
-        Family::Bert => return Ok(None),
-        Family::Gpt2 => {
-            let p = prefix_of(w, "wte.weight", &["transformer.", ""]);
-            format!("{p}wte.weight")
-        }
-        Family::Llama => {
-            let p = prefix_of(w, "embed_tokens.weight", &["model.", ""]);
-            format!("{p}embed_tokens.weight")
-        }
-    };
-    const OWN: &str = "lm_head.weight";
-    if w.contains(OWN) {
-        // nn.Linear(d_model, vocab): stored [out, in] = [vocab, d_model], used as it is.
-        return Ok(Some(LmHead {
-            weight: HeadWeight::Own(w.matrix(OWN, c.vocab, c.d_model)?),
-            tensor: OWN.to_owned(),
-        }));
-    }
-    Ok(c.tie_word_embeddings.then_some(LmHead {
-        weight: HeadWeight::Tied,
-        tensor: embedding,
-    }))
-}
-
-fn layer_norm(w: &WeightFile, prefix: &str, d: usize, eps: f32) -> Result<Norm, LoadError> {
-    Ok(Norm::LayerNorm {
-        gamma: w.vector(&format!("{prefix}.weight"), d)?,
-        beta: w.vector(&format!("{prefix}.bias"), d)?,
-        eps,
-    })
-}
-
-/// "bert." or "" — whichever the checkpoint uses.
-fn prefix_of(w: &WeightFile, probe: &str, prefixes: &[&'static str]) -> &'static str {
-    prefixes
-        .iter()
-        .copied()
-        .find(|p| w.contains(&format!("{p}{probe}")))
-        .unwrap_or("")
-}
-
-// Follows transformers' models/bert/modeling_bert.py: BertEmbeddings, BertSelfAttention,
-// BertSelfOutput (post-LN), BertIntermediate (erf GELU), BertOutput.
-fn load_bert(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
-    let p = prefix_of(w, "embeddings.word_embeddings.weight", &["bert.", ""]);
-    let d = c.d_model;
-    let inner = c.heads * c.d_head;
-    let embeddings = Embeddings {
-        word: w.matrix(&format!("{p}embeddings.word_embeddings.weight"), c.vocab, d)?,
-        position: Some(w.matrix(
-            &format!("{p}embeddings.position_embeddings.weight"),
-            c.max_positions,
-            d,
-        )?),
-        segment: Some(
-            w.matrix(
-                &format!("{p}embeddings.token_type_embeddings.weight"),
-                c.type_vocab,
-                d,
-            )?
-            .row(0)
-            .to_owned(),
-        ),
-        norm: Some(layer_norm(
-            w,
-            &format!("{p}embeddings.LayerNorm"),
-            d,
-            c.norm_eps,
-        )?),
-    };
-    let mut blocks = Vec::with_capacity(c.layers);
-    for i in 0..c.layers {
-        let l = format!("{p}encoder.layer.{i}");
-        let lin = |name: &str, d_in: usize, d_out: usize| {
-            w.linear(&format!("{l}.{name}.weight"), d_in, d_out)
-        };
-        let bias = |name: &str, len: usize| w.vector(&format!("{l}.{name}.bias"), len).map(Some);
-        blocks.push(Block {
-            attention: SelfAttention {
-                wq: lin("attention.self.query", d, inner)?,
-                bq: bias("attention.self.query", inner)?,
-                wk: lin("attention.self.key", d, inner)?,
-                bk: bias("attention.self.key", inner)?,
-                wv: lin("attention.self.value", d, inner)?,
-                bv: bias("attention.self.value", inner)?,
-                wo: lin("attention.output.dense", inner, d)?,
-                bo: bias("attention.output.dense", d)?,
-            },
-            mlp: Mlp {
-                w_in: lin("intermediate.dense", d, c.d_ff)?,
-                b_in: bias("intermediate.dense", c.d_ff)?,
-                w_gate: None,
-                w_out: lin("output.dense", c.d_ff, d)?,
-                b_out: bias("output.dense", d)?,
-                activation: Activation::Gelu,
-            },
-            attention_norm: layer_norm(
-                w,
-                &format!("{l}.attention.output.LayerNorm"),
-                d,
-                c.norm_eps,
-            )?,
-            mlp_norm: layer_norm(w, &format!("{l}.output.LayerNorm"), d, c.norm_eps)?,
-        });
-    }
-    let transformer = Transformer {
-        d_model: d,
-        heads: c.heads,
-        kv_heads: c.heads,
-        d_head: c.d_head,
-        placement: NormPlacement::Post,
-        position: AttentionPosition::None,
-        causal: false,
-        blocks,
-        final_norm: None,
-        packed: Default::default(),
-    };
-    Ok((embeddings, transformer))
-}
-
-// Follows transformers' models/gpt2/modeling_gpt2.py: Conv1D weights are stored [in, out], which
-// is already the engine's layout, so they are used as they are (no transpose).
-fn load_gpt2(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
-    let p = prefix_of(w, "wte.weight", &["transformer.", ""]);
-    let d = c.d_model;
-    let embeddings = Embeddings {
-        word: w.matrix(&format!("{p}wte.weight"), c.vocab, d)?,
-        position: Some(w.matrix(&format!("{p}wpe.weight"), c.max_positions, d)?),
-        segment: None,
-        norm: None,
-    };
-    let mut blocks = Vec::with_capacity(c.layers);
-    for i in 0..c.layers {
-        let l = format!("{p}h.{i}");
-        let c_attn = w.matrix(&format!("{l}.attn.c_attn.weight"), d, 3 * d)?;
-        let c_attn_b = w.vector(&format!("{l}.attn.c_attn.bias"), 3 * d)?;
-        let third = |m: &Array2<f32>, k: usize| m.slice(s![.., k * d..(k + 1) * d]).to_owned();
-        let third_b = |k: usize| Some(c_attn_b.slice(s![k * d..(k + 1) * d]).to_owned());
-        blocks.push(Block {
-            attention: SelfAttention {
-                wq: third(&c_attn, 0),
-                bq: third_b(0),
-                wk: third(&c_attn, 1),
-                bk: third_b(1),
-                wv: third(&c_attn, 2),
-                bv: third_b(2),
-                wo: w.matrix(&format!("{l}.attn.c_proj.weight"), d, d)?,
-                bo: Some(w.vector(&format!("{l}.attn.c_proj.bias"), d)?),
-            },
-            mlp: Mlp {
-                w_in: w.matrix(&format!("{l}.mlp.c_fc.weight"), d, c.d_ff)?,
-                b_in: Some(w.vector(&format!("{l}.mlp.c_fc.bias"), c.d_ff)?),
-                w_gate: None,
-                w_out: w.matrix(&format!("{l}.mlp.c_proj.weight"), c.d_ff, d)?,
-                b_out: Some(w.vector(&format!("{l}.mlp.c_proj.bias"), d)?),
-                activation: Activation::GeluTanh,
-            },
-            attention_norm: layer_norm(w, &format!("{l}.ln_1"), d, c.norm_eps)?,
-            mlp_norm: layer_norm(w, &format!("{l}.ln_2"), d, c.norm_eps)?,
-        });
-    }
-    let transformer = Transformer {
-        d_model: d,
-        heads: c.heads,
-        kv_heads: c.heads,
-        d_head: c.d_head,
-        placement: NormPlacement::Pre,
-        position: AttentionPosition::None,
-        causal: true,
-        blocks,
-        final_norm: Some(layer_norm(w, &format!("{p}ln_f"), d, c.norm_eps)?),
-        packed: Default::default(),
-    };
-    Ok((embeddings, transformer))
-}
-
-// Follows transformers' models/llama/modeling_llama.py: RMSNorm, rotate-half RoPE, grouped-query
-// attention, SiLU-gated MLP (down(silu(gate(x)) * up(x))).
-fn load_llama(w: &WeightFile, c: &ModelConfig) -> Result<(Embeddings, Transformer), LoadError> {
-    let p = prefix_of(w, "embed_tokens.weight", &["model.", ""]);
-    let d = c.d_model;
-    let (q_out, kv_out) = (c.heads * c.d_head, c.kv_heads * c.d_head);
-    let rms = |name: String| -> Result<Norm, LoadError> {
-        Ok(Norm::RmsNorm {
-            gamma: w.vector(&name, d)?,
-            eps: c.norm_eps,
-        })
-    };
-    let embeddings = Embeddings {
-        word: w.matrix(&format!("{p}embed_tokens.weight"), c.vocab, d)?,
-        position: None,
-        segment: None,
-        norm: None,
-    };
-    let mut blocks = Vec::with_capacity(c.layers);
-    for i in 0..c.layers {
-        let l = format!("{p}layers.{i}");
-        let lin = |name: &str, d_in: usize, d_out: usize| {
-            w.linear(&format!("{l}.{name}.weight"), d_in, d_out)
-        };
-        let bias = |name: &str, len: usize| -> Result<Option<Array1<f32>>, LoadError> {
-            if c.attention_bias {
-                w.vector(&format!("{l}.{name}.bias"), len).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        blocks.push(Block {
-            attention: SelfAttention {
-                wq: lin("self_attn.q_proj", d, q_out)?,
-                bq: bias("self_attn.q_proj", q_out)?,
-                wk: lin("self_attn.k_proj", d, kv_out)?,
-                bk: bias("self_attn.k_proj", kv_out)?,
-                wv: lin("self_attn.v_proj", d, kv_out)?,
-                bv: bias("self_attn.v_proj", kv_out)?,
-                wo: lin("self_attn.o_proj", q_out, d)?,
-                bo: None,
-            },
-            mlp: Mlp {
-                w_in: lin("mlp.up_proj", d, c.d_ff)?,
-                b_in: None,
-                w_gate: Some(lin("mlp.gate_proj", d, c.d_ff)?),
-                w_out: lin("mlp.down_proj", c.d_ff, d)?,
-                b_out: None,
-                activation: Activation::Silu,
-            },
-            attention_norm: rms(format!("{l}.input_layernorm.weight"))?,
-            mlp_norm: rms(format!("{l}.post_attention_layernorm.weight"))?,
-        });
-    }
-    let transformer = Transformer {
-        d_model: d,
-        heads: c.heads,
-        kv_heads: c.kv_heads,
-        d_head: c.d_head,
-        placement: NormPlacement::Pre,
-        position: match c.rope_llama3 {
-            Some(scaling) => AttentionPosition::RopeLlama3 {
-                theta: c.rope_theta,
-                scaling,
-            },
-            None => AttentionPosition::Rope {
-                theta: c.rope_theta,
-            },
-        },
-        causal: true,
-        blocks,
-        final_norm: Some(rms(format!("{p}norm.weight"))?),
-        packed: Default::default(),
-    };
-    Ok((embeddings, transformer))
 }

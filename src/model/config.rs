@@ -155,14 +155,33 @@ const MAX_LAYERS: usize = 512;
 const MAX_VOCAB: usize = 1 << 22;
 const MAX_POSITIONS: usize = 1 << 20;
 
+/// Norm epsilons must lie in (0, MAX_NORM_EPS]: a larger one flattens every activation.
+pub const MAX_NORM_EPS: f64 = 0.1;
+/// `rope_theta` must lie in [MIN_ROPE_THETA, MAX_ROPE_THETA]: below 1 the rotation frequencies
+/// grow with the dimension and positions alias.
+pub const MIN_ROPE_THETA: f64 = 1.0;
+/// See [`MIN_ROPE_THETA`]; the largest base in use is around 1e7.
+pub const MAX_ROPE_THETA: f64 = 1e12;
+/// RoPE scaling factors (`factor`, `low_freq_factor`, `high_freq_factor`) must lie in
+/// [1, MAX_ROPE_FACTOR].
+pub const MAX_ROPE_FACTOR: f64 = 1024.0;
+
 impl RawConfig {
     /// Reads and parses `config.json` in `dir`.
     pub fn read(dir: &Path) -> Result<Self, LoadError> {
         let path = dir.join("config.json");
-        let bytes = std::fs::read(&path).map_err(|cause| LoadError::Read {
-            path: path.clone(),
-            cause,
-        })?;
+        // Regular files only (a FIFO would block, /dev/zero never ends), at most 16 MiB.
+        let bytes = crate::io::read_regular_file(&path, crate::io::MAX_CONFIG_FILE).map_err(
+            |e| match e {
+                crate::io::IoError::Read { path, cause } => LoadError::Read { path, cause },
+                other => LoadError::Config {
+                    path: path.clone(),
+                    reason: other
+                        .to_string()
+                        .replace(&format!(": {}", path.display()), ""),
+                },
+            },
+        )?;
         serde_json::from_slice(&bytes).map_err(|e| LoadError::Config {
             path,
             reason: format!("malformed config.json ({e})"),
@@ -242,27 +261,62 @@ impl RawConfig {
             Family::Gpt2 => self.layer_norm_epsilon.unwrap_or(1e-5),
             Family::Llama => self.rms_norm_eps.unwrap_or(1e-6),
         };
-        if !(norm_eps.is_finite() && norm_eps > 0.0) {
-            return Err(err(format!("norm epsilon {norm_eps} must be positive")));
+        // Every float must be finite, used or not: a NaN anywhere means a damaged file.
+        let floats = [
+            ("layer_norm_eps", self.layer_norm_eps),
+            ("layer_norm_epsilon", self.layer_norm_epsilon),
+            ("rms_norm_eps", self.rms_norm_eps),
+            ("rope_theta", self.rope_theta),
+        ];
+        let rope_params = [self.rope_parameters.as_ref(), self.rope_scaling.as_ref()];
+        let rope_floats = rope_params.into_iter().flatten().flat_map(|r| {
+            [
+                ("rope_theta", r.rope_theta),
+                ("factor", r.factor),
+                ("low_freq_factor", r.low_freq_factor),
+                ("high_freq_factor", r.high_freq_factor),
+                (
+                    "original_max_position_embeddings",
+                    r.original_max_position_embeddings,
+                ),
+            ]
+        });
+        for (name, value) in floats.into_iter().chain(rope_floats) {
+            if let Some(v) = value.filter(|v| !v.is_finite()) {
+                return Err(err(format!("{name} = {v:?} is not a finite number")));
+            }
+        }
+        if !(norm_eps > 0.0 && norm_eps <= MAX_NORM_EPS) {
+            return Err(err(format!(
+                "norm epsilon {norm_eps:?} is out of range (0, {MAX_NORM_EPS}]"
+            )));
         }
         let rope = self.rope_parameters.as_ref().or(self.rope_scaling.as_ref());
         let rope_llama3 = match rope.and_then(|r| r.rope_type.as_deref()) {
             None | Some("default") => None,
             Some("llama3") => {
                 let r = rope.cloned().unwrap_or_default();
-                let field = |v: Option<f64>, name: &str| -> Result<f32, LoadError> {
+                let field = |v: Option<f64>, name: &str, max: f64| -> Result<f32, LoadError> {
                     match v {
-                        Some(v) if v.is_finite() && v > 0.0 => Ok(v as f32),
-                        _ => Err(err(format!("rope scaling llama3 needs a positive {name}"))),
+                        Some(v) if (1.0..=max).contains(&v) => Ok(v as f32),
+                        Some(v) => Err(err(format!(
+                            "rope scaling llama3 {name} = {v:?} is out of range [1, {max}]"
+                        ))),
+                        None => Err(err(format!("rope scaling llama3 needs {name}"))),
                     }
                 };
                 let scaling = crate::engine::Llama3Scaling {
-                    factor: field(r.factor, "factor")?,
-                    low_freq_factor: field(r.low_freq_factor, "low_freq_factor")?,
-                    high_freq_factor: field(r.high_freq_factor, "high_freq_factor")?,
+                    factor: field(r.factor, "factor", MAX_ROPE_FACTOR)?,
+                    low_freq_factor: field(r.low_freq_factor, "low_freq_factor", MAX_ROPE_FACTOR)?,
+                    high_freq_factor: field(
+                        r.high_freq_factor,
+                        "high_freq_factor",
+                        MAX_ROPE_FACTOR,
+                    )?,
                     original_max_positions: field(
                         r.original_max_position_embeddings,
                         "original_max_position_embeddings",
+                        MAX_POSITIONS as f64,
                     )?,
                 };
                 if scaling.high_freq_factor <= scaling.low_freq_factor {
@@ -282,6 +336,11 @@ impl RawConfig {
             .rope_theta
             .or(self.rope_parameters.as_ref().and_then(|r| r.rope_theta))
             .unwrap_or(10_000.0);
+        if !(MIN_ROPE_THETA..=MAX_ROPE_THETA).contains(&rope_theta) {
+            return Err(err(format!(
+                "rope_theta {rope_theta:?} is out of range [{MIN_ROPE_THETA}, {MAX_ROPE_THETA:e}]"
+            )));
+        }
         let act = self
             .hidden_act
             .clone()
@@ -336,5 +395,85 @@ impl RawConfig {
                 .or(self.torch_dtype)
                 .unwrap_or_else(|| "float32".to_owned()),
         })
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    fn llama(extra: serde_json::Value) -> Result<ModelConfig, String> {
+        let mut value = serde_json::json!({
+            "model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 16,
+            "max_position_embeddings": 64, "vocab_size": 32
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            value[k] = v.clone();
+        }
+        let raw: RawConfig = serde_json::from_value(value).unwrap();
+        raw.into_config(Path::new("m/config.json"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn floats_are_range_checked() {
+        // The examples: each one used to load and give wrong maps.
+        let cases = [
+            (
+                serde_json::json!({"rope_theta": 0.0}),
+                "rope_theta 0.0 is out of range [1, 1e12]",
+            ),
+            (
+                serde_json::json!({"rope_theta": -5.0}),
+                "rope_theta -5.0 is out of range [1, 1e12]",
+            ),
+            (
+                serde_json::json!({"rms_norm_eps": 1e300}),
+                "norm epsilon 1e300 is out of range (0, 0.1]",
+            ),
+            (
+                serde_json::json!({"rms_norm_eps": 0.0}),
+                "norm epsilon 0.0 is out of range (0, 0.1]",
+            ),
+            (
+                serde_json::json!({"rope_scaling": {"rope_type": "llama3", "factor": 1e300, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32.0}}),
+                "rope scaling llama3 factor = 1e300 is out of range [1, 1024]",
+            ),
+            (
+                serde_json::json!({"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 0.5, "high_freq_factor": 4.0, "original_max_position_embeddings": 32.0}}),
+                "rope scaling llama3 low_freq_factor = 0.5 is out of range [1, 1024]",
+            ),
+        ];
+        for (extra, expected) in cases {
+            let err = llama(extra).unwrap_err();
+            assert_eq!(err, format!("{expected} in m/config.json"));
+        }
+        // The bounds themselves and a real Llama 3 block load.
+        assert!(llama(serde_json::json!({"rope_theta": 1.0, "rms_norm_eps": 0.1})).is_ok());
+        let ok = llama(
+            serde_json::json!({"rope_theta": 500000.0, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 32.0}}),
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn config_must_be_a_regular_file() {
+        let dir = std::env::temp_dir().join(format!("attnviz-config-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A symlink to /dev/zero would read forever; a folder cannot be parsed.
+        let link = dir.join("config.json");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        let err = RawConfig::read(&dir).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "a character device is not a readable file in {}",
+                link.display()
+            )
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,10 +7,11 @@ pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod lm_head;
+mod loaders;
 mod rng;
 pub mod weights;
 
-use crate::engine::{AttentionRun, EngineError, RunOptions};
+use crate::engine::{AttentionRun, EngineError, MaskPart, MaskSpec, RunOptions};
 use crate::tokenize::Token;
 use serde::Serialize;
 
@@ -76,4 +77,25 @@ pub trait Model: Send + Sync {
     fn forward(&self, tokens: &[Token], opts: &RunOptions) -> Result<AttentionRun, EngineError> {
         self.forward_with_progress(tokens, opts, &mut |_| true)
     }
+}
+
+/// The mask a run applies: the user's `spec`, plus what the architecture adds for an input of
+/// `len` tokens: the causal mask of a causal model (GPT-2, Llama), and Mistral's sliding window
+/// of `sliding_window` keys (a query sees the W most recent keys, itself included, as
+/// transformers allows query − key < W) once the input is longer than W. The one place this is
+/// decided: checkpoints run with it, exports record it and the app shows it.
+pub fn effective_mask(
+    spec: &MaskSpec,
+    causal: bool,
+    sliding_window: Option<usize>,
+    len: usize,
+) -> MaskSpec {
+    let mut mask = crate::engine::effective_mask(spec, causal);
+    if let Some(window) = sliding_window
+        && window > 0
+        && len > window
+    {
+        mask.parts.push(MaskPart::Window(window - 1));
+    }
+    mask
 }

@@ -6,10 +6,11 @@
 //! drops before it returns: a loaded model owns all its weights and holds no file open.
 
 use ndarray::{Array1, Array2};
+use safetensors::tensor::Metadata;
 use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// How far a checkpoint load has got, shared between the loading thread and whoever shows it.
 ///
@@ -118,14 +119,32 @@ impl std::ops::Deref for FileBytes {
     }
 }
 
-/// One safetensors file.
+/// One safetensors file, its header parsed once when it is opened.
 struct Shard {
-    path: PathBuf,
     bytes: FileBytes,
+    /// Where the tensor data starts: 8 bytes of header length, then the header.
+    data_start: usize,
+    /// The parsed header: every tensor's dtype, shape and byte range.
+    header: Metadata,
 }
 
-/// The bytes of a checkpoint's safetensors file, or of its shards (memory-mapped), parsed per
-/// lookup. Tensors are copied out as owned f32; keep this only for the duration of a load.
+impl Shard {
+    /// The bytes of tensor `name` and its dtype and shape, if the shard has it.
+    fn tensor(&self, name: &str) -> Option<(Dtype, &[usize], &[u8])> {
+        let info = self.header.info(name)?;
+        let (start, end) = info.data_offsets;
+        // The header was validated against the file's length, so the range is in bounds;
+        // `get` keeps a surprise an error instead of a panic.
+        let data = self
+            .bytes
+            .get(self.data_start + start..self.data_start + end)?;
+        Some((info.dtype, &info.shape, data))
+    }
+}
+
+/// The bytes of a checkpoint's safetensors file, or of its shards (memory-mapped), each header
+/// parsed once on opening. Tensors are copied out as owned f32; keep this only for the duration
+/// of a load.
 pub struct WeightFile {
     shards: Vec<Shard>,
     /// For sharded checkpoints: tensor name → shard index, from model.safetensors.index.json.
@@ -134,6 +153,8 @@ pub struct WeightFile {
     path: PathBuf,
     /// Bytes converted so far, and the cancel flag.
     progress: Arc<LoadProgress>,
+    /// How many safetensors headers were parsed: one per shard.
+    header_parses: AtomicUsize,
 }
 
 impl WeightFile {
@@ -147,12 +168,12 @@ impl WeightFile {
     pub fn open_with_progress(dir: &Path, progress: Arc<LoadProgress>) -> Result<Self, LoadError> {
         let mut file = Self::open_files(dir)?;
         for shard in &file.shards {
-            let tensors = parse(shard)?;
             progress.add_total(
-                tensors
+                shard
+                    .header
                     .tensors()
-                    .iter()
-                    .map(|(_, t)| t.data().len() as u64)
+                    .values()
+                    .map(|t| (t.data_offsets.1 - t.data_offsets.0) as u64)
                     .sum(),
             );
         }
@@ -164,12 +185,14 @@ impl WeightFile {
         let single = dir.join("model.safetensors");
         let index_path = dir.join("model.safetensors.index.json");
         if single.exists() {
-            let shard = read_shard(&single)?;
+            let header_parses = AtomicUsize::new(0);
+            let shard = read_shard(&single, &header_parses)?;
             return Ok(Self {
                 shards: vec![shard],
                 index: None,
                 path: single,
                 progress: Arc::default(),
+                header_parses,
             });
         }
         if index_path.exists() {
@@ -225,15 +248,17 @@ impl WeightFile {
             };
             index.insert(name.clone(), idx);
         }
+        let header_parses = AtomicUsize::new(0);
         let shards = files
             .iter()
-            .map(|f| read_shard(&dir.join(f)))
+            .map(|f| read_shard(&dir.join(f), &header_parses))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             shards,
             index: Some(index),
             path: index_path.to_owned(),
             progress: Arc::default(),
+            header_parses,
         })
     }
 
@@ -247,7 +272,13 @@ impl WeightFile {
     /// True when a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
         self.shard_for(name)
-            .is_some_and(|s| parse(s).is_ok_and(|t| t.names().contains(&name)))
+            .is_some_and(|s| s.header.info(name).is_some())
+    }
+
+    /// How many safetensors headers this file has parsed (one per shard, however many
+    /// tensors are looked up).
+    pub fn header_parses(&self) -> usize {
+        self.header_parses.load(Ordering::Relaxed)
     }
 
     /// The first of `names` that exists, for checkpoints that differ in prefixes.
@@ -265,18 +296,16 @@ impl WeightFile {
             return Err(LoadError::Cancelled);
         }
         let shard = self.shard_for(name).ok_or_else(missing)?;
-        let tensors = parse(shard)?;
-        let view = tensors.tensor(name).map_err(|_| missing())?;
-        if view.shape() != shape {
+        let (dtype, got, data) = shard.tensor(name).ok_or_else(missing)?;
+        if got != shape {
             return Err(LoadError::ShapeMismatch {
                 name: name.to_owned(),
                 expected: shape.to_vec(),
-                got: view.shape().to_vec(),
+                got: got.to_vec(),
                 path: self.path.clone(),
             });
         }
-        let data = view.data();
-        let values: Vec<f32> = match view.dtype() {
+        let values: Vec<f32> = match dtype {
             Dtype::F32 => data
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -332,7 +361,8 @@ impl WeightFile {
     }
 }
 
-fn read_shard(path: &Path) -> Result<Shard, LoadError> {
+/// Opens one safetensors file and parses its header (counted in `parses`).
+fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
     let read_err = |cause| LoadError::Read {
         path: path.to_owned(),
         cause,
@@ -346,13 +376,19 @@ fn read_shard(path: &Path) -> Result<Shard, LoadError> {
         Some(map) => FileBytes::Mapped(map),
         None => FileBytes::Read(std::fs::read(path).map_err(read_err)?),
     };
-    let shard = Shard {
-        path: path.to_owned(),
+    // Parsed once, here, so that a truncated or garbage file fails with one message and no
+    // lookup parses it again.
+    parses.fetch_add(1, Ordering::Relaxed);
+    let (header_len, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| LoadError::Weights {
+            path: path.to_owned(),
+            reason: format!("not a valid safetensors file ({e})"),
+        })?;
+    Ok(Shard {
         bytes,
-    };
-    // Parse once now, so that a truncated or garbage file fails here with one message.
-    parse(&shard)?;
-    Ok(shard)
+        data_start: 8 + header_len,
+        header,
+    })
 }
 
 /// Maps `file` read-only.
@@ -365,13 +401,6 @@ fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     // which that assumption matters is the load itself. Lengths are taken from the map, so a
     // file truncated before mapping is a clean parse error, not a fault.
     unsafe { memmap2::Mmap::map(file) }
-}
-
-fn parse(shard: &Shard) -> Result<SafeTensors<'_>, LoadError> {
-    SafeTensors::deserialize(&shard.bytes).map_err(|e| LoadError::Weights {
-        path: shard.path.clone(),
-        reason: format!("not a valid safetensors file ({e})"),
-    })
 }
 
 /// IEEE half precision to single precision, exactly (subnormals, infinities and NaN included).
@@ -406,5 +435,66 @@ mod tests {
         assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
         assert_eq!(f16_to_f32(0x0200), 2f32.powi(-15));
         assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+    }
+
+    /// A safetensors file with `count` F32 tensors `t0`, `t1`, ... of two values each, tensor
+    /// `tk` holding [k, k + 0.5].
+    fn many_tensors(dir: &Path, count: usize) {
+        let mut header = String::from("{");
+        let mut data = Vec::new();
+        for k in 0..count {
+            let start = data.len();
+            for v in [k as f32, k as f32 + 0.5] {
+                data.extend_from_slice(&v.to_le_bytes());
+            }
+            if k > 0 {
+                header.push(',');
+            }
+            header.push_str(&format!(
+                "\"t{k}\":{{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[{start},{}]}}",
+                data.len()
+            ));
+        }
+        header.push('}');
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&data);
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+    }
+
+    #[test]
+    fn each_header_is_parsed_once_however_many_lookups() {
+        let dir = std::env::temp_dir().join(format!("attnviz-header-once-{}", std::process::id()));
+        many_tensors(&dir, 2000);
+        let file = WeightFile::open(&dir).unwrap();
+        assert_eq!(file.header_parses(), 1);
+        // 2000 lookups and 2000 reads: a parse per lookup would count 4001.
+        for k in (0..2000).rev() {
+            assert!(file.contains(&format!("t{k}")));
+            let v = file.vector(&format!("t{k}"), 2).unwrap();
+            assert_eq!(v.to_vec(), [k as f32, k as f32 + 0.5]);
+        }
+        assert!(!file.contains("t2000"));
+        assert!(matches!(
+            file.vector("t3", 3),
+            Err(LoadError::ShapeMismatch { .. })
+        ));
+        assert_eq!(file.header_parses(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sharded_headers_are_parsed_once_per_shard() {
+        // llama_sharded splits the llama fixture over several shards.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llama_sharded");
+        let file = WeightFile::open(&dir).unwrap();
+        let shards = file.shards.len();
+        assert!(shards > 1, "{shards} shards");
+        let names: Vec<String> = file.index.as_ref().unwrap().keys().cloned().collect();
+        for name in &names {
+            assert!(file.contains(name), "{name}");
+        }
+        assert_eq!(file.header_parses(), shards);
     }
 }

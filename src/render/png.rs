@@ -1,13 +1,11 @@
-//! PNG output: fast encoding and atomic file writes.
+//! PNG output: fast encoding; the file itself goes through the shared writer in `crate::io`.
 //!
 //! Images use fast DEFLATE compression with adaptive filtering: heatmaps are
 //! large flat areas, so this is small enough while being many times quicker
 //! than the default level on big images.
 
-use std::ffi::OsString;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder, ImageError, RgbaImage};
@@ -34,55 +32,40 @@ fn encode<W: Write>(img: &RgbaImage, out: W) -> Result<(), ImageError> {
     )
 }
 
-/// Writes `img` to `path` as a PNG, atomically.
-///
-/// The image goes to `path` + `".tmp"` in the same folder first and is then
-/// renamed over `path`, so readers never see a half-written file. On failure
-/// the temporary file is removed and the error names `path`.
+/// Writes `img` to `path` as a PNG, atomically, through the one output writer
+/// ([`crate::io::write_atomic`]): a uniquely named temporary file beside `path`, renamed over
+/// it once complete, removed on failure or interrupt. Errors name `path`.
 pub fn write_png(img: &RgbaImage, path: &Path) -> Result<(), RenderError> {
-    let tmp = tmp_path(path);
-    let io_error = |cause| RenderError::Io {
-        path: path.to_path_buf(),
-        cause,
-    };
-    let result = write_to(img, &tmp).and_then(|()| fs::rename(&tmp, path).map_err(io_error));
-    if result.is_err() {
-        // Best effort: the original error matters more than a failed cleanup.
-        let _ = fs::remove_file(&tmp);
+    let mut encode_error = None;
+    let result = crate::io::write_atomic(path, |out| {
+        encode(img, out).map_err(|err| match err {
+            ImageError::IoError(cause) => cause,
+            other => {
+                let message = other.to_string();
+                encode_error = Some(other);
+                std::io::Error::other(message)
+            }
+        })
+    });
+    match (result, encode_error) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(err)) => Err(RenderError::Encode(err.to_string())),
+        (Err(crate::io::IoError::Write { path, cause }), None) => {
+            Err(RenderError::Io { path, cause })
+        }
+        (Err(other), None) => Err(RenderError::Io {
+            path: path.to_path_buf(),
+            cause: std::io::Error::other(other.to_string()),
+        }),
     }
-    result.map_err(|err| match err {
-        // Report the destination, not the temporary file.
-        RenderError::Io { cause, .. } => io_error(cause),
-        other => other,
-    })
-}
-
-/// `path` with `.tmp` appended to its file name.
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = OsString::from(path.as_os_str());
-    name.push(".tmp");
-    PathBuf::from(name)
-}
-
-/// Creates `file`, encodes `img` into it and flushes it to the OS.
-fn write_to(img: &RgbaImage, file: &Path) -> Result<(), RenderError> {
-    let io_error = |cause| RenderError::Io {
-        path: file.to_path_buf(),
-        cause,
-    };
-    let mut out = BufWriter::new(File::create(file).map_err(io_error)?);
-    encode(img, &mut out).map_err(|err| match err {
-        ImageError::IoError(cause) => io_error(cause),
-        other => RenderError::Encode(other.to_string()),
-    })?;
-    out.flush().map_err(io_error)?;
-    out.get_ref().sync_all().map_err(io_error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use image::Rgba;
+    use std::fs;
+    use std::path::PathBuf;
 
     fn sample() -> RgbaImage {
         RgbaImage::from_fn(37, 23, |x, y| {
@@ -112,7 +95,8 @@ mod tests {
         let dir = scratch_dir("write");
         let path = dir.join("out.png");
         write_png(&sample(), &path).unwrap();
-        assert!(!tmp_path(&path).exists());
+        let leftovers = fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "only out.png");
         let decoded = image::open(&path).unwrap().to_rgba8();
         assert_eq!(decoded, sample());
         // Overwriting an existing file works too.
@@ -150,14 +134,6 @@ mod tests {
         assert!(
             matches!(&err, RenderError::Encode(msg) if msg.contains("disk on fire")),
             "{err}"
-        );
-    }
-
-    #[test]
-    fn tmp_path_appends_suffix() {
-        assert_eq!(
-            tmp_path(Path::new("/a/b/map.png")),
-            PathBuf::from("/a/b/map.png.tmp")
         );
     }
 }

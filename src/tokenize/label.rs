@@ -102,7 +102,13 @@ impl VocabStyle {
     /// text), else its pre-tokenizer, normalizer and model. Unreadable JSON or an unknown
     /// scheme gives [`VocabStyle::Plain`].
     pub fn from_tokenizer_json(json: &str) -> VocabStyle {
-        let Ok(t) = serde_json::from_str::<TokenizerJson>(json) else {
+        serde_json::from_str::<serde_json::Value>(json)
+            .map_or(VocabStyle::Plain, |v| Self::from_tokenizer_value(&v))
+    }
+
+    /// [`Self::from_tokenizer_json`] on an already parsed tokenizer.json.
+    pub fn from_tokenizer_value(json: &serde_json::Value) -> VocabStyle {
+        let Ok(t) = TokenizerJson::deserialize(json) else {
             return VocabStyle::Plain;
         };
         let model = t.model.unwrap_or_default();

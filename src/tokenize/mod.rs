@@ -12,7 +12,7 @@
 mod hf;
 mod label;
 
-pub use hf::{HfTokenizer, vocab_style_of_dir};
+pub use hf::{HfTokenizer, TokenizerError, catch_quietly, panic_is_caught, vocab_style_of_dir};
 pub use label::{
     CONTINUATION_MARK, NEWLINE_MARK, SPACE_MARK, TAB_MARK, VocabStyle, byte_from_byte_level_char,
     bytes_from_byte_level, display_label, display_labels,

@@ -1,0 +1,226 @@
+//! The command line's arguments: the clap structs of every subcommand.
+
+use crate::engine::NormPlacement;
+use crate::model::{DemoConfig, DemoPositional};
+use crate::render::{Colormap, RangeMode};
+use crate::tokenize::DemoTokenizer;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// attnviz: show, explain and export transformer attention maps.
+#[derive(Debug, Parser)]
+#[command(
+    name = "attnviz",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do; without a subcommand the app opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// A file to open in the app: text or tokens (.txt, .json) or an attention file.
+    pub file: Option<PathBuf>,
+    /// Render the app's first frames, save a screenshot to this PNG and exit.
+    #[arg(long, value_name = "PNG")]
+    pub screenshot: Option<PathBuf>,
+    /// Open the app on this checkpoint folder instead of the demo model.
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the model and write every layer's and head's attention (JSON or NPY).
+    Export(ExportArgs),
+    /// Run the model and render one head, a head combination, or the layer × head grid to PNG.
+    Render(RenderArgs),
+    /// Print the model's architecture.
+    Info(InfoArgs),
+    /// Run a checkpoint with an LM head and print its most likely next tokens.
+    Next(NextArgs),
+}
+
+/// Where the tokens come from, and how the model runs.
+#[derive(Debug, Args)]
+#[group(id = "source", required = true, multiple = false, args = ["input", "text", "ids"])]
+pub struct CommonArgs {
+    /// Input file: .txt text, .json tokens ({"text"}, {"tokens"} or {"token_ids"}), or an attention file.
+    pub input: Option<PathBuf>,
+    /// Text to tokenize.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Token ids, comma-separated; skips the tokenizer.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Option<Vec<u32>>,
+    /// `demo`, or a model folder.
+    #[arg(long, default_value = "demo", value_name = "DIR|demo")]
+    pub model: String,
+    /// Mask spec, `+`-joined: none, causal, padding, window:W, strided:S, block:B, global:I,J,
+    /// drop-keys:I,J, drop-queries:I,J, drop-cells:Q.K,Q.K.
+    #[arg(long, default_value = "none", value_name = "SPEC")]
+    pub mask: String,
+    /// Keep only these query/key dimensions of head H in layer L, e.g. 0.3=0-7,12 (repeatable).
+    #[arg(long = "dims", value_name = "L.H=DIMS")]
+    pub dims: Vec<String>,
+    /// Score scale: inv-sqrt (1/√d_head), none, or temperature:T.
+    #[arg(long, default_value = "inv-sqrt", value_name = "SCALE")]
+    pub scale: String,
+    /// Print one JSON line of timings on stderr.
+    #[arg(long)]
+    pub timings: bool,
+    /// Cut inputs longer than the model's position limit instead of failing.
+    #[arg(long)]
+    pub truncate: bool,
+    /// The demo model's settings.
+    #[command(flatten)]
+    pub demo: DemoArgs,
+}
+
+/// Settings of the built-in demo model.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Demo tokenizer: words (words and punctuation) or chars.
+    #[arg(long, default_value = "words")]
+    pub tokenizer: DemoTokenizer,
+    /// Demo layers (1..=24).
+    #[arg(long, default_value_t = DemoConfig::default().layers)]
+    pub layers: usize,
+    /// Demo heads per layer (1..=32, dividing d_model).
+    #[arg(long, default_value_t = DemoConfig::default().heads)]
+    pub heads: usize,
+    /// Demo residual width (8..=1024).
+    #[arg(long, default_value_t = DemoConfig::default().d_model)]
+    pub d_model: usize,
+    /// Demo positional encoding: none, sinusoidal, learned, rope or alibi.
+    #[arg(long = "pe", default_value = "sinusoidal")]
+    pub positional: DemoPositional,
+    /// Demo LayerNorm placement: pre, post or none.
+    #[arg(long, default_value = "pre")]
+    pub layer_norm: NormPlacement,
+    /// Demo weight seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl DemoArgs {
+    /// The demo model's config from these settings.
+    pub fn config(&self) -> DemoConfig {
+        DemoConfig {
+            layers: self.layers,
+            heads: self.heads,
+            d_model: self.d_model,
+            positional: self.positional,
+            norm: self.layer_norm,
+            seed: self.seed,
+        }
+    }
+}
+
+/// File format of `export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// `attnviz.attention/v1` JSON.
+    Json,
+    /// NPY [L, H, N, N] float32 plus a `.tokens.json` sidecar.
+    Npy,
+}
+
+/// `attnviz export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Input and model options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output file.
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Output format; by default from the extension (.npy is NPY, anything else JSON).
+    #[arg(long)]
+    pub format: Option<ExportFormat>,
+}
+
+/// What `render` draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum View {
+    /// One head (or a combination) as a heatmap.
+    Heatmap,
+    /// Every layer × head as thumbnails.
+    Grid,
+}
+
+/// `attnviz render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Input and model options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Output file: PNG, or SVG when it ends in .svg (vector text and colorbar, cells as
+    /// rectangles or an embedded PNG).
+    #[arg(long, value_name = "PNG|SVG")]
+    pub out: PathBuf,
+    /// Layer to show (0-based), or mean over all layers.
+    #[arg(long, default_value = "0", value_name = "L|mean")]
+    pub layer: String,
+    /// Head to show (0-based), mean or max over the layer's heads, or the mean of a set (0,2,5).
+    #[arg(long, default_value = "0", value_name = "H|mean|max|H,H,...")]
+    pub head: String,
+    /// Colours on a log scale.
+    #[arg(long)]
+    pub log: bool,
+    /// Value range of the colours: per-head (the map's own) or shared (over all heads).
+    #[arg(long, default_value = "per-head", value_name = "per-head|shared")]
+    pub range: RangeMode,
+    /// Drop special tokens ([CLS], [SEP], [PAD], …) and renormalise each row.
+    #[arg(long)]
+    pub hide_special: bool,
+    /// Heatmap of one head, or the grid of all heads.
+    #[arg(long, value_enum, default_value = "heatmap")]
+    pub view: View,
+    /// Colormap: viridis, magma, inferno, plasma, grays or diverging.
+    #[arg(long, default_value = "viridis")]
+    pub colormap: Colormap,
+    /// Only the cells: no labels, title or colorbar.
+    #[arg(long)]
+    pub no_labels: bool,
+    /// Pixels per cell (heatmap), or per thumbnail side (grid).
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub cell: Option<u32>,
+    /// Multiply every length (cells, text, margins) for a high-resolution PNG; in an SVG, the
+    /// resolution of the embedded cells. `--scale` is the attention score scale.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::render::figure::MAX_PIXEL_SCALE)))]
+    pub pixel_scale: u32,
+}
+
+/// `attnviz info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// `demo`, or a model folder.
+    #[arg(long, default_value = "demo", value_name = "DIR|demo")]
+    pub model: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// The demo model's settings.
+    #[command(flatten)]
+    pub demo: DemoArgs,
+}
+
+/// `attnviz next`.
+#[derive(Debug, Args)]
+pub struct NextArgs {
+    /// Input and model options (the model must be a checkpoint with an LM head).
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// How many tokens to list per position.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub top: u32,
+    /// The position (0-based) whose next token is predicted, or `all`; by default the last.
+    #[arg(long, value_name = "N|all")]
+    pub position: Option<String>,
+    /// Print JSON (`attnviz.next/v1`) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}

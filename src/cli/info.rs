@@ -1,0 +1,77 @@
+//! `attnviz info`: the model's architecture, as text or JSON.
+
+use super::args::InfoArgs;
+use crate::model::ModelInfo;
+use crate::pipeline::{self, LoadedModel};
+use anyhow::{Context as _, Result};
+
+/// Runs `attnviz info`.
+pub(super) fn info(args: InfoArgs) -> Result<()> {
+    let model = LoadedModel::load(&args.model, args.demo.config(), args.demo.tokenizer)?;
+    let info = model.model().info();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&info).context("serialising model info")?
+        );
+    } else {
+        print!("{}", info_text(&info, &model));
+    }
+    Ok(())
+}
+
+fn info_text(info: &ModelInfo, model: &LoadedModel) -> String {
+    let mut s = format!(
+        "model         {}\narchitecture  {}\nlayers        {}\nheads         {} (kv heads {})\nd_model       {}\nd_head        {}\nd_ff          {}\nvocab         {}\nparameters    {}\ndtype         {}\npositions     {} (max {} tokens)\nlayer norm    {}\ncausal        {}\n",
+        info.name,
+        info.architecture,
+        info.layers,
+        info.heads,
+        info.kv_heads,
+        info.d_model,
+        info.d_head,
+        info.d_ff,
+        info.vocab
+            .map_or("none (hashed tokens)".to_owned(), |v| v.to_string()),
+        info.params,
+        info.dtype,
+        info.positional,
+        info.max_positions,
+        info.norm,
+        info.causal,
+    );
+    if model.as_checkpoint().is_some() {
+        s.push_str(&format!(
+            "lm head       {}\n",
+            lm_head_text(info.lm_head.as_ref())
+        ));
+    }
+    let mut crafted = Vec::new();
+    if let Some(demo) = model.as_demo() {
+        for l in 0..info.layers {
+            for h in 0..info.heads {
+                if let Some(kind) = demo.crafted_head(l, h) {
+                    crafted.push(format!("L{l}·H{h} {}", kind.label()));
+                }
+            }
+        }
+    } else if info.kv_heads < info.heads {
+        s.push_str(&format!(
+            "kv groups     {}\n",
+            pipeline::kv_groups_text(&model.kv_groups())
+        ));
+    }
+    if !crafted.is_empty() {
+        s.push_str(&format!("crafted heads {}\n", crafted.join(", ")));
+    }
+    s
+}
+
+/// The LM head in words.
+pub(super) fn lm_head_text(head: Option<&crate::model::LmHeadInfo>) -> String {
+    match head {
+        None => "none".to_owned(),
+        Some(h) if h.tied => format!("tied to {} (vocab {})", h.tensor, h.vocab),
+        Some(h) => format!("untied, {} (vocab {})", h.tensor, h.vocab),
+    }
+}

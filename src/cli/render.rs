@@ -1,0 +1,87 @@
+//! `attnviz render`: one head, a head combination, or the layer × head grid as a PNG or an SVG
+//! (chosen by the extension of `--out`).
+
+use super::args::{RenderArgs, View};
+use super::{Timings, compute, ms_since, print_timings};
+use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
+use crate::render::{self, FigureContext, RenderStyle, ValueScale};
+use anyhow::{Result, anyhow};
+use std::path::Path;
+use std::time::Instant;
+
+/// Pixels per cell when `--cell` is not given: about 768 pixels across, 1 to 32 per cell.
+fn default_cell(len: usize) -> u32 {
+    (768 / len.max(1)).clamp(1, 32) as u32
+}
+
+/// Whether `path` asks for an SVG (its extension is `.svg`, in any case); anything else is a PNG.
+pub(super) fn is_svg(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+}
+
+/// Runs `attnviz render`.
+pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
+    let heads: HeadSelection = args.head.parse().map_err(|e: String| anyhow!(e))?;
+    let layer: LayerSelection = args.layer.parse().map_err(|e: String| anyhow!(e))?;
+    let mut timings = Timings::default();
+    let computed = compute(&args.common, &mut timings, false)?;
+    let start = Instant::now();
+    // Figures show labels as the app does: the checkpoint tokenizer's style; the demo and
+    // attention files (which name no tokenizer) show the strings as they are.
+    let vocab = computed
+        .model
+        .as_ref()
+        .map(crate::pipeline::LoadedModel::vocab_style)
+        .unwrap_or_default();
+    // What the figure says besides the maps, as the app's export fills it: the applied mask,
+    // the input text (the grid shows its start) and the KV grouping the app's grid shows.
+    let ctx = FigureContext {
+        text: computed.text.clone(),
+        kv_groups: crate::pipeline::kv_groups(computed.meta.heads, computed.meta.kv_heads),
+        ..FigureContext::from_tokens(
+            &computed.tokens,
+            &vocab,
+            &computed.meta.name,
+            &computed.mask,
+        )
+    };
+    let style = RenderStyle {
+        colormap: args.colormap,
+        scale: if args.log {
+            ValueScale::Log
+        } else {
+            ValueScale::Linear
+        },
+        range: args.range,
+        cell_px: args.cell.unwrap_or(match args.view {
+            View::Heatmap => default_cell(computed.maps.len()),
+            View::Grid => 96,
+        }),
+        labels: !args.no_labels,
+        pixel_scale: args.pixel_scale,
+    };
+    let spec = ViewSpec {
+        layer,
+        heads,
+        hide_special: args.hide_special,
+    };
+    if is_svg(&args.out) {
+        let svg = match args.view {
+            View::Heatmap => render::view_svg(&computed.maps, &ctx, &spec, &style),
+            View::Grid => render::grid_view_svg(&computed.maps, &ctx, &style),
+        }
+        .map_err(|e| anyhow!(e))?;
+        render::write_svg(&svg, &args.out)?;
+    } else {
+        let image = match args.view {
+            View::Heatmap => render::view_figure(&computed.maps, &ctx, &spec, &style),
+            View::Grid => render::grid_view_figure(&computed.maps, &ctx, &style),
+        }
+        .map_err(|e| anyhow!(e))?;
+        render::write_png(&image, &args.out)?;
+    }
+    timings.write_ms = ms_since(start);
+    print_timings(args.common.timings, &timings);
+    Ok(())
+}

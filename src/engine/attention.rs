@@ -1,0 +1,282 @@
+//! Multi-head self-attention: the sublayer (q/k/v projection, RoPE, heads in parallel, output
+//! projection) and the per-head kernel that computes scores, softmax and the weighted sum in
+//! blocks of query rows.
+
+use super::gemm::PackedMatrix;
+use super::layers::{Epilogue, linear};
+use super::options::RunOptions;
+use super::parallel::{par_rows, parallel_map, threads_for};
+use super::position::{
+    AttentionPosition, alibi_slopes, apply_rope, llama3_frequencies, rope_frequencies,
+};
+use super::run::HeadTrace;
+use super::simd;
+use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+
+/// Query rows per block of [`run_head`]: a multiple of the matrix kernel's strip whose scores
+/// (at 512 keys, 96 KB) stay in the L2 cache between the product, the softmax and the sum.
+const ATTENTION_BLOCK_ROWS: usize = 48;
+
+/// Multi-head self-attention weights, with grouped-query attention when kv_heads < heads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SelfAttention {
+    /// Shape: [d_model, heads · d_head].
+    pub wq: Array2<f32>,
+    /// Shape: [heads · d_head].
+    pub bq: Option<Array1<f32>>,
+    /// Shape: [d_model, kv_heads · d_head].
+    pub wk: Array2<f32>,
+    /// Shape: [kv_heads · d_head].
+    pub bk: Option<Array1<f32>>,
+    /// Shape: [d_model, kv_heads · d_head].
+    pub wv: Array2<f32>,
+    /// Shape: [kv_heads · d_head].
+    pub bv: Option<Array1<f32>>,
+    /// Shape: [heads · d_head, d_model].
+    pub wo: Array2<f32>,
+    /// Shape: [d_model].
+    pub bo: Option<Array1<f32>>,
+}
+
+/// How a layer's heads are laid out: the dimensions attention runs with.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct HeadShape {
+    /// Query heads.
+    pub(super) heads: usize,
+    /// Key/value heads; `heads` is a multiple of it.
+    pub(super) kv_heads: usize,
+    /// Width of one head.
+    pub(super) d_head: usize,
+    /// RoPE, ALiBi or nothing.
+    pub(super) position: AttentionPosition,
+}
+
+/// An attention sublayer's matrices, packed for the matrix kernel.
+pub(super) struct PackedAttention {
+    /// wq, wk and wv side by side: [d_model, (heads + 2 · kv_heads) · d_head].
+    qkv: PackedMatrix,
+    wo: PackedMatrix,
+}
+
+impl PackedAttention {
+    pub(super) fn new(a: &SelfAttention) -> Self {
+        let qkv = ndarray::concatenate(Axis(1), &[a.wq.view(), a.wk.view(), a.wv.view()])
+            .unwrap_or_else(|_| Array2::zeros((0, 0)));
+        Self {
+            qkv: PackedMatrix::pack(qkv.view()),
+            wo: PackedMatrix::pack(a.wo.view()),
+        }
+    }
+}
+
+/// Per-head results of one attention sublayer.
+struct HeadResult {
+    probs: Array2<f32>,
+    output: Array2<f32>,
+    trace: Option<HeadTrace>,
+}
+
+impl SelfAttention {
+    /// One attention sublayer: returns its output after the epilogue (shape [token, d_model]), each head's
+    /// probabilities and, when asked, each head's trace.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward(
+        &self,
+        packed: &PackedAttention,
+        shape: &HeadShape,
+        h: &Array2<f32>,
+        epilogue: Epilogue<'_>,
+        layer_idx: usize,
+        allowed: Option<&Array2<bool>>,
+        opts: &RunOptions,
+        want_trace: bool,
+    ) -> (Array2<f32>, Vec<Array2<f32>>, Option<Vec<HeadTrace>>) {
+        let a = self;
+        let threads = threads_for(h.nrows(), opts);
+        // q, k and v side by side, computed per row block in one pass over the threads.
+        let (q_width, kv_width) = (a.wq.ncols(), a.wk.ncols());
+        let mut qkv = Array2::<f32>::zeros((h.nrows(), q_width + 2 * kv_width));
+        par_rows(&mut qkv, threads, &|row0, mut block| {
+            let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
+            simd::matmul(rows, &packed.qkv, block.view_mut(), false);
+            let biases = [(&a.bq, 0), (&a.bk, q_width), (&a.bv, q_width + kv_width)];
+            for (b, col0) in biases {
+                if let Some(b) = b {
+                    let mut dst = block.slice_mut(s![.., col0..col0 + b.len()]);
+                    dst += b;
+                }
+            }
+        });
+        let (mut q, rest) = qkv.view_mut().split_at(Axis(1), q_width);
+        let (mut k, v) = rest.split_at(Axis(1), kv_width);
+        let dh = shape.d_head;
+        let freqs = match shape.position {
+            AttentionPosition::Rope { theta } => Some(rope_frequencies(dh, theta)),
+            AttentionPosition::RopeLlama3 { theta, scaling } => {
+                Some(llama3_frequencies(dh, theta, scaling))
+            }
+            AttentionPosition::None | AttentionPosition::Alibi => None,
+        };
+        if let Some(freqs) = freqs {
+            for head in 0..shape.heads {
+                apply_rope(q.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
+            }
+            for head in 0..shape.kv_heads {
+                apply_rope(k.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
+            }
+        }
+        let slopes = match shape.position {
+            AttentionPosition::Alibi => alibi_slopes(shape.heads),
+            _ => Vec::new(),
+        };
+        let group = shape.heads / shape.kv_heads;
+        let factor = opts.scale.factor(dh);
+        let head_fn = |head_idx: usize| -> HeadResult {
+            let kv = head_idx / group;
+            let keep = opts
+                .dims
+                .iter()
+                .find(|d| d.layer_idx == layer_idx && d.head_idx == head_idx)
+                .map(|d| d.dims.as_slice());
+            let q_h = q.slice(s![.., head_idx * dh..(head_idx + 1) * dh]);
+            let k_h = k.slice(s![.., kv * dh..(kv + 1) * dh]);
+            let v_h = v.slice(s![.., kv * dh..(kv + 1) * dh]);
+            run_head(
+                q_h,
+                k_h,
+                v_h,
+                HeadParams {
+                    factor,
+                    keep,
+                    alibi_slope: slopes.get(head_idx).copied(),
+                    allowed,
+                    want_trace,
+                },
+            )
+        };
+        let results = parallel_map(shape.heads, threads, &head_fn);
+
+        let mut concat = Array2::<f32>::zeros((h.nrows(), shape.heads * dh));
+        let mut probs = Vec::with_capacity(shape.heads);
+        let mut traces = want_trace.then(Vec::new);
+        for (head_idx, r) in results.into_iter().enumerate() {
+            if !opts.ablated_heads.contains(&(layer_idx, head_idx)) {
+                concat
+                    .slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh])
+                    .assign(&r.output);
+            }
+            probs.push(r.probs);
+            if let (Some(traces), Some(t)) = (traces.as_mut(), r.trace) {
+                traces.push(t);
+            }
+        }
+        let out = linear(&concat, &packed.wo, a.bo.as_ref(), epilogue, threads);
+        (out, probs, traces)
+    }
+}
+
+struct HeadParams<'a> {
+    factor: f32,
+    keep: Option<&'a [usize]>,
+    alibi_slope: Option<f32>,
+    allowed: Option<&'a Array2<bool>>,
+    want_trace: bool,
+}
+
+fn run_head(
+    q_h: ArrayView2<'_, f32>,
+    k_h: ArrayView2<'_, f32>,
+    v_h: ArrayView2<'_, f32>,
+    p: HeadParams<'_>,
+) -> HeadResult {
+    // Fold the scale into q: n·d multiplies instead of n².
+    let mut q_scaled = q_h.to_owned();
+    let mut k_used = None;
+    if let Some(keep) = p.keep {
+        let mut k_owned = k_h.to_owned();
+        for dim in 0..q_scaled.ncols() {
+            if !keep.contains(&dim) {
+                q_scaled.column_mut(dim).fill(0.0);
+                k_owned.column_mut(dim).fill(0.0);
+            }
+        }
+        k_used = Some(k_owned);
+    }
+    let k_view = k_used.as_ref().map_or(k_h, |k| k.view());
+    let raw_scores = p.want_trace.then(|| q_scaled.dot(&k_view.t()));
+    q_scaled *= p.factor;
+    let k_packed = PackedMatrix::pack_transposed(k_view);
+    let v_packed = PackedMatrix::pack(v_h);
+    let mut scores = Array2::<f32>::zeros((q_scaled.nrows(), k_view.nrows()));
+    let mut output = Array2::<f32>::zeros((q_scaled.nrows(), v_h.ncols()));
+    let mut masked_scores = None;
+    // Scores, softmax and the weighted sum run block by block of query rows, so that each
+    // block of probabilities is still in cache when it is used (the whole map is a megabyte
+    // at 512 tokens). A trace needs the whole masked score matrix, so it takes one block.
+    let block_rows = if p.want_trace {
+        scores.nrows().max(1)
+    } else {
+        ATTENTION_BLOCK_ROWS
+    };
+    for (block_idx, (mut block, out_block)) in scores
+        .axis_chunks_iter_mut(Axis(0), block_rows)
+        .zip(output.axis_chunks_iter_mut(Axis(0), block_rows))
+        .enumerate()
+    {
+        let row0 = block_idx * block_rows;
+        let rows = row0..row0 + block.nrows();
+        simd::matmul(
+            q_scaled.slice(s![rows.clone(), ..]),
+            &k_packed,
+            block.view_mut(),
+            false,
+        );
+        if let Some(slope) = p.alibi_slope {
+            for ((i, key_idx), s) in block.indexed_iter_mut() {
+                *s -= slope * (row0 + i).abs_diff(key_idx) as f32;
+            }
+        }
+        let allowed = p.allowed.map(|a| a.slice(s![rows, ..]));
+        if p.want_trace {
+            let mut m = block.to_owned();
+            if let Some(allowed) = allowed {
+                ndarray::Zip::from(&mut m).and(allowed).for_each(|s, &ok| {
+                    if !ok {
+                        *s = f32::NEG_INFINITY;
+                    }
+                });
+            }
+            masked_scores = Some(m);
+        }
+        simd::softmax_rows(block.view_mut(), allowed);
+        simd::matmul(block.view(), &v_packed, out_block, false);
+    }
+    let trace = match (raw_scores, masked_scores) {
+        (Some(raw_scores), Some(masked_scores)) => {
+            // The trace records the q and k that were dotted, without the scale folded in.
+            let mut q = q_h.to_owned();
+            if let Some(keep) = p.keep {
+                for dim in 0..q.ncols() {
+                    if !keep.contains(&dim) {
+                        q.column_mut(dim).fill(0.0);
+                    }
+                }
+            }
+            Some(HeadTrace {
+                q,
+                k: k_view.to_owned(),
+                v: v_h.to_owned(),
+                raw_scores,
+                masked_scores,
+                probs: scores.clone(),
+                output: output.clone(),
+            })
+        }
+        _ => None,
+    };
+    HeadResult {
+        probs: scores,
+        output,
+        trace,
+    }
+}
