@@ -59,13 +59,35 @@ pub fn default_png_name(state: &AppState) -> String {
     format!("attn_{layer}_{heads}.png")
 }
 
-/// Writes the current view's PNG to `path` (see [`current_view_png`]).
+/// The SVG of the current view (see [`current_view_png`]): the same function as `attnviz render
+/// --out fig.svg`.
+pub fn current_view_svg(
+    run: &AttentionRun,
+    state: &AppState,
+    ctx: &FigureContext,
+) -> Result<String, String> {
+    if state.view == ViewKind::Grid {
+        return render::grid_view_svg(&run.maps, ctx, &state.render_style(GRID_THUMB_PX, true));
+    }
+    let style = state.render_style(default_cell(run.maps.len()), true);
+    render::view_svg(&run.maps, ctx, &state.view_spec(), &style)
+}
+
+/// Writes the current view to `path`: an SVG when `path` ends in `.svg`, else a PNG (see
+/// [`current_view_png`]).
 pub fn export_png(
     path: &Path,
     run: &AttentionRun,
     state: &AppState,
     ctx: &FigureContext,
 ) -> Result<(), String> {
+    let svg = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if svg {
+        let doc = current_view_svg(run, state, ctx)?;
+        return render::write_svg(&doc, path).map_err(|e| e.to_string());
+    }
     let image = current_view_png(run, state, ctx)?;
     render::write_png(&image, path).map_err(|e| e.to_string())
 }

@@ -154,3 +154,34 @@ fn masked_cells_look_alike_on_screen_and_in_the_export_and_unlike_zero() {
     // An allowed cell with (nearly) no attention is the colormap's bottom, never the grey.
     assert_ne!(grey, zero);
 }
+
+#[test]
+fn the_apps_svg_export_is_attnviz_renders_svg() {
+    let text = "the cat sat on the mat";
+    let mut harness = app_harness(AppState {
+        text: text.to_owned(),
+        view: ViewKind::Heatmap,
+        mask_text: "causal".to_owned(),
+        layer_idx: 2,
+        ..AppState::default()
+    });
+    let run = wait_ready(&mut harness);
+    let app = harness.state();
+    let dir = super::scratch("figures-svg");
+    let (ours, theirs) = (dir.join("app.svg"), dir.join("cli.svg"));
+    export::export_png(&ours, &run, &app.state, &app.figure_context(&run)).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_attnviz"))
+        .args([
+            "render", "--text", text, "--mask", "causal", "--layer", "2", "--out",
+        ])
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(&ours).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains(">masked</text>"));
+    assert!(
+        svg == std::fs::read_to_string(&theirs).unwrap(),
+        "the app's SVG differs from attnviz render's"
+    );
+}
