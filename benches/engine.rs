@@ -88,6 +88,7 @@ fn rendering(c: &mut Criterion) {
         scale: ValueScale::Linear,
         cell_px: 12,
         labels: true,
+        ..FigureOptions::default()
     };
     group.bench_function("labelled_png_export_64_tokens", |b| {
         b.iter(|| {

@@ -877,3 +877,6 @@ mod pixel_path;
 
 #[path = "app/state.rs"]
 mod state;
+
+#[path = "app/figures.rs"]
+mod figures;

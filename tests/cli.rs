@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 #[path = "cli/pipeline.rs"]
 mod pipeline;
 
+#[path = "cli/figures.rs"]
+mod figures;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_attnviz"))
 }
@@ -443,7 +446,8 @@ fn app_export_and_cli_render_give_the_same_pixels() {
     let run_ = model.forward(&tokens, &opts).unwrap();
     let app_png = dir.join("app.png");
     let plain = attnviz::tokenize::VocabStyle::Plain;
-    export::export_png(&app_png, &run_, &state, "demo", &plain).unwrap();
+    let ctx = attnviz::render::FigureContext::from_tokens(&run_.tokens, &plain, "demo", "causal");
+    export::export_png(&app_png, &run_, &state, &ctx).unwrap();
     let (a, b) = (decode(&cli_png), decode(&app_png));
     assert_eq!(a.dimensions(), b.dimensions());
     assert!(a == b, "the app's export differs from attnviz render");
@@ -453,8 +457,7 @@ fn app_export_and_cli_render_give_the_same_pixels() {
     let all = dir.join("all");
     let progress = std::sync::atomic::AtomicUsize::new(0);
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    let n =
-        export::export_all_heads(&all, &run_, &state, "demo", &plain, &progress, &cancel).unwrap();
+    let n = export::export_all_heads(&all, &run_, &state, &ctx, &progress, &cancel).unwrap();
     assert_eq!(n, 48);
     assert!(all.join("attn_L5_H7.png").exists());
 }
@@ -504,11 +507,19 @@ fn app_export_and_cli_render_label_checkpoint_tokens_alike() {
     let labels = attnviz::tokenize::display_labels(&run_.tokens, &vocab);
     assert!(labels.iter().any(|l| l == "␣c") && labels.iter().any(|l| l == "↵"));
     let app_png = dir.join("app.png");
-    export::export_png(&app_png, &run_, &state, &name, &vocab).unwrap();
+    // GPT-2 is causal by construction: the applied mask is `causal`.
+    let ctx = attnviz::render::FigureContext::from_tokens(&run_.tokens, &vocab, &name, "causal");
+    export::export_png(&app_png, &run_, &state, &ctx).unwrap();
     let (a, b) = (decode(&cli_png), decode(&app_png));
     assert!(a == b, "the app's export differs from attnviz render");
     let raw_png = dir.join("raw.png");
-    export::export_png(&raw_png, &run_, &state, &name, &VocabStyle::Plain).unwrap();
+    let raw = attnviz::render::FigureContext::from_tokens(
+        &run_.tokens,
+        &VocabStyle::Plain,
+        &name,
+        "causal",
+    );
+    export::export_png(&raw_png, &run_, &state, &raw).unwrap();
     assert!(
         decode(&raw_png) != a,
         "the figure's labels are the raw strings"

@@ -9,7 +9,7 @@ use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
 use crate::engine::AttentionRun;
 use crate::io::{self, ModelMeta};
 use crate::render;
-use crate::tokenize::{VocabStyle, display_labels};
+use crate::render::FigureContext;
 use image::RgbaImage;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,40 +22,19 @@ pub fn default_cell(len: usize) -> u32 {
 /// Thumbnail side of exported grids (as the CLI's default).
 pub const GRID_THUMB_PX: u32 = 96;
 
-/// Figure labels (under `vocab`) and special flags of the run's tokens.
-fn labels_and_special(run: &AttentionRun, vocab: &VocabStyle) -> (Vec<String>, Vec<bool>) {
-    (
-        display_labels(&run.tokens, vocab),
-        run.tokens.iter().map(|t| t.is_special).collect(),
-    )
-}
-
 /// The image File → Export PNG writes for the current view: the grid in the grid view, the
-/// heatmap otherwise, tokens labelled under `vocab`. Same function and options as `attnviz
-/// render`, so the same pixels.
+/// heatmap otherwise, with the labels, model, applied mask, text and KV groups of `ctx`. Same
+/// function and options as `attnviz render`, so the same pixels.
 pub fn current_view_png(
     run: &AttentionRun,
     state: &AppState,
-    model_name: &str,
-    vocab: &VocabStyle,
+    ctx: &FigureContext,
 ) -> Result<RgbaImage, String> {
     if state.view == ViewKind::Grid {
-        return render::grid_view_figure(
-            &run.maps,
-            model_name,
-            &state.render_style(GRID_THUMB_PX, true),
-        );
+        return render::grid_view_figure(&run.maps, ctx, &state.render_style(GRID_THUMB_PX, true));
     }
-    let (texts, special) = labels_and_special(run, vocab);
     let style = state.render_style(default_cell(run.maps.len()), true);
-    render::view_figure(
-        &run.maps,
-        &texts,
-        &special,
-        model_name,
-        &state.view_spec(),
-        &style,
-    )
+    render::view_figure(&run.maps, ctx, &state.view_spec(), &style)
 }
 
 /// A sensible file name for the current view, such as `attn_L3_H5.png`.
@@ -80,33 +59,52 @@ pub fn default_png_name(state: &AppState) -> String {
     format!("attn_{layer}_{heads}.png")
 }
 
-/// Writes the current view's PNG to `path`, tokens labelled under `vocab`.
+/// The SVG of the current view (see [`current_view_png`]): the same function as `attnviz render
+/// --out fig.svg`.
+pub fn current_view_svg(
+    run: &AttentionRun,
+    state: &AppState,
+    ctx: &FigureContext,
+) -> Result<String, String> {
+    if state.view == ViewKind::Grid {
+        return render::grid_view_svg(&run.maps, ctx, &state.render_style(GRID_THUMB_PX, true));
+    }
+    let style = state.render_style(default_cell(run.maps.len()), true);
+    render::view_svg(&run.maps, ctx, &state.view_spec(), &style)
+}
+
+/// Writes the current view to `path`: an SVG when `path` ends in `.svg`, else a PNG (see
+/// [`current_view_png`]).
 pub fn export_png(
     path: &Path,
     run: &AttentionRun,
     state: &AppState,
-    model_name: &str,
-    vocab: &VocabStyle,
+    ctx: &FigureContext,
 ) -> Result<(), String> {
-    let image = current_view_png(run, state, model_name, vocab)?;
+    let svg = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+    if svg {
+        let doc = current_view_svg(run, state, ctx)?;
+        return render::write_svg(&doc, path).map_err(|e| e.to_string());
+    }
+    let image = current_view_png(run, state, ctx)?;
     render::write_png(&image, path).map_err(|e| e.to_string())
 }
 
 /// Writes one labelled PNG per layer and head into `dir` (`attn_L{l}_H{h}.png`). Counts finished
-/// files in `progress` and stops early when `cancel` is set. Tokens are labelled under `vocab`.
-/// Returns the number written.
+/// files in `progress` and stops early when `cancel` is set. Labels, model and mask come from
+/// `ctx`. Returns the number written.
 pub fn export_all_heads(
     dir: &Path,
     run: &AttentionRun,
     state: &AppState,
-    model_name: &str,
-    vocab: &VocabStyle,
+    ctx: &FigureContext,
     progress: &AtomicUsize,
     cancel: &AtomicBool,
 ) -> Result<usize, String> {
     let [layers, heads, n, _] = run.maps.shape();
     std::fs::create_dir_all(dir).map_err(|e| format!("{e} while creating {}", dir.display()))?;
-    let (texts, special) = labels_and_special(run, vocab);
     let style = state.render_style(default_cell(n), true);
     let mut written = 0;
     for layer_idx in 0..layers {
@@ -119,8 +117,7 @@ pub fn export_all_heads(
                 heads: HeadSelection::Head(head_idx),
                 hide_special: state.hide_special,
             };
-            let image =
-                render::view_figure(&run.maps, &texts, &special, model_name, &spec, &style)?;
+            let image = render::view_figure(&run.maps, ctx, &spec, &style)?;
             let path: PathBuf = dir.join(format!("attn_L{layer_idx}_H{head_idx}.png"));
             render::write_png(&image, &path).map_err(|e| e.to_string())?;
             written += 1;

@@ -119,9 +119,8 @@ impl AttnApp {
                     self.report(ErrorCause::File, "nothing to export yet");
                     return;
                 };
-                let vocab = self.shown_vocab_style();
-                let name = self.model_meta().name;
-                match export::export_png(path, &run, &self.state, &name, &vocab) {
+                let ctx = self.figure_context(&run);
+                match export::export_png(path, &run, &self.state, &ctx) {
                     Ok(()) => self.wrote(path),
                     Err(e) => self.report(ErrorCause::File, e),
                 }
@@ -132,13 +131,7 @@ impl AttnApp {
                     return;
                 };
                 // The mask that was applied, not the one typed: a GPT-2 run says `causal`.
-                let mask = match &self.external {
-                    Some(e) => e.mask.clone(),
-                    None => self
-                        .current_mask
-                        .clone()
-                        .unwrap_or_else(|| "none".to_owned()),
-                };
+                let mask = self.shown_mask();
                 match export::export_tensors(path, &run, &self.model_meta(), &mask) {
                     Ok(()) => self.wrote(path),
                     Err(e) => self.report(ErrorCause::File, e),

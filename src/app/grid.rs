@@ -15,9 +15,11 @@
 use super::state::{AppState, HeadMode, ViewKind};
 use crate::engine::AttentionRun;
 use crate::model::demo::crafted_at;
+use crate::render::grid::{KvGroup, kv_column_groups};
 use crate::render::view::{range_for, shared_range};
 use crate::render::{
-    Colormap, RangeMode, ValueRange, ValueScale, heatmap_image, max_pool, thumbnail_image,
+    Colormap, RangeMode, ValueRange, ValueScale, heatmap_image_masked, max_pool, pool_mask,
+    thumbnail_image,
 };
 use egui::{
     Align2, Color32, Rect, Role, Sense, Stroke, StrokeKind, TextureHandle, TextureId,
@@ -100,7 +102,7 @@ fn upload(ctx: &egui::Context, name: String, img: &RgbaImage) -> Option<TextureH
 }
 
 /// What the textures were built from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct TextureKey {
     /// `Arc::as_ptr` of the run. The cache also holds a `Weak` to it, so the address cannot be
     /// reused by a later run while the key is alive.
@@ -111,16 +113,19 @@ struct TextureKey {
     value_scale: ValueScale,
     /// Per-head or shared range.
     range: RangeMode,
+    /// The applied mask's spelling.
+    mask: String,
 }
 
 impl TextureKey {
-    /// The key for `run` drawn with `state`'s colour settings.
-    fn new(run: &Arc<AttentionRun>, state: &AppState) -> Self {
+    /// The key for `run` under the applied `mask`, drawn with `state`'s colour settings.
+    fn new(run: &Arc<AttentionRun>, state: &AppState, mask: &str) -> Self {
         Self {
             run: Arc::as_ptr(run) as usize,
             colormap: state.colormap,
             value_scale: state.value_scale,
             range: state.range,
+            mask: mask.to_owned(),
         }
     }
 }
@@ -156,6 +161,11 @@ impl Thumbnails {
     fn build(ctx: &egui::Context, run: &Arc<AttentionRun>, key: TextureKey) -> Self {
         let [layers, heads, _, _] = run.maps.shape();
         let shared = (key.range == RangeMode::Shared).then(|| shared_range(&run.maps));
+        // One mask for every head, as in the exported grid.
+        let n = run.tokens.len();
+        let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
+        let all: Vec<usize> = (0..n).collect();
+        let masked = crate::render::view::masked_cells(&key.mask, n, &is_pad, &all);
         let mut textures = Vec::with_capacity(layers * heads);
         let mut images = Vec::with_capacity(layers * heads);
         for layer_idx in 0..layers {
@@ -164,7 +174,8 @@ impl Thumbnails {
                     let range = head_range(run, m.view(), shared);
                     // THUMB_MAX_SIDE is a small constant: the cast is lossless.
                     let side = THUMB_MAX_SIDE as u32;
-                    thumbnail_image(m.view(), side, key.colormap, range, key.value_scale)
+                    let mask = masked.as_ref().map(|mask| mask.view());
+                    thumbnail_image(m.view(), mask, side, key.colormap, range, key.value_scale)
                 });
                 let texture = image.as_ref().and_then(|img| {
                     upload(ctx, format!("grid-thumb-L{layer_idx}H{head_idx}"), img)
@@ -234,7 +245,7 @@ impl PreviewCache {
         &mut self,
         ctx: &egui::Context,
         run: &AttentionRun,
-        key: TextureKey,
+        key: &TextureKey,
         shared: Option<ValueRange>,
         layer_idx: usize,
         head_idx: usize,
@@ -242,7 +253,7 @@ impl PreviewCache {
         let found = self
             .entries
             .iter()
-            .position(|p| p.key == key && p.layer_idx == layer_idx && p.head_idx == head_idx);
+            .position(|p| p.key == *key && p.layer_idx == layer_idx && p.head_idx == head_idx);
         match found {
             Some(pos) => {
                 let entry = self.entries.remove(pos);
@@ -252,13 +263,26 @@ impl PreviewCache {
                 let m = run.maps.head(layer_idx, head_idx)?;
                 let range = head_range(run, m.view(), shared);
                 let matrix = max_pool(m.view(), PREVIEW_MAX_SIDE);
-                let img = heatmap_image(matrix.view(), key.colormap, range, key.value_scale, 1);
+                let n = run.tokens.len();
+                let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
+                let all: Vec<usize> = (0..n).collect();
+                let masked = crate::render::view::masked_cells(&key.mask, n, &is_pad, &all)
+                    .filter(|mask| mask.dim() == m.view().dim())
+                    .map(|mask| pool_mask(mask.view(), PREVIEW_MAX_SIDE));
+                let img = heatmap_image_masked(
+                    matrix.view(),
+                    masked.as_ref().map(|mask| mask.view()),
+                    key.colormap,
+                    range,
+                    key.value_scale,
+                    1,
+                );
                 let texture = upload(ctx, format!("grid-preview-L{layer_idx}H{head_idx}"), &img)?;
                 if self.entries.len() >= PREVIEW_CACHE_LEN {
                     self.entries.remove(0);
                 }
                 self.entries.push(Preview {
-                    key,
+                    key: key.clone(),
                     layer_idx,
                     head_idx,
                     texture,
@@ -296,43 +320,10 @@ fn kv_group_label(kv_idx: usize, heads: &[usize]) -> String {
     format!("KV {kv_idx}: {}", heads_text(heads))
 }
 
-/// One key/value head's query heads, as the grid draws them.
-#[derive(Clone, Debug, PartialEq)]
-struct KvGroup {
-    /// The key/value head.
-    kv_idx: usize,
-    /// Its query heads, ascending; drawn as adjacent columns.
-    heads: Vec<usize>,
-}
-
-/// The key/value groups to draw: `Some` only when `kv_groups` (per KV head, the query heads
-/// that share it) lists every one of `heads` heads exactly once and some KV head is shared.
-/// Anything else (no GQA, or groups that do not fit the run) draws the plain grid.
+/// The key/value groups to draw: render's [`kv_column_groups`], the same decision as the
+/// exported grid's.
 fn drawn_groups(kv_groups: &[Vec<usize>], heads: usize) -> Option<Vec<KvGroup>> {
-    if !kv_groups.iter().any(|g| g.len() > 1) {
-        return None;
-    }
-    let mut seen = vec![false; heads];
-    for &h in kv_groups.iter().flatten() {
-        match seen.get_mut(h) {
-            Some(s) if !*s => *s = true,
-            _ => return None,
-        }
-    }
-    if !seen.iter().all(|&s| s) {
-        return None;
-    }
-    let groups = kv_groups
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| !g.is_empty())
-        .map(|(kv_idx, g)| {
-            let mut heads = g.clone();
-            heads.sort_unstable();
-            KvGroup { kv_idx, heads }
-        })
-        .collect();
-    Some(groups)
+    kv_column_groups(kv_groups, heads)
 }
 
 /// Where the columns go, in points from the grid's left edge.
@@ -391,20 +382,22 @@ impl GridView {
     ///
     /// `kv_groups` lists, per key/value head, the query heads that share it. When a KV head is
     /// shared (grouped-query attention), each group's heads are drawn together under a labelled
-    /// bracket, with a gap between groups; otherwise it is ignored.
+    /// bracket, with a gap between groups; otherwise it is ignored. Cells that the applied
+    /// `mask` forbids are drawn in the masked colour, as in the exported grid.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         run: &Arc<AttentionRun>,
         state: &mut AppState,
         kv_groups: &[Vec<usize>],
+        mask: &str,
     ) {
         let [layers, heads, n, _] = run.maps.shape();
         if layers == 0 || heads == 0 || n == 0 {
             ui.label("Nothing to show: the run has no attention maps.");
             return;
         }
-        let key = TextureKey::new(run, state);
+        let key = TextureKey::new(run, state, mask);
         if self.thumbs.as_ref().is_none_or(|t| t.key != key) {
             // Drop the old textures first so that both sets are never alive at once.
             self.thumbs = None;
@@ -587,7 +580,7 @@ impl GridView {
                             let texture = previews.get_or_build(
                                 ui.ctx(),
                                 run,
-                                thumbs.key,
+                                &thumbs.key,
                                 thumbs.shared,
                                 layer_idx,
                                 head_idx,
@@ -746,7 +739,7 @@ mod tests {
             Harness::builder()
                 .with_size(vec2(1000.0, 800.0))
                 .build_ui_state(
-                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state, &[]),
+                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state, &[], "none"),
                     (GridView::default(), state),
                 )
         }

@@ -28,6 +28,8 @@ struct TextureKey {
     colormap: render::Colormap,
     scale: render::ValueScale,
     range: render::RangeMode,
+    /// The applied mask's spelling (its forbidden cells are drawn in the masked colour).
+    mask: String,
 }
 
 /// Smallest side, in cells, of the coarsest pooled level (the view is never under 64 points).
@@ -58,6 +60,8 @@ struct Shown {
     /// Token index of each row and column.
     kept: Vec<usize>,
     range: ValueRange,
+    /// Whether any shown cell is masked (the colorbar then gets a "masked" entry).
+    any_masked: bool,
 }
 
 /// The heatmap view's runtime state.
@@ -84,6 +88,9 @@ impl Default for HeatmapView {
         }
     }
 }
+
+/// Height, in points, the colorbar gives up for the "masked" legend below it.
+const LEGEND_ROOM: f32 = 26.0;
 
 /// Width reserved for labels and the colorbar.
 const LABEL_SPACE: f32 = 90.0;
@@ -112,12 +119,15 @@ impl HeatmapView {
     }
 
     /// Draws the heatmap of `state`'s selection.
-    /// `labels` are the tokens' display labels, one per token.
+    /// `labels` are the tokens' display labels, one per token; `mask` is the mask the run
+    /// applied (the user's spec plus the architecture's), whose forbidden cells are drawn in the
+    /// colormap's masked colour, as in the exported figure.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
         run: &Arc<AttentionRun>,
         labels: &[String],
+        mask: &str,
         state: &mut AppState,
     ) {
         let spec = state.view_spec();
@@ -127,14 +137,18 @@ impl HeatmapView {
             colormap: state.colormap,
             scale: state.value_scale,
             range: state.range,
+            mask: mask.to_owned(),
         };
         if self.texture.as_ref().is_none_or(|t| t.key != key) {
             let special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
             match view_matrix(&run.maps, &special, &spec) {
                 Ok((matrix, kept)) => {
                     let range = render::view::range_for(&run.maps, matrix.view(), state.range);
+                    let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
+                    let masked = render::view::masked_cells(mask, run.tokens.len(), &is_pad, &kept);
                     let images = render::heatmap_pyramid(
                         matrix.view(),
+                        masked.as_ref().map(|m| m.view()),
                         state.colormap,
                         range,
                         state.value_scale,
@@ -167,6 +181,7 @@ impl HeatmapView {
                         matrix: Arc::new(matrix),
                         kept,
                         range,
+                        any_masked: masked.is_some(),
                     });
                     self.level = 0;
                     self.uploads += 1;
@@ -182,11 +197,12 @@ impl HeatmapView {
         };
         let sides: Vec<usize> = shown.levels.iter().map(|l| l.side).collect();
         let textures: Vec<TextureHandle> = shown.levels.iter().map(|l| l.texture.clone()).collect();
-        let (colorbar, matrix, kept, range) = (
+        let (colorbar, matrix, kept, range, any_masked) = (
             shown.colorbar.clone(),
             shown.matrix.clone(),
             shown.kept.clone(),
             shown.range,
+            shown.any_masked,
         );
         let n = matrix.nrows();
         if n == 0 {
@@ -332,7 +348,7 @@ impl HeatmapView {
             }
         }
 
-        colorbar_ui(&painter, &colorbar, cells, state, range);
+        colorbar_ui(&painter, &colorbar, cells, state, range, any_masked);
 
         // Hover details, click to select the query, right-click to mask.
         let cell_at = |p: egui::Pos2| -> (usize, usize) {
@@ -391,13 +407,16 @@ impl HeatmapView {
                 state.selected_queries = vec![q];
             }
         }
+        // One id for the clicked cell, derived from the cells' response: the context menu runs
+        // inside its own `Ui`, whose scope id differs from this one.
+        let mask_cell_id = response.id.with("mask-cell");
         if response.secondary_clicked()
             && let Some(p) = response.interact_pointer_pos()
         {
             let (r, c) = cell_at(p);
             ui.memory_mut(|m| {
                 m.data.insert_temp(
-                    ui.scope_id().with("mask-cell"),
+                    mask_cell_id,
                     (
                         kept.get(r).copied().unwrap_or(r),
                         kept.get(c).copied().unwrap_or(c),
@@ -406,10 +425,8 @@ impl HeatmapView {
             });
         }
         response.context_menu(|ui| {
-            let Some((q, k)) = ui.memory(|m| {
-                m.data
-                    .get_temp::<(usize, usize)>(ui.scope_id().with("mask-cell"))
-            }) else {
+            let Some((q, k)) = ui.memory(|m| m.data.get_temp::<(usize, usize)>(mask_cell_id))
+            else {
                 ui.label("right-click a cell");
                 return;
             };
@@ -446,17 +463,22 @@ fn upload(ctx: &egui::Context, name: &str, img: &RgbaImage) -> TextureHandle {
 }
 
 /// The vertical colorbar right of the cells: render's gradient as a texture, and render's ticks
-/// (the same values and texts as the PNG figure) drawn as text beside it.
+/// (the same values and texts as the PNG figure) drawn as text beside it; below it, when cells
+/// are masked, a swatch of the masked colour labelled "masked", as in the figure.
 fn colorbar_ui(
     painter: &egui::Painter,
     gradient: &TextureHandle,
     cells: Rect,
     state: &AppState,
     range: ValueRange,
+    any_masked: bool,
 ) {
+    // With masked cells, the bar leaves room below it (inside the plot's height, where the
+    // view's clip rect ends) for the legend.
+    let legend_room = if any_masked { LEGEND_ROOM } else { 0.0 };
     let bar = Rect::from_min_size(
         pos2(cells.right() + 12.0, cells.top()),
-        vec2(14.0, cells.height()),
+        vec2(14.0, (cells.height() - legend_room).max(16.0)),
     );
     let full = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
     painter.image(gradient.id(), bar, full, Color32::WHITE);
@@ -478,6 +500,24 @@ fn colorbar_ui(
             egui::Align2::LEFT_CENTER,
             tick.text,
             font.clone(),
+            text_color,
+        );
+    }
+    if any_masked {
+        let [r, g, b, _] = state.colormap.masked_color();
+        let swatch = Rect::from_min_size(pos2(bar.left(), cells.bottom() - 12.0), vec2(14.0, 12.0));
+        painter.rect(
+            swatch,
+            0.0,
+            Color32::from_rgb(r, g, b),
+            (1.0, theme::colorbar_frame()),
+            egui::StrokeKind::Outside,
+        );
+        painter.text(
+            pos2(bar.right() + 5.0, swatch.center().y),
+            egui::Align2::LEFT_CENTER,
+            render::figure::MASKED_LEGEND,
+            font,
             text_color,
         );
     }
@@ -539,7 +579,7 @@ mod tests {
             .with_size(vec2(700.0, 700.0))
             .build_ui_state(
                 move |ui, (view, state): &mut (HeatmapView, AppState)| {
-                    view.ui(ui, &run, &labels, state);
+                    view.ui(ui, &run, &labels, "none", state);
                 },
                 (HeatmapView::default(), state),
             );

@@ -238,14 +238,14 @@ impl AttnApp {
         let done = Arc::new(AtomicUsize::new(0));
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::channel();
-        let (state, name, dir) = (self.state.clone(), self.model_meta().name, dir.to_owned());
-        let vocab = self.shown_vocab_style();
+        let (state, dir) = (self.state.clone(), dir.to_owned());
+        let ctx = self.figure_context(&run);
         let (done_w, cancel_w) = (done.clone(), cancel.clone());
         let spawned = std::thread::Builder::new()
             .name("attn-export".to_owned())
             .spawn(move || {
                 let _ = tx.send(export::export_all_heads(
-                    &dir, &run, &state, &name, &vocab, &done_w, &cancel_w,
+                    &dir, &run, &state, &ctx, &done_w, &cancel_w,
                 ));
             });
         match spawned {

@@ -214,6 +214,34 @@ impl AttnApp {
         }
     }
 
+    /// The mask the run on screen applied: an attention file's recorded mask, or the computed
+    /// run's (the user's spec plus what the architecture adds).
+    pub(crate) fn shown_mask(&self) -> String {
+        match &self.external {
+            Some(e) => e.mask.clone(),
+            None => self
+                .current_mask
+                .clone()
+                .unwrap_or_else(|| "none".to_owned()),
+        }
+    }
+
+    /// What an exported figure of `run` says besides its maps (labels, model, applied mask,
+    /// text, KV groups): the same as `attnviz render` gives for the same run.
+    pub fn figure_context(&self, run: &AttentionRun) -> crate::render::FigureContext {
+        let mut ctx = crate::render::FigureContext::from_tokens(
+            &run.tokens,
+            &self.shown_vocab_style(),
+            &self.model_meta().name,
+            &self.shown_mask(),
+        );
+        if self.external.is_none() {
+            ctx.text = self.state.text.clone();
+        }
+        ctx.kv_groups = self.shown_kv_groups();
+        ctx
+    }
+
     /// The labels of `run`'s tokens under the shown style, made once per run and style.
     fn shown_labels(&mut self, run: &Arc<AttentionRun>) -> Arc<Vec<String>> {
         let style = self.shown_vocab_style();

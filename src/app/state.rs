@@ -265,6 +265,7 @@ impl AppState {
             range: self.range,
             cell_px,
             labels,
+            pixel_scale: 1,
         }
     }
 

@@ -94,3 +94,8 @@ pub fn badge_colors(dark: bool) -> (Color32, Color32) {
         (Color32::from_white_alpha(220), Color32::BLACK)
     }
 }
+
+/// Frame of the colorbar and of the "masked" legend swatch (the figures' frame grey).
+pub fn colorbar_frame() -> Color32 {
+    Color32::from_rgb(0x88, 0x88, 0x88)
+}

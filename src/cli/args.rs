@@ -156,8 +156,9 @@ pub struct RenderArgs {
     /// Input and model options.
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Output PNG.
-    #[arg(long, value_name = "PNG")]
+    /// Output file: PNG, or SVG when it ends in .svg (vector text and colorbar, cells as
+    /// rectangles or an embedded PNG).
+    #[arg(long, value_name = "PNG|SVG")]
     pub out: PathBuf,
     /// Layer to show (0-based), or mean over all layers.
     #[arg(long, default_value = "0", value_name = "L|mean")]
@@ -186,6 +187,11 @@ pub struct RenderArgs {
     /// Pixels per cell (heatmap), or per thumbnail side (grid).
     #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub cell: Option<u32>,
+    /// Multiply every length (cells, text, margins) for a high-resolution PNG; in an SVG, the
+    /// resolution of the embedded cells. `--scale` is the attention score scale.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::render::figure::MAX_PIXEL_SCALE)))]
+    pub pixel_scale: u32,
 }
 
 /// `attnviz info`.

@@ -58,6 +58,8 @@ struct Computed {
     tokens: Vec<Token>,
     /// The mask that was applied, as a spec string.
     mask: String,
+    /// The input text, when the input was text (figures show its start); else empty.
+    text: String,
     maps: AttentionMaps,
     /// The model that ran, when one did.
     model: Option<LoadedModel>,
@@ -87,6 +89,7 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
                     meta,
                     tokens: run.attention.tokens,
                     mask: run.mask,
+                    text: String::new(),
                     maps: run.attention.maps,
                     model: None,
                     hidden: None,
@@ -101,6 +104,10 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
         (None, Some(text), _) => TokenInput::Text(text.clone()),
         (None, None, Some(ids)) => TokenInput::Ids(ids.clone()),
         (None, None, None) => bail!("no input: give an INPUT file, --text or --ids"),
+    };
+    let text = match &input {
+        TokenInput::Text(text) => text.clone(),
+        _ => String::new(),
     };
     let model = LoadedModel::load(&common.model, common.demo.config(), common.demo.tokenizer)?;
     timings.load_ms = ms_since(start);
@@ -130,6 +137,7 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
         meta: ModelMeta::from(&model.info()),
         tokens: run.attention.tokens,
         mask: run.mask,
+        text,
         maps: run.attention.maps,
         hidden: run.attention.hidden,
         model: Some(model),

@@ -1,16 +1,23 @@
-//! `attnviz render`: one head, a head combination, or the layer × head grid as a PNG.
+//! `attnviz render`: one head, a head combination, or the layer × head grid as a PNG or an SVG
+//! (chosen by the extension of `--out`).
 
 use super::args::{RenderArgs, View};
 use super::{Timings, compute, ms_since, print_timings};
 use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
-use crate::render::{self, RenderStyle, ValueScale};
-use crate::tokenize;
+use crate::render::{self, FigureContext, RenderStyle, ValueScale};
 use anyhow::{Result, anyhow};
+use std::path::Path;
 use std::time::Instant;
 
 /// Pixels per cell when `--cell` is not given: about 768 pixels across, 1 to 32 per cell.
 fn default_cell(len: usize) -> u32 {
     (768 / len.max(1)).clamp(1, 32) as u32
+}
+
+/// Whether `path` asks for an SVG (its extension is `.svg`, in any case); anything else is a PNG.
+pub(super) fn is_svg(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
 }
 
 /// Runs `attnviz render`.
@@ -27,8 +34,18 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
         .as_ref()
         .map(crate::pipeline::LoadedModel::vocab_style)
         .unwrap_or_default();
-    let texts = tokenize::display_labels(&computed.tokens, &vocab);
-    let special: Vec<bool> = computed.tokens.iter().map(|t| t.is_special).collect();
+    // What the figure says besides the maps, as the app's export fills it: the applied mask,
+    // the input text (the grid shows its start) and the KV grouping the app's grid shows.
+    let ctx = FigureContext {
+        text: computed.text.clone(),
+        kv_groups: crate::pipeline::kv_groups(computed.meta.heads, computed.meta.kv_heads),
+        ..FigureContext::from_tokens(
+            &computed.tokens,
+            &vocab,
+            &computed.meta.name,
+            &computed.mask,
+        )
+    };
     let style = RenderStyle {
         colormap: args.colormap,
         scale: if args.log {
@@ -42,27 +59,28 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
             View::Grid => 96,
         }),
         labels: !args.no_labels,
+        pixel_scale: args.pixel_scale,
     };
-    let image = match args.view {
-        View::Heatmap => {
-            let spec = ViewSpec {
-                layer,
-                heads,
-                hide_special: args.hide_special,
-            };
-            render::view_figure(
-                &computed.maps,
-                &texts,
-                &special,
-                &computed.meta.name,
-                &spec,
-                &style,
-            )
+    let spec = ViewSpec {
+        layer,
+        heads,
+        hide_special: args.hide_special,
+    };
+    if is_svg(&args.out) {
+        let svg = match args.view {
+            View::Heatmap => render::view_svg(&computed.maps, &ctx, &spec, &style),
+            View::Grid => render::grid_view_svg(&computed.maps, &ctx, &style),
         }
-        View::Grid => render::grid_view_figure(&computed.maps, &computed.meta.name, &style),
+        .map_err(|e| anyhow!(e))?;
+        render::write_svg(&svg, &args.out)?;
+    } else {
+        let image = match args.view {
+            View::Heatmap => render::view_figure(&computed.maps, &ctx, &spec, &style),
+            View::Grid => render::grid_view_figure(&computed.maps, &ctx, &style),
+        }
+        .map_err(|e| anyhow!(e))?;
+        render::write_png(&image, &args.out)?;
     }
-    .map_err(|e| anyhow!(e))?;
-    render::write_png(&image, &args.out)?;
     timings.write_ms = ms_since(start);
     print_timings(args.common.timings, &timings);
     Ok(())

@@ -62,6 +62,19 @@ impl Colormap {
         self.lut()[lut_index(t)]
     }
 
+    /// The colour of masked cells (pairs the mask forbids), a colour this colormap never takes,
+    /// so that "not allowed to attend" never reads as "attends with weight 0": a neutral grey for
+    /// the colour maps, a light blue for `grays` (whose every grey is a value).
+    pub fn masked_color(self) -> [u8; 4] {
+        match self {
+            Colormap::Grays => [0x8a, 0xc4, 0xf0, 255],
+            Colormap::Diverging => [0x90, 0x90, 0x90, 255],
+            Colormap::Viridis | Colormap::Magma | Colormap::Inferno | Colormap::Plasma => {
+                [0xb8, 0xb8, 0xb8, 255]
+            }
+        }
+    }
+
     /// The 256-entry lookup table behind [`Colormap::color`].
     pub fn lut(self) -> &'static Lut {
         static TABLES: OnceLock<[Lut; 6]> = OnceLock::new();
@@ -169,6 +182,25 @@ mod tests {
             mid[..3].iter().all(|&c| c >= 235),
             "diverging(0.5) = {mid:?}"
         );
+    }
+
+    #[test]
+    fn the_masked_colour_is_far_from_every_colour_of_its_map() {
+        for cmap in Colormap::ALL {
+            let masked = cmap.masked_color();
+            // Chebyshev distance to the nearest of the 256 entries.
+            let nearest = cmap
+                .lut()
+                .iter()
+                .map(|c| (0..3).map(|i| c[i].abs_diff(masked[i])).max().unwrap_or(0))
+                .min()
+                .unwrap();
+            assert!(
+                nearest >= 40,
+                "{cmap}: masked colour {masked:?} is {nearest} from the map"
+            );
+            assert_eq!(masked[3], 255);
+        }
     }
 
     #[test]

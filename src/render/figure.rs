@@ -17,7 +17,7 @@
 use std::borrow::Cow;
 
 use image::{Rgba, RgbaImage};
-use ndarray::ArrayView2;
+use ndarray::{Array2, ArrayView2};
 
 use super::colormap::Colormap;
 use super::heatmap::{
@@ -32,27 +32,39 @@ const MARGIN: u64 = 10;
 pub(crate) const TITLE_PX: f32 = 16.0;
 /// Space between the title and what is below it.
 pub(crate) const TITLE_GAP: u64 = 8;
+/// Font size of the axis titles ("query", "key").
+pub(crate) const AXIS_PX: f32 = 12.0;
+/// Space between an axis title and the token labels.
+const AXIS_GAP: u64 = 4;
 /// Space between token labels and the cells.
 const LABEL_GAP: u64 = 4;
 /// Space between the cells and the colorbar.
-const BAR_GAP: u64 = 14;
+pub(crate) const BAR_GAP: u64 = 14;
 /// Width of the colorbar.
-const BAR_WIDTH: u64 = 16;
+pub(crate) const BAR_WIDTH: u64 = 16;
 /// Smallest colorbar height, so tiny matrices still get a readable bar.
-const MIN_BAR_HEIGHT: u64 = 120;
+pub(crate) const MIN_BAR_HEIGHT: u64 = 120;
 /// Length of the tick marks right of the colorbar.
-const TICK_LEN: u64 = 4;
+pub(crate) const TICK_LEN: u64 = 4;
 /// Space between a tick mark and its value.
-const TICK_GAP: u64 = 3;
+pub(crate) const TICK_GAP: u64 = 3;
 /// Font size of the tick values.
-const TICK_PX: f32 = 11.0;
+pub(crate) const TICK_PX: f32 = 11.0;
+/// Space between the colorbar and the "masked" legend below it.
+pub(crate) const LEGEND_GAP: u64 = 12;
+/// Height of the "masked" legend's swatch (its width is the bar's).
+pub(crate) const LEGEND_SWATCH: u64 = 12;
+/// The legend's text.
+pub const MASKED_LEGEND: &str = "masked";
 /// Labels longer than this many characters are shortened with '…'.
 pub const MAX_LABEL_CHARS: usize = 16;
+/// Largest `pixel_scale` accepted: beyond it figures only get blurrier in viewers.
+pub const MAX_PIXEL_SCALE: u32 = 8;
 
 /// White, the figure background.
-const BACKGROUND: Rgba<u8> = Rgba([255, 255, 255, 255]);
+pub(crate) const BACKGROUND: Rgba<u8> = Rgba([255, 255, 255, 255]);
 /// Mid grey for the colorbar frame.
-const FRAME: Rgba<u8> = Rgba([0x88, 0x88, 0x88, 255]);
+pub(crate) const FRAME: Rgba<u8> = Rgba([0x88, 0x88, 0x88, 255]);
 
 /// Everything [`heatmap_figure`] needs besides the matrix.
 #[derive(Clone, Debug)]
@@ -69,10 +81,17 @@ pub struct FigureOptions {
     pub range: ValueRange,
     /// Linear or logarithmic mapping.
     pub scale: ValueScale,
-    /// Side of one cell in pixels (0 is treated as 1).
+    /// Side of one cell in pixels at pixel scale 1 (0 is treated as 1).
     pub cell_px: u32,
     /// `false` draws just the cells: exactly the output of `heatmap_image`.
     pub labels: bool,
+    /// Cells the mask forbids (true), shape `[query, key]` like the matrix: drawn in the
+    /// colormap's [`masked_color`](Colormap::masked_color), with a "masked" legend entry below
+    /// the colorbar. `None` (or no true cell) draws no legend.
+    pub masked: Option<Array2<bool>>,
+    /// Every length (cells, text, margins) is multiplied by this, for high-resolution output;
+    /// 0 is treated as 1, and values over [`MAX_PIXEL_SCALE`] are lowered to it.
+    pub pixel_scale: u32,
 }
 
 impl Default for FigureOptions {
@@ -86,20 +105,44 @@ impl Default for FigureOptions {
             scale: ValueScale::default(),
             cell_px: 12,
             labels: true,
+            masked: None,
+            pixel_scale: 1,
         }
+    }
+}
+
+impl FigureOptions {
+    /// The pixel scale in use: `pixel_scale` within 1..=[`MAX_PIXEL_SCALE`].
+    pub fn effective_pixel_scale(&self) -> u32 {
+        self.pixel_scale.clamp(1, MAX_PIXEL_SCALE)
+    }
+
+    /// Side of one cell in output pixels: `cell_px` (at least 1) times the pixel scale.
+    pub fn cell_pixels(&self) -> u64 {
+        u64::from(self.cell_px.max(1)) * u64::from(self.effective_pixel_scale())
+    }
+
+    /// The masked cells, when they fit a `rows` x `cols` matrix and at least one is masked.
+    pub(crate) fn masked_view(&self, rows: usize, cols: usize) -> Option<ArrayView2<'_, bool>> {
+        self.masked
+            .as_ref()
+            .filter(|m| m.dim() == (rows, cols) && m.iter().any(|&b| b))
+            .map(|m| m.view())
     }
 }
 
 /// Draws a labelled figure of `m` (shape `[query, key]`).
 ///
-/// Title on top, key labels along the top axis (rotated to read upward),
-/// query labels on the left (right-aligned), the cells, and a vertical
-/// colorbar with 3–5 ticks on the right; white background, dark text. When
-/// cells are smaller than the text, only every k-th label is drawn so labels
-/// never overlap. Labels longer than [`MAX_LABEL_CHARS`] are shortened.
+/// Title on top, the axis title "key" over the key labels along the top axis (rotated to read
+/// upward), the axis title "query" (reading upward) left of the query labels (right-aligned),
+/// the cells, and a vertical colorbar with 3–5 ticks on the right, with a "masked" legend entry
+/// below it when cells are masked; white background, dark text. When cells are smaller than the
+/// text, only every k-th label is drawn so labels never overlap. Labels longer than
+/// [`MAX_LABEL_CHARS`] are shortened.
 ///
 /// With `opts.labels == false` the result is exactly
-/// [`heatmap_image`](super::heatmap::heatmap_image)'s output.
+/// [`heatmap_image_masked`](super::heatmap::heatmap_image_masked)'s output at
+/// [`FigureOptions::cell_pixels`].
 ///
 /// Errors: [`RenderError::Empty`] for a matrix without rows or columns,
 /// [`RenderError::TooLarge`] when the figure would exceed
@@ -109,12 +152,14 @@ pub fn heatmap_figure(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<RgbaIm
     if rows == 0 || cols == 0 {
         return Err(RenderError::Empty);
     }
+    let masked = opts.masked_view(rows, cols);
+    let cell = opts.cell_pixels();
     if !opts.labels {
-        return try_heatmap_image(m, opts.colormap, opts.range, opts.scale, opts.cell_px);
+        let cell_px = u32::try_from(cell).unwrap_or(u32::MAX);
+        return try_heatmap_image(m, masked, opts.colormap, opts.range, opts.scale, cell_px);
     }
     // The cells alone must fit; checking this first avoids laying out
     // millions of labels for a figure that cannot be drawn anyway.
-    let cell = u64::from(opts.cell_px.max(1));
     checked_size(cols as u64 * cell, rows as u64 * cell)?;
     let layout = Layout::new(rows, cols, opts);
     let (width, height) = checked_size(layout.width, layout.height)?;
@@ -126,6 +171,7 @@ pub fn heatmap_figure(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<RgbaIm
         layout.cells.x as usize,
         layout.cells.y as usize,
         m,
+        masked,
         opts.colormap,
         opts.range,
         opts.scale,
@@ -147,7 +193,7 @@ pub fn figure_cells_rect(
     let rect = if opts.labels {
         Layout::new(n_queries, n_keys, opts).cells
     } else {
-        let cell = u64::from(opts.cell_px.max(1));
+        let cell = opts.cell_pixels();
         Rect {
             x: 0,
             y: 0,
@@ -171,124 +217,294 @@ pub fn truncate_label(label: &str) -> Cow<'_, str> {
 
 /// An axis-aligned rectangle in pixels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Rect {
-    x: u64,
-    y: u64,
-    w: u64,
-    h: u64,
+pub(crate) struct Rect {
+    pub(crate) x: u64,
+    pub(crate) y: u64,
+    pub(crate) w: u64,
+    pub(crate) h: u64,
 }
 
 /// A label ready to draw: which row or column it belongs to, its text and width.
 #[derive(Clone, Debug)]
-struct Label {
-    index: usize,
-    text: String,
-    width: u64,
+pub(crate) struct Label {
+    pub(crate) index: usize,
+    pub(crate) text: String,
+    pub(crate) width: u64,
 }
 
 /// One colorbar tick: its vertical position and its text.
 #[derive(Clone, Debug, PartialEq)]
-struct Tick {
-    y: u64,
-    text: String,
+pub(crate) struct Tick {
+    pub(crate) y: u64,
+    pub(crate) text: String,
 }
 
-/// The geometry of a labelled figure.
+/// A vertical colorbar with its ticks and optional "masked" legend, in pixels: the PNG figures
+/// draw it and the SVG writer writes the same geometry as vector shapes.
 #[derive(Clone, Debug)]
-struct Layout {
-    width: u64,
-    height: u64,
-    cell: u64,
-    cells: Rect,
+pub(crate) struct Colorbar {
+    /// The gradient's rectangle (the frame lies one `line` outside it).
+    pub(crate) bar: Rect,
+    /// Ticks, top to bottom.
+    pub(crate) ticks: Vec<Tick>,
+    /// Tick mark length, gap to the text, and the frame's line width.
+    pub(crate) tick_len: u64,
+    pub(crate) tick_gap: u64,
+    pub(crate) line: u64,
+    /// Font size of the tick texts.
+    pub(crate) tick_px: f32,
+    /// The "masked" swatch (same width as the bar), when cells are masked.
+    pub(crate) legend: Option<Rect>,
+}
+
+impl Colorbar {
+    /// A bar at `bar` with `ticks` from [`colorbar_ticks`] (or any texts), at pixel scale `s`,
+    /// with a legend swatch below it when `masked`.
+    pub(crate) fn new(bar: Rect, ticks: Vec<Tick>, s: u64, masked: bool) -> Colorbar {
+        let legend = masked.then(|| Rect {
+            x: bar.x,
+            y: bar.y + bar.h + LEGEND_GAP * s,
+            w: bar.w,
+            h: LEGEND_SWATCH * s,
+        });
+        Colorbar {
+            bar,
+            ticks,
+            tick_len: TICK_LEN * s,
+            tick_gap: TICK_GAP * s,
+            line: s,
+            tick_px: TICK_PX * s as f32,
+            legend,
+        }
+    }
+
+    /// Left edge of the tick texts (and of the legend's text).
+    pub(crate) fn text_x(&self) -> u64 {
+        self.bar.x + self.bar.w + self.line + self.tick_len + self.tick_gap
+    }
+
+    /// The rightmost pixel column any part of the bar uses, plus one.
+    pub(crate) fn right(&self) -> u64 {
+        let widest = self
+            .ticks
+            .iter()
+            .map(|t| t.text.as_str())
+            .chain(self.legend.map(|_| MASKED_LEGEND))
+            .map(|t| u64::from(text::text_width(t, self.tick_px)))
+            .max()
+            .unwrap_or(0);
+        self.text_x() + widest
+    }
+
+    /// The lowest pixel row any part of the bar uses, plus one.
+    pub(crate) fn bottom(&self) -> u64 {
+        let tick_line = u64::from(text::line_height(self.tick_px));
+        let below_bar = self.bar.y + self.bar.h + self.line + tick_line / 2 + 1;
+        match self.legend {
+            Some(l) => below_bar.max(l.y + l.h + self.line),
+            None => below_bar,
+        }
+    }
+
+    /// Draws the gradient (high values on top), frame, ticks and legend.
+    pub(crate) fn draw(&self, img: &mut RgbaImage, colormap: Colormap) {
+        let bar = self.bar;
+        // The bar lies inside the checked figure size, so its sides fit in u32.
+        let gradient = colorbar_image(colormap, bar.w as u32, bar.h as u32);
+        image::imageops::replace(img, &gradient, bar.x as i64, bar.y as i64);
+        frame(img, bar, self.line);
+        let tick_line = u64::from(text::line_height(self.tick_px));
+        let mark = Rgba([TEXT_COLOR[0], TEXT_COLOR[1], TEXT_COLOR[2], 255]);
+        let right = bar.x + bar.w + self.line;
+        for tick in &self.ticks {
+            fill_rect(
+                img,
+                Rect {
+                    x: right,
+                    y: tick.y.saturating_sub(self.line / 2),
+                    w: self.tick_len,
+                    h: self.line,
+                },
+                mark,
+            );
+            let y = tick.y as i64 - (tick_line / 2) as i64;
+            text::draw_text(img, &tick.text, self.tick_px, self.text_x() as i64, y);
+        }
+        if let Some(swatch) = self.legend {
+            fill_rect(img, swatch, Rgba(colormap.masked_color()));
+            frame(img, swatch, self.line);
+            let y = (swatch.y + swatch.h / 2) as i64 - (tick_line / 2) as i64;
+            text::draw_text(img, MASKED_LEGEND, self.tick_px, self.text_x() as i64, y);
+        }
+    }
+}
+
+/// Fills `rect` with `color`, clipped to the image.
+pub(crate) fn fill_rect(img: &mut RgbaImage, rect: Rect, color: Rgba<u8>) {
+    let (w, h) = (u64::from(img.width()), u64::from(img.height()));
+    for y in rect.y..(rect.y + rect.h).min(h) {
+        for x in rect.x..(rect.x + rect.w).min(w) {
+            img.put_pixel(x as u32, y as u32, color);
+        }
+    }
+}
+
+/// A `line`-pixel frame just outside `rect`.
+fn frame(img: &mut RgbaImage, rect: Rect, line: u64) {
+    let outer = Rect {
+        x: rect.x.saturating_sub(line),
+        y: rect.y.saturating_sub(line),
+        w: rect.w + 2 * line,
+        h: rect.h + 2 * line,
+    };
+    for side in [
+        Rect { h: line, ..outer },
+        Rect {
+            y: rect.y + rect.h,
+            h: line,
+            ..outer
+        },
+        Rect { w: line, ..outer },
+        Rect {
+            x: rect.x + rect.w,
+            w: line,
+            ..outer
+        },
+    ] {
+        fill_rect(img, side, FRAME);
+    }
+}
+
+/// The geometry of a labelled figure, in output pixels (pixel scale applied).
+#[derive(Clone, Debug)]
+pub(crate) struct Layout {
+    pub(crate) width: u64,
+    pub(crate) height: u64,
+    pub(crate) cell: u64,
+    pub(crate) cells: Rect,
     /// Top of the area holding the title (the figure's top margin).
-    title_y: u64,
-    title_x: u64,
-    label_px: f32,
+    pub(crate) title_y: u64,
+    pub(crate) title_x: u64,
+    pub(crate) title_px: f32,
+    pub(crate) label_px: f32,
     /// Pixel height of one label line.
-    label_line: u64,
-    query_labels: Vec<Label>,
-    key_labels: Vec<Label>,
-    bar: Rect,
-    ticks: Vec<Tick>,
+    pub(crate) label_line: u64,
+    pub(crate) label_gap: u64,
+    pub(crate) query_labels: Vec<Label>,
+    pub(crate) key_labels: Vec<Label>,
+    pub(crate) axis_px: f32,
+    /// Top-left corner of the "key" axis title (horizontal, centred over the cells).
+    pub(crate) key_title: (u64, u64),
+    /// Top-left corner of the drawn box of the "query" axis title (reading upward, centred on
+    /// the cells' height).
+    pub(crate) query_title: (u64, u64),
+    pub(crate) colorbar: Colorbar,
 }
 
 impl Layout {
     /// Computes the geometry for a `rows` x `cols` matrix. All arithmetic is in
     /// `u64`; the caller checks the final size.
-    fn new(rows: usize, cols: usize, opts: &FigureOptions) -> Layout {
-        let cell = u64::from(opts.cell_px.max(1));
-        let label_px = label_font_px(cell);
+    pub(crate) fn new(rows: usize, cols: usize, opts: &FigureOptions) -> Layout {
+        let s = u64::from(opts.effective_pixel_scale());
+        let sf = s as f32;
+        let cell = opts.cell_pixels();
+        let label_px = label_font_px(cell, sf);
         let label_line = u64::from(text::line_height(label_px));
         let query_labels = prepare_labels(&opts.query_labels, rows, cell, label_line, label_px);
         let key_labels = prepare_labels(&opts.key_labels, cols, cell, label_line, label_px);
         let widest = |labels: &[Label]| labels.iter().map(|l| l.width).max().unwrap_or(0);
+        let (margin, label_gap) = (MARGIN * s, LABEL_GAP * s);
 
-        let title_w = u64::from(text::text_width(&opts.title, TITLE_PX));
+        let title_px = TITLE_PX * sf;
+        let title_w = u64::from(text::text_width(&opts.title, title_px));
         let title_h = if opts.title.is_empty() {
             0
         } else {
-            u64::from(text::line_height(TITLE_PX)) + TITLE_GAP
+            u64::from(text::line_height(title_px)) + TITLE_GAP * s
         };
+        let axis_px = AXIS_PX * sf;
+        let axis_h = u64::from(text::line_height(axis_px)) + AXIS_GAP * s;
 
-        let cells_x = MARGIN + widest(&query_labels) + LABEL_GAP;
-        let key_labels_top = MARGIN + title_h;
-        let cells_y = key_labels_top + widest(&key_labels) + LABEL_GAP;
+        let cells_x = margin + axis_h + widest(&query_labels) + label_gap;
+        let key_title_y = margin + title_h;
+        let cells_y = key_title_y + axis_h + widest(&key_labels) + label_gap;
         let cells = Rect {
             x: cells_x,
             y: cells_y,
             w: cols as u64 * cell,
             h: rows as u64 * cell,
         };
+        let key_title_w = u64::from(text::text_width("key", axis_px));
+        let query_title_w = u64::from(text::text_width("query", axis_px));
 
         let bar = Rect {
-            x: cells.x + cells.w + BAR_GAP,
+            x: cells.x + cells.w + BAR_GAP * s,
             y: cells.y,
-            w: BAR_WIDTH,
-            h: cells.h.max(MIN_BAR_HEIGHT),
+            w: BAR_WIDTH * s,
+            h: cells.h.max(MIN_BAR_HEIGHT * s),
         };
-        let tick_line = u64::from(text::line_height(TICK_PX));
+        let tick_line = u64::from(text::line_height(TICK_PX * sf));
         let ticks = place_ticks(opts.range, opts.scale, bar, tick_line);
-        let ticks_w = ticks
-            .iter()
-            .map(|t| u64::from(text::text_width(&t.text, TICK_PX)))
-            .max()
-            .unwrap_or(0);
-        let content_right = bar.x + bar.w + TICK_LEN + TICK_GAP + ticks_w + MARGIN;
-        let width = content_right.max(title_w + 2 * MARGIN);
-        let height = bar.y + bar.h + tick_line / 2 + 1 + MARGIN;
+        let masked = opts.masked_view(rows, cols).is_some();
+        let colorbar = Colorbar::new(bar, ticks, s, masked);
+        let content_right = colorbar.right() + margin;
+        let width = content_right.max(title_w + 2 * margin);
+        let height = colorbar.bottom().max(cells.y + cells.h) + margin;
 
         Layout {
             width,
             height,
             cell,
             cells,
-            title_y: MARGIN,
+            title_y: margin,
             title_x: (width - title_w) / 2,
+            title_px,
             label_px,
             label_line,
+            label_gap,
             query_labels,
             key_labels,
-            bar,
-            ticks,
+            axis_px,
+            key_title: (
+                (cells.x + cells.w / 2).saturating_sub(key_title_w / 2),
+                key_title_y,
+            ),
+            query_title: (
+                margin,
+                (cells.y + cells.h / 2).saturating_sub(query_title_w / 2),
+            ),
+            colorbar,
         }
     }
 
-    /// Draws the title, labels and colorbar (everything except the cells).
+    /// Draws the title, axis titles, labels and colorbar (everything except the cells).
     fn draw_decorations(&self, img: &mut RgbaImage, opts: &FigureOptions) {
         if !opts.title.is_empty() {
             text::draw_text(
                 img,
                 &opts.title,
-                TITLE_PX,
+                self.title_px,
                 self.title_x as i64,
                 self.title_y as i64,
             );
         }
+        let (kx, ky) = self.key_title;
+        text::draw_text(img, "key", self.axis_px, kx as i64, ky as i64);
+        let (qx, qy) = self.query_title;
+        let mask = Mask::render("query", self.axis_px);
+        text::draw_mask(
+            img,
+            &mask,
+            qx as i64,
+            qy as i64,
+            Orientation::Up,
+            TEXT_COLOR,
+        );
         let half_line = self.label_line as f64 / 2.0;
         let half_cell = self.cell as f64 / 2.0;
         for label in &self.query_labels {
             let center = (self.cells.y + label.index as u64 * self.cell) as f64 + half_cell;
-            let x = self.cells.x as i64 - LABEL_GAP as i64 - label.width as i64;
+            let x = self.cells.x as i64 - self.label_gap as i64 - label.width as i64;
             let y = (center - half_line).round() as i64;
             text::draw_text(img, &label.text, self.label_px, x, y);
         }
@@ -296,45 +512,17 @@ impl Layout {
             let center = (self.cells.x + label.index as u64 * self.cell) as f64 + half_cell;
             let mask = Mask::render(&label.text, self.label_px);
             let x = (center - half_line).round() as i64;
-            let y = self.cells.y as i64 - LABEL_GAP as i64 - label.width as i64;
+            let y = self.cells.y as i64 - self.label_gap as i64 - label.width as i64;
             text::draw_mask(img, &mask, x, y, Orientation::Up, TEXT_COLOR);
         }
-        self.draw_colorbar(img, opts.colormap);
-    }
-
-    /// Draws the colorbar (high values on top), its frame, tick marks and values.
-    fn draw_colorbar(&self, img: &mut RgbaImage, colormap: Colormap) {
-        let bar = self.bar;
-        // The bar lies inside the checked figure size, so its sides fit in u32.
-        let gradient = colorbar_image(colormap, bar.w as u32, bar.h as u32);
-        image::imageops::replace(img, &gradient, bar.x as i64, bar.y as i64);
-        // A one-pixel frame just outside the bar.
-        let (left, right) = (bar.x - 1, bar.x + bar.w);
-        let (top, bottom) = (bar.y - 1, bar.y + bar.h);
-        for x in left..=right {
-            img.put_pixel(x as u32, top as u32, FRAME);
-            img.put_pixel(x as u32, bottom as u32, FRAME);
-        }
-        for y in top..=bottom {
-            img.put_pixel(left as u32, y as u32, FRAME);
-            img.put_pixel(right as u32, y as u32, FRAME);
-        }
-        let tick_line = u64::from(text::line_height(TICK_PX));
-        let mark = Rgba([TEXT_COLOR[0], TEXT_COLOR[1], TEXT_COLOR[2], 255]);
-        for tick in &self.ticks {
-            for x in right..right + TICK_LEN {
-                img.put_pixel(x as u32, tick.y as u32, mark);
-            }
-            let x = (right + TICK_LEN + TICK_GAP) as i64;
-            let y = tick.y as i64 - (tick_line / 2) as i64;
-            text::draw_text(img, &tick.text, TICK_PX, x, y);
-        }
+        self.colorbar.draw(img, opts.colormap);
     }
 }
 
-/// Font size for token labels: a little smaller than the cell, within 10–13 px.
-fn label_font_px(cell: u64) -> f32 {
-    (cell as f32 * 0.8).clamp(10.0, 13.0)
+/// Font size for token labels: a little smaller than the cell, within 10–13 px (times the
+/// pixel scale `s`).
+fn label_font_px(cell: u64, s: f32) -> f32 {
+    (cell as f32 * 0.8).clamp(10.0 * s, 13.0 * s)
 }
 
 /// Every how many rows (or columns) a label is drawn so that labels of
@@ -565,6 +753,7 @@ mod tests {
             scale: ValueScale::Linear,
             cell_px,
             labels: true,
+            ..FigureOptions::default()
         }
     }
 
@@ -619,9 +808,8 @@ mod tests {
         for (opts, expect_ink) in [(with_title, true), (without_title, false)] {
             let fig = heatmap_figure(m.view(), &opts).unwrap();
             let layout = Layout::new(4, 4, &opts);
-            // Everything above the tallest (rotated) key label.
-            let key_band = layout.key_labels.iter().map(|l| l.width).max().unwrap();
-            let band_h = layout.cells.y - LABEL_GAP - key_band;
+            // Everything above the "key" axis title (which sits above the key labels).
+            let band_h = layout.key_title.1;
             assert!(band_h >= MARGIN);
             let band = crop(&fig, (0, 0, fig.width(), band_h as u32));
             let ink = band.pixels().filter(|p| is_dark(p)).count();
@@ -734,14 +922,18 @@ mod tests {
         let opts = options(20, 20, 8);
         let fig = heatmap_figure(m.view(), &opts).unwrap();
         let layout = Layout::new(20, 20, &opts);
-        let x = (layout.bar.x + layout.bar.w / 2) as u32;
+        let x = (layout.colorbar.bar.x + layout.colorbar.bar.w / 2) as u32;
         assert_eq!(
-            fig.get_pixel(x, layout.bar.y as u32).0,
+            fig.get_pixel(x, layout.colorbar.bar.y as u32).0,
             opts.colormap.color(1.0)
         );
-        let bottom = (layout.bar.y + layout.bar.h - 1) as u32;
+        let bottom = (layout.colorbar.bar.y + layout.colorbar.bar.h - 1) as u32;
         assert_eq!(fig.get_pixel(x, bottom).0, opts.colormap.color(0.0));
-        assert!((3..=5).contains(&layout.ticks.len()), "{:?}", layout.ticks);
+        assert!(
+            (3..=5).contains(&layout.colorbar.ticks.len()),
+            "{:?}",
+            layout.colorbar.ticks
+        );
     }
 
     #[test]

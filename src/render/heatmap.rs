@@ -235,6 +235,21 @@ pub fn heatmap_image(
     scale: ValueScale,
     cell_px: u32,
 ) -> RgbaImage {
+    heatmap_image_masked(m, None, colormap, range, scale, cell_px)
+}
+
+/// [`heatmap_image`] with masked cells: where `masked` (shape `[query, key]`, the shape of `m`)
+/// is true, the cell is painted in [`Colormap::masked_color`] instead of its value's colour, so
+/// a pair the mask forbids never looks like zero attention. `None` masks nothing; a mask of
+/// another shape is ignored.
+pub fn heatmap_image_masked(
+    m: ArrayView2<f32>,
+    masked: Option<ArrayView2<bool>>,
+    colormap: Colormap,
+    range: ValueRange,
+    scale: ValueScale,
+    cell_px: u32,
+) -> RgbaImage {
     let (rows, cols) = m.dim();
     let Some(cell) = fitting_cell(rows, cols, cell_px) else {
         // Even one pixel per cell is too large; there is nothing sensible to draw.
@@ -242,7 +257,7 @@ pub fn heatmap_image(
     };
     // Both sides are at most MAX_SIDE here, so the casts are lossless.
     let mut img = RgbaImage::new((cols * cell) as u32, (rows * cell) as u32);
-    paint_cells(&mut img, 0, 0, m, colormap, range, scale, cell);
+    paint_cells(&mut img, 0, 0, m, masked, colormap, range, scale, cell);
     img
 }
 
@@ -259,13 +274,14 @@ fn fitting_cell(rows: usize, cols: usize, cell_px: u32) -> Option<usize> {
     Some((cell_px.max(1) as usize).min(fit))
 }
 
-/// Like [`heatmap_image`], but reports problems instead of adapting.
+/// Like [`heatmap_image_masked`], but reports problems instead of adapting.
 ///
 /// Errors: [`RenderError::Empty`] when `m` has no rows or no columns, and
 /// [`RenderError::TooLarge`] when the image would exceed
 /// [`MAX_SIDE`] pixels on a side. `cell_px` of 0 is treated as 1.
 pub fn try_heatmap_image(
     m: ArrayView2<f32>,
+    masked: Option<ArrayView2<bool>>,
     colormap: Colormap,
     range: ValueRange,
     scale: ValueScale,
@@ -278,18 +294,30 @@ pub fn try_heatmap_image(
     let cell = u64::from(cell_px.max(1));
     let (width, height) = checked_size(cols as u64 * cell, rows as u64 * cell)?;
     let mut img = RgbaImage::new(width, height);
-    paint_cells(&mut img, 0, 0, m, colormap, range, scale, cell as usize);
+    paint_cells(
+        &mut img,
+        0,
+        0,
+        m,
+        masked,
+        colormap,
+        range,
+        scale,
+        cell as usize,
+    );
     Ok(img)
 }
 
 /// Paints `m` as `cell` x `cell` blocks into `img` with the top-left corner at
-/// `(x0, y0)`. The caller guarantees that the cells fit inside `img`.
+/// `(x0, y0)`, cells where `masked` is true in the colormap's masked colour. The caller
+/// guarantees that the cells fit inside `img`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn paint_cells(
     img: &mut RgbaImage,
     x0: usize,
     y0: usize,
     m: ArrayView2<f32>,
+    masked: Option<ArrayView2<bool>>,
     colormap: Colormap,
     range: ValueRange,
     scale: ValueScale,
@@ -302,11 +330,47 @@ pub(crate) fn paint_cells(
     paint_resampled(
         target,
         m,
+        Masked::new(masked, m.dim(), colormap),
         &src_rows,
         &src_cols,
         colormap.lut(),
         &Normalizer::new(range, scale),
     );
+}
+
+/// Masked cells and their colour, for the pixel loops.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Masked<'a> {
+    cells: ArrayView2<'a, bool>,
+    color: [u8; 4],
+}
+
+impl<'a> Masked<'a> {
+    /// `masked` if it has the matrix's shape `dim` and masks at least one cell, else `None`.
+    pub(crate) fn new(
+        masked: Option<ArrayView2<'a, bool>>,
+        dim: (usize, usize),
+        colormap: Colormap,
+    ) -> Option<Masked<'a>> {
+        let cells = masked?;
+        (cells.dim() == dim && cells.iter().any(|&b| b)).then_some(Masked {
+            cells,
+            color: colormap.masked_color(),
+        })
+    }
+
+    /// Whether cell (`query_idx`, `key_idx`) is masked.
+    pub(crate) fn is_masked(&self, query_idx: usize, key_idx: usize) -> bool {
+        self.cells
+            .get((query_idx, key_idx))
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// The colour masked cells take.
+    pub(crate) fn color(&self) -> [u8; 4] {
+        self.color
+    }
 }
 
 /// A place to paint: an image and the top-left corner of the painted area.
@@ -342,6 +406,7 @@ impl<'a> Target<'a> {
 pub(crate) fn paint_resampled(
     target: Target<'_>,
     m: ArrayView2<f32>,
+    masked: Option<Masked<'_>>,
     src_rows: &[usize],
     src_cols: &[usize],
     lut: &Lut,
@@ -387,6 +452,15 @@ pub(crate) fn paint_resampled(
         } else {
             for (pixel, &i) in pixels.zip(&indices) {
                 pixel.copy_from_slice(&lut[usize::from(i)]);
+            }
+        }
+        if let Some(Masked { cells, color }) = masked {
+            let mask_row = cells.row(r);
+            let pixels = buf[start..start + row_bytes].chunks_exact_mut(4);
+            for (pixel, &c) in pixels.zip(src_cols) {
+                if mask_row[c] {
+                    pixel.copy_from_slice(&color);
+                }
             }
         }
         previous = Some((r, start));
@@ -531,6 +605,42 @@ mod tests {
     }
 
     #[test]
+    fn masked_cells_take_the_masked_colour_not_the_zero_colour() {
+        // Causal 3x3: cells above the diagonal are masked and hold 0, as a run would.
+        let m = array![[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5]];
+        let masked = Array2::from_shape_fn((3, 3), |(q, k)| k > q);
+        let cmap = Colormap::Viridis;
+        let r = ValueRange::unit();
+        for cell in [1u32, 4] {
+            let img = heatmap_image_masked(
+                m.view(),
+                Some(masked.view()),
+                cmap,
+                r,
+                ValueScale::Linear,
+                cell,
+            );
+            for ((q, k), &v) in m.indexed_iter() {
+                let px = img.get_pixel(k as u32 * cell, q as u32 * cell).0;
+                if k > q {
+                    assert_eq!(px, cmap.masked_color(), "({q}, {k}) is masked");
+                } else {
+                    // (1, 0) and (2, 1) are allowed zeros: the colormap's first colour.
+                    assert_eq!(px, cmap.color(v), "({q}, {k}) = {v}");
+                }
+            }
+        }
+        // No mask, or a mask of the wrong shape, paints the plain image.
+        let plain = heatmap_image(m.view(), cmap, r, ValueScale::Linear, 2);
+        let wrong = Array2::from_elem((2, 3), true);
+        assert_eq!(
+            heatmap_image_masked(m.view(), Some(wrong.view()), cmap, r, ValueScale::Linear, 2),
+            plain
+        );
+        assert_eq!(plain.get_pixel(2, 0).0, cmap.color(0.0));
+    }
+
+    #[test]
     fn heatmap_handles_non_standard_layout() {
         let m = array![[0.0f32, 0.5], [1.0, 0.25]];
         let t = m.t();
@@ -558,6 +668,7 @@ mod tests {
         let empty = Array2::<f32>::zeros((0, 0));
         let r = try_heatmap_image(
             empty.view(),
+            None,
             Colormap::Viridis,
             ValueRange::unit(),
             ValueScale::Linear,
@@ -567,6 +678,7 @@ mod tests {
         let m = Array2::<f32>::zeros((4, 4));
         let r = try_heatmap_image(
             m.view(),
+            None,
             Colormap::Viridis,
             ValueRange::unit(),
             ValueScale::Linear,

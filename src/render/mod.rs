@@ -7,7 +7,9 @@
 //! * [`figure`] — a labelled figure (title, token labels, colorbar) around a heatmap;
 //! * [`grid`] — one thumbnail per (layer, head);
 //! * [`pool`] — max-pooling, so maps larger than their pixels keep their peaks;
-//! * [`png`] — fast PNG encoding and atomic file writes.
+//! * [`png`] — fast PNG encoding and atomic file writes;
+//! * [`svg`] — the same figures as SVG: vector text and colorbar, cells as rectangles or an
+//!   embedded PNG.
 //!
 //! Sizes are computed in `u64` and checked against [`MAX_SIDE`] before any
 //! buffer is allocated, so absurd cell sizes produce [`RenderError::TooLarge`]
@@ -19,6 +21,7 @@ pub mod grid;
 pub mod heatmap;
 pub mod png;
 pub mod pool;
+pub mod svg;
 mod text;
 pub mod view;
 
@@ -31,12 +34,16 @@ pub use figure::{
 };
 pub use grid::{GridOptions, grid_figure, grid_thumb_rect, thumbnail_image};
 pub use heatmap::{
-    LOG_FLOOR_RATIO, ValueRange, ValueScale, heatmap_image, log_floor, normalize, try_heatmap_image,
+    LOG_FLOOR_RATIO, ValueRange, ValueScale, heatmap_image, heatmap_image_masked, log_floor,
+    normalize, try_heatmap_image,
 };
 pub use png::{encode_png, write_png};
-pub use pool::{heatmap_pyramid, max_pool};
+pub use pool::{heatmap_pyramid, max_pool, pool_mask};
+pub use svg::{heatmap_svg, write_svg};
 pub use text::embedded_font;
-pub use view::{RangeMode, RenderStyle, grid_view_figure, view_figure};
+pub use view::{
+    FigureContext, RangeMode, RenderStyle, grid_view_figure, grid_view_svg, view_figure, view_svg,
+};
 
 /// Largest width or height, in pixels, of any image this module produces.
 pub const MAX_SIDE: u32 = 32_768;

@@ -9,7 +9,7 @@ use image::RgbaImage;
 use ndarray::{Array2, ArrayView2};
 
 use super::colormap::Colormap;
-use super::heatmap::{ValueRange, ValueScale, heatmap_image};
+use super::heatmap::{ValueRange, ValueScale, heatmap_image_masked};
 
 /// Max-pools `m` (shape `[query, key]`) so that neither side exceeds `max_side`.
 ///
@@ -39,6 +39,29 @@ pub fn max_pool(m: ArrayView2<'_, f32>, max_side: usize) -> Array2<f32> {
     out
 }
 
+/// Pools a mask (true = masked) with the blocks of [`max_pool`]: a pooled cell is masked only
+/// when every cell of its block is, so a pooled block that holds any allowed cell shows that
+/// cell's (maximum) value, and a masked band stays visible as one.
+pub fn pool_mask(masked: ArrayView2<'_, bool>, max_side: usize) -> Array2<bool> {
+    let (rows, cols) = masked.dim();
+    let max_side = max_side.max(1);
+    if rows <= max_side && cols <= max_side {
+        return masked.to_owned();
+    }
+    let (out_rows, out_cols) = (rows.min(max_side), cols.min(max_side));
+    let col_bin: Vec<usize> = (0..cols).map(|j| j * out_cols / cols).collect();
+    let mut out = Array2::from_elem((out_rows, out_cols), true);
+    for (i, row) in masked.rows().into_iter().enumerate() {
+        let mut dst = out.row_mut(i * out_rows / rows);
+        for (&v, &b) in row.iter().zip(&col_bin) {
+            if let Some(d) = dst.get_mut(b) {
+                *d &= v;
+            }
+        }
+    }
+    out
+}
+
 /// The sides of a pooled pyramid of a map whose longer side is `n`: `n`, then halved (rounding
 /// up) while the previous side exceeds `min_side`. For example `n = 2000, min_side = 256` gives
 /// 2000, 1000, 500, 250.
@@ -54,13 +77,15 @@ pub fn pyramid_sides(n: usize, min_side: usize) -> Vec<usize> {
 
 /// Heatmap images of `m` at one pixel per cell, max-pooled to each of [`pyramid_sides`]`(n,
 /// min_side)` where `n` is the longer side of `m`: level 0 is exactly
-/// [`heatmap_image`]`(m, …, 1)`, level k is `m` max-pooled to at most `sides[k]` cells per side.
+/// [`heatmap_image`](super::heatmap::heatmap_image)`(m, …, 1)`, level k is `m` max-pooled to at most `sides[k]` cells per side.
 ///
 /// A viewer picks the finest level with no more cells across than it has pixels, so no cell is
 /// skipped by the GPU's nearest-neighbour sampling. Every level is pooled from `m` itself, so its
-/// blocks are as even as [`max_pool`] makes them.
+/// blocks are as even as [`max_pool`] makes them. Cells where `masked` is true (shape of `m`)
+/// take the masked colour; pooled levels pool the mask with [`pool_mask`].
 pub fn heatmap_pyramid(
     m: ArrayView2<'_, f32>,
+    masked: Option<ArrayView2<'_, bool>>,
     colormap: Colormap,
     range: ValueRange,
     scale: ValueScale,
@@ -71,9 +96,17 @@ pub fn heatmap_pyramid(
         .into_iter()
         .map(|side| {
             if side >= n {
-                heatmap_image(m, colormap, range, scale, 1)
+                heatmap_image_masked(m, masked, colormap, range, scale, 1)
             } else {
-                heatmap_image(max_pool(m, side).view(), colormap, range, scale, 1)
+                let pooled_mask = masked.map(|mask| pool_mask(mask, side));
+                heatmap_image_masked(
+                    max_pool(m, side).view(),
+                    pooled_mask.as_ref().map(|m| m.view()),
+                    colormap,
+                    range,
+                    scale,
+                    1,
+                )
             }
         })
         .collect()
@@ -82,6 +115,7 @@ pub fn heatmap_pyramid(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::heatmap::heatmap_image;
     use ndarray::Array2;
 
     /// A one-hot diagonal: query i attends only to key i.
@@ -194,6 +228,7 @@ mod tests {
         let d = diagonal(2000);
         let levels = heatmap_pyramid(
             d.view(),
+            None,
             Colormap::Grays,
             ValueRange::unit(),
             ValueScale::Linear,
@@ -222,6 +257,41 @@ mod tests {
                 );
             }
             assert_eq!(level.get_pixel(side - 1, 0).0[..3], [0, 0, 0]);
+        }
+    }
+
+    #[test]
+    fn pooled_masks_keep_a_block_masked_only_when_all_of_it_is() {
+        // 4x4 causal (masked above the diagonal) pooled to 2x2: the top-right block is all
+        // masked; the diagonal blocks hold allowed cells.
+        let causal = Array2::from_shape_fn((4, 4), |(q, k)| k > q);
+        assert_eq!(
+            pool_mask(causal.view(), 2),
+            ndarray::array![[false, true], [false, false]]
+        );
+        assert_eq!(pool_mask(causal.view(), 4), causal);
+        // A 2000-token causal map: each level is masked in its upper triangle, not on or below
+        // the diagonal, and painted in the masked colour there.
+        let n = 2000;
+        let m = Array2::from_shape_fn(
+            (n, n),
+            |(q, k)| if k <= q { 1.0 / (q + 1) as f32 } else { 0.0 },
+        );
+        let masked = Array2::from_shape_fn((n, n), |(q, k)| k > q);
+        let levels = heatmap_pyramid(
+            m.view(),
+            Some(masked.view()),
+            Colormap::Viridis,
+            ValueRange::unit(),
+            ValueScale::Linear,
+            256,
+        );
+        let grey = Colormap::Viridis.masked_color();
+        for level in &levels {
+            let side = level.width();
+            assert_eq!(level.get_pixel(side - 1, 0).0, grey, "level {side}");
+            assert_ne!(level.get_pixel(0, side - 1).0, grey, "level {side}");
+            assert_ne!(level.get_pixel(side / 2, side / 2).0, grey, "level {side}");
         }
     }
 }

@@ -35,6 +35,20 @@ pub(crate) fn line_height(px: f32) -> u32 {
     px.max(1.0).ceil() as u32
 }
 
+/// For vector output (SVG) of a line drawn here at `px`: the font size in CSS pixels (an em,
+/// where `px` is ab_glyph's ascent-to-descent height) and the baseline's distance below the
+/// line's top. Falls back to `(px, 0.8 px)` without a font.
+pub(crate) fn svg_metrics(px: f32) -> (f32, f32) {
+    let Some(f) = font() else {
+        return (px, 0.8 * px);
+    };
+    let px = px.max(1.0);
+    let em = f.units_per_em().unwrap_or(2048.0);
+    let height = f.height_unscaled().max(1.0);
+    let ascent = f.as_scaled(PxScale::from(px)).ascent();
+    (px * em / height, ascent)
+}
+
 /// Width in pixels of `text` at `px`, rounded up.
 pub(crate) fn text_width(text: &str, px: f32) -> u32 {
     font().map_or(0, |f| layout(f, text, px).1.ceil() as u32)

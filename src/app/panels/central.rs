@@ -63,8 +63,14 @@ impl View for Central {
         self.token_strip.ui(ui, &run, &labels, cx.state);
         ui.separator();
         match cx.state.view {
-            ViewKind::Heatmap => self.heatmap.ui(ui, &run, &labels, cx.state),
-            ViewKind::Grid => self.grid.ui(ui, &run, cx.state, &cx.kv_groups),
+            ViewKind::Heatmap => {
+                let mask = cx.applied_mask.unwrap_or("none").to_owned();
+                self.heatmap.ui(ui, &run, &labels, &mask, cx.state);
+            }
+            ViewKind::Grid => {
+                let mask = cx.applied_mask.unwrap_or("none").to_owned();
+                self.grid.ui(ui, &run, cx.state, &cx.kv_groups, &mask);
+            }
             ViewKind::HeadView if cx.state.hide_special => {
                 let filtered = self.without_special(&run, &labels);
                 match filtered {
