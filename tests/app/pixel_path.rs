@@ -47,10 +47,11 @@ fn the_exported_grid_equals_the_uploaded_thumbnails() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let exported = image::open(&out).unwrap().to_rgba8();
 
-    // Thumbnail positions depend on the thumbnail side and on whether there is a title, not on
-    // the title's text.
+    // Thumbnail positions depend on the thumbnail side and on whether there is a title and a
+    // text line (the input's start), not on their texts.
     let opts = GridOptions {
         title: "any".to_owned(),
+        text: "any".to_owned(),
         thumb_px: 96,
         labels: true,
         ..GridOptions::default()
