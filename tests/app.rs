@@ -871,3 +871,6 @@ mod dialog;
 
 #[path = "app/pixel_path.rs"]
 mod pixel_path;
+
+#[path = "app/unicode.rs"]
+mod unicode;

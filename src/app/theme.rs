@@ -14,7 +14,8 @@ pub fn apply(ctx: &egui::Context, theme: Theme) {
 /// Adds the figures' DejaVu Sans and then their fallback fonts (Noto Sans Devanagari) after
 /// egui's own fonts (which include an emoji font), so characters those lack (the token label
 /// marks `␣ ↵ ⇥`, arrows, Devanagari) are drawn rather than shown as boxes. egui's fonts still
-/// draw everything they have, so nothing else changes.
+/// draw everything they have, so nothing else changes. A character no font has is drawn as
+/// its code point (`U+1F469`), as in figures.
 pub fn install_fonts(ctx: &egui::Context) {
     let mut fonts = egui::FontDefinitions::default();
     let extra = std::iter::once(("DejaVuSans", crate::render::embedded_font()))
@@ -31,6 +32,30 @@ pub fn install_fonts(ctx: &egui::Context) {
         }
     }
     ctx.set_fonts(fonts);
+    // Last resort for a character no font has (emoji, flags): its code point, `U+1F469`, drawn
+    // by the figures' text renderer, never an empty box.
+    ctx.add_glyph_rasterizer(egui::epaint::text::GlyphRasterizer::new(
+        "attnviz::code_points",
+        |request| {
+            let line = crate::render::rasterize_line(request.cluster, request.font_size_px);
+            if line.width == 0 {
+                return None;
+            }
+            let pixels = line
+                .alpha
+                .iter()
+                .map(|&a| egui::Color32::from_white_alpha(a))
+                .collect();
+            Some(egui::epaint::text::RasterizedGlyph {
+                bitmap: egui::epaint::text::GlyphBitmap {
+                    image: egui::ColorImage::new([line.width, line.height], pixels),
+                    offset_px: egui::vec2(0.0, -line.ascent),
+                    is_color: false,
+                },
+                advance_px: line.advance,
+            })
+        },
+    ));
 }
 
 /// Colour of error text.

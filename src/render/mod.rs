@@ -35,7 +35,7 @@ pub use heatmap::{
 };
 pub use png::{encode_png, write_png};
 pub use pool::{heatmap_pyramid, max_pool};
-pub use text::{embedded_font, fallback_fonts};
+pub use text::{CoverageBitmap, embedded_font, fallback_fonts, rasterize_line};
 pub use view::{RangeMode, RenderStyle, grid_view_figure, view_figure};
 
 /// Largest width or height, in pixels, of any image this module produces.

@@ -160,6 +160,39 @@ impl Mask {
     }
 }
 
+/// A line of text as a coverage bitmap, for hosts that draw glyphs themselves (the app's egui
+/// fallback for characters no font has: it shows them as `U+XXXX`, as figures do).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoverageBitmap {
+    /// Width in pixels (the advance, rounded up).
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Distance in pixels from the top row to the baseline.
+    pub ascent: f32,
+    /// The advance width in pixels.
+    pub advance: f32,
+    /// Row-major coverage, 0 to 255.
+    pub alpha: Vec<u8>,
+}
+
+/// Rasterises `text` at `px` with the figures' fonts and fallbacks (see the module docs).
+pub fn rasterize_line(text: &str, px: f32) -> CoverageBitmap {
+    let mask = Mask::render(text, px);
+    let ascent = font().map_or(0.0, |f| f.as_scaled(PxScale::from(px.max(1.0))).ascent());
+    CoverageBitmap {
+        width: mask.width,
+        height: mask.height,
+        ascent,
+        advance: layout(text, px).1,
+        alpha: mask
+            .coverage
+            .iter()
+            .map(|&c| (c * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect(),
+    }
+}
+
 /// How a mask is placed into an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Orientation {
