@@ -9,9 +9,11 @@
 //! - [`render`]: matrices to pixels and PNGs;
 //! - [`cli`] and [`app`]: thin layers over the above.
 //!
-//! Only `app` may use egui.
+//! Only `app` may use egui. It exists with the `gui` feature (on by default); without it the
+//! crate is the library and the CLI alone.
 
 pub mod analysis;
+#[cfg(feature = "gui")]
 pub mod app;
 pub mod cli;
 pub mod engine;

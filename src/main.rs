@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(command) => run_cli(command),
-        None => attnviz::app::run(cli.file, cli.screenshot, cli.model),
+        None => run_app(cli.file, cli.screenshot, cli.model),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,6 +47,27 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+#[cfg(feature = "gui")]
+fn run_app(
+    file: Option<std::path::PathBuf>,
+    screenshot: Option<std::path::PathBuf>,
+    model: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    attnviz::app::run(file, screenshot, model)
+}
+
+/// Without the `gui` feature there is no app: say so (exit 1) instead of doing nothing.
+#[cfg(not(feature = "gui"))]
+fn run_app(
+    _file: Option<std::path::PathBuf>,
+    _screenshot: Option<std::path::PathBuf>,
+    _model: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "this build has no GUI (built without the `gui` feature); use a subcommand: export, render, info or next"
+    )
 }
 
 fn run_cli(command: Command) -> anyhow::Result<()> {

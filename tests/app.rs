@@ -880,3 +880,6 @@ mod state;
 
 #[path = "app/figures.rs"]
 mod figures;
+
+#[path = "app/unicode.rs"]
+mod unicode;

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "cli/names.rs"]
+mod names;
 #[path = "cli/pipeline.rs"]
 mod pipeline;
 
@@ -395,6 +397,7 @@ fn bad_inputs_give_one_clean_error_line() {
     assert_eq!(run(&["export", "--out", out]).status.code(), Some(2));
 }
 
+#[cfg(feature = "gui")]
 #[test]
 fn app_export_and_cli_render_give_the_same_pixels() {
     use attnviz::app::{AppState, HeadMode, export};
@@ -464,6 +467,7 @@ fn app_export_and_cli_render_give_the_same_pixels() {
 
 /// With a byte-level checkpoint, the app's PNG export and `attnviz render` label tokens the same
 /// way (`Ġc` as `␣c`), so they still give the same pixels; labels differ from the raw strings.
+#[cfg(feature = "gui")]
 #[test]
 fn app_export_and_cli_render_label_checkpoint_tokens_alike() {
     use attnviz::app::{AppState, HeadMode, export};

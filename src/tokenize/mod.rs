@@ -1,8 +1,9 @@
 //! Turning text into tokens.
 //!
 //! The built-in demo model uses the two tokenizers here: words plus punctuation (the default) and
-//! single characters. Every token gets a stable id from a hash of its text, so any Unicode string
-//! works and nothing is ever out of vocabulary. Real checkpoints bring their own `tokenizer.json`
+//! single characters, where a character is a grapheme cluster, so no token splits one. Every
+//! token gets a stable id from a hash of its text, so any Unicode string works and nothing is
+//! ever out of vocabulary. Real checkpoints bring their own `tokenizer.json`
 //! (`hf`); they produce the same [`Token`] type, whose text is the vocabulary string as
 //! transformers' `convert_ids_to_tokens` gives it. Views and figures show [`Token::label`]s
 //! instead (`label`): `Ġquick` as `␣quick`, `##ing` as `·ing`; exports keep the raw strings.
@@ -18,6 +19,7 @@ pub use label::{
     bytes_from_byte_level, display_label, display_labels,
 };
 use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation as _;
 
 /// One token of the input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,9 +68,10 @@ fn is_special_text(text: &str) -> bool {
 #[serde(rename_all = "lowercase")]
 pub enum DemoTokenizer {
     /// Runs of letters and digits are words; every other visible character is its own token.
+    /// "Character" means a grapheme cluster (a letter with its marks, a ZWJ emoji, a flag).
     #[default]
     Words,
-    /// Every non-whitespace character is a token.
+    /// Every non-whitespace character (grapheme cluster) is a token.
     Chars,
 }
 
@@ -133,46 +136,69 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_' || c == '\''
 }
 
+/// The grapheme clusters of `text` (what a reader sees as one character: न with its vowel
+/// sign, an emoji joined by ZWJs, a flag's two regional indicators, e + a combining accent),
+/// each with its byte offset.
+fn graphemes(text: &str) -> Vec<(usize, &str)> {
+    text.grapheme_indices(true).collect()
+}
+
+/// A cluster made only of whitespace (a combining mark on a space is visible: a token).
+fn is_blank(cluster: &str) -> bool {
+    cluster.chars().all(char::is_whitespace)
+}
+
+/// A cluster that continues a word: its base character is a letter, digit, `_` or `'`.
+fn is_word_cluster(cluster: &str) -> bool {
+    cluster.chars().next().is_some_and(is_word_char)
+}
+
+/// Words: runs of word clusters, bracketed specials whole, and every other visible cluster alone.
+/// Tokens only ever start and end on grapheme cluster boundaries.
 fn words(text: &str) -> Vec<Token> {
+    let clusters = graphemes(text);
+    let boundary =
+        |i: usize| i == text.len() || clusters.binary_search_by_key(&i, |&(at, _)| at).is_ok();
     let mut tokens = Vec::new();
-    let mut rest = text.char_indices().peekable();
-    while let Some((start, c)) = rest.next() {
-        if c.is_whitespace() {
+    let mut k = 0;
+    while let Some(&(start, cluster)) = clusters.get(k) {
+        k += 1;
+        if is_blank(cluster) {
             continue;
         }
-        if c == '['
+        if cluster == "["
             && let Some(special) = SPECIAL_TEXTS
                 .iter()
-                .find(|s| text[start..].starts_with(**s))
+                .find(|s| text[start..].starts_with(**s) && boundary(start + s.len()))
         {
             let end = start + special.len();
-            while rest.peek().is_some_and(|(i, _)| *i < end) {
-                rest.next();
+            while clusters.get(k).is_some_and(|&(at, _)| at < end) {
+                k += 1;
             }
             tokens.push(token_at(text, start, end));
             continue;
         }
-        if is_word_char(c) {
-            let mut end = start + c.len_utf8();
-            while let Some(&(i, next)) = rest.peek() {
-                if !is_word_char(next) {
+        let mut end = start + cluster.len();
+        if is_word_cluster(cluster) {
+            while let Some(&(at, next)) = clusters.get(k) {
+                if !is_word_cluster(next) {
                     break;
                 }
-                end = i + next.len_utf8();
-                rest.next();
+                end = at + next.len();
+                k += 1;
             }
-            tokens.push(token_at(text, start, end));
-        } else {
-            tokens.push(token_at(text, start, start + c.len_utf8()));
         }
+        tokens.push(token_at(text, start, end));
     }
     tokens
 }
 
+/// Characters: every grapheme cluster that is not whitespace.
 fn chars(text: &str) -> Vec<Token> {
-    text.char_indices()
-        .filter(|(_, c)| !c.is_whitespace())
-        .map(|(start, c)| token_at(text, start, start + c.len_utf8()))
+    graphemes(text)
+        .into_iter()
+        .filter(|(_, cluster)| !is_blank(cluster))
+        .map(|(start, cluster)| token_at(text, start, start + cluster.len()))
         .collect()
 }
 
@@ -244,6 +270,58 @@ mod tests {
             tokenize("", DemoTokenizer::Chars),
             Err(TokenizeError::Empty)
         );
+    }
+
+    fn spans_match(text: &str, tokens: &[Token]) {
+        for t in tokens {
+            let (a, b) = t.byte_span.unwrap();
+            assert_eq!(&text[a..b], t.text);
+            assert_eq!(t.id, demo_id(&t.text));
+        }
+    }
+
+    #[test]
+    fn words_never_break_a_grapheme_cluster() {
+        // नमस्ते (with a virama), woman + ZWJ + laptop, the French flag (two regional
+        // indicators), and café with e + U+0301 COMBINING ACUTE ACCENT.
+        let text = "नमस्ते 👩\u{200D}💻 🇫🇷 cafe\u{301}! [CLS]";
+        let tokens = tokenize(text, DemoTokenizer::Words).unwrap();
+        assert_eq!(
+            texts(&tokens),
+            ["नमस्ते", "👩\u{200D}💻", "🇫🇷", "cafe\u{301}", "!", "[CLS]"]
+        );
+        assert!(tokens[5].is_special);
+        spans_match(text, &tokens);
+    }
+
+    #[test]
+    fn chars_are_grapheme_clusters() {
+        let text = "👩\u{200D}💻 🇫🇷e\u{301}x";
+        let tokens = tokenize(text, DemoTokenizer::Chars).unwrap();
+        assert_eq!(texts(&tokens), ["👩\u{200D}💻", "🇫🇷", "e\u{301}", "x"]);
+        spans_match(text, &tokens);
+        // Devanagari: each cluster is a consonant with its signs; none starts with the virama
+        // (U+094D) or a vowel sign, and together they give the word back.
+        let hindi = tokenize("नमस्ते", DemoTokenizer::Chars).unwrap();
+        assert!(hindi.len() >= 3 && hindi.len() <= 4, "{:?}", texts(&hindi));
+        assert_eq!(texts(&hindi)[..2], ["न", "म"]);
+        assert!(
+            hindi
+                .iter()
+                .all(|t| !t.text.starts_with(['\u{94D}', '\u{947}']))
+        );
+        assert_eq!(texts(&hindi).concat(), "नमस्ते");
+        spans_match("नमस्ते", &hindi);
+    }
+
+    #[test]
+    fn a_special_token_only_counts_on_cluster_boundaries() {
+        // "]" followed by a combining mark is one cluster "]́": no special token splits it.
+        let text = "[PAD]\u{301} [PAD]";
+        let tokens = tokenize(text, DemoTokenizer::Words).unwrap();
+        assert_eq!(texts(&tokens), ["[", "PAD", "]\u{301}", "[PAD]"]);
+        assert!(tokens[3].is_pad());
+        spans_match(text, &tokens);
     }
 
     #[test]
