@@ -15,6 +15,7 @@
 //! buffer is allocated, so absurd cell sizes produce [`RenderError::TooLarge`]
 //! instead of an allocation failure.
 
+pub mod colorbar;
 pub mod colormap;
 pub mod figure;
 pub mod grid;
