@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 #[path = "cli/pipeline.rs"]
 mod pipeline;
 
+#[path = "cli/limits.rs"]
+mod limits;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_attnviz"))
 }

@@ -46,6 +46,26 @@ fn ms_since(t: Instant) -> f64 {
     (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// Writes `text` to standard output and flushes it. A reader that closed the pipe early
+/// (`attnviz next --json | head`) comes back as an [`std::io::Error`] of kind
+/// [`std::io::ErrorKind::BrokenPipe`], which `main` turns into a quiet exit 0, as Unix tools do.
+pub fn print_stdout(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// True when `e` (or anything in its chain) is a closed standard output: the reader went away.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn print_timings(enabled: bool, timings: &Timings) {
     if enabled && let Ok(line) = serde_json::to_string(timings) {
         eprintln!("{line}");
