@@ -85,7 +85,8 @@ struct Computed {
     hidden: Option<ndarray::Array2<f32>>,
 }
 
-/// The input, model and run of `common`, through the pipeline.
+/// The input, model and run of `common`, through the pipeline. `next` asks for the hidden
+/// states and no maps (`keep_hidden`); the others for the maps.
 fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Result<Computed> {
     let start = Instant::now();
     // Options are checked before anything heavy, so that a bad spec fails fast.
@@ -128,12 +129,16 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
         input,
         file: common.input.clone(),
         truncate: common.truncate,
+        memory_budget: common
+            .memory_budget
+            .map_or_else(pipeline::default_memory_budget, |b| b.0),
     };
     let opts = RunOptions {
         mask,
         scale,
         dims,
         keep_hidden,
+        keep_maps: !keep_hidden,
         ..RunOptions::default()
     };
     let run = match pipeline::run(&model, &request, &opts, &mut |_| true) {

@@ -17,6 +17,7 @@ fn default_cell(len: usize) -> u32 {
 pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
     let heads: HeadSelection = args.head.parse().map_err(|e: String| anyhow!(e))?;
     let layer: LayerSelection = args.layer.parse().map_err(|e: String| anyhow!(e))?;
+    render::set_max_pixels(args.max_pixels);
     let mut timings = Timings::default();
     let computed = compute(&args.common, &mut timings, false)?;
     let start = Instant::now();
@@ -61,7 +62,13 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
         }
         View::Grid => render::grid_view_figure(&computed.maps, &computed.meta.name, &style),
     }
-    .map_err(|e| anyhow!(e))?;
+    .map_err(|e| {
+        // Name the input file where there is one ("every token is special" is about it).
+        match &args.common.input {
+            Some(path) => anyhow!("{e} in {}", path.display()),
+            None => anyhow!(e),
+        }
+    })?;
     render::write_png(&image, &args.out)?;
     timings.write_ms = ms_since(start);
     print_timings(args.common.timings, &timings);

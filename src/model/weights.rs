@@ -121,6 +121,8 @@ impl std::ops::Deref for FileBytes {
 
 /// One safetensors file, its header parsed once when it is opened.
 struct Shard {
+    /// The file, for messages about its tensors.
+    path: PathBuf,
     bytes: FileBytes,
     /// Where the tensor data starts: 8 bytes of header length, then the header.
     data_start: usize,
@@ -327,6 +329,16 @@ impl WeightFile {
                 });
             }
         };
+        // One NaN weight made every later row NaN and `next` print "log-prob NaN" (issue 10
+        // item 6): every tensor loaded is checked here, naming the tensor and its file.
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(LoadError::Weights {
+                path: shard.path.clone(),
+                reason: format!(
+                    "tensor {name:?} holds {v} at flat index {i}; weights must be finite"
+                ),
+            });
+        }
         self.progress.add_done(data.len() as u64);
         Ok((values, shape.to_vec()))
     }
@@ -385,6 +397,7 @@ fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
             reason: format!("not a valid safetensors file ({e})"),
         })?;
     Ok(Shard {
+        path: path.to_owned(),
         bytes,
         data_start: 8 + header_len,
         header,
