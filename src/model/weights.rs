@@ -221,10 +221,10 @@ impl WeightFile {
             path: index_path.to_owned(),
             reason,
         };
-        let bytes = std::fs::read(index_path).map_err(|cause| LoadError::Read {
-            path: index_path.to_owned(),
-            cause,
-        })?;
+        // A regular file of at most 16 MiB (real indexes are a few hundred KB): a FIFO or
+        // /dev/zero is refused before it is opened.
+        let bytes = crate::io::read_regular_file(index_path, MAX_INDEX_BYTES)
+            .map_err(|e| io_error(index_path, e))?;
         let json: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("malformed index ({e})")))?;
         let map = json
@@ -373,20 +373,56 @@ impl WeightFile {
     }
 }
 
+/// Largest model.safetensors.index.json read.
+const MAX_INDEX_BYTES: u64 = 16 << 20;
+
+/// A [`crate::io::IoError`] about `path` as a [`LoadError`] naming it once.
+fn io_error(path: &Path, e: crate::io::IoError) -> LoadError {
+    use crate::io::IoError;
+    match e {
+        IoError::Read { cause, .. } => LoadError::Read {
+            path: path.to_owned(),
+            cause,
+        },
+        IoError::NotRegular { kind, .. } => LoadError::Weights {
+            path: path.to_owned(),
+            reason: format!("{kind} is not a readable file"),
+        },
+        IoError::TooLarge { limit, .. } => LoadError::Weights {
+            path: path.to_owned(),
+            reason: format!("larger than the {} MiB allowed", limit >> 20),
+        },
+        IoError::Write { cause, .. } => LoadError::Read {
+            path: path.to_owned(),
+            cause,
+        },
+        IoError::Invalid { reason, .. } => LoadError::Weights {
+            path: path.to_owned(),
+            reason,
+        },
+    }
+}
+
 /// Opens one safetensors file and parses its header (counted in `parses`).
 fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
     let read_err = |cause| LoadError::Read {
         path: path.to_owned(),
         cause,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let len = file.metadata().map_err(read_err)?.len();
+    // Only a regular file: a FIFO would block and /dev/zero never ends.
+    let (file, len) = crate::io::open_regular(path).map_err(|e| io_error(path, e))?;
     // An empty file cannot be mapped, and a filesystem may refuse maps: then read it, so that
     // the error (if any) comes from parsing, as for any other bad file.
     let mapped = if len > 0 { map_file(&file).ok() } else { None };
     let bytes = match mapped {
         Some(map) => FileBytes::Mapped(map),
-        None => FileBytes::Read(std::fs::read(path).map_err(read_err)?),
+        None => FileBytes::Read({
+            use std::io::Read as _;
+            // At most the length the file had when it was opened.
+            let mut bytes = Vec::new();
+            file.take(len).read_to_end(&mut bytes).map_err(read_err)?;
+            bytes
+        }),
     };
     // Parsed once, here, so that a truncated or garbage file fails with one message and no
     // lookup parses it again.

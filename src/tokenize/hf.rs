@@ -79,9 +79,12 @@ pub struct HfTokenizer {
 /// cannot be read (then tokens are ids or their strings are shown as they are). For callers that
 /// know a checkpoint folder but not its tokenizer.
 pub fn vocab_style_of_dir(dir: &Path) -> VocabStyle {
-    std::fs::read_to_string(dir.join("tokenizer.json")).map_or(VocabStyle::Plain, |json| {
-        VocabStyle::from_tokenizer_json(&json)
-    })
+    crate::io::read_regular_file(&dir.join("tokenizer.json"), MAX_FILE_BYTES)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map_or(VocabStyle::Plain, |json| {
+            VocabStyle::from_tokenizer_json(&json)
+        })
 }
 
 impl HfTokenizer {
@@ -92,20 +95,26 @@ impl HfTokenizer {
             reason,
         };
         // Only a regular file of bounded size: a FIFO would block and /dev/zero never ends.
-        let meta = std::fs::metadata(path)
-            .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
-        if !meta.is_file() {
-            return Err(fail("not a regular file".to_owned()));
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(fail(format!(
-                "the tokenizer is {} MB, more than the {} MB allowed",
-                meta.len() >> 20,
-                MAX_FILE_BYTES >> 20
-            )));
-        }
-        let json = std::fs::read_to_string(path)
-            .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
+        let bytes = crate::io::read_regular_file(path, MAX_FILE_BYTES).map_err(|e| {
+            fail(match e {
+                crate::io::IoError::NotRegular { kind, .. } => {
+                    format!("{kind} is not a readable file")
+                }
+                crate::io::IoError::TooLarge { limit, .. } => {
+                    format!(
+                        "the tokenizer is larger than the {} MiB allowed",
+                        limit >> 20
+                    )
+                }
+                crate::io::IoError::Read { cause, .. }
+                | crate::io::IoError::Write { cause, .. } => {
+                    format!("cannot read the tokenizer ({cause})")
+                }
+                crate::io::IoError::Invalid { reason, .. } => reason,
+            })
+        })?;
+        let json = String::from_utf8(bytes)
+            .map_err(|e| fail(format!("cannot read the tokenizer (not UTF-8: {e})")))?;
         let value: serde_json::Value = serde_json::from_str(&json)
             .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
         let style = VocabStyle::from_tokenizer_value(&value);
@@ -344,12 +353,16 @@ mod tests {
         let err = HfTokenizer::from_file(Path::new("/dev/zero"))
             .err()
             .expect("/dev/zero is not a tokenizer");
-        assert_eq!(err.to_string(), "not a regular file in /dev/zero");
+        assert_eq!(
+            err.to_string(),
+            "a character device is not a readable file in /dev/zero"
+        );
         let dir = std::env::temp_dir().join(format!("attnviz-hf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let err = HfTokenizer::from_file(&dir).err().expect("a folder");
         assert!(
-            err.to_string().starts_with("not a regular file in "),
+            err.to_string()
+                .starts_with("a folder is not a readable file in "),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -351,3 +351,88 @@ fn input_messages_name_their_file() {
         stderr(&o)
     );
 }
+
+/// Runs `args`, failing the test if it takes more than 30 s (a FIFO read would block forever).
+fn run_with_timeout(args: &[&str]) -> std::process::Output {
+    let mut child = bin()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("{args:?} still running after 30 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn special_files_as_weights_index_or_tokenizer_are_refused_quickly() {
+    let dir = scratch("special");
+    let llama = fixture_dir("llama");
+    let fresh = |name: &str| {
+        let d = dir.join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(llama.join("config.json"), d.join("config.json")).unwrap();
+        d
+    };
+    let cases = [
+        (
+            "model.safetensors",
+            true,
+            "a named pipe is not a readable file",
+        ),
+        (
+            "model.safetensors",
+            false,
+            "a character device is not a readable file",
+        ),
+        (
+            "model.safetensors.index.json",
+            true,
+            "a named pipe is not a readable file",
+        ),
+        (
+            "model.safetensors.index.json",
+            false,
+            "a character device is not a readable file",
+        ),
+    ];
+    for (i, (file, fifo, message)) in cases.into_iter().enumerate() {
+        let model = fresh(&format!("case{i}"));
+        let path = model.join(file);
+        if fifo {
+            mkfifo(&path);
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        }
+        let o = run_with_timeout(&["info", "--model", p(&model)]);
+        assert_clean_error(&o, message);
+        assert!(stderr(&o).trim_end().ends_with(file), "{}", stderr(&o));
+    }
+    // tokenizer.json as a FIFO next to good weights.
+    let model = copy_fixture("llama", &dir.join("tok"));
+    std::fs::remove_file(model.join("tokenizer.json")).unwrap();
+    mkfifo(&model.join("tokenizer.json"));
+    let o = run_with_timeout(&["info", "--model", p(&model)]);
+    assert_clean_error(&o, "a named pipe is not a readable file");
+    assert!(
+        stderr(&o).trim_end().ends_with("tokenizer.json"),
+        "{}",
+        stderr(&o)
+    );
+}
