@@ -24,7 +24,7 @@ use super::heatmap::{
     ValueRange, ValueScale, log_floor, normalize, paint_cells, try_heatmap_image,
 };
 use super::text::{self, Mask, Orientation, TEXT_COLOR};
-use super::{RenderError, checked_size};
+use super::{RenderError, checked_figure_size};
 
 /// Blank space around the whole figure, in pixels.
 const MARGIN: u64 = 10;
@@ -109,15 +109,15 @@ pub fn heatmap_figure(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<RgbaIm
     if rows == 0 || cols == 0 {
         return Err(RenderError::Empty);
     }
+    // The cells alone must fit (within the pixel budget too, labels or not); checking this
+    // first avoids laying out millions of labels for a figure that cannot be drawn anyway.
+    let cell = u64::from(opts.cell_px.max(1));
+    checked_figure_size(cols as u64 * cell, rows as u64 * cell)?;
     if !opts.labels {
         return try_heatmap_image(m, opts.colormap, opts.range, opts.scale, opts.cell_px);
     }
-    // The cells alone must fit; checking this first avoids laying out
-    // millions of labels for a figure that cannot be drawn anyway.
-    let cell = u64::from(opts.cell_px.max(1));
-    checked_size(cols as u64 * cell, rows as u64 * cell)?;
     let layout = Layout::new(rows, cols, opts);
-    let (width, height) = checked_size(layout.width, layout.height)?;
+    let (width, height) = checked_figure_size(layout.width, layout.height)?;
     let mut img = RgbaImage::from_pixel(width, height, BACKGROUND);
 
     // All coordinates below lie inside the checked size, so they fit in u32 and usize.

@@ -13,7 +13,7 @@ use super::figure::{TITLE_GAP, TITLE_PX};
 use super::heatmap::{Normalizer, Target, ValueRange, ValueScale, paint_resampled};
 use super::pool::max_pool;
 use super::text;
-use super::{RenderError, checked_size};
+use super::{RenderError, checked_figure_size};
 
 /// Space between thumbnails, and around them when there are no labels.
 const GAP: u64 = 8;
@@ -78,7 +78,7 @@ pub fn grid_figure(
         return Err(RenderError::Empty);
     }
     let layout = GridLayout::new(n_layers, n_heads, opts);
-    let (width, height) = checked_size(layout.width, layout.height)?;
+    let (width, height) = checked_figure_size(layout.width, layout.height)?;
     let mut img = RgbaImage::from_pixel(width, height, BACKGROUND);
 
     if let Some((x, y)) = layout.title_pos {

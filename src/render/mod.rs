@@ -120,7 +120,18 @@ pub(crate) fn checked_size(width: u64, height: u64) -> Result<(u32, u32), Render
     if width > u64::from(MAX_SIDE) || height > u64::from(MAX_SIDE) {
         return Err(too_large);
     }
+    match (u32::try_from(width), u32::try_from(height)) {
+        (Ok(w), Ok(h)) => Ok((w, h)),
+        _ => Err(too_large),
+    }
+}
+
+/// [`checked_size`] for a figure (a PNG the user asked for), which must also stay within the
+/// pixel budget ([`max_pixels`]). The app's own textures are bounded by their side only.
+pub(crate) fn checked_figure_size(width: u64, height: u64) -> Result<(u32, u32), RenderError> {
+    let size = checked_size(width, height)?;
     let limit = max_pixels();
+    // Both sides are at most MAX_SIDE here: the product cannot overflow.
     if width * height > limit {
         return Err(RenderError::TooManyPixels {
             width,
@@ -128,10 +139,7 @@ pub(crate) fn checked_size(width: u64, height: u64) -> Result<(u32, u32), Render
             limit,
         });
     }
-    match (u32::try_from(width), u32::try_from(height)) {
-        (Ok(w), Ok(h)) => Ok((w, h)),
-        _ => Err(too_large),
-    }
+    Ok(size)
 }
 
 #[cfg(test)]
@@ -156,13 +164,15 @@ mod tests {
     fn the_pixel_budget_bounds_the_area() {
         // 8 tokens at --cell 4096: 32768 × 32768 is within the side limit but 1024 megapixels
         // (4 GiB of RGBA), 16 times the 64-megapixel default. 8192 × 8192 = 64 Mi is allowed.
-        let err = checked_size(32_768, 32_768).unwrap_err().to_string();
+        let err = checked_figure_size(32_768, 32_768).unwrap_err().to_string();
         assert!(
             err.contains("1024 megapixels, more than the 64 allowed"),
             "{err}"
         );
-        assert_eq!(checked_size(8192, 8192).ok(), Some((8192, 8192)));
-        assert!(checked_size(8192, 8193).is_err());
+        assert_eq!(checked_figure_size(8192, 8192).ok(), Some((8192, 8192)));
+        assert!(checked_figure_size(8192, 8193).is_err());
+        // The app's textures keep the side limit only.
+        assert!(checked_size(32_768, 32_768).is_ok());
     }
 
     #[test]
