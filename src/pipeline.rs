@@ -122,12 +122,29 @@ const FALLBACK_BUDGET: u64 = 4 << 30;
 const MAX_DEFAULT_BUDGET: u64 = 8 << 30;
 
 /// The default memory budget of a run: the smaller of 8 GiB and half the physical memory
-/// (`MemTotal` in /proc/meminfo), or 4 GiB where that cannot be read.
+/// (`MemTotal` in /proc/meminfo), or 4 GiB where that cannot be read; and at most half the
+/// process's address-space limit (`ulimit -v`, from /proc/self/limits) when one is set.
 pub fn default_memory_budget() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| mem_total_bytes(&text));
-    total.map_or(FALLBACK_BUDGET, |t| (t / 2).min(MAX_DEFAULT_BUDGET))
+    let budget = total.map_or(FALLBACK_BUDGET, |t| (t / 2).min(MAX_DEFAULT_BUDGET));
+    let address_space = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| address_space_limit(&text));
+    address_space.map_or(budget, |limit| budget.min(limit / 2))
+}
+
+/// The soft "Max address space" of a /proc/self/limits text, in bytes; `None` when unlimited.
+fn address_space_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?;
+    line.trim_start_matches("Max address space")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `MemTotal` of a /proc/meminfo text, in bytes.
@@ -699,6 +716,12 @@ mod tests {
             Some(24_000_000 * 1024)
         );
         assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max address space         2147483648           unlimited            bytes\n";
+        assert_eq!(address_space_limit(limits), Some(2 << 30));
+        let unlimited =
+            "Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(address_space_limit(unlimited), None);
         let budget = default_memory_budget();
         assert!(budget <= 8 << 30 && budget > 0, "{budget}");
     }
