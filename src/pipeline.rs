@@ -37,12 +37,18 @@ pub enum PipelineError {
         file: Option<PathBuf>,
     },
     /// The input is longer than the model's position limit.
-    #[error("{count} tokens exceed the model's limit of {limit}{}", in_file(file.as_deref()))]
+    #[error(
+        "{count} tokens exceed the model's limit of {limit}{}{}",
+        limit_source(config.as_deref()),
+        in_file(file.as_deref())
+    )]
     TooLong {
         /// Tokens in the input.
         count: usize,
         /// The model's limit.
         limit: usize,
+        /// The checkpoint's config.json that sets the limit (`None` for the demo).
+        config: Option<PathBuf>,
         /// The input file, when the input came from one.
         file: Option<PathBuf>,
     },
@@ -75,6 +81,11 @@ pub enum PipelineError {
     /// A newer job or the user stopped the run.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// `" (set by CONFIG)"`, or nothing.
+fn limit_source(config: Option<&Path>) -> String {
+    config.map_or_else(String::new, |c| format!(" (set by {})", c.display()))
 }
 
 /// `" in FILE"`, or nothing.
@@ -549,6 +560,7 @@ pub fn run(
             return Err(PipelineError::TooLong {
                 count: tokens.len(),
                 limit,
+                config: model.dir().map(|d| d.join("config.json")),
                 file: file.map(Path::to_owned),
             });
         }

@@ -143,8 +143,14 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
     };
     let run = match pipeline::run(&model, &request, &opts, &mut |_| true) {
         Ok(run) => run,
-        Err(pipeline::PipelineError::TooLong { count, limit, file }) => bail!(
-            "{count} tokens exceed the model's limit of {limit}; pass --truncate to cut the input{}",
+        Err(pipeline::PipelineError::TooLong {
+            count,
+            limit,
+            config,
+            file,
+        }) => bail!(
+            "{count} tokens exceed the model's limit of {limit}{}; pass --truncate to cut the input{}",
+            config.map_or_else(String::new, |c| format!(" (set by {})", c.display())),
             file.map_or_else(String::new, |f| format!(" in {}", f.display()))
         ),
         Err(e) => return Err(e.into()),

@@ -306,6 +306,26 @@ fn input_messages_name_their_file() {
         "{}",
         stderr(&o)
     );
+    // Typed text has no file: the message names the config.json that sets the limit (a fuzz
+    // mutant with max_position_embeddings 2 found it naming nothing).
+    let text = vec!["cat"; 100].join(" ");
+    let o = run(&[
+        "export",
+        "--model",
+        p(&bert),
+        "--text",
+        &text,
+        "--out",
+        p(&out),
+    ]);
+    let config = bert.join("config.json");
+    assert_clean_error(
+        &o,
+        &format!(
+            "exceed the model's limit of 64 (set by {})",
+            config.display()
+        ),
+    );
     // An id outside the 300-entry vocabulary, from a file.
     let ids = dir.join("ids.json");
     std::fs::write(&ids, r#"{"token_ids": [1, 400]}"#).unwrap();
