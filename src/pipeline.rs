@@ -37,12 +37,18 @@ pub enum PipelineError {
         file: Option<PathBuf>,
     },
     /// The input is longer than the model's position limit.
-    #[error("{count} tokens exceed the model's limit of {limit}{}", in_file(file.as_deref()))]
+    #[error(
+        "{count} tokens exceed the model's limit of {limit}{}{}",
+        limit_source(config.as_deref()),
+        in_file(file.as_deref())
+    )]
     TooLong {
         /// Tokens in the input.
         count: usize,
         /// The model's limit.
         limit: usize,
+        /// The checkpoint's config.json that sets the limit (`None` for the demo).
+        config: Option<PathBuf>,
         /// The input file, when the input came from one.
         file: Option<PathBuf>,
     },
@@ -54,9 +60,32 @@ pub enum PipelineError {
         /// The input file, when the input came from one.
         file: Option<PathBuf>,
     },
+    /// The run would need more memory than its budget allows.
+    #[error(
+        "needs {} for {} tokens; the budget is {} (--memory-budget){}",
+        ByteSize(*needs),
+        thousands(*tokens),
+        ByteSize(*budget),
+        in_file(file.as_deref())
+    )]
+    OverBudget {
+        /// Estimated peak bytes of the run.
+        needs: u64,
+        /// Tokens in the run.
+        tokens: usize,
+        /// The budget, in bytes.
+        budget: u64,
+        /// The input file, when the input came from one.
+        file: Option<PathBuf>,
+    },
     /// A newer job or the user stopped the run.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// `" (set by CONFIG)"`, or nothing.
+fn limit_source(config: Option<&Path>) -> String {
+    config.map_or_else(String::new, |c| format!(" (set by {})", c.display()))
 }
 
 /// `" in FILE"`, or nothing.
@@ -64,8 +93,8 @@ fn in_file(file: Option<&Path>) -> String {
     file.map_or_else(String::new, |f| format!(" in {}", f.display()))
 }
 
-/// What to run: the tokens' source, the file it came from (for messages), and whether an input
-/// longer than the model's limit is cut (`true`) or refused.
+/// What to run: the tokens' source, the file it came from (for messages), whether an input
+/// longer than the model's limit is cut (`true`) or refused, and the run's memory budget.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunInput {
     /// Text, token strings or token ids.
@@ -74,17 +103,176 @@ pub struct RunInput {
     pub file: Option<PathBuf>,
     /// Cut the input at the model's limit instead of failing.
     pub truncate: bool,
+    /// The most memory the run may need, in bytes ([`estimate_run_bytes`]); by default
+    /// [`default_memory_budget`].
+    pub memory_budget: u64,
 }
 
 impl RunInput {
-    /// An input typed or given on the command line: no file, no truncation.
+    /// An input typed or given on the command line: no file, no truncation, the default
+    /// memory budget.
     pub fn new(input: TokenInput) -> Self {
         Self {
             input,
             file: None,
             truncate: false,
+            memory_budget: default_memory_budget(),
         }
     }
+
+    /// The same input under another memory budget (bytes).
+    pub fn with_memory_budget(mut self, bytes: u64) -> Self {
+        self.memory_budget = bytes;
+        self
+    }
+}
+
+/// The budget used when fallback is needed: physical memory unknown.
+const FALLBACK_BUDGET: u64 = 4 << 30;
+/// The largest default budget.
+const MAX_DEFAULT_BUDGET: u64 = 8 << 30;
+
+/// The default memory budget of a run: the smaller of 8 GiB and half the physical memory
+/// (`MemTotal` in /proc/meminfo), or 4 GiB where that cannot be read; and at most half the
+/// process's address-space limit (`ulimit -v`, from /proc/self/limits) when one is set.
+pub fn default_memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_total_bytes(&text));
+    let budget = total.map_or(FALLBACK_BUDGET, |t| (t / 2).min(MAX_DEFAULT_BUDGET));
+    let address_space = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| address_space_limit(&text));
+    address_space.map_or(budget, |limit| budget.min(limit / 2))
+}
+
+/// The soft "Max address space" of a /proc/self/limits text, in bytes; `None` when unlimited.
+fn address_space_limit(limits: &str) -> Option<u64> {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))?;
+    line.trim_start_matches("Max address space")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `MemTotal` of a /proc/meminfo text, in bytes.
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some("kB") => value.checked_mul(1024),
+        None => Some(value),
+        Some(_) => None,
+    }
+}
+
+/// A number of bytes, read from `8GiB`, `512MB`, `1.5G`, `64k` or `1000000` (K/M/G/T are
+/// binary: 1024-based, with or without `iB`/`B`), and written as `12.3 GiB`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!("bad size {s:?}; expected a number with an optional unit, e.g. 8GiB or 512MB")
+        };
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (number, unit) = t.split_at(split);
+        let number: f64 = number.parse().map_err(|_| bad())?;
+        let shift = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            "t" | "tb" | "tib" => 40,
+            _ => return Err(bad()),
+        };
+        let bytes = number * (1u64 << shift) as f64;
+        if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+            return Err(bad());
+        }
+        Ok(Self(bytes as u64))
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+        let mut value = self.0 as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            write!(f, "{} bytes", self.0)
+        } else if (value - value.round()).abs() < 0.05 {
+            write!(f, "{:.0} {}", value.round(), UNITS[unit])
+        } else {
+            write!(f, "{value:.1} {}", UNITS[unit])
+        }
+    }
+}
+
+/// `20000` as `20,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The estimated peak memory, in bytes, of running a model shaped `info` on `len` tokens with
+/// `opts` (the weights, already loaded, are not counted):
+/// - the maps, layers × heads × len² × 4, when `keep_maps`;
+/// - without them, per head in flight (up to the engine's threads) one block of 48 query rows
+///   of scores, len × 48 × 4;
+/// - a traced layer: four [len, len] matrices per head (raw, masked, probabilities, a copy);
+/// - activations: the residual stream three times, q/k/v, the heads' concatenation and their
+///   per-head copies, and the MLP's two hidden [len, d_ff] arrays, 4 bytes each;
+/// - the mask, len² booleans;
+/// - with `keep_hidden` and an LM head, the log-probabilities `next` computes: len × vocab,
+///   at most 2²⁸ values at once.
+pub fn estimate_run_bytes(info: &ModelInfo, len: usize, opts: &RunOptions) -> u64 {
+    let n = len as u64;
+    let (l, h, kv) = (info.layers as u64, info.heads as u64, info.kv_heads as u64);
+    let (d, dh, ff) = (info.d_model as u64, info.d_head as u64, info.d_ff as u64);
+    let sq = n.saturating_mul(n);
+    let mut bytes = 0u64;
+    if opts.keep_maps {
+        bytes = bytes.saturating_add(l.saturating_mul(h).saturating_mul(sq).saturating_mul(4));
+    } else {
+        // The engine runs at most 8 heads at once.
+        let in_flight = h.min(8);
+        bytes = bytes.saturating_add(in_flight.saturating_mul(n).saturating_mul(48 * 4));
+    }
+    if opts.trace_layer.is_some() {
+        bytes = bytes.saturating_add(h.saturating_mul(sq).saturating_mul(4 * 4));
+    }
+    let widths = 3 * d + (h + 2 * kv) * dh + 2 * h * dh + 3 * dh * h.min(8) + 2 * ff;
+    bytes = bytes.saturating_add(n.saturating_mul(widths).saturating_mul(4));
+    bytes = bytes.saturating_add(sq);
+    if opts.keep_hidden
+        && let Some(head) = &info.lm_head
+    {
+        let values = n.saturating_mul(head.vocab as u64).min(1 << 28);
+        bytes = bytes.saturating_add(values.saturating_mul(4));
+    }
+    bytes
 }
 
 /// Wall-clock time of a run's phases.
@@ -228,6 +416,17 @@ impl LoadedModel {
         input: &TokenInput,
         file: Option<&Path>,
     ) -> Result<Vec<Token>, PipelineError> {
+        self.tokens_cut(input, file, false)
+    }
+
+    /// [`Self::tokens`]; with `truncate`, a text far longer than the model can take is cut
+    /// (at [`text_cut_bytes`]) before it is tokenized.
+    fn tokens_cut(
+        &self,
+        input: &TokenInput,
+        file: Option<&Path>,
+        truncate: bool,
+    ) -> Result<Vec<Token>, PipelineError> {
         let fail = |reason: String| PipelineError::Input {
             reason,
             file: file.map(Path::to_owned),
@@ -242,8 +441,19 @@ impl LoadedModel {
             }
             (Self::Demo { .. }, TokenInput::Ids(ids)) => tokenize::tokens_from_ids(ids),
             (Self::Checkpoint { dir, model }, TokenInput::Text(text)) => match model.tokenizer() {
-                // The tokenizer's own errors name its tokenizer.json.
-                Some(t) => t.encode(text).map_err(fail)?,
+                // The tokenizer's own errors name its tokenizer.json. The normalized text is
+                // bounded first: the tokenizer cannot be stopped once it runs.
+                Some(t) => {
+                    let positions = model.config().max_positions;
+                    let bound = normalized_text_bound(positions);
+                    let text = if truncate {
+                        cut_at_char(text, text_cut_bytes(positions, t.expansion()))
+                    } else {
+                        text.as_str()
+                    };
+                    t.check_normalized_len(text, bound).map_err(fail)?;
+                    t.encode(text).map_err(fail)?
+                }
                 None => {
                     return Err(fail(format!(
                         "no tokenizer.json in {}, so text cannot be tokenized; give token ids",
@@ -293,6 +503,33 @@ impl LoadedModel {
     }
 }
 
+/// Bytes of normalized text allowed for a model of `max_positions` positions: 64 per position,
+/// at least 1 MiB. Longer texts are refused before the tokenizer runs (issue 10 item 3).
+pub fn normalized_text_bound(max_positions: usize) -> usize {
+    max_positions.saturating_mul(64).max(1 << 20)
+}
+
+/// With `--truncate`, the bytes of text kept before tokenizing: enough for far more than
+/// `max_positions` tokens (16 bytes per position at least), yet within
+/// [`normalized_text_bound`] at the normalizer's worst `expansion`.
+fn text_cut_bytes(max_positions: usize, expansion: u64) -> usize {
+    let within = normalized_text_bound(max_positions)
+        / usize::try_from(expansion.max(1)).unwrap_or(usize::MAX);
+    within.max(max_positions.saturating_mul(16))
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn cut_at_char(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Key/value groups as Hugging Face models share KV heads (`repeat_kv`): query head h uses KV
 /// head h / (heads / kv_heads). One group per head when `kv_heads` is 0 or does not divide
 /// `heads`.
@@ -316,24 +553,41 @@ pub fn run(
 ) -> Result<Run, PipelineError> {
     let file = input.file.as_deref();
     let start = Instant::now();
-    let mut tokens = model.tokens(&input.input, file)?;
+    let mut tokens = model.tokens_cut(&input.input, file, input.truncate)?;
     let limit = model.info().max_positions;
     if tokens.len() > limit {
         if !input.truncate {
             return Err(PipelineError::TooLong {
                 count: tokens.len(),
                 limit,
+                config: model.dir().map(|d| d.join("config.json")),
                 file: file.map(Path::to_owned),
             });
         }
         tokens.truncate(limit);
     }
     let tokenize_ms = ms_since(start);
+    let needs = estimate_run_bytes(&model.info(), tokens.len(), opts);
+    if needs > input.memory_budget {
+        return Err(PipelineError::OverBudget {
+            needs,
+            tokens: tokens.len(),
+            budget: input.memory_budget,
+            file: file.map(Path::to_owned),
+        });
+    }
     let mask = model.effective_mask(&opts.mask, tokens.len()).to_string();
     let start = Instant::now();
     let attention = match model.model().forward_with_progress(&tokens, opts, progress) {
         Ok(run) => run,
         Err(EngineError::Cancelled) => return Err(PipelineError::Cancelled),
+        // Overflow inside the model is the weights' fault: name the checkpoint, not the input.
+        Err(source @ EngineError::BadWeights(_)) if model.dir().is_some() => {
+            return Err(PipelineError::Engine {
+                source,
+                file: model.dir().map(Path::to_owned),
+            });
+        }
         Err(source) => {
             return Err(PipelineError::Engine {
                 source,
@@ -446,5 +700,99 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "nothing to tokenize: the input is empty in x.json");
+    }
+
+    #[test]
+    fn byte_sizes_read_and_print() {
+        assert_eq!("8GiB".parse::<ByteSize>(), Ok(ByteSize(8 << 30)));
+        assert_eq!("512MB".parse::<ByteSize>(), Ok(ByteSize(512 << 20)));
+        assert_eq!("1.5g".parse::<ByteSize>(), Ok(ByteSize(3 << 29)));
+        assert_eq!("2T".parse::<ByteSize>(), Ok(ByteSize(2 << 40)));
+        assert_eq!("1000".parse::<ByteSize>(), Ok(ByteSize(1000)));
+        for bad in ["", "GiB", "8 parsecs", "0", "-1G", "1e400"] {
+            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        }
+        // 12.3 GiB = 13,207,024,435 bytes (12.3 × 2³⁰, rounded down).
+        assert_eq!(ByteSize(13_207_024_435).to_string(), "12.3 GiB");
+        assert_eq!(ByteSize(8 << 30).to_string(), "8 GiB");
+        assert_eq!(ByteSize(1000).to_string(), "1000 bytes");
+        assert_eq!(thousands(20_000), "20,000");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn the_default_budget_is_half_the_memory_at_most_8_gib() {
+        assert_eq!(
+            mem_total_bytes("MemTotal:       24000000 kB\nMemFree: 1 kB\n"),
+            Some(24_000_000 * 1024)
+        );
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max address space         2147483648           unlimited            bytes\n";
+        assert_eq!(address_space_limit(limits), Some(2 << 30));
+        let unlimited =
+            "Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(address_space_limit(unlimited), None);
+        let budget = default_memory_budget();
+        assert!(budget <= 8 << 30 && budget > 0, "{budget}");
+    }
+
+    #[test]
+    fn the_estimate_counts_maps_only_when_kept() {
+        let model = LoadedModel::demo(DemoConfig::default(), DemoTokenizer::Words).unwrap();
+        let info = model.info();
+        let keep = RunOptions::default();
+        let skip = RunOptions {
+            keep_maps: false,
+            ..RunOptions::default()
+        };
+        let n = 1000u64;
+        let maps = info.layers as u64 * info.heads as u64 * n * n * 4;
+        let with = estimate_run_bytes(&info, 1000, &keep);
+        let without = estimate_run_bytes(&info, 1000, &skip);
+        // Without maps: 8 heads × 1000 rows × 48 × 4 bytes of score blocks in their place.
+        assert_eq!(with - without, maps - 8 * n * 48 * 4);
+        // 22 MB of activations, mask and blocks against 192 MB of maps.
+        assert!(without < maps / 5, "{without}");
+    }
+
+    #[test]
+    fn a_run_without_maps_has_the_same_hidden_states() {
+        let model = LoadedModel::demo(DemoConfig::default(), DemoTokenizer::Words).unwrap();
+        let input = RunInput::new(TokenInput::Text("the cat sat on the mat".repeat(20)));
+        let base = RunOptions {
+            keep_hidden: true,
+            mask: MaskSpec::parse("causal").unwrap(),
+            ..RunOptions::default()
+        };
+        let with = run(&model, &input, &base, &mut |_| true).unwrap();
+        let without = run(
+            &model,
+            &input,
+            &RunOptions {
+                keep_maps: false,
+                ..base
+            },
+            &mut |_| true,
+        )
+        .unwrap();
+        assert_eq!(with.attention.maps.layers(), 6);
+        assert_eq!(without.attention.maps.layers(), 0);
+        assert!(without.attention.maps.head(0, 0).is_none());
+        assert_eq!(with.attention.hidden, without.attention.hidden);
+        // The budget is checked before the run: 1 KiB is too little for anything.
+        let err = run(
+            &model,
+            &input.clone().with_memory_budget(1024),
+            &RunOptions::default(),
+            &mut |_| true,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("; the budget is 1 KiB (--memory-budget)"),
+            "{err}"
+        );
     }
 }

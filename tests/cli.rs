@@ -14,6 +14,9 @@ mod pipeline;
 #[path = "cli/figures.rs"]
 mod figures;
 
+#[path = "cli/limits.rs"]
+mod limits;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_attnviz"))
 }

@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_attnviz");
+/// The binary under test: `ATTNVIZ_FUZZ_BIN` when set (a copy, so that a long pass can run
+/// while the crate is rebuilt), else the one cargo built.
+fn bin() -> String {
+    std::env::var("ATTNVIZ_FUZZ_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_attnviz").to_owned())
+}
 const DEFAULT_CASES: usize = 40;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -150,7 +154,7 @@ fn run(args: &[String], work: &Path) -> Outcome {
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(format!("ulimit -v {mem_kb}; exec \"$0\" \"$@\""))
-        .arg(BIN)
+        .arg(bin())
         .args(args)
         .current_dir(work)
         .stdin(Stdio::null())
@@ -187,9 +191,6 @@ struct Format {
     text: bool,
     /// The exit status of the unmutated seed (the CLI refuses sessions by design: 1).
     seed_code: i32,
-    /// Failures that belong to another helper's pending fix (issue 10 item named in the
-    /// comment at the format): reported, not asserted.
-    known: fn(&Outcome) -> bool,
 }
 
 fn fixtures() -> PathBuf {
@@ -221,26 +222,6 @@ fn checkpoint_args(dir: &Path) -> Vec<String> {
     a
 }
 
-fn none(_: &Outcome) -> bool {
-    false
-}
-
-/// Checkpoint mutants whose failure belongs to the pending pipeline fixes: non-finite
-/// activations are caught only at export, naming the output rather than the layer and tensor
-/// (issue 10 item 6, "Detect non-finite activations"), and the token limit's message does not
-/// name the input (item 7). Both still exit 1 with one `error:` line.
-fn checkpoint_known(o: &Outcome) -> bool {
-    o.code == Some(1)
-        && (o.stderr.contains("refusing to export")
-            || o.stderr.contains("exceed the model's limit"))
-}
-
-/// Panics inside the `tokenizers` crate (issue 10 item 2) and messages without the file
-/// (item 7): H2's pending fixes in src/tokenize.
-fn tokenizer_known(o: &Outcome) -> bool {
-    o.code == Some(1)
-}
-
 /// A reference attention file, made once by the binary itself.
 fn attention_seed(dir: &Path, format: &str) -> PathBuf {
     let name = if format == "npy" {
@@ -249,7 +230,7 @@ fn attention_seed(dir: &Path, format: &str) -> PathBuf {
         "att.json"
     };
     let out = dir.join(name);
-    let status = Command::new(BIN)
+    let status = Command::new(bin())
         .args([
             "export",
             "--text",
@@ -278,7 +259,6 @@ fn formats() -> Vec<Format> {
             args: checkpoint_args,
             text: false,
             seed_code: 0,
-            known: checkpoint_known,
         },
         Format {
             name: "config.json",
@@ -289,7 +269,6 @@ fn formats() -> Vec<Format> {
             args: checkpoint_args,
             text: true,
             seed_code: 0,
-            known: checkpoint_known,
         },
         Format {
             name: "tokenizer.json",
@@ -300,7 +279,6 @@ fn formats() -> Vec<Format> {
             args: checkpoint_args,
             text: true,
             seed_code: 0,
-            known: tokenizer_known,
         },
         Format {
             name: "shard index",
@@ -311,7 +289,6 @@ fn formats() -> Vec<Format> {
             args: checkpoint_args,
             text: true,
             seed_code: 0,
-            known: checkpoint_known,
         },
         Format {
             name: "token input (.txt)",
@@ -323,7 +300,6 @@ fn formats() -> Vec<Format> {
             args: |_| s(&["export", "input.txt", "--out", "out.json"]),
             text: true,
             seed_code: 0,
-            known: none,
         },
         Format {
             name: "token input (.json)",
@@ -348,7 +324,6 @@ fn formats() -> Vec<Format> {
             },
             text: true,
             seed_code: 0,
-            known: none,
         },
         Format {
             name: "attention JSON",
@@ -356,7 +331,6 @@ fn formats() -> Vec<Format> {
             args: |_| s(&["render", "att.json", "--out", "out.png", "--no-labels"]),
             text: true,
             seed_code: 0,
-            known: none,
         },
         Format {
             name: "NPY",
@@ -364,7 +338,6 @@ fn formats() -> Vec<Format> {
             args: |_| s(&["render", "att.npy", "--out", "out.png", "--no-labels"]),
             text: false,
             seed_code: 0,
-            known: none,
         },
         Format {
             name: "session",
@@ -380,7 +353,6 @@ fn formats() -> Vec<Format> {
             args: |_| s(&["render", "s.attnviz.json", "--out", "out.png"]),
             text: true,
             seed_code: 1,
-            known: none,
         },
     ]
 }
@@ -429,12 +401,11 @@ fn mutated_inputs_never_panic_abort_or_go_unnamed() {
     let _ = std::fs::remove_dir_all(&root);
     let started = Instant::now();
     let failures = std::sync::Mutex::new(Vec::<String>::new());
-    let known = std::sync::Mutex::new(Vec::<String>::new());
     let runs = std::sync::atomic::AtomicUsize::new(0);
     let formats = formats();
     std::thread::scope(|scope| {
         for (format_idx, format) in formats.iter().enumerate() {
-            let (root, failures, known, runs) = (&root, &failures, &known, &runs);
+            let (root, failures, runs) = (&root, &failures, &runs);
             scope.spawn(move || {
                 let base = root.join(format!("f{format_idx}"));
                 let seed_dir = base.join("seed");
@@ -474,14 +445,10 @@ fn mutated_inputs_never_panic_abort_or_go_unnamed() {
                             o.elapsed.as_millis(),
                             o.stderr.trim()
                         );
-                        if (format.known)(&o) {
-                            known.lock().unwrap().push(line);
-                        } else {
-                            // Keep the mutant for replay.
-                            std::fs::write(dir.join("MUTANT"), &mutant).unwrap();
-                            failures.lock().unwrap().push(line);
-                            continue;
-                        }
+                        // Keep the mutant for replay.
+                        std::fs::write(dir.join("MUTANT"), &mutant).unwrap();
+                        failures.lock().unwrap().push(line);
+                        continue;
                     }
                     let _ = std::fs::remove_dir_all(&dir);
                 }
@@ -489,17 +456,12 @@ fn mutated_inputs_never_panic_abort_or_go_unnamed() {
         }
     });
     let failures = failures.into_inner().unwrap();
-    let known = known.into_inner().unwrap();
     eprintln!(
-        "fuzz: {} runs in {:.1} s, {} failures, {} known (other helpers' pending fixes)",
+        "fuzz: {} runs in {:.1} s, {} failures",
         runs.into_inner(),
         started.elapsed().as_secs_f64(),
         failures.len(),
-        known.len()
     );
-    for k in &known {
-        eprintln!("known: {k}");
-    }
     assert!(
         failures.is_empty(),
         "{} failures:\n{}",
@@ -591,7 +553,7 @@ fn sigterm_removes_temporaries_and_exits_143() {
             .filter(|e| e.file_name().to_string_lossy().starts_with(".attnviz-tmp-"))
             .count()
     };
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .args(["export", "--text", &text, "--out", "big.json"])
         .current_dir(&dir)
         .stderr(Stdio::null())

@@ -73,6 +73,10 @@ pub struct CommonArgs {
     /// Cut inputs longer than the model's position limit instead of failing.
     #[arg(long)]
     pub truncate: bool,
+    /// Most memory the run may need, e.g. 8GiB or 512MB (units are 1024-based); by default
+    /// the smaller of 8 GiB and half the physical memory. Checked before the run allocates.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_budget: Option<crate::pipeline::ByteSize>,
     /// The demo model's settings.
     #[command(flatten)]
     pub demo: DemoArgs,
@@ -192,6 +196,10 @@ pub struct RenderArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::render::figure::MAX_PIXEL_SCALE)))]
     pub pixel_scale: u32,
+    /// Most pixels (width × height) the PNG may have, checked before drawing.
+    #[arg(long, value_name = "N", default_value_t = crate::render::DEFAULT_MAX_PIXELS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: u64,
 }
 
 /// `attnviz info`.

@@ -10,12 +10,10 @@ pub(super) fn info(args: InfoArgs) -> Result<()> {
     let model = LoadedModel::load(&args.model, args.demo.config(), args.demo.tokenizer)?;
     let info = model.model().info();
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).context("serialising model info")?
-        );
+        let json = serde_json::to_string_pretty(&info).context("serialising model info")?;
+        super::print_stdout(&format!("{json}\n"))?;
     } else {
-        print!("{}", info_text(&info, &model));
+        super::print_stdout(&info_text(&info, &model))?;
     }
     Ok(())
 }

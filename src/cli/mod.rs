@@ -46,6 +46,26 @@ fn ms_since(t: Instant) -> f64 {
     (t.elapsed().as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// Writes `text` to standard output and flushes it. A reader that closed the pipe early
+/// (`attnviz next --json | head`) comes back as an [`std::io::Error`] of kind
+/// [`std::io::ErrorKind::BrokenPipe`], which `main` turns into a quiet exit 0, as Unix tools do.
+pub fn print_stdout(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// True when `e` (or anything in its chain) is a closed standard output: the reader went away.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 fn print_timings(enabled: bool, timings: &Timings) {
     if enabled && let Ok(line) = serde_json::to_string(timings) {
         eprintln!("{line}");
@@ -67,7 +87,8 @@ struct Computed {
     hidden: Option<ndarray::Array2<f32>>,
 }
 
-/// The input, model and run of `common`, through the pipeline.
+/// The input, model and run of `common`, through the pipeline. `next` asks for the hidden
+/// states and no maps (`keep_hidden`); the others for the maps.
 fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Result<Computed> {
     let start = Instant::now();
     // Options are checked before anything heavy, so that a bad spec fails fast.
@@ -115,18 +136,28 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
         input,
         file: common.input.clone(),
         truncate: common.truncate,
+        memory_budget: common
+            .memory_budget
+            .map_or_else(pipeline::default_memory_budget, |b| b.0),
     };
     let opts = RunOptions {
         mask,
         scale,
         dims,
         keep_hidden,
+        keep_maps: !keep_hidden,
         ..RunOptions::default()
     };
     let run = match pipeline::run(&model, &request, &opts, &mut |_| true) {
         Ok(run) => run,
-        Err(pipeline::PipelineError::TooLong { count, limit, file }) => bail!(
-            "{count} tokens exceed the model's limit of {limit}; pass --truncate to cut the input{}",
+        Err(pipeline::PipelineError::TooLong {
+            count,
+            limit,
+            config,
+            file,
+        }) => bail!(
+            "{count} tokens exceed the model's limit of {limit}{}; pass --truncate to cut the input{}",
+            config.map_or_else(String::new, |c| format!(" (set by {})", c.display())),
             file.map_or_else(String::new, |f| format!(" in {}", f.display()))
         ),
         Err(e) => return Err(e.into()),

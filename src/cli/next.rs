@@ -88,12 +88,10 @@ pub(super) fn next(args: NextArgs) -> Result<()> {
             mask: &computed.mask,
             predictions,
         };
-        println!(
-            "{}",
-            serde_json::to_string(&out).context("serialising predictions")?
-        );
+        let json = serde_json::to_string(&out).context("serialising predictions")?;
+        super::print_stdout(&format!("{json}\n"))?;
     } else {
-        print!("{}", next_text(&head, &predictions));
+        super::print_stdout(&next_text(&head, &predictions))?;
     }
     print_timings(args.common.timings, &timings);
     Ok(())

@@ -24,6 +24,7 @@ pub(super) fn is_svg(path: &Path) -> bool {
 pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
     let heads: HeadSelection = args.head.parse().map_err(|e: String| anyhow!(e))?;
     let layer: LayerSelection = args.layer.parse().map_err(|e: String| anyhow!(e))?;
+    render::set_max_pixels(args.max_pixels);
     let mut timings = Timings::default();
     let computed = compute(&args.common, &mut timings, false)?;
     let start = Instant::now();
@@ -71,17 +72,26 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
             View::Heatmap => render::view_svg(&computed.maps, &ctx, &spec, &style),
             View::Grid => render::grid_view_svg(&computed.maps, &ctx, &style),
         }
-        .map_err(|e| anyhow!(e))?;
+        .map_err(|e| named(e, &args.common.input))?;
         render::write_svg(&svg, &args.out)?;
     } else {
         let image = match args.view {
             View::Heatmap => render::view_figure(&computed.maps, &ctx, &spec, &style),
             View::Grid => render::grid_view_figure(&computed.maps, &ctx, &style),
         }
-        .map_err(|e| anyhow!(e))?;
+        .map_err(|e| named(e, &args.common.input))?;
         render::write_png(&image, &args.out)?;
     }
     timings.write_ms = ms_since(start);
     print_timings(args.common.timings, &timings);
     Ok(())
+}
+
+/// A render error, naming the input file where there is one ("every token is special" is
+/// about the input).
+fn named(e: impl std::fmt::Display, input: &Option<std::path::PathBuf>) -> anyhow::Error {
+    match input {
+        Some(path) => anyhow!("{e} in {}", path.display()),
+        None => anyhow!("{e}"),
+    }
 }

@@ -151,6 +151,7 @@ impl SelfAttention {
                     alibi_slope: slopes.get(head_idx).copied(),
                     allowed,
                     want_trace,
+                    keep_probs: opts.keep_maps || want_trace,
                 },
             )
         };
@@ -181,6 +182,31 @@ struct HeadParams<'a> {
     alibi_slope: Option<f32>,
     allowed: Option<&'a Array2<bool>>,
     want_trace: bool,
+    /// Return the whole [query, key] probabilities; when false they are computed one block of
+    /// query rows at a time in a reused buffer and an empty matrix is returned.
+    keep_probs: bool,
+}
+
+/// The scaled scores of query rows `rows` against every key, ALiBi bias included, into `block`.
+fn score_block(
+    q_scaled: &Array2<f32>,
+    k_packed: &PackedMatrix,
+    p: &HeadParams<'_>,
+    rows: std::ops::Range<usize>,
+    mut block: ndarray::ArrayViewMut2<'_, f32>,
+) {
+    let row0 = rows.start;
+    simd::matmul(
+        q_scaled.slice(s![rows, ..]),
+        k_packed,
+        block.view_mut(),
+        false,
+    );
+    if let Some(slope) = p.alibi_slope {
+        for ((i, key_idx), s) in block.indexed_iter_mut() {
+            *s -= slope * (row0 + i).abs_diff(key_idx) as f32;
+        }
+    }
 }
 
 fn run_head(
@@ -207,8 +233,30 @@ fn run_head(
     q_scaled *= p.factor;
     let k_packed = PackedMatrix::pack_transposed(k_view);
     let v_packed = PackedMatrix::pack(v_h);
-    let mut scores = Array2::<f32>::zeros((q_scaled.nrows(), k_view.nrows()));
-    let mut output = Array2::<f32>::zeros((q_scaled.nrows(), v_h.ncols()));
+    let (n_q, n_k) = (q_scaled.nrows(), k_view.nrows());
+    let mut output = Array2::<f32>::zeros((n_q, v_h.ncols()));
+    if !p.keep_probs {
+        // One block of rows at a time, in one buffer: no tokens² memory per head.
+        let mut block_buf = Array2::<f32>::zeros((ATTENTION_BLOCK_ROWS.min(n_q), n_k));
+        for (block_idx, out_block) in output
+            .axis_chunks_iter_mut(Axis(0), ATTENTION_BLOCK_ROWS)
+            .enumerate()
+        {
+            let row0 = block_idx * ATTENTION_BLOCK_ROWS;
+            let rows = row0..row0 + out_block.nrows();
+            let mut block = block_buf.slice_mut(s![..out_block.nrows(), ..]);
+            score_block(&q_scaled, &k_packed, &p, rows.clone(), block.view_mut());
+            let allowed = p.allowed.map(|a| a.slice(s![rows, ..]));
+            simd::softmax_rows(block.view_mut(), allowed);
+            simd::matmul(block.view(), &v_packed, out_block, false);
+        }
+        return HeadResult {
+            probs: Array2::zeros((0, 0)),
+            output,
+            trace: None,
+        };
+    }
+    let mut scores = Array2::<f32>::zeros((n_q, n_k));
     let mut masked_scores = None;
     // Scores, softmax and the weighted sum run block by block of query rows, so that each
     // block of probabilities is still in cache when it is used (the whole map is a megabyte
@@ -225,17 +273,7 @@ fn run_head(
     {
         let row0 = block_idx * block_rows;
         let rows = row0..row0 + block.nrows();
-        simd::matmul(
-            q_scaled.slice(s![rows.clone(), ..]),
-            &k_packed,
-            block.view_mut(),
-            false,
-        );
-        if let Some(slope) = p.alibi_slope {
-            for ((i, key_idx), s) in block.indexed_iter_mut() {
-                *s -= slope * (row0 + i).abs_diff(key_idx) as f32;
-            }
-        }
+        score_block(&q_scaled, &k_packed, &p, rows.clone(), block.view_mut());
         let allowed = p.allowed.map(|a| a.slice(s![rows, ..]));
         if p.want_trace {
             let mut m = block.to_owned();

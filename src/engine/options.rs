@@ -145,7 +145,7 @@ impl std::str::FromStr for DimSubset {
 }
 
 /// Everything a forward pass needs besides the tokens and the weights.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RunOptions {
     /// Which (query, key) pairs may attend.
     pub mask: MaskSpec,
@@ -162,6 +162,26 @@ pub struct RunOptions {
     /// Threads for the per-head work: `None` picks by sequence length (see the engine docs),
     /// `Some(1)` forces one. Results are identical either way.
     pub threads: Option<usize>,
+    /// Keep every layer's and head's probabilities (the default). When false the run's maps
+    /// are empty (zero layers) and no layers × heads × tokens² memory is held: each head's
+    /// scores live one block of query rows at a time (`attnviz next` needs only the hidden
+    /// states).
+    pub keep_maps: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            mask: MaskSpec::default(),
+            scale: ScoreScale::default(),
+            ablated_heads: Vec::new(),
+            dims: Vec::new(),
+            trace_layer: None,
+            keep_hidden: false,
+            threads: None,
+            keep_maps: true,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -334,7 +334,10 @@ impl Transformer {
                 opts,
                 want_trace,
             );
-            all_probs.extend(probs);
+            check_finite(&new_x, layer_idx, "attention")?;
+            if opts.keep_maps {
+                all_probs.extend(probs);
+            }
             if let Some(heads) = head_traces {
                 trace = Some(Trace {
                     layer_idx,
@@ -356,6 +359,7 @@ impl Transformer {
                     block.mlp.forward(&x, &packed.mlp, epilogue, threads)
                 }
             };
+            check_finite(&new_x, layer_idx, "MLP")?;
             x = new_x;
             if !progress(layer_idx + 1) {
                 return Err(EngineError::Cancelled);
@@ -364,11 +368,14 @@ impl Transformer {
         if let Some(norm) = &self.parts.final_norm {
             norm.apply(&mut x);
         }
-        let maps =
-            AttentionMaps::from_heads(self.parts.blocks.len(), self.parts.heads, len, all_probs)
-                .ok_or_else(|| {
-                    EngineError::BadWeights("head maps have inconsistent shapes".into())
-                })?;
+        // Without kept maps: zero layers of them.
+        let layers = if opts.keep_maps {
+            self.parts.blocks.len()
+        } else {
+            0
+        };
+        let maps = AttentionMaps::from_heads(layers, self.parts.heads, len, all_probs)
+            .ok_or_else(|| EngineError::BadWeights("head maps have inconsistent shapes".into()))?;
         Ok(ForwardOutput {
             maps,
             fully_masked_queries,
@@ -442,6 +449,18 @@ pub struct ForwardOutput {
     pub trace: Option<Trace>,
     /// Final hidden states. Shape: [token, d_model].
     pub hidden: Array2<f32>,
+}
+
+/// Fails when the residual stream holds NaN or ±Inf after `layer_idx`'s `sublayer` (finite
+/// weights can still overflow f32). One pass over [token, d_model] per sublayer.
+fn check_finite(x: &Array2<f32>, layer_idx: usize, sublayer: &str) -> Result<(), EngineError> {
+    if x.iter().all(|v| v.is_finite()) {
+        Ok(())
+    } else {
+        Err(EngineError::BadWeights(format!(
+            "non-finite values after layer {layer_idx}'s {sublayer}"
+        )))
+    }
 }
 
 /// The mask a model really applies: the user's spec, plus `causal` for causal models.

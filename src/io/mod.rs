@@ -86,21 +86,38 @@ pub const MAX_ATTENTION_FILE: u64 = 4 << 30;
 /// The most a config.json may hold: 16 MiB.
 pub const MAX_CONFIG_FILE: u64 = 16 << 20;
 
-/// Reads a whole input file (regular files only), naming it in the error: at most
-/// [`MAX_ATTENTION_FILE`] for `.json` (which may be an attention file, told apart only after
-/// parsing), [`MAX_SMALL_FILE`] for anything else (text inputs).
+/// How far into a large `.json` input [`read_bytes`] looks for the attention format tag.
+const FORMAT_SNIFF_BYTES: u64 = 64 << 10;
+
+/// Reads a whole input file (regular files only), naming it in the error, with the limit of
+/// the format it turns out to be: [`MAX_SMALL_FILE`] for text, token JSON and sessions; up to
+/// [`MAX_ATTENTION_FILE`] only for a `.json` whose first 64 KiB name the attention format
+/// (`attnviz.attention/v1`; attnviz writes it first). A 3 GB `{"text": …}` is refused before
+/// it is read, not after.
 pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, IoError> {
+    use std::io::{Read as _, Seek as _};
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    read_regular_file(
-        path,
-        if is_json {
-            MAX_ATTENTION_FILE
-        } else {
-            MAX_SMALL_FILE
-        },
-    )
+    let (mut file, len) = open_regular(path)?;
+    let read_err = |cause| IoError::Read {
+        path: path.to_owned(),
+        cause,
+    };
+    let mut limit = MAX_SMALL_FILE;
+    if is_json && len > MAX_SMALL_FILE {
+        let mut head = Vec::new();
+        (&mut file)
+            .take(FORMAT_SNIFF_BYTES)
+            .read_to_end(&mut head)
+            .map_err(read_err)?;
+        let tag = format!("\"{ATTENTION_FORMAT}\"");
+        if head.windows(tag.len()).any(|w| w == tag.as_bytes()) {
+            limit = MAX_ATTENTION_FILE;
+        }
+        file.rewind().map_err(read_err)?;
+    }
+    read_open(file, len, path, limit)
 }
 
 /// Opens `path` for reading if it is a regular file (after following symlinks), refusing
@@ -133,8 +150,19 @@ pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64), IoError> {
 /// before it is opened, and never more than `max_bytes + 1` bytes are read, whatever the file
 /// claims its length is.
 pub fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, IoError> {
-    use std::io::Read as _;
     let (file, len) = open_regular(path)?;
+    read_open(file, len, path, max_bytes)
+}
+
+/// Reads `file` (of claimed length `len`, opened from `path`) whole, refusing more than
+/// `max_bytes`, however long it really is.
+fn read_open(
+    file: std::fs::File,
+    len: u64,
+    path: &Path,
+    max_bytes: u64,
+) -> Result<Vec<u8>, IoError> {
+    use std::io::Read as _;
     let too_large = || IoError::TooLarge {
         path: path.to_owned(),
         limit: max_bytes,
@@ -239,6 +267,29 @@ mod tests {
                 file.display()
             )
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_large_json_is_read_only_when_it_names_the_attention_format() {
+        // Sparse files of 64 MiB + 1 byte: over the small-file limit, cheap to make.
+        let dir = std::env::temp_dir().join(format!("attnviz-sniff-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let make = |name: &str, head: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, head).unwrap();
+            let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            f.set_len(MAX_SMALL_FILE + 1).unwrap();
+            path
+        };
+        let tokens = make("tokens.json", r#"{"text": ""#);
+        let err = read_bytes(&tokens).unwrap_err().to_string();
+        assert!(err.starts_with("file is larger than the 64 MiB"), "{err}");
+        let att = make("att.json", r#"{"format":"attnviz.attention/v1","shape":"#);
+        assert_eq!(read_bytes(&att).unwrap().len() as u64, MAX_SMALL_FILE + 1);
+        // The same bytes as .txt are text: 64 MiB at most, whatever they say.
+        let txt = make("att.txt", r#"{"format":"attnviz.attention/v1""#);
+        assert!(read_bytes(&txt).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -121,6 +121,8 @@ impl std::ops::Deref for FileBytes {
 
 /// One safetensors file, its header parsed once when it is opened.
 struct Shard {
+    /// The file, for messages about its tensors.
+    path: PathBuf,
     bytes: FileBytes,
     /// Where the tensor data starts: 8 bytes of header length, then the header.
     data_start: usize,
@@ -219,10 +221,10 @@ impl WeightFile {
             path: index_path.to_owned(),
             reason,
         };
-        let bytes = std::fs::read(index_path).map_err(|cause| LoadError::Read {
-            path: index_path.to_owned(),
-            cause,
-        })?;
+        // A regular file of at most 16 MiB (real indexes are a few hundred KB): a FIFO or
+        // /dev/zero is refused before it is opened.
+        let bytes = crate::io::read_regular_file(index_path, MAX_INDEX_BYTES)
+            .map_err(|e| io_error(index_path, e))?;
         let json: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("malformed index ({e})")))?;
         let map = json
@@ -327,6 +329,16 @@ impl WeightFile {
                 });
             }
         };
+        // One NaN weight made every later row NaN and `next` print "log-prob NaN" (issue 10
+        // item 6): every tensor loaded is checked here, naming the tensor and its file.
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(LoadError::Weights {
+                path: shard.path.clone(),
+                reason: format!(
+                    "tensor {name:?} holds {v} at flat index {i}; weights must be finite"
+                ),
+            });
+        }
         self.progress.add_done(data.len() as u64);
         Ok((values, shape.to_vec()))
     }
@@ -361,20 +373,56 @@ impl WeightFile {
     }
 }
 
+/// Largest model.safetensors.index.json read.
+const MAX_INDEX_BYTES: u64 = 16 << 20;
+
+/// A [`crate::io::IoError`] about `path` as a [`LoadError`] naming it once.
+fn io_error(path: &Path, e: crate::io::IoError) -> LoadError {
+    use crate::io::IoError;
+    match e {
+        IoError::Read { cause, .. } => LoadError::Read {
+            path: path.to_owned(),
+            cause,
+        },
+        IoError::NotRegular { kind, .. } => LoadError::Weights {
+            path: path.to_owned(),
+            reason: format!("{kind} is not a readable file"),
+        },
+        IoError::TooLarge { limit, .. } => LoadError::Weights {
+            path: path.to_owned(),
+            reason: format!("larger than the {} MiB allowed", limit >> 20),
+        },
+        IoError::Write { cause, .. } => LoadError::Read {
+            path: path.to_owned(),
+            cause,
+        },
+        IoError::Invalid { reason, .. } => LoadError::Weights {
+            path: path.to_owned(),
+            reason,
+        },
+    }
+}
+
 /// Opens one safetensors file and parses its header (counted in `parses`).
 fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
     let read_err = |cause| LoadError::Read {
         path: path.to_owned(),
         cause,
     };
-    let file = std::fs::File::open(path).map_err(read_err)?;
-    let len = file.metadata().map_err(read_err)?.len();
+    // Only a regular file: a FIFO would block and /dev/zero never ends.
+    let (file, len) = crate::io::open_regular(path).map_err(|e| io_error(path, e))?;
     // An empty file cannot be mapped, and a filesystem may refuse maps: then read it, so that
     // the error (if any) comes from parsing, as for any other bad file.
     let mapped = if len > 0 { map_file(&file).ok() } else { None };
     let bytes = match mapped {
         Some(map) => FileBytes::Mapped(map),
-        None => FileBytes::Read(std::fs::read(path).map_err(read_err)?),
+        None => FileBytes::Read({
+            use std::io::Read as _;
+            // At most the length the file had when it was opened.
+            let mut bytes = Vec::new();
+            file.take(len).read_to_end(&mut bytes).map_err(read_err)?;
+            bytes
+        }),
     };
     // Parsed once, here, so that a truncated or garbage file fails with one message and no
     // lookup parses it again.
@@ -385,6 +433,7 @@ fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
             reason: format!("not a valid safetensors file ({e})"),
         })?;
     Ok(Shard {
+        path: path.to_owned(),
         bytes,
         data_start: 8 + header_len,
         header,

@@ -25,7 +25,7 @@ use super::colorbar::{format_fixed, format_power_of_ten, linear_ticks, log_ticks
 use super::colormap::Colormap;
 use super::heatmap::{ValueRange, ValueScale, paint_cells, try_heatmap_image};
 use super::text::{self, Mask, Orientation, TEXT_COLOR};
-use super::{RenderError, checked_size};
+use super::{RenderError, checked_figure_size};
 
 /// Blank space around the whole figure, in pixels.
 const MARGIN: u64 = 10;
@@ -155,15 +155,15 @@ pub fn heatmap_figure(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<RgbaIm
     }
     let masked = opts.masked_view(rows, cols);
     let cell = opts.cell_pixels();
+    // The cells alone must fit (within the pixel budget too, labels or not); checking this
+    // first avoids laying out millions of labels for a figure that cannot be drawn anyway.
+    checked_figure_size(cols as u64 * cell, rows as u64 * cell)?;
     if !opts.labels {
         let cell_px = u32::try_from(cell).unwrap_or(u32::MAX);
         return try_heatmap_image(m, masked, opts.colormap, opts.range, opts.scale, cell_px);
     }
-    // The cells alone must fit; checking this first avoids laying out
-    // millions of labels for a figure that cannot be drawn anyway.
-    checked_size(cols as u64 * cell, rows as u64 * cell)?;
     let layout = Layout::new(rows, cols, opts);
-    let (width, height) = checked_size(layout.width, layout.height)?;
+    let (width, height) = checked_figure_size(layout.width, layout.height)?;
     let mut img = RgbaImage::from_pixel(width, height, BACKGROUND);
 
     // All coordinates below lie inside the checked size, so they fit in u32 and usize.

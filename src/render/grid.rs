@@ -22,7 +22,7 @@ use super::figure::{
 use super::heatmap::{Masked, Normalizer, Target, ValueRange, ValueScale, paint_resampled};
 use super::pool::{max_pool, pool_mask};
 use super::text::{self, TEXT_COLOR};
-use super::{RenderError, checked_size};
+use super::{RenderError, checked_figure_size};
 
 /// Space between thumbnails, and around them when there are no labels.
 const GAP: u64 = 8;
@@ -196,7 +196,7 @@ pub fn grid_figure(
         .unwrap_or((0, 0));
     let masked = opts.masked_view(dim);
     let layout = GridLayout::new(n_layers, n_heads, opts, masked.is_some());
-    let (width, height) = checked_size(layout.width, layout.height)?;
+    let (width, height) = checked_figure_size(layout.width, layout.height)?;
     let mut img = RgbaImage::from_pixel(width, height, BACKGROUND);
 
     if let Some((x, y)) = layout.title_pos {

@@ -49,6 +49,29 @@ pub use view::{
 /// Largest width or height, in pixels, of any image this module produces.
 pub const MAX_SIDE: u32 = 32_768;
 
+/// The default bound on the pixels of one image: 64 megapixels (256 MB of RGBA).
+pub const DEFAULT_MAX_PIXELS: u64 = 64 << 20;
+
+/// The pixel budget in force (see [`set_max_pixels`]).
+static MAX_PIXELS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_MAX_PIXELS);
+
+/// Sets the most pixels (width × height) any one image may have, checked before allocating;
+/// the CLI's `--max-pixels`. 0 restores [`DEFAULT_MAX_PIXELS`].
+pub fn set_max_pixels(pixels: u64) {
+    let pixels = if pixels == 0 {
+        DEFAULT_MAX_PIXELS
+    } else {
+        pixels
+    };
+    MAX_PIXELS.store(pixels, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The pixel budget in force.
+pub fn max_pixels() -> u64 {
+    MAX_PIXELS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Errors produced while drawing or writing images.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -63,6 +86,21 @@ pub enum RenderError {
         height: u64,
         /// The per-side limit that was exceeded.
         limit: u32,
+    },
+    /// The requested image would exceed the pixel budget ([`max_pixels`]).
+    #[error(
+        "image too large: {width}x{height} pixels is {} megapixels, more than the {} allowed \
+         (--max-pixels); use a smaller --cell",
+        (width * height) >> 20,
+        limit >> 20
+    )]
+    TooManyPixels {
+        /// Requested width in pixels.
+        width: u64,
+        /// Requested height in pixels.
+        height: u64,
+        /// The pixel budget that was exceeded.
+        limit: u64,
     },
     /// The matrix (or set of matrices) has no cells.
     #[error("empty matrix: nothing to draw")]
@@ -96,8 +134,25 @@ pub(crate) fn checked_size(width: u64, height: u64) -> Result<(u32, u32), Render
     }
 }
 
+/// [`checked_size`] for a figure (a PNG the user asked for), which must also stay within the
+/// pixel budget ([`max_pixels`]). The app's own textures are bounded by their side only.
+pub(crate) fn checked_figure_size(width: u64, height: u64) -> Result<(u32, u32), RenderError> {
+    let size = checked_size(width, height)?;
+    let limit = max_pixels();
+    // Both sides are at most MAX_SIDE here: the product cannot overflow.
+    if width * height > limit {
+        return Err(RenderError::TooManyPixels {
+            width,
+            height,
+            limit,
+        });
+    }
+    Ok(size)
+}
+
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -111,6 +166,21 @@ mod tests {
             checked_size(1, u64::MAX),
             Err(RenderError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn the_pixel_budget_bounds_the_area() {
+        // 8 tokens at --cell 4096: 32768 × 32768 is within the side limit but 1024 megapixels
+        // (4 GiB of RGBA), 16 times the 64-megapixel default. 8192 × 8192 = 64 Mi is allowed.
+        let err = checked_figure_size(32_768, 32_768).unwrap_err().to_string();
+        assert!(
+            err.contains("1024 megapixels, more than the 64 allowed"),
+            "{err}"
+        );
+        assert_eq!(checked_figure_size(8192, 8192).ok(), Some((8192, 8192)));
+        assert!(checked_figure_size(8192, 8193).is_err());
+        // The app's textures keep the side limit only.
+        assert!(checked_size(32_768, 32_768).is_ok());
     }
 
     #[test]

@@ -17,6 +17,10 @@ use std::path::{Path, PathBuf};
 /// vocabulary comes near 4 million entries).
 const MAX_VOCAB_ID: usize = 1 << 22;
 
+/// Most normalized bytes measured at once by [`HfTokenizer::check_normalized_len`]: with the
+/// crate's per-byte alignments (16 bytes each) a chunk holds at most about 70 MB.
+const NORMALIZE_CHUNK_BYTES: u64 = 4 << 20;
+
 /// Largest tokenizer.json read (real ones are a few MB; the largest public ones near 30 MB).
 const MAX_FILE_BYTES: u64 = 512 << 20;
 
@@ -66,15 +70,21 @@ pub struct HfTokenizer {
     text_to_id: HashMap<String, u32>,
     /// Ids of special added tokens.
     special: Vec<u32>,
+    /// An upper bound on how many bytes the normalizer makes of one input byte (see
+    /// [`normalizer_expansion`]).
+    expansion: u64,
 }
 
 /// The [`VocabStyle`] of `dir/tokenizer.json`; [`VocabStyle::Plain`] when there is none or it
 /// cannot be read (then tokens are ids or their strings are shown as they are). For callers that
 /// know a checkpoint folder but not its tokenizer.
 pub fn vocab_style_of_dir(dir: &Path) -> VocabStyle {
-    std::fs::read_to_string(dir.join("tokenizer.json")).map_or(VocabStyle::Plain, |json| {
-        VocabStyle::from_tokenizer_json(&json)
-    })
+    crate::io::read_regular_file(&dir.join("tokenizer.json"), MAX_FILE_BYTES)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .map_or(VocabStyle::Plain, |json| {
+            VocabStyle::from_tokenizer_json(&json)
+        })
 }
 
 impl HfTokenizer {
@@ -85,24 +95,31 @@ impl HfTokenizer {
             reason,
         };
         // Only a regular file of bounded size: a FIFO would block and /dev/zero never ends.
-        let meta = std::fs::metadata(path)
-            .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
-        if !meta.is_file() {
-            return Err(fail("not a regular file".to_owned()));
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(fail(format!(
-                "the tokenizer is {} MB, more than the {} MB allowed",
-                meta.len() >> 20,
-                MAX_FILE_BYTES >> 20
-            )));
-        }
-        let json = std::fs::read_to_string(path)
-            .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
+        let bytes = crate::io::read_regular_file(path, MAX_FILE_BYTES).map_err(|e| {
+            fail(match e {
+                crate::io::IoError::NotRegular { kind, .. } => {
+                    format!("{kind} is not a readable file")
+                }
+                crate::io::IoError::TooLarge { limit, .. } => {
+                    format!(
+                        "the tokenizer is larger than the {} MiB allowed",
+                        limit >> 20
+                    )
+                }
+                crate::io::IoError::Read { cause, .. }
+                | crate::io::IoError::Write { cause, .. } => {
+                    format!("cannot read the tokenizer ({cause})")
+                }
+                crate::io::IoError::Invalid { reason, .. } => reason,
+            })
+        })?;
+        let json = String::from_utf8(bytes)
+            .map_err(|e| fail(format!("cannot read the tokenizer (not UTF-8: {e})")))?;
         let value: serde_json::Value = serde_json::from_str(&json)
             .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
         let style = VocabStyle::from_tokenizer_value(&value);
         let special_in_file = added_special_ids(&value);
+        let expansion = value.get("normalizer").map_or(1, normalizer_expansion);
         let built = catch_quietly(move || -> Result<_, String> {
             let mut inner: tokenizers::Tokenizer =
                 serde_json::from_value(value).map_err(|e| e.to_string())?;
@@ -139,7 +156,80 @@ impl HfTokenizer {
             id_to_text,
             text_to_id,
             special: special_in_file,
+            expansion,
         })
+    }
+
+    /// An upper bound on the bytes the normalizer makes of one input byte, from the
+    /// tokenizer.json's normalizer (1 without one).
+    pub fn expansion(&self) -> u64 {
+        self.expansion
+    }
+
+    /// Refuses `text` when its normalized form is longer than `max_bytes`, before anything
+    /// that large is built (issue 10 item 3: a `Replace` of "l" by a megabyte made 3.6 GB of a
+    /// 41-character text). The text is normalized in chunks small enough that each chunk's
+    /// output stays within [`NORMALIZE_CHUNK_BYTES`] even at the worst expansion the file
+    /// allows, and the count stops as soon as it passes `max_bytes`. A pattern spanning two
+    /// chunks is counted in neither, so the bound is approximate by at most one replacement
+    /// per chunk. The error is the reason alone, naming the tokenizer.json.
+    pub fn check_normalized_len(&self, text: &str, max_bytes: usize) -> Result<(), String> {
+        use tokenizers::Normalizer as _;
+        let Some(normalizer) = self.inner.get_normalizer() else {
+            return if text.len() > max_bytes {
+                Err(self.too_long(text.len(), max_bytes))
+            } else {
+                Ok(())
+            };
+        };
+        if self.expansion > NORMALIZE_CHUNK_BYTES {
+            return Err(format!(
+                "the normalizer of {} can turn one character into more than {} MiB; refusing to \
+                 run it",
+                self.path.display(),
+                NORMALIZE_CHUNK_BYTES >> 20
+            ));
+        }
+        let chunk = usize::try_from(NORMALIZE_CHUNK_BYTES / self.expansion.max(1)).unwrap_or(1);
+        let mut total = 0usize;
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut end = chunk.clamp(1, rest.len());
+            while !rest.is_char_boundary(end) {
+                end += 1;
+            }
+            let (piece, tail) = rest.split_at(end);
+            rest = tail;
+            let mut normalized = tokenizers::NormalizedString::from(piece);
+            match catch_quietly(|| normalizer.normalize(&mut normalized)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(format!(
+                        "the tokenizer failed ({e}) with {}",
+                        self.path.display()
+                    ));
+                }
+                Err(panic) => {
+                    return Err(format!(
+                        "the tokenizer crashed ({panic}) with {}",
+                        self.path.display()
+                    ));
+                }
+            }
+            total = total.saturating_add(normalized.get().len());
+            if total > max_bytes {
+                return Err(self.too_long(text.len(), max_bytes));
+            }
+        }
+        Ok(())
+    }
+
+    fn too_long(&self, input: usize, max_bytes: usize) -> String {
+        format!(
+            "the {input}-byte text normalizes to more than {max_bytes} bytes, the most this \
+             model's position limit allows (tokenizer {})",
+            self.path.display()
+        )
     }
 
     /// How this tokenizer spells its vocabulary, decided once from its tokenizer.json.
@@ -208,6 +298,36 @@ impl HfTokenizer {
     }
 }
 
+/// An upper bound on the bytes a tokenizer.json `normalizer` makes of one input byte: a
+/// `Sequence` multiplies its members' bounds; a `Replace` can put its content at every byte
+/// (1 + its length, for patterns that match empty strings), `Prepend` likewise; `Precompiled`
+/// (SentencePiece maps) counts 32; every other normalizer (Unicode forms, BERT's, lowercase,
+/// byte-level) 18, the longest NFKC expansion in bytes per byte. Saturates instead of
+/// overflowing.
+pub fn normalizer_expansion(normalizer: &serde_json::Value) -> u64 {
+    let len_of = |key: &str| {
+        normalizer
+            .get(key)
+            .and_then(|v| v.as_str())
+            .map_or(0, |s| s.len() as u64)
+    };
+    match normalizer.get("type").and_then(|t| t.as_str()) {
+        None => 1,
+        Some("Sequence") => normalizer
+            .get("normalizers")
+            .and_then(|v| v.as_array())
+            .map_or(1, |all| {
+                all.iter()
+                    .map(normalizer_expansion)
+                    .fold(1u64, u64::saturating_mul)
+            }),
+        Some("Replace") => 1 + len_of("content"),
+        Some("Prepend") => 1 + len_of("prepend"),
+        Some("Precompiled") => 32,
+        Some(_) => 18,
+    }
+}
+
 /// Ids of the added tokens that tokenizer.json marks special.
 fn added_special_ids(json: &serde_json::Value) -> Vec<u32> {
     json.get("added_tokens")
@@ -233,15 +353,31 @@ mod tests {
         let err = HfTokenizer::from_file(Path::new("/dev/zero"))
             .err()
             .expect("/dev/zero is not a tokenizer");
-        assert_eq!(err.to_string(), "not a regular file in /dev/zero");
+        assert_eq!(
+            err.to_string(),
+            "a character device is not a readable file in /dev/zero"
+        );
         let dir = std::env::temp_dir().join(format!("attnviz-hf-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let err = HfTokenizer::from_file(&dir).err().expect("a folder");
         assert!(
-            err.to_string().starts_with("not a regular file in "),
+            err.to_string()
+                .starts_with("a folder is not a readable file in "),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expansion_bounds_multiply_through_sequences() {
+        let json = serde_json::json!({"type": "Sequence", "normalizers": [
+            {"type": "Replace", "pattern": {"String": "l"}, "content": "abc"},
+            {"type": "Prepend", "prepend": "\u{2581}"},
+            {"type": "NFC"},
+        ]});
+        // Replace: 1 + 3; Prepend: 1 + 3 bytes of U+2581; NFC: 18. 4 · 4 · 18 = 288.
+        assert_eq!(normalizer_expansion(&json), 288);
+        assert_eq!(normalizer_expansion(&serde_json::Value::Null), 1);
     }
 
     #[test]
