@@ -313,6 +313,7 @@ fn changed_state() -> AppState {
         recent_models: vec![fixture_dir("bert"), PathBuf::from("/models/b")],
         mask_text: "causal+window:3".to_owned(),
         truncate: true,
+        memory_budget: "3GiB".to_owned(),
         scale: ScoreScale::Temperature(2.5),
         view: ViewKind::HeadView,
         layer_idx: 3,
@@ -346,6 +347,7 @@ fn a_session_round_trip_restores_every_setting() {
         recent_models,
         mask_text,
         truncate,
+        memory_budget,
         scale,
         view,
         layer_idx,
@@ -373,6 +375,7 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*recent_models, d.recent_models);
     assert_ne!(*mask_text, d.mask_text);
     assert_ne!(*truncate, d.truncate);
+    assert_ne!(*memory_budget, d.memory_budget);
     assert_ne!(*scale, d.scale);
     assert_ne!(*view, d.view);
     assert_ne!(*layer_idx, d.layer_idx);

@@ -124,6 +124,9 @@ pub struct AppState {
     /// Cut inputs longer than the model's token limit instead of failing (the CLI's
     /// `--truncate`).
     pub truncate: bool,
+    /// The most memory one run may need (`8GiB`, `512MB`, the CLI's `--memory-budget`);
+    /// empty for the default, the smaller of 8 GiB and half the physical memory.
+    pub memory_budget: String,
     /// Score scale.
     pub scale: ScoreScale,
     /// The central view.
@@ -170,6 +173,7 @@ impl Default for AppState {
             recent_models: Vec::new(),
             mask_text: "none".to_owned(),
             truncate: false,
+            memory_budget: String::new(),
             scale: ScoreScale::InvSqrtDHead,
             view: ViewKind::Heatmap,
             layer_idx: 0,
@@ -208,7 +212,19 @@ impl AppState {
                 ..RunOptions::default()
             },
             truncate: self.truncate,
+            memory_budget: self.memory_budget_bytes()?,
         })
+    }
+
+    /// The memory budget in bytes: the typed size, or the default when the field is empty.
+    pub fn memory_budget_bytes(&self) -> Result<u64, String> {
+        if self.memory_budget.trim().is_empty() {
+            return Ok(crate::pipeline::default_memory_budget());
+        }
+        self.memory_budget
+            .parse::<crate::pipeline::ByteSize>()
+            .map(|b| b.0)
+            .map_err(|e| format!("memory budget: {e}"))
     }
 
     /// What runs: the token ids or strings of an opened token file, else the text.

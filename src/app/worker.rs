@@ -35,6 +35,8 @@ pub struct JobKey {
     pub opts: RunOptions,
     /// Cut the input at the model's token limit instead of failing.
     pub truncate: bool,
+    /// The most bytes the run may need (see `pipeline::estimate_run_bytes`).
+    pub memory_budget: u64,
 }
 
 /// A finished job.
@@ -361,5 +363,6 @@ fn run_job(
     };
     let mut input = RunInput::new(key.input.clone());
     input.truncate = key.truncate;
+    input.memory_budget = key.memory_budget;
     Ok(pipeline::run(loaded, &input, &key.opts, &mut on_layer)?)
 }

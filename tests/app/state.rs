@@ -246,3 +246,39 @@ fn the_model_picker_shows_a_name_and_keeps_the_path_for_hovering() {
         "hovering the picker shows {path:?}"
     );
 }
+
+#[test]
+fn the_memory_budget_setting_refuses_a_run_that_needs_more() {
+    // 300 words on the demo (6 layers × 8 heads): the maps alone are 6·8·300²·4 bytes ≈ 16 MiB,
+    // more than a 4 MiB budget; the default budget (GiBs) runs it.
+    let words: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
+    let mut harness = app_harness(AppState {
+        text: words.join(" "),
+        ..AppState::default()
+    });
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.tokens.len(), 300);
+
+    retype(&mut harness, "Memory budget", "4MiB");
+    step_until(&mut harness, "the budget error", |h| {
+        h.state()
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("the budget is 4 MiB"))
+    });
+    let error = harness.state().error.clone().unwrap_or_default();
+    assert!(error.contains("300 tokens"), "{error}");
+
+    // A bad size is a settings error naming the field; a large one runs again.
+    retype(&mut harness, "Memory budget", "lots");
+    step_until(&mut harness, "the size error", |h| {
+        h.state()
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("memory budget: bad size"))
+    });
+    retype(&mut harness, "Memory budget", "2GiB");
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.tokens.len(), 300);
+    assert!(harness.state().error.is_none());
+}

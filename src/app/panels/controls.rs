@@ -181,6 +181,20 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         "Cut the input at the model's token limit",
     )
     .on_hover_text("Like the CLI's --truncate: keep the first tokens the model can take");
+    ui.horizontal(|ui| {
+        let label = ui.label("Memory budget");
+        let default = crate::pipeline::ByteSize(crate::pipeline::default_memory_budget());
+        ui.add(
+            egui::TextEdit::singleline(&mut state.memory_budget)
+                .hint_text(format!("default {default}"))
+                .desired_width(90.0),
+        )
+        .labelled_by(label.id)
+        .on_hover_text(
+            "The most memory one run may need, e.g. 4GiB (the CLI's --memory-budget); \
+             a longer input is refused before anything is computed",
+        );
+    });
     let mut temperature = match state.scale {
         ScoreScale::Temperature(t) => Some(t),
         _ => None,
