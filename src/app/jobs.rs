@@ -97,6 +97,10 @@ impl AttnApp {
             }
             if result.outcome.is_ok() {
                 self.shown_compute_ms = Some(Some(result.compute_ms));
+            }
+            // The job's model loaded (even when its run then failed, e.g. a too-long input):
+            // it is the model on screen now.
+            if result.model_loaded {
                 if result.key.model_dir != self.model_info_dir {
                     // Another model ran: a failed folder's error no longer applies.
                     self.clear_error(ErrorCause::Model);
@@ -105,7 +109,7 @@ impl AttnApp {
                 self.model_info = result.info.clone();
                 self.previous_model_dir = None;
                 if let Some(dir) = &result.key.model_dir {
-                    // Only folders that loaded and ran join the recent list.
+                    // Only folders that loaded join the recent list.
                     if self.state.recent_models.first() != Some(dir) {
                         self.state.remember_model(dir);
                     }
@@ -138,7 +142,8 @@ impl AttnApp {
                 }
                 Err(e) => {
                     // A model folder that fails to load gives way to the previous model.
-                    if let Some(previous) = self.previous_model_dir.take()
+                    if !result.model_loaded
+                        && let Some(previous) = self.previous_model_dir.take()
                         && result.key.model_dir.is_some()
                         && result.key.model_dir == self.state.model_dir
                     {

@@ -53,6 +53,8 @@ pub struct JobResult {
     pub compute_ms: f64,
     /// The model's token limit, when the run failed because the input is longer.
     pub too_long: Option<usize>,
+    /// True when the job's model loaded (a failed run of a loaded model is not a failed load).
+    pub model_loaded: bool,
     /// The architecture of the model that ran.
     pub info: Option<crate::model::ModelInfo>,
     /// Per key/value head, the query heads that share it (one group per head without GQA).
@@ -257,7 +259,11 @@ fn worker_loop(
             Err(JobError::Cancelled) => continue,
             Err(JobError::Failed(e, limit)) => (Err(e), String::new(), 0.0, limit),
         };
+        // Whether the job's model is the one loaded now: false when its folder failed to load
+        // (the previous model stays), true when the model loaded but the run itself failed.
+        let model_loaded = model.as_ref().is_some_and(|m| matches(m, &job.key));
         let result = JobResult {
+            model_loaded,
             id: job.id,
             key: job.key,
             outcome,

@@ -282,3 +282,32 @@ fn the_memory_budget_setting_refuses_a_run_that_needs_more() {
     assert_eq!(run.tokens.len(), 300);
     assert!(harness.state().error.is_none());
 }
+
+#[test]
+fn a_too_long_input_on_a_newly_opened_model_keeps_that_model() {
+    // `attnviz --model bert long.txt`: the demo ran first, then the folder loads fine but the
+    // input is longer than its 64 positions. That is no failed load: the BERT folder stays
+    // selected and the truncate button is offered (it used to fall back to the demo's map).
+    let words: Vec<String> = (0..100).map(|i| format!("w{}", i % 7)).collect();
+    let mut harness = app_harness(AppState {
+        text: words.join(" "),
+        ..AppState::default()
+    });
+    wait_ready(&mut harness);
+    harness.state_mut().open_model_folder(&fixture_dir("bert"));
+    step_until(&mut harness, "the length error", |h| {
+        h.state()
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("exceed the model's limit of 64"))
+    });
+    run_for(&mut harness, 300);
+    assert_eq!(harness.state().state.model_dir, Some(fixture_dir("bert")));
+    harness.get_by_label("Truncate to the limit").click();
+    step_until(&mut harness, "the truncated BERT run", |h| {
+        h.state().shown_run().is_some_and(|r| r.tokens.len() == 64) && !h.state().busy()
+    });
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.tokens.first().map(|t| t.text.as_str()), Some("[CLS]"));
+    assert!(harness.state().error.is_none());
+}
