@@ -315,10 +315,8 @@ impl AttnApp {
                 Some((l.max(1), h.max(1)))
             }
             None if self.state.model_dir.is_some() => {
-                let loaded = self
-                    .current
-                    .as_ref()
-                    .is_some_and(|(k, _)| k.model_dir == self.state.model_dir);
+                // The folder's model has loaded (its run may still have failed, e.g. too long).
+                let loaded = self.model_info_dir == self.state.model_dir;
                 self.model_info
                     .as_ref()
                     .filter(|_| loaded)
@@ -384,6 +382,7 @@ impl AttnApp {
         let layers_heads = self.layers_heads();
         let jobs = self.jobs_status();
         let run_note = self.run_note();
+        let info_is_current = self.model_info_dir == self.state.model_dir;
         ViewCx {
             state: &mut self.state,
             run,
@@ -391,7 +390,7 @@ impl AttnApp {
             kv_groups,
             external: self.external.as_ref(),
             current: self.current.as_ref().map(|(k, _)| k),
-            model_info: self.model_info.as_ref(),
+            model_info: self.model_info.as_ref().filter(|_| info_is_current),
             layers_heads,
             applied_mask: match &self.external {
                 Some(e) => Some(e.mask.as_str()),

@@ -133,11 +133,8 @@ impl ViewCx<'_> {
 
     /// The checkpoint on screen has run (its info is known), rather than still loading.
     pub fn model_loaded(&self) -> bool {
-        self.state.model_dir.is_some()
-            && self
-                .current
-                .is_some_and(|k| k.model_dir == self.state.model_dir)
-            && self.model_info.is_some()
+        // `model_info` is only set while it describes the selected folder's loaded model.
+        self.state.model_dir.is_some() && self.model_info.is_some()
     }
 }
 
