@@ -105,6 +105,25 @@ impl GridOptions {
     }
 }
 
+/// Layers, the most heads in a layer, and the masked cells (when the mask forbids any) of a
+/// grid of `maps`; the PNG and the SVG grid start from it. Errors: no heads at all.
+pub(crate) fn grid_shape<'a>(
+    maps: &[Vec<ArrayView2<f32>>],
+    opts: &'a GridOptions,
+) -> Result<(usize, usize, Option<ArrayView2<'a, bool>>), RenderError> {
+    let n_heads = maps.iter().map(Vec::len).max().unwrap_or(0);
+    if n_heads == 0 {
+        return Err(RenderError::Empty);
+    }
+    let dim = maps
+        .iter()
+        .flatten()
+        .map(|m| m.dim())
+        .next()
+        .unwrap_or((0, 0));
+    Ok((maps.len(), n_heads, opts.masked_view(dim)))
+}
+
 /// One key/value head's query heads, as the grids (app and figure) draw them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvGroup {
@@ -183,18 +202,7 @@ pub fn grid_figure(
     maps: &[Vec<ArrayView2<f32>>],
     opts: &GridOptions,
 ) -> Result<RgbaImage, RenderError> {
-    let n_layers = maps.len();
-    let n_heads = maps.iter().map(Vec::len).max().unwrap_or(0);
-    if n_heads == 0 {
-        return Err(RenderError::Empty);
-    }
-    let dim = maps
-        .iter()
-        .flatten()
-        .map(|m| m.dim())
-        .next()
-        .unwrap_or((0, 0));
-    let masked = opts.masked_view(dim);
+    let (n_layers, n_heads, masked) = grid_shape(maps, opts)?;
     let layout = GridLayout::new(n_layers, n_heads, opts, masked.is_some());
     let (width, height) = checked_figure_size(layout.width, layout.height)?;
     let mut img = RgbaImage::from_pixel(width, height, BACKGROUND);

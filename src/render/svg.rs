@@ -183,18 +183,7 @@ fn cells(
 ///
 /// Errors: as [`grid_figure`](super::grid_figure).
 pub fn grid_svg(maps: &[Vec<ArrayView2<f32>>], opts: &GridOptions) -> Result<String, RenderError> {
-    let n_layers = maps.len();
-    let n_heads = maps.iter().map(Vec::len).max().unwrap_or(0);
-    if n_heads == 0 {
-        return Err(RenderError::Empty);
-    }
-    let dim = maps
-        .iter()
-        .flatten()
-        .map(|m| m.dim())
-        .next()
-        .unwrap_or((0, 0));
-    let masked = opts.masked_view(dim);
+    let (n_layers, n_heads, masked) = super::grid::grid_shape(maps, opts)?;
     let flat = GridOptions {
         pixel_scale: 1,
         ..opts.clone()
