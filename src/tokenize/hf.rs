@@ -201,21 +201,7 @@ impl HfTokenizer {
             let (piece, tail) = rest.split_at(end);
             rest = tail;
             let mut normalized = tokenizers::NormalizedString::from(piece);
-            match catch_quietly(|| normalizer.normalize(&mut normalized)) {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    return Err(format!(
-                        "the tokenizer failed ({e}) with {}",
-                        self.path.display()
-                    ));
-                }
-                Err(panic) => {
-                    return Err(format!(
-                        "the tokenizer crashed ({panic}) with {}",
-                        self.path.display()
-                    ));
-                }
-            }
+            self.guarded(|| normalizer.normalize(&mut normalized))?;
             total = total.saturating_add(normalized.get().len());
             if total > max_bytes {
                 return Err(self.too_long(text.len(), max_bytes));
@@ -260,24 +246,29 @@ impl HfTokenizer {
         self.special.contains(&id)
     }
 
+    /// Runs a call into the `tokenizers` crate with its panics caught: an error or a panic
+    /// becomes one message naming tokenizer.json.
+    fn guarded<T, E: std::fmt::Display>(
+        &self,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, String> {
+        match catch_quietly(f) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(format!(
+                "the tokenizer failed ({e}) with {}",
+                self.path.display()
+            )),
+            Err(panic) => Err(format!(
+                "the tokenizer crashed ({panic}) with {}",
+                self.path.display()
+            )),
+        }
+    }
+
     /// Tokens with their vocabulary texts (`##ing`, `Ġquick`), ids, special flags and byte spans.
     /// The error is the reason alone; callers add the input's file name.
     pub fn encode(&self, text: &str) -> Result<Vec<Token>, String> {
-        let enc = match catch_quietly(|| self.inner.encode(text, true)) {
-            Ok(Ok(enc)) => enc,
-            Ok(Err(e)) => {
-                return Err(format!(
-                    "the tokenizer failed ({e}) with {}",
-                    self.path.display()
-                ));
-            }
-            Err(panic) => {
-                return Err(format!(
-                    "the tokenizer crashed ({panic}) with {}",
-                    self.path.display()
-                ));
-            }
-        };
+        let enc = self.guarded(|| self.inner.encode(text, true))?;
         let tokens: Vec<Token> = enc
             .get_ids()
             .iter()
