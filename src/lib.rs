@@ -17,6 +17,7 @@ pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod engine;
+pub mod grad;
 pub mod io;
 pub mod model;
 pub mod pipeline;
