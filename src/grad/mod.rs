@@ -149,13 +149,14 @@ fn split_fields(s: &str) -> Result<Vec<String>, String> {
     let mut quoted = false;
     for c in s.chars() {
         match c {
-            '"' => {
-                quoted = !quoted;
-                fields.last_mut().map(|f| f.push(c));
-            }
             ':' if !quoted => fields.push(String::new()),
             _ => {
-                fields.last_mut().map(|f| f.push(c));
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                if let Some(field) = fields.last_mut() {
+                    field.push(c);
+                }
             }
         }
     }
