@@ -452,6 +452,11 @@ fn check_model(model: &LoadedModel, tokens: &[Token], spec: &str, text_b: Option
     );
     let e64 = to_mat(&e);
     let t64 = target64(model, &e64, &target);
+    assert!(
+        (t64 - g.value).abs() <= 1e-4 * t64.abs().max(1.0),
+        "T in f64 {t64} vs {}",
+        g.value
+    );
     let f = |x: &Mat| target64(model, x, &target);
     let mut worst = 0.0f64;
     for idx in largest(&g.d_embeds, 5) {
