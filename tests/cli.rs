@@ -17,6 +17,9 @@ mod figures;
 #[path = "cli/limits.rs"]
 mod limits;
 
+#[path = "cli/explain.rs"]
+mod explain;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_attnviz"))
 }
