@@ -3,6 +3,8 @@
 //! Nothing here touches files or the UI.
 
 pub mod attribution;
+pub mod explain;
+pub mod teach;
 
 use crate::engine::AttentionMaps;
 use ndarray::Array2;

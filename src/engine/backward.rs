@@ -122,9 +122,14 @@ impl Transformer {
             )));
         }
         self.check_options(opts)?;
+        if let Some(mistake) = opts.mistakes.first() {
+            return Err(EngineError::Unsupported(format!(
+                "gradients run on the model as it is: switch off the teaching mistake {mistake}"
+            )));
+        }
         let allowed = effective_mask(&opts.mask, self.causal()).build(len, is_pad)?;
         let threads = threads_for(len, opts);
-        let shape = self.head_shape();
+        let shape = self.head_shape(opts);
         let placement = self.placement();
         let mut layers = Vec::with_capacity(self.blocks().len());
         for (layer_idx, (block, packed)) in
@@ -297,7 +302,7 @@ fn head_outputs(
     let dh = shape.d_head;
     let (q_width, kv_width) = (shape.heads * dh, shape.kv_heads * dh);
     let group = shape.heads / shape.kv_heads;
-    let factor = opts.scale.factor(dh);
+    let factor = opts.scale_factor(dh);
     let slopes = shape.alibi_slopes();
     let results = parallel_map(shape.heads, threads, &|head_idx| {
         let kv = head_idx / group;
@@ -314,6 +319,9 @@ fn head_outputs(
                 allowed,
                 want_trace: false,
                 keep_probs: false,
+                kv_head: kv,
+                wrong_axis: false,
+                elementwise: false,
             },
         )
     });
@@ -458,7 +466,7 @@ fn attention_backward(
     d_out: &Array2<f32>,
     relevance: bool,
 ) -> (Array2<f32>, Option<Array2<f32>>) {
-    let shape = model.head_shape();
+    let shape = model.head_shape(&tape.opts);
     let lt = &tape.layers[layer_idx];
     let threads = tape.threads;
     let opts = &tape.opts;
@@ -466,7 +474,7 @@ fn attention_backward(
     let dh = shape.d_head;
     let (q_width, kv_width) = (shape.heads * dh, shape.kv_heads * dh);
     let group = shape.heads / shape.kv_heads;
-    let factor = opts.scale.factor(dh);
+    let factor = opts.scale_factor(dh);
     let slopes = shape.alibi_slopes();
 
     let mut d_concat = Array2::<f32>::zeros((n, q_width));
@@ -492,6 +500,9 @@ fn attention_backward(
                 allowed: tape.allowed.as_ref(),
                 want_trace: false,
                 keep_probs: false,
+                kv_head: kv,
+                wrong_axis: false,
+                elementwise: false,
             },
             relevance,
         )

@@ -8,7 +8,7 @@ use super::lm_head::{self, LmHeadInfo, PredictError, Prediction};
 use super::loaders;
 use super::weights::{LoadError, WeightFile};
 use super::{Model, ModelInfo};
-use crate::engine::{AttentionRun, EngineError, Norm, RunOptions, Transformer};
+use crate::engine::{AttentionRun, EngineError, Mistake, Norm, RunOptions, Transformer};
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2, ArrayView2, s};
 use std::path::{Path, PathBuf};
@@ -226,10 +226,15 @@ impl Checkpoint {
         crate::pipeline::kv_groups(self.cfg.heads, self.cfg.kv_heads)
     }
 
-    fn embed(&self, tokens: &[Token]) -> Result<Array2<f32>, EngineError> {
+    /// The embeddings of `tokens`: word, plus learned positions (skipped under
+    /// [`Mistake::NoPositions`]) and BERT's segment, then BERT's embedding norm (skipped under
+    /// [`Mistake::NoLayerNorm`]). Shape: [token, d_model].
+    fn embed(&self, tokens: &[Token], opts: &RunOptions) -> Result<Array2<f32>, EngineError> {
         let mut x = self.input_embeddings(tokens)?;
-        self.add_positions(&mut x);
-        if let Some(norm) = &self.embeddings.norm {
+        self.add_positions_with(&mut x, !opts.has(Mistake::NoPositions));
+        if let Some(norm) = &self.embeddings.norm
+            && !opts.has(Mistake::NoLayerNorm)
+        {
             norm.apply(&mut x);
         }
         Ok(x)
@@ -255,9 +260,16 @@ impl Checkpoint {
 
     /// Adds the learned positions and BERT's segment-0 embedding to input embeddings.
     pub fn add_positions(&self, x: &mut Array2<f32>) {
+        self.add_positions_with(x, true);
+    }
+
+    /// Adds BERT's segment-0 embedding, and the learned positions when `positions` is true.
+    fn add_positions_with(&self, x: &mut Array2<f32>, positions: bool) {
         let e = &self.embeddings;
         for (pos, mut row) in x.rows_mut().into_iter().enumerate() {
-            if let Some(p) = &e.position {
+            if let Some(p) = &e.position
+                && positions
+            {
                 row += &p.row(pos);
             }
             if let Some(seg) = &e.segment {
@@ -365,13 +377,15 @@ impl Model for Checkpoint {
                 self.cfg.max_positions
             )));
         }
-        let x = self.embed(tokens)?;
+        let x = self.embed(tokens, opts)?;
         let mut opts = opts.clone();
-        opts.mask = super::effective_mask(
+        opts.mask = super::applied_mask(
             &opts.mask,
             self.transformer.causal(),
             self.cfg.sliding_window,
             tokens.len(),
+            self.cfg.heads,
+            &opts.mistakes,
         );
         self.transformer.run(tokens, x, &opts, progress)
     }

@@ -103,6 +103,12 @@ impl DemoModel {
         self.embed_parts(tokens, true, true)
     }
 
+    /// [`Self::embed`], with the additive positions left out when `positions` is false
+    /// ([`crate::engine::Mistake::NoPositions`]).
+    fn embed_with(&self, tokens: &[Token], positions: bool) -> Array2<f32> {
+        self.embed_parts(tokens, true, positions)
+    }
+
     /// The token vectors of `tokens` alone, before positions are added. Shape: [token, d_model].
     pub fn token_vectors(&self, tokens: &[Token]) -> Array2<f32> {
         self.embed_parts(tokens, true, false)
@@ -123,6 +129,7 @@ impl DemoModel {
     /// Content (`content`) and additive positions (`positions`) of `tokens`, either or both.
     fn embed_parts(&self, tokens: &[Token], content: bool, positions: bool) -> Array2<f32> {
         let d = self.cfg.d_model;
+        let positional = self.cfg.positional;
         let mut x = Array2::<f32>::zeros((tokens.len(), d));
         for (pos, (token, mut row)) in tokens.iter().zip(x.rows_mut()).enumerate() {
             let Some(row) = row.as_slice_mut() else {
@@ -137,7 +144,7 @@ impl DemoModel {
                         continue;
                     }
                     let band = &mut row[layout.position()..layout.position() + layout.band];
-                    match self.cfg.positional {
+                    match positional {
                         DemoPositional::Sinusoidal => sinusoid_band(layout, pos, band),
                         DemoPositional::Learned => {
                             let width = layout.learned_width(self.cfg.d_head());
@@ -161,7 +168,7 @@ impl DemoModel {
                     if !positions {
                         continue;
                     }
-                    match self.cfg.positional {
+                    match positional {
                         DemoPositional::Sinusoidal => {
                             for (c, v) in row.iter_mut().enumerate() {
                                 // The original Transformer's encoding: pairs (sin, cos) at 10000^(-2i/d).
@@ -246,7 +253,7 @@ impl Model for DemoModel {
             return Err(EngineError::NoTokens);
         }
         self.check_size(tokens.len())?;
-        let x = self.embed(tokens);
+        let x = self.embed_with(tokens, !opts.has(crate::engine::Mistake::NoPositions));
         self.transformer.run(tokens, x, opts, progress)
     }
 }
