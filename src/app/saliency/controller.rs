@@ -65,8 +65,8 @@ pub struct Pending {
 /// The Saliency view's background state, owned by the app.
 #[derive(Default)]
 pub struct Controller {
-    /// The saliency targets of the model that ran last, with its folder (`None`: the demo).
-    targets: Option<(Option<PathBuf>, Vec<TargetKind>)>,
+    /// The saliency targets of the models that ran, by folder (`None`: the demo).
+    targets: Vec<(Option<PathBuf>, Vec<TargetKind>)>,
     cache: Vec<Cached>,
     predictions: Vec<CachedPredictions>,
     in_flight: Option<InFlight>,
@@ -77,14 +77,18 @@ pub struct Controller {
 impl Controller {
     /// Records the saliency targets of a model that has just run.
     pub fn set_targets(&mut self, model_dir: Option<PathBuf>, targets: Vec<TargetKind>) {
-        self.targets = Some((model_dir, targets));
+        self.targets.retain(|(d, _)| *d != model_dir);
+        self.targets.push((model_dir, targets));
+        if self.targets.len() > 8 {
+            self.targets.remove(0);
+        }
     }
 
     /// The targets the model of `key` supports, once it has run.
     pub fn supported(&self, key: &JobKey) -> Option<&[TargetKind]> {
         self.targets
-            .as_ref()
-            .filter(|(dir, _)| *dir == key.model_dir)
+            .iter()
+            .find(|(dir, _)| *dir == key.model_dir)
             .map(|(_, t)| t.as_slice())
     }
 
@@ -132,7 +136,7 @@ impl Controller {
         if !predicting && missing.is_empty() {
             return None;
         }
-        let (done, fraction) = f.progress.get();
+        let (_, fraction) = f.progress.get();
         Some(Pending {
             method: (!predicting)
                 .then(|| missing.first().map(|r| r.method.to_string()))
@@ -142,7 +146,6 @@ impl Controller {
             fraction: if predicting { 0.0 } else { fraction },
             elapsed_ms: f.started.elapsed().as_millis(),
         })
-        .filter(|_| done <= f.requests.len())
     }
 
     /// True when the user stopped the work for `key`.
