@@ -142,9 +142,7 @@ impl ContinuationView {
                 .collect::<Vec<_>>()
                 .join(" ")
         ));
-        let cell = ((ui.available_width() - LABEL_WIDTH) / cols.max(1) as f32)
-            .min(MAX_CELL)
-            .max(2.0);
+        let cell = ((ui.available_width() - LABEL_WIDTH) / cols.max(1) as f32).clamp(2.0, MAX_CELL);
         egui::ScrollArea::vertical()
             .id_salt("saliency-continuation-scroll")
             .max_height(420.0)

@@ -38,6 +38,10 @@ struct CachedPredictions {
     result: Result<Vec<Prediction>, String>,
 }
 
+/// Work for one run's settings: the attribution requests and the next-token candidates wanted
+/// (position, how many).
+type Wanted = (JobKey, Vec<AttributeRequest>, Option<(usize, usize)>);
+
 /// The task on the worker.
 struct InFlight {
     key: JobKey,
@@ -71,7 +75,7 @@ pub struct Controller {
     predictions: Vec<CachedPredictions>,
     in_flight: Option<InFlight>,
     /// What the user stopped; not asked for again until something changes.
-    stopped: Option<(JobKey, Vec<AttributeRequest>, Option<(usize, usize)>)>,
+    stopped: Option<Wanted>,
 }
 
 impl Controller {
@@ -203,7 +207,7 @@ impl AttnApp {
 
     /// What the Saliency view needs for the run on screen: the requests of its settings and the
     /// next-token candidates of the chosen position; `None` when it needs nothing yet.
-    fn saliency_wanted(&self) -> Option<(JobKey, Vec<AttributeRequest>, Option<(usize, usize)>)> {
+    fn saliency_wanted(&self) -> Option<Wanted> {
         if self.state.view != ViewKind::Saliency || self.external.is_some() || self.busy() {
             return None;
         }

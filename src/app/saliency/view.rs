@@ -125,7 +125,7 @@ impl View for SaliencyView {
         }
         if s.compare {
             let requests = s.requests(&target);
-            let results: Vec<(Method, Option<Result<Arc<Attribution>, String>>)> = requests
+            let results: Vec<table::Column> = requests
                 .iter()
                 .map(|r| {
                     (
