@@ -20,6 +20,8 @@ pub struct TaskProgress {
     fraction: AtomicU32,
     /// Set to stop the task.
     cancel: AtomicBool,
+    /// Set once the worker is done with the task: finished, stopped, or skipped for a newer job.
+    ended: AtomicBool,
 }
 
 impl TaskProgress {
@@ -41,14 +43,20 @@ impl TaskProgress {
         self.cancel.load(Ordering::SeqCst)
     }
 
+    /// True once the worker is done with the task (finished, stopped or skipped).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
     fn set(&self, done: usize, fraction: f32) {
         self.done.store(done, Ordering::SeqCst);
         self.fraction.store(fraction.to_bits(), Ordering::SeqCst);
     }
 }
 
-/// Work for the Saliency view, run on the model of its [`JobKey`].
-#[derive(Clone, Debug)]
+/// Work for the Saliency view, run on the model of its [`JobKey`]. Dropping it (run, stopped,
+/// or skipped for a newer job) marks its progress as ended, so the app asks again if needed.
+#[derive(Debug)]
 pub struct Task {
     /// Attributions to compute, in order; each is sent back as soon as it is done.
     pub requests: Vec<AttributeRequest>,
@@ -56,6 +64,12 @@ pub struct Task {
     pub predict: Option<(usize, usize)>,
     /// Progress and cancel flag.
     pub progress: Arc<TaskProgress>,
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.progress.ended.store(true, Ordering::SeqCst);
+    }
 }
 
 /// One finished piece of a [`Task`].

@@ -126,7 +126,7 @@ impl Controller {
     /// What is being computed for `key`, if anything.
     pub fn pending(&self, key: &JobKey) -> Option<Pending> {
         let f = self.in_flight.as_ref().filter(|f| f.key == *key)?;
-        if f.progress.is_cancelled() {
+        if f.progress.is_cancelled() || f.progress.has_ended() {
             return None;
         }
         let predicting = f
@@ -244,6 +244,7 @@ impl AttnApp {
         let on_its_way = self.saliency.in_flight.as_ref().is_some_and(|f| {
             f.key == key
                 && !f.progress.is_cancelled()
+                && !f.progress.has_ended()
                 && requests.iter().all(|r| f.requests.contains(r))
                 && (predict.is_none() || f.predict == predict)
         });
