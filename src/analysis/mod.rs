@@ -2,6 +2,8 @@
 //!
 //! Nothing here touches files or the UI.
 
+pub mod attribution;
+
 use crate::engine::AttentionMaps;
 use ndarray::Array2;
 

@@ -1,0 +1,177 @@
+//! The gradient methods: gradient norm, input × gradient, integrated gradients and the
+//! attention-gradient relevance (Chefer et al. 2021), over a `&dyn Differentiable`.
+
+use super::{AttributionError, Baseline, special_token_name, target_row};
+use crate::engine::RunOptions;
+use crate::grad::{Differentiable, ResolvedTarget, SpecialToken};
+use crate::tokenize::Token;
+use ndarray::Array2;
+
+/// ‖∂T/∂e_i‖₂ per token, with T's value.
+pub fn gradient(
+    model: &dyn Differentiable,
+    tokens: &[Token],
+    target: &ResolvedTarget,
+    opts: &RunOptions,
+) -> Result<Vec<f32>, AttributionError> {
+    let embeds = model.input_embeddings(tokens)?;
+    let g = model.gradient(tokens, embeds.view(), target, opts, false)?;
+    Ok(g.d_embeds
+        .rows()
+        .into_iter()
+        .map(|row| {
+            row.iter()
+                .map(|&v| f64::from(v).powi(2))
+                .sum::<f64>()
+                .sqrt() as f32
+        })
+        .collect())
+}
+
+/// Σ_d e_{i,d} · ∂T/∂e_{i,d} per token.
+pub fn input_x_gradient(
+    model: &dyn Differentiable,
+    tokens: &[Token],
+    target: &ResolvedTarget,
+    opts: &RunOptions,
+) -> Result<Vec<f32>, AttributionError> {
+    let embeds = model.input_embeddings(tokens)?;
+    let g = model.gradient(tokens, embeds.view(), target, opts, false)?;
+    Ok(row_dots(&embeds, &g.d_embeds, 1.0))
+}
+
+/// Σ_d a_{i,d} · b_{i,d} · scale per row, summed in f64.
+fn row_dots(a: &Array2<f32>, b: &Array2<f32>, scale: f64) -> Vec<f32> {
+    a.rows()
+        .into_iter()
+        .zip(b.rows())
+        .map(|(x, y)| {
+            let dot: f64 = x
+                .iter()
+                .zip(y.iter())
+                .map(|(&u, &v)| f64::from(u) * f64::from(v))
+                .sum();
+            (dot * scale) as f32
+        })
+        .collect()
+}
+
+/// Integrated gradients' scores and how far they are from complete.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntegratedGradients {
+    /// One score per token.
+    pub scores: Vec<f32>,
+    /// Σ_i s_i − (T(e) − T(b)).
+    pub completeness_gap: f64,
+    /// T at the baseline.
+    pub baseline_value: f64,
+}
+
+/// The baseline embeddings: zeros, or the pad or mask token's embedding in every row.
+fn baseline_embeddings(
+    model: &dyn Differentiable,
+    embeds: &Array2<f32>,
+    baseline: Baseline,
+    model_name: &str,
+) -> Result<Array2<f32>, AttributionError> {
+    let which = match baseline {
+        Baseline::Zero => return Ok(Array2::zeros(embeds.raw_dim())),
+        Baseline::Pad => SpecialToken::Pad,
+        Baseline::Mask => SpecialToken::Mask,
+    };
+    let token = model
+        .special_token(which)
+        .ok_or_else(|| AttributionError::NoSpecialToken {
+            what: format!("--baseline {baseline}"),
+            token: special_token_name(which),
+            model: model_name.to_owned(),
+        })?;
+    let row = model.input_embeddings(std::slice::from_ref(&token))?;
+    let mut out = Array2::zeros(embeds.raw_dim());
+    for mut r in out.rows_mut() {
+        r.assign(&row.row(0));
+    }
+    Ok(out)
+}
+
+/// Integrated gradients from `baseline` with `steps` steps (right Riemann sum):
+/// s_i = Σ_d (e_{i,d} − b_{i,d}) · (1/m) Σ_{k=1..m} ∂T/∂e_{i,d} at b + (k/m)(e − b).
+/// Every token's row is replaced by the baseline, special tokens included. `progress` gets the
+/// fraction done after each step; returning false cancels.
+#[allow(clippy::too_many_arguments)]
+pub fn integrated_gradients(
+    model: &dyn Differentiable,
+    model_name: &str,
+    tokens: &[Token],
+    target: &ResolvedTarget,
+    opts: &RunOptions,
+    baseline: Baseline,
+    steps: usize,
+    progress: &mut dyn FnMut(f32) -> bool,
+) -> Result<IntegratedGradients, AttributionError> {
+    let steps = steps.max(1);
+    let embeds = model.input_embeddings(tokens)?;
+    let base = baseline_embeddings(model, &embeds, baseline, model_name)?;
+    let delta = &embeds - &base;
+    let mut total = Array2::<f64>::zeros(embeds.raw_dim());
+    for k in 1..=steps {
+        let alpha = k as f32 / steps as f32;
+        let point = &base + &(&delta * alpha);
+        let g = model.gradient(tokens, point.view(), target, opts, false)?;
+        total.zip_mut_with(&g.d_embeds, |t, &v| *t += f64::from(v));
+        if !progress(k as f32 / steps as f32) {
+            return Err(AttributionError::Cancelled);
+        }
+    }
+    let scores: Vec<f32> = delta
+        .rows()
+        .into_iter()
+        .zip(total.rows())
+        .map(|(d, t)| {
+            let dot: f64 = d
+                .iter()
+                .zip(t.iter())
+                .map(|(&u, &v)| f64::from(u) * v)
+                .sum();
+            (dot / steps as f64) as f32
+        })
+        .collect();
+    let baseline_value = model.target_value(tokens, base.view(), target, opts)?;
+    let value = model.target_value(tokens, embeds.view(), target, opts)?;
+    let sum: f64 = scores.iter().map(|&s| f64::from(s)).sum();
+    Ok(IntegratedGradients {
+        scores,
+        completeness_gap: sum - (value - baseline_value),
+        baseline_value,
+    })
+}
+
+/// Attention-gradient relevance (Chefer et al. 2021, self-attention rule): with
+/// Ā_l = mean over query heads of max(0, ∂T/∂A_l ⊙ A_l), R = I and R ← R + Ā_l·R for
+/// l = 0 … L−1, the scores are row P of R (identity included), or the mean of R's rows for
+/// `similarity`.
+pub fn attention_gradient(
+    model: &dyn Differentiable,
+    tokens: &[Token],
+    target: &ResolvedTarget,
+    opts: &RunOptions,
+) -> Result<Vec<f32>, AttributionError> {
+    let embeds = model.input_embeddings(tokens)?;
+    let g = model.gradient(tokens, embeds.view(), target, opts, true)?;
+    let relevance = g.attention_relevance.ok_or_else(|| {
+        AttributionError::Invalid("the model returned no attention relevance".to_owned())
+    })?;
+    let n = tokens.len();
+    let mut r = Array2::<f64>::eye(n);
+    for a in &relevance {
+        if a.dim() != (n, n) {
+            return Err(AttributionError::Invalid(format!(
+                "attention relevance of shape {:?} for {n} tokens",
+                a.dim()
+            )));
+        }
+        let a = a.mapv(f64::from);
+        r = &r + &a.dot(&r);
+    }
+    Ok(target_row(&r, target))
+}
