@@ -150,7 +150,7 @@ fn the_method_table_lists_every_method_with_rank_correlations() {
         h.query_by_label("computing…").is_none() && h.query_all_by_label("…").count() == 0
     });
     harness.run();
-    for m in Method::ALL {
+    for &m in Method::ALL {
         // In the table header and the correlation matrix (twice there).
         assert!(
             harness.query_all_by_label(&m.to_string()).count() >= 2

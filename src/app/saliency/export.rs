@@ -35,7 +35,7 @@ pub fn write(
             crate::render::write_svg(&doc, path).map_err(|e| e.to_string())
         }
         SaliencyExport::Csv => text(api::to_csv(attr)),
-        SaliencyExport::Json => text(api::to_json(attr, meta, mask)?),
+        SaliencyExport::Json => text(api::to_json(attr, meta, mask)),
     }
 }
 

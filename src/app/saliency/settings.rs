@@ -161,7 +161,7 @@ impl SaliencySettings {
     pub fn requests(&self, target: &TargetSpec) -> Vec<AttributeRequest> {
         let mut methods = vec![self.method];
         if self.compare {
-            methods.extend(Method::ALL.into_iter().filter(|&m| m != self.method));
+            methods.extend(Method::ALL.iter().copied().filter(|&m| m != self.method));
         }
         methods
             .into_iter()

@@ -163,7 +163,7 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
         egui::ComboBox::from_label("Method")
             .selected_text(s.method.to_string())
             .show_ui(ui, |ui| {
-                for m in Method::ALL {
+                for &m in Method::ALL {
                     ui.selectable_value(&mut s.method, m, m.to_string());
                 }
             });
@@ -191,7 +191,7 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
                 egui::ComboBox::from_label("Baseline")
                     .selected_text(s.baseline.to_string())
                     .show_ui(ui, |ui| {
-                        for b in [Baseline::Zero, Baseline::Pad, Baseline::Mask] {
+                        for &b in Baseline::ALL {
                             ui.selectable_value(&mut s.baseline, b, b.to_string());
                         }
                     });
@@ -202,7 +202,7 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
                     .selected_text(text)
                     .show_ui(ui, |ui| {
                         ui.selectable_value(&mut s.occlude, None, "default");
-                        for o in [Occlude::Mask, Occlude::Unk, Occlude::Remove] {
+                        for &o in Occlude::ALL {
                             ui.selectable_value(&mut s.occlude, Some(o), o.to_string());
                         }
                     });
