@@ -5,7 +5,6 @@
 use super::api::{self, AttributeRequest, Attribution};
 use crate::app::worker::JobKey;
 use crate::grad::TargetKind;
-use crate::model::Prediction;
 use crate::pipeline::{self, LoadedModel, PipelineError, RunInput};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
@@ -72,6 +71,17 @@ impl Drop for Task {
     }
 }
 
+/// A next-token candidate for the target picker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// Vocabulary id.
+    pub id: u32,
+    /// The token as the views label it (the model's vocabulary style).
+    pub label: String,
+    /// Natural-log probability.
+    pub logprob: f32,
+}
+
 /// One finished piece of a [`Task`].
 #[derive(Clone, Debug)]
 pub enum Item {
@@ -91,7 +101,7 @@ pub enum Item {
         /// How many were asked for.
         k: usize,
         /// The candidates, or why there are none.
-        result: Result<Vec<Prediction>, String>,
+        result: Result<Vec<Candidate>, String>,
     },
 }
 
@@ -176,7 +186,7 @@ fn predictions(
     key: &JobKey,
     position: usize,
     k: usize,
-) -> Result<Vec<Prediction>, String> {
+) -> Result<Vec<Candidate>, String> {
     let Some(ckpt) = model.as_checkpoint() else {
         return Err("the demo model has no next-token head".to_owned());
     };
@@ -193,6 +203,18 @@ fn predictions(
         .attention
         .hidden
         .ok_or("the run kept no hidden states")?;
-    ckpt.top_next_tokens(hidden.view(), position, k)
-        .map_err(|e| e.to_string())
+    let top = ckpt
+        .top_next_tokens(hidden.view(), position, k)
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<u32> = top.iter().map(|p| p.id).collect();
+    let style = model.vocab_style();
+    Ok(top
+        .iter()
+        .zip(ckpt.tokens_from_ids(&ids))
+        .map(|(p, t)| Candidate {
+            id: p.id,
+            label: t.label(&style),
+            logprob: p.logprob,
+        })
+        .collect())
 }

@@ -12,7 +12,6 @@ use crate::app::AttnApp;
 use crate::app::state::ViewKind;
 use crate::app::worker::JobKey;
 use crate::grad::TargetKind;
-use crate::model::Prediction;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,7 +34,7 @@ struct CachedPredictions {
     key: JobKey,
     position: usize,
     k: usize,
-    result: Result<Vec<Prediction>, String>,
+    result: Result<Vec<super::compute::Candidate>, String>,
 }
 
 /// Work for one run's settings: the attribution requests and the next-token candidates wanted
@@ -115,7 +114,7 @@ impl Controller {
         key: &JobKey,
         position: usize,
         k: usize,
-    ) -> Option<&Result<Vec<Prediction>, String>> {
+    ) -> Option<&Result<Vec<super::compute::Candidate>, String>> {
         self.predictions
             .iter()
             .rev()

@@ -13,7 +13,6 @@ use super::{colors, continuation, table};
 use crate::app::theme;
 use crate::app::view::{DialogPurpose, Request, View, ViewCx};
 use crate::grad::{TargetKind, TokenRef};
-use crate::model::Prediction;
 use egui::{Color32, Response, Sense, Stroke, StrokeKind, TextStyle, TextWrapMode, WidgetInfo};
 use egui_plot::{Bar, BarChart, Plot};
 use std::sync::Arc;
@@ -300,7 +299,7 @@ fn predictions_ui(
     cx: &mut ViewCx<'_>,
     kind: TargetKind,
     p: usize,
-    list: &[Prediction],
+    list: &[super::compute::Candidate],
 ) {
     let s = &mut cx.state.saliency;
     let contrast = kind == TargetKind::Contrast;
@@ -317,11 +316,11 @@ fn predictions_ui(
             }
             ui.end_row();
             for pred in list {
-                ui.label(format!("{:?}", pred.token));
+                ui.label(format!("{:?}", pred.label));
                 ui.label(format!("{:.4}", pred.logprob.exp()));
                 let as_target = is(&s.token, pred.id) && s.position == Some(p);
                 if ui
-                    .selectable_label(as_target, format!("explain {:?}", pred.token))
+                    .selectable_label(as_target, format!("explain {:?}", pred.label))
                     .clicked()
                 {
                     s.position = Some(p);
@@ -333,7 +332,7 @@ fn predictions_ui(
                 if contrast {
                     let as_foil = is(&s.foil, pred.id) && s.position == Some(p);
                     if ui
-                        .selectable_label(as_foil, format!("rather than {:?}", pred.token))
+                        .selectable_label(as_foil, format!("rather than {:?}", pred.label))
                         .clicked()
                     {
                         s.position = Some(p);
