@@ -1332,3 +1332,6 @@ fn bad_lm_heads_and_weight_files_fail_cleanly() {
 
 #[path = "engine/parallel.rs"]
 mod parallel;
+
+#[path = "engine/grad.rs"]
+mod grad;

@@ -54,8 +54,8 @@ pub(super) struct HeadShape {
 /// An attention sublayer's matrices, packed for the matrix kernel.
 pub(super) struct PackedAttention {
     /// wq, wk and wv side by side: [d_model, (heads + 2 · kv_heads) · d_head].
-    qkv: PackedMatrix,
-    wo: PackedMatrix,
+    pub(super) qkv: PackedMatrix,
+    pub(super) wo: PackedMatrix,
 }
 
 impl PackedAttention {
@@ -70,10 +70,10 @@ impl PackedAttention {
 }
 
 /// Per-head results of one attention sublayer.
-struct HeadResult {
-    probs: Array2<f32>,
-    output: Array2<f32>,
-    trace: Option<HeadTrace>,
+pub(super) struct HeadResult {
+    pub(super) probs: Array2<f32>,
+    pub(super) output: Array2<f32>,
+    pub(super) trace: Option<HeadTrace>,
 }
 
 impl SelfAttention {
@@ -93,42 +93,12 @@ impl SelfAttention {
     ) -> (Array2<f32>, Vec<Array2<f32>>, Option<Vec<HeadTrace>>) {
         let a = self;
         let threads = threads_for(h.nrows(), opts);
-        // q, k and v side by side, computed per row block in one pass over the threads.
+        let qkv = self.project_qkv(packed, shape, h, threads);
         let (q_width, kv_width) = (a.wq.ncols(), a.wk.ncols());
-        let mut qkv = Array2::<f32>::zeros((h.nrows(), q_width + 2 * kv_width));
-        par_rows(&mut qkv, threads, &|row0, mut block| {
-            let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
-            simd::matmul(rows, &packed.qkv, block.view_mut(), false);
-            let biases = [(&a.bq, 0), (&a.bk, q_width), (&a.bv, q_width + kv_width)];
-            for (b, col0) in biases {
-                if let Some(b) = b {
-                    let mut dst = block.slice_mut(s![.., col0..col0 + b.len()]);
-                    dst += b;
-                }
-            }
-        });
-        let (mut q, rest) = qkv.view_mut().split_at(Axis(1), q_width);
-        let (mut k, v) = rest.split_at(Axis(1), kv_width);
+        let (q, rest) = qkv.view().split_at(Axis(1), q_width);
+        let (k, v) = rest.split_at(Axis(1), kv_width);
         let dh = shape.d_head;
-        let freqs = match shape.position {
-            AttentionPosition::Rope { theta } => Some(rope_frequencies(dh, theta)),
-            AttentionPosition::RopeLlama3 { theta, scaling } => {
-                Some(llama3_frequencies(dh, theta, scaling))
-            }
-            AttentionPosition::None | AttentionPosition::Alibi => None,
-        };
-        if let Some(freqs) = freqs {
-            for head in 0..shape.heads {
-                apply_rope(q.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
-            }
-            for head in 0..shape.kv_heads {
-                apply_rope(k.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
-            }
-        }
-        let slopes = match shape.position {
-            AttentionPosition::Alibi => alibi_slopes(shape.heads),
-            _ => Vec::new(),
-        };
+        let slopes = shape.alibi_slopes();
         let group = shape.heads / shape.kv_heads;
         let factor = opts.scale.factor(dh);
         let head_fn = |head_idx: usize| -> HeadResult {
@@ -174,21 +144,78 @@ impl SelfAttention {
         let out = linear(&concat, &packed.wo, a.bo.as_ref(), epilogue, threads);
         (out, probs, traces)
     }
+    /// q, k and v side by side ([token, (heads + 2 · kv_heads) · d_head]), biases added and q
+    /// and k rotated for RoPE, computed per row block in one pass over the threads.
+    pub(super) fn project_qkv(
+        &self,
+        packed: &PackedAttention,
+        shape: &HeadShape,
+        h: &Array2<f32>,
+        threads: usize,
+    ) -> Array2<f32> {
+        let a = self;
+        let (q_width, kv_width) = (a.wq.ncols(), a.wk.ncols());
+        let mut qkv = Array2::<f32>::zeros((h.nrows(), q_width + 2 * kv_width));
+        par_rows(&mut qkv, threads, &|row0, mut block| {
+            let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
+            simd::matmul(rows, &packed.qkv, block.view_mut(), false);
+            let biases = [(&a.bq, 0), (&a.bk, q_width), (&a.bv, q_width + kv_width)];
+            for (b, col0) in biases {
+                if let Some(b) = b {
+                    let mut dst = block.slice_mut(s![.., col0..col0 + b.len()]);
+                    dst += b;
+                }
+            }
+        });
+        let (mut q, rest) = qkv.view_mut().split_at(Axis(1), q_width);
+        let (mut k, _) = rest.split_at(Axis(1), kv_width);
+        let dh = shape.d_head;
+        if let Some(freqs) = shape.rope_frequencies() {
+            for head in 0..shape.heads {
+                apply_rope(q.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
+            }
+            for head in 0..shape.kv_heads {
+                apply_rope(k.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
+            }
+        }
+        qkv
+    }
 }
 
-struct HeadParams<'a> {
-    factor: f32,
-    keep: Option<&'a [usize]>,
-    alibi_slope: Option<f32>,
-    allowed: Option<&'a Array2<bool>>,
-    want_trace: bool,
+impl HeadShape {
+    /// The RoPE frequencies of one head, or `None` without RoPE.
+    pub(super) fn rope_frequencies(&self) -> Option<Vec<f32>> {
+        match self.position {
+            AttentionPosition::Rope { theta } => Some(rope_frequencies(self.d_head, theta)),
+            AttentionPosition::RopeLlama3 { theta, scaling } => {
+                Some(llama3_frequencies(self.d_head, theta, scaling))
+            }
+            AttentionPosition::None | AttentionPosition::Alibi => None,
+        }
+    }
+
+    /// The ALiBi slope of every head (empty without ALiBi).
+    pub(super) fn alibi_slopes(&self) -> Vec<f32> {
+        match self.position {
+            AttentionPosition::Alibi => alibi_slopes(self.heads),
+            _ => Vec::new(),
+        }
+    }
+}
+
+pub(super) struct HeadParams<'a> {
+    pub(super) factor: f32,
+    pub(super) keep: Option<&'a [usize]>,
+    pub(super) alibi_slope: Option<f32>,
+    pub(super) allowed: Option<&'a Array2<bool>>,
+    pub(super) want_trace: bool,
     /// Return the whole [query, key] probabilities; when false they are computed one block of
     /// query rows at a time in a reused buffer and an empty matrix is returned.
-    keep_probs: bool,
+    pub(super) keep_probs: bool,
 }
 
 /// The scaled scores of query rows `rows` against every key, ALiBi bias included, into `block`.
-fn score_block(
+pub(super) fn score_block(
     q_scaled: &Array2<f32>,
     k_packed: &PackedMatrix,
     p: &HeadParams<'_>,
@@ -209,7 +236,7 @@ fn score_block(
     }
 }
 
-fn run_head(
+pub(super) fn run_head(
     q_h: ArrayView2<'_, f32>,
     k_h: ArrayView2<'_, f32>,
     v_h: ArrayView2<'_, f32>,

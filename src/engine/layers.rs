@@ -257,9 +257,9 @@ pub(super) fn normalized(x: &Array2<f32>, norm: &Norm, threads: usize) -> Array2
 
 /// An MLP's weight matrices, packed for the matrix kernel.
 pub(super) struct PackedMlp {
-    w_in: PackedMatrix,
-    w_gate: Option<PackedMatrix>,
-    w_out: PackedMatrix,
+    pub(super) w_in: PackedMatrix,
+    pub(super) w_gate: Option<PackedMatrix>,
+    pub(super) w_out: PackedMatrix,
 }
 
 impl PackedMlp {

@@ -5,6 +5,7 @@
 //! head's attention probabilities.
 
 mod attention;
+mod backward;
 mod gemm;
 mod layers;
 mod mask;
@@ -18,6 +19,7 @@ pub mod simd;
 mod transformer;
 
 pub use attention::SelfAttention;
+pub use backward::{Backward, Tape};
 pub use gemm::PackedMatrix;
 pub use layers::{Activation, Mlp, Norm, NormPlacement};
 pub use mask::{MaskError, MaskPart, MaskSpec};

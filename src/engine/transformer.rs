@@ -63,6 +63,8 @@ pub struct Transformer {
     parts: TransformerParts,
     /// The weights packed for the matrix kernel, one entry per block; shared by clones.
     packed: Arc<Vec<PackedBlock>>,
+    /// Their transposes, for the backward pass: packed on its first use, shared by clones.
+    transposed: Arc<std::sync::OnceLock<Vec<super::backward::TransposedBlock>>>,
 }
 
 impl PartialEq for Transformer {
@@ -81,9 +83,9 @@ impl std::fmt::Debug for Transformer {
 }
 
 /// One block's weight matrices, packed.
-struct PackedBlock {
-    attention: PackedAttention,
-    mlp: PackedMlp,
+pub(super) struct PackedBlock {
+    pub(super) attention: PackedAttention,
+    pub(super) mlp: PackedMlp,
 }
 
 impl PackedBlock {
@@ -104,7 +106,25 @@ impl Transformer {
         let packed = Arc::new(parallel_map(parts.blocks.len(), MAX_THREADS, &|i| {
             PackedBlock::new(&parts.blocks[i])
         }));
-        Ok(Self { parts, packed })
+        Ok(Self {
+            parts,
+            packed,
+            transposed: Arc::default(),
+        })
+    }
+
+    /// The packed weights, one entry per block (for the backward pass).
+    pub(super) fn packed_blocks(&self) -> &[PackedBlock] {
+        &self.packed
+    }
+
+    /// The transposed weights, one entry per block, packed on first use (backward pass only).
+    pub(super) fn transposed_blocks(&self) -> &[super::backward::TransposedBlock] {
+        self.transposed.get_or_init(|| {
+            parallel_map(self.parts.blocks.len(), MAX_THREADS, &|i| {
+                super::backward::TransposedBlock::new(&self.parts.blocks[i])
+            })
+        })
     }
 
     /// The weights and dimensions this transformer was built from.
@@ -162,7 +182,7 @@ impl Transformer {
         self.parts.final_norm.as_ref()
     }
 
-    fn head_shape(&self) -> HeadShape {
+    pub(super) fn head_shape(&self) -> HeadShape {
         HeadShape {
             heads: self.parts.heads,
             kv_heads: self.parts.kv_heads,
@@ -404,7 +424,7 @@ impl Transformer {
         })
     }
 
-    fn check_options(&self, opts: &RunOptions) -> Result<(), EngineError> {
+    pub(super) fn check_options(&self, opts: &RunOptions) -> Result<(), EngineError> {
         let layers = self.parts.blocks.len();
         let out_of_range = |what: String| Err(EngineError::OutOfRange(what));
         for &(layer_idx, head_idx) in &opts.ablated_heads {
@@ -453,7 +473,11 @@ pub struct ForwardOutput {
 
 /// Fails when the residual stream holds NaN or ±Inf after `layer_idx`'s `sublayer` (finite
 /// weights can still overflow f32). One pass over [token, d_model] per sublayer.
-fn check_finite(x: &Array2<f32>, layer_idx: usize, sublayer: &str) -> Result<(), EngineError> {
+pub(super) fn check_finite(
+    x: &Array2<f32>,
+    layer_idx: usize,
+    sublayer: &str,
+) -> Result<(), EngineError> {
     if x.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {

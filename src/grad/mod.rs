@@ -11,6 +11,8 @@
 //! - `similarity`: cosine similarity between the mean final hidden state of the input and that
 //!   of a second text, held constant.
 
+mod model;
+
 use crate::engine::{EngineError, RunOptions};
 use crate::tokenize::Token;
 use ndarray::{Array2, ArrayView2};

@@ -52,6 +52,8 @@ pub struct Checkpoint {
     lm_head: Option<LmHead>,
     /// The folder's tokenizer.json, when it has one.
     tokenizer: Option<crate::tokenize::HfTokenizer>,
+    /// BERT's masked-LM head (`cls.predictions.*`), when the checkpoint holds it.
+    mlm_head: Option<lm_head::MlmHead>,
 }
 
 impl Checkpoint {
@@ -78,6 +80,10 @@ impl Checkpoint {
             Family::Llama => loaders::llama::load(&weights, &cfg)?,
         };
         let lm_head = loaders::load_lm_head(&weights, &cfg)?;
+        let mlm_head = match cfg.family {
+            Family::Bert => loaders::bert::load_mlm_head(&weights, &cfg)?,
+            Family::Gpt2 | Family::Llama => None,
+        };
         // The weights (and their file maps) are released here: everything is owned from now on.
         drop(weights);
         // Checked and packed for the matrix kernel now, as part of loading, so that the first
@@ -108,6 +114,7 @@ impl Checkpoint {
             transformer,
             lm_head,
             tokenizer,
+            mlm_head,
         })
     }
 
@@ -122,7 +129,7 @@ impl Checkpoint {
     }
 
     /// The head's matrix. Shape: [vocab, d_model].
-    fn head_weight(&self) -> Option<ArrayView2<'_, f32>> {
+    pub fn head_weight(&self) -> Option<ArrayView2<'_, f32>> {
         self.lm_head.as_ref().map(|h| match &h.weight {
             HeadWeight::Tied => self.embeddings.word.view(),
             HeadWeight::Own(w) => w.view(),
@@ -220,17 +227,36 @@ impl Checkpoint {
     }
 
     fn embed(&self, tokens: &[Token]) -> Result<Array2<f32>, EngineError> {
-        let e = &self.embeddings;
-        let vocab = e.word.nrows();
+        let mut x = self.input_embeddings(tokens)?;
+        self.add_positions(&mut x);
+        if let Some(norm) = &self.embeddings.norm {
+            norm.apply(&mut x);
+        }
+        Ok(x)
+    }
+
+    /// The word-embedding rows of `tokens`, as transformers' `inputs_embeds` holds them (before
+    /// positions, token types and any embedding norm). Shape: [token, d_model].
+    pub(crate) fn input_embeddings(&self, tokens: &[Token]) -> Result<Array2<f32>, EngineError> {
+        let word = &self.embeddings.word;
+        let vocab = word.nrows();
         let mut x = Array2::<f32>::zeros((tokens.len(), self.cfg.d_model));
-        for (pos, (token, mut row)) in tokens.iter().zip(x.rows_mut()).enumerate() {
+        for (token, mut row) in tokens.iter().zip(x.rows_mut()) {
             let id = token.id as usize;
             if id >= vocab {
                 return Err(EngineError::OutOfRange(format!(
                     "token id {id} is outside the vocabulary (size {vocab})"
                 )));
             }
-            row.assign(&e.word.row(id));
+            row.assign(&word.row(id));
+        }
+        Ok(x)
+    }
+
+    /// Adds the learned positions and BERT's segment-0 embedding to input embeddings.
+    pub fn add_positions(&self, x: &mut Array2<f32>) {
+        let e = &self.embeddings;
+        for (pos, mut row) in x.rows_mut().into_iter().enumerate() {
             if let Some(p) = &e.position {
                 row += &p.row(pos);
             }
@@ -238,10 +264,26 @@ impl Checkpoint {
                 row += seg;
             }
         }
-        if let Some(norm) = &e.norm {
-            norm.apply(&mut x);
-        }
-        Ok(x)
+    }
+
+    /// BERT's LayerNorm over the summed embeddings, if any.
+    pub fn embedding_norm(&self) -> Option<&Norm> {
+        self.embeddings.norm.as_ref()
+    }
+
+    /// The input embedding matrix. Shape: [vocab, d_model].
+    pub fn word_embeddings(&self) -> ArrayView2<'_, f32> {
+        self.embeddings.word.view()
+    }
+
+    /// The transformer stack.
+    pub fn transformer(&self) -> &Transformer {
+        &self.transformer
+    }
+
+    /// BERT's masked-LM head, when the checkpoint holds `cls.predictions.*`.
+    pub fn mlm_head(&self) -> Option<&lm_head::MlmHead> {
+        self.mlm_head.as_ref()
     }
 }
 

@@ -5,7 +5,8 @@
 //! log-probabilities their log-softmax. [`Checkpoint`](super::Checkpoint) owns the head; this
 //! module holds the pure maths and the types it hands out. Nothing here touches files or UI.
 
-use ndarray::{Array2, ArrayView1, ArrayView2};
+use crate::engine::Norm;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -134,6 +135,223 @@ pub fn top_k(row: ArrayView1<'_, f32>, k: usize) -> Vec<(u32, f32)> {
     }
     all.sort_by(order);
     all
+}
+
+/// BERT's masked-LM head (`BertOnlyMLMHead`): `cls.predictions.transform` (dense, erf GELU,
+/// LayerNorm), then the decoder tied to the word embeddings plus its own bias.
+// https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py
+// (BertPredictionHeadTransform, BertLMPredictionHead)
+#[derive(Clone, Debug, PartialEq)]
+pub struct MlmHead {
+    /// `transform.dense`, transposed to [in, out]. Shape: [d_model, d_model].
+    pub dense: Array2<f32>,
+    /// `transform.dense.bias`. Shape: [d_model].
+    pub dense_bias: Array1<f32>,
+    /// `transform.LayerNorm`.
+    pub norm: Norm,
+    /// `cls.predictions.bias` (or `decoder.bias`). Shape: [vocab].
+    pub bias: Array1<f32>,
+}
+
+/// log p(`token`) (minus log p(`foil`) when given) in the distribution softmax(W·h + b) of one
+/// hidden row `h`, in f64, and with `want_grad` its gradient with respect to `h`.
+///
+/// `weight` is [vocab, d_model]; `bias`, when given, [vocab]. With a foil the normaliser
+/// cancels: the value is a logit difference and the gradient W_T − W_F.
+pub fn logprob_of_row(
+    h: &[f64],
+    weight: ArrayView2<'_, f32>,
+    bias: Option<ArrayView1<'_, f32>>,
+    token: usize,
+    foil: Option<usize>,
+    want_grad: bool,
+) -> (f64, Option<Vec<f64>>) {
+    let logit = |v: usize| -> f64 {
+        let w = weight.row(v);
+        let dot: f64 = w.iter().zip(h).map(|(&a, &b)| f64::from(a) * b).sum();
+        dot + bias.map_or(0.0, |b| f64::from(b[v]))
+    };
+    if let Some(foil) = foil {
+        let value = logit(token) - logit(foil);
+        let grad = want_grad.then(|| {
+            weight
+                .row(token)
+                .iter()
+                .zip(weight.row(foil))
+                .map(|(&a, &b)| f64::from(a) - f64::from(b))
+                .collect()
+        });
+        return (value, grad);
+    }
+    let logits: Vec<f64> = (0..weight.nrows()).map(logit).collect();
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let sum: f64 = logits.iter().map(|&l| (l - max).exp()).sum();
+    let lse = max + sum.ln();
+    let value = logits[token] - lse;
+    let grad = want_grad.then(|| {
+        // ∂/∂h (z_T − lse) = W_T − Σ_v p_v W_v.
+        let mut g: Vec<f64> = weight.row(token).iter().map(|&w| f64::from(w)).collect();
+        for (v, &l) in logits.iter().enumerate() {
+            let p = (l - lse).exp();
+            for (gd, &w) in g.iter_mut().zip(weight.row(v)) {
+                *gd -= p * f64::from(w);
+            }
+        }
+        g
+    });
+    (value, grad)
+}
+
+impl MlmHead {
+    /// The masked-LM log-probability of `token` after hidden row `h` (decoder tied to `word`,
+    /// [vocab, d_model]), in f64, and with `want_grad` its gradient with respect to `h`.
+    pub fn logprob(
+        &self,
+        h: &[f64],
+        word: ArrayView2<'_, f32>,
+        token: usize,
+        want_grad: bool,
+    ) -> (f64, Option<Vec<f64>>) {
+        let d = h.len();
+        let Transformed {
+            t1,
+            xhat,
+            r,
+            t3,
+            gamma,
+            centred,
+        } = self.transform(h);
+        let n = d as f64;
+        let (value, d_t3) =
+            logprob_of_row(&t3, word, Some(self.bias.view()), token, None, want_grad);
+        let grad = d_t3.map(|d_t3| {
+            let g: Vec<f64> = (0..d).map(|j| d_t3[j] * gamma[j]).collect();
+            let mean_g = if centred {
+                g.iter().sum::<f64>() / n
+            } else {
+                0.0
+            };
+            let mean_gx = g.iter().zip(&xhat).map(|(a, b)| a * b).sum::<f64>() / n;
+            let d_t1: Vec<f64> = (0..d)
+                .map(|j| r * (g[j] - mean_g - xhat[j] * mean_gx) * gelu64_slope(t1[j]))
+                .collect();
+            // ∂/∂h_i = Σ_j W[i, j] d_t1[j].
+            (0..d)
+                .map(|i| {
+                    self.dense
+                        .row(i)
+                        .iter()
+                        .zip(&d_t1)
+                        .map(|(&w, &g)| f64::from(w) * g)
+                        .sum()
+                })
+                .collect()
+        });
+        (value, grad)
+    }
+
+    /// The most likely token after hidden row `h` (the lowest id among equals).
+    pub fn argmax(&self, h: &[f64], word: ArrayView2<'_, f32>) -> usize {
+        let t3 = self.transform(h).t3;
+        let mut best = (0, f64::NEG_INFINITY);
+        for (v, w) in word.rows().into_iter().enumerate() {
+            let z = f64::from(self.bias[v])
+                + w.iter()
+                    .zip(&t3)
+                    .map(|(&a, &b)| f64::from(a) * b)
+                    .sum::<f64>();
+            if z > best.1 {
+                best = (v, z);
+            }
+        }
+        best.0
+    }
+
+    /// `transform` of one row: dense, GELU, LayerNorm, keeping what the gradient needs.
+    fn transform(&self, h: &[f64]) -> Transformed {
+        let d = h.len();
+        let t1: Vec<f64> = (0..d)
+            .map(|j| {
+                let col = self.dense.column(j);
+                f64::from(self.dense_bias[j])
+                    + col
+                        .iter()
+                        .zip(h)
+                        .map(|(&w, &x)| f64::from(w) * x)
+                        .sum::<f64>()
+            })
+            .collect();
+        let t2: Vec<f64> = t1.iter().map(|&x| gelu64(x)).collect();
+        let (gamma, beta, eps) = match &self.norm {
+            Norm::LayerNorm { gamma, beta, eps } => (gamma, Some(beta), *eps),
+            Norm::RmsNorm { gamma, eps } => (gamma, None, *eps),
+        };
+        let n = d as f64;
+        let mean = if beta.is_some() {
+            t2.iter().sum::<f64>() / n
+        } else {
+            0.0
+        };
+        let var = t2.iter().map(|&x| (x - mean).powi(2)).sum::<f64>() / n;
+        let r = 1.0 / (var + f64::from(eps)).sqrt();
+        let xhat: Vec<f64> = t2.iter().map(|&x| (x - mean) * r).collect();
+        let t3 = (0..d)
+            .map(|j| xhat[j] * f64::from(gamma[j]) + beta.map_or(0.0, |b| f64::from(b[j])))
+            .collect();
+        Transformed {
+            t1,
+            xhat,
+            r,
+            t3,
+            gamma: gamma.iter().map(|&g| f64::from(g)).collect(),
+            centred: beta.is_some(),
+        }
+    }
+}
+
+/// One row through [`MlmHead`]'s transform.
+struct Transformed {
+    /// Before the GELU.
+    t1: Vec<f64>,
+    /// Normalised, before scale and shift.
+    xhat: Vec<f64>,
+    /// 1/√(var + ε).
+    r: f64,
+    /// The output.
+    t3: Vec<f64>,
+    /// The norm's scale.
+    gamma: Vec<f64>,
+    /// True for LayerNorm (mean subtracted), false for RMSNorm.
+    centred: bool,
+}
+
+/// erf in f64 (series below 3, asymptotic above; error below 1e-12 where it matters).
+fn erf64(x: f64) -> f64 {
+    let a = x.abs();
+    if a <= 3.0 {
+        let (mut term, mut sum) = (x, x);
+        for k in 1..100 {
+            term *= -x * x / k as f64;
+            sum += term / (2 * k + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let inv = 1.0 / (a * a);
+        let series =
+            1.0 - 0.5 * inv + 0.75 * inv * inv - 1.875 * inv.powi(3) + 6.5625 * inv.powi(4);
+        (1.0 - (-a * a).exp() / (a * std::f64::consts::PI.sqrt()) * series).copysign(x)
+    }
+}
+
+/// Exact GELU in f64.
+fn gelu64(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2))
+}
+
+/// d/dx GELU = Φ(x) + x·φ(x).
+fn gelu64_slope(x: f64) -> f64 {
+    0.5 * (1.0 + erf64(x / std::f64::consts::SQRT_2))
+        + x * (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
 }
 
 #[cfg(test)]

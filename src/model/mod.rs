@@ -17,7 +17,7 @@ use serde::Serialize;
 
 pub use checkpoint::Checkpoint;
 pub use demo::{DemoConfig, DemoModel, DemoPositional};
-pub use lm_head::{LmHeadInfo, PredictError, Prediction};
+pub use lm_head::{LmHeadInfo, MlmHead, PredictError, Prediction};
 pub use weights::{LoadError, LoadProgress};
 
 /// A model's architecture, for `attnviz info` and the app's model panel.

@@ -8,6 +8,10 @@
 //! their token ids. Errors stay typed ([`PipelineError`]) until the CLI's `main` or the app's
 //! error line turns them into text; they name the input file where one is involved.
 
+mod attribute;
+
+pub use attribute::{attribute, supported_targets};
+
 use crate::engine::{AttentionRun, EngineError, MaskSpec, RunOptions};
 use crate::io::{AttentionFile, ModelMeta, TokenInput};
 use crate::model::{
@@ -81,6 +85,9 @@ pub enum PipelineError {
     /// A newer job or the user stopped the run.
     #[error("cancelled")]
     Cancelled,
+    /// An attribution could not be computed (unsupported target, missing special token, …).
+    #[error(transparent)]
+    Attribution(crate::analysis::attribution::AttributionError),
 }
 
 /// `" (set by CONFIG)"`, or nothing.

@@ -290,6 +290,9 @@ impl AttributeRequest {
                         .to_owned(),
                 );
             }
+            if self.aggregate == Aggregate::Word {
+                return bad("--aggregate word does not combine with --generate".to_owned());
+            }
             if k == 0 {
                 return bad("--generate needs at least 1 token".to_owned());
             }

@@ -100,6 +100,28 @@ impl DemoModel {
 
     /// The embeddings of `tokens`: content plus any additive position. Shape: [token, d_model].
     pub fn embed(&self, tokens: &[Token]) -> Array2<f32> {
+        self.embed_parts(tokens, true, true)
+    }
+
+    /// The token vectors of `tokens` alone, before positions are added. Shape: [token, d_model].
+    pub fn token_vectors(&self, tokens: &[Token]) -> Array2<f32> {
+        self.embed_parts(tokens, true, false)
+    }
+
+    /// The additive position vectors of `len` tokens (zeros for RoPE, ALiBi and none); token
+    /// vectors plus these are [`Self::embed`]'s result, to the bit. Shape: [token, d_model].
+    pub fn position_vectors(&self, len: usize) -> Array2<f32> {
+        let blank = vec![Token::from_text(""); len];
+        self.embed_parts(&blank, false, true)
+    }
+
+    /// The transformer stack.
+    pub fn transformer(&self) -> &Transformer {
+        &self.transformer
+    }
+
+    /// Content (`content`) and additive positions (`positions`) of `tokens`, either or both.
+    fn embed_parts(&self, tokens: &[Token], content: bool, positions: bool) -> Array2<f32> {
         let d = self.cfg.d_model;
         let mut x = Array2::<f32>::zeros((tokens.len(), d));
         for (pos, (token, mut row)) in tokens.iter().zip(x.rows_mut()).enumerate() {
@@ -108,7 +130,12 @@ impl DemoModel {
             };
             match &self.layout {
                 Some(layout) => {
-                    content_vector(self.cfg.seed, token.id, layout, &mut row[..layout.band]);
+                    if content {
+                        content_vector(self.cfg.seed, token.id, layout, &mut row[..layout.band]);
+                    }
+                    if !positions {
+                        continue;
+                    }
                     let band = &mut row[layout.position()..layout.position() + layout.band];
                     match self.cfg.positional {
                         DemoPositional::Sinusoidal => sinusoid_band(layout, pos, band),
@@ -125,9 +152,14 @@ impl DemoModel {
                     }
                 }
                 None => {
-                    let mut rng = Rng::new(self.cfg.seed, 1, u64::from(token.id));
-                    for v in row.iter_mut() {
-                        *v = rng.normal();
+                    if content {
+                        let mut rng = Rng::new(self.cfg.seed, 1, u64::from(token.id));
+                        for v in row.iter_mut() {
+                            *v = rng.normal();
+                        }
+                    }
+                    if !positions {
+                        continue;
                     }
                     match self.cfg.positional {
                         DemoPositional::Sinusoidal => {

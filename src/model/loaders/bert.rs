@@ -9,6 +9,7 @@ use crate::engine::{
 };
 use crate::model::checkpoint::Embeddings;
 use crate::model::config::ModelConfig;
+use crate::model::lm_head::MlmHead;
 use crate::model::weights::{LoadError, WeightFile};
 
 /// A BERT checkpoint's embeddings and blocks (`bert.` prefix or none).
@@ -94,4 +95,31 @@ impl BertLayer {
             mlp_norm: layer_norm(&output.pp("LayerNorm"), d, c.norm_eps)?,
         })
     }
+}
+
+/// `class BertOnlyMLMHead` (`cls.predictions.*`), when the checkpoint holds it (a
+/// `BertForMaskedLM`; MiniLM and other encoders do not). The decoder is tied to the word
+/// embeddings, as transformers ties it; its bias is `cls.predictions.bias` (or the
+/// `decoder.bias` some checkpoints store instead).
+pub(in crate::model) fn load_mlm_head(
+    w: &WeightFile,
+    c: &ModelConfig,
+) -> Result<Option<MlmHead>, LoadError> {
+    let vb = Vb::root(w).pp("cls").pp("predictions");
+    if !vb.contains("transform.dense.weight") {
+        return Ok(None);
+    }
+    let d = c.d_model;
+    let dense = vb.pp("transform").pp("dense");
+    let bias = if vb.contains("bias") {
+        vb.vector("bias", c.vocab)?
+    } else {
+        vb.pp("decoder").vector("bias", c.vocab)?
+    };
+    Ok(Some(MlmHead {
+        dense: dense.linear_weight(d, d)?,
+        dense_bias: dense.vector("bias", d)?,
+        norm: layer_norm(&vb.pp("transform").pp("LayerNorm"), d, c.norm_eps)?,
+        bias,
+    }))
 }
