@@ -6,17 +6,9 @@ pub use crate::analysis::attribution::{
     rank_correlation, to_csv, to_json,
 };
 
-// TEMPORARY until ATTR's pipeline::attribute and render::saliency land.
-#[allow(missing_docs)]
-pub fn attribute(
-    _model: &crate::pipeline::LoadedModel,
-    _input: &crate::pipeline::RunInput,
-    _opts: &crate::engine::RunOptions,
-    _req: &AttributeRequest,
-    _progress: &mut dyn FnMut(f32) -> bool,
-) -> Result<Attribution, crate::pipeline::PipelineError> {
-    Err(crate::pipeline::PipelineError::Cancelled)
-}
+pub use crate::pipeline::{attribute, supported_targets};
+
+// TEMPORARY until ATTR's render::saliency lands.
 #[allow(missing_docs)]
 pub fn saliency_figure(_a: &Attribution) -> Result<image::RgbaImage, String> {
     Err("not merged".into())

@@ -116,8 +116,7 @@ pub struct Outcome {
 
 /// The target kinds `model` can compute, for the target picker.
 pub fn supported_targets(model: &LoadedModel) -> Vec<TargetKind> {
-    let _ = model;
-    Vec::new()
+    api::supported_targets(model)
 }
 
 /// Runs `task` on `model` for `key`, handing each finished piece to `send`. `still_wanted`
