@@ -19,23 +19,14 @@ use crate::io::TokenInput;
 use crate::tokenize::Token;
 use std::path::Path;
 
-/// The model as a differentiable function of its input embeddings.
-///
-/// Until the backward pass (`impl Differentiable for LoadedModel`, branch `grad`) is merged this
-/// is the one place that says no model has gradients yet; everything else is written against
-/// `&dyn Differentiable` and is tested on hand-made ones.
-fn differentiable(model: &LoadedModel) -> Result<&dyn Differentiable, PipelineError> {
-    Err(PipelineError::Attribution(AttributionError::Invalid(
-        format!(
-            "{} has no backward pass yet, so it cannot be attributed",
-            model_name(model)
-        ),
-    )))
+/// The model as a differentiable function of its input embeddings (`grad::model`).
+fn differentiable(model: &LoadedModel) -> &dyn Differentiable {
+    model
 }
 
 /// The target kinds `model` supports, in `attnviz info`'s order.
 pub fn supported_targets(model: &LoadedModel) -> Vec<TargetKind> {
-    let have = differentiable(model).map_or_else(|_| Vec::new(), |d| d.supported_targets());
+    let have = differentiable(model).supported_targets();
     TargetKind::ALL
         .iter()
         .copied()
@@ -80,7 +71,7 @@ pub fn attribute(
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Attribution, PipelineError> {
     req.validate().map_err(lift)?;
-    let diff = differentiable(model)?;
+    let diff = differentiable(model);
     let name = model_name(model);
     let supported = supported_targets(model);
     if !supported.contains(&req.target.kind) {
@@ -124,9 +115,12 @@ pub fn attribute(
     match req.generate {
         Some(k) => generate(model, tokens, opts, req, k, progress),
         None => {
-            let target = diff
+            let mut target = diff
                 .resolve_target(&tokens, &req.target, text_b.as_deref(), opts)
                 .map_err(grad_err)?;
+            if target.kind == TargetKind::Similarity {
+                target.text_b.clone_from(&req.text_b);
+            }
             let one = score_tokens(model, &tokens, &target, opts, req, progress)?;
             let style = model.vocab_style();
             let (scores, labels, words) = match req.aggregate {
@@ -215,7 +209,7 @@ fn score_tokens(
     req: &AttributeRequest,
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Scored, PipelineError> {
-    let diff = differentiable(model)?;
+    let diff = differentiable(model);
     let name = model_name(model);
     let plain = |scores| Scored {
         scores,
@@ -293,7 +287,7 @@ fn generate(
     k: usize,
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Attribution, PipelineError> {
-    let diff = differentiable(model)?;
+    let diff = differentiable(model);
     let n = tokens.len();
     let spec = TargetSpec {
         kind: TargetKind::Logprob,
@@ -373,3 +367,7 @@ fn generate(
         }),
     })
 }
+
+#[cfg(test)]
+#[path = "attribute_tests.rs"]
+mod tests;
