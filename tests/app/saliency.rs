@@ -34,8 +34,21 @@ fn wait_attribution(
     step_until(harness, "the saliency scores", |h| {
         h.state().shown_attribution().is_some()
     });
-    harness.run();
+    // Not `run`: the view may still be computing other methods, with a spinner.
+    harness.run_steps(3);
     harness.state().shown_attribution().unwrap()
+}
+
+/// Steps until the run of the current settings is on screen (the Saliency view's spinner keeps
+/// the UI repainting, so `wait_ready` cannot wait for it to settle).
+fn wait_run(harness: &mut Harness<'_, AttnApp>) -> Arc<AttentionRun> {
+    step_until(harness, "the run", |h| {
+        let app = h.state();
+        let wanted = app.state.job_key().unwrap();
+        app.current.as_ref().is_some_and(|(k, _)| *k == wanted) && !app.busy()
+    });
+    harness.run_steps(2);
+    harness.state().shown_run().cloned().unwrap()
 }
 
 #[test]
@@ -60,7 +73,7 @@ fn the_saliency_view_scores_the_demo_text_against_text_b() {
     assert!(harness.query_by_label("Text B").is_some());
     assert!(
         harness
-            .query_by_label_contains("cosine similarity")
+            .query_by_label_contains("gradient: cosine similarity with text B = ")
             .is_some()
     );
 
@@ -89,7 +102,7 @@ fn clicking_a_token_and_a_next_token_picks_the_target() {
         view: ViewKind::Saliency,
         ..AppState::default()
     });
-    let run = wait_ready(&mut harness);
+    let run = wait_run(&mut harness);
     assert!(run.tokens.len() >= 3);
     // The default target: the most likely token after the last position.
     let attr = wait_attribution(&mut harness);
@@ -103,7 +116,7 @@ fn clicking_a_token_and_a_next_token_picks_the_target() {
     step_until(&mut harness, "the next-token candidates", |h| {
         h.query_all_by_label_contains("explain ").count() >= 2
     });
-    harness.run();
+    harness.run_steps(2);
     // Pick the second most likely token as the target.
     let second = harness
         .query_all_by_label_contains("explain ")
@@ -121,7 +134,7 @@ fn clicking_a_token_and_a_next_token_picks_the_target() {
 
     // Contrast: the first candidate rather than the picked one.
     harness.state_mut().state.saliency.kind = Some(TargetKind::Contrast);
-    harness.run();
+    harness.run_steps(3);
     harness
         .query_all_by_label_contains("rather than ")
         .next()
@@ -141,7 +154,7 @@ fn the_method_table_lists_every_method_with_rank_correlations() {
         view: ViewKind::Saliency,
         ..AppState::default()
     });
-    wait_ready(&mut harness);
+    wait_run(&mut harness);
     wait_attribution(&mut harness);
     harness.get_by_label("Compare all methods").click();
     harness.step();
@@ -149,7 +162,7 @@ fn the_method_table_lists_every_method_with_rank_correlations() {
     step_until(&mut harness, "every method", |h| {
         h.query_by_label("computing…").is_none() && h.query_all_by_label("…").count() == 0
     });
-    harness.run();
+    harness.run_steps(3);
     for &m in Method::ALL {
         // In the table header and the correlation matrix (twice there).
         assert!(
@@ -182,18 +195,17 @@ fn cancel_stops_the_work_and_compute_resumes_it() {
         },
         ..AppState::default()
     });
-    wait_ready(&mut harness);
+    wait_run(&mut harness);
     step_until(&mut harness, "the Cancel button", |h| {
         h.query_by_label("Cancel").is_some()
     });
     harness.get_by_label("Cancel").click();
-    harness.step();
-    harness.run();
+    harness.run_steps(3);
     assert!(harness.query_by_label("stopped").is_some());
     assert!(harness.state().shown_attribution().is_none());
     // Nothing is asked for again by itself.
     std::thread::sleep(Duration::from_millis(100));
-    harness.run();
+    harness.run_steps(3);
     assert!(harness.query_by_label("Cancel").is_none());
     harness.get_by_label("Compute").click();
     harness.step();
