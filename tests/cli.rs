@@ -17,6 +17,9 @@ mod figures;
 #[path = "cli/limits.rs"]
 mod limits;
 
+#[path = "cli/attribute.rs"]
+mod attribute;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_attnviz"))
 }

@@ -581,3 +581,213 @@ fn gradients_do_not_depend_on_the_thread_count() {
         }
     }
 }
+
+#[test]
+fn bert_with_an_mlm_head_supports_mlm_and_its_gradient_matches_finite_differences() {
+    // The bert fixture plus a seeded `cls.predictions.*` head (BertForMaskedLM's names): the
+    // loader finds it, `mlm` becomes supported, and ∂T/∂e matches the f64 reference, both when
+    // the model masks position P itself and when the input already holds [MASK] there.
+    let dir = edited_fixture(
+        "bert",
+        "mlm",
+        |c| c.to_owned(),
+        |t| {
+            let mut r = Lcg(77);
+            let mut add = |name: &str, shape: Vec<usize>, scale: f32, offset: f32| {
+                let len = shape.iter().product();
+                let values = (0..len).map(|_| r.normal() * scale + offset).collect();
+                t.push((name.to_owned(), shape, values));
+            };
+            add(
+                "cls.predictions.transform.dense.weight",
+                vec![32, 32],
+                0.3,
+                0.0,
+            );
+            add("cls.predictions.transform.dense.bias", vec![32], 0.1, 0.0);
+            add(
+                "cls.predictions.transform.LayerNorm.weight",
+                vec![32],
+                0.1,
+                1.0,
+            );
+            add(
+                "cls.predictions.transform.LayerNorm.bias",
+                vec![32],
+                0.1,
+                0.0,
+            );
+            add("cls.predictions.bias", vec![300], 0.5, 0.0);
+        },
+    );
+    let model = LoadedModel::checkpoint(&dir, Default::default()).unwrap();
+    assert_eq!(
+        model.supported_targets(),
+        vec![TargetKind::Mlm, TargetKind::Similarity]
+    );
+    let ckpt = model.as_checkpoint().unwrap();
+    let mask = model
+        .special_token(attnviz::grad::SpecialToken::Mask)
+        .unwrap();
+    assert_eq!(mask.text, "[MASK]");
+    let tokens = ckpt.tokens_from_ids(&[2, 17, 42, 8, 99, 3]);
+    let mut masked = tokens.clone();
+    masked[3] = mask.clone();
+    // Masking inside and passing [MASK] give the same T.
+    let spec: TargetSpec = "mlm:3".parse().unwrap();
+    let a = model
+        .resolve_target(&tokens, &spec, None, &RunOptions::default())
+        .unwrap();
+    let b = model
+        .resolve_target(&masked, &spec, None, &RunOptions::default())
+        .unwrap();
+    assert_eq!((a.token, a.value), (b.token, b.value));
+    // (check_model's reference does not mask: both inputs hold [MASK] at P already.)
+    let mut masked_twice = masked.clone();
+    masked_twice[1] = mask.clone();
+    let worst = check_model(&model, &masked, "mlm:3", None).max(check_model(
+        &model,
+        &masked_twice,
+        "mlm:1:42",
+        None,
+    ));
+    eprintln!("bert+mlm: worst relative error {worst:.2e}");
+    assert!(worst <= 1e-3, "{worst}");
+    // Masked inside: the replaced row gets no gradient, the others do.
+    let e = model.input_embeddings(&tokens).unwrap();
+    let g = model
+        .gradient(&tokens, e.view(), &a, &RunOptions::default(), false)
+        .unwrap();
+    assert!(g.d_embeds.row(3).iter().all(|&v| v == 0.0));
+    assert!(g.d_embeds.row(2).iter().any(|&v| v != 0.0));
+    // Without the head the target is refused, naming what the model supports.
+    let plain = LoadedModel::checkpoint(&fixture("bert"), Default::default()).unwrap();
+    let err = plain
+        .resolve_target(&tokens, &spec, None, &RunOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not support the mlm target") && err.ends_with("similarity"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// all-MiniLM-L6-v2's `similarity` gradient against torch autograd in float64
+/// (tests/fixtures/make_minilm_grad_golden.py). Runs when ATTNVIZ_MINILM_DIR names the model.
+#[test]
+fn minilm_similarity_gradient_matches_torch() {
+    let Ok(dir) = std::env::var("ATTNVIZ_MINILM_DIR") else {
+        eprintln!("ATTNVIZ_MINILM_DIR is not set; skipping the MiniLM gradient check");
+        return;
+    };
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/minilm_grad_golden.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let model = LoadedModel::checkpoint(std::path::Path::new(&dir), Default::default()).unwrap();
+    assert_eq!(model.supported_targets(), vec![TargetKind::Similarity]);
+    let ckpt = model.as_checkpoint().unwrap();
+    let tokens = ckpt.tokenize(golden["text"].as_str().unwrap()).unwrap();
+    let b = ckpt.tokenize(golden["text_b"].as_str().unwrap()).unwrap();
+    let ids: Vec<u64> = tokens.iter().map(|t| u64::from(t.id)).collect();
+    let want_ids: Vec<u64> = golden["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, want_ids);
+    let opts = RunOptions::default();
+    let target = model
+        .resolve_target(&tokens, &"similarity".parse().unwrap(), Some(&b), &opts)
+        .unwrap();
+    let e = model.input_embeddings(&tokens).unwrap();
+    let g = model
+        .gradient(&tokens, e.view(), &target, &opts, false)
+        .unwrap();
+    let want_value = golden["value"].as_f64().unwrap();
+    assert!(
+        (g.value - want_value).abs() < 1e-5,
+        "{} vs {want_value}",
+        g.value
+    );
+    let want: Vec<Vec<f64>> = golden["grad"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect()
+        })
+        .collect();
+    let max_t = want.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut max_err = 0.0f64;
+    for (row, want_row) in g.d_embeds.rows().into_iter().zip(&want) {
+        for (&s, &t) in row.iter().zip(want_row) {
+            max_err = max_err.max((f64::from(s) - t).abs());
+        }
+    }
+    eprintln!(
+        "MiniLM similarity: max|s − t| / max|t| = {:.2e}",
+        max_err / max_t
+    );
+    assert!(max_err <= 1e-3 * max_t, "{max_err} vs max |t| {max_t}");
+}
+
+#[test]
+fn engine_gradients_do_not_depend_on_the_thread_count_at_49_and_97_tokens() {
+    // Random transformers past the 48-token threshold (the fixtures stop at 64 positions):
+    // grouped-query RoPE with RMSNorm and a gated MLP, and post-LN ALiBi with a window.
+    let gqa = RandomSetup {
+        seed: 14,
+        heads: 4,
+        kv_div: 2,
+        d_head: 8,
+        layers: 2,
+        placement: NormPlacement::Pre,
+        position: 1,
+        rms: true,
+        gated: true,
+        causal: true,
+        biases: true,
+    };
+    let post = RandomSetup {
+        placement: NormPlacement::Post,
+        position: 2,
+        rms: false,
+        gated: false,
+        causal: false,
+        kv_div: 1,
+        seed: 13,
+        ..gqa.clone()
+    };
+    for (setup, spec) in [(gqa, "none"), (post, "window:7")] {
+        let t = random_transformer(&setup);
+        for n in [49, 97] {
+            let mut r = Lcg(n as u64);
+            let x = r.mat(n, t.d_model(), 1.0);
+            let w = r.mat(n, t.d_model(), 1.0);
+            let run = |threads| {
+                let opts = RunOptions {
+                    threads,
+                    mask: MaskSpec::parse(spec).unwrap(),
+                    ..RunOptions::default()
+                };
+                let (_, tape) = t.forward_taped(x.clone(), &vec![false; n], &opts).unwrap();
+                t.backward(&tape, w.clone(), true).unwrap()
+            };
+            let one = run(Some(1));
+            for threads in [None, Some(4)] {
+                assert_eq!(run(threads), one, "{setup:?} {n} tokens {threads:?}");
+            }
+        }
+    }
+}
