@@ -330,6 +330,7 @@ fn changed_state() -> AppState {
         head_view_hidden: vec![0, 2],
         head_view_threshold: 0.2,
         theme: Theme::Light,
+        saliency: saliency::changed_settings(),
     }
 }
 
@@ -364,6 +365,7 @@ fn a_session_round_trip_restores_every_setting() {
         head_view_hidden,
         head_view_threshold,
         theme,
+        saliency,
     } = &changed;
     let d = AppState::default();
     assert_ne!(*text, d.text);
@@ -392,6 +394,7 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*head_view_hidden, d.head_view_hidden);
     assert_ne!(*head_view_threshold, d.head_view_threshold);
     assert_ne!(*theme, d.theme);
+    assert_ne!(*saliency, d.saliency);
     assert!(changed.job_key().is_ok());
 
     let dir = scratch("session");
@@ -886,3 +889,6 @@ mod figures;
 
 #[path = "app/unicode.rs"]
 mod unicode;
+
+#[path = "app/saliency.rs"]
+mod saliency;

@@ -139,6 +139,7 @@ impl AttnApp {
             }
             DialogPurpose::ExportAllHeads => self.start_export_all(path),
             DialogPurpose::OpenModel => self.open_model_folder(path),
+            DialogPurpose::ExportSaliency(kind) => self.export_saliency(kind, path),
         }
     }
 
@@ -199,6 +200,10 @@ impl AttnApp {
             ),
             DialogPurpose::ExportAllHeads => folder("Export all heads into a folder"),
             DialogPurpose::OpenModel => folder("Open a Hugging Face model folder"),
+            DialogPurpose::ExportSaliency(kind) => save(
+                "Export the saliency view",
+                super::saliency::export::default_name(kind, self.state.saliency.method),
+            ),
         };
         // Start next to the session file in use, if any.
         request.start_dir = self

@@ -107,6 +107,10 @@ impl AttnApp {
                 }
                 self.model_info_dir = result.key.model_dir.clone();
                 self.model_info = result.info.clone();
+                self.saliency.set_targets(
+                    result.key.model_dir.clone(),
+                    result.saliency_targets.clone(),
+                );
                 self.previous_model_dir = None;
                 if let Some(dir) = &result.key.model_dir {
                     // Only folders that loaded join the recent list.
@@ -360,7 +364,7 @@ impl AttnApp {
     }
 
     pub(super) fn handle_screenshot(&mut self, ctx: &egui::Context) {
-        let ready = self.shown_run().is_some() && !self.busy();
+        let ready = self.shown_run().is_some() && !self.busy() && !self.saliency_pending();
         let Some(job) = self.screenshot.as_mut() else {
             return;
         };

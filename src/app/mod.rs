@@ -14,6 +14,7 @@ mod head_view;
 mod heatmap;
 mod jobs;
 mod panels;
+pub mod saliency;
 mod special;
 pub mod state;
 mod theme;
@@ -120,6 +121,8 @@ pub struct AttnApp {
     /// the in-app dialog.
     system_dialogs_unavailable: bool,
     export_job: Option<jobs::ExportJob>,
+    /// The Saliency view's background work and cache.
+    saliency: saliency::Controller,
     screenshot: Option<jobs::ScreenshotJob>,
     title: String,
     /// Whether the label fonts were added to the context (once, on the first logic step).
@@ -161,6 +164,7 @@ impl AttnApp {
             in_app_dialog: None,
             system_dialogs_unavailable: false,
             export_job: None,
+            saliency: saliency::Controller::default(),
             screenshot: None,
             title: String::new(),
             fonts_installed: false,
@@ -275,7 +279,11 @@ impl AttnApp {
                 }
             }
             if i.consume_key(egui::Modifiers::COMMAND, egui::Key::E) {
-                dialog = Some(DialogPurpose::ExportPng);
+                dialog = Some(if self.state.view == ViewKind::Saliency {
+                    DialogPurpose::ExportSaliency(saliency::SaliencyExport::Png)
+                } else {
+                    DialogPurpose::ExportPng
+                });
             }
             if typing {
                 return;
@@ -344,6 +352,8 @@ impl AttnApp {
     pub fn logic_step(&mut self, ctx: &egui::Context) {
         self.receive();
         self.schedule();
+        self.receive_saliency();
+        self.schedule_saliency();
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
                 .dropped_files
@@ -401,6 +411,7 @@ impl AttnApp {
             run_note,
             run_failed: self.run_failed.as_ref().filter(|_| self.external.is_none()),
             jobs,
+            saliency: &self.saliency,
             requests: Vec::new(),
         }
     }
@@ -447,6 +458,8 @@ impl AttnApp {
                 Request::CancelExport => self.cancel_export(),
                 Request::DismissError => self.error = None,
                 Request::Truncate => self.state.truncate = true,
+                Request::CancelSaliency => self.cancel_saliency(),
+                Request::ComputeSaliency => self.resume_saliency(),
             }
         }
     }

@@ -27,11 +27,18 @@ pub enum ViewKind {
     Grid,
     /// BertViz-style lines between two token columns.
     HeadView,
+    /// Which input tokens drive a target, by gradients, occlusion and attention.
+    Saliency,
 }
 
 impl ViewKind {
     /// All views, in switcher order.
-    pub const ALL: [ViewKind; 3] = [ViewKind::Heatmap, ViewKind::Grid, ViewKind::HeadView];
+    pub const ALL: [ViewKind; 4] = [
+        ViewKind::Heatmap,
+        ViewKind::Grid,
+        ViewKind::HeadView,
+        ViewKind::Saliency,
+    ];
 
     /// The switcher label.
     pub fn label(self) -> &'static str {
@@ -39,6 +46,7 @@ impl ViewKind {
             ViewKind::Heatmap => "Heatmap",
             ViewKind::Grid => "Grid",
             ViewKind::HeadView => "Head view",
+            ViewKind::Saliency => "Saliency",
         }
     }
 }
@@ -159,6 +167,8 @@ pub struct AppState {
     pub head_view_threshold: f32,
     /// Light or dark.
     pub theme: Theme,
+    /// The Saliency view's method, target and options.
+    pub saliency: super::saliency::SaliencySettings,
 }
 
 impl Default for AppState {
@@ -190,6 +200,7 @@ impl Default for AppState {
             head_view_hidden: Vec::new(),
             head_view_threshold: 0.05,
             theme: Theme::Dark,
+            saliency: super::saliency::SaliencySettings::default(),
         }
     }
 }
@@ -323,5 +334,6 @@ impl AppState {
             self.head_view_threshold = 0.05;
         }
         self.head_view_threshold = self.head_view_threshold.clamp(0.0, 1.0);
+        self.saliency.clamp(tokens);
     }
 }

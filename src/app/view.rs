@@ -28,6 +28,8 @@ pub enum DialogPurpose {
     ExportTensors,
     /// Open a Hugging Face checkpoint folder.
     OpenModel,
+    /// Export the Saliency view (figure or scores).
+    ExportSaliency(super::saliency::SaliencyExport),
 }
 
 /// Attention opened from a file rather than computed.
@@ -63,6 +65,10 @@ pub enum Request {
     DismissError,
     /// Cut inputs at the model's token limit from now on.
     Truncate,
+    /// Stop the Saliency view's work.
+    CancelSaliency,
+    /// Compute the Saliency view's stopped work after all.
+    ComputeSaliency,
 }
 
 /// Why the requested run produced nothing.
@@ -119,6 +125,8 @@ pub struct ViewCx<'a> {
     pub run_failed: Option<&'a RunFailure>,
     /// The background work.
     pub jobs: JobsStatus,
+    /// The Saliency view's results and progress.
+    pub saliency: &'a super::saliency::Controller,
     /// What the panels asked for this frame.
     pub requests: Vec<Request>,
 }

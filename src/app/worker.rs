@@ -10,6 +10,7 @@
 //! cancels a load in progress (the newest folder wins); a cancelled or failed load leaves the
 //! previous model in place.
 
+use super::saliency::compute as saliency;
 use crate::engine::{AttentionRun, RunOptions};
 use crate::io::TokenInput;
 use crate::model::{DemoConfig, LoadError, LoadProgress};
@@ -61,6 +62,8 @@ pub struct JobResult {
     pub kv_groups: Vec<Vec<usize>>,
     /// How the model's tokenizer spells its vocabulary, for the views' labels.
     pub vocab_style: VocabStyle,
+    /// The saliency targets the model supports.
+    pub saliency_targets: Vec<crate::grad::TargetKind>,
 }
 
 /// Progress of the running job: layers done out of layers total.
@@ -84,6 +87,8 @@ pub struct LoadStatus {
 struct Job {
     id: u64,
     key: JobKey,
+    /// Work for the Saliency view instead of a run.
+    saliency: Option<saliency::Task>,
 }
 
 /// Why a job produced no run.
@@ -139,6 +144,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Worker {
     jobs: Sender<Job>,
     results: Receiver<JobResult>,
+    saliency_results: Receiver<saliency::Outcome>,
     shared: Arc<Shared>,
     next_id: u64,
 }
@@ -149,14 +155,16 @@ impl Worker {
     pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let (jobs, job_rx) = channel::<Job>();
         let (result_tx, results) = channel();
+        let (saliency_tx, saliency_results) = channel();
         let shared = Arc::new(Shared::default());
         let shared_w = shared.clone();
         std::thread::Builder::new()
             .name("attn-worker".to_owned())
-            .spawn(move || worker_loop(&job_rx, &result_tx, &shared_w, &wake))?;
+            .spawn(move || worker_loop(&job_rx, &result_tx, &saliency_tx, &shared_w, &wake))?;
         Ok(Self {
             jobs,
             results,
+            saliency_results,
             shared,
             next_id: 0,
         })
@@ -165,6 +173,16 @@ impl Worker {
     /// Queues a job and returns its id. Any older job is cancelled or skipped, and so is a
     /// checkpoint load for another model.
     pub fn submit(&mut self, key: JobKey) -> u64 {
+        self.submit_job(key, None)
+    }
+
+    /// Queues work for the Saliency view on `key`'s model and input; like a run, it replaces
+    /// any older job. Its pieces arrive through [`Self::poll_saliency`].
+    pub fn submit_saliency(&mut self, key: JobKey, task: saliency::Task) -> u64 {
+        self.submit_job(key, Some(task))
+    }
+
+    fn submit_job(&mut self, key: JobKey, saliency: Option<saliency::Task>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         {
@@ -177,7 +195,7 @@ impl Worker {
             }
         }
         // A send only fails when the worker is gone; the app then shows no new results.
-        let _ = self.jobs.send(Job { id, key });
+        let _ = self.jobs.send(Job { id, key, saliency });
         id
     }
 
@@ -204,6 +222,11 @@ impl Worker {
     /// The next finished job, if any.
     pub fn poll(&self) -> Option<JobResult> {
         self.results.try_recv().ok()
+    }
+
+    /// The next finished piece of saliency work, if any.
+    pub fn poll_saliency(&self) -> Option<saliency::Outcome> {
+        self.saliency_results.try_recv().ok()
     }
 
     /// Progress of the running job.
@@ -236,6 +259,7 @@ impl Drop for Worker {
 fn worker_loop(
     jobs: &Receiver<Job>,
     results: &Sender<JobResult>,
+    saliency_results: &Sender<saliency::Outcome>,
     shared: &Shared,
     wake: &dyn Fn(),
 ) {
@@ -247,6 +271,17 @@ fn worker_loop(
             job = newer;
         }
         if job.id < shared.latest.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Some(task) = job.saliency.take() {
+            // Only asked for once the run of this key is on screen, so the model is loaded.
+            if let Ok(loaded) = ensure_model(&job, &mut model, shared, wake) {
+                let id = job.id;
+                let still_wanted = || shared.latest.load(Ordering::SeqCst) == id;
+                saliency::run_task(loaded, &job.key, &task, &still_wanted, wake, &mut |o| {
+                    let _ = saliency_results.send(o);
+                });
+            }
             continue;
         }
         let (outcome, mask, compute_ms, too_long) = match run_job(&job, &mut model, shared, wake) {
@@ -278,6 +313,10 @@ fn worker_loop(
             vocab_style: model
                 .as_ref()
                 .map(LoadedModel::vocab_style)
+                .unwrap_or_default(),
+            saliency_targets: model
+                .as_ref()
+                .map(saliency::supported_targets)
                 .unwrap_or_default(),
         };
         if results.send(result).is_err() {
@@ -337,12 +376,14 @@ fn load_checkpoint(
     loaded.map_err(JobError::from)
 }
 
-fn run_job(
+/// The model `job` asks for, built or loaded unless it is the one kept, with the job's demo
+/// tokenizer.
+fn ensure_model<'m>(
     job: &Job,
-    model: &mut Option<LoadedModel>,
+    model: &'m mut Option<LoadedModel>,
     shared: &Shared,
     wake: &dyn Fn(),
-) -> Result<pipeline::Run, JobError> {
+) -> Result<&'m mut LoadedModel, JobError> {
     let key = &job.key;
     if model.as_ref().is_none_or(|m| !matches(m, key)) {
         match &key.model_dir {
@@ -360,6 +401,17 @@ fn run_job(
         return Err(JobError::Failed("no model".to_owned(), None));
     };
     loaded.set_demo_tokenizer(key.tokenizer);
+    Ok(loaded)
+}
+
+fn run_job(
+    job: &Job,
+    model: &mut Option<LoadedModel>,
+    shared: &Shared,
+    wake: &dyn Fn(),
+) -> Result<pipeline::Run, JobError> {
+    let key = &job.key;
+    let loaded = ensure_model(job, model, shared, wake)?;
     let total = loaded.info().layers;
     *lock(&shared.progress) = Progress { done: 0, total };
     let mut on_layer = |done: usize| {

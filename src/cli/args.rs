@@ -43,6 +43,9 @@ pub enum Command {
     /// Write one query of one head step by step (q, keys, scores, scale, mask, softmax,
     /// values, output) as `attnviz.explain/v1` JSON.
     Explain(ExplainArgs),
+    /// Score every input token for how much it drives a target (saliency): gradients,
+    /// integrated gradients, attention-gradient, occlusion, attention or rollout.
+    Attribute(Box<AttributeArgs>),
 }
 
 /// Where the tokens come from, and how the model runs.
@@ -258,4 +261,47 @@ pub struct ExplainArgs {
     /// Output JSON file.
     #[arg(long, value_name = "FILE.json")]
     pub out: PathBuf,
+}
+
+/// `attnviz attribute`.
+#[derive(Debug, Args)]
+pub struct AttributeArgs {
+    /// Input and model options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// gradient, input-x-gradient, integrated-gradients, attention-gradient, occlusion,
+    /// attention or rollout.
+    #[arg(long, value_name = "METHOD")]
+    pub method: crate::analysis::attribution::Method,
+    /// What to explain: logprob[:P[:T]], contrast:P:T:F, mlm:P[:T] or similarity (0-based P;
+    /// T and F are ids or vocabulary strings in double quotes, e.g. logprob:5:"Ġhe").
+    #[arg(long, value_name = "TARGET")]
+    pub target: crate::grad::TargetSpec,
+    /// The second text of the similarity target.
+    #[arg(long, value_name = "TEXT")]
+    pub text_b: Option<String>,
+    /// Integrated-gradient steps (only with integrated-gradients; default 32).
+    #[arg(long, value_name = "M")]
+    pub steps: Option<usize>,
+    /// Integrated-gradient baseline: zero, pad or mask (only with integrated-gradients).
+    #[arg(long, value_name = "zero|pad|mask")]
+    pub baseline: Option<crate::analysis::attribution::Baseline>,
+    /// How occlusion hides a token: mask, unk or remove (default: the tokenizer's mask token,
+    /// else its unknown token, else remove).
+    #[arg(long, value_name = "mask|unk|remove")]
+    pub occlude: Option<crate::analysis::attribution::Occlude>,
+    /// Scores per token, or summed per word.
+    #[arg(long, default_value = "token", value_name = "token|word")]
+    pub aggregate: crate::analysis::attribution::Aggregate,
+    /// Greedily generate K tokens and attribute each one's log-probability over the tokens
+    /// before it (causal LMs; --target logprob).
+    #[arg(long, value_name = "K")]
+    pub generate: Option<usize>,
+    /// Output: .json (attnviz.attribution/v1), .csv, .png or .svg (the saliency figure).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Multiply every length of a PNG figure (1..=8).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::render::figure::MAX_PIXEL_SCALE)))]
+    pub pixel_scale: u32,
 }

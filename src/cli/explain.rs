@@ -3,10 +3,12 @@
 //! same call the app's walkthrough makes.
 
 use super::args::ExplainArgs;
-use super::{Timings, ms_since, print_timings, run_options};
+use super::{
+    Source, Timings, ms_since, print_timings, run_input, run_options, source, with_truncate_hint,
+};
 use crate::analysis::explain::Explanation;
-use crate::io::{self, InputFile, ModelMeta, TokenInput};
-use crate::pipeline::{self, LoadedModel, RunInput};
+use crate::io::{self, ModelMeta};
+use crate::pipeline::{self, LoadedModel};
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::Instant;
@@ -31,31 +33,23 @@ pub(super) fn explain_cmd(args: ExplainArgs) -> Result<()> {
     let mut timings = Timings::default();
     let start = Instant::now();
     let common = &args.common;
-    let opts = run_options(common)?;
-    let input = match (&common.input, &common.text, &common.ids) {
-        (Some(path), _, _) => match io::load_input(path)? {
-            InputFile::Input(input) => input,
-            InputFile::Attention(_) | InputFile::Session(_) => bail!(
-                "explain needs a model run, and this is an attention or session file: {}",
-                path.display()
-            ),
-        },
-        (None, Some(text), _) => TokenInput::Text(text.clone()),
-        (None, None, Some(ids)) => TokenInput::Ids(ids.clone()),
-        (None, None, None) => bail!("no input: give an INPUT file, --text or --ids"),
+    let opts = run_options(common, false)?;
+    let input = match source(common)? {
+        Source::Tokens(input) => input,
+        Source::Attention(_) => bail!(
+            "explain needs a model run, and this is an attention file: {}",
+            common
+                .input
+                .as_deref()
+                .map_or_else(String::new, |p| p.display().to_string())
+        ),
     };
     let model = LoadedModel::load(&common.model, common.demo.config(), common.demo.tokenizer)?;
     timings.load_ms = ms_since(start);
-    let request = RunInput {
-        input,
-        file: common.input.clone(),
-        truncate: common.truncate,
-        memory_budget: common
-            .memory_budget
-            .map_or_else(pipeline::default_memory_budget, |b| b.0),
-    };
+    let request = run_input(common, input);
     let (run, explanation) =
-        pipeline::explain(&model, &request, &opts, args.layer, args.head, args.query)?;
+        pipeline::explain(&model, &request, &opts, args.layer, args.head, args.query)
+            .map_err(with_truncate_hint)?;
     timings.tokenize_ms = run.timings.tokenize_ms;
     timings.forward_ms = run.timings.forward_ms;
     let start = Instant::now();

@@ -10,7 +10,11 @@ pub(super) fn info(args: InfoArgs) -> Result<()> {
     let model = LoadedModel::load(&args.model, args.demo.config(), args.demo.tokenizer)?;
     let info = model.model().info();
     if args.json {
-        let json = serde_json::to_string_pretty(&info).context("serialising model info")?;
+        let mut value = serde_json::to_value(&info).context("serialising model info")?;
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("targets".into(), serde_json::json!(target_names(&model)));
+        }
+        let json = serde_json::to_string_pretty(&value).context("serialising model info")?;
         super::print_stdout(&format!("{json}\n"))?;
     } else {
         super::print_stdout(&info_text(&info, &model))?;
@@ -44,6 +48,10 @@ fn info_text(info: &ModelInfo, model: &LoadedModel) -> String {
             lm_head_text(info.lm_head.as_ref())
         ));
     }
+    s.push_str(&format!(
+        "targets       {} (attnviz attribute --target)\n",
+        target_names(model).join(", ")
+    ));
     let mut crafted = Vec::new();
     if let Some(demo) = model.as_demo() {
         for l in 0..info.layers {
@@ -63,6 +71,14 @@ fn info_text(info: &ModelInfo, model: &LoadedModel) -> String {
         s.push_str(&format!("crafted heads {}\n", crafted.join(", ")));
     }
     s
+}
+
+/// The attribution targets the model supports, in order.
+fn target_names(model: &LoadedModel) -> Vec<&'static str> {
+    pipeline::supported_targets(model)
+        .into_iter()
+        .map(|k| k.name())
+        .collect()
 }
 
 /// The LM head in words.

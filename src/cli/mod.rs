@@ -1,4 +1,4 @@
-//! The command line: `export`, `render`, `info` and `next`. Thin glue over the library modules:
+//! The command line: `export`, `render`, `attribute`, `info` and `next`. Thin glue over the library modules:
 //! arguments in [`args`], one file per subcommand, and every model run through
 //! [`crate::pipeline`].
 //!
@@ -6,6 +6,7 @@
 //! exits with status 1. clap's own usage errors exit with 2.
 
 mod args;
+mod attribute;
 mod explain;
 mod export;
 mod info;
@@ -13,8 +14,8 @@ mod next;
 mod render;
 
 pub use args::{
-    Cli, Command, CommonArgs, DemoArgs, ExplainArgs, ExportArgs, ExportFormat, InfoArgs, NextArgs,
-    RenderArgs, View,
+    AttributeArgs, Cli, Command, CommonArgs, DemoArgs, ExplainArgs, ExportArgs, ExportFormat,
+    InfoArgs, NextArgs, RenderArgs, View,
 };
 
 use crate::engine::{AttentionMaps, DimSubset, MaskSpec, RunOptions, ScoreScale};
@@ -32,6 +33,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Info(args) => info::info(args),
         Command::Next(args) => next::next(args),
         Command::Explain(args) => explain::explain_cmd(args),
+        Command::Attribute(args) => attribute::attribute(*args),
     }
 }
 
@@ -89,8 +91,9 @@ struct Computed {
     hidden: Option<ndarray::Array2<f32>>,
 }
 
-/// The run options `common` spells (mask, scale, dims, mistakes), checked.
-fn run_options(common: &CommonArgs) -> Result<RunOptions> {
+/// The run options of `common` (mask, score scale, dimension subsets, mistakes), checked before anything
+/// heavy so that a bad spec fails fast.
+fn run_options(common: &CommonArgs, keep_hidden: bool) -> Result<RunOptions> {
     let mask = MaskSpec::parse(&common.mask).map_err(|e| anyhow!("{e}"))?;
     let scale: ScoreScale = common.scale.parse().map_err(|e: String| anyhow!(e))?;
     let dims = common
@@ -104,45 +107,84 @@ fn run_options(common: &CommonArgs) -> Result<RunOptions> {
         scale,
         dims,
         mistakes: common.mistakes.clone(),
+        keep_hidden,
+        keep_maps: !keep_hidden,
         ..RunOptions::default()
     })
 }
 
-/// The input, model and run of `common`, through the pipeline. `next` asks for the hidden
-/// states and no maps (`keep_hidden`); the others for the maps.
-fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Result<Computed> {
-    let start = Instant::now();
-    // Options are checked before anything heavy, so that a bad spec fails fast.
-    let opts = RunOptions {
-        keep_hidden,
-        keep_maps: !keep_hidden,
-        ..run_options(common)?
-    };
-    let input = match (&common.input, &common.text, &common.ids) {
+/// Where the tokens of `common` come from: token input, or an attention file.
+enum Source {
+    Tokens(TokenInput),
+    Attention(Box<io::AttentionFile>),
+}
+
+fn source(common: &CommonArgs) -> Result<Source> {
+    Ok(match (&common.input, &common.text, &common.ids) {
         (Some(path), _, _) => match io::load_input(path)? {
-            InputFile::Input(input) => input,
-            InputFile::Attention(file) => {
-                timings.load_ms = ms_since(start);
-                let (run, meta) = pipeline::from_attention_file(*file);
-                return Ok(Computed {
-                    meta,
-                    tokens: run.attention.tokens,
-                    mask: run.mask,
-                    text: String::new(),
-                    maps: run.attention.maps,
-                    model: None,
-                    hidden: None,
-                });
-            }
+            InputFile::Input(input) => Source::Tokens(input),
+            InputFile::Attention(file) => Source::Attention(file),
             InputFile::Session(_) => bail!(
                 "session files open in the app (attnviz {}), not here: {}",
                 path.display(),
                 path.display()
             ),
         },
-        (None, Some(text), _) => TokenInput::Text(text.clone()),
-        (None, None, Some(ids)) => TokenInput::Ids(ids.clone()),
+        (None, Some(text), _) => Source::Tokens(TokenInput::Text(text.clone())),
+        (None, None, Some(ids)) => Source::Tokens(TokenInput::Ids(ids.clone())),
         (None, None, None) => bail!("no input: give an INPUT file, --text or --ids"),
+    })
+}
+
+/// The pipeline's input for `input` under `common` (file, --truncate, --memory-budget).
+fn run_input(common: &CommonArgs, input: TokenInput) -> RunInput {
+    RunInput {
+        input,
+        file: common.input.clone(),
+        truncate: common.truncate,
+        memory_budget: common
+            .memory_budget
+            .map_or_else(pipeline::default_memory_budget, |b| b.0),
+    }
+}
+
+/// The "too long" error with the hint to pass --truncate; other errors as they are.
+fn with_truncate_hint(e: pipeline::PipelineError) -> anyhow::Error {
+    match e {
+        pipeline::PipelineError::TooLong {
+            count,
+            limit,
+            config,
+            file,
+        } => anyhow!(
+            "{count} tokens exceed the model's limit of {limit}{}; pass --truncate to cut the input{}",
+            config.map_or_else(String::new, |c| format!(" (set by {})", c.display())),
+            file.map_or_else(String::new, |f| format!(" in {}", f.display()))
+        ),
+        e => e.into(),
+    }
+}
+
+/// The input, model and run of `common`, through the pipeline. `next` asks for the hidden
+/// states and no maps (`keep_hidden`); the others for the maps.
+fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Result<Computed> {
+    let start = Instant::now();
+    let opts = run_options(common, keep_hidden)?;
+    let input = match source(common)? {
+        Source::Tokens(input) => input,
+        Source::Attention(file) => {
+            timings.load_ms = ms_since(start);
+            let (run, meta) = pipeline::from_attention_file(*file);
+            return Ok(Computed {
+                meta,
+                tokens: run.attention.tokens,
+                mask: run.mask,
+                text: String::new(),
+                maps: run.attention.maps,
+                model: None,
+                hidden: None,
+            });
+        }
     };
     let text = match &input {
         TokenInput::Text(text) => text.clone(),
@@ -150,28 +192,8 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
     };
     let model = LoadedModel::load(&common.model, common.demo.config(), common.demo.tokenizer)?;
     timings.load_ms = ms_since(start);
-    let request = RunInput {
-        input,
-        file: common.input.clone(),
-        truncate: common.truncate,
-        memory_budget: common
-            .memory_budget
-            .map_or_else(pipeline::default_memory_budget, |b| b.0),
-    };
-    let run = match pipeline::run(&model, &request, &opts, &mut |_| true) {
-        Ok(run) => run,
-        Err(pipeline::PipelineError::TooLong {
-            count,
-            limit,
-            config,
-            file,
-        }) => bail!(
-            "{count} tokens exceed the model's limit of {limit}{}; pass --truncate to cut the input{}",
-            config.map_or_else(String::new, |c| format!(" (set by {})", c.display())),
-            file.map_or_else(String::new, |f| format!(" in {}", f.display()))
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    let request = run_input(common, input);
+    let run = pipeline::run(&model, &request, &opts, &mut |_| true).map_err(with_truncate_hint)?;
     timings.tokenize_ms = run.timings.tokenize_ms;
     timings.forward_ms = run.timings.forward_ms;
     Ok(Computed {

@@ -22,6 +22,7 @@ pub mod grid;
 pub mod heatmap;
 pub mod png;
 pub mod pool;
+pub mod saliency;
 pub mod svg;
 mod text;
 pub mod view;

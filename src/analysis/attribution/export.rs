@@ -7,14 +7,14 @@ use serde_json::{Value, json};
 
 /// A target as the files write it: kind, position, token, foil, text B and value.
 fn target_json(t: &ResolvedTarget) -> Value {
-    json!({
-        "kind": t.kind.name(),
-        "position": t.position,
-        "token": t.token,
-        "foil": t.foil,
-        "text_b": t.text_b,
-        "value": finite(t.value),
-    })
+    let mut m = serde_json::Map::new();
+    m.insert("kind".into(), json!(t.kind.name()));
+    m.insert("position".into(), json!(t.position));
+    m.insert("token".into(), json!(t.token));
+    m.insert("foil".into(), json!(t.foil));
+    m.insert("text_b".into(), json!(t.text_b));
+    m.insert("value".into(), finite(t.value));
+    Value::Object(m)
 }
 
 /// A number, or null when it is not finite (JSON has no NaN).
@@ -46,50 +46,66 @@ fn score(v: f32) -> Value {
 /// on.
 pub fn to_json(a: &Attribution, model: &ModelMeta, mask: &str) -> String {
     let word = a.words.is_some();
-    let mut doc = json!({
-        "format": "attnviz.attribution/v1",
-        "model": model,
-        "mask": mask,
-        "tokens": a.tokens.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
-        "token_ids": a.tokens.iter().map(|t| t.id).collect::<Vec<_>>(),
-        "method": a.method.name(),
-        "target": target_json(&a.target),
-        "steps": a.steps,
-        "baseline": a.baseline.map(|b| b.name()),
-        "completeness_gap": a.completeness_gap.map(finite),
-        "occlude": a.occlude.map(|o| o.name()),
-        "aggregate": if word { "word" } else { "token" },
-    });
-    if let Some(obj) = doc.as_object_mut() {
-        match &a.generated {
-            Some(g) => {
-                obj.insert("generated_from".into(), json!(g.from));
-                obj.insert(
-                    "targets".into(),
-                    Value::Array(g.targets.iter().map(target_json).collect()),
-                );
-                let rows: Vec<Value> = g
-                    .scores
-                    .iter()
-                    .map(|row| {
-                        Value::Array(row.iter().map(|v| v.map_or(Value::Null, score)).collect())
-                    })
-                    .collect();
-                obj.insert("scores".into(), Value::Array(rows));
-            }
-            None => {
-                obj.insert(
-                    "scores".into(),
-                    Value::Array(a.scores.iter().map(|&v| score(v)).collect()),
-                );
-                if word {
-                    obj.insert("words".into(), json!(a.labels));
-                }
-            }
-        }
-    }
-    // Serialising a Value cannot fail.
+    let scores = match &a.generated {
+        Some(g) => Value::Array(
+            g.scores
+                .iter()
+                .map(|row| Value::Array(row.iter().map(|v| v.map_or(Value::Null, score)).collect()))
+                .collect(),
+        ),
+        None => Value::Array(a.scores.iter().map(|&v| score(v)).collect()),
+    };
+    let doc = Document {
+        format: "attnviz.attribution/v1",
+        model,
+        mask,
+        tokens: a.tokens.iter().map(|t| t.text.as_str()).collect(),
+        token_ids: a.tokens.iter().map(|t| t.id).collect(),
+        method: a.method.name(),
+        target: target_json(&a.target),
+        steps: a.steps,
+        baseline: a.baseline.map(|b| b.name()),
+        completeness_gap: a.completeness_gap.map(finite),
+        occlude: a.occlude.map(|o| o.name()),
+        aggregate: if word { "word" } else { "token" },
+        generated_from: a.generated.as_ref().map(|g| g.from),
+        targets: a
+            .generated
+            .as_ref()
+            .map(|g| g.targets.iter().map(target_json).collect()),
+        words: if word && a.generated.is_none() {
+            Some(&a.labels)
+        } else {
+            None
+        },
+        scores,
+    };
+    // Serialising plain data cannot fail.
     serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
+/// The document's fields, in the order the format lists them.
+#[derive(serde::Serialize)]
+struct Document<'a> {
+    format: &'static str,
+    model: &'a ModelMeta,
+    mask: &'a str,
+    tokens: Vec<&'a str>,
+    token_ids: Vec<u32>,
+    method: &'static str,
+    target: Value,
+    steps: Option<usize>,
+    baseline: Option<&'static str>,
+    completeness_gap: Option<Value>,
+    occlude: Option<&'static str>,
+    aggregate: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generated_from: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    targets: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    words: Option<&'a Vec<String>>,
+    scores: Value,
 }
 
 /// One CSV field, quoted when it holds a comma, a quote or a line break.

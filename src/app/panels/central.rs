@@ -4,6 +4,7 @@
 use crate::app::grid::GridView;
 use crate::app::head_view::HeadView;
 use crate::app::heatmap::HeatmapView;
+use crate::app::saliency::SaliencyView;
 use crate::app::state::ViewKind;
 use crate::app::token_strip::TokenStrip;
 use crate::app::view::{Request, RunFailure, View, ViewCx};
@@ -22,6 +23,8 @@ pub struct Central {
     pub head_view: HeadView,
     /// The tokens, clickable to select queries.
     pub token_strip: TokenStrip,
+    /// Which input tokens drive a target.
+    pub saliency: SaliencyView,
     /// The shown run without its special tokens, for the head view, with the run it was made
     /// from and the original index of each kept token.
     without_special: Option<WithoutSpecial>,
@@ -60,8 +63,11 @@ impl View for Central {
             return;
         };
         let labels = cx.labels.clone();
-        self.token_strip.ui(ui, &run, &labels, cx.state);
-        ui.separator();
+        if cx.state.view != ViewKind::Saliency {
+            // The Saliency view shows the tokens itself, coloured by their scores.
+            self.token_strip.ui(ui, &run, &labels, cx.state);
+            ui.separator();
+        }
         match cx.state.view {
             ViewKind::Heatmap => {
                 let mask = cx.applied_mask.unwrap_or("none").to_owned();
@@ -81,6 +87,11 @@ impl View for Central {
                 }
             }
             ViewKind::HeadView => self.head_view.ui(ui, &run, &labels, cx.state),
+            ViewKind::Saliency => {
+                egui::ScrollArea::vertical()
+                    .id_salt("saliency-scroll")
+                    .show(ui, |ui| self.saliency.ui(ui, cx));
+            }
         }
     }
 }

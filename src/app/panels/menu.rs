@@ -1,6 +1,7 @@
 //! The menu bar: File (open, save, exports) and View (theme).
 
-use crate::app::state::Theme;
+use crate::app::saliency::SaliencyExport;
+use crate::app::state::{Theme, ViewKind};
 use crate::app::view::{DialogPurpose, Request, View, ViewCx};
 
 /// The menu bar.
@@ -26,6 +27,13 @@ impl View for Menu {
                 ];
                 for (label, purpose) in exports {
                     if ui.add_enabled(has_run, egui::Button::new(label)).clicked() {
+                        // In the Saliency view, the PNG is the saliency figure.
+                        let purpose = match (cx.state.view, purpose) {
+                            (ViewKind::Saliency, DialogPurpose::ExportPng) => {
+                                DialogPurpose::ExportSaliency(SaliencyExport::Png)
+                            }
+                            _ => purpose,
+                        };
                         cx.request(Request::Dialog(purpose));
                     }
                 }

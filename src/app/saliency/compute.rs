@@ -1,0 +1,219 @@
+//! The Saliency view's work on the worker thread: attributions through the one pipeline
+//! (`pipeline::attribute`, as `attnviz attribute`), and the next-token candidates of a position
+//! for the target picker (the LM head of `attnviz next`). Nothing here touches egui.
+
+use super::api::{self, AttributeRequest, Attribution};
+use crate::app::worker::JobKey;
+use crate::grad::TargetKind;
+use crate::pipeline::{self, LoadedModel, PipelineError, RunInput};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::time::Instant;
+
+/// How far a task has got, and its cancel flag; shared by the app and the worker.
+#[derive(Debug, Default)]
+pub struct TaskProgress {
+    /// Requests finished.
+    done: AtomicUsize,
+    /// Fraction of the running request done, as `f32` bits.
+    fraction: AtomicU32,
+    /// Set to stop the task.
+    cancel: AtomicBool,
+    /// Set once the worker is done with the task: finished, stopped, or skipped for a newer job.
+    ended: AtomicBool,
+}
+
+impl TaskProgress {
+    /// Requests finished and the fraction of the running one.
+    pub fn get(&self) -> (usize, f32) {
+        (
+            self.done.load(Ordering::SeqCst),
+            f32::from_bits(self.fraction.load(Ordering::SeqCst)),
+        )
+    }
+
+    /// Stops the task at its next progress report.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+    }
+
+    /// True once [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    /// True once the worker is done with the task (finished, stopped or skipped).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, done: usize, fraction: f32) {
+        self.done.store(done, Ordering::SeqCst);
+        self.fraction.store(fraction.to_bits(), Ordering::SeqCst);
+    }
+}
+
+/// Work for the Saliency view, run on the model of its [`JobKey`]. Dropping it (run, stopped,
+/// or skipped for a newer job) marks its progress as ended, so the app asks again if needed.
+#[derive(Debug)]
+pub struct Task {
+    /// Attributions to compute, in order; each is sent back as soon as it is done.
+    pub requests: Vec<AttributeRequest>,
+    /// The position whose next-token candidates are wanted, and how many.
+    pub predict: Option<(usize, usize)>,
+    /// Progress and cancel flag.
+    pub progress: Arc<TaskProgress>,
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.progress.ended.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A next-token candidate for the target picker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// Vocabulary id.
+    pub id: u32,
+    /// The token as the views label it (the model's vocabulary style).
+    pub label: String,
+    /// Natural-log probability.
+    pub logprob: f32,
+}
+
+/// One finished piece of a [`Task`].
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// An attribution, or a one-line error.
+    Attribution {
+        /// What was asked.
+        request: AttributeRequest,
+        /// The scores, or why there are none.
+        result: Result<Arc<Attribution>, String>,
+        /// Time it took.
+        ms: f64,
+    },
+    /// The most likely next tokens after a position, largest first.
+    Predictions {
+        /// The position.
+        position: usize,
+        /// How many were asked for.
+        k: usize,
+        /// The candidates, or why there are none.
+        result: Result<Vec<Candidate>, String>,
+    },
+}
+
+/// A finished piece of a task, with the settings it was computed for.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The settings (model, input, options) it was computed for.
+    pub key: JobKey,
+    /// The result.
+    pub item: Item,
+}
+
+/// The target kinds `model` can compute, for the target picker.
+pub fn supported_targets(model: &LoadedModel) -> Vec<TargetKind> {
+    api::supported_targets(model)
+}
+
+/// Runs `task` on `model` for `key`, handing each finished piece to `send`. `still_wanted`
+/// says whether a newer job has replaced this one. Returns early when cancelled.
+pub fn run_task(
+    model: &LoadedModel,
+    key: &JobKey,
+    task: &Task,
+    still_wanted: &dyn Fn() -> bool,
+    wake: &dyn Fn(),
+    send: &mut dyn FnMut(Outcome),
+) {
+    let mut input = RunInput::new(key.input.clone());
+    input.truncate = key.truncate;
+    input.memory_budget = key.memory_budget;
+    let cancelled = || task.progress.is_cancelled() || !still_wanted();
+    if let Some((position, k)) = task.predict {
+        if cancelled() {
+            return;
+        }
+        let result = predictions(model, &input, key, position, k);
+        send(Outcome {
+            key: key.clone(),
+            item: Item::Predictions {
+                position,
+                k,
+                result,
+            },
+        });
+        wake();
+    }
+    for (i, request) in task.requests.iter().enumerate() {
+        task.progress.set(i, 0.0);
+        wake();
+        let start = Instant::now();
+        let mut report = |fraction: f32| {
+            task.progress.set(i, fraction);
+            wake();
+            !cancelled()
+        };
+        let result = match api::attribute(model, &input, &key.opts, request, &mut report) {
+            Ok(a) => Ok(Arc::new(a)),
+            Err(PipelineError::Cancelled) => return,
+            Err(e) => Err(e.to_string()),
+        };
+        if cancelled() {
+            return;
+        }
+        send(Outcome {
+            key: key.clone(),
+            item: Item::Attribution {
+                request: request.clone(),
+                result,
+                ms: start.elapsed().as_secs_f64() * 1000.0,
+            },
+        });
+        wake();
+    }
+    task.progress.set(task.requests.len(), 0.0);
+}
+
+/// The `k` most likely next tokens after `position` of `key`'s input.
+fn predictions(
+    model: &LoadedModel,
+    input: &RunInput,
+    key: &JobKey,
+    position: usize,
+    k: usize,
+) -> Result<Vec<Candidate>, String> {
+    let Some(ckpt) = model.as_checkpoint() else {
+        return Err("the demo model has no next-token head".to_owned());
+    };
+    if ckpt.lm_head().is_none() {
+        return Err("this model has no next-token head".to_owned());
+    }
+    let opts = crate::engine::RunOptions {
+        keep_hidden: true,
+        keep_maps: false,
+        ..key.opts.clone()
+    };
+    let run = pipeline::run(model, input, &opts, &mut |_| true).map_err(|e| e.to_string())?;
+    let hidden = run
+        .attention
+        .hidden
+        .ok_or("the run kept no hidden states")?;
+    let top = ckpt
+        .top_next_tokens(hidden.view(), position, k)
+        .map_err(|e| e.to_string())?;
+    let ids: Vec<u32> = top.iter().map(|p| p.id).collect();
+    let style = model.vocab_style();
+    Ok(top
+        .iter()
+        .zip(ckpt.tokens_from_ids(&ids))
+        .map(|(p, t)| Candidate {
+            id: p.id,
+            label: t.label(&style),
+            logprob: p.logprob,
+        })
+        .collect())
+}

@@ -1,0 +1,177 @@
+//! `attnviz attribute`: saliency scores through `pipeline::attribute`, written as
+//! `attnviz.attribution/v1` JSON, CSV, or the saliency figure (PNG or SVG).
+
+use super::args::AttributeArgs;
+use super::{Source, run_input, run_options, with_truncate_hint};
+use crate::analysis::attribution::{self, AttributeRequest, Attribution};
+use crate::io::{ModelMeta, TokenInput};
+use crate::pipeline::{self, LoadedModel};
+use crate::render::{self, saliency};
+use anyhow::{Context as _, Result, anyhow, bail};
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+/// What `--out` asks for, from its extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutKind {
+    Json,
+    Csv,
+    Png,
+    Svg,
+}
+
+fn out_kind(path: &Path) -> Result<OutKind> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    match ext.as_deref() {
+        Some("json") => Ok(OutKind::Json),
+        Some("csv") => Ok(OutKind::Csv),
+        Some("png") => Ok(OutKind::Png),
+        Some("svg") => Ok(OutKind::Svg),
+        _ => bail!(
+            "--out must end in .json, .csv, .png or .svg: {}",
+            path.display()
+        ),
+    }
+}
+
+/// A progress bar on stderr, drawn only when stderr is a terminal.
+struct Bar {
+    enabled: bool,
+    last: i32,
+}
+
+impl Bar {
+    fn new() -> Self {
+        Self {
+            enabled: std::io::stderr().is_terminal(),
+            last: -1,
+        }
+    }
+
+    fn update(&mut self, fraction: f32) {
+        if !self.enabled {
+            return;
+        }
+        let pct = (fraction.clamp(0.0, 1.0) * 100.0).round() as i32;
+        if pct == self.last {
+            return;
+        }
+        self.last = pct;
+        let filled = (pct / 4) as usize;
+        eprint!(
+            "\rattributing [{}{}] {pct:3}%",
+            "#".repeat(filled),
+            " ".repeat(25 - filled.min(25))
+        );
+    }
+
+    fn finish(&self) {
+        if self.enabled && self.last >= 0 {
+            eprint!("\r{}\r", " ".repeat(45));
+        }
+    }
+}
+
+/// Runs `attnviz attribute`.
+pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
+    let kind = out_kind(&args.out)?;
+    let req = AttributeRequest {
+        method: args.method,
+        target: args.target.clone(),
+        text_b: args.text_b.clone(),
+        steps: args.steps,
+        baseline: args.baseline,
+        occlude: args.occlude,
+        aggregate: args.aggregate,
+        generate: args.generate,
+    };
+    req.validate().map_err(|e| anyhow!("{e}"))?;
+    let common = &args.common;
+    let opts = run_options(common, false)?;
+    let input = match super::source(common)? {
+        Source::Tokens(input) => input,
+        Source::Attention(_) => bail!(
+            "attribution needs a model run, not an attention file: give text, token strings or \
+             ids{}",
+            common
+                .input
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" (not {})", p.display()))
+        ),
+    };
+    let model = LoadedModel::load(&common.model, common.demo.config(), common.demo.tokenizer)?;
+    let request = run_input(common, input);
+    let mut bar = Bar::new();
+    let result = pipeline::attribute(&model, &request, &opts, &req, &mut |f| {
+        bar.update(f);
+        true
+    });
+    bar.finish();
+    let a = result.map_err(with_truncate_hint)?;
+    let meta = ModelMeta::from(&model.info());
+    let mask = model.effective_mask(&opts.mask, a.tokens.len()).to_string();
+    match kind {
+        OutKind::Json => write_text(&args.out, &attribution::to_json(&a, &meta, &mask))?,
+        OutKind::Csv => write_text(&args.out, &attribution::to_csv(&a))?,
+        OutKind::Png | OutKind::Svg => write_figure(&args, &model, &a, kind)?,
+    }
+    Ok(())
+}
+
+fn write_text(path: &Path, text: &str) -> Result<()> {
+    crate::io::write_atomic(path, |out| out.write_all(text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The figure: the token strip and bars, or the generated × tokens matrix with `--generate`.
+fn write_figure(
+    args: &AttributeArgs,
+    model: &LoadedModel,
+    a: &Attribution,
+    kind: OutKind,
+) -> Result<()> {
+    let style = model.vocab_style();
+    let token_text = |id: u32| -> String {
+        model
+            .tokens(&TokenInput::Ids(vec![id]), None)
+            .ok()
+            .and_then(|t| t.into_iter().next())
+            .map_or_else(|| id.to_string(), |t| t.label(&style))
+    };
+    let name = model.info().name;
+    let title = match &a.generated {
+        Some(g) => format!(
+            "{name} · {} · logprob of each of {} generated tokens",
+            a.method,
+            g.targets.len()
+        ),
+        None => saliency::saliency_title(a, &name, &token_text),
+    };
+    if let Some((m, mut fig)) = saliency::generated_matrix(a, &title) {
+        fig.pixel_scale = args.pixel_scale;
+        match kind {
+            OutKind::Svg => {
+                let svg = render::heatmap_svg(m.view(), &fig)?;
+                render::write_svg(&svg, &args.out)?;
+            }
+            _ => {
+                let img = render::heatmap_figure(m.view(), &fig)?;
+                render::write_png(&img, &args.out)?;
+            }
+        }
+        return Ok(());
+    }
+    let opts = saliency::SaliencyOptions {
+        title,
+        pixel_scale: args.pixel_scale,
+        ..saliency::SaliencyOptions::default()
+    };
+    match kind {
+        OutKind::Svg => render::write_svg(&saliency::saliency_svg(a, &opts)?, &args.out)?,
+        _ => render::write_png(&saliency::saliency_figure(a, &opts)?, &args.out)?,
+    }
+    Ok(())
+}

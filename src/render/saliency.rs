@@ -1,0 +1,595 @@
+//! The saliency figure: the tokens with backgrounds coloured by their scores, a colour legend
+//! and a bar chart of the scores, titled with the model, method and target. The PNG
+//! ([`saliency_figure`]) and SVG ([`saliency_svg`]) share one layout. With `--generate` the
+//! figure is instead the (generated × prompt + generated) matrix ([`generated_matrix`]), drawn by
+//! the heatmap figure with the cells after each generated token shown as masked.
+
+use super::colormap::Colormap;
+use super::figure::{BACKGROUND, FRAME, Rect, fill_rect, truncate_label};
+use super::svg::escape;
+use super::text::{self, Orientation, TEXT_COLOR};
+use super::{FigureOptions, RenderError, ValueRange, checked_figure_size};
+use crate::analysis::attribution::Attribution;
+use crate::grad::{ResolvedTarget, TargetKind};
+use image::{Rgba, RgbaImage};
+use ndarray::Array2;
+use std::fmt::Write as _;
+
+/// Everything the saliency figure needs besides the attribution.
+#[derive(Clone, Debug)]
+pub struct SaliencyOptions {
+    /// The title, e.g. from [`saliency_title`].
+    pub title: String,
+    /// Width of the token text, in pixels at scale 1, before it wraps.
+    pub wrap_px: u32,
+    /// Every length is multiplied by this (1..=8).
+    pub pixel_scale: u32,
+}
+
+impl Default for SaliencyOptions {
+    fn default() -> Self {
+        Self {
+            title: String::new(),
+            wrap_px: 900,
+            pixel_scale: 1,
+        }
+    }
+}
+
+/// A target in words: `logprob of "␣he" at 7`, `contrast "␣he" vs "␣she" at 7`,
+/// `mlm "cat" at 2`, `similarity with "text B"`. `token_text` turns an id into its label.
+pub fn target_text(t: &ResolvedTarget, token_text: &dyn Fn(u32) -> String) -> String {
+    let tok =
+        |id: Option<u32>| id.map_or_else(|| "?".to_owned(), |i| format!("{:?}", token_text(i)));
+    let at = t.position.map_or_else(String::new, |p| format!(" at {p}"));
+    match t.kind {
+        TargetKind::Logprob => format!("logprob of {}{at}", tok(t.token)),
+        TargetKind::Contrast => format!("contrast {} vs {}{at}", tok(t.token), tok(t.foil)),
+        TargetKind::Mlm => format!("mlm {}{at}", tok(t.token)),
+        TargetKind::Similarity => match &t.text_b {
+            Some(b) => format!("similarity with {:?}", truncate_label(b)),
+            None => "similarity".to_owned(),
+        },
+    }
+}
+
+/// `model · method · target (T = value)`, plus the completeness gap for integrated gradients.
+pub fn saliency_title(a: &Attribution, model: &str, token_text: &dyn Fn(u32) -> String) -> String {
+    let mut s = format!(
+        "{model} · {} · {} (T = {})",
+        a.method,
+        target_text(&a.target, token_text),
+        super::format_significant(a.target.value)
+    );
+    if let Some(gap) = a.completeness_gap {
+        let _ = write!(s, " · gap {}", super::format_significant(gap));
+    }
+    s
+}
+
+/// The colormap and normalisation of a method's scores: signed methods on the diverging map
+/// around 0 (±max|s|), the others from min(0, min s) to max s on viridis.
+struct Colouring {
+    colormap: Colormap,
+    lo: f64,
+    hi: f64,
+}
+
+impl Colouring {
+    fn new(scores: &[f32], signed: bool) -> Self {
+        let finite = scores
+            .iter()
+            .filter(|v| v.is_finite())
+            .map(|&v| f64::from(v));
+        if signed {
+            let m = finite.fold(0.0f64, |m, v| m.max(v.abs()));
+            let m = if m > 0.0 { m } else { 1.0 };
+            Self {
+                colormap: Colormap::Diverging,
+                lo: -m,
+                hi: m,
+            }
+        } else {
+            let (lo, hi) = finite.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            Self {
+                colormap: Colormap::Viridis,
+                lo,
+                hi: if hi > lo { hi } else { lo + 1.0 },
+            }
+        }
+    }
+
+    fn t(&self, v: f32) -> f32 {
+        ((f64::from(v) - self.lo) / (self.hi - self.lo)) as f32
+    }
+
+    fn color(&self, v: f32) -> [u8; 4] {
+        self.colormap.color(self.t(v))
+    }
+}
+
+/// Dark text on light backgrounds, white on dark ones.
+fn text_on(bg: [u8; 4]) -> [u8; 3] {
+    let l = 0.2126 * f32::from(bg[0]) + 0.7152 * f32::from(bg[1]) + 0.0722 * f32::from(bg[2]);
+    if l < 120.0 {
+        [255, 255, 255]
+    } else {
+        TEXT_COLOR
+    }
+}
+
+/// One token's (or word's) box in the text, and its bar.
+struct Item {
+    label: String,
+    value: f32,
+    chip: Rect,
+    bar_row: u64,
+}
+
+/// Where everything goes, shared by the PNG and the SVG.
+struct Layout {
+    width: u64,
+    height: u64,
+    px: f32,
+    small_px: f32,
+    line: u64,
+    title_y: u64,
+    legend: Rect,
+    legend_text_y: u64,
+    items: Vec<Item>,
+    /// The chip of the target position, framed.
+    target: Option<usize>,
+    label_x: u64,
+    bars_w: u64,
+    zero_x: u64,
+    value_x: u64,
+    row_h: u64,
+}
+
+impl Layout {
+    fn new(a: &Attribution, opts: &SaliencyOptions, colouring: &Colouring) -> Self {
+        let s = u64::from(opts.pixel_scale.clamp(1, super::figure::MAX_PIXEL_SCALE));
+        let px = 14.0 * s as f32;
+        let small_px = 11.0 * s as f32;
+        let margin = 12 * s;
+        let pad = 4 * s;
+        let gap = 3 * s;
+        let line = s;
+        let text_h = u64::from(text::line_height(px));
+        let chip_h = text_h + 2 * pad;
+        let title_y = margin;
+        let legend_y = title_y + text_h + 3 * pad;
+        let legend = Rect {
+            x: margin,
+            y: legend_y,
+            w: 200 * s,
+            h: 10 * s,
+        };
+        let legend_text_y = legend.y + legend.h + pad;
+        let strip_top = legend_text_y + u64::from(text::line_height(small_px)) + 3 * pad;
+        let wrap = u64::from(opts.wrap_px.max(100)) * s;
+        let labels: Vec<String> = a
+            .labels
+            .iter()
+            .map(|l| truncate_label(l).into_owned())
+            .collect();
+        let (mut x, mut y) = (margin, strip_top);
+        let mut chips = Vec::with_capacity(labels.len());
+        for label in &labels {
+            let w = u64::from(text::text_width(label, px)).max(4 * s) + 2 * pad;
+            if x > margin && x + w > margin + wrap {
+                x = margin;
+                y += chip_h + gap;
+            }
+            chips.push(Rect { x, y, w, h: chip_h });
+            x += w + gap;
+        }
+        let strip_bottom = chips.last().map_or(strip_top, |c| c.y + c.h);
+        let row_h = u64::from(text::line_height(small_px)) + 3 * s;
+        let label_w = labels
+            .iter()
+            .map(|l| u64::from(text::text_width(l, small_px)))
+            .max()
+            .unwrap_or(0);
+        let label_x = margin;
+        let bars_x = label_x + label_w + 2 * pad;
+        let bars_w = 320 * s;
+        let signed = colouring.lo < 0.0;
+        let zero_x = if signed { bars_x + bars_w / 2 } else { bars_x };
+        let value_x = bars_x + bars_w + 2 * pad;
+        let bars_top = strip_bottom + 4 * pad;
+        let items = labels
+            .into_iter()
+            .zip(chips)
+            .enumerate()
+            .map(|(i, (label, chip))| Item {
+                value: a.scores.get(i).copied().unwrap_or(0.0),
+                label,
+                chip,
+                bar_row: bars_top + i as u64 * row_h,
+            })
+            .collect::<Vec<_>>();
+        let bars_bottom = bars_top + items.len() as u64 * row_h;
+        let value_w = u64::from(text::text_width("-0.000000e-00", small_px));
+        let title_w = u64::from(text::text_width(&opts.title, px));
+        let width = (margin + wrap + margin)
+            .max(value_x + value_w + margin)
+            .max(margin + title_w + margin);
+        let target = match (a.words.is_some(), a.target.position) {
+            (false, Some(p)) if p < items.len() => Some(p),
+            _ => None,
+        };
+        Self {
+            width,
+            height: bars_bottom + margin,
+            px,
+            small_px,
+            line,
+            title_y,
+            legend,
+            legend_text_y,
+            items,
+            target,
+            label_x,
+            bars_w,
+            zero_x,
+            value_x,
+            row_h,
+        }
+    }
+
+    /// The bar of `v`: from the zero line to its length, and its vertical extent.
+    fn bar(&self, item: &Item, colouring: &Colouring) -> Rect {
+        let signed = colouring.lo < 0.0;
+        let half = if signed { self.bars_w / 2 } else { self.bars_w };
+        let m = colouring
+            .hi
+            .abs()
+            .max(colouring.lo.abs())
+            .max(f64::MIN_POSITIVE);
+        let v = f64::from(item.value);
+        let len = if v.is_finite() {
+            ((v.abs() / m).min(1.0) * half as f64).round() as u64
+        } else {
+            0
+        };
+        let (x, w) = if v < 0.0 {
+            (self.zero_x.saturating_sub(len), len)
+        } else {
+            (self.zero_x, len)
+        };
+        let inset = self.row_h / 6;
+        Rect {
+            x,
+            y: item.bar_row + inset,
+            w,
+            h: self.row_h.saturating_sub(2 * inset),
+        }
+    }
+
+    fn legend_labels(colouring: &Colouring) -> (String, String) {
+        (
+            super::format_significant(colouring.lo),
+            super::format_significant(colouring.hi),
+        )
+    }
+}
+
+fn draw_text_color(img: &mut RgbaImage, content: &str, px: f32, x: u64, y: u64, color: [u8; 3]) {
+    let mask = text::Mask::render(content, px);
+    text::draw_mask(
+        img,
+        &mask,
+        x as i64,
+        y as i64,
+        Orientation::Horizontal,
+        color,
+    );
+}
+
+/// Draws the saliency figure of `a` (per-token or per-word scores).
+///
+/// Errors: [`RenderError::Empty`] without scores, [`RenderError::TooLarge`] beyond the size
+/// limits (checked before allocating).
+pub fn saliency_figure(a: &Attribution, opts: &SaliencyOptions) -> Result<RgbaImage, RenderError> {
+    if a.scores.is_empty() {
+        return Err(RenderError::Empty);
+    }
+    let colouring = Colouring::new(&a.scores, a.method.is_signed());
+    let l = Layout::new(a, opts, &colouring);
+    let (w, h) = checked_figure_size(l.width, l.height)?;
+    let mut img = RgbaImage::from_pixel(w, h, BACKGROUND);
+    draw_text_color(
+        &mut img,
+        &opts.title,
+        l.px,
+        l.label_x,
+        l.title_y,
+        TEXT_COLOR,
+    );
+    // Legend: the colormap from lo to hi, with its ends written below.
+    for dx in 0..l.legend.w {
+        let t = dx as f32 / (l.legend.w.max(2) - 1) as f32;
+        let c = colouring.colormap.color(t);
+        fill_rect(
+            &mut img,
+            Rect {
+                x: l.legend.x + dx,
+                y: l.legend.y,
+                w: 1,
+                h: l.legend.h,
+            },
+            Rgba(c),
+        );
+    }
+    let (lo, hi) = Layout::legend_labels(&colouring);
+    draw_text_color(
+        &mut img,
+        &lo,
+        l.small_px,
+        l.legend.x,
+        l.legend_text_y,
+        TEXT_COLOR,
+    );
+    let hi_w = u64::from(text::text_width(&hi, l.small_px));
+    draw_text_color(
+        &mut img,
+        &hi,
+        l.small_px,
+        (l.legend.x + l.legend.w).saturating_sub(hi_w),
+        l.legend_text_y,
+        TEXT_COLOR,
+    );
+    let pad = (l.chip_pad()).max(1);
+    for (i, item) in l.items.iter().enumerate() {
+        let bg = colouring.color(item.value);
+        if l.target == Some(i) {
+            let f = 2 * l.line;
+            fill_rect(
+                &mut img,
+                Rect {
+                    x: item.chip.x.saturating_sub(f),
+                    y: item.chip.y.saturating_sub(f),
+                    w: item.chip.w + 2 * f,
+                    h: item.chip.h + 2 * f,
+                },
+                Rgba([0, 0, 0, 255]),
+            );
+        }
+        fill_rect(&mut img, item.chip, Rgba(bg));
+        draw_text_color(
+            &mut img,
+            &item.label,
+            l.px,
+            item.chip.x + pad,
+            item.chip.y + pad,
+            text_on(bg),
+        );
+        // The bar chart: label, bar, value.
+        draw_text_color(
+            &mut img,
+            &item.label,
+            l.small_px,
+            l.label_x,
+            item.bar_row,
+            TEXT_COLOR,
+        );
+        fill_rect(&mut img, l.bar(item, &colouring), Rgba(bg));
+        draw_text_color(
+            &mut img,
+            &super::format_significant(f64::from(item.value)),
+            l.small_px,
+            l.value_x,
+            item.bar_row,
+            TEXT_COLOR,
+        );
+    }
+    // The zero line over the bars.
+    if let (Some(first), Some(last)) = (l.items.first(), l.items.last()) {
+        fill_rect(
+            &mut img,
+            Rect {
+                x: l.zero_x,
+                y: first.bar_row,
+                w: l.line,
+                h: last.bar_row + l.row_h - first.bar_row,
+            },
+            FRAME,
+        );
+    }
+    Ok(img)
+}
+
+impl Layout {
+    fn chip_pad(&self) -> u64 {
+        self.items.first().map_or(0, |i| {
+            (i.chip.h - u64::from(text::line_height(self.px))) / 2
+        })
+    }
+}
+
+fn hex(c: [u8; 4]) -> String {
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+/// One SVG text line whose top is at `top`.
+fn svg_text(out: &mut String, content: &str, px: f32, x: u64, top: u64, color: [u8; 3]) {
+    let (size, ascent) = text::svg_metrics(px);
+    let _ = writeln!(
+        out,
+        "<text x=\"{x}\" y=\"{:.1}\" font-family=\"DejaVu Sans, sans-serif\" font-size=\"{size:.2}\" \
+         fill=\"{}\">{}</text>",
+        top as f32 + ascent,
+        hex([color[0], color[1], color[2], 255]),
+        escape(content)
+    );
+}
+
+fn svg_rect(out: &mut String, r: Rect, fill: [u8; 4]) {
+    let _ = writeln!(
+        out,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>",
+        r.x,
+        r.y,
+        r.w,
+        r.h,
+        hex(fill)
+    );
+}
+
+/// The saliency figure of `a` as SVG: the same layout as [`saliency_figure`], with vector text
+/// and rectangles.
+pub fn saliency_svg(a: &Attribution, opts: &SaliencyOptions) -> Result<String, RenderError> {
+    if a.scores.is_empty() {
+        return Err(RenderError::Empty);
+    }
+    let colouring = Colouring::new(&a.scores, a.method.is_signed());
+    let l = Layout::new(a, opts, &colouring);
+    checked_figure_size(l.width, l.height)?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
+         version=\"1.1\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>",
+        w = l.width,
+        h = l.height
+    );
+    svg_text(
+        &mut out,
+        &opts.title,
+        l.px,
+        l.label_x,
+        l.title_y,
+        TEXT_COLOR,
+    );
+    let _ = writeln!(
+        out,
+        "<defs><linearGradient id=\"legend\" x1=\"0\" x2=\"1\" y1=\"0\" y2=\"0\">"
+    );
+    for k in 0..=8 {
+        let t = k as f32 / 8.0;
+        let _ = writeln!(
+            out,
+            "<stop offset=\"{t}\" stop-color=\"{}\"/>",
+            hex(colouring.colormap.color(t))
+        );
+    }
+    let _ = writeln!(out, "</linearGradient></defs>");
+    let _ = writeln!(
+        out,
+        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"url(#legend)\"/>",
+        l.legend.x, l.legend.y, l.legend.w, l.legend.h
+    );
+    let (lo, hi) = Layout::legend_labels(&colouring);
+    svg_text(
+        &mut out,
+        &lo,
+        l.small_px,
+        l.legend.x,
+        l.legend_text_y,
+        TEXT_COLOR,
+    );
+    let hi_w = u64::from(text::text_width(&hi, l.small_px));
+    svg_text(
+        &mut out,
+        &hi,
+        l.small_px,
+        (l.legend.x + l.legend.w).saturating_sub(hi_w),
+        l.legend_text_y,
+        TEXT_COLOR,
+    );
+    let pad = l.chip_pad();
+    for (i, item) in l.items.iter().enumerate() {
+        let bg = colouring.color(item.value);
+        if l.target == Some(i) {
+            let _ = writeln!(
+                out,
+                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#000000\" \
+                 stroke-width=\"{}\"/>",
+                item.chip.x.saturating_sub(l.line),
+                item.chip.y.saturating_sub(l.line),
+                item.chip.w + 2 * l.line,
+                item.chip.h + 2 * l.line,
+                2 * l.line
+            );
+        }
+        svg_rect(&mut out, item.chip, bg);
+        svg_text(
+            &mut out,
+            &item.label,
+            l.px,
+            item.chip.x + pad,
+            item.chip.y + pad,
+            text_on(bg),
+        );
+        svg_text(
+            &mut out,
+            &item.label,
+            l.small_px,
+            l.label_x,
+            item.bar_row,
+            TEXT_COLOR,
+        );
+        svg_rect(&mut out, l.bar(item, &colouring), bg);
+        svg_text(
+            &mut out,
+            &super::format_significant(f64::from(item.value)),
+            l.small_px,
+            l.value_x,
+            item.bar_row,
+            TEXT_COLOR,
+        );
+    }
+    if let (Some(first), Some(last)) = (l.items.first(), l.items.last()) {
+        svg_rect(
+            &mut out,
+            Rect {
+                x: l.zero_x,
+                y: first.bar_row,
+                w: l.line,
+                h: last.bar_row + l.row_h - first.bar_row,
+            },
+            FRAME.0,
+        );
+    }
+    out.push_str("</svg>\n");
+    Ok(out)
+}
+
+/// With `--generate`: the [K][N+K] scores as a matrix (NaN where a token does not precede the
+/// generated one), the cells to show as masked, and heatmap options for it (rows labelled by
+/// the generated tokens, columns by every token; the diverging map around 0 for signed methods).
+pub fn generated_matrix(a: &Attribution, title: &str) -> Option<(Array2<f32>, FigureOptions)> {
+    let g = a.generated.as_ref()?;
+    let (k, n) = (g.scores.len(), a.tokens.len());
+    let mut m = Array2::<f32>::zeros((k, n));
+    let mut masked = Array2::<bool>::from_elem((k, n), false);
+    for (r, row) in g.scores.iter().enumerate() {
+        for c in 0..n {
+            match row.get(c).copied().flatten() {
+                Some(v) => m[[r, c]] = v,
+                None => masked[[r, c]] = true,
+            }
+        }
+    }
+    let values: Vec<f32> = m.iter().copied().collect();
+    let colouring = Colouring::new(&values, a.method.is_signed());
+    let opts = FigureOptions {
+        title: title.to_owned(),
+        query_labels: a
+            .labels
+            .get(g.from..)
+            .map(<[String]>::to_vec)
+            .unwrap_or_default(),
+        key_labels: a.labels.clone(),
+        colormap: colouring.colormap,
+        range: ValueRange {
+            min: colouring.lo as f32,
+            max: colouring.hi as f32,
+        },
+        masked: Some(masked),
+        ..FigureOptions::default()
+    };
+    Some((m, opts))
+}

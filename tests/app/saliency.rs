@@ -1,0 +1,249 @@
+//! The Saliency view: switching to it computes scores on the worker (the demo's similarity
+//! target), clicking a token and one of its next tokens picks the target of a causal LM, the
+//! method table lists every method with their rank correlations, Cancel stops the work, and the
+//! settings survive a session.
+
+use super::*;
+use attnviz::app::saliency::SaliencySettings;
+use attnviz::app::saliency::api::{Aggregate, Baseline, Method, Occlude};
+use attnviz::grad::{TargetKind, TokenRef};
+
+/// Saliency settings where every field differs from the default.
+pub(super) fn changed_settings() -> SaliencySettings {
+    SaliencySettings {
+        method: Method::Occlusion,
+        kind: Some(TargetKind::Contrast),
+        position: Some(1),
+        token: Some(TokenRef::Id(5)),
+        foil: Some(TokenRef::Text("Ġshe".to_owned())),
+        text_b: "another text".to_owned(),
+        steps: 64,
+        baseline: Baseline::Mask,
+        occlude: Some(Occlude::Remove),
+        aggregate: Aggregate::Word,
+        top_k: 5,
+        compare: true,
+        generate: 3,
+    }
+}
+
+/// Steps until the Saliency view's attribution for the current settings has arrived.
+fn wait_attribution(
+    harness: &mut Harness<'_, AttnApp>,
+) -> Arc<attnviz::app::saliency::api::Attribution> {
+    step_until(harness, "the saliency scores", |h| {
+        h.state().shown_attribution().is_some()
+    });
+    // Not `run`: the view may still be computing other methods, with a spinner.
+    harness.run_steps(3);
+    harness.state().shown_attribution().unwrap()
+}
+
+/// Steps until the run of the current settings is on screen (the Saliency view's spinner keeps
+/// the UI repainting, so `wait_ready` cannot wait for it to settle).
+fn wait_run(harness: &mut Harness<'_, AttnApp>) -> Arc<AttentionRun> {
+    step_until(harness, "the run", |h| {
+        let app = h.state();
+        let wanted = app.state.job_key().unwrap();
+        app.current.as_ref().is_some_and(|(k, _)| *k == wanted) && !app.busy()
+    });
+    harness.run_steps(2);
+    harness.state().shown_run().cloned().unwrap()
+}
+
+#[test]
+fn the_saliency_view_scores_the_demo_text_against_text_b() {
+    let mut harness = app_harness(AppState {
+        text: "the cat sat on the mat".to_owned(),
+        ..AppState::default()
+    });
+    wait_ready(&mut harness);
+    harness.get_by_label("Saliency").click();
+    harness.step();
+    assert_eq!(harness.state().state.view, ViewKind::Saliency);
+    let attr = wait_attribution(&mut harness);
+    // The demo's target is the similarity with text B; one gradient-norm score per token.
+    assert_eq!(attr.target.kind, TargetKind::Similarity);
+    assert_eq!(attr.method, Method::Gradient);
+    assert_eq!(attr.scores.len(), 6);
+    assert!(attr.scores.iter().all(|s| s.is_finite() && *s >= 0.0));
+    assert!(attr.scores.iter().any(|s| *s > 0.0), "{:?}", attr.scores);
+    // The text is shown as coloured chips, and text B is editable.
+    assert!(harness.query_by_label("saliency 1: cat").is_some());
+    assert!(harness.query_by_label("Text B").is_some());
+    assert!(
+        harness
+            .query_by_label_contains("gradient: cosine similarity with text B = ")
+            .is_some()
+    );
+
+    // Another text B is another target: it is computed again, with another value.
+    let before = attr.target.value;
+    harness.state_mut().state.saliency.text_b = "a dog ran".to_owned();
+    let attr = wait_attribution(&mut harness);
+    assert_eq!(attr.target.text_b.as_deref(), Some("a dog ran"));
+    assert_ne!(attr.target.value, before);
+
+    // Another method is another request; going back is served from the cache at once.
+    harness.state_mut().state.saliency.method = Method::InputXGradient;
+    let ixg = wait_attribution(&mut harness);
+    assert_eq!(ixg.method, Method::InputXGradient);
+    harness.state_mut().state.saliency.method = Method::Gradient;
+    harness.step();
+    let again = harness.state().shown_attribution().expect("cached");
+    assert_eq!(again.method, Method::Gradient);
+}
+
+#[test]
+fn clicking_a_token_and_a_next_token_picks_the_target() {
+    let mut harness = app_harness(AppState {
+        model_dir: Some(fixture_dir("gpt2")),
+        text: "the cat sat on the mat".to_owned(),
+        view: ViewKind::Saliency,
+        ..AppState::default()
+    });
+    let run = wait_run(&mut harness);
+    assert!(run.tokens.len() >= 3);
+    // The default target: the most likely token after the last position.
+    let attr = wait_attribution(&mut harness);
+    assert_eq!(attr.target.kind, TargetKind::Logprob);
+    assert_eq!(attr.target.position, Some(run.tokens.len() - 1));
+
+    // Click token 1: its next-token candidates are listed with their probabilities.
+    harness.get_by_label_contains("saliency 1: ").click();
+    harness.step();
+    assert_eq!(harness.state().state.saliency.position, Some(1));
+    step_until(&mut harness, "the next-token candidates", |h| {
+        h.query_all_by_label_contains("explain ").count() >= 2
+    });
+    harness.run_steps(2);
+    // Pick the second most likely token as the target.
+    let second = harness
+        .query_all_by_label_contains("explain ")
+        .nth(1)
+        .unwrap();
+    second.click();
+    harness.step();
+    let Some(TokenRef::Id(picked)) = harness.state().state.saliency.token.clone() else {
+        panic!("clicking a candidate picks it by id");
+    };
+    let attr = wait_attribution(&mut harness);
+    assert_eq!(attr.target.position, Some(1));
+    assert_eq!(attr.target.token, Some(picked));
+    assert!(attr.target.value < 0.0, "a log-probability");
+
+    // Contrast: the first candidate rather than the picked one.
+    harness.state_mut().state.saliency.kind = Some(TargetKind::Contrast);
+    harness.run_steps(3);
+    harness
+        .query_all_by_label_contains("rather than ")
+        .next()
+        .unwrap()
+        .click();
+    harness.step();
+    let attr = wait_attribution(&mut harness);
+    assert_eq!(attr.target.kind, TargetKind::Contrast);
+    assert_eq!(attr.target.token, Some(picked));
+    assert!(attr.target.foil.is_some_and(|f| f != picked));
+}
+
+#[test]
+fn the_method_table_lists_every_method_with_rank_correlations() {
+    let mut harness = app_harness(AppState {
+        text: "the cat sat on the mat".to_owned(),
+        view: ViewKind::Saliency,
+        ..AppState::default()
+    });
+    wait_run(&mut harness);
+    wait_attribution(&mut harness);
+    harness.get_by_label("Compare all methods").click();
+    harness.step();
+    assert!(harness.state().state.saliency.compare);
+    step_until(&mut harness, "every method", |h| {
+        h.query_by_label("computing…").is_none() && h.query_all_by_label("…").count() == 0
+    });
+    harness.run_steps(3);
+    for &m in Method::ALL {
+        // In the table header and the correlation matrix (twice there).
+        assert!(
+            harness.query_all_by_label(&m.to_string()).count() >= 2
+                || harness.query_all_by_label(&format!("[{m}]")).count() == 1,
+            "{m} is missing"
+        );
+    }
+    assert!(
+        harness
+            .query_by_label("Spearman rank correlation between methods")
+            .is_some()
+    );
+    // Every method correlates perfectly with itself.
+    assert!(harness.query_all_by_label("1.00").count() >= Method::ALL.len());
+    // A row per token: token 5 of 6 is "mat".
+    assert!(harness.query_by_label("5 \"mat\"").is_some());
+}
+
+#[test]
+fn cancel_stops_the_work_and_compute_resumes_it() {
+    let words: Vec<&str> = SAMPLE_WORDS.iter().copied().cycle().take(120).collect();
+    let mut harness = app_harness(AppState {
+        text: words.join(" "),
+        view: ViewKind::Saliency,
+        saliency: SaliencySettings {
+            method: Method::IntegratedGradients,
+            steps: 1024,
+            ..SaliencySettings::default()
+        },
+        ..AppState::default()
+    });
+    wait_run(&mut harness);
+    step_until(&mut harness, "the Cancel button", |h| {
+        h.query_by_label("Cancel").is_some()
+    });
+    harness.get_by_label("Cancel").click();
+    harness.run_steps(3);
+    assert!(harness.query_by_label("stopped").is_some());
+    assert!(harness.state().shown_attribution().is_none());
+    // Nothing is asked for again by itself.
+    std::thread::sleep(Duration::from_millis(100));
+    harness.run_steps(3);
+    assert!(harness.query_by_label("Cancel").is_none());
+    harness.get_by_label("Compute").click();
+    harness.step();
+    harness.step();
+    assert!(harness.query_by_label("stopped").is_none());
+}
+
+/// Words for long inputs.
+const SAMPLE_WORDS: [&str; 6] = ["the", "cat", "sat", "on", "a", "mat"];
+
+#[test]
+fn a_session_without_saliency_settings_loads_their_defaults() {
+    let dir = scratch("saliency-old-session");
+    let path = dir.join("old.attnviz.json");
+    std::fs::write(
+        &path,
+        r#"{"format": "attnviz.session/v1", "text": "a b c", "view": "Grid"}"#,
+    )
+    .unwrap();
+    let mut app = AttnApp::new(AppState::default(), || {});
+    app.open_file(&path);
+    assert!(app.error.is_none(), "{:?}", app.error);
+    assert_eq!(app.state.text, "a b c");
+    assert_eq!(app.state.saliency, SaliencySettings::default());
+
+    // And the saliency settings round-trip through a saved session.
+    let state = AppState {
+        saliency: changed_settings(),
+        view: ViewKind::Saliency,
+        ..AppState::default()
+    };
+    let mut app = AttnApp::new(state.clone(), || {});
+    let saved = dir.join("saliency.attnviz.json");
+    app.save_session(&saved);
+    let mut fresh = AttnApp::new(AppState::default(), || {});
+    fresh.open_file(&saved);
+    assert!(fresh.error.is_none(), "{:?}", fresh.error);
+    assert_eq!(fresh.state.saliency, changed_settings());
+    assert_eq!(fresh.state.view, ViewKind::Saliency);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
