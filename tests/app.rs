@@ -7,8 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use attnviz::app::teach::{TeachSettings, TeachTab};
 use attnviz::app::{AppState, AttnApp, HeadMode, QueryCombine, Theme, ViewKind};
-use attnviz::engine::{AttentionRun, NormPlacement, ScoreScale};
+use attnviz::engine::{AttentionRun, DimSubset, NormPlacement, ScoreScale};
 use attnviz::model::{DemoConfig, DemoPositional};
 use attnviz::render::{Colormap, RangeMode, ValueScale};
 use attnviz::tokenize::DemoTokenizer;
@@ -330,6 +331,21 @@ fn changed_state() -> AppState {
         head_view_hidden: vec![0, 2],
         head_view_threshold: 0.2,
         theme: Theme::Light,
+        teach: TeachSettings {
+            tab: TeachTab::Mistakes,
+            step: 3,
+            key_idx: 2,
+            dims: vec![DimSubset {
+                layer_idx: 0,
+                head_idx: 1,
+                dims: vec![0, 2],
+            }],
+            mistake: Some("no-scaling".to_owned()),
+            presenter: true,
+            colormap_before_presenter: Some(Colormap::Plasma),
+            lesson: None,
+            lesson_step: 1,
+        },
     }
 }
 
@@ -364,6 +380,7 @@ fn a_session_round_trip_restores_every_setting() {
         head_view_hidden,
         head_view_threshold,
         theme,
+        teach,
     } = &changed;
     let d = AppState::default();
     assert_ne!(*text, d.text);
@@ -392,6 +409,7 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*head_view_hidden, d.head_view_hidden);
     assert_ne!(*head_view_threshold, d.head_view_threshold);
     assert_ne!(*theme, d.theme);
+    assert_ne!(*teach, d.teach);
     assert!(changed.job_key().is_ok());
 
     let dir = scratch("session");

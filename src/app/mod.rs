@@ -16,6 +16,7 @@ mod jobs;
 mod panels;
 mod special;
 pub mod state;
+pub mod teach;
 mod theme;
 mod token_strip;
 pub mod view;
@@ -264,7 +265,10 @@ impl AttnApp {
         let (layers, heads) = self.layers_heads().unwrap_or((1, 1));
         let mut dialog = None;
         let mut save_direct = None;
+        let mut teach_step = None;
         ctx.input_mut(|i| {
+            let lesson_open = self.state.teach.lesson.is_some();
+            teach_step = teach::presenter::read_keys(i, &mut self.state, lesson_open, typing);
             if i.consume_key(egui::Modifiers::COMMAND, egui::Key::O) {
                 dialog = Some(DialogPurpose::OpenFile);
             }
@@ -297,6 +301,9 @@ impl AttnApp {
                 self.state.all_layers = false;
             }
         });
+        if let Some(step) = teach_step {
+            self.teach_step(step);
+        }
         if let Some(p) = save_direct {
             self.save_session(&p);
         }
@@ -363,6 +370,7 @@ impl AttnApp {
             self.fonts_installed = true;
         }
         theme::apply(ctx, self.state.theme);
+        teach::presenter::apply_style(ctx, self.state.teach.presenter);
         self.update_title(ctx);
         self.handle_screenshot(ctx);
         let loading = self.loading().is_some_and(|l| !l.progress.is_cancelled());
@@ -456,13 +464,16 @@ impl AttnApp {
         let mut panels = std::mem::take(&mut self.panels);
         let mut cx = self.view_cx();
         egui::Panel::top("menu").show(ui, |ui| panels.menu.ui(ui, &mut cx));
-        egui::Panel::bottom("status").show(ui, |ui| panels.status.ui(ui, &mut cx));
-        egui::Panel::left("controls")
-            .default_size(320.0)
-            .resizable(true)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| panels.controls.ui(ui, &mut cx));
-            });
+        // Presenter mode keeps the menu and the central view only.
+        if !cx.state.teach.presenter {
+            egui::Panel::bottom("status").show(ui, |ui| panels.status.ui(ui, &mut cx));
+            egui::Panel::left("controls")
+                .default_size(320.0)
+                .resizable(true)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| panels.controls.ui(ui, &mut cx));
+                });
+        }
         egui::CentralPanel::default_margins().show(ui, |ui| panels.central.ui(ui, &mut cx));
         let requests = std::mem::take(&mut cx.requests);
         self.panels = panels;

@@ -27,11 +27,18 @@ pub enum ViewKind {
     Grid,
     /// BertViz-style lines between two token columns.
     HeadView,
+    /// The teaching views (walkthrough, neurons and dimensions, multi-head, cost, mistakes).
+    Teach,
 }
 
 impl ViewKind {
     /// All views, in switcher order.
-    pub const ALL: [ViewKind; 3] = [ViewKind::Heatmap, ViewKind::Grid, ViewKind::HeadView];
+    pub const ALL: [ViewKind; 4] = [
+        ViewKind::Heatmap,
+        ViewKind::Grid,
+        ViewKind::HeadView,
+        ViewKind::Teach,
+    ];
 
     /// The switcher label.
     pub fn label(self) -> &'static str {
@@ -39,6 +46,7 @@ impl ViewKind {
             ViewKind::Heatmap => "Heatmap",
             ViewKind::Grid => "Grid",
             ViewKind::HeadView => "Head view",
+            ViewKind::Teach => "Teach",
         }
     }
 }
@@ -159,6 +167,8 @@ pub struct AppState {
     pub head_view_threshold: f32,
     /// Light or dark.
     pub theme: Theme,
+    /// The teaching views' settings (dimension subsets, walkthrough step, presenter mode, …).
+    pub teach: crate::app::teach::TeachSettings,
 }
 
 impl Default for AppState {
@@ -190,6 +200,7 @@ impl Default for AppState {
             head_view_hidden: Vec::new(),
             head_view_threshold: 0.05,
             theme: Theme::Dark,
+            teach: crate::app::teach::TeachSettings::default(),
         }
     }
 }
@@ -209,6 +220,11 @@ impl AppState {
             opts: RunOptions {
                 mask,
                 scale: self.scale,
+                dims: self.teach.dims.clone(),
+                // The teaching views read the selected layer's trace; other views never
+                // recompute when the layer changes.
+                trace_layer: (self.view == ViewKind::Teach && self.teach.tab.needs_trace())
+                    .then_some(self.layer_idx),
                 ..RunOptions::default()
             },
             truncate: self.truncate,
@@ -313,6 +329,7 @@ impl AppState {
             self.head_idx = self.head_idx.min(heads - 1);
             self.head_set.retain(|&h| h < heads);
             self.head_view_hidden.retain(|&h| h < heads);
+            self.teach.clamp(layers, heads, self.demo.d_model / heads);
         }
         self.head_set.sort_unstable();
         self.head_set.dedup();

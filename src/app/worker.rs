@@ -370,5 +370,7 @@ fn run_job(
     let mut input = RunInput::new(key.input.clone());
     input.truncate = key.truncate;
     input.memory_budget = key.memory_budget;
-    Ok(pipeline::run(loaded, &input, &key.opts, &mut on_layer)?)
+    // Dimension subsets or a traced layer saved with another model are left out, not errors.
+    let opts = crate::app::teach::fit_options(&key.opts, &loaded.info());
+    Ok(pipeline::run(loaded, &input, &opts, &mut on_layer)?)
 }

@@ -22,6 +22,8 @@ pub struct Central {
     pub head_view: HeadView,
     /// The tokens, clickable to select queries.
     pub token_strip: TokenStrip,
+    /// The teaching views.
+    pub teach: crate::app::teach::TeachPanel,
     /// The shown run without its special tokens, for the head view, with the run it was made
     /// from and the original index of each kept token.
     without_special: Option<WithoutSpecial>,
@@ -81,6 +83,7 @@ impl View for Central {
                 }
             }
             ViewKind::HeadView => self.head_view.ui(ui, &run, &labels, cx.state),
+            ViewKind::Teach => self.teach.ui(ui, &run, &labels, cx),
         }
     }
 }
