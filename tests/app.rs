@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 #[path = "app/pipeline.rs"]
 mod pipeline;
+#[path = "app/teach.rs"]
+mod teach;
 
 /// Longest wait for one run of the worker.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);

@@ -115,6 +115,69 @@ impl NeuronView {
         let is_kept = |i: usize| kept.as_ref().is_none_or(|k| k.contains(&i));
         let importance = mean_abs_products(head);
 
+        ui.horizontal_wrapped(|ui| {
+            ui.strong(format!(
+                "Dimension mask of head {layer_idx}.{head_idx}: {} of {d_head} kept",
+                kept.as_ref().map_or(d_head, Vec::len)
+            ));
+            let teach = &mut tc.cx.state.teach;
+            if ui.button("Keep all").clicked() {
+                teach.set_kept_dims(layer_idx, head_idx, d_head, (0..d_head).collect());
+            }
+            if ui
+                .button(format!("Keep the strongest {TOP_DIMS}"))
+                .on_hover_text("The dimensions with the largest mean |qᵢ × kᵢ| over the input")
+                .clicked()
+            {
+                let mut order: Vec<usize> = (0..importance.len()).collect();
+                order.sort_by(|&a, &b| {
+                    importance[b]
+                        .partial_cmp(&importance[a])
+                        .unwrap_or(std::cmp::Ordering::Equal)
+                });
+                order.truncate(TOP_DIMS);
+                teach.set_kept_dims(layer_idx, head_idx, d_head, order);
+            }
+            if ui
+                .button("Keep none")
+                .on_hover_text("Every score becomes 0: the map turns uniform over allowed keys")
+                .clicked()
+            {
+                teach.set_kept_dims(layer_idx, head_idx, d_head, Vec::new());
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            ui.spacing_mut().item_spacing = egui::vec2(2.0, 2.0);
+            for i in 0..d_head {
+                let on = is_kept(i);
+                let response = ui
+                    .add(
+                        egui::Button::selectable(on, format!("{i}"))
+                            .min_size(egui::vec2(26.0, 0.0)),
+                    )
+                    .on_hover_text(format!(
+                        "dimension {i}: {} (mean |qᵢ × kᵢ| {})",
+                        if on {
+                            "kept; click to drop"
+                        } else {
+                            "dropped; click to keep"
+                        },
+                        importance
+                            .get(i)
+                            .map_or("?".to_owned(), |v| render::format_significant(f64::from(
+                                *v
+                            )))
+                    ));
+                let name = format!("dimension {i}");
+                response.widget_info(|| {
+                    egui::WidgetInfo::selected(egui::Role::Button, true, on, &name)
+                });
+                if response.clicked() {
+                    tc.cx.state.teach.toggle_dim(layer_idx, head_idx, d_head, i);
+                }
+            }
+        });
+        ui.separator();
         let dark = ui.visuals().dark_mode;
         let avail = ui.available_size();
         let map_side = (avail.x * 0.32).clamp(120.0, 420.0);
@@ -244,69 +307,6 @@ impl NeuronView {
             });
         });
 
-        ui.separator();
-        ui.horizontal_wrapped(|ui| {
-            ui.strong(format!(
-                "Dimension mask of head {layer_idx}.{head_idx}: {} of {d_head} kept",
-                kept.as_ref().map_or(d_head, Vec::len)
-            ));
-            let teach = &mut tc.cx.state.teach;
-            if ui.button("Keep all").clicked() {
-                teach.set_kept_dims(layer_idx, head_idx, d_head, (0..d_head).collect());
-            }
-            if ui
-                .button(format!("Keep the strongest {TOP_DIMS}"))
-                .on_hover_text("The dimensions with the largest mean |qᵢ × kᵢ| over the input")
-                .clicked()
-            {
-                let mut order: Vec<usize> = (0..importance.len()).collect();
-                order.sort_by(|&a, &b| {
-                    importance[b]
-                        .partial_cmp(&importance[a])
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                });
-                order.truncate(TOP_DIMS);
-                teach.set_kept_dims(layer_idx, head_idx, d_head, order);
-            }
-            if ui
-                .button("Keep none")
-                .on_hover_text("Every score becomes 0: the map turns uniform over allowed keys")
-                .clicked()
-            {
-                teach.set_kept_dims(layer_idx, head_idx, d_head, Vec::new());
-            }
-        });
-        ui.horizontal_wrapped(|ui| {
-            ui.spacing_mut().item_spacing = egui::vec2(2.0, 2.0);
-            for i in 0..d_head {
-                let on = is_kept(i);
-                let response = ui
-                    .add(
-                        egui::Button::selectable(on, format!("{i}"))
-                            .min_size(egui::vec2(26.0, 0.0)),
-                    )
-                    .on_hover_text(format!(
-                        "dimension {i}: {} (mean |qᵢ × kᵢ| {})",
-                        if on {
-                            "kept; click to drop"
-                        } else {
-                            "dropped; click to keep"
-                        },
-                        importance
-                            .get(i)
-                            .map_or("?".to_owned(), |v| render::format_significant(f64::from(
-                                *v
-                            )))
-                    ));
-                let name = format!("dimension {i}");
-                response.widget_info(|| {
-                    egui::WidgetInfo::selected(egui::Role::Button, true, on, &name)
-                });
-                if response.clicked() {
-                    tc.cx.state.teach.toggle_dim(layer_idx, head_idx, d_head, i);
-                }
-            }
-        });
         if tc.busy() {
             ui.horizontal(|ui| {
                 ui.spinner();

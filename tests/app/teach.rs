@@ -1,0 +1,183 @@
+//! The teaching views through the whole app: the dimension mask changes one head's map live
+//! (on the demo and on a checkpoint, compared with the engine run with that `DimSubset`), the
+//! walkthrough steps, presenter mode and its keys, a mistake toggle, and every lesson.
+
+use super::{app_harness, fixture_dir, wait_ready};
+use attnviz::app::teach::TeachTab;
+use attnviz::app::{AppState, AttnApp, ViewKind};
+use attnviz::engine::{AttentionRun, DimSubset, RunOptions};
+use attnviz::io::TokenInput;
+use attnviz::pipeline::{self, LoadedModel, RunInput};
+use egui::Key;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use std::sync::Arc;
+
+/// The state of an app showing teaching view `tab` of head `layer`.`head`.
+fn teach_state(tab: TeachTab, layer: usize, head: usize) -> AppState {
+    let mut state = AppState {
+        view: ViewKind::Teach,
+        layer_idx: layer,
+        head_idx: head,
+        ..AppState::default()
+    };
+    state.teach.tab = tab;
+    state
+}
+
+/// The engine's run of `state`'s input on `model` with `dims`, through the pipeline.
+fn engine_run(model: &LoadedModel, state: &AppState, dims: Vec<DimSubset>) -> AttentionRun {
+    let opts = RunOptions {
+        dims,
+        ..RunOptions::default()
+    };
+    let input = RunInput::new(TokenInput::Text(state.text.clone()));
+    pipeline::run(model, &input, &opts, &mut |_| true)
+        .expect("the engine runs")
+        .attention
+}
+
+/// The largest absolute difference between two heads' maps.
+fn max_diff(a: &AttentionRun, b: &AttentionRun, layer: usize, head: usize) -> f32 {
+    let (a, b) = (
+        a.maps.head(layer, head).unwrap(),
+        b.maps.head(layer, head).unwrap(),
+    );
+    assert_eq!(a.dim(), b.dim());
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Clicks the dimension toggles in `dims` one after another and waits for the new run.
+fn click_dims(harness: &mut Harness<'_, AttnApp>, dims: &[usize]) -> Arc<AttentionRun> {
+    for d in dims {
+        harness.get_by_label(&format!("dimension {d}")).click();
+        // A click starts a run (with a spinner): step rather than wait for a settled UI.
+        harness.step();
+        harness.step();
+    }
+    wait_ready(harness)
+}
+
+/// Checks that clicking dimensions off changes exactly that head's map, to the engine's map with
+/// that subset, and that "Keep all" brings the original back.
+fn dimension_mask_matches_the_engine(mut state: AppState, model: &LoadedModel) {
+    let (layer, head) = (state.layer_idx, state.head_idx);
+    state.selected_queries = vec![3];
+    let mut harness = app_harness(state);
+    let before = wait_ready(&mut harness);
+    assert!(
+        before.trace.as_ref().is_some_and(|t| t.layer_idx == layer),
+        "the neuron view runs with the layer's trace"
+    );
+    let d_head = before.trace.as_ref().unwrap().heads[head].q.ncols();
+    let dropped = [0, 2, d_head - 1];
+    let after = click_dims(&mut harness, &dropped);
+    let kept: Vec<usize> = (0..d_head).filter(|d| !dropped.contains(d)).collect();
+    assert_eq!(
+        harness.state().state.teach.kept_dims(layer, head),
+        Some(kept.as_slice())
+    );
+    let subset = DimSubset {
+        layer_idx: layer,
+        head_idx: head,
+        dims: kept,
+    };
+    let reference = engine_run(model, &harness.state().state, vec![subset]);
+    let plain = engine_run(model, &harness.state().state, Vec::new());
+    let change = max_diff(&after, &plain, layer, head);
+    assert!(
+        change > 1e-3,
+        "dropping 3 dimensions changes the map ({change})"
+    );
+    assert!(max_diff(&after, &reference, layer, head) < 1e-6);
+    // Earlier layers are untouched; the masked head's output feeds later layers.
+    for h in 0..after.maps.heads() {
+        if h != head {
+            assert!(max_diff(&after, &plain, layer, h) < 1e-6, "head {h}");
+        }
+    }
+    // The trace records the q and k that were dotted: dropped dimensions are zero.
+    let traced = &after.trace.as_ref().unwrap().heads[head];
+    assert!(traced.q.column(2).iter().all(|&v| v == 0.0));
+    assert!(traced.k.column(0).iter().all(|&v| v == 0.0));
+
+    harness.get_by_label("Keep all").click();
+    harness.step();
+    harness.step();
+    let restored = wait_ready(&mut harness);
+    assert_eq!(harness.state().state.teach.kept_dims(layer, head), None);
+    assert!(max_diff(&restored, &plain, layer, head) < 1e-6);
+}
+
+#[test]
+fn dimension_mask_changes_one_heads_map_live_on_the_demo() {
+    let state = teach_state(TeachTab::Neurons, 2, 3);
+    let model = LoadedModel::demo(state.demo, state.tokenizer).expect("the demo model builds");
+    dimension_mask_matches_the_engine(state, &model);
+}
+
+#[test]
+fn dimension_mask_changes_one_heads_map_live_on_a_checkpoint() {
+    // Llama: RoPE and grouped-query attention (the masked query head shares its K).
+    let dir = fixture_dir("llama");
+    let mut state = teach_state(TeachTab::Neurons, 1, 1);
+    state.model_dir = Some(dir.clone());
+    state.text = "the quick brown fox jumps over the lazy dog".to_owned();
+    let model = LoadedModel::checkpoint(&dir, Arc::default()).expect("the fixture loads");
+    dimension_mask_matches_the_engine(state, &model);
+}
+
+#[test]
+fn presenter_mode_hides_the_side_panels_and_steps_with_the_keyboard() {
+    let mut harness = app_harness(teach_state(TeachTab::Walkthrough, 1, 1));
+    wait_ready(&mut harness);
+    assert!(harness.query_by_label("Text").is_some(), "side panel shown");
+    let colormap = harness.state().state.colormap;
+    harness.key_press(Key::F5);
+    harness.run();
+    assert!(harness.state().state.teach.presenter);
+    assert!(
+        harness.query_by_label("Text").is_none(),
+        "side panel hidden"
+    );
+    assert_ne!(
+        harness.state().state.colormap,
+        colormap,
+        "high-contrast colormap"
+    );
+    let body = harness
+        .ctx
+        .global_style()
+        .text_styles
+        .get(&egui::TextStyle::Body)
+        .unwrap()
+        .size;
+    assert!(body > 18.0, "large fonts: {body}");
+    assert_eq!(harness.state().state.teach.step, 0);
+    harness.key_press(Key::Space);
+    harness.run();
+    harness.key_press(Key::ArrowRight);
+    harness.run();
+    assert_eq!(harness.state().state.teach.step, 2);
+    harness.key_press(Key::ArrowLeft);
+    harness.run();
+    assert_eq!(harness.state().state.teach.step, 1);
+    // The arrows step instead of changing the head.
+    assert_eq!(harness.state().state.head_idx, 1);
+    harness.key_press(Key::Escape);
+    harness.run();
+    assert!(!harness.state().state.teach.presenter);
+    assert_eq!(
+        harness.state().state.colormap,
+        colormap,
+        "colormap restored"
+    );
+    assert!(harness.query_by_label("Text").is_some());
+    // Out of presenter mode the arrows change the head again.
+    harness.key_press(Key::ArrowRight);
+    harness.run();
+    assert_eq!(harness.state().state.head_idx, 2);
+}
