@@ -2,6 +2,9 @@
 //!
 //! Nothing here touches files or the UI.
 
+pub mod explain;
+pub mod teach;
+
 use crate::engine::AttentionMaps;
 use ndarray::Array2;
 

@@ -730,6 +730,7 @@ mod tests {
                 fully_masked_queries: Vec::new(),
                 trace: None,
                 hidden: None,
+                layer_norms: None,
             })
         }
 

@@ -38,6 +38,7 @@ pub fn without_special(run: &AttentionRun) -> Option<(AttentionRun, Vec<usize>)>
             .collect(),
         trace: None,
         hidden: None,
+        layer_norms: None,
     };
     Some((run, kept))
 }
@@ -64,6 +65,7 @@ mod tests {
             fully_masked_queries: Vec::new(),
             trace: None,
             hidden: None,
+            layer_norms: None,
         };
         let (out, kept) = without_special(&run).unwrap();
         assert_eq!(kept, [1, 2]);

@@ -4,7 +4,7 @@
 
 use super::gemm::PackedMatrix;
 use super::layers::{Epilogue, linear};
-use super::options::RunOptions;
+use super::options::{Mistake, RunOptions};
 use super::parallel::{par_rows, parallel_map, threads_for};
 use super::position::{
     AttentionPosition, alibi_slopes, apply_rope, llama3_frequencies, rope_frequencies,
@@ -130,7 +130,8 @@ impl SelfAttention {
             _ => Vec::new(),
         };
         let group = shape.heads / shape.kv_heads;
-        let factor = opts.scale.factor(dh);
+        let factor = opts.scale_factor(dh);
+        let wrong_axis = opts.has(Mistake::SoftmaxWrongAxis);
         let head_fn = |head_idx: usize| -> HeadResult {
             let kv = head_idx / group;
             let keep = opts
@@ -151,7 +152,11 @@ impl SelfAttention {
                     alibi_slope: slopes.get(head_idx).copied(),
                     allowed,
                     want_trace,
-                    keep_probs: opts.keep_maps || want_trace,
+                    // The wrong-axis softmax needs every query row of a column at once.
+                    keep_probs: opts.keep_maps || want_trace || wrong_axis,
+                    kv_head: kv,
+                    wrong_axis,
+                    elementwise: opts.has(Mistake::ElementwiseValues),
                 },
             )
         };
@@ -185,6 +190,46 @@ struct HeadParams<'a> {
     /// Return the whole [query, key] probabilities; when false they are computed one block of
     /// query rows at a time in a reused buffer and an empty matrix is returned.
     keep_probs: bool,
+    /// The key/value head read (recorded in the trace).
+    kv_head: usize,
+    /// [`Mistake::SoftmaxWrongAxis`]: normalise each key's column over the queries.
+    wrong_axis: bool,
+    /// [`Mistake::ElementwiseValues`]: output_i = p[i][i] · v_i.
+    elementwise: bool,
+}
+
+/// The head output of one block of probability rows starting at query `row0`: the matrix
+/// product with V, or under [`Mistake::ElementwiseValues`] each row's own value scaled by its
+/// diagonal weight (no sum over keys, as `weights * value` gives).
+fn weighted_values(
+    probs: ArrayView2<'_, f32>,
+    v_h: ArrayView2<'_, f32>,
+    v_packed: &PackedMatrix,
+    row0: usize,
+    elementwise: bool,
+    mut out: ndarray::ArrayViewMut2<'_, f32>,
+) {
+    if !elementwise {
+        simd::matmul(probs, v_packed, out, false);
+        return;
+    }
+    for (i, mut out_row) in out.axis_iter_mut(Axis(0)).enumerate() {
+        let query_idx = row0 + i;
+        let w = probs.get((i, query_idx)).copied().unwrap_or(0.0);
+        out_row.assign(&(&v_h.row(query_idx.min(v_h.nrows().saturating_sub(1))) * w));
+    }
+}
+
+/// Softmax over the query axis (the wrong axis): every key's column of `scores` sums to 1
+/// over the queries the mask lets see it, or is all zeros when none can.
+fn softmax_columns(
+    mut scores: ndarray::ArrayViewMut2<'_, f32>,
+    allowed: Option<ArrayView2<'_, bool>>,
+) {
+    let mut t = scores.t().as_standard_layout().into_owned();
+    let allowed_t = allowed.map(|a| a.t().as_standard_layout().into_owned());
+    simd::softmax_rows(t.view_mut(), allowed_t.as_ref().map(|a| a.view()));
+    scores.assign(&t.t());
 }
 
 /// The scaled scores of query rows `rows` against every key, ALiBi bias included, into `block`.
@@ -248,7 +293,7 @@ fn run_head(
             score_block(&q_scaled, &k_packed, &p, rows.clone(), block.view_mut());
             let allowed = p.allowed.map(|a| a.slice(s![rows, ..]));
             simd::softmax_rows(block.view_mut(), allowed);
-            simd::matmul(block.view(), &v_packed, out_block, false);
+            weighted_values(block.view(), v_h, &v_packed, row0, p.elementwise, out_block);
         }
         return HeadResult {
             probs: Array2::zeros((0, 0)),
@@ -261,7 +306,7 @@ fn run_head(
     // Scores, softmax and the weighted sum run block by block of query rows, so that each
     // block of probabilities is still in cache when it is used (the whole map is a megabyte
     // at 512 tokens). A trace needs the whole masked score matrix, so it takes one block.
-    let block_rows = if p.want_trace {
+    let block_rows = if p.want_trace || p.wrong_axis {
         scores.nrows().max(1)
     } else {
         ATTENTION_BLOCK_ROWS
@@ -286,8 +331,12 @@ fn run_head(
             }
             masked_scores = Some(m);
         }
-        simd::softmax_rows(block.view_mut(), allowed);
-        simd::matmul(block.view(), &v_packed, out_block, false);
+        if p.wrong_axis {
+            softmax_columns(block.view_mut(), allowed);
+        } else {
+            simd::softmax_rows(block.view_mut(), allowed);
+        }
+        weighted_values(block.view(), v_h, &v_packed, row0, p.elementwise, out_block);
     }
     let trace = match (raw_scores, masked_scores) {
         (Some(raw_scores), Some(masked_scores)) => {
@@ -301,6 +350,9 @@ fn run_head(
                 }
             }
             Some(HeadTrace {
+                kv_head: p.kv_head,
+                scale: p.factor,
+                alibi_slope: p.alibi_slope,
                 q,
                 k: k_view.to_owned(),
                 v: v_h.to_owned(),

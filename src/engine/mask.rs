@@ -216,6 +216,47 @@ impl MaskSpec {
         Ok(Some(allowed))
     }
 
+    /// How many (query, key) cells of a `len`-token input the mask allows, with no padding
+    /// tokens: the work a sparse kernel would do. Equals the count of `true` in
+    /// [`Self::build`]'s matrix, computed one row at a time (memory O(len), time O(len²)).
+    pub fn count_allowed(&self, len: usize) -> Result<u64, MaskError> {
+        if self.parts.is_empty() {
+            return Ok((len as u64) * (len as u64));
+        }
+        self.check_indices(len)?;
+        let mut globals = vec![false; len];
+        let mut dropped_keys = vec![false; len];
+        let mut dropped_queries = vec![false; len];
+        let mut cells: Vec<(usize, usize)> = Vec::new();
+        for part in &self.parts {
+            match part {
+                MaskPart::Global(v) => v.iter().for_each(|&g| globals[g] = true),
+                MaskPart::DropKeys(v) => v.iter().for_each(|&k| dropped_keys[k] = true),
+                MaskPart::DropQueries(v) => v.iter().for_each(|&q| dropped_queries[q] = true),
+                MaskPart::DropCells(c) => cells.extend(c),
+                _ => {}
+            }
+        }
+        cells.sort_unstable();
+        cells.dedup();
+        let causal = self.is_causal();
+        let allows = |q: usize, k: usize| {
+            let sparse =
+                globals[q] || globals[k] || self.parts.iter().all(|p| sparse_allows(p, q, k));
+            let hard = dropped_queries[q] || dropped_keys[k] || (causal && k > q);
+            sparse && !hard
+        };
+        let mut total = 0u64;
+        for query_idx in 0..len {
+            total += (0..len)
+                .filter(|&key_idx| allows(query_idx, key_idx))
+                .count() as u64;
+        }
+        // Dropped cells that were otherwise allowed.
+        total -= cells.iter().filter(|&&(q, k)| allows(q, k)).count() as u64;
+        Ok(total)
+    }
+
     fn check_indices(&self, len: usize) -> Result<(), MaskError> {
         for part in &self.parts {
             let indices: Vec<usize> = match part {
@@ -314,6 +355,47 @@ impl std::str::FromStr for MaskSpec {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn count_allowed_equals_the_built_matrix() {
+        let specs = [
+            "none",
+            "causal",
+            "window:2",
+            "strided:3",
+            "block:4",
+            "global:0+window:1",
+            "causal+block:3+drop-keys:1+drop-queries:5+drop-cells:4.4,4.4,6.0",
+            "global:2+strided:2+drop-cells:2.7",
+        ];
+        for spec in specs {
+            let mask = MaskSpec::parse(spec).unwrap();
+            let want = mask
+                .build(9, &[false; 9])
+                .unwrap()
+                .map_or(81, |m| m.iter().filter(|&&ok| ok).count() as u64);
+            assert_eq!(mask.count_allowed(9).unwrap(), want, "{spec}");
+        }
+        // Causal over 4 tokens: 4 + 3 + 2 + 1 = 10 cells.
+        assert_eq!(
+            MaskSpec::parse("causal").unwrap().count_allowed(4).unwrap(),
+            10
+        );
+        // block:2 over 5 tokens: chunks of 2, 2, 1 → 4 + 4 + 1 = 9.
+        assert_eq!(
+            MaskSpec::parse("block:2")
+                .unwrap()
+                .count_allowed(5)
+                .unwrap(),
+            9
+        );
     }
 }
 

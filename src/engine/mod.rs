@@ -21,13 +21,16 @@ pub use attention::SelfAttention;
 pub use gemm::PackedMatrix;
 pub use layers::{Activation, Mlp, Norm, NormPlacement};
 pub use mask::{MaskError, MaskPart, MaskSpec};
-pub use options::{DimSubset, RunOptions, ScoreScale};
+pub use options::{DimSubset, Mistake, RunOptions, ScoreScale};
 pub use position::{
     AttentionPosition, Llama3Scaling, alibi_slopes, apply_rope, llama3_frequencies,
     rope_frequencies,
 };
-pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, Trace};
-pub use transformer::{Block, ForwardOutput, Transformer, TransformerParts, effective_mask};
+pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, PositionKind, Trace};
+pub use transformer::{
+    Block, ForwardOutput, Transformer, TransformerParts, chunk_by_heads_size, effective_mask,
+    mistaken_mask,
+};
 
 /// Errors from a forward pass.
 #[derive(Debug, thiserror::Error)]

@@ -144,6 +144,122 @@ impl std::str::FromStr for DimSubset {
     }
 }
 
+/// A classic attention mistake the engine can make on purpose, for teaching (issue 11): the
+/// tutorial in DESIGN.md makes several of them. Each is applied to every layer and head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mistake {
+    /// Scores are not divided by √d_head (the scale is 1, whatever `--scale` says).
+    NoScaling,
+    /// The model's positional encoding is skipped: added sinusoidal or learned embeddings,
+    /// RoPE's rotation and ALiBi's bias.
+    NoPositions,
+    /// The causal mask a causal model adds by construction is dropped (a `causal` the user
+    /// wrote in the mask spec stays).
+    NoCausalMask,
+    /// The softmax runs over the query axis: each key's column sums to 1, not each query's row.
+    #[serde(rename = "wrong-axis")]
+    SoftmaxWrongAxis,
+    /// The weights multiply V elementwise instead of as a matrix product. The tutorial's
+    /// `attention_weights * value` ([n, n] times [n, d]) only broadcasts when n = d, and then
+    /// output[i][c] = w[i][c] · v[i][c] reads token i's own value row only. The shape-valid form
+    /// used here keeps exactly that property: output_i = w_ii · v_i, each query keeps its own
+    /// value scaled by the weight on itself, and no information moves between tokens.
+    ElementwiseValues,
+    /// Every norm is skipped: the blocks' norms, the final norm and BERT's embedding norm.
+    #[serde(rename = "no-layernorm")]
+    NoLayerNorm,
+    /// Block-local attention in chunks of 2^heads tokens, the tutorial's "hierarchical"
+    /// snippet (`range(0, n, 2 ** num_heads)`), instead of a chunk size chosen for the input.
+    ChunkByHeads,
+}
+
+impl Mistake {
+    /// Every mistake, in menu order.
+    pub const ALL: [Mistake; 7] = [
+        Mistake::NoScaling,
+        Mistake::NoPositions,
+        Mistake::NoCausalMask,
+        Mistake::SoftmaxWrongAxis,
+        Mistake::ElementwiseValues,
+        Mistake::NoLayerNorm,
+        Mistake::ChunkByHeads,
+    ];
+
+    /// The command-line name (`--mistake NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mistake::NoScaling => "no-scaling",
+            Mistake::NoPositions => "no-positions",
+            Mistake::NoCausalMask => "no-causal-mask",
+            Mistake::SoftmaxWrongAxis => "wrong-axis",
+            Mistake::ElementwiseValues => "elementwise-values",
+            Mistake::NoLayerNorm => "no-layernorm",
+            Mistake::ChunkByHeads => "chunk-by-heads",
+        }
+    }
+
+    /// The lesson, in one sentence.
+    pub fn lesson(self) -> &'static str {
+        match self {
+            Mistake::NoScaling => {
+                "Without dividing by √d_head, dot products grow with the head width, the \
+                 softmax saturates and each row collapses onto one key."
+            }
+            Mistake::NoPositions => {
+                "Without positional information attention only sees a bag of tokens: shuffle \
+                 the input and the maps shuffle with it, nothing else changes."
+            }
+            Mistake::NoCausalMask => {
+                "Without the causal mask a language model reads the future: the cells above \
+                 the diagonal fill with attention it must never have."
+            }
+            Mistake::SoftmaxWrongAxis => {
+                "Softmax over the wrong axis makes each key's column sum to 1, so a query's \
+                 weights are no longer a distribution over what it can read."
+            }
+            Mistake::ElementwiseValues => {
+                "Multiplying the weights and V elementwise instead of as a matrix product means \
+                 no token reads any other token's value: attention mixes nothing."
+            }
+            Mistake::NoLayerNorm => {
+                "Without normalisation every layer adds to the residual stream unchecked and \
+                 the activations grow from layer to layer."
+            }
+            Mistake::ChunkByHeads => {
+                "Chunking by 2^heads ties the block size to the number of heads, not to the \
+                 text: 8 heads give 256-token blocks, 12 give 4096, and short inputs are not \
+                 chunked at all."
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Mistake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Mistake {
+    type Err = String;
+
+    /// Reads one of the names of [`Mistake::name`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim();
+        Mistake::ALL
+            .into_iter()
+            .find(|m| m.name() == wanted)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Mistake::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown mistake {wanted:?}; expected one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 /// Everything a forward pass needs besides the tokens and the weights.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunOptions {
@@ -167,6 +283,28 @@ pub struct RunOptions {
     /// scores live one block of query rows at a time (`attnviz next` needs only the hidden
     /// states).
     pub keep_maps: bool,
+    /// Mistakes to make on purpose (teaching); empty for a correct run.
+    pub mistakes: Vec<Mistake>,
+    /// Record the mean L2 norm of the residual stream's rows after every block
+    /// ([`super::AttentionRun::layer_norms`]).
+    pub keep_layer_norms: bool,
+}
+
+impl RunOptions {
+    /// True when `mistake` is switched on.
+    pub fn has(&self, mistake: Mistake) -> bool {
+        self.mistakes.contains(&mistake)
+    }
+
+    /// The factor that multiplies q·k for a head of width `d_head`: the score scale's, or 1
+    /// under [`Mistake::NoScaling`].
+    pub fn scale_factor(&self, d_head: usize) -> f32 {
+        if self.has(Mistake::NoScaling) {
+            1.0
+        } else {
+            self.scale.factor(d_head)
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -180,6 +318,8 @@ impl Default for RunOptions {
             keep_hidden: false,
             threads: None,
             keep_maps: true,
+            mistakes: Vec::new(),
+            keep_layer_norms: false,
         }
     }
 }
@@ -211,6 +351,25 @@ mod tests {
         for good in ["temperature:0.001", "temperature:1000"] {
             assert!(good.parse::<ScoreScale>().is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn mistake_names_round_trip() {
+        for m in Mistake::ALL {
+            assert_eq!(m.name().parse::<Mistake>().unwrap(), m);
+            assert_eq!(m.to_string(), m.name());
+            // serde spells them as the CLI does (sessions and lessons store them).
+            assert_eq!(serde_json::to_value(m).unwrap(), m.name());
+            assert!(m.lesson().ends_with('.'));
+        }
+        assert!("no-scale".parse::<Mistake>().is_err());
+        let opts = RunOptions {
+            mistakes: vec![Mistake::NoScaling],
+            ..RunOptions::default()
+        };
+        // d_head 64: 1/√64 = 0.125 normally, 1 without scaling.
+        assert_eq!(RunOptions::default().scale_factor(64), 0.125);
+        assert_eq!(opts.scale_factor(64), 1.0);
     }
 
     #[test]

@@ -86,9 +86,39 @@ impl AttentionMaps {
     }
 }
 
+/// How a traced layer's attention saw positions (after any [`super::Mistake::NoPositions`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionKind {
+    /// Nothing inside attention (positions, if any, were added to the embeddings).
+    #[default]
+    None,
+    /// q and k were rotated (RoPE, plain or with Llama 3 scaling).
+    Rope,
+    /// ALiBi's distance bias was added to the scaled scores.
+    Alibi,
+}
+
+impl PositionKind {
+    /// `none`, `rope` or `alibi`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PositionKind::None => "none",
+            PositionKind::Rope => "rope",
+            PositionKind::Alibi => "alibi",
+        }
+    }
+}
+
 /// Everything about one head in one layer, for the step-through and dimension views.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HeadTrace {
+    /// The key/value head this query head reads (its own index without grouped-query attention).
+    pub kv_head: usize,
+    /// The factor that multiplied q·k (1/√d_head, over a temperature, or 1).
+    pub scale: f32,
+    /// ALiBi's slope m for this head (the bias is −m·|query − key|), when ALiBi was applied.
+    pub alibi_slope: Option<f32>,
     /// Queries after projection (and RoPE, if any). Shape: [query, d_head].
     pub q: Array2<f32>,
     /// Keys after projection (and RoPE, if any). Shape: [key, d_head].
@@ -97,12 +127,26 @@ pub struct HeadTrace {
     pub v: Array2<f32>,
     /// q·k before any scaling. Shape: [query, key].
     pub raw_scores: Array2<f32>,
-    /// Scaled scores plus any position bias, with masked cells set to −∞. Shape: [query, key].
+    /// raw_scores × scale plus any position bias, with masked cells set to −∞.
+    /// Shape: [query, key].
     pub masked_scores: Array2<f32>,
-    /// Softmax of the masked scores. Shape: [query, key].
+    /// Softmax of the masked scores (over keys; over queries under
+    /// [`super::Mistake::SoftmaxWrongAxis`]). Shape: [query, key].
     pub probs: Array2<f32>,
-    /// probs · v. Shape: [query, d_head].
+    /// probs · v (under [`super::Mistake::ElementwiseValues`], probs[i][i] · v_i). Shape: [query, d_head].
     pub output: Array2<f32>,
+}
+
+impl HeadTrace {
+    /// ALiBi's bias of one query row against every key, or `None` without ALiBi.
+    pub fn bias_row(&self, query_idx: usize) -> Option<Vec<f32>> {
+        let slope = self.alibi_slope?;
+        Some(
+            (0..self.k.nrows())
+                .map(|key_idx| -slope * query_idx.abs_diff(key_idx) as f32)
+                .collect(),
+        )
+    }
 }
 
 /// A full trace of one layer: the input it saw and every head's intermediate tensors.
@@ -110,6 +154,8 @@ pub struct HeadTrace {
 pub struct Trace {
     /// Which layer was traced.
     pub layer_idx: usize,
+    /// How attention saw positions in this layer.
+    pub position: PositionKind,
     /// The attention input after any normalisation. Shape: [token, d_model].
     pub input: Array2<f32>,
     /// One entry per head.
@@ -129,4 +175,7 @@ pub struct AttentionRun {
     pub trace: Option<Trace>,
     /// The final hidden states, when asked for. Shape: [token, d_model].
     pub hidden: Option<Array2<f32>>,
+    /// With [`super::RunOptions::keep_layer_norms`], the mean L2 norm of the residual stream's
+    /// rows after each block (before any final norm). Shape: [layer].
+    pub layer_norms: Option<Vec<f32>>,
 }

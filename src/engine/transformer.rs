@@ -9,10 +9,10 @@
 
 use super::attention::{HeadShape, PackedAttention, SelfAttention};
 use super::layers::{Epilogue, Mlp, Norm, NormPlacement, PackedMlp, normalized};
-use super::options::RunOptions;
+use super::options::{Mistake, RunOptions};
 use super::parallel::{MAX_THREADS, parallel_map, threads_for};
 use super::position::AttentionPosition;
-use super::run::{AttentionMaps, Trace};
+use super::run::{AttentionMaps, PositionKind, Trace};
 use super::{EngineError, MaskPart, MaskSpec};
 use ndarray::{Array2, Axis};
 use std::sync::Arc;
@@ -162,12 +162,18 @@ impl Transformer {
         self.parts.final_norm.as_ref()
     }
 
-    fn head_shape(&self) -> HeadShape {
+    /// The head layout a run uses: the model's, with positions switched off under
+    /// [`Mistake::NoPositions`].
+    fn head_shape(&self, opts: &RunOptions) -> HeadShape {
         HeadShape {
             heads: self.parts.heads,
             kv_heads: self.parts.kv_heads,
             d_head: self.parts.d_head,
-            position: self.parts.position,
+            position: if opts.has(Mistake::NoPositions) {
+                AttentionPosition::None
+            } else {
+                self.parts.position
+            },
         }
     }
 
@@ -292,7 +298,13 @@ impl Transformer {
             )));
         }
         self.check_options(opts)?;
-        let allowed = effective_mask(&opts.mask, self.parts.causal).build(len, is_pad)?;
+        let allowed = mistaken_mask(
+            &opts.mask,
+            self.parts.causal,
+            self.parts.heads,
+            &opts.mistakes,
+        )
+        .build(len, is_pad)?;
         let fully_masked_queries = match &allowed {
             Some(a) => a
                 .axis_iter(Axis(0))
@@ -306,13 +318,27 @@ impl Transformer {
         let mut all_probs = Vec::with_capacity(self.parts.blocks.len() * self.parts.heads);
         let mut trace = None;
         let threads = threads_for(len, opts);
-        let shape = self.head_shape();
+        let shape = self.head_shape(opts);
+        // Without norms (the mistake) every block runs as if it had none.
+        let placement = if opts.has(Mistake::NoLayerNorm) {
+            NormPlacement::None
+        } else {
+            self.parts.placement
+        };
+        let position_kind = match shape.position {
+            AttentionPosition::None => PositionKind::None,
+            AttentionPosition::Alibi => PositionKind::Alibi,
+            AttentionPosition::Rope { .. } | AttentionPosition::RopeLlama3 { .. } => {
+                PositionKind::Rope
+            }
+        };
+        let mut layer_norms = opts.keep_layer_norms.then(Vec::new);
         for ((layer_idx, block), packed) in
             self.parts.blocks.iter().enumerate().zip(self.packed.iter())
         {
             let want_trace = opts.trace_layer == Some(layer_idx);
             let normed;
-            let attn_input = match self.parts.placement {
+            let attn_input = match placement {
                 NormPlacement::Pre => {
                     normed = normalized(&x, &block.attention_norm, threads);
                     &normed
@@ -326,8 +352,7 @@ impl Transformer {
                 attn_input,
                 Epilogue {
                     residual: &x,
-                    norm: (self.parts.placement == NormPlacement::Post)
-                        .then_some(&block.attention_norm),
+                    norm: (placement == NormPlacement::Post).then_some(&block.attention_norm),
                 },
                 layer_idx,
                 allowed.as_ref(),
@@ -341,6 +366,7 @@ impl Transformer {
             if let Some(heads) = head_traces {
                 trace = Some(Trace {
                     layer_idx,
+                    position: position_kind,
                     input: attn_input.clone(),
                     heads,
                 });
@@ -348,9 +374,9 @@ impl Transformer {
             x = new_x;
             let epilogue = Epilogue {
                 residual: &x,
-                norm: (self.parts.placement == NormPlacement::Post).then_some(&block.mlp_norm),
+                norm: (placement == NormPlacement::Post).then_some(&block.mlp_norm),
             };
-            let new_x = match self.parts.placement {
+            let new_x = match placement {
                 NormPlacement::Pre => {
                     let h = normalized(&x, &block.mlp_norm, threads);
                     block.mlp.forward(&h, &packed.mlp, epilogue, threads)
@@ -361,11 +387,16 @@ impl Transformer {
             };
             check_finite(&new_x, layer_idx, "MLP")?;
             x = new_x;
+            if let Some(norms) = layer_norms.as_mut() {
+                norms.push(mean_row_norm(&x));
+            }
             if !progress(layer_idx + 1) {
                 return Err(EngineError::Cancelled);
             }
         }
-        if let Some(norm) = &self.parts.final_norm {
+        if let Some(norm) = &self.parts.final_norm
+            && !opts.has(Mistake::NoLayerNorm)
+        {
             norm.apply(&mut x);
         }
         // Without kept maps: zero layers of them.
@@ -381,6 +412,7 @@ impl Transformer {
             fully_masked_queries,
             trace,
             hidden: x,
+            layer_norms,
         })
     }
 
@@ -401,6 +433,7 @@ impl Transformer {
             fully_masked_queries: out.fully_masked_queries,
             trace: out.trace,
             hidden: opts.keep_hidden.then_some(out.hidden),
+            layer_norms: out.layer_norms,
         })
     }
 
@@ -449,6 +482,24 @@ pub struct ForwardOutput {
     pub trace: Option<Trace>,
     /// Final hidden states. Shape: [token, d_model].
     pub hidden: Array2<f32>,
+    /// With `keep_layer_norms`, the mean row norm of the residual stream after each block.
+    pub layer_norms: Option<Vec<f32>>,
+}
+
+/// The mean L2 norm of the rows of `x` (tokens' residual vectors), summed in f64.
+fn mean_row_norm(x: &Array2<f32>) -> f32 {
+    let rows = x.nrows().max(1) as f64;
+    let total: f64 = x
+        .rows()
+        .into_iter()
+        .map(|r| {
+            r.iter()
+                .map(|&v| f64::from(v) * f64::from(v))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .sum();
+    (total / rows) as f32
 }
 
 /// Fails when the residual stream holds NaN or ±Inf after `layer_idx`'s `sublayer` (finite
@@ -468,6 +519,34 @@ pub fn effective_mask(mask: &MaskSpec, causal: bool) -> MaskSpec {
     let mut mask = mask.clone();
     if causal && !mask.is_causal() {
         mask.parts.push(MaskPart::Causal);
+    }
+    mask
+}
+
+/// The chunk size of the tutorial's "hierarchical attention": 2^heads tokens (saturating at
+/// `usize::MAX`, one chunk for any input, from 64 heads on).
+pub fn chunk_by_heads_size(heads: usize) -> usize {
+    u32::try_from(heads)
+        .ok()
+        .and_then(|h| 1usize.checked_shl(h))
+        .unwrap_or(usize::MAX)
+}
+
+/// The mask a run applies once `mistakes` are made: [`effective_mask`], except that
+/// [`Mistake::NoCausalMask`] drops the causal mask a causal model adds (one written in `mask`
+/// stays), and [`Mistake::ChunkByHeads`] adds `block:2^heads`.
+pub fn mistaken_mask(
+    mask: &MaskSpec,
+    causal: bool,
+    heads: usize,
+    mistakes: &[Mistake],
+) -> MaskSpec {
+    let mut mask = effective_mask(mask, causal && !mistakes.contains(&Mistake::NoCausalMask));
+    if mistakes.contains(&Mistake::ChunkByHeads) {
+        let block = MaskPart::Block(chunk_by_heads_size(heads));
+        if !mask.parts.contains(&block) {
+            mask.parts.push(block);
+        }
     }
     mask
 }

@@ -82,6 +82,15 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
                 super::attention_json::from_value(path, value)?,
             ))),
             Some(super::SESSION_FORMAT) => Ok(InputFile::Session(value)),
+            // A lesson is never read as tokens: it opens in the app (`attnviz LESSON.json`).
+            Some(super::LESSON_FORMAT) => Err(IoError::invalid(
+                path,
+                format!(
+                    "this is a lesson ({:?}), not a token input; open it in the app with `attnviz {}`",
+                    super::LESSON_FORMAT,
+                    path.display()
+                ),
+            )),
             _ => Err(IoError::invalid(
                 path,
                 format!(

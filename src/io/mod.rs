@@ -4,12 +4,14 @@
 
 mod attention_json;
 mod input;
+pub mod lesson;
 mod npy;
 mod session;
 mod write;
 
 pub use attention_json::{AttentionFile, ModelMeta, read_attention_json, write_attention_json};
 pub use input::{InputFile, TokenInput, load_input};
+pub use lesson::{LESSON_FORMAT, Lesson, LessonStep, LessonView, is_lesson_file, load_lesson};
 pub use npy::{read_npy, sidecar_path, write_npy};
 pub use session::{read_session, session_fields, write_session};
 pub use write::{

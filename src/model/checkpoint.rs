@@ -8,7 +8,7 @@ use super::lm_head::{self, LmHeadInfo, PredictError, Prediction};
 use super::loaders;
 use super::weights::{LoadError, WeightFile};
 use super::{Model, ModelInfo};
-use crate::engine::{AttentionRun, EngineError, Norm, RunOptions, Transformer};
+use crate::engine::{AttentionRun, EngineError, Mistake, Norm, RunOptions, Transformer};
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2, ArrayView2, s};
 use std::path::{Path, PathBuf};
@@ -219,7 +219,11 @@ impl Checkpoint {
         crate::pipeline::kv_groups(self.cfg.heads, self.cfg.kv_heads)
     }
 
-    fn embed(&self, tokens: &[Token]) -> Result<Array2<f32>, EngineError> {
+    /// The embeddings of `tokens`: word, plus learned positions (skipped under
+    /// [`Mistake::NoPositions`]) and BERT's segment, then BERT's embedding norm (skipped under
+    /// [`Mistake::NoLayerNorm`]). Shape: [token, d_model].
+    fn embed(&self, tokens: &[Token], opts: &RunOptions) -> Result<Array2<f32>, EngineError> {
+        let positions = !opts.has(Mistake::NoPositions);
         let e = &self.embeddings;
         let vocab = e.word.nrows();
         let mut x = Array2::<f32>::zeros((tokens.len(), self.cfg.d_model));
@@ -231,14 +235,18 @@ impl Checkpoint {
                 )));
             }
             row.assign(&e.word.row(id));
-            if let Some(p) = &e.position {
+            if let Some(p) = &e.position
+                && positions
+            {
                 row += &p.row(pos);
             }
             if let Some(seg) = &e.segment {
                 row += seg;
             }
         }
-        if let Some(norm) = &e.norm {
+        if let Some(norm) = &e.norm
+            && !opts.has(Mistake::NoLayerNorm)
+        {
             norm.apply(&mut x);
         }
         Ok(x)
@@ -323,13 +331,15 @@ impl Model for Checkpoint {
                 self.cfg.max_positions
             )));
         }
-        let x = self.embed(tokens)?;
+        let x = self.embed(tokens, opts)?;
         let mut opts = opts.clone();
-        opts.mask = super::effective_mask(
+        opts.mask = super::applied_mask(
             &opts.mask,
             self.transformer.causal(),
             self.cfg.sliding_window,
             tokens.len(),
+            self.cfg.heads,
+            &opts.mistakes,
         );
         self.transformer.run(tokens, x, &opts, progress)
     }

@@ -11,7 +11,7 @@ mod loaders;
 mod rng;
 pub mod weights;
 
-use crate::engine::{AttentionRun, EngineError, MaskPart, MaskSpec, RunOptions};
+use crate::engine::{AttentionRun, EngineError, MaskPart, MaskSpec, Mistake, RunOptions};
 use crate::tokenize::Token;
 use serde::Serialize;
 
@@ -98,4 +98,21 @@ pub fn effective_mask(
         mask.parts.push(MaskPart::Window(window - 1));
     }
     mask
+}
+
+/// The mask a run applies once `mistakes` are made (teaching): [`effective_mask`], without the
+/// architecture's causal mask under [`Mistake::NoCausalMask`] (a `causal` the user wrote stays),
+/// and with `block:2^heads` under [`Mistake::ChunkByHeads`]. With no mistakes it equals
+/// [`effective_mask`].
+pub fn applied_mask(
+    spec: &MaskSpec,
+    causal: bool,
+    sliding_window: Option<usize>,
+    len: usize,
+    heads: usize,
+    mistakes: &[Mistake],
+) -> MaskSpec {
+    let causal = causal && !mistakes.contains(&Mistake::NoCausalMask);
+    let mask = effective_mask(spec, causal, sliding_window, len);
+    crate::engine::mistaken_mask(&mask, false, heads, mistakes)
 }

@@ -8,6 +8,10 @@
 //! their token ids. Errors stay typed ([`PipelineError`]) until the CLI's `main` or the app's
 //! error line turns them into text; they name the input file where one is involved.
 
+mod explain;
+
+pub use explain::explain;
+
 use crate::engine::{AttentionRun, EngineError, MaskSpec, RunOptions};
 use crate::io::{AttentionFile, ModelMeta, TokenInput};
 use crate::model::{
@@ -410,6 +414,21 @@ impl LoadedModel {
         crate::model::effective_mask(spec, self.info().causal, window, len)
     }
 
+    /// The mask a run of `len` tokens under `opts` applies, its mistakes included: see
+    /// [`crate::model::applied_mask`]. Equals [`Self::effective_mask`] without mistakes.
+    pub fn applied_mask(&self, opts: &RunOptions, len: usize) -> MaskSpec {
+        let window = self.as_checkpoint().and_then(|c| c.config().sliding_window);
+        let info = self.info();
+        crate::model::applied_mask(
+            &opts.mask,
+            info.causal,
+            window,
+            len,
+            info.heads,
+            &opts.mistakes,
+        )
+    }
+
     /// The tokens for `input`, before the length check. Errors name `file` when given.
     pub fn tokens(
         &self,
@@ -576,7 +595,7 @@ pub fn run(
             file: file.map(Path::to_owned),
         });
     }
-    let mask = model.effective_mask(&opts.mask, tokens.len()).to_string();
+    let mask = model.applied_mask(opts, tokens.len()).to_string();
     let start = Instant::now();
     let attention = match model.model().forward_with_progress(&tokens, opts, progress) {
         Ok(run) => run,
@@ -627,6 +646,7 @@ pub fn from_attention_file(file: AttentionFile) -> (Run, ModelMeta) {
             fully_masked_queries: Vec::new(),
             trace: None,
             hidden: None,
+            layer_norms: None,
         },
         mask: file.mask,
         timings: RunTimings::default(),

@@ -100,7 +100,18 @@ impl DemoModel {
 
     /// The embeddings of `tokens`: content plus any additive position. Shape: [token, d_model].
     pub fn embed(&self, tokens: &[Token]) -> Array2<f32> {
+        self.embed_with(tokens, true)
+    }
+
+    /// [`Self::embed`], with the additive positions left out when `positions` is false
+    /// ([`crate::engine::Mistake::NoPositions`]).
+    fn embed_with(&self, tokens: &[Token], positions: bool) -> Array2<f32> {
         let d = self.cfg.d_model;
+        let positional = if positions {
+            self.cfg.positional
+        } else {
+            DemoPositional::None
+        };
         let mut x = Array2::<f32>::zeros((tokens.len(), d));
         for (pos, (token, mut row)) in tokens.iter().zip(x.rows_mut()).enumerate() {
             let Some(row) = row.as_slice_mut() else {
@@ -110,7 +121,7 @@ impl DemoModel {
                 Some(layout) => {
                     content_vector(self.cfg.seed, token.id, layout, &mut row[..layout.band]);
                     let band = &mut row[layout.position()..layout.position() + layout.band];
-                    match self.cfg.positional {
+                    match positional {
                         DemoPositional::Sinusoidal => sinusoid_band(layout, pos, band),
                         DemoPositional::Learned => {
                             let width = layout.learned_width(self.cfg.d_head());
@@ -129,7 +140,7 @@ impl DemoModel {
                     for v in row.iter_mut() {
                         *v = rng.normal();
                     }
-                    match self.cfg.positional {
+                    match positional {
                         DemoPositional::Sinusoidal => {
                             for (c, v) in row.iter_mut().enumerate() {
                                 // The original Transformer's encoding: pairs (sin, cos) at 10000^(-2i/d).
@@ -214,7 +225,7 @@ impl Model for DemoModel {
             return Err(EngineError::NoTokens);
         }
         self.check_size(tokens.len())?;
-        let x = self.embed(tokens);
+        let x = self.embed_with(tokens, !opts.has(crate::engine::Mistake::NoPositions));
         self.transformer.run(tokens, x, opts, progress)
     }
 }

@@ -1,0 +1,415 @@
+//! Lesson files (`"format": "attnviz.lesson/v1"`, issue 11 item 6): a text, the settings to run
+//! it with and a short script of steps for the teaching views. The app opens them (from its
+//! Lessons menu and as `attnviz LESSON.json`); they are never token inputs, and
+//! [`super::load_input`] refuses them with a message that says so.
+//!
+//! ```json
+//! { "format": "attnviz.lesson/v1", "title": "Scaled dot-product attention",
+//!   "text": "The cat sat on the mat.",
+//!   "settings": { "model": "demo", "mask": "none", "scale": "inv-sqrt", "mistakes": [],
+//!                 "view": "walkthrough", "layer": 0, "head": 1, "query": 3 },
+//!   "steps": [ { "title": "The question", "text": "…", "view": "walkthrough", "step": "query" } ] }
+//! ```
+
+use super::{IoError, MAX_SMALL_FILE, json_reason, read_regular_file};
+use crate::analysis::explain::WalkStep;
+use crate::engine::{DimSubset, MaskSpec, Mistake, ScoreScale};
+use crate::model::DemoConfig;
+use crate::render::Colormap;
+use crate::tokenize::DemoTokenizer;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The format tag of lesson files.
+pub const LESSON_FORMAT: &str = "attnviz.lesson/v1";
+
+/// Which view a lesson (or one of its steps) shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LessonView {
+    /// One head's map as a heatmap.
+    #[default]
+    Heatmap,
+    /// Every layer × head.
+    Grid,
+    /// BertViz-style lines between tokens.
+    HeadView,
+    /// The step-by-step walkthrough of one query.
+    Walkthrough,
+    /// The neuron and dimension view (q_i·k_i bars, the dimension mask).
+    Dimensions,
+    /// How d_model splits into heads, the concatenation and the output projection.
+    MultiHead,
+    /// FLOPs and memory against the input length, and the sparse masks' cells.
+    Cost,
+    /// A mistake side by side with the correct version.
+    Mistakes,
+}
+
+impl LessonView {
+    /// Every view, in menu order.
+    pub const ALL: [LessonView; 8] = [
+        LessonView::Heatmap,
+        LessonView::Grid,
+        LessonView::HeadView,
+        LessonView::Walkthrough,
+        LessonView::Dimensions,
+        LessonView::MultiHead,
+        LessonView::Cost,
+        LessonView::Mistakes,
+    ];
+}
+
+fn default_model() -> String {
+    "demo".to_owned()
+}
+
+fn default_mask() -> String {
+    "none".to_owned()
+}
+
+fn default_scale() -> String {
+    "inv-sqrt".to_owned()
+}
+
+/// How a lesson runs: the model, its options and what is selected when it opens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LessonSettings {
+    /// `demo` (the default), or a checkpoint folder (relative to the lesson file or absolute).
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// The demo's settings when `model` is `demo` (missing fields take the demo's defaults).
+    #[serde(default)]
+    pub demo: DemoConfig,
+    /// The demo tokenizer.
+    #[serde(default)]
+    pub tokenizer: DemoTokenizer,
+    /// The mask spec, as `--mask` spells it.
+    #[serde(default = "default_mask")]
+    pub mask: String,
+    /// The score scale, as `--scale` spells it.
+    #[serde(default = "default_scale")]
+    pub scale: String,
+    /// Mistakes switched on when the lesson opens.
+    #[serde(default)]
+    pub mistakes: Vec<Mistake>,
+    /// Dimension subsets, as `--dims` spells them (`L.H=0-7`).
+    #[serde(default)]
+    pub dims: Vec<String>,
+    /// The view the lesson opens on.
+    #[serde(default)]
+    pub view: LessonView,
+    /// Selected layer, head and query token (0-based).
+    #[serde(default)]
+    pub layer: usize,
+    /// See `layer`.
+    #[serde(default)]
+    pub head: usize,
+    /// See `layer`.
+    #[serde(default)]
+    pub query: usize,
+    /// The colormap, when the lesson wants one (e.g. a high-contrast one for projectors).
+    #[serde(default)]
+    pub colormap: Option<Colormap>,
+}
+
+impl Default for LessonSettings {
+    fn default() -> Self {
+        Self {
+            model: default_model(),
+            demo: DemoConfig::default(),
+            tokenizer: DemoTokenizer::default(),
+            mask: default_mask(),
+            scale: default_scale(),
+            mistakes: Vec::new(),
+            dims: Vec::new(),
+            view: LessonView::default(),
+            layer: 0,
+            head: 0,
+            query: 0,
+            colormap: None,
+        }
+    }
+}
+
+/// One step of a lesson's script: a title, the words to show, and what to show with them.
+/// Fields left out keep what the previous step (or the settings) selected.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LessonStep {
+    /// A short heading.
+    pub title: String,
+    /// The explanation, in plain language.
+    pub text: String,
+    /// The view to show.
+    #[serde(default)]
+    pub view: Option<LessonView>,
+    /// The walkthrough step, with the walkthrough view.
+    #[serde(default)]
+    pub step: Option<WalkStep>,
+    /// The layer to select.
+    #[serde(default)]
+    pub layer: Option<usize>,
+    /// The head to select.
+    #[serde(default)]
+    pub head: Option<usize>,
+    /// The query token to select.
+    #[serde(default)]
+    pub query: Option<usize>,
+    /// The mistake to show side by side (the mistakes view).
+    #[serde(default)]
+    pub mistake: Option<Mistake>,
+    /// A mask spec to switch to.
+    #[serde(default)]
+    pub mask: Option<String>,
+}
+
+/// A lesson file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lesson {
+    /// Always [`LESSON_FORMAT`].
+    pub format: String,
+    /// The lesson's title.
+    pub title: String,
+    /// The input text it runs on.
+    pub text: String,
+    /// An optional introduction shown before the first step.
+    #[serde(default)]
+    pub intro: String,
+    /// How it runs.
+    #[serde(default)]
+    pub settings: LessonSettings,
+    /// The script, at least one step.
+    pub steps: Vec<LessonStep>,
+}
+
+impl Lesson {
+    /// Parses a lesson from JSON text and checks it ([`Self::validate`]); the error says what
+    /// is wrong, without the file (see [`load_lesson`]).
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let lesson: Lesson = serde_json::from_str(text).map_err(|e| json_reason(&e))?;
+        lesson.validate()?;
+        Ok(lesson)
+    }
+
+    /// Checks what serde cannot: the format tag, non-empty title, text and steps, the mask,
+    /// scale and dims spellings, the demo's limits, and on the demo that layer, head and
+    /// query indices exist for this text.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.format != LESSON_FORMAT {
+            return Err(format!(
+                "format is {:?}, expected {LESSON_FORMAT:?}",
+                self.format
+            ));
+        }
+        if self.title.trim().is_empty() {
+            return Err("the lesson has no title".to_owned());
+        }
+        if self.text.trim().is_empty() {
+            return Err("the lesson has no text to run on".to_owned());
+        }
+        if self.steps.is_empty() {
+            return Err("the lesson has no steps".to_owned());
+        }
+        let s = &self.settings;
+        MaskSpec::parse(&s.mask).map_err(|e| format!("settings: {e}"))?;
+        s.scale
+            .parse::<ScoreScale>()
+            .map_err(|e| format!("settings: {e}"))?;
+        for d in &s.dims {
+            d.parse::<DimSubset>()
+                .map_err(|e| format!("settings: {e}"))?;
+        }
+        let demo = s.model == "demo";
+        let tokens = if demo {
+            s.demo
+                .validate()
+                .map_err(|e| format!("settings: demo model: {e}"))?;
+            let tokens = crate::tokenize::tokenize(&self.text, s.tokenizer)
+                .map_err(|e| format!("text: {e}"))?;
+            Some(tokens.len())
+        } else {
+            None
+        };
+        let check = |what: &str, layer: usize, head: usize, query: usize| -> Result<(), String> {
+            if !demo {
+                return Ok(());
+            }
+            let cfg = &s.demo;
+            if layer >= cfg.layers {
+                return Err(format!(
+                    "{what}: layer {layer} does not exist (the demo has {} layers)",
+                    cfg.layers
+                ));
+            }
+            if head >= cfg.heads {
+                return Err(format!(
+                    "{what}: head {head} does not exist (the demo has {} heads)",
+                    cfg.heads
+                ));
+            }
+            if let Some(n) = tokens
+                && query >= n
+            {
+                return Err(format!(
+                    "{what}: query {query} does not exist (the text has {n} tokens)"
+                ));
+            }
+            Ok(())
+        };
+        check("settings", s.layer, s.head, s.query)?;
+        let (mut layer, mut head, mut query) = (s.layer, s.head, s.query);
+        for (i, step) in self.steps.iter().enumerate() {
+            let what = format!("step {}", i + 1);
+            if step.title.trim().is_empty() {
+                return Err(format!("{what} has no title"));
+            }
+            if let Some(mask) = &step.mask {
+                MaskSpec::parse(mask).map_err(|e| format!("{what}: {e}"))?;
+            }
+            layer = step.layer.unwrap_or(layer);
+            head = step.head.unwrap_or(head);
+            query = step.query.unwrap_or(query);
+            check(&what, layer, head, query)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads and checks a lesson file. Every error is one line naming the file, path last:
+/// `step 2: unknown variant "walk", expected one of … in lessons/x.json`.
+pub fn load_lesson(path: &Path) -> Result<Lesson, IoError> {
+    let bytes = read_regular_file(path, MAX_SMALL_FILE)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        IoError::invalid(
+            path,
+            format!("not UTF-8 (bad byte at offset {})", e.valid_up_to()),
+        )
+    })?;
+    Lesson::from_json(text)
+        .map_err(|reason| IoError::invalid(path, format!("bad lesson: {reason}")))
+}
+
+/// True when `path` looks like a lesson: a `.json` file whose first 64 KiB name
+/// [`LESSON_FORMAT`] as its `format`. A quick check for the app and the command line before
+/// choosing between [`load_lesson`] and [`super::load_input`]; the loader checks the rest.
+pub fn is_lesson_file(path: &Path) -> bool {
+    use std::io::Read as _;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if !is_json {
+        return false;
+    }
+    let Ok((file, _)) = super::open_regular(path) else {
+        return false;
+    };
+    let mut head = Vec::new();
+    if file.take(64 << 10).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    names_lesson_format(&head)
+}
+
+/// True when JSON bytes hold `"format"` followed by the lesson tag (whitespace allowed around
+/// the colon).
+pub(super) fn names_lesson_format(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    let mut rest = text.as_ref();
+    while let Some(at) = rest.find("\"format\"") {
+        let after = rest[at + 8..].trim_start();
+        if let Some(value) = after.strip_prefix(':')
+            && value
+                .trim_start()
+                .starts_with(&format!("\"{LESSON_FORMAT}\""))
+        {
+            return true;
+        }
+        rest = &rest[at + 8..];
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const GOOD: &str = r#"{"format": "attnviz.lesson/v1", "title": "T", "text": "the cat sat",
+        "settings": {"mask": "causal", "mistakes": ["no-scaling"], "view": "walkthrough",
+                     "head": 2, "query": 2, "colormap": "grays"},
+        "steps": [{"title": "q", "text": "the query", "view": "walkthrough", "step": "query"},
+                  {"title": "m", "text": "mistake", "view": "mistakes", "mistake": "wrong-axis"}]}"#;
+
+    #[test]
+    fn parses_a_lesson() {
+        let l = Lesson::from_json(GOOD).unwrap();
+        assert_eq!(l.settings.mistakes, [Mistake::NoScaling]);
+        assert_eq!(l.settings.view, LessonView::Walkthrough);
+        assert_eq!(l.settings.colormap, Some(Colormap::Grays));
+        assert_eq!(l.steps[0].step, Some(WalkStep::Query));
+        assert_eq!(l.steps[1].mistake, Some(Mistake::SoftmaxWrongAxis));
+        // Defaults: demo model, inv-sqrt.
+        assert_eq!(l.settings.model, "demo");
+        assert_eq!(l.settings.scale, "inv-sqrt");
+        assert!(names_lesson_format(GOOD.as_bytes()));
+        assert!(!names_lesson_format(
+            br#"{"text": "format attnviz.lesson/v1"}"#
+        ));
+    }
+
+    #[test]
+    fn bad_lessons_say_what_is_wrong() {
+        let cases = [
+            (GOOD.replace("lesson/v1", "lesson/v2"), "format is"),
+            (GOOD.replace("\"causal\"", "\"casual\""), "bad mask spec"),
+            (
+                GOOD.replace("\"query\": 2", "\"query\": 3"),
+                "query 3 does not exist (the text has 3 tokens)",
+            ),
+            (
+                GOOD.replace("\"head\": 2", "\"head\": 8"),
+                "head 8 does not exist",
+            ),
+            (GOOD.replace("no-scaling", "no-scale"), "unknown variant"),
+            (
+                GOOD.replace("\"step\": \"query\"", "\"step\": \"walk\""),
+                "unknown variant",
+            ),
+            (
+                GOOD.replace("\"title\": \"T\"", "\"title\": \"\""),
+                "no title",
+            ),
+            (
+                GOOD.replace(
+                    "\"view\": \"mistakes\",",
+                    "\"view\": \"mistakes\", \"extra\": 1,",
+                ),
+                "unknown field",
+            ),
+            (GOOD.replace("\"steps\"", "\"stepz\""), "unknown field"),
+        ];
+        for (text, want) in cases {
+            let err = Lesson::from_json(&text).unwrap_err();
+            assert!(err.contains(want), "{want}: {err}");
+        }
+    }
+
+    #[test]
+    fn load_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.json");
+        std::fs::write(&path, GOOD.replace("\"causal\"", "\"casual\"")).unwrap();
+        let err = load_lesson(&path).unwrap_err().to_string();
+        assert!(
+            err.starts_with("bad lesson: settings: bad mask spec"),
+            "{err}"
+        );
+        assert!(err.ends_with(&format!("in {}", path.display())), "{err}");
+        assert!(is_lesson_file(&path));
+        std::fs::write(&path, GOOD).unwrap();
+        assert_eq!(load_lesson(&path).unwrap().title, "T");
+    }
+}
