@@ -9,7 +9,7 @@
 
 use attnviz::app::teach::{TeachSettings, TeachTab};
 use attnviz::app::{AppState, AttnApp, HeadMode, QueryCombine, Theme, ViewKind};
-use attnviz::engine::{AttentionRun, DimSubset, NormPlacement, ScoreScale};
+use attnviz::engine::{AttentionRun, DimSubset, Mistake, NormPlacement, ScoreScale};
 use attnviz::model::{DemoConfig, DemoPositional};
 use attnviz::render::{Colormap, RangeMode, ValueScale};
 use attnviz::tokenize::DemoTokenizer;
@@ -342,7 +342,8 @@ fn changed_state() -> AppState {
                 head_idx: 1,
                 dims: vec![0, 2],
             }],
-            mistake: Some("no-scaling".to_owned()),
+            mistake: Some(Mistake::NoScaling),
+            run_mistakes: vec![Mistake::NoPositions],
             presenter: true,
             colormap_before_presenter: Some(Colormap::Plasma),
             lesson: None,

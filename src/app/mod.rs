@@ -81,6 +81,8 @@ pub struct AttnApp {
     pub external: Option<ExternalRun>,
     /// Finished runs with the mask each applied.
     cache: Vec<(JobKey, Arc<AttentionRun>, String)>,
+    /// Measured effects of mistakes (the mistakes view), by the job that measured them.
+    effects: Vec<(JobKey, Arc<crate::analysis::teach::MistakeEffect>)>,
     /// The mask the computed run on screen applied (the user's spec plus the architecture's).
     pub current_mask: Option<String>,
     /// The error on screen. It stays until the user dismisses it or changes what caused it
@@ -143,6 +145,7 @@ impl AttnApp {
             current: None,
             external: None,
             cache: Vec::new(),
+            effects: Vec::new(),
             current_mask: None,
             error,
             error_cause: ErrorCause::Other,
@@ -391,6 +394,10 @@ impl AttnApp {
         let jobs = self.jobs_status();
         let run_note = self.run_note();
         let info_is_current = self.model_info_dir == self.state.model_dir;
+        let mistake_effect = self.current.as_ref().and_then(|(key, _)| {
+            let found = self.effects.iter().find(|(k, _)| k == key);
+            found.map(|(_, e)| e.clone())
+        });
         ViewCx {
             state: &mut self.state,
             run,
@@ -409,6 +416,7 @@ impl AttnApp {
             run_note,
             run_failed: self.run_failed.as_ref().filter(|_| self.external.is_none()),
             jobs,
+            mistake_effect,
             requests: Vec::new(),
         }
     }
@@ -455,6 +463,7 @@ impl AttnApp {
                 Request::CancelExport => self.cancel_export(),
                 Request::DismissError => self.error = None,
                 Request::Truncate => self.state.truncate = true,
+                Request::OpenLesson(path) => self.open_lesson(&path),
             }
         }
     }

@@ -221,6 +221,7 @@ impl AppState {
                 mask,
                 scale: self.scale,
                 dims: self.teach.dims.clone(),
+                mistakes: self.teach.run_mistakes.clone(),
                 // The teaching views read the selected layer's trace; other views never
                 // recompute when the layer changes.
                 trace_layer: (self.view == ViewKind::Teach && self.teach.tab.needs_trace())
@@ -229,6 +230,7 @@ impl AppState {
             },
             truncate: self.truncate,
             memory_budget: self.memory_budget_bytes()?,
+            mistake: self.teach.shown_mistake(self.view),
         })
     }
 

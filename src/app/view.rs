@@ -63,6 +63,8 @@ pub enum Request {
     DismissError,
     /// Cut inputs at the model's token limit from now on.
     Truncate,
+    /// Open a lesson file (the Lessons menu).
+    OpenLesson(PathBuf),
 }
 
 /// Why the requested run produced nothing.
@@ -119,6 +121,8 @@ pub struct ViewCx<'a> {
     pub run_failed: Option<&'a RunFailure>,
     /// The background work.
     pub jobs: JobsStatus,
+    /// The measured effect of the mistake the mistakes view shows, once computed.
+    pub mistake_effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
     /// What the panels asked for this frame.
     pub requests: Vec<Request>,
 }

@@ -47,6 +47,7 @@ impl View for Central {
                 ui.selectable_value(&mut cx.state.view, v, v.label());
             }
         });
+        crate::app::teach::lessons::lesson_bar_ui(ui, cx);
         if let Some(failure) = cx.run_failed {
             // The map for these settings does not exist: say why where it would be, rather
             // than a spinner or an older map.
@@ -62,8 +63,11 @@ impl View for Central {
             return;
         };
         let labels = cx.labels.clone();
-        self.token_strip.ui(ui, &run, &labels, cx.state);
-        ui.separator();
+        // The teaching views pick their query themselves, in less room.
+        if cx.state.view != ViewKind::Teach {
+            self.token_strip.ui(ui, &run, &labels, cx.state);
+            ui.separator();
+        }
         match cx.state.view {
             ViewKind::Heatmap => {
                 let mask = cx.applied_mask.unwrap_or("none").to_owned();

@@ -20,7 +20,6 @@ pub mod walkthrough;
 
 use crate::app::view::ViewCx;
 use crate::engine::{AttentionRun, HeadTrace, Trace};
-pub use neurons::dim_products;
 pub use settings::{TeachSettings, TeachTab, fit_options};
 use std::sync::Arc;
 
@@ -89,6 +88,7 @@ impl TeachCx<'_, '_> {
                     d_model: demo.d_model,
                     d_head: demo.d_model / demo.heads.max(1),
                     positional: format!("{:?}", demo.positional).to_lowercase(),
+                    causal: false,
                 })
             }
             (Some(_), Some(info)) => Some(ModelDims {
@@ -99,6 +99,7 @@ impl TeachCx<'_, '_> {
                 d_model: info.d_model,
                 d_head: info.d_head,
                 positional: info.positional.clone(),
+                causal: info.causal,
             }),
             (Some(_), None) => None,
         }
@@ -130,6 +131,8 @@ pub struct ModelDims {
     pub d_head: usize,
     /// The positional encoding, in words.
     pub positional: String,
+    /// True when the model is causal by construction.
+    pub causal: bool,
 }
 
 /// The trace of the selected layer in `run` and its selected head, when the run has it.
@@ -143,6 +146,41 @@ pub fn traced_head<'r>(
         .filter(|t| t.layer_idx == state.layer_idx)?;
     let head = trace.heads.get(state.head_idx)?;
     Some((trace, head))
+}
+
+/// One row of tokens; clicking one makes it the query the teaching views explain.
+fn query_picker_ui(ui: &mut egui::Ui, labels: &[String], cx: &mut ViewCx<'_>) {
+    let n = labels.len();
+    if n == 0 {
+        return;
+    }
+    let current = cx
+        .state
+        .selected_queries
+        .first()
+        .copied()
+        .unwrap_or(n - 1)
+        .min(n - 1);
+    ui.horizontal_wrapped(|ui| {
+        ui.spacing_mut().item_spacing.x = 3.0;
+        ui.label("query:");
+        for (i, label) in labels.iter().enumerate() {
+            let shown = if label.trim().is_empty() {
+                "␣"
+            } else {
+                label
+            };
+            let response = ui.selectable_label(i == current, shown);
+            let name = format!("query token {i}: {label}");
+            let selected = i == current;
+            response.widget_info(|| {
+                egui::WidgetInfo::selected(egui::Role::Button, true, selected, &name)
+            });
+            if response.clicked() {
+                cx.state.selected_queries = vec![i];
+            }
+        }
+    });
 }
 
 /// The teaching views and their switcher.
@@ -171,7 +209,7 @@ impl TeachPanel {
                 ui.selectable_value(&mut cx.state.teach.tab, tab, tab.label());
             }
         });
-        lessons::lesson_bar_ui(ui, cx);
+        query_picker_ui(ui, labels, cx);
         ui.separator();
         if cx.external.is_some() && cx.state.teach.tab != TeachTab::Cost {
             ui.label(

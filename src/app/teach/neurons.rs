@@ -10,8 +10,8 @@
 
 use super::TeachCx;
 use super::texture::KeyedTexture;
+use crate::analysis::explain::Explanation;
 use crate::app::theme;
-use crate::engine::HeadTrace;
 use crate::render::{self, ValueRange, ValueScale};
 use egui_plot::{Bar, BarChart, Plot};
 
@@ -32,18 +32,6 @@ struct MapKey {
 #[derive(Default)]
 pub struct NeuronView {
     map: Option<KeyedTexture<MapKey>>,
-}
-
-/// The per-dimension products of query row `query_idx` and key row `key_idx` of a head:
-/// element `i` is qᵢ·kᵢ (their sum is the raw score q·k).
-pub fn dim_products(head: &HeadTrace, query_idx: usize, key_idx: usize) -> Vec<f32> {
-    match (
-        head.q.outer_iter().nth(query_idx),
-        head.k.outer_iter().nth(key_idx),
-    ) {
-        (Some(q), Some(k)) => q.iter().zip(k.iter()).map(|(a, b)| a * b).collect(),
-        _ => Vec::new(),
-    }
 }
 
 impl NeuronView {
@@ -99,7 +87,9 @@ impl NeuronView {
             ),
         );
 
-        let products = dim_products(head, query_idx, key_idx);
+        let products = Explanation::from_trace(trace, head_idx, query_idx)
+            .map(|e| e.dim_products(key_idx))
+            .unwrap_or_default();
         let score = head
             .raw_scores
             .get((query_idx, key_idx))
@@ -113,7 +103,7 @@ impl NeuronView {
             .kept_dims(layer_idx, head_idx)
             .map(<[usize]>::to_vec);
         let is_kept = |i: usize| kept.as_ref().is_none_or(|k| k.contains(&i));
-        let importance = mean_abs_products(head);
+        let importance = crate::analysis::teach::dim_importance(head);
 
         ui.horizontal_wrapped(|ui| {
             ui.strong(format!(
@@ -314,17 +304,4 @@ impl NeuronView {
             });
         }
     }
-}
-
-/// Temporary until analysis::teach lands.
-fn mean_abs_products(head: &HeadTrace) -> Vec<f32> {
-    let n = head.q.nrows().max(1) as f32;
-    (0..head.q.ncols())
-        .map(|i| {
-            let q = head.q.column(i);
-            let k = head.k.column(i);
-            q.iter().map(|a| a.abs()).sum::<f32>() * k.iter().map(|b| b.abs()).sum::<f32>()
-                / (n * n)
-        })
-        .collect()
 }

@@ -2,11 +2,14 @@
 //! of the neuron view, the per-head dimension subsets, the mistake shown, presenter mode and
 //! the open lesson. Part of [`crate::app::AppState`] (`teach`), so sessions keep them.
 
-use crate::engine::{DimSubset, RunOptions};
+use crate::app::state::ViewKind;
+use crate::engine::{DimSubset, Mistake, RunOptions};
+use crate::io::lesson::Lesson;
 use crate::model::ModelInfo;
 use crate::render::Colormap;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The teaching views, in switcher order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,7 +50,10 @@ impl TeachTab {
 
     /// Whether the view reads the engine's trace of the selected layer.
     pub fn needs_trace(self) -> bool {
-        matches!(self, TeachTab::Walkthrough | TeachTab::Neurons)
+        matches!(
+            self,
+            TeachTab::Walkthrough | TeachTab::Neurons | TeachTab::Mistakes
+        )
     }
 }
 
@@ -63,16 +69,28 @@ pub struct TeachSettings {
     pub key_idx: usize,
     /// Per head, the query/key dimensions kept (a head without an entry keeps all of them).
     pub dims: Vec<DimSubset>,
-    /// The mistake shown beside the correct version, by its CLI name (`no-scaling`, …).
-    pub mistake: Option<String>,
+    /// The mistake the mistakes view shows beside the correct version.
+    pub mistake: Option<Mistake>,
+    /// Mistakes every run makes on purpose (a lesson can switch them on); empty normally.
+    pub run_mistakes: Vec<Mistake>,
     /// Large fonts, no side panels, keyboard stepping, a high-contrast colormap.
     pub presenter: bool,
     /// The colormap to restore when presenter mode ends.
     pub colormap_before_presenter: Option<Colormap>,
-    /// The open lesson file.
-    pub lesson: Option<PathBuf>,
+    /// The open lesson (not saved in sessions: a lesson is opened from its file).
+    #[serde(skip)]
+    pub lesson: Option<Arc<OpenLesson>>,
     /// The step of the open lesson's script (0-based).
     pub lesson_step: usize,
+}
+
+/// A lesson opened from a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpenLesson {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its text, settings and script.
+    pub lesson: Lesson,
 }
 
 impl Default for TeachSettings {
@@ -83,6 +101,7 @@ impl Default for TeachSettings {
             key_idx: 0,
             dims: Vec::new(),
             mistake: None,
+            run_mistakes: Vec::new(),
             presenter: false,
             colormap_before_presenter: None,
             lesson: None,
@@ -92,6 +111,13 @@ impl Default for TeachSettings {
 }
 
 impl TeachSettings {
+    /// The mistake whose effect the worker measures: the mistakes view's, while it is shown.
+    pub fn shown_mistake(&self, view: ViewKind) -> Option<Mistake> {
+        (view == ViewKind::Teach && self.tab == TeachTab::Mistakes)
+            .then_some(self.mistake)
+            .flatten()
+    }
+
     /// The dimensions head (`layer_idx`, `head_idx`) keeps, or `None` when it keeps all.
     pub fn kept_dims(&self, layer_idx: usize, head_idx: usize) -> Option<&[usize]> {
         self.dims
