@@ -394,10 +394,7 @@ impl AttnApp {
         let jobs = self.jobs_status();
         let run_note = self.run_note();
         let info_is_current = self.model_info_dir == self.state.model_dir;
-        let mistake_effect = self.current.as_ref().and_then(|(key, _)| {
-            let found = self.effects.iter().find(|(k, _)| k == key);
-            found.map(|(_, e)| e.clone())
-        });
+        let mistake_effect = self.mistake_effect();
         ViewCx {
             state: &mut self.state,
             run,

@@ -47,6 +47,18 @@ pub(crate) fn measure(
         .map_err(|e| JobError::Failed(format!("measuring {mistake}: {e}"), None))
 }
 
+impl crate::app::AttnApp {
+    /// The measured effect of the mistake shown for the run on screen, once the worker has
+    /// computed it.
+    pub fn mistake_effect(&self) -> Option<Arc<MistakeEffect>> {
+        let (key, _) = self.current.as_ref()?;
+        self.effects
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, e)| e.clone())
+    }
+}
+
 /// Shows the next or previous mistake (presenter keys without a lesson).
 pub fn step_mistake(teach: &mut TeachSettings, step: Step) {
     let all = Mistake::ALL;
