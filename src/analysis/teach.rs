@@ -544,3 +544,283 @@ pub fn mistake_effect(
         figures,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::model::{Checkpoint, DemoConfig, DemoModel};
+
+    const TEXT: &str = "the quick brown fox jumps over the lazy dog and the cat sat on the mat";
+
+    fn demo(cfg: DemoConfig) -> DemoModel {
+        DemoModel::new(cfg).unwrap()
+    }
+
+    fn tokens(text: &str) -> Vec<Token> {
+        crate::tokenize::tokenize(text, Default::default()).unwrap()
+    }
+
+    fn effect(model: &dyn Model, text: &str, mask: &str, m: Mistake) -> MistakeEffect {
+        let opts = RunOptions {
+            mask: MaskSpec::parse(mask).unwrap(),
+            ..RunOptions::default()
+        };
+        let e = mistake_effect(model, &tokens(text), &opts, m).unwrap();
+        eprintln!("{m}: {} {:?}", e.summary, e.figures);
+        e
+    }
+
+    #[test]
+    fn no_scaling_raises_the_mean_row_max_at_d_head_64() {
+        // d_model 512 over 8 heads: d_head 64, so the scores grow 8× without the scale.
+        let model = demo(DemoConfig {
+            d_model: 512,
+            heads: 8,
+            ..DemoConfig::default()
+        });
+        let e = effect(&model, TEXT, "none", Mistake::NoScaling);
+        let max = &e.figures[0];
+        assert!(max.mistaken > max.correct + 0.05, "{max:?}");
+        let entropy = &e.figures[1];
+        assert!(entropy.mistaken < entropy.correct, "{entropy:?}");
+        // The trace records the scale that was used: 1/√64 = 0.125, and 1 with the mistake.
+        assert_eq!(e.correct.trace.as_ref().unwrap().heads[0].scale, 0.125);
+        assert_eq!(e.mistaken.trace.as_ref().unwrap().heads[0].scale, 1.0);
+    }
+
+    #[test]
+    fn wrong_axis_makes_the_columns_sum_to_one() {
+        let model = demo(DemoConfig::default());
+        let e = effect(&model, TEXT, "none", Mistake::SoftmaxWrongAxis);
+        let (cols, rows) = (&e.figures[0], &e.figures[1]);
+        assert!(cols.mistaken < 1e-5, "{cols:?}");
+        assert!(rows.correct < 1e-5, "{rows:?}");
+        assert!(
+            rows.mistaken > 0.1 && cols.correct > 0.1,
+            "{rows:?} {cols:?}"
+        );
+        // Under a causal mask each column sums over the queries that may see it.
+        let e = effect(&model, TEXT, "causal", Mistake::SoftmaxWrongAxis);
+        assert!(e.figures[0].mistaken < 1e-5);
+        let map = e.mistaken.maps.head(0, 0).unwrap();
+        assert!(map[(0, 1)] == 0.0 && (map[(15, 15)] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn no_positions_makes_shuffled_maps_a_permutation() {
+        // d_model 32: every head is a seeded random one (the crafted heads need 64).
+        for positional in [
+            crate::model::DemoPositional::Sinusoidal,
+            crate::model::DemoPositional::Learned,
+            crate::model::DemoPositional::Rope,
+            crate::model::DemoPositional::Alibi,
+        ] {
+            let model = demo(DemoConfig {
+                positional,
+                d_model: 32,
+                heads: 4,
+                ..DemoConfig::default()
+            });
+            let e = effect(&model, TEXT, "none", Mistake::NoPositions);
+            let err = &e.figures[0];
+            assert!(err.mistaken <= 1e-6, "{positional:?}: {err:?}");
+            assert!(err.correct > 1e-2, "{positional:?}: {err:?}");
+            // Under a causal mask order leaks through the mask: the maps do not permute.
+            let e = effect(&model, TEXT, "causal", Mistake::NoPositions);
+            assert!(
+                e.figures[0].mistaken > 1e-2,
+                "{positional:?}: {:?}",
+                e.figures
+            );
+            assert!(e.summary.contains("causal mask"));
+        }
+        // The default demo: every head permutes within 1e-6 except the crafted induction head
+        // (last layer, head 0), whose 1e5 logits per unit of content cosine amplify the f32
+        // rounding of the sums over keys, whose order the shuffle changes: 3.4e-4 there.
+        let e = effect(
+            &demo(DemoConfig::default()),
+            TEXT,
+            "none",
+            Mistake::NoPositions,
+        );
+        assert!(
+            e.figures[0].mistaken < 1e-3 && e.figures[0].correct > 0.5,
+            "{:?}",
+            e.figures
+        );
+    }
+
+    fn fixture(name: &str) -> Checkpoint {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        Checkpoint::load(&dir).unwrap()
+    }
+
+    fn fixture_tokens(model: &Checkpoint, ids: &[u32]) -> Vec<Token> {
+        model.tokens_from_ids(ids)
+    }
+
+    #[test]
+    fn forgotten_causal_mask_fills_the_upper_triangle() {
+        let gpt2 = fixture("gpt2");
+        let toks = fixture_tokens(&gpt2, &[5, 17, 42, 8, 99, 3]);
+        let e =
+            mistake_effect(&gpt2, &toks, &RunOptions::default(), Mistake::NoCausalMask).unwrap();
+        let future = &e.figures[0];
+        assert_eq!(future.correct, 0.0);
+        assert!(future.mistaken > 0.05, "{future:?}");
+        let map = e.mistaken.maps.head(0, 0).unwrap();
+        assert!(map[(0, 5)] > 0.0);
+        // A causal mask the user wrote stays.
+        let opts = RunOptions {
+            mask: MaskSpec::parse("causal").unwrap(),
+            ..RunOptions::default()
+        };
+        let e = mistake_effect(&gpt2, &toks, &opts, Mistake::NoCausalMask).unwrap();
+        assert_eq!(e.figures[0].mistaken, 0.0);
+        // The demo is not causal: nothing to forget, and the summary says so.
+        let e = effect(
+            &demo(DemoConfig::default()),
+            TEXT,
+            "none",
+            Mistake::NoCausalMask,
+        );
+        assert_eq!(e.figures[0].correct, e.figures[0].mistaken);
+        assert!(e.summary.contains("not causal"));
+    }
+
+    #[test]
+    fn no_layernorm_skips_every_norm() {
+        // BERT's embedding LayerNorm is skipped too: the fixture's raw embeddings are small
+        // (norm 0.17), normalised they have norm √32 · |gamma| = 5.66 after each post-LN block.
+        let bert = fixture("bert");
+        let toks = fixture_tokens(&bert, &[5, 17, 42, 8, 99, 3, 11]);
+        let e = mistake_effect(&bert, &toks, &RunOptions::default(), Mistake::NoLayerNorm).unwrap();
+        let last = &e.figures[1];
+        assert!((last.correct - 32f64.sqrt()).abs() < 1e-3, "{last:?}");
+        assert!(last.mistaken < 1.0, "{last:?}");
+        assert_eq!(e.mistaken.layer_norms.as_ref().unwrap().len(), 2);
+    }
+
+    /// all-MiniLM-L6-v2 (post-LN BERT, 6 layers) when `ATTNVIZ_MINILM_DIR` is set, as `.ci/run`
+    /// does: without its norms the residual stream grows layer after layer (measured 6.7 → 1243,
+    /// 185×, against 0.72× with them on "[CLS] the cat sat on the mat . [SEP]").
+    #[test]
+    fn no_layernorm_lets_minilm_activations_grow() {
+        let Ok(dir) = std::env::var("ATTNVIZ_MINILM_DIR") else {
+            eprintln!("ATTNVIZ_MINILM_DIR unset: skipped");
+            return;
+        };
+        let model = Checkpoint::load(std::path::Path::new(&dir)).unwrap();
+        let toks = model.tokens_from_ids(&[101, 1996, 4937, 2938, 2006, 1996, 13523, 1012, 102]);
+        let e =
+            mistake_effect(&model, &toks, &RunOptions::default(), Mistake::NoLayerNorm).unwrap();
+        let norms = e.mistaken.layer_norms.clone().unwrap();
+        assert!(norms.windows(2).all(|w| w[1] > w[0]), "{norms:?}");
+        let growth = &e.figures[0];
+        assert!(growth.mistaken > 50.0 && growth.correct < 2.0, "{growth:?}");
+    }
+
+    #[test]
+    fn chunk_by_heads_is_block_of_two_to_the_heads() {
+        // 2 heads: chunks of 2² = 4 tokens, the same maps as the proper mask block:4.
+        let model = demo(DemoConfig {
+            heads: 2,
+            ..DemoConfig::default()
+        });
+        let e = effect(&model, TEXT, "none", Mistake::ChunkByHeads);
+        let block = model
+            .forward(
+                &tokens(TEXT),
+                &RunOptions {
+                    mask: MaskSpec::parse("block:4").unwrap(),
+                    ..RunOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(max_map_difference(&block.maps, &e.mistaken.maps), 0.0);
+        // 16 tokens in chunks of 4: 4 chunks × 16 cells = 64 of 256.
+        assert_eq!(e.figures[0].mistaken, 64.0);
+        assert_eq!(e.figures[0].correct, 256.0);
+        // 8 heads: 256-token chunks, so 16 tokens are not chunked at all.
+        let e = effect(
+            &demo(DemoConfig::default()),
+            TEXT,
+            "none",
+            Mistake::ChunkByHeads,
+        );
+        assert_eq!(max_map_difference(&e.correct.maps, &e.mistaken.maps), 0.0);
+        assert!(e.summary.contains("nothing is chunked"));
+    }
+
+    #[test]
+    fn elementwise_values_mix_nothing() {
+        let e = effect(
+            &demo(DemoConfig::default()),
+            TEXT,
+            "none",
+            Mistake::ElementwiseValues,
+        );
+        let cos = &e.figures[0];
+        assert!((cos.mistaken - 1.0).abs() < 1e-5, "{cos:?}");
+        assert!(cos.correct < 0.9, "{cos:?}");
+        // The traced layer's output is exactly p_ii · v_i.
+        let h = &e.mistaken.trace.as_ref().unwrap().heads[3];
+        for i in 0..h.v.nrows() {
+            for c in 0..h.v.ncols() {
+                assert_eq!(h.output[(i, c)], h.probs[(i, i)] * h.v[(i, c)]);
+            }
+        }
+    }
+
+    #[test]
+    fn cost_model_hand_computed_and_quadratic() {
+        // n 2, d 4, 2 heads, dense (4 cells): 6·2·16 + 4·4·4 + 4·4·2 + 2·2·16 = 352 flops;
+        // 4·4·2 + 24·2·4 = 224 bytes.
+        let c = attention_cost(2, 4, 2);
+        assert_eq!((c.flops, c.bytes), (352.0, 224.0));
+        // At long inputs the n² terms dominate: doubling n nearly quadruples the cost.
+        let (a, b) = (attention_cost(8192, 256, 8), attention_cost(16384, 256, 8));
+        assert!(b.flops / a.flops > 3.5 && b.bytes / a.bytes > 3.9);
+        // window:1 over 5 tokens allows 5 + 2·4 = 13 cells.
+        let window = MaskSpec::parse("window:1").unwrap();
+        assert_eq!(allowed_cells(&window, 5).unwrap(), 13);
+        assert!(attention_cost_cells(5, 13, 4, 2).flops < attention_cost(5, 4, 2).flops);
+    }
+
+    #[test]
+    fn entropy_and_dim_importance_hand_computed() {
+        // [0.5, 0.5]: ln 2 = 0.693147; one-hot: 0; all zeros (fully masked): 0.
+        assert!((row_entropy(&[0.5, 0.5]) - std::f32::consts::LN_2).abs() < 1e-6);
+        assert_eq!(row_entropy(&[1.0, 0.0]), 0.0);
+        assert_eq!(row_entropy(&[0.0, 0.0]), 0.0);
+        let ds = [4, 16, 64, 256];
+        let scaled = entropy_vs_d_head(&ds, 16, true, 200, 7);
+        let raw = entropy_vs_d_head(&ds, 16, false, 200, 7);
+        eprintln!("entropy scaled {scaled:?} unscaled {raw:?}");
+        // With the scale the scores keep unit variance: the entropy barely moves (ln 16 = 2.77
+        // is the uniform ceiling). Without it, it falls as d grows.
+        assert!((scaled[0] - scaled[3]).abs() < 0.2, "{scaled:?}");
+        assert!(raw.windows(2).all(|w| w[1] < w[0]), "{raw:?}");
+        assert!(raw[3] < 0.5 * scaled[3], "{raw:?} {scaled:?}");
+        // q = [[1, −2], [3, 0]], k = [[2, 1], [−1, 4]]. Dimension 0: pairs |1·2|, |1·−1|, |3·2|,
+        // |3·−1| = 2, 1, 6, 3, mean 3. Dimension 1: |−2·1|, |−2·4|, 0, 0, mean 2.5.
+        let q = ndarray::array![[1.0f32, -2.0], [3.0, 0.0]];
+        let k = ndarray::array![[2.0f32, 1.0], [-1.0, 4.0]];
+        let head = HeadTrace {
+            kv_head: 0,
+            scale: 1.0,
+            alibi_slope: None,
+            raw_scores: q.dot(&k.t()),
+            masked_scores: q.dot(&k.t()),
+            probs: ndarray::Array2::zeros((2, 2)),
+            output: ndarray::Array2::zeros((2, 2)),
+            v: k.clone(),
+            q,
+            k,
+        };
+        assert_eq!(dim_importance(&head), [3.0, 2.5]);
+    }
+}

@@ -67,6 +67,10 @@ pub struct CommonArgs {
     /// Score scale: inv-sqrt (1/√d_head), none, or temperature:T.
     #[arg(long, default_value = "inv-sqrt", value_name = "SCALE")]
     pub scale: String,
+    /// Make a classic mistake on purpose (repeatable): no-scaling, no-positions,
+    /// no-causal-mask, wrong-axis, elementwise-values, no-layernorm, chunk-by-heads.
+    #[arg(long = "mistake", value_name = "NAME")]
+    pub mistakes: Vec<crate::engine::Mistake>,
     /// Print one JSON line of timings on stderr.
     #[arg(long)]
     pub timings: bool,

@@ -146,6 +146,7 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
         dims,
         keep_hidden,
         keep_maps: !keep_hidden,
+        mistakes: common.mistakes.clone(),
         ..RunOptions::default()
     };
     let run = match pipeline::run(&model, &request, &opts, &mut |_| true) {

@@ -204,6 +204,46 @@ mod tests {
     }
 
     #[test]
+    fn layer_norms_grow_without_norms() {
+        // Two post-LN layers whose attention output projection is the identity (d = 2) and
+        // whose MLP adds nothing: x ← LN(x + attn(x)). With the norm every row has norm √2
+        // (LayerNorm of two different numbers is ±1); without it, each layer adds the head's
+        // output, a convex combination of the rows, so the norms grow.
+        let mut parts = identity_model(AttentionPosition::None).into_parts();
+        parts.placement = NormPlacement::Post;
+        parts.blocks[0].attention.wo = Array2::eye(2);
+        parts.blocks.push(parts.blocks[0].clone());
+        let model = Transformer::new(parts).unwrap();
+        let x = array![[3.0f32, 1.0], [1.0, 2.0], [2.0, 5.0]];
+        let run = |mistakes: Vec<Mistake>| {
+            let opts = RunOptions {
+                keep_layer_norms: true,
+                mistakes,
+                ..RunOptions::default()
+            };
+            model
+                .forward(x.clone(), &[false; 3], &opts, &mut |_| true)
+                .unwrap()
+                .layer_norms
+                .unwrap()
+        };
+        let with = run(Vec::new());
+        for n in &with {
+            assert!((n - 2f32.sqrt()).abs() < 1e-3, "{with:?}");
+        }
+        let without = run(vec![Mistake::NoLayerNorm]);
+        assert_eq!(without.len(), 2);
+        assert!(without[1] > without[0] && without[0] > 3.0, "{without:?}");
+        // Without keep_layer_norms nothing is recorded.
+        let out = model
+            .forward(x.clone(), &[false; 3], &RunOptions::default(), &mut |_| {
+                true
+            })
+            .unwrap();
+        assert!(out.layer_norms.is_none());
+    }
+
+    #[test]
     fn constructor_checks_gate_biases_and_final_norm() {
         // d_model 2, d_ff 1 (see identity_model): each edit below breaks one promised shape.
         let good = identity_model(AttentionPosition::None).into_parts();
