@@ -297,3 +297,126 @@ fn no_positions_through_the_toggle_only_permutes_the_maps() {
             .is_some()
     );
 }
+
+/// The bundled lessons, sorted.
+fn bundled_lessons() -> Vec<std::path::PathBuf> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_inputs/lessons");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Opens `path` as `attnviz LESSON.json` does, then steps through the whole script with the
+/// keyboard in presenter mode, checking each step's view and selection against the file.
+fn step_through_lesson(path: &std::path::Path) {
+    let lesson = attnviz::io::lesson::load_lesson(path).expect("the lesson loads");
+    let mut harness = app_harness(AppState::default());
+    wait_ready(&mut harness);
+    harness.state_mut().open_file(path);
+    let run = wait_ready(&mut harness);
+    let app = harness.state();
+    assert!(app.error.is_none(), "{:?}", app.error);
+    assert_eq!(app.state.text, lesson.text, "{}", path.display());
+    assert!(app.state.teach.lesson.is_some());
+    assert!(run.tokens.len() > 1);
+    harness.key_press(Key::F5);
+    harness.step();
+    assert!(harness.state().state.teach.presenter);
+    let (mut view, mut layer, mut head) = (
+        lesson.settings.view,
+        lesson.settings.layer,
+        lesson.settings.head,
+    );
+    for (i, step) in lesson.steps.iter().enumerate() {
+        view = step.view.unwrap_or(view);
+        layer = step.layer.unwrap_or(layer);
+        head = step.head.unwrap_or(head);
+        wait_ready(&mut harness);
+        let state = &harness.state().state;
+        assert_eq!(state.teach.lesson_step, i, "{}", path.display());
+        let (kind, tab) = attnviz::app::teach::lessons::view_of(view);
+        assert_eq!(state.view, kind, "{} step {i}", path.display());
+        if let Some(tab) = tab {
+            assert_eq!(state.teach.tab, tab, "{} step {i}", path.display());
+        }
+        assert_eq!((state.layer_idx, state.head_idx), (layer, head));
+        let bar = format!("· step {} of {}: {}", i + 1, lesson.steps.len(), step.title);
+        assert!(
+            harness.query_by_label(&bar).is_some(),
+            "{} step {i}: the lesson bar shows {:?}",
+            path.display(),
+            step.title
+        );
+        harness.key_press(Key::Space);
+        harness.step();
+    }
+    // Space at the last step stays there; ← goes back one.
+    assert_eq!(
+        harness.state().state.teach.lesson_step,
+        lesson.steps.len() - 1
+    );
+    harness.key_press(Key::ArrowLeft);
+    harness.step();
+    assert_eq!(
+        harness.state().state.teach.lesson_step,
+        lesson.steps.len().saturating_sub(2)
+    );
+}
+
+#[test]
+fn every_bundled_lesson_opens_and_steps_in_presenter_mode() {
+    let lessons = bundled_lessons();
+    assert!(lessons.len() >= 5, "five lessons: {lessons:?}");
+    for path in &lessons {
+        step_through_lesson(path);
+    }
+}
+
+#[test]
+fn the_lessons_menu_opens_a_lesson() {
+    let lessons = bundled_lessons();
+    let first = lessons.first().expect("a bundled lesson");
+    let lesson = attnviz::io::lesson::load_lesson(first).unwrap();
+    let mut harness = app_harness(AppState::default());
+    wait_ready(&mut harness);
+    harness.get_by_label("Lessons").click();
+    harness.run();
+    harness.get_by_label(&lesson.title).click();
+    harness.step();
+    wait_ready(&mut harness);
+    let state = &harness.state().state;
+    assert_eq!(state.text, lesson.text);
+    assert_eq!(
+        state.teach.lesson.as_ref().map(|l| l.path.clone()),
+        Some(first.clone())
+    );
+    harness.get_by_label("Close lesson").click();
+    harness.run();
+    assert!(harness.state().state.teach.lesson.is_none());
+}
+
+#[test]
+fn a_bad_lesson_file_is_an_error_naming_it_and_changes_nothing() {
+    let dir = super::scratch("bad-lesson");
+    let path = dir.join("broken.json");
+    std::fs::write(
+        &path,
+        r#"{"format": "attnviz.lesson/v1", "title": "x", "text": "a b", "steps": []}"#,
+    )
+    .unwrap();
+    let mut app = AttnApp::new(AppState::default(), || {});
+    let before = app.state.clone();
+    app.open_file(&path);
+    let error = app.error.clone().expect("an error");
+    assert!(error.ends_with("broken.json"), "{error}");
+    assert!(error.contains("no steps"), "{error}");
+    assert_eq!(app.state, before);
+}
