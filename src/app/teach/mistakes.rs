@@ -224,12 +224,12 @@ impl MistakesView {
                     "correct map"
                 };
                 if let Some(tex) = tex {
-                    let before = col.cursor().min;
-                    tex.show(col, egui::vec2(side, side), 16.0, label);
-                    if mistaken && effect.mistake == crate::engine::Mistake::NoCausalMask {
+                    let shown = tex.show(col, egui::vec2(side, side), 16.0, label);
+                    if mistaken
+                        && effect.mistake == crate::engine::Mistake::NoCausalMask
+                        && let Some(r) = shown
+                    {
                         // Outline the upper triangle, where the future leaks in.
-                        let size = tex.size() * (side / tex.size().x.max(tex.size().y)).min(16.0);
-                        let r = egui::Rect::from_min_size(before, size);
                         col.painter().add(egui::Shape::closed_line(
                             vec![r.left_top(), r.right_top(), r.right_bottom()],
                             egui::Stroke::new(2.0, theme::hover_outline()),

@@ -200,8 +200,29 @@ impl NeuronView {
                             cell,
                         ))
                     });
-                if let Some(tex) = tex {
-                    tex.show(ui, egui::vec2(map_side, map_side), 8.0, "neuron head map");
+                let shown = tex.and_then(|tex| {
+                    tex.show(ui, egui::vec2(map_side, map_side), 8.0, "neuron head map")
+                });
+                if let Some(rect) = shown {
+                    // The query's row, and the key's cell in it.
+                    let cell = rect.height() / n as f32;
+                    let row = egui::Rect::from_min_size(
+                        rect.min + egui::vec2(0.0, query_idx as f32 * cell),
+                        egui::vec2(rect.width(), cell),
+                    );
+                    let stroke = (1.5, theme::selection_outline(dark));
+                    ui.painter()
+                        .rect_stroke(row, 0.0, stroke, egui::StrokeKind::Inside);
+                    let at = egui::Rect::from_min_size(
+                        row.min + egui::vec2(key_idx as f32 * cell, 0.0),
+                        egui::vec2(cell, cell),
+                    );
+                    ui.painter().rect_stroke(
+                        at,
+                        0.0,
+                        (2.0, theme::hover_outline()),
+                        egui::StrokeKind::Inside,
+                    );
                 }
                 ui.label(format!(
                     "weight of key {key_idx} for query {query_idx}: {}",

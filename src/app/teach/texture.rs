@@ -46,17 +46,24 @@ impl<K: PartialEq> KeyedTexture<K> {
     }
 
     /// Draws the image scaled to fit `max` (never above `max_zoom` × its pixel size), with an
-    /// accessible label.
-    pub fn show(&self, ui: &mut egui::Ui, max: egui::Vec2, max_zoom: f32, label: &str) {
+    /// accessible label; returns where it was drawn.
+    pub fn show(
+        &self,
+        ui: &mut egui::Ui,
+        max: egui::Vec2,
+        max_zoom: f32,
+        label: &str,
+    ) -> Option<egui::Rect> {
         let size = self.size();
         if size.x <= 0.0 || size.y <= 0.0 {
-            return;
+            return None;
         }
         let zoom = (max.x / size.x).min(max.y / size.y).min(max_zoom).max(0.05);
         let response =
             ui.add(egui::Image::new((self.texture.id(), size * zoom)).sense(egui::Sense::hover()));
         let label = label.to_owned();
         response.widget_info(move || egui::WidgetInfo::labeled(egui::Role::Image, true, &label));
+        Some(response.rect)
     }
 }
 
