@@ -17,6 +17,9 @@ mod figures;
 #[path = "cli/limits.rs"]
 mod limits;
 
+#[path = "cli/explain.rs"]
+mod explain;
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_attnviz"))
 }
@@ -270,6 +273,10 @@ fn sample_inputs_all_render() {
     let mut count = 0;
     for entry in std::fs::read_dir(samples).unwrap() {
         let path = entry.unwrap().path();
+        // sample_inputs/lessons/ holds lessons, which open in the app (tested in cli/explain.rs).
+        if path.is_dir() {
+            continue;
+        }
         let out = dir.join(path.file_name().unwrap()).with_extension("png");
         let o = run(&[
             "render",

@@ -40,6 +40,9 @@ pub enum Command {
     Info(InfoArgs),
     /// Run a checkpoint with an LM head and print its most likely next tokens.
     Next(NextArgs),
+    /// Write one query of one head step by step (q, keys, scores, scale, mask, softmax,
+    /// values, output) as `attnviz.explain/v1` JSON.
+    Explain(ExplainArgs),
 }
 
 /// Where the tokens come from, and how the model runs.
@@ -235,4 +238,24 @@ pub struct NextArgs {
     /// Print JSON (`attnviz.next/v1`) instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `attnviz explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Input and model options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The layer (0-based).
+    #[arg(long)]
+    pub layer: usize,
+    /// The query head (0-based).
+    #[arg(long)]
+    pub head: usize,
+    /// The query token (0-based).
+    #[arg(long)]
+    pub query: usize,
+    /// Output JSON file.
+    #[arg(long, value_name = "FILE.json")]
+    pub out: PathBuf,
 }

@@ -6,14 +6,15 @@
 //! exits with status 1. clap's own usage errors exit with 2.
 
 mod args;
+mod explain;
 mod export;
 mod info;
 mod next;
 mod render;
 
 pub use args::{
-    Cli, Command, CommonArgs, DemoArgs, ExportArgs, ExportFormat, InfoArgs, NextArgs, RenderArgs,
-    View,
+    Cli, Command, CommonArgs, DemoArgs, ExplainArgs, ExportArgs, ExportFormat, InfoArgs, NextArgs,
+    RenderArgs, View,
 };
 
 use crate::engine::{AttentionMaps, DimSubset, MaskSpec, RunOptions, ScoreScale};
@@ -30,6 +31,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Render(args) => render::render_cmd(args),
         Command::Info(args) => info::info(args),
         Command::Next(args) => next::next(args),
+        Command::Explain(args) => explain::explain_cmd(args),
     }
 }
 
@@ -87,11 +89,8 @@ struct Computed {
     hidden: Option<ndarray::Array2<f32>>,
 }
 
-/// The input, model and run of `common`, through the pipeline. `next` asks for the hidden
-/// states and no maps (`keep_hidden`); the others for the maps.
-fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Result<Computed> {
-    let start = Instant::now();
-    // Options are checked before anything heavy, so that a bad spec fails fast.
+/// The run options `common` spells (mask, scale, dims, mistakes), checked.
+fn run_options(common: &CommonArgs) -> Result<RunOptions> {
     let mask = MaskSpec::parse(&common.mask).map_err(|e| anyhow!("{e}"))?;
     let scale: ScoreScale = common.scale.parse().map_err(|e: String| anyhow!(e))?;
     let dims = common
@@ -100,6 +99,25 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
         .map(|d| d.parse::<DimSubset>())
         .collect::<Result<Vec<_>, String>>()
         .map_err(|e| anyhow!(e))?;
+    Ok(RunOptions {
+        mask,
+        scale,
+        dims,
+        mistakes: common.mistakes.clone(),
+        ..RunOptions::default()
+    })
+}
+
+/// The input, model and run of `common`, through the pipeline. `next` asks for the hidden
+/// states and no maps (`keep_hidden`); the others for the maps.
+fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Result<Computed> {
+    let start = Instant::now();
+    // Options are checked before anything heavy, so that a bad spec fails fast.
+    let opts = RunOptions {
+        keep_hidden,
+        keep_maps: !keep_hidden,
+        ..run_options(common)?
+    };
     let input = match (&common.input, &common.text, &common.ids) {
         (Some(path), _, _) => match io::load_input(path)? {
             InputFile::Input(input) => input,
@@ -139,15 +157,6 @@ fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Res
         memory_budget: common
             .memory_budget
             .map_or_else(pipeline::default_memory_budget, |b| b.0),
-    };
-    let opts = RunOptions {
-        mask,
-        scale,
-        dims,
-        keep_hidden,
-        keep_maps: !keep_hidden,
-        mistakes: common.mistakes.clone(),
-        ..RunOptions::default()
     };
     let run = match pipeline::run(&model, &request, &opts, &mut |_| true) {
         Ok(run) => run,

@@ -397,6 +397,76 @@ mod tests {
         }
     }
 
+    /// Every lesson in sample_inputs/lessons/ parses, and its settings and every step's mask
+    /// and mistake run on the demo it names.
+    #[test]
+    fn shipped_lessons_parse_and_run() {
+        use crate::engine::RunOptions;
+        use crate::model::{DemoModel, Model};
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample_inputs/lessons");
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        paths.sort();
+        assert!(paths.len() >= 5, "{paths:?}");
+        let mut titles = Vec::new();
+        let mut views = std::collections::HashSet::new();
+        for path in &paths {
+            assert!(is_lesson_file(path), "{}", path.display());
+            let lesson = load_lesson(path).unwrap_or_else(|e| panic!("{e}"));
+            // Lessons are never token inputs.
+            let err = crate::io::load_input(path).unwrap_err().to_string();
+            assert!(err.contains("this is a lesson"), "{err}");
+            let s = &lesson.settings;
+            assert_eq!(s.model, "demo");
+            let model = DemoModel::new(s.demo).unwrap();
+            let tokens = crate::tokenize::tokenize(&lesson.text, s.tokenizer).unwrap();
+            let opts = RunOptions {
+                mask: MaskSpec::parse(&s.mask).unwrap(),
+                scale: s.scale.parse().unwrap(),
+                dims: s.dims.iter().map(|d| d.parse().unwrap()).collect(),
+                mistakes: s.mistakes.clone(),
+                ..RunOptions::default()
+            };
+            model.forward(&tokens, &opts).unwrap();
+            for step in &lesson.steps {
+                assert!(step.text.len() > 40, "{}: {}", path.display(), step.title);
+                views.insert(step.view.unwrap_or(s.view));
+                let mut opts = opts.clone();
+                if let Some(mask) = &step.mask {
+                    opts.mask = MaskSpec::parse(mask).unwrap();
+                }
+                match step.mistake {
+                    Some(m) => {
+                        crate::analysis::teach::mistake_effect(&model, &tokens, &opts, m).unwrap();
+                    }
+                    None => {
+                        model.forward(&tokens, &opts).unwrap();
+                    }
+                }
+            }
+            titles.push(lesson.title);
+        }
+        let all = titles.join(" | ").to_lowercase();
+        for topic in [
+            "scaled dot-product",
+            "multi-head",
+            "padding",
+            "positional",
+            "sparse",
+        ] {
+            assert!(all.contains(topic), "no lesson about {topic}: {all}");
+        }
+        for view in [
+            LessonView::Walkthrough,
+            LessonView::Mistakes,
+            LessonView::Cost,
+        ] {
+            assert!(views.contains(&view), "{view:?}");
+        }
+    }
+
     #[test]
     fn load_names_the_file() {
         let dir = tempfile::tempdir().unwrap();

@@ -156,6 +156,7 @@ fn the_app_and_the_cli_run_every_input_alike_on_the_demo() {
     let mut inputs: Vec<PathBuf> = std::fs::read_dir(&samples)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
         .collect();
     inputs.sort();
     // The six sample files (five texts and tokens.json).
