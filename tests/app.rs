@@ -7,8 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use attnviz::app::teach::{TeachSettings, TeachTab};
 use attnviz::app::{AppState, AttnApp, HeadMode, QueryCombine, Theme, ViewKind};
-use attnviz::engine::{AttentionRun, NormPlacement, ScoreScale};
+use attnviz::engine::{AttentionRun, DimSubset, Mistake, NormPlacement, ScoreScale};
 use attnviz::model::{DemoConfig, DemoPositional};
 use attnviz::render::{Colormap, RangeMode, ValueScale};
 use attnviz::tokenize::DemoTokenizer;
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 
 #[path = "app/pipeline.rs"]
 mod pipeline;
+#[path = "app/teach.rs"]
+mod teach;
 
 /// Longest wait for one run of the worker.
 const RUN_TIMEOUT: Duration = Duration::from_secs(20);
@@ -331,6 +334,22 @@ fn changed_state() -> AppState {
         head_view_threshold: 0.2,
         theme: Theme::Light,
         saliency: saliency::changed_settings(),
+        teach: TeachSettings {
+            tab: TeachTab::Mistakes,
+            step: 3,
+            key_idx: 2,
+            dims: vec![DimSubset {
+                layer_idx: 0,
+                head_idx: 1,
+                dims: vec![0, 2],
+            }],
+            mistake: Some(Mistake::NoScaling),
+            run_mistakes: vec![Mistake::NoPositions],
+            presenter: true,
+            colormap_before_presenter: Some(Colormap::Plasma),
+            lesson: None,
+            lesson_step: 1,
+        },
     }
 }
 
@@ -366,6 +385,7 @@ fn a_session_round_trip_restores_every_setting() {
         head_view_threshold,
         theme,
         saliency,
+        teach,
     } = &changed;
     let d = AppState::default();
     assert_ne!(*text, d.text);
@@ -395,6 +415,7 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*head_view_threshold, d.head_view_threshold);
     assert_ne!(*theme, d.theme);
     assert_ne!(*saliency, d.saliency);
+    assert_ne!(*teach, d.teach);
     assert!(changed.job_key().is_ok());
 
     let dir = scratch("session");

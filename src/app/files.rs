@@ -27,6 +27,10 @@ impl AttnApp {
     /// Opens a file given on the command line, dropped on the window or picked in a dialog.
     /// On error the current state stays and the message names the file.
     pub fn open_file(&mut self, path: &Path) {
+        if io::lesson::is_lesson_file(path) {
+            self.open_lesson(path);
+            return;
+        }
         match io::load_input(path) {
             Ok(InputFile::Input(input)) => {
                 // Token strings and ids run as they are, as `attnviz export` runs them.

@@ -63,7 +63,14 @@ impl AttnApp {
             return;
         }
         self.run_failed = None;
-        if let Some((_, run, mask)) = self.cache.iter().find(|(k, _, _)| *k == key) {
+        // A mistake's measured effect must be cached too, or the job runs again.
+        let effect_ready = key.mistake.is_none() || self.effects.iter().any(|(k, _)| *k == key);
+        if let Some((_, run, mask)) = self
+            .cache
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .filter(|_| effect_ready)
+        {
             // Nothing is submitted, so stop a load of another model here.
             if let Some(w) = &self.worker {
                 w.cancel_load_unless(key.model_dir.as_deref());
@@ -132,6 +139,13 @@ impl AttnApp {
             }
             match result.outcome {
                 Ok(run) => {
+                    if let Some(effect) = result.effect {
+                        self.effects.retain(|(k, _)| *k != result.key);
+                        self.effects.push((result.key.clone(), effect));
+                        if self.effects.len() > CACHE_SIZE {
+                            self.effects.remove(0);
+                        }
+                    }
                     self.cache.retain(|(k, _, _)| *k != result.key);
                     self.cache
                         .push((result.key.clone(), run.clone(), result.mask.clone()));

@@ -17,6 +17,7 @@ mod panels;
 pub mod saliency;
 mod special;
 pub mod state;
+pub mod teach;
 mod theme;
 mod token_strip;
 pub mod view;
@@ -81,6 +82,8 @@ pub struct AttnApp {
     pub external: Option<ExternalRun>,
     /// Finished runs with the mask each applied.
     cache: Vec<(JobKey, Arc<AttentionRun>, String)>,
+    /// Measured effects of mistakes (the mistakes view), by the job that measured them.
+    effects: Vec<(JobKey, Arc<crate::analysis::teach::MistakeEffect>)>,
     /// The mask the computed run on screen applied (the user's spec plus the architecture's).
     pub current_mask: Option<String>,
     /// The error on screen. It stays until the user dismisses it or changes what caused it
@@ -145,6 +148,7 @@ impl AttnApp {
             current: None,
             external: None,
             cache: Vec::new(),
+            effects: Vec::new(),
             current_mask: None,
             error,
             error_cause: ErrorCause::Other,
@@ -268,7 +272,10 @@ impl AttnApp {
         let (layers, heads) = self.layers_heads().unwrap_or((1, 1));
         let mut dialog = None;
         let mut save_direct = None;
+        let mut teach_step = None;
         ctx.input_mut(|i| {
+            let lesson_open = self.state.teach.lesson.is_some();
+            teach_step = teach::presenter::read_keys(i, &mut self.state, lesson_open, typing);
             if i.consume_key(egui::Modifiers::COMMAND, egui::Key::O) {
                 dialog = Some(DialogPurpose::OpenFile);
             }
@@ -305,6 +312,9 @@ impl AttnApp {
                 self.state.all_layers = false;
             }
         });
+        if let Some(step) = teach_step {
+            self.teach_step(step);
+        }
         if let Some(p) = save_direct {
             self.save_session(&p);
         }
@@ -373,6 +383,7 @@ impl AttnApp {
             self.fonts_installed = true;
         }
         theme::apply(ctx, self.state.theme);
+        teach::presenter::apply_style(ctx, self.state.teach.presenter);
         self.update_title(ctx);
         self.handle_screenshot(ctx);
         let loading = self.loading().is_some_and(|l| !l.progress.is_cancelled());
@@ -393,6 +404,7 @@ impl AttnApp {
         let jobs = self.jobs_status();
         let run_note = self.run_note();
         let info_is_current = self.model_info_dir == self.state.model_dir;
+        let mistake_effect = self.mistake_effect();
         ViewCx {
             state: &mut self.state,
             run,
@@ -412,6 +424,7 @@ impl AttnApp {
             run_failed: self.run_failed.as_ref().filter(|_| self.external.is_none()),
             jobs,
             saliency: &self.saliency,
+            mistake_effect,
             requests: Vec::new(),
         }
     }
@@ -460,6 +473,7 @@ impl AttnApp {
                 Request::Truncate => self.state.truncate = true,
                 Request::CancelSaliency => self.cancel_saliency(),
                 Request::ComputeSaliency => self.resume_saliency(),
+                Request::OpenLesson(path) => self.open_lesson(&path),
             }
         }
     }
@@ -469,13 +483,16 @@ impl AttnApp {
         let mut panels = std::mem::take(&mut self.panels);
         let mut cx = self.view_cx();
         egui::Panel::top("menu").show(ui, |ui| panels.menu.ui(ui, &mut cx));
-        egui::Panel::bottom("status").show(ui, |ui| panels.status.ui(ui, &mut cx));
-        egui::Panel::left("controls")
-            .default_size(320.0)
-            .resizable(true)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| panels.controls.ui(ui, &mut cx));
-            });
+        // Presenter mode keeps the menu and the central view only.
+        if !cx.state.teach.presenter {
+            egui::Panel::bottom("status").show(ui, |ui| panels.status.ui(ui, &mut cx));
+            egui::Panel::left("controls")
+                .default_size(320.0)
+                .resizable(true)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical().show(ui, |ui| panels.controls.ui(ui, &mut cx));
+                });
+        }
         egui::CentralPanel::default_margins().show(ui, |ui| panels.central.ui(ui, &mut cx));
         let requests = std::mem::take(&mut cx.requests);
         self.panels = panels;

@@ -29,15 +29,18 @@ pub enum ViewKind {
     HeadView,
     /// Which input tokens drive a target, by gradients, occlusion and attention.
     Saliency,
+    /// The teaching views (walkthrough, neurons and dimensions, multi-head, cost, mistakes).
+    Teach,
 }
 
 impl ViewKind {
     /// All views, in switcher order.
-    pub const ALL: [ViewKind; 4] = [
+    pub const ALL: [ViewKind; 5] = [
         ViewKind::Heatmap,
         ViewKind::Grid,
         ViewKind::HeadView,
         ViewKind::Saliency,
+        ViewKind::Teach,
     ];
 
     /// The switcher label.
@@ -47,6 +50,7 @@ impl ViewKind {
             ViewKind::Grid => "Grid",
             ViewKind::HeadView => "Head view",
             ViewKind::Saliency => "Saliency",
+            ViewKind::Teach => "Teach",
         }
     }
 }
@@ -169,6 +173,8 @@ pub struct AppState {
     pub theme: Theme,
     /// The Saliency view's method, target and options.
     pub saliency: super::saliency::SaliencySettings,
+    /// The teaching views' settings (dimension subsets, walkthrough step, presenter mode, …).
+    pub teach: crate::app::teach::TeachSettings,
 }
 
 impl Default for AppState {
@@ -201,6 +207,7 @@ impl Default for AppState {
             head_view_threshold: 0.05,
             theme: Theme::Dark,
             saliency: super::saliency::SaliencySettings::default(),
+            teach: crate::app::teach::TeachSettings::default(),
         }
     }
 }
@@ -220,10 +227,17 @@ impl AppState {
             opts: RunOptions {
                 mask,
                 scale: self.scale,
+                dims: self.teach.dims.clone(),
+                mistakes: self.teach.run_mistakes.clone(),
+                // The teaching views read the selected layer's trace; other views never
+                // recompute when the layer changes.
+                trace_layer: (self.view == ViewKind::Teach && self.teach.tab.needs_trace())
+                    .then_some(self.layer_idx),
                 ..RunOptions::default()
             },
             truncate: self.truncate,
             memory_budget: self.memory_budget_bytes()?,
+            mistake: self.teach.shown_mistake(self.view),
         })
     }
 
@@ -324,6 +338,7 @@ impl AppState {
             self.head_idx = self.head_idx.min(heads - 1);
             self.head_set.retain(|&h| h < heads);
             self.head_view_hidden.retain(|&h| h < heads);
+            self.teach.clamp(layers, heads, self.demo.d_model / heads);
         }
         self.head_set.sort_unstable();
         self.head_set.dedup();

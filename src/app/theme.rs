@@ -128,3 +128,18 @@ pub fn badge_colors(dark: bool) -> (Color32, Color32) {
 pub fn colorbar_frame() -> Color32 {
     Color32::from_rgb(0x88, 0x88, 0x88)
 }
+
+/// A kept dimension's bar in the neuron view: positive products warm, negative cool.
+pub fn dim_kept_color(dark: bool, positive: bool) -> Color32 {
+    match (positive, dark) {
+        (true, true) => Color32::from_rgb(240, 170, 70),
+        (true, false) => Color32::from_rgb(200, 110, 0),
+        (false, true) => Color32::from_rgb(100, 170, 255),
+        (false, false) => Color32::from_rgb(30, 100, 200),
+    }
+}
+
+/// A dropped dimension's bar or the masked half of a comparison.
+pub fn dim_dropped_color() -> Color32 {
+    Color32::from_rgb(0x80, 0x80, 0x80)
+}

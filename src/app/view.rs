@@ -69,6 +69,8 @@ pub enum Request {
     CancelSaliency,
     /// Compute the Saliency view's stopped work after all.
     ComputeSaliency,
+    /// Open a lesson file (the Lessons menu).
+    OpenLesson(PathBuf),
 }
 
 /// Why the requested run produced nothing.
@@ -127,6 +129,8 @@ pub struct ViewCx<'a> {
     pub jobs: JobsStatus,
     /// The Saliency view's results and progress.
     pub saliency: &'a super::saliency::Controller,
+    /// The measured effect of the mistake the mistakes view shows, once computed.
+    pub mistake_effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
     /// What the panels asked for this frame.
     pub requests: Vec<Request>,
 }

@@ -38,6 +38,9 @@ pub struct JobKey {
     pub truncate: bool,
     /// The most bytes the run may need (see `pipeline::estimate_run_bytes`).
     pub memory_budget: u64,
+    /// A mistake whose measured effect (`analysis::teach::mistake_effect`) the mistakes view
+    /// shows, computed after the run with the same model and options.
+    pub mistake: Option<crate::engine::Mistake>,
 }
 
 /// A finished job.
@@ -64,6 +67,8 @@ pub struct JobResult {
     pub vocab_style: VocabStyle,
     /// The saliency targets the model supports.
     pub saliency_targets: Vec<crate::grad::TargetKind>,
+    /// The measured effect of `key.mistake`, when asked for and the run succeeded.
+    pub effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
 }
 
 /// Progress of the running job: layers done out of layers total.
@@ -92,7 +97,7 @@ struct Job {
 }
 
 /// Why a job produced no run.
-enum JobError {
+pub(crate) enum JobError {
     /// A newer job or the user stopped it; nothing is reported.
     Cancelled,
     /// A one-line message for the user, and the model's token limit when the input exceeds
@@ -284,15 +289,28 @@ fn worker_loop(
             }
             continue;
         }
-        let (outcome, mask, compute_ms, too_long) = match run_job(&job, &mut model, shared, wake) {
-            Ok(run) => (
+        let ran = run_job(&job, &mut model, shared, wake).and_then(|run| {
+            let effect = match (job.key.mistake, model.as_ref()) {
+                (Some(m), Some(loaded)) => Some(crate::app::teach::mistakes::measure(
+                    loaded,
+                    &run.attention.tokens,
+                    &job.key.opts,
+                    m,
+                )?),
+                _ => None,
+            };
+            Ok((run, effect))
+        });
+        let (outcome, mask, compute_ms, too_long, effect) = match ran {
+            Ok((run, effect)) => (
                 Ok(Arc::new(run.attention)),
                 run.mask,
                 run.timings.forward_ms,
                 None,
+                effect.map(Arc::new),
             ),
             Err(JobError::Cancelled) => continue,
-            Err(JobError::Failed(e, limit)) => (Err(e), String::new(), 0.0, limit),
+            Err(JobError::Failed(e, limit)) => (Err(e), String::new(), 0.0, limit, None),
         };
         // Whether the job's model is the one loaded now: false when its folder failed to load
         // (the previous model stays), true when the model loaded but the run itself failed.
@@ -318,6 +336,7 @@ fn worker_loop(
                 .as_ref()
                 .map(saliency::supported_targets)
                 .unwrap_or_default(),
+            effect,
         };
         if results.send(result).is_err() {
             return;
@@ -422,5 +441,7 @@ fn run_job(
     let mut input = RunInput::new(key.input.clone());
     input.truncate = key.truncate;
     input.memory_budget = key.memory_budget;
-    Ok(pipeline::run(loaded, &input, &key.opts, &mut on_layer)?)
+    // Dimension subsets or a traced layer saved with another model are left out, not errors.
+    let opts = crate::app::teach::fit_options(&key.opts, &loaded.info());
+    Ok(pipeline::run(loaded, &input, &opts, &mut on_layer)?)
 }

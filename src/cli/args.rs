@@ -192,7 +192,8 @@ pub struct RenderArgs {
     /// Heatmap of one head, or the grid of all heads.
     #[arg(long, value_enum, default_value = "heatmap")]
     pub view: View,
-    /// Colormap: viridis, magma, inferno, plasma, grays or diverging.
+    /// Colormap: viridis, magma, inferno, plasma, grays, diverging, or the high-contrast hot
+    /// and turbo (for projectors).
     #[arg(long, default_value = "viridis")]
     pub colormap: Colormap,
     /// Only the cells: no labels, title or colorbar.

@@ -32,18 +32,34 @@ pub enum Colormap {
     Grays,
     /// Blue (0) through white (0.5) to red (1).
     Diverging,
+    /// High contrast (presenter mode): black, red, yellow, white, each channel ramping in turn
+    /// (MATLAB's "hot"), so that small weights stay dark and large ones glare on a projector.
+    Hot,
+    /// High contrast (presenter mode): Google's Turbo, near black through blue, cyan, green,
+    /// yellow and red, whose neighbouring values differ in hue as well as lightness.
+    Turbo,
 }
 
 impl Colormap {
     /// Every colormap, in menu order.
-    pub const ALL: [Colormap; 6] = [
+    pub const ALL: [Colormap; 8] = [
         Colormap::Viridis,
         Colormap::Magma,
         Colormap::Inferno,
         Colormap::Plasma,
         Colormap::Grays,
         Colormap::Diverging,
+        Colormap::Hot,
+        Colormap::Turbo,
     ];
+
+    /// The high-contrast colormaps, for presenter mode and projectors.
+    pub const HIGH_CONTRAST: [Colormap; 2] = [Colormap::Hot, Colormap::Turbo];
+
+    /// True for the high-contrast colormaps ([`Colormap::HIGH_CONTRAST`]).
+    pub fn is_high_contrast(self) -> bool {
+        Self::HIGH_CONTRAST.contains(&self)
+    }
 
     /// The lowercase name used on the command line and in saved settings.
     pub fn name(self) -> &'static str {
@@ -54,6 +70,8 @@ impl Colormap {
             Colormap::Plasma => "plasma",
             Colormap::Grays => "grays",
             Colormap::Diverging => "diverging",
+            Colormap::Hot => "hot",
+            Colormap::Turbo => "turbo",
         }
     }
 
@@ -69,6 +87,8 @@ impl Colormap {
         match self {
             Colormap::Grays => [0x8a, 0xc4, 0xf0, 255],
             Colormap::Diverging => [0x90, 0x90, 0x90, 255],
+            // Neither is ever grey between its ends (hot's greys are only black and white).
+            Colormap::Hot | Colormap::Turbo => [0xb8, 0xb8, 0xb8, 255],
             Colormap::Viridis | Colormap::Magma | Colormap::Inferno | Colormap::Plasma => {
                 [0xb8, 0xb8, 0xb8, 255]
             }
@@ -77,7 +97,7 @@ impl Colormap {
 
     /// The 256-entry lookup table behind [`Colormap::color`].
     pub fn lut(self) -> &'static Lut {
-        static TABLES: OnceLock<[Lut; 6]> = OnceLock::new();
+        static TABLES: OnceLock<[Lut; 8]> = OnceLock::new();
         let tables = TABLES.get_or_init(|| Colormap::ALL.map(build_lut));
         &tables[self as usize]
     }
@@ -99,8 +119,23 @@ pub(crate) fn lut_index_u8(t: f32) -> u8 {
     (t.clamp(0.0, 1.0) * (LUT_SIZE - 1) as f32 + 0.5) as u8
 }
 
-/// Samples the colorous gradient behind `colormap` into a lookup table.
+/// MATLAB's "hot" at `t` in [0, 1]: red ramps up over [0, 3/8], then green over [3/8, 3/4],
+/// then blue over [3/4, 1].
+fn hot(t: f64) -> [u8; 3] {
+    let ramp = |lo: f64, hi: f64| (((t - lo) / (hi - lo)).clamp(0.0, 1.0) * 255.0).round() as u8;
+    [ramp(0.0, 0.375), ramp(0.375, 0.75), ramp(0.75, 1.0)]
+}
+
+/// Samples the gradient behind `colormap` (colorous's, or [`hot`]) into a lookup table.
 fn build_lut(colormap: Colormap) -> Lut {
+    if colormap == Colormap::Hot {
+        let mut lut = [[0, 0, 0, 255]; LUT_SIZE];
+        for (i, entry) in lut.iter_mut().enumerate() {
+            let [r, g, b] = hot(i as f64 / (LUT_SIZE - 1) as f64);
+            *entry = [r, g, b, 255];
+        }
+        return lut;
+    }
     // `reversed` flips the gradient so that index 0 takes the gradient's end.
     let (gradient, reversed) = match colormap {
         Colormap::Viridis => (colorous::VIRIDIS, false),
@@ -111,6 +146,9 @@ fn build_lut(colormap: Colormap) -> Lut {
         Colormap::Grays => (colorous::GREYS, true),
         // RED_BLUE runs red -> blue; we want blue for low values.
         Colormap::Diverging => (colorous::RED_BLUE, true),
+        Colormap::Turbo => (colorous::TURBO, false),
+        // Built above.
+        Colormap::Hot => (colorous::GREYS, true),
     };
     let mut lut = [[0, 0, 0, 255]; LUT_SIZE];
     for (i, entry) in lut.iter_mut().enumerate() {
@@ -182,6 +220,30 @@ mod tests {
             mid[..3].iter().all(|&c| c >= 235),
             "diverging(0.5) = {mid:?}"
         );
+    }
+
+    #[test]
+    fn high_contrast_maps() {
+        // hot: black at 0; at 3/8 pure red; at 3/4 yellow; white at 1.
+        assert_eq!(Colormap::Hot.color(0.0), [0, 0, 0, 255]);
+        assert_eq!(hot(0.375), [255, 0, 0]);
+        assert_eq!(hot(0.75), [255, 255, 0]);
+        assert_eq!(Colormap::Hot.color(1.0), [255, 255, 255, 255]);
+        // colorous's Turbo starts near black (34, 23, 27), is blue early and ends dark red.
+        let (lo, hi) = (Colormap::Turbo.color(0.0), Colormap::Turbo.color(1.0));
+        let blue = Colormap::Turbo.color(0.15);
+        assert!(lo[..3].iter().all(|&c| c < 60), "{lo:?}");
+        assert!(
+            blue[2] > blue[0] + 60 && hi[0] > hi[2] + 60,
+            "{blue:?} {hi:?}"
+        );
+        assert!(Colormap::Hot.is_high_contrast() && !Colormap::Viridis.is_high_contrast());
+        // Contrast: the lightness (mean channel) spans more than viridis's does.
+        let span = |c: Colormap| {
+            let l = |t: f32| c.color(t)[..3].iter().map(|&v| u32::from(v)).sum::<u32>();
+            l(1.0).abs_diff(l(0.0))
+        };
+        assert!(span(Colormap::Hot) > span(Colormap::Viridis));
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct Central {
     pub token_strip: TokenStrip,
     /// Which input tokens drive a target.
     pub saliency: SaliencyView,
+    /// The teaching views.
+    pub teach: crate::app::teach::TeachPanel,
     /// The shown run without its special tokens, for the head view, with the run it was made
     /// from and the original index of each kept token.
     without_special: Option<WithoutSpecial>,
@@ -48,6 +50,7 @@ impl View for Central {
                 ui.selectable_value(&mut cx.state.view, v, v.label());
             }
         });
+        crate::app::teach::lessons::lesson_bar_ui(ui, cx);
         if let Some(failure) = cx.run_failed {
             // The map for these settings does not exist: say why where it would be, rather
             // than a spinner or an older map.
@@ -63,8 +66,9 @@ impl View for Central {
             return;
         };
         let labels = cx.labels.clone();
-        if cx.state.view != ViewKind::Saliency {
-            // The Saliency view shows the tokens itself, coloured by their scores.
+        // The Saliency view shows the tokens itself, coloured by their scores; the teaching
+        // views pick their query themselves, in less room.
+        if !matches!(cx.state.view, ViewKind::Saliency | ViewKind::Teach) {
             self.token_strip.ui(ui, &run, &labels, cx.state);
             ui.separator();
         }
@@ -92,6 +96,7 @@ impl View for Central {
                     .id_salt("saliency-scroll")
                     .show(ui, |ui| self.saliency.ui(ui, cx));
             }
+            ViewKind::Teach => self.teach.ui(ui, &run, &labels, cx),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The menu bar: File (open, save, exports) and View (theme).
+//! The menu bar: File (open, save, exports), View (theme, presenter mode) and Lessons.
 
 use crate::app::saliency::SaliencyExport;
 use crate::app::state::{Theme, ViewKind};
@@ -44,7 +44,16 @@ impl View for Menu {
                         cx.state.theme = theme;
                     }
                 }
+                ui.separator();
+                let mut presenter = cx.state.teach.presenter;
+                if ui
+                    .checkbox(&mut presenter, "Presenter mode  (F5)")
+                    .clicked()
+                {
+                    crate::app::teach::presenter::toggle(cx.state);
+                }
             });
+            ui.menu_button("Lessons", |ui| crate::app::teach::lessons::menu_ui(ui, cx));
         });
     }
 }

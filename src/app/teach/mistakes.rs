@@ -1,0 +1,311 @@
+//! The classic mistakes, one toggle each: the correct and the mistaken map of the selected head
+//! side by side, the one-sentence lesson and the effect measured on this input
+//! (`analysis::teach::mistake_effect`, computed on the worker thread after the run). No √d
+//! scaling adds the row entropy against d_head, a missing LayerNorm the activations' norm per
+//! layer, a forgotten causal mask outlines the upper triangle that fills.
+
+use super::TeachCx;
+use super::presenter::Step;
+use super::settings::TeachSettings;
+use super::texture::KeyedTexture;
+use crate::analysis::teach::{MistakeEffect, entropy_vs_d_head};
+use crate::app::theme;
+use crate::app::worker::JobError;
+use crate::engine::{AttentionRun, MaskSpec, Mistake, RunOptions, mistaken_mask};
+use crate::pipeline::LoadedModel;
+use crate::render::{self, ValueRange, ValueScale};
+use crate::tokenize::Token;
+use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
+use std::sync::Arc;
+
+/// Head widths of the entropy plot.
+const D_HEADS: [usize; 8] = [4, 8, 16, 32, 64, 128, 256, 512];
+
+/// A mistake's name on its toggle.
+pub fn toggle_label(m: Mistake) -> &'static str {
+    match m {
+        Mistake::NoScaling => "No √d scaling",
+        Mistake::NoPositions => "No positional encoding",
+        Mistake::NoCausalMask => "Forgotten causal mask",
+        Mistake::SoftmaxWrongAxis => "Softmax over the wrong axis",
+        Mistake::ElementwiseValues => "Weights × V elementwise",
+        Mistake::NoLayerNorm => "Missing LayerNorm",
+        Mistake::ChunkByHeads => "Chunking by 2^heads",
+    }
+}
+
+/// Measures `mistake` on the worker: the same model, tokens and options as the run (the user's
+/// mask, so that the mistake can drop a causal mask the architecture adds).
+pub(crate) fn measure(
+    loaded: &LoadedModel,
+    tokens: &[Token],
+    opts: &RunOptions,
+    mistake: Mistake,
+) -> Result<MistakeEffect, JobError> {
+    let opts = super::fit_options(opts, &loaded.info());
+    crate::analysis::teach::mistake_effect(loaded.model(), tokens, &opts, mistake)
+        .map_err(|e| JobError::Failed(format!("measuring {mistake}: {e}"), None))
+}
+
+impl crate::app::AttnApp {
+    /// The measured effect of the mistake shown for the run on screen, once the worker has
+    /// computed it.
+    pub fn mistake_effect(&self) -> Option<Arc<MistakeEffect>> {
+        let (key, _) = self.current.as_ref()?;
+        self.effects
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, e)| e.clone())
+    }
+}
+
+/// Shows the next or previous mistake (presenter keys without a lesson).
+pub fn step_mistake(teach: &mut TeachSettings, step: Step) {
+    let all = Mistake::ALL;
+    let at = teach.mistake.and_then(|m| all.iter().position(|&x| x == m));
+    let next = match (at, step) {
+        (None, Step::Forward) => Some(0),
+        (None, Step::Back) => None,
+        (Some(i), Step::Forward) => Some((i + 1).min(all.len() - 1)),
+        (Some(0), Step::Back) => None,
+        (Some(i), Step::Back) => Some(i - 1),
+    };
+    teach.mistake = next.and_then(|i| all.get(i).copied());
+}
+
+/// What one side's texture shows.
+#[derive(Clone, Debug, PartialEq)]
+struct SideKey {
+    effect: usize,
+    mistaken: bool,
+    layer_idx: usize,
+    head_idx: usize,
+    colormap: render::Colormap,
+}
+
+/// The mistakes view's runtime state.
+#[derive(Default)]
+pub struct MistakesView {
+    correct: Option<KeyedTexture<SideKey>>,
+    mistaken: Option<KeyedTexture<SideKey>>,
+    /// The entropy curves of the no-scaling plot, for this many keys.
+    entropy: Option<(usize, Vec<f32>, Vec<f32>)>,
+}
+
+impl MistakesView {
+    /// Draws the view.
+    pub fn ui(&mut self, ui: &mut egui::Ui, tc: &mut TeachCx<'_, '_>) {
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Make a mistake on purpose:");
+            for m in Mistake::ALL {
+                let on = tc.cx.state.teach.mistake == Some(m);
+                let response = ui
+                    .selectable_label(on, toggle_label(m))
+                    .on_hover_text(m.lesson());
+                if response.clicked() {
+                    tc.cx.state.teach.mistake = if on { None } else { Some(m) };
+                }
+            }
+        });
+        let Some(mistake) = tc.cx.state.teach.mistake else {
+            tc.explain(
+                ui,
+                "Each button breaks attention in one classic way, the way tutorials (and the \
+                 code of the tutorial attnviz is built around) get it wrong. The correct map and \
+                 the broken one appear side by side, with what changed, measured on your input.",
+            );
+            return;
+        };
+        tc.explain(ui, mistake.lesson());
+        let effect = tc
+            .cx
+            .mistake_effect
+            .clone()
+            .filter(|e| e.mistake == mistake);
+        let Some(effect) = effect else {
+            ui.horizontal(|ui| {
+                ui.spinner();
+                ui.label(format!("running the model with and without \"{mistake}\"…"));
+            });
+            return;
+        };
+        ui.strong(&effect.summary);
+        egui::Grid::new("teach-mistake-figures")
+            .striped(true)
+            .show(ui, |ui| {
+                ui.label("");
+                ui.strong("correct");
+                ui.strong("mistaken");
+                ui.end_row();
+                for f in &effect.figures {
+                    ui.label(f.name);
+                    ui.label(render::format_significant(f.correct));
+                    ui.label(render::format_significant(f.mistaken));
+                    ui.end_row();
+                }
+            });
+        self.side_by_side(ui, tc, &effect);
+        match mistake {
+            Mistake::NoScaling => self.entropy_plot(ui, tc.run.tokens.len()),
+            Mistake::NoLayerNorm => norms_plot(ui, &effect),
+            _ => {}
+        }
+    }
+
+    /// The correct and the mistaken map of the selected head, side by side.
+    fn side_by_side(
+        &mut self,
+        ui: &mut egui::Ui,
+        tc: &TeachCx<'_, '_>,
+        effect: &Arc<MistakeEffect>,
+    ) {
+        let state = &tc.cx.state;
+        let (layer_idx, head_idx) = (state.layer_idx, state.head_idx);
+        let dims = tc.model_dims();
+        let causal = dims.as_ref().is_some_and(|d| d.causal);
+        let heads = dims.as_ref().map_or(1, |d| d.heads);
+        let user_mask = MaskSpec::parse(&state.mask_text).unwrap_or_default();
+        let masks = [
+            mistaken_mask(&user_mask, causal, heads, &effect.correct_opts.mistakes).to_string(),
+            mistaken_mask(&user_mask, causal, heads, &effect.mistaken_opts.mistakes).to_string(),
+        ];
+        let side = ((ui.available_width() - 40.0) / 2.0).clamp(120.0, 340.0);
+        let colormap = state.colormap;
+        let id = Arc::as_ptr(effect) as usize;
+        ui.columns(2, |cols| {
+            for (i, col) in cols.iter_mut().enumerate() {
+                let mistaken = i == 1;
+                let run: &AttentionRun = if mistaken {
+                    &effect.mistaken
+                } else {
+                    &effect.correct
+                };
+                col.strong(if mistaken {
+                    format!("with the mistake ({})", effect.mistake)
+                } else {
+                    "correct".to_owned()
+                });
+                let Some(map) = run.maps.head(layer_idx, head_idx) else {
+                    col.label("no such head");
+                    continue;
+                };
+                let n = map.nrows();
+                let key = SideKey {
+                    effect: id,
+                    mistaken,
+                    layer_idx,
+                    head_idx,
+                    colormap,
+                };
+                let slot = if mistaken {
+                    &mut self.mistaken
+                } else {
+                    &mut self.correct
+                };
+                let mask = masks[i].clone();
+                let is_pad: Vec<bool> = run.tokens.iter().map(Token::is_pad).collect();
+                let cell = (side / n.max(1) as f32).floor().clamp(1.0, 32.0) as u32;
+                let tex =
+                    KeyedTexture::get(slot, col.ctx(), &format!("teach-mistake-{i}"), key, || {
+                        let all: Vec<usize> = (0..n).collect();
+                        let masked = render::view::masked_cells(&mask, n, &is_pad, &all);
+                        Some(render::heatmap_image_masked(
+                            map.view(),
+                            masked.as_ref().map(|m| m.view()),
+                            colormap,
+                            ValueRange { min: 0.0, max: 1.0 },
+                            ValueScale::Linear,
+                            cell,
+                        ))
+                    });
+                let label = if mistaken {
+                    "mistaken map"
+                } else {
+                    "correct map"
+                };
+                if let Some(tex) = tex {
+                    let shown = tex.show(col, egui::vec2(side, side), 16.0, label);
+                    if mistaken
+                        && effect.mistake == crate::engine::Mistake::NoCausalMask
+                        && let Some(r) = shown
+                    {
+                        // Outline the upper triangle, where the future leaks in.
+                        col.painter().add(egui::Shape::closed_line(
+                            vec![r.left_top(), r.right_top(), r.right_bottom()],
+                            egui::Stroke::new(2.0, theme::hover_outline()),
+                        ));
+                    }
+                }
+                col.label(format!("mask: {}", masks[i]));
+            }
+        });
+    }
+
+    /// Row entropy against d_head, with and without 1/√d_head, for random q and k.
+    fn entropy_plot(&mut self, ui: &mut egui::Ui, n_keys: usize) {
+        let n_keys = n_keys.max(2);
+        if self.entropy.as_ref().is_none_or(|(n, _, _)| *n != n_keys) {
+            let scaled = entropy_vs_d_head(&D_HEADS, n_keys, true, 64, 0);
+            let unscaled = entropy_vs_d_head(&D_HEADS, n_keys, false, 64, 0);
+            self.entropy = Some((n_keys, scaled, unscaled));
+        }
+        let Some((_, scaled, unscaled)) = &self.entropy else {
+            return;
+        };
+        ui.strong(format!(
+            "Mean row entropy over {n_keys} keys against d_head (random q, k; uniform = ln {n_keys} = {:.2} nats)",
+            (n_keys as f64).ln()
+        ));
+        let points = |v: &[f32]| -> Vec<[f64; 2]> {
+            D_HEADS
+                .iter()
+                .zip(v)
+                .map(|(&d, &e)| [(d as f64).log2(), f64::from(e)])
+                .collect()
+        };
+        let (a, b) = (points(scaled), points(unscaled));
+        Plot::new("teach-entropy")
+            .height(180.0)
+            .legend(Legend::default())
+            .x_axis_label("log2 d_head")
+            .y_axis_label("entropy (nats)")
+            .allow_zoom(false)
+            .allow_drag(false)
+            .allow_scroll(false)
+            .show(ui, |plot| {
+                plot.line(Line::new("× 1/√d_head", PlotPoints::from(a.clone())));
+                plot.points(Points::new("× 1/√d_head", PlotPoints::from(a)).radius(3.0));
+                plot.line(Line::new("no scaling", PlotPoints::from(b.clone())));
+                plot.points(Points::new("no scaling", PlotPoints::from(b)).radius(3.0));
+            });
+    }
+}
+
+/// The residual stream's mean norm after each layer, with and without normalisation.
+fn norms_plot(ui: &mut egui::Ui, effect: &MistakeEffect) {
+    let line = |run: &AttentionRun| -> Vec<[f64; 2]> {
+        run.layer_norms
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| [i as f64, f64::from(v)])
+            .collect()
+    };
+    let (a, b) = (line(&effect.correct), line(&effect.mistaken));
+    ui.strong("Mean norm of the residual stream after each layer");
+    Plot::new("teach-norms")
+        .height(180.0)
+        .legend(Legend::default())
+        .x_axis_label("layer")
+        .y_axis_label("norm")
+        .allow_zoom(false)
+        .allow_drag(false)
+        .allow_scroll(false)
+        .show(ui, |plot| {
+            plot.line(Line::new("with LayerNorm", PlotPoints::from(a.clone())));
+            plot.points(Points::new("with LayerNorm", PlotPoints::from(a)).radius(3.0));
+            plot.line(Line::new("without", PlotPoints::from(b.clone())));
+            plot.points(Points::new("without", PlotPoints::from(b)).radius(3.0));
+        });
+}

@@ -1,0 +1,124 @@
+//! Presenter mode: large fonts, no side panels, a high-contrast colormap, and keyboard stepping
+//! (space or → forward, ← back, F5 on and off, Escape off). Without presenter mode the same
+//! keys step an open lesson; otherwise the arrow keys keep their usual meaning (layer, head).
+
+use super::settings::TeachTab;
+use crate::app::AppState;
+use crate::app::state::ViewKind;
+use crate::render::Colormap;
+
+/// How much larger every text style is in presenter mode.
+pub const FONT_SCALE: f32 = 1.6;
+
+/// The colormap presenter mode switches to: readable on a projector.
+pub const PRESENTER_COLORMAP: Colormap = Colormap::Grays;
+
+/// Sets egui's text sizes for presenter mode (`on`) or back to the defaults, only when they
+/// differ from what is set (cheap to call every frame).
+pub fn apply_style(ctx: &egui::Context, on: bool) {
+    let scale = if on { FONT_SCALE } else { 1.0 };
+    let wanted = egui::style::default_text_styles();
+    let body = wanted
+        .get(&egui::TextStyle::Body)
+        .map_or(12.5, |f| f.size * scale);
+    let current = ctx
+        .global_style()
+        .text_styles
+        .get(&egui::TextStyle::Body)
+        .map(|f| f.size);
+    if current.is_some_and(|c| (c - body).abs() < 0.01) {
+        return;
+    }
+    ctx.all_styles_mut(|style| {
+        style.text_styles = wanted
+            .iter()
+            .map(|(k, f)| {
+                (
+                    k.clone(),
+                    egui::FontId::new(f.size * scale, f.family.clone()),
+                )
+            })
+            .collect();
+    });
+}
+
+/// Switches presenter mode: on, it remembers the colormap and takes the high-contrast one; off,
+/// it puts the remembered colormap back.
+pub fn toggle(state: &mut AppState) {
+    let teach = &mut state.teach;
+    teach.presenter = !teach.presenter;
+    if teach.presenter {
+        teach.colormap_before_presenter = Some(state.colormap);
+        state.colormap = PRESENTER_COLORMAP;
+    } else if let Some(before) = teach.colormap_before_presenter.take() {
+        state.colormap = before;
+    }
+}
+
+/// What a step key does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Space, →, Page Down.
+    Forward,
+    /// ←, Page Up.
+    Back,
+}
+
+/// Reads presenter mode's keys from `input` and consumes those it uses: F5 switches presenter
+/// mode, Escape leaves it, and while it is on (or a lesson is open) space / arrows step.
+/// `typing` is true while a text field has the keyboard (then only F5 works). Returns the step
+/// asked for, if any.
+pub fn read_keys(
+    input: &mut egui::InputState,
+    state: &mut AppState,
+    lesson_open: bool,
+    typing: bool,
+) -> Option<Step> {
+    if input.consume_key(egui::Modifiers::NONE, egui::Key::F5) {
+        toggle(state);
+    }
+    if typing {
+        return None;
+    }
+    if state.teach.presenter && input.consume_key(egui::Modifiers::NONE, egui::Key::Escape) {
+        toggle(state);
+        return None;
+    }
+    if !(state.teach.presenter || lesson_open) {
+        return None;
+    }
+    let forward = [egui::Key::Space, egui::Key::ArrowRight, egui::Key::PageDown];
+    let back = [egui::Key::ArrowLeft, egui::Key::PageUp];
+    let mut step = None;
+    for key in forward {
+        if input.consume_key(egui::Modifiers::NONE, key) {
+            step = Some(Step::Forward);
+        }
+    }
+    for key in back {
+        if input.consume_key(egui::Modifiers::NONE, key) {
+            step = Some(Step::Back);
+        }
+    }
+    step
+}
+
+/// Steps the teaching view on screen when no lesson is open: the walkthrough's steps, or the
+/// mistakes one after another. Other views do not step.
+pub fn step_view(state: &mut AppState, step: Step) {
+    if state.view != ViewKind::Teach {
+        return;
+    }
+    let teach = &mut state.teach;
+    match teach.tab {
+        TeachTab::Walkthrough => {
+            let last = super::walkthrough::STEP_COUNT - 1;
+            teach.step = match step {
+                Step::Forward => (teach.step + 1).min(last),
+                Step::Back => teach.step.saturating_sub(1),
+            };
+        }
+        TeachTab::Mistakes => super::mistakes::step_mistake(teach, step),
+        TeachTab::Neurons | TeachTab::MultiHead | TeachTab::Cost => {}
+    }
+}

@@ -1,0 +1,234 @@
+//! The walkthrough: one query of one head, step by step with Next and Back: the query q, the
+//! keys K (rotated by RoPE, or with ALiBi's bias, where the model uses them), the dot products,
+//! the scale, the mask (−∞ shown as such), the softmax, the weights times V and the head's
+//! output. Each step has a short explanation in plain words; the numbers are the engine's own,
+//! read from the layer's trace through `analysis::explain::Explanation`, and the figure is
+//! `render`'s. The table below the figure shows the same numbers key by key, each column
+//! appearing at the step that makes it.
+
+use super::TeachCx;
+use crate::analysis::explain::{Explanation, WalkStep};
+use crate::engine::PositionKind;
+use crate::render;
+
+/// How many steps the walkthrough has.
+pub const STEP_COUNT: usize = WalkStep::ALL.len();
+
+/// How many vector entries a table cell lists before "…".
+const SHOWN_DIMS: usize = 6;
+
+/// The walkthrough view's runtime state.
+#[derive(Default)]
+pub struct WalkthroughView {
+    figure: Option<super::texture::KeyedTexture<FigureKey>>,
+}
+
+/// What the step figure shows.
+#[derive(Clone, Debug, PartialEq)]
+struct FigureKey {
+    run: usize,
+    layer_idx: usize,
+    head_idx: usize,
+    query_idx: usize,
+    step: usize,
+    colormap: render::Colormap,
+}
+
+/// A number with four significant digits, −∞ spelled out.
+fn num(v: f32) -> String {
+    if v == f32::NEG_INFINITY {
+        "−∞".to_owned()
+    } else {
+        render::format_significant(f64::from(v))
+    }
+}
+
+/// The first entries of a vector, then "…" and the count.
+fn vector(v: &[f32]) -> String {
+    let shown: Vec<String> = v.iter().take(SHOWN_DIMS).map(|&x| num(x)).collect();
+    if v.len() > SHOWN_DIMS {
+        format!("[{}, … ({} numbers)]", shown.join(", "), v.len())
+    } else {
+        format!("[{}]", shown.join(", "))
+    }
+}
+
+/// The step at `idx` (clamped).
+pub fn step_at(idx: usize) -> WalkStep {
+    WalkStep::ALL.get(idx).copied().unwrap_or(WalkStep::Output)
+}
+
+impl WalkthroughView {
+    /// Draws the view.
+    pub fn ui(&mut self, ui: &mut egui::Ui, tc: &mut TeachCx<'_, '_>) {
+        let run = tc.run.clone();
+        let Some((trace, _)) = super::traced_head(&run, tc.cx.state) else {
+            tc.waiting_for_trace(ui);
+            return;
+        };
+        let n = run.tokens.len();
+        let head_idx = tc.cx.state.head_idx;
+        let query_idx = tc.query_idx(n);
+        let e = match Explanation::from_trace(trace, head_idx, query_idx) {
+            Ok(e) => e,
+            Err(err) => {
+                ui.label(format!("nothing to explain: {err}"));
+                return;
+            }
+        };
+        let idx = tc.cx.state.teach.step.min(STEP_COUNT - 1);
+        tc.cx.state.teach.step = idx;
+        let step = step_at(idx);
+        let labels = tc.labels.clone();
+        let label = |i: usize| labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+
+        ui.horizontal_wrapped(|ui| {
+            if ui.add_enabled(idx > 0, egui::Button::new("Back")).clicked() {
+                tc.cx.state.teach.step = idx - 1;
+            }
+            if ui
+                .add_enabled(idx + 1 < STEP_COUNT, egui::Button::new("Next"))
+                .clicked()
+            {
+                tc.cx.state.teach.step = idx + 1;
+            }
+            ui.heading(step.title());
+            ui.label(format!(
+                "· layer {}, head {head_idx}, query {query_idx} \"{}\" · step {} of {STEP_COUNT}",
+                e.layer,
+                label(query_idx),
+                idx + 1
+            ));
+        });
+        let mut words = step.explanation(&e);
+        if step == WalkStep::Keys && e.kv_head != e.head {
+            let group: Vec<String> = tc
+                .cx
+                .kv_groups
+                .get(e.kv_head)
+                .map(|g| g.iter().map(usize::to_string).collect())
+                .unwrap_or_default();
+            words.push_str(&format!(
+                " This model uses grouped-query attention: query heads {} all read the keys and values of key/value head {}.",
+                group.join(", "),
+                e.kv_head
+            ));
+        }
+        if step == WalkStep::Keys && e.position == PositionKind::Alibi {
+            words.push_str(
+                " ALiBi does not rotate anything: it adds a penalty to each score that grows with the distance between the tokens (next steps).",
+            );
+        }
+        tc.explain(ui, &words);
+        self.table_ui(ui, &e, idx, &label);
+    }
+
+    /// The numbers key by key, each column from the step that makes it.
+    fn table_ui(
+        &self,
+        ui: &mut egui::Ui,
+        e: &Explanation,
+        idx: usize,
+        label: &dyn Fn(usize) -> String,
+    ) {
+        let at = |s: WalkStep| WalkStep::ALL.iter().position(|&x| x == s).unwrap_or(0) <= idx;
+        ui.label(format!(
+            "q (token {}, {} numbers{}): {}",
+            e.query,
+            e.d_head,
+            if e.position == PositionKind::Rope {
+                ", after RoPE"
+            } else {
+                ""
+            },
+            vector(&e.q)
+        ));
+        if at(WalkStep::Scale) {
+            ui.label(format!(
+                "scale = {}{}",
+                num(e.scale),
+                if e.bias.is_some() {
+                    ", plus ALiBi's bias per key"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if !at(WalkStep::Keys) {
+            return;
+        }
+        egui::Grid::new("teach-walkthrough-table")
+            .striped(true)
+            .spacing([14.0, 4.0])
+            .show(ui, |ui| {
+                ui.strong("key j");
+                ui.strong("k_j");
+                if at(WalkStep::Scores) {
+                    ui.strong("q·k_j");
+                }
+                if at(WalkStep::Scale) {
+                    ui.strong(if e.bias.is_some() {
+                        "× scale + bias"
+                    } else {
+                        "× scale"
+                    });
+                }
+                if at(WalkStep::Mask) {
+                    ui.strong("masked");
+                }
+                if at(WalkStep::Softmax) {
+                    ui.strong("weight");
+                }
+                if at(WalkStep::Values) {
+                    ui.strong("v_j (times its weight)");
+                }
+                ui.end_row();
+                for (j, key) in e.keys.iter().enumerate() {
+                    ui.label(format!("{j} \"{}\"", label(j)));
+                    ui.label(vector(key));
+                    if at(WalkStep::Scores) {
+                        ui.label(e.scores.get(j).map_or("?".to_owned(), |&v| num(v)));
+                    }
+                    if at(WalkStep::Scale) {
+                        ui.label(e.scaled.get(j).map_or("?".to_owned(), |&v| num(v)));
+                    }
+                    if at(WalkStep::Mask) {
+                        ui.label(match e.masked.get(j) {
+                            Some(Some(v)) => num(*v),
+                            _ => "−∞".to_owned(),
+                        });
+                    }
+                    if at(WalkStep::Softmax) {
+                        let w = e.weights.get(j).copied().unwrap_or(0.0);
+                        ui.add(
+                            egui::ProgressBar::new(w.clamp(0.0, 1.0))
+                                .desired_width(90.0)
+                                .text(num(w)),
+                        );
+                    }
+                    if at(WalkStep::Values) {
+                        ui.label(e.values.get(j).map_or("?".to_owned(), |v| vector(v)));
+                    }
+                    ui.end_row();
+                }
+            });
+        if at(WalkStep::Softmax) {
+            let sum: f32 = e.weights.iter().sum();
+            ui.label(format!(
+                "the weights add up to {}{}",
+                num(sum),
+                if e.fully_masked {
+                    " (the mask left this query nothing: every weight is 0)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if at(WalkStep::Output) {
+            ui.strong(format!(
+                "head output = Σ weight × v_j = {} (then W_O mixes it with the other heads)",
+                vector(&e.output)
+            ));
+        }
+    }
+}
