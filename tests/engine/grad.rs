@@ -791,3 +791,81 @@ fn engine_gradients_do_not_depend_on_the_thread_count_at_49_and_97_tokens() {
         }
     }
 }
+
+/// ∂T/∂e against torch autograd in float64 (tests/fixtures/saliency/make_saliency_fixtures.py):
+/// every case of the bert_mlm, gpt2 and llama references (and MiniLM's when
+/// ATTNVIZ_MINILM_DIR is set), with the target and T resolved here on the fixture's input ids.
+#[test]
+fn gradients_match_torch_autograd_on_the_saliency_fixtures() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut models: Vec<(&str, std::path::PathBuf)> = vec![
+        ("bert_mlm", root.join("bert_mlm")),
+        ("gpt2", root.join("gpt2")),
+        ("llama", root.join("llama")),
+    ];
+    if let Ok(dir) = std::env::var("ATTNVIZ_MINILM_DIR") {
+        models.push(("minilm", dir.into()));
+    }
+    for (name, dir) in models {
+        let reference: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(format!("saliency/{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let model = LoadedModel::checkpoint(&dir, Default::default()).unwrap();
+        let ckpt = model.as_checkpoint().unwrap();
+        for case in reference["cases"].as_array().unwrap() {
+            let ids: Vec<u32> = case["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            let tokens = ckpt.tokens_from_ids(&ids);
+            let t = &case["target"];
+            let kind = t["kind"].as_str().unwrap();
+            let field = |k: &str| t[k].as_u64().map(|v| v.to_string());
+            let spec = match kind {
+                "similarity" => "similarity".to_owned(),
+                "contrast" => format!(
+                    "contrast:{}:{}:{}",
+                    field("position").unwrap(),
+                    field("token").unwrap(),
+                    field("foil").unwrap()
+                ),
+                _ => format!(
+                    "{kind}:{}:{}",
+                    field("position").unwrap(),
+                    field("token").unwrap()
+                ),
+            };
+            let b = t["text_b"].as_str().map(|s| ckpt.tokenize(s).unwrap());
+            let opts = RunOptions::default();
+            let target = model
+                .resolve_target(&tokens, &spec.parse().unwrap(), b.as_deref(), &opts)
+                .unwrap();
+            let e = model.input_embeddings(&tokens).unwrap();
+            let g = model.gradient(&tokens, e.view(), &target, &opts, false).unwrap();
+            let want_value = t["value"].as_f64().unwrap();
+            assert!(
+                (g.value - want_value).abs() <= 1e-5 * want_value.abs().max(1.0),
+                "{name} {spec}: T {} vs torch {want_value}",
+                g.value
+            );
+            let want = case["d_embeds"].as_array().unwrap();
+            let mut max_t = 0.0f64;
+            let mut max_err = 0.0f64;
+            for (row, want_row) in g.d_embeds.rows().into_iter().zip(want) {
+                for (&s, w) in row.iter().zip(want_row.as_array().unwrap()) {
+                    let w = w.as_f64().unwrap();
+                    max_t = max_t.max(w.abs());
+                    max_err = max_err.max((f64::from(s) - w).abs());
+                }
+            }
+            eprintln!(
+                "{name} {spec}: max|s − t| / max|t| = {:.2e}",
+                max_err / max_t
+            );
+            assert!(max_t > 0.0 && max_err <= 1e-3 * max_t, "{name} {spec}: {max_err} vs {max_t}");
+        }
+    }
+}
