@@ -185,6 +185,7 @@ impl Layout {
             x += w + gap;
         }
         let strip_bottom = chips.last().map_or(strip_top, |c| c.y + c.h);
+        let strip_right = chips.iter().map(|c| c.x + c.w).max().unwrap_or(margin);
         let row_h = u64::from(text::line_height(small_px)) + 3 * s;
         let label_w = labels
             .iter()
@@ -212,7 +213,7 @@ impl Layout {
         let bars_bottom = bars_top + items.len() as u64 * row_h;
         let value_w = u64::from(text::text_width("-0.000000e-00", small_px));
         let title_w = u64::from(text::text_width(&opts.title, px));
-        let width = (margin + wrap + margin)
+        let width = (strip_right + margin)
             .max(value_x + value_w + margin)
             .max(margin + title_w + margin);
         let target = match (a.words.is_some(), a.target.position) {
@@ -592,4 +593,96 @@ pub fn generated_matrix(a: &Attribution, title: &str) -> Option<(Array2<f32>, Fi
         ..FigureOptions::default()
     };
     Some((m, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::analysis::attribution::Method;
+    use crate::tokenize::Token;
+
+    fn attribution(method: Method, scores: Vec<f32>) -> Attribution {
+        let tokens: Vec<Token> = ["a", "b", "c"]
+            .iter()
+            .map(|t| Token::from_text(t))
+            .collect();
+        Attribution {
+            labels: tokens.iter().map(|t| t.text.clone()).collect(),
+            tokens,
+            method,
+            target: ResolvedTarget {
+                kind: TargetKind::Logprob,
+                position: Some(2),
+                token: Some(7),
+                foil: None,
+                text_b: None,
+                reference: None,
+                value: -1.5,
+            },
+            steps: None,
+            baseline: None,
+            occlude: None,
+            completeness_gap: None,
+            scores,
+            words: None,
+            generated: None,
+        }
+    }
+
+    #[test]
+    fn signed_scores_use_the_diverging_map_around_zero() {
+        let c = Colouring::new(&[-2.0, 1.0, 0.5], true);
+        assert_eq!((c.lo, c.hi), (-2.0, 2.0));
+        // 0 sits in the middle of the diverging map (white), −2 at its blue end, 2 at its red end.
+        assert_eq!(c.color(0.0), Colormap::Diverging.color(0.5));
+        assert_eq!(c.color(-2.0), Colormap::Diverging.color(0.0));
+        let u = Colouring::new(&[0.25, 0.75], false);
+        assert_eq!((u.lo, u.hi, u.colormap), (0.0, 0.75, Colormap::Viridis));
+        assert_eq!(text_on([0, 0, 0, 255]), [255, 255, 255]);
+        assert_eq!(text_on([255, 255, 255, 255]), TEXT_COLOR);
+    }
+
+    #[test]
+    fn the_figure_colours_each_token_and_frames_the_target() {
+        let a = attribution(Method::InputXGradient, vec![-1.0, 0.0, 1.0]);
+        let opts = SaliencyOptions {
+            title: saliency_title(&a, "toy", &|id| format!("t{id}")),
+            ..SaliencyOptions::default()
+        };
+        assert_eq!(
+            opts.title,
+            "toy · input-x-gradient · logprob of \"t7\" at 2 (T = -1.5)"
+        );
+        let img = saliency_figure(&a, &opts).unwrap();
+        let colouring = Colouring::new(&a.scores, true);
+        let layout = Layout::new(&a, &opts, &colouring);
+        for (item, t) in layout.items.iter().zip([0.0, 0.5, 1.0]) {
+            // The chip's top-left inside pixel has the score's colour.
+            let p = img.get_pixel(item.chip.x as u32, item.chip.y as u32).0;
+            assert_eq!(p, Colormap::Diverging.color(t), "{}", item.label);
+        }
+        // The target (position 2) is framed in black just outside its chip.
+        let c = layout.items[2].chip;
+        assert_eq!(img.get_pixel(c.x as u32 - 1, c.y as u32).0, [0, 0, 0, 255]);
+        assert_ne!(
+            img.get_pixel(layout.items[1].chip.x as u32 - 1, c.y as u32)
+                .0,
+            [0, 0, 0, 255]
+        );
+        // The negative bar ends left of the zero line, the positive one right of it.
+        let neg = layout.bar(&layout.items[0], &colouring);
+        let pos = layout.bar(&layout.items[2], &colouring);
+        assert_eq!(neg.x + neg.w, layout.zero_x);
+        assert_eq!(pos.x, layout.zero_x);
+        assert_eq!(neg.w, pos.w);
+        let svg = saliency_svg(&a, &opts).unwrap();
+        assert!(svg.contains(&format!("fill=\"{}\"", hex(Colormap::Diverging.color(1.0)))));
+        assert!(svg.contains(">c</text>"));
+        let empty = attribution(Method::Gradient, Vec::new());
+        assert!(matches!(
+            saliency_figure(&empty, &opts),
+            Err(RenderError::Empty)
+        ));
+    }
 }
