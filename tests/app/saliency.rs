@@ -317,3 +317,37 @@ fn the_continuation_matrix_is_drawn_through_the_one_pixel_path_and_exports() {
     assert_eq!(shown.scores.len(), n);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn clicking_a_token_of_a_bert_with_an_mlm_head_masks_it() {
+    let mut harness = app_harness(AppState {
+        model_dir: Some(fixture_dir("bert_mlm")),
+        text: "the cat sat on the mat".to_owned(),
+        view: ViewKind::Saliency,
+        saliency: SaliencySettings {
+            kind: Some(TargetKind::Mlm),
+            ..SaliencySettings::default()
+        },
+        ..AppState::default()
+    });
+    let run = wait_run(&mut harness);
+    // Until a token is clicked, the view says what to do instead of computing.
+    step_until(&mut harness, "the hint", |h| {
+        h.query_by_label("click a token to mask it").is_some()
+    });
+    assert!(harness.state().shown_attribution().is_none());
+    // Click the third token (after [CLS]).
+    let label = format!("saliency 2: {}", harness.state().state.text.split(' ').nth(1).unwrap());
+    let chip = harness.query_by_label(&label);
+    assert!(chip.is_some(), "{label} among {:?}", run.tokens);
+    chip.unwrap().click();
+    harness.step();
+    assert_eq!(harness.state().state.saliency.position, Some(2));
+    let attr = wait_attribution(&mut harness);
+    assert_eq!(attr.target.kind, TargetKind::Mlm);
+    assert_eq!(attr.target.position, Some(2));
+    // The model saw the mask token there; its argmax is the target.
+    assert!(attr.tokens[2].is_special, "{:?}", attr.tokens[2]);
+    assert!(attr.target.token.is_some());
+    assert!(harness.query_by_label_contains("masked token 2").is_some());
+}

@@ -100,7 +100,10 @@ impl View for SaliencyView {
         let target = match target {
             Ok(t) => t,
             Err(why) => {
-                ui.label(why);
+                // The MLM picker above already says to click a token.
+                if kind != Some(TargetKind::Mlm) {
+                    ui.label(why);
+                }
                 text_ui(ui, cx, kind, &labels, None, &labels);
                 return;
             }
