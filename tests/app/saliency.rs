@@ -4,8 +4,9 @@
 //! settings survive a session.
 
 use super::*;
-use attnviz::app::saliency::SaliencySettings;
+use attnviz::app::DialogPurpose;
 use attnviz::app::saliency::api::{Aggregate, Baseline, Method, Occlude};
+use attnviz::app::saliency::{SaliencyExport, SaliencySettings};
 use attnviz::grad::{TargetKind, TokenRef};
 
 /// Saliency settings where every field differs from the default.
@@ -246,4 +247,107 @@ fn a_session_without_saliency_settings_loads_their_defaults() {
     assert_eq!(fresh.state.saliency, changed_settings());
     assert_eq!(fresh.state.view, ViewKind::Saliency);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_continuation_matrix_is_drawn_through_the_one_pixel_path_and_exports() {
+    let mut harness = app_harness(AppState {
+        model_dir: Some(fixture_dir("gpt2")),
+        text: "the cat sat".to_owned(),
+        view: ViewKind::Saliency,
+        saliency: SaliencySettings {
+            generate: 3,
+            ..SaliencySettings::default()
+        },
+        ..AppState::default()
+    });
+    let run = wait_run(&mut harness);
+    let n = run.tokens.len();
+    step_until(&mut harness, "the continuation", |h| {
+        h.state().continuation_on_screen().is_some()
+    });
+    harness.run_steps(2);
+    let app = harness.state();
+    let attr = app.shown_continuation().unwrap();
+    let g = attr.generated.as_ref().unwrap();
+    assert_eq!((g.from, g.scores.len(), attr.tokens.len()), (n, 3, n + 3));
+    // The texels on screen are the exported figure's cells, at one pixel per cell.
+    let (m, fig) = attnviz::render::saliency::generated_matrix(&attr, "").unwrap();
+    let cells = attnviz::render::heatmap_figure(
+        m.view(),
+        &attnviz::render::FigureOptions {
+            labels: false,
+            cell_px: 1,
+            ..fig
+        },
+    )
+    .unwrap();
+    let shown = app.continuation_on_screen().unwrap();
+    assert_eq!(shown.dimensions(), (n as u32 + 3, 3));
+    assert_eq!(shown, &cells);
+    assert!(harness.query_by_label("continuation PNG").is_some());
+
+    // The scores export as the CLI's files.
+    let dir = scratch("saliency-export");
+    let json = dir.join("s.json");
+    let csv = dir.join("s.csv");
+    let png = dir.join("s.png");
+    let app = harness.state_mut();
+    app.complete_dialog(DialogPurpose::ExportSaliency(SaliencyExport::Json), &json);
+    app.complete_dialog(DialogPurpose::ExportSaliency(SaliencyExport::Csv), &csv);
+    app.complete_dialog(DialogPurpose::ExportSaliency(SaliencyExport::Png), &png);
+    app.complete_dialog(
+        DialogPurpose::ExportSaliency(SaliencyExport::ContinuationPng),
+        &dir.join("c.png"),
+    );
+    assert!(app.error.is_none(), "{:?}", app.error);
+    let shown = app.shown_attribution().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(doc["format"], "attnviz.attribution/v1");
+    assert_eq!(doc["method"], "gradient");
+    assert_eq!(doc["mask"], "causal");
+    assert_eq!(doc["scores"].as_array().unwrap().len(), n);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("index,token,token_id,score"), "{text}");
+    assert_eq!(text.lines().count(), n + 1);
+    let image = image::open(&png).unwrap().to_rgba8();
+    assert!(image.width() > 100 && image.height() > 50);
+    let c = image::open(dir.join("c.png")).unwrap().to_rgba8();
+    assert!(c.width() > 3 && c.height() > 3);
+    assert_eq!(shown.scores.len(), n);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn clicking_a_token_of_a_bert_with_an_mlm_head_masks_it() {
+    let mut harness = app_harness(AppState {
+        model_dir: Some(fixture_dir("bert_mlm")),
+        text: "the cat sat on the mat".to_owned(),
+        view: ViewKind::Saliency,
+        saliency: SaliencySettings {
+            kind: Some(TargetKind::Mlm),
+            ..SaliencySettings::default()
+        },
+        ..AppState::default()
+    });
+    let run = wait_run(&mut harness);
+    // Until a token is clicked, the view says what to do instead of computing.
+    step_until(&mut harness, "the hint", |h| {
+        h.query_by_label("click a token to mask it").is_some()
+    });
+    assert!(harness.state().shown_attribution().is_none());
+    // Click the third token (after [CLS]).
+    let label = format!("saliency 2: {}", harness.state().state.text.split(' ').nth(1).unwrap());
+    let chip = harness.query_by_label(&label);
+    assert!(chip.is_some(), "{label} among {:?}", run.tokens);
+    chip.unwrap().click();
+    harness.step();
+    assert_eq!(harness.state().state.saliency.position, Some(2));
+    let attr = wait_attribution(&mut harness);
+    assert_eq!(attr.target.kind, TargetKind::Mlm);
+    assert_eq!(attr.target.position, Some(2));
+    // The model saw the mask token there; its argmax is the target.
+    assert!(attr.tokens[2].is_special, "{:?}", attr.tokens[2]);
+    assert!(attr.target.token.is_some());
+    assert!(harness.query_by_label_contains("masked token 2").is_some());
 }

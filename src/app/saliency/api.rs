@@ -7,13 +7,3 @@ pub use crate::analysis::attribution::{
 };
 
 pub use crate::pipeline::{attribute, supported_targets};
-
-// TEMPORARY until ATTR's render::saliency lands.
-#[allow(missing_docs)]
-pub fn saliency_figure(_a: &Attribution) -> Result<image::RgbaImage, String> {
-    Err("not merged".into())
-}
-#[allow(missing_docs)]
-pub fn saliency_svg(_a: &Attribution) -> Result<String, String> {
-    Err("not merged".into())
-}

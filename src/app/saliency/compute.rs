@@ -82,6 +82,25 @@ pub struct Candidate {
     pub logprob: f32,
 }
 
+/// How an attribution was made: its time, and how the views label its target tokens.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Done {
+    /// Milliseconds it took.
+    pub ms: f64,
+    /// (id, label) of the target token, the foil and the generated targets.
+    pub names: Vec<(u32, String)>,
+}
+
+impl Done {
+    /// The label of token `id`, or `id N` when it was not named.
+    pub fn name(&self, id: u32) -> String {
+        self.names
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map_or_else(|| format!("id {id}"), |(_, n)| format!("{n:?}"))
+    }
+}
+
 /// One finished piece of a [`Task`].
 #[derive(Clone, Debug)]
 pub enum Item {
@@ -91,8 +110,8 @@ pub enum Item {
         request: AttributeRequest,
         /// The scores, or why there are none.
         result: Result<Arc<Attribution>, String>,
-        /// Time it took.
-        ms: f64,
+        /// Time it took, and the names of the target's tokens.
+        done: Done,
     },
     /// The most likely next tokens after a position, largest first.
     Predictions {
@@ -157,8 +176,12 @@ pub fn run_task(
             wake();
             !cancelled()
         };
+        let mut names = Vec::new();
         let result = match api::attribute(model, &input, &key.opts, request, &mut report) {
-            Ok(a) => Ok(Arc::new(a)),
+            Ok(a) => {
+                names = target_names(model, &a);
+                Ok(Arc::new(a))
+            }
             Err(PipelineError::Cancelled) => return,
             Err(e) => Err(e.to_string()),
         };
@@ -170,12 +193,35 @@ pub fn run_task(
             item: Item::Attribution {
                 request: request.clone(),
                 result,
-                ms: start.elapsed().as_secs_f64() * 1000.0,
+                done: Done {
+                    ms: start.elapsed().as_secs_f64() * 1000.0,
+                    names,
+                },
             },
         });
         wake();
     }
     task.progress.set(task.requests.len(), 0.0);
+}
+
+/// The labels of the tokens `attr`'s targets name, in the model's vocabulary style.
+fn target_names(model: &LoadedModel, attr: &Attribution) -> Vec<(u32, String)> {
+    let mut ids: Vec<u32> = [attr.target.token, attr.target.foil]
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(g) = &attr.generated {
+        ids.extend(g.targets.iter().filter_map(|t| t.token));
+    }
+    let tokens = match model.as_checkpoint() {
+        Some(ckpt) => ckpt.tokens_from_ids(&ids),
+        None => return Vec::new(),
+    };
+    let style = model.vocab_style();
+    ids.into_iter()
+        .zip(tokens)
+        .map(|(id, t)| (id, t.label(&style)))
+        .collect()
 }
 
 /// The `k` most likely next tokens after `position` of `key`'s input.

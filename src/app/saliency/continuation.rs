@@ -1,14 +1,17 @@
 //! The attributed continuation (Inseq's main use): K tokens generated greedily, each one's
-//! log-probability attributed over everything before it, shown as a (prompt + generated) ×
-//! generated matrix. The pixels come from the one pixel path, `render::heatmap_image_masked`
-//! (the function behind every heatmap figure), uploaded once per result with NEAREST filtering;
-//! cells after a generated token's own position are drawn in the masked colour.
+//! log-probability attributed over everything before it, shown as a generated × (prompt +
+//! generated) matrix. The pixels come from the one pixel path: the exported figure's matrix and
+//! colours (`render::saliency::generated_matrix`) painted by `render::heatmap_image_masked`,
+//! uploaded once per result with NEAREST filtering; cells at or after a generated token's own
+//! position are drawn in the masked colour.
 
 use super::api::{Attribution, Method};
-use crate::render::{self, Colormap, ValueRange, ValueScale};
+use super::view::SaliencyExport;
+use crate::app::AttnApp;
+use crate::app::view::{DialogPurpose, Request, ViewCx};
+use crate::render::{self, saliency};
 use egui::{Sense, TextureHandle, TextureOptions, vec2};
 use image::RgbaImage;
-use ndarray::Array2;
 use std::sync::Arc;
 
 /// Largest side of a cell on screen, in points.
@@ -16,61 +19,18 @@ const MAX_CELL: f32 = 28.0;
 /// Width kept for the row labels, in points.
 const LABEL_WIDTH: f32 = 110.0;
 
-/// The matrix of a continuation: `[token][generated]`, with the masked cells (a generated token
-/// is not attributed to itself or to what follows it).
-pub fn continuation_matrix(attr: &Attribution) -> Option<(Array2<f32>, Array2<bool>)> {
-    let g = attr.generated.as_ref()?;
-    let k = g.scores.len();
-    let rows = attr.tokens.len();
-    if k == 0 || rows == 0 {
-        return None;
-    }
-    let mut m = Array2::zeros((rows, k));
-    let mut masked = Array2::from_elem((rows, k), true);
-    for (col, scores) in g.scores.iter().enumerate() {
-        for (row, v) in scores.iter().enumerate().take(rows) {
-            if let Some(v) = v {
-                m[[row, col]] = *v;
-                masked[[row, col]] = false;
-            }
-        }
-    }
-    Some((m, masked))
-}
-
-/// The colour range of a continuation: symmetric around 0 for signed methods (on the diverging
-/// map), 0 to the largest score otherwise.
-pub fn continuation_range(m: &Array2<f32>, masked: &Array2<bool>, signed: bool) -> ValueRange {
-    let values = m
-        .iter()
-        .zip(masked.iter())
-        .filter(|(v, masked)| !**masked && v.is_finite())
-        .map(|(v, _)| *v);
-    if signed {
-        let a = values.map(f32::abs).fold(0.0_f32, f32::max).max(1e-12);
-        ValueRange { min: -a, max: a }
-    } else {
-        let a = values.fold(0.0_f32, f32::max).max(1e-12);
-        ValueRange { min: 0.0, max: a }
-    }
-}
-
-/// The image of a continuation at one pixel per cell, through the one pixel path.
-pub fn continuation_image(attr: &Attribution, colormap: Colormap) -> Option<RgbaImage> {
-    let (m, masked) = continuation_matrix(attr)?;
-    let signed = attr.method.is_signed();
-    let range = continuation_range(&m, &masked, signed);
-    let map = if signed {
-        Colormap::Diverging
-    } else {
-        colormap
-    };
+/// The image of a continuation at one pixel per cell: `render::saliency::generated_matrix`
+/// (rows the generated tokens, columns every token, cells at or after a row's own token masked,
+/// the diverging map around 0 for signed methods) painted by `render::heatmap_image_masked`,
+/// exactly the cells of the exported figure.
+pub fn continuation_image(attr: &Attribution) -> Option<RgbaImage> {
+    let (m, fig) = saliency::generated_matrix(attr, "")?;
     Some(render::heatmap_image_masked(
         m.view(),
-        Some(masked.view()),
-        map,
-        range,
-        ValueScale::Linear,
+        fig.masked.as_ref().map(|x| x.view()),
+        fig.colormap,
+        fig.range,
+        fig.scale,
         1,
     ))
 }
@@ -78,16 +38,23 @@ pub fn continuation_image(attr: &Attribution, colormap: Colormap) -> Option<Rgba
 /// The uploaded continuation texture and what it shows.
 #[derive(Default)]
 pub struct ContinuationView {
-    shown: Option<(usize, Colormap, TextureHandle)>,
+    /// The attribution shown (its address), the image uploaded and its texture.
+    shown: Option<(usize, RgbaImage, TextureHandle)>,
 }
 
 impl ContinuationView {
-    /// Draws the continuation of `result` (none yet: a spinner; an error: the message).
+    /// The image uploaded for the continuation on screen, for pixel tests.
+    pub fn on_screen(&self) -> Option<&RgbaImage> {
+        self.shown.as_ref().map(|(_, image, _)| image)
+    }
+
+    /// Draws the continuation of `result` (none yet: a spinner; an error: the message), with
+    /// its PNG and SVG exports. `labels` are the labels of every token (prompt and generated).
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
+        cx: &mut ViewCx<'_>,
         result: Option<&Result<Arc<Attribution>, String>>,
-        colormap: Colormap,
         method: Method,
     ) {
         ui.strong(format!("Continuation attributed by {method}"));
@@ -107,12 +74,8 @@ impl ContinuationView {
             return;
         };
         let id = Arc::as_ptr(attr) as usize;
-        if self
-            .shown
-            .as_ref()
-            .is_none_or(|(i, c, _)| *i != id || *c != colormap)
-        {
-            let Some(image) = continuation_image(attr, colormap) else {
+        if self.shown.as_ref().is_none_or(|(i, _, _)| *i != id) {
+            let Some(image) = continuation_image(attr) else {
                 ui.label("no tokens were generated");
                 return;
             };
@@ -121,88 +84,71 @@ impl ContinuationView {
             let texture =
                 ui.ctx()
                     .load_texture("saliency-continuation", color, TextureOptions::NEAREST);
-            self.shown = Some((id, colormap, texture));
+            self.shown = Some((id, image, texture));
         }
         let Some((_, _, texture)) = &self.shown else {
             return;
         };
-        let rows = attr.tokens.len();
-        let cols = g.scores.len();
-        let generated: Vec<String> = attr.tokens[g.from.min(rows)..]
-            .iter()
-            .map(|t| t.text.clone())
-            .collect();
+        let cols = attr.tokens.len();
+        let rows = g.scores.len();
+        let labels = &attr.labels;
+        let label = |i: usize| labels.get(i).map_or("", String::as_str);
         ui.label(format!(
-            "rows: the {} prompt and {} generated tokens · columns: the generated tokens {}",
-            g.from,
-            cols,
-            generated
-                .iter()
-                .map(|t| format!("{t:?}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            "rows: the {rows} generated tokens · columns: the {} prompt and {rows} generated \
+             tokens · grey: not before the row's token",
+            g.from
         ));
         let cell = ((ui.available_width() - LABEL_WIDTH) / cols.max(1) as f32).clamp(2.0, MAX_CELL);
-        egui::ScrollArea::vertical()
-            .id_salt("saliency-continuation-scroll")
-            .max_height(420.0)
-            .show(ui, |ui| {
-                ui.horizontal(|ui| {
-                    ui.vertical(|ui| {
-                        ui.spacing_mut().item_spacing.y = 0.0;
-                        for t in &attr.tokens {
-                            let (rect, _) =
-                                ui.allocate_exact_size(vec2(LABEL_WIDTH, cell), Sense::hover());
-                            if cell >= 10.0 {
-                                ui.painter().text(
-                                    rect.right_center() - vec2(4.0, 0.0),
-                                    egui::Align2::RIGHT_CENTER,
-                                    crate::render::figure::truncate_label(&t.text),
-                                    egui::FontId::proportional((cell * 0.7).min(13.0)),
-                                    ui.visuals().text_color(),
-                                );
-                            }
-                        }
-                    });
-                    let size = vec2(cell * cols as f32, cell * rows as f32);
-                    let response =
-                        ui.add(egui::Image::new((texture.id(), size)).sense(Sense::hover()));
-                    if let Some(pos) = response.hover_pos() {
-                        let rel = pos - response.rect.min;
-                        let (r, c) = ((rel.y / cell) as usize, (rel.x / cell) as usize);
-                        let value = g.scores.get(c).and_then(|s| s.get(r)).copied().flatten();
-                        let text = match value {
-                            Some(v) => render::format_significant(f64::from(v)),
-                            None => "not attributed (at or after the generated token)".to_owned(),
-                        };
-                        let row = attr.tokens.get(r).map_or("", |t| t.text.as_str());
-                        let col = generated.get(c).map_or("", String::as_str);
-                        response.on_hover_text(format!("{row:?} for generated {col:?}: {text}"));
+        ui.horizontal(|ui| {
+            ui.vertical(|ui| {
+                ui.spacing_mut().item_spacing.y = 0.0;
+                for r in 0..rows {
+                    let (rect, _) = ui.allocate_exact_size(vec2(LABEL_WIDTH, cell), Sense::hover());
+                    if cell >= 10.0 {
+                        ui.painter().text(
+                            rect.right_center() - vec2(4.0, 0.0),
+                            egui::Align2::RIGHT_CENTER,
+                            render::figure::truncate_label(label(g.from + r)),
+                            egui::FontId::proportional((cell * 0.7).min(13.0)),
+                            ui.visuals().text_color(),
+                        );
                     }
-                });
+                }
             });
+            let size = vec2(cell * cols as f32, cell * rows as f32);
+            let response = ui.add(egui::Image::new((texture.id(), size)).sense(Sense::hover()));
+            if let Some(pos) = response.hover_pos() {
+                let rel = pos - response.rect.min;
+                let (r, c) = ((rel.y / cell) as usize, (rel.x / cell) as usize);
+                let value = g.scores.get(r).and_then(|s| s.get(c)).copied().flatten();
+                let text = match value {
+                    Some(v) => render::format_significant(f64::from(v)),
+                    None => "not attributed (at or after the generated token)".to_owned(),
+                };
+                response.on_hover_text(format!(
+                    "{:?} for generated {:?}: {text}",
+                    label(c),
+                    label(g.from + r)
+                ));
+            }
+        });
+        ui.horizontal(|ui| {
+            ui.label("Export the continuation");
+            for (kind, text) in [
+                (SaliencyExport::ContinuationPng, "continuation PNG"),
+                (SaliencyExport::ContinuationSvg, "continuation SVG"),
+            ] {
+                if ui.button(text).clicked() {
+                    cx.request(Request::Dialog(DialogPurpose::ExportSaliency(kind)));
+                }
+            }
+        });
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_range_is_symmetric_for_signed_methods_and_skips_masked_cells() {
-        let m = Array2::from_shape_vec((2, 2), vec![-3.0, 9.0, 1.0, 2.0]).unwrap();
-        let masked = Array2::from_shape_vec((2, 2), vec![false, true, false, false]).unwrap();
-        // 9 is masked: max |s| over the rest is 3.
-        assert_eq!(
-            continuation_range(&m, &masked, true),
-            ValueRange {
-                min: -3.0,
-                max: 3.0
-            }
-        );
-        assert_eq!(
-            continuation_range(&m, &masked, false),
-            ValueRange { min: 0.0, max: 2.0 }
-        );
+impl AttnApp {
+    /// The image the Saliency view shows for the attributed continuation, for pixel tests.
+    pub fn continuation_on_screen(&self) -> Option<&RgbaImage> {
+        self.panels.central.saliency.continuation_on_screen()
     }
 }

@@ -7,7 +7,7 @@
 //! what is missing, and going back to earlier settings is instant.
 
 use super::api::{AttributeRequest, Attribution};
-use super::compute::{Item, Task, TaskProgress};
+use super::compute::{Done, Item, Task, TaskProgress};
 use crate::app::AttnApp;
 use crate::app::state::ViewKind;
 use crate::app::worker::JobKey;
@@ -26,7 +26,7 @@ struct Cached {
     key: JobKey,
     request: AttributeRequest,
     result: Result<Arc<Attribution>, String>,
-    ms: f64,
+    done: Done,
 }
 
 /// Next-token candidates of one position.
@@ -95,17 +95,17 @@ impl Controller {
             .map(|(_, t)| t.as_slice())
     }
 
-    /// The finished attribution of `request` on `key`'s run, with its time in ms.
+    /// The finished attribution of `request` on `key`'s run, with its time and target names.
     pub fn attribution(
         &self,
         key: &JobKey,
         request: &AttributeRequest,
-    ) -> Option<(&Result<Arc<Attribution>, String>, f64)> {
+    ) -> Option<(&Result<Arc<Attribution>, String>, &Done)> {
         self.cache
             .iter()
             .rev()
             .find(|c| c.request == *request && c.key == *key)
-            .map(|c| (&c.result, c.ms))
+            .map(|c| (&c.result, &c.done))
     }
 
     /// The next-token candidates of `position` on `key`'s run (at least `k` of them).
@@ -161,7 +161,7 @@ impl Controller {
             Item::Attribution {
                 request,
                 result,
-                ms,
+                done,
             } => {
                 self.cache
                     .retain(|c| !(c.request == request && c.key == key));
@@ -169,7 +169,7 @@ impl Controller {
                     key,
                     request,
                     result,
-                    ms,
+                    done,
                 });
                 if self.cache.len() > CACHE_SIZE {
                     self.cache.remove(0);

@@ -8,6 +8,7 @@
 //! matrix, and the exports. Nothing heavy runs here: scores come from the controller's cache.
 
 use super::api::{Aggregate, AttributeRequest, Attribution, Baseline, Method, Occlude};
+use super::compute::Done;
 use super::controller::Pending;
 use super::{colors, continuation, table};
 use crate::app::theme;
@@ -33,10 +34,14 @@ pub enum SaliencyExport {
     Csv,
     /// The scores as `attnviz.attribution/v1` JSON.
     Json,
+    /// The continuation matrix as PNG.
+    ContinuationPng,
+    /// The continuation matrix as SVG.
+    ContinuationSvg,
 }
 
 impl SaliencyExport {
-    /// Every export, in button order.
+    /// The exports of the scores and their figure, in button order.
     pub const ALL: [SaliencyExport; 4] = [
         SaliencyExport::Png,
         SaliencyExport::Svg,
@@ -47,8 +52,8 @@ impl SaliencyExport {
     /// The file extension.
     pub fn extension(self) -> &'static str {
         match self {
-            SaliencyExport::Png => "png",
-            SaliencyExport::Svg => "svg",
+            SaliencyExport::Png | SaliencyExport::ContinuationPng => "png",
+            SaliencyExport::Svg | SaliencyExport::ContinuationSvg => "svg",
             SaliencyExport::Csv => "csv",
             SaliencyExport::Json => "json",
         }
@@ -95,7 +100,10 @@ impl View for SaliencyView {
         let target = match target {
             Ok(t) => t,
             Err(why) => {
-                ui.label(why);
+                // The MLM picker above already says to click a token.
+                if kind != Some(TargetKind::Mlm) {
+                    ui.label(why);
+                }
                 text_ui(ui, cx, kind, &labels, None, &labels);
                 return;
             }
@@ -105,10 +113,10 @@ impl View for SaliencyView {
         let shown = cx
             .saliency
             .attribution(&key, &request)
-            .map(|(r, ms)| (r.clone(), ms));
+            .map(|(r, done)| (r.clone(), done.clone()));
         match shown {
-            Some((Ok(attr), ms)) => {
-                summary_ui(ui, &attr, &labels, ms);
+            Some((Ok(attr), done)) => {
+                summary_ui(ui, &attr, &labels, &done);
                 let chip_labels = chip_labels(&attr, &labels);
                 text_ui(ui, cx, kind, &chip_labels, Some(&attr), &labels);
                 chart_ui(ui, &attr, &chip_labels, cx.state.colormap);
@@ -139,9 +147,15 @@ impl View for SaliencyView {
         if let Some(req) = s.continuation(&supported) {
             let result = cx.saliency.attribution(&key, &req).map(|(r, _)| r.clone());
             ui.separator();
-            self.continuation
-                .ui(ui, result.as_ref(), cx.state.colormap, s.method);
+            self.continuation.ui(ui, cx, result.as_ref(), s.method);
         }
+    }
+}
+
+impl SaliencyView {
+    /// The image the continuation matrix shows, for pixel tests.
+    pub fn continuation_on_screen(&self) -> Option<&image::RgbaImage> {
+        self.continuation.on_screen()
     }
 }
 
@@ -159,7 +173,8 @@ fn chip_labels(attr: &Attribution, labels: &Arc<Vec<String>>) -> Arc<Vec<String>
 fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind]) {
     let s = &mut cx.state.saliency;
     ui.horizontal_wrapped(|ui| {
-        egui::ComboBox::from_label("Method")
+        ui.label("Method");
+        egui::ComboBox::from_id_salt("saliency-method")
             .selected_text(s.method.to_string())
             .show_ui(ui, |ui| {
                 for &m in Method::ALL {
@@ -168,7 +183,8 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
             });
         let kind = s.kind_for(supported);
         let kind_text = kind.map_or("none".to_owned(), |k| k.to_string());
-        egui::ComboBox::from_label("Target")
+        ui.label("Target");
+        egui::ComboBox::from_id_salt("saliency-target")
             .selected_text(kind_text)
             .show_ui(ui, |ui| {
                 for k in supported {
@@ -187,7 +203,8 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
                         .range(1..=1024)
                         .prefix("steps "),
                 );
-                egui::ComboBox::from_label("Baseline")
+                ui.label("Baseline");
+                egui::ComboBox::from_id_salt("saliency-baseline")
                     .selected_text(s.baseline.to_string())
                     .show_ui(ui, |ui| {
                         for &b in Baseline::ALL {
@@ -197,7 +214,8 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
             }
             Method::Occlusion => {
                 let text = s.occlude.map_or("default".to_owned(), |o| o.to_string());
-                egui::ComboBox::from_label("Occlude with")
+                ui.label("Occlude with");
+                egui::ComboBox::from_id_salt("saliency-occlude")
                     .selected_text(text)
                     .show_ui(ui, |ui| {
                         ui.selectable_value(&mut s.occlude, None, "default");
@@ -384,16 +402,9 @@ fn progress_ui(
 }
 
 /// The target and the run time above the coloured text.
-fn summary_ui(ui: &mut egui::Ui, attr: &Attribution, labels: &[String], ms: f64) {
+fn summary_ui(ui: &mut egui::Ui, attr: &Attribution, labels: &[String], done: &Done) {
     let t = &attr.target;
-    let name = |id: Option<u32>| {
-        id.map_or("?".to_owned(), |id| {
-            attr.tokens
-                .iter()
-                .find(|tok| tok.id == id)
-                .map_or(format!("id {id}"), |tok| format!("{:?}", tok.text))
-        })
-    };
+    let name = |id: Option<u32>| id.map_or("?".to_owned(), |id| done.name(id));
     let at = |p: Option<usize>| {
         p.map_or(String::new(), |p| {
             format!(
@@ -403,18 +414,14 @@ fn summary_ui(ui: &mut egui::Ui, attr: &Attribution, labels: &[String], ms: f64)
         })
     };
     let what = match t.kind {
-        TargetKind::Logprob => format!("log p({}){}", token_name(t.token, name), at(t.position)),
+        TargetKind::Logprob => format!("log p({}){}", name(t.token), at(t.position)),
         TargetKind::Contrast => format!(
             "log p({}) - log p({}){}",
-            token_name(t.token, name),
-            token_name(t.foil, name),
+            name(t.token),
+            name(t.foil),
             at(t.position)
         ),
-        TargetKind::Mlm => format!(
-            "masked log p({}){}",
-            token_name(t.token, name),
-            at(t.position)
-        ),
+        TargetKind::Mlm => format!("masked log p({}){}", name(t.token), at(t.position)),
         TargetKind::Similarity => "cosine similarity with text B".to_owned(),
     };
     let mut line = format!(
@@ -428,16 +435,8 @@ fn summary_ui(ui: &mut egui::Ui, attr: &Attribution, labels: &[String], ms: f64)
             crate::render::format_significant(gap)
         ));
     }
-    line.push_str(&format!(" · {ms:.0} ms"));
+    line.push_str(&format!(" · {:.0} ms", done.ms));
     ui.label(line);
-}
-
-/// A target token's name: its vocabulary string when the input has it, else its id.
-fn token_name(id: Option<u32>, name: impl Fn(Option<u32>) -> String) -> String {
-    match id {
-        None => "?".to_owned(),
-        Some(_) => name(id),
-    }
 }
 
 /// The text, each item's background coloured by its score; clicking a token picks the target
