@@ -233,7 +233,10 @@ mod tests {
         let (lo, hi) = (Colormap::Turbo.color(0.0), Colormap::Turbo.color(1.0));
         let blue = Colormap::Turbo.color(0.15);
         assert!(lo[..3].iter().all(|&c| c < 60), "{lo:?}");
-        assert!(blue[2] > blue[0] + 60 && hi[0] > hi[2] + 60, "{blue:?} {hi:?}");
+        assert!(
+            blue[2] > blue[0] + 60 && hi[0] > hi[2] + 60,
+            "{blue:?} {hi:?}"
+        );
         assert!(Colormap::Hot.is_high_contrast() && !Colormap::Viridis.is_high_contrast());
         // Contrast: the lightness (mean channel) spans more than viridis's does.
         let span = |c: Colormap| {
