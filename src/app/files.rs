@@ -143,6 +143,10 @@ impl AttnApp {
             }
             DialogPurpose::ExportAllHeads => self.start_export_all(path),
             DialogPurpose::OpenModel => self.open_model_folder(path),
+            DialogPurpose::ExportTeachFigure => match self.export_teach_figure(path) {
+                Ok(()) => self.wrote(path),
+                Err(e) => self.report(ErrorCause::File, e),
+            },
         }
     }
 
@@ -203,6 +207,10 @@ impl AttnApp {
             ),
             DialogPurpose::ExportAllHeads => folder("Export all heads into a folder"),
             DialogPurpose::OpenModel => folder("Open a Hugging Face model folder"),
+            DialogPurpose::ExportTeachFigure => save(
+                "Export the teaching figure (.png or .svg)",
+                crate::app::teach::export::default_name(&self.state),
+            ),
         };
         // Start next to the session file in use, if any.
         request.start_dir = self

@@ -28,6 +28,9 @@ pub enum DialogPurpose {
     ExportTensors,
     /// Open a Hugging Face checkpoint folder.
     OpenModel,
+    /// Export the teaching figure on screen (a walkthrough step or a mistake comparison) as
+    /// PNG or SVG.
+    ExportTeachFigure,
 }
 
 /// Attention opened from a file rather than computed.
