@@ -144,6 +144,10 @@ impl AttnApp {
             DialogPurpose::ExportAllHeads => self.start_export_all(path),
             DialogPurpose::OpenModel => self.open_model_folder(path),
             DialogPurpose::ExportSaliency(kind) => self.export_saliency(kind, path),
+            DialogPurpose::ExportTeachFigure => match self.export_teach_figure(path) {
+                Ok(()) => self.wrote(path),
+                Err(e) => self.report(ErrorCause::File, e),
+            },
         }
     }
 
@@ -207,6 +211,10 @@ impl AttnApp {
             DialogPurpose::ExportSaliency(kind) => save(
                 "Export the saliency view",
                 super::saliency::export::default_name(kind, self.state.saliency.method),
+            ),
+            DialogPurpose::ExportTeachFigure => save(
+                "Export the teaching figure (.png or .svg)",
+                crate::app::teach::export::default_name(&self.state),
             ),
         };
         // Start next to the session file in use, if any.

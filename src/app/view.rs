@@ -30,6 +30,9 @@ pub enum DialogPurpose {
     OpenModel,
     /// Export the Saliency view (figure or scores).
     ExportSaliency(super::saliency::SaliencyExport),
+    /// Export the teaching figure on screen (a walkthrough step or a mistake comparison) as
+    /// PNG or SVG.
+    ExportTeachFigure,
 }
 
 /// Attention opened from a file rather than computed.

@@ -9,7 +9,8 @@
 //! * [`pool`] — max-pooling, so maps larger than their pixels keep their peaks;
 //! * [`png`] — fast PNG encoding and atomic file writes;
 //! * [`svg`] — the same figures as SVG: vector text and colorbar, cells as rectangles or an
-//!   embedded PNG.
+//!   embedded PNG;
+//! * [`teach`] — the walkthrough's step figures and the mistake comparisons (PNG and SVG).
 //!
 //! Sizes are computed in `u64` and checked against [`MAX_SIDE`] before any
 //! buffer is allocated, so absurd cell sizes produce [`RenderError::TooLarge`]
@@ -24,6 +25,7 @@ pub mod png;
 pub mod pool;
 pub mod saliency;
 pub mod svg;
+pub mod teach;
 mod text;
 pub mod view;
 

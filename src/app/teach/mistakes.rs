@@ -5,6 +5,7 @@
 //! layer, a forgotten causal mask outlines the upper triangle that fills.
 
 use super::TeachCx;
+use crate::app::view::{DialogPurpose, Request};
 use super::presenter::Step;
 use super::settings::TeachSettings;
 use super::texture::KeyedTexture;
@@ -129,7 +130,16 @@ impl MistakesView {
             });
             return;
         };
-        ui.strong(&effect.summary);
+        ui.horizontal_wrapped(|ui| {
+            if ui
+                .button("Export figure…")
+                .on_hover_text("Both maps side by side as a PNG or SVG figure, for slides")
+                .clicked()
+            {
+                tc.cx.request(Request::Dialog(DialogPurpose::ExportTeachFigure));
+            }
+            ui.strong(&effect.summary);
+        });
         egui::Grid::new("teach-mistake-figures")
             .striped(true)
             .show(ui, |ui| {

@@ -9,6 +9,7 @@
 //! the model runs on the worker thread.
 
 pub mod cost;
+pub mod export;
 pub mod lessons;
 pub mod mistakes;
 mod multihead;

@@ -10,8 +10,9 @@ use crate::render::Colormap;
 /// How much larger every text style is in presenter mode.
 pub const FONT_SCALE: f32 = 1.6;
 
-/// The colormap presenter mode switches to: readable on a projector.
-pub const PRESENTER_COLORMAP: Colormap = Colormap::Grays;
+/// The colormap presenter mode switches to (unless a high-contrast one is chosen already):
+/// readable on a projector.
+pub const PRESENTER_COLORMAP: Colormap = Colormap::Turbo;
 
 /// Sets egui's text sizes for presenter mode (`on`) or back to the defaults, only when they
 /// differ from what is set (cheap to call every frame).
@@ -49,7 +50,9 @@ pub fn toggle(state: &mut AppState) {
     teach.presenter = !teach.presenter;
     if teach.presenter {
         teach.colormap_before_presenter = Some(state.colormap);
-        state.colormap = PRESENTER_COLORMAP;
+        if !state.colormap.is_high_contrast() {
+            state.colormap = PRESENTER_COLORMAP;
+        }
     } else if let Some(before) = teach.colormap_before_presenter.take() {
         state.colormap = before;
     }

@@ -7,6 +7,7 @@
 //! appearing at the step that makes it.
 
 use super::TeachCx;
+use crate::app::view::{DialogPurpose, Request};
 use crate::analysis::explain::{Explanation, WalkStep};
 use crate::engine::PositionKind;
 use crate::render;
@@ -91,6 +92,13 @@ impl WalkthroughView {
                 .clicked()
             {
                 tc.cx.state.teach.step = idx + 1;
+            }
+            if ui
+                .button("Export figure…")
+                .on_hover_text("This step as a PNG or SVG figure, for slides")
+                .clicked()
+            {
+                tc.cx.request(Request::Dialog(DialogPurpose::ExportTeachFigure));
             }
             ui.heading(step.title());
             ui.label(format!(
