@@ -128,7 +128,41 @@ impl WalkthroughView {
             );
         }
         tc.explain(ui, &words);
+        self.figure_ui(ui, tc, &e, step, idx);
         self.table_ui(ui, &e, idx, &label);
+    }
+
+    /// The step's figure (labelled vectors, matrices and bars), drawn by `render::teach` as the
+    /// export writes it, scaled to the view's width and at most a third of its height.
+    fn figure_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        tc: &TeachCx<'_, '_>,
+        e: &Explanation,
+        step: WalkStep,
+        idx: usize,
+    ) {
+        let key = FigureKey {
+            run: tc.run_id(),
+            layer_idx: e.layer,
+            head_idx: e.head,
+            query_idx: e.query,
+            step: idx,
+            colormap: tc.cx.state.colormap,
+        };
+        let style = super::export::style(tc.cx.state);
+        let labels = tc.labels.as_ref();
+        let tex = super::texture::KeyedTexture::get(
+            &mut self.figure,
+            ui.ctx(),
+            "teach-walkthrough-figure",
+            key,
+            || render::teach::step_figure(e, step, labels, &style).ok(),
+        );
+        if let Some(tex) = tex {
+            let max = egui::vec2(ui.available_width(), (ui.available_height() / 2.5).max(120.0));
+            tex.show(ui, max, 2.0, &format!("walkthrough figure: {}", step.title()));
+        }
     }
 
     /// The numbers key by key, each column from the step that makes it.
