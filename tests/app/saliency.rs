@@ -337,7 +337,10 @@ fn clicking_a_token_of_a_bert_with_an_mlm_head_masks_it() {
     });
     assert!(harness.state().shown_attribution().is_none());
     // Click the third token (after [CLS]).
-    let label = format!("saliency 2: {}", harness.state().state.text.split(' ').nth(1).unwrap());
+    let label = format!(
+        "saliency 2: {}",
+        harness.state().state.text.split(' ').nth(1).unwrap()
+    );
     let chip = harness.query_by_label(&label);
     assert!(chip.is_some(), "{label} among {:?}", run.tokens);
     chip.unwrap().click();

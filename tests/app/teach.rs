@@ -420,3 +420,81 @@ fn a_bad_lesson_file_is_an_error_naming_it_and_changes_nothing() {
     assert!(error.contains("no steps"), "{error}");
     assert_eq!(app.state, before);
 }
+
+#[test]
+fn teaching_figures_export_the_pipelines_numbers_as_png_and_svg() {
+    use attnviz::analysis::explain::WalkStep;
+    use attnviz::engine::MaskSpec;
+    use attnviz::render::teach::{TeachStyle, step_figure};
+    let mut state = teach_state(TeachTab::Walkthrough, 1, 2);
+    state.mask_text = "causal".to_owned();
+    state.selected_queries = vec![4];
+    state.teach.step = 4; // "5. The mask"
+    let model = LoadedModel::demo(state.demo, state.tokenizer).expect("the demo model builds");
+    let mut input = RunInput::new(TokenInput::Text(state.text.clone()));
+    input.truncate = false;
+    let opts = RunOptions {
+        mask: MaskSpec::parse("causal").unwrap(),
+        ..RunOptions::default()
+    };
+    // What `attnviz explain --layer 1 --head 2 --query 4 --mask causal` computes.
+    let (run, explanation) =
+        pipeline::explain(&model, &input, &opts, 1, 2, 4).expect("the pipeline explains");
+    let labels: Vec<String> = run
+        .attention
+        .tokens
+        .iter()
+        .map(|t| t.text.clone())
+        .collect();
+    let style = TeachStyle {
+        colormap: state.colormap,
+        pixel_scale: 1,
+    };
+    let want = step_figure(&explanation, WalkStep::ALL[4], &labels, &style).unwrap();
+
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+    harness.run();
+    let dir = super::scratch("teach-export");
+    let png = dir.join("step.png");
+    harness
+        .state_mut()
+        .export_teach_figure(&png)
+        .expect("the step exports");
+    let got = image::open(&png).unwrap().to_rgba8();
+    assert_eq!(got.dimensions(), want.dimensions());
+    assert!(
+        got.pixels().zip(want.pixels()).all(|(a, b)| a == b),
+        "the exported step is the figure of the pipeline's numbers"
+    );
+    let svg = dir.join("step.svg");
+    harness.state_mut().export_teach_figure(&svg).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg") || text.starts_with("<?xml"));
+    assert!(text.contains("−∞"), "the mask step names masked keys");
+
+    // The mistake comparison: both maps, wider than tall.
+    harness.state_mut().state.teach.tab = TeachTab::Mistakes;
+    harness.run();
+    harness.get_by_label("Forgotten causal mask").click();
+    harness.step();
+    wait_ready(&mut harness);
+    harness.run();
+    let cmp = dir.join("mistake.png");
+    harness.state_mut().export_teach_figure(&cmp).unwrap();
+    let img = image::open(&cmp).unwrap();
+    assert!(
+        img.width() > img.height(),
+        "{}×{}",
+        img.width(),
+        img.height()
+    );
+
+    // A view without a figure says so and writes nothing.
+    harness.state_mut().state.teach.tab = TeachTab::Cost;
+    let none = dir.join("none.png");
+    let err = harness.state_mut().export_teach_figure(&none).unwrap_err();
+    assert!(err.contains("nothing to export"), "{err}");
+    assert!(!none.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -844,7 +844,9 @@ fn gradients_match_torch_autograd_on_the_saliency_fixtures() {
                 .resolve_target(&tokens, &spec.parse().unwrap(), b.as_deref(), &opts)
                 .unwrap();
             let e = model.input_embeddings(&tokens).unwrap();
-            let g = model.gradient(&tokens, e.view(), &target, &opts, false).unwrap();
+            let g = model
+                .gradient(&tokens, e.view(), &target, &opts, false)
+                .unwrap();
             let want_value = t["value"].as_f64().unwrap();
             assert!(
                 (g.value - want_value).abs() <= 1e-5 * want_value.abs().max(1.0),
@@ -865,7 +867,10 @@ fn gradients_match_torch_autograd_on_the_saliency_fixtures() {
                 "{name} {spec}: max|s − t| / max|t| = {:.2e}",
                 max_err / max_t
             );
-            assert!(max_t > 0.0 && max_err <= 1e-3 * max_t, "{name} {spec}: {max_err} vs {max_t}");
+            assert!(
+                max_t > 0.0 && max_err <= 1e-3 * max_t,
+                "{name} {spec}: {max_err} vs {max_t}"
+            );
         }
     }
 }

@@ -79,7 +79,8 @@ impl AttnApp {
                     .copied()
                     .unwrap_or(n.saturating_sub(1))
                     .min(n.saturating_sub(1));
-                let explanation = Explanation::from_trace(trace, self.state.head_idx, query).ok()?;
+                let explanation =
+                    Explanation::from_trace(trace, self.state.head_idx, query).ok()?;
                 Some(TeachFigure::Step {
                     explanation: Box::new(explanation),
                     step: super::walkthrough::step_at(self.state.teach.step),
@@ -122,7 +123,11 @@ pub fn comparison(
         let map = run.maps.head(layer_idx, head_idx)?;
         let n = map.nrows();
         let mask = mistaken_mask(&user_mask, causal, heads, mistakes).to_string();
-        let is_pad: Vec<bool> = run.tokens.iter().map(crate::tokenize::Token::is_pad).collect();
+        let is_pad: Vec<bool> = run
+            .tokens
+            .iter()
+            .map(crate::tokenize::Token::is_pad)
+            .collect();
         let all: Vec<usize> = (0..n).collect();
         Some(ComparisonPanel {
             title,
@@ -168,11 +173,7 @@ pub fn style(state: &AppState) -> TeachStyle {
 }
 
 /// Draws `figure` through `render::teach` and writes it (SVG for `.svg`, else PNG).
-fn write_figure(
-    figure: &TeachFigure,
-    app: &AttnApp,
-    path: &Path,
-) -> Result<(), String> {
+fn write_figure(figure: &TeachFigure, app: &AttnApp, path: &Path) -> Result<(), String> {
     let style = style(&app.state);
     let svg = wants_svg(path);
     let written = match figure {

@@ -5,12 +5,12 @@
 //! layer, a forgotten causal mask outlines the upper triangle that fills.
 
 use super::TeachCx;
-use crate::app::view::{DialogPurpose, Request};
 use super::presenter::Step;
 use super::settings::TeachSettings;
 use super::texture::KeyedTexture;
 use crate::analysis::teach::{MistakeEffect, entropy_vs_d_head};
 use crate::app::theme;
+use crate::app::view::{DialogPurpose, Request};
 use crate::app::worker::JobError;
 use crate::engine::{AttentionRun, MaskSpec, Mistake, RunOptions, mistaken_mask};
 use crate::pipeline::LoadedModel;
@@ -136,7 +136,8 @@ impl MistakesView {
                 .on_hover_text("Both maps side by side as a PNG or SVG figure, for slides")
                 .clicked()
             {
-                tc.cx.request(Request::Dialog(DialogPurpose::ExportTeachFigure));
+                tc.cx
+                    .request(Request::Dialog(DialogPurpose::ExportTeachFigure));
             }
             ui.strong(&effect.summary);
         });

@@ -7,8 +7,8 @@
 //! appearing at the step that makes it.
 
 use super::TeachCx;
-use crate::app::view::{DialogPurpose, Request};
 use crate::analysis::explain::{Explanation, WalkStep};
+use crate::app::view::{DialogPurpose, Request};
 use crate::engine::PositionKind;
 use crate::render;
 
@@ -98,7 +98,8 @@ impl WalkthroughView {
                 .on_hover_text("This step as a PNG or SVG figure, for slides")
                 .clicked()
             {
-                tc.cx.request(Request::Dialog(DialogPurpose::ExportTeachFigure));
+                tc.cx
+                    .request(Request::Dialog(DialogPurpose::ExportTeachFigure));
             }
             ui.heading(step.title());
             ui.label(format!(
@@ -160,8 +161,16 @@ impl WalkthroughView {
             || render::teach::step_figure(e, step, labels, &style).ok(),
         );
         if let Some(tex) = tex {
-            let max = egui::vec2(ui.available_width(), (ui.available_height() / 2.5).max(120.0));
-            tex.show(ui, max, 2.0, &format!("walkthrough figure: {}", step.title()));
+            let max = egui::vec2(
+                ui.available_width(),
+                (ui.available_height() / 2.5).max(120.0),
+            );
+            tex.show(
+                ui,
+                max,
+                2.0,
+                &format!("walkthrough figure: {}", step.title()),
+            );
         }
     }
 
