@@ -59,11 +59,14 @@ impl<K: PartialEq> KeyedTexture<K> {
             return None;
         }
         let zoom = (max.x / size.x).min(max.y / size.y).min(max_zoom).max(0.05);
+        let shown = size * zoom;
         let response =
-            ui.add(egui::Image::new((self.texture.id(), size * zoom)).sense(egui::Sense::hover()));
+            ui.add(egui::Image::new((self.texture.id(), shown)).sense(egui::Sense::hover()));
         let label = label.to_owned();
         response.widget_info(move || egui::WidgetInfo::labeled(egui::Role::Image, true, &label));
-        Some(response.rect)
+        // A justified layout can hand the widget more room than the image takes; the image is
+        // painted at the top left of it, so outlines use the image's own size.
+        Some(egui::Rect::from_min_size(response.rect.min, shown))
     }
 }
 

@@ -163,7 +163,7 @@ impl WalkthroughView {
         if let Some(tex) = tex {
             let max = egui::vec2(
                 ui.available_width(),
-                (ui.available_height() / 2.5).max(120.0),
+                (ui.available_height() / 2.0).max(120.0),
             );
             tex.show(
                 ui,
