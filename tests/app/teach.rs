@@ -498,3 +498,39 @@ fn teaching_figures_export_the_pipelines_numbers_as_png_and_svg() {
     assert!(!none.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_lesson_on_a_checkpoint_loads_it_and_steps_in_presenter_mode() {
+    // A teacher's own lesson on a real checkpoint folder (the Llama fixture: RoPE, grouped
+    // queries, a causal mask), named by its absolute path.
+    let dir = super::scratch("checkpoint-lesson");
+    let fixture = fixture_dir("llama");
+    let lesson = serde_json::json!({
+        "format": "attnviz.lesson/v1",
+        "title": "One head of a real model",
+        "text": "the quick brown fox jumps over the lazy dog",
+        "settings": {"model": fixture, "view": "walkthrough", "layer": 1, "head": 3, "query": 5},
+        "steps": [
+            {"title": "The query", "text": "Token 5 asks.", "step": "query"},
+            {"title": "Rotated keys", "text": "RoPE turns q and k.", "step": "keys"},
+            {"title": "The causal mask", "text": "Later keys are −∞.", "step": "mask"},
+            {"title": "Forget it", "text": "The future leaks.", "view": "mistakes", "mistake": "no-causal-mask"},
+            {"title": "Every head", "text": "The grid.", "view": "grid", "layer": 0, "head": 0}
+        ]
+    });
+    let path = dir.join("real_model.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&lesson).unwrap()).unwrap();
+    step_through_lesson(&path);
+
+    // The same lesson leaves the fixture loaded: its four query heads over two KV heads.
+    let mut harness = app_harness(AppState::default());
+    wait_ready(&mut harness);
+    harness.state_mut().open_file(&path);
+    let run = wait_ready(&mut harness);
+    let app = harness.state();
+    assert_eq!(app.state.model_dir.as_deref(), Some(fixture.as_path()));
+    let info = app.model_info.as_ref().expect("the checkpoint's info");
+    assert_eq!((info.heads, info.kv_heads), (4, 2));
+    assert_eq!(run.maps.head(1, 3).unwrap().nrows(), run.tokens.len());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
