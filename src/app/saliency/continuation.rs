@@ -132,6 +132,9 @@ impl ContinuationView {
                 ));
             }
         });
+        if cell >= 10.0 {
+            column_labels(ui, (0..cols).map(label), cell);
+        }
         ui.horizontal(|ui| {
             ui.label("Export the continuation");
             for (kind, text) in [
@@ -150,5 +153,38 @@ impl AttnApp {
     /// The image the Saliency view shows for the attributed continuation, for pixel tests.
     pub fn continuation_on_screen(&self) -> Option<&RgbaImage> {
         self.panels.central.saliency.continuation_on_screen()
+    }
+}
+
+/// The column labels under the matrix, turned to read upwards, one per `cell`-wide column
+/// (after the row labels' width).
+fn column_labels<'a>(ui: &mut egui::Ui, labels: impl Iterator<Item = &'a str>, cell: f32) {
+    let font = egui::FontId::proportional((cell * 0.7).min(13.0));
+    let color = ui.visuals().text_color();
+    let galleys: Vec<_> = labels
+        .map(|l| {
+            ui.painter().layout_no_wrap(
+                render::figure::truncate_label(l).into_owned(),
+                font.clone(),
+                color,
+            )
+        })
+        .collect();
+    let height = galleys
+        .iter()
+        .map(|g| g.size().x)
+        .fold(0.0, f32::max)
+        .min(LABEL_WIDTH)
+        + 4.0;
+    let width = LABEL_WIDTH + cell * galleys.len() as f32;
+    let (rect, _) = ui.allocate_exact_size(vec2(width, height), Sense::hover());
+    let painter = ui.painter_at(rect);
+    for (c, galley) in galleys.into_iter().enumerate() {
+        let x = rect.left() + LABEL_WIDTH + (c as f32 + 0.5) * cell - galley.size().y / 2.0;
+        let pos = egui::pos2(x, rect.top() + 2.0 + galley.size().x);
+        painter.add(
+            egui::epaint::TextShape::new(pos, galley, color)
+                .with_angle(-std::f32::consts::FRAC_PI_2),
+        );
     }
 }
