@@ -114,10 +114,17 @@ fn clicking_a_token_and_a_next_token_picks_the_target() {
     harness.get_by_label_contains("saliency 1: ").click();
     harness.step();
     assert_eq!(harness.state().state.saliency.position, Some(1));
-    step_until(&mut harness, "the next-token candidates", |h| {
-        h.query_all_by_label_contains("explain ").count() >= 2
-    });
-    harness.run_steps(2);
+    // The list can be replaced while the click's new run arrives: wait until it is there after
+    // the layout settled, with nothing stepped between the check and the click.
+    for _ in 0..100 {
+        step_until(&mut harness, "the next-token candidates", |h| {
+            h.query_all_by_label_contains("explain ").count() >= 2
+        });
+        harness.run_steps(2);
+        if harness.query_all_by_label_contains("explain ").count() >= 2 {
+            break;
+        }
+    }
     // Pick the second most likely token as the target.
     let second = harness
         .query_all_by_label_contains("explain ")

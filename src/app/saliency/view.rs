@@ -173,17 +173,19 @@ fn chip_labels(attr: &Attribution, labels: &Arc<Vec<String>>) -> Arc<Vec<String>
 fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind]) {
     let s = &mut cx.state.saliency;
     ui.horizontal_wrapped(|ui| {
-        ui.label("Method");
+        let method_label = ui.label("Method");
         egui::ComboBox::from_id_salt("saliency-method")
             .selected_text(s.method.to_string())
             .show_ui(ui, |ui| {
                 for &m in Method::ALL {
                     ui.selectable_value(&mut s.method, m, m.to_string());
                 }
-            });
+            })
+            .response
+            .labelled_by(method_label.id);
         let kind = s.kind_for(supported);
         let kind_text = kind.map_or("none".to_owned(), |k| k.to_string());
-        ui.label("Target");
+        let target_label = ui.label("Target");
         egui::ComboBox::from_id_salt("saliency-target")
             .selected_text(kind_text)
             .show_ui(ui, |ui| {
@@ -195,7 +197,9 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
                         s.kind = Some(*k);
                     }
                 }
-            });
+            })
+            .response
+            .labelled_by(target_label.id);
         match s.method {
             Method::IntegratedGradients => {
                 ui.add(
@@ -203,18 +207,20 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
                         .range(1..=1024)
                         .prefix("steps "),
                 );
-                ui.label("Baseline");
+                let baseline_label = ui.label("Baseline");
                 egui::ComboBox::from_id_salt("saliency-baseline")
                     .selected_text(s.baseline.to_string())
                     .show_ui(ui, |ui| {
                         for &b in Baseline::ALL {
                             ui.selectable_value(&mut s.baseline, b, b.to_string());
                         }
-                    });
+                    })
+                    .response
+                    .labelled_by(baseline_label.id);
             }
             Method::Occlusion => {
                 let text = s.occlude.map_or("default".to_owned(), |o| o.to_string());
-                ui.label("Occlude with");
+                let occlude_label = ui.label("Occlude with");
                 egui::ComboBox::from_id_salt("saliency-occlude")
                     .selected_text(text)
                     .show_ui(ui, |ui| {
@@ -222,7 +228,9 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
                         for &o in Occlude::ALL {
                             ui.selectable_value(&mut s.occlude, Some(o), o.to_string());
                         }
-                    });
+                    })
+                    .response
+                    .labelled_by(occlude_label.id);
             }
             _ => {}
         }
