@@ -382,21 +382,9 @@ fn mlp_hidden(
 /// The derivative of the activation at `x`.
 fn activation_slope(act: Activation, x: f32) -> f32 {
     match act {
-        Activation::Gelu => {
-            // d/dx x·Φ(x) = Φ(x) + x·φ(x).
-            let cdf = 0.5 * (1.0 + math::erf(x * std::f32::consts::FRAC_1_SQRT_2));
-            let pdf = math::exp_f32(-0.5 * x * x) * 0.398_942_3; // 1/√(2π)
-            cdf + x * pdf
-        }
-        Activation::GeluTanh => {
-            const C: f32 = 0.797_884_6; // √(2/π)
-            let t = math::tanh_f32(C * (x + 0.044_715 * x * x * x));
-            0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * x * x)
-        }
-        Activation::Silu => {
-            let sig = 1.0 / (1.0 + math::exp_f32(-x));
-            sig * (1.0 + x * (1.0 - sig))
-        }
+        Activation::Gelu => math::gelu_slope(x),
+        Activation::GeluTanh => math::gelu_tanh_slope(x),
+        Activation::Silu => math::silu_slope(x),
     }
 }
 
@@ -442,9 +430,14 @@ fn mlp_backward(
                     });
             }
             None => {
-                ndarray::Zip::from(&mut block)
-                    .and(&pre)
-                    .for_each(|d, &x| *d *= activation_slope(mlp.activation, x));
+                for (mut d_row, pre_row) in block.rows_mut().into_iter().zip(pre.rows()) {
+                    match (d_row.as_slice_mut(), pre_row.as_slice()) {
+                        (Some(d), Some(x)) => simd::scale_by_slope(d, x, mlp.activation),
+                        _ => ndarray::Zip::from(&mut d_row)
+                            .and(&pre_row)
+                            .for_each(|d, &x| *d *= activation_slope(mlp.activation, x)),
+                    }
+                }
             }
         }
     });

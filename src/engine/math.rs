@@ -180,6 +180,29 @@ pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp_f32(-x))
 }
 
+/// GELU's derivative: d/dx x·Φ(x) = Φ(x) + x·φ(x). Branch-free, so loops over it vectorise.
+#[inline(always)]
+pub fn gelu_slope(x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    let pdf = exp_f32(-0.5 * x * x) * 0.398_942_3; // 1/√(2π)
+    cdf + x * pdf
+}
+
+/// The tanh approximation of GELU's derivative (`gelu_new`).
+#[inline(always)]
+pub fn gelu_tanh_slope(x: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // √(2/π)
+    let t = tanh_f32(C * (x + 0.044_715 * x * x * x));
+    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * C * (1.0 + 3.0 * 0.044_715 * x * x)
+}
+
+/// SiLU's derivative: σ(x)·(1 + x·(1 − σ(x))).
+#[inline(always)]
+pub fn silu_slope(x: f32) -> f32 {
+    let sig = 1.0 / (1.0 + exp_f32(-x));
+    sig * (1.0 + x * (1.0 - sig))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,5 +286,31 @@ mod tests {
             worst = worst.max((f64::from(erf(x as f32)) - exact).abs());
         }
         assert!(worst < 3e-7, "worst erf error {worst}");
+    }
+
+    #[test]
+    fn activation_slopes_match_central_differences() {
+        // (f(x + h) − f(x − h)) / 2h in f64 of the f32 functions; h = 1e-2 keeps f32 rounding
+        // (≈1e-7 / 2e-2 = 5e-6) and the h² truncation (≈1e-4 · f‴/6) below 1e-4.
+        let h = 1e-2f32;
+        for i in -60..=60 {
+            let x = i as f32 * 0.1;
+            let cases: [(fn(f32) -> f32, fn(f32) -> f32); 3] = [
+                (gelu, gelu_slope),
+                (gelu_tanh, gelu_tanh_slope),
+                (silu, silu_slope),
+            ];
+            for (f, slope) in cases {
+                let fd = (f64::from(f(x + h)) - f64::from(f(x - h))) / (2.0 * f64::from(h));
+                let got = f64::from(slope(x));
+                assert!((got - fd).abs() < 2e-4, "x {x}: slope {got} vs {fd}");
+            }
+        }
+        let mut d = [1.0f32, 2.0, -3.0];
+        let x = [0.5f32, -1.0, 2.0];
+        crate::engine::simd::scale_by_slope(&mut d, &x, crate::engine::Activation::Silu);
+        for ((&d, &x), w) in d.iter().zip(&x).zip([1.0f32, 2.0, -3.0]) {
+            assert!((d - w * silu_slope(x)).abs() < 1e-6);
+        }
     }
 }

@@ -180,6 +180,41 @@ pub fn activate_gated(hidden: &mut [f32], gate: &[f32], act: Activation) {
     activate_gated_impl(hidden, gate, act);
 }
 
+/// `d[i] *= act'(x[i])`: the MLP's backward pass through its activation.
+pub fn scale_by_slope(d: &mut [f32], x: &[f32], act: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { scale_by_slope_avx2(d, x, act) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { scale_by_slope_avx512(d, x, act) },
+        Isa::Portable => {}
+    }
+    scale_by_slope_impl(d, x, act);
+}
+
+#[inline(always)]
+fn scale_by_slope_impl(d: &mut [f32], x: &[f32], act: Activation) {
+    let pairs = d.iter_mut().zip(x);
+    match act {
+        Activation::Gelu => pairs.for_each(|(d, &x)| *d *= math::gelu_slope(x)),
+        Activation::GeluTanh => pairs.for_each(|(d, &x)| *d *= math::gelu_tanh_slope(x)),
+        Activation::Silu => pairs.for_each(|(d, &x)| *d *= math::silu_slope(x)),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn scale_by_slope_avx2(d: &mut [f32], x: &[f32], act: Activation) {
+    scale_by_slope_impl(d, x, act);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn scale_by_slope_avx512(d: &mut [f32], x: &[f32], act: Activation) {
+    scale_by_slope_impl(d, x, act);
+}
+
 // One monomorphic loop per activation, so that each vectorises.
 #[inline(always)]
 fn activate_impl(values: &mut [f32], act: Activation) {
