@@ -295,7 +295,8 @@ mod tests {
         let h = 1e-2f32;
         for i in -60..=60 {
             let x = i as f32 * 0.1;
-            let cases: [(fn(f32) -> f32, fn(f32) -> f32); 3] = [
+            type Pair = (fn(f32) -> f32, fn(f32) -> f32);
+            let cases: [Pair; 3] = [
                 (gelu, gelu_slope),
                 (gelu_tanh, gelu_tanh_slope),
                 (silu, silu_slope),
