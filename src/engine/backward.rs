@@ -5,8 +5,9 @@
 //! products, softmax and activations, so the hidden states are the same bits) and keeps a small
 //! [`Tape`] per layer: the layer's input, q/k/v after RoPE, the residual stream between the
 //! sublayers, the MLP's pre-activations, and, post-LN, the sums before each norm. Attention
-//! probabilities are not kept: the backward pass recomputes each head's from q and k (one
-//! product and a softmax), so no layers × heads × tokens² memory is held.
+//! probabilities are kept while all of them fit in [`PROBS_BUDGET`] (256 MiB); above that the
+//! backward pass recomputes each head's from q and k (one product and a softmax), so long
+//! inputs hold no layers × heads × tokens² memory.
 //!
 //! [`Transformer::backward`] then walks the layers in reverse. Weights are constants: only
 //! input gradients are computed, so every backward product is dX = dY · Wᵀ, through the packed
@@ -78,7 +79,16 @@ struct LayerTape {
     gate_pre: Option<Array2<f32>>,
     /// Post-LN: x_mid + MLP, the MLP norm's input.
     u2: Option<Array2<f32>>,
+    /// Each head's post-softmax probabilities [query, key], when the tape keeps them (see
+    /// [`PROBS_BUDGET`]); empty when the backward pass recomputes them.
+    probs: Vec<Array2<f32>>,
 }
+
+/// The most bytes of attention probabilities a tape keeps (every layer and head together).
+/// Within it the backward pass reuses the forward's probabilities instead of recomputing
+/// them (one product and a softmax per head saved); above it, as for long inputs, it
+/// recomputes them so that no layers × heads × tokens² memory is held.
+pub const PROBS_BUDGET: usize = 256 << 20;
 
 /// What [`Transformer::backward`] needs from [`Transformer::forward_taped`].
 pub struct Tape {
@@ -103,12 +113,25 @@ pub struct Backward {
 impl Transformer {
     /// Runs every block over `x` like [`Transformer::forward`] (same kernels, same hidden
     /// states) and returns the final hidden states (after the final norm) with the tape that
-    /// [`Transformer::backward`] needs. No attention maps are kept.
+    /// [`Transformer::backward`] needs. The attention probabilities are kept when they fit in
+    /// [`PROBS_BUDGET`].
     pub fn forward_taped(
+        &self,
+        x: Array2<f32>,
+        is_pad: &[bool],
+        opts: &RunOptions,
+    ) -> Result<(Array2<f32>, Tape), EngineError> {
+        self.forward_taped_with(x, is_pad, opts, PROBS_BUDGET)
+    }
+
+    /// [`Transformer::forward_taped`] keeping the probabilities only when all of them fit in
+    /// `probs_budget` bytes (0: never, so the backward pass recomputes them).
+    pub fn forward_taped_with(
         &self,
         mut x: Array2<f32>,
         is_pad: &[bool],
         opts: &RunOptions,
+        probs_budget: usize,
     ) -> Result<(Array2<f32>, Tape), EngineError> {
         let len = x.nrows();
         if len == 0 {
@@ -131,6 +154,13 @@ impl Transformer {
         let threads = threads_for(len, opts);
         let shape = self.head_shape(opts);
         let placement = self.placement();
+        let probs_bytes = self
+            .blocks()
+            .len()
+            .saturating_mul(shape.heads)
+            .saturating_mul(len.saturating_mul(len))
+            .saturating_mul(std::mem::size_of::<f32>());
+        let keep_probs = probs_bytes <= probs_budget;
         let mut layers = Vec::with_capacity(self.blocks().len());
         for (layer_idx, (block, packed)) in
             self.blocks().iter().zip(self.packed_blocks()).enumerate()
@@ -142,7 +172,15 @@ impl Transformer {
             let qkv = block
                 .attention
                 .project_qkv(&packed.attention, &shape, attn_in, threads);
-            let concat = head_outputs(&qkv, &shape, layer_idx, allowed.as_ref(), opts, threads);
+            let (concat, probs) = head_outputs(
+                &qkv,
+                &shape,
+                layer_idx,
+                allowed.as_ref(),
+                opts,
+                threads,
+                keep_probs,
+            );
             let residual = Epilogue {
                 residual: &x_in,
                 norm: None,
@@ -194,6 +232,7 @@ impl Transformer {
                 hidden_pre,
                 gate_pre,
                 u2,
+                probs,
             });
             x = x_out;
         }
@@ -298,7 +337,8 @@ fn head_outputs(
     allowed: Option<&Array2<bool>>,
     opts: &RunOptions,
     threads: usize,
-) -> Array2<f32> {
+    keep_probs: bool,
+) -> (Array2<f32>, Vec<Array2<f32>>) {
     let dh = shape.d_head;
     let (q_width, kv_width) = (shape.heads * dh, shape.kv_heads * dh);
     let group = shape.heads / shape.kv_heads;
@@ -318,7 +358,7 @@ fn head_outputs(
                 alibi_slope: slopes.get(head_idx).copied(),
                 allowed,
                 want_trace: false,
-                keep_probs: false,
+                keep_probs,
                 kv_head: kv,
                 wrong_axis: false,
                 elementwise: false,
@@ -326,14 +366,18 @@ fn head_outputs(
         )
     });
     let mut concat = Array2::<f32>::zeros((qkv.nrows(), q_width));
+    let mut probs = Vec::new();
     for (head_idx, r) in results.into_iter().enumerate() {
         if !opts.ablated_heads.contains(&(layer_idx, head_idx)) {
             concat
                 .slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh])
                 .assign(&r.output);
         }
+        if keep_probs {
+            probs.push(r.probs);
+        }
     }
-    concat
+    (concat, probs)
 }
 
 /// The `--dims` subset of one head, if any.
@@ -482,6 +526,7 @@ fn attention_backward(
         let v0 = q_width + kv_width + kv * dh;
         let ablated = opts.ablated_heads.contains(&(layer_idx, head_idx));
         head_backward(
+            lt.probs.get(head_idx).map(|p| p.view()),
             qkv.slice(s![.., head_idx * dh..(head_idx + 1) * dh]),
             qkv.slice(s![.., k0..k0 + dh]),
             qkv.slice(s![.., v0..v0 + dh]),
@@ -555,6 +600,7 @@ struct HeadGrad {
 /// `None` for an ablated head (`d_out` is `None`): it contributes nothing, and its relevance
 /// is zero, added as such by the caller.
 fn head_backward(
+    kept_probs: Option<ArrayView2<'_, f32>>,
     q_h: ArrayView2<'_, f32>,
     k_h: ArrayView2<'_, f32>,
     v_h: ArrayView2<'_, f32>,
@@ -578,11 +624,19 @@ fn head_backward(
     zero_dropped(&mut q_scaled);
     zero_dropped(&mut k_used);
     q_scaled *= p.factor;
-    // The probabilities, as the forward computed them.
-    let mut probs = Array2::<f32>::zeros((n, n));
-    let k_packed = PackedMatrix::pack_transposed(k_used.view());
-    score_block(&q_scaled, &k_packed, p, 0..n, probs.view_mut());
-    simd::softmax_rows(probs.view_mut(), p.allowed.map(|a| a.view()));
+    // The probabilities: the forward's, or recomputed as the forward computed them.
+    let recomputed;
+    let probs = match kept_probs {
+        Some(probs) => probs,
+        None => {
+            let mut probs = Array2::<f32>::zeros((n, n));
+            let k_packed = PackedMatrix::pack_transposed(k_used.view());
+            score_block(&q_scaled, &k_packed, p, 0..n, probs.view_mut());
+            simd::softmax_rows(probs.view_mut(), p.allowed.map(|a| a.view()));
+            recomputed = probs;
+            recomputed.view()
+        }
+    };
     // dA = dO · vᵀ, then dS in place.
     let mut ds = Array2::<f32>::zeros((n, n));
     simd::matmul(
@@ -595,14 +649,13 @@ fn head_backward(
         let mut r = Array2::<f32>::zeros((n, n));
         ndarray::Zip::from(&mut r)
             .and(&ds)
-            .and(&probs)
+            .and(probs)
             .for_each(|r, &g, &a| *r = (g * a).max(0.0));
         r
     });
-    softmax_backward_rows(ds.view_mut(), probs.view());
+    softmax_backward_rows(ds.view_mut(), probs);
     let mut dv = Array2::<f32>::zeros(v_h.raw_dim());
     simd::matmul(probs.t(), &PackedMatrix::pack(d_out), dv.view_mut(), false);
-    drop(probs);
     let mut dq = Array2::<f32>::zeros(q_h.raw_dim());
     simd::matmul(
         ds.view(),

@@ -788,6 +788,21 @@ fn engine_gradients_do_not_depend_on_the_thread_count_at_49_and_97_tokens() {
             for threads in [None, Some(4)] {
                 assert_eq!(run(threads), one, "{setup:?} {n} tokens {threads:?}");
             }
+            // A tape without the probabilities (as for inputs too long to keep them) makes the
+            // backward pass recompute them, to the same bits.
+            let opts = RunOptions {
+                mask: MaskSpec::parse(spec).unwrap(),
+                ..RunOptions::default()
+            };
+            let (_, lean) = t
+                .forward_taped_with(x.clone(), &vec![false; n], &opts, 0)
+                .unwrap();
+            let (_, kept) = t.forward_taped(x.clone(), &vec![false; n], &opts).unwrap();
+            assert_eq!(
+                t.backward(&lean, w.clone(), true).unwrap(),
+                t.backward(&kept, w.clone(), true).unwrap(),
+                "{setup:?} {n} tokens: recomputed and kept probabilities"
+            );
         }
     }
 }
