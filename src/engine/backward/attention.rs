@@ -1,0 +1,290 @@
+//! The attention sublayer's adjoint: per head, the softmax and the three products, with
+//! grouped-query heads summed in head order and RoPE undone.
+
+use super::{Tape, TransposedBlock};
+use crate::engine::attention::{HeadParams, HeadShape, run_head, score_block};
+use crate::engine::gemm::PackedMatrix;
+use crate::engine::options::RunOptions;
+use crate::engine::parallel::{par_rows, parallel_map};
+use crate::engine::simd;
+use crate::engine::transformer::Transformer;
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
+
+/// Every head's output side by side ([token, heads · d_head]), ablated heads zero: what the
+/// output projection of [`crate::engine::SelfAttention::forward`] multiplies.
+pub(super) fn head_outputs(
+    qkv: &Array2<f32>,
+    shape: &HeadShape,
+    layer_idx: usize,
+    allowed: Option<&Array2<bool>>,
+    opts: &RunOptions,
+    threads: usize,
+    keep_probs: bool,
+) -> (Array2<f32>, Vec<Array2<f32>>) {
+    let dh = shape.d_head;
+    let (q_width, kv_width) = (shape.heads * dh, shape.kv_heads * dh);
+    let group = shape.heads / shape.kv_heads;
+    let factor = opts.scale_factor(dh);
+    let slopes = shape.alibi_slopes();
+    let results = parallel_map(shape.heads, threads, &|head_idx| {
+        let kv = head_idx / group;
+        let k0 = q_width + kv * dh;
+        let v0 = q_width + kv_width + kv * dh;
+        run_head(
+            qkv.slice(s![.., head_idx * dh..(head_idx + 1) * dh]),
+            qkv.slice(s![.., k0..k0 + dh]),
+            qkv.slice(s![.., v0..v0 + dh]),
+            HeadParams {
+                factor,
+                keep: kept_dims(opts, layer_idx, head_idx),
+                alibi_slope: slopes.get(head_idx).copied(),
+                allowed,
+                want_trace: false,
+                keep_probs,
+                kv_head: kv,
+                wrong_axis: false,
+                elementwise: false,
+            },
+        )
+    });
+    let mut concat = Array2::<f32>::zeros((qkv.nrows(), q_width));
+    let mut probs = Vec::new();
+    for (head_idx, r) in results.into_iter().enumerate() {
+        if !opts.ablated_heads.contains(&(layer_idx, head_idx)) {
+            concat
+                .slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh])
+                .assign(&r.output);
+        }
+        if keep_probs {
+            probs.push(r.probs);
+        }
+    }
+    (concat, probs)
+}
+
+/// The `--dims` subset of one head, if any.
+fn kept_dims(opts: &RunOptions, layer_idx: usize, head_idx: usize) -> Option<&[usize]> {
+    opts.dims
+        .iter()
+        .find(|d| d.layer_idx == layer_idx && d.head_idx == head_idx)
+        .map(|d| d.dims.as_slice())
+}
+
+/// ∂T/∂(attention input) from ∂T/∂(attention output) `d_out`, and the layer's relevance map
+/// when asked for.
+pub(super) fn attention_backward(
+    model: &Transformer,
+    tape: &Tape,
+    layer_idx: usize,
+    tb: &TransposedBlock,
+    d_out: &Array2<f32>,
+    relevance: bool,
+) -> (Array2<f32>, Option<Array2<f32>>) {
+    let shape = model.head_shape(&tape.opts);
+    let lt = &tape.layers[layer_idx];
+    let threads = tape.threads;
+    let opts = &tape.opts;
+    let n = d_out.nrows();
+    let dh = shape.d_head;
+    let (q_width, kv_width) = (shape.heads * dh, shape.kv_heads * dh);
+    let group = shape.heads / shape.kv_heads;
+    let factor = opts.scale_factor(dh);
+    let slopes = shape.alibi_slopes();
+
+    let mut d_concat = Array2::<f32>::zeros((n, q_width));
+    par_rows(&mut d_concat, threads, &|row0, mut block| {
+        let rows = d_out.slice(s![row0..row0 + block.nrows(), ..]);
+        simd::matmul(rows, &tb.wo, block.view_mut(), false);
+    });
+    let qkv = &lt.qkv;
+    let results = parallel_map(shape.heads, threads, &|head_idx| {
+        let kv = head_idx / group;
+        let k0 = q_width + kv * dh;
+        let v0 = q_width + kv_width + kv * dh;
+        let ablated = opts.ablated_heads.contains(&(layer_idx, head_idx));
+        head_backward(
+            lt.probs.get(head_idx).map(|p| p.view()),
+            qkv.slice(s![.., head_idx * dh..(head_idx + 1) * dh]),
+            qkv.slice(s![.., k0..k0 + dh]),
+            qkv.slice(s![.., v0..v0 + dh]),
+            (!ablated).then(|| d_concat.slice(s![.., head_idx * dh..(head_idx + 1) * dh])),
+            &HeadParams {
+                factor,
+                keep: kept_dims(opts, layer_idx, head_idx),
+                alibi_slope: slopes.get(head_idx).copied(),
+                allowed: tape.allowed.as_ref(),
+                want_trace: false,
+                keep_probs: false,
+                kv_head: kv,
+                wrong_axis: false,
+                elementwise: false,
+            },
+            relevance,
+        )
+    });
+    drop(d_concat);
+    let mut d_qkv = Array2::<f32>::zeros(qkv.raw_dim());
+    let mut map = relevance.then(|| Array2::<f32>::zeros((n, n)));
+    // Heads in order: a key/value head's gradient is the sum over its query heads, always
+    // added in the same order.
+    for (head_idx, r) in results.into_iter().enumerate() {
+        let Some(r) = r else { continue };
+        let kv = head_idx / group;
+        d_qkv
+            .slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh])
+            .assign(&r.dq);
+        let k0 = q_width + kv * dh;
+        let v0 = q_width + kv_width + kv * dh;
+        let mut dk = d_qkv.slice_mut(s![.., k0..k0 + dh]);
+        dk += &r.dk;
+        let mut dv = d_qkv.slice_mut(s![.., v0..v0 + dh]);
+        dv += &r.dv;
+        if let (Some(map), Some(rel)) = (map.as_mut(), r.relevance) {
+            *map += &rel;
+        }
+    }
+    if let Some(map) = map.as_mut() {
+        *map /= shape.heads as f32;
+    }
+    if let Some(freqs) = shape.rope_frequencies() {
+        for head in 0..shape.heads {
+            unrotate(d_qkv.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
+        }
+        for head in 0..shape.kv_heads {
+            let k0 = q_width + head * dh;
+            unrotate(d_qkv.slice_mut(s![.., k0..k0 + dh]), &freqs);
+        }
+    }
+    let mut d_in = Array2::<f32>::zeros((n, model.d_model()));
+    par_rows(&mut d_in, threads, &|row0, mut block| {
+        let rows = d_qkv.slice(s![row0..row0 + block.nrows(), ..]);
+        simd::matmul(rows, &tb.qkv, block.view_mut(), false);
+    });
+    (d_in, map)
+}
+
+/// One head's gradients with respect to its q, k and v (as [`run_head`] received them).
+struct HeadGrad {
+    dq: Array2<f32>,
+    dk: Array2<f32>,
+    dv: Array2<f32>,
+    /// max(0, ∂T/∂A ⊙ A) of this head. Shape: [query, key].
+    relevance: Option<Array2<f32>>,
+}
+
+/// The adjoint of [`run_head`]: recomputes the head's probabilities A from q and k, then
+/// dA = dO·vᵀ, dS = A ⊙ (dA − rowsum(A ⊙ dA)), dq = s·dS·k, dk = dSᵀ·(s·q), dv = Aᵀ·dO.
+/// `None` for an ablated head (`d_out` is `None`): it contributes nothing, and its relevance
+/// is zero, added as such by the caller.
+fn head_backward(
+    kept_probs: Option<ArrayView2<'_, f32>>,
+    q_h: ArrayView2<'_, f32>,
+    k_h: ArrayView2<'_, f32>,
+    v_h: ArrayView2<'_, f32>,
+    d_out: Option<ArrayView2<'_, f32>>,
+    p: &HeadParams<'_>,
+    relevance: bool,
+) -> Option<HeadGrad> {
+    let d_out = d_out?;
+    let n = q_h.nrows();
+    let mut q_scaled = q_h.to_owned();
+    let mut k_used = k_h.to_owned();
+    let zero_dropped = |m: &mut Array2<f32>| {
+        if let Some(keep) = p.keep {
+            for dim in 0..m.ncols() {
+                if !keep.contains(&dim) {
+                    m.column_mut(dim).fill(0.0);
+                }
+            }
+        }
+    };
+    zero_dropped(&mut q_scaled);
+    zero_dropped(&mut k_used);
+    q_scaled *= p.factor;
+    // The probabilities: the forward's, or recomputed as the forward computed them.
+    let recomputed;
+    let probs = match kept_probs {
+        Some(probs) => probs,
+        None => {
+            let mut probs = Array2::<f32>::zeros((n, n));
+            let k_packed = PackedMatrix::pack_transposed(k_used.view());
+            score_block(&q_scaled, &k_packed, p, 0..n, probs.view_mut());
+            simd::softmax_rows(probs.view_mut(), p.allowed.map(|a| a.view()));
+            recomputed = probs;
+            recomputed.view()
+        }
+    };
+    // dA = dO · vᵀ, then dS in place.
+    let mut ds = Array2::<f32>::zeros((n, n));
+    simd::matmul(
+        d_out,
+        &PackedMatrix::pack_transposed(v_h),
+        ds.view_mut(),
+        false,
+    );
+    let relevance = relevance.then(|| {
+        let mut r = Array2::<f32>::zeros((n, n));
+        ndarray::Zip::from(&mut r)
+            .and(&ds)
+            .and(probs)
+            .for_each(|r, &g, &a| *r = (g * a).max(0.0));
+        r
+    });
+    softmax_backward_rows(ds.view_mut(), probs);
+    let mut dv = Array2::<f32>::zeros(v_h.raw_dim());
+    simd::matmul(probs.t(), &PackedMatrix::pack(d_out), dv.view_mut(), false);
+    let mut dq = Array2::<f32>::zeros(q_h.raw_dim());
+    simd::matmul(
+        ds.view(),
+        &PackedMatrix::pack(k_used.view()),
+        dq.view_mut(),
+        false,
+    );
+    dq *= p.factor;
+    let mut dk = Array2::<f32>::zeros(k_h.raw_dim());
+    simd::matmul(
+        ds.t(),
+        &PackedMatrix::pack(q_scaled.view()),
+        dk.view_mut(),
+        false,
+    );
+    zero_dropped(&mut dq);
+    zero_dropped(&mut dk);
+    Some(HeadGrad {
+        dq,
+        dk,
+        dv,
+        relevance,
+    })
+}
+
+/// Turns dA into dS = A ⊙ (dA − Σ_k A_k dA_k) row by row (the softmax's adjoint), the sum in
+/// f64. Masked cells have A = 0, so they get no gradient.
+fn softmax_backward_rows(mut d: ArrayViewMut2<'_, f32>, probs: ArrayView2<'_, f32>) {
+    for (mut d_row, p_row) in d.rows_mut().into_iter().zip(probs.rows()) {
+        let dot: f64 = d_row
+            .iter()
+            .zip(p_row.iter())
+            .map(|(&g, &a)| f64::from(g) * f64::from(a))
+            .sum();
+        let dot = dot as f32;
+        for (g, &a) in d_row.iter_mut().zip(p_row.iter()) {
+            *g = a * (*g - dot);
+        }
+    }
+}
+
+/// The adjoint of [`crate::engine::apply_rope`]: rotates each pair back by the same angle.
+fn unrotate(mut x: ArrayViewMut2<'_, f32>, frequencies: &[f32]) {
+    let half = frequencies.len();
+    for (pos, mut row) in x.axis_iter_mut(Axis(0)).enumerate() {
+        for (k, &freq) in frequencies.iter().enumerate() {
+            let angle = pos as f64 * f64::from(freq);
+            let (sin, cos) = (angle.sin() as f32, angle.cos() as f32);
+            let a = row[k];
+            let b = row[k + half];
+            row[k] = a * cos + b * sin;
+            row[k + half] = b * cos - a * sin;
+        }
+    }
+}
