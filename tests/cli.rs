@@ -50,6 +50,14 @@ fn assert_clean_error(o: &Output, must_mention: &str) {
         err.contains(must_mention),
         "{err:?} should mention {must_mention:?}"
     );
+    // Said once: an error whose cause is already in its message is not repeated after a colon.
+    let parts: Vec<&str> = err.trim_end().split(": ").collect();
+    for pair in parts.windows(2) {
+        assert!(
+            pair[1].len() < 12 || !pair[0].ends_with(pair[1]),
+            "said twice: {err}"
+        );
+    }
     assert!(
         !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
         "{err}"

@@ -273,7 +273,7 @@ fn maps(
     match model.model().forward(tokens, &opts) {
         Ok(run) => Ok(run.maps),
         Err(EngineError::Cancelled) => Err(PipelineError::Cancelled),
-        Err(source) => Err(PipelineError::Engine { source, file: None }),
+        Err(error) => Err(PipelineError::Engine { error, file: None }),
     }
 }
 

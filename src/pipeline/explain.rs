@@ -18,7 +18,7 @@ pub fn explain(
 ) -> Result<(Run, Explanation), PipelineError> {
     let info = model.info();
     let out_of_range = |what: String| PipelineError::Engine {
-        source: EngineError::OutOfRange(what),
+        error: EngineError::OutOfRange(what),
         file: input.file.clone(),
     };
     if layer >= info.layers {

@@ -29,8 +29,9 @@ use std::time::Instant;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The demo model's settings are impossible.
+    // No `#[from]`: that would make the cause a source too, said twice on the CLI's line.
     #[error("demo model: {0}")]
-    Demo(#[from] demo::DemoConfigError),
+    Demo(demo::DemoConfigError),
     /// A checkpoint folder could not be loaded (the message names the file).
     #[error(transparent)]
     Load(#[from] LoadError),
@@ -59,10 +60,12 @@ pub enum PipelineError {
         file: Option<PathBuf>,
     },
     /// The forward pass failed.
-    #[error("{source}{}", in_file(file.as_deref()))]
+    // Not named `source`: the message already says why, and a source would make `{:#}` (the
+    // CLI's error line) say it twice.
+    #[error("{error}{}", in_file(file.as_deref()))]
     Engine {
         /// Why.
-        source: EngineError,
+        error: EngineError,
         /// The input file, when the input came from one.
         file: Option<PathBuf>,
     },
@@ -90,6 +93,12 @@ pub enum PipelineError {
     /// An attribution could not be computed (unsupported target, missing special token, …).
     #[error(transparent)]
     Attribution(crate::analysis::attribution::AttributionError),
+}
+
+impl From<demo::DemoConfigError> for PipelineError {
+    fn from(e: demo::DemoConfigError) -> Self {
+        Self::Demo(e)
+    }
 }
 
 /// `" (set by CONFIG)"`, or nothing.
@@ -606,15 +615,15 @@ pub fn run(
         Ok(run) => run,
         Err(EngineError::Cancelled) => return Err(PipelineError::Cancelled),
         // Overflow inside the model is the weights' fault: name the checkpoint, not the input.
-        Err(source @ EngineError::BadWeights(_)) if model.dir().is_some() => {
+        Err(error @ EngineError::BadWeights(_)) if model.dir().is_some() => {
             return Err(PipelineError::Engine {
-                source,
+                error,
                 file: model.dir().map(Path::to_owned),
             });
         }
-        Err(source) => {
+        Err(error) => {
             return Err(PipelineError::Engine {
-                source,
+                error,
                 file: file.map(Path::to_owned),
             });
         }
