@@ -306,7 +306,8 @@ fn chart_ui(ui: &mut egui::Ui, labels: &Arc<Vec<String>>, state: &AppState, row:
 
 /// The bar chart's x-axis text at `value`: the token there (its display label, shortened to
 /// 10 characters), and nothing between tokens or outside them. Ticks are tokens, never indices.
-fn axis_label(labels: &[String], value: f64) -> String {
+/// The Saliency view's bar chart uses it too.
+pub(crate) fn axis_label(labels: &[String], value: f64) -> String {
     if value < 0.0 || (value - value.round()).abs() > 1e-6 {
         return String::new();
     }

@@ -72,22 +72,6 @@ pub fn text_on(bg: Color32) -> Color32 {
     }
 }
 
-/// The bar chart's x-axis text at `value`: the item there (shortened to 10 characters), and
-/// nothing between items or outside them.
-pub fn axis_label(labels: &[String], value: f64) -> String {
-    if value < 0.0 || (value - value.round()).abs() > 1e-6 {
-        return String::new();
-    }
-    let Some(label) = labels.get(value.round() as usize) else {
-        return String::new();
-    };
-    if label.chars().count() > 10 {
-        format!("{}…", label.chars().take(9).collect::<String>())
-    } else {
-        label.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -586,7 +586,7 @@ fn chart_ui(
         .allow_scroll(false)
         .allow_boxed_zoom(false)
         .include_y(0.0)
-        .x_axis_formatter(move |mark, _| colors::axis_label(&axis, mark.value))
+        .x_axis_formatter(move |mark, _| crate::app::token_strip::axis_label(&axis, mark.value))
         .show(ui, |plot_ui| plot_ui.bar_chart(chart));
 }
 
