@@ -13,7 +13,7 @@ use attnviz::engine::RunOptions;
 use attnviz::grad::{Differentiable, ResolvedTarget, TargetSpec};
 use attnviz::io::TokenInput;
 use attnviz::model::{DemoConfig, LoadProgress};
-use attnviz::pipeline::LoadedModel;
+use attnviz::model::LoadedModel;
 use attnviz::tokenize::{DemoTokenizer, Token};
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group};
 use std::hint::black_box;

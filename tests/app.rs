@@ -9,8 +9,9 @@
 
 use attnviz::app::teach::{TeachSettings, TeachTab};
 use attnviz::app::{AppState, AttnApp, HeadMode, QueryCombine, Theme, ViewKind};
-use attnviz::engine::{AttentionRun, DimSubset, Mistake, NormPlacement, ScoreScale};
+use attnviz::engine::{DimSubset, Mistake, NormPlacement, ScoreScale};
 use attnviz::model::{DemoConfig, DemoPositional};
+use attnviz::pipeline::Run;
 use attnviz::render::{Colormap, RangeMode, ValueScale};
 use attnviz::tokenize::DemoTokenizer;
 use egui::{Key, Modifiers};
@@ -20,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "app/exports.rs"]
+mod exports;
 #[path = "app/pipeline.rs"]
 mod pipeline;
 #[path = "app/teach.rs"]
@@ -48,7 +51,7 @@ fn app_harness(state: AppState) -> Harness<'static, AttnApp> {
 
 /// Steps the harness until the run for the current settings is shown, lets the UI settle, and
 /// returns that run. Panics on a timeout or when the app reports an error.
-fn wait_ready(harness: &mut Harness<'_, AttnApp>) -> Arc<AttentionRun> {
+fn wait_ready(harness: &mut Harness<'_, AttnApp>) -> Arc<Run> {
     let start = Instant::now();
     loop {
         harness.step();
@@ -876,7 +879,7 @@ fn checkpoint_tokens_are_shown_with_readable_labels() {
     assert_eq!(raw[..3], ["The", "Ġc", "at"]);
     assert!(raw.contains(&"Ċ"));
     assert_eq!(
-        harness.state().shown_vocab_style(),
+        harness.state().shown_run().unwrap().vocab_style,
         attnviz::tokenize::VocabStyle::ByteLevel
     );
     harness.get_by_label("token 1: ␣c");
@@ -891,7 +894,10 @@ fn checkpoint_tokens_are_shown_with_readable_labels() {
 
     harness.state_mut().state.model_dir = None;
     let demo = wait_ready(&mut harness);
-    assert_eq!(harness.state().shown_vocab_style(), Default::default());
+    assert_eq!(
+        harness.state().shown_run().unwrap().vocab_style,
+        attnviz::tokenize::VocabStyle::default()
+    );
     assert_eq!(demo.tokens[1].text, "cat");
     harness.get_by_label("query 1: cat");
 }

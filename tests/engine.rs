@@ -403,6 +403,7 @@ fn random_transformer(s: &RandomSetup) -> Transformer {
             _ => AttentionPosition::Alibi,
         },
         causal: s.causal,
+        sliding_window: None,
         blocks,
         final_norm: None,
     })
@@ -1156,7 +1157,7 @@ fn lm_heads_match_transformers_fixtures() {
     let err = bert
         .top_next_tokens(Array2::<f32>::zeros((2, 32)).view(), 0, 5)
         .unwrap_err();
-    assert!(err.to_string().contains("no LM head"), "{err}");
+    assert!(err.to_string().contains("no next-token LM head"), "{err}");
 }
 
 /// A copy of fixture `name` in a fresh temporary folder, with `edit` applied to config.json and

@@ -2,14 +2,14 @@
 //! as the input grows, which dimensions carry a head's scores, and how the softmax's entropy
 //! depends on the head width with and without the 1/√d_head scale.
 //!
-//! Pure functions of runs and options, plus [`mistake_effect`], which runs a model twice (with
-//! and without one [`Mistake`]) through [`Model::forward`]. Nothing here touches files or the UI.
+//! Pure functions of runs and options, plus [`mistake_effect`], which runs a model two to four
+//! times (with and without one [`Mistake`]) through the runner it is given (the pipeline's:
+//! `pipeline::mistake_effect`). Nothing here touches files or the UI.
 
 use crate::engine::{
-    AttentionMaps, AttentionRun, EngineError, HeadTrace, MaskError, MaskSpec, Mistake, RunOptions,
-    mistaken_mask,
+    AttentionMaps, AttentionRun, HeadTrace, MaskError, MaskSpec, Mistake, RunOptions,
 };
-use crate::model::Model;
+use crate::model::ModelInfo;
 use crate::tokenize::Token;
 use ndarray::ArrayView2;
 
@@ -190,10 +190,6 @@ pub struct MistakeEffect {
     pub correct: AttentionRun,
     /// The run with it.
     pub mistaken: AttentionRun,
-    /// The options of the correct run (for its applied mask).
-    pub correct_opts: RunOptions,
-    /// The options of the mistaken run.
-    pub mistaken_opts: RunOptions,
     /// The numbers behind the summary, the first being the headline.
     pub figures: Vec<Figure>,
 }
@@ -344,7 +340,8 @@ fn fig(name: &'static str, correct: f64, mistaken: f64) -> Figure {
     }
 }
 
-/// Runs `model` on `tokens` with `opts` minus `mistake` and with it, and measures the
+/// Runs the model of `info` (through `run`: the pipeline's forward, with its budget, token
+/// limit and cancellation) on `tokens` with `opts` minus `mistake` and with it, and measures the
 /// difference (the traced layer is `opts.trace_layer`, or 0). The summary is one sentence with
 /// the headline figure:
 /// - no-scaling: the mean row max and row entropy;
@@ -357,12 +354,13 @@ fn fig(name: &'static str, correct: f64, mistaken: f64) -> Figure {
 /// - elementwise-values: [`mean_self_value_cosine`] at the traced layer;
 /// - no-layernorm: the residual norm after the first and the last block (`layer_norms`);
 /// - chunk-by-heads: the chunk size 2^heads and the allowed cells against the correct mask.
-pub fn mistake_effect(
-    model: &dyn Model,
+pub fn mistake_effect<E: From<MaskError>>(
+    info: &ModelInfo,
     tokens: &[Token],
     opts: &RunOptions,
     mistake: Mistake,
-) -> Result<MistakeEffect, EngineError> {
+    run: &mut dyn FnMut(&[Token], &RunOptions) -> Result<AttentionRun, E>,
+) -> Result<MistakeEffect, E> {
     let mut correct_opts = opts.clone();
     correct_opts.mistakes.retain(|&m| m != mistake);
     correct_opts.trace_layer = Some(opts.trace_layer.unwrap_or(0));
@@ -370,9 +368,8 @@ pub fn mistake_effect(
     correct_opts.keep_maps = true;
     let mut mistaken_opts = correct_opts.clone();
     mistaken_opts.mistakes.push(mistake);
-    let correct = model.forward(tokens, &correct_opts)?;
-    let mistaken = model.forward(tokens, &mistaken_opts)?;
-    let info = model.info();
+    let correct = run(tokens, &correct_opts)?;
+    let mistaken = run(tokens, &mistaken_opts)?;
     let (figures, summary) = match mistake {
         Mistake::NoScaling => {
             let max = fig(
@@ -396,16 +393,14 @@ pub fn mistake_effect(
         Mistake::NoPositions => {
             let perm = shuffle_permutation(tokens.len());
             let shuffled: Vec<Token> = perm.iter().map(|&p| tokens[p].clone()).collect();
-            let correct_shuffled = model.forward(&shuffled, &correct_opts)?;
-            let mistaken_shuffled = model.forward(&shuffled, &mistaken_opts)?;
+            let correct_shuffled = run(&shuffled, &correct_opts)?;
+            let mistaken_shuffled = run(&shuffled, &mistaken_opts)?;
             let err = fig(
                 "max |shuffled − permuted| over the maps",
                 max_permutation_error(&correct.maps, &correct_shuffled.maps, &perm),
                 max_permutation_error(&mistaken.maps, &mistaken_shuffled.maps, &perm),
             );
-            let causal =
-                mistaken_mask(&opts.mask, info.causal, info.heads, &mistaken_opts.mistakes)
-                    .is_causal();
+            let causal = mistaken.mask.is_causal();
             let summary = if causal {
                 format!(
                     "Shuffling the tokens changes the maps by up to {:.2e} even without positions, because the causal mask itself tells each token how many came before it (with positions: {:.2e}).",
@@ -494,16 +489,8 @@ pub fn mistake_effect(
         }
         Mistake::ChunkByHeads => {
             let n = tokens.len();
-            let count = |o: &RunOptions| {
-                mistaken_mask(&o.mask, info.causal, info.heads, &o.mistakes)
-                    .count_allowed(n)
-                    .map(|c| c as f64)
-            };
-            let cells = fig(
-                "allowed cells",
-                count(&correct_opts)?,
-                count(&mistaken_opts)?,
-            );
+            let count = |r: &AttentionRun| r.mask.spec().count_allowed(n).map(|c| c as f64);
+            let cells = fig("allowed cells", count(&correct)?, count(&mistaken)?);
             let size = crate::engine::chunk_by_heads_size(info.heads);
             let summary = if size >= n {
                 format!(
@@ -539,8 +526,6 @@ pub fn mistake_effect(
         summary,
         correct,
         mistaken,
-        correct_opts,
-        mistaken_opts,
         figures,
     })
 }
@@ -549,9 +534,21 @@ pub fn mistake_effect(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::model::{Checkpoint, DemoConfig, DemoModel};
+    use crate::model::{Checkpoint, DemoConfig, DemoModel, Model};
 
     const TEXT: &str = "the quick brown fox jumps over the lazy dog and the cat sat on the mat";
+
+    /// [`mistake_effect`] run straight on `model` (the pipeline adds its checks around it).
+    fn effect_of(
+        model: &dyn crate::model::Model,
+        tokens: &[Token],
+        opts: &RunOptions,
+        mistake: Mistake,
+    ) -> Result<MistakeEffect, crate::engine::EngineError> {
+        mistake_effect(&model.info(), tokens, opts, mistake, &mut |t, o| {
+            model.forward(t, o)
+        })
+    }
 
     fn demo(cfg: DemoConfig) -> DemoModel {
         DemoModel::new(cfg).unwrap()
@@ -566,7 +563,7 @@ mod tests {
             mask: MaskSpec::parse(mask).unwrap(),
             ..RunOptions::default()
         };
-        let e = mistake_effect(model, &tokens(text), &opts, m).unwrap();
+        let e = effect_of(model, &tokens(text), &opts, m).unwrap();
         eprintln!("{m}: {} {:?}", e.summary, e.figures);
         e
     }
@@ -667,7 +664,7 @@ mod tests {
         let gpt2 = fixture("gpt2");
         let toks = fixture_tokens(&gpt2, &[5, 17, 42, 8, 99, 3]);
         let e =
-            mistake_effect(&gpt2, &toks, &RunOptions::default(), Mistake::NoCausalMask).unwrap();
+            effect_of(&gpt2, &toks, &RunOptions::default(), Mistake::NoCausalMask).unwrap();
         let future = &e.figures[0];
         assert_eq!(future.correct, 0.0);
         assert!(future.mistaken > 0.05, "{future:?}");
@@ -678,7 +675,7 @@ mod tests {
             mask: MaskSpec::parse("causal").unwrap(),
             ..RunOptions::default()
         };
-        let e = mistake_effect(&gpt2, &toks, &opts, Mistake::NoCausalMask).unwrap();
+        let e = effect_of(&gpt2, &toks, &opts, Mistake::NoCausalMask).unwrap();
         assert_eq!(e.figures[0].mistaken, 0.0);
         // The demo is not causal: nothing to forget, and the summary says so.
         let e = effect(
@@ -697,7 +694,7 @@ mod tests {
         // (norm 0.17), normalised they have norm √32 · |gamma| = 5.66 after each post-LN block.
         let bert = fixture("bert");
         let toks = fixture_tokens(&bert, &[5, 17, 42, 8, 99, 3, 11]);
-        let e = mistake_effect(&bert, &toks, &RunOptions::default(), Mistake::NoLayerNorm).unwrap();
+        let e = effect_of(&bert, &toks, &RunOptions::default(), Mistake::NoLayerNorm).unwrap();
         let last = &e.figures[1];
         assert!((last.correct - 32f64.sqrt()).abs() < 1e-3, "{last:?}");
         assert!(last.mistaken < 1.0, "{last:?}");
@@ -716,7 +713,7 @@ mod tests {
         let model = Checkpoint::load(std::path::Path::new(&dir)).unwrap();
         let toks = model.tokens_from_ids(&[101, 1996, 4937, 2938, 2006, 1996, 13523, 1012, 102]);
         let e =
-            mistake_effect(&model, &toks, &RunOptions::default(), Mistake::NoLayerNorm).unwrap();
+            effect_of(&model, &toks, &RunOptions::default(), Mistake::NoLayerNorm).unwrap();
         let norms = e.mistaken.layer_norms.clone().unwrap();
         assert!(norms.windows(2).all(|w| w[1] > w[0]), "{norms:?}");
         let growth = &e.figures[0];

@@ -6,8 +6,7 @@
 
 use super::state::{AppState, HeadMode, ViewKind};
 use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
-use crate::engine::AttentionRun;
-use crate::io::{self, ModelMeta};
+use crate::pipeline::Run;
 use crate::render;
 use crate::render::FigureContext;
 use image::RgbaImage;
@@ -26,7 +25,7 @@ pub const GRID_THUMB_PX: u32 = 96;
 /// heatmap otherwise, with the labels, model, applied mask, text and KV groups of `ctx`. Same
 /// function and options as `attnviz render`, so the same pixels.
 pub fn current_view_png(
-    run: &AttentionRun,
+    run: &Run,
     state: &AppState,
     ctx: &FigureContext,
 ) -> Result<RgbaImage, String> {
@@ -62,7 +61,7 @@ pub fn default_png_name(state: &AppState) -> String {
 /// The SVG of the current view (see [`current_view_png`]): the same function as `attnviz render
 /// --out fig.svg`.
 pub fn current_view_svg(
-    run: &AttentionRun,
+    run: &Run,
     state: &AppState,
     ctx: &FigureContext,
 ) -> Result<String, String> {
@@ -77,7 +76,7 @@ pub fn current_view_svg(
 /// [`current_view_png`]).
 pub fn export_png(
     path: &Path,
-    run: &AttentionRun,
+    run: &Run,
     state: &AppState,
     ctx: &FigureContext,
 ) -> Result<(), String> {
@@ -97,7 +96,7 @@ pub fn export_png(
 /// `ctx`. Returns the number written.
 pub fn export_all_heads(
     dir: &Path,
-    run: &AttentionRun,
+    run: &Run,
     state: &AppState,
     ctx: &FigureContext,
     progress: &AtomicUsize,
@@ -125,26 +124,4 @@ pub fn export_all_heads(
         }
     }
     Ok(written)
-}
-
-/// Writes the run's tensors as attention JSON, or as NPY when `path` ends in `.npy`.
-pub fn export_tensors(
-    path: &Path,
-    run: &AttentionRun,
-    meta: &ModelMeta,
-    mask: &str,
-) -> Result<(), String> {
-    let npy = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if npy {
-        // The raw vocabulary strings, never the labels.
-        let texts: Vec<String> = run.tokens.iter().map(|t| t.text.clone()).collect();
-        io::write_npy(path, &run.maps, &texts).map_err(|e| e.to_string())
-    } else {
-        io::write_atomic(path, |out| {
-            io::write_attention_json(out, meta, &run.tokens, mask, &run.maps)
-        })
-        .map_err(|e| e.to_string())
-    }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 impl AttnApp {
     pub(super) fn model_meta(&self) -> ModelMeta {
         match (&self.external, &self.model_info) {
-            (Some(e), _) => e.meta.clone(),
+            (Some(e), _) => e.run.model.clone(),
             (None, Some(info)) if self.state.model_dir.is_some() => ModelMeta::from(info),
             (None, _) => ModelMeta {
                 name: "demo".to_owned(),
@@ -39,16 +39,14 @@ impl AttnApp {
                 self.clear_error(ErrorCause::File);
             }
             Ok(InputFile::Attention(file)) => {
-                let (run, meta) = crate::pipeline::from_attention_file(*file);
-                let [layers, heads, n, _] = run.attention.maps.shape();
+                let run = crate::pipeline::from_attention_file(*file);
+                let [layers, heads, n, _] = run.maps.shape();
                 self.state.layer_idx = self.state.layer_idx.min(layers - 1);
                 self.state.head_idx = self.state.head_idx.min(heads - 1);
                 self.state.selected_queries.retain(|&q| q < n);
                 self.external = Some(ExternalRun {
                     path: path.to_owned(),
-                    run: Arc::new(run.attention),
-                    meta,
-                    mask: run.mask,
+                    run: Arc::new(run),
                 });
                 self.clear_error(ErrorCause::File);
             }
@@ -134,9 +132,10 @@ impl AttnApp {
                     self.report(ErrorCause::File, "nothing to export yet");
                     return;
                 };
-                // The mask that was applied, not the one typed: a GPT-2 run says `causal`.
-                let mask = self.shown_mask();
-                match export::export_tensors(path, &run, &self.model_meta(), &mask) {
+                // The run carries the mask that was applied, not the one typed: a GPT-2 run
+                // says `causal`.
+                let format = crate::pipeline::TensorFormat::from_path(path);
+                match crate::pipeline::write_tensors(&run, path, format).map_err(|e| e.to_string()) {
                     Ok(()) => self.wrote(path),
                     Err(e) => self.report(ErrorCause::File, e),
                 }

@@ -13,7 +13,7 @@
 //! a wider gap. Models without shared KV heads get the plain grid.
 
 use super::state::{AppState, HeadMode, ViewKind};
-use crate::engine::AttentionRun;
+use crate::pipeline::Run;
 use crate::model::demo::crafted_at;
 use crate::render::grid::{KvGroup, kv_column_groups};
 use crate::render::view::{range_for, shared_range};
@@ -113,19 +113,17 @@ struct TextureKey {
     value_scale: ValueScale,
     /// Per-head or shared range.
     range: RangeMode,
-    /// The applied mask's spelling.
-    mask: String,
 }
 
 impl TextureKey {
-    /// The key for `run` under the applied `mask`, drawn with `state`'s colour settings.
-    fn new(run: &Arc<AttentionRun>, state: &AppState, mask: &str) -> Self {
+    /// The key for `run` (which carries its applied mask), drawn with `state`'s colour
+    /// settings.
+    fn new(run: &Arc<Run>, state: &AppState) -> Self {
         Self {
             run: Arc::as_ptr(run) as usize,
             colormap: state.colormap,
             value_scale: state.value_scale,
             range: state.range,
-            mask: mask.to_owned(),
         }
     }
 }
@@ -133,7 +131,7 @@ impl TextureKey {
 /// The value range `m` (one head of `run`) is coloured with: `shared` when the key asks for
 /// one shared range, else the map's own range (of the full map, not the pooled one).
 fn head_range(
-    run: &AttentionRun,
+    run: &Run,
     m: ArrayView2<'_, f32>,
     shared: Option<ValueRange>,
 ) -> ValueRange {
@@ -145,7 +143,7 @@ struct Thumbnails {
     /// What they show.
     key: TextureKey,
     /// Keeps the run's allocation (not its data) alive so that `key.run` stays unique.
-    _pin: Weak<AttentionRun>,
+    _pin: Weak<Run>,
     /// The run-wide range, when the key asks for a shared range.
     shared: Option<ValueRange>,
     /// Heads per layer, for indexing `textures`.
@@ -158,14 +156,14 @@ struct Thumbnails {
 
 impl Thumbnails {
     /// Pools, colours and uploads every head of `run`.
-    fn build(ctx: &egui::Context, run: &Arc<AttentionRun>, key: TextureKey) -> Self {
+    fn build(ctx: &egui::Context, run: &Arc<Run>, key: TextureKey) -> Self {
         let [layers, heads, _, _] = run.maps.shape();
         let shared = (key.range == RangeMode::Shared).then(|| shared_range(&run.maps));
         // One mask for every head, as in the exported grid.
         let n = run.tokens.len();
         let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
         let all: Vec<usize> = (0..n).collect();
-        let masked = crate::render::view::masked_cells(&key.mask, n, &is_pad, &all);
+        let masked = crate::render::view::masked_cells(&run.mask, n, &is_pad, &all);
         let mut textures = Vec::with_capacity(layers * heads);
         let mut images = Vec::with_capacity(layers * heads);
         for layer_idx in 0..layers {
@@ -244,7 +242,7 @@ impl PreviewCache {
     fn get_or_build(
         &mut self,
         ctx: &egui::Context,
-        run: &AttentionRun,
+        run: &Run,
         key: &TextureKey,
         shared: Option<ValueRange>,
         layer_idx: usize,
@@ -266,7 +264,7 @@ impl PreviewCache {
                 let n = run.tokens.len();
                 let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
                 let all: Vec<usize> = (0..n).collect();
-                let masked = crate::render::view::masked_cells(&key.mask, n, &is_pad, &all)
+                let masked = crate::render::view::masked_cells(&run.mask, n, &is_pad, &all)
                     .filter(|mask| mask.dim() == m.view().dim())
                     .map(|mask| pool_mask(mask.view(), PREVIEW_MAX_SIDE));
                 let img = heatmap_image_masked(
@@ -380,24 +378,17 @@ fn layout_columns(
 impl GridView {
     /// Draws every layer × head of `run`; a click selects that head and opens the heatmap.
     ///
-    /// `kv_groups` lists, per key/value head, the query heads that share it. When a KV head is
-    /// shared (grouped-query attention), each group's heads are drawn together under a labelled
-    /// bracket, with a gap between groups; otherwise it is ignored. Cells that the applied
-    /// `mask` forbids are drawn in the masked colour, as in the exported grid.
-    pub fn ui(
-        &mut self,
-        ui: &mut egui::Ui,
-        run: &Arc<AttentionRun>,
-        state: &mut AppState,
-        kv_groups: &[Vec<usize>],
-        mask: &str,
-    ) {
+    /// The run's `kv_groups` list, per key/value head, the query heads that share it. When a
+    /// KV head is shared (grouped-query attention), each group's heads are drawn together under
+    /// a labelled bracket, with a gap between groups; otherwise it is ignored. Cells that the
+    /// run's applied mask forbids are drawn in the masked colour, as in the exported grid.
+    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<Run>, state: &mut AppState) {
         let [layers, heads, n, _] = run.maps.shape();
         if layers == 0 || heads == 0 || n == 0 {
             ui.label("Nothing to show: the run has no attention maps.");
             return;
         }
-        let key = TextureKey::new(run, state, mask);
+        let key = TextureKey::new(run, state);
         if self.thumbs.as_ref().is_none_or(|t| t.key != key) {
             // Drop the old textures first so that both sets are never alive at once.
             self.thumbs = None;
@@ -408,7 +399,7 @@ impl GridView {
             return;
         };
         let previews = &mut self.previews;
-        let groups = drawn_groups(kv_groups, heads);
+        let groups = drawn_groups(&run.kv_groups, heads);
         // Per head: its KV head and the other query heads sharing it.
         let mut shared_with: Vec<Option<(usize, Vec<usize>)>> = vec![None; heads];
         for group in groups.iter().flatten() {
@@ -715,7 +706,7 @@ mod tests {
         use ndarray::Array2;
 
         /// A run whose head k (layer-major) attends from query i to key (i + k) mod n.
-        fn shifted_run(layers: usize, heads: usize, n: usize) -> Arc<AttentionRun> {
+        fn shifted_run(layers: usize, heads: usize, n: usize) -> Arc<Run> {
             let maps = (0..layers * heads)
                 .map(|k| {
                     Array2::from_shape_fn((n, n), |(i, j)| if j == (i + k) % n { 1.0 } else { 0.0 })
@@ -724,23 +715,16 @@ mod tests {
             let Some(maps) = AttentionMaps::from_heads(layers, heads, n, maps) else {
                 panic!("bad test maps");
             };
-            Arc::new(AttentionRun {
-                tokens: (0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(),
-                maps,
-                fully_masked_queries: Vec::new(),
-                trace: None,
-                hidden: None,
-                layer_norms: None,
-            })
+            Arc::new(Run::of_maps((0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(), maps))
         }
 
         type Tested = (GridView, AppState);
 
-        fn harness(run: Arc<AttentionRun>, state: AppState) -> Harness<'static, Tested> {
+        fn harness(run: Arc<Run>, state: AppState) -> Harness<'static, Tested> {
             Harness::builder()
                 .with_size(vec2(1000.0, 800.0))
                 .build_ui_state(
-                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state, &[], "none"),
+                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state),
                     (GridView::default(), state),
                 )
         }

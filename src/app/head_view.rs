@@ -10,7 +10,7 @@
 
 use super::state::AppState;
 use super::theme;
-use crate::engine::AttentionRun;
+use crate::pipeline::Run;
 use egui::{Align2, Rect, Sense, Shape, Stroke, StrokeKind, TextStyle, WidgetInfo, pos2, vec2};
 use ndarray::ArrayView2;
 use std::sync::{Arc, Weak};
@@ -41,7 +41,7 @@ struct Link {
 /// The links of one layer down to a base threshold.
 struct LinkCache {
     /// The run the links came from (a weak handle keeps its address from being reused).
-    run: Weak<AttentionRun>,
+    run: Weak<Run>,
     layer_idx: usize,
     /// The weight the links were extracted down to.
     base: f32,
@@ -52,7 +52,7 @@ struct LinkCache {
 }
 
 impl LinkCache {
-    fn matches(&self, run: &Arc<AttentionRun>, layer_idx: usize, threshold: f32) -> bool {
+    fn matches(&self, run: &Arc<Run>, layer_idx: usize, threshold: f32) -> bool {
         std::ptr::eq(self.run.as_ptr(), Arc::as_ptr(run))
             && self.layer_idx == layer_idx
             && threshold >= self.base
@@ -94,7 +94,7 @@ impl HeadView {
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
-        run: &Arc<AttentionRun>,
+        run: &Arc<Run>,
         labels: &[String],
         state: &mut AppState,
     ) {
@@ -135,7 +135,7 @@ impl HeadView {
     }
 
     /// Re-extracts the links when the run or layer changed, or the threshold fell below the base.
-    fn refresh(&mut self, run: &Arc<AttentionRun>, layer_idx: usize, threshold: f32, heads: usize) {
+    fn refresh(&mut self, run: &Arc<Run>, layer_idx: usize, threshold: f32, heads: usize) {
         if self
             .cache
             .as_ref()
@@ -198,7 +198,7 @@ fn controls_ui(ui: &mut egui::Ui, heads: usize, layer_idx: usize, state: &mut Ap
 /// The two token columns and the lines between them, inside the scroll area.
 /// The run and its tokens' display labels.
 struct Rows<'a> {
-    run: &'a AttentionRun,
+    run: &'a Run,
     labels: &'a [String],
 }
 
@@ -424,7 +424,7 @@ mod tests {
         use ndarray::Array2;
 
         /// One layer; in every head, each query spreads 0.1 over ten keys (i + h + 0..10) mod n.
-        fn spread_run(heads: usize, n: usize) -> Arc<AttentionRun> {
+        fn spread_run(heads: usize, n: usize) -> Arc<Run> {
             let maps = (0..heads)
                 .map(|h| {
                     Array2::from_shape_fn((n, n), |(i, j)| {
@@ -439,19 +439,12 @@ mod tests {
             let Some(maps) = AttentionMaps::from_heads(1, heads, n, maps) else {
                 panic!("bad test maps");
             };
-            Arc::new(AttentionRun {
-                tokens: (0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(),
-                maps,
-                fully_masked_queries: Vec::new(),
-                trace: None,
-                hidden: None,
-                layer_norms: None,
-            })
+            Arc::new(Run::of_maps((0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(), maps))
         }
 
         type Tested = (HeadView, AppState);
 
-        fn harness(run: Arc<AttentionRun>) -> Harness<'static, Tested> {
+        fn harness(run: Arc<Run>) -> Harness<'static, Tested> {
             Harness::builder()
                 .with_size(egui::vec2(900.0, 700.0))
                 .build_ui_state(

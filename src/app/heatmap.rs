@@ -13,7 +13,7 @@
 use super::state::AppState;
 use super::theme;
 use crate::analysis::view_matrix;
-use crate::engine::AttentionRun;
+use crate::pipeline::Run;
 use crate::render::{self, ValueRange};
 use egui::{Color32, Rect, RectAlign, Sense, TextureHandle, TextureOptions, Vec2, pos2, vec2};
 use image::RgbaImage;
@@ -28,8 +28,6 @@ struct TextureKey {
     colormap: render::Colormap,
     scale: render::ValueScale,
     range: render::RangeMode,
-    /// The applied mask's spelling (its forbidden cells are drawn in the masked colour).
-    mask: String,
 }
 
 /// Smallest side, in cells, of the coarsest pooled level (the view is never under 64 points).
@@ -119,15 +117,13 @@ impl HeatmapView {
     }
 
     /// Draws the heatmap of `state`'s selection.
-    /// `labels` are the tokens' display labels, one per token; `mask` is the mask the run
-    /// applied (the user's spec plus the architecture's), whose forbidden cells are drawn in the
-    /// colormap's masked colour, as in the exported figure.
+    /// `labels` are the tokens' display labels, one per token; the cells the run's applied mask
+    /// forbids are drawn in the colormap's masked colour, as in the exported figure.
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
-        run: &Arc<AttentionRun>,
+        run: &Arc<Run>,
         labels: &[String],
-        mask: &str,
         state: &mut AppState,
     ) {
         let spec = state.view_spec();
@@ -137,7 +133,6 @@ impl HeatmapView {
             colormap: state.colormap,
             scale: state.value_scale,
             range: state.range,
-            mask: mask.to_owned(),
         };
         if self.texture.as_ref().is_none_or(|t| t.key != key) {
             let special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
@@ -145,7 +140,7 @@ impl HeatmapView {
                 Ok((matrix, kept)) => {
                     let range = render::view::range_for(&run.maps, matrix.view(), state.range);
                     let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
-                    let masked = render::view::masked_cells(mask, run.tokens.len(), &is_pad, &kept);
+                    let masked = render::view::masked_cells(&run.mask, run.tokens.len(), &is_pad, &kept);
                     let images = render::heatmap_pyramid(
                         matrix.view(),
                         masked.as_ref().map(|m| m.view()),
@@ -547,7 +542,7 @@ mod tests {
     }
 
     /// One layer, one head over four tokens, row 0 = [0.9, 3.2e-5, 0.05, 0.05 - 3.2e-5].
-    fn tiny_weight_run() -> Arc<AttentionRun> {
+    fn tiny_weight_run() -> Arc<Run> {
         let m = Array2::from_shape_fn((4, 4), |(q, k)| match (q, k) {
             (0, 0) => 0.9,
             (0, 1) => 3.2e-5,
@@ -558,14 +553,7 @@ mod tests {
         let Some(maps) = AttentionMaps::from_heads(1, 1, 4, vec![m]) else {
             panic!("bad test maps");
         };
-        Arc::new(AttentionRun {
-            tokens: (0..4).map(|i| Token::from_text(&format!("t{i}"))).collect(),
-            maps,
-            fully_masked_queries: Vec::new(),
-            trace: None,
-            hidden: None,
-            layer_norms: None,
-        })
+        Arc::new(Run::of_maps((0..4).map(|i| Token::from_text(&format!("t{i}"))).collect(), maps))
     }
 
     #[test]
@@ -580,7 +568,7 @@ mod tests {
             .with_size(vec2(700.0, 700.0))
             .build_ui_state(
                 move |ui, (view, state): &mut (HeatmapView, AppState)| {
-                    view.ui(ui, &run, &labels, "none", state);
+                    view.ui(ui, &run, &labels, state);
                 },
                 (HeatmapView::default(), state),
             );

@@ -65,10 +65,10 @@ impl AttnApp {
         self.run_failed = None;
         // A mistake's measured effect must be cached too, or the job runs again.
         let effect_ready = key.mistake.is_none() || self.effects.iter().any(|(k, _)| *k == key);
-        if let Some((_, run, mask)) = self
+        if let Some((_, run)) = self
             .cache
             .iter()
-            .find(|(k, _, _)| *k == key)
+            .find(|(k, _)| *k == key)
             .filter(|_| effect_ready)
         {
             // Nothing is submitted, so stop a load of another model here.
@@ -76,7 +76,6 @@ impl AttnApp {
                 w.cancel_load_unless(key.model_dir.as_deref());
             }
             self.current = Some((key.clone(), run.clone()));
-            self.current_mask = Some(mask.clone());
             self.shown_compute_ms = Some(None);
             if key.model_dir != self.model_info_dir {
                 // Another model is on screen: a failed folder's error no longer applies.
@@ -102,8 +101,8 @@ impl AttnApp {
             if !wanted {
                 continue;
             }
-            if result.outcome.is_ok() {
-                self.shown_compute_ms = Some(Some(result.compute_ms));
+            if let Ok(run) = &result.outcome {
+                self.shown_compute_ms = Some(Some(run.timings.forward_ms));
             }
             // The job's model loaded (even when its run then failed, e.g. a too-long input):
             // it is the model on screen now.
@@ -124,16 +123,18 @@ impl AttnApp {
                     if self.state.recent_models.first() != Some(dir) {
                         self.state.remember_model(dir);
                     }
-                    self.kv_groups.retain(|(d, _)| d != dir);
-                    self.kv_groups.push((dir.clone(), result.kv_groups.clone()));
-                    if self.kv_groups.len() > CACHE_SIZE {
-                        self.kv_groups.remove(0);
-                    }
-                    self.vocab_styles.retain(|(d, _)| d != dir);
-                    self.vocab_styles
-                        .push((dir.clone(), result.vocab_style.clone()));
-                    if self.vocab_styles.len() > CACHE_SIZE {
-                        self.vocab_styles.remove(0);
+                }
+                // Settings saved with another model are clamped to this one, and the status
+                // bar says what changed; a run refused for them runs again with the fitted
+                // settings instead of failing.
+                if let Some(info) = &result.info {
+                    let changes = self.state.fit_to_model(info);
+                    if !changes.is_empty() {
+                        self.notice = Some(changes.join("; "));
+                        if result.outcome.is_err() && self.state.job_key().is_ok_and(|k| k != result.key) {
+                            self.requested = None;
+                            continue;
+                        }
                     }
                 }
             }
@@ -146,15 +147,13 @@ impl AttnApp {
                             self.effects.remove(0);
                         }
                     }
-                    self.cache.retain(|(k, _, _)| *k != result.key);
-                    self.cache
-                        .push((result.key.clone(), run.clone(), result.mask.clone()));
+                    self.cache.retain(|(k, _)| *k != result.key);
+                    self.cache.push((result.key.clone(), run.clone()));
                     if self.cache.len() > CACHE_SIZE {
                         self.cache.remove(0);
                     }
                     let n = run.tokens.len();
                     self.current = Some((result.key, run));
-                    self.current_mask = Some(result.mask);
                     self.state.selected_queries.retain(|&q| q < n);
                     self.clear_error(ErrorCause::Run);
                 }

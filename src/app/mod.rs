@@ -23,8 +23,9 @@ mod token_strip;
 pub mod view;
 pub mod worker;
 
-use crate::engine::AttentionRun;
-use crate::tokenize::{self, VocabStyle};
+use crate::engine::AppliedMask;
+use crate::pipeline::Run;
+use crate::tokenize;
 use anyhow::anyhow;
 use file_dialog::{DialogBackend, DialogRequest, InAppDialog, SystemOutcome};
 use panels::central::Central;
@@ -77,15 +78,13 @@ pub struct AttnApp {
     requested: Option<(u64, JobKey)>,
     requested_at: Option<Instant>,
     /// The computed run on screen, with the settings that made it.
-    pub current: Option<(JobKey, Arc<AttentionRun>)>,
+    pub current: Option<(JobKey, Arc<Run>)>,
     /// Attention opened from a file; shown instead of the computed run while set.
     pub external: Option<ExternalRun>,
-    /// Finished runs with the mask each applied.
-    cache: Vec<(JobKey, Arc<AttentionRun>, String)>,
+    /// Finished runs (each carries the mask it applied).
+    cache: Vec<(JobKey, Arc<Run>)>,
     /// Measured effects of mistakes (the mistakes view), by the job that measured them.
     effects: Vec<(JobKey, Arc<crate::analysis::teach::MistakeEffect>)>,
-    /// The mask the computed run on screen applied (the user's spec plus the architecture's).
-    pub current_mask: Option<String>,
     /// The error on screen. It stays until the user dismisses it or changes what caused it
     /// (see [`ErrorCause`]); set only through [`AttnApp::report`].
     pub error: Option<String>,
@@ -102,12 +101,8 @@ pub struct AttnApp {
     pub model_info: Option<crate::model::ModelInfo>,
     /// The checkpoint folder of the last run that arrived (`None`: the demo).
     model_info_dir: Option<PathBuf>,
-    /// Per checkpoint folder run recently, which query heads share each key/value head.
-    kv_groups: Vec<(PathBuf, Vec<Vec<usize>>)>,
-    /// Per checkpoint folder run recently, how its tokenizer spells the vocabulary.
-    vocab_styles: Vec<(PathBuf, VocabStyle)>,
-    /// Labels of the shown run's tokens, with the run and style they were made for.
-    labels: Option<(Weak<AttentionRun>, VocabStyle, Arc<Vec<String>>)>,
+    /// Labels of the shown run's tokens, with the run they were made for.
+    labels: Option<(Weak<Run>, Arc<Vec<String>>)>,
     /// The model folder to go back to if a newly opened one fails to load or is cancelled.
     previous_model_dir: Option<Option<PathBuf>>,
     /// The session file in use, if any.
@@ -149,7 +144,6 @@ impl AttnApp {
             external: None,
             cache: Vec::new(),
             effects: Vec::new(),
-            current_mask: None,
             error,
             error_cause: ErrorCause::Other,
             run_failed: None,
@@ -157,8 +151,6 @@ impl AttnApp {
             shown_compute_ms: None,
             model_info: None,
             model_info_dir: None,
-            kv_groups: Vec::new(),
-            vocab_styles: Vec::new(),
             labels: None,
             previous_model_dir: None,
             session_path: None,
@@ -176,7 +168,7 @@ impl AttnApp {
     }
 
     /// The run the views show: an opened attention file, else the computed run.
-    pub fn shown_run(&self) -> Option<&Arc<AttentionRun>> {
+    pub fn shown_run(&self) -> Option<&Arc<Run>> {
         match &self.external {
             Some(e) => Some(&e.run),
             None => self.current.as_ref().map(|(_, r)| r),
@@ -193,74 +185,29 @@ impl AttnApp {
             && self.run_failed.is_none()
     }
 
-    /// The key/value groups of the run on screen: per KV head, the query heads sharing it.
-    /// Empty when unknown; the demo has one KV head per query head.
-    fn shown_kv_groups(&self) -> Vec<Vec<usize>> {
-        match (&self.external, &self.current) {
-            (Some(e), _) => crate::pipeline::kv_groups(e.meta.heads, e.meta.kv_heads),
-            (None, Some((key, _))) => key
-                .model_dir
-                .as_ref()
-                .and_then(|dir| self.kv_groups.iter().find(|(d, _)| d == dir))
-                .map(|(_, g)| g.clone())
-                .unwrap_or_default(),
-            (None, None) => Vec::new(),
-        }
-    }
-
-    /// How the shown run's token strings are labelled: plain for the demo and for attention
-    /// files (they name no tokenizer), the checkpoint tokenizer's style otherwise.
-    pub fn shown_vocab_style(&self) -> VocabStyle {
-        match (&self.external, &self.current) {
-            (None, Some((key, _))) => key
-                .model_dir
-                .as_ref()
-                .and_then(|dir| self.vocab_styles.iter().find(|(d, _)| d == dir))
-                .map(|(_, style)| style.clone())
-                .unwrap_or_default(),
-            _ => VocabStyle::Plain,
-        }
-    }
-
     /// The mask the run on screen applied: an attention file's recorded mask, or the computed
-    /// run's (the user's spec plus what the architecture adds).
-    pub(crate) fn shown_mask(&self) -> String {
-        match &self.external {
-            Some(e) => e.mask.clone(),
-            None => self
-                .current_mask
-                .clone()
-                .unwrap_or_else(|| "none".to_owned()),
-        }
+    /// run's (the user's spec plus what the architecture adds), as the run decided it.
+    pub(crate) fn shown_mask(&self) -> AppliedMask {
+        self.shown_run()
+            .map(|r| r.mask.clone())
+            .unwrap_or_default()
     }
 
     /// What an exported figure of `run` says besides its maps (labels, model, applied mask,
     /// text, KV groups): the same as `attnviz render` gives for the same run.
-    pub fn figure_context(&self, run: &AttentionRun) -> crate::render::FigureContext {
-        let mut ctx = crate::render::FigureContext::from_tokens(
-            &run.tokens,
-            &self.shown_vocab_style(),
-            &self.model_meta().name,
-            &self.shown_mask(),
-        );
-        if self.external.is_none() {
-            ctx.text = self.state.text.clone();
-        }
-        ctx.kv_groups = self.shown_kv_groups();
-        ctx
+    pub fn figure_context(&self, run: &Run) -> crate::render::FigureContext {
+        crate::render::FigureContext::from_run(run)
     }
 
-    /// The labels of `run`'s tokens under the shown style, made once per run and style.
-    fn shown_labels(&mut self, run: &Arc<AttentionRun>) -> Arc<Vec<String>> {
-        let style = self.shown_vocab_style();
-        if let Some((r, s, labels)) = &self.labels
+    /// The labels of `run`'s tokens under its model's style, made once per run.
+    fn shown_labels(&mut self, run: &Arc<Run>) -> Arc<Vec<String>> {
+        if let Some((r, labels)) = &self.labels
             && std::ptr::eq(r.as_ptr(), Arc::as_ptr(run))
-            && *s == style
         {
             return labels.clone();
         }
-        let labels = Arc::new(tokenize::display_labels(&run.tokens, &style));
-        self.labels = Some((Arc::downgrade(run), style, labels.clone()));
+        let labels = Arc::new(tokenize::display_labels(&run.tokens, &run.vocab_style));
+        self.labels = Some((Arc::downgrade(run), labels.clone()));
         labels
     }
 
@@ -399,7 +346,6 @@ impl AttnApp {
             Some(run) => self.shown_labels(run),
             None => Arc::new(Vec::new()),
         };
-        let kv_groups = self.shown_kv_groups();
         let layers_heads = self.layers_heads();
         let jobs = self.jobs_status();
         let run_note = self.run_note();
@@ -409,15 +355,10 @@ impl AttnApp {
             state: &mut self.state,
             run,
             labels,
-            kv_groups,
             external: self.external.as_ref(),
             current: self.current.as_ref().map(|(k, _)| k),
             model_info: self.model_info.as_ref().filter(|_| info_is_current),
             layers_heads,
-            applied_mask: match &self.external {
-                Some(e) => Some(e.mask.as_str()),
-                None => self.current_mask.as_deref(),
-            },
             error: self.error.as_deref(),
             notice: self.notice.as_deref(),
             run_note,

@@ -2,12 +2,13 @@
 //! special tokens, every head renormalised by the same [`view_matrix`] the heatmap uses.
 
 use crate::analysis::{HeadSelection, LayerSelection, ViewSpec, view_matrix};
-use crate::engine::{AttentionMaps, AttentionRun};
+use crate::engine::{AppliedMask, AttentionMaps};
+use crate::pipeline::Run;
 
 /// `run` with its special tokens ([CLS], [SEP], [PAD], …) dropped from both axes of every head
 /// and each row renormalised, and the original index of each kept token. `None` when no token
 /// is special (the run is shown as it is) or every token is (nothing would be left).
-pub fn without_special(run: &AttentionRun) -> Option<(AttentionRun, Vec<usize>)> {
+pub fn without_special(run: &Run) -> Option<(Run, Vec<usize>)> {
     let special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
     if !special.contains(&true) || !special.contains(&false) {
         return None;
@@ -28,19 +29,18 @@ pub fn without_special(run: &AttentionRun) -> Option<(AttentionRun, Vec<usize>)>
         }
     }
     let maps = AttentionMaps::from_heads(layers, heads, kept.len(), maps)?;
-    let run = AttentionRun {
-        tokens: kept.iter().map(|&i| run.tokens[i].clone()).collect(),
-        maps,
-        fully_masked_queries: run
-            .fully_masked_queries
-            .iter()
-            .filter_map(|q| kept.iter().position(|k| k == q))
-            .collect(),
-        trace: None,
-        hidden: None,
-        layer_norms: None,
-    };
-    Some((run, kept))
+    let tokens = kept.iter().map(|&i| run.tokens[i].clone()).collect();
+    // The mask's token indices name the full run; the head view draws no masked cells.
+    let mut filtered = Run::from_maps(tokens, maps, AppliedMask::default(), run.model.clone());
+    filtered.fully_masked_queries = run
+        .fully_masked_queries
+        .iter()
+        .filter_map(|q| kept.iter().position(|k| k == q))
+        .collect();
+    filtered.vocab_style = run.vocab_style.clone();
+    filtered.kv_groups = run.kv_groups.clone();
+    filtered.text = run.text.clone();
+    Some((filtered, kept))
 }
 
 #[cfg(test)]
@@ -59,14 +59,7 @@ mod tests {
         tokens[0].is_special = true;
         let head = array![[1.0, 0.0, 0.0], [0.5, 0.25, 0.25], [0.2, 0.2, 0.6]];
         let maps = AttentionMaps::from_heads(1, 1, 3, vec![head]).unwrap();
-        let run = AttentionRun {
-            tokens,
-            maps,
-            fully_masked_queries: Vec::new(),
-            trace: None,
-            hidden: None,
-            layer_norms: None,
-        };
+        let run = Run::of_maps(tokens, maps);
         let (out, kept) = without_special(&run).unwrap();
         assert_eq!(kept, [1, 2]);
         assert_eq!(out.tokens.len(), 2);

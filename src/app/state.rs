@@ -317,6 +317,48 @@ impl AppState {
         self.recent_models.truncate(8);
     }
 
+    /// Clamps what was saved with another model to `info` (the layer and head on screen, the
+    /// head set, the dimension mask: heads, layers and dimensions the model lacks) and returns
+    /// one line per change, for the status bar. DESIGN.md: settings are clamped to the loaded
+    /// model, and the app says so instead of dropping them silently.
+    pub fn fit_to_model(&mut self, info: &crate::model::ModelInfo) -> Vec<String> {
+        let mut changes = Vec::new();
+        let (layers, heads) = (info.layers.max(1), info.heads.max(1));
+        if self.layer_idx >= layers {
+            changes.push(format!(
+                "layer {} → {} ({} has {layers} layers)",
+                self.layer_idx,
+                layers - 1,
+                info.name
+            ));
+            self.layer_idx = layers - 1;
+        }
+        if self.head_idx >= heads {
+            changes.push(format!(
+                "head {} → {} ({} has {heads} heads)",
+                self.head_idx,
+                heads - 1,
+                info.name
+            ));
+            self.head_idx = heads - 1;
+        }
+        let before = self.head_set.len();
+        self.head_set.retain(|&h| h < heads);
+        if self.head_set.len() < before {
+            changes.push(format!("head set: heads ≥ {heads} removed"));
+        }
+        self.head_view_hidden.retain(|&h| h < heads);
+        let dims_before = self.teach.dims.clone();
+        self.teach.clamp(layers, heads, info.d_head);
+        if self.teach.dims != dims_before {
+            changes.push(format!(
+                "dimension mask: heads or dimensions {} lacks removed ({layers} layers × {heads} heads × {} dimensions)",
+                info.name, info.d_head
+            ));
+        }
+        changes
+    }
+
     /// Repairs the settings against the model and input they meet: out-of-range selections are
     /// clamped or dropped, impossible model settings fall back to the defaults.
     pub fn clamp(&mut self, tokens: Option<usize>) {

@@ -8,7 +8,7 @@
 use super::state::{AppState, QueryCombine};
 use super::theme;
 use crate::analysis::{ViewSpec, combine_rows, view_matrix};
-use crate::engine::AttentionRun;
+use crate::pipeline::Run;
 use egui::{Response, Sense, Stroke, StrokeKind, TextStyle, TextWrapMode, WidgetInfo, WidgetText};
 use egui_plot::{Bar, BarChart, Plot};
 use std::sync::{Arc, Weak};
@@ -31,7 +31,7 @@ struct RowKey {
 /// The combined row of the selected queries.
 struct RowCache {
     /// The run it came from (a weak handle keeps its address from being reused).
-    run: Weak<AttentionRun>,
+    run: Weak<Run>,
     key: RowKey,
     /// The combined row, or why there is none.
     result: Result<CombinedRow, String>,
@@ -59,7 +59,7 @@ impl TokenStrip {
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
-        run: &Arc<AttentionRun>,
+        run: &Arc<Run>,
         labels: &Arc<Vec<String>>,
         state: &mut AppState,
     ) {
@@ -117,7 +117,7 @@ impl TokenStrip {
 }
 
 /// The wrapping row of token chips.
-fn strip_ui(ui: &mut egui::Ui, run: &AttentionRun, labels: &[String], state: &mut AppState) {
+fn strip_ui(ui: &mut egui::Ui, run: &Run, labels: &[String], state: &mut AppState) {
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 3.0;
         for (i, token) in run.tokens.iter().enumerate() {
@@ -207,7 +207,7 @@ fn token_chip(ui: &mut egui::Ui, i: usize, text: &str, special: bool, selected: 
 }
 
 /// The selected rows of the heatmap's current matrix, combined.
-fn combined_row(run: &AttentionRun, key: &RowKey) -> Result<CombinedRow, String> {
+fn combined_row(run: &Run, key: &RowKey) -> Result<CombinedRow, String> {
     let is_special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
     let (matrix, kept) = view_matrix(&run.maps, &is_special, &key.spec)?;
     let mut rows = Vec::with_capacity(key.selected.len());
@@ -367,7 +367,7 @@ mod tests {
 
         /// One layer, two heads; head 0 attends from query i to key i + 1 (mod n), head 1 to
         /// itself. Token 0 is special.
-        fn run(n: usize) -> Arc<AttentionRun> {
+        fn run(n: usize) -> Arc<Run> {
             let maps = vec![
                 Array2::from_shape_fn((n, n), |(i, j)| if j == (i + 1) % n { 1.0 } else { 0.0 }),
                 Array2::from_shape_fn((n, n), |(i, j)| if i == j { 1.0 } else { 0.0 }),
@@ -378,19 +378,12 @@ mod tests {
             let mut tokens: Vec<Token> =
                 (0..n).map(|i| Token::from_text(&format!("t{i}"))).collect();
             tokens[0].is_special = true;
-            Arc::new(AttentionRun {
-                tokens,
-                maps,
-                fully_masked_queries: Vec::new(),
-                trace: None,
-                hidden: None,
-                layer_norms: None,
-            })
+            Arc::new(Run::of_maps(tokens, maps))
         }
 
         type Tested = (TokenStrip, AppState);
 
-        fn harness(run: Arc<AttentionRun>, state: AppState) -> Harness<'static, Tested> {
+        fn harness(run: Arc<Run>, state: AppState) -> Harness<'static, Tested> {
             Harness::builder()
                 .with_size(egui::vec2(900.0, 500.0))
                 .build_ui_state(

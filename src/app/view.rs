@@ -7,8 +7,8 @@
 
 use super::state::AppState;
 use super::worker::{JobKey, LoadStatus, Progress};
-use crate::engine::AttentionRun;
-use crate::io::ModelMeta;
+use crate::engine::AppliedMask;
+use crate::pipeline::Run;
 use crate::model::ModelInfo;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,12 +39,8 @@ pub enum DialogPurpose {
 pub struct ExternalRun {
     /// The file it came from.
     pub path: PathBuf,
-    /// The maps and tokens.
-    pub run: Arc<AttentionRun>,
-    /// The model the file names.
-    pub meta: ModelMeta,
-    /// The mask the file says was applied.
-    pub mask: String,
+    /// The maps and tokens, with the model the file names and the mask it records.
+    pub run: Arc<Run>,
 }
 
 /// Something a panel asks the controller to do once the frame is drawn.
@@ -105,11 +101,9 @@ pub struct ViewCx<'a> {
     /// The user's settings.
     pub state: &'a mut AppState,
     /// The run on screen (an opened attention file's, else the computed one).
-    pub run: Option<Arc<AttentionRun>>,
+    pub run: Option<Arc<Run>>,
     /// The labels of `run`'s tokens.
     pub labels: Arc<Vec<String>>,
-    /// Per key/value head, the query heads sharing it (empty when unknown).
-    pub kv_groups: Vec<Vec<usize>>,
     /// The attention file on screen, if any.
     pub external: Option<&'a ExternalRun>,
     /// The computed run on screen with the settings that made it.
@@ -118,8 +112,6 @@ pub struct ViewCx<'a> {
     pub model_info: Option<&'a ModelInfo>,
     /// Layers and heads of what is shown; `None` while a checkpoint's size is unknown.
     pub layers_heads: Option<(usize, usize)>,
-    /// The mask the run on screen applied.
-    pub applied_mask: Option<&'a str>,
     /// The error on screen.
     pub error: Option<&'a str>,
     /// A short confirmation.
@@ -139,6 +131,16 @@ pub struct ViewCx<'a> {
 }
 
 impl ViewCx<'_> {
+    /// The mask the run on screen applied, as the run decided it.
+    pub fn applied_mask(&self) -> Option<&AppliedMask> {
+        self.run.as_ref().map(|r| &r.mask)
+    }
+
+    /// Per key/value head, the query heads sharing it in the run on screen (empty when none).
+    pub fn kv_groups(&self) -> &[Vec<usize>] {
+        self.run.as_ref().map_or(&[], |r| &r.kv_groups)
+    }
+
     /// Asks the controller to do `request` after this frame.
     pub fn request(&mut self, request: Request) {
         if !self.requests.contains(&request) {

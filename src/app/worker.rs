@@ -11,11 +11,12 @@
 //! previous model in place.
 
 use super::saliency::compute as saliency;
-use crate::engine::{AttentionRun, RunOptions};
+use crate::engine::RunOptions;
 use crate::io::TokenInput;
 use crate::model::{DemoConfig, LoadError, LoadProgress};
-use crate::pipeline::{self, LoadedModel, PipelineError, RunInput};
-use crate::tokenize::{DemoTokenizer, VocabStyle};
+use crate::model::LoadedModel;
+use crate::pipeline::{self, PipelineError, Run, RunInput, RunSetting};
+use crate::tokenize::DemoTokenizer;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -43,28 +44,31 @@ pub struct JobKey {
     pub mistake: Option<crate::engine::Mistake>,
 }
 
+impl JobKey {
+    /// The pipeline's input: the text or tokens, truncation and memory budget of this key.
+    pub fn run_input(&self) -> RunInput {
+        let mut input = RunInput::new(self.input.clone());
+        input.truncate = self.truncate;
+        input.memory_budget = self.memory_budget;
+        input
+    }
+}
+
 /// A finished job.
 pub struct JobResult {
     /// The id the app gave the job.
     pub id: u64,
     /// The settings that produced it.
     pub key: JobKey,
-    /// The run, or a one-line error.
-    pub outcome: Result<Arc<AttentionRun>, String>,
-    /// The mask the run applied (the user's spec plus the architecture's), as a spec string.
-    pub mask: String,
-    /// Time spent in the forward pass (not in loading the model or tokenizing).
-    pub compute_ms: f64,
+    /// The run (with every decision it made: applied mask, labels, KV groups, timings), or a
+    /// one-line error.
+    pub outcome: Result<Arc<Run>, String>,
     /// The model's token limit, when the run failed because the input is longer.
     pub too_long: Option<usize>,
     /// True when the job's model loaded (a failed run of a loaded model is not a failed load).
     pub model_loaded: bool,
-    /// The architecture of the model that ran.
+    /// The architecture of the model loaded (also when its run failed).
     pub info: Option<crate::model::ModelInfo>,
-    /// Per key/value head, the query heads that share it (one group per head without GQA).
-    pub kv_groups: Vec<Vec<usize>>,
-    /// How the model's tokenizer spells its vocabulary, for the views' labels.
-    pub vocab_style: VocabStyle,
     /// The saliency targets the model supports.
     pub saliency_targets: Vec<crate::grad::TargetKind>,
     /// The measured effect of `key.mistake`, when asked for and the run succeeded.
@@ -106,14 +110,34 @@ pub(crate) enum JobError {
 }
 
 impl From<PipelineError> for JobError {
+    /// The error in the app's words: the memory budget and options that do not fit are named by
+    /// the controls that set them.
     fn from(e: PipelineError) -> Self {
         match e {
             PipelineError::Cancelled | PipelineError::Load(LoadError::Cancelled) => {
                 JobError::Cancelled
             }
             PipelineError::TooLong { limit, .. } => JobError::Failed(e.to_string(), Some(limit)),
+            PipelineError::OverBudget { .. } => {
+                JobError::Failed(format!("{e} (Memory budget in Run options)"), None)
+            }
+            PipelineError::Misfit(misfit) => {
+                let control = match misfit.option() {
+                    RunSetting::Dims => "Teach → Neurons, dimension mask",
+                    RunSetting::TraceLayer => "the layer picker",
+                    RunSetting::MemoryBudget => "Memory budget in Run options",
+                    RunSetting::Truncate => "Cut the input at the model's token limit",
+                };
+                JobError::Failed(format!("{misfit} ({control})"), None)
+            }
             e => JobError::Failed(e.to_string(), None),
         }
+    }
+}
+
+impl From<crate::model::OpenError> for JobError {
+    fn from(e: crate::model::OpenError) -> Self {
+        PipelineError::from(e).into()
     }
 }
 
@@ -291,26 +315,15 @@ fn worker_loop(
         }
         let ran = run_job(&job, &mut model, shared, wake).and_then(|run| {
             let effect = match (job.key.mistake, model.as_ref()) {
-                (Some(m), Some(loaded)) => Some(crate::app::teach::mistakes::measure(
-                    loaded,
-                    &run.attention.tokens,
-                    &job.key.opts,
-                    m,
-                )?),
+                (Some(m), Some(loaded)) => Some(measure_mistake(&job, loaded, m, shared, wake)?),
                 _ => None,
             };
             Ok((run, effect))
         });
-        let (outcome, mask, compute_ms, too_long, effect) = match ran {
-            Ok((run, effect)) => (
-                Ok(Arc::new(run.attention)),
-                run.mask,
-                run.timings.forward_ms,
-                None,
-                effect.map(Arc::new),
-            ),
+        let (outcome, too_long, effect) = match ran {
+            Ok((run, effect)) => (Ok(Arc::new(run)), None, effect.map(Arc::new)),
             Err(JobError::Cancelled) => continue,
-            Err(JobError::Failed(e, limit)) => (Err(e), String::new(), 0.0, limit, None),
+            Err(JobError::Failed(e, limit)) => (Err(e), limit, None),
         };
         // Whether the job's model is the one loaded now: false when its folder failed to load
         // (the previous model stays), true when the model loaded but the run itself failed.
@@ -320,18 +333,8 @@ fn worker_loop(
             id: job.id,
             key: job.key,
             outcome,
-            mask,
-            compute_ms,
             too_long,
             info: model.as_ref().map(LoadedModel::info),
-            kv_groups: model
-                .as_ref()
-                .map(LoadedModel::kv_groups)
-                .unwrap_or_default(),
-            vocab_style: model
-                .as_ref()
-                .map(LoadedModel::vocab_style)
-                .unwrap_or_default(),
             saliency_targets: model
                 .as_ref()
                 .map(saliency::supported_targets)
@@ -388,7 +391,7 @@ fn load_checkpoint(
     let loaded = if progress.is_cancelled() {
         Err(PipelineError::Cancelled)
     } else {
-        LoadedModel::checkpoint(dir, progress)
+        LoadedModel::checkpoint(dir, progress).map_err(PipelineError::from)
     };
     lock(&shared.load).loading = None;
     wake();
@@ -438,10 +441,31 @@ fn run_job(
         wake();
         shared.latest.load(Ordering::SeqCst) == job.id
     };
-    let mut input = RunInput::new(key.input.clone());
-    input.truncate = key.truncate;
-    input.memory_budget = key.memory_budget;
-    // Dimension subsets or a traced layer saved with another model are left out, not errors.
-    let opts = crate::app::teach::fit_options(&key.opts, &loaded.info());
-    Ok(pipeline::run(loaded, &input, &opts, &mut on_layer)?)
+    // Options that do not fit the model are the pipeline's to refuse; the app clamps its
+    // settings when a model loads (`AppState::fit_to_model`), so this only happens for a
+    // job asked before the model's size was known.
+    Ok(pipeline::run(loaded, &key.run_input(), &key.opts, &mut on_layer)?)
+}
+
+/// Measures `mistake` for the mistakes view through the pipeline (its token limit, memory
+/// budget and cancellation), with the same model, input and options as the run.
+fn measure_mistake(
+    job: &Job,
+    loaded: &LoadedModel,
+    mistake: crate::engine::Mistake,
+    shared: &Shared,
+    wake: &dyn Fn(),
+) -> Result<crate::analysis::teach::MistakeEffect, JobError> {
+    let total = loaded.info().layers;
+    let mut on_layer = |done: usize| {
+        *lock(&shared.progress) = Progress { done, total };
+        wake();
+        shared.latest.load(Ordering::SeqCst) == job.id
+    };
+    let key = &job.key;
+    pipeline::mistake_effect(loaded, &key.run_input(), &key.opts, mistake, &mut on_layer)
+        .map_err(|e| match JobError::from(e) {
+            JobError::Failed(e, limit) => JobError::Failed(format!("measuring {mistake}: {e}"), limit),
+            JobError::Cancelled => JobError::Cancelled,
+        })
 }

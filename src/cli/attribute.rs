@@ -2,10 +2,11 @@
 //! `attnviz.attribution/v1` JSON, CSV, or the saliency figure (PNG or SVG).
 
 use super::args::AttributeArgs;
-use super::{Source, run_input, run_options, with_truncate_hint};
+use super::{Source, run_input, run_options};
 use crate::analysis::attribution::{self, AttributeRequest, Attribution};
 use crate::io::{ModelMeta, TokenInput};
-use crate::pipeline::{self, LoadedModel};
+use crate::model::LoadedModel;
+use crate::pipeline;
 use crate::render::{self, saliency};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::io::IsTerminal as _;
@@ -110,9 +111,10 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
         true
     });
     bar.finish();
-    let a = result.map_err(with_truncate_hint)?;
+    let a = result.map_err(super::worded)?;
     let meta = ModelMeta::from(&model.info());
-    let mask = model.effective_mask(&opts.mask, a.tokens.len()).to_string();
+    // The mask the attribution's runs applied: the engine's one decision for this length.
+    let mask = model.model().applied_mask(&opts, a.tokens.len()).to_string();
     match kind {
         OutKind::Json => write_text(&args.out, &attribution::to_json(&a, &meta, &mask))?,
         OutKind::Csv => write_text(&args.out, &attribution::to_csv(&a))?,

@@ -4,11 +4,12 @@
 
 use super::args::ExplainArgs;
 use super::{
-    Source, Timings, ms_since, print_timings, run_input, run_options, source, with_truncate_hint,
+    Source, Timings, ms_since, print_timings, run_input, run_options, source, 
 };
 use crate::analysis::explain::Explanation;
 use crate::io::{self, ModelMeta};
-use crate::pipeline::{self, LoadedModel};
+use crate::model::LoadedModel;
+use crate::pipeline;
 use anyhow::{Result, bail};
 use serde::Serialize;
 use std::time::Instant;
@@ -49,15 +50,16 @@ pub(super) fn explain_cmd(args: ExplainArgs) -> Result<()> {
     let request = run_input(common, input);
     let (run, explanation) =
         pipeline::explain(&model, &request, &opts, args.layer, args.head, args.query)
-            .map_err(with_truncate_hint)?;
+            .map_err(super::worded)?;
     timings.tokenize_ms = run.timings.tokenize_ms;
     timings.forward_ms = run.timings.forward_ms;
     let start = Instant::now();
-    let tokens = &run.attention.tokens;
+    let tokens = &run.tokens;
+    let mask = run.mask.to_string();
     let file = ExplainFile {
         format: EXPLAIN_FORMAT,
-        model: ModelMeta::from(&model.info()),
-        mask: &run.mask,
+        model: run.model.clone(),
+        mask: &mask,
         tokens: tokens.iter().map(|t| t.text.as_str()).collect(),
         token_ids: tokens.iter().map(|t| t.id).collect(),
         explanation: &explanation,

@@ -2,7 +2,8 @@
 
 use super::args::InfoArgs;
 use crate::model::ModelInfo;
-use crate::pipeline::{self, LoadedModel};
+use crate::model::LoadedModel;
+use crate::pipeline;
 use anyhow::{Context as _, Result};
 
 /// Runs `attnviz info`.
@@ -64,7 +65,7 @@ fn info_text(info: &ModelInfo, model: &LoadedModel) -> String {
     } else if info.kv_heads < info.heads {
         s.push_str(&format!(
             "kv groups     {}\n",
-            pipeline::kv_groups_text(&model.kv_groups())
+            pipeline::kv_groups_text(&info.kv_groups())
         ));
     }
     if !crafted.is_empty() {

@@ -18,10 +18,10 @@ pub use args::{
     InfoArgs, NextArgs, RenderArgs, View,
 };
 
-use crate::engine::{AttentionMaps, DimSubset, MaskSpec, RunOptions, ScoreScale};
-use crate::io::{self, InputFile, ModelMeta, TokenInput};
-use crate::pipeline::{self, LoadedModel, RunInput};
-use crate::tokenize::Token;
+use crate::engine::{DimSubset, MaskSpec, RunOptions, ScoreScale};
+use crate::io::{self, InputFile, TokenInput};
+use crate::model::LoadedModel;
+use crate::pipeline::{self, Run, RunInput};
 use anyhow::{Result, anyhow, bail};
 use std::time::Instant;
 
@@ -74,21 +74,6 @@ fn print_timings(enabled: bool, timings: &Timings) {
     if enabled && let Ok(line) = serde_json::to_string(timings) {
         eprintln!("{line}");
     }
-}
-
-/// Attention that came either from running the model or from a file.
-struct Computed {
-    meta: ModelMeta,
-    tokens: Vec<Token>,
-    /// The mask that was applied, as a spec string.
-    mask: String,
-    /// The input text, when the input was text (figures show its start); else empty.
-    text: String,
-    maps: AttentionMaps,
-    /// The model that ran, when one did.
-    model: Option<LoadedModel>,
-    /// Final hidden states, when asked for and a model ran. Shape: [token, d_model].
-    hidden: Option<ndarray::Array2<f32>>,
 }
 
 /// The run options of `common` (mask, score scale, dimension subsets, mistakes), checked before anything
@@ -148,10 +133,13 @@ fn run_input(common: &CommonArgs, input: TokenInput) -> RunInput {
     }
 }
 
-/// The "too long" error with the hint to pass --truncate; other errors as they are.
-fn with_truncate_hint(e: pipeline::PipelineError) -> anyhow::Error {
+/// A pipeline error in the CLI's words: the token limit with the hint to pass `--truncate`,
+/// the memory budget and options that do not fit named by their flags; other errors as they
+/// are.
+fn worded(e: pipeline::PipelineError) -> anyhow::Error {
+    use pipeline::{OptionMisfit, PipelineError};
     match e {
-        pipeline::PipelineError::TooLong {
+        PipelineError::TooLong {
             count,
             limit,
             config,
@@ -159,50 +147,45 @@ fn with_truncate_hint(e: pipeline::PipelineError) -> anyhow::Error {
         } => anyhow!(
             "{count} tokens exceed the model's limit of {limit}{}; pass --truncate to cut the input{}",
             config.map_or_else(String::new, |c| format!(" (set by {})", c.display())),
-            file.map_or_else(String::new, |f| format!(" in {}", f.display()))
+            pipeline::in_file(file.as_deref())
         ),
+        PipelineError::OverBudget { .. } => anyhow!("{e} (--memory-budget)"),
+        PipelineError::Predict(p @ crate::model::PredictError::Position { .. }) => {
+            anyhow!("--{p}")
+        }
+        PipelineError::Misfit(misfit) => {
+            let flag = match misfit {
+                OptionMisfit::DimsHead { .. } | OptionMisfit::DimsDimension { .. } => "--dims",
+                OptionMisfit::TraceLayer { .. } => "--layer",
+            };
+            anyhow!("{flag}: {misfit}")
+        }
         e => e.into(),
     }
 }
 
-/// The input, model and run of `common`, through the pipeline. `next` asks for the hidden
-/// states and no maps (`keep_hidden`); the others for the maps.
-fn compute(common: &CommonArgs, timings: &mut Timings, keep_hidden: bool) -> Result<Computed> {
+/// The input, model and run of `common`, through the pipeline, with the model that ran (none
+/// for an attention file). `next` asks for the hidden states and no maps (`keep_hidden`); the
+/// others for the maps.
+fn compute(
+    common: &CommonArgs,
+    timings: &mut Timings,
+    keep_hidden: bool,
+) -> Result<(Run, Option<LoadedModel>)> {
     let start = Instant::now();
     let opts = run_options(common, keep_hidden)?;
     let input = match source(common)? {
         Source::Tokens(input) => input,
         Source::Attention(file) => {
             timings.load_ms = ms_since(start);
-            let (run, meta) = pipeline::from_attention_file(*file);
-            return Ok(Computed {
-                meta,
-                tokens: run.attention.tokens,
-                mask: run.mask,
-                text: String::new(),
-                maps: run.attention.maps,
-                model: None,
-                hidden: None,
-            });
+            return Ok((pipeline::from_attention_file(*file), None));
         }
-    };
-    let text = match &input {
-        TokenInput::Text(text) => text.clone(),
-        _ => String::new(),
     };
     let model = LoadedModel::load(&common.model, common.demo.config(), common.demo.tokenizer)?;
     timings.load_ms = ms_since(start);
     let request = run_input(common, input);
-    let run = pipeline::run(&model, &request, &opts, &mut |_| true).map_err(with_truncate_hint)?;
+    let run = pipeline::run(&model, &request, &opts, &mut |_| true).map_err(worded)?;
     timings.tokenize_ms = run.timings.tokenize_ms;
     timings.forward_ms = run.timings.forward_ms;
-    Ok(Computed {
-        meta: ModelMeta::from(&model.info()),
-        tokens: run.attention.tokens,
-        mask: run.mask,
-        text,
-        maps: run.attention.maps,
-        hidden: run.attention.hidden,
-        model: Some(model),
-    })
+    Ok((run, Some(model)))
 }

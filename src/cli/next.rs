@@ -1,7 +1,9 @@
 //! `attnviz next`: a checkpoint's most likely next tokens.
 
 use super::args::NextArgs;
-use super::{Timings, compute, ms_since, print_timings};
+use super::{Timings, ms_since, print_timings};
+use crate::model::LoadedModel;
+use crate::pipeline::{self, Positions};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::time::Instant;
 
@@ -27,65 +29,63 @@ struct PositionJson<'a> {
 
 /// Runs `attnviz next`.
 pub(super) fn next(args: NextArgs) -> Result<()> {
-    if args.common.model == "demo" {
-        bail!("the demo model has no LM head; give --model DIR with a GPT-2 or Llama checkpoint");
-    }
-    // The position is checked before the model runs, once the length is known (below).
-    let positions = args.position.as_deref().map(str::trim);
-    let parsed: Option<Option<usize>> = match positions {
-        None => None,
-        Some("all") => Some(None),
-        Some(p) => Some(Some(p.parse::<usize>().map_err(|_| {
+    // The position is checked against the input once it is tokenized (in the pipeline).
+    let positions = match args.position.as_deref().map(str::trim) {
+        None => Positions::Last,
+        Some("all") => Positions::All,
+        Some(p) => Positions::One(p.parse::<usize>().map_err(|_| {
             anyhow!("bad --position {p:?}; expected a 0-based token index or all")
-        })?)),
+        })?),
     };
     let mut timings = Timings::default();
-    let computed = compute(&args.common, &mut timings, true)?;
-    let (Some(ckpt), Some(hidden)) = (
-        computed
-            .model
-            .as_ref()
-            .and_then(crate::pipeline::LoadedModel::as_checkpoint),
-        &computed.hidden,
-    ) else {
-        bail!(
-            "next-token predictions need a model run: give text or token ids, not an attention file"
-        );
-    };
-    let dir = &args.common.model;
-    let head = ckpt.lm_head().ok_or_else(|| {
-        anyhow!(
-            "the model has no next-token LM head (a BERT model, or no lm_head.weight and untied embeddings) in {dir}"
-        )
-    })?;
-    let n = computed.tokens.len();
     let start = Instant::now();
-    let wanted: Vec<usize> = match parsed {
-        None => vec![n.saturating_sub(1)],
-        Some(None) => (0..n).collect(),
-        Some(Some(p)) if p >= n => {
-            bail!("--position {p} is out of range: the input has {n} tokens (0-based)")
-        }
-        Some(Some(p)) => vec![p],
+    let opts = super::run_options(&args.common, true)?;
+    let input = match super::source(&args.common)? {
+        super::Source::Tokens(input) => input,
+        super::Source::Attention(_) => bail!(
+            "next-token predictions need a model run: give text or token ids, not an attention file"
+        ),
     };
-    let mut predictions = Vec::with_capacity(wanted.len());
-    for &position in &wanted {
-        let top = ckpt.top_next_tokens(hidden.view(), position, args.top as usize)?;
-        predictions.push(PositionJson {
-            position,
-            token: computed.tokens[position].text.as_str(),
-            top,
-        });
-    }
-    timings.write_ms = ms_since(start);
+    let model = LoadedModel::load(
+        &args.common.model,
+        args.common.demo.config(),
+        args.common.demo.tokenizer,
+    )?;
+    // Refuse a model without an LM head before anything runs.
+    pipeline::lm_head(&model).map_err(super::worded)?;
+    timings.load_ms = ms_since(start);
+    let request = super::run_input(&args.common, input);
+    let start = Instant::now();
+    let (run, head, predictions) = pipeline::next_tokens(
+        &model,
+        &request,
+        &opts,
+        positions,
+        args.top as usize,
+        &mut |_| true,
+    )
+    .map_err(super::worded)?;
+    timings.tokenize_ms = run.timings.tokenize_ms;
+    timings.forward_ms = run.timings.forward_ms;
+    timings.write_ms =
+        (ms_since(start) - run.timings.tokenize_ms - run.timings.forward_ms).max(0.0);
+    let predictions: Vec<PositionJson<'_>> = predictions
+        .into_iter()
+        .map(|p| PositionJson {
+            token: run.tokens.get(p.position).map_or("", |t| t.text.as_str()),
+            position: p.position,
+            top: p.top,
+        })
+        .collect();
     if args.json {
+        let mask = run.mask.to_string();
         let out = NextJson {
             format: "attnviz.next/v1",
-            model: &computed.meta.name,
+            model: &run.model.name,
             lm_head: &head,
-            tokens: computed.tokens.iter().map(|t| t.text.as_str()).collect(),
-            token_ids: computed.tokens.iter().map(|t| t.id).collect(),
-            mask: &computed.mask,
+            tokens: run.tokens.iter().map(|t| t.text.as_str()).collect(),
+            token_ids: run.tokens.iter().map(|t| t.id).collect(),
+            mask: &mask,
             predictions,
         };
         let json = serde_json::to_string(&out).context("serialising predictions")?;

@@ -26,27 +26,11 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
     let layer: LayerSelection = args.layer.parse().map_err(|e: String| anyhow!(e))?;
     render::set_max_pixels(args.max_pixels);
     let mut timings = Timings::default();
-    let computed = compute(&args.common, &mut timings, false)?;
+    let (run, _) = compute(&args.common, &mut timings, false)?;
     let start = Instant::now();
-    // Figures show labels as the app does: the checkpoint tokenizer's style; the demo and
-    // attention files (which name no tokenizer) show the strings as they are.
-    let vocab = computed
-        .model
-        .as_ref()
-        .map(crate::pipeline::LoadedModel::vocab_style)
-        .unwrap_or_default();
-    // What the figure says besides the maps, as the app's export fills it: the applied mask,
-    // the input text (the grid shows its start) and the KV grouping the app's grid shows.
-    let ctx = FigureContext {
-        text: computed.text.clone(),
-        kv_groups: crate::pipeline::kv_groups(computed.meta.heads, computed.meta.kv_heads),
-        ..FigureContext::from_tokens(
-            &computed.tokens,
-            &vocab,
-            &computed.meta.name,
-            &computed.mask,
-        )
-    };
+    // Everything the figure says besides the maps (labels in the model's style, the applied
+    // mask, the input text, the KV groups) comes from the run, as in the app's export.
+    let ctx = FigureContext::from_run(&run);
     let style = RenderStyle {
         colormap: args.colormap,
         scale: if args.log {
@@ -56,7 +40,7 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
         },
         range: args.range,
         cell_px: args.cell.unwrap_or(match args.view {
-            View::Heatmap => default_cell(computed.maps.len()),
+            View::Heatmap => default_cell(run.maps.len()),
             View::Grid => 96,
         }),
         labels: !args.no_labels,
@@ -69,15 +53,15 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
     };
     if is_svg(&args.out) {
         let svg = match args.view {
-            View::Heatmap => render::view_svg(&computed.maps, &ctx, &spec, &style),
-            View::Grid => render::grid_view_svg(&computed.maps, &ctx, &style),
+            View::Heatmap => render::view_svg(&run.maps, &ctx, &spec, &style),
+            View::Grid => render::grid_view_svg(&run.maps, &ctx, &style),
         }
         .map_err(|e| named(e, &args.common.input))?;
         render::write_svg(&svg, &args.out)?;
     } else {
         let image = match args.view {
-            View::Heatmap => render::view_figure(&computed.maps, &ctx, &spec, &style),
-            View::Grid => render::grid_view_figure(&computed.maps, &ctx, &style),
+            View::Heatmap => render::view_figure(&run.maps, &ctx, &spec, &style),
+            View::Grid => render::grid_view_figure(&run.maps, &ctx, &style),
         }
         .map_err(|e| named(e, &args.common.input))?;
         render::write_png(&image, &args.out)?;

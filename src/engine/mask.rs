@@ -339,6 +339,104 @@ impl std::fmt::Display for MaskPart {
     }
 }
 
+/// What a model adds to every run's mask, from its architecture: the causal mask of a causal
+/// model (GPT-2, Llama), Mistral's sliding window, and the head count that the `chunk-by-heads`
+/// mistake turns into a block size.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArchitectureMask {
+    /// Causal by construction.
+    pub causal: bool,
+    /// A query sees the W most recent keys, itself included (Mistral's `sliding_window`).
+    pub sliding_window: Option<usize>,
+    /// Query heads per layer.
+    pub heads: usize,
+}
+
+/// The mask a run applied: the user's spec combined with what the architecture adds and any
+/// teaching mistake, for one input length. Decided once, by [`AppliedMask::decide`] (the engine
+/// calls it at the start of every forward and backward pass); everyone downstream reads this
+/// value, its spelling ([`std::fmt::Display`]) and the grid derived from it
+/// ([`AppliedMask::allowed`]), and never re-derives it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedMask {
+    spec: MaskSpec,
+}
+
+impl AppliedMask {
+    /// The one decision: `user` plus the architecture's causal mask (unless the
+    /// [`Mistake::NoCausalMask`](super::Mistake::NoCausalMask) mistake drops it; a `causal` the
+    /// user wrote stays), the sliding window once the input of `len` tokens is longer than it
+    /// (query − key < W, which `window:W−1` spells), and `block:2^heads` under
+    /// [`Mistake::ChunkByHeads`](super::Mistake::ChunkByHeads).
+    pub fn decide(
+        user: &MaskSpec,
+        arch: ArchitectureMask,
+        mistakes: &[super::Mistake],
+        len: usize,
+    ) -> Self {
+        use super::Mistake;
+        let mut spec = user.clone();
+        if arch.causal && !mistakes.contains(&Mistake::NoCausalMask) && !spec.is_causal() {
+            spec.parts.push(MaskPart::Causal);
+        }
+        if let Some(window) = arch.sliding_window
+            && window > 0
+            && len > window
+        {
+            spec.parts.push(MaskPart::Window(window - 1));
+        }
+        if mistakes.contains(&Mistake::ChunkByHeads) {
+            let block = MaskPart::Block(chunk_by_heads_size(arch.heads));
+            if !spec.parts.contains(&block) {
+                spec.parts.push(block);
+            }
+        }
+        Self { spec }
+    }
+
+    /// The mask an attention file records (its `mask` field, parsed by the file's reader).
+    pub fn recorded(spec: MaskSpec) -> Self {
+        Self { spec }
+    }
+
+    /// The mask as parts.
+    pub fn spec(&self) -> &MaskSpec {
+        &self.spec
+    }
+
+    /// True when nothing is masked by the spec (`none`).
+    pub fn is_none(&self) -> bool {
+        self.spec.is_none()
+    }
+
+    /// True when the causal mask is part of it.
+    pub fn is_causal(&self) -> bool {
+        self.spec.is_causal()
+    }
+
+    /// The allowed (query, key) grid for `len` tokens whose padding is `is_pad`, derived on
+    /// demand; `None` when every pair is allowed. Shape: [query, key].
+    pub fn allowed(&self, len: usize, is_pad: &[bool]) -> Result<Option<Array2<bool>>, MaskError> {
+        self.spec.build(len, is_pad)
+    }
+}
+
+impl std::fmt::Display for AppliedMask {
+    /// The canonical spelling (`causal+window:3`, `none`), as attention files record it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.spec.fmt(f)
+    }
+}
+
+/// The chunk size of the tutorial's "hierarchical attention": 2^heads tokens (saturating at
+/// `usize::MAX`, one chunk for any input, from 64 heads on).
+pub fn chunk_by_heads_size(heads: usize) -> usize {
+    u32::try_from(heads)
+        .ok()
+        .and_then(|h| 1usize.checked_shl(h))
+        .unwrap_or(usize::MAX)
+}
+
 impl std::fmt::Display for MaskSpec {
     /// The canonical spelling, which [`MaskSpec::parse`] reads back.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -402,6 +500,48 @@ mod count_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_applied_mask_is_decided_once_from_spec_architecture_and_mistakes() {
+        use crate::engine::Mistake;
+        let none = MaskSpec::none();
+        let mistral = ArchitectureMask {
+            causal: true,
+            sliding_window: Some(4),
+            heads: 2,
+        };
+        // W = 4: at 4 tokens every key is within the window; at 5, query 4 loses key 0
+        // (4 − 0 = 4 is not < 4), which window:3 (|q − k| ≤ 3) expresses.
+        assert_eq!(AppliedMask::decide(&none, mistral, &[], 4).to_string(), "causal");
+        assert_eq!(
+            AppliedMask::decide(&none, mistral, &[], 5).to_string(),
+            "causal+window:3"
+        );
+        let encoder = ArchitectureMask::default();
+        assert_eq!(AppliedMask::decide(&none, encoder, &[], 5).to_string(), "none");
+        // The forgotten causal mask drops the architecture's, not one the user wrote.
+        let gpt2 = ArchitectureMask {
+            causal: true,
+            sliding_window: None,
+            heads: 4,
+        };
+        let forgot = [Mistake::NoCausalMask];
+        assert_eq!(AppliedMask::decide(&none, gpt2, &forgot, 5).to_string(), "none");
+        let written = MaskSpec::parse("causal").unwrap();
+        assert_eq!(
+            AppliedMask::decide(&written, gpt2, &forgot, 5).to_string(),
+            "causal"
+        );
+        // Chunking by 2^heads: 4 heads give blocks of 16, added once.
+        let chunked = AppliedMask::decide(&none, gpt2, &[Mistake::ChunkByHeads], 5);
+        assert_eq!(chunked.to_string(), "causal+block:16");
+        // The grid is derived from the decision: causal over 3 tokens forbids k > q.
+        let grid = AppliedMask::decide(&none, gpt2, &[], 3)
+            .allowed(3, &[false; 3])
+            .unwrap()
+            .unwrap();
+        assert!(grid[(0, 0)] && !grid[(0, 1)] && grid[(2, 1)]);
+    }
 
     /// Renders an allowed matrix as rows of '1'/'.' for readable assertions.
     fn picture(spec: &str, len: usize, pads: &[bool]) -> Vec<String> {

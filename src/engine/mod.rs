@@ -22,7 +22,7 @@ pub use attention::SelfAttention;
 pub use backward::{Backward, Tape};
 pub use gemm::PackedMatrix;
 pub use layers::{Activation, Mlp, Norm, NormPlacement};
-pub use mask::{MaskError, MaskPart, MaskSpec};
+pub use mask::{AppliedMask, ArchitectureMask, MaskError, MaskPart, MaskSpec, chunk_by_heads_size};
 pub use options::{DimSubset, Mistake, RunOptions, ScoreScale};
 pub use position::{
     AttentionPosition, Llama3Scaling, alibi_slopes, apply_rope, llama3_frequencies,
@@ -30,8 +30,7 @@ pub use position::{
 };
 pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, PositionKind, Trace};
 pub use transformer::{
-    Block, ForwardOutput, Transformer, TransformerParts, chunk_by_heads_size, effective_mask,
-    mistaken_mask,
+    Block, ForwardOutput, Transformer, TransformerParts,
 };
 
 /// Errors from a forward pass.
@@ -77,6 +76,7 @@ mod tests {
             placement: NormPlacement::None,
             position,
             causal: false,
+            sliding_window: None,
             blocks: vec![Block {
                 attention: SelfAttention {
                     wq: eye.clone(),

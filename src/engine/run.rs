@@ -169,6 +169,8 @@ pub struct AttentionRun {
     pub tokens: Vec<Token>,
     /// Every layer's and head's probabilities.
     pub maps: AttentionMaps,
+    /// The mask the run applied (decided once, by [`super::AppliedMask::decide`]).
+    pub mask: super::AppliedMask,
     /// Query indices whose rows the mask left empty; their rows are all zeros.
     pub fully_masked_queries: Vec<usize>,
     /// The trace of one layer, when asked for.

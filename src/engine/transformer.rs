@@ -13,7 +13,8 @@ use super::options::{Mistake, RunOptions};
 use super::parallel::{MAX_THREADS, parallel_map, threads_for};
 use super::position::AttentionPosition;
 use super::run::{AttentionMaps, PositionKind, Trace};
-use super::{EngineError, MaskPart, MaskSpec};
+use super::EngineError;
+use super::mask::{AppliedMask, ArchitectureMask};
 use ndarray::{Array2, Axis};
 use std::sync::Arc;
 
@@ -47,6 +48,8 @@ pub struct TransformerParts {
     pub position: AttentionPosition,
     /// True for models that are causal by construction (GPT-2, Llama): `causal` is always added.
     pub causal: bool,
+    /// Mistral's sliding window: a query sees the W most recent keys, itself included.
+    pub sliding_window: Option<usize>,
     /// The blocks, first to last.
     pub blocks: Vec<Block>,
     /// A norm after the last block (GPT-2's ln_f, Llama's norm), applied to the hidden output.
@@ -170,6 +173,21 @@ impl Transformer {
     /// True for models that are causal by construction.
     pub fn causal(&self) -> bool {
         self.parts.causal
+    }
+
+    /// What the architecture adds to every run's mask.
+    pub fn architecture_mask(&self) -> ArchitectureMask {
+        ArchitectureMask {
+            causal: self.parts.causal,
+            sliding_window: self.parts.sliding_window,
+            heads: self.parts.heads,
+        }
+    }
+
+    /// The mask a run of `len` tokens under `opts` applies: see [`AppliedMask::decide`], the one
+    /// place it is decided. [`Self::forward`] returns it with the maps.
+    pub fn applied_mask(&self, opts: &RunOptions, len: usize) -> AppliedMask {
+        AppliedMask::decide(&opts.mask, self.architecture_mask(), &opts.mistakes, len)
     }
 
     /// The blocks, first to last.
@@ -318,13 +336,8 @@ impl Transformer {
             )));
         }
         self.check_options(opts)?;
-        let allowed = mistaken_mask(
-            &opts.mask,
-            self.parts.causal,
-            self.parts.heads,
-            &opts.mistakes,
-        )
-        .build(len, is_pad)?;
+        let mask = self.applied_mask(opts, len);
+        let allowed = mask.allowed(len, is_pad)?;
         let fully_masked_queries = match &allowed {
             Some(a) => a
                 .axis_iter(Axis(0))
@@ -429,6 +442,7 @@ impl Transformer {
             .ok_or_else(|| EngineError::BadWeights("head maps have inconsistent shapes".into()))?;
         Ok(ForwardOutput {
             maps,
+            mask,
             fully_masked_queries,
             trace,
             hidden: x,
@@ -450,6 +464,7 @@ impl Transformer {
         Ok(super::AttentionRun {
             tokens: tokens.to_vec(),
             maps: out.maps,
+            mask: out.mask,
             fully_masked_queries: out.fully_masked_queries,
             trace: out.trace,
             hidden: opts.keep_hidden.then_some(out.hidden),
@@ -496,6 +511,8 @@ impl Transformer {
 pub struct ForwardOutput {
     /// Every layer's and head's probabilities.
     pub maps: AttentionMaps,
+    /// The mask the pass applied.
+    pub mask: AppliedMask,
     /// Query rows the mask left empty.
     pub fully_masked_queries: Vec<usize>,
     /// The traced layer, when asked for.
@@ -536,41 +553,4 @@ pub(super) fn check_finite(
             "non-finite values after layer {layer_idx}'s {sublayer}"
         )))
     }
-}
-
-/// The mask a model really applies: the user's spec, plus `causal` for causal models.
-pub fn effective_mask(mask: &MaskSpec, causal: bool) -> MaskSpec {
-    let mut mask = mask.clone();
-    if causal && !mask.is_causal() {
-        mask.parts.push(MaskPart::Causal);
-    }
-    mask
-}
-
-/// The chunk size of the tutorial's "hierarchical attention": 2^heads tokens (saturating at
-/// `usize::MAX`, one chunk for any input, from 64 heads on).
-pub fn chunk_by_heads_size(heads: usize) -> usize {
-    u32::try_from(heads)
-        .ok()
-        .and_then(|h| 1usize.checked_shl(h))
-        .unwrap_or(usize::MAX)
-}
-
-/// The mask a run applies once `mistakes` are made: [`effective_mask`], except that
-/// [`Mistake::NoCausalMask`] drops the causal mask a causal model adds (one written in `mask`
-/// stays), and [`Mistake::ChunkByHeads`] adds `block:2^heads`.
-pub fn mistaken_mask(
-    mask: &MaskSpec,
-    causal: bool,
-    heads: usize,
-    mistakes: &[Mistake],
-) -> MaskSpec {
-    let mut mask = effective_mask(mask, causal && !mistakes.contains(&Mistake::NoCausalMask));
-    if mistakes.contains(&Mistake::ChunkByHeads) {
-        let block = MaskPart::Block(chunk_by_heads_size(heads));
-        if !mask.parts.contains(&block) {
-            mask.parts.push(block);
-        }
-    }
-    mask
 }

@@ -18,7 +18,7 @@ use super::{
 use crate::engine::{EngineError, RunOptions, Transformer};
 use crate::model::Checkpoint;
 use crate::model::lm_head::{logprob_of_row, top_k};
-use crate::pipeline::LoadedModel;
+use crate::model::LoadedModel;
 use crate::tokenize::Token;
 use ndarray::{Array2, ArrayView2, Axis};
 
@@ -54,13 +54,6 @@ impl LoadedModel {
         if len == 0 {
             return Err(EngineError::NoTokens.into());
         }
-        if len > info.max_positions {
-            return Err(EngineError::TooLarge(format!(
-                "{len} tokens exceed the model's limit of {}",
-                info.max_positions
-            ))
-            .into());
-        }
         if e.ncols() != info.d_model {
             return Err(GradError::BadTarget(format!(
                 "embeddings are {} wide, but the model's are {}",
@@ -72,7 +65,7 @@ impl LoadedModel {
             LoadedModel::Demo { model, .. } => Ok((&e + &model.position_vectors(len), None)),
             LoadedModel::Checkpoint { model, .. } => {
                 let mut x = e.to_owned();
-                model.add_positions(&mut x);
+                model.add_positions(&mut x)?;
                 match model.embedding_norm() {
                     Some(norm) => {
                         let pre = x.clone();
@@ -96,11 +89,10 @@ impl LoadedModel {
         }
     }
 
-    /// The options a run of `len` tokens applies: the model's effective mask (causal, sliding
-    /// window), no maps kept.
-    fn grad_options(&self, opts: &RunOptions, len: usize) -> RunOptions {
+    /// The options of a gradient run: no maps, no trace, the hidden states kept (the mask is
+    /// the engine's to decide, as in every run).
+    fn grad_options(&self, opts: &RunOptions) -> RunOptions {
         RunOptions {
-            mask: self.effective_mask(&opts.mask, len),
             trace_layer: None,
             keep_maps: false,
             keep_hidden: true,
@@ -117,7 +109,7 @@ impl LoadedModel {
     ) -> Result<Array2<f32>, GradError> {
         let (x, _) = self.stack_input(e)?;
         let is_pad: Vec<bool> = tokens.iter().map(Token::is_pad).collect();
-        let opts = self.grad_options(opts, tokens.len());
+        let opts = self.grad_options(opts);
         Ok(self
             .stack()
             .forward(x, &is_pad, &opts, &mut |_| true)?
@@ -433,7 +425,7 @@ impl Differentiable for LoadedModel {
         let (tokens, embeds, replaced) = self.masked_inputs(tokens, embeds, target)?;
         let (x, pre) = self.stack_input(embeds.view())?;
         let is_pad: Vec<bool> = tokens.iter().map(Token::is_pad).collect();
-        let opts = self.grad_options(opts, tokens.len());
+        let opts = self.grad_options(opts);
         let (hidden, tape) = self.stack().forward_taped(x, &is_pad, &opts)?;
         let (value, d_hidden) = self.objective(hidden.view(), target, true)?;
         let d_hidden = d_hidden.unwrap_or_else(|| Array2::zeros(hidden.raw_dim()));

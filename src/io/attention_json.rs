@@ -1,7 +1,7 @@
 //! The attention JSON format, `attnviz.attention/v1`: written as a stream, read back whole.
 
 use super::{IoError, MAX_ATTENTION_FILE, json_reason, read_regular_file};
-use crate::engine::AttentionMaps;
+use crate::engine::{AppliedMask, AttentionMaps, MaskSpec};
 use crate::tokenize::Token;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -47,8 +47,8 @@ pub struct AttentionFile {
     pub tokens: Vec<String>,
     /// Token ids, when the file has them.
     pub token_ids: Vec<u32>,
-    /// The mask spec it was computed with.
-    pub mask: String,
+    /// The mask it records as applied (`none` when it records none).
+    pub mask: AppliedMask,
     /// The maps. Shape: [layer, head, query, key].
     pub maps: AttentionMaps,
 }
@@ -131,7 +131,7 @@ pub fn write_attention_json(
     out: &mut dyn Write,
     model: &ModelMeta,
     tokens: &[Token],
-    mask: &str,
+    mask: &AppliedMask,
     maps: &AttentionMaps,
 ) -> std::io::Result<()> {
     check_attention_values(maps)
@@ -149,7 +149,7 @@ pub fn write_attention_json(
     out.write_all(b",\"token_ids\":")?;
     serde_json::to_writer(&mut *out, &ids)?;
     out.write_all(b",\"mask\":")?;
-    serde_json::to_writer(&mut *out, mask)?;
+    serde_json::to_writer(&mut *out, &mask.to_string())?;
     let [l, h, n, _] = maps.shape();
     write!(out, ",\"shape\":[{l},{h},{n},{n}],\"attentions\":[")?;
     let mut buf = ryu::Buffer::new();
@@ -278,11 +278,20 @@ fn from_raw(path: &Path, raw: RawFile) -> Result<AttentionFile, IoError> {
     let maps = AttentionMaps::from_heads(l, h, n, maps)
         .ok_or_else(|| IoError::invalid(path, "inconsistent attention shapes"))?;
     check_attention_values(&maps).map_err(|reason| IoError::invalid(path, reason))?;
+    // The mask is read here, once: the app and `render` take the typed value.
+    let spec = if raw.mask.trim().is_empty() {
+        MaskSpec::none()
+    } else {
+        MaskSpec::parse(&raw.mask).map_err(|e| IoError::invalid(path, format!("\"mask\": {e}")))?
+    };
+    let mask = AppliedMask::recorded(spec);
+    mask.allowed(n, &[])
+        .map_err(|e| IoError::invalid(path, format!("\"mask\": {e}")))?;
     Ok(AttentionFile {
         model: raw.model,
         tokens: raw.tokens,
         token_ids: raw.token_ids,
-        mask: raw.mask,
+        mask,
         maps,
     })
 }
@@ -314,7 +323,8 @@ mod tests {
             d_model: 8,
         };
         let mut out = Vec::new();
-        write_attention_json(&mut out, &meta, &tokens, "causal", &maps).unwrap();
+        let causal = AppliedMask::recorded(MaskSpec::parse("causal").unwrap());
+        write_attention_json(&mut out, &meta, &tokens, &causal, &maps).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["shape"], serde_json::json!([1, 2, 2, 2]));
         // The shortest text that reads back to the same f32.
@@ -327,7 +337,14 @@ mod tests {
         let file = from_value(Path::new("x.json"), value).unwrap();
         assert_eq!(file.maps, maps);
         assert_eq!(file.tokens, ["a", "b"]);
-        assert_eq!(file.mask, "causal");
+        assert_eq!(file.mask, causal);
+        // A mask that does not parse, or names a token the file does not have, is refused.
+        for (bad, why) in [("window:", "bad mask spec"), ("drop-keys:5", "names token 5")] {
+            let mut value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            value["mask"] = serde_json::json!(bad);
+            let err = from_value(Path::new("x.json"), value).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("x.json"), "{err}");
+        }
     }
 
     #[test]
@@ -441,7 +458,8 @@ mod tests {
             d_model: 4,
         };
         let mut out = Vec::new();
-        let err = write_attention_json(&mut out, &meta, &tokens, "causal", &maps).unwrap_err();
+        let causal = AppliedMask::recorded(MaskSpec::parse("causal").unwrap());
+        let err = write_attention_json(&mut out, &meta, &tokens, &causal, &maps).unwrap_err();
         assert_eq!(
             err.to_string(),
             "refusing to export: layer 0 head 1 row 0 column 0 holds NaN, which is not a probability (1 non-finite values)"

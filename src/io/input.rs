@@ -48,7 +48,7 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
             },
             tokens,
             token_ids: Vec::new(),
-            mask: String::new(),
+            mask: crate::engine::AppliedMask::default(),
             maps,
         })));
     }

@@ -439,7 +439,11 @@ mod tests {
                 }
                 match step.mistake {
                     Some(m) => {
-                        crate::analysis::teach::mistake_effect(&model, &tokens, &opts, m).unwrap();
+                        let info = crate::model::Model::info(&model);
+                        crate::analysis::teach::mistake_effect(&info, &tokens, &opts, m, &mut |t, o| {
+                            crate::model::Model::forward(&model, t, o)
+                        })
+                        .unwrap();
                     }
                     None => {
                         model.forward(&tokens, &opts).unwrap();

@@ -169,7 +169,7 @@ impl Checkpoint {
         let logprobs = self
             .next_token_logprobs(row)?
             .ok_or_else(|| PredictError::NoHead {
-                dir: self.dir.clone(),
+                dir: Some(self.dir.clone()),
             })?;
         let ids: Vec<(u32, f32)> = lm_head::top_k(logprobs.row(0), k);
         let texts = self.tokens_from_ids(&ids.iter().map(|&(id, _)| id).collect::<Vec<_>>());
@@ -223,7 +223,7 @@ impl Checkpoint {
 
     /// Which query heads share each key/value head: entry g lists the query heads of group g.
     pub fn kv_groups(&self) -> Vec<Vec<usize>> {
-        crate::pipeline::kv_groups(self.cfg.heads, self.cfg.kv_heads)
+        super::kv_groups(self.cfg.heads, self.cfg.kv_heads)
     }
 
     /// The embeddings of `tokens`: word, plus learned positions (skipped under
@@ -231,7 +231,7 @@ impl Checkpoint {
     /// [`Mistake::NoLayerNorm`]). Shape: [token, d_model].
     fn embed(&self, tokens: &[Token], opts: &RunOptions) -> Result<Array2<f32>, EngineError> {
         let mut x = self.input_embeddings(tokens)?;
-        self.add_positions_with(&mut x, !opts.has(Mistake::NoPositions));
+        self.add_positions_with(&mut x, !opts.has(Mistake::NoPositions))?;
         if let Some(norm) = &self.embeddings.norm
             && !opts.has(Mistake::NoLayerNorm)
         {
@@ -259,13 +259,25 @@ impl Checkpoint {
     }
 
     /// Adds the learned positions and BERT's segment-0 embedding to input embeddings.
-    pub fn add_positions(&self, x: &mut Array2<f32>) {
-        self.add_positions_with(x, true);
+    pub fn add_positions(&self, x: &mut Array2<f32>) -> Result<(), EngineError> {
+        self.add_positions_with(x, true)
     }
 
     /// Adds BERT's segment-0 embedding, and the learned positions when `positions` is true.
-    fn add_positions_with(&self, x: &mut Array2<f32>, positions: bool) {
+    /// The token limit is the pipeline's to enforce (`pipeline::run`); a position past the
+    /// learned table is only refused here, never indexed.
+    fn add_positions_with(&self, x: &mut Array2<f32>, positions: bool) -> Result<(), EngineError> {
         let e = &self.embeddings;
+        if let Some(p) = &e.position
+            && positions
+            && x.nrows() > p.nrows()
+        {
+            return Err(EngineError::OutOfRange(format!(
+                "position {} has no learned embedding (the table has {})",
+                x.nrows() - 1,
+                p.nrows()
+            )));
+        }
         for (pos, mut row) in x.rows_mut().into_iter().enumerate() {
             if let Some(p) = &e.position
                 && positions
@@ -276,6 +288,7 @@ impl Checkpoint {
                 row += seg;
             }
         }
+        Ok(())
     }
 
     /// BERT's LayerNorm over the summed embeddings, if any.
@@ -300,6 +313,10 @@ impl Checkpoint {
 }
 
 impl Model for Checkpoint {
+    fn transformer(&self) -> &Transformer {
+        &self.transformer
+    }
+
     fn info(&self) -> ModelInfo {
         let c = &self.cfg;
         let t = &self.transformer;
@@ -370,23 +387,7 @@ impl Model for Checkpoint {
         if tokens.is_empty() {
             return Err(EngineError::NoTokens);
         }
-        if tokens.len() > self.cfg.max_positions {
-            return Err(EngineError::TooLarge(format!(
-                "{} tokens exceed the model's limit of {} (max_position_embeddings)",
-                tokens.len(),
-                self.cfg.max_positions
-            )));
-        }
         let x = self.embed(tokens, opts)?;
-        let mut opts = opts.clone();
-        opts.mask = super::applied_mask(
-            &opts.mask,
-            self.transformer.causal(),
-            self.cfg.sliding_window,
-            tokens.len(),
-            self.cfg.heads,
-            &opts.mistakes,
-        );
-        self.transformer.run(tokens, x, &opts, progress)
+        self.transformer.run(tokens, x, opts, progress)
     }
 }

@@ -33,17 +33,29 @@ pub struct Prediction {
     pub logprob: f32,
 }
 
+/// Why a model has no next-token predictions.
+fn no_head_text(dir: Option<&std::path::Path>) -> String {
+    match dir {
+        None => "the demo model has no LM head: next-token predictions need a GPT-2 or \
+                 Llama-family checkpoint"
+            .to_owned(),
+        Some(dir) => format!(
+            "the model has no next-token LM head (a BERT encoder, or no lm_head.weight and \
+             untied embeddings) in {}",
+            dir.display()
+        ),
+    }
+}
+
 /// Errors from asking a checkpoint for next-token predictions.
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
-    /// The checkpoint has no LM head.
-    #[error(
-        "the model has no LM head (no lm_head.weight, and tie_word_embeddings is off or the family has none) in {}",
-        dir.display()
-    )]
+    /// The model has no next-token LM head: the one wording, for `attnviz next` and the
+    /// Saliency view alike.
+    #[error("{}", no_head_text(dir.as_deref()))]
     NoHead {
-        /// The model folder.
-        dir: PathBuf,
+        /// The checkpoint folder, or `None` for the demo model.
+        dir: Option<PathBuf>,
     },
     /// The hidden states are not d_model wide.
     #[error("hidden states are {got} wide, but the LM head expects {expected}")]

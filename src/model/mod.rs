@@ -7,17 +7,19 @@ pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod lm_head;
+pub mod loaded;
 mod loaders;
 mod rng;
 pub mod weights;
 
-use crate::engine::{AttentionRun, EngineError, MaskPart, MaskSpec, Mistake, RunOptions};
+use crate::engine::{AppliedMask, AttentionRun, EngineError, RunOptions};
 use crate::tokenize::Token;
 use serde::Serialize;
 
 pub use checkpoint::Checkpoint;
 pub use demo::{DemoConfig, DemoModel, DemoPositional};
 pub use lm_head::{LmHeadInfo, MlmHead, PredictError, Prediction};
+pub use loaded::{InputError, LoadedModel, OpenError};
 pub use weights::{LoadError, LoadProgress};
 
 /// A model's architecture, for `attnviz info` and the app's model panel.
@@ -57,6 +59,26 @@ pub struct ModelInfo {
     pub lm_head: Option<LmHeadInfo>,
 }
 
+impl ModelInfo {
+    /// Per key/value head, the query heads that share it (one group per head without GQA).
+    pub fn kv_groups(&self) -> Vec<Vec<usize>> {
+        kv_groups(self.heads, self.kv_heads)
+    }
+}
+
+/// Key/value groups as Hugging Face models share KV heads (`repeat_kv`): query head h uses KV
+/// head h / (heads / kv_heads). One group per head when `kv_heads` is 0 or does not divide
+/// `heads`.
+pub fn kv_groups(heads: usize, kv_heads: usize) -> Vec<Vec<usize>> {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return (0..heads).map(|h| vec![h]).collect();
+    }
+    let per = heads / kv_heads;
+    (0..kv_heads)
+        .map(|g| (g * per..(g + 1) * per).collect())
+        .collect()
+}
+
 /// Anything that runs attention over tokens.
 pub trait Model: Send + Sync {
     /// The architecture summary.
@@ -73,46 +95,31 @@ pub trait Model: Send + Sync {
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<AttentionRun, EngineError>;
 
+    /// The transformer stack the model runs.
+    fn transformer(&self) -> &crate::engine::Transformer;
+
+    /// The mask a run of `len` tokens under `opts` applies (decided by the engine's
+    /// [`AppliedMask::decide`], as every forward pass does; for callers that need the mask
+    /// without running, such as the attribution JSON).
+    fn applied_mask(&self, opts: &RunOptions, len: usize) -> AppliedMask {
+        self.transformer().applied_mask(opts, len)
+    }
+
     /// Runs the model to the end.
     fn forward(&self, tokens: &[Token], opts: &RunOptions) -> Result<AttentionRun, EngineError> {
         self.forward_with_progress(tokens, opts, &mut |_| true)
     }
 }
 
-/// The mask a run applies: the user's `spec`, plus what the architecture adds for an input of
-/// `len` tokens: the causal mask of a causal model (GPT-2, Llama), and Mistral's sliding window
-/// of `sliding_window` keys (a query sees the W most recent keys, itself included, as
-/// transformers allows query − key < W) once the input is longer than W. The one place this is
-/// decided: checkpoints run with it, exports record it and the app shows it.
-pub fn effective_mask(
-    spec: &MaskSpec,
-    causal: bool,
-    sliding_window: Option<usize>,
-    len: usize,
-) -> MaskSpec {
-    let mut mask = crate::engine::effective_mask(spec, causal);
-    if let Some(window) = sliding_window
-        && window > 0
-        && len > window
-    {
-        mask.parts.push(MaskPart::Window(window - 1));
-    }
-    mask
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// The mask a run applies once `mistakes` are made (teaching): [`effective_mask`], without the
-/// architecture's causal mask under [`Mistake::NoCausalMask`] (a `causal` the user wrote stays),
-/// and with `block:2^heads` under [`Mistake::ChunkByHeads`]. With no mistakes it equals
-/// [`effective_mask`].
-pub fn applied_mask(
-    spec: &MaskSpec,
-    causal: bool,
-    sliding_window: Option<usize>,
-    len: usize,
-    heads: usize,
-    mistakes: &[Mistake],
-) -> MaskSpec {
-    let causal = causal && !mistakes.contains(&Mistake::NoCausalMask);
-    let mask = effective_mask(spec, causal, sliding_window, len);
-    crate::engine::mistaken_mask(&mask, false, heads, mistakes)
+    #[test]
+    fn kv_groups_follow_repeat_kv() {
+        // 4 query heads over 2 KV heads: heads 0,1 share KV head 0 and 2,3 share KV head 1.
+        assert_eq!(kv_groups(4, 2), vec![vec![0, 1], vec![2, 3]]);
+        assert_eq!(kv_groups(3, 3), vec![vec![0], vec![1], vec![2]]);
+        assert_eq!(kv_groups(3, 2), vec![vec![0], vec![1], vec![2]]);
+    }
 }

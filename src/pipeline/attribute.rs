@@ -7,7 +7,8 @@
 //! next token) and every generated token's log-probability is attributed over the tokens before
 //! it.
 
-use super::{LoadedModel, PipelineError, RunInput, estimate_run_bytes};
+use super::{PipelineError, RunInput};
+use crate::model::LoadedModel;
 use crate::analysis::attribution::{
     self, AttributeRequest, Attribution, AttributionError, Generated, Method,
 };
@@ -17,7 +18,6 @@ use crate::grad::{
 };
 use crate::io::TokenInput;
 use crate::tokenize::Token;
-use std::path::Path;
 
 /// The model as a differentiable function of its input embeddings (`grad::model`).
 fn differentiable(model: &LoadedModel) -> &dyn Differentiable {
@@ -86,10 +86,9 @@ pub fn attribute(
             },
         }));
     }
-    let file = input.file.as_deref();
-    let mut tokens = model.tokens_cut(&input.input, file, input.truncate)?;
     let extra = req.generate.unwrap_or(0);
-    check_size(model, input, opts, &mut tokens, extra)?;
+    let mut tokens = super::input_tokens(model, input, extra)?;
+    check_size(model, input, opts, &tokens, extra)?;
     if !progress(0.0) {
         return Err(PipelineError::Cancelled);
     }
@@ -151,44 +150,21 @@ pub fn attribute(
     }
 }
 
-/// The token limit (cutting with `--truncate`) and the memory budget, for `extra` tokens more
-/// than the prompt.
+/// The memory budget of attributing `tokens` plus `extra` generated ones: a backward pass
+/// keeps about three times the forward's activations, and the maps.
 fn check_size(
     model: &LoadedModel,
     input: &RunInput,
     opts: &RunOptions,
-    tokens: &mut Vec<Token>,
+    tokens: &[Token],
     extra: usize,
 ) -> Result<(), PipelineError> {
-    let file = input.file.as_deref();
-    let limit = model.info().max_positions;
-    let total = tokens.len().saturating_add(extra);
-    if total > limit {
-        if !input.truncate || extra >= limit {
-            return Err(PipelineError::TooLong {
-                count: total,
-                limit,
-                config: model.dir().map(|d| d.join("config.json")),
-                file: file.map(Path::to_owned),
-            });
-        }
-        tokens.truncate(limit - extra);
-    }
-    // A backward pass keeps about three times the forward's activations, and the maps.
     let with_maps = RunOptions {
         keep_maps: true,
         ..opts.clone()
     };
-    let needs = estimate_run_bytes(&model.info(), total, &with_maps).saturating_mul(3);
-    if needs > input.memory_budget {
-        return Err(PipelineError::OverBudget {
-            needs,
-            tokens: total,
-            budget: input.memory_budget,
-            file: file.map(Path::to_owned),
-        });
-    }
-    Ok(())
+    super::check_options(&model.info(), opts)?;
+    super::check_budget(model, input, &with_maps, tokens.len().saturating_add(extra), 3)
 }
 
 /// One method's scores over `tokens`, with what it used.
@@ -310,9 +286,11 @@ fn generate(
             .tokens(&TokenInput::Ids(vec![id]), None)?
             .into_iter()
             .next()
-            .ok_or_else(|| PipelineError::Input {
-                reason: format!("generated token id {id} is not in the vocabulary"),
-                file: None,
+            .ok_or_else(|| {
+                PipelineError::Input(crate::model::InputError {
+                    reason: format!("generated token id {id} is not in the vocabulary"),
+                    file: None,
+                })
             })?;
         tokens.push(next);
         targets.push(target);

@@ -9,7 +9,7 @@ use crate::grad::TokenRef;
 use crate::model::{DemoConfig, LoadProgress};
 use crate::tokenize::DemoTokenizer;
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn fixtures() -> PathBuf {

@@ -1,7 +1,8 @@
 //! `explain`: one run with a trace of the asked layer, and the walkthrough of one query of one
 //! head read from it. The CLI's `attnviz explain` and the app's walkthrough both call this.
 
-use super::{LoadedModel, PipelineError, Run, RunInput, run};
+use super::{PipelineError, Run, RunInput, run};
+use crate::model::LoadedModel;
 use crate::analysis::explain::Explanation;
 use crate::engine::{EngineError, RunOptions};
 
@@ -39,7 +40,6 @@ pub fn explain(
     };
     let run = run(model, input, &opts, &mut |_| true)?;
     let trace = run
-        .attention
         .trace
         .as_ref()
         .ok_or_else(|| out_of_range(format!("layer {layer} was not traced")))?;

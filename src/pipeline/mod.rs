@@ -10,19 +10,22 @@
 
 mod attribute;
 mod explain;
+mod export;
+mod next;
+mod teach;
 
 pub use attribute::{attribute, supported_targets};
 pub use explain::explain;
+pub use export::{TensorFormat, write_tensors};
+pub use next::{NextTokens, Positions, lm_head, next_tokens};
+pub use teach::mistake_effect;
 
-use crate::engine::{AttentionRun, EngineError, MaskSpec, RunOptions};
+use crate::engine::{AppliedMask, AttentionMaps, AttentionRun, EngineError, RunOptions, Trace};
 use crate::io::{AttentionFile, ModelMeta, TokenInput};
-use crate::model::{
-    Checkpoint, DemoConfig, DemoModel, LoadError, LoadProgress, Model, ModelInfo, demo,
-};
-use crate::tokenize::{self, DemoTokenizer, Token, VocabStyle};
+use crate::model::{InputError, LoadError, LoadedModel, ModelInfo, OpenError, demo};
+use crate::tokenize::{Token, VocabStyle};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Why a run could not be made.
@@ -36,13 +39,11 @@ pub enum PipelineError {
     #[error(transparent)]
     Load(#[from] LoadError),
     /// The input cannot be turned into tokens for this model.
-    #[error("{reason}{}", in_file(file.as_deref()))]
-    Input {
-        /// What is wrong.
-        reason: String,
-        /// The input file, when the input came from one.
-        file: Option<PathBuf>,
-    },
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A run option does not fit the model.
+    #[error("{0}")]
+    Misfit(OptionMisfit),
     /// The input is longer than the model's position limit.
     #[error(
         "{count} tokens exceed the model's limit of {limit}{}{}",
@@ -71,7 +72,7 @@ pub enum PipelineError {
     },
     /// The run would need more memory than its budget allows.
     #[error(
-        "needs {} for {} tokens; the budget is {} (--memory-budget){}",
+        "needs {} for {} tokens; the memory budget is {}{}",
         ByteSize(*needs),
         thousands(*tokens),
         ByteSize(*budget),
@@ -87,6 +88,12 @@ pub enum PipelineError {
         /// The input file, when the input came from one.
         file: Option<PathBuf>,
     },
+    /// Next-token predictions are impossible (no LM head, a position out of range).
+    #[error(transparent)]
+    Predict(crate::model::PredictError),
+    /// Writing an export failed (the message names the file).
+    #[error(transparent)]
+    Write(#[from] crate::io::IoError),
     /// A newer job or the user stopped the run.
     #[error("cancelled")]
     Cancelled,
@@ -101,13 +108,112 @@ impl From<demo::DemoConfigError> for PipelineError {
     }
 }
 
+impl From<OpenError> for PipelineError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Demo(e) => Self::Demo(e),
+            OpenError::Load(e) => Self::Load(e),
+        }
+    }
+}
+
+/// A run option that does not fit the model, with the value and the valid range. Worded
+/// without the CLI's flags or the app's controls: each front end says which of its own the
+/// option is ([`OptionMisfit::option`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptionMisfit {
+    /// A dimension subset names a head that does not exist.
+    DimsHead {
+        /// The layer named.
+        layer_idx: usize,
+        /// The head named.
+        head_idx: usize,
+        /// Layers in the model.
+        layers: usize,
+        /// Heads per layer.
+        heads: usize,
+    },
+    /// A dimension subset names a dimension past the head's width.
+    DimsDimension {
+        /// The dimension named.
+        dim: usize,
+        /// Its layer.
+        layer_idx: usize,
+        /// Its head.
+        head_idx: usize,
+        /// Dimensions per head.
+        d_head: usize,
+    },
+    /// The traced layer does not exist.
+    TraceLayer {
+        /// The layer named.
+        layer_idx: usize,
+        /// Layers in the model.
+        layers: usize,
+    },
+}
+
+/// The run options a [`OptionMisfit`] or a budget can be about, for the front ends' wording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunSetting {
+    /// The per-head dimension subsets.
+    Dims,
+    /// The traced layer.
+    TraceLayer,
+    /// The memory budget.
+    MemoryBudget,
+    /// Cutting an input longer than the model's limit.
+    Truncate,
+}
+
+impl OptionMisfit {
+    /// Which option does not fit.
+    pub fn option(&self) -> RunSetting {
+        match self {
+            Self::DimsHead { .. } | Self::DimsDimension { .. } => RunSetting::Dims,
+            Self::TraceLayer { .. } => RunSetting::TraceLayer,
+        }
+    }
+}
+
+impl std::fmt::Display for OptionMisfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DimsHead {
+                layer_idx,
+                head_idx,
+                layers,
+                heads,
+            } => write!(
+                f,
+                "the dimension mask names head {layer_idx}.{head_idx}, which does not exist ({layers} layers × {heads} heads)"
+            ),
+            Self::DimsDimension {
+                dim,
+                layer_idx,
+                head_idx,
+                d_head,
+            } => write!(
+                f,
+                "the dimension mask names dimension {dim} of head {layer_idx}.{head_idx}, but heads have {d_head} dimensions (0–{})",
+                d_head.saturating_sub(1)
+            ),
+            Self::TraceLayer { layer_idx, layers } => write!(
+                f,
+                "the traced layer {layer_idx} does not exist ({layers} layers, 0–{})",
+                layers.saturating_sub(1)
+            ),
+        }
+    }
+}
+
 /// `" (set by CONFIG)"`, or nothing.
 fn limit_source(config: Option<&Path>) -> String {
     config.map_or_else(String::new, |c| format!(" (set by {})", c.display()))
 }
 
 /// `" in FILE"`, or nothing.
-fn in_file(file: Option<&Path>) -> String {
+pub(crate) fn in_file(file: Option<&Path>) -> String {
     file.map_or_else(String::new, |f| format!(" in {}", f.display()))
 }
 
@@ -302,345 +408,238 @@ pub struct RunTimings {
     pub forward_ms: f64,
 }
 
-/// A finished run, from a model or from an attention file.
+/// A finished run, from a model or from an attention file: the one type the app, the CLI and
+/// `render` read. It carries every decision the run made (the applied mask, the model's name,
+/// label style and key/value groups, the input text), so that no caller re-derives one.
 #[derive(Clone, Debug)]
 pub struct Run {
-    /// Tokens (ids and vocabulary strings), maps, and the optional trace and hidden states.
-    pub attention: AttentionRun,
-    /// The mask that was applied, as a spec string (`causal`, `causal+window:3`, `none`).
-    pub mask: String,
+    /// The tokens that went in (ids and vocabulary strings).
+    pub tokens: Vec<Token>,
+    /// Every layer's and head's probabilities. Shape: [layer, head, query, key].
+    pub maps: AttentionMaps,
+    /// The mask that was applied: the user's spec, the architecture's and any mistake's.
+    pub mask: AppliedMask,
+    /// Query indices whose rows the mask left empty.
+    pub fully_masked_queries: Vec<usize>,
+    /// The trace of one layer, when asked for.
+    pub trace: Option<Trace>,
+    /// The final hidden states, when asked for. Shape: [token, d_model].
+    pub hidden: Option<ndarray::Array2<f32>>,
+    /// With `keep_layer_norms`, the mean row norm of the residual stream after each block.
+    pub layer_norms: Option<Vec<f32>>,
+    /// The model, as attention files record it.
+    pub model: ModelMeta,
+    /// How the model's tokenizer spells its vocabulary (plain for the demo and for files).
+    pub vocab_style: VocabStyle,
+    /// Per key/value head, the query heads that share it.
+    pub kv_groups: Vec<Vec<usize>>,
+    /// The input text, when the input was text.
+    pub text: Option<String>,
     /// How long the phases took (zero for a file).
     pub timings: RunTimings,
 }
 
-/// A model ready to run: the demo (with the demo tokenizer to use) or a checkpoint (with its
-/// tokenizer.json, parsed once at load).
-pub enum LoadedModel {
-    /// The built-in demo model.
-    Demo {
-        /// The model.
-        model: Box<DemoModel>,
-        /// How it splits text.
-        tokenizer: DemoTokenizer,
-    },
-    /// A Hugging Face checkpoint, with the folder it came from.
-    Checkpoint {
-        /// The folder.
-        dir: PathBuf,
-        /// The model.
-        model: Box<Checkpoint>,
-    },
+impl Run {
+    /// A run of `model`'s forward pass `forward` (on `text`, when the input was text).
+    pub fn from_forward(
+        model: &LoadedModel,
+        forward: AttentionRun,
+        text: Option<String>,
+        timings: RunTimings,
+    ) -> Self {
+        let info = model.info();
+        Self {
+            kv_groups: info.kv_groups(),
+            model: ModelMeta::from(&info),
+            vocab_style: model.vocab_style(),
+            text,
+            timings,
+            tokens: forward.tokens,
+            maps: forward.maps,
+            mask: forward.mask,
+            fully_masked_queries: forward.fully_masked_queries,
+            trace: forward.trace,
+            hidden: forward.hidden,
+            layer_norms: forward.layer_norms,
+        }
+    }
+
+    /// Maps and tokens with nothing known of the model that made them (tests, views fed by
+    /// hand): a model named `maps` with the maps' layers and heads, no mask.
+    pub fn of_maps(tokens: Vec<Token>, maps: AttentionMaps) -> Self {
+        let [layers, heads, _, _] = maps.shape();
+        let model = ModelMeta {
+            name: "maps".to_owned(),
+            architecture: "unknown".to_owned(),
+            layers,
+            heads,
+            kv_heads: heads,
+            d_model: 0,
+        };
+        Self::from_maps(tokens, maps, AppliedMask::default(), model)
+    }
+
+    /// Maps and tokens alone, under `model` and `mask` (attention files, tests): no trace, no
+    /// hidden states, plain labels.
+    pub fn from_maps(
+        tokens: Vec<Token>,
+        maps: AttentionMaps,
+        mask: AppliedMask,
+        model: ModelMeta,
+    ) -> Self {
+        Self {
+            kv_groups: crate::model::kv_groups(model.heads, model.kv_heads),
+            model,
+            vocab_style: VocabStyle::Plain,
+            text: None,
+            timings: RunTimings::default(),
+            tokens,
+            maps,
+            mask,
+            fully_masked_queries: Vec::new(),
+            trace: None,
+            hidden: None,
+            layer_norms: None,
+        }
+    }
 }
 
-impl LoadedModel {
-    /// Builds the demo model.
-    pub fn demo(config: DemoConfig, tokenizer: DemoTokenizer) -> Result<Self, PipelineError> {
-        Ok(Self::Demo {
-            model: Box::new(DemoModel::new(config)?),
-            tokenizer,
-        })
+/// The tokens of `input` for `model`, with room for `extra` more (generated) tokens: the one
+/// token-limit check. Over the limit, the input is cut when it asks for that (`truncate`) and
+/// refused otherwise.
+fn input_tokens(
+    model: &LoadedModel,
+    input: &RunInput,
+    extra: usize,
+) -> Result<Vec<Token>, PipelineError> {
+    let file = input.file.as_deref();
+    let mut tokens = model.tokens_cut(&input.input, file, input.truncate)?;
+    let limit = model.info().max_positions;
+    let total = tokens.len().saturating_add(extra);
+    if total > limit {
+        if !input.truncate || extra >= limit {
+            return Err(PipelineError::TooLong {
+                count: total,
+                limit,
+                config: model.dir().map(|d| d.join("config.json")),
+                file: file.map(Path::to_owned),
+            });
+        }
+        tokens.truncate(limit - extra);
     }
+    Ok(tokens)
+}
 
-    /// Loads the checkpoint in `dir`, reporting to `progress` (which can cancel it).
-    pub fn checkpoint(dir: &Path, progress: Arc<LoadProgress>) -> Result<Self, PipelineError> {
-        Ok(Self::Checkpoint {
-            dir: dir.to_owned(),
-            model: Box::new(Checkpoint::load_with_progress(dir, progress)?),
-        })
+/// Refuses a run of `len` tokens under `opts` that would need more than the input's memory
+/// budget; `factor` counts runs held at once (a backward pass keeps about three forwards).
+fn check_budget(
+    model: &LoadedModel,
+    input: &RunInput,
+    opts: &RunOptions,
+    len: usize,
+    factor: u64,
+) -> Result<(), PipelineError> {
+    let needs = estimate_run_bytes(&model.info(), len, opts).saturating_mul(factor);
+    if needs > input.memory_budget {
+        return Err(PipelineError::OverBudget {
+            needs,
+            tokens: len,
+            budget: input.memory_budget,
+            file: input.file.clone(),
+        });
     }
+    Ok(())
+}
 
-    /// `demo` (with `config` and `tokenizer`), or a checkpoint folder.
-    pub fn load(
-        model: &str,
-        config: DemoConfig,
-        tokenizer: DemoTokenizer,
-    ) -> Result<Self, PipelineError> {
-        if model == "demo" {
-            Self::demo(config, tokenizer)
-        } else {
-            Self::checkpoint(Path::new(model), Arc::default())
+/// Refuses options that do not fit `info` (a dimension subset of a head or a dimension that
+/// does not exist, a traced layer past the last), naming the option and its valid range.
+pub fn check_options(info: &ModelInfo, opts: &RunOptions) -> Result<(), PipelineError> {
+    let misfit = |option: OptionMisfit| Err(PipelineError::Misfit(option));
+    for d in &opts.dims {
+        if d.layer_idx >= info.layers || d.head_idx >= info.heads {
+            return misfit(OptionMisfit::DimsHead {
+                layer_idx: d.layer_idx,
+                head_idx: d.head_idx,
+                layers: info.layers,
+                heads: info.heads,
+            });
+        }
+        if let Some(&dim) = d.dims.iter().find(|&&dim| dim >= info.d_head) {
+            return misfit(OptionMisfit::DimsDimension {
+                dim,
+                layer_idx: d.layer_idx,
+                head_idx: d.head_idx,
+                d_head: info.d_head,
+            });
         }
     }
+    if let Some(layer_idx) = opts.trace_layer
+        && layer_idx >= info.layers
+    {
+        return misfit(OptionMisfit::TraceLayer {
+            layer_idx,
+            layers: info.layers,
+        });
+    }
+    Ok(())
+}
 
-    /// The model as the engine sees it.
-    pub fn model(&self) -> &dyn Model {
-        match self {
-            Self::Demo { model, .. } => model.as_ref(),
-            Self::Checkpoint { model, .. } => model.as_ref(),
+/// One forward pass of `model` through the engine, its errors named: the weights' fault names
+/// the checkpoint, anything else the input file.
+fn forward(
+    model: &LoadedModel,
+    tokens: &[Token],
+    opts: &RunOptions,
+    file: Option<&Path>,
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<AttentionRun, PipelineError> {
+    match model.model().forward_with_progress(tokens, opts, progress) {
+        Ok(run) => Ok(run),
+        Err(EngineError::Cancelled) => Err(PipelineError::Cancelled),
+        // Overflow inside the model is the weights' fault: name the checkpoint, not the input.
+        Err(error @ EngineError::BadWeights(_)) if model.dir().is_some() => {
+            Err(PipelineError::Engine {
+                error,
+                file: model.dir().map(Path::to_owned),
+            })
         }
-    }
-
-    /// The architecture summary.
-    pub fn info(&self) -> ModelInfo {
-        self.model().info()
-    }
-
-    /// The checkpoint folder, or `None` for the demo.
-    pub fn dir(&self) -> Option<&Path> {
-        match self {
-            Self::Demo { .. } => None,
-            Self::Checkpoint { dir, .. } => Some(dir),
-        }
-    }
-
-    /// The checkpoint, if this is one.
-    pub fn as_checkpoint(&self) -> Option<&Checkpoint> {
-        match self {
-            Self::Demo { .. } => None,
-            Self::Checkpoint { model, .. } => Some(model),
-        }
-    }
-
-    /// The demo model, if this is it.
-    pub fn as_demo(&self) -> Option<&DemoModel> {
-        match self {
-            Self::Demo { model, .. } => Some(model),
-            Self::Checkpoint { .. } => None,
-        }
-    }
-
-    /// Switches the demo tokenizer (no effect on a checkpoint, which uses its tokenizer.json).
-    pub fn set_demo_tokenizer(&mut self, kind: DemoTokenizer) {
-        if let Self::Demo { tokenizer, .. } = self {
-            *tokenizer = kind;
-        }
-    }
-
-    /// How token strings are labelled: plain for the demo, the tokenizer.json's style for a
-    /// checkpoint (plain without one).
-    pub fn vocab_style(&self) -> VocabStyle {
-        self.as_checkpoint()
-            .and_then(Checkpoint::tokenizer)
-            .map(|t| t.vocab_style().clone())
-            .unwrap_or_default()
-    }
-
-    /// Per key/value head, the query heads that share it (one group per head without GQA).
-    pub fn kv_groups(&self) -> Vec<Vec<usize>> {
-        let info = self.info();
-        kv_groups(info.heads, info.kv_heads)
-    }
-
-    /// The mask a run of `len` tokens applies under the user's `spec`: see
-    /// [`crate::model::effective_mask`].
-    pub fn effective_mask(&self, spec: &MaskSpec, len: usize) -> MaskSpec {
-        let window = self.as_checkpoint().and_then(|c| c.config().sliding_window);
-        crate::model::effective_mask(spec, self.info().causal, window, len)
-    }
-
-    /// The mask a run of `len` tokens under `opts` applies, its mistakes included: see
-    /// [`crate::model::applied_mask`]. Equals [`Self::effective_mask`] without mistakes.
-    pub fn applied_mask(&self, opts: &RunOptions, len: usize) -> MaskSpec {
-        let window = self.as_checkpoint().and_then(|c| c.config().sliding_window);
-        let info = self.info();
-        crate::model::applied_mask(
-            &opts.mask,
-            info.causal,
-            window,
-            len,
-            info.heads,
-            &opts.mistakes,
-        )
-    }
-
-    /// The tokens for `input`, before the length check. Errors name `file` when given.
-    pub fn tokens(
-        &self,
-        input: &TokenInput,
-        file: Option<&Path>,
-    ) -> Result<Vec<Token>, PipelineError> {
-        self.tokens_cut(input, file, false)
-    }
-
-    /// [`Self::tokens`]; with `truncate`, a text far longer than the model can take is cut
-    /// (at [`text_cut_bytes`]) before it is tokenized.
-    fn tokens_cut(
-        &self,
-        input: &TokenInput,
-        file: Option<&Path>,
-        truncate: bool,
-    ) -> Result<Vec<Token>, PipelineError> {
-        let fail = |reason: String| PipelineError::Input {
-            reason,
+        Err(error) => Err(PipelineError::Engine {
+            error,
             file: file.map(Path::to_owned),
-        };
-        let empty = || fail(tokenize::TokenizeError::Empty.to_string());
-        let tokens = match (self, input) {
-            (Self::Demo { tokenizer, .. }, TokenInput::Text(text)) => {
-                tokenize::tokenize(text, *tokenizer).map_err(|e| fail(e.to_string()))?
-            }
-            (Self::Demo { .. }, TokenInput::Tokens(texts)) => {
-                texts.iter().map(|t| Token::from_text(t)).collect()
-            }
-            (Self::Demo { .. }, TokenInput::Ids(ids)) => tokenize::tokens_from_ids(ids),
-            (Self::Checkpoint { dir, model }, TokenInput::Text(text)) => match model.tokenizer() {
-                // The tokenizer's own errors name its tokenizer.json. The normalized text is
-                // bounded first: the tokenizer cannot be stopped once it runs.
-                Some(t) => {
-                    let positions = model.config().max_positions;
-                    let bound = normalized_text_bound(positions);
-                    let text = if truncate {
-                        cut_at_char(text, text_cut_bytes(positions, t.expansion()))
-                    } else {
-                        text.as_str()
-                    };
-                    t.check_normalized_len(text, bound).map_err(fail)?;
-                    t.encode(text).map_err(fail)?
-                }
-                None => {
-                    return Err(fail(format!(
-                        "no tokenizer.json in {}, so text cannot be tokenized; give token ids",
-                        dir.display()
-                    )));
-                }
-            },
-            (Self::Checkpoint { dir, model }, TokenInput::Tokens(texts)) => {
-                let Some(t) = model.tokenizer() else {
-                    return Err(fail(format!(
-                        "no tokenizer.json in {}, so token strings cannot be looked up; give token ids",
-                        dir.display()
-                    )));
-                };
-                let mut ids = Vec::with_capacity(texts.len());
-                for (i, text) in texts.iter().enumerate() {
-                    match t.token_to_id(text) {
-                        Some(id) => ids.push(id),
-                        None => {
-                            return Err(fail(format!(
-                                "token {text:?} (position {i}) is not in the vocabulary of {}",
-                                t.path().display()
-                            )));
-                        }
-                    }
-                }
-                model.tokens_from_ids(&ids)
-            }
-            (Self::Checkpoint { model, .. }, TokenInput::Ids(ids)) => {
-                let vocab = model.config().vocab;
-                if let Some((i, id)) = ids
-                    .iter()
-                    .enumerate()
-                    .find(|(_, id)| **id as usize >= vocab)
-                {
-                    return Err(fail(format!(
-                        "token id {id} (position {i}) is outside the vocabulary (size {vocab})"
-                    )));
-                }
-                model.tokens_from_ids(ids)
-            }
-        };
-        if tokens.is_empty() {
-            return Err(empty());
-        }
-        Ok(tokens)
+        }),
     }
 }
 
-/// Bytes of normalized text allowed for a model of `max_positions` positions: 64 per position,
-/// at least 1 MiB. Longer texts are refused before the tokenizer runs (issue 10 item 3).
-pub fn normalized_text_bound(max_positions: usize) -> usize {
-    max_positions.saturating_mul(64).max(1 << 20)
-}
-
-/// With `--truncate`, the bytes of text kept before tokenizing: enough for far more than
-/// `max_positions` tokens (16 bytes per position at least), yet within
-/// [`normalized_text_bound`] at the normalizer's worst `expansion`.
-fn text_cut_bytes(max_positions: usize, expansion: u64) -> usize {
-    let within = normalized_text_bound(max_positions)
-        / usize::try_from(expansion.max(1)).unwrap_or(usize::MAX);
-    within.max(max_positions.saturating_mul(16))
-}
-
-/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
-fn cut_at_char(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-/// Key/value groups as Hugging Face models share KV heads (`repeat_kv`): query head h uses KV
-/// head h / (heads / kv_heads). One group per head when `kv_heads` is 0 or does not divide
-/// `heads`.
-pub fn kv_groups(heads: usize, kv_heads: usize) -> Vec<Vec<usize>> {
-    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
-        return (0..heads).map(|h| vec![h]).collect();
-    }
-    let per = heads / kv_heads;
-    (0..kv_heads)
-        .map(|g| (g * per..(g + 1) * per).collect())
-        .collect()
-}
-
-/// Runs `model` on `input`: tokens, the length check (or cut), the forward pass. `progress` is
-/// called after each layer with the layers done; returning false cancels the run.
+/// Runs `model` on `input`: tokens, the length check (or cut), the options and the memory
+/// budget, the forward pass. `progress` is called after each layer with the layers done;
+/// returning false cancels the run.
 pub fn run(
     model: &LoadedModel,
     input: &RunInput,
     opts: &RunOptions,
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Run, PipelineError> {
-    let file = input.file.as_deref();
     let start = Instant::now();
-    let mut tokens = model.tokens_cut(&input.input, file, input.truncate)?;
-    let limit = model.info().max_positions;
-    if tokens.len() > limit {
-        if !input.truncate {
-            return Err(PipelineError::TooLong {
-                count: tokens.len(),
-                limit,
-                config: model.dir().map(|d| d.join("config.json")),
-                file: file.map(Path::to_owned),
-            });
-        }
-        tokens.truncate(limit);
-    }
+    let tokens = input_tokens(model, input, 0)?;
     let tokenize_ms = ms_since(start);
-    let needs = estimate_run_bytes(&model.info(), tokens.len(), opts);
-    if needs > input.memory_budget {
-        return Err(PipelineError::OverBudget {
-            needs,
-            tokens: tokens.len(),
-            budget: input.memory_budget,
-            file: file.map(Path::to_owned),
-        });
-    }
-    let mask = model.applied_mask(opts, tokens.len()).to_string();
+    check_options(&model.info(), opts)?;
+    check_budget(model, input, opts, tokens.len(), 1)?;
     let start = Instant::now();
-    let attention = match model.model().forward_with_progress(&tokens, opts, progress) {
-        Ok(run) => run,
-        Err(EngineError::Cancelled) => return Err(PipelineError::Cancelled),
-        // Overflow inside the model is the weights' fault: name the checkpoint, not the input.
-        Err(error @ EngineError::BadWeights(_)) if model.dir().is_some() => {
-            return Err(PipelineError::Engine {
-                error,
-                file: model.dir().map(Path::to_owned),
-            });
-        }
-        Err(error) => {
-            return Err(PipelineError::Engine {
-                error,
-                file: file.map(Path::to_owned),
-            });
-        }
+    let attention = forward(model, &tokens, opts, input.file.as_deref(), progress)?;
+    let text = match &input.input {
+        TokenInput::Text(text) => Some(text.clone()),
+        _ => None,
     };
-    Ok(Run {
-        attention,
-        mask,
-        timings: RunTimings {
-            tokenize_ms,
-            forward_ms: ms_since(start),
-        },
-    })
+    let timings = RunTimings {
+        tokenize_ms,
+        forward_ms: ms_since(start),
+    };
+    Ok(Run::from_forward(model, attention, text, timings))
 }
 
 /// An attention file as a [`Run`], keeping its token ids (the demo's hashed ids where the file
-/// has none, as for an NPY sidecar), and the model it names.
-pub fn from_attention_file(file: AttentionFile) -> (Run, ModelMeta) {
+/// has none, as for an NPY sidecar), the model it names and the mask it records.
+pub fn from_attention_file(file: AttentionFile) -> Run {
     let tokens = file
         .tokens
         .iter()
@@ -653,19 +652,7 @@ pub fn from_attention_file(file: AttentionFile) -> (Run, ModelMeta) {
             t
         })
         .collect();
-    let run = Run {
-        attention: AttentionRun {
-            tokens,
-            maps: file.maps,
-            fully_masked_queries: Vec::new(),
-            trace: None,
-            hidden: None,
-            layer_norms: None,
-        },
-        mask: file.mask,
-        timings: RunTimings::default(),
-    };
-    (run, file.model)
+    Run::from_maps(tokens, file.maps, file.mask, file.model)
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -689,51 +676,16 @@ pub fn kv_groups_text(groups: &[Vec<usize>]) -> String {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::engine::MaskSpec;
+    use crate::model::DemoConfig;
+    use crate::tokenize::DemoTokenizer;
 
     #[test]
-    fn kv_groups_follow_repeat_kv() {
-        // 4 query heads over 2 KV heads: heads 0,1 share KV head 0 and 2,3 share KV head 1.
-        assert_eq!(kv_groups(4, 2), vec![vec![0, 1], vec![2, 3]]);
-        assert_eq!(kv_groups(3, 3), vec![vec![0], vec![1], vec![2]]);
-        assert_eq!(kv_groups(3, 2), vec![vec![0], vec![1], vec![2]]);
-        assert_eq!(kv_groups_text(&kv_groups(4, 2)), "query heads 0,1 | 2,3");
-    }
-
-    #[test]
-    fn mistral_window_joins_the_mask_only_past_the_window() {
-        let none = MaskSpec::parse("none").unwrap();
-        // W = 4: at 4 tokens every key is within the window; at 5, query 4 loses key 0
-        // (4 − 0 = 4 is not < 4), which window:3 (|q − k| ≤ 3) expresses.
+    fn kv_groups_text_lists_the_groups() {
         assert_eq!(
-            crate::model::effective_mask(&none, true, Some(4), 4).to_string(),
-            "causal"
+            kv_groups_text(&crate::model::kv_groups(4, 2)),
+            "query heads 0,1 | 2,3"
         );
-        assert_eq!(
-            crate::model::effective_mask(&none, true, Some(4), 5).to_string(),
-            "causal+window:3"
-        );
-        assert_eq!(
-            crate::model::effective_mask(&none, false, None, 5).to_string(),
-            "none"
-        );
-    }
-
-    #[test]
-    fn demo_token_inputs_and_errors_name_the_file() {
-        let model = LoadedModel::demo(DemoConfig::default(), DemoTokenizer::Words).unwrap();
-        let tokens = model
-            .tokens(
-                &TokenInput::Tokens(vec!["[CLS]".into(), "##ing".into()]),
-                None,
-            )
-            .unwrap();
-        assert_eq!(tokens[1].text, "##ing");
-        assert!(tokens[0].is_special);
-        let err = model
-            .tokens(&TokenInput::Ids(Vec::new()), Some(Path::new("x.json")))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(err, "nothing to tokenize: the input is empty in x.json");
     }
 
     #[test]
@@ -811,10 +763,10 @@ mod tests {
             &mut |_| true,
         )
         .unwrap();
-        assert_eq!(with.attention.maps.layers(), 6);
-        assert_eq!(without.attention.maps.layers(), 0);
-        assert!(without.attention.maps.head(0, 0).is_none());
-        assert_eq!(with.attention.hidden, without.attention.hidden);
+        assert_eq!(with.maps.layers(), 6);
+        assert_eq!(without.maps.layers(), 0);
+        assert!(without.maps.head(0, 0).is_none());
+        assert_eq!(with.hidden, without.hidden);
         // The budget is checked before the run: 1 KiB is too little for anything.
         let err = run(
             &model,
@@ -825,7 +777,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.contains("; the budget is 1 KiB (--memory-budget)"),
+            err.contains("; the memory budget is 1 KiB"),
             "{err}"
         );
     }

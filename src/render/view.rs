@@ -6,7 +6,7 @@ use super::{
     heatmap_figure,
 };
 use crate::analysis::{ViewSpec, view_matrix};
-use crate::engine::{AttentionMaps, MaskSpec};
+use crate::engine::{AppliedMask, AttentionMaps};
 use image::RgbaImage;
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
@@ -79,10 +79,9 @@ pub struct FigureContext {
     pub is_pad: Vec<bool>,
     /// The model's name, for titles.
     pub model_name: String,
-    /// The mask that was applied (the user's spec plus what the architecture adds), as spelled
-    /// in ARCHITECTURE.md; `none` or empty for none. Named in titles; its forbidden cells are
-    /// drawn in the masked colour.
-    pub mask: String,
+    /// The mask that was applied (the user's spec plus what the architecture adds). Named in
+    /// titles; its forbidden cells are drawn in the masked colour.
+    pub mask: AppliedMask,
     /// The input text (the grid shows its start); empty when unknown.
     pub text: String,
     /// Per key/value head, the query heads sharing it (empty when unknown or not shared).
@@ -90,32 +89,30 @@ pub struct FigureContext {
 }
 
 impl FigureContext {
-    /// The context of `tokens` labelled under `vocab`, with the other fields empty.
-    pub fn from_tokens(
-        tokens: &[crate::tokenize::Token],
-        vocab: &crate::tokenize::VocabStyle,
-        model_name: &str,
-        mask: &str,
-    ) -> FigureContext {
+    /// What a figure of `run` says besides its maps: its tokens labelled in the model's style,
+    /// the model's name, the applied mask, the input text and the KV groups, all as the run
+    /// decided them. The CLI's `render` and the app's export both build it here.
+    pub fn from_run(run: &crate::pipeline::Run) -> FigureContext {
         FigureContext {
-            labels: crate::tokenize::display_labels(tokens, vocab),
-            is_special: tokens.iter().map(|t| t.is_special).collect(),
-            is_pad: tokens.iter().map(crate::tokenize::Token::is_pad).collect(),
-            model_name: model_name.to_owned(),
-            mask: mask.to_owned(),
-            ..FigureContext::default()
+            labels: crate::tokenize::display_labels(&run.tokens, &run.vocab_style),
+            is_special: run.tokens.iter().map(|t| t.is_special).collect(),
+            is_pad: run.tokens.iter().map(crate::tokenize::Token::is_pad).collect(),
+            model_name: run.model.name.clone(),
+            mask: run.mask.clone(),
+            text: run.text.clone().unwrap_or_default(),
+            kv_groups: run.kv_groups.clone(),
         }
     }
 
     /// The applied mask's spelling for titles: `None` for no mask, else the spec (cut with '…'
     /// past [`MAX_TITLE_MASK_CHARS`] characters).
     pub fn mask_title(&self) -> Option<String> {
-        let mask = self.mask.trim();
-        if mask.is_empty() || mask == "none" {
+        if self.mask.is_none() {
             return None;
         }
+        let mask = self.mask.to_string();
         if mask.chars().count() <= MAX_TITLE_MASK_CHARS {
-            return Some(mask.to_owned());
+            return Some(mask);
         }
         let cut: String = mask.chars().take(MAX_TITLE_MASK_CHARS - 1).collect();
         Some(format!("{cut}…"))
@@ -128,16 +125,15 @@ pub const MAX_TITLE_MASK_CHARS: usize = 60;
 /// The cells of a `kept.len()`-square view that `mask` forbids (true = masked), for a run of
 /// `n_tokens` tokens whose padding is `is_pad`; `kept` maps view rows and columns to tokens (see
 /// `analysis::view_matrix`). Every head and layer shares the mask, so fused views share it too.
-/// `None` when the spec is `none`, masks nothing here, or does not parse or fit the tokens (a
-/// bad spec never stops a figure; the run would have refused it).
+/// `None` when the mask is `none`, masks nothing here, or does not fit the tokens (a mask that
+/// names a token past the end: the run would have refused it).
 pub fn masked_cells(
-    mask: &str,
+    mask: &AppliedMask,
     n_tokens: usize,
     is_pad: &[bool],
     kept: &[usize],
 ) -> Option<Array2<bool>> {
-    let spec = MaskSpec::parse(mask).ok()?;
-    let allowed = spec.build(n_tokens, is_pad).ok()??;
+    let allowed = mask.allowed(n_tokens, is_pad).ok()??;
     let masked = Array2::from_shape_fn((kept.len(), kept.len()), |(r, c)| {
         match (kept.get(r), kept.get(c)) {
             (Some(&q), Some(&k)) => !allowed.get((q, k)).copied().unwrap_or(true),
@@ -310,13 +306,18 @@ mod tests {
         AttentionMaps::from_heads(1, 2, n, vec![head.clone(), head]).expect("maps")
     }
 
+    /// The mask `spec` as a run records it.
+    fn recorded(spec: &str) -> AppliedMask {
+        AppliedMask::recorded(crate::engine::MaskSpec::parse(spec).unwrap())
+    }
+
     fn context(n: usize, mask: &str) -> FigureContext {
         FigureContext {
             labels: (0..n).map(|i| format!("t{i}")).collect(),
             is_special: (0..n).map(|i| i == 0).collect(),
             is_pad: vec![false; n],
             model_name: "demo".to_owned(),
-            mask: mask.to_owned(),
+            mask: recorded(mask),
             ..FigureContext::default()
         }
     }
@@ -336,10 +337,10 @@ mod tests {
     fn masked_cells_follow_the_spec_and_the_kept_tokens() {
         // causal over 4 tokens: (q, k) masked when k > q.
         let all = [0, 1, 2, 3];
-        let m = masked_cells("causal", 4, &[false; 4], &all).unwrap();
+        let m = masked_cells(&recorded("causal"), 4, &[false; 4], &all).unwrap();
         assert_eq!(m, Array2::from_shape_fn((4, 4), |(q, k)| k > q));
         // Hiding token 0 keeps tokens 1..4: view cell (0, 1) is token pair (1, 2), masked.
-        let m = masked_cells("causal+drop-cells:3.1", 4, &[false; 4], &[1, 2, 3]).unwrap();
+        let m = masked_cells(&recorded("causal+drop-cells:3.1"), 4, &[false; 4], &[1, 2, 3]).unwrap();
         assert_eq!(
             m,
             ndarray::array![
@@ -349,13 +350,12 @@ mod tests {
             ]
         );
         // Padding keys (token 2 is [PAD]) are masked in every row.
-        let m = masked_cells("padding", 3, &[false, false, true], &[0, 1, 2]).unwrap();
+        let m = masked_cells(&recorded("padding"), 3, &[false, false, true], &[0, 1, 2]).unwrap();
         assert!((0..3).all(|q| m[(q, 2)]) && !m[(0, 1)]);
-        // No mask, a mask that forbids nothing, a bad spec or out-of-range indices: nothing.
-        assert_eq!(masked_cells("none", 4, &[false; 4], &all), None);
-        assert_eq!(masked_cells("window:9", 4, &[false; 4], &all), None);
-        assert_eq!(masked_cells("window:", 4, &[false; 4], &all), None);
-        assert_eq!(masked_cells("drop-keys:7", 4, &[false; 4], &all), None);
+        // No mask, a mask that forbids nothing or out-of-range indices: nothing.
+        assert_eq!(masked_cells(&recorded("none"), 4, &[false; 4], &all), None);
+        assert_eq!(masked_cells(&recorded("window:9"), 4, &[false; 4], &all), None);
+        assert_eq!(masked_cells(&recorded("drop-keys:7"), 4, &[false; 4], &all), None);
     }
 
     #[test]

@@ -123,7 +123,7 @@ fn masked_cells_look_alike_on_screen_and_in_the_export_and_unlike_zero() {
 
     // The PNG export of the same view: the same colour in every cell, and the mask in the title.
     let ctx = app.figure_context(&run);
-    assert_eq!(ctx.mask, "causal+drop-cells:3.1");
+    assert_eq!(ctx.mask.to_string(), "causal+drop-cells:3.1");
     let figure = export::current_view_png(&run, &app.state, &ctx).unwrap();
     let cell = export::default_cell(n);
     let opts = FigureOptions {

@@ -344,6 +344,7 @@ fn the_mask_field_shows_the_mask_a_checkpoint_applied() {
     super::wait_ready(&mut harness);
     // Typed "none", but GPT-2 is causal by construction.
     assert_eq!(harness.state().state.mask_text, "none");
-    assert_eq!(harness.state().current_mask.as_deref(), Some("causal"));
+    let shown = harness.state().shown_run().unwrap().mask.to_string();
+    assert_eq!(shown, "causal");
     assert!(harness.query_by_label("applied: causal").is_some());
 }

@@ -42,7 +42,7 @@ fn wait_attribution(
 
 /// Steps until the run of the current settings is on screen (the Saliency view's spinner keeps
 /// the UI repainting, so `wait_ready` cannot wait for it to settle).
-fn wait_run(harness: &mut Harness<'_, AttnApp>) -> Arc<AttentionRun> {
+fn wait_run(harness: &mut Harness<'_, AttnApp>) -> Arc<attnviz::pipeline::Run> {
     step_until(harness, "the run", |h| {
         let app = h.state();
         let wanted = app.state.job_key().unwrap();

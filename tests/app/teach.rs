@@ -5,9 +5,10 @@
 use super::{app_harness, fixture_dir, wait_ready};
 use attnviz::app::teach::TeachTab;
 use attnviz::app::{AppState, AttnApp, ViewKind};
-use attnviz::engine::{AttentionRun, DimSubset, RunOptions};
+use attnviz::engine::{DimSubset, RunOptions};
 use attnviz::io::TokenInput;
-use attnviz::pipeline::{self, LoadedModel, RunInput};
+use attnviz::model::LoadedModel;
+use attnviz::pipeline::{self, Run, RunInput};
 use egui::Key;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
@@ -26,7 +27,7 @@ fn teach_state(tab: TeachTab, layer: usize, head: usize) -> AppState {
 }
 
 /// The engine's run of `state`'s input on `model` with `dims`, through the pipeline.
-fn engine_run(model: &LoadedModel, state: &AppState, dims: Vec<DimSubset>) -> AttentionRun {
+fn engine_run(model: &LoadedModel, state: &AppState, dims: Vec<DimSubset>) -> Run {
     let opts = RunOptions {
         dims,
         ..RunOptions::default()
@@ -34,11 +35,10 @@ fn engine_run(model: &LoadedModel, state: &AppState, dims: Vec<DimSubset>) -> At
     let input = RunInput::new(TokenInput::Text(state.text.clone()));
     pipeline::run(model, &input, &opts, &mut |_| true)
         .expect("the engine runs")
-        .attention
 }
 
 /// The largest absolute difference between two heads' maps.
-fn max_diff(a: &AttentionRun, b: &AttentionRun, layer: usize, head: usize) -> f32 {
+fn max_diff(a: &Run, b: &Run, layer: usize, head: usize) -> f32 {
     let (a, b) = (
         a.maps.head(layer, head).unwrap(),
         b.maps.head(layer, head).unwrap(),
@@ -51,7 +51,7 @@ fn max_diff(a: &AttentionRun, b: &AttentionRun, layer: usize, head: usize) -> f3
 }
 
 /// Clicks the dimension toggles in `dims` one after another and waits for the new run.
-fn click_dims(harness: &mut Harness<'_, AttnApp>, dims: &[usize]) -> Arc<AttentionRun> {
+fn click_dims(harness: &mut Harness<'_, AttnApp>, dims: &[usize]) -> Arc<Run> {
     for d in dims {
         harness.get_by_label(&format!("dimension {d}")).click();
         // A click starts a run (with a spinner): step rather than wait for a settled UI.
@@ -441,7 +441,6 @@ fn teaching_figures_export_the_pipelines_numbers_as_png_and_svg() {
     let (run, explanation) =
         pipeline::explain(&model, &input, &opts, 1, 2, 4).expect("the pipeline explains");
     let labels: Vec<String> = run
-        .attention
         .tokens
         .iter()
         .map(|t| t.text.clone())

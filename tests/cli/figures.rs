@@ -166,7 +166,7 @@ fn the_grid_png_shows_the_kv_grouping_the_mask_and_the_text() {
     let Ok(InputFile::Attention(file)) = load_input(&json) else {
         panic!("not an attention file");
     };
-    assert_eq!(file.mask, "causal");
+    assert_eq!(file.mask.to_string(), "causal");
     let [layers, heads, n, _] = file.maps.shape();
     assert_eq!((layers, heads), (2, 4));
     let png = decode(&grid);
@@ -175,7 +175,7 @@ fn the_grid_png_shows_the_kv_grouping_the_mask_and_the_text() {
     let grouped = GridOptions {
         title: "any".to_owned(),
         text: TEXT.to_owned(),
-        kv_groups: attnviz::pipeline::kv_groups(4, 2),
+        kv_groups: attnviz::model::kv_groups(4, 2),
         ..GridOptions::default()
     };
     let causal = Array2::from_shape_fn((n, n), |(q, k)| k > q);

@@ -7,7 +7,7 @@ use super::*;
 use attnviz::engine::{DimSubset, llama3_frequencies, rope_frequencies};
 use attnviz::grad::{Differentiable, ResolvedTarget, TargetKind, TargetSpec};
 use attnviz::model::lm_head::logprob_of_row;
-use attnviz::pipeline::LoadedModel;
+use attnviz::model::LoadedModel;
 
 /// What the reference forward applies besides the weights.
 struct RefOpts {
@@ -366,7 +366,7 @@ fn stack_input64(model: &LoadedModel, e: &Mat) -> Mat {
         LoadedModel::Demo { model, .. } => model.position_vectors(n),
         LoadedModel::Checkpoint { model, .. } => {
             let mut zeros = Array2::<f32>::zeros((n, d));
-            model.add_positions(&mut zeros);
+            model.add_positions(&mut zeros).unwrap();
             zeros
         }
     };
@@ -388,7 +388,10 @@ fn transformer_of(model: &LoadedModel) -> &Transformer {
 /// T at input embeddings `e`, all in f64.
 fn target64(model: &LoadedModel, e: &Mat, target: &ResolvedTarget) -> f64 {
     let n = e.len();
-    let spec = model.effective_mask(&MaskSpec::none(), n).to_string();
+    let spec = model
+        .model()
+        .applied_mask(&attnviz::engine::RunOptions::default(), n)
+        .to_string();
     let hidden = hidden64(
         transformer_of(model).parts(),
         &stack_input64(model, e),

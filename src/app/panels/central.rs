@@ -9,7 +9,7 @@ use crate::app::state::ViewKind;
 use crate::app::token_strip::TokenStrip;
 use crate::app::view::{Request, RunFailure, View, ViewCx};
 use crate::app::{special, theme};
-use crate::engine::AttentionRun;
+use crate::pipeline::Run;
 use std::sync::{Arc, Weak};
 
 /// The central area and the views it switches between.
@@ -33,12 +33,12 @@ pub struct Central {
 }
 
 /// The filtered run, its labels, and the original index of each kept token.
-type Filtered = (Arc<AttentionRun>, Arc<Vec<String>>, Vec<usize>);
+type Filtered = (Arc<Run>, Arc<Vec<String>>, Vec<usize>);
 
 /// A run with its special tokens hidden (see [`special::without_special`]).
 struct WithoutSpecial {
     /// The run it was made from.
-    from: Weak<AttentionRun>,
+    from: Weak<Run>,
     /// The filtered run, or `None` when nothing is special.
     filtered: Option<Filtered>,
 }
@@ -73,14 +73,8 @@ impl View for Central {
             ui.separator();
         }
         match cx.state.view {
-            ViewKind::Heatmap => {
-                let mask = cx.applied_mask.unwrap_or("none").to_owned();
-                self.heatmap.ui(ui, &run, &labels, &mask, cx.state);
-            }
-            ViewKind::Grid => {
-                let mask = cx.applied_mask.unwrap_or("none").to_owned();
-                self.grid.ui(ui, &run, cx.state, &cx.kv_groups, &mask);
-            }
+            ViewKind::Heatmap => self.heatmap.ui(ui, &run, &labels, cx.state),
+            ViewKind::Grid => self.grid.ui(ui, &run, cx.state),
             ViewKind::HeadView if cx.state.hide_special => {
                 let filtered = self.without_special(&run, &labels);
                 match filtered {
@@ -103,7 +97,7 @@ impl View for Central {
 
 impl Central {
     /// The shown run without special tokens, made once per run.
-    fn without_special(&mut self, run: &Arc<AttentionRun>, labels: &[String]) -> Option<Filtered> {
+    fn without_special(&mut self, run: &Arc<Run>, labels: &[String]) -> Option<Filtered> {
         let fresh = self
             .without_special
             .as_ref()
@@ -133,7 +127,7 @@ fn head_view_filtered(
     view: &mut HeadView,
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
-    run: &Arc<AttentionRun>,
+    run: &Arc<Run>,
     labels: &[String],
     kept: &[usize],
 ) {

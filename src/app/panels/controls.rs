@@ -46,14 +46,10 @@ fn file_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, ext: &crate::app::ExternalRun
     ui.label(format!("Showing attention from {}", ext.path.display()));
     ui.label(format!(
         "model {} ({}), {} tokens, mask {}",
-        ext.meta.name,
-        ext.meta.architecture,
+        ext.run.model.name,
+        ext.run.model.architecture,
         ext.run.tokens.len(),
-        if ext.mask.is_empty() {
-            "not recorded"
-        } else {
-            &ext.mask
-        }
+        ext.run.mask
     ));
     egui::CollapsingHeader::new("Tokens and ids")
         .id_salt("file-tokens")
@@ -148,12 +144,9 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
     });
     // What the run on screen really applied: the architecture adds its causal mask and
     // Mistral its sliding window to the typed spec.
-    if let Some(applied) = cx.applied_mask
-        && MaskSpec::parse(&state.mask_text)
-            .map(|m| m.to_string())
-            .ok()
-            .as_deref()
-            != Some(applied)
+    let applied = cx.run.as_ref().map(|r| r.mask.spec());
+    if let Some(applied) = applied
+        && MaskSpec::parse(&state.mask_text).ok().as_ref() != Some(applied)
     {
         ui.label(format!("applied: {applied}"));
     }

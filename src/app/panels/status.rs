@@ -17,7 +17,7 @@ impl View for Status {
             };
             ui.separator();
             match (cx.external, &cx.state.model_dir) {
-                (Some(e), _) => ui.label(format!("{} (from file)", e.meta.name)),
+                (Some(e), _) => ui.label(format!("{} (from file)", e.run.model.name)),
                 (None, Some(dir)) => {
                     let arch = match cx.model_info {
                         Some(i) if cx.model_loaded() => i.architecture.as_str(),

@@ -5,7 +5,8 @@
 use super::api::{self, AttributeRequest, Attribution};
 use crate::app::worker::JobKey;
 use crate::grad::TargetKind;
-use crate::pipeline::{self, LoadedModel, PipelineError, RunInput};
+use crate::model::LoadedModel;
+use crate::pipeline::{self, PipelineError, RunInput};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -148,9 +149,7 @@ pub fn run_task(
     wake: &dyn Fn(),
     send: &mut dyn FnMut(Outcome),
 ) {
-    let mut input = RunInput::new(key.input.clone());
-    input.truncate = key.truncate;
-    input.memory_budget = key.memory_budget;
+    let input = key.run_input();
     let cancelled = || task.progress.is_cancelled() || !still_wanted();
     if let Some((position, k)) = task.predict {
         if cancelled() {
@@ -224,7 +223,9 @@ fn target_names(model: &LoadedModel, attr: &Attribution) -> Vec<(u32, String)> {
         .collect()
 }
 
-/// The `k` most likely next tokens after `position` of `key`'s input.
+/// The `k` most likely next tokens after `position` of `key`'s input, through the pipeline's
+/// [`pipeline::next_tokens`] (the same call, and the same "no LM head" message, as `attnviz
+/// next`).
 fn predictions(
     model: &LoadedModel,
     input: &RunInput,
@@ -232,30 +233,20 @@ fn predictions(
     position: usize,
     k: usize,
 ) -> Result<Vec<Candidate>, String> {
-    let Some(ckpt) = model.as_checkpoint() else {
-        return Err("the demo model has no next-token head".to_owned());
-    };
-    if ckpt.lm_head().is_none() {
-        return Err("this model has no next-token head".to_owned());
-    }
-    let opts = crate::engine::RunOptions {
-        keep_hidden: true,
-        keep_maps: false,
-        ..key.opts.clone()
-    };
-    let run = pipeline::run(model, input, &opts, &mut |_| true).map_err(|e| e.to_string())?;
-    let hidden = run
-        .attention
-        .hidden
-        .ok_or("the run kept no hidden states")?;
-    let top = ckpt
-        .top_next_tokens(hidden.view(), position, k)
-        .map_err(|e| e.to_string())?;
+    let positions = pipeline::Positions::One(position);
+    let (_, _, mut found) =
+        pipeline::next_tokens(model, input, &key.opts, positions, k, &mut |_| true)
+            .map_err(|e| e.to_string())?;
+    let top = found.pop().map(|p| p.top).unwrap_or_default();
     let ids: Vec<u32> = top.iter().map(|p| p.id).collect();
+    let tokens = model
+        .as_checkpoint()
+        .map(|c| c.tokens_from_ids(&ids))
+        .unwrap_or_default();
     let style = model.vocab_style();
     Ok(top
         .iter()
-        .zip(ckpt.tokens_from_ids(&ids))
+        .zip(tokens)
         .map(|(p, t)| Candidate {
             id: p.id,
             label: t.label(&style),

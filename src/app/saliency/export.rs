@@ -119,7 +119,7 @@ impl AttnApp {
             return;
         };
         let meta = self.model_meta();
-        let mask = self.shown_mask();
+        let mask = self.shown_mask().to_string();
         let title = title(&attr, &meta.name, &done);
         match write(kind, path, &attr, &meta, &mask, &title) {
             Ok(()) => {

@@ -6,7 +6,7 @@
 
 use super::TeachCx;
 use crate::analysis::teach::{Cost, allowed_cells, attention_cost, attention_cost_cells};
-use crate::engine::MaskSpec;
+use crate::engine::{AppliedMask, MaskSpec};
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 
 /// Input lengths of the curves.
@@ -18,7 +18,7 @@ const SPARSE: [&str; 3] = ["window:32", "strided:32", "block:64"];
 /// The curves for one model size and input length.
 #[derive(Clone, Debug, PartialEq)]
 struct Curves {
-    key: (usize, usize, usize, String),
+    key: (usize, usize, usize, AppliedMask),
     /// Per mask ("full" first), the cost at each of [`LENGTHS`].
     lines: Vec<(String, Vec<Cost>)>,
     /// The current input: dense cost, and its own mask's cells.
@@ -40,7 +40,7 @@ impl CostView {
             return;
         };
         let n = tc.run.tokens.len().max(1);
-        let mask = tc.mask().to_owned();
+        let mask = tc.mask().clone();
         let key = (dims.d_model, dims.heads, n, mask.clone());
         if self.curves.as_ref().is_none_or(|c| c.key != key) {
             self.curves = Some(curves(key, &mask));
@@ -120,7 +120,7 @@ impl CostView {
 }
 
 /// The curves for `key` = (d_model, heads, n, mask).
-fn curves(key: (usize, usize, usize, String), mask: &str) -> Curves {
+fn curves(key: (usize, usize, usize, AppliedMask), mask: &AppliedMask) -> Curves {
     let (d, h, n, _) = key.clone();
     let mut lines = vec![(
         "full (what attnviz computes)".to_owned(),
@@ -142,10 +142,9 @@ fn curves(key: (usize, usize, usize, String), mask: &str) -> Curves {
             .collect();
         lines.push((format!("{spec} (sparse kernel)"), costs));
     }
-    let here_masked = MaskSpec::parse(mask)
-        .ok()
-        .filter(|m| m.to_string() != "none")
-        .and_then(|m| allowed_cells(&m, n).ok())
+    let here_masked = Some(mask)
+        .filter(|m| !m.is_none())
+        .and_then(|m| allowed_cells(m.spec(), n).ok())
         .map(|cells| (cells, attention_cost_cells(n, cells, d, h)));
     Curves {
         here: attention_cost(n, d, h),

@@ -7,7 +7,7 @@ use crate::analysis::explain::{Explanation, WalkStep};
 use crate::analysis::teach::MistakeEffect;
 use crate::app::state::ViewKind;
 use crate::app::{AppState, AttnApp};
-use crate::engine::{AttentionRun, MaskSpec, mistaken_mask};
+use crate::engine::AttentionRun;
 use crate::render::{self, teach::Comparison, teach::ComparisonPanel, teach::TeachStyle};
 use std::path::Path;
 use std::sync::Arc;
@@ -114,15 +114,12 @@ pub fn comparison(
     layer_idx: usize,
     head_idx: usize,
     labels: &[String],
-    causal: bool,
-    heads: usize,
-    user_mask: &str,
 ) -> Option<Comparison> {
-    let user_mask = MaskSpec::parse(user_mask).unwrap_or_default();
-    let side = |run: &AttentionRun, mistakes: &[crate::engine::Mistake], title: String| {
+    // Each side's masked cells are those its own run applied.
+    let side = |run: &AttentionRun, title: String| {
         let map = run.maps.head(layer_idx, head_idx)?;
         let n = map.nrows();
-        let mask = mistaken_mask(&user_mask, causal, heads, mistakes).to_string();
+        let mask = &run.mask;
         let is_pad: Vec<bool> = run
             .tokens
             .iter()
@@ -132,7 +129,7 @@ pub fn comparison(
         Some(ComparisonPanel {
             title,
             map: map.as_ref().clone(),
-            masked: render::view::masked_cells(&mask, n, &is_pad, &all),
+            masked: render::view::masked_cells(mask, n, &is_pad, &all),
         })
     };
     Some(Comparison {
@@ -143,25 +140,12 @@ pub fn comparison(
         lesson: effect.lesson.to_owned(),
         summary: effect.summary.clone(),
         labels: labels.to_vec(),
-        correct: side(
-            &effect.correct,
-            &effect.correct_opts.mistakes,
-            "correct".to_owned(),
-        )?,
+        correct: side(&effect.correct, "correct".to_owned())?,
         mistaken: side(
             &effect.mistaken,
-            &effect.mistaken_opts.mistakes,
             format!("with the mistake ({})", effect.mistake),
         )?,
     })
-}
-
-/// The model's causal flag and head count for masks: the checkpoint's, or the demo's.
-fn causal_heads(app: &AttnApp) -> (bool, usize) {
-    match (&app.state.model_dir, &app.model_info) {
-        (Some(_), Some(info)) => (info.causal, info.heads),
-        _ => (false, app.state.demo.heads),
-    }
 }
 
 /// How figures are drawn for `state`.
@@ -196,16 +180,7 @@ fn write_figure(figure: &TeachFigure, app: &AttnApp, path: &Path) -> Result<(), 
             head_idx,
             labels,
         } => {
-            let (causal, heads) = causal_heads(app);
-            let c = comparison(
-                effect,
-                *layer_idx,
-                *head_idx,
-                labels,
-                causal,
-                heads,
-                &app.state.mask_text,
-            )
+            let c = comparison(effect, *layer_idx, *head_idx, labels)
             .ok_or_else(|| format!("head {layer_idx}.{head_idx} does not exist"))?;
             if svg {
                 render::teach::comparison_svg(&c, &style).and_then(|s| render::write_svg(&s, path))

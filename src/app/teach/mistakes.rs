@@ -11,9 +11,7 @@ use super::texture::KeyedTexture;
 use crate::analysis::teach::{MistakeEffect, entropy_vs_d_head};
 use crate::app::theme;
 use crate::app::view::{DialogPurpose, Request};
-use crate::app::worker::JobError;
-use crate::engine::{AttentionRun, MaskSpec, Mistake, RunOptions, mistaken_mask};
-use crate::pipeline::LoadedModel;
+use crate::engine::{AttentionRun, Mistake};
 use crate::render::{self, ValueRange, ValueScale};
 use crate::tokenize::Token;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
@@ -33,19 +31,6 @@ pub fn toggle_label(m: Mistake) -> &'static str {
         Mistake::NoLayerNorm => "Missing LayerNorm",
         Mistake::ChunkByHeads => "Chunking by 2^heads",
     }
-}
-
-/// Measures `mistake` on the worker: the same model, tokens and options as the run (the user's
-/// mask, so that the mistake can drop a causal mask the architecture adds).
-pub(crate) fn measure(
-    loaded: &LoadedModel,
-    tokens: &[Token],
-    opts: &RunOptions,
-    mistake: Mistake,
-) -> Result<MistakeEffect, JobError> {
-    let opts = super::fit_options(opts, &loaded.info());
-    crate::analysis::teach::mistake_effect(loaded.model(), tokens, &opts, mistake)
-        .map_err(|e| JobError::Failed(format!("measuring {mistake}: {e}"), None))
 }
 
 impl crate::app::AttnApp {
@@ -172,14 +157,8 @@ impl MistakesView {
     ) {
         let state = &tc.cx.state;
         let (layer_idx, head_idx) = (state.layer_idx, state.head_idx);
-        let dims = tc.model_dims();
-        let causal = dims.as_ref().is_some_and(|d| d.causal);
-        let heads = dims.as_ref().map_or(1, |d| d.heads);
-        let user_mask = MaskSpec::parse(&state.mask_text).unwrap_or_default();
-        let masks = [
-            mistaken_mask(&user_mask, causal, heads, &effect.correct_opts.mistakes).to_string(),
-            mistaken_mask(&user_mask, causal, heads, &effect.mistaken_opts.mistakes).to_string(),
-        ];
+        // Each side's mask is the one its run applied (the mistake can drop the causal mask).
+        let masks = [effect.correct.mask.clone(), effect.mistaken.mask.clone()];
         let side = ((ui.available_width() - 40.0) / 2.0).clamp(120.0, 340.0);
         let colormap = state.colormap;
         let id = Arc::as_ptr(effect) as usize;

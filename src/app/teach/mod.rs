@@ -20,8 +20,9 @@ mod texture;
 pub mod walkthrough;
 
 use crate::app::view::ViewCx;
-use crate::engine::{AttentionRun, HeadTrace, Trace};
-pub use settings::{TeachSettings, TeachTab, fit_options};
+use crate::engine::{AppliedMask, HeadTrace, Trace};
+use crate::pipeline::Run;
+pub use settings::{TeachSettings, TeachTab};
 use std::sync::Arc;
 
 /// What a teaching view reads and changes: the panels' [`ViewCx`] plus the run on screen and
@@ -30,7 +31,7 @@ pub struct TeachCx<'a, 'b> {
     /// The app's view context (settings to change, model info, applied mask, jobs).
     pub cx: &'a mut ViewCx<'b>,
     /// The run on screen.
-    pub run: Arc<AttentionRun>,
+    pub run: Arc<Run>,
     /// Its tokens' display labels.
     pub labels: Arc<Vec<String>>,
 }
@@ -54,8 +55,8 @@ impl TeachCx<'_, '_> {
     }
 
     /// The mask the run on screen applied.
-    pub fn mask(&self) -> &str {
-        self.cx.applied_mask.unwrap_or("none")
+    pub fn mask(&self) -> &AppliedMask {
+        &self.run.mask
     }
 
     /// True while the requested run has not arrived.
@@ -138,7 +139,7 @@ pub struct ModelDims {
 
 /// The trace of the selected layer in `run` and its selected head, when the run has it.
 pub fn traced_head<'r>(
-    run: &'r AttentionRun,
+    run: &'r Run,
     state: &crate::app::AppState,
 ) -> Option<(&'r Trace, &'r HeadTrace)> {
     let trace = run
@@ -201,7 +202,7 @@ impl TeachPanel {
     pub fn ui(
         &mut self,
         ui: &mut egui::Ui,
-        run: &Arc<AttentionRun>,
+        run: &Arc<Run>,
         labels: &Arc<Vec<String>>,
         cx: &mut ViewCx<'_>,
     ) {

@@ -16,7 +16,7 @@ struct ThumbKey {
     layer_idx: usize,
     head_idx: usize,
     colormap: render::Colormap,
-    mask: String,
+    mask: crate::engine::AppliedMask,
 }
 
 /// The multi-head view's runtime state.
@@ -113,7 +113,7 @@ impl MultiHeadView {
         y += 28.0;
         // Each head's map.
         let colormap = tc.cx.state.colormap;
-        let mask = tc.mask().to_owned();
+        let mask = tc.mask().clone();
         let is_pad: Vec<bool> = tc.run.tokens.iter().map(|t| t.is_pad()).collect();
         let all: Vec<usize> = (0..n).collect();
         let masked = render::view::masked_cells(&mask, n, &is_pad, &all);

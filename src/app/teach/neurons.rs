@@ -25,7 +25,7 @@ struct MapKey {
     layer_idx: usize,
     head_idx: usize,
     colormap: render::Colormap,
-    mask: String,
+    mask: crate::engine::AppliedMask,
 }
 
 /// The neuron view's runtime state.
@@ -180,10 +180,10 @@ impl NeuronView {
                     layer_idx,
                     head_idx,
                     colormap: tc.cx.state.colormap,
-                    mask: tc.mask().to_owned(),
+                    mask: tc.mask().clone(),
                 };
                 let colormap = tc.cx.state.colormap;
-                let mask = tc.mask().to_owned();
+                let mask = tc.mask().clone();
                 let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
                 let all: Vec<usize> = (0..n).collect();
                 let probs = head.probs.view();

@@ -3,9 +3,8 @@
 //! the open lesson. Part of [`crate::app::AppState`] (`teach`), so sessions keep them.
 
 use crate::app::state::ViewKind;
-use crate::engine::{DimSubset, Mistake, RunOptions};
+use crate::engine::{DimSubset, Mistake};
 use crate::io::lesson::Lesson;
-use crate::model::ModelInfo;
 use crate::render::Colormap;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -173,23 +172,6 @@ impl TeachSettings {
             d.dims.retain(|&i| i < d_head);
         }
     }
-}
-
-/// `opts` with what cannot apply to `info` left out: dimension subsets of heads or dimensions
-/// the model lacks, and a traced layer it does not have. The worker runs with this, so that
-/// settings saved with another model never stop a run.
-pub fn fit_options(opts: &RunOptions, info: &ModelInfo) -> RunOptions {
-    let mut fitted = opts.clone();
-    fitted
-        .dims
-        .retain(|d| d.layer_idx < info.layers && d.head_idx < info.heads);
-    for d in &mut fitted.dims {
-        d.dims.retain(|&i| i < info.d_head);
-    }
-    if fitted.trace_layer.is_some_and(|l| l >= info.layers) {
-        fitted.trace_layer = None;
-    }
-    fitted
 }
 
 #[cfg(test)]

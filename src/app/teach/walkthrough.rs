@@ -113,7 +113,7 @@ impl WalkthroughView {
         if step == WalkStep::Keys && e.kv_head != e.head {
             let group: Vec<String> = tc
                 .cx
-                .kv_groups
+                .kv_groups()
                 .get(e.kv_head)
                 .map(|g| g.iter().map(usize::to_string).collect())
                 .unwrap_or_default();

@@ -21,7 +21,7 @@ use super::gemm::PackedMatrix;
 use super::layers::{Epilogue, NormPlacement, linear, normalized};
 use super::options::RunOptions;
 use super::parallel::threads_for;
-use super::transformer::{Block, Transformer, check_finite, effective_mask};
+use super::transformer::{Block, Transformer, check_finite};
 use ndarray::{Array2, Axis};
 
 mod attention;
@@ -155,7 +155,7 @@ impl Transformer {
                 "gradients run on the model as it is: switch off the teaching mistake {mistake}"
             )));
         }
-        let allowed = effective_mask(&opts.mask, self.causal()).build(len, is_pad)?;
+        let allowed = self.applied_mask(opts, len).allowed(len, is_pad)?;
         let threads = threads_for(len, opts);
         let shape = self.head_shape(opts);
         let placement = self.placement();

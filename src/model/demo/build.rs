@@ -160,6 +160,7 @@ pub(super) fn build_transformer(cfg: &DemoConfig, layout: Option<&Layout>) -> Tr
         placement: cfg.norm,
         position,
         causal: false,
+        sliding_window: None,
         blocks,
         final_norm: (cfg.norm == NormPlacement::Pre).then(|| Norm::identity_layer_norm(d, LN_EPS)),
     }

@@ -203,6 +203,10 @@ impl DemoModel {
 }
 
 impl Model for DemoModel {
+    fn transformer(&self) -> &Transformer {
+        &self.transformer
+    }
+
     fn info(&self) -> ModelInfo {
         let t = &self.transformer;
         let mut params = 0u64;

@@ -31,6 +31,7 @@ pub(in crate::model) fn load(
         placement: NormPlacement::Post,
         position: AttentionPosition::None,
         causal: false,
+        sliding_window: None,
         blocks,
         final_norm: None,
     };

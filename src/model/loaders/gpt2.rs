@@ -37,6 +37,7 @@ pub(in crate::model) fn load(
         placement: NormPlacement::Pre,
         position: AttentionPosition::None,
         causal: true,
+        sliding_window: None,
         blocks,
         final_norm: Some(layer_norm(&vb.pp("ln_f"), d, c.norm_eps)?),
     };

@@ -44,6 +44,7 @@ pub(in crate::model) fn load(
             },
         },
         causal: true,
+        sliding_window: c.sliding_window,
         blocks,
         final_norm: Some(rms_norm(&vb.pp("norm"), d, c.norm_eps)?),
     };
