@@ -648,10 +648,15 @@ fn next_and_info_report_heads_and_clean_errors() {
         &run(&["next", "--text", "The cat"]),
         "demo model has no LM head",
     );
-    assert_clean_error(
-        &run(&["next", "--model", bert.to_str().unwrap(), "--ids", "2,5,3"]),
-        "no next-token LM head",
-    );
+    let o = run(&["next", "--model", bert.to_str().unwrap(), "--ids", "2,5,3"]);
+    assert_clean_error(&o, "no next-token LM head");
+    // The same words as the Saliency view's target picker: both come from `pipeline::lm_head`.
+    let loaded = attnviz::model::LoadedModel::checkpoint(&bert, Default::default()).unwrap();
+    let message = attnviz::pipeline::lm_head(&loaded)
+        .err()
+        .unwrap()
+        .to_string();
+    assert_eq!(stderr(&o).trim_end(), format!("error: {message}"));
     let gpt2 = gpt2.to_str().unwrap();
     assert_clean_error(
         &run(&["next", "--model", gpt2, "--ids", "5,6,7", "--position", "3"]),

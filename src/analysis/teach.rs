@@ -177,6 +177,10 @@ pub struct Figure {
     pub mistaken: f64,
 }
 
+/// Runs the model on tokens under options: how [`mistake_effect`] reaches the model (the
+/// pipeline passes its own forward, with the budget, token limit and cancellation).
+pub type Runner<'a, E> = dyn FnMut(&[Token], &RunOptions) -> Result<AttentionRun, E> + 'a;
+
 /// What one mistake does to a run, measured.
 #[derive(Clone, Debug)]
 pub struct MistakeEffect {
@@ -359,7 +363,7 @@ pub fn mistake_effect<E: From<MaskError>>(
     tokens: &[Token],
     opts: &RunOptions,
     mistake: Mistake,
-    run: &mut dyn FnMut(&[Token], &RunOptions) -> Result<AttentionRun, E>,
+    run: &mut Runner<'_, E>,
 ) -> Result<MistakeEffect, E> {
     let mut correct_opts = opts.clone();
     correct_opts.mistakes.retain(|&m| m != mistake);
@@ -663,8 +667,7 @@ mod tests {
     fn forgotten_causal_mask_fills_the_upper_triangle() {
         let gpt2 = fixture("gpt2");
         let toks = fixture_tokens(&gpt2, &[5, 17, 42, 8, 99, 3]);
-        let e =
-            effect_of(&gpt2, &toks, &RunOptions::default(), Mistake::NoCausalMask).unwrap();
+        let e = effect_of(&gpt2, &toks, &RunOptions::default(), Mistake::NoCausalMask).unwrap();
         let future = &e.figures[0];
         assert_eq!(future.correct, 0.0);
         assert!(future.mistaken > 0.05, "{future:?}");
@@ -712,8 +715,7 @@ mod tests {
         };
         let model = Checkpoint::load(std::path::Path::new(&dir)).unwrap();
         let toks = model.tokens_from_ids(&[101, 1996, 4937, 2938, 2006, 1996, 13523, 1012, 102]);
-        let e =
-            effect_of(&model, &toks, &RunOptions::default(), Mistake::NoLayerNorm).unwrap();
+        let e = effect_of(&model, &toks, &RunOptions::default(), Mistake::NoLayerNorm).unwrap();
         let norms = e.mistaken.layer_norms.clone().unwrap();
         assert!(norms.windows(2).all(|w| w[1] > w[0]), "{norms:?}");
         let growth = &e.figures[0];

@@ -135,7 +135,8 @@ impl AttnApp {
                 // The run carries the mask that was applied, not the one typed: a GPT-2 run
                 // says `causal`.
                 let format = crate::pipeline::TensorFormat::from_path(path);
-                match crate::pipeline::write_tensors(&run, path, format).map_err(|e| e.to_string()) {
+                match crate::pipeline::write_tensors(&run, path, format).map_err(|e| e.to_string())
+                {
                     Ok(()) => self.wrote(path),
                     Err(e) => self.report(ErrorCause::File, e),
                 }

@@ -13,8 +13,8 @@
 //! a wider gap. Models without shared KV heads get the plain grid.
 
 use super::state::{AppState, HeadMode, ViewKind};
-use crate::pipeline::Run;
 use crate::model::demo::crafted_at;
+use crate::pipeline::Run;
 use crate::render::grid::{KvGroup, kv_column_groups};
 use crate::render::view::{range_for, shared_range};
 use crate::render::{
@@ -130,11 +130,7 @@ impl TextureKey {
 
 /// The value range `m` (one head of `run`) is coloured with: `shared` when the key asks for
 /// one shared range, else the map's own range (of the full map, not the pooled one).
-fn head_range(
-    run: &Run,
-    m: ArrayView2<'_, f32>,
-    shared: Option<ValueRange>,
-) -> ValueRange {
+fn head_range(run: &Run, m: ArrayView2<'_, f32>, shared: Option<ValueRange>) -> ValueRange {
     shared.unwrap_or_else(|| range_for(&run.maps, m, RangeMode::PerHead))
 }
 
@@ -715,7 +711,10 @@ mod tests {
             let Some(maps) = AttentionMaps::from_heads(layers, heads, n, maps) else {
                 panic!("bad test maps");
             };
-            Arc::new(Run::of_maps((0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(), maps))
+            Arc::new(Run::of_maps(
+                (0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(),
+                maps,
+            ))
         }
 
         type Tested = (GridView, AppState);

@@ -439,7 +439,10 @@ mod tests {
             let Some(maps) = AttentionMaps::from_heads(1, heads, n, maps) else {
                 panic!("bad test maps");
             };
-            Arc::new(Run::of_maps((0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(), maps))
+            Arc::new(Run::of_maps(
+                (0..n).map(|i| Token::from_text(&format!("t{i}"))).collect(),
+                maps,
+            ))
         }
 
         type Tested = (HeadView, AppState);

@@ -140,7 +140,8 @@ impl HeatmapView {
                 Ok((matrix, kept)) => {
                     let range = render::view::range_for(&run.maps, matrix.view(), state.range);
                     let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
-                    let masked = render::view::masked_cells(&run.mask, run.tokens.len(), &is_pad, &kept);
+                    let masked =
+                        render::view::masked_cells(&run.mask, run.tokens.len(), &is_pad, &kept);
                     let images = render::heatmap_pyramid(
                         matrix.view(),
                         masked.as_ref().map(|m| m.view()),
@@ -553,7 +554,10 @@ mod tests {
         let Some(maps) = AttentionMaps::from_heads(1, 1, 4, vec![m]) else {
             panic!("bad test maps");
         };
-        Arc::new(Run::of_maps((0..4).map(|i| Token::from_text(&format!("t{i}"))).collect(), maps))
+        Arc::new(Run::of_maps(
+            (0..4).map(|i| Token::from_text(&format!("t{i}"))).collect(),
+            maps,
+        ))
     }
 
     #[test]

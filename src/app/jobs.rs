@@ -131,7 +131,9 @@ impl AttnApp {
                     let changes = self.state.fit_to_model(info);
                     if !changes.is_empty() {
                         self.notice = Some(changes.join("; "));
-                        if result.outcome.is_err() && self.state.job_key().is_ok_and(|k| k != result.key) {
+                        if result.outcome.is_err()
+                            && self.state.job_key().is_ok_and(|k| k != result.key)
+                        {
                             self.requested = None;
                             continue;
                         }

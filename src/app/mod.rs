@@ -188,9 +188,7 @@ impl AttnApp {
     /// The mask the run on screen applied: an attention file's recorded mask, or the computed
     /// run's (the user's spec plus what the architecture adds), as the run decided it.
     pub(crate) fn shown_mask(&self) -> AppliedMask {
-        self.shown_run()
-            .map(|r| r.mask.clone())
-            .unwrap_or_default()
+        self.shown_run().map(|r| r.mask.clone()).unwrap_or_default()
     }
 
     /// What an exported figure of `run` says besides its maps (labels, model, applied mask,

@@ -8,8 +8,8 @@
 use super::state::AppState;
 use super::worker::{JobKey, LoadStatus, Progress};
 use crate::engine::AppliedMask;
-use crate::pipeline::Run;
 use crate::model::ModelInfo;
+use crate::pipeline::Run;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

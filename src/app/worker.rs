@@ -13,8 +13,8 @@
 use super::saliency::compute as saliency;
 use crate::engine::RunOptions;
 use crate::io::TokenInput;
-use crate::model::{DemoConfig, LoadError, LoadProgress};
 use crate::model::LoadedModel;
+use crate::model::{DemoConfig, LoadError, LoadProgress};
 use crate::pipeline::{self, PipelineError, Run, RunInput, RunSetting};
 use crate::tokenize::DemoTokenizer;
 use std::path::{Path, PathBuf};
@@ -444,7 +444,12 @@ fn run_job(
     // Options that do not fit the model are the pipeline's to refuse; the app clamps its
     // settings when a model loads (`AppState::fit_to_model`), so this only happens for a
     // job asked before the model's size was known.
-    Ok(pipeline::run(loaded, &key.run_input(), &key.opts, &mut on_layer)?)
+    Ok(pipeline::run(
+        loaded,
+        &key.run_input(),
+        &key.opts,
+        &mut on_layer,
+    )?)
 }
 
 /// Measures `mistake` for the mistakes view through the pipeline (its token limit, memory
@@ -463,9 +468,12 @@ fn measure_mistake(
         shared.latest.load(Ordering::SeqCst) == job.id
     };
     let key = &job.key;
-    pipeline::mistake_effect(loaded, &key.run_input(), &key.opts, mistake, &mut on_layer)
-        .map_err(|e| match JobError::from(e) {
-            JobError::Failed(e, limit) => JobError::Failed(format!("measuring {mistake}: {e}"), limit),
+    pipeline::mistake_effect(loaded, &key.run_input(), &key.opts, mistake, &mut on_layer).map_err(
+        |e| match JobError::from(e) {
+            JobError::Failed(e, limit) => {
+                JobError::Failed(format!("measuring {mistake}: {e}"), limit)
+            }
             JobError::Cancelled => JobError::Cancelled,
-        })
+        },
+    )
 }

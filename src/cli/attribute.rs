@@ -114,7 +114,10 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
     let a = result.map_err(super::worded)?;
     let meta = ModelMeta::from(&model.info());
     // The mask the attribution's runs applied: the engine's one decision for this length.
-    let mask = model.model().applied_mask(&opts, a.tokens.len()).to_string();
+    let mask = model
+        .model()
+        .applied_mask(&opts, a.tokens.len())
+        .to_string();
     match kind {
         OutKind::Json => write_text(&args.out, &attribution::to_json(&a, &meta, &mask))?,
         OutKind::Csv => write_text(&args.out, &attribution::to_csv(&a))?,

@@ -3,9 +3,7 @@
 //! same call the app's walkthrough makes.
 
 use super::args::ExplainArgs;
-use super::{
-    Source, Timings, ms_since, print_timings, run_input, run_options, source, 
-};
+use super::{Source, Timings, ms_since, print_timings, run_input, run_options, source};
 use crate::analysis::explain::Explanation;
 use crate::io::{self, ModelMeta};
 use crate::model::LoadedModel;

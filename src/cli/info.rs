@@ -1,8 +1,8 @@
 //! `attnviz info`: the model's architecture, as text or JSON.
 
 use super::args::InfoArgs;
-use crate::model::ModelInfo;
 use crate::model::LoadedModel;
+use crate::model::ModelInfo;
 use crate::pipeline;
 use anyhow::{Context as _, Result};
 

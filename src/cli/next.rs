@@ -30,13 +30,14 @@ struct PositionJson<'a> {
 /// Runs `attnviz next`.
 pub(super) fn next(args: NextArgs) -> Result<()> {
     // The position is checked against the input once it is tokenized (in the pipeline).
-    let positions = match args.position.as_deref().map(str::trim) {
-        None => Positions::Last,
-        Some("all") => Positions::All,
-        Some(p) => Positions::One(p.parse::<usize>().map_err(|_| {
-            anyhow!("bad --position {p:?}; expected a 0-based token index or all")
-        })?),
-    };
+    let positions =
+        match args.position.as_deref().map(str::trim) {
+            None => Positions::Last,
+            Some("all") => Positions::All,
+            Some(p) => Positions::One(p.parse::<usize>().map_err(|_| {
+                anyhow!("bad --position {p:?}; expected a 0-based token index or all")
+            })?),
+        };
     let mut timings = Timings::default();
     let start = Instant::now();
     let opts = super::run_options(&args.common, true)?;

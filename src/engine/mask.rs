@@ -512,13 +512,19 @@ mod tests {
         };
         // W = 4: at 4 tokens every key is within the window; at 5, query 4 loses key 0
         // (4 − 0 = 4 is not < 4), which window:3 (|q − k| ≤ 3) expresses.
-        assert_eq!(AppliedMask::decide(&none, mistral, &[], 4).to_string(), "causal");
+        assert_eq!(
+            AppliedMask::decide(&none, mistral, &[], 4).to_string(),
+            "causal"
+        );
         assert_eq!(
             AppliedMask::decide(&none, mistral, &[], 5).to_string(),
             "causal+window:3"
         );
         let encoder = ArchitectureMask::default();
-        assert_eq!(AppliedMask::decide(&none, encoder, &[], 5).to_string(), "none");
+        assert_eq!(
+            AppliedMask::decide(&none, encoder, &[], 5).to_string(),
+            "none"
+        );
         // The forgotten causal mask drops the architecture's, not one the user wrote.
         let gpt2 = ArchitectureMask {
             causal: true,
@@ -526,7 +532,10 @@ mod tests {
             heads: 4,
         };
         let forgot = [Mistake::NoCausalMask];
-        assert_eq!(AppliedMask::decide(&none, gpt2, &forgot, 5).to_string(), "none");
+        assert_eq!(
+            AppliedMask::decide(&none, gpt2, &forgot, 5).to_string(),
+            "none"
+        );
         let written = MaskSpec::parse("causal").unwrap();
         assert_eq!(
             AppliedMask::decide(&written, gpt2, &forgot, 5).to_string(),

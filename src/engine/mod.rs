@@ -29,9 +29,7 @@ pub use position::{
     rope_frequencies,
 };
 pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, PositionKind, Trace};
-pub use transformer::{
-    Block, ForwardOutput, Transformer, TransformerParts,
-};
+pub use transformer::{Block, ForwardOutput, Transformer, TransformerParts};
 
 /// Errors from a forward pass.
 #[derive(Debug, thiserror::Error)]

@@ -7,14 +7,14 @@
 //! [`Transformer::new`] checks every weight's shape and packs the matrices once; the weights
 //! cannot be reached mutably afterwards, so the packed copies always match them.
 
+use super::EngineError;
 use super::attention::{HeadShape, PackedAttention, SelfAttention};
 use super::layers::{Epilogue, Mlp, Norm, NormPlacement, PackedMlp, normalized};
+use super::mask::{AppliedMask, ArchitectureMask};
 use super::options::{Mistake, RunOptions};
 use super::parallel::{MAX_THREADS, parallel_map, threads_for};
 use super::position::AttentionPosition;
 use super::run::{AttentionMaps, PositionKind, Trace};
-use super::EngineError;
-use super::mask::{AppliedMask, ArchitectureMask};
 use ndarray::{Array2, Axis};
 use std::sync::Arc;
 
@@ -486,13 +486,13 @@ impl Transformer {
         for d in &opts.dims {
             if d.layer_idx >= layers || d.head_idx >= self.parts.heads {
                 return out_of_range(format!(
-                    "--dims names head {}.{}, which does not exist ({layers} layers × {} heads)",
+                    "the dimension mask names head {}.{}, which does not exist ({layers} layers × {} heads)",
                     d.layer_idx, d.head_idx, self.parts.heads
                 ));
             }
             if let Some(&bad) = d.dims.iter().find(|&&dim| dim >= self.parts.d_head) {
                 return out_of_range(format!(
-                    "--dims names dimension {bad} of head {}.{}, but heads have {} dimensions",
+                    "the dimension mask names dimension {bad} of head {}.{}, but heads have {} dimensions",
                     d.layer_idx, d.head_idx, self.parts.d_head
                 ));
             }

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::engine::{EngineError, RunOptions, Transformer};
 use crate::model::Checkpoint;
-use crate::model::lm_head::{logprob_of_row, top_k};
 use crate::model::LoadedModel;
+use crate::model::lm_head::{logprob_of_row, top_k};
 use crate::tokenize::Token;
 use ndarray::{Array2, ArrayView2, Axis};
 

@@ -339,10 +339,15 @@ mod tests {
         assert_eq!(file.tokens, ["a", "b"]);
         assert_eq!(file.mask, causal);
         // A mask that does not parse, or names a token the file does not have, is refused.
-        for (bad, why) in [("window:", "bad mask spec"), ("drop-keys:5", "names token 5")] {
+        for (bad, why) in [
+            ("window:", "bad mask spec"),
+            ("drop-keys:5", "names token 5"),
+        ] {
             let mut value: serde_json::Value = serde_json::from_slice(&out).unwrap();
             value["mask"] = serde_json::json!(bad);
-            let err = from_value(Path::new("x.json"), value).unwrap_err().to_string();
+            let err = from_value(Path::new("x.json"), value)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(why) && err.contains("x.json"), "{err}");
         }
     }

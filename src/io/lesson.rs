@@ -440,9 +440,13 @@ mod tests {
                 match step.mistake {
                     Some(m) => {
                         let info = crate::model::Model::info(&model);
-                        crate::analysis::teach::mistake_effect(&info, &tokens, &opts, m, &mut |t, o| {
-                            crate::model::Model::forward(&model, t, o)
-                        })
+                        crate::analysis::teach::mistake_effect(
+                            &info,
+                            &tokens,
+                            &opts,
+                            m,
+                            &mut |t, o| crate::model::Model::forward(&model, t, o),
+                        )
                         .unwrap();
                     }
                     None => {

@@ -190,7 +190,7 @@ impl Checkpoint {
         match &self.tokenizer {
             Some(t) => t.encode(text),
             None => Err(format!(
-                "no tokenizer.json in {}, so text cannot be tokenized; give --ids instead",
+                "no tokenizer.json in {}, so text cannot be tokenized; give token ids instead",
                 self.dir.display()
             )),
         }

@@ -264,7 +264,6 @@ fn cut_at_char(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

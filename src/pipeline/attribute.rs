@@ -8,7 +8,6 @@
 //! it.
 
 use super::{PipelineError, RunInput};
-use crate::model::LoadedModel;
 use crate::analysis::attribution::{
     self, AttributeRequest, Attribution, AttributionError, Generated, Method,
 };
@@ -17,6 +16,7 @@ use crate::grad::{
     Differentiable, GradError, ResolvedTarget, SpecialToken, TargetKind, TargetSpec,
 };
 use crate::io::TokenInput;
+use crate::model::LoadedModel;
 use crate::tokenize::Token;
 
 /// The model as a differentiable function of its input embeddings (`grad::model`).
@@ -164,7 +164,13 @@ fn check_size(
         ..opts.clone()
     };
     super::check_options(&model.info(), opts)?;
-    super::check_budget(model, input, &with_maps, tokens.len().saturating_add(extra), 3)
+    super::check_budget(
+        model,
+        input,
+        &with_maps,
+        tokens.len().saturating_add(extra),
+        3,
+    )
 }
 
 /// One method's scores over `tokens`, with what it used.

@@ -2,9 +2,9 @@
 //! head read from it. The CLI's `attnviz explain` and the app's walkthrough both call this.
 
 use super::{PipelineError, Run, RunInput, run};
-use crate::model::LoadedModel;
 use crate::analysis::explain::Explanation;
 use crate::engine::{EngineError, RunOptions};
+use crate::model::LoadedModel;
 
 /// Runs `model` on `input` under `opts` with a trace of `layer`, and explains query `query` of
 /// head `head` (all 0-based). A layer, head or query that does not exist is an

@@ -776,9 +776,6 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(
-            err.contains("; the memory budget is 1 KiB"),
-            "{err}"
-        );
+        assert!(err.contains("; the memory budget is 1 KiB"), "{err}");
     }
 }

@@ -96,7 +96,11 @@ impl FigureContext {
         FigureContext {
             labels: crate::tokenize::display_labels(&run.tokens, &run.vocab_style),
             is_special: run.tokens.iter().map(|t| t.is_special).collect(),
-            is_pad: run.tokens.iter().map(crate::tokenize::Token::is_pad).collect(),
+            is_pad: run
+                .tokens
+                .iter()
+                .map(crate::tokenize::Token::is_pad)
+                .collect(),
             model_name: run.model.name.clone(),
             mask: run.mask.clone(),
             text: run.text.clone().unwrap_or_default(),
@@ -340,7 +344,13 @@ mod tests {
         let m = masked_cells(&recorded("causal"), 4, &[false; 4], &all).unwrap();
         assert_eq!(m, Array2::from_shape_fn((4, 4), |(q, k)| k > q));
         // Hiding token 0 keeps tokens 1..4: view cell (0, 1) is token pair (1, 2), masked.
-        let m = masked_cells(&recorded("causal+drop-cells:3.1"), 4, &[false; 4], &[1, 2, 3]).unwrap();
+        let m = masked_cells(
+            &recorded("causal+drop-cells:3.1"),
+            4,
+            &[false; 4],
+            &[1, 2, 3],
+        )
+        .unwrap();
         assert_eq!(
             m,
             ndarray::array![
@@ -354,8 +364,14 @@ mod tests {
         assert!((0..3).all(|q| m[(q, 2)]) && !m[(0, 1)]);
         // No mask, a mask that forbids nothing or out-of-range indices: nothing.
         assert_eq!(masked_cells(&recorded("none"), 4, &[false; 4], &all), None);
-        assert_eq!(masked_cells(&recorded("window:9"), 4, &[false; 4], &all), None);
-        assert_eq!(masked_cells(&recorded("drop-keys:7"), 4, &[false; 4], &all), None);
+        assert_eq!(
+            masked_cells(&recorded("window:9"), 4, &[false; 4], &all),
+            None
+        );
+        assert_eq!(
+            masked_cells(&recorded("drop-keys:7"), 4, &[false; 4], &all),
+            None
+        );
     }
 
     #[test]

@@ -110,8 +110,17 @@ fn the_apps_exports_equal_the_clis_on_gpt2_with_byte_level_labels() {
     let text = "The cat sat\non the mat, café.";
     let cli_png = dir.join("cli.png");
     cli(&[
-        "render", "--model", model, "--text", text, "--out",
-        cli_png.to_str().unwrap(), "--layer", "1", "--head", "mean",
+        "render",
+        "--model",
+        model,
+        "--text",
+        text,
+        "--out",
+        cli_png.to_str().unwrap(),
+        "--layer",
+        "1",
+        "--head",
+        "mean",
     ]);
     let state = AppState {
         text: text.to_owned(),
@@ -129,8 +138,15 @@ fn the_apps_exports_equal_the_clis_on_gpt2_with_byte_level_labels() {
     // The grid too (the KV groups and the thumbnail side come from the same place).
     let cli_grid = dir.join("cli_grid.png");
     cli(&[
-        "render", "--model", model, "--text", text, "--out",
-        cli_grid.to_str().unwrap(), "--view", "grid",
+        "render",
+        "--model",
+        model,
+        "--text",
+        text,
+        "--out",
+        cli_grid.to_str().unwrap(),
+        "--view",
+        "grid",
     ]);
     let app_grid = dir.join("app_grid.png");
     let grid_state = AppState {
@@ -142,7 +158,15 @@ fn the_apps_exports_equal_the_clis_on_gpt2_with_byte_level_labels() {
 
     // Tensors: the same file, raw vocabulary strings and the applied mask `causal`.
     let cli_json = dir.join("cli.json");
-    cli(&["export", "--model", model, "--text", text, "--out", cli_json.to_str().unwrap()]);
+    cli(&[
+        "export",
+        "--model",
+        model,
+        "--text",
+        text,
+        "--out",
+        cli_json.to_str().unwrap(),
+    ]);
     let app_json = dir.join("app.json");
     app_export(state, DialogPurpose::ExportTensors, &app_json);
     let (a, b) = (json(&cli_json), json(&app_json));
@@ -160,24 +184,26 @@ fn the_applied_mask_on_screen_is_the_exported_one() {
     let causal_text = "ab ab ab";
     // 8 tokens or more against Mistral's window of 6: query 7 loses keys 0 and 1.
     let long_text = "ab cd ab cd ab cd ab cd ab cd";
-    let cases: [(&str, Option<&str>, &str, Vec<Mistake>, &str); 3] = [
-        ("gpt2", Some("gpt2"), causal_text, vec![], "causal"),
-        ("mistral", Some("mistral"), long_text, vec![], "causal+window:5"),
+    // (name, model fixture, text, mistakes, the mask the run applies)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [Mistake], &'a str);
+    let cases: [Case<'_>; 3] = [
+        ("gpt2", "gpt2", causal_text, &[], "causal"),
+        ("mistral", "mistral", long_text, &[], "causal+window:5"),
         (
             "no-causal",
-            Some("gpt2"),
+            "gpt2",
             causal_text,
-            vec![Mistake::NoCausalMask],
+            &[Mistake::NoCausalMask],
             "none",
         ),
     ];
     for (name, model, text, mistakes, want) in cases {
         let mut state = AppState {
             text: text.to_owned(),
-            model_dir: model.map(fixture_dir),
+            model_dir: Some(fixture_dir(model)),
             ..AppState::default()
         };
-        state.teach.run_mistakes = mistakes.clone();
+        state.teach.run_mistakes = mistakes.to_vec();
         let json_path = dir.join(format!("{name}.json"));
         let shown = app_export(state.clone(), DialogPurpose::ExportTensors, &json_path);
         assert_eq!(shown, want, "{name}: the mask on screen");
@@ -189,13 +215,13 @@ fn the_applied_mask_on_screen_is_the_exported_one() {
         let mut args = vec![
             "render".to_owned(),
             "--model".to_owned(),
-            fixture_dir(model.unwrap()).to_str().unwrap().to_owned(),
+            fixture_dir(model).to_str().unwrap().to_owned(),
             "--text".to_owned(),
             text.to_owned(),
             "--out".to_owned(),
             cli_png.to_str().unwrap().to_owned(),
         ];
-        for m in &mistakes {
+        for m in mistakes {
             args.push("--mistake".to_owned());
             args.push(m.to_string());
         }

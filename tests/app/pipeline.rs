@@ -348,3 +348,28 @@ fn the_mask_field_shows_the_mask_a_checkpoint_applied() {
     assert_eq!(shown, "causal");
     assert!(harness.query_by_label("applied: causal").is_some());
 }
+
+/// Settings saved with another model (a layer, a dimension mask) are clamped when the model
+/// loads, and the status bar says what changed; the run is never refused for them nor are they
+/// dropped silently.
+#[test]
+fn settings_from_another_model_are_clamped_and_said() {
+    let mut state = AppState {
+        model_dir: Some(fixture_dir("gpt2")),
+        text: "ab ab ab".to_owned(),
+        layer_idx: 5,
+        ..AppState::default()
+    };
+    // GPT-2's fixture: 2 layers × 4 heads of 8 dimensions.
+    state.teach.dims = vec!["0.0=0-20".parse().unwrap()];
+    let mut harness = super::app_harness(state);
+    let run = super::wait_ready(&mut harness);
+    let app = harness.state();
+    assert_eq!(app.state.layer_idx, 1);
+    assert_eq!(app.state.teach.dims[0].dims, (0..8).collect::<Vec<_>>());
+    let notice = app.notice.clone().unwrap_or_default();
+    assert!(notice.contains("layer 5 → 1"), "{notice}");
+    assert!(notice.contains("dimension mask"), "{notice}");
+    assert_eq!(run.maps.layers(), 2);
+    assert!(harness.query_by_label_contains("dimension mask").is_some());
+}

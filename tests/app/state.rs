@@ -264,10 +264,13 @@ fn the_memory_budget_setting_refuses_a_run_that_needs_more() {
         h.state()
             .error
             .as_deref()
-            .is_some_and(|e| e.contains("the budget is 4 MiB"))
+            .is_some_and(|e| e.contains("the memory budget is 4 MiB"))
     });
     let error = harness.state().error.clone().unwrap_or_default();
     assert!(error.contains("300 tokens"), "{error}");
+    // The app names its own control, never the CLI's flag.
+    assert!(error.ends_with("(Memory budget in Run options)"), "{error}");
+    assert!(!error.contains("--"), "{error}");
 
     // A bad size is a settings error naming the field; a large one runs again.
     retype(&mut harness, "Memory budget", "lots");

@@ -33,8 +33,7 @@ fn engine_run(model: &LoadedModel, state: &AppState, dims: Vec<DimSubset>) -> Ru
         ..RunOptions::default()
     };
     let input = RunInput::new(TokenInput::Text(state.text.clone()));
-    pipeline::run(model, &input, &opts, &mut |_| true)
-        .expect("the engine runs")
+    pipeline::run(model, &input, &opts, &mut |_| true).expect("the engine runs")
 }
 
 /// The largest absolute difference between two heads' maps.
@@ -440,11 +439,7 @@ fn teaching_figures_export_the_pipelines_numbers_as_png_and_svg() {
     // What `attnviz explain --layer 1 --head 2 --query 4 --mask causal` computes.
     let (run, explanation) =
         pipeline::explain(&model, &input, &opts, 1, 2, 4).expect("the pipeline explains");
-    let labels: Vec<String> = run
-        .tokens
-        .iter()
-        .map(|t| t.text.clone())
-        .collect();
+    let labels: Vec<String> = run.tokens.iter().map(|t| t.text.clone()).collect();
     let style = TeachStyle {
         colormap: state.colormap,
         pixel_scale: 1,

@@ -88,7 +88,10 @@ fn a_run_over_its_memory_budget_is_refused_before_it_allocates() {
         "--out",
         p(&out),
     ]);
-    assert_clean_error(&o, "needs 3.1 GiB for 4,096 tokens; the budget is 1 GiB");
+    assert_clean_error(
+        &o,
+        "needs 3.1 GiB for 4,096 tokens; the memory budget is 1 GiB (--memory-budget)",
+    );
     assert!(!out.exists());
     // A bad size is a usage error.
     let o = run(&[
@@ -126,7 +129,7 @@ fn a_run_over_its_memory_budget_is_refused_before_it_allocates() {
     let mut export = vec!["export", "--out", p(&out)];
     export.extend(common);
     let o = run(&export);
-    assert_clean_error(&o, "for 3,000 tokens; the budget is 64 MiB");
+    assert_clean_error(&o, "for 3,000 tokens; the memory budget is 64 MiB");
 }
 
 #[test]

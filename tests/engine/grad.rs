@@ -6,8 +6,8 @@
 use super::*;
 use attnviz::engine::{DimSubset, llama3_frequencies, rope_frequencies};
 use attnviz::grad::{Differentiable, ResolvedTarget, TargetKind, TargetSpec};
-use attnviz::model::lm_head::logprob_of_row;
 use attnviz::model::LoadedModel;
+use attnviz::model::lm_head::logprob_of_row;
 
 /// What the reference forward applies besides the weights.
 struct RefOpts {

@@ -254,3 +254,36 @@ fn predictions(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::io::TokenInput;
+    use std::path::Path;
+
+    /// The target picker's candidates come from the pipeline's `next_tokens`: a model without
+    /// an LM head gives the one message `attnviz next` prints (tests/cli.rs checks the CLI's).
+    #[test]
+    fn a_model_without_an_lm_head_says_so_as_attnviz_next_does() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bert");
+        let model = LoadedModel::checkpoint(&dir, Arc::default()).unwrap();
+        let key = JobKey {
+            input: TokenInput::Ids(vec![2, 5, 3]),
+            tokenizer: crate::tokenize::DemoTokenizer::Words,
+            demo: crate::model::DemoConfig::default(),
+            model_dir: Some(dir.clone()),
+            opts: crate::engine::RunOptions::default(),
+            truncate: false,
+            memory_budget: pipeline::default_memory_budget(),
+            mistake: None,
+        };
+        let err = predictions(&model, &key.run_input(), &key, 0, 5).unwrap_err();
+        let expected = pipeline::lm_head(&model).err().unwrap().to_string();
+        assert_eq!(err, expected);
+        assert!(err.contains("no next-token LM head"), "{err}");
+        let demo = LoadedModel::demo(key.demo, key.tokenizer).unwrap();
+        let err = predictions(&demo, &key.run_input(), &key, 0, 5).unwrap_err();
+        assert!(err.starts_with("the demo model has no LM head"), "{err}");
+    }
+}

@@ -181,7 +181,7 @@ fn write_figure(figure: &TeachFigure, app: &AttnApp, path: &Path) -> Result<(), 
             labels,
         } => {
             let c = comparison(effect, *layer_idx, *head_idx, labels)
-            .ok_or_else(|| format!("head {layer_idx}.{head_idx} does not exist"))?;
+                .ok_or_else(|| format!("head {layer_idx}.{head_idx} does not exist"))?;
             if svg {
                 render::teach::comparison_svg(&c, &style).and_then(|s| render::write_svg(&s, path))
             } else {
