@@ -528,3 +528,34 @@ fn a_lesson_on_a_checkpoint_loads_it_and_steps_in_presenter_mode() {
     assert_eq!(run.maps.head(1, 3).unwrap().nrows(), run.tokens.len());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The mistakes view draws each side with the mask its own run applied: on Mistral the sliding
+/// window too (before, the view re-derived the mask from the typed spec and lost the window),
+/// and under the forgotten causal mask the mistaken side has none.
+#[test]
+fn the_mistakes_view_draws_each_sides_applied_mask_with_mistrals_window() {
+    let mut state = teach_state(TeachTab::Mistakes, 0, 0);
+    state.model_dir = Some(fixture_dir("mistral"));
+    // 10 tokens against a window of 6: query 9 cannot see keys 0 to 3.
+    state.text = "ab cd ab cd ab cd ab cd ab cd".to_owned();
+    state.teach.mistake = Some(attnviz::engine::Mistake::NoCausalMask);
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+    let effect = harness
+        .state()
+        .mistake_effect()
+        .expect("measured with the run");
+    assert_eq!(effect.correct.mask.to_string(), "causal+window:5");
+    assert_eq!(effect.mistaken.mask.to_string(), "window:5");
+    let labels: Vec<String> = (0..effect.correct.tokens.len())
+        .map(|i| format!("t{i}"))
+        .collect();
+    let c = attnviz::app::teach::export::comparison(&effect, 0, 0, &labels).unwrap();
+    let n = labels.len();
+    assert!(n >= 8, "{n} tokens");
+    let (correct, mistaken) = (c.correct.masked.unwrap(), c.mistaken.masked.unwrap());
+    // (n−1, 0) is in the past but out of the window: masked on both sides.
+    assert!(correct[(n - 1, 0)] && mistaken[(n - 1, 0)]);
+    // (0, 1) is the future: masked only where the causal mask stayed.
+    assert!(correct[(0, 1)] && !mistaken[(0, 1)]);
+}
