@@ -8,7 +8,7 @@ use crate::io::{ModelMeta, TokenInput};
 use crate::model::LoadedModel;
 use crate::pipeline;
 use crate::render::{self, saliency};
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, bail};
 use std::io::IsTerminal as _;
 use std::path::Path;
 
@@ -89,7 +89,8 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
         aggregate: args.aggregate,
         generate: args.generate,
     };
-    req.validate().map_err(|e| anyhow!("{e}"))?;
+    req.validate()
+        .map_err(|e| super::worded(pipeline::PipelineError::Attribution(e)))?;
     let common = &args.common;
     let opts = run_options(common, false)?;
     let input = match super::source(common)? {

@@ -18,6 +18,7 @@ pub use args::{
     InfoArgs, NextArgs, RenderArgs, View,
 };
 
+use crate::analysis::attribution::RequestSetting;
 use crate::engine::{DimSubset, MaskSpec, RunOptions, ScoreScale};
 use crate::io::{self, InputFile, TokenInput};
 use crate::model::LoadedModel;
@@ -137,6 +138,7 @@ fn run_input(common: &CommonArgs, input: TokenInput) -> RunInput {
 /// the memory budget and options that do not fit named by their flags; other errors as they
 /// are.
 fn worded(e: pipeline::PipelineError) -> anyhow::Error {
+    use crate::analysis::attribution::AttributionError;
     use pipeline::{OptionMisfit, PipelineError};
     match e {
         PipelineError::TooLong {
@@ -160,7 +162,28 @@ fn worded(e: pipeline::PipelineError) -> anyhow::Error {
             };
             anyhow!("{flag}: {misfit}")
         }
+        PipelineError::Attribution(AttributionError::Setting { setting, reason }) => {
+            anyhow!("{reason} ({})", request_flag(setting))
+        }
+        PipelineError::Attribution(
+            e @ AttributionError::NoSpecialToken {
+                setting: Some(setting),
+                ..
+            },
+        ) => anyhow!("{e} ({})", request_flag(setting)),
         e => e.into(),
+    }
+}
+
+/// The flag of an attribution request's setting.
+fn request_flag(setting: RequestSetting) -> &'static str {
+    match setting {
+        RequestSetting::Steps => "--steps",
+        RequestSetting::Baseline => "--baseline",
+        RequestSetting::Occlude => "--occlude",
+        RequestSetting::TextB => "--text-b",
+        RequestSetting::Generate => "--generate",
+        RequestSetting::Aggregate => "--aggregate",
     }
 }
 

@@ -345,9 +345,7 @@ impl Differentiable for LoadedModel {
         match spec.kind {
             TargetKind::Similarity => {
                 let b = text_b.filter(|b| !b.is_empty()).ok_or_else(|| {
-                    GradError::BadTarget(
-                        "the similarity target needs a second text (--text-b)".into(),
-                    )
+                    GradError::BadTarget("the similarity target needs a second text".into())
                 })?;
                 let e = self.input_embeddings(b)?;
                 let hidden = self.hidden_at(b, e.view(), opts)?;

@@ -99,6 +99,7 @@ pub fn attribute(
         let mask = diff.special_token(SpecialToken::Mask).ok_or_else(|| {
             lift(AttributionError::NoSpecialToken {
                 what: "the mlm target".to_owned(),
+                setting: None,
                 token: "mask",
                 model: name.clone(),
             })
@@ -323,9 +324,10 @@ fn generate(
         }
     }
     let first = first.ok_or_else(|| {
-        lift(AttributionError::Invalid(
-            "--generate needs at least 1 token".to_owned(),
-        ))
+        lift(AttributionError::Setting {
+            setting: crate::analysis::attribution::RequestSetting::Generate,
+            reason: "a generated continuation needs at least 1 token".to_owned(),
+        })
     })?;
     let scores: Vec<f32> = rows
         .first()

@@ -1,6 +1,6 @@
 //! `attnviz attribute`: the file contracts (JSON, CSV, PNG, SVG), --generate, and its errors.
 
-use super::{assert_clean_error, run, scratch};
+use super::{assert_clean_error, run, scratch, stderr};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -223,7 +223,7 @@ fn attribute_errors_are_clear() {
     ]);
     assert_clean_error(
         &o,
-        "--steps only applies to integrated-gradients, not to occlusion",
+        "a step count only applies to integrated-gradients, not to occlusion (--steps)",
     );
     let o = run(&[
         "attribute",
@@ -254,7 +254,12 @@ fn attribute_errors_are_clear() {
         "--out",
         out,
     ]);
-    assert_clean_error(&o, "--occlude mask needs the tokenizer's mask token");
+    assert_clean_error(&o, "occluding with mask needs the tokenizer's mask token");
+    assert!(
+        stderr(&o).trim_end().ends_with("(--occlude)"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&[
         "attribute",
         "--model",

@@ -82,7 +82,8 @@ fn baseline_embeddings(
     let token = model
         .special_token(which)
         .ok_or_else(|| AttributionError::NoSpecialToken {
-            what: format!("--baseline {baseline}"),
+            what: format!("the {baseline} baseline"),
+            setting: Some(super::RequestSetting::Baseline),
             token: special_token_name(which),
             model: model_name.to_owned(),
         })?;

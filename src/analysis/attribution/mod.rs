@@ -37,19 +37,47 @@ pub enum AttributionError {
     /// The method needs a special token the model's tokenizer does not have.
     #[error("{what} needs the tokenizer's {token} token, and {model} has none")]
     NoSpecialToken {
-        /// What asked for it (`--baseline mask`, `--occlude unk`).
+        /// What asked for it, in words (`the mask baseline`, `occluding with unk`).
         what: String,
+        /// The request's setting that asked for it, if one did (the front ends name it).
+        setting: Option<RequestSetting>,
         /// Which token (`mask`, `unknown`, `padding`).
         token: &'static str,
         /// The model's name.
         model: String,
     },
-    /// The request does not make sense (an option given to a method that takes none, …).
+    /// A request setting that does not go with the method or target, or is out of range. The
+    /// reason names no CLI flag or app control: each front end adds its name for `setting`.
+    #[error("{reason}")]
+    Setting {
+        /// Which setting.
+        setting: RequestSetting,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The computation went wrong inside (an internal inconsistency, not the request).
     #[error("{0}")]
     Invalid(String),
     /// The progress callback asked to stop.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// The settings of an [`AttributeRequest`] an error can be about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestSetting {
+    /// Integrated gradients' step count.
+    Steps,
+    /// Integrated gradients' baseline.
+    Baseline,
+    /// What occlusion puts in a token's place.
+    Occlude,
+    /// The similarity target's second text.
+    TextB,
+    /// Attributing a generated continuation.
+    Generate,
+    /// Token or word aggregation.
+    Aggregate,
 }
 
 /// The name of a special token, for messages.
@@ -244,40 +272,61 @@ impl AttributeRequest {
     /// integrated gradients, `--occlude` only with occlusion, `--text-b` exactly with
     /// `similarity`, `--generate` only with a `logprob` target.
     pub fn validate(&self) -> Result<(), AttributionError> {
-        let bad = |s: String| Err(AttributionError::Invalid(s));
+        use RequestSetting as S;
+        let bad = |setting: RequestSetting, reason: String| {
+            Err(AttributionError::Setting { setting, reason })
+        };
         let ig = self.method == Method::IntegratedGradients;
         if self.steps.is_some() && !ig {
-            return bad(format!(
-                "--steps only applies to integrated-gradients, not to {}",
-                self.method
-            ));
+            return bad(
+                S::Steps,
+                format!(
+                    "a step count only applies to integrated-gradients, not to {}",
+                    self.method
+                ),
+            );
         }
         if let Some(steps) = self.steps
             && !(1..=MAX_STEPS).contains(&steps)
         {
-            return bad(format!("--steps must be 1..={MAX_STEPS}, got {steps}"));
+            return bad(
+                S::Steps,
+                format!("the step count must be 1..={MAX_STEPS}, got {steps}"),
+            );
         }
         if self.baseline.is_some() && !ig {
-            return bad(format!(
-                "--baseline only applies to integrated-gradients, not to {}",
-                self.method
-            ));
+            return bad(
+                S::Baseline,
+                format!(
+                    "a baseline only applies to integrated-gradients, not to {}",
+                    self.method
+                ),
+            );
         }
         if self.occlude.is_some() && self.method != Method::Occlusion {
-            return bad(format!(
-                "--occlude only applies to occlusion, not to {}",
-                self.method
-            ));
+            return bad(
+                S::Occlude,
+                format!(
+                    "an occluding token only applies to occlusion, not to {}",
+                    self.method
+                ),
+            );
         }
         let similarity = self.target.kind == TargetKind::Similarity;
         if similarity && self.text_b.is_none() {
-            return bad("the similarity target needs a second text: --text-b TEXT".to_owned());
+            return bad(
+                S::TextB,
+                "the similarity target needs a second text".to_owned(),
+            );
         }
         if !similarity && self.text_b.is_some() {
-            return bad(format!(
-                "--text-b only applies to the similarity target, not to {}",
-                self.target.kind
-            ));
+            return bad(
+                S::TextB,
+                format!(
+                    "a second text only applies to the similarity target, not to {}",
+                    self.target.kind
+                ),
+            );
         }
         if let Some(k) = self.generate {
             if self.target.kind != TargetKind::Logprob
@@ -285,16 +334,23 @@ impl AttributeRequest {
                 || self.target.token.is_some()
             {
                 return bad(
-                    "--generate attributes each generated token's log-probability: use it with \
-                     --target logprob (no position or token)"
+                    S::Generate,
+                    "a generated continuation attributes each generated token's \
+                     log-probability: use it with a logprob target with no position or token"
                         .to_owned(),
                 );
             }
             if self.aggregate == Aggregate::Word {
-                return bad("--aggregate word does not combine with --generate".to_owned());
+                return bad(
+                    S::Aggregate,
+                    "word aggregation does not combine with a generated continuation".to_owned(),
+                );
             }
             if k == 0 {
-                return bad("--generate needs at least 1 token".to_owned());
+                return bad(
+                    S::Generate,
+                    "a generated continuation needs at least 1 token".to_owned(),
+                );
             }
         }
         Ok(())

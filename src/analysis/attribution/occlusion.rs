@@ -50,7 +50,8 @@ pub fn occlusion(
                 model
                     .special_token(which)
                     .ok_or_else(|| AttributionError::NoSpecialToken {
-                        what: format!("--occlude {occlude}"),
+                        what: format!("occluding with {occlude}"),
+                        setting: Some(super::RequestSetting::Occlude),
                         token: special_token_name(which),
                         model: model_name.to_owned(),
                     })?;

@@ -228,7 +228,7 @@ fn a_missing_baseline_token_and_cancelling_are_errors() {
     .to_string();
     assert_eq!(
         err,
-        "--baseline pad needs the tokenizer's padding token, and toy has none"
+        "the pad baseline needs the tokenizer's padding token, and toy has none"
     );
     let err = integrated_gradients(
         &m,
@@ -442,20 +442,36 @@ fn names_round_trip_and_requests_are_checked() {
     let mut req = AttributeRequest::new(Method::Gradient, spec("logprob"));
     assert!(req.validate().is_ok());
     req.steps = Some(8);
+    // The reason names no flag: the CLI adds `--steps`, the app its `steps` field.
+    let err = req.validate().unwrap_err();
     assert_eq!(
-        req.validate().unwrap_err().to_string(),
-        "--steps only applies to integrated-gradients, not to gradient"
+        err.to_string(),
+        "a step count only applies to integrated-gradients, not to gradient"
     );
+    assert!(matches!(
+        err,
+        AttributionError::Setting {
+            setting: RequestSetting::Steps,
+            ..
+        }
+    ));
     req.method = Method::IntegratedGradients;
     assert!(req.validate().is_ok());
     let req = AttributeRequest::new(Method::Gradient, spec("similarity"));
-    assert!(req.validate().unwrap_err().to_string().contains("--text-b"));
+    assert!(matches!(
+        req.validate(),
+        Err(AttributionError::Setting {
+            setting: RequestSetting::TextB,
+            ..
+        })
+    ));
     let mut req = AttributeRequest::new(Method::Gradient, spec("logprob:3"));
     req.generate = Some(2);
-    assert!(
-        req.validate()
-            .unwrap_err()
-            .to_string()
-            .contains("--generate")
-    );
+    assert!(matches!(
+        req.validate(),
+        Err(AttributionError::Setting {
+            setting: RequestSetting::Generate,
+            ..
+        })
+    ));
 }

@@ -182,7 +182,7 @@ pub fn run_task(
                 Ok(Arc::new(a))
             }
             Err(PipelineError::Cancelled) => return,
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(worded(e)),
         };
         if cancelled() {
             return;
@@ -201,6 +201,35 @@ pub fn run_task(
         wake();
     }
     task.progress.set(task.requests.len(), 0.0);
+}
+
+/// An attribution error in the app's words: request settings named by the Saliency view's
+/// controls, the memory budget by its field in Run options.
+fn worded(e: PipelineError) -> String {
+    use crate::analysis::attribution::{AttributionError, RequestSetting};
+    let control = |setting| match setting {
+        RequestSetting::Steps => "steps",
+        RequestSetting::Baseline => "Baseline",
+        RequestSetting::Occlude => "Occlude with",
+        RequestSetting::TextB => "Text B",
+        RequestSetting::Generate => "generate",
+        RequestSetting::Aggregate => "the word/token aggregation",
+    };
+    match e {
+        PipelineError::Attribution(AttributionError::Setting { setting, reason }) => {
+            format!("{reason} ({})", control(setting))
+        }
+        PipelineError::Attribution(
+            e @ AttributionError::NoSpecialToken {
+                setting: Some(setting),
+                ..
+            },
+        ) => format!("{e} ({})", control(setting)),
+        e => match crate::app::worker::JobError::from(e) {
+            crate::app::worker::JobError::Failed(message, _) => message,
+            crate::app::worker::JobError::Cancelled => "cancelled".to_owned(),
+        },
+    }
 }
 
 /// The labels of the tokens `attr`'s targets name, in the model's vocabulary style.
