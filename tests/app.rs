@@ -320,6 +320,7 @@ fn changed_state() -> AppState {
         mask_text: "causal+window:3".to_owned(),
         truncate: true,
         memory_budget: "3GiB".to_owned(),
+        max_output: "2GiB".to_owned(),
         scale: ScoreScale::Temperature(2.5),
         view: ViewKind::HeadView,
         layer_idx: 3,
@@ -371,6 +372,7 @@ fn a_session_round_trip_restores_every_setting() {
         mask_text,
         truncate,
         memory_budget,
+        max_output,
         scale,
         view,
         layer_idx,
@@ -401,6 +403,7 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*mask_text, d.mask_text);
     assert_ne!(*truncate, d.truncate);
     assert_ne!(*memory_budget, d.memory_budget);
+    assert_ne!(*max_output, d.max_output);
     assert_ne!(*scale, d.scale);
     assert_ne!(*view, d.view);
     assert_ne!(*layer_idx, d.layer_idx);

@@ -274,6 +274,19 @@ fn rendering_an_exported_file_gives_the_same_pixels() {
     .concat());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(decode(&direct), decode(&from_file));
+    // Options that change a model run cannot apply to a file's fixed maps: refused, named.
+    let o = run(&[
+        "render",
+        json.to_str().unwrap(),
+        "--mistake",
+        "no-scaling",
+        "--mask",
+        "causal",
+        "--out",
+        from_file.to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, "--mask, --mistake change a model run");
+    assert!(stderr(&o).contains("a.json"), "{}", stderr(&o));
 }
 
 #[test]
@@ -668,4 +681,50 @@ fn next_and_info_report_heads_and_clean_errors() {
     );
     let o = run(&["next", "--model", gpt2, "--ids", "5", "--top", "0"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// `next` on a checkpoint whose LM head overflows f32 refuses, naming the weights file, instead
+/// of printing `log-prob NaN` for every token with exit 0 (issue 20 item 7).
+#[test]
+fn next_refuses_non_finite_log_probabilities() {
+    let dir = scratch("overflow");
+    let model = copy_fixture("llama", &dir);
+    let path = model.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    // Every tensor as it is, but the LM head at 3e38: its logits overflow to ±∞.
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in tensors.tensors() {
+        assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+        let mut data = view.data().to_vec();
+        if name == "lm_head.weight" {
+            for chunk in data.chunks_exact_mut(4) {
+                chunk.copy_from_slice(&3e38f32.to_le_bytes());
+            }
+        }
+        owned.push((name, view.shape().to_vec(), data));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = owned
+        .iter()
+        .map(|(name, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                    .unwrap();
+            (name.clone(), view)
+        })
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    let o = run(&[
+        "next",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        "1,50,60",
+    ]);
+    assert_clean_error(&o, "the LM head gives non-finite log-probabilities");
+    assert!(
+        stderr(&o).trim_end().ends_with("model.safetensors"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -554,7 +554,16 @@ fn sigterm_removes_temporaries_and_exits_143() {
             .count()
     };
     let mut child = Command::new(bin())
-        .args(["export", "--text", &text, "--out", "big.json"])
+        // About 1.2 GB of JSON: over the 1 GiB default of --max-output.
+        .args([
+            "export",
+            "--text",
+            &text,
+            "--max-output",
+            "4GiB",
+            "--out",
+            "big.json",
+        ])
         .current_dir(&dir)
         .stderr(Stdio::null())
         .spawn()

@@ -8,6 +8,9 @@ use crate::io::{self, InputFile, ModelMeta};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Tensor exports larger than this are confirmed, with their size, before they are written.
+pub const CONFIRM_EXPORT_BYTES: u64 = 100 << 20;
+
 impl AttnApp {
     pub(super) fn model_meta(&self) -> ModelMeta {
         match (&self.external, &self.model_info) {
@@ -27,11 +30,9 @@ impl AttnApp {
     /// Opens a file given on the command line, dropped on the window or picked in a dialog.
     /// On error the current state stays and the message names the file.
     pub fn open_file(&mut self, path: &Path) {
-        if io::lesson::is_lesson_file(path) {
-            self.open_lesson(path);
-            return;
-        }
+        // What the file is comes from its parsed JSON's `format` field, wherever it stands.
         match io::load_input(path) {
+            Ok(InputFile::Lesson) => self.open_lesson(path),
             Ok(InputFile::Input(input)) => {
                 // Token strings and ids run as they are, as `attnviz export` runs them.
                 self.external = None;
@@ -65,12 +66,25 @@ impl AttnApp {
             }
         };
         match serde_json::from_value::<AppState>(fields) {
+            Ok(state) if state.check_bounds().is_err() => {
+                let why = state.check_bounds().err().unwrap_or_default();
+                self.report(
+                    ErrorCause::File,
+                    format!("not a valid session ({why}) in {}", path.display()),
+                );
+            }
             Ok(mut state) => {
                 state.clamp(None);
                 self.state = state;
+                self.settings_with_text = true;
                 self.previous_model_dir = None;
                 self.external = None;
                 self.session_path = Some(path.to_owned());
+                let name = path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                );
+                self.notice = Some(format!("opened {name}"));
                 self.clear_error(ErrorCause::File);
             }
             Err(e) => self.report(
@@ -133,13 +147,15 @@ impl AttnApp {
                     return;
                 };
                 // The run carries the mask that was applied, not the one typed: a GPT-2 run
-                // says `causal`.
+                // says `causal`. Large files are said before they are written.
                 let format = crate::pipeline::TensorFormat::from_path(path);
-                match crate::pipeline::write_tensors(&run, path, format).map_err(|e| e.to_string())
-                {
-                    Ok(()) => self.wrote(path),
-                    Err(e) => self.report(ErrorCause::File, e),
+                let estimate = crate::pipeline::estimate_tensor_bytes(&run, format);
+                let within = self.state.max_output_bytes().is_ok_and(|l| estimate <= l);
+                if estimate > CONFIRM_EXPORT_BYTES && within {
+                    self.pending_export = Some((path.to_owned(), estimate));
+                    return;
                 }
+                self.write_tensors(&run, path);
             }
             DialogPurpose::ExportAllHeads => self.start_export_all(path),
             DialogPurpose::OpenModel => self.open_model_folder(path),
@@ -148,6 +164,69 @@ impl AttnApp {
                 Ok(()) => self.wrote(path),
                 Err(e) => self.report(ErrorCause::File, e),
             },
+        }
+    }
+
+    /// Writes the shown run's tensors to `path`, within the largest export of Run options.
+    pub(super) fn write_tensors(&mut self, run: &crate::pipeline::Run, path: &Path) {
+        let limit = match self.state.max_output_bytes() {
+            Ok(l) => l,
+            Err(e) => {
+                self.report(ErrorCause::File, e);
+                return;
+            }
+        };
+        let format = crate::pipeline::TensorFormat::from_path(path);
+        match crate::pipeline::write_tensors(run, path, format, limit) {
+            Ok(()) => self.wrote(path),
+            Err(crate::pipeline::PipelineError::OutputTooLarge {
+                estimate,
+                limit,
+                file,
+            }) => self.report(
+                ErrorCause::File,
+                format!(
+                    "the export would take about {}, more than the {} allowed (Largest export \
+                     in the File menu); nothing was written to {}",
+                    crate::pipeline::ByteSize(estimate),
+                    crate::pipeline::ByteSize(limit),
+                    file.display()
+                ),
+            ),
+            Err(e) => self.report(ErrorCause::File, e.to_string()),
+        }
+    }
+
+    /// The confirmation of a large tensor export: its size, Write or Cancel.
+    pub(super) fn confirm_export_ui(&mut self, ctx: &egui::Context) {
+        let Some((path, estimate)) = self.pending_export.clone() else {
+            return;
+        };
+        let mut answer = None;
+        egui::Modal::new(egui::Id::unique("confirm-export")).show(ctx, |ui| {
+            ui.label(format!(
+                "The export will take about {}: {}",
+                crate::pipeline::ByteSize(estimate),
+                path.display()
+            ));
+            ui.horizontal(|ui| {
+                if ui.button("Write").clicked() {
+                    answer = Some(true);
+                }
+                if ui.button("Cancel").clicked() {
+                    answer = Some(false);
+                }
+            });
+        });
+        match answer {
+            Some(true) => {
+                self.pending_export = None;
+                if let Some(run) = self.shown_run().cloned() {
+                    self.write_tensors(&run, &path);
+                }
+            }
+            Some(false) => self.pending_export = None,
+            None => {}
         }
     }
 

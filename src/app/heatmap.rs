@@ -382,10 +382,17 @@ impl HeatmapView {
                 describe(q, labels.get(r).copied().unwrap_or("?")),
                 describe(k, labels.get(c).copied().unwrap_or("?")),
             );
-            let text = format!(
-                "query {q} {qt} → key {k} {kt}\nweight {} (rank {rank} of {n} in the row)",
-                render::format_significant(f64::from(weight))
-            );
+            // A masked cell has no weight to rank: say which part of the mask forbids it.
+            let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
+            let why = run.mask.why_masked(q, k, &is_pad);
+            let text = if why.is_empty() {
+                format!(
+                    "query {q} {qt} → key {k} {kt}\nweight {} (rank {rank} of {n} in the row)",
+                    render::format_significant(f64::from(weight))
+                )
+            } else {
+                format!("query {q} {qt} → key {k} {kt}\nmasked ({})", why.join(", "))
+            };
             // Beside the cursor (left of it near the right edge), never over the column labels.
             let mut tip = egui::Tooltip::for_enabled(&response);
             tip.popup = tip
@@ -597,5 +604,36 @@ mod tests {
             rect.top() >= cells.top(),
             "{rect:?} covers the labels above {cells:?}"
         );
+    }
+
+    #[test]
+    fn hovering_a_masked_cell_says_which_mask_part_and_gives_no_rank() {
+        let mut run = Run::clone(&tiny_weight_run());
+        run.mask = crate::engine::AppliedMask::recorded(
+            crate::engine::MaskSpec::parse("causal").expect("a mask"),
+        );
+        let run = Arc::new(run);
+        let labels: Vec<String> = (0..4).map(|i| format!("t{i}")).collect();
+        let mut harness = Harness::builder()
+            .with_size(vec2(700.0, 700.0))
+            .build_ui_state(
+                move |ui, (view, state): &mut (HeatmapView, AppState)| {
+                    view.ui(ui, &run, &labels, state);
+                },
+                (HeatmapView::default(), AppState::default()),
+            );
+        theme::install_fonts(&harness.ctx);
+        harness.run();
+        let cells = harness.get_by_label("heatmap cells").rect();
+        // Cell (0, 1): the first query's future, forbidden by the causal mask.
+        let cell = cells.width() / 4.0;
+        harness.hover_at(pos2(cells.left() + 1.5 * cell, cells.top() + 0.5 * cell));
+        for _ in 0..12 {
+            harness.step();
+            std::thread::sleep(std::time::Duration::from_millis(60));
+        }
+        harness.run();
+        assert!(harness.query_by_label_contains("masked (causal)").is_some());
+        assert!(harness.query_by_label_contains("rank").is_none());
     }
 }

@@ -44,6 +44,15 @@ impl ScreenshotJob {
     }
 }
 
+/// True when `new` is `old` with tokens appended at the end (or the same tokens).
+fn extends(old: &[crate::tokenize::Token], new: &[crate::tokenize::Token]) -> bool {
+    new.len() >= old.len()
+        && old
+            .iter()
+            .zip(new)
+            .all(|(a, b)| a.id == b.id && a.text == b.text)
+}
+
 impl AttnApp {
     /// Starts a run if the settings changed since the last request; uses the cache when it can.
     pub(super) fn schedule(&mut self) {
@@ -77,6 +86,7 @@ impl AttnApp {
             }
             self.current = Some((key.clone(), run.clone()));
             self.shown_compute_ms = Some(None);
+            self.settings_with_text = false;
             if key.model_dir != self.model_info_dir {
                 // Another model is on screen: a failed folder's error no longer applies.
                 self.clear_error(ErrorCause::Model);
@@ -100,6 +110,32 @@ impl AttnApp {
                 .is_some_and(|(id, _)| *id == result.id);
             if !wanted {
                 continue;
+            }
+            // New tokens (not just tokens appended at the end): what names positions no longer
+            // points where the user put it, so it goes, said in the status bar, and the run is
+            // asked again without it.
+            // Settings that came with their own text (a session, a lesson) name positions in
+            // that text: the first run after them keeps them.
+            let fresh = std::mem::take(&mut self.settings_with_text);
+            let tokens_changed = !fresh
+                && match (&result.outcome, &self.current) {
+                    (Ok(run), Some((_, old))) => !extends(&old.tokens, &run.tokens),
+                    (Err(_), Some((key, _))) => {
+                        result.mask_out_of_range && key.input != result.key.input
+                    }
+                    _ => false,
+                };
+            if tokens_changed {
+                let dropped = self.state.drop_position_bound();
+                if !dropped.is_empty() {
+                    self.notice = Some(format!("new tokens: cleared {}", dropped.join(", ")));
+                    if self.state.job_key().is_ok_and(|k| k != result.key) {
+                        self.requested = None;
+                        if result.outcome.is_err() {
+                            continue;
+                        }
+                    }
+                }
             }
             if let Ok(run) = &result.outcome {
                 self.shown_compute_ms = Some(Some(run.timings.forward_ms));
@@ -181,6 +217,7 @@ impl AttnApp {
                         self.run_failed = Some(RunFailure {
                             message: e.clone(),
                             limit: result.too_long,
+                            cancelled: false,
                         });
                         self.report(ErrorCause::Run, e);
                     }
@@ -210,12 +247,20 @@ impl AttnApp {
         if let Some(w) = self.worker.as_mut() {
             w.cancel();
         }
-        let message = "cancelled; change a setting to compute again";
+        // A cancel is not an error: the previous map stays, marked stale, with Compute.
         self.run_failed = Some(RunFailure {
-            message: message.to_owned(),
+            message: "cancelled: the map shown is from the settings before the last change"
+                .to_owned(),
             limit: None,
+            cancelled: true,
         });
-        self.report(ErrorCause::Run, message);
+    }
+
+    /// Computes the current settings again after a cancelled run.
+    pub(super) fn compute_again(&mut self) {
+        self.run_failed = None;
+        self.requested = None;
+        self.schedule();
     }
 
     /// The checkpoint load in progress on the worker, if any (also a cancelled one that has not
@@ -378,8 +423,18 @@ impl AttnApp {
         }
     }
 
+    /// True when `--screenshot` can take its picture: nothing is on its way, and there is a run
+    /// on screen or an error saying why there is none (a failed first run, bad settings, a
+    /// model folder that did not load). The screenshot then shows the error and the app exits.
+    pub fn screenshot_ready(&self) -> bool {
+        !self.busy()
+            && !self.saliency_pending()
+            && self.loading().is_none()
+            && (self.shown_run().is_some() || self.error.is_some() || self.run_failed.is_some())
+    }
+
     pub(super) fn handle_screenshot(&mut self, ctx: &egui::Context) {
-        let ready = self.shown_run().is_some() && !self.busy() && !self.saliency_pending();
+        let ready = self.screenshot_ready();
         let Some(job) = self.screenshot.as_mut() else {
             return;
         };

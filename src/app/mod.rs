@@ -6,6 +6,7 @@
 //! file dialogs, the screenshot) in `jobs.rs`, and each panel in `panels/` as a [`view::View`]
 //! that draws with a [`view::ViewCx`] and hands its [`view::Request`]s back to the app.
 
+mod chips;
 pub mod export;
 pub mod file_dialog;
 mod files;
@@ -119,6 +120,11 @@ pub struct AttnApp {
     /// the in-app dialog.
     system_dialogs_unavailable: bool,
     export_job: Option<jobs::ExportJob>,
+    /// Set when a session or lesson brought its own text and settings: the next run's new
+    /// tokens do not clear the positions those settings name.
+    settings_with_text: bool,
+    /// A large tensor export waiting for confirmation: its path and estimated size.
+    pending_export: Option<(PathBuf, u64)>,
     /// The Saliency view's background work and cache.
     saliency: saliency::Controller,
     screenshot: Option<jobs::ScreenshotJob>,
@@ -160,6 +166,8 @@ impl AttnApp {
             in_app_dialog: None,
             system_dialogs_unavailable: false,
             export_job: None,
+            pending_export: None,
+            settings_with_text: false,
             saliency: saliency::Controller::default(),
             screenshot: None,
             title: String::new(),
@@ -407,6 +415,7 @@ impl AttnApp {
                 Request::LeaveFile => self.external = None,
                 Request::CancelLoad => self.cancel_load(),
                 Request::CancelRun => self.cancel_run(),
+                Request::Compute => self.compute_again(),
                 Request::CancelExport => self.cancel_export(),
                 Request::DismissError => self.error = None,
                 Request::Truncate => self.state.truncate = true,
@@ -437,6 +446,7 @@ impl AttnApp {
         self.panels = panels;
         self.apply_requests(requests);
         self.in_app_dialog_ui(&ui.ctx().clone());
+        self.confirm_export_ui(&ui.ctx().clone());
     }
 
     /// The image uploaded as the grid view's thumbnail of (`layer`, `head`), for pixel tests.

@@ -139,6 +139,9 @@ pub struct AppState {
     /// The most memory one run may need (`8GiB`, `512MB`, the CLI's `--memory-budget`);
     /// empty for the default, the smaller of 8 GiB and half the physical memory.
     pub memory_budget: String,
+    /// The largest tensor export written (`4GiB`, the CLI's `--max-output`); empty for the
+    /// default, 1 GiB.
+    pub max_output: String,
     /// Score scale.
     pub scale: ScoreScale,
     /// The central view.
@@ -190,6 +193,7 @@ impl Default for AppState {
             mask_text: "none".to_owned(),
             truncate: false,
             memory_budget: String::new(),
+            max_output: String::new(),
             scale: ScoreScale::InvSqrtDHead,
             view: ViewKind::Heatmap,
             layer_idx: 0,
@@ -250,6 +254,17 @@ impl AppState {
             .parse::<crate::pipeline::ByteSize>()
             .map(|b| b.0)
             .map_err(|e| format!("memory budget: {e}"))
+    }
+
+    /// The largest tensor export in bytes: the typed size, or 1 GiB when the field is empty.
+    pub fn max_output_bytes(&self) -> Result<u64, String> {
+        if self.max_output.trim().is_empty() {
+            return Ok(crate::pipeline::DEFAULT_MAX_OUTPUT);
+        }
+        self.max_output
+            .parse::<crate::pipeline::ByteSize>()
+            .map(|b| b.0)
+            .map_err(|e| format!("largest export: {e}"))
     }
 
     /// What runs: the token ids or strings of an opened token file, else the text.
@@ -315,6 +330,66 @@ impl AppState {
         self.recent_models.retain(|d| d != dir);
         self.recent_models.insert(0, dir.to_owned());
         self.recent_models.truncate(8);
+    }
+
+    /// Checks the fields a session file sets that the app lays out or runs against their
+    /// bounds (a 20 MB text would abort the text box), naming the first one too large.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        const MAX_TEXT_BYTES: usize = 4 << 20;
+        const MAX_TOKENS: usize = 1 << 20;
+        const MAX_FIELD_BYTES: usize = 64 << 10;
+        let too_long = |field: &str, len: usize, max: usize, unit: &str| {
+            Err(format!("{field:?} has {len} {unit}; at most {max}"))
+        };
+        if self.text.len() > MAX_TEXT_BYTES {
+            return too_long("text", self.text.len(), MAX_TEXT_BYTES, "bytes");
+        }
+        if let Some(t) = self.tokens.as_ref().filter(|t| t.len() > MAX_TOKENS) {
+            return too_long("tokens", t.len(), MAX_TOKENS, "tokens");
+        }
+        if let Some(t) = self.token_ids.as_ref().filter(|t| t.len() > MAX_TOKENS) {
+            return too_long("token_ids", t.len(), MAX_TOKENS, "ids");
+        }
+        for (field, value) in [
+            ("mask_text", &self.mask_text),
+            ("memory_budget", &self.memory_budget),
+            ("max_output", &self.max_output),
+        ] {
+            if value.len() > MAX_FIELD_BYTES {
+                return too_long(field, value.len(), MAX_FIELD_BYTES, "bytes");
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops what is bound to token positions, for when the tokens change (other than by
+    /// tokens appended at the end): the mask's `drop-cells`, `drop-keys`, `drop-queries` and
+    /// `global` parts and the selected queries. Returns what was dropped, for the status bar.
+    pub fn drop_position_bound(&mut self) -> Vec<String> {
+        use crate::engine::MaskPart;
+        let mut dropped = Vec::new();
+        if let Ok(mut spec) = MaskSpec::parse(&self.mask_text) {
+            let (bound, kept): (Vec<MaskPart>, Vec<MaskPart>) =
+                spec.parts.into_iter().partition(|p| {
+                    matches!(
+                        p,
+                        MaskPart::DropCells(_)
+                            | MaskPart::DropKeys(_)
+                            | MaskPart::DropQueries(_)
+                            | MaskPart::Global(_)
+                    )
+                });
+            if !bound.is_empty() {
+                dropped.extend(bound.iter().map(ToString::to_string));
+                spec.parts = kept;
+                self.mask_text = spec.to_string();
+            }
+        }
+        if !self.selected_queries.is_empty() {
+            dropped.push("the selected queries".to_owned());
+            self.selected_queries.clear();
+        }
+        dropped
     }
 
     /// Clamps what was saved with another model to `info` (the layer and head on screen, the

@@ -52,6 +52,8 @@ pub enum Request {
     OpenModel(PathBuf),
     /// Switch to the built-in demo model.
     UseDemo,
+    /// Compute the current settings again after a cancelled run.
+    Compute,
     /// Leave the opened attention file and show the computed run again.
     LeaveFile,
     /// Stop the checkpoint load in progress.
@@ -79,6 +81,9 @@ pub struct RunFailure {
     pub message: String,
     /// The model's token limit, when the input was longer.
     pub limit: Option<usize>,
+    /// The user cancelled the run: not an error; the previous map stays on screen, dimmed and
+    /// marked stale, with a Compute button.
+    pub cancelled: bool,
 }
 
 /// The state of the background work, for the status bar.

@@ -11,7 +11,7 @@
 //! previous model in place.
 
 use super::saliency::compute as saliency;
-use crate::engine::RunOptions;
+use crate::engine::{EngineError, MaskError, RunOptions};
 use crate::io::TokenInput;
 use crate::model::LoadedModel;
 use crate::model::{DemoConfig, LoadError, LoadProgress};
@@ -65,6 +65,8 @@ pub struct JobResult {
     pub outcome: Result<Arc<Run>, String>,
     /// The model's token limit, when the run failed because the input is longer.
     pub too_long: Option<usize>,
+    /// True when the run failed because the mask names a token the input does not have.
+    pub mask_out_of_range: bool,
     /// True when the job's model loaded (a failed run of a loaded model is not a failed load).
     pub model_loaded: bool,
     /// The architecture of the model loaded (also when its run failed).
@@ -82,6 +84,8 @@ pub struct Progress {
     pub done: usize,
     /// Layers in the model.
     pub total: usize,
+    /// Tokens in the running job's input, once tokenized (0 before).
+    pub tokens: usize,
 }
 
 /// A checkpoint being loaded: which folder, and how far it has got.
@@ -104,6 +108,8 @@ struct Job {
 pub(crate) enum JobError {
     /// A newer job or the user stopped it; nothing is reported.
     Cancelled,
+    /// The mask names a token the input does not have (the one-line message).
+    MaskOutOfRange(String),
     /// A one-line message for the user, and the model's token limit when the input exceeds
     /// it.
     Failed(String, Option<usize>),
@@ -118,7 +124,12 @@ impl From<PipelineError> for JobError {
                 JobError::Cancelled
             }
             PipelineError::TooLong { limit, .. } => JobError::Failed(e.to_string(), Some(limit)),
-            PipelineError::OverBudget { .. } => {
+            PipelineError::Engine {
+                error: EngineError::Mask(MaskError::OutOfRange { .. }),
+                ..
+            } => JobError::MaskOutOfRange(e.to_string()),
+            PipelineError::OverBudget { .. }
+            | PipelineError::Open(crate::model::OpenError::OverBudget { .. }) => {
                 JobError::Failed(format!("{e} (Memory budget in Run options)"), None)
             }
             PipelineError::Misfit(misfit) => {
@@ -214,6 +225,8 @@ impl Worker {
     fn submit_job(&mut self, key: JobKey, saliency: Option<saliency::Task>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
+        // The new job's progress starts from nothing (no stale token count or layers).
+        *lock(&self.shared.progress) = Progress::default();
         {
             let slot = lock(&self.shared.load);
             self.shared.latest.store(id, Ordering::SeqCst);
@@ -320,10 +333,15 @@ fn worker_loop(
             };
             Ok((run, effect))
         });
+        let mut mask_out_of_range = false;
         let (outcome, too_long, effect) = match ran {
             Ok((run, effect)) => (Ok(Arc::new(run)), None, effect.map(Arc::new)),
             Err(JobError::Cancelled) => continue,
             Err(JobError::Failed(e, limit)) => (Err(e), limit, None),
+            Err(JobError::MaskOutOfRange(e)) => {
+                mask_out_of_range = true;
+                (Err(e), None, None)
+            }
         };
         // Whether the job's model is the one loaded now: false when its folder failed to load
         // (the previous model stays), true when the model loaded but the run itself failed.
@@ -334,6 +352,7 @@ fn worker_loop(
             key: job.key,
             outcome,
             too_long,
+            mask_out_of_range,
             info: model.as_ref().map(LoadedModel::info),
             saliency_targets: model
                 .as_ref()
@@ -412,7 +431,11 @@ fn ensure_model<'m>(
             None => {
                 // The demo builds in well under a second: free the old model first.
                 *model = None;
-                *model = Some(LoadedModel::demo(key.demo, key.tokenizer)?);
+                *model = Some(LoadedModel::demo_within(
+                    key.demo,
+                    key.tokenizer,
+                    key.memory_budget,
+                )?);
             }
             // The previous model stays until the new one has loaded, so a cancelled or failed
             // load leaves it in place.
@@ -435,19 +458,31 @@ fn run_job(
     let key = &job.key;
     let loaded = ensure_model(job, model, shared, wake)?;
     let total = loaded.info().layers;
-    *lock(&shared.progress) = Progress { done: 0, total };
+    *lock(&shared.progress) = Progress {
+        done: 0,
+        total,
+        tokens: 0,
+    };
+    let mut on_tokens = |tokens: usize| {
+        lock(&shared.progress).tokens = tokens;
+        wake();
+    };
     let mut on_layer = |done: usize| {
-        *lock(&shared.progress) = Progress { done, total };
+        let mut p = lock(&shared.progress);
+        p.done = done;
+        p.total = total;
+        drop(p);
         wake();
         shared.latest.load(Ordering::SeqCst) == job.id
     };
     // Options that do not fit the model are the pipeline's to refuse; the app clamps its
     // settings when a model loads (`AppState::fit_to_model`), so this only happens for a
     // job asked before the model's size was known.
-    Ok(pipeline::run(
+    Ok(pipeline::run_observed(
         loaded,
         &key.run_input(),
         &key.opts,
+        &mut on_tokens,
         &mut on_layer,
     )?)
 }
@@ -463,7 +498,10 @@ fn measure_mistake(
 ) -> Result<crate::analysis::teach::MistakeEffect, JobError> {
     let total = loaded.info().layers;
     let mut on_layer = |done: usize| {
-        *lock(&shared.progress) = Progress { done, total };
+        let mut p = lock(&shared.progress);
+        p.done = done;
+        p.total = total;
+        drop(p);
         wake();
         shared.latest.load(Ordering::SeqCst) == job.id
     };
@@ -472,6 +510,9 @@ fn measure_mistake(
         |e| match JobError::from(e) {
             JobError::Failed(e, limit) => {
                 JobError::Failed(format!("measuring {mistake}: {e}"), limit)
+            }
+            JobError::MaskOutOfRange(e) => {
+                JobError::Failed(format!("measuring {mistake}: {e}"), None)
             }
             JobError::Cancelled => JobError::Cancelled,
         },

@@ -153,6 +153,10 @@ pub struct ExportArgs {
     /// Output format; by default from the extension (.npy is NPY, anything else JSON).
     #[arg(long)]
     pub format: Option<ExportFormat>,
+    /// Largest file to write, e.g. 4GiB (units are 1024-based; default 1 GiB). The size is
+    /// estimated before anything is written.
+    #[arg(long, value_name = "SIZE")]
+    pub max_output: Option<crate::pipeline::ByteSize>,
 }
 
 /// What `render` draws.

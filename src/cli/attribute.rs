@@ -104,7 +104,7 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
                 .map_or_else(String::new, |p| format!(" (not {})", p.display()))
         ),
     };
-    let model = LoadedModel::load(&common.model, common.demo.config(), common.demo.tokenizer)?;
+    let model = super::load_model(common)?;
     let request = run_input(common, input);
     let mut bar = Bar::new();
     let result = pipeline::attribute(&model, &request, &opts, &req, &mut |f| {

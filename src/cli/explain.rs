@@ -6,7 +6,6 @@ use super::args::ExplainArgs;
 use super::{Source, Timings, ms_since, print_timings, run_input, run_options, source};
 use crate::analysis::explain::Explanation;
 use crate::io::{self, ModelMeta};
-use crate::model::LoadedModel;
 use crate::pipeline;
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -43,7 +42,7 @@ pub(super) fn explain_cmd(args: ExplainArgs) -> Result<()> {
                 .map_or_else(String::new, |p| p.display().to_string())
         ),
     };
-    let model = LoadedModel::load(&common.model, common.demo.config(), common.demo.tokenizer)?;
+    let model = super::load_model(common)?;
     timings.load_ms = ms_since(start);
     let request = run_input(common, input);
     let (run, explanation) =

@@ -16,7 +16,10 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
         Some(ExportFormat::Npy) => TensorFormat::Npy,
         None => TensorFormat::from_path(&args.out),
     };
-    pipeline::write_tensors(&run, &args.out, format)?;
+    let max_output = args
+        .max_output
+        .map_or(pipeline::DEFAULT_MAX_OUTPUT, |b| b.0);
+    pipeline::write_tensors(&run, &args.out, format, max_output).map_err(super::worded)?;
     timings.write_ms = ms_since(start);
     print_timings(args.common.timings, &timings);
     Ok(())

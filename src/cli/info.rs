@@ -8,7 +8,14 @@ use anyhow::{Context as _, Result};
 
 /// Runs `attnviz info`.
 pub(super) fn info(args: InfoArgs) -> Result<()> {
-    let model = LoadedModel::load(&args.model, args.demo.config(), args.demo.tokenizer)?;
+    // The demo is built within the default memory budget: `info` on a demo too large for this
+    // machine says so instead of aborting.
+    let model = LoadedModel::load(
+        &args.model,
+        args.demo.config(),
+        args.demo.tokenizer,
+        pipeline::default_memory_budget(),
+    )?;
     let info = model.model().info();
     if args.json {
         let mut value = serde_json::to_value(&info).context("serialising model info")?;

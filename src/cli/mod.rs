@@ -110,6 +110,12 @@ fn source(common: &CommonArgs) -> Result<Source> {
         (Some(path), _, _) => match io::load_input(path)? {
             InputFile::Input(input) => Source::Tokens(input),
             InputFile::Attention(file) => Source::Attention(file),
+            InputFile::Lesson => bail!(
+                "this is a lesson ({:?}), not a token input; open it in the app (attnviz \
+                 LESSON.json): {}",
+                io::LESSON_FORMAT,
+                path.display()
+            ),
             InputFile::Session(_) => bail!(
                 "session files open in the app (attnviz {}), not here: {}",
                 path.display(),
@@ -122,15 +128,32 @@ fn source(common: &CommonArgs) -> Result<Source> {
     })
 }
 
+/// The memory budget of `common`: `--memory-budget`, or the default.
+fn budget(common: &CommonArgs) -> u64 {
+    common
+        .memory_budget
+        .map_or_else(pipeline::default_memory_budget, |b| b.0)
+}
+
+/// The model of `common` (`--model`, the demo's settings), the demo within the memory budget;
+/// errors in the CLI's words.
+fn load_model(common: &CommonArgs) -> Result<LoadedModel> {
+    LoadedModel::load(
+        &common.model,
+        common.demo.config(),
+        common.demo.tokenizer,
+        budget(common),
+    )
+    .map_err(|e| worded(e.into()))
+}
+
 /// The pipeline's input for `input` under `common` (file, --truncate, --memory-budget).
 fn run_input(common: &CommonArgs, input: TokenInput) -> RunInput {
     RunInput {
         input,
         file: common.input.clone(),
         truncate: common.truncate,
-        memory_budget: common
-            .memory_budget
-            .map_or_else(pipeline::default_memory_budget, |b| b.0),
+        memory_budget: budget(common),
     }
 }
 
@@ -139,19 +162,57 @@ fn run_input(common: &CommonArgs, input: TokenInput) -> RunInput {
 /// are.
 fn worded(e: pipeline::PipelineError) -> anyhow::Error {
     use crate::analysis::attribution::AttributionError;
+    use crate::model::OpenError;
     use pipeline::{OptionMisfit, PipelineError};
     match e {
         PipelineError::TooLong {
+            which,
             count,
+            generated,
             limit,
+            truncate,
             config,
             file,
+        } => {
+            // The hint fits what was asked: cutting the input cannot make room for a second
+            // text or for a continuation as long as the model's whole window.
+            let hint = match which {
+                pipeline::TextRole::TextB => "; give a shorter --text-b".to_owned(),
+                pipeline::TextRole::Input if generated >= limit => format!(
+                    "; --generate {generated} leaves no room for the input: at most {} fit",
+                    limit.saturating_sub(1)
+                ),
+                pipeline::TextRole::Input if !truncate => {
+                    "; pass --truncate to cut the input".to_owned()
+                }
+                pipeline::TextRole::Input => String::new(),
+            };
+            // The message as the pipeline words it, the hint before the file (path last).
+            let plain = PipelineError::TooLong {
+                which,
+                count,
+                generated,
+                limit,
+                truncate,
+                config,
+                file: None,
+            };
+            anyhow!("{plain}{hint}{}", pipeline::in_file(file.as_deref()))
+        }
+        PipelineError::OverBudget { .. } | PipelineError::Open(OpenError::OverBudget { .. }) => {
+            anyhow!("{e} (--memory-budget)")
+        }
+        PipelineError::OutputTooLarge {
+            estimate,
+            limit,
+            file,
         } => anyhow!(
-            "{count} tokens exceed the model's limit of {limit}{}; pass --truncate to cut the input{}",
-            config.map_or_else(String::new, |c| format!(" (set by {})", c.display())),
-            pipeline::in_file(file.as_deref())
+            "the export would take about {}, more than the {} allowed (raise it with \
+             --max-output); nothing was written to {}",
+            pipeline::ByteSize(estimate),
+            pipeline::ByteSize(limit),
+            file.display()
         ),
-        PipelineError::OverBudget { .. } => anyhow!("{e} (--memory-budget)"),
         PipelineError::Predict(p @ crate::model::PredictError::Position { .. }) => {
             anyhow!("--{p}")
         }
@@ -187,6 +248,36 @@ fn request_flag(setting: RequestSetting) -> &'static str {
     }
 }
 
+/// An attention file's maps are fixed: options that change a model run (a mask, a score scale,
+/// dimension subsets, mistakes) would be ignored, so they are refused, named. (`--model` is
+/// not one: it names no setting of the run, and scripts pass it to every input.)
+fn refuse_run_options_for_file(common: &CommonArgs, opts: &RunOptions) -> Result<()> {
+    let mut given = Vec::new();
+    if !opts.mask.is_none() {
+        given.push("--mask");
+    }
+    if opts.scale != ScoreScale::default() {
+        given.push("--scale");
+    }
+    if !opts.dims.is_empty() {
+        given.push("--dims");
+    }
+    if !opts.mistakes.is_empty() {
+        given.push("--mistake");
+    }
+    if given.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{} change a model run, and the input is an attention file whose maps are fixed: {}",
+        given.join(", "),
+        common
+            .input
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string())
+    )
+}
+
 /// The input, model and run of `common`, through the pipeline, with the model that ran (none
 /// for an attention file). `next` asks for the hidden states and no maps (`keep_hidden`); the
 /// others for the maps.
@@ -200,11 +291,12 @@ fn compute(
     let input = match source(common)? {
         Source::Tokens(input) => input,
         Source::Attention(file) => {
+            refuse_run_options_for_file(common, &opts)?;
             timings.load_ms = ms_since(start);
             return Ok((pipeline::from_attention_file(*file), None));
         }
     };
-    let model = LoadedModel::load(&common.model, common.demo.config(), common.demo.tokenizer)?;
+    let model = load_model(common)?;
     timings.load_ms = ms_since(start);
     let request = run_input(common, input);
     let run = pipeline::run(&model, &request, &opts, &mut |_| true).map_err(worded)?;

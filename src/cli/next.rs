@@ -2,7 +2,6 @@
 
 use super::args::NextArgs;
 use super::{Timings, ms_since, print_timings};
-use crate::model::LoadedModel;
 use crate::pipeline::{self, Positions};
 use anyhow::{Context as _, Result, anyhow, bail};
 use std::time::Instant;
@@ -47,11 +46,7 @@ pub(super) fn next(args: NextArgs) -> Result<()> {
             "next-token predictions need a model run: give text or token ids, not an attention file"
         ),
     };
-    let model = LoadedModel::load(
-        &args.common.model,
-        args.common.demo.config(),
-        args.common.demo.tokenizer,
-    )?;
+    let model = super::load_model(&args.common)?;
     // Refuse a model without an LM head before anything runs.
     pipeline::lm_head(&model).map_err(super::worded)?;
     timings.load_ms = ms_since(start);

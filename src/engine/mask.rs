@@ -144,6 +144,39 @@ impl MaskSpec {
         Ok(Self { parts })
     }
 
+    /// The spec for the same input with token `removed` taken out (occlusion by removal): the
+    /// indices after it move down by one and its own entries go (a dropped key stays dropped,
+    /// a cell of the removed token disappears); window, stride and block are relative and stay.
+    pub fn without_token(&self, removed: usize) -> MaskSpec {
+        let shift = |i: usize| (i != removed).then(|| if i > removed { i - 1 } else { i });
+        let list = |v: &[usize]| v.iter().filter_map(|&i| shift(i)).collect::<Vec<_>>();
+        let parts = self
+            .parts
+            .iter()
+            .filter_map(|part| {
+                let mapped = match part {
+                    MaskPart::Global(v) => MaskPart::Global(list(v)),
+                    MaskPart::DropKeys(v) => MaskPart::DropKeys(list(v)),
+                    MaskPart::DropQueries(v) => MaskPart::DropQueries(list(v)),
+                    MaskPart::DropCells(cells) => MaskPart::DropCells(
+                        cells
+                            .iter()
+                            .filter_map(|&(q, k)| Some((shift(q)?, shift(k)?)))
+                            .collect(),
+                    ),
+                    other => other.clone(),
+                };
+                let empty = matches!(
+                    &mapped,
+                    MaskPart::Global(v) | MaskPart::DropKeys(v) | MaskPart::DropQueries(v)
+                        if v.is_empty()
+                ) || matches!(&mapped, MaskPart::DropCells(c) if c.is_empty());
+                (!empty).then_some(mapped)
+            })
+            .collect();
+        MaskSpec { parts }
+    }
+
     /// Builds the allowed matrix for `len` tokens. `is_pad[k]` says whether key k is padding.
     ///
     /// Returns `None` when every pair is allowed, which lets the engine skip masking.
@@ -421,6 +454,47 @@ impl AppliedMask {
     }
 }
 
+impl AppliedMask {
+    /// The parts that forbid cell (`query_idx`, `key_idx`), as spelled (`causal`,
+    /// `window:3`), for hover text; empty when the cell is allowed. `is_pad[k]` says whether
+    /// key k is padding. The same rules as [`MaskSpec::build`], for one cell.
+    pub fn why_masked(&self, query_idx: usize, key_idx: usize, is_pad: &[bool]) -> Vec<String> {
+        let (q, k) = (query_idx, key_idx);
+        let mut why = Vec::new();
+        let global = self.spec.parts.iter().any(|p| {
+            matches!(p, MaskPart::Global(indices) if indices.contains(&q) || indices.contains(&k))
+        });
+        if !global {
+            for part in &self.spec.parts {
+                if matches!(
+                    part,
+                    MaskPart::Window(_) | MaskPart::Strided(_) | MaskPart::Block(_)
+                ) && !sparse_allows(part, q, k)
+                {
+                    why.push(part.to_string());
+                }
+            }
+        }
+        for part in &self.spec.parts {
+            let forbids = match part {
+                MaskPart::Causal => k > q,
+                MaskPart::Padding => is_pad.get(k).copied().unwrap_or(false),
+                MaskPart::DropKeys(indices) => indices.contains(&k),
+                MaskPart::DropQueries(indices) => indices.contains(&q),
+                MaskPart::DropCells(cells) => cells.contains(&(q, k)),
+                MaskPart::Window(_)
+                | MaskPart::Strided(_)
+                | MaskPart::Block(_)
+                | MaskPart::Global(_) => false,
+            };
+            if forbids {
+                why.push(part.to_string());
+            }
+        }
+        why
+    }
+}
+
 impl std::fmt::Display for AppliedMask {
     /// The canonical spelling (`causal+window:3`, `none`), as attention files record it.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -550,6 +624,57 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(grid[(0, 0)] && !grid[(0, 1)] && grid[(2, 1)]);
+    }
+
+    #[test]
+    fn removing_a_token_maps_the_mask_onto_the_shortened_input() {
+        let spec =
+            MaskSpec::parse("causal+drop-keys:1,4+drop-cells:3.2,2.0+global:2+window:1").unwrap();
+        // Remove token 2: key 4 becomes 3, key 1 stays; cell 3.2 goes (it names token 2), 2.0
+        // goes too; the global token goes; window and causal stay.
+        let out = spec.without_token(2);
+        assert_eq!(out.to_string(), "causal+drop-keys:1,3+window:1");
+        let out = spec.without_token(0);
+        assert_eq!(
+            out.to_string(),
+            "causal+drop-keys:0,3+drop-cells:2.1+global:1+window:1"
+        );
+        // Checked against the full grid: every kept pair keeps its verdict under the
+        // position-bound parts (a window is relative: it applies to the new positions).
+        let bound = MaskSpec::parse("causal+drop-keys:1,4+drop-cells:3.2,2.0").unwrap();
+        let full = bound.build(5, &[false; 5]).unwrap().unwrap();
+        for removed in 0..5 {
+            let short = bound.without_token(removed).build(4, &[false; 4]).unwrap();
+            let kept: Vec<usize> = (0..5).filter(|&i| i != removed).collect();
+            for (r, &q) in kept.iter().enumerate() {
+                for (c, &k) in kept.iter().enumerate() {
+                    let allowed = short.as_ref().is_none_or(|a| a[(r, c)]);
+                    assert_eq!(allowed, full[(q, k)], "remove {removed}: ({q}, {k})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn why_masked_names_the_parts_that_forbid_a_cell_as_build_does() {
+        let spec = MaskSpec::parse("causal+window:1+global:0+drop-cells:3.2+padding").unwrap();
+        let mask = AppliedMask::recorded(spec);
+        let is_pad = [false, false, false, false, true];
+        let grid = mask.allowed(5, &is_pad).unwrap().unwrap();
+        for q in 0..5 {
+            for k in 0..5 {
+                let why = mask.why_masked(q, k, &is_pad);
+                assert_eq!(why.is_empty(), grid[(q, k)], "({q}, {k}): {why:?}");
+            }
+        }
+        // (0, 2): the future, and global token 0 lifts the window but not causal.
+        assert_eq!(mask.why_masked(0, 2, &is_pad), ["causal"]);
+        // (3, 1): outside the window.
+        assert_eq!(mask.why_masked(3, 1, &is_pad), ["window:1"]);
+        // (3, 2): inside the window but dropped.
+        assert_eq!(mask.why_masked(3, 2, &is_pad), ["drop-cells:3.2"]);
+        // (4, 4): a padding key.
+        assert_eq!(mask.why_masked(4, 4, &is_pad), ["padding"]);
     }
 
     /// Renders an allowed matrix as rows of '1'/'.' for readable assertions.

@@ -16,6 +16,7 @@ mod parallel;
 mod position;
 mod run;
 pub mod simd;
+mod size;
 mod transformer;
 
 pub use attention::SelfAttention;
@@ -29,6 +30,7 @@ pub use position::{
     rope_frequencies,
 };
 pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, PositionKind, Trace};
+pub use size::ByteSize;
 pub use transformer::{Block, ForwardOutput, Transformer, TransformerParts};
 
 /// Errors from a forward pass.

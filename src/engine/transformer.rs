@@ -175,6 +175,27 @@ impl Transformer {
         self.parts.causal
     }
 
+    /// The bytes of the block weights the kernel packs (q/k/v/o and the MLP's matrices, f32):
+    /// what the backward pass adds when it packs their transposes on first use.
+    pub fn packed_weight_bytes(&self) -> u64 {
+        self.parts
+            .blocks
+            .iter()
+            .map(|b| {
+                let a = &b.attention;
+                let m = &b.mlp;
+                (a.wq.len()
+                    + a.wk.len()
+                    + a.wv.len()
+                    + a.wo.len()
+                    + m.w_in.len()
+                    + m.w_out.len()
+                    + m.w_gate.as_ref().map_or(0, |g| g.len())) as u64
+            })
+            .sum::<u64>()
+            .saturating_mul(4)
+    }
+
     /// What the architecture adds to every run's mask.
     pub fn architecture_mask(&self) -> ArchitectureMask {
         ArchitectureMask {

@@ -347,8 +347,14 @@ impl Differentiable for LoadedModel {
                 let b = text_b.filter(|b| !b.is_empty()).ok_or_else(|| {
                     GradError::BadTarget("the similarity target needs a second text".into())
                 })?;
+                // The mask belongs to the input it was written for: text B runs with none of
+                // its own (the architecture's causal mask still applies).
+                let b_opts = RunOptions {
+                    mask: crate::engine::MaskSpec::none(),
+                    ..opts.clone()
+                };
                 let e = self.input_embeddings(b)?;
-                let hidden = self.hidden_at(b, e.view(), opts)?;
+                let hidden = self.hidden_at(b, e.view(), &b_opts)?;
                 target.reference =
                     Some(mean_rows(hidden.view()).iter().map(|&v| v as f32).collect());
             }

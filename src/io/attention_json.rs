@@ -186,6 +186,45 @@ pub fn write_attention_json(
     out.write_all(b"]}\n")
 }
 
+/// Values the size estimate formats, spread over every head.
+const SAMPLE_VALUES: usize = 1 << 16;
+
+/// About how many bytes [`write_attention_json`] writes for these tokens and maps, without
+/// writing them: the header exactly, the values from a sample of up to 65,536 of them spread
+/// over every head (formatted as the writer formats them, each with its comma), extrapolated
+/// to the whole tensor, plus the brackets.
+pub fn estimate_attention_json_bytes(tokens: &[Token], maps: &AttentionMaps) -> u64 {
+    let header: u64 = tokens
+        .iter()
+        .map(|t| t.text.len() as u64 + 16)
+        .sum::<u64>()
+        .saturating_add(1024);
+    let [l, h, n, _] = maps.shape();
+    let values = (l as u64)
+        .saturating_mul(h as u64)
+        .saturating_mul(n as u64)
+        .saturating_mul(n as u64);
+    if values == 0 {
+        return header;
+    }
+    let heads = (l * h).max(1);
+    let per_head = (SAMPLE_VALUES / heads).max(1);
+    let mut buf = ryu::Buffer::new();
+    let (mut sampled, mut bytes) = (0u64, 0u64);
+    maps.for_each_head(|_, _, map| {
+        let step = (map.len() / per_head).max(1);
+        for &v in map.iter().step_by(step).take(per_head) {
+            bytes += buf.format_finite(v).len() as u64 + 1;
+            sampled += 1;
+        }
+    });
+    let per_value = bytes as f64 / sampled.max(1) as f64;
+    let brackets = (l as u64 * h as u64 * (n as u64 + 1)).saturating_mul(3);
+    header
+        .saturating_add((values as f64 * per_value) as u64)
+        .saturating_add(brackets)
+}
+
 #[derive(Deserialize)]
 struct RawFile {
     format: String,

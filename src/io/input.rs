@@ -24,6 +24,9 @@ pub enum InputFile {
     Attention(Box<super::AttentionFile>),
     /// A session file (`attnviz.session/v1`), as raw JSON for the app to interpret.
     Session(serde_json::Value),
+    /// A lesson (`attnviz.lesson/v1`), recognised by the `format` field of the parsed JSON
+    /// wherever it stands; the app opens it with `lesson::load_lesson`.
+    Lesson,
 }
 
 /// Loads a token input, an attention file (JSON, or NPY with its tokens sidecar) or a session file.
@@ -83,14 +86,7 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
             ))),
             Some(super::SESSION_FORMAT) => Ok(InputFile::Session(value)),
             // A lesson is never read as tokens: it opens in the app (`attnviz LESSON.json`).
-            Some(super::LESSON_FORMAT) => Err(IoError::invalid(
-                path,
-                format!(
-                    "this is a lesson ({:?}), not a token input; open it in the app with `attnviz {}`",
-                    super::LESSON_FORMAT,
-                    path.display()
-                ),
-            )),
+            Some(super::LESSON_FORMAT) => Ok(InputFile::Lesson),
             _ => Err(IoError::invalid(
                 path,
                 format!(

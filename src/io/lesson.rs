@@ -213,6 +213,24 @@ impl Lesson {
         if self.steps.is_empty() {
             return Err("the lesson has no steps".to_owned());
         }
+        // Everything the app lays out is bounded, so a huge field is an error, not an abort.
+        bounded("title", &self.title, MAX_TITLE_BYTES)?;
+        bounded("intro", &self.intro, MAX_PROSE_BYTES)?;
+        bounded("text", &self.text, MAX_LESSON_TEXT_BYTES)?;
+        if self.steps.len() > MAX_LESSON_STEPS {
+            return Err(format!(
+                "{} steps; a lesson may have at most {MAX_LESSON_STEPS}",
+                self.steps.len()
+            ));
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            bounded(
+                &format!("step {} title", i + 1),
+                &step.title,
+                MAX_TITLE_BYTES,
+            )?;
+            bounded(&format!("step {} text", i + 1), &step.text, MAX_PROSE_BYTES)?;
+        }
         let s = &self.settings;
         MaskSpec::parse(&s.mask).map_err(|e| format!("settings: {e}"))?;
         s.scale
@@ -278,6 +296,27 @@ impl Lesson {
     }
 }
 
+/// The longest title a lesson or step may have, in bytes.
+const MAX_TITLE_BYTES: usize = 1 << 10;
+/// The longest intro or step text, in bytes.
+const MAX_PROSE_BYTES: usize = 64 << 10;
+/// The longest text a lesson runs on, in bytes.
+const MAX_LESSON_TEXT_BYTES: usize = 256 << 10;
+/// The most steps a lesson may have.
+const MAX_LESSON_STEPS: usize = 200;
+
+/// `field` of at most `max` bytes, or an error naming it with its size and the bound.
+fn bounded(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!(
+            "{field} is {} bytes; a lesson's {field} may have at most {} KiB",
+            value.len(),
+            max >> 10
+        ));
+    }
+    Ok(())
+}
+
 /// Loads and checks a lesson file. Every error is one line naming the file, path last:
 /// `step 2: unknown variant "walk", expected one of … in lessons/x.json`.
 pub fn load_lesson(path: &Path) -> Result<Lesson, IoError> {
@@ -292,44 +331,21 @@ pub fn load_lesson(path: &Path) -> Result<Lesson, IoError> {
         .map_err(|reason| IoError::invalid(path, format!("bad lesson: {reason}")))
 }
 
-/// True when `path` looks like a lesson: a `.json` file whose first 64 KiB name
-/// [`LESSON_FORMAT`] as its `format`. A quick check for the app and the command line before
-/// choosing between [`load_lesson`] and [`super::load_input`]; the loader checks the rest.
+/// True when `path` is a lesson: a `.json` file within [`MAX_SMALL_FILE`] whose parsed JSON
+/// names [`LESSON_FORMAT`] as its `format`, wherever the field stands (for listing the lesson
+/// folder; opening a file goes through [`super::load_input`], which reads the same field).
 pub fn is_lesson_file(path: &Path) -> bool {
-    use std::io::Read as _;
     let is_json = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if !is_json {
         return false;
     }
-    let Ok((file, _)) = super::open_regular(path) else {
+    let Ok(bytes) = read_regular_file(path, MAX_SMALL_FILE) else {
         return false;
     };
-    let mut head = Vec::new();
-    if file.take(64 << 10).read_to_end(&mut head).is_err() {
-        return false;
-    }
-    names_lesson_format(&head)
-}
-
-/// True when JSON bytes hold `"format"` followed by the lesson tag (whitespace allowed around
-/// the colon).
-pub(super) fn names_lesson_format(bytes: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(bytes);
-    let mut rest = text.as_ref();
-    while let Some(at) = rest.find("\"format\"") {
-        let after = rest[at + 8..].trim_start();
-        if let Some(value) = after.strip_prefix(':')
-            && value
-                .trim_start()
-                .starts_with(&format!("\"{LESSON_FORMAT}\""))
-        {
-            return true;
-        }
-        rest = &rest[at + 8..];
-    }
-    false
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .is_ok_and(|v| v.get("format").and_then(|f| f.as_str()) == Some(LESSON_FORMAT))
 }
 
 #[cfg(test)]
@@ -354,14 +370,37 @@ mod tests {
         // Defaults: demo model, inv-sqrt.
         assert_eq!(l.settings.model, "demo");
         assert_eq!(l.settings.scale, "inv-sqrt");
-        assert!(names_lesson_format(GOOD.as_bytes()));
-        assert!(!names_lesson_format(
-            br#"{"text": "format attnviz.lesson/v1"}"#
+        // A lesson is known by its parsed `format` field, wherever it stands (after a 70 KiB
+        // intro here), and not by the words in a text.
+        let dir = tempfile::tempdir().unwrap();
+        let late = dir.path().join("late.json");
+        let long_intro = format!(
+            "{{\"intro\": \"{}\", {}",
+            "x".repeat(70 << 10),
+            GOOD.trim_start_matches('{')
+        );
+        std::fs::write(&late, &long_intro).unwrap();
+        assert!(is_lesson_file(&late));
+        assert!(matches!(
+            super::super::load_input(&late).unwrap(),
+            super::super::InputFile::Lesson
         ));
+        let words = dir.path().join("words.json");
+        std::fs::write(&words, r#"{"text": "format attnviz.lesson/v1"}"#).unwrap();
+        assert!(!is_lesson_file(&words));
     }
 
     #[test]
     fn bad_lessons_say_what_is_wrong() {
+        let huge_intro = GOOD.replacen(
+            "\"title\": \"T\"",
+            &format!("\"title\": \"T\", \"intro\": \"{}\"", "x".repeat(10 << 20)),
+            1,
+        );
+        assert_eq!(
+            Lesson::from_json(&huge_intro).unwrap_err(),
+            "intro is 10485760 bytes; a lesson's intro may have at most 64 KiB"
+        );
         let cases = [
             (GOOD.replace("lesson/v1", "lesson/v2"), "format is"),
             (GOOD.replace("\"causal\"", "\"casual\""), "bad mask spec"),
@@ -415,9 +454,11 @@ mod tests {
         for path in &paths {
             assert!(is_lesson_file(path), "{}", path.display());
             let lesson = load_lesson(path).unwrap_or_else(|e| panic!("{e}"));
-            // Lessons are never token inputs.
-            let err = crate::io::load_input(path).unwrap_err().to_string();
-            assert!(err.contains("this is a lesson"), "{err}");
+            // Lessons are never token inputs: the loader says what the file is.
+            assert!(matches!(
+                crate::io::load_input(path).unwrap(),
+                crate::io::InputFile::Lesson
+            ));
             let s = &lesson.settings;
             assert_eq!(s.model, "demo");
             let model = DemoModel::new(s.demo).unwrap();

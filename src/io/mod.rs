@@ -9,7 +9,10 @@ mod npy;
 mod session;
 mod write;
 
-pub use attention_json::{AttentionFile, ModelMeta, read_attention_json, write_attention_json};
+pub use attention_json::{
+    AttentionFile, ModelMeta, estimate_attention_json_bytes, read_attention_json,
+    write_attention_json,
+};
 pub use input::{InputFile, TokenInput, load_input};
 pub use lesson::{LESSON_FORMAT, Lesson, LessonStep, LessonView, is_lesson_file, load_lesson};
 pub use npy::{read_npy, sidecar_path, write_npy};

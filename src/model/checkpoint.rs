@@ -171,6 +171,12 @@ impl Checkpoint {
             .ok_or_else(|| PredictError::NoHead {
                 dir: Some(self.dir.clone()),
             })?;
+        // NaN or ±∞ would print as `log-prob NaN` for every token: refuse, naming the weights.
+        if logprobs.iter().any(|v| !v.is_finite()) {
+            return Err(PredictError::NonFinite {
+                file: self.weights_path(),
+            });
+        }
         let ids: Vec<(u32, f32)> = lm_head::top_k(logprobs.row(0), k);
         let texts = self.tokens_from_ids(&ids.iter().map(|&(id, _)| id).collect::<Vec<_>>());
         Ok(ids
@@ -214,6 +220,16 @@ impl Checkpoint {
                 byte_span: None,
             })
             .collect()
+    }
+
+    /// The folder's weights file: `model.safetensors`, or the index of its shards.
+    pub fn weights_path(&self) -> PathBuf {
+        let single = self.dir.join("model.safetensors");
+        if single.exists() {
+            single
+        } else {
+            self.dir.join("model.safetensors.index.json")
+        }
     }
 
     /// The folder's tokenizer.json, parsed once at load, when it has one.

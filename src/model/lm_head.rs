@@ -57,6 +57,16 @@ pub enum PredictError {
         /// The checkpoint folder, or `None` for the demo model.
         dir: Option<PathBuf>,
     },
+    /// The head's log-probabilities are not finite (weights that overflow f32).
+    #[error(
+        "the LM head gives non-finite log-probabilities (its weights or the final norm overflow \
+         f32) in {}",
+        file.display()
+    )]
+    NonFinite {
+        /// The weights file.
+        file: PathBuf,
+    },
     /// The hidden states are not d_model wide.
     #[error("hidden states are {got} wide, but the LM head expects {expected}")]
     Width {

@@ -19,6 +19,23 @@ pub enum OpenError {
     /// A checkpoint folder could not be loaded (the message names the file).
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The demo's weights alone would need more than the memory budget.
+    #[error(
+        "the demo model at {layers} layers × d_model {d_model} needs {} for its weights; the \
+         memory budget is {}",
+        crate::engine::ByteSize(*needs),
+        crate::engine::ByteSize(*budget)
+    )]
+    OverBudget {
+        /// Layers asked for.
+        layers: usize,
+        /// Width asked for.
+        d_model: usize,
+        /// Bytes its weights need.
+        needs: u64,
+        /// The budget, in bytes.
+        budget: u64,
+    },
 }
 
 impl From<demo::DemoConfigError> for OpenError {
@@ -78,14 +95,34 @@ impl LoadedModel {
         })
     }
 
-    /// `demo` (with `config` and `tokenizer`), or a checkpoint folder.
+    /// Builds the demo model unless its weights alone ([`DemoConfig::weight_bytes`]) would
+    /// need more than `budget` bytes: refused before anything is allocated.
+    pub fn demo_within(
+        config: DemoConfig,
+        tokenizer: DemoTokenizer,
+        budget: u64,
+    ) -> Result<Self, OpenError> {
+        let needs = config.weight_bytes();
+        if needs > budget {
+            return Err(OpenError::OverBudget {
+                layers: config.layers,
+                d_model: config.d_model,
+                needs,
+                budget,
+            });
+        }
+        Self::demo(config, tokenizer)
+    }
+
+    /// `demo` (with `config` and `tokenizer`, within `budget` bytes), or a checkpoint folder.
     pub fn load(
         model: &str,
         config: DemoConfig,
         tokenizer: DemoTokenizer,
+        budget: u64,
     ) -> Result<Self, OpenError> {
         if model == "demo" {
-            Self::demo(config, tokenizer)
+            Self::demo_within(config, tokenizer, budget)
         } else {
             Self::checkpoint(Path::new(model), Arc::default())
         }
@@ -186,7 +223,23 @@ impl LoadedModel {
                         text.as_str()
                     };
                     t.check_normalized_len(text, bound).map_err(fail)?;
-                    t.encode(text).map_err(fail)?
+                    let tokens = t.encode(text).map_err(fail)?;
+                    // A tokenizer that disagrees with the model's vocabulary: name both files.
+                    let vocab = model.config().vocab;
+                    if let Some((i, token)) = tokens
+                        .iter()
+                        .enumerate()
+                        .find(|(_, t)| t.id as usize >= vocab)
+                    {
+                        return Err(fail(format!(
+                            "{} gives token id {} (position {i}, {:?}), outside the vocabulary of {vocab} that {} sets",
+                            t.path().display(),
+                            token.id,
+                            token.text,
+                            dir.join("config.json").display()
+                        )));
+                    }
+                    tokens
                 }
                 None => {
                     return Err(fail(format!(

@@ -109,7 +109,7 @@ pub fn attribute(
         }
     }
     let text_b = match &req.text_b {
-        Some(text) => Some(model.tokens(&TokenInput::Text(text.clone()), None)?),
+        Some(text) => Some(super::text_b_tokens(model, text, input)?),
         None => None,
     };
     match req.generate {
@@ -152,7 +152,8 @@ pub fn attribute(
 }
 
 /// The memory budget of attributing `tokens` plus `extra` generated ones: a backward pass
-/// keeps about three times the forward's activations, and the maps.
+/// keeps about three times the forward's activations and the maps, plus the transposed copy
+/// of the weights it packs.
 fn check_size(
     model: &LoadedModel,
     input: &RunInput,
@@ -165,12 +166,15 @@ fn check_size(
         ..opts.clone()
     };
     super::check_options(&model.info(), opts)?;
-    super::check_budget(
+    // The backward pass also packs the weights' transposes once: count them.
+    let transposed = model.model().transformer().packed_weight_bytes();
+    super::check_budget_plus(
         model,
         input,
         &with_maps,
         tokens.len().saturating_add(extra),
         3,
+        transposed,
     )
 }
 

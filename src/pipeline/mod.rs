@@ -16,10 +16,11 @@ mod teach;
 
 pub use attribute::{attribute, supported_targets};
 pub use explain::explain;
-pub use export::{TensorFormat, write_tensors};
+pub use export::{DEFAULT_MAX_OUTPUT, TensorFormat, estimate_tensor_bytes, write_tensors};
 pub use next::{NextTokens, Positions, lm_head, next_tokens};
 pub use teach::mistake_effect;
 
+pub use crate::engine::ByteSize;
 use crate::engine::{AppliedMask, AttentionMaps, AttentionRun, EngineError, RunOptions, Trace};
 use crate::io::{AttentionFile, ModelMeta, TokenInput};
 use crate::model::{InputError, LoadError, LoadedModel, ModelInfo, OpenError, demo};
@@ -46,15 +47,22 @@ pub enum PipelineError {
     Misfit(OptionMisfit),
     /// The input is longer than the model's position limit.
     #[error(
-        "{count} tokens exceed the model's limit of {limit}{}{}",
+        "{}{count} tokens exceed the model's limit of {limit}{}{}",
+        which.prefix(*generated),
         limit_source(config.as_deref()),
         in_file(file.as_deref())
     )]
     TooLong {
-        /// Tokens in the input.
+        /// Which text is too long: the input, or the similarity target's second text.
+        which: TextRole,
+        /// Tokens in it (with the generated ones).
         count: usize,
+        /// Of `count`, the tokens a generated continuation adds.
+        generated: usize,
         /// The model's limit.
         limit: usize,
+        /// True when the input asked to be cut at the limit (and still did not fit).
+        truncate: bool,
         /// The checkpoint's config.json that sets the limit (`None` for the demo).
         config: Option<PathBuf>,
         /// The input file, when the input came from one.
@@ -91,12 +99,30 @@ pub enum PipelineError {
     /// Next-token predictions are impossible (no LM head, a position out of range).
     #[error(transparent)]
     Predict(crate::model::PredictError),
+    /// An export would be larger than its limit; nothing was written.
+    #[error(
+        "the export would take about {}, more than the {} allowed; nothing was written to {}",
+        ByteSize(*estimate),
+        ByteSize(*limit),
+        file.display()
+    )]
+    OutputTooLarge {
+        /// The estimated size, in bytes.
+        estimate: u64,
+        /// The limit, in bytes.
+        limit: u64,
+        /// The file that was not written.
+        file: PathBuf,
+    },
     /// Writing an export failed (the message names the file).
     #[error(transparent)]
     Write(#[from] crate::io::IoError),
     /// A newer job or the user stopped the run.
     #[error("cancelled")]
     Cancelled,
+    /// The model could not be built within its budget.
+    #[error(transparent)]
+    Open(OpenError),
     /// An attribution could not be computed (unsupported target, missing special token, …).
     #[error(transparent)]
     Attribution(crate::analysis::attribution::AttributionError),
@@ -113,6 +139,7 @@ impl From<OpenError> for PipelineError {
         match e {
             OpenError::Demo(e) => Self::Demo(e),
             OpenError::Load(e) => Self::Load(e),
+            e @ OpenError::OverBudget { .. } => Self::Open(e),
         }
     }
 }
@@ -207,6 +234,31 @@ impl std::fmt::Display for OptionMisfit {
     }
 }
 
+/// Which text of a run a [`PipelineError::TooLong`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextRole {
+    /// The input.
+    Input,
+    /// The similarity target's second text.
+    TextB,
+}
+
+impl TextRole {
+    /// What the message says first: nothing for the input, `text B: ` for the second text,
+    /// and how many of the tokens a continuation adds.
+    fn prefix(self, generated: usize) -> String {
+        let role = match self {
+            Self::Input => "",
+            Self::TextB => "text B: ",
+        };
+        if generated > 0 {
+            format!("{role}with {generated} generated, ")
+        } else {
+            role.to_owned()
+        }
+    }
+}
+
 /// `" (set by CONFIG)"`, or nothing.
 fn limit_source(config: Option<&Path>) -> String {
     config.map_or_else(String::new, |c| format!(" (set by {})", c.display()))
@@ -291,59 +343,6 @@ fn mem_total_bytes(meminfo: &str) -> Option<u64> {
         Some("kB") => value.checked_mul(1024),
         None => Some(value),
         Some(_) => None,
-    }
-}
-
-/// A number of bytes, read from `8GiB`, `512MB`, `1.5G`, `64k` or `1000000` (K/M/G/T are
-/// binary: 1024-based, with or without `iB`/`B`), and written as `12.3 GiB`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl std::str::FromStr for ByteSize {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || {
-            format!("bad size {s:?}; expected a number with an optional unit, e.g. 8GiB or 512MB")
-        };
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (number, unit) = t.split_at(split);
-        let number: f64 = number.parse().map_err(|_| bad())?;
-        let shift = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 0,
-            "k" | "kb" | "kib" => 10,
-            "m" | "mb" | "mib" => 20,
-            "g" | "gb" | "gib" => 30,
-            "t" | "tb" | "tib" => 40,
-            _ => return Err(bad()),
-        };
-        let bytes = number * (1u64 << shift) as f64;
-        if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
-            return Err(bad());
-        }
-        Ok(Self(bytes as u64))
-    }
-}
-
-impl std::fmt::Display for ByteSize {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const UNITS: [&str; 5] = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-        let mut value = self.0 as f64;
-        let mut unit = 0;
-        while value >= 1024.0 && unit + 1 < UNITS.len() {
-            value /= 1024.0;
-            unit += 1;
-        }
-        if unit == 0 {
-            write!(f, "{} bytes", self.0)
-        } else if (value - value.round()).abs() < 0.05 {
-            write!(f, "{:.0} {}", value.round(), UNITS[unit])
-        } else {
-            write!(f, "{value:.1} {}", UNITS[unit])
-        }
     }
 }
 
@@ -519,13 +518,39 @@ fn input_tokens(
     if total > limit {
         if !input.truncate || extra >= limit {
             return Err(PipelineError::TooLong {
+                which: TextRole::Input,
                 count: total,
+                generated: extra,
                 limit,
+                truncate: input.truncate,
                 config: model.dir().map(|d| d.join("config.json")),
                 file: file.map(Path::to_owned),
             });
         }
         tokens.truncate(limit - extra);
+    }
+    Ok(tokens)
+}
+
+/// The tokens of `text`, the similarity target's second text, within the model's limit (it is
+/// never cut: a shortened comparison text would be a different target).
+pub(crate) fn text_b_tokens(
+    model: &LoadedModel,
+    text: &str,
+    input: &RunInput,
+) -> Result<Vec<Token>, PipelineError> {
+    let tokens = model.tokens(&TokenInput::Text(text.to_owned()), None)?;
+    let limit = model.info().max_positions;
+    if tokens.len() > limit {
+        return Err(PipelineError::TooLong {
+            which: TextRole::TextB,
+            count: tokens.len(),
+            generated: 0,
+            limit,
+            truncate: input.truncate,
+            config: model.dir().map(|d| d.join("config.json")),
+            file: None,
+        });
     }
     Ok(tokens)
 }
@@ -539,7 +564,21 @@ fn check_budget(
     len: usize,
     factor: u64,
 ) -> Result<(), PipelineError> {
-    let needs = estimate_run_bytes(&model.info(), len, opts).saturating_mul(factor);
+    check_budget_plus(model, input, opts, len, factor, 0)
+}
+
+/// [`check_budget`] with `extra` bytes the run also needs (the backward's weight copies).
+fn check_budget_plus(
+    model: &LoadedModel,
+    input: &RunInput,
+    opts: &RunOptions,
+    len: usize,
+    factor: u64,
+    extra: u64,
+) -> Result<(), PipelineError> {
+    let needs = estimate_run_bytes(&model.info(), len, opts)
+        .saturating_mul(factor)
+        .saturating_add(extra);
     if needs > input.memory_budget {
         return Err(PipelineError::OverBudget {
             needs,
@@ -619,8 +658,21 @@ pub fn run(
     opts: &RunOptions,
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Run, PipelineError> {
+    run_observed(model, input, opts, &mut |_| {}, progress)
+}
+
+/// [`run`], telling `tokenized` how many tokens the run has as soon as the input is tokenized
+/// (the app's status bar says "computing … (N tokens)" from it).
+pub fn run_observed(
+    model: &LoadedModel,
+    input: &RunInput,
+    opts: &RunOptions,
+    tokenized: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<Run, PipelineError> {
     let start = Instant::now();
     let tokens = input_tokens(model, input, 0)?;
+    tokenized(tokens.len());
     let tokenize_ms = ms_since(start);
     check_options(&model.info(), opts)?;
     check_budget(model, input, opts, tokens.len(), 1)?;

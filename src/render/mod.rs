@@ -52,7 +52,7 @@ pub use view::{
 /// Largest width or height, in pixels, of any image this module produces.
 pub const MAX_SIDE: u32 = 32_768;
 
-/// The default bound on the pixels of one image: 64 megapixels (256 MB of RGBA).
+/// The default bound on the pixels of one image: 2^26 = 67,108,864 pixels (256 MiB of RGBA).
 pub const DEFAULT_MAX_PIXELS: u64 = 64 << 20;
 
 /// The pixel budget in force (see [`set_max_pixels`]).
@@ -91,11 +91,11 @@ pub enum RenderError {
         limit: u32,
     },
     /// The requested image would exceed the pixel budget ([`max_pixels`]).
+    // The budget is said as it was given (pixels, not 2^20-pixel "megapixels": issue 20).
     #[error(
-        "image too large: {width}x{height} pixels is {} megapixels, more than the {} allowed \
+        "image too large: {width}x{height} pixels is {} pixels, more than the {limit} allowed \
          (--max-pixels); use a smaller --cell",
-        (width * height) >> 20,
-        limit >> 20
+        width.saturating_mul(*height)
     )]
     TooManyPixels {
         /// Requested width in pixels.
@@ -173,11 +173,11 @@ mod tests {
 
     #[test]
     fn the_pixel_budget_bounds_the_area() {
-        // 8 tokens at --cell 4096: 32768 × 32768 is within the side limit but 1024 megapixels
-        // (4 GiB of RGBA), 16 times the 64-megapixel default. 8192 × 8192 = 64 Mi is allowed.
+        // 8 tokens at --cell 4096: 32768 × 32768 = 2^30 pixels is within the side limit but
+        // 4 GiB of RGBA, 16 times the 2^26-pixel default. 8192 × 8192 = 2^26 is allowed.
         let err = checked_figure_size(32_768, 32_768).unwrap_err().to_string();
         assert!(
-            err.contains("1024 megapixels, more than the 64 allowed"),
+            err.contains("is 1073741824 pixels, more than the 67108864 allowed"),
             "{err}"
         );
         assert_eq!(checked_figure_size(8192, 8192).ok(), Some((8192, 8192)));

@@ -7,6 +7,7 @@ use super::{app_harness, fixture_dir, scratch, wait_ready};
 use attnviz::app::{AppState, DialogPurpose, HeadMode, ViewKind, export};
 use attnviz::engine::Mistake;
 use attnviz::render::{Colormap, RangeMode, ValueScale};
+use egui_kittest::kittest::Queryable;
 use std::path::Path;
 use std::process::Command;
 
@@ -232,5 +233,50 @@ fn the_applied_mask_on_screen_is_the_exported_one() {
             "{name}: the app's figure differs from attnviz render"
         );
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Tensor exports say their size first when it is large, and refuse above the largest export
+/// of Run options, writing nothing (issue 20 item 5).
+#[test]
+fn large_tensor_exports_are_confirmed_and_refused_above_the_limit() {
+    let dir = scratch("export-size");
+    let words: Vec<String> = (0..1300).map(|i| format!("w{i}")).collect();
+    let mut state = AppState {
+        text: words.join(" "),
+        ..AppState::default()
+    };
+    // One layer of 8 heads: 8 × 1300² values, about 13.5 million, well over 100 MB of JSON.
+    state.demo.layers = 1;
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+    let path = dir.join("big.json");
+    harness
+        .state_mut()
+        .complete_dialog(DialogPurpose::ExportTensors, &path);
+    harness.run();
+    assert!(!path.exists(), "nothing is written before the answer");
+    assert!(
+        harness
+            .query_by_label_contains("The export will take about")
+            .is_some()
+    );
+    harness.get_by_label("Write").click();
+    harness.run();
+    assert!(path.exists());
+    let v = json(&path);
+    assert_eq!(v["shape"], serde_json::json!([1, 8, 1300, 1300]));
+    // Over the limit: refused with the estimate and the control that raises it.
+    let small = dir.join("small.json");
+    harness.state_mut().state.max_output = "1KiB".to_owned();
+    harness
+        .state_mut()
+        .complete_dialog(DialogPurpose::ExportTensors, &small);
+    let error = harness.state().error.clone().unwrap_or_default();
+    assert!(
+        error.contains("more than the 1 KiB allowed (Largest export in the File menu)"),
+        "{error}"
+    );
+    assert!(!small.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -314,3 +314,248 @@ fn a_too_long_input_on_a_newly_opened_model_keeps_that_model() {
     assert_eq!(run.tokens.first().map(|t| t.text.as_str()), Some("[CLS]"));
     assert!(harness.state().error.is_none());
 }
+
+/// While a run is on its way the status bar says "computing … (N tokens)" with the new input's
+/// count, never the previous run's count and time; the new count shows once it arrives.
+#[test]
+fn the_status_bar_says_computing_with_the_new_token_count() {
+    let mut state = AppState {
+        text: "one two three".to_owned(),
+        ..AppState::default()
+    };
+    // Two wide layers: a long input takes long enough to be seen computing.
+    state.demo.layers = 2;
+    state.demo.heads = 2;
+    state.demo.d_model = 512;
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+    assert!(harness.query_by_label("3 tokens").is_some());
+    let words: Vec<String> = (0..1500).map(|i| format!("w{i}")).collect();
+    harness.state_mut().state.text = words.join(" ");
+    let mut seen = false;
+    let start = std::time::Instant::now();
+    while harness.state().busy() || !seen {
+        harness.step();
+        if harness
+            .query_by_label("computing … (1500 tokens)")
+            .is_some()
+        {
+            seen = true;
+            assert!(harness.query_by_label("3 tokens").is_none());
+            assert!(harness.query_by_label_contains("computed in").is_none());
+        }
+        assert!(
+            start.elapsed() < RUN_TIMEOUT,
+            "no run, or never seen computing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    harness.run();
+    assert!(harness.query_by_label("1500 tokens").is_some());
+}
+
+/// Position-bound mask parts and the query selection go when the tokens change, with a note;
+/// they stay when tokens are only appended at the end.
+#[test]
+fn new_tokens_clear_position_bound_mask_parts_and_selections() {
+    let mut harness = app_harness(AppState {
+        text: "a b c d e f g h i j".to_owned(),
+        mask_text: "causal+drop-cells:9.8".to_owned(),
+        selected_queries: vec![3],
+        ..AppState::default()
+    });
+    wait_ready(&mut harness);
+    // Appending keeps them.
+    harness.state_mut().state.text = "a b c d e f g h i j k".to_owned();
+    wait_ready(&mut harness);
+    assert_eq!(harness.state().state.mask_text, "causal+drop-cells:9.8");
+    assert_eq!(harness.state().state.selected_queries, [3]);
+    // A different text of another length: the cell no longer exists (the run would fail).
+    harness.state_mut().state.text = "x y z w".to_owned();
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.tokens.len(), 4);
+    let app = harness.state();
+    assert_eq!(app.state.mask_text, "causal");
+    assert!(app.state.selected_queries.is_empty());
+    let notice = app.notice.clone().unwrap_or_default();
+    assert!(notice.contains("drop-cells:9.8"), "{notice}");
+    assert_eq!(run.mask.to_string(), "causal");
+    // A different text of the same length: the parts go too, though the run would succeed.
+    harness.state_mut().state.mask_text = "drop-keys:1".to_owned();
+    wait_ready(&mut harness);
+    harness.state_mut().state.text = "p q r s".to_owned();
+    let run = wait_ready(&mut harness);
+    assert_eq!(harness.state().state.mask_text, "none");
+    assert!(run.mask.is_none());
+}
+
+/// Cancelling a run is not an error: the previous map stays, dimmed and marked stale, and
+/// Compute asks for the current settings again.
+#[test]
+fn cancelling_a_run_keeps_the_previous_map_marked_stale() {
+    let mut state = AppState {
+        text: "one two three".to_owned(),
+        ..AppState::default()
+    };
+    state.demo.layers = 2;
+    state.demo.heads = 2;
+    state.demo.d_model = 512;
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+    let words: Vec<String> = (0..1500).map(|i| format!("w{i}")).collect();
+    harness.state_mut().state.text = words.join(" ");
+    step_until(&mut harness, "the Cancel button", |h| {
+        h.query_by_label("Cancel").is_some()
+    });
+    harness.get_by_label("Cancel").click();
+    harness.step();
+    harness.step();
+    let app = harness.state();
+    assert!(app.error.is_none(), "{:?}", app.error);
+    assert_eq!(
+        app.shown_run().unwrap().tokens.len(),
+        3,
+        "the old map stays"
+    );
+    assert!(harness.query_by_label_contains("stale").is_some());
+    harness.get_by_label("Compute").click();
+    let run = wait_ready(&mut harness);
+    assert_eq!(run.tokens.len(), 1500);
+    assert!(harness.query_by_label_contains("stale").is_none());
+}
+
+/// A Teach dimension mask is shown as a chip on the Heatmap (and every view), and one click
+/// clears it; so are a mistake, a temperature and the typed mask.
+#[test]
+fn settings_that_change_the_numbers_are_chips_that_clear_in_one_click() {
+    let mut state = AppState {
+        text: "the cat sat on the mat".to_owned(),
+        mask_text: "causal".to_owned(),
+        scale: ScoreScale::Temperature(2.0),
+        ..AppState::default()
+    };
+    state.teach.dims = vec!["0.0=0-7".parse().unwrap()];
+    state.teach.run_mistakes = vec![Mistake::NoScaling];
+    let mut harness = app_harness(state);
+    wait_ready(&mut harness);
+    // The demo's heads have 256 / 8 = 32 dimensions.
+    for view in [ViewKind::Heatmap, ViewKind::Grid, ViewKind::HeadView] {
+        harness.state_mut().state.view = view;
+        harness.run();
+        assert!(
+            harness
+                .query_by_label("dims L0·H0: 8 of 32 kept ✕")
+                .is_some(),
+            "{view:?}"
+        );
+    }
+    harness.state_mut().state.view = ViewKind::Heatmap;
+    harness.run();
+    for chip in [
+        "dims L0·H0: 8 of 32 kept ✕",
+        "mistake no-scaling ✕",
+        "temperature 2 ✕",
+        "mask causal ✕",
+    ] {
+        harness.get_by_label(chip).click();
+        wait_ready(&mut harness);
+        assert!(harness.query_by_label(chip).is_none(), "{chip} cleared");
+    }
+    let app = harness.state();
+    assert!(app.state.teach.dims.is_empty());
+    assert!(app.state.teach.run_mistakes.is_empty());
+    assert_eq!(app.state.scale, ScoreScale::InvSqrtDHead);
+    assert_eq!(app.state.mask_text, "none");
+}
+
+/// `--screenshot` takes its picture when the first run fails too (it used to wait forever for
+/// a map): with a settings error, a mask that names a token the text lacks, and ids beyond the
+/// vocabulary, the app is ready once the error is on screen.
+#[test]
+fn a_failed_first_run_is_ready_for_the_screenshot() {
+    let cases = [
+        AppState {
+            memory_budget: "garbage".to_owned(),
+            ..AppState::default()
+        },
+        AppState {
+            text: "a b c".to_owned(),
+            mask_text: "drop-keys:99".to_owned(),
+            ..AppState::default()
+        },
+        AppState {
+            model_dir: Some(fixture_dir("bert")),
+            token_ids: Some(vec![1, 99_999]),
+            ..AppState::default()
+        },
+    ];
+    for state in cases {
+        let what = format!(
+            "{:?}",
+            (&state.memory_budget, &state.mask_text, &state.token_ids)
+        );
+        let mut harness = app_harness(state);
+        step_until(&mut harness, "ready for the screenshot", |h| {
+            h.state().screenshot_ready()
+        });
+        let app = harness.state();
+        assert!(app.shown_run().is_none(), "{what}");
+        assert!(
+            app.error.is_some(),
+            "{what}: the picture shows why there is no map"
+        );
+    }
+}
+
+/// A session or lesson with a huge field is refused with the field named, and the app keeps its
+/// state (it used to abort laying out a 20 MB text); a lesson's huge demo stays under the
+/// memory budget instead of being built.
+#[test]
+fn huge_session_and_lesson_fields_are_refused_by_name() {
+    let dir = scratch("huge");
+    let mut harness = app_harness(AppState::default());
+    wait_ready(&mut harness);
+    let before = harness.state().state.clone();
+    let session = dir.join("big.attnviz.json");
+    write_session(&session, serde_json::json!({"text": "x".repeat(20 << 20)}));
+    harness.state_mut().open_file(&session);
+    let error = harness.state().error.clone().unwrap_or_default();
+    assert!(error.contains("\"text\" has 20971520 bytes"), "{error}");
+    assert!(error.ends_with("big.attnviz.json"), "{error}");
+    assert_eq!(harness.state().state, before);
+    // A lesson asking for the demo at 24 × 32 × 1024 under a 1 GiB budget: an error, no abort.
+    let mut state = AppState {
+        memory_budget: "1GiB".to_owned(),
+        ..AppState::default()
+    };
+    state.demo.layers = 24;
+    state.demo.heads = 32;
+    state.demo.d_model = 1024;
+    let mut harness = app_harness(state);
+    step_until(&mut harness, "the budget error", |h| {
+        h.state().error.is_some()
+    });
+    let error = harness.state().error.clone().unwrap_or_default();
+    assert!(
+        error.contains("for its weights; the memory budget is 1 GiB"),
+        "{error}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Reopening a session says so in the status bar (it kept the last export's "wrote …").
+#[test]
+fn opening_a_session_says_opened() {
+    let dir = scratch("opened");
+    let path = dir.join("mine.attnviz.json");
+    write_session(&path, serde_json::json!({"text": "a b c"}));
+    let mut harness = app_harness(AppState::default());
+    wait_ready(&mut harness);
+    harness.state_mut().notice = Some("wrote heat_app.png".to_owned());
+    harness.state_mut().open_file(&path);
+    assert_eq!(
+        harness.state().notice.as_deref(),
+        Some("opened mine.attnviz.json")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -4,7 +4,7 @@
 
 use super::{assert_clean_error, bin, copy_fixture, fixture_dir, run, scratch, stderr};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 /// Runs `args` with stdout a pipe whose read end is already closed.
 fn run_into_closed_pipe(args: &[&str]) -> std::process::Output {
@@ -136,7 +136,7 @@ fn a_run_over_its_memory_budget_is_refused_before_it_allocates() {
 fn a_figure_over_the_pixel_budget_is_refused_before_drawing() {
     let dir = scratch("pixels");
     let out = dir.join("big.png");
-    // 8 tokens × 4096 px = 32768 px a side: 1024 megapixels (4 GiB), over the 64 allowed.
+    // 8 tokens × 4096 px = 32768 px a side: 2^30 pixels (4 GiB), over the 2^26 allowed.
     let start = std::time::Instant::now();
     let o = run(&[
         "render",
@@ -148,7 +148,10 @@ fn a_figure_over_the_pixel_budget_is_refused_before_drawing() {
         "--out",
         p(&out),
     ]);
-    assert_clean_error(&o, "1024 megapixels, more than the 64 allowed");
+    assert_clean_error(
+        &o,
+        "is 1073741824 pixels, more than the 67108864 allowed (--max-pixels)",
+    );
     assert!(start.elapsed().as_secs() < 20);
     assert!(!out.exists());
     // The budget is a flag: 3 tokens at 32 px, bare cells, are 96 × 96 = 9216 pixels.
@@ -165,6 +168,12 @@ fn a_figure_over_the_pixel_budget_is_refused_before_drawing() {
         p(&out),
     ]);
     assert_clean_error(&o, "image too large: 96x96 pixels");
+    // The budget is said as it was typed, not in 2^20-pixel units.
+    assert!(
+        stderr(&o).contains("more than the 9000 allowed"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&[
         "render",
         "--text",
@@ -458,4 +467,191 @@ fn special_files_as_weights_index_or_tokenizer_are_refused_quickly() {
         "{}",
         stderr(&o)
     );
+}
+
+/// The too-long hints fit what was asked (issue 20 item 13): `--truncate` given cannot make room
+/// for a continuation as long as the model's window, and a long `--text-b` is named as such.
+#[test]
+fn too_long_hints_say_which_text_and_what_to_change() {
+    let dir = scratch("hints");
+    let out = dir.join("o.json");
+    let gpt2 = fixture_dir("gpt2");
+    // GPT-2's fixture has 64 positions: 64 generated tokens leave none for the input.
+    let o = run(&[
+        "attribute",
+        "--model",
+        p(&gpt2),
+        "--text",
+        "the cat",
+        "--method",
+        "gradient",
+        "--target",
+        "logprob",
+        "--generate",
+        "64",
+        "--truncate",
+        "--out",
+        p(&out),
+    ]);
+    assert_clean_error(
+        &o,
+        "--generate 64 leaves no room for the input: at most 63 fit",
+    );
+    assert!(!stderr(&o).contains("pass --truncate"), "{}", stderr(&o));
+    // Without --truncate, a too-long input gets the hint.
+    let long = vec!["cat"; 100].join(" ");
+    let o = run(&[
+        "export",
+        "--model",
+        p(&gpt2),
+        "--text",
+        &long,
+        "--out",
+        p(&out),
+    ]);
+    assert_clean_error(&o, "; pass --truncate to cut the input");
+    // A second text over the limit is named, and cutting the input would not help.
+    let bert = fixture_dir("bert");
+    let o = run(&[
+        "attribute",
+        "--model",
+        p(&bert),
+        "--text",
+        "the cat",
+        "--method",
+        "gradient",
+        "--target",
+        "similarity",
+        "--text-b",
+        &long,
+        "--out",
+        p(&out),
+    ]);
+    assert_clean_error(&o, "text B: 102 tokens exceed the model's limit of 64");
+    assert!(
+        stderr(&o).contains("give a shorter --text-b"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A tokenizer.json that gives an id beyond the model's vocabulary is named, with the
+/// config.json that sets the vocabulary (issue 20 item 8).
+#[test]
+fn a_tokenizer_beyond_the_vocabulary_names_both_files() {
+    let dir = scratch("vocab");
+    let model = copy_fixture("bert", &dir);
+    let path = model.join("tokenizer.json");
+    let mut tok: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tok["added_tokens"].as_array_mut().unwrap().push(
+        serde_json::json!({"id": 1399, "content": "zzzq", "single_word": false,
+            "lstrip": false, "rstrip": false, "normalized": false, "special": false}),
+    );
+    std::fs::write(&path, serde_json::to_vec(&tok).unwrap()).unwrap();
+    let out = dir.join("o.json");
+    let o = run(&[
+        "export",
+        "--model",
+        p(&model),
+        "--text",
+        "zzzq cat",
+        "--out",
+        p(&out),
+    ]);
+    // The tokenizer numbers the added token after its vocabulary: 300, one past the model's.
+    assert_clean_error(
+        &o,
+        "tokenizer.json gives token id 300 (position 1, \"zzzq\")",
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("tokenizer.json") && err.contains("config.json"),
+        "{err}"
+    );
+    assert!(err.contains("vocabulary of 300"), "{err}");
+}
+
+/// `export` estimates the file before writing and refuses above `--max-output` (1 GiB by
+/// default), saying the estimate and the flag (issue 20 item 5).
+#[test]
+fn export_refuses_a_file_over_max_output() {
+    let dir = scratch("max-output");
+    let out = dir.join("att.json");
+    let o = run(&[
+        "export",
+        "--text",
+        "the cat sat on the mat",
+        "--max-output",
+        "1KiB",
+        "--out",
+        p(&out),
+    ]);
+    assert_clean_error(
+        &o,
+        "more than the 1 KiB allowed (raise it with --max-output)",
+    );
+    assert!(
+        stderr(&o).trim_end().ends_with("att.json"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    let o = run(&[
+        "export",
+        "--text",
+        "the cat sat on the mat",
+        "--max-output",
+        "1MiB",
+        "--out",
+        p(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The estimate is close to what was written: 6 × 8 × 6² values.
+    let written = std::fs::metadata(&out).unwrap().len();
+    assert!(written > 10_000, "{written}");
+}
+
+/// The demo's weights count against the memory budget before anything is allocated, for every
+/// command that builds it, `info` included (issue 20 item 14: 24 × 1024 needs 2.25 GiB).
+#[test]
+fn a_demo_too_large_for_the_budget_is_refused_before_it_is_built() {
+    let dir = scratch("demo-budget");
+    let out = dir.join("o.json");
+    let big = ["--layers", "24", "--heads", "32", "--d-model", "1024"];
+    let mut args = vec![
+        "attribute",
+        "--text",
+        "the cat sat",
+        "--method",
+        "gradient",
+        "--target",
+        "similarity",
+        "--text-b",
+        "a dog",
+        "--memory-budget",
+        "1GiB",
+        "--out",
+        p(&out),
+    ];
+    args.extend(big);
+    let o = run(&args);
+    // 24 layers × 12 · 1024² values × 4 bytes, twice (weights and packed copy): 2.25 GiB.
+    assert_clean_error(&o, "the demo model at 24 layers × d_model 1024 needs 2.");
+    assert!(
+        stderr(&o).contains("GiB for its weights; the memory budget is 1 GiB (--memory-budget)"),
+        "{}",
+        stderr(&o)
+    );
+    // `info` has no budget flag: the default one (half of `ulimit -v` here) refuses it too.
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 4194304; exec '{}' info {}",
+            env!("CARGO_BIN_EXE_attnviz"),
+            big.join(" ")
+        ))
+        .output()
+        .unwrap();
+    assert_clean_error(&o, "GiB for its weights; the memory budget is 2 GiB");
 }

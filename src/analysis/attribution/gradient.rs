@@ -149,8 +149,10 @@ pub fn integrated_gradients(
 
 /// Attention-gradient relevance (Chefer et al. 2021, self-attention rule): with
 /// Ā_l = mean over query heads of max(0, ∂T/∂A_l ⊙ A_l), R = I and R ← R + Ā_l·R for
-/// l = 0 … L−1, the scores are row P of R (identity included), or the mean of R's rows for
-/// `similarity`.
+/// l = 0 … L−1, the scores are row P of R − I, or the mean of the rows of R − I for
+/// `similarity`. The identity is left out: it adds 1 to token P (and 1/n to every token of the
+/// mean row), which drowned the signal (MiniLM's similarity scores were all about 1/n); Chefer
+/// et al. exclude the query's own token for the same reason.
 pub fn attention_gradient(
     model: &dyn Differentiable,
     tokens: &[Token],
@@ -174,5 +176,6 @@ pub fn attention_gradient(
         let a = a.mapv(f64::from);
         r = &r + &a.dot(&r);
     }
+    r -= &Array2::<f64>::eye(n);
     Ok(target_row(&r, target))
 }

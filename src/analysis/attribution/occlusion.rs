@@ -79,7 +79,12 @@ pub fn occlusion(
                         let mut toks = tokens.to_vec();
                         toks.remove(i);
                         let e = remove_row(&embeds, i);
-                        Some(model.target_value(&toks, e.view(), &shifted, opts)?)
+                        // The mask was written for the full input: map it onto this one.
+                        let shorter = RunOptions {
+                            mask: opts.mask.without_token(i),
+                            ..opts.clone()
+                        };
+                        Some(model.target_value(&toks, e.view(), &shifted, &shorter)?)
                     }
                     _ => None,
                 },

@@ -253,7 +253,8 @@ fn attention_gradient_accumulates_the_relevance_layer_by_layer() {
     ];
     let opts = RunOptions::default();
     // R = I + Ā_0 = [[1,0,0],[0.5,1,0],[0,1,1]]; Ā_1·R has one row (2):
-    // 0.5·(1,0,0) + 0.5·(0.5,1,0) = (0.75, 0.5, 0), so R's row 2 is (0.75, 1.5, 1).
+    // 0.5·(1,0,0) + 0.5·(0.5,1,0) = (0.75, 0.5, 0), so R's row 2 is (0.75, 1.5, 1) and the
+    // scores, row 2 of R − I, are (0.75, 1.5, 0): the target's own 1 is left out.
     let s = attention_gradient(
         &m,
         &tokens(&ABC),
@@ -261,8 +262,8 @@ fn attention_gradient_accumulates_the_relevance_layer_by_layer() {
         &opts,
     )
     .unwrap();
-    close(&s, &[0.75, 1.5, 1.0]);
-    // similarity: the mean of R's rows (1,0,0), (0.5,1,0), (0.75,1.5,1).
+    close(&s, &[0.75, 1.5, 0.0]);
+    // similarity: the mean of the rows of R − I: (0,0,0), (0.5,0,0), (0.75,1.5,0).
     let s = attention_gradient(
         &m,
         &tokens(&ABC),
@@ -270,7 +271,7 @@ fn attention_gradient_accumulates_the_relevance_layer_by_layer() {
         &opts,
     )
     .unwrap();
-    close(&s, &[0.75, 2.5 / 3.0, 1.0 / 3.0]);
+    close(&s, &[1.25 / 3.0, 0.5, 0.0]);
 }
 
 #[test]

@@ -51,7 +51,19 @@ impl View for Central {
             }
         });
         crate::app::teach::lessons::lesson_bar_ui(ui, cx);
-        if let Some(failure) = cx.run_failed {
+        // Every setting that changes the numbers, next to the map, in every view.
+        crate::app::chips::settings_chips_ui(ui, cx);
+        let stale = cx.run_failed.is_some_and(|f| f.cancelled) && cx.run.is_some();
+        if stale {
+            // Cancelled: the previous map stays, dimmed and marked stale, until Compute.
+            ui.horizontal(|ui| {
+                ui.label("stale: computing was cancelled; the map is from the previous settings");
+                if ui.button("Compute").clicked() {
+                    cx.request(Request::Compute);
+                }
+            });
+            ui.multiply_opacity(0.45);
+        } else if let Some(failure) = cx.run_failed {
             // The map for these settings does not exist: say why where it would be, rather
             // than a spinner or an older map.
             failure_ui(ui, cx, failure);
@@ -161,7 +173,14 @@ fn failure_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, failure: &RunFailure) {
     ui.add_space(24.0);
     ui.vertical_centered(|ui| {
         let dark = ui.visuals().dark_mode;
-        ui.colored_label(theme::error_color(dark), &failure.message);
+        if failure.cancelled {
+            ui.label(&failure.message);
+            if ui.button("Compute").clicked() {
+                cx.request(Request::Compute);
+            }
+        } else {
+            ui.colored_label(theme::error_color(dark), &failure.message);
+        }
         if let Some(limit) = failure.limit {
             ui.add_space(8.0);
             if ui

@@ -140,7 +140,8 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
     ui.horizontal(|ui| {
         let label = ui.label("Mask");
         ui.text_edit_singleline(&mut state.mask_text)
-            .labelled_by(label.id);
+            .labelled_by(label.id)
+            .on_hover_text("Right-click a heatmap cell to drop it, its key or its query.");
     });
     // What the run on screen really applied: the architecture adds its causal mask and
     // Mistral its sliding window to the typed spec.
@@ -168,7 +169,6 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
             }
         }
     });
-    ui.label("Right-click a heatmap cell to drop it, its key or its query.");
     ui.checkbox(
         &mut state.truncate,
         "Cut the input at the model's token limit",

@@ -37,6 +37,20 @@ impl View for Menu {
                         cx.request(Request::Dialog(purpose));
                     }
                 }
+                // Beside the exports: the largest tensor file they write.
+                ui.horizontal(|ui| {
+                    let label = ui.label("Largest export");
+                    ui.add(
+                        egui::TextEdit::singleline(&mut cx.state.max_output)
+                            .hint_text("default 1 GiB")
+                            .desired_width(90.0),
+                    )
+                    .labelled_by(label.id)
+                    .on_hover_text(
+                        "The largest tensor file Export JSON/NPY writes, e.g. 4GiB (the CLI's \
+                         --max-output); the size is estimated before anything is written",
+                    );
+                });
             });
             ui.menu_button("View", |ui| {
                 for (theme, label) in [(Theme::Dark, "Dark theme"), (Theme::Light, "Light theme")] {

@@ -11,9 +11,15 @@ pub struct Status;
 impl View for Status {
     fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         ui.horizontal(|ui| {
-            match &cx.run {
-                Some(run) => ui.label(format!("{} tokens", run.tokens.len())),
-                None => ui.label("no run yet"),
+            // While a run is on its way the shown run's count and time are stale: say so.
+            let computing = cx.jobs.busy && cx.jobs.loading.is_none();
+            match (&cx.run, computing) {
+                (_, true) if cx.jobs.progress.tokens > 0 => {
+                    ui.label(format!("computing … ({} tokens)", cx.jobs.progress.tokens))
+                }
+                (_, true) => ui.label("computing …"),
+                (Some(run), false) => ui.label(format!("{} tokens", run.tokens.len())),
+                (None, false) => ui.label("no run yet"),
             };
             ui.separator();
             match (cx.external, &cx.state.model_dir) {
@@ -31,7 +37,7 @@ impl View for Status {
                     cx.state.demo.layers, cx.state.demo.heads, cx.state.demo.d_model
                 )),
             };
-            if let Some(note) = &cx.run_note {
+            if let Some(note) = cx.run_note.as_ref().filter(|_| !cx.jobs.busy) {
                 ui.separator();
                 ui.label(note);
             }

@@ -226,7 +226,8 @@ fn worded(e: PipelineError) -> String {
             },
         ) => format!("{e} ({})", control(setting)),
         e => match crate::app::worker::JobError::from(e) {
-            crate::app::worker::JobError::Failed(message, _) => message,
+            crate::app::worker::JobError::Failed(message, _)
+            | crate::app::worker::JobError::MaskOutOfRange(message) => message,
             crate::app::worker::JobError::Cancelled => "cancelled".to_owned(),
         },
     }

@@ -146,6 +146,7 @@ impl AttnApp {
                 lesson,
             },
         );
+        self.settings_with_text = true;
         self.clear_error(ErrorCause::File);
     }
 

@@ -129,6 +129,18 @@ impl DemoConfig {
         Ok(())
     }
 
+    /// The bytes the built model holds for its weights: what has to fit in the memory budget
+    /// before it is built.
+    pub fn weight_bytes(&self) -> u64 {
+        // Per layer: q, k, v, o (4·d²) and the MLP's two d × 4d matrices (8·d²), f32, held
+        // twice (the weights and the kernel's packed copy).
+        let d = self.d_model as u64;
+        (self.layers as u64)
+            .saturating_mul(12)
+            .saturating_mul(d.saturating_mul(d))
+            .saturating_mul(4 * 2)
+    }
+
     /// Width of one head.
     pub fn d_head(&self) -> usize {
         self.d_model / self.heads.max(1)
