@@ -424,7 +424,13 @@ pub fn mistake_effect<E: From<MaskError>>(
                 mean_future_mass(&correct.maps),
                 mean_future_mass(&mistaken.maps),
             );
-            let summary = if info.causal {
+            let summary = if mistaken.mask.is_causal() {
+                // A causal mask typed in the mask field stays: only the architecture's goes.
+                format!(
+                    "The causal mask typed in the mask field stays: the mistake only forgets the one the architecture adds, so {:.1} % of the weight is on later tokens either way.",
+                    100.0 * future.mistaken
+                )
+            } else if info.causal {
                 format!(
                     "Without the causal mask each query puts {:.1} % of its weight on tokens after it ({:.1} % with the mask).",
                     100.0 * future.mistaken,

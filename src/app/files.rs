@@ -12,11 +12,15 @@ use std::sync::Arc;
 pub const CONFIRM_EXPORT_BYTES: u64 = 100 << 20;
 
 impl AttnApp {
+    /// The model of the run on screen, as the run recorded it (an attention file's, or the
+    /// computed run's); the selected model's before any run has arrived.
     pub(super) fn model_meta(&self) -> ModelMeta {
-        match (&self.external, &self.model_info) {
-            (Some(e), _) => e.run.model.clone(),
-            (None, Some(info)) if self.state.model_dir.is_some() => ModelMeta::from(info),
-            (None, _) => ModelMeta {
+        if let Some(run) = self.shown_run() {
+            return run.model.clone();
+        }
+        match &self.model_info {
+            Some(info) if self.state.model_dir.is_some() => ModelMeta::from(info),
+            _ => ModelMeta {
                 name: "demo".to_owned(),
                 architecture: "demo".to_owned(),
                 layers: self.state.demo.layers,
@@ -152,7 +156,8 @@ impl AttnApp {
                 let estimate = crate::pipeline::estimate_tensor_bytes(&run, format);
                 let within = self.state.max_output_bytes().is_ok_and(|l| estimate <= l);
                 if estimate > CONFIRM_EXPORT_BYTES && within {
-                    self.pending_export = Some((path.to_owned(), estimate));
+                    // The run asked for is the one written, whatever arrives meanwhile.
+                    self.pending_export = Some((run, path.to_owned(), estimate));
                     return;
                 }
                 self.write_tensors(&run, path);
@@ -199,7 +204,7 @@ impl AttnApp {
 
     /// The confirmation of a large tensor export: its size, Write or Cancel.
     pub(super) fn confirm_export_ui(&mut self, ctx: &egui::Context) {
-        let Some((path, estimate)) = self.pending_export.clone() else {
+        let Some((run, path, estimate)) = self.pending_export.clone() else {
             return;
         };
         let mut answer = None;
@@ -221,9 +226,7 @@ impl AttnApp {
         match answer {
             Some(true) => {
                 self.pending_export = None;
-                if let Some(run) = self.shown_run().cloned() {
-                    self.write_tensors(&run, &path);
-                }
+                self.write_tensors(&run, &path);
             }
             Some(false) => self.pending_export = None,
             None => {}

@@ -44,13 +44,19 @@ impl ScreenshotJob {
     }
 }
 
-/// True when `new` is `old` with tokens appended at the end (or the same tokens).
-fn extends(old: &[crate::tokenize::Token], new: &[crate::tokenize::Token]) -> bool {
-    new.len() >= old.len()
-        && old
-            .iter()
-            .zip(new)
-            .all(|(a, b)| a.id == b.id && a.text == b.text)
+/// Where `new` starts to differ from `old`: `None` when `new` only adds tokens at the end (the
+/// special tokens a tokenizer puts at the end, BERT's `[SEP]`, move along and do not count),
+/// else the first position whose token changed.
+fn first_change(old: &[crate::tokenize::Token], new: &[crate::tokenize::Token]) -> Option<usize> {
+    let same =
+        |a: &crate::tokenize::Token, b: &crate::tokenize::Token| a.id == b.id && a.text == b.text;
+    let trailing = old.iter().rev().take_while(|t| t.is_special).count();
+    let body = &old[..old.len() - trailing];
+    let common = body.iter().zip(new).take_while(|(a, b)| same(a, b)).count();
+    if common == body.len() && new.len() >= old.len() {
+        return None;
+    }
+    Some(common)
 }
 
 impl AttnApp {
@@ -117,16 +123,19 @@ impl AttnApp {
             // Settings that came with their own text (a session, a lesson) name positions in
             // that text: the first run after them keeps them.
             let fresh = std::mem::take(&mut self.settings_with_text);
-            let tokens_changed = !fresh
-                && match (&result.outcome, &self.current) {
-                    (Ok(run), Some((_, old))) => !extends(&old.tokens, &run.tokens),
-                    (Err(_), Some((key, _))) => {
-                        result.mask_out_of_range && key.input != result.key.input
-                    }
-                    _ => false,
-                };
-            if tokens_changed {
-                let dropped = self.state.drop_position_bound();
+            let changed_from = match (&result.outcome, &self.current) {
+                _ if fresh => None,
+                (Ok(run), Some((_, old))) => first_change(&old.tokens, &run.tokens),
+                // The new tokens are unknown: everything position-bound goes.
+                (Err(_), Some((key, _)))
+                    if result.mask_out_of_range && key.input != result.key.input =>
+                {
+                    Some(0)
+                }
+                _ => None,
+            };
+            if let Some(from) = changed_from {
+                let dropped = self.state.drop_position_bound(from);
                 if !dropped.is_empty() {
                     self.notice = Some(format!("new tokens: cleared {}", dropped.join(", ")));
                     if self.state.job_key().is_ok_and(|k| k != result.key) {
@@ -246,6 +255,10 @@ impl AttnApp {
     pub(super) fn cancel_run(&mut self) {
         if let Some(w) = self.worker.as_mut() {
             w.cancel();
+        }
+        // A result that was already on its way is not wanted any more (id 0 is never a job's).
+        if let Some((id, _)) = self.requested.as_mut() {
+            *id = 0;
         }
         // A cancel is not an error: the previous map stays, marked stale, with Compute.
         self.run_failed = Some(RunFailure {
@@ -498,5 +511,36 @@ impl AttnApp {
         if let Some(job) = &self.export_job {
             job.cancel.store(true, Ordering::SeqCst);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_change;
+    use crate::tokenize::Token;
+
+    fn tokens(texts: &[&str]) -> Vec<Token> {
+        texts.iter().map(|t| Token::from_text(t)).collect()
+    }
+
+    #[test]
+    fn appending_before_a_trailing_special_token_is_an_append() {
+        // BERT: "[CLS] the cat [SEP]" → "[CLS] the cat sat [SEP]" only adds "sat".
+        let old = tokens(&["[CLS]", "the", "cat", "[SEP]"]);
+        let new = tokens(&["[CLS]", "the", "cat", "sat", "[SEP]"]);
+        assert_eq!(first_change(&old, &new), None);
+        // Words appended without special tokens: an append too.
+        assert_eq!(
+            first_change(&tokens(&["a", "b"]), &tokens(&["a", "b", "c"])),
+            None
+        );
+        // A changed word: positions from it on moved.
+        let edited = tokens(&["[CLS]", "the", "dog", "[SEP]"]);
+        assert_eq!(first_change(&old, &edited), Some(2));
+        // Shorter: what was cut is gone.
+        assert_eq!(
+            first_change(&tokens(&["a", "b", "c"]), &tokens(&["a", "b"])),
+            Some(2)
+        );
     }
 }

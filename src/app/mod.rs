@@ -24,7 +24,6 @@ mod token_strip;
 pub mod view;
 pub mod worker;
 
-use crate::engine::AppliedMask;
 use crate::pipeline::Run;
 use crate::tokenize;
 use anyhow::anyhow;
@@ -123,8 +122,8 @@ pub struct AttnApp {
     /// Set when a session or lesson brought its own text and settings: the next run's new
     /// tokens do not clear the positions those settings name.
     settings_with_text: bool,
-    /// A large tensor export waiting for confirmation: its path and estimated size.
-    pending_export: Option<(PathBuf, u64)>,
+    /// A large tensor export waiting for confirmation: the run, its path and estimated size.
+    pending_export: Option<(Arc<Run>, PathBuf, u64)>,
     /// The Saliency view's background work and cache.
     saliency: saliency::Controller,
     screenshot: Option<jobs::ScreenshotJob>,
@@ -191,12 +190,6 @@ impl AttnApp {
                 .as_ref()
                 .is_some_and(|(_, k)| self.current.as_ref().is_none_or(|(c, _)| c != k))
             && self.run_failed.is_none()
-    }
-
-    /// The mask the run on screen applied: an attention file's recorded mask, or the computed
-    /// run's (the user's spec plus what the architecture adds), as the run decided it.
-    pub(crate) fn shown_mask(&self) -> AppliedMask {
-        self.shown_run().map(|r| r.mask.clone()).unwrap_or_default()
     }
 
     /// What an exported figure of `run` says besides its maps (labels, model, applied mask,

@@ -350,6 +350,14 @@ impl AppState {
         if let Some(t) = self.token_ids.as_ref().filter(|t| t.len() > MAX_TOKENS) {
             return too_long("token_ids", t.len(), MAX_TOKENS, "ids");
         }
+        if self.saliency.text_b.len() > MAX_TEXT_BYTES {
+            return too_long(
+                "saliency.text_b",
+                self.saliency.text_b.len(),
+                MAX_TEXT_BYTES,
+                "bytes",
+            );
+        }
         for (field, value) in [
             ("mask_text", &self.mask_text),
             ("memory_budget", &self.memory_budget),
@@ -362,32 +370,49 @@ impl AppState {
         Ok(())
     }
 
-    /// Drops what is bound to token positions, for when the tokens change (other than by
-    /// tokens appended at the end): the mask's `drop-cells`, `drop-keys`, `drop-queries` and
-    /// `global` parts and the selected queries. Returns what was dropped, for the status bar.
-    pub fn drop_position_bound(&mut self) -> Vec<String> {
+    /// Drops what is bound to token positions from `from` on, for when the tokens change there
+    /// (the tokens before `from` are the same): entries of the mask's `drop-cells`, `drop-keys`,
+    /// `drop-queries` and `global` parts naming a position ≥ `from` (a part left empty goes),
+    /// and those selected queries. Returns what was dropped, for the status bar.
+    pub fn drop_position_bound(&mut self, from: usize) -> Vec<String> {
         use crate::engine::MaskPart;
         let mut dropped = Vec::new();
-        if let Ok(mut spec) = MaskSpec::parse(&self.mask_text) {
-            let (bound, kept): (Vec<MaskPart>, Vec<MaskPart>) =
-                spec.parts.into_iter().partition(|p| {
-                    matches!(
-                        p,
-                        MaskPart::DropCells(_)
-                            | MaskPart::DropKeys(_)
-                            | MaskPart::DropQueries(_)
-                            | MaskPart::Global(_)
-                    )
-                });
-            if !bound.is_empty() {
-                dropped.extend(bound.iter().map(ToString::to_string));
-                spec.parts = kept;
-                self.mask_text = spec.to_string();
+        if let Ok(spec) = MaskSpec::parse(&self.mask_text) {
+            let keep = |v: &[usize]| v.iter().copied().filter(|&i| i < from).collect::<Vec<_>>();
+            let mut parts = Vec::with_capacity(spec.parts.len());
+            for part in spec.parts {
+                let mapped = match &part {
+                    MaskPart::DropCells(cells) => MaskPart::DropCells(
+                        cells
+                            .iter()
+                            .copied()
+                            .filter(|&(q, k)| q < from && k < from)
+                            .collect(),
+                    ),
+                    MaskPart::DropKeys(v) => MaskPart::DropKeys(keep(v)),
+                    MaskPart::DropQueries(v) => MaskPart::DropQueries(keep(v)),
+                    MaskPart::Global(v) => MaskPart::Global(keep(v)),
+                    other => other.clone(),
+                };
+                if mapped != part {
+                    dropped.push(part.to_string());
+                }
+                let empty = matches!(
+                    &mapped,
+                    MaskPart::DropKeys(v) | MaskPart::DropQueries(v) | MaskPart::Global(v)
+                        if v.is_empty()
+                ) || matches!(&mapped, MaskPart::DropCells(c) if c.is_empty());
+                if !empty {
+                    parts.push(mapped);
+                }
+            }
+            if !dropped.is_empty() {
+                self.mask_text = MaskSpec { parts }.to_string();
             }
         }
-        if !self.selected_queries.is_empty() {
-            dropped.push("the selected queries".to_owned());
-            self.selected_queries.clear();
+        if self.selected_queries.iter().any(|&q| q >= from) {
+            dropped.push("the selected queries past the change".to_owned());
+            self.selected_queries.retain(|&q| q < from);
         }
         dropped
     }

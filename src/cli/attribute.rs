@@ -114,11 +114,8 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
     bar.finish();
     let a = result.map_err(super::worded)?;
     let meta = ModelMeta::from(&model.info());
-    // The mask the attribution's runs applied: the engine's one decision for this length.
-    let mask = model
-        .model()
-        .applied_mask(&opts, a.tokens.len())
-        .to_string();
+    // The mask the attribution's runs on the prompt applied, as the pipeline recorded it.
+    let mask = a.mask.to_string();
     match kind {
         OutKind::Json => write_text(&args.out, &attribution::to_json(&a, &meta, &mask))?,
         OutKind::Csv => write_text(&args.out, &attribution::to_csv(&a))?,

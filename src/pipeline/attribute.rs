@@ -135,6 +135,7 @@ pub fn attribute(
                 }
             };
             Ok(Attribution {
+                mask: model.model().applied_mask(opts, tokens.len()),
                 tokens,
                 method: req.method,
                 target,
@@ -340,6 +341,8 @@ fn generate(
     let labels = crate::tokenize::display_labels(&tokens, &model.vocab_style());
     let target = targets.first().cloned().ok_or(PipelineError::Cancelled)?;
     Ok(Attribution {
+        // The prompt's run: n tokens (each later row adds the tokens generated before it).
+        mask: model.model().applied_mask(opts, n),
         tokens,
         method: req.method,
         target,

@@ -608,6 +608,7 @@ mod tests {
             .map(|t| Token::from_text(t))
             .collect();
         Attribution {
+            mask: crate::engine::AppliedMask::default(),
             labels: tokens.iter().map(|t| t.text.clone()).collect(),
             tokens,
             method,

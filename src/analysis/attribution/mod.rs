@@ -397,6 +397,9 @@ pub struct Attribution {
     pub words: Option<Vec<Vec<usize>>>,
     /// Scores of a continuation, with `--generate`.
     pub generated: Option<Generated>,
+    /// The mask the runs on the prompt applied (the engine's decision for the prompt's
+    /// length), as the attribution JSON records it.
+    pub mask: crate::engine::AppliedMask,
 }
 
 /// The row of a square matrix that a target reads: row P, or the mean of the rows for

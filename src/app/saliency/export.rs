@@ -119,7 +119,8 @@ impl AttnApp {
             return;
         };
         let meta = self.model_meta();
-        let mask = self.shown_mask().to_string();
+        // The mask the attribution's own runs applied, as `attnviz attribute` records it.
+        let mask = attr.mask.to_string();
         let title = title(&attr, &meta.name, &done);
         match write(kind, path, &attr, &meta, &mask, &title) {
             Ok(()) => {
