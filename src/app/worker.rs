@@ -467,14 +467,7 @@ fn run_job(
         lock(&shared.progress).tokens = tokens;
         wake();
     };
-    let mut on_layer = |done: usize| {
-        let mut p = lock(&shared.progress);
-        p.done = done;
-        p.total = total;
-        drop(p);
-        wake();
-        shared.latest.load(Ordering::SeqCst) == job.id
-    };
+    let mut on_layer = layer_progress(shared, total, wake, job.id);
     // Options that do not fit the model are the pipeline's to refuse; the app clamps its
     // settings when a model loads (`AppState::fit_to_model`), so this only happens for a
     // job asked before the model's size was known.
@@ -487,6 +480,24 @@ fn run_job(
     )?)
 }
 
+/// The progress callback of a job's runs: publishes layers done out of `total`, wakes the UI,
+/// and says whether job `id` is still the newest (false cancels).
+fn layer_progress<'a>(
+    shared: &'a Shared,
+    total: usize,
+    wake: &'a dyn Fn(),
+    id: u64,
+) -> impl FnMut(usize) -> bool + 'a {
+    move |done| {
+        let mut p = lock(&shared.progress);
+        p.done = done;
+        p.total = total;
+        drop(p);
+        wake();
+        shared.latest.load(Ordering::SeqCst) == id
+    }
+}
+
 /// Measures `mistake` for the mistakes view through the pipeline (its token limit, memory
 /// budget and cancellation), with the same model, input and options as the run.
 fn measure_mistake(
@@ -497,14 +508,7 @@ fn measure_mistake(
     wake: &dyn Fn(),
 ) -> Result<crate::analysis::teach::MistakeEffect, JobError> {
     let total = loaded.info().layers;
-    let mut on_layer = |done: usize| {
-        let mut p = lock(&shared.progress);
-        p.done = done;
-        p.total = total;
-        drop(p);
-        wake();
-        shared.latest.load(Ordering::SeqCst) == job.id
-    };
+    let mut on_layer = layer_progress(shared, total, wake, job.id);
     let key = &job.key;
     pipeline::mistake_effect(loaded, &key.run_input(), &key.opts, mistake, &mut on_layer).map_err(
         |e| match JobError::from(e) {

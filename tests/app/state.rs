@@ -315,19 +315,24 @@ fn a_too_long_input_on_a_newly_opened_model_keeps_that_model() {
     assert!(harness.state().error.is_none());
 }
 
-/// While a run is on its way the status bar says "computing … (N tokens)" with the new input's
-/// count, never the previous run's count and time; the new count shows once it arrives.
-#[test]
-fn the_status_bar_says_computing_with_the_new_token_count() {
+/// Three words on a demo of two wide layers (d_model 512): a long input then takes long enough
+/// (seconds in a debug build) to be seen computing and to be cancelled.
+fn slow_demo_state() -> AppState {
     let mut state = AppState {
         text: "one two three".to_owned(),
         ..AppState::default()
     };
-    // Two wide layers: a long input takes long enough to be seen computing.
     state.demo.layers = 2;
     state.demo.heads = 2;
     state.demo.d_model = 512;
-    let mut harness = app_harness(state);
+    state
+}
+
+/// While a run is on its way the status bar says "computing … (N tokens)" with the new input's
+/// count, never the previous run's count and time; the new count shows once it arrives.
+#[test]
+fn the_status_bar_says_computing_with_the_new_token_count() {
+    let mut harness = app_harness(slow_demo_state());
     wait_ready(&mut harness);
     assert!(harness.query_by_label("3 tokens").is_some());
     let words: Vec<String> = (0..1500).map(|i| format!("w{i}")).collect();
@@ -393,14 +398,7 @@ fn new_tokens_clear_position_bound_mask_parts_and_selections() {
 /// Compute asks for the current settings again.
 #[test]
 fn cancelling_a_run_keeps_the_previous_map_marked_stale() {
-    let mut state = AppState {
-        text: "one two three".to_owned(),
-        ..AppState::default()
-    };
-    state.demo.layers = 2;
-    state.demo.heads = 2;
-    state.demo.d_model = 512;
-    let mut harness = app_harness(state);
+    let mut harness = app_harness(slow_demo_state());
     wait_ready(&mut harness);
     let words: Vec<String> = (0..1500).map(|i| format!("w{i}")).collect();
     harness.state_mut().state.text = words.join(" ");
