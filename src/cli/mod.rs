@@ -268,8 +268,9 @@ fn refuse_run_options_for_file(common: &CommonArgs, opts: &RunOptions) -> Result
     if given.is_empty() {
         return Ok(());
     }
+    let verb = if given.len() == 1 { "changes" } else { "change" };
     bail!(
-        "{} change a model run, and the input is an attention file whose maps are fixed: {}",
+        "{} {verb} a model run, and the input is an attention file whose maps are fixed: {}",
         given.join(", "),
         common
             .input
