@@ -268,7 +268,11 @@ fn refuse_run_options_for_file(common: &CommonArgs, opts: &RunOptions) -> Result
     if given.is_empty() {
         return Ok(());
     }
-    let verb = if given.len() == 1 { "changes" } else { "change" };
+    let verb = if given.len() == 1 {
+        "changes"
+    } else {
+        "change"
+    };
     bail!(
         "{} {verb} a model run, and the input is an attention file whose maps are fixed: {}",
         given.join(", "),
