@@ -188,16 +188,8 @@ fn worded(e: pipeline::PipelineError) -> anyhow::Error {
                 pipeline::TextRole::Input => String::new(),
             };
             // The message as the pipeline words it, the hint before the file (path last).
-            let plain = PipelineError::TooLong {
-                which,
-                count,
-                generated,
-                limit,
-                truncate,
-                config,
-                file: None,
-            };
-            anyhow!("{plain}{hint}{}", pipeline::in_file(file.as_deref()))
+            let text = pipeline::too_long_text(which, count, generated, limit, config.as_deref());
+            anyhow!("{text}{hint}{}", pipeline::in_file(file.as_deref()))
         }
         PipelineError::OverBudget { .. } | PipelineError::Open(OpenError::OverBudget { .. }) => {
             anyhow!("{e} (--memory-budget)")

@@ -24,9 +24,8 @@ pub enum PipelineError {
     Misfit(OptionMisfit),
     /// The input is longer than the model's position limit.
     #[error(
-        "{}{count} tokens exceed the model's limit of {limit}{}{}",
-        which.prefix(*generated),
-        limit_source(config.as_deref()),
+        "{}{}",
+        too_long_text(*which, *count, *generated, *limit, config.as_deref()),
         in_file(file.as_deref())
     )]
     TooLong {
@@ -218,6 +217,22 @@ pub enum TextRole {
     Input,
     /// The similarity target's second text.
     TextB,
+}
+
+/// A [`PipelineError::TooLong`]'s message without its file, for front ends that add a hint
+/// before the path (the path stays last).
+pub fn too_long_text(
+    which: TextRole,
+    count: usize,
+    generated: usize,
+    limit: usize,
+    config: Option<&Path>,
+) -> String {
+    format!(
+        "{}{count} tokens exceed the model's limit of {limit}{}",
+        which.prefix(generated),
+        limit_source(config)
+    )
 }
 
 impl TextRole {

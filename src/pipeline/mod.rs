@@ -17,7 +17,7 @@ mod teach;
 
 pub use attribute::{attribute, supported_targets};
 pub(crate) use error::in_file;
-pub use error::{OptionMisfit, PipelineError, RunSetting, TextRole};
+pub use error::{OptionMisfit, PipelineError, RunSetting, TextRole, too_long_text};
 pub use explain::explain;
 pub use export::{DEFAULT_MAX_OUTPUT, TensorFormat, estimate_tensor_bytes, write_tensors};
 pub use next::{NextTokens, Positions, lm_head, next_tokens};
