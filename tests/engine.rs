@@ -1336,3 +1336,6 @@ mod parallel;
 
 #[path = "engine/grad.rs"]
 mod grad;
+
+#[path = "engine/intervene.rs"]
+mod intervene;

@@ -3,6 +3,7 @@
 //! blocks of query rows.
 
 use super::gemm::PackedMatrix;
+use super::intervene::{Ablation, AblationMode, Captured, Interventions, Site};
 use super::layers::{Epilogue, linear};
 use super::options::{Mistake, RunOptions};
 use super::parallel::{par_rows, parallel_map, threads_for};
@@ -11,7 +12,7 @@ use super::position::{
 };
 use super::run::HeadTrace;
 use super::simd;
-use ndarray::{Array1, Array2, ArrayView2, Axis, s};
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
 
 /// Query rows per block of [`run_head`]: a multiple of the matrix kernel's strip whose scores
 /// (at 512 keys, 96 KB) stay in the L2 cache between the product, the softmax and the sum.
@@ -90,6 +91,7 @@ impl SelfAttention {
         allowed: Option<&Array2<bool>>,
         opts: &RunOptions,
         want_trace: bool,
+        hooks: &mut Hooks<'_>,
     ) -> (Array2<f32>, Vec<Array2<f32>>, Option<Vec<HeadTrace>>) {
         let a = self;
         let threads = threads_for(h.nrows(), opts);
@@ -102,7 +104,10 @@ impl SelfAttention {
         let group = shape.heads / shape.kv_heads;
         let factor = opts.scale_factor(dh);
         let wrong_axis = opts.has(Mistake::SoftmaxWrongAxis);
+        let iv = hooks.interventions;
         let head_fn = |head_idx: usize| -> HeadResult {
+            let pattern = Site::Pattern(layer_idx, head_idx);
+            let pattern_override = iv.override_of(pattern);
             let kv = head_idx / group;
             let keep = opts
                 .dims
@@ -112,7 +117,8 @@ impl SelfAttention {
             let q_h = q.slice(s![.., head_idx * dh..(head_idx + 1) * dh]);
             let k_h = k.slice(s![.., kv * dh..(kv + 1) * dh]);
             let v_h = v.slice(s![.., kv * dh..(kv + 1) * dh]);
-            run_head(
+            let elementwise = opts.has(Mistake::ElementwiseValues);
+            let mut r = run_head(
                 q_h,
                 k_h,
                 v_h,
@@ -123,12 +129,21 @@ impl SelfAttention {
                     allowed,
                     want_trace,
                     // The wrong-axis softmax needs every query row of a column at once.
-                    keep_probs: opts.keep_maps || want_trace || wrong_axis,
+                    keep_probs: opts.keep_maps
+                        || want_trace
+                        || wrong_axis
+                        || pattern_override.is_some()
+                        || iv.captures(pattern),
                     kv_head: kv,
                     wrong_axis,
-                    elementwise: opts.has(Mistake::ElementwiseValues),
+                    elementwise,
                 },
-            )
+            );
+            if let Some(o) = pattern_override {
+                o.write(r.probs.view_mut());
+                rewrite_output_rows(&mut r, v_h, o.positions.as_deref(), elementwise);
+            }
+            r
         };
         let results = parallel_map(shape.heads, threads, &head_fn);
 
@@ -136,17 +151,34 @@ impl SelfAttention {
         let mut probs = Vec::with_capacity(shape.heads);
         let mut traces = want_trace.then(Vec::new);
         for (head_idx, r) in results.into_iter().enumerate() {
-            if !opts.ablated_heads.contains(&(layer_idx, head_idx)) {
-                concat
-                    .slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh])
-                    .assign(&r.output);
+            let mut z = place_head_output(&mut concat, head_idx, dh, &r.output, opts, layer_idx);
+            let head = Site::Head(layer_idx, head_idx);
+            if let Some(o) = iv.override_of(head) {
+                o.write(z.view_mut());
+            }
+            if iv.captures(head) {
+                hooks.captured.put(head, z.to_owned());
+            }
+            let pattern = Site::Pattern(layer_idx, head_idx);
+            if iv.captures(pattern) {
+                hooks.captured.put(pattern, r.probs.clone());
             }
             probs.push(r.probs);
             if let (Some(traces), Some(t)) = (traces.as_mut(), r.trace) {
                 traces.push(t);
             }
         }
-        let out = linear(&concat, &packed.wo, a.bo.as_ref(), epilogue, threads);
+        let site = Site::Attn(layer_idx);
+        let out = if iv.touches(site) {
+            // The projection alone, then the residual and the norm: the same operations in
+            // the same order as the fused epilogue, so nothing changes but the hook.
+            let mut out = linear(&concat, &packed.wo, a.bo.as_ref(), Epilogue::NONE, threads);
+            hooks.visit(site, &mut out);
+            epilogue.apply(0, out.view_mut());
+            out
+        } else {
+            linear(&concat, &packed.wo, a.bo.as_ref(), epilogue, threads)
+        };
         (out, probs, traces)
     }
     /// q, k and v side by side ([token, (heads + 2 · kv_heads) · d_head]), biases added and q
@@ -184,6 +216,75 @@ impl SelfAttention {
             }
         }
         qkv
+    }
+}
+
+/// Writes head `head_idx`'s output into its columns of `concat` ([token, heads · d_head]),
+/// ablated as `opts` says for this layer, and returns those columns.
+pub(super) fn place_head_output<'a>(
+    concat: &'a mut Array2<f32>,
+    head_idx: usize,
+    d_head: usize,
+    output: &Array2<f32>,
+    opts: &RunOptions,
+    layer_idx: usize,
+) -> ArrayViewMut2<'a, f32> {
+    let mut z = concat.slice_mut(s![.., head_idx * d_head..(head_idx + 1) * d_head]);
+    match Ablation::find(&opts.ablations, layer_idx, head_idx) {
+        Some(AblationMode::Zero) => {}
+        Some(mode) => {
+            z.assign(output);
+            Ablation::apply(mode, z.view_mut());
+        }
+        None => z.assign(output),
+    }
+    z
+}
+
+/// A head's output recomputed from its (overridden) probabilities at `rows` (all when `None`),
+/// with the kernel [`run_head`] uses.
+fn rewrite_output_rows(
+    r: &mut HeadResult,
+    v_h: ArrayView2<'_, f32>,
+    rows: Option<&[usize]>,
+    elementwise: bool,
+) {
+    let v_packed = PackedMatrix::pack(v_h);
+    let all: Vec<usize>;
+    let rows = match rows {
+        Some(rows) => rows,
+        None => {
+            all = (0..r.probs.nrows()).collect();
+            &all
+        }
+    };
+    for &row in rows {
+        weighted_values(
+            r.probs.slice(s![row..row + 1, ..]),
+            v_h,
+            &v_packed,
+            row,
+            elementwise,
+            r.output.slice_mut(s![row..row + 1, ..]),
+        );
+    }
+}
+
+/// The interventions of a pass and what it captured so far.
+pub(super) struct Hooks<'a> {
+    pub(super) interventions: &'a Interventions,
+    pub(super) captured: &'a mut Captured,
+}
+
+impl Hooks<'_> {
+    /// Applies the override of `site` to `value`, then captures it when asked.
+    pub(super) fn visit(&mut self, site: Site, value: &mut Array2<f32>) {
+        if let Some(o) = self.interventions.override_of(site) {
+            o.write(value.view_mut());
+        }
+        if self.interventions.captures(site) {
+            self.captured.put(site, value.clone());
+        }
     }
 }
 

@@ -208,15 +208,24 @@ fn scratch_view(values: &mut [f32], rows: usize, cols: usize) -> ArrayViewMut2<'
 /// then (post-LN) normalise. Done inside the row blocks, so it runs in parallel.
 #[derive(Clone, Copy)]
 pub(super) struct Epilogue<'a> {
-    /// The residual stream, shape [token, d_model].
-    pub(super) residual: &'a Array2<f32>,
+    /// The residual stream, shape [token, d_model]; `None` returns the sublayer's own output
+    /// (when an intervention reads or replaces it before the add).
+    pub(super) residual: Option<&'a Array2<f32>>,
     /// A norm applied after the residual add (post-LN models).
     pub(super) norm: Option<&'a Norm>,
 }
 
 impl Epilogue<'_> {
+    /// Nothing: the sublayer's output as it is.
+    pub(super) const NONE: Epilogue<'static> = Epilogue {
+        residual: None,
+        norm: None,
+    };
+
     pub(super) fn apply(&self, row0: usize, mut block: ArrayViewMut2<'_, f32>) {
-        block += &self.residual.slice(s![row0..row0 + block.nrows(), ..]);
+        if let Some(residual) = self.residual {
+            block += &residual.slice(s![row0..row0 + block.nrows(), ..]);
+        }
         if let Some(norm) = self.norm {
             norm.apply_rows(block);
         }

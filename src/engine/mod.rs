@@ -7,6 +7,7 @@
 mod attention;
 mod backward;
 mod gemm;
+mod intervene;
 mod layers;
 mod mask;
 pub mod math;
@@ -22,6 +23,7 @@ mod transformer;
 pub use attention::SelfAttention;
 pub use backward::{Backward, Tape};
 pub use gemm::PackedMatrix;
+pub use intervene::{Ablation, AblationMode, Captured, Interventions, Override, Resume, Site};
 pub use layers::{Activation, Mlp, Norm, NormPlacement};
 pub use mask::{AppliedMask, ArchitectureMask, MaskError, MaskPart, MaskSpec, chunk_by_heads_size};
 pub use options::{DimSubset, Mistake, RunOptions, ScoreScale};

@@ -1,6 +1,7 @@
 //! What a forward pass is asked to do: the mask, the score scale, ablations, dimension subsets
 //! and how much to capture.
 
+use super::intervene::Ablation;
 use super::mask::MaskSpec;
 use serde::{Deserialize, Serialize};
 
@@ -267,8 +268,9 @@ pub struct RunOptions {
     pub mask: MaskSpec,
     /// How scores are scaled.
     pub scale: ScoreScale,
-    /// Heads whose output is zeroed, as (layer_idx, head_idx). Their maps are still recorded.
-    pub ablated_heads: Vec<(usize, usize)>,
+    /// Heads whose output z_h is zeroed or replaced by its mean over positions, in
+    /// [`Ablation::normalized`] order. Their maps are still recorded.
+    pub ablations: Vec<Ablation>,
     /// Per-head subsets of query/key dimensions.
     pub dims: Vec<DimSubset>,
     /// Record a full [`super::Trace`] of this layer.
@@ -312,7 +314,7 @@ impl Default for RunOptions {
         Self {
             mask: MaskSpec::default(),
             scale: ScoreScale::default(),
-            ablated_heads: Vec::new(),
+            ablations: Vec::new(),
             dims: Vec::new(),
             trace_layer: None,
             keep_hidden: false,

@@ -45,6 +45,36 @@ impl AttentionMaps {
         })
     }
 
+    /// Builds maps from shared per-(layer, head) matrices, in layer-major order (a resumed
+    /// pass reuses the earlier layers' maps without copying them).
+    ///
+    /// Returns `None` if the count or any shape does not match.
+    pub fn from_shared(
+        layers: usize,
+        heads: usize,
+        len: usize,
+        maps: Vec<HeadMap>,
+    ) -> Option<Self> {
+        if maps.len() != layers * heads || maps.iter().any(|m| m.dim() != (len, len)) {
+            return None;
+        }
+        Some(Self {
+            layers,
+            heads,
+            len,
+            maps,
+        })
+    }
+
+    /// The maps of the layers before `layer`, layer-major, shared (for a [`super::Resume`]).
+    pub fn layers_before(&self, layer: usize) -> Vec<HeadMap> {
+        self.maps
+            .iter()
+            .take(layer.min(self.layers) * self.heads)
+            .cloned()
+            .collect()
+    }
+
     /// Number of layers.
     pub fn layers(&self) -> usize {
         self.layers

@@ -8,13 +8,14 @@
 //! cannot be reached mutably afterwards, so the packed copies always match them.
 
 use super::EngineError;
-use super::attention::{HeadShape, PackedAttention, SelfAttention};
+use super::attention::{HeadShape, Hooks, PackedAttention, SelfAttention};
+use super::intervene::{Ablation, Captured, Interventions, Resume, Site};
 use super::layers::{Epilogue, Mlp, Norm, NormPlacement, PackedMlp, normalized};
 use super::mask::{AppliedMask, ArchitectureMask};
 use super::options::{Mistake, RunOptions};
 use super::parallel::{MAX_THREADS, parallel_map, threads_for};
 use super::position::AttentionPosition;
-use super::run::{AttentionMaps, PositionKind, Trace};
+use super::run::{AttentionMaps, HeadMap, PositionKind, Trace};
 use ndarray::{Array2, Axis};
 use std::sync::Arc;
 
@@ -340,11 +341,36 @@ impl Transformer {
     /// layer with the number of layers done; returning false cancels the run.
     pub fn forward(
         &self,
-        mut x: Array2<f32>,
+        x: Array2<f32>,
         is_pad: &[bool],
         opts: &RunOptions,
         progress: &mut dyn FnMut(usize) -> bool,
     ) -> Result<ForwardOutput, EngineError> {
+        let start = Resume::embeddings(x);
+        let (out, _) =
+            self.forward_with(start, is_pad, opts, &Interventions::default(), progress)?;
+        Ok(out)
+    }
+
+    /// [`Self::forward`] from `start` (block 0 on the embeddings, or a later block on a stored
+    /// residual, the earlier blocks' maps taken from `start`), capturing and overriding the
+    /// sites `iv` names. Only blocks from `start.layer` on run; `progress` counts every block,
+    /// the skipped ones included. With nothing to capture or override this is the plain
+    /// forward pass, operation for operation.
+    pub fn forward_with(
+        &self,
+        start: Resume,
+        is_pad: &[bool],
+        opts: &RunOptions,
+        iv: &Interventions,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<(ForwardOutput, Captured), EngineError> {
+        let Resume {
+            layer: first_layer,
+            resid: mut x,
+            maps: earlier_maps,
+            layer_norms: earlier_norms,
+        } = start;
         let len = x.nrows();
         if len == 0 {
             return Err(EngineError::NoTokens);
@@ -357,6 +383,11 @@ impl Transformer {
             )));
         }
         self.check_options(opts)?;
+        let layers = self.parts.blocks.len();
+        let heads = self.parts.heads;
+        self.check_resume(first_layer, &earlier_maps, &earlier_norms, opts, iv)?;
+        iv.check(layers, heads, self.parts.d_head, self.parts.d_model, len)
+            .map_err(EngineError::OutOfRange)?;
         let mask = self.applied_mask(opts, len);
         let allowed = mask.allowed(len, is_pad)?;
         let fully_masked_queries = match &allowed {
@@ -369,7 +400,15 @@ impl Transformer {
             None => Vec::new(),
         };
 
-        let mut all_probs = Vec::with_capacity(self.parts.blocks.len() * self.parts.heads);
+        let mut captured = Captured::default();
+        let mut hooks = Hooks {
+            interventions: iv,
+            captured: &mut captured,
+        };
+        let mut all_probs: Vec<HeadMap> = Vec::with_capacity(layers * heads);
+        if opts.keep_maps {
+            all_probs.extend(earlier_maps);
+        }
         let mut trace = None;
         let threads = threads_for(len, opts);
         let shape = self.head_shape(opts);
@@ -386,10 +425,18 @@ impl Transformer {
                 PositionKind::Rope
             }
         };
-        let mut layer_norms = opts.keep_layer_norms.then(Vec::new);
-        for ((layer_idx, block), packed) in
-            self.parts.blocks.iter().enumerate().zip(self.packed.iter())
+        let mut layer_norms = opts.keep_layer_norms.then_some(earlier_norms);
+        for ((layer_idx, block), packed) in self
+            .parts
+            .blocks
+            .iter()
+            .enumerate()
+            .zip(self.packed.iter())
+            .skip(first_layer)
         {
+            if !iv.is_empty() {
+                hooks.visit(Site::Resid(layer_idx), &mut x);
+            }
             let want_trace = opts.trace_layer == Some(layer_idx);
             let normed;
             let attn_input = match placement {
@@ -405,17 +452,18 @@ impl Transformer {
                 &shape,
                 attn_input,
                 Epilogue {
-                    residual: &x,
+                    residual: Some(&x),
                     norm: (placement == NormPlacement::Post).then_some(&block.attention_norm),
                 },
                 layer_idx,
                 allowed.as_ref(),
                 opts,
                 want_trace,
+                &mut hooks,
             );
             check_finite(&new_x, layer_idx, "attention")?;
             if opts.keep_maps {
-                all_probs.extend(probs);
+                all_probs.extend(probs.into_iter().map(Arc::new));
             }
             if let Some(heads) = head_traces {
                 trace = Some(Trace {
@@ -427,17 +475,25 @@ impl Transformer {
             }
             x = new_x;
             let epilogue = Epilogue {
-                residual: &x,
+                residual: Some(&x),
                 norm: (placement == NormPlacement::Post).then_some(&block.mlp_norm),
             };
-            let new_x = match placement {
-                NormPlacement::Pre => {
-                    let h = normalized(&x, &block.mlp_norm, threads);
-                    block.mlp.forward(&h, &packed.mlp, epilogue, threads)
-                }
-                NormPlacement::Post | NormPlacement::None => {
-                    block.mlp.forward(&x, &packed.mlp, epilogue, threads)
-                }
+            let mlp_input = match placement {
+                NormPlacement::Pre => Some(normalized(&x, &block.mlp_norm, threads)),
+                NormPlacement::Post | NormPlacement::None => None,
+            };
+            let mlp_input = mlp_input.as_ref().unwrap_or(&x);
+            let site = Site::Mlp(layer_idx);
+            let new_x = if iv.touches(site) {
+                // The MLP alone, then the residual and the norm (the fused epilogue's order).
+                let mut out = block
+                    .mlp
+                    .forward(mlp_input, &packed.mlp, Epilogue::NONE, threads);
+                hooks.visit(site, &mut out);
+                epilogue.apply(0, out.view_mut());
+                out
+            } else {
+                block.mlp.forward(mlp_input, &packed.mlp, epilogue, threads)
             };
             check_finite(&new_x, layer_idx, "MLP")?;
             x = new_x;
@@ -448,27 +504,82 @@ impl Transformer {
                 return Err(EngineError::Cancelled);
             }
         }
+        if !iv.is_empty() {
+            hooks.visit(Site::Resid(layers), &mut x);
+        }
         if let Some(norm) = &self.parts.final_norm
             && !opts.has(Mistake::NoLayerNorm)
         {
             norm.apply(&mut x);
         }
         // Without kept maps: zero layers of them.
-        let layers = if opts.keep_maps {
-            self.parts.blocks.len()
-        } else {
-            0
-        };
-        let maps = AttentionMaps::from_heads(layers, self.parts.heads, len, all_probs)
+        let map_layers = if opts.keep_maps { layers } else { 0 };
+        let maps = AttentionMaps::from_shared(map_layers, heads, len, all_probs)
             .ok_or_else(|| EngineError::BadWeights("head maps have inconsistent shapes".into()))?;
-        Ok(ForwardOutput {
-            maps,
-            mask,
-            fully_masked_queries,
-            trace,
-            hidden: x,
-            layer_norms,
-        })
+        Ok((
+            ForwardOutput {
+                maps,
+                mask,
+                fully_masked_queries,
+                trace,
+                hidden: x,
+                layer_norms,
+            },
+            captured,
+        ))
+    }
+
+    /// Refuses a resume that cannot give the full pass's result: a first block past the last,
+    /// earlier maps or norms that do not cover the skipped blocks, a traced or overridden
+    /// block among the skipped ones.
+    fn check_resume(
+        &self,
+        first_layer: usize,
+        earlier_maps: &[HeadMap],
+        earlier_norms: &[f32],
+        opts: &RunOptions,
+        iv: &Interventions,
+    ) -> Result<(), EngineError> {
+        let layers = self.parts.blocks.len();
+        let unsupported = |what: String| Err(EngineError::Unsupported(what));
+        if first_layer > layers {
+            return unsupported(format!(
+                "cannot resume at layer {first_layer}: the model has {layers} layers"
+            ));
+        }
+        if opts.keep_maps && earlier_maps.len() != first_layer * self.parts.heads {
+            return unsupported(format!(
+                "resuming at layer {first_layer} needs the maps of the {first_layer} layers before it"
+            ));
+        }
+        if opts.keep_layer_norms && earlier_norms.len() != first_layer {
+            return unsupported(format!(
+                "resuming at layer {first_layer} needs the residual norms of the layers before it"
+            ));
+        }
+        if let Some(t) = opts.trace_layer
+            && t < first_layer
+        {
+            return unsupported(format!(
+                "cannot trace layer {t} in a pass resumed at layer {first_layer}"
+            ));
+        }
+        let skipped = |site: Site| match site {
+            Site::Resid(l) => l < first_layer,
+            other => other.layer() < first_layer,
+        };
+        if let Some(site) = iv
+            .overrides
+            .iter()
+            .map(|o| o.site)
+            .chain(iv.capture.iter().copied())
+            .find(|&s| skipped(s))
+        {
+            return unsupported(format!(
+                "{site} is before layer {first_layer}, where the pass resumes"
+            ));
+        }
+        Ok(())
     }
 
     /// Runs [`Self::forward`] on the embeddings `x` of `tokens` and packages the result as an
@@ -482,7 +593,29 @@ impl Transformer {
     ) -> Result<super::AttentionRun, EngineError> {
         let is_pad: Vec<bool> = tokens.iter().map(crate::tokenize::Token::is_pad).collect();
         let out = self.forward(x, &is_pad, opts, progress)?;
-        Ok(super::AttentionRun {
+        Ok(Self::attention_run(tokens, out, opts))
+    }
+
+    /// [`Self::run`] from `start` with the interventions `iv` (see [`Self::forward_with`]).
+    pub fn run_with(
+        &self,
+        tokens: &[crate::tokenize::Token],
+        start: Resume,
+        opts: &RunOptions,
+        iv: &Interventions,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<(super::AttentionRun, Captured), EngineError> {
+        let is_pad: Vec<bool> = tokens.iter().map(crate::tokenize::Token::is_pad).collect();
+        let (out, captured) = self.forward_with(start, &is_pad, opts, iv, progress)?;
+        Ok((Self::attention_run(tokens, out, opts), captured))
+    }
+
+    fn attention_run(
+        tokens: &[crate::tokenize::Token],
+        out: ForwardOutput,
+        opts: &RunOptions,
+    ) -> super::AttentionRun {
+        super::AttentionRun {
             tokens: tokens.to_vec(),
             maps: out.maps,
             mask: out.mask,
@@ -490,20 +623,21 @@ impl Transformer {
             trace: out.trace,
             hidden: opts.keep_hidden.then_some(out.hidden),
             layer_norms: out.layer_norms,
-        })
+        }
     }
 
     pub(super) fn check_options(&self, opts: &RunOptions) -> Result<(), EngineError> {
         let layers = self.parts.blocks.len();
         let out_of_range = |what: String| Err(EngineError::OutOfRange(what));
-        for &(layer_idx, head_idx) in &opts.ablated_heads {
-            if layer_idx >= layers || head_idx >= self.parts.heads {
+        for a in &opts.ablations {
+            if a.layer_idx >= layers || a.head_idx >= self.parts.heads {
                 return out_of_range(format!(
-                    "ablated head {layer_idx}.{head_idx} does not exist ({layers} layers × {} heads)",
-                    self.parts.heads
+                    "ablated head {}.{} does not exist ({layers} layers × {} heads)",
+                    a.layer_idx, a.head_idx, self.parts.heads
                 ));
             }
         }
+        Ablation::normalized(&opts.ablations).map_err(EngineError::OutOfRange)?;
         for d in &opts.dims {
             if d.layer_idx >= layers || d.head_idx >= self.parts.heads {
                 return out_of_range(format!(

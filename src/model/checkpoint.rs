@@ -8,7 +8,7 @@ use super::lm_head::{self, LmHeadInfo, PredictError, Prediction};
 use super::loaders;
 use super::weights::{LoadError, WeightFile};
 use super::{Model, ModelInfo};
-use crate::engine::{AttentionRun, EngineError, Mistake, Norm, RunOptions, Transformer};
+use crate::engine::{EngineError, Mistake, Norm, RunOptions, Transformer};
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2, ArrayView2, s};
 use std::path::{Path, PathBuf};
@@ -394,16 +394,14 @@ impl Model for Checkpoint {
         }
     }
 
-    fn forward_with_progress(
+    fn input_embeddings(
         &self,
         tokens: &[Token],
         opts: &RunOptions,
-        progress: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<AttentionRun, EngineError> {
+    ) -> Result<Array2<f32>, EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::NoTokens);
         }
-        let x = self.embed(tokens, opts)?;
-        self.transformer.run(tokens, x, opts, progress)
+        self.embed(tokens, opts)
     }
 }

@@ -12,7 +12,9 @@ mod loaders;
 mod rng;
 pub mod weights;
 
-use crate::engine::{AppliedMask, AttentionRun, EngineError, RunOptions};
+use crate::engine::{
+    AppliedMask, AttentionRun, Captured, EngineError, Interventions, Resume, RunOptions,
+};
 use crate::tokenize::Token;
 use serde::Serialize;
 
@@ -84,6 +86,15 @@ pub trait Model: Send + Sync {
     /// The architecture summary.
     fn info(&self) -> ModelInfo;
 
+    /// The input of the first block for `tokens` under `opts` (token embeddings plus any
+    /// learned or added position embeddings, and the embedding norm where the model has one):
+    /// `Resid(0)`. Shape: [token, d_model]. Refuses an empty or over-long input.
+    fn input_embeddings(
+        &self,
+        tokens: &[Token],
+        opts: &RunOptions,
+    ) -> Result<ndarray::Array2<f32>, EngineError>;
+
     /// Runs the model and records every layer's and head's attention.
     ///
     /// `progress` is called after each layer with the number of layers done; returning false
@@ -93,7 +104,36 @@ pub trait Model: Send + Sync {
         tokens: &[Token],
         opts: &RunOptions,
         progress: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<AttentionRun, EngineError>;
+    ) -> Result<AttentionRun, EngineError> {
+        let x = self.input_embeddings(tokens, opts)?;
+        self.transformer().run(tokens, x, opts, progress)
+    }
+
+    /// [`Self::forward_with_progress`] capturing and overriding the sites `iv` names, and
+    /// starting at `resume`'s block on its stored residual when given (the embeddings are then
+    /// not computed). See [`crate::engine::Transformer::forward_with`].
+    fn forward_intervened(
+        &self,
+        tokens: &[Token],
+        opts: &RunOptions,
+        iv: &Interventions,
+        resume: Option<Resume>,
+        progress: &mut dyn FnMut(usize) -> bool,
+    ) -> Result<(AttentionRun, Captured), EngineError> {
+        let start = match resume {
+            Some(resume) => resume,
+            None => Resume::embeddings(self.input_embeddings(tokens, opts)?),
+        };
+        if start.resid.nrows() != tokens.len() {
+            return Err(EngineError::Unsupported(format!(
+                "the stored residual has {} rows for {} tokens",
+                start.resid.nrows(),
+                tokens.len()
+            )));
+        }
+        self.transformer()
+            .run_with(tokens, start, opts, iv, progress)
+    }
 
     /// The transformer stack the model runs.
     fn transformer(&self) -> &crate::engine::Transformer;

@@ -4,7 +4,7 @@
 //! and gradients that do not depend on the thread count.
 
 use super::*;
-use attnviz::engine::{DimSubset, llama3_frequencies, rope_frequencies};
+use attnviz::engine::{Ablation, AblationMode, DimSubset, llama3_frequencies, rope_frequencies};
 use attnviz::grad::{Differentiable, ResolvedTarget, TargetKind, TargetSpec};
 use attnviz::model::LoadedModel;
 use attnviz::model::lm_head::logprob_of_row;
@@ -14,7 +14,8 @@ struct RefOpts {
     /// The effective mask, as a spec string.
     spec: String,
     scale: ScoreScale,
-    ablated: Vec<(usize, usize)>,
+    /// Ablated heads: zeroed, or every row replaced by the rows' mean.
+    ablated: Vec<Ablation>,
     dims: Vec<DimSubset>,
     /// Added to one probability after the softmax: (layer, head, query, key, delta).
     nudge: Option<(usize, usize, usize, usize, f64)>,
@@ -112,11 +113,23 @@ fn hidden64(t: &TransformerParts, x: &Mat, o: &RefOpts) -> Mat {
                 {
                     probs[kj] += delta;
                 }
-                if o.ablated.contains(&(layer, head)) {
-                    continue;
-                }
                 for c in 0..dh {
                     concat[i][head * dh + c] = (0..n).map(|j| probs[j] * v[j][kv * dh + c]).sum();
+                }
+            }
+            let ablation = o
+                .ablated
+                .iter()
+                .find(|a| (a.layer_idx, a.head_idx) == (layer, head));
+            if let Some(a) = ablation {
+                for c in head * dh..(head + 1) * dh {
+                    let mean = (0..n).map(|i| concat[i][c]).sum::<f64>() / n as f64;
+                    for row in concat.iter_mut() {
+                        row[c] = match a.mode {
+                            AblationMode::Zero => 0.0,
+                            AblationMode::Mean => mean,
+                        };
+                    }
                 }
             }
         }
@@ -217,7 +230,19 @@ fn engine_case(setup: &RandomSetup, o: &RefOpts, opts: &RunOptions, n: usize) ->
     let relevance = back.relevance.unwrap();
     assert_eq!(relevance.len(), t.blocks().len());
     let p = t.parts();
-    let probs = reference_forward(&t, &x, &o.spec, o.scale);
+    // The reference forward knows no ablations: with them, A comes from the engine's own maps
+    // (checked against transformers elsewhere); only the gradient side is under test here.
+    let probs = if o.ablated.is_empty() {
+        reference_forward(&t, &x, &o.spec, o.scale)
+    } else {
+        (0..p.blocks.len())
+            .map(|l| {
+                (0..p.heads)
+                    .map(|h| to_mat(&plain.maps.head(l, h).unwrap()))
+                    .collect()
+            })
+            .collect()
+    };
     for (layer, map) in relevance.iter().enumerate() {
         for i in 0..n {
             for j in 0..n {
@@ -330,28 +355,42 @@ fn engine_gradients_match_finite_differences_for_every_op() {
         eprintln!("{name}: worst relative error {worst:.2e}");
         assert!(worst <= 1e-3, "{name}: {worst}");
     }
-    // Temperature, an ablated head and a dimension subset (relevance skipped with dims).
+    // Temperature, a zero- and a mean-ablated head and a dimension subset (relevance skipped
+    // with dims); then the two ablations alone, with relevance.
     let setup = RandomSetup {
         seed: 26,
         position: 1,
         ..base
     };
     let dims = vec!["1.0=0,3".parse::<DimSubset>().unwrap()];
+    let ablated = vec![Ablation::zero(0, 1), Ablation::mean(1, 1)];
     let o = RefOpts {
         spec: "none".into(),
         scale: ScoreScale::Temperature(0.5),
-        ablated: vec![(0, 1)],
+        ablated: ablated.clone(),
         dims: dims.clone(),
         nudge: None,
     };
     let opts = RunOptions {
         scale: ScoreScale::Temperature(0.5),
-        ablated_heads: vec![(0, 1)],
+        ablations: ablated.clone(),
         dims,
         ..RunOptions::default()
     };
     let worst = engine_case(&setup, &o, &opts, 5);
     eprintln!("temperature, ablation, dims: worst relative error {worst:.2e}");
+    assert!(worst <= 1e-3, "{worst}");
+    let o = RefOpts {
+        ablated: ablated.clone(),
+        ..RefOpts::plain("causal")
+    };
+    let opts = RunOptions {
+        mask: MaskSpec::parse("causal").unwrap(),
+        ablations: ablated,
+        ..RunOptions::default()
+    };
+    let worst = engine_case(&setup, &o, &opts, 5);
+    eprintln!("zero and mean ablation: worst relative error {worst:.2e}");
     assert!(worst <= 1e-3, "{worst}");
 }
 

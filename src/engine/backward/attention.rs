@@ -2,15 +2,16 @@
 //! grouped-query heads summed in head order and RoPE undone.
 
 use super::{Tape, TransposedBlock};
-use crate::engine::attention::{HeadParams, HeadShape, run_head, score_block};
+use crate::engine::attention::{HeadParams, HeadShape, place_head_output, run_head, score_block};
 use crate::engine::gemm::PackedMatrix;
+use crate::engine::intervene::{Ablation, AblationMode};
 use crate::engine::options::RunOptions;
 use crate::engine::parallel::{par_rows, parallel_map};
 use crate::engine::simd;
 use crate::engine::transformer::Transformer;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2, s};
 
-/// Every head's output side by side ([token, heads · d_head]), ablated heads zero: what the
+/// Every head's output side by side ([token, heads · d_head]), ablated as the options say: what the
 /// output projection of [`crate::engine::SelfAttention::forward`] multiplies.
 pub(super) fn head_outputs(
     qkv: &Array2<f32>,
@@ -50,11 +51,7 @@ pub(super) fn head_outputs(
     let mut concat = Array2::<f32>::zeros((qkv.nrows(), q_width));
     let mut probs = Vec::new();
     for (head_idx, r) in results.into_iter().enumerate() {
-        if !opts.ablated_heads.contains(&(layer_idx, head_idx)) {
-            concat
-                .slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh])
-                .assign(&r.output);
-        }
+        place_head_output(&mut concat, head_idx, dh, &r.output, opts, layer_idx);
         if keep_probs {
             probs.push(r.probs);
         }
@@ -101,13 +98,25 @@ pub(super) fn attention_backward(
         let kv = head_idx / group;
         let k0 = q_width + kv * dh;
         let v0 = q_width + kv_width + kv * dh;
-        let ablated = opts.ablated_heads.contains(&(layer_idx, head_idx));
+        // The adjoint of the ablation: zero passes nothing back; the mean passes every row
+        // the mean of the rows' gradients (each output row is 1/N of every input row).
+        let d_head = d_concat.slice(s![.., head_idx * dh..(head_idx + 1) * dh]);
+        let d_head: Option<CowArray<'_, f32, Ix2>> =
+            match Ablation::find(&opts.ablations, layer_idx, head_idx) {
+                None => Some(d_head.into()),
+                Some(AblationMode::Zero) => None,
+                Some(AblationMode::Mean) => {
+                    let mut mean = d_head.to_owned();
+                    Ablation::apply(AblationMode::Mean, mean.view_mut());
+                    Some(mean.into())
+                }
+            };
         head_backward(
             lt.probs.get(head_idx).map(|p| p.view()),
             qkv.slice(s![.., head_idx * dh..(head_idx + 1) * dh]),
             qkv.slice(s![.., k0..k0 + dh]),
             qkv.slice(s![.., v0..v0 + dh]),
-            (!ablated).then(|| d_concat.slice(s![.., head_idx * dh..(head_idx + 1) * dh])),
+            d_head.as_ref().map(|d| d.view()),
             &HeadParams {
                 factor,
                 keep: kept_dims(opts, layer_idx, head_idx),

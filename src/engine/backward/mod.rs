@@ -187,7 +187,7 @@ impl Transformer {
                 keep_probs,
             );
             let residual = Epilogue {
-                residual: &x_in,
+                residual: Some(&x_in),
                 norm: None,
             };
             let sum = linear(
@@ -211,7 +211,7 @@ impl Transformer {
             let (hidden_pre, gate_pre, activated) =
                 mlp_hidden(&block.mlp, &packed.mlp, mlp_in, threads);
             let residual = Epilogue {
-                residual: &x_mid,
+                residual: Some(&x_mid),
                 norm: None,
             };
             let out = linear(

@@ -43,8 +43,8 @@ use layout::*;
 use super::rng::Rng;
 use super::{Model, ModelInfo};
 use crate::engine::{
-    Activation, AttentionPosition, AttentionRun, Block, EngineError, Mlp, Norm, NormPlacement,
-    RunOptions, SelfAttention, Transformer, TransformerParts,
+    Activation, AttentionPosition, Block, EngineError, Mlp, Norm, NormPlacement, RunOptions,
+    SelfAttention, Transformer, TransformerParts,
 };
 use crate::tokenize::Token;
 use ndarray::{Array1, Array2};
@@ -247,18 +247,16 @@ impl Model for DemoModel {
         }
     }
 
-    fn forward_with_progress(
+    fn input_embeddings(
         &self,
         tokens: &[Token],
         opts: &RunOptions,
-        progress: &mut dyn FnMut(usize) -> bool,
-    ) -> Result<AttentionRun, EngineError> {
+    ) -> Result<Array2<f32>, EngineError> {
         if tokens.is_empty() {
             return Err(EngineError::NoTokens);
         }
         self.check_size(tokens.len())?;
-        let x = self.embed_with(tokens, !opts.has(crate::engine::Mistake::NoPositions));
-        self.transformer.run(tokens, x, opts, progress)
+        Ok(self.embed_with(tokens, !opts.has(crate::engine::Mistake::NoPositions)))
     }
 }
 
