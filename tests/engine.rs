@@ -1339,3 +1339,108 @@ mod grad;
 
 #[path = "engine/intervene.rs"]
 mod intervene;
+
+/// One checkpoint's runs of ablation_golden.json (made by make_ablation_golden.py with forward
+/// pre-hooks on transformers' attention output projections): every map within 1e-4 and the
+/// hidden states within 1e-3; layers up to and including the first ablated one bit-identical
+/// to the unablated run. Returns the worst map difference.
+fn check_ablation_golden(
+    ckpt: &attnviz::model::Checkpoint,
+    golden: &serde_json::Value,
+    name: &str,
+) -> f64 {
+    use attnviz::engine::Ablation;
+    let tokens = golden_tokens(ckpt, golden, name);
+    let keep_hidden = RunOptions {
+        keep_hidden: true,
+        ..RunOptions::default()
+    };
+    let plain = ckpt.forward(&tokens, &keep_hidden).unwrap();
+    let mut worst = 0.0f64;
+    for run in golden["runs"].as_array().unwrap() {
+        let ablations: Vec<Ablation> = run["ablate"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().parse().unwrap())
+            .collect();
+        let first = ablations.iter().map(|a| a.layer_idx).min().unwrap();
+        let opts = RunOptions {
+            ablations: ablations.clone(),
+            ..keep_hidden.clone()
+        };
+        let got = ckpt.forward(&tokens, &opts).unwrap();
+        let [layers, heads, _, _] = got.maps.shape();
+        for l in 0..=first {
+            for h in 0..heads {
+                assert_eq!(
+                    got.maps.head(l, h),
+                    plain.maps.head(l, h),
+                    "{name} {ablations:?}: layer {l} head {h}"
+                );
+            }
+        }
+        let mut compare = |l: usize, h: usize, want: &serde_json::Value| {
+            let map = got.maps.head(l, h).unwrap();
+            for (i, row) in want.as_array().unwrap().iter().enumerate() {
+                for (j, v) in row.as_array().unwrap().iter().enumerate() {
+                    worst = worst.max((f64::from(map[(i, j)]) - v.as_f64().unwrap()).abs());
+                }
+            }
+        };
+        if let Some(all) = run.get("attentions") {
+            assert_eq!(all.as_array().unwrap().len(), layers);
+            for (l, layer) in all.as_array().unwrap().iter().enumerate() {
+                for (h, head) in layer.as_array().unwrap().iter().enumerate() {
+                    compare(l, h, head);
+                }
+            }
+        }
+        if let Some(maps) = run.get("maps") {
+            for (key, map) in maps.as_object().unwrap() {
+                let (l, h) = key.split_once('.').unwrap();
+                compare(l.parse().unwrap(), h.parse().unwrap(), map);
+            }
+        }
+        let hidden = got.hidden.unwrap();
+        let rows: Vec<serde_json::Value> = match run.get("last_hidden_state") {
+            Some(all) => all.as_array().unwrap().clone(),
+            None => vec![run["last_hidden_state_row0"].clone()],
+        };
+        for (i, row) in rows.iter().enumerate() {
+            for (j, v) in row.as_array().unwrap().iter().enumerate() {
+                let d = (f64::from(hidden[(i, j)]) - v.as_f64().unwrap()).abs();
+                assert!(
+                    d <= 1e-3,
+                    "{name} {ablations:?}: hidden ({i}, {j}) differs by {d}"
+                );
+            }
+        }
+        // The ablation changed something downstream (the test could fail).
+        assert_ne!(
+            got.maps.head(layers - 1, 0),
+            plain.maps.head(layers - 1, 0),
+            "{name}"
+        );
+    }
+    worst
+}
+
+#[test]
+fn ablations_match_transformers_hooks() {
+    let golden = read_golden(&fixture("ablation_golden.json"));
+    for name in ["bert", "gpt2", "llama"] {
+        let ckpt = attnviz::model::Checkpoint::load(&fixture(name)).unwrap();
+        let worst = check_ablation_golden(&ckpt, &golden[name], name);
+        eprintln!("{name} ablated: max |Δattention| = {worst:.2e}");
+        assert!(worst <= 1e-4, "{name}: {worst}");
+    }
+    let Ok(dir) = std::env::var("ATTNVIZ_MINILM_DIR") else {
+        eprintln!("ATTNVIZ_MINILM_DIR is not set; skipping the MiniLM ablation check");
+        return;
+    };
+    let ckpt = attnviz::model::Checkpoint::load(std::path::Path::new(&dir)).unwrap();
+    let worst = check_ablation_golden(&ckpt, &golden["minilm"], "MiniLM");
+    eprintln!("MiniLM ablated: max |Δattention| = {worst:.2e}");
+    assert!(worst <= 1e-4, "MiniLM: {worst}");
+}
