@@ -17,6 +17,8 @@ mod figures;
 #[path = "cli/limits.rs"]
 mod limits;
 
+#[path = "cli/ablate.rs"]
+mod ablate;
 #[path = "cli/attribute.rs"]
 mod attribute;
 #[path = "cli/explain.rs"]

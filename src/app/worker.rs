@@ -138,6 +138,7 @@ impl From<PipelineError> for JobError {
                     RunSetting::TraceLayer => "the layer picker",
                     RunSetting::MemoryBudget => "Memory budget in Run options",
                     RunSetting::Truncate => "Cut the input at the model's token limit",
+                    RunSetting::Ablations => "the ablation chips above the map",
                 };
                 JobError::Failed(format!("{misfit} ({control})"), None)
             }

@@ -70,6 +70,10 @@ pub struct CommonArgs {
     /// Keep only these query/key dimensions of head H in layer L, e.g. 0.3=0-7,12 (repeatable).
     #[arg(long = "dims", value_name = "L.H=DIMS")]
     pub dims: Vec<String>,
+    /// Ablate head H of layer L (repeatable): L.H zeroes its output z_h before the output
+    /// projection, L.H:mean replaces z_h at every position by its mean over the positions.
+    #[arg(long = "ablate", value_name = "L.H[:mean]")]
+    pub ablate: Vec<crate::engine::Ablation>,
     /// Score scale: inv-sqrt (1/√d_head), none, or temperature:T.
     #[arg(long, default_value = "inv-sqrt", value_name = "SCALE")]
     pub scale: String,

@@ -145,14 +145,7 @@ fn write_figure(
             .map_or_else(|| id.to_string(), |t| t.label(&style))
     };
     let name = model.info().name;
-    let title = match &a.generated {
-        Some(g) => format!(
-            "{name} · {} · logprob of each of {} generated tokens",
-            a.method,
-            g.targets.len()
-        ),
-        None => saliency::saliency_title(a, &name, &token_text),
-    };
+    let title = saliency::saliency_title(a, &name, &token_text);
     if let Some((m, mut fig)) = saliency::generated_matrix(a, &title) {
         fig.pixel_scale = args.pixel_scale;
         match kind {

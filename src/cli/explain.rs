@@ -20,6 +20,7 @@ struct ExplainFile<'a> {
     format: &'static str,
     model: ModelMeta,
     mask: &'a str,
+    ablations: &'a [crate::engine::Ablation],
     tokens: Vec<&'a str>,
     token_ids: Vec<u32>,
     #[serde(flatten)]
@@ -57,6 +58,7 @@ pub(super) fn explain_cmd(args: ExplainArgs) -> Result<()> {
         format: EXPLAIN_FORMAT,
         model: run.model.clone(),
         mask: &mask,
+        ablations: &run.ablations,
         tokens: tokens.iter().map(|t| t.text.as_str()).collect(),
         token_ids: tokens.iter().map(|t| t.id).collect(),
         explanation: &explanation,

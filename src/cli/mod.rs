@@ -92,6 +92,7 @@ fn run_options(common: &CommonArgs, keep_hidden: bool) -> Result<RunOptions> {
         mask,
         scale,
         dims,
+        ablations: common.ablate.clone(),
         mistakes: common.mistakes.clone(),
         keep_hidden,
         keep_maps: !keep_hidden,
@@ -212,6 +213,7 @@ fn worded(e: pipeline::PipelineError) -> anyhow::Error {
             let flag = match misfit {
                 OptionMisfit::DimsHead { .. } | OptionMisfit::DimsDimension { .. } => "--dims",
                 OptionMisfit::TraceLayer { .. } => "--layer",
+                OptionMisfit::AblatedHead { .. } | OptionMisfit::AblatedTwice(_) => "--ablate",
             };
             anyhow!("{flag}: {misfit}")
         }
@@ -253,6 +255,9 @@ fn refuse_run_options_for_file(common: &CommonArgs, opts: &RunOptions) -> Result
     }
     if !opts.dims.is_empty() {
         given.push("--dims");
+    }
+    if !opts.ablations.is_empty() {
+        given.push("--ablate");
     }
     if !opts.mistakes.is_empty() {
         given.push("--mistake");

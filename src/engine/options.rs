@@ -290,6 +290,9 @@ pub struct RunOptions {
     /// Record the mean L2 norm of the residual stream's rows after every block
     /// ([`super::AttentionRun::layer_norms`]).
     pub keep_layer_norms: bool,
+    /// Keep every block's input (`Resid(l)`) in the pipeline's run, so that a later run that
+    /// changes only layer l on can resume there (the app's live ablations).
+    pub keep_residuals: bool,
 }
 
 impl RunOptions {
@@ -322,6 +325,7 @@ impl Default for RunOptions {
             keep_maps: true,
             mistakes: Vec::new(),
             keep_layer_norms: false,
+            keep_residuals: false,
         }
     }
 }

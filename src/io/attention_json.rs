@@ -1,7 +1,7 @@
 //! The attention JSON format, `attnviz.attention/v1`: written as a stream, read back whole.
 
 use super::{IoError, MAX_ATTENTION_FILE, json_reason, read_regular_file};
-use crate::engine::{AppliedMask, AttentionMaps, MaskSpec};
+use crate::engine::{Ablation, AppliedMask, AttentionMaps, MaskSpec};
 use crate::tokenize::Token;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,8 @@ pub struct AttentionFile {
     pub token_ids: Vec<u32>,
     /// The mask it records as applied (`none` when it records none).
     pub mask: AppliedMask,
+    /// The heads the run that wrote it ablated (empty when it records none).
+    pub ablations: Vec<Ablation>,
     /// The maps. Shape: [layer, head, query, key].
     pub maps: AttentionMaps,
 }
@@ -132,6 +134,7 @@ pub fn write_attention_json(
     model: &ModelMeta,
     tokens: &[Token],
     mask: &AppliedMask,
+    ablations: &[Ablation],
     maps: &AttentionMaps,
 ) -> std::io::Result<()> {
     check_attention_values(maps)
@@ -150,6 +153,8 @@ pub fn write_attention_json(
     serde_json::to_writer(&mut *out, &ids)?;
     out.write_all(b",\"mask\":")?;
     serde_json::to_writer(&mut *out, &mask.to_string())?;
+    out.write_all(b",\"ablations\":")?;
+    serde_json::to_writer(&mut *out, ablations)?;
     let [l, h, n, _] = maps.shape();
     write!(out, ",\"shape\":[{l},{h},{n},{n}],\"attentions\":[")?;
     let mut buf = ryu::Buffer::new();
@@ -234,6 +239,8 @@ struct RawFile {
     token_ids: Vec<u32>,
     #[serde(default)]
     mask: String,
+    #[serde(default)]
+    ablations: Vec<String>,
     shape: [usize; 4],
     attentions: Vec<Vec<Vec<Vec<f32>>>>,
 }
@@ -326,11 +333,28 @@ fn from_raw(path: &Path, raw: RawFile) -> Result<AttentionFile, IoError> {
     let mask = AppliedMask::recorded(spec);
     mask.allowed(n, &[])
         .map_err(|e| IoError::invalid(path, format!("\"mask\": {e}")))?;
+    let ablations = raw
+        .ablations
+        .iter()
+        .map(|a| a.parse::<Ablation>())
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|list| Ablation::normalized(&list))
+        .map_err(|e| IoError::invalid(path, format!("\"ablations\": {e}")))?;
+    if let Some(a) = ablations
+        .iter()
+        .find(|a| a.layer_idx >= l || a.head_idx >= h)
+    {
+        return bad(format!(
+            "\"ablations\" names head {}.{}, outside the {l} layers × {h} heads",
+            a.layer_idx, a.head_idx
+        ));
+    }
     Ok(AttentionFile {
         model: raw.model,
         tokens: raw.tokens,
         token_ids: raw.token_ids,
         mask,
+        ablations,
         maps,
     })
 }
@@ -363,7 +387,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let causal = AppliedMask::recorded(MaskSpec::parse("causal").unwrap());
-        write_attention_json(&mut out, &meta, &tokens, &causal, &maps).unwrap();
+        write_attention_json(&mut out, &meta, &tokens, &causal, &[], &maps).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["shape"], serde_json::json!([1, 2, 2, 2]));
         // The shortest text that reads back to the same f32.
@@ -503,7 +527,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let causal = AppliedMask::recorded(MaskSpec::parse("causal").unwrap());
-        let err = write_attention_json(&mut out, &meta, &tokens, &causal, &maps).unwrap_err();
+        let err = write_attention_json(&mut out, &meta, &tokens, &causal, &[], &maps).unwrap_err();
         assert_eq!(
             err.to_string(),
             "refusing to export: layer 0 head 1 row 0 column 0 holds NaN, which is not a probability (1 non-finite values)"

@@ -52,6 +52,7 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
             tokens,
             token_ids: Vec::new(),
             mask: crate::engine::AppliedMask::default(),
+            ablations: Vec::new(),
             maps,
         })));
     }

@@ -136,6 +136,7 @@ pub fn attribute(
             };
             Ok(Attribution {
                 mask: model.model().applied_mask(opts, tokens.len()),
+                ablations: checked_ablations(opts),
                 tokens,
                 method: req.method,
                 target,
@@ -343,6 +344,7 @@ fn generate(
     Ok(Attribution {
         // The prompt's run: n tokens (each later row adds the tokens generated before it).
         mask: model.model().applied_mask(opts, n),
+        ablations: checked_ablations(opts),
         tokens,
         method: req.method,
         target,
@@ -364,3 +366,8 @@ fn generate(
 #[cfg(test)]
 #[path = "attribute_tests.rs"]
 mod tests;
+
+/// The run's ablations in their one order (checked before any run by `check_options`).
+fn checked_ablations(opts: &RunOptions) -> Vec<crate::engine::Ablation> {
+    crate::engine::Ablation::normalized(&opts.ablations).unwrap_or_else(|_| opts.ablations.clone())
+}

@@ -154,6 +154,17 @@ pub enum OptionMisfit {
         /// Layers in the model.
         layers: usize,
     },
+    /// An ablation names a head that does not exist.
+    AblatedHead {
+        /// The ablation.
+        ablation: crate::engine::Ablation,
+        /// Layers in the model.
+        layers: usize,
+        /// Heads per layer.
+        heads: usize,
+    },
+    /// The same head is ablated twice with two modes (the reason says which).
+    AblatedTwice(String),
 }
 
 /// The run options a [`OptionMisfit`] or a budget can be about, for the front ends' wording.
@@ -163,6 +174,8 @@ pub enum RunSetting {
     Dims,
     /// The traced layer.
     TraceLayer,
+    /// The ablated heads.
+    Ablations,
     /// The memory budget.
     MemoryBudget,
     /// Cutting an input longer than the model's limit.
@@ -175,6 +188,7 @@ impl OptionMisfit {
         match self {
             Self::DimsHead { .. } | Self::DimsDimension { .. } => RunSetting::Dims,
             Self::TraceLayer { .. } => RunSetting::TraceLayer,
+            Self::AblatedHead { .. } | Self::AblatedTwice(_) => RunSetting::Ablations,
         }
     }
 }
@@ -206,6 +220,19 @@ impl std::fmt::Display for OptionMisfit {
                 "the traced layer {layer_idx} does not exist ({layers} layers, 0–{})",
                 layers.saturating_sub(1)
             ),
+            Self::AblatedHead {
+                ablation,
+                layers,
+                heads,
+            } => write!(
+                f,
+                "cannot ablate head {}.{}: it does not exist (layers 0–{}, heads 0–{})",
+                ablation.layer_idx,
+                ablation.head_idx,
+                layers.saturating_sub(1),
+                heads.saturating_sub(1)
+            ),
+            Self::AblatedTwice(reason) => f.write_str(reason),
         }
     }
 }

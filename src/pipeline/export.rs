@@ -71,7 +71,14 @@ pub fn write_tensors(
 fn write_unchecked(run: &Run, path: &Path, format: TensorFormat) -> Result<(), IoError> {
     match format {
         TensorFormat::Json => io::write_atomic(path, |out| {
-            io::write_attention_json(out, &run.model, &run.tokens, &run.mask, &run.maps)
+            io::write_attention_json(
+                out,
+                &run.model,
+                &run.tokens,
+                &run.mask,
+                &run.ablations,
+                &run.maps,
+            )
         }),
         TensorFormat::Npy => {
             let texts: Vec<String> = run.tokens.iter().map(|t| t.text.clone()).collect();

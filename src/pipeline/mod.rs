@@ -24,12 +24,17 @@ pub use next::{NextTokens, Positions, lm_head, next_tokens};
 pub use teach::mistake_effect;
 
 pub use crate::engine::ByteSize;
-use crate::engine::{AppliedMask, AttentionMaps, AttentionRun, EngineError, RunOptions, Trace};
+use crate::engine::{
+    Ablation, AppliedMask, AttentionMaps, AttentionRun, Captured, EngineError, Interventions,
+    Resume, RunOptions, Site, Trace,
+};
 use crate::io::{AttentionFile, ModelMeta, TokenInput};
 use crate::model::{LoadedModel, ModelInfo};
 use crate::tokenize::{Token, VocabStyle};
+use ndarray::Array2;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What to run: the tokens' source, the file it came from (for messages), whether an input
@@ -131,6 +136,7 @@ pub(crate) fn thousands(n: usize) -> String {
 /// - activations: the residual stream three times, q/k/v, the heads' concatenation and their
 ///   per-head copies, and the MLP's two hidden [len, d_ff] arrays, 4 bytes each;
 /// - the mask, len² booleans;
+/// - with `keep_residuals`, every block's input: layers × len × d_model × 4;
 /// - with `keep_hidden` and an LM head, the log-probabilities `next` computes: len × vocab,
 ///   at most 2²⁸ values at once.
 pub fn estimate_run_bytes(info: &ModelInfo, len: usize, opts: &RunOptions) -> u64 {
@@ -152,6 +158,10 @@ pub fn estimate_run_bytes(info: &ModelInfo, len: usize, opts: &RunOptions) -> u6
     let widths = 3 * d + (h + 2 * kv) * dh + 2 * h * dh + 3 * dh * h.min(8) + 2 * ff;
     bytes = bytes.saturating_add(n.saturating_mul(widths).saturating_mul(4));
     bytes = bytes.saturating_add(sq);
+    if opts.keep_residuals {
+        // Every block's input, [len, d_model] each.
+        bytes = bytes.saturating_add(l.saturating_mul(n).saturating_mul(d).saturating_mul(4));
+    }
     if opts.keep_hidden
         && let Some(head) = &info.lm_head
     {
@@ -197,6 +207,13 @@ pub struct Run {
     pub kv_groups: Vec<Vec<usize>>,
     /// The input text, when the input was text.
     pub text: Option<String>,
+    /// The heads the run ablated (or, for a file, that the file records), in their one order.
+    pub ablations: Vec<Ablation>,
+    /// The options a model run was made with (`None` for a file).
+    pub options: Option<RunOptions>,
+    /// With [`RunOptions::keep_residuals`], the input of every block (`Resid(l)`, l = 0 the
+    /// embeddings), shared: what [`run_resumed`] starts a later run from. Empty otherwise.
+    pub residuals: Vec<Arc<Array2<f32>>>,
     /// How long the phases took (zero for a file).
     pub timings: RunTimings,
 }
@@ -206,6 +223,7 @@ impl Run {
     pub fn from_forward(
         model: &LoadedModel,
         forward: AttentionRun,
+        opts: &RunOptions,
         text: Option<String>,
         timings: RunTimings,
     ) -> Self {
@@ -215,6 +233,11 @@ impl Run {
             model: ModelMeta::from(&info),
             vocab_style: model.vocab_style(),
             text,
+            // The checked list in its one order (checked by `check_options` before any run).
+            ablations: Ablation::normalized(&opts.ablations)
+                .unwrap_or_else(|_| opts.ablations.clone()),
+            options: Some(opts.clone()),
+            residuals: Vec::new(),
             timings,
             tokens: forward.tokens,
             maps: forward.maps,
@@ -254,6 +277,9 @@ impl Run {
             model,
             vocab_style: VocabStyle::Plain,
             text: None,
+            ablations: Vec::new(),
+            options: None,
+            residuals: Vec::new(),
             timings: RunTimings::default(),
             tokens,
             maps,
@@ -383,6 +409,18 @@ pub fn check_options(info: &ModelInfo, opts: &RunOptions) -> Result<(), Pipeline
             layers: info.layers,
         });
     }
+    for a in &opts.ablations {
+        if a.layer_idx >= info.layers || a.head_idx >= info.heads {
+            return misfit(OptionMisfit::AblatedHead {
+                ablation: *a,
+                layers: info.layers,
+                heads: info.heads,
+            });
+        }
+    }
+    if let Err(reason) = Ablation::normalized(&opts.ablations) {
+        return misfit(OptionMisfit::AblatedTwice(reason));
+    }
     Ok(())
 }
 
@@ -395,7 +433,24 @@ fn forward(
     file: Option<&Path>,
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<AttentionRun, PipelineError> {
-    match model.model().forward_with_progress(tokens, opts, progress) {
+    let iv = Interventions::default();
+    forward_intervened(model, tokens, opts, &iv, None, file, progress).map(|(run, _)| run)
+}
+
+/// [`forward`] with interventions, from `resume` when given.
+fn forward_intervened(
+    model: &LoadedModel,
+    tokens: &[Token],
+    opts: &RunOptions,
+    iv: &Interventions,
+    resume: Option<Resume>,
+    file: Option<&Path>,
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<(AttentionRun, Captured), PipelineError> {
+    match model
+        .model()
+        .forward_intervened(tokens, opts, iv, resume, progress)
+    {
         Ok(run) => Ok(run),
         Err(EngineError::Cancelled) => Err(PipelineError::Cancelled),
         // Overflow inside the model is the weights' fault: name the checkpoint, not the input.
@@ -433,6 +488,22 @@ pub fn run_observed(
     tokenized: &mut dyn FnMut(usize),
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<Run, PipelineError> {
+    run_resumed(model, input, opts, None, tokenized, progress)
+}
+
+/// [`run_observed`], starting from `base` where it can: when `base` kept its residuals, ran the
+/// same tokens under the same options but for the ablations, and its trace and layer norms
+/// cover what is asked, only the layers from the first whose ablations differ run again (the
+/// earlier layers' maps and residuals are shared with `base`). The result equals a full run
+/// bit for bit; anything else is a full run.
+pub fn run_resumed(
+    model: &LoadedModel,
+    input: &RunInput,
+    opts: &RunOptions,
+    base: Option<&Run>,
+    tokenized: &mut dyn FnMut(usize),
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<Run, PipelineError> {
     let start = Instant::now();
     let tokens = input_tokens(model, input, 0)?;
     tokenized(tokens.len());
@@ -440,7 +511,23 @@ pub fn run_observed(
     check_options(&model.info(), opts)?;
     check_budget(model, input, opts, tokens.len(), 1)?;
     let start = Instant::now();
-    let attention = forward(model, &tokens, opts, input.file.as_deref(), progress)?;
+    let layers = model.info().layers;
+    let resume = base.and_then(|b| b.resume_point(&tokens, opts, layers));
+    let first = resume.as_ref().map_or(0, |r| r.layer);
+    let iv = if opts.keep_residuals {
+        Interventions::capture((first..layers).map(Site::Resid))
+    } else {
+        Interventions::default()
+    };
+    let (attention, mut captured) = forward_intervened(
+        model,
+        &tokens,
+        opts,
+        &iv,
+        resume,
+        input.file.as_deref(),
+        progress,
+    )?;
     let text = match &input.input {
         TokenInput::Text(text) => Some(text.clone()),
         _ => None,
@@ -449,7 +536,65 @@ pub fn run_observed(
         tokenize_ms,
         forward_ms: ms_since(start),
     };
-    Ok(Run::from_forward(model, attention, text, timings))
+    let mut run = Run::from_forward(model, attention, opts, text, timings);
+    if opts.keep_residuals {
+        let earlier = base.map_or(&[][..], |b| &b.residuals[..first.min(b.residuals.len())]);
+        run.residuals = earlier.to_vec();
+        for l in first..layers {
+            let resid = captured
+                .take(Site::Resid(l))
+                .ok_or_else(|| PipelineError::Engine {
+                    error: EngineError::Unsupported(format!("residual {l} was not captured")),
+                    file: None,
+                })?;
+            run.residuals.push(Arc::new(resid));
+        }
+    }
+    Ok(run)
+}
+
+impl Run {
+    /// Where a run of `tokens` under `opts` can start from this one: the first layer whose
+    /// ablations differ, with this run's residual there and its earlier maps and norms. `None`
+    /// when the runs differ in anything else, when this one kept no residuals, or when the
+    /// ablations are the same (nothing to recompute is not this function's case: the caller's
+    /// cache answers it).
+    fn resume_point(&self, tokens: &[Token], opts: &RunOptions, layers: usize) -> Option<Resume> {
+        let without_ablations = |o: &RunOptions| RunOptions {
+            ablations: Vec::new(),
+            ..o.clone()
+        };
+        let same_options = self
+            .options
+            .as_ref()
+            .is_some_and(|mine| without_ablations(mine) == without_ablations(opts));
+        if self.residuals.len() != layers || self.tokens != tokens || !same_options {
+            return None;
+        }
+        let layer = Ablation::first_difference(&self.ablations, &opts.ablations)?;
+        if opts.trace_layer.is_some_and(|t| t < layer) {
+            return None;
+        }
+        let layer_norms = match (&self.layer_norms, opts.keep_layer_norms) {
+            (Some(norms), true) => norms.get(..layer)?.to_vec(),
+            (None, true) => return None,
+            (_, false) => Vec::new(),
+        };
+        let maps = if opts.keep_maps {
+            if self.maps.layers() != layers {
+                return None;
+            }
+            self.maps.layers_before(layer)
+        } else {
+            Vec::new()
+        };
+        Some(Resume {
+            layer,
+            resid: self.residuals.get(layer)?.as_ref().clone(),
+            maps,
+            layer_norms,
+        })
+    }
 }
 
 /// An attention file as a [`Run`], keeping its token ids (the demo's hashed ids where the file
@@ -467,7 +612,9 @@ pub fn from_attention_file(file: AttentionFile) -> Run {
             t
         })
         .collect();
-    Run::from_maps(tokens, file.maps, file.mask, file.model)
+    let mut run = Run::from_maps(tokens, file.maps, file.mask, file.model);
+    run.ablations = file.ablations;
+    run
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -592,5 +739,110 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("; the memory budget is 1 KiB"), "{err}");
+    }
+
+    /// A run of the demo on `text` with `ablations`, resumed from `base` when given; the
+    /// layers it ran.
+    fn ablated_run(
+        model: &LoadedModel,
+        text: &str,
+        ablations: Vec<Ablation>,
+        base: Option<&Run>,
+    ) -> (Run, Vec<usize>) {
+        let input = RunInput::new(TokenInput::Text(text.to_owned()));
+        let opts = RunOptions {
+            ablations,
+            keep_residuals: true,
+            keep_hidden: true,
+            mask: MaskSpec::parse("causal").unwrap(),
+            ..RunOptions::default()
+        };
+        let mut ran = Vec::new();
+        let run = run_resumed(model, &input, &opts, base, &mut |_| {}, &mut |done| {
+            ran.push(done);
+            true
+        })
+        .unwrap();
+        (run, ran)
+    }
+
+    #[test]
+    fn a_resumed_ablation_equals_a_full_run_and_runs_only_the_later_layers() {
+        let model = LoadedModel::demo(DemoConfig::default(), DemoTokenizer::Words).unwrap();
+        let text = "the cat sat on the mat and the dog sat on the cat";
+        let (base, ran) = ablated_run(&model, text, Vec::new(), None);
+        assert_eq!(ran, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(base.residuals.len(), 6);
+        for (ablations, first) in [
+            (vec![Ablation::zero(5, 1)], 5),
+            (vec![Ablation::mean(2, 3), Ablation::zero(4, 0)], 2),
+            (vec![Ablation::zero(0, 0)], 0),
+        ] {
+            let (full, _) = ablated_run(&model, text, ablations.clone(), None);
+            let (resumed, ran) = ablated_run(&model, text, ablations.clone(), Some(&base));
+            assert_eq!(ran, ((first + 1)..=6).collect::<Vec<_>>(), "{ablations:?}");
+            assert_eq!(resumed.maps, full.maps, "{ablations:?}");
+            assert_eq!(resumed.hidden, full.hidden, "{ablations:?}");
+            assert_eq!(resumed.residuals.len(), 6);
+            for (a, b) in resumed.residuals.iter().zip(&full.residuals) {
+                assert_eq!(a, b);
+            }
+            assert_eq!(resumed.ablations, full.ablations);
+            // From an ablated run back to another ablation: from the first layer that differs.
+            let other = vec![Ablation::mean(5, 2)];
+            let (back, ran) = ablated_run(&model, text, other.clone(), Some(&full));
+            assert_eq!(ran.first(), Some(&(first + 1)), "{ablations:?}");
+            let (want, _) = ablated_run(&model, text, other, None);
+            assert_eq!(back.maps, want.maps);
+        }
+        // Other options or other tokens: a full run.
+        let (_, ran) = ablated_run(
+            &model,
+            "another text",
+            vec![Ablation::zero(5, 1)],
+            Some(&base),
+        );
+        assert_eq!(ran.len(), 6);
+        // Keeping residuals costs its bytes in the estimate: 6 layers × 100 × 256 × 4.
+        let info = model.info();
+        let keep = RunOptions {
+            keep_residuals: true,
+            ..RunOptions::default()
+        };
+        assert_eq!(
+            estimate_run_bytes(&info, 100, &keep)
+                - estimate_run_bytes(&info, 100, &RunOptions::default()),
+            6 * 100 * 256 * 4
+        );
+    }
+
+    /// The README's claim: the last layer's H0 is an induction head built on L0·H0 (previous
+    /// token); ablating L0·H0 breaks it. The score is the mean weight a token in the second
+    /// copy of a repeated random sequence puts on the token after its first copy.
+    #[test]
+    fn ablating_the_previous_token_head_breaks_the_induction_head() {
+        let model = LoadedModel::demo(DemoConfig::default(), DemoTokenizer::Words).unwrap();
+        let words: Vec<String> = (0..20).map(|i| format!("w{}", (i * 7919) % 101)).collect();
+        let text = format!("{} {}", words.join(" "), words.join(" "));
+        let score = |ablations: Vec<Ablation>| -> f64 {
+            let (run, _) = ablated_run(&model, &text, ablations, None);
+            let map = run.maps.head(5, 0).unwrap();
+            let n = 20;
+            (n + 1..2 * n)
+                .map(|i| f64::from(map[(i, i - n + 1)]))
+                .sum::<f64>()
+                / (n - 1) as f64
+        };
+        let intact = score(Vec::new());
+        let zeroed = score(vec![Ablation::zero(0, 0)]);
+        let meaned = score(vec![Ablation::mean(0, 0)]);
+        let other = score(vec![Ablation::zero(0, 5)]);
+        eprintln!(
+            "induction score: intact {intact:.3}, L0·H0 zeroed {zeroed:.3}, mean {meaned:.3}, L0·H5 zeroed {other:.3}"
+        );
+        assert!(intact > 0.9, "{intact}");
+        assert!(zeroed < 0.2 && meaned < 0.2, "{zeroed} {meaned}");
+        // A random head of layer 0 is not what the induction head reads.
+        assert!(other > 0.8, "{other}");
     }
 }

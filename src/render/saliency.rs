@@ -55,14 +55,27 @@ pub fn target_text(t: &ResolvedTarget, token_text: &dyn Fn(u32) -> String) -> St
 
 /// `model · method · target (T = value)`, plus the completeness gap for integrated gradients.
 pub fn saliency_title(a: &Attribution, model: &str, token_text: &dyn Fn(u32) -> String) -> String {
-    let mut s = format!(
-        "{model} · {} · {} (T = {})",
-        a.method,
-        target_text(&a.target, token_text),
-        super::format_significant(a.target.value)
-    );
-    if let Some(gap) = a.completeness_gap {
+    let mut s = match &a.generated {
+        Some(g) => format!(
+            "{model} · {} · logprob of each of {} generated tokens",
+            a.method,
+            g.targets.len()
+        ),
+        None => format!(
+            "{model} · {} · {} (T = {})",
+            a.method,
+            target_text(&a.target, token_text),
+            super::format_significant(a.target.value)
+        ),
+    };
+    if a.generated.is_none()
+        && let Some(gap) = a.completeness_gap
+    {
         let _ = write!(s, " · gap {}", super::format_significant(gap));
+    }
+    if !a.ablations.is_empty() {
+        let names: Vec<String> = a.ablations.iter().map(ToString::to_string).collect();
+        let _ = write!(s, " · ablated {}", names.join(", "));
     }
     s
 }
@@ -609,6 +622,7 @@ mod tests {
             .collect();
         Attribution {
             mask: crate::engine::AppliedMask::default(),
+            ablations: Vec::new(),
             labels: tokens.iter().map(|t| t.text.clone()).collect(),
             tokens,
             method,

@@ -86,6 +86,8 @@ pub struct FigureContext {
     pub text: String,
     /// Per key/value head, the query heads sharing it (empty when unknown or not shared).
     pub kv_groups: Vec<Vec<usize>>,
+    /// The heads the run ablated, named in titles.
+    pub ablations: Vec<crate::engine::Ablation>,
 }
 
 impl FigureContext {
@@ -105,7 +107,22 @@ impl FigureContext {
             mask: run.mask.clone(),
             text: run.text.clone().unwrap_or_default(),
             kv_groups: run.kv_groups.clone(),
+            ablations: run.ablations.clone(),
         }
+    }
+
+    /// What a title says after the selection and the model: ` · mask SPEC` when a mask was
+    /// applied and ` · ablated 0.1, 2.3:mean` when heads were ablated; empty otherwise.
+    pub fn settings_title(&self) -> String {
+        let mut out = String::new();
+        if let Some(mask) = self.mask_title() {
+            out.push_str(&format!(" · mask {mask}"));
+        }
+        if !self.ablations.is_empty() {
+            let names: Vec<String> = self.ablations.iter().map(ToString::to_string).collect();
+            out.push_str(&format!(" · ablated {}", names.join(", ")));
+        }
+        out
     }
 
     /// The applied mask's spelling for titles: `None` for no mask, else the spec (cut with '…'
@@ -184,9 +201,7 @@ pub(crate) fn view_figure_options(
         .map(|&i| ctx.labels.get(i).cloned().unwrap_or_else(|| i.to_string()))
         .collect();
     let mut title = format!("{} · {} · {}", spec.layer, spec.heads, ctx.model_name);
-    if let Some(mask) = ctx.mask_title() {
-        title.push_str(&format!(" · mask {mask}"));
-    }
+    title.push_str(&ctx.settings_title());
     let opts = FigureOptions {
         title,
         query_labels: labels.clone(),
@@ -250,9 +265,7 @@ pub(crate) fn grid_view_options(
 ) -> GridOptions {
     let [layers, heads, n, _] = maps.shape();
     let mut title = format!("{} · {layers} layers × {heads} heads", ctx.model_name);
-    if let Some(mask) = ctx.mask_title() {
-        title.push_str(&format!(" · mask {mask}"));
-    }
+    title.push_str(&ctx.settings_title());
     let all: Vec<usize> = (0..n).collect();
     GridOptions {
         title,

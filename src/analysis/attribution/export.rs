@@ -37,7 +37,7 @@ fn score(v: f32) -> Value {
 
 /// The `attnviz.attribution/v1` document of `a`, from `model` with the applied `mask`.
 ///
-/// Fields: `format`, `model`, `mask`, `tokens` and `token_ids` (the prompt, and the generated
+/// Fields: `format`, `model`, `mask`, `ablations` (`L.H` or `L.H:mean`), `tokens` and `token_ids` (the prompt, and the generated
 /// tokens with `--generate`), `method`, `target` (`kind`, `position`, `token`, `foil` or null,
 /// `text_b` or null, `value`), `steps`, `baseline`, `completeness_gap` (null unless integrated
 /// gradients), `occlude` (null unless occlusion), `aggregate` (`token` or `word`) and `scores`
@@ -59,6 +59,7 @@ pub fn to_json(a: &Attribution, model: &ModelMeta, mask: &str) -> String {
         format: "attnviz.attribution/v1",
         model,
         mask,
+        ablations: a.ablations.iter().map(ToString::to_string).collect(),
         tokens: a.tokens.iter().map(|t| t.text.as_str()).collect(),
         token_ids: a.tokens.iter().map(|t| t.id).collect(),
         method: a.method.name(),
@@ -90,6 +91,7 @@ struct Document<'a> {
     format: &'static str,
     model: &'a ModelMeta,
     mask: &'a str,
+    ablations: Vec<String>,
     tokens: Vec<&'a str>,
     token_ids: Vec<u32>,
     method: &'static str,

@@ -400,6 +400,8 @@ pub struct Attribution {
     /// The mask the runs on the prompt applied (the engine's decision for the prompt's
     /// length), as the attribution JSON records it.
     pub mask: crate::engine::AppliedMask,
+    /// The heads every run of the attribution ablated, as the attribution JSON records them.
+    pub ablations: Vec<crate::engine::Ablation>,
 }
 
 /// The row of a square matrix that a target reads: row P, or the mean of the rows for

@@ -30,14 +30,7 @@ pub fn title(attr: &Attribution, model: &str, done: &Done) -> String {
             .find(|(i, _)| *i == id)
             .map_or_else(|| id.to_string(), |(_, n)| n.clone())
     };
-    match &attr.generated {
-        Some(g) => format!(
-            "{model} · {} · logprob of each of {} generated tokens",
-            attr.method,
-            g.targets.len()
-        ),
-        None => saliency::saliency_title(attr, model, &token_text),
-    }
+    saliency::saliency_title(attr, model, &token_text)
 }
 
 /// Writes `attr` to `path` as `kind`; `title` heads the figures.
