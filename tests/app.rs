@@ -9,7 +9,7 @@
 
 use attnviz::app::teach::{TeachSettings, TeachTab};
 use attnviz::app::{AppState, AttnApp, HeadMode, QueryCombine, Theme, ViewKind};
-use attnviz::engine::{DimSubset, Mistake, NormPlacement, ScoreScale};
+use attnviz::engine::{Ablation, DimSubset, Mistake, NormPlacement, ScoreScale};
 use attnviz::model::{DemoConfig, DemoPositional};
 use attnviz::pipeline::Run;
 use attnviz::render::{Colormap, RangeMode, ValueScale};
@@ -354,6 +354,8 @@ fn changed_state() -> AppState {
             lesson: None,
             lesson_step: 1,
         },
+        ablations: vec![Ablation::zero(0, 3), Ablation::mean(1, 2)],
+        show_difference: true,
     }
 }
 
@@ -391,6 +393,8 @@ fn a_session_round_trip_restores_every_setting() {
         theme,
         saliency,
         teach,
+        ablations,
+        show_difference,
     } = &changed;
     let d = AppState::default();
     assert_ne!(*text, d.text);
@@ -422,6 +426,8 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*theme, d.theme);
     assert_ne!(*saliency, d.saliency);
     assert_ne!(*teach, d.teach);
+    assert_ne!(*ablations, d.ablations);
+    assert_ne!(*show_difference, d.show_difference);
     assert!(changed.job_key().is_ok());
 
     let dir = scratch("session");
@@ -440,9 +446,10 @@ fn a_session_round_trip_restores_every_setting() {
     assert_eq!(fresh.state, changed);
     assert_eq!(fresh.session_path.as_deref(), Some(path.as_path()));
     assert!(fresh.wait_for_run(RUN_TIMEOUT), "{:?}", fresh.error);
-    // The restored session runs the BERT fixture (2 layers × 4 heads).
-    let shape = fresh.shown_run().unwrap().maps.shape();
-    assert_eq!(shape[..2], [2, 4]);
+    // The restored session runs the BERT fixture (2 layers × 4 heads), with its ablations.
+    let shown = fresh.shown_run().unwrap();
+    assert_eq!(shown.maps.shape()[..2], [2, 4]);
+    assert_eq!(shown.ablations, changed.ablations);
 }
 
 /// Writes a hand-made session file.
@@ -922,3 +929,6 @@ mod unicode;
 
 #[path = "app/saliency.rs"]
 mod saliency;
+
+#[path = "app/ablate.rs"]
+mod ablate;

@@ -3,8 +3,11 @@
 //! Nothing here touches files or the UI.
 
 pub mod attribution;
+mod difference;
 pub mod explain;
 pub mod teach;
+
+pub use difference::{MapsKind, difference_maps};
 
 use crate::engine::AttentionMaps;
 use ndarray::Array2;

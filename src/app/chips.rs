@@ -1,12 +1,14 @@
 //! The settings that change the numbers, as chips next to the map: the applied mask, the
-//! dimension masks, the teaching mistakes a run makes and a score scale other than 1/√d_head.
+//! dimension masks, the teaching mistakes a run makes, a score scale other than 1/√d_head and
+//! the ablated heads (with the difference toggle and undo/redo of ablation edits).
 //! Each chip names what the run on screen was computed with, and one click on its ✕ clears the
 //! setting (the mask the architecture adds cannot be cleared, and says so). Every view that
 //! shows numbers draws them, so a setting made in one view is never silently in force in
 //! another.
 
+use super::state::AppState;
 use super::view::ViewCx;
-use crate::engine::{DimSubset, Mistake, ScoreScale};
+use crate::engine::{Ablation, AblationMode, DimSubset, Mistake, ScoreScale};
 
 /// What one click on a chip clears.
 enum Clear {
@@ -18,6 +20,8 @@ enum Clear {
     Mistake(Mistake),
     /// The score scale (back to 1/√d_head).
     Scale,
+    /// One head's ablation.
+    Ablation(usize, usize),
 }
 
 /// The chips of the run on screen: from the settings that computed it (its job key), or, for
@@ -75,11 +79,21 @@ pub fn settings_chips_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         if let Some(text) = scale {
             chips.push((text, "back to 1/√d_head", Some(Clear::Scale)));
         }
+        for a in &key.opts.ablations {
+            chips.push((
+                ablation_text(a),
+                "restore this head's output",
+                Some(Clear::Ablation(a.layer_idx, a.head_idx)),
+            ));
+        }
     }
-    if chips.is_empty() {
+    let ablated = current.is_some_and(|k| !k.opts.ablations.is_empty());
+    let (can_undo, can_redo) = cx.ablation_undo;
+    if chips.is_empty() && !can_undo && !can_redo {
         return;
     }
     let mut clear = None;
+    let mut requests = Vec::new();
     ui.horizontal_wrapped(|ui| {
         for (text, hover, action) in chips {
             match action {
@@ -93,7 +107,30 @@ pub fn settings_chips_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
                 }
             }
         }
+        if ablated {
+            ui.checkbox(&mut cx.state.show_difference, "difference")
+                .on_hover_text(
+                    "Heatmap and Grid: the ablated run's attention minus the unablated run's,                      red where the ablation added weight, blue where it took it away",
+                );
+        }
+        if can_undo || can_redo {
+            let undo = ui
+                .add_enabled(can_undo, egui::Button::new("↶ undo").small())
+                .on_hover_text("Undo the last ablation edit (Ctrl+Z)");
+            if undo.clicked() {
+                requests.push(super::view::Request::UndoAblation);
+            }
+            let redo = ui
+                .add_enabled(can_redo, egui::Button::new("↷ redo").small())
+                .on_hover_text("Redo (Ctrl+Shift+Z)");
+            if redo.clicked() {
+                requests.push(super::view::Request::RedoAblation);
+            }
+        }
     });
+    for r in requests {
+        cx.request(r);
+    }
     let state = &mut *cx.state;
     match clear {
         Some(Clear::Mask) => state.mask_text = "none".to_owned(),
@@ -103,7 +140,41 @@ pub fn settings_chips_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
             .retain(|d| !(d.layer_idx == layer_idx && d.head_idx == head_idx)),
         Some(Clear::Mistake(m)) => state.teach.run_mistakes.retain(|&x| x != m),
         Some(Clear::Scale) => state.scale = ScoreScale::InvSqrtDHead,
+        Some(Clear::Ablation(layer_idx, head_idx)) => state.set_ablation(layer_idx, head_idx, None),
         None => {}
+    }
+}
+
+/// `ablated L0·H3` or `ablated L0·H3 (mean)`.
+pub fn ablation_text(a: &Ablation) -> String {
+    let mode = match a.mode {
+        AblationMode::Zero => "",
+        AblationMode::Mean => " (mean)",
+    };
+    format!("ablated L{}·H{}{mode}", a.layer_idx, a.head_idx)
+}
+
+/// The right-click menu of head (layer, head), wherever a head is picked (the grid's
+/// thumbnails, the heatmap's head picker): ablate it by zero or mean, or restore it.
+pub fn ablation_menu(ui: &mut egui::Ui, state: &mut AppState, layer_idx: usize, head_idx: usize) {
+    let now = state.ablation_of(layer_idx, head_idx);
+    ui.label(format!("Layer {layer_idx} · head {head_idx}"));
+    for mode in AblationMode::ALL {
+        let text = match mode {
+            AblationMode::Zero => "Ablate (zero its output)",
+            AblationMode::Mean => "Ablate (mean over positions)",
+        };
+        if ui
+            .add_enabled(now != Some(mode), egui::Button::new(text))
+            .clicked()
+        {
+            state.set_ablation(layer_idx, head_idx, Some(mode));
+            ui.close();
+        }
+    }
+    if now.is_some() && ui.button("Restore").clicked() {
+        state.set_ablation(layer_idx, head_idx, None);
+        ui.close();
     }
 }
 

@@ -30,9 +30,13 @@ pub fn current_view_png(
     ctx: &FigureContext,
 ) -> Result<RgbaImage, String> {
     if state.view == ViewKind::Grid {
-        return render::grid_view_figure(&run.maps, ctx, &state.render_style(GRID_THUMB_PX, true));
+        return render::grid_view_figure(
+            &run.maps,
+            ctx,
+            &state.render_style(GRID_THUMB_PX, true, run.kind),
+        );
     }
-    let style = state.render_style(default_cell(run.maps.len()), true);
+    let style = state.render_style(default_cell(run.maps.len()), true, run.kind);
     render::view_figure(&run.maps, ctx, &state.view_spec(), &style)
 }
 
@@ -66,9 +70,13 @@ pub fn current_view_svg(
     ctx: &FigureContext,
 ) -> Result<String, String> {
     if state.view == ViewKind::Grid {
-        return render::grid_view_svg(&run.maps, ctx, &state.render_style(GRID_THUMB_PX, true));
+        return render::grid_view_svg(
+            &run.maps,
+            ctx,
+            &state.render_style(GRID_THUMB_PX, true, run.kind),
+        );
     }
-    let style = state.render_style(default_cell(run.maps.len()), true);
+    let style = state.render_style(default_cell(run.maps.len()), true, run.kind);
     render::view_svg(&run.maps, ctx, &state.view_spec(), &style)
 }
 
@@ -104,7 +112,7 @@ pub fn export_all_heads(
 ) -> Result<usize, String> {
     let [layers, heads, n, _] = run.maps.shape();
     std::fs::create_dir_all(dir).map_err(|e| format!("{e} while creating {}", dir.display()))?;
-    let style = state.render_style(default_cell(n), true);
+    let style = state.render_style(default_cell(n), true, run.kind);
     let mut written = 0;
     for layer_idx in 0..layers {
         for head_idx in 0..heads {

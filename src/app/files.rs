@@ -135,7 +135,8 @@ impl AttnApp {
             DialogPurpose::OpenFile => self.open_file(path),
             DialogPurpose::SaveSession => self.save_session(path),
             DialogPurpose::ExportPng => {
-                let Some(run) = self.shown_run().cloned() else {
+                // What the view draws: with the difference view on, the difference.
+                let Some(run) = self.displayed_run() else {
                     self.report(ErrorCause::File, "nothing to export yet");
                     return;
                 };

@@ -83,6 +83,37 @@ fn badge(painter: &egui::Painter, rect: Rect, text: &str, font: &egui::FontId, d
     painter.galley(badge.min + pad, galley, color);
 }
 
+/// Marks an ablated head's thumbnail: a red frame, a diagonal and `0` or `μ` in the top-right
+/// corner (zero or mean), readable over any colormap.
+fn ablated_mark(
+    painter: &egui::Painter,
+    rect: Rect,
+    mode: crate::engine::AblationMode,
+    font: &egui::FontId,
+) {
+    let red = Color32::from_rgb(0xe0, 0x30, 0x30);
+    painter.rect_stroke(
+        rect.shrink(1.0),
+        0.0,
+        Stroke::new(2.0, red),
+        StrokeKind::Inside,
+    );
+    painter.line_segment(
+        [rect.left_bottom(), rect.right_top()],
+        Stroke::new(1.5, red),
+    );
+    let text = match mode {
+        crate::engine::AblationMode::Zero => "0",
+        crate::engine::AblationMode::Mean => "μ",
+    };
+    let galley = painter.layout_no_wrap(text.to_owned(), font.clone(), Color32::WHITE);
+    let pad = vec2(3.0, 1.0);
+    let size = galley.size() + 2.0 * pad;
+    let tag = Rect::from_min_size(pos2(rect.right() - size.x - 2.0, rect.top() + 2.0), size);
+    painter.rect_filled(tag, 3.0, red);
+    painter.galley(tag.min + pad, galley, Color32::WHITE);
+}
+
 /// Texture coordinates of a whole texture.
 const FULL_UV: Rect = Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0));
 
@@ -113,25 +144,39 @@ struct TextureKey {
     value_scale: ValueScale,
     /// Per-head or shared range.
     range: RangeMode,
+    /// The range is centred on 0 (a difference).
+    centred: bool,
 }
 
 impl TextureKey {
     /// The key for `run` (which carries its applied mask), drawn with `state`'s colour
     /// settings.
     fn new(run: &Arc<Run>, state: &AppState) -> Self {
+        // The export's style, fitted to what the maps hold (a difference: diverging around 0).
+        let style = state.render_style(1, false, run.kind);
         Self {
             run: Arc::as_ptr(run) as usize,
-            colormap: state.colormap,
-            value_scale: state.value_scale,
-            range: state.range,
+            colormap: style.colormap,
+            value_scale: style.scale,
+            range: style.range,
+            centred: style.centred,
         }
     }
 }
 
 /// The value range `m` (one head of `run`) is coloured with: `shared` when the key asks for
-/// one shared range, else the map's own range (of the full map, not the pooled one).
-fn head_range(run: &Run, m: ArrayView2<'_, f32>, shared: Option<ValueRange>) -> ValueRange {
-    shared.unwrap_or_else(|| range_for(&run.maps, m, RangeMode::PerHead))
+/// one shared range, else the map's own range (of the full map, not the pooled one), centred
+/// on 0 when the key says so.
+fn head_range(
+    run: &Run,
+    m: ArrayView2<'_, f32>,
+    shared: Option<ValueRange>,
+    key: &TextureKey,
+) -> ValueRange {
+    shared.unwrap_or_else(|| {
+        let own = range_for(&run.maps, m, RangeMode::PerHead);
+        if key.centred { own.centred() } else { own }
+    })
 }
 
 /// The thumbnails of one run.
@@ -154,7 +199,10 @@ impl Thumbnails {
     /// Pools, colours and uploads every head of `run`.
     fn build(ctx: &egui::Context, run: &Arc<Run>, key: TextureKey) -> Self {
         let [layers, heads, _, _] = run.maps.shape();
-        let shared = (key.range == RangeMode::Shared).then(|| shared_range(&run.maps));
+        let shared = (key.range == RangeMode::Shared).then(|| {
+            let range = shared_range(&run.maps);
+            if key.centred { range.centred() } else { range }
+        });
         // One mask for every head, as in the exported grid.
         let n = run.tokens.len();
         let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
@@ -165,7 +213,7 @@ impl Thumbnails {
         for layer_idx in 0..layers {
             for head_idx in 0..heads {
                 let image = run.maps.head(layer_idx, head_idx).map(|m| {
-                    let range = head_range(run, m.view(), shared);
+                    let range = head_range(run, m.view(), shared, &key);
                     // THUMB_MAX_SIDE is a small constant: the cast is lossless.
                     let side = THUMB_MAX_SIDE as u32;
                     let mask = masked.as_ref().map(|mask| mask.view());
@@ -255,7 +303,7 @@ impl PreviewCache {
             }
             None => {
                 let m = run.maps.head(layer_idx, head_idx)?;
-                let range = head_range(run, m.view(), shared);
+                let range = head_range(run, m.view(), shared, key);
                 let matrix = max_pool(m.view(), PREVIEW_MAX_SIDE);
                 let n = run.tokens.len();
                 let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
@@ -514,10 +562,17 @@ impl GridView {
                         // Crafted heads only exist in the demo model.
                         let demo = state.model_dir.is_none().then_some(&state.demo);
                         let crafted = demo.and_then(|d| crafted_at(d, layer_idx, head_idx));
+                        let ablated = state.ablation_of(layer_idx, head_idx);
                         response.widget_info(|| {
                             let mut info = WidgetInfo::labeled(Role::Button, true, &name);
-                            info.current_text_value =
-                                crafted.map(|k| format!("crafted head: {}", k.label()));
+                            let mut value = Vec::new();
+                            if let Some(k) = crafted {
+                                value.push(format!("crafted head: {}", k.label()));
+                            }
+                            if let Some(mode) = ablated {
+                                value.push(format!("ablated ({})", mode.name()));
+                            }
+                            info.current_text_value = (!value.is_empty()).then(|| value.join("; "));
                             info
                         });
 
@@ -542,6 +597,9 @@ impl GridView {
                             if let Some(kind) = crafted {
                                 badge(painter, rect, &badge_text(kind.label()), &small, dark);
                             }
+                            if let Some(mode) = ablated {
+                                ablated_mark(painter, rect, mode, &small);
+                            }
                             let selected =
                                 state.layer_idx == layer_idx && state.head_idx == head_idx;
                             if selected {
@@ -561,6 +619,12 @@ impl GridView {
                             state.head_idx = head_idx;
                             state.head_mode = HeadMode::Single;
                             state.view = ViewKind::Heatmap;
+                        }
+                        // A model run can ablate; an attention file's maps are fixed.
+                        if run.options.is_some() {
+                            response.context_menu(|ui| {
+                                crate::app::chips::ablation_menu(ui, state, layer_idx, head_idx);
+                            });
                         }
                         let shared = shared_with.get(head_idx).and_then(Option::as_ref);
                         response.on_hover_ui(|ui| {
@@ -586,7 +650,13 @@ impl GridView {
                             if let Some(label) = crafted.map(|k| k.label()) {
                                 ui.label(format!("Crafted head: {label}"));
                             }
-                            ui.weak("Click to open it in the heatmap.");
+                            if let Some(mode) = ablated {
+                                ui.label(format!(
+                                    "Ablated ({}): its output is replaced",
+                                    mode.name()
+                                ));
+                            }
+                            ui.weak("Click to open it in the heatmap; right-click to ablate.");
                         });
                     }
                 }

@@ -28,6 +28,7 @@ struct TextureKey {
     colormap: render::Colormap,
     scale: render::ValueScale,
     range: render::RangeMode,
+    centred: bool,
 }
 
 /// Smallest side, in cells, of the coarsest pooled level (the view is never under 64 points).
@@ -127,27 +128,31 @@ impl HeatmapView {
         state: &mut AppState,
     ) {
         let spec = state.view_spec();
+        // The screen's colours are the export's: one style, fitted to what the maps hold (a
+        // difference is drawn diverging around 0).
+        let style = state.render_style(1, false, run.kind);
         let key = TextureKey {
             run: Arc::as_ptr(run) as usize,
             spec: spec.clone(),
-            colormap: state.colormap,
-            scale: state.value_scale,
-            range: state.range,
+            colormap: style.colormap,
+            scale: style.scale,
+            range: style.range,
+            centred: style.centred,
         };
         if self.texture.as_ref().is_none_or(|t| t.key != key) {
             let special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
             match view_matrix(&run.maps, &special, &spec) {
                 Ok((matrix, kept)) => {
-                    let range = render::view::range_for(&run.maps, matrix.view(), state.range);
+                    let range = style.value_range(&run.maps, matrix.view());
                     let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
                     let masked =
                         render::view::masked_cells(&run.mask, run.tokens.len(), &is_pad, &kept);
                     let images = render::heatmap_pyramid(
                         matrix.view(),
                         masked.as_ref().map(|m| m.view()),
-                        state.colormap,
+                        style.colormap,
                         range,
-                        state.value_scale,
+                        style.scale,
                         MIN_LEVEL_SIDE,
                     );
                     // Drop the old textures before uploading the new ones.
@@ -169,7 +174,7 @@ impl HeatmapView {
                             image,
                         })
                         .collect();
-                    let bar = render::colorbar_image(state.colormap, 1, COLORBAR_TEXELS);
+                    let bar = render::colorbar_image(style.colormap, 1, COLORBAR_TEXELS);
                     self.texture = Some(Shown {
                         key,
                         levels,
@@ -193,6 +198,7 @@ impl HeatmapView {
         };
         let sides: Vec<usize> = shown.levels.iter().map(|l| l.side).collect();
         let textures: Vec<TextureHandle> = shown.levels.iter().map(|l| l.texture.clone()).collect();
+        let colours = (shown.key.colormap, shown.key.scale);
         let (colorbar, matrix, kept, range, any_masked) = (
             shown.colorbar.clone(),
             shown.matrix.clone(),
@@ -206,6 +212,10 @@ impl HeatmapView {
         }
         ui.horizontal(|ui| {
             ui.label(format!("{} · {}", spec.layer, spec.heads));
+            if run.kind == crate::analysis::MapsKind::AblationDifference {
+                ui.label("· ablated − unablated")
+                    .on_hover_text("Red: weight the ablation added; blue: weight it took away");
+            }
             if ui.small_button("reset zoom").clicked() {
                 self.zoom = 1.0;
                 self.offset = Vec2::ZERO;
@@ -344,7 +354,7 @@ impl HeatmapView {
             }
         }
 
-        colorbar_ui(&painter, &colorbar, cells, state, range, any_masked);
+        colorbar_ui(&painter, &colorbar, cells, colours, range, any_masked);
 
         // Hover details, click to select the query, right-click to mask.
         let cell_at = |p: egui::Pos2| -> (usize, usize) {
@@ -472,7 +482,7 @@ fn colorbar_ui(
     painter: &egui::Painter,
     gradient: &TextureHandle,
     cells: Rect,
-    state: &AppState,
+    (colormap, scale): (render::Colormap, render::ValueScale),
     range: ValueRange,
     any_masked: bool,
 ) {
@@ -488,7 +498,7 @@ fn colorbar_ui(
     let text_color = painter.ctx().global_style().visuals.text_color();
     let font = egui::FontId::proportional(11.0);
     let line = painter.ctx().fonts_mut(|f| f.row_height(&font));
-    let ticks = render::colorbar_ticks(range, state.value_scale, bar.height(), line);
+    let ticks = render::colorbar_ticks(range, scale, bar.height(), line);
     for tick in ticks {
         let y = bar.top() + tick.offset;
         painter.line_segment(
@@ -507,7 +517,7 @@ fn colorbar_ui(
         );
     }
     if any_masked {
-        let [r, g, b, _] = state.colormap.masked_color();
+        let [r, g, b, _] = colormap.masked_color();
         let swatch = Rect::from_min_size(pos2(bar.left(), cells.bottom() - 12.0), vec2(14.0, 12.0));
         painter.rect(
             swatch,

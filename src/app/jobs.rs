@@ -80,11 +80,20 @@ impl AttnApp {
         self.run_failed = None;
         // A mistake's measured effect must be cached too, or the job runs again.
         let effect_ready = key.mistake.is_none() || self.effects.iter().any(|(k, _)| *k == key);
+        // An ablated run comes with the unablated one it resumes from and is compared with.
+        let baseline_key = (!key.opts.ablations.is_empty()).then(|| key.without_ablations());
+        let baseline = baseline_key.as_ref().and_then(|b| {
+            self.cache
+                .iter()
+                .find(|(k, _)| k == b)
+                .map(|(_, run)| run.clone())
+        });
+        let baseline_ready = baseline_key.is_none() || baseline.is_some();
         if let Some((_, run)) = self
             .cache
             .iter()
             .find(|(k, _)| *k == key)
-            .filter(|_| effect_ready)
+            .filter(|_| effect_ready && baseline_ready)
         {
             // Nothing is submitted, so stop a load of another model here.
             if let Some(w) = &self.worker {
@@ -102,7 +111,7 @@ impl AttnApp {
             return;
         }
         if let Some(worker) = self.worker.as_mut() {
-            let id = worker.submit(key.clone());
+            let id = worker.submit_from(key.clone(), baseline);
             self.requested = Some((id, key));
             self.requested_at = Some(Instant::now());
         }
@@ -194,9 +203,14 @@ impl AttnApp {
                             self.effects.remove(0);
                         }
                     }
+                    if let Some(baseline) = result.baseline {
+                        let key = result.key.without_ablations();
+                        self.cache.retain(|(k, _)| *k != key);
+                        self.cache.push((key, baseline));
+                    }
                     self.cache.retain(|(k, _)| *k != result.key);
                     self.cache.push((result.key.clone(), run.clone()));
-                    if self.cache.len() > CACHE_SIZE {
+                    while self.cache.len() > CACHE_SIZE {
                         self.cache.remove(0);
                     }
                     let n = run.tokens.len();
@@ -312,7 +326,7 @@ impl AttnApp {
     }
 
     pub(super) fn start_export_all(&mut self, dir: &Path) {
-        let Some(run) = self.shown_run().cloned() else {
+        let Some(run) = self.displayed_run() else {
             self.report(ErrorCause::File, "nothing to export yet");
             return;
         };

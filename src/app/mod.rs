@@ -21,6 +21,7 @@ pub mod state;
 pub mod teach;
 mod theme;
 mod token_strip;
+mod undo;
 pub mod view;
 pub mod worker;
 
@@ -130,6 +131,11 @@ pub struct AttnApp {
     title: String,
     /// Whether the label fonts were added to the context (once, on the first logic step).
     fonts_installed: bool,
+    /// The difference view's run (ablated minus unablated), with the two runs it was made
+    /// from.
+    difference: Option<(Weak<Run>, Weak<Run>, Arc<Run>)>,
+    /// Ablation edits that can be undone (the lists before each edit, oldest first) and redone.
+    ablation_undo: undo::History<Vec<crate::engine::Ablation>>,
 }
 
 impl AttnApp {
@@ -171,6 +177,8 @@ impl AttnApp {
             screenshot: None,
             title: String::new(),
             fonts_installed: false,
+            difference: None,
+            ablation_undo: undo::History::default(),
         }
     }
 
@@ -179,6 +187,65 @@ impl AttnApp {
         match &self.external {
             Some(e) => Some(&e.run),
             None => self.current.as_ref().map(|(_, r)| r),
+        }
+    }
+
+    /// The run without ablations that the computed ablated run on screen is compared with
+    /// (and resumed from), when the cache holds it.
+    pub fn baseline_run(&self) -> Option<Arc<Run>> {
+        if self.external.is_some() {
+            return None;
+        }
+        let (key, _) = self.current.as_ref()?;
+        if key.opts.ablations.is_empty() {
+            return None;
+        }
+        let want = key.without_ablations();
+        self.cache
+            .iter()
+            .find(|(k, _)| *k == want)
+            .map(|(_, run)| run.clone())
+    }
+
+    /// The run the map views draw and export: in the Heatmap and the Grid with the difference
+    /// view on, the ablated run's attention minus the unablated run's (made once per pair);
+    /// else [`Self::shown_run`].
+    pub fn displayed_run(&mut self) -> Option<Arc<Run>> {
+        let run = self.shown_run()?.clone();
+        let wanted = self.state.show_difference
+            && matches!(self.state.view, ViewKind::Heatmap | ViewKind::Grid)
+            && !run.ablations.is_empty();
+        let Some(base) = self.baseline_run().filter(|_| wanted) else {
+            return Some(run);
+        };
+        let same = |w: &Weak<Run>, a: &Arc<Run>| std::ptr::eq(w.as_ptr(), Arc::as_ptr(a));
+        if let Some((a, b, d)) = &self.difference
+            && same(a, &run)
+            && same(b, &base)
+        {
+            return Some(d.clone());
+        }
+        match run.ablation_difference(&base) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                self.difference = Some((Arc::downgrade(&run), Arc::downgrade(&base), d.clone()));
+                Some(d)
+            }
+            Err(_) => Some(run),
+        }
+    }
+
+    /// Undoes the last change of the ablated heads (a no-op without one).
+    pub fn undo_ablation(&mut self) {
+        if let Some(before) = self.ablation_undo.undo(&self.state.ablations) {
+            self.state.ablations = before;
+        }
+    }
+
+    /// Redoes the last undone change of the ablated heads.
+    pub fn redo_ablation(&mut self) {
+        if let Some(after) = self.ablation_undo.redo(&self.state.ablations) {
+            self.state.ablations = after;
         }
     }
 
@@ -219,6 +286,7 @@ impl AttnApp {
         let mut dialog = None;
         let mut save_direct = None;
         let mut teach_step = None;
+        let mut undo_step = None;
         ctx.input_mut(|i| {
             let lesson_open = self.state.teach.lesson.is_some();
             teach_step = teach::presenter::read_keys(i, &mut self.state, lesson_open, typing);
@@ -241,6 +309,15 @@ impl AttnApp {
             if typing {
                 return;
             }
+            // Undo and redo of ablation edits (a text field has its own undo: typing).
+            let redo = egui::Modifiers::COMMAND | egui::Modifiers::SHIFT;
+            if i.consume_key(redo, egui::Key::Z)
+                || i.consume_key(egui::Modifiers::COMMAND, egui::Key::Y)
+            {
+                undo_step = Some(false);
+            } else if i.consume_key(egui::Modifiers::COMMAND, egui::Key::Z) {
+                undo_step = Some(true);
+            }
             if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowRight) {
                 self.state.head_idx = (self.state.head_idx + 1).min(heads - 1);
                 self.state.head_mode = HeadMode::Single;
@@ -260,6 +337,11 @@ impl AttnApp {
         });
         if let Some(step) = teach_step {
             self.teach_step(step);
+        }
+        match undo_step {
+            Some(true) => self.undo_ablation(),
+            Some(false) => self.redo_ablation(),
+            None => {}
         }
         if let Some(p) = save_direct {
             self.save_session(&p);
@@ -306,6 +388,8 @@ impl AttnApp {
     /// One step of work without drawing: results, scheduling, files, keys. eframe calls it
     /// before every frame; tests call it through the harness.
     pub fn logic_step(&mut self, ctx: &egui::Context) {
+        // Any change of the ablated heads since the last frame is one undoable edit.
+        self.ablation_undo.observe(&self.state.ablations);
         self.receive();
         self.schedule();
         self.receive_saliency();
@@ -340,7 +424,7 @@ impl AttnApp {
 
     /// What the panels see this frame.
     fn view_cx(&mut self) -> ViewCx<'_> {
-        let run = self.shown_run().cloned();
+        let run = self.displayed_run();
         let labels = match &run {
             Some(run) => self.shown_labels(run),
             None => Arc::new(Vec::new()),
@@ -365,6 +449,7 @@ impl AttnApp {
             jobs,
             saliency: &self.saliency,
             mistake_effect,
+            ablation_undo: (self.ablation_undo.can_undo(), self.ablation_undo.can_redo()),
             requests: Vec::new(),
         }
     }
@@ -413,6 +498,8 @@ impl AttnApp {
                 Request::DismissError => self.error = None,
                 Request::Truncate => self.state.truncate = true,
                 Request::CancelSaliency => self.cancel_saliency(),
+                Request::UndoAblation => self.undo_ablation(),
+                Request::RedoAblation => self.redo_ablation(),
                 Request::ComputeSaliency => self.resume_saliency(),
                 Request::OpenLesson(path) => self.open_lesson(&path),
             }

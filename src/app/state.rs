@@ -5,8 +5,8 @@
 //! longer exists is never an error.
 
 use super::worker::JobKey;
-use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
-use crate::engine::{MaskSpec, RunOptions, ScoreScale};
+use crate::analysis::{HeadSelection, LayerSelection, MapsKind, ViewSpec};
+use crate::engine::{Ablation, AblationMode, MaskSpec, RunOptions, ScoreScale};
 use crate::io::TokenInput;
 use crate::model::DemoConfig;
 use crate::render::{Colormap, RangeMode, RenderStyle, ValueScale};
@@ -178,6 +178,11 @@ pub struct AppState {
     pub saliency: super::saliency::SaliencySettings,
     /// The teaching views' settings (dimension subsets, walkthrough step, presenter mode, …).
     pub teach: crate::app::teach::TeachSettings,
+    /// Heads whose output every run ablates (the CLI's `--ablate`), in their one order.
+    pub ablations: Vec<Ablation>,
+    /// With ablations, the Heatmap and the Grid show the ablated run's attention minus the
+    /// unablated run's.
+    pub show_difference: bool,
 }
 
 impl Default for AppState {
@@ -212,6 +217,8 @@ impl Default for AppState {
             theme: Theme::Dark,
             saliency: super::saliency::SaliencySettings::default(),
             teach: crate::app::teach::TeachSettings::default(),
+            ablations: Vec::new(),
+            show_difference: false,
         }
     }
 }
@@ -237,6 +244,9 @@ impl AppState {
                 // recompute when the layer changes.
                 trace_layer: (self.view == ViewKind::Teach && self.teach.tab.needs_trace())
                     .then_some(self.layer_idx),
+                ablations: self.ablations.clone(),
+                // A change of ablations then recomputes from the first layer it touches.
+                keep_residuals: true,
                 ..RunOptions::default()
             },
             truncate: self.truncate,
@@ -313,8 +323,9 @@ impl AppState {
         }
     }
 
-    /// How exports draw the current view.
-    pub fn render_style(&self, cell_px: u32, labels: bool) -> RenderStyle {
+    /// How the current view draws maps of `kind`, on screen and in exports: the chosen
+    /// colours, fitted to differences where `kind` is one (see [`RenderStyle::fitted_to`]).
+    pub fn render_style(&self, cell_px: u32, labels: bool, kind: MapsKind) -> RenderStyle {
         RenderStyle {
             colormap: self.colormap,
             scale: self.value_scale,
@@ -322,6 +333,28 @@ impl AppState {
             cell_px,
             labels,
             pixel_scale: 1,
+            centred: false,
+        }
+        .fitted_to(kind)
+    }
+
+    /// The mode head (layer, head) is ablated with, if it is.
+    pub fn ablation_of(&self, layer_idx: usize, head_idx: usize) -> Option<AblationMode> {
+        Ablation::find(&self.ablations, layer_idx, head_idx)
+    }
+
+    /// Ablates (layer, head) with `mode` (replacing another mode of the same head), or
+    /// restores it with `None`; the list stays in its one order.
+    pub fn set_ablation(&mut self, layer_idx: usize, head_idx: usize, mode: Option<AblationMode>) {
+        self.ablations
+            .retain(|a| (a.layer_idx, a.head_idx) != (layer_idx, head_idx));
+        if let Some(mode) = mode {
+            self.ablations.push(Ablation {
+                layer_idx,
+                head_idx,
+                mode,
+            });
+            self.ablations.sort();
         }
     }
 
@@ -358,6 +391,10 @@ impl AppState {
                 "bytes",
             );
         }
+        if self.ablations.len() > MAX_FIELD_BYTES {
+            return too_long("ablations", self.ablations.len(), MAX_FIELD_BYTES, "heads");
+        }
+        Ablation::normalized(&self.ablations).map_err(|e| format!("\"ablations\": {e}"))?;
         for (field, value) in [
             ("mask_text", &self.mask_text),
             ("memory_budget", &self.memory_budget),
@@ -448,6 +485,15 @@ impl AppState {
             changes.push(format!("head set: heads ≥ {heads} removed"));
         }
         self.head_view_hidden.retain(|&h| h < heads);
+        let ablations_before = self.ablations.len();
+        self.ablations
+            .retain(|a| a.layer_idx < layers && a.head_idx < heads);
+        if self.ablations.len() < ablations_before {
+            changes.push(format!(
+                "ablations: heads {} lacks removed ({layers} layers × {heads} heads)",
+                info.name
+            ));
+        }
         let dims_before = self.teach.dims.clone();
         self.teach.clamp(layers, heads, info.d_head);
         if self.teach.dims != dims_before {
@@ -480,6 +526,8 @@ impl AppState {
             self.head_idx = self.head_idx.min(heads - 1);
             self.head_set.retain(|&h| h < heads);
             self.head_view_hidden.retain(|&h| h < heads);
+            self.ablations
+                .retain(|a| a.layer_idx < layers && a.head_idx < heads);
             self.teach.clamp(layers, heads, self.demo.d_model / heads);
         }
         self.head_set.sort_unstable();

@@ -68,6 +68,10 @@ pub enum Request {
     Truncate,
     /// Stop the Saliency view's work.
     CancelSaliency,
+    /// Undo the last change of the ablated heads.
+    UndoAblation,
+    /// Redo the last undone change of the ablated heads.
+    RedoAblation,
     /// Compute the Saliency view's stopped work after all.
     ComputeSaliency,
     /// Open a lesson file (the Lessons menu).
@@ -131,6 +135,8 @@ pub struct ViewCx<'a> {
     pub saliency: &'a super::saliency::Controller,
     /// The measured effect of the mistake the mistakes view shows, once computed.
     pub mistake_effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
+    /// Whether an ablation edit can be undone and redone.
+    pub ablation_undo: (bool, bool),
     /// What the panels asked for this frame.
     pub requests: Vec<Request>,
 }

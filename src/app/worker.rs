@@ -45,6 +45,16 @@ pub struct JobKey {
 }
 
 impl JobKey {
+    /// The same key with no head ablated: the run an ablated run is compared with and resumes
+    /// from.
+    pub fn without_ablations(&self) -> JobKey {
+        let mut key = self.clone();
+        key.opts.ablations.clear();
+        // The mistake's measured effect belongs to the key asked for, not to its baseline.
+        key.mistake = None;
+        key
+    }
+
     /// The pipeline's input: the text or tokens, truncation and memory budget of this key.
     pub fn run_input(&self) -> RunInput {
         let mut input = RunInput::new(self.input.clone());
@@ -75,6 +85,10 @@ pub struct JobResult {
     pub saliency_targets: Vec<crate::grad::TargetKind>,
     /// The measured effect of `key.mistake`, when asked for and the run succeeded.
     pub effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
+    /// For a key with ablations, the run of [`JobKey::without_ablations`] the ablated run
+    /// resumed from, when the job computed it (the app had none): the app caches it, and the
+    /// difference view subtracts it.
+    pub baseline: Option<Arc<Run>>,
 }
 
 /// Progress of the running job: layers done out of layers total.
@@ -102,6 +116,9 @@ struct Job {
     key: JobKey,
     /// Work for the Saliency view instead of a run.
     saliency: Option<saliency::Task>,
+    /// A finished run of `key.without_ablations()` (kept residuals) that an ablated run
+    /// resumes from; `None` makes the job compute it first when `key` has ablations.
+    base: Option<Arc<Run>>,
 }
 
 /// Why a job produced no run.
@@ -214,16 +231,27 @@ impl Worker {
     /// Queues a job and returns its id. Any older job is cancelled or skipped, and so is a
     /// checkpoint load for another model.
     pub fn submit(&mut self, key: JobKey) -> u64 {
-        self.submit_job(key, None)
+        self.submit_job(key, None, None)
+    }
+
+    /// [`Self::submit`] for an ablated key, resuming from `base`, the finished run of
+    /// `key.without_ablations()`: only the layers from the first ablated one run.
+    pub fn submit_from(&mut self, key: JobKey, base: Option<Arc<Run>>) -> u64 {
+        self.submit_job(key, None, base)
     }
 
     /// Queues work for the Saliency view on `key`'s model and input; like a run, it replaces
     /// any older job. Its pieces arrive through [`Self::poll_saliency`].
     pub fn submit_saliency(&mut self, key: JobKey, task: saliency::Task) -> u64 {
-        self.submit_job(key, Some(task))
+        self.submit_job(key, Some(task), None)
     }
 
-    fn submit_job(&mut self, key: JobKey, saliency: Option<saliency::Task>) -> u64 {
+    fn submit_job(
+        &mut self,
+        key: JobKey,
+        saliency: Option<saliency::Task>,
+        base: Option<Arc<Run>>,
+    ) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         // The new job's progress starts from nothing (no stale token count or layers).
@@ -238,7 +266,12 @@ impl Worker {
             }
         }
         // A send only fails when the worker is gone; the app then shows no new results.
-        let _ = self.jobs.send(Job { id, key, saliency });
+        let _ = self.jobs.send(Job {
+            id,
+            key,
+            saliency,
+            base,
+        });
         id
     }
 
@@ -327,21 +360,23 @@ fn worker_loop(
             }
             continue;
         }
-        let ran = run_job(&job, &mut model, shared, wake).and_then(|run| {
+        let ran = run_job(&job, &mut model, shared, wake).and_then(|(run, baseline)| {
             let effect = match (job.key.mistake, model.as_ref()) {
                 (Some(m), Some(loaded)) => Some(measure_mistake(&job, loaded, m, shared, wake)?),
                 _ => None,
             };
-            Ok((run, effect))
+            Ok((run, effect, baseline))
         });
         let mut mask_out_of_range = false;
-        let (outcome, too_long, effect) = match ran {
-            Ok((run, effect)) => (Ok(Arc::new(run)), None, effect.map(Arc::new)),
+        let (outcome, too_long, effect, baseline) = match ran {
+            Ok((run, effect, baseline)) => {
+                (Ok(Arc::new(run)), None, effect.map(Arc::new), baseline)
+            }
             Err(JobError::Cancelled) => continue,
-            Err(JobError::Failed(e, limit)) => (Err(e), limit, None),
+            Err(JobError::Failed(e, limit)) => (Err(e), limit, None, None),
             Err(JobError::MaskOutOfRange(e)) => {
                 mask_out_of_range = true;
-                (Err(e), None, None)
+                (Err(e), None, None, None)
             }
         };
         // Whether the job's model is the one loaded now: false when its folder failed to load
@@ -360,6 +395,7 @@ fn worker_loop(
                 .map(saliency::supported_targets)
                 .unwrap_or_default(),
             effect,
+            baseline,
         };
         if results.send(result).is_err() {
             return;
@@ -450,12 +486,15 @@ fn ensure_model<'m>(
     Ok(loaded)
 }
 
+/// A job's run, and the unablated run it resumed from when the job had to compute that first.
+type Ran = (pipeline::Run, Option<Arc<Run>>);
+
 fn run_job(
     job: &Job,
     model: &mut Option<LoadedModel>,
     shared: &Shared,
     wake: &dyn Fn(),
-) -> Result<pipeline::Run, JobError> {
+) -> Result<Ran, JobError> {
     let key = &job.key;
     let loaded = ensure_model(job, model, shared, wake)?;
     let total = loaded.info().layers;
@@ -472,13 +511,31 @@ fn run_job(
     // Options that do not fit the model are the pipeline's to refuse; the app clamps its
     // settings when a model loads (`AppState::fit_to_model`), so this only happens for a
     // job asked before the model's size was known.
-    Ok(pipeline::run_observed(
+    let input = key.run_input();
+    // An ablated run starts from the unablated one at the first ablated layer: the app's
+    // cached run, else one computed here first (and handed back for the app to keep).
+    let mut computed = None;
+    let base = match (&job.base, key.opts.ablations.is_empty()) {
+        (_, true) => None,
+        (Some(base), false) => Some(base.clone()),
+        (None, false) => {
+            let plain = key.without_ablations();
+            let run =
+                pipeline::run_observed(loaded, &input, &plain.opts, &mut on_tokens, &mut on_layer)?;
+            let run = Arc::new(run);
+            computed = Some(run.clone());
+            Some(run)
+        }
+    };
+    let run = pipeline::run_resumed(
         loaded,
-        &key.run_input(),
+        &input,
         &key.opts,
+        base.as_deref(),
         &mut on_tokens,
         &mut on_layer,
-    )?)
+    )?;
+    Ok((run, computed))
 }
 
 /// The progress callback of a job's runs: publishes layers done out of `total`, wakes the UI,

@@ -45,7 +45,9 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
         }),
         labels: !args.no_labels,
         pixel_scale: args.pixel_scale,
-    };
+        centred: false,
+    }
+    .fitted_to(run.kind);
     let spec = ViewSpec {
         layer,
         heads,

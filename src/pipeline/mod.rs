@@ -23,6 +23,7 @@ pub use export::{DEFAULT_MAX_OUTPUT, TensorFormat, estimate_tensor_bytes, write_
 pub use next::{NextTokens, Positions, lm_head, next_tokens};
 pub use teach::mistake_effect;
 
+use crate::analysis::{MapsKind, difference_maps};
 pub use crate::engine::ByteSize;
 use crate::engine::{
     Ablation, AppliedMask, AttentionMaps, AttentionRun, Captured, EngineError, Interventions,
@@ -211,6 +212,9 @@ pub struct Run {
     pub ablations: Vec<Ablation>,
     /// The options a model run was made with (`None` for a file).
     pub options: Option<RunOptions>,
+    /// What `maps` holds: attention, or (from [`Run::ablation_difference`]) the ablated run's
+    /// attention minus the unablated run's.
+    pub kind: MapsKind,
     /// With [`RunOptions::keep_residuals`], the input of every block (`Resid(l)`, l = 0 the
     /// embeddings), shared: what [`run_resumed`] starts a later run from. Empty otherwise.
     pub residuals: Vec<Arc<Array2<f32>>>,
@@ -237,6 +241,7 @@ impl Run {
             ablations: Ablation::normalized(&opts.ablations)
                 .unwrap_or_else(|_| opts.ablations.clone()),
             options: Some(opts.clone()),
+            kind: MapsKind::Attention,
             residuals: Vec::new(),
             timings,
             tokens: forward.tokens,
@@ -279,6 +284,7 @@ impl Run {
             text: None,
             ablations: Vec::new(),
             options: None,
+            kind: MapsKind::Attention,
             residuals: Vec::new(),
             timings: RunTimings::default(),
             tokens,
@@ -554,6 +560,29 @@ pub fn run_resumed(
 }
 
 impl Run {
+    /// This ablated run with its maps replaced by its attention minus `baseline`'s: the same
+    /// tokens under the same options without the ablations. Everything else (tokens, mask,
+    /// ablations, model) stays this run's, so titles and chips name the ablations.
+    pub fn ablation_difference(&self, baseline: &Run) -> Result<Run, String> {
+        if self.kind != MapsKind::Attention || baseline.kind != MapsKind::Attention {
+            return Err("a difference of differences is not attention".into());
+        }
+        if !baseline.ablations.is_empty() {
+            return Err("the baseline run has ablations of its own".into());
+        }
+        if self.tokens != baseline.tokens {
+            return Err("the baseline run has other tokens".into());
+        }
+        let maps = difference_maps(&self.maps, &baseline.maps)?;
+        Ok(Run {
+            maps,
+            kind: MapsKind::AblationDifference,
+            trace: None,
+            residuals: Vec::new(),
+            ..self.clone()
+        })
+    }
+
     /// Where a run of `tokens` under `opts` can start from this one: the first layer whose
     /// ablations differ, with this run's residual there and its earlier maps and norms. `None`
     /// when the runs differ in anything else, when this one kept no residuals, or when the

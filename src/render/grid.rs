@@ -57,6 +57,8 @@ pub struct GridOptions {
     pub scale: ValueScale,
     /// One range for all heads, or `None` for each head's own [`ValueRange::of`].
     pub shared_range: Option<ValueRange>,
+    /// Each head's own range is centred on 0 ([`ValueRange::centred`]): signed maps.
+    pub centred: bool,
     /// Side of each thumbnail in pixels at pixel scale 1 (0 is treated as 1).
     pub thumb_px: u32,
     /// Draw the title, the input text, the captions, the KV brackets and the colorbar.
@@ -73,6 +75,18 @@ pub struct GridOptions {
     pub pixel_scale: u32,
 }
 
+impl GridOptions {
+    /// The range head map `m` is coloured with: the shared one, else its own (centred when
+    /// asked).
+    pub fn head_range(&self, m: ndarray::ArrayView2<'_, f32>) -> ValueRange {
+        match self.shared_range {
+            Some(range) => range,
+            None if self.centred => ValueRange::of(m).centred(),
+            None => ValueRange::of(m),
+        }
+    }
+}
+
 impl Default for GridOptions {
     fn default() -> Self {
         GridOptions {
@@ -80,6 +94,7 @@ impl Default for GridOptions {
             colormap: Colormap::default(),
             scale: ValueScale::default(),
             shared_range: None,
+            centred: false,
             thumb_px: 96,
             labels: true,
             masked: None,
@@ -230,7 +245,7 @@ pub fn grid_figure(
             }
             match layer_maps.get(head) {
                 Some(m) if !m.is_empty() => {
-                    let range = opts.shared_range.unwrap_or_else(|| ValueRange::of(*m));
+                    let range = opts.head_range(*m);
                     let target = Target::new(&mut img, x as usize, y as usize);
                     let norm = Normalizer::new(range, opts.scale);
                     let head_mask = masked.filter(|mask| mask.dim() == m.dim());

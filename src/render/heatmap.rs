@@ -100,6 +100,20 @@ impl ValueRange {
     pub fn unit() -> ValueRange {
         ValueRange { min: 0.0, max: 1.0 }
     }
+
+    /// The symmetric range ±max(|min|, |max|) around 0, so that 0 sits at the colormap's middle
+    /// (signed values such as differences); `-1..1` when both ends are 0.
+    pub fn centred(self) -> ValueRange {
+        let m = self.min.abs().max(self.max.abs());
+        if m > 0.0 && m.is_finite() {
+            ValueRange { min: -m, max: m }
+        } else {
+            ValueRange {
+                min: -1.0,
+                max: 1.0,
+            }
+        }
+    }
 }
 
 impl Default for ValueRange {

@@ -18,7 +18,7 @@ use ndarray::ArrayView2;
 use super::colormap::Colormap;
 use super::figure::{Colorbar, FigureOptions, Layout, MASKED_LEGEND};
 use super::grid::{GridLayout, GridOptions, caption, thumbnail_image};
-use super::heatmap::{Masked, Normalizer, ValueRange};
+use super::heatmap::{Masked, Normalizer};
 use super::text::{self, TEXT_COLOR};
 use super::{RenderError, checked_size, encode_png};
 
@@ -235,7 +235,7 @@ pub fn grid_svg(maps: &[Vec<ArrayView2<f32>>], opts: &GridOptions) -> Result<Str
             }
             match layer_maps.get(head) {
                 Some(m) if !m.is_empty() => {
-                    let range = opts.shared_range.unwrap_or_else(|| ValueRange::of(*m));
+                    let range = opts.head_range(*m);
                     let head_mask = masked.filter(|mask| mask.dim() == m.dim());
                     let image =
                         thumbnail_image(*m, head_mask, raster, opts.colormap, range, opts.scale);

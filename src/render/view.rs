@@ -5,7 +5,7 @@ use super::{
     Colormap, FigureOptions, GridOptions, RenderError, ValueRange, ValueScale, grid_figure,
     heatmap_figure,
 };
-use crate::analysis::{ViewSpec, view_matrix};
+use crate::analysis::{MapsKind, ViewSpec, view_matrix};
 use crate::engine::{AppliedMask, AttentionMaps};
 use image::RgbaImage;
 use ndarray::{Array2, ArrayView2};
@@ -64,6 +64,28 @@ pub struct RenderStyle {
     pub labels: bool,
     /// Every length (cells, text, margins) times this, for high-resolution PNGs; 1 is normal.
     pub pixel_scale: u32,
+    /// The value range is centred on 0 (±max|v|): for signed maps such as differences.
+    pub centred: bool,
+}
+
+impl RenderStyle {
+    /// This style fitted to what maps of `kind` hold: a difference of attention is drawn on the
+    /// diverging colormap, linearly, over a range centred on 0, so that white is "no change"
+    /// (log colours and a one-signed colormap would hide the sign). Attention is unchanged.
+    pub fn fitted_to(mut self, kind: MapsKind) -> Self {
+        if kind == MapsKind::AblationDifference {
+            self.colormap = Colormap::Diverging;
+            self.scale = ValueScale::Linear;
+            self.centred = true;
+        }
+        self
+    }
+
+    /// The value range a view of `matrix` (from `maps`) is coloured with under this style.
+    pub fn value_range(&self, maps: &AttentionMaps, matrix: ArrayView2<'_, f32>) -> ValueRange {
+        let range = range_for(maps, matrix, self.range);
+        if self.centred { range.centred() } else { range }
+    }
 }
 
 /// What a figure says about the run besides its maps: token labels, the model, the mask that
@@ -88,6 +110,8 @@ pub struct FigureContext {
     pub kv_groups: Vec<Vec<usize>>,
     /// The heads the run ablated, named in titles.
     pub ablations: Vec<crate::engine::Ablation>,
+    /// What the maps hold (a difference is titled as one).
+    pub kind: MapsKind,
 }
 
 impl FigureContext {
@@ -108,6 +132,7 @@ impl FigureContext {
             text: run.text.clone().unwrap_or_default(),
             kv_groups: run.kv_groups.clone(),
             ablations: run.ablations.clone(),
+            kind: run.kind,
         }
     }
 
@@ -120,7 +145,11 @@ impl FigureContext {
         }
         if !self.ablations.is_empty() {
             let names: Vec<String> = self.ablations.iter().map(ToString::to_string).collect();
-            out.push_str(&format!(" · ablated {}", names.join(", ")));
+            let what = match self.kind {
+                MapsKind::Attention => "ablated",
+                MapsKind::AblationDifference => "ablated − unablated,",
+            };
+            out.push_str(&format!(" · {what} {}", names.join(", ")));
         }
         out
     }
@@ -207,7 +236,7 @@ pub(crate) fn view_figure_options(
         query_labels: labels.clone(),
         key_labels: labels,
         colormap: style.colormap,
-        range: range_for(maps, matrix.view(), style.range),
+        range: style.value_range(maps, matrix.view()),
         scale: style.scale,
         cell_px: style.cell_px,
         labels: style.labels,
@@ -273,8 +302,10 @@ pub(crate) fn grid_view_options(
         scale: style.scale,
         shared_range: match style.range {
             RangeMode::PerHead => None,
+            RangeMode::Shared if style.centred => Some(shared_range(maps).centred()),
             RangeMode::Shared => Some(shared_range(maps)),
         },
+        centred: style.centred,
         thumb_px: style.cell_px,
         labels: style.labels,
         masked: masked_cells(&ctx.mask, n, &ctx.is_pad, &all),
@@ -347,6 +378,7 @@ mod tests {
             cell_px,
             labels: true,
             pixel_scale: 1,
+            centred: false,
         }
     }
 

@@ -35,7 +35,27 @@ impl View for ViewControls {
             });
         match state.head_mode {
             HeadMode::Single => {
-                ui.add(egui::Slider::new(&mut state.head_idx, 0..=heads - 1).text("head"));
+                let before = state.head_idx;
+                let picker =
+                    ui.add(egui::Slider::new(&mut state.head_idx, 0..=heads - 1).text("head"));
+                // A slider follows any pressed button: a right-click opens the menu of the head
+                // shown, it does not pick another one.
+                let secondary =
+                    ui.input(|i| i.pointer.secondary_down() || i.pointer.secondary_released());
+                if secondary && (picker.hovered() || picker.is_pointer_button_down_on()) {
+                    state.head_idx = before;
+                }
+                // Right-click the head picker to ablate the head it shows (not for a file).
+                if cx.external.is_none() {
+                    let (layer_idx, head_idx) = (state.layer_idx, state.head_idx);
+                    // A slider senses drags only: add clicks, so a right-click opens the menu.
+                    picker
+                        .interact(egui::Sense::click())
+                        .on_hover_text("Right-click to ablate this head")
+                        .context_menu(|ui| {
+                            crate::app::chips::ablation_menu(ui, state, layer_idx, head_idx);
+                        });
+                }
             }
             HeadMode::Set => {
                 ui.horizontal_wrapped(|ui| {
