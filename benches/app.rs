@@ -1,5 +1,5 @@
-//! App benchmarks: the CPU cost of one grid-view frame (48 heads at 512 tokens), and the time
-//! from an edit of the text to an updated map on screen. Run with `cargo bench --bench app`.
+//! App benchmarks: the CPU cost of one grid-view frame (48 heads at 512 tokens), the time
+//! from an edit of the text to an updated map on screen, and from an ablation click to it. Run with `cargo bench --bench app`.
 
 // Setup failures abort the benchmark; criterion's macros generate undocumented functions.
 #![allow(clippy::expect_used, missing_docs)]
@@ -109,5 +109,50 @@ fn edit_to_map(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, grid_frame, edit_to_map);
+/// From a click that ablates a head of the last layer to the new map drawn (the job resumes
+/// from the cached unablated run), against `edit_to_map`'s full forward at the same length.
+/// Each iteration ablates another of 16 (head, mode) pairs, more than the cache holds, so the
+/// cache never hits.
+fn ablation_to_map(c: &mut Criterion) {
+    use attnviz::engine::{Ablation, AblationMode};
+    let mut group = c.benchmark_group("ablation_to_map");
+    group.sample_size(15);
+    group.measurement_time(Duration::from_secs(6));
+    for n in [128usize, 512] {
+        let ctx = egui::Context::default();
+        let mut app = AttnApp::new(
+            AppState {
+                text: words(n, 0),
+                ..AppState::default()
+            },
+            || {},
+        );
+        assert!(app.wait_for_run(Duration::from_secs(60)));
+        frame(&ctx, &mut app);
+        let last = app.state.demo.layers - 1;
+        let mut next = 0usize;
+        group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    next += 1;
+                    let mode = AblationMode::ALL[next / 8 % 2];
+                    app.state.ablations = vec![Ablation {
+                        layer_idx: last,
+                        head_idx: next % 8,
+                        mode,
+                    }];
+                    let start = Instant::now();
+                    assert!(app.wait_for_run(Duration::from_secs(60)));
+                    frame(&ctx, &mut app);
+                    total += start.elapsed();
+                }
+                total
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, grid_frame, edit_to_map, ablation_to_map);
 criterion_main!(benches);

@@ -131,7 +131,74 @@ fn forward_minilm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, rendering, forward_minilm);
+/// Live ablation: a full run that keeps its residuals (what the app computes), then the same
+/// input with one head of the last layer ablated, resumed from it, against a full forward. On
+/// all-MiniLM-L6-v2 at 128 tokens (ATTNVIZ_MINILM_DIR) and SmolLM2-135M at 64 tokens
+/// (ATTNVIZ_SMOLLM2_DIR); the target is a resume ≤ 1/L of the forward plus 10 %.
+fn ablation(c: &mut Criterion) {
+    use attnviz::engine::Ablation;
+    use attnviz::io::TokenInput;
+    use attnviz::model::LoadedModel;
+    use attnviz::pipeline::{self, RunInput};
+    let models = [
+        ("minilm", "ATTNVIZ_MINILM_DIR", 128u32),
+        ("smollm2", "ATTNVIZ_SMOLLM2_DIR", 64),
+    ];
+    let mut group = c.benchmark_group("ablation");
+    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(5));
+    for (name, var, n) in models {
+        let Ok(dir) = std::env::var(var) else {
+            eprintln!("{var} is not set; skipping the {name} ablation benchmark");
+            continue;
+        };
+        let model = LoadedModel::checkpoint(std::path::Path::new(&dir), Default::default())
+            .expect("the checkpoint loads");
+        let layers = model.info().layers;
+        let ids: Vec<u32> = (0..n).map(|i| (i * 31 + 7) % 1000 + 1000).collect();
+        let input = RunInput::new(TokenInput::Ids(ids));
+        let opts = RunOptions {
+            keep_residuals: true,
+            ..RunOptions::default()
+        };
+        let base = pipeline::run(&model, &input, &opts, &mut |_| true).expect("the base run");
+        let ablated = RunOptions {
+            ablations: vec![Ablation::zero(layers - 1, 1)],
+            ..opts.clone()
+        };
+        group.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| {
+                black_box(
+                    pipeline::run(&model, &input, &RunOptions::default(), &mut |_| true)
+                        .map(|r| r.maps.len()),
+                )
+            });
+        });
+        group.bench_function(BenchmarkId::new("keep_residuals", name), |b| {
+            b.iter(|| {
+                black_box(pipeline::run(&model, &input, &opts, &mut |_| true).map(|r| r.maps.len()))
+            });
+        });
+        group.bench_function(BenchmarkId::new("ablate_last_layer", name), |b| {
+            b.iter(|| {
+                black_box(
+                    pipeline::run_resumed(
+                        &model,
+                        &input,
+                        &ablated,
+                        Some(&base),
+                        &mut |_| {},
+                        &mut |_| true,
+                    )
+                    .map(|r| r.maps.len()),
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward, rendering, forward_minilm, ablation);
 
 fn main() {
     // As the attnviz binary does at start-up; ATTNVIZ_DEFAULT_MALLOC=1 measures without it.
