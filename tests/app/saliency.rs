@@ -25,6 +25,7 @@ pub(super) fn changed_settings() -> SaliencySettings {
         top_k: 5,
         compare: true,
         generate: 3,
+        compare_unablated: true,
     }
 }
 
@@ -188,6 +189,49 @@ fn the_method_table_lists_every_method_with_rank_correlations() {
     assert!(harness.query_all_by_label("1.00").count() >= Method::ALL.len());
     // A row per token: token 5 of 6 is "mat".
     assert!(harness.query_by_label("5 \"mat\"").is_some());
+}
+
+#[test]
+fn scores_with_and_without_the_ablations_side_by_side() {
+    // GPT-2's next-token log-probability (the demo's heads barely move its hidden states).
+    let mut harness = app_harness(AppState {
+        text: "the cat sat on the mat".to_owned(),
+        view: ViewKind::Saliency,
+        model_dir: Some(fixture_dir("gpt2")),
+        ablations: vec![attnviz::engine::Ablation::mean(0, 1)],
+        ..AppState::default()
+    });
+    wait_run(&mut harness);
+    wait_attribution(&mut harness);
+    harness
+        .get_by_label("Compare without the ablations")
+        .click();
+    harness.step();
+    assert!(harness.state().state.saliency.compare_unablated);
+    step_until(&mut harness, "the unablated scores", |h| {
+        h.query_by_label("computing…").is_none()
+            && h.query_by_label_contains("Spearman ρ of the scores")
+                .is_some()
+    });
+    harness.run_steps(3);
+    harness.get_by_label("With and without the ablations (0.1:mean)");
+    harness.get_by_label("ablated");
+    harness.get_by_label("unablated");
+    // The column, and the chips' difference toggle.
+    assert_eq!(harness.query_all_by_label("difference").count(), 2);
+    // A row per token, and the ablation changes the target's value: the two T differ.
+    assert!(harness.query_by_label_contains("5 \"").is_some());
+    // A label's text is its accessible value.
+    let summary = harness
+        .get_by_label_contains("Spearman ρ of the scores")
+        .value()
+        .unwrap_or_default();
+    let delta = summary
+        .split("ΔT = ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(delta.is_some_and(|d| d != 0.0), "{summary}");
 }
 
 #[test]

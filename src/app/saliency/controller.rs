@@ -211,8 +211,29 @@ impl AttnApp {
             return None;
         }
         let (key, run) = self.current.as_ref()?;
+        let wanted = self.saliency_wanted_on(key, run.tokens.len());
+        if wanted.is_some() {
+            return wanted;
+        }
+        // Then, to compare, the chosen method on the same model and input without ablations
+        // (once the ablated scores are in: they are what the view shows first).
+        let s = &self.state.saliency;
+        if !s.compare_unablated || key.opts.ablations.is_empty() {
+            return None;
+        }
+        let plain = key.without_ablations();
         let supported = self.saliency.supported(key)?;
-        let n = run.tokens.len();
+        let target = s.target(supported, run.tokens.len()).ok()?;
+        let request = s.request(s.method, &target);
+        self.saliency
+            .attribution(&plain, &request)
+            .is_none()
+            .then(|| (plain, vec![request], None))
+    }
+
+    /// What the Saliency view is missing for the run of `key` on `n` tokens.
+    fn saliency_wanted_on(&self, key: &JobKey, n: usize) -> Option<Wanted> {
+        let supported = self.saliency.supported(key)?;
         let s = &self.state.saliency;
         let kind = s.kind_for(supported);
         let predict = match kind {

@@ -44,6 +44,8 @@ pub struct SaliencySettings {
     pub compare: bool,
     /// Greedy tokens to generate and attribute (0: none).
     pub generate: usize,
+    /// With ablated heads, also compute the chosen method without them and show both.
+    pub compare_unablated: bool,
 }
 
 impl Default for SaliencySettings {
@@ -62,6 +64,7 @@ impl Default for SaliencySettings {
             top_k: DEFAULT_TOP_K,
             compare: false,
             generate: 0,
+            compare_unablated: false,
         }
     }
 }

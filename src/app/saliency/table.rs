@@ -135,3 +135,73 @@ pub fn table_ui(
             }
         });
 }
+
+/// The chosen method's scores with the ablations (`ablated`) and without them (`plain`), per
+/// token, with their difference and rank correlation; `ablations` names the heads.
+pub fn ablation_table_ui(
+    ui: &mut egui::Ui,
+    ablated: Option<&Result<Arc<Attribution>, String>>,
+    plain: Option<&Result<Arc<Attribution>, String>>,
+    labels: &[String],
+    ablations: &[String],
+) {
+    ui.strong(format!(
+        "With and without the ablations ({})",
+        ablations.join(", ")
+    ));
+    let (a, p) = match (ablated, plain) {
+        (Some(Ok(a)), Some(Ok(p))) => (a, p),
+        (Some(Err(e)), _) | (_, Some(Err(e))) => {
+            ui.label(format!("cannot compare: {e}"));
+            return;
+        }
+        _ => {
+            ui.label("computing…");
+            return;
+        }
+    };
+    if a.scores.len() != p.scores.len() {
+        ui.label("the two runs scored different tokens");
+        return;
+    }
+    let rows = a.scores.len();
+    let row_label = |i: usize| {
+        if rows == labels.len() {
+            labels.get(i).cloned().unwrap_or_default()
+        } else {
+            a.labels.get(i).cloned().unwrap_or_default()
+        }
+    };
+    let fmt = |v: f32| format_significant(f64::from(v));
+    ui.label(format!(
+        "T = {} with, {} without (ΔT = {}); Spearman ρ of the scores {}",
+        format_significant(a.target.value),
+        format_significant(p.target.value),
+        format_significant(a.target.value - p.target.value),
+        rank_correlation(&a.scores, &p.scores).map_or("-".to_owned(), |r| format!("{r:.2}"))
+    ));
+    egui::ScrollArea::both()
+        .id_salt("saliency-ablation-scroll")
+        .max_height(TABLE_MAX_HEIGHT)
+        .auto_shrink([false, true])
+        .show(ui, |ui| {
+            egui::Grid::new("saliency-ablation-table")
+                .striped(true)
+                .num_columns(4)
+                .show(ui, |ui| {
+                    ui.strong("token");
+                    ui.strong("ablated");
+                    ui.strong("unablated");
+                    ui.strong("difference");
+                    ui.end_row();
+                    for i in 0..rows {
+                        let (x, y) = (a.scores[i], p.scores[i]);
+                        ui.label(format!("{i} {:?}", row_label(i)));
+                        ui.label(fmt(x));
+                        ui.label(fmt(y));
+                        ui.label(fmt(x - y));
+                        ui.end_row();
+                    }
+                });
+        });
+}

@@ -144,6 +144,19 @@ impl View for SaliencyView {
             ui.separator();
             table::table_ui(ui, &mut self.correlations, &results, &labels, s.method);
         }
+        if s.compare_unablated && !key.opts.ablations.is_empty() {
+            let ablated = cx
+                .saliency
+                .attribution(&key, &request)
+                .map(|(r, _)| r.clone());
+            let plain = cx
+                .saliency
+                .attribution(&key.without_ablations(), &request)
+                .map(|(r, _)| r.clone());
+            ui.separator();
+            let names: Vec<String> = key.opts.ablations.iter().map(ToString::to_string).collect();
+            table::ablation_table_ui(ui, ablated.as_ref(), plain.as_ref(), &labels, &names);
+        }
         if let Some(req) = s.continuation(&supported) {
             let result = cx.saliency.attribution(&key, &req).map(|(r, _)| r.clone());
             ui.separator();
@@ -171,6 +184,7 @@ fn chip_labels(attr: &Attribution, labels: &Arc<Vec<String>>) -> Arc<Vec<String>
 
 /// Method, target kind, method options, aggregation, comparison.
 fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind]) {
+    let ablated = cx.current.is_some_and(|k| !k.opts.ablations.is_empty());
     let s = &mut cx.state.saliency;
     ui.horizontal_wrapped(|ui| {
         let method_label = ui.label("Method");
@@ -237,6 +251,13 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
         ui.selectable_value(&mut s.aggregate, Aggregate::Token, "per token");
         ui.selectable_value(&mut s.aggregate, Aggregate::Word, "per word");
         ui.checkbox(&mut s.compare, "Compare all methods");
+        if ablated {
+            ui.checkbox(&mut s.compare_unablated, "Compare without the ablations")
+                .on_hover_text(
+                    "Also compute the chosen method on the model without its ablated heads, \
+                     and list both scores per token with their difference",
+                );
+        }
         if supported.contains(&TargetKind::Logprob) {
             ui.add(
                 egui::DragValue::new(&mut s.generate)
