@@ -107,7 +107,12 @@ pub fn settings_chips_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
                 }
             }
         }
-        if ablated {
+        // The difference view is the Heatmap's and the Grid's.
+        let maps_view = matches!(
+            cx.state.view,
+            super::state::ViewKind::Heatmap | super::state::ViewKind::Grid
+        );
+        if ablated && maps_view {
             ui.checkbox(&mut cx.state.show_difference, "difference")
                 .on_hover_text(
                     "Heatmap and Grid: the ablated run's attention minus the unablated run's,                      red where the ablation added weight, blue where it took it away",
