@@ -73,6 +73,25 @@ fn grid_frame(c: &mut Criterion) {
     group.finish();
 }
 
+/// `iters` times: `edit` the settings, then wait for the new run and draw the frame that shows
+/// it; the total time from each edit to its frame.
+fn time_to_map(
+    ctx: &egui::Context,
+    app: &mut AttnApp,
+    iters: u64,
+    edit: &mut dyn FnMut(&mut AppState),
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        edit(&mut app.state);
+        let start = Instant::now();
+        assert!(app.wait_for_run(Duration::from_secs(60)));
+        frame(ctx, app);
+        total += start.elapsed();
+    }
+    total
+}
+
 /// From a changed text to the new map drawn: the worker's forward pass, the hand-over, and the
 /// frame that uploads the new texture. Each iteration edits the text, so the cache never hits.
 fn edit_to_map(c: &mut Criterion) {
@@ -93,16 +112,10 @@ fn edit_to_map(c: &mut Criterion) {
         let mut salt = 1;
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
+                time_to_map(&ctx, &mut app, iters, &mut |state| {
                     salt += 1;
-                    app.state.text = words(n, salt);
-                    let start = Instant::now();
-                    assert!(app.wait_for_run(Duration::from_secs(60)));
-                    frame(&ctx, &mut app);
-                    total += start.elapsed();
-                }
-                total
+                    state.text = words(n, salt);
+                })
             });
         });
     }
@@ -133,21 +146,14 @@ fn ablation_to_map(c: &mut Criterion) {
         let mut next = 0usize;
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
+                time_to_map(&ctx, &mut app, iters, &mut |state| {
                     next += 1;
-                    let mode = AblationMode::ALL[next / 8 % 2];
-                    app.state.ablations = vec![Ablation {
+                    state.ablations = vec![Ablation {
                         layer_idx: last,
                         head_idx: next % 8,
-                        mode,
+                        mode: AblationMode::ALL[next / 8 % 2],
                     }];
-                    let start = Instant::now();
-                    assert!(app.wait_for_run(Duration::from_secs(60)));
-                    frame(&ctx, &mut app);
-                    total += start.elapsed();
-                }
-                total
+                })
             });
         });
     }

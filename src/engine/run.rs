@@ -34,15 +34,7 @@ impl AttentionMaps {
         len: usize,
         maps: Vec<Array2<f32>>,
     ) -> Option<Self> {
-        if maps.len() != layers * heads || maps.iter().any(|m| m.dim() != (len, len)) {
-            return None;
-        }
-        Some(Self {
-            layers,
-            heads,
-            len,
-            maps: maps.into_iter().map(Arc::new).collect(),
-        })
+        Self::from_shared(layers, heads, len, maps.into_iter().map(Arc::new).collect())
     }
 
     /// Builds maps from shared per-(layer, head) matrices, in layer-major order (a resumed

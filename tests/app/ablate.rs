@@ -1,28 +1,17 @@
 //! Live head ablation in the app: right-click a grid thumbnail or the head picker, the chips,
 //! undo and redo, the difference view on screen and in the export, and a resumed recompute.
 
+use super::figures::right_click_at;
 use super::{app_harness, scratch, wait_ready};
 use attnviz::analysis::MapsKind;
 use attnviz::app::{AppState, HeadMode, ViewKind, export};
 use attnviz::engine::Ablation;
-use egui::{Event, Key, Modifiers, PointerButton};
+use egui::{Key, Modifiers};
 use egui_kittest::kittest::Queryable;
 
 /// Right-clicks the widget labelled `label`.
 fn right_click(harness: &egui_kittest::Harness<'_, attnviz::app::AttnApp>, label: &str) {
-    right_click_node(harness, harness.get_by_label(label).rect().center());
-}
-
-fn right_click_node(harness: &egui_kittest::Harness<'_, attnviz::app::AttnApp>, pos: egui::Pos2) {
-    harness.hover_at(pos);
-    for pressed in [true, false] {
-        harness.event(Event::PointerButton {
-            pos,
-            button: PointerButton::Secondary,
-            pressed,
-            modifiers: Modifiers::NONE,
-        });
-    }
+    right_click_at(harness, harness.get_by_label(label).rect().center());
 }
 
 const TEXT: &str = "w1 w2 w3 w4 w5 w6 w1 w2 w3 w4 w5 w6";
@@ -125,7 +114,7 @@ fn ablate_from_the_heatmaps_head_picker() {
     });
     wait_ready(&mut harness);
     let picker = harness.get_by_role_and_label(egui::accesskit::Role::Slider, "head");
-    right_click_node(&harness, picker.rect().center());
+    right_click_at(&harness, picker.rect().center());
     harness.run();
     harness.get_by_label("Ablate (mean over positions)").click();
     harness.step();

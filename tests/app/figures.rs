@@ -23,7 +23,10 @@ fn cell_center(
 }
 
 /// Presses and releases the secondary (right) button at `pos`.
-fn right_click_at(harness: &egui_kittest::Harness<'_, attnviz::app::AttnApp>, pos: Pos2) {
+pub(super) fn right_click_at(
+    harness: &egui_kittest::Harness<'_, attnviz::app::AttnApp>,
+    pos: Pos2,
+) {
     harness.hover_at(pos);
     for pressed in [true, false] {
         harness.event(Event::PointerButton {
