@@ -219,8 +219,13 @@ fn scores_with_and_without_the_ablations_side_by_side() {
     harness.get_by_label("unablated");
     // The column (the chips' difference toggle is the map views').
     harness.get_by_label("difference");
-    // A row per token, and the ablation changes the target's value: the two T differ.
-    assert!(harness.query_by_label_contains("5 \"").is_some());
+    // A row per token, and the ablation changes the target's value: the two T differ. (The
+    // chart labels its bars `bar 5 "…"`.)
+    assert!(
+        harness
+            .query_all_by_label_contains("5 \"")
+            .any(|n| n.value().is_some_and(|v| v.starts_with("5 \"")))
+    );
     // A label's text is its accessible value.
     let summary = harness
         .get_by_label_contains("Spearman ρ of the scores")
@@ -404,4 +409,192 @@ fn clicking_a_token_of_a_bert_with_an_mlm_head_masks_it() {
     assert!(attr.tokens[2].is_special, "{:?}", attr.tokens[2]);
     assert!(attr.target.token.is_some());
     assert!(harness.query_by_label_contains("masked token 2").is_some());
+}
+
+/// Every text the last frame painted, with its bounding box (shape lists walked into).
+fn painted_texts(harness: &Harness<'_, AttnApp>) -> Vec<(String, egui::Rect)> {
+    fn walk(shape: &egui::Shape, out: &mut Vec<(String, egui::Rect)>) {
+        match shape {
+            egui::Shape::Vec(shapes) => shapes.iter().for_each(|s| walk(s, out)),
+            egui::Shape::Text(t) => {
+                out.push((t.galley.text().to_owned(), shape.visual_bounding_rect()))
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for clipped in &harness.output().shapes {
+        walk(&clipped.shape, &mut out);
+    }
+    out
+}
+
+/// 22 words, one demo token each.
+const CHART_WORDS: [&str; 22] = [
+    "the", "cat", "sat", "on", "the", "mat", "because", "the", "cat", "was", "tired", "and", "the",
+    "dog", "was", "not", "there", "at", "all", "today", "at", "noon",
+];
+
+#[test]
+fn every_bar_of_the_chart_is_labelled_and_the_y_axis_has_ticks() {
+    for method in [Method::IntegratedGradients, Method::InputXGradient] {
+        let mut harness = app_harness(AppState {
+            text: CHART_WORDS.join(" "),
+            view: ViewKind::Saliency,
+            saliency: SaliencySettings {
+                method,
+                ..SaliencySettings::default()
+            },
+            ..AppState::default()
+        });
+        wait_run(&mut harness);
+        let attr = wait_attribution(&mut harness);
+        assert_eq!(attr.scores.len(), CHART_WORDS.len());
+        assert_eq!(attr.method, method);
+
+        // The y axis: at least three ticks, painted and exposed, whose values rise up the
+        // axis, start at or below the smallest score and reach the largest.
+        let ticks: Vec<(f64, egui::Rect)> = harness
+            .query_all_by_label_contains("y tick ")
+            .map(|node| {
+                let text = node.value().unwrap_or_default();
+                let value = text["y tick ".len()..].parse::<f64>();
+                (value.unwrap_or_else(|_| panic!("{text:?}")), node.rect())
+            })
+            .collect();
+        assert!(ticks.len() >= 3, "{method}: y ticks {ticks:?}");
+        for pair in ticks.windows(2) {
+            let ((a, ra), (b, rb)) = (pair[0], pair[1]);
+            assert!(
+                a < b && rb.center().y < ra.center().y,
+                "{method}: {ticks:?}"
+            );
+            assert!(
+                rb.bottom() <= ra.top(),
+                "{method}: y ticks overlap: {ticks:?}"
+            );
+        }
+        let (lo, hi) = attr
+            .scores
+            .iter()
+            .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        assert!(
+            ticks[0].0 <= f64::from(lo),
+            "{method}: {ticks:?} below {lo}"
+        );
+        assert!(
+            ticks[ticks.len() - 1].0 >= f64::from(hi),
+            "{method}: {ticks:?} above {hi}"
+        );
+        let painted = painted_texts(&harness);
+        let tick_texts: Vec<String> = harness
+            .query_all_by_label_contains("y tick ")
+            .map(|n| n.value().unwrap_or_default()["y tick ".len()..].to_owned())
+            .collect();
+        for t in &tick_texts {
+            assert!(
+                painted.iter().any(|(p, _)| p == t),
+                "{method}: tick {t} is not painted"
+            );
+        }
+
+        // Every bar has its token under it (the 1280-point window has room for all 22), and
+        // no two labels overlap.
+        let mut rects = Vec::new();
+        for (i, word) in CHART_WORDS.iter().enumerate() {
+            let label = format!("bar {i} {word:?}");
+            let node = harness.query_by_label(&label);
+            assert!(node.is_some(), "{method}: {label} is missing");
+            let rect = node.unwrap().rect();
+            assert!(
+                painted.iter().any(|(p, r)| p == word && r.intersects(rect)),
+                "{method}: {word} is not painted under bar {i}"
+            );
+            rects.push(rect);
+        }
+        for pair in rects.windows(2) {
+            assert!(
+                pair[0].right() <= pair[1].left(),
+                "{method}: labels overlap: {pair:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_method_table_exports_as_one_csv() {
+    // Integrated gradients with 1024 steps on 120 tokens, first in the table: still computing
+    // right after the run arrives.
+    let long: Vec<&str> = SAMPLE_WORDS.iter().copied().cycle().take(120).collect();
+    let mut harness = app_harness(AppState {
+        text: long.join(" "),
+        view: ViewKind::Saliency,
+        saliency: SaliencySettings {
+            method: Method::IntegratedGradients,
+            steps: 1024,
+            compare: true,
+            ..SaliencySettings::default()
+        },
+        ..AppState::default()
+    });
+    wait_run(&mut harness);
+    let dir = scratch("saliency-table-csv");
+    let path = dir.join("table.csv");
+    let purpose = DialogPurpose::ExportSaliency(SaliencyExport::TableCsv);
+    harness.state_mut().complete_dialog(purpose, &path);
+    assert_eq!(
+        harness.state().error.as_deref(),
+        Some("the method table is still computing")
+    );
+    assert!(!path.exists());
+
+    // A short text, computed in full: the button is there and the export writes the table.
+    harness.state_mut().state.text = "the cat sat on the mat".to_owned();
+    harness.state_mut().state.saliency.steps = SaliencySettings::default().steps;
+    wait_run(&mut harness);
+    step_until(&mut harness, "every method", |h| {
+        h.query_by_label("computing…").is_none() && h.query_all_by_label("…").count() == 0
+    });
+    harness.run_steps(3);
+    assert!(harness.query_by_label("Export table CSV").is_some());
+    let app = harness.state_mut();
+    app.complete_dialog(purpose, &path);
+    assert!(app.error.is_none(), "{:?}", app.error);
+    let shown = app.shown_attribution().unwrap();
+    assert_eq!(shown.method, Method::IntegratedGradients);
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    // index, token, then the table's columns: the chosen method first, then every other.
+    assert_eq!(
+        header[..3],
+        ["index", "token", "integrated-gradients"],
+        "{text}"
+    );
+    let mut methods: Vec<&str> = header[2..].to_vec();
+    methods.sort_unstable();
+    let mut all: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+    all.sort_unstable();
+    assert_eq!(methods, all, "{text}");
+    // A row per token, each with a cell per method.
+    assert_eq!(lines.len(), 1 + 6, "{text}");
+    for (i, (line, word)) in lines[1..]
+        .iter()
+        .zip(["the", "cat", "sat", "on", "the", "mat"])
+        .enumerate()
+    {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), header.len(), "{line}");
+        assert_eq!(cells[..2], [i.to_string().as_str(), word], "{line}");
+        // The chosen method's column is the view's scores, exactly.
+        assert_eq!(cells[2].parse::<f32>().unwrap(), shown.scores[i], "{line}");
+        assert!(
+            cells[2..]
+                .iter()
+                .all(|c| c.is_empty() || c.parse::<f32>().is_ok()),
+            "{line}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

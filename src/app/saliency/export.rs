@@ -1,7 +1,8 @@
 //! Exports of the Saliency view: the labelled figure as PNG or SVG through `render::saliency`
 //! (the same functions and title as `attnviz attribute --out FILE.png`), the continuation
 //! matrix through `render::saliency::generated_matrix` and the heatmap figure, and the scores as
-//! CSV or `attnviz.attribution/v1` JSON (the attribution module's own serializers).
+//! CSV or `attnviz.attribution/v1` JSON (the attribution module's own serializers), and the
+//! method table (every method's scores side by side) as CSV.
 
 use super::api::{self, Attribution};
 use super::compute::Done;
@@ -18,6 +19,7 @@ pub fn default_name(kind: SaliencyExport, method: api::Method) -> String {
         SaliencyExport::ContinuationPng | SaliencyExport::ContinuationSvg => {
             format!("continuation_{method}.{}", kind.extension())
         }
+        SaliencyExport::TableCsv => "saliency_methods.csv".to_owned(),
         _ => format!("saliency_{method}.{}", kind.extension()),
     }
 }
@@ -71,11 +73,103 @@ pub fn write(
             }
         }
         SaliencyExport::Csv => text(api::to_csv(attr)),
+        SaliencyExport::TableCsv => Err("the method table is written by table_csv".to_owned()),
         SaliencyExport::Json => text(api::to_json(attr, meta, mask)),
     }
 }
 
+/// One method's column of the method table: the method and its result.
+pub type TableColumn = (api::Method, Result<Arc<Attribution>, String>);
+
+/// The method table as CSV: `index,token,<method>,…` in the table's column order, one row per
+/// token (per word with word aggregation), each score the shortest text of its f32, empty where
+/// a method has no score (it failed, or scored fewer items). Fields with a comma, a quote or a
+/// line break are quoted. An error when no method has scores.
+pub fn table_csv(columns: &[TableColumn]) -> Result<String, String> {
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_owned()
+        }
+    };
+    let scored: Vec<Option<&Attribution>> = columns
+        .iter()
+        .map(|(_, r)| r.as_ref().ok().map(|a| &**a))
+        .collect();
+    let Some(rows) = scored.iter().flatten().next() else {
+        let why = columns.iter().find_map(|(_, r)| r.as_ref().err());
+        return Err(why.map_or_else(
+            || "no method to export".to_owned(),
+            |e| format!("no method could score this target: {e}"),
+        ));
+    };
+    let mut out = String::from("index,token");
+    for (m, _) in columns {
+        out.push(',');
+        out.push_str(&field(m.name()));
+    }
+    out.push('\n');
+    for (i, label) in rows.labels.iter().enumerate().take(rows.scores.len()) {
+        out.push_str(&format!("{i},{}", field(label)));
+        for a in &scored {
+            out.push(',');
+            match a.and_then(|a| a.scores.get(i)) {
+                Some(v) if v.is_finite() => out.push_str(ryu::Buffer::new().format_finite(*v)),
+                Some(v) => out.push_str(&v.to_string()),
+                None => {}
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 impl AttnApp {
+    /// Every method's result for the Saliency view's target, in the method table's order; an
+    /// error while any is missing.
+    fn method_table(&self) -> Result<Vec<TableColumn>, String> {
+        let no_scores = || "no saliency scores to export yet".to_owned();
+        let (key, run) = self.current.as_ref().ok_or_else(no_scores)?;
+        let supported = self.saliency.supported(key).ok_or_else(no_scores)?;
+        let target = self.state.saliency.target(supported, run.tokens.len())?;
+        // The table's requests, whether or not it is shown.
+        let settings = super::SaliencySettings {
+            compare: true,
+            ..self.state.saliency.clone()
+        };
+        let mut columns = Vec::new();
+        for request in settings.requests(&target) {
+            match self.saliency.attribution(key, &request) {
+                Some((result, _)) => columns.push((request.method, result.clone())),
+                None if !self.state.saliency.compare => {
+                    return Err(
+                        "the method table is not shown: tick \"Compare all methods\" first"
+                            .to_owned(),
+                    );
+                }
+                None => return Err("the method table is still computing".to_owned()),
+            }
+        }
+        Ok(columns)
+    }
+
+    /// Writes the method table as CSV to `path`.
+    fn export_method_table(&mut self, path: &Path) {
+        let csv = self.method_table().and_then(|columns| table_csv(&columns));
+        let written = csv.and_then(|csv| {
+            crate::io::write_atomic(path, |out| out.write_all(csv.as_bytes()))
+                .map_err(|e| e.to_string())
+        });
+        match written {
+            Ok(()) => {
+                self.notice = Some(format!("wrote {}", path.display()));
+                self.clear_error(ErrorCause::File);
+            }
+            Err(e) => self.report(ErrorCause::File, e),
+        }
+    }
+
     /// The attribution the Saliency view shows, if it has arrived, with how it was made.
     fn shown_attribution_done(&self, continuation: bool) -> Option<(Arc<Attribution>, Done)> {
         let (key, run) = self.current.as_ref()?;
@@ -103,6 +197,10 @@ impl AttnApp {
 
     /// Writes the Saliency view's export `kind` to `path`.
     pub(in crate::app) fn export_saliency(&mut self, kind: SaliencyExport, path: &Path) {
+        if kind == SaliencyExport::TableCsv {
+            self.export_method_table(path);
+            return;
+        }
         let continuation = matches!(
             kind,
             SaliencyExport::ContinuationPng | SaliencyExport::ContinuationSvg
@@ -122,5 +220,70 @@ impl AttnApp {
             }
             Err(e) => self.report(ErrorCause::File, e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::table_csv;
+    use crate::analysis::attribution::{Attribution, Method};
+    use crate::grad::{ResolvedTarget, TargetKind};
+    use crate::tokenize::Token;
+    use std::sync::Arc;
+
+    fn attribution(method: Method, scores: Vec<f32>) -> Arc<Attribution> {
+        let tokens: Vec<Token> = ["a,b", "say \"hi\"", "c"]
+            .iter()
+            .map(|t| Token::from_text(t))
+            .collect();
+        Arc::new(Attribution {
+            mask: crate::engine::AppliedMask::default(),
+            ablations: Vec::new(),
+            labels: tokens.iter().map(|t| t.text.clone()).collect(),
+            tokens,
+            method,
+            target: ResolvedTarget {
+                kind: TargetKind::Logprob,
+                position: Some(2),
+                token: Some(7),
+                foil: None,
+                text_b: None,
+                reference: None,
+                value: -1.5,
+            },
+            steps: None,
+            baseline: None,
+            occlude: None,
+            completeness_gap: None,
+            scores,
+            words: None,
+            generated: None,
+        })
+    }
+
+    #[test]
+    fn the_method_table_csv_has_a_column_per_method_and_empty_cells_for_errors() {
+        let columns = vec![
+            (
+                Method::Occlusion,
+                Ok(attribution(Method::Occlusion, vec![0.1, -2.0, 3e-5])),
+            ),
+            (Method::Gradient, Err("no gradient".to_owned())),
+            (
+                Method::Attention,
+                Ok(attribution(Method::Attention, vec![1.0, f32::NAN, 0.25])),
+            ),
+        ];
+        let csv = table_csv(&columns).unwrap();
+        assert_eq!(
+            csv,
+            "index,token,occlusion,gradient,attention\n\
+             0,\"a,b\",0.1,,1.0\n\
+             1,\"say \"\"hi\"\"\",-2.0,,NaN\n\
+             2,c,0.00003,,0.25\n"
+        );
+        let failed = vec![(Method::Gradient, Err("no gradient".to_owned()))];
+        assert!(table_csv(&failed).unwrap_err().contains("no gradient"));
     }
 }

@@ -54,21 +54,31 @@ impl Correlations {
 }
 
 /// Draws the table of `columns` (scores per token; `labels` name the rows when the scores are
-/// per token) and their rank correlations. `chosen` is the method the view colours by.
+/// per token) and their rank correlations. `chosen` is the method the view colours by. True when
+/// its "Export table CSV" button was clicked (enabled once every column has arrived).
 pub fn table_ui(
     ui: &mut egui::Ui,
     correlations: &mut Correlations,
     columns: &[Column],
     labels: &[String],
     chosen: Method,
-) {
-    ui.strong("All methods for this target");
+) -> bool {
+    let complete = columns.iter().all(|(_, r)| r.is_some());
+    let export = ui
+        .horizontal(|ui| {
+            ui.strong("All methods for this target");
+            ui.add_enabled(complete, egui::Button::new("Export table CSV"))
+                .on_hover_text("Write every method's score of every token as one CSV file")
+                .on_disabled_hover_text("Available once every method has been computed")
+                .clicked()
+        })
+        .inner;
     let Some(first) = columns
         .iter()
         .find_map(|(_, r)| r.as_ref().and_then(|r| r.as_ref().ok()))
     else {
         ui.label("computing…");
-        return;
+        return export;
     };
     let rows = first.scores.len();
     let row_label = |i: usize| {
@@ -134,6 +144,7 @@ pub fn table_ui(
                 ui.end_row();
             }
         });
+    export
 }
 
 /// The chosen method's scores with the ablations (`ablated`) and without them (`plain`), per
