@@ -356,6 +356,8 @@ fn changed_state() -> AppState {
         },
         ablations: vec![Ablation::zero(0, 3), Ablation::mean(1, 2)],
         show_difference: true,
+        recent_files: vec![PathBuf::from("/data/a.txt")],
+        dialog_folders: [("open".to_owned(), PathBuf::from("/data"))].into(),
     }
 }
 
@@ -395,6 +397,8 @@ fn a_session_round_trip_restores_every_setting() {
         teach,
         ablations,
         show_difference,
+        recent_files,
+        dialog_folders,
     } = &changed;
     let d = AppState::default();
     assert_ne!(*text, d.text);
@@ -428,6 +432,8 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*teach, d.teach);
     assert_ne!(*ablations, d.ablations);
     assert_ne!(*show_difference, d.show_difference);
+    assert_ne!(*recent_files, d.recent_files);
+    assert_ne!(*dialog_folders, d.dialog_folders);
     assert!(changed.job_key().is_ok());
 
     let dir = scratch("session");
@@ -443,7 +449,16 @@ fn a_session_round_trip_restores_every_setting() {
     let mut fresh = AttnApp::new(AppState::default(), || {});
     fresh.open_file(&path);
     assert!(fresh.error.is_none(), "{:?}", fresh.error);
-    assert_eq!(fresh.state, changed);
+    // Every setting comes back, but the recent files and the dialogs' folders are the app's
+    // own: the session joins the app's recent files.
+    assert_eq!(fresh.state.recent_files, vec![path.clone()]);
+    assert!(fresh.state.dialog_folders.is_empty());
+    let expected = AppState {
+        recent_files: fresh.state.recent_files.clone(),
+        dialog_folders: fresh.state.dialog_folders.clone(),
+        ..changed.clone()
+    };
+    assert_eq!(fresh.state, expected);
     assert_eq!(fresh.session_path.as_deref(), Some(path.as_path()));
     assert!(fresh.wait_for_run(RUN_TIMEOUT), "{:?}", fresh.error);
     // The restored session runs the BERT fixture (2 layers × 4 heads), with its ablations.
@@ -932,3 +947,6 @@ mod saliency;
 
 #[path = "app/ablate.rs"]
 mod ablate;
+
+#[path = "app/small_things.rs"]
+mod small_things;

@@ -1,6 +1,6 @@
 //! The settings that change the numbers, as chips next to the map: the applied mask, the
 //! dimension masks, the teaching mistakes a run makes, a score scale other than 1/√d_head and
-//! the ablated heads (with the difference toggle and undo/redo of ablation edits).
+//! the ablated heads (with the difference toggle).
 //! Each chip names what the run on screen was computed with, and one click on its ✕ clears the
 //! setting (the mask the architecture adds cannot be cleared, and says so). Every view that
 //! shows numbers draws them, so a setting made in one view is never silently in force in
@@ -88,12 +88,10 @@ pub fn settings_chips_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         }
     }
     let ablated = current.is_some_and(|k| !k.opts.ablations.is_empty());
-    let (can_undo, can_redo) = cx.ablation_undo;
-    if chips.is_empty() && !can_undo && !can_redo {
+    if chips.is_empty() {
         return;
     }
     let mut clear = None;
-    let mut requests = Vec::new();
     ui.horizontal_wrapped(|ui| {
         for (text, hover, action) in chips {
             match action {
@@ -118,24 +116,7 @@ pub fn settings_chips_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
                     "Heatmap and Grid: the ablated run's attention minus the unablated run's,                      red where the ablation added weight, blue where it took it away",
                 );
         }
-        if can_undo || can_redo {
-            let undo = ui
-                .add_enabled(can_undo, egui::Button::new("↶ undo").small())
-                .on_hover_text("Undo the last ablation edit (Ctrl+Z)");
-            if undo.clicked() {
-                requests.push(super::view::Request::UndoAblation);
-            }
-            let redo = ui
-                .add_enabled(can_redo, egui::Button::new("↷ redo").small())
-                .on_hover_text("Redo (Ctrl+Shift+Z)");
-            if redo.clicked() {
-                requests.push(super::view::Request::RedoAblation);
-            }
-        }
     });
-    for r in requests {
-        cx.request(r);
-    }
     let state = &mut *cx.state;
     match clear {
         Some(Clear::Mask) => state.mask_text = "none".to_owned(),

@@ -19,6 +19,12 @@ use std::time::{Duration, Instant};
 /// dialog within a quarter of a second.
 const INSTANT_CLOSE: Duration = Duration::from_millis(250);
 
+/// The height of the in-app dialog's listing, in points.
+const LISTING_HEIGHT: f32 = 280.0;
+
+/// Frames in which the in-app dialog tries to give its path field the focus.
+const FOCUS_TRIES: u8 = 3;
+
 /// What the dialog picks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DialogMode {
@@ -45,7 +51,9 @@ pub struct DialogRequest {
     pub title: String,
     /// What to pick.
     pub mode: DialogMode,
-    /// Where to start; the current directory when `None`.
+    /// Where to start, e.g. the folder last used for the same purpose. The system dialog gets
+    /// it as its directory; the in-app dialog lists it, or the working folder when it is `None`
+    /// or not an existing folder.
     pub start_dir: Option<PathBuf>,
 }
 
@@ -144,28 +152,45 @@ struct Entry {
     is_dir: bool,
 }
 
+/// The path field's id: one in-app dialog is open at a time, and its caret is set from outside
+/// the field after Tab completion.
+fn path_field_id() -> egui::Id {
+    egui::Id::unique("attnviz-in-app-dialog-path")
+}
+
 /// attnviz's own file dialog: a folder listing and a path field with Tab completion.
 #[derive(Debug)]
 pub struct InAppDialog {
     request: DialogRequest,
-    /// The folder listed.
+    /// The folder relative paths in the field are taken from: the start folder.
+    base: PathBuf,
+    /// The folder listed: the one the typed path is in.
     dir: PathBuf,
-    /// What the path field holds: a path, absolute or relative to `dir`.
+    /// What the path field holds: a path, absolute or relative to `base`.
     path_text: String,
+    /// The field's text the listing last followed ([`Self::follow_typed`]).
+    followed: String,
     /// The listing of `dir`, read when `dir` changes.
     entries: Vec<Entry>,
     /// Why the listing or the last accept failed.
     message: Option<String>,
     /// Whether the path field had the focus at the end of the last frame (Tab completes then).
     path_focused: bool,
+    /// Frames left to give the path field the focus, caret at the end (0: none): when the
+    /// dialog opens, after Tab completion changed the text under the caret, and after a
+    /// refused path. More than one, as the click that opened the dialog, still in the input of
+    /// its first frame, takes the focus away again.
+    focus_path: u8,
 }
 
 impl InAppDialog {
-    /// A dialog for `request`, listing its start folder (or the current directory).
+    /// A dialog for `request`, listing its start folder, or the working folder when the request
+    /// has none or it is not an existing folder.
     pub fn new(request: DialogRequest) -> Self {
         let dir = request
             .start_dir
             .clone()
+            .filter(|dir| dir.is_dir())
             .or_else(|| std::env::current_dir().ok())
             .unwrap_or_else(|| PathBuf::from("."));
         let path_text = match &request.mode {
@@ -175,11 +200,14 @@ impl InAppDialog {
         };
         let mut dialog = Self {
             request,
+            base: dir.clone(),
             dir: PathBuf::new(),
+            followed: path_text.clone(),
             path_text,
             entries: Vec::new(),
             message: None,
             path_focused: false,
+            focus_path: FOCUS_TRIES,
         };
         dialog.enter(dir);
         dialog
@@ -192,6 +220,8 @@ impl InAppDialog {
 
     /// Lists `dir` and makes it the current folder.
     fn enter(&mut self, dir: PathBuf) {
+        // As the path shows above the listing: no trailing separator, no `.` components.
+        let dir: PathBuf = dir.components().collect();
         match list_dir(&dir, &self.request.mode) {
             Ok(entries) => {
                 self.entries = entries;
@@ -205,9 +235,36 @@ impl InAppDialog {
         self.dir = dir;
     }
 
-    /// The path field as a path: relative paths are taken from the listed folder, `~` is home.
+    /// The path field as a path: relative paths are taken from the start folder, `~` is home.
     fn typed_path(&self) -> PathBuf {
-        resolve(&self.path_text, &self.dir)
+        resolve(&self.path_text, &self.base)
+    }
+
+    /// Lists the folder the typed path is in, once the field changed: the typed path itself
+    /// when it names a folder, else its parent when that is one; otherwise the listing stays.
+    /// Returns whether the listed folder changed.
+    fn follow_typed(&mut self) -> bool {
+        if self.path_text == self.followed {
+            return false;
+        }
+        self.followed.clone_from(&self.path_text);
+        if self.path_text.trim().is_empty() {
+            return false;
+        }
+        let typed = self.typed_path();
+        let folder = if typed.is_dir() {
+            typed
+        } else {
+            match typed.parent() {
+                Some(parent) if parent.is_dir() => parent.to_path_buf(),
+                _ => return false,
+            }
+        };
+        if folder == self.dir {
+            return false;
+        }
+        self.enter(folder);
+        true
     }
 
     /// Checks the typed path against the mode; `Err` is the message to show.
@@ -222,7 +279,8 @@ impl InAppDialog {
                 Err(format!("pick a file in the folder: {}", path.display()))
             }
             DialogMode::Open { .. } => Err(format!("no such file: {}", path.display())),
-            DialogMode::Folder if path.is_dir() => Ok(path),
+            // As typed, but without a trailing separator: "/data/model/" is "/data/model".
+            DialogMode::Folder if path.is_dir() => Ok(path.components().collect()),
             DialogMode::Folder => Err(format!("no such folder: {}", path.display())),
             DialogMode::Save { .. } => {
                 if path.is_dir() || self.path_text.ends_with(std::path::MAIN_SEPARATOR) {
@@ -240,15 +298,27 @@ impl InAppDialog {
         }
     }
 
-    /// Completes the path field as far as the names in its folder agree (Tab).
+    /// Completes the path field as far as the names in its folder agree (Tab); the caret goes
+    /// to the end, after what was added, and the listing follows.
     fn complete(&mut self) {
-        if let Some(done) = complete_path(&self.path_text, &self.dir) {
-            let target = resolve(&done, &self.dir);
+        if let Some(done) = complete_path(&self.path_text, &self.base) {
             self.path_text = done;
-            if target.is_dir() && target != self.dir {
-                self.enter(target);
-            }
+            self.focus_path = FOCUS_TRIES;
+            self.follow_typed();
         }
+    }
+
+    /// Focuses the path field with the caret at the end of its text, before the field is drawn
+    /// this frame.
+    fn put_caret_at_end(&self, ctx: &egui::Context) {
+        let id = path_field_id();
+        let mut state = egui::TextEdit::load_state(ctx, id).unwrap_or_default();
+        let end = egui::text::CCursor::new(self.path_text.chars().count());
+        state
+            .cursor
+            .set_char_range(Some(egui::text::CCursorRange::one(end)));
+        state.store(ctx, id);
+        ctx.memory_mut(|m| m.request_focus(id));
     }
 
     /// Draws the dialog as a modal window. Returns the outcome once the user has accepted a
@@ -273,9 +343,13 @@ impl InAppDialog {
                 let mut picked_file = None;
                 let mut accept_file = false;
                 let typed = self.typed_path();
+                // A fixed height, and a line always kept for the message below: the dialog
+                // keeps its size and its buttons their place while the listing follows the
+                // typed path.
                 egui::ScrollArea::vertical()
-                    .max_height(280.0)
-                    .auto_shrink([false, true])
+                    .max_height(LISTING_HEIGHT)
+                    .min_scrolled_height(LISTING_HEIGHT)
+                    .auto_shrink([false, false])
                     .show(ui, |ui| {
                         if self.entries.is_empty() {
                             ui.weak("(nothing to pick here)");
@@ -324,24 +398,41 @@ impl InAppDialog {
                 {
                     self.complete();
                 }
+                // Not in the sizing pass of the dialog's first frame: nothing takes the focus then.
+                let focusing = self.focus_path > 0 && !ui.is_sizing_pass();
+                if focusing {
+                    self.put_caret_at_end(ui.ctx());
+                }
                 let field = ui.horizontal(|ui| {
                     let label = ui.label("Path");
                     ui.add(
                         egui::TextEdit::singleline(&mut self.path_text)
                             .desired_width(f32::INFINITY)
                             .lock_focus(true)
-                            .id_salt("in-app-dialog-path"),
+                            .id(path_field_id()),
                     )
                     .labelled_by(label.id)
                     .on_hover_text("Type a path; Tab completes it, Enter accepts")
                 });
                 let field = field.inner;
                 self.path_focused = field.has_focus();
-                let enter_pressed =
-                    field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-                if let Some(message) = &self.message {
-                    ui.colored_label(ui.visuals().error_fg_color, message);
+                if focusing {
+                    self.focus_path = if field.has_focus() {
+                        0
+                    } else {
+                        self.focus_path - 1
+                    };
                 }
+                // Enter accepts from anywhere in the dialog: in the path field (which gives up
+                // the focus on Enter) or with nothing focused. Not while another widget has the
+                // focus: a focused button takes Enter as its own click, and a text field
+                // behind the dialog is still being typed into.
+                let enter_pressed = ui.input(|i| i.key_pressed(egui::Key::Enter))
+                    && (field.lost_focus() || ui.memory(|m| m.focused().is_none()));
+                ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    self.message.as_deref().unwrap_or(" "),
+                );
                 ui.horizontal(|ui| {
                     let accept_label = match self.request.mode {
                         DialogMode::Open { .. } => "Open",
@@ -351,7 +442,11 @@ impl InAppDialog {
                     if ui.button(accept_label).clicked() || enter_pressed {
                         match self.accept() {
                             Ok(path) => outcome = Some(InAppOutcome::Picked(path)),
-                            Err(e) => self.message = Some(e),
+                            Err(e) => {
+                                self.message = Some(e);
+                                // Back to the field, to correct the path.
+                                self.focus_path = FOCUS_TRIES;
+                            }
                         }
                     }
                     if ui.button("Cancel").clicked() {
@@ -361,6 +456,10 @@ impl InAppDialog {
             });
         if modal.should_close() && outcome.is_none() {
             outcome = Some(InAppOutcome::Cancelled);
+        }
+        // The listing is drawn above the field: show the folder typed this frame in the next.
+        if outcome.is_none() && (self.follow_typed() || self.focus_path > 0) {
+            ctx.request_repaint();
         }
         outcome
     }
@@ -577,17 +676,71 @@ mod tests {
 
     #[test]
     fn an_unreadable_folder_is_a_message_not_a_panic() {
-        let d = InAppDialog::new(DialogRequest {
+        let mut d = InAppDialog::new(DialogRequest {
             title: "t".to_owned(),
             mode: DialogMode::Folder,
-            start_dir: Some(PathBuf::from("/definitely/not/here")),
+            start_dir: None,
         });
+        d.enter(PathBuf::from("/definitely/not/here"));
         assert!(d.entries.is_empty());
         assert!(
             d.message
                 .as_deref()
                 .is_some_and(|m| m.contains("/definitely/not/here"))
         );
+    }
+
+    #[test]
+    fn a_missing_start_folder_falls_back_to_the_working_folder() {
+        let d = InAppDialog::new(DialogRequest {
+            title: "t".to_owned(),
+            mode: DialogMode::Save {
+                default_name: "x.json".to_owned(),
+            },
+            start_dir: Some(PathBuf::from("/definitely/not/here")),
+        });
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(d.dir, cwd);
+        assert_eq!(d.message, None);
+        assert_eq!(d.accept(), Ok(cwd.join("x.json")));
+    }
+
+    #[test]
+    fn the_listing_follows_the_typed_path_and_relative_paths_stay_put() {
+        let dir = scratch("follow");
+        std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+        std::fs::write(dir.join("sub/in.txt"), "").unwrap();
+        let mut d = InAppDialog::new(DialogRequest {
+            title: "t".to_owned(),
+            mode: open(&["txt"]),
+            start_dir: Some(dir.clone()),
+        });
+        let names =
+            |d: &InAppDialog| -> Vec<String> { d.entries.iter().map(|e| e.name.clone()).collect() };
+        assert_eq!(names(&d), ["sub"]);
+        // A folder, relative to the start folder.
+        d.path_text = "sub".to_owned();
+        assert!(d.follow_typed());
+        assert_eq!(d.dir, dir.join("sub"));
+        assert_eq!(names(&d), ["deeper", "in.txt"]);
+        // A partial name inside it: its folder, already listed.
+        d.path_text = "sub/i".to_owned();
+        assert!(!d.follow_typed());
+        // Tab completes against the start folder, not the listed one.
+        d.complete();
+        assert_eq!(d.path_text, "sub/in.txt");
+        assert_eq!(d.accept(), Ok(dir.join("sub/in.txt")));
+        d.path_text = "sub/deep".to_owned();
+        d.complete();
+        assert_eq!(d.path_text, "sub/deeper/");
+        assert_eq!(d.dir, dir.join("sub/deeper"));
+        // A path in no folder that exists leaves the listing; an absolute one is followed.
+        d.path_text = "nowhere/at/all".to_owned();
+        assert!(!d.follow_typed());
+        assert_eq!(d.dir, dir.join("sub/deeper"));
+        d.path_text = format!("{}/", dir.display());
+        assert!(d.follow_typed());
+        assert_eq!(d.dir, dir);
     }
 
     #[test]

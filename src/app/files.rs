@@ -5,7 +5,7 @@ use super::file_dialog::{DialogBackend, DialogMode, DialogRequest};
 use super::view::{DialogPurpose, ExternalRun};
 use super::{AppState, AttnApp, ErrorCause, export};
 use crate::io::{self, InputFile, ModelMeta};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Tensor exports larger than this are confirmed, with their size, before they are written.
@@ -36,11 +36,23 @@ impl AttnApp {
     pub fn open_file(&mut self, path: &Path) {
         // What the file is comes from its parsed JSON's `format` field, wherever it stands.
         match io::load_input(path) {
-            Ok(InputFile::Lesson) => self.open_lesson(path),
+            Ok(InputFile::Lesson) => {
+                self.open_lesson(path);
+                if self
+                    .state
+                    .teach
+                    .lesson
+                    .as_ref()
+                    .is_some_and(|l| l.path == path)
+                {
+                    self.state.remember_file(path);
+                }
+            }
             Ok(InputFile::Input(input)) => {
                 // Token strings and ids run as they are, as `attnviz export` runs them.
                 self.external = None;
                 self.state.set_input(input);
+                self.state.remember_file(path);
                 self.clear_error(ErrorCause::File);
             }
             Ok(InputFile::Attention(file)) => {
@@ -53,6 +65,7 @@ impl AttnApp {
                     path: path.to_owned(),
                     run: Arc::new(run),
                 });
+                self.state.remember_file(path);
                 self.clear_error(ErrorCause::File);
             }
             Ok(InputFile::Session(value)) => self.apply_session(path, value),
@@ -79,6 +92,11 @@ impl AttnApp {
             }
             Ok(mut state) => {
                 state.clamp(None);
+                // The app's own history stays the app's: a session does not replace the recent
+                // files or the dialogs' folders.
+                state.recent_files = std::mem::take(&mut self.state.recent_files);
+                state.dialog_folders = std::mem::take(&mut self.state.dialog_folders);
+                state.remember_file(path);
                 self.state = state;
                 self.settings_with_text = true;
                 self.previous_model_dir = None;
@@ -131,6 +149,12 @@ impl AttnApp {
 
     /// Handles a path chosen for `purpose` (from a dialog, or directly in tests).
     pub fn complete_dialog(&mut self, purpose: DialogPurpose, path: &Path) {
+        // The next dialog for this purpose starts where this one ended: the chosen file's
+        // folder (a chosen folder's parent for model folders and export folders).
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        if let Some(folder) = absolute.parent().filter(|p| !p.as_os_str().is_empty()) {
+            self.state.remember_folder(purpose.folder_key(), folder);
+        }
         match purpose {
             DialogPurpose::OpenFile => self.open_file(path),
             DialogPurpose::SaveSession => self.save_session(path),
@@ -300,12 +324,15 @@ impl AttnApp {
                 crate::app::teach::export::default_name(&self.state),
             ),
         };
-        // Start next to the session file in use, if any.
-        request.start_dir = self
-            .session_path
-            .as_deref()
-            .and_then(Path::parent)
-            .filter(|p| p.is_dir())
+        // Start in the folder last used for this purpose, else next to the session file in
+        // use, if any.
+        let remembered = self.state.dialog_folders.get(purpose.folder_key());
+        let next_to_session = self.session_path.as_deref().and_then(Path::parent);
+        request.start_dir = remembered
+            .map(PathBuf::as_path)
+            .into_iter()
+            .chain(next_to_session)
+            .find(|p| p.is_dir())
             .map(Path::to_path_buf);
         request
     }

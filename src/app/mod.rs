@@ -13,9 +13,11 @@ mod files;
 mod grid;
 mod head_view;
 mod heatmap;
+mod help;
 mod jobs;
 mod panels;
 pub mod saliency;
+pub mod shortcuts;
 mod special;
 pub mod state;
 pub mod teach;
@@ -134,8 +136,13 @@ pub struct AttnApp {
     /// The difference view's run (ablated minus unablated), with the two runs it was made
     /// from.
     difference: Option<(Weak<Run>, Weak<Run>, Arc<Run>)>,
-    /// Ablation edits that can be undone (the lists before each edit, oldest first) and redone.
-    ablation_undo: undo::History<Vec<crate::engine::Ablation>>,
+    /// Settings edits that can be undone (the settings before each edit, oldest first) and
+    /// redone.
+    undo: undo::History<undo::Undoable>,
+    /// Whether the Help window (keyboard shortcuts, About) is open.
+    pub help_open: bool,
+    /// File → Quit was chosen: the window closes on the next logic step.
+    pub quit_requested: bool,
 }
 
 impl AttnApp {
@@ -178,7 +185,9 @@ impl AttnApp {
             title: String::new(),
             fonts_installed: false,
             difference: None,
-            ablation_undo: undo::History::default(),
+            undo: undo::History::default(),
+            help_open: false,
+            quit_requested: false,
         }
     }
 
@@ -235,17 +244,17 @@ impl AttnApp {
         }
     }
 
-    /// Undoes the last change of the ablated heads (a no-op without one).
-    pub fn undo_ablation(&mut self) {
-        if let Some(before) = self.ablation_undo.undo(&self.state.ablations) {
-            self.state.ablations = before;
+    /// Undoes the last settings edit (a no-op without one).
+    pub fn undo(&mut self) {
+        if let Some(before) = self.undo.undo(&undo::Undoable::of(&self.state)) {
+            before.apply(&mut self.state);
         }
     }
 
-    /// Redoes the last undone change of the ablated heads.
-    pub fn redo_ablation(&mut self) {
-        if let Some(after) = self.ablation_undo.redo(&self.state.ablations) {
-            self.state.ablations = after;
+    /// Redoes the last undone settings edit.
+    pub fn redo(&mut self) {
+        if let Some(after) = self.undo.redo(&undo::Undoable::of(&self.state)) {
+            after.apply(&mut self.state);
         }
     }
 
@@ -283,71 +292,70 @@ impl AttnApp {
             || self.layers_heads().is_none()
             || self.in_app_dialog.is_some();
         let (layers, heads) = self.layers_heads().unwrap_or((1, 1));
-        let mut dialog = None;
-        let mut save_direct = None;
-        let mut teach_step = None;
-        let mut undo_step = None;
-        ctx.input_mut(|i| {
-            let lesson_open = self.state.teach.lesson.is_some();
-            teach_step = teach::presenter::read_keys(i, &mut self.state, lesson_open, typing);
-            if i.consume_key(egui::Modifiers::COMMAND, egui::Key::O) {
-                dialog = Some(DialogPurpose::OpenFile);
-            }
-            if i.consume_key(egui::Modifiers::COMMAND, egui::Key::S) {
-                match &self.session_path {
-                    Some(p) => save_direct = Some(p.clone()),
-                    None => dialog = Some(DialogPurpose::SaveSession),
+        let presenting = self.state.teach.presenter;
+        let lesson = self.state.teach.lesson.is_some();
+        // Open, save, export and quit work while typing (their keys type nothing). Read before
+        // `input_mut`: the context's lock is held inside it.
+        let text_focus = ctx.egui_wants_keyboard_input();
+        let actions = ctx.input_mut(|i| {
+            shortcuts::read(i, text_focus, presenting, lesson)
+                .into_iter()
+                .filter(|a| {
+                    !typing
+                        || matches!(
+                            a,
+                            shortcuts::Action::Open
+                                | shortcuts::Action::Save
+                                | shortcuts::Action::Export
+                                | shortcuts::Action::Quit
+                                | shortcuts::Action::Help
+                                | shortcuts::Action::Presenter
+                        )
+                })
+                .collect::<Vec<_>>()
+        });
+        for action in actions {
+            use shortcuts::Action;
+            let s = &mut self.state;
+            match action {
+                Action::Open => self.open_dialog(DialogPurpose::OpenFile),
+                Action::Save => match self.session_path.clone() {
+                    Some(p) => self.save_session(&p),
+                    None => self.open_dialog(DialogPurpose::SaveSession),
+                },
+                Action::Export => {
+                    let purpose = if s.view == ViewKind::Saliency {
+                        DialogPurpose::ExportSaliency(saliency::SaliencyExport::Png)
+                    } else {
+                        DialogPurpose::ExportPng
+                    };
+                    self.open_dialog(purpose);
+                }
+                Action::Undo => self.undo(),
+                Action::Redo => self.redo(),
+                Action::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+                Action::Help => self.help_open = !self.help_open,
+                Action::Presenter => teach::presenter::toggle(s),
+                Action::LeavePresenter => teach::presenter::toggle(s),
+                Action::StepForward => self.teach_step(teach::presenter::Step::Forward),
+                Action::StepBack => self.teach_step(teach::presenter::Step::Back),
+                Action::NextHead => {
+                    s.head_idx = (s.head_idx + 1).min(heads - 1);
+                    s.head_mode = HeadMode::Single;
+                }
+                Action::PreviousHead => {
+                    s.head_idx = s.head_idx.saturating_sub(1);
+                    s.head_mode = HeadMode::Single;
+                }
+                Action::NextLayer => {
+                    s.layer_idx = (s.layer_idx + 1).min(layers - 1);
+                    s.all_layers = false;
+                }
+                Action::PreviousLayer => {
+                    s.layer_idx = s.layer_idx.saturating_sub(1);
+                    s.all_layers = false;
                 }
             }
-            if i.consume_key(egui::Modifiers::COMMAND, egui::Key::E) {
-                dialog = Some(if self.state.view == ViewKind::Saliency {
-                    DialogPurpose::ExportSaliency(saliency::SaliencyExport::Png)
-                } else {
-                    DialogPurpose::ExportPng
-                });
-            }
-            if typing {
-                return;
-            }
-            // Undo and redo of ablation edits (a text field has its own undo: typing).
-            let redo = egui::Modifiers::COMMAND | egui::Modifiers::SHIFT;
-            if i.consume_key(redo, egui::Key::Z)
-                || i.consume_key(egui::Modifiers::COMMAND, egui::Key::Y)
-            {
-                undo_step = Some(false);
-            } else if i.consume_key(egui::Modifiers::COMMAND, egui::Key::Z) {
-                undo_step = Some(true);
-            }
-            if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowRight) {
-                self.state.head_idx = (self.state.head_idx + 1).min(heads - 1);
-                self.state.head_mode = HeadMode::Single;
-            }
-            if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowLeft) {
-                self.state.head_idx = self.state.head_idx.saturating_sub(1);
-                self.state.head_mode = HeadMode::Single;
-            }
-            if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowDown) {
-                self.state.layer_idx = (self.state.layer_idx + 1).min(layers - 1);
-                self.state.all_layers = false;
-            }
-            if i.consume_key(egui::Modifiers::NONE, egui::Key::ArrowUp) {
-                self.state.layer_idx = self.state.layer_idx.saturating_sub(1);
-                self.state.all_layers = false;
-            }
-        });
-        if let Some(step) = teach_step {
-            self.teach_step(step);
-        }
-        match undo_step {
-            Some(true) => self.undo_ablation(),
-            Some(false) => self.redo_ablation(),
-            None => {}
-        }
-        if let Some(p) = save_direct {
-            self.save_session(&p);
-        }
-        if let Some(purpose) = dialog {
-            self.open_dialog(purpose);
         }
     }
 
@@ -388,8 +396,12 @@ impl AttnApp {
     /// One step of work without drawing: results, scheduling, files, keys. eframe calls it
     /// before every frame; tests call it through the harness.
     pub fn logic_step(&mut self, ctx: &egui::Context) {
-        // Any change of the ablated heads since the last frame is one undoable edit.
-        self.ablation_undo.observe(&self.state.ablations);
+        // Any change of the settings since they last settled is one undoable edit: looked at
+        // only between drags and outside text fields, so a drag or a typed mask is one edit.
+        let settled = !ctx.input(|i| i.pointer.any_down()) && !ctx.egui_wants_keyboard_input();
+        if settled {
+            self.undo.observe(&undo::Undoable::of(&self.state));
+        }
         self.receive();
         self.schedule();
         self.receive_saliency();
@@ -406,6 +418,9 @@ impl AttnApp {
         }
         self.poll_background();
         self.handle_keys(ctx);
+        if std::mem::take(&mut self.quit_requested) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+        }
         if !self.fonts_installed {
             // Here rather than only in `run`, so that every host of the app (tests too) draws
             // the label marks.
@@ -449,7 +464,7 @@ impl AttnApp {
             jobs,
             saliency: &self.saliency,
             mistake_effect,
-            ablation_undo: (self.ablation_undo.can_undo(), self.ablation_undo.can_redo()),
+            undo: (self.undo.can_undo(), self.undo.can_redo()),
             requests: Vec::new(),
         }
     }
@@ -498,8 +513,11 @@ impl AttnApp {
                 Request::DismissError => self.error = None,
                 Request::Truncate => self.state.truncate = true,
                 Request::CancelSaliency => self.cancel_saliency(),
-                Request::UndoAblation => self.undo_ablation(),
-                Request::RedoAblation => self.redo_ablation(),
+                Request::OpenFile(path) => self.open_file(&path),
+                Request::ToggleHelp => self.help_open = !self.help_open,
+                Request::Quit => self.quit_requested = true,
+                Request::Undo => self.undo(),
+                Request::Redo => self.redo(),
                 Request::ComputeSaliency => self.resume_saliency(),
                 Request::OpenLesson(path) => self.open_lesson(&path),
             }
@@ -516,6 +534,7 @@ impl AttnApp {
             egui::Panel::bottom("status").show(ui, |ui| panels.status.ui(ui, &mut cx));
             egui::Panel::left("controls")
                 .default_size(320.0)
+                .min_size(260.0)
                 .resizable(true)
                 .show(ui, |ui| {
                     egui::ScrollArea::vertical().show(ui, |ui| panels.controls.ui(ui, &mut cx));
@@ -527,6 +546,7 @@ impl AttnApp {
         self.apply_requests(requests);
         self.in_app_dialog_ui(&ui.ctx().clone());
         self.confirm_export_ui(&ui.ctx().clone());
+        help::window(&ui.ctx().clone(), &mut self.help_open);
     }
 
     /// The image uploaded as the grid view's thumbnail of (`layer`, `head`), for pixel tests.

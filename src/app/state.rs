@@ -183,6 +183,11 @@ pub struct AppState {
     /// With ablations, the Heatmap and the Grid show the ablated run's attention minus the
     /// unablated run's.
     pub show_difference: bool,
+    /// Files opened before (inputs, attention files, sessions, lessons), newest first.
+    pub recent_files: Vec<std::path::PathBuf>,
+    /// The folder each kind of file dialog last used, by `DialogPurpose::folder_key`
+    /// (`open`, `session`, `model`, `export`, …).
+    pub dialog_folders: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 impl Default for AppState {
@@ -219,6 +224,8 @@ impl Default for AppState {
             teach: crate::app::teach::TeachSettings::default(),
             ablations: Vec::new(),
             show_difference: false,
+            recent_files: Vec::new(),
+            dialog_folders: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -358,6 +365,19 @@ impl AppState {
         }
     }
 
+    /// Remembers a file at the top of the recent files (at most 10).
+    pub fn remember_file(&mut self, path: &std::path::Path) {
+        self.recent_files.retain(|p| p != path);
+        self.recent_files.insert(0, path.to_owned());
+        self.recent_files.truncate(10);
+    }
+
+    /// Remembers the folder a dialog for `key` ended in (the next one starts there).
+    pub fn remember_folder(&mut self, key: &str, folder: &std::path::Path) {
+        self.dialog_folders
+            .insert(key.to_owned(), folder.to_owned());
+    }
+
     /// Remembers a checkpoint folder at the top of the recent list (at most 8).
     pub fn remember_model(&mut self, dir: &std::path::Path) {
         self.recent_models.retain(|d| d != dir);
@@ -389,6 +409,15 @@ impl AppState {
                 self.saliency.text_b.len(),
                 MAX_TEXT_BYTES,
                 "bytes",
+            );
+        }
+        if self.recent_files.len() > MAX_FIELD_BYTES || self.dialog_folders.len() > MAX_FIELD_BYTES
+        {
+            return too_long(
+                "recent_files",
+                self.recent_files.len(),
+                MAX_FIELD_BYTES,
+                "files",
             );
         }
         if self.ablations.len() > MAX_FIELD_BYTES {

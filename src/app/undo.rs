@@ -1,8 +1,12 @@
-//! Undo and redo of settings edits: a bounded history of earlier values of one setting.
+//! Undo and redo of settings edits: a bounded history of earlier values of the settings the
+//! user edits ([`Undoable`]: the mask, the selection, dims, mistakes, ablations, the model's and
+//! the view's settings).
 //!
-//! The app watches a setting (today the ablated heads) rather than hooking every control that
-//! edits it: whatever changed it (the grid's menu, a chip, the head picker, a session), the value
-//! before the change is pushed once, and Undo brings it back.
+//! The app watches those settings rather than hooking every control that edits them: whatever
+//! changed them (a right-click, a chip, a slider, a session), the value before the change is
+//! pushed once. It only looks while no pointer button is down and no text field has the keyboard,
+//! so a slider drag or a typed mask is one edit, not one per frame or keystroke. The text itself
+//! is not here: its text box has its own undo.
 
 /// The most edits kept.
 const MAX_EDITS: usize = 100;
@@ -97,5 +101,97 @@ mod tests {
         h.observe(&5);
         assert!(!h.can_redo());
         assert_eq!(h.undo(&5), Some(1));
+    }
+}
+
+/// The settings Undo brings back, copied out of the app's state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Undoable {
+    tokenizer: crate::tokenize::DemoTokenizer,
+    demo: crate::model::DemoConfig,
+    mask_text: String,
+    truncate: bool,
+    memory_budget: String,
+    max_output: String,
+    scale: crate::engine::ScoreScale,
+    layer_idx: usize,
+    all_layers: bool,
+    head_idx: usize,
+    head_mode: super::state::HeadMode,
+    head_set: Vec<usize>,
+    colormap: crate::render::Colormap,
+    value_scale: crate::render::ValueScale,
+    range: crate::render::RangeMode,
+    hide_special: bool,
+    selected_queries: Vec<usize>,
+    query_combine: super::state::QueryCombine,
+    head_view_hidden: Vec<usize>,
+    head_view_threshold: f32,
+    saliency: super::saliency::SaliencySettings,
+    dims: Vec<crate::engine::DimSubset>,
+    run_mistakes: Vec<crate::engine::Mistake>,
+    ablations: Vec<crate::engine::Ablation>,
+    show_difference: bool,
+}
+
+impl Undoable {
+    /// The undoable settings of `s`.
+    pub fn of(s: &super::AppState) -> Self {
+        Self {
+            tokenizer: s.tokenizer,
+            demo: s.demo,
+            mask_text: s.mask_text.clone(),
+            truncate: s.truncate,
+            memory_budget: s.memory_budget.clone(),
+            max_output: s.max_output.clone(),
+            scale: s.scale,
+            layer_idx: s.layer_idx,
+            all_layers: s.all_layers,
+            head_idx: s.head_idx,
+            head_mode: s.head_mode,
+            head_set: s.head_set.clone(),
+            colormap: s.colormap,
+            value_scale: s.value_scale,
+            range: s.range,
+            hide_special: s.hide_special,
+            selected_queries: s.selected_queries.clone(),
+            query_combine: s.query_combine,
+            head_view_hidden: s.head_view_hidden.clone(),
+            head_view_threshold: s.head_view_threshold,
+            saliency: s.saliency.clone(),
+            dims: s.teach.dims.clone(),
+            run_mistakes: s.teach.run_mistakes.clone(),
+            ablations: s.ablations.clone(),
+            show_difference: s.show_difference,
+        }
+    }
+
+    /// Writes these settings back into `s`.
+    pub fn apply(self, s: &mut super::AppState) {
+        s.tokenizer = self.tokenizer;
+        s.demo = self.demo;
+        s.mask_text = self.mask_text;
+        s.truncate = self.truncate;
+        s.memory_budget = self.memory_budget;
+        s.max_output = self.max_output;
+        s.scale = self.scale;
+        s.layer_idx = self.layer_idx;
+        s.all_layers = self.all_layers;
+        s.head_idx = self.head_idx;
+        s.head_mode = self.head_mode;
+        s.head_set = self.head_set;
+        s.colormap = self.colormap;
+        s.value_scale = self.value_scale;
+        s.range = self.range;
+        s.hide_special = self.hide_special;
+        s.selected_queries = self.selected_queries;
+        s.query_combine = self.query_combine;
+        s.head_view_hidden = self.head_view_hidden;
+        s.head_view_threshold = self.head_view_threshold;
+        s.saliency = self.saliency;
+        s.teach.dims = self.dims;
+        s.teach.run_mistakes = self.run_mistakes;
+        s.ablations = self.ablations;
+        s.show_difference = self.show_difference;
     }
 }

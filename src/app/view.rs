@@ -35,6 +35,23 @@ pub enum DialogPurpose {
     ExportTeachFigure,
 }
 
+impl DialogPurpose {
+    /// Which remembered folder a dialog for this purpose starts in: opening files, sessions,
+    /// model folders and exports each keep their own.
+    pub fn folder_key(self) -> &'static str {
+        match self {
+            DialogPurpose::OpenFile => "open",
+            DialogPurpose::SaveSession => "session",
+            DialogPurpose::OpenModel => "model",
+            DialogPurpose::ExportPng
+            | DialogPurpose::ExportAllHeads
+            | DialogPurpose::ExportTensors
+            | DialogPurpose::ExportSaliency(_)
+            | DialogPurpose::ExportTeachFigure => "export",
+        }
+    }
+}
+
 /// Attention opened from a file rather than computed.
 pub struct ExternalRun {
     /// The file it came from.
@@ -68,10 +85,16 @@ pub enum Request {
     Truncate,
     /// Stop the Saliency view's work.
     CancelSaliency,
-    /// Undo the last change of the ablated heads.
-    UndoAblation,
-    /// Redo the last undone change of the ablated heads.
-    RedoAblation,
+    /// Open a file (from the recent files).
+    OpenFile(PathBuf),
+    /// Show or hide the Help window.
+    ToggleHelp,
+    /// Close the window.
+    Quit,
+    /// Undo the last settings edit.
+    Undo,
+    /// Redo the last undone settings edit.
+    Redo,
     /// Compute the Saliency view's stopped work after all.
     ComputeSaliency,
     /// Open a lesson file (the Lessons menu).
@@ -135,8 +158,8 @@ pub struct ViewCx<'a> {
     pub saliency: &'a super::saliency::Controller,
     /// The measured effect of the mistake the mistakes view shows, once computed.
     pub mistake_effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
-    /// Whether an ablation edit can be undone and redone.
-    pub ablation_undo: (bool, bool),
+    /// Whether a settings edit can be undone and redone.
+    pub undo: (bool, bool),
     /// What the panels asked for this frame.
     pub requests: Vec<Request>,
 }
@@ -159,6 +182,20 @@ impl ViewCx<'_> {
         }
     }
 
+    /// The one name of the checkpoint in `dir` (the picker, the recent list and the status bar
+    /// say the same as the figure titles): the loaded model's own, else the folder's as
+    /// `model::naming` decides it without loading (read once per folder).
+    pub fn model_name(&self, dir: &Path) -> String {
+        if let Some(info) = self.model_info
+            && self.model_loaded()
+            && self.state.model_dir.as_deref() == Some(dir)
+            && !info.name.is_empty()
+        {
+            return info.name.clone();
+        }
+        folder_model_name(dir)
+    }
+
     /// The checkpoint on screen has run (its info is known), rather than still loading.
     pub fn model_loaded(&self) -> bool {
         // `model_info` is only set while it describes the selected folder's loaded model.
@@ -170,6 +207,25 @@ impl ViewCx<'_> {
 pub trait View {
     /// Draws the panel for one frame.
     fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>);
+}
+
+/// [`crate::model::naming::folder_checkpoint_name`] of `dir`, read once per folder and kept
+/// (a few recent folders, each a small config.json read).
+fn folder_model_name(dir: &Path) -> String {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static NAMES: OnceLock<Mutex<HashMap<std::path::PathBuf, String>>> = OnceLock::new();
+    let names = NAMES.get_or_init(Mutex::default);
+    let mut names = names
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if names.len() > 64 {
+        names.clear();
+    }
+    names
+        .entry(dir.to_owned())
+        .or_insert_with(|| crate::model::naming::folder_checkpoint_name(dir).name)
+        .clone()
 }
 
 /// The last component of a model folder, for short messages.

@@ -19,7 +19,9 @@ pub struct Cli {
     /// What to do; without a subcommand the app opens.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// A file to open in the app: text or tokens (.txt, .json) or an attention file.
+    /// A file to open in the app: text (.txt), tokens (.json with "text", "tokens" or
+    /// "token_ids"), an attention file (attnviz JSON or .npy), a session (.attnviz.json) or a
+    /// lesson (attnviz.lesson/v1 JSON).
     pub file: Option<PathBuf>,
     /// Render the app's first frames, save a screenshot to this PNG and exit.
     #[arg(long, value_name = "PNG")]

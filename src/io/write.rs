@@ -139,7 +139,9 @@ pub fn stage_atomic(
     // Register before anything can be interrupted: hold the list while creating the file.
     let tmp = {
         let mut list = live();
-        let tmp = builder.tempfile_in(dir).map_err(err)?;
+        let tmp = builder
+            .tempfile_in(dir)
+            .map_err(|cause| err(creation_error(dir, cause)))?;
         list.push(tmp.path().to_owned());
         tmp
     };
@@ -162,6 +164,25 @@ pub fn stage_atomic(
     // On error `staged` drops here and removes the temporary file.
     result.map_err(err)?;
     Ok(staged)
+}
+
+/// Why the temporary file could not be created in `dir`, naming the folder rather than the
+/// temporary file: tempfile's errors end in " at path <the temporary file>", a name the user
+/// never chose and that no longer exists.
+fn creation_error(dir: &Path, cause: std::io::Error) -> std::io::Error {
+    if let Err(missing) = std::fs::metadata(dir)
+        && missing.kind() == std::io::ErrorKind::NotFound
+    {
+        return std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("the folder {} does not exist", dir.display()),
+        );
+    }
+    let text = cause.to_string();
+    match text.find(" at path ") {
+        Some(at) => std::io::Error::new(cause.kind(), &text[..at]),
+        None => cause,
+    }
 }
 
 /// Removes temporaries in `dir` whose process is gone (killed by SIGKILL, a crash, power
@@ -226,6 +247,36 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old");
         assert!(leftovers(&dir).is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_missing_folder_is_named_not_the_temporary_file() {
+        let root = tempfile::tempdir().unwrap();
+        let nope = root.path().join("nope");
+        let dest = nope.join("x.json");
+        let err = write_atomic(&dest, |out| out.write_all(b"{}"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "the folder {} does not exist while writing {}",
+                nope.display(),
+                dest.display()
+            )
+        );
+        // A "folder" that is a file: the system's reason, still without the temporary name.
+        let file = root.path().join("file.txt");
+        std::fs::write(&file, "x").unwrap();
+        let dest = file.join("x.json");
+        let err = write_atomic(&dest, |out| out.write_all(b"{}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            !err.contains(TEMP_PREFIX)
+                && err.ends_with(&format!("while writing {}", dest.display())),
+            "{err}"
+        );
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub(super) struct LmHead {
 /// A loaded checkpoint.
 pub struct Checkpoint {
     dir: PathBuf,
-    /// The display name (see [`RawConfig::model_name`]).
-    name: String,
+    /// The display name and base model (see [`super::naming`]).
+    name: super::naming::CheckpointName,
     cfg: ModelConfig,
     embeddings: Embeddings,
     transformer: Transformer,
@@ -70,7 +70,7 @@ impl Checkpoint {
         progress: std::sync::Arc<super::weights::LoadProgress>,
     ) -> Result<Self, LoadError> {
         let raw = RawConfig::read(dir)?;
-        let name = raw.model_name(dir);
+        let name = super::naming::checkpoint_name(dir, raw.name_or_path.as_deref());
         let cfg = raw.into_config(&dir.join("config.json"))?;
         let weights = WeightFile::open_with_progress(dir, progress)?;
         let weights_path = weights.path().to_owned();
@@ -360,7 +360,8 @@ impl Model for Checkpoint {
             params += w.len() as u64;
         }
         ModelInfo {
-            name: self.name.clone(),
+            name: self.name.name.clone(),
+            base_model: self.name.base.clone(),
             architecture: c.family.name().to_owned(),
             layers: c.layers,
             heads: c.heads,

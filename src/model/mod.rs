@@ -9,6 +9,7 @@ pub mod demo;
 pub mod lm_head;
 pub mod loaded;
 mod loaders;
+pub mod naming;
 mod rng;
 pub mod weights;
 
@@ -29,6 +30,10 @@ pub use weights::{LoadError, LoadProgress};
 pub struct ModelInfo {
     /// A short name, such as `demo` or a folder name.
     pub name: String,
+    /// The model this one was fine-tuned or converted from, when its config names one (see
+    /// [`naming`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_model: Option<String>,
     /// `demo`, `bert`, `gpt2` or `llama`.
     pub architecture: String,
     /// Number of layers.

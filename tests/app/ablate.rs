@@ -84,14 +84,24 @@ fn ablate_from_the_grid_undo_redo_and_the_difference_view() {
     harness.key_press_modifiers(Modifiers::COMMAND, Key::Z);
     harness.step();
     assert_eq!(harness.state().state.ablations, vec![Ablation::zero(0, 0)]);
-    harness.get_by_label("↶ undo").click();
-    harness.step();
+    // The Edit menu undoes too, one edit at a time: the difference toggle, then the ablation.
+    for _ in 0..2 {
+        harness.get_by_label("Edit").click();
+        harness.run();
+        harness.get_by_label("Undo  (Ctrl+Z)").click();
+        harness.step();
+        harness.step();
+    }
+    assert!(!harness.state().state.show_difference);
     assert!(harness.state().state.ablations.is_empty());
     let back = wait_ready(&mut harness);
     // Back to the unablated run, from the cache: the very run shown first.
     assert!(std::sync::Arc::ptr_eq(&back, &plain));
     assert!(harness.query_by_label("ablated L0·H0 ✕").is_none());
-    harness.get_by_label("↷ redo").click();
+    harness.get_by_label("Edit").click();
+    harness.run();
+    harness.get_by_label("Redo  (Ctrl+Shift+Z)").click();
+    harness.step();
     harness.step();
     assert_eq!(harness.state().state.ablations, vec![Ablation::zero(0, 0)]);
     wait_ready(&mut harness);

@@ -1,5 +1,6 @@
-//! A checkpoint's name in `attnviz info` and in exports comes from its config's `_name_or_path`,
-//! else from its folder (the parent's name when the folder is called `model`).
+//! A checkpoint's name in `attnviz info` and in exports: its folder's (the parent's when the
+//! folder is called `model`), or its config's `_name_or_path` where that names the model itself
+//! (see `model::naming`).
 
 use super::{bin, scratch};
 use std::path::Path;
@@ -38,9 +39,26 @@ fn info_name(dir: &Path) -> String {
 #[test]
 fn checkpoint_names_come_from_the_config_or_the_folder() {
     let root = scratch("names");
-    let with_name = root.join("with/model");
+    // The config names the model itself: its id agrees with the folder's name, or the folder's
+    // name is generic.
+    let with_name = root.join("bert-tiny/model");
     bert_copy(&with_name, Some("google/bert-tiny"));
     assert_eq!(info_name(&with_name), "google/bert-tiny");
+    let snapshot = root.join("0123456789abcdef0123456789abcdef01234567");
+    bert_copy(&snapshot, Some("google/bert-tiny"));
+    assert_eq!(info_name(&snapshot), "google/bert-tiny");
+    // The config names another model (what this one was fine-tuned from): the folder names
+    // it, and the config's id is its base model.
+    let tuned = root.join("my-sentiment-tuned");
+    bert_copy(&tuned, Some("google/bert-tiny"));
+    assert_eq!(info_name(&tuned), "my-sentiment-tuned");
+    let out = bin()
+        .args(["info", "--json", "--model"])
+        .arg(&tuned)
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["base_model"], "google/bert-tiny");
 
     let packaged = root.join("pkg_bert_tiny/model");
     bert_copy(&packaged, None);

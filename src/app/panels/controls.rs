@@ -113,7 +113,7 @@ fn input_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         ));
     }
     let mut open = false;
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         if state.model_dir.is_some() {
             // A checkpoint always tokenizes with its own tokenizer.json.
             ui.label("Tokenizer: the model folder's tokenizer.json");
@@ -124,12 +124,30 @@ fn input_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
                     for t in DemoTokenizer::ALL {
                         ui.selectable_value(&mut state.tokenizer, t, t.name());
                     }
-                });
+                })
+                .response
+                .on_hover_text(
+                    "How the demo splits text: into words and punctuation, or characters",
+                );
         }
         open = ui.button("Open file…").clicked();
     });
     if open {
         cx.request(Request::Dialog(DialogPurpose::OpenFile));
+    }
+}
+
+/// One sentence on what a mask preset does.
+fn mask_part_tooltip(part: &str) -> &'static str {
+    match part {
+        "none" => "Clear the mask: every token attends to every token",
+        "causal" => "Each token attends only to itself and earlier tokens",
+        "padding" => "No token attends to [PAD] tokens",
+        "window:3" => "Each token attends only to tokens at most 3 positions away",
+        "strided:4" => "Attend to every 4th token back, and to the 3 nearest",
+        "block:8" => "Attend only within the same block of 8 tokens",
+        "global:0" => "Token 0 attends to and is attended by every token, on top of the rest",
+        _ => "Add this to the mask",
     }
 }
 
@@ -139,9 +157,15 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
     let state = &mut *cx.state;
     ui.horizontal(|ui| {
         let label = ui.label("Mask");
-        ui.text_edit_singleline(&mut state.mask_text)
-            .labelled_by(label.id)
-            .on_hover_text("Right-click a heatmap cell to drop it, its key or its query.");
+        // As wide as the panel, so a narrow panel keeps it on screen rather than widening.
+        ui.add(
+            egui::TextEdit::singleline(&mut state.mask_text).desired_width(ui.available_width()),
+        )
+        .labelled_by(label.id)
+        .on_hover_text(
+            "Which (query, key) pairs may attend, +-joined (the CLI's --mask); right-click a \
+                 heatmap cell to drop it, its key or its query",
+        );
     });
     // What the run on screen really applied: the architecture adds its causal mask and
     // Mistral its sliding window to the typed spec.
@@ -161,7 +185,11 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
             "block:8",
             "global:0",
         ] {
-            if ui.small_button(part).clicked() {
+            if ui
+                .small_button(part)
+                .on_hover_text(mask_part_tooltip(part))
+                .clicked()
+            {
                 state.mask_text = match (part, state.mask_text.trim()) {
                     ("none", _) | (_, "none" | "") => part.to_owned(),
                     (_, current) => format!("{current}+{part}"),
@@ -199,6 +227,7 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
             ScoreScale::Temperature(_) => "temperature",
         })
         .show_ui(ui, |ui| {
+            // (The combo box's own hover text is set on its response below.)
             ui.selectable_value(&mut state.scale, ScoreScale::InvSqrtDHead, "1/√d_head");
             ui.selectable_value(&mut state.scale, ScoreScale::None, "none");
             if ui
@@ -209,7 +238,12 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
                 temperature = Some(1.0);
                 state.scale = ScoreScale::Temperature(1.0);
             }
-        });
+        })
+        .response
+        .on_hover_text(
+            "What q·k is multiplied by before the softmax: 1/√d_head (the standard), 1 (none: \
+             sharper maps), or 1/√d_head divided by a temperature (the CLI's --scale)",
+        );
     if let Some(mut t) = temperature
         && ui
             .add(
@@ -217,6 +251,7 @@ fn run_options_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
                     .logarithmic(true)
                     .text("temperature"),
             )
+            .on_hover_text("Above 1 flattens every map, below 1 sharpens it")
             .changed()
     {
         state.scale = ScoreScale::Temperature(t);

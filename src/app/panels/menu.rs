@@ -1,4 +1,5 @@
-//! The menu bar: File (open, save, exports), View (theme, presenter mode) and Lessons.
+//! The menu bar: File (open, recent files, save, exports, quit), Edit (undo, redo), View (theme,
+//! presenter mode), Lessons and Help.
 
 use crate::app::saliency::SaliencyExport;
 use crate::app::state::{Theme, ViewKind};
@@ -10,12 +11,31 @@ pub struct Menu;
 
 impl View for Menu {
     fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+        let mut requests = Vec::new();
         egui::MenuBar::new().ui(ui, |ui| {
             ui.menu_button("File", |ui| {
                 let has_run = cx.run.is_some();
                 if ui.button("Open file…  (Ctrl+O)").clicked() {
                     cx.request(Request::Dialog(DialogPurpose::OpenFile));
                 }
+                ui.menu_button("Recent files", |ui| {
+                    if cx.state.recent_files.is_empty() {
+                        ui.label("(none yet)");
+                    }
+                    for path in &cx.state.recent_files {
+                        let name = path.file_name().map_or_else(
+                            || path.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        if ui
+                            .button(name)
+                            .on_hover_text(path.display().to_string())
+                            .clicked()
+                        {
+                            requests.push(Request::OpenFile(path.clone()));
+                        }
+                    }
+                });
                 if ui.button("Save session…  (Ctrl+S)").clicked() {
                     cx.request(Request::Dialog(DialogPurpose::SaveSession));
                 }
@@ -51,6 +71,25 @@ impl View for Menu {
                          --max-output); the size is estimated before anything is written",
                     );
                 });
+                ui.separator();
+                if ui.button("Quit  (Ctrl+Q)").clicked() {
+                    requests.push(Request::Quit);
+                }
+            });
+            ui.menu_button("Edit", |ui| {
+                let (can_undo, can_redo) = cx.undo;
+                if ui
+                    .add_enabled(can_undo, egui::Button::new("Undo  (Ctrl+Z)"))
+                    .clicked()
+                {
+                    requests.push(Request::Undo);
+                }
+                if ui
+                    .add_enabled(can_redo, egui::Button::new("Redo  (Ctrl+Shift+Z)"))
+                    .clicked()
+                {
+                    requests.push(Request::Redo);
+                }
             });
             ui.menu_button("View", |ui| {
                 for (theme, label) in [(Theme::Dark, "Dark theme"), (Theme::Light, "Light theme")] {
@@ -68,6 +107,14 @@ impl View for Menu {
                 }
             });
             ui.menu_button("Lessons", |ui| crate::app::teach::lessons::menu_ui(ui, cx));
+            ui.menu_button("Help", |ui| {
+                if ui.button("Keyboard shortcuts and about  (F1)").clicked() {
+                    requests.push(Request::ToggleHelp);
+                }
+            });
         });
+        for r in requests {
+            cx.request(r);
+        }
     }
 }

@@ -30,7 +30,7 @@ impl View for Status {
                         _ if cx.jobs.loading.is_some() => "loading",
                         _ => "not loaded",
                     };
-                    ui.label(format!("{} ({arch})", folder_name(dir)))
+                    ui.label(format!("{} ({arch})", cx.model_name(dir)))
                 }
                 (None, None) => ui.label(format!(
                     "demo {}×{}×{}",

@@ -19,7 +19,8 @@ impl View for ViewControls {
         let state = &mut *cx.state;
         state.layer_idx = state.layer_idx.min(layers - 1);
         state.head_idx = state.head_idx.min(heads - 1);
-        ui.horizontal(|ui| {
+        // Wrapped: on a narrow panel the checkbox goes under the slider.
+        ui.horizontal_wrapped(|ui| {
             ui.add_enabled(
                 !state.all_layers,
                 egui::Slider::new(&mut state.layer_idx, 0..=layers - 1).text("layer"),

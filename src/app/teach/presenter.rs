@@ -67,45 +67,6 @@ pub enum Step {
     Back,
 }
 
-/// Reads presenter mode's keys from `input` and consumes those it uses: F5 switches presenter
-/// mode, Escape leaves it, and while it is on (or a lesson is open) space / arrows step.
-/// `typing` is true while a text field has the keyboard (then only F5 works). Returns the step
-/// asked for, if any.
-pub fn read_keys(
-    input: &mut egui::InputState,
-    state: &mut AppState,
-    lesson_open: bool,
-    typing: bool,
-) -> Option<Step> {
-    if input.consume_key(egui::Modifiers::NONE, egui::Key::F5) {
-        toggle(state);
-    }
-    if typing {
-        return None;
-    }
-    if state.teach.presenter && input.consume_key(egui::Modifiers::NONE, egui::Key::Escape) {
-        toggle(state);
-        return None;
-    }
-    if !(state.teach.presenter || lesson_open) {
-        return None;
-    }
-    let forward = [egui::Key::Space, egui::Key::ArrowRight, egui::Key::PageDown];
-    let back = [egui::Key::ArrowLeft, egui::Key::PageUp];
-    let mut step = None;
-    for key in forward {
-        if input.consume_key(egui::Modifiers::NONE, key) {
-            step = Some(Step::Forward);
-        }
-    }
-    for key in back {
-        if input.consume_key(egui::Modifiers::NONE, key) {
-            step = Some(Step::Back);
-        }
-    }
-    step
-}
-
 /// Steps the teaching view on screen when no lesson is open: the walkthrough's steps, or the
 /// mistakes one after another. Other views do not step.
 pub fn step_view(state: &mut AppState, step: Step) {

@@ -229,6 +229,7 @@ impl Model for DemoModel {
         }
         ModelInfo {
             name: "demo".to_owned(),
+            base_model: None,
             architecture: "demo".to_owned(),
             layers: self.cfg.layers,
             heads: self.cfg.heads,
