@@ -301,7 +301,7 @@ impl InAppDialog {
     /// Completes the path field as far as the names in its folder agree (Tab); the caret goes
     /// to the end, after what was added, and the listing follows.
     fn complete(&mut self) {
-        if let Some(done) = complete_path(&self.path_text, &self.base) {
+        if let Some(done) = complete_path(&self.path_text, &self.base, &self.request.mode) {
             self.path_text = done;
             self.focus_path = FOCUS_TRIES;
             self.follow_typed();
@@ -514,20 +514,25 @@ fn list_dir(dir: &Path, mode: &DialogMode) -> std::io::Result<Vec<Entry>> {
         }
         // Follow symlinks, so a link to a folder lists as a folder.
         let is_dir = item.path().is_dir();
-        let wanted = is_dir
-            || match mode {
-                DialogMode::Open { extensions, .. } => {
-                    extensions.is_empty() || has_extension(&name, extensions)
-                }
-                DialogMode::Save { .. } => true,
-                DialogMode::Folder => false,
-            };
-        if wanted {
+        if pickable(&name, is_dir, mode) {
             entries.push(Entry { name, is_dir });
         }
     }
     entries.sort_by(|a, b| b.is_dir.cmp(&a.is_dir).then_with(|| a.name.cmp(&b.name)));
     Ok(entries)
+}
+
+/// Whether an entry belongs in the listing (and in Tab completion) for `mode`: folders always,
+/// files when they can be picked.
+fn pickable(name: &str, is_dir: bool, mode: &DialogMode) -> bool {
+    is_dir
+        || match mode {
+            DialogMode::Open { extensions, .. } => {
+                extensions.is_empty() || has_extension(name, extensions)
+            }
+            DialogMode::Save { .. } => true,
+            DialogMode::Folder => false,
+        }
 }
 
 fn has_extension(name: &str, extensions: &[String]) -> bool {
@@ -538,9 +543,10 @@ fn has_extension(name: &str, extensions: &[String]) -> bool {
 }
 
 /// Completes `text` (a path, relative to `base` unless absolute) as far as the names in its
-/// folder that start with its last component agree; a unique folder gets a trailing separator.
-/// `None` when nothing matches or nothing would be added.
-pub fn complete_path(text: &str, base: &Path) -> Option<String> {
+/// folder that start with its last component and that the listing for `mode` shows agree (a
+/// file the dialog would not list is not completed to); a unique folder gets a trailing
+/// separator. `None` when nothing matches or nothing would be added.
+pub fn complete_path(text: &str, base: &Path, mode: &DialogMode) -> Option<String> {
     let (folder_text, stem) = match text.rfind(std::path::MAIN_SEPARATOR) {
         Some(i) => (&text[..=i], &text[i + 1..]),
         None => ("", text),
@@ -559,8 +565,10 @@ pub fn complete_path(text: &str, base: &Path) -> Option<String> {
                 e.path().is_dir(),
             )
         })
-        .filter(|(name, _)| {
-            name.starts_with(stem) && (stem.starts_with('.') || !name.starts_with('.'))
+        .filter(|(name, is_dir)| {
+            name.starts_with(stem)
+                && (stem.starts_with('.') || !name.starts_with('.'))
+                && pickable(name, *is_dir, mode)
         })
         .collect();
     matches.sort();
@@ -605,17 +613,34 @@ mod tests {
         std::fs::write(dir.join("attention_a.json"), "").unwrap();
         std::fs::write(dir.join("attention_b.json"), "").unwrap();
         std::fs::create_dir(dir.join("models")).unwrap();
+        let any = open(&[]);
         // "att" → both files share "attention_", so that is as far as it goes.
-        assert_eq!(complete_path("att", &dir).as_deref(), Some("attention_"));
+        assert_eq!(
+            complete_path("att", &dir, &any).as_deref(),
+            Some("attention_")
+        );
         // Nothing more to add: both still match.
-        assert_eq!(complete_path("attention_", &dir), None);
+        assert_eq!(complete_path("attention_", &dir, &any), None);
         // A unique folder gets its separator, absolute paths stay absolute.
         let abs = format!("{}/mo", dir.display());
         assert_eq!(
-            complete_path(&abs, &dir),
+            complete_path(&abs, &dir, &any),
             Some(format!("{}/models/", dir.display()))
         );
-        assert_eq!(complete_path("zzz", &dir), None);
+        assert_eq!(complete_path("zzz", &dir, &any), None);
+        // Only what the listing shows: opening JSON, a PNG beside it does not stop "att" at
+        // "attention_"; choosing a folder completes to folders only.
+        std::fs::write(dir.join("attention_b.png"), "").unwrap();
+        std::fs::remove_file(dir.join("attention_b.json")).unwrap();
+        assert_eq!(
+            complete_path("att", &dir, &open(&["json"])).as_deref(),
+            Some("attention_a.json")
+        );
+        assert_eq!(complete_path("att", &dir, &DialogMode::Folder), None);
+        assert_eq!(
+            complete_path("m", &dir, &DialogMode::Folder).as_deref(),
+            Some("models/")
+        );
     }
 
     #[test]
