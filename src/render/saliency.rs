@@ -612,37 +612,10 @@ pub fn generated_matrix(a: &Attribution, title: &str) -> Option<(Array2<f32>, Fi
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::analysis::attribution::Method;
-    use crate::tokenize::Token;
+    use crate::analysis::attribution::{Method, test_attribution};
 
     fn attribution(method: Method, scores: Vec<f32>) -> Attribution {
-        let tokens: Vec<Token> = ["a", "b", "c"]
-            .iter()
-            .map(|t| Token::from_text(t))
-            .collect();
-        Attribution {
-            mask: crate::engine::AppliedMask::default(),
-            ablations: Vec::new(),
-            labels: tokens.iter().map(|t| t.text.clone()).collect(),
-            tokens,
-            method,
-            target: ResolvedTarget {
-                kind: TargetKind::Logprob,
-                position: Some(2),
-                token: Some(7),
-                foil: None,
-                text_b: None,
-                reference: None,
-                value: -1.5,
-            },
-            steps: None,
-            baseline: None,
-            occlude: None,
-            completeness_gap: None,
-            scores,
-            words: None,
-            generated: None,
-        }
+        test_attribution(method, &["a", "b", "c"], scores)
     }
 
     #[test]

@@ -463,5 +463,38 @@ fn ranks(v: &[f32]) -> Vec<f64> {
     out
 }
 
+/// An attribution of `method` over tokens `texts` with `scores`, for log p of token 7 at the
+/// last position: the fixture unit tests of its renderers and exports share.
+#[cfg(test)]
+pub(crate) fn test_attribution(method: Method, texts: &[&str], scores: Vec<f32>) -> Attribution {
+    let tokens: Vec<crate::tokenize::Token> = texts
+        .iter()
+        .map(|t| crate::tokenize::Token::from_text(t))
+        .collect();
+    Attribution {
+        mask: crate::engine::AppliedMask::default(),
+        ablations: Vec::new(),
+        labels: tokens.iter().map(|t| t.text.clone()).collect(),
+        tokens,
+        method,
+        target: crate::grad::ResolvedTarget {
+            kind: crate::grad::TargetKind::Logprob,
+            position: Some(texts.len().saturating_sub(1)),
+            token: Some(7),
+            foil: None,
+            text_b: None,
+            reference: None,
+            value: -1.5,
+        },
+        steps: None,
+        baseline: None,
+        occlude: None,
+        completeness_gap: None,
+        scores,
+        words: None,
+        generated: None,
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -227,39 +227,15 @@ impl AttnApp {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::table_csv;
-    use crate::analysis::attribution::{Attribution, Method};
-    use crate::grad::{ResolvedTarget, TargetKind};
-    use crate::tokenize::Token;
+    use crate::analysis::attribution::{Attribution, Method, test_attribution};
     use std::sync::Arc;
 
     fn attribution(method: Method, scores: Vec<f32>) -> Arc<Attribution> {
-        let tokens: Vec<Token> = ["a,b", "say \"hi\"", "c"]
-            .iter()
-            .map(|t| Token::from_text(t))
-            .collect();
-        Arc::new(Attribution {
-            mask: crate::engine::AppliedMask::default(),
-            ablations: Vec::new(),
-            labels: tokens.iter().map(|t| t.text.clone()).collect(),
-            tokens,
+        Arc::new(test_attribution(
             method,
-            target: ResolvedTarget {
-                kind: TargetKind::Logprob,
-                position: Some(2),
-                token: Some(7),
-                foil: None,
-                text_b: None,
-                reference: None,
-                value: -1.5,
-            },
-            steps: None,
-            baseline: None,
-            occlude: None,
-            completeness_gap: None,
+            &["a,b", "say \"hi\"", "c"],
             scores,
-            words: None,
-            generated: None,
-        })
+        ))
     }
 
     #[test]
