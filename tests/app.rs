@@ -353,6 +353,12 @@ fn changed_state() -> AppState {
             colormap_before_presenter: Some(Colormap::Plasma),
             lesson: None,
             lesson_step: 1,
+            sampling: attnviz::app::teach::settings::SamplingControls {
+                temperature: 0.7,
+                top_k: 5,
+                top_p: 0.9,
+                seed: 42,
+            },
         },
         ablations: vec![Ablation::zero(0, 3), Ablation::mean(1, 2)],
         show_difference: true,
@@ -944,6 +950,9 @@ mod unicode;
 
 #[path = "app/saliency.rs"]
 mod saliency;
+
+#[path = "app/sampling.rs"]
+mod sampling;
 
 #[path = "app/ablate.rs"]
 mod ablate;

@@ -5,6 +5,7 @@
 pub mod attribution;
 mod difference;
 pub mod explain;
+pub mod sampling;
 pub mod teach;
 
 pub use difference::{MapsKind, difference_maps};

@@ -80,6 +80,8 @@ impl AttnApp {
         self.run_failed = None;
         // A mistake's measured effect must be cached too, or the job runs again.
         let effect_ready = key.mistake.is_none() || self.effects.iter().any(|(k, _)| *k == key);
+        // So must the sampling step's next-token choices.
+        let next_ready = key.sampling.is_none() || self.next_choices.iter().any(|(k, _)| *k == key);
         // An ablated run comes with the unablated one it resumes from and is compared with.
         let baseline_key = (!key.opts.ablations.is_empty()).then(|| key.without_ablations());
         let baseline = baseline_key.as_ref().and_then(|b| {
@@ -93,7 +95,7 @@ impl AttnApp {
             .cache
             .iter()
             .find(|(k, _)| *k == key)
-            .filter(|_| effect_ready && baseline_ready)
+            .filter(|_| effect_ready && baseline_ready && next_ready)
         {
             // Nothing is submitted, so stop a load of another model here.
             if let Some(w) = &self.worker {
@@ -201,6 +203,13 @@ impl AttnApp {
                         self.effects.push((result.key.clone(), effect));
                         if self.effects.len() > CACHE_SIZE {
                             self.effects.remove(0);
+                        }
+                    }
+                    if let Some(next) = result.next {
+                        self.next_choices.retain(|(k, _)| *k != result.key);
+                        self.next_choices.push((result.key.clone(), next));
+                        if self.next_choices.len() > CACHE_SIZE {
+                            let _oldest = self.next_choices.remove(0);
                         }
                     }
                     if let Some(baseline) = result.baseline {

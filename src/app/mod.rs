@@ -88,6 +88,8 @@ pub struct AttnApp {
     cache: Vec<(JobKey, Arc<Run>)>,
     /// Measured effects of mistakes (the mistakes view), by the job that measured them.
     effects: Vec<(JobKey, Arc<crate::analysis::teach::MistakeEffect>)>,
+    /// The sampling step's next-token choices, by the job that computed them.
+    next_choices: Vec<(JobKey, teach::next::NextOutcome)>,
     /// The error on screen. It stays until the user dismisses it or changes what caused it
     /// (see [`ErrorCause`]); set only through [`AttnApp::report`].
     pub error: Option<String>,
@@ -162,6 +164,7 @@ impl AttnApp {
             external: None,
             cache: Vec::new(),
             effects: Vec::new(),
+            next_choices: Vec::new(),
             error,
             error_cause: ErrorCause::Other,
             run_failed: None,
@@ -449,6 +452,7 @@ impl AttnApp {
         let run_note = self.run_note();
         let info_is_current = self.model_info_dir == self.state.model_dir;
         let mistake_effect = self.mistake_effect();
+        let next_choices = self.shown_next_choices();
         ViewCx {
             state: &mut self.state,
             run,
@@ -464,6 +468,7 @@ impl AttnApp {
             jobs,
             saliency: &self.saliency,
             mistake_effect,
+            next_choices,
             undo: (self.undo.can_undo(), self.undo.can_redo()),
             requests: Vec::new(),
         }

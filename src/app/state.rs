@@ -259,6 +259,11 @@ impl AppState {
             truncate: self.truncate,
             memory_budget: self.memory_budget_bytes()?,
             mistake: self.teach.shown_mistake(self.view),
+            sampling: self.teach.sampling_position(
+                self.view,
+                self.model_dir.is_some(),
+                &self.selected_queries,
+            ),
         })
     }
 

@@ -158,6 +158,8 @@ pub struct ViewCx<'a> {
     pub saliency: &'a super::saliency::Controller,
     /// The measured effect of the mistake the mistakes view shows, once computed.
     pub mistake_effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
+    /// The sampling step's next-token choices for the run on screen, once computed.
+    pub next_choices: Option<super::teach::next::NextOutcome>,
     /// Whether a settings edit can be undone and redone.
     pub undo: (bool, bool),
     /// What the panels asked for this frame.

@@ -11,6 +11,7 @@
 //! previous model in place.
 
 use super::saliency::compute as saliency;
+use super::teach::next::{NextOutcome, next_choices};
 use crate::engine::{EngineError, MaskError, RunOptions};
 use crate::io::TokenInput;
 use crate::model::LoadedModel;
@@ -42,6 +43,9 @@ pub struct JobKey {
     /// A mistake whose measured effect (`analysis::teach::mistake_effect`) the mistakes view
     /// shows, computed after the run with the same model and options.
     pub mistake: Option<crate::engine::Mistake>,
+    /// The position whose whole next-token distribution the walkthrough's sampling step shows,
+    /// computed after the run with the same model and options.
+    pub sampling: Option<pipeline::Positions>,
 }
 
 impl JobKey {
@@ -52,6 +56,7 @@ impl JobKey {
         key.opts.ablations.clear();
         // The mistake's measured effect belongs to the key asked for, not to its baseline.
         key.mistake = None;
+        key.sampling = None;
         key
     }
 
@@ -89,6 +94,8 @@ pub struct JobResult {
     /// resumed from, when the job computed it (the app had none): the app caches it, and the
     /// difference view subtracts it.
     pub baseline: Option<Arc<Run>>,
+    /// The next-token choices of `key.sampling`, when asked for and the run succeeded.
+    pub next: Option<NextOutcome>,
 }
 
 /// Progress of the running job: layers done out of layers total.
@@ -365,18 +372,26 @@ fn worker_loop(
                 (Some(m), Some(loaded)) => Some(measure_mistake(&job, loaded, m, shared, wake)?),
                 _ => None,
             };
-            Ok((run, effect, baseline))
+            let next = match (job.key.sampling, model.as_ref()) {
+                (Some(p), Some(loaded)) => Some(next_for_sampling(&job, loaded, p, shared, wake)?),
+                _ => None,
+            };
+            Ok((run, effect, baseline, next))
         });
         let mut mask_out_of_range = false;
-        let (outcome, too_long, effect, baseline) = match ran {
-            Ok((run, effect, baseline)) => {
-                (Ok(Arc::new(run)), None, effect.map(Arc::new), baseline)
-            }
+        let (outcome, too_long, effect, baseline, next) = match ran {
+            Ok((run, effect, baseline, next)) => (
+                Ok(Arc::new(run)),
+                None,
+                effect.map(Arc::new),
+                baseline,
+                next,
+            ),
             Err(JobError::Cancelled) => continue,
-            Err(JobError::Failed(e, limit)) => (Err(e), limit, None, None),
+            Err(JobError::Failed(e, limit)) => (Err(e), limit, None, None, None),
             Err(JobError::MaskOutOfRange(e)) => {
                 mask_out_of_range = true;
-                (Err(e), None, None, None)
+                (Err(e), None, None, None, None)
             }
         };
         // Whether the job's model is the one loaded now: false when its folder failed to load
@@ -396,6 +411,7 @@ fn worker_loop(
                 .unwrap_or_default(),
             effect,
             baseline,
+            next,
         };
         if results.send(result).is_err() {
             return;
@@ -579,4 +595,26 @@ fn measure_mistake(
             JobError::Cancelled => JobError::Cancelled,
         },
     )
+}
+
+/// The next-token choices the sampling step shows, through the pipeline (its token limit,
+/// memory budget and cancellation), with the same model, input and options as the run. Only a
+/// cancel stops the job; any other failure (no LM head) is the step's to show, not the run's.
+fn next_for_sampling(
+    job: &Job,
+    loaded: &LoadedModel,
+    position: pipeline::Positions,
+    shared: &Shared,
+    wake: &dyn Fn(),
+) -> Result<NextOutcome, JobError> {
+    let total = loaded.info().layers;
+    let mut on_layer = layer_progress(shared, total, wake, job.id);
+    let key = &job.key;
+    match next_choices(loaded, &key.run_input(), &key.opts, position, &mut on_layer) {
+        Ok(choices) => Ok(Ok(Arc::new(choices))),
+        Err(e) => match JobError::from(e) {
+            JobError::Cancelled => Err(JobError::Cancelled),
+            JobError::Failed(e, _) | JobError::MaskOutOfRange(e) => Ok(Err(e)),
+        },
+    }
 }

@@ -10,7 +10,7 @@ pub mod lm_head;
 pub mod loaded;
 mod loaders;
 pub mod naming;
-mod rng;
+pub(crate) mod rng;
 pub mod weights;
 
 use crate::engine::{

@@ -6,6 +6,7 @@
 use super::{PipelineError, Run, RunInput};
 use crate::engine::RunOptions;
 use crate::model::{Checkpoint, LmHeadInfo, LoadedModel, PredictError, Prediction};
+use ndarray::{Array2, s};
 
 /// Which positions to predict after.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +26,16 @@ pub struct NextTokens {
     pub position: usize,
     /// The `k` most likely next tokens, with their raw vocabulary strings.
     pub top: Vec<Prediction>,
+}
+
+/// The whole next-token distribution after one position: what sampling draws from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NextDistribution {
+    /// The position (0-based) the next token follows.
+    pub position: usize,
+    /// The natural-log probability of every vocabulary id (the logits less one constant).
+    /// Shape: [vocab].
+    pub logprobs: Vec<f32>,
 }
 
 /// The model's checkpoint and its LM head, or the one "no LM head" error.
@@ -48,17 +59,8 @@ pub fn next_tokens(
     progress: &mut dyn FnMut(usize) -> bool,
 ) -> Result<(Run, LmHeadInfo, Vec<NextTokens>), PipelineError> {
     let (ckpt, head) = lm_head(model)?;
-    let opts = RunOptions {
-        keep_hidden: true,
-        keep_maps: false,
-        ..opts.clone()
-    };
-    let run = super::run(model, input, &opts, progress)?;
-    let hidden = run.hidden.as_ref().ok_or_else(|| {
-        PipelineError::Predict(PredictError::NoHead {
-            dir: model.dir().map(ToOwned::to_owned),
-        })
-    })?;
+    let run = run_keeping_hidden(model, input, opts, progress)?;
+    let hidden = hidden_of(&run, model)?;
     let n = run.tokens.len();
     let wanted: Vec<usize> = match positions {
         Positions::Last => vec![n.saturating_sub(1)],
@@ -73,4 +75,67 @@ pub fn next_tokens(
         out.push(NextTokens { position, top });
     }
     Ok((run, head, out))
+}
+
+/// One run that keeps the final hidden states (not the maps), for the LM head.
+fn run_keeping_hidden(
+    model: &LoadedModel,
+    input: &RunInput,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<Run, PipelineError> {
+    let opts = RunOptions {
+        keep_hidden: true,
+        keep_maps: false,
+        ..opts.clone()
+    };
+    super::run(model, input, &opts, progress)
+}
+
+/// The final hidden states of a run made by [`run_keeping_hidden`]. Shape: [position, d_model].
+fn hidden_of<'r>(run: &'r Run, model: &LoadedModel) -> Result<&'r Array2<f32>, PipelineError> {
+    run.hidden.as_ref().ok_or_else(|| {
+        PipelineError::Predict(PredictError::NoHead {
+            dir: model.dir().map(ToOwned::to_owned),
+        })
+    })
+}
+
+/// Runs `model` on `input` and returns the log-probability of every vocabulary id after
+/// `position` (`None`: the last token), for the walkthrough's sampling step. The same checks
+/// and "no LM head" message as [`next_tokens`]; non-finite log-probabilities are refused, as
+/// `attnviz next` refuses them.
+pub fn next_distribution(
+    model: &LoadedModel,
+    input: &RunInput,
+    opts: &RunOptions,
+    position: Option<usize>,
+    progress: &mut dyn FnMut(usize) -> bool,
+) -> Result<(Run, NextDistribution), PipelineError> {
+    let (ckpt, _) = lm_head(model)?;
+    let run = run_keeping_hidden(model, input, opts, progress)?;
+    let hidden = hidden_of(&run, model)?;
+    let len = hidden.nrows();
+    let position = position.unwrap_or(len.saturating_sub(1));
+    if position >= len {
+        return Err(PipelineError::Predict(PredictError::Position {
+            position,
+            len,
+        }));
+    }
+    let logprobs = ckpt
+        .next_token_logprobs(hidden.slice(s![position..=position, ..]))
+        .map_err(PipelineError::Predict)?
+        .ok_or_else(|| {
+            PipelineError::Predict(PredictError::NoHead {
+                dir: model.dir().map(ToOwned::to_owned),
+            })
+        })?;
+    if logprobs.iter().any(|v| !v.is_finite()) {
+        return Err(PipelineError::Predict(PredictError::NonFinite {
+            file: ckpt.weights_path(),
+        }));
+    }
+    let logprobs = logprobs.row(0).to_vec();
+    Ok((run, NextDistribution { position, logprobs }))
 }

@@ -307,6 +307,7 @@ mod tests {
             truncate: false,
             memory_budget: pipeline::default_memory_budget(),
             mistake: None,
+            sampling: None,
         };
         let err = predictions(&model, &key.run_input(), &key, 0, 5).unwrap_err();
         let expected = pipeline::lm_head(&model).err().unwrap().to_string();

@@ -1,10 +1,13 @@
 //! The teaching views' persisted settings: which teaching view, the walkthrough step, the key
-//! of the neuron view, the per-head dimension subsets, the mistake shown, presenter mode and
-//! the open lesson. Part of [`crate::app::AppState`] (`teach`), so sessions keep them.
+//! of the neuron view, the per-head dimension subsets, the mistake shown, presenter mode, the
+//! open lesson and the sampling step's temperature, top-k, top-p and seed. Part of
+//! [`crate::app::AppState`] (`teach`), so sessions keep them.
 
+use crate::analysis::sampling::SamplingSettings;
 use crate::app::state::ViewKind;
 use crate::engine::{DimSubset, Mistake};
 use crate::io::lesson::Lesson;
+use crate::pipeline::Positions;
 use crate::render::Colormap;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -81,6 +84,58 @@ pub struct TeachSettings {
     pub lesson: Option<Arc<OpenLesson>>,
     /// The step of the open lesson's script (0-based).
     pub lesson_step: usize,
+    /// The walkthrough's sampling step: temperature, top-k, top-p and the next seed.
+    pub sampling: SamplingControls,
+}
+
+/// The sampling step's sliders and seed (persisted; sessions without them get the defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SamplingControls {
+    /// Temperature, 0 (greedy) to [`SamplingControls::MAX_TEMPERATURE`].
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 keeps them all.
+    pub top_k: usize,
+    /// Keep the smallest set of most likely tokens reaching this probability; 1 keeps all.
+    pub top_p: f32,
+    /// The seed of the next draw ("Sample" uses it, then moves on to the next one).
+    pub seed: u64,
+}
+
+impl Default for SamplingControls {
+    fn default() -> Self {
+        let plain = SamplingSettings::default();
+        Self {
+            temperature: plain.temperature,
+            top_k: plain.top_k,
+            top_p: plain.top_p,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingControls {
+    /// The temperature slider's end.
+    pub const MAX_TEMPERATURE: f32 = 2.0;
+    /// The top-k slider's end.
+    pub const MAX_TOP_K: usize = 100;
+
+    /// The settings the draw uses, repaired: a temperature outside 0..=2 or a p outside 0..=1
+    /// (a hand-edited session) is clamped, NaN becomes the default.
+    pub fn settings(&self) -> SamplingSettings {
+        let fix = |v: f32, max: f32, default: f32| {
+            if v.is_nan() {
+                default
+            } else {
+                v.clamp(0.0, max)
+            }
+        };
+        SamplingSettings {
+            temperature: fix(self.temperature, Self::MAX_TEMPERATURE, 1.0),
+            top_k: self.top_k,
+            top_p: fix(self.top_p, 1.0, 1.0),
+        }
+    }
 }
 
 /// A lesson opened from a file.
@@ -105,6 +160,7 @@ impl Default for TeachSettings {
             colormap_before_presenter: None,
             lesson: None,
             lesson_step: 0,
+            sampling: SamplingControls::default(),
         }
     }
 }
@@ -115,6 +171,25 @@ impl TeachSettings {
         (view == ViewKind::Teach && self.tab == TeachTab::Mistakes)
             .then_some(self.mistake)
             .flatten()
+    }
+
+    /// The position whose whole next-token distribution the worker computes with the run: the
+    /// walkthrough's query (the first selected token, else the last), while the sampling step
+    /// is shown on a checkpoint. The demo has no vocabulary and no LM head, so it asks nothing.
+    pub fn sampling_position(
+        &self,
+        view: ViewKind,
+        checkpoint: bool,
+        selected_queries: &[usize],
+    ) -> Option<Positions> {
+        let shown = view == ViewKind::Teach
+            && self.tab == TeachTab::Walkthrough
+            && self.step >= super::walkthrough::SAMPLING_STEP;
+        (shown && checkpoint).then(|| {
+            selected_queries
+                .first()
+                .map_or(Positions::Last, |&p| Positions::One(p))
+        })
     }
 
     /// The dimensions head (`layer_idx`, `head_idx`) keeps, or `None` when it keeps all.
@@ -195,5 +270,29 @@ mod tests {
         t.clamp(1, 1, 2);
         t.clamp(0, 0, 0);
         assert!(t.dims.is_empty());
+    }
+
+    #[test]
+    fn sampling_asks_for_the_walkthrough_query_only_on_the_sampling_step_of_a_checkpoint() {
+        let mut t = TeachSettings::default();
+        assert_eq!(t.sampling_position(ViewKind::Teach, true, &[2]), None);
+        t.step = super::super::walkthrough::SAMPLING_STEP;
+        assert_eq!(
+            t.sampling_position(ViewKind::Teach, true, &[2, 4]),
+            Some(Positions::One(2))
+        );
+        assert_eq!(
+            t.sampling_position(ViewKind::Teach, true, &[]),
+            Some(Positions::Last)
+        );
+        assert_eq!(t.sampling_position(ViewKind::Teach, false, &[]), None);
+        assert_eq!(t.sampling_position(ViewKind::Heatmap, true, &[]), None);
+        // Older sessions have no sampling settings; odd values are repaired, not refused.
+        let old: TeachSettings = serde_json::from_str(r#"{"step": 3}"#).unwrap();
+        assert_eq!(old.sampling, SamplingControls::default());
+        let odd: SamplingControls =
+            serde_json::from_str(r#"{"temperature": 9, "top_p": -1, "top_k": 5}"#).unwrap();
+        let s = odd.settings();
+        assert_eq!((s.temperature, s.top_k, s.top_p), (2.0, 5, 0.0));
     }
 }

@@ -1,10 +1,11 @@
 //! The walkthrough: one query of one head, step by step with Next and Back: the query q, the
 //! keys K (rotated by RoPE, or with ALiBi's bias, where the model uses them), the dot products,
 //! the scale, the mask (−∞ shown as such), the softmax, the weights times V and the head's
-//! output. Each step has a short explanation in plain words; the numbers are the engine's own,
-//! read from the layer's trace through `analysis::explain::Explanation`, and the figure is
-//! `render`'s. The table below the figure shows the same numbers key by key, each column
-//! appearing at the step that makes it.
+//! output; then, after the head, the model's next-token distribution sampled with temperature,
+//! top-k and top-p (`super::sampling`, on checkpoints with an LM head). Each step has a short
+//! explanation in plain words; the numbers are the engine's own, read from the layer's trace
+//! through `analysis::explain::Explanation`, and the figure is `render`'s. The table below the
+//! figure shows the same numbers key by key, each column appearing at the step that makes it.
 
 use super::TeachCx;
 use crate::analysis::explain::{Explanation, WalkStep};
@@ -12,8 +13,12 @@ use crate::app::view::{DialogPurpose, Request};
 use crate::engine::PositionKind;
 use crate::render;
 
-/// How many steps the walkthrough has.
-pub const STEP_COUNT: usize = WalkStep::ALL.len();
+/// The step after the head output: the next-token distribution, sampled
+/// (`super::sampling`).
+pub const SAMPLING_STEP: usize = WalkStep::ALL.len();
+
+/// How many steps the walkthrough has: the eight of one head, then sampling.
+pub const STEP_COUNT: usize = SAMPLING_STEP + 1;
 
 /// How many vector entries a table cell lists before "…".
 const SHOWN_DIMS: usize = 6;
@@ -22,6 +27,7 @@ const SHOWN_DIMS: usize = 6;
 #[derive(Default)]
 pub struct WalkthroughView {
     figure: Option<super::texture::KeyedTexture<FigureKey>>,
+    sampling: super::sampling::SamplingView,
 }
 
 /// What the step figure shows.
@@ -62,6 +68,11 @@ pub fn step_at(idx: usize) -> WalkStep {
 impl WalkthroughView {
     /// Draws the view.
     pub fn ui(&mut self, ui: &mut egui::Ui, tc: &mut TeachCx<'_, '_>) {
+        if tc.cx.state.teach.step >= SAMPLING_STEP {
+            tc.cx.state.teach.step = SAMPLING_STEP;
+            self.sampling.ui(ui, tc);
+            return;
+        }
         let run = tc.run.clone();
         let Some((trace, _)) = super::traced_head(&run, tc.cx.state) else {
             tc.waiting_for_trace(ui);
