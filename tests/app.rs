@@ -959,3 +959,6 @@ mod ablate;
 
 #[path = "app/small_things.rs"]
 mod small_things;
+
+#[path = "app/lessons.rs"]
+mod lessons;

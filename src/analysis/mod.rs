@@ -3,6 +3,7 @@
 //! Nothing here touches files or the UI.
 
 pub mod attribution;
+pub mod claims;
 mod difference;
 pub mod explain;
 pub mod sampling;

@@ -110,6 +110,9 @@ pub struct AttnApp {
     labels: Option<(Weak<Run>, Arc<Vec<String>>)>,
     /// The model folder to go back to if a newly opened one fails to load or is cancelled.
     previous_model_dir: Option<Option<PathBuf>>,
+    /// The user's own state from before the open lesson: Close lesson brings it back, and it
+    /// is what is saved on exit while a lesson is open.
+    before_lesson: Option<Box<AppState>>,
     /// The session file in use, if any.
     pub session_path: Option<PathBuf>,
     /// The panels; taken out while they draw.
@@ -174,6 +177,7 @@ impl AttnApp {
             model_info_dir: None,
             labels: None,
             previous_model_dir: None,
+            before_lesson: None,
             session_path: None,
             panels: Panels::default(),
             dialogs: Arc::new(file_dialog::SystemDialogs),
@@ -470,6 +474,7 @@ impl AttnApp {
             mistake_effect,
             next_choices,
             undo: (self.undo.can_undo(), self.undo.can_redo()),
+            before_lesson: self.before_lesson.as_deref(),
             requests: Vec::new(),
         }
     }
@@ -525,6 +530,8 @@ impl AttnApp {
                 Request::Redo => self.redo(),
                 Request::ComputeSaliency => self.resume_saliency(),
                 Request::OpenLesson(path) => self.open_lesson(&path),
+                Request::CloseLesson => self.close_lesson(),
+                Request::LessonOnOwnInput => self.run_lesson_on_own_input(),
             }
         }
     }
@@ -587,7 +594,9 @@ impl eframe::App for AttnApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         if self.screenshot.is_none() {
-            eframe::set_value(storage, STORAGE_KEY, &self.state);
+            // The user's own work, not the lesson's text and settings.
+            let state = self.state_to_keep();
+            eframe::set_value(storage, STORAGE_KEY, &state);
         }
     }
 }

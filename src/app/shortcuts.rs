@@ -194,8 +194,8 @@ pub const SHORTCUTS: &[Shortcut] = &[
     },
 ];
 
-/// What the pressed keys ask for: each shortcut whose condition holds and one of whose keys was
-/// pressed (the key is consumed). `typing`: a text field has the keyboard; `presenting`:
+/// What the pressed keys ask for: each shortcut whose condition holds, once per press of one of
+/// its keys (the keys are consumed). `typing`: a text field has the keyboard; `presenting`:
 /// presenter mode is on; `lesson`: a lesson is open.
 pub fn read(
     input: &mut egui::InputState,
@@ -216,13 +216,13 @@ pub fn read(
         if !applies {
             continue;
         }
-        let mut pressed = false;
-        for &(modifiers, key) in s.keys {
-            pressed |= input.consume_key(modifiers, key);
-        }
-        if pressed && !actions.contains(&s.action) {
-            actions.push(s.action);
-        }
+        // Every press counts: three spaces that arrive in one frame are three steps.
+        let presses: usize = s
+            .keys
+            .iter()
+            .map(|&(modifiers, key)| input.count_and_consume_key(modifiers, key))
+            .sum();
+        actions.extend(std::iter::repeat_n(s.action, presses));
     }
     actions
 }

@@ -99,6 +99,10 @@ pub enum Request {
     ComputeSaliency,
     /// Open a lesson file (the Lessons menu).
     OpenLesson(PathBuf),
+    /// Close the open lesson and bring back the text, model and settings from before it.
+    CloseLesson,
+    /// Run the open lesson's script on the model and text from before it.
+    LessonOnOwnInput,
 }
 
 /// Why the requested run produced nothing.
@@ -132,6 +136,8 @@ pub struct JobsStatus {
 pub struct ViewCx<'a> {
     /// The user's settings.
     pub state: &'a mut AppState,
+    /// The user's own state from before the open lesson, if one is open.
+    pub before_lesson: Option<&'a AppState>,
     /// The run on screen (an opened attention file's, else the computed one).
     pub run: Option<Arc<Run>>,
     /// The labels of `run`'s tokens.

@@ -12,6 +12,7 @@
 //! ```
 
 use super::{IoError, MAX_SMALL_FILE, json_reason, read_regular_file};
+use crate::analysis::claims::Claim;
 use crate::analysis::explain::WalkStep;
 use crate::engine::{DimSubset, MaskSpec, Mistake, ScoreScale};
 use crate::model::DemoConfig;
@@ -112,6 +113,10 @@ pub struct LessonSettings {
     /// The colormap, when the lesson wants one (e.g. a high-contrast one for projectors).
     #[serde(default)]
     pub colormap: Option<Colormap>,
+    /// The script also makes sense on any model and text (it relies on no crafted demo head):
+    /// the app offers to run it on the user's own model and text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_input: bool,
 }
 
 impl Default for LessonSettings {
@@ -129,6 +134,7 @@ impl Default for LessonSettings {
             head: 0,
             query: 0,
             colormap: None,
+            any_input: false,
         }
     }
 }
@@ -163,6 +169,10 @@ pub struct LessonStep {
     /// A mask spec to switch to.
     #[serde(default)]
     pub mask: Option<String>,
+    /// What the step's words say about its numbers, checked on the lesson's own run by the
+    /// tests (`analysis::claims`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub claims: Vec<Claim>,
 }
 
 /// A lesson file.

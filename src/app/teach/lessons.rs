@@ -105,8 +105,9 @@ fn apply_lesson(state: &mut AppState, open: OpenLesson) {
     go_to(state, 0);
 }
 
-/// Closes the open lesson; its settings stay.
-pub fn close(state: &mut AppState) {
+/// Forgets the open lesson in `state` (its settings stay; [`AttnApp::close_lesson`] brings the
+/// user's own back).
+fn close(state: &mut AppState) {
     state.teach.lesson = None;
     state.teach.lesson_step = 0;
     state.teach.run_mistakes.clear();
@@ -123,6 +124,11 @@ impl AttnApp {
                 return;
             }
         };
+        // The user's own text, model and settings, kept for Close lesson (from before the
+        // first lesson when one lesson follows another).
+        if self.before_lesson.is_none() {
+            self.before_lesson = Some(Box::new(self.state.clone()));
+        }
         self.external = None;
         match lesson.settings.model.as_str() {
             "demo" => {
@@ -148,6 +154,79 @@ impl AttnApp {
         );
         self.settings_with_text = true;
         self.clear_error(ErrorCause::File);
+    }
+
+    /// Closes the open lesson and brings back the text, model and settings from before it
+    /// (the recent lists and dialog folders stay as they are now).
+    pub fn close_lesson(&mut self) {
+        close(&mut self.state);
+        let Some(before) = self.before_lesson.take() else {
+            return;
+        };
+        let mut restored = *before;
+        restored.recent_files = std::mem::take(&mut self.state.recent_files);
+        restored.recent_models = std::mem::take(&mut self.state.recent_models);
+        restored.dialog_folders = std::mem::take(&mut self.state.dialog_folders);
+        let model_dir = std::mem::replace(&mut restored.model_dir, self.state.model_dir.clone());
+        self.state = restored;
+        match model_dir {
+            Some(dir) => self.open_model_folder(&dir),
+            None => {
+                self.state.model_dir = None;
+                self.previous_model_dir = None;
+            }
+        }
+        self.settings_with_text = true;
+    }
+
+    /// Runs the open lesson's script on the model and text from before it, where the lesson
+    /// allows it (`any_input`): the script's views and selections stay, clamped to the model.
+    pub fn run_lesson_on_own_input(&mut self) {
+        let Some(open) = self.state.teach.lesson.clone() else {
+            return;
+        };
+        let Some(before) = self.before_lesson.as_deref() else {
+            return;
+        };
+        if !open.lesson.settings.any_input {
+            self.report(
+                ErrorCause::Other,
+                "this lesson's script relies on the demo's crafted heads: it runs on its own text",
+            );
+            return;
+        }
+        let (input, tokenizer, demo, model_dir) = (
+            before.input(),
+            before.tokenizer,
+            before.demo,
+            before.model_dir.clone(),
+        );
+        self.state.set_input(input);
+        self.state.tokenizer = tokenizer;
+        self.state.demo = demo;
+        match model_dir {
+            Some(dir) => self.open_model_folder(&dir),
+            None => {
+                self.state.model_dir = None;
+                self.previous_model_dir = None;
+            }
+        }
+        let at = self.state.teach.lesson_step;
+        go_to(&mut self.state, at);
+    }
+
+    /// The state to save on exit: the user's own while a lesson is open.
+    pub fn state_to_keep(&self) -> AppState {
+        match &self.before_lesson {
+            Some(before) => {
+                let mut keep = (**before).clone();
+                keep.recent_files.clone_from(&self.state.recent_files);
+                keep.recent_models.clone_from(&self.state.recent_models);
+                keep.dialog_folders.clone_from(&self.state.dialog_folders);
+                keep
+            }
+            None => self.state.clone(),
+        }
     }
 
     /// One step forward or back: through the open lesson's script, else through the teaching
@@ -239,7 +318,7 @@ pub fn menu_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         ui.close();
     }
     if cx.state.teach.lesson.is_some() && ui.button("Close lesson").clicked() {
-        close(cx.state);
+        cx.request(Request::CloseLesson);
         ui.close();
     }
 }
@@ -281,8 +360,26 @@ pub fn lesson_bar_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
             {
                 go_to(cx.state, at + 1);
             }
-            if ui.button("Close lesson").clicked() {
-                close(cx.state);
+            if ui
+                .button("Close lesson")
+                .on_hover_text("Back to your own text, model and settings")
+                .clicked()
+            {
+                cx.request(Request::CloseLesson);
+            }
+            let own_differs = cx.before_lesson.is_some_and(|b| {
+                b.input() != cx.state.input() || b.model_dir != cx.state.model_dir
+            });
+            if lesson.settings.any_input
+                && own_differs
+                && ui
+                    .button("Run this lesson on my model and text")
+                    .on_hover_text(
+                        "Keep the lesson's steps, on the text and model you had before opening it",
+                    )
+                    .clicked()
+            {
+                cx.request(Request::LessonOnOwnInput);
             }
         });
         if at == 0 && !lesson.intro.trim().is_empty() {

@@ -14,23 +14,66 @@ pub const FONT_SCALE: f32 = 1.6;
 /// readable on a projector.
 pub const PRESENTER_COLORMAP: Colormap = Colormap::Turbo;
 
-/// Sets egui's text sizes for presenter mode (`on`) or back to the defaults, only when they
-/// differ from what is set (cheap to call every frame).
+/// The smallest text of a walkthrough figure on screen in presenter mode, in points.
+pub const MIN_FIGURE_TEXT_PX: f32 = 18.0;
+
+/// The pixel scale presenter mode renders a walkthrough figure at for a view `width` points
+/// wide: the figure is then shown at the view's width, shrunk (never enlarged, so it stays
+/// sharp) by at most a factor that keeps its smallest text at [`MIN_FIGURE_TEXT_PX`].
+pub fn figure_pixel_scale(width: f32) -> u32 {
+    // Shown `width` wide, a figure W px wide at 1× (600 to 900 px) and rendered at scale s is
+    // shrunk by width / (W s), so its smallest text (11 px at 1×) is 11 · width / W on screen
+    // whatever s is: about 19 px or more in a 1,600 px window. The scale only has to make the
+    // image at least `width` wide, so that it is never enlarged (blurred): s = ⌈width / 600⌉.
+    ((width / 600.0).ceil() as u32).clamp(2, 8)
+}
+
+/// `img` resampled (area-averaged) to `width` pixels wide when it is wider; as it is otherwise
+/// or when `width` is 0.
+pub fn fit_to_width(img: image::RgbaImage, width: u32) -> image::RgbaImage {
+    if width == 0 || img.width() <= width {
+        return img;
+    }
+    let height = (u64::from(img.height()) * u64::from(width) / u64::from(img.width())).max(1);
+    image::imageops::resize(
+        &img,
+        width,
+        height as u32,
+        image::imageops::FilterType::Triangle,
+    )
+}
+
+/// The text colour of presenter mode: the theme's strongest, for a contrast of at least 7:1
+/// on the panels (egui's default body text is grey, about 5:1 on its dark panel).
+fn presenter_text(dark: bool) -> egui::Color32 {
+    if dark {
+        egui::Color32::from_gray(245)
+    } else {
+        egui::Color32::from_gray(10)
+    }
+}
+
+/// Sets egui's text sizes and colour for presenter mode (`on`) or back to the defaults, only
+/// when they differ from what is set (cheap to call every frame).
 pub fn apply_style(ctx: &egui::Context, on: bool) {
     let scale = if on { FONT_SCALE } else { 1.0 };
     let wanted = egui::style::default_text_styles();
     let body = wanted
         .get(&egui::TextStyle::Body)
         .map_or(12.5, |f| f.size * scale);
-    let current = ctx
-        .global_style()
+    let style = ctx.global_style();
+    let current = style
         .text_styles
         .get(&egui::TextStyle::Body)
         .map(|f| f.size);
-    if current.is_some_and(|c| (c - body).abs() < 0.01) {
+    let colour = on.then(|| presenter_text(style.visuals.dark_mode));
+    if current.is_some_and(|c| (c - body).abs() < 0.01)
+        && style.visuals.override_text_color == colour
+    {
         return;
     }
     ctx.all_styles_mut(|style| {
+        style.visuals.override_text_color = on.then(|| presenter_text(style.visuals.dark_mode));
         style.text_styles = wanted
             .iter()
             .map(|(k, f)| {

@@ -39,6 +39,9 @@ struct FigureKey {
     query_idx: usize,
     step: usize,
     colormap: render::Colormap,
+    pixel_scale: u32,
+    /// In presenter mode, the width the figure is resampled to (the view's), else 0.
+    fit_width: u32,
 }
 
 /// A number with four significant digits, −∞ spelled out.
@@ -154,6 +157,21 @@ impl WalkthroughView {
         step: WalkStep,
         idx: usize,
     ) {
+        // Presenter mode fills the width with a figure rendered at a larger pixel scale, so
+        // its smallest text stays at least `presenter::MIN_FIGURE_TEXT_PX` on screen; normal
+        // mode draws the 1× figure, at most twice its size and half the view's height.
+        let presenting = tc.cx.state.teach.presenter;
+        let width = ui.available_width();
+        let mut style = super::export::style(tc.cx.state);
+        // The texture may not be wider than the GPU allows: render at the presenter scale,
+        // then resample to the view's width (never wider than the largest texture).
+        let max_side = ui.ctx().input(|i| i.max_texture_side) as u32;
+        let fit_width = if presenting {
+            style.pixel_scale = super::presenter::figure_pixel_scale(width);
+            (width.floor() as u32).clamp(1, max_side.max(1))
+        } else {
+            0
+        };
         let key = FigureKey {
             run: tc.run_id(),
             layer_idx: e.layer,
@@ -161,25 +179,33 @@ impl WalkthroughView {
             query_idx: e.query,
             step: idx,
             colormap: tc.cx.state.colormap,
+            pixel_scale: style.pixel_scale,
+            fit_width,
         };
-        let style = super::export::style(tc.cx.state);
         let labels = tc.labels.as_ref();
         let tex = super::texture::KeyedTexture::get(
             &mut self.figure,
             ui.ctx(),
             "teach-walkthrough-figure",
             key,
-            || render::teach::step_figure(e, step, labels, &style).ok(),
+            || {
+                let img = render::teach::step_figure(e, step, labels, &style).ok()?;
+                Some(super::presenter::fit_to_width(img, fit_width))
+            },
         );
         if let Some(tex) = tex {
-            let max = egui::vec2(
-                ui.available_width(),
-                (ui.available_height() / 2.0).max(120.0),
-            );
+            let (max, max_zoom) = if presenting {
+                (egui::vec2(width, f32::INFINITY), 1.0)
+            } else {
+                (
+                    egui::vec2(width, (ui.available_height() / 2.0).max(120.0)),
+                    2.0,
+                )
+            };
             tex.show(
                 ui,
                 max,
-                2.0,
+                max_zoom,
                 &format!("walkthrough figure: {}", step.title()),
             );
         }
@@ -242,7 +268,8 @@ impl WalkthroughView {
                     ui.strong("weight");
                 }
                 if at(WalkStep::Values) {
-                    ui.strong("v_j (times its weight)");
+                    ui.strong("v_j");
+                    ui.strong("weight × v_j");
                 }
                 ui.end_row();
                 for (j, key) in e.keys.iter().enumerate() {
@@ -269,7 +296,13 @@ impl WalkthroughView {
                         );
                     }
                     if at(WalkStep::Values) {
+                        let w = e.weights.get(j).copied().unwrap_or(0.0);
                         ui.label(e.values.get(j).map_or("?".to_owned(), |v| vector(v)));
+                        ui.label(e.values.get(j).map_or("?".to_owned(), |v| {
+                            // (+ 0.0 turns the −0 of a zero weight times a negative value
+                            // into 0.)
+                            vector(&v.iter().map(|&x| w * x + 0.0).collect::<Vec<f32>>())
+                        }));
                     }
                     ui.end_row();
                 }
