@@ -312,13 +312,14 @@ impl WeightFile {
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect(),
+            // Widened exactly by `half` (subnormals, infinities and NaN included).
             Dtype::F16 => data
                 .chunks_exact(2)
-                .map(|c| f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
             Dtype::BF16 => data
                 .chunks_exact(2)
-                .map(|c| f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16))
+                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
                 .collect(),
             other => {
                 return Err(LoadError::Weights {
@@ -452,38 +453,24 @@ fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
     unsafe { memmap2::Mmap::map(file) }
 }
 
-/// IEEE half precision to single precision, exactly (subnormals, infinities and NaN included).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let frac = u32::from(h & 0x3ff);
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: value = frac · 2^-24; normalise it.
-            let shift = frac.leading_zeros() - 21;
-            let frac = (frac << shift) & 0x3ff;
-            sign | ((113 - shift) << 23) | (frac << 13)
-        }
-        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
-        _ => sign | ((exp + 112) << 23) | (frac << 13),
-    };
-    f32::from_bits(bits)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn half_precision_conversion() {
-        // 0x3c00 = 1.0, 0xc000 = -2.0, 0x7bff = 65504 (largest), 0x0001 = 2^-24 (smallest subnormal).
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x0200), 2f32.powi(-15));
-        assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+    fn half_precision_tensors_widen_exactly() {
+        // f16 0x3c00 = 1.0, 0xc000 = -2.0, 0x7bff = 65504 (largest), 0x0001 = 2^-24 (smallest
+        // subnormal); bf16 0x3f80 = 1.0, 0xc040 = -3.0 (the top 16 bits of the f32).
+        let f16 = |bits: u16| half::f16::from_bits(bits).to_f32();
+        assert_eq!(f16(0x3c00), 1.0);
+        assert_eq!(f16(0xc000), -2.0);
+        assert_eq!(f16(0x7bff), 65504.0);
+        assert_eq!(f16(0x0001), 2f32.powi(-24));
+        assert_eq!(f16(0x0200), 2f32.powi(-15));
+        assert!(f16(0x7c00).is_infinite() && f16(0x7e00).is_nan());
+        let bf16 = |bits: u16| half::bf16::from_bits(bits).to_f32();
+        assert_eq!(bf16(0x3f80), 1.0);
+        assert_eq!(bf16(0xc040), -3.0);
     }
 
     /// A safetensors file with `count` F32 tensors `t0`, `t1`, ... of two values each, tensor
@@ -530,6 +517,45 @@ mod tests {
             Err(LoadError::ShapeMismatch { .. })
         ));
         assert_eq!(file.header_parses(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn f16_and_bf16_tensors_load_as_their_exact_f32_values() {
+        // f16 [1.0, -2.0, 2^-24] = 0x3c00, 0xc000, 0x0001; bf16 [1.0, -3.0, 0.5] = 0x3f80,
+        // 0xc040, 0x3f00.
+        let halves: [(&str, [u16; 3]); 2] = [
+            ("F16", [0x3c00, 0xc000, 0x0001]),
+            ("BF16", [0x3f80, 0xc040, 0x3f00]),
+        ];
+        let mut header = String::from("{");
+        let mut data = Vec::new();
+        for (k, (dtype, bits)) in halves.iter().enumerate() {
+            let start = data.len();
+            for b in bits {
+                data.extend_from_slice(&b.to_le_bytes());
+            }
+            if k > 0 {
+                header.push(',');
+            }
+            header.push_str(&format!(
+                "\"{dtype}\":{{\"dtype\":\"{dtype}\",\"shape\":[3],\"data_offsets\":[{start},{}]}}",
+                data.len()
+            ));
+        }
+        header.push('}');
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&data);
+        let dir = std::env::temp_dir().join(format!("attnviz-halves-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.safetensors"), bytes).unwrap();
+        let file = WeightFile::open(&dir).unwrap();
+        assert_eq!(
+            file.vector("F16", 3).unwrap().to_vec(),
+            [1.0, -2.0, 2f32.powi(-24)]
+        );
+        assert_eq!(file.vector("BF16", 3).unwrap().to_vec(), [1.0, -3.0, 0.5]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
