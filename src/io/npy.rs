@@ -63,8 +63,8 @@ pub fn write_npy(path: &Path, maps: &AttentionMaps, tokens: &[String]) -> Result
     commit_all(vec![npy, side])
 }
 
-/// Reads an NPY file of shape [L, H, N, N] (float32 or float64, either byte order, C or
-/// Fortran order) and its sidecar, through `ndarray-npy`. The header's shape is checked against
+/// Reads an NPY file of shape [L, H, N, N], [H, N, N] or [N, N] (float16, float32 or float64,
+/// either byte order, C or Fortran order) and its sidecar, through `ndarray-npy`. The header's shape is checked against
 /// the bytes present before anything is allocated for it, and the values must be attention
 /// weights (see [`super::attention_json::check_attention_values`]).
 pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
@@ -95,26 +95,33 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
             one_line(&e.to_string())
         ))
     })?;
-    let width = match &header.type_descriptor {
-        PyValue::String(d) if d == "<f4" || d == ">f4" => 4,
-        PyValue::String(d) if d == "<f8" || d == ">f8" => 8,
+    let (width, big_endian) = match &header.type_descriptor {
+        PyValue::String(d) if d == "<f2" || d == ">f2" => (2, d.starts_with('>')),
+        PyValue::String(d) if d == "<f4" || d == ">f4" => (4, d.starts_with('>')),
+        PyValue::String(d) if d == "<f8" || d == ">f8" => (8, d.starts_with('>')),
         other => {
             return Err(bad(format!(
-                "NPY data type {} is not supported; expected float32 or float64 ('<f4', '>f4', '<f8', '>f8')",
+                "NPY data type {} is not supported; expected float16, float32 or float64 ('<f2', '<f4', '<f8', either byte order)",
                 one_line(&other.to_string())
             )));
         }
     };
     let shape = header.shape.clone();
-    let [l, h, n, n2] = shape[..] else {
-        return Err(bad(format!(
-            "NPY shape {shape:?} is not [layers, heads, tokens, tokens]"
-        )));
+    // [L, H, N, N], or one layer [H, N, N], or one head [N, N].
+    let wrong = || {
+        bad(format!(
+            "NPY shape {shape:?} is not [layers, heads, tokens, tokens], [heads, tokens, tokens] \
+             or [tokens, tokens]"
+        ))
+    };
+    let (l, h, n, n2) = match shape[..] {
+        [l, h, n, n2] => (l, h, n, n2),
+        [h, n, n2] => (1, h, n, n2),
+        [n, n2] => (1, 1, n, n2),
+        _ => return Err(wrong()),
     };
     if n != n2 || l == 0 || h == 0 || n == 0 {
-        return Err(bad(format!(
-            "NPY shape {shape:?} is not [layers, heads, tokens, tokens]"
-        )));
+        return Err(wrong());
     }
     let needed = l
         .checked_mul(h)
@@ -133,14 +140,41 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
     let npy_err = |e: ndarray_npy::ReadNpyError| {
         bad(format!("unreadable NPY data: {}", one_line(&e.to_string())))
     };
-    let all: ArrayD<f32> = if width == 4 {
-        ArrayD::<f32>::read_npy(&bytes[..]).map_err(npy_err)?
-    } else {
-        ArrayD::<f64>::read_npy(&bytes[..])
+    let all: ArrayD<f32> = match width {
+        4 => ArrayD::<f32>::read_npy(&bytes[..]).map_err(npy_err)?,
+        8 => ArrayD::<f64>::read_npy(&bytes[..])
             .map_err(npy_err)?
-            .mapv(|v| v as f32)
+            .mapv(|v| v as f32),
+        // ndarray-npy has no float16: widen the data (its length checked above) with `half`.
+        _ => {
+            let values: Vec<f32> = rest
+                .chunks_exact(2)
+                .map(|c| {
+                    let bits = [c[0], c[1]];
+                    let v = if big_endian {
+                        half::f16::from_be_bytes(bits)
+                    } else {
+                        half::f16::from_le_bytes(bits)
+                    };
+                    v.to_f32()
+                })
+                .collect();
+            let dims = ndarray::IxDyn(&shape);
+            let dims = if header.layout == ndarray_npy::npy::header::Layout::Fortran {
+                ndarray::ShapeBuilder::f(dims)
+            } else {
+                dims.into()
+            };
+            ArrayD::from_shape_vec(dims, values)
+                .map_err(|e| bad(format!("unreadable NPY data: {e}")))?
+        }
     };
     drop(bytes);
+    // Fewer axes: add the missing layer and head axes in front (no copy, any layout).
+    let mut all = all;
+    while all.ndim() < 4 {
+        all.insert_axis_inplace(ndarray::Axis(0));
+    }
     let mut maps = Vec::with_capacity(l * h);
     for layer_idx in 0..l {
         for head_idx in 0..h {
@@ -238,6 +272,96 @@ mod tests {
         out.push(b'\n');
         out.extend_from_slice(data);
         out
+    }
+
+    #[test]
+    fn float16_and_fewer_axes_read_as_one_layer_or_one_head() {
+        let dir = scratch("f16");
+        // Two heads of two tokens, [H, N, N] = [2, 2, 2], as float16: head 0 = [[1, 0], [0.5,
+        // 0.5]], head 1 = [[1, 0], [0.25, 0.75]]. f16 bits: 1.0 = 0x3c00, 0.5 = 0x3800,
+        // 0.25 = 0x3400, 0.75 = 0x3a00, 0 = 0.
+        let c_order: [u16; 8] = [0x3c00, 0, 0x3800, 0x3800, 0x3c00, 0, 0x3400, 0x3a00];
+        let le: Vec<u8> = c_order.iter().flat_map(|b| b.to_le_bytes()).collect();
+        let path = dir.join("heads.npy");
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2, 2), }",
+                &le,
+            ),
+        )
+        .unwrap();
+        let (maps, tokens) = read_npy(&path).unwrap();
+        assert_eq!(
+            (maps.layers(), maps.heads(), tokens),
+            (1, 2, vec!["0".to_owned(), "1".to_owned()])
+        );
+        assert_eq!(
+            *maps.head(0, 1).unwrap(),
+            ndarray::array![[1.0, 0.0], [0.25, 0.75]]
+        );
+        // The same values big-endian and in Fortran order (the last axis varies slowest).
+        let mut fortran = [0u16; 8];
+        for h in 0..2 {
+            for i in 0..2 {
+                for j in 0..2 {
+                    fortran[h + 2 * i + 4 * j] = c_order[4 * h + 2 * i + j];
+                }
+            }
+        }
+        let be: Vec<u8> = fortran.iter().flat_map(|b| b.to_be_bytes()).collect();
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '>f2', 'fortran_order': True, 'shape': (2, 2, 2), }",
+                &be,
+            ),
+        )
+        .unwrap();
+        let (again, _) = read_npy(&path).unwrap();
+        assert_eq!(again.head(0, 0), maps.head(0, 0));
+        assert_eq!(again.head(0, 1), maps.head(0, 1));
+        // One head, [N, N], as float32.
+        let one: Vec<u8> = [1.0f32, 0.0, 0.5, 0.5]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+                &one,
+            ),
+        )
+        .unwrap();
+        let (single, _) = read_npy(&path).unwrap();
+        assert_eq!((single.layers(), single.heads()), (1, 1));
+        assert_eq!(
+            *single.head(0, 0).unwrap(),
+            ndarray::array![[1.0, 0.0], [0.5, 0.5]]
+        );
+        // Five axes, or a float16 file one value short, are refused naming the shape.
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '<f2', 'fortran_order': False, 'shape': (1, 1, 2, 2, 2), }",
+                &le,
+            ),
+        )
+        .unwrap();
+        let err = read_npy(&path).unwrap_err().to_string();
+        assert!(err.contains("[1, 1, 2, 2, 2]"), "{err}");
+        std::fs::write(
+            &path,
+            npy_bytes(
+                "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2, 2), }",
+                &le[..14],
+            ),
+        )
+        .unwrap();
+        let err = read_npy(&path).unwrap_err().to_string();
+        assert!(err.contains("needs 16"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn scratch(name: &str) -> PathBuf {
