@@ -962,3 +962,6 @@ mod small_things;
 
 #[path = "app/lessons.rs"]
 mod lessons;
+
+#[path = "app/teach_figures.rs"]
+mod teach_figures;

@@ -206,6 +206,159 @@ pub fn figure_cells_rect(
     (clamp(rect.x), clamp(rect.y), clamp(rect.w), clamp(rect.h))
 }
 
+/// The size in pixels, `(width, height)`, of the figure [`heatmap_figure`] draws for a matrix of
+/// `n_queries` x `n_keys` with `opts` (saturated to `u32::MAX`; nothing is drawn).
+pub fn figure_size(n_queries: usize, n_keys: usize, opts: &FigureOptions) -> (u32, u32) {
+    let (w, h) = if opts.labels {
+        let layout = Layout::new(n_queries, n_keys, opts);
+        (layout.width, layout.height)
+    } else {
+        let cell = opts.cell_pixels();
+        (n_keys as u64 * cell, n_queries as u64 * cell)
+    };
+    let clamp = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    (clamp(w), clamp(h))
+}
+
+/// The largest `cell_px` in `1..=max_cell_px` for which the figure of a `n_queries` x `n_keys`
+/// matrix, labels and colorbar included, fits in `max_width` x `max_height` output pixels; 1
+/// when even that does not fit. For views that draw a labelled figure at its own pixel size.
+pub fn fit_cell_px(
+    n_queries: usize,
+    n_keys: usize,
+    opts: &FigureOptions,
+    max_width: u32,
+    max_height: u32,
+    max_cell_px: u32,
+) -> u32 {
+    let mut probe = opts.clone();
+    let mut fits = |cell_px: u32| {
+        probe.cell_px = cell_px;
+        let (w, h) = figure_size(n_queries, n_keys, &probe);
+        w <= max_width && h <= max_height
+    };
+    // The size grows with the cell (labels change font only between 10 and 13 px): bisect.
+    let (mut lo, mut hi) = (1u32, max_cell_px.max(1));
+    if !fits(lo) {
+        return 1;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) { lo = mid } else { hi = mid - 1 }
+    }
+    lo
+}
+
+/// A labelled figure drawn to fit a view: its pixels, the options it was drawn with (the cell
+/// size chosen) and where its cells lie in it, `(x, y, width, height)` in pixels.
+#[derive(Clone, Debug)]
+pub struct FittedFigure {
+    /// The figure, exactly [`heatmap_figure`]`(drawn matrix, &options)`.
+    pub image: RgbaImage,
+    /// The options drawn with: the caller's, with `cell_px` from [`fit_cell_px`] (and the
+    /// labels and mask of the pooled matrix when it was pooled).
+    pub options: FigureOptions,
+    /// The cells' rectangle ([`figure_cells_rect`]).
+    pub cells: (u32, u32, u32, u32),
+    /// Rows and columns of the matrix drawn: the input's, or fewer when it was max-pooled to
+    /// fit (see [`super::pool::pool_block`] for which input indices each holds).
+    pub shape: (usize, usize),
+}
+
+/// [`heatmap_figure`] of `m` (shape `[query, key]`) with `opts` at the largest cell size up to
+/// `max_cell_px` whose figure fits `max_width` x `max_height` pixels: the labelled figure
+/// (token labels, colorbar with ticks, masked legend) a view shows at one texel per pixel.
+/// When even one-pixel cells do not fit, the matrix and its mask are max-pooled
+/// ([`super::max_pool`], [`super::pool_mask`]) until they do, and each pooled row and column is
+/// labelled with the range of token indices it holds (`12–19`). Errors as [`heatmap_figure`].
+pub fn fitted_figure(
+    m: ArrayView2<f32>,
+    opts: &FigureOptions,
+    max_width: u32,
+    max_height: u32,
+    max_cell_px: u32,
+) -> Result<FittedFigure, RenderError> {
+    let (rows, cols) = m.dim();
+    let s = u64::from(opts.effective_pixel_scale());
+    let fits = |o: &FigureOptions, r: usize, c: usize| {
+        let (w, h) = figure_size(r, c, o);
+        w <= max_width && h <= max_height
+    };
+    let one = FigureOptions {
+        cell_px: 1,
+        ..opts.clone()
+    };
+    if rows == 0 || cols == 0 || fits(&one, rows, cols) {
+        let cell_px = fit_cell_px(rows, cols, opts, max_width, max_height, max_cell_px);
+        let options = FigureOptions {
+            cell_px,
+            ..opts.clone()
+        };
+        return Ok(FittedFigure {
+            image: heatmap_figure(m, &options)?,
+            cells: figure_cells_rect(rows, cols, &options),
+            options,
+            shape: (rows, cols),
+        });
+    }
+    // Pool to the cells the room leaves beside the labels and the colorbar; labels of ranges
+    // can be wider than the tokens', so shrink until the figure fits.
+    let (w1, h1) = figure_size(rows, cols, &one);
+    let room = |max: u32, size: u32, n: usize| {
+        let overhead = u64::from(size).saturating_sub(n as u64 * s);
+        (u64::from(max).saturating_sub(overhead) / s) as usize
+    };
+    let mut side = room(max_width, w1, cols)
+        .min(room(max_height, h1, rows))
+        .max(MIN_POOLED_SIDE);
+    loop {
+        let pooled = super::pool::max_pool(m, side);
+        let (r, c) = pooled.dim();
+        let options = FigureOptions {
+            cell_px: 1,
+            query_labels: pooled_labels(&opts.query_labels, rows, r),
+            key_labels: pooled_labels(&opts.key_labels, cols, c),
+            masked: opts
+                .masked
+                .as_ref()
+                .filter(|x| x.dim() == (rows, cols))
+                .map(|x| super::pool::pool_mask(x.view(), side)),
+            ..opts.clone()
+        };
+        if side <= MIN_POOLED_SIDE || fits(&options, r, c) {
+            let cell_px = fit_cell_px(r, c, &options, max_width, max_height, max_cell_px);
+            let options = FigureOptions { cell_px, ..options };
+            return Ok(FittedFigure {
+                image: heatmap_figure(pooled.view(), &options)?,
+                cells: figure_cells_rect(r, c, &options),
+                options,
+                shape: (r, c),
+            });
+        }
+        side = (side * 9 / 10).max(MIN_POOLED_SIDE);
+    }
+}
+
+/// The fewest cells per side [`fitted_figure`] pools to.
+const MIN_POOLED_SIDE: usize = 16;
+
+/// Labels of a side of `n` pooled to `pooled`: the range of indices each block holds (`12–13`,
+/// or `12` for a block of one), so that a thinned axis reads as one scale.
+fn pooled_labels(labels: &[String], n: usize, pooled: usize) -> Vec<String> {
+    if pooled >= n {
+        return labels.to_vec();
+    }
+    (0..pooled)
+        .map(|b| {
+            let block = super::pool::pool_block(b, n, pooled);
+            match block.len() {
+                0 | 1 => block.start.to_string(),
+                _ => format!("{}–{}", block.start, block.end - 1),
+            }
+        })
+        .collect()
+}
+
 /// Shortens `label` to [`MAX_LABEL_CHARS`] characters, ending in '…' when cut.
 pub fn truncate_label(label: &str) -> Cow<'_, str> {
     if label.chars().nth(MAX_LABEL_CHARS).is_none() {

@@ -33,8 +33,8 @@ use std::path::PathBuf;
 
 pub use colormap::Colormap;
 pub use figure::{
-    ColorbarTick, FigureOptions, colorbar_image, colorbar_ticks, figure_cells_rect,
-    format_significant, heatmap_figure,
+    ColorbarTick, FigureOptions, FittedFigure, colorbar_image, colorbar_ticks, figure_cells_rect,
+    figure_size, fit_cell_px, fitted_figure, format_significant, heatmap_figure,
 };
 pub use grid::{GridOptions, grid_figure, grid_thumb_rect, thumbnail_image};
 pub use heatmap::{
@@ -42,7 +42,7 @@ pub use heatmap::{
     normalize, try_heatmap_image,
 };
 pub use png::{encode_png, write_png};
-pub use pool::{heatmap_pyramid, max_pool, pool_mask};
+pub use pool::{heatmap_pyramid, max_pool, pool_block, pool_mask};
 pub use svg::{heatmap_svg, write_svg};
 pub use text::{CoverageBitmap, embedded_font, fallback_fonts, rasterize_line};
 pub use view::{

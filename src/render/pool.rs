@@ -39,6 +39,17 @@ pub fn max_pool(m: ArrayView2<'_, f32>, max_side: usize) -> Array2<f32> {
     out
 }
 
+/// The input indices [`max_pool`] puts in output row (or column) `pooled_idx` when a side of
+/// `n` is pooled to `pooled` (the `i` with `i * pooled / n == pooled_idx`). Empty when
+/// `pooled_idx` is out of range.
+pub fn pool_block(pooled_idx: usize, n: usize, pooled: usize) -> std::ops::Range<usize> {
+    if pooled == 0 || pooled_idx >= pooled {
+        return 0..0;
+    }
+    let first = |b: usize| (b * n).div_ceil(pooled).min(n);
+    first(pooled_idx)..first(pooled_idx + 1)
+}
+
 /// Pools a mask (true = masked) with the blocks of [`max_pool`]: a pooled cell is masked only
 /// when every cell of its block is, so a pooled block that holds any allowed cell shows that
 /// cell's (maximum) value, and a masked band stays visible as one.

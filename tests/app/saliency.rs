@@ -327,20 +327,32 @@ fn the_continuation_matrix_is_drawn_through_the_one_pixel_path_and_exports() {
     let attr = app.shown_continuation().unwrap();
     let g = attr.generated.as_ref().unwrap();
     assert_eq!((g.from, g.scores.len(), attr.tokens.len()), (n, 3, n + 3));
-    // The texels on screen are the exported figure's cells, at one pixel per cell.
+    // The texels on screen are the exported figure (token labels, colorbar), at the largest
+    // cell that fits the view.
     let (m, fig) = attnviz::render::saliency::generated_matrix(&attr, "").unwrap();
-    let cells = attnviz::render::heatmap_figure(
-        m.view(),
-        &attnviz::render::FigureOptions {
-            labels: false,
-            cell_px: 1,
-            ..fig
-        },
-    )
-    .unwrap();
     let shown = app.continuation_on_screen().unwrap();
-    assert_eq!(shown.dimensions(), (n as u32 + 3, 3));
-    assert_eq!(shown, &cells);
+    let opts = (1..=attnviz::app::saliency::continuation::MAX_CELL)
+        .map(|cell_px| attnviz::render::FigureOptions {
+            cell_px,
+            ..fig.clone()
+        })
+        .find(|o| attnviz::render::figure_size(3, n + 3, o) == shown.dimensions())
+        .expect("a figure of the shown size");
+    // Cells this large draw every label (thinning starts below a label's line height).
+    assert!(opts.cell_px >= 16, "cells of {} px", opts.cell_px);
+    assert_eq!(
+        shown,
+        &attnviz::render::heatmap_figure(m.view(), &opts).unwrap()
+    );
+    let svg = attnviz::render::heatmap_svg(m.view(), &opts).unwrap();
+    for label in &attr.labels {
+        let text = label
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(svg.contains(&format!(">{text}</text>")), "{label:?}");
+    }
+    assert!(svg.contains("<linearGradient"), "a colorbar");
     assert!(harness.query_by_label("continuation PNG").is_some());
 
     // The scores export as the CLI's files.

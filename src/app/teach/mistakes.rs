@@ -1,21 +1,26 @@
 //! The classic mistakes, one toggle each: the correct and the mistaken map of the selected head
-//! side by side, the one-sentence lesson and the effect measured on this input
+//! side by side (`render`'s labelled figures: tokens on both axes, colorbar), the one-sentence lesson and the effect measured on this input
 //! (`analysis::teach::mistake_effect`, computed on the worker thread after the run). No √d
 //! scaling adds the row entropy against d_head, a missing LayerNorm the activations' norm per
 //! layer, a forgotten causal mask outlines the upper triangle that fills.
 
 use super::TeachCx;
+use super::figure_texture::{self, FigureTexture};
 use super::presenter::Step;
 use super::settings::TeachSettings;
-use super::texture::KeyedTexture;
 use crate::analysis::teach::{MistakeEffect, entropy_vs_d_head};
 use crate::app::theme;
 use crate::app::view::{DialogPurpose, Request};
 use crate::engine::{AttentionRun, Mistake};
-use crate::render::{self, ValueRange, ValueScale};
+use crate::render::{self, FigureOptions};
 use crate::tokenize::Token;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points};
 use std::sync::Arc;
+
+/// The tallest a map's figure gets, in points.
+const MAX_MAP_HEIGHT_PT: f32 = 460.0;
+/// The smallest room a map's figure is fitted to, in points.
+const MIN_MAP_PT: f32 = 160.0;
 
 /// Head widths of the entropy plot.
 const D_HEADS: [usize; 8] = [4, 8, 16, 32, 64, 128, 256, 512];
@@ -34,6 +39,13 @@ pub fn toggle_label(m: Mistake) -> &'static str {
 }
 
 impl crate::app::AttnApp {
+    /// The correct and the mistaken map's figures on screen (pixels and the options they were
+    /// drawn with), for tests.
+    pub fn mistake_figures_on_screen(&self) -> [Option<(&image::RgbaImage, &FigureOptions)>; 2] {
+        let view = &self.panels.central.teach.mistakes;
+        [view.correct.on_screen(), view.mistaken.on_screen()]
+    }
+
     /// The measured effect of the mistake shown for the run on screen, once the worker has
     /// computed it.
     pub fn mistake_effect(&self) -> Option<Arc<MistakeEffect>> {
@@ -67,13 +79,16 @@ struct SideKey {
     layer_idx: usize,
     head_idx: usize,
     colormap: render::Colormap,
+    /// The room the figure was fitted to, in points, and the pixels per point.
+    room_pt: [u32; 2],
+    scale: u32,
 }
 
 /// The mistakes view's runtime state.
 #[derive(Default)]
 pub struct MistakesView {
-    correct: Option<KeyedTexture<SideKey>>,
-    mistaken: Option<KeyedTexture<SideKey>>,
+    correct: FigureTexture<SideKey>,
+    mistaken: FigureTexture<SideKey>,
     /// The entropy curves of the no-scaling plot, for this many keys.
     entropy: Option<(usize, Vec<f32>, Vec<f32>)>,
 }
@@ -148,7 +163,8 @@ impl MistakesView {
         }
     }
 
-    /// The correct and the mistaken map of the selected head, side by side.
+    /// The correct and the mistaken map of the selected head, side by side, each as `render`'s
+    /// labelled figure (tokens on both axes, colorbar, masked legend).
     fn side_by_side(
         &mut self,
         ui: &mut egui::Ui,
@@ -159,9 +175,10 @@ impl MistakesView {
         let (layer_idx, head_idx) = (state.layer_idx, state.head_idx);
         // Each side's mask is the one its run applied (the mistake can drop the causal mask).
         let masks = [effect.correct.mask.clone(), effect.mistaken.mask.clone()];
-        let side = ((ui.available_width() - 40.0) / 2.0).clamp(120.0, 340.0);
         let colormap = state.colormap;
         let id = Arc::as_ptr(effect) as usize;
+        let labels = tc.labels.clone();
+        let scale = figure_texture::pixel_scale(ui.ctx());
         ui.columns(2, |cols| {
             for (i, col) in cols.iter_mut().enumerate() {
                 let mistaken = i == 1;
@@ -180,12 +197,20 @@ impl MistakesView {
                     continue;
                 };
                 let n = map.nrows();
+                // The room of the column, rounded so that a small resize keeps the texture.
+                let room = egui::vec2(
+                    (col.available_width() / 16.0).floor() * 16.0,
+                    MAX_MAP_HEIGHT_PT,
+                )
+                .max(egui::vec2(MIN_MAP_PT, MIN_MAP_PT));
                 let key = SideKey {
                     effect: id,
                     mistaken,
                     layer_idx,
                     head_idx,
                     colormap,
+                    room_pt: [room.x as u32, room.y as u32],
+                    scale,
                 };
                 let slot = if mistaken {
                     &mut self.mistaken
@@ -194,37 +219,39 @@ impl MistakesView {
                 };
                 let mask = masks[i].clone();
                 let is_pad: Vec<bool> = run.tokens.iter().map(Token::is_pad).collect();
-                let cell = (side / n.max(1) as f32).floor().clamp(1.0, 32.0) as u32;
-                let tex =
-                    KeyedTexture::get(slot, col.ctx(), &format!("teach-mistake-{i}"), key, || {
-                        let all: Vec<usize> = (0..n).collect();
-                        let masked = render::view::masked_cells(&mask, n, &is_pad, &all);
-                        Some(render::heatmap_image_masked(
-                            map.view(),
-                            masked.as_ref().map(|m| m.view()),
-                            colormap,
-                            ValueRange { min: 0.0, max: 1.0 },
-                            ValueScale::Linear,
-                            cell,
-                        ))
-                    });
+                let (max_w, max_h) = figure_texture::max_pixels(col.ctx(), room, scale);
+                slot.prepare(col.ctx(), &format!("teach-mistake-{i}"), key, || {
+                    let all: Vec<usize> = (0..n).collect();
+                    let masked = render::view::masked_cells(&mask, n, &is_pad, &all);
+                    let opts = render::teach::map_options(&labels, masked, colormap, scale);
+                    render::fitted_figure(
+                        map.view(),
+                        &opts,
+                        max_w,
+                        max_h,
+                        figure_texture::MAX_CELL_PT,
+                    )
+                    .ok()
+                });
                 let label = if mistaken {
                     "mistaken map"
                 } else {
                     "correct map"
                 };
-                if let Some(tex) = tex {
-                    let shown = tex.show(col, egui::vec2(side, side), 16.0, label);
-                    if mistaken
-                        && effect.mistake == crate::engine::Mistake::NoCausalMask
-                        && let Some(r) = shown
-                    {
-                        // Outline the upper triangle, where the future leaks in.
-                        col.painter().add(egui::Shape::closed_line(
-                            vec![r.left_top(), r.right_top(), r.right_bottom()],
-                            egui::Stroke::new(2.0, theme::hover_outline()),
-                        ));
-                    }
+                let shown = slot.show(col, room, label);
+                if let Some(note) = shown.as_ref().and_then(|s| s.pooled_note(n)) {
+                    col.weak(note);
+                }
+                if mistaken
+                    && effect.mistake == crate::engine::Mistake::NoCausalMask
+                    && let Some(shown) = shown
+                {
+                    // Outline the upper triangle, where the future leaks in.
+                    let r = shown.cells;
+                    col.painter().add(egui::Shape::closed_line(
+                        vec![r.left_top(), r.right_top(), r.right_bottom()],
+                        egui::Stroke::new(2.0, theme::hover_outline()),
+                    ));
                 }
                 col.label(format!("mask: {}", masks[i]));
             }

@@ -10,6 +10,7 @@
 
 pub mod cost;
 pub mod export;
+mod figure_texture;
 pub mod lessons;
 pub mod mistakes;
 mod multihead;

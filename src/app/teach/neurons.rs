@@ -6,13 +6,13 @@
 //! changes. The scale stays the model's own, 1/√d_head.
 //!
 //! Numbers come from the engine's [`crate::engine::Trace`] of the selected layer; the map is
-//! `render`'s image of the head's probabilities.
+//! `render`'s labelled figure of the head's probabilities (tokens on both axes, colorbar).
 
 use super::TeachCx;
-use super::texture::KeyedTexture;
+use super::figure_texture::{self, FigureTexture};
 use crate::analysis::explain::Explanation;
 use crate::app::theme;
-use crate::render::{self, ValueRange, ValueScale};
+use crate::render;
 use egui_plot::{Bar, BarChart, Plot};
 
 /// How many dimensions "keep the strongest" keeps.
@@ -26,12 +26,25 @@ struct MapKey {
     head_idx: usize,
     colormap: render::Colormap,
     mask: crate::engine::AppliedMask,
+    /// The room the figure was fitted to, in points, and the pixels per point.
+    room_pt: [u32; 2],
+    scale: u32,
 }
+
+/// The tallest the map's figure gets, in points.
+const MAX_MAP_HEIGHT_PT: f32 = 520.0;
 
 /// The neuron view's runtime state.
 #[derive(Default)]
 pub struct NeuronView {
-    map: Option<KeyedTexture<MapKey>>,
+    map: FigureTexture<MapKey>,
+}
+
+impl crate::app::AttnApp {
+    /// The head's map figure on screen (pixels and the options they were drawn with), for tests.
+    pub fn neuron_figure_on_screen(&self) -> Option<(&image::RgbaImage, &render::FigureOptions)> {
+        self.panels.central.teach.neurons.map.on_screen()
+    }
 }
 
 impl NeuronView {
@@ -170,52 +183,61 @@ impl NeuronView {
         ui.separator();
         let dark = ui.visuals().dark_mode;
         let avail = ui.available_size();
-        let map_side = (avail.x * 0.32).clamp(120.0, 420.0);
+        // The room of the map's figure, rounded so that a small resize keeps the texture.
+        let room = egui::vec2(
+            ((avail.x * 0.42).clamp(200.0, 560.0) / 16.0).floor() * 16.0,
+            MAX_MAP_HEIGHT_PT,
+        );
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
-                ui.set_width(map_side);
+                ui.set_width(room.x);
                 ui.strong("The head's map");
+                let scale = figure_texture::pixel_scale(ui.ctx());
                 let key = MapKey {
                     run: tc.run_id(),
                     layer_idx,
                     head_idx,
                     colormap: tc.cx.state.colormap,
                     mask: tc.mask().clone(),
+                    room_pt: [room.x as u32, room.y as u32],
+                    scale,
                 };
                 let colormap = tc.cx.state.colormap;
                 let mask = tc.mask().clone();
                 let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
                 let all: Vec<usize> = (0..n).collect();
                 let probs = head.probs.view();
-                let cell = (map_side / n as f32).floor().clamp(1.0, 24.0) as u32;
-                let tex =
-                    KeyedTexture::get(&mut self.map, ui.ctx(), "teach-neuron-map", key, || {
-                        let masked = render::view::masked_cells(&mask, n, &is_pad, &all);
-                        Some(render::heatmap_image_masked(
-                            probs,
-                            masked.as_ref().map(|m| m.view()),
-                            colormap,
-                            ValueRange { min: 0.0, max: 1.0 },
-                            ValueScale::Linear,
-                            cell,
-                        ))
-                    });
-                let shown = tex.and_then(|tex| {
-                    tex.show(ui, egui::vec2(map_side, map_side), 8.0, "neuron head map")
+                let (max_w, max_h) = figure_texture::max_pixels(ui.ctx(), room, scale);
+                self.map.prepare(ui.ctx(), "teach-neuron-map", key, || {
+                    let masked = render::view::masked_cells(&mask, n, &is_pad, &all);
+                    let opts = render::teach::map_options(&labels, masked, colormap, scale);
+                    render::fitted_figure(probs, &opts, max_w, max_h, figure_texture::MAX_CELL_PT)
+                        .ok()
                 });
-                if let Some(rect) = shown {
+                let shown = self.map.show(ui, room, "neuron head map");
+                if let Some(note) = shown.as_ref().and_then(|s| s.pooled_note(n)) {
+                    ui.weak(note);
+                }
+                if let Some(shown) = shown {
                     // The query's row, and the key's cell in it.
-                    let cell = rect.height() / n as f32;
+                    // A pooled map draws the block holding each.
+                    let rect = shown.cells;
+                    let (rows, cols) = shown.shape;
+                    let cell = egui::vec2(
+                        rect.width() / cols.max(1) as f32,
+                        rect.height() / rows.max(1) as f32,
+                    );
+                    let (row_idx, col_idx) = (query_idx * rows / n, key_idx * cols / n);
                     let row = egui::Rect::from_min_size(
-                        rect.min + egui::vec2(0.0, query_idx as f32 * cell),
-                        egui::vec2(rect.width(), cell),
+                        rect.min + egui::vec2(0.0, row_idx as f32 * cell.y),
+                        egui::vec2(rect.width(), cell.y),
                     );
                     let stroke = (1.5, theme::selection_outline(dark));
                     ui.painter()
                         .rect_stroke(row, 0.0, stroke, egui::StrokeKind::Inside);
                     let at = egui::Rect::from_min_size(
-                        row.min + egui::vec2(key_idx as f32 * cell, 0.0),
-                        egui::vec2(cell, cell),
+                        row.min + egui::vec2(col_idx as f32 * cell.x, 0.0),
+                        cell,
                     );
                     ui.painter().rect_stroke(
                         at,

@@ -6,7 +6,8 @@
 //! same coordinates, so the two outputs agree. Values colour through [`Colormap`]s: vectors
 //! and matrices that can be negative (q, K, V, outputs) through the diverging map around 0,
 //! attention maps through the chosen colormap. Masked keys show "−∞" and masked cells the
-//! colormap's masked colour.
+//! colormap's masked colour. The views' own maps are the heatmap export's labelled figure, with
+//! options from [`map_options`].
 
 use super::RenderError;
 use super::colormap::Colormap;
@@ -16,9 +17,11 @@ use image::RgbaImage;
 use ndarray::Array2;
 
 mod layout;
+mod maps;
 mod scene;
 
 use layout::{comparison_scene, step_scene};
+pub use maps::map_options;
 
 /// How teaching figures look.
 #[derive(Clone, Copy, Debug, PartialEq)]
