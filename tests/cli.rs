@@ -730,3 +730,5 @@ fn next_refuses_non_finite_log_probabilities() {
         stderr(&o)
     );
 }
+#[path = "cli/imports.rs"]
+mod imports;

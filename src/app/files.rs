@@ -303,7 +303,9 @@ impl AttnApp {
                 title: "Open a text, token, attention or session file".to_owned(),
                 mode: DialogMode::Open {
                     filter_name: "text, tokens, attention or session".to_owned(),
-                    extensions: ["txt", "json", "npy"].map(str::to_owned).to_vec(),
+                    extensions: ["txt", "json", "npy", "safetensors"]
+                        .map(str::to_owned)
+                        .to_vec(),
                 },
                 start_dir: None,
             },

@@ -29,17 +29,23 @@ pub enum InputFile {
     Lesson,
 }
 
-/// Loads a token input, an attention file (JSON, or NPY with its tokens sidecar) or a session file.
+/// Loads a token input, an attention file (JSON, or NPY or safetensors with a tokens sidecar) or a
+/// session file.
 pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
-    let is_npy = path
+    let extension = path
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if is_npy {
-        let (maps, tokens) = super::read_npy(path)?;
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    // Tensors saved by NumPy or PyTorch: the maps, and tokens from a sidecar.
+    let tensors = match extension.as_deref() {
+        Some("npy") => Some(super::read_npy(path)?),
+        Some("safetensors") => Some(super::read_safetensors_attention(path)?),
+        _ => None,
+    };
+    if let Some((maps, tokens)) = tensors {
         let [layers, heads, _, _] = maps.shape();
         let name = path
             .file_stem()
-            .map_or("npy".to_owned(), |s| s.to_string_lossy().into_owned());
+            .map_or("attention".to_owned(), |s| s.to_string_lossy().into_owned());
         return Ok(InputFile::Attention(Box::new(super::AttentionFile {
             model: super::ModelMeta {
                 name,

@@ -3,6 +3,7 @@
 //! Every error names the file it is about, with the path last. Nothing here touches the UI.
 
 mod attention_json;
+mod attention_tensors;
 mod input;
 pub mod lesson;
 mod npy;
@@ -13,6 +14,7 @@ pub use attention_json::{
     AttentionFile, ModelMeta, estimate_attention_json_bytes, read_attention_json,
     write_attention_json,
 };
+pub use attention_tensors::read_safetensors_attention;
 pub use input::{InputFile, TokenInput, load_input};
 pub use lesson::{LESSON_FORMAT, Lesson, LessonStep, LessonView, is_lesson_file, load_lesson};
 pub use npy::{read_npy, sidecar_path, write_npy};
@@ -148,6 +150,18 @@ pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64), IoError> {
         return Err(not_regular(&meta));
     }
     Ok((file, meta.len()))
+}
+
+/// Maps `file` read-only (checkpoints and large attention files are mapped, not copied).
+#[allow(unsafe_code)]
+pub fn map_readonly(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
+    // SAFETY: a map is only sound while nobody truncates or rewrites the file, which no
+    // library can ensure; attnviz assumes that a checkpoint or attention file is not modified
+    // while it is read. The map is read-only, every value is copied out into owned f32 arrays
+    // while the file is read, and the map is dropped when the read ends, so the window in which
+    // that assumption matters is the read itself. Lengths are taken from the map, so a file
+    // truncated before mapping is a clean parse error, not a fault.
+    unsafe { memmap2::Mmap::map(file) }
 }
 
 /// Reads a whole regular file of at most `max_bytes`, naming it in every error. Anything that

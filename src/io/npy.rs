@@ -1,8 +1,6 @@
 //! NPY export: the maps as one little-endian f32 array [L, H, N, N], plus a tokens sidecar.
 
-use super::{
-    IoError, MAX_ATTENTION_FILE, MAX_SMALL_FILE, commit_all, read_regular_file, stage_atomic,
-};
+use super::{IoError, MAX_ATTENTION_FILE, commit_all, read_regular_file, stage_atomic};
 use crate::engine::AttentionMaps;
 use ndarray::{Array2, ArrayD};
 use ndarray_npy::ReadNpyExt as _;
@@ -188,24 +186,14 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
     drop(all);
     let maps = AttentionMaps::from_heads(l, h, n, maps)
         .ok_or_else(|| bad("inconsistent NPY shape".to_owned()))?;
-    super::attention_json::check_attention_values(&maps).map_err(bad)?;
-    let sidecar = sidecar_path(path);
-    let tokens: Vec<String> = match std::fs::metadata(&sidecar) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            (0..n).map(|i| i.to_string()).collect()
-        }
-        _ => {
-            let b = read_regular_file(&sidecar, MAX_SMALL_FILE)?;
-            serde_json::from_slice(&b)
-                .map_err(|e| IoError::invalid(&sidecar, super::json_reason(&e)))?
-        }
+    // A float16 file's rows are rounded: allow what the rounding can add to their sums.
+    let tolerance = if width == 2 {
+        super::attention_tensors::row_sum_tolerance(safetensors::Dtype::F16)
+    } else {
+        super::attention_json::ROW_SUM_TOLERANCE
     };
-    if tokens.len() != n {
-        return Err(IoError::invalid(
-            &sidecar,
-            format!("{} tokens, but the NPY file has {n}", tokens.len()),
-        ));
-    }
+    super::attention_json::check_attention_values_within(&maps, tolerance).map_err(bad)?;
+    let tokens = super::attention_tensors::sidecar_tokens(path, n)?;
     Ok((maps, tokens))
 }
 

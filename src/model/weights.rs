@@ -414,7 +414,11 @@ fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
     let (file, len) = crate::io::open_regular(path).map_err(|e| io_error(path, e))?;
     // An empty file cannot be mapped, and a filesystem may refuse maps: then read it, so that
     // the error (if any) comes from parsing, as for any other bad file.
-    let mapped = if len > 0 { map_file(&file).ok() } else { None };
+    let mapped = if len > 0 {
+        crate::io::map_readonly(&file).ok()
+    } else {
+        None
+    };
     let bytes = match mapped {
         Some(map) => FileBytes::Mapped(map),
         None => FileBytes::Read({
@@ -439,18 +443,6 @@ fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
         data_start: 8 + header_len,
         header,
     })
-}
-
-/// Maps `file` read-only.
-#[allow(unsafe_code)]
-fn map_file(file: &std::fs::File) -> std::io::Result<memmap2::Mmap> {
-    // SAFETY: a map is only sound while nobody truncates or rewrites the file, which no
-    // library can ensure; attnviz assumes that a checkpoint is not modified while it loads.
-    // The map is read-only, every tensor is copied out into owned f32 arrays during the load,
-    // and the `WeightFile` holding the map is dropped when the load ends, so the window in
-    // which that assumption matters is the load itself. Lengths are taken from the map, so a
-    // file truncated before mapping is a clean parse error, not a fault.
-    unsafe { memmap2::Mmap::map(file) }
 }
 
 #[cfg(test)]

@@ -1,0 +1,94 @@
+//! Attention saved from PyTorch and NumPy (tests/fixtures/imports, written by
+//! tests/fixtures/make_attention_imports.py from transformers' eager GPT-2 attentions) opens as
+//! an attention file: `export` re-writes it as attnviz JSON with transformers' values, within
+//! the precision each file was saved in.
+
+use super::{run, scratch, stderr};
+use std::path::Path;
+
+/// Maps as [layer][head][query][key].
+type Maps = Vec<Vec<Vec<Vec<f64>>>>;
+
+/// transformers' float32 maps and tokens.
+fn expected() -> (Maps, Vec<String>) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imports/expected.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    (
+        serde_json::from_value(v["maps"].clone()).unwrap(),
+        serde_json::from_value(v["tokens"].clone()).unwrap(),
+    )
+}
+
+#[test]
+fn attention_saved_from_pytorch_opens_with_its_values_and_tokens() {
+    let (want, tokens) = expected();
+    let dir = scratch("imports");
+    // (file, layers it holds, largest difference its precision allows)
+    let cases = [
+        ("gpt2.safetensors", want.len(), 0.0),
+        ("gpt2_f16.safetensors", want.len(), 1e-3),
+        ("gpt2_bf16.safetensors", want.len(), 8e-3),
+        ("gpt2_f16.npy", want.len(), 1e-3),
+        ("gpt2_layer0.npy", 1, 0.0),
+    ];
+    for (file, layers, tolerance) in cases {
+        let input = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/imports")
+            .join(file);
+        // The CLI renders it like any attention file.
+        let png = dir.join(format!("{file}.png"));
+        let o = run(&[
+            "render",
+            input.to_str().unwrap(),
+            "--layer",
+            "0",
+            "--head",
+            "1",
+            "--out",
+            png.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{file}: {}", stderr(&o));
+        assert!(png.is_file());
+        // Its values and tokens are transformers', within the file's precision.
+        let attnviz::io::InputFile::Attention(att) = attnviz::io::load_input(&input).unwrap()
+        else {
+            panic!("{file} is not read as attention");
+        };
+        assert_eq!(att.tokens, tokens, "{file}");
+        let [l, h, n, _] = att.maps.shape();
+        assert_eq!((l, h, n), (layers, want[0].len(), tokens.len()), "{file}");
+        let mut worst = 0.0f64;
+        for (li, layer) in want.iter().take(layers).enumerate() {
+            for (hi, head) in layer.iter().enumerate() {
+                let map = att.maps.head(li, hi).unwrap();
+                for (i, row) in head.iter().enumerate() {
+                    for (j, &x) in row.iter().enumerate() {
+                        worst = worst.max((f64::from(map[[i, j]]) - x).abs());
+                    }
+                }
+            }
+        }
+        // float32 files hold transformers' values exactly (f32 printed as f64 by Python).
+        let tolerance = if tolerance == 0.0 { 1e-7 } else { tolerance };
+        assert!(worst <= tolerance, "{file}: max |Δ| {worst} > {tolerance}");
+    }
+    // The float32 file re-exports as attnviz JSON with the same values, bit for bit.
+    let input =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imports/gpt2.safetensors");
+    let out = dir.join("round.json");
+    let o = run(&[
+        "export",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let attnviz::io::InputFile::Attention(a) = attnviz::io::load_input(&input).unwrap() else {
+        panic!()
+    };
+    let attnviz::io::InputFile::Attention(b) = attnviz::io::load_input(&out).unwrap() else {
+        panic!()
+    };
+    assert_eq!(a.maps, b.maps);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
