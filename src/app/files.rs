@@ -303,7 +303,7 @@ impl AttnApp {
                 title: "Open a text, token, attention or session file".to_owned(),
                 mode: DialogMode::Open {
                     filter_name: "text, tokens, attention or session".to_owned(),
-                    extensions: ["txt", "json", "npy", "safetensors"]
+                    extensions: ["txt", "json", "npy", "npz", "safetensors"]
                         .map(str::to_owned)
                         .to_vec(),
                 },

@@ -29,7 +29,7 @@ pub enum InputFile {
     Lesson,
 }
 
-/// Loads a token input, an attention file (JSON, or NPY or safetensors with a tokens sidecar) or a
+/// Loads a token input, an attention file (JSON; NPY, NPZ or safetensors with their tokens) or a
 /// session file.
 pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
     let extension = path
@@ -39,6 +39,7 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
     let tensors = match extension.as_deref() {
         Some("npy") => Some(super::read_npy(path)?),
         Some("safetensors") => Some(super::read_safetensors_attention(path)?),
+        Some("npz") => Some(super::read_npz(path)?),
         _ => None,
     };
     if let Some((maps, tokens)) = tensors {

@@ -7,6 +7,7 @@ mod attention_tensors;
 mod input;
 pub mod lesson;
 mod npy;
+mod npz;
 mod session;
 mod write;
 
@@ -18,6 +19,7 @@ pub use attention_tensors::read_safetensors_attention;
 pub use input::{InputFile, TokenInput, load_input};
 pub use lesson::{LESSON_FORMAT, Lesson, LessonStep, LessonView, is_lesson_file, load_lesson};
 pub use npy::{read_npy, sidecar_path, write_npy};
+pub use npz::read_npz;
 pub use session::{read_session, session_fields, write_session};
 pub use write::{
     Staged, TEMP_PREFIX, commit_all, remove_live_temporaries, stage_atomic, write_atomic,

@@ -67,6 +67,15 @@ pub fn write_npy(path: &Path, maps: &AttentionMaps, tokens: &[String]) -> Result
 /// weights (see [`super::attention_json::check_attention_values`]).
 pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
     let bytes = read_regular_file(path, MAX_ATTENTION_FILE)?;
+    let maps = npy_maps(path, &bytes)?;
+    drop(bytes);
+    let tokens = super::attention_tensors::sidecar_tokens(path, maps.shape()[2])?;
+    Ok((maps, tokens))
+}
+
+/// The maps of the NPY bytes `bytes` (the whole file `path`, or an array inside an NPZ file
+/// `path`), checked as attention weights; errors name `path`.
+pub(super) fn npy_maps(path: &Path, bytes: &[u8]) -> Result<AttentionMaps, IoError> {
     let bad = |reason: String| IoError::invalid(path, reason);
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not an NPY file (no \\x93NUMPY magic)".to_owned()));
@@ -86,7 +95,7 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
     if start.saturating_add(header_len) > bytes.len() {
         return Err(bad("truncated NPY header".to_owned()));
     }
-    let mut rest: &[u8] = &bytes;
+    let mut rest: &[u8] = bytes;
     let header = Header::from_reader(&mut rest).map_err(|e| {
         bad(format!(
             "unreadable NPY header: {}",
@@ -139,8 +148,8 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
         bad(format!("unreadable NPY data: {}", one_line(&e.to_string())))
     };
     let all: ArrayD<f32> = match width {
-        4 => ArrayD::<f32>::read_npy(&bytes[..]).map_err(npy_err)?,
-        8 => ArrayD::<f64>::read_npy(&bytes[..])
+        4 => ArrayD::<f32>::read_npy(bytes).map_err(npy_err)?,
+        8 => ArrayD::<f64>::read_npy(bytes)
             .map_err(npy_err)?
             .mapv(|v| v as f32),
         // ndarray-npy has no float16: widen the data (its length checked above) with `half`.
@@ -167,7 +176,6 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
                 .map_err(|e| bad(format!("unreadable NPY data: {e}")))?
         }
     };
-    drop(bytes);
     // Fewer axes: add the missing layer and head axes in front (no copy, any layout).
     let mut all = all;
     while all.ndim() < 4 {
@@ -193,8 +201,7 @@ pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
         super::attention_json::ROW_SUM_TOLERANCE
     };
     super::attention_json::check_attention_values_within(&maps, tolerance).map_err(bad)?;
-    let tokens = super::attention_tensors::sidecar_tokens(path, n)?;
-    Ok((maps, tokens))
+    Ok(maps)
 }
 
 /// A parser's message on one line: the header parser (pest) quotes the header over several

@@ -1,4 +1,4 @@
-//! Attention saved from PyTorch and NumPy (tests/fixtures/imports, written by
+//! Attention saved from PyTorch and NumPy as safetensors, NPY and NPZ (tests/fixtures/imports, written by
 //! tests/fixtures/make_attention_imports.py from transformers' eager GPT-2 attentions) opens as
 //! an attention file: `export` re-writes it as attnviz JSON with transformers' values, within
 //! the precision each file was saved in.
@@ -30,6 +30,8 @@ fn attention_saved_from_pytorch_opens_with_its_values_and_tokens() {
         ("gpt2_bf16.safetensors", want.len(), 8e-3),
         ("gpt2_f16.npy", want.len(), 1e-3),
         ("gpt2_layer0.npy", 1, 0.0),
+        ("gpt2.npz", want.len(), 0.0),
+        ("gpt2_f16_stored.npz", want.len(), 1e-3),
     ];
     for (file, layers, tolerance) in cases {
         let input = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -54,7 +56,13 @@ fn attention_saved_from_pytorch_opens_with_its_values_and_tokens() {
         else {
             panic!("{file} is not read as attention");
         };
-        assert_eq!(att.tokens, tokens, "{file}");
+        // Tokens from the sidecar or the NPZ's tokens array; the stored NPZ has neither.
+        if file == "gpt2_f16_stored.npz" {
+            let positions: Vec<String> = (0..tokens.len()).map(|i| i.to_string()).collect();
+            assert_eq!(att.tokens, positions, "{file}");
+        } else {
+            assert_eq!(att.tokens, tokens, "{file}");
+        }
         let [l, h, n, _] = att.maps.shape();
         assert_eq!((l, h, n), (layers, want[0].len(), tokens.len()), "{file}");
         let mut worst = 0.0f64;
@@ -90,5 +98,38 @@ fn attention_saved_from_pytorch_opens_with_its_values_and_tokens() {
         panic!()
     };
     assert_eq!(a.maps, b.maps);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_npz_files_are_refused_naming_the_file_and_the_sizes() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imports");
+    let dir = scratch("imports-bad");
+    let garbage = dir.join("garbage.npz");
+    std::fs::write(&garbage, b"PK not really a zip").unwrap();
+    let cases = [
+        (
+            fixtures.join("bad_no_attentions.npz"),
+            "no array named attentions",
+        ),
+        (
+            fixtures.join("bad_tokens.npz"),
+            "array tokens has 9 tokens, but attentions has 10 positions",
+        ),
+        (garbage.clone(), "not an NPZ (zip) file"),
+    ];
+    for (file, want) in cases {
+        let out = dir.join("x.png");
+        let o = run(&[
+            "render",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!o.status.success());
+        let err = stderr(&o);
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(err.contains(want) && err.contains(&name), "{err}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
