@@ -373,3 +373,26 @@ fn settings_from_another_model_are_clamped_and_said() {
     assert_eq!(run.maps.layers(), 2);
     assert!(harness.query_by_label_contains("dimension mask").is_some());
 }
+
+#[test]
+fn attention_saved_from_pytorch_opens_in_the_app() {
+    // The safetensors and NPZ fixtures of tests/fixtures/imports (transformers' eager GPT-2
+    // attentions on "the cat sat on the mat").
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/imports");
+    for file in ["gpt2_bf16.safetensors", "gpt2.npz"] {
+        let mut harness = super::app_harness(AppState::default());
+        harness.state_mut().open_file(&fixtures.join(file));
+        harness.run();
+        let app = harness.state();
+        assert!(app.error.is_none(), "{file}: {:?}", app.error);
+        let run = app.shown_run().unwrap();
+        assert_eq!(run.tokens.len(), 10, "{file}");
+        assert_eq!(run.maps.shape()[..2], [2, 4], "{file}");
+        assert!(
+            harness
+                .query_by_label_contains("10 tokens, mask none")
+                .is_some(),
+            "{file}"
+        );
+    }
+}
