@@ -133,3 +133,39 @@ fn bad_npz_files_are_refused_naming_the_file_and_the_sizes() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_sparse_npy_larger_than_the_limit_is_refused_without_reading_it() {
+    // A header declaring 40 × 40 × 40,000² float32 (10 TB), in a sparse 5 GiB file: refused by
+    // its size before any byte of it is read (the run stays small; the file takes no disk).
+    let dir = scratch("imports-huge");
+    let path = dir.join("huge.npy");
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (40, 40, 40000, 40000), }";
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&u16::try_from(header.len() + pad + 1).unwrap().to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(b' ', pad));
+    bytes.push(b'\n');
+    std::fs::write(&path, &bytes).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(5 << 30)
+        .unwrap();
+    let out = dir.join("x.png");
+    let o = run(&[
+        "render",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("larger than the 4 GiB") && err.contains("huge.npy"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
