@@ -56,6 +56,14 @@ impl AttnApp {
                 self.clear_error(ErrorCause::File);
             }
             Ok(InputFile::Attention(file)) => {
+                // A file saved elsewhere may carry NaN or rows off 1: drawn, and said.
+                let warnings = (!file.warnings.is_empty()).then(|| {
+                    format!(
+                        "warning: {} in {} (non-finite cells are drawn in a colour of their own)",
+                        file.warnings.join("; "),
+                        path.display()
+                    )
+                });
                 let run = crate::pipeline::from_attention_file(*file);
                 let [layers, heads, n, _] = run.maps.shape();
                 self.state.layer_idx = self.state.layer_idx.min(layers - 1);
@@ -67,6 +75,9 @@ impl AttnApp {
                 });
                 self.state.remember_file(path);
                 self.clear_error(ErrorCause::File);
+                if warnings.is_some() {
+                    self.notice = warnings;
+                }
             }
             Ok(InputFile::Session(value)) => self.apply_session(path, value),
             Err(e) => self.report(ErrorCause::File, e.to_string()),

@@ -294,6 +294,14 @@ fn compute(
         Source::Tokens(input) => input,
         Source::Attention(file) => {
             refuse_run_options_for_file(common, &opts)?;
+            // A file saved elsewhere may carry NaN or rows off 1: drawn, but said.
+            let from = common
+                .input
+                .as_deref()
+                .map_or_else(String::new, |p| format!(" in {}", p.display()));
+            for warning in &file.warnings {
+                eprintln!("warning: {warning}{from}");
+            }
             timings.load_ms = ms_since(start);
             return Ok((pipeline::from_attention_file(*file), None));
         }

@@ -53,6 +53,9 @@ pub struct AttentionFile {
     pub ablations: Vec<Ablation>,
     /// The maps. Shape: [layer, head, query, key].
     pub maps: AttentionMaps,
+    /// What is off in a file saved elsewhere (NaN or infinite values, rows that do not sum to
+    /// 1), one line each; empty for attnviz's own files, which must hold clean weights.
+    pub warnings: Vec<String>,
 }
 
 /// How far a value may lie outside [0, 1] and still count as a probability (rounding).
@@ -76,63 +79,117 @@ pub fn check_attention_values_within(
     maps: &AttentionMaps,
     row_sum_tolerance: f64,
 ) -> Result<(), String> {
-    let mut non_finite: Option<(usize, usize, usize, usize, f32)> = None;
-    let mut non_finite_count = 0usize;
-    let mut worst_cell: Option<(f64, usize, usize, usize, usize, f32)> = None;
-    let mut bad_cells = 0usize;
-    let mut worst_row: Option<(f64, usize, usize, usize, f64)> = None;
-    let mut bad_rows = 0usize;
-    maps.for_each_head(|layer_idx, head_idx, map| {
-        for (query_idx, row) in map.rows().into_iter().enumerate() {
-            let mut sum = 0.0f64;
-            let mut all_zero = true;
-            let mut row_finite = true;
-            for (key_idx, &v) in row.iter().enumerate() {
-                if !v.is_finite() {
-                    non_finite_count += 1;
-                    row_finite = false;
-                    non_finite.get_or_insert((layer_idx, head_idx, query_idx, key_idx, v));
-                    continue;
-                }
-                let x = f64::from(v);
-                let off = (-x).max(x - 1.0);
-                if off > VALUE_TOLERANCE {
-                    bad_cells += 1;
-                    if worst_cell.is_none_or(|w| off > w.0) {
-                        worst_cell = Some((off, layer_idx, head_idx, query_idx, key_idx, v));
-                    }
-                }
-                sum += x;
-                all_zero &= v == 0.0;
-            }
-            let off = (sum - 1.0).abs();
-            if row_finite && !all_zero && off > row_sum_tolerance {
-                bad_rows += 1;
-                if worst_row.is_none_or(|w| off > w.0) {
-                    worst_row = Some((off, layer_idx, head_idx, query_idx, sum));
-                }
-            }
-        }
-    });
-    if let Some((l, h, q, k, v)) = non_finite {
-        return Err(format!(
-            "layer {l} head {h} row {q} column {k} holds {v}, which is not a probability \
-             ({non_finite_count} non-finite values)"
-        ));
+    let report = ValueReport::of(maps, row_sum_tolerance);
+    if let Some(e) = report.non_finite_message() {
+        return Err(e);
     }
-    if let Some((_, l, h, q, k, v)) = worst_cell {
-        return Err(format!(
-            "layer {l} head {h} row {q} column {k} holds {v}, outside [0, 1] \
-             (the worst of {bad_cells} such values)"
-        ));
+    if let Some(e) = report.out_of_range_message() {
+        return Err(e);
     }
-    if let Some((_, l, h, q, sum)) = worst_row {
-        return Err(format!(
-            "layer {l} head {h} row {q} sums to {sum}, neither 1 nor all zeros \
-             (the worst of {bad_rows} such rows)"
-        ));
+    if let Some(e) = report.row_sum_message() {
+        return Err(e);
     }
     Ok(())
+}
+
+/// The checks of attention weights on a file saved elsewhere (NPY, NPZ, safetensors: what
+/// PyTorch's own output can carry): values outside [0, 1] are still refused (they are not
+/// weights: scores before the softmax, say), but NaN and infinite values and rows that do not
+/// sum to 1 are warnings (the map is still drawn, non-finite cells in the colormap's
+/// `non_finite_color`); `export` keeps refusing them.
+pub fn foreign_value_warnings(
+    maps: &AttentionMaps,
+    row_sum_tolerance: f64,
+) -> Result<Vec<String>, String> {
+    let report = ValueReport::of(maps, row_sum_tolerance);
+    if let Some(e) = report.out_of_range_message() {
+        return Err(e);
+    }
+    Ok([report.non_finite_message(), report.row_sum_message()]
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// What is wrong with a set of maps, if anything: the first non-finite cell, the worst cell
+/// outside [0, 1] and the worst row sum, each with how many there are.
+#[derive(Default)]
+struct ValueReport {
+    non_finite: Option<(usize, usize, usize, usize, f32)>,
+    non_finite_count: usize,
+    worst_cell: Option<(f64, usize, usize, usize, usize, f32)>,
+    bad_cells: usize,
+    worst_row: Option<(f64, usize, usize, usize, f64)>,
+    bad_rows: usize,
+}
+
+impl ValueReport {
+    fn of(maps: &AttentionMaps, row_sum_tolerance: f64) -> ValueReport {
+        let mut r = ValueReport::default();
+        maps.for_each_head(|layer_idx, head_idx, map| {
+            for (query_idx, row) in map.rows().into_iter().enumerate() {
+                let mut sum = 0.0f64;
+                let mut all_zero = true;
+                let mut row_finite = true;
+                for (key_idx, &v) in row.iter().enumerate() {
+                    if !v.is_finite() {
+                        r.non_finite_count += 1;
+                        row_finite = false;
+                        r.non_finite
+                            .get_or_insert((layer_idx, head_idx, query_idx, key_idx, v));
+                        continue;
+                    }
+                    let x = f64::from(v);
+                    let off = (-x).max(x - 1.0);
+                    if off > VALUE_TOLERANCE {
+                        r.bad_cells += 1;
+                        if r.worst_cell.is_none_or(|w| off > w.0) {
+                            r.worst_cell = Some((off, layer_idx, head_idx, query_idx, key_idx, v));
+                        }
+                    }
+                    sum += x;
+                    all_zero &= v == 0.0;
+                }
+                let off = (sum - 1.0).abs();
+                if row_finite && !all_zero && off > row_sum_tolerance {
+                    r.bad_rows += 1;
+                    if r.worst_row.is_none_or(|w| off > w.0) {
+                        r.worst_row = Some((off, layer_idx, head_idx, query_idx, sum));
+                    }
+                }
+            }
+        });
+        r
+    }
+
+    fn non_finite_message(&self) -> Option<String> {
+        let (l, h, q, k, v) = self.non_finite?;
+        Some(format!(
+            "layer {l} head {h} row {q} column {k} holds {v}, which is not a probability \
+             ({} non-finite values)",
+            self.non_finite_count
+        ))
+    }
+
+    fn out_of_range_message(&self) -> Option<String> {
+        let (_, l, h, q, k, v) = self.worst_cell?;
+        Some(format!(
+            "layer {l} head {h} row {q} column {k} holds {v}, outside [0, 1] \
+             (the worst of {} such values)",
+            self.bad_cells
+        ))
+    }
+
+    fn row_sum_message(&self) -> Option<String> {
+        let (_, l, h, q, sum) = self.worst_row?;
+        // The values are f32: their sum's shortest f32 text (0.9, not 0.8999999761581421).
+        let sum = sum as f32;
+        Some(format!(
+            "layer {l} head {h} row {q} sums to {sum}, neither 1 nor all zeros \
+             (the worst of {} such rows)",
+            self.bad_rows
+        ))
+    }
 }
 
 /// Streams an attention file to `out`: the header, then the maps value by value, never building
@@ -366,6 +423,7 @@ fn from_raw(path: &Path, raw: RawFile) -> Result<AttentionFile, IoError> {
         mask,
         ablations,
         maps,
+        warnings: Vec::new(),
     })
 }
 

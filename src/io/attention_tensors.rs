@@ -16,7 +16,7 @@ const PREFIX: &str = "attentions.";
 /// Reads the per-layer attention tensors of a safetensors file and its tokens sidecar (positions
 /// 0..N−1 without one). Every error names the file and, where it applies, the tensor and the
 /// sizes that disagree.
-pub fn read_safetensors_attention(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
+pub fn read_safetensors_attention(path: &Path) -> Result<super::ImportedAttention, IoError> {
     let bad = |reason: String| IoError::invalid(path, reason);
     let (file, len) = super::open_regular(path)?;
     if len == 0 {
@@ -106,9 +106,9 @@ pub fn read_safetensors_attention(path: &Path) -> Result<(AttentionMaps, Vec<Str
     let (h, n) = shape.unwrap_or((0, 0));
     let maps = AttentionMaps::from_heads(layers.len(), h, n, maps)
         .ok_or_else(|| bad("inconsistent attention tensors".to_owned()))?;
-    super::attention_json::check_attention_values_within(&maps, tolerance).map_err(bad)?;
+    let warnings = super::attention_json::foreign_value_warnings(&maps, tolerance).map_err(bad)?;
     let tokens = sidecar_tokens(path, n)?;
-    Ok((maps, tokens))
+    Ok((maps, tokens, warnings))
 }
 
 /// How far a row of weights saved as `dtype` may sum from 1: attnviz's own tolerance, plus the
@@ -232,7 +232,7 @@ mod tests {
             ]),
         )
         .unwrap();
-        let (maps, tokens) = read_safetensors_attention(&path).unwrap();
+        let (maps, tokens, _) = read_safetensors_attention(&path).unwrap();
         assert_eq!(maps.shape(), [2, 1, 2, 2]);
         assert_eq!(tokens, ["0", "1"]);
         assert_eq!(

@@ -42,7 +42,7 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
         Some("npz") => Some(super::read_npz(path)?),
         _ => None,
     };
-    if let Some((maps, tokens)) = tensors {
+    if let Some((maps, tokens, warnings)) = tensors {
         let [layers, heads, _, _] = maps.shape();
         let name = path
             .file_stem()
@@ -61,6 +61,7 @@ pub fn load_input(path: &Path) -> Result<InputFile, IoError> {
             mask: crate::engine::AppliedMask::default(),
             ablations: Vec::new(),
             maps,
+            warnings,
         })));
     }
     let bytes = read_bytes(path)?;

@@ -12,8 +12,8 @@ mod session;
 mod write;
 
 pub use attention_json::{
-    AttentionFile, ModelMeta, estimate_attention_json_bytes, read_attention_json,
-    write_attention_json,
+    AttentionFile, ModelMeta, estimate_attention_json_bytes, foreign_value_warnings,
+    read_attention_json, write_attention_json,
 };
 pub use attention_tensors::read_safetensors_attention;
 pub use input::{InputFile, TokenInput, load_input};
@@ -153,6 +153,10 @@ pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64), IoError> {
     }
     Ok((file, meta.len()))
 }
+
+/// Attention read from a file saved elsewhere (NPY, NPZ, safetensors): the maps, the token
+/// texts, and warnings about values PyTorch's own output can carry (NaN, rows off 1).
+pub type ImportedAttention = (crate::engine::AttentionMaps, Vec<String>, Vec<String>);
 
 /// Maps `file` read-only (checkpoints and large attention files are mapped, not copied).
 #[allow(unsafe_code)]

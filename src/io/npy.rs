@@ -64,18 +64,20 @@ pub fn write_npy(path: &Path, maps: &AttentionMaps, tokens: &[String]) -> Result
 /// Reads an NPY file of shape [L, H, N, N], [H, N, N] or [N, N] (float16, float32 or float64,
 /// either byte order, C or Fortran order) and its sidecar, through `ndarray-npy`. The header's shape is checked against
 /// the bytes present before anything is allocated for it, and the values must be attention
-/// weights (see [`super::attention_json::check_attention_values`]).
-pub fn read_npy(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
+/// weights saved elsewhere (see [`npy_maps`]): the maps, the tokens and the warnings.
+pub fn read_npy(path: &Path) -> Result<super::ImportedAttention, IoError> {
     let bytes = read_regular_file(path, MAX_ATTENTION_FILE)?;
-    let maps = npy_maps(path, &bytes)?;
+    let (maps, warnings) = npy_maps(path, &bytes)?;
     drop(bytes);
     let tokens = super::attention_tensors::sidecar_tokens(path, maps.shape()[2])?;
-    Ok((maps, tokens))
+    Ok((maps, tokens, warnings))
 }
 
 /// The maps of the NPY bytes `bytes` (the whole file `path`, or an array inside an NPZ file
-/// `path`), checked as attention weights; errors name `path`.
-pub(super) fn npy_maps(path: &Path, bytes: &[u8]) -> Result<AttentionMaps, IoError> {
+/// `path`), checked as attention weights saved elsewhere
+/// ([`super::attention_json::foreign_value_warnings`]: values outside [0, 1] are refused, NaN
+/// and rows off 1 are warnings); errors name `path`.
+pub(super) fn npy_maps(path: &Path, bytes: &[u8]) -> Result<(AttentionMaps, Vec<String>), IoError> {
     let bad = |reason: String| IoError::invalid(path, reason);
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not an NPY file (no \\x93NUMPY magic)".to_owned()));
@@ -200,8 +202,8 @@ pub(super) fn npy_maps(path: &Path, bytes: &[u8]) -> Result<AttentionMaps, IoErr
     } else {
         super::attention_json::ROW_SUM_TOLERANCE
     };
-    super::attention_json::check_attention_values_within(&maps, tolerance).map_err(bad)?;
-    Ok(maps)
+    let warnings = super::attention_json::foreign_value_warnings(&maps, tolerance).map_err(bad)?;
+    Ok((maps, warnings))
 }
 
 /// A parser's message on one line: the header parser (pest) quotes the header over several
@@ -244,7 +246,7 @@ mod tests {
         assert_eq!(bytes.len() - 10 - header_len, 16);
         assert_eq!(&bytes[bytes.len() - 4..], 0.75f32.to_le_bytes());
         assert_eq!(sidecar_path(&path), dir.join("att.tokens.json"));
-        let (back, tokens) = read_npy(&path).unwrap();
+        let (back, tokens, _) = read_npy(&path).unwrap();
         assert_eq!(back, maps);
         assert_eq!(tokens, ["a", "b"]);
         std::fs::write(&path, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'").unwrap();
@@ -286,7 +288,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let (maps, tokens) = read_npy(&path).unwrap();
+        let (maps, tokens, _) = read_npy(&path).unwrap();
         assert_eq!(
             (maps.layers(), maps.heads(), tokens),
             (1, 2, vec!["0".to_owned(), "1".to_owned()])
@@ -313,7 +315,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let (again, _) = read_npy(&path).unwrap();
+        let (again, _, _) = read_npy(&path).unwrap();
         assert_eq!(again.head(0, 0), maps.head(0, 0));
         assert_eq!(again.head(0, 1), maps.head(0, 1));
         // One head, [N, N], as float32.
@@ -329,7 +331,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let (single, _) = read_npy(&path).unwrap();
+        let (single, _, _) = read_npy(&path).unwrap();
         assert_eq!((single.layers(), single.heads()), (1, 1));
         assert_eq!(
             *single.head(0, 0).unwrap(),
@@ -383,7 +385,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let (maps, _) = read_npy(&path).unwrap();
+        let (maps, _, _) = read_npy(&path).unwrap();
         assert_eq!(*maps.head(0, 0).unwrap(), array![[1.0, 0.0], [0.25, 0.75]]);
         // Big-endian data is read as such.
         let big: Vec<u8> = [1.0f32, 0.0, 0.25, 0.75]
@@ -398,7 +400,7 @@ mod tests {
             ),
         )
         .unwrap();
-        let (maps, _) = read_npy(&path).unwrap();
+        let (maps, _, _) = read_npy(&path).unwrap();
         assert_eq!(*maps.head(0, 0).unwrap(), array![[1.0, 0.0], [0.25, 0.75]]);
         // '>i4' with '<f4' elsewhere in the header (here in a key) was accepted as f32.
         std::fs::write(
@@ -433,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn absurd_shapes_and_bad_values_are_refused() {
+    fn absurd_shapes_and_values_outside_0_1_are_refused_nan_and_row_sums_warned() {
         let dir = scratch("values");
         let path = dir.join("m.npy");
         let data: Vec<u8> = [1.0f32, 0.0, 0.25, 0.75]
@@ -459,23 +461,19 @@ mod tests {
             let err = read_npy(&path).unwrap_err().to_string();
             assert!(err.contains(expect), "{err}");
         }
-        // NaN, a negative value and 1e300 (f8, read as f32 infinity) are refused, naming the cell.
-        let cases: [(&str, Vec<u8>, &str); 3] = [
+        // A negative value is refused, naming the cell; NaN, 1e300 (f8, read as f32 infinity)
+        // and a row summing to 0.9 are warnings naming the cell or row, and the map is read.
+        let bytes_of = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let cases: [(&str, Vec<u8>, Result<&str, &str>); 4] = [
             (
                 "<f4",
-                [1.0f32, 0.0, f32::NAN, 0.75]
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-                "layer 0 head 0 row 1 column 0 holds NaN",
+                bytes_of(&[1.0, 0.0, -0.25, 1.25]),
+                Err("row 1 column 0 holds -0.25, outside [0, 1]"),
             ),
             (
                 "<f4",
-                [1.0f32, 0.0, -0.25, 1.25]
-                    .iter()
-                    .flat_map(|v| v.to_le_bytes())
-                    .collect(),
-                "row 1 column 0 holds -0.25, outside [0, 1]",
+                bytes_of(&[1.0, 0.0, f32::NAN, 0.75]),
+                Ok("layer 0 head 0 row 1 column 0 holds NaN"),
             ),
             (
                 "<f8",
@@ -483,7 +481,12 @@ mod tests {
                     .iter()
                     .flat_map(|v| v.to_le_bytes())
                     .collect(),
-                "row 0 column 0 holds inf",
+                Ok("row 0 column 0 holds inf"),
+            ),
+            (
+                "<f4",
+                bytes_of(&[1.0, 0.0, 0.25, 0.65]),
+                Ok("layer 0 head 0 row 1 sums to 0.9"),
             ),
         ];
         for (descr, data, expect) in cases {
@@ -497,8 +500,19 @@ mod tests {
                 ),
             )
             .unwrap();
-            let err = read_npy(&path).unwrap_err().to_string();
-            assert!(err.contains(expect) && err.ends_with("m.npy"), "{err}");
+            match expect {
+                Err(expect) => {
+                    let err = read_npy(&path).unwrap_err().to_string();
+                    assert!(err.contains(expect) && err.ends_with("m.npy"), "{err}");
+                }
+                Ok(expect) => {
+                    let (_, _, warnings) = read_npy(&path).unwrap();
+                    assert!(
+                        warnings.len() == 1 && warnings[0].contains(expect),
+                        "{warnings:?}"
+                    );
+                }
+            }
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }

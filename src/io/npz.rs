@@ -4,14 +4,13 @@
 //! `np.array(tokens)`); without it, the `.tokens.json` sidecar or the positions 0..N−1.
 
 use super::{IoError, MAX_ATTENTION_FILE, MAX_SMALL_FILE};
-use crate::engine::AttentionMaps;
 use ndarray_npy::npy::header::Header;
 use py_literal::Value as PyValue;
 use std::io::Read as _;
 use std::path::Path;
 
 /// Reads the `attentions` array of an NPZ file and its tokens.
-pub fn read_npz(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
+pub fn read_npz(path: &Path) -> Result<super::ImportedAttention, IoError> {
     let bad = |reason: String| IoError::invalid(path, reason);
     let (file, len) = super::open_regular(path)?;
     if len == 0 {
@@ -26,7 +25,7 @@ pub fn read_npz(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
     let attentions = entry(&mut zip, path, "attentions", MAX_ATTENTION_FILE)?.ok_or_else(|| {
         bad("no array named attentions (save it with np.savez(file, attentions=…))".to_owned())
     })?;
-    let maps = super::npy::npy_maps(path, &attentions)?;
+    let (maps, warnings) = super::npy::npy_maps(path, &attentions)?;
     drop(attentions);
     let n = maps.shape()[2];
     let tokens = match entry(&mut zip, path, "tokens", MAX_SMALL_FILE)? {
@@ -42,7 +41,7 @@ pub fn read_npz(path: &Path) -> Result<(AttentionMaps, Vec<String>), IoError> {
         }
         None => super::attention_tensors::sidecar_tokens(path, n)?,
     };
-    Ok((maps, tokens))
+    Ok((maps, tokens, warnings))
 }
 
 /// The bytes of array `name` (`name.npy` in the zip), at most `limit` of them; `None` when the

@@ -95,6 +95,18 @@ impl Colormap {
         }
     }
 
+    /// The colour of NaN and infinite values (which attention files saved elsewhere can carry):
+    /// a saturated colour this colormap never takes and distinct from [`Self::masked_color`].
+    pub fn non_finite_color(self) -> [u8; 4] {
+        match self {
+            Colormap::Viridis | Colormap::Grays | Colormap::Turbo => [0xff, 0x00, 0xff, 255],
+            Colormap::Magma | Colormap::Inferno | Colormap::Plasma | Colormap::Hot => {
+                [0x00, 0xff, 0xff, 255]
+            }
+            Colormap::Diverging => [0x00, 0xc0, 0x00, 255],
+        }
+    }
+
     /// The 256-entry lookup table behind [`Colormap::color`].
     pub fn lut(self) -> &'static Lut {
         static TABLES: OnceLock<[Lut; 8]> = OnceLock::new();

@@ -350,6 +350,35 @@ pub(crate) fn paint_cells(
         colormap.lut(),
         &Normalizer::new(range, scale),
     );
+    paint_non_finite(img, x0, y0, m, masked, colormap, cell);
+}
+
+/// Repaints the cells of `m` that hold NaN or an infinity (and are not masked) in the
+/// colormap's [`Colormap::non_finite_color`], over what [`paint_cells`] drew there.
+fn paint_non_finite(
+    img: &mut RgbaImage,
+    x0: usize,
+    y0: usize,
+    m: ArrayView2<f32>,
+    masked: Option<ArrayView2<bool>>,
+    colormap: Colormap,
+    cell: usize,
+) {
+    let color = image::Rgba(colormap.non_finite_color());
+    for ((r, c), v) in m.indexed_iter() {
+        if v.is_finite() || masked.and_then(|mk| mk.get((r, c)).copied()) == Some(true) {
+            continue;
+        }
+        for y in 0..cell {
+            for x in 0..cell {
+                img.put_pixel(
+                    (x0 + c * cell + x) as u32,
+                    (y0 + r * cell + y) as u32,
+                    color,
+                );
+            }
+        }
+    }
 }
 
 /// Masked cells and their colour, for the pixel loops.

@@ -169,3 +169,55 @@ fn a_sparse_npy_larger_than_the_limit_is_refused_without_reading_it() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn nan_and_rows_off_one_in_a_foreign_file_are_drawn_with_a_warning_but_not_exported() {
+    // One head of two tokens: row 0 = [NaN, 1], row 1 = [0.25, 0.65] (sums to 0.9).
+    let dir = scratch("imports-nan");
+    let path = dir.join("nan.npy");
+    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
+    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&u16::try_from(header.len() + pad + 1).unwrap().to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(b' ', pad));
+    bytes.push(b'\n');
+    for v in [f32::NAN, 1.0, 0.25, 0.65] {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    // render draws it, NaN in viridis' non-finite colour (magenta), and warns twice.
+    let png = dir.join("nan.png");
+    let o = run(&[
+        "render",
+        path.to_str().unwrap(),
+        "--out",
+        png.to_str().unwrap(),
+        "--no-labels",
+        "--cell",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: layer 0 head 0 row 0 column 0 holds NaN")
+            && err.contains("warning: layer 0 head 0 row 1 sums to 0.9")
+            && err.contains("nan.npy"),
+        "{err}"
+    );
+    let img = image::open(&png).unwrap().to_rgba8();
+    assert_eq!(img.get_pixel(0, 0).0, [0xff, 0x00, 0xff, 255]);
+    assert_ne!(img.get_pixel(2, 0).0, [0xff, 0x00, 0xff, 255]);
+    // export refuses to write it: attnviz never writes a file it would not read back clean.
+    let out = dir.join("nan.json");
+    let o = run(&[
+        "export",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("holds NaN"), "{}", stderr(&o));
+    assert!(!out.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
