@@ -730,5 +730,7 @@ fn next_refuses_non_finite_log_probabilities() {
         stderr(&o)
     );
 }
+#[path = "cli/extensions.rs"]
+mod extensions;
 #[path = "cli/imports.rs"]
 mod imports;

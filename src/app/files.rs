@@ -166,6 +166,14 @@ impl AttnApp {
         if let Some(folder) = absolute.parent().filter(|p| !p.as_os_str().is_empty()) {
             self.state.remember_folder(purpose.folder_key(), folder);
         }
+        // An export writes what its file's name says, or nothing (a dialog lets the user type
+        // any name: `figure.bmp` is refused, naming what this export writes).
+        if let Some(accepted) = output_formats(purpose)
+            && let Err(e) = io::OutputFormat::of(path, &accepted)
+        {
+            self.report(ErrorCause::File, e);
+            return;
+        }
         match purpose {
             DialogPurpose::OpenFile => self.open_file(path),
             DialogPurpose::SaveSession => self.save_session(path),
@@ -355,4 +363,23 @@ impl AttnApp {
         self.notice = Some(format!("wrote {}", path.display()));
         self.clear_error(ErrorCause::File);
     }
+}
+
+/// The formats an export for `purpose` writes (from its file's extension); `None` for dialogs
+/// that open, save sessions (any name) or choose folders.
+fn output_formats(purpose: DialogPurpose) -> Option<Vec<io::OutputFormat>> {
+    use io::OutputFormat::{Csv, Json, Npy, Png, Svg};
+    Some(match purpose {
+        DialogPurpose::ExportPng | DialogPurpose::ExportTeachFigure => vec![Png, Svg],
+        DialogPurpose::ExportTensors => vec![Json, Npy],
+        // The one format the saliency export kind writes.
+        DialogPurpose::ExportSaliency(kind) => [Json, Csv, Png, Svg]
+            .into_iter()
+            .filter(|f| f.extension() == kind.extension())
+            .collect(),
+        DialogPurpose::OpenFile
+        | DialogPurpose::SaveSession
+        | DialogPurpose::OpenModel
+        | DialogPurpose::ExportAllHeads => return None,
+    })
 }

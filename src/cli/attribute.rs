@@ -4,6 +4,7 @@
 use super::args::AttributeArgs;
 use super::{Source, run_input, run_options};
 use crate::analysis::attribution::{self, AttributeRequest, Attribution};
+use crate::io::OutputFormat;
 use crate::io::{ModelMeta, TokenInput};
 use crate::model::LoadedModel;
 use crate::pipeline;
@@ -12,30 +13,19 @@ use anyhow::{Context as _, Result, bail};
 use std::io::IsTerminal as _;
 use std::path::Path;
 
-/// What `--out` asks for, from its extension.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum OutKind {
-    Json,
-    Csv,
-    Png,
-    Svg,
-}
-
-fn out_kind(path: &Path) -> Result<OutKind> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    match ext.as_deref() {
-        Some("json") => Ok(OutKind::Json),
-        Some("csv") => Ok(OutKind::Csv),
-        Some("png") => Ok(OutKind::Png),
-        Some("svg") => Ok(OutKind::Svg),
-        _ => bail!(
-            "--out must end in .json, .csv, .png or .svg: {}",
-            path.display()
-        ),
-    }
+/// What `--out` asks for, from its extension (`io::OutputFormat::of`: anything but .json, .csv,
+/// .png or .svg is refused, naming them).
+fn out_kind(path: &Path) -> Result<OutputFormat> {
+    OutputFormat::of(
+        path,
+        &[
+            OutputFormat::Json,
+            OutputFormat::Csv,
+            OutputFormat::Png,
+            OutputFormat::Svg,
+        ],
+    )
+    .map_err(|e| anyhow::anyhow!(e))
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
@@ -117,9 +107,11 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
     // The mask the attribution's runs on the prompt applied, as the pipeline recorded it.
     let mask = a.mask.to_string();
     match kind {
-        OutKind::Json => write_text(&args.out, &attribution::to_json(&a, &meta, &mask))?,
-        OutKind::Csv => write_text(&args.out, &attribution::to_csv(&a))?,
-        OutKind::Png | OutKind::Svg => write_figure(&args, &model, &a, kind)?,
+        OutputFormat::Json => write_text(&args.out, &attribution::to_json(&a, &meta, &mask))?,
+        OutputFormat::Csv => write_text(&args.out, &attribution::to_csv(&a))?,
+        OutputFormat::Png | OutputFormat::Svg => write_figure(&args, &model, &a, kind)?,
+        // `out_kind` accepts only the four above.
+        OutputFormat::Npy => bail!("attribute does not write NPY: {}", args.out.display()),
     }
     Ok(())
 }
@@ -134,7 +126,7 @@ fn write_figure(
     args: &AttributeArgs,
     model: &LoadedModel,
     a: &Attribution,
-    kind: OutKind,
+    kind: OutputFormat,
 ) -> Result<()> {
     let style = model.vocab_style();
     let token_text = |id: u32| -> String {
@@ -149,7 +141,7 @@ fn write_figure(
     if let Some((m, mut fig)) = saliency::generated_matrix(a, &title) {
         fig.pixel_scale = args.pixel_scale;
         match kind {
-            OutKind::Svg => {
+            OutputFormat::Svg => {
                 let svg = render::heatmap_svg(m.view(), &fig)?;
                 render::write_svg(&svg, &args.out)?;
             }
@@ -166,7 +158,7 @@ fn write_figure(
         ..saliency::SaliencyOptions::default()
     };
     match kind {
-        OutKind::Svg => render::write_svg(&saliency::saliency_svg(a, &opts)?, &args.out)?,
+        OutputFormat::Svg => render::write_svg(&saliency::saliency_svg(a, &opts)?, &args.out)?,
         _ => render::write_png(&saliency::saliency_figure(a, &opts)?, &args.out)?,
     }
     Ok(())

@@ -29,6 +29,9 @@ struct ExplainFile<'a> {
 
 /// Runs `attnviz explain`.
 pub(super) fn explain_cmd(args: ExplainArgs) -> Result<()> {
+    // It writes JSON only: refuse `--out e.png` before any work, rather than write JSON into it.
+    crate::io::OutputFormat::of(&args.out, &[crate::io::OutputFormat::Json])
+        .map_err(|e| anyhow::anyhow!(e))?;
     let mut timings = Timings::default();
     let start = Instant::now();
     let common = &args.common;

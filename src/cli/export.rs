@@ -2,20 +2,28 @@
 
 use super::args::{ExportArgs, ExportFormat};
 use super::{Timings, compute, ms_since, print_timings};
+use crate::io::OutputFormat;
 use crate::pipeline::{self, TensorFormat};
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use std::time::Instant;
 
 /// Runs `attnviz export`.
 pub(super) fn export(args: ExportArgs) -> Result<()> {
-    let mut timings = Timings::default();
-    let (run, _) = compute(&args.common, &mut timings, false)?;
-    let start = Instant::now();
+    // --format decides when given; else the extension, .json or .npy (anything else is refused
+    // before any work, rather than written as JSON under another name).
     let format = match args.format {
         Some(ExportFormat::Json) => TensorFormat::Json,
         Some(ExportFormat::Npy) => TensorFormat::Npy,
-        None => TensorFormat::from_path(&args.out),
+        None => match OutputFormat::of(&args.out, &[OutputFormat::Json, OutputFormat::Npy])
+            .map_err(|e| anyhow!(e))?
+        {
+            OutputFormat::Npy => TensorFormat::Npy,
+            _ => TensorFormat::Json,
+        },
     };
+    let mut timings = Timings::default();
+    let (run, _) = compute(&args.common, &mut timings, false)?;
+    let start = Instant::now();
     let max_output = args
         .max_output
         .map_or(pipeline::DEFAULT_MAX_OUTPUT, |b| b.0);

@@ -4,6 +4,7 @@
 use super::args::{RenderArgs, View};
 use super::{Timings, compute, ms_since, print_timings};
 use crate::analysis::{HeadSelection, LayerSelection, ViewSpec};
+use crate::io::OutputFormat;
 use crate::render::{self, FigureContext, RenderStyle, ValueScale};
 use anyhow::{Result, anyhow};
 use std::path::Path;
@@ -14,10 +15,12 @@ fn default_cell(len: usize) -> u32 {
     (768 / len.max(1)).clamp(1, 32) as u32
 }
 
-/// Whether `path` asks for an SVG (its extension is `.svg`, in any case); anything else is a PNG.
-pub(super) fn is_svg(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+/// Whether `path` asks for an SVG (`.svg`) or a PNG (`.png`), in any case; any other extension
+/// is refused, naming the two (checked before any work).
+pub(super) fn is_svg(path: &Path) -> Result<bool> {
+    let format =
+        OutputFormat::of(path, &[OutputFormat::Png, OutputFormat::Svg]).map_err(|e| anyhow!(e))?;
+    Ok(format == OutputFormat::Svg)
 }
 
 /// Runs `attnviz render`.
@@ -25,6 +28,7 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
     let heads: HeadSelection = args.head.parse().map_err(|e: String| anyhow!(e))?;
     let layer: LayerSelection = args.layer.parse().map_err(|e: String| anyhow!(e))?;
     render::set_max_pixels(args.max_pixels);
+    let svg = is_svg(&args.out)?;
     let mut timings = Timings::default();
     let (run, _) = compute(&args.common, &mut timings, false)?;
     let start = Instant::now();
@@ -53,7 +57,7 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
         heads,
         hide_special: args.hide_special,
     };
-    if is_svg(&args.out) {
+    if svg {
         let svg = match args.view {
             View::Heatmap => render::view_svg(&run.maps, &ctx, &spec, &style),
             View::Grid => render::grid_view_svg(&run.maps, &ctx, &style),

@@ -4,6 +4,7 @@
 
 mod attention_json;
 mod attention_tensors;
+mod format;
 mod input;
 pub mod lesson;
 mod npy;
@@ -16,6 +17,7 @@ pub use attention_json::{
     read_attention_json, write_attention_json,
 };
 pub use attention_tensors::read_safetensors_attention;
+pub use format::OutputFormat;
 pub use input::{InputFile, TokenInput, load_input};
 pub use lesson::{LESSON_FORMAT, Lesson, LessonStep, LessonView, is_lesson_file, load_lesson};
 pub use npy::{read_npy, sidecar_path, write_npy};

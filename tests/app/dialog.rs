@@ -373,3 +373,27 @@ fn the_dialog_starts_in_the_last_folder_used_for_its_purpose_even_after_a_restar
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_export_refuses_a_file_name_it_does_not_write() {
+    let dir = scratch("dialog-ext");
+    let mut harness = portal_less_app(AppState::default());
+    wait_ready(&mut harness);
+    let bmp = dir.join("figure.bmp");
+    harness
+        .state_mut()
+        .complete_dialog(attnviz::app::DialogPurpose::ExportPng, &bmp);
+    let error = harness.state().error.clone().unwrap_or_default();
+    assert!(
+        error.contains("this writes .png or .svg, not .bmp"),
+        "{error}"
+    );
+    assert!(!bmp.exists());
+    // A .png is written as before.
+    let png = dir.join("figure.png");
+    harness
+        .state_mut()
+        .complete_dialog(attnviz::app::DialogPurpose::ExportPng, &png);
+    assert!(png.is_file());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
