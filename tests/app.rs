@@ -965,3 +965,6 @@ mod lessons;
 
 #[path = "app/teach_figures.rs"]
 mod teach_figures;
+
+#[path = "support/npy.rs"]
+mod npy_support;

@@ -339,6 +339,9 @@ fn bad_inputs_give_one_clean_error_line() {
     let dir = scratch("bad");
     let out = dir.join("o.json");
     let out = out.to_str().unwrap();
+    // render writes PNG or SVG (any other name is refused before the input is read).
+    let out_png = dir.join("o.png");
+    let out_png = out_png.to_str().unwrap();
     let missing = dir.join("missing.txt");
     assert_clean_error(
         &run(&["export", missing.to_str().unwrap(), "--out", out]),
@@ -359,7 +362,7 @@ fn bad_inputs_give_one_clean_error_line() {
     )
     .unwrap();
     assert_clean_error(
-        &run(&["render", wrong.to_str().unwrap(), "--out", out]),
+        &run(&["render", wrong.to_str().unwrap(), "--out", out_png]),
         "wrong.json",
     );
 
@@ -397,7 +400,7 @@ fn bad_inputs_give_one_clean_error_line() {
         "divide",
     );
     assert_clean_error(
-        &run(&["render", "--text", "a b", "--layer", "9", "--out", out]),
+        &run(&["render", "--text", "a b", "--layer", "9", "--out", out_png]),
         "layer 9",
     );
     assert_clean_error(
@@ -734,3 +737,6 @@ fn next_refuses_non_finite_log_probabilities() {
 mod extensions;
 #[path = "cli/imports.rs"]
 mod imports;
+
+#[path = "support/npy.rs"]
+mod npy_support;

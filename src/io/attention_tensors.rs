@@ -89,7 +89,7 @@ pub fn read_safetensors_attention(path: &Path) -> Result<super::ImportedAttentio
             Some(_) => {}
         }
         tolerance = tolerance.max(row_sum_tolerance(view.dtype()));
-        let values = widen(view.dtype(), view.data()).ok_or_else(|| {
+        let values = widen_le(view.dtype(), view.data()).ok_or_else(|| {
             bad(format!(
                 "tensor {name:?} has dtype {:?}; expected F32, F16 or BF16",
                 view.dtype()
@@ -124,8 +124,8 @@ pub(super) fn row_sum_tolerance(dtype: Dtype) -> f64 {
 }
 
 /// Little-endian `data` of `dtype` as f32 (f16 and bf16 widened exactly by `half`); `None` for
-/// another dtype.
-fn widen(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+/// another dtype. Checkpoint weights and attention tensors alike.
+pub fn widen_le(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
     Some(match dtype {
         Dtype::F32 => data
             .chunks_exact(4)

@@ -16,7 +16,7 @@ pub use attention_json::{
     AttentionFile, ModelMeta, estimate_attention_json_bytes, foreign_value_warnings,
     read_attention_json, write_attention_json,
 };
-pub use attention_tensors::read_safetensors_attention;
+pub use attention_tensors::{read_safetensors_attention, widen_le};
 pub use format::OutputFormat;
 pub use input::{InputFile, TokenInput, load_input};
 pub use lesson::{LESSON_FORMAT, Lesson, LessonStep, LessonView, is_lesson_file, load_lesson};

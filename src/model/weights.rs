@@ -307,28 +307,14 @@ impl WeightFile {
                 path: self.path.clone(),
             });
         }
-        let values: Vec<f32> = match dtype {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            // Widened exactly by `half` (subnormals, infinities and NaN included).
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(LoadError::Weights {
-                    path: self.path.clone(),
-                    reason: format!(
-                        "tensor {name:?} has dtype {other:?}; only F32, F16 and BF16 are supported"
-                    ),
-                });
-            }
+        // f16 and bf16 are widened exactly by `half` (subnormals, infinities and NaN included).
+        let Some(values) = crate::io::widen_le(dtype, data) else {
+            return Err(LoadError::Weights {
+                path: self.path.clone(),
+                reason: format!(
+                    "tensor {name:?} has dtype {dtype:?}; only F32, F16 and BF16 are supported"
+                ),
+            });
         };
         // One NaN weight made every later row NaN and `next` print "log-prob NaN" (issue 10
         // item 6): every tensor loaded is checked here, naming the tensor and its file.

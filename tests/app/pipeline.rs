@@ -401,16 +401,7 @@ fn attention_saved_from_pytorch_opens_in_the_app() {
 fn a_foreign_file_with_nan_opens_with_a_warning_in_the_status_bar() {
     let dir = scratch("pipeline-nan");
     let path = dir.join("nan.npy");
-    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
-    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&u16::try_from(header.len() + pad + 1).unwrap().to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(std::iter::repeat_n(b' ', pad));
-    bytes.push(b'\n');
-    for v in [f32::NAN, 1.0, 0.25, 0.75] {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
+    let bytes = crate::npy_support::npy_f32("(2, 2)", &[f32::NAN, 1.0, 0.25, 0.75]);
     std::fs::write(&path, &bytes).unwrap();
     let mut harness = super::app_harness(AppState::default());
     harness.state_mut().open_file(&path);

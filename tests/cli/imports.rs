@@ -140,13 +140,7 @@ fn a_sparse_npy_larger_than_the_limit_is_refused_without_reading_it() {
     // its size before any byte of it is read (the run stays small; the file takes no disk).
     let dir = scratch("imports-huge");
     let path = dir.join("huge.npy");
-    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (40, 40, 40000, 40000), }";
-    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&u16::try_from(header.len() + pad + 1).unwrap().to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(std::iter::repeat_n(b' ', pad));
-    bytes.push(b'\n');
+    let bytes = crate::npy_support::npy_f32("(40, 40, 40000, 40000)", &[]);
     std::fs::write(&path, &bytes).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
@@ -175,16 +169,7 @@ fn nan_and_rows_off_one_in_a_foreign_file_are_drawn_with_a_warning_but_not_expor
     // One head of two tokens: row 0 = [NaN, 1], row 1 = [0.25, 0.65] (sums to 0.9).
     let dir = scratch("imports-nan");
     let path = dir.join("nan.npy");
-    let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }";
-    let pad = (64 - (10 + header.len() + 1) % 64) % 64;
-    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-    bytes.extend_from_slice(&u16::try_from(header.len() + pad + 1).unwrap().to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
-    bytes.extend(std::iter::repeat_n(b' ', pad));
-    bytes.push(b'\n');
-    for v in [f32::NAN, 1.0, 0.25, 0.65] {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
+    let bytes = crate::npy_support::npy_f32("(2, 2)", &[f32::NAN, 1.0, 0.25, 0.65]);
     std::fs::write(&path, &bytes).unwrap();
     // render draws it, NaN in viridis' non-finite colour (magenta), and warns twice.
     let png = dir.join("nan.png");
