@@ -740,3 +740,5 @@ mod imports;
 
 #[path = "support/npy.rs"]
 mod npy_support;
+#[path = "cli/options.rs"]
+mod options;

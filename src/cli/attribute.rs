@@ -107,7 +107,13 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
     // The mask the attribution's runs on the prompt applied, as the pipeline recorded it.
     let mask = a.mask.to_string();
     match kind {
-        OutputFormat::Json => write_text(&args.out, &attribution::to_json(&a, &meta, &mask))?,
+        OutputFormat::Json => {
+            let record = crate::engine::OptionsRecord::of(&opts);
+            write_text(
+                &args.out,
+                &attribution::to_json(&a, &meta, &mask, Some(&record)),
+            )?
+        }
         OutputFormat::Csv => write_text(&args.out, &attribution::to_csv(&a))?,
         OutputFormat::Png | OutputFormat::Svg => write_figure(&args, &model, &a, kind)?,
         // `out_kind` accepts only the four above.

@@ -21,6 +21,8 @@ struct ExplainFile<'a> {
     model: ModelMeta,
     mask: &'a str,
     ablations: &'a [crate::engine::Ablation],
+    /// How the numbers were made (scale, dims, mistakes, ablations).
+    options: crate::engine::OptionsRecord,
     tokens: Vec<&'a str>,
     token_ids: Vec<u32>,
     #[serde(flatten)]
@@ -62,6 +64,7 @@ pub(super) fn explain_cmd(args: ExplainArgs) -> Result<()> {
         model: run.model.clone(),
         mask: &mask,
         ablations: &run.ablations,
+        options: crate::engine::OptionsRecord::of(&opts),
         tokens: tokens.iter().map(|t| t.text.as_str()).collect(),
         token_ids: tokens.iter().map(|t| t.id).collect(),
         explanation: &explanation,

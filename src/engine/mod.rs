@@ -26,7 +26,7 @@ pub use gemm::PackedMatrix;
 pub use intervene::{Ablation, AblationMode, Captured, Interventions, Override, Resume, Site};
 pub use layers::{Activation, Mlp, Norm, NormPlacement};
 pub use mask::{AppliedMask, ArchitectureMask, MaskError, MaskPart, MaskSpec, chunk_by_heads_size};
-pub use options::{DimSubset, Mistake, RunOptions, ScoreScale};
+pub use options::{DimSubset, Mistake, OptionsRecord, RunOptions, ScoreScale};
 pub use position::{
     AttentionPosition, Llama3Scaling, alibi_slopes, apply_rope, llama3_frequencies,
     rope_frequencies,

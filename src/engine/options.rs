@@ -84,6 +84,88 @@ pub struct DimSubset {
     pub dims: Vec<usize>,
 }
 
+impl std::fmt::Display for DimSubset {
+    /// `L.H=0-7,12`, as `--dims` reads it: runs of consecutive dimensions written as ranges.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}=", self.layer_idx, self.head_idx)?;
+        let mut dims = self.dims.clone();
+        dims.sort_unstable();
+        dims.dedup();
+        let mut first = true;
+        let mut i = 0;
+        while i < dims.len() {
+            let start = dims[i];
+            while i + 1 < dims.len() && dims[i + 1] == dims[i] + 1 {
+                i += 1;
+            }
+            if !first {
+                write!(f, ",")?;
+            }
+            first = false;
+            if dims[i] == start {
+                write!(f, "{start}")?;
+            } else {
+                write!(f, "{start}-{}", dims[i])?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+/// How a run's numbers were made besides the model, the input and the applied mask: the score
+/// scale, the dimension subsets, the classic mistakes and the ablations, spelled as the CLI
+/// reads them. The one `options` object of every `attnviz.*/v1` JSON, and the tail of every
+/// figure title (through `render::FigureContext`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OptionsRecord {
+    /// `inv-sqrt`, `none` or `temperature:T`.
+    pub scale: String,
+    /// `L.H=0-7,12` per head with a dimension subset.
+    #[serde(default)]
+    pub dims: Vec<String>,
+    /// The mistakes made on purpose, by CLI name.
+    #[serde(default)]
+    pub mistakes: Vec<String>,
+    /// The ablated heads, `L.H` or `L.H:mean`.
+    #[serde(default)]
+    pub ablations: Vec<String>,
+}
+
+impl OptionsRecord {
+    /// The record of `options`.
+    pub fn of(options: &RunOptions) -> OptionsRecord {
+        OptionsRecord {
+            scale: options.scale.to_string(),
+            dims: options.dims.iter().map(ToString::to_string).collect(),
+            mistakes: options.mistakes.iter().map(ToString::to_string).collect(),
+            ablations: options.ablations.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    /// What a title says of the options that change the numbers, when they differ from the
+    /// defaults: ` · scale none`, ` · temperature:2`, ` · dims 0.3=0-7`, ` · mistake
+    /// no-scaling` (ablations are said by the title's own ablation part); empty otherwise.
+    pub fn title(&self) -> String {
+        let mut out = String::new();
+        if self.scale != ScoreScale::InvSqrtDHead.to_string() {
+            out.push_str(&format!(" · scale {}", self.scale));
+        }
+        if !self.dims.is_empty() {
+            out.push_str(&format!(" · dims {}", self.dims.join(" ")));
+        }
+        if !self.mistakes.is_empty() {
+            let word = if self.mistakes.len() == 1 {
+                "mistake"
+            } else {
+                "mistakes"
+            };
+            out.push_str(&format!(" · {word} {}", self.mistakes.join(", ")));
+        }
+        out
+    }
+}
+
 impl std::str::FromStr for DimSubset {
     type Err = String;
 
@@ -333,6 +415,33 @@ impl Default for RunOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dim_subsets_print_as_dims_reads_them_and_options_title_only_what_differs() {
+        for spec in ["0.3=0-7,12", "2.0=5", "1.1=0-2,4-6,9"] {
+            let d: DimSubset = spec.parse().unwrap();
+            assert_eq!(d.to_string(), spec);
+        }
+        // Unsorted and repeated dimensions print as their runs.
+        let d = DimSubset {
+            layer_idx: 0,
+            head_idx: 1,
+            dims: vec![3, 1, 2, 2, 7],
+        };
+        assert_eq!(d.to_string(), "0.1=1-3,7");
+        let default = OptionsRecord::of(&RunOptions::default());
+        assert_eq!(default.title(), "");
+        let options = RunOptions {
+            scale: ScoreScale::None,
+            dims: vec![d],
+            mistakes: vec![Mistake::NoScaling, Mistake::NoPositions],
+            ..RunOptions::default()
+        };
+        assert_eq!(
+            OptionsRecord::of(&options).title(),
+            " · scale none · dims 0.1=1-3,7 · mistakes no-scaling, no-positions"
+        );
+    }
 
     #[test]
     fn scale_factors() {

@@ -202,6 +202,7 @@ pub fn write_attention_json(
     tokens: &[Token],
     mask: &AppliedMask,
     ablations: &[Ablation],
+    options: Option<&crate::engine::OptionsRecord>,
     maps: &AttentionMaps,
 ) -> std::io::Result<()> {
     check_attention_values(maps)
@@ -222,6 +223,11 @@ pub fn write_attention_json(
     serde_json::to_writer(&mut *out, &mask.to_string())?;
     out.write_all(b",\"ablations\":")?;
     serde_json::to_writer(&mut *out, ablations)?;
+    // How the numbers were made (scale, dims, mistakes, ablations), when a run recorded it.
+    if let Some(options) = options {
+        out.write_all(b",\"options\":")?;
+        serde_json::to_writer(&mut *out, options)?;
+    }
     let [l, h, n, _] = maps.shape();
     write!(out, ",\"shape\":[{l},{h},{n},{n}],\"attentions\":[")?;
     let mut buf = ryu::Buffer::new();
@@ -455,7 +461,7 @@ mod tests {
         };
         let mut out = Vec::new();
         let causal = AppliedMask::recorded(MaskSpec::parse("causal").unwrap());
-        write_attention_json(&mut out, &meta, &tokens, &causal, &[], &maps).unwrap();
+        write_attention_json(&mut out, &meta, &tokens, &causal, &[], None, &maps).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["shape"], serde_json::json!([1, 2, 2, 2]));
         // The shortest text that reads back to the same f32.
@@ -595,7 +601,8 @@ mod tests {
         };
         let mut out = Vec::new();
         let causal = AppliedMask::recorded(MaskSpec::parse("causal").unwrap());
-        let err = write_attention_json(&mut out, &meta, &tokens, &causal, &[], &maps).unwrap_err();
+        let err =
+            write_attention_json(&mut out, &meta, &tokens, &causal, &[], None, &maps).unwrap_err();
         assert_eq!(
             err.to_string(),
             "refusing to export: layer 0 head 1 row 0 column 0 holds NaN, which is not a probability (1 non-finite values)"

@@ -77,6 +77,10 @@ fn write_unchecked(run: &Run, path: &Path, format: TensorFormat) -> Result<(), I
                 &run.tokens,
                 &run.mask,
                 &run.ablations,
+                run.options
+                    .as_ref()
+                    .map(crate::engine::OptionsRecord::of)
+                    .as_ref(),
                 &run.maps,
             )
         }),

@@ -112,6 +112,9 @@ pub struct FigureContext {
     pub ablations: Vec<crate::engine::Ablation>,
     /// What the maps hold (a difference is titled as one).
     pub kind: MapsKind,
+    /// How the numbers were made besides the mask (scale, dims, mistakes, ablations), when the
+    /// run records it (an attention file read back does not).
+    pub options: Option<crate::engine::OptionsRecord>,
 }
 
 impl FigureContext {
@@ -133,15 +136,21 @@ impl FigureContext {
             kv_groups: run.kv_groups.clone(),
             ablations: run.ablations.clone(),
             kind: run.kind,
+            options: run.options.as_ref().map(crate::engine::OptionsRecord::of),
         }
     }
 
     /// What a title says after the selection and the model: ` · mask SPEC` when a mask was
-    /// applied and ` · ablated 0.1, 2.3:mean` when heads were ablated; empty otherwise.
+    /// applied, the options that change the numbers when they are not the defaults
+    /// ([`crate::engine::OptionsRecord::title`]: scale, dims, mistakes) and ` · ablated 0.1,
+    /// 2.3:mean` when heads were ablated; empty otherwise.
     pub fn settings_title(&self) -> String {
         let mut out = String::new();
         if let Some(mask) = self.mask_title() {
             out.push_str(&format!(" · mask {mask}"));
+        }
+        if let Some(options) = &self.options {
+            out.push_str(&options.title());
         }
         if !self.ablations.is_empty() {
             let names: Vec<String> = self.ablations.iter().map(ToString::to_string).collect();

@@ -44,7 +44,12 @@ fn score(v: f32) -> Value {
 /// ([N]). With word aggregation `scores` has one entry per word and `words` labels them. With `--generate K`: `generated_from` (N), `targets`
 /// (K target objects) and `scores` [K][N+K] with null from each generated token's own position
 /// on.
-pub fn to_json(a: &Attribution, model: &ModelMeta, mask: &str) -> String {
+pub fn to_json(
+    a: &Attribution,
+    model: &ModelMeta,
+    mask: &str,
+    options: Option<&crate::engine::OptionsRecord>,
+) -> String {
     let word = a.words.is_some();
     let scores = match &a.generated {
         Some(g) => Value::Array(
@@ -60,6 +65,7 @@ pub fn to_json(a: &Attribution, model: &ModelMeta, mask: &str) -> String {
         model,
         mask,
         ablations: a.ablations.iter().map(ToString::to_string).collect(),
+        options,
         tokens: a.tokens.iter().map(|t| t.text.as_str()).collect(),
         token_ids: a.tokens.iter().map(|t| t.id).collect(),
         method: a.method.name(),
@@ -92,6 +98,9 @@ struct Document<'a> {
     model: &'a ModelMeta,
     mask: &'a str,
     ablations: Vec<String>,
+    /// How the numbers were made (scale, dims, mistakes, ablations), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<&'a crate::engine::OptionsRecord>,
     tokens: Vec<&'a str>,
     token_ids: Vec<u32>,
     method: &'static str,

@@ -42,6 +42,7 @@ pub fn write(
     attr: &Attribution,
     meta: &ModelMeta,
     mask: &str,
+    options: Option<&crate::engine::OptionsRecord>,
     title: &str,
 ) -> Result<(), String> {
     let text = |s: String| {
@@ -74,7 +75,7 @@ pub fn write(
         }
         SaliencyExport::Csv => text(api::to_csv(attr)),
         SaliencyExport::TableCsv => Err("the method table is written by table_csv".to_owned()),
-        SaliencyExport::Json => text(api::to_json(attr, meta, mask)),
+        SaliencyExport::Json => text(api::to_json(attr, meta, mask, options)),
     }
 }
 
@@ -213,7 +214,11 @@ impl AttnApp {
         // The mask the attribution's own runs applied, as `attnviz attribute` records it.
         let mask = attr.mask.to_string();
         let title = title(&attr, &meta.name, &done);
-        match write(kind, path, &attr, &meta, &mask, &title) {
+        let options = self
+            .current
+            .as_ref()
+            .map(|(key, _)| crate::engine::OptionsRecord::of(&key.opts));
+        match write(kind, path, &attr, &meta, &mask, options.as_ref(), &title) {
             Ok(()) => {
                 self.notice = Some(format!("wrote {}", path.display()));
                 self.clear_error(ErrorCause::File);
