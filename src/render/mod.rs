@@ -24,6 +24,7 @@ pub mod heatmap;
 pub mod png;
 pub mod pool;
 pub mod saliency;
+pub use saliency::{ScoreColouring, text_on as saliency_text_on};
 pub mod svg;
 pub mod teach;
 mod text;

@@ -24,6 +24,8 @@ pub struct SaliencyOptions {
     pub wrap_px: u32,
     /// Every length is multiplied by this (1..=8).
     pub pixel_scale: u32,
+    /// The colormap of unsigned methods (signed ones are always diverging): the view's.
+    pub colormap: Colormap,
 }
 
 impl Default for SaliencyOptions {
@@ -32,6 +34,7 @@ impl Default for SaliencyOptions {
             title: String::new(),
             wrap_px: 900,
             pixel_scale: 1,
+            colormap: Colormap::Viridis,
         }
     }
 }
@@ -80,16 +83,25 @@ pub fn saliency_title(a: &Attribution, model: &str, token_text: &dyn Fn(u32) -> 
     s
 }
 
-/// The colormap and normalisation of a method's scores: signed methods on the diverging map
-/// around 0 (±max|s|), the others from min(0, min s) to max s on viridis.
-struct Colouring {
-    colormap: Colormap,
-    lo: f64,
-    hi: f64,
+/// The one colouring of saliency scores, on screen and in every export: signed methods on the
+/// diverging map symmetric around 0 (±max|s|, 0 at its white middle); unsigned ones on the
+/// view's colormap from their own smallest to their largest score. Non-finite scores take the
+/// middle (signed) or the bottom (unsigned).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScoreColouring {
+    /// The colormap used.
+    pub colormap: Colormap,
+    /// The score at the bottom of the colormap.
+    pub lo: f64,
+    /// The score at the top.
+    pub hi: f64,
+    /// Signed scores (diverging, symmetric around 0).
+    pub signed: bool,
 }
 
-impl Colouring {
-    fn new(scores: &[f32], signed: bool) -> Self {
+impl ScoreColouring {
+    /// The colouring of `scores`; `colormap` is the view's, used for unsigned methods.
+    pub fn new(scores: &[f32], signed: bool, colormap: Colormap) -> Self {
         let finite = scores
             .iter()
             .filter(|v| v.is_finite())
@@ -101,30 +113,56 @@ impl Colouring {
                 colormap: Colormap::Diverging,
                 lo: -m,
                 hi: m,
+                signed,
             }
         } else {
-            let (lo, hi) = finite.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+            let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
             Self {
-                colormap: Colormap::Viridis,
+                colormap,
                 lo,
                 hi: if hi > lo { hi } else { lo + 1.0 },
+                signed,
             }
         }
     }
 
-    fn t(&self, v: f32) -> f32 {
-        ((f64::from(v) - self.lo) / (self.hi - self.lo)) as f32
+    /// The position of `v` on the colormap, in [0, 1].
+    pub fn t(&self, v: f32) -> f32 {
+        if !v.is_finite() {
+            return if self.signed { 0.5 } else { 0.0 };
+        }
+        (((f64::from(v) - self.lo) / (self.hi - self.lo)) as f32).clamp(0.0, 1.0)
     }
 
-    fn color(&self, v: f32) -> [u8; 4] {
+    /// The colour of `v`.
+    pub fn color(&self, v: f32) -> [u8; 4] {
         self.colormap.color(self.t(v))
+    }
+
+    /// One line saying what the colours mean (the range the colour scale spans).
+    pub fn legend(&self) -> String {
+        if self.signed {
+            let m = super::format_significant(self.hi);
+            format!("colours: blue −{m} · white 0 · red +{m} (diverging)")
+        } else {
+            format!(
+                "colours: {} to {} ({})",
+                super::format_significant(self.lo),
+                super::format_significant(self.hi),
+                self.colormap.name()
+            )
+        }
     }
 }
 
-/// Dark text on light backgrounds, white on dark ones.
-fn text_on(bg: [u8; 4]) -> [u8; 3] {
+/// The text colour on a chip of colour `bg`: white on dark backgrounds, dark grey on light ones
+/// (relative luminance below or above 128 of 255), the same on screen and in exports.
+pub fn text_on(bg: [u8; 4]) -> [u8; 3] {
     let l = 0.2126 * f32::from(bg[0]) + 0.7152 * f32::from(bg[1]) + 0.0722 * f32::from(bg[2]);
-    if l < 120.0 {
+    if l < 128.0 {
         [255, 255, 255]
     } else {
         TEXT_COLOR
@@ -160,7 +198,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(a: &Attribution, opts: &SaliencyOptions, colouring: &Colouring) -> Self {
+    fn new(a: &Attribution, opts: &SaliencyOptions, colouring: &ScoreColouring) -> Self {
         let s = u64::from(opts.pixel_scale.clamp(1, super::figure::MAX_PIXEL_SCALE));
         let px = 14.0 * s as f32;
         let small_px = 11.0 * s as f32;
@@ -208,7 +246,7 @@ impl Layout {
         let label_x = margin;
         let bars_x = label_x + label_w + 2 * pad;
         let bars_w = 320 * s;
-        let signed = colouring.lo < 0.0;
+        let signed = colouring.signed;
         let zero_x = if signed { bars_x + bars_w / 2 } else { bars_x };
         let value_x = bars_x + bars_w + 2 * pad;
         let bars_top = strip_bottom + 4 * pad;
@@ -253,8 +291,8 @@ impl Layout {
     }
 
     /// The bar of `v`: from the zero line to its length, and its vertical extent.
-    fn bar(&self, item: &Item, colouring: &Colouring) -> Rect {
-        let signed = colouring.lo < 0.0;
+    fn bar(&self, item: &Item, colouring: &ScoreColouring) -> Rect {
+        let signed = colouring.signed;
         let half = if signed { self.bars_w / 2 } else { self.bars_w };
         let m = colouring
             .hi
@@ -281,7 +319,7 @@ impl Layout {
         }
     }
 
-    fn legend_labels(colouring: &Colouring) -> (String, String) {
+    fn legend_labels(colouring: &ScoreColouring) -> (String, String) {
         (
             super::format_significant(colouring.lo),
             super::format_significant(colouring.hi),
@@ -309,7 +347,7 @@ pub fn saliency_figure(a: &Attribution, opts: &SaliencyOptions) -> Result<RgbaIm
     if a.scores.is_empty() {
         return Err(RenderError::Empty);
     }
-    let colouring = Colouring::new(&a.scores, a.method.is_signed());
+    let colouring = ScoreColouring::new(&a.scores, a.method.is_signed(), opts.colormap);
     let l = Layout::new(a, opts, &colouring);
     let (w, h) = checked_figure_size(l.width, l.height)?;
     let mut img = RgbaImage::from_pixel(w, h, BACKGROUND);
@@ -457,7 +495,7 @@ pub fn saliency_svg(a: &Attribution, opts: &SaliencyOptions) -> Result<String, R
     if a.scores.is_empty() {
         return Err(RenderError::Empty);
     }
-    let colouring = Colouring::new(&a.scores, a.method.is_signed());
+    let colouring = ScoreColouring::new(&a.scores, a.method.is_signed(), opts.colormap);
     let l = Layout::new(a, opts, &colouring);
     checked_figure_size(l.width, l.height)?;
     let mut out = String::new();
@@ -587,8 +625,9 @@ pub fn generated_matrix(a: &Attribution, title: &str) -> Option<(Array2<f32>, Fi
             }
         }
     }
-    let values: Vec<f32> = m.iter().copied().collect();
-    let colouring = Colouring::new(&values, a.method.is_signed());
+    // The scores shown (not the masked cells' placeholders) decide the colour range.
+    let values: Vec<f32> = g.scores.iter().flatten().flatten().copied().collect();
+    let colouring = ScoreColouring::new(&values, a.method.is_signed(), Colormap::Viridis);
     let opts = FigureOptions {
         title: title.to_owned(),
         query_labels: a
@@ -620,15 +659,40 @@ mod tests {
 
     #[test]
     fn signed_scores_use_the_diverging_map_around_zero() {
-        let c = Colouring::new(&[-2.0, 1.0, 0.5], true);
+        let c = ScoreColouring::new(&[-2.0, 1.0, 0.5], true, Colormap::Magma);
         assert_eq!((c.lo, c.hi), (-2.0, 2.0));
         // 0 sits in the middle of the diverging map (white), −2 at its blue end, 2 at its red end.
         assert_eq!(c.color(0.0), Colormap::Diverging.color(0.5));
         assert_eq!(c.color(-2.0), Colormap::Diverging.color(0.0));
-        let u = Colouring::new(&[0.25, 0.75], false);
-        assert_eq!((u.lo, u.hi, u.colormap), (0.0, 0.75, Colormap::Viridis));
+        // Unsigned scores span their own range, on the view's colormap.
+        let u = ScoreColouring::new(&[0.25, 0.75], false, Colormap::Magma);
+        assert_eq!((u.lo, u.hi, u.colormap), (0.25, 0.75, Colormap::Magma));
+        assert_eq!(u.legend(), "colours: 0.25 to 0.75 (magma)");
         assert_eq!(text_on([0, 0, 0, 255]), [255, 255, 255]);
         assert_eq!(text_on([255, 255, 255, 255]), TEXT_COLOR);
+    }
+
+    #[test]
+    fn each_chip_in_the_export_has_the_colour_the_screen_gives_its_score() {
+        // An unsigned method on the view's colormap (plasma) and a signed one: each chip's
+        // inside pixel is `ScoreColouring::color`, which the app's view converts to egui's.
+        for (method, scores) in [
+            (Method::Attention, vec![0.1f32, 0.6, 0.3]),
+            (Method::InputXGradient, vec![-0.5, 0.2, 1.0]),
+        ] {
+            let a = attribution(method, scores.clone());
+            let opts = SaliencyOptions {
+                colormap: Colormap::Plasma,
+                ..SaliencyOptions::default()
+            };
+            let img = saliency_figure(&a, &opts).unwrap();
+            let colouring = ScoreColouring::new(&scores, method.is_signed(), Colormap::Plasma);
+            let layout = Layout::new(&a, &opts, &colouring);
+            for (item, &v) in layout.items.iter().zip(&scores) {
+                let p = img.get_pixel(item.chip.x as u32, item.chip.y as u32).0;
+                assert_eq!(p, colouring.color(v), "{method:?} {}", item.label);
+            }
+        }
     }
 
     #[test]
@@ -643,7 +707,7 @@ mod tests {
             "toy · input-x-gradient · logprob of \"t7\" at 2 (T = -1.5)"
         );
         let img = saliency_figure(&a, &opts).unwrap();
-        let colouring = Colouring::new(&a.scores, true);
+        let colouring = ScoreColouring::new(&a.scores, true, Colormap::Viridis);
         let layout = Layout::new(&a, &opts, &colouring);
         for (item, t) in layout.items.iter().zip([0.0, 0.5, 1.0]) {
             // The chip's top-left inside pixel has the score's colour.

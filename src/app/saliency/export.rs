@@ -43,23 +43,20 @@ pub fn write(
     meta: &ModelMeta,
     mask: &str,
     options: Option<&crate::engine::OptionsRecord>,
-    title: &str,
+    opts: &saliency::SaliencyOptions,
 ) -> Result<(), String> {
     let text = |s: String| {
         crate::io::write_atomic(path, |out| out.write_all(s.as_bytes())).map_err(|e| e.to_string())
     };
-    let opts = saliency::SaliencyOptions {
-        title: title.to_owned(),
-        ..saliency::SaliencyOptions::default()
-    };
+    let title = opts.title.as_str();
     let err = |e: render::RenderError| e.to_string();
     match kind {
         SaliencyExport::Png => {
-            let image = saliency::saliency_figure(attr, &opts).map_err(err)?;
+            let image = saliency::saliency_figure(attr, opts).map_err(err)?;
             render::write_png(&image, path).map_err(err)
         }
         SaliencyExport::Svg => {
-            let doc = saliency::saliency_svg(attr, &opts).map_err(err)?;
+            let doc = saliency::saliency_svg(attr, opts).map_err(err)?;
             render::write_svg(&doc, path).map_err(err)
         }
         SaliencyExport::ContinuationPng | SaliencyExport::ContinuationSvg => {
@@ -218,7 +215,13 @@ impl AttnApp {
             .current
             .as_ref()
             .map(|(key, _)| crate::engine::OptionsRecord::of(&key.opts));
-        match write(kind, path, &attr, &meta, &mask, options.as_ref(), &title) {
+        // The view's colormap colours unsigned methods, as on screen.
+        let figure = saliency::SaliencyOptions {
+            title,
+            colormap: self.state.colormap,
+            ..saliency::SaliencyOptions::default()
+        };
+        match write(kind, path, &attr, &meta, &mask, options.as_ref(), &figure) {
             Ok(()) => {
                 self.notice = Some(format!("wrote {}", path.display()));
                 self.clear_error(ErrorCause::File);
