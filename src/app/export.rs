@@ -13,13 +13,13 @@ use image::RgbaImage;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Pixels per cell when exporting: about 768 pixels across, 1 to 32 per cell (as the CLI).
-pub fn default_cell(len: usize) -> u32 {
-    (768 / len.max(1)).clamp(1, 32) as u32
+/// Pixels per cell when exporting (`render::ExportStyle`, as the CLI).
+fn default_cell(len: usize) -> u32 {
+    render::ExportStyle::for_tokens(len).cell_px
 }
 
-/// Thumbnail side of exported grids (as the CLI's default).
-pub const GRID_THUMB_PX: u32 = 96;
+/// Thumbnail side of exported grids (`render::ExportStyle`, as the CLI).
+const GRID_THUMB_PX: u32 = render::ExportStyle::THUMB_PX;
 
 /// The image File → Export PNG writes for the current view: the grid in the grid view, the
 /// heatmap otherwise, with the labels, model, applied mask, text and KV groups of `ctx`. Same

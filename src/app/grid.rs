@@ -30,7 +30,7 @@ use ndarray::ArrayView2;
 use std::sync::{Arc, Weak};
 
 /// Side, in pixels, of a thumbnail texture (and the exported grid's default thumbnail side).
-pub const THUMB_MAX_SIDE: usize = 96;
+pub const THUMB_MAX_SIDE: usize = crate::render::ExportStyle::THUMB_PX as usize;
 
 /// Largest side, in cells, of a hover preview texture. Maps up to this size are shown at full
 /// resolution; larger ones are max-pooled so the texture stays within GPU limits.

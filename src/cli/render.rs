@@ -10,11 +10,6 @@ use anyhow::{Result, anyhow};
 use std::path::Path;
 use std::time::Instant;
 
-/// Pixels per cell when `--cell` is not given: about 768 pixels across, 1 to 32 per cell.
-fn default_cell(len: usize) -> u32 {
-    (768 / len.max(1)).clamp(1, 32) as u32
-}
-
 /// Whether `path` asks for an SVG (`.svg`) or a PNG (`.png`), in any case; any other extension
 /// is refused, naming the two (checked before any work).
 pub(super) fn is_svg(path: &Path) -> Result<bool> {
@@ -43,9 +38,13 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
             ValueScale::Linear
         },
         range: args.range,
-        cell_px: args.cell.unwrap_or(match args.view {
-            View::Heatmap => default_cell(run.maps.len()),
-            View::Grid => 96,
+        cell_px: args.cell.unwrap_or({
+            // The defaults the app's exports use too.
+            let defaults = render::ExportStyle::for_tokens(run.maps.len());
+            match args.view {
+                View::Heatmap => defaults.cell_px,
+                View::Grid => defaults.thumb_px,
+            }
         }),
         labels: !args.no_labels,
         pixel_scale: args.pixel_scale,

@@ -95,7 +95,7 @@ impl Default for GridOptions {
             scale: ValueScale::default(),
             shared_range: None,
             centred: false,
-            thumb_px: 96,
+            thumb_px: super::ExportStyle::THUMB_PX,
             labels: true,
             masked: None,
             kv_groups: Vec::new(),

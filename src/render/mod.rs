@@ -47,7 +47,8 @@ pub use pool::{heatmap_pyramid, max_pool, pool_block, pool_mask};
 pub use svg::{heatmap_svg, write_svg};
 pub use text::{CoverageBitmap, embedded_font, fallback_fonts, rasterize_line};
 pub use view::{
-    FigureContext, RangeMode, RenderStyle, grid_view_figure, grid_view_svg, view_figure, view_svg,
+    ExportStyle, FigureContext, RangeMode, RenderStyle, grid_view_figure, grid_view_svg,
+    view_figure, view_svg,
 };
 
 /// Largest width or height, in pixels, of any image this module produces.

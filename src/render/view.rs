@@ -49,6 +49,33 @@ impl std::str::FromStr for RangeMode {
     }
 }
 
+/// The sizes of an exported figure, decided once for `attnviz render` and the app's exports:
+/// pixels per heatmap cell, the grid's thumbnail side, and the pixel scale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportStyle {
+    /// Pixels per heatmap cell.
+    pub cell_px: u32,
+    /// Side of a grid thumbnail, in pixels.
+    pub thumb_px: u32,
+    /// Every length is multiplied by this.
+    pub pixel_scale: u32,
+}
+
+impl ExportStyle {
+    /// The grid's thumbnail side by default (and the side the app's thumbnails are pooled to).
+    pub const THUMB_PX: u32 = 96;
+
+    /// The defaults for `tokens` tokens: heatmap cells of about 768 pixels across in all, 1 to
+    /// 32 pixels each; 96-pixel thumbnails; scale 1.
+    pub fn for_tokens(tokens: usize) -> ExportStyle {
+        ExportStyle {
+            cell_px: (768 / tokens.max(1)).clamp(1, 32) as u32,
+            thumb_px: Self::THUMB_PX,
+            pixel_scale: 1,
+        }
+    }
+}
+
 /// How a view is drawn.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RenderStyle {

@@ -128,7 +128,7 @@ fn masked_cells_look_alike_on_screen_and_in_the_export_and_unlike_zero() {
     let ctx = app.figure_context(&run);
     assert_eq!(ctx.mask.to_string(), "causal+drop-cells:3.1");
     let figure = export::current_view_png(&run, &app.state, &ctx).unwrap();
-    let cell = export::default_cell(n);
+    let cell = attnviz::render::ExportStyle::for_tokens(n).cell_px;
     let opts = FigureOptions {
         title: "any".to_owned(),
         cell_px: cell,
