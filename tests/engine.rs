@@ -1444,3 +1444,6 @@ fn ablations_match_transformers_hooks() {
     eprintln!("MiniLM ablated: max |Δattention| = {worst:.2e}");
     assert!(worst <= 1e-4, "MiniLM: {worst}");
 }
+
+#[path = "engine/metrics.rs"]
+mod metrics;

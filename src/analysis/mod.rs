@@ -6,6 +6,7 @@ pub mod attribution;
 pub mod claims;
 mod difference;
 pub mod explain;
+pub mod metrics;
 pub mod sampling;
 pub mod teach;
 
