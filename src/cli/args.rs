@@ -48,6 +48,30 @@ pub enum Command {
     /// Score every input token for how much it drives a target (saliency): gradients,
     /// integrated gradients, attention-gradient, occlusion, attention or rollout.
     Attribute(Box<AttributeArgs>),
+    /// Analyse every head: `--what metrics` writes per-head metrics (entropy, previous-token,
+    /// self, first-token sinks, …) as `attnviz.metrics/v1` JSON.
+    Analyze(AnalyzeArgs),
+}
+
+/// What `attnviz analyze` computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AnalyzeWhat {
+    /// Per-head metrics (`attnviz.metrics/v1`).
+    Metrics,
+}
+
+/// `attnviz analyze`.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Input and model options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// What to compute.
+    #[arg(long, value_enum)]
+    pub what: AnalyzeWhat,
+    /// Output JSON file.
+    #[arg(long, value_name = "FILE.json")]
+    pub out: PathBuf,
 }
 
 /// Where the tokens come from, and how the model runs.

@@ -5,6 +5,7 @@
 //! Errors come back as `anyhow` errors with context; `main` prints them as one `error:` line and
 //! exits with status 1. clap's own usage errors exit with 2.
 
+mod analyze;
 mod args;
 mod attribute;
 mod explain;
@@ -35,6 +36,7 @@ pub fn run(command: Command) -> Result<()> {
         Command::Next(args) => next::next(args),
         Command::Explain(args) => explain::explain_cmd(args),
         Command::Attribute(args) => attribute::attribute(*args),
+        Command::Analyze(args) => analyze::analyze(args),
     }
 }
 
