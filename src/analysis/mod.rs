@@ -7,6 +7,7 @@ pub mod claims;
 mod difference;
 pub mod explain;
 pub mod metrics;
+pub mod rollout;
 pub mod sampling;
 pub mod teach;
 

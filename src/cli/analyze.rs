@@ -1,4 +1,5 @@
-//! `attnviz analyze`: analyses of every head. `--what metrics` writes each head's metrics
+//! `attnviz analyze`: analyses of every head. `--what rollout` writes the attention rollout
+//! (`analysis::rollout`) as `attnviz.rollout/v1`; `--what metrics` writes each head's metrics
 //! (`analysis::metrics`) as `attnviz.metrics/v1` JSON: the model, the applied mask, the options,
 //! the tokens, each metric as a layers × heads array (`null` where no query qualifies) and the
 //! number of sink heads per layer.
@@ -8,6 +9,7 @@ use super::{Timings, compute, ms_since, print_timings};
 use crate::analysis::metrics::{
     HeadMetrics, MetricInput, head_metrics, is_punctuation, sink_heads,
 };
+use crate::analysis::rollout::{RolloutOptions, rollout};
 use crate::io::{self, ModelMeta, OutputFormat};
 use anyhow::{Result, anyhow};
 use serde::Serialize;
@@ -27,6 +29,42 @@ struct MetricsFile<'a> {
     tokens: Vec<&'a str>,
     metrics: serde_json::Map<String, serde_json::Value>,
     sink_heads: Vec<usize>,
+}
+
+/// The format tag of `attnviz analyze --what rollout` files.
+pub const ROLLOUT_FORMAT: &str = "attnviz.rollout/v1";
+
+/// The rollout file: R as rows of output positions over columns of input tokens.
+#[derive(Serialize)]
+struct RolloutFile<'a> {
+    format: &'static str,
+    model: &'a ModelMeta,
+    mask: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<crate::engine::OptionsRecord>,
+    tokens: Vec<&'a str>,
+    alpha: f64,
+    head_fusion: &'static str,
+    layers: [usize; 2],
+    rollout: Vec<Vec<f32>>,
+}
+
+/// `A-B` (or `A`) as an inclusive layer range.
+fn parse_range(spec: &str) -> Result<(usize, usize)> {
+    let bad = || anyhow!("bad --layer-range {spec:?}: expected A-B (0-based, inclusive)");
+    let (a, b) = spec.split_once('-').unwrap_or((spec, spec));
+    let a: usize = a.trim().parse().map_err(|_| bad())?;
+    let b: usize = b.trim().parse().map_err(|_| bad())?;
+    Ok((a, b))
+}
+
+/// Writes `value` as one line of JSON to `path`, atomically.
+fn write_json(path: &std::path::Path, value: &impl Serialize) -> Result<()> {
+    io::write_atomic(path, |out| {
+        serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")
+    })?;
+    Ok(())
 }
 
 /// Every metric by name, with how to read it from a head's metrics.
@@ -51,6 +89,35 @@ pub(super) fn analyze(args: AnalyzeArgs) -> Result<()> {
     let (run, _) = compute(&args.common, &mut timings, false)?;
     let start = Instant::now();
     match args.what {
+        AnalyzeWhat::Rollout => {
+            let layers = match &args.layer_range {
+                None => None,
+                Some(spec) => Some(parse_range(spec)?),
+            };
+            let opts = RolloutOptions {
+                fusion: args.fusion,
+                alpha: args.alpha,
+                layers,
+            };
+            let r = rollout(&run.maps, &opts).map_err(|e| anyhow!(e))?;
+            let (first, last) = layers.unwrap_or((0, run.maps.layers().saturating_sub(1)));
+            let file = RolloutFile {
+                format: ROLLOUT_FORMAT,
+                model: &run.model,
+                mask: run.mask.to_string(),
+                options: run.options.as_ref().map(crate::engine::OptionsRecord::of),
+                tokens: run.tokens.iter().map(|t| t.text.as_str()).collect(),
+                alpha: args.alpha,
+                head_fusion: args.fusion.name(),
+                layers: [first, last],
+                rollout: r
+                    .rows()
+                    .into_iter()
+                    .map(|row| row.iter().map(|&v| v as f32).collect())
+                    .collect(),
+            };
+            write_json(&args.out, &file)?;
+        }
         AnalyzeWhat::Metrics => {
             let n = run.tokens.len();
             let is_pad: Vec<bool> = run
@@ -97,10 +164,7 @@ pub(super) fn analyze(args: AnalyzeArgs) -> Result<()> {
                 metrics,
                 sink_heads: per_head.iter().map(|layer| sink_heads(layer)).collect(),
             };
-            io::write_atomic(&args.out, |out| {
-                serde_json::to_writer(&mut *out, &file).map_err(std::io::Error::other)?;
-                out.write_all(b"\n")
-            })?;
+            write_json(&args.out, &file)?;
         }
     }
     timings.write_ms = ms_since(start);

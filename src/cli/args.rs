@@ -58,6 +58,8 @@ pub enum Command {
 pub enum AnalyzeWhat {
     /// Per-head metrics (`attnviz.metrics/v1`).
     Metrics,
+    /// The attention rollout (`attnviz.rollout/v1`).
+    Rollout,
 }
 
 /// `attnviz analyze`.
@@ -69,6 +71,16 @@ pub struct AnalyzeArgs {
     /// What to compute.
     #[arg(long, value_enum)]
     pub what: AnalyzeWhat,
+    /// Rollout: the weight of the attention against the identity (the residual), in [0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f64,
+    /// Rollout: how the heads of a layer are fused: mean, max or min.
+    #[arg(long, default_value = "mean")]
+    pub fusion: crate::analysis::rollout::HeadFusion,
+    /// Rollout: the layers, `A-B` (0-based, inclusive); every layer by default. (Not
+    /// `--layers`, which sets the demo model's layer count.)
+    #[arg(long, value_name = "A-B")]
+    pub layer_range: Option<String>,
     /// Output JSON file.
     #[arg(long, value_name = "FILE.json")]
     pub out: PathBuf,

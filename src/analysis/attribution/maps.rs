@@ -8,15 +8,7 @@ use ndarray::Array2;
 
 /// The mean over heads of layer `l`, in f64. Shape: [query, key].
 fn head_mean(maps: &AttentionMaps, l: usize) -> Array2<f64> {
-    let n = maps.len();
-    let mut mean = Array2::<f64>::zeros((n, n));
-    let heads = maps.heads().max(1) as f64;
-    for h in 0..maps.heads() {
-        if let Some(m) = maps.head(l, h) {
-            mean.zip_mut_with(&m, |a, &b| *a += f64::from(b) / heads);
-        }
-    }
-    mean
+    crate::analysis::rollout::fuse_heads(maps, l, crate::analysis::rollout::HeadFusion::Mean)
 }
 
 /// Row P of the last layer's head-mean attention (the mean of its rows for `similarity`).
@@ -29,20 +21,14 @@ pub fn attention(maps: &AttentionMaps, target: &ResolvedTarget) -> Vec<f32> {
 }
 
 /// Row P of the attention rollout (Abnar & Zuidema 2020), the mean of its rows for
-/// `similarity`: W_l = 0.5·mean_h A_l + 0.5·I with rows renormalised to sum to 1, and
-/// R = W_{L−1} ⋯ W_0.
+/// `similarity`: `analysis::rollout` with its defaults (heads by mean, α = 0.5, every layer).
+/// Empty when the maps have no layers.
 pub fn rollout(maps: &AttentionMaps, target: &ResolvedTarget) -> Vec<f32> {
-    let n = maps.len();
-    let mut r = Array2::<f64>::eye(n);
-    for l in 0..maps.layers() {
-        let mut w = head_mean(maps, l) * 0.5 + Array2::<f64>::eye(n) * 0.5;
-        for mut row in w.rows_mut() {
-            let sum = row.sum();
-            if sum > 0.0 {
-                row /= sum;
-            }
-        }
-        r = w.dot(&r);
+    match crate::analysis::rollout::rollout(
+        maps,
+        &crate::analysis::rollout::RolloutOptions::default(),
+    ) {
+        Ok(r) => target_row(&r, target),
+        Err(_) => Vec::new(),
     }
-    target_row(&r, target)
 }
