@@ -18,15 +18,35 @@ use std::time::Instant;
 /// The format tag of `attnviz analyze --what metrics` files.
 pub const METRICS_FORMAT: &str = "attnviz.metrics/v1";
 
-/// The metrics file.
+/// What every analysis file starts with: its format, the model, the applied mask, the options
+/// and the tokens.
 #[derive(Serialize)]
-struct MetricsFile<'a> {
+struct Header<'a> {
     format: &'static str,
     model: &'a ModelMeta,
     mask: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<crate::engine::OptionsRecord>,
     tokens: Vec<&'a str>,
+}
+
+impl<'a> Header<'a> {
+    fn of(format: &'static str, run: &'a crate::pipeline::Run) -> Header<'a> {
+        Header {
+            format,
+            model: &run.model,
+            mask: run.mask.to_string(),
+            options: run.options.as_ref().map(crate::engine::OptionsRecord::of),
+            tokens: run.tokens.iter().map(|t| t.text.as_str()).collect(),
+        }
+    }
+}
+
+/// The metrics file.
+#[derive(Serialize)]
+struct MetricsFile<'a> {
+    #[serde(flatten)]
+    header: Header<'a>,
     metrics: serde_json::Map<String, serde_json::Value>,
     sink_heads: Vec<usize>,
 }
@@ -37,12 +57,8 @@ pub const ROLLOUT_FORMAT: &str = "attnviz.rollout/v1";
 /// The rollout file: R as rows of output positions over columns of input tokens.
 #[derive(Serialize)]
 struct RolloutFile<'a> {
-    format: &'static str,
-    model: &'a ModelMeta,
-    mask: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    options: Option<crate::engine::OptionsRecord>,
-    tokens: Vec<&'a str>,
+    #[serde(flatten)]
+    header: Header<'a>,
     alpha: f64,
     head_fusion: &'static str,
     layers: [usize; 2],
@@ -102,11 +118,7 @@ pub(super) fn analyze(args: AnalyzeArgs) -> Result<()> {
             let r = rollout(&run.maps, &opts).map_err(|e| anyhow!(e))?;
             let (first, last) = layers.unwrap_or((0, run.maps.layers().saturating_sub(1)));
             let file = RolloutFile {
-                format: ROLLOUT_FORMAT,
-                model: &run.model,
-                mask: run.mask.to_string(),
-                options: run.options.as_ref().map(crate::engine::OptionsRecord::of),
-                tokens: run.tokens.iter().map(|t| t.text.as_str()).collect(),
+                header: Header::of(ROLLOUT_FORMAT, &run),
                 alpha: args.alpha,
                 head_fusion: args.fusion.name(),
                 layers: [first, last],
@@ -156,11 +168,7 @@ pub(super) fn analyze(args: AnalyzeArgs) -> Result<()> {
                 metrics.insert(name.to_owned(), serde_json::json!(table));
             }
             let file = MetricsFile {
-                format: METRICS_FORMAT,
-                model: &run.model,
-                mask: run.mask.to_string(),
-                options: run.options.as_ref().map(crate::engine::OptionsRecord::of),
-                tokens: run.tokens.iter().map(|t| t.text.as_str()).collect(),
+                header: Header::of(METRICS_FORMAT, &run),
                 metrics,
                 sink_heads: per_head.iter().map(|layer| sink_heads(layer)).collect(),
             };
