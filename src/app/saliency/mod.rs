@@ -8,6 +8,7 @@
 //! (`continuation`) and the exports (`export`). `api` names the attribution types used.
 
 pub mod api;
+mod chart;
 mod colors;
 pub mod compute;
 pub mod continuation;
