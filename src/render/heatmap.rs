@@ -364,6 +364,23 @@ fn paint_non_finite(
     colormap: Colormap,
     cell: usize,
 ) {
+    // The common case, every value finite, costs one branch-free pass (no early exit, so it
+    // vectorises): a value is finite unless all its exponent bits are set.
+    let all_finite = |values: &[f32]| {
+        values.iter().fold(0u32, |acc, v| {
+            acc | u32::from(v.to_bits() & 0x7f80_0000 == 0x7f80_0000)
+        }) == 0
+    };
+    let finite = match m.as_slice() {
+        Some(values) => all_finite(values),
+        None => m.rows().into_iter().all(|row| match row.as_slice() {
+            Some(values) => all_finite(values),
+            None => row.iter().all(|v| v.is_finite()),
+        }),
+    };
+    if finite {
+        return;
+    }
     let color = image::Rgba(colormap.non_finite_color());
     for ((r, c), v) in m.indexed_iter() {
         if v.is_finite() || masked.and_then(|mk| mk.get((r, c)).copied()) == Some(true) {
