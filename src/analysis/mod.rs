@@ -2,6 +2,7 @@
 //!
 //! Nothing here touches files or the UI.
 
+pub mod answer;
 pub mod attribution;
 pub mod claims;
 mod difference;

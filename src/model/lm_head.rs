@@ -295,6 +295,12 @@ impl MlmHead {
         (value, grad)
     }
 
+    /// The transform (dense, erf GELU, LayerNorm) of one hidden row `h`, in f64: what the
+    /// decoder reads, and what the logit lens puts in place of a final norm.
+    pub fn transform_row(&self, h: &[f64]) -> Vec<f64> {
+        self.transform(h).t3
+    }
+
     /// The most likely token after hidden row `h` (the lowest id among equals).
     pub fn argmax(&self, h: &[f64], word: ArrayView2<'_, f32>) -> usize {
         let t3 = self.transform(h).t3;
