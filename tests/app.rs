@@ -338,6 +338,19 @@ fn changed_state() -> AppState {
         head_view_threshold: 0.2,
         theme: Theme::Light,
         saliency: saliency::changed_settings(),
+        answer: attnviz::app::answer::AnswerSettings {
+            tab: attnviz::app::answer::AnswerTab::Routes,
+            target: attnviz::app::answer::compute::TargetChoice {
+                position: Some(1),
+                token: Some(7),
+                foil: Some(9),
+            },
+            threshold: 0.1,
+            text_b: "alpha beta delta alpha beta".to_owned(),
+            site: attnviz::analysis::answer::patching::PatchSite::Head,
+            head: Some((1, 2)),
+            lens_cell: Some((0, 1)),
+        },
         teach: TeachSettings {
             tab: TeachTab::Mistakes,
             step: 3,
@@ -400,6 +413,7 @@ fn a_session_round_trip_restores_every_setting() {
         head_view_threshold,
         theme,
         saliency,
+        answer,
         teach,
         ablations,
         show_difference,
@@ -435,6 +449,7 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*head_view_threshold, d.head_view_threshold);
     assert_ne!(*theme, d.theme);
     assert_ne!(*saliency, d.saliency);
+    assert_ne!(*answer, d.answer);
     assert_ne!(*teach, d.teach);
     assert_ne!(*ablations, d.ablations);
     assert_ne!(*show_difference, d.show_difference);

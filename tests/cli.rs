@@ -19,6 +19,8 @@ mod limits;
 
 #[path = "cli/ablate.rs"]
 mod ablate;
+#[path = "cli/answer.rs"]
+mod answer;
 #[path = "cli/attribute.rs"]
 mod attribute;
 #[path = "cli/explain.rs"]

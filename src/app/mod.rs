@@ -6,6 +6,7 @@
 //! file dialogs, the screenshot) in `jobs.rs`, and each panel in `panels/` as a [`view::View`]
 //! that draws with a [`view::ViewCx`] and hands its [`view::Request`]s back to the app.
 
+pub mod answer;
 mod chips;
 pub mod export;
 pub mod file_dialog;
@@ -134,6 +135,7 @@ pub struct AttnApp {
     pending_export: Option<(Arc<Run>, PathBuf, u64)>,
     /// The Saliency view's background work and cache.
     saliency: saliency::Controller,
+    answer: answer::Controller,
     screenshot: Option<jobs::ScreenshotJob>,
     title: String,
     /// Whether the label fonts were added to the context (once, on the first logic step).
@@ -188,6 +190,7 @@ impl AttnApp {
             pending_export: None,
             settings_with_text: false,
             saliency: saliency::Controller::default(),
+            answer: answer::Controller::default(),
             screenshot: None,
             title: String::new(),
             fonts_installed: false,
@@ -413,6 +416,8 @@ impl AttnApp {
         self.schedule();
         self.receive_saliency();
         self.schedule_saliency();
+        self.receive_answer();
+        self.schedule_answer();
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
                 .dropped_files
@@ -471,6 +476,7 @@ impl AttnApp {
             run_failed: self.run_failed.as_ref().filter(|_| self.external.is_none()),
             jobs,
             saliency: &self.saliency,
+            answer: &self.answer,
             mistake_effect,
             next_choices,
             undo: (self.undo.can_undo(), self.undo.can_redo()),
@@ -529,6 +535,8 @@ impl AttnApp {
                 Request::Undo => self.undo(),
                 Request::Redo => self.redo(),
                 Request::ComputeSaliency => self.resume_saliency(),
+                Request::CancelAnswer => self.cancel_answer(),
+                Request::ComputeAnswer => self.compute_answer(),
                 Request::OpenLesson(path) => self.open_lesson(&path),
                 Request::CloseLesson => self.close_lesson(),
                 Request::LessonOnOwnInput => self.run_lesson_on_own_input(),

@@ -31,15 +31,18 @@ pub enum ViewKind {
     Saliency,
     /// The teaching views (walkthrough, neurons and dimensions, multi-head, cost, mistakes).
     Teach,
+    /// Where the answer forms: logit lens, contributions, routes, patching.
+    Answer,
 }
 
 impl ViewKind {
     /// All views, in switcher order.
-    pub const ALL: [ViewKind; 5] = [
+    pub const ALL: [ViewKind; 6] = [
         ViewKind::Heatmap,
         ViewKind::Grid,
         ViewKind::HeadView,
         ViewKind::Saliency,
+        ViewKind::Answer,
         ViewKind::Teach,
     ];
 
@@ -51,6 +54,7 @@ impl ViewKind {
             ViewKind::HeadView => "Head view",
             ViewKind::Saliency => "Saliency",
             ViewKind::Teach => "Teach",
+            ViewKind::Answer => "Answer",
         }
     }
 }
@@ -176,6 +180,8 @@ pub struct AppState {
     pub theme: Theme,
     /// The Saliency view's method, target and options.
     pub saliency: super::saliency::SaliencySettings,
+    /// The Answer view's tab, target, threshold and patching input.
+    pub answer: super::answer::AnswerSettings,
     /// The teaching views' settings (dimension subsets, walkthrough step, presenter mode, …).
     pub teach: crate::app::teach::TeachSettings,
     /// Heads whose output every run ablates (the CLI's `--ablate`), in their one order.
@@ -221,6 +227,7 @@ impl Default for AppState {
             head_view_threshold: 0.05,
             theme: Theme::Dark,
             saliency: super::saliency::SaliencySettings::default(),
+            answer: super::answer::AnswerSettings::default(),
             teach: crate::app::teach::TeachSettings::default(),
             ablations: Vec::new(),
             show_difference: false,

@@ -97,6 +97,10 @@ pub enum Request {
     Redo,
     /// Compute the Saliency view's stopped work after all.
     ComputeSaliency,
+    /// Stop the Answer view's work.
+    CancelAnswer,
+    /// Compute the Answer view's current tab (patching, or stopped work).
+    ComputeAnswer,
     /// Open a lesson file (the Lessons menu).
     OpenLesson(PathBuf),
     /// Close the open lesson and bring back the text, model and settings from before it.
@@ -162,6 +166,8 @@ pub struct ViewCx<'a> {
     pub jobs: JobsStatus,
     /// The Saliency view's results and progress.
     pub saliency: &'a super::saliency::Controller,
+    /// The Answer view's results and progress.
+    pub answer: &'a super::answer::Controller,
     /// The measured effect of the mistake the mistakes view shows, once computed.
     pub mistake_effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
     /// The sampling step's next-token choices for the run on screen, once computed.

@@ -10,6 +10,7 @@
 //! cancels a load in progress (the newest folder wins); a cancelled or failed load leaves the
 //! previous model in place.
 
+use super::answer::compute as answer;
 use super::saliency::compute as saliency;
 use super::teach::next::{NextOutcome, next_choices};
 use crate::engine::{EngineError, MaskError, RunOptions};
@@ -121,11 +122,25 @@ pub struct LoadStatus {
 struct Job {
     id: u64,
     key: JobKey,
-    /// Work for the Saliency view instead of a run.
-    saliency: Option<saliency::Task>,
+    /// Work for the Saliency or the Answer view instead of a run.
+    side: Option<SideTask>,
     /// A finished run of `key.without_ablations()` (kept residuals) that an ablated run
     /// resumes from; `None` makes the job compute it first when `key` has ablations.
     base: Option<Arc<Run>>,
+}
+
+/// Work for a view on the model of a run already on screen, instead of a run.
+enum SideTask {
+    /// The Saliency view's attributions and candidates.
+    Saliency(saliency::Task),
+    /// The Answer view's lens, contributions, routes or patching.
+    Answer(answer::Task),
+}
+
+/// Where side tasks send their results.
+struct SideResults {
+    saliency: Sender<saliency::Outcome>,
+    answer: Sender<answer::Outcome>,
 }
 
 /// Why a job produced no run.
@@ -210,6 +225,7 @@ pub struct Worker {
     jobs: Sender<Job>,
     results: Receiver<JobResult>,
     saliency_results: Receiver<saliency::Outcome>,
+    answer_results: Receiver<answer::Outcome>,
     shared: Arc<Shared>,
     next_id: u64,
 }
@@ -221,15 +237,21 @@ impl Worker {
         let (jobs, job_rx) = channel::<Job>();
         let (result_tx, results) = channel();
         let (saliency_tx, saliency_results) = channel();
+        let (answer_tx, answer_results) = channel();
+        let side = SideResults {
+            saliency: saliency_tx,
+            answer: answer_tx,
+        };
         let shared = Arc::new(Shared::default());
         let shared_w = shared.clone();
         std::thread::Builder::new()
             .name("attn-worker".to_owned())
-            .spawn(move || worker_loop(&job_rx, &result_tx, &saliency_tx, &shared_w, &wake))?;
+            .spawn(move || worker_loop(&job_rx, &result_tx, &side, &shared_w, &wake))?;
         Ok(Self {
             jobs,
             results,
             saliency_results,
+            answer_results,
             shared,
             next_id: 0,
         })
@@ -250,15 +272,16 @@ impl Worker {
     /// Queues work for the Saliency view on `key`'s model and input; like a run, it replaces
     /// any older job. Its pieces arrive through [`Self::poll_saliency`].
     pub fn submit_saliency(&mut self, key: JobKey, task: saliency::Task) -> u64 {
-        self.submit_job(key, Some(task), None)
+        self.submit_job(key, Some(SideTask::Saliency(task)), None)
     }
 
-    fn submit_job(
-        &mut self,
-        key: JobKey,
-        saliency: Option<saliency::Task>,
-        base: Option<Arc<Run>>,
-    ) -> u64 {
+    /// Queues work for the Answer view on `key`'s model and input; like a run, it replaces any
+    /// older job. Its result arrives through [`Self::poll_answer`].
+    pub fn submit_answer(&mut self, key: JobKey, task: answer::Task) -> u64 {
+        self.submit_job(key, Some(SideTask::Answer(task)), None)
+    }
+
+    fn submit_job(&mut self, key: JobKey, side: Option<SideTask>, base: Option<Arc<Run>>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
         // The new job's progress starts from nothing (no stale token count or layers).
@@ -276,7 +299,7 @@ impl Worker {
         let _ = self.jobs.send(Job {
             id,
             key,
-            saliency,
+            side,
             base,
         });
         id
@@ -312,6 +335,11 @@ impl Worker {
         self.saliency_results.try_recv().ok()
     }
 
+    /// The next finished piece of the Answer view's work, if any.
+    pub fn poll_answer(&self) -> Option<answer::Outcome> {
+        self.answer_results.try_recv().ok()
+    }
+
     /// Progress of the running job.
     pub fn progress(&self) -> Progress {
         *lock(&self.shared.progress)
@@ -342,7 +370,7 @@ impl Drop for Worker {
 fn worker_loop(
     jobs: &Receiver<Job>,
     results: &Sender<JobResult>,
-    saliency_results: &Sender<saliency::Outcome>,
+    side_results: &SideResults,
     shared: &Shared,
     wake: &dyn Fn(),
 ) {
@@ -356,14 +384,23 @@ fn worker_loop(
         if job.id < shared.latest.load(Ordering::SeqCst) {
             continue;
         }
-        if let Some(task) = job.saliency.take() {
+        if let Some(task) = job.side.take() {
             // Only asked for once the run of this key is on screen, so the model is loaded.
             if let Ok(loaded) = ensure_model(&job, &mut model, shared, wake) {
                 let id = job.id;
                 let still_wanted = || shared.latest.load(Ordering::SeqCst) == id;
-                saliency::run_task(loaded, &job.key, &task, &still_wanted, wake, &mut |o| {
-                    let _ = saliency_results.send(o);
-                });
+                match &task {
+                    SideTask::Saliency(task) => {
+                        saliency::run_task(loaded, &job.key, task, &still_wanted, wake, &mut |o| {
+                            let _ = side_results.saliency.send(o);
+                        });
+                    }
+                    SideTask::Answer(task) => {
+                        answer::run_task(loaded, &job.key, task, &still_wanted, wake, &mut |o| {
+                            let _ = side_results.answer.send(o);
+                        });
+                    }
+                }
             }
             continue;
         }

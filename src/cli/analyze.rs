@@ -21,7 +21,7 @@ pub const METRICS_FORMAT: &str = "attnviz.metrics/v1";
 /// What every analysis file starts with: its format, the model, the applied mask, the options
 /// and the tokens.
 #[derive(Serialize)]
-struct Header<'a> {
+pub(super) struct Header<'a> {
     format: &'static str,
     model: &'a ModelMeta,
     mask: String,
@@ -31,7 +31,7 @@ struct Header<'a> {
 }
 
 impl<'a> Header<'a> {
-    fn of(format: &'static str, run: &'a crate::pipeline::Run) -> Header<'a> {
+    pub(super) fn of(format: &'static str, run: &'a crate::pipeline::Run) -> Header<'a> {
         Header {
             format,
             model: &run.model,
@@ -75,7 +75,7 @@ fn parse_range(spec: &str) -> Result<(usize, usize)> {
 }
 
 /// Writes `value` as one line of JSON to `path`, atomically.
-fn write_json(path: &std::path::Path, value: &impl Serialize) -> Result<()> {
+pub(super) fn write_json(path: &std::path::Path, value: &impl Serialize) -> Result<()> {
     io::write_atomic(path, |out| {
         serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)?;
         out.write_all(b"\n")
@@ -101,6 +101,9 @@ const METRICS: [Metric; 10] = [
 /// Runs `attnviz analyze`.
 pub(super) fn analyze(args: AnalyzeArgs) -> Result<()> {
     OutputFormat::of(&args.out, &[OutputFormat::Json]).map_err(|e| anyhow!(e))?;
+    if let Some(what) = super::answer::AnswerWhat::of(args.what) {
+        return super::answer::analyze(what, &args);
+    }
     let mut timings = Timings::default();
     let (run, _) = compute(&args.common, &mut timings, false)?;
     let start = Instant::now();
@@ -129,6 +132,13 @@ pub(super) fn analyze(args: AnalyzeArgs) -> Result<()> {
                     .collect(),
             };
             write_json(&args.out, &file)?;
+        }
+        // Answered above, before any run of the maps.
+        what @ (AnalyzeWhat::LogitLens
+        | AnalyzeWhat::Contributions
+        | AnalyzeWhat::Routes
+        | AnalyzeWhat::Patching) => {
+            return Err(anyhow!("analyze --what {what:?} reads no attention maps"));
         }
         AnalyzeWhat::Metrics => {
             let n = run.tokens.len();

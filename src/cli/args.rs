@@ -60,6 +60,15 @@ pub enum AnalyzeWhat {
     Metrics,
     /// The attention rollout (`attnviz.rollout/v1`).
     Rollout,
+    /// What every layer would predict (`attnviz.logit_lens/v1`).
+    LogitLens,
+    /// Each head's, MLP's and the embeddings' direct contribution to the target's logit
+    /// (`attnviz.contributions/v1`).
+    Contributions,
+    /// The information-flow routes to one position (`attnviz.routes/v1`).
+    Routes,
+    /// Activation patching of `--text` (clean) into `--text-b` (corrupted) (`attnviz.patching/v1`).
+    Patching,
 }
 
 /// `attnviz analyze`.
@@ -81,6 +90,25 @@ pub struct AnalyzeArgs {
     /// `--layers`, which sets the demo model's layer count.)
     #[arg(long, value_name = "A-B")]
     pub layer_range: Option<String>,
+    /// Logit lens, contributions, routes, patching: the target, as `attribute` takes it:
+    /// logprob[:P[:T]] or contrast:P:T:F (default: the model's own top-1 after the last token).
+    #[arg(long, value_name = "SPEC")]
+    pub target: Option<crate::grad::TargetSpec>,
+    /// Logit lens: the positions to read, N (0-based) or `all`; routes: the output position.
+    #[arg(long, value_name = "N|all")]
+    pub position: Option<String>,
+    /// Logit lens: how many top tokens per cell.
+    #[arg(long, default_value_t = 5)]
+    pub top: usize,
+    /// Routes: the smallest importance an edge keeps, in [0.005, 1].
+    #[arg(long, default_value_t = crate::analysis::answer::routes::DEFAULT_THRESHOLD)]
+    pub threshold: f64,
+    /// Patching: the corrupted text (the same number of tokens as the clean `--text`).
+    #[arg(long, value_name = "TEXT")]
+    pub text_b: Option<String>,
+    /// Patching: the site patched: resid, attn, mlp or head.
+    #[arg(long, default_value = "resid")]
+    pub site: crate::analysis::answer::patching::PatchSite,
     /// Output JSON file.
     #[arg(long, value_name = "FILE.json")]
     pub out: PathBuf,

@@ -6,6 +6,7 @@
 //! exits with status 1. clap's own usage errors exit with 2.
 
 mod analyze;
+mod answer;
 mod args;
 mod attribute;
 mod explain;

@@ -120,7 +120,7 @@ impl LoadedModel {
         self.info().vocab.unwrap_or(0)
     }
 
-    fn token_id(&self, r: &TokenRef) -> Result<u32, GradError> {
+    pub(crate) fn token_id(&self, r: &TokenRef) -> Result<u32, GradError> {
         match r {
             TokenRef::Id(id) => {
                 if (*id as usize) < self.vocab() {

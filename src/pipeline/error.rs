@@ -102,6 +102,9 @@ pub enum PipelineError {
     /// An attribution could not be computed (unsupported target, missing special token, …).
     #[error(transparent)]
     Attribution(crate::analysis::attribution::AttributionError),
+    /// A logit lens, contributions, routes or patching could not be made.
+    #[error(transparent)]
+    Answer(#[from] crate::analysis::answer::AnswerError),
 }
 
 impl From<demo::DemoConfigError> for PipelineError {

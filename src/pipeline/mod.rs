@@ -8,6 +8,7 @@
 //! their token ids. Errors stay typed ([`PipelineError`]) until the CLI's `main` or the app's
 //! error line turns them into text; they name the input file where one is involved.
 
+pub mod answer;
 mod attribute;
 mod error;
 mod explain;

@@ -159,20 +159,32 @@ pub struct Target {
 
 /// The metric m of the lens and of patching on one normed row: logit(T) − logit(F) with a foil,
 /// else log p(T).
+///
+/// With a foil only the two logits are computed (in f64); without one, the whole row's
+/// log-softmax as `attnviz next` computes it.
 pub fn metric(readout: &Readout<'_>, normed_row: ArrayView1<'_, f32>, target: &Target) -> f64 {
-    let logits = readout.logits_f64(normed_row);
-    let t = logits[target.token as usize];
+    let h: Vec<f64> = normed_row.iter().map(|&v| f64::from(v)).collect();
+    let logit = |v: u32| -> f64 {
+        let dot: f64 = readout
+            .weight
+            .row(v as usize)
+            .iter()
+            .zip(&h)
+            .map(|(&a, &b)| f64::from(a) * b)
+            .sum();
+        dot + readout.bias.map_or(0.0, |b| f64::from(b[v as usize]))
+    };
     match target.foil {
-        Some(f) => t - logits[f as usize],
-        None => t - log_sum_exp(&logits),
+        Some(f) => logit(target.token) - logit(f),
+        None => {
+            let mut logits = normed_row
+                .insert_axis(ndarray::Axis(0))
+                .dot(&readout.weight.t());
+            if let Some(b) = readout.bias {
+                logits += &b;
+            }
+            crate::model::lm_head::log_softmax_rows(&mut logits);
+            f64::from(logits[[0, target.token as usize]])
+        }
     }
-}
-
-/// log Σ exp(v), max-subtracted.
-pub fn log_sum_exp(values: &[f64]) -> f64 {
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if !max.is_finite() {
-        return max;
-    }
-    max + values.iter().map(|&v| (v - max).exp()).sum::<f64>().ln()
 }

@@ -250,10 +250,10 @@ impl RouteGraph {
                         heads: None,
                     });
                 }
-                for j in 0..n {
+                for (j, reached_j) in below.iter_mut().enumerate() {
                     let importance = self.attn[l][[i, 1 + j]];
                     if importance >= big {
-                        below[j] = true;
+                        *reached_j = true;
                         let shares = self.head_shares[l].index_axis(Axis(0), i);
                         edges.push(Edge {
                             from: Node(l, j, Stage::In),

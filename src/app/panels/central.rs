@@ -27,6 +27,8 @@ pub struct Central {
     pub saliency: SaliencyView,
     /// The teaching views.
     pub teach: crate::app::teach::TeachPanel,
+    /// Where the answer forms.
+    pub answer: crate::app::answer::AnswerView,
     /// The shown run without its special tokens, for the head view, with the run it was made
     /// from and the original index of each kept token.
     without_special: Option<WithoutSpecial>,
@@ -80,7 +82,10 @@ impl View for Central {
         let labels = cx.labels.clone();
         // The Saliency view shows the tokens itself, coloured by their scores; the teaching
         // views pick their query themselves, in less room.
-        if !matches!(cx.state.view, ViewKind::Saliency | ViewKind::Teach) {
+        if !matches!(
+            cx.state.view,
+            ViewKind::Saliency | ViewKind::Teach | ViewKind::Answer
+        ) {
             self.token_strip.ui(ui, &run, &labels, cx.state);
             ui.separator();
         }
@@ -103,6 +108,11 @@ impl View for Central {
                     .show(ui, |ui| self.saliency.ui(ui, cx));
             }
             ViewKind::Teach => self.teach.ui(ui, &run, &labels, cx),
+            ViewKind::Answer => {
+                egui::ScrollArea::vertical()
+                    .id_salt("answer-scroll")
+                    .show(ui, |ui| self.answer.ui(ui, &run, &labels, cx));
+            }
         }
     }
 }

@@ -48,7 +48,12 @@ impl TaskProgress {
         self.ended.load(Ordering::SeqCst)
     }
 
-    fn set(&self, done: usize, fraction: f32) {
+    /// Marks the task as ended (finished, stopped or skipped for a newer job).
+    pub(in crate::app) fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+    }
+
+    pub(in crate::app) fn set(&self, done: usize, fraction: f32) {
         self.done.store(done, Ordering::SeqCst);
         self.fraction.store(fraction.to_bits(), Ordering::SeqCst);
     }

@@ -1,0 +1,158 @@
+//! The Answer view's side of the controller: what it asks the worker for, the cache of finished
+//! results, progress and Cancel.
+//!
+//! The lens, contributions and routes are asked for while the Answer view shows their tab and
+//! the run of the current settings is on screen; patching (dozens of partial runs) only when
+//! the user presses Run. Results are cached per (run settings, work): going back to earlier
+//! settings is instant.
+
+use super::compute::{Item, Kind, Outcome, Task};
+use crate::app::AttnApp;
+use crate::app::saliency::compute::TaskProgress;
+use crate::app::state::ViewKind;
+use crate::app::worker::JobKey;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Finished results kept.
+const CACHE_SIZE: usize = 32;
+
+/// The task on the worker.
+struct InFlight {
+    key: JobKey,
+    kind: Kind,
+    progress: Arc<TaskProgress>,
+    started: Instant,
+}
+
+/// The Answer view's background state, owned by the app.
+#[derive(Default)]
+pub struct Controller {
+    cache: Vec<Outcome>,
+    in_flight: Option<InFlight>,
+    /// What the user stopped; not asked for again until something changes.
+    stopped: Option<(JobKey, Kind)>,
+    /// The patching the user asked for with Run.
+    asked: Option<(JobKey, Kind)>,
+}
+
+impl Controller {
+    /// The finished result of `kind` on `key`'s run, and the milliseconds it took.
+    pub fn result(&self, key: &JobKey, kind: &Kind) -> Option<(&Item, f64)> {
+        self.cache
+            .iter()
+            .rev()
+            .find(|o| o.kind == *kind && o.key == *key)
+            .map(|o| (&o.item, o.ms))
+    }
+
+    /// The fraction done and the seconds elapsed, while `kind` is computed for `key`.
+    pub fn pending(&self, key: &JobKey, kind: &Kind) -> Option<(f32, f32)> {
+        let f = self
+            .in_flight
+            .as_ref()
+            .filter(|f| f.key == *key && f.kind == *kind)?;
+        if f.progress.is_cancelled() || f.progress.has_ended() {
+            return None;
+        }
+        Some((f.progress.get().1, f.started.elapsed().as_secs_f32()))
+    }
+
+    /// True when the user stopped `kind` for `key`.
+    pub fn stopped(&self, key: &JobKey, kind: &Kind) -> bool {
+        self.stopped
+            .as_ref()
+            .is_some_and(|(k, w)| k == key && w == kind)
+    }
+
+    fn store(&mut self, outcome: Outcome) {
+        self.cache
+            .retain(|o| !(o.kind == outcome.kind && o.key == outcome.key));
+        self.cache.push(outcome);
+        if self.cache.len() > CACHE_SIZE {
+            self.cache.remove(0);
+        }
+    }
+}
+
+impl AttnApp {
+    /// Takes the Answer view's finished work from the worker.
+    pub(in crate::app) fn receive_answer(&mut self) {
+        while let Some(outcome) = self.worker.as_ref().and_then(|w| w.poll_answer()) {
+            self.answer.store(outcome);
+        }
+    }
+
+    /// The work the Answer view needs for the run on screen, if any is missing.
+    fn answer_wanted(&self) -> Option<(JobKey, Kind)> {
+        if self.state.view != ViewKind::Answer || self.external.is_some() || self.busy() {
+            return None;
+        }
+        let (key, run) = self.current.as_ref()?;
+        let s = &self.state.answer;
+        let kind = s.kind(s.tab, run.tokens.len());
+        if matches!(kind, Kind::Patching { .. })
+            && self.answer.asked.as_ref() != Some(&(key.clone(), kind.clone()))
+        {
+            return None;
+        }
+        if self.answer.result(key, &kind).is_some() || self.answer.stopped(key, &kind) {
+            return None;
+        }
+        Some((key.clone(), kind))
+    }
+
+    /// Asks the worker for what the Answer view is missing, unless it is on its way.
+    pub(in crate::app) fn schedule_answer(&mut self) {
+        let Some((key, kind)) = self.answer_wanted() else {
+            return;
+        };
+        let on_its_way = self.answer.in_flight.as_ref().is_some_and(|f| {
+            f.key == key && f.kind == kind && !f.progress.is_cancelled() && !f.progress.has_ended()
+        });
+        if on_its_way {
+            return;
+        }
+        if let Some(old) = self.answer.in_flight.take() {
+            old.progress.cancel();
+        }
+        let Some(worker) = self.worker.as_mut() else {
+            return;
+        };
+        let progress = Arc::new(TaskProgress::default());
+        worker.submit_answer(
+            key.clone(),
+            Task {
+                kind: kind.clone(),
+                progress: progress.clone(),
+            },
+        );
+        self.answer.in_flight = Some(InFlight {
+            key,
+            kind,
+            progress,
+            started: Instant::now(),
+        });
+    }
+
+    /// Stops the Answer view's work; not asked for again until a setting changes or the user
+    /// asks for it.
+    pub(in crate::app) fn cancel_answer(&mut self) {
+        if let Some(f) = self.answer.in_flight.take() {
+            f.progress.cancel();
+            self.answer.stopped = Some((f.key, f.kind));
+        }
+        self.answer.asked = None;
+    }
+
+    /// Computes the current tab's work (patching, or what was stopped).
+    pub(in crate::app) fn compute_answer(&mut self) {
+        let Some((key, run)) = self.current.as_ref() else {
+            return;
+        };
+        let s = &self.state.answer;
+        let kind = s.kind(s.tab, run.tokens.len());
+        self.answer.stopped = None;
+        self.answer.asked = Some((key.clone(), kind));
+    }
+}
