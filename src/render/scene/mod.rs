@@ -1,0 +1,324 @@
+//! A figure laid out once, drawn twice: every figure (the labelled heatmap, the grid, the
+//! saliency figure, the teaching figures) is built as a [`Scene`] of rectangles, frames, lines,
+//! texts, gradients and images, in scene units, and the scene is then drawn into pixels
+//! ([`Scene::png`], in [`png`]) or written as SVG ([`Scene::svg`], in [`svg`]) from the same
+//! coordinates, as plotters draws one chart through a bitmap and an SVG backend.
+//!
+//! Units: a PNG is drawn at `scale` pixels per unit (the teaching figures are laid out at 1 and
+//! drawn at their pixel scale; the heatmap, the grid and the saliency figure are laid out in
+//! output pixels and drawn at 1); an SVG's units are CSS pixels. The pixel rules that keep
+//! today's figures' pixels are the backends' (rounding, which edge of a centred text is
+//! whole); layouts only say where things go.
+//!
+//! Images are not pixels in the scene but what to paint: a map's cells ([`Raster::Cells`]) or
+//! a grid thumbnail ([`Raster::Thumbnail`]). The PNG backend paints them straight into the
+//! figure (the fast path of [`paint_cells`](super::heatmap::paint_cells)); the SVG backend
+//! writes small maps as rectangles and everything else as an embedded PNG at the raster's
+//! own resolution, which may be finer than the scene's units.
+
+pub(crate) mod png;
+pub mod svg;
+
+use super::colormap::Colormap;
+use super::heatmap::{ValueRange, ValueScale};
+use super::text;
+use ndarray::ArrayView2;
+
+/// A rectangle in scene units.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Area {
+    pub(crate) x: f32,
+    pub(crate) y: f32,
+    pub(crate) w: f32,
+    pub(crate) h: f32,
+}
+
+impl Area {
+    pub(crate) fn new(x: f32, y: f32, w: f32, h: f32) -> Area {
+        Area { x, y, w, h }
+    }
+
+    /// The whole-pixel rectangle `rect` (u64 pixels) as an area.
+    pub(crate) fn of(rect: super::figure::Rect) -> Area {
+        Area::new(rect.x as f32, rect.y as f32, rect.w as f32, rect.h as f32)
+    }
+}
+
+/// Which point of a text its position names, along its reading direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Anchor {
+    /// Where the text starts (left of a horizontal text, bottom of an upward one).
+    Start,
+    /// Its middle.
+    Middle,
+    /// Where it ends.
+    End,
+}
+
+/// Which way a text reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Left to right.
+    Right,
+    /// Bottom to top (rotated 90° counter-clockwise; the letters' tops face left).
+    Up,
+}
+
+/// One line of text. A horizontal text's `y` is the top of its line box and `x` its anchor; an
+/// upward text's `x` is the left edge of its (rotated) line box and `y` its anchor.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Text {
+    pub(crate) content: String,
+    /// Line height in units (ab_glyph's ascent-to-descent size).
+    pub(crate) px: f32,
+    pub(crate) x: f32,
+    pub(crate) y: f32,
+    pub(crate) anchor: Anchor,
+    pub(crate) direction: Direction,
+    pub(crate) color: [u8; 3],
+}
+
+impl Text {
+    /// Dark text reading right from `(x, top)`.
+    pub(crate) fn new(content: impl Into<String>, px: f32, x: f32, y: f32) -> Text {
+        Text {
+            content: content.into(),
+            px,
+            x,
+            y,
+            anchor: Anchor::Start,
+            direction: Direction::Right,
+            color: text::TEXT_COLOR,
+        }
+    }
+
+    /// The text centred on the box of width `width` (whole units) starting at `left`, as
+    /// figures centre their titles: `left` is the drawn box's left edge, the anchor its middle.
+    pub(crate) fn centred(content: impl Into<String>, px: f32, left: u64, width: u64) -> Text {
+        Text::new(content, px, left as f32 + width as f32 / 2.0, 0.0).anchor(Anchor::Middle)
+    }
+
+    pub(crate) fn anchor(mut self, anchor: Anchor) -> Text {
+        self.anchor = anchor;
+        self
+    }
+
+    pub(crate) fn up(mut self) -> Text {
+        self.direction = Direction::Up;
+        self
+    }
+
+    pub(crate) fn top(mut self, y: f32) -> Text {
+        self.y = y;
+        self
+    }
+
+    pub(crate) fn color(mut self, color: [u8; 3]) -> Text {
+        self.color = color;
+        self
+    }
+}
+
+/// Which end of a gradient shows the colormap's top colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Toward {
+    /// Bottom row the first colour, top row the last (a colorbar).
+    Up,
+    /// Left column the first colour, right column the last (a legend strip).
+    Right,
+}
+
+/// What an image element paints.
+#[derive(Clone, Debug)]
+pub(crate) enum Raster<'a> {
+    /// A map's cells, `cell` raster pixels each; masked cells in the masked colour, non-finite
+    /// ones in the non-finite colour.
+    Cells {
+        m: ArrayView2<'a, f32>,
+        masked: Option<ArrayView2<'a, bool>>,
+        colormap: Colormap,
+        range: ValueRange,
+        scale: ValueScale,
+        cell: u32,
+    },
+    /// A grid thumbnail (`thumbnail_image`): `m` max-pooled and scaled to `side` pixels.
+    Thumbnail {
+        m: ArrayView2<'a, f32>,
+        masked: Option<ArrayView2<'a, bool>>,
+        colormap: Colormap,
+        range: ValueRange,
+        scale: ValueScale,
+        side: u32,
+    },
+}
+
+/// One drawable element, in scene units.
+#[derive(Clone, Debug)]
+pub(crate) enum Element<'a> {
+    /// A filled rectangle.
+    Rect { area: Area, fill: [u8; 4] },
+    /// A border `width` thick just outside `area`.
+    Frame {
+        area: Area,
+        width: f32,
+        color: [u8; 4],
+    },
+    /// A horizontal or vertical segment `width` thick, centred on the points.
+    Line {
+        from: (f32, f32),
+        to: (f32, f32),
+        width: f32,
+        color: [u8; 4],
+    },
+    /// A line of text.
+    Text(Text),
+    /// A colormap's gradient over `area`; `id` names it in an SVG.
+    Gradient {
+        area: Area,
+        colormap: Colormap,
+        toward: Toward,
+        id: &'static str,
+    },
+    /// A raster stretched over `area`.
+    Image { area: Area, raster: Raster<'a> },
+}
+
+/// A figure laid out once, for both outputs: its size in units and its elements, drawn in
+/// order (later ones over earlier ones).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Scene<'a> {
+    pub(crate) width: f32,
+    pub(crate) height: f32,
+    pub(crate) items: Vec<Element<'a>>,
+}
+
+impl<'a> Scene<'a> {
+    /// An empty scene `width` x `height` units.
+    pub(crate) fn new(width: f32, height: f32) -> Self {
+        Scene {
+            width,
+            height,
+            items: Vec::new(),
+        }
+    }
+
+    /// Adds a filled rectangle.
+    pub(crate) fn fill(&mut self, area: Area, fill: [u8; 4]) {
+        self.items.push(Element::Rect { area, fill });
+    }
+
+    /// Adds a border `width` thick just outside `area`.
+    pub(crate) fn frame(&mut self, area: Area, width: f32, color: [u8; 4]) {
+        self.items.push(Element::Frame { area, width, color });
+    }
+
+    /// Adds an axis-aligned segment.
+    pub(crate) fn line(&mut self, from: (f32, f32), to: (f32, f32), width: f32, color: [u8; 4]) {
+        self.items.push(Element::Line {
+            from,
+            to,
+            width,
+            color,
+        });
+    }
+
+    /// Adds a text.
+    pub(crate) fn label(&mut self, text: Text) {
+        self.items.push(Element::Text(text));
+    }
+
+    /// Adds a colormap's gradient.
+    pub(crate) fn gradient(
+        &mut self,
+        area: Area,
+        colormap: Colormap,
+        toward: Toward,
+        id: &'static str,
+    ) {
+        self.items.push(Element::Gradient {
+            area,
+            colormap,
+            toward,
+            id,
+        });
+    }
+
+    /// Adds an image.
+    pub(crate) fn image(&mut self, area: Area, raster: Raster<'a>) {
+        self.items.push(Element::Image { area, raster });
+    }
+
+    // Helpers for figures that grow to fit what they hold (the teaching figures): each adds an
+    // element and widens the scene to hold it.
+
+    /// Adds a filled rectangle, growing the scene to hold it.
+    pub(crate) fn rect(&mut self, x: f32, y: f32, w: f32, h: f32, fill: [u8; 4]) {
+        self.fill(Area::new(x, y, w, h), fill);
+        self.grow(x + w, y + h);
+    }
+
+    /// Adds a dark text at `(x, top)` placed by `anchor` (start or end), growing the scene.
+    pub(crate) fn text(
+        &mut self,
+        content: impl Into<String>,
+        px: f32,
+        x: f32,
+        top: f32,
+        anchor: Anchor,
+    ) {
+        self.text_colored(content, px, x, top, anchor, text::TEXT_COLOR);
+    }
+
+    /// [`Scene::text`] in `color`.
+    pub(crate) fn text_colored(
+        &mut self,
+        content: impl Into<String>,
+        px: f32,
+        x: f32,
+        top: f32,
+        anchor: Anchor,
+        color: [u8; 3],
+    ) {
+        let content = content.into();
+        let w = text::text_width(&content, px) as f32;
+        let right = match anchor {
+            Anchor::Start => x + w,
+            Anchor::Middle => x + w / 2.0,
+            Anchor::End => x,
+        };
+        self.grow(right, top + text::line_height(px) as f32);
+        self.label(Text::new(content, px, x, top).anchor(anchor).color(color));
+    }
+
+    /// Widens the scene to reach `right` and `bottom`.
+    pub(crate) fn grow(&mut self, right: f32, bottom: f32) {
+        self.width = self.width.max(right);
+        self.height = self.height.max(bottom);
+    }
+
+    /// Wraps `text` into lines no wider than `width` at `px`, from `top`; returns the y below.
+    pub(crate) fn paragraph(&mut self, text: &str, px: f32, x: f32, top: f32, width: f32) -> f32 {
+        let line = text::line_height(px) as f32 * 1.3;
+        let mut y = top;
+        let mut current = String::new();
+        for word in text.split_whitespace() {
+            let candidate = if current.is_empty() {
+                word.to_owned()
+            } else {
+                format!("{current} {word}")
+            };
+            if !current.is_empty() && text::text_width(&candidate, px) as f32 > width {
+                self.text(std::mem::take(&mut current), px, x, y, Anchor::Start);
+                y += line;
+                current = word.to_owned();
+            } else {
+                current = candidate;
+            }
+        }
+        if !current.is_empty() {
+            self.text(current, px, x, y, Anchor::Start);
+            y += line;
+        }
+        y
+    }
+}
