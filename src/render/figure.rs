@@ -26,7 +26,7 @@ pub use super::colorbar::{ColorbarTick, colorbar_image, colorbar_ticks, format_s
 use super::colorbar::{format_fixed, format_power_of_ten, linear_ticks, log_ticks};
 use super::colormap::Colormap;
 use super::heatmap::{ValueRange, ValueScale};
-use super::scene::{Anchor, Area, Raster, Scene, Text};
+use super::scene::{Anchor, Area, Raster, RasterKind, Scene, Text};
 use super::text;
 use super::{RenderError, checked_figure_size, checked_size};
 
@@ -200,13 +200,13 @@ fn heatmap_scene<'a>(
     let cells = |area: Area| {
         (
             area,
-            Raster::Cells {
+            Raster {
                 m,
                 masked: opts.masked_view(rows, cols),
                 colormap: opts.colormap,
                 range: opts.range,
                 scale: opts.scale,
-                cell: raster_cell,
+                kind: RasterKind::Cells { cell: raster_cell },
             },
         )
     };

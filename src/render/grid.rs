@@ -21,7 +21,7 @@ use super::figure::{
 };
 use super::heatmap::{Masked, Normalizer, Target, ValueRange, ValueScale, paint_resampled};
 use super::pool::{max_pool, pool_mask};
-use super::scene::{Area, Raster, Scene, Text};
+use super::scene::{Area, Raster, RasterKind, Scene, Text};
 use super::text::{self, TEXT_COLOR};
 use super::{RenderError, checked_figure_size, checked_size};
 
@@ -278,13 +278,13 @@ fn grid_scene<'a>(
             match layer_maps.get(head) {
                 Some(m) if !m.is_empty() => scene.image(
                     area,
-                    Raster::Thumbnail {
+                    Raster {
                         m: *m,
                         masked: masked.filter(|mask| mask.dim() == m.dim()),
                         colormap: opts.colormap,
                         range: opts.head_range(*m),
                         scale: opts.scale,
-                        side: raster,
+                        kind: RasterKind::Thumbnail { side: raster },
                     },
                 ),
                 _ => scene.fill(area, MISSING.0),

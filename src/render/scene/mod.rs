@@ -128,28 +128,46 @@ pub(crate) enum Toward {
     Right,
 }
 
-/// What an image element paints.
+/// What an image element paints: a map in a colormap, masked cells in the masked colour and
+/// non-finite values in the non-finite colour, at a resolution of its own.
 #[derive(Clone, Debug)]
-pub(crate) enum Raster<'a> {
-    /// A map's cells, `cell` raster pixels each; masked cells in the masked colour, non-finite
-    /// ones in the non-finite colour.
-    Cells {
-        m: ArrayView2<'a, f32>,
-        masked: Option<ArrayView2<'a, bool>>,
-        colormap: Colormap,
-        range: ValueRange,
-        scale: ValueScale,
-        cell: u32,
-    },
-    /// A grid thumbnail (`thumbnail_image`): `m` max-pooled and scaled to `side` pixels.
-    Thumbnail {
-        m: ArrayView2<'a, f32>,
-        masked: Option<ArrayView2<'a, bool>>,
-        colormap: Colormap,
-        range: ValueRange,
-        scale: ValueScale,
-        side: u32,
-    },
+pub(crate) struct Raster<'a> {
+    pub(crate) m: ArrayView2<'a, f32>,
+    /// Cells the mask forbids; ignored unless it has the map's shape.
+    pub(crate) masked: Option<ArrayView2<'a, bool>>,
+    pub(crate) colormap: Colormap,
+    pub(crate) range: ValueRange,
+    pub(crate) scale: ValueScale,
+    pub(crate) kind: RasterKind,
+}
+
+impl Raster<'_> {
+    /// The raster's size in pixels, `(width, height)`.
+    pub(crate) fn size(&self) -> (u64, u64) {
+        match self.kind {
+            RasterKind::Cells { cell } => {
+                let cell = u64::from(cell);
+                (self.m.ncols() as u64 * cell, self.m.nrows() as u64 * cell)
+            }
+            RasterKind::Thumbnail { side } => (u64::from(side), u64::from(side)),
+        }
+    }
+}
+
+/// How a [`Raster`]'s map becomes pixels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RasterKind {
+    /// Each cell a block of `cell` x `cell` pixels (`heatmap_image`).
+    Cells { cell: u32 },
+    /// A grid thumbnail (`thumbnail_image`): max-pooled and scaled to `side` x `side` pixels.
+    Thumbnail { side: u32 },
+}
+
+/// A line's width (in units) and colour.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Stroke {
+    pub(crate) width: f32,
+    pub(crate) color: [u8; 4],
 }
 
 /// One drawable element, in scene units.
@@ -157,18 +175,13 @@ pub(crate) enum Raster<'a> {
 pub(crate) enum Element<'a> {
     /// A filled rectangle.
     Rect { area: Area, fill: [u8; 4] },
-    /// A border `width` thick just outside `area`.
-    Frame {
-        area: Area,
-        width: f32,
-        color: [u8; 4],
-    },
-    /// A horizontal or vertical segment `width` thick, centred on the points.
+    /// A border just outside `area`, the stroke's width thick.
+    Frame { area: Area, stroke: Stroke },
+    /// A horizontal or vertical segment, the stroke centred on the points.
     Line {
         from: (f32, f32),
         to: (f32, f32),
-        width: f32,
-        color: [u8; 4],
+        stroke: Stroke,
     },
     /// A line of text.
     Text(Text),
@@ -209,17 +222,14 @@ impl<'a> Scene<'a> {
 
     /// Adds a border `width` thick just outside `area`.
     pub(crate) fn frame(&mut self, area: Area, width: f32, color: [u8; 4]) {
-        self.items.push(Element::Frame { area, width, color });
+        let stroke = Stroke { width, color };
+        self.items.push(Element::Frame { area, stroke });
     }
 
     /// Adds an axis-aligned segment.
     pub(crate) fn line(&mut self, from: (f32, f32), to: (f32, f32), width: f32, color: [u8; 4]) {
-        self.items.push(Element::Line {
-            from,
-            to,
-            width,
-            color,
-        });
+        let stroke = Stroke { width, color };
+        self.items.push(Element::Line { from, to, stroke });
     }
 
     /// Adds a text.
@@ -266,19 +276,6 @@ impl<'a> Scene<'a> {
         top: f32,
         anchor: Anchor,
     ) {
-        self.text_colored(content, px, x, top, anchor, text::TEXT_COLOR);
-    }
-
-    /// [`Scene::text`] in `color`.
-    pub(crate) fn text_colored(
-        &mut self,
-        content: impl Into<String>,
-        px: f32,
-        x: f32,
-        top: f32,
-        anchor: Anchor,
-        color: [u8; 3],
-    ) {
         let content = content.into();
         let w = text::text_width(&content, px) as f32;
         let right = match anchor {
@@ -287,7 +284,7 @@ impl<'a> Scene<'a> {
             Anchor::End => x,
         };
         self.grow(right, top + text::line_height(px) as f32);
-        self.label(Text::new(content, px, x, top).anchor(anchor).color(color));
+        self.label(Text::new(content, px, x, top).anchor(anchor));
     }
 
     /// Widens the scene to reach `right` and `bottom`.

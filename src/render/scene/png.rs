@@ -8,9 +8,10 @@
 
 use image::{Rgba, RgbaImage};
 
-use super::{Anchor, Area, Direction, Element, Raster, Scene, Text, Toward};
+use super::{Anchor, Area, Direction, Element, Raster, RasterKind, Scene, Text, Toward};
 use crate::render::colorbar::colorbar_image;
 use crate::render::figure::{MAX_PIXEL_SCALE, Rect, fill_rect};
+use crate::render::grid::paint_thumbnail;
 use crate::render::heatmap::{Normalizer, Target, paint_cells, try_heatmap_image};
 use crate::render::text::{self, Mask, Orientation};
 use crate::render::{RenderError, checked_figure_size};
@@ -32,22 +33,12 @@ impl Scene<'_> {
         )?;
         // A scene that is only a map's cells is the cells' own image (no background to fill).
         if let [Element::Image { area, raster }] = self.items.as_slice()
-            && let Raster::Cells {
-                m,
-                masked,
-                colormap,
-                range,
-                scale: value_scale,
-                cell,
-            } = raster
-            && pixels(*area, s)
-                .is_some_and(|r| (r.x, r.y, r.w, r.h) == (0, 0, width.into(), height.into()))
-            && (
-                m.ncols() as u64 * u64::from(*cell),
-                m.nrows() as u64 * u64::from(*cell),
-            ) == (u64::from(width), u64::from(height))
+            && let RasterKind::Cells { cell } = raster.kind
+            && (area.x, area.y) == (0.0, 0.0)
+            && raster.size() == (u64::from(width), u64::from(height))
         {
-            return try_heatmap_image(*m, *masked, *colormap, *range, *value_scale, *cell);
+            let r = raster;
+            return try_heatmap_image(r.m, r.masked, r.colormap, r.range, r.scale, cell);
         }
         let mut img = RgbaImage::from_pixel(width, height, BACKGROUND);
         for item in &self.items {
@@ -83,36 +74,31 @@ fn draw(img: &mut RgbaImage, item: &Element<'_>, s: f32) {
                 fill_rect(img, rect, Rgba(*fill));
             }
         }
-        Element::Frame { area, width, color } => {
+        Element::Frame { area, stroke } => {
             if let Some(rect) = pixels(*area, s) {
-                let line = (width * s).round().max(1.0) as u64;
-                frame(img, rect, line, Rgba(*color));
+                let line = (stroke.width * s).round().max(1.0) as u64;
+                frame(img, rect, line, Rgba(stroke.color));
             }
         }
-        Element::Line {
-            from,
-            to,
-            width,
-            color,
-        } => {
-            let half = width / 2.0;
+        Element::Line { from, to, stroke } => {
+            let (width, half) = (stroke.width, stroke.width / 2.0);
             let area = if from.1 == to.1 {
                 Area::new(
                     from.0.min(to.0),
                     from.1 - half,
                     (to.0 - from.0).abs(),
-                    *width,
+                    width,
                 )
             } else {
                 Area::new(
                     from.0 - half,
                     from.1.min(to.1),
-                    *width,
+                    width,
                     (to.1 - from.1).abs(),
                 )
             };
             if let Some(rect) = pixels(area, s) {
-                fill_rect(img, rect, Rgba(*color));
+                fill_rect(img, rect, Rgba(stroke.color));
             }
         }
         Element::Text(t) => draw_text(img, t, s),
@@ -149,49 +135,25 @@ fn draw(img: &mut RgbaImage, item: &Element<'_>, s: f32) {
 
 /// Paints a raster at its own resolution with its top-left corner at `area`'s; a raster that
 /// would not fit inside the image is skipped (layouts size the figure to hold it).
-fn draw_raster(img: &mut RgbaImage, area: Area, raster: &Raster<'_>, s: f32) {
+fn draw_raster(img: &mut RgbaImage, area: Area, r: &Raster<'_>, s: f32) {
     let (x, y) = ((area.x * s).round().max(0.0), (area.y * s).round().max(0.0));
+    let (x, y) = (x as u64, y as u64);
+    let (w, h) = r.size();
+    if r.m.is_empty() || x + w > u64::from(img.width()) || y + h > u64::from(img.height()) {
+        return;
+    }
     let (x, y) = (x as usize, y as usize);
-    let fits = |w: usize, h: usize| x + w <= img.width() as usize && y + h <= img.height() as usize;
-    match raster {
-        Raster::Cells {
-            m,
-            masked,
-            colormap,
-            range,
-            scale,
-            cell,
-        } => {
-            let cell = *cell as usize;
-            if m.is_empty() || !fits(m.ncols() * cell, m.nrows() * cell) {
-                return;
-            }
-            paint_cells(img, x, y, *m, *masked, *colormap, *range, *scale, cell);
+    match r.kind {
+        RasterKind::Cells { cell } => {
+            let cell = cell as usize;
+            paint_cells(img, x, y, r.m, r.masked, r.colormap, r.range, r.scale, cell);
         }
-        Raster::Thumbnail {
-            m,
-            masked,
-            colormap,
-            range,
-            scale,
-            side,
-        } => {
-            let side = *side as usize;
-            if m.is_empty() || !fits(side, side) {
-                return;
-            }
-            let norm = Normalizer::new(*range, *scale);
+        RasterKind::Thumbnail { side } => {
+            let norm = Normalizer::new(r.range, r.scale);
+            let masked = r.masked.filter(|mask| mask.dim() == r.m.dim());
+            let lut = r.colormap.lut();
             let target = Target::new(img, x, y);
-            let head_mask = masked.filter(|mask| mask.dim() == m.dim());
-            crate::render::grid::paint_thumbnail(
-                target,
-                *m,
-                head_mask,
-                side,
-                *colormap,
-                colormap.lut(),
-                &norm,
-            );
+            paint_thumbnail(target, r.m, masked, side as usize, r.colormap, lut, &norm);
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use image::RgbaImage;
 
-use super::{Anchor, Area, Direction, Element, Raster, Scene, Text, Toward};
+use super::{Anchor, Area, Direction, Element, Raster, RasterKind, Scene, Text, Toward};
 use crate::render::colormap::Colormap;
 use crate::render::grid::thumbnail_image;
 use crate::render::heatmap::{Masked, Normalizer, try_heatmap_image};
@@ -44,7 +44,8 @@ impl Scene<'_> {
         for item in &self.items {
             match item {
                 Element::Rect { area, fill } => rect(&mut out, *area, *fill),
-                Element::Frame { area, width, color } => {
+                Element::Frame { area, stroke } => {
+                    let width = stroke.width;
                     let _ = writeln!(
                         out,
                         "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" \
@@ -53,16 +54,11 @@ impl Scene<'_> {
                         num(area.y - width / 2.0),
                         num(area.w + width),
                         num(area.h + width),
-                        hex(*color),
-                        num(*width)
+                        hex(stroke.color),
+                        num(width)
                     );
                 }
-                Element::Line {
-                    from,
-                    to,
-                    width,
-                    color,
-                } => {
+                Element::Line { from, to, stroke } => {
                     let _ = writeln!(
                         out,
                         "<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" \
@@ -71,8 +67,8 @@ impl Scene<'_> {
                         num(from.1),
                         num(to.0),
                         num(to.1),
-                        hex(*color),
-                        num(*width)
+                        hex(stroke.color),
+                        num(stroke.width)
                     );
                 }
                 Element::Text(t) => write_text(&mut out, t),
@@ -198,61 +194,55 @@ fn write_text(out: &mut String, t: &Text) {
 
 /// A raster over `area`: a small map's cells as rectangles (runs of equal colour along a row
 /// merged), anything else as an embedded PNG at the raster's own resolution.
-fn write_raster(out: &mut String, area: Area, raster: &Raster<'_>) -> Result<(), RenderError> {
-    let image = match raster {
-        Raster::Cells {
-            m,
-            masked,
-            colormap,
-            range,
-            scale,
-            cell,
-        } => {
-            let (rows, cols) = m.dim();
-            if rows * cols <= MAX_RECT_CELLS {
-                let (cw, ch) = (area.w / cols.max(1) as f32, area.h / rows.max(1) as f32);
-                let norm = Normalizer::new(*range, *scale);
-                let masked = Masked::new(*masked, (rows, cols), *colormap);
-                let colour = |q: usize, k: usize| -> [u8; 4] {
-                    let v = m[(q, k)];
-                    match masked {
-                        Some(mask) if mask.is_masked(q, k) => mask.color(),
-                        _ if !v.is_finite() => colormap.non_finite_color(),
-                        _ => colormap.color(norm.apply(v)),
-                    }
-                };
-                for q in 0..rows {
-                    let mut k = 0;
-                    while k < cols {
-                        let c = colour(q, k);
-                        let mut end = k + 1;
-                        while end < cols && colour(q, end) == c {
-                            end += 1;
-                        }
-                        let run = Area::new(
-                            area.x + k as f32 * cw,
-                            area.y + q as f32 * ch,
-                            (end - k) as f32 * cw,
-                            ch,
-                        );
-                        rect(out, run, c);
-                        k = end;
-                    }
-                }
-                return Ok(());
-            }
-            try_heatmap_image(*m, *masked, *colormap, *range, *scale, *cell)?
+fn write_raster(out: &mut String, area: Area, r: &Raster<'_>) -> Result<(), RenderError> {
+    let (rows, cols) = r.m.dim();
+    let image = match r.kind {
+        RasterKind::Cells { .. } if rows * cols <= MAX_RECT_CELLS => {
+            write_cells(out, area, r);
+            return Ok(());
         }
-        Raster::Thumbnail {
-            m,
-            masked,
-            colormap,
-            range,
-            scale,
-            side,
-        } => thumbnail_image(*m, *masked, *side, *colormap, *range, *scale),
+        RasterKind::Cells { cell } => {
+            try_heatmap_image(r.m, r.masked, r.colormap, r.range, r.scale, cell)?
+        }
+        RasterKind::Thumbnail { side } => {
+            thumbnail_image(r.m, r.masked, side, r.colormap, r.range, r.scale)
+        }
     };
     embed(out, &image, area)
+}
+
+/// The cells of `r` as rectangles over `area`, one per run of equal colour along a row.
+fn write_cells(out: &mut String, area: Area, r: &Raster<'_>) {
+    let (rows, cols) = r.m.dim();
+    let (cw, ch) = (area.w / cols.max(1) as f32, area.h / rows.max(1) as f32);
+    let norm = Normalizer::new(r.range, r.scale);
+    let masked = Masked::new(r.masked, (rows, cols), r.colormap);
+    let colour = |q: usize, k: usize| -> [u8; 4] {
+        let v = r.m[(q, k)];
+        match masked {
+            Some(mask) if mask.is_masked(q, k) => mask.color(),
+            _ if !v.is_finite() => r.colormap.non_finite_color(),
+            _ => r.colormap.color(norm.apply(v)),
+        }
+    };
+    for q in 0..rows {
+        let mut k = 0;
+        while k < cols {
+            let c = colour(q, k);
+            let mut end = k + 1;
+            while end < cols && colour(q, end) == c {
+                end += 1;
+            }
+            let run = Area::new(
+                area.x + k as f32 * cw,
+                area.y + q as f32 * ch,
+                (end - k) as f32 * cw,
+                ch,
+            );
+            rect(out, run, c);
+            k = end;
+        }
+    }
 }
 
 /// `image` as an embedded PNG stretched over `area`, without smoothing.
