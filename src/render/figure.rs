@@ -1116,4 +1116,28 @@ mod svg_tests {
             Err(RenderError::Empty)
         ));
     }
+
+    #[test]
+    fn vector_cells_have_the_png_cells_colours_non_finite_ones_too() {
+        // NaN at (0, 0) and +∞ at (1, 1): the PNG paints both in the non-finite colour; the
+        // SVG's rectangles are the same colours (before the scene, its writer coloured them as
+        // the colormap's bottom).
+        let m = ndarray::array![[f32::NAN, 1.0], [0.25, f32::INFINITY]];
+        let opts = FigureOptions {
+            cell_px: 4,
+            labels: false,
+            ..FigureOptions::default()
+        };
+        let png = heatmap_figure(m.view(), &opts).unwrap();
+        let svg = heatmap_svg(m.view(), &opts).unwrap();
+        // The background, then one rect per cell (no two neighbours share a colour).
+        let fills = attributes(&svg, "rect", "fill");
+        let cells: Vec<String> = [(0, 0), (1, 0), (0, 1), (1, 1)]
+            .iter()
+            .map(|&(x, y)| hex(png.get_pixel(x * 4, y * 4).0))
+            .collect();
+        assert_eq!(fills[1..], cells[..]);
+        let magenta = hex(Colormap::Viridis.non_finite_color());
+        assert_eq!((&cells[0], &cells[3]), (&magenta, &magenta));
+    }
 }

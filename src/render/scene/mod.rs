@@ -319,3 +319,135 @@ impl<'a> Scene<'a> {
         y
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::render::RenderError;
+    use image::RgbaImage;
+    use ndarray::Array2;
+
+    const INK: [u8; 4] = [0x22, 0x22, 0x22, 255];
+    const WHITE: [u8; 4] = [255, 255, 255, 255];
+
+    /// The pixels of `img` that are not white, as (x, y).
+    fn ink(img: &RgbaImage) -> Vec<(u32, u32)> {
+        img.enumerate_pixels()
+            .filter(|(_, _, p)| p.0 != WHITE)
+            .map(|(x, y, _)| (x, y))
+            .collect()
+    }
+
+    #[test]
+    fn a_centred_text_lands_on_the_left_edge_it_was_centred_from() {
+        // "key" at 12 px is 21 pixels wide (odd): centred from left 7, its anchor is 17.5, and
+        // the PNG draws it exactly where a text starting at 7 is drawn. Upward, centred on a
+        // box whose top is 5, it is drawn where a text ending (reading up) at 5 is.
+        let w = text::text_width("key", 12.0);
+        assert_eq!(w % 2, 1, "the case of interest is an odd width ({w})");
+        let draw = |t: Text| {
+            let mut scene = Scene::new(60.0, 60.0);
+            scene.label(t.top(9.0));
+            scene.png(1).unwrap()
+        };
+        let centred = draw(Text::centred("key", 12.0, 7, u64::from(w)));
+        let started = draw(Text::new("key", 12.0, 7.0, 0.0));
+        assert_eq!(centred, started);
+        assert!(!ink(&centred).is_empty());
+        let up = |y: f32, anchor: Anchor| {
+            let mut scene = Scene::new(60.0, 60.0);
+            scene.label(Text::new("key", 12.0, 9.0, y).anchor(anchor).up());
+            scene.png(1).unwrap()
+        };
+        let middle = up(5.0 + w as f32 / 2.0, Anchor::Middle);
+        assert_eq!(middle, up(5.0, Anchor::End));
+        assert_eq!(middle, up(5.0 + w as f32, Anchor::Start));
+        // The upward text's ink lies inside its box: 12 px wide from x 9, w tall from y 5.
+        for (x, y) in ink(&middle) {
+            assert!(
+                (9..21).contains(&x) && (5..5 + w).contains(&y),
+                "({x}, {y})"
+            );
+        }
+    }
+
+    #[test]
+    fn rects_frames_and_lines_snap_to_whole_pixels() {
+        let mut scene = Scene::new(20.0, 20.0);
+        // A frame 2 units thick around a 4 x 3 area at (5, 6): 8 x 7 outside, minus the inside.
+        scene.frame(Area::new(5.0, 6.0, 4.0, 3.0), 2.0, INK);
+        // A tick mark: a line 1 unit thick centred half a pixel below row 15 covers row 15.
+        scene.line((2.0, 15.5), (6.0, 15.5), 1.0, INK);
+        // Nothing is drawn for a rectangle without width (a bar of value 0).
+        scene.fill(Area::new(12.0, 12.0, 0.0, 5.0), INK);
+        let img = scene.png(1).unwrap();
+        let mut want: Vec<(u32, u32)> = (4..11)
+            .flat_map(|y| (3..11).map(move |x| (x, y)))
+            .filter(|&(x, y)| !((5..9).contains(&x) && (6..9).contains(&y)))
+            .collect();
+        want.extend((2..6).map(|x| (x, 15)));
+        want.sort_unstable();
+        let mut got = ink(&img);
+        got.sort_unstable();
+        assert_eq!(got, want);
+        // At scale 2 every length doubles.
+        let two = scene.png(2).unwrap();
+        assert_eq!(two.dimensions(), (40, 40));
+        assert_eq!(ink(&two).len(), 4 * got.len());
+    }
+
+    #[test]
+    fn the_svg_writes_each_element_once_at_the_same_coordinates() {
+        let m = Array2::from_shape_fn((2, 3), |(q, k)| (q * 3 + k) as f32);
+        let mut scene = Scene::new(40.5, 30.0);
+        scene.fill(Area::new(1.0, 2.0, 3.0, 4.0), [255, 0, 0, 255]);
+        scene.frame(Area::new(10.0, 10.0, 5.0, 5.0), 1.0, INK);
+        scene.line((0.0, 0.5), (4.0, 0.5), 1.0, INK);
+        scene.label(Text::new("a<b", 12.0, 20.0, 3.0).anchor(Anchor::End));
+        scene.label(Text::new("up", 11.0, 4.0, 28.0).up());
+        scene.gradient(
+            Area::new(30.0, 0.0, 4.0, 20.0),
+            Colormap::Magma,
+            Toward::Up,
+            "bar",
+        );
+        scene.gradient(
+            Area::new(0.0, 25.0, 8.0, 2.0),
+            Colormap::Hot,
+            Toward::Right,
+            "bar",
+        );
+        let raster = Raster {
+            m: m.view(),
+            masked: None,
+            colormap: Colormap::Grays,
+            range: ValueRange { min: 0.0, max: 5.0 },
+            scale: ValueScale::Linear,
+            kind: RasterKind::Cells { cell: 2 },
+        };
+        scene.image(Area::new(0.0, 10.0, 6.0, 4.0), raster);
+        let svg = scene.svg().unwrap();
+        assert!(
+            svg.contains("width=\"41\" height=\"30\""),
+            "whole units, rounded up"
+        );
+        assert!(svg.contains("<rect x=\"1\" y=\"2\" width=\"3\" height=\"4\" fill=\"#ff0000\"/>"));
+        assert!(svg.contains(
+            "<rect x=\"9.5\" y=\"9.5\" width=\"6\" height=\"6\" fill=\"none\" stroke=\"#222222\" \
+             stroke-width=\"1\"/>"
+        ));
+        assert!(svg.contains("<line x1=\"0\" y1=\"0.5\" x2=\"4\" y2=\"0.5\""));
+        assert!(svg.contains("text-anchor=\"end\">a&lt;b</text>"));
+        assert!(svg.contains("rotate(-90)") && svg.contains(">up</text>"));
+        // Two gradients of one name get two ids; each rect fills with its own.
+        assert!(svg.contains("id=\"bar\"") && svg.contains("id=\"bar-1\""));
+        assert!(svg.contains("fill=\"url(#bar)\"") && svg.contains("fill=\"url(#bar-1)\""));
+        // Six cells of six different values: six rects of 2 x 2 units (6 / 3 by 4 / 2).
+        assert_eq!(svg.matches("width=\"2\" height=\"2\"").count(), 6);
+        // An empty scene too large for the side limit is refused, not written.
+        let huge = Scene::new(40_000.0, 10.0);
+        assert!(matches!(huge.svg(), Err(RenderError::TooLarge { .. })));
+        assert!(matches!(huge.png(1), Err(RenderError::TooLarge { .. })));
+    }
+}
