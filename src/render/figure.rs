@@ -150,16 +150,26 @@ impl FigureOptions {
 /// [`RenderError::TooLarge`] when the figure would exceed
 /// [`MAX_SIDE`](super::MAX_SIDE) pixels per side (checked before allocating).
 pub fn heatmap_figure(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<RgbaImage, RenderError> {
+    let raster_cell = checked_cells(m, opts, checked_figure_size)?;
+    heatmap_scene(m, opts, opts, raster_cell).png(1)
+}
+
+/// The pixels per cell of `m`'s raster (`opts.cell_pixels()`), once `m` has cells and they fit
+/// `check` (the PNG's size and pixel budget, or the side limit of an SVG's embedded raster).
+/// Checking the cells alone first avoids laying out millions of labels for a figure that
+/// cannot be drawn anyway.
+fn checked_cells(
+    m: ArrayView2<f32>,
+    opts: &FigureOptions,
+    check: fn(u64, u64) -> Result<(u32, u32), RenderError>,
+) -> Result<u32, RenderError> {
     let (rows, cols) = m.dim();
     if rows == 0 || cols == 0 {
         return Err(RenderError::Empty);
     }
     let cell = opts.cell_pixels();
-    // The cells alone must fit (within the pixel budget too, labels or not); checking this
-    // first avoids laying out millions of labels for a figure that cannot be drawn anyway.
-    checked_figure_size(cols as u64 * cell, rows as u64 * cell)?;
-    let raster_cell = u32::try_from(cell).unwrap_or(u32::MAX);
-    heatmap_scene(m, opts, opts, raster_cell).png(1)
+    check(cols as u64 * cell, rows as u64 * cell)?;
+    Ok(u32::try_from(cell).unwrap_or(u32::MAX))
 }
 
 /// Writes a labelled heatmap of `m` (shape `[query, key]`) as an SVG document: the figure of
@@ -173,17 +183,11 @@ pub fn heatmap_figure(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<RgbaIm
 ///
 /// Errors: as [`heatmap_figure`] (empty matrix, too large).
 pub fn heatmap_svg(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<String, RenderError> {
-    let (rows, cols) = m.dim();
-    if rows == 0 || cols == 0 {
-        return Err(RenderError::Empty);
-    }
-    let raster_cell = opts.cell_pixels();
-    checked_size(cols as u64 * raster_cell, rows as u64 * raster_cell)?;
+    let raster_cell = checked_cells(m, opts, checked_size)?;
     let logical = FigureOptions {
         pixel_scale: 1,
         ..opts.clone()
     };
-    let raster_cell = u32::try_from(raster_cell).unwrap_or(u32::MAX);
     heatmap_scene(m, &logical, opts, raster_cell).svg()
 }
 
