@@ -13,6 +13,7 @@
 //! a wider gap. Models without shared KV heads get the plain grid.
 
 use super::state::{AppState, HeadMode, ViewKind};
+use super::texture::upload;
 use crate::model::demo::crafted_at;
 use crate::pipeline::Run;
 use crate::render::grid::{KvGroup, kv_column_groups};
@@ -22,8 +23,8 @@ use crate::render::{
     thumbnail_image,
 };
 use egui::{
-    Align2, Color32, Rect, Role, Sense, Stroke, StrokeKind, TextureHandle, TextureId,
-    TextureOptions, Vec2, WidgetInfo, pos2, vec2,
+    Align2, Color32, Rect, Role, Sense, Stroke, StrokeKind, TextureHandle, TextureId, Vec2,
+    WidgetInfo, pos2, vec2,
 };
 use image::RgbaImage;
 use ndarray::ArrayView2;
@@ -122,16 +123,6 @@ fn thumb_label(layer_idx: usize, head_idx: usize) -> String {
     format!("L{layer_idx}·H{head_idx}")
 }
 
-/// Uploads `img` as a NEAREST-filtered texture; `None` for an empty image.
-fn upload(ctx: &egui::Context, name: String, img: &RgbaImage) -> Option<TextureHandle> {
-    let size = [img.width() as usize, img.height() as usize];
-    if size[0] == 0 || size[1] == 0 {
-        return None;
-    }
-    let color = egui::ColorImage::from_rgba_unmultiplied(size, img.as_raw());
-    Some(ctx.load_texture(name, color, TextureOptions::NEAREST))
-}
-
 /// What the textures were built from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct TextureKey {
@@ -219,9 +210,10 @@ impl Thumbnails {
                     let mask = masked.as_ref().map(|mask| mask.view());
                     thumbnail_image(m.view(), mask, side, key.colormap, range, key.value_scale)
                 });
-                let texture = image.as_ref().and_then(|img| {
-                    upload(ctx, format!("grid-thumb-L{layer_idx}H{head_idx}"), img)
-                });
+                let texture = image
+                    .as_ref()
+                    .filter(|img| !img.is_empty())
+                    .map(|img| upload(ctx, format!("grid-thumb-L{layer_idx}H{head_idx}"), img));
                 textures.push(texture);
                 images.push(image.filter(|img| !img.is_empty()));
             }
@@ -319,7 +311,10 @@ impl PreviewCache {
                     key.value_scale,
                     1,
                 );
-                let texture = upload(ctx, format!("grid-preview-L{layer_idx}H{head_idx}"), &img)?;
+                if img.is_empty() {
+                    return None;
+                }
+                let texture = upload(ctx, format!("grid-preview-L{layer_idx}H{head_idx}"), &img);
                 if self.entries.len() >= PREVIEW_CACHE_LEN {
                     self.entries.remove(0);
                 }

@@ -11,11 +11,12 @@
 //! the hover details sit beside the cursor.
 
 use super::state::AppState;
+use super::texture::upload;
 use super::theme;
 use crate::analysis::view_matrix;
 use crate::pipeline::Run;
 use crate::render::{self, ValueRange};
-use egui::{Color32, Rect, RectAlign, Sense, TextureHandle, TextureOptions, Vec2, pos2, vec2};
+use egui::{Color32, Rect, RectAlign, Sense, TextureHandle, Vec2, pos2, vec2};
 use image::RgbaImage;
 use ndarray::Array2;
 use std::sync::Arc;
@@ -170,7 +171,7 @@ impl HeatmapView {
                         .enumerate()
                         .map(|(i, image)| Level {
                             side: image.width().max(image.height()) as usize,
-                            texture: upload(ctx, &format!("heatmap-{i}"), &image),
+                            texture: upload(ctx, format!("heatmap-{i}"), &image),
                             image,
                         })
                         .collect();
@@ -466,13 +467,6 @@ impl HeatmapView {
             }
         });
     }
-}
-
-/// Uploads `img` as a NEAREST-filtered texture named `name`.
-fn upload(ctx: &egui::Context, name: &str, img: &RgbaImage) -> TextureHandle {
-    let size = [img.width() as usize, img.height() as usize];
-    let color = egui::ColorImage::from_rgba_unmultiplied(size, img.as_raw());
-    ctx.load_texture(name, color, TextureOptions::NEAREST)
 }
 
 /// The vertical colorbar right of the cells: render's gradient as a texture, and render's ticks

@@ -22,6 +22,7 @@ pub mod shortcuts;
 mod special;
 pub mod state;
 pub mod teach;
+mod texture;
 mod theme;
 mod token_strip;
 mod undo;

@@ -5,7 +5,12 @@
 use image::{Rgba, RgbaImage};
 
 use super::colormap::Colormap;
+use super::figure::{
+    FRAME, LEGEND_GAP, LEGEND_SWATCH, MASKED_LEGEND, Rect, TICK_GAP, TICK_LEN, TICK_PX,
+};
 use super::heatmap::{ValueRange, ValueScale, log_floor, normalize};
+use super::scene::{Area, Scene, Text, Toward};
+use super::text::{self, TEXT_COLOR};
 
 /// One tick of a vertical colorbar.
 #[derive(Clone, Debug, PartialEq)]
@@ -175,4 +180,105 @@ pub(crate) fn log_ticks(range: ValueRange) -> Vec<(f64, String)> {
         ticks.push((low, format_significant(low)));
     }
     ticks
+}
+
+/// One colorbar tick: its vertical position and its text.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Tick {
+    pub(crate) y: u64,
+    pub(crate) text: String,
+}
+
+/// A vertical colorbar with its ticks and optional "masked" legend, in pixels: the PNG figures
+/// draw it and the SVG writer writes the same geometry as vector shapes.
+#[derive(Clone, Debug)]
+pub(crate) struct Colorbar {
+    /// The gradient's rectangle (the frame lies one `line` outside it).
+    pub(crate) bar: Rect,
+    /// Ticks, top to bottom.
+    pub(crate) ticks: Vec<Tick>,
+    /// Tick mark length, gap to the text, and the frame's line width.
+    pub(crate) tick_len: u64,
+    pub(crate) tick_gap: u64,
+    pub(crate) line: u64,
+    /// Font size of the tick texts.
+    pub(crate) tick_px: f32,
+    /// The "masked" swatch (same width as the bar), when cells are masked.
+    pub(crate) legend: Option<Rect>,
+}
+
+impl Colorbar {
+    /// A bar at `bar` with `ticks` from [`colorbar_ticks`] (or any texts), at pixel scale `s`,
+    /// with a legend swatch below it when `masked`.
+    pub(crate) fn new(bar: Rect, ticks: Vec<Tick>, s: u64, masked: bool) -> Colorbar {
+        let legend = masked.then(|| Rect {
+            x: bar.x,
+            y: bar.y + bar.h + LEGEND_GAP * s,
+            w: bar.w,
+            h: LEGEND_SWATCH * s,
+        });
+        Colorbar {
+            bar,
+            ticks,
+            tick_len: TICK_LEN * s,
+            tick_gap: TICK_GAP * s,
+            line: s,
+            tick_px: TICK_PX * s as f32,
+            legend,
+        }
+    }
+
+    /// Left edge of the tick texts (and of the legend's text).
+    pub(crate) fn text_x(&self) -> u64 {
+        self.bar.x + self.bar.w + self.line + self.tick_len + self.tick_gap
+    }
+
+    /// The rightmost pixel column any part of the bar uses, plus one.
+    pub(crate) fn right(&self) -> u64 {
+        let widest = self
+            .ticks
+            .iter()
+            .map(|t| t.text.as_str())
+            .chain(self.legend.map(|_| MASKED_LEGEND))
+            .map(|t| u64::from(text::text_width(t, self.tick_px)))
+            .max()
+            .unwrap_or(0);
+        self.text_x() + widest
+    }
+
+    /// The lowest pixel row any part of the bar uses, plus one.
+    pub(crate) fn bottom(&self) -> u64 {
+        let tick_line = u64::from(text::line_height(self.tick_px));
+        let below_bar = self.bar.y + self.bar.h + self.line + tick_line / 2 + 1;
+        match self.legend {
+            Some(l) => below_bar.max(l.y + l.h + self.line),
+            None => below_bar,
+        }
+    }
+
+    /// Adds the gradient (high values on top), its frame, the ticks (marks and values) and the
+    /// "masked" legend to `scene`, in that order.
+    pub(crate) fn add_to(&self, scene: &mut Scene<'_>, colormap: Colormap) {
+        let bar = Area::of(self.bar);
+        let line = self.line as f32;
+        scene.gradient(bar, colormap, Toward::Up, "colorbar");
+        scene.frame(bar, line, FRAME.0);
+        let half_line = u64::from(text::line_height(self.tick_px)) / 2;
+        let right = (self.bar.x + self.bar.w + self.line) as f32;
+        let text_x = self.text_x() as f32;
+        let ink = [TEXT_COLOR[0], TEXT_COLOR[1], TEXT_COLOR[2], 255];
+        for tick in &self.ticks {
+            // The mark's stroke covers the `line` pixels from `tick.y - line / 2`.
+            let y = tick.y.saturating_sub(self.line / 2) as f32 + line / 2.0;
+            scene.line((right, y), (right + self.tick_len as f32, y), line, ink);
+            let top = tick.y as f32 - half_line as f32;
+            scene.label(Text::new(&tick.text, self.tick_px, text_x, top));
+        }
+        if let Some(swatch) = self.legend {
+            scene.fill(Area::of(swatch), colormap.masked_color());
+            scene.frame(Area::of(swatch), line, FRAME.0);
+            let top = (swatch.y + swatch.h / 2) as f32 - half_line as f32;
+            scene.label(Text::new(MASKED_LEGEND, self.tick_px, text_x, top));
+        }
+    }
 }

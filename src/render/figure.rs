@@ -8,9 +8,10 @@
 //!   query  ■ ■ ■ ■ ■   ▐█▌- 0.00
 //! ```
 //!
-//! The cells are painted by the same code as [`heatmap_image`], so they are
-//! bit-identical to it. All geometry comes from one private `Layout`, shared by
-//! [`heatmap_figure`] and [`figure_cells_rect`].
+//! The figure is a [`Scene`](super::scene): laid out once by one private `Layout` (shared by
+//! [`heatmap_figure`], [`heatmap_svg`] and [`figure_cells_rect`]), then drawn into pixels or
+//! written as SVG. Its cells are an image element painted by the same code as
+//! [`heatmap_image`], so they are bit-identical to it.
 //!
 //! [`heatmap_image`]: super::heatmap::heatmap_image
 
@@ -19,13 +20,15 @@ use std::borrow::Cow;
 use image::{Rgba, RgbaImage};
 use ndarray::{Array2, ArrayView2};
 
+use super::colorbar::{Colorbar, Tick};
 pub use super::colorbar::{ColorbarTick, colorbar_image, colorbar_ticks, format_significant};
 #[cfg(test)]
 use super::colorbar::{format_fixed, format_power_of_ten, linear_ticks, log_ticks};
 use super::colormap::Colormap;
-use super::heatmap::{ValueRange, ValueScale, paint_cells, try_heatmap_image};
-use super::text::{self, Mask, Orientation, TEXT_COLOR};
-use super::{RenderError, checked_figure_size};
+use super::heatmap::{ValueRange, ValueScale};
+use super::scene::{Anchor, Area, Raster, RasterKind, Scene, Text};
+use super::text;
+use super::{RenderError, checked_figure_size, checked_size};
 
 /// Blank space around the whole figure, in pixels.
 const MARGIN: u64 = 10;
@@ -62,8 +65,6 @@ pub const MAX_LABEL_CHARS: usize = 16;
 /// Largest `pixel_scale` accepted: beyond it figures only get blurrier in viewers.
 pub const MAX_PIXEL_SCALE: u32 = 8;
 
-/// White, the figure background.
-pub(crate) const BACKGROUND: Rgba<u8> = Rgba([255, 255, 255, 255]);
 /// Mid grey for the colorbar frame.
 pub(crate) const FRAME: Rgba<u8> = Rgba([0x88, 0x88, 0x88, 255]);
 
@@ -149,37 +150,84 @@ impl FigureOptions {
 /// [`RenderError::TooLarge`] when the figure would exceed
 /// [`MAX_SIDE`](super::MAX_SIDE) pixels per side (checked before allocating).
 pub fn heatmap_figure(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<RgbaImage, RenderError> {
+    let raster_cell = checked_cells(m, opts, checked_figure_size)?;
+    heatmap_scene(m, opts, opts, raster_cell).png(1)
+}
+
+/// The pixels per cell of `m`'s raster (`opts.cell_pixels()`), once `m` has cells and they fit
+/// `check` (the PNG's size and pixel budget, or the side limit of an SVG's embedded raster).
+/// Checking the cells alone first avoids laying out millions of labels for a figure that
+/// cannot be drawn anyway.
+fn checked_cells(
+    m: ArrayView2<f32>,
+    opts: &FigureOptions,
+    check: fn(u64, u64) -> Result<(u32, u32), RenderError>,
+) -> Result<u32, RenderError> {
     let (rows, cols) = m.dim();
     if rows == 0 || cols == 0 {
         return Err(RenderError::Empty);
     }
-    let masked = opts.masked_view(rows, cols);
     let cell = opts.cell_pixels();
-    // The cells alone must fit (within the pixel budget too, labels or not); checking this
-    // first avoids laying out millions of labels for a figure that cannot be drawn anyway.
-    checked_figure_size(cols as u64 * cell, rows as u64 * cell)?;
-    if !opts.labels {
-        let cell_px = u32::try_from(cell).unwrap_or(u32::MAX);
-        return try_heatmap_image(m, masked, opts.colormap, opts.range, opts.scale, cell_px);
-    }
-    let layout = Layout::new(rows, cols, opts);
-    let (width, height) = checked_figure_size(layout.width, layout.height)?;
-    let mut img = RgbaImage::from_pixel(width, height, BACKGROUND);
+    check(cols as u64 * cell, rows as u64 * cell)?;
+    Ok(u32::try_from(cell).unwrap_or(u32::MAX))
+}
 
-    // All coordinates below lie inside the checked size, so they fit in u32 and usize.
-    paint_cells(
-        &mut img,
-        layout.cells.x as usize,
-        layout.cells.y as usize,
-        m,
-        masked,
-        opts.colormap,
-        opts.range,
-        opts.scale,
-        layout.cell as usize,
-    );
-    layout.draw_decorations(&mut img, opts);
-    Ok(img)
+/// Writes a labelled heatmap of `m` (shape `[query, key]`) as an SVG document: the figure of
+/// [`heatmap_figure`] laid out at pixel scale 1 (SVG units are those pixels, so the SVG and a
+/// PNG of the same options line up), with vector text (title, axis titles, token labels, tick
+/// values, the "masked" legend) and a vector colorbar. Cells are rectangles when the map has at
+/// most [`MAX_RECT_CELLS`](super::svg::MAX_RECT_CELLS) cells, else one embedded PNG: the PNG
+/// figure's cells at `cell_px × pixel_scale` pixels each, so `pixel_scale` sharpens the raster
+/// without changing the figure's size. With `opts.labels == false` the SVG holds only the
+/// cells.
+///
+/// Errors: as [`heatmap_figure`] (empty matrix, too large).
+pub fn heatmap_svg(m: ArrayView2<f32>, opts: &FigureOptions) -> Result<String, RenderError> {
+    let raster_cell = checked_cells(m, opts, checked_size)?;
+    let logical = FigureOptions {
+        pixel_scale: 1,
+        ..opts.clone()
+    };
+    heatmap_scene(m, &logical, opts, raster_cell).svg()
+}
+
+/// The heatmap figure of `m` laid out with `layout` (its pixel scale is the scene's unit), the
+/// cells painted `raster_cell` pixels each with `opts`' colours and mask. Drawn at scale 1:
+/// the PNG figure; written as SVG: the vector figure.
+fn heatmap_scene<'a>(
+    m: ArrayView2<'a, f32>,
+    layout: &FigureOptions,
+    opts: &'a FigureOptions,
+    raster_cell: u32,
+) -> Scene<'a> {
+    let (rows, cols) = m.dim();
+    let cells = |area: Area| {
+        (
+            area,
+            Raster {
+                m,
+                masked: opts.masked_view(rows, cols),
+                colormap: opts.colormap,
+                range: opts.range,
+                scale: opts.scale,
+                kind: RasterKind::Cells { cell: raster_cell },
+            },
+        )
+    };
+    if !layout.labels {
+        let cell = layout.cell_pixels();
+        let (w, h) = ((cols as u64 * cell) as f32, (rows as u64 * cell) as f32);
+        let mut scene = Scene::new(w, h);
+        let (area, raster) = cells(Area::new(0.0, 0.0, w, h));
+        scene.image(area, raster);
+        return scene;
+    }
+    let l = Layout::new(rows, cols, layout);
+    let mut scene = Scene::new(l.width as f32, l.height as f32);
+    let (area, raster) = cells(Area::of(l.cells));
+    scene.image(area, raster);
+    l.add_decorations(&mut scene, layout);
+    scene
 }
 
 /// Where the cells sit inside the figure drawn by [`heatmap_figure`] for a
@@ -386,113 +434,6 @@ pub(crate) struct Label {
     pub(crate) width: u64,
 }
 
-/// One colorbar tick: its vertical position and its text.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Tick {
-    pub(crate) y: u64,
-    pub(crate) text: String,
-}
-
-/// A vertical colorbar with its ticks and optional "masked" legend, in pixels: the PNG figures
-/// draw it and the SVG writer writes the same geometry as vector shapes.
-#[derive(Clone, Debug)]
-pub(crate) struct Colorbar {
-    /// The gradient's rectangle (the frame lies one `line` outside it).
-    pub(crate) bar: Rect,
-    /// Ticks, top to bottom.
-    pub(crate) ticks: Vec<Tick>,
-    /// Tick mark length, gap to the text, and the frame's line width.
-    pub(crate) tick_len: u64,
-    pub(crate) tick_gap: u64,
-    pub(crate) line: u64,
-    /// Font size of the tick texts.
-    pub(crate) tick_px: f32,
-    /// The "masked" swatch (same width as the bar), when cells are masked.
-    pub(crate) legend: Option<Rect>,
-}
-
-impl Colorbar {
-    /// A bar at `bar` with `ticks` from [`colorbar_ticks`] (or any texts), at pixel scale `s`,
-    /// with a legend swatch below it when `masked`.
-    pub(crate) fn new(bar: Rect, ticks: Vec<Tick>, s: u64, masked: bool) -> Colorbar {
-        let legend = masked.then(|| Rect {
-            x: bar.x,
-            y: bar.y + bar.h + LEGEND_GAP * s,
-            w: bar.w,
-            h: LEGEND_SWATCH * s,
-        });
-        Colorbar {
-            bar,
-            ticks,
-            tick_len: TICK_LEN * s,
-            tick_gap: TICK_GAP * s,
-            line: s,
-            tick_px: TICK_PX * s as f32,
-            legend,
-        }
-    }
-
-    /// Left edge of the tick texts (and of the legend's text).
-    pub(crate) fn text_x(&self) -> u64 {
-        self.bar.x + self.bar.w + self.line + self.tick_len + self.tick_gap
-    }
-
-    /// The rightmost pixel column any part of the bar uses, plus one.
-    pub(crate) fn right(&self) -> u64 {
-        let widest = self
-            .ticks
-            .iter()
-            .map(|t| t.text.as_str())
-            .chain(self.legend.map(|_| MASKED_LEGEND))
-            .map(|t| u64::from(text::text_width(t, self.tick_px)))
-            .max()
-            .unwrap_or(0);
-        self.text_x() + widest
-    }
-
-    /// The lowest pixel row any part of the bar uses, plus one.
-    pub(crate) fn bottom(&self) -> u64 {
-        let tick_line = u64::from(text::line_height(self.tick_px));
-        let below_bar = self.bar.y + self.bar.h + self.line + tick_line / 2 + 1;
-        match self.legend {
-            Some(l) => below_bar.max(l.y + l.h + self.line),
-            None => below_bar,
-        }
-    }
-
-    /// Draws the gradient (high values on top), frame, ticks and legend.
-    pub(crate) fn draw(&self, img: &mut RgbaImage, colormap: Colormap) {
-        let bar = self.bar;
-        // The bar lies inside the checked figure size, so its sides fit in u32.
-        let gradient = colorbar_image(colormap, bar.w as u32, bar.h as u32);
-        image::imageops::replace(img, &gradient, bar.x as i64, bar.y as i64);
-        frame(img, bar, self.line);
-        let tick_line = u64::from(text::line_height(self.tick_px));
-        let mark = Rgba([TEXT_COLOR[0], TEXT_COLOR[1], TEXT_COLOR[2], 255]);
-        let right = bar.x + bar.w + self.line;
-        for tick in &self.ticks {
-            fill_rect(
-                img,
-                Rect {
-                    x: right,
-                    y: tick.y.saturating_sub(self.line / 2),
-                    w: self.tick_len,
-                    h: self.line,
-                },
-                mark,
-            );
-            let y = tick.y as i64 - (tick_line / 2) as i64;
-            text::draw_text(img, &tick.text, self.tick_px, self.text_x() as i64, y);
-        }
-        if let Some(swatch) = self.legend {
-            fill_rect(img, swatch, Rgba(colormap.masked_color()));
-            frame(img, swatch, self.line);
-            let y = (swatch.y + swatch.h / 2) as i64 - (tick_line / 2) as i64;
-            text::draw_text(img, MASKED_LEGEND, self.tick_px, self.text_x() as i64, y);
-        }
-    }
-}
-
 /// Fills `rect` with `color`, clipped to the image.
 pub(crate) fn fill_rect(img: &mut RgbaImage, rect: Rect, color: Rgba<u8>) {
     let (w, h) = (u64::from(img.width()), u64::from(img.height()));
@@ -500,32 +441,6 @@ pub(crate) fn fill_rect(img: &mut RgbaImage, rect: Rect, color: Rgba<u8>) {
         for x in rect.x..(rect.x + rect.w).min(w) {
             img.put_pixel(x as u32, y as u32, color);
         }
-    }
-}
-
-/// A `line`-pixel frame just outside `rect`.
-fn frame(img: &mut RgbaImage, rect: Rect, line: u64) {
-    let outer = Rect {
-        x: rect.x.saturating_sub(line),
-        y: rect.y.saturating_sub(line),
-        w: rect.w + 2 * line,
-        h: rect.h + 2 * line,
-    };
-    for side in [
-        Rect { h: line, ..outer },
-        Rect {
-            y: rect.y + rect.h,
-            h: line,
-            ..outer
-        },
-        Rect { w: line, ..outer },
-        Rect {
-            x: rect.x + rect.w,
-            w: line,
-            ..outer
-        },
-    ] {
-        fill_rect(img, side, FRAME);
     }
 }
 
@@ -631,45 +546,37 @@ impl Layout {
         }
     }
 
-    /// Draws the title, axis titles, labels and colorbar (everything except the cells).
-    fn draw_decorations(&self, img: &mut RgbaImage, opts: &FigureOptions) {
+    /// Adds the title, the axis titles, the labels and the colorbar (everything except the
+    /// cells) to `scene`.
+    fn add_decorations(&self, scene: &mut Scene<'_>, opts: &FigureOptions) {
         if !opts.title.is_empty() {
-            text::draw_text(
-                img,
-                &opts.title,
-                self.title_px,
-                self.title_x as i64,
-                self.title_y as i64,
-            );
+            let w = u64::from(text::text_width(&opts.title, self.title_px));
+            let title = Text::centred(&opts.title, self.title_px, self.title_x, w);
+            scene.label(title.top(self.title_y as f32));
         }
         let (kx, ky) = self.key_title;
-        text::draw_text(img, "key", self.axis_px, kx as i64, ky as i64);
+        let key_w = u64::from(text::text_width("key", self.axis_px));
+        scene.label(Text::centred("key", self.axis_px, kx, key_w).top(ky as f32));
+        // "query" reads upward, centred on the cells' height: its box is `query_w` tall at qy.
         let (qx, qy) = self.query_title;
-        let mask = Mask::render("query", self.axis_px);
-        text::draw_mask(
-            img,
-            &mask,
-            qx as i64,
-            qy as i64,
-            Orientation::Up,
-            TEXT_COLOR,
-        );
-        let half_line = self.label_line as f64 / 2.0;
-        let half_cell = self.cell as f64 / 2.0;
+        let query_w = text::text_width("query", self.axis_px) as f32;
+        let query = Text::new("query", self.axis_px, qx as f32, qy as f32 + query_w / 2.0);
+        scene.label(query.anchor(Anchor::Middle).up());
+        let half_line = self.label_line as f32 / 2.0;
+        let half_cell = self.cell as f32 / 2.0;
+        let right = (self.cells.x - self.label_gap) as f32;
         for label in &self.query_labels {
-            let center = (self.cells.y + label.index as u64 * self.cell) as f64 + half_cell;
-            let x = self.cells.x as i64 - self.label_gap as i64 - label.width as i64;
-            let y = (center - half_line).round() as i64;
-            text::draw_text(img, &label.text, self.label_px, x, y);
+            let center = (self.cells.y + label.index as u64 * self.cell) as f32 + half_cell;
+            let text = Text::new(&label.text, self.label_px, right, center - half_line);
+            scene.label(text.anchor(Anchor::End));
         }
+        // Key labels read upward from just above the cells.
+        let bottom = (self.cells.y - self.label_gap) as f32;
         for label in &self.key_labels {
-            let center = (self.cells.x + label.index as u64 * self.cell) as f64 + half_cell;
-            let mask = Mask::render(&label.text, self.label_px);
-            let x = (center - half_line).round() as i64;
-            let y = self.cells.y as i64 - self.label_gap as i64 - label.width as i64;
-            text::draw_mask(img, &mask, x, y, Orientation::Up, TEXT_COLOR);
+            let center = (self.cells.x + label.index as u64 * self.cell) as f32 + half_cell;
+            scene.label(Text::new(&label.text, self.label_px, center - half_line, bottom).up());
         }
-        self.colorbar.draw(img, opts.colormap);
+        self.colorbar.add_to(scene, opts.colormap);
     }
 }
 
@@ -1074,5 +981,167 @@ mod tests {
         let w = xs.clone().max().unwrap_or(0) - xs.min().unwrap_or(0) + 1;
         let h = ys.clone().max().unwrap_or(0) - ys.min().unwrap_or(0) + 1;
         (w, h)
+    }
+}
+
+/// The SVG figure: the same layout as the PNG's at pixel scale 1.
+#[cfg(test)]
+mod svg_tests {
+    use super::*;
+    use crate::render::heatmap::heatmap_image_masked;
+
+    fn hex(c: [u8; 4]) -> String {
+        format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+    }
+
+    fn causal(n: usize) -> (Array2<f32>, Array2<bool>) {
+        let m = Array2::from_shape_fn(
+            (n, n),
+            |(q, k)| {
+                if k <= q { 1.0 / (q + 1) as f32 } else { 0.0 }
+            },
+        );
+        (m, Array2::from_shape_fn((n, n), |(q, k)| k > q))
+    }
+
+    fn options(n: usize, masked: Option<Array2<bool>>) -> FigureOptions {
+        FigureOptions {
+            title: "layer 0 · head 1 · <demo> & co".to_owned(),
+            query_labels: (0..n).map(|i| format!("q{i}")).collect(),
+            key_labels: (0..n).map(|i| format!("k{i}")).collect(),
+            cell_px: 10,
+            masked,
+            ..FigureOptions::default()
+        }
+    }
+
+    /// The value of attribute `name` in each element `<tag ...>` of `svg`.
+    fn attributes(svg: &str, tag: &str, name: &str) -> Vec<String> {
+        svg.split(&format!("<{tag} "))
+            .skip(1)
+            .filter_map(|element| {
+                let element = &element[..element.find('>').unwrap_or(element.len())];
+                let element = format!(" {element}");
+                let start = element.find(&format!(" {name}=\""))? + name.len() + 3;
+                let rest = element[start..].to_owned();
+                rest.find('"').map(|end| rest[..end].to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_small_map_is_vector_text_and_rects() {
+        let (m, masked) = causal(4);
+        let svg = heatmap_svg(m.view(), &options(4, Some(masked))).unwrap();
+        assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
+        for text in [
+            ">layer 0 · head 1 · &lt;demo&gt; &amp; co</text>",
+            ">query</text>",
+            ">key</text>",
+            ">q3</text>",
+            ">k2</text>",
+            ">masked</text>",
+            ">1.00</text>",
+        ] {
+            assert!(svg.contains(text), "{text} missing");
+        }
+        assert!(!svg.contains("<image"), "4x4 cells are rects");
+        // Rows merge runs of equal colour: the masked cells of rows 0, 1 and 2 (three, two and
+        // one cells) are one rect each, row 3 has none; plus the legend's swatch: 4 grey rects.
+        let grey = hex(Colormap::Viridis.masked_color());
+        let fills = attributes(&svg, "rect", "fill");
+        let greys = fills.iter().filter(|f| **f == grey).count();
+        assert_eq!(greys, 4, "{fills:?}");
+        // The colorbar is a vector gradient, top colour first.
+        assert!(svg.contains("fill=\"url(#colorbar)\""));
+        let stops = attributes(&svg, "stop", "stop-color");
+        assert_eq!(stops.len(), 33);
+        assert_eq!(stops[0], hex(Colormap::Viridis.color(1.0)));
+        assert_eq!(stops[33 - 1], hex(Colormap::Viridis.color(0.0)));
+    }
+
+    #[test]
+    fn a_large_map_embeds_the_png_figures_cells() {
+        let (m, masked) = causal(80);
+        let opts = FigureOptions {
+            cell_px: 3,
+            pixel_scale: 2,
+            ..options(80, Some(masked.clone()))
+        };
+        let svg = heatmap_svg(m.view(), &opts).unwrap();
+        let hrefs = attributes(&svg, "image", "xlink:href");
+        assert_eq!(hrefs.len(), 1);
+        let data = hrefs[0].strip_prefix("data:image/png;base64,").unwrap();
+        let png = image::load_from_memory(&crate::render::svg::tests::unbase64(data))
+            .unwrap()
+            .to_rgba8();
+        // The raster is the PNG figure's cells at 3 × 2 pixels per cell.
+        let expected = heatmap_image_masked(
+            m.view(),
+            Some(masked.view()),
+            opts.colormap,
+            ValueRange::unit(),
+            ValueScale::Linear,
+            6,
+        );
+        assert!(png == expected, "the embedded raster differs");
+        // ... stretched over the logical cells (3 units each) at the PNG layout's place.
+        let layout = Layout::new(
+            80,
+            80,
+            &FigureOptions {
+                pixel_scale: 1,
+                ..opts.clone()
+            },
+        );
+        assert_eq!(attributes(&svg, "image", "width"), [&*(80 * 3).to_string()]);
+        assert_eq!(
+            attributes(&svg, "image", "x"),
+            [&*layout.cells.x.to_string()]
+        );
+        assert_eq!(
+            attributes(&svg, "svg", "width"),
+            [&*layout.width.to_string()]
+        );
+    }
+
+    #[test]
+    fn an_unlabelled_svg_is_just_the_cells() {
+        let (m, _) = causal(3);
+        let opts = FigureOptions {
+            labels: false,
+            ..options(3, None)
+        };
+        let svg = heatmap_svg(m.view(), &opts).unwrap();
+        assert!(!svg.contains("<text"));
+        assert_eq!(attributes(&svg, "svg", "width"), ["30"]);
+        assert!(matches!(
+            heatmap_svg(Array2::<f32>::zeros((0, 0)).view(), &opts),
+            Err(RenderError::Empty)
+        ));
+    }
+
+    #[test]
+    fn vector_cells_have_the_png_cells_colours_non_finite_ones_too() {
+        // NaN at (0, 0) and +∞ at (1, 1): the PNG paints both in the non-finite colour; the
+        // SVG's rectangles are the same colours (before the scene, its writer coloured them as
+        // the colormap's bottom).
+        let m = ndarray::array![[f32::NAN, 1.0], [0.25, f32::INFINITY]];
+        let opts = FigureOptions {
+            cell_px: 4,
+            labels: false,
+            ..FigureOptions::default()
+        };
+        let png = heatmap_figure(m.view(), &opts).unwrap();
+        let svg = heatmap_svg(m.view(), &opts).unwrap();
+        // The background, then one rect per cell (no two neighbours share a colour).
+        let fills = attributes(&svg, "rect", "fill");
+        let cells: Vec<String> = [(0, 0), (1, 0), (0, 1), (1, 1)]
+            .iter()
+            .map(|&(x, y)| hex(png.get_pixel(x * 4, y * 4).0))
+            .collect();
+        assert_eq!(fills[1..], cells[..]);
+        let magenta = hex(Colormap::Viridis.non_finite_color());
+        assert_eq!((&cells[0], &cells[3]), (&magenta, &magenta));
     }
 }

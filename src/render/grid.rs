@@ -14,15 +14,16 @@
 use image::{Rgba, RgbaImage};
 use ndarray::{Array2, ArrayView2};
 
+use super::colorbar::{Colorbar, Tick};
 use super::colormap::Colormap;
 use super::figure::{
-    BAR_GAP, BAR_WIDTH, Colorbar, MIN_BAR_HEIGHT, Rect, TICK_PX, TITLE_GAP, TITLE_PX, Tick,
-    colorbar_ticks, fill_rect,
+    BAR_GAP, BAR_WIDTH, MIN_BAR_HEIGHT, Rect, TICK_PX, TITLE_GAP, TITLE_PX, colorbar_ticks,
 };
 use super::heatmap::{Masked, Normalizer, Target, ValueRange, ValueScale, paint_resampled};
 use super::pool::{max_pool, pool_mask};
+use super::scene::{Area, Raster, RasterKind, Scene, Text};
 use super::text::{self, TEXT_COLOR};
-use super::{RenderError, checked_figure_size};
+use super::{RenderError, checked_figure_size, checked_size};
 
 /// Space between thumbnails, and around them when there are no labels.
 const GAP: u64 = 8;
@@ -41,8 +42,6 @@ const BRACKET_H: u64 = 5;
 /// Largest colorbar height of a grid (a 24-layer grid need not have a bar as tall).
 const MAX_BAR_HEIGHT: u64 = 360;
 
-/// White, the figure background.
-const BACKGROUND: Rgba<u8> = Rgba([255, 255, 255, 255]);
 /// Light grey drawn where a head is missing or its matrix is empty.
 const MISSING: Rgba<u8> = Rgba([0xe4, 0xe4, 0xe4, 255]);
 
@@ -219,46 +218,83 @@ pub fn grid_figure(
 ) -> Result<RgbaImage, RenderError> {
     let (n_layers, n_heads, masked) = grid_shape(maps, opts)?;
     let layout = GridLayout::new(n_layers, n_heads, opts, masked.is_some());
-    let (width, height) = checked_figure_size(layout.width, layout.height)?;
-    let mut img = RgbaImage::from_pixel(width, height, BACKGROUND);
+    checked_figure_size(layout.width, layout.height)?;
+    let raster = u32::try_from(layout.thumb).unwrap_or(u32::MAX);
+    grid_scene(maps, &layout, opts, masked, raster).png(1)
+}
 
+/// Writes the grid of [`grid_figure`] as an SVG document: laid out at pixel scale 1, with vector
+/// title, input text, captions, KV brackets, colorbar and legend, and each thumbnail an embedded
+/// PNG (the very [`thumbnail_image`], at `thumb_px × pixel_scale` pixels). Without labels, only
+/// the thumbnails.
+///
+/// Errors: as [`grid_figure`].
+pub fn grid_svg(maps: &[Vec<ArrayView2<f32>>], opts: &GridOptions) -> Result<String, RenderError> {
+    let (n_layers, n_heads, masked) = grid_shape(maps, opts)?;
+    let logical = GridOptions {
+        pixel_scale: 1,
+        ..opts.clone()
+    };
+    let layout = GridLayout::new(n_layers, n_heads, &logical, masked.is_some());
+    checked_size(layout.width, layout.height)?;
+    let raster = u32::try_from(u64::from(opts.thumb_px.max(1)) * opts.s()).unwrap_or(u32::MAX);
+    grid_scene(maps, &layout, opts, masked, raster).svg()
+}
+
+/// The grid of `maps` laid out by `layout`, each thumbnail painted `raster` pixels a side with
+/// `opts`' colours: the title, the input's start, the KV brackets, each head's caption and
+/// thumbnail (a grey square for a missing or empty head), and the colorbar.
+fn grid_scene<'a>(
+    maps: &[Vec<ArrayView2<'a, f32>>],
+    layout: &GridLayout,
+    opts: &GridOptions,
+    masked: Option<ArrayView2<'a, bool>>,
+    raster: u32,
+) -> Scene<'a> {
+    let mut scene = Scene::new(layout.width as f32, layout.height as f32);
     if let Some((x, y)) = layout.title_pos {
-        text::draw_text(&mut img, &opts.title, layout.title_px, x as i64, y as i64);
+        let w = u64::from(text::text_width(&opts.title, layout.title_px));
+        let title = Text::centred(&opts.title, layout.title_px, x, w);
+        scene.label(title.top(y as f32));
     }
     if let Some((x, y, line)) = &layout.text_line {
-        text::draw_text(&mut img, line, layout.text_px, *x as i64, *y as i64);
+        let w = u64::from(text::text_width(line, layout.text_px));
+        let line = Text::centred(line, layout.text_px, *x, w);
+        scene.label(line.top(*y as f32));
     }
-    layout.draw_brackets(&mut img);
-    let thumb = layout.thumb as usize;
-    let lut = opts.colormap.lut();
+    layout.add_brackets(&mut scene);
+    let thumb = layout.thumb as f32;
     for (layer, layer_maps) in maps.iter().enumerate() {
-        for head in 0..n_heads {
-            // Coordinates lie inside the checked size, so they fit in u32 and usize.
+        for head in 0..layout.column_x.len() {
             let (x, y) = layout.thumb_origin(layer, head);
             if opts.labels {
                 let caption = caption(layer, head);
-                let caption_w = u64::from(text::text_width(&caption, layout.caption_px));
-                let cx = x + layout.thumb / 2;
-                let cap_x = cx as i64 - (caption_w / 2) as i64;
-                let cap_y = (y - layout.caption_h) as i64;
-                text::draw_text(&mut img, &caption, layout.caption_px, cap_x, cap_y);
+                let w = u64::from(text::text_width(&caption, layout.caption_px));
+                let left = (x + layout.thumb / 2).saturating_sub(w / 2);
+                let caption = Text::centred(caption, layout.caption_px, left, w);
+                scene.label(caption.top((y - layout.caption_h) as f32));
             }
+            let area = Area::new(x as f32, y as f32, thumb, thumb);
             match layer_maps.get(head) {
-                Some(m) if !m.is_empty() => {
-                    let range = opts.head_range(*m);
-                    let target = Target::new(&mut img, x as usize, y as usize);
-                    let norm = Normalizer::new(range, opts.scale);
-                    let head_mask = masked.filter(|mask| mask.dim() == m.dim());
-                    paint_thumbnail(target, *m, head_mask, thumb, opts.colormap, lut, &norm);
-                }
-                _ => fill(&mut img, x, y, layout.thumb, MISSING),
+                Some(m) if !m.is_empty() => scene.image(
+                    area,
+                    Raster {
+                        m: *m,
+                        masked: masked.filter(|mask| mask.dim() == m.dim()),
+                        colormap: opts.colormap,
+                        range: opts.head_range(*m),
+                        scale: opts.scale,
+                        kind: RasterKind::Thumbnail { side: raster },
+                    },
+                ),
+                _ => scene.fill(area, MISSING.0),
             }
         }
     }
     if let Some(bar) = &layout.colorbar {
-        bar.draw(&mut img, opts.colormap);
+        bar.add_to(&mut scene, opts.colormap);
     }
-    Ok(img)
+    scene
 }
 
 /// One grid thumbnail on its own: `m` max-pooled to at most `side` cells per side, coloured with
@@ -290,7 +326,7 @@ pub fn thumbnail_image(
 
 /// Paints the `side` x `side` thumbnail of the non-empty `m` at `target`: max-pooled to at most
 /// `side` cells per side, then each pooled cell repeated (nearest neighbour) to fill the square.
-fn paint_thumbnail(
+pub(crate) fn paint_thumbnail(
     target: Target<'_>,
     m: ArrayView2<f32>,
     masked: Option<ArrayView2<bool>>,
@@ -352,20 +388,6 @@ fn nearest_indices(n: usize, out: usize) -> Vec<usize> {
         .map(|i| (((2 * i + 1) * n64) / (2 * out64)) as usize)
         .map(|i| i.min(n.saturating_sub(1)))
         .collect()
-}
-
-/// Fills a `side` x `side` square at `(x, y)` with `color`.
-fn fill(img: &mut RgbaImage, x: u64, y: u64, side: u64, color: Rgba<u8>) {
-    fill_rect(
-        img,
-        Rect {
-            x,
-            y,
-            w: side,
-            h: side,
-        },
-        color,
-    );
 }
 
 /// A KV bracket: the group's label and the span of its thumbnails.
@@ -573,44 +595,32 @@ impl GridLayout {
         (x, y)
     }
 
-    /// Draws each KV group's label over a bracket spanning its columns.
-    fn draw_brackets(&self, img: &mut RgbaImage) {
-        let ink = Rgba([TEXT_COLOR[0], TEXT_COLOR[1], TEXT_COLOR[2], 255]);
+    /// Adds each KV group's label over a bracket spanning its columns.
+    fn add_brackets(&self, scene: &mut Scene<'_>) {
+        let ink = [TEXT_COLOR[0], TEXT_COLOR[1], TEXT_COLOR[2], 255];
         let label_h = u64::from(text::line_height(self.caption_px));
         let s = self.line;
         let bar_y = self.bracket_top + label_h + 2 * s;
         for b in &self.brackets {
             let w = u64::from(text::text_width(&b.label, self.caption_px));
-            let cx = (b.left + b.right) / 2;
-            text::draw_text(
-                img,
-                &b.label,
-                self.caption_px,
-                cx.saturating_sub(w / 2) as i64,
-                self.bracket_top as i64,
-            );
-            let width = b.right - b.left;
-            fill_rect(
-                img,
-                Rect {
-                    x: b.left,
-                    y: bar_y,
-                    w: width,
-                    h: s,
-                },
-                ink,
-            );
+            let left = ((b.left + b.right) / 2).saturating_sub(w / 2);
+            let label = Text::centred(&b.label, self.caption_px, left, w);
+            scene.label(label.top(self.bracket_top as f32));
+            let stroke = Rect {
+                x: b.left,
+                y: bar_y,
+                w: b.right - b.left,
+                h: s,
+            };
+            scene.fill(Area::of(stroke), ink);
             for x in [b.left, b.right.saturating_sub(s)] {
-                fill_rect(
-                    img,
-                    Rect {
-                        x,
-                        y: bar_y,
-                        w: s,
-                        h: BRACKET_H * s,
-                    },
-                    ink,
-                );
+                let end = Rect {
+                    x,
+                    y: bar_y,
+                    w: s,
+                    h: BRACKET_H * s,
+                };
+                scene.fill(Area::of(end), ink);
             }
         }
     }

@@ -8,9 +8,10 @@
 //! * [`grid`] — one thumbnail per (layer, head);
 //! * [`pool`] — max-pooling, so maps larger than their pixels keep their peaks;
 //! * [`png`] — fast PNG encoding and atomic file writes;
-//! * [`svg`] — the same figures as SVG: vector text and colorbar, cells as rectangles or an
-//!   embedded PNG;
-//! * [`teach`] — the walkthrough's step figures and the mistake comparisons (PNG and SVG).
+//! * `scene` — every figure above (and [`saliency`]'s, and [`teach`]'s) is laid out once as a
+//!   scene of rectangles, frames, lines, texts, gradients and images, then drawn into pixels or
+//!   written as SVG ([`svg`]: vector text and colorbar, cells as rectangles or an embedded PNG);
+//! * [`teach`] — the walkthrough's step figures and the mistake comparisons.
 //!
 //! Sizes are computed in `u64` and checked against [`MAX_SIDE`] before any
 //! buffer is allocated, so absurd cell sizes produce [`RenderError::TooLarge`]
@@ -25,7 +26,8 @@ pub mod png;
 pub mod pool;
 pub mod saliency;
 pub use saliency::{ScoreColouring, text_on as saliency_text_on};
-pub mod svg;
+mod scene;
+pub use scene::svg;
 pub mod teach;
 mod text;
 pub mod view;
@@ -35,16 +37,16 @@ use std::path::PathBuf;
 pub use colormap::Colormap;
 pub use figure::{
     ColorbarTick, FigureOptions, FittedFigure, colorbar_image, colorbar_ticks, figure_cells_rect,
-    figure_size, fit_cell_px, fitted_figure, format_significant, heatmap_figure,
+    figure_size, fit_cell_px, fitted_figure, format_significant, heatmap_figure, heatmap_svg,
 };
-pub use grid::{GridOptions, grid_figure, grid_thumb_rect, thumbnail_image};
+pub use grid::{GridOptions, grid_figure, grid_svg, grid_thumb_rect, thumbnail_image};
 pub use heatmap::{
     LOG_FLOOR_RATIO, ValueRange, ValueScale, heatmap_image, heatmap_image_masked, log_floor,
     normalize, try_heatmap_image,
 };
 pub use png::{encode_png, write_png};
 pub use pool::{heatmap_pyramid, max_pool, pool_block, pool_mask};
-pub use svg::{heatmap_svg, write_svg};
+pub use svg::write_svg;
 pub use text::{CoverageBitmap, embedded_font, fallback_fonts, rasterize_line};
 pub use view::{
     ExportStyle, FigureContext, RangeMode, RenderStyle, grid_view_figure, grid_view_svg,

@@ -1,17 +1,17 @@
 //! The saliency figure: the tokens with backgrounds coloured by their scores, a colour legend
-//! and a bar chart of the scores, titled with the model, method and target. The PNG
-//! ([`saliency_figure`]) and SVG ([`saliency_svg`]) share one layout. With `--generate` the
+//! and a bar chart of the scores, titled with the model, method and target. It is laid out once
+//! as a scene, drawn into pixels ([`saliency_figure`]) or written as SVG ([`saliency_svg`]). With `--generate` the
 //! figure is instead the (generated × prompt + generated) matrix ([`generated_matrix`]), drawn by
 //! the heatmap figure with the cells after each generated token shown as masked.
 
 use super::colormap::Colormap;
-use super::figure::{BACKGROUND, FRAME, Rect, fill_rect, truncate_label};
-use super::svg::escape;
-use super::text::{self, Orientation, TEXT_COLOR};
-use super::{FigureOptions, RenderError, ValueRange, checked_figure_size};
+use super::figure::{FRAME, Rect, truncate_label};
+use super::scene::{Anchor, Area, Scene, Text, Toward};
+use super::text::{self, TEXT_COLOR};
+use super::{FigureOptions, RenderError, ValueRange};
 use crate::analysis::attribution::Attribution;
 use crate::grad::{ResolvedTarget, TargetKind};
-use image::{Rgba, RgbaImage};
+use image::RgbaImage;
 use ndarray::Array2;
 use std::fmt::Write as _;
 
@@ -327,129 +327,82 @@ impl Layout {
     }
 }
 
-fn draw_text_color(img: &mut RgbaImage, content: &str, px: f32, x: u64, y: u64, color: [u8; 3]) {
-    let mask = text::Mask::render(content, px);
-    text::draw_mask(
-        img,
-        &mask,
-        x as i64,
-        y as i64,
-        Orientation::Horizontal,
-        color,
-    );
-}
-
 /// Draws the saliency figure of `a` (per-token or per-word scores).
 ///
 /// Errors: [`RenderError::Empty`] without scores, [`RenderError::TooLarge`] beyond the size
 /// limits (checked before allocating).
 pub fn saliency_figure(a: &Attribution, opts: &SaliencyOptions) -> Result<RgbaImage, RenderError> {
+    let (l, colouring) = checked_layout(a, opts)?;
+    saliency_scene(&l, &colouring, opts).png(1)
+}
+
+/// The saliency figure of `a` as SVG: the same layout as [`saliency_figure`], with vector text
+/// and rectangles.
+pub fn saliency_svg(a: &Attribution, opts: &SaliencyOptions) -> Result<String, RenderError> {
+    let (l, colouring) = checked_layout(a, opts)?;
+    saliency_scene(&l, &colouring, opts).svg()
+}
+
+/// The colouring and layout of `a`'s figure. Errors: no scores.
+fn checked_layout(
+    a: &Attribution,
+    opts: &SaliencyOptions,
+) -> Result<(Layout, ScoreColouring), RenderError> {
     if a.scores.is_empty() {
         return Err(RenderError::Empty);
     }
     let colouring = ScoreColouring::new(&a.scores, a.method.is_signed(), opts.colormap);
-    let l = Layout::new(a, opts, &colouring);
-    let (w, h) = checked_figure_size(l.width, l.height)?;
-    let mut img = RgbaImage::from_pixel(w, h, BACKGROUND);
-    draw_text_color(
-        &mut img,
-        &opts.title,
-        l.px,
-        l.label_x,
-        l.title_y,
-        TEXT_COLOR,
-    );
+    Ok((Layout::new(a, opts, &colouring), colouring))
+}
+
+/// The figure laid out by `l`: the title, the colour legend with its ends, each token's chip
+/// (the target framed) and its bar (label, bar, value), and the zero line over the bars.
+fn saliency_scene(
+    l: &Layout,
+    colouring: &ScoreColouring,
+    opts: &SaliencyOptions,
+) -> Scene<'static> {
+    let mut scene = Scene::new(l.width as f32, l.height as f32);
+    let at = |content: &str, px: f32, x: u64, y: u64| Text::new(content, px, x as f32, y as f32);
+    scene.label(at(&opts.title, l.px, l.label_x, l.title_y));
     // Legend: the colormap from lo to hi, with its ends written below.
-    for dx in 0..l.legend.w {
-        let t = dx as f32 / (l.legend.w.max(2) - 1) as f32;
-        let c = colouring.colormap.color(t);
-        fill_rect(
-            &mut img,
-            Rect {
-                x: l.legend.x + dx,
-                y: l.legend.y,
-                w: 1,
-                h: l.legend.h,
-            },
-            Rgba(c),
-        );
-    }
-    let (lo, hi) = Layout::legend_labels(&colouring);
-    draw_text_color(
-        &mut img,
-        &lo,
-        l.small_px,
-        l.legend.x,
-        l.legend_text_y,
-        TEXT_COLOR,
+    scene.gradient(
+        Area::of(l.legend),
+        colouring.colormap,
+        Toward::Right,
+        "legend",
     );
-    let hi_w = u64::from(text::text_width(&hi, l.small_px));
-    draw_text_color(
-        &mut img,
-        &hi,
-        l.small_px,
-        (l.legend.x + l.legend.w).saturating_sub(hi_w),
-        l.legend_text_y,
-        TEXT_COLOR,
-    );
-    let pad = (l.chip_pad()).max(1);
+    let (lo, hi) = Layout::legend_labels(colouring);
+    scene.label(at(&lo, l.small_px, l.legend.x, l.legend_text_y));
+    let right = l.legend.x + l.legend.w;
+    scene.label(at(&hi, l.small_px, right, l.legend_text_y).anchor(Anchor::End));
+    let pad = l.chip_pad();
     for (i, item) in l.items.iter().enumerate() {
         let bg = colouring.color(item.value);
+        let chip = Area::of(item.chip);
         if l.target == Some(i) {
-            let f = 2 * l.line;
-            fill_rect(
-                &mut img,
-                Rect {
-                    x: item.chip.x.saturating_sub(f),
-                    y: item.chip.y.saturating_sub(f),
-                    w: item.chip.w + 2 * f,
-                    h: item.chip.h + 2 * f,
-                },
-                Rgba([0, 0, 0, 255]),
-            );
+            scene.frame(chip, (2 * l.line) as f32, [0, 0, 0, 255]);
         }
-        fill_rect(&mut img, item.chip, Rgba(bg));
-        draw_text_color(
-            &mut img,
-            &item.label,
-            l.px,
-            item.chip.x + pad,
-            item.chip.y + pad,
-            text_on(bg),
-        );
+        scene.fill(chip, bg);
+        let on_chip = at(&item.label, l.px, item.chip.x + pad, item.chip.y + pad);
+        scene.label(on_chip.color(text_on(bg)));
         // The bar chart: label, bar, value.
-        draw_text_color(
-            &mut img,
-            &item.label,
-            l.small_px,
-            l.label_x,
-            item.bar_row,
-            TEXT_COLOR,
-        );
-        fill_rect(&mut img, l.bar(item, &colouring), Rgba(bg));
-        draw_text_color(
-            &mut img,
-            &super::format_significant(f64::from(item.value)),
-            l.small_px,
-            l.value_x,
-            item.bar_row,
-            TEXT_COLOR,
-        );
+        scene.label(at(&item.label, l.small_px, l.label_x, item.bar_row));
+        scene.fill(Area::of(l.bar(item, colouring)), bg);
+        let value = super::format_significant(f64::from(item.value));
+        scene.label(at(&value, l.small_px, l.value_x, item.bar_row));
     }
     // The zero line over the bars.
     if let (Some(first), Some(last)) = (l.items.first(), l.items.last()) {
-        fill_rect(
-            &mut img,
-            Rect {
-                x: l.zero_x,
-                y: first.bar_row,
-                w: l.line,
-                h: last.bar_row + l.row_h - first.bar_row,
-            },
-            FRAME,
-        );
+        let zero = Rect {
+            x: l.zero_x,
+            y: first.bar_row,
+            w: l.line,
+            h: last.bar_row + l.row_h - first.bar_row,
+        };
+        scene.fill(Area::of(zero), FRAME.0);
     }
-    Ok(img)
+    scene
 }
 
 impl Layout {
@@ -458,155 +411,6 @@ impl Layout {
             (i.chip.h - u64::from(text::line_height(self.px))) / 2
         })
     }
-}
-
-fn hex(c: [u8; 4]) -> String {
-    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
-}
-
-/// One SVG text line whose top is at `top`.
-fn svg_text(out: &mut String, content: &str, px: f32, x: u64, top: u64, color: [u8; 3]) {
-    let (size, ascent) = text::svg_metrics(px);
-    let _ = writeln!(
-        out,
-        "<text x=\"{x}\" y=\"{:.1}\" font-family=\"DejaVu Sans, sans-serif\" font-size=\"{size:.2}\" \
-         fill=\"{}\">{}</text>",
-        top as f32 + ascent,
-        hex([color[0], color[1], color[2], 255]),
-        escape(content)
-    );
-}
-
-fn svg_rect(out: &mut String, r: Rect, fill: [u8; 4]) {
-    let _ = writeln!(
-        out,
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>",
-        r.x,
-        r.y,
-        r.w,
-        r.h,
-        hex(fill)
-    );
-}
-
-/// The saliency figure of `a` as SVG: the same layout as [`saliency_figure`], with vector text
-/// and rectangles.
-pub fn saliency_svg(a: &Attribution, opts: &SaliencyOptions) -> Result<String, RenderError> {
-    if a.scores.is_empty() {
-        return Err(RenderError::Empty);
-    }
-    let colouring = ScoreColouring::new(&a.scores, a.method.is_signed(), opts.colormap);
-    let l = Layout::new(a, opts, &colouring);
-    checked_figure_size(l.width, l.height)?;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
-         version=\"1.1\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"#ffffff\"/>",
-        w = l.width,
-        h = l.height
-    );
-    svg_text(
-        &mut out,
-        &opts.title,
-        l.px,
-        l.label_x,
-        l.title_y,
-        TEXT_COLOR,
-    );
-    let _ = writeln!(
-        out,
-        "<defs><linearGradient id=\"legend\" x1=\"0\" x2=\"1\" y1=\"0\" y2=\"0\">"
-    );
-    for k in 0..=8 {
-        let t = k as f32 / 8.0;
-        let _ = writeln!(
-            out,
-            "<stop offset=\"{t}\" stop-color=\"{}\"/>",
-            hex(colouring.colormap.color(t))
-        );
-    }
-    let _ = writeln!(out, "</linearGradient></defs>");
-    let _ = writeln!(
-        out,
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"url(#legend)\"/>",
-        l.legend.x, l.legend.y, l.legend.w, l.legend.h
-    );
-    let (lo, hi) = Layout::legend_labels(&colouring);
-    svg_text(
-        &mut out,
-        &lo,
-        l.small_px,
-        l.legend.x,
-        l.legend_text_y,
-        TEXT_COLOR,
-    );
-    let hi_w = u64::from(text::text_width(&hi, l.small_px));
-    svg_text(
-        &mut out,
-        &hi,
-        l.small_px,
-        (l.legend.x + l.legend.w).saturating_sub(hi_w),
-        l.legend_text_y,
-        TEXT_COLOR,
-    );
-    let pad = l.chip_pad();
-    for (i, item) in l.items.iter().enumerate() {
-        let bg = colouring.color(item.value);
-        if l.target == Some(i) {
-            let _ = writeln!(
-                out,
-                "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#000000\" \
-                 stroke-width=\"{}\"/>",
-                item.chip.x.saturating_sub(l.line),
-                item.chip.y.saturating_sub(l.line),
-                item.chip.w + 2 * l.line,
-                item.chip.h + 2 * l.line,
-                2 * l.line
-            );
-        }
-        svg_rect(&mut out, item.chip, bg);
-        svg_text(
-            &mut out,
-            &item.label,
-            l.px,
-            item.chip.x + pad,
-            item.chip.y + pad,
-            text_on(bg),
-        );
-        svg_text(
-            &mut out,
-            &item.label,
-            l.small_px,
-            l.label_x,
-            item.bar_row,
-            TEXT_COLOR,
-        );
-        svg_rect(&mut out, l.bar(item, &colouring), bg);
-        svg_text(
-            &mut out,
-            &super::format_significant(f64::from(item.value)),
-            l.small_px,
-            l.value_x,
-            item.bar_row,
-            TEXT_COLOR,
-        );
-    }
-    if let (Some(first), Some(last)) = (l.items.first(), l.items.last()) {
-        svg_rect(
-            &mut out,
-            Rect {
-                x: l.zero_x,
-                y: first.bar_row,
-                w: l.line,
-                h: last.bar_row + l.row_h - first.bar_row,
-            },
-            FRAME.0,
-        );
-    }
-    out.push_str("</svg>\n");
-    Ok(out)
 }
 
 /// With `--generate`: the [K][N+K] scores as a matrix (NaN where a token does not precede the
@@ -652,6 +456,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::analysis::attribution::{Method, test_attribution};
+
+    fn hex(c: [u8; 4]) -> String {
+        format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+    }
 
     fn attribution(method: Method, scores: Vec<f32>) -> Attribution {
         test_attribution(method, &["a", "b", "c"], scores)

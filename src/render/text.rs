@@ -251,6 +251,7 @@ pub(crate) fn draw_mask(
 }
 
 /// Renders `text` and draws it horizontally with its top-left corner at `(x, y)`.
+#[cfg(test)]
 pub(crate) fn draw_text(img: &mut RgbaImage, text: &str, px: f32, x: i64, y: i64) {
     let mask = Mask::render(text, px);
     draw_mask(img, &mask, x, y, Orientation::Horizontal, TEXT_COLOR);

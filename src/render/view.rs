@@ -303,7 +303,7 @@ pub fn view_svg(
     style: &RenderStyle,
 ) -> Result<String, String> {
     let (matrix, opts) = view_figure_options(maps, ctx, spec, style)?;
-    super::svg::heatmap_svg(matrix.view(), &opts).map_err(|e| e.to_string())
+    super::heatmap_svg(matrix.view(), &opts).map_err(|e| e.to_string())
 }
 
 /// Calls `draw` with every head of `maps` as views, layer by layer.
@@ -363,14 +363,14 @@ pub fn grid_view_figure(
 }
 
 /// The grid of [`grid_view_figure`] as an SVG document (see
-/// [`grid_svg`](super::svg::grid_svg)).
+/// [`grid_svg`](super::grid_svg)).
 pub fn grid_view_svg(
     maps: &AttentionMaps,
     ctx: &FigureContext,
     style: &RenderStyle,
 ) -> Result<String, String> {
     let opts = grid_view_options(maps, ctx, style);
-    with_head_views(maps, |views| super::svg::grid_svg(views, &opts)).map_err(|e| e.to_string())
+    with_head_views(maps, |views| super::grid_svg(views, &opts)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

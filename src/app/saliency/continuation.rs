@@ -9,9 +9,10 @@
 use super::api::{Attribution, Method};
 use super::view::SaliencyExport;
 use crate::app::AttnApp;
+use crate::app::texture::upload;
 use crate::app::view::{DialogPurpose, Request, ViewCx};
 use crate::render::{self, saliency};
-use egui::{Sense, TextureHandle, TextureOptions, vec2};
+use egui::{Sense, TextureHandle, vec2};
 use image::RgbaImage;
 use std::sync::Arc;
 
@@ -92,12 +93,7 @@ impl ContinuationView {
                 ui.label("no tokens were generated");
                 return;
             };
-            let image = &fig.image;
-            let size = [image.width() as usize, image.height() as usize];
-            let color = egui::ColorImage::from_rgba_unmultiplied(size, image.as_raw());
-            let texture =
-                ui.ctx()
-                    .load_texture("saliency-continuation", color, TextureOptions::NEAREST);
+            let texture = upload(ui.ctx(), "saliency-continuation", &fig.image);
             self.shown = Some((key, fig, texture));
         }
         let Some((_, fig, texture)) = &self.shown else {

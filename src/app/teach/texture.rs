@@ -1,7 +1,8 @@
 //! Textures made from `render`'s images, uploaded once per key (the one pixel path: the app
 //! draws render's pixels, NEAREST-filtered, and never makes its own).
 
-use egui::{TextureHandle, TextureOptions};
+use crate::app::texture::upload;
+use egui::TextureHandle;
 use image::RgbaImage;
 
 /// One uploaded image and the key it was made for.
@@ -68,11 +69,4 @@ impl<K: PartialEq> KeyedTexture<K> {
         // painted at the top left of it, so outlines use the image's own size.
         Some(egui::Rect::from_min_size(response.rect.min, shown))
     }
-}
-
-/// Uploads `img` as a NEAREST-filtered texture named `name`.
-pub fn upload(ctx: &egui::Context, name: &str, img: &RgbaImage) -> TextureHandle {
-    let size = [img.width() as usize, img.height() as usize];
-    let color = egui::ColorImage::from_rgba_unmultiplied(size, img.as_raw());
-    ctx.load_texture(name, color, TextureOptions::NEAREST)
 }

@@ -1,10 +1,10 @@
 //! Where each walkthrough step's and each comparison's numbers, labels and colours go.
 
-use super::scene::{Align, Scene};
 use super::*;
 use crate::analysis::explain::{Explanation, WalkStep};
 use crate::render::colormap::Colormap;
 use crate::render::heatmap::{ValueRange, ValueScale, normalize};
+use crate::render::scene::{Anchor, Scene};
 
 pub(super) const MARGIN: f32 = 16.0;
 pub(super) const TITLE_PX: f32 = 20.0;
@@ -53,7 +53,7 @@ pub(super) fn label(labels: &[String], i: usize) -> String {
 
 /// A labelled row of cells for a vector (q or an output), colours on the diverging map.
 pub(super) fn vector_row(
-    scene: &mut Scene,
+    scene: &mut Scene<'static>,
     name: &str,
     v: &[f32],
     x: f32,
@@ -62,7 +62,7 @@ pub(super) fn vector_row(
 ) -> f32 {
     let shown = v.len().min(MAX_DIMS_SHOWN);
     let bound = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-    scene.text(name, BODY_PX, x - 8.0, y + 3.0, Align::End);
+    scene.text(name, BODY_PX, x - 8.0, y + 3.0, Anchor::End);
     for (i, &value) in v.iter().take(shown).enumerate() {
         scene.rect(
             x + i as f32 * cell,
@@ -81,14 +81,14 @@ pub(super) fn vector_row(
         SMALL_PX,
         x + shown as f32 * cell + 8.0,
         y + 4.0,
-        Align::Start,
+        Anchor::Start,
     );
     y + ROW + 4.0
 }
 
 /// A matrix [rows][dims] as labelled rows of cells, each row scaled by `row_factor` (1 for K).
 pub(super) fn matrix_rows(
-    scene: &mut Scene,
+    scene: &mut Scene<'static>,
     rows: &[Vec<f32>],
     labels: &[String],
     row_factor: Option<&[f32]>,
@@ -107,7 +107,7 @@ pub(super) fn matrix_rows(
     }
     let mut y = y;
     for r in 0..shown_rows {
-        scene.text(label(labels, r), SMALL_PX, x - 8.0, y + 2.0, Align::End);
+        scene.text(label(labels, r), SMALL_PX, x - 8.0, y + 2.0, Anchor::End);
         for c in 0..dims {
             scene.rect(
                 x + c as f32 * cell,
@@ -123,7 +123,7 @@ pub(super) fn matrix_rows(
                 SMALL_PX,
                 x + dims as f32 * cell + 8.0,
                 y + 1.0,
-                Align::Start,
+                Anchor::Start,
             );
         }
         y += ROW - 4.0;
@@ -134,7 +134,7 @@ pub(super) fn matrix_rows(
             SMALL_PX,
             x,
             y,
-            Align::Start,
+            Anchor::Start,
         );
         y += ROW;
     }
@@ -146,7 +146,7 @@ pub(super) fn matrix_rows(
         SMALL_PX,
         x,
         y + 2.0,
-        Align::Start,
+        Anchor::Start,
     );
     y + ROW
 }
@@ -154,7 +154,7 @@ pub(super) fn matrix_rows(
 /// One horizontal bar per key, from a zero line; `None` values are masked (shown as −∞).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn bars(
-    scene: &mut Scene,
+    scene: &mut Scene<'static>,
     values: &[Option<f32>],
     labels: &[String],
     query: usize,
@@ -183,7 +183,7 @@ pub(super) fn bars(
         } else {
             name
         };
-        scene.text(name, SMALL_PX, x - 8.0, y + 2.0, Align::End);
+        scene.text(name, SMALL_PX, x - 8.0, y + 2.0, Anchor::End);
         match v {
             Some(v) => {
                 let len = (v.abs() / bound * span).max(1.0);
@@ -202,7 +202,7 @@ pub(super) fn bars(
                     SMALL_PX,
                     x + 2.0 * HALF + 12.0,
                     y + 1.0,
-                    Align::Start,
+                    Anchor::Start,
                 );
             }
             None => {
@@ -212,7 +212,7 @@ pub(super) fn bars(
                     SMALL_PX,
                     x + 2.0 * HALF + 12.0,
                     y + 1.0,
-                    Align::Start,
+                    Anchor::Start,
                 );
             }
         }
@@ -231,7 +231,7 @@ pub(super) fn bars(
             SMALL_PX,
             x,
             y,
-            Align::Start,
+            Anchor::Start,
         );
         y += ROW;
     }
@@ -244,10 +244,10 @@ pub(super) fn step_scene(
     step: WalkStep,
     labels: &[String],
     style: &TeachStyle,
-) -> Scene {
+) -> Scene<'static> {
     let mut scene = Scene::default();
     let x0 = MARGIN;
-    scene.text(step.title(), TITLE_PX, x0, MARGIN, Align::Start);
+    scene.text(step.title(), TITLE_PX, x0, MARGIN, Anchor::Start);
     let context = format!(
         "layer {} · head {}{} · query {} \"{}\" · d_head {}",
         e.layer,
@@ -261,7 +261,7 @@ pub(super) fn step_scene(
         label(labels, e.query),
         e.d_head
     );
-    scene.text(context, BODY_PX, x0, MARGIN + 28.0, Align::Start);
+    scene.text(context, BODY_PX, x0, MARGIN + 28.0, Anchor::Start);
     let mut y = MARGIN + 56.0;
     let x = x0 + 130.0;
     let cell = (560.0 / e.d_head.clamp(1, MAX_DIMS_SHOWN) as f32).clamp(4.0, 18.0);
@@ -273,11 +273,11 @@ pub(super) fn step_scene(
         }
         WalkStep::Keys => {
             y = vector_row(&mut scene, "q", &e.q, x, y, cell) + 8.0;
-            scene.text("K (one key per token)", BODY_PX, x, y, Align::Start);
+            scene.text("K (one key per token)", BODY_PX, x, y, Anchor::Start);
             y = matrix_rows(&mut scene, &e.keys, labels, None, x, y + 22.0, cell);
         }
         WalkStep::Scores => {
-            scene.text("q·k_j", BODY_PX, x, y, Align::Start);
+            scene.text("q·k_j", BODY_PX, x, y, Anchor::Start);
             y = bars(
                 &mut scene,
                 &opt(&e.scores),
@@ -295,7 +295,7 @@ pub(super) fn step_scene(
                 Some(_) => format!("q·k_j × {} + ALiBi bias", fmt_value(f64::from(e.scale))),
                 None => format!("q·k_j × {}", fmt_value(f64::from(e.scale))),
             };
-            scene.text(what, BODY_PX, x, y, Align::Start);
+            scene.text(what, BODY_PX, x, y, Anchor::Start);
             y = bars(
                 &mut scene,
                 &opt(&e.scaled),
@@ -309,7 +309,7 @@ pub(super) fn step_scene(
             );
         }
         WalkStep::Mask => {
-            scene.text("scaled scores after the mask", BODY_PX, x, y, Align::Start);
+            scene.text("scaled scores after the mask", BODY_PX, x, y, Anchor::Start);
             y = bars(
                 &mut scene,
                 &e.masked,
@@ -328,7 +328,7 @@ pub(super) fn step_scene(
                 BODY_PX,
                 x,
                 y,
-                Align::Start,
+                Anchor::Start,
             );
             let colormap = style.colormap;
             let fill = move |v: f32| colormap.color(v);
@@ -355,7 +355,7 @@ pub(super) fn step_scene(
                     BODY_PX,
                     x,
                     y,
-                    Align::Start,
+                    Anchor::Start,
                 );
                 y += ROW;
             }
@@ -366,7 +366,7 @@ pub(super) fn step_scene(
                 BODY_PX,
                 x,
                 y,
-                Align::Start,
+                Anchor::Start,
             );
             y = matrix_rows(
                 &mut scene,
@@ -385,18 +385,25 @@ pub(super) fn step_scene(
                 SMALL_PX,
                 x,
                 y,
-                Align::Start,
+                Anchor::Start,
             );
             y += ROW;
         }
     }
     let explanation = step.explanation(e);
     scene.paragraph(&explanation, BODY_PX, x0, y + 12.0, TEXT_WIDTH);
+    with_margin(scene)
+}
+
+/// `scene` with the margin right of and below what it holds (the layout starts at the margin).
+fn with_margin(mut scene: Scene<'static>) -> Scene<'static> {
+    scene.width += MARGIN;
+    scene.height += MARGIN;
     scene
 }
 
 pub(super) fn panel(
-    scene: &mut Scene,
+    scene: &mut Scene<'static>,
     p: &ComparisonPanel,
     labels: &[String],
     x: f32,
@@ -416,13 +423,13 @@ pub(super) fn panel(
         min: 0.0,
         max: if max > 0.0 { max } else { 1.0 },
     };
-    scene.text(&p.title, BODY_PX, x, y, Align::Start);
+    scene.text(&p.title, BODY_PX, x, y, Anchor::Start);
     scene.text(
         format!("colour 0 … {}", fmt_value(f64::from(range.max))),
         SMALL_PX,
         x,
         y + 20.0,
-        Align::Start,
+        Anchor::Start,
     );
     let top = y + 40.0;
     let pooled_labels = rows == p.map.nrows();
@@ -454,7 +461,7 @@ pub(super) fn panel(
                 SMALL_PX.min(cell - 1.0),
                 left - 4.0,
                 top + r as f32 * cell,
-                Align::End,
+                Anchor::End,
             );
         }
     }
@@ -467,14 +474,14 @@ pub(super) fn panel(
             12.0,
             style.colormap.masked_color(),
         );
-        scene.text("masked", SMALL_PX, left + 18.0, bottom + 6.0, Align::Start);
+        scene.text("masked", SMALL_PX, left + 18.0, bottom + 6.0, Anchor::Start);
     }
     bottom + 24.0
 }
 
-pub(super) fn comparison_scene(c: &Comparison, style: &TeachStyle) -> Scene {
+pub(super) fn comparison_scene(c: &Comparison, style: &TeachStyle) -> Scene<'static> {
     let mut scene = Scene::default();
-    scene.text(&c.title, TITLE_PX, MARGIN, MARGIN, Align::Start);
+    scene.text(&c.title, TITLE_PX, MARGIN, MARGIN, Anchor::Start);
     let y = MARGIN + 36.0;
     let left = panel(&mut scene, &c.correct, &c.labels, MARGIN, y, style);
     let right = panel(&mut scene, &c.mistaken, &c.labels, MARGIN + 440.0, y, style);
@@ -483,5 +490,5 @@ pub(super) fn comparison_scene(c: &Comparison, style: &TeachStyle) -> Scene {
     scene.paragraph(&c.summary, BODY_PX, MARGIN, y + 4.0, TEXT_WIDTH);
     // A thin accent under the title marks the figure as a comparison on slides.
     scene.rect(MARGIN, MARGIN + 26.0, 60.0, 3.0, HIGHLIGHT);
-    scene
+    with_margin(scene)
 }

@@ -38,7 +38,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::render::figure::{Layout, fitted_figure};
-    use crate::render::svg::heatmap_svg;
+    use crate::render::heatmap_svg;
 
     fn labels() -> Vec<String> {
         ["the", "cat", "sat", "on", "mat"]

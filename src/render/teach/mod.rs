@@ -1,9 +1,9 @@
 //! Teaching figures (issue 11): the walkthrough's steps as labelled small matrices and bars, and
 //! a mistake side by side with the correct version, as PNG and SVG for slides.
 //!
-//! Each figure is laid out once as a list of rectangles and text lines (a `Scene`), then drawn
-//! into an [`RgbaImage`] with the module's fill and text primitives, or written as SVG with the
-//! same coordinates, so the two outputs agree. Values colour through [`Colormap`]s: vectors
+//! Each figure is laid out once as a scene of rectangles and text lines (`render::scene`), in
+//! units drawn at the pixel scale into an [`RgbaImage`] or written as SVG with the same
+//! coordinates, so the two outputs agree. Values colour through [`Colormap`]s: vectors
 //! and matrices that can be negative (q, K, V, outputs) through the diverging map around 0,
 //! attention maps through the chosen colormap. Masked keys show "−∞" and masked cells the
 //! colormap's masked colour. The views' own maps are the heatmap export's labelled figure, with
@@ -11,14 +11,12 @@
 
 use super::RenderError;
 use super::colormap::Colormap;
-use super::text;
 use crate::analysis::explain::{Explanation, WalkStep};
 use image::RgbaImage;
 use ndarray::Array2;
 
 mod layout;
 mod maps;
-mod scene;
 
 use layout::{comparison_scene, step_scene};
 pub use maps::map_options;
@@ -49,7 +47,6 @@ pub const MAX_KEYS_SHOWN: usize = 40;
 /// Largest map side drawn cell by cell in a comparison; longer maps are max-pooled to it.
 pub const MAX_COMPARISON_SIDE: usize = 64;
 
-pub(super) const TEXT_DARK: [u8; 3] = text::TEXT_COLOR;
 pub(super) const BAR_POSITIVE: [u8; 4] = [0x3b, 0x75, 0xaf, 255];
 pub(super) const BAR_NEGATIVE: [u8; 4] = [0xc4, 0x4e, 0x52, 255];
 pub(super) const AXIS: [u8; 4] = [0x88, 0x88, 0x88, 255];
