@@ -465,6 +465,7 @@ impl AttnApp {
     pub fn screenshot_ready(&self) -> bool {
         !self.busy()
             && !self.saliency_pending()
+            && !self.answer_pending()
             && self.loading().is_none()
             && (self.shown_run().is_some() || self.error.is_some() || self.run_failed.is_some())
     }

@@ -6,7 +6,7 @@
 
 use super::{AnswerError, Readout};
 use crate::model::lm_head::{MAX_LOGPROBS, log_softmax_rows, top_k};
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 
 /// One cell of the lens: one layer at one position.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -48,41 +48,51 @@ pub fn lens(
             "token id {t} is outside the vocabulary (size {vocab})"
         )));
     }
-    let mut cells = Vec::with_capacity(states.len());
-    for (l, x) in states.iter().enumerate() {
+    for x in states {
         let len = x.nrows();
         if let Some(&bad) = positions.iter().find(|&&p| p >= len) {
             return Err(AnswerError::Bad(format!(
                 "position {bad} is out of range: the input has {len} tokens (0-based)"
             )));
         }
-        let rows = x.select(Axis(0), positions);
-        let mut layer = Vec::with_capacity(positions.len());
-        // Bounded memory: at most MAX_LOGPROBS log-probabilities at once.
-        let chunk = (MAX_LOGPROBS / vocab.max(1)).max(1);
-        for part in rows.axis_chunks_iter(Axis(0), chunk) {
-            let lp = logprobs(readout, part);
-            for row in lp.rows() {
-                let top = top_k(row, k);
-                let (target_logprob, target_rank) = match target {
-                    Some(t) => {
-                        let v = row[t as usize];
-                        let above = row.iter().filter(|&&o| o > v).count();
-                        (Some(v), Some(above + 1))
-                    }
-                    None => (None, None),
-                };
-                layer.push(LensCell {
-                    top,
-                    target_logprob,
-                    target_rank,
-                });
-            }
+    }
+    // Every (layer, position) row in one matrix, so that W_U is read (and packed for the
+    // product) once per chunk of rows rather than once per layer; at most MAX_LOGPROBS
+    // log-probabilities at once.
+    let np = positions.len();
+    let rows: Vec<ArrayView1<'_, f32>> = states
+        .iter()
+        .flat_map(|x| positions.iter().map(move |&p| x.row(p)))
+        .collect();
+    let chunk = (MAX_LOGPROBS / vocab.max(1)).clamp(1, 256);
+    let mut flat: Vec<LensCell> = Vec::with_capacity(rows.len());
+    for part in rows.chunks(chunk) {
+        let x = ndarray::stack(Axis(0), part).map_err(|e| AnswerError::Bad(e.to_string()))?;
+        let lp = logprobs(readout, x.view());
+        for row in lp.rows() {
+            let top = top_k(row, k);
+            let (target_logprob, target_rank) = match target {
+                Some(t) => {
+                    let v = row[t as usize];
+                    let above = row.iter().filter(|&&o| o > v).count();
+                    (Some(v), Some(above + 1))
+                }
+                None => (None, None),
+            };
+            flat.push(LensCell {
+                top,
+                target_logprob,
+                target_rank,
+            });
         }
-        cells.push(layer);
-        if !progress(l + 1) {
+        if !progress(flat.len() / np.max(1)) {
             return Ok(None);
         }
+    }
+    let mut cells = Vec::with_capacity(states.len());
+    let mut it = flat.into_iter();
+    for _ in states {
+        cells.push(it.by_ref().take(np).collect());
     }
     Ok(Some(Lens {
         positions: positions.to_vec(),
@@ -93,12 +103,58 @@ pub fn lens(
 /// log_softmax(W_U · norm_f(x) + b_U) for each row of `x`. Shape: [row, vocab].
 pub fn logprobs(readout: &Readout<'_>, x: ArrayView2<'_, f32>) -> Array2<f32> {
     let normed = readout.normed(x);
-    let mut logits = normed.dot(&readout.weight.t());
+    let mut logits = logits(normed.view(), readout.weight);
     if let Some(b) = readout.bias {
         logits += &b;
     }
     log_softmax_rows(&mut logits);
     logits
+}
+
+/// x · Wᵀ for rows `x` ([row, d]) and W ([vocab, d]). A few rows are read against each row of
+/// W directly (contiguous dot products, in parallel over the vocabulary): a general product
+/// would first copy all of W into its packed layout, which costs more than the product itself.
+pub fn logits(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>) -> Array2<f32> {
+    const FEW: usize = 8;
+    if x.nrows() > FEW || x.as_slice().is_none() || w.as_slice().is_none() {
+        return x.dot(&w.t());
+    }
+    use rayon::prelude::*;
+    let (rows, vocab) = (x.nrows(), w.nrows());
+    let xs: Vec<&[f32]> = x.rows().into_iter().filter_map(|r| r.to_slice()).collect();
+    let mut out = Array2::zeros((vocab, rows));
+    if let Some(flat) = out.as_slice_mut() {
+        flat.par_chunks_mut(rows * 512)
+            .enumerate()
+            .for_each(|(c, block)| {
+                for (i, cell) in block.chunks_mut(rows).enumerate() {
+                    let wv = w.row(c * 512 + i);
+                    let Some(wv) = wv.to_slice() else { continue };
+                    for (o, xr) in cell.iter_mut().zip(&xs) {
+                        *o = dot(xr, wv);
+                    }
+                }
+            });
+    }
+    out.reversed_axes().as_standard_layout().into_owned()
+}
+
+/// Σ a·b in eight lanes, so that the loop vectorises.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for ((l, x), y) in lanes.iter_mut().zip(xa).zip(xb) {
+            *l += x * y;
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -145,6 +145,19 @@ impl AttnApp {
         self.answer.asked = None;
     }
 
+    /// True while the Answer view waits for work it asked for (screenshots wait for it).
+    pub(in crate::app) fn answer_pending(&self) -> bool {
+        if self.state.view != ViewKind::Answer {
+            return false;
+        }
+        let Some((key, run)) = self.current.as_ref() else {
+            return false;
+        };
+        let s = &self.state.answer;
+        let kind = s.kind(s.tab, run.tokens.len());
+        self.answer.pending(key, &kind).is_some() || self.answer_wanted().is_some()
+    }
+
     /// Computes the current tab's work (patching, or what was stopped).
     pub(in crate::app) fn compute_answer(&mut self) {
         let Some((key, run)) = self.current.as_ref() else {
