@@ -76,7 +76,31 @@ fn flow(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, flow);
+fn value_zeroing(c: &mut Criterion) {
+    let mut group = c.benchmark_group("value_zeroing_128");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(20));
+    for (name, model) in models() {
+        let run = run_of(&model);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                black_box(
+                    attnviz::analysis::value_zeroing::value_zeroing(
+                        model.model(),
+                        &run.tokens,
+                        &RunOptions::default(),
+                        &mut |_| true,
+                    )
+                    .map(|v| v.product.len()),
+                )
+            });
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, flow, value_zeroing);
 
 fn main() {
     benches();

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod rollout;
 pub mod sampling;
 pub mod teach;
+pub mod value_zeroing;
 
 pub use difference::{MapsKind, difference_maps};
 
