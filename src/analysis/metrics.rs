@@ -185,7 +185,7 @@ pub fn offset_peak(
     allowed: Option<ArrayView2<'_, bool>>,
 ) -> Option<(i64, f64)> {
     let profile = offset_profile(a, allowed)?;
-    let span = (profile.len() + 1) / 2;
+    let span = profile.len().div_ceil(2);
     let offset = |i: usize| i as i64 - (span as i64 - 1);
     let mut best: Option<(i64, f64)> = None;
     for (i, &v) in profile.iter().enumerate() {

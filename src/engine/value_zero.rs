@@ -10,6 +10,7 @@
 //! many j are stacked and run through the block's tail together, with the engine's own kernels,
 //! as the forward pass runs them.
 
+use super::Block;
 use super::EngineError;
 use super::attention::Hooks;
 use super::intervene::{Ablation, AblationMode, Captured, Interventions};
@@ -17,7 +18,6 @@ use super::layers::{Epilogue, NormPlacement, normalized};
 use super::options::{Mistake, RunOptions};
 use super::parallel::threads_for;
 use super::transformer::{PackedBlock, Transformer};
-use super::Block;
 use ndarray::{Array2, Axis, s};
 
 /// Rows sent through the block's tail at once: 1024 rows of a 1536-wide MLP hold 6 MB of
@@ -97,7 +97,13 @@ impl Transformer {
             },
         );
         let weights = value_weights(&probs, layer_idx, &opts);
-        let moved = value_moves(block, &attn_input, parts.heads, parts.kv_heads, parts.d_head);
+        let moved = value_moves(
+            block,
+            &attn_input,
+            parts.heads,
+            parts.kv_heads,
+            parts.d_head,
+        );
         let baseline = block_tail(block, packed, placement, x, &attn_out, threads);
         // Every (i, j) whose attention output changes; the others keep out_i and score 0.
         let mut rows: Vec<(usize, usize)> = Vec::new();
@@ -216,7 +222,9 @@ fn block_tail(
     match placement {
         NormPlacement::Pre => {
             let mlp_input = normalized(&h, &block.mlp_norm, threads);
-            block.mlp.forward(&mlp_input, &packed.mlp, epilogue, threads)
+            block
+                .mlp
+                .forward(&mlp_input, &packed.mlp, epilogue, threads)
         }
         NormPlacement::Post | NormPlacement::None => {
             block.mlp.forward(&h, &packed.mlp, epilogue, threads)
@@ -228,7 +236,10 @@ fn block_tail(
 /// vector is zero.
 fn cosine_distance(a: ndarray::ArrayView1<'_, f32>, b: ndarray::ArrayView1<'_, f32>) -> f64 {
     let norm = |v: &ndarray::ArrayView1<'_, f32>| {
-        v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt()
+        v.iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt()
     };
     let (na, nb) = (norm(&a), norm(&b));
     if na == 0.0 || nb == 0.0 {

@@ -106,8 +106,12 @@ fn random_word(rng: &mut Rng) -> String {
     let syllables = 2 + (rng.next_u64() % 2) as usize;
     let mut word = String::new();
     for _ in 0..syllables {
-        word.push(char::from(CONSONANTS[(rng.next_u64() % CONSONANTS.len() as u64) as usize]));
-        word.push(char::from(VOWELS[(rng.next_u64() % VOWELS.len() as u64) as usize]));
+        word.push(char::from(
+            CONSONANTS[(rng.next_u64() % CONSONANTS.len() as u64) as usize],
+        ));
+        word.push(char::from(
+            VOWELS[(rng.next_u64() % VOWELS.len() as u64) as usize],
+        ));
     }
     word
 }
@@ -140,7 +144,13 @@ mod tests {
     fn the_probe_finds_the_demo_induction_head_on_top() {
         let model = LoadedModel::demo(Default::default(), Default::default()).unwrap();
         let (run, probe) = induction_probe(&model, &RunOptions::default(), &mut |_| true).unwrap();
-        assert_eq!(probe, InductionProbe { start: 0, period: 50 });
+        assert_eq!(
+            probe,
+            InductionProbe {
+                start: 0,
+                period: 50
+            }
+        );
         assert_eq!(run.tokens.len(), 100);
         // The two copies are the same tokens, and the 50 are distinct.
         let ids: Vec<u32> = run.tokens.iter().map(|t| t.id).collect();

@@ -28,7 +28,13 @@ fn slow_layer(t: &Transformer, x: &Array2<f32>, l: usize, opts: &RunOptions) -> 
     let mut sites: Vec<Site> = (0..heads).map(|h| Site::Pattern(l, h)).collect();
     sites.push(Site::Resid(l + 1));
     let (_, base) = t
-        .forward_with(resume(), &pad, &plain, &Interventions::capture(sites), &mut |_| true)
+        .forward_with(
+            resume(),
+            &pad,
+            &plain,
+            &Interventions::capture(sites),
+            &mut |_| true,
+        )
         .unwrap();
     let out = base.get(Site::Resid(l + 1)).unwrap().clone();
     let block = &t.blocks()[l];
@@ -76,7 +82,11 @@ fn slow_layer(t: &Transformer, x: &Array2<f32>, l: usize, opts: &RunOptions) -> 
         let zeroed = got.get(Site::Resid(l + 1)).unwrap();
         for i in 0..n {
             let (a, b) = (zeroed.row(i), out.row(i));
-            let dot: f64 = a.iter().zip(b).map(|(&p, &q)| f64::from(p) * f64::from(q)).sum();
+            let dot: f64 = a
+                .iter()
+                .zip(b)
+                .map(|(&p, &q)| f64::from(p) * f64::from(q))
+                .sum();
             let na: f64 = a.iter().map(|&p| f64::from(p).powi(2)).sum::<f64>().sqrt();
             let nb: f64 = b.iter().map(|&p| f64::from(p).powi(2)).sum::<f64>().sqrt();
             c[(i, j)] = 1.0 - dot / (na * nb);
@@ -110,7 +120,10 @@ fn check(t: &Transformer, x: &Array2<f32>, opts: &RunOptions, what: &str) {
         for i in 0..n {
             let (f, s) = (fast.row(i), slow.row(i));
             let scale = s.iter().fold(0.0f64, |m, &v| m.max(v.abs()));
-            let worst = f.iter().zip(s).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let worst = f
+                .iter()
+                .zip(s)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
             assert!(
                 worst <= 2e-5 * scale + 1e-10,
                 "{what}, layer {l}, row {i}: fast {f} slow {s}"
@@ -240,7 +253,10 @@ fn minilm_value_zeroing_matches_transformers() {
             let rel_sum = (vz.row_sums[l][i] - sum).abs() / sum;
             if sum >= 1e-3 {
                 assert!(worst < 1e-3, "layer {l} row {i}: max error {worst:.2e}");
-                assert!(rel_sum < 1e-2, "layer {l} row {i}: raw sum off by {rel_sum:.2e}");
+                assert!(
+                    rel_sum < 1e-2,
+                    "layer {l} row {i}: raw sum off by {rel_sum:.2e}"
+                );
                 checked += 1;
             } else {
                 // Measured: about 1e-6 (C in f64 from the f32 outputs, as ‖â − b̂‖²/2); the
