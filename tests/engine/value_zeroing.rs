@@ -184,6 +184,12 @@ fn value_zeroing_equals_the_slow_recomputation_on_random_stacks() {
             ..RunOptions::default()
         };
         check(&t, &x, &ablated, &format!("{setup:?} ablated"));
+        // The user's mask: each query sees its neighbours within 2 only.
+        let windowed = RunOptions {
+            mask: MaskSpec::parse("window:2").unwrap(),
+            ..RunOptions::default()
+        };
+        check(&t, &x, &windowed, &format!("{setup:?} window:2"));
     }
 }
 
