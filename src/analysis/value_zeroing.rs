@@ -118,4 +118,25 @@ mod tests {
         assert!(matches!(err, EngineError::Cancelled));
         assert_eq!(calls, 1);
     }
+
+    #[test]
+    fn with_elementwise_values_each_token_only_moves_itself() {
+        // Under the mistake, z_i = p_ii · v_i: zeroing v_j changes out_j alone, so every
+        // layer's normalised map is the identity.
+        let model = DemoModel::new(DemoConfig {
+            layers: 2,
+            ..DemoConfig::default()
+        })
+        .unwrap();
+        let tokens =
+            crate::tokenize::tokenize("a b c d", crate::tokenize::DemoTokenizer::Words).unwrap();
+        let opts = RunOptions {
+            mistakes: vec![crate::engine::Mistake::ElementwiseValues],
+            ..RunOptions::default()
+        };
+        let vz = value_zeroing(&model, &tokens, &opts, &mut |_| true).unwrap();
+        for map in &vz.maps {
+            assert_eq!(map, &Array2::<f64>::eye(4));
+        }
+    }
 }
