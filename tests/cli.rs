@@ -740,6 +740,8 @@ mod extensions;
 #[path = "cli/imports.rs"]
 mod imports;
 
+#[path = "cli/analyses.rs"]
+mod analyses;
 #[path = "cli/analyze.rs"]
 mod analyze;
 #[path = "support/npy.rs"]

@@ -1447,3 +1447,6 @@ fn ablations_match_transformers_hooks() {
 
 #[path = "engine/metrics.rs"]
 mod metrics;
+
+#[path = "engine/value_zeroing.rs"]
+mod value_zeroing;

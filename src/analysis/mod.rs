@@ -1,4 +1,5 @@
-//! Pure functions of attention runs: head fusion now; rollout, flow, metrics and saliency later.
+//! Pure functions of attention runs: head fusion, rollout, flow, value zeroing, head metrics and
+//! saliency.
 //!
 //! Nothing here touches files or the UI.
 
@@ -7,10 +8,12 @@ pub mod attribution;
 pub mod claims;
 mod difference;
 pub mod explain;
+pub mod flow;
 pub mod metrics;
 pub mod rollout;
 pub mod sampling;
 pub mod teach;
+pub mod value_zeroing;
 
 pub use difference::{MapsKind, difference_maps};
 

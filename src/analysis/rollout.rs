@@ -97,35 +97,53 @@ pub fn fuse_heads(maps: &AttentionMaps, l: usize, fusion: HeadFusion) -> Array2<
     fused
 }
 
-/// The rollout matrix R (output positions × input tokens) of `maps` under `opts`; an error for
-/// an α outside [0, 1] or a layer range outside the maps.
-pub fn rollout(maps: &AttentionMaps, opts: &RolloutOptions) -> Result<Array2<f64>, String> {
+/// The first and last layer (inclusive) `opts` covers in `maps`; an error for an α outside
+/// [0, 1], a range outside the maps or maps without layers.
+pub fn layer_span(maps: &AttentionMaps, opts: &RolloutOptions) -> Result<(usize, usize), String> {
     if !(0.0..=1.0).contains(&opts.alpha) {
         return Err(format!("alpha {} is outside [0, 1]", opts.alpha));
     }
     let layers = maps.layers();
-    let (first, last) = match opts.layers {
-        Some((a, b)) if a <= b && b < layers => (a, b),
-        Some((a, b)) => {
-            return Err(format!(
-                "layers {a}-{b} are not a range of the {layers} layers (0-based, first ≤ last)"
-            ));
-        }
-        None if layers == 0 => return Err("the maps have no layers".to_owned()),
-        None => (0, layers - 1),
-    };
+    match opts.layers {
+        Some((a, b)) if a <= b && b < layers => Ok((a, b)),
+        Some((a, b)) => Err(format!(
+            "layers {a}-{b} are not a range of the {layers} layers (0-based, first ≤ last)"
+        )),
+        None if layers == 0 => Err("the maps have no layers".to_owned()),
+        None => Ok((0, layers - 1)),
+    }
+}
+
+/// W′ of layer `l`: the heads fused by `fusion` into A, then α·A + (1 − α)·I with every row
+/// renormalised to sum to 1 (a row of zeros stays zero). Shape: [query, key]. The one W′ of the
+/// rollout and of the attention flow (`analysis::flow`).
+pub fn mixing_matrix(
+    maps: &AttentionMaps,
+    l: usize,
+    fusion: HeadFusion,
+    alpha: f64,
+) -> Array2<f64> {
     let n = maps.len();
-    let eye = Array2::<f64>::eye(n);
-    let mut r = eye.clone();
-    for l in first..=last {
-        let mut w = fuse_heads(maps, l, opts.fusion) * opts.alpha + &eye * (1.0 - opts.alpha);
-        for mut row in w.rows_mut() {
-            let sum = row.sum();
-            if sum > 0.0 {
-                row /= sum;
-            }
+    let mut w = fuse_heads(maps, l, fusion) * alpha;
+    for i in 0..n {
+        w[(i, i)] += 1.0 - alpha;
+    }
+    for mut row in w.rows_mut() {
+        let sum = row.sum();
+        if sum > 0.0 {
+            row /= sum;
         }
-        r = w.dot(&r);
+    }
+    w
+}
+
+/// The rollout matrix R (output positions × input tokens) of `maps` under `opts`; an error for
+/// an α outside [0, 1] or a layer range outside the maps.
+pub fn rollout(maps: &AttentionMaps, opts: &RolloutOptions) -> Result<Array2<f64>, String> {
+    let (first, last) = layer_span(maps, opts)?;
+    let mut r = Array2::<f64>::eye(maps.len());
+    for l in first..=last {
+        r = mixing_matrix(maps, l, opts.fusion, opts.alpha).dot(&r);
     }
     Ok(r)
 }

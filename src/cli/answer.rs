@@ -166,9 +166,6 @@ pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs) -> Result<()> {
             "{what:?} needs a model run, not an attention file: give text, token strings or ids"
         ),
     };
-    if what != AnswerWhat::Patching && args.text_b.is_some() {
-        bail!("--text-b is for --what patching (the corrupted input)");
-    }
     let model = load_model(common)?;
     timings.load_ms = ms_since(start);
     let request = run_input(common, input);

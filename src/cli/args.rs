@@ -49,7 +49,8 @@ pub enum Command {
     /// integrated gradients, attention-gradient, occlusion, attention or rollout.
     Attribute(Box<AttributeArgs>),
     /// Analyse every head: `--what metrics` writes per-head metrics (entropy, previous-token,
-    /// self, first-token sinks, …) as `attnviz.metrics/v1` JSON.
+    /// self, first-token sinks, …) as `attnviz.metrics/v1` JSON; `rollout`, `flow` and
+    /// `value-zeroing` write how the tokens mix across layers.
     Analyze(AnalyzeArgs),
 }
 
@@ -69,6 +70,17 @@ pub enum AnalyzeWhat {
     Routes,
     /// Activation patching of `--text` (clean) into `--text-b` (corrupted) (`attnviz.patching/v1`).
     Patching,
+    /// The attention flow into one position (`attnviz.flow/v1`).
+    Flow,
+    /// Value zeroing, per layer and across layers (`attnviz.value_zeroing/v1`).
+    ValueZeroing,
+}
+
+/// An extra run `attnviz analyze --what metrics` makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Probe {
+    /// A seeded random sequence repeated twice: each head's induction score.
+    Induction,
 }
 
 /// `attnviz analyze`.
@@ -80,13 +92,13 @@ pub struct AnalyzeArgs {
     /// What to compute.
     #[arg(long, value_enum)]
     pub what: AnalyzeWhat,
-    /// Rollout: the weight of the attention against the identity (the residual), in [0, 1].
+    /// Rollout and flow: the weight of the attention against the identity (the residual), in [0, 1].
     #[arg(long, default_value_t = 0.5)]
     pub alpha: f64,
-    /// Rollout: how the heads of a layer are fused: mean, max or min.
+    /// Rollout and flow: how the heads of a layer are fused: mean, max or min.
     #[arg(long, default_value = "mean")]
     pub fusion: crate::analysis::rollout::HeadFusion,
-    /// Rollout: the layers, `A-B` (0-based, inclusive); every layer by default. (Not
+    /// Rollout and flow: the layers, `A-B` (0-based, inclusive); every layer by default. (Not
     /// `--layers`, which sets the demo model's layer count.)
     #[arg(long, value_name = "A-B")]
     pub layer_range: Option<String>,
@@ -109,6 +121,15 @@ pub struct AnalyzeArgs {
     /// Patching: the site patched: resid, attn, mlp or head.
     #[arg(long, default_value = "resid")]
     pub site: crate::analysis::answer::patching::PatchSite,
+    /// Flow: the output position (0-based); the last token by default.
+    #[arg(long, value_name = "Q")]
+    pub query: Option<usize>,
+    /// Flow: also write the flows divided by their sum (`flow_normalized`).
+    #[arg(long)]
+    pub normalize_flow: bool,
+    /// Metrics: also run a probe (`induction`: each head's induction score).
+    #[arg(long, value_enum)]
+    pub probe: Option<Probe>,
     /// Output JSON file.
     #[arg(long, value_name = "FILE.json")]
     pub out: PathBuf,

@@ -29,20 +29,24 @@ fn out_kind(path: &Path) -> Result<OutputFormat> {
 }
 
 /// A progress bar on stderr, drawn only when stderr is a terminal.
-struct Bar {
+pub(super) struct Bar {
+    label: &'static str,
     enabled: bool,
     last: i32,
 }
 
 impl Bar {
-    fn new() -> Self {
+    /// A bar that says `label` (`attributing`, `value zeroing`).
+    pub(super) fn new(label: &'static str) -> Self {
         Self {
+            label,
             enabled: std::io::stderr().is_terminal(),
             last: -1,
         }
     }
 
-    fn update(&mut self, fraction: f32) {
+    /// Shows `fraction` done.
+    pub(super) fn update(&mut self, fraction: f32) {
         if !self.enabled {
             return;
         }
@@ -53,15 +57,17 @@ impl Bar {
         self.last = pct;
         let filled = (pct / 4) as usize;
         eprint!(
-            "\rattributing [{}{}] {pct:3}%",
+            "\r{} [{}{}] {pct:3}%",
+            self.label,
             "#".repeat(filled),
             " ".repeat(25 - filled.min(25))
         );
     }
 
-    fn finish(&self) {
+    /// Clears the bar.
+    pub(super) fn finish(&self) {
         if self.enabled && self.last >= 0 {
-            eprint!("\r{}\r", " ".repeat(45));
+            eprint!("\r{}\r", " ".repeat(self.label.len() + 35));
         }
     }
 }
@@ -96,7 +102,7 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
     };
     let model = super::load_model(common)?;
     let request = run_input(common, input);
-    let mut bar = Bar::new();
+    let mut bar = Bar::new("attributing");
     let result = pipeline::attribute(&model, &request, &opts, &req, &mut |f| {
         bar.update(f);
         true

@@ -47,6 +47,9 @@ struct Timings {
     load_ms: f64,
     tokenize_ms: f64,
     forward_ms: f64,
+    /// `analyze`: the analysis after the run (flow, value zeroing, metrics, probes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    analysis_ms: Option<f64>,
     write_ms: f64,
 }
 

@@ -19,6 +19,7 @@ mod run;
 pub mod simd;
 mod size;
 mod transformer;
+mod value_zero;
 
 pub use attention::SelfAttention;
 pub use backward::{Backward, Tape};

@@ -14,6 +14,7 @@ mod error;
 mod explain;
 mod export;
 mod next;
+mod probe;
 mod teach;
 
 pub use attribute::{attribute, supported_targets};
@@ -22,6 +23,7 @@ pub use error::{OptionMisfit, PipelineError, RunSetting, TextRole, too_long_text
 pub use explain::explain;
 pub use export::{DEFAULT_MAX_OUTPUT, TensorFormat, estimate_tensor_bytes, write_tensors};
 pub use next::{NextDistribution, NextTokens, Positions, lm_head, next_distribution, next_tokens};
+pub use probe::{PROBE_PERIOD, PROBE_SEED, induction_probe, value_zeroing_of};
 pub use teach::mistake_effect;
 
 use crate::analysis::{MapsKind, difference_maps};
