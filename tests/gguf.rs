@@ -1,5 +1,5 @@
 //! GGUF checkpoints against transformers' own de-quantized load of the same file
-//! (tests/fixtures/gguf/make_gguf_reference.py): the committed tiny random llama always, and
+//! (tests/fixtures/gguf/make_gguf_reference.py): the committed tiny random llama and qwen2 always, and
 //! SmolLM2-135M-Instruct's Q4_1 file when ATTNVIZ_SMOLLM2_GGUF names it.
 
 // Test helpers outside #[test] functions may unwrap: a failure is a test failure.
@@ -108,6 +108,25 @@ fn the_tiny_gguf_matches_transformers() {
     );
     assert!(!info.lm_head.unwrap().tied);
     assert!(info.dtype.starts_with("GGUF "), "{}", info.dtype);
+}
+
+#[test]
+fn the_tiny_qwen2_gguf_matches_transformers() {
+    let reference = json(&fixture("tiny_qwen2.reference.json"));
+    let path = fixture("tiny_qwen2.gguf");
+    let (attention, logprob) = compare(&path, &reference);
+    eprintln!(
+        "tiny qwen2 GGUF: max |Δattention| = {attention:.2e}, max |Δlog-prob| = {logprob:.2e}"
+    );
+    assert!(
+        attention <= 1e-4 && logprob <= 1e-4,
+        "{attention} {logprob}"
+    );
+    let info = LoadedModel::checkpoint(&path, Arc::default())
+        .unwrap()
+        .info();
+    // No `output` tensor: the head is the embedding.
+    assert!(info.lm_head.unwrap().tied);
 }
 
 #[test]

@@ -12,8 +12,8 @@
 //!   [`WeightFile`](super::weights::WeightFile)), undoing llama.cpp's conventions: dims stored
 //!   innermost first, and the rows of Q and K permuted for llama.cpp's interleaved RoPE.
 //!
-//! Only `general.architecture` `llama` is supported (SmolLM, Llama 2/3 without rope scaling,
-//! Mistral 7B as llama.cpp stores it). Nothing here touches the UI.
+//! The architectures are `llama` (SmolLM2, and Llama-3.0-style files) and `qwen2`, the ones whose
+//! tensors the Llama loader reads as they are. Nothing here touches the UI.
 
 pub mod file;
 pub mod quant;
@@ -140,8 +140,10 @@ pub fn open(path: &Path) -> Result<GgufModel, LoadError> {
     })
 }
 
-/// The architectures read, and whether llama.cpp's converter permuted their Q/K rows.
-const ARCHITECTURES: &[(&str, bool)] = &[("llama", true)];
+/// The architectures read, and whether llama.cpp's converter permuted their Q/K rows (it does
+/// for `llama`, whose RoPE it runs interleaved; `qwen2` runs the NEOX form, which is Hugging
+/// Face's rotate-half, so its rows are as they were).
+const ARCHITECTURES: &[(&str, bool)] = &[("llama", true), ("qwen2", false)];
 
 /// The [`ModelConfig`] the metadata describes (validated by the same
 /// [`RawConfig::into_config`] as a config.json), and whether Q and K rows must be un-permuted.
@@ -290,7 +292,8 @@ fn model_config(file: &GgufFile) -> Result<(ModelConfig, bool), String> {
         )
     })?;
     let raw = RawConfig {
-        model_type: Some("llama".to_owned()),
+        // `llama` or `qwen2`, as config.json would say.
+        model_type: Some(arch.to_owned()),
         hidden_size: Some(d_model),
         num_hidden_layers: Some(layers),
         num_attention_heads: Some(heads),
@@ -302,7 +305,8 @@ fn model_config(file: &GgufFile) -> Result<(ModelConfig, bool), String> {
         rms_norm_eps: Some(eps),
         // llama.cpp's default base when the key is absent.
         rope_theta: Some(float("rope.freq_base")?.unwrap_or(10_000.0)),
-        attention_bias: Some(h.tensor("blk.0.attn_q.bias").is_some()),
+        // Qwen2 always has q/k/v biases (a file without them is refused by tensor name).
+        attention_bias: Some(arch == "qwen2" || h.tensor("blk.0.attn_q.bias").is_some()),
         // transformers ties the head to the embedding exactly when `output.weight` is absent.
         tie_word_embeddings: Some(h.tensor("output.weight").is_none()),
         dtype: Some(stored_types(h)),

@@ -175,7 +175,7 @@ fn bad_gguf_files_give_one_error_naming_the_file_and_the_key_or_tensor() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
             tiny_llama(|kvs, _| set(kvs, "general.architecture", V::Str("gpt2"))),
-            "general.architecture \"gpt2\" is not supported; supported: llama in ",
+            "general.architecture \"gpt2\" is not supported; supported: llama, qwen2 in ",
         ),
         (
             tiny_llama(|kvs, _| set(kvs, "llama.attention.head_count_kv", V::U32(3))),
