@@ -79,7 +79,7 @@ impl Checkpoint {
                     path: e.path,
                     reason: e.reason,
                 })?;
-            let weights = WeightFile::from_gguf(gguf.weights, progress);
+            let weights = WeightFile::from_source(Box::new(gguf.weights), progress);
             (name, gguf.config, weights, Some(tokenizer))
         } else {
             let raw = RawConfig::read(dir)?;

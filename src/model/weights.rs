@@ -157,8 +157,22 @@ pub struct WeightFile {
     progress: Arc<LoadProgress>,
     /// How many safetensors headers were parsed: one per shard.
     header_parses: AtomicUsize,
-    /// A GGUF file instead of safetensors (then `shards` is empty).
-    gguf: Option<super::gguf::GgufWeights>,
+    /// Another source of tensors (a GGUF file) instead of safetensors; `shards` is then empty.
+    source: Option<Box<dyn TensorSource>>,
+}
+
+/// Tensors under Hugging Face names from a file that is not safetensors (a GGUF file:
+/// `super::gguf::GgufWeights`), so that the loaders read it through [`WeightFile`] unchanged.
+pub trait TensorSource: Send + Sync {
+    /// True when the tensor `name` is there.
+    fn contains(&self, name: &str) -> bool;
+    /// Tensor `name` as finite f32 of exactly `shape` (row-major, Hugging Face's layout), and
+    /// the bytes it took in the file. Errors name the tensor and the file.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<(Vec<f32>, u64), LoadError>;
+    /// Bytes of tensor data in the file, for progress.
+    fn total_bytes(&self) -> u64;
+    /// The file, for messages.
+    fn path(&self) -> &Path;
 }
 
 impl WeightFile {
@@ -197,7 +211,7 @@ impl WeightFile {
                 path: single,
                 progress: Arc::default(),
                 header_parses,
-                gguf: None,
+                source: None,
             });
         }
         if index_path.exists() {
@@ -264,20 +278,20 @@ impl WeightFile {
             path: index_path.to_owned(),
             progress: Arc::default(),
             header_parses,
-            gguf: None,
+            source: None,
         })
     }
 
-    /// The tensors of a GGUF file, served under Hugging Face names, reporting to `progress`.
-    pub fn from_gguf(gguf: super::gguf::GgufWeights, progress: Arc<LoadProgress>) -> Self {
-        progress.add_total(gguf.total_bytes());
+    /// The tensors of another source (a GGUF file), reporting to `progress`.
+    pub fn from_source(source: Box<dyn TensorSource>, progress: Arc<LoadProgress>) -> Self {
+        progress.add_total(source.total_bytes());
         Self {
             shards: Vec::new(),
             index: None,
-            path: gguf.path().to_owned(),
+            path: source.path().to_owned(),
             progress,
             header_parses: AtomicUsize::new(0),
-            gguf: Some(gguf),
+            source: Some(source),
         }
     }
 
@@ -290,8 +304,8 @@ impl WeightFile {
 
     /// True when a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
-        if let Some(gguf) = &self.gguf {
-            return gguf.contains(name);
+        if let Some(source) = &self.source {
+            return source.contains(name);
         }
         self.shard_for(name)
             .is_some_and(|s| s.header.info(name).is_some())
@@ -317,9 +331,9 @@ impl WeightFile {
         if self.progress.is_cancelled() {
             return Err(LoadError::Cancelled);
         }
-        if let Some(gguf) = &self.gguf {
-            // Checked finite there, naming the GGUF tensor.
-            let (values, bytes) = gguf.tensor(name, shape)?;
+        if let Some(source) = &self.source {
+            // Checked finite there, naming the source's own tensor.
+            let (values, bytes) = source.tensor(name, shape)?;
             self.progress.add_done(bytes);
             return Ok((values, shape.to_vec()));
         }

@@ -20,7 +20,7 @@ pub mod quant;
 pub mod tokenizer;
 
 use super::config::{ModelConfig, RawConfig};
-use super::weights::{FileBytes, LoadError};
+use super::weights::{FileBytes, LoadError, TensorSource};
 use file::{Header, TensorInfo, Value};
 use std::path::{Path, PathBuf};
 
@@ -362,21 +362,6 @@ enum Rows {
 }
 
 impl GgufWeights {
-    /// The file, for messages.
-    pub fn path(&self) -> &Path {
-        self.file.path()
-    }
-
-    /// Bytes of tensor data in the file, for progress.
-    pub fn total_bytes(&self) -> u64 {
-        self.file
-            .header()
-            .tensors
-            .iter()
-            .map(|(_, t)| t.range.len() as u64)
-            .sum()
-    }
-
     /// The GGUF name of a Hugging Face name, and how its rows are permuted.
     fn gguf_name(&self, hf: &str) -> Option<(String, Rows)> {
         let hf = hf.strip_prefix("model.").unwrap_or(hf);
@@ -414,16 +399,31 @@ impl GgufWeights {
         };
         Some((format!("blk.{layer}.{gguf}.{leaf}"), rows))
     }
+}
+
+impl TensorSource for GgufWeights {
+    fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    fn total_bytes(&self) -> u64 {
+        self.file
+            .header()
+            .tensors
+            .iter()
+            .map(|(_, t)| t.range.len() as u64)
+            .sum()
+    }
 
     /// True when the tensor the Hugging Face name `hf` stands for is in the file.
-    pub fn contains(&self, hf: &str) -> bool {
+    fn contains(&self, hf: &str) -> bool {
         self.gguf_name(hf)
             .is_some_and(|(name, _)| self.file.header().tensor(&name).is_some())
     }
 
-    /// The tensor the Hugging Face name `hf` stands for, as f32 of exactly `shape` (row-major,
-    /// Hugging Face's layout), with the bytes it took in the file. Errors name the GGUF tensor.
-    pub fn tensor(&self, hf: &str, shape: &[usize]) -> Result<(Vec<f32>, u64), LoadError> {
+    /// The tensor the Hugging Face name `hf` stands for, de-quantized, rows un-permuted.
+    /// Errors name the GGUF tensor.
+    fn tensor(&self, hf: &str, shape: &[usize]) -> Result<(Vec<f32>, u64), LoadError> {
         let (name, rows) = self.gguf_name(hf).ok_or_else(|| LoadError::MissingTensor {
             name: hf.to_owned(),
             path: self.path().to_owned(),
