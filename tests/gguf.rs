@@ -106,7 +106,9 @@ fn the_tiny_gguf_matches_transformers() {
         ),
         (2, 4, 2, 64, 128)
     );
-    assert!(!info.lm_head.unwrap().tied);
+    let head = info.lm_head.unwrap();
+    assert!(!head.tied);
+    assert_eq!(head.tensor, "output.weight");
     assert!(info.dtype.starts_with("GGUF "), "{}", info.dtype);
 }
 
@@ -126,7 +128,9 @@ fn the_tiny_qwen2_gguf_matches_transformers() {
         .unwrap()
         .info();
     // No `output` tensor: the head is the embedding.
-    assert!(info.lm_head.unwrap().tied);
+    let head = info.lm_head.unwrap();
+    assert!(head.tied);
+    assert_eq!(head.tensor, "token_embd.weight");
 }
 
 #[test]

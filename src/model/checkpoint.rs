@@ -94,7 +94,11 @@ impl Checkpoint {
             Family::Gpt2 => loaders::gpt2::load(&weights, &cfg)?,
             Family::Llama => loaders::llama::load(&weights, &cfg)?,
         };
-        let lm_head = loaders::load_lm_head(&weights, &cfg)?;
+        // Named as the file names it (`output.weight`, `token_embd.weight` in a GGUF).
+        let lm_head = loaders::load_lm_head(&weights, &cfg)?.map(|mut head| {
+            head.tensor = weights.stored_name(&head.tensor);
+            head
+        });
         let mlm_head = match cfg.family {
             Family::Bert => loaders::bert::load_mlm_head(&weights, &cfg)?,
             Family::Gpt2 | Family::Llama => None,

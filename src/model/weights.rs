@@ -173,6 +173,10 @@ pub trait TensorSource: Send + Sync {
     fn total_bytes(&self) -> u64;
     /// The file, for messages.
     fn path(&self) -> &Path;
+    /// The name the file itself gives the tensor `name`.
+    fn stored_name(&self, name: &str) -> String {
+        name.to_owned()
+    }
 }
 
 impl WeightFile {
@@ -315,6 +319,14 @@ impl WeightFile {
     /// tensors are looked up).
     pub fn header_parses(&self) -> usize {
         self.header_parses.load(Ordering::Relaxed)
+    }
+
+    /// The name the file itself gives the tensor `name` (a GGUF's own name; for safetensors
+    /// the name as it is).
+    pub fn stored_name(&self, name: &str) -> String {
+        self.source
+            .as_ref()
+            .map_or_else(|| name.to_owned(), |s| s.stored_name(name))
     }
 
     /// The first of `names` that exists, for checkpoints that differ in prefixes.

@@ -402,6 +402,11 @@ impl GgufWeights {
 }
 
 impl TensorSource for GgufWeights {
+    fn stored_name(&self, hf: &str) -> String {
+        self.gguf_name(hf)
+            .map_or_else(|| hf.to_owned(), |(name, _)| name)
+    }
+
     fn path(&self) -> &Path {
         self.file.path()
     }
