@@ -243,8 +243,16 @@ fn bad_gguf_files_give_one_error_naming_the_file_and_the_key_or_tensor() {
             "missing tensor \"output_norm.weight\" in ",
         ),
         (
-            tiny_llama(|kvs, _| set(kvs, "tokenizer.ggml.model", V::Str("llama"))),
-            "metadata key \"tokenizer.ggml.model\" is \"llama\"; only \"gpt2\"",
+            tiny_llama(|kvs, _| set(kvs, "tokenizer.ggml.model", V::Str("t5"))),
+            "metadata key \"tokenizer.ggml.model\" is \"t5\"; only \"gpt2\" (byte-level BPE) and \"llama\"",
+        ),
+        (
+            // SentencePiece without merges needs the scores.
+            tiny_llama(|kvs, _| {
+                set(kvs, "tokenizer.ggml.model", V::Str("llama"));
+                kvs.retain(|(k, _)| *k != "tokenizer.ggml.merges");
+            }),
+            "metadata key \"tokenizer.ggml.scores\" is missing in ",
         ),
         (
             tiny_llama(|kvs, _| set(kvs, "tokenizer.ggml.pre", V::Str("mystery"))),

@@ -2,13 +2,20 @@
 //! tokenizer.json that Hugging Face's `tokenizers` would hold for it, so that it goes through the
 //! same [`HfTokenizer`](crate::tokenize::HfTokenizer) path as a checkpoint folder's file.
 //!
-//! Only `tokenizer.ggml.model = "gpt2"` (byte-level BPE: GPT-2, SmolLM, Llama 3, Qwen2) is built,
-//! as transformers' `integrations/gguf/gguf_tokenizer_mapping.py` builds it: the vocabulary
-//! (tokens not spelled in GPT-2's byte alphabet are re-spelled into it), the merges, a
-//! byte-level pre-tokenizer whose split regex follows `tokenizer.ggml.pre`, tokens of type
-//! CONTROL (3) added as special tokens and USER_DEFINED (4) as plain added tokens, BOS/EOS
-//! added when `tokenizer.ggml.add_bos_token` / `add_eos_token` say so. SentencePiece (`llama`),
-//! unigram (`t5`) and other models are refused by name.
+//! Two tokenizer models are built, as transformers' `integrations/gguf/gguf_tokenizer_mapping.py`
+//! builds them:
+//! - `tokenizer.ggml.model = "gpt2"`, byte-level BPE (GPT-2, SmolLM, Llama 3, Qwen2): the
+//!   vocabulary (tokens not spelled in GPT-2's byte alphabet are re-spelled into it), the merges,
+//!   and a byte-level pre-tokenizer whose split regex follows `tokenizer.ggml.pre`;
+//! - `"llama"`, SentencePiece BPE (Llama 2, Mistral, TinyLlama), as transformers'
+//!   `LlamaTokenizer`: Metaspace with a "▁" before the first word (unless `add_space_prefix` is
+//!   false), byte fallback to the `<0xXX>` tokens, and the merges of the file or, when it has
+//!   none, those its scores imply (`generate_merges`).
+//!
+//! In both, tokens of type CONTROL (3) are special added tokens and USER_DEFINED (4) plain ones,
+//! the BOS, EOS, UNK and PAD tokens are special, and BOS/EOS are added when
+//! `tokenizer.ggml.add_bos_token` / `add_eos_token` say so (BOS by default for SentencePiece).
+//! Unigram (`t5`) and other models are refused by name.
 
 use super::file::{Header, Value};
 use serde_json::{Value as Json, json};
@@ -31,40 +38,24 @@ const USER_DEFINED: i64 = 4;
 
 /// The tokenizer.json for the GGUF's tokenizer metadata. The error names the key at fault.
 pub fn tokenizer_json(header: &Header) -> Result<Json, String> {
-    let key = |k: &str| format!("tokenizer.ggml.{k}");
-    let get = |k: &str| header.get(&key(k));
-    let model = match get("model") {
+    let meta = Meta { header };
+    let model = match meta.get("model") {
         Some(Value::Str(m)) => m.as_str(),
         Some(v) => return Err(wrong_type(&key("model"), "string", v)),
         None => return Err(format!("metadata key {:?} is missing", key("model"))),
     };
-    if model != "gpt2" {
-        return Err(format!(
-            "metadata key \"tokenizer.ggml.model\" is {model:?}; only \"gpt2\" (byte-level BPE) \
-             tokenizers are built from a GGUF"
-        ));
-    }
-    let pre = match get("pre") {
-        None => None,
-        Some(Value::Str(p)) => Some(p.as_str()),
-        Some(v) => return Err(wrong_type(&key("pre"), "string", v)),
-    };
-    let split = match pre {
-        None => None,
-        Some(p) if GPT2_PRE.contains(&p) => None,
-        Some(p) if LLAMA3_PRE.contains(&p) => Some(LLAMA3_SPLIT),
-        Some("qwen2") => Some(QWEN2_SPLIT),
-        Some(p) => {
+    let byte_level = match model {
+        "gpt2" => true,
+        "llama" => false,
+        other => {
             return Err(format!(
-                "metadata key \"tokenizer.ggml.pre\" is {p:?}, a pre-tokenizer attnviz does not \
-                 know; known: {}, qwen2",
-                [GPT2_PRE, LLAMA3_PRE].concat().join(", ")
+                "metadata key \"tokenizer.ggml.model\" is {other:?}; only \"gpt2\" (byte-level \
+                 BPE) and \"llama\" (SentencePiece BPE) tokenizers are built from a GGUF"
             ));
         }
     };
     let tokens = string_array(header, &key("tokens"))?;
-    let merges = string_array(header, &key("merges"))?;
-    let types: Vec<i64> = match get("token_type") {
+    let types: Vec<i64> = match meta.get("token_type") {
         None => Vec::new(),
         Some(v) => {
             let items = v
@@ -87,19 +78,227 @@ pub fn tokenizer_json(header: &Header) -> Result<Json, String> {
             types
         }
     };
+    // GPT-2's vocabularies are spelled in its byte alphabet (a token that is not is re-spelled
+    // into it); SentencePiece's are used as they are.
     let alphabet = byte_alphabet();
-    let spelled_in_alphabet = |t: &str| t.chars().all(|c| alphabet.contains(&c));
+    let in_alphabet = |t: &str| !byte_level || t.chars().all(|c| alphabet.contains(&c));
+    let spelled: Vec<String> = tokens
+        .iter()
+        .map(|t| {
+            if in_alphabet(t) {
+                (*t).to_owned()
+            } else {
+                t.bytes().map(|b| alphabet[usize::from(b)]).collect()
+            }
+        })
+        .collect();
     let mut vocab = serde_json::Map::with_capacity(tokens.len());
-    let mut spelled = Vec::with_capacity(tokens.len());
-    for (id, token) in tokens.iter().enumerate() {
-        let text = if spelled_in_alphabet(token) {
-            (*token).to_owned()
-        } else {
-            token.bytes().map(|b| alphabet[usize::from(b)]).collect()
-        };
+    for (id, text) in spelled.iter().enumerate() {
         vocab.insert(text.clone(), json!(id));
-        spelled.push(text);
     }
+    let merges: Vec<Json> = match (header.get(&key("merges")), byte_level) {
+        (Some(_), _) | (None, true) => split_merges(&string_array(header, &key("merges"))?)?,
+        // SentencePiece files carry scores instead: the merges they imply.
+        (None, false) => {
+            let scores = float_array(header, &key("scores"))?;
+            if scores.len() != tokens.len() {
+                return Err(format!(
+                    "metadata key \"tokenizer.ggml.scores\" has {} entries for {} tokens",
+                    scores.len(),
+                    tokens.len()
+                ));
+            }
+            merges_from_scores(&tokens, &scores)
+        }
+    };
+    // Added tokens, by id: CONTROL tokens special and USER_DEFINED ones plain, as transformers'
+    // `add_gguf_special_tokens` adds them (a byte-level control token spelled outside the byte
+    // alphabet is a llama.cpp mislabel, skipped), then the BOS, EOS, UNK and PAD tokens special,
+    // as the tokenizer classes register them.
+    let mut added: std::collections::BTreeMap<usize, bool> = std::collections::BTreeMap::new();
+    for (id, (token, ty)) in tokens.iter().zip(&types).enumerate() {
+        match *ty {
+            CONTROL if in_alphabet(token) => {
+                added.insert(id, true);
+            }
+            USER_DEFINED if vocab.contains_key(*token) => {
+                added.insert(id, false);
+            }
+            _ => {}
+        }
+    }
+    let bos = meta.token_id("bos_token_id", tokens.len())?;
+    let eos = meta.token_id("eos_token_id", tokens.len())?;
+    for id in [
+        bos,
+        eos,
+        meta.token_id("unknown_token_id", tokens.len())?,
+        meta.token_id("padding_token_id", tokens.len())?,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        added.insert(id, true);
+    }
+    let added: Vec<Json> = added
+        .into_iter()
+        .map(|(id, special)| {
+            json!({
+                "id": id, "content": tokens[id], "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": special,
+            })
+        })
+        .collect();
+    // SentencePiece tokenizers add BOS unless the file says otherwise (as llama.cpp and
+    // transformers do for older files without the flag).
+    let add_bos = meta.flag("add_bos_token")?.unwrap_or(!byte_level);
+    let add_eos = meta.flag("add_eos_token")?.unwrap_or(false);
+    let add_prefix_space = meta.flag("add_space_prefix")?;
+    let mut special_tokens = serde_json::Map::new();
+    let mut wrap = |name: &str, add: bool, id: Option<usize>| -> Result<Vec<Json>, String> {
+        if !add {
+            return Ok(Vec::new());
+        }
+        let id = id.ok_or_else(|| {
+            format!(
+                "metadata key {:?} is missing",
+                key(&format!("{name}_token_id"))
+            )
+        })?;
+        let text = &spelled[id];
+        special_tokens.insert(
+            text.clone(),
+            json!({"id": text, "ids": [id], "tokens": [text]}),
+        );
+        Ok(vec![json!({"SpecialToken": {"id": text, "type_id": 0}})])
+    };
+    let mut single = wrap("bos", add_bos, bos)?;
+    single.push(json!({"Sequence": {"id": "A", "type_id": 0}}));
+    single.extend(wrap("eos", add_eos, eos)?);
+    let post_processor = json!({"type": "TemplateProcessing", "single": single,
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": special_tokens});
+    let (pre_tokenizer, decoder, model) = if byte_level {
+        let byte_level = |use_regex: bool| {
+            json!({"type": "ByteLevel", "add_prefix_space": add_prefix_space.unwrap_or(false),
+                   "trim_offsets": true, "use_regex": use_regex})
+        };
+        let pre_tokenizer = match meta.split()? {
+            None => byte_level(true),
+            Some(regex) => json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
+                byte_level(false),
+            ]}),
+        };
+        (
+            pre_tokenizer,
+            json!({"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
+                   "use_regex": true}),
+            json!({"type": "BPE", "dropout": null, "unk_token": null,
+                   "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false,
+                   "byte_fallback": false, "ignore_merges": false,
+                   "vocab": vocab, "merges": merges}),
+        )
+    } else {
+        // transformers' `LlamaTokenizer`: Metaspace (a "▁" before the first word unless
+        // `add_space_prefix` is false), byte fallback, fused unknowns.
+        let prefix = add_prefix_space.unwrap_or(true);
+        let mut decoders = vec![
+            json!({"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "}),
+            json!({"type": "ByteFallback"}),
+            json!({"type": "Fuse"}),
+        ];
+        if prefix {
+            decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+        }
+        (
+            json!({"type": "Metaspace", "replacement": "\u{2581}",
+                   "prepend_scheme": if prefix { "first" } else { "never" }, "split": false}),
+            json!({"type": "Sequence", "decoders": decoders}),
+            json!({"type": "BPE", "dropout": null, "unk_token": null,
+                   "continuing_subword_prefix": null, "end_of_word_suffix": null,
+                   "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                   "vocab": vocab, "merges": merges}),
+        )
+    };
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": post_processor,
+        "decoder": decoder,
+        "model": model,
+    }))
+}
+
+/// `tokenizer.ggml.<k>`.
+fn key(k: &str) -> String {
+    format!("tokenizer.ggml.{k}")
+}
+
+/// The `tokenizer.ggml.*` keys of one header.
+struct Meta<'h> {
+    header: &'h Header,
+}
+
+impl Meta<'_> {
+    fn get(&self, k: &str) -> Option<&Value> {
+        self.header.get(&key(k))
+    }
+
+    /// A bool key, if present.
+    fn flag(&self, k: &str) -> Result<Option<bool>, String> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(v) => Err(wrong_type(&key(k), "bool", v)),
+        }
+    }
+
+    /// A token id key, if present, checked against the `count` tokens.
+    fn token_id(&self, k: &str, count: usize) -> Result<Option<usize>, String> {
+        let Some(v) = self.get(k) else {
+            return Ok(None);
+        };
+        let id = v
+            .as_u64()
+            .and_then(|id| usize::try_from(id).ok())
+            .ok_or_else(|| wrong_type(&key(k), "token id", v))?;
+        if id >= count {
+            return Err(format!(
+                "metadata key {:?} is {id}, outside the {count} tokens",
+                key(k)
+            ));
+        }
+        Ok(Some(id))
+    }
+
+    /// The split regex `tokenizer.ggml.pre` names for a byte-level tokenizer; `None` for GPT-2's
+    /// own (the byte-level pre-tokenizer's built-in regex).
+    fn split(&self) -> Result<Option<&'static str>, String> {
+        let pre = match self.get("pre") {
+            None => return Ok(None),
+            Some(Value::Str(p)) => p.as_str(),
+            Some(v) => return Err(wrong_type(&key("pre"), "string", v)),
+        };
+        match pre {
+            p if GPT2_PRE.contains(&p) => Ok(None),
+            p if LLAMA3_PRE.contains(&p) => Ok(Some(LLAMA3_SPLIT)),
+            "qwen2" => Ok(Some(QWEN2_SPLIT)),
+            p => Err(format!(
+                "metadata key \"tokenizer.ggml.pre\" is {p:?}, a pre-tokenizer attnviz does not \
+                 know; known: {}, qwen2",
+                [GPT2_PRE, LLAMA3_PRE].concat().join(", ")
+            )),
+        }
+    }
+}
+
+/// `"a b"` merges as `["a", "b"]` pairs.
+fn split_merges(merges: &[&str]) -> Result<Vec<Json>, String> {
     let mut pairs = Vec::with_capacity(merges.len());
     for (i, merge) in merges.iter().enumerate() {
         let mut parts = merge.split(' ');
@@ -113,99 +312,60 @@ pub fn tokenizer_json(header: &Header) -> Result<Json, String> {
             }
         }
     }
-    let mut added = Vec::new();
-    for (id, (token, ty)) in tokens.iter().zip(&types).enumerate() {
-        // A control token spelled outside the byte alphabet is a llama.cpp mislabel
-        // (transformers skips it too); user-defined tokens are added only when in the vocabulary.
-        let special = match *ty {
-            CONTROL if spelled_in_alphabet(token) => true,
-            USER_DEFINED if vocab.contains_key(*token) => false,
-            _ => continue,
-        };
-        added.push(json!({
-            "id": id, "content": token, "single_word": false, "lstrip": false,
-            "rstrip": false, "normalized": false, "special": special,
-        }));
+    Ok(pairs)
+}
+
+/// The merges a SentencePiece vocabulary implies, as transformers' `generate_merges` derives
+/// them: every split of a token into two tokens of the vocabulary is a merge ranked by the
+/// merged token's score (higher first, then longer left and right parts), ties kept in
+/// vocabulary order (by the ids of the left, then the right part, within one token).
+fn merges_from_scores(tokens: &[&str], scores: &[f64]) -> Vec<Json> {
+    // Later duplicates win the id, as in a Python dict built in order; a token keeps its first
+    // place in the score order but takes its last score.
+    let mut vocab: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    let mut score_of: std::collections::HashMap<&str, f64> = std::collections::HashMap::new();
+    for (id, (&token, &score)) in tokens.iter().zip(scores).enumerate() {
+        if vocab.insert(token, id).is_none() {
+            order.push(token);
+        }
+        score_of.insert(token, score);
     }
-    let special_id = |k: &str| -> Result<Option<(String, usize)>, String> {
-        match get(k) {
-            None => Ok(None),
-            Some(v) => {
-                let id = v
-                    .as_u64()
-                    .and_then(|id| usize::try_from(id).ok())
-                    .ok_or_else(|| wrong_type(&key(k), "token id", v))?;
-                let text = spelled.get(id).ok_or_else(|| {
-                    format!(
-                        "metadata key {:?} is {id}, outside the {} tokens",
-                        key(k),
-                        tokens.len()
-                    )
-                })?;
-                Ok(Some((text.clone(), id)))
-            }
-        }
-    };
-    let flag = |k: &str| -> Result<bool, String> {
-        match get(k) {
-            None => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(v) => Err(wrong_type(&key(k), "bool", v)),
-        }
-    };
-    let bos = special_id("bos_token_id")?;
-    let eos = special_id("eos_token_id")?;
-    let add_prefix_space = flag("add_space_prefix")?;
-    let mut special_tokens = serde_json::Map::new();
-    let mut wrap =
-        |name: &str, add: bool, tok: &Option<(String, usize)>| -> Result<Vec<Json>, String> {
-            if !add {
-                return Ok(Vec::new());
-            }
-            let (text, id) = tok.as_ref().ok_or_else(|| {
-                format!(
-                    "metadata key {:?} is missing",
-                    key(&format!("{name}_token_id"))
-                )
-            })?;
-            special_tokens.insert(
-                text.clone(),
-                json!({"id": text, "ids": [id], "tokens": [text]}),
-            );
-            Ok(vec![json!({"SpecialToken": {"id": text, "type_id": 0}})])
-        };
-    let mut single = wrap("bos", flag("add_bos_token")?, &bos)?;
-    single.push(json!({"Sequence": {"id": "A", "type_id": 0}}));
-    single.extend(wrap("eos", flag("add_eos_token")?, &eos)?);
-    let byte_level = |use_regex: bool| {
-        json!({"type": "ByteLevel", "add_prefix_space": add_prefix_space,
-               "trim_offsets": true, "use_regex": use_regex})
-    };
-    let pre_tokenizer = match split {
-        None => byte_level(true),
-        Some(regex) => json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": false},
-            byte_level(false),
-        ]}),
-    };
-    Ok(json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": {"type": "TemplateProcessing", "single": single,
-                           "pair": [{"Sequence": {"id": "A", "type_id": 0}},
-                                    {"Sequence": {"id": "B", "type_id": 1}}],
-                           "special_tokens": special_tokens},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true,
-                    "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null,
-                  "continuing_subword_prefix": "", "end_of_word_suffix": "", "fuse_unk": false,
-                  "byte_fallback": false, "ignore_merges": false,
-                  "vocab": vocab, "merges": pairs},
-    }))
+    let mut merges: Vec<(&str, &str, f64)> = Vec::new();
+    for token in order {
+        let score = score_of.get(token).copied().unwrap_or(0.0);
+        let mut local: Vec<(&str, &str, f64)> = token
+            .char_indices()
+            .skip(1)
+            .map(|(at, _)| token.split_at(at))
+            .filter(|(l, r)| vocab.contains_key(l) && vocab.contains_key(r))
+            .map(|(l, r)| (l, r, score))
+            .collect();
+        local.sort_by_key(|(l, r, _)| (vocab.get(l).copied(), vocab.get(r).copied()));
+        merges.extend(local);
+    }
+    // Stable, descending: equal keys keep their order, as Python's `sorted(reverse=True)`.
+    merges.sort_by(|a, b| {
+        b.2.total_cmp(&a.2)
+            .then_with(|| b.0.chars().count().cmp(&a.0.chars().count()))
+            .then_with(|| b.1.chars().count().cmp(&a.1.chars().count()))
+    });
+    merges.into_iter().map(|(l, r, _)| json!([l, r])).collect()
+}
+
+/// The floats of array key `key`.
+fn float_array(header: &Header, key: &str) -> Result<Vec<f64>, String> {
+    let value = header
+        .get(key)
+        .ok_or_else(|| format!("metadata key {key:?} is missing"))?;
+    let items = value
+        .as_array()
+        .ok_or_else(|| wrong_type(key, "array of floats", value))?;
+    items
+        .iter()
+        .map(Value::as_f64)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("metadata key {key:?} holds a non-float"))
 }
 
 /// The strings of array key `key`.
