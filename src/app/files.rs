@@ -34,6 +34,11 @@ impl AttnApp {
     /// Opens a file given on the command line, dropped on the window or picked in a dialog.
     /// On error the current state stays and the message names the file.
     pub fn open_file(&mut self, path: &Path) {
+        // A GGUF file is a model, not an input: it replaces the model, as Open .gguf… does.
+        if crate::model::gguf::is_gguf_path(path) {
+            self.open_model_folder(path);
+            return;
+        }
         // What the file is comes from its parsed JSON's `format` field, wherever it stands.
         match io::load_input(path) {
             Ok(InputFile::Lesson) => {
@@ -207,7 +212,7 @@ impl AttnApp {
                 self.write_tensors(&run, path);
             }
             DialogPurpose::ExportAllHeads => self.start_export_all(path),
-            DialogPurpose::OpenModel => self.open_model_folder(path),
+            DialogPurpose::OpenModel | DialogPurpose::OpenGguf => self.open_model_folder(path),
             DialogPurpose::ExportSaliency(kind) => self.export_saliency(kind, path),
             DialogPurpose::ExportTeachFigure => match self.export_teach_figure(path) {
                 Ok(()) => self.wrote(path),
@@ -277,7 +282,7 @@ impl AttnApp {
         }
     }
 
-    /// Switches to a checkpoint folder; it loads on the worker, and a folder still loading is
+    /// Switches to a checkpoint folder (or GGUF file); it loads on the worker, and a folder still loading is
     /// cancelled (the newest wins). If it fails or is cancelled, the model on screen before
     /// stays and a failure names the file. The folder joins the recent list once it has run.
     pub fn open_model_folder(&mut self, dir: &Path) {
@@ -322,7 +327,7 @@ impl AttnApp {
                 title: "Open a text, token, attention or session file".to_owned(),
                 mode: DialogMode::Open {
                     filter_name: "text, tokens, attention or session".to_owned(),
-                    extensions: ["txt", "json", "npy", "npz", "safetensors"]
+                    extensions: ["txt", "json", "npy", "npz", "safetensors", "gguf"]
                         .map(str::to_owned)
                         .to_vec(),
                 },
@@ -336,6 +341,14 @@ impl AttnApp {
             ),
             DialogPurpose::ExportAllHeads => folder("Export all heads into a folder"),
             DialogPurpose::OpenModel => folder("Open a Hugging Face model folder"),
+            DialogPurpose::OpenGguf => DialogRequest {
+                title: "Open a GGUF model file".to_owned(),
+                mode: DialogMode::Open {
+                    filter_name: "GGUF model".to_owned(),
+                    extensions: vec!["gguf".to_owned()],
+                },
+                start_dir: None,
+            },
             DialogPurpose::ExportSaliency(kind) => save(
                 "Export the saliency view",
                 super::saliency::export::default_name(kind, self.state.saliency.method),
@@ -380,6 +393,7 @@ fn output_formats(purpose: DialogPurpose) -> Option<Vec<io::OutputFormat>> {
         DialogPurpose::OpenFile
         | DialogPurpose::SaveSession
         | DialogPurpose::OpenModel
+        | DialogPurpose::OpenGguf
         | DialogPurpose::ExportAllHeads => return None,
     })
 }

@@ -28,6 +28,8 @@ pub enum DialogPurpose {
     ExportTensors,
     /// Open a Hugging Face checkpoint folder.
     OpenModel,
+    /// Open a GGUF checkpoint file.
+    OpenGguf,
     /// Export the Saliency view (figure or scores).
     ExportSaliency(super::saliency::SaliencyExport),
     /// Export the teaching figure on screen (a walkthrough step or a mistake comparison) as
@@ -42,7 +44,7 @@ impl DialogPurpose {
         match self {
             DialogPurpose::OpenFile => "open",
             DialogPurpose::SaveSession => "session",
-            DialogPurpose::OpenModel => "model",
+            DialogPurpose::OpenModel | DialogPurpose::OpenGguf => "model",
             DialogPurpose::ExportPng
             | DialogPurpose::ExportAllHeads
             | DialogPurpose::ExportTensors

@@ -26,7 +26,7 @@ pub struct Cli {
     /// Render the app's first frames, save a screenshot to this PNG and exit.
     #[arg(long, value_name = "PNG")]
     pub screenshot: Option<PathBuf>,
-    /// Open the app on this checkpoint folder instead of the demo model.
+    /// Open the app on this checkpoint folder (or .gguf file) instead of the demo model.
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
 }
@@ -147,7 +147,7 @@ pub struct CommonArgs {
     /// Token ids, comma-separated; skips the tokenizer.
     #[arg(long, value_delimiter = ',')]
     pub ids: Option<Vec<u32>>,
-    /// `demo`, or a model folder.
+    /// `demo`, a model folder, or a .gguf file.
     #[arg(long, default_value = "demo", value_name = "DIR|demo")]
     pub model: String,
     /// Mask spec, `+`-joined: none, causal, padding, window:W, strided:S, block:B, global:I,J,
@@ -311,7 +311,7 @@ pub struct RenderArgs {
 /// `attnviz info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// `demo`, or a model folder.
+    /// `demo`, a model folder, or a .gguf file.
     #[arg(long, default_value = "demo", value_name = "DIR|demo")]
     pub model: String,
     /// Print JSON instead of text.

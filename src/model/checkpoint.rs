@@ -69,17 +69,36 @@ impl Checkpoint {
         dir: &Path,
         progress: std::sync::Arc<super::weights::LoadProgress>,
     ) -> Result<Self, LoadError> {
-        let raw = RawConfig::read(dir)?;
-        let name = super::naming::checkpoint_name(dir, raw.name_or_path.as_deref());
-        let cfg = raw.into_config(&dir.join("config.json"))?;
-        let weights = WeightFile::open_with_progress(dir, progress)?;
+        // A .gguf file holds its config and tokenizer too; a folder has config.json and (maybe)
+        // tokenizer.json, read after the weights.
+        let (name, cfg, weights, gguf_tokenizer) = if super::gguf::is_gguf_path(dir) {
+            let gguf = super::gguf::open(dir)?;
+            let name = super::naming::gguf_name(dir, gguf.general_name.as_deref());
+            let tokenizer = crate::tokenize::HfTokenizer::from_json_value(gguf.tokenizer_json, dir)
+                .map_err(|e| LoadError::Config {
+                    path: e.path,
+                    reason: e.reason,
+                })?;
+            let weights = WeightFile::from_source(Box::new(gguf.weights), progress);
+            (name, gguf.config, weights, Some(tokenizer))
+        } else {
+            let raw = RawConfig::read(dir)?;
+            let name = super::naming::checkpoint_name(dir, raw.name_or_path.as_deref());
+            let cfg = raw.into_config(&dir.join("config.json"))?;
+            let weights = WeightFile::open_with_progress(dir, progress)?;
+            (name, cfg, weights, None)
+        };
         let weights_path = weights.path().to_owned();
         let (embeddings, parts) = match cfg.family {
             Family::Bert => loaders::bert::load(&weights, &cfg)?,
             Family::Gpt2 => loaders::gpt2::load(&weights, &cfg)?,
             Family::Llama => loaders::llama::load(&weights, &cfg)?,
         };
-        let lm_head = loaders::load_lm_head(&weights, &cfg)?;
+        // Named as the file names it (`output.weight`, `token_embd.weight` in a GGUF).
+        let lm_head = loaders::load_lm_head(&weights, &cfg)?.map(|mut head| {
+            head.tensor = weights.stored_name(&head.tensor);
+            head
+        });
         let mlm_head = match cfg.family {
             Family::Bert => loaders::bert::load_mlm_head(&weights, &cfg)?,
             Family::Gpt2 | Family::Llama => None,
@@ -94,7 +113,9 @@ impl Checkpoint {
         })?;
         // tokenizer.json is parsed once: the tokenizer, its vocabulary and its special ids.
         let tokenizer_path = dir.join("tokenizer.json");
-        let tokenizer = if tokenizer_path.exists() {
+        let tokenizer = if gguf_tokenizer.is_some() {
+            gguf_tokenizer
+        } else if tokenizer_path.exists() {
             Some(
                 crate::tokenize::HfTokenizer::from_file(&tokenizer_path).map_err(|e| {
                     LoadError::Config {
@@ -222,8 +243,12 @@ impl Checkpoint {
             .collect()
     }
 
-    /// The folder's weights file: `model.safetensors`, or the index of its shards.
+    /// The folder's weights file: `model.safetensors`, or the index of its shards; the GGUF
+    /// file itself.
     pub fn weights_path(&self) -> PathBuf {
+        if super::gguf::is_gguf_path(&self.dir) {
+            return self.dir.clone();
+        }
         let single = self.dir.join("model.safetensors");
         if single.exists() {
             single

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod demo;
+pub mod gguf;
 pub mod lm_head;
 pub mod loaded;
 mod loaders;

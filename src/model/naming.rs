@@ -68,9 +68,29 @@ pub fn checkpoint_name(dir: &Path, name_or_path: Option<&str>) -> CheckpointName
     }
 }
 
+/// The name of the GGUF file `path` whose `general.name` is `general_name`: the file's name
+/// without `.gguf` (`SmolLM2-135M-Instruct.Q4_1`); `general.name` is its base model unless the
+/// two agree.
+pub fn gguf_name(path: &Path, general_name: Option<&str>) -> CheckpointName {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "checkpoint".to_owned());
+    let base = general_name
+        .map(str::trim)
+        .filter(|g| !g.is_empty() && !agree(&name, g))
+        .map(str::to_owned);
+    CheckpointName { name, base }
+}
+
 /// [`checkpoint_name`] of the folder `dir` without loading it: reads `_name_or_path` from its
 /// config.json (at most 16 MiB, a regular file); the folder's name when that cannot be read.
 pub fn folder_checkpoint_name(dir: &Path) -> CheckpointName {
+    // A GGUF file is named by its file name, read without opening it.
+    if super::gguf::is_gguf_path(dir) {
+        return gguf_name(dir, None);
+    }
     #[derive(serde::Deserialize)]
     struct Named {
         #[serde(rename = "_name_or_path")]

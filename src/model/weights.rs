@@ -103,7 +103,7 @@ pub enum LoadError {
 }
 
 /// The bytes of one file: mapped, or read when the file cannot be mapped.
-enum FileBytes {
+pub(super) enum FileBytes {
     Mapped(memmap2::Mmap),
     Read(Vec<u8>),
 }
@@ -157,6 +157,26 @@ pub struct WeightFile {
     progress: Arc<LoadProgress>,
     /// How many safetensors headers were parsed: one per shard.
     header_parses: AtomicUsize,
+    /// Another source of tensors (a GGUF file) instead of safetensors; `shards` is then empty.
+    source: Option<Box<dyn TensorSource>>,
+}
+
+/// Tensors under Hugging Face names from a file that is not safetensors (a GGUF file:
+/// `super::gguf::GgufWeights`), so that the loaders read it through [`WeightFile`] unchanged.
+pub trait TensorSource: Send + Sync {
+    /// True when the tensor `name` is there.
+    fn contains(&self, name: &str) -> bool;
+    /// Tensor `name` as finite f32 of exactly `shape` (row-major, Hugging Face's layout), and
+    /// the bytes it took in the file. Errors name the tensor and the file.
+    fn tensor(&self, name: &str, shape: &[usize]) -> Result<(Vec<f32>, u64), LoadError>;
+    /// Bytes of tensor data in the file, for progress.
+    fn total_bytes(&self) -> u64;
+    /// The file, for messages.
+    fn path(&self) -> &Path;
+    /// The name the file itself gives the tensor `name`.
+    fn stored_name(&self, name: &str) -> String {
+        name.to_owned()
+    }
 }
 
 impl WeightFile {
@@ -195,6 +215,7 @@ impl WeightFile {
                 path: single,
                 progress: Arc::default(),
                 header_parses,
+                source: None,
             });
         }
         if index_path.exists() {
@@ -261,7 +282,21 @@ impl WeightFile {
             path: index_path.to_owned(),
             progress: Arc::default(),
             header_parses,
+            source: None,
         })
+    }
+
+    /// The tensors of another source (a GGUF file), reporting to `progress`.
+    pub fn from_source(source: Box<dyn TensorSource>, progress: Arc<LoadProgress>) -> Self {
+        progress.add_total(source.total_bytes());
+        Self {
+            shards: Vec::new(),
+            index: None,
+            path: source.path().to_owned(),
+            progress,
+            header_parses: AtomicUsize::new(0),
+            source: Some(source),
+        }
     }
 
     fn shard_for(&self, name: &str) -> Option<&Shard> {
@@ -273,6 +308,9 @@ impl WeightFile {
 
     /// True when a tensor of this name exists.
     pub fn contains(&self, name: &str) -> bool {
+        if let Some(source) = &self.source {
+            return source.contains(name);
+        }
         self.shard_for(name)
             .is_some_and(|s| s.header.info(name).is_some())
     }
@@ -281,6 +319,14 @@ impl WeightFile {
     /// tensors are looked up).
     pub fn header_parses(&self) -> usize {
         self.header_parses.load(Ordering::Relaxed)
+    }
+
+    /// The name the file itself gives the tensor `name` (a GGUF's own name; for safetensors
+    /// the name as it is).
+    pub fn stored_name(&self, name: &str) -> String {
+        self.source
+            .as_ref()
+            .map_or_else(|| name.to_owned(), |s| s.stored_name(name))
     }
 
     /// The first of `names` that exists, for checkpoints that differ in prefixes.
@@ -296,6 +342,12 @@ impl WeightFile {
         };
         if self.progress.is_cancelled() {
             return Err(LoadError::Cancelled);
+        }
+        if let Some(source) = &self.source {
+            // Checked finite there, naming the source's own tensor.
+            let (values, bytes) = source.tensor(name, shape)?;
+            self.progress.add_done(bytes);
+            return Ok((values, shape.to_vec()));
         }
         let shard = self.shard_for(name).ok_or_else(missing)?;
         let (dtype, got, data) = shard.tensor(name).ok_or_else(missing)?;
@@ -316,16 +368,7 @@ impl WeightFile {
                 ),
             });
         };
-        // One NaN weight made every later row NaN and `next` print "log-prob NaN" (issue 10
-        // item 6): every tensor loaded is checked here, naming the tensor and its file.
-        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
-            return Err(LoadError::Weights {
-                path: shard.path.clone(),
-                reason: format!(
-                    "tensor {name:?} holds {v} at flat index {i}; weights must be finite"
-                ),
-            });
-        }
+        check_finite(name, &values, &shard.path)?;
         self.progress.add_done(data.len() as u64);
         Ok((values, shape.to_vec()))
     }
@@ -357,6 +400,18 @@ impl WeightFile {
     /// The file's path, for messages.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// One NaN weight made every later row NaN and `next` print "log-prob NaN" (issue 10 item 6):
+/// every tensor loaded is checked, naming the tensor and its file.
+pub(super) fn check_finite(name: &str, values: &[f32], path: &Path) -> Result<(), LoadError> {
+    match values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        Some((i, v)) => Err(LoadError::Weights {
+            path: path.to_owned(),
+            reason: format!("tensor {name:?} holds {v} at flat index {i}; weights must be finite"),
+        }),
+        None => Ok(()),
     }
 }
 
@@ -392,29 +447,7 @@ fn io_error(path: &Path, e: crate::io::IoError) -> LoadError {
 
 /// Opens one safetensors file and parses its header (counted in `parses`).
 fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
-    let read_err = |cause| LoadError::Read {
-        path: path.to_owned(),
-        cause,
-    };
-    // Only a regular file: a FIFO would block and /dev/zero never ends.
-    let (file, len) = crate::io::open_regular(path).map_err(|e| io_error(path, e))?;
-    // An empty file cannot be mapped, and a filesystem may refuse maps: then read it, so that
-    // the error (if any) comes from parsing, as for any other bad file.
-    let mapped = if len > 0 {
-        crate::io::map_readonly(&file).ok()
-    } else {
-        None
-    };
-    let bytes = match mapped {
-        Some(map) => FileBytes::Mapped(map),
-        None => FileBytes::Read({
-            use std::io::Read as _;
-            // At most the length the file had when it was opened.
-            let mut bytes = Vec::new();
-            file.take(len).read_to_end(&mut bytes).map_err(read_err)?;
-            bytes
-        }),
-    };
+    let bytes = file_bytes(path)?;
     // Parsed once, here, so that a truncated or garbage file fails with one message and no
     // lookup parses it again.
     parses.fetch_add(1, Ordering::Relaxed);
@@ -428,6 +461,33 @@ fn read_shard(path: &Path, parses: &AtomicUsize) -> Result<Shard, LoadError> {
         bytes,
         data_start: 8 + header_len,
         header,
+    })
+}
+
+/// The bytes of the regular file `path`: mapped, or read where mapping fails.
+pub(super) fn file_bytes(path: &Path) -> Result<FileBytes, LoadError> {
+    let read_err = |cause| LoadError::Read {
+        path: path.to_owned(),
+        cause,
+    };
+    // Only a regular file: a FIFO would block and /dev/zero never ends.
+    let (file, len) = crate::io::open_regular(path).map_err(|e| io_error(path, e))?;
+    // An empty file cannot be mapped, and a filesystem may refuse maps: then read it, so that
+    // the error (if any) comes from parsing, as for any other bad file.
+    let mapped = if len > 0 {
+        crate::io::map_readonly(&file).ok()
+    } else {
+        None
+    };
+    Ok(match mapped {
+        Some(map) => FileBytes::Mapped(map),
+        None => FileBytes::Read({
+            use std::io::Read as _;
+            // At most the length the file had when it was opened.
+            let mut bytes = Vec::new();
+            file.take(len).read_to_end(&mut bytes).map_err(read_err)?;
+            bytes
+        }),
     })
 }
 

@@ -117,6 +117,16 @@ impl HfTokenizer {
             .map_err(|e| fail(format!("cannot read the tokenizer (not UTF-8: {e})")))?;
         let value: serde_json::Value = serde_json::from_str(&json)
             .map_err(|e| fail(format!("cannot read the tokenizer ({e})")))?;
+        Self::from_json_value(value, path)
+    }
+
+    /// A tokenizer from the parsed JSON of a tokenizer.json (or one built from a GGUF's
+    /// metadata); `path` is the file it came from, for messages.
+    pub fn from_json_value(value: serde_json::Value, path: &Path) -> Result<Self, TokenizerError> {
+        let fail = |reason: String| TokenizerError {
+            path: path.to_owned(),
+            reason,
+        };
         let style = VocabStyle::from_tokenizer_value(&value);
         let special_in_file = added_special_ids(&value);
         let expansion = value.get("normalizer").map_or(1, normalizer_expansion);

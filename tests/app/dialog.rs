@@ -397,3 +397,27 @@ fn an_export_refuses_a_file_name_it_does_not_write() {
     assert!(png.is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_gguf_file_opens_through_open_gguf_and_runs() {
+    let gguf = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gguf/tiny_llama.gguf");
+    let mut harness = portal_less_app(AppState {
+        text: "the quick brown fox".to_owned(),
+        ..AppState::default()
+    });
+    wait_ready(&mut harness);
+    harness.get_by_label("File").click();
+    harness.run_steps(2);
+    harness.get_by_label("Open GGUF model…").click();
+    wait_for_in_app_dialog(&mut harness);
+    retype(&mut harness, "Path", &gguf.display().to_string());
+    harness.get_by_label("Open").click();
+    let run = wait_ready(&mut harness);
+    assert_eq!(harness.state().state.model_dir, Some(gguf));
+    assert!(harness.state().error.is_none());
+    // The ids transformers' GGUF tokenizer gives (tiny_llama.reference.json).
+    let ids: Vec<u32> = run.tokens.iter().map(|t| t.id).collect();
+    assert_eq!(ids[..3], [119, 260, 335]);
+    assert_eq!(run.maps.shape()[..2], [2, 4]);
+}

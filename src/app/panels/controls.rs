@@ -114,9 +114,13 @@ fn input_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
     }
     let mut open = false;
     ui.horizontal_wrapped(|ui| {
-        if state.model_dir.is_some() {
-            // A checkpoint always tokenizes with its own tokenizer.json.
-            ui.label("Tokenizer: the model folder's tokenizer.json");
+        if let Some(dir) = &state.model_dir {
+            // A checkpoint always tokenizes with its own tokenizer.json (a GGUF's is in the file).
+            ui.label(if crate::model::gguf::is_gguf_path(dir) {
+                "Tokenizer: the GGUF file's own vocabulary and merges"
+            } else {
+                "Tokenizer: the model folder's tokenizer.json"
+            });
         } else {
             egui::ComboBox::from_label("Tokenizer")
                 .selected_text(state.tokenizer.name())

@@ -18,6 +18,13 @@ impl View for Menu {
                 if ui.button("Open file…  (Ctrl+O)").clicked() {
                     cx.request(Request::Dialog(DialogPurpose::OpenFile));
                 }
+                if ui
+                    .button("Open GGUF model…")
+                    .on_hover_text("A GGUF checkpoint file (llama.cpp's format, Llama family)")
+                    .clicked()
+                {
+                    cx.request(Request::Dialog(DialogPurpose::OpenGguf));
+                }
                 ui.menu_button("Recent files", |ui| {
                     if cx.state.recent_files.is_empty() {
                         ui.label("(none yet)");

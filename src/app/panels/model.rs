@@ -32,7 +32,8 @@ impl View for ModelPanel {
                 if ui
                     .button("Open folder…")
                     .on_hover_text(
-                        "Open a Hugging Face model folder (config.json, weights, tokenizer)",
+                        "Open a Hugging Face model folder (config.json, weights, tokenizer); a \
+                         GGUF file opens from File ▸ Open GGUF model…",
                     )
                     .clicked()
                 {
