@@ -963,6 +963,8 @@ mod figures;
 #[path = "app/unicode.rs"]
 mod unicode;
 
+#[path = "app/answer.rs"]
+mod answer;
 #[path = "app/saliency.rs"]
 mod saliency;
 

@@ -305,8 +305,9 @@ impl AttnApp {
         self.worker.as_ref().and_then(worker::Worker::loading)
     }
 
-    /// Holds the worker just before it reads a model's files (`true`), or lets it go on. For
-    /// tests that need a load in progress at a known point.
+    /// Holds the worker just before it reads a model's files or starts a view's side task
+    /// (`true`), or lets it go on. For tests that need a load or a task in progress at a known
+    /// point.
     pub fn hold_model_loads(&self, hold: bool) {
         if let Some(w) = &self.worker {
             w.hold_loads(hold);

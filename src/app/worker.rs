@@ -352,8 +352,9 @@ impl Worker {
     }
 
     /// While `hold` is true the worker stops just before it reads a model's files, with the
-    /// load already published by [`Self::loading`]. For tests that need a load to be in
-    /// progress at a known point; the app never holds.
+    /// load already published by [`Self::loading`], and before it starts a view's side task
+    /// (saliency, answer). For tests that need a load or a task to be in progress at a known
+    /// point; the app never holds.
     pub fn hold_loads(&self, hold: bool) {
         lock(&self.shared.load).held = hold;
         self.shared.load_released.notify_all();
@@ -385,6 +386,7 @@ fn worker_loop(
             continue;
         }
         if let Some(task) = job.side.take() {
+            wait_while_held(shared);
             // Only asked for once the run of this key is on screen, so the model is loaded.
             if let Ok(loaded) = ensure_model(&job, &mut model, shared, wake) {
                 let id = job.id;
@@ -467,6 +469,17 @@ fn matches(model: &LoadedModel, key: &JobKey) -> bool {
     }
 }
 
+/// Waits while a test holds the worker ([`Worker::hold_loads`]).
+fn wait_while_held(shared: &Shared) {
+    let mut slot = lock(&shared.load);
+    while slot.held {
+        slot = shared
+            .load_released
+            .wait(slot)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+}
+
 /// Loads the checkpoint in `dir` for `job`, publishing its progress while it loads.
 fn load_checkpoint(
     job: &Job,
@@ -488,15 +501,7 @@ fn load_checkpoint(
     }
     // Outside the lock: the UI thread takes it to draw the progress.
     wake();
-    {
-        let mut slot = lock(&shared.load);
-        while slot.held {
-            slot = shared
-                .load_released
-                .wait(slot)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
+    wait_while_held(shared);
     let loaded = if progress.is_cancelled() {
         Err(PipelineError::Cancelled)
     } else {

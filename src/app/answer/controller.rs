@@ -145,6 +145,25 @@ impl AttnApp {
         self.answer.asked = None;
     }
 
+    /// The result the Answer view shows for the current tab, once it has arrived, with the
+    /// milliseconds it took.
+    pub fn shown_answer(&self) -> Option<(Item, f64)> {
+        let (key, run) = self.current.as_ref()?;
+        let s = &self.state.answer;
+        let kind = s.kind(s.tab, run.tokens.len());
+        self.answer
+            .result(key, &kind)
+            .map(|(item, ms)| (item.clone(), ms))
+    }
+
+    /// The fraction done of the current tab's work while it is computed.
+    pub fn answer_progress(&self) -> Option<f32> {
+        let (key, run) = self.current.as_ref()?;
+        let s = &self.state.answer;
+        let kind = s.kind(s.tab, run.tokens.len());
+        self.answer.pending(key, &kind).map(|(f, _)| f)
+    }
+
     /// True while the Answer view waits for work it asked for (screenshots wait for it).
     pub(in crate::app) fn answer_pending(&self) -> bool {
         if self.state.view != ViewKind::Answer {

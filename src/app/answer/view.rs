@@ -471,8 +471,11 @@ fn routes_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, g: &RouteGraph, labels: &[S
     let n = g.tokens();
     let s = &mut cx.state.answer;
     ui.horizontal(|ui| {
-        ui.label("threshold τ");
-        ui.add(egui::Slider::new(&mut s.threshold, MIN_THRESHOLD..=0.5).logarithmic(true));
+        ui.add(
+            egui::Slider::new(&mut s.threshold, MIN_THRESHOLD..=0.5)
+                .logarithmic(true)
+                .text("threshold τ"),
+        );
     });
     let position = s.target_on(n).position.unwrap_or(n.saturating_sub(1));
     let routes = match g.routes(position, s.threshold) {
@@ -489,7 +492,8 @@ fn routes_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, g: &RouteGraph, labels: &[S
     let layers = g.layers();
     let width = ui.available_width().clamp(300.0, 1400.0);
     let dx = ((width - 80.0) / n.max(1) as f32).min(90.0);
-    let dy = 14.0;
+    // Fits about 600 px: 9 px a level for SmolLM2's 30 layers, at most 14.
+    let dy = (600.0 / (2 * layers + 1) as f32).clamp(6.0, 14.0);
     let height = dy * (2 * layers + 1) as f32 + 30.0;
     let (resp, painter) = ui.allocate_painter(Vec2::new(width, height), Sense::click());
     let origin = resp.rect.min;
@@ -586,12 +590,12 @@ fn patching_controls_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
         cx.state.answer.text_b = suggest_corrupted(&cx.state.text);
     }
     ui.horizontal(|ui| {
-        ui.label("Corrupted text (same number of tokens):");
-        ui.add(egui::TextEdit::singleline(&mut cx.state.answer.text_b).desired_width(360.0));
+        let label = ui.label("Corrupted text (same number of tokens):");
+        ui.add(egui::TextEdit::singleline(&mut cx.state.answer.text_b).desired_width(360.0))
+            .labelled_by(label.id);
     });
     ui.horizontal(|ui| {
-        ui.label("site");
-        egui::ComboBox::from_id_salt("answer-site")
+        egui::ComboBox::from_label("site")
             .selected_text(cx.state.answer.site.name())
             .show_ui(ui, |ui| {
                 for site in PatchSite::ALL {
