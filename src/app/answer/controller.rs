@@ -65,6 +65,19 @@ impl Controller {
             .is_some_and(|(k, w)| k == key && w == kind)
     }
 
+    /// The label of token `id` from any finished result that names it.
+    pub fn name(&self, id: u32) -> Option<String> {
+        self.cache.iter().rev().find_map(|o| {
+            let names = match &o.item {
+                Item::Lens(Ok(r)) => &r.names,
+                Item::Contributions(Ok(r)) => &r.names,
+                Item::Patching(Ok(r)) => &r.names,
+                _ => return None,
+            };
+            names.iter().find(|(i, _)| *i == id).map(|(_, n)| n.clone())
+        })
+    }
+
     fn store(&mut self, outcome: Outcome) {
         self.cache
             .retain(|o| !(o.kind == outcome.kind && o.key == outcome.key));

@@ -111,6 +111,10 @@ impl AnswerView {
 fn target_line_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, labels: &[String], n: usize) {
     let s = &mut cx.state.answer;
     let t = s.target_on(n);
+    let named = |id: u32| match cx.answer.name(id) {
+        Some(label) => format!("{label:?} (id {id})"),
+        None => format!("token id {id}"),
+    };
     ui.horizontal_wrapped(|ui| {
         let p = t.position.unwrap_or(n.saturating_sub(1));
         ui.label(format!(
@@ -118,11 +122,11 @@ fn target_line_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, labels: &[String], n: 
             labels.get(p).map_or("", String::as_str)
         ));
         match t.token {
-            Some(id) => ui.strong(format!("token id {id}")),
+            Some(id) => ui.strong(named(id)),
             None => ui.strong("the model's own top-1"),
         };
         if let Some(f) = t.foil {
-            ui.label(format!("vs foil id {f}"));
+            ui.label(format!("vs foil {}", named(f)));
         }
         if (t.token.is_some() || t.position.is_some()) && ui.button("Reset target").clicked() {
             s.target = Default::default();

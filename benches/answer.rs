@@ -1,0 +1,71 @@
+//! Where the answer forms, against one forward pass in the same run: SmolLM2-135M at 64 tokens
+//! (`ATTNVIZ_SMOLLM2_DIR`), the forward with every map (what the app computes first), the logit
+//! lens at one position across all layers, direct contributions and the routes graph.
+//! `cargo bench --profile dev --bench answer`.
+
+#![allow(clippy::expect_used, missing_docs)]
+
+use attnviz::engine::RunOptions;
+use attnviz::grad::TargetSpec;
+use attnviz::io::TokenInput;
+use attnviz::model::LoadedModel;
+use attnviz::pipeline::answer::{self, LensPositions};
+use attnviz::pipeline::{self, RunInput};
+use criterion::{Criterion, criterion_group};
+use std::hint::black_box;
+use std::path::Path;
+
+fn answer_64(c: &mut Criterion) {
+    let Ok(dir) = std::env::var("ATTNVIZ_SMOLLM2_DIR") else {
+        eprintln!("ATTNVIZ_SMOLLM2_DIR is not set; skipping the answer benchmarks");
+        return;
+    };
+    let Ok(model) = LoadedModel::checkpoint(Path::new(&dir), Default::default()) else {
+        eprintln!("cannot load {dir}");
+        return;
+    };
+    // 64 token ids from the middle of the vocabulary, away from special tokens.
+    let ids: Vec<u32> = (0..64).map(|i| 1000 + 37 * i).collect();
+    let input = RunInput::new(TokenInput::Ids(ids));
+    let opts = RunOptions::default();
+    let spec: TargetSpec = "logprob:63".parse().expect("a valid target");
+    let mut group = c.benchmark_group("answer_64/smollm2");
+    group.sample_size(10);
+    group.bench_function("forward", |b| {
+        b.iter(|| black_box(pipeline::run(&model, &input, &opts, &mut |_| true).ok()))
+    });
+    group.bench_function("lens_one_position", |b| {
+        b.iter(|| {
+            black_box(
+                answer::logit_lens(
+                    &model,
+                    &input,
+                    &opts,
+                    Some(&spec),
+                    &LensPositions::These(vec![63]),
+                    5,
+                    &mut |_, _| true,
+                )
+                .ok(),
+            )
+        })
+    });
+    group.bench_function("contributions", |b| {
+        b.iter(|| {
+            black_box(
+                answer::contributions(&model, &input, &opts, Some(&spec), &mut |_, _| true).ok(),
+            )
+        })
+    });
+    group.bench_function("routes", |b| {
+        b.iter(|| black_box(answer::routes(&model, &input, &opts, &mut |_, _| true).ok()))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, answer_64);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
