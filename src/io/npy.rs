@@ -1,6 +1,6 @@
 //! NPY export: the maps as one little-endian f32 array [L, H, N, N], plus a tokens sidecar.
 
-use super::{IoError, MAX_ATTENTION_FILE, commit_all, read_regular_file, stage_atomic};
+use super::{IoError, MAX_ATTENTION_FILE, commit_all, stage_atomic};
 use crate::engine::AttentionMaps;
 use ndarray::{Array2, ArrayD};
 use ndarray_npy::ReadNpyExt as _;
@@ -65,8 +65,21 @@ pub fn write_npy(path: &Path, maps: &AttentionMaps, tokens: &[String]) -> Result
 /// either byte order, C or Fortran order) and its sidecar, through `ndarray-npy`. The header's shape is checked against
 /// the bytes present before anything is allocated for it, and the values must be attention
 /// weights saved elsewhere (see [`npy_maps`]): the maps, the tokens and the warnings.
+///
+/// The file is memory-mapped, not read into memory first: only the maps themselves are
+/// allocated.
 pub fn read_npy(path: &Path) -> Result<super::ImportedAttention, IoError> {
-    let bytes = read_regular_file(path, MAX_ATTENTION_FILE)?;
+    let (file, len) = super::open_regular(path)?;
+    if len > MAX_ATTENTION_FILE {
+        return Err(IoError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_ATTENTION_FILE,
+        });
+    }
+    let bytes = super::map_readonly(&file).map_err(|cause| IoError::Read {
+        path: path.to_owned(),
+        cause,
+    })?;
     let (maps, warnings) = npy_maps(path, &bytes)?;
     drop(bytes);
     let tokens = super::attention_tensors::sidecar_tokens(path, maps.shape()[2])?;
