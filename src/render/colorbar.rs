@@ -2,13 +2,11 @@
 //! ten on a log scale, significant digits for small ends). The PNG and SVG figures and the app's
 //! colorbar all take them from here.
 
-use image::{Rgba, RgbaImage};
-
 use super::colormap::Colormap;
-use super::figure::{
+use super::heatmap::{ValueRange, ValueScale, log_floor, normalize};
+use super::layout::{
     FRAME, LEGEND_GAP, LEGEND_SWATCH, MASKED_LEGEND, Rect, TICK_GAP, TICK_LEN, TICK_PX,
 };
-use super::heatmap::{ValueRange, ValueScale, log_floor, normalize};
 use super::scene::{Area, Scene, Text, Toward};
 use super::text::{self, TEXT_COLOR};
 
@@ -45,15 +43,7 @@ pub fn colorbar_ticks(
     placed
 }
 
-/// The colorbar's gradient: `width` x `height` pixels, the colormap's last colour in the top
-/// row and its first in the bottom row, linear in between (the values' scale lives in the
-/// ticks). The PNG figure draws it and the app uploads it as a texture.
-pub fn colorbar_image(colormap: Colormap, width: u32, height: u32) -> RgbaImage {
-    let last = height.saturating_sub(1).max(1) as f32;
-    RgbaImage::from_fn(width, height, |_, row| {
-        Rgba(colormap.color(1.0 - row as f32 / last))
-    })
-}
+pub use super::colormap::colorbar_image;
 
 /// Tick values and their texts, most important first.
 pub(crate) fn tick_values(range: ValueRange, scale: ValueScale) -> Vec<(f64, String)> {

@@ -196,6 +196,16 @@ impl FromStr for Colormap {
     }
 }
 
+/// The colorbar's gradient: `width` x `height` pixels, the colormap's last colour in the top
+/// row and its first in the bottom row, linear in between (the values' scale lives in the
+/// ticks). The PNG figure draws it and the app uploads it as a texture.
+pub fn colorbar_image(colormap: Colormap, width: u32, height: u32) -> image::RgbaImage {
+    let last = height.saturating_sub(1).max(1) as f32;
+    image::RgbaImage::from_fn(width, height, |_, row| {
+        image::Rgba(colormap.color(1.0 - row as f32 / last))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-use image::{Rgba, RgbaImage};
+use image::RgbaImage;
 use ndarray::{Array2, ArrayView2};
 
 use super::colorbar::{Colorbar, Tick};
@@ -26,47 +26,20 @@ pub use super::colorbar::{ColorbarTick, colorbar_image, colorbar_ticks, format_s
 use super::colorbar::{format_fixed, format_power_of_ten, linear_ticks, log_ticks};
 use super::colormap::Colormap;
 use super::heatmap::{ValueRange, ValueScale};
+pub(crate) use super::layout::{
+    AXIS_PX, BAR_GAP, BAR_WIDTH, FRAME, MIN_BAR_HEIGHT, Rect, TICK_PX, TITLE_GAP, TITLE_PX,
+};
+pub use super::layout::{MASKED_LEGEND, MAX_LABEL_CHARS, MAX_PIXEL_SCALE};
 use super::scene::{Anchor, Area, Raster, RasterKind, Scene, Text};
 use super::text;
 use super::{RenderError, checked_figure_size, checked_size};
 
 /// Blank space around the whole figure, in pixels.
 const MARGIN: u64 = 10;
-/// Font size of the title, in pixels.
-pub(crate) const TITLE_PX: f32 = 16.0;
-/// Space between the title and what is below it.
-pub(crate) const TITLE_GAP: u64 = 8;
-/// Font size of the axis titles ("query", "key").
-pub(crate) const AXIS_PX: f32 = 12.0;
 /// Space between an axis title and the token labels.
 const AXIS_GAP: u64 = 4;
 /// Space between token labels and the cells.
 const LABEL_GAP: u64 = 4;
-/// Space between the cells and the colorbar.
-pub(crate) const BAR_GAP: u64 = 14;
-/// Width of the colorbar.
-pub(crate) const BAR_WIDTH: u64 = 16;
-/// Smallest colorbar height, so tiny matrices still get a readable bar.
-pub(crate) const MIN_BAR_HEIGHT: u64 = 120;
-/// Length of the tick marks right of the colorbar.
-pub(crate) const TICK_LEN: u64 = 4;
-/// Space between a tick mark and its value.
-pub(crate) const TICK_GAP: u64 = 3;
-/// Font size of the tick values.
-pub(crate) const TICK_PX: f32 = 11.0;
-/// Space between the colorbar and the "masked" legend below it.
-pub(crate) const LEGEND_GAP: u64 = 12;
-/// Height of the "masked" legend's swatch (its width is the bar's).
-pub(crate) const LEGEND_SWATCH: u64 = 12;
-/// The legend's text.
-pub const MASKED_LEGEND: &str = "masked";
-/// Labels longer than this many characters are shortened with '…'.
-pub const MAX_LABEL_CHARS: usize = 16;
-/// Largest `pixel_scale` accepted: beyond it figures only get blurrier in viewers.
-pub const MAX_PIXEL_SCALE: u32 = 8;
-
-/// Mid grey for the colorbar frame.
-pub(crate) const FRAME: Rgba<u8> = Rgba([0x88, 0x88, 0x88, 255]);
 
 /// Everything [`heatmap_figure`] needs besides the matrix.
 #[derive(Clone, Debug)]
@@ -417,31 +390,12 @@ pub fn truncate_label(label: &str) -> Cow<'_, str> {
     Cow::Owned(short)
 }
 
-/// An axis-aligned rectangle in pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Rect {
-    pub(crate) x: u64,
-    pub(crate) y: u64,
-    pub(crate) w: u64,
-    pub(crate) h: u64,
-}
-
 /// A label ready to draw: which row or column it belongs to, its text and width.
 #[derive(Clone, Debug)]
 pub(crate) struct Label {
     pub(crate) index: usize,
     pub(crate) text: String,
     pub(crate) width: u64,
-}
-
-/// Fills `rect` with `color`, clipped to the image.
-pub(crate) fn fill_rect(img: &mut RgbaImage, rect: Rect, color: Rgba<u8>) {
-    let (w, h) = (u64::from(img.width()), u64::from(img.height()));
-    for y in rect.y..(rect.y + rect.h).min(h) {
-        for x in rect.x..(rect.x + rect.w).min(w) {
-            img.put_pixel(x as u32, y as u32, color);
-        }
-    }
 }
 
 /// The geometry of a labelled figure, in output pixels (pixel scale applied).
@@ -628,6 +582,7 @@ fn place_ticks(range: ValueRange, scale: ValueScale, bar: Rect, line: u64) -> Ve
 mod tests {
     use super::*;
     use crate::render::heatmap::heatmap_image;
+    use image::Rgba;
     use ndarray::Array2;
 
     fn sample(rows: usize, cols: usize) -> Array2<f32> {

@@ -19,8 +19,10 @@ use super::colormap::Colormap;
 use super::figure::{
     BAR_GAP, BAR_WIDTH, MIN_BAR_HEIGHT, Rect, TICK_PX, TITLE_GAP, TITLE_PX, colorbar_ticks,
 };
-use super::heatmap::{Masked, Normalizer, Target, ValueRange, ValueScale, paint_resampled};
-use super::pool::{max_pool, pool_mask};
+use super::heatmap::{ValueRange, ValueScale};
+#[cfg(test)]
+use super::pool::nearest_indices;
+pub use super::pool::thumbnail_image;
 use super::scene::{Area, Raster, RasterKind, Scene, Text};
 use super::text::{self, TEXT_COLOR};
 use super::{RenderError, checked_figure_size, checked_size};
@@ -297,66 +299,6 @@ fn grid_scene<'a>(
     scene
 }
 
-/// One grid thumbnail on its own: `m` max-pooled to at most `side` cells per side, coloured with
-/// `range` (the whole map's range, or one shared by all heads) and scaled (nearest neighbour) to
-/// `side` x `side` pixels; cells where `masked` is true (pooled with
-/// [`pool_mask`]) in the masked colour. [`grid_figure`] paints exactly these pixels (with each
-/// head's own [`ValueRange::of`] unless a shared range is given). An empty matrix gives an empty
-/// image; `side` of 0 is treated as 1, and a side over [`MAX_SIDE`](super::MAX_SIDE) is lowered
-/// to it.
-pub fn thumbnail_image(
-    m: ArrayView2<f32>,
-    masked: Option<ArrayView2<bool>>,
-    side: u32,
-    colormap: Colormap,
-    range: ValueRange,
-    scale: ValueScale,
-) -> RgbaImage {
-    if m.is_empty() {
-        return RgbaImage::new(0, 0);
-    }
-    let side = side.clamp(1, super::MAX_SIDE);
-    let mut img = RgbaImage::new(side, side);
-    let target = Target::new(&mut img, 0, 0);
-    let norm = Normalizer::new(range, scale);
-    let lut = colormap.lut();
-    paint_thumbnail(target, m, masked, side as usize, colormap, lut, &norm);
-    img
-}
-
-/// Paints the `side` x `side` thumbnail of the non-empty `m` at `target`: max-pooled to at most
-/// `side` cells per side, then each pooled cell repeated (nearest neighbour) to fill the square.
-pub(crate) fn paint_thumbnail(
-    target: Target<'_>,
-    m: ArrayView2<f32>,
-    masked: Option<ArrayView2<bool>>,
-    side: usize,
-    colormap: Colormap,
-    lut: &super::colormap::Lut,
-    norm: &Normalizer,
-) {
-    let pooled = max_pool(m, side);
-    let pooled_mask = masked
-        .filter(|mask| mask.dim() == m.dim())
-        .map(|mask| pool_mask(mask, side));
-    let masked = Masked::new(
-        pooled_mask.as_ref().map(|mask| mask.view()),
-        pooled.dim(),
-        colormap,
-    );
-    let src_rows = nearest_indices(pooled.nrows(), side);
-    let src_cols = nearest_indices(pooled.ncols(), side);
-    paint_resampled(
-        target,
-        pooled.view(),
-        masked,
-        &src_rows,
-        &src_cols,
-        lut,
-        norm,
-    );
-}
-
 /// Where thumbnail `(layer, head)` sits in the image drawn by [`grid_figure`]
 /// for `n_layers` x `n_heads` heads: `(x, y, width, height)` in pixels.
 ///
@@ -378,16 +320,6 @@ pub fn grid_thumb_rect(
 /// The caption of thumbnail `(layer, head)`, 0-based.
 pub(crate) fn caption(layer: usize, head: usize) -> String {
     format!("L{layer}·H{head}")
-}
-
-/// For each of `out` output pixels, the source index (of `n`) whose centre
-/// is nearest: `floor((i + 0.5) * n / out)`.
-fn nearest_indices(n: usize, out: usize) -> Vec<usize> {
-    let (n64, out64) = (n as u64, out.max(1) as u64);
-    (0..out as u64)
-        .map(|i| (((2 * i + 1) * n64) / (2 * out64)) as usize)
-        .map(|i| i.min(n.saturating_sub(1)))
-        .collect()
 }
 
 /// A KV bracket: the group's label and the span of its thumbnails.

@@ -22,6 +22,7 @@ pub mod colormap;
 pub mod figure;
 pub mod grid;
 pub mod heatmap;
+mod layout;
 pub mod png;
 pub mod pool;
 pub mod saliency;

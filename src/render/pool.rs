@@ -9,7 +9,9 @@ use image::RgbaImage;
 use ndarray::{Array2, ArrayView2};
 
 use super::colormap::Colormap;
-use super::heatmap::{ValueRange, ValueScale, heatmap_image_masked};
+use super::heatmap::{
+    Masked, Normalizer, Target, ValueRange, ValueScale, heatmap_image_masked, paint_resampled,
+};
 
 /// Max-pools `m` (shape `[query, key]`) so that neither side exceeds `max_side`.
 ///
@@ -120,6 +122,76 @@ pub fn heatmap_pyramid(
                 )
             }
         })
+        .collect()
+}
+
+/// One grid thumbnail on its own: `m` max-pooled to at most `side` cells per side, coloured with
+/// `range` (the whole map's range, or one shared by all heads) and scaled (nearest neighbour) to
+/// `side` x `side` pixels; cells where `masked` is true (pooled with
+/// [`pool_mask`]) in the masked colour. [`grid_figure`](super::grid_figure) paints exactly these pixels (with each
+/// head's own [`ValueRange::of`] unless a shared range is given). An empty matrix gives an empty
+/// image; `side` of 0 is treated as 1, and a side over [`MAX_SIDE`](super::MAX_SIDE) is lowered
+/// to it.
+pub fn thumbnail_image(
+    m: ArrayView2<f32>,
+    masked: Option<ArrayView2<bool>>,
+    side: u32,
+    colormap: Colormap,
+    range: ValueRange,
+    scale: ValueScale,
+) -> RgbaImage {
+    if m.is_empty() {
+        return RgbaImage::new(0, 0);
+    }
+    let side = side.clamp(1, super::MAX_SIDE);
+    let mut img = RgbaImage::new(side, side);
+    let target = Target::new(&mut img, 0, 0);
+    let norm = Normalizer::new(range, scale);
+    let lut = colormap.lut();
+    paint_thumbnail(target, m, masked, side as usize, colormap, lut, &norm);
+    img
+}
+
+/// Paints the `side` x `side` thumbnail of the non-empty `m` at `target`: max-pooled to at most
+/// `side` cells per side, then each pooled cell repeated (nearest neighbour) to fill the square.
+pub(crate) fn paint_thumbnail(
+    target: Target<'_>,
+    m: ArrayView2<f32>,
+    masked: Option<ArrayView2<bool>>,
+    side: usize,
+    colormap: Colormap,
+    lut: &super::colormap::Lut,
+    norm: &Normalizer,
+) {
+    let pooled = max_pool(m, side);
+    let pooled_mask = masked
+        .filter(|mask| mask.dim() == m.dim())
+        .map(|mask| pool_mask(mask, side));
+    let masked = Masked::new(
+        pooled_mask.as_ref().map(|mask| mask.view()),
+        pooled.dim(),
+        colormap,
+    );
+    let src_rows = nearest_indices(pooled.nrows(), side);
+    let src_cols = nearest_indices(pooled.ncols(), side);
+    paint_resampled(
+        target,
+        pooled.view(),
+        masked,
+        &src_rows,
+        &src_cols,
+        lut,
+        norm,
+    );
+}
+
+/// For each of `out` output pixels, the source index (of `n`) whose centre
+/// is nearest: `floor((i + 0.5) * n / out)`.
+pub(crate) fn nearest_indices(n: usize, out: usize) -> Vec<usize> {
+    let (n64, out64) = (n as u64, out.max(1) as u64);
+    (0..out as u64)
+        .map(|i| (((2 * i + 1) * n64) / (2 * out64)) as usize)
+        .map(|i| i.min(n.saturating_sub(1)))
         .collect()
 }
 

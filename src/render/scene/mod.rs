@@ -39,7 +39,7 @@ impl Area {
     }
 
     /// The whole-pixel rectangle `rect` (u64 pixels) as an area.
-    pub(crate) fn of(rect: super::figure::Rect) -> Area {
+    pub(crate) fn of(rect: super::layout::Rect) -> Area {
         Area::new(rect.x as f32, rect.y as f32, rect.w as f32, rect.h as f32)
     }
 }

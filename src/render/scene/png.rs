@@ -9,10 +9,10 @@
 use image::{Rgba, RgbaImage};
 
 use super::{Anchor, Area, Direction, Element, Raster, RasterKind, Scene, Text, Toward};
-use crate::render::colorbar::colorbar_image;
-use crate::render::figure::{MAX_PIXEL_SCALE, Rect, fill_rect};
-use crate::render::grid::paint_thumbnail;
+use crate::render::colormap::colorbar_image;
 use crate::render::heatmap::{Normalizer, Target, paint_cells, try_heatmap_image};
+use crate::render::layout::{MAX_PIXEL_SCALE, Rect, fill_rect};
+use crate::render::pool::paint_thumbnail;
 use crate::render::text::{self, Mask, Orientation};
 use crate::render::{RenderError, checked_figure_size};
 

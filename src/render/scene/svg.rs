@@ -12,8 +12,8 @@ use image::RgbaImage;
 
 use super::{Anchor, Area, Direction, Element, Raster, RasterKind, Scene, Text, Toward};
 use crate::render::colormap::Colormap;
-use crate::render::grid::thumbnail_image;
 use crate::render::heatmap::{Masked, Normalizer, try_heatmap_image};
+use crate::render::pool::thumbnail_image;
 use crate::render::text;
 use crate::render::{RenderError, checked_size, encode_png};
 
