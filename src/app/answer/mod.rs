@@ -160,7 +160,8 @@ mod tests {
             suggest_corrupted("The Eiffel Tower is in the city of"),
             "The London Tower is in the city of"
         );
-        assert_eq!(suggest_corrupted("London calling"), "Paris calling");
+        // "London" is the longest word here: it becomes the other capital.
+        assert_eq!(suggest_corrupted("London is big"), "Paris is big");
         assert_eq!(suggest_corrupted("   "), "   ");
     }
 
