@@ -177,11 +177,18 @@ pub(crate) enum Element<'a> {
     Rect { area: Area, fill: [u8; 4] },
     /// A border just outside `area`, the stroke's width thick.
     Frame { area: Area, stroke: Stroke },
-    /// A horizontal or vertical segment, the stroke centred on the points.
+    /// A segment, the stroke centred on the points: horizontal and vertical ones snap to whole
+    /// pixels like rectangles, others (the routes graph's edges) are drawn anti-aliased.
     Line {
         from: (f32, f32),
         to: (f32, f32),
         stroke: Stroke,
+    },
+    /// A filled disc (a graph's node), anti-aliased in a PNG.
+    Disc {
+        centre: (f32, f32),
+        radius: f32,
+        fill: [u8; 4],
     },
     /// A line of text.
     Text(Text),
@@ -230,6 +237,15 @@ impl<'a> Scene<'a> {
     pub(crate) fn line(&mut self, from: (f32, f32), to: (f32, f32), width: f32, color: [u8; 4]) {
         let stroke = Stroke { width, color };
         self.items.push(Element::Line { from, to, stroke });
+    }
+
+    /// Adds a filled disc.
+    pub(crate) fn disc(&mut self, centre: (f32, f32), radius: f32, fill: [u8; 4]) {
+        self.items.push(Element::Disc {
+            centre,
+            radius,
+            fill,
+        });
     }
 
     /// Adds a text.
