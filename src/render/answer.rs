@@ -570,7 +570,7 @@ fn lens_scene(
     let bar_x = rank_x + rank_w + 18.0;
     let content_w = bar_x + colour_bar_width(range) + MARGIN;
     let (title_lines, fig_w) = fit_title(title, content_w);
-    let top = MARGIN + title_height(&title_lines) + 4.0;
+    let top = (MARGIN + title_height(&title_lines) + 4.0).ceil();
     let table = Table::new(rows, left, top, cell_w, "layer (0 = embeddings)");
     let labels_y = table.bottom() + 5.0;
     let index_y = labels_y + line(LABEL_PX) + 2.0;
@@ -614,12 +614,13 @@ fn lens_scene(
             .anchor(Anchor::End)
             .color(GREY),
     );
-    scene.label(centred(
-        "position (each cell: the prediction after that token)",
-        LABEL_PX,
-        left + cells_w / 2.0,
-        axis_y,
-    ));
+    let axis = "position (each cell: the prediction after that token)";
+    let axis = if width(axis, LABEL_PX) <= cells_w {
+        axis
+    } else {
+        "position"
+    };
+    scene.label(centred(axis, LABEL_PX, left + cells_w / 2.0, axis_y));
     let caption = format!("log p({})", quoted(&(style.token_label)(target.token)));
     colour_bar(&mut scene, cmap, range, bar_x, table.top, bar_h, &caption);
     Ok(scene)
@@ -663,13 +664,17 @@ fn contributions_scene(title: &[String], c: &Contributions) -> Result<Scene<'sta
     );
     let content_w = bar_x + colour_bar_width(range) + MARGIN;
     let footer = wrap_parts(&footer, NOTE_PX, content_w.max(560.0) - 2.0 * MARGIN);
+    let content_w = footer
+        .iter()
+        .map(|f| MARGIN + width(f, NOTE_PX) + MARGIN)
+        .fold(content_w, f32::max);
     let (title_lines, fig_w) = fit_title(title, content_w);
-    let top = MARGIN + title_height(&title_lines) + 4.0;
+    let top = (MARGIN + title_height(&title_lines) + 4.0).ceil();
     let table = Table::new(rows, left, top, cell_w, "layer");
     let labels_y = table.bottom() + 5.0;
     let axis_y = labels_y + line(LABEL_PX) + 4.0;
-    let footer_y = axis_y + line(LABEL_PX) + 8.0;
     let bar_h = table.height().max(MIN_BAR_H);
+    let footer_y = (axis_y + line(LABEL_PX)).max(table.top + bar_h + line(TICK_PX)) + 8.0;
     let footer_h = footer.len() as f32 * (line(NOTE_PX) + 3.0);
     let fig_h = (footer_y + footer_h).max(table.top + bar_h + line(TICK_PX)) + MARGIN;
     let mut scene = Scene::new(fig_w.ceil(), fig_h.ceil());
@@ -778,7 +783,7 @@ fn patching_scene(
         content_w = content_w.max((texts_x + widest_text + MARGIN).min(900.0));
     }
     let (title_lines, fig_w) = fit_title(title, content_w);
-    let top = MARGIN + title_height(&title_lines) + 4.0;
+    let top = (MARGIN + title_height(&title_lines) + 4.0).ceil();
     let table = Table::new(rows, left, top, cell_w, "layer");
     let row1 = table.bottom() + 5.0;
     let row2 = row1 + line(LABEL_PX) + 3.0;
@@ -908,9 +913,17 @@ fn routes_scene(
         + width(note, LABEL_PX);
     let content_w = (left + graph_w + MARGIN).max(MARGIN + legend_w + MARGIN);
     let (title_lines, fig_w) = fit_title(title, content_w);
-    let legend_y = MARGIN + title_height(&title_lines) + 2.0;
+    let legend_y = (MARGIN + title_height(&title_lines) + 2.0).ceil();
     let top = legend_y + line(LABEL_PX) + 16.0;
     let levels = 2 * layers;
+    // The axis title, shortened or given room when the graph is short.
+    let axis = "layer (block input x_l)";
+    let axis = if width(axis, LABEL_PX) <= levels as f32 * dy {
+        axis
+    } else {
+        "layer"
+    };
+    let dy = dy.max(((width(axis, LABEL_PX) + 4.0) / levels as f32).ceil());
     let bottom = top + levels as f32 * dy;
     let labels_y = bottom + 10.0;
     let index_y = labels_y + line(LABEL_PX) + 2.0;
@@ -950,14 +963,9 @@ fn routes_scene(
         scene.label(t.anchor(Anchor::End));
     }
     scene.label(
-        Text::new(
-            "layer (block input x_l)",
-            LABEL_PX,
-            MARGIN,
-            (top + bottom) / 2.0,
-        )
-        .anchor(Anchor::Middle)
-        .up(),
+        Text::new(axis, LABEL_PX, MARGIN, (top + bottom) / 2.0)
+            .anchor(Anchor::Middle)
+            .up(),
     );
     // An MLP edge runs beside the residual stream it adds to, clear of the widest residual.
     let offset = |e: &Edge| -> f32 {
@@ -996,4 +1004,432 @@ fn routes_scene(
     }
     scene.label(centred("position", LABEL_PX, left + graph_w / 2.0, axis_y));
     Ok(scene)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::engine::{Ablation, AppliedMask, MaskSpec};
+    use crate::render::scene::{Direction, Element};
+
+    fn labels(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    fn context(words: &[&str]) -> FigureContext {
+        FigureContext {
+            labels: labels(words),
+            model_name: "toy-lm".to_owned(),
+            mask: AppliedMask::recorded(MaskSpec::parse("causal").unwrap()),
+            ablations: vec!["1.0".parse::<Ablation>().unwrap()],
+            ..FigureContext::default()
+        }
+    }
+
+    fn name(id: u32) -> String {
+        format!("␣tok{id}")
+    }
+
+    fn style(ctx: &FigureContext) -> AnswerStyle<'_> {
+        AnswerStyle {
+            ctx,
+            token_label: &name,
+            pixel_scale: 1,
+        }
+    }
+
+    /// The box a text covers in scene units.
+    fn text_box(t: &Text) -> Area {
+        let (w, h) = (width(&t.content, t.px), line(t.px));
+        let before = match t.anchor {
+            Anchor::Start => 0.0,
+            Anchor::Middle => w / 2.0,
+            Anchor::End => w,
+        };
+        match t.direction {
+            Direction::Right => Area::new(t.x - before, t.y, w, h),
+            Direction::Up => Area::new(t.x, t.y - (w - before), h, w),
+        }
+    }
+
+    fn overlap(a: Area, b: Area) -> bool {
+        a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h
+    }
+
+    /// Every text inside the figure, none overlapping another.
+    fn assert_texts_apart(scene: &Scene<'_>) {
+        let boxes: Vec<(String, Area)> = scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Text(t) if !t.content.is_empty() => Some((t.content.clone(), text_box(t))),
+                _ => None,
+            })
+            .collect();
+        for (i, (a, ba)) in boxes.iter().enumerate() {
+            assert!(
+                ba.x >= 0.0 && ba.y >= 0.0,
+                "{a:?} starts outside the figure: {ba:?}"
+            );
+            assert!(
+                ba.x + ba.w <= scene.width && ba.y + ba.h <= scene.height,
+                "{a:?} ends outside the {}x{} figure: {ba:?}",
+                scene.width,
+                scene.height
+            );
+            for (b, bb) in &boxes[i + 1..] {
+                assert!(!overlap(*ba, *bb), "{a:?} {ba:?} overlaps {b:?} {bb:?}");
+            }
+        }
+    }
+
+    /// The fills of the cells (rects one unit shorter than a row), in drawing order.
+    fn cell_fills(scene: &Scene<'_>) -> Vec<(Area, [u8; 4])> {
+        scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Rect { area, fill } if area.h == ROW_H - 1.0 => Some((*area, *fill)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cell(top: Vec<(u32, f32)>, lp: f32, rank: usize) -> LensCell {
+        LensCell {
+            top,
+            target_logprob: Some(lp),
+            target_rank: Some(rank),
+        }
+    }
+
+    #[test]
+    fn the_lens_table_has_the_output_on_top_coloured_by_the_targets_log_p() {
+        let ctx = context(&["The", "␣capital", "␣of", "␣France", "␣is"]);
+        let positions = [0, 1, 2, 3, 4];
+        // Three layers (0 = embeddings, 2 = output); log p(T) falls with the depth from 0.
+        let cells: Vec<Vec<LensCell>> = (0..3)
+            .map(|l: u32| {
+                (0..5u32)
+                    .map(|p| {
+                        let lp = -(2.0 - l as f32) * 4.0 - p as f32;
+                        cell(vec![(10 * l + p, -0.1)], lp, 1)
+                    })
+                    .collect()
+            })
+            .collect();
+        let at_target: Vec<LensCell> = cells.iter().map(|r| r[4].clone()).collect();
+        let target = Target {
+            position: 4,
+            token: 7,
+            foil: None,
+        };
+        let plot = AnswerPlot::Lens {
+            target,
+            positions: &positions,
+            cells: &cells,
+            at_target: &at_target,
+        };
+        let st = style(&ctx);
+        let title = plot.title(&st);
+        assert_eq!(title[0], "toy-lm · logit lens");
+        assert!(title[1].starts_with("target \"␣tok7\" at position 4 (after \"␣is\")"));
+        assert_eq!(title[2], "mask causal · ablated 1.0");
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        // Lowest log p −12 (floored to a whole number), highest 0: the colours' range.
+        let range = ValueRange {
+            min: -12.0,
+            max: 0.0,
+        };
+        let fills = cell_fills(&scene);
+        assert_eq!(fills.len(), 15);
+        for (l, row) in cells.iter().enumerate() {
+            for (p, c) in row.iter().enumerate() {
+                let (area, fill) = fills[l * 5 + p];
+                let want = Colormap::Viridis.color(normalize(
+                    c.target_logprob.unwrap(),
+                    range,
+                    ValueScale::Linear,
+                ));
+                assert_eq!(fill, want, "layer {l} position {p}");
+                // Each layer's row sits one row above the layer below it: the output on top.
+                assert_eq!(area.y, fills[0].0.y - l as f32 * ROW_H);
+            }
+        }
+        // The PNG paints each cell its colour (left of the centred text).
+        let img = scene.png(1).unwrap();
+        for (area, fill) in &fills {
+            let p = img.get_pixel(area.x as u32 + 1, area.y as u32 + 1).0;
+            assert_eq!(p, *fill);
+        }
+        // The SVG writes each top-1 label, the title and the rank column.
+        let svg = plot.svg(&st).unwrap();
+        for want in [
+            ">␣tok24<",
+            ">toy-lm · logit lens<",
+            ">rank<",
+            ">mask causal · ablated 1.0<",
+        ] {
+            assert!(svg.contains(want), "{want}");
+        }
+        // One position (`--position 4`): a narrow table, its texts still apart.
+        let one: Vec<Vec<LensCell>> = cells.iter().map(|r| vec![r[4].clone()]).collect();
+        let narrow = AnswerPlot::Lens {
+            target,
+            positions: &[4],
+            cells: &one,
+            at_target: &at_target,
+        };
+        assert_texts_apart(&narrow.scene(&st).unwrap());
+        // At pixel scale 2 every length doubles.
+        let two = plot
+            .png(&AnswerStyle {
+                pixel_scale: 2,
+                ..style(&ctx)
+            })
+            .unwrap();
+        assert_eq!(two.dimensions(), (2 * img.width(), 2 * img.height()));
+    }
+
+    #[test]
+    fn the_contribution_map_is_diverging_around_zero_with_an_mlp_column() {
+        let ctx = context(&["a", "b", "c"]);
+        // Two layers of three heads: the largest magnitude is 2 (head 1.2), so ±2 are the
+        // diverging map's ends and 0 its white middle.
+        let c = Contributions {
+            metric: 1.5,
+            embeddings: 0.25,
+            heads: vec![vec![0.0, -2.0, 0.5], vec![1.0, 0.0, 2.0]],
+            attn_bias: vec![0.0, 0.0],
+            mlp: vec![-1.0, 0.75],
+            norm_term: 0.0,
+            sum: 1.5,
+        };
+        let target = Target {
+            position: 2,
+            token: 3,
+            foil: Some(4),
+        };
+        let plot = AnswerPlot::Contributions {
+            target,
+            contributions: &c,
+        };
+        let st = style(&ctx);
+        let title = plot.title(&st);
+        assert_eq!(
+            title[1],
+            "logit(\"␣tok3\") − logit(\"␣tok4\") at position 2 (after \"c\") = 1.5"
+        );
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        let fills: Vec<[u8; 4]> = cell_fills(&scene).into_iter().map(|(_, f)| f).collect();
+        let d = |t: f32| Colormap::Diverging.color(t);
+        // Layer 0: heads 0, −2, 0.5 then the MLP's −1; layer 1: 1, 0, 2 then 0.75.
+        assert_eq!(fills[..4], [d(0.5), d(0.0), d(0.625), d(0.25)]);
+        assert_eq!(fills[4..], [d(0.75), d(0.5), d(1.0), d(0.6875)]);
+        let svg = plot.svg(&st).unwrap();
+        // Values a fifth of the largest and more are written in their cells (0 is not).
+        for want in [">−2.00<", ">2.00<", ">0.50<", ">MLP<", ">head<"] {
+            assert!(svg.contains(want), "{want}");
+        }
+        assert!(!svg.contains(">0.00<"));
+        assert!(svg.contains("embeddings 0.25"), "the parts outside the map");
+    }
+
+    #[test]
+    fn the_patching_map_labels_both_inputs_and_marks_where_they_differ() {
+        let ctx = context(&["The", "␣Eiffel", "␣Tower", "␣is", "␣in"]);
+        let b = labels(&["The", "␣Colosseum", "␣Tower", "␣is", "␣in"]);
+        let p = Patching {
+            site: PatchSite::Resid,
+            metric_clean: 3.0,
+            metric_corrupted: -1.0,
+            recovery: vec![
+                vec![0.0, 1.0, 0.0, 0.0, 0.25],
+                vec![0.0, 0.5, 0.25, 0.0, 1.0],
+            ],
+        };
+        let target = Target {
+            position: 4,
+            token: 1,
+            foil: Some(2),
+        };
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &p,
+            labels_b: &b,
+        };
+        let st = style(&ctx);
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        // ±1 (the largest |recovery|) are the ends: 1 is full red, 0 white.
+        let fills: Vec<[u8; 4]> = cell_fills(&scene).into_iter().map(|(_, f)| f).collect();
+        assert_eq!(fills[1], Colormap::Diverging.color(1.0));
+        assert_eq!(fills[0], Colormap::Diverging.color(0.5));
+        let accent = |t: &Text| t.color == [ACCENT[0], ACCENT[1], ACCENT[2]];
+        let marked: Vec<String> = scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Text(t) if accent(t) => Some(t.content.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(marked, ["␣Eiffel", "␣Colosseum"]);
+        let svg = plot.svg(&st).unwrap();
+        for want in [
+            ">clean<",
+            ">corrupted<",
+            ">position<",
+            "clean 3, corrupted -1",
+        ] {
+            assert!(svg.contains(want), "{want}");
+        }
+        // By head: head numbers below, the two inputs written out under the map.
+        let heads = Patching {
+            site: PatchSite::Head,
+            recovery: vec![vec![0.0, 0.5], vec![1.0, 0.0]],
+            ..p
+        };
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &heads,
+            labels_b: &b,
+        };
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        let svg = plot.svg(&st).unwrap();
+        assert!(svg.contains(">head<") && svg.contains("“The ␣Colosseum ␣Tower ␣is ␣in”"));
+    }
+
+    #[test]
+    fn the_routes_graph_draws_each_kept_edge_in_its_kind_and_marks_the_output() {
+        let ctx = context(&["The", "␣cat", "␣sat"]);
+        let node = |l, i, stage| Node(l, i, stage);
+        let edge = |from, to, kind, importance| Edge {
+            from,
+            to,
+            kind,
+            importance,
+            heads: None,
+        };
+        // One block: token 0 attends into position 2, the residual carries 2, the MLP adds.
+        let routes = Routes {
+            position: 2,
+            threshold: 0.04,
+            nodes: vec![
+                node(0, 0, Stage::In),
+                node(0, 2, Stage::In),
+                node(0, 2, Stage::Mid),
+                node(1, 2, Stage::In),
+            ],
+            edges: vec![
+                edge(
+                    node(0, 0, Stage::In),
+                    node(0, 2, Stage::Mid),
+                    EdgeKind::Attn,
+                    0.6,
+                ),
+                edge(
+                    node(0, 2, Stage::In),
+                    node(0, 2, Stage::Mid),
+                    EdgeKind::Resid,
+                    0.4,
+                ),
+                edge(
+                    node(0, 2, Stage::Mid),
+                    node(1, 2, Stage::In),
+                    EdgeKind::Mlp,
+                    0.3,
+                ),
+                edge(
+                    node(0, 2, Stage::Mid),
+                    node(1, 2, Stage::In),
+                    EdgeKind::Resid,
+                    0.7,
+                ),
+            ],
+        };
+        let plot = AnswerPlot::Routes {
+            routes: &routes,
+            layers: 1,
+        };
+        let st = style(&ctx);
+        assert_eq!(
+            plot.title(&st)[1],
+            "to the output at position 2 (after \"␣sat\") · threshold τ = 0.04 · 4 edges"
+        );
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        type Segment = ((f32, f32), (f32, f32), f32, [u8; 4]);
+        let lines: Vec<Segment> = scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Line { from, to, stroke }
+                    if stroke.width != 1.0 && stroke.width != 3.0 =>
+                {
+                    Some((*from, *to, stroke.width, stroke.color))
+                }
+                _ => None,
+            })
+            .collect();
+        // Residual first, then MLP, then attention; widths by importance.
+        let kinds: Vec<[u8; 4]> = lines.iter().map(|l| l.3).collect();
+        let (attn, mlp, resid) = (
+            edge_colour(EdgeKind::Attn),
+            edge_colour(EdgeKind::Mlp),
+            edge_colour(EdgeKind::Resid),
+        );
+        assert_eq!(kinds, [resid, resid, mlp, attn]);
+        assert_eq!(lines[3].2, edge_width(0.6));
+        // The attention edge rises from token 0's input to token 2's middle.
+        let (from, to) = (lines[3].0, lines[3].1);
+        assert!(from.0 < to.0 && from.1 > to.1);
+        // The MLP runs beside the residual it shares its ends with.
+        assert!(lines[2].0.0 > lines[1].0.0);
+        // Drawn: the attention edge's middle pixel is its colour; the output is a red disc.
+        let img = scene.png(1).unwrap();
+        let mid = ((from.0 + to.0) / 2.0, (from.1 + to.1) / 2.0);
+        assert_eq!(img.get_pixel(mid.0 as u32, mid.1 as u32).0, attn);
+        let svg = plot.svg(&st).unwrap();
+        assert!(svg.contains("r=\"5\" fill=\"#c0392b\""));
+        assert_eq!(svg.matches("<circle").count(), 4);
+    }
+
+    #[test]
+    fn a_short_table_makes_room_for_its_axis_title() {
+        // One layer is shorter than "layer": the table moves down, and nothing overlaps.
+        let ctx = context(&["a", "b"]);
+        let p = Patching {
+            site: PatchSite::Resid,
+            metric_clean: 1.0,
+            metric_corrupted: 0.0,
+            recovery: vec![vec![0.5, 1.0]],
+        };
+        let target = Target {
+            position: 1,
+            token: 1,
+            foil: None,
+        };
+        let b = labels(&["a", "c"]);
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &p,
+            labels_b: &b,
+        };
+        assert_texts_apart(&plot.scene(&style(&ctx)).unwrap());
+        let empty = Patching {
+            recovery: Vec::new(),
+            ..p
+        };
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &empty,
+            labels_b: &b,
+        };
+        assert!(matches!(plot.png(&style(&ctx)), Err(RenderError::Empty)));
+    }
 }
