@@ -5,7 +5,7 @@
 
 use super::*;
 use attnviz::app::answer::AnswerSettings;
-use attnviz::app::file_dialog::NoSystemDialogs;
+use attnviz::app::file_dialog::{DialogMode, NoSystemDialogs};
 
 const TEXT: &str = "the cat sat on the mat";
 const TEXT_B: &str = "the rat sat on the mat";
@@ -102,5 +102,17 @@ fn the_answer_views_exports_equal_the_clis_figures_and_documents() {
             }
         }
     }
+    // Ctrl+E in the Answer view exports the tab's figure, named after the tab.
+    harness.key_press_modifiers(Modifiers::COMMAND, Key::E);
+    step_until(&mut harness, "the in-app file dialog", |h| {
+        h.state().in_app_dialog().is_some()
+    });
+    let request = harness.state().in_app_dialog().cloned().unwrap();
+    assert_eq!(request.title, "Export the Answer view");
+    assert!(
+        matches!(&request.mode, DialogMode::Save { default_name } if default_name == "patching.png"),
+        "{:?}",
+        request.mode
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -414,6 +414,34 @@ mod tests {
     }
 
     #[test]
+    fn slanted_lines_and_discs_are_drawn_anti_aliased() {
+        let red = [200, 0, 0, 255];
+        let mut scene = Scene::new(40.0, 40.0);
+        // From (5, 5) to (25, 25), 2 units wide; a disc of radius 4 around (32, 8).
+        scene.line((5.0, 5.0), (25.0, 25.0), 2.0, red);
+        scene.disc((32.0, 8.0), 4.0, red);
+        for scale in [1u32, 2] {
+            let img = scene.png(scale).unwrap();
+            let at = |x: f32, y: f32| {
+                let s = scale as f32;
+                img.get_pixel((x * s) as u32, (y * s) as u32).0
+            };
+            // On the line's middle and the disc's centre: the colour; 3 units across the
+            // line, past the ends, and outside the disc: white.
+            assert_eq!(at(15.0, 15.0), red);
+            assert_eq!(at(32.0, 8.0), red);
+            assert_eq!(at(17.5, 12.5), WHITE, "3.5 units across the line");
+            assert_eq!(at(27.5, 27.5), WHITE, "past the end");
+            assert_eq!(at(37.5, 8.0), WHITE, "outside the disc");
+            // The edges blend: some pixels are neither white nor the colour.
+            assert!(img.pixels().any(|p| p.0 != WHITE && p.0 != red));
+        }
+        let svg = scene.svg().unwrap();
+        assert!(svg.contains("<line x1=\"5\" y1=\"5\" x2=\"25\" y2=\"25\" stroke=\"#c80000\""));
+        assert!(svg.contains("<circle cx=\"32\" cy=\"8\" r=\"4\" fill=\"#c80000\"/>"));
+    }
+
+    #[test]
     fn the_svg_writes_each_element_once_at_the_same_coordinates() {
         let m = Array2::from_shape_fn((2, 3), |(q, k)| (q * 3 + k) as f32);
         let mut scene = Scene::new(40.5, 30.0);
