@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+#[path = "app/answer_exports.rs"]
+mod answer_exports;
 #[path = "app/exports.rs"]
 mod exports;
 #[path = "app/pipeline.rs"]

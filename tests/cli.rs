@@ -21,6 +21,8 @@ mod limits;
 mod ablate;
 #[path = "cli/answer.rs"]
 mod answer;
+#[path = "cli/answer_figures.rs"]
+mod answer_figures;
 #[path = "cli/attribute.rs"]
 mod attribute;
 #[path = "cli/explain.rs"]

@@ -214,6 +214,7 @@ impl AttnApp {
             DialogPurpose::ExportAllHeads => self.start_export_all(path),
             DialogPurpose::OpenModel | DialogPurpose::OpenGguf => self.open_model_folder(path),
             DialogPurpose::ExportSaliency(kind) => self.export_saliency(kind, path),
+            DialogPurpose::ExportAnswer(kind) => self.export_answer(kind, path),
             DialogPurpose::ExportTeachFigure => match self.export_teach_figure(path) {
                 Ok(()) => self.wrote(path),
                 Err(e) => self.report(ErrorCause::File, e),
@@ -357,6 +358,10 @@ impl AttnApp {
                 "Export the teaching figure (.png or .svg)",
                 crate::app::teach::export::default_name(&self.state),
             ),
+            DialogPurpose::ExportAnswer(kind) => save(
+                "Export the Answer view",
+                super::answer::export::default_name(self.state.answer.tab, kind),
+            ),
         };
         // Start in the folder last used for this purpose, else next to the session file in
         // use, if any.
@@ -387,6 +392,10 @@ fn output_formats(purpose: DialogPurpose) -> Option<Vec<io::OutputFormat>> {
         DialogPurpose::ExportTensors => vec![Json, Npy],
         // The one format the saliency export kind writes.
         DialogPurpose::ExportSaliency(kind) => [Json, Csv, Png, Svg]
+            .into_iter()
+            .filter(|f| f.extension() == kind.extension())
+            .collect(),
+        DialogPurpose::ExportAnswer(kind) => [Json, Png, Svg]
             .into_iter()
             .filter(|f| f.extension() == kind.extension())
             .collect(),

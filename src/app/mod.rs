@@ -335,10 +335,12 @@ impl AttnApp {
                     None => self.open_dialog(DialogPurpose::SaveSession),
                 },
                 Action::Export => {
-                    let purpose = if s.view == ViewKind::Saliency {
-                        DialogPurpose::ExportSaliency(saliency::SaliencyExport::Png)
-                    } else {
-                        DialogPurpose::ExportPng
+                    let purpose = match s.view {
+                        ViewKind::Saliency => {
+                            DialogPurpose::ExportSaliency(saliency::SaliencyExport::Png)
+                        }
+                        ViewKind::Answer => DialogPurpose::ExportAnswer(answer::AnswerExport::Png),
+                        _ => DialogPurpose::ExportPng,
                     };
                     self.open_dialog(purpose);
                 }

@@ -35,6 +35,8 @@ pub enum DialogPurpose {
     /// Export the teaching figure on screen (a walkthrough step or a mistake comparison) as
     /// PNG or SVG.
     ExportTeachFigure,
+    /// Export the Answer view's current tab (figure or document).
+    ExportAnswer(super::answer::AnswerExport),
 }
 
 impl DialogPurpose {
@@ -49,7 +51,8 @@ impl DialogPurpose {
             | DialogPurpose::ExportAllHeads
             | DialogPurpose::ExportTensors
             | DialogPurpose::ExportSaliency(_)
-            | DialogPurpose::ExportTeachFigure => "export",
+            | DialogPurpose::ExportTeachFigure
+            | DialogPurpose::ExportAnswer(_) => "export",
         }
     }
 }

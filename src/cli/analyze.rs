@@ -16,8 +16,9 @@ use crate::analysis::metrics::{
     HeadMetrics, MetricInput, head_metrics, head_order, induction_score, is_punctuation, sink_heads,
 };
 use crate::analysis::rollout::{RolloutOptions, rollout};
-use crate::io::{self, ModelMeta, OutputFormat};
+use crate::io::OutputFormat;
 use crate::model::LoadedModel;
+use crate::pipeline::answer_json::Header;
 use crate::pipeline::{self, Run};
 use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
@@ -25,30 +26,6 @@ use std::time::Instant;
 
 /// The format tag of `attnviz analyze --what metrics` files.
 pub const METRICS_FORMAT: &str = "attnviz.metrics/v1";
-
-/// What every analysis file starts with: its format, the model, the applied mask, the options
-/// and the tokens.
-#[derive(Serialize)]
-pub(super) struct Header<'a> {
-    format: &'static str,
-    model: &'a ModelMeta,
-    mask: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    options: Option<crate::engine::OptionsRecord>,
-    tokens: Vec<&'a str>,
-}
-
-impl<'a> Header<'a> {
-    pub(super) fn of(format: &'static str, run: &'a crate::pipeline::Run) -> Header<'a> {
-        Header {
-            format,
-            model: &run.model,
-            mask: run.mask.to_string(),
-            options: run.options.as_ref().map(crate::engine::OptionsRecord::of),
-            tokens: run.tokens.iter().map(|t| t.text.as_str()).collect(),
-        }
-    }
-}
 
 /// The metrics file.
 #[derive(Serialize)]
@@ -128,10 +105,7 @@ fn parse_range(spec: &str) -> Result<(usize, usize)> {
 
 /// Writes `value` as one line of JSON to `path`, atomically.
 pub(super) fn write_json(path: &std::path::Path, value: &impl Serialize) -> Result<()> {
-    io::write_atomic(path, |out| {
-        serde_json::to_writer(&mut *out, value).map_err(std::io::Error::other)?;
-        out.write_all(b"\n")
-    })?;
+    crate::pipeline::answer_json::write_document(path, value)?;
     Ok(())
 }
 
@@ -207,10 +181,16 @@ fn model_of<'a>(model: Option<&'a LoadedModel>, what: &str) -> Result<&'a Loaded
 
 /// Runs `attnviz analyze`.
 pub(super) fn analyze(args: AnalyzeArgs) -> Result<()> {
-    OutputFormat::of(&args.out, &[OutputFormat::Json]).map_err(|e| anyhow!(e))?;
+    let answer = super::answer::AnswerWhat::of(args.what);
+    // The answer analyses also draw their figures.
+    let formats: &[OutputFormat] = match answer {
+        Some(_) => &[OutputFormat::Json, OutputFormat::Png, OutputFormat::Svg],
+        None => &[OutputFormat::Json],
+    };
+    let format = OutputFormat::of(&args.out, formats).map_err(|e| anyhow!(e))?;
     check_flags(&args)?;
-    if let Some(what) = super::answer::AnswerWhat::of(args.what) {
-        return super::answer::analyze(what, &args);
+    if let Some(what) = answer {
+        return super::answer::analyze(what, &args, format);
     }
     let layers = match &args.layer_range {
         None => None,

@@ -1,28 +1,20 @@
 //! `attnviz analyze --what logit-lens|contributions|routes|patching`: where the answer forms,
 //! through `pipeline::answer`, written as `attnviz.logit_lens/v1`, `attnviz.contributions/v1`,
-//! `attnviz.routes/v1` and `attnviz.patching/v1` (each with the model, mask and options header
-//! every analysis file has).
+//! `attnviz.routes/v1` and `attnviz.patching/v1` (`pipeline::answer_json`, each with the
+//! model, mask and options header every analysis file has), or drawn as the analysis's figure
+//! (`render::answer`) in PNG or SVG.
 
-use super::analyze::{Header, write_json};
 use super::args::{AnalyzeArgs, AnalyzeWhat};
 use super::{Source, Timings, load_model, ms_since, print_timings, run_input, run_options, worded};
-use crate::analysis::answer::Target;
-use crate::analysis::answer::routes::{Node, Stage};
-use crate::io::TokenInput;
+use crate::io::{OutputFormat, TokenInput};
 use crate::model::LoadedModel;
+use crate::pipeline::Run;
 use crate::pipeline::answer::{self as answers, LensPositions};
+use crate::pipeline::answer_json as docs;
+use crate::render::FigureContext;
+use crate::render::answer::{AnswerPlot, AnswerStyle};
 use anyhow::{Result, anyhow, bail};
-use serde::Serialize;
 use std::time::Instant;
-
-/// The format tags.
-pub const LENS_FORMAT: &str = "attnviz.logit_lens/v1";
-/// See [`LENS_FORMAT`].
-pub const CONTRIBUTIONS_FORMAT: &str = "attnviz.contributions/v1";
-/// See [`LENS_FORMAT`].
-pub const ROUTES_FORMAT: &str = "attnviz.routes/v1";
-/// See [`LENS_FORMAT`].
-pub const PATCHING_FORMAT: &str = "attnviz.patching/v1";
 
 /// The analyses this file answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,102 +38,38 @@ impl AnswerWhat {
     }
 }
 
-/// A target as the files record it: position, ids and vocabulary strings.
-#[derive(Serialize)]
-struct TargetRecord {
-    position: usize,
-    id: u32,
-    token: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    foil_id: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    foil: Option<String>,
+/// The vocabulary string of `id`, as the files spell tokens.
+fn token_text(model: &LoadedModel, id: u32) -> String {
+    docs::vocab_strings(model, [id])
+        .pop()
+        .map_or_else(|| id.to_string(), |(_, t)| t)
 }
 
-/// The vocabulary string of `id`.
-fn token_text(model: &LoadedModel, id: u32) -> String {
+/// The display label of `id`, as figures show tokens.
+fn token_label(model: &LoadedModel, id: u32) -> String {
     model
         .tokens(&TokenInput::Ids(vec![id]), None)
         .ok()
         .and_then(|t| t.into_iter().next())
-        .map_or_else(|| id.to_string(), |t| t.text)
+        .map_or_else(|| id.to_string(), |t| t.label(&model.vocab_style()))
 }
 
-fn target_record(model: &LoadedModel, t: &Target) -> TargetRecord {
-    TargetRecord {
-        position: t.position,
-        id: t.token,
-        token: token_text(model, t.token),
-        foil_id: t.foil,
-        foil: t.foil.map(|f| token_text(model, f)),
-    }
-}
-
-#[derive(Serialize)]
-struct Candidate {
-    id: u32,
-    token: String,
-    logprob: f32,
-}
-
-#[derive(Serialize)]
-struct LensFile<'a> {
-    #[serde(flatten)]
-    header: Header<'a>,
-    layers: usize,
-    positions: Vec<usize>,
-    top: Vec<Vec<Vec<Candidate>>>,
-    target: TargetRecord,
-    target_logprob: Vec<f32>,
-    target_rank: Vec<usize>,
-}
-
-#[derive(Serialize)]
-struct ContributionsFile<'a> {
-    #[serde(flatten)]
-    header: Header<'a>,
-    target: TargetRecord,
-    #[serde(flatten)]
-    contributions: &'a crate::analysis::answer::contributions::Contributions,
-}
-
-#[derive(Serialize)]
-struct NodeRecord {
-    layer: usize,
-    position: usize,
-    stage: Stage,
-}
-
-impl From<Node> for NodeRecord {
-    fn from(Node(layer, position, stage): Node) -> Self {
-        Self {
-            layer,
-            position,
-            stage,
-        }
-    }
-}
-
-#[derive(Serialize)]
-struct RoutesFile<'a> {
-    #[serde(flatten)]
-    header: Header<'a>,
-    position: usize,
-    threshold: f64,
-    nodes: Vec<NodeRecord>,
-    edges: &'a [crate::analysis::answer::routes::Edge],
-}
-
-#[derive(Serialize)]
-struct PatchingFile<'a> {
-    #[serde(flatten)]
-    header: Header<'a>,
-    tokens_b: Vec<&'a str>,
-    target: TargetRecord,
-    metric_clean: f64,
-    metric_corrupted: f64,
-    site: crate::analysis::answer::patching::PatchSite,
-    recovery: &'a [Vec<f64>],
+/// Draws `plot` of `run` to `--out` (PNG or SVG by its extension).
+fn write_figure(
+    args: &AnalyzeArgs,
+    model: &LoadedModel,
+    run: &Run,
+    plot: AnswerPlot<'_>,
+) -> Result<()> {
+    let ctx = FigureContext::from_run(run);
+    let label = |id: u32| token_label(model, id);
+    let style = AnswerStyle {
+        ctx: &ctx,
+        token_label: &label,
+        pixel_scale: args.pixel_scale,
+    };
+    plot.write(&style, &args.out)?;
+    Ok(())
 }
 
 /// Reads `--position`: `all`, or one 0-based index.
@@ -154,8 +82,8 @@ fn lens_positions(spec: Option<&str>) -> Result<LensPositions> {
     }
 }
 
-/// Runs one of the answer analyses of `attnviz analyze`.
-pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs) -> Result<()> {
+/// Runs one of the answer analyses of `attnviz analyze`, writing `format` (JSON, PNG or SVG).
+pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs, format: OutputFormat) -> Result<()> {
     let common = &args.common;
     let mut timings = Timings::default();
     let start = Instant::now();
@@ -171,13 +99,16 @@ pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs) -> Result<()> {
     let request = run_input(common, input);
     let start = Instant::now();
     let mut progress = |_: usize, _: usize| true;
+    let json = format == OutputFormat::Json;
+    let text = |id: u32| token_text(&model, id);
+    let out = &args.out;
     match what {
         AnswerWhat::Lens => {
             let positions = lens_positions(args.position.as_deref())?;
             if args.top == 0 {
                 bail!("--top must be at least 1");
             }
-            let report = answers::logit_lens(
+            let r = answers::logit_lens(
                 &model,
                 &request,
                 &opts,
@@ -187,10 +118,26 @@ pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs) -> Result<()> {
                 &mut progress,
             )
             .map_err(worded)?;
-            write_lens(args, &model, &report)?;
+            timings.forward_ms = ms_since(start);
+            let start = Instant::now();
+            let (positions, cells) = (&r.lens.positions, &r.lens.cells);
+            if json {
+                let doc =
+                    docs::lens_document(&r.run, &r.target, positions, cells, &r.at_target, &text);
+                write_json(out, &doc)?;
+            } else {
+                let plot = AnswerPlot::Lens {
+                    target: r.target,
+                    positions,
+                    cells,
+                    at_target: &r.at_target,
+                };
+                write_figure(args, &model, &r.run, plot)?;
+            }
+            timings.write_ms = ms_since(start);
         }
         AnswerWhat::Contributions => {
-            let report = answers::contributions(
+            let r = answers::contributions(
                 &model,
                 &request,
                 &opts,
@@ -198,12 +145,22 @@ pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs) -> Result<()> {
                 &mut progress,
             )
             .map_err(worded)?;
-            let file = ContributionsFile {
-                header: Header::of(CONTRIBUTIONS_FORMAT, &report.run),
-                target: target_record(&model, &report.target),
-                contributions: &report.contributions,
-            };
-            write_json(&args.out, &file)?;
+            timings.forward_ms = ms_since(start);
+            let start = Instant::now();
+            let c = &r.contributions;
+            if json {
+                write_json(
+                    out,
+                    &docs::contributions_document(&r.run, &r.target, c, &text),
+                )?;
+            } else {
+                let plot = AnswerPlot::Contributions {
+                    target: r.target,
+                    contributions: c,
+                };
+                write_figure(args, &model, &r.run, plot)?;
+            }
+            timings.write_ms = ms_since(start);
         }
         AnswerWhat::Routes => {
             let (run, graph) =
@@ -222,14 +179,18 @@ pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs) -> Result<()> {
             let routes = graph
                 .routes(position, args.threshold)
                 .map_err(|e| worded(e.into()))?;
-            let file = RoutesFile {
-                header: Header::of(ROUTES_FORMAT, &run),
-                position,
-                threshold: args.threshold,
-                nodes: routes.nodes.iter().map(|&n| n.into()).collect(),
-                edges: &routes.edges,
-            };
-            write_json(&args.out, &file)?;
+            timings.forward_ms = ms_since(start);
+            let start = Instant::now();
+            if json {
+                write_json(out, &docs::routes_document(&run, &routes))?;
+            } else {
+                let plot = AnswerPlot::Routes {
+                    routes: &routes,
+                    layers: graph.layers(),
+                };
+                write_figure(args, &model, &run, plot)?;
+            }
+            timings.write_ms = ms_since(start);
         }
         AnswerWhat::Patching => {
             let Some(text_b) = &args.text_b else {
@@ -240,7 +201,7 @@ pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs) -> Result<()> {
                 file: None,
                 ..corrupted
             };
-            let report = answers::patching(
+            let r = answers::patching(
                 &model,
                 &request,
                 &corrupted,
@@ -250,65 +211,32 @@ pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs) -> Result<()> {
                 &mut progress,
             )
             .map_err(worded)?;
-            let file = PatchingFile {
-                header: Header::of(PATCHING_FORMAT, &report.clean),
-                tokens_b: report
-                    .corrupted
-                    .tokens
-                    .iter()
-                    .map(|t| t.text.as_str())
-                    .collect(),
-                target: target_record(&model, &report.target),
-                metric_clean: report.patching.metric_clean,
-                metric_corrupted: report.patching.metric_corrupted,
-                site: report.patching.site,
-                recovery: &report.patching.recovery,
-            };
-            write_json(&args.out, &file)?;
+            timings.forward_ms = ms_since(start);
+            let start = Instant::now();
+            let b = &r.corrupted.tokens;
+            if json {
+                let tokens_b: Vec<String> = b.iter().map(|t| t.text.clone()).collect();
+                let doc =
+                    docs::patching_document(&r.clean, &tokens_b, &r.target, &r.patching, &text);
+                write_json(out, &doc)?;
+            } else {
+                let labels_b = crate::tokenize::display_labels(b, &r.corrupted.vocab_style);
+                let plot = AnswerPlot::Patching {
+                    target: r.target,
+                    patching: &r.patching,
+                    labels_b: &labels_b,
+                };
+                write_figure(args, &model, &r.clean, plot)?;
+            }
+            timings.write_ms = ms_since(start);
         }
     }
-    timings.forward_ms = ms_since(start);
     print_timings(common.timings, &timings);
     Ok(())
 }
 
-/// Writes the lens file.
-fn write_lens(args: &AnalyzeArgs, model: &LoadedModel, report: &answers::LensReport) -> Result<()> {
-    let file = LensFile {
-        header: Header::of(LENS_FORMAT, &report.run),
-        layers: report.lens.cells.len(),
-        positions: report.lens.positions.clone(),
-        top: report
-            .lens
-            .cells
-            .iter()
-            .map(|layer| {
-                layer
-                    .iter()
-                    .map(|cell| {
-                        cell.top
-                            .iter()
-                            .map(|&(id, logprob)| Candidate {
-                                id,
-                                token: token_text(model, id),
-                                logprob,
-                            })
-                            .collect()
-                    })
-                    .collect()
-            })
-            .collect(),
-        target: target_record(model, &report.target),
-        target_logprob: report
-            .at_target
-            .iter()
-            .map(|c| c.target_logprob.unwrap_or(f32::NAN))
-            .collect(),
-        target_rank: report
-            .at_target
-            .iter()
-            .map(|c| c.target_rank.unwrap_or(0))
-            .collect(),
-    };
-    write_json(&args.out, &file)
+/// Writes a document as one line of JSON.
+fn write_json(path: &std::path::Path, doc: &impl serde::Serialize) -> Result<()> {
+    docs::write_document(path, doc)?;
+    Ok(())
 }

@@ -130,9 +130,14 @@ pub struct AnalyzeArgs {
     /// Metrics: also run a probe (`induction`: each head's induction score).
     #[arg(long, value_enum)]
     pub probe: Option<Probe>,
-    /// Output JSON file.
-    #[arg(long, value_name = "FILE.json")]
+    /// Output: .json; for logit-lens, contributions, routes and patching also .png or .svg
+    /// (the figure).
+    #[arg(long, value_name = "FILE.json|png|svg")]
     pub out: PathBuf,
+    /// Multiply every length of a PNG figure (1..=8).
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::render::figure::MAX_PIXEL_SCALE)))]
+    pub pixel_scale: u32,
 }
 
 /// Where the tokens come from, and how the model runs.

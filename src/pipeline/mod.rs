@@ -9,6 +9,7 @@
 //! error line turns them into text; they name the input file where one is involved.
 
 pub mod answer;
+pub mod answer_json;
 mod attribute;
 mod error;
 mod explain;

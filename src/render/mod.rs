@@ -11,12 +11,15 @@
 //! * `scene` — every figure above (and [`saliency`]'s, and [`teach`]'s) is laid out once as a
 //!   scene of rectangles, frames, lines, texts, gradients and images, then drawn into pixels or
 //!   written as SVG ([`svg`]: vector text and colorbar, cells as rectangles or an embedded PNG);
-//! * [`teach`] — the walkthrough's step figures and the mistake comparisons.
+//! * [`teach`] — the walkthrough's step figures and the mistake comparisons;
+//! * [`answer`] — the logit-lens table, the contribution map, the routes graph and the
+//!   patching recovery map.
 //!
 //! Sizes are computed in `u64` and checked against [`MAX_SIDE`] before any
 //! buffer is allocated, so absurd cell sizes produce [`RenderError::TooLarge`]
 //! instead of an allocation failure.
 
+pub mod answer;
 pub mod colorbar;
 pub mod colormap;
 pub mod figure;

@@ -13,6 +13,7 @@ use crate::grad::{TargetKind, TargetSpec, TokenRef};
 use crate::io::TokenInput;
 use crate::model::LoadedModel;
 use crate::pipeline::answer::{self, LensPositions};
+use crate::pipeline::answer_json::vocab_strings;
 use crate::pipeline::{PipelineError, RunInput};
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,6 +94,8 @@ pub struct LensResult {
     pub at_target: Vec<LensCell>,
     /// The labels of every token id the cells and the target name.
     pub names: Vec<(u32, String)>,
+    /// The same ids' vocabulary strings, as the exported JSON spells them.
+    pub vocab: Vec<(u32, String)>,
 }
 
 impl LensResult {
@@ -121,6 +124,8 @@ pub struct ContributionsResult {
     pub splits: Vec<Vec<Vec<f64>>>,
     /// The labels of T and F.
     pub names: Vec<(u32, String)>,
+    /// T's and F's vocabulary strings, as the exported JSON spells them.
+    pub vocab: Vec<(u32, String)>,
 }
 
 /// Patching as the view shows it.
@@ -132,8 +137,12 @@ pub struct PatchingResult {
     pub patching: Patching,
     /// The corrupted input's labels.
     pub labels_b: Vec<String>,
+    /// The corrupted input's vocabulary strings, as the exported JSON spells them.
+    pub tokens_b: Vec<String>,
     /// The labels of T and F.
     pub names: Vec<(u32, String)>,
+    /// T's and F's vocabulary strings, as the exported JSON spells them.
+    pub vocab: Vec<(u32, String)>,
 }
 
 /// A finished piece of work, or a one-line error.
@@ -279,6 +288,7 @@ fn compute(
                         .chain(target_ids(&r.target))
                         .collect::<Vec<_>>();
                     Ok(Arc::new(LensResult {
+                        vocab: vocab_strings(model, ids.iter().copied()),
                         names: names(model, ids),
                         target: r.target,
                         positions: r.lens.positions,
@@ -302,6 +312,7 @@ fn compute(
                     }
                     Ok(ContributionsResult {
                         names: names(model, target_ids(&r.target)),
+                        vocab: vocab_strings(model, target_ids(&r.target)),
                         target: r.target,
                         contributions: r.contributions,
                         splits,
@@ -332,7 +343,9 @@ fn compute(
                     let style = model.vocab_style();
                     Ok(Arc::new(PatchingResult {
                         labels_b: crate::tokenize::display_labels(&r.corrupted.tokens, &style),
+                        tokens_b: r.corrupted.tokens.iter().map(|t| t.text.clone()).collect(),
                         names: names(model, target_ids(&r.target)),
+                        vocab: vocab_strings(model, target_ids(&r.target)),
                         target: r.target,
                         patching: r.patching,
                     }))

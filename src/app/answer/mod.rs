@@ -4,10 +4,12 @@
 //! `attnviz analyze`), following the current input, mask and ablations.
 //!
 //! One file per part: the persisted settings (here), the worker-side work (`compute`), the
-//! controller's cache, scheduling and Cancel (`controller`), and the view (`view`).
+//! controller's cache, scheduling and Cancel (`controller`), the view (`view`) and its
+//! exports (`export`).
 
 pub mod compute;
 pub mod controller;
+pub mod export;
 pub mod view;
 
 use crate::analysis::answer::patching::PatchSite;
@@ -16,6 +18,7 @@ use compute::{Kind, TargetChoice};
 use serde::{Deserialize, Serialize};
 
 pub use controller::Controller;
+pub use export::AnswerExport;
 pub use view::AnswerView;
 
 /// The lens table shows at most this many positions: the last ones.

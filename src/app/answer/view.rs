@@ -91,7 +91,10 @@ impl AnswerView {
             pending_ui(ui, cx, &key, &kind, tab);
             return;
         };
-        ui.weak(format!("computed in {ms:.0} ms"));
+        ui.horizontal(|ui| {
+            ui.weak(format!("computed in {ms:.0} ms"));
+            super::export::export_ui(ui, cx);
+        });
         match item {
             Item::Lens(Ok(r)) => lens_ui(ui, &mut cx.state.answer, &r, labels),
             Item::Contributions(Ok(r)) => contributions_ui(ui, cx, &r, run, labels),

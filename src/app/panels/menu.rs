@@ -54,10 +54,13 @@ impl View for Menu {
                 ];
                 for (label, purpose) in exports {
                     if ui.add_enabled(has_run, egui::Button::new(label)).clicked() {
-                        // In the Saliency view, the PNG is the saliency figure.
+                        // In the Saliency and Answer views, the PNG is the view's figure.
                         let purpose = match (cx.state.view, purpose) {
                             (ViewKind::Saliency, DialogPurpose::ExportPng) => {
                                 DialogPurpose::ExportSaliency(SaliencyExport::Png)
+                            }
+                            (ViewKind::Answer, DialogPurpose::ExportPng) => {
+                                DialogPurpose::ExportAnswer(crate::app::answer::AnswerExport::Png)
                             }
                             _ => purpose,
                         };

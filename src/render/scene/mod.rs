@@ -177,11 +177,18 @@ pub(crate) enum Element<'a> {
     Rect { area: Area, fill: [u8; 4] },
     /// A border just outside `area`, the stroke's width thick.
     Frame { area: Area, stroke: Stroke },
-    /// A horizontal or vertical segment, the stroke centred on the points.
+    /// A segment, the stroke centred on the points: horizontal and vertical ones snap to whole
+    /// pixels like rectangles, others (the routes graph's edges) are drawn anti-aliased.
     Line {
         from: (f32, f32),
         to: (f32, f32),
         stroke: Stroke,
+    },
+    /// A filled disc (a graph's node), anti-aliased in a PNG.
+    Disc {
+        centre: (f32, f32),
+        radius: f32,
+        fill: [u8; 4],
     },
     /// A line of text.
     Text(Text),
@@ -230,6 +237,15 @@ impl<'a> Scene<'a> {
     pub(crate) fn line(&mut self, from: (f32, f32), to: (f32, f32), width: f32, color: [u8; 4]) {
         let stroke = Stroke { width, color };
         self.items.push(Element::Line { from, to, stroke });
+    }
+
+    /// Adds a filled disc.
+    pub(crate) fn disc(&mut self, centre: (f32, f32), radius: f32, fill: [u8; 4]) {
+        self.items.push(Element::Disc {
+            centre,
+            radius,
+            fill,
+        });
     }
 
     /// Adds a text.
@@ -395,6 +411,34 @@ mod tests {
         let two = scene.png(2).unwrap();
         assert_eq!(two.dimensions(), (40, 40));
         assert_eq!(ink(&two).len(), 4 * got.len());
+    }
+
+    #[test]
+    fn slanted_lines_and_discs_are_drawn_anti_aliased() {
+        let red = [200, 0, 0, 255];
+        let mut scene = Scene::new(40.0, 40.0);
+        // From (5, 5) to (25, 25), 2 units wide; a disc of radius 4 around (32, 8).
+        scene.line((5.0, 5.0), (25.0, 25.0), 2.0, red);
+        scene.disc((32.0, 8.0), 4.0, red);
+        for scale in [1u32, 2] {
+            let img = scene.png(scale).unwrap();
+            let at = |x: f32, y: f32| {
+                let s = scale as f32;
+                img.get_pixel((x * s) as u32, (y * s) as u32).0
+            };
+            // On the line's middle and the disc's centre: the colour; 3 units across the
+            // line, past the ends, and outside the disc: white.
+            assert_eq!(at(15.0, 15.0), red);
+            assert_eq!(at(32.0, 8.0), red);
+            assert_eq!(at(17.5, 12.5), WHITE, "3.5 units across the line");
+            assert_eq!(at(27.5, 27.5), WHITE, "past the end");
+            assert_eq!(at(37.5, 8.0), WHITE, "outside the disc");
+            // The edges blend: some pixels are neither white nor the colour.
+            assert!(img.pixels().any(|p| p.0 != WHITE && p.0 != red));
+        }
+        let svg = scene.svg().unwrap();
+        assert!(svg.contains("<line x1=\"5\" y1=\"5\" x2=\"25\" y2=\"25\" stroke=\"#c80000\""));
+        assert!(svg.contains("<circle cx=\"32\" cy=\"8\" r=\"4\" fill=\"#c80000\"/>"));
     }
 
     #[test]

@@ -80,6 +80,9 @@ fn draw(img: &mut RgbaImage, item: &Element<'_>, s: f32) {
                 frame(img, rect, line, Rgba(stroke.color));
             }
         }
+        Element::Line { from, to, stroke } if from.0 != to.0 && from.1 != to.1 => {
+            segment(img, *from, *to, stroke.width, stroke.color, s);
+        }
         Element::Line { from, to, stroke } => {
             let (width, half) = (stroke.width, stroke.width / 2.0);
             let area = if from.1 == to.1 {
@@ -101,6 +104,11 @@ fn draw(img: &mut RgbaImage, item: &Element<'_>, s: f32) {
                 fill_rect(img, rect, Rgba(stroke.color));
             }
         }
+        Element::Disc {
+            centre,
+            radius,
+            fill,
+        } => disc(img, *centre, *radius, *fill, s),
         Element::Text(t) => draw_text(img, t, s),
         Element::Gradient {
             area,
@@ -181,6 +189,74 @@ fn draw_text(img: &mut RgbaImage, t: &Text, s: f32) {
         orientation,
         t.color,
     );
+}
+
+/// Blends `color` into the pixel at (`x`, `y`) with coverage `a` in [0, 1], if it is inside.
+fn blend(img: &mut RgbaImage, x: i64, y: i64, color: [u8; 4], a: f32) {
+    if a <= 0.0 || x < 0 || y < 0 || x >= i64::from(img.width()) || y >= i64::from(img.height()) {
+        return;
+    }
+    let a = a.min(1.0) * f32::from(color[3]) / 255.0;
+    let pixel = img.get_pixel_mut(x as u32, y as u32);
+    for (dst, &src) in pixel.0.iter_mut().zip(&color[..3]) {
+        let blended = f32::from(*dst) * (1.0 - a) + f32::from(src) * a;
+        *dst = blended.round().clamp(0.0, 255.0) as u8;
+    }
+}
+
+/// The pixels within `reach` pixels of the box spanned by `a` and `b` (pixel coordinates),
+/// clipped to the image: `(x0, x1, y0, y1)`, half-open.
+fn span(img: &RgbaImage, a: (f32, f32), b: (f32, f32), reach: f32) -> (i64, i64, i64, i64) {
+    let (w, h) = (i64::from(img.width()), i64::from(img.height()));
+    let clip = |v: f32, hi: i64| (v as i64).clamp(0, hi);
+    (
+        clip((a.0.min(b.0) - reach).floor(), w),
+        clip((a.0.max(b.0) + reach).ceil() + 1.0, w),
+        clip((a.1.min(b.1) - reach).floor(), h),
+        clip((a.1.max(b.1) + reach).ceil() + 1.0, h),
+    )
+}
+
+/// An anti-aliased segment `width` units wide from `from` to `to` (units, at `s` pixels per
+/// unit): each pixel covered by how far its centre lies inside the stroke, with flat ends.
+/// Strokes thinner than a pixel are drawn one pixel wide and fainter.
+fn segment(img: &mut RgbaImage, from: (f32, f32), to: (f32, f32), width: f32, c: [u8; 4], s: f32) {
+    let (a, b) = ((from.0 * s, from.1 * s), (to.0 * s, to.1 * s));
+    let w = width * s;
+    let (half, faint) = if w < 1.0 {
+        (0.5, w.max(0.0))
+    } else {
+        (w / 2.0, 1.0)
+    };
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len = (dx * dx + dy * dy).sqrt();
+    if !(len > 0.0 && len.is_finite()) {
+        return;
+    }
+    let (ux, uy) = (dx / len, dy / len);
+    let (x0, x1, y0, y1) = span(img, a, b, half + 1.0);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let (px, py) = (x as f32 + 0.5 - a.0, y as f32 + 0.5 - a.1);
+            let along = px * ux + py * uy;
+            let across = (px * uy - py * ux).abs();
+            let cover_across = (half + 0.5 - across).clamp(0.0, 1.0);
+            let cover_along = (along + 0.5).min(len + 0.5 - along).clamp(0.0, 1.0);
+            blend(img, x, y, c, cover_across * cover_along * faint);
+        }
+    }
+}
+
+/// An anti-aliased disc of `radius` units around `centre`, at `s` pixels per unit.
+fn disc(img: &mut RgbaImage, centre: (f32, f32), radius: f32, c: [u8; 4], s: f32) {
+    let (cx, cy, r) = (centre.0 * s, centre.1 * s, radius * s);
+    let (x0, x1, y0, y1) = span(img, (cx, cy), (cx, cy), r + 1.0);
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let d = ((x as f32 + 0.5 - cx).powi(2) + (y as f32 + 0.5 - cy).powi(2)).sqrt();
+            blend(img, x, y, c, r + 0.5 - d);
+        }
+    }
 }
 
 /// A `line`-pixel frame just outside `rect`.

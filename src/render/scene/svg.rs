@@ -71,6 +71,20 @@ impl Scene<'_> {
                         num(stroke.width)
                     );
                 }
+                Element::Disc {
+                    centre,
+                    radius,
+                    fill,
+                } => {
+                    let _ = writeln!(
+                        out,
+                        "<circle cx=\"{}\" cy=\"{}\" r=\"{}\" fill=\"{}\"/>",
+                        num(centre.0),
+                        num(centre.1),
+                        num(*radius),
+                        hex(*fill)
+                    );
+                }
                 Element::Text(t) => write_text(&mut out, t),
                 Element::Gradient {
                     area,

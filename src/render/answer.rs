@@ -1,0 +1,1435 @@
+//! The figures of "where the answer forms" (`analysis::answer`): the logit-lens table, the
+//! contribution map, the routes graph and the patching recovery map, each laid out once as a
+//! scene (at pixel scale 1, drawn at the figure's pixel scale) and drawn to PNG or written as
+//! SVG. Pure functions of the analyses' results and the run's labels: no model runs here.
+//!
+//! Every title says how its numbers were made: the model, the analysis, the target (T, the
+//! foil, the position), the metric's values, and the run's settings as every figure states
+//! them ([`FigureContext::settings_title`]: the applied mask, non-default options, ablations).
+
+use super::colorbar::{Colorbar, Tick, colorbar_ticks, linear_ticks};
+use super::colormap::Colormap;
+use super::figure::{Rect, TICK_PX, TITLE_PX};
+use super::heatmap::{ValueRange, ValueScale, normalize};
+use super::saliency::text_on;
+use super::scene::{Anchor, Area, Scene, Text};
+use super::text::{self, TEXT_COLOR};
+use super::{FigureContext, RenderError};
+use crate::analysis::answer::Target;
+use crate::analysis::answer::contributions::Contributions;
+use crate::analysis::answer::lens::LensCell;
+use crate::analysis::answer::patching::{PatchSite, Patching};
+use crate::analysis::answer::routes::{Edge, EdgeKind, Node, Routes, Stage};
+use image::RgbaImage;
+use std::path::Path;
+
+/// Blank space around a figure.
+const MARGIN: f32 = 14.0;
+/// Font size of the title's later lines (target, metric, settings).
+const SUBTITLE_PX: f32 = 12.5;
+/// Font size of axis titles and token labels.
+const LABEL_PX: f32 = 12.0;
+/// Font size of the texts inside cells.
+const CELL_PX: f32 = 11.0;
+/// Font size of notes (position numbers, the footer).
+const NOTE_PX: f32 = 10.5;
+/// Height of a table row.
+const ROW_H: f32 = 19.0;
+/// Space between a cell's text and its sides.
+const CELL_PAD: f32 = 5.0;
+/// Characters of a token label kept in a cell or below a column.
+const CELL_CHARS: usize = 10;
+/// Width of a colour bar.
+const BAR_W: f32 = 14.0;
+/// Smallest colour bar height.
+const MIN_BAR_H: f32 = 140.0;
+/// Grey of secondary texts.
+const GREY: [u8; 3] = [0x6a, 0x6a, 0x6a];
+/// The colour that marks the target (its column, the routes' output node, differing tokens).
+const ACCENT: [u8; 4] = [0xc0, 0x39, 0x2b, 255];
+/// The dark ink of frames around the target.
+const INK: [u8; 4] = [TEXT_COLOR[0], TEXT_COLOR[1], TEXT_COLOR[2], 255];
+/// Lowest log-probability the lens's colours tell apart; lower ones take the bottom colour.
+const LENS_FLOOR: f32 = -20.0;
+
+/// Everything an answer figure needs besides its numbers.
+pub struct AnswerStyle<'a> {
+    /// The run's token labels, model name, applied mask, options and ablations
+    /// ([`FigureContext::from_run`], as every figure of a run takes them).
+    pub ctx: &'a FigureContext,
+    /// The display label of a vocabulary id (the target, the foil, the lens's top tokens).
+    pub token_label: &'a dyn Fn(u32) -> String,
+    /// Every length is multiplied by this in a PNG (1..=8); an SVG is laid out at 1.
+    pub pixel_scale: u32,
+}
+
+/// One of the four answer figures and the results it draws.
+#[derive(Clone, Copy)]
+pub enum AnswerPlot<'a> {
+    /// The logit-lens table: `cells[layer][i]` at `positions[i]`, `at_target` each layer's
+    /// cell at the target's position (its rank column).
+    Lens {
+        /// The target whose log-probability colours the cells.
+        target: Target,
+        /// The table's positions.
+        positions: &'a [usize],
+        /// [layer][position index], layers 0..=L.
+        cells: &'a [Vec<LensCell>],
+        /// [layer] at the target's position.
+        at_target: &'a [LensCell],
+    },
+    /// The contribution map: layers × heads, plus an MLP column.
+    Contributions {
+        /// The target (T, and F for a contrast).
+        target: Target,
+        /// The contributions.
+        contributions: &'a Contributions,
+    },
+    /// The routes graph of a model of `layers` blocks.
+    Routes {
+        /// The kept nodes and edges.
+        routes: &'a Routes,
+        /// L.
+        layers: usize,
+    },
+    /// The recovery map of activation patching.
+    Patching {
+        /// The target of the metric.
+        target: Target,
+        /// The recovery map and the two metrics.
+        patching: &'a Patching,
+        /// The corrupted input's token labels.
+        labels_b: &'a [String],
+    },
+}
+
+impl AnswerPlot<'_> {
+    /// The figure as pixels.
+    ///
+    /// Errors: [`RenderError::Empty`] without cells; [`RenderError::TooLarge`] or
+    /// [`RenderError::TooManyPixels`] beyond the size limits (checked before allocating).
+    pub fn png(&self, style: &AnswerStyle<'_>) -> Result<RgbaImage, RenderError> {
+        self.scene(style)?.png(style.pixel_scale)
+    }
+
+    /// The figure as an SVG document: the same layout, with vector text and shapes.
+    pub fn svg(&self, style: &AnswerStyle<'_>) -> Result<String, RenderError> {
+        self.scene(style)?.svg()
+    }
+
+    /// Writes the figure to `path`: SVG when its extension is `.svg` (in any case), else PNG.
+    pub fn write(&self, style: &AnswerStyle<'_>, path: &Path) -> Result<(), RenderError> {
+        let svg = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("svg"));
+        if svg {
+            super::write_svg(&self.svg(style)?, path)
+        } else {
+            super::write_png(&self.png(style)?, path)
+        }
+    }
+
+    /// The title's lines before wrapping: what, the target and its metric, the settings.
+    pub fn title(&self, style: &AnswerStyle<'_>) -> Vec<String> {
+        let ctx = style.ctx;
+        let label = style.token_label;
+        let (what, about) = match self {
+            AnswerPlot::Lens {
+                target, at_target, ..
+            } => {
+                let mut about = format!(
+                    "target {} {}",
+                    quoted(&label(target.token)),
+                    position_words(ctx, target.position)
+                );
+                if let Some(lp) = at_target.last().and_then(|c| c.target_logprob) {
+                    about.push_str(&format!(
+                        ", log p {} at the output",
+                        super::format_significant(f64::from(lp))
+                    ));
+                }
+                about.push_str(
+                    " · colour: the target's log p at each cell · text: each cell's top-1 \
+                     next token · right: the target's rank at its position",
+                );
+                ("logit lens".to_owned(), about)
+            }
+            AnswerPlot::Contributions {
+                target,
+                contributions,
+            } => (
+                "direct logit attribution".to_owned(),
+                format!(
+                    "{} {} = {}",
+                    metric_words(target, label, false),
+                    position_words(ctx, target.position),
+                    super::format_significant(contributions.metric)
+                ),
+            ),
+            AnswerPlot::Routes { routes, .. } => (
+                "information-flow routes (Ferrando & Voita 2024)".to_owned(),
+                format!(
+                    "to the output {} · threshold τ = {} · {} edges",
+                    position_words(ctx, routes.position),
+                    super::format_significant(routes.threshold),
+                    routes.edges.len()
+                ),
+            ),
+            AnswerPlot::Patching {
+                target, patching, ..
+            } => (
+                format!("activation patching, site {}", patching.site.name()),
+                format!(
+                    "{} {}: clean {}, corrupted {} · patched: {}, clean into corrupted · \
+                     recovery = (m − m_corrupted) / (m_clean − m_corrupted)",
+                    metric_words(target, label, true),
+                    position_words(ctx, target.position),
+                    super::format_significant(patching.metric_clean),
+                    super::format_significant(patching.metric_corrupted),
+                    site_words(patching.site)
+                ),
+            ),
+        };
+        let mut lines = vec![format!("{} · {what}", ctx.model_name), about];
+        let settings = ctx.settings_title();
+        if let Some(rest) = settings.strip_prefix(" · ") {
+            lines.push(rest.to_owned());
+        }
+        lines
+    }
+
+    fn scene(&self, style: &AnswerStyle<'_>) -> Result<Scene<'static>, RenderError> {
+        let title = self.title(style);
+        match *self {
+            AnswerPlot::Lens {
+                target,
+                positions,
+                cells,
+                at_target,
+            } => lens_scene(style, &title, target, positions, cells, at_target),
+            AnswerPlot::Contributions {
+                target: _,
+                contributions,
+            } => contributions_scene(&title, contributions),
+            AnswerPlot::Routes { routes, layers } => routes_scene(style, &title, routes, layers),
+            AnswerPlot::Patching {
+                target: _,
+                patching,
+                labels_b,
+            } => patching_scene(style, &title, patching, labels_b),
+        }
+    }
+}
+
+/// `at position 5 (after "␣is")`.
+fn position_words(ctx: &FigureContext, position: usize) -> String {
+    match ctx.labels.get(position) {
+        Some(l) => format!("at position {position} (after {})", quoted(l)),
+        None => format!("at position {position}"),
+    }
+}
+
+/// `logit("␣Paris") − logit("␣Rome")`; without a foil `log p("␣Paris")` for the lens's and
+/// patching's metric (`log_p`), `logit("␣Paris")` for contributions.
+fn metric_words(t: &Target, label: &dyn Fn(u32) -> String, log_p: bool) -> String {
+    match t.foil {
+        Some(f) => format!(
+            "logit({}) − logit({})",
+            quoted(&label(t.token)),
+            quoted(&label(f))
+        ),
+        None if log_p => format!("log p({})", quoted(&label(t.token))),
+        None => format!("logit({})", quoted(&label(t.token))),
+    }
+}
+
+/// A token's label in quotes, as it is (labels already show spaces and bytes visibly).
+fn quoted(label: &str) -> String {
+    format!("\"{label}\"")
+}
+
+/// What a patching site is, in words.
+fn site_words(site: PatchSite) -> &'static str {
+    match site {
+        PatchSite::Resid => "the residual stream x_l at each (layer, position)",
+        PatchSite::Attn => "each attention sublayer's output at each (layer, position)",
+        PatchSite::Mlp => "each MLP's output at each (layer, position)",
+        PatchSite::Head => "each head's output z_h at every position",
+    }
+}
+
+/// `s` cut to `n` characters with '…'.
+fn short(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Width of `s` at `px`, in units.
+fn width(s: &str, px: f32) -> f32 {
+    text::text_width(s, px) as f32
+}
+
+/// Height of a line at `px`, in units.
+fn line(px: f32) -> f32 {
+    text::line_height(px) as f32
+}
+
+/// A number for a cell: fixed decimals chosen from the largest magnitude shown, with a true
+/// minus sign.
+fn cell_number(v: f64, max: f64) -> String {
+    let decimals = if max >= 10.0 {
+        1
+    } else if max >= 1.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{v:.decimals$}");
+    match s.strip_prefix('-') {
+        Some(rest) if rest.chars().any(|c| c.is_ascii_digit() && c != '0') => format!("−{rest}"),
+        Some(rest) => rest.to_owned(),
+        None => s,
+    }
+}
+
+/// The title: its first line large and dark, the others smaller and grey, each wrapped at
+/// ` · ` to `max_w`. Returns the lines to draw with their sizes and whether each is the main
+/// line (or its continuation).
+fn wrap_title(lines: &[String], max_w: f32) -> Vec<(String, f32, bool)> {
+    let mut out = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let (px, main) = if i == 0 {
+            (TITLE_PX, true)
+        } else {
+            (SUBTITLE_PX, false)
+        };
+        for wrapped in wrap_parts(l, px, max_w) {
+            out.push((wrapped, px, main));
+        }
+    }
+    out
+}
+
+/// `text` cut into lines no wider than `max_w` at `px`, between its ` · `-separated parts
+/// (a part wider than `max_w` stays whole on its own line).
+fn wrap_parts(text: &str, px: f32, max_w: f32) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for part in text.split(" · ") {
+        let candidate = if current.is_empty() {
+            part.to_owned()
+        } else {
+            format!("{current} · {part}")
+        };
+        if !current.is_empty() && width(&candidate, px) > max_w {
+            out.push(std::mem::take(&mut current));
+            current = part.to_owned();
+        } else {
+            current = candidate;
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The height the wrapped title takes, its gap below included.
+fn title_height(lines: &[(String, f32, bool)]) -> f32 {
+    lines.iter().map(|(_, px, _)| line(*px) * 1.3).sum::<f32>() + 6.0
+}
+
+/// Draws the wrapped title from the top margin.
+fn draw_title(scene: &mut Scene<'_>, lines: &[(String, f32, bool)]) {
+    let mut y = MARGIN;
+    for (l, px, main) in lines {
+        let t = Text::new(l.clone(), *px, MARGIN, y);
+        scene.label(if *main { t } else { t.color(GREY) });
+        y += line(*px) * 1.3;
+    }
+}
+
+/// A title wrapped to a figure whose content is `content_w` wide (at least 560), and the
+/// figure's width: the content's or the title's, whichever is wider.
+fn fit_title(title: &[String], content_w: f32) -> (Vec<(String, f32, bool)>, f32) {
+    let max_w = content_w.max(560.0) - 2.0 * MARGIN;
+    let lines = wrap_title(title, max_w);
+    let title_w = lines
+        .iter()
+        .map(|(l, px, _)| width(l, *px))
+        .fold(0.0f32, f32::max);
+    (lines, content_w.max(title_w + 2.0 * MARGIN))
+}
+
+/// A vertical colour bar of `range` (linear) at (`x`, `top`), `h` tall, with its ticks and a
+/// caption reading upward right of them; returns its right edge.
+fn colour_bar(
+    scene: &mut Scene<'_>,
+    colormap: Colormap,
+    range: ValueRange,
+    x: f32,
+    top: f32,
+    h: f32,
+    caption: &str,
+) -> f32 {
+    let bar = Rect {
+        x: x.round() as u64,
+        y: top.round() as u64,
+        w: BAR_W as u64,
+        h: h.round() as u64,
+    };
+    let last = bar.h.saturating_sub(1) as f32;
+    let ticks = colorbar_ticks(range, ValueScale::Linear, last, line(TICK_PX))
+        .into_iter()
+        .map(|t| Tick {
+            y: bar.y + t.offset as u64,
+            text: t.text,
+        })
+        .collect();
+    let cb = Colorbar::new(bar, ticks, 1, false);
+    cb.add_to(scene, colormap);
+    let caption_x = cb.right() as f32 + 6.0;
+    let mid = top + h / 2.0;
+    scene.label(
+        Text::new(caption, LABEL_PX, caption_x, mid)
+            .anchor(Anchor::Middle)
+            .up(),
+    );
+    caption_x + line(LABEL_PX)
+}
+
+/// The width a colour bar of `range` with `caption` takes right of its `x`.
+fn colour_bar_width(range: ValueRange) -> f32 {
+    let widest = linear_ticks(f64::from(range.min), f64::from(range.max))
+        .iter()
+        .map(|(_, t)| width(t, TICK_PX))
+        .fold(0.0f32, f32::max);
+    BAR_W + 1.0 + 4.0 + 3.0 + widest + 6.0 + line(LABEL_PX)
+}
+
+/// A colour at value `v` of a linear `range` on `colormap`; non-finite values grey.
+fn colour_of(colormap: Colormap, range: ValueRange, v: f32) -> [u8; 4] {
+    if v.is_finite() {
+        colormap.color(normalize(v, range, ValueScale::Linear))
+    } else {
+        colormap.non_finite_color()
+    }
+}
+
+/// A grid of rows × columns cells laid out with layer numbers left (the last row, the highest
+/// layer, at the top), an upward axis title, and cells `cell_w` × [`ROW_H`]. A table shorter
+/// than its axis title gets room above and below, so the title overlaps nothing.
+struct Table {
+    rows: usize,
+    left: f32,
+    top: f32,
+    cell_w: f32,
+    axis: String,
+    pad: f32,
+}
+
+impl Table {
+    /// A table below `top` whose axis title is `axis`, or "layer" when that is too long.
+    fn new(rows: usize, left: f32, top: f32, cell_w: f32, axis: &str) -> Table {
+        let h = rows as f32 * ROW_H;
+        let axis = if width(axis, LABEL_PX) <= h {
+            axis
+        } else {
+            "layer"
+        };
+        let pad = ((width(axis, LABEL_PX) - h) / 2.0 + 2.0).max(0.0).ceil();
+        Table {
+            rows,
+            left,
+            top: top + pad,
+            cell_w,
+            axis: axis.to_owned(),
+            pad,
+        }
+    }
+
+    /// The bottom of the cells, and of the axis title's room.
+    fn bottom(&self) -> f32 {
+        self.top + self.height() + self.pad
+    }
+
+    /// The left edge of the cells after the axis title and the row labels of `rows` layers
+    /// numbered from 0.
+    fn cells_left(rows: usize) -> f32 {
+        let label_w = width(&rows.saturating_sub(1).to_string(), LABEL_PX);
+        MARGIN + line(LABEL_PX) + 6.0 + label_w + 6.0
+    }
+
+    /// The cell of (`layer`, column `x`) whose column starts at `x`.
+    fn cell(&self, layer: usize, x: f32) -> Area {
+        let y = self.top + (self.rows - 1 - layer) as f32 * ROW_H;
+        Area::new(x, y, self.cell_w - 1.0, ROW_H - 1.0)
+    }
+
+    fn height(&self) -> f32 {
+        self.rows as f32 * ROW_H
+    }
+
+    /// The layer numbers and the axis title.
+    fn layer_axis(&self, scene: &mut Scene<'_>) {
+        let px = LABEL_PX;
+        for l in 0..self.rows {
+            let y = self.top + (self.rows - 1 - l) as f32 * ROW_H + (ROW_H - 1.0 - line(px)) / 2.0;
+            scene.label(Text::new(l.to_string(), px, self.left - 6.0, y).anchor(Anchor::End));
+        }
+        let mid = self.top + self.height() / 2.0;
+        scene.label(
+            Text::new(self.axis.clone(), px, MARGIN, mid)
+                .anchor(Anchor::Middle)
+                .up(),
+        );
+    }
+
+    /// A cell's text centred on it, in the colour that reads on `fill`.
+    fn cell_text(scene: &mut Scene<'_>, area: Area, s: &str, fill: [u8; 4]) {
+        let y = area.y + (area.h - line(CELL_PX)) / 2.0;
+        let t = Text::new(s, CELL_PX, area.x + area.w / 2.0, y).anchor(Anchor::Middle);
+        scene.label(t.color(text_on(fill)));
+    }
+}
+
+/// A text centred on `x` at `top`.
+fn centred(s: impl Into<String>, px: f32, x: f32, top: f32) -> Text {
+    Text::new(s, px, x, top).anchor(Anchor::Middle)
+}
+
+/// The logit-lens table.
+fn lens_scene(
+    style: &AnswerStyle<'_>,
+    title: &[String],
+    target: Target,
+    positions: &[usize],
+    cells: &[Vec<LensCell>],
+    at_target: &[LensCell],
+) -> Result<Scene<'static>, RenderError> {
+    let rows = cells.len();
+    let cols = positions.len();
+    if rows == 0 || cols == 0 || cells.iter().any(|r| r.len() != cols) {
+        return Err(RenderError::Empty);
+    }
+    let ctx = style.ctx;
+    let token = |p: usize| short(ctx.labels.get(p).map_or("", String::as_str), CELL_CHARS);
+    let texts: Vec<Vec<String>> = cells
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|c| {
+                    c.top.first().map_or_else(String::new, |&(id, _)| {
+                        short(&(style.token_label)(id), CELL_CHARS)
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let widest_cell = texts
+        .iter()
+        .flatten()
+        .map(|t| width(t, CELL_PX))
+        .chain(positions.iter().map(|&p| width(&token(p), LABEL_PX)))
+        .fold(0.0f32, f32::max);
+    let cell_w = (widest_cell + 2.0 * CELL_PAD).max(34.0).ceil();
+    // The colours: log p(T) from the lowest shown (not below LENS_FLOOR) to 0.
+    let lowest = cells
+        .iter()
+        .flatten()
+        .filter_map(|c| c.target_logprob)
+        .filter(|v| v.is_finite())
+        .fold(0.0f32, f32::min);
+    let range = ValueRange {
+        min: lowest.max(LENS_FLOOR).floor().min(-1.0),
+        max: 0.0,
+    };
+    let cmap = Colormap::Viridis;
+    let ranks: Vec<String> = at_target
+        .iter()
+        .map(|c| match c.target_rank {
+            Some(r) if r >= 10_000 => format!("{}k", r / 1000),
+            Some(r) => r.to_string(),
+            None => "–".to_owned(),
+        })
+        .collect();
+    let rank_head = "rank";
+    let rank_w = ranks
+        .iter()
+        .map(|r| width(r, CELL_PX))
+        .chain([width(rank_head, LABEL_PX)])
+        .fold(0.0f32, f32::max);
+    let left = Table::cells_left(rows);
+    let cells_w = cols as f32 * cell_w;
+    let rank_x = left + cells_w + 10.0;
+    let bar_x = rank_x + rank_w + 18.0;
+    let content_w = bar_x + colour_bar_width(range) + MARGIN;
+    let (title_lines, fig_w) = fit_title(title, content_w);
+    let top = (MARGIN + title_height(&title_lines) + 4.0).ceil();
+    let table = Table::new(rows, left, top, cell_w, "layer (0 = embeddings)");
+    let labels_y = table.bottom() + 5.0;
+    let index_y = labels_y + line(LABEL_PX) + 2.0;
+    let axis_y = index_y + line(NOTE_PX) + 6.0;
+    let bar_h = table.height().max(MIN_BAR_H);
+    let fig_h = (axis_y + line(LABEL_PX)).max(table.top + bar_h + line(TICK_PX)) + MARGIN;
+    let mut scene = Scene::new(fig_w.ceil(), fig_h.ceil());
+    draw_title(&mut scene, &title_lines);
+    table.layer_axis(&mut scene);
+    for (l, row) in cells.iter().enumerate() {
+        for (c, cell) in row.iter().enumerate() {
+            let area = table.cell(l, left + c as f32 * cell_w);
+            let fill = colour_of(cmap, range, cell.target_logprob.unwrap_or(f32::NAN));
+            scene.fill(area, fill);
+            Table::cell_text(&mut scene, area, &texts[l][c], fill);
+        }
+        if let Some(r) = ranks.get(l) {
+            let area = table.cell(l, rank_x);
+            let y = area.y + (area.h - line(CELL_PX)) / 2.0;
+            scene.label(Text::new(r.clone(), CELL_PX, rank_x + rank_w, y).anchor(Anchor::End));
+        }
+    }
+    // The target's column, framed.
+    if let Some(c) = positions.iter().position(|&p| p == target.position) {
+        let x = left + c as f32 * cell_w;
+        let area = Area::new(x, table.top, cell_w - 1.0, table.height() - 1.0);
+        scene.frame(area, 2.0, INK);
+    }
+    for (c, &p) in positions.iter().enumerate() {
+        let x = left + (c as f32 + 0.5) * cell_w;
+        let t = centred(token(p), LABEL_PX, x, labels_y);
+        scene.label(if p == target.position {
+            t.color([ACCENT[0], ACCENT[1], ACCENT[2]])
+        } else {
+            t
+        });
+        scene.label(centred(p.to_string(), NOTE_PX, x, index_y).color(GREY));
+    }
+    scene.label(
+        Text::new(rank_head, LABEL_PX, rank_x + rank_w, labels_y)
+            .anchor(Anchor::End)
+            .color(GREY),
+    );
+    let axis = "position (each cell: the prediction after that token)";
+    let axis = if width(axis, LABEL_PX) <= cells_w {
+        axis
+    } else {
+        "position"
+    };
+    scene.label(centred(axis, LABEL_PX, left + cells_w / 2.0, axis_y));
+    let caption = format!("log p({})", quoted(&(style.token_label)(target.token)));
+    colour_bar(&mut scene, cmap, range, bar_x, table.top, bar_h, &caption);
+    Ok(scene)
+}
+
+/// The contribution map: layers × heads, a gap, the MLP column; the rest below.
+fn contributions_scene(title: &[String], c: &Contributions) -> Result<Scene<'static>, RenderError> {
+    let rows = c.heads.len();
+    let heads = c.heads.first().map_or(0, Vec::len);
+    if rows == 0 || heads == 0 || c.mlp.len() != rows {
+        return Err(RenderError::Empty);
+    }
+    let max = c
+        .heads
+        .iter()
+        .flatten()
+        .chain(&c.mlp)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()));
+    let range = ValueRange {
+        min: -(max as f32),
+        max: max as f32,
+    }
+    .centred();
+    let cmap = Colormap::Diverging;
+    let cell_w = (width(&cell_number(-max, max), CELL_PX) + 2.0 * CELL_PAD)
+        .max(30.0)
+        .ceil();
+    let left = Table::cells_left(rows);
+    let gap = 10.0;
+    let mlp_x = left + heads as f32 * cell_w + gap;
+    let cells_right = mlp_x + cell_w;
+    let bar_x = cells_right + 18.0;
+    let footer = format!(
+        "not in the map: embeddings {} · attention-output biases {} · final-norm term {} · \
+         sum of all parts {} (= the metric)",
+        cell_number(c.embeddings, max.max(1.0)),
+        cell_number(c.attn_bias.iter().sum::<f64>(), max.max(1.0)),
+        cell_number(c.norm_term, max.max(1.0)),
+        super::format_significant(c.sum)
+    );
+    let content_w = bar_x + colour_bar_width(range) + MARGIN;
+    let footer = wrap_parts(&footer, NOTE_PX, content_w.max(560.0) - 2.0 * MARGIN);
+    let content_w = footer
+        .iter()
+        .map(|f| MARGIN + width(f, NOTE_PX) + MARGIN)
+        .fold(content_w, f32::max);
+    let (title_lines, fig_w) = fit_title(title, content_w);
+    let top = (MARGIN + title_height(&title_lines) + 4.0).ceil();
+    let table = Table::new(rows, left, top, cell_w, "layer");
+    let labels_y = table.bottom() + 5.0;
+    let axis_y = labels_y + line(LABEL_PX) + 4.0;
+    let bar_h = table.height().max(MIN_BAR_H);
+    let footer_y = (axis_y + line(LABEL_PX)).max(table.top + bar_h + line(TICK_PX)) + 8.0;
+    let footer_h = footer.len() as f32 * (line(NOTE_PX) + 3.0);
+    let fig_h = (footer_y + footer_h).max(table.top + bar_h + line(TICK_PX)) + MARGIN;
+    let mut scene = Scene::new(fig_w.ceil(), fig_h.ceil());
+    draw_title(&mut scene, &title_lines);
+    table.layer_axis(&mut scene);
+    // Values are written in the cells that matter: a fifth of the largest and more.
+    let shown = |v: f64| v.is_finite() && max > 0.0 && v.abs() >= 0.2 * max;
+    for l in 0..rows {
+        let row = c.heads[l]
+            .iter()
+            .enumerate()
+            .map(|(h, &v)| (left + h as f32 * cell_w, v));
+        for (x, v) in row.chain([(mlp_x, c.mlp[l])]) {
+            let area = table.cell(l, x);
+            let fill = colour_of(cmap, range, v as f32);
+            scene.fill(area, fill);
+            if shown(v) {
+                Table::cell_text(&mut scene, area, &cell_number(v, max), fill);
+            }
+        }
+    }
+    for h in 0..heads {
+        let x = left + (h as f32 + 0.5) * cell_w;
+        scene.label(centred(h.to_string(), LABEL_PX, x, labels_y));
+    }
+    scene.label(centred("MLP", LABEL_PX, mlp_x + cell_w / 2.0, labels_y));
+    scene.label(centred(
+        "head",
+        LABEL_PX,
+        left + heads as f32 * cell_w / 2.0,
+        axis_y,
+    ));
+    for (k, f) in footer.into_iter().enumerate() {
+        let y = footer_y + k as f32 * (line(NOTE_PX) + 3.0);
+        scene.label(Text::new(f, NOTE_PX, MARGIN, y).color(GREY));
+    }
+    colour_bar(
+        &mut scene,
+        cmap,
+        range,
+        bar_x,
+        table.top,
+        bar_h,
+        "direct contribution",
+    );
+    Ok(scene)
+}
+
+/// The recovery map: layers × positions with the clean and corrupted tokens below, or layers ×
+/// heads with both texts below.
+fn patching_scene(
+    style: &AnswerStyle<'_>,
+    title: &[String],
+    p: &Patching,
+    labels_b: &[String],
+) -> Result<Scene<'static>, RenderError> {
+    let rows = p.recovery.len();
+    let cols = p.recovery.first().map_or(0, Vec::len);
+    if rows == 0 || cols == 0 || p.recovery.iter().any(|r| r.len() != cols) {
+        return Err(RenderError::Empty);
+    }
+    let labels_a = &style.ctx.labels;
+    let by_head = p.site == PatchSite::Head;
+    let max = p
+        .recovery
+        .iter()
+        .flatten()
+        .filter(|v| v.is_finite())
+        .fold(1.0f64, |m, v| m.max(v.abs()));
+    let range = ValueRange {
+        min: -(max as f32),
+        max: max as f32,
+    };
+    let cmap = Colormap::Diverging;
+    let a = |i: usize| short(labels_a.get(i).map_or("", String::as_str), CELL_CHARS);
+    let b = |i: usize| short(labels_b.get(i).map_or("", String::as_str), CELL_CHARS);
+    let differs = |i: usize| labels_a.get(i) != labels_b.get(i);
+    let widest = if by_head {
+        0.0
+    } else {
+        (0..cols)
+            .flat_map(|i| [width(&a(i), LABEL_PX), width(&b(i), LABEL_PX)])
+            .fold(0.0f32, f32::max)
+    };
+    let cell_w = (widest + 2.0 * CELL_PAD)
+        .max(width("−0.00", CELL_PX) + 2.0 * CELL_PAD)
+        .max(30.0)
+        .ceil();
+    let captions = ["clean", "corrupted"];
+    let caption_w = captions
+        .iter()
+        .map(|c| width(c, LABEL_PX))
+        .fold(0.0f32, f32::max);
+    let left = Table::cells_left(rows).max(MARGIN + caption_w + 10.0);
+    let cells_w = cols as f32 * cell_w;
+    let bar_x = left + cells_w + 18.0;
+    // With heads as columns, the two inputs' tokens are written out below the map.
+    let joined = [labels_a.join(" "), labels_b.join(" ")];
+    let texts_x = MARGIN + caption_w + 8.0;
+    let mut content_w = bar_x + colour_bar_width(range) + MARGIN;
+    if by_head {
+        let widest_text = joined
+            .iter()
+            .map(|t| width(&format!("“{t}”"), LABEL_PX))
+            .fold(0.0f32, f32::max);
+        content_w = content_w.max((texts_x + widest_text + MARGIN).min(900.0));
+    }
+    let (title_lines, fig_w) = fit_title(title, content_w);
+    let top = (MARGIN + title_height(&title_lines) + 4.0).ceil();
+    let table = Table::new(rows, left, top, cell_w, "layer");
+    let row1 = table.bottom() + 5.0;
+    let row2 = row1 + line(LABEL_PX) + 3.0;
+    let row3 = row2 + line(LABEL_PX) + 3.0;
+    let axis_y = if by_head {
+        row1 + line(LABEL_PX) + 4.0
+    } else {
+        row3 + line(NOTE_PX) + 6.0
+    };
+    let bar_h = table.height().max(MIN_BAR_H);
+    let texts_y = (axis_y + line(LABEL_PX)).max(table.top + bar_h + line(TICK_PX)) + 10.0;
+    let bottom = if by_head {
+        texts_y + 2.0 * (line(LABEL_PX) + 3.0)
+    } else {
+        axis_y + line(LABEL_PX)
+    };
+    let fig_h = bottom.max(table.top + bar_h + line(TICK_PX)) + MARGIN;
+    let mut scene = Scene::new(fig_w.ceil(), fig_h.ceil());
+    draw_title(&mut scene, &title_lines);
+    table.layer_axis(&mut scene);
+    let shown = |v: f64| v.is_finite() && v.abs() >= 0.1;
+    for (l, row) in p.recovery.iter().enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            let area = table.cell(l, left + c as f32 * cell_w);
+            let fill = colour_of(cmap, range, v as f32);
+            scene.fill(area, fill);
+            if shown(v) {
+                Table::cell_text(&mut scene, area, &cell_number(v, 1.0), fill);
+            }
+        }
+    }
+    let accent = [ACCENT[0], ACCENT[1], ACCENT[2]];
+    if by_head {
+        for h in 0..cols {
+            let x = left + (h as f32 + 0.5) * cell_w;
+            scene.label(centred(h.to_string(), LABEL_PX, x, row1));
+        }
+        scene.label(centred("head", LABEL_PX, left + cells_w / 2.0, axis_y));
+        let max_w = fig_w - MARGIN - texts_x;
+        for (k, (caption, t)) in captions.iter().zip(&joined).enumerate() {
+            let cut = super::grid::text_start(t, LABEL_PX, max_w as u64);
+            let y = texts_y + k as f32 * (line(LABEL_PX) + 3.0);
+            let at = texts_x - 8.0;
+            scene.label(
+                Text::new(*caption, LABEL_PX, at, y)
+                    .anchor(Anchor::End)
+                    .color(GREY),
+            );
+            scene.label(Text::new(cut, LABEL_PX, texts_x, y));
+        }
+    } else {
+        for c in 0..cols {
+            let x = left + (c as f32 + 0.5) * cell_w;
+            let colour = if differs(c) { accent } else { TEXT_COLOR };
+            scene.label(centred(a(c), LABEL_PX, x, row1).color(colour));
+            scene.label(centred(b(c), LABEL_PX, x, row2).color(if differs(c) {
+                accent
+            } else {
+                GREY
+            }));
+            scene.label(centred(c.to_string(), NOTE_PX, x, row3).color(GREY));
+        }
+        for (caption, y) in captions.iter().zip([row1, row2]) {
+            scene.label(
+                Text::new(*caption, LABEL_PX, left - 8.0, y)
+                    .anchor(Anchor::End)
+                    .color(GREY),
+            );
+        }
+        scene.label(centred("position", LABEL_PX, left + cells_w / 2.0, axis_y));
+    }
+    colour_bar(&mut scene, cmap, range, bar_x, table.top, bar_h, "recovery");
+    Ok(scene)
+}
+
+/// The colour of an edge of `kind`.
+fn edge_colour(kind: EdgeKind) -> [u8; 4] {
+    match kind {
+        EdgeKind::Attn => [0xe6, 0x7e, 0x22, 255],
+        EdgeKind::Mlp => [0x27, 0xae, 0x60, 255],
+        EdgeKind::Resid => [0xa0, 0xa0, 0xa0, 255],
+    }
+}
+
+/// An edge's stroke width: importance 1 is 6 units, the thinnest 0.75.
+fn edge_width(importance: f32) -> f32 {
+    0.75 + 5.25 * importance.clamp(0.0, 1.0)
+}
+
+/// The routes graph: nodes (l, i, in) and (l, i, mid) on levels 2l and 2l + 1 from the bottom,
+/// tokens left to right, the kept edges drawn residual first, then MLP, then attention.
+fn routes_scene(
+    style: &AnswerStyle<'_>,
+    title: &[String],
+    routes: &Routes,
+    layers: usize,
+) -> Result<Scene<'static>, RenderError> {
+    let labels = &style.ctx.labels;
+    let n = labels
+        .len()
+        .max(routes.nodes.iter().map(|n| n.1 + 1).max().unwrap_or(0));
+    if n == 0 || layers == 0 {
+        return Err(RenderError::Empty);
+    }
+    let token = |i: usize| short(labels.get(i).map_or("", String::as_str), CELL_CHARS);
+    // Columns wide enough for their labels, and a graph at least 440 units wide.
+    let dx = (0..n)
+        .map(|i| width(&token(i), LABEL_PX))
+        .fold(0.0f32, f32::max)
+        .max(30.0)
+        .ceil()
+        + 14.0;
+    let dx = dx.max((440.0 / n as f32).min(110.0).floor());
+    let dy = 12.0;
+    let left = Table::cells_left(layers + 1) + 4.0;
+    let graph_w = n as f32 * dx;
+    let legend: [(&str, EdgeKind); 3] = [
+        ("attention", EdgeKind::Attn),
+        ("MLP", EdgeKind::Mlp),
+        ("residual", EdgeKind::Resid),
+    ];
+    let note = "width ∝ importance";
+    let legend_w = legend
+        .iter()
+        .map(|(t, _)| 28.0 + 6.0 + width(t, LABEL_PX) + 18.0)
+        .sum::<f32>()
+        + width(note, LABEL_PX);
+    let content_w = (left + graph_w + MARGIN).max(MARGIN + legend_w + MARGIN);
+    let (title_lines, fig_w) = fit_title(title, content_w);
+    let legend_y = (MARGIN + title_height(&title_lines) + 2.0).ceil();
+    let top = legend_y + line(LABEL_PX) + 16.0;
+    let levels = 2 * layers;
+    // The axis title, shortened or given room when the graph is short.
+    let axis = "layer (block input x_l)";
+    let axis = if width(axis, LABEL_PX) <= levels as f32 * dy {
+        axis
+    } else {
+        "layer"
+    };
+    let dy = dy.max(((width(axis, LABEL_PX) + 4.0) / levels as f32).ceil());
+    let bottom = top + levels as f32 * dy;
+    let labels_y = bottom + 10.0;
+    let index_y = labels_y + line(LABEL_PX) + 2.0;
+    let axis_y = index_y + line(NOTE_PX) + 6.0;
+    let fig_h = axis_y + line(LABEL_PX) + MARGIN;
+    let mut scene = Scene::new(fig_w.ceil(), fig_h.ceil());
+    draw_title(&mut scene, &title_lines);
+    // The legend.
+    let mut x = MARGIN;
+    let mid = legend_y + line(LABEL_PX) / 2.0;
+    for (t, kind) in legend {
+        scene.line((x, mid), (x + 28.0, mid), 3.0, edge_colour(kind));
+        x += 34.0;
+        scene.label(Text::new(t, LABEL_PX, x, legend_y));
+        x += width(t, LABEL_PX) + 18.0;
+    }
+    scene.label(Text::new(note, LABEL_PX, x, legend_y).color(GREY));
+    let xy = |Node(l, i, stage): Node| {
+        let level = 2 * l + usize::from(stage == Stage::Mid);
+        (left + (i as f32 + 0.5) * dx, bottom - level as f32 * dy)
+    };
+    // Guides: a faint line up each token's column, one across each block's input.
+    let guide = [0xee, 0xee, 0xee, 255];
+    for i in 0..n {
+        let (x, _) = xy(Node(0, i, Stage::In));
+        scene.line((x, top), (x, bottom), 1.0, guide);
+    }
+    for l in 0..=layers {
+        let (_, y) = xy(Node(l, 0, Stage::In));
+        scene.line((left, y), (left + graph_w, y), 1.0, guide);
+        let t = Text::new(
+            l.to_string(),
+            NOTE_PX.max(LABEL_PX - 1.0),
+            left - 8.0,
+            y - line(LABEL_PX - 1.0) / 2.0,
+        );
+        scene.label(t.anchor(Anchor::End));
+    }
+    scene.label(
+        Text::new(axis, LABEL_PX, MARGIN, (top + bottom) / 2.0)
+            .anchor(Anchor::Middle)
+            .up(),
+    );
+    // An MLP edge runs beside the residual stream it adds to, clear of the widest residual.
+    let offset = |e: &Edge| -> f32 {
+        if e.kind == EdgeKind::Mlp {
+            edge_width(1.0) / 2.0 + 1.5 + edge_width(e.importance) / 2.0
+        } else {
+            0.0
+        }
+    };
+    for kind in [EdgeKind::Resid, EdgeKind::Mlp, EdgeKind::Attn] {
+        for e in routes.edges.iter().filter(|e| e.kind == kind) {
+            let (a, b) = (xy(e.from), xy(e.to));
+            let o = offset(e);
+            let (a, b) = ((a.0 + o, a.1), (b.0 + o, b.1));
+            scene.line(a, b, edge_width(e.importance), edge_colour(kind));
+        }
+    }
+    let output = Node(layers, routes.position, Stage::In);
+    for &node in &routes.nodes {
+        let radius = if node.2 == Stage::In { 2.2 } else { 1.6 };
+        if node != output {
+            scene.disc(xy(node), radius, [0x44, 0x44, 0x44, 255]);
+        }
+    }
+    scene.disc(xy(output), 5.0, ACCENT);
+    let accent = [ACCENT[0], ACCENT[1], ACCENT[2]];
+    for i in 0..n {
+        let (x, _) = xy(Node(0, i, Stage::In));
+        let t = centred(token(i), LABEL_PX, x, labels_y);
+        scene.label(if i == routes.position {
+            t.color(accent)
+        } else {
+            t
+        });
+        scene.label(centred(i.to_string(), NOTE_PX, x, index_y).color(GREY));
+    }
+    scene.label(centred("position", LABEL_PX, left + graph_w / 2.0, axis_y));
+    Ok(scene)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::engine::{Ablation, AppliedMask, MaskSpec};
+    use crate::render::scene::{Direction, Element};
+
+    fn labels(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    fn context(words: &[&str]) -> FigureContext {
+        FigureContext {
+            labels: labels(words),
+            model_name: "toy-lm".to_owned(),
+            mask: AppliedMask::recorded(MaskSpec::parse("causal").unwrap()),
+            ablations: vec!["1.0".parse::<Ablation>().unwrap()],
+            ..FigureContext::default()
+        }
+    }
+
+    fn name(id: u32) -> String {
+        format!("␣tok{id}")
+    }
+
+    fn style(ctx: &FigureContext) -> AnswerStyle<'_> {
+        AnswerStyle {
+            ctx,
+            token_label: &name,
+            pixel_scale: 1,
+        }
+    }
+
+    /// The box a text covers in scene units.
+    fn text_box(t: &Text) -> Area {
+        let (w, h) = (width(&t.content, t.px), line(t.px));
+        let before = match t.anchor {
+            Anchor::Start => 0.0,
+            Anchor::Middle => w / 2.0,
+            Anchor::End => w,
+        };
+        match t.direction {
+            Direction::Right => Area::new(t.x - before, t.y, w, h),
+            Direction::Up => Area::new(t.x, t.y - (w - before), h, w),
+        }
+    }
+
+    fn overlap(a: Area, b: Area) -> bool {
+        a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h
+    }
+
+    /// Every text inside the figure, none overlapping another.
+    fn assert_texts_apart(scene: &Scene<'_>) {
+        let boxes: Vec<(String, Area)> = scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Text(t) if !t.content.is_empty() => Some((t.content.clone(), text_box(t))),
+                _ => None,
+            })
+            .collect();
+        for (i, (a, ba)) in boxes.iter().enumerate() {
+            assert!(
+                ba.x >= 0.0 && ba.y >= 0.0,
+                "{a:?} starts outside the figure: {ba:?}"
+            );
+            assert!(
+                ba.x + ba.w <= scene.width && ba.y + ba.h <= scene.height,
+                "{a:?} ends outside the {}x{} figure: {ba:?}",
+                scene.width,
+                scene.height
+            );
+            for (b, bb) in &boxes[i + 1..] {
+                assert!(!overlap(*ba, *bb), "{a:?} {ba:?} overlaps {b:?} {bb:?}");
+            }
+        }
+    }
+
+    /// The fills of the cells (rects one unit shorter than a row), in drawing order.
+    fn cell_fills(scene: &Scene<'_>) -> Vec<(Area, [u8; 4])> {
+        scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Rect { area, fill } if area.h == ROW_H - 1.0 => Some((*area, *fill)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn cell(top: Vec<(u32, f32)>, lp: f32, rank: usize) -> LensCell {
+        LensCell {
+            top,
+            target_logprob: Some(lp),
+            target_rank: Some(rank),
+        }
+    }
+
+    #[test]
+    fn the_lens_table_has_the_output_on_top_coloured_by_the_targets_log_p() {
+        let ctx = context(&["The", "␣capital", "␣of", "␣France", "␣is"]);
+        let positions = [0, 1, 2, 3, 4];
+        // Three layers (0 = embeddings, 2 = output); log p(T) falls with the depth from 0.
+        let cells: Vec<Vec<LensCell>> = (0..3)
+            .map(|l: u32| {
+                (0..5u32)
+                    .map(|p| {
+                        let lp = -(2.0 - l as f32) * 4.0 - p as f32;
+                        cell(vec![(10 * l + p, -0.1)], lp, 1)
+                    })
+                    .collect()
+            })
+            .collect();
+        let at_target: Vec<LensCell> = cells.iter().map(|r| r[4].clone()).collect();
+        let target = Target {
+            position: 4,
+            token: 7,
+            foil: None,
+        };
+        let plot = AnswerPlot::Lens {
+            target,
+            positions: &positions,
+            cells: &cells,
+            at_target: &at_target,
+        };
+        let st = style(&ctx);
+        let title = plot.title(&st);
+        assert_eq!(title[0], "toy-lm · logit lens");
+        assert!(title[1].starts_with("target \"␣tok7\" at position 4 (after \"␣is\")"));
+        assert_eq!(title[2], "mask causal · ablated 1.0");
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        // Lowest log p −12 (floored to a whole number), highest 0: the colours' range.
+        let range = ValueRange {
+            min: -12.0,
+            max: 0.0,
+        };
+        let fills = cell_fills(&scene);
+        assert_eq!(fills.len(), 15);
+        for (l, row) in cells.iter().enumerate() {
+            for (p, c) in row.iter().enumerate() {
+                let (area, fill) = fills[l * 5 + p];
+                let want = Colormap::Viridis.color(normalize(
+                    c.target_logprob.unwrap(),
+                    range,
+                    ValueScale::Linear,
+                ));
+                assert_eq!(fill, want, "layer {l} position {p}");
+                // Each layer's row sits one row above the layer below it: the output on top.
+                assert_eq!(area.y, fills[0].0.y - l as f32 * ROW_H);
+            }
+        }
+        // The PNG paints each cell its colour (left of the centred text).
+        let img = scene.png(1).unwrap();
+        for (area, fill) in &fills {
+            let p = img.get_pixel(area.x as u32 + 1, area.y as u32 + 1).0;
+            assert_eq!(p, *fill);
+        }
+        // The SVG writes each top-1 label, the title and the rank column.
+        let svg = plot.svg(&st).unwrap();
+        for want in [
+            ">␣tok24<",
+            ">toy-lm · logit lens<",
+            ">rank<",
+            ">mask causal · ablated 1.0<",
+        ] {
+            assert!(svg.contains(want), "{want}");
+        }
+        // One position (`--position 4`): a narrow table, its texts still apart.
+        let one: Vec<Vec<LensCell>> = cells.iter().map(|r| vec![r[4].clone()]).collect();
+        let narrow = AnswerPlot::Lens {
+            target,
+            positions: &[4],
+            cells: &one,
+            at_target: &at_target,
+        };
+        assert_texts_apart(&narrow.scene(&st).unwrap());
+        // At pixel scale 2 every length doubles.
+        let two = plot
+            .png(&AnswerStyle {
+                pixel_scale: 2,
+                ..style(&ctx)
+            })
+            .unwrap();
+        assert_eq!(two.dimensions(), (2 * img.width(), 2 * img.height()));
+    }
+
+    #[test]
+    fn the_contribution_map_is_diverging_around_zero_with_an_mlp_column() {
+        let ctx = context(&["a", "b", "c"]);
+        // Two layers of three heads: the largest magnitude is 2 (head 1.2), so ±2 are the
+        // diverging map's ends and 0 its white middle.
+        let c = Contributions {
+            metric: 1.5,
+            embeddings: 0.25,
+            heads: vec![vec![0.0, -2.0, 0.5], vec![1.0, 0.0, 2.0]],
+            attn_bias: vec![0.0, 0.0],
+            mlp: vec![-1.0, 0.75],
+            norm_term: 0.0,
+            sum: 1.5,
+        };
+        let target = Target {
+            position: 2,
+            token: 3,
+            foil: Some(4),
+        };
+        let plot = AnswerPlot::Contributions {
+            target,
+            contributions: &c,
+        };
+        let st = style(&ctx);
+        let title = plot.title(&st);
+        assert_eq!(
+            title[1],
+            "logit(\"␣tok3\") − logit(\"␣tok4\") at position 2 (after \"c\") = 1.5"
+        );
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        let fills: Vec<[u8; 4]> = cell_fills(&scene).into_iter().map(|(_, f)| f).collect();
+        let d = |t: f32| Colormap::Diverging.color(t);
+        // Layer 0: heads 0, −2, 0.5 then the MLP's −1; layer 1: 1, 0, 2 then 0.75.
+        assert_eq!(fills[..4], [d(0.5), d(0.0), d(0.625), d(0.25)]);
+        assert_eq!(fills[4..], [d(0.75), d(0.5), d(1.0), d(0.6875)]);
+        let svg = plot.svg(&st).unwrap();
+        // Values a fifth of the largest and more are written in their cells (0 is not).
+        for want in [">−2.00<", ">2.00<", ">0.50<", ">MLP<", ">head<"] {
+            assert!(svg.contains(want), "{want}");
+        }
+        assert!(!svg.contains(">0.00<"));
+        assert!(svg.contains("embeddings 0.25"), "the parts outside the map");
+    }
+
+    #[test]
+    fn the_patching_map_labels_both_inputs_and_marks_where_they_differ() {
+        let ctx = context(&["The", "␣Eiffel", "␣Tower", "␣is", "␣in"]);
+        let b = labels(&["The", "␣Colosseum", "␣Tower", "␣is", "␣in"]);
+        let p = Patching {
+            site: PatchSite::Resid,
+            metric_clean: 3.0,
+            metric_corrupted: -1.0,
+            recovery: vec![
+                vec![0.0, 1.0, 0.0, 0.0, 0.25],
+                vec![0.0, 0.5, 0.25, 0.0, 1.0],
+            ],
+        };
+        let target = Target {
+            position: 4,
+            token: 1,
+            foil: Some(2),
+        };
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &p,
+            labels_b: &b,
+        };
+        let st = style(&ctx);
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        // ±1 (the largest |recovery|) are the ends: 1 is full red, 0 white.
+        let fills: Vec<[u8; 4]> = cell_fills(&scene).into_iter().map(|(_, f)| f).collect();
+        assert_eq!(fills[1], Colormap::Diverging.color(1.0));
+        assert_eq!(fills[0], Colormap::Diverging.color(0.5));
+        let accent = |t: &Text| t.color == [ACCENT[0], ACCENT[1], ACCENT[2]];
+        let marked: Vec<String> = scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Text(t) if accent(t) => Some(t.content.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(marked, ["␣Eiffel", "␣Colosseum"]);
+        let svg = plot.svg(&st).unwrap();
+        for want in [
+            ">clean<",
+            ">corrupted<",
+            ">position<",
+            "clean 3, corrupted -1",
+        ] {
+            assert!(svg.contains(want), "{want}");
+        }
+        // By head: head numbers below, the two inputs written out under the map.
+        let heads = Patching {
+            site: PatchSite::Head,
+            recovery: vec![vec![0.0, 0.5], vec![1.0, 0.0]],
+            ..p
+        };
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &heads,
+            labels_b: &b,
+        };
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        let svg = plot.svg(&st).unwrap();
+        assert!(svg.contains(">head<") && svg.contains("“The ␣Colosseum ␣Tower ␣is ␣in”"));
+    }
+
+    #[test]
+    fn the_routes_graph_draws_each_kept_edge_in_its_kind_and_marks_the_output() {
+        let ctx = context(&["The", "␣cat", "␣sat"]);
+        let node = |l, i, stage| Node(l, i, stage);
+        let edge = |from, to, kind, importance| Edge {
+            from,
+            to,
+            kind,
+            importance,
+            heads: None,
+        };
+        // One block: token 0 attends into position 2, the residual carries 2, the MLP adds.
+        let routes = Routes {
+            position: 2,
+            threshold: 0.04,
+            nodes: vec![
+                node(0, 0, Stage::In),
+                node(0, 2, Stage::In),
+                node(0, 2, Stage::Mid),
+                node(1, 2, Stage::In),
+            ],
+            edges: vec![
+                edge(
+                    node(0, 0, Stage::In),
+                    node(0, 2, Stage::Mid),
+                    EdgeKind::Attn,
+                    0.6,
+                ),
+                edge(
+                    node(0, 2, Stage::In),
+                    node(0, 2, Stage::Mid),
+                    EdgeKind::Resid,
+                    0.4,
+                ),
+                edge(
+                    node(0, 2, Stage::Mid),
+                    node(1, 2, Stage::In),
+                    EdgeKind::Mlp,
+                    0.3,
+                ),
+                edge(
+                    node(0, 2, Stage::Mid),
+                    node(1, 2, Stage::In),
+                    EdgeKind::Resid,
+                    0.7,
+                ),
+            ],
+        };
+        let plot = AnswerPlot::Routes {
+            routes: &routes,
+            layers: 1,
+        };
+        let st = style(&ctx);
+        assert_eq!(
+            plot.title(&st)[1],
+            "to the output at position 2 (after \"␣sat\") · threshold τ = 0.04 · 4 edges"
+        );
+        let scene = plot.scene(&st).unwrap();
+        assert_texts_apart(&scene);
+        type Segment = ((f32, f32), (f32, f32), f32, [u8; 4]);
+        let lines: Vec<Segment> = scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Line { from, to, stroke }
+                    if stroke.width != 1.0 && stroke.width != 3.0 =>
+                {
+                    Some((*from, *to, stroke.width, stroke.color))
+                }
+                _ => None,
+            })
+            .collect();
+        // Residual first, then MLP, then attention; widths by importance.
+        let kinds: Vec<[u8; 4]> = lines.iter().map(|l| l.3).collect();
+        let (attn, mlp, resid) = (
+            edge_colour(EdgeKind::Attn),
+            edge_colour(EdgeKind::Mlp),
+            edge_colour(EdgeKind::Resid),
+        );
+        assert_eq!(kinds, [resid, resid, mlp, attn]);
+        assert_eq!(lines[3].2, edge_width(0.6));
+        // The attention edge rises from token 0's input to token 2's middle.
+        let (from, to) = (lines[3].0, lines[3].1);
+        assert!(from.0 < to.0 && from.1 > to.1);
+        // The MLP runs beside the residual it shares its ends with.
+        assert!(lines[2].0.0 > lines[1].0.0);
+        // Drawn: the attention edge's middle pixel is its colour; the output is a red disc.
+        let img = scene.png(1).unwrap();
+        let mid = ((from.0 + to.0) / 2.0, (from.1 + to.1) / 2.0);
+        assert_eq!(img.get_pixel(mid.0 as u32, mid.1 as u32).0, attn);
+        let svg = plot.svg(&st).unwrap();
+        assert!(svg.contains("r=\"5\" fill=\"#c0392b\""));
+        assert_eq!(svg.matches("<circle").count(), 4);
+    }
+
+    #[test]
+    fn a_short_table_makes_room_for_its_axis_title() {
+        // One layer is shorter than "layer": the table moves down, and nothing overlaps.
+        let ctx = context(&["a", "b"]);
+        let p = Patching {
+            site: PatchSite::Resid,
+            metric_clean: 1.0,
+            metric_corrupted: 0.0,
+            recovery: vec![vec![0.5, 1.0]],
+        };
+        let target = Target {
+            position: 1,
+            token: 1,
+            foil: None,
+        };
+        let b = labels(&["a", "c"]);
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &p,
+            labels_b: &b,
+        };
+        assert_texts_apart(&plot.scene(&style(&ctx)).unwrap());
+        let empty = Patching {
+            recovery: Vec::new(),
+            ..p
+        };
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &empty,
+            labels_b: &b,
+        };
+        assert!(matches!(plot.png(&style(&ctx)), Err(RenderError::Empty)));
+    }
+}
