@@ -201,7 +201,7 @@ pub(super) fn analyze(what: AnswerWhat, args: &AnalyzeArgs, format: OutputFormat
                 file: None,
                 ..corrupted
             };
-            let r = answers::patching(
+            let r = crate::pipeline::patching::patching(
                 &model,
                 &request,
                 &corrupted,

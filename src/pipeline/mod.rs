@@ -15,6 +15,7 @@ mod error;
 mod explain;
 mod export;
 mod next;
+pub mod patching;
 mod probe;
 mod teach;
 

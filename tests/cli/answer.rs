@@ -154,7 +154,7 @@ fn check_case(model: &LoadedModel, case: &Value, name: &str) {
         .position(|(a, b)| a != b)
         .unwrap();
     for site in PatchSite::ALL {
-        let report = answer::patching(
+        let report = attnviz::pipeline::patching::patching(
             model,
             &input(clean.clone()),
             &input(corrupted.clone()),
@@ -409,7 +409,7 @@ fn answer_analyses_refuse_what_they_cannot_do() {
 #[test]
 fn patching_refuses_inputs_of_different_lengths() {
     let model = LoadedModel::checkpoint(&fixture_dir("llama"), Default::default()).unwrap();
-    let err = answer::patching(
+    let err = attnviz::pipeline::patching::patching(
         &model,
         &input(vec![1, 2, 3]),
         &input(vec![1, 2]),
@@ -423,7 +423,7 @@ fn patching_refuses_inputs_of_different_lengths() {
     .to_string();
     assert!(err.contains("3 tokens") && err.contains('2'), "{err}");
     // Identical inputs: recovery is undefined.
-    let err = answer::patching(
+    let err = attnviz::pipeline::patching::patching(
         &model,
         &input(vec![1, 2, 3]),
         &input(vec![1, 2, 3]),
@@ -437,7 +437,7 @@ fn patching_refuses_inputs_of_different_lengths() {
     .to_string();
     assert!(err.contains("undefined"), "{err}");
     // Cancel stops it.
-    let err = answer::patching(
+    let err = attnviz::pipeline::patching::patching(
         &model,
         &input(vec![1, 2, 3]),
         &input(vec![1, 5, 3]),

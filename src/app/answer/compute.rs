@@ -336,8 +336,15 @@ fn compute(
             corrupted.truncate = input.truncate;
             corrupted.memory_budget = input.memory_budget;
             let spec = target.spec();
-            let result =
-                answer::patching(model, input, &corrupted, opts, spec.as_ref(), *site, report);
+            let result = crate::pipeline::patching::patching(
+                model,
+                input,
+                &corrupted,
+                opts,
+                spec.as_ref(),
+                *site,
+                report,
+            );
             Item::Patching(match result {
                 Ok(r) => {
                     let style = model.vocab_style();
