@@ -82,6 +82,9 @@ impl View for ViewControls {
         {
             ui.label(format!("crafted head: {}", kind.label()));
         }
+        if state.view == crate::app::state::ViewKind::Heatmap {
+            crate::app::analyze::rollout::controls_ui(ui, &mut state.analyze.rollout, layers);
+        }
         egui::ComboBox::from_label("Colormap")
             .selected_text(state.colormap.name())
             .show_ui(ui, |ui| {
