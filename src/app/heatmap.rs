@@ -267,7 +267,11 @@ impl HeatmapView {
                 self.zoom = 1.0;
                 self.offset = Vec2::ZERO;
             }
-            ui.label("scroll to zoom, drag to pan, right-click a cell to mask it");
+            ui.label(if overlay.is_some() {
+                "scroll to zoom, drag to pan"
+            } else {
+                "scroll to zoom, drag to pan, right-click a cell to mask it"
+            });
         });
         let avail = ui.available_size();
         let side = (avail.x - LABEL_SPACE - COLORBAR_SPACE)

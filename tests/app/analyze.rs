@@ -15,7 +15,7 @@ pub(super) fn changed_settings() -> AnalyzeSettings {
         tab: AnalyzeTab::ValueZeroing,
         metric: Metric::Induction,
         sort: SortKey::Metric(Metric::Entropy),
-        descending: false,
+        descending: true,
         rollout: RolloutSettings {
             on: true,
             alpha: 0.3,
@@ -187,7 +187,7 @@ fn the_rollout_map_replaces_the_head_and_exports_with_its_title() {
     });
     let run = wait_ready(&mut harness);
     let head = harness.state().heatmap_on_screen().unwrap().clone();
-    harness.get_by_label("rollout").click();
+    click_scrolled(&mut harness, "rollout");
     step_until(&mut harness, "the rollout map", |h| {
         h.query_by_label("rollout α=0.5 fusion=mean layers 0–5")
             .is_some()

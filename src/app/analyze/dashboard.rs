@@ -162,7 +162,7 @@ impl Dashboard {
             table.layers() * table.heads()
         ));
         ui.horizontal_top(|ui| {
-            map_ui(ui, cx.state, &table, metric);
+            ui.vertical(|ui| map_ui(ui, cx.state, &table, metric));
             ui.vertical(|ui| {
                 by_layer_ui(ui, &table, metric);
                 self.distance_ui(ui, run, cx.state, &metrics);

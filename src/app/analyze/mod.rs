@@ -274,7 +274,7 @@ impl Default for AnalyzeSettings {
             tab: AnalyzeTab::Metrics,
             metric: Metric::FirstToken,
             sort: SortKey::Head,
-            descending: true,
+            descending: false,
             rollout: RolloutSettings::default(),
             flow_normalized: false,
             vz_layer: None,

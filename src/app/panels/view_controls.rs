@@ -82,9 +82,6 @@ impl View for ViewControls {
         {
             ui.label(format!("crafted head: {}", kind.label()));
         }
-        if state.view == crate::app::state::ViewKind::Heatmap {
-            crate::app::analyze::rollout::controls_ui(ui, &mut state.analyze.rollout, layers);
-        }
         egui::ComboBox::from_label("Colormap")
             .selected_text(state.colormap.name())
             .show_ui(ui, |ui| {
@@ -104,5 +101,9 @@ impl View for ViewControls {
             &mut state.hide_special,
             "Hide special tokens and renormalise",
         );
+        // Last, so that the controls above keep their place on a short window.
+        if state.view == crate::app::state::ViewKind::Heatmap {
+            crate::app::analyze::rollout::controls_ui(ui, &mut state.analyze.rollout, layers);
+        }
     }
 }
