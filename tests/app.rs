@@ -353,6 +353,7 @@ fn changed_state() -> AppState {
             head: Some((1, 2)),
             lens_cell: Some((0, 1)),
         },
+        analyze: analyze::changed_settings(),
         teach: TeachSettings {
             tab: TeachTab::Mistakes,
             step: 3,
@@ -416,6 +417,7 @@ fn a_session_round_trip_restores_every_setting() {
         theme,
         saliency,
         answer,
+        analyze,
         teach,
         ablations,
         show_difference,
@@ -452,6 +454,7 @@ fn a_session_round_trip_restores_every_setting() {
     assert_ne!(*theme, d.theme);
     assert_ne!(*saliency, d.saliency);
     assert_ne!(*answer, d.answer);
+    assert_ne!(*analyze, d.analyze);
     assert_ne!(*teach, d.teach);
     assert_ne!(*ablations, d.ablations);
     assert_ne!(*show_difference, d.show_difference);
@@ -984,6 +987,9 @@ mod lessons;
 
 #[path = "app/teach_figures.rs"]
 mod teach_figures;
+
+#[path = "app/analyze.rs"]
+mod analyze;
 
 #[path = "support/npy.rs"]
 mod npy_support;

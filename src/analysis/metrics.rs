@@ -300,7 +300,20 @@ pub fn head_distances(
     maps: &crate::engine::AttentionMaps,
     allowed: Option<ArrayView2<'_, bool>>,
 ) -> ndarray::Array2<f64> {
+    head_distances_observed(maps, allowed, &|_, _| true)
+        .unwrap_or_else(|| unreachable!("never cancelled"))
+}
+
+/// [`head_distances`] with progress: `keep_going(heads done, heads)` is called (from several
+/// threads) after each head's row of pairs; once it returns false the remaining rows are
+/// skipped and the result is `None`.
+pub fn head_distances_observed(
+    maps: &crate::engine::AttentionMaps,
+    allowed: Option<ArrayView2<'_, bool>>,
+    keep_going: &(dyn Fn(usize, usize) -> bool + Sync),
+) -> Option<ndarray::Array2<f64>> {
     use rayon::prelude::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let [layers, heads, n, _] = maps.shape();
     let count = layers * heads;
     let all: Vec<Option<crate::engine::HeadMap>> = (0..count)
@@ -314,19 +327,31 @@ pub fn head_distances(
         })
         .collect();
     let rows: Vec<usize> = (0..n).filter(|&q| qualifies(allowed, q, n)).collect();
+    let (done, stopped) = (AtomicUsize::new(0), AtomicBool::new(false));
     let upper: Vec<Vec<f64>> = (0..count)
         .into_par_iter()
         .map(|i| {
-            (i + 1..count)
+            if stopped.load(Ordering::Relaxed) {
+                return Vec::new();
+            }
+            let row = (i + 1..count)
                 .map(|j| match (&all[i], &all[j]) {
                     (Some(a), Some(b)) => {
                         mean_jsd(a.view(), b.view(), (&entropies[i], &entropies[j]), &rows)
                     }
                     _ => 0.0,
                 })
-                .collect()
+                .collect();
+            let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
+            if !keep_going(finished, count) {
+                stopped.store(true, Ordering::Relaxed);
+            }
+            row
         })
         .collect();
+    if stopped.load(Ordering::Relaxed) {
+        return None;
+    }
     let mut d = ndarray::Array2::<f64>::zeros((count, count));
     for (i, row) in upper.iter().enumerate() {
         for (k, &v) in row.iter().enumerate() {
@@ -335,7 +360,7 @@ pub fn head_distances(
             d[(j, i)] = v;
         }
     }
-    d
+    Some(d)
 }
 
 /// The leaves of an average-linkage (UPGMA) clustering of `distances` (symmetric, items
@@ -403,12 +428,67 @@ pub fn head_order(
     maps: &crate::engine::AttentionMaps,
     allowed: Option<ArrayView2<'_, bool>>,
 ) -> Vec<(usize, usize)> {
-    let heads = maps.heads().max(1);
-    average_linkage_order(head_distances(maps, allowed).view())
-        .into_iter()
-        .map(|i| (i / heads, i % heads))
-        .collect()
+    head_order_observed(maps, allowed, &|_, _| true).unwrap_or_default()
 }
+
+/// [`head_order`] with the progress and cancellation of [`head_distances_observed`] (the
+/// divergences are nearly all of the work); `None` when cancelled.
+pub fn head_order_observed(
+    maps: &crate::engine::AttentionMaps,
+    allowed: Option<ArrayView2<'_, bool>>,
+    keep_going: &(dyn Fn(usize, usize) -> bool + Sync),
+) -> Option<Vec<(usize, usize)>> {
+    let heads = maps.heads().max(1);
+    let distances = head_distances_observed(maps, allowed, keep_going)?;
+    Some(
+        average_linkage_order(distances.view())
+            .into_iter()
+            .map(|i| (i / heads, i % heads))
+            .collect(),
+    )
+}
+
+/// The mean weight at each distance d = |key − query|, from 0 to N − 1: [`offset_profile`]
+/// with the offsets −d and +d added (the attention-distance histogram of a head: its entries
+/// sum to 1 when the qualifying rows do). `None` when no query qualifies.
+pub fn distance_profile(
+    a: ArrayView2<'_, f32>,
+    allowed: Option<ArrayView2<'_, bool>>,
+) -> Option<Vec<f64>> {
+    let profile = offset_profile(a, allowed)?;
+    let span = profile.len().div_ceil(2);
+    Some(
+        (0..span)
+            .map(|d| {
+                let after = profile[span - 1 + d];
+                if d == 0 {
+                    after
+                } else {
+                    after + profile[span - 1 - d]
+                }
+            })
+            .collect(),
+    )
+}
+
+/// How a metric is read from a head's metrics.
+pub type MetricReader = fn(&HeadMetrics) -> Option<f64>;
+
+/// Every real-valued metric of [`HeadMetrics`] by its name in `attnviz.metrics/v1`, in file
+/// order (`offset_peak`, an offset, is not among them).
+pub const METRICS: [(&str, MetricReader); 11] = [
+    ("entropy", |m| m.entropy),
+    ("entropy_norm", |m| m.entropy_norm),
+    ("prev_token", |m| m.prev_token),
+    ("self", |m| m.self_attention),
+    ("first_token", |m| m.first_token),
+    ("special", |m| m.special),
+    ("punctuation", |m| m.punctuation),
+    ("mean_distance", |m| m.mean_distance),
+    ("confidence", |m| m.confidence),
+    ("duplicate_token", |m| m.duplicate_token),
+    ("offset_share", |m| m.offset_share),
+];
 
 /// Where the induction probe's repeated sequence sits in its tokens: `period` tokens from
 /// `start`, then the same tokens again.
@@ -651,5 +731,27 @@ mod tests {
             period: 3,
         };
         assert_eq!(induction_score(at(2).view(), &short), None);
+    }
+
+    #[test]
+    fn the_distance_profile_folds_the_offsets() {
+        // Causal, 3 tokens. Rows 1 and 2 qualify (row 0 has one allowed key).
+        // Row 1 = [0.25, 0.75, 0]: distance 1 gets 0.25, distance 0 gets 0.75.
+        // Row 2 = [0.5, 0.25, 0.25]: distance 2 gets 0.5, 1 gets 0.25, 0 gets 0.25.
+        // Means over the 2 rows: d0 = (0.75 + 0.25) / 2 = 0.5, d1 = (0.25 + 0.25) / 2 = 0.25,
+        // d2 = 0.5 / 2 = 0.25; they sum to 1.
+        let a = ndarray::array![[1.0f32, 0.0, 0.0], [0.25, 0.75, 0.0], [0.5, 0.25, 0.25]];
+        let mask = causal(3);
+        let d = distance_profile(a.view(), Some(mask.view())).unwrap();
+        assert_eq!(d, vec![0.5, 0.25, 0.25]);
+        // A cancelled head order is `None`; an uncancelled one lists every head.
+        let maps = crate::engine::AttentionMaps::from_heads(1, 2, 3, vec![a.clone(), a]).unwrap();
+        assert!(head_order_observed(&maps, None, &|_, _| false).is_none());
+        assert_eq!(
+            head_order_observed(&maps, None, &|_, _| true)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 }

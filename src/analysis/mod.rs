@@ -195,10 +195,21 @@ pub fn view_matrix(
             acc
         }
     };
-    let n = matrix.nrows();
     if !spec.hide_special {
+        let n = matrix.nrows();
         return Ok((matrix, (0..n).collect()));
     }
+    without_special(&matrix, is_special)
+}
+
+/// `matrix` (shape [query, key], one row and column per token) without the rows and columns
+/// of special tokens, each row renormalised to sum to 1, and the token index of each row and
+/// column kept: "hide special tokens" of the heatmap, for attention and rollout maps alike.
+pub fn without_special(
+    matrix: &Array2<f32>,
+    is_special: &[bool],
+) -> Result<(Array2<f32>, Vec<usize>), String> {
+    let n = matrix.nrows();
     let kept: Vec<usize> = (0..n)
         .filter(|&i| !is_special.get(i).copied().unwrap_or(false))
         .collect();

@@ -140,12 +140,26 @@ pub fn mixing_matrix(
 /// The rollout matrix R (output positions × input tokens) of `maps` under `opts`; an error for
 /// an α outside [0, 1] or a layer range outside the maps.
 pub fn rollout(maps: &AttentionMaps, opts: &RolloutOptions) -> Result<Array2<f64>, String> {
+    rollout_observed(maps, opts, &mut |_, _| true)
+        .map(|r| r.unwrap_or_else(|| unreachable!("never cancelled")))
+}
+
+/// [`rollout`] with progress: `keep_going(layers done, layers)` after each layer of the range;
+/// returning false stops the product, and the result is `Ok(None)`.
+pub fn rollout_observed(
+    maps: &AttentionMaps,
+    opts: &RolloutOptions,
+    keep_going: &mut dyn FnMut(usize, usize) -> bool,
+) -> Result<Option<Array2<f64>>, String> {
     let (first, last) = layer_span(maps, opts)?;
     let mut r = Array2::<f64>::eye(maps.len());
     for l in first..=last {
         r = mixing_matrix(maps, l, opts.fusion, opts.alpha).dot(&r);
+        if !keep_going(l + 1 - first, last + 1 - first) {
+            return Ok(None);
+        }
     }
-    Ok(r)
+    Ok(Some(r))
 }
 
 #[cfg(test)]
@@ -219,6 +233,16 @@ mod tests {
             ..RolloutOptions::default()
         };
         assert!(rollout(&m, &bad).is_err());
+        // Observed: one call per layer, and false stops the product.
+        let mut calls = Vec::new();
+        let all = rollout_observed(&m, &RolloutOptions::default(), &mut |d, t| {
+            calls.push((d, t));
+            true
+        });
+        assert_eq!(all.unwrap().unwrap(), r);
+        assert_eq!(calls, vec![(1, 2), (2, 2)]);
+        let stopped = rollout_observed(&m, &RolloutOptions::default(), &mut |_, _| false);
+        assert_eq!(stopped, Ok(None));
     }
 
     #[test]

@@ -36,14 +36,81 @@ pub fn current_view_png(
             &state.render_style(GRID_THUMB_PX, true, run.kind),
         );
     }
+    if rollout_shown(state) {
+        let (matrix, opts) = rollout_figure_options(run, state, ctx)?;
+        return render::heatmap_figure(matrix.view(), &opts).map_err(|e| e.to_string());
+    }
     let style = state.render_style(default_cell(run.maps.len()), true, run.kind);
     render::view_figure(&run.maps, ctx, &state.view_spec(), &style)
+}
+
+/// True when the Heatmap view shows the rollout map.
+fn rollout_shown(state: &AppState) -> bool {
+    state.view == ViewKind::Heatmap && state.analyze.rollout.on
+}
+
+/// The rollout map of `run` under `state`'s settings (`analysis::rollout`, as the view and
+/// `attnviz analyze --what rollout`), special tokens hidden as the view hides them, and its
+/// figure options: titled `rollout α=… fusion=… layers A–B · model`, the view's colours.
+pub fn rollout_figure_options(
+    run: &Run,
+    state: &AppState,
+    ctx: &FigureContext,
+) -> Result<(ndarray::Array2<f32>, render::FigureOptions), String> {
+    if run.kind != crate::analysis::MapsKind::Attention {
+        return Err("the rollout multiplies attention maps, not their differences".to_owned());
+    }
+    let layers = run.maps.layers();
+    let settings = &state.analyze.rollout;
+    let full =
+        crate::analysis::rollout::rollout(&run.maps, &settings.options(layers))?.mapv(|v| v as f32);
+    let (matrix, kept) = if state.hide_special {
+        crate::analysis::without_special(&full, &ctx.is_special)?
+    } else {
+        let n = full.nrows();
+        (full, (0..n).collect())
+    };
+    let labels: Vec<String> = kept
+        .iter()
+        .map(|&i| ctx.labels.get(i).cloned().unwrap_or_else(|| i.to_string()))
+        .collect();
+    let style = state.render_style(
+        default_cell(run.maps.len()),
+        true,
+        crate::analysis::MapsKind::Attention,
+    );
+    let opts = render::FigureOptions {
+        title: format!(
+            "{} · {}{}",
+            settings.title(layers),
+            ctx.model_name,
+            ctx.settings_title()
+        ),
+        query_labels: labels.clone(),
+        key_labels: labels,
+        colormap: style.colormap,
+        range: render::ValueRange::of(matrix.view()),
+        scale: style.scale,
+        cell_px: style.cell_px,
+        labels: true,
+        masked: None,
+        pixel_scale: style.pixel_scale,
+    };
+    Ok((matrix, opts))
 }
 
 /// A sensible file name for the current view, such as `attn_L3_H5.png`.
 pub fn default_png_name(state: &AppState) -> String {
     if state.view == ViewKind::Grid {
         return "attn_grid.png".to_owned();
+    }
+    if rollout_shown(state) {
+        let r = &state.analyze.rollout;
+        let layers = match r.layers {
+            Some((a, b)) => format!("_L{a}-{b}"),
+            None => String::new(),
+        };
+        return format!("rollout_a{}_{}{layers}.png", r.alpha, r.fusion.name());
     }
     let layer = if state.all_layers {
         "Lmean".to_owned()
@@ -75,6 +142,10 @@ pub fn current_view_svg(
             ctx,
             &state.render_style(GRID_THUMB_PX, true, run.kind),
         );
+    }
+    if rollout_shown(state) {
+        let (matrix, opts) = rollout_figure_options(run, state, ctx)?;
+        return render::heatmap_svg(matrix.view(), &opts).map_err(|e| e.to_string());
     }
     let style = state.render_style(default_cell(run.maps.len()), true, run.kind);
     render::view_svg(&run.maps, ctx, &state.view_spec(), &style)

@@ -30,6 +30,21 @@ struct TextureKey {
     scale: render::ValueScale,
     range: render::RangeMode,
     centred: bool,
+    /// The map shown instead of the selection, by [`MapOverride::id`].
+    overlay: Option<usize>,
+}
+
+/// A map the view shows instead of the selected heads' (the rollout, a value-zeroing map):
+/// one value per (output position, input token), drawn with the same colours, zoom, labels
+/// and hover, without masked cells or mask edits.
+#[derive(Clone, Debug)]
+pub struct MapOverride {
+    /// Changes whenever the matrix does (the address of its source).
+    pub id: usize,
+    /// Shape: [query, key], one row and column per token.
+    pub matrix: Arc<Array2<f32>>,
+    /// Shown above the map.
+    pub title: String,
 }
 
 /// Smallest side, in cells, of the coarsest pooled level (the view is never under 64 points).
@@ -128,6 +143,19 @@ impl HeatmapView {
         labels: &[String],
         state: &mut AppState,
     ) {
+        self.ui_with(ui, run, labels, state, None);
+    }
+
+    /// [`Self::ui`], showing `overlay` instead of the selection when given (special tokens
+    /// hidden as the selection hides them).
+    pub fn ui_with(
+        &mut self,
+        ui: &mut egui::Ui,
+        run: &Arc<Run>,
+        labels: &[String],
+        state: &mut AppState,
+        overlay: Option<&MapOverride>,
+    ) {
         let spec = state.view_spec();
         // The screen's colours are the export's: one style, fitted to what the maps hold (a
         // difference is drawn diverging around 0).
@@ -139,15 +167,30 @@ impl HeatmapView {
             scale: style.scale,
             range: style.range,
             centred: style.centred,
+            overlay: overlay.map(|o| o.id),
         };
         if self.texture.as_ref().is_none_or(|t| t.key != key) {
             let special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
-            match view_matrix(&run.maps, &special, &spec) {
+            let shown = match overlay {
+                None => view_matrix(&run.maps, &special, &spec),
+                Some(o) if spec.hide_special => {
+                    crate::analysis::without_special(&o.matrix, &special)
+                }
+                Some(o) => Ok((o.matrix.as_ref().clone(), (0..o.matrix.nrows()).collect())),
+            };
+            match shown {
                 Ok((matrix, kept)) => {
-                    let range = style.value_range(&run.maps, matrix.view());
+                    let range = match overlay {
+                        None => style.value_range(&run.maps, matrix.view()),
+                        Some(_) => ValueRange::of(matrix.view()),
+                    };
                     let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
-                    let masked =
-                        render::view::masked_cells(&run.mask, run.tokens.len(), &is_pad, &kept);
+                    let masked = match overlay {
+                        None => {
+                            render::view::masked_cells(&run.mask, run.tokens.len(), &is_pad, &kept)
+                        }
+                        Some(_) => None,
+                    };
                     let images = render::heatmap_pyramid(
                         matrix.view(),
                         masked.as_ref().map(|m| m.view()),
@@ -212,7 +255,10 @@ impl HeatmapView {
             return;
         }
         ui.horizontal(|ui| {
-            ui.label(format!("{} · {}", spec.layer, spec.heads));
+            match overlay {
+                Some(o) => ui.label(&o.title),
+                None => ui.label(format!("{} · {}", spec.layer, spec.heads)),
+            };
             if run.kind == crate::analysis::MapsKind::AblationDifference {
                 ui.label("· ablated − unablated")
                     .on_hover_text("Red: weight the ablation added; blue: weight it took away");
@@ -221,7 +267,11 @@ impl HeatmapView {
                 self.zoom = 1.0;
                 self.offset = Vec2::ZERO;
             }
-            ui.label("scroll to zoom, drag to pan, right-click a cell to mask it");
+            ui.label(if overlay.is_some() {
+                "scroll to zoom, drag to pan"
+            } else {
+                "scroll to zoom, drag to pan, right-click a cell to mask it"
+            });
         });
         let avail = ui.available_size();
         let side = (avail.x - LABEL_SPACE - COLORBAR_SPACE)
@@ -395,10 +445,14 @@ impl HeatmapView {
             );
             // A masked cell has no weight to rank: say which part of the mask forbids it.
             let is_pad: Vec<bool> = run.tokens.iter().map(|t| t.is_pad()).collect();
-            let why = run.mask.why_masked(q, k, &is_pad);
+            let why = match overlay {
+                None => run.mask.why_masked(q, k, &is_pad),
+                Some(_) => Vec::new(),
+            };
+            let what = if overlay.is_some() { "value" } else { "weight" };
             let text = if why.is_empty() {
                 format!(
-                    "query {q} {qt} → key {k} {kt}\nweight {} (rank {rank} of {n} in the row)",
+                    "query {q} {qt} → key {k} {kt}\n{what} {} (rank {rank} of {n} in the row)",
                     render::format_significant(f64::from(weight))
                 )
             } else {
@@ -423,6 +477,10 @@ impl HeatmapView {
         }
         // One id for the clicked cell, derived from the cells' response: the context menu runs
         // inside its own `Ui`, whose scope id differs from this one.
+        if overlay.is_some() {
+            // Masks edit attention; an overlay's cells are not attention weights.
+            return;
+        }
         let mask_cell_id = response.id.with("mask-cell");
         if response.secondary_clicked()
             && let Some(p) = response.interact_pointer_pos()

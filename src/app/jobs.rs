@@ -467,6 +467,7 @@ impl AttnApp {
         !self.busy()
             && !self.saliency_pending()
             && !self.answer_pending()
+            && !self.analyze_pending()
             && self.loading().is_none()
             && (self.shown_run().is_some() || self.error.is_some() || self.run_failed.is_some())
     }

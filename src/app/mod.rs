@@ -6,6 +6,7 @@
 //! file dialogs, the screenshot) in `jobs.rs`, and each panel in `panels/` as a [`view::View`]
 //! that draws with a [`view::ViewCx`] and hands its [`view::Request`]s back to the app.
 
+pub mod analyze;
 pub mod answer;
 mod chips;
 pub mod export;
@@ -137,6 +138,7 @@ pub struct AttnApp {
     /// The Saliency view's background work and cache.
     saliency: saliency::Controller,
     answer: answer::Controller,
+    analyze: analyze::Controller,
     screenshot: Option<jobs::ScreenshotJob>,
     title: String,
     /// Whether the label fonts were added to the context (once, on the first logic step).
@@ -192,6 +194,7 @@ impl AttnApp {
             settings_with_text: false,
             saliency: saliency::Controller::default(),
             answer: answer::Controller::default(),
+            analyze: analyze::Controller::default(),
             screenshot: None,
             title: String::new(),
             fonts_installed: false,
@@ -232,8 +235,11 @@ impl AttnApp {
     /// else [`Self::shown_run`].
     pub fn displayed_run(&mut self) -> Option<Arc<Run>> {
         let run = self.shown_run()?.clone();
+        // The rollout map multiplies attention maps, never their differences.
+        let rollout = self.state.view == ViewKind::Heatmap && self.state.analyze.rollout.on;
         let wanted = self.state.show_difference
             && matches!(self.state.view, ViewKind::Heatmap | ViewKind::Grid)
+            && !rollout
             && !run.ablations.is_empty();
         let Some(base) = self.baseline_run().filter(|_| wanted) else {
             return Some(run);
@@ -421,6 +427,8 @@ impl AttnApp {
         self.schedule_saliency();
         self.receive_answer();
         self.schedule_answer();
+        self.receive_analyze();
+        self.schedule_analyze(ctx);
         let dropped: Vec<PathBuf> = ctx.input(|i| {
             i.raw
                 .dropped_files
@@ -480,6 +488,7 @@ impl AttnApp {
             jobs,
             saliency: &self.saliency,
             answer: &self.answer,
+            analyze: &self.analyze,
             mistake_effect,
             next_choices,
             undo: (self.undo.can_undo(), self.undo.can_redo()),
@@ -540,6 +549,9 @@ impl AttnApp {
                 Request::ComputeSaliency => self.resume_saliency(),
                 Request::CancelAnswer => self.cancel_answer(),
                 Request::ComputeAnswer => self.compute_answer(),
+                Request::CancelAnalyze => self.cancel_analyze(),
+                Request::ComputeAnalyze => self.compute_analyze(),
+                Request::InductionProbe => self.ask_induction_probe(),
                 Request::OpenLesson(path) => self.open_lesson(&path),
                 Request::CloseLesson => self.close_lesson(),
                 Request::LessonOnOwnInput => self.run_lesson_on_own_input(),
@@ -575,6 +587,11 @@ impl AttnApp {
     /// The image uploaded as the grid view's thumbnail of (`layer`, `head`), for pixel tests.
     pub fn grid_thumbnail(&self, layer: usize, head: usize) -> Option<&image::RgbaImage> {
         self.panels.central.grid.thumbnail(layer, head)
+    }
+
+    /// The image the Analyze view's value-zeroing map draws right now.
+    pub fn value_zeroing_on_screen(&self) -> Option<&image::RgbaImage> {
+        self.panels.central.analyze.value_zeroing_on_screen()
     }
 
     /// The image the heatmap view draws right now (a max-pooled level for long inputs).

@@ -33,16 +33,19 @@ pub enum ViewKind {
     Teach,
     /// Where the answer forms: logit lens, contributions, routes, patching.
     Answer,
+    /// Head metrics, attention flow and value zeroing.
+    Analyze,
 }
 
 impl ViewKind {
     /// All views, in switcher order.
-    pub const ALL: [ViewKind; 6] = [
+    pub const ALL: [ViewKind; 7] = [
         ViewKind::Heatmap,
         ViewKind::Grid,
         ViewKind::HeadView,
         ViewKind::Saliency,
         ViewKind::Answer,
+        ViewKind::Analyze,
         ViewKind::Teach,
     ];
 
@@ -55,6 +58,7 @@ impl ViewKind {
             ViewKind::Saliency => "Saliency",
             ViewKind::Teach => "Teach",
             ViewKind::Answer => "Answer",
+            ViewKind::Analyze => "Analyze",
         }
     }
 }
@@ -182,6 +186,8 @@ pub struct AppState {
     pub saliency: super::saliency::SaliencySettings,
     /// The Answer view's tab, target, threshold and patching input.
     pub answer: super::answer::AnswerSettings,
+    /// The Analyze view's tab, metric and sorting, and the rollout map's settings.
+    pub analyze: super::analyze::AnalyzeSettings,
     /// The teaching views' settings (dimension subsets, walkthrough step, presenter mode, …).
     pub teach: crate::app::teach::TeachSettings,
     /// Heads whose output every run ablates (the CLI's `--ablate`), in their one order.
@@ -228,6 +234,7 @@ impl Default for AppState {
             theme: Theme::Dark,
             saliency: super::saliency::SaliencySettings::default(),
             answer: super::answer::AnswerSettings::default(),
+            analyze: super::analyze::AnalyzeSettings::default(),
             teach: crate::app::teach::TeachSettings::default(),
             ablations: Vec::new(),
             show_difference: false,
@@ -581,5 +588,6 @@ impl AppState {
         }
         self.head_view_threshold = self.head_view_threshold.clamp(0.0, 1.0);
         self.saliency.clamp(tokens);
+        self.analyze.clamp();
     }
 }

@@ -106,6 +106,12 @@ pub enum Request {
     CancelAnswer,
     /// Compute the Answer view's current tab (patching, or stopped work).
     ComputeAnswer,
+    /// Stop what the Analyze view or the rollout map waits for.
+    CancelAnalyze,
+    /// Compute what the Analyze view or the rollout map stopped.
+    ComputeAnalyze,
+    /// Run the induction probe (the dashboard's `induction` metric).
+    InductionProbe,
     /// Open a lesson file (the Lessons menu).
     OpenLesson(PathBuf),
     /// Close the open lesson and bring back the text, model and settings from before it.
@@ -173,6 +179,8 @@ pub struct ViewCx<'a> {
     pub saliency: &'a super::saliency::Controller,
     /// The Answer view's results and progress.
     pub answer: &'a super::answer::Controller,
+    /// The Analyze view's and the rollout map's results and progress.
+    pub analyze: &'a super::analyze::Controller,
     /// The measured effect of the mistake the mistakes view shows, once computed.
     pub mistake_effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
     /// The sampling step's next-token choices for the run on screen, once computed.

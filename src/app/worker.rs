@@ -10,6 +10,7 @@
 //! cancels a load in progress (the newest folder wins); a cancelled or failed load leaves the
 //! previous model in place.
 
+use super::analyze::compute as analyze;
 use super::answer::compute as answer;
 use super::saliency::compute as saliency;
 use super::teach::next::{NextOutcome, next_choices};
@@ -135,12 +136,15 @@ enum SideTask {
     Saliency(saliency::Task),
     /// The Answer view's lens, contributions, routes or patching.
     Answer(answer::Task),
+    /// The Analyze view's value zeroing or induction probe.
+    Analyze(analyze::Task),
 }
 
 /// Where side tasks send their results.
 struct SideResults {
     saliency: Sender<saliency::Outcome>,
     answer: Sender<answer::Outcome>,
+    analyze: Sender<analyze::Outcome>,
 }
 
 /// Why a job produced no run.
@@ -226,6 +230,7 @@ pub struct Worker {
     results: Receiver<JobResult>,
     saliency_results: Receiver<saliency::Outcome>,
     answer_results: Receiver<answer::Outcome>,
+    analyze_results: Receiver<analyze::Outcome>,
     shared: Arc<Shared>,
     next_id: u64,
 }
@@ -238,9 +243,11 @@ impl Worker {
         let (result_tx, results) = channel();
         let (saliency_tx, saliency_results) = channel();
         let (answer_tx, answer_results) = channel();
+        let (analyze_tx, analyze_results) = channel();
         let side = SideResults {
             saliency: saliency_tx,
             answer: answer_tx,
+            analyze: analyze_tx,
         };
         let shared = Arc::new(Shared::default());
         let shared_w = shared.clone();
@@ -252,6 +259,7 @@ impl Worker {
             results,
             saliency_results,
             answer_results,
+            analyze_results,
             shared,
             next_id: 0,
         })
@@ -279,6 +287,12 @@ impl Worker {
     /// older job. Its result arrives through [`Self::poll_answer`].
     pub fn submit_answer(&mut self, key: JobKey, task: answer::Task) -> u64 {
         self.submit_job(key, Some(SideTask::Answer(task)), None)
+    }
+
+    /// Queues work for the Analyze view on `key`'s model; like a run, it replaces any older
+    /// job. Its result arrives through [`Self::poll_analyze`].
+    pub fn submit_analyze(&mut self, key: JobKey, task: analyze::Task) -> u64 {
+        self.submit_job(key, Some(SideTask::Analyze(task)), None)
     }
 
     fn submit_job(&mut self, key: JobKey, side: Option<SideTask>, base: Option<Arc<Run>>) -> u64 {
@@ -338,6 +352,11 @@ impl Worker {
     /// The next finished piece of the Answer view's work, if any.
     pub fn poll_answer(&self) -> Option<answer::Outcome> {
         self.answer_results.try_recv().ok()
+    }
+
+    /// The next finished piece of the Analyze view's work, if any.
+    pub fn poll_analyze(&self) -> Option<analyze::Outcome> {
+        self.analyze_results.try_recv().ok()
     }
 
     /// Progress of the running job.
@@ -400,6 +419,11 @@ fn worker_loop(
                     SideTask::Answer(task) => {
                         answer::run_task(loaded, &job.key, task, &still_wanted, wake, &mut |o| {
                             let _ = side_results.answer.send(o);
+                        });
+                    }
+                    SideTask::Analyze(task) => {
+                        analyze::run_task(loaded, &job.key, task, &still_wanted, wake, &mut |o| {
+                            let _ = side_results.analyze.send(o);
                         });
                     }
                 }

@@ -12,9 +12,7 @@ use super::args::{AnalyzeArgs, AnalyzeWhat, Probe};
 use super::attribute::Bar;
 use super::{Timings, compute, ms_since, print_timings};
 use crate::analysis::flow::{FlowOptions, attention_flow};
-use crate::analysis::metrics::{
-    HeadMetrics, MetricInput, head_metrics, head_order, induction_score, is_punctuation, sink_heads,
-};
+use crate::analysis::metrics::{METRICS, head_order, sink_heads};
 use crate::analysis::rollout::{RolloutOptions, rollout};
 use crate::io::OutputFormat;
 use crate::model::LoadedModel;
@@ -108,22 +106,6 @@ pub(super) fn write_json(path: &std::path::Path, value: &impl Serialize) -> Resu
     crate::pipeline::answer_json::write_document(path, value)?;
     Ok(())
 }
-
-/// Every metric by name, with how to read it from a head's metrics.
-type Metric = (&'static str, fn(&HeadMetrics) -> Option<f64>);
-const METRICS: [Metric; 11] = [
-    ("entropy", |m| m.entropy),
-    ("entropy_norm", |m| m.entropy_norm),
-    ("prev_token", |m| m.prev_token),
-    ("self", |m| m.self_attention),
-    ("first_token", |m| m.first_token),
-    ("special", |m| m.special),
-    ("punctuation", |m| m.punctuation),
-    ("mean_distance", |m| m.mean_distance),
-    ("confidence", |m| m.confidence),
-    ("duplicate_token", |m| m.duplicate_token),
-    ("offset_share", |m| m.offset_share),
-];
 
 /// Any of the files, written as the file itself.
 #[derive(Serialize)]
@@ -279,34 +261,9 @@ fn metrics_file<'a>(
     run: &'a Run,
     model: Option<&LoadedModel>,
 ) -> Result<MetricsFile<'a>> {
-    let n = run.tokens.len();
-    let is_pad: Vec<bool> = run
-        .tokens
-        .iter()
-        .map(crate::tokenize::Token::is_pad)
-        .collect();
-    let allowed = run.mask.allowed(n, &is_pad).map_err(|e| anyhow!("{e}"))?;
-    let ids: Vec<u32> = run.tokens.iter().map(|t| t.id).collect();
-    let special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
-    let labels = crate::tokenize::display_labels(&run.tokens, &run.vocab_style);
-    let punctuation: Vec<bool> = labels.iter().map(|l| is_punctuation(l)).collect();
-    let input = MetricInput {
-        allowed: allowed.as_ref().map(|a| a.view()),
-        ids: &ids,
-        special: &special,
-        punctuation: &punctuation,
-    };
-    let [layers, heads, _, _] = run.maps.shape();
-    let per_head: Vec<Vec<HeadMetrics>> = (0..layers)
-        .map(|l| {
-            (0..heads)
-                .map(|h| match run.maps.head(l, h) {
-                    Some(map) => head_metrics(map.view(), &input),
-                    None => HeadMetrics::default(),
-                })
-                .collect()
-        })
-        .collect();
+    let data = pipeline::MetricData::of(run).map_err(|e| anyhow!("{e}"))?;
+    let per_head = pipeline::head_metrics_of(run, &data, &mut |_, _| true)
+        .ok_or_else(|| anyhow!("the metrics stopped"))?;
     let mut metrics = serde_json::Map::new();
     for (name, read) in METRICS {
         let table: Vec<Vec<Option<f64>>> = per_head
@@ -324,20 +281,8 @@ fn metrics_file<'a>(
     if args.probe == Some(Probe::Induction) {
         let model = model_of(model, "the induction probe")?;
         let opts = run.options.clone().unwrap_or_default();
-        let (probe_run, probe) =
-            pipeline::induction_probe(model, &opts, &mut |_| true).map_err(super::worded)?;
-        let scores: Vec<Vec<Option<f64>>> = (0..layers)
-            .map(|l| {
-                (0..heads)
-                    .map(|h| {
-                        probe_run
-                            .maps
-                            .head(l, h)
-                            .and_then(|m| induction_score(m.view(), &probe))
-                    })
-                    .collect()
-            })
-            .collect();
+        let (probe_run, probe, scores) =
+            pipeline::induction_scores(model, &opts, &mut |_| true).map_err(super::worded)?;
         metrics.insert("induction".to_owned(), serde_json::json!(scores));
         induction_probe = Some(ProbeRecord {
             start: probe.start,
@@ -346,7 +291,7 @@ fn metrics_file<'a>(
             token_ids: probe_run.tokens.iter().map(|t| t.id).collect(),
         });
     }
-    let order = head_order(&run.maps, allowed.as_ref().map(|a| a.view()));
+    let order = head_order(&run.maps, data.allowed());
     Ok(MetricsFile {
         header: Header::of(METRICS_FORMAT, run),
         metrics,

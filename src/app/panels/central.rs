@@ -29,6 +29,8 @@ pub struct Central {
     pub teach: crate::app::teach::TeachPanel,
     /// Where the answer forms.
     pub answer: crate::app::answer::AnswerView,
+    /// Head metrics, flow and value zeroing.
+    pub analyze: crate::app::analyze::AnalyzeView,
     /// The shown run without its special tokens, for the head view, with the run it was made
     /// from and the original index of each kept token.
     without_special: Option<WithoutSpecial>,
@@ -90,6 +92,9 @@ impl View for Central {
             ui.separator();
         }
         match cx.state.view {
+            ViewKind::Heatmap if cx.state.analyze.rollout.on => {
+                crate::app::analyze::rollout::heatmap_ui(&mut self.heatmap, ui, &run, &labels, cx);
+            }
             ViewKind::Heatmap => self.heatmap.ui(ui, &run, &labels, cx.state),
             ViewKind::Grid => self.grid.ui(ui, &run, cx.state),
             ViewKind::HeadView if cx.state.hide_special => {
@@ -112,6 +117,11 @@ impl View for Central {
                 egui::ScrollArea::vertical()
                     .id_salt("answer-scroll")
                     .show(ui, |ui| self.answer.ui(ui, &run, &labels, cx));
+            }
+            ViewKind::Analyze => {
+                egui::ScrollArea::vertical()
+                    .id_salt("analyze-scroll")
+                    .show(ui, |ui| self.analyze.ui(ui, &run, &labels, cx));
             }
         }
     }

@@ -101,5 +101,9 @@ impl View for ViewControls {
             &mut state.hide_special,
             "Hide special tokens and renormalise",
         );
+        // Last, so that the controls above keep their place on a short window.
+        if state.view == crate::app::state::ViewKind::Heatmap {
+            crate::app::analyze::rollout::controls_ui(ui, &mut state.analyze.rollout, layers);
+        }
     }
 }

@@ -1,0 +1,281 @@
+//! The Analyze view's and the rollout map's side of the controller: what they ask for, the
+//! cache of finished results, progress and Cancel.
+//!
+//! What reads only the maps (metrics, the clustered order, rollout, flow) runs on its own
+//! thread ([`super::background`]) for the run on screen, an attention file's too. What runs the
+//! model (value zeroing, the induction probe) goes to the worker and needs a computed run:
+//! value zeroing is asked for while its tab is open, the probe when the user presses its
+//! button. Nothing new starts while a run is on its way.
+
+use super::background::{MapsItem, MapsJobs, MapsTask};
+use super::compute::{Item, Kind, Outcome, Task};
+use super::{AnalyzeTab, SortKey};
+use crate::analysis::flow::FlowOptions;
+use crate::app::AttnApp;
+use crate::app::saliency::compute::TaskProgress;
+use crate::app::state::ViewKind;
+use crate::app::worker::JobKey;
+use crate::pipeline::Run;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Finished model results kept.
+const CACHE_SIZE: usize = 16;
+
+/// The model task on the worker.
+struct InFlight {
+    key: JobKey,
+    kind: Kind,
+    progress: Arc<TaskProgress>,
+    started: Instant,
+}
+
+/// The Analyze view's background state, owned by the app.
+#[derive(Default)]
+pub struct Controller {
+    maps: MapsJobs,
+    cache: Vec<Outcome>,
+    in_flight: Option<InFlight>,
+    /// What the user stopped; not asked for again until something changes.
+    stopped: Option<(JobKey, Kind)>,
+    /// The induction probe the user asked for.
+    asked: Option<JobKey>,
+    /// The run the analyses of maps read: the run on screen.
+    run: Option<Arc<Run>>,
+}
+
+impl Controller {
+    /// The run the analyses of maps read (the run on screen, also an attention file's).
+    pub fn run(&self) -> Option<&Arc<Run>> {
+        self.run.as_ref()
+    }
+
+    /// The finished `task` of the run on screen and the milliseconds it took.
+    pub fn maps_result(&self, task: &MapsTask) -> Option<(&MapsItem, f64)> {
+        self.maps.result(self.run.as_ref()?, task)
+    }
+
+    /// The fraction done and the seconds elapsed while `task` runs for the run on screen.
+    pub fn maps_pending(&self, task: &MapsTask) -> Option<(f32, f32)> {
+        self.maps.pending(self.run.as_ref()?, task)
+    }
+
+    /// True when the user stopped `task` for the run on screen.
+    pub fn maps_stopped(&self, task: &MapsTask) -> bool {
+        self.run
+            .as_ref()
+            .is_some_and(|run| self.maps.stopped(run, task))
+    }
+
+    /// The finished model work `kind` on `key`'s run, and the milliseconds it took.
+    pub fn result(&self, key: &JobKey, kind: Kind) -> Option<(&Item, f64)> {
+        self.cache
+            .iter()
+            .rev()
+            .find(|o| o.kind == kind && o.key == *key)
+            .map(|o| (&o.item, o.ms))
+    }
+
+    /// The fraction done and the seconds elapsed, while `kind` runs for `key`.
+    pub fn pending(&self, key: &JobKey, kind: Kind) -> Option<(f32, f32)> {
+        let f = self
+            .in_flight
+            .as_ref()
+            .filter(|f| f.key == *key && f.kind == kind)?;
+        if f.progress.is_cancelled() || f.progress.has_ended() {
+            return None;
+        }
+        Some((f.progress.get().1, f.started.elapsed().as_secs_f32()))
+    }
+
+    /// True when the user stopped `kind` for `key`.
+    pub fn stopped(&self, key: &JobKey, kind: Kind) -> bool {
+        self.stopped
+            .as_ref()
+            .is_some_and(|(k, w)| k == key && *w == kind)
+    }
+
+    /// True when the user asked for the induction probe of `key`.
+    pub fn probe_asked(&self, key: &JobKey) -> bool {
+        self.asked.as_ref() == Some(key)
+    }
+
+    fn store(&mut self, outcome: Outcome) {
+        self.cache
+            .retain(|o| !(o.kind == outcome.kind && o.key == outcome.key));
+        self.cache.push(outcome);
+        if self.cache.len() > CACHE_SIZE {
+            self.cache.remove(0);
+        }
+    }
+}
+
+impl AttnApp {
+    /// Takes the Analyze view's finished work from the worker and the analysis threads.
+    pub(in crate::app) fn receive_analyze(&mut self) {
+        while let Some(outcome) = self.worker.as_ref().and_then(|w| w.poll_analyze()) {
+            self.analyze.store(outcome);
+        }
+        self.analyze.maps.poll();
+    }
+
+    /// The analyses of maps the current view needs.
+    fn maps_wanted(&self) -> Vec<MapsTask> {
+        let s = &self.state.analyze;
+        let Some(run) = self.shown_run() else {
+            return Vec::new();
+        };
+        let layers = run.maps.layers();
+        match self.state.view {
+            ViewKind::Heatmap if s.rollout.on => vec![MapsTask::Rollout(s.rollout.options(layers))],
+            ViewKind::Analyze => match s.tab {
+                AnalyzeTab::Metrics if s.sort == SortKey::Cluster => {
+                    vec![MapsTask::Metrics, MapsTask::HeadOrder]
+                }
+                AnalyzeTab::Metrics => vec![MapsTask::Metrics],
+                AnalyzeTab::Flow => vec![MapsTask::Flow(self.flow_options(run))],
+                AnalyzeTab::ValueZeroing => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    /// The flow's options on `run`: the rollout's W′ and the first selected query, else the
+    /// last token.
+    fn flow_options(&self, run: &Run) -> FlowOptions {
+        let n = run.tokens.len();
+        FlowOptions {
+            rollout: self.state.analyze.rollout.options(run.maps.layers()),
+            query: Some(flow_query(&self.state.selected_queries, n)),
+        }
+    }
+
+    /// The model work the Analyze view needs for the run on screen, if any is missing.
+    fn model_wanted(&self) -> Option<(JobKey, Kind)> {
+        if self.state.view != ViewKind::Analyze || self.external.is_some() || self.busy() {
+            return None;
+        }
+        let (key, _) = self.current.as_ref()?;
+        let kind = match self.state.analyze.tab {
+            AnalyzeTab::ValueZeroing => Kind::ValueZeroing,
+            AnalyzeTab::Metrics if self.analyze.probe_asked(key) => Kind::Induction,
+            _ => return None,
+        };
+        if self.analyze.result(key, kind).is_some() || self.analyze.stopped(key, kind) {
+            return None;
+        }
+        Some((key.clone(), kind))
+    }
+
+    /// Starts what the Analyze view and the rollout map are missing and stops what they no
+    /// longer need.
+    pub(in crate::app) fn schedule_analyze(&mut self, ctx: &egui::Context) {
+        self.analyze.run = self.shown_run().cloned();
+        if !self.busy() {
+            let wanted = self.maps_wanted();
+            let run = self.analyze.run.clone();
+            let wake_ctx = ctx.clone();
+            self.analyze
+                .maps
+                .want(run.as_ref(), &wanted, &move || wake_ctx.request_repaint());
+        }
+        if self.analyze.maps.busy() || self.analyze.in_flight.is_some() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        }
+        let Some((key, kind)) = self.model_wanted() else {
+            return;
+        };
+        let on_its_way = self.analyze.in_flight.as_ref().is_some_and(|f| {
+            f.key == key && f.kind == kind && !f.progress.is_cancelled() && !f.progress.has_ended()
+        });
+        if on_its_way {
+            return;
+        }
+        if let Some(old) = self.analyze.in_flight.take() {
+            old.progress.cancel();
+        }
+        let Some(run) = self.current.as_ref().map(|(_, r)| r.clone()) else {
+            return;
+        };
+        let Some(worker) = self.worker.as_mut() else {
+            return;
+        };
+        let progress = Arc::new(TaskProgress::default());
+        worker.submit_analyze(
+            key.clone(),
+            Task {
+                kind,
+                run,
+                progress: progress.clone(),
+            },
+        );
+        self.analyze.in_flight = Some(InFlight {
+            key,
+            kind,
+            progress,
+            started: Instant::now(),
+        });
+    }
+
+    /// Stops what the current view waits for; it is not asked for again until a setting
+    /// changes or the user asks for it.
+    pub(in crate::app) fn cancel_analyze(&mut self) {
+        if let Some(run) = self.analyze.run.clone() {
+            for task in self.maps_wanted() {
+                if self.analyze.maps.pending(&run, &task).is_some() {
+                    self.analyze.maps.stop(&run, &task);
+                }
+            }
+        }
+        if let Some(f) = self.analyze.in_flight.take() {
+            f.progress.cancel();
+            if f.kind == Kind::Induction {
+                self.analyze.asked = None;
+            } else {
+                self.analyze.stopped = Some((f.key, f.kind));
+            }
+        }
+    }
+
+    /// Computes what the current view's user stopped.
+    pub(in crate::app) fn compute_analyze(&mut self) {
+        if let Some(run) = self.analyze.run.clone() {
+            for task in self.maps_wanted() {
+                self.analyze.maps.resume(&run, &task);
+            }
+        }
+        self.analyze.stopped = None;
+    }
+
+    /// Runs the induction probe for the run on screen.
+    pub(in crate::app) fn ask_induction_probe(&mut self) {
+        self.analyze.asked = self.current.as_ref().map(|(k, _)| k.clone());
+        self.analyze.stopped = None;
+    }
+
+    /// True while the current view waits for analyses it asked for (screenshots wait).
+    pub(in crate::app) fn analyze_pending(&self) -> bool {
+        let maps = self.analyze.run.as_ref().is_some_and(|run| {
+            self.maps_wanted().iter().any(|task| {
+                self.analyze.maps.result(run, task).is_none()
+                    && !self.analyze.maps.stopped(run, task)
+            })
+        });
+        let model = self.current.as_ref().is_some_and(|(key, _)| {
+            self.analyze
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.key == *key && self.analyze.pending(key, f.kind).is_some())
+        });
+        maps || model || self.model_wanted().is_some()
+    }
+}
+
+/// The query the flow goes into: the first selected query on `n` tokens, else the last token.
+pub fn flow_query(selected: &[usize], n: usize) -> usize {
+    selected
+        .first()
+        .copied()
+        .filter(|&q| q < n)
+        .unwrap_or(n.saturating_sub(1))
+}
