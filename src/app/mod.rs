@@ -20,6 +20,7 @@ mod jobs;
 mod panels;
 pub mod saliency;
 pub mod shortcuts;
+mod side;
 mod special;
 pub mod state;
 pub mod teach;

@@ -12,32 +12,21 @@ use super::compute::{Item, Kind, Outcome, Task};
 use super::{AnalyzeTab, SortKey};
 use crate::analysis::flow::FlowOptions;
 use crate::app::AttnApp;
-use crate::app::saliency::compute::TaskProgress;
+use crate::app::side::SideWork;
 use crate::app::state::ViewKind;
 use crate::app::worker::JobKey;
 use crate::pipeline::Run;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// Finished model results kept.
 const CACHE_SIZE: usize = 16;
-
-/// The model task on the worker.
-struct InFlight {
-    key: JobKey,
-    kind: Kind,
-    progress: Arc<TaskProgress>,
-    started: Instant,
-}
 
 /// The Analyze view's background state, owned by the app.
 #[derive(Default)]
 pub struct Controller {
     maps: MapsJobs,
-    cache: Vec<Outcome>,
-    in_flight: Option<InFlight>,
-    /// What the user stopped; not asked for again until something changes.
-    stopped: Option<(JobKey, Kind)>,
+    /// The model work (value zeroing, the probe): results, the task in flight, what was stopped.
+    work: SideWork<Kind, Item, CACHE_SIZE>,
     /// The induction probe the user asked for.
     asked: Option<JobKey>,
     /// The run the analyses of maps read: the run on screen.
@@ -69,30 +58,17 @@ impl Controller {
 
     /// The finished model work `kind` on `key`'s run, and the milliseconds it took.
     pub fn result(&self, key: &JobKey, kind: Kind) -> Option<(&Item, f64)> {
-        self.cache
-            .iter()
-            .rev()
-            .find(|o| o.kind == kind && o.key == *key)
-            .map(|o| (&o.item, o.ms))
+        self.work.result(key, &kind)
     }
 
     /// The fraction done and the seconds elapsed, while `kind` runs for `key`.
     pub fn pending(&self, key: &JobKey, kind: Kind) -> Option<(f32, f32)> {
-        let f = self
-            .in_flight
-            .as_ref()
-            .filter(|f| f.key == *key && f.kind == kind)?;
-        if f.progress.is_cancelled() || f.progress.has_ended() {
-            return None;
-        }
-        Some((f.progress.get().1, f.started.elapsed().as_secs_f32()))
+        self.work.pending(key, &kind)
     }
 
     /// True when the user stopped `kind` for `key`.
     pub fn stopped(&self, key: &JobKey, kind: Kind) -> bool {
-        self.stopped
-            .as_ref()
-            .is_some_and(|(k, w)| k == key && *w == kind)
+        self.work.stopped(key, &kind)
     }
 
     /// True when the user asked for the induction probe of `key`.
@@ -101,12 +77,7 @@ impl Controller {
     }
 
     fn store(&mut self, outcome: Outcome) {
-        self.cache
-            .retain(|o| !(o.kind == outcome.kind && o.key == outcome.key));
-        self.cache.push(outcome);
-        if self.cache.len() > CACHE_SIZE {
-            self.cache.remove(0);
-        }
+        self.work.store(outcome);
     }
 }
 
@@ -179,42 +150,32 @@ impl AttnApp {
                 .maps
                 .want(run.as_ref(), &wanted, &move || wake_ctx.request_repaint());
         }
-        if self.analyze.maps.busy() || self.analyze.in_flight.is_some() {
+        if self.analyze.maps.busy() || self.analyze.work.in_flight().is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
         }
         let Some((key, kind)) = self.model_wanted() else {
             return;
         };
-        let on_its_way = self.analyze.in_flight.as_ref().is_some_and(|f| {
-            f.key == key && f.kind == kind && !f.progress.is_cancelled() && !f.progress.has_ended()
-        });
-        if on_its_way {
+        if self.analyze.work.on_its_way(&key, &kind) {
             return;
-        }
-        if let Some(old) = self.analyze.in_flight.take() {
-            old.progress.cancel();
         }
         let Some(run) = self.current.as_ref().map(|(_, r)| r.clone()) else {
             return;
         };
-        let Some(worker) = self.worker.as_mut() else {
+        if self.worker.is_none() {
             return;
-        };
-        let progress = Arc::new(TaskProgress::default());
-        worker.submit_analyze(
-            key.clone(),
-            Task {
-                kind,
-                run,
-                progress: progress.clone(),
-            },
-        );
-        self.analyze.in_flight = Some(InFlight {
-            key,
-            kind,
-            progress,
-            started: Instant::now(),
-        });
+        }
+        let progress = self.analyze.work.start(key.clone(), kind);
+        if let Some(worker) = self.worker.as_mut() {
+            worker.submit_analyze(
+                key,
+                Task {
+                    kind,
+                    run,
+                    progress,
+                },
+            );
+        }
     }
 
     /// Stops what the current view waits for; it is not asked for again until a setting
@@ -227,13 +188,16 @@ impl AttnApp {
                 }
             }
         }
-        if let Some(f) = self.analyze.in_flight.take() {
-            f.progress.cancel();
-            if f.kind == Kind::Induction {
-                self.analyze.asked = None;
-            } else {
-                self.analyze.stopped = Some((f.key, f.kind));
-            }
+        let induction = self
+            .analyze
+            .work
+            .in_flight()
+            .is_some_and(|(_, kind)| *kind == Kind::Induction);
+        if induction {
+            self.analyze.work.drop_in_flight();
+            self.analyze.asked = None;
+        } else {
+            self.analyze.work.cancel();
         }
     }
 
@@ -244,13 +208,13 @@ impl AttnApp {
                 self.analyze.maps.resume(&run, &task);
             }
         }
-        self.analyze.stopped = None;
+        self.analyze.work.unstop();
     }
 
     /// Runs the induction probe for the run on screen.
     pub(in crate::app) fn ask_induction_probe(&mut self) {
         self.analyze.asked = self.current.as_ref().map(|(k, _)| k.clone());
-        self.analyze.stopped = None;
+        self.analyze.work.unstop();
     }
 
     /// True while the current view waits for analyses it asked for (screenshots wait).
@@ -263,9 +227,9 @@ impl AttnApp {
         });
         let model = self.current.as_ref().is_some_and(|(key, _)| {
             self.analyze
-                .in_flight
-                .as_ref()
-                .is_some_and(|f| f.key == *key && self.analyze.pending(key, f.kind).is_some())
+                .work
+                .in_flight()
+                .is_some_and(|(k, kind)| k == key && self.analyze.pending(key, *kind).is_some())
         });
         maps || model || self.model_wanted().is_some()
     }

@@ -175,17 +175,7 @@ impl Drop for Task {
 }
 
 /// A finished task, with the settings it was computed for.
-#[derive(Clone, Debug)]
-pub struct Outcome {
-    /// The settings (model, input, options).
-    pub key: JobKey,
-    /// What was asked.
-    pub kind: Kind,
-    /// The result.
-    pub item: Item,
-    /// Milliseconds it took.
-    pub ms: f64,
-}
+pub type Outcome = crate::app::side::Finished<Kind, Item>;
 
 /// Labels of `ids` in the model's vocabulary style.
 fn names(model: &LoadedModel, ids: impl IntoIterator<Item = u32>) -> Vec<(u32, String)> {

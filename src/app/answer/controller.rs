@@ -8,30 +8,18 @@
 
 use super::compute::{Item, Kind, Outcome, Task};
 use crate::app::AttnApp;
-use crate::app::saliency::compute::TaskProgress;
+use crate::app::side::SideWork;
 use crate::app::state::ViewKind;
 use crate::app::worker::JobKey;
-use std::sync::Arc;
-use std::time::Instant;
 
 /// Finished results kept.
 const CACHE_SIZE: usize = 32;
 
-/// The task on the worker.
-struct InFlight {
-    key: JobKey,
-    kind: Kind,
-    progress: Arc<TaskProgress>,
-    started: Instant,
-}
-
 /// The Answer view's background state, owned by the app.
 #[derive(Default)]
 pub struct Controller {
-    cache: Vec<Outcome>,
-    in_flight: Option<InFlight>,
-    /// What the user stopped; not asked for again until something changes.
-    stopped: Option<(JobKey, Kind)>,
+    /// Results, the task in flight and what the user stopped.
+    work: SideWork<Kind, Item, CACHE_SIZE>,
     /// The patching the user asked for with Run.
     asked: Option<(JobKey, Kind)>,
 }
@@ -39,35 +27,22 @@ pub struct Controller {
 impl Controller {
     /// The finished result of `kind` on `key`'s run, and the milliseconds it took.
     pub fn result(&self, key: &JobKey, kind: &Kind) -> Option<(&Item, f64)> {
-        self.cache
-            .iter()
-            .rev()
-            .find(|o| o.kind == *kind && o.key == *key)
-            .map(|o| (&o.item, o.ms))
+        self.work.result(key, kind)
     }
 
     /// The fraction done and the seconds elapsed, while `kind` is computed for `key`.
     pub fn pending(&self, key: &JobKey, kind: &Kind) -> Option<(f32, f32)> {
-        let f = self
-            .in_flight
-            .as_ref()
-            .filter(|f| f.key == *key && f.kind == *kind)?;
-        if f.progress.is_cancelled() || f.progress.has_ended() {
-            return None;
-        }
-        Some((f.progress.get().1, f.started.elapsed().as_secs_f32()))
+        self.work.pending(key, kind)
     }
 
     /// True when the user stopped `kind` for `key`.
     pub fn stopped(&self, key: &JobKey, kind: &Kind) -> bool {
-        self.stopped
-            .as_ref()
-            .is_some_and(|(k, w)| k == key && w == kind)
+        self.work.stopped(key, kind)
     }
 
     /// The label of token `id` from any finished result that names it.
     pub fn name(&self, id: u32) -> Option<String> {
-        self.cache.iter().rev().find_map(|o| {
+        self.work.finished().rev().find_map(|o| {
             let names = match &o.item {
                 Item::Lens(Ok(r)) => &r.names,
                 Item::Contributions(Ok(r)) => &r.names,
@@ -79,12 +54,7 @@ impl Controller {
     }
 
     fn store(&mut self, outcome: Outcome) {
-        self.cache
-            .retain(|o| !(o.kind == outcome.kind && o.key == outcome.key));
-        self.cache.push(outcome);
-        if self.cache.len() > CACHE_SIZE {
-            self.cache.remove(0);
-        }
+        self.work.store(outcome);
     }
 }
 
@@ -120,41 +90,19 @@ impl AttnApp {
         let Some((key, kind)) = self.answer_wanted() else {
             return;
         };
-        let on_its_way = self.answer.in_flight.as_ref().is_some_and(|f| {
-            f.key == key && f.kind == kind && !f.progress.is_cancelled() && !f.progress.has_ended()
-        });
-        if on_its_way {
+        if self.answer.work.on_its_way(&key, &kind) || self.worker.is_none() {
             return;
         }
-        if let Some(old) = self.answer.in_flight.take() {
-            old.progress.cancel();
+        let progress = self.answer.work.start(key.clone(), kind.clone());
+        if let Some(worker) = self.worker.as_mut() {
+            worker.submit_answer(key, Task { kind, progress });
         }
-        let Some(worker) = self.worker.as_mut() else {
-            return;
-        };
-        let progress = Arc::new(TaskProgress::default());
-        worker.submit_answer(
-            key.clone(),
-            Task {
-                kind: kind.clone(),
-                progress: progress.clone(),
-            },
-        );
-        self.answer.in_flight = Some(InFlight {
-            key,
-            kind,
-            progress,
-            started: Instant::now(),
-        });
     }
 
     /// Stops the Answer view's work; not asked for again until a setting changes or the user
     /// asks for it.
     pub(in crate::app) fn cancel_answer(&mut self) {
-        if let Some(f) = self.answer.in_flight.take() {
-            f.progress.cancel();
-            self.answer.stopped = Some((f.key, f.kind));
-        }
+        self.answer.work.cancel();
         self.answer.asked = None;
     }
 
@@ -197,7 +145,7 @@ impl AttnApp {
         };
         let s = &self.state.answer;
         let kind = s.kind(s.tab, run.tokens.len());
-        self.answer.stopped = None;
+        self.answer.work.unstop();
         self.answer.asked = Some((key.clone(), kind));
     }
 }
