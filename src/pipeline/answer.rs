@@ -277,28 +277,29 @@ fn through_wo(
     z.dot(&wo.slice(s![head * dh..(head + 1) * dh, ..]))
 }
 
-/// v_{h,j} W_O^h for every key j of query head `head` in block `layer`, from the block's input
-/// x_l ([token, d_model]): the value of h's key/value head through h's slice of W_O.
-fn values_out(
-    transformer: &Transformer,
-    layer: usize,
-    head: usize,
-    x: ArrayView2<'_, f32>,
-) -> Array2<f32> {
+/// v_{h,j} W_O^h for every key j of every query head h of block `layer`, from the block's
+/// input x_l ([token, d_model]): the block's norm once, each key/value head's values once, then
+/// each query head's slice of W_O. One [key, d_model] array per query head.
+fn values_out(transformer: &Transformer, layer: usize, x: ArrayView2<'_, f32>) -> Vec<Array2<f32>> {
     let block = &transformer.blocks()[layer];
     let mut a = x.to_owned();
     if transformer.placement() == NormPlacement::Pre {
         block.attention_norm.apply(&mut a);
     }
     let dh = transformer.d_head();
-    let group = transformer.heads() / transformer.kv_heads().max(1);
-    let kv = head / group.max(1);
-    let cols = s![.., kv * dh..(kv + 1) * dh];
-    let mut v = a.dot(&block.attention.wv.slice(cols));
-    if let Some(b) = &block.attention.bv {
-        v += &b.slice(s![kv * dh..(kv + 1) * dh]);
-    }
-    through_wo(transformer, layer, head, v.view())
+    let group = (transformer.heads() / transformer.kv_heads().max(1)).max(1);
+    let values: Vec<Array2<f32>> = (0..transformer.kv_heads())
+        .map(|kv| {
+            let mut v = a.dot(&block.attention.wv.slice(s![.., kv * dh..(kv + 1) * dh]));
+            if let Some(b) = &block.attention.bv {
+                v += &b.slice(s![kv * dh..(kv + 1) * dh]);
+            }
+            v
+        })
+        .collect();
+    (0..transformer.heads())
+        .map(|h| through_wo(transformer, layer, h, values[h / group].view()))
+        .collect()
 }
 
 /// Direct contributions and what the per-key split needs.
@@ -376,30 +377,38 @@ pub fn contributions(
 }
 
 impl ContributionsReport {
-    /// Head (`layer`, `head`)'s contribution split over the keys at P; the entries add up to its
-    /// contribution (zero for an ablated head, whose output no key carries).
-    pub fn key_split(
+    /// Every head of block `layer`: its contribution split over the keys at P, one entry per
+    /// key adding up to its contribution (zeros for an ablated head, whose output no key
+    /// carries).
+    pub fn key_splits(
         &self,
         model: &LoadedModel,
         layer: usize,
-        head: usize,
-    ) -> Result<Vec<f64>, PipelineError> {
+    ) -> Result<Vec<Vec<f64>>, PipelineError> {
         let n = self.run.tokens.len();
-        let map = self.run.maps.head(layer, head).ok_or_else(|| {
-            PipelineError::Answer(AnswerError::Bad(format!(
-                "head {layer}.{head} does not exist"
-            )))
-        })?;
-        if crate::engine::Ablation::find(&self.run.ablations, layer, head).is_some() {
-            return Ok(vec![0.0; n]);
-        }
         let transformer = model.model().transformer();
-        let out = values_out(transformer, layer, head, self.resid[layer].view());
-        Ok(contributions::key_split(
-            &self.frozen,
-            map.row(self.target.position),
-            out.view(),
-        ))
+        let x = self.resid.get(layer).ok_or_else(|| {
+            PipelineError::Answer(AnswerError::Bad(format!("layer {layer} does not exist")))
+        })?;
+        let outs = values_out(transformer, layer, x.view());
+        outs.iter()
+            .enumerate()
+            .map(|(head, out)| {
+                if crate::engine::Ablation::find(&self.run.ablations, layer, head).is_some() {
+                    return Ok(vec![0.0; n]);
+                }
+                let map = self.run.maps.head(layer, head).ok_or_else(|| {
+                    PipelineError::Answer(AnswerError::Bad(format!(
+                        "the run kept no map of head {layer}.{head}"
+                    )))
+                })?;
+                Ok(contributions::key_split(
+                    &self.frozen,
+                    map.row(self.target.position),
+                    out.view(),
+                ))
+            })
+            .collect()
     }
 }
 
@@ -461,6 +470,7 @@ pub fn routes(
         let block = &transformer.blocks()[l];
         let mut constant = block.attention.bo.clone();
         let mut head_parts = Vec::with_capacity(heads);
+        let mut outs = values_out(transformer, l, x[l].view());
         for h in 0..heads {
             if let Some(&(_, _, mode)) = ablated.iter().find(|&&(al, ah, _)| al == l && ah == h) {
                 if mode == AblationMode::Mean {
@@ -484,7 +494,7 @@ pub fn routes(
             head_parts.push(HeadParts {
                 head: h,
                 pattern: pattern.view(),
-                out: values_out(transformer, l, h, x[l].view()),
+                out: std::mem::take(&mut outs[h]),
             });
         }
         parts.push(LayerParts {

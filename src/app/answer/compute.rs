@@ -293,12 +293,10 @@ fn compute(
             let spec = target.spec();
             let result =
                 answer::contributions(model, input, opts, spec.as_ref(), report).and_then(|r| {
-                    let (layers, heads) = (r.contributions.heads.len(), model.info().heads);
+                    let layers = r.contributions.heads.len();
                     let mut splits = Vec::with_capacity(layers);
                     for l in 0..layers {
-                        let row: Result<Vec<Vec<f64>>, PipelineError> =
-                            (0..heads).map(|h| r.key_split(model, l, h)).collect();
-                        splits.push(row?);
+                        splits.push(r.key_splits(model, l)?);
                     }
                     Ok(ContributionsResult {
                         names: names(model, target_ids(&r.target)),
