@@ -1340,6 +1340,9 @@ mod grad;
 #[path = "engine/intervene.rs"]
 mod intervene;
 
+#[path = "engine/frozen_rows.rs"]
+mod frozen_rows;
+
 /// One checkpoint's runs of ablation_golden.json (made by make_ablation_golden.py with forward
 /// pre-hooks on transformers' attention output projections): every map within 1e-4 and the
 /// hidden states within 1e-3; layers up to and including the first ablated one bit-identical

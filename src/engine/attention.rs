@@ -3,7 +3,7 @@
 //! blocks of query rows.
 
 use super::gemm::PackedMatrix;
-use super::intervene::{Ablation, AblationMode, Captured, Interventions, Site};
+use super::intervene::{Ablation, AblationMode, Captured, FrozenRows, Interventions, Site};
 use super::layers::{Epilogue, linear};
 use super::options::{Mistake, RunOptions};
 use super::parallel::{par_rows, parallel_map, threads_for};
@@ -99,6 +99,9 @@ impl SelfAttention {
         let (q_width, kv_width) = (a.wq.ncols(), a.wk.ncols());
         let (q, rest) = qkv.view().split_at(Axis(1), q_width);
         let (k, v) = rest.split_at(Axis(1), kv_width);
+        // With frozen rows, queries (and everything after them) from `from` on only.
+        let from = hooks.from;
+        let q = q.slice_move(s![from.., ..]);
         let dh = shape.d_head;
         let slopes = shape.alibi_slopes();
         let group = shape.heads / shape.kv_heads;
@@ -126,6 +129,7 @@ impl SelfAttention {
                     factor,
                     keep,
                     alibi_slope: slopes.get(head_idx).copied(),
+                    query_offset: from,
                     allowed,
                     want_trace,
                     // The wrong-axis softmax needs every query row of a column at once.
@@ -147,14 +151,14 @@ impl SelfAttention {
         };
         let results = parallel_map(shape.heads, threads, &head_fn);
 
-        let mut concat = Array2::<f32>::zeros((h.nrows(), shape.heads * dh));
+        let mut concat = Array2::<f32>::zeros((h.nrows() - from, shape.heads * dh));
         let mut probs = Vec::with_capacity(shape.heads);
         let mut traces = want_trace.then(Vec::new);
         for (head_idx, r) in results.into_iter().enumerate() {
             let mut z = place_head_output(&mut concat, head_idx, dh, &r.output, opts, layer_idx);
             let head = Site::Head(layer_idx, head_idx);
             if let Some(o) = iv.override_of(head) {
-                o.write(z.view_mut());
+                o.write_from(from, z.view_mut());
             }
             if iv.captures(head) {
                 hooks.captured.put(head, z.to_owned());
@@ -274,16 +278,29 @@ fn rewrite_output_rows(
 pub(super) struct Hooks<'a> {
     pub(super) interventions: &'a Interventions,
     pub(super) captured: &'a mut Captured,
+    /// The first row the pass computes (0 unless rows are frozen).
+    pub(super) from: usize,
+    /// The rows before `from`, when frozen.
+    pub(super) frozen: Option<&'a FrozenRows>,
 }
 
 impl Hooks<'_> {
-    /// Applies the override of `site` to `value`, then captures it when asked.
+    /// Applies the override of `site` to `value` (the rows from `from` on), then captures it
+    /// when asked, whole (a residual's frozen rows put back in front).
     pub(super) fn visit(&mut self, site: Site, value: &mut Array2<f32>) {
         if let Some(o) = self.interventions.override_of(site) {
-            o.write(value.view_mut());
+            o.write_from(self.from, value.view_mut());
         }
         if self.interventions.captures(site) {
-            self.captured.put(site, value.clone());
+            let whole = match (self.frozen, site) {
+                (Some(f), Site::Resid(l)) => {
+                    let prefix = f.resid[l].slice(s![..self.from, ..]);
+                    ndarray::concatenate(Axis(0), &[prefix, value.view()])
+                        .unwrap_or_else(|_| value.clone())
+                }
+                _ => value.clone(),
+            };
+            self.captured.put(site, whole);
         }
     }
 }
@@ -313,6 +330,8 @@ pub(super) struct HeadParams<'a> {
     pub(super) factor: f32,
     pub(super) keep: Option<&'a [usize]>,
     pub(super) alibi_slope: Option<f32>,
+    /// The position of query row 0 (rows before it frozen), for ALiBi's distances.
+    pub(super) query_offset: usize,
     pub(super) allowed: Option<&'a Array2<bool>>,
     pub(super) want_trace: bool,
     /// Return the whole [query, key] probabilities; when false they are computed one block of
@@ -368,7 +387,7 @@ pub(super) fn score_block(
     rows: std::ops::Range<usize>,
     mut block: ndarray::ArrayViewMut2<'_, f32>,
 ) {
-    let row0 = rows.start;
+    let row0 = rows.start + p.query_offset;
     simd::matmul(
         q_scaled.slice(s![rows, ..]),
         k_packed,

@@ -12,8 +12,9 @@
 //! override carries a tensor from somewhere else (activation patching).
 
 use super::run::HeadMap;
-use ndarray::{Array2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayViewMut2, Axis, s};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// How an ablated head's output z_h is replaced.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -234,12 +235,18 @@ pub struct Override {
 impl Override {
     /// Copies the chosen rows of the replacement into `target`. Checked shapes and positions
     /// beforehand ([`Interventions::check`]).
-    pub(super) fn write(&self, mut target: ArrayViewMut2<'_, f32>) {
+    pub(super) fn write(&self, target: ArrayViewMut2<'_, f32>) {
+        self.write_from(0, target);
+    }
+
+    /// [`Self::write`] into the rows from `from` on (`target` row 0 is position `from`): a pass
+    /// with [`FrozenRows`] holds only those. Rows before `from` are the frozen pass's.
+    pub(super) fn write_from(&self, from: usize, mut target: ArrayViewMut2<'_, f32>) {
         match &self.positions {
-            None => target.assign(&self.value),
+            None => target.assign(&self.value.slice(s![from.., ..])),
             Some(rows) => {
-                for &r in rows {
-                    target.row_mut(r).assign(&self.value.row(r));
+                for &r in rows.iter().filter(|&&r| r >= from) {
+                    target.row_mut(r - from).assign(&self.value.row(r));
                 }
             }
         }
@@ -392,6 +399,23 @@ pub struct Resume {
     /// The earlier pass's residual norms after each block before `layer` (with
     /// `keep_layer_norms`).
     pub layer_norms: Vec<f32>,
+    /// Rows the pass takes from the earlier pass instead of recomputing them, if any.
+    pub frozen: Option<FrozenRows>,
+}
+
+/// The rows before `from` of every block's input, taken from an earlier pass on the same
+/// tokens instead of recomputed: a pass with them computes queries, projections and MLPs only
+/// for rows `from..` (keys and values for every row). Sound only when no row before `from`
+/// can see one at or after it, as under a causal mask, and when nothing mixes rows (mean
+/// ablations, the wrong-axis softmax): the pass refuses otherwise
+/// ([`super::Transformer::can_freeze_rows`]). An override changes nothing before `from`.
+#[derive(Clone, Debug)]
+pub struct FrozenRows {
+    /// The first recomputed row (at least 1, below the token count).
+    pub from: usize,
+    /// The earlier pass's `Resid(l)` for every l in 0..=L, each [token, d_model]; rows from
+    /// `from` on are not read.
+    pub resid: Arc<Vec<Array2<f32>>>,
 }
 
 impl Resume {
@@ -402,6 +426,7 @@ impl Resume {
             resid: x,
             maps: Vec::new(),
             layer_norms: Vec::new(),
+            frozen: None,
         }
     }
 }

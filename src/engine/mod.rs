@@ -24,7 +24,9 @@ mod value_zero;
 pub use attention::SelfAttention;
 pub use backward::{Backward, Tape};
 pub use gemm::PackedMatrix;
-pub use intervene::{Ablation, AblationMode, Captured, Interventions, Override, Resume, Site};
+pub use intervene::{
+    Ablation, AblationMode, Captured, FrozenRows, Interventions, Override, Resume, Site,
+};
 pub use layers::{Activation, Mlp, Norm, NormPlacement};
 pub use mask::{AppliedMask, ArchitectureMask, MaskError, MaskPart, MaskSpec, chunk_by_heads_size};
 pub use options::{DimSubset, Mistake, OptionsRecord, RunOptions, ScoreScale};

@@ -94,6 +94,8 @@ impl Transformer {
             &mut Hooks {
                 interventions: &iv,
                 captured: &mut captured,
+                from: 0,
+                frozen: None,
             },
         );
         let weights = value_weights(&probs, layer_idx, &opts);

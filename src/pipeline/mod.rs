@@ -629,6 +629,7 @@ impl Run {
             resid: self.residuals.get(layer)?.as_ref().clone(),
             maps,
             layer_norms,
+            frozen: None,
         })
     }
 }

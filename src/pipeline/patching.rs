@@ -5,11 +5,12 @@ use super::answer::{Progress, captured_run, readout, resolve_target, take};
 use super::{PipelineError, Run, RunInput, forward_intervened, input_tokens};
 use crate::analysis::answer::patching::{self, PatchSite, Patching};
 use crate::analysis::answer::{self, AnswerError, Target};
-use crate::engine::{Captured, Interventions, Override, Resume, RunOptions, Site};
+use crate::engine::{Captured, FrozenRows, Interventions, Override, Resume, RunOptions, Site};
 use crate::grad::TargetSpec;
 use crate::model::LoadedModel;
 use ndarray::{Array2, ArrayView2, s};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// Activation patching and the two runs it compares.
 pub struct PatchingReport {
@@ -113,9 +114,11 @@ pub fn patching(
     } else {
         Vec::new()
     };
-    let corrupted_resid: Vec<Array2<f32>> = (0..=layers)
-        .map(|l| take(&mut corrupted_cap, Site::Resid(l)))
-        .collect::<Result<_, _>>()?;
+    let corrupted_resid: Arc<Vec<Array2<f32>>> = Arc::new(
+        (0..=layers)
+            .map(|l| take(&mut corrupted_cap, Site::Resid(l)))
+            .collect::<Result<_, _>>()?,
+    );
     let target = resolve_target(model, &readout, &clean.tokens, clean_final.view(), spec)?;
     let p = target.position;
     let metric_at = |x_l: ArrayView2<'_, f32>| {
@@ -137,6 +140,8 @@ pub fn patching(
             _ => Ok(vec![take(cap, site_of(l, 0))?]),
         }
     };
+    let transformer = model.model().transformer();
+    let is_pad: Vec<bool> = corrupted.tokens.iter().map(|t| t.is_pad()).collect();
     let mut recovery = vec![vec![0.0; per_layer]; layers];
     let mut done = 2;
     let chunk = 2 * rayon::current_num_threads().max(1);
@@ -149,14 +154,18 @@ pub fn patching(
             _ => (&clean_values[0], &corrupted_values[0]),
         };
         let cell = |idx: usize| -> Result<f64, PipelineError> {
-            // A patch that writes the value already there changes nothing: exactly 0.
-            let same = match site {
-                PatchSite::Head => clean_values[idx] == corrupted_values[idx],
-                _ => clean_of.row(idx) == corrupted_of.row(idx),
+            // The first row the patch changes; a patch that writes the value already there
+            // changes nothing: exactly 0.
+            let first_changed = match site {
+                PatchSite::Head => clean_values[idx]
+                    .outer_iter()
+                    .zip(corrupted_values[idx].outer_iter())
+                    .position(|(a, b)| a != b),
+                _ => (clean_of.row(idx) != corrupted_of.row(idx)).then_some(idx),
             };
-            if same {
+            let Some(from) = first_changed else {
                 return Ok(0.0);
-            }
+            };
             let mut resid = corrupted_resid[l].clone();
             let mut iv = Interventions::capture([Site::Resid(layers)]);
             match site {
@@ -172,11 +181,26 @@ pub fn patching(
                     positions: None,
                 }),
             }
+            // Under a causal mask the rows before `from` are the corrupted run's: a row after
+            // the target's changes nothing (exactly 0), and the pass recomputes only the rows
+            // from `from` on.
+            let freezable = from > 0
+                && transformer
+                    .can_freeze_rows(from, &is_pad, l, &cell_opts, &iv)
+                    .is_ok();
+            if freezable && from > p {
+                return Ok(0.0);
+            }
+            let frozen = freezable.then(|| FrozenRows {
+                from,
+                resid: Arc::clone(&corrupted_resid),
+            });
             let resume = Resume {
                 layer: l,
                 resid,
                 maps: Vec::new(),
                 layer_norms: Vec::new(),
+                frozen,
             };
             let (_, mut cap) = forward_intervened(
                 model,

@@ -175,6 +175,7 @@ fn a_resumed_pass_equals_the_full_pass_for_every_site_kind() {
                     resid: captured.get(Site::Resid(l)).unwrap().clone(),
                     maps: base_maps.layers_before(l),
                     layer_norms: base.layer_norms.as_ref().unwrap()[..l].to_vec(),
+                    frozen: None,
                 };
                 let mut layers_run = Vec::new();
                 let (resumed, _) = t
@@ -203,6 +204,7 @@ fn a_resumed_pass_equals_the_full_pass_for_every_site_kind() {
             resid: captured.get(Site::Resid(layers)).unwrap().clone(),
             maps: base_maps.layers_before(layers),
             layer_norms: base.layer_norms.clone().unwrap(),
+            frozen: None,
         };
         let (end, _) = t
             .forward_with(
@@ -344,6 +346,7 @@ fn bad_interventions_are_refused_not_panicked() {
         resid: x.clone(),
         maps: Vec::new(),
         layer_norms: Vec::new(),
+        frozen: None,
     };
     let err = run(&plain, &Interventions::default(), Some(resume.clone()));
     assert!(

@@ -20,6 +20,7 @@ fn slow_layer(t: &Transformer, x: &Array2<f32>, l: usize, opts: &RunOptions) -> 
         resid: x.clone(),
         maps: Vec::new(),
         layer_norms: Vec::new(),
+        frozen: None,
     };
     let plain = RunOptions {
         keep_maps: false,

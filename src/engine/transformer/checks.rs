@@ -3,11 +3,12 @@
 
 use super::{Transformer, TransformerParts};
 use crate::engine::EngineError;
-use crate::engine::intervene::Ablation;
+use crate::engine::intervene::{Ablation, AblationMode, FrozenRows};
 use crate::engine::intervene::{Interventions, Site};
-use crate::engine::options::RunOptions;
+use crate::engine::options::{Mistake, RunOptions};
 use crate::engine::position::AttentionPosition;
 use crate::engine::run::HeadMap;
+use ndarray::Array2;
 
 impl Transformer {
     /// Checks that every weight has the shape the dimensions promise.
@@ -190,6 +191,113 @@ impl Transformer {
         {
             return unsupported(format!(
                 "{site} is before layer {first_layer}, where the pass resumes"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a pass over tokens whose padding is `is_pad`, resumed at `first_layer` with
+    /// `opts` and `iv`, can take the rows before `from` from an earlier pass
+    /// ([`FrozenRows`]); `Err` says why not.
+    pub fn can_freeze_rows(
+        &self,
+        from: usize,
+        is_pad: &[bool],
+        first_layer: usize,
+        opts: &RunOptions,
+        iv: &Interventions,
+    ) -> Result<(), String> {
+        let len = is_pad.len();
+        let allowed = self
+            .applied_mask(opts, len)
+            .allowed(len, is_pad)
+            .map_err(|e| e.to_string())?;
+        self.check_frozen(from, len, allowed.as_ref(), first_layer, opts, iv)
+    }
+
+    /// [`Self::can_freeze_rows`] with the pass's allowed grid.
+    pub(super) fn check_frozen(
+        &self,
+        from: usize,
+        len: usize,
+        allowed: Option<&Array2<bool>>,
+        first_layer: usize,
+        opts: &RunOptions,
+        iv: &Interventions,
+    ) -> Result<(), String> {
+        if from == 0 || from >= len {
+            return Err(format!(
+                "rows before {from} of {len} tokens cannot be frozen (1..{len} can)"
+            ));
+        }
+        let Some(allowed) = allowed else {
+            return Err("the mask lets every token see every other".into());
+        };
+        for (query_idx, row) in allowed.outer_iter().take(from).enumerate() {
+            if let Some(key_idx) = (from..len).find(|&k| row[k]) {
+                return Err(format!(
+                    "token {query_idx} sees token {key_idx} under the mask, so it depends on \
+                     the rows from {from} on"
+                ));
+            }
+        }
+        if opts.keep_maps || opts.keep_layer_norms || opts.trace_layer.is_some() {
+            return Err("a pass with frozen rows keeps no maps, norms or traces".into());
+        }
+        for mistake in [Mistake::SoftmaxWrongAxis, Mistake::ElementwiseValues] {
+            if opts.has(mistake) {
+                return Err(format!("the mistake {mistake} mixes rows"));
+            }
+        }
+        if let Some(a) = opts
+            .ablations
+            .iter()
+            .find(|a| a.mode == AblationMode::Mean && a.layer_idx >= first_layer)
+        {
+            return Err(format!("the mean ablation {a} averages over every row"));
+        }
+        if let Some(site) = iv.capture.iter().find(|s| !matches!(s, Site::Resid(_))) {
+            return Err(format!(
+                "a pass with frozen rows captures residuals only, not {site}"
+            ));
+        }
+        for o in &iv.overrides {
+            if matches!(o.site, Site::Pattern(..)) {
+                return Err(format!("{} cannot be overridden with frozen rows", o.site));
+            }
+            if let Some(&r) = o.positions.iter().flatten().find(|&&r| r < from) {
+                return Err(format!(
+                    "the override of {} writes row {r}, before the first recomputed row {from}",
+                    o.site
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The frozen rows' residuals cover every block's input and the output, on `len` tokens.
+    pub(super) fn check_frozen_shapes(
+        &self,
+        frozen: &FrozenRows,
+        len: usize,
+    ) -> Result<(), String> {
+        let layers = self.parts.blocks.len();
+        if frozen.resid.len() != layers + 1 {
+            return Err(format!(
+                "frozen rows need the residuals entering all {layers} layers and the output, got {}",
+                frozen.resid.len()
+            ));
+        }
+        let want = (len, self.parts.d_model);
+        if let Some((l, r)) = frozen
+            .resid
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.dim() != want)
+        {
+            return Err(format!(
+                "the frozen residual of layer {l} has shape {:?}, expected {want:?}",
+                r.dim()
             ));
         }
         Ok(())

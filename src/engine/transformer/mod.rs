@@ -18,7 +18,7 @@ use super::options::{Mistake, RunOptions};
 use super::parallel::{MAX_THREADS, parallel_map, threads_for};
 use super::position::AttentionPosition;
 use super::run::{AttentionMaps, HeadMap, PositionKind, Trace};
-use ndarray::{Array2, Axis};
+use ndarray::{Array2, Axis, s};
 use std::sync::Arc;
 
 /// One transformer block.
@@ -274,6 +274,7 @@ impl Transformer {
             resid: mut x,
             maps: earlier_maps,
             layer_norms: earlier_norms,
+            frozen,
         } = start;
         let len = x.nrows();
         if len == 0 {
@@ -304,10 +305,37 @@ impl Transformer {
             None => Vec::new(),
         };
 
+        // With frozen rows, `x` holds the rows from `from` on and every block reads the rows
+        // before it from the frozen pass.
+        let from = match &frozen {
+            Some(f) => {
+                self.check_frozen_shapes(f, len)
+                    .and_then(|()| {
+                        self.check_frozen(f.from, len, allowed.as_ref(), first_layer, opts, iv)
+                    })
+                    .map_err(EngineError::Unsupported)?;
+                x = x.slice(s![f.from.., ..]).to_owned();
+                f.from
+            }
+            None => 0,
+        };
+        let query_allowed = match (&allowed, from) {
+            (Some(a), 1..) => Some(a.slice(s![from.., ..]).to_owned()),
+            _ => None,
+        };
+        let query_allowed = query_allowed.as_ref().or(allowed.as_ref());
+        let with_frozen = |x: &Array2<f32>, layer_idx: usize| -> Option<Array2<f32>> {
+            let f = frozen.as_ref()?;
+            let prefix = f.resid[layer_idx].slice(s![..from, ..]);
+            ndarray::concatenate(Axis(0), &[prefix, x.view()]).ok()
+        };
+
         let mut captured = Captured::default();
         let mut hooks = Hooks {
             interventions: iv,
             captured: &mut captured,
+            from,
+            frozen: frozen.as_ref(),
         };
         let mut all_probs: Vec<HeadMap> = Vec::with_capacity(layers * heads);
         if opts.keep_maps {
@@ -342,13 +370,15 @@ impl Transformer {
                 hooks.visit(Site::Resid(layer_idx), &mut x);
             }
             let want_trace = opts.trace_layer == Some(layer_idx);
+            let whole = with_frozen(&x, layer_idx);
+            let whole = whole.as_ref().unwrap_or(&x);
             let normed;
             let attn_input = match placement {
                 NormPlacement::Pre => {
-                    normed = normalized(&x, &block.attention_norm, threads);
+                    normed = normalized(whole, &block.attention_norm, threads);
                     &normed
                 }
-                NormPlacement::Post | NormPlacement::None => &x,
+                NormPlacement::Post | NormPlacement::None => whole,
             };
             // The sublayers return their output with the residual added (and, post-LN, normed).
             let (new_x, probs, head_traces) = block.attention.forward(
@@ -360,7 +390,7 @@ impl Transformer {
                     norm: (placement == NormPlacement::Post).then_some(&block.attention_norm),
                 },
                 layer_idx,
-                allowed.as_ref(),
+                query_allowed,
                 opts,
                 want_trace,
                 &mut hooks,
@@ -410,6 +440,9 @@ impl Transformer {
         }
         if !iv.is_empty() {
             hooks.visit(Site::Resid(layers), &mut x);
+        }
+        if let Some(whole) = with_frozen(&x, layers) {
+            x = whole;
         }
         if let Some(norm) = &self.parts.final_norm
             && !opts.has(Mistake::NoLayerNorm)
