@@ -2,7 +2,7 @@
 //! `attnviz.attribution/v1` JSON, CSV, or the saliency figure (PNG or SVG).
 
 use super::args::AttributeArgs;
-use super::{Source, run_input, run_options};
+use super::{Source, Timings, ms_since, print_timings, run_input, run_options};
 use crate::analysis::attribution::{self, AttributeRequest, Attribution};
 use crate::io::OutputFormat;
 use crate::io::{ModelMeta, TokenInput};
@@ -12,6 +12,7 @@ use crate::render::{self, saliency};
 use anyhow::{Context as _, Result, bail};
 use std::io::IsTerminal as _;
 use std::path::Path;
+use std::time::Instant;
 
 /// What `--out` asks for, from its extension (`io::OutputFormat::of`: anything but .json, .csv,
 /// .png or .svg is refused, naming them).
@@ -100,15 +101,26 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
                 .map_or_else(String::new, |p| format!(" (not {})", p.display()))
         ),
     };
+    let mut timings = Timings::default();
+    let start = Instant::now();
     let model = super::load_model(common)?;
+    timings.load_ms = ms_since(start);
+    if req.method.needs_gradient() {
+        let start = Instant::now();
+        model.model().transformer().prepare_backward();
+        timings.prepare_backward_ms = Some(ms_since(start));
+    }
     let request = run_input(common, input);
     let mut bar = Bar::new("attributing");
+    let start = Instant::now();
     let result = pipeline::attribute(&model, &request, &opts, &req, &mut |f| {
         bar.update(f);
         true
     });
     bar.finish();
+    timings.attribution_ms = Some(ms_since(start));
     let a = result.map_err(super::worded)?;
+    let start = Instant::now();
     let meta = ModelMeta::from(&model.info());
     // The mask the attribution's runs on the prompt applied, as the pipeline recorded it.
     let mask = a.mask.to_string();
@@ -125,6 +137,8 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
         // `out_kind` accepts only the four above.
         OutputFormat::Npy => bail!("attribute does not write NPY: {}", args.out.display()),
     }
+    timings.write_ms = ms_since(start);
+    print_timings(common.timings, &timings);
     Ok(())
 }
 

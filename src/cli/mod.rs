@@ -50,6 +50,13 @@ struct Timings {
     /// `analyze`: the analysis after the run (flow, value zeroing, metrics, probes).
     #[serde(skip_serializing_if = "Option::is_none")]
     analysis_ms: Option<f64>,
+    /// `attribute`: packing the transposed weights the backward pass reads (paid once per
+    /// process, part of the load).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prepare_backward_ms: Option<f64>,
+    /// `attribute`: the attribution alone (the gradients, forwards or steps of the method).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attribution_ms: Option<f64>,
     write_ms: f64,
 }
 

@@ -37,8 +37,20 @@ fn attribute_json_has_the_contract_shape() {
         "16",
         "--out",
         out.to_str().unwrap(),
+        "--timings",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // --timings: one JSON line with the phases, the backward's weights apart from the steps.
+    let timings: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stderr).trim()).unwrap();
+    for key in [
+        "load_ms",
+        "prepare_backward_ms",
+        "attribution_ms",
+        "write_ms",
+    ] {
+        assert!(timings[key].as_f64().unwrap() >= 0.0, "{key}: {timings}");
+    }
     let doc = read_json(&out);
     assert_eq!(doc["format"], "attnviz.attribution/v1");
     assert_eq!(doc["model"]["architecture"], "gpt2");

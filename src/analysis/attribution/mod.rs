@@ -174,6 +174,17 @@ impl Method {
     pub fn needs_target_value(self) -> bool {
         !matches!(self, Method::Attention | Method::Rollout)
     }
+
+    /// True when the method runs the backward pass.
+    pub fn needs_gradient(self) -> bool {
+        matches!(
+            self,
+            Method::Gradient
+                | Method::InputXGradient
+                | Method::IntegratedGradients
+                | Method::AttentionGradient
+        )
+    }
 }
 
 /// The integrated-gradients baseline: what replaces every token's embedding.

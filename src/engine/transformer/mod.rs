@@ -124,6 +124,12 @@ impl Transformer {
         &self.packed
     }
 
+    /// Packs the transposed weights the backward pass reads, now rather than inside the first
+    /// gradient (a one-shot process reports it with the load).
+    pub fn prepare_backward(&self) {
+        self.transposed_blocks();
+    }
+
     /// The transposed weights, one entry per block, packed on first use (backward pass only).
     pub(super) fn transposed_blocks(&self) -> &[super::backward::TransposedBlock] {
         self.transposed.get_or_init(|| {
