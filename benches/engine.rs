@@ -112,7 +112,7 @@ fn forward_minilm(c: &mut Criterion) {
     let mut group = c.benchmark_group("forward_minilm");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(5));
-    for n in [128u32, 512] {
+    for n in [32u32, 128, 512] {
         let ids: Vec<u32> = std::iter::once(101)
             .chain((0..n - 2).map(|i| (i * 31 + 7) % 1000 + 1000))
             .chain(std::iter::once(102))
