@@ -750,3 +750,51 @@ mod analyze;
 mod npy_support;
 #[path = "cli/options.rs"]
 mod options;
+
+/// `ATTNVIZ_ISA` forces each instruction-set path of the kernels (the ones this CPU lacks fall
+/// back to the best it has): every path gives transformers' predictions, and `--timings` names
+/// the path it ran.
+#[test]
+fn every_instruction_set_path_gives_the_fixtures_predictions() {
+    let record = golden_record("gpt2", 1);
+    let model = fixture_dir("gpt2");
+    for isa in ["portable", "avx2", "avx512"] {
+        let o = bin()
+            .env("ATTNVIZ_ISA", isa)
+            .args([
+                "next",
+                "--model",
+                model.to_str().unwrap(),
+                "--text",
+                record["text"].as_str().unwrap(),
+                "--json",
+                "--position",
+                "all",
+                "--timings",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{isa}: {}", stderr(&o));
+        let timings: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+        let used = timings["isa"].as_str().unwrap();
+        assert!(
+            used == isa
+                || isa != "portable" && used == "portable"
+                || isa == "avx512" && used == "avx2",
+            "{isa} ran as {used}"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        for p in v["predictions"].as_array().unwrap() {
+            let position = p["position"].as_u64().unwrap() as usize;
+            for (rank, t) in p["top"].as_array().unwrap().iter().enumerate() {
+                assert_eq!(t["id"], record["top5_ids"][position][rank], "{isa}");
+                let want = record["top5_logprobs"][position][rank].as_f64().unwrap();
+                let got = t["logprob"].as_f64().unwrap();
+                assert!(
+                    (got - want).abs() <= 1e-4,
+                    "{isa} {position}: {got} vs {want}"
+                );
+            }
+        }
+    }
+}

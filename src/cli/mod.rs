@@ -84,9 +84,16 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Prints `timings` as one JSON line on stderr, with the instruction set the kernels ran on
+/// (`isa`: portable, avx2 or avx512; `ATTNVIZ_ISA` lowers it).
 fn print_timings(enabled: bool, timings: &Timings) {
-    if enabled && let Ok(line) = serde_json::to_string(timings) {
-        eprintln!("{line}");
+    if !enabled {
+        return;
+    }
+    if let Ok(serde_json::Value::Object(mut line)) = serde_json::to_value(timings) {
+        let isa = crate::engine::simd::Isa::detect().name();
+        line.insert("isa".into(), isa.into());
+        eprintln!("{}", serde_json::Value::Object(line));
     }
 }
 

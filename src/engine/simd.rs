@@ -46,6 +46,15 @@ impl Isa {
         })
     }
 
+    /// `portable`, `avx2` or `avx512`: the spelling `ATTNVIZ_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
     /// Every instruction set this CPU can run, from the baseline up (each includes the ones
     /// before it).
     pub fn available() -> Vec<Self> {
