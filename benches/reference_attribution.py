@@ -12,7 +12,8 @@ The same work as `benches/attribution.rs` (criterion `gradient_smollm/128`, `ig3
   (computed once, without gradients) with respect to the input (word) embeddings.
 
 Eager attention (what attnviz matches), float32, two threads, two warm-up runs, median of five
-(of three for IG). Run it in a venv outside the repository:
+(of three for IG). The weights do not require gradients (`requires_grad_(False)`), so torch
+computes only what attnviz computes, the gradients of the activations: the fastest torch. Run it in a venv outside the repository:
 
     python benches/reference_attribution.py --smollm2 DIR --minilm DIR
 
@@ -42,6 +43,7 @@ def timed(name, fn, warm=2, runs=5):
 
 def smollm2(path):
     model = AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager").float().eval()
+    model.requires_grad_(False)
     ids = torch.tensor([[(i * 31 + 7) % 5000 + 1000 for i in range(128)]])
     embeds = model.get_input_embeddings()(ids).detach()
     with torch.no_grad():
@@ -71,6 +73,7 @@ def smollm2(path):
 
 def minilm(path):
     model = AutoModel.from_pretrained(path, attn_implementation="eager").float().eval()
+    model.requires_grad_(False)
     tokenizer = AutoTokenizer.from_pretrained(path)
     ids = torch.tensor([[101] + [(i * 31 + 7) % 1000 + 1000 for i in range(126)] + [102]])
     with torch.no_grad():
