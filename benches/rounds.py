@@ -1,0 +1,87 @@
+"""Interleaved rounds: attnviz's criterion medians against a Python reference, in one command
+(issue 26). Each round runs the criterion benchmarks, then the reference script, and the table
+gives each round's ratio (attnviz / reference) and the median of the rounds' ratios.
+
+    python benches/rounds.py --rounds 3 forward   --model-minilm DIR
+    python benches/rounds.py --rounds 3 attribution --model-minilm DIR --model-smollm2 DIR
+
+`forward` compares `forward_minilm/{32,128,512}` with `benches/reference_ort.py` (ONNX Runtime,
+every attention map an output); `attribution` compares `gradient_smollm/128`,
+`ig32_smollm/128` and `gradient_minilm_similarity/128` with `benches/reference_attribution.py`
+(torch autograd). Run it with the venv's python (it needs onnxruntime or torch), with nothing
+else running. Needs `cargo` on the PATH.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UNITS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def criterion(bench, filters, env):
+    """Runs `cargo bench --bench BENCH -- FILTER…` and returns {benchmark id: median ms}."""
+    out = subprocess.run(["cargo", "bench", "--bench", bench, "--", *filters], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    medians = {}
+    name = None
+    for line in out.splitlines():
+        m = re.match(r"^(\S+/\S+)\s*(time:.*)?$", line.strip())
+        if m and not line.startswith(" "):
+            name = m.group(1)
+        t = re.search(r"time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", line)
+        if t and name:
+            medians[name] = float(t.group(1)) * UNITS[t.group(2)]
+    return medians
+
+
+def reference(script, args):
+    out = subprocess.run([sys.executable, os.path.join(HERE, script), *args],
+                         capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["forward", "attribution"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--model-minilm", required=True)
+    parser.add_argument("--model-smollm2")
+    parser.add_argument("--onnx", default="/tmp/attnviz_minilm_attentions.onnx")
+    args = parser.parse_args()
+    env = dict(os.environ, ATTNVIZ_MINILM_DIR=args.model_minilm)
+    if args.model_smollm2:
+        env["ATTNVIZ_SMOLLM2_DIR"] = args.model_smollm2
+    rows = {}
+    for r in range(args.rounds):
+        if args.what == "forward":
+            ours = criterion("engine", ["forward_minilm/"], env)
+            ref = {f"forward_minilm/{x['tokens']}": x["median_ms"] for x in
+                   reference("reference_ort.py", ["--model", args.model_minilm, "--onnx", args.onnx])}
+        else:
+            ours = criterion("attribution", [], env)
+            ref_args = ["--minilm", args.model_minilm]
+            if args.model_smollm2:
+                ref_args += ["--smollm2", args.model_smollm2]
+            ref = {x["name"]: x["median_ms"] for x in reference("reference_attribution.py", ref_args)}
+        for name, ms in sorted(ours.items()):
+            if name in ref:
+                rows.setdefault(name, []).append((ms, ref[name]))
+                print(f"round {r + 1}: {name}: attnviz {ms:.2f} ms, reference {ref[name]:.2f} ms, "
+                      f"ratio {ms / ref[name]:.3f}", flush=True)
+    print("| benchmark | attnviz (ms, per round) | reference (ms, per round) | ratios | median ratio |")
+    print("|---|---|---|---|---|")
+    for name, pairs in rows.items():
+        ratios = [a / b for a, b in pairs]
+        print(f"| {name} | {' / '.join(f'{a:.2f}' for a, _ in pairs)} | "
+              f"{' / '.join(f'{b:.2f}' for _, b in pairs)} | "
+              f"{' / '.join(f'{x:.2f}' for x in ratios)} | {statistics.median(ratios):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
