@@ -280,7 +280,7 @@ fn lens_ui(
                 text.push_str(&format!("\nlog p({}) {lp:.2}", r.name(r.target.token)));
             }
             text.push_str("\nclick for the candidates");
-            placed.response.clone().on_hover_text(text);
+            placed.response.clone().on_hover_text_at_pointer(text);
         }
         if let Some((l, p)) = s.lens_cell
             && let Some(area) = placed.geometry.area_of(CellId::Lens {
@@ -378,7 +378,7 @@ fn contributions_ui(
             Some(CellId::Head { layer, head }) => {
                 let v = c.heads.get(layer).and_then(|row| row.get(head));
                 let v = v.copied().unwrap_or(f64::NAN);
-                placed.response.clone().on_hover_text(format!(
+                placed.response.clone().on_hover_text_at_pointer(format!(
                     "head {layer}.{head}: {v:+.4}\nclick for its split over the keys"
                 ));
             }
@@ -387,7 +387,7 @@ fn contributions_ui(
                 placed
                     .response
                     .clone()
-                    .on_hover_text(format!("MLP {layer}: {v:+.4}"));
+                    .on_hover_text_at_pointer(format!("MLP {layer}: {v:+.4}"));
             }
             _ => {}
         }
@@ -514,7 +514,7 @@ fn routes_ui(
                 e.to.0
             ));
         }
-        placed.response.clone().on_hover_text(text);
+        placed.response.clone().on_hover_text_at_pointer(text);
         // The hovered edge, traced over the figure.
         let (a, b) = (drawn.a, drawn.b);
         let to_screen = |p: (f32, f32)| {
@@ -600,6 +600,6 @@ fn patching_ui(
         placed
             .response
             .clone()
-            .on_hover_text(format!("layer {layer}, {what}: recovery {v:.3}"));
+            .on_hover_text_at_pointer(format!("layer {layer}, {what}: recovery {v:.3}"));
     }
 }
