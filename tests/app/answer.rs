@@ -1,13 +1,17 @@
 //! The Answer view on the Llama fixture (a tiny causal LM): the lens arrives for the text, a
 //! candidate click makes it the target, the contributions follow that target and open a head in
 //! the heatmap, the routes' threshold re-cuts the graph without new work, and patching runs on
-//! its button, refuses inputs of another length, and stops on Cancel.
+//! its button, refuses inputs of another length, and stops on Cancel. Clicks and hovers on the
+//! figures (`render::answer`'s pixels on screen) land on the cell or edge the figure's geometry
+//! puts under the pointer.
 
 use super::*;
 use attnviz::analysis::answer::patching::PatchSite;
-use attnviz::analysis::answer::routes::MIN_THRESHOLD;
+use attnviz::analysis::answer::routes::{EdgeKind, MIN_THRESHOLD};
 use attnviz::app::answer::compute::Item;
 use attnviz::app::answer::{AnswerSettings, AnswerTab};
+use attnviz::render::FigureContext;
+use attnviz::render::answer::{AnswerFigure, AnswerPlot, AnswerStyle, CellId};
 
 fn answer_state(tab: AnswerTab, text: &str) -> AppState {
     AppState {
@@ -109,9 +113,19 @@ fn the_threshold_recuts_the_routes_without_new_work() {
     harness.state_mut().state.answer.threshold = MIN_THRESHOLD;
     harness.run_steps(2);
     assert!(harness.query_by_label_contains(&said(loose)).is_some());
+    let edges_drawn = |h: &Harness<'_, AttnApp>| {
+        h.state()
+            .answer_figure_on_screen()
+            .map(|(_, f)| f.geometry.edges.len())
+    };
+    assert_eq!(edges_drawn(&harness), Some(loose));
+    let uploads = harness.state().answer_figure_uploads();
     harness.state_mut().state.answer.threshold = cut;
     harness.run_steps(2);
     assert!(harness.query_by_label_contains(&said(strict)).is_some());
+    // The figure is drawn again for the new cut, once.
+    assert_eq!(edges_drawn(&harness), Some(strict));
+    assert_eq!(harness.state().answer_figure_uploads(), uploads + 1);
     assert!(
         harness.state().answer_progress().is_none(),
         "no new work for a threshold"
@@ -180,4 +194,154 @@ fn patching_runs_on_its_button_refuses_other_lengths_and_cancels() {
     let Item::Patching(_) = wait_answer(&mut harness) else {
         panic!("patching was not asked for again");
     };
+}
+
+/// The screen point of `(x, y)` in the figure's scene units: the figure is drawn in `rect`
+/// from an image of `pixel_scale` pixels per unit.
+fn screen_of(rect: egui::Rect, figure: &AnswerFigure, (x, y): (f32, f32)) -> egui::Pos2 {
+    let points_per_unit = rect.width() * figure.pixel_scale as f32 / figure.image.width() as f32;
+    rect.min + egui::vec2(x, y) * points_per_unit
+}
+
+/// A primary click at `pos`, as a user's: the pointer moves there, presses and releases.
+fn click_at(harness: &mut Harness<'_, AttnApp>, pos: egui::Pos2) {
+    harness.hover_at(pos);
+    harness.run_steps(1);
+    harness.drag_at(pos);
+    harness.drop_at(pos);
+    harness.run_steps(2);
+}
+
+/// The current tab's figure on screen: where, and a copy of its pixels and geometry.
+fn figure(harness: &Harness<'_, AttnApp>) -> (egui::Rect, AnswerFigure) {
+    let (rect, fig) = harness
+        .state()
+        .answer_figure_on_screen()
+        .expect("the tab's figure is on screen");
+    (rect, fig.clone())
+}
+
+#[test]
+fn clicks_on_the_figures_pick_the_cell_or_edge_under_them() {
+    let mut harness = app_harness(answer_state(AnswerTab::Lens, "the cat sat on the mat"));
+    wait_ready(&mut harness);
+    let Item::Lens(Ok(lens)) = wait_answer(&mut harness) else {
+        panic!("no lens");
+    };
+    // The texture shows the export's pixels at the screen's scale (1 in the harness).
+    let (rect, fig) = figure(&harness);
+    let ctx = FigureContext::from_run(harness.state().shown_run().unwrap());
+    let label = |id: u32| attnviz::app::answer::compute::name_in(&lens.names, id);
+    let plot = AnswerPlot::Lens {
+        target: lens.target,
+        positions: &lens.positions,
+        cells: &lens.cells,
+        at_target: &lens.at_target,
+    };
+    let style = AnswerStyle {
+        ctx: &ctx,
+        token_label: &label,
+        pixel_scale: 1,
+    };
+    assert!(
+        fig.image == plot.png(&style).unwrap(),
+        "the screen shows the export's pixels"
+    );
+    // Layer 1 at the third position: the cell the geometry puts there, clicked at its centre.
+    let position = lens.positions[2];
+    let cell = CellId::Lens { layer: 1, position };
+    let area = fig.geometry.area_of(cell).unwrap();
+    assert_eq!(harness.state().state.answer.lens_cell, None);
+    let uploads = harness.state().answer_figure_uploads();
+    click_at(&mut harness, screen_of(rect, &fig, area.centre()));
+    assert_eq!(harness.state().state.answer.lens_cell, Some((1, position)));
+    // Its candidates are listed.
+    let (id, lp) = lens.cells[1][2].top[0];
+    assert!(
+        harness
+            .query_by_label(&format!("{:>7.2}  {}", lp, lens.name(id)))
+            .is_some()
+    );
+    // A click in the figure's margin selects nothing else.
+    click_at(&mut harness, screen_of(rect, &fig, (1.0, 1.0)));
+    assert_eq!(harness.state().state.answer.lens_cell, Some((1, position)));
+    assert_eq!(
+        harness.state().answer_figure_uploads(),
+        uploads,
+        "hovering and clicking upload nothing"
+    );
+
+    // Contributions: a head's cell opens its split; the MLP column is no head.
+    harness.get_by_label("Contributions").click();
+    harness.run_steps(2);
+    let Item::Contributions(Ok(_)) = wait_answer(&mut harness) else {
+        panic!("no contributions");
+    };
+    let (rect, fig) = figure(&harness);
+    let mlp = fig.geometry.area_of(CellId::Mlp { layer: 0 }).unwrap();
+    click_at(&mut harness, screen_of(rect, &fig, mlp.centre()));
+    assert_eq!(harness.state().state.answer.head, None);
+    let head = fig
+        .geometry
+        .area_of(CellId::Head { layer: 1, head: 1 })
+        .unwrap();
+    click_at(&mut harness, screen_of(rect, &fig, head.centre()));
+    assert_eq!(harness.state().state.answer.head, Some((1, 1)));
+    assert!(harness.query_by_label("Open in Heatmap").is_some());
+
+    // Patching: hovering a cell tells its recovery.
+    harness.get_by_label("Patching").click();
+    harness.run_steps(2);
+    harness.state_mut().state.answer.text_b = "the mat sat on the cat".to_owned();
+    harness.run_steps(2);
+    harness.get_by_label("Run patching").click();
+    let p = match wait_answer(&mut harness) {
+        Item::Patching(Ok(p)) => p,
+        other => panic!("no patching: {other:?}"),
+    };
+    let (rect, fig) = figure(&harness);
+    let cell = CellId::Patch {
+        layer: 1,
+        column: 5,
+    };
+    harness.hover_at(screen_of(
+        rect,
+        &fig,
+        fig.geometry.area_of(cell).unwrap().centre(),
+    ));
+    harness.run_steps(4);
+    let said = format!("recovery {:.3}", p.patching.recovery[1][5]);
+    assert!(
+        harness.query_by_label_contains(&said).is_some(),
+        "the tooltip says {said}"
+    );
+
+    // Routes: the pointer on an attention edge's middle names its heads; a click opens its
+    // layer in the grid.
+    harness.get_by_label("Routes").click();
+    harness.run_steps(2);
+    harness.state_mut().state.answer.threshold = MIN_THRESHOLD;
+    let Item::Routes(Ok(_)) = wait_answer(&mut harness) else {
+        panic!("no routes");
+    };
+    let (rect, fig) = figure(&harness);
+    let edge = fig
+        .geometry
+        .edges
+        .iter()
+        .find(|e| {
+            let mid = ((e.a.0 + e.b.0) / 2.0, (e.a.1 + e.b.1) / 2.0);
+            e.kind == EdgeKind::Attn
+                && fig.geometry.edge_at(mid.0, mid.1, 0.0).map(|f| f.index) == Some(e.index)
+        })
+        .expect("an attention edge clear of the others at its middle");
+    let mid = ((edge.a.0 + edge.b.0) / 2.0, (edge.a.1 + edge.b.1) / 2.0);
+    harness.hover_at(screen_of(rect, &fig, mid));
+    harness.run_steps(4);
+    assert!(harness.query_by_label_contains("heads: h").is_some());
+    let layer = edge.to.0;
+    harness.state_mut().state.layer_idx = (layer + 1) % 2;
+    click_at(&mut harness, screen_of(rect, &fig, mid));
+    let s = &harness.state().state;
+    assert_eq!((s.view, s.layer_idx), (ViewKind::Grid, layer));
 }

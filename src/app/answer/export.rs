@@ -4,10 +4,11 @@
 
 use super::AnswerTab;
 use super::compute::{Item, name_in};
+use super::figure::plot_of;
 use crate::app::view::{DialogPurpose, Request, ViewCx};
 use crate::app::{AttnApp, ErrorCause};
 use crate::pipeline::answer_json as docs;
-use crate::render::answer::{AnswerPlot, AnswerStyle};
+use crate::render::answer::AnswerStyle;
 use std::path::Path;
 
 /// What an export of the Answer view writes.
@@ -91,14 +92,16 @@ impl AttnApp {
         let work = s.kind(s.tab, n);
         let (item, _) = self.answer.result(key, &work).ok_or_else(nothing)?;
         let ctx = self.figure_context(run);
-        let written = |plot: AnswerPlot<'_>,
-                       names: &[(u32, String)],
+        let label_of = |names: &[(u32, String)], id: u32| name_in(names, id);
+        let written = |routes: Option<&crate::analysis::answer::routes::Routes>,
                        doc: &dyn Fn() -> Result<(), crate::io::IoError>|
          -> Result<(), String> {
             if kind == AnswerExport::Json {
                 return doc().map_err(|e| e.to_string());
             }
-            let label = |id: u32| name_in(names, id);
+            // The plot the view draws, from the same function.
+            let (plot, names) = plot_of(item, routes).ok_or_else(nothing)?;
+            let label = |id: u32| label_of(names, id);
             let style = AnswerStyle {
                 ctx: &ctx,
                 token_label: &label,
@@ -108,12 +111,6 @@ impl AttnApp {
         };
         match item {
             Item::Lens(Ok(r)) => {
-                let plot = AnswerPlot::Lens {
-                    target: r.target,
-                    positions: &r.positions,
-                    cells: &r.cells,
-                    at_target: &r.at_target,
-                };
                 let text = |id: u32| vocab_in(&r.vocab, id);
                 let doc = || {
                     let d = docs::lens_document(
@@ -126,44 +123,31 @@ impl AttnApp {
                     );
                     docs::write_document(path, &d)
                 };
-                written(plot, &r.names, &doc)
+                written(None, &doc)
             }
             Item::Contributions(Ok(r)) => {
-                let plot = AnswerPlot::Contributions {
-                    target: r.target,
-                    contributions: &r.contributions,
-                };
                 let text = |id: u32| vocab_in(&r.vocab, id);
                 let doc = || {
                     let d = docs::contributions_document(run, &r.target, &r.contributions, &text);
                     docs::write_document(path, &d)
                 };
-                written(plot, &r.names, &doc)
+                written(None, &doc)
             }
             Item::Routes(Ok(g)) => {
                 // The routes the view draws: to the target's position, at the slider's τ.
                 let position = s.target_on(n).position.unwrap_or(n.saturating_sub(1));
                 let routes = g.routes(position, s.threshold).map_err(|e| e.to_string())?;
-                let plot = AnswerPlot::Routes {
-                    routes: &routes,
-                    layers: g.layers(),
-                };
                 let doc = || docs::write_document(path, &docs::routes_document(run, &routes));
-                written(plot, &[], &doc)
+                written(Some(&routes), &doc)
             }
             Item::Patching(Ok(r)) => {
-                let plot = AnswerPlot::Patching {
-                    target: r.target,
-                    patching: &r.patching,
-                    labels_b: &r.labels_b,
-                };
                 let text = |id: u32| vocab_in(&r.vocab, id);
                 let doc = || {
                     let d =
                         docs::patching_document(run, &r.tokens_b, &r.target, &r.patching, &text);
                     docs::write_document(path, &d)
                 };
-                written(plot, &r.names, &doc)
+                written(None, &doc)
             }
             Item::Lens(Err(e))
             | Item::Contributions(Err(e))

@@ -4,12 +4,13 @@
 //! `attnviz analyze`), following the current input, mask and ablations.
 //!
 //! One file per part: the persisted settings (here), the worker-side work (`compute`), the
-//! controller's cache, scheduling and Cancel (`controller`), the view (`view`) and its
-//! exports (`export`).
+//! controller's cache, scheduling and Cancel (`controller`), the view (`view`), its figures on
+//! screen (`figure`: `render::answer`'s pixels and geometry) and its exports (`export`).
 
 pub mod compute;
 pub mod controller;
 pub mod export;
+mod figure;
 pub mod view;
 
 use crate::analysis::answer::patching::PatchSite;

@@ -1,37 +1,28 @@
 //! The Answer view: tabs for the logit lens, contributions, routes and patching of the run on
 //! screen. It reads finished results from the controller and asks for work through requests;
-//! the numbers come from `pipeline::answer`, as `attnviz analyze` computes them.
+//! the numbers come from `pipeline::answer`, as `attnviz analyze` computes them. Each figure is
+//! `render::answer`'s (the export's pixels, uploaded by [`super::figure`]); clicks and hovers
+//! are mapped through the figure's geometry to its cells and edges.
 
-use super::compute::{ContributionsResult, Item, Kind, LensResult, PatchingResult, name_in};
+use super::compute::{ContributionsResult, Item, Kind, LensResult, PatchingResult};
+use super::figure::{FigureKey, FigureSlot, Placed, draw, pixel_scale, plot_of};
 use super::{AnswerSettings, AnswerTab, suggest_corrupted};
 use crate::analysis::answer::patching::PatchSite;
-use crate::analysis::answer::routes::{EdgeKind, MIN_THRESHOLD, RouteGraph, Stage};
+use crate::analysis::answer::routes::{EdgeKind, MIN_THRESHOLD, RouteGraph, Routes};
+use crate::app::AttnApp;
 use crate::app::state::{HeadMode, ViewKind};
 use crate::app::view::{Request, ViewCx};
 use crate::pipeline::Run;
-use crate::render::Colormap;
-use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
+use crate::render::answer::{AnswerFigure, CellId, UnitRect};
+use crate::render::{Colormap, FigureContext};
+use egui::{Color32, Pos2, Rect, Sense, Stroke, Vec2};
 use egui_plot::{Line, Plot, PlotPoints, Points};
 use std::sync::Arc;
-
-/// The Answer view (its state lives in [`AnswerSettings`]).
-#[derive(Default)]
-pub struct AnswerView;
 
 /// A colour of `cmap` at `t` in [0, 1], for egui.
 fn colour(cmap: Colormap, t: f32) -> Color32 {
     let [r, g, b, _] = cmap.color(t.clamp(0.0, 1.0));
     Color32::from_rgb(r, g, b)
-}
-
-/// Black or white text, whichever reads on `fill`.
-fn text_on(fill: Color32) -> Color32 {
-    let l = 0.299 * f32::from(fill.r()) + 0.587 * f32::from(fill.g()) + 0.114 * f32::from(fill.b());
-    if l > 140.0 {
-        Color32::BLACK
-    } else {
-        Color32::WHITE
-    }
 }
 
 /// Diverging colour of `v` in a range symmetric around 0 of half-width `max`.
@@ -40,15 +31,33 @@ fn diverging(v: f64, max: f64) -> Color32 {
     colour(Colormap::Diverging, t as f32)
 }
 
-/// `s` cut to `n` characters with an ellipsis.
-fn short(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_owned()
-    } else {
-        let mut out: String = s.chars().take(n.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
+/// The Answer view (its settings live in [`AnswerSettings`]); it keeps each tab's uploaded
+/// figure.
+#[derive(Default)]
+pub struct AnswerView {
+    /// One figure per tab, in [`AnswerTab::ALL`]'s order.
+    figures: [FigureSlot; 4],
+}
+
+/// The slot of `tab`'s figure.
+fn slot_of(tab: AnswerTab) -> usize {
+    AnswerTab::ALL.iter().position(|&t| t == tab).unwrap_or(0)
+}
+
+/// The stroke of a selection outline over a figure.
+fn outline(ui: &egui::Ui) -> Stroke {
+    Stroke::new(2.5, ui.visuals().selection.stroke.color)
+}
+
+/// Draws `stroke` around `area` (scene units) of the placed figure, clipped to it.
+fn outline_ui(ui: &egui::Ui, placed: &Placed<'_>, area: UnitRect, stroke: Stroke) {
+    let clip = placed.rect.intersect(ui.clip_rect());
+    ui.painter().with_clip_rect(clip).rect_stroke(
+        placed.screen_from_unit(area),
+        0.0,
+        stroke,
+        egui::StrokeKind::Outside,
+    );
 }
 
 impl AnswerView {
@@ -95,11 +104,12 @@ impl AnswerView {
             ui.weak(format!("computed in {ms:.0} ms"));
             super::export::export_ui(ui, cx);
         });
-        match item {
-            Item::Lens(Ok(r)) => lens_ui(ui, &mut cx.state.answer, &r, labels),
-            Item::Contributions(Ok(r)) => contributions_ui(ui, cx, &r, run, labels),
-            Item::Routes(Ok(g)) => routes_ui(ui, cx, &g, labels),
-            Item::Patching(Ok(r)) => patching_ui(ui, &r, labels, cx.state.answer.site),
+        let slot = &mut self.figures[slot_of(tab)];
+        match &item {
+            Item::Lens(Ok(r)) => lens_ui(ui, slot, &item, run, &mut cx.state.answer, r, labels),
+            Item::Contributions(Ok(r)) => contributions_ui(ui, slot, &item, cx, r, run, labels),
+            Item::Routes(Ok(g)) => routes_ui(ui, slot, &item, cx, g, run),
+            Item::Patching(Ok(r)) => patching_ui(ui, slot, &item, run, r, labels),
             Item::Lens(Err(e))
             | Item::Contributions(Err(e))
             | Item::Routes(Err(e))
@@ -108,6 +118,63 @@ impl AnswerView {
             }
         }
     }
+
+    /// The figure of the tab on screen as last drawn: where (in points), its pixels and where
+    /// its parts are.
+    pub fn figure_on_screen(&self, tab: AnswerTab) -> Option<(Rect, &AnswerFigure)> {
+        let shown = self.figures.get(slot_of(tab))?.shown()?;
+        Some((shown.rect?, &shown.figure))
+    }
+
+    /// Texture uploads of `tab`'s figure so far.
+    pub fn figure_uploads(&self, tab: AnswerTab) -> usize {
+        self.figures.get(slot_of(tab)).map_or(0, |s| s.uploads)
+    }
+}
+
+impl AttnApp {
+    /// The Answer view's figure of the current tab as drawn last: its rectangle in points,
+    /// its pixels (an export's at the screen's pixel scale) and its geometry; for tests that
+    /// click on it.
+    pub fn answer_figure_on_screen(&self) -> Option<(Rect, &AnswerFigure)> {
+        self.panels
+            .central
+            .answer
+            .figure_on_screen(self.state.answer.tab)
+    }
+
+    /// Texture uploads of the current tab's figure so far (hovers and clicks add none).
+    pub fn answer_figure_uploads(&self) -> usize {
+        self.panels
+            .central
+            .answer
+            .figure_uploads(self.state.answer.tab)
+    }
+}
+
+/// Shows `item`'s figure on `run` (`routes`: the routes cut for a routes graph), uploaded
+/// again only when the result, the run, the routes' cut (`cut`: position and τ's bits) or
+/// the screen's pixel scale changed.
+fn figure_ui<'s>(
+    ui: &mut egui::Ui,
+    slot: &'s mut FigureSlot,
+    item: &Item,
+    routes: Option<&Routes>,
+    run: &Arc<Run>,
+    cut: (usize, u64),
+    label: &str,
+) -> Option<Placed<'s>> {
+    let scale = pixel_scale(ui.ctx());
+    let key = FigureKey {
+        item: item.clone(),
+        run: Arc::downgrade(run),
+        cut,
+        pixel_scale: scale,
+    };
+    slot.ui(ui, key, label, || {
+        let (plot, names) = plot_of(item, routes)?;
+        Some(draw(plot, names, &FigureContext::from_run(run), scale))
+    })
 }
 
 /// The target: its position, token and foil, with ways to reset them.
@@ -177,78 +244,51 @@ fn pending_ui(
     }
 }
 
-/// The lens table (layers × positions, the top-1 token coloured by the target's log-prob), the
-/// chosen cell's candidates, and the target's log-prob and rank by layer.
-fn lens_ui(ui: &mut egui::Ui, s: &mut AnswerSettings, r: &LensResult, labels: &[String]) {
-    let layers = r.cells.len();
-    let cols = r.positions.len();
-    let (cw, ch, lw) = (74.0, 18.0, 56.0);
-    ui.label(format!(
-        "Top-1 next token per layer (rows, the output at the top) and position (columns); colour: log p({}) from −12 to 0.",
-        r.name(r.target.token)
-    ));
-    let size = Vec2::new(lw + cw * cols as f32, ch * (layers as f32 + 1.0));
-    let (resp, painter) = ui.allocate_painter(size, Sense::click());
-    let origin = resp.rect.min;
-    let font = FontId::proportional(11.0);
-    let text_col = ui.visuals().text_color();
-    for (c, &p) in r.positions.iter().enumerate() {
-        let x = origin.x + lw + cw * c as f32;
-        painter.text(
-            Pos2::new(x + cw / 2.0, origin.y + ch * layers as f32 + ch / 2.0),
-            Align2::CENTER_CENTER,
-            short(labels.get(p).map_or("", String::as_str), 10),
-            font.clone(),
-            text_col,
-        );
-    }
-    for l in 0..layers {
-        let y = origin.y + ch * (layers - 1 - l) as f32;
-        painter.text(
-            Pos2::new(origin.x + lw - 6.0, y + ch / 2.0),
-            Align2::RIGHT_CENTER,
-            if l == layers - 1 {
-                format!("{l} out")
-            } else {
-                format!("{l}")
-            },
-            font.clone(),
-            text_col,
-        );
-        for (c, cell) in r.cells[l].iter().enumerate() {
-            let rect = Rect::from_min_size(
-                Pos2::new(origin.x + lw + cw * c as f32, y),
-                Vec2::new(cw - 1.0, ch - 1.0),
-            );
-            let lp = cell.target_logprob.unwrap_or(f32::NEG_INFINITY);
-            let fill = colour(Colormap::Viridis, (lp + 12.0) / 12.0);
-            painter.rect_filled(rect, 0.0, fill);
-            if s.lens_cell == Some((l, r.positions[c])) {
-                painter.rect_stroke(
-                    rect,
-                    0.0,
-                    Stroke::new(2.0, Color32::RED),
-                    egui::StrokeKind::Inside,
-                );
-            }
-            if let Some(&(id, _)) = cell.top.first() {
-                painter.text(
-                    rect.center(),
-                    Align2::CENTER_CENTER,
-                    short(&r.name(id), 9),
-                    font.clone(),
-                    text_on(fill),
-                );
-            }
+/// The lens figure (layers × positions, the top-1 token coloured by the target's log-prob);
+/// a clicked cell's candidates, and the target's log-prob and rank by layer.
+fn lens_ui(
+    ui: &mut egui::Ui,
+    slot: &mut FigureSlot,
+    item: &Item,
+    run: &Arc<Run>,
+    s: &mut AnswerSettings,
+    r: &LensResult,
+    labels: &[String],
+) {
+    ui.weak("Click a cell for its candidates.");
+    if let Some(placed) = figure_ui(ui, slot, item, None, run, (0, 0), "logit lens") {
+        let cell_of =
+            |at: Option<(f32, f32)>| match at.and_then(|(x, y)| placed.geometry.cell_at(x, y)) {
+                Some(CellId::Lens { layer, position }) => Some((layer, position)),
+                _ => None,
+            };
+        if let Some(cell) = cell_of(placed.clicked_unit()) {
+            s.lens_cell = Some(cell);
         }
-    }
-    if resp.clicked()
-        && let Some(pos) = resp.interact_pointer_pos()
-    {
-        let c = ((pos.x - origin.x - lw) / cw).floor();
-        let row = ((pos.y - origin.y) / ch).floor();
-        if c >= 0.0 && (c as usize) < cols && row >= 0.0 && (row as usize) < layers {
-            s.lens_cell = Some((layers - 1 - row as usize, r.positions[c as usize]));
+        if let Some((l, p)) = cell_of(placed.hovered_unit())
+            && let Some(c) = r.positions.iter().position(|&q| q == p)
+            && let Some(cell) = r.cells.get(l).and_then(|row| row.get(c))
+        {
+            let mut text = format!(
+                "layer {l}, after {:?}",
+                labels.get(p).map_or("", String::as_str)
+            );
+            if let Some(&(id, lp)) = cell.top.first() {
+                text.push_str(&format!("\ntop-1 {} (log p {lp:.2})", r.name(id)));
+            }
+            if let Some(lp) = cell.target_logprob {
+                text.push_str(&format!("\nlog p({}) {lp:.2}", r.name(r.target.token)));
+            }
+            text.push_str("\nclick for the candidates");
+            placed.response.clone().on_hover_text_at_pointer(text);
+        }
+        if let Some((l, p)) = s.lens_cell
+            && let Some(area) = placed.geometry.area_of(CellId::Lens {
+                layer: l,
+                position: p,
+            })
+        {
+            outline_ui(ui, &placed, area, outline(ui));
         }
     }
     ui.horizontal_top(|ui| {
@@ -317,108 +357,49 @@ fn lens_ui(ui: &mut egui::Ui, s: &mut AnswerSettings, r: &LensResult, labels: &[
     });
 }
 
-/// The layers × heads map of contributions plus the MLP column; a clicked head's split over
+/// The contribution figure (layers × heads plus the MLP column); a clicked head's split over
 /// the keys beside its attention row.
 fn contributions_ui(
     ui: &mut egui::Ui,
+    slot: &mut FigureSlot,
+    item: &Item,
     cx: &mut ViewCx<'_>,
     r: &ContributionsResult,
-    run: &Run,
+    run: &Arc<Run>,
     labels: &[String],
 ) {
     let c = &r.contributions;
-    let name = |id| name_in(&r.names, id);
-    ui.label(match r.target.foil {
-        Some(f) => format!(
-            "logit({}) − logit({}) = {:.3}",
-            name(r.target.token),
-            name(f),
-            c.metric
-        ),
-        None => format!("logit({}) = {:.3}", name(r.target.token), c.metric),
-    });
-    ui.weak(format!(
-        "embeddings {:+.3} · output-projection biases {:+.3} · final norm's shift {:+.3} · sum {:.3}",
-        c.embeddings,
-        c.attn_bias.iter().sum::<f64>(),
-        c.norm_term,
-        c.sum
-    ));
     let layers = c.heads.len();
     let heads = c.heads.first().map_or(0, Vec::len);
-    let max = c
-        .heads
-        .iter()
-        .flatten()
-        .chain(&c.mlp)
-        .fold(0.0f64, |m, v| m.max(v.abs()));
-    let (cw, ch, lw) = (40.0, 16.0, 30.0);
-    let size = Vec2::new(lw + cw * (heads as f32 + 1.5), ch * (layers as f32 + 1.0));
-    let (resp, painter) = ui.allocate_painter(size, Sense::click());
-    let origin = resp.rect.min;
-    let font = FontId::proportional(10.0);
-    let text_col = ui.visuals().text_color();
-    let mut hovered = None;
-    for l in 0..layers {
-        let y = origin.y + ch * (layers - 1 - l) as f32;
-        painter.text(
-            Pos2::new(origin.x + lw - 4.0, y + ch / 2.0),
-            Align2::RIGHT_CENTER,
-            l.to_string(),
-            font.clone(),
-            text_col,
-        );
-        for col in 0..=heads {
-            let x = origin.x + lw + cw * col as f32 + if col == heads { cw * 0.5 } else { 0.0 };
-            let rect = Rect::from_min_size(Pos2::new(x, y), Vec2::new(cw - 1.0, ch - 1.0));
-            let v = if col == heads {
-                c.mlp[l]
-            } else {
-                c.heads[l][col]
-            };
-            painter.rect_filled(rect, 0.0, diverging(v, max));
-            if col < heads && cx.state.answer.head == Some((l, col)) {
-                painter.rect_stroke(
-                    rect,
-                    0.0,
-                    Stroke::new(2.0, Color32::BLACK),
-                    egui::StrokeKind::Inside,
-                );
+    ui.weak("Click a head for its split over the keys.");
+    if let Some(placed) = figure_ui(ui, slot, item, None, run, (0, 0), "contributions") {
+        let cell_at = |at: Option<(f32, f32)>| at.and_then(|(x, y)| placed.geometry.cell_at(x, y));
+        match cell_at(placed.hovered_unit()) {
+            Some(CellId::Head { layer, head }) => {
+                let v = c.heads.get(layer).and_then(|row| row.get(head));
+                let v = v.copied().unwrap_or(f64::NAN);
+                placed.response.clone().on_hover_text_at_pointer(format!(
+                    "head {layer}.{head}: {v:+.4}\nclick for its split over the keys"
+                ));
             }
-            if resp.hover_pos().is_some_and(|p| rect.contains(p)) {
-                hovered = Some((l, col, v));
+            Some(CellId::Mlp { layer }) => {
+                let v = c.mlp.get(layer).copied().unwrap_or(f64::NAN);
+                placed
+                    .response
+                    .clone()
+                    .on_hover_text_at_pointer(format!("MLP {layer}: {v:+.4}"));
             }
+            _ => {}
+        }
+        if let Some(CellId::Head { layer, head }) = cell_at(placed.clicked_unit()) {
+            cx.state.answer.head = Some((layer, head));
+        }
+        if let Some((l, h)) = cx.state.answer.head
+            && let Some(area) = placed.geometry.area_of(CellId::Head { layer: l, head: h })
+        {
+            outline_ui(ui, &placed, area, outline(ui));
         }
     }
-    for col in 0..=heads {
-        let x = origin.x + lw + cw * col as f32 + if col == heads { cw * 0.5 } else { 0.0 };
-        let label = if col == heads {
-            "MLP".to_owned()
-        } else {
-            format!("h{col}")
-        };
-        painter.text(
-            Pos2::new(x + cw / 2.0, origin.y + ch * layers as f32 + ch / 2.0),
-            Align2::CENTER_CENTER,
-            label,
-            font.clone(),
-            text_col,
-        );
-    }
-    if let Some((l, col, v)) = hovered {
-        let what = if col == heads {
-            format!("MLP {l}")
-        } else {
-            format!("head {l}.{col}")
-        };
-        resp.clone().on_hover_text(format!("{what}: {v:+.4}"));
-        if resp.clicked() && col < heads {
-            cx.state.answer.head = Some((l, col));
-        }
-    }
-    ui.weak(format!(
-        "blue negative, red positive, ±{max:.3}; click a head for its split over the keys"
-    ));
     let Some((l, h)) = cx
         .state
         .answer
@@ -473,8 +454,16 @@ fn contributions_ui(
         });
 }
 
-/// The routes graph (layers bottom to top, tokens left to right) with the threshold slider.
-fn routes_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, g: &RouteGraph, labels: &[String]) {
+/// The routes figure (layers bottom to top, tokens left to right) with the threshold slider,
+/// which re-cuts the graph already computed.
+fn routes_ui(
+    ui: &mut egui::Ui,
+    slot: &mut FigureSlot,
+    item: &Item,
+    cx: &mut ViewCx<'_>,
+    g: &RouteGraph,
+    run: &Arc<Run>,
+) {
     let n = g.tokens();
     let s = &mut cx.state.answer;
     ui.horizontal(|ui| {
@@ -493,71 +482,20 @@ fn routes_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, g: &RouteGraph, labels: &[S
         }
     };
     ui.weak(format!(
-        "{} edges from the output at position {position}; width by importance; orange attention, green MLP, grey residual",
+        "{} edges from the output at position {position}; hover an edge for its heads, click an attention edge to open its layer",
         routes.edges.len()
     ));
-    let layers = g.layers();
-    let width = ui.available_width().clamp(300.0, 1400.0);
-    let dx = ((width - 80.0) / n.max(1) as f32).min(90.0);
-    // Fits about 600 px: 9 px a level for SmolLM2's 30 layers, at most 14.
-    let dy = (600.0 / (2 * layers + 1) as f32).clamp(6.0, 14.0);
-    let height = dy * (2 * layers + 1) as f32 + 30.0;
-    let (resp, painter) = ui.allocate_painter(Vec2::new(width, height), Sense::click());
-    let origin = resp.rect.min;
-    let at = |l: usize, i: usize, stage: Stage| {
-        let level = 2 * l + usize::from(stage == Stage::Mid);
-        Pos2::new(
-            origin.x + 60.0 + dx * (i as f32 + 0.5),
-            origin.y + height - 24.0 - dy * level as f32,
-        )
+    let cut = (position, s.threshold.to_bits());
+    let Some(placed) = figure_ui(ui, slot, item, Some(&routes), run, cut, "routes") else {
+        return;
     };
-    let font = FontId::proportional(10.0);
-    let text_col = ui.visuals().text_color();
-    for i in 0..n {
-        painter.text(
-            Pos2::new(at(0, i, Stage::In).x, origin.y + height - 10.0),
-            Align2::CENTER_CENTER,
-            short(labels.get(i).map_or("", String::as_str), 8),
-            font.clone(),
-            text_col,
-        );
-    }
-    for l in (0..=layers).step_by(layers.div_ceil(8).max(1)) {
-        painter.text(
-            Pos2::new(origin.x + 4.0, at(l, 0, Stage::In).y),
-            Align2::LEFT_CENTER,
-            format!("L{l}"),
-            font.clone(),
-            text_col,
-        );
-    }
-    let mut hovered = None;
-    let pointer = resp.hover_pos();
-    for (k, e) in routes.edges.iter().enumerate() {
-        let (a, b) = (at(e.from.0, e.from.1, e.from.2), at(e.to.0, e.to.1, e.to.2));
-        let col = match e.kind {
-            EdgeKind::Attn => Color32::from_rgb(0xe6, 0x7e, 0x22),
-            EdgeKind::Mlp => Color32::from_rgb(0x27, 0xae, 0x60),
-            EdgeKind::Resid => Color32::from_gray(150),
-        };
-        // A residual and an MLP edge share their ends: bend the MLP one aside.
-        let (a, b) = if e.kind == EdgeKind::Mlp {
-            (a + Vec2::new(3.0, 0.0), b + Vec2::new(3.0, 0.0))
-        } else {
-            (a, b)
-        };
-        painter.line_segment([a, b], Stroke::new(0.5 + 5.0 * e.importance, col));
-        if let Some(p) = pointer
-            && distance_to_segment(p, a, b) < 4.0
-        {
-            hovered = Some(k);
-        }
-    }
-    for n in &routes.nodes {
-        painter.circle_filled(at(n.0, n.1, n.2), 2.0, text_col);
-    }
-    if let Some(k) = hovered {
-        let e = &routes.edges[k];
+    // Within 3 points of a stroke's edge.
+    let slack = 3.0 * placed.unit_from_screen(placed.rect.min + Vec2::X).0;
+    let edge_at = |at: Option<(f32, f32)>| {
+        at.and_then(|(x, y)| placed.geometry.edge_at(x, y, slack))
+            .and_then(|e| Some((e, routes.edges.get(e.index)?)))
+    };
+    if let Some((drawn, e)) = edge_at(placed.hovered_unit()) {
         let mut text = format!(
             "{:?} edge, importance {:.3}: ({}, {}, {:?}) → ({}, {}, {:?})",
             e.kind, e.importance, e.from.0, e.from.1, e.from.2, e.to.0, e.to.1, e.to.2
@@ -576,19 +514,31 @@ fn routes_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, g: &RouteGraph, labels: &[S
                 e.to.0
             ));
         }
-        resp.clone().on_hover_text(text);
-        if resp.clicked() && e.kind == EdgeKind::Attn {
-            cx.state.layer_idx = e.to.0;
-            cx.state.all_layers = false;
-            cx.state.view = ViewKind::Grid;
-        }
+        placed.response.clone().on_hover_text_at_pointer(text);
+        // The hovered edge, traced over the figure.
+        let (a, b) = (drawn.a, drawn.b);
+        let to_screen = |p: (f32, f32)| {
+            placed
+                .screen_from_unit(UnitRect {
+                    x: p.0,
+                    y: p.1,
+                    w: 0.0,
+                    h: 0.0,
+                })
+                .min
+        };
+        let clip = placed.rect.intersect(ui.clip_rect());
+        ui.painter()
+            .with_clip_rect(clip)
+            .line_segment([to_screen(a), to_screen(b)], outline(ui));
     }
-}
-
-fn distance_to_segment(p: Pos2, a: Pos2, b: Pos2) -> f32 {
-    let ab = b - a;
-    let t = ((p - a).dot(ab) / ab.length_sq().max(1e-6)).clamp(0.0, 1.0);
-    (a + ab * t - p).length()
+    if let Some((_, e)) = edge_at(placed.clicked_unit())
+        && e.kind == EdgeKind::Attn
+    {
+        cx.state.layer_idx = e.to.0;
+        cx.state.all_layers = false;
+        cx.state.view = ViewKind::Grid;
+    }
 }
 
 /// The corrupted text, the site and Run.
@@ -615,83 +565,41 @@ fn patching_controls_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
     });
 }
 
-/// The recovery map: layers × positions (or heads), diverging around 0.
-fn patching_ui(ui: &mut egui::Ui, r: &PatchingResult, labels: &[String], _site: PatchSite) {
-    let p = &r.patching;
-    let name = |id| name_in(&r.names, id);
-    ui.label(format!(
-        "m = {} at position {}: clean {:.3}, corrupted {:.3}; recovery = (m − corrupted)/(clean − corrupted)",
-        match r.target.foil {
-            Some(f) => format!("logit({}) − logit({})", name(r.target.token), name(f)),
-            None => format!("log p({})", name(r.target.token)),
-        },
-        r.target.position,
-        p.metric_clean,
-        p.metric_corrupted
-    ));
-    let layers = p.recovery.len();
-    let cols = p.recovery.first().map_or(0, Vec::len);
-    let (cw, ch, lw) = (60.0, 14.0, 30.0);
-    let size = Vec2::new(lw + cw * cols as f32, ch * (layers as f32 + 2.0));
-    let (resp, painter) = ui.allocate_painter(size, Sense::hover());
-    let origin = resp.rect.min;
-    let font = FontId::proportional(10.0);
-    let text_col = ui.visuals().text_color();
-    let mut hovered = None;
-    for (l, row) in p.recovery.iter().enumerate() {
-        let y = origin.y + ch * (layers - 1 - l) as f32;
-        painter.text(
-            Pos2::new(origin.x + lw - 4.0, y + ch / 2.0),
-            Align2::RIGHT_CENTER,
-            l.to_string(),
-            font.clone(),
-            text_col,
-        );
-        for (c, &v) in row.iter().enumerate() {
-            let rect = Rect::from_min_size(
-                Pos2::new(origin.x + lw + cw * c as f32, y),
-                Vec2::new(cw - 1.0, ch - 1.0),
-            );
-            painter.rect_filled(rect, 0.0, diverging(v, 1.0));
-            if resp.hover_pos().is_some_and(|q| rect.contains(q)) {
-                hovered = Some((l, c, v));
-            }
-        }
-    }
-    for c in 0..cols {
-        let x = origin.x + lw + cw * c as f32 + cw / 2.0;
-        let (top, bottom) = if p.site == PatchSite::Head {
-            (format!("h{c}"), String::new())
+/// The recovery figure: layers × positions (or heads), diverging around 0, with each cell's
+/// value on hover.
+fn patching_ui(
+    ui: &mut egui::Ui,
+    slot: &mut FigureSlot,
+    item: &Item,
+    run: &Arc<Run>,
+    r: &PatchingResult,
+    labels: &[String],
+) {
+    let Some(placed) = figure_ui(ui, slot, item, None, run, (0, 0), "patching") else {
+        return;
+    };
+    let hovered = placed
+        .hovered_unit()
+        .and_then(|(x, y)| placed.geometry.cell_at(x, y));
+    if let Some(CellId::Patch { layer, column }) = hovered
+        && let Some(v) = r
+            .patching
+            .recovery
+            .get(layer)
+            .and_then(|row| row.get(column))
+    {
+        let what = if r.patching.site == PatchSite::Head {
+            format!("head {column}")
         } else {
-            (
-                short(labels.get(c).map_or("", String::as_str), 8),
-                short(r.labels_b.get(c).map_or("", String::as_str), 8),
+            format!(
+                "position {column} ({:?} / {:?})",
+                labels.get(column).map_or("", String::as_str),
+                r.labels_b.get(column).map_or("", String::as_str)
             )
         };
-        painter.text(
-            Pos2::new(x, origin.y + ch * layers as f32 + ch / 2.0),
-            Align2::CENTER_CENTER,
-            top,
-            font.clone(),
-            text_col,
-        );
-        painter.text(
-            Pos2::new(x, origin.y + ch * (layers as f32 + 1.0) + ch / 2.0),
-            Align2::CENTER_CENTER,
-            bottom,
-            font.clone(),
-            ui.visuals().weak_text_color(),
-        );
+        placed
+            .response
+            .clone()
+            .on_hover_text_at_pointer(format!("layer {layer}, {what}: recovery {v:.3}"));
     }
-    if let Some((l, c, v)) = hovered {
-        resp.on_hover_text(format!(
-            "layer {l}, {} {c}: recovery {v:.3}",
-            if p.site == PatchSite::Head {
-                "head"
-            } else {
-                "position"
-            }
-        ));
-    }
-    ui.weak("blue −1, white 0, red +1 (full recovery); second label row: the corrupted tokens");
 }

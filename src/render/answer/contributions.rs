@@ -7,7 +7,7 @@ use super::*;
 pub(super) fn contributions_scene(
     title: &[String],
     c: &Contributions,
-) -> Result<Scene<'static>, RenderError> {
+) -> Result<(Scene<'static>, AnswerGeometry), RenderError> {
     let rows = c.heads.len();
     let heads = c.heads.first().map_or(0, Vec::len);
     if rows == 0 || heads == 0 || c.mlp.len() != rows {
@@ -62,13 +62,18 @@ pub(super) fn contributions_scene(
     table.layer_axis(&mut scene);
     // Values are written in the cells that matter: a fifth of the largest and more.
     let shown = |v: f64| v.is_finite() && max > 0.0 && v.abs() >= 0.2 * max;
+    let mut places = Vec::with_capacity(rows * (heads + 1));
     for l in 0..rows {
-        let row = c.heads[l]
-            .iter()
-            .enumerate()
-            .map(|(h, &v)| (left + h as f32 * cell_w, v));
-        for (x, v) in row.chain([(mlp_x, c.mlp[l])]) {
+        let row = c.heads[l].iter().enumerate().map(|(h, &v)| {
+            let id = CellId::Head { layer: l, head: h };
+            (id, left + h as f32 * cell_w, v)
+        });
+        for (id, x, v) in row.chain([(CellId::Mlp { layer: l }, mlp_x, c.mlp[l])]) {
             let area = table.cell(l, x);
+            places.push(CellPlace {
+                cell: id,
+                area: area.into(),
+            });
             let fill = colour_of(cmap, range, v as f32);
             scene.fill(area, fill);
             if shown(v) {
@@ -100,5 +105,6 @@ pub(super) fn contributions_scene(
         bar_h,
         "direct contribution",
     );
-    Ok(scene)
+    let geometry = AnswerGeometry::of_cells(&scene, places);
+    Ok((scene, geometry))
 }

@@ -11,7 +11,7 @@ pub(super) fn lens_scene(
     positions: &[usize],
     cells: &[Vec<LensCell>],
     at_target: &[LensCell],
-) -> Result<Scene<'static>, RenderError> {
+) -> Result<(Scene<'static>, AnswerGeometry), RenderError> {
     let rows = cells.len();
     let cols = positions.len();
     if rows == 0 || cols == 0 || cells.iter().any(|r| r.len() != cols) {
@@ -80,9 +80,17 @@ pub(super) fn lens_scene(
     let mut scene = Scene::new(fig_w.ceil(), fig_h.ceil());
     draw_title(&mut scene, &title_lines);
     table.layer_axis(&mut scene);
+    let mut places = Vec::with_capacity(rows * cols);
     for (l, row) in cells.iter().enumerate() {
         for (c, cell) in row.iter().enumerate() {
             let area = table.cell(l, left + c as f32 * cell_w);
+            places.push(CellPlace {
+                cell: CellId::Lens {
+                    layer: l,
+                    position: positions[c],
+                },
+                area: area.into(),
+            });
             let fill = colour_of(cmap, range, cell.target_logprob.unwrap_or(f32::NAN));
             scene.fill(area, fill);
             Table::cell_text(&mut scene, area, &texts[l][c], fill);
@@ -123,5 +131,6 @@ pub(super) fn lens_scene(
     scene.label(centred(axis, LABEL_PX, left + cells_w / 2.0, axis_y));
     let caption = format!("log p({})", quoted(&(style.token_label)(target.token)));
     colour_bar(&mut scene, cmap, range, bar_x, table.top, bar_h, &caption);
-    Ok(scene)
+    let geometry = AnswerGeometry::of_cells(&scene, places);
+    Ok((scene, geometry))
 }

@@ -8,11 +8,13 @@
 //! them ([`FigureContext::settings_title`]: the applied mask, non-default options, ablations).
 
 mod contributions;
+mod geometry;
 mod lens;
 mod patching;
 mod routes;
 
 use contributions::contributions_scene;
+pub use geometry::{AnswerGeometry, CellId, CellPlace, EdgePlace, UnitRect};
 use lens::lens_scene;
 use patching::patching_scene;
 use routes::routes_scene;
@@ -115,18 +117,44 @@ pub enum AnswerPlot<'a> {
     },
 }
 
+/// An answer figure's pixels with where its parts are, from one layout: what the app shows
+/// and maps the pointer through.
+#[derive(Clone, Debug)]
+pub struct AnswerFigure {
+    /// The figure drawn at `pixel_scale` (what [`AnswerPlot::png`] returns).
+    pub image: RgbaImage,
+    /// Pixels per scene unit.
+    pub pixel_scale: u32,
+    /// The cells, edges and nodes, in scene units.
+    pub geometry: AnswerGeometry,
+}
+
 impl AnswerPlot<'_> {
     /// The figure as pixels.
     ///
     /// Errors: [`RenderError::Empty`] without cells; [`RenderError::TooLarge`] or
     /// [`RenderError::TooManyPixels`] beyond the size limits (checked before allocating).
     pub fn png(&self, style: &AnswerStyle<'_>) -> Result<RgbaImage, RenderError> {
-        self.scene(style)?.png(style.pixel_scale)
+        self.scene(style)?.0.png(style.pixel_scale)
+    }
+
+    /// The figure as pixels and where its cells, edges and nodes landed (the same pixels as
+    /// [`AnswerPlot::png`]). Errors as there.
+    pub fn figure(&self, style: &AnswerStyle<'_>) -> Result<AnswerFigure, RenderError> {
+        let (scene, geometry) = self.scene(style)?;
+        let pixel_scale = style
+            .pixel_scale
+            .clamp(1, crate::render::figure::MAX_PIXEL_SCALE);
+        Ok(AnswerFigure {
+            image: scene.png(pixel_scale)?,
+            pixel_scale,
+            geometry,
+        })
     }
 
     /// The figure as an SVG document: the same layout, with vector text and shapes.
     pub fn svg(&self, style: &AnswerStyle<'_>) -> Result<String, RenderError> {
-        self.scene(style)?.svg()
+        self.scene(style)?.0.svg()
     }
 
     /// Writes the figure to `path`: SVG when its extension is `.svg` (in any case), else PNG.
@@ -211,7 +239,11 @@ impl AnswerPlot<'_> {
         lines
     }
 
-    fn scene(&self, style: &AnswerStyle<'_>) -> Result<Scene<'static>, RenderError> {
+    /// The figure laid out once, and where its parts are.
+    fn scene(
+        &self,
+        style: &AnswerStyle<'_>,
+    ) -> Result<(Scene<'static>, AnswerGeometry), RenderError> {
         let title = self.title(style);
         match *self {
             AnswerPlot::Lens {
@@ -645,7 +677,7 @@ mod tests {
         assert_eq!(title[0], "toy-lm · logit lens");
         assert!(title[1].starts_with("target \"␣tok7\" at position 4 (after \"␣is\")"));
         assert_eq!(title[2], "mask causal · ablated 1.0");
-        let scene = plot.scene(&st).unwrap();
+        let scene = plot.scene(&st).unwrap().0;
         assert_texts_apart(&scene);
         // Lowest log p −12 (floored to a whole number), highest 0: the colours' range.
         let range = ValueRange {
@@ -691,7 +723,7 @@ mod tests {
             cells: &one,
             at_target: &at_target,
         };
-        assert_texts_apart(&narrow.scene(&st).unwrap());
+        assert_texts_apart(&narrow.scene(&st).unwrap().0);
         // At pixel scale 2 every length doubles.
         let two = plot
             .png(&AnswerStyle {
@@ -731,7 +763,7 @@ mod tests {
             title[1],
             "logit(\"␣tok3\") − logit(\"␣tok4\") at position 2 (after \"c\") = 1.5"
         );
-        let scene = plot.scene(&st).unwrap();
+        let scene = plot.scene(&st).unwrap().0;
         assert_texts_apart(&scene);
         let fills: Vec<[u8; 4]> = cell_fills(&scene).into_iter().map(|(_, f)| f).collect();
         let d = |t: f32| Colormap::Diverging.color(t);
@@ -771,7 +803,7 @@ mod tests {
             labels_b: &b,
         };
         let st = style(&ctx);
-        let scene = plot.scene(&st).unwrap();
+        let scene = plot.scene(&st).unwrap().0;
         assert_texts_apart(&scene);
         // ±1 (the largest |recovery|) are the ends: 1 is full red, 0 white.
         let fills: Vec<[u8; 4]> = cell_fills(&scene).into_iter().map(|(_, f)| f).collect();
@@ -807,7 +839,7 @@ mod tests {
             patching: &heads,
             labels_b: &b,
         };
-        let scene = plot.scene(&st).unwrap();
+        let scene = plot.scene(&st).unwrap().0;
         assert_texts_apart(&scene);
         let svg = plot.svg(&st).unwrap();
         assert!(svg.contains(">head<") && svg.contains("“The ␣Colosseum ␣Tower ␣is ␣in”"));
@@ -870,7 +902,7 @@ mod tests {
             plot.title(&st)[1],
             "to the output at position 2 (after \"␣sat\") · threshold τ = 0.04 · 4 edges"
         );
-        let scene = plot.scene(&st).unwrap();
+        let scene = plot.scene(&st).unwrap().0;
         assert_texts_apart(&scene);
         type Segment = ((f32, f32), (f32, f32), f32, [u8; 4]);
         let lines: Vec<Segment> = scene
@@ -903,9 +935,177 @@ mod tests {
         let img = scene.png(1).unwrap();
         let mid = ((from.0 + to.0) / 2.0, (from.1 + to.1) / 2.0);
         assert_eq!(img.get_pixel(mid.0 as u32, mid.1 as u32).0, attn);
+        // The geometry has each edge's drawn segment, in drawing order, and every node.
+        let fig = plot.figure(&st).unwrap();
+        assert_eq!(fig.image, img);
+        let g = &fig.geometry;
+        let drawn: Vec<Segment> = g
+            .edges
+            .iter()
+            .map(|e| (e.a, e.b, e.width, edge_colour(e.kind)))
+            .collect();
+        assert_eq!(drawn, lines);
+        let indices: Vec<usize> = g.edges.iter().map(|e| e.index).collect();
+        assert_eq!(indices, [1, 3, 2, 0]);
+        for e in &g.edges {
+            assert_eq!((e.from, e.to, e.kind), {
+                let r = &routes.edges[e.index];
+                (r.from, r.to, r.kind)
+            });
+        }
+        assert_eq!(g.nodes.len(), 4);
+        // The pointer on the attention edge's middle finds it; far from every edge, none.
+        assert_eq!(g.edge_at(mid.0, mid.1, 2.0).map(|e| e.index), Some(0));
+        assert!(g.edge_at(1.0, 1.0, 2.0).is_none());
+        // The MLP edge's middle: the MLP edge, not the residual it runs beside.
+        let m = &g.edges[2];
+        let mm = ((m.a.0 + m.b.0) / 2.0, (m.a.1 + m.b.1) / 2.0);
+        assert_eq!(
+            g.edge_at(mm.0, mm.1, 0.0).map(|e| e.kind),
+            Some(EdgeKind::Mlp)
+        );
         let svg = plot.svg(&st).unwrap();
         assert!(svg.contains("r=\"5\" fill=\"#c0392b\""));
         assert_eq!(svg.matches("<circle").count(), 4);
+    }
+
+    /// The figure's geometry names every filled cell of its scene, in the same places, and at
+    /// pixel scales 1 and 2 each cell lies inside the image and is painted its fill (checked
+    /// two units in from its left edge, clear of the centred text, and at its centre when it
+    /// has no text); the pointer at a cell's centre finds that cell.
+    fn assert_cells_match(plot: &AnswerPlot<'_>, ctx: &FigureContext, want: &[CellId]) {
+        let (scene, geometry) = plot.scene(&style(ctx)).unwrap();
+        let fills = cell_fills(&scene);
+        let cells: Vec<CellId> = geometry.cells.iter().map(|c| c.cell).collect();
+        assert_eq!(cells, want);
+        assert_eq!(fills.len(), geometry.cells.len());
+        let texts: Vec<Area> = scene
+            .items
+            .iter()
+            .filter_map(|e| match e {
+                Element::Text(t) if !t.content.is_empty() => Some(text_box(t)),
+                _ => None,
+            })
+            .collect();
+        for scale in [1u32, 2] {
+            let fig = plot
+                .figure(&AnswerStyle {
+                    pixel_scale: scale,
+                    ..style(ctx)
+                })
+                .unwrap();
+            assert_eq!(fig.pixel_scale, scale);
+            let g = &fig.geometry;
+            assert_eq!(g, &geometry, "one layout at every scale");
+            let s = scale as f32;
+            let (w, h) = fig.image.dimensions();
+            assert_eq!(
+                ((g.width * s).ceil() as u32, (g.height * s).ceil() as u32),
+                (w, h)
+            );
+            for (place, (area, fill)) in g.cells.iter().zip(&fills) {
+                let r = place.area;
+                assert_eq!(UnitRect::from(*area), r, "{:?}", place.cell);
+                assert!(r.x >= 0.0 && r.y >= 0.0, "{:?}", place.cell);
+                assert!((r.x + r.w) * s <= w as f32 && (r.y + r.h) * s <= h as f32);
+                let (cx, cy) = r.centre();
+                let at = |x: f32, y: f32| fig.image.get_pixel((x * s) as u32, (y * s) as u32).0;
+                assert_eq!(
+                    at(r.x + 2.0, cy),
+                    *fill,
+                    "{:?} at scale {scale}",
+                    place.cell
+                );
+                let texted = texts
+                    .iter()
+                    .any(|t| overlap(*t, Area::new(cx, cy, 0.1, 0.1)));
+                if !texted {
+                    assert_eq!(at(cx, cy), *fill, "{:?} centre", place.cell);
+                }
+                assert_eq!(g.cell_at(cx, cy), Some(place.cell));
+                assert_eq!(g.area_of(place.cell), Some(r));
+            }
+            assert_eq!(g.cell_at(0.5, 0.5), None, "the margin is no cell");
+        }
+    }
+
+    #[test]
+    fn the_geometry_of_each_table_is_where_its_cells_are_painted() {
+        let ctx = context(&["The", "␣capital", "␣of", "␣France", "␣is"]);
+        // Lens: 3 layers × positions 2, 4 with texts of several widths.
+        let cells: Vec<Vec<LensCell>> = (0..3u32)
+            .map(|l| {
+                vec![
+                    cell(vec![(l, -0.5)], -3.0 * l as f32, 4),
+                    cell(vec![(100 + l, -0.1)], -0.5 * l as f32, 1),
+                ]
+            })
+            .collect();
+        let at_target: Vec<LensCell> = cells.iter().map(|r| r[1].clone()).collect();
+        let target = Target {
+            position: 4,
+            token: 7,
+            foil: None,
+        };
+        let plot = AnswerPlot::Lens {
+            target,
+            positions: &[2, 4],
+            cells: &cells,
+            at_target: &at_target,
+        };
+        let want: Vec<CellId> = (0..3)
+            .flat_map(|layer| [2, 4].map(|position| CellId::Lens { layer, position }))
+            .collect();
+        assert_cells_match(&plot, &ctx, &want);
+        // Contributions: 2 layers × 3 heads, then each layer's MLP.
+        let c = Contributions {
+            metric: 1.5,
+            embeddings: 0.25,
+            heads: vec![vec![0.0, -2.0, 0.5], vec![1.0, 0.0, 2.0]],
+            attn_bias: vec![0.0, 0.0],
+            mlp: vec![-1.0, 0.75],
+            norm_term: 0.0,
+            sum: 1.5,
+        };
+        let plot = AnswerPlot::Contributions {
+            target,
+            contributions: &c,
+        };
+        let want: Vec<CellId> = (0..2)
+            .flat_map(|layer| {
+                (0..3)
+                    .map(move |head| CellId::Head { layer, head })
+                    .chain([CellId::Mlp { layer }])
+            })
+            .collect();
+        assert_cells_match(&plot, &ctx, &want);
+        // Patching by position, then by head.
+        let b = labels(&["The", "␣capital", "␣of", "␣Spain", "␣is"]);
+        let mut p = Patching {
+            site: PatchSite::Resid,
+            metric_clean: 3.0,
+            metric_corrupted: -1.0,
+            recovery: vec![
+                vec![0.0, 0.2, 0.0, 1.0, 0.5],
+                vec![0.0, 0.0, 0.0, 0.05, 1.0],
+            ],
+        };
+        let want: Vec<CellId> = (0..2)
+            .flat_map(|layer| (0..5).map(move |column| CellId::Patch { layer, column }))
+            .collect();
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &p,
+            labels_b: &b,
+        };
+        assert_cells_match(&plot, &ctx, &want);
+        p.site = PatchSite::Head;
+        let plot = AnswerPlot::Patching {
+            target,
+            patching: &p,
+            labels_b: &b,
+        };
+        assert_cells_match(&plot, &ctx, &want);
     }
 
     #[test]
@@ -929,7 +1129,7 @@ mod tests {
             patching: &p,
             labels_b: &b,
         };
-        assert_texts_apart(&plot.scene(&style(&ctx)).unwrap());
+        assert_texts_apart(&plot.scene(&style(&ctx)).unwrap().0);
         let empty = Patching {
             recovery: Vec::new(),
             ..p

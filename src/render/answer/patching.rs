@@ -10,7 +10,7 @@ pub(super) fn patching_scene(
     title: &[String],
     p: &Patching,
     labels_b: &[String],
-) -> Result<Scene<'static>, RenderError> {
+) -> Result<(Scene<'static>, AnswerGeometry), RenderError> {
     let rows = p.recovery.len();
     let cols = p.recovery.first().map_or(0, Vec::len);
     if rows == 0 || cols == 0 || p.recovery.iter().any(|r| r.len() != cols) {
@@ -85,9 +85,17 @@ pub(super) fn patching_scene(
     draw_title(&mut scene, &title_lines);
     table.layer_axis(&mut scene);
     let shown = |v: f64| v.is_finite() && v.abs() >= 0.1;
+    let mut places = Vec::with_capacity(rows * cols);
     for (l, row) in p.recovery.iter().enumerate() {
         for (c, &v) in row.iter().enumerate() {
             let area = table.cell(l, left + c as f32 * cell_w);
+            places.push(CellPlace {
+                cell: CellId::Patch {
+                    layer: l,
+                    column: c,
+                },
+                area: area.into(),
+            });
             let fill = colour_of(cmap, range, v as f32);
             scene.fill(area, fill);
             if shown(v) {
@@ -136,5 +144,6 @@ pub(super) fn patching_scene(
         scene.label(centred("position", LABEL_PX, left + cells_w / 2.0, axis_y));
     }
     colour_bar(&mut scene, cmap, range, bar_x, table.top, bar_h, "recovery");
-    Ok(scene)
+    let geometry = AnswerGeometry::of_cells(&scene, places);
+    Ok((scene, geometry))
 }

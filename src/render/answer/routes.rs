@@ -24,7 +24,7 @@ pub(super) fn routes_scene(
     title: &[String],
     routes: &Routes,
     layers: usize,
-) -> Result<Scene<'static>, RenderError> {
+) -> Result<(Scene<'static>, AnswerGeometry), RenderError> {
     let labels = &style.ctx.labels;
     let n = labels
         .len()
@@ -119,15 +119,32 @@ pub(super) fn routes_scene(
             0.0
         }
     };
+    let mut edges = Vec::with_capacity(routes.edges.len());
     for kind in [EdgeKind::Resid, EdgeKind::Mlp, EdgeKind::Attn] {
-        for e in routes.edges.iter().filter(|e| e.kind == kind) {
+        for (index, e) in routes
+            .edges
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == kind)
+        {
             let (a, b) = (xy(e.from), xy(e.to));
             let o = offset(e);
             let (a, b) = ((a.0 + o, a.1), (b.0 + o, b.1));
-            scene.line(a, b, edge_width(e.importance), edge_colour(kind));
+            let width = edge_width(e.importance);
+            scene.line(a, b, width, edge_colour(kind));
+            edges.push(EdgePlace {
+                index,
+                kind,
+                from: e.from,
+                to: e.to,
+                a,
+                b,
+                width,
+            });
         }
     }
     let output = Node(layers, routes.position, Stage::In);
+    let nodes = routes.nodes.iter().map(|&node| (node, xy(node))).collect();
     for &node in &routes.nodes {
         let radius = if node.2 == Stage::In { 2.2 } else { 1.6 };
         if node != output {
@@ -147,5 +164,10 @@ pub(super) fn routes_scene(
         scene.label(centred(i.to_string(), NOTE_PX, x, index_y).color(GREY));
     }
     scene.label(centred("position", LABEL_PX, left + graph_w / 2.0, axis_y));
-    Ok(scene)
+    let geometry = AnswerGeometry {
+        edges,
+        nodes,
+        ..AnswerGeometry::of_cells(&scene, Vec::new())
+    };
+    Ok((scene, geometry))
 }
