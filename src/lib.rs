@@ -24,6 +24,7 @@ pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod engine;
+pub mod fs;
 pub mod grad;
 pub mod io;
 pub mod model;

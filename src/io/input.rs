@@ -1,7 +1,8 @@
 //! Token inputs: `.txt` files and the three `.json` shapes, and recognising the other JSON
 //! files (attention, session) by their `format` field.
 
-use super::{IoError, json_reason, read_bytes};
+use super::{json_reason, read_bytes};
+use crate::fs::IoError;
 use std::path::Path;
 
 /// What to feed a model.

@@ -11,10 +11,11 @@
 //!   "steps": [ { "title": "The question", "text": "…", "view": "walkthrough", "step": "query" } ] }
 //! ```
 
-use super::{IoError, MAX_SMALL_FILE, json_reason, read_regular_file};
+use super::{MAX_SMALL_FILE, json_reason};
 use crate::analysis::claims::Claim;
 use crate::analysis::explain::WalkStep;
 use crate::engine::{DimSubset, MaskSpec, Mistake, ScoreScale};
+use crate::fs::{IoError, read_regular_file};
 use crate::model::DemoConfig;
 use crate::render::Colormap;
 use crate::tokenize::DemoTokenizer;
