@@ -3,18 +3,8 @@
 
 use super::{json_reason, read_bytes};
 use crate::fs::IoError;
+use crate::tokenize::TokenInput;
 use std::path::Path;
-
-/// What to feed a model.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenInput {
-    /// Text, to be tokenized.
-    Text(String),
-    /// Token texts, used as they are.
-    Tokens(Vec<String>),
-    /// Token ids, used as they are.
-    Ids(Vec<u32>),
-}
 
 /// What a file given on the command line or dropped on the app turned out to be.
 #[derive(Clone, Debug)]

@@ -15,13 +15,14 @@ mod npz;
 mod session;
 
 pub use crate::fs::{IoError, write_atomic};
+pub use crate::tokenize::TokenInput;
 pub use attention_json::{
     AttentionFile, ModelMeta, estimate_attention_json_bytes, foreign_value_warnings,
     read_attention_json, write_attention_json,
 };
 pub use attention_tensors::read_safetensors_attention;
 pub use format::OutputFormat;
-pub use input::{InputFile, TokenInput, load_input};
+pub use input::{InputFile, load_input};
 pub use lesson::{LESSON_FORMAT, Lesson, LessonStep, LessonView, is_lesson_file, load_lesson};
 pub use npy::{read_npy, sidecar_path, write_npy};
 pub use npz::read_npz;
