@@ -16,7 +16,7 @@ pub enum InputFile {
     /// A session file (`attnviz.session/v1`), as raw JSON for the app to interpret.
     Session(serde_json::Value),
     /// A lesson (`attnviz.lesson/v1`), recognised by the `format` field of the parsed JSON
-    /// wherever it stands; the app opens it with `lesson::load_lesson`.
+    /// wherever it stands; the app opens it with `render::teach::lesson::load_lesson`.
     Lesson,
 }
 

@@ -9,7 +9,6 @@ mod attention_json;
 mod attention_tensors;
 mod format;
 mod input;
-pub mod lesson;
 mod npy;
 mod npz;
 mod session;
@@ -23,7 +22,6 @@ pub use attention_json::{
 pub use attention_tensors::read_safetensors_attention;
 pub use format::OutputFormat;
 pub use input::{InputFile, load_input};
-pub use lesson::{LESSON_FORMAT, Lesson, LessonStep, LessonView, is_lesson_file, load_lesson};
 pub use npy::{read_npy, sidecar_path, write_npy};
 pub use npz::read_npz;
 pub use session::{read_session, session_fields, write_session};
@@ -33,6 +31,9 @@ use std::path::Path;
 
 /// The format tag of attention JSON files.
 pub const ATTENTION_FORMAT: &str = "attnviz.attention/v1";
+/// The format tag of lesson files (`render::teach::lesson` reads them; `load_input` refuses
+/// them as token inputs).
+pub const LESSON_FORMAT: &str = "attnviz.lesson/v1";
 /// The format tag of session files.
 pub const SESSION_FORMAT: &str = "attnviz.session/v1";
 
