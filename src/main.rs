@@ -25,11 +25,11 @@ fn main() -> ExitCode {
             .unwrap_or_default();
         eprintln!("error: internal error: {msg}{place}");
     }));
-    // SIGINT/SIGTERM: remove this run's temporary output files, exit 130/143 (see io::write).
+    // SIGINT/SIGTERM: remove this run's temporary output files, exit 130/143 (see fs::write).
     if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
         std::thread::spawn(move || {
             let signal = signals.forever().next().unwrap_or(SIGTERM);
-            attnviz::io::remove_live_temporaries();
+            attnviz::fs::remove_live_temporaries();
             std::process::exit(128 + signal);
         });
     }

@@ -143,7 +143,7 @@ pub(super) fn attribute(args: AttributeArgs) -> Result<()> {
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    crate::io::write_atomic(path, |out| out.write_all(text.as_bytes()))
+    crate::fs::write_atomic(path, |out| out.write_all(text.as_bytes()))
         .with_context(|| format!("writing {}", path.display()))
 }
 

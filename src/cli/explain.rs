@@ -5,7 +5,7 @@
 use super::args::ExplainArgs;
 use super::{Source, Timings, ms_since, print_timings, run_input, run_options, source};
 use crate::analysis::explain::Explanation;
-use crate::io::{self, ModelMeta};
+use crate::io::ModelMeta;
 use crate::pipeline;
 use anyhow::{Result, bail};
 use serde::Serialize;
@@ -69,7 +69,7 @@ pub(super) fn explain_cmd(args: ExplainArgs) -> Result<()> {
         token_ids: tokens.iter().map(|t| t.id).collect(),
         explanation: &explanation,
     };
-    io::write_atomic(&args.out, |out| {
+    crate::fs::write_atomic(&args.out, |out| {
         serde_json::to_writer(&mut *out, &file).map_err(std::io::Error::other)?;
         out.write_all(b"\n")
     })?;

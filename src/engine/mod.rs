@@ -6,6 +6,7 @@
 
 mod attention;
 mod backward;
+mod block;
 mod gemm;
 mod intervene;
 mod layers;
@@ -23,6 +24,7 @@ mod value_zero;
 
 pub use attention::SelfAttention;
 pub use backward::{Backward, Tape};
+pub use block::Block;
 pub use gemm::PackedMatrix;
 pub use intervene::{
     Ablation, AblationMode, Captured, FrozenRows, Interventions, Override, Resume, Site,
@@ -36,7 +38,7 @@ pub use position::{
 };
 pub use run::{AttentionMaps, AttentionRun, HeadMap, HeadTrace, PositionKind, Trace};
 pub use size::ByteSize;
-pub use transformer::{Block, ForwardOutput, Transformer, TransformerParts};
+pub use transformer::{ForwardOutput, Transformer, TransformerParts};
 
 /// Errors from a forward pass.
 #[derive(Debug, thiserror::Error)]

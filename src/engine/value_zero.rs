@@ -13,11 +13,12 @@
 use super::Block;
 use super::EngineError;
 use super::attention::Hooks;
+use super::block::PackedBlock;
 use super::intervene::{Ablation, AblationMode, Captured, Interventions};
 use super::layers::{Epilogue, NormPlacement, normalized};
 use super::options::{Mistake, RunOptions};
 use super::parallel::threads_for;
-use super::transformer::{PackedBlock, Transformer};
+use super::transformer::Transformer;
 use ndarray::{Array2, Axis, s};
 
 /// Rows sent through the block's tail at once: 1024 rows of a 1536-wide MLP hold 6 MB of

@@ -1,7 +1,8 @@
 //! The attention JSON format, `attnviz.attention/v1`: written as a stream, read back whole.
 
-use super::{IoError, MAX_ATTENTION_FILE, json_reason, read_regular_file};
+use super::{MAX_ATTENTION_FILE, json_reason};
 use crate::engine::{Ablation, AppliedMask, AttentionMaps, MaskSpec};
+use crate::fs::{IoError, read_regular_file};
 use crate::tokenize::Token;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};

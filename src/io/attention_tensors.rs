@@ -4,8 +4,10 @@
 //! with the tokens in a `.tokens.json` sidecar as for NPY. The file is memory-mapped, not
 //! copied: only the f32 maps are allocated.
 
-use super::{IoError, MAX_SMALL_FILE, read_regular_file};
+use super::MAX_SMALL_FILE;
 use crate::engine::AttentionMaps;
+use crate::fs::{IoError, read_regular_file};
+use crate::model::weights::widen_le;
 use ndarray::Array2;
 use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
@@ -18,11 +20,11 @@ const PREFIX: &str = "attentions.";
 /// sizes that disagree.
 pub fn read_safetensors_attention(path: &Path) -> Result<super::ImportedAttention, IoError> {
     let bad = |reason: String| IoError::invalid(path, reason);
-    let (file, len) = super::open_regular(path)?;
+    let (file, len) = crate::fs::open_regular(path)?;
     if len == 0 {
         return Err(bad("an empty file is not a safetensors file".to_owned()));
     }
-    let map = super::map_readonly(&file).map_err(|cause| IoError::Read {
+    let map = crate::fs::map_readonly(&file).map_err(|cause| IoError::Read {
         path: path.to_owned(),
         cause,
     })?;
@@ -121,26 +123,6 @@ pub(super) fn row_sum_tolerance(dtype: Dtype) -> f64 {
         _ => 0.0,
     };
     super::attention_json::ROW_SUM_TOLERANCE + rounding
-}
-
-/// Little-endian `data` of `dtype` as f32 (f16 and bf16 widened exactly by `half`); `None` for
-/// another dtype. Checkpoint weights and attention tensors alike.
-pub fn widen_le(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
-    Some(match dtype {
-        Dtype::F32 => data
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F16 => data
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => data
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        _ => return None,
-    })
 }
 
 /// The tokens of an attention file `path` with `n` positions: its `.tokens.json` sidecar (a

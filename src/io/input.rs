@@ -1,19 +1,10 @@
 //! Token inputs: `.txt` files and the three `.json` shapes, and recognising the other JSON
 //! files (attention, session) by their `format` field.
 
-use super::{IoError, json_reason, read_bytes};
+use super::{json_reason, read_bytes};
+use crate::fs::IoError;
+use crate::tokenize::TokenInput;
 use std::path::Path;
-
-/// What to feed a model.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenInput {
-    /// Text, to be tokenized.
-    Text(String),
-    /// Token texts, used as they are.
-    Tokens(Vec<String>),
-    /// Token ids, used as they are.
-    Ids(Vec<u32>),
-}
 
 /// What a file given on the command line or dropped on the app turned out to be.
 #[derive(Clone, Debug)]
@@ -25,7 +16,7 @@ pub enum InputFile {
     /// A session file (`attnviz.session/v1`), as raw JSON for the app to interpret.
     Session(serde_json::Value),
     /// A lesson (`attnviz.lesson/v1`), recognised by the `format` field of the parsed JSON
-    /// wherever it stands; the app opens it with `lesson::load_lesson`.
+    /// wherever it stands; the app opens it with `render::teach::lesson::load_lesson`.
     Lesson,
 }
 

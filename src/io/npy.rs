@@ -1,7 +1,8 @@
 //! NPY export: the maps as one little-endian f32 array [L, H, N, N], plus a tokens sidecar.
 
-use super::{IoError, MAX_ATTENTION_FILE, commit_all, stage_atomic};
+use super::MAX_ATTENTION_FILE;
 use crate::engine::AttentionMaps;
+use crate::fs::{IoError, commit_all, stage_atomic};
 use ndarray::{Array2, ArrayD};
 use ndarray_npy::ReadNpyExt as _;
 use ndarray_npy::npy::header::Header;
@@ -69,14 +70,14 @@ pub fn write_npy(path: &Path, maps: &AttentionMaps, tokens: &[String]) -> Result
 /// The file is memory-mapped, not read into memory first: only the maps themselves are
 /// allocated.
 pub fn read_npy(path: &Path) -> Result<super::ImportedAttention, IoError> {
-    let (file, len) = super::open_regular(path)?;
+    let (file, len) = crate::fs::open_regular(path)?;
     if len > MAX_ATTENTION_FILE {
         return Err(IoError::TooLarge {
             path: path.to_owned(),
             limit: MAX_ATTENTION_FILE,
         });
     }
-    let bytes = super::map_readonly(&file).map_err(|cause| IoError::Read {
+    let bytes = crate::fs::map_readonly(&file).map_err(|cause| IoError::Read {
         path: path.to_owned(),
         cause,
     })?;

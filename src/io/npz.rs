@@ -3,7 +3,8 @@
 //! by the NPY reader) and the token texts, optionally, in `tokens` (a NumPy string array,
 //! `np.array(tokens)`); without it, the `.tokens.json` sidecar or the positions 0..N−1.
 
-use super::{IoError, MAX_ATTENTION_FILE, MAX_SMALL_FILE};
+use super::{MAX_ATTENTION_FILE, MAX_SMALL_FILE};
+use crate::fs::IoError;
 use ndarray_npy::npy::header::Header;
 use py_literal::Value as PyValue;
 use std::io::Read as _;
@@ -12,11 +13,11 @@ use std::path::Path;
 /// Reads the `attentions` array of an NPZ file and its tokens.
 pub fn read_npz(path: &Path) -> Result<super::ImportedAttention, IoError> {
     let bad = |reason: String| IoError::invalid(path, reason);
-    let (file, len) = super::open_regular(path)?;
+    let (file, len) = crate::fs::open_regular(path)?;
     if len == 0 {
         return Err(bad("an empty file is not an NPZ file".to_owned()));
     }
-    let map = super::map_readonly(&file).map_err(|cause| IoError::Read {
+    let map = crate::fs::map_readonly(&file).map_err(|cause| IoError::Read {
         path: path.to_owned(),
         cause,
     })?;

@@ -3,7 +3,8 @@
 //! This module only frames the document (format tag, atomic write, clear errors); the app owns
 //! what goes inside.
 
-use super::{IoError, json_reason, read_bytes, write_atomic};
+use super::{json_reason, read_bytes};
+use crate::fs::{IoError, write_atomic};
 use std::path::Path;
 
 /// Writes `state` (a JSON object) as a session file, atomically, adding the format tag.

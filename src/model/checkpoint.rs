@@ -6,39 +6,13 @@
 use super::config::{Family, ModelConfig, RawConfig};
 use super::lm_head::{self, LmHeadInfo, PredictError, Prediction};
 use super::loaders;
+use super::parts::{Embeddings, HeadWeight, LmHead};
 use super::weights::{LoadError, WeightFile};
 use super::{Model, ModelInfo};
 use crate::engine::{EngineError, Mistake, Norm, RunOptions, Transformer};
 use crate::tokenize::Token;
-use ndarray::{Array1, Array2, ArrayView2, s};
+use ndarray::{Array2, ArrayView2, s};
 use std::path::{Path, PathBuf};
-
-/// How token ids become vectors.
-pub(super) struct Embeddings {
-    /// Shape: [vocab, d_model].
-    pub(super) word: Array2<f32>,
-    /// Learned absolute positions (BERT, GPT-2). Shape: [max_positions, d_model].
-    pub(super) position: Option<Array2<f32>>,
-    /// BERT's segment-0 embedding, added to every token. Shape: [d_model].
-    pub(super) segment: Option<Array1<f32>>,
-    /// BERT's LayerNorm over the summed embeddings.
-    pub(super) norm: Option<Norm>,
-}
-
-/// The next-token head's weights.
-pub(super) enum HeadWeight {
-    /// The input embedding matrix (`Embeddings::word`), shared.
-    Tied,
-    /// A matrix of its own (`lm_head.weight`). Shape: [vocab, d_model].
-    Own(Array2<f32>),
-}
-
-/// A checkpoint's LM head: logits = final hidden state · Wᵀ.
-pub(super) struct LmHead {
-    pub(super) weight: HeadWeight,
-    /// The tensor it came from, for messages and `info`.
-    pub(super) tensor: String,
-}
 
 /// A loaded checkpoint.
 pub struct Checkpoint {

@@ -152,6 +152,9 @@ pub struct ModelConfig {
     pub dtype: String,
 }
 
+/// The most a config.json may hold: 16 MiB.
+pub const MAX_CONFIG_FILE: u64 = 16 << 20;
+
 /// Sizes beyond these are treated as corrupt configs, before anything is allocated.
 const MAX_DIM: usize = 1 << 16;
 const MAX_LAYERS: usize = 512;
@@ -175,27 +178,25 @@ impl RawConfig {
     pub fn read(dir: &Path) -> Result<Self, LoadError> {
         let path = dir.join("config.json");
         // Regular files only (a FIFO would block, /dev/zero never ends), at most 16 MiB.
-        let bytes = crate::io::read_regular_file(&path, crate::io::MAX_CONFIG_FILE).map_err(
-            |e| match e {
-                crate::io::IoError::Read { cause, .. }
-                    if cause.kind() == std::io::ErrorKind::NotFound
-                        && dir.is_dir()
-                        && path.symlink_metadata().is_err() =>
-                {
-                    LoadError::Config {
-                        path: dir.to_owned(),
-                        reason: "not a model folder: no config.json".to_owned(),
-                    }
+        let bytes = crate::fs::read_regular_file(&path, MAX_CONFIG_FILE).map_err(|e| match e {
+            crate::fs::IoError::Read { cause, .. }
+                if cause.kind() == std::io::ErrorKind::NotFound
+                    && dir.is_dir()
+                    && path.symlink_metadata().is_err() =>
+            {
+                LoadError::Config {
+                    path: dir.to_owned(),
+                    reason: "not a model folder: no config.json".to_owned(),
                 }
-                crate::io::IoError::Read { path, cause } => LoadError::Read { path, cause },
-                other => LoadError::Config {
-                    path: path.clone(),
-                    reason: other
-                        .to_string()
-                        .replace(&format!(": {}", path.display()), ""),
-                },
+            }
+            crate::fs::IoError::Read { path, cause } => LoadError::Read { path, cause },
+            other => LoadError::Config {
+                path: path.clone(),
+                reason: other
+                    .to_string()
+                    .replace(&format!(": {}", path.display()), ""),
             },
-        )?;
+        })?;
         serde_json::from_slice(&bytes).map_err(|e| LoadError::Config {
             path,
             reason: format!("malformed config.json ({e})"),

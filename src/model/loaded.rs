@@ -4,8 +4,7 @@
 //! budget and cancellation are the pipeline's.
 
 use super::{Checkpoint, DemoConfig, DemoModel, LoadError, LoadProgress, Model, ModelInfo, demo};
-use crate::io::TokenInput;
-use crate::tokenize::{self, DemoTokenizer, Token, VocabStyle};
+use crate::tokenize::{self, DemoTokenizer, Token, TokenInput, VocabStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

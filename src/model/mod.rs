@@ -11,6 +11,7 @@ pub mod lm_head;
 pub mod loaded;
 mod loaders;
 pub mod naming;
+mod parts;
 pub(crate) mod rng;
 pub mod weights;
 

@@ -96,7 +96,7 @@ pub fn folder_checkpoint_name(dir: &Path) -> CheckpointName {
         #[serde(rename = "_name_or_path")]
         name_or_path: Option<String>,
     }
-    let id = crate::io::read_regular_file(&dir.join("config.json"), crate::io::MAX_CONFIG_FILE)
+    let id = crate::fs::read_regular_file(&dir.join("config.json"), super::config::MAX_CONFIG_FILE)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<Named>(&bytes).ok())
         .and_then(|n| n.name_or_path);
@@ -112,7 +112,7 @@ fn is_sentence_transformers(dir: &Path) -> bool {
 
 /// The first `# ` heading of the folder's README.md, when it is one word (a model id).
 fn card_heading(dir: &Path) -> Option<String> {
-    let bytes = crate::io::read_regular_file(&dir.join("README.md"), 1 << 20).ok()?;
+    let bytes = crate::fs::read_regular_file(&dir.join("README.md"), 1 << 20).ok()?;
     let text = String::from_utf8_lossy(&bytes);
     let mut in_front_matter = false;
     for (i, line) in text.lines().enumerate() {

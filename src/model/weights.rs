@@ -244,7 +244,7 @@ impl WeightFile {
         };
         // A regular file of at most 16 MiB (real indexes are a few hundred KB): a FIFO or
         // /dev/zero is refused before it is opened.
-        let bytes = crate::io::read_regular_file(index_path, MAX_INDEX_BYTES)
+        let bytes = crate::fs::read_regular_file(index_path, MAX_INDEX_BYTES)
             .map_err(|e| io_error(index_path, e))?;
         let json: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("malformed index ({e})")))?;
@@ -360,7 +360,7 @@ impl WeightFile {
             });
         }
         // f16 and bf16 are widened exactly by `half` (subnormals, infinities and NaN included).
-        let Some(values) = crate::io::widen_le(dtype, data) else {
+        let Some(values) = widen_le(dtype, data) else {
             return Err(LoadError::Weights {
                 path: self.path.clone(),
                 reason: format!(
@@ -418,9 +418,29 @@ pub(super) fn check_finite(name: &str, values: &[f32], path: &Path) -> Result<()
 /// Largest model.safetensors.index.json read.
 const MAX_INDEX_BYTES: u64 = 16 << 20;
 
-/// A [`crate::io::IoError`] about `path` as a [`LoadError`] naming it once.
-fn io_error(path: &Path, e: crate::io::IoError) -> LoadError {
-    use crate::io::IoError;
+/// Little-endian `data` of `dtype` as f32 (f16 and bf16 widened exactly by `half`); `None` for
+/// another dtype. Checkpoint weights and attention tensors alike.
+pub fn widen_le(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
+    Some(match dtype {
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// A [`crate::fs::IoError`] about `path` as a [`LoadError`] naming it once.
+fn io_error(path: &Path, e: crate::fs::IoError) -> LoadError {
+    use crate::fs::IoError;
     match e {
         IoError::Read { cause, .. } => LoadError::Read {
             path: path.to_owned(),
@@ -471,11 +491,11 @@ pub(super) fn file_bytes(path: &Path) -> Result<FileBytes, LoadError> {
         cause,
     };
     // Only a regular file: a FIFO would block and /dev/zero never ends.
-    let (file, len) = crate::io::open_regular(path).map_err(|e| io_error(path, e))?;
+    let (file, len) = crate::fs::open_regular(path).map_err(|e| io_error(path, e))?;
     // An empty file cannot be mapped, and a filesystem may refuse maps: then read it, so that
     // the error (if any) comes from parsing, as for any other bad file.
     let mapped = if len > 0 {
-        crate::io::map_readonly(&file).ok()
+        crate::fs::map_readonly(&file).ok()
     } else {
         None
     };

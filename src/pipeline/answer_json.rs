@@ -14,7 +14,8 @@ use crate::analysis::answer::contributions::Contributions;
 use crate::analysis::answer::lens::LensCell;
 use crate::analysis::answer::patching::{PatchSite, Patching};
 use crate::analysis::answer::routes::{Edge, Node, Routes, Stage};
-use crate::io::{IoError, ModelMeta, TokenInput};
+use crate::fs::IoError;
+use crate::io::{ModelMeta, TokenInput};
 use crate::model::LoadedModel;
 use serde::Serialize;
 use std::path::Path;
@@ -55,7 +56,7 @@ impl<'a> Header<'a> {
 
 /// Writes `doc` as one line of JSON to `path`, atomically.
 pub fn write_document(path: &Path, doc: &impl Serialize) -> Result<(), IoError> {
-    crate::io::write_atomic(path, |out| {
+    crate::fs::write_atomic(path, |out| {
         serde_json::to_writer(&mut *out, doc).map_err(std::io::Error::other)?;
         out.write_all(b"\n")
     })

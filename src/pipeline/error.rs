@@ -92,7 +92,7 @@ pub enum PipelineError {
     },
     /// Writing an export failed (the message names the file).
     #[error(transparent)]
-    Write(#[from] crate::io::IoError),
+    Write(#[from] crate::fs::IoError),
     /// A newer job or the user stopped the run.
     #[error("cancelled")]
     Cancelled,

@@ -2,7 +2,8 @@
 //! sidecar. `attnviz export` and the app's File → Export tensors both call [`write_tensors`].
 
 use super::{PipelineError, Run};
-use crate::io::{self, IoError};
+use crate::fs::{self, IoError};
+use crate::io;
 use std::path::Path;
 
 /// How the tensors are written.
@@ -70,7 +71,7 @@ pub fn write_tensors(
 
 fn write_unchecked(run: &Run, path: &Path, format: TensorFormat) -> Result<(), IoError> {
     match format {
-        TensorFormat::Json => io::write_atomic(path, |out| {
+        TensorFormat::Json => fs::write_atomic(path, |out| {
             io::write_attention_json(
                 out,
                 &run.model,

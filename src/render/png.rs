@@ -33,11 +33,11 @@ fn encode<W: Write>(img: &RgbaImage, out: W) -> Result<(), ImageError> {
 }
 
 /// Writes `img` to `path` as a PNG, atomically, through the one output writer
-/// ([`crate::io::write_atomic`]): a uniquely named temporary file beside `path`, renamed over
+/// ([`crate::fs::write_atomic`]): a uniquely named temporary file beside `path`, renamed over
 /// it once complete, removed on failure or interrupt. Errors name `path`.
 pub fn write_png(img: &RgbaImage, path: &Path) -> Result<(), RenderError> {
     let mut encode_error = None;
-    let result = crate::io::write_atomic(path, |out| {
+    let result = crate::fs::write_atomic(path, |out| {
         encode(img, out).map_err(|err| match err {
             ImageError::IoError(cause) => cause,
             other => {
@@ -50,7 +50,7 @@ pub fn write_png(img: &RgbaImage, path: &Path) -> Result<(), RenderError> {
     match (result, encode_error) {
         (Ok(()), _) => Ok(()),
         (Err(_), Some(err)) => Err(RenderError::Encode(err.to_string())),
-        (Err(crate::io::IoError::Write { path, cause }), None) => {
+        (Err(crate::fs::IoError::Write { path, cause }), None) => {
             Err(RenderError::Io { path, cause })
         }
         (Err(other), None) => Err(RenderError::Io {

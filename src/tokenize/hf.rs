@@ -79,7 +79,7 @@ pub struct HfTokenizer {
 /// cannot be read (then tokens are ids or their strings are shown as they are). For callers that
 /// know a checkpoint folder but not its tokenizer.
 pub fn vocab_style_of_dir(dir: &Path) -> VocabStyle {
-    crate::io::read_regular_file(&dir.join("tokenizer.json"), MAX_FILE_BYTES)
+    crate::fs::read_regular_file(&dir.join("tokenizer.json"), MAX_FILE_BYTES)
         .ok()
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .map_or(VocabStyle::Plain, |json| {
@@ -95,22 +95,22 @@ impl HfTokenizer {
             reason,
         };
         // Only a regular file of bounded size: a FIFO would block and /dev/zero never ends.
-        let bytes = crate::io::read_regular_file(path, MAX_FILE_BYTES).map_err(|e| {
+        let bytes = crate::fs::read_regular_file(path, MAX_FILE_BYTES).map_err(|e| {
             fail(match e {
-                crate::io::IoError::NotRegular { kind, .. } => {
+                crate::fs::IoError::NotRegular { kind, .. } => {
                     format!("{kind} is not a readable file")
                 }
-                crate::io::IoError::TooLarge { limit, .. } => {
+                crate::fs::IoError::TooLarge { limit, .. } => {
                     format!(
                         "the tokenizer is larger than the {} MiB allowed",
                         limit >> 20
                     )
                 }
-                crate::io::IoError::Read { cause, .. }
-                | crate::io::IoError::Write { cause, .. } => {
+                crate::fs::IoError::Read { cause, .. }
+                | crate::fs::IoError::Write { cause, .. } => {
                     format!("cannot read the tokenizer ({cause})")
                 }
-                crate::io::IoError::Invalid { reason, .. } => reason,
+                crate::fs::IoError::Invalid { reason, .. } => reason,
             })
         })?;
         let json = String::from_utf8(bytes)

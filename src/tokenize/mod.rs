@@ -11,9 +11,11 @@
 //! This module must not touch the UI; only `hf` reads files (a tokenizer.json).
 
 mod hf;
+mod input;
 mod label;
 
 pub use hf::{HfTokenizer, TokenizerError, catch_quietly, panic_is_caught, vocab_style_of_dir};
+pub use input::TokenInput;
 pub use label::{
     CONTINUATION_MARK, NEWLINE_MARK, SPACE_MARK, TAB_MARK, VocabStyle, byte_from_byte_level_char,
     bytes_from_byte_level, display_label, display_labels,

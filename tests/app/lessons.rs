@@ -25,7 +25,7 @@ fn every_claim_of_every_bundled_lesson_holds_on_its_own_run() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for path in &lessons {
-        let lesson = attnviz::io::lesson::load_lesson(path).unwrap();
+        let lesson = attnviz::render::teach::lesson::load_lesson(path).unwrap();
         let mut app = AttnApp::new(AppState::default(), || {});
         app.open_lesson(path);
         assert!(app.error.is_none(), "{:?}", app.error);
@@ -74,7 +74,7 @@ fn every_claim_of_every_bundled_lesson_holds_on_its_own_run() {
 #[test]
 fn the_scaling_step_of_lesson_one_is_not_saturated_and_says_which_head_is_extreme() {
     let path = bundled().into_iter().next().unwrap();
-    let lesson = attnviz::io::lesson::load_lesson(&path).unwrap();
+    let lesson = attnviz::render::teach::lesson::load_lesson(&path).unwrap();
     let scale = lesson
         .steps
         .iter()
@@ -115,7 +115,7 @@ fn closing_a_lesson_brings_back_the_users_text_model_and_settings() {
     });
     wait_ready(&mut harness);
     let lessons = bundled();
-    let first = attnviz::io::lesson::load_lesson(&lessons[0]).unwrap();
+    let first = attnviz::render::teach::lesson::load_lesson(&lessons[0]).unwrap();
     harness.get_by_label("Lessons").click();
     harness.run();
     harness.get_by_label(&first.title).click();
@@ -159,7 +159,7 @@ fn a_lesson_that_allows_it_runs_on_the_users_own_model_and_text() {
     let any: Vec<&PathBuf> = lessons
         .iter()
         .filter(|p| {
-            attnviz::io::lesson::load_lesson(p)
+            attnviz::render::teach::lesson::load_lesson(p)
                 .unwrap()
                 .settings
                 .any_input
@@ -240,7 +240,7 @@ fn contrast(a: egui::Color32, b: egui::Color32) -> f32 {
 #[test]
 fn presenter_mode_fills_the_width_with_large_figure_text_and_steps_on_every_press() {
     let lesson_path = bundled().into_iter().next().unwrap();
-    let lesson = attnviz::io::lesson::load_lesson(&lesson_path).unwrap();
+    let lesson = attnviz::render::teach::lesson::load_lesson(&lesson_path).unwrap();
     let mut harness = Harness::builder()
         .with_size(egui::vec2(1600.0, 1000.0))
         .build_eframe(|cc| {

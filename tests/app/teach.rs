@@ -316,7 +316,7 @@ fn bundled_lessons() -> Vec<std::path::PathBuf> {
 /// Opens `path` as `attnviz LESSON.json` does, then steps through the whole script with the
 /// keyboard in presenter mode, checking each step's view and selection against the file.
 fn step_through_lesson(path: &std::path::Path) {
-    let lesson = attnviz::io::lesson::load_lesson(path).expect("the lesson loads");
+    let lesson = attnviz::render::teach::lesson::load_lesson(path).expect("the lesson loads");
     let mut harness = app_harness(AppState::default());
     wait_ready(&mut harness);
     harness.state_mut().open_file(path);
@@ -383,7 +383,7 @@ fn every_bundled_lesson_opens_and_steps_in_presenter_mode() {
 fn the_lessons_menu_opens_a_lesson() {
     let lessons = bundled_lessons();
     let first = lessons.first().expect("a bundled lesson");
-    let lesson = attnviz::io::lesson::load_lesson(first).unwrap();
+    let lesson = attnviz::render::teach::lesson::load_lesson(first).unwrap();
     let mut harness = app_harness(AppState::default());
     wait_ready(&mut harness);
     harness.get_by_label("Lessons").click();

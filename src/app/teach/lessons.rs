@@ -11,7 +11,7 @@ use crate::app::view::{DialogPurpose, Request, ViewCx};
 use crate::app::{AppState, AttnApp, ErrorCause};
 use crate::engine::{DimSubset, ScoreScale};
 use crate::io::TokenInput;
-use crate::io::lesson::{self, Lesson, LessonView};
+use crate::render::teach::lesson::{self, Lesson, LessonView};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 

@@ -6,9 +6,9 @@
 use crate::analysis::sampling::SamplingSettings;
 use crate::app::state::ViewKind;
 use crate::engine::{DimSubset, Mistake};
-use crate::io::lesson::Lesson;
 use crate::pipeline::Positions;
 use crate::render::Colormap;
+use crate::render::teach::lesson::Lesson;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;

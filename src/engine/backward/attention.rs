@@ -1,8 +1,9 @@
 //! The attention sublayer's adjoint: per head, the softmax and the three products, with
 //! grouped-query heads summed in head order and RoPE undone.
 
-use super::{Tape, TransposedBlock};
+use super::Tape;
 use crate::engine::attention::{HeadParams, HeadShape, place_head_output, run_head, score_block};
+use crate::engine::block::TransposedBlock;
 use crate::engine::gemm::PackedMatrix;
 use crate::engine::intervene::{Ablation, AblationMode};
 use crate::engine::options::RunOptions;

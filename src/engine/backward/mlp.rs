@@ -1,6 +1,7 @@
 //! The MLP's forward for the tape (its pre-activations) and its adjoint.
 
-use super::{LayerTape, TransposedBlock};
+use super::LayerTape;
+use crate::engine::block::TransposedBlock;
 use crate::engine::layers::{Activation, Mlp};
 use crate::engine::math;
 use crate::engine::parallel::par_rows;

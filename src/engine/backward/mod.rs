@@ -17,12 +17,11 @@
 //! so the result does not depend on the thread count.
 
 use super::EngineError;
-use super::gemm::PackedMatrix;
 use super::layers::{Epilogue, NormPlacement, linear, normalized};
 use super::options::RunOptions;
 use super::parallel::threads_for;
-use super::transformer::{Block, Transformer, check_finite};
-use ndarray::{Array2, Axis};
+use super::transformer::{Transformer, check_finite};
+use ndarray::Array2;
 
 mod attention;
 mod mlp;
@@ -31,41 +30,6 @@ mod norm;
 use attention::{attention_backward, head_outputs};
 use mlp::{mlp_backward, mlp_hidden};
 use norm::norm_backward;
-
-/// One block's weights transposed and packed: the right operands of the backward products.
-pub(super) struct TransposedBlock {
-    /// [wq | wk | wv]ᵀ: [(heads + 2 · kv_heads) · d_head, d_model].
-    qkv: PackedMatrix,
-    /// woᵀ: [d_model, heads · d_head].
-    wo: PackedMatrix,
-    /// w_outᵀ: [d_model, d_ff].
-    w_out: PackedMatrix,
-    /// w_inᵀ ([d_ff, d_model]), or [w_in | w_gate]ᵀ ([2 · d_ff, d_model]) for a gated MLP.
-    w_in_gate: PackedMatrix,
-}
-
-impl TransposedBlock {
-    pub(super) fn new(block: &Block) -> Self {
-        let a = &block.attention;
-        let qkv = ndarray::concatenate(Axis(1), &[a.wq.view(), a.wk.view(), a.wv.view()])
-            .unwrap_or_else(|_| Array2::zeros((0, 0)));
-        let m = &block.mlp;
-        let w_in_gate = match &m.w_gate {
-            Some(g) => PackedMatrix::pack_transposed(
-                ndarray::concatenate(Axis(1), &[m.w_in.view(), g.view()])
-                    .unwrap_or_else(|_| Array2::zeros((0, 0)))
-                    .view(),
-            ),
-            None => PackedMatrix::pack_transposed(m.w_in.view()),
-        };
-        Self {
-            qkv: PackedMatrix::pack_transposed(qkv.view()),
-            wo: PackedMatrix::pack_transposed(a.wo.view()),
-            w_out: PackedMatrix::pack_transposed(m.w_out.view()),
-            w_in_gate,
-        }
-    }
-}
 
 /// What the backward pass needs from one layer of the forward pass.
 struct LayerTape {

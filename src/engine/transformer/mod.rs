@@ -10,9 +10,10 @@
 mod checks;
 
 use super::EngineError;
-use super::attention::{HeadShape, Hooks, PackedAttention, SelfAttention};
+use super::attention::{HeadShape, Hooks};
+use super::block::{Block, PackedBlock, TransposedBlock};
 use super::intervene::{Captured, Interventions, Resume, Site};
-use super::layers::{Epilogue, Mlp, Norm, NormPlacement, PackedMlp, normalized};
+use super::layers::{Epilogue, Norm, NormPlacement, normalized};
 use super::mask::{AppliedMask, ArchitectureMask};
 use super::options::{Mistake, RunOptions};
 use super::parallel::{MAX_THREADS, parallel_map, threads_for};
@@ -20,19 +21,6 @@ use super::position::AttentionPosition;
 use super::run::{AttentionMaps, HeadMap, PositionKind, Trace};
 use ndarray::{Array2, Axis, s};
 use std::sync::Arc;
-
-/// One transformer block.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Block {
-    /// The attention sublayer.
-    pub attention: SelfAttention,
-    /// The feed-forward sublayer.
-    pub mlp: Mlp,
-    /// The norm around the attention sublayer (unused with [`NormPlacement::None`]).
-    pub attention_norm: Norm,
-    /// The norm around the MLP sublayer (unused with [`NormPlacement::None`]).
-    pub mlp_norm: Norm,
-}
 
 /// Everything a [`Transformer`] is built from; [`Transformer::new`] checks it and packs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,7 +58,7 @@ pub struct Transformer {
     /// The weights packed for the matrix kernel, one entry per block; shared by clones.
     packed: Arc<Vec<PackedBlock>>,
     /// Their transposes, for the backward pass: packed on its first use, shared by clones.
-    transposed: Arc<std::sync::OnceLock<Vec<super::backward::TransposedBlock>>>,
+    transposed: Arc<std::sync::OnceLock<Vec<TransposedBlock>>>,
 }
 
 impl PartialEq for Transformer {
@@ -85,21 +73,6 @@ impl std::fmt::Debug for Transformer {
         f.debug_struct("Transformer")
             .field("parts", &self.parts)
             .finish_non_exhaustive()
-    }
-}
-
-/// One block's weight matrices, packed.
-pub(super) struct PackedBlock {
-    pub(super) attention: PackedAttention,
-    pub(super) mlp: PackedMlp,
-}
-
-impl PackedBlock {
-    fn new(block: &Block) -> Self {
-        Self {
-            attention: PackedAttention::new(&block.attention),
-            mlp: PackedMlp::new(&block.mlp),
-        }
     }
 }
 
@@ -131,10 +104,10 @@ impl Transformer {
     }
 
     /// The transposed weights, one entry per block, packed on first use (backward pass only).
-    pub(super) fn transposed_blocks(&self) -> &[super::backward::TransposedBlock] {
+    pub(super) fn transposed_blocks(&self) -> &[TransposedBlock] {
         self.transposed.get_or_init(|| {
             parallel_map(self.parts.blocks.len(), MAX_THREADS, &|i| {
-                super::backward::TransposedBlock::new(&self.parts.blocks[i])
+                TransposedBlock::new(&self.parts.blocks[i])
             })
         })
     }

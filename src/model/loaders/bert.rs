@@ -7,9 +7,9 @@ use super::{Vb, layer_norm};
 use crate::engine::{
     Activation, AttentionPosition, Block, Mlp, NormPlacement, SelfAttention, TransformerParts,
 };
-use crate::model::checkpoint::Embeddings;
 use crate::model::config::ModelConfig;
 use crate::model::lm_head::MlmHead;
+use crate::model::parts::Embeddings;
 use crate::model::weights::{LoadError, WeightFile};
 
 /// A BERT checkpoint's embeddings and blocks (`bert.` prefix or none).

@@ -8,8 +8,8 @@ use super::{Vb, rms_norm};
 use crate::engine::{
     Activation, AttentionPosition, Block, Mlp, NormPlacement, SelfAttention, TransformerParts,
 };
-use crate::model::checkpoint::Embeddings;
 use crate::model::config::ModelConfig;
+use crate::model::parts::Embeddings;
 use crate::model::weights::{LoadError, WeightFile};
 
 /// `class LlamaModel` (`model.` prefix or none): embed_tokens, the decoder layers, norm.

@@ -12,8 +12,8 @@ pub(super) mod bert;
 pub(super) mod gpt2;
 pub(super) mod llama;
 
-use super::checkpoint::{HeadWeight, LmHead};
 use super::config::{Family, ModelConfig};
+use super::parts::{HeadWeight, LmHead};
 use super::weights::{LoadError, WeightFile};
 use crate::engine::Norm;
 use ndarray::{Array1, Array2};

@@ -291,13 +291,13 @@ fn hex(c: [u8; 4]) -> String {
     format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
 }
 
-/// Writes `svg` to `path`, atomically (through [`crate::io::write_atomic`]); errors name `path`.
+/// Writes `svg` to `path`, atomically (through [`crate::fs::write_atomic`]); errors name `path`.
 pub fn write_svg(svg: &str, path: &Path) -> Result<(), RenderError> {
-    crate::io::write_atomic(path, |out| out.write_all(svg.as_bytes())).map_err(|err| {
+    crate::fs::write_atomic(path, |out| out.write_all(svg.as_bytes())).map_err(|err| {
         RenderError::Io {
             path: path.to_path_buf(),
             cause: match err {
-                crate::io::IoError::Write { cause, .. } => cause,
+                crate::fs::IoError::Write { cause, .. } => cause,
                 other => std::io::Error::other(other.to_string()),
             },
         }

@@ -16,6 +16,7 @@ use image::RgbaImage;
 use ndarray::Array2;
 
 mod layout;
+pub mod lesson;
 mod maps;
 
 use layout::{comparison_scene, step_scene};

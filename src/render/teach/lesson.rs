@@ -1,7 +1,10 @@
 //! Lesson files (`"format": "attnviz.lesson/v1"`, issue 11 item 6): a text, the settings to run
 //! it with and a short script of steps for the teaching views. The app opens them (from its
 //! Lessons menu and as `attnviz LESSON.json`); they are never token inputs, and
-//! [`super::load_input`] refuses them with a message that says so.
+//! [`crate::io::load_input`] refuses them with a message that says so.
+//!
+//! The format lives with the teaching side, not in `io`: its settings and steps name
+//! analysis and render types (walkthrough steps, claims, colormaps), and `io` sits below them.
 //!
 //! ```json
 //! { "format": "attnviz.lesson/v1", "title": "Scaled dot-product attention",
@@ -11,18 +14,20 @@
 //!   "steps": [ { "title": "The question", "text": "…", "view": "walkthrough", "step": "query" } ] }
 //! ```
 
-use super::{IoError, MAX_SMALL_FILE, json_reason, read_regular_file};
 use crate::analysis::claims::Claim;
 use crate::analysis::explain::WalkStep;
 use crate::engine::{DimSubset, MaskSpec, Mistake, ScoreScale};
+use crate::fs::{IoError, read_regular_file};
+use crate::io::{MAX_SMALL_FILE, json_reason};
 use crate::model::DemoConfig;
 use crate::render::Colormap;
 use crate::tokenize::DemoTokenizer;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The format tag of lesson files.
-pub const LESSON_FORMAT: &str = "attnviz.lesson/v1";
+/// The format tag of lesson files (kept in `io`, which recognises a lesson to refuse it as a
+/// token input).
+pub use crate::io::LESSON_FORMAT;
 
 /// Which view a lesson (or one of its steps) shows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -343,7 +348,7 @@ pub fn load_lesson(path: &Path) -> Result<Lesson, IoError> {
 
 /// True when `path` is a lesson: a `.json` file within [`MAX_SMALL_FILE`] whose parsed JSON
 /// names [`LESSON_FORMAT`] as its `format`, wherever the field stands (for listing the lesson
-/// folder; opening a file goes through [`super::load_input`], which reads the same field).
+/// folder; opening a file goes through [`crate::io::load_input`], which reads the same field).
 pub fn is_lesson_file(path: &Path) -> bool {
     let is_json = path
         .extension()
@@ -392,8 +397,8 @@ mod tests {
         std::fs::write(&late, &long_intro).unwrap();
         assert!(is_lesson_file(&late));
         assert!(matches!(
-            super::super::load_input(&late).unwrap(),
-            super::super::InputFile::Lesson
+            crate::io::load_input(&late).unwrap(),
+            crate::io::InputFile::Lesson
         ));
         let words = dir.path().join("words.json");
         std::fs::write(&words, r#"{"text": "format attnviz.lesson/v1"}"#).unwrap();
