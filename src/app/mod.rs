@@ -16,6 +16,7 @@ mod grid;
 mod head_view;
 mod heatmap;
 mod help;
+pub mod job;
 mod jobs;
 mod panels;
 pub mod saliency;
@@ -35,6 +36,7 @@ use crate::pipeline::Run;
 use crate::tokenize;
 use anyhow::anyhow;
 use file_dialog::{DialogBackend, DialogRequest, InAppDialog, SystemOutcome};
+use job::JobKey;
 use panels::central::Central;
 use panels::controls::Controls;
 use panels::menu::Menu;
@@ -46,7 +48,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 pub use view::{DialogPurpose, ExternalRun};
 use view::{Request, RunFailure, View, ViewCx};
-use worker::{JobKey, Worker};
+use worker::Worker;
 
 /// Key of the persisted state in eframe's storage.
 const STORAGE_KEY: &str = "attnviz_state";

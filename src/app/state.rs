@@ -4,7 +4,7 @@
 //! loaded is repaired against the model it meets by [`AppState::clamp`], so an index that no
 //! longer exists is never an error.
 
-use super::worker::JobKey;
+use super::job::JobKey;
 use crate::analysis::{HeadSelection, LayerSelection, MapsKind, ViewSpec};
 use crate::engine::{Ablation, AblationMode, MaskSpec, RunOptions, ScoreScale};
 use crate::io::TokenInput;

@@ -5,8 +5,8 @@
 //! controller owns (files, the worker, dialogs, errors) they only read here and change by
 //! pushing a [`Request`], which [`super::AttnApp`] carries out after the frame is drawn.
 
+use super::job::{JobKey, LoadStatus, Progress};
 use super::state::AppState;
-use super::worker::{JobKey, LoadStatus, Progress};
 use crate::engine::AppliedMask;
 use crate::model::ModelInfo;
 use crate::pipeline::Run;

@@ -8,13 +8,13 @@
 //! button. Nothing new starts while a run is on its way.
 
 use super::background::{MapsItem, MapsJobs, MapsTask};
-use super::compute::{Item, Kind, Outcome, Task};
+use super::compute::{Item, Kind, Outcome, Task, run_task};
 use super::{AnalyzeTab, SortKey};
 use crate::analysis::flow::FlowOptions;
 use crate::app::AttnApp;
+use crate::app::job::{JobKey, side_task};
 use crate::app::side::SideWork;
 use crate::app::state::ViewKind;
-use crate::app::worker::JobKey;
 use crate::pipeline::Run;
 use std::sync::Arc;
 
@@ -84,7 +84,7 @@ impl Controller {
 impl AttnApp {
     /// Takes the Analyze view's finished work from the worker and the analysis threads.
     pub(in crate::app) fn receive_analyze(&mut self) {
-        while let Some(outcome) = self.worker.as_ref().and_then(|w| w.poll_analyze()) {
+        while let Some(outcome) = self.analyze.work.poll() {
             self.analyze.store(outcome);
         }
         self.analyze.maps.poll();
@@ -167,14 +167,12 @@ impl AttnApp {
         }
         let progress = self.analyze.work.start(key.clone(), kind);
         if let Some(worker) = self.worker.as_mut() {
-            worker.submit_analyze(
-                key,
-                Task {
-                    kind,
-                    run,
-                    progress,
-                },
-            );
+            let task = Task {
+                kind,
+                run,
+                progress,
+            };
+            worker.submit_side(key, side_task(task, run_task, self.analyze.work.sender()));
         }
     }
 

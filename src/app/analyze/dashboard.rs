@@ -224,7 +224,7 @@ impl Dashboard {
 fn probe_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
-    key: Option<&crate::app::worker::JobKey>,
+    key: Option<&crate::app::job::JobKey>,
     result: Option<&Result<Arc<InductionResult>, String>>,
 ) {
     let Some(key) = key else {

@@ -153,7 +153,7 @@ impl AnalyzeView {
 fn model_waiting_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
-    key: &crate::app::worker::JobKey,
+    key: &crate::app::job::JobKey,
     kind: Kind,
     what: &str,
 ) {

@@ -6,11 +6,11 @@
 //! the user presses Run. Results are cached per (run settings, work): going back to earlier
 //! settings is instant.
 
-use super::compute::{Item, Kind, Outcome, Task};
+use super::compute::{Item, Kind, Outcome, Task, run_task};
 use crate::app::AttnApp;
+use crate::app::job::{JobKey, side_task};
 use crate::app::side::SideWork;
 use crate::app::state::ViewKind;
-use crate::app::worker::JobKey;
 
 /// Finished results kept.
 const CACHE_SIZE: usize = 32;
@@ -61,7 +61,7 @@ impl Controller {
 impl AttnApp {
     /// Takes the Answer view's finished work from the worker.
     pub(in crate::app) fn receive_answer(&mut self) {
-        while let Some(outcome) = self.worker.as_ref().and_then(|w| w.poll_answer()) {
+        while let Some(outcome) = self.answer.work.poll() {
             self.answer.store(outcome);
         }
     }
@@ -95,7 +95,8 @@ impl AttnApp {
         }
         let progress = self.answer.work.start(key.clone(), kind.clone());
         if let Some(worker) = self.worker.as_mut() {
-            worker.submit_answer(key, Task { kind, progress });
+            let task = side_task(Task { kind, progress }, run_task, self.answer.work.sender());
+            worker.submit_side(key, task);
         }
     }
 

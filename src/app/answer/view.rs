@@ -145,7 +145,7 @@ fn target_line_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, labels: &[String], n: 
 fn pending_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
-    key: &crate::app::worker::JobKey,
+    key: &crate::app::job::JobKey,
     kind: &Kind,
     tab: AnswerTab,
 ) {

@@ -7,10 +7,10 @@
 //! what is missing, and going back to earlier settings is instant.
 
 use super::api::{AttributeRequest, Attribution};
-use super::compute::{Done, Item, Task, TaskProgress};
+use super::compute::{Done, Item, Outcome, Task, TaskProgress, run_task};
 use crate::app::AttnApp;
+use crate::app::job::{JobKey, Outbox, side_task};
 use crate::app::state::ViewKind;
-use crate::app::worker::JobKey;
 use crate::grad::TargetKind;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,6 +75,8 @@ pub struct Controller {
     in_flight: Option<InFlight>,
     /// What the user stopped; not asked for again until something changes.
     stopped: Option<Wanted>,
+    /// Where the worker sends finished pieces.
+    outbox: Outbox<Outcome>,
 }
 
 impl Controller {
@@ -199,7 +201,7 @@ impl Controller {
 impl AttnApp {
     /// Takes the Saliency view's finished pieces from the worker.
     pub(in crate::app) fn receive_saliency(&mut self) {
-        while let Some(outcome) = self.worker.as_ref().and_then(|w| w.poll_saliency()) {
+        while let Some(outcome) = self.saliency.outbox.poll() {
             self.saliency.store(outcome.key, outcome.item);
         }
     }
@@ -292,7 +294,10 @@ impl AttnApp {
             predict,
             progress: progress.clone(),
         };
-        worker.submit_saliency(key.clone(), task);
+        worker.submit_side(
+            key.clone(),
+            side_task(task, run_task, self.saliency.outbox.sender()),
+        );
         self.saliency.in_flight = Some(InFlight {
             key,
             requests,

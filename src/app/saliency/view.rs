@@ -277,7 +277,7 @@ fn target_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
     kind: Option<TargetKind>,
-    key: &crate::app::worker::JobKey,
+    key: &crate::app::job::JobKey,
     n: usize,
     labels: &[String],
 ) {
@@ -403,7 +403,7 @@ fn progress_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
     pending: Option<&Pending>,
-    key: &crate::app::worker::JobKey,
+    key: &crate::app::job::JobKey,
 ) {
     if let Some(p) = pending {
         ui.horizontal(|ui| {
