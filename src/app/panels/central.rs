@@ -6,7 +6,7 @@ use crate::app::head_view::HeadView;
 use crate::app::heatmap::HeatmapView;
 use crate::app::saliency::SaliencyView;
 use crate::app::state::ViewKind;
-use crate::app::token_strip::TokenStrip;
+use crate::app::token_strip::{Selection, TokenStrip};
 use crate::app::view::{Request, RunFailure, View, ViewCx};
 use crate::app::{special, theme};
 use crate::pipeline::Run;
@@ -88,7 +88,12 @@ impl View for Central {
             cx.state.view,
             ViewKind::Saliency | ViewKind::Teach | ViewKind::Answer
         ) {
-            self.token_strip.ui(ui, &run, &labels, cx.state);
+            let selection = Selection {
+                spec: cx.state.view_spec(),
+                queries: &mut cx.state.selected_queries,
+                combine: &mut cx.state.query_combine,
+            };
+            self.token_strip.ui(ui, &run, &labels, selection);
             ui.separator();
         }
         match cx.state.view {

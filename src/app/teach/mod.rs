@@ -18,10 +18,10 @@ mod neurons;
 pub mod next;
 pub mod presenter;
 pub mod sampling;
-pub mod settings;
 mod texture;
 pub mod walkthrough;
 
+pub use crate::app::state::teach as settings;
 use crate::app::view::ViewCx;
 use crate::engine::{AppliedMask, HeadTrace, Trace};
 use crate::pipeline::Run;
