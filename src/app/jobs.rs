@@ -169,7 +169,7 @@ impl AttnApp {
                 }
                 self.model_info_dir = result.key.model_dir.clone();
                 self.model_info = result.info.clone();
-                self.saliency.set_targets(
+                self.panels.central.saliency.controller.set_targets(
                     result.key.model_dir.clone(),
                     result.saliency_targets.clone(),
                 );

@@ -138,10 +138,6 @@ pub struct AttnApp {
     settings_with_text: bool,
     /// A large tensor export waiting for confirmation: the run, its path and estimated size.
     pending_export: Option<(Arc<Run>, PathBuf, u64)>,
-    /// The Saliency view's background work and cache.
-    saliency: saliency::Controller,
-    answer: answer::Controller,
-    analyze: analyze::Controller,
     screenshot: Option<jobs::ScreenshotJob>,
     title: String,
     /// Whether the label fonts were added to the context (once, on the first logic step).
@@ -195,9 +191,6 @@ impl AttnApp {
             export_job: None,
             pending_export: None,
             settings_with_text: false,
-            saliency: saliency::Controller::default(),
-            answer: answer::Controller::default(),
-            analyze: analyze::Controller::default(),
             screenshot: None,
             title: String::new(),
             fonts_installed: false,
@@ -489,9 +482,6 @@ impl AttnApp {
             run_note,
             run_failed: self.run_failed.as_ref().filter(|_| self.external.is_none()),
             jobs,
-            saliency: &self.saliency,
-            answer: &self.answer,
-            analyze: &self.analyze,
             mistake_effect,
             next_choices,
             undo: (self.undo.can_undo(), self.undo.can_redo()),

@@ -3,7 +3,7 @@
 //! the numbers come from `pipeline::answer`, as `attnviz analyze` computes them.
 
 use super::compute::{ContributionsResult, Item, Kind, LensResult, PatchingResult, name_in};
-use super::{AnswerSettings, AnswerTab, suggest_corrupted};
+use super::{AnswerSettings, AnswerTab, Controller, suggest_corrupted};
 use crate::analysis::answer::patching::PatchSite;
 use crate::analysis::answer::routes::{EdgeKind, MIN_THRESHOLD, RouteGraph, Stage};
 use crate::app::state::{HeadMode, ViewKind};
@@ -14,9 +14,12 @@ use egui::{Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
 use egui_plot::{Line, Plot, PlotPoints, Points};
 use std::sync::Arc;
 
-/// The Answer view (its state lives in [`AnswerSettings`]).
+/// The Answer view (its settings live in [`AnswerSettings`]).
 #[derive(Default)]
-pub struct AnswerView;
+pub struct AnswerView {
+    /// The background work: results by run, the task in flight, what was stopped.
+    pub(in crate::app) controller: Controller,
+}
 
 /// A colour of `cmap` at `t` in [0, 1], for egui.
 fn colour(cmap: Colormap, t: f32) -> Color32 {
@@ -75,20 +78,20 @@ impl AnswerView {
             );
             return;
         }
+        let work = &self.controller;
         let n = run.tokens.len();
-        target_line_ui(ui, cx, labels, n);
+        target_line_ui(ui, cx, work, labels, n);
         ui.separator();
         let tab = cx.state.answer.tab;
         if tab == AnswerTab::Patching {
             patching_controls_ui(ui, cx);
         }
         let kind = cx.state.answer.kind(tab, n);
-        let result = cx
-            .answer
+        let result = work
             .result(&key, &kind)
             .map(|(item, ms)| (item.clone(), ms));
         let Some((item, ms)) = result else {
-            pending_ui(ui, cx, &key, &kind, tab);
+            pending_ui(ui, cx, work, &key, &kind, tab);
             return;
         };
         ui.horizontal(|ui| {
@@ -111,10 +114,16 @@ impl AnswerView {
 }
 
 /// The target: its position, token and foil, with ways to reset them.
-fn target_line_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, labels: &[String], n: usize) {
+fn target_line_ui(
+    ui: &mut egui::Ui,
+    cx: &mut ViewCx<'_>,
+    work: &Controller,
+    labels: &[String],
+    n: usize,
+) {
     let s = &mut cx.state.answer;
     let t = s.target_on(n);
-    let named = |id: u32| match cx.answer.name(id) {
+    let named = |id: u32| match work.name(id) {
         Some(label) => format!("{label:?} (id {id})"),
         None => format!("token id {id}"),
     };
@@ -145,11 +154,12 @@ fn target_line_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, labels: &[String], n: 
 fn pending_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
+    work: &Controller,
     key: &crate::app::job::JobKey,
     kind: &Kind,
     tab: AnswerTab,
 ) {
-    if let Some((fraction, secs)) = cx.answer.pending(key, kind) {
+    if let Some((fraction, secs)) = work.pending(key, kind) {
         ui.horizontal(|ui| {
             ui.add(
                 egui::ProgressBar::new(fraction)
@@ -165,7 +175,7 @@ fn pending_ui(
     }
     if tab == AnswerTab::Patching {
         ui.label("Press Run patching to patch every site of the corrupted run with the clean run's value.");
-    } else if cx.answer.stopped(key, kind) {
+    } else if work.stopped(key, kind) {
         ui.horizontal(|ui| {
             ui.label("stopped");
             if ui.button("Compute").clicked() {

@@ -98,7 +98,15 @@ impl View for Central {
         }
         match cx.state.view {
             ViewKind::Heatmap if cx.state.analyze.rollout.on => {
-                crate::app::analyze::rollout::heatmap_ui(&mut self.heatmap, ui, &run, &labels, cx);
+                let work = &self.analyze.controller;
+                crate::app::analyze::rollout::heatmap_ui(
+                    &mut self.heatmap,
+                    ui,
+                    &run,
+                    &labels,
+                    work,
+                    cx,
+                );
             }
             ViewKind::Heatmap => self.heatmap.ui(ui, &run, &labels, cx.state),
             ViewKind::Grid => self.grid.ui(ui, &run, cx.state),
