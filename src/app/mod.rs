@@ -22,7 +22,6 @@ mod panels;
 pub mod saliency;
 pub mod shortcuts;
 mod side;
-mod special;
 pub mod state;
 pub mod teach;
 mod texture;
