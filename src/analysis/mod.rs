@@ -9,9 +9,11 @@ pub mod claims;
 mod difference;
 pub mod explain;
 pub mod flow;
+pub mod head_view;
 pub mod metrics;
 pub mod rollout;
 pub mod sampling;
+pub mod special;
 pub mod teach;
 pub mod value_zeroing;
 

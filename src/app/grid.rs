@@ -14,6 +14,7 @@
 
 use super::state::{AppState, HeadMode, ViewKind};
 use super::texture::upload;
+use super::view::{View, ViewCx};
 use crate::model::demo::crafted_at;
 use crate::pipeline::Run;
 use crate::render::grid::{KvGroup, kv_column_groups};
@@ -421,7 +422,7 @@ impl GridView {
     /// KV head is shared (grouped-query attention), each group's heads are drawn together under
     /// a labelled bracket, with a gap between groups; otherwise it is ignored. Cells that the
     /// run's applied mask forbids are drawn in the masked colour, as in the exported grid.
-    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<Run>, state: &mut AppState) {
+    pub fn draw(&mut self, ui: &mut egui::Ui, run: &Arc<Run>, state: &mut AppState) {
         let [layers, heads, n, _] = run.maps.shape();
         if layers == 0 || heads == 0 || n == 0 {
             ui.label("Nothing to show: the run has no attention maps.");
@@ -659,6 +660,15 @@ impl GridView {
     }
 }
 
+impl View for GridView {
+    /// Every head of the run on screen.
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+        if let Some(run) = cx.run.clone() {
+            self.draw(ui, &run, cx.state);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,7 +798,7 @@ mod tests {
             Harness::builder()
                 .with_size(vec2(1000.0, 800.0))
                 .build_ui_state(
-                    move |ui, (view, state): &mut Tested| view.ui(ui, &run, state),
+                    move |ui, (view, state): &mut Tested| view.draw(ui, &run, state),
                     (GridView::default(), state),
                 )
         }

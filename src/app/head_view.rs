@@ -10,9 +10,11 @@
 
 use super::state::AppState;
 use super::theme;
+use super::view::{View, ViewCx};
+use crate::analysis::head_view::{Link, extract_links};
+use crate::engine::AppliedMask;
 use crate::pipeline::Run;
 use egui::{Align2, Rect, Sense, Shape, Stroke, StrokeKind, TextStyle, WidgetInfo, pos2, vec2};
-use ndarray::ArrayView2;
 use std::sync::{Arc, Weak};
 
 /// Height of one token row, in points.
@@ -29,14 +31,6 @@ const ROW_MARGIN: usize = 8;
 const LINE_WIDTH: f32 = 1.5;
 /// Labels longer than this many characters are shortened.
 const MAX_LABEL_CHARS: usize = 18;
-
-/// One line of the view: query row, key row and weight.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Link {
-    query: u32,
-    key: u32,
-    weight: f32,
-}
 
 /// The links of one layer down to a base threshold.
 struct LinkCache {
@@ -86,12 +80,32 @@ pub struct HeadView {
     cache: Option<LinkCache>,
     /// Reused every frame so that painting allocates nothing per line.
     shapes: Vec<Shape>,
+    /// The shown run without its special tokens, with the run it was made from and the
+    /// original index of each kept token.
+    without_special: Option<WithoutSpecial>,
+}
+
+impl View for HeadView {
+    /// The head view of the run on screen; with "hide special tokens", of the run without them.
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+        let Some(run) = cx.run.clone() else {
+            return;
+        };
+        let labels = cx.labels.clone();
+        if cx.state.hide_special
+            && let Some((run, labels, kept)) = self.without_special(&run, &labels)
+        {
+            filtered_ui(self, ui, cx, &run, &labels, &kept);
+            return;
+        }
+        self.draw(ui, &run, &labels, cx.state);
+    }
 }
 
 impl HeadView {
     /// Draws the head view.
     /// `labels` are the tokens' display labels, one per token.
-    pub fn ui(
+    pub fn draw(
         &mut self,
         ui: &mut egui::Ui,
         run: &Arc<Run>,
@@ -111,7 +125,7 @@ impl HeadView {
         controls_ui(ui, heads, layer_idx, state);
         let threshold = state.head_view_threshold.clamp(0.0, 1.0);
         self.refresh(run, layer_idx, threshold, heads);
-        let Self { cache, shapes } = self;
+        let Self { cache, shapes, .. } = self;
         let Some(cache) = cache.as_ref() else {
             return;
         };
@@ -352,67 +366,126 @@ fn short_label(text: &str) -> String {
     out
 }
 
-/// Fills `out` with the links of `map` (shape [query, key]) whose weight is positive and at least
-/// `threshold`, strongest first, at most `cap` of them. Returns true when some were cut by the cap.
-fn extract_links(
-    map: ArrayView2<'_, f32>,
-    threshold: f32,
-    cap: usize,
-    out: &mut Vec<Link>,
-) -> bool {
-    out.clear();
-    for (q, row) in map.outer_iter().enumerate() {
-        let mut push = |k: usize, w: f32| {
-            // NaN fails both comparisons and is skipped.
-            if w >= threshold && w > 0.0 {
-                out.push(Link {
-                    query: q as u32,
-                    key: k as u32,
-                    weight: w,
-                });
-            }
-        };
-        match row.as_slice() {
-            Some(slice) => slice.iter().enumerate().for_each(|(k, &w)| push(k, w)),
-            None => row.iter().enumerate().for_each(|(k, &w)| push(k, w)),
+/// The filtered run, its labels, and the original index of each kept token.
+type Filtered = (Arc<Run>, Arc<Vec<String>>, Vec<usize>);
+
+/// A run with its special tokens hidden (see [`run_without_special`]).
+struct WithoutSpecial {
+    /// The run it was made from.
+    from: Weak<Run>,
+    /// The filtered run, or `None` when nothing is special.
+    filtered: Option<Filtered>,
+}
+
+impl HeadView {
+    /// The shown run without special tokens, made once per run.
+    fn without_special(&mut self, run: &Arc<Run>, labels: &[String]) -> Option<Filtered> {
+        let fresh = self
+            .without_special
+            .as_ref()
+            .is_some_and(|w| std::ptr::eq(w.from.as_ptr(), Arc::as_ptr(run)));
+        if !fresh {
+            let filtered = run_without_special(run).map(|(r, kept)| {
+                let labels = kept
+                    .iter()
+                    .map(|&i| labels.get(i).cloned().unwrap_or_default())
+                    .collect();
+                (Arc::new(r), Arc::new(labels), kept)
+            });
+            self.without_special = Some(WithoutSpecial {
+                from: Arc::downgrade(run),
+                filtered,
+            });
         }
+        self.without_special
+            .as_ref()
+            .and_then(|w| w.filtered.clone())
     }
-    let strongest_first = |a: &Link, b: &Link| b.weight.total_cmp(&a.weight);
-    let capped = out.len() > cap;
-    if capped {
-        out.select_nth_unstable_by(cap, strongest_first);
-        out.truncate(cap);
-    }
-    out.sort_unstable_by(strongest_first);
-    capped
+}
+
+/// The head view on a run without special tokens: selected queries are translated to the
+/// filtered run's indices and back, so the selection stays the same tokens in every view.
+fn filtered_ui(
+    view: &mut HeadView,
+    ui: &mut egui::Ui,
+    cx: &mut ViewCx<'_>,
+    run: &Arc<Run>,
+    labels: &[String],
+    kept: &[usize],
+) {
+    let mut local = cx.state.clone();
+    local.selected_queries = cx
+        .state
+        .selected_queries
+        .iter()
+        .filter_map(|q| kept.iter().position(|k| k == q))
+        .collect();
+    let before = local.selected_queries.clone();
+    view.draw(ui, run, labels, &mut local);
+    let selection_changed = local.selected_queries != before;
+    let selected: Vec<usize> = local
+        .selected_queries
+        .iter()
+        .filter_map(|&i| kept.get(i).copied())
+        .collect();
+    local.selected_queries = if selection_changed {
+        selected
+    } else {
+        // Hidden special tokens stay selected.
+        cx.state.selected_queries.clone()
+    };
+    *cx.state = local;
+}
+
+/// `run` with its special tokens ([CLS], [SEP], [PAD], …) dropped from both axes of every head
+/// and each row renormalised, and the original index of each kept token. `None` when no token
+/// is special (the run is shown as it is) or every token is (nothing would be left).
+fn run_without_special(run: &Run) -> Option<(Run, Vec<usize>)> {
+    let special: Vec<bool> = run.tokens.iter().map(|t| t.is_special).collect();
+    let (maps, kept) = crate::analysis::special::without_special(&run.maps, &special)?;
+    let tokens = kept.iter().map(|&i| run.tokens[i].clone()).collect();
+    // The mask's token indices name the full run; the head view draws no masked cells.
+    let mut filtered = Run::from_maps(tokens, maps, AppliedMask::default(), run.model.clone());
+    filtered.fully_masked_queries = run
+        .fully_masked_queries
+        .iter()
+        .filter_map(|q| kept.iter().position(|k| k == q))
+        .collect();
+    filtered.vocab_style = run.vocab_style.clone();
+    filtered.kv_groups = run.kv_groups.clone();
+    filtered.text = run.text.clone();
+    Some((filtered, kept))
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::engine::AttentionMaps;
+    use crate::tokenize::Token;
     use ndarray::array;
 
     #[test]
-    fn links_keep_weights_above_threshold_strongest_first() {
-        // Weights ≥ 0.3: (0,0)=0.6, (1,2)=0.7, (2,1)=0.3 → sorted 0.7, 0.6, 0.3.
-        let map = array![[0.6, 0.2, 0.2], [0.1, 0.2, 0.7], [0.0, 0.3, 0.0]];
-        let mut out = Vec::new();
-        let capped = extract_links(map.view(), 0.3, 10, &mut out);
-        assert!(!capped);
-        let got: Vec<(u32, u32)> = out.iter().map(|l| (l.query, l.key)).collect();
-        assert_eq!(got, [(1, 2), (0, 0), (2, 1)]);
-    }
-
-    #[test]
-    fn links_skip_zeros_and_respect_the_cap() {
-        // Threshold 0 still skips the three zeros; the cap of 2 keeps 0.7 and 0.6.
-        let map = array![[0.6, 0.2, 0.2], [0.1, 0.2, 0.7], [0.0, 0.3, 0.0]];
-        let mut out = Vec::new();
-        assert!(!extract_links(map.view(), 0.0, 100, &mut out));
-        assert_eq!(out.len(), 7);
-        assert!(extract_links(map.view(), 0.0, 2, &mut out));
-        let weights: Vec<f32> = out.iter().map(|l| l.weight).collect();
-        assert_eq!(weights, [0.7, 0.6]);
+    fn the_run_keeps_its_tokens_and_queries_without_the_special_ones() {
+        let mut tokens: Vec<Token> = ["[CLS]", "a", "b"]
+            .iter()
+            .map(|t| Token::from_text(t))
+            .collect();
+        tokens[0].is_special = true;
+        let head = array![[1.0, 0.0, 0.0], [0.5, 0.25, 0.25], [0.2, 0.2, 0.6]];
+        let maps = AttentionMaps::from_heads(1, 1, 3, vec![head]).unwrap();
+        let mut run = Run::of_maps(tokens, maps);
+        run.fully_masked_queries = vec![0, 2];
+        let (out, kept) = run_without_special(&run).unwrap();
+        assert_eq!(kept, [1, 2]);
+        let texts: Vec<&str> = out.tokens.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["a", "b"]);
+        // Query 2 ("b") is the filtered run's query 1; [CLS] is gone.
+        assert_eq!(out.fully_masked_queries, [1]);
+        // Nothing special: the run is shown as it is.
+        let mut plain = run;
+        plain.tokens[0].is_special = false;
+        assert!(run_without_special(&plain).is_none());
     }
 
     mod ui {
@@ -454,7 +527,7 @@ mod tests {
                     move |ui, (view, state): &mut Tested| {
                         let labels: Vec<String> =
                             run.tokens.iter().map(|t| t.text.clone()).collect();
-                        view.ui(ui, &run, &labels, state);
+                        view.draw(ui, &run, &labels, state);
                     },
                     (HeadView::default(), AppState::default()),
                 )

@@ -13,6 +13,7 @@
 use super::state::AppState;
 use super::texture::upload;
 use super::theme;
+use super::view::{View, ViewCx};
 use crate::analysis::view_matrix;
 use crate::pipeline::Run;
 use crate::render::{self, ValueRange};
@@ -136,7 +137,7 @@ impl HeatmapView {
     /// Draws the heatmap of `state`'s selection.
     /// `labels` are the tokens' display labels, one per token; the cells the run's applied mask
     /// forbids are drawn in the colormap's masked colour, as in the exported figure.
-    pub fn ui(
+    pub fn draw(
         &mut self,
         ui: &mut egui::Ui,
         run: &Arc<Run>,
@@ -146,7 +147,7 @@ impl HeatmapView {
         self.ui_with(ui, run, labels, state, None);
     }
 
-    /// [`Self::ui`], showing `overlay` instead of the selection when given (special tokens
+    /// [`Self::draw`], showing `overlay` instead of the selection when given (special tokens
     /// hidden as the selection hides them).
     pub fn ui_with(
         &mut self,
@@ -588,6 +589,16 @@ fn colorbar_ui(
     }
 }
 
+impl View for HeatmapView {
+    /// The heatmap of the run on screen.
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+        if let Some(run) = cx.run.clone() {
+            let labels = cx.labels.clone();
+            self.draw(ui, &run, &labels, cx.state);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,7 +652,7 @@ mod tests {
             .with_size(vec2(700.0, 700.0))
             .build_ui_state(
                 move |ui, (view, state): &mut (HeatmapView, AppState)| {
-                    view.ui(ui, &run, &labels, state);
+                    view.draw(ui, &run, &labels, state);
                 },
                 (HeatmapView::default(), state),
             );
@@ -680,7 +691,7 @@ mod tests {
             .with_size(vec2(700.0, 700.0))
             .build_ui_state(
                 move |ui, (view, state): &mut (HeatmapView, AppState)| {
-                    view.ui(ui, &run, &labels, state);
+                    view.draw(ui, &run, &labels, state);
                 },
                 (HeatmapView::default(), AppState::default()),
             );

@@ -3,8 +3,10 @@
 //! screenshot of `--screenshot`.
 
 use super::file_dialog::{DialogRequest, InAppDialog, InAppOutcome, SystemOutcome};
+use super::job::JobKey;
 use super::view::{DialogPurpose, JobsStatus, RunFailure, folder_name};
 use super::{AttnApp, ErrorCause, export, worker};
+use crate::pipeline::Run;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
@@ -101,8 +103,7 @@ impl AttnApp {
             if let Some(w) = &self.worker {
                 w.cancel_load_unless(key.model_dir.as_deref());
             }
-            self.current = Some((key.clone(), run.clone()));
-            self.shown_compute_ms = Some(None);
+            self.show(key.clone(), run.clone(), None);
             self.settings_with_text = false;
             if key.model_dir != self.model_info_dir {
                 // Another model is on screen: a failed folder's error no longer applies.
@@ -157,9 +158,6 @@ impl AttnApp {
                     }
                 }
             }
-            if let Ok(run) = &result.outcome {
-                self.shown_compute_ms = Some(Some(run.timings.forward_ms));
-            }
             // The job's model loaded (even when its run then failed, e.g. a too-long input):
             // it is the model on screen now.
             if result.model_loaded {
@@ -169,7 +167,7 @@ impl AttnApp {
                 }
                 self.model_info_dir = result.key.model_dir.clone();
                 self.model_info = result.info.clone();
-                self.saliency.set_targets(
+                self.panels.central.saliency.controller.set_targets(
                     result.key.model_dir.clone(),
                     result.saliency_targets.clone(),
                 );
@@ -223,7 +221,8 @@ impl AttnApp {
                         self.cache.remove(0);
                     }
                     let n = run.tokens.len();
-                    self.current = Some((result.key, run));
+                    let ms = run.timings.forward_ms;
+                    self.show(result.key, run, Some(ms));
                     self.state.selected_queries.retain(|&q| q < n);
                     self.clear_error(ErrorCause::Run);
                 }
@@ -511,6 +510,13 @@ impl AttnApp {
     }
 
     /// The background work, for the status bar.
+    /// Puts the run of `key` on screen, with its forward time (`None`: it came from the cache).
+    /// The one place the shown run and its note change together.
+    fn show(&mut self, key: JobKey, run: Arc<Run>, compute_ms: Option<f64>) {
+        self.current = Some((key, run));
+        self.shown_compute_ms = Some(compute_ms);
+    }
+
     pub(super) fn jobs_status(&self) -> JobsStatus {
         let busy = self.busy();
         JobsStatus {

@@ -16,12 +16,12 @@ mod grid;
 mod head_view;
 mod heatmap;
 mod help;
+pub mod job;
 mod jobs;
 mod panels;
 pub mod saliency;
 pub mod shortcuts;
 mod side;
-mod special;
 pub mod state;
 pub mod teach;
 mod texture;
@@ -35,6 +35,7 @@ use crate::pipeline::Run;
 use crate::tokenize;
 use anyhow::anyhow;
 use file_dialog::{DialogBackend, DialogRequest, InAppDialog, SystemOutcome};
+use job::JobKey;
 use panels::central::Central;
 use panels::controls::Controls;
 use panels::menu::Menu;
@@ -46,7 +47,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 pub use view::{DialogPurpose, ExternalRun};
 use view::{Request, RunFailure, View, ViewCx};
-use worker::{JobKey, Worker};
+use worker::Worker;
 
 /// Key of the persisted state in eframe's storage.
 const STORAGE_KEY: &str = "attnviz_state";
@@ -136,10 +137,6 @@ pub struct AttnApp {
     settings_with_text: bool,
     /// A large tensor export waiting for confirmation: the run, its path and estimated size.
     pending_export: Option<(Arc<Run>, PathBuf, u64)>,
-    /// The Saliency view's background work and cache.
-    saliency: saliency::Controller,
-    answer: answer::Controller,
-    analyze: analyze::Controller,
     screenshot: Option<jobs::ScreenshotJob>,
     title: String,
     /// Whether the label fonts were added to the context (once, on the first logic step).
@@ -193,9 +190,6 @@ impl AttnApp {
             export_job: None,
             pending_export: None,
             settings_with_text: false,
-            saliency: saliency::Controller::default(),
-            answer: answer::Controller::default(),
-            analyze: analyze::Controller::default(),
             screenshot: None,
             title: String::new(),
             fonts_installed: false,
@@ -487,9 +481,6 @@ impl AttnApp {
             run_note,
             run_failed: self.run_failed.as_ref().filter(|_| self.external.is_none()),
             jobs,
-            saliency: &self.saliency,
-            answer: &self.answer,
-            analyze: &self.analyze,
             mistake_effect,
             next_choices,
             undo: (self.undo.can_undo(), self.undo.can_redo()),

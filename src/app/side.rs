@@ -2,9 +2,9 @@
 //! finished results by (run settings, work), the task in flight with its progress and Cancel,
 //! and what the user stopped.
 
-use crate::app::saliency::compute::TaskProgress;
-use crate::app::worker::JobKey;
+use crate::app::job::{JobKey, Outbox, TaskProgress};
 use std::sync::Arc;
+use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 /// A finished side task, with the settings it was computed for.
@@ -33,6 +33,8 @@ pub struct SideWork<K, I, const N: usize> {
     cache: Vec<Finished<K, I>>,
     in_flight: Option<InFlight<K>>,
     stopped: Option<(JobKey, K)>,
+    /// Where the worker sends finished results.
+    outbox: Outbox<Finished<K, I>>,
 }
 
 impl<K, I, const N: usize> Default for SideWork<K, I, N> {
@@ -41,11 +43,22 @@ impl<K, I, const N: usize> Default for SideWork<K, I, N> {
             cache: Vec::new(),
             in_flight: None,
             stopped: None,
+            outbox: Outbox::default(),
         }
     }
 }
 
 impl<K: PartialEq + Clone, I, const N: usize> SideWork<K, I, N> {
+    /// Where a new task sends its results (see [`crate::app::job::side_task`]).
+    pub fn sender(&self) -> Sender<Finished<K, I>> {
+        self.outbox.sender()
+    }
+
+    /// The next result the worker finished, if any.
+    pub fn poll(&self) -> Option<Finished<K, I>> {
+        self.outbox.poll()
+    }
+
     /// The finished result of `kind` on `key`'s run, and the milliseconds it took.
     pub fn result(&self, key: &JobKey, kind: &K) -> Option<(&I, f64)> {
         self.cache

@@ -1,7 +1,17 @@
 //! Every colour the app uses, in one place.
 
-use super::state::Theme;
 use egui::Color32;
+use serde::{Deserialize, Serialize};
+
+/// Light or dark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Theme {
+    /// Dark background.
+    #[default]
+    Dark,
+    /// Light background.
+    Light,
+}
 
 /// Applies the light or dark theme.
 pub fn apply(ctx: &egui::Context, theme: Theme) {

@@ -5,12 +5,12 @@
 //! of the heatmap's current matrix, combined by mean or sum. The combined row is cached and only
 //! recomputed when the run, the heatmap's selection or the chosen rows change.
 
-use super::state::{AppState, QueryCombine};
 use super::theme;
-use crate::analysis::{ViewSpec, combine_rows, view_matrix};
+use crate::analysis::{LayerSelection, ViewSpec, combine_rows, view_matrix};
 use crate::pipeline::Run;
 use egui::{Response, Sense, Stroke, StrokeKind, TextStyle, TextWrapMode, WidgetInfo, WidgetText};
 use egui_plot::{Bar, BarChart, Plot};
+use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Weak};
 
 /// Height of the bar chart, in points.
@@ -19,6 +19,27 @@ const CHART_HEIGHT: f32 = 140.0;
 const STRIP_MAX_HEIGHT: f32 = 96.0;
 /// At most this many selected tokens are named in the caption.
 const CAPTION_TOKENS: usize = 4;
+
+/// How several selected query rows combine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QueryCombine {
+    /// Average the rows.
+    #[default]
+    Mean,
+    /// Add the rows.
+    Sum,
+}
+
+/// What the strip reads and changes of the settings: the selected queries, how their rows
+/// combine, and the heatmap's selection the rows are taken from.
+pub struct Selection<'a> {
+    /// The selected query tokens.
+    pub queries: &'a mut Vec<usize>,
+    /// How several selected rows combine.
+    pub combine: &'a mut QueryCombine,
+    /// The heatmap's layer and heads.
+    pub spec: ViewSpec,
+}
 
 /// What the cached row was computed from.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +82,7 @@ impl TokenStrip {
         ui: &mut egui::Ui,
         run: &Arc<Run>,
         labels: &Arc<Vec<String>>,
-        state: &mut AppState,
+        state: Selection<'_>,
     ) {
         ui.horizontal(|ui| {
             ui.label("Tokens");
@@ -72,25 +93,25 @@ impl TokenStrip {
             );
             ui.separator();
             ui.label("rows:");
-            ui.selectable_value(&mut state.query_combine, QueryCombine::Mean, "mean");
-            ui.selectable_value(&mut state.query_combine, QueryCombine::Sum, "sum");
-            if !state.selected_queries.is_empty() && ui.small_button("clear").clicked() {
-                state.selected_queries.clear();
+            ui.selectable_value(state.combine, QueryCombine::Mean, "mean");
+            ui.selectable_value(state.combine, QueryCombine::Sum, "sum");
+            if !state.queries.is_empty() && ui.small_button("clear").clicked() {
+                state.queries.clear();
             }
         });
         egui::ScrollArea::vertical()
             .id_salt("token-strip-scroll")
             .max_height(STRIP_MAX_HEIGHT)
             .auto_shrink([false, true])
-            .show(ui, |ui| strip_ui(ui, run, labels, state));
+            .show(ui, |ui| strip_ui(ui, run, labels, state.queries));
 
-        if state.selected_queries.is_empty() {
+        if state.queries.is_empty() {
             return;
         }
         let key = RowKey {
-            spec: state.view_spec(),
-            selected: state.selected_queries.clone(),
-            combine: state.query_combine,
+            spec: state.spec,
+            selected: state.queries.clone(),
+            combine: *state.combine,
         };
         let fresh = self
             .cache
@@ -108,7 +129,7 @@ impl TokenStrip {
             return;
         };
         match &cache.result {
-            Ok(row) => chart_ui(ui, labels, state, row),
+            Ok(row) => chart_ui(ui, labels, &cache.key, row),
             Err(e) => {
                 ui.label(format!("no row to chart: {e}"));
             }
@@ -117,18 +138,18 @@ impl TokenStrip {
 }
 
 /// The wrapping row of token chips.
-fn strip_ui(ui: &mut egui::Ui, run: &Run, labels: &[String], state: &mut AppState) {
+fn strip_ui(ui: &mut egui::Ui, run: &Run, labels: &[String], selected: &mut Vec<usize>) {
     ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 3.0;
         for (i, token) in run.tokens.iter().enumerate() {
-            let selected = state.selected_queries.contains(&i);
+            let is_selected = selected.contains(&i);
             let label = labels.get(i).map_or(token.text.as_str(), String::as_str);
-            let response = token_chip(ui, i, label, token.is_special, selected).on_hover_text(
+            let response = token_chip(ui, i, label, token.is_special, is_selected).on_hover_text(
                 format!("token {i}: {label}\n{:?} · id {}", token.text, token.id),
             );
             if response.clicked() {
                 let shift = ui.input(|input| input.modifiers.shift);
-                click_token(&mut state.selected_queries, i, shift);
+                click_token(selected, i, shift);
             }
         }
     });
@@ -235,7 +256,7 @@ fn combined_row(run: &Run, key: &RowKey) -> Result<CombinedRow, String> {
 }
 
 /// The caption and bar chart of the combined row.
-fn chart_ui(ui: &mut egui::Ui, labels: &Arc<Vec<String>>, state: &AppState, row: &CombinedRow) {
+fn chart_ui(ui: &mut egui::Ui, labels: &Arc<Vec<String>>, key: &RowKey, row: &CombinedRow) {
     let text_of = |t: usize| labels.get(t).map_or("?", String::as_str);
     let named: Vec<String> = row
         .used
@@ -244,21 +265,20 @@ fn chart_ui(ui: &mut egui::Ui, labels: &Arc<Vec<String>>, state: &AppState, row:
         .map(|&q| format!("{:?} (query {q})", text_of(q)))
         .collect();
     let more = row.used.len().saturating_sub(CAPTION_TOKENS);
-    let what = match (row.used.len(), state.query_combine) {
+    let what = match (row.used.len(), key.combine) {
         (1, _) => "row of".to_owned(),
         (k, QueryCombine::Mean) => format!("mean of {k} rows:"),
         (k, QueryCombine::Sum) => format!("sum of {k} rows:"),
     };
-    let layer = if state.all_layers {
-        "mean of layers".to_owned()
-    } else {
-        format!("layer {}", state.layer_idx)
+    let layer = match key.spec.layer {
+        LayerSelection::Mean => "mean of layers".to_owned(),
+        LayerSelection::One(l) => format!("layer {l}"),
     };
     let mut caption = format!("{what} {}", named.join(", "));
     if more > 0 {
         caption.push_str(&format!(" and {more} more"));
     }
-    caption.push_str(&format!(", {layer} · {}", state.view_spec().heads));
+    caption.push_str(&format!(", {layer} · {}", key.spec.heads));
     if row.hidden > 0 {
         caption.push_str(&format!(" ({} selected hidden)", row.hidden));
     }
@@ -359,6 +379,7 @@ mod tests {
 
     mod ui {
         use super::super::*;
+        use crate::app::state::AppState;
         use crate::engine::AttentionMaps;
         use crate::tokenize::Token;
         use egui_kittest::Harness;
@@ -392,7 +413,12 @@ mod tests {
                             &run.tokens,
                             &crate::tokenize::VocabStyle::Plain,
                         ));
-                        strip.ui(ui, &run, &labels, state);
+                        let selection = Selection {
+                            spec: state.view_spec(),
+                            queries: &mut state.selected_queries,
+                            combine: &mut state.query_combine,
+                        };
+                        strip.ui(ui, &run, &labels, selection);
                     },
                     (TokenStrip::default(), state),
                 )

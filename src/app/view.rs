@@ -5,13 +5,43 @@
 //! controller owns (files, the worker, dialogs, errors) they only read here and change by
 //! pushing a [`Request`], which [`super::AttnApp`] carries out after the frame is drawn.
 
+use super::job::{JobKey, LoadStatus, NextOutcome, Progress};
 use super::state::AppState;
-use super::worker::{JobKey, LoadStatus, Progress};
 use crate::engine::AppliedMask;
 use crate::model::ModelInfo;
 use crate::pipeline::Run;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// What an export of the Saliency view writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SaliencyExport {
+    /// The labelled figure as PNG.
+    Png,
+    /// The labelled figure as SVG.
+    Svg,
+    /// The scores as CSV.
+    Csv,
+    /// The scores as `attnviz.attribution/v1` JSON.
+    Json,
+    /// The continuation matrix as PNG.
+    ContinuationPng,
+    /// The continuation matrix as SVG.
+    ContinuationSvg,
+    /// The method table (every method's score of every token) as CSV.
+    TableCsv,
+}
+
+/// What an export of the Answer view writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnswerExport {
+    /// The tab's figure as PNG.
+    Png,
+    /// The tab's figure as SVG.
+    Svg,
+    /// The tab's document (`attnviz.logit_lens/v1`, …) as JSON.
+    Json,
+}
 
 /// What a file dialog was opened for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,12 +61,12 @@ pub enum DialogPurpose {
     /// Open a GGUF checkpoint file.
     OpenGguf,
     /// Export the Saliency view (figure or scores).
-    ExportSaliency(super::saliency::SaliencyExport),
+    ExportSaliency(SaliencyExport),
     /// Export the teaching figure on screen (a walkthrough step or a mistake comparison) as
     /// PNG or SVG.
     ExportTeachFigure,
     /// Export the Answer view's current tab (figure or document).
-    ExportAnswer(super::answer::AnswerExport),
+    ExportAnswer(AnswerExport),
 }
 
 impl DialogPurpose {
@@ -175,16 +205,10 @@ pub struct ViewCx<'a> {
     pub run_failed: Option<&'a RunFailure>,
     /// The background work.
     pub jobs: JobsStatus,
-    /// The Saliency view's results and progress.
-    pub saliency: &'a super::saliency::Controller,
-    /// The Answer view's results and progress.
-    pub answer: &'a super::answer::Controller,
-    /// The Analyze view's and the rollout map's results and progress.
-    pub analyze: &'a super::analyze::Controller,
     /// The measured effect of the mistake the mistakes view shows, once computed.
     pub mistake_effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
     /// The sampling step's next-token choices for the run on screen, once computed.
-    pub next_choices: Option<super::teach::next::NextOutcome>,
+    pub next_choices: Option<NextOutcome>,
     /// Whether a settings edit can be undone and redone.
     pub undo: (bool, bool),
     /// What the panels asked for this frame.

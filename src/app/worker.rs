@@ -10,190 +10,23 @@
 //! cancels a load in progress (the newest folder wins); a cancelled or failed load leaves the
 //! previous model in place.
 
-use super::analyze::compute as analyze;
-use super::answer::compute as answer;
-use super::saliency::compute as saliency;
-use super::teach::next::{NextOutcome, next_choices};
-use crate::engine::{EngineError, MaskError, RunOptions};
-use crate::io::TokenInput;
-use crate::model::LoadedModel;
-use crate::model::{DemoConfig, LoadError, LoadProgress};
-use crate::pipeline::{self, PipelineError, Run, RunInput, RunSetting};
-use crate::tokenize::DemoTokenizer;
-use std::path::{Path, PathBuf};
+pub use super::job::{JobError, JobKey, JobResult, LoadStatus, Progress};
+use super::job::{NextOutcome, SideTask};
+use crate::model::{LoadProgress, LoadedModel};
+use crate::pipeline::{self, PipelineError, Run};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
-/// Everything that determines a run. Equal keys give equal results, so results are cached by it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct JobKey {
-    /// Text, token strings or token ids.
-    pub input: TokenInput,
-    /// The demo tokenizer.
-    pub tokenizer: DemoTokenizer,
-    /// The demo model's settings (used when `model_dir` is `None`).
-    pub demo: DemoConfig,
-    /// A checkpoint folder, or `None` for the demo.
-    pub model_dir: Option<PathBuf>,
-    /// Mask, scale and the rest.
-    pub opts: RunOptions,
-    /// Cut the input at the model's token limit instead of failing.
-    pub truncate: bool,
-    /// The most bytes the run may need (see `pipeline::estimate_run_bytes`).
-    pub memory_budget: u64,
-    /// A mistake whose measured effect (`analysis::teach::mistake_effect`) the mistakes view
-    /// shows, computed after the run with the same model and options.
-    pub mistake: Option<crate::engine::Mistake>,
-    /// The position whose whole next-token distribution the walkthrough's sampling step shows,
-    /// computed after the run with the same model and options.
-    pub sampling: Option<pipeline::Positions>,
-}
-
-impl JobKey {
-    /// The same key with no head ablated: the run an ablated run is compared with and resumes
-    /// from.
-    pub fn without_ablations(&self) -> JobKey {
-        let mut key = self.clone();
-        key.opts.ablations.clear();
-        // The mistake's measured effect belongs to the key asked for, not to its baseline.
-        key.mistake = None;
-        key.sampling = None;
-        key
-    }
-
-    /// The pipeline's input: the text or tokens, truncation and memory budget of this key.
-    pub fn run_input(&self) -> RunInput {
-        let mut input = RunInput::new(self.input.clone());
-        input.truncate = self.truncate;
-        input.memory_budget = self.memory_budget;
-        input
-    }
-}
-
-/// A finished job.
-pub struct JobResult {
-    /// The id the app gave the job.
-    pub id: u64,
-    /// The settings that produced it.
-    pub key: JobKey,
-    /// The run (with every decision it made: applied mask, labels, KV groups, timings), or a
-    /// one-line error.
-    pub outcome: Result<Arc<Run>, String>,
-    /// The model's token limit, when the run failed because the input is longer.
-    pub too_long: Option<usize>,
-    /// True when the run failed because the mask names a token the input does not have.
-    pub mask_out_of_range: bool,
-    /// True when the job's model loaded (a failed run of a loaded model is not a failed load).
-    pub model_loaded: bool,
-    /// The architecture of the model loaded (also when its run failed).
-    pub info: Option<crate::model::ModelInfo>,
-    /// The saliency targets the model supports.
-    pub saliency_targets: Vec<crate::grad::TargetKind>,
-    /// The measured effect of `key.mistake`, when asked for and the run succeeded.
-    pub effect: Option<Arc<crate::analysis::teach::MistakeEffect>>,
-    /// For a key with ablations, the run of [`JobKey::without_ablations`] the ablated run
-    /// resumed from, when the job computed it (the app had none): the app caches it, and the
-    /// difference view subtracts it.
-    pub baseline: Option<Arc<Run>>,
-    /// The next-token choices of `key.sampling`, when asked for and the run succeeded.
-    pub next: Option<NextOutcome>,
-}
-
-/// Progress of the running job: layers done out of layers total.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Progress {
-    /// Layers finished.
-    pub done: usize,
-    /// Layers in the model.
-    pub total: usize,
-    /// Tokens in the running job's input, once tokenized (0 before).
-    pub tokens: usize,
-}
-
-/// A checkpoint being loaded: which folder, and how far it has got.
-#[derive(Clone, Debug)]
-pub struct LoadStatus {
-    /// The folder being loaded.
-    pub dir: PathBuf,
-    /// Bytes converted so far, and the cancel flag.
-    pub progress: Arc<LoadProgress>,
-}
-
 struct Job {
     id: u64,
     key: JobKey,
-    /// Work for the Saliency or the Answer view instead of a run.
+    /// A view's work (Saliency, Answer, Analyze) instead of a run.
     side: Option<SideTask>,
     /// A finished run of `key.without_ablations()` (kept residuals) that an ablated run
     /// resumes from; `None` makes the job compute it first when `key` has ablations.
     base: Option<Arc<Run>>,
-}
-
-/// Work for a view on the model of a run already on screen, instead of a run.
-enum SideTask {
-    /// The Saliency view's attributions and candidates.
-    Saliency(saliency::Task),
-    /// The Answer view's lens, contributions, routes or patching.
-    Answer(answer::Task),
-    /// The Analyze view's value zeroing or induction probe.
-    Analyze(analyze::Task),
-}
-
-/// Where side tasks send their results.
-struct SideResults {
-    saliency: Sender<saliency::Outcome>,
-    answer: Sender<answer::Outcome>,
-    analyze: Sender<analyze::Outcome>,
-}
-
-/// Why a job produced no run.
-pub(crate) enum JobError {
-    /// A newer job or the user stopped it; nothing is reported.
-    Cancelled,
-    /// The mask names a token the input does not have (the one-line message).
-    MaskOutOfRange(String),
-    /// A one-line message for the user, and the model's token limit when the input exceeds
-    /// it.
-    Failed(String, Option<usize>),
-}
-
-impl From<PipelineError> for JobError {
-    /// The error in the app's words: the memory budget and options that do not fit are named by
-    /// the controls that set them.
-    fn from(e: PipelineError) -> Self {
-        match e {
-            PipelineError::Cancelled | PipelineError::Load(LoadError::Cancelled) => {
-                JobError::Cancelled
-            }
-            PipelineError::TooLong { limit, .. } => JobError::Failed(e.to_string(), Some(limit)),
-            PipelineError::Engine {
-                error: EngineError::Mask(MaskError::OutOfRange { .. }),
-                ..
-            } => JobError::MaskOutOfRange(e.to_string()),
-            PipelineError::OverBudget { .. }
-            | PipelineError::Open(crate::model::OpenError::OverBudget { .. }) => {
-                JobError::Failed(format!("{e} (Memory budget in Run options)"), None)
-            }
-            PipelineError::Misfit(misfit) => {
-                let control = match misfit.option() {
-                    RunSetting::Dims => "Teach → Neurons, dimension mask",
-                    RunSetting::TraceLayer => "the layer picker",
-                    RunSetting::MemoryBudget => "Memory budget in Run options",
-                    RunSetting::Truncate => "Cut the input at the model's token limit",
-                    RunSetting::Ablations => "the ablation chips above the map",
-                };
-                JobError::Failed(format!("{misfit} ({control})"), None)
-            }
-            e => JobError::Failed(e.to_string(), None),
-        }
-    }
-}
-
-impl From<crate::model::OpenError> for JobError {
-    fn from(e: crate::model::OpenError) -> Self {
-        PipelineError::from(e).into()
-    }
 }
 
 /// The load in progress, and the test hold.
@@ -228,9 +61,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Worker {
     jobs: Sender<Job>,
     results: Receiver<JobResult>,
-    saliency_results: Receiver<saliency::Outcome>,
-    answer_results: Receiver<answer::Outcome>,
-    analyze_results: Receiver<analyze::Outcome>,
     shared: Arc<Shared>,
     next_id: u64,
 }
@@ -241,25 +71,14 @@ impl Worker {
     pub fn spawn(wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let (jobs, job_rx) = channel::<Job>();
         let (result_tx, results) = channel();
-        let (saliency_tx, saliency_results) = channel();
-        let (answer_tx, answer_results) = channel();
-        let (analyze_tx, analyze_results) = channel();
-        let side = SideResults {
-            saliency: saliency_tx,
-            answer: answer_tx,
-            analyze: analyze_tx,
-        };
         let shared = Arc::new(Shared::default());
         let shared_w = shared.clone();
         std::thread::Builder::new()
             .name("attn-worker".to_owned())
-            .spawn(move || worker_loop(&job_rx, &result_tx, &side, &shared_w, &wake))?;
+            .spawn(move || worker_loop(&job_rx, &result_tx, &shared_w, &wake))?;
         Ok(Self {
             jobs,
             results,
-            saliency_results,
-            answer_results,
-            analyze_results,
             shared,
             next_id: 0,
         })
@@ -277,22 +96,10 @@ impl Worker {
         self.submit_job(key, None, base)
     }
 
-    /// Queues work for the Saliency view on `key`'s model and input; like a run, it replaces
-    /// any older job. Its pieces arrive through [`Self::poll_saliency`].
-    pub fn submit_saliency(&mut self, key: JobKey, task: saliency::Task) -> u64 {
-        self.submit_job(key, Some(SideTask::Saliency(task)), None)
-    }
-
-    /// Queues work for the Answer view on `key`'s model and input; like a run, it replaces any
-    /// older job. Its result arrives through [`Self::poll_answer`].
-    pub fn submit_answer(&mut self, key: JobKey, task: answer::Task) -> u64 {
-        self.submit_job(key, Some(SideTask::Answer(task)), None)
-    }
-
-    /// Queues work for the Analyze view on `key`'s model; like a run, it replaces any older
-    /// job. Its result arrives through [`Self::poll_analyze`].
-    pub fn submit_analyze(&mut self, key: JobKey, task: analyze::Task) -> u64 {
-        self.submit_job(key, Some(SideTask::Analyze(task)), None)
+    /// Queues a view's side task (made by [`super::job::side_task`]) on `key`'s model and
+    /// input; like a run, it replaces any older job. Its pieces go where the task sends them.
+    pub fn submit_side(&mut self, key: JobKey, task: SideTask) -> u64 {
+        self.submit_job(key, Some(task), None)
     }
 
     fn submit_job(&mut self, key: JobKey, side: Option<SideTask>, base: Option<Arc<Run>>) -> u64 {
@@ -344,21 +151,6 @@ impl Worker {
         self.results.try_recv().ok()
     }
 
-    /// The next finished piece of saliency work, if any.
-    pub fn poll_saliency(&self) -> Option<saliency::Outcome> {
-        self.saliency_results.try_recv().ok()
-    }
-
-    /// The next finished piece of the Answer view's work, if any.
-    pub fn poll_answer(&self) -> Option<answer::Outcome> {
-        self.answer_results.try_recv().ok()
-    }
-
-    /// The next finished piece of the Analyze view's work, if any.
-    pub fn poll_analyze(&self) -> Option<analyze::Outcome> {
-        self.analyze_results.try_recv().ok()
-    }
-
     /// Progress of the running job.
     pub fn progress(&self) -> Progress {
         *lock(&self.shared.progress)
@@ -390,7 +182,6 @@ impl Drop for Worker {
 fn worker_loop(
     jobs: &Receiver<Job>,
     results: &Sender<JobResult>,
-    side_results: &SideResults,
     shared: &Shared,
     wake: &dyn Fn(),
 ) {
@@ -410,23 +201,7 @@ fn worker_loop(
             if let Ok(loaded) = ensure_model(&job, &mut model, shared, wake) {
                 let id = job.id;
                 let still_wanted = || shared.latest.load(Ordering::SeqCst) == id;
-                match &task {
-                    SideTask::Saliency(task) => {
-                        saliency::run_task(loaded, &job.key, task, &still_wanted, wake, &mut |o| {
-                            let _ = side_results.saliency.send(o);
-                        });
-                    }
-                    SideTask::Answer(task) => {
-                        answer::run_task(loaded, &job.key, task, &still_wanted, wake, &mut |o| {
-                            let _ = side_results.answer.send(o);
-                        });
-                    }
-                    SideTask::Analyze(task) => {
-                        analyze::run_task(loaded, &job.key, task, &still_wanted, wake, &mut |o| {
-                            let _ = side_results.analyze.send(o);
-                        });
-                    }
-                }
+                task(loaded, &job.key, &still_wanted, wake);
             }
             continue;
         }
@@ -470,7 +245,7 @@ fn worker_loop(
             info: model.as_ref().map(LoadedModel::info),
             saliency_targets: model
                 .as_ref()
-                .map(saliency::supported_targets)
+                .map(pipeline::supported_targets)
                 .unwrap_or_default(),
             effect,
             baseline,
@@ -676,7 +451,7 @@ fn next_for_sampling(
     let total = loaded.info().layers;
     let mut on_layer = layer_progress(shared, total, wake, job.id);
     let key = &job.key;
-    match next_choices(loaded, &key.run_input(), &key.opts, position, &mut on_layer) {
+    match pipeline::next_choices(loaded, &key.run_input(), &key.opts, position, &mut on_layer) {
         Ok(choices) => Ok(Ok(Arc::new(choices))),
         Err(e) => match JobError::from(e) {
             JobError::Cancelled => Err(JobError::Cancelled),

@@ -26,6 +26,7 @@ pub use error::{OptionMisfit, PipelineError, RunSetting, TextRole, too_long_text
 pub use explain::explain;
 pub use export::{DEFAULT_MAX_OUTPUT, TensorFormat, estimate_tensor_bytes, write_tensors};
 pub use metrics::{MetricData, head_metrics_of, induction_scores};
+pub use next::{NextChoices, next_choices};
 pub use next::{NextDistribution, NextTokens, Positions, lm_head, next_distribution, next_tokens};
 pub use probe::{PROBE_PERIOD, PROBE_SEED, induction_probe, value_zeroing_of};
 pub use teach::mistake_effect;

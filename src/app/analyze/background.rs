@@ -7,7 +7,7 @@
 use crate::analysis::flow::{Flow, FlowOptions, attention_flow};
 use crate::analysis::metrics::{HeadMetrics, head_order_observed, sink_heads};
 use crate::analysis::rollout::{RolloutOptions, rollout_observed};
-use crate::app::saliency::compute::TaskProgress;
+use crate::app::job::TaskProgress;
 use crate::pipeline::{MetricData, Run, head_metrics_of};
 use ndarray::Array2;
 use std::sync::mpsc::{Receiver, TryRecvError, channel};

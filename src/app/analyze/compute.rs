@@ -4,8 +4,7 @@
 
 use crate::analysis::metrics::InductionProbe;
 use crate::analysis::value_zeroing::ValueZeroing;
-use crate::app::saliency::compute::TaskProgress;
-use crate::app::worker::{JobError, JobKey};
+use crate::app::job::{JobError, JobKey, TaskProgress};
 use crate::model::LoadedModel;
 use crate::pipeline::{self, PipelineError, Run};
 use std::sync::Arc;

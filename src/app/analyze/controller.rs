@@ -8,13 +8,13 @@
 //! button. Nothing new starts while a run is on its way.
 
 use super::background::{MapsItem, MapsJobs, MapsTask};
-use super::compute::{Item, Kind, Outcome, Task};
+use super::compute::{Item, Kind, Outcome, Task, run_task};
 use super::{AnalyzeTab, SortKey};
 use crate::analysis::flow::FlowOptions;
 use crate::app::AttnApp;
+use crate::app::job::{JobKey, side_task};
 use crate::app::side::SideWork;
 use crate::app::state::ViewKind;
-use crate::app::worker::JobKey;
 use crate::pipeline::Run;
 use std::sync::Arc;
 
@@ -84,10 +84,10 @@ impl Controller {
 impl AttnApp {
     /// Takes the Analyze view's finished work from the worker and the analysis threads.
     pub(in crate::app) fn receive_analyze(&mut self) {
-        while let Some(outcome) = self.worker.as_ref().and_then(|w| w.poll_analyze()) {
-            self.analyze.store(outcome);
+        while let Some(outcome) = self.panels.central.analyze.controller.work.poll() {
+            self.panels.central.analyze.controller.store(outcome);
         }
-        self.analyze.maps.poll();
+        self.panels.central.analyze.controller.maps.poll();
     }
 
     /// The analyses of maps the current view needs.
@@ -129,10 +129,20 @@ impl AttnApp {
         let (key, _) = self.current.as_ref()?;
         let kind = match self.state.analyze.tab {
             AnalyzeTab::ValueZeroing => Kind::ValueZeroing,
-            AnalyzeTab::Metrics if self.analyze.probe_asked(key) => Kind::Induction,
+            AnalyzeTab::Metrics if self.panels.central.analyze.controller.probe_asked(key) => {
+                Kind::Induction
+            }
             _ => return None,
         };
-        if self.analyze.result(key, kind).is_some() || self.analyze.stopped(key, kind) {
+        if self
+            .panels
+            .central
+            .analyze
+            .controller
+            .result(key, kind)
+            .is_some()
+            || self.panels.central.analyze.controller.stopped(key, kind)
+        {
             return None;
         }
         Some((key.clone(), kind))
@@ -141,22 +151,41 @@ impl AttnApp {
     /// Starts what the Analyze view and the rollout map are missing and stops what they no
     /// longer need.
     pub(in crate::app) fn schedule_analyze(&mut self, ctx: &egui::Context) {
-        self.analyze.run = self.shown_run().cloned();
+        self.panels.central.analyze.controller.run = self.shown_run().cloned();
         if !self.busy() {
             let wanted = self.maps_wanted();
-            let run = self.analyze.run.clone();
+            let run = self.panels.central.analyze.controller.run.clone();
             let wake_ctx = ctx.clone();
-            self.analyze
+            self.panels
+                .central
+                .analyze
+                .controller
                 .maps
                 .want(run.as_ref(), &wanted, &move || wake_ctx.request_repaint());
         }
-        if self.analyze.maps.busy() || self.analyze.work.in_flight().is_some() {
+        if self.panels.central.analyze.controller.maps.busy()
+            || self
+                .panels
+                .central
+                .analyze
+                .controller
+                .work
+                .in_flight()
+                .is_some()
+        {
             ctx.request_repaint_after(std::time::Duration::from_millis(100));
         }
         let Some((key, kind)) = self.model_wanted() else {
             return;
         };
-        if self.analyze.work.on_its_way(&key, &kind) {
+        if self
+            .panels
+            .central
+            .analyze
+            .controller
+            .work
+            .on_its_way(&key, &kind)
+        {
             return;
         }
         let Some(run) = self.current.as_ref().map(|(_, r)| r.clone()) else {
@@ -165,15 +194,26 @@ impl AttnApp {
         if self.worker.is_none() {
             return;
         }
-        let progress = self.analyze.work.start(key.clone(), kind);
+        let progress = self
+            .panels
+            .central
+            .analyze
+            .controller
+            .work
+            .start(key.clone(), kind);
         if let Some(worker) = self.worker.as_mut() {
-            worker.submit_analyze(
+            let task = Task {
+                kind,
+                run,
+                progress,
+            };
+            worker.submit_side(
                 key,
-                Task {
-                    kind,
-                    run,
-                    progress,
-                },
+                side_task(
+                    task,
+                    run_task,
+                    self.panels.central.analyze.controller.work.sender(),
+                ),
             );
         }
     }
@@ -181,55 +221,108 @@ impl AttnApp {
     /// Stops what the current view waits for; it is not asked for again until a setting
     /// changes or the user asks for it.
     pub(in crate::app) fn cancel_analyze(&mut self) {
-        if let Some(run) = self.analyze.run.clone() {
+        if let Some(run) = self.panels.central.analyze.controller.run.clone() {
             for task in self.maps_wanted() {
-                if self.analyze.maps.pending(&run, &task).is_some() {
-                    self.analyze.maps.stop(&run, &task);
+                if self
+                    .panels
+                    .central
+                    .analyze
+                    .controller
+                    .maps
+                    .pending(&run, &task)
+                    .is_some()
+                {
+                    self.panels
+                        .central
+                        .analyze
+                        .controller
+                        .maps
+                        .stop(&run, &task);
                 }
             }
         }
         let induction = self
+            .panels
+            .central
             .analyze
+            .controller
             .work
             .in_flight()
             .is_some_and(|(_, kind)| *kind == Kind::Induction);
         if induction {
-            self.analyze.work.drop_in_flight();
-            self.analyze.asked = None;
+            self.panels.central.analyze.controller.work.drop_in_flight();
+            self.panels.central.analyze.controller.asked = None;
         } else {
-            self.analyze.work.cancel();
+            self.panels.central.analyze.controller.work.cancel();
         }
     }
 
     /// Computes what the current view's user stopped.
     pub(in crate::app) fn compute_analyze(&mut self) {
-        if let Some(run) = self.analyze.run.clone() {
+        if let Some(run) = self.panels.central.analyze.controller.run.clone() {
             for task in self.maps_wanted() {
-                self.analyze.maps.resume(&run, &task);
+                self.panels
+                    .central
+                    .analyze
+                    .controller
+                    .maps
+                    .resume(&run, &task);
             }
         }
-        self.analyze.work.unstop();
+        self.panels.central.analyze.controller.work.unstop();
     }
 
     /// Runs the induction probe for the run on screen.
     pub(in crate::app) fn ask_induction_probe(&mut self) {
-        self.analyze.asked = self.current.as_ref().map(|(k, _)| k.clone());
-        self.analyze.work.unstop();
+        self.panels.central.analyze.controller.asked =
+            self.current.as_ref().map(|(k, _)| k.clone());
+        self.panels.central.analyze.controller.work.unstop();
     }
 
     /// True while the current view waits for analyses it asked for (screenshots wait).
     pub(in crate::app) fn analyze_pending(&self) -> bool {
-        let maps = self.analyze.run.as_ref().is_some_and(|run| {
-            self.maps_wanted().iter().any(|task| {
-                self.analyze.maps.result(run, task).is_none()
-                    && !self.analyze.maps.stopped(run, task)
-            })
-        });
+        let maps = self
+            .panels
+            .central
+            .analyze
+            .controller
+            .run
+            .as_ref()
+            .is_some_and(|run| {
+                self.maps_wanted().iter().any(|task| {
+                    self.panels
+                        .central
+                        .analyze
+                        .controller
+                        .maps
+                        .result(run, task)
+                        .is_none()
+                        && !self
+                            .panels
+                            .central
+                            .analyze
+                            .controller
+                            .maps
+                            .stopped(run, task)
+                })
+            });
         let model = self.current.as_ref().is_some_and(|(key, _)| {
-            self.analyze
+            self.panels
+                .central
+                .analyze
+                .controller
                 .work
                 .in_flight()
-                .is_some_and(|(k, kind)| k == key && self.analyze.pending(key, *kind).is_some())
+                .is_some_and(|(k, kind)| {
+                    k == key
+                        && self
+                            .panels
+                            .central
+                            .analyze
+                            .controller
+                            .pending(key, *kind)
+                            .is_some()
+                })
         });
         maps || model || self.model_wanted().is_some()
     }

@@ -4,6 +4,7 @@
 //! histogram. Clicking a cell or a row opens that head in the Heatmap view. The numbers are
 //! `analysis::metrics`' (as `attnviz analyze --what metrics`), computed off the UI thread.
 
+use super::Controller;
 use super::background::{MapsItem, MapsTask, MetricsResult};
 use super::compute::{InductionResult, Item, Kind};
 use super::{Metric, SortKey};
@@ -112,22 +113,28 @@ fn cell_text(metric: Metric, v: Option<f64>) -> String {
 
 impl Dashboard {
     /// Draws the dashboard for `run`.
-    pub fn ui(&mut self, ui: &mut egui::Ui, run: &Arc<Run>, cx: &mut ViewCx<'_>) {
-        let metrics = match cx.analyze.maps_result(&MapsTask::Metrics) {
+    pub fn ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        run: &Arc<Run>,
+        work: &Controller,
+        cx: &mut ViewCx<'_>,
+    ) {
+        let metrics = match work.maps_result(&MapsTask::Metrics) {
             Some((MapsItem::Metrics(Ok(m)), _)) => m.clone(),
             Some((MapsItem::Metrics(Err(e)), _)) => {
                 ui.colored_label(ui.visuals().error_fg_color, format!("metrics: {e}"));
                 return;
             }
             _ => {
-                super::rollout::waiting_ui(ui, cx, &MapsTask::Metrics);
+                super::rollout::waiting_ui(ui, cx, work, &MapsTask::Metrics);
                 return;
             }
         };
         let key = cx.current.cloned().filter(|_| cx.external.is_none());
         let induction = key
             .as_ref()
-            .and_then(|k| match cx.analyze.result(k, Kind::Induction) {
+            .and_then(|k| match work.result(k, Kind::Induction) {
                 Some((Item::Induction(r), _)) => Some(r.clone()),
                 _ => None,
             });
@@ -148,7 +155,7 @@ impl Dashboard {
                 });
             ui.weak(s.metric.help());
         });
-        probe_ui(ui, cx, key.as_ref(), induction.as_ref());
+        probe_ui(ui, cx, work, key.as_ref(), induction.as_ref());
         let metric = if table.columns().contains(&cx.state.analyze.metric) {
             cx.state.analyze.metric
         } else {
@@ -169,12 +176,12 @@ impl Dashboard {
             });
         });
         ui.separator();
-        let order = match cx.analyze.maps_result(&MapsTask::HeadOrder) {
+        let order = match work.maps_result(&MapsTask::HeadOrder) {
             Some((MapsItem::HeadOrder(o), _)) => Some(o.clone()),
             _ => None,
         };
         if cx.state.analyze.sort == SortKey::Cluster && order.is_none() {
-            super::rollout::waiting_ui(ui, cx, &MapsTask::HeadOrder);
+            super::rollout::waiting_ui(ui, cx, work, &MapsTask::HeadOrder);
         }
         table_ui(ui, cx.state, &table, order.as_deref().map(Vec::as_slice));
     }
@@ -224,7 +231,8 @@ impl Dashboard {
 fn probe_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
-    key: Option<&crate::app::worker::JobKey>,
+    work: &Controller,
+    key: Option<&crate::app::job::JobKey>,
     result: Option<&Result<Arc<InductionResult>, String>>,
 ) {
     let Some(key) = key else {
@@ -232,7 +240,7 @@ fn probe_ui(
         return;
     };
     ui.horizontal_wrapped(|ui| {
-        if let Some((fraction, secs)) = cx.analyze.pending(key, Kind::Induction) {
+        if let Some((fraction, secs)) = work.pending(key, Kind::Induction) {
             ui.spinner();
             ui.add(
                 egui::ProgressBar::new(fraction)

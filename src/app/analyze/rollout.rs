@@ -3,6 +3,7 @@
 //! Cancel and errors. The numbers are `analysis::rollout`'s, as `attnviz analyze --what
 //! rollout` writes them; the export is in `app::export`.
 
+use super::Controller;
 use super::RolloutSettings;
 use super::background::{MapsItem, MapsTask};
 use crate::analysis::rollout::HeadFusion;
@@ -59,8 +60,8 @@ pub fn controls_ui(ui: &mut egui::Ui, r: &mut RolloutSettings, layers: usize) {
 }
 
 /// Progress with Cancel, the stopped state with Compute, or nothing, for `task`.
-pub fn waiting_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, task: &MapsTask) {
-    if let Some((fraction, secs)) = cx.analyze.maps_pending(task) {
+pub fn waiting_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, work: &Controller, task: &MapsTask) {
+    if let Some((fraction, secs)) = work.maps_pending(task) {
         ui.horizontal(|ui| {
             ui.spinner();
             ui.add(
@@ -72,7 +73,7 @@ pub fn waiting_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, task: &MapsTask) {
                 cx.request(Request::CancelAnalyze);
             }
         });
-    } else if cx.analyze.maps_stopped(task) {
+    } else if work.maps_stopped(task) {
         ui.horizontal(|ui| {
             ui.label(format!("{}: stopped", task.label()));
             if ui.button("Compute").clicked() {
@@ -93,12 +94,13 @@ pub fn heatmap_ui(
     ui: &mut egui::Ui,
     run: &Arc<Run>,
     labels: &[String],
+    work: &Controller,
     cx: &mut ViewCx<'_>,
 ) {
     let layers = run.maps.layers();
     let settings = cx.state.analyze.rollout;
     let task = MapsTask::Rollout(settings.options(layers));
-    let result = cx.analyze.maps_result(&task).map(|(item, _)| item.clone());
+    let result = work.maps_result(&task).map(|(item, _)| item.clone());
     match result {
         Some(MapsItem::Rollout(Ok(matrix))) => {
             let overlay = MapOverride {
@@ -111,6 +113,6 @@ pub fn heatmap_ui(
         Some(MapsItem::Rollout(Err(e))) => {
             ui.colored_label(ui.visuals().error_fg_color, format!("rollout: {e}"));
         }
-        _ => waiting_ui(ui, cx, &task),
+        _ => waiting_ui(ui, cx, work, &task),
     }
 }

@@ -4,7 +4,7 @@
 
 use super::background::{MapsItem, MapsTask};
 use super::compute::{Item, Kind};
-use super::controller::flow_query;
+use super::controller::{Controller, flow_query};
 use super::dashboard::Dashboard;
 use super::{AnalyzeTab, rollout};
 use crate::analysis::flow::FlowOptions;
@@ -31,6 +31,8 @@ pub struct AnalyzeView {
     vz_map: HeatmapView,
     /// The shown value-zeroing matrix in f32, and which it is.
     vz_shown: Option<(VzShown, Arc<Array2<f32>>)>,
+    /// The background work of the view and of the rollout map: results, progress, Cancel.
+    pub(in crate::app) controller: Controller,
 }
 
 impl AnalyzeView {
@@ -54,8 +56,8 @@ impl AnalyzeView {
         });
         ui.separator();
         match cx.state.analyze.tab {
-            AnalyzeTab::Metrics => self.dashboard.ui(ui, run, cx),
-            AnalyzeTab::Flow => flow_ui(ui, run, labels, cx),
+            AnalyzeTab::Metrics => self.dashboard.ui(ui, run, &self.controller, cx),
+            AnalyzeTab::Flow => flow_ui(ui, run, labels, &self.controller, cx),
             AnalyzeTab::ValueZeroing => self.value_zeroing_ui(ui, run, labels, cx),
         }
     }
@@ -97,7 +99,7 @@ impl AnalyzeView {
             });
         let layer = s.vz_layer;
         let vz: Option<Result<Arc<ValueZeroing>, String>> =
-            match cx.analyze.result(&key, Kind::ValueZeroing) {
+            match self.controller.result(&key, Kind::ValueZeroing) {
                 Some((Item::ValueZeroing(r), ms)) => {
                     ui.weak(format!("computed in {ms:.0} ms"));
                     Some(r.clone())
@@ -111,7 +113,14 @@ impl AnalyzeView {
                 return;
             }
             None => {
-                model_waiting_ui(ui, cx, &key, Kind::ValueZeroing, "value zeroing");
+                model_waiting_ui(
+                    ui,
+                    cx,
+                    &self.controller,
+                    &key,
+                    Kind::ValueZeroing,
+                    "value zeroing",
+                );
                 return;
             }
         };
@@ -153,12 +162,13 @@ impl AnalyzeView {
 fn model_waiting_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
-    key: &crate::app::worker::JobKey,
+    work: &Controller,
+    key: &crate::app::job::JobKey,
     kind: Kind,
     what: &str,
 ) {
     ui.horizontal(|ui| {
-        if let Some((fraction, secs)) = cx.analyze.pending(key, kind) {
+        if let Some((fraction, secs)) = work.pending(key, kind) {
             ui.spinner();
             ui.add(
                 egui::ProgressBar::new(fraction)
@@ -168,7 +178,7 @@ fn model_waiting_ui(
             if ui.button("Cancel").clicked() {
                 cx.request(Request::CancelAnalyze);
             }
-        } else if cx.analyze.stopped(key, kind) {
+        } else if work.stopped(key, kind) {
             ui.label(format!("{what}: stopped"));
             if ui.button("Compute").clicked() {
                 cx.request(Request::ComputeAnalyze);
@@ -181,7 +191,13 @@ fn model_waiting_ui(
 }
 
 /// The attention flow into the selected query, as a bar chart over the input tokens.
-fn flow_ui(ui: &mut egui::Ui, run: &Arc<Run>, labels: &[String], cx: &mut ViewCx<'_>) {
+fn flow_ui(
+    ui: &mut egui::Ui,
+    run: &Arc<Run>,
+    labels: &[String],
+    work: &Controller,
+    cx: &mut ViewCx<'_>,
+) {
     let n = run.tokens.len();
     let layers = run.maps.layers();
     let q = flow_query(&cx.state.selected_queries, n);
@@ -198,7 +214,7 @@ fn flow_ui(ui: &mut egui::Ui, run: &Arc<Run>, labels: &[String], cx: &mut ViewCx
         rollout: cx.state.analyze.rollout.options(layers),
         query: Some(q),
     });
-    let flow = match cx.analyze.maps_result(&task) {
+    let flow = match work.maps_result(&task) {
         Some((MapsItem::Flow(Ok(f)), ms)) => {
             ui.weak(format!("computed in {ms:.0} ms"));
             f.clone()
@@ -208,7 +224,7 @@ fn flow_ui(ui: &mut egui::Ui, run: &Arc<Run>, labels: &[String], cx: &mut ViewCx
             return;
         }
         _ => {
-            rollout::waiting_ui(ui, cx, &task);
+            rollout::waiting_ui(ui, cx, work, &task);
             return;
         }
     };

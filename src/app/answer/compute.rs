@@ -7,8 +7,8 @@ use crate::analysis::answer::contributions::Contributions;
 use crate::analysis::answer::lens::LensCell;
 use crate::analysis::answer::patching::{PatchSite, Patching};
 use crate::analysis::answer::routes::RouteGraph;
-use crate::app::saliency::compute::TaskProgress;
-use crate::app::worker::{JobError, JobKey};
+use crate::app::job::{JobError, JobKey, TaskProgress};
+pub use crate::app::state::answer::TargetChoice;
 use crate::grad::{TargetKind, TargetSpec, TokenRef};
 use crate::io::TokenInput;
 use crate::model::LoadedModel;
@@ -17,18 +17,6 @@ use crate::pipeline::answer_json::vocab_strings;
 use crate::pipeline::{PipelineError, RunInput};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// The target the user picked: position P (default the last token), token T (default the
-/// model's own top-1 there) and an optional foil F.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct TargetChoice {
-    /// P; `None` for the last token.
-    pub position: Option<usize>,
-    /// T's id; `None` for the model's top-1.
-    pub token: Option<u32>,
-    /// F's id.
-    pub foil: Option<u32>,
-}
 
 impl TargetChoice {
     /// The pipeline's target spec; `None` for all defaults. A foil without a token is ignored

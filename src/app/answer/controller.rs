@@ -6,11 +6,11 @@
 //! the user presses Run. Results are cached per (run settings, work): going back to earlier
 //! settings is instant.
 
-use super::compute::{Item, Kind, Outcome, Task};
+use super::compute::{Item, Kind, Outcome, Task, run_task};
 use crate::app::AttnApp;
+use crate::app::job::{JobKey, side_task};
 use crate::app::side::SideWork;
 use crate::app::state::ViewKind;
-use crate::app::worker::JobKey;
 
 /// Finished results kept.
 const CACHE_SIZE: usize = 32;
@@ -61,8 +61,8 @@ impl Controller {
 impl AttnApp {
     /// Takes the Answer view's finished work from the worker.
     pub(in crate::app) fn receive_answer(&mut self) {
-        while let Some(outcome) = self.worker.as_ref().and_then(|w| w.poll_answer()) {
-            self.answer.store(outcome);
+        while let Some(outcome) = self.panels.central.answer.controller.work.poll() {
+            self.panels.central.answer.controller.store(outcome);
         }
     }
 
@@ -75,11 +75,20 @@ impl AttnApp {
         let s = &self.state.answer;
         let kind = s.kind(s.tab, run.tokens.len());
         if matches!(kind, Kind::Patching { .. })
-            && self.answer.asked.as_ref() != Some(&(key.clone(), kind.clone()))
+            && self.panels.central.answer.controller.asked.as_ref()
+                != Some(&(key.clone(), kind.clone()))
         {
             return None;
         }
-        if self.answer.result(key, &kind).is_some() || self.answer.stopped(key, &kind) {
+        if self
+            .panels
+            .central
+            .answer
+            .controller
+            .result(key, &kind)
+            .is_some()
+            || self.panels.central.answer.controller.stopped(key, &kind)
+        {
             return None;
         }
         Some((key.clone(), kind))
@@ -90,20 +99,39 @@ impl AttnApp {
         let Some((key, kind)) = self.answer_wanted() else {
             return;
         };
-        if self.answer.work.on_its_way(&key, &kind) || self.worker.is_none() {
+        if self
+            .panels
+            .central
+            .answer
+            .controller
+            .work
+            .on_its_way(&key, &kind)
+            || self.worker.is_none()
+        {
             return;
         }
-        let progress = self.answer.work.start(key.clone(), kind.clone());
+        let progress = self
+            .panels
+            .central
+            .answer
+            .controller
+            .work
+            .start(key.clone(), kind.clone());
         if let Some(worker) = self.worker.as_mut() {
-            worker.submit_answer(key, Task { kind, progress });
+            let task = side_task(
+                Task { kind, progress },
+                run_task,
+                self.panels.central.answer.controller.work.sender(),
+            );
+            worker.submit_side(key, task);
         }
     }
 
     /// Stops the Answer view's work; not asked for again until a setting changes or the user
     /// asks for it.
     pub(in crate::app) fn cancel_answer(&mut self) {
-        self.answer.work.cancel();
-        self.answer.asked = None;
+        self.panels.central.answer.controller.work.cancel();
+        self.panels.central.answer.controller.asked = None;
     }
 
     /// The result the Answer view shows for the current tab, once it has arrived, with the
@@ -112,7 +140,10 @@ impl AttnApp {
         let (key, run) = self.current.as_ref()?;
         let s = &self.state.answer;
         let kind = s.kind(s.tab, run.tokens.len());
-        self.answer
+        self.panels
+            .central
+            .answer
+            .controller
             .result(key, &kind)
             .map(|(item, ms)| (item.clone(), ms))
     }
@@ -122,7 +153,12 @@ impl AttnApp {
         let (key, run) = self.current.as_ref()?;
         let s = &self.state.answer;
         let kind = s.kind(s.tab, run.tokens.len());
-        self.answer.pending(key, &kind).map(|(f, _)| f)
+        self.panels
+            .central
+            .answer
+            .controller
+            .pending(key, &kind)
+            .map(|(f, _)| f)
     }
 
     /// True while the Answer view waits for work it asked for (screenshots wait for it).
@@ -135,7 +171,13 @@ impl AttnApp {
         };
         let s = &self.state.answer;
         let kind = s.kind(s.tab, run.tokens.len());
-        self.answer.pending(key, &kind).is_some() || self.answer_wanted().is_some()
+        self.panels
+            .central
+            .answer
+            .controller
+            .pending(key, &kind)
+            .is_some()
+            || self.answer_wanted().is_some()
     }
 
     /// Computes the current tab's work (patching, or what was stopped).
@@ -145,7 +187,7 @@ impl AttnApp {
         };
         let s = &self.state.answer;
         let kind = s.kind(s.tab, run.tokens.len());
-        self.answer.work.unstop();
-        self.answer.asked = Some((key.clone(), kind));
+        self.panels.central.answer.controller.work.unstop();
+        self.panels.central.answer.controller.asked = Some((key.clone(), kind));
     }
 }

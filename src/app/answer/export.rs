@@ -5,22 +5,12 @@
 use super::AnswerTab;
 use super::compute::{Item, name_in};
 use super::figure::plot_of;
+pub use crate::app::view::AnswerExport;
 use crate::app::view::{DialogPurpose, Request, ViewCx};
 use crate::app::{AttnApp, ErrorCause};
 use crate::pipeline::answer_json as docs;
 use crate::render::answer::AnswerStyle;
 use std::path::Path;
-
-/// What an export of the Answer view writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AnswerExport {
-    /// The tab's figure as PNG.
-    Png,
-    /// The tab's figure as SVG.
-    Svg,
-    /// The tab's document (`attnviz.logit_lens/v1`, …) as JSON.
-    Json,
-}
 
 impl AnswerExport {
     /// Every export, in button order.
@@ -90,7 +80,13 @@ impl AttnApp {
         let s = &self.state.answer;
         let n = run.tokens.len();
         let work = s.kind(s.tab, n);
-        let (item, _) = self.answer.result(key, &work).ok_or_else(nothing)?;
+        let (item, _) = self
+            .panels
+            .central
+            .answer
+            .controller
+            .result(key, &work)
+            .ok_or_else(nothing)?;
         let ctx = self.figure_context(run);
         let label_of = |names: &[(u32, String)], id: u32| name_in(names, id);
         let written = |routes: Option<&crate::analysis::answer::routes::Routes>,

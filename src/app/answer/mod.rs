@@ -3,9 +3,10 @@
 //! routes and activation patching, computed on the worker through `pipeline::answer` (as
 //! `attnviz analyze`), following the current input, mask and ablations.
 //!
-//! One file per part: the persisted settings (here), the worker-side work (`compute`), the
-//! controller's cache, scheduling and Cancel (`controller`), the view (`view`), its figures on
-//! screen (`figure`: `render::answer`'s pixels and geometry) and its exports (`export`).
+//! One file per part: the persisted settings (`app::state::answer`, their methods here), the
+//! worker-side work (`compute`), the controller's cache, scheduling and Cancel (`controller`),
+//! the view (`view`), its figures on screen (`figure`: `render::answer`'s pixels and geometry)
+//! and its exports (`export`).
 
 pub mod compute;
 pub mod controller;
@@ -13,11 +14,9 @@ pub mod export;
 mod figure;
 pub mod view;
 
-use crate::analysis::answer::patching::PatchSite;
-use crate::analysis::answer::routes::DEFAULT_THRESHOLD;
 use compute::{Kind, TargetChoice};
-use serde::{Deserialize, Serialize};
 
+pub use crate::app::state::answer::{AnswerSettings, AnswerTab};
 pub use controller::Controller;
 pub use export::AnswerExport;
 pub use view::AnswerView;
@@ -26,20 +25,6 @@ pub use view::AnswerView;
 pub const LENS_POSITIONS: usize = 12;
 /// Candidates per lens cell.
 pub const LENS_TOP: usize = 5;
-
-/// The Answer view's tabs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AnswerTab {
-    /// The logit lens.
-    #[default]
-    Lens,
-    /// Direct contributions.
-    Contributions,
-    /// Information-flow routes.
-    Routes,
-    /// Activation patching.
-    Patching,
-}
 
 impl AnswerTab {
     /// Every tab, in order.
@@ -57,40 +42,6 @@ impl AnswerTab {
             AnswerTab::Contributions => "Contributions",
             AnswerTab::Routes => "Routes",
             AnswerTab::Patching => "Patching",
-        }
-    }
-}
-
-/// What the Answer view shows and for which target. Persisted.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct AnswerSettings {
-    /// The tab.
-    pub tab: AnswerTab,
-    /// The target (position, token, foil).
-    pub target: TargetChoice,
-    /// The routes' threshold τ.
-    pub threshold: f64,
-    /// The corrupted text for patching; empty until the view fills it from the input.
-    pub text_b: String,
-    /// The site patching patches.
-    pub site: PatchSite,
-    /// The head whose per-key contribution is shown.
-    pub head: Option<(usize, usize)>,
-    /// The lens cell whose candidates are listed: (layer, position).
-    pub lens_cell: Option<(usize, usize)>,
-}
-
-impl Default for AnswerSettings {
-    fn default() -> Self {
-        Self {
-            tab: AnswerTab::default(),
-            target: TargetChoice::default(),
-            threshold: DEFAULT_THRESHOLD,
-            text_b: String::new(),
-            site: PatchSite::default(),
-            head: None,
-            lens_cell: None,
         }
     }
 }

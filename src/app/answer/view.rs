@@ -6,7 +6,7 @@
 
 use super::compute::{ContributionsResult, Item, Kind, LensResult, PatchingResult};
 use super::figure::{FigureKey, FigureSlot, Placed, draw, pixel_scale, plot_of};
-use super::{AnswerSettings, AnswerTab, suggest_corrupted};
+use super::{AnswerSettings, AnswerTab, Controller, suggest_corrupted};
 use crate::analysis::answer::patching::PatchSite;
 use crate::analysis::answer::routes::{EdgeKind, MIN_THRESHOLD, RouteGraph, Routes};
 use crate::app::AttnApp;
@@ -31,10 +31,12 @@ fn diverging(v: f64, max: f64) -> Color32 {
     colour(Colormap::Diverging, t as f32)
 }
 
-/// The Answer view (its settings live in [`AnswerSettings`]); it keeps each tab's uploaded
-/// figure.
+/// The Answer view (its settings live in [`AnswerSettings`]); it keeps its background work and
+/// each tab's uploaded figure.
 #[derive(Default)]
 pub struct AnswerView {
+    /// The background work: results by run, the task in flight, what was stopped.
+    pub(in crate::app) controller: Controller,
     /// One figure per tab, in [`AnswerTab::ALL`]'s order.
     figures: [FigureSlot; 4],
 }
@@ -84,20 +86,20 @@ impl AnswerView {
             );
             return;
         }
+        let work = &self.controller;
         let n = run.tokens.len();
-        target_line_ui(ui, cx, labels, n);
+        target_line_ui(ui, cx, work, labels, n);
         ui.separator();
         let tab = cx.state.answer.tab;
         if tab == AnswerTab::Patching {
             patching_controls_ui(ui, cx);
         }
         let kind = cx.state.answer.kind(tab, n);
-        let result = cx
-            .answer
+        let result = work
             .result(&key, &kind)
             .map(|(item, ms)| (item.clone(), ms));
         let Some((item, ms)) = result else {
-            pending_ui(ui, cx, &key, &kind, tab);
+            pending_ui(ui, cx, work, &key, &kind, tab);
             return;
         };
         ui.horizontal(|ui| {
@@ -178,10 +180,16 @@ fn figure_ui<'s>(
 }
 
 /// The target: its position, token and foil, with ways to reset them.
-fn target_line_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, labels: &[String], n: usize) {
+fn target_line_ui(
+    ui: &mut egui::Ui,
+    cx: &mut ViewCx<'_>,
+    work: &Controller,
+    labels: &[String],
+    n: usize,
+) {
     let s = &mut cx.state.answer;
     let t = s.target_on(n);
-    let named = |id: u32| match cx.answer.name(id) {
+    let named = |id: u32| match work.name(id) {
         Some(label) => format!("{label:?} (id {id})"),
         None => format!("token id {id}"),
     };
@@ -212,11 +220,12 @@ fn target_line_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, labels: &[String], n: 
 fn pending_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
-    key: &crate::app::worker::JobKey,
+    work: &Controller,
+    key: &crate::app::job::JobKey,
     kind: &Kind,
     tab: AnswerTab,
 ) {
-    if let Some((fraction, secs)) = cx.answer.pending(key, kind) {
+    if let Some((fraction, secs)) = work.pending(key, kind) {
         ui.horizontal(|ui| {
             ui.add(
                 egui::ProgressBar::new(fraction)
@@ -232,7 +241,7 @@ fn pending_ui(
     }
     if tab == AnswerTab::Patching {
         ui.label("Press Run patching to patch every site of the corrupted run with the clean run's value.");
-    } else if cx.answer.stopped(key, kind) {
+    } else if work.stopped(key, kind) {
         ui.horizontal(|ui| {
             ui.label("stopped");
             if ui.button("Compute").clicked() {

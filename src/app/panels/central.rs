@@ -6,11 +6,9 @@ use crate::app::head_view::HeadView;
 use crate::app::heatmap::HeatmapView;
 use crate::app::saliency::SaliencyView;
 use crate::app::state::ViewKind;
-use crate::app::token_strip::TokenStrip;
+use crate::app::theme;
+use crate::app::token_strip::{Selection, TokenStrip};
 use crate::app::view::{Request, RunFailure, View, ViewCx};
-use crate::app::{special, theme};
-use crate::pipeline::Run;
-use std::sync::{Arc, Weak};
 
 /// The central area and the views it switches between.
 #[derive(Default)]
@@ -31,20 +29,6 @@ pub struct Central {
     pub answer: crate::app::answer::AnswerView,
     /// Head metrics, flow and value zeroing.
     pub analyze: crate::app::analyze::AnalyzeView,
-    /// The shown run without its special tokens, for the head view, with the run it was made
-    /// from and the original index of each kept token.
-    without_special: Option<WithoutSpecial>,
-}
-
-/// The filtered run, its labels, and the original index of each kept token.
-type Filtered = (Arc<Run>, Arc<Vec<String>>, Vec<usize>);
-
-/// A run with its special tokens hidden (see [`special::without_special`]).
-struct WithoutSpecial {
-    /// The run it was made from.
-    from: Weak<Run>,
-    /// The filtered run, or `None` when nothing is special.
-    filtered: Option<Filtered>,
 }
 
 impl View for Central {
@@ -88,31 +72,35 @@ impl View for Central {
             cx.state.view,
             ViewKind::Saliency | ViewKind::Teach | ViewKind::Answer
         ) {
-            self.token_strip.ui(ui, &run, &labels, cx.state);
+            let selection = Selection {
+                spec: cx.state.view_spec(),
+                queries: &mut cx.state.selected_queries,
+                combine: &mut cx.state.query_combine,
+            };
+            self.token_strip.ui(ui, &run, &labels, selection);
             ui.separator();
         }
         match cx.state.view {
             ViewKind::Heatmap if cx.state.analyze.rollout.on => {
-                crate::app::analyze::rollout::heatmap_ui(&mut self.heatmap, ui, &run, &labels, cx);
+                let work = &self.analyze.controller;
+                crate::app::analyze::rollout::heatmap_ui(
+                    &mut self.heatmap,
+                    ui,
+                    &run,
+                    &labels,
+                    work,
+                    cx,
+                );
             }
-            ViewKind::Heatmap => self.heatmap.ui(ui, &run, &labels, cx.state),
-            ViewKind::Grid => self.grid.ui(ui, &run, cx.state),
-            ViewKind::HeadView if cx.state.hide_special => {
-                let filtered = self.without_special(&run, &labels);
-                match filtered {
-                    Some((run, labels, kept)) => {
-                        head_view_filtered(&mut self.head_view, ui, cx, &run, &labels, &kept);
-                    }
-                    None => self.head_view.ui(ui, &run, &labels, cx.state),
-                }
-            }
-            ViewKind::HeadView => self.head_view.ui(ui, &run, &labels, cx.state),
+            ViewKind::Heatmap => self.heatmap.ui(ui, cx),
+            ViewKind::Grid => self.grid.ui(ui, cx),
+            ViewKind::HeadView => self.head_view.ui(ui, cx),
             ViewKind::Saliency => {
                 egui::ScrollArea::vertical()
                     .id_salt("saliency-scroll")
                     .show(ui, |ui| self.saliency.ui(ui, cx));
             }
-            ViewKind::Teach => self.teach.ui(ui, &run, &labels, cx),
+            ViewKind::Teach => self.teach.ui(ui, cx),
             ViewKind::Answer => {
                 egui::ScrollArea::vertical()
                     .id_salt("answer-scroll")
@@ -125,66 +113,6 @@ impl View for Central {
             }
         }
     }
-}
-
-impl Central {
-    /// The shown run without special tokens, made once per run.
-    fn without_special(&mut self, run: &Arc<Run>, labels: &[String]) -> Option<Filtered> {
-        let fresh = self
-            .without_special
-            .as_ref()
-            .is_some_and(|w| std::ptr::eq(w.from.as_ptr(), Arc::as_ptr(run)));
-        if !fresh {
-            let filtered = special::without_special(run).map(|(r, kept)| {
-                let labels = kept
-                    .iter()
-                    .map(|&i| labels.get(i).cloned().unwrap_or_default())
-                    .collect();
-                (Arc::new(r), Arc::new(labels), kept)
-            });
-            self.without_special = Some(WithoutSpecial {
-                from: Arc::downgrade(run),
-                filtered,
-            });
-        }
-        self.without_special
-            .as_ref()
-            .and_then(|w| w.filtered.clone())
-    }
-}
-
-/// The head view on a run without special tokens: selected queries are translated to the
-/// filtered run's indices and back, so the selection stays the same tokens in every view.
-fn head_view_filtered(
-    view: &mut HeadView,
-    ui: &mut egui::Ui,
-    cx: &mut ViewCx<'_>,
-    run: &Arc<Run>,
-    labels: &[String],
-    kept: &[usize],
-) {
-    let mut local = cx.state.clone();
-    local.selected_queries = cx
-        .state
-        .selected_queries
-        .iter()
-        .filter_map(|q| kept.iter().position(|k| k == q))
-        .collect();
-    let before = local.selected_queries.clone();
-    view.ui(ui, run, labels, &mut local);
-    let selection_changed = local.selected_queries != before;
-    let selected: Vec<usize> = local
-        .selected_queries
-        .iter()
-        .filter_map(|&i| kept.get(i).copied())
-        .collect();
-    local.selected_queries = if selection_changed {
-        selected
-    } else {
-        // Hidden special tokens stay selected.
-        cx.state.selected_queries.clone()
-    };
-    *cx.state = local;
 }
 
 /// Why the requested run failed, with a one-click "Truncate to the limit" when the input is

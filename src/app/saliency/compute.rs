@@ -3,61 +3,14 @@
 //! for the target picker (the LM head of `attnviz next`). Nothing here touches egui.
 
 use super::api::{self, AttributeRequest, Attribution};
-use crate::app::worker::JobKey;
+pub use crate::app::job::TaskProgress;
+use crate::app::job::{JobError, JobKey};
 use crate::grad::TargetKind;
 use crate::model::LoadedModel;
 use crate::pipeline::{self, PipelineError, RunInput};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
 use std::time::Instant;
-
-/// How far a task has got, and its cancel flag; shared by the app and the worker.
-#[derive(Debug, Default)]
-pub struct TaskProgress {
-    /// Requests finished.
-    done: AtomicUsize,
-    /// Fraction of the running request done, as `f32` bits.
-    fraction: AtomicU32,
-    /// Set to stop the task.
-    cancel: AtomicBool,
-    /// Set once the worker is done with the task: finished, stopped, or skipped for a newer job.
-    ended: AtomicBool,
-}
-
-impl TaskProgress {
-    /// Requests finished and the fraction of the running one.
-    pub fn get(&self) -> (usize, f32) {
-        (
-            self.done.load(Ordering::SeqCst),
-            f32::from_bits(self.fraction.load(Ordering::SeqCst)),
-        )
-    }
-
-    /// Stops the task at its next progress report.
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::SeqCst);
-    }
-
-    /// True once [`Self::cancel`] was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
-    }
-
-    /// True once the worker is done with the task (finished, stopped or skipped).
-    pub fn has_ended(&self) -> bool {
-        self.ended.load(Ordering::SeqCst)
-    }
-
-    /// Marks the task as ended (finished, stopped or skipped for a newer job).
-    pub(in crate::app) fn end(&self) {
-        self.ended.store(true, Ordering::SeqCst);
-    }
-
-    pub(in crate::app) fn set(&self, done: usize, fraction: f32) {
-        self.done.store(done, Ordering::SeqCst);
-        self.fraction.store(fraction.to_bits(), Ordering::SeqCst);
-    }
-}
 
 /// Work for the Saliency view, run on the model of its [`JobKey`]. Dropping it (run, stopped,
 /// or skipped for a newer job) marks its progress as ended, so the app asks again if needed.
@@ -73,7 +26,7 @@ pub struct Task {
 
 impl Drop for Task {
     fn drop(&mut self) {
-        self.progress.ended.store(true, Ordering::SeqCst);
+        self.progress.end();
     }
 }
 
@@ -230,10 +183,9 @@ fn worded(e: PipelineError) -> String {
                 ..
             },
         ) => format!("{e} ({})", control(setting)),
-        e => match crate::app::worker::JobError::from(e) {
-            crate::app::worker::JobError::Failed(message, _)
-            | crate::app::worker::JobError::MaskOutOfRange(message) => message,
-            crate::app::worker::JobError::Cancelled => "cancelled".to_owned(),
+        e => match JobError::from(e) {
+            JobError::Failed(message, _) | JobError::MaskOutOfRange(message) => message,
+            JobError::Cancelled => "cancelled".to_owned(),
         },
     }
 }

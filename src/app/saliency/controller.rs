@@ -7,10 +7,10 @@
 //! what is missing, and going back to earlier settings is instant.
 
 use super::api::{AttributeRequest, Attribution};
-use super::compute::{Done, Item, Task, TaskProgress};
+use super::compute::{Done, Item, Outcome, Task, TaskProgress, run_task};
 use crate::app::AttnApp;
+use crate::app::job::{JobKey, Outbox, side_task};
 use crate::app::state::ViewKind;
-use crate::app::worker::JobKey;
 use crate::grad::TargetKind;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,6 +75,8 @@ pub struct Controller {
     in_flight: Option<InFlight>,
     /// What the user stopped; not asked for again until something changes.
     stopped: Option<Wanted>,
+    /// Where the worker sends finished pieces.
+    outbox: Outbox<Outcome>,
 }
 
 impl Controller {
@@ -199,8 +201,12 @@ impl Controller {
 impl AttnApp {
     /// Takes the Saliency view's finished pieces from the worker.
     pub(in crate::app) fn receive_saliency(&mut self) {
-        while let Some(outcome) = self.worker.as_ref().and_then(|w| w.poll_saliency()) {
-            self.saliency.store(outcome.key, outcome.item);
+        while let Some(outcome) = self.panels.central.saliency.controller.outbox.poll() {
+            self.panels
+                .central
+                .saliency
+                .controller
+                .store(outcome.key, outcome.item);
         }
     }
 
@@ -222,10 +228,13 @@ impl AttnApp {
             return None;
         }
         let plain = key.without_ablations();
-        let supported = self.saliency.supported(key)?;
+        let supported = self.panels.central.saliency.controller.supported(key)?;
         let target = s.target(supported, run.tokens.len()).ok()?;
         let request = s.request(s.method, &target);
-        self.saliency
+        self.panels
+            .central
+            .saliency
+            .controller
             .attribution(&plain, &request)
             .is_none()
             .then(|| (plain, vec![request], None))
@@ -233,7 +242,7 @@ impl AttnApp {
 
     /// What the Saliency view is missing for the run of `key` on `n` tokens.
     fn saliency_wanted_on(&self, key: &JobKey, n: usize) -> Option<Wanted> {
-        let supported = self.saliency.supported(key)?;
+        let supported = self.panels.central.saliency.controller.supported(key)?;
         let s = &self.state.saliency;
         let kind = s.kind_for(supported);
         let predict = match kind {
@@ -242,13 +251,27 @@ impl AttnApp {
             }
             _ => None,
         }
-        .filter(|&(p, k)| self.saliency.predictions(key, p, k).is_none());
+        .filter(|&(p, k)| {
+            self.panels
+                .central
+                .saliency
+                .controller
+                .predictions(key, p, k)
+                .is_none()
+        });
         let mut requests = match s.target(supported, n) {
             Ok(target) => s.requests(&target),
             Err(_) => Vec::new(),
         };
         requests.extend(s.continuation(supported));
-        requests.retain(|r| self.saliency.attribution(key, r).is_none());
+        requests.retain(|r| {
+            self.panels
+                .central
+                .saliency
+                .controller
+                .attribution(key, r)
+                .is_none()
+        });
         if requests.is_empty() && predict.is_none() {
             return None;
         }
@@ -261,26 +284,36 @@ impl AttnApp {
         let Some((key, requests, predict)) = self.saliency_wanted() else {
             return;
         };
-        let on_its_way = self.saliency.in_flight.as_ref().is_some_and(|f| {
-            f.key == key
-                && !f.progress.is_cancelled()
-                && !f.progress.has_ended()
-                && requests.iter().all(|r| f.requests.contains(r))
-                && (predict.is_none() || f.predict == predict)
-        });
+        let on_its_way = self
+            .panels
+            .central
+            .saliency
+            .controller
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| {
+                f.key == key
+                    && !f.progress.is_cancelled()
+                    && !f.progress.has_ended()
+                    && requests.iter().all(|r| f.requests.contains(r))
+                    && (predict.is_none() || f.predict == predict)
+            });
         if on_its_way {
             return;
         }
         if self
+            .panels
+            .central
             .saliency
+            .controller
             .stopped
             .as_ref()
             .is_some_and(|(k, r, p)| *k == key && *r == requests && *p == predict)
         {
             return;
         }
-        self.saliency.stopped = None;
-        if let Some(old) = self.saliency.in_flight.take() {
+        self.panels.central.saliency.controller.stopped = None;
+        if let Some(old) = self.panels.central.saliency.controller.in_flight.take() {
             old.progress.cancel();
         }
         let Some(worker) = self.worker.as_mut() else {
@@ -292,8 +325,15 @@ impl AttnApp {
             predict,
             progress: progress.clone(),
         };
-        worker.submit_saliency(key.clone(), task);
-        self.saliency.in_flight = Some(InFlight {
+        worker.submit_side(
+            key.clone(),
+            side_task(
+                task,
+                run_task,
+                self.panels.central.saliency.controller.outbox.sender(),
+            ),
+        );
+        self.panels.central.saliency.controller.in_flight = Some(InFlight {
             key,
             requests,
             predict,
@@ -305,24 +345,36 @@ impl AttnApp {
     /// Stops the Saliency view's work; it is not asked for again until a setting changes or
     /// the user asks to compute.
     pub(in crate::app) fn cancel_saliency(&mut self) {
-        if let Some(f) = self.saliency.in_flight.take() {
+        if let Some(f) = self.panels.central.saliency.controller.in_flight.take() {
             f.progress.cancel();
             let missing: Vec<AttributeRequest> = f
                 .requests
                 .iter()
-                .filter(|r| self.saliency.attribution(&f.key, r).is_none())
+                .filter(|r| {
+                    self.panels
+                        .central
+                        .saliency
+                        .controller
+                        .attribution(&f.key, r)
+                        .is_none()
+                })
                 .cloned()
                 .collect();
-            let predict = f
-                .predict
-                .filter(|&(p, k)| self.saliency.predictions(&f.key, p, k).is_none());
-            self.saliency.stopped = Some((f.key, missing, predict));
+            let predict = f.predict.filter(|&(p, k)| {
+                self.panels
+                    .central
+                    .saliency
+                    .controller
+                    .predictions(&f.key, p, k)
+                    .is_none()
+            });
+            self.panels.central.saliency.controller.stopped = Some((f.key, missing, predict));
         }
     }
 
     /// Lets stopped work be asked for again.
     pub(in crate::app) fn resume_saliency(&mut self) {
-        self.saliency.stopped = None;
+        self.panels.central.saliency.controller.stopped = None;
     }
 
     /// True while the Saliency view waits for the worker (for `--screenshot`).
@@ -332,8 +384,14 @@ impl AttnApp {
         }
         match &self.current {
             Some((key, _)) => {
-                self.saliency.pending(key).is_some()
-                    || self.saliency_wanted().is_some() && !self.saliency.stopped(key)
+                self.panels
+                    .central
+                    .saliency
+                    .controller
+                    .pending(key)
+                    .is_some()
+                    || self.saliency_wanted().is_some()
+                        && !self.panels.central.saliency.controller.stopped(key)
             }
             None => false,
         }

@@ -129,7 +129,13 @@ impl AttnApp {
     fn method_table(&self) -> Result<Vec<TableColumn>, String> {
         let no_scores = || "no saliency scores to export yet".to_owned();
         let (key, run) = self.current.as_ref().ok_or_else(no_scores)?;
-        let supported = self.saliency.supported(key).ok_or_else(no_scores)?;
+        let supported = self
+            .panels
+            .central
+            .saliency
+            .controller
+            .supported(key)
+            .ok_or_else(no_scores)?;
         let target = self.state.saliency.target(supported, run.tokens.len())?;
         // The table's requests, whether or not it is shown.
         let settings = super::SaliencySettings {
@@ -138,7 +144,13 @@ impl AttnApp {
         };
         let mut columns = Vec::new();
         for request in settings.requests(&target) {
-            match self.saliency.attribution(key, &request) {
+            match self
+                .panels
+                .central
+                .saliency
+                .controller
+                .attribution(key, &request)
+            {
                 Some((result, _)) => columns.push((request.method, result.clone())),
                 None if !self.state.saliency.compare => {
                     return Err(
@@ -171,13 +183,19 @@ impl AttnApp {
     /// The attribution the Saliency view shows, if it has arrived, with how it was made.
     fn shown_attribution_done(&self, continuation: bool) -> Option<(Arc<Attribution>, Done)> {
         let (key, run) = self.current.as_ref()?;
-        let supported = self.saliency.supported(key)?;
+        let supported = self.panels.central.saliency.controller.supported(key)?;
         let request = if continuation {
             self.state.saliency.continuation(supported)?
         } else {
             shown_request(&self.state, supported, run.tokens.len())?
         };
-        match self.saliency.attribution(key, &request)? {
+        match self
+            .panels
+            .central
+            .saliency
+            .controller
+            .attribution(key, &request)?
+        {
             (Ok(a), done) => Some((a.clone(), done.clone())),
             (Err(_), _) => None,
         }

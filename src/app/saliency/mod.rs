@@ -14,10 +14,10 @@ pub mod compute;
 pub mod continuation;
 pub mod controller;
 pub mod export;
-pub mod settings;
 mod table;
 pub mod view;
 
+pub use crate::app::state::saliency as settings;
 pub use controller::Controller;
 pub use settings::SaliencySettings;
 pub use view::{SaliencyExport, SaliencyView};

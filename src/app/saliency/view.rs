@@ -9,9 +9,10 @@
 
 use super::api::{Aggregate, AttributeRequest, Attribution, Baseline, Method, Occlude};
 use super::compute::Done;
-use super::controller::Pending;
+use super::controller::{Controller, Pending};
 use super::{colors, continuation, table};
 use crate::app::theme;
+pub use crate::app::view::SaliencyExport;
 use crate::app::view::{DialogPurpose, Request, View, ViewCx};
 use crate::grad::{TargetKind, TokenRef};
 use egui::{Color32, Response, Sense, Stroke, StrokeKind, TextStyle, TextWrapMode, WidgetInfo};
@@ -19,25 +20,6 @@ use std::sync::Arc;
 
 /// Work that takes longer than this shows its progress and Cancel.
 const SHOW_PROGRESS_AFTER_MS: u128 = 150;
-
-/// What an export of the Saliency view writes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SaliencyExport {
-    /// The labelled figure as PNG.
-    Png,
-    /// The labelled figure as SVG.
-    Svg,
-    /// The scores as CSV.
-    Csv,
-    /// The scores as `attnviz.attribution/v1` JSON.
-    Json,
-    /// The continuation matrix as PNG.
-    ContinuationPng,
-    /// The continuation matrix as SVG.
-    ContinuationSvg,
-    /// The method table (every method's score of every token) as CSV.
-    TableCsv,
-}
 
 impl SaliencyExport {
     /// The exports of the scores and their figure, in button order.
@@ -66,6 +48,8 @@ pub struct SaliencyView {
     correlations: table::Correlations,
     /// The continuation matrix's texture.
     continuation: continuation::ContinuationView,
+    /// The background work: results by run, the task in flight, what was stopped.
+    pub(in crate::app) controller: Controller,
 }
 
 impl View for SaliencyView {
@@ -77,11 +61,12 @@ impl View for SaliencyView {
             );
             return;
         }
+        let work = &self.controller;
         let (Some(key), Some(run)) = (cx.current.cloned(), cx.run.clone()) else {
             ui.spinner();
             return;
         };
-        let Some(supported) = cx.saliency.supported(&key).map(<[TargetKind]>::to_vec) else {
+        let Some(supported) = work.supported(&key).map(<[TargetKind]>::to_vec) else {
             ui.spinner();
             return;
         };
@@ -90,11 +75,11 @@ impl View for SaliencyView {
         settings_ui(ui, cx, &supported);
         let kind = cx.state.saliency.kind_for(&supported);
         let target = cx.state.saliency.target(&supported, n);
-        target_ui(ui, cx, kind, &key, n, &labels);
+        target_ui(ui, cx, work, kind, &key, n, &labels);
         ui.separator();
 
-        let pending = cx.saliency.pending(&key);
-        progress_ui(ui, cx, pending.as_ref(), &key);
+        let pending = work.pending(&key);
+        progress_ui(ui, cx, work, pending.as_ref(), &key);
 
         let target = match target {
             Ok(t) => t,
@@ -109,8 +94,7 @@ impl View for SaliencyView {
         };
         let s = cx.state.saliency.clone();
         let request = s.request(s.method, &target);
-        let shown = cx
-            .saliency
+        let shown = work
             .attribution(&key, &request)
             .map(|(r, done)| (r.clone(), done.clone()));
         match shown {
@@ -136,7 +120,7 @@ impl View for SaliencyView {
                 .map(|r| {
                     (
                         r.method,
-                        cx.saliency.attribution(&key, r).map(|(res, _)| res.clone()),
+                        work.attribution(&key, r).map(|(res, _)| res.clone()),
                     )
                 })
                 .collect();
@@ -148,12 +132,8 @@ impl View for SaliencyView {
             }
         }
         if s.compare_unablated && !key.opts.ablations.is_empty() {
-            let ablated = cx
-                .saliency
-                .attribution(&key, &request)
-                .map(|(r, _)| r.clone());
-            let plain = cx
-                .saliency
+            let ablated = work.attribution(&key, &request).map(|(r, _)| r.clone());
+            let plain = work
                 .attribution(&key.without_ablations(), &request)
                 .map(|(r, _)| r.clone());
             ui.separator();
@@ -161,7 +141,7 @@ impl View for SaliencyView {
             table::ablation_table_ui(ui, ablated.as_ref(), plain.as_ref(), &labels, &names);
         }
         if let Some(req) = s.continuation(&supported) {
-            let result = cx.saliency.attribution(&key, &req).map(|(r, _)| r.clone());
+            let result = work.attribution(&key, &req).map(|(r, _)| r.clone());
             ui.separator();
             self.continuation.ui(ui, cx, result.as_ref(), s.method);
         }
@@ -276,8 +256,9 @@ fn settings_ui(ui: &mut egui::Ui, cx: &mut ViewCx<'_>, supported: &[TargetKind])
 fn target_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
+    work: &Controller,
     kind: Option<TargetKind>,
-    key: &crate::app::worker::JobKey,
+    key: &crate::app::job::JobKey,
     n: usize,
     labels: &[String],
 ) {
@@ -320,7 +301,7 @@ fn target_ui(
                         .prefix("top "),
                 );
             });
-            match cx.saliency.predictions(key, p, s.top_k) {
+            match work.predictions(key, p, s.top_k) {
                 None => {
                     ui.horizontal(|ui| {
                         ui.spinner();
@@ -402,8 +383,9 @@ fn predictions_ui(
 fn progress_ui(
     ui: &mut egui::Ui,
     cx: &mut ViewCx<'_>,
+    work: &Controller,
     pending: Option<&Pending>,
-    key: &crate::app::worker::JobKey,
+    key: &crate::app::job::JobKey,
 ) {
     if let Some(p) = pending {
         ui.horizontal(|ui| {
@@ -423,7 +405,7 @@ fn progress_ui(
                 ui.label(text);
             }
         });
-    } else if cx.saliency.stopped(key) {
+    } else if work.stopped(key) {
         ui.horizontal(|ui| {
             ui.label("stopped");
             if ui.button("Compute").clicked() {

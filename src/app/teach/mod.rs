@@ -18,11 +18,11 @@ mod neurons;
 pub mod next;
 pub mod presenter;
 pub mod sampling;
-pub mod settings;
 mod texture;
 pub mod walkthrough;
 
-use crate::app::view::ViewCx;
+pub use crate::app::state::teach as settings;
+use crate::app::view::{View, ViewCx};
 use crate::engine::{AppliedMask, HeadTrace, Trace};
 use crate::pipeline::Run;
 pub use settings::{TeachSettings, TeachTab};
@@ -200,9 +200,19 @@ pub struct TeachPanel {
     pub mistakes: mistakes::MistakesView,
 }
 
+impl View for TeachPanel {
+    /// The switcher and the chosen teaching view of the run on screen.
+    fn ui(&mut self, ui: &mut egui::Ui, cx: &mut ViewCx<'_>) {
+        if let Some(run) = cx.run.clone() {
+            let labels = cx.labels.clone();
+            self.draw(ui, &run, &labels, cx);
+        }
+    }
+}
+
 impl TeachPanel {
     /// Draws the switcher and the chosen teaching view of `run`.
-    pub fn ui(
+    pub fn draw(
         &mut self,
         ui: &mut egui::Ui,
         run: &Arc<Run>,

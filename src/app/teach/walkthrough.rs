@@ -13,9 +13,7 @@ use crate::app::view::{DialogPurpose, Request};
 use crate::engine::PositionKind;
 use crate::render;
 
-/// The step after the head output: the next-token distribution, sampled
-/// (`super::sampling`).
-pub const SAMPLING_STEP: usize = WalkStep::ALL.len();
+pub use crate::app::state::teach::SAMPLING_STEP;
 
 /// How many steps the walkthrough has: the eight of one head, then sampling.
 pub const STEP_COUNT: usize = SAMPLING_STEP + 1;

@@ -3,8 +3,9 @@
 //! open lesson and the sampling step's temperature, top-k, top-p and seed. Part of
 //! [`crate::app::AppState`] (`teach`), so sessions keep them.
 
+use super::ViewKind;
+use crate::analysis::explain::WalkStep;
 use crate::analysis::sampling::SamplingSettings;
-use crate::app::state::ViewKind;
 use crate::engine::{DimSubset, Mistake};
 use crate::pipeline::Positions;
 use crate::render::Colormap;
@@ -12,6 +13,10 @@ use crate::render::teach::lesson::Lesson;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The walkthrough's step after the head output: the next-token distribution, sampled
+/// (`app::teach::sampling`).
+pub const SAMPLING_STEP: usize = WalkStep::ALL.len();
 
 /// The teaching views, in switcher order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,7 +189,7 @@ impl TeachSettings {
     ) -> Option<Positions> {
         let shown = view == ViewKind::Teach
             && self.tab == TeachTab::Walkthrough
-            && self.step >= super::walkthrough::SAMPLING_STEP;
+            && self.step >= SAMPLING_STEP;
         (shown && checkpoint).then(|| {
             selected_queries
                 .first()
@@ -276,7 +281,7 @@ mod tests {
     fn sampling_asks_for_the_walkthrough_query_only_on_the_sampling_step_of_a_checkpoint() {
         let mut t = TeachSettings::default();
         assert_eq!(t.sampling_position(ViewKind::Teach, true, &[2]), None);
-        t.step = super::super::walkthrough::SAMPLING_STEP;
+        t.step = super::SAMPLING_STEP;
         assert_eq!(
             t.sampling_position(ViewKind::Teach, true, &[2, 4]),
             Some(Positions::One(2))

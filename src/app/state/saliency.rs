@@ -1,7 +1,7 @@
 //! The Saliency view's persisted settings (part of [`AppState`](crate::app::AppState), so they
 //! are saved in sessions) and the attribution requests they ask for.
 
-use super::api::{Aggregate, AttributeRequest, Baseline, Method, Occlude};
+use crate::analysis::attribution::{Aggregate, AttributeRequest, Baseline, Method, Occlude};
 use crate::grad::{TargetKind, TargetSpec, TokenRef};
 use serde::{Deserialize, Serialize};
 

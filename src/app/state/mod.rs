@@ -3,8 +3,18 @@
 //! One `serde(default)` struct, saved on exit (eframe storage) and in session files. Anything
 //! loaded is repaired against the model it meets by [`AppState::clamp`], so an index that no
 //! longer exists is never an error.
+//!
+//! The views' own persisted settings are here too, one file each (`saliency`, `answer`,
+//! `analyze`, `teach`): the state sits below every view, so it imports none.
 
-use super::worker::JobKey;
+pub mod analyze;
+pub mod answer;
+pub mod saliency;
+pub mod teach;
+
+use super::job::JobKey;
+pub use super::theme::Theme;
+pub use super::token_strip::QueryCombine;
 use crate::analysis::{HeadSelection, LayerSelection, MapsKind, ViewSpec};
 use crate::engine::{Ablation, AblationMode, MaskSpec, RunOptions, ScoreScale};
 use crate::io::TokenInput;
@@ -97,26 +107,6 @@ impl HeadMode {
     }
 }
 
-/// How several selected query rows combine.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum QueryCombine {
-    /// Average the rows.
-    #[default]
-    Mean,
-    /// Add the rows.
-    Sum,
-}
-
-/// Light or dark.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Theme {
-    /// Dark background.
-    #[default]
-    Dark,
-    /// Light background.
-    Light,
-}
-
 /// Everything the user chose. Persisted across restarts and saved in session files.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -183,13 +173,13 @@ pub struct AppState {
     /// Light or dark.
     pub theme: Theme,
     /// The Saliency view's method, target and options.
-    pub saliency: super::saliency::SaliencySettings,
+    pub saliency: saliency::SaliencySettings,
     /// The Answer view's tab, target, threshold and patching input.
-    pub answer: super::answer::AnswerSettings,
+    pub answer: answer::AnswerSettings,
     /// The Analyze view's tab, metric and sorting, and the rollout map's settings.
-    pub analyze: super::analyze::AnalyzeSettings,
+    pub analyze: analyze::AnalyzeSettings,
     /// The teaching views' settings (dimension subsets, walkthrough step, presenter mode, …).
-    pub teach: crate::app::teach::TeachSettings,
+    pub teach: teach::TeachSettings,
     /// Heads whose output every run ablates (the CLI's `--ablate`), in their one order.
     pub ablations: Vec<Ablation>,
     /// With ablations, the Heatmap and the Grid show the ablated run's attention minus the
@@ -232,10 +222,10 @@ impl Default for AppState {
             head_view_hidden: Vec::new(),
             head_view_threshold: 0.05,
             theme: Theme::Dark,
-            saliency: super::saliency::SaliencySettings::default(),
-            answer: super::answer::AnswerSettings::default(),
-            analyze: super::analyze::AnalyzeSettings::default(),
-            teach: crate::app::teach::TeachSettings::default(),
+            saliency: saliency::SaliencySettings::default(),
+            answer: answer::AnswerSettings::default(),
+            analyze: analyze::AnalyzeSettings::default(),
+            teach: teach::TeachSettings::default(),
             ablations: Vec::new(),
             show_difference: false,
             recent_files: Vec::new(),
