@@ -8,8 +8,10 @@ use ndarray::{Array2, ArrayViewMut2, Axis};
 use std::sync::OnceLock;
 
 /// Sequences at least this long split the heads across threads; below it the thread start-up
-/// costs more than it saves (measured in `benches/engine.rs`).
-pub(super) const PARALLEL_MIN_TOKENS: usize = 48;
+/// costs more than it saves. Measured in `benches/engine.rs` (AMD EPYC Zen 5, 2 cores,
+/// 2026-12-06): MiniLM at 32 tokens takes 5.2–5.4 ms on two threads against 6.7–6.8 ms on one
+/// (the threshold was 48, so 32 tokens ran on one).
+pub(super) const PARALLEL_MIN_TOKENS: usize = 32;
 /// More threads than this rarely pays for a dozen heads.
 pub(super) const MAX_THREADS: usize = 8;
 

@@ -1,12 +1,12 @@
 //! The threaded paths against the f64 reference: 49 and 97 tokens (one and two 48-row attention
 //! blocks past the first, several matrix-kernel row strips per thread), with one thread, with
 //! automatic threads and with more threads than cores, for ALiBi, RoPE, post-LN and
-//! grouped-query attention. Below 48 tokens the engine runs on one thread and in one attention
-//! block, so the other tests in this binary never reach these paths.
+//! grouped-query attention. Below 32 tokens the engine runs on one thread, and below 48 in one
+//! attention block, so most other tests in this binary never reach these paths.
 
 use super::*;
 
-/// The thread settings each case runs with: one thread, automatic (every core at ≥ 48 tokens),
+/// The thread settings each case runs with: one thread, automatic (every core at ≥ 32 tokens),
 /// and four (row blocks split even on a one-core machine).
 const THREADS: [Option<usize>; 3] = [Some(1), None, Some(4)];
 
