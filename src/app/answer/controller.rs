@@ -134,31 +134,26 @@ impl AttnApp {
         self.panels.central.answer.controller.asked = None;
     }
 
+    /// The run on screen's key and the work the Answer view's current tab asks of it.
+    fn current_answer_work(&self) -> Option<(&JobKey, Kind)> {
+        let (key, run) = self.current.as_ref()?;
+        let s = &self.state.answer;
+        Some((key, s.kind(s.tab, run.tokens.len())))
+    }
+
     /// The result the Answer view shows for the current tab, once it has arrived, with the
     /// milliseconds it took.
     pub fn shown_answer(&self) -> Option<(Item, f64)> {
-        let (key, run) = self.current.as_ref()?;
-        let s = &self.state.answer;
-        let kind = s.kind(s.tab, run.tokens.len());
-        self.panels
-            .central
-            .answer
-            .controller
-            .result(key, &kind)
-            .map(|(item, ms)| (item.clone(), ms))
+        let (key, kind) = self.current_answer_work()?;
+        let work = &self.panels.central.answer.controller;
+        work.result(key, &kind).map(|(item, ms)| (item.clone(), ms))
     }
 
     /// The fraction done of the current tab's work while it is computed.
     pub fn answer_progress(&self) -> Option<f32> {
-        let (key, run) = self.current.as_ref()?;
-        let s = &self.state.answer;
-        let kind = s.kind(s.tab, run.tokens.len());
-        self.panels
-            .central
-            .answer
-            .controller
-            .pending(key, &kind)
-            .map(|(f, _)| f)
+        let (key, kind) = self.current_answer_work()?;
+        let work = &self.panels.central.answer.controller;
+        work.pending(key, &kind).map(|(f, _)| f)
     }
 
     /// True while the Answer view waits for work it asked for (screenshots wait for it).
