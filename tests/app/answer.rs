@@ -110,6 +110,11 @@ fn the_threshold_recuts_the_routes_without_new_work() {
     let strict = graph.routes(n - 1, cut).unwrap().edges.len();
     assert!(strict < loose, "{strict} vs {loose}");
     let said = |edges: usize| format!("{edges} edges from the output at position {}", n - 1);
+    // The routes' task marks its progress ended just after its result arrives: wait for that,
+    // so that the check below sees only work the threshold would start.
+    step_until(&mut harness, "the routes task to end", |h| {
+        h.state().answer_progress().is_none()
+    });
     harness.state_mut().state.answer.threshold = MIN_THRESHOLD;
     harness.run_steps(2);
     assert!(harness.query_by_label_contains(&said(loose)).is_some());
