@@ -9,8 +9,12 @@
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 use std::cell::RefCell;
 
-/// Rows of the result computed together by the kernel.
+/// Rows of the result computed together by the portable and AVX2 kernels: 6 × 16 accumulators
+/// are 12 of AVX2's 16 vector registers.
 pub(crate) const MR: usize = 6;
+/// Rows computed together by the AVX-512 kernel (`super::simd`): 12 accumulators of 16 lanes,
+/// enough independent multiply-adds to keep two 512-bit FMA units busy through their latency.
+pub(crate) const MR_AVX512: usize = 12;
 /// Columns of the result computed together by the kernel: one packed panel's width.
 pub(crate) const NR: usize = 16;
 /// Depth of one pass over the shared dimension, so that a panel slice stays in L1.
@@ -84,13 +88,24 @@ thread_local! {
 /// `out = a · b`, or `out += a · b` with `accumulate`. Shapes: a `[m, k]`, b `[k, n]`,
 /// out `[m, n]`; the caller checks them. `FMA` selects fused multiply-adds, which the caller
 /// only asks for when the CPU has them (without them `mul_add` is a slow library call).
+///
+/// Strips of `MR` rows are multiplied by `block`, which returns one `MR × NR` block of the
+/// product from a packed strip (`kc · MR` values, column by column) and a panel slice
+/// (`kc · NR` values, row by row): [`kernel`], or the AVX-512 kernel in `super::simd`. The
+/// in-place kernels for few panels keep their own strip height. `block` must be a closure made
+/// inside the caller's target-feature function (a closure inherits its features; a plain
+/// function item called through `Fn` is compiled without them, and its `mul_add` becomes a
+/// library call).
 #[inline(always)]
-pub(crate) fn matmul_impl<const FMA: bool>(
+pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K>(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
     mut out: ArrayViewMut2<'_, f32>,
     accumulate: bool,
-) {
+    block: K,
+) where
+    K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR] + Copy,
+{
     let (m, k, n) = (a.nrows(), b.k, b.n);
     if m == 0 || n == 0 {
         return;
@@ -105,7 +120,7 @@ pub(crate) fn matmul_impl<const FMA: bool>(
     let out_rows: Option<Vec<&mut [f32]>> =
         out.rows_mut().into_iter().map(|r| r.into_slice()).collect();
     if let Some(mut out_rows) = out_rows {
-        matmul_rows::<FMA>(a, b, &mut out_rows, accumulate);
+        matmul_rows::<FMA, MR, K>(a, b, &mut out_rows, accumulate, block);
         return;
     }
     // Rows that are not contiguous: compute into a fresh matrix, then copy. (Not a recursive
@@ -116,7 +131,7 @@ pub(crate) fn matmul_impl<const FMA: bool>(
         .into_iter()
         .filter_map(|r| r.into_slice())
         .collect();
-    matmul_rows::<FMA>(a, b, &mut tmp_rows, false);
+    matmul_rows::<FMA, MR, K>(a, b, &mut tmp_rows, false, block);
     if accumulate {
         out += &tmp;
     } else {
@@ -126,12 +141,15 @@ pub(crate) fn matmul_impl<const FMA: bool>(
 
 /// [`matmul_impl`] into an output given as contiguous rows.
 #[inline(always)]
-fn matmul_rows<const FMA: bool>(
+fn matmul_rows<const FMA: bool, const MR: usize, K>(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
     out_rows: &mut [&mut [f32]],
     accumulate: bool,
-) {
+    block: K,
+) where
+    K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR],
+{
     let (m, k, n) = (a.nrows(), b.k, b.n);
     let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
     let a_slices: Option<Vec<&[f32]>> = a_rows.iter().map(|r| r.to_slice()).collect();
@@ -152,7 +170,7 @@ fn matmul_rows<const FMA: bool>(
     while pc < k {
         let kc = KC.min(k - pc);
         if direct.is_none() {
-            pack_strips(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
+            pack_strips::<MR>(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
         }
         let add = accumulate || pc > 0;
         let panel_at = |panel_idx: usize| {
@@ -163,7 +181,7 @@ fn matmul_rows<const FMA: bool>(
         // pass, so each value of the left operand is loaded once for 32 columns.
         if let Some(a_slices) = direct.filter(|_| n.div_ceil(NR) == 2) {
             let (left, right) = (panel_at(0), panel_at(1));
-            for row0 in (0..m).step_by(MR) {
+            for row0 in (0..m).step_by(MR_DIRECT) {
                 let rows = rows_in_place(a_slices, row0, pc, kc);
                 let (acc_left, acc_right) = kernel_direct_pair::<FMA>(&rows, left, right);
                 store(&acc_left, &mut out_rows[row0..], 0, NR, add);
@@ -176,24 +194,26 @@ fn matmul_rows<const FMA: bool>(
             let panel = panel_at(panel_idx);
             let col0 = panel_idx * NR;
             let cols = (n - col0).min(NR);
+            if let Some(a_slices) = direct {
+                for row0 in (0..m).step_by(MR_DIRECT) {
+                    let acc = kernel_direct::<FMA>(&rows_in_place(a_slices, row0, pc, kc), panel);
+                    store(&acc, &mut out_rows[row0..], col0, cols, add);
+                }
+                continue;
+            }
             for strip_idx in 0..strips {
                 let row0 = strip_idx * MR;
-                let acc = match direct {
-                    Some(a_slices) => {
-                        kernel_direct::<FMA>(&rows_in_place(a_slices, row0, pc, kc), panel)
-                    }
-                    None => {
-                        let strip = &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
-                        kernel::<FMA>(strip, panel)
-                    }
-                };
-                store(&acc, &mut out_rows[row0..], col0, cols, add);
+                let strip = &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
+                store(&block(strip, panel), &mut out_rows[row0..], col0, cols, add);
             }
         }
         pc += kc;
     }
     A_PACK.set(a_pack);
 }
+
+/// Rows the in-place kernels read together.
+const MR_DIRECT: usize = MR;
 
 /// Rows `row0..row0 + MR` of the left operand, columns `pc..pc + kc`; zeros past its end.
 #[inline(always)]
@@ -208,7 +228,13 @@ fn rows_in_place<'a>(a_slices: &[&'a [f32]], row0: usize, pc: usize, kc: usize) 
 /// Writes (or with `add`, adds) an MR × NR block into `out_rows[..MR]` at columns
 /// `col0..col0 + cols`; rows past the end of the output are dropped.
 #[inline(always)]
-fn store(acc: &[[f32; NR]; MR], out_rows: &mut [&mut [f32]], col0: usize, cols: usize, add: bool) {
+fn store<const MR: usize>(
+    acc: &[[f32; NR]; MR],
+    out_rows: &mut [&mut [f32]],
+    col0: usize,
+    cols: usize,
+    add: bool,
+) {
     for (acc_row, dst) in acc.iter().zip(out_rows) {
         let dst = &mut dst[col0..col0 + cols];
         if add {
@@ -224,7 +250,12 @@ fn store(acc: &[[f32; NR]; MR], out_rows: &mut [&mut [f32]], col0: usize, cols: 
 /// Copies `a[.., pc..pc + kc]` into strips of MR rows, each stored column by column
 /// (`strip[p · MR + i] = a[row0 + i, pc + p]`), padding the last strip with zeros.
 #[inline(always)]
-fn pack_strips(a_rows: &[ArrayView1<'_, f32>], pc: usize, kc: usize, dst: &mut [f32]) {
+fn pack_strips<const MR: usize>(
+    a_rows: &[ArrayView1<'_, f32>],
+    pc: usize,
+    kc: usize,
+    dst: &mut [f32],
+) {
     for (strip_idx, strip) in dst.chunks_exact_mut(MR * kc).enumerate() {
         for i in 0..MR {
             match a_rows.get(strip_idx * MR + i) {
@@ -253,7 +284,10 @@ fn pack_strips(a_rows: &[ArrayView1<'_, f32>], pc: usize, kc: usize, dst: &mut [
 /// One MR × NR block of the product over a strip (`kc · MR` values) and a panel slice
 /// (`kc · NR` values). The fixed-size loops unroll into vector multiply-adds.
 #[inline(always)]
-fn kernel<const FMA: bool>(strip: &[f32], panel: &[f32]) -> [[f32; NR]; MR] {
+pub(crate) fn kernel<const FMA: bool, const MR: usize>(
+    strip: &[f32],
+    panel: &[f32],
+) -> [[f32; NR]; MR] {
     let mut acc = [[0.0f32; NR]; MR];
     for (a, b) in strip.chunks_exact(MR).zip(panel.chunks_exact(NR)) {
         let a: &[f32; MR] = a.try_into().unwrap_or(&[0.0; MR]);

@@ -2,8 +2,9 @@
 //! ([`par_rows`]), an order-keeping parallel map ([`parallel_map`]) and how many threads a run
 //! gets ([`threads_for`]).
 
-use super::gemm::MR;
+use super::gemm::{MR, MR_AVX512};
 use super::options::RunOptions;
+use super::simd::Isa;
 use ndarray::{Array2, ArrayViewMut2, Axis};
 use std::sync::OnceLock;
 
@@ -34,13 +35,19 @@ pub(super) fn par_rows(
     f: &(dyn Fn(usize, ArrayViewMut2<'_, f32>) + Sync),
 ) {
     let rows = out.nrows();
-    let threads = threads.clamp(1, rows.div_ceil(MR).max(1));
+    // Whole strips of the matrix kernel the CPU runs (12 rows on AVX-512, else 6).
+    let strip = if Isa::detect() == Isa::Avx512 {
+        MR_AVX512
+    } else {
+        MR
+    };
+    let threads = threads.clamp(1, rows.div_ceil(strip).max(1));
     let pool = if threads > 1 { pool() } else { None };
     let Some(pool) = pool else {
         f(0, out.view_mut());
         return;
     };
-    let chunk = rows.div_ceil(threads).next_multiple_of(MR);
+    let chunk = rows.div_ceil(threads).next_multiple_of(strip);
     pool.scope(|scope| {
         for (i, block) in out.axis_chunks_iter_mut(Axis(0), chunk).enumerate() {
             scope.spawn(move |_| f(i * chunk, block));

@@ -11,7 +11,7 @@
 //! rounding, between the FMA copies (fused multiply-add) and the portable one.
 #![allow(unsafe_code)]
 
-use super::gemm::{PackedMatrix, matmul_impl};
+use super::gemm::{MR, MR_AVX512, NR, PackedMatrix, kernel, matmul_with_kernel};
 use super::math::{self, Activation};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use std::sync::OnceLock;
@@ -112,19 +112,55 @@ pub fn matmul_with(
             Isa::Portable => {}
         }
     }
-    matmul_impl::<false>(a, b, out, accumulate);
+    let block = |strip: &[f32], panel: &[f32]| kernel::<false, MR>(strip, panel);
+    matmul_with_kernel::<false, MR, _>(a, b, out, accumulate, block);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn matmul_avx2(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
-    matmul_impl::<true>(a, b, out, acc);
+    // A closure made here inherits AVX2 and FMA (see `gemm::matmul_with_kernel`).
+    let block = |strip: &[f32], panel: &[f32]| kernel::<true, MR>(strip, panel);
+    matmul_with_kernel::<true, MR, _>(a, b, out, acc, block);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn matmul_avx512(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
-    matmul_impl::<true>(a, b, out, acc);
+    // The closure inherits this function's target features, so calling the AVX-512 kernel is
+    // safe here; this function runs only where `available` found AVX-512F.
+    let block = |strip: &[f32], panel: &[f32]| block_avx512(strip, panel);
+    matmul_with_kernel::<true, MR_AVX512, _>(a, b, out, acc, block);
+}
+
+/// One `MR_AVX512 × NR` block over a packed strip and a panel slice, with 512-bit
+/// multiply-adds written out: twelve accumulators, one broadcast of the left operand and one
+/// load of the panel per step (the generic kernel at this height vectorised across rows, with
+/// gathers). The same sums in the same order as the generic kernel with FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn block_avx512(strip: &[f32], panel: &[f32]) -> [[f32; NR]; MR_AVX512] {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps,
+    };
+    let steps = (strip.len() / MR_AVX512).min(panel.len() / NR);
+    let mut acc: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
+    for p in 0..steps {
+        let a = &strip[p * MR_AVX512..(p + 1) * MR_AVX512];
+        let b_row = &panel[p * NR..(p + 1) * NR];
+        // SAFETY: `b_row` holds exactly NR = 16 floats, one unaligned 512-bit load.
+        let b = unsafe { _mm512_loadu_ps(b_row.as_ptr()) };
+        for i in 0..MR_AVX512 {
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i]), b, acc[i]);
+        }
+    }
+    let mut out = [[0.0f32; NR]; MR_AVX512];
+    for (row, v) in out.iter_mut().zip(acc) {
+        // SAFETY: `row` holds exactly NR = 16 floats, one unaligned 512-bit store.
+        unsafe { _mm512_storeu_ps(row.as_mut_ptr(), v) };
+    }
+    out
 }
 
 /// Softmax of every row of `scores` in place ([`math::softmax_row`]), with `allowed` marking
