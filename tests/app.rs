@@ -75,7 +75,15 @@ fn wait_ready(harness: &mut Harness<'_, AttnApp>) -> Arc<Run> {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    harness.run();
+    // The worker may still be winding down a cancelled job, waking the UI as it goes: settle
+    // once it stops rather than within a fixed number of frames.
+    while harness.run_ok().is_none() {
+        assert!(
+            start.elapsed() < RUN_TIMEOUT,
+            "the UI did not settle within {RUN_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     harness
         .state()
         .shown_run()
@@ -743,7 +751,7 @@ fn cancelling_a_model_load_keeps_the_previous_model_and_settings() {
     // The worker stops just before it reads the folder, so the load is cancelled at a known
     // point however fast the machine is.
     let llama = fixture_dir("llama");
-    harness.state().hold_model_loads(true);
+    harness.state().hold_worker(true);
     harness.state_mut().open_model_folder(&llama);
     step_until(&mut harness, "the load to start", |h| loading(h, &llama));
     // Held before reading the files, the total is not known yet.
@@ -775,7 +783,7 @@ fn cancelling_a_model_load_keeps_the_previous_model_and_settings() {
     assert!(harness.query_by_label("Cancel").is_none());
 
     // Let the worker go: it sees the cancel before reading a tensor, and nothing changes.
-    harness.state().hold_model_loads(false);
+    harness.state().hold_worker(false);
     step_until(&mut harness, "the worker to give up", |h| {
         h.state().loading().is_none()
     });
@@ -805,7 +813,7 @@ fn opening_a_second_model_folder_while_one_loads_cancels_the_first() {
     wait_ready(&mut harness);
     let (bert, llama) = (fixture_dir("bert"), fixture_dir("llama"));
 
-    harness.state().hold_model_loads(true);
+    harness.state().hold_worker(true);
 
     // Back to the demo while BERT loads: the demo's run is cached, nothing new is submitted,
     // and the load stops all the same.
@@ -821,7 +829,7 @@ fn opening_a_second_model_folder_while_one_loads_cancels_the_first() {
         harness.query_by_label("Cancel").is_none(),
         "no progress bar"
     );
-    harness.state().hold_model_loads(false);
+    harness.state().hold_worker(false);
     step_until(&mut harness, "the worker to give up", |h| {
         h.state().loading().is_none()
     });
@@ -829,7 +837,7 @@ fn opening_a_second_model_folder_while_one_loads_cancels_the_first() {
     assert!(harness.state().state.recent_models.is_empty());
 
     // BERT again, and Llama while BERT loads: Llama wins.
-    harness.state().hold_model_loads(true);
+    harness.state().hold_worker(true);
     harness.state_mut().open_model_folder(&bert);
     step_until(&mut harness, "the BERT load to start again", |h| {
         loading(h, &bert)
@@ -840,7 +848,7 @@ fn opening_a_second_model_folder_while_one_loads_cancels_the_first() {
     harness.state_mut().open_model_folder(&llama);
     harness.step();
     assert!(bert_progress.is_cancelled(), "the newer folder wins");
-    harness.state().hold_model_loads(false);
+    harness.state().hold_worker(false);
 
     let run = wait_ready(&mut harness);
     let app = harness.state();

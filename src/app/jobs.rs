@@ -99,9 +99,15 @@ impl AttnApp {
             .find(|(k, _)| *k == key)
             .filter(|_| effect_ready && baseline_ready && next_ready)
         {
-            // Nothing is submitted, so stop a load of another model here.
-            if let Some(w) = &self.worker {
-                w.cancel_load_unless(key.model_dir.as_deref());
+            // Nothing is submitted, so stop here what the worker is doing for older settings:
+            // a load of another model (a load of this one goes on), or a run nobody will see.
+            let stale_run = self.busy() && self.loading().is_none();
+            if let Some(w) = &mut self.worker {
+                if stale_run {
+                    w.cancel();
+                } else {
+                    w.cancel_load_unless(key.model_dir.as_deref());
+                }
             }
             self.show(key.clone(), run.clone(), None);
             self.settings_with_text = false;
@@ -304,12 +310,12 @@ impl AttnApp {
         self.worker.as_ref().and_then(worker::Worker::loading)
     }
 
-    /// Holds the worker just before it reads a model's files or starts a view's side task
-    /// (`true`), or lets it go on. For tests that need a load or a task in progress at a known
-    /// point.
-    pub fn hold_model_loads(&self, hold: bool) {
+    /// Holds the worker just before it reads a model's files, starts a run's first layer or
+    /// starts a view's side task (`true`), or lets it go on. For tests that need a load, a run or
+    /// a task in progress at a known point, however fast the engine is.
+    pub fn hold_worker(&self, hold: bool) {
         if let Some(w) = &self.worker {
-            w.hold_loads(hold);
+            w.hold(hold);
         }
     }
 

@@ -163,10 +163,12 @@ impl Worker {
     }
 
     /// While `hold` is true the worker stops just before it reads a model's files, with the
-    /// load already published by [`Self::loading`], and before it starts a view's side task
-    /// (saliency, answer). For tests that need a load or a task to be in progress at a known
-    /// point; the app never holds.
-    pub fn hold_loads(&self, hold: bool) {
+    /// load already published by [`Self::loading`], before a run's first layer (its token count
+    /// published), and
+    /// before it starts a view's side task (saliency, answer). For tests that need a load, a run
+    /// or a task to be in progress at a known point however fast the engine is; the app never
+    /// holds.
+    pub fn hold(&self, hold: bool) {
         lock(&self.shared.load).held = hold;
         self.shared.load_released.notify_all();
     }
@@ -175,7 +177,7 @@ impl Worker {
 impl Drop for Worker {
     /// A held worker is let go, so that it can notice the app is gone and end.
     fn drop(&mut self) {
-        self.hold_loads(false);
+        self.hold(false);
     }
 }
 
@@ -268,7 +270,7 @@ fn matches(model: &LoadedModel, key: &JobKey) -> bool {
     }
 }
 
-/// Waits while a test holds the worker ([`Worker::hold_loads`]).
+/// Waits while a test holds the worker ([`Worker::hold`]).
 fn wait_while_held(shared: &Shared) {
     let mut slot = lock(&shared.load);
     while slot.held {
@@ -363,6 +365,9 @@ fn run_job(
     let mut on_tokens = |tokens: usize| {
         lock(&shared.progress).tokens = tokens;
         wake();
+        // A test's hold stops the run here, tokenized but before its first layer (a cancel
+        // while held is seen at that layer).
+        wait_while_held(shared);
     };
     let mut on_layer = layer_progress(shared, total, wake, job.id);
     // Options that do not fit the model are the pipeline's to refuse; the app clamps its

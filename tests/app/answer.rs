@@ -177,7 +177,7 @@ fn patching_runs_on_its_button_refuses_other_lengths_and_cancels() {
     // for again; Run patching asks again.
     harness.state_mut().state.answer.text_b = "the cat sat on the rug".to_owned();
     harness.run_steps(2);
-    harness.state().hold_model_loads(true);
+    harness.state().hold_worker(true);
     harness.get_by_label("Run patching").click();
     step_until(&mut harness, "patching to be asked for", |h| {
         h.state().answer_progress().is_some()
@@ -185,7 +185,7 @@ fn patching_runs_on_its_button_refuses_other_lengths_and_cancels() {
     harness.run_steps(2);
     harness.get_by_label("Cancel").click();
     harness.run_steps(2);
-    harness.state().hold_model_loads(false);
+    harness.state().hold_worker(false);
     for _ in 0..20 {
         harness.step();
         std::thread::sleep(Duration::from_millis(10));

@@ -335,6 +335,9 @@ fn the_status_bar_says_computing_with_the_new_token_count() {
     let mut harness = app_harness(slow_demo_state());
     wait_ready(&mut harness);
     assert!(harness.query_by_label("3 tokens").is_some());
+    // The worker waits after tokenizing, before the first layer, so that "computing" shows
+    // however fast the engine is; it is let go once seen.
+    harness.state().hold_worker(true);
     let words: Vec<String> = (0..1500).map(|i| format!("w{i}")).collect();
     harness.state_mut().state.text = words.join(" ");
     let mut seen = false;
@@ -348,6 +351,7 @@ fn the_status_bar_says_computing_with_the_new_token_count() {
             seen = true;
             assert!(harness.query_by_label("3 tokens").is_none());
             assert!(harness.query_by_label_contains("computed in").is_none());
+            harness.state().hold_worker(false);
         }
         assert!(
             start.elapsed() < RUN_TIMEOUT,
@@ -400,6 +404,9 @@ fn new_tokens_clear_position_bound_mask_parts_and_selections() {
 fn cancelling_a_run_keeps_the_previous_map_marked_stale() {
     let mut harness = app_harness(slow_demo_state());
     wait_ready(&mut harness);
+    // The worker waits before the run's first layer, so that the run is still going when the
+    // Cancel button shows (after 200 ms), however fast the engine is.
+    harness.state().hold_worker(true);
     let words: Vec<String> = (0..1500).map(|i| format!("w{i}")).collect();
     harness.state_mut().state.text = words.join(" ");
     step_until(&mut harness, "the Cancel button", |h| {
@@ -408,6 +415,7 @@ fn cancelling_a_run_keeps_the_previous_map_marked_stale() {
     harness.get_by_label("Cancel").click();
     harness.step();
     harness.step();
+    harness.state().hold_worker(false);
     let app = harness.state();
     assert!(app.error.is_none(), "{:?}", app.error);
     assert_eq!(

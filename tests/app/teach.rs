@@ -51,13 +51,15 @@ fn max_diff(a: &Run, b: &Run, layer: usize, head: usize) -> f32 {
 
 /// Clicks the dimension toggles in `dims` one after another and waits for the new run.
 fn click_dims(harness: &mut Harness<'_, AttnApp>, dims: &[usize]) -> Arc<Run> {
+    let mut run = None;
     for d in dims {
         harness.get_by_label(&format!("dimension {d}")).click();
-        // A click starts a run (with a spinner): step rather than wait for a settled UI.
-        harness.step();
-        harness.step();
+        // A click starts a run (with a spinner): step until it arrives rather than wait for a
+        // settled UI. The next click waits for it, since the panel's layout may change when the
+        // run lands and a click goes where the button was in the last frame.
+        run = Some(wait_ready(harness));
     }
-    wait_ready(harness)
+    run.unwrap_or_else(|| wait_ready(harness))
 }
 
 /// Checks that clicking dimensions off changes exactly that head's map, to the engine's map with
