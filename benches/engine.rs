@@ -122,7 +122,15 @@ fn forward_minilm(c: &mut Criterion) {
             b.iter(|| {
                 black_box(
                     model
-                        .forward(toks, &RunOptions::default())
+                        .forward(
+                            toks,
+                            &RunOptions {
+                                threads: std::env::var("TMP_THREADS")
+                                    .ok()
+                                    .and_then(|t| t.parse().ok()),
+                                ..RunOptions::default()
+                            },
+                        )
                         .map(|r| r.maps.len()),
                 )
             });
@@ -198,7 +206,52 @@ fn ablation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward, rendering, forward_minilm, ablation);
+/// One thread's matrix products in a MiniLM forward at 128 tokens on two threads (64 rows each):
+/// the query/key/value projection, the output projection and the MLP's two products, and one
+/// head's scores (128 × 32 · 32 × 128). Throughput counts floating-point operations (2·m·k·n),
+/// so criterion's "elem/s" reads as FLOP/s.
+fn matmul_shapes(c: &mut Criterion) {
+    use attnviz::engine::PackedMatrix;
+    use attnviz::engine::simd::{Isa, matmul_with};
+    use ndarray::Array2;
+    let mut group = c.benchmark_group("matmul");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    let shapes = [
+        ("qkv", 64, 384, 1152),
+        ("out", 64, 384, 384),
+        ("mlp_in", 64, 384, 1536),
+        ("mlp_out", 64, 1536, 384),
+        ("scores", 128, 32, 128),
+        ("rows_32", 16, 384, 1536),
+    ];
+    let filled = |rows: usize, cols: usize| {
+        Array2::from_shape_fn((rows, cols), |(r, c)| {
+            ((r * 31 + c * 17) % 23) as f32 / 11.0 - 1.0
+        })
+    };
+    for isa in Isa::available().into_iter().skip(1) {
+        for &(name, m, k, n) in &shapes {
+            let a = filled(m, k);
+            let b = PackedMatrix::pack(filled(k, n).view());
+            let mut out = Array2::<f32>::zeros((m, n));
+            group.throughput(criterion::Throughput::Elements((2 * m * k * n) as u64));
+            group.bench_function(BenchmarkId::new(isa.name(), name), |bench| {
+                bench.iter(|| matmul_with(isa, a.view(), &b, out.view_mut(), false));
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    forward,
+    rendering,
+    forward_minilm,
+    ablation,
+    matmul_shapes
+);
 
 fn main() {
     // As the attnviz binary does at start-up; ATTNVIZ_DEFAULT_MALLOC=1 measures without it.

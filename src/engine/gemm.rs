@@ -12,11 +12,14 @@ use std::cell::RefCell;
 /// Rows of the result computed together by the portable and AVX2 kernels: 6 × 16 accumulators
 /// are 12 of AVX2's 16 vector registers.
 pub(crate) const MR: usize = 6;
-/// Rows computed together by the AVX-512 kernel (`super::simd`): 12 accumulators of 16 lanes,
-/// enough independent multiply-adds to keep two 512-bit FMA units busy through their latency.
-pub(crate) const MR_AVX512: usize = 12;
+/// Rows computed together by the AVX-512 kernels (`super::simd`): over a pair of panels, 8 × 2
+/// accumulators of 16 lanes, enough independent multiply-adds to keep two 512-bit FMA units
+/// busy through their latency, in strips small enough that two threads share 32 rows evenly.
+pub(crate) const MR_AVX512: usize = 8;
 /// Columns of the result computed together by the kernel: one packed panel's width.
 pub(crate) const NR: usize = 16;
+/// Two `MR × NR` blocks side by side: the result of a kernel over a pair of panels.
+pub(crate) type Pair<const MR: usize> = ([[f32; NR]; MR], [[f32; NR]; MR]);
 /// Depth of one pass over the shared dimension, so that a panel slice stays in L1.
 const KC: usize = 256;
 /// Products at most this many panels wide read the left operand in place.
@@ -97,14 +100,16 @@ thread_local! {
 /// function item called through `Fn` is compiled without them, and its `mul_add` becomes a
 /// library call).
 #[inline(always)]
-pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K>(
+pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K, K2>(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
     mut out: ArrayViewMut2<'_, f32>,
     accumulate: bool,
     block: K,
+    pair: K2,
 ) where
     K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR] + Copy,
+    K2: Fn(&[f32], &[f32], &[f32]) -> Pair<MR> + Copy,
 {
     let (m, k, n) = (a.nrows(), b.k, b.n);
     if m == 0 || n == 0 {
@@ -120,7 +125,7 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K>(
     let out_rows: Option<Vec<&mut [f32]>> =
         out.rows_mut().into_iter().map(|r| r.into_slice()).collect();
     if let Some(mut out_rows) = out_rows {
-        matmul_rows::<FMA, MR, K>(a, b, &mut out_rows, accumulate, block);
+        matmul_rows::<FMA, MR, K, K2>(a, b, &mut out_rows, accumulate, block, pair);
         return;
     }
     // Rows that are not contiguous: compute into a fresh matrix, then copy. (Not a recursive
@@ -131,7 +136,7 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K>(
         .into_iter()
         .filter_map(|r| r.into_slice())
         .collect();
-    matmul_rows::<FMA, MR, K>(a, b, &mut tmp_rows, false, block);
+    matmul_rows::<FMA, MR, K, K2>(a, b, &mut tmp_rows, false, block, pair);
     if accumulate {
         out += &tmp;
     } else {
@@ -141,14 +146,16 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K>(
 
 /// [`matmul_impl`] into an output given as contiguous rows.
 #[inline(always)]
-fn matmul_rows<const FMA: bool, const MR: usize, K>(
+fn matmul_rows<const FMA: bool, const MR: usize, K, K2>(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
     out_rows: &mut [&mut [f32]],
     accumulate: bool,
     block: K,
+    pair: K2,
 ) where
     K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR],
+    K2: Fn(&[f32], &[f32], &[f32]) -> Pair<MR>,
 {
     let (m, k, n) = (a.nrows(), b.k, b.n);
     let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
@@ -190,21 +197,48 @@ fn matmul_rows<const FMA: bool, const MR: usize, K>(
             pc += kc;
             continue;
         }
-        for panel_idx in 0..n.div_ceil(NR) {
-            let panel = panel_at(panel_idx);
-            let col0 = panel_idx * NR;
-            let cols = (n - col0).min(NR);
-            if let Some(a_slices) = direct {
+        if let Some(a_slices) = direct {
+            for panel_idx in 0..n.div_ceil(NR) {
+                let panel = panel_at(panel_idx);
+                let col0 = panel_idx * NR;
+                let cols = (n - col0).min(NR);
                 for row0 in (0..m).step_by(MR_DIRECT) {
                     let acc = kernel_direct::<FMA>(&rows_in_place(a_slices, row0, pc, kc), panel);
                     store(&acc, &mut out_rows[row0..], col0, cols, add);
                 }
-                continue;
             }
-            for strip_idx in 0..strips {
-                let row0 = strip_idx * MR;
-                let strip = &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
-                store(&block(strip, panel), &mut out_rows[row0..], col0, cols, add);
+            pc += kc;
+            continue;
+        }
+        // Panels two at a time (32 columns), each pair's slice staying in L1 while every strip
+        // passes over it; an odd last panel alone.
+        let panels = n.div_ceil(NR);
+        for panel_idx in (0..panels).step_by(2) {
+            let col0 = panel_idx * NR;
+            let strip_at =
+                |strip_idx: usize| &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
+            if panel_idx + 1 < panels {
+                let (left, right) = (panel_at(panel_idx), panel_at(panel_idx + 1));
+                let cols = (n - col0 - NR).min(NR);
+                for strip_idx in 0..strips {
+                    let row0 = strip_idx * MR;
+                    let (acc_left, acc_right) = pair(strip_at(strip_idx), left, right);
+                    store(&acc_left, &mut out_rows[row0..], col0, NR, add);
+                    store(&acc_right, &mut out_rows[row0..], col0 + NR, cols, add);
+                }
+            } else {
+                let panel = panel_at(panel_idx);
+                let cols = n - col0;
+                for strip_idx in 0..strips {
+                    let row0 = strip_idx * MR;
+                    store(
+                        &block(strip_at(strip_idx), panel),
+                        &mut out_rows[row0..],
+                        col0,
+                        cols,
+                        add,
+                    );
+                }
             }
         }
         pc += kc;
@@ -415,16 +449,29 @@ mod tests {
             (13, 300, 33),
             (6, 256, 16),
             (5, 0, 3),
+            // Panel pairs with a partial right panel, an odd last panel, rows past a strip.
+            (17, 40, 56),
+            (9, 520, 88),
+            (33, 7, 64),
         ] {
             let a = filled(m, k, 1);
             let b = filled(k, n, 2);
             let packed = PackedMatrix::pack(b.view());
             let want = reference(&a, &b);
+            let mut fused: Option<Array2<f32>> = None;
             for isa in super::super::simd::Isa::available() {
                 let mut out = Array2::<f32>::from_elem((m, n), 9.0);
                 super::super::simd::matmul_with(isa, a.view(), &packed, out.view_mut(), false);
                 let err = (&out - &want).iter().fold(0.0f32, |e, v| e.max(v.abs()));
                 assert!(err < 1e-4, "{isa:?} {m}x{k}x{n}: {err}");
+                // Every fused path adds the same products in the same order, whatever its
+                // kernel's shape: AVX2 and AVX-512 agree bit for bit.
+                if isa != super::super::simd::Isa::Portable {
+                    match &fused {
+                        Some(first) => assert_eq!(first, &out, "{isa:?} {m}x{k}x{n}"),
+                        None => fused = Some(out),
+                    }
+                }
             }
         }
         // A transposed (strided) left operand, a strided right operand and a column slice
