@@ -118,22 +118,15 @@ fn forward_minilm(c: &mut Criterion) {
             .chain(std::iter::once(102))
             .collect();
         let toks = model.tokens_from_ids(&ids);
+        // ATTNVIZ_BENCH_THREADS=1 measures one thread (how well the threads share the work).
+        let opts = RunOptions {
+            threads: std::env::var("ATTNVIZ_BENCH_THREADS")
+                .ok()
+                .and_then(|t| t.parse().ok()),
+            ..RunOptions::default()
+        };
         group.bench_with_input(BenchmarkId::from_parameter(n), &toks, |b, toks| {
-            b.iter(|| {
-                black_box(
-                    model
-                        .forward(
-                            toks,
-                            &RunOptions {
-                                threads: std::env::var("TMP_THREADS")
-                                    .ok()
-                                    .and_then(|t| t.parse().ok()),
-                                ..RunOptions::default()
-                            },
-                        )
-                        .map(|r| r.maps.len()),
-                )
-            });
+            b.iter(|| black_box(model.forward(toks, &opts).map(|r| r.maps.len())));
         });
     }
     group.finish();
