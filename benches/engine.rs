@@ -216,6 +216,8 @@ fn matmul_shapes(c: &mut Criterion) {
         ("mlp_in", 64, 384, 1536),
         ("mlp_out", 64, 1536, 384),
         ("scores", 128, 32, 128),
+        ("scores_512", 512, 32, 512),
+        ("context_512", 512, 512, 32),
         ("rows_32", 16, 384, 1536),
     ];
     let filled = |rows: usize, cols: usize| {

@@ -18,6 +18,17 @@ pub(crate) const MR: usize = 6;
 pub(crate) const MR_AVX512: usize = 8;
 /// Columns of the result computed together by the kernel: one packed panel's width.
 pub(crate) const NR: usize = 16;
+/// The kernels a product runs, as closures made inside the caller's target-feature function:
+/// `block` multiplies a packed strip of MR rows by one panel slice, `pair` by two side by side,
+/// and `direct_pair` multiplies MRD rows read in place by two panel slices (products two panels
+/// wide, such as the attention-weighted sum of 32-wide heads).
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels<K, K2, KD> {
+    pub block: K,
+    pub pair: K2,
+    pub direct_pair: KD,
+}
+
 /// Two `MR × NR` blocks side by side: the result of a kernel over a pair of panels.
 pub(crate) type Pair<const MR: usize> = ([[f32; NR]; MR], [[f32; NR]; MR]);
 /// Depth of one pass over the shared dimension, so that a panel slice stays in L1.
@@ -100,16 +111,16 @@ thread_local! {
 /// function item called through `Fn` is compiled without them, and its `mul_add` becomes a
 /// library call).
 #[inline(always)]
-pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K, K2>(
+pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, const MRD: usize, K, K2, KD>(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
     mut out: ArrayViewMut2<'_, f32>,
     accumulate: bool,
-    block: K,
-    pair: K2,
+    kernels: Kernels<K, K2, KD>,
 ) where
     K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR] + Copy,
     K2: Fn(&[f32], &[f32], &[f32]) -> Pair<MR> + Copy,
+    KD: Fn(&[&[f32]; MRD], &[f32], &[f32]) -> Pair<MRD> + Copy,
 {
     let (m, k, n) = (a.nrows(), b.k, b.n);
     if m == 0 || n == 0 {
@@ -125,7 +136,7 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K, K2>(
     let out_rows: Option<Vec<&mut [f32]>> =
         out.rows_mut().into_iter().map(|r| r.into_slice()).collect();
     if let Some(mut out_rows) = out_rows {
-        matmul_rows::<FMA, MR, K, K2>(a, b, &mut out_rows, accumulate, block, pair);
+        matmul_rows::<FMA, MR, MRD, K, K2, KD>(a, b, &mut out_rows, accumulate, kernels);
         return;
     }
     // Rows that are not contiguous: compute into a fresh matrix, then copy. (Not a recursive
@@ -136,7 +147,7 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K, K2>(
         .into_iter()
         .filter_map(|r| r.into_slice())
         .collect();
-    matmul_rows::<FMA, MR, K, K2>(a, b, &mut tmp_rows, false, block, pair);
+    matmul_rows::<FMA, MR, MRD, K, K2, KD>(a, b, &mut tmp_rows, false, kernels);
     if accumulate {
         out += &tmp;
     } else {
@@ -146,17 +157,22 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, K, K2>(
 
 /// [`matmul_impl`] into an output given as contiguous rows.
 #[inline(always)]
-fn matmul_rows<const FMA: bool, const MR: usize, K, K2>(
+fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, K, K2, KD>(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
     out_rows: &mut [&mut [f32]],
     accumulate: bool,
-    block: K,
-    pair: K2,
+    kernels: Kernels<K, K2, KD>,
 ) where
     K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR],
     K2: Fn(&[f32], &[f32], &[f32]) -> Pair<MR>,
+    KD: Fn(&[&[f32]; MRD], &[f32], &[f32]) -> Pair<MRD>,
 {
+    let Kernels {
+        block,
+        pair,
+        direct_pair,
+    } = kernels;
     let (m, k, n) = (a.nrows(), b.k, b.n);
     let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
     let a_slices: Option<Vec<&[f32]>> = a_rows.iter().map(|r| r.to_slice()).collect();
@@ -188,9 +204,9 @@ fn matmul_rows<const FMA: bool, const MR: usize, K, K2>(
         // pass, so each value of the left operand is loaded once for 32 columns.
         if let Some(a_slices) = direct.filter(|_| n.div_ceil(NR) == 2) {
             let (left, right) = (panel_at(0), panel_at(1));
-            for row0 in (0..m).step_by(MR_DIRECT) {
-                let rows = rows_in_place(a_slices, row0, pc, kc);
-                let (acc_left, acc_right) = kernel_direct_pair::<FMA>(&rows, left, right);
+            for row0 in (0..m).step_by(MRD) {
+                let rows = rows_in_place::<MRD>(a_slices, row0, pc, kc);
+                let (acc_left, acc_right) = direct_pair(&rows, left, right);
                 store(&acc_left, &mut out_rows[row0..], 0, NR, add);
                 store(&acc_right, &mut out_rows[row0..], NR, n - NR, add);
             }
@@ -203,7 +219,8 @@ fn matmul_rows<const FMA: bool, const MR: usize, K, K2>(
                 let col0 = panel_idx * NR;
                 let cols = (n - col0).min(NR);
                 for row0 in (0..m).step_by(MR_DIRECT) {
-                    let acc = kernel_direct::<FMA>(&rows_in_place(a_slices, row0, pc, kc), panel);
+                    let rows = rows_in_place::<MR_DIRECT>(a_slices, row0, pc, kc);
+                    let acc = kernel_direct::<FMA>(&rows, panel);
                     store(&acc, &mut out_rows[row0..], col0, cols, add);
                 }
             }
@@ -249,9 +266,14 @@ fn matmul_rows<const FMA: bool, const MR: usize, K, K2>(
 /// Rows the in-place kernels read together.
 const MR_DIRECT: usize = MR;
 
-/// Rows `row0..row0 + MR` of the left operand, columns `pc..pc + kc`; zeros past its end.
+/// Rows `row0..row0 + R` of the left operand, columns `pc..pc + kc`; zeros past its end.
 #[inline(always)]
-fn rows_in_place<'a>(a_slices: &[&'a [f32]], row0: usize, pc: usize, kc: usize) -> [&'a [f32]; MR] {
+fn rows_in_place<'a, const R: usize>(
+    a_slices: &[&'a [f32]],
+    row0: usize,
+    pc: usize,
+    kc: usize,
+) -> [&'a [f32]; R] {
     std::array::from_fn(|i| {
         a_slices
             .get(row0 + i)
@@ -362,7 +384,7 @@ fn kernel_direct<const FMA: bool>(rows: &[&[f32]; MR], panel: &[f32]) -> [[f32; 
 
 /// [`kernel_direct`] over two panels at once: 2 · MR accumulators of NR lanes.
 #[inline(always)]
-fn kernel_direct_pair<const FMA: bool>(
+pub(crate) fn kernel_direct_pair<const FMA: bool>(
     rows: &[&[f32]; MR],
     left: &[f32],
     right: &[f32],

@@ -11,7 +11,9 @@
 //! rounding, between the FMA copies (fused multiply-add) and the portable one.
 #![allow(unsafe_code)]
 
-use super::gemm::{MR, MR_AVX512, NR, PackedMatrix, Pair, kernel, matmul_with_kernel};
+use super::gemm::{
+    Kernels, MR, MR_AVX512, NR, PackedMatrix, Pair, kernel, kernel_direct_pair, matmul_with_kernel,
+};
 use super::math::{self, Activation};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use std::sync::OnceLock;
@@ -112,20 +114,38 @@ pub fn matmul_with(
             Isa::Portable => {}
         }
     }
-    let block = |strip: &[f32], panel: &[f32]| kernel::<false, MR>(strip, panel);
-    let pair =
-        |strip: &[f32], left: &[f32], right: &[f32]| (block(strip, left), block(strip, right));
-    matmul_with_kernel::<false, MR, _, _>(a, b, out, accumulate, block, pair);
+    let kernels = Kernels {
+        block: |strip: &[f32], panel: &[f32]| kernel::<false, MR>(strip, panel),
+        pair: |strip: &[f32], left: &[f32], right: &[f32]| {
+            (
+                kernel::<false, MR>(strip, left),
+                kernel::<false, MR>(strip, right),
+            )
+        },
+        direct_pair: |rows: &[&[f32]; MR], left: &[f32], right: &[f32]| {
+            kernel_direct_pair::<false>(rows, left, right)
+        },
+    };
+    matmul_with_kernel::<false, MR, MR, _, _, _>(a, b, out, accumulate, kernels);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn matmul_avx2(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
     // A closure made here inherits AVX2 and FMA (see `gemm::matmul_with_kernel`).
-    let block = |strip: &[f32], panel: &[f32]| kernel::<true, MR>(strip, panel);
-    let pair =
-        |strip: &[f32], left: &[f32], right: &[f32]| (block(strip, left), block(strip, right));
-    matmul_with_kernel::<true, MR, _, _>(a, b, out, acc, block, pair);
+    let kernels = Kernels {
+        block: |strip: &[f32], panel: &[f32]| kernel::<true, MR>(strip, panel),
+        pair: |strip: &[f32], left: &[f32], right: &[f32]| {
+            (
+                kernel::<true, MR>(strip, left),
+                kernel::<true, MR>(strip, right),
+            )
+        },
+        direct_pair: |rows: &[&[f32]; MR], left: &[f32], right: &[f32]| {
+            kernel_direct_pair::<true>(rows, left, right)
+        },
+    };
+    matmul_with_kernel::<true, MR, MR, _, _, _>(a, b, out, acc, kernels);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -133,9 +153,54 @@ fn matmul_avx2(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, 
 fn matmul_avx512(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
     // The closure inherits this function's target features, so calling the AVX-512 kernel is
     // safe here; this function runs only where `available` found AVX-512F.
-    let block = |strip: &[f32], panel: &[f32]| block_avx512(strip, panel);
-    let pair = |strip: &[f32], left: &[f32], right: &[f32]| pair_avx512(strip, left, right);
-    matmul_with_kernel::<true, MR_AVX512, _, _>(a, b, out, acc, block, pair);
+    let kernels = Kernels {
+        block: |strip: &[f32], panel: &[f32]| block_avx512(strip, panel),
+        pair: |strip: &[f32], left: &[f32], right: &[f32]| pair_avx512(strip, left, right),
+        direct_pair: |rows: &[&[f32]; MR_AVX512], left: &[f32], right: &[f32]| {
+            direct_pair_avx512(rows, left, right)
+        },
+    };
+    matmul_with_kernel::<true, MR_AVX512, MR_AVX512, _, _, _>(a, b, out, acc, kernels);
+}
+
+/// [`pair_avx512`] over `MR_AVX512` rows of the left operand read in place (each at least as
+/// long as the panel slices are deep) instead of a packed strip.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn direct_pair_avx512(rows: &[&[f32]; MR_AVX512], left: &[f32], right: &[f32]) -> Pair<MR_AVX512> {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps,
+    };
+    let mut acc_l: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
+    let mut acc_r: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
+    let steps = (left.len() / NR).min(right.len() / NR);
+    let steps = rows.iter().fold(steps, |s, r| s.min(r.len()));
+    let starts: [*const f32; MR_AVX512] = std::array::from_fn(|i| rows[i].as_ptr());
+    for (p, (b_l, b_r)) in left
+        .chunks_exact(NR)
+        .zip(right.chunks_exact(NR))
+        .take(steps)
+        .enumerate()
+    {
+        // SAFETY: `b_l` and `b_r` hold exactly NR = 16 floats each: unaligned 512-bit loads.
+        let (b_l, b_r) = unsafe { (_mm512_loadu_ps(b_l.as_ptr()), _mm512_loadu_ps(b_r.as_ptr())) };
+        for i in 0..MR_AVX512 {
+            // SAFETY: p < steps ≤ rows[i].len(), so the read is inside row i.
+            let a_i = _mm512_set1_ps(unsafe { *starts[i].add(p) });
+            acc_l[i] = _mm512_fmadd_ps(a_i, b_l, acc_l[i]);
+            acc_r[i] = _mm512_fmadd_ps(a_i, b_r, acc_r[i]);
+        }
+    }
+    let mut out = ([[0.0f32; NR]; MR_AVX512], [[0.0f32; NR]; MR_AVX512]);
+    for i in 0..MR_AVX512 {
+        // SAFETY: each row holds exactly NR = 16 floats: unaligned 512-bit stores.
+        unsafe {
+            _mm512_storeu_ps(out.0[i].as_mut_ptr(), acc_l[i]);
+            _mm512_storeu_ps(out.1[i].as_mut_ptr(), acc_r[i]);
+        }
+    }
+    out
 }
 
 /// One `MR_AVX512 × 2·NR` block over a packed strip and two panel slices: sixteen 512-bit
