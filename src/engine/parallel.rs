@@ -55,6 +55,18 @@ pub(super) fn par_rows(
     });
 }
 
+/// Runs `f` on one of the engine's threads when `threads` > 1, so that the products and head
+/// loops inside it split their work from there. Called from outside the pool, each of them
+/// hands its work to the pool and sleeps until it is done: two thread wake-ups per product, and
+/// three busy threads on two cores while the pool's idle threads spin. Inside the pool a
+/// nested call runs in place.
+pub(super) fn on_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    match pool() {
+        Some(pool) if threads > 1 => pool.install(f),
+        _ => f(),
+    }
+}
+
 /// Maps `f` over 0..count on the engine's thread pool (when `threads` > 1), keeping the order.
 pub(super) fn parallel_map<T: Send>(
     count: usize,

@@ -16,7 +16,7 @@ use super::intervene::{Captured, Interventions, Resume, Site};
 use super::layers::{Epilogue, Norm, NormPlacement, normalized};
 use super::mask::{AppliedMask, ArchitectureMask};
 use super::options::{Mistake, RunOptions};
-use super::parallel::{MAX_THREADS, parallel_map, threads_for};
+use super::parallel::{MAX_THREADS, on_pool, parallel_map, threads_for};
 use super::position::AttentionPosition;
 use super::run::{AttentionMaps, HeadMap, PositionKind, Trace};
 use ndarray::{Array2, Axis, s};
@@ -348,68 +348,76 @@ impl Transformer {
             if !iv.is_empty() {
                 hooks.visit(Site::Resid(layer_idx), &mut x);
             }
-            let want_trace = opts.trace_layer == Some(layer_idx);
-            let whole = with_frozen(&x, layer_idx);
-            let whole = whole.as_ref().unwrap_or(&x);
-            let normed;
-            let attn_input = match placement {
-                NormPlacement::Pre => {
-                    normed = normalized(whole, &block.attention_norm, threads);
-                    &normed
-                }
-                NormPlacement::Post | NormPlacement::None => whole,
-            };
-            // The sublayers return their output with the residual added (and, post-LN, normed).
-            let (new_x, probs, head_traces) = block.attention.forward(
-                &packed.attention,
-                &shape,
-                attn_input,
-                Epilogue {
-                    residual: Some(&x),
-                    norm: (placement == NormPlacement::Post).then_some(&block.attention_norm),
-                },
-                layer_idx,
-                query_allowed,
-                opts,
-                want_trace,
-                &mut hooks,
-            );
-            check_finite(&new_x, layer_idx, "attention")?;
-            if opts.keep_maps {
-                all_probs.extend(probs.into_iter().map(Arc::new));
-            }
-            if let Some(heads) = head_traces {
-                trace = Some(Trace {
+            // The block runs on the engine's threads: its products and heads split their work
+            // from there instead of each handing it over from this thread (one hand-over per
+            // block instead of one per product).
+            let block_result = on_pool(threads, || -> Result<(), EngineError> {
+                let want_trace = opts.trace_layer == Some(layer_idx);
+                let whole = with_frozen(&x, layer_idx);
+                let whole = whole.as_ref().unwrap_or(&x);
+                let normed;
+                let attn_input = match placement {
+                    NormPlacement::Pre => {
+                        normed = normalized(whole, &block.attention_norm, threads);
+                        &normed
+                    }
+                    NormPlacement::Post | NormPlacement::None => whole,
+                };
+                // The sublayers return their output with the residual added (and, post-LN, normed).
+                let (new_x, probs, head_traces) = block.attention.forward(
+                    &packed.attention,
+                    &shape,
+                    attn_input,
+                    Epilogue {
+                        residual: Some(&x),
+                        norm: (placement == NormPlacement::Post).then_some(&block.attention_norm),
+                    },
                     layer_idx,
-                    position: position_kind,
-                    input: attn_input.clone(),
-                    heads,
-                });
-            }
-            x = new_x;
-            let epilogue = Epilogue {
-                residual: Some(&x),
-                norm: (placement == NormPlacement::Post).then_some(&block.mlp_norm),
-            };
-            let mlp_input = match placement {
-                NormPlacement::Pre => Some(normalized(&x, &block.mlp_norm, threads)),
-                NormPlacement::Post | NormPlacement::None => None,
-            };
-            let mlp_input = mlp_input.as_ref().unwrap_or(&x);
-            let site = Site::Mlp(layer_idx);
-            let new_x = if iv.touches(site) {
-                // The MLP alone, then the residual and the norm (the fused epilogue's order).
-                let mut out = block
-                    .mlp
-                    .forward(mlp_input, &packed.mlp, Epilogue::NONE, threads);
-                hooks.visit(site, &mut out);
-                epilogue.apply(0, out.view_mut());
-                out
-            } else {
-                block.mlp.forward(mlp_input, &packed.mlp, epilogue, threads)
-            };
-            check_finite(&new_x, layer_idx, "MLP")?;
-            x = new_x;
+                    query_allowed,
+                    opts,
+                    want_trace,
+                    &mut hooks,
+                );
+                check_finite(&new_x, layer_idx, "attention")?;
+                if opts.keep_maps {
+                    all_probs.extend(probs.into_iter().map(Arc::new));
+                }
+                if let Some(heads) = head_traces {
+                    trace = Some(Trace {
+                        layer_idx,
+                        position: position_kind,
+                        input: attn_input.clone(),
+                        heads,
+                    });
+                }
+                x = new_x;
+                let epilogue = Epilogue {
+                    residual: Some(&x),
+                    norm: (placement == NormPlacement::Post).then_some(&block.mlp_norm),
+                };
+                let mlp_input = match placement {
+                    NormPlacement::Pre => Some(normalized(&x, &block.mlp_norm, threads)),
+                    NormPlacement::Post | NormPlacement::None => None,
+                };
+                let mlp_input = mlp_input.as_ref().unwrap_or(&x);
+                let site = Site::Mlp(layer_idx);
+                let new_x = if iv.touches(site) {
+                    // The MLP alone, then the residual and the norm (the fused epilogue's order).
+                    let mut out =
+                        block
+                            .mlp
+                            .forward(mlp_input, &packed.mlp, Epilogue::NONE, threads);
+                    hooks.visit(site, &mut out);
+                    epilogue.apply(0, out.view_mut());
+                    out
+                } else {
+                    block.mlp.forward(mlp_input, &packed.mlp, epilogue, threads)
+                };
+                check_finite(&new_x, layer_idx, "MLP")?;
+                x = new_x;
+                Ok(())
+            });
+            block_result?;
             if let Some(norms) = layer_norms.as_mut() {
                 norms.push(mean_row_norm(&x));
             }
