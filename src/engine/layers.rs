@@ -2,7 +2,6 @@
 //! nonlinearity, and the row-parallel linear map with its residual epilogue.
 
 use super::gemm::PackedMatrix;
-use super::math::{layer_norm_row, rms_norm_row};
 use super::parallel::par_rows;
 use super::simd;
 use ndarray::{Array1, Array2, ArrayViewMut2, Axis, s};
@@ -54,12 +53,12 @@ impl Norm {
             match self {
                 Norm::LayerNorm { gamma, beta, eps } => {
                     if let (Some(g), Some(b)) = (gamma.as_slice(), beta.as_slice()) {
-                        layer_norm_row(row, g, b, *eps);
+                        simd::layer_norm_row(row, g, b, *eps);
                     }
                 }
                 Norm::RmsNorm { gamma, eps } => {
                     if let Some(g) = gamma.as_slice() {
-                        rms_norm_row(row, g, *eps);
+                        simd::rms_norm_row(row, g, *eps);
                     }
                 }
             }

@@ -40,9 +40,9 @@ pub fn exp_f32(x: f32) -> f32 {
     if x >= -87.0 { r } else { 0.0 }
 }
 
-/// Lanes for the reductions below: wide enough for AVX, and written out lane by lane so that
-/// the compiler vectorises them without reassociating anything.
-const LANES: usize = 8;
+/// Lanes for the reductions below: one AVX-512 register of f32 (two AVX registers), and written
+/// out lane by lane so that the compiler vectorises them without reassociating anything.
+const LANES: usize = 16;
 
 /// The largest element (−∞ for an empty slice; NaNs are skipped).
 #[inline(always)]
@@ -51,9 +51,10 @@ fn row_max(row: &[f32]) -> f32 {
     let chunks = row.chunks_exact(LANES);
     let rest = chunks.remainder();
     for chunk in chunks {
-        // f32::max skips NaN and becomes a vector max.
+        // A comparison rather than f32::max: one vector max instruction instead of four (the
+        // NaN checks). It skips NaN just the same: NaN > lane is false.
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
-            *lane = lane.max(v);
+            *lane = if v > *lane { v } else { *lane };
         }
     }
     lanes
@@ -62,12 +63,30 @@ fn row_max(row: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| m.max(v))
 }
 
+/// The sum of `f(x)` over the row in f32, [`LANES`] lanes at a time (the lanes added in order at
+/// the end, then the remainder), so that it vectorises without reassociation.
+#[inline(always)]
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f(v);
+        }
+    }
+    lanes.iter().sum::<f32>() + rest.iter().map(|&v| f(v)).sum::<f32>()
+}
+
+/// Lanes of the f64 sum: four AVX-512 registers, so that four chains of adds run side by side.
+const LANES_F64: usize = 32;
+
 /// The sum in f64, lane by lane. In f64 the result barely depends on the order of the
 /// elements: permuting the tokens must permute the maps, not perturb them.
 #[inline(always)]
 fn row_sum_f64(row: &[f32]) -> f64 {
-    let mut lanes = [0.0f64; LANES];
-    let chunks = row.chunks_exact(LANES);
+    let mut lanes = [0.0f64; LANES_F64];
+    let chunks = row.chunks_exact(LANES_F64);
     let rest = chunks.remainder();
     for chunk in chunks {
         for (lane, &v) in lanes.iter_mut().zip(chunk) {
@@ -108,10 +127,14 @@ pub fn softmax_row(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
 
 /// Layer normalisation of one row in place: (x − mean) / √(var + eps) · gamma + beta,
 /// with the biased variance, as PyTorch computes it.
+///
+/// The sums run in [`LANES`] lanes (a plain `sum` is one chain of dependent adds, which made the
+/// norms 3 % of a forward pass), in a fixed order whatever the CPU.
+#[inline(always)]
 pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
+    let mean = lane_sum(row, |x| x) / n;
+    let var = lane_sum(row, |x| (x - mean) * (x - mean)) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((x, g), b) in row.iter_mut().zip(gamma).zip(beta) {
         *x = (*x - mean) * inv * g + b;
@@ -119,9 +142,12 @@ pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 }
 
 /// RMS normalisation of one row in place: x / √(mean(x²) + eps) · gamma.
+///
+/// The sum runs in lanes, as in [`layer_norm_row`].
+#[inline(always)]
 pub fn rms_norm_row(row: &mut [f32], gamma: &[f32], eps: f32) {
     let n = row.len() as f32;
-    let mean_sq = row.iter().map(|x| x * x).sum::<f32>() / n;
+    let mean_sq = lane_sum(row, |x| x * x) / n;
     let inv = 1.0 / (mean_sq + eps).sqrt();
     for (x, g) in row.iter_mut().zip(gamma) {
         *x = *x * inv * g;

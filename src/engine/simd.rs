@@ -319,6 +319,57 @@ fn softmax_rows_avx512(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView
     softmax_rows_impl(scores, allowed);
 }
 
+/// Layer normalisation of one row in place ([`math::layer_norm_row`]) on the best instruction
+/// set.
+pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { layer_norm_row_avx2(row, gamma, beta, eps) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { layer_norm_row_avx512(row, gamma, beta, eps) },
+        Isa::Portable => {}
+    }
+    math::layer_norm_row(row, gamma, beta, eps);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn layer_norm_row_avx2(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    math::layer_norm_row(row, gamma, beta, eps);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn layer_norm_row_avx512(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    math::layer_norm_row(row, gamma, beta, eps);
+}
+
+/// RMS normalisation of one row in place ([`math::rms_norm_row`]) on the best instruction set.
+pub fn rms_norm_row(row: &mut [f32], gamma: &[f32], eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { rms_norm_row_avx2(row, gamma, eps) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { rms_norm_row_avx512(row, gamma, eps) },
+        Isa::Portable => {}
+    }
+    math::rms_norm_row(row, gamma, eps);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn rms_norm_row_avx2(row: &mut [f32], gamma: &[f32], eps: f32) {
+    math::rms_norm_row(row, gamma, eps);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn rms_norm_row_avx512(row: &mut [f32], gamma: &[f32], eps: f32) {
+    math::rms_norm_row(row, gamma, eps);
+}
+
 /// Applies the activation to every value in place.
 pub fn activate(values: &mut [f32], act: Activation) {
     #[cfg(target_arch = "x86_64")]
