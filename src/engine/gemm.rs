@@ -19,8 +19,8 @@ pub(crate) const MR_AVX512: usize = 8;
 /// Columns of the result computed together by the kernel: one packed panel's width.
 pub(crate) const NR: usize = 16;
 /// The kernels a product runs, as closures made inside the caller's target-feature function:
-/// `block` multiplies a packed strip of MR rows by one panel slice, `pair` by two side by side,
-/// and `direct_pair` multiplies MRD rows read in place by two panel slices (products two panels
+/// `block` multiplies a packed strip of MR rows by one panel slice, `pair` by two side by side
+/// (given the next pair's slices too, which it may ask the memory for ahead of time), and `direct_pair` multiplies MRD rows read in place by two panel slices (products two panels
 /// wide, such as the attention-weighted sum of 32-wide heads).
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels<K, K2, KD> {
@@ -131,7 +131,7 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, const MRD: us
     kernels: Kernels<K, K2, KD>,
 ) where
     K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR] + Copy,
-    K2: Fn(&[f32], &[f32], &[f32]) -> Pair<MR> + Copy,
+    K2: Fn(&[f32], [&[f32]; 2], [&[f32]; 2]) -> Pair<MR> + Copy,
     KD: Fn(&[&[f32]; MRD], &[f32], &[f32]) -> Pair<MRD> + Copy,
 {
     let (m, k, n) = (a.nrows(), b.k, b.n);
@@ -177,7 +177,7 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, K, K2, KD>(
     kernels: Kernels<K, K2, KD>,
 ) where
     K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR],
-    K2: Fn(&[f32], &[f32], &[f32]) -> Pair<MR>,
+    K2: Fn(&[f32], [&[f32]; 2], [&[f32]; 2]) -> Pair<MR>,
     KD: Fn(&[&[f32]; MRD], &[f32], &[f32]) -> Pair<MRD>,
 {
     let Kernels {
@@ -249,9 +249,14 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, K, K2, KD>(
             if panel_idx + 1 < panels {
                 let (left, right) = (panel_at(panel_idx), panel_at(panel_idx + 1));
                 let cols = (n - col0 - NR).min(NR);
+                // The next pair's slices, for the first strip to fetch ahead (later strips find
+                // them in the cache).
+                let next = [panel_idx + 2, panel_idx + 3]
+                    .map(|i| if i < panels { panel_at(i) } else { &[][..] });
                 for strip_idx in 0..strips {
                     let row0 = strip_idx * MR;
-                    let (acc_left, acc_right) = pair(strip_at(strip_idx), left, right);
+                    let next = if strip_idx == 0 { next } else { [&[][..]; 2] };
+                    let (acc_left, acc_right) = pair(strip_at(strip_idx), [left, right], next);
                     store(&acc_left, &mut out_rows[row0..], col0, NR, add);
                     store(&acc_right, &mut out_rows[row0..], col0 + NR, cols, add);
                 }

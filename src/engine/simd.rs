@@ -116,7 +116,7 @@ pub fn matmul_with(
     }
     let kernels = Kernels {
         block: |strip: &[f32], panel: &[f32]| kernel::<false, MR>(strip, panel),
-        pair: |strip: &[f32], left: &[f32], right: &[f32]| {
+        pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
             (
                 kernel::<false, MR>(strip, left),
                 kernel::<false, MR>(strip, right),
@@ -135,7 +135,7 @@ fn matmul_avx2(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, 
     // A closure made here inherits AVX2 and FMA (see `gemm::matmul_with_kernel`).
     let kernels = Kernels {
         block: |strip: &[f32], panel: &[f32]| kernel::<true, MR>(strip, panel),
-        pair: |strip: &[f32], left: &[f32], right: &[f32]| {
+        pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
             (
                 kernel::<true, MR>(strip, left),
                 kernel::<true, MR>(strip, right),
@@ -155,7 +155,9 @@ fn matmul_avx512(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_
     // safe here; this function runs only where `available` found AVX-512F.
     let kernels = Kernels {
         block: |strip: &[f32], panel: &[f32]| block_avx512(strip, panel),
-        pair: |strip: &[f32], left: &[f32], right: &[f32]| pair_avx512(strip, left, right),
+        pair: |strip: &[f32], panels: [&[f32]; 2], next: [&[f32]; 2]| {
+            pair_avx512(strip, panels, next)
+        },
         direct_pair: |rows: &[&[f32]; MR_AVX512], left: &[f32], right: &[f32]| {
             direct_pair_avx512(rows, left, right)
         },
@@ -204,10 +206,12 @@ fn direct_pair_avx512(rows: &[&[f32]; MR_AVX512], left: &[f32], right: &[f32]) -
 }
 
 /// How many steps ahead [`pair_avx512`] asks for the panels' next rows (48 steps: 3 KiB of
-/// each panel). The weights stream from memory once per forward pass; with few rows per thread
-/// the kernel waited on those loads (a third of its samples at 32 tokens). Measured on MiniLM
-/// (Zen 5, 2 threads): 32 tokens 3.4–3.6 ms against 4.1–4.3 without, 128 tokens 9.6–10.3
-/// against 10.9–11.5; 16 to 64 steps were alike, 8 and 128 worse.
+/// each panel), past their end the next pair's. The weights stream from memory once per forward
+/// pass; with few rows per thread the kernel waited on those loads (a third of its samples at
+/// 32 tokens). Measured on MiniLM (Zen 5, 2 threads): 32 tokens 3.4–3.6 ms against 4.1–4.3
+/// without, 128 tokens 9.6–10.3 against 10.9–11.5; 16 to 64 steps were alike, 8 and 128 worse.
+/// Fetching into the next pair too: 32 tokens 2.87–3.03 ms against 3.08–3.33 (four
+/// alternating runs), 128 tokens 8.6–9.2 against 8.9–9.5.
 const PREFETCH_STEPS: usize = 48;
 
 /// One `MR_AVX512 × 2·NR` block over a packed strip and two panel slices: sixteen 512-bit
@@ -215,7 +219,7 @@ const PREFETCH_STEPS: usize = 48;
 /// step. The same sums in the same order as [`block_avx512`] on each panel.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn pair_avx512(strip: &[f32], left: &[f32], right: &[f32]) -> Pair<MR_AVX512> {
+fn pair_avx512(strip: &[f32], [left, right]: [&[f32]; 2], next: [&[f32]; 2]) -> Pair<MR_AVX512> {
     use std::arch::x86_64::{
         __m512, _MM_HINT_T0, _mm_prefetch, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps,
         _mm512_setzero_ps, _mm512_storeu_ps,
@@ -226,12 +230,16 @@ fn pair_avx512(strip: &[f32], left: &[f32], right: &[f32]) -> Pair<MR_AVX512> {
         .chunks_exact(MR_AVX512)
         .zip(left.chunks_exact(NR).zip(right.chunks_exact(NR)));
     for (p, (a, (b_l, b_r))) in steps.enumerate() {
+        // Each panel's rows PREFETCH_STEPS ahead, and past its end the next pair's first rows.
         let ahead = (p + PREFETCH_STEPS) * NR;
-        if ahead < left.len().min(right.len()) {
-            // SAFETY: both addresses are inside the slices (and a prefetch never faults).
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(left.as_ptr().add(ahead).cast());
-                _mm_prefetch::<_MM_HINT_T0>(right.as_ptr().add(ahead).cast());
+        for (panel, next) in [left, right].into_iter().zip(next) {
+            let at = match ahead.checked_sub(panel.len()) {
+                None => panel.get(ahead),
+                Some(into_next) => next.get(into_next),
+            };
+            if let Some(at) = at {
+                // Inside a slice, though a prefetch never faults anyway.
+                _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(at).cast());
             }
         }
         // SAFETY: `b_l` and `b_r` hold exactly NR = 16 floats each: unaligned 512-bit loads.
