@@ -18,6 +18,26 @@ use super::math::{self, Activation};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 use std::sync::OnceLock;
 
+/// The generic kernels (`gemm::kernel`, 6 rows) as a [`Kernels`] value, with fused multiply-adds
+/// or without. A macro rather than a function: the closures must be made inside each
+/// target-feature wrapper to inherit its features (see `gemm::matmul_with_kernel`).
+macro_rules! generic_kernels {
+    ($fma:literal) => {
+        Kernels {
+            block: |strip: &[f32], panel: &[f32]| kernel::<$fma, MR>(strip, panel),
+            pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
+                (
+                    kernel::<$fma, MR>(strip, left),
+                    kernel::<$fma, MR>(strip, right),
+                )
+            },
+            direct_pair: |rows: &[&[f32]; MR], left: &[f32], right: &[f32]| {
+                kernel_direct_pair::<$fma>(rows, left, right)
+            },
+        }
+    };
+}
+
 /// An instruction set the hot loops can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
@@ -114,18 +134,7 @@ pub fn matmul_with(
             Isa::Portable => {}
         }
     }
-    let kernels = Kernels {
-        block: |strip: &[f32], panel: &[f32]| kernel::<false, MR>(strip, panel),
-        pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
-            (
-                kernel::<false, MR>(strip, left),
-                kernel::<false, MR>(strip, right),
-            )
-        },
-        direct_pair: |rows: &[&[f32]; MR], left: &[f32], right: &[f32]| {
-            kernel_direct_pair::<false>(rows, left, right)
-        },
-    };
+    let kernels = generic_kernels!(false);
     matmul_with_kernel::<false, MR, MR, _, _, _>(a, b, out, accumulate, kernels);
 }
 
@@ -133,18 +142,7 @@ pub fn matmul_with(
 #[target_feature(enable = "avx2,fma")]
 fn matmul_avx2(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
     // A closure made here inherits AVX2 and FMA (see `gemm::matmul_with_kernel`).
-    let kernels = Kernels {
-        block: |strip: &[f32], panel: &[f32]| kernel::<true, MR>(strip, panel),
-        pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
-            (
-                kernel::<true, MR>(strip, left),
-                kernel::<true, MR>(strip, right),
-            )
-        },
-        direct_pair: |rows: &[&[f32]; MR], left: &[f32], right: &[f32]| {
-            kernel_direct_pair::<true>(rows, left, right)
-        },
-    };
+    let kernels = generic_kernels!(true);
     matmul_with_kernel::<true, MR, MR, _, _, _>(a, b, out, acc, kernels);
 }
 
