@@ -163,6 +163,26 @@ fn matmul_avx512(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_
     matmul_with_kernel::<true, MR_AVX512, MR_AVX512, _, _, _>(a, b, out, acc, kernels);
 }
 
+/// The two blocks of accumulators of a pair kernel, stored as a [`Pair`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn pair_out(
+    acc_l: &[std::arch::x86_64::__m512; MR_AVX512],
+    acc_r: &[std::arch::x86_64::__m512; MR_AVX512],
+) -> Pair<MR_AVX512> {
+    use std::arch::x86_64::_mm512_storeu_ps;
+    let mut out = ([[0.0f32; NR]; MR_AVX512], [[0.0f32; NR]; MR_AVX512]);
+    for i in 0..MR_AVX512 {
+        // SAFETY: each row holds exactly NR = 16 floats: unaligned 512-bit stores.
+        unsafe {
+            _mm512_storeu_ps(out.0[i].as_mut_ptr(), acc_l[i]);
+            _mm512_storeu_ps(out.1[i].as_mut_ptr(), acc_r[i]);
+        }
+    }
+    out
+}
+
 /// [`pair_avx512`] over `MR_AVX512` rows of the left operand read in place (each at least as
 /// long as the panel slices are deep) instead of a packed strip.
 #[cfg(target_arch = "x86_64")]
@@ -170,7 +190,6 @@ fn matmul_avx512(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_
 fn direct_pair_avx512(rows: &[&[f32]; MR_AVX512], left: &[f32], right: &[f32]) -> Pair<MR_AVX512> {
     use std::arch::x86_64::{
         __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
-        _mm512_storeu_ps,
     };
     let mut acc_l: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
     let mut acc_r: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
@@ -192,15 +211,7 @@ fn direct_pair_avx512(rows: &[&[f32]; MR_AVX512], left: &[f32], right: &[f32]) -
             acc_r[i] = _mm512_fmadd_ps(a_i, b_r, acc_r[i]);
         }
     }
-    let mut out = ([[0.0f32; NR]; MR_AVX512], [[0.0f32; NR]; MR_AVX512]);
-    for i in 0..MR_AVX512 {
-        // SAFETY: each row holds exactly NR = 16 floats: unaligned 512-bit stores.
-        unsafe {
-            _mm512_storeu_ps(out.0[i].as_mut_ptr(), acc_l[i]);
-            _mm512_storeu_ps(out.1[i].as_mut_ptr(), acc_r[i]);
-        }
-    }
-    out
+    pair_out(&acc_l, &acc_r)
 }
 
 /// How many steps ahead [`pair_avx512`] asks for the panels' next rows (48 steps: 3 KiB of
@@ -220,7 +231,7 @@ const PREFETCH_STEPS: usize = 48;
 fn pair_avx512(strip: &[f32], [left, right]: [&[f32]; 2], next: [&[f32]; 2]) -> Pair<MR_AVX512> {
     use std::arch::x86_64::{
         __m512, _MM_HINT_T0, _mm_prefetch, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps,
-        _mm512_setzero_ps, _mm512_storeu_ps,
+        _mm512_setzero_ps,
     };
     let mut acc_l: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
     let mut acc_r: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
@@ -248,15 +259,7 @@ fn pair_avx512(strip: &[f32], [left, right]: [&[f32]; 2], next: [&[f32]; 2]) -> 
             acc_r[i] = _mm512_fmadd_ps(a_i, b_r, acc_r[i]);
         }
     }
-    let mut out = ([[0.0f32; NR]; MR_AVX512], [[0.0f32; NR]; MR_AVX512]);
-    for i in 0..MR_AVX512 {
-        // SAFETY: each row holds exactly NR = 16 floats: unaligned 512-bit stores.
-        unsafe {
-            _mm512_storeu_ps(out.0[i].as_mut_ptr(), acc_l[i]);
-            _mm512_storeu_ps(out.1[i].as_mut_ptr(), acc_r[i]);
-        }
-    }
-    out
+    pair_out(&acc_l, &acc_r)
 }
 
 /// One `MR_AVX512 × NR` block over a packed strip and a panel slice, with 512-bit
