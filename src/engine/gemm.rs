@@ -2,9 +2,10 @@
 //!
 //! Weights never change between forward passes, so each is rearranged once into column panels
 //! ([`PackedMatrix`]), and every product only rearranges its (smaller) left operand. The inner
-//! kernel keeps an `MR × NR` block of the result in registers; it is plain Rust written so that
-//! the compiler turns it into vector code, and `super::simd` compiles it for the CPU's
-//! instruction set at run time.
+//! kernel keeps a block of the result in registers: here a generic `MR × NR` kernel in plain Rust
+//! written so that the compiler turns it into vector code, which `super::simd` compiles for AVX2
+//! at run time; on AVX-512, `super::simd` brings its own `8 × 2·NR` kernels written with
+//! intrinsics. Either way they reach [`matmul_with_kernel`] as one [`Kernels`] value.
 
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 use std::cell::RefCell;
