@@ -43,7 +43,7 @@ const DIRECT_MAX_PANELS: usize = 2;
 /// Stands in for the rows past the end of the left operand.
 static ZEROS: [f32; KC] = [0.0; KC];
 
-/// A `[k, n]` matrix rearranged for [`matmul`]: `ceil(n / NR)` panels, each holding `k` rows of
+/// A `[k, n]` matrix rearranged for [`super::simd::matmul`]: `ceil(n / NR)` panels, each holding `k` rows of
 /// `NR` values (the last panel padded with zeros).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedMatrix {

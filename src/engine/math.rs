@@ -128,7 +128,7 @@ pub fn softmax_row(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
 /// Layer normalisation of one row in place: (x − mean) / √(var + eps) · gamma + beta,
 /// with the biased variance, as PyTorch computes it.
 ///
-/// The sums run in [`LANES`] lanes (a plain `sum` is one chain of dependent adds, which made the
+/// The sums run in 16 lanes (a plain `sum` is one chain of dependent adds, which made the
 /// norms 3 % of a forward pass), in a fixed order whatever the CPU.
 #[inline(always)]
 pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
