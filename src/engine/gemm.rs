@@ -21,7 +21,8 @@ pub(crate) const MR_AVX512: usize = 8;
 pub(crate) const NR: usize = 16;
 /// The kernels a product runs, as closures made inside the caller's target-feature function:
 /// `block` multiplies a packed strip of MR rows by one panel slice, `pair` by two side by side
-/// (given the next pair's slices too, which it may ask the memory for ahead of time), and `direct_pair` multiplies MRD rows read in place by two panel slices (products two panels
+/// (given the next pair's slices too, which it may ask the memory for ahead of time), and
+/// `direct_pair` multiplies MRD rows read in place by two panel slices (products two panels
 /// wide, such as the attention-weighted sum of 32-wide heads).
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels<K, K2, KD> {
@@ -32,8 +33,8 @@ pub(crate) struct Kernels<K, K2, KD> {
 
 /// Two `MR × NR` blocks side by side: the result of a kernel over a pair of panels.
 pub(crate) type Pair<const MR: usize> = ([[f32; NR]; MR], [[f32; NR]; MR]);
-/// Depth of one pass over the shared dimension: a pair of panel slices (48 KiB) stays in the
-/// L1 and L2 caches while every strip passes over it, and products 384 deep (most of MiniLM's)
+/// Depth of one pass over the shared dimension: a pair of panel slices (48 KiB) stays in
+/// the L1 and L2 caches while every strip passes over it, and products 384 deep (most of MiniLM's)
 /// run in one pass. Against 256, in four alternating runs on Zen 5: MiniLM forward at 32 tokens
 /// 3.28–3.42 ms against 3.47–3.56, at 128 tokens 9.1–10.1 against 9.8–10.8 (192 and 128 were
 /// slower still).
@@ -43,8 +44,8 @@ const DIRECT_MAX_PANELS: usize = 2;
 /// Stands in for the rows past the end of the left operand.
 static ZEROS: [f32; KC] = [0.0; KC];
 
-/// A `[k, n]` matrix rearranged for [`super::simd::matmul`]: `ceil(n / NR)` panels, each holding `k` rows of
-/// `NR` values (the last panel padded with zeros).
+/// A `[k, n]` matrix rearranged for [`super::simd::matmul`]: `ceil(n / NR)` panels, each
+/// holding `k` rows of `NR` values (the last panel padded with zeros).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PackedMatrix {
     k: usize,
