@@ -169,7 +169,7 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, const MRD: us
     }
 }
 
-/// [`matmul_impl`] into an output given as contiguous rows.
+/// [`matmul_with_kernel`] into an output given as contiguous rows.
 #[inline(always)]
 fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, K, K2, KD>(
     a: ArrayView2<'_, f32>,

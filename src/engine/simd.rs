@@ -262,10 +262,10 @@ fn pair_avx512(strip: &[f32], [left, right]: [&[f32]; 2], next: [&[f32]; 2]) -> 
     pair_out(&acc_l, &acc_r)
 }
 
-/// One `MR_AVX512 × NR` block over a packed strip and a panel slice, with 512-bit
-/// multiply-adds written out: twelve accumulators, one broadcast of the left operand and one
-/// load of the panel per step (the generic kernel at this height vectorised across rows, with
-/// gathers). The same sums in the same order as the generic kernel with FMA.
+/// One `MR_AVX512 × NR` block over a packed strip and a panel slice (an odd last panel), with
+/// 512-bit multiply-adds written out: eight accumulators, one broadcast of the left operand and
+/// one load of the panel per step (the generic kernel at this height vectorised across rows,
+/// with gathers). The same sums in the same order as the generic kernel with FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn block_avx512(strip: &[f32], panel: &[f32]) -> [[f32; NR]; MR_AVX512] {
