@@ -850,6 +850,28 @@ fn checkpoints_match_transformers_fixtures() {
     }
 }
 
+/// The warm-up pass the CLI runs at load leaves nothing behind: on each fixture (learned
+/// positions, RoPE with grouped queries, ALiBi-free post-LN BERT) the next forward is the same,
+/// bit for bit, as one on a model that was never warmed up.
+#[test]
+fn a_warm_up_pass_changes_no_later_result() {
+    use attnviz::model::Model;
+    for name in ["gpt2", "llama", "bert"] {
+        let ids: Vec<u32> = (0..40).map(|i| (i * 7 + 3) % 50).collect();
+        let run = |warm: bool| {
+            let ckpt = attnviz::model::Checkpoint::load(&fixture(name)).unwrap();
+            if warm {
+                ckpt.transformer().warm_up();
+            }
+            let toks = ckpt.tokens_from_ids(&ids);
+            ckpt.forward(&toks, &RunOptions::default()).unwrap()
+        };
+        let (cold, warm) = (run(false), run(true));
+        assert_eq!(cold.maps, warm.maps, "{name}");
+        assert_eq!(cold.hidden, warm.hidden, "{name}");
+    }
+}
+
 #[test]
 fn llama_fixture_exposes_grouped_query_heads() {
     let ckpt = attnviz::model::Checkpoint::load(&fixture("llama")).unwrap();

@@ -157,15 +157,18 @@ fn budget(common: &CommonArgs) -> u64 {
 }
 
 /// The model of `common` (`--model`, the demo's settings), the demo within the memory budget;
-/// errors in the CLI's words.
+/// errors in the CLI's words. It is warmed up with one short pass (`Transformer::warm_up`): a
+/// CLI process runs one forward, and the first in a process would otherwise pay the warm-up.
 fn load_model(common: &CommonArgs) -> Result<LoadedModel> {
-    LoadedModel::load(
+    let model = LoadedModel::load(
         &common.model,
         common.demo.config(),
         common.demo.tokenizer,
         budget(common),
     )
-    .map_err(|e| worded(e.into()))
+    .map_err(|e| worded(e.into()))?;
+    model.model().transformer().warm_up();
+    Ok(model)
 }
 
 /// The pipeline's input for `input` under `common` (file, --truncate, --memory-budget).
