@@ -164,10 +164,9 @@ impl Worker {
 
     /// While `hold` is true the worker stops just before it reads a model's files, with the
     /// load already published by [`Self::loading`], before a run's first layer (its token count
-    /// published), and
-    /// before it starts a view's side task (saliency, answer). For tests that need a load, a run
-    /// or a task to be in progress at a known point however fast the engine is; the app never
-    /// holds.
+    /// published), and before it starts a view's side task (saliency, answer). For tests that
+    /// need a load, a run or a task to be in progress at a known point however fast the engine
+    /// is; the app never holds.
     pub fn hold(&self, hold: bool) {
         lock(&self.shared.load).held = hold;
         self.shared.load_released.notify_all();

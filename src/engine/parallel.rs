@@ -2,9 +2,8 @@
 //! ([`par_rows`]), an order-keeping parallel map ([`parallel_map`]) and how many threads a run
 //! gets ([`threads_for`]).
 
-use super::gemm::{MR, MR_AVX512};
 use super::options::RunOptions;
-use super::simd::Isa;
+use super::simd;
 use ndarray::{Array2, ArrayViewMut2, Axis};
 use std::sync::OnceLock;
 
@@ -35,12 +34,7 @@ pub(super) fn par_rows(
     f: &(dyn Fn(usize, ArrayViewMut2<'_, f32>) + Sync),
 ) {
     let rows = out.nrows();
-    // Whole strips of the matrix kernel the CPU runs (12 rows on AVX-512, else 6).
-    let strip = if Isa::detect() == Isa::Avx512 {
-        MR_AVX512
-    } else {
-        MR
-    };
+    let strip = simd::strip_rows();
     let threads = threads.clamp(1, rows.div_ceil(strip).max(1));
     let pool = if threads > 1 { pool() } else { None };
     let Some(pool) = pool else {

@@ -96,6 +96,16 @@ impl Isa {
     }
 }
 
+/// Rows in one strip of the matrix kernel that runs on this CPU (8 on AVX-512, else 6): row
+/// blocks handed to threads are whole strips of it.
+pub(crate) fn strip_rows() -> usize {
+    if Isa::detect() == Isa::Avx512 {
+        MR_AVX512
+    } else {
+        MR
+    }
+}
+
 /// `out = a · b` (or `out += a · b` with `accumulate`) on the best instruction set.
 ///
 /// Shapes: a `[m, k]`, b `[k, n]`, out `[m, n]`; a mismatch is a bug in the caller and panics.
