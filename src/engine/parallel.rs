@@ -61,6 +61,17 @@ pub(super) fn on_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> 
     }
 }
 
+/// Runs `f` once on each of the engine's threads, all at the same time (on the calling thread
+/// when there is no pool).
+pub(super) fn on_every_thread(f: &(dyn Fn() + Sync)) {
+    match pool() {
+        Some(pool) => {
+            pool.broadcast(|_| f());
+        }
+        None => f(),
+    }
+}
+
 /// Maps `f` over 0..count on the engine's thread pool (when `threads` > 1), keeping the order.
 pub(super) fn parallel_map<T: Send>(
     count: usize,

@@ -505,6 +505,25 @@ pub fn run_observed(
     run_resumed(model, input, opts, None, tokenized, progress)
 }
 
+/// Faults in the memory that [`run`] of `input` under `opts` will allocate for its maps
+/// ([`crate::engine::Transformer::reserve`]), for a one-shot process whose first run would
+/// otherwise fault in every page of them. Returns the bytes touched: none when the run keeps
+/// no maps or would fail its checks (the run itself then says why).
+pub fn reserve(model: &LoadedModel, input: &RunInput, opts: &RunOptions) -> usize {
+    if !opts.keep_maps {
+        return 0;
+    }
+    let Ok(tokens) = input_tokens(model, input, 0) else {
+        return 0;
+    };
+    let fits = check_options(&model.info(), opts).is_ok()
+        && check_budget(model, input, opts, tokens.len(), 1).is_ok();
+    if !fits {
+        return 0;
+    }
+    model.model().transformer().reserve(tokens.len())
+}
+
 /// [`run_observed`], starting from `base` where it can: when `base` kept its residuals, ran the
 /// same tokens under the same options but for the ablations, and its trace and layer norms
 /// cover what is asked, only the layers from the first whose ablations differ run again (the
