@@ -1,6 +1,9 @@
 //! Multi-head self-attention: the sublayer (q/k/v projection, RoPE, heads in parallel, output
 //! projection) and the per-head kernel that computes scores, softmax and the weighted sum in
 //! blocks of query rows.
+// Unsafe only to take a score matrix as written once the product has written all of it (the
+// maps are fresh memory, not zeroed first).
+#![allow(unsafe_code)]
 
 use super::gemm::PackedMatrix;
 use super::intervene::{Ablation, AblationMode, Captured, FrozenRows, Interventions, Site};
@@ -13,6 +16,7 @@ use super::position::{
 use super::run::HeadTrace;
 use super::simd;
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis, s};
+use std::mem::MaybeUninit;
 
 /// Query rows per block of [`run_head`]: a multiple of the matrix kernel's strip whose scores
 /// (at 512 keys, 96 KB) stay in the L2 cache between the product, the softmax and the sum.
@@ -379,26 +383,44 @@ fn softmax_columns(
     scores.assign(&t.t());
 }
 
-/// The scaled scores of query rows `rows` against every key, ALiBi bias included, into `block`.
-pub(super) fn score_block(
+/// The scaled scores of query rows `rows` against every key, ALiBi bias included, written
+/// into `block` (fresh memory: the product writes every element, so nothing zeroes it first)
+/// and returned as values.
+pub(super) fn score_block<'a>(
     q_scaled: &Array2<f32>,
     k_packed: &PackedMatrix,
     p: &HeadParams<'_>,
     rows: std::ops::Range<usize>,
-    mut block: ndarray::ArrayViewMut2<'_, f32>,
-) {
+    mut block: ArrayViewMut2<'a, MaybeUninit<f32>>,
+) -> ArrayViewMut2<'a, f32> {
     let row0 = rows.start + p.query_offset;
-    simd::matmul(
-        q_scaled.slice(s![rows, ..]),
-        k_packed,
-        block.view_mut(),
-        false,
-    );
+    simd::matmul_fresh(q_scaled.slice(s![rows, ..]), k_packed, block.view_mut());
+    // SAFETY: `matmul_fresh` wrote every element of `block`.
+    let mut block = unsafe { block.assume_init() };
     if let Some(slope) = p.alibi_slope {
         for ((i, key_idx), s) in block.indexed_iter_mut() {
             *s -= slope * (row0 + i).abs_diff(key_idx) as f32;
         }
     }
+    block
+}
+
+/// [`score_block`] for every query row: the whole scaled score matrix.
+pub(super) fn scores(
+    q_scaled: &Array2<f32>,
+    k_packed: &PackedMatrix,
+    p: &HeadParams<'_>,
+) -> Array2<f32> {
+    let mut scores = Array2::<f32>::uninit((q_scaled.nrows(), k_packed.cols()));
+    score_block(
+        q_scaled,
+        k_packed,
+        p,
+        0..q_scaled.nrows(),
+        scores.view_mut(),
+    );
+    // SAFETY: `score_block` wrote every element.
+    unsafe { scores.assume_init() }
 }
 
 pub(super) fn run_head(
@@ -429,15 +451,15 @@ pub(super) fn run_head(
     let mut output = Array2::<f32>::zeros((n_q, v_h.ncols()));
     if !p.keep_probs {
         // One block of rows at a time, in one buffer: no tokens² memory per head.
-        let mut block_buf = Array2::<f32>::zeros((ATTENTION_BLOCK_ROWS.min(n_q), n_k));
+        let mut block_buf = Array2::<f32>::uninit((ATTENTION_BLOCK_ROWS.min(n_q), n_k));
         for (block_idx, out_block) in output
             .axis_chunks_iter_mut(Axis(0), ATTENTION_BLOCK_ROWS)
             .enumerate()
         {
             let row0 = block_idx * ATTENTION_BLOCK_ROWS;
             let rows = row0..row0 + out_block.nrows();
-            let mut block = block_buf.slice_mut(s![..out_block.nrows(), ..]);
-            score_block(&q_scaled, &k_packed, &p, rows.clone(), block.view_mut());
+            let fresh = block_buf.slice_mut(s![..out_block.nrows(), ..]);
+            let mut block = score_block(&q_scaled, &k_packed, &p, rows.clone(), fresh);
             let allowed = p.allowed.map(|a| a.slice(s![rows, ..]));
             simd::softmax_rows(block.view_mut(), allowed);
             weighted_values(block.view(), v_h, &v_packed, row0, p.elementwise, out_block);
@@ -448,24 +470,25 @@ pub(super) fn run_head(
             trace: None,
         };
     }
-    let mut scores = Array2::<f32>::zeros((n_q, n_k));
+    // Fresh memory: every block below is written whole by `score_block`.
+    let mut scores = Array2::<f32>::uninit((n_q, n_k));
     let mut masked_scores = None;
     // Scores, softmax and the weighted sum run block by block of query rows, so that each
     // block of probabilities is still in cache when it is used (the whole map is a megabyte
     // at 512 tokens). A trace needs the whole masked score matrix, so it takes one block.
     let block_rows = if p.want_trace || p.wrong_axis {
-        scores.nrows().max(1)
+        n_q.max(1)
     } else {
         ATTENTION_BLOCK_ROWS
     };
-    for (block_idx, (mut block, out_block)) in scores
+    for (block_idx, (fresh, out_block)) in scores
         .axis_chunks_iter_mut(Axis(0), block_rows)
         .zip(output.axis_chunks_iter_mut(Axis(0), block_rows))
         .enumerate()
     {
         let row0 = block_idx * block_rows;
-        let rows = row0..row0 + block.nrows();
-        score_block(&q_scaled, &k_packed, &p, rows.clone(), block.view_mut());
+        let rows = row0..row0 + fresh.nrows();
+        let mut block = score_block(&q_scaled, &k_packed, &p, rows.clone(), fresh);
         let allowed = p.allowed.map(|a| a.slice(s![rows, ..]));
         if p.want_trace {
             let mut m = block.to_owned();
@@ -485,6 +508,8 @@ pub(super) fn run_head(
         }
         weighted_values(block.view(), v_h, &v_packed, row0, p.elementwise, out_block);
     }
+    // SAFETY: the blocks above cover every row, and `score_block` wrote each whole.
+    let scores = unsafe { scores.assume_init() };
     let trace = match (raw_scores, masked_scores) {
         (Some(raw_scores), Some(masked_scores)) => {
             // The trace records the q and k that were dotted, without the scale folded in.

@@ -7,6 +7,9 @@
 //! at run time; on AVX-512, `super::simd` brings its own `8 × 2·NR` kernels written with
 //! intrinsics. Either way they reach [`matmul_with_kernel`] as one [`Kernels`] value.
 
+// Unsafe only to add to an output element that a product wrote earlier (`OutCell::add`).
+#![allow(unsafe_code)]
+
 use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 use std::cell::RefCell;
 
@@ -108,13 +111,51 @@ impl PackedMatrix {
     }
 }
 
+/// An element of a product's output: `f32` (already a value; a product may add to it), or
+/// `MaybeUninit<f32>` (fresh memory, which the product writes before anything reads it).
+pub(crate) trait OutCell: Copy {
+    /// Overwrites the element with `v`.
+    fn put(&mut self, v: f32);
+    /// Adds `v` to the element.
+    ///
+    /// # Safety
+    /// The element holds a value: it is an `f32`, or an earlier `put` wrote it.
+    unsafe fn add(&mut self, v: f32);
+}
+
+impl OutCell for f32 {
+    #[inline(always)]
+    fn put(&mut self, v: f32) {
+        *self = v;
+    }
+
+    #[inline(always)]
+    unsafe fn add(&mut self, v: f32) {
+        *self += v;
+    }
+}
+
+impl OutCell for std::mem::MaybeUninit<f32> {
+    #[inline(always)]
+    fn put(&mut self, v: f32) {
+        self.write(v);
+    }
+
+    #[inline(always)]
+    unsafe fn add(&mut self, v: f32) {
+        // SAFETY: the caller says an earlier `put` wrote the element.
+        unsafe { *self.assume_init_mut() += v }
+    }
+}
+
 thread_local! {
     /// The left operand, rearranged into strips of MR rows; kept per thread between calls.
     static A_PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `out = a · b`, or `out += a · b` with `accumulate`. Shapes: a `[m, k]`, b `[k, n]`,
-/// out `[m, n]`; the caller checks them. `FMA` selects fused multiply-adds, which the caller
+/// out `[m, n]`; the caller checks them. An output of `MaybeUninit<f32>` is written whole,
+/// every element before it is read; `accumulate` is then false (the caller makes sure). `FMA` selects fused multiply-adds, which the caller
 /// only asks for when the CPU has them (without them `mul_add` is a slow library call).
 ///
 /// Strips of `MR` rows are multiplied by `block`, which returns one `MR × NR` block of the
@@ -125,10 +166,18 @@ thread_local! {
 /// function item called through `Fn` is compiled without them, and its `mul_add` becomes a
 /// library call).
 #[inline(always)]
-pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, const MRD: usize, K, K2, KD>(
+pub(crate) fn matmul_with_kernel<
+    const FMA: bool,
+    const MR: usize,
+    const MRD: usize,
+    T: OutCell,
+    K,
+    K2,
+    KD,
+>(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
-    mut out: ArrayViewMut2<'_, f32>,
+    mut out: ArrayViewMut2<'_, T>,
     accumulate: bool,
     kernels: Kernels<K, K2, KD>,
 ) where
@@ -142,15 +191,15 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, const MRD: us
     }
     if k == 0 {
         if !accumulate {
-            out.fill(0.0);
+            out.map_inplace(|d| d.put(0.0));
         }
         return;
     }
     // Row slices made once: an ndarray slice per tile costs more than the tile's stores.
-    let out_rows: Option<Vec<&mut [f32]>> =
+    let out_rows: Option<Vec<&mut [T]>> =
         out.rows_mut().into_iter().map(|r| r.into_slice()).collect();
     if let Some(mut out_rows) = out_rows {
-        matmul_rows::<FMA, MR, MRD, K, K2, KD>(a, b, &mut out_rows, accumulate, kernels);
+        matmul_rows::<FMA, MR, MRD, T, K, K2, KD>(a, b, &mut out_rows, accumulate, kernels);
         return;
     }
     // Rows that are not contiguous: compute into a fresh matrix, then copy. (Not a recursive
@@ -161,20 +210,23 @@ pub(crate) fn matmul_with_kernel<const FMA: bool, const MR: usize, const MRD: us
         .into_iter()
         .filter_map(|r| r.into_slice())
         .collect();
-    matmul_rows::<FMA, MR, MRD, K, K2, KD>(a, b, &mut tmp_rows, false, kernels);
-    if accumulate {
-        out += &tmp;
-    } else {
-        out.assign(&tmp);
-    }
+    matmul_rows::<FMA, MR, MRD, f32, K, K2, KD>(a, b, &mut tmp_rows, false, kernels);
+    ndarray::Zip::from(&mut out).and(&tmp).for_each(|d, &v| {
+        if accumulate {
+            // SAFETY: with `accumulate` the output holds values (see above).
+            unsafe { d.add(v) }
+        } else {
+            d.put(v);
+        }
+    });
 }
 
 /// [`matmul_with_kernel`] into an output given as contiguous rows.
 #[inline(always)]
-fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, K, K2, KD>(
+fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K, K2, KD>(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
-    out_rows: &mut [&mut [f32]],
+    out_rows: &mut [&mut [T]],
     accumulate: bool,
     kernels: Kernels<K, K2, KD>,
 ) where
@@ -301,23 +353,44 @@ fn rows_in_place<'a, const R: usize>(
 }
 
 /// Writes (or with `add`, adds) an MR × NR block into `out_rows[..MR]` at columns
-/// `col0..col0 + cols`; rows past the end of the output are dropped.
+/// `col0..col0 + cols`; rows past the end of the output are dropped. `add` is only asked for
+/// an output that holds values: an `f32` one with `accumulate`, or any after the first pass
+/// over the shared dimension, which wrote every element.
 #[inline(always)]
-fn store<const MR: usize>(
+fn store<const MR: usize, T: OutCell>(
     acc: &[[f32; NR]; MR],
-    out_rows: &mut [&mut [f32]],
+    out_rows: &mut [&mut [T]],
     col0: usize,
     cols: usize,
     add: bool,
 ) {
     for (acc_row, dst) in acc.iter().zip(out_rows) {
+        // A whole panel's width is a fixed-size copy, which compiles to two vector moves; a
+        // copy of `cols` values would be a call to memmove per row (3.6 % of a MiniLM forward
+        // at 512 tokens).
+        if let Ok(dst) = <&mut [T; NR]>::try_from(&mut dst[col0..col0 + cols]) {
+            if add {
+                for (d, &v) in dst.iter_mut().zip(acc_row) {
+                    // SAFETY: see above.
+                    unsafe { d.add(v) }
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().zip(acc_row) {
+                    d.put(v);
+                }
+            }
+            continue;
+        }
         let dst = &mut dst[col0..col0 + cols];
         if add {
-            for (d, v) in dst.iter_mut().zip(acc_row) {
-                *d += v;
+            for (d, &v) in dst.iter_mut().zip(acc_row) {
+                // SAFETY: see above.
+                unsafe { d.add(v) }
             }
         } else {
-            dst.copy_from_slice(&acc_row[..cols]);
+            for (d, &v) in dst.iter_mut().zip(acc_row) {
+                d.put(v);
+            }
         }
     }
 }
@@ -514,6 +587,15 @@ mod tests {
                     }
                 }
             }
+            // Into fresh memory (past KC, later passes add to what the first wrote): the
+            // same values as into an initialised output.
+            let mut fresh = Array2::<f32>::uninit((m, n));
+            super::super::simd::matmul_fresh(a.view(), &packed, fresh.view_mut());
+            // SAFETY: matmul_fresh writes every element.
+            let fresh = unsafe { fresh.assume_init() };
+            let mut out = Array2::<f32>::zeros((m, n));
+            super::super::simd::matmul(a.view(), &packed, out.view_mut(), false);
+            assert_eq!(fresh, out, "fresh {m}x{k}x{n}");
         }
         // A transposed (strided) left operand, a strided right operand and a column slice
         // of the output.

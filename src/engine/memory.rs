@@ -91,7 +91,10 @@ mod tests {
     fn thread_faults() -> i64 {
         // SAFETY: getrusage writes into the struct it is given, which is zeroed and ours.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) }, 0);
+        assert_eq!(
+            unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) },
+            0
+        );
         usage.ru_minflt
     }
 
@@ -99,13 +102,20 @@ mod tests {
     fn memory_faulted_in_is_found_mapped_by_the_next_allocations() {
         // Changing the allocator's parameters only changes speed, so the test binary may.
         assert!(keep_freed_memory());
-        assert_eq!(fault_in(KEEP_BYTES + 1), KEEP_BYTES, "capped at what is kept");
+        assert_eq!(
+            fault_in(KEEP_BYTES + 1),
+            KEEP_BYTES,
+            "capped at what is kept"
+        );
         assert_eq!(fault_in(32 << 20), 32 << 20);
         // 16 MB written in 2 MB arrays: 4,096 pages, which would all fault if fresh.
         let before = thread_faults();
         let arrays: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8 + 1; 2 << 20]).collect();
         let faults = thread_faults() - before;
         assert_eq!(std::hint::black_box(arrays)[7][12345], 8);
-        assert!(faults < 400, "{faults} page faults on memory faulted in beforehand");
+        assert!(
+            faults < 400,
+            "{faults} page faults on memory faulted in beforehand"
+        );
     }
 }

@@ -12,10 +12,12 @@
 #![allow(unsafe_code)]
 
 use super::gemm::{
-    Kernels, MR, MR_AVX512, NR, PackedMatrix, Pair, kernel, kernel_direct_pair, matmul_with_kernel,
+    Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, Pair, kernel, kernel_direct_pair,
+    matmul_with_kernel,
 };
 use super::math::{self, Activation};
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// The generic kernels (`gemm::kernel`, 6 rows) as a [`Kernels`] value, with fused multiply-adds
@@ -115,7 +117,18 @@ pub fn matmul(
     out: ArrayViewMut2<'_, f32>,
     accumulate: bool,
 ) {
-    matmul_with(Isa::detect(), a, b, out, accumulate);
+    matmul_cells(Isa::detect(), a, b, out, accumulate);
+}
+
+/// `out = a · b` into fresh memory, on the best instruction set: every element of `out` is
+/// written, so the caller can take it as initialised afterwards. Saves zeroing an output that
+/// the product overwrites anyway (an attention map, 1 MB per head at 512 tokens).
+pub fn matmul_fresh(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, MaybeUninit<f32>>,
+) {
+    matmul_cells(Isa::detect(), a, b, out, false);
 }
 
 /// [`matmul`] on a given instruction set; one this CPU lacks falls back to the portable code.
@@ -124,6 +137,17 @@ pub fn matmul_with(
     a: ArrayView2<'_, f32>,
     b: &PackedMatrix,
     out: ArrayViewMut2<'_, f32>,
+    accumulate: bool,
+) {
+    matmul_cells(isa, a, b, out, accumulate);
+}
+
+/// [`matmul_with`] into either kind of output (`accumulate` only into `f32`).
+fn matmul_cells<T: OutCell>(
+    isa: Isa,
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, T>,
     accumulate: bool,
 ) {
     assert!(
@@ -145,20 +169,30 @@ pub fn matmul_with(
         }
     }
     let kernels = generic_kernels!(false);
-    matmul_with_kernel::<false, MR, MR, _, _, _>(a, b, out, accumulate, kernels);
+    matmul_with_kernel::<false, MR, MR, T, _, _, _>(a, b, out, accumulate, kernels);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn matmul_avx2(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
+fn matmul_avx2<T: OutCell>(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, T>,
+    acc: bool,
+) {
     // A closure made here inherits AVX2 and FMA (see `gemm::matmul_with_kernel`).
     let kernels = generic_kernels!(true);
-    matmul_with_kernel::<true, MR, MR, _, _, _>(a, b, out, acc, kernels);
+    matmul_with_kernel::<true, MR, MR, T, _, _, _>(a, b, out, acc, kernels);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-fn matmul_avx512(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_, f32>, acc: bool) {
+fn matmul_avx512<T: OutCell>(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, T>,
+    acc: bool,
+) {
     // The closure inherits this function's target features, so calling the AVX-512 kernel is
     // safe here; this function runs only where `available` found AVX-512F.
     let kernels = Kernels {
@@ -170,7 +204,7 @@ fn matmul_avx512(a: ArrayView2<'_, f32>, b: &PackedMatrix, out: ArrayViewMut2<'_
             direct_pair_avx512(rows, left, right)
         },
     };
-    matmul_with_kernel::<true, MR_AVX512, MR_AVX512, _, _, _>(a, b, out, acc, kernels);
+    matmul_with_kernel::<true, MR_AVX512, MR_AVX512, T, _, _, _>(a, b, out, acc, kernels);
 }
 
 /// The two blocks of accumulators of a pair kernel, stored as a [`Pair`].

@@ -2,7 +2,7 @@
 //! grouped-query heads summed in head order and RoPE undone.
 
 use super::Tape;
-use crate::engine::attention::{HeadParams, HeadShape, place_head_output, run_head, score_block};
+use crate::engine::attention::{HeadParams, HeadShape, place_head_output, run_head, scores};
 use crate::engine::block::TransposedBlock;
 use crate::engine::gemm::PackedMatrix;
 use crate::engine::intervene::{Ablation, AblationMode};
@@ -218,9 +218,8 @@ fn head_backward(
     let probs = match kept_probs {
         Some(probs) => probs,
         None => {
-            let mut probs = Array2::<f32>::zeros((n, n));
             let k_packed = PackedMatrix::pack_transposed(k_used.view());
-            score_block(&q_scaled, &k_packed, p, 0..n, probs.view_mut());
+            let mut probs = scores(&q_scaled, &k_packed, p);
             simd::softmax_rows(probs.view_mut(), p.allowed.map(|a| a.view()));
             recomputed = probs;
             recomputed.view()

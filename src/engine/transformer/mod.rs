@@ -15,8 +15,8 @@ use super::block::{Block, PackedBlock, TransposedBlock};
 use super::intervene::{Captured, Interventions, Resume, Site};
 use super::layers::{Epilogue, Norm, NormPlacement, normalized};
 use super::mask::{AppliedMask, ArchitectureMask};
-use super::options::{Mistake, RunOptions};
 use super::memory;
+use super::options::{Mistake, RunOptions};
 use super::parallel::{
     MAX_THREADS, PARALLEL_MIN_TOKENS, on_every_thread, on_pool, parallel_map, threads_for,
 };
@@ -122,7 +122,12 @@ impl Transformer {
     pub fn reserve(&self, tokens: usize) -> usize {
         const F32: usize = std::mem::size_of::<f32>();
         let p = &self.parts;
-        let d_ff = p.blocks.iter().map(|b| b.mlp.w_in.ncols()).max().unwrap_or(0);
+        let d_ff = p
+            .blocks
+            .iter()
+            .map(|b| b.mlp.w_in.ncols())
+            .max()
+            .unwrap_or(0);
         let maps = p.blocks.len() * p.heads * tokens * tokens * F32;
         // One layer's activations, generously: q, k and v, the MLP's hidden rows (two when
         // gated), the residual, the norm and the sublayers' outputs.
