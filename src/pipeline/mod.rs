@@ -744,6 +744,38 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_reserved_for_runs_without_maps_or_that_would_fail() {
+        let model = LoadedModel::demo(DemoConfig::default(), DemoTokenizer::Words).unwrap();
+        let input = |text: String, memory_budget: u64| RunInput {
+            input: TokenInput::Text(text),
+            file: None,
+            truncate: false,
+            memory_budget,
+        };
+        let fine = input("the cat sat on the mat".into(), 8 << 30);
+        let no_maps = RunOptions {
+            keep_maps: false,
+            ..RunOptions::default()
+        };
+        // With freed memory kept (only allocator parameters: harmless in the test binary), a
+        // run that keeps maps gets its memory touched…
+        if crate::engine::memory::keep_freed_memory() {
+            assert!(reserve(&model, &fine, &RunOptions::default()) > 0);
+        }
+        // …and one that keeps none does not.
+        assert_eq!(reserve(&model, &fine, &no_maps), 0);
+        // Past the token limit without --truncate, or over the memory budget: the run will
+        // refuse, so its memory is not touched first.
+        let limit = model.info().max_positions;
+        let long = input("word ".repeat(limit + 10), 8 << 30);
+        assert!(run(&model, &long, &RunOptions::default(), &mut |_| true).is_err());
+        assert_eq!(reserve(&model, &long, &RunOptions::default()), 0);
+        let tight = input("the cat sat on the mat".into(), 1);
+        assert!(run(&model, &tight, &RunOptions::default(), &mut |_| true).is_err());
+        assert_eq!(reserve(&model, &tight, &RunOptions::default()), 0);
+    }
+
+    #[test]
     fn the_estimate_counts_maps_only_when_kept() {
         let model = LoadedModel::demo(DemoConfig::default(), DemoTokenizer::Words).unwrap();
         let info = model.info();
