@@ -631,7 +631,10 @@ mod tests {
             });
             let e = effect(&model, TEXT, "none", Mistake::NoPositions);
             let err = &e.figures[0];
-            assert!(err.mistaken <= 1e-6, "{positional:?}: {err:?}");
+            // Equal up to rounding: a permuted row meets other rows in its strip and lane, and
+            // the portable path (ATTNVIZ_ISA=portable, no fused multiply-add) rounds every
+            // product on its own: 1.01e-6 there for the sinusoidal case.
+            assert!(err.mistaken <= 2e-6, "{positional:?}: {err:?}");
             assert!(err.correct > 1e-2, "{positional:?}: {err:?}");
             // Under a causal mask order leaks through the mask: the maps do not permute.
             let e = effect(&model, TEXT, "causal", Mistake::NoPositions);
