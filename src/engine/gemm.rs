@@ -368,29 +368,24 @@ fn store<const MR: usize, T: OutCell>(
         // A whole panel's width is a fixed-size copy, which compiles to two vector moves; a
         // copy of `cols` values would be a call to memmove per row (3.6 % of a MiniLM forward
         // at 512 tokens).
-        if let Ok(dst) = <&mut [T; NR]>::try_from(&mut dst[col0..col0 + cols]) {
-            if add {
-                for (d, &v) in dst.iter_mut().zip(acc_row) {
-                    // SAFETY: see above.
-                    unsafe { d.add(v) }
-                }
-            } else {
-                for (d, &v) in dst.iter_mut().zip(acc_row) {
-                    d.put(v);
-                }
-            }
-            continue;
+        match <&mut [T; NR]>::try_from(&mut dst[col0..col0 + cols]) {
+            Ok(whole) => store_row(whole, acc_row, add),
+            Err(_) => store_row(&mut dst[col0..col0 + cols], acc_row, add),
         }
-        let dst = &mut dst[col0..col0 + cols];
-        if add {
-            for (d, &v) in dst.iter_mut().zip(acc_row) {
-                // SAFETY: see above.
-                unsafe { d.add(v) }
-            }
-        } else {
-            for (d, &v) in dst.iter_mut().zip(acc_row) {
-                d.put(v);
-            }
+    }
+}
+
+/// One row of [`store`]: `dst[i] = src[i]`, or `+=` with `add`, for each `dst` element.
+#[inline(always)]
+fn store_row<T: OutCell>(dst: &mut [T], src: &[f32; NR], add: bool) {
+    if add {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            // SAFETY: `store`'s caller only asks to add to elements that hold values.
+            unsafe { d.add(v) }
+        }
+    } else {
+        for (d, &v) in dst.iter_mut().zip(src) {
+            d.put(v);
         }
     }
 }
