@@ -1,11 +1,21 @@
-//! The engine's worker threads: the shared rayon pool, row-block splitting of a matrix
-//! ([`par_rows`]), an order-keeping parallel map ([`parallel_map`]) and how many threads a run
-//! gets ([`threads_for`]).
+//! The engine's worker threads: the shared rayon pool, a block's team of threads kept awake
+//! between its steps ([`on_pool`]), row-block splitting of a matrix ([`par_rows`]), an
+//! order-keeping parallel map ([`parallel_map`]) and how many threads a run gets
+//! ([`threads_for`]).
+
+// Unsafe only to hand a step, borrowed from the leader's stack, to the team's other threads
+// (`StepRef`), and to find the team the calling thread leads (`with_team`).
+#![allow(unsafe_code)]
 
 use super::options::RunOptions;
 use super::simd;
 use ndarray::{Array2, ArrayViewMut2, Axis};
-use std::sync::OnceLock;
+use std::any::Any;
+use std::cell::Cell;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Sequences at least this long split the heads across threads; below it the thread start-up
 /// costs more than it saves. Measured in `benches/engine.rs` (AMD EPYC Zen 5, 2 cores,
@@ -26,8 +36,9 @@ pub(super) fn threads_for(len: usize, opts: &RunOptions) -> usize {
     })
 }
 
-/// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread, on the engine's
-/// thread pool. Blocks are whole multiples of the matrix kernel's row strip.
+/// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread, on the block's
+/// team (see [`on_pool`]) or else the engine's thread pool. Blocks are whole multiples of the
+/// matrix kernel's row strip; how many there are depends on `threads` alone.
 pub(super) fn par_rows(
     out: &mut Array2<f32>,
     threads: usize,
@@ -36,12 +47,36 @@ pub(super) fn par_rows(
     let rows = out.nrows();
     let strip = simd::strip_rows();
     let threads = threads.clamp(1, rows.div_ceil(strip).max(1));
-    let pool = if threads > 1 { pool() } else { None };
-    let Some(pool) = pool else {
+    if threads == 1 {
+        f(0, out.view_mut());
+        return;
+    }
+    let chunk = rows.div_ceil(threads).next_multiple_of(strip);
+    let done = with_team(|team| {
+        let team = team?;
+        let blocks: Vec<Mutex<Option<ArrayViewMut2<'_, f32>>>> = out
+            .axis_chunks_iter_mut(Axis(0), chunk)
+            .map(|block| Mutex::new(Some(block)))
+            .collect();
+        team.run(blocks.len(), &|i| {
+            let block = lock(&blocks[i]).take();
+            if let Some(block) = block {
+                f(i * chunk, block);
+            }
+        });
+        Some(())
+    });
+    if done.is_some() {
+        return;
+    }
+    if in_step() {
+        f(0, out.view_mut());
+        return;
+    }
+    let Some(pool) = pool() else {
         f(0, out.view_mut());
         return;
     };
-    let chunk = rows.div_ceil(threads).next_multiple_of(strip);
     pool.scope(|scope| {
         for (i, block) in out.axis_chunks_iter_mut(Axis(0), chunk).enumerate() {
             scope.spawn(move |_| f(i * chunk, block));
@@ -49,41 +84,97 @@ pub(super) fn par_rows(
     });
 }
 
-/// Runs `f` on one of the engine's threads when `threads` > 1, so that the products and head
-/// loops inside it split their work from there. Called from outside the pool, each of them
-/// hands its work to the pool and sleeps until it is done: two thread wake-ups per product, and
-/// three busy threads on two cores while the pool's idle threads spin. Inside the pool a
-/// nested call runs in place.
-pub(super) fn on_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+/// Runs `f` on the calling thread, leading a team of `threads` (the caller and the first
+/// `threads − 1` pool threads) when `threads` > 1: the products and head loops inside split
+/// their work over the team, whose other members spin between steps instead of sleeping (see
+/// [`Team`]). A forward pass runs all of its blocks in one call, so the caller hears about
+/// every block (for `progress`) without handing the work back and forth: handing each block
+/// to the pool and back cost two thread wake-ups per block. A nested call, or one from inside
+/// a step, runs in place.
+pub(super) fn on_pool<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    let nested = in_step() || with_team(|team| team.is_some());
     match pool() {
-        Some(pool) if threads > 1 => pool.install(f),
+        Some(pool) if threads > 1 && !nested => {
+            let helpers = helpers(pool, threads);
+            let team = Team::new();
+            pool.in_place_scope(|scope| {
+                scope.spawn_broadcast(|_, ctx| {
+                    if ctx.index() < helpers {
+                        team.serve();
+                    }
+                });
+                let _leading = Leading {
+                    team: &team,
+                    before: LEADING.with(|l| l.replace(&raw const team)),
+                };
+                f()
+            })
+        }
         _ => f(),
     }
 }
 
-/// Runs `f` once on each of the engine's threads, all at the same time (on the calling thread
-/// when there is no pool).
-pub(super) fn on_every_thread(f: &(dyn Fn() + Sync)) {
+/// Runs `f` on every thread of the team [`on_pool`] would make for `threads`, all at the same
+/// time: the calling thread and the pool threads that would help it.
+pub(super) fn on_every_member(threads: usize, f: &(dyn Fn() + Sync)) {
     match pool() {
-        Some(pool) => {
-            pool.broadcast(|_| f());
+        Some(pool) if threads > 1 => {
+            let helpers = helpers(pool, threads);
+            pool.in_place_scope(|scope| {
+                scope.spawn_broadcast(|_, ctx| {
+                    if ctx.index() < helpers {
+                        f();
+                    }
+                });
+                f();
+            });
         }
-        None => f(),
+        _ => f(),
     }
 }
 
-/// Maps `f` over 0..count on the engine's thread pool (when `threads` > 1), keeping the order.
+/// How many pool threads help a team of `threads` (always the first ones, so that the same
+/// threads, with their scratch and their allocator arenas, do a run's work every time).
+fn helpers(pool: &rayon::ThreadPool, threads: usize) -> usize {
+    threads.min(pool.current_num_threads()).saturating_sub(1)
+}
+
+/// Maps `f` over 0..count on the block's team, or else the engine's thread pool (when
+/// `threads` > 1), keeping the order.
 pub(super) fn parallel_map<T: Send>(
     count: usize,
     threads: usize,
     f: &(dyn Fn(usize) -> T + Sync),
 ) -> Vec<T> {
     use rayon::prelude::*;
+    if threads <= 1 || count <= 1 || in_step() {
+        return (0..count).map(f).collect();
+    }
+    let on_team = with_team(|team| {
+        let team = team?;
+        let slots: Vec<Mutex<Option<T>>> = (0..count).map(|_| Mutex::new(None)).collect();
+        team.run(count, &|i| {
+            let value = f(i);
+            *lock(&slots[i]) = Some(value);
+        });
+        Some(slots)
+    });
+    if let Some(slots) = on_team {
+        // `Team::run` returns once every piece has run (or resumes the first panic), so every
+        // slot is filled; an empty one would only be computed again here.
+        return slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, slot)| {
+                slot.into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .unwrap_or_else(|| f(i))
+            })
+            .collect();
+    }
     match pool() {
-        Some(pool) if threads > 1 && count > 1 => {
-            pool.install(|| (0..count).into_par_iter().map(f).collect())
-        }
-        _ => (0..count).map(f).collect(),
+        Some(pool) => pool.install(|| (0..count).into_par_iter().map(f).collect()),
+        None => (0..count).map(f).collect(),
     }
 }
 
@@ -100,4 +191,312 @@ fn pool() -> Option<&'static rayon::ThreadPool> {
             .ok()
     })
     .as_ref()
+}
+
+/// A block's threads, kept awake between its parallel steps.
+///
+/// Handing each step to rayon costs a wake-up whenever the other thread has gone to sleep
+/// in between, which it does within microseconds: on this project's 2-core KVM guest a
+/// sleeping thread took about 35 µs to start (`serial 20 µs, 2 × 100 µs of work` ran in 154 µs
+/// a step against 121 µs with a spinning helper). A block of MiniLM has four parallel steps with
+/// a little serial work between them, so at 32 and 128 tokens that was a tenth of the forward.
+/// Inside [`on_pool`] the pool's other threads instead spin on the team, pick up each step the
+/// moment it is posted, and park only after [`IDLE_SPIN`] without work.
+///
+/// A step is `count` pieces, claimed one at a time by whichever member is free (the leader
+/// included), so a member that starts late only means the others do more. Which thread runs a
+/// piece never changes what it computes: the split is the same as without a team.
+struct Team {
+    /// Bumped for each posted step.
+    epoch: AtomicU64,
+    /// The current step with its epoch, `None` between steps. A member registers with the
+    /// step (its `active` count) under this lock, and the leader clears the slot under it
+    /// before waiting for `active` to reach zero: after that no member can still see the step.
+    slot: Mutex<Option<(u64, StepRef)>>,
+    /// Set when the block is over: the members return to the pool.
+    stop: AtomicBool,
+    /// Members that are parked (or about to park), to be unparked by the next step.
+    parked: Mutex<Vec<std::thread::Thread>>,
+    parked_count: AtomicUsize,
+}
+
+/// Members spin this long without a step before they park.
+const IDLE_SPIN: Duration = Duration::from_millis(1);
+
+/// One parallel step: `work(i)` for every `i` in `0..count`.
+struct Step<'a> {
+    work: &'a (dyn Fn(usize) + Sync),
+    count: usize,
+    next: AtomicUsize,
+    /// Members other than the leader that are inside the step.
+    active: AtomicUsize,
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+}
+
+/// A pointer to the leader's current [`Step`], shared with the members.
+#[derive(Clone, Copy)]
+struct StepRef(*const Step<'static>);
+
+// SAFETY: a `StepRef` is only dereferenced by a member registered in the step's `active` count,
+// and the leader keeps the step alive (on its stack, in `Team::run`) until that count is zero.
+// `Step` itself is `Sync`: its closure is `Sync` and the rest are atomics and mutexes.
+unsafe impl Send for StepRef {}
+
+thread_local! {
+    /// The team this thread leads, inside [`on_pool`].
+    static LEADING: Cell<*const Team> = const { Cell::new(std::ptr::null()) };
+    /// True while this thread runs a piece of a step: parallel calls inside run in place.
+    static IN_STEP: Cell<bool> = const { Cell::new(false) };
+}
+
+impl Team {
+    fn new() -> Self {
+        Self {
+            epoch: AtomicU64::new(0),
+            slot: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            parked: Mutex::new(Vec::new()),
+            parked_count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs `work(i)` for every `i` in `0..count` on the team, and returns when all are done.
+    /// A panic in any piece is resumed here once every member has left the step.
+    fn run(&self, count: usize, work: &(dyn Fn(usize) + Sync)) {
+        let step = Step {
+            work,
+            count,
+            next: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
+            panic: Mutex::new(None),
+        };
+        let epoch = self.epoch.load(Ordering::Relaxed) + 1;
+        let erased = StepRef(std::ptr::from_ref(&step).cast::<Step<'static>>());
+        *lock(&self.slot) = Some((epoch, erased));
+        self.epoch.store(epoch, Ordering::SeqCst);
+        self.unpark_all();
+        step.claim_all();
+        *lock(&self.slot) = None;
+        while step.active.load(Ordering::Acquire) != 0 {
+            std::hint::spin_loop();
+        }
+        if let Some(payload) = lock(&step.panic).take() {
+            std::panic::resume_unwind(payload);
+        }
+    }
+
+    /// A member's loop: runs pieces of every step posted until the team stops.
+    fn serve(&self) {
+        let mut seen = self.epoch.load(Ordering::Acquire);
+        let mut idle_since = Instant::now();
+        let mut spins = 0u32;
+        loop {
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let epoch = self.epoch.load(Ordering::Acquire);
+            if epoch != seen {
+                seen = epoch;
+                let joined = match *lock(&self.slot) {
+                    Some((e, step)) if e == epoch => {
+                        // SAFETY: the step is in the slot, so the leader has not cleared it
+                        // yet and will wait for this registration to end before the step goes.
+                        unsafe { &*step.0 }.active.fetch_add(1, Ordering::Relaxed);
+                        Some(step)
+                    }
+                    _ => None,
+                };
+                if let Some(step) = joined {
+                    // SAFETY: registered above; deregistered only after the last use.
+                    let step = unsafe { &*step.0 };
+                    step.claim_all();
+                    step.active.fetch_sub(1, Ordering::Release);
+                }
+                idle_since = Instant::now();
+                spins = 0;
+                continue;
+            }
+            spins = spins.wrapping_add(1);
+            if !spins.is_multiple_of(64) {
+                std::hint::spin_loop();
+            } else if idle_since.elapsed() < IDLE_SPIN {
+                std::thread::yield_now();
+            } else {
+                self.park(seen);
+                idle_since = Instant::now();
+            }
+        }
+    }
+
+    /// Parks the calling member until the next step or the end of the team (or 10 ms).
+    fn park(&self, seen: u64) {
+        lock(&self.parked).push(std::thread::current());
+        self.parked_count.fetch_add(1, Ordering::SeqCst);
+        // Checked after registering: a step posted before this is seen here, and one posted
+        // after finds this thread in `parked`.
+        if self.epoch.load(Ordering::SeqCst) == seen && !self.stop.load(Ordering::SeqCst) {
+            std::thread::park_timeout(Duration::from_millis(10));
+        }
+        let me = std::thread::current().id();
+        lock(&self.parked).retain(|t| t.id() != me);
+        self.parked_count.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn unpark_all(&self) {
+        if self.parked_count.load(Ordering::SeqCst) > 0 {
+            for t in lock(&self.parked).iter() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// Ends the team: members return once they finish what they are running.
+    fn finish(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.unpark_all();
+    }
+}
+
+impl Step<'_> {
+    /// Claims and runs pieces until none are left, marking this thread as inside a step.
+    fn claim_all(&self) {
+        let was = IN_STEP.with(|s| s.replace(true));
+        loop {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            if i >= self.count {
+                break;
+            }
+            let work = self.work;
+            if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| work(i))) {
+                lock(&self.panic).get_or_insert(payload);
+                self.next.store(self.count, Ordering::Relaxed);
+            }
+        }
+        IN_STEP.with(|s| s.set(was));
+    }
+}
+
+/// Locks `m`, also after a panic elsewhere (every value behind these locks stays valid).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Resets [`LEADING`] and stops the team when the block ends, also by unwinding.
+struct Leading<'a> {
+    team: &'a Team,
+    before: *const Team,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        LEADING.with(|l| l.set(self.before));
+        self.team.finish();
+    }
+}
+
+/// Calls `f` with the team the calling thread leads (`None` outside [`on_pool`], or inside a
+/// step, where parallel calls run in place).
+fn with_team<R>(f: impl FnOnce(Option<&Team>) -> R) -> R {
+    if in_step() {
+        return f(None);
+    }
+    let team = LEADING.with(Cell::get);
+    // SAFETY: `on_pool` points `LEADING` at a team on its own stack and resets it (by a drop
+    // guard, also when unwinding) before that team goes away, and the reference lives only
+    // for this call, which returns inside `on_pool`.
+    f(unsafe { team.as_ref() })
+}
+
+/// True while the calling thread runs a piece of a team's step.
+fn in_step() -> bool {
+    IN_STEP.with(Cell::get)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fills row i of a matrix with i + `step`, by row blocks, and checks every row.
+    fn filled_by_rows(rows: usize, threads: usize, step: usize) {
+        let mut m = Array2::<f32>::zeros((rows, 3));
+        par_rows(&mut m, threads, &|row0, mut block| {
+            for (i, mut row) in block.rows_mut().into_iter().enumerate() {
+                row.fill((row0 + i + step) as f32);
+            }
+        });
+        for (i, row) in m.rows().into_iter().enumerate() {
+            assert!(row.iter().all(|&v| v == (i + step) as f32), "row {i}");
+        }
+    }
+
+    #[test]
+    fn a_team_runs_every_piece_of_every_step_once_and_in_order() {
+        let runs = on_pool(2, || {
+            assert!(with_team(|t| t.is_some()) || pool().is_none());
+            let mut runs = 0;
+            // Many short steps back to back: a member that saw an old step must not run
+            // pieces of a new one.
+            for step in 0..2_000 {
+                filled_by_rows(37, 2, step);
+                let squares = parallel_map(13, 2, &|i| i * i + step);
+                assert_eq!(squares, (0..13).map(|i| i * i + step).collect::<Vec<_>>());
+                runs += 1;
+            }
+            runs
+        });
+        assert_eq!(runs, 2_000);
+        // And the same calls outside a team, through rayon.
+        filled_by_rows(37, 2, 7);
+        assert_eq!(parallel_map(5, 2, &|i| i + 1), vec![1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn calls_inside_a_step_or_a_team_run_in_place() {
+        on_pool(2, || {
+            // Inside a step: a nested parallel call runs on the calling thread.
+            let inner = parallel_map(4, 2, &|i| {
+                let me = std::thread::current().id();
+                let threads = parallel_map(3, 2, &|_| std::thread::current().id());
+                assert!(threads.iter().all(|&t| t == me));
+                filled_by_rows(20, 2, i);
+                i
+            });
+            assert_eq!(inner, vec![0, 1, 2, 3]);
+            // A nested team is the same team: its closure runs right here.
+            let me = std::thread::current().id();
+            assert_eq!(on_pool(2, || std::thread::current().id()), me);
+        });
+    }
+
+    #[test]
+    fn a_panic_in_a_step_reaches_the_leader_after_the_step_ends() {
+        let caught = std::panic::catch_unwind(|| {
+            on_pool(2, || {
+                parallel_map(8, 2, &|i| {
+                    assert_ne!(i, 5, "piece five fails");
+                    i
+                })
+            })
+        });
+        let payload = caught.expect_err("the panic is resumed on the leader");
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        assert!(message.contains("piece five fails"), "{message}");
+        // The team is gone and the thread leads none: later calls work as before.
+        assert!(with_team(|t| t.is_none()));
+        assert_eq!(on_pool(2, || parallel_map(3, 2, &|i| i * 2)), vec![0, 2, 4]);
+    }
+
+    #[test]
+    fn every_member_runs_once() {
+        let ran = AtomicUsize::new(0);
+        on_every_member(2, &|| {
+            ran.fetch_add(1, Ordering::Relaxed);
+        });
+        let expected = pool().map_or(1, |p| 2.min(p.current_num_threads()).max(1));
+        assert_eq!(ran.into_inner(), expected);
+    }
 }

@@ -19,7 +19,7 @@
 use super::EngineError;
 use super::layers::{Epilogue, NormPlacement, linear, normalized};
 use super::options::RunOptions;
-use super::parallel::threads_for;
+use super::parallel::{on_pool, threads_for};
 use super::transformer::{Transformer, check_finite};
 use ndarray::Array2;
 
@@ -131,80 +131,85 @@ impl Transformer {
             .saturating_mul(std::mem::size_of::<f32>());
         let keep_probs = probs_bytes <= probs_budget;
         let mut layers = Vec::with_capacity(self.blocks().len());
-        for (layer_idx, (block, packed)) in
-            self.blocks().iter().zip(self.packed_blocks()).enumerate()
-        {
-            let x_in = x;
-            let h1 = (placement == NormPlacement::Pre)
-                .then(|| normalized(&x_in, &block.attention_norm, threads));
-            let attn_in = h1.as_ref().unwrap_or(&x_in);
-            let qkv = block
-                .attention
-                .project_qkv(&packed.attention, &shape, attn_in, threads);
-            let (concat, probs) = head_outputs(
-                &qkv,
-                &shape,
-                layer_idx,
-                allowed.as_ref(),
-                opts,
-                threads,
-                keep_probs,
-            );
-            let residual = Epilogue {
-                residual: Some(&x_in),
-                norm: None,
-            };
-            let sum = linear(
-                &concat,
-                &packed.attention.wo,
-                block.attention.bo.as_ref(),
-                residual,
-                threads,
-            );
-            check_finite(&sum, layer_idx, "attention")?;
-            let (u1, x_mid) = match placement {
-                NormPlacement::Post => {
-                    let normed = normalized(&sum, &block.attention_norm, threads);
-                    (Some(sum), normed)
-                }
-                NormPlacement::Pre | NormPlacement::None => (None, sum),
-            };
-            let h2 = (placement == NormPlacement::Pre)
-                .then(|| normalized(&x_mid, &block.mlp_norm, threads));
-            let mlp_in = h2.as_ref().unwrap_or(&x_mid);
-            let (hidden_pre, gate_pre, activated) =
-                mlp_hidden(&block.mlp, &packed.mlp, mlp_in, threads);
-            let residual = Epilogue {
-                residual: Some(&x_mid),
-                norm: None,
-            };
-            let out = linear(
-                &activated,
-                &packed.mlp.w_out,
-                block.mlp.b_out.as_ref(),
-                residual,
-                threads,
-            );
-            check_finite(&out, layer_idx, "MLP")?;
-            let (u2, x_out) = match placement {
-                NormPlacement::Post => {
-                    let normed = normalized(&out, &block.mlp_norm, threads);
-                    (Some(out), normed)
-                }
-                NormPlacement::Pre | NormPlacement::None => (None, out),
-            };
-            layers.push(LayerTape {
-                x_in,
-                qkv,
-                u1,
-                x_mid,
-                hidden_pre,
-                gate_pre,
-                u2,
-                probs,
-            });
-            x = x_out;
-        }
+        // The blocks run on one team of threads led by this one (see `parallel::on_pool`).
+        on_pool(threads, || -> Result<(), EngineError> {
+            for (layer_idx, (block, packed)) in
+                self.blocks().iter().zip(self.packed_blocks()).enumerate()
+            {
+                // Taken out of `x`, which gets the block's output below.
+                let x_in = std::mem::replace(&mut x, Array2::zeros((0, 0)));
+                let h1 = (placement == NormPlacement::Pre)
+                    .then(|| normalized(&x_in, &block.attention_norm, threads));
+                let attn_in = h1.as_ref().unwrap_or(&x_in);
+                let qkv = block
+                    .attention
+                    .project_qkv(&packed.attention, &shape, attn_in, threads);
+                let (concat, probs) = head_outputs(
+                    &qkv,
+                    &shape,
+                    layer_idx,
+                    allowed.as_ref(),
+                    opts,
+                    threads,
+                    keep_probs,
+                );
+                let residual = Epilogue {
+                    residual: Some(&x_in),
+                    norm: None,
+                };
+                let sum = linear(
+                    &concat,
+                    &packed.attention.wo,
+                    block.attention.bo.as_ref(),
+                    residual,
+                    threads,
+                );
+                check_finite(&sum, layer_idx, "attention")?;
+                let (u1, x_mid) = match placement {
+                    NormPlacement::Post => {
+                        let normed = normalized(&sum, &block.attention_norm, threads);
+                        (Some(sum), normed)
+                    }
+                    NormPlacement::Pre | NormPlacement::None => (None, sum),
+                };
+                let h2 = (placement == NormPlacement::Pre)
+                    .then(|| normalized(&x_mid, &block.mlp_norm, threads));
+                let mlp_in = h2.as_ref().unwrap_or(&x_mid);
+                let (hidden_pre, gate_pre, activated) =
+                    mlp_hidden(&block.mlp, &packed.mlp, mlp_in, threads);
+                let residual = Epilogue {
+                    residual: Some(&x_mid),
+                    norm: None,
+                };
+                let out = linear(
+                    &activated,
+                    &packed.mlp.w_out,
+                    block.mlp.b_out.as_ref(),
+                    residual,
+                    threads,
+                );
+                check_finite(&out, layer_idx, "MLP")?;
+                let (u2, x_out) = match placement {
+                    NormPlacement::Post => {
+                        let normed = normalized(&out, &block.mlp_norm, threads);
+                        (Some(out), normed)
+                    }
+                    NormPlacement::Pre | NormPlacement::None => (None, out),
+                };
+                layers.push(LayerTape {
+                    x_in,
+                    qkv,
+                    u1,
+                    x_mid,
+                    hidden_pre,
+                    gate_pre,
+                    u2,
+                    probs,
+                });
+                x = x_out;
+            }
+            Ok(())
+        })?;
         let final_input = self.final_norm().map(|norm| {
             let input = x.clone();
             norm.apply(&mut x);
@@ -246,49 +251,55 @@ impl Transformer {
         };
         let transposed = self.transposed_blocks();
         let mut maps = Vec::new();
-        for layer_idx in (0..self.blocks().len()).rev() {
-            let (block, lt, tb) = (
-                &self.blocks()[layer_idx],
-                &tape.layers[layer_idx],
-                &transposed[layer_idx],
-            );
-            let attn =
-                |dy: &Array2<f32>| attention_backward(self, tape, layer_idx, tb, dy, relevance);
-            let (d_in, map) = match self.placement() {
-                NormPlacement::Pre => {
-                    let dh2 = mlp_backward(&block.mlp, tb, lt, &d, threads);
-                    let mut dx_mid = norm_backward(&block.mlp_norm, &lt.x_mid, &dh2, threads);
-                    dx_mid += &d;
-                    let (dh1, map) = attn(&dx_mid);
-                    let mut dx_in = norm_backward(&block.attention_norm, &lt.x_in, &dh1, threads);
-                    dx_in += &dx_mid;
-                    (dx_in, map)
+        on_pool(threads, || -> Result<(), EngineError> {
+            for layer_idx in (0..self.blocks().len()).rev() {
+                let (block, lt, tb) = (
+                    &self.blocks()[layer_idx],
+                    &tape.layers[layer_idx],
+                    &transposed[layer_idx],
+                );
+                let attn =
+                    |dy: &Array2<f32>| attention_backward(self, tape, layer_idx, tb, dy, relevance);
+                let (d_in, map) = match self.placement() {
+                    NormPlacement::Pre => {
+                        let dh2 = mlp_backward(&block.mlp, tb, lt, &d, threads);
+                        let mut dx_mid = norm_backward(&block.mlp_norm, &lt.x_mid, &dh2, threads);
+                        dx_mid += &d;
+                        let (dh1, map) = attn(&dx_mid);
+                        let mut dx_in =
+                            norm_backward(&block.attention_norm, &lt.x_in, &dh1, threads);
+                        dx_in += &dx_mid;
+                        (dx_in, map)
+                    }
+                    NormPlacement::Post => {
+                        let (Some(u1), Some(u2)) = (&lt.u1, &lt.u2) else {
+                            return Err(EngineError::BadWeights(
+                                "post-LN tape without sums".into(),
+                            ));
+                        };
+                        let du2 = norm_backward(&block.mlp_norm, u2, &d, threads);
+                        let mut dx_mid = mlp_backward(&block.mlp, tb, lt, &du2, threads);
+                        dx_mid += &du2;
+                        let du1 = norm_backward(&block.attention_norm, u1, &dx_mid, threads);
+                        let (mut dx_in, map) = attn(&du1);
+                        dx_in += &du1;
+                        (dx_in, map)
+                    }
+                    NormPlacement::None => {
+                        let mut dx_mid = mlp_backward(&block.mlp, tb, lt, &d, threads);
+                        dx_mid += &d;
+                        let (mut dx_in, map) = attn(&dx_mid);
+                        dx_in += &dx_mid;
+                        (dx_in, map)
+                    }
+                };
+                if let Some(map) = map {
+                    maps.push(map);
                 }
-                NormPlacement::Post => {
-                    let (Some(u1), Some(u2)) = (&lt.u1, &lt.u2) else {
-                        return Err(EngineError::BadWeights("post-LN tape without sums".into()));
-                    };
-                    let du2 = norm_backward(&block.mlp_norm, u2, &d, threads);
-                    let mut dx_mid = mlp_backward(&block.mlp, tb, lt, &du2, threads);
-                    dx_mid += &du2;
-                    let du1 = norm_backward(&block.attention_norm, u1, &dx_mid, threads);
-                    let (mut dx_in, map) = attn(&du1);
-                    dx_in += &du1;
-                    (dx_in, map)
-                }
-                NormPlacement::None => {
-                    let mut dx_mid = mlp_backward(&block.mlp, tb, lt, &d, threads);
-                    dx_mid += &d;
-                    let (mut dx_in, map) = attn(&dx_mid);
-                    dx_in += &dx_mid;
-                    (dx_in, map)
-                }
-            };
-            if let Some(map) = map {
-                maps.push(map);
+                d = d_in;
             }
-            d = d_in;
-        }
+            Ok(())
+        })?;
         maps.reverse();
         Ok(Backward {
             d_input: d,

@@ -18,7 +18,7 @@ use super::mask::{AppliedMask, ArchitectureMask};
 use super::memory;
 use super::options::{Mistake, RunOptions};
 use super::parallel::{
-    MAX_THREADS, PARALLEL_MIN_TOKENS, on_every_thread, on_pool, parallel_map, threads_for,
+    MAX_THREADS, PARALLEL_MIN_TOKENS, on_every_member, on_pool, parallel_map, threads_for,
 };
 use super::position::AttentionPosition;
 use super::run::{AttentionMaps, HeadMap, PositionKind, Trace};
@@ -137,14 +137,14 @@ impl Transformer {
         if threads <= 1 {
             return memory::fault_in(maps + activations);
         }
-        // The heads split evenly between the threads (rayon halves 0..heads), and each thread
-        // allocates about half of a layer's activations. MiniLM at 512 tokens on two threads:
+        // The heads split about evenly between the team's threads, and each thread allocates
+        // about half of a layer's activations. MiniLM at 512 tokens on two threads:
         // this touches 87 MB in about 15 ms, after which the whole process takes only about
         // 1,100 more page faults than without it (where the forward alone took about 20,000);
         // a quarter more took longer and saved no more.
         let per_thread = maps / threads + activations / 2;
         let touched = std::sync::atomic::AtomicUsize::new(0);
-        on_every_thread(&|| {
+        on_every_member(threads, &|| {
             let bytes = memory::fault_in(per_thread);
             touched.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
         });
@@ -391,94 +391,95 @@ impl Transformer {
             }
         };
         let mut layer_norms = opts.keep_layer_norms.then_some(earlier_norms);
-        for ((layer_idx, block), packed) in self
-            .parts
-            .blocks
-            .iter()
-            .enumerate()
-            .zip(self.packed.iter())
-            .skip(first_layer)
-        {
-            if !iv.is_empty() {
-                hooks.visit(Site::Resid(layer_idx), &mut x);
-            }
-            // The block runs on the engine's threads: its products and heads split their work
-            // from there instead of each handing it over from this thread (one hand-over per
-            // block instead of one per product).
-            let block_result = on_pool(threads, || -> Result<(), EngineError> {
-                let want_trace = opts.trace_layer == Some(layer_idx);
-                let whole = with_frozen(&x, layer_idx);
-                let whole = whole.as_ref().unwrap_or(&x);
-                let normed;
-                let attn_input = match placement {
-                    NormPlacement::Pre => {
-                        normed = normalized(whole, &block.attention_norm, threads);
-                        &normed
-                    }
-                    NormPlacement::Post | NormPlacement::None => whole,
-                };
-                // The sublayers return their output with the residual added (and, post-LN, normed).
-                let (new_x, probs, head_traces) = block.attention.forward(
-                    &packed.attention,
-                    &shape,
-                    attn_input,
-                    Epilogue {
-                        residual: Some(&x),
-                        norm: (placement == NormPlacement::Post).then_some(&block.attention_norm),
-                    },
-                    layer_idx,
-                    query_allowed,
-                    opts,
-                    want_trace,
-                    &mut hooks,
-                );
-                check_finite(&new_x, layer_idx, "attention")?;
-                if opts.keep_maps {
-                    all_probs.extend(probs.into_iter().map(Arc::new));
+        // Every block runs on one team of threads (see `parallel::on_pool`): its products and
+        // heads split their work over it, and this thread leads it, hearing about each block.
+        on_pool(threads, || -> Result<(), EngineError> {
+            for ((layer_idx, block), packed) in self
+                .parts
+                .blocks
+                .iter()
+                .enumerate()
+                .zip(self.packed.iter())
+                .skip(first_layer)
+            {
+                if !iv.is_empty() {
+                    hooks.visit(Site::Resid(layer_idx), &mut x);
                 }
-                if let Some(heads) = head_traces {
-                    trace = Some(Trace {
+                {
+                    let want_trace = opts.trace_layer == Some(layer_idx);
+                    let whole = with_frozen(&x, layer_idx);
+                    let whole = whole.as_ref().unwrap_or(&x);
+                    let normed;
+                    let attn_input = match placement {
+                        NormPlacement::Pre => {
+                            normed = normalized(whole, &block.attention_norm, threads);
+                            &normed
+                        }
+                        NormPlacement::Post | NormPlacement::None => whole,
+                    };
+                    // The sublayers return their output with the residual added (and, post-LN, normed).
+                    let (new_x, probs, head_traces) = block.attention.forward(
+                        &packed.attention,
+                        &shape,
+                        attn_input,
+                        Epilogue {
+                            residual: Some(&x),
+                            norm: (placement == NormPlacement::Post)
+                                .then_some(&block.attention_norm),
+                        },
                         layer_idx,
-                        position: position_kind,
-                        input: attn_input.clone(),
-                        heads,
-                    });
+                        query_allowed,
+                        opts,
+                        want_trace,
+                        &mut hooks,
+                    );
+                    check_finite(&new_x, layer_idx, "attention")?;
+                    if opts.keep_maps {
+                        all_probs.extend(probs.into_iter().map(Arc::new));
+                    }
+                    if let Some(heads) = head_traces {
+                        trace = Some(Trace {
+                            layer_idx,
+                            position: position_kind,
+                            input: attn_input.clone(),
+                            heads,
+                        });
+                    }
+                    x = new_x;
+                    let epilogue = Epilogue {
+                        residual: Some(&x),
+                        norm: (placement == NormPlacement::Post).then_some(&block.mlp_norm),
+                    };
+                    let mlp_input = match placement {
+                        NormPlacement::Pre => Some(normalized(&x, &block.mlp_norm, threads)),
+                        NormPlacement::Post | NormPlacement::None => None,
+                    };
+                    let mlp_input = mlp_input.as_ref().unwrap_or(&x);
+                    let site = Site::Mlp(layer_idx);
+                    let new_x = if iv.touches(site) {
+                        // The MLP alone, then the residual and the norm (the fused epilogue's order).
+                        let mut out =
+                            block
+                                .mlp
+                                .forward(mlp_input, &packed.mlp, Epilogue::NONE, threads);
+                        hooks.visit(site, &mut out);
+                        epilogue.apply(0, out.view_mut());
+                        out
+                    } else {
+                        block.mlp.forward(mlp_input, &packed.mlp, epilogue, threads)
+                    };
+                    check_finite(&new_x, layer_idx, "MLP")?;
+                    x = new_x;
                 }
-                x = new_x;
-                let epilogue = Epilogue {
-                    residual: Some(&x),
-                    norm: (placement == NormPlacement::Post).then_some(&block.mlp_norm),
-                };
-                let mlp_input = match placement {
-                    NormPlacement::Pre => Some(normalized(&x, &block.mlp_norm, threads)),
-                    NormPlacement::Post | NormPlacement::None => None,
-                };
-                let mlp_input = mlp_input.as_ref().unwrap_or(&x);
-                let site = Site::Mlp(layer_idx);
-                let new_x = if iv.touches(site) {
-                    // The MLP alone, then the residual and the norm (the fused epilogue's order).
-                    let mut out =
-                        block
-                            .mlp
-                            .forward(mlp_input, &packed.mlp, Epilogue::NONE, threads);
-                    hooks.visit(site, &mut out);
-                    epilogue.apply(0, out.view_mut());
-                    out
-                } else {
-                    block.mlp.forward(mlp_input, &packed.mlp, epilogue, threads)
-                };
-                check_finite(&new_x, layer_idx, "MLP")?;
-                x = new_x;
-                Ok(())
-            });
-            block_result?;
-            if let Some(norms) = layer_norms.as_mut() {
-                norms.push(mean_row_norm(&x));
+                if let Some(norms) = layer_norms.as_mut() {
+                    norms.push(mean_row_norm(&x));
+                }
+                if !progress(layer_idx + 1) {
+                    return Err(EngineError::Cancelled);
+                }
             }
-            if !progress(layer_idx + 1) {
-                return Err(EngineError::Cancelled);
-            }
-        }
+            Ok(())
+        })?;
         if !iv.is_empty() {
             hooks.visit(Site::Resid(layers), &mut x);
         }
