@@ -476,11 +476,16 @@ pub(super) fn run_head(
     // Scores, softmax and the weighted sum run block by block of query rows, so that each
     // block of probabilities is still in cache when it is used (the whole map is a megabyte
     // at 512 tokens). A trace needs the whole masked score matrix, so it takes one block.
-    let block_rows = if p.want_trace || p.wrong_axis {
+    let whole = p.want_trace || p.wrong_axis;
+    let block_rows = if whole {
         n_q.max(1)
     } else {
         ATTENTION_BLOCK_ROWS
     };
+    // Blocks of rows are computed in one reused buffer, which stays in cache, and streamed
+    // into the map once done (`simd::stream_rows`): written in place, every line of the map
+    // was first read from memory.
+    let mut buffer = (!whole).then(|| Array2::<f32>::uninit((block_rows.min(n_q), n_k)));
     for (block_idx, (fresh, out_block)) in scores
         .axis_chunks_iter_mut(Axis(0), block_rows)
         .zip(output.axis_chunks_iter_mut(Axis(0), block_rows))
@@ -488,7 +493,17 @@ pub(super) fn run_head(
     {
         let row0 = block_idx * block_rows;
         let rows = row0..row0 + fresh.nrows();
-        let mut block = score_block(&q_scaled, &k_packed, &p, rows.clone(), fresh);
+        let (mut block, map_rows) = match buffer.as_mut() {
+            Some(buffer) => {
+                let in_buffer = buffer.slice_mut(s![..fresh.nrows(), ..]);
+                let block = score_block(&q_scaled, &k_packed, &p, rows.clone(), in_buffer);
+                (block, Some(fresh))
+            }
+            None => (
+                score_block(&q_scaled, &k_packed, &p, rows.clone(), fresh),
+                None,
+            ),
+        };
         let allowed = p.allowed.map(|a| a.slice(s![rows, ..]));
         if p.want_trace {
             let mut m = block.to_owned();
@@ -507,8 +522,12 @@ pub(super) fn run_head(
             simd::softmax_rows(block.view_mut(), allowed);
         }
         weighted_values(block.view(), v_h, &v_packed, row0, p.elementwise, out_block);
+        if let Some(map_rows) = map_rows {
+            simd::stream_rows(block.view(), map_rows);
+        }
     }
-    // SAFETY: the blocks above cover every row, and `score_block` wrote each whole.
+    // SAFETY: the blocks above cover every row, and each was written whole, by `score_block`
+    // or by `stream_rows`.
     let scores = unsafe { scores.assume_init() };
     let trace = match (raw_scores, masked_scores) {
         (Some(raw_scores), Some(masked_scores)) => {

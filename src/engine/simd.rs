@@ -336,6 +336,61 @@ fn block_avx512(strip: &[f32], panel: &[f32]) -> [[f32; NR]; MR_AVX512] {
     out
 }
 
+/// Copies `src` into fresh memory `dst` (same shape), every element, with stores that bypass
+/// the cache where the CPU has them (AVX-512). An attention map is written once and read
+/// much later, if at all: an ordinary store first reads each line of the destination from
+/// memory, 1 MB per head at 512 tokens, and that read was what the score product waited on.
+pub fn stream_rows(src: ArrayView2<'_, f32>, mut dst: ArrayViewMut2<'_, MaybeUninit<f32>>) {
+    assert_eq!(src.dim(), dst.dim(), "stream_rows shapes");
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx512 {
+        for (from, mut to) in src.rows().into_iter().zip(dst.rows_mut()) {
+            match (from.to_slice(), to.as_slice_mut()) {
+                // SAFETY: `detect` found AVX-512F on this CPU.
+                (Some(from), Some(to)) => unsafe { stream_row_avx512(from, to) },
+                _ => to.iter_mut().zip(from).for_each(|(d, &v)| {
+                    d.write(v);
+                }),
+            }
+        }
+        // SAFETY: `detect` found AVX-512F (and with it SSE) on this CPU. Streaming stores are
+        // weakly ordered: the fence makes them visible before anything this thread publishes
+        // later (the team's release of its step).
+        unsafe { std::arch::x86_64::_mm_sfence() };
+        return;
+    }
+    dst.zip_mut_with(&src, |d, &v| {
+        d.write(v);
+    });
+}
+
+/// One row of [`stream_rows`]: ordinary stores up to the first 64-byte boundary, streaming
+/// stores of whole lines after it, ordinary stores for the rest.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn stream_row_avx512(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+    use std::arch::x86_64::{_mm512_loadu_ps, _mm512_stream_ps};
+    let n = src.len().min(dst.len());
+    let head = dst.as_ptr().align_offset(64).min(n);
+    for (d, &v) in dst[..head].iter_mut().zip(&src[..head]) {
+        d.write(v);
+    }
+    let lines = (n - head) / NR;
+    for line in 0..lines {
+        let at = head + line * NR;
+        // SAFETY: `at + NR <= n` for both slices; `dst[at..]` starts on a 64-byte boundary
+        // (`head` aligned it and each line adds 64 bytes), as the streaming store requires.
+        unsafe {
+            let v = _mm512_loadu_ps(src.as_ptr().add(at));
+            _mm512_stream_ps(dst.as_mut_ptr().add(at).cast::<f32>(), v);
+        }
+    }
+    let done = head + lines * NR;
+    for (d, &v) in dst[done..n].iter_mut().zip(&src[done..n]) {
+        d.write(v);
+    }
+}
+
 /// Softmax of every row of `scores` in place ([`math::softmax_row`]), with `allowed` marking
 /// the keys each query may see.
 pub fn softmax_rows(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
@@ -526,4 +581,29 @@ fn activate_gated_avx2(hidden: &mut [f32], gate: &[f32], act: Activation) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn activate_gated_avx512(hidden: &mut [f32], gate: &[f32], act: Activation) {
     activate_gated_impl(hidden, gate, act);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, s};
+
+    #[test]
+    fn streamed_rows_equal_their_source_at_every_alignment_and_width() {
+        for cols in [1, 15, 16, 17, 33, 64, 100, 512] {
+            let src = Array2::from_shape_fn((5, cols), |(r, c)| (r * 1000 + c) as f32 + 0.5);
+            // Destinations starting 0..16 floats into a buffer: every alignment modulo 64 bytes.
+            for offset in 0..16 {
+                let mut buffer = Array2::<f32>::uninit((5, cols + 16));
+                stream_rows(src.view(), buffer.slice_mut(s![.., offset..offset + cols]));
+                for (r, row) in src.rows().into_iter().enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        // SAFETY: `stream_rows` wrote every element of the destination.
+                        let got = unsafe { buffer[(r, offset + c)].assume_init() };
+                        assert_eq!(got, v, "cols {cols}, offset {offset}, ({r}, {c})");
+                    }
+                }
+            }
+        }
+    }
 }
