@@ -9,6 +9,17 @@
 /// slice vectorises; the libm call does not, and the softmax is the engine's hottest loop.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
+    exp_f32_with::<false>(x)
+}
+
+/// [`exp_f32`], with fused multiply-adds for the reduction and the polynomial when `FMA` (only
+/// inside functions compiled for a CPU that has them: elsewhere `mul_add` is a library call).
+/// Nine fused operations instead of nine multiplies and nine adds; the result is as accurate
+/// or more (one rounding per step instead of two), not bit-identical.
+#[inline(always)]
+pub fn exp_f32_with<const FMA: bool>(x: f32) -> f32 {
+    // a · b + c, fused when FMA.
+    let madd = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     // Clamped rather than branched on, so that loops vectorise; out-of-range inputs are fixed
     // up by the select at the end. Plain comparisons (not f32::max, whose NaN rules defeat
     // vectorisation) map to maxps/minps; NaN becomes −87.
@@ -25,14 +36,20 @@ pub fn exp_f32(x: f32) -> f32 {
     // Cody–Waite: x − k·ln2 with ln2 split in two, so the reduction loses no precision.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    let f = (xc - k * LN2_HI) - k * LN2_LO;
-    // Taylor series of e^f for |f| ≤ ln2/2; the first omitted term is < 6e-9.
-    let p = 1.0
-        + f * (1.0
-            + f * (0.5
-                + f * (1.0 / 6.0
-                    + f * (1.0 / 24.0
-                        + f * (1.0 / 120.0 + f * (1.0 / 720.0 + f * (1.0 / 5040.0)))))));
+    let f = madd(-k, LN2_LO, madd(-k, LN2_HI, xc));
+    // Taylor series of e^f for |f| ≤ ln2/2, by Horner's rule; the first omitted term is < 6e-9.
+    let mut p = 1.0 / 5040.0;
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = madd(p, f, c);
+    }
     // k is an integer in [-126, 127] here, so the exponent field is valid.
     let bits = ((k_int + 127) as u32) << 23;
     let r = p * f32::from_bits(bits);
@@ -78,6 +95,14 @@ fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + rest.iter().map(|&v| f(v)).sum::<f32>()
 }
 
+/// Whether every value is finite (no NaN, no ±∞). `v · 0` is 0 for a finite value and NaN
+/// otherwise, and summed in lanes it vectorises: a fifth of the time of a short-circuiting
+/// scan, which was 1.4 % of a MiniLM forward at 512 tokens (it runs after every sublayer).
+#[inline(always)]
+pub fn all_finite(values: &[f32]) -> bool {
+    lane_sum(values, |v| v * 0.0) == 0.0
+}
+
 /// Lanes of the f64 sum: four AVX-512 registers, so that four chains of adds run side by side.
 const LANES_F64: usize = 32;
 
@@ -102,6 +127,12 @@ fn row_sum_f64(row: &[f32]) -> f64 {
 /// Returns false when no key is allowed, in which case the row is all zeros.
 #[inline(always)]
 pub fn softmax_row(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
+    softmax_row_with::<false>(row, allowed)
+}
+
+/// [`softmax_row`] with [`exp_f32_with`]`::<FMA>`.
+#[inline(always)]
+pub fn softmax_row_with<const FMA: bool>(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
     if let Some(allowed) = allowed {
         for (x, &ok) in row.iter_mut().zip(allowed) {
             if !ok {
@@ -115,7 +146,7 @@ pub fn softmax_row(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
         return false;
     }
     for x in row.iter_mut() {
-        *x = exp_f32(*x - max);
+        *x = exp_f32_with::<FMA>(*x - max);
     }
     // ≥ 1 because the max contributes e^0 = 1.
     let inv = (1.0 / row_sum_f64(row)) as f32;
@@ -171,39 +202,72 @@ pub enum Activation {
 /// once per hidden unit and token, which made it the hottest function in its f64 form.
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
+    erf_with::<false>(x)
+}
+
+/// [`erf`] with fused multiply-adds when `FMA` (see [`exp_f32_with`]).
+#[inline(always)]
+pub fn erf_with<const FMA: bool>(x: f32) -> f32 {
+    let madd = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = t
-        * (0.254_829_6
-            + t * (-0.284_496_74 + t * (1.421_413_8 + t * (-1.453_152_1 + t * 1.061_405_4))));
-    (1.0 - poly * exp_f32(-a * a)).copysign(x)
+    let t = 1.0 / madd(0.327_591_1, a, 1.0);
+    let mut p = 1.061_405_4;
+    for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+        p = madd(p, t, c);
+    }
+    let poly = t * p;
+    (1.0 - poly * exp_f32_with::<FMA>(-a * a)).copysign(x)
 }
 
 /// Exact GELU: x · Φ(x) = ½x(1 + erf(x/√2)).
 #[inline(always)]
 pub fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+    gelu_with::<false>(x)
+}
+
+/// [`gelu`] through [`erf_with`]`::<FMA>`.
+#[inline(always)]
+pub fn gelu_with<const FMA: bool>(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_with::<FMA>(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
 /// tanh through [`exp_f32`], so that loops over it vectorise: 1 − 2 / (e^{2|y|} + 1) with the
 /// sign of y. Absolute error below 2e-7.
 #[inline(always)]
 pub fn tanh_f32(y: f32) -> f32 {
-    let e = exp_f32(-2.0 * y.abs());
+    tanh_f32_with::<false>(y)
+}
+
+/// [`tanh_f32`] through [`exp_f32_with`]`::<FMA>`.
+#[inline(always)]
+pub fn tanh_f32_with<const FMA: bool>(y: f32) -> f32 {
+    let e = exp_f32_with::<FMA>(-2.0 * y.abs());
     ((1.0 - e) / (1.0 + e)).copysign(y)
 }
 
 /// The tanh approximation of GELU (`gelu_new` in transformers).
 #[inline(always)]
 pub fn gelu_tanh(x: f32) -> f32 {
+    gelu_tanh_with::<false>(x)
+}
+
+/// [`gelu_tanh`] through [`tanh_f32_with`]`::<FMA>`.
+#[inline(always)]
+pub fn gelu_tanh_with<const FMA: bool>(x: f32) -> f32 {
     const C: f32 = 0.797_884_6; // √(2/π)
-    0.5 * x * (1.0 + tanh_f32(C * (x + 0.044_715 * x * x * x)))
+    0.5 * x * (1.0 + tanh_f32_with::<FMA>(C * (x + 0.044_715 * x * x * x)))
 }
 
 /// SiLU: x · σ(x) = x / (1 + e^−x).
 #[inline(always)]
 pub fn silu(x: f32) -> f32 {
-    x / (1.0 + exp_f32(-x))
+    silu_with::<false>(x)
+}
+
+/// [`silu`] through [`exp_f32_with`]`::<FMA>`.
+#[inline(always)]
+pub fn silu_with<const FMA: bool>(x: f32) -> f32 {
+    x / (1.0 + exp_f32_with::<FMA>(-x))
 }
 
 /// GELU's derivative: d/dx x·Φ(x) = Φ(x) + x·φ(x). Branch-free, so loops over it vectorise.
@@ -234,20 +298,59 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exp_matches_f64_across_the_range() {
-        let mut worst = 0.0f64;
-        let mut x = -87.0f32;
-        while x < 88.0 {
-            let exact = f64::from(x).exp();
-            let rel = ((f64::from(exp_f32(x)) - exact) / exact).abs();
-            worst = worst.max(rel);
-            x += 0.013;
+    fn all_finite_finds_any_nan_or_infinity_anywhere() {
+        for len in [0, 1, 15, 16, 17, 100] {
+            let values: Vec<f32> = (0..len).map(|i| i as f32 * -1.5e30).collect();
+            assert!(all_finite(&values), "len {len}");
+            for at in 0..len {
+                for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                    let mut v = values.clone();
+                    v[at] = bad;
+                    assert!(!all_finite(&v), "{bad} at {at} of {len}");
+                }
+            }
         }
-        assert!(worst < 5e-7, "worst relative error {worst}");
-        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp_f32(f32::NAN), 0.0);
-        assert_eq!(exp_f32(-100.0), 0.0);
-        assert_eq!(exp_f32(0.0), 1.0);
+        // Large finite values: v · 0 is 0, and nothing overflows.
+        assert!(all_finite(&[f32::MAX, f32::MIN, -0.0, f32::MIN_POSITIVE]));
+    }
+
+    #[test]
+    fn exp_matches_f64_across_the_range() {
+        // Both forms: plain and fused (here `mul_add` is a library call, exact all the same).
+        for exp in [exp_f32_with::<false>, exp_f32_with::<true>] {
+            let mut worst = 0.0f64;
+            let mut x = -87.0f32;
+            while x < 88.0 {
+                let exact = f64::from(x).exp();
+                let rel = ((f64::from(exp(x)) - exact) / exact).abs();
+                worst = worst.max(rel);
+                x += 0.013;
+            }
+            assert!(worst < 5e-7, "worst relative error {worst}");
+            assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+            assert_eq!(exp(f32::NAN), 0.0);
+            assert_eq!(exp(-100.0), 0.0);
+            assert_eq!(exp(0.0), 1.0);
+        }
+    }
+
+    #[test]
+    fn fused_activations_match_the_plain_ones_closely() {
+        // The fused forms round once per multiply-add instead of twice: a few ulp apart.
+        let mut worst = 0.0f32;
+        let mut x = -12.0f32;
+        while x < 12.0 {
+            for (plain, fused) in [
+                (gelu(x), gelu_with::<true>(x)),
+                (gelu_tanh(x), gelu_tanh_with::<true>(x)),
+                (silu(x), silu_with::<true>(x)),
+                (erf(x), erf_with::<true>(x)),
+            ] {
+                worst = worst.max((plain - fused).abs() / plain.abs().max(1.0));
+            }
+            x += 0.0071;
+        }
+        assert!(worst < 1e-6, "worst difference {worst}");
     }
 
     #[test]

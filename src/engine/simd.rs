@@ -402,15 +402,18 @@ pub fn softmax_rows(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'
         Isa::Avx512 => return unsafe { softmax_rows_avx512(scores, allowed) },
         Isa::Portable => {}
     }
-    softmax_rows_impl(scores, allowed);
+    softmax_rows_impl::<false>(scores, allowed);
 }
 
 #[inline(always)]
-fn softmax_rows_impl(mut scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+fn softmax_rows_impl<const FMA: bool>(
+    mut scores: ArrayViewMut2<'_, f32>,
+    allowed: Option<ArrayView2<'_, bool>>,
+) {
     for (query_idx, mut row) in scores.axis_iter_mut(Axis(0)).enumerate() {
         let allowed_row = allowed.as_ref().and_then(|a| a.row(query_idx).to_slice());
         if let Some(row) = row.as_slice_mut() {
-            math::softmax_row(row, allowed_row);
+            math::softmax_row_with::<FMA>(row, allowed_row);
         }
     }
 }
@@ -418,13 +421,13 @@ fn softmax_rows_impl(mut scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayVi
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn softmax_rows_avx2(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
-    softmax_rows_impl(scores, allowed);
+    softmax_rows_impl::<true>(scores, allowed);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn softmax_rows_avx512(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
-    softmax_rows_impl(scores, allowed);
+    softmax_rows_impl::<true>(scores, allowed);
 }
 
 /// Layer normalisation of one row in place ([`math::layer_norm_row`]) on the best instruction
@@ -488,7 +491,7 @@ pub fn activate(values: &mut [f32], act: Activation) {
         Isa::Avx512 => return unsafe { activate_avx512(values, act) },
         Isa::Portable => {}
     }
-    activate_impl(values, act);
+    activate_impl::<false>(values, act);
 }
 
 /// `hidden[i] *= act(gate[i])`: the gated MLP of Llama-family models.
@@ -501,7 +504,7 @@ pub fn activate_gated(hidden: &mut [f32], gate: &[f32], act: Activation) {
         Isa::Avx512 => return unsafe { activate_gated_avx512(hidden, gate, act) },
         Isa::Portable => {}
     }
-    activate_gated_impl(hidden, gate, act);
+    activate_gated_impl::<false>(hidden, gate, act);
 }
 
 /// `d[i] *= act'(x[i])`: the MLP's backward pass through its activation.
@@ -541,46 +544,52 @@ fn scale_by_slope_avx512(d: &mut [f32], x: &[f32], act: Activation) {
 
 // One monomorphic loop per activation, so that each vectorises.
 #[inline(always)]
-fn activate_impl(values: &mut [f32], act: Activation) {
+fn activate_impl<const FMA: bool>(values: &mut [f32], act: Activation) {
     match act {
-        Activation::Gelu => values.iter_mut().for_each(|v| *v = math::gelu(*v)),
-        Activation::GeluTanh => values.iter_mut().for_each(|v| *v = math::gelu_tanh(*v)),
-        Activation::Silu => values.iter_mut().for_each(|v| *v = math::silu(*v)),
+        Activation::Gelu => values
+            .iter_mut()
+            .for_each(|v| *v = math::gelu_with::<FMA>(*v)),
+        Activation::GeluTanh => values
+            .iter_mut()
+            .for_each(|v| *v = math::gelu_tanh_with::<FMA>(*v)),
+        Activation::Silu => values
+            .iter_mut()
+            .for_each(|v| *v = math::silu_with::<FMA>(*v)),
     }
 }
 
 #[inline(always)]
-fn activate_gated_impl(hidden: &mut [f32], gate: &[f32], act: Activation) {
+fn activate_gated_impl<const FMA: bool>(hidden: &mut [f32], gate: &[f32], act: Activation) {
     let pairs = hidden.iter_mut().zip(gate);
     match act {
-        Activation::Gelu => pairs.for_each(|(h, &g)| *h *= math::gelu(g)),
-        Activation::GeluTanh => pairs.for_each(|(h, &g)| *h *= math::gelu_tanh(g)),
-        Activation::Silu => pairs.for_each(|(h, &g)| *h *= math::silu(g)),
+        Activation::Gelu => pairs.for_each(|(h, &g)| *h *= math::gelu_with::<FMA>(g)),
+        Activation::GeluTanh => pairs.for_each(|(h, &g)| *h *= math::gelu_tanh_with::<FMA>(g)),
+        Activation::Silu => pairs.for_each(|(h, &g)| *h *= math::silu_with::<FMA>(g)),
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn activate_avx2(values: &mut [f32], act: Activation) {
-    activate_impl(values, act);
+    activate_impl::<true>(values, act);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn activate_avx512(values: &mut [f32], act: Activation) {
-    activate_impl(values, act);
+    activate_impl::<true>(values, act);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn activate_gated_avx2(hidden: &mut [f32], gate: &[f32], act: Activation) {
-    activate_gated_impl(hidden, gate, act);
+    activate_gated_impl::<true>(hidden, gate, act);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn activate_gated_avx512(hidden: &mut [f32], gate: &[f32], act: Activation) {
-    activate_gated_impl(hidden, gate, act);
+    activate_gated_impl::<true>(hidden, gate, act);
 }
 
 #[cfg(test)]

@@ -593,7 +593,11 @@ pub(super) fn check_finite(
     layer_idx: usize,
     sublayer: &str,
 ) -> Result<(), EngineError> {
-    if x.iter().all(|v| v.is_finite()) {
+    let finite = match x.as_slice_memory_order() {
+        Some(values) => super::math::all_finite(values),
+        None => x.iter().all(|v| v.is_finite()),
+    };
+    if finite {
         Ok(())
     } else {
         Err(EngineError::BadWeights(format!(
