@@ -17,7 +17,7 @@ use super::block::PackedBlock;
 use super::intervene::{Ablation, AblationMode, Captured, Interventions};
 use super::layers::{Epilogue, NormPlacement, normalized};
 use super::options::{Mistake, RunOptions};
-use super::parallel::threads_for;
+use super::parallel::{on_pool, threads_for};
 use super::transformer::Transformer;
 use ndarray::{Array2, Axis, s};
 
@@ -76,73 +76,78 @@ impl Transformer {
         };
         let mask = self.applied_mask(&opts, n);
         let allowed = mask.allowed(n, is_pad)?;
-        let attn_input = match placement {
-            NormPlacement::Pre => normalized(x, &block.attention_norm, threads),
-            NormPlacement::Post | NormPlacement::None => x.clone(),
-        };
-        let shape = self.head_shape(&opts);
-        let iv = Interventions::default();
-        let mut captured = Captured::default();
-        let (attn_out, probs, _) = block.attention.forward(
-            &packed.attention,
-            &shape,
-            &attn_input,
-            Epilogue::NONE,
-            layer_idx,
-            allowed.as_ref(),
-            &opts,
-            false,
-            &mut Hooks {
-                interventions: &iv,
-                captured: &mut captured,
-                from: 0,
-                frozen: None,
-            },
-        );
-        let weights = value_weights(&probs, layer_idx, &opts);
-        let moved = value_moves(
-            block,
-            &attn_input,
-            parts.heads,
-            parts.kv_heads,
-            parts.d_head,
-        );
-        let baseline = block_tail(block, packed, placement, x, &attn_out, threads);
-        // Every (i, j) whose attention output changes; the others keep out_i and score 0.
-        let mut rows: Vec<(usize, usize)> = Vec::new();
-        for j in 0..n {
-            for i in 0..n {
-                if weights.iter().any(|w| w[(i, j)] != 0.0) {
-                    rows.push((i, j));
-                }
-            }
-        }
-        let mut c = Array2::<f64>::zeros((n, n));
-        let d = parts.d_model;
-        for (chunk_idx, chunk) in rows.chunks(TAIL_ROWS).enumerate() {
-            let mut resid = Array2::<f32>::zeros((chunk.len(), d));
-            let mut attn = Array2::<f32>::zeros((chunk.len(), d));
-            for (r, &(i, j)) in chunk.iter().enumerate() {
-                resid.row_mut(r).assign(&x.row(i));
-                let mut row = attn.row_mut(r);
-                row.assign(&attn_out.row(i));
-                for (w, u) in weights.iter().zip(&moved) {
-                    let wij = w[(i, j)];
-                    if wij != 0.0 {
-                        row.scaled_add(-wij, &u.row(j));
+        // The attention pass and every chunk of rows run on one team of threads led by this
+        // one (see `parallel::on_pool`), which hears about each chunk for `progress`.
+        on_pool(threads, || -> Result<Array2<f64>, EngineError> {
+            let attn_input = match placement {
+                NormPlacement::Pre => normalized(x, &block.attention_norm, threads),
+                NormPlacement::Post | NormPlacement::None => x.clone(),
+            };
+            let shape = self.head_shape(&opts);
+            let iv = Interventions::default();
+            let mut captured = Captured::default();
+            let (attn_out, probs, _) = block.attention.forward(
+                &packed.attention,
+                &shape,
+                &attn_input,
+                Epilogue::NONE,
+                layer_idx,
+                allowed.as_ref(),
+                &opts,
+                false,
+                &mut Hooks {
+                    interventions: &iv,
+                    captured: &mut captured,
+                    from: 0,
+                    frozen: None,
+                },
+            );
+            let weights = value_weights(&probs, layer_idx, &opts);
+            let moved = value_moves(
+                block,
+                &attn_input,
+                parts.heads,
+                parts.kv_heads,
+                parts.d_head,
+            );
+            let baseline = block_tail(block, packed, placement, x, &attn_out, threads);
+            // Every (i, j) whose attention output changes; the others keep out_i and score 0.
+            let mut rows: Vec<(usize, usize)> = Vec::new();
+            for j in 0..n {
+                for i in 0..n {
+                    if weights.iter().any(|w| w[(i, j)] != 0.0) {
+                        rows.push((i, j));
                     }
                 }
             }
-            let out = block_tail(block, packed, placement, &resid, &attn, threads);
-            for (r, &(i, j)) in chunk.iter().enumerate() {
-                c[(i, j)] = cosine_distance(out.row(r), baseline.row(i));
+            let mut c = Array2::<f64>::zeros((n, n));
+            let d = parts.d_model;
+            for (chunk_idx, chunk) in rows.chunks(TAIL_ROWS).enumerate() {
+                let mut resid = Array2::<f32>::zeros((chunk.len(), d));
+                let mut attn = Array2::<f32>::zeros((chunk.len(), d));
+                for (r, &(i, j)) in chunk.iter().enumerate() {
+                    resid.row_mut(r).assign(&x.row(i));
+                    let mut row = attn.row_mut(r);
+                    row.assign(&attn_out.row(i));
+                    for (w, u) in weights.iter().zip(&moved) {
+                        let wij = w[(i, j)];
+                        if wij != 0.0 {
+                            row.scaled_add(-wij, &u.row(j));
+                        }
+                    }
+                }
+                let out = block_tail(block, packed, placement, &resid, &attn, threads);
+                for (r, &(i, j)) in chunk.iter().enumerate() {
+                    c[(i, j)] = cosine_distance(out.row(r), baseline.row(i));
+                }
+                let done =
+                    ((chunk_idx * TAIL_ROWS + chunk.len()) as f32) / rows.len().max(1) as f32;
+                if !progress(done) {
+                    return Err(EngineError::Cancelled);
+                }
             }
-            let done = ((chunk_idx * TAIL_ROWS + chunk.len()) as f32) / rows.len().max(1) as f32;
-            if !progress(done) {
-                return Err(EngineError::Cancelled);
-            }
-        }
-        Ok(c)
+            Ok(c)
+        })
     }
 }
 
