@@ -96,19 +96,23 @@ pub(super) fn on_pool<R>(threads: usize, f: impl FnOnce() -> R) -> R {
     match pool() {
         Some(pool) if threads > 1 && !nested => {
             let helpers = helpers(pool, threads);
-            let team = Team::new();
-            pool.in_place_scope(|scope| {
-                scope.spawn_broadcast(|_, ctx| {
-                    if ctx.index() < helpers {
-                        team.serve();
-                    }
-                });
-                let _leading = Leading {
-                    team: &team,
-                    before: LEADING.with(|l| l.replace(&raw const team)),
-                };
-                f()
-            })
+            let team = std::sync::Arc::new(Team::new());
+            // The helpers are jobs the leader does not wait for: one that starts after the team
+            // has ended returns at once, and a pool thread busy with another run's team (the
+            // app can run an analysis and a forward side by side) only means this team has
+            // fewer members. Waiting for them at the end (a rayon scope) held a quick forward
+            // until a long analysis on the same pool thread had finished.
+            let shared = std::sync::Arc::clone(&team);
+            pool.spawn_broadcast(move |ctx| {
+                if ctx.index() < helpers {
+                    shared.serve();
+                }
+            });
+            let _leading = Leading {
+                team: &team,
+                before: LEADING.with(|l| l.replace(std::sync::Arc::as_ptr(&team))),
+            };
+            f()
         }
         _ => f(),
     }
@@ -488,6 +492,33 @@ mod tests {
         // The team is gone and the thread leads none: later calls work as before.
         assert!(with_team(|t| t.is_none()));
         assert_eq!(on_pool(2, || parallel_map(3, 2, &|i| i * 2)), vec![0, 2, 4]);
+    }
+
+    #[test]
+    fn a_run_does_not_wait_for_another_runs_team() {
+        // Run A leads a team and holds it (its helper stays with it) until run B has finished,
+        // or 20 s. B, led from another thread, wants the same pool thread as its helper: it
+        // must compute without it and return, not wait for A's team to end.
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let a = std::thread::spawn(move || {
+            on_pool(2, || {
+                // One step, so that the helper has joined A's team.
+                let _ = parallel_map(4, 2, &|i| i);
+                started_tx.send(()).ok();
+                done_rx.recv_timeout(Duration::from_secs(20)).is_ok()
+            })
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("run A started");
+        let squares = on_pool(2, || parallel_map(6, 2, &|i| i * i));
+        done_tx.send(()).ok();
+        assert_eq!(squares, vec![0, 1, 4, 9, 16, 25]);
+        assert!(
+            a.join().expect("run A ends"),
+            "run B finished only after run A's team ended"
+        );
     }
 
     #[test]
