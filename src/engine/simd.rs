@@ -279,29 +279,49 @@ fn pair_avx512(strip: &[f32], [left, right]: [&[f32]; 2], next: [&[f32]; 2]) -> 
     };
     let mut acc_l: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
     let mut acc_r: [__m512; MR_AVX512] = [_mm512_setzero_ps(); MR_AVX512];
-    let steps = strip
-        .chunks_exact(MR_AVX512)
-        .zip(left.chunks_exact(NR).zip(right.chunks_exact(NR)));
-    for (p, (a, (b_l, b_r))) in steps.enumerate() {
-        // Each panel's rows PREFETCH_STEPS ahead, and past its end the next pair's first rows.
+    let steps = (strip.len() / MR_AVX512)
+        .min(left.len() / NR)
+        .min(right.len() / NR);
+    let (a, b_l, b_r) = (strip.as_ptr(), left.as_ptr(), right.as_ptr());
+    // One step of the product: row `p` of both panel slices times column `p` of the strip.
+    let mut step = |p: usize| {
+        // SAFETY: p < steps, so the strip holds MR_AVX512 values from p · MR_AVX512 and each
+        // panel slice NR = 16 from p · NR: unaligned 512-bit loads and scalar reads inside them.
+        unsafe {
+            let (l, r) = (
+                _mm512_loadu_ps(b_l.add(p * NR)),
+                _mm512_loadu_ps(b_r.add(p * NR)),
+            );
+            let a = a.add(p * MR_AVX512);
+            for i in 0..MR_AVX512 {
+                let a_i = _mm512_set1_ps(*a.add(i));
+                acc_l[i] = _mm512_fmadd_ps(a_i, l, acc_l[i]);
+                acc_r[i] = _mm512_fmadd_ps(a_i, r, acc_r[i]);
+            }
+        }
+    };
+    // Each panel's rows PREFETCH_STEPS ahead while they last, then the next pair's first rows:
+    // two loops, so that the first has no bounds checks or branches (31 instructions a step
+    // instead of 44, among them six reloads of spilled pointers; on the Xeon the products ran
+    // within noise of the checked form).
+    let inside = steps.saturating_sub(PREFETCH_STEPS);
+    for p in 0..inside {
         let ahead = (p + PREFETCH_STEPS) * NR;
-        for (panel, next) in [left, right].into_iter().zip(next) {
-            let at = match ahead.checked_sub(panel.len()) {
-                None => panel.get(ahead),
-                Some(into_next) => next.get(into_next),
-            };
-            if let Some(at) = at {
-                // Inside a slice, though a prefetch never faults anyway.
+        // SAFETY: p + PREFETCH_STEPS < steps, so `ahead` is inside both panel slices.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(b_l.add(ahead).cast());
+            _mm_prefetch::<_MM_HINT_T0>(b_r.add(ahead).cast());
+        }
+        step(p);
+    }
+    for p in inside..steps {
+        let into_next = (p + PREFETCH_STEPS - steps) * NR;
+        for next in next {
+            if let Some(at) = next.get(into_next) {
                 _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(at).cast());
             }
         }
-        // SAFETY: `b_l` and `b_r` hold exactly NR = 16 floats each: unaligned 512-bit loads.
-        let (b_l, b_r) = unsafe { (_mm512_loadu_ps(b_l.as_ptr()), _mm512_loadu_ps(b_r.as_ptr())) };
-        for i in 0..MR_AVX512 {
-            let a_i = _mm512_set1_ps(a[i]);
-            acc_l[i] = _mm512_fmadd_ps(a_i, b_l, acc_l[i]);
-            acc_r[i] = _mm512_fmadd_ps(a_i, b_r, acc_r[i]);
-        }
+        step(p);
     }
     pair_out(&acc_l, &acc_r)
 }
