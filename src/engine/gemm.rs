@@ -90,11 +90,37 @@ impl PackedMatrix {
     pub fn pack_transposed(bt: ArrayView2<'_, f32>) -> Self {
         let (n, k) = bt.dim();
         let mut data = vec![0.0f32; n.div_ceil(NR) * k * NR];
-        for (j, row) in bt.rows().into_iter().enumerate() {
-            let panel = &mut data[(j / NR) * k * NR..(j / NR + 1) * k * NR];
-            let lane = j % NR;
-            for (p, &v) in row.iter().enumerate() {
-                panel[p * NR + lane] = v;
+        if k == 0 {
+            return Self { k, n, data };
+        }
+        // Keys whose values are not contiguous are copied first (the tiles below read slices).
+        let owned;
+        let bt = if bt.rows().into_iter().all(|r| r.as_slice().is_some()) {
+            bt
+        } else {
+            owned = bt.as_standard_layout().into_owned();
+            owned.view()
+        };
+        let keys: Vec<&[f32]> = bt.rows().into_iter().filter_map(|r| r.to_slice()).collect();
+        // NR keys at a time, in tiles of NR × NR: each key's values are copied into a local
+        // tile (contiguous reads), which is then written out column by column (contiguous
+        // writes). Scattering each value straight to its place, with a bounds check per
+        // store, took 5–6 µs per 128 × 32 head on the Xeon, a tenth of the head's time.
+        for (panel, keys) in data.chunks_exact_mut(k * NR).zip(keys.chunks(NR)) {
+            for p0 in (0..k).step_by(NR) {
+                let width = NR.min(k - p0);
+                let mut tile = [[0.0f32; NR]; NR];
+                for (row, key) in tile.iter_mut().zip(keys) {
+                    row[..width].copy_from_slice(&key[p0..p0 + width]);
+                }
+                for (pp, out) in panel[p0 * NR..(p0 + width) * NR]
+                    .chunks_exact_mut(NR)
+                    .enumerate()
+                {
+                    for (o, row) in out.iter_mut().zip(&tile) {
+                        *o = row[pp];
+                    }
+                }
             }
         }
         Self { k, n, data }
@@ -526,11 +552,26 @@ mod tests {
 
     #[test]
     fn packing_a_transpose_row_by_row_matches_packing_the_view() {
-        for &(n, k) in &[(1, 1), (17, 5), (40, 32), (16, 3)] {
+        for &(n, k) in &[
+            (1, 1),
+            (17, 5),
+            (40, 32),
+            (16, 3),
+            (128, 64),
+            (33, 40),
+            (5, 0),
+        ] {
             let bt = filled(n, k, 5);
             assert_eq!(
                 PackedMatrix::pack_transposed(bt.view()),
                 PackedMatrix::pack(bt.t())
+            );
+            // Keys read through a strided view (every other column of a wider matrix).
+            let wide = filled(n, 2 * k, 6);
+            let strided = wide.slice(s![.., ..;2]);
+            assert_eq!(
+                PackedMatrix::pack_transposed(strided),
+                PackedMatrix::pack(strided.t())
             );
         }
     }
