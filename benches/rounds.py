@@ -11,7 +11,8 @@ every attention map an output); `attribution` compares `gradient_smollm/128`,
 `ig32_smollm/128` and `gradient_minilm_similarity/128` with `benches/reference_attribution.py`
 (torch autograd); `first` compares the median `forward_ms` of ten fresh
 `attnviz export --timings` processes (the first forward in a process, release build) with
-`forward_minilm/{32,128,512}` (warm). Run it with the venv's python (it needs onnxruntime or torch), with nothing
+`forward_minilm/{32,128,512}` (warm), and also each process's first forward with the median
+of five repeats in the same process (`export --warm-runs 5`). Run it with the venv's python (it needs onnxruntime or torch), with nothing
 else running. Needs `cargo` on the PATH.
 """
 
@@ -49,22 +50,30 @@ def reference(script, args):
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def first_forwards(model, processes=10):
-    """{forward_minilm/N: median forward_ms of fresh `attnviz export` processes} at 32, 128, 512."""
+def first_forwards(model, processes=10, warm_runs=5):
+    """{forward_minilm/N: median forward_ms of fresh `attnviz export` processes} at 32, 128, 512,
+    and {forward_minilm/N: median over the processes of first / warm in the same process}, where
+    warm is the median of `--warm-runs` repeats after the first (`forward_warm_ms`). The paired
+    ratio is immune to the host slowing down for seconds at a time, which the comparison with
+    a criterion run made minutes apart is not."""
     subprocess.run(["cargo", "build", "--release", "--quiet"], check=True)
     exe = os.path.join(HERE, "..", "target", "release", "attnviz")
-    medians = {}
+    medians, paired = {}, {}
     for tokens in (32, 128, 512):
         ids = ",".join(str(1000 + i) for i in range(tokens))
-        times = []
+        times, ratios = [], []
         for _ in range(processes):
             out = subprocess.run([exe, "export", "--model", model, "--ids", ids, "--out",
-                                  "/tmp/attnviz_rounds_first.npy", "--timings"],
+                                  "/tmp/attnviz_rounds_first.npy", "--timings",
+                                  "--warm-runs", str(warm_runs)],
                                  capture_output=True, text=True, check=True)
             line = [l for l in (out.stdout + out.stderr).splitlines() if '"forward_ms"' in l][-1]
-            times.append(json.loads(line)["forward_ms"])
+            timings = json.loads(line)
+            times.append(timings["forward_ms"])
+            ratios.append(timings["forward_ms"] / timings["forward_warm_ms"])
         medians[f"forward_minilm/{tokens}"] = statistics.median(times)
-    return medians
+        paired[f"forward_minilm/{tokens}"] = statistics.median(ratios)
+    return medians, paired
 
 
 def main():
@@ -78,12 +87,16 @@ def main():
     env = dict(os.environ, ATTNVIZ_MINILM_DIR=args.model_minilm)
     if args.model_smollm2:
         env["ATTNVIZ_SMOLLM2_DIR"] = args.model_smollm2
-    rows = {}
+    rows, paired_rows = {}, {}
     for r in range(args.rounds):
         if args.what == "first":
             # Here "attnviz" is the first forward in a process and "reference" the warm one.
-            ours = first_forwards(args.model_minilm)
+            ours, paired = first_forwards(args.model_minilm)
             ref = criterion("engine", ["forward_minilm/"], env)
+            for name, ratio in sorted(paired.items()):
+                paired_rows.setdefault(name, []).append(ratio)
+                print(f"round {r + 1}: {name}: first / warm in the same process, median over "
+                      f"the processes, {ratio:.3f}", flush=True)
         elif args.what == "forward":
             ours = criterion("engine", ["forward_minilm/"], env)
             ref = {f"forward_minilm/{x['tokens']}": x["median_ms"] for x in
@@ -106,6 +119,13 @@ def main():
         print(f"| {name} | {' / '.join(f'{a:.2f}' for a, _ in pairs)} | "
               f"{' / '.join(f'{b:.2f}' for _, b in pairs)} | "
               f"{' / '.join(f'{x:.2f}' for x in ratios)} | {statistics.median(ratios):.2f} |")
+    if paired_rows:
+        print()
+        print("| benchmark | first / warm in the same process, per round | median |")
+        print("|---|---|---|")
+        for name, ratios in paired_rows.items():
+            print(f"| {name} | {' / '.join(f'{x:.2f}' for x in ratios)} | "
+                  f"{statistics.median(ratios):.2f} |")
 
 
 if __name__ == "__main__":

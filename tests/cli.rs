@@ -72,6 +72,35 @@ fn assert_clean_error(o: &Output, must_mention: &str) {
 
 const TEXT: &str = "The cat sat on the mat . The cat sat";
 
+/// `--warm-runs N` repeats the forward after the first and reports the repeats' median next to
+/// it; the file written is the first run's, byte for byte what a plain export writes.
+#[test]
+fn export_warm_runs_reports_the_repeated_forward_and_writes_the_same_file() {
+    let dir = scratch("warm_runs");
+    let plain = dir.join("plain.npy");
+    let warm = dir.join("warm.npy");
+    let o = run(&["export", "--text", TEXT, "--out", plain.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        "export",
+        "--text",
+        TEXT,
+        "--out",
+        warm.to_str().unwrap(),
+        "--timings",
+        "--warm-runs",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let timings: serde_json::Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert!(timings["forward_warm_ms"].as_f64().unwrap() > 0.0);
+    assert!(timings["forward_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        std::fs::read(&plain).unwrap(),
+        std::fs::read(&warm).unwrap()
+    );
+}
+
 #[test]
 fn export_json_has_the_contract_shape_and_row_sums() {
     let dir = scratch("json");
@@ -89,6 +118,10 @@ fn export_json_has_the_contract_shape_and_row_sums() {
     for key in ["load_ms", "tokenize_ms", "forward_ms", "write_ms"] {
         assert!(timings[key].as_f64().unwrap() >= 0.0, "{key}");
     }
+    assert!(
+        timings.get("forward_warm_ms").is_none(),
+        "only with --warm-runs"
+    );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(v["format"], "attnviz.attention/v1");
     assert_eq!(v["shape"], serde_json::json!([6, 8, 10, 10]));

@@ -253,6 +253,11 @@ pub struct ExportArgs {
     /// estimated before anything is written.
     #[arg(long, value_name = "SIZE")]
     pub max_output: Option<crate::pipeline::ByteSize>,
+    /// After the run, repeat its forward pass N more times and report their median as
+    /// `forward_warm_ms` in `--timings`: what the same pass costs once the process is warm,
+    /// next to the first one's `forward_ms`. Nothing else changes; the repeats are not written.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub warm_runs: usize,
 }
 
 /// What `render` draws.

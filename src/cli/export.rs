@@ -22,7 +22,7 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
         },
     };
     let mut timings = Timings::default();
-    let (run, _) = compute(&args.common, &mut timings, false)?;
+    let (run, _) = compute(&args.common, &mut timings, false, args.warm_runs)?;
     let start = Instant::now();
     let max_output = args
         .max_output

@@ -57,6 +57,9 @@ struct Timings {
     /// `attribute`: the attribution alone (the gradients, forwards or steps of the method).
     #[serde(skip_serializing_if = "Option::is_none")]
     attribution_ms: Option<f64>,
+    /// `export --warm-runs N`: the median forward of N repeats after the first (`forward_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forward_warm_ms: Option<f64>,
     write_ms: f64,
 }
 
@@ -305,11 +308,13 @@ fn refuse_run_options_for_file(common: &CommonArgs, opts: &RunOptions) -> Result
 
 /// The input, model and run of `common`, through the pipeline, with the model that ran (none
 /// for an attention file). `next` asks for the hidden states and no maps (`keep_hidden`); the
-/// others for the maps.
+/// others for the maps. `warm_runs` repeats the forward that many times after the first and
+/// records their median in `timings.forward_warm_ms` (`export --warm-runs`).
 fn compute(
     common: &CommonArgs,
     timings: &mut Timings,
     keep_hidden: bool,
+    warm_runs: usize,
 ) -> Result<(Run, Option<LoadedModel>)> {
     let start = Instant::now();
     let opts = run_options(common, keep_hidden)?;
@@ -337,5 +342,14 @@ fn compute(
     let run = pipeline::run(&model, &request, &opts, &mut |_| true).map_err(worded)?;
     timings.tokenize_ms = run.timings.tokenize_ms;
     timings.forward_ms = run.timings.forward_ms;
+    if warm_runs > 0 {
+        let mut warm = Vec::with_capacity(warm_runs);
+        for _ in 0..warm_runs {
+            let again = pipeline::run(&model, &request, &opts, &mut |_| true).map_err(worded)?;
+            warm.push(again.timings.forward_ms);
+        }
+        warm.sort_by(f64::total_cmp);
+        timings.forward_warm_ms = Some(warm[warm.len() / 2]);
+    }
     Ok((run, Some(model)))
 }
