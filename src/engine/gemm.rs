@@ -44,6 +44,10 @@ pub(crate) type Pair<const MR: usize> = ([[f32; NR]; MR], [[f32; NR]; MR]);
 const KC: usize = 384;
 /// Products at most this many panels wide read the left operand in place.
 const DIRECT_MAX_PANELS: usize = 2;
+/// Products at most this deep read the left operand in place whatever their width: an
+/// attention head's scores (query rows · keys, 32 to 128 deep), where packing the rows cost
+/// as much as the product and each kernel call is too short to hide it.
+const DIRECT_MAX_DEPTH: usize = 128;
 /// Stands in for the rows past the end of the left operand.
 static ZEROS: [f32; KC] = [0.0; KC];
 
@@ -269,11 +273,12 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
     let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
     let a_slices: Option<Vec<&[f32]>> = a_rows.iter().map(|r| r.to_slice()).collect();
     let strips = m.div_ceil(MR);
-    // With few panels (the attention-weighted sum has two), rearranging the left operand
-    // would cost about as much as the product: read its rows in place instead.
+    // With few panels (the attention-weighted sum has two) or a short shared dimension (the
+    // heads' scores), rearranging the left operand would cost about as much as the product:
+    // read its rows in place instead.
     let direct = a_slices
         .as_ref()
-        .filter(|_| n.div_ceil(NR) <= DIRECT_MAX_PANELS);
+        .filter(|_| n.div_ceil(NR) <= DIRECT_MAX_PANELS || k <= DIRECT_MAX_DEPTH);
     // Taken out of the thread-local rather than used inside `with`: a closure would be compiled
     // without the caller's target features, and the kernel would call a library fma.
     let mut a_pack = A_PACK.take();
@@ -292,28 +297,31 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
             let start = panel_idx * k * NR;
             &b.data[start + pc * NR..start + (pc + kc) * NR]
         };
-        // Two panels read in place (the attention-weighted sum of 32-wide heads): both in one
-        // pass, so each value of the left operand is loaded once for 32 columns.
-        if let Some(a_slices) = direct.filter(|_| n.div_ceil(NR) == 2) {
-            let (left, right) = (panel_at(0), panel_at(1));
-            for row0 in (0..m).step_by(MRD) {
-                let rows = rows_in_place::<MRD>(a_slices, row0, pc, kc);
-                let (acc_left, acc_right) = direct_pair(&rows, left, right);
-                store(&acc_left, &mut out_rows[row0..], 0, NR, add);
-                store(&acc_right, &mut out_rows[row0..], NR, n - NR, add);
-            }
-            pc += kc;
-            continue;
-        }
+        // Rows read in place, panels two at a time (the attention-weighted sum of 32-wide
+        // heads is one pair; a head's scores one pair per 32 keys): each value of the left
+        // operand is loaded once for 32 columns, and the pair's slices stay in L1 while every
+        // row passes over them. An odd last panel alone.
         if let Some(a_slices) = direct {
-            for panel_idx in 0..n.div_ceil(NR) {
-                let panel = panel_at(panel_idx);
+            let panels = n.div_ceil(NR);
+            for panel_idx in (0..panels).step_by(2) {
                 let col0 = panel_idx * NR;
-                let cols = (n - col0).min(NR);
-                for row0 in (0..m).step_by(MR_DIRECT) {
-                    let rows = rows_in_place::<MR_DIRECT>(a_slices, row0, pc, kc);
-                    let acc = kernel_direct::<FMA>(&rows, panel);
-                    store(&acc, &mut out_rows[row0..], col0, cols, add);
+                if panel_idx + 1 < panels {
+                    let (left, right) = (panel_at(panel_idx), panel_at(panel_idx + 1));
+                    let cols = (n - col0 - NR).min(NR);
+                    for row0 in (0..m).step_by(MRD) {
+                        let rows = rows_in_place::<MRD>(a_slices, row0, pc, kc);
+                        let (acc_left, acc_right) = direct_pair(&rows, left, right);
+                        store(&acc_left, &mut out_rows[row0..], col0, NR, add);
+                        store(&acc_right, &mut out_rows[row0..], col0 + NR, cols, add);
+                    }
+                } else {
+                    let panel = panel_at(panel_idx);
+                    let cols = n - col0;
+                    for row0 in (0..m).step_by(MR_DIRECT) {
+                        let rows = rows_in_place::<MR_DIRECT>(a_slices, row0, pc, kc);
+                        let acc = kernel_direct::<FMA>(&rows, panel);
+                        store(&acc, &mut out_rows[row0..], col0, cols, add);
+                    }
                 }
             }
             pc += kc;
@@ -603,6 +611,12 @@ mod tests {
             (17, 40, 56),
             (9, 520, 88),
             (33, 7, 64),
+            // Short products read in place over many panels (a head's scores), an odd last
+            // panel, and depths either side of DIRECT_MAX_DEPTH.
+            (48, 32, 128),
+            (50, 64, 80),
+            (12, 128, 48),
+            (12, 129, 48),
         ] {
             let a = filled(m, k, 1);
             let b = filled(k, n, 2);
