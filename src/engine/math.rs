@@ -12,6 +12,27 @@ pub fn exp_f32(x: f32) -> f32 {
     exp_f32_with::<false>(x)
 }
 
+/// Round-to-nearest constant of [`exp_f32_with`]: 1.5·2^23, so that `t + MAGIC − MAGIC` rounds
+/// `t` to an integer (valid for |t| < 2^22).
+pub(crate) const EXP_MAGIC: f32 = 12_582_912.0;
+/// ln 2 split in two for the Cody–Waite reduction of [`exp_f32_with`]: `x − k·ln2` loses no
+/// precision as `(x − k·LN2_HI) − k·LN2_LO`.
+pub(crate) const LN2_HI: f32 = 0.693_359_4;
+/// See [`LN2_HI`].
+pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+/// Taylor coefficients of e^f for |f| ≤ ln2/2, highest first, for Horner's rule (the first
+/// omitted term is < 6e-9).
+pub(crate) const EXP_TAYLOR: [f32; 8] = [
+    1.0 / 5040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
 /// [`exp_f32`], with fused multiply-adds for the reduction and the polynomial when `FMA` (only
 /// inside functions compiled for a CPU that has them: elsewhere `mul_add` is a library call).
 /// Nine fused operations instead of nine multiplies and nine adds; the result is as accurate
@@ -27,28 +48,17 @@ pub fn exp_f32_with<const FMA: bool>(x: f32) -> f32 {
     let xc = if xc < 88.0 { xc } else { 88.0 };
     let t = xc * std::f32::consts::LOG2_E;
     // Round to nearest with the 1.5·2^23 trick; valid for |t| < 2^22.
-    const MAGIC: f32 = 12_582_912.0;
-    let shifted = t + MAGIC;
-    let k = shifted - MAGIC;
+    let shifted = t + EXP_MAGIC;
+    let k = shifted - EXP_MAGIC;
     // The same integer read from the low mantissa bits: a float-to-int `as` cast would be
     // scalarised (it saturates and maps NaN to 0), and this loop must vectorise.
-    let k_int = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
+    let k_int = shifted.to_bits() as i32 - EXP_MAGIC.to_bits() as i32;
     // Cody–Waite: x − k·ln2 with ln2 split in two, so the reduction loses no precision.
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
     let f = madd(-k, LN2_LO, madd(-k, LN2_HI, xc));
-    // Taylor series of e^f for |f| ≤ ln2/2, by Horner's rule; the first omitted term is < 6e-9.
-    let mut p = 1.0 / 5040.0;
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = madd(p, f, c);
+    // Taylor series of e^f for |f| ≤ ln2/2, by Horner's rule.
+    let mut p = EXP_TAYLOR[0];
+    for c in &EXP_TAYLOR[1..] {
+        p = madd(p, f, *c);
     }
     // k is an integer in [-126, 127] here, so the exponent field is valid.
     let bits = ((k_int + 127) as u32) << 23;
@@ -132,7 +142,7 @@ pub fn all_finite(values: &[f32]) -> bool {
 }
 
 /// Lanes of the f64 sum: four AVX-512 registers, so that four chains of adds run side by side.
-const LANES_F64: usize = 32;
+pub(crate) const LANES_F64: usize = 32;
 
 /// The sum in f64, lane by lane. In f64 the result barely depends on the order of the
 /// elements: permuting the tokens must permute the maps, not perturb them.
