@@ -159,6 +159,36 @@ fn row_sum_f64(row: &[f32]) -> f64 {
     tree_sum(lanes) + rest.iter().map(|&v| f64::from(v)).sum::<f64>()
 }
 
+/// Σ a_i·b_i in f64, in eight lanes (lane j takes the elements at j mod 8, the lanes summed
+/// left to right, then the remainder): a fixed order, so every instruction set gives the same
+/// bits, and the loop vectorises.
+#[inline(always)]
+pub fn dot_f32_f64(a: &[f32], b: &[f64]) -> f64 {
+    const LANES: usize = 8;
+    let mut lanes = [0.0f64; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f64 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(&x, &y)| f64::from(x) * y)
+        .sum();
+    for (xa, xb) in ca.zip(cb) {
+        for ((lane, &x), &y) in lanes.iter_mut().zip(xa).zip(xb) {
+            *lane += f64::from(x) * y;
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
+/// `acc[i] += s · x[i]` in f64 (a multiply and an add, not fused, on every instruction set).
+#[inline(always)]
+pub fn add_scaled_f64(acc: &mut [f64], s: f64, x: &[f32]) {
+    for (a, &v) in acc.iter_mut().zip(x) {
+        *a += s * f64::from(v);
+    }
+}
+
 /// In-place softmax of one row of scores.
 ///
 /// `allowed`, when given, marks the keys that may be attended; the others become exactly 0.

@@ -32,6 +32,7 @@ pub use intervene::{
 pub use layers::{Activation, Mlp, Norm, NormPlacement};
 pub use mask::{AppliedMask, ArchitectureMask, MaskError, MaskPart, MaskSpec, chunk_by_heads_size};
 pub use options::{DimSubset, Mistake, OptionsRecord, RunOptions, ScoreScale};
+pub(crate) use parallel::{parallel_map, pool_threads};
 pub use position::{
     AttentionPosition, Llama3Scaling, alibi_slopes, apply_rope, llama3_frequencies,
     rope_frequencies,

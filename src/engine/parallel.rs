@@ -25,11 +25,17 @@ pub(super) const PARALLEL_MIN_TOKENS: usize = 32;
 /// More threads than this rarely pays for a dozen heads.
 pub(super) const MAX_THREADS: usize = 8;
 
+/// The threads the engine's pool has (one per core, at most [`MAX_THREADS`]): for work outside
+/// a forward pass that splits into pieces of its own (a vocabulary-wide head).
+pub(crate) fn pool_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+}
+
 /// How many threads a sequence of `len` tokens gets, unless the options say.
 pub(super) fn threads_for(len: usize, opts: &RunOptions) -> usize {
     opts.threads.unwrap_or_else(|| {
         if len >= PARALLEL_MIN_TOKENS {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+            pool_threads()
         } else {
             1
         }
@@ -145,7 +151,7 @@ fn helpers(pool: &rayon::ThreadPool, threads: usize) -> usize {
 
 /// Maps `f` over 0..count on the block's team, or else the engine's thread pool (when
 /// `threads` > 1), keeping the order.
-pub(super) fn parallel_map<T: Send>(
+pub(crate) fn parallel_map<T: Send>(
     count: usize,
     threads: usize,
     f: &(dyn Fn(usize) -> T + Sync),

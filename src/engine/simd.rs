@@ -639,6 +639,57 @@ fn rms_norm_row_avx512(row: &mut [f32], gamma: &[f32], eps: f32) {
     math::rms_norm_row(row, gamma, eps);
 }
 
+/// [`math::dot_f32_f64`] on the best instruction set: the same lanes in the same order, so
+/// the same bits.
+pub fn dot_f32_f64(a: &[f32], b: &[f64]) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { dot_f32_f64_avx2(a, b) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { dot_f32_f64_avx512(a, b) },
+        Isa::Portable => {}
+    }
+    math::dot_f32_f64(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_f32_f64_avx2(a: &[f32], b: &[f64]) -> f64 {
+    math::dot_f32_f64(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn dot_f32_f64_avx512(a: &[f32], b: &[f64]) -> f64 {
+    math::dot_f32_f64(a, b)
+}
+
+/// [`math::add_scaled_f64`] on the best instruction set (element by element: the same bits).
+pub fn add_scaled_f64(acc: &mut [f64], s: f64, x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { add_scaled_f64_avx2(acc, s, x) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { add_scaled_f64_avx512(acc, s, x) },
+        Isa::Portable => {}
+    }
+    math::add_scaled_f64(acc, s, x);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn add_scaled_f64_avx2(acc: &mut [f64], s: f64, x: &[f32]) {
+    math::add_scaled_f64(acc, s, x);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn add_scaled_f64_avx512(acc: &mut [f64], s: f64, x: &[f32]) {
+    math::add_scaled_f64(acc, s, x);
+}
+
 /// Applies the activation to every value in place.
 pub fn activate(values: &mut [f32], act: Activation) {
     #[cfg(target_arch = "x86_64")]
