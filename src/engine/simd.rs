@@ -716,6 +716,93 @@ pub fn activate_gated(hidden: &mut [f32], gate: &[f32], act: Activation) {
     activate_gated_impl::<false>(hidden, gate, act);
 }
 
+/// The gated MLP's backward pass through its activation, one row: with `d = d_up[i]` coming
+/// in (∂T/∂(act(gate) · up)), `d_up[i] = d · act(gate[i])` and
+/// `d_gate[i] = d · up[i] · act'(gate[i])`. The activation and its slope are the scalar ones
+/// ([`math::silu`], [`math::silu_slope`], …): the same bits on every instruction set, only in
+/// vector registers (element by element through `ndarray::Zip` it ran one value at a time,
+/// about 6 % of a SmolLM2 gradient on the Xeon).
+pub fn gated_backward(
+    d_up: &mut [f32],
+    d_gate: &mut [f32],
+    up: &[f32],
+    gate: &[f32],
+    act: Activation,
+) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { gated_backward_avx2(d_up, d_gate, up, gate, act) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { gated_backward_avx512(d_up, d_gate, up, gate, act) },
+        Isa::Portable => {}
+    }
+    gated_backward_impl(d_up, d_gate, up, gate, act);
+}
+
+#[inline(always)]
+fn gated_backward_impl(
+    d_up: &mut [f32],
+    d_gate: &mut [f32],
+    up: &[f32],
+    gate: &[f32],
+    act: Activation,
+) {
+    #[inline(always)]
+    fn each(
+        d_up: &mut [f32],
+        d_gate: &mut [f32],
+        up: &[f32],
+        gate: &[f32],
+        value: impl Fn(f32) -> f32,
+        slope: impl Fn(f32) -> f32,
+    ) {
+        for (((du, dg), &u), &g) in d_up.iter_mut().zip(d_gate).zip(up).zip(gate) {
+            let d = *du;
+            *du = d * value(g);
+            *dg = d * u * slope(g);
+        }
+    }
+    match act {
+        Activation::Gelu => each(d_up, d_gate, up, gate, math::gelu, math::gelu_slope),
+        Activation::GeluTanh => {
+            each(
+                d_up,
+                d_gate,
+                up,
+                gate,
+                math::gelu_tanh,
+                math::gelu_tanh_slope,
+            );
+        }
+        Activation::Silu => each(d_up, d_gate, up, gate, math::silu, math::silu_slope),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn gated_backward_avx2(
+    d_up: &mut [f32],
+    d_gate: &mut [f32],
+    up: &[f32],
+    gate: &[f32],
+    act: Activation,
+) {
+    gated_backward_impl(d_up, d_gate, up, gate, act);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn gated_backward_avx512(
+    d_up: &mut [f32],
+    d_gate: &mut [f32],
+    up: &[f32],
+    gate: &[f32],
+    act: Activation,
+) {
+    gated_backward_impl(d_up, d_gate, up, gate, act);
+}
+
 /// `d[i] *= act'(x[i])`: the MLP's backward pass through its activation.
 pub fn scale_by_slope(d: &mut [f32], x: &[f32], act: Activation) {
     #[cfg(target_arch = "x86_64")]
@@ -859,6 +946,40 @@ mod tests {
                         g.to_bits(),
                         e.to_bits(),
                         "n {n}, case {case}, element {i}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The gated MLP's backward pass through its activation gives the scalar formula's bits
+    /// on whatever instruction set runs, for every activation and lengths around a vector.
+    #[test]
+    fn gated_backward_rows_are_the_scalar_formula_bit_for_bit() {
+        let acts = [Activation::Gelu, Activation::GeluTanh, Activation::Silu];
+        for act in acts {
+            for n in [0, 1, 7, 16, 17, 33, 100] {
+                let value = |i: usize, salt: usize| {
+                    ((i * 7919 + salt * 104_729) % 2001) as f32 / 100.0 - 10.0
+                };
+                let up: Vec<f32> = (0..n).map(|i| value(i, 1)).collect();
+                let gate: Vec<f32> = (0..n).map(|i| value(i, 2)).collect();
+                let d: Vec<f32> = (0..n).map(|i| value(i, 3) / 10.0).collect();
+                let (mut d_up, mut d_gate) = (d.clone(), vec![0.0f32; n]);
+                gated_backward(&mut d_up, &mut d_gate, &up, &gate, act);
+                for i in 0..n {
+                    let (v, s) = match act {
+                        Activation::Gelu => (math::gelu(gate[i]), math::gelu_slope(gate[i])),
+                        Activation::GeluTanh => {
+                            (math::gelu_tanh(gate[i]), math::gelu_tanh_slope(gate[i]))
+                        }
+                        Activation::Silu => (math::silu(gate[i]), math::silu_slope(gate[i])),
+                    };
+                    assert_eq!(d_up[i].to_bits(), (d[i] * v).to_bits(), "{act:?} {n} {i}");
+                    assert_eq!(
+                        d_gate[i].to_bits(),
+                        (d[i] * up[i] * s).to_bits(),
+                        "{act:?} {n} {i}"
                     );
                 }
             }

@@ -83,15 +83,33 @@ pub(super) fn mlp_backward(
             Some(gate) => {
                 let gate = gate.slice(s![rows, ..]);
                 let (mut d_up, mut d_gate) = block.view_mut().split_at(Axis(1), ff);
-                ndarray::Zip::from(&mut d_up)
-                    .and(&mut d_gate)
-                    .and(&pre)
-                    .and(&gate)
-                    .for_each(|du, dg, &up, &g| {
-                        let d_act = *du;
-                        *du = d_act * activation_value(mlp.activation, g);
-                        *dg = d_act * up * activation_slope(mlp.activation, g);
-                    });
+                for (((mut du, mut dg), up), g) in d_up
+                    .rows_mut()
+                    .into_iter()
+                    .zip(d_gate.rows_mut())
+                    .zip(pre.rows())
+                    .zip(gate.rows())
+                {
+                    match (
+                        du.as_slice_mut(),
+                        dg.as_slice_mut(),
+                        up.as_slice(),
+                        g.as_slice(),
+                    ) {
+                        (Some(du), Some(dg), Some(up), Some(g)) => {
+                            simd::gated_backward(du, dg, up, g, mlp.activation);
+                        }
+                        _ => ndarray::Zip::from(&mut du)
+                            .and(&mut dg)
+                            .and(&up)
+                            .and(&g)
+                            .for_each(|du, dg, &up, &g| {
+                                let d_act = *du;
+                                *du = d_act * activation_value(mlp.activation, g);
+                                *dg = d_act * up * activation_slope(mlp.activation, g);
+                            }),
+                    }
+                }
             }
             None => {
                 for (mut d_row, pre_row) in block.rows_mut().into_iter().zip(pre.rows()) {
