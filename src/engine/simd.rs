@@ -40,6 +40,35 @@ macro_rules! generic_kernels {
     };
 }
 
+/// Defines `$vis fn $name(args) -> ret { body }` that runs `body` compiled for AVX-512 (with
+/// AVX2 and FMA), for AVX2 with FMA, or as built, whichever [`Isa::detect`] found: one body,
+/// three copies, so that every entry point picks its instruction set the same way. For bodies
+/// that only call code the compiler vectorises (`#[inline(always)]` functions of
+/// [`math`]): a closure or a function that is not inlined would be compiled without the
+/// features.
+macro_rules! on_best_isa {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? $body
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? $body
+                match Isa::detect() {
+                    // SAFETY: `detect` found AVX2 and FMA on this CPU.
+                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    Isa::Portable => {}
+                }
+            }
+            $body
+        }
+    };
+}
+
 /// An instruction set the hot loops can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
@@ -588,106 +617,36 @@ fn exp_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, floor), r)
 }
 
-/// Layer normalisation of one row in place ([`math::layer_norm_row`]) on the best instruction
-/// set.
-pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    #[cfg(target_arch = "x86_64")]
-    match Isa::detect() {
-        // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        Isa::Avx2 => return unsafe { layer_norm_row_avx2(row, gamma, beta, eps) },
-        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
-        Isa::Avx512 => return unsafe { layer_norm_row_avx512(row, gamma, beta, eps) },
-        Isa::Portable => {}
+on_best_isa! {
+    /// Layer normalisation of one row in place ([`math::layer_norm_row`]) on the best
+    /// instruction set.
+    pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+        math::layer_norm_row(row, gamma, beta, eps);
     }
-    math::layer_norm_row(row, gamma, beta, eps);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn layer_norm_row_avx2(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    math::layer_norm_row(row, gamma, beta, eps);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn layer_norm_row_avx512(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    math::layer_norm_row(row, gamma, beta, eps);
-}
-
-/// RMS normalisation of one row in place ([`math::rms_norm_row`]) on the best instruction set.
-pub fn rms_norm_row(row: &mut [f32], gamma: &[f32], eps: f32) {
-    #[cfg(target_arch = "x86_64")]
-    match Isa::detect() {
-        // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        Isa::Avx2 => return unsafe { rms_norm_row_avx2(row, gamma, eps) },
-        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
-        Isa::Avx512 => return unsafe { rms_norm_row_avx512(row, gamma, eps) },
-        Isa::Portable => {}
+on_best_isa! {
+    /// RMS normalisation of one row in place ([`math::rms_norm_row`]) on the best instruction
+    /// set.
+    pub fn rms_norm_row(row: &mut [f32], gamma: &[f32], eps: f32) {
+        math::rms_norm_row(row, gamma, eps);
     }
-    math::rms_norm_row(row, gamma, eps);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn rms_norm_row_avx2(row: &mut [f32], gamma: &[f32], eps: f32) {
-    math::rms_norm_row(row, gamma, eps);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn rms_norm_row_avx512(row: &mut [f32], gamma: &[f32], eps: f32) {
-    math::rms_norm_row(row, gamma, eps);
-}
-
-/// [`math::dot_f32_f64`] on the best instruction set: the same lanes in the same order, so
-/// the same bits.
-pub fn dot_f32_f64(a: &[f32], b: &[f64]) -> f64 {
-    #[cfg(target_arch = "x86_64")]
-    match Isa::detect() {
-        // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        Isa::Avx2 => return unsafe { dot_f32_f64_avx2(a, b) },
-        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
-        Isa::Avx512 => return unsafe { dot_f32_f64_avx512(a, b) },
-        Isa::Portable => {}
+on_best_isa! {
+    /// [`math::dot_f32_f64`] on the best instruction set: the same lanes in the same order, so
+    /// the same bits.
+    pub fn dot_f32_f64(a: &[f32], b: &[f64]) -> f64 {
+        math::dot_f32_f64(a, b)
     }
-    math::dot_f32_f64(a, b)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn dot_f32_f64_avx2(a: &[f32], b: &[f64]) -> f64 {
-    math::dot_f32_f64(a, b)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn dot_f32_f64_avx512(a: &[f32], b: &[f64]) -> f64 {
-    math::dot_f32_f64(a, b)
-}
-
-/// [`math::add_scaled_f64`] on the best instruction set (element by element: the same bits).
-pub fn add_scaled_f64(acc: &mut [f64], s: f64, x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    match Isa::detect() {
-        // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        Isa::Avx2 => return unsafe { add_scaled_f64_avx2(acc, s, x) },
-        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
-        Isa::Avx512 => return unsafe { add_scaled_f64_avx512(acc, s, x) },
-        Isa::Portable => {}
+on_best_isa! {
+    /// [`math::add_scaled_f64`] on the best instruction set (element by element: the same
+    /// bits).
+    pub fn add_scaled_f64(acc: &mut [f64], s: f64, x: &[f32]) {
+        math::add_scaled_f64(acc, s, x);
     }
-    math::add_scaled_f64(acc, s, x);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn add_scaled_f64_avx2(acc: &mut [f64], s: f64, x: &[f32]) {
-    math::add_scaled_f64(acc, s, x);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn add_scaled_f64_avx512(acc: &mut [f64], s: f64, x: &[f32]) {
-    math::add_scaled_f64(acc, s, x);
 }
 
 /// Applies the activation to every value in place.
@@ -716,28 +675,22 @@ pub fn activate_gated(hidden: &mut [f32], gate: &[f32], act: Activation) {
     activate_gated_impl::<false>(hidden, gate, act);
 }
 
-/// The gated MLP's backward pass through its activation, one row: with `d = d_up[i]` coming
-/// in (∂T/∂(act(gate) · up)), `d_up[i] = d · act(gate[i])` and
-/// `d_gate[i] = d · up[i] · act'(gate[i])`. The activation and its slope are the scalar ones
-/// ([`math::silu`], [`math::silu_slope`], …): the same bits on every instruction set, only in
-/// vector registers (element by element through `ndarray::Zip` it ran one value at a time,
-/// about 6 % of a SmolLM2 gradient on the Xeon).
-pub fn gated_backward(
-    d_up: &mut [f32],
-    d_gate: &mut [f32],
-    up: &[f32],
-    gate: &[f32],
-    act: Activation,
-) {
-    #[cfg(target_arch = "x86_64")]
-    match Isa::detect() {
-        // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        Isa::Avx2 => return unsafe { gated_backward_avx2(d_up, d_gate, up, gate, act) },
-        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
-        Isa::Avx512 => return unsafe { gated_backward_avx512(d_up, d_gate, up, gate, act) },
-        Isa::Portable => {}
+on_best_isa! {
+    /// The gated MLP's backward pass through its activation, one row: with `d = d_up[i]` coming
+    /// in (∂T/∂(act(gate) · up)), `d_up[i] = d · act(gate[i])` and
+    /// `d_gate[i] = d · up[i] · act'(gate[i])`. The activation and its slope are the scalar ones
+    /// ([`math::silu`], [`math::silu_slope`], …): the same bits on every instruction set, only in
+    /// vector registers (element by element through `ndarray::Zip` it ran one value at a time,
+    /// about 6 % of a SmolLM2 gradient on the Xeon).
+    pub fn gated_backward(
+        d_up: &mut [f32],
+        d_gate: &mut [f32],
+        up: &[f32],
+        gate: &[f32],
+        act: Activation,
+    ) {
+        gated_backward_impl(d_up, d_gate, up, gate, act);
     }
-    gated_backward_impl(d_up, d_gate, up, gate, act);
 }
 
 #[inline(always)]
@@ -779,41 +732,11 @@ fn gated_backward_impl(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn gated_backward_avx2(
-    d_up: &mut [f32],
-    d_gate: &mut [f32],
-    up: &[f32],
-    gate: &[f32],
-    act: Activation,
-) {
-    gated_backward_impl(d_up, d_gate, up, gate, act);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn gated_backward_avx512(
-    d_up: &mut [f32],
-    d_gate: &mut [f32],
-    up: &[f32],
-    gate: &[f32],
-    act: Activation,
-) {
-    gated_backward_impl(d_up, d_gate, up, gate, act);
-}
-
-/// `d[i] *= act'(x[i])`: the MLP's backward pass through its activation.
-pub fn scale_by_slope(d: &mut [f32], x: &[f32], act: Activation) {
-    #[cfg(target_arch = "x86_64")]
-    match Isa::detect() {
-        // SAFETY: `detect` found AVX2 and FMA on this CPU.
-        Isa::Avx2 => return unsafe { scale_by_slope_avx2(d, x, act) },
-        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
-        Isa::Avx512 => return unsafe { scale_by_slope_avx512(d, x, act) },
-        Isa::Portable => {}
+on_best_isa! {
+    /// `d[i] *= act'(x[i])`: the MLP's backward pass through its activation.
+    pub fn scale_by_slope(d: &mut [f32], x: &[f32], act: Activation) {
+        scale_by_slope_impl(d, x, act);
     }
-    scale_by_slope_impl(d, x, act);
 }
 
 #[inline(always)]
@@ -824,18 +747,6 @@ fn scale_by_slope_impl(d: &mut [f32], x: &[f32], act: Activation) {
         Activation::GeluTanh => pairs.for_each(|(d, &x)| *d *= math::gelu_tanh_slope(x)),
         Activation::Silu => pairs.for_each(|(d, &x)| *d *= math::silu_slope(x)),
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn scale_by_slope_avx2(d: &mut [f32], x: &[f32], act: Activation) {
-    scale_by_slope_impl(d, x, act);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-fn scale_by_slope_avx512(d: &mut [f32], x: &[f32], act: Activation) {
-    scale_by_slope_impl(d, x, act);
 }
 
 // One monomorphic loop per activation, so that each vectorises.
