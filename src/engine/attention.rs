@@ -11,7 +11,7 @@ use super::layers::{Epilogue, linear};
 use super::options::{Mistake, RunOptions};
 use super::parallel::{par_rows, parallel_map, threads_for};
 use super::position::{
-    AttentionPosition, alibi_slopes, apply_rope, llama3_frequencies, rope_frequencies,
+    AttentionPosition, RopeAngles, alibi_slopes, llama3_frequencies, rope_frequencies,
 };
 use super::run::HeadTrace;
 use super::simd;
@@ -216,11 +216,12 @@ impl SelfAttention {
         let (mut k, _) = rest.split_at(Axis(1), kv_width);
         let dh = shape.d_head;
         if let Some(freqs) = shape.rope_frequencies() {
+            let angles = RopeAngles::new(q.nrows(), &freqs);
             for head in 0..shape.heads {
-                apply_rope(q.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
+                angles.rotate(q.slice_mut(s![.., head * dh..(head + 1) * dh]));
             }
             for head in 0..shape.kv_heads {
-                apply_rope(k.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
+                angles.rotate(k.slice_mut(s![.., head * dh..(head + 1) * dh]));
             }
         }
         qkv

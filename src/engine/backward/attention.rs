@@ -8,9 +8,10 @@ use crate::engine::gemm::PackedMatrix;
 use crate::engine::intervene::{Ablation, AblationMode};
 use crate::engine::options::RunOptions;
 use crate::engine::parallel::{par_rows, parallel_map};
+use crate::engine::position::RopeAngles;
 use crate::engine::simd;
 use crate::engine::transformer::Transformer;
-use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis, CowArray, Ix2, s};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2, s};
 
 /// Every head's output side by side ([token, heads · d_head]), ablated as the options say: what the
 /// output projection of [`crate::engine::SelfAttention::forward`] multiplies.
@@ -159,12 +160,13 @@ pub(super) fn attention_backward(
         *map /= shape.heads as f32;
     }
     if let Some(freqs) = shape.rope_frequencies() {
+        let angles = RopeAngles::new(d_qkv.nrows(), &freqs);
         for head in 0..shape.heads {
-            unrotate(d_qkv.slice_mut(s![.., head * dh..(head + 1) * dh]), &freqs);
+            angles.unrotate(d_qkv.slice_mut(s![.., head * dh..(head + 1) * dh]));
         }
         for head in 0..shape.kv_heads {
             let k0 = q_width + head * dh;
-            unrotate(d_qkv.slice_mut(s![.., k0..k0 + dh]), &freqs);
+            angles.unrotate(d_qkv.slice_mut(s![.., k0..k0 + dh]));
         }
     }
     let mut d_in = Array2::<f32>::zeros((n, model.d_model()));
@@ -281,21 +283,6 @@ fn softmax_backward_rows(mut d: ArrayViewMut2<'_, f32>, probs: ArrayView2<'_, f3
         let dot = dot as f32;
         for (g, &a) in d_row.iter_mut().zip(p_row.iter()) {
             *g = a * (*g - dot);
-        }
-    }
-}
-
-/// The adjoint of [`crate::engine::apply_rope`]: rotates each pair back by the same angle.
-fn unrotate(mut x: ArrayViewMut2<'_, f32>, frequencies: &[f32]) {
-    let half = frequencies.len();
-    for (pos, mut row) in x.axis_iter_mut(Axis(0)).enumerate() {
-        for (k, &freq) in frequencies.iter().enumerate() {
-            let angle = pos as f64 * f64::from(freq);
-            let (sin, cos) = (angle.sin() as f32, angle.cos() as f32);
-            let a = row[k];
-            let b = row[k + half];
-            row[k] = a * cos + b * sin;
-            row[k + half] = b * cos - a * sin;
         }
     }
 }
