@@ -110,29 +110,29 @@ impl RopeAngles {
 
     /// Turns each pair of `x` ([token, d_head], at most as many tokens as the angles have
     /// positions) by its angle: [`apply_rope`].
-    pub fn rotate(&self, mut x: ArrayViewMut2<'_, f32>) {
+    pub fn rotate(&self, x: ArrayViewMut2<'_, f32>) {
+        self.turn(x, 1.0);
+    }
+
+    /// Turns each pair back by its angle: the adjoint of [`Self::rotate`] (its inverse).
+    pub fn unrotate(&self, x: ArrayViewMut2<'_, f32>) {
+        self.turn(x, -1.0);
+    }
+
+    /// `(a, b) → (a·cos − b·s, b·cos + a·s)` with `s = direction · sin`: the flip of the sine's
+    /// sign is exact, so backwards is exactly `(a·cos + b·sin, b·cos − a·sin)`.
+    fn turn(&self, mut x: ArrayViewMut2<'_, f32>, direction: f32) {
         let half = self.half;
         for (pos, mut row) in x.axis_iter_mut(Axis(0)).enumerate() {
             for k in 0..half {
-                let (cos, sin) = (self.cos[pos * half + k], self.sin[pos * half + k]);
+                let (cos, sin) = (
+                    self.cos[pos * half + k],
+                    direction * self.sin[pos * half + k],
+                );
                 let a = row[k];
                 let b = row[k + half];
                 row[k] = a * cos - b * sin;
                 row[k + half] = b * cos + a * sin;
-            }
-        }
-    }
-
-    /// Turns each pair back by its angle: the adjoint of [`Self::rotate`] (its inverse).
-    pub fn unrotate(&self, mut x: ArrayViewMut2<'_, f32>) {
-        let half = self.half;
-        for (pos, mut row) in x.axis_iter_mut(Axis(0)).enumerate() {
-            for k in 0..half {
-                let (cos, sin) = (self.cos[pos * half + k], self.sin[pos * half + k]);
-                let a = row[k];
-                let b = row[k + half];
-                row[k] = a * cos + b * sin;
-                row[k + half] = b * cos - a * sin;
             }
         }
     }
