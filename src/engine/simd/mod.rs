@@ -1,0 +1,327 @@
+//! Run-time choice of instruction set for the engine's hot loops.
+//!
+//! The kernels in `gemm` and `math` are plain Rust. A release build targets baseline x86-64
+//! (SSE2), so each hot entry point here has copies compiled with AVX2+FMA and with AVX-512
+//! enabled, and picks one on the CPU it finds. The `unsafe` here (the crate's only other use maps
+//! weight files, in `model::weights`) is the call itself: calling a
+//! function compiled for a feature is sound only on a CPU that has it, and each call below is
+//! guarded by the run-time check in [`Isa::detect`].
+//!
+//! The copies compute the same thing in the same order; only the matrix product differs, by
+//! rounding, between the FMA copies (fused multiply-add) and the portable one.
+#![allow(unsafe_code)]
+
+use super::gemm::{
+    Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, kernel, kernel_direct_pair,
+    matmul_with_kernel,
+};
+use ndarray::{ArrayView2, ArrayViewMut2};
+use std::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+/// The generic kernels (`gemm::kernel`, 6 rows) as a [`Kernels`] value, with fused multiply-adds
+/// or without. A macro rather than a function: the closures must be made inside each
+/// target-feature wrapper to inherit its features (see `gemm::matmul_with_kernel`).
+macro_rules! generic_kernels {
+    ($fma:literal) => {
+        Kernels {
+            block: |strip: &[f32], panel: &[f32]| kernel::<$fma, MR>(strip, panel),
+            pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
+                (
+                    kernel::<$fma, MR>(strip, left),
+                    kernel::<$fma, MR>(strip, right),
+                )
+            },
+            direct_pair: |rows: &[&[f32]; MR], left: &[f32], right: &[f32]| {
+                kernel_direct_pair::<$fma>(rows, left, right)
+            },
+        }
+    };
+}
+
+/// Defines `$vis fn $name(args) -> ret { body }` that runs `body` compiled for AVX-512 (with
+/// AVX2 and FMA), for AVX2 with FMA, or as built, whichever [`Isa::detect`] found: one body,
+/// three copies, so that every entry point picks its instruction set the same way. For bodies
+/// that only call code the compiler vectorises (`#[inline(always)]` functions of
+/// [`math`]): a closure or a function that is not inlined would be compiled without the
+/// features.
+macro_rules! on_best_isa {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? $body
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? $body
+                match Isa::detect() {
+                    // SAFETY: `detect` found AVX2 and FMA on this CPU.
+                    Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+                    Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    Isa::Portable => {}
+                }
+            }
+            $body
+        }
+    };
+}
+
+mod kernels;
+mod rows;
+mod softmax;
+
+use kernels::{block_avx512, direct_pair_avx512, pair_avx512};
+pub use rows::{
+    activate, activate_gated, add_scaled_f64, dot_f32_f64, gated_backward, layer_norm_row,
+    rms_norm_row, scale_by_slope,
+};
+pub use softmax::softmax_rows;
+
+/// An instruction set the hot loops can be compiled for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Baseline: whatever the build targets.
+    Portable,
+    /// AVX2 with fused multiply-add.
+    Avx2,
+    /// AVX-512F (with AVX2 and FMA).
+    Avx512,
+}
+
+impl Isa {
+    /// The best instruction set this CPU has, detected once. The environment variable
+    /// `ATTNVIZ_ISA` (`portable`, `avx2` or `avx512`) can lower it, for comparisons.
+    pub fn detect() -> Self {
+        static ISA: OnceLock<Isa> = OnceLock::new();
+        *ISA.get_or_init(|| {
+            let best = Self::available()
+                .into_iter()
+                .last()
+                .unwrap_or(Isa::Portable);
+            let cap = match std::env::var("ATTNVIZ_ISA").as_deref() {
+                Ok("portable") => Isa::Portable,
+                Ok("avx2") => Isa::Avx2,
+                _ => Isa::Avx512,
+            };
+            best.min(cap)
+        })
+    }
+
+    /// `portable`, `avx2` or `avx512`: the spelling `ATTNVIZ_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// Every instruction set this CPU can run, from the baseline up (each includes the ones
+    /// before it).
+    pub fn available() -> Vec<Self> {
+        let mut isas = vec![Isa::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                isas.push(Isa::Avx2);
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    isas.push(Isa::Avx512);
+                }
+            }
+        }
+        isas
+    }
+}
+
+/// Rows in one strip of the matrix kernel that runs on this CPU (8 on AVX-512, else 6): row
+/// blocks handed to threads are whole strips of it.
+pub(crate) fn strip_rows() -> usize {
+    if Isa::detect() == Isa::Avx512 {
+        MR_AVX512
+    } else {
+        MR
+    }
+}
+
+/// `out = a · b` (or `out += a · b` with `accumulate`) on the best instruction set.
+///
+/// Shapes: a `[m, k]`, b `[k, n]`, out `[m, n]`; a mismatch is a bug in the caller and panics.
+pub fn matmul(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, f32>,
+    accumulate: bool,
+) {
+    matmul_cells(Isa::detect(), a, b, out, accumulate);
+}
+
+/// `out = a · b` into fresh memory, on the best instruction set: every element of `out` is
+/// written, so the caller can take it as initialised afterwards. Saves zeroing an output that
+/// the product overwrites anyway (an attention map, 1 MB per head at 512 tokens).
+pub fn matmul_fresh(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, MaybeUninit<f32>>,
+) {
+    matmul_cells(Isa::detect(), a, b, out, false);
+}
+
+/// [`matmul`] on a given instruction set; one this CPU lacks falls back to the portable code.
+pub fn matmul_with(
+    isa: Isa,
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, f32>,
+    accumulate: bool,
+) {
+    matmul_cells(isa, a, b, out, accumulate);
+}
+
+/// [`matmul_with`] into either kind of output (`accumulate` only into `f32`).
+fn matmul_cells<T: OutCell>(
+    isa: Isa,
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, T>,
+    accumulate: bool,
+) {
+    assert!(
+        a.ncols() == b.rows() && out.dim() == (a.nrows(), b.cols()),
+        "matmul shapes: {:?} · [{}, {}] → {:?}",
+        a.dim(),
+        b.rows(),
+        b.cols(),
+        out.dim()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if isa <= Isa::detect() {
+        match isa {
+            // SAFETY: `available` found AVX2 and FMA on this CPU.
+            Isa::Avx2 => return unsafe { matmul_avx2(a, b, out, accumulate) },
+            // SAFETY: `available` found AVX-512F, AVX2 and FMA on this CPU.
+            Isa::Avx512 => return unsafe { matmul_avx512(a, b, out, accumulate) },
+            Isa::Portable => {}
+        }
+    }
+    let kernels = generic_kernels!(false);
+    matmul_with_kernel::<false, MR, MR, T, _, _, _>(a, b, out, accumulate, kernels);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn matmul_avx2<T: OutCell>(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, T>,
+    acc: bool,
+) {
+    // A closure made here inherits AVX2 and FMA (see `gemm::matmul_with_kernel`).
+    let kernels = generic_kernels!(true);
+    matmul_with_kernel::<true, MR, MR, T, _, _, _>(a, b, out, acc, kernels);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn matmul_avx512<T: OutCell>(
+    a: ArrayView2<'_, f32>,
+    b: &PackedMatrix,
+    out: ArrayViewMut2<'_, T>,
+    acc: bool,
+) {
+    // The closure inherits this function's target features, so calling the AVX-512 kernel is
+    // safe here; this function runs only where `available` found AVX-512F.
+    let kernels = Kernels {
+        block: |strip: &[f32], panel: &[f32]| block_avx512(strip, panel),
+        pair: |strip: &[f32], panels: [&[f32]; 2], next: [&[f32]; 2]| {
+            pair_avx512(strip, panels, next)
+        },
+        direct_pair: |rows: &[&[f32]; MR_AVX512], left: &[f32], right: &[f32]| {
+            direct_pair_avx512(rows, left, right)
+        },
+    };
+    matmul_with_kernel::<true, MR_AVX512, MR_AVX512, T, _, _, _>(a, b, out, acc, kernels);
+}
+
+/// Copies `src` into fresh memory `dst` (same shape), every element, with stores that bypass
+/// the cache where the CPU has them (AVX-512). An attention map is written once and read
+/// much later, if at all: an ordinary store first reads each line of the destination from
+/// memory, 1 MB per head at 512 tokens, and that read was what the score product waited on.
+pub fn stream_rows(src: ArrayView2<'_, f32>, mut dst: ArrayViewMut2<'_, MaybeUninit<f32>>) {
+    assert_eq!(src.dim(), dst.dim(), "stream_rows shapes");
+    #[cfg(target_arch = "x86_64")]
+    if Isa::detect() == Isa::Avx512 {
+        for (from, mut to) in src.rows().into_iter().zip(dst.rows_mut()) {
+            match (from.to_slice(), to.as_slice_mut()) {
+                // SAFETY: `detect` found AVX-512F on this CPU.
+                (Some(from), Some(to)) => unsafe { stream_row_avx512(from, to) },
+                _ => to.iter_mut().zip(from).for_each(|(d, &v)| {
+                    d.write(v);
+                }),
+            }
+        }
+        // SAFETY: `detect` found AVX-512F (and with it SSE) on this CPU. Streaming stores are
+        // weakly ordered: the fence makes them visible before anything this thread publishes
+        // later (the team's release of its step).
+        unsafe { std::arch::x86_64::_mm_sfence() };
+        return;
+    }
+    dst.zip_mut_with(&src, |d, &v| {
+        d.write(v);
+    });
+}
+
+/// One row of [`stream_rows`]: ordinary stores up to the first 64-byte boundary, streaming
+/// stores of whole lines after it, ordinary stores for the rest.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn stream_row_avx512(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+    use std::arch::x86_64::{_mm512_loadu_ps, _mm512_stream_ps};
+    let n = src.len().min(dst.len());
+    let head = dst.as_ptr().align_offset(64).min(n);
+    for (d, &v) in dst[..head].iter_mut().zip(&src[..head]) {
+        d.write(v);
+    }
+    let lines = (n - head) / NR;
+    for line in 0..lines {
+        let at = head + line * NR;
+        // SAFETY: `at + NR <= n` for both slices; `dst[at..]` starts on a 64-byte boundary
+        // (`head` aligned it and each line adds 64 bytes), as the streaming store requires.
+        unsafe {
+            let v = _mm512_loadu_ps(src.as_ptr().add(at));
+            _mm512_stream_ps(dst.as_mut_ptr().add(at).cast::<f32>(), v);
+        }
+    }
+    let done = head + lines * NR;
+    for (d, &v) in dst[done..n].iter_mut().zip(&src[done..n]) {
+        d.write(v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, s};
+
+    #[test]
+    fn streamed_rows_equal_their_source_at_every_alignment_and_width() {
+        for cols in [1, 15, 16, 17, 33, 64, 100, 512] {
+            let src = Array2::from_shape_fn((5, cols), |(r, c)| (r * 1000 + c) as f32 + 0.5);
+            // Destinations starting 0..16 floats into a buffer: every alignment modulo 64 bytes.
+            for offset in 0..16 {
+                let mut buffer = Array2::<f32>::uninit((5, cols + 16));
+                stream_rows(src.view(), buffer.slice_mut(s![.., offset..offset + cols]));
+                for (r, row) in src.rows().into_iter().enumerate() {
+                    for (c, &v) in row.iter().enumerate() {
+                        // SAFETY: `stream_rows` wrote every element of the destination.
+                        let got = unsafe { buffer[(r, offset + c)].assume_init() };
+                        assert_eq!(got, v, "cols {cols}, offset {offset}, ({r}, {c})");
+                    }
+                }
+            }
+        }
+    }
+}

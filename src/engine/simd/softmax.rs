@@ -1,0 +1,249 @@
+//! Softmax of attention rows on the best instruction set; on AVX-512 written with intrinsics,
+//! bit for bit the scalar code of [`math::softmax_row_with`].
+#![allow(unsafe_code)]
+
+use super::Isa;
+use crate::engine::gemm::NR;
+use crate::engine::math;
+use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+/// Softmax of every row of `scores` in place ([`math::softmax_row`]), with `allowed` marking
+/// the keys each query may see.
+pub fn softmax_rows(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        // SAFETY: `detect` found AVX2 and FMA on this CPU.
+        Isa::Avx2 => return unsafe { softmax_rows_avx2(scores, allowed) },
+        // SAFETY: `detect` found AVX-512F, AVX2 and FMA on this CPU.
+        Isa::Avx512 => return unsafe { softmax_rows_avx512(scores, allowed) },
+        Isa::Portable => {}
+    }
+    softmax_rows_impl::<false>(scores, allowed);
+}
+
+#[inline(always)]
+fn softmax_rows_impl<const FMA: bool>(
+    mut scores: ArrayViewMut2<'_, f32>,
+    allowed: Option<ArrayView2<'_, bool>>,
+) {
+    for (query_idx, mut row) in scores.axis_iter_mut(Axis(0)).enumerate() {
+        let allowed_row = allowed.as_ref().and_then(|a| a.row(query_idx).to_slice());
+        if let Some(row) = row.as_slice_mut() {
+            math::softmax_row_with::<FMA>(row, allowed_row);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_rows_avx2(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+    softmax_rows_impl::<true>(scores, allowed);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn softmax_rows_avx512(mut scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+    for (query_idx, mut row) in scores.axis_iter_mut(Axis(0)).enumerate() {
+        let allowed_row = allowed.as_ref().and_then(|a| a.row(query_idx).to_slice());
+        if let Some(row) = row.as_slice_mut() {
+            softmax_row_avx512(row, allowed_row);
+        }
+    }
+}
+
+/// [`math::softmax_row_with`]`::<true>` written with AVX-512 intrinsics: the same operations
+/// on the same values in the same order, so the same bits (the test below compares them). The
+/// compiler's version summed the f64 lanes two at a time in 128-bit registers, 32 instructions
+/// per 16 scores, and took a separate pass for the sum; here the sum is four 512-bit
+/// registers, filled in the pass that computes the exponentials.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn softmax_row_avx512(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
+    use std::arch::x86_64::{
+        _mm_add_pd, _mm_cvtsd_f64, _mm_unpackhi_pd, _mm256_add_pd, _mm256_castpd_ps,
+        _mm256_castpd256_pd128, _mm256_extractf128_pd, _mm512_add_pd, _mm512_castpd512_pd256,
+        _mm512_castps_pd, _mm512_castps512_ps256, _mm512_cvtps_pd, _mm512_extractf64x4_pd,
+        _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps, _mm512_max_ps,
+        _mm512_mul_ps, _mm512_reduce_max_ps, _mm512_set1_ps, _mm512_setzero_pd, _mm512_storeu_ps,
+        _mm512_sub_ps,
+    };
+    if let Some(allowed) = allowed {
+        for (x, &ok) in row.iter_mut().zip(allowed) {
+            if !ok {
+                *x = f32::NEG_INFINITY;
+            }
+        }
+    }
+    let n = row.len();
+    let whole = n / NR * NR;
+    let tail_mask: u16 = (1u32 << (n - whole)).wrapping_sub(1) as u16;
+    let at = row.as_mut_ptr();
+    // The largest element, NaN skipped: `max_ps(v, m)` is `v > m ? v : m`, as in `row_max`;
+    // a max is exact, so the order of the lanes does not matter.
+    // SAFETY (every load and store below): `i + NR <= whole <= n` for whole vectors, and the
+    // tail's accesses are masked to its `n − whole` elements.
+    let mut lanes = _mm512_set1_ps(f32::NEG_INFINITY);
+    for i in (0..whole).step_by(NR) {
+        lanes = _mm512_max_ps(unsafe { _mm512_loadu_ps(at.add(i)) }, lanes);
+    }
+    let max = row[whole..]
+        .iter()
+        .fold(_mm512_reduce_max_ps(lanes), |m, &v| m.max(v));
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return false;
+    }
+    let max_v = _mm512_set1_ps(max);
+    // The exponentials, and their sum in `math::LANES_F64` = 32 f64 lanes (four registers;
+    // lane j takes the elements at j mod 32 of the whole 32-element chunks), as `row_sum_f64`.
+    let chunked = n / math::LANES_F64 * math::LANES_F64;
+    let mut sums = [_mm512_setzero_pd(); 4];
+    // Two vectors a step, so that each register of `sums` has a fixed place (indexed by a
+    // variable, they lived on the stack and every add waited on a store).
+    for i in (0..chunked).step_by(math::LANES_F64) {
+        let e = [i, i + NR].map(|j| {
+            let e = exp_avx512(_mm512_sub_ps(unsafe { _mm512_loadu_ps(at.add(j)) }, max_v));
+            unsafe { _mm512_storeu_ps(at.add(j), e) };
+            e
+        });
+        for (half, e) in e.into_iter().enumerate() {
+            let low = _mm512_cvtps_pd(_mm512_castps512_ps256(e));
+            // The upper eight floats, through a 256-bit extract that AVX-512F has (the f32 one
+            // needs AVX-512DQ).
+            let high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
+                _mm512_castps_pd(e),
+            )));
+            sums[2 * half] = _mm512_add_pd(sums[2 * half], low);
+            sums[2 * half + 1] = _mm512_add_pd(sums[2 * half + 1], high);
+        }
+    }
+    for i in (chunked..whole).step_by(NR) {
+        let e = exp_avx512(_mm512_sub_ps(unsafe { _mm512_loadu_ps(at.add(i)) }, max_v));
+        unsafe { _mm512_storeu_ps(at.add(i), e) };
+    }
+    if whole < n {
+        let tail = unsafe { _mm512_maskz_loadu_ps(tail_mask, at.add(whole)) };
+        let e = exp_avx512(_mm512_sub_ps(tail, max_v));
+        unsafe { _mm512_mask_storeu_ps(at.add(whole), tail_mask, e) };
+    }
+    // `math::tree_sum` of the 32 lanes: lanes i += i + 16, then + 8, + 4, + 2, + 1.
+    let s16 = [
+        _mm512_add_pd(sums[0], sums[2]),
+        _mm512_add_pd(sums[1], sums[3]),
+    ];
+    let s8 = _mm512_add_pd(s16[0], s16[1]);
+    let s4 = _mm256_add_pd(_mm512_castpd512_pd256(s8), _mm512_extractf64x4_pd::<1>(s8));
+    let s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd::<1>(s4));
+    let s1 = _mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2));
+    let sum = s1 + row[chunked..].iter().map(|&v| f64::from(v)).sum::<f64>();
+    // ≥ 1 because the max contributes e^0 = 1.
+    let inv = _mm512_set1_ps((1.0 / sum) as f32);
+    for i in (0..whole).step_by(NR) {
+        unsafe { _mm512_storeu_ps(at.add(i), _mm512_mul_ps(_mm512_loadu_ps(at.add(i)), inv)) };
+    }
+    if whole < n {
+        let tail = unsafe { _mm512_maskz_loadu_ps(tail_mask, at.add(whole)) };
+        unsafe { _mm512_mask_storeu_ps(at.add(whole), tail_mask, _mm512_mul_ps(tail, inv)) };
+    }
+    true
+}
+
+/// [`math::exp_f32_with`]`::<true>` on 16 lanes: the same operations, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+fn exp_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::{
+        _CMP_GE_OQ, _mm512_add_epi32, _mm512_add_ps, _mm512_castps_si512, _mm512_castsi512_ps,
+        _mm512_cmp_ps_mask, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_maskz_mov_ps, _mm512_max_ps,
+        _mm512_min_ps, _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_slli_epi32,
+        _mm512_sub_epi32, _mm512_sub_ps,
+    };
+    let floor = _mm512_set1_ps(-87.0);
+    // `max_ps(x, c)` is `x > c ? x : c` and `min_ps(x, c)` is `x < c ? x : c`: NaN becomes −87,
+    // as in the scalar code's comparisons.
+    let xc = _mm512_min_ps(_mm512_max_ps(x, floor), _mm512_set1_ps(88.0));
+    let t = _mm512_mul_ps(xc, _mm512_set1_ps(std::f32::consts::LOG2_E));
+    let magic = _mm512_set1_ps(math::EXP_MAGIC);
+    let shifted = _mm512_add_ps(t, magic);
+    let k = _mm512_sub_ps(shifted, magic);
+    let k_int = _mm512_sub_epi32(
+        _mm512_castps_si512(shifted),
+        _mm512_set1_epi32(math::EXP_MAGIC.to_bits() as i32),
+    );
+    // fma(−k, c, x) = −(k·c) + x exactly: negation is exact.
+    let f = _mm512_fnmadd_ps(k, _mm512_set1_ps(math::LN2_HI), xc);
+    let f = _mm512_fnmadd_ps(k, _mm512_set1_ps(math::LN2_LO), f);
+    let mut p = _mm512_set1_ps(math::EXP_TAYLOR[0]);
+    for &c in &math::EXP_TAYLOR[1..] {
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+    }
+    let bits = _mm512_slli_epi32::<23>(_mm512_add_epi32(k_int, _mm512_set1_epi32(127)));
+    let r = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+    // x ≥ −87 is false for NaN and below the cut-off: exactly 0 there.
+    _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, floor), r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX-512 softmax is the scalar one's operations in intrinsics: the same bits, for
+    /// every row length around the vector and chunk sizes, with masks, NaN, ±∞ and scores far
+    /// outside exp's range.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_softmax_rows_are_bit_identical_to_the_scalar_code() {
+        if Isa::detect() < Isa::Avx512 {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let specials = [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            -200.0,
+            150.0,
+            0.0,
+            -0.0,
+        ];
+        for n in (0..70).chain([95, 96, 97, 127, 128, 129, 512, 515]) {
+            for case in 0..6 {
+                let row: Vec<f32> = (0..n)
+                    .map(|_| {
+                        let r = next();
+                        if case >= 3 && r % 17 == 0 {
+                            specials[(r >> 8) as usize % specials.len()]
+                        } else {
+                            ((r >> 11) as f32 / (1u64 << 53) as f32 - 0.5) * 40.0
+                        }
+                    })
+                    .collect();
+                let allowed: Vec<bool> = (0..n)
+                    .map(|i| case % 2 == 0 || next() % 3 != 0 || i == 0)
+                    .collect();
+                let allowed = (case % 3 == 1).then_some(&allowed[..]);
+                let mut expected = row.clone();
+                let expected_some = math::softmax_row_with::<true>(&mut expected, allowed);
+                let mut got = row.clone();
+                // SAFETY: `detect` found AVX-512F on this CPU.
+                let got_some = unsafe { softmax_row_avx512(&mut got, allowed) };
+                assert_eq!(got_some, expected_some, "n {n}, case {case}");
+                for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        e.to_bits(),
+                        "n {n}, case {case}, element {i}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}
