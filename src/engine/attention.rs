@@ -99,7 +99,7 @@ impl SelfAttention {
     ) -> (Array2<f32>, Vec<Array2<f32>>, Option<Vec<HeadTrace>>) {
         let a = self;
         let threads = threads_for(h.nrows(), opts);
-        let qkv = self.project_qkv(packed, shape, h, threads);
+        let qkv = self.project_qkv(packed, shape, h, h.nrows(), threads);
         let (q_width, kv_width) = (a.wq.ncols(), a.wk.ncols());
         let (q, rest) = qkv.view().split_at(Axis(1), q_width);
         let (k, v) = rest.split_at(Axis(1), kv_width);
@@ -159,7 +159,8 @@ impl SelfAttention {
         let mut probs = Vec::with_capacity(shape.heads);
         let mut traces = want_trace.then(Vec::new);
         for (head_idx, r) in results.into_iter().enumerate() {
-            let mut z = place_head_output(&mut concat, head_idx, dh, &r.output, opts, layer_idx);
+            let mut z =
+                place_head_output(concat.view_mut(), head_idx, dh, &r.output, opts, layer_idx);
             let head = Site::Head(layer_idx, head_idx);
             if let Some(o) = iv.override_of(head) {
                 o.write_from(from, z.view_mut());
@@ -190,12 +191,15 @@ impl SelfAttention {
         (out, probs, traces)
     }
     /// q, k and v side by side ([token, (heads + 2 · kv_heads) · d_head]), biases added and q
-    /// and k rotated for RoPE, computed per row block in one pass over the threads.
+    /// and k rotated for RoPE, computed per row block in one pass over the threads. The rows
+    /// are sequences of `seq_len` tokens one after another (a batch; one sequence when it is
+    /// `h`'s row count), each starting at position 0.
     pub(super) fn project_qkv(
         &self,
         packed: &PackedAttention,
         shape: &HeadShape,
         h: &Array2<f32>,
+        seq_len: usize,
         threads: usize,
     ) -> Array2<f32> {
         let a = self;
@@ -216,12 +220,17 @@ impl SelfAttention {
         let (mut k, _) = rest.split_at(Axis(1), kv_width);
         let dh = shape.d_head;
         if let Some(freqs) = shape.rope_frequencies() {
-            let angles = RopeAngles::new(q.nrows(), &freqs);
-            for head in 0..shape.heads {
-                angles.rotate(q.slice_mut(s![.., head * dh..(head + 1) * dh]));
-            }
-            for head in 0..shape.kv_heads {
-                angles.rotate(k.slice_mut(s![.., head * dh..(head + 1) * dh]));
+            // Every sequence of a batch starts at position 0.
+            let seq_len = seq_len.clamp(1, q.nrows().max(1));
+            let angles = RopeAngles::new(seq_len, &freqs);
+            for row0 in (0..q.nrows()).step_by(seq_len) {
+                let rows = row0..(row0 + seq_len).min(q.nrows());
+                for head in 0..shape.heads {
+                    angles.rotate(q.slice_mut(s![rows.clone(), head * dh..(head + 1) * dh]));
+                }
+                for head in 0..shape.kv_heads {
+                    angles.rotate(k.slice_mut(s![rows.clone(), head * dh..(head + 1) * dh]));
+                }
             }
         }
         qkv
@@ -231,14 +240,14 @@ impl SelfAttention {
 /// Writes head `head_idx`'s output into its columns of `concat` ([token, heads · d_head]),
 /// ablated as `opts` says for this layer, and returns those columns.
 pub(super) fn place_head_output<'a>(
-    concat: &'a mut Array2<f32>,
+    concat: ArrayViewMut2<'a, f32>,
     head_idx: usize,
     d_head: usize,
     output: &Array2<f32>,
     opts: &RunOptions,
     layer_idx: usize,
 ) -> ArrayViewMut2<'a, f32> {
-    let mut z = concat.slice_mut(s![.., head_idx * d_head..(head_idx + 1) * d_head]);
+    let mut z = concat.slice_move(s![.., head_idx * d_head..(head_idx + 1) * d_head]);
     match Ablation::find(&opts.ablations, layer_idx, head_idx) {
         Some(AblationMode::Zero) => {}
         Some(mode) => {

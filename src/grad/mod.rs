@@ -280,6 +280,23 @@ pub trait Differentiable: Send + Sync {
         opts: &RunOptions,
         attention_relevance: bool,
     ) -> Result<Gradient, GradError>;
+
+    /// T and ∂T/∂e at each of `points` (embeddings of the same `tokens`), without relevance:
+    /// the same values, bit for bit, as [`Self::gradient`] at each point. A model may run the
+    /// points through one batched pass (integrated gradients' steps); this default runs them
+    /// one by one.
+    fn gradients(
+        &self,
+        tokens: &[Token],
+        points: &[Array2<f32>],
+        target: &ResolvedTarget,
+        opts: &RunOptions,
+    ) -> Result<Vec<Gradient>, GradError> {
+        points
+            .iter()
+            .map(|p| self.gradient(tokens, p.view(), target, opts, false))
+            .collect()
+    }
 }
 
 #[cfg(test)]

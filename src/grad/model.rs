@@ -448,6 +448,74 @@ impl Differentiable for LoadedModel {
             attention_relevance: back.relevance,
         })
     }
+
+    fn gradients(
+        &self,
+        tokens: &[Token],
+        points: &[Array2<f32>],
+        target: &ResolvedTarget,
+        opts: &RunOptions,
+    ) -> Result<Vec<Gradient>, GradError> {
+        if points.len() <= 1 {
+            return points
+                .iter()
+                .map(|p| self.gradient(tokens, p.view(), target, opts, false))
+                .collect();
+        }
+        let len = tokens.len();
+        let mut xs = Vec::with_capacity(points.len());
+        let mut pres = Vec::with_capacity(points.len());
+        let mut masked = None;
+        for point in points {
+            check_rows(tokens, point.view())?;
+            let (toks, embeds, replaced) = self.masked_inputs(tokens, point.view(), target)?;
+            let (x, pre) = self.stack_input(embeds.view())?;
+            xs.push(x);
+            pres.push(pre);
+            masked = Some((toks, replaced));
+        }
+        let Some((tokens, replaced)) = masked else {
+            return Ok(Vec::new());
+        };
+        let views: Vec<ArrayView2<'_, f32>> = xs.iter().map(|x| x.view()).collect();
+        let x = ndarray::concatenate(Axis(0), &views)
+            .map_err(|e| GradError::BadTarget(format!("the points do not stack: {e}")))?;
+        drop(views);
+        drop(xs);
+        let is_pad: Vec<bool> = tokens.iter().map(Token::is_pad).collect();
+        let opts = self.grad_options(opts);
+        let (hidden, tape) = self.stack().forward_taped(x, &is_pad, &opts)?;
+        let mut d_hidden = Array2::<f32>::zeros(hidden.raw_dim());
+        let mut values = Vec::with_capacity(points.len());
+        for (i, mut d) in d_hidden.axis_chunks_iter_mut(Axis(0), len).enumerate() {
+            let rows = hidden.slice(ndarray::s![i * len..(i + 1) * len, ..]);
+            let (value, g) = self.objective(rows, target, true)?;
+            if let Some(g) = g {
+                d.assign(&g);
+            }
+            values.push(value);
+        }
+        drop(hidden);
+        let back = self.stack().backward(&tape, d_hidden, false)?;
+        drop(tape);
+        let mut out = Vec::with_capacity(points.len());
+        for ((value, pre), dx) in values
+            .into_iter()
+            .zip(&pres)
+            .zip(back.d_input.axis_chunks_iter(Axis(0), len))
+        {
+            let mut d_embeds = self.stack_input_backward(pre.as_ref(), dx.to_owned());
+            if let Some(position) = replaced {
+                d_embeds.row_mut(position).fill(0.0);
+            }
+            out.push(Gradient {
+                value,
+                d_embeds,
+                attention_relevance: None,
+            });
+        }
+        Ok(out)
+    }
 }
 
 /// One embedding row per token.

@@ -849,6 +849,103 @@ fn engine_gradients_do_not_depend_on_the_thread_count_at_49_and_97_tokens() {
     }
 }
 
+/// A batched taped pass (several sequences of the same tokens stacked, as integrated gradients
+/// runs its steps) gives each sequence the bits of a pass over it alone: hidden states and
+/// input gradients, on 1 and 2 threads, with kept and recomputed probabilities, under
+/// grouped-query RoPE with ablations and a dimension subset, and post-LN ALiBi with a window.
+#[test]
+fn batched_gradients_are_each_sequence_alone_to_the_bit() {
+    let gqa = RandomSetup {
+        seed: 21,
+        heads: 4,
+        kv_div: 2,
+        d_head: 8,
+        layers: 2,
+        placement: NormPlacement::Pre,
+        position: 1,
+        rms: true,
+        gated: true,
+        causal: true,
+        biases: true,
+    };
+    let post = RandomSetup {
+        placement: NormPlacement::Post,
+        position: 2,
+        rms: false,
+        gated: false,
+        causal: false,
+        kv_div: 1,
+        seed: 22,
+        ..gqa.clone()
+    };
+    let edits = vec![
+        Ablation {
+            layer_idx: 0,
+            head_idx: 1,
+            mode: AblationMode::Mean,
+        },
+        Ablation {
+            layer_idx: 1,
+            head_idx: 2,
+            mode: AblationMode::Zero,
+        },
+    ];
+    for (setup, spec, ablations) in [(gqa, "none", edits), (post, "window:5", Vec::new())] {
+        let t = random_transformer(&setup);
+        let d = t.d_model();
+        // 37 tokens: past the 32-token threshold alone, and not a multiple of a row strip.
+        let n = 37;
+        let mut r = Lcg(setup.seed);
+        let xs: Vec<_> = (0..3).map(|_| r.mat(n, d, 1.0)).collect();
+        let ws: Vec<_> = (0..3).map(|_| r.mat(n, d, 1.0)).collect();
+        let stack = |parts: &[Array2<f32>]| {
+            let views: Vec<_> = parts.iter().map(|m| m.view()).collect();
+            ndarray::concatenate(ndarray::Axis(0), &views).unwrap()
+        };
+        let (x, w) = (stack(&xs), stack(&ws));
+        for threads in [Some(1), None] {
+            for budget in [0, usize::MAX] {
+                let opts = RunOptions {
+                    threads,
+                    mask: MaskSpec::parse(spec).unwrap(),
+                    ablations: ablations.clone(),
+                    dims: vec![DimSubset {
+                        layer_idx: 1,
+                        head_idx: 0,
+                        dims: vec![0, 3, 5],
+                    }],
+                    ..RunOptions::default()
+                };
+                let pad = vec![false; n];
+                let (hidden, tape) = t
+                    .forward_taped_with(x.clone(), &pad, &opts, budget)
+                    .unwrap();
+                let back = t.backward(&tape, w.clone(), false).unwrap();
+                assert!(back.relevance.is_none());
+                for (i, (xi, wi)) in xs.iter().zip(&ws).enumerate() {
+                    let rows = ndarray::s![i * n..(i + 1) * n, ..];
+                    let (h1, tape1) = t
+                        .forward_taped_with(xi.clone(), &pad, &opts, budget)
+                        .unwrap();
+                    let b1 = t.backward(&tape1, wi.clone(), false).unwrap();
+                    let what =
+                        format!("{setup:?} sequence {i}, {threads:?} threads, budget {budget}");
+                    assert_eq!(hidden.slice(rows), h1, "hidden, {what}");
+                    assert_eq!(back.d_input.slice(rows), b1.d_input, "gradient, {what}");
+                }
+                // Relevance is one sequence's: a batch asks for it in vain, with an error.
+                assert!(t.backward(&tape, w.clone(), true).is_err());
+            }
+        }
+        // Rows that are not whole sequences are an error, not a panic.
+        let short = x.slice(ndarray::s![..2 * n - 1, ..]).to_owned();
+        assert!(
+            t.forward_taped(short, &vec![false; n], &RunOptions::default())
+                .is_err()
+        );
+    }
+}
+
 /// ∂T/∂e against torch autograd in float64 (tests/fixtures/saliency/make_saliency_fixtures.py):
 /// every case of the bert_mlm, gpt2 and llama references (and MiniLM's when
 /// ATTNVIZ_MINILM_DIR is set), with the target and T resolved here on the fixture's input ids.
@@ -928,6 +1025,19 @@ fn gradients_match_torch_autograd_on_the_saliency_fixtures() {
                 max_t > 0.0 && max_err <= 1e-3 * max_t,
                 "{name} {spec}: {max_err} vs {max_t}"
             );
+            // Integrated gradients' batched pass: each point's value and gradient are the bits
+            // of a pass over that point alone (positions restart per point, BERT's embedding
+            // norm and the mlm row replacement apply per point).
+            let points: Vec<_> = [1.0f32, 0.5, 0.25].iter().map(|a| &e * *a).collect();
+            let batched = model.gradients(&tokens, &points, &target, &opts).unwrap();
+            assert_eq!(batched.len(), 3);
+            for (point, got) in points.iter().zip(&batched) {
+                let alone = model
+                    .gradient(&tokens, point.view(), &target, &opts, false)
+                    .unwrap();
+                assert_eq!(got.value.to_bits(), alone.value.to_bits(), "{name} {spec}");
+                assert_eq!(got.d_embeds, alone.d_embeds, "{name} {spec}");
+            }
         }
     }
 }

@@ -14,9 +14,13 @@ use crate::engine::transformer::Transformer;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2, CowArray, Ix2, s};
 
 /// Every head's output side by side ([token, heads · d_head]), ablated as the options say: what the
-/// output projection of [`crate::engine::SelfAttention::forward`] multiplies.
+/// output projection of [`crate::engine::SelfAttention::forward`] multiplies. The rows are
+/// sequences of `seq_len` tokens (see [`Transformer::forward_taped_with`]); each sequence's
+/// heads run on its own rows, and the probabilities come sequence by sequence, heads in order.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn head_outputs(
     qkv: &Array2<f32>,
+    seq_len: usize,
     shape: &HeadShape,
     layer_idx: usize,
     allowed: Option<&Array2<bool>>,
@@ -29,14 +33,16 @@ pub(super) fn head_outputs(
     let group = shape.heads / shape.kv_heads;
     let factor = opts.scale_factor(dh);
     let slopes = shape.alibi_slopes();
-    let results = parallel_map(shape.heads, threads, &|head_idx| {
+    let tasks = qkv.nrows() / seq_len * shape.heads;
+    let results = parallel_map(tasks, threads, &|task| {
+        let (rows, head_idx) = task_rows(task, seq_len, shape.heads);
         let kv = head_idx / group;
         let k0 = q_width + kv * dh;
         let v0 = q_width + kv_width + kv * dh;
         run_head(
-            qkv.slice(s![.., head_idx * dh..(head_idx + 1) * dh]),
-            qkv.slice(s![.., k0..k0 + dh]),
-            qkv.slice(s![.., v0..v0 + dh]),
+            qkv.slice(s![rows.clone(), head_idx * dh..(head_idx + 1) * dh]),
+            qkv.slice(s![rows.clone(), k0..k0 + dh]),
+            qkv.slice(s![rows, v0..v0 + dh]),
             HeadParams {
                 factor,
                 keep: kept_dims(opts, layer_idx, head_idx),
@@ -53,13 +59,22 @@ pub(super) fn head_outputs(
     });
     let mut concat = Array2::<f32>::zeros((qkv.nrows(), q_width));
     let mut probs = Vec::new();
-    for (head_idx, r) in results.into_iter().enumerate() {
-        place_head_output(&mut concat, head_idx, dh, &r.output, opts, layer_idx);
+    for (task, r) in results.into_iter().enumerate() {
+        let (rows, head_idx) = task_rows(task, seq_len, shape.heads);
+        let sequence = concat.slice_mut(s![rows, ..]);
+        place_head_output(sequence, head_idx, dh, &r.output, opts, layer_idx);
         if keep_probs {
             probs.push(r.probs);
         }
     }
     (concat, probs)
+}
+
+/// Task `task` of a batched layer's head work (sequence-major, heads in order): the rows of
+/// its sequence and its head.
+fn task_rows(task: usize, seq_len: usize, heads: usize) -> (std::ops::Range<usize>, usize) {
+    let sequence = task / heads;
+    (sequence * seq_len..(sequence + 1) * seq_len, task % heads)
 }
 
 /// The `--dims` subset of one head, if any.
@@ -97,13 +112,16 @@ pub(super) fn attention_backward(
         simd::matmul(rows, &tb.wo, block.view_mut(), false);
     });
     let qkv = &lt.qkv;
-    let results = parallel_map(shape.heads, threads, &|head_idx| {
+    let seq_len = tape.seq_len;
+    let tasks = n / seq_len * shape.heads;
+    let results = parallel_map(tasks, threads, &|task| {
+        let (rows, head_idx) = task_rows(task, seq_len, shape.heads);
         let kv = head_idx / group;
         let k0 = q_width + kv * dh;
         let v0 = q_width + kv_width + kv * dh;
         // The adjoint of the ablation: zero passes nothing back; the mean passes every row
         // the mean of the rows' gradients (each output row is 1/N of every input row).
-        let d_head = d_concat.slice(s![.., head_idx * dh..(head_idx + 1) * dh]);
+        let d_head = d_concat.slice(s![rows.clone(), head_idx * dh..(head_idx + 1) * dh]);
         let d_head: Option<CowArray<'_, f32, Ix2>> =
             match Ablation::find(&opts.ablations, layer_idx, head_idx) {
                 None => Some(d_head.into()),
@@ -115,10 +133,10 @@ pub(super) fn attention_backward(
                 }
             };
         head_backward(
-            lt.probs.get(head_idx).map(|p| p.view()),
-            qkv.slice(s![.., head_idx * dh..(head_idx + 1) * dh]),
-            qkv.slice(s![.., k0..k0 + dh]),
-            qkv.slice(s![.., v0..v0 + dh]),
+            lt.probs.get(task).map(|p| p.view()),
+            qkv.slice(s![rows.clone(), head_idx * dh..(head_idx + 1) * dh]),
+            qkv.slice(s![rows.clone(), k0..k0 + dh]),
+            qkv.slice(s![rows, v0..v0 + dh]),
             d_head.as_ref().map(|d| d.view()),
             &HeadParams {
                 factor,
@@ -137,20 +155,22 @@ pub(super) fn attention_backward(
     });
     drop(d_concat);
     let mut d_qkv = Array2::<f32>::zeros(qkv.raw_dim());
-    let mut map = relevance.then(|| Array2::<f32>::zeros((n, n)));
+    // One sequence's map (the backward pass asks for it only then).
+    let mut map = relevance.then(|| Array2::<f32>::zeros((seq_len, seq_len)));
     // Heads in order: a key/value head's gradient is the sum over its query heads, always
     // added in the same order.
-    for (head_idx, r) in results.into_iter().enumerate() {
+    for (task, r) in results.into_iter().enumerate() {
         let Some(r) = r else { continue };
+        let (rows, head_idx) = task_rows(task, seq_len, shape.heads);
         let kv = head_idx / group;
         d_qkv
-            .slice_mut(s![.., head_idx * dh..(head_idx + 1) * dh])
+            .slice_mut(s![rows.clone(), head_idx * dh..(head_idx + 1) * dh])
             .assign(&r.dq);
         let k0 = q_width + kv * dh;
         let v0 = q_width + kv_width + kv * dh;
-        let mut dk = d_qkv.slice_mut(s![.., k0..k0 + dh]);
+        let mut dk = d_qkv.slice_mut(s![rows.clone(), k0..k0 + dh]);
         dk += &r.dk;
-        let mut dv = d_qkv.slice_mut(s![.., v0..v0 + dh]);
+        let mut dv = d_qkv.slice_mut(s![rows, v0..v0 + dh]);
         dv += &r.dv;
         if let (Some(map), Some(rel)) = (map.as_mut(), r.relevance) {
             *map += &rel;
@@ -160,13 +180,16 @@ pub(super) fn attention_backward(
         *map /= shape.heads as f32;
     }
     if let Some(freqs) = shape.rope_frequencies() {
-        let angles = RopeAngles::new(d_qkv.nrows(), &freqs);
-        for head in 0..shape.heads {
-            angles.unrotate(d_qkv.slice_mut(s![.., head * dh..(head + 1) * dh]));
-        }
-        for head in 0..shape.kv_heads {
-            let k0 = q_width + head * dh;
-            angles.unrotate(d_qkv.slice_mut(s![.., k0..k0 + dh]));
+        let angles = RopeAngles::new(seq_len, &freqs);
+        for row0 in (0..n).step_by(seq_len) {
+            let rows = row0..row0 + seq_len;
+            for head in 0..shape.heads {
+                angles.unrotate(d_qkv.slice_mut(s![rows.clone(), head * dh..(head + 1) * dh]));
+            }
+            for head in 0..shape.kv_heads {
+                let k0 = q_width + head * dh;
+                angles.unrotate(d_qkv.slice_mut(s![rows.clone(), k0..k0 + dh]));
+            }
         }
     }
     let mut d_in = Array2::<f32>::zeros((n, model.d_model()));

@@ -67,6 +67,8 @@ pub struct Tape {
     allowed: Option<Array2<bool>>,
     opts: RunOptions,
     threads: usize,
+    /// Tokens per sequence: the rows are `rows / seq_len` sequences one after another.
+    seq_len: usize,
 }
 
 /// The result of a backward pass.
@@ -93,7 +95,43 @@ impl Transformer {
         self.forward_taped_with(x, is_pad, opts, PROBS_BUDGET)
     }
 
-    /// [`Transformer::forward_taped`] keeping the probabilities only when all of them fit in
+    /// The bytes the tape of one sequence of `tokens` tokens holds (with its probabilities
+    /// when they fit in [`PROBS_BUDGET`]): what each more sequence of a batched pass adds.
+    pub fn tape_bytes(&self, tokens: usize) -> u64 {
+        let (n, d) = (tokens as u64, self.d_model() as u64);
+        let qkv = ((self.heads() + 2 * self.kv_heads()) * self.d_head()) as u64;
+        let post = if self.placement() == NormPlacement::Post {
+            2 * d
+        } else {
+            0
+        };
+        let per_token: u64 = self
+            .blocks()
+            .iter()
+            .map(|b| {
+                let ff = b.mlp.w_in.ncols() as u64;
+                let gate = b.mlp.w_gate.as_ref().map_or(0, |_| ff);
+                2 * d + qkv + ff + gate + post
+            })
+            .sum::<u64>()
+            .saturating_add(d);
+        let probs = (self.blocks().len() * self.heads()) as u64 * n.saturating_mul(n) * 4;
+        let probs = if probs <= PROBS_BUDGET as u64 {
+            probs
+        } else {
+            0
+        };
+        n.saturating_mul(per_token)
+            .saturating_mul(4)
+            .saturating_add(probs)
+    }
+
+    /// [`Transformer::forward_taped`], over a batch when `x` holds `x.nrows() / is_pad.len()`
+    /// sequences of the same tokens one after another (integrated gradients' points), every one
+    /// masked alike. The row-wise work (norms, projections, the MLP) runs on all rows at once,
+    /// so each weight is read once per batch instead of once per sequence; attention runs per
+    /// sequence and head. Each row's values are the same bits as in a pass over its sequence
+    /// alone. The probabilities are kept only when all of them, for every sequence, fit in
     /// `probs_budget` bytes (0: never, so the backward pass recomputes them).
     pub fn forward_taped_with(
         &self,
@@ -102,10 +140,17 @@ impl Transformer {
         opts: &RunOptions,
         probs_budget: usize,
     ) -> Result<(Array2<f32>, Tape), EngineError> {
-        let len = x.nrows();
-        if len == 0 {
+        let len = is_pad.len();
+        if len == 0 || x.nrows() == 0 {
             return Err(EngineError::NoTokens);
         }
+        if !x.nrows().is_multiple_of(len) {
+            return Err(EngineError::BadWeights(format!(
+                "{} embedding rows are not whole sequences of {len} tokens",
+                x.nrows()
+            )));
+        }
+        let sequences = x.nrows() / len;
         if x.ncols() != self.d_model() {
             return Err(EngineError::BadWeights(format!(
                 "embeddings have width {}, expected {}",
@@ -120,12 +165,13 @@ impl Transformer {
             )));
         }
         let allowed = self.applied_mask(opts, len).allowed(len, is_pad)?;
-        let threads = threads_for(len, opts);
+        let threads = threads_for(x.nrows(), opts);
         let shape = self.head_shape(opts);
         let placement = self.placement();
         let probs_bytes = self
             .blocks()
             .len()
+            .saturating_mul(sequences)
             .saturating_mul(shape.heads)
             .saturating_mul(len.saturating_mul(len))
             .saturating_mul(std::mem::size_of::<f32>());
@@ -141,11 +187,13 @@ impl Transformer {
                 let h1 = (placement == NormPlacement::Pre)
                     .then(|| normalized(&x_in, &block.attention_norm, threads));
                 let attn_in = h1.as_ref().unwrap_or(&x_in);
-                let qkv = block
-                    .attention
-                    .project_qkv(&packed.attention, &shape, attn_in, threads);
+                let qkv =
+                    block
+                        .attention
+                        .project_qkv(&packed.attention, &shape, attn_in, len, threads);
                 let (concat, probs) = head_outputs(
                     &qkv,
+                    len,
                     &shape,
                     layer_idx,
                     allowed.as_ref(),
@@ -223,13 +271,16 @@ impl Transformer {
                 allowed,
                 opts: opts.clone(),
                 threads,
+                seq_len: len,
             },
         ))
     }
 
     /// The gradient with respect to the input of the forward pass that wrote `tape`, given
     /// `d_hidden` = ∂T/∂(final hidden states) (shape [token, d_model]). With `relevance`, also
-    /// every layer's mean over heads of max(0, ∂T/∂A ⊙ A), reduced layer by layer.
+    /// every layer's mean over heads of max(0, ∂T/∂A ⊙ A), reduced layer by layer (one
+    /// sequence only). After a batched pass (see [`Transformer::forward_taped_with`])
+    /// `d_hidden` holds every sequence's rows, and so does the gradient.
     pub fn backward(
         &self,
         tape: &Tape,
@@ -237,6 +288,11 @@ impl Transformer {
         relevance: bool,
     ) -> Result<Backward, EngineError> {
         let len = tape.layers.first().map_or(0, |l| l.x_in.nrows());
+        if relevance && len != tape.seq_len {
+            return Err(EngineError::Unsupported(
+                "attention relevance is computed for one sequence at a time".into(),
+            ));
+        }
         if d_hidden.dim() != (len, self.d_model()) || tape.layers.len() != self.blocks().len() {
             return Err(EngineError::BadWeights(format!(
                 "the gradient has shape {:?}, but the tape holds {len} tokens of width {}",
