@@ -108,6 +108,13 @@ fn attribution(c: &mut Criterion) {
                             &opts,
                             Baseline::Zero,
                             32,
+                            attnviz::pipeline::point_batches(
+                                &model,
+                                toks.len(),
+                                32,
+                                &opts,
+                                attnviz::pipeline::default_memory_budget(),
+                            ),
                             &mut |_| true,
                         )
                         .expect("IG")

@@ -161,6 +161,13 @@ fn saliency(c: &mut Criterion) {
                         &opts,
                         Baseline::Zero,
                         32,
+                        attnviz::pipeline::point_batches(
+                            &case.model,
+                            toks.len(),
+                            32,
+                            &opts,
+                            attnviz::pipeline::default_memory_budget(),
+                        ),
                         &mut |_| true,
                     )
                     .expect("IG")

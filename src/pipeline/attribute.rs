@@ -88,7 +88,9 @@ pub fn attribute(
     }
     let extra = req.generate.unwrap_or(0);
     let mut tokens = super::input_tokens(model, input, extra)?;
-    check_size(model, input, opts, &tokens, extra)?;
+    let needs = check_size(model, input, opts, &tokens, extra)?;
+    // What integrated gradients' points in flight may add beyond the one counted.
+    let spare = input.memory_budget.saturating_sub(needs);
     if !progress(0.0) {
         return Err(PipelineError::Cancelled);
     }
@@ -113,7 +115,7 @@ pub fn attribute(
         None => None,
     };
     match req.generate {
-        Some(k) => generate(model, tokens, opts, req, k, progress),
+        Some(k) => generate(model, tokens, opts, req, k, spare, progress),
         None => {
             let mut target = diff
                 .resolve_target(&tokens, &req.target, text_b.as_deref(), opts)
@@ -121,7 +123,7 @@ pub fn attribute(
             if target.kind == TargetKind::Similarity {
                 target.text_b.clone_from(&req.text_b);
             }
-            let one = score_tokens(model, &tokens, &target, opts, req, progress)?;
+            let one = score_tokens(model, &tokens, &target, opts, req, spare, progress)?;
             let style = model.vocab_style();
             let (scores, labels, words) = match req.aggregate {
                 attribution::Aggregate::Token => (
@@ -155,14 +157,14 @@ pub fn attribute(
 
 /// The memory budget of attributing `tokens` plus `extra` generated ones: a backward pass
 /// keeps about three times the forward's activations and the maps, plus the transposed copy
-/// of the weights it packs.
+/// of the weights it packs. Returns the bytes it counted.
 fn check_size(
     model: &LoadedModel,
     input: &RunInput,
     opts: &RunOptions,
     tokens: &[Token],
     extra: usize,
-) -> Result<(), PipelineError> {
+) -> Result<u64, PipelineError> {
     let with_maps = RunOptions {
         keep_maps: true,
         ..opts.clone()
@@ -189,13 +191,30 @@ struct Scored {
     gap: Option<f64>,
 }
 
+/// How integrated gradients batches `steps` points of `tokens` tokens on `model` under
+/// `opts`, when the points in flight may hold `spare` bytes beyond the first (see
+/// [`attribution::PointBatches::decide`]): the one place it is decided.
+pub fn point_batches(
+    model: &LoadedModel,
+    tokens: usize,
+    steps: usize,
+    opts: &RunOptions,
+    spare: u64,
+) -> attribution::PointBatches {
+    let point = model.model().transformer().tape_bytes(tokens);
+    let threads = opts.threads.unwrap_or_else(crate::engine::pool_threads);
+    attribution::PointBatches::decide(tokens, steps, threads, point, point.saturating_add(spare))
+}
+
 /// Runs `req.method` on `tokens` for the resolved `target`.
+#[allow(clippy::too_many_arguments)]
 fn score_tokens(
     model: &LoadedModel,
     tokens: &[Token],
     target: &ResolvedTarget,
     opts: &RunOptions,
     req: &AttributeRequest,
+    spare: u64,
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Scored, PipelineError> {
     let diff = differentiable(model);
@@ -218,8 +237,9 @@ fn score_tokens(
         Method::IntegratedGradients => {
             let steps = req.steps.unwrap_or(attribution::DEFAULT_STEPS);
             let baseline = req.baseline.unwrap_or_default();
+            let batches = point_batches(model, tokens.len(), steps, opts, spare);
             let ig = attribution::integrated_gradients(
-                diff, &name, tokens, target, opts, baseline, steps, progress,
+                diff, &name, tokens, target, opts, baseline, steps, batches, progress,
             )
             .map_err(lift)?;
             Scored {
@@ -274,6 +294,7 @@ fn generate(
     opts: &RunOptions,
     req: &AttributeRequest,
     k: usize,
+    spare: u64,
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<Attribution, PipelineError> {
     let diff = differentiable(model);
@@ -321,7 +342,7 @@ fn generate(
             0.1 + 0.9 * (step + 1) as f32 / k as f32,
         );
         let mut sub = |f: f32| progress(lo + (hi - lo) * f.clamp(0.0, 1.0));
-        let scored = score_tokens(model, prefix, target, opts, req, &mut sub)?;
+        let scored = score_tokens(model, prefix, target, opts, req, spare, &mut sub)?;
         let mut row: Vec<Option<f32>> = scored.scores.iter().map(|&s| Some(s)).collect();
         row.resize(total, None);
         rows.push(row);

@@ -20,7 +20,7 @@ pub mod patching;
 mod probe;
 mod teach;
 
-pub use attribute::{attribute, supported_targets};
+pub use attribute::{attribute, point_batches, supported_targets};
 pub(crate) use error::in_file;
 pub use error::{OptionMisfit, PipelineError, RunSetting, TextRole, too_long_text};
 pub use explain::explain;
@@ -367,7 +367,7 @@ fn check_budget(
     len: usize,
     factor: u64,
 ) -> Result<(), PipelineError> {
-    check_budget_plus(model, input, opts, len, factor, 0)
+    check_budget_plus(model, input, opts, len, factor, 0).map(|_| ())
 }
 
 /// [`check_budget`] with `extra` bytes the run also needs (the backward's weight copies).
@@ -378,7 +378,7 @@ fn check_budget_plus(
     len: usize,
     factor: u64,
     extra: u64,
-) -> Result<(), PipelineError> {
+) -> Result<u64, PipelineError> {
     let needs = estimate_run_bytes(&model.info(), len, opts)
         .saturating_mul(factor)
         .saturating_add(extra);
@@ -390,7 +390,7 @@ fn check_budget_plus(
             file: input.file.clone(),
         });
     }
-    Ok(())
+    Ok(needs)
 }
 
 /// Refuses options that do not fit `info` (a dimension subset of a head or a dimension that

@@ -95,10 +95,88 @@ fn baseline_embeddings(
     Ok(out)
 }
 
+/// How integrated gradients sends its points through the engine: `stacked` points in one
+/// pass (their rows one after another, see [`Differentiable::gradients`]) and `side_by_side`
+/// such passes at once, each on one thread. The scores are the same bits whatever the choice:
+/// every point's gradient is, and they are added in step order.
+///
+/// Measured on SmolLM2-135M, 32 steps, on a 2-core Xeon (AVX-512): at 16 tokens, 8 points
+/// stacked took 1.7–1.9 s against 4.1 s one by one (products 16 rows tall waste most of the
+/// kernel, and a 16-token pass runs on one thread); at 128 tokens stacking gained nothing
+/// (11.0–12.6 s against 11.0–12.0: a 128-row product already runs the kernel near its peak),
+/// but two points side by side, one per thread, took 9.8–10.8 s against 11.4–11.5, because
+/// neither thread then waits for the other between the pass's ~600 parallel steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointBatches {
+    /// Points per pass.
+    pub stacked: usize,
+    /// Passes at once, each on one thread.
+    pub side_by_side: usize,
+}
+
+impl PointBatches {
+    /// One point at a time, on every thread the engine gives a pass.
+    pub const ONE: Self = Self {
+        stacked: 1,
+        side_by_side: 1,
+    };
+
+    /// Rows a stacked pass aims for: below it the products are too short for the kernel.
+    pub const STACK_ROWS: usize = 128;
+    /// The most points one pass stacks.
+    pub const MAX_STACKED: usize = 8;
+
+    /// The batches for `steps` points of `tokens` tokens, with `threads` threads, when each
+    /// point's pass holds `point_bytes` (its tape) and the points in flight may hold `memory`
+    /// bytes together: points stacked up to [`Self::STACK_ROWS`] rows, then one pass per
+    /// thread while there are passes enough for every thread. Memory lowers the passes side by
+    /// side first, then the points stacked; one point always runs.
+    pub fn decide(
+        tokens: usize,
+        steps: usize,
+        threads: usize,
+        point_bytes: u64,
+        memory: u64,
+    ) -> Self {
+        let steps = steps.max(1);
+        let mut stacked = (Self::STACK_ROWS / tokens.max(1)).clamp(1, Self::MAX_STACKED.min(steps));
+        let passes = steps.div_ceil(stacked);
+        let mut side_by_side = if threads > 1 && passes >= threads {
+            threads
+        } else {
+            1
+        };
+        let fits = |stacked: usize, side: usize| {
+            (stacked * side) as u64 * point_bytes <= memory.max(point_bytes)
+        };
+        while side_by_side > 1 && !fits(stacked, side_by_side) {
+            side_by_side -= 1;
+        }
+        while stacked > 1 && !fits(stacked, side_by_side) {
+            stacked -= 1;
+        }
+        Self {
+            stacked,
+            side_by_side,
+        }
+    }
+}
+
+impl std::fmt::Display for PointBatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} point(s) per pass, {} pass(es) at once",
+            self.stacked, self.side_by_side
+        )
+    }
+}
+
 /// Integrated gradients from `baseline` with `steps` steps (right Riemann sum):
 /// s_i = Σ_d (e_{i,d} − b_{i,d}) · (1/m) Σ_{k=1..m} ∂T/∂e_{i,d} at b + (k/m)(e − b).
-/// Every token's row is replaced by the baseline, special tokens included. `progress` gets the
-/// fraction done after each step; returning false cancels.
+/// Every token's row is replaced by the baseline, special tokens included. The points run in
+/// `batches`. `progress` gets the fraction done after each round of batches; returning false
+/// cancels.
 #[allow(clippy::too_many_arguments)]
 pub fn integrated_gradients(
     model: &dyn Differentiable,
@@ -108,6 +186,7 @@ pub fn integrated_gradients(
     opts: &RunOptions,
     baseline: Baseline,
     steps: usize,
+    batches: PointBatches,
     progress: &mut dyn FnMut(f32) -> bool,
 ) -> Result<IntegratedGradients, AttributionError> {
     let steps = steps.max(1);
@@ -115,12 +194,31 @@ pub fn integrated_gradients(
     let base = baseline_embeddings(model, &embeds, baseline, model_name)?;
     let delta = &embeds - &base;
     let mut total = Array2::<f64>::zeros(embeds.raw_dim());
-    for k in 1..=steps {
-        let alpha = k as f32 / steps as f32;
-        let point = &base + &(&delta * alpha);
-        let g = model.gradient(tokens, point.view(), target, opts, false)?;
-        total.zip_mut_with(&g.d_embeds, |t, &v| *t += f64::from(v));
-        if !progress(k as f32 / steps as f32) {
+    let (stacked, side_by_side) = (batches.stacked.max(1), batches.side_by_side.max(1));
+    // Side by side, each pass gets one thread (the same bits as on many).
+    let one_thread = RunOptions {
+        threads: Some(1),
+        ..opts.clone()
+    };
+    let pass_opts = if side_by_side > 1 { &one_thread } else { opts };
+    let mut done = 0;
+    while done < steps {
+        let round = (stacked * side_by_side).min(steps - done);
+        let points: Vec<Array2<f32>> = (done + 1..=done + round)
+            .map(|k| &base + &(&delta * (k as f32 / steps as f32)))
+            .collect();
+        let passes: Vec<&[Array2<f32>]> = points.chunks(stacked).collect();
+        let results = crate::engine::parallel_map(passes.len(), side_by_side, &|i| {
+            model.gradients(tokens, passes[i], target, pass_opts)
+        });
+        // Added in step order, whatever the batches: the sum's bits do not depend on them.
+        for pass in results {
+            for g in pass? {
+                total.zip_mut_with(&g.d_embeds, |t, &v| *t += f64::from(v));
+            }
+        }
+        done += round;
+        if !progress(done as f32 / steps as f32) {
             return Err(AttributionError::Cancelled);
         }
     }

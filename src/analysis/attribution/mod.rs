@@ -18,7 +18,8 @@ mod words;
 
 pub use export::{to_csv, to_json};
 pub use gradient::{
-    IntegratedGradients, attention_gradient, gradient, input_x_gradient, integrated_gradients,
+    IntegratedGradients, PointBatches, attention_gradient, gradient, input_x_gradient,
+    integrated_gradients,
 };
 pub use maps::{attention, rollout};
 pub use occlusion::occlusion;

@@ -159,6 +159,7 @@ fn integrated_gradients_match_the_right_riemann_sum_exactly() {
         &opts,
         Baseline::Zero,
         4,
+        PointBatches::ONE,
         &mut |f| {
             calls.push(f);
             true
@@ -185,6 +186,7 @@ fn integrated_gradients_match_the_right_riemann_sum_exactly() {
         &opts,
         Baseline::Mask,
         4,
+        PointBatches::ONE,
         &mut |_| true,
     )
     .unwrap();
@@ -203,10 +205,72 @@ fn integrated_gradients_match_the_right_riemann_sum_exactly() {
         &opts,
         Baseline::Zero,
         64,
+        PointBatches::ONE,
         &mut |_| true,
     )
     .unwrap();
     assert!((ig.completeness_gap - 1.0 / 64.0).abs() < 1e-5, "{ig:?}");
+}
+
+#[test]
+fn integrated_gradients_are_the_same_bits_in_any_batches() {
+    let m = toy();
+    let t = target(TargetKind::Logprob, Some(2));
+    let opts = RunOptions::default();
+    let run = |batches: PointBatches| {
+        let mut calls = Vec::new();
+        let ig = integrated_gradients(
+            &m,
+            "toy",
+            &tokens(&ABC),
+            &t,
+            &opts,
+            Baseline::Mask,
+            7,
+            batches,
+            &mut |f| {
+                calls.push(f);
+                true
+            },
+        )
+        .unwrap();
+        (ig, calls)
+    };
+    let (one, calls) = run(PointBatches::ONE);
+    assert_eq!(calls.len(), 7);
+    for (stacked, side_by_side, rounds) in [(2, 1, 4), (3, 2, 2), (8, 1, 1), (1, 2, 4)] {
+        let (ig, calls) = run(PointBatches {
+            stacked,
+            side_by_side,
+        });
+        assert_eq!(ig, one, "{stacked} stacked, {side_by_side} side by side");
+        // Progress after each round of stacked × side-by-side points, the last one short.
+        assert_eq!(calls.len(), rounds);
+        assert_eq!(calls.last(), Some(&1.0));
+    }
+}
+
+#[test]
+fn point_batches_stack_short_inputs_and_spread_passes_over_threads() {
+    let mb = 1u64 << 20;
+    let decide = |tokens, steps, threads, memory| {
+        let b = PointBatches::decide(tokens, steps, threads, 100 * mb, memory);
+        (b.stacked, b.side_by_side)
+    };
+    // 128 / 16 = 8 points stacked; 32 steps make 4 passes, two at a time on 2 threads.
+    assert_eq!(decide(16, 32, 2, u64::MAX), (8, 2));
+    // 128 / 48 = 2 stacked; at 128 tokens and above, one point per pass.
+    assert_eq!(decide(48, 32, 2, u64::MAX), (2, 2));
+    assert_eq!(decide(128, 32, 2, u64::MAX), (1, 2));
+    assert_eq!(decide(2000, 32, 4, u64::MAX), (1, 4));
+    // Never more stacked than steps; one pass is not split over threads.
+    assert_eq!(decide(4, 3, 2, u64::MAX), (3, 1));
+    assert_eq!(decide(128, 32, 1, u64::MAX), (1, 1));
+    // Memory for 5 points of 100 MB: side by side goes first (8 × 2 → 8 × 1 = 800 MB, still
+    // too much), then the stack (5 × 1 = 500 MB).
+    assert_eq!(decide(16, 32, 2, 500 * mb), (5, 1));
+    // Too little for even one: one point still runs.
+    assert_eq!(decide(16, 32, 2, 0), (1, 1));
 }
 
 #[test]
@@ -222,6 +286,7 @@ fn a_missing_baseline_token_and_cancelling_are_errors() {
         &opts,
         Baseline::Pad,
         4,
+        PointBatches::ONE,
         &mut |_| true,
     )
     .unwrap_err()
@@ -238,6 +303,7 @@ fn a_missing_baseline_token_and_cancelling_are_errors() {
         &opts,
         Baseline::Zero,
         4,
+        PointBatches::ONE,
         &mut |f| f < 0.5,
     )
     .unwrap_err();
