@@ -434,6 +434,18 @@ fn pack_strips<const MR: usize>(
     dst: &mut [f32],
 ) {
     for (strip_idx, strip) in dst.chunks_exact_mut(MR * kc).enumerate() {
+        let rows = a_rows.get(strip_idx * MR..).unwrap_or(&[]);
+        // Rows that are columns of a matrix (a transposed view: a head's probabilities in its
+        // backward pass) hold a strip's MR values of one column side by side in memory: read
+        // them column by column, not row by row down the strides.
+        if rows.len() >= MR && rows[..MR].iter().all(|r| r.as_slice().is_none()) {
+            for p in 0..kc {
+                for (i, row) in rows[..MR].iter().enumerate() {
+                    strip[p * MR + i] = row[pc + p];
+                }
+            }
+            continue;
+        }
         for i in 0..MR {
             match a_rows.get(strip_idx * MR + i) {
                 None => {
@@ -674,5 +686,17 @@ mod tests {
             .fold(0.0f32, |e, v| e.max(v.abs()));
         assert!(err < 1e-4, "{err}");
         assert!(wide.slice(s![.., 25..]).iter().all(|&v| v == 0.0));
+        // A transposed left operand packs the same values as its contiguous copy, past KC and
+        // with a partial last strip: the same bits.
+        for (rows, depth) in [(17, 400), (16, 40), (3, 9)] {
+            let a = filled(depth, rows, 5);
+            let packed = PackedMatrix::pack(filled(depth, 33, 6).view());
+            let mut strided = Array2::<f32>::zeros((rows, 33));
+            super::super::simd::matmul(a.t(), &packed, strided.view_mut(), false);
+            let mut copied = Array2::<f32>::zeros((rows, 33));
+            let contiguous = a.t().to_owned();
+            super::super::simd::matmul(contiguous.view(), &packed, copied.view_mut(), false);
+            assert_eq!(strided, copied, "{rows}x{depth}");
+        }
     }
 }
