@@ -43,6 +43,32 @@ impl Norm {
     }
 }
 
+/// Σ term(i) over 0..n in eight partial sums (lane i mod 8) added in a fixed order at the end:
+/// eight independent chains of f64 additions instead of one (the one chain made the norms'
+/// adjoints 4.4 % of MiniLM's gradient), and the same result on any thread count.
+#[inline(always)]
+pub(super) fn sum_lanes(n: usize, term: impl Fn(usize) -> f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let full = n - n % 8;
+    for i in (0..full).step_by(8) {
+        for (lane, a) in acc.iter_mut().enumerate() {
+            *a += term(i + lane);
+        }
+    }
+    for (lane, i) in (full..n).enumerate() {
+        acc[lane] += term(i);
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
+/// A row as a slice, copied only in the unusual case of a strided one.
+pub(super) fn slice<'a>(v: ndarray::ArrayView1<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
+    match v.to_slice() {
+        Some(s) => s.into(),
+        None => v.to_vec().into(),
+    }
+}
+
 /// One row of [`norm_backward`], in f64.
 fn norm_backward_row(
     norm: &Norm,
@@ -50,45 +76,34 @@ fn norm_backward_row(
     dy: ndarray::ArrayView1<'_, f32>,
     mut dx: ndarray::ArrayViewMut1<'_, f32>,
 ) {
-    let n = x.len() as f64;
+    let gamma = match norm {
+        Norm::LayerNorm { gamma, .. } | Norm::RmsNorm { gamma, .. } => gamma.view(),
+    };
+    let (x, dy, gamma) = (slice(x), slice(dy), slice(gamma));
+    let len = x.len().min(dy.len()).min(dx.len()).min(gamma.len());
+    let (x, dy, gamma) = (&x[..len], &dy[..len], &gamma[..len]);
+    let nf = len as f64;
+    let g = |i: usize| f64::from(dy[i]) * f64::from(gamma[i]);
     match norm {
-        Norm::LayerNorm { gamma, eps, .. } => {
+        Norm::LayerNorm { eps, .. } => {
             // y = x̂·γ + β with x̂ = (x − μ)·r: dx = r·(g − mean(g) − x̂·mean(g·x̂)), g = dy·γ.
-            let mean = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-            let var = x
-                .iter()
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum::<f64>()
-                / n;
+            let mean = sum_lanes(len, |i| f64::from(x[i])) / nf;
+            let var = sum_lanes(len, |i| (f64::from(x[i]) - mean).powi(2)) / nf;
             let r = 1.0 / (var + f64::from(*eps)).sqrt();
-            let (mut mean_g, mut mean_gx) = (0.0, 0.0);
-            for ((&v, &d), &g) in x.iter().zip(dy).zip(gamma) {
-                let g = f64::from(d) * f64::from(g);
-                mean_g += g;
-                mean_gx += g * (f64::from(v) - mean) * r;
-            }
-            mean_g /= n;
-            mean_gx /= n;
-            for (((out, &v), &d), &g) in dx.iter_mut().zip(x).zip(dy).zip(gamma) {
-                let g = f64::from(d) * f64::from(g);
-                let xhat = (f64::from(v) - mean) * r;
-                *out = (r * (g - mean_g - xhat * mean_gx)) as f32;
+            let mean_g = sum_lanes(len, g) / nf;
+            let mean_gx = sum_lanes(len, |i| g(i) * (f64::from(x[i]) - mean) * r) / nf;
+            for (i, out) in dx.iter_mut().take(len).enumerate() {
+                let xhat = (f64::from(x[i]) - mean) * r;
+                *out = (r * (g(i) - mean_g - xhat * mean_gx)) as f32;
             }
         }
-        Norm::RmsNorm { gamma, eps } => {
+        Norm::RmsNorm { eps, .. } => {
             // y = x·r·γ with r = (mean(x²) + ε)^−½: dx = r·g − x·r³·mean(g·x), g = dy·γ.
-            let ms = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / n;
+            let ms = sum_lanes(len, |i| f64::from(x[i]).powi(2)) / nf;
             let r = 1.0 / (ms + f64::from(*eps)).sqrt();
-            let mean_gx = x
-                .iter()
-                .zip(dy)
-                .zip(gamma)
-                .map(|((&v, &d), &g)| f64::from(d) * f64::from(g) * f64::from(v))
-                .sum::<f64>()
-                / n;
-            for (((out, &v), &d), &g) in dx.iter_mut().zip(x).zip(dy).zip(gamma) {
-                let g = f64::from(d) * f64::from(g);
-                *out = (r * g - f64::from(v) * r * r * r * mean_gx) as f32;
+            let mean_gx = sum_lanes(len, |i| g(i) * f64::from(x[i])) / nf;
+            for (i, out) in dx.iter_mut().take(len).enumerate() {
+                *out = (r * g(i) - f64::from(x[i]) * r * r * r * mean_gx) as f32;
             }
         }
     }
