@@ -181,6 +181,68 @@ pub fn dot_f32_f64(a: &[f32], b: &[f64]) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
+/// Σ f(i) over i in 0..n in f64, [`LANES_F64`] lanes (lane i mod 32) added in a tree at the
+/// end, then the remainder: a fixed order whatever the instruction set or thread count, and
+/// independent chains of adds instead of one.
+#[inline(always)]
+pub(crate) fn lane_sum_f64(n: usize, f: impl Fn(usize) -> f64) -> f64 {
+    let mut lanes = [0.0f64; LANES_F64];
+    let full = n - n % LANES_F64;
+    for i0 in (0..full).step_by(LANES_F64) {
+        for (j, lane) in lanes.iter_mut().enumerate() {
+            *lane += f(i0 + j);
+        }
+    }
+    tree_sum(lanes) + (full..n).map(f).sum::<f64>()
+}
+
+/// The adjoint of LayerNorm on one row, in f64: with x̂ = (x − μ)·r, r = (var + ε)^−½ and
+/// g = dy·γ, dx = r·(g − mean(g) − x̂·mean(g·x̂)). `x` is the row the norm was applied to.
+#[inline(always)]
+pub fn layer_norm_backward_row(x: &[f32], dy: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32]) {
+    let n = x.len().min(dy.len()).min(gamma.len()).min(dx.len());
+    let (x, dy, gamma, dx) = (&x[..n], &dy[..n], &gamma[..n], &mut dx[..n]);
+    let nf = n as f64;
+    let g = |i: usize| f64::from(dy[i]) * f64::from(gamma[i]);
+    let mean = lane_sum_f64(n, |i| f64::from(x[i])) / nf;
+    let var = lane_sum_f64(n, |i| (f64::from(x[i]) - mean) * (f64::from(x[i]) - mean)) / nf;
+    let r = 1.0 / (var + f64::from(eps)).sqrt();
+    let mean_g = lane_sum_f64(n, g) / nf;
+    let mean_gx = lane_sum_f64(n, |i| g(i) * ((f64::from(x[i]) - mean) * r)) / nf;
+    for (i, out) in dx.iter_mut().enumerate() {
+        let xhat = (f64::from(x[i]) - mean) * r;
+        *out = (r * (g(i) - mean_g - xhat * mean_gx)) as f32;
+    }
+}
+
+/// The adjoint of RMSNorm on one row, in f64: with r = (mean(x²) + ε)^−½ and g = dy·γ,
+/// dx = r·g − x·r³·mean(g·x).
+#[inline(always)]
+pub fn rms_norm_backward_row(x: &[f32], dy: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32]) {
+    let n = x.len().min(dy.len()).min(gamma.len()).min(dx.len());
+    let (x, dy, gamma, dx) = (&x[..n], &dy[..n], &gamma[..n], &mut dx[..n]);
+    let nf = n as f64;
+    let g = |i: usize| f64::from(dy[i]) * f64::from(gamma[i]);
+    let ms = lane_sum_f64(n, |i| f64::from(x[i]) * f64::from(x[i])) / nf;
+    let r = 1.0 / (ms + f64::from(eps)).sqrt();
+    let mean_gx = lane_sum_f64(n, |i| g(i) * f64::from(x[i])) / nf;
+    for (i, out) in dx.iter_mut().enumerate() {
+        *out = (r * g(i) - f64::from(x[i]) * r * r * r * mean_gx) as f32;
+    }
+}
+
+/// The softmax's adjoint on one row: dA becomes dS = A ⊙ (dA − Σ_k A_k dA_k), the sum in f64
+/// lanes. Masked cells have A = 0, so they get no gradient.
+#[inline(always)]
+pub fn softmax_backward_row(d: &mut [f32], probs: &[f32]) {
+    let n = d.len().min(probs.len());
+    let (d, probs) = (&mut d[..n], &probs[..n]);
+    let dot = lane_sum_f64(n, |k| f64::from(d[k]) * f64::from(probs[k])) as f32;
+    for (g, &a) in d.iter_mut().zip(probs) {
+        *g = a * (*g - dot);
+    }
+}
+
 /// `acc[i] += s · x[i]` in f64 (a multiply and an add, not fused, on every instruction set).
 #[inline(always)]
 pub fn add_scaled_f64(acc: &mut [f64], s: f64, x: &[f32]) {

@@ -2,7 +2,7 @@
 //! grouped-query heads summed in head order and RoPE undone.
 
 use super::Tape;
-use super::norm::{slice, sum_lanes};
+use super::norm::slice;
 use crate::engine::attention::{HeadParams, HeadShape, place_head_output, run_head, scores};
 use crate::engine::block::TransposedBlock;
 use crate::engine::gemm::PackedMatrix;
@@ -295,16 +295,18 @@ fn head_backward(
     })
 }
 
-/// Turns dA into dS = A ⊙ (dA − Σ_k A_k dA_k) row by row (the softmax's adjoint), the sum in
-/// f64 over eight lanes (see [`sum_lanes`]). Masked cells have A = 0, so they get no gradient.
+/// Turns dA into dS = A ⊙ (dA − Σ_k A_k dA_k) row by row (the softmax's adjoint,
+/// [`simd::softmax_backward_row`]). Masked cells have A = 0, so they get no gradient.
 fn softmax_backward_rows(mut d: ArrayViewMut2<'_, f32>, probs: ArrayView2<'_, f32>) {
     for (mut d_row, p_row) in d.rows_mut().into_iter().zip(probs.rows()) {
-        let (g, a) = (slice(d_row.view()), slice(p_row));
-        let n = g.len().min(a.len());
-        let (g, a) = (&g[..n], &a[..n]);
-        let dot = sum_lanes(n, |k| f64::from(g[k]) * f64::from(a[k])) as f32;
-        for (g, &a) in d_row.iter_mut().zip(p_row.iter()) {
-            *g = a * (*g - dot);
+        let a = slice(p_row);
+        match d_row.as_slice_mut() {
+            Some(g) => simd::softmax_backward_row(g, &a),
+            None => {
+                let mut g = d_row.to_vec();
+                simd::softmax_backward_row(&mut g, &a);
+                d_row.assign(&ndarray::ArrayView1::from(&g[..]));
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::engine::layers::Norm;
 use crate::engine::parallel::par_rows;
+use crate::engine::simd;
 use ndarray::{Array2, ArrayView2, s};
 
 /// ∂T/∂(norm input) from ∂T/∂(norm output) `d_out`, row blocks on `threads` threads.
@@ -43,24 +44,6 @@ impl Norm {
     }
 }
 
-/// Σ term(i) over 0..n in eight partial sums (lane i mod 8) added in a fixed order at the end:
-/// eight independent chains of f64 additions instead of one (the one chain made the norms'
-/// adjoints 4.4 % of MiniLM's gradient), and the same result on any thread count.
-#[inline(always)]
-pub(super) fn sum_lanes(n: usize, term: impl Fn(usize) -> f64) -> f64 {
-    let mut acc = [0.0f64; 8];
-    let full = n - n % 8;
-    for i in (0..full).step_by(8) {
-        for (lane, a) in acc.iter_mut().enumerate() {
-            *a += term(i + lane);
-        }
-    }
-    for (lane, i) in (full..n).enumerate() {
-        acc[lane] += term(i);
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
-}
-
 /// A row as a slice, copied only in the unusual case of a strided one.
 pub(super) fn slice<'a>(v: ndarray::ArrayView1<'a, f32>) -> std::borrow::Cow<'a, [f32]> {
     match v.to_slice() {
@@ -69,42 +52,29 @@ pub(super) fn slice<'a>(v: ndarray::ArrayView1<'a, f32>) -> std::borrow::Cow<'a,
     }
 }
 
-/// One row of [`norm_backward`], in f64.
+/// One row of [`norm_backward`], in f64 ([`simd::layer_norm_backward_row`],
+/// [`simd::rms_norm_backward_row`]).
 fn norm_backward_row(
     norm: &Norm,
     x: ndarray::ArrayView1<'_, f32>,
     dy: ndarray::ArrayView1<'_, f32>,
     mut dx: ndarray::ArrayViewMut1<'_, f32>,
 ) {
-    let gamma = match norm {
-        Norm::LayerNorm { gamma, .. } | Norm::RmsNorm { gamma, .. } => gamma.view(),
+    let (x, dy) = (slice(x), slice(dy));
+    let (gamma, eps) = match norm {
+        Norm::LayerNorm { gamma, eps, .. } | Norm::RmsNorm { gamma, eps } => (gamma, *eps),
     };
-    let (x, dy, gamma) = (slice(x), slice(dy), slice(gamma));
-    let len = x.len().min(dy.len()).min(dx.len()).min(gamma.len());
-    let (x, dy, gamma) = (&x[..len], &dy[..len], &gamma[..len]);
-    let nf = len as f64;
-    let g = |i: usize| f64::from(dy[i]) * f64::from(gamma[i]);
-    match norm {
-        Norm::LayerNorm { eps, .. } => {
-            // y = x̂·γ + β with x̂ = (x − μ)·r: dx = r·(g − mean(g) − x̂·mean(g·x̂)), g = dy·γ.
-            let mean = sum_lanes(len, |i| f64::from(x[i])) / nf;
-            let var = sum_lanes(len, |i| (f64::from(x[i]) - mean).powi(2)) / nf;
-            let r = 1.0 / (var + f64::from(*eps)).sqrt();
-            let mean_g = sum_lanes(len, g) / nf;
-            let mean_gx = sum_lanes(len, |i| g(i) * (f64::from(x[i]) - mean) * r) / nf;
-            for (i, out) in dx.iter_mut().take(len).enumerate() {
-                let xhat = (f64::from(x[i]) - mean) * r;
-                *out = (r * (g(i) - mean_g - xhat * mean_gx)) as f32;
-            }
-        }
-        Norm::RmsNorm { eps, .. } => {
-            // y = x·r·γ with r = (mean(x²) + ε)^−½: dx = r·g − x·r³·mean(g·x), g = dy·γ.
-            let ms = sum_lanes(len, |i| f64::from(x[i]).powi(2)) / nf;
-            let r = 1.0 / (ms + f64::from(*eps)).sqrt();
-            let mean_gx = sum_lanes(len, |i| g(i) * f64::from(x[i])) / nf;
-            for (i, out) in dx.iter_mut().take(len).enumerate() {
-                *out = (r * g(i) - f64::from(x[i]) * r * r * r * mean_gx) as f32;
-            }
+    let gamma = slice(gamma.view());
+    let row = |out: &mut [f32]| match norm {
+        Norm::LayerNorm { .. } => simd::layer_norm_backward_row(&x, &dy, &gamma, eps, out),
+        Norm::RmsNorm { .. } => simd::rms_norm_backward_row(&x, &dy, &gamma, eps, out),
+    };
+    match dx.as_slice_mut() {
+        Some(out) => row(out),
+        None => {
+            let mut out = vec![0.0f32; dx.len()];
+            row(&mut out);
+            dx.assign(&ndarray::ArrayView1::from(&out[..]));
         }
     }
 }

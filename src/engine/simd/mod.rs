@@ -74,8 +74,8 @@ mod softmax;
 
 use kernels::{block_avx512, direct_pair_avx512, pair_avx512};
 pub use rows::{
-    activate, activate_gated, add_scaled_f64, dot_f32_f64, gated_backward, layer_norm_row,
-    rms_norm_row, scale_by_slope,
+    activate, activate_gated, add_scaled_f64, dot_f32_f64, gated_backward, layer_norm_backward_row,
+    layer_norm_row, rms_norm_backward_row, rms_norm_row, scale_by_slope, softmax_backward_row,
 };
 pub use softmax::softmax_rows;
 

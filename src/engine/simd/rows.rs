@@ -39,6 +39,28 @@ on_best_isa! {
     }
 }
 
+on_best_isa! {
+    /// [`math::layer_norm_backward_row`] on the best instruction set (the same order of
+    /// operations, so the same bits).
+    pub fn layer_norm_backward_row(x: &[f32], dy: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32]) {
+        math::layer_norm_backward_row(x, dy, gamma, eps, dx);
+    }
+}
+
+on_best_isa! {
+    /// [`math::rms_norm_backward_row`] on the best instruction set.
+    pub fn rms_norm_backward_row(x: &[f32], dy: &[f32], gamma: &[f32], eps: f32, dx: &mut [f32]) {
+        math::rms_norm_backward_row(x, dy, gamma, eps, dx);
+    }
+}
+
+on_best_isa! {
+    /// [`math::softmax_backward_row`] on the best instruction set.
+    pub fn softmax_backward_row(d: &mut [f32], probs: &[f32]) {
+        math::softmax_backward_row(d, probs);
+    }
+}
+
 /// Applies the activation to every value in place.
 pub fn activate(values: &mut [f32], act: Activation) {
     #[cfg(target_arch = "x86_64")]
