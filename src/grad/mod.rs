@@ -292,11 +292,22 @@ pub trait Differentiable: Send + Sync {
         target: &ResolvedTarget,
         opts: &RunOptions,
     ) -> Result<Vec<Gradient>, GradError> {
-        points
-            .iter()
-            .map(|p| self.gradient(tokens, p.view(), target, opts, false))
-            .collect()
+        one_by_one(self, tokens, points, target, opts)
     }
+}
+
+/// [`Differentiable::gradients`] one point at a time, through [`Differentiable::gradient`].
+pub(crate) fn one_by_one<M: Differentiable + ?Sized>(
+    model: &M,
+    tokens: &[Token],
+    points: &[Array2<f32>],
+    target: &ResolvedTarget,
+    opts: &RunOptions,
+) -> Result<Vec<Gradient>, GradError> {
+    points
+        .iter()
+        .map(|p| model.gradient(tokens, p.view(), target, opts, false))
+        .collect()
 }
 
 #[cfg(test)]

@@ -457,10 +457,7 @@ impl Differentiable for LoadedModel {
         opts: &RunOptions,
     ) -> Result<Vec<Gradient>, GradError> {
         if points.len() <= 1 {
-            return points
-                .iter()
-                .map(|p| self.gradient(tokens, p.view(), target, opts, false))
-                .collect();
+            return super::one_by_one(self, tokens, points, target, opts);
         }
         let len = tokens.len();
         let mut xs = Vec::with_capacity(points.len());
