@@ -25,6 +25,10 @@ use super::run::{AttentionMaps, HeadMap, PositionKind, Trace};
 use ndarray::{Array2, Axis, s};
 use std::sync::Arc;
 
+/// Short passes [`Transformer::warm_up`] runs: after five, a fresh process's next passes no
+/// longer got faster (see there).
+const WARM_UP_PASSES: usize = 5;
+
 /// Everything a [`Transformer`] is built from; [`Transformer::new`] checks it and packs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransformerParts {
@@ -100,17 +104,28 @@ impl Transformer {
         &self.packed
     }
 
-    /// Runs one short forward pass and drops it: `PARALLEL_MIN_TOKENS` (32) rows of a constant
-    /// embedding, the shortest input the threads share. The first pass in a process costs more
-    /// than later ones whatever its length (MiniLM, Zen 5, 128 tokens: 9.7–17.7 ms, median 13.3,
-    /// in fresh processes against 8.9 warm); after this warm-up, which takes about 3 ms, the first
-    /// 128-token pass took 9.4–12.7 ms, median 9.6. A one-shot process (the CLI) calls it as
-    /// part of its load, where it is paid once and reported.
+    /// Runs [`WARM_UP_PASSES`] short forward passes and drops them: `PARALLEL_MIN_TOKENS` (32)
+    /// rows of a constant embedding, the shortest input the threads share. The first passes in
+    /// a process cost more than later ones whatever their length (MiniLM, Zen 5, 128 tokens:
+    /// 9.7–17.7 ms, median 13.3, in fresh processes against 8.9 warm; after one warm-up pass of
+    /// about 3 ms the first 128-token pass took 9.4–12.7 ms, median 9.6). One pass was not
+    /// enough at 32 tokens on the Xeon of session 16: in fresh processes the next passes still
+    /// got faster for three or four more (5.5, 5.2, 5.1, 4.9, 4.9 ms), and the first 32-token
+    /// forward took a median 1.10 times the process's warm one after one warm-up pass, 1.03
+    /// after three and 0.96 after six. A one-shot process (the CLI) calls this as part of its
+    /// load, where it is paid once (about 20 ms for MiniLM) and reported.
     pub fn warm_up(&self) {
         let len = PARALLEL_MIN_TOKENS;
         let x = Array2::from_elem((len, self.parts.d_model), 0.01);
-        // Nothing to report: the pass only warms the threads, caches and scratch buffers.
-        let _ = self.forward(x, &vec![false; len], &RunOptions::default(), &mut |_| true);
+        for _ in 0..WARM_UP_PASSES {
+            // Nothing to report: the passes only warm the threads, caches and scratch buffers.
+            let _ = self.forward(
+                x.clone(),
+                &vec![false; len],
+                &RunOptions::default(),
+                &mut |_| true,
+            );
+        }
     }
 
     /// Faults in the memory a forward over `tokens` tokens will allocate, on the threads that
