@@ -9,7 +9,7 @@ use super::gemm::PackedMatrix;
 use super::intervene::{Ablation, AblationMode, Captured, FrozenRows, Interventions, Site};
 use super::layers::{Epilogue, linear};
 use super::options::{Mistake, RunOptions};
-use super::parallel::{par_rows, parallel_map, threads_for};
+use super::parallel::{par_rows_fresh, parallel_map, threads_for};
 use super::position::{
     AttentionPosition, RopeAngles, alibi_slopes, llama3_frequencies, rope_frequencies,
 };
@@ -204,10 +204,10 @@ impl SelfAttention {
     ) -> Array2<f32> {
         let a = self;
         let (q_width, kv_width) = (a.wq.ncols(), a.wk.ncols());
-        let mut qkv = Array2::<f32>::zeros((h.nrows(), q_width + 2 * kv_width));
-        par_rows(&mut qkv, threads, &|row0, mut block| {
+        let width = q_width + 2 * kv_width;
+        let mut qkv = par_rows_fresh(h.nrows(), width, threads, &|row0, block| {
             let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
-            simd::matmul(rows, &packed.qkv, block.view_mut(), false);
+            let mut block = block.product(rows, &packed.qkv);
             let biases = [(&a.bq, 0), (&a.bk, q_width), (&a.bv, q_width + kv_width)];
             for (b, col0) in biases {
                 if let Some(b) = b {

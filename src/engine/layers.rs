@@ -2,7 +2,7 @@
 //! nonlinearity, and the row-parallel linear map with its residual epilogue.
 
 use super::gemm::PackedMatrix;
-use super::parallel::par_rows;
+use super::parallel::{par_rows, par_rows_fresh};
 use super::simd;
 use ndarray::{Array1, Array2, ArrayViewMut2, Axis, s};
 
@@ -144,8 +144,7 @@ impl Mlp {
         epilogue: Epilogue<'_>,
         threads: usize,
     ) -> Array2<f32> {
-        let mut out = Array2::<f32>::zeros((x.nrows(), self.w_out.ncols()));
-        par_rows(&mut out, threads, &|row0, mut block| {
+        par_rows_fresh(x.nrows(), self.w_out.ncols(), threads, &|row0, block| {
             let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
             // Scratch kept per pool thread: fresh megabyte arrays on every call cost page faults.
             let (mut hidden_buf, mut gate_buf) = MLP_SCRATCH.take();
@@ -180,14 +179,13 @@ impl Mlp {
                 None => simd::activate(&mut hidden_buf[..size], self.activation),
             }
             let hidden = scratch_view(&mut hidden_buf, rows.nrows(), self.w_in.ncols());
-            simd::matmul(hidden.view(), &packed.w_out, block.view_mut(), false);
+            let mut block = block.product(hidden.view(), &packed.w_out);
             if let Some(b) = &self.b_out {
                 block += b;
             }
             epilogue.apply(row0, block);
             MLP_SCRATCH.set((hidden_buf, gate_buf));
-        });
-        out
+        })
     }
 }
 
@@ -240,16 +238,14 @@ pub(super) fn linear(
     epilogue: Epilogue<'_>,
     threads: usize,
 ) -> Array2<f32> {
-    let mut out = Array2::<f32>::zeros((x.nrows(), w.cols()));
-    par_rows(&mut out, threads, &|row0, mut block| {
+    par_rows_fresh(x.nrows(), w.cols(), threads, &|row0, block| {
         let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
-        simd::matmul(rows, w, block.view_mut(), false);
+        let mut block = block.product(rows, w);
         if let Some(b) = b {
             block += b;
         }
         epilogue.apply(row0, block);
-    });
-    out
+    })
 }
 
 /// A copy of `x` with every row normalised, in row blocks on `threads` threads.

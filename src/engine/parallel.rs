@@ -9,9 +9,10 @@
 
 use super::options::RunOptions;
 use super::simd;
-use ndarray::{Array2, ArrayViewMut2, Axis};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2, Axis};
 use std::any::Any;
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -22,6 +23,8 @@ use std::time::{Duration, Instant};
 /// 2026-12-06): MiniLM at 32 tokens takes 5.2–5.4 ms on two threads against 6.7–6.8 ms on one
 /// (the threshold was 48, so 32 tokens ran on one).
 pub(super) const PARALLEL_MIN_TOKENS: usize = 32;
+/// Row blocks of [`par_rows`] are split in two per thread when both halves keep this many rows.
+const PIECE_MIN_ROWS: usize = 128;
 /// More threads than this rarely pays for a dozen heads.
 pub(super) const MAX_THREADS: usize = 8;
 
@@ -42,13 +45,16 @@ pub(super) fn threads_for(len: usize, opts: &RunOptions) -> usize {
     })
 }
 
-/// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread, on the block's
-/// team (see [`on_pool`]) or else the engine's thread pool. Blocks are whole multiples of the
-/// matrix kernel's row strip; how many there are depends on `threads` alone.
-pub(super) fn par_rows(
-    out: &mut Array2<f32>,
+/// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread (two when each
+/// keeps [`PIECE_MIN_ROWS`] rows, so that a thread that runs ahead takes the third: at 512
+/// tokens the leader had waited for the other thread about 3 % of a MiniLM forward), on the
+/// block's team (see [`on_pool`]) or else the engine's thread pool. Blocks are whole multiples
+/// of the matrix kernel's row strip; how many there are depends on the rows and `threads`
+/// alone, and no row's values depend on them.
+pub(super) fn par_rows<T: Send>(
+    out: &mut Array2<T>,
     threads: usize,
-    f: &(dyn Fn(usize, ArrayViewMut2<'_, f32>) + Sync),
+    f: &(dyn Fn(usize, ArrayViewMut2<'_, T>) + Sync),
 ) {
     let rows = out.nrows();
     let strip = simd::strip_rows();
@@ -57,10 +63,15 @@ pub(super) fn par_rows(
         f(0, out.view_mut());
         return;
     }
-    let chunk = rows.div_ceil(threads).next_multiple_of(strip);
+    let pieces = if rows / threads >= 2 * PIECE_MIN_ROWS {
+        2
+    } else {
+        1
+    };
+    let chunk = rows.div_ceil(threads * pieces).next_multiple_of(strip);
     let done = with_team(|team| {
         let team = team?;
-        let blocks: Vec<Mutex<Option<ArrayViewMut2<'_, f32>>>> = out
+        let blocks: Vec<Mutex<Option<ArrayViewMut2<'_, T>>>> = out
             .axis_chunks_iter_mut(Axis(0), chunk)
             .map(|block| Mutex::new(Some(block)))
             .collect();
@@ -88,6 +99,64 @@ pub(super) fn par_rows(
             scope.spawn(move |_| f(i * chunk, block));
         }
     });
+}
+
+/// A fresh `[rows, cols]` matrix whose row blocks `f` fills on `threads` threads, as
+/// [`par_rows`] splits them. Each block comes as [`Fresh`] memory, which `f` fills with a
+/// product ([`Fresh::product`]) before it does anything else with the rows. It saves zeroing
+/// an output that the product overwrites anyway: `Array2::zeros` before every projection had
+/// been about 1–3 % of a forward or a gradient (memset in the profiles).
+pub(super) fn par_rows_fresh(
+    rows: usize,
+    cols: usize,
+    threads: usize,
+    f: &(dyn Fn(usize, Fresh<'_>) + Sync),
+) -> Array2<f32> {
+    let mut out = Array2::<f32>::uninit((rows, cols));
+    par_rows(&mut out, threads, &|row0, block| {
+        f(row0, Fresh(Some(block)))
+    });
+    // SAFETY: `par_rows` hands `f` every row of `out`, in disjoint blocks, and each block's
+    // `Fresh` was either filled by `matmul_fresh` (which writes every element) or zeroed when
+    // it was dropped unused. A panic in between unwinds past this line.
+    unsafe { out.assume_init() }
+}
+
+/// A block of uninitialised output rows (see [`par_rows_fresh`]).
+pub(super) struct Fresh<'a>(Option<ArrayViewMut2<'a, MaybeUninit<f32>>>);
+
+impl<'a> Fresh<'a> {
+    /// Rows of the block.
+    pub(super) fn nrows(&self) -> usize {
+        self.0.as_ref().map_or(0, |b| b.nrows())
+    }
+
+    /// Fills the block with `a · b` (a `[rows, k]`, b `[k, cols]`) and returns it, every
+    /// element written.
+    pub(super) fn product(
+        mut self,
+        a: ArrayView2<'_, f32>,
+        b: &crate::engine::gemm::PackedMatrix,
+    ) -> ArrayViewMut2<'a, f32> {
+        let Some(mut cells) = self.0.take() else {
+            unreachable!("a Fresh block is filled once: `product` consumes it")
+        };
+        simd::matmul_fresh(a, b, cells.view_mut());
+        // SAFETY: `matmul_fresh` wrote every element of `cells`.
+        unsafe { cells.assume_init() }
+    }
+}
+
+impl Drop for Fresh<'_> {
+    /// A block dropped without its product is zeroed, so that the matrix is initialised
+    /// whatever `f` did.
+    fn drop(&mut self) {
+        if let Some(cells) = self.0.as_mut() {
+            cells.map_inplace(|c| {
+                c.write(0.0);
+            });
+        }
+    }
 }
 
 /// Runs `f` on the calling thread, leading a team of `threads` (the caller and the first
@@ -436,6 +505,76 @@ mod tests {
         });
         for (i, row) in m.rows().into_iter().enumerate() {
             assert!(row.iter().all(|&v| v == (i + step) as f32), "row {i}");
+        }
+    }
+
+    #[test]
+    fn long_row_blocks_split_in_two_per_thread_and_cover_every_row() {
+        // 600 rows on 2 threads: 300 each ≥ 2 · 128, so four blocks of 152, 152, 152 and 144
+        // rows (600 / 4 = 150, rounded up to whole strips of 8, or 6 without AVX-512).
+        let starts = Mutex::new(Vec::new());
+        let mut m = Array2::<f32>::zeros((600, 2));
+        par_rows(&mut m, 2, &|row0, mut block| {
+            lock(&starts).push((row0, block.nrows()));
+            block.fill(1.0);
+        });
+        let mut starts = starts
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        starts.sort_unstable();
+        assert_eq!(starts.len(), 4, "{starts:?}");
+        assert!(m.iter().all(|&v| v == 1.0));
+        // 255 rows a thread keep one block each.
+        let blocks = AtomicUsize::new(0);
+        par_rows(&mut Array2::<f32>::zeros((510, 1)), 2, &|_, _| {
+            blocks.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(blocks.into_inner(), 2);
+    }
+
+    #[test]
+    fn fresh_rows_hold_the_product_or_zeros_when_a_block_skips_it() {
+        // a = [[1, 2], [3, 4], …] (row i: 2i + 1, 2i + 2), b = [[1, 0, 1], [0, 1, 1]]:
+        // row i of a · b is (2i + 1, 2i + 2, 4i + 3).
+        let a = Array2::from_shape_fn((40, 2), |(i, j)| (2 * i + j + 1) as f32);
+        let b = crate::engine::gemm::PackedMatrix::pack(
+            ndarray::array![[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]].view(),
+        );
+        for threads in [1, 2] {
+            let m = par_rows_fresh(40, 3, threads, &|row0, block| {
+                let rows = a.slice(ndarray::s![row0..row0 + block.nrows(), ..]);
+                block.product(rows, &b);
+            });
+            for (i, row) in m.rows().into_iter().enumerate() {
+                let v = |x: usize| x as f32;
+                assert_eq!(
+                    row.to_vec(),
+                    [v(2 * i + 1), v(2 * i + 2), v(4 * i + 3)],
+                    "row {i}"
+                );
+            }
+            // A block that drops its `Fresh` unused comes back zeroed, not uninitialised.
+            let skipped = par_rows_fresh(40, 3, threads, &|row0, block| {
+                if row0 > 0 {
+                    let rows = a.slice(ndarray::s![row0..row0 + block.nrows(), ..]);
+                    block.product(rows, &b);
+                }
+            });
+            let first = skipped
+                .nrows()
+                .div_ceil(threads)
+                .next_multiple_of(simd::strip_rows());
+            let first = first.min(skipped.nrows());
+            assert!(
+                skipped
+                    .slice(ndarray::s![..first, ..])
+                    .iter()
+                    .all(|&v| v == 0.0)
+            );
+            assert_eq!(
+                skipped.slice(ndarray::s![first.., ..]),
+                m.slice(ndarray::s![first.., ..])
+            );
         }
     }
 

@@ -8,7 +8,7 @@ use crate::engine::block::TransposedBlock;
 use crate::engine::gemm::PackedMatrix;
 use crate::engine::intervene::{Ablation, AblationMode};
 use crate::engine::options::RunOptions;
-use crate::engine::parallel::{par_rows, parallel_map};
+use crate::engine::parallel::{par_rows_fresh, parallel_map};
 use crate::engine::position::RopeAngles;
 use crate::engine::simd;
 use crate::engine::transformer::Transformer;
@@ -107,10 +107,9 @@ pub(super) fn attention_backward(
     let factor = opts.scale_factor(dh);
     let slopes = shape.alibi_slopes();
 
-    let mut d_concat = Array2::<f32>::zeros((n, q_width));
-    par_rows(&mut d_concat, threads, &|row0, mut block| {
+    let d_concat = par_rows_fresh(n, q_width, threads, &|row0, block| {
         let rows = d_out.slice(s![row0..row0 + block.nrows(), ..]);
-        simd::matmul(rows, &tb.wo, block.view_mut(), false);
+        block.product(rows, &tb.wo);
     });
     let qkv = &lt.qkv;
     let seq_len = tape.seq_len;
@@ -193,10 +192,9 @@ pub(super) fn attention_backward(
             }
         }
     }
-    let mut d_in = Array2::<f32>::zeros((n, model.d_model()));
-    par_rows(&mut d_in, threads, &|row0, mut block| {
+    let d_in = par_rows_fresh(n, model.d_model(), threads, &|row0, block| {
         let rows = d_qkv.slice(s![row0..row0 + block.nrows(), ..]);
-        simd::matmul(rows, &tb.qkv, block.view_mut(), false);
+        block.product(rows, &tb.qkv);
     });
     (d_in, map)
 }

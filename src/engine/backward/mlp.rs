@@ -5,7 +5,7 @@ use super::norm::slice;
 use crate::engine::block::TransposedBlock;
 use crate::engine::layers::{Activation, Mlp};
 use crate::engine::math;
-use crate::engine::parallel::par_rows;
+use crate::engine::parallel::{par_rows, par_rows_fresh};
 use crate::engine::simd;
 use ndarray::{Array2, Axis, s};
 
@@ -135,10 +135,8 @@ pub(super) fn mlp_backward(
             }
         }
     });
-    let mut d_in = Array2::<f32>::zeros(d_out.raw_dim());
-    par_rows(&mut d_in, threads, &|row0, mut block| {
+    par_rows_fresh(d_out.nrows(), d_out.ncols(), threads, &|row0, block| {
         let rows = d_pre.slice(s![row0..row0 + block.nrows(), ..]);
-        simd::matmul(rows, &tb.w_in_gate, block.view_mut(), false);
-    });
-    d_in
+        block.product(rows, &tb.w_in_gate);
+    })
 }
