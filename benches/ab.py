@@ -16,24 +16,17 @@ nothing beyond the standard library.
 """
 
 import argparse
-import re
 import statistics
 import subprocess
 
-UNITS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
-
+from rounds import parse_criterion
 
 def medians(binary, bench_filter, warm_up, measurement):
     """{benchmark id: criterion's middle estimate in ms} of one run of `binary`."""
     out = subprocess.run([binary, "--bench", bench_filter, "--warm-up-time", str(warm_up),
                           "--measurement-time", str(measurement)],
                          capture_output=True, text=True, check=True).stdout
-    found = {}
-    for line in out.splitlines():
-        m = re.match(r"^(\S+)\s+time:\s+\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", line.strip())
-        if m:
-            found[m.group(1)] = float(m.group(2)) * UNITS[m.group(3)]
-    return found
+    return parse_criterion(out)
 
 
 def main():

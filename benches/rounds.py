@@ -33,10 +33,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 UNITS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def criterion(bench, filters, env):
-    """Runs `cargo bench --bench BENCH -- FILTER…` and returns {benchmark id: median ms}."""
-    out = subprocess.run(["cargo", "bench", "--bench", bench, "--", *filters], env=env,
-                         capture_output=True, text=True, check=True).stdout
+def parse_criterion(out):
+    """{benchmark id: criterion's middle estimate in ms} from criterion's standard output."""
     medians = {}
     name = None
     for line in out.splitlines():
@@ -47,6 +45,13 @@ def criterion(bench, filters, env):
         if t and name:
             medians[name] = float(t.group(1)) * UNITS[t.group(2)]
     return medians
+
+
+def criterion(bench, filters, env):
+    """Runs `cargo bench --bench BENCH -- FILTER…` and returns {benchmark id: median ms}."""
+    out = subprocess.run(["cargo", "bench", "--bench", bench, "--", *filters], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    return parse_criterion(out)
 
 
 def reference(script, args):
