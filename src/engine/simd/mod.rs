@@ -12,18 +12,22 @@
 #![allow(unsafe_code)]
 
 use super::gemm::{
-    Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, kernel, kernel_direct_pair,
+    Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, kernel, kernel_direct, kernel_direct_pair,
     matmul_with_kernel,
 };
 use ndarray::{ArrayView2, ArrayViewMut2};
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
-/// The generic kernels (`gemm::kernel`, 6 rows) as a [`Kernels`] value, with fused multiply-adds
-/// or without. A macro rather than a function: the closures must be made inside each
+/// Rows of the AVX2 kernel over two panels read in place (`gemm::kernel_direct_pair`): 3 × 2
+/// × 2 accumulators fit AVX2's 16 registers, 6 rows did not.
+const MR_DIRECT_AVX2: usize = 3;
+
+/// The generic kernels (`gemm::kernel`, 6 rows; `direct_rows` over two panels read in place)
+/// as a [`Kernels`] value, with fused multiply-adds or without. A macro rather than a function: the closures must be made inside each
 /// target-feature wrapper to inherit its features (see `gemm::matmul_with_kernel`).
 macro_rules! generic_kernels {
-    ($fma:literal) => {
+    ($fma:literal, $direct_rows:expr) => {
         Kernels {
             block: |strip: &[f32], panel: &[f32]| kernel::<$fma, MR>(strip, panel),
             pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
@@ -32,8 +36,8 @@ macro_rules! generic_kernels {
                     kernel::<$fma, MR>(strip, right),
                 )
             },
-            direct_pair: |rows: &[&[f32]; MR], left: &[f32], right: &[f32]| {
-                kernel_direct_pair::<$fma>(rows, left, right)
+            direct_pair: |rows: &[&[f32]; $direct_rows], left: &[f32], right: &[f32]| {
+                kernel_direct_pair::<$fma, { $direct_rows }>(rows, left, right)
             },
         }
     };
@@ -207,7 +211,7 @@ fn matmul_cells<T: OutCell>(
             Isa::Portable => {}
         }
     }
-    let kernels = generic_kernels!(false);
+    let kernels = generic_kernels!(false, MR);
     matmul_with_kernel::<false, MR, MR, T, _, _, _>(a, b, out, accumulate, kernels);
 }
 
@@ -220,7 +224,17 @@ fn matmul_avx2<T: OutCell>(
     acc: bool,
 ) {
     // A closure made here inherits AVX2 and FMA (see `gemm::matmul_with_kernel`).
-    let kernels = generic_kernels!(true);
+    let generic = generic_kernels!(true, MR);
+    let kernels = Kernels {
+        block: generic.block,
+        pair: generic.pair,
+        direct_pair: |rows: &[&[f32]; MR], left: &[f32], right: &[f32]| {
+            (
+                kernel_direct::<true>(rows, left),
+                kernel_direct::<true>(rows, right),
+            )
+        },
+    };
     matmul_with_kernel::<true, MR, MR, T, _, _, _>(a, b, out, acc, kernels);
 }
 
