@@ -521,46 +521,6 @@ pub(crate) fn kernel_direct<const FMA: bool>(
     acc
 }
 
-/// [`kernel_direct`] over two panels at once: 2 · R accumulators of NR lanes. R is the
-/// caller's: 3 rows on AVX2 (12 of its 16 vector registers; at 6 rows the 24 accumulators
-/// spilled to the stack, nine loads and stores of spilled registers per step, and the
-/// product took 18 % of a MiniLM forward at 512 tokens on Zen 3), 6 on the portable path.
-#[inline(always)]
-pub(crate) fn kernel_direct_pair<const FMA: bool, const R: usize>(
-    rows: &[&[f32]; R],
-    left: &[f32],
-    right: &[f32],
-) -> ([[f32; NR]; R], [[f32; NR]; R]) {
-    let mut acc_left = [[0.0f32; NR]; R];
-    let mut acc_right = [[0.0f32; NR]; R];
-    let steps = (left.len() / NR).min(right.len() / NR);
-    let steps = rows.iter().fold(steps, |s, r| s.min(r.len()));
-    // Each row cut to the steps taken, so that indexing it by a step needs no bounds check.
-    let rows: [&[f32]; R] = std::array::from_fn(|i| &rows[i][..steps]);
-    for (p, (b0, b1)) in left
-        .chunks_exact(NR)
-        .zip(right.chunks_exact(NR))
-        .take(steps)
-        .enumerate()
-    {
-        let b0: &[f32; NR] = b0.try_into().unwrap_or(&[0.0; NR]);
-        let b1: &[f32; NR] = b1.try_into().unwrap_or(&[0.0; NR]);
-        for i in 0..R {
-            let a = rows[i][p];
-            for j in 0..NR {
-                if FMA {
-                    acc_left[i][j] = a.mul_add(b0[j], acc_left[i][j]);
-                    acc_right[i][j] = a.mul_add(b1[j], acc_right[i][j]);
-                } else {
-                    acc_left[i][j] += a * b0[j];
-                    acc_right[i][j] += a * b1[j];
-                }
-            }
-        }
-    }
-    (acc_left, acc_right)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
