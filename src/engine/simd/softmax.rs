@@ -1,5 +1,5 @@
-//! Softmax of attention rows on the best instruction set, written with AVX2 or AVX-512
-//! intrinsics, bit for bit the scalar code of [`math::softmax_row_with`].
+//! Softmax of attention rows on the best instruction set; on AVX-512 written with intrinsics,
+//! bit for bit the scalar code of [`math::softmax_row_with`].
 #![allow(unsafe_code)]
 
 use super::Isa;
@@ -36,145 +36,8 @@ fn softmax_rows_impl<const FMA: bool>(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn softmax_rows_avx2(mut scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
-    for (query_idx, mut row) in scores.axis_iter_mut(Axis(0)).enumerate() {
-        let allowed_row = allowed.as_ref().and_then(|a| a.row(query_idx).to_slice());
-        if let Some(row) = row.as_slice_mut() {
-            softmax_row_avx2(row, allowed_row);
-        }
-    }
-}
-
-/// Floats in one AVX2 register.
-const LANES_AVX2: usize = 8;
-
-/// [`math::softmax_row_with`]`::<true>` written with AVX2 intrinsics, as [`softmax_row_avx512`]
-/// is with AVX-512: the same operations on the same values in the same order, so the same bits
-/// (the test below compares them). The compiler's version of the scalar code took a separate
-/// pass for the f64 sum, in 128-bit registers; here the sum is eight 256-bit registers, filled
-/// in the pass that computes the exponentials. The tail (fewer than 8 scores) runs the scalar
-/// code itself, compiled here with FMA.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn softmax_row_avx2(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
-    use std::arch::x86_64::{
-        _mm_add_pd, _mm_cvtsd_f64, _mm_cvtss_f32, _mm_max_ps, _mm_movehl_ps, _mm_shuffle_ps,
-        _mm_unpackhi_pd, _mm256_add_pd, _mm256_castpd256_pd128, _mm256_castps256_ps128,
-        _mm256_cvtps_pd, _mm256_extractf128_pd, _mm256_extractf128_ps, _mm256_loadu_ps,
-        _mm256_max_ps, _mm256_mul_ps, _mm256_set1_ps, _mm256_setzero_pd, _mm256_storeu_ps,
-        _mm256_sub_ps,
-    };
-    if let Some(allowed) = allowed {
-        for (x, &ok) in row.iter_mut().zip(allowed) {
-            if !ok {
-                *x = f32::NEG_INFINITY;
-            }
-        }
-    }
-    let n = row.len();
-    let whole = n / LANES_AVX2 * LANES_AVX2;
-    let at = row.as_mut_ptr();
-    // The largest element, NaN skipped: `max_ps(v, m)` is `v > m ? v : m`, as in `row_max`;
-    // a max is exact, so the order of the lanes does not matter.
-    // SAFETY (every load and store below): `i + LANES_AVX2 <= whole <= n`.
-    let mut lanes = _mm256_set1_ps(f32::NEG_INFINITY);
-    for i in (0..whole).step_by(LANES_AVX2) {
-        lanes = _mm256_max_ps(unsafe { _mm256_loadu_ps(at.add(i)) }, lanes);
-    }
-    // Lanes never hold NaN (each took a value only when it compared greater), so the order
-    // of these maxima does not matter either.
-    let m4 = _mm_max_ps(
-        _mm256_castps256_ps128(lanes),
-        _mm256_extractf128_ps::<1>(lanes),
-    );
-    let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    let m1 = _mm_max_ps(m2, _mm_shuffle_ps::<0b01>(m2, m2));
-    let max = row[whole..]
-        .iter()
-        .fold(_mm_cvtss_f32(m1), |m, &v| m.max(v));
-    if max == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return false;
-    }
-    let max_v = _mm256_set1_ps(max);
-    // The exponentials, and their sum in `math::LANES_F64` = 32 f64 lanes (eight registers of
-    // four; lane j takes the elements at j mod 32 of the whole 32-element chunks), as
-    // `row_sum_f64`.
-    let chunked = n / math::LANES_F64 * math::LANES_F64;
-    let mut sums = [_mm256_setzero_pd(); 8];
-    for i in (0..chunked).step_by(math::LANES_F64) {
-        for quarter in 0..4 {
-            let j = i + quarter * LANES_AVX2;
-            let e = exp_avx2(_mm256_sub_ps(unsafe { _mm256_loadu_ps(at.add(j)) }, max_v));
-            unsafe { _mm256_storeu_ps(at.add(j), e) };
-            let low = _mm256_cvtps_pd(_mm256_castps256_ps128(e));
-            let high = _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(e));
-            sums[2 * quarter] = _mm256_add_pd(sums[2 * quarter], low);
-            sums[2 * quarter + 1] = _mm256_add_pd(sums[2 * quarter + 1], high);
-        }
-    }
-    for i in (chunked..whole).step_by(LANES_AVX2) {
-        let e = exp_avx2(_mm256_sub_ps(unsafe { _mm256_loadu_ps(at.add(i)) }, max_v));
-        unsafe { _mm256_storeu_ps(at.add(i), e) };
-    }
-    for x in &mut row[whole..] {
-        *x = math::exp_f32_with::<true>(*x - max);
-    }
-    // `math::tree_sum` of the 32 lanes (register k holds lanes 4k..4k + 3): lanes i += i + 16,
-    // then + 8, + 4, + 2, + 1.
-    let s16: [_; 4] = std::array::from_fn(|k| _mm256_add_pd(sums[k], sums[k + 4]));
-    let s8 = [_mm256_add_pd(s16[0], s16[2]), _mm256_add_pd(s16[1], s16[3])];
-    let s4 = _mm256_add_pd(s8[0], s8[1]);
-    let s2 = _mm_add_pd(_mm256_castpd256_pd128(s4), _mm256_extractf128_pd::<1>(s4));
-    let s1 = _mm_cvtsd_f64(s2) + _mm_cvtsd_f64(_mm_unpackhi_pd(s2, s2));
-    let sum = s1 + row[chunked..].iter().map(|&v| f64::from(v)).sum::<f64>();
-    // ≥ 1 because the max contributes e^0 = 1.
-    let inv = (1.0 / sum) as f32;
-    let inv_v = _mm256_set1_ps(inv);
-    for i in (0..whole).step_by(LANES_AVX2) {
-        unsafe { _mm256_storeu_ps(at.add(i), _mm256_mul_ps(_mm256_loadu_ps(at.add(i)), inv_v)) };
-    }
-    for x in &mut row[whole..] {
-        *x *= inv;
-    }
-    true
-}
-
-/// [`math::exp_f32_with`]`::<true>` on 8 lanes: the same operations, so the same bits.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-fn exp_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
-    use std::arch::x86_64::{
-        _CMP_GE_OQ, _mm256_add_epi32, _mm256_add_ps, _mm256_and_ps, _mm256_castps_si256,
-        _mm256_castsi256_ps, _mm256_cmp_ps, _mm256_fmadd_ps, _mm256_fnmadd_ps, _mm256_max_ps,
-        _mm256_min_ps, _mm256_mul_ps, _mm256_set1_epi32, _mm256_set1_ps, _mm256_slli_epi32,
-        _mm256_sub_epi32, _mm256_sub_ps,
-    };
-    let floor = _mm256_set1_ps(-87.0);
-    // `max_ps(x, c)` is `x > c ? x : c` and `min_ps(x, c)` is `x < c ? x : c`: NaN becomes −87,
-    // as in the scalar code's comparisons.
-    let xc = _mm256_min_ps(_mm256_max_ps(x, floor), _mm256_set1_ps(88.0));
-    let t = _mm256_mul_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E));
-    let magic = _mm256_set1_ps(math::EXP_MAGIC);
-    let shifted = _mm256_add_ps(t, magic);
-    let k = _mm256_sub_ps(shifted, magic);
-    let k_int = _mm256_sub_epi32(
-        _mm256_castps_si256(shifted),
-        _mm256_set1_epi32(math::EXP_MAGIC.to_bits() as i32),
-    );
-    // fma(−k, c, x) = −(k·c) + x exactly: negation is exact.
-    let f = _mm256_fnmadd_ps(k, _mm256_set1_ps(math::LN2_HI), xc);
-    let f = _mm256_fnmadd_ps(k, _mm256_set1_ps(math::LN2_LO), f);
-    let mut p = _mm256_set1_ps(math::EXP_TAYLOR[0]);
-    for &c in &math::EXP_TAYLOR[1..] {
-        p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(c));
-    }
-    let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(k_int, _mm256_set1_epi32(127)));
-    let r = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-    // x ≥ −87 is false for NaN and below the cut-off: exactly 0 there (an all-ones lane mask
-    // keeps r, an all-zeros one gives +0).
-    _mm256_and_ps(_mm256_cmp_ps::<_CMP_GE_OQ>(x, floor), r)
+fn softmax_rows_avx2(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'_, bool>>) {
+    softmax_rows_impl::<true>(scores, allowed);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -325,15 +188,14 @@ fn exp_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
 mod tests {
     use super::*;
 
-    /// The AVX2 and AVX-512 softmaxes are the scalar one's operations in intrinsics: the same
-    /// bits, for every row length around the vector and chunk sizes, with masks, NaN, ±∞ and
-    /// scores far outside exp's range.
+    /// The AVX-512 softmax is the scalar one's operations in intrinsics: the same bits, for
+    /// every row length around the vector and chunk sizes, with masks, NaN, ±∞ and scores far
+    /// outside exp's range.
     #[test]
     #[cfg(target_arch = "x86_64")]
-    fn vector_softmax_rows_are_bit_identical_to_the_scalar_code() {
-        let isas = Isa::available();
-        if !isas.contains(&Isa::Avx2) {
-            eprintln!("skipped: this CPU has no AVX2");
+    fn avx512_softmax_rows_are_bit_identical_to_the_scalar_code() {
+        if Isa::detect() < Isa::Avx512 {
+            eprintln!("skipped: this CPU has no AVX-512");
             return;
         }
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
@@ -370,25 +232,16 @@ mod tests {
                 let allowed = (case % 3 == 1).then_some(&allowed[..]);
                 let mut expected = row.clone();
                 let expected_some = math::softmax_row_with::<true>(&mut expected, allowed);
-                for isa in [Isa::Avx2, Isa::Avx512] {
-                    if !isas.contains(&isa) {
-                        continue;
-                    }
-                    let mut got = row.clone();
-                    let got_some = match isa {
-                        // SAFETY: `available` found AVX2 and FMA on this CPU.
-                        Isa::Avx2 => unsafe { softmax_row_avx2(&mut got, allowed) },
-                        // SAFETY: `available` found AVX-512F on this CPU.
-                        _ => unsafe { softmax_row_avx512(&mut got, allowed) },
-                    };
-                    assert_eq!(got_some, expected_some, "{isa:?}, n {n}, case {case}");
-                    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
-                        assert_eq!(
-                            g.to_bits(),
-                            e.to_bits(),
-                            "{isa:?}, n {n}, case {case}, element {i}: {g} vs {e}"
-                        );
-                    }
+                let mut got = row.clone();
+                // SAFETY: `detect` found AVX-512F on this CPU.
+                let got_some = unsafe { softmax_row_avx512(&mut got, allowed) };
+                assert_eq!(got_some, expected_some, "n {n}, case {case}");
+                for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        e.to_bits(),
+                        "n {n}, case {case}, element {i}: {g} vs {e}"
+                    );
                 }
             }
         }
