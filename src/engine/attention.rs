@@ -9,7 +9,7 @@ use super::gemm::PackedMatrix;
 use super::intervene::{Ablation, AblationMode, Captured, FrozenRows, Interventions, Site};
 use super::layers::{Epilogue, linear};
 use super::options::{Mistake, RunOptions};
-use super::parallel::{par_rows_fresh, parallel_map, threads_for};
+use super::parallel::{par_cols_fresh, par_rows_fresh, parallel_map, split_columns, threads_for};
 use super::position::{
     AttentionPosition, RopeAngles, alibi_slopes, llama3_frequencies, rope_frequencies,
 };
@@ -205,17 +205,30 @@ impl SelfAttention {
         let a = self;
         let (q_width, kv_width) = (a.wq.ncols(), a.wk.ncols());
         let width = q_width + 2 * kv_width;
-        let mut qkv = par_rows_fresh(h.nrows(), width, threads, &|row0, block| {
-            let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
-            let mut block = block.product(rows, &packed.qkv);
+        // Each bias added to its columns of a block that starts at column `first`.
+        let add_biases = |mut block: ArrayViewMut2<'_, f32>, first: usize| {
             let biases = [(&a.bq, 0), (&a.bk, q_width), (&a.bv, q_width + kv_width)];
+            let end = first + block.ncols();
             for (b, col0) in biases {
                 if let Some(b) = b {
-                    let mut dst = block.slice_mut(s![.., col0..col0 + b.len()]);
-                    dst += b;
+                    let (from, to) = (col0.max(first), (col0 + b.len()).min(end));
+                    if from < to {
+                        let mut dst = block.slice_mut(s![.., from - first..to - first]);
+                        dst += &b.slice(s![from - col0..to - col0]);
+                    }
                 }
             }
-        });
+        };
+        let mut qkv = if split_columns(h.nrows(), threads) {
+            par_cols_fresh(h.nrows(), width, threads, &|col0, block| {
+                add_biases(block.product_of_columns(h.view(), &packed.qkv, col0), col0);
+            })
+        } else {
+            par_rows_fresh(h.nrows(), width, threads, &|row0, block| {
+                let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
+                add_biases(block.product(rows, &packed.qkv), 0);
+            })
+        };
         let (mut q, rest) = qkv.view_mut().split_at(Axis(1), q_width);
         let (mut k, _) = rest.split_at(Axis(1), kv_width);
         let dh = shape.d_head;

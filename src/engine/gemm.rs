@@ -139,6 +139,55 @@ impl PackedMatrix {
     pub fn cols(&self) -> usize {
         self.n
     }
+
+    /// Columns `first..first + count` (clipped to the matrix) as a packed matrix of their own,
+    /// borrowed: panels are stored one after another, so whole panels are one slice. `first`
+    /// must start a panel (a multiple of [`NR`]).
+    pub(crate) fn columns(&self, first: usize, count: usize) -> PackedRef<'_> {
+        assert!(
+            first.is_multiple_of(NR) && first <= self.n,
+            "columns from {first} of a packed matrix {} wide",
+            self.n
+        );
+        let n = count.min(self.n - first);
+        let (start, panels) = (first / NR, n.div_ceil(NR));
+        PackedRef {
+            k: self.k,
+            n,
+            data: &self.data[start * self.k * NR..(start + panels) * self.k * NR],
+        }
+    }
+}
+
+/// A [`PackedMatrix`], or some of its columns ([`PackedMatrix::columns`]), as the products
+/// read it.
+#[derive(Clone, Copy, Debug)]
+pub struct PackedRef<'a> {
+    k: usize,
+    n: usize,
+    data: &'a [f32],
+}
+
+impl PackedRef<'_> {
+    /// Rows of the matrix (the shared dimension of a product).
+    pub fn rows(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of the matrix.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+}
+
+impl<'a> From<&'a PackedMatrix> for PackedRef<'a> {
+    fn from(b: &'a PackedMatrix) -> Self {
+        Self {
+            k: b.k,
+            n: b.n,
+            data: &b.data,
+        }
+    }
 }
 
 /// An element of a product's output: `f32` (already a value; a product may add to it), or
@@ -206,7 +255,7 @@ pub(crate) fn matmul_with_kernel<
     KD,
 >(
     a: ArrayView2<'_, f32>,
-    b: &PackedMatrix,
+    b: PackedRef<'_>,
     mut out: ArrayViewMut2<'_, T>,
     accumulate: bool,
     kernels: Kernels<K, K2, KD>,
@@ -255,7 +304,7 @@ pub(crate) fn matmul_with_kernel<
 #[inline(always)]
 fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K, K2, KD>(
     a: ArrayView2<'_, f32>,
-    b: &PackedMatrix,
+    b: PackedRef<'_>,
     out_rows: &mut [&mut [T]],
     accumulate: bool,
     kernels: Kernels<K, K2, KD>,
@@ -566,6 +615,29 @@ mod tests {
             assert_eq!(
                 PackedMatrix::pack_transposed(strided),
                 PackedMatrix::pack(strided.t())
+            );
+        }
+    }
+
+    #[test]
+    fn a_products_columns_are_its_panels_read_alone() {
+        // 50 columns are four panels (the last 2 wide); blocks start on panels, and a count
+        // past the end is clipped.
+        let a = filled(13, 70, 1);
+        let w = filled(70, 50, 2);
+        let packed = PackedMatrix::pack(w.view());
+        let mut whole = Array2::<f32>::zeros((13, 50));
+        super::super::simd::matmul(a.view(), &packed, whole.view_mut(), false);
+        for (first, count) in [(0, 50), (0, 16), (16, 32), (32, 18), (48, 100), (16, 5)] {
+            let cols = packed.columns(first, count);
+            let n = count.min(50 - first);
+            assert_eq!((cols.rows(), cols.cols()), (70, n));
+            let mut part = Array2::<f32>::zeros((13, n));
+            super::super::simd::matmul(a.view(), cols, part.view_mut(), false);
+            assert_eq!(
+                part,
+                whole.slice(s![.., first..first + n]),
+                "{first}+{count}"
             );
         }
     }

@@ -2,7 +2,7 @@
 //! nonlinearity, and the row-parallel linear map with its residual epilogue.
 
 use super::gemm::PackedMatrix;
-use super::parallel::{par_rows, par_rows_fresh};
+use super::parallel::{par_cols_fresh, par_rows, par_rows_fresh, split_columns};
 use super::simd;
 use ndarray::{Array1, Array2, ArrayViewMut2, Axis, s};
 
@@ -144,6 +144,20 @@ impl Mlp {
         epilogue: Epilogue<'_>,
         threads: usize,
     ) -> Array2<f32> {
+        // Few rows: the hidden activations by columns, each thread reading its own part of
+        // w_in (and w_gate); the product with w_out by rows as below, since the epilogue
+        // needs whole rows. (Measured on Zen 3, MiniLM at 32 tokens, one process alternating
+        // call by call: w_out by columns too, then the epilogue, was 1.5 % slower.)
+        if split_columns(x.nrows(), threads) {
+            let hidden = self.hidden_by_columns(x, packed, threads);
+            return linear(
+                &hidden,
+                &packed.w_out,
+                self.b_out.as_ref(),
+                epilogue,
+                threads,
+            );
+        }
         par_rows_fresh(x.nrows(), self.w_out.ncols(), threads, &|row0, block| {
             let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
             // Scratch kept per pool thread: fresh megabyte arrays on every call cost page faults.
@@ -185,6 +199,54 @@ impl Mlp {
             }
             epilogue.apply(row0, block);
             MLP_SCRATCH.set((hidden_buf, gate_buf));
+        })
+    }
+
+    /// The hidden activations `act(x · w_in + b_in)` (gated: times `act(x · w_gate)`) in
+    /// column blocks on `threads` threads ([`par_cols_fresh`]), for inputs with few rows.
+    /// Each value goes through the same operations as in [`Self::forward`]'s row blocks.
+    fn hidden_by_columns(
+        &self,
+        x: &Array2<f32>,
+        packed: &PackedMlp,
+        threads: usize,
+    ) -> Array2<f32> {
+        par_cols_fresh(x.nrows(), self.w_in.ncols(), threads, &|col0, block| {
+            let mut block = block.product_of_columns(x.view(), &packed.w_in, col0);
+            let cols = col0..col0 + block.ncols();
+            if let Some(b) = &self.b_in {
+                block += &b.slice(s![cols.clone()]);
+            }
+            match &packed.w_gate {
+                Some(w_gate) => {
+                    let (hidden_buf, mut gate_buf) = MLP_SCRATCH.take();
+                    let size = block.len();
+                    if gate_buf.len() < size {
+                        gate_buf.resize(size, 0.0);
+                    }
+                    let mut gate = scratch_view(&mut gate_buf, x.nrows(), cols.len());
+                    simd::matmul(
+                        x.view(),
+                        w_gate.columns(col0, cols.len()),
+                        gate.view_mut(),
+                        false,
+                    );
+                    for (mut hidden, gate) in block.rows_mut().into_iter().zip(gate.rows()) {
+                        if let (Some(hidden), Some(gate)) = (hidden.as_slice_mut(), gate.to_slice())
+                        {
+                            simd::activate_gated(hidden, gate, self.activation);
+                        }
+                    }
+                    MLP_SCRATCH.set((hidden_buf, gate_buf));
+                }
+                None => {
+                    for mut hidden in block.rows_mut() {
+                        if let Some(hidden) = hidden.as_slice_mut() {
+                            simd::activate(hidden, self.activation);
+                        }
+                    }
+                }
+            }
         })
     }
 }

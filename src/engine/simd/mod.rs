@@ -12,7 +12,8 @@
 #![allow(unsafe_code)]
 
 use super::gemm::{
-    Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, kernel, kernel_direct, matmul_with_kernel,
+    Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, PackedRef, kernel, kernel_direct,
+    matmul_with_kernel,
 };
 use ndarray::{ArrayView2, ArrayViewMut2};
 use std::mem::MaybeUninit;
@@ -156,24 +157,24 @@ pub(crate) fn strip_rows() -> usize {
 /// `out = a · b` (or `out += a · b` with `accumulate`) on the best instruction set.
 ///
 /// Shapes: a `[m, k]`, b `[k, n]`, out `[m, n]`; a mismatch is a bug in the caller and panics.
-pub fn matmul(
+pub fn matmul<'b>(
     a: ArrayView2<'_, f32>,
-    b: &PackedMatrix,
+    b: impl Into<PackedRef<'b>>,
     out: ArrayViewMut2<'_, f32>,
     accumulate: bool,
 ) {
-    matmul_cells(Isa::detect(), a, b, out, accumulate);
+    matmul_cells(Isa::detect(), a, b.into(), out, accumulate);
 }
 
 /// `out = a · b` into fresh memory, on the best instruction set: every element of `out` is
 /// written, so the caller can take it as initialised afterwards. Saves zeroing an output that
 /// the product overwrites anyway (an attention map, 1 MB per head at 512 tokens).
-pub fn matmul_fresh(
+pub fn matmul_fresh<'b>(
     a: ArrayView2<'_, f32>,
-    b: &PackedMatrix,
+    b: impl Into<PackedRef<'b>>,
     out: ArrayViewMut2<'_, MaybeUninit<f32>>,
 ) {
-    matmul_cells(Isa::detect(), a, b, out, false);
+    matmul_cells(Isa::detect(), a, b.into(), out, false);
 }
 
 /// [`matmul`] on a given instruction set; one this CPU lacks falls back to the portable code.
@@ -184,14 +185,14 @@ pub fn matmul_with(
     out: ArrayViewMut2<'_, f32>,
     accumulate: bool,
 ) {
-    matmul_cells(isa, a, b, out, accumulate);
+    matmul_cells(isa, a, b.into(), out, accumulate);
 }
 
 /// [`matmul_with`] into either kind of output (`accumulate` only into `f32`).
 fn matmul_cells<T: OutCell>(
     isa: Isa,
     a: ArrayView2<'_, f32>,
-    b: &PackedMatrix,
+    b: PackedRef<'_>,
     out: ArrayViewMut2<'_, T>,
     accumulate: bool,
 ) {
@@ -221,7 +222,7 @@ fn matmul_cells<T: OutCell>(
 #[target_feature(enable = "avx2,fma")]
 fn matmul_avx2<T: OutCell>(
     a: ArrayView2<'_, f32>,
-    b: &PackedMatrix,
+    b: PackedRef<'_>,
     out: ArrayViewMut2<'_, T>,
     acc: bool,
 ) {
@@ -248,7 +249,7 @@ fn matmul_avx2<T: OutCell>(
 #[target_feature(enable = "avx512f,avx2,fma")]
 fn matmul_avx512<T: OutCell>(
     a: ArrayView2<'_, f32>,
-    b: &PackedMatrix,
+    b: PackedRef<'_>,
     out: ArrayViewMut2<'_, T>,
     acc: bool,
 ) {
