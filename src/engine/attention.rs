@@ -9,7 +9,7 @@ use super::gemm::PackedMatrix;
 use super::intervene::{Ablation, AblationMode, Captured, FrozenRows, Interventions, Site};
 use super::layers::{Epilogue, linear};
 use super::options::{Mistake, RunOptions};
-use super::parallel::{par_cols_fresh, par_rows_fresh, parallel_map, split_columns, threads_for};
+use super::parallel::{Split, par_fresh, parallel_map, split_columns, threads_for};
 use super::position::{
     AttentionPosition, RopeAngles, alibi_slopes, llama3_frequencies, rope_frequencies,
 };
@@ -220,11 +220,11 @@ impl SelfAttention {
             }
         };
         let mut qkv = if split_columns(h.nrows(), threads) {
-            par_cols_fresh(h.nrows(), width, threads, &|col0, block| {
+            par_fresh(Split::Columns, h.nrows(), width, threads, &|col0, block| {
                 add_biases(block.product_of_columns(h.view(), &packed.qkv, col0), col0);
             })
         } else {
-            par_rows_fresh(h.nrows(), width, threads, &|row0, block| {
+            par_fresh(Split::Rows, h.nrows(), width, threads, &|row0, block| {
                 let rows = h.slice(s![row0..row0 + block.nrows(), ..]);
                 add_biases(block.product(rows, &packed.qkv), 0);
             })

@@ -2,7 +2,7 @@
 //! nonlinearity, and the row-parallel linear map with its residual epilogue.
 
 use super::gemm::PackedMatrix;
-use super::parallel::{par_cols_fresh, par_rows, par_rows_fresh, split_columns};
+use super::parallel::{Split, par_fresh, par_rows, split_columns};
 use super::simd;
 use ndarray::{Array1, Array2, ArrayViewMut2, Axis, s};
 
@@ -158,52 +158,58 @@ impl Mlp {
                 threads,
             );
         }
-        par_rows_fresh(x.nrows(), self.w_out.ncols(), threads, &|row0, block| {
-            let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
-            // Scratch kept per pool thread: fresh megabyte arrays on every call cost page faults.
-            let (mut hidden_buf, mut gate_buf) = MLP_SCRATCH.take();
-            let size = rows.nrows() * self.w_in.ncols();
-            if hidden_buf.len() < size {
-                hidden_buf.resize(size, 0.0);
-            }
-            let h = &mut hidden_buf[..size];
-            let mut hidden = scratch_view(h, rows.nrows(), self.w_in.ncols());
-            simd::matmul(rows, &packed.w_in, hidden.view_mut(), false);
-            if let Some(b) = &self.b_in {
-                hidden += b;
-            }
-            match &packed.w_gate {
-                Some(w_gate) => {
-                    if gate_buf.len() < size {
-                        gate_buf.resize(size, 0.0);
-                    }
-                    let g = &mut gate_buf[..size];
-                    simd::matmul(
-                        rows,
-                        w_gate,
-                        scratch_view(g, rows.nrows(), self.w_in.ncols()),
-                        false,
-                    );
-                    simd::activate_gated(
-                        &mut hidden_buf[..size],
-                        &gate_buf[..size],
-                        self.activation,
-                    );
+        par_fresh(
+            Split::Rows,
+            x.nrows(),
+            self.w_out.ncols(),
+            threads,
+            &|row0, block| {
+                let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
+                // Scratch kept per pool thread: fresh megabyte arrays on every call cost page faults.
+                let (mut hidden_buf, mut gate_buf) = MLP_SCRATCH.take();
+                let size = rows.nrows() * self.w_in.ncols();
+                if hidden_buf.len() < size {
+                    hidden_buf.resize(size, 0.0);
                 }
-                None => simd::activate(&mut hidden_buf[..size], self.activation),
-            }
-            let hidden = scratch_view(&mut hidden_buf, rows.nrows(), self.w_in.ncols());
-            let mut block = block.product(hidden.view(), &packed.w_out);
-            if let Some(b) = &self.b_out {
-                block += b;
-            }
-            epilogue.apply(row0, block);
-            MLP_SCRATCH.set((hidden_buf, gate_buf));
-        })
+                let h = &mut hidden_buf[..size];
+                let mut hidden = scratch_view(h, rows.nrows(), self.w_in.ncols());
+                simd::matmul(rows, &packed.w_in, hidden.view_mut(), false);
+                if let Some(b) = &self.b_in {
+                    hidden += b;
+                }
+                match &packed.w_gate {
+                    Some(w_gate) => {
+                        if gate_buf.len() < size {
+                            gate_buf.resize(size, 0.0);
+                        }
+                        let g = &mut gate_buf[..size];
+                        simd::matmul(
+                            rows,
+                            w_gate,
+                            scratch_view(g, rows.nrows(), self.w_in.ncols()),
+                            false,
+                        );
+                        simd::activate_gated(
+                            &mut hidden_buf[..size],
+                            &gate_buf[..size],
+                            self.activation,
+                        );
+                    }
+                    None => simd::activate(&mut hidden_buf[..size], self.activation),
+                }
+                let hidden = scratch_view(&mut hidden_buf, rows.nrows(), self.w_in.ncols());
+                let mut block = block.product(hidden.view(), &packed.w_out);
+                if let Some(b) = &self.b_out {
+                    block += b;
+                }
+                epilogue.apply(row0, block);
+                MLP_SCRATCH.set((hidden_buf, gate_buf));
+            },
+        )
     }
 
     /// The hidden activations `act(x · w_in + b_in)` (gated: times `act(x · w_gate)`) in
-    /// column blocks on `threads` threads ([`par_cols_fresh`]), for inputs with few rows.
+    /// column blocks on `threads` threads ([`par_fresh`] by columns), for inputs with few rows.
     /// Each value goes through the same operations as in [`Self::forward`]'s row blocks.
     fn hidden_by_columns(
         &self,
@@ -211,43 +217,50 @@ impl Mlp {
         packed: &PackedMlp,
         threads: usize,
     ) -> Array2<f32> {
-        par_cols_fresh(x.nrows(), self.w_in.ncols(), threads, &|col0, block| {
-            let mut block = block.product_of_columns(x.view(), &packed.w_in, col0);
-            let cols = col0..col0 + block.ncols();
-            if let Some(b) = &self.b_in {
-                block += &b.slice(s![cols.clone()]);
-            }
-            match &packed.w_gate {
-                Some(w_gate) => {
-                    let (hidden_buf, mut gate_buf) = MLP_SCRATCH.take();
-                    let size = block.len();
-                    if gate_buf.len() < size {
-                        gate_buf.resize(size, 0.0);
+        par_fresh(
+            Split::Columns,
+            x.nrows(),
+            self.w_in.ncols(),
+            threads,
+            &|col0, block| {
+                let mut block = block.product_of_columns(x.view(), &packed.w_in, col0);
+                let cols = col0..col0 + block.ncols();
+                if let Some(b) = &self.b_in {
+                    block += &b.slice(s![cols.clone()]);
+                }
+                match &packed.w_gate {
+                    Some(w_gate) => {
+                        let (hidden_buf, mut gate_buf) = MLP_SCRATCH.take();
+                        let size = block.len();
+                        if gate_buf.len() < size {
+                            gate_buf.resize(size, 0.0);
+                        }
+                        let mut gate = scratch_view(&mut gate_buf, x.nrows(), cols.len());
+                        simd::matmul(
+                            x.view(),
+                            w_gate.columns(col0, cols.len()),
+                            gate.view_mut(),
+                            false,
+                        );
+                        for (mut hidden, gate) in block.rows_mut().into_iter().zip(gate.rows()) {
+                            if let (Some(hidden), Some(gate)) =
+                                (hidden.as_slice_mut(), gate.to_slice())
+                            {
+                                simd::activate_gated(hidden, gate, self.activation);
+                            }
+                        }
+                        MLP_SCRATCH.set((hidden_buf, gate_buf));
                     }
-                    let mut gate = scratch_view(&mut gate_buf, x.nrows(), cols.len());
-                    simd::matmul(
-                        x.view(),
-                        w_gate.columns(col0, cols.len()),
-                        gate.view_mut(),
-                        false,
-                    );
-                    for (mut hidden, gate) in block.rows_mut().into_iter().zip(gate.rows()) {
-                        if let (Some(hidden), Some(gate)) = (hidden.as_slice_mut(), gate.to_slice())
-                        {
-                            simd::activate_gated(hidden, gate, self.activation);
+                    None => {
+                        for mut hidden in block.rows_mut() {
+                            if let Some(hidden) = hidden.as_slice_mut() {
+                                simd::activate(hidden, self.activation);
+                            }
                         }
                     }
-                    MLP_SCRATCH.set((hidden_buf, gate_buf));
                 }
-                None => {
-                    for mut hidden in block.rows_mut() {
-                        if let Some(hidden) = hidden.as_slice_mut() {
-                            simd::activate(hidden, self.activation);
-                        }
-                    }
-                }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -300,7 +313,7 @@ pub(super) fn linear(
     epilogue: Epilogue<'_>,
     threads: usize,
 ) -> Array2<f32> {
-    par_rows_fresh(x.nrows(), w.cols(), threads, &|row0, block| {
+    par_fresh(Split::Rows, x.nrows(), w.cols(), threads, &|row0, block| {
         let rows = x.slice(s![row0..row0 + block.nrows(), ..]);
         let mut block = block.product(rows, w);
         if let Some(b) = b {

@@ -118,7 +118,7 @@ fn par_chunks<T: Send>(
 }
 
 /// Whether a product of `rows` rows on `threads` threads splits its columns rather than its
-/// rows ([`par_cols_fresh`]): when each thread's share of the rows is so small that streaming
+/// rows ([`par_fresh`] with [`Split::Columns`]): when each thread's share of the rows is so small that streaming
 /// the weights dominates. Split by rows, every thread reads every weight; split by columns,
 /// each reads its own part once.
 pub(super) fn split_columns(rows: usize, threads: usize) -> bool {
@@ -130,48 +130,48 @@ pub(super) fn split_columns(rows: usize, threads: usize) -> bool {
 /// columns were 0.5–2.4 % faster at 32 tokens and 2.5 % slower at 128.
 const COLUMNS_BELOW_ROWS: usize = 64;
 
-/// A fresh `[rows, cols]` matrix whose column blocks `f(first_column, block)` fills on
-/// `threads` threads: one block per thread, each a whole number of panel pairs (32 columns),
-/// so that every product inside reads whole panels of its packed weights
-/// ([`Fresh::product_of_columns`]). As with [`par_rows_fresh`], no value depends on the split.
-pub(super) fn par_cols_fresh(
-    rows: usize,
-    cols: usize,
-    threads: usize,
-    f: &(dyn Fn(usize, Fresh<'_>) + Sync),
-) -> Array2<f32> {
-    let mut out = Array2::<f32>::uninit((rows, cols));
-    let pair = 2 * NR;
-    let chunk = cols.div_ceil(pair).div_ceil(threads.max(1)).max(1) * pair;
-    par_chunks(out.view_mut(), Axis(1), chunk, &|col0, block| {
-        f(col0, Fresh(Some(block)))
-    });
-    // SAFETY: as in `par_rows_fresh`: every column block was filled by a product or zeroed.
-    unsafe { out.assume_init() }
+/// Which way [`par_fresh`] splits a matrix over the threads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Split {
+    /// Row blocks, as [`par_rows`] makes them.
+    Rows,
+    /// One block of columns per thread, each a whole number of panel pairs (32 columns), so
+    /// that every product inside reads whole panels of its packed weights
+    /// ([`Fresh::product_of_columns`]).
+    Columns,
 }
 
-/// A fresh `[rows, cols]` matrix whose row blocks `f` fills on `threads` threads, as
-/// [`par_rows`] splits them. Each block comes as [`Fresh`] memory, which `f` fills with a
-/// product ([`Fresh::product`]) before it does anything else with the rows. It saves zeroing
-/// an output that the product overwrites anyway: `Array2::zeros` before every projection had
-/// been about 1–3 % of a forward or a gradient (memset in the profiles).
-pub(super) fn par_rows_fresh(
+/// A fresh `[rows, cols]` matrix whose blocks (`split` says which way) `f(first, block)` fills
+/// on `threads` threads; `first` is the block's first row or first column. Each block comes as
+/// [`Fresh`] memory, which `f` fills with a product ([`Fresh::product`]) before it does
+/// anything else with it. It saves zeroing an output that the product overwrites anyway:
+/// `Array2::zeros` before every projection had been about 1–3 % of a forward or a gradient
+/// (memset in the profiles). No value depends on the split.
+pub(super) fn par_fresh(
+    split: Split,
     rows: usize,
     cols: usize,
     threads: usize,
     f: &(dyn Fn(usize, Fresh<'_>) + Sync),
 ) -> Array2<f32> {
     let mut out = Array2::<f32>::uninit((rows, cols));
-    par_rows(&mut out, threads, &|row0, block| {
-        f(row0, Fresh(Some(block)))
-    });
-    // SAFETY: `par_rows` hands `f` every row of `out`, in disjoint blocks, and each block's
+    let fill: &(dyn Fn(usize, ArrayViewMut2<'_, MaybeUninit<f32>>) + Sync) =
+        &|first, block| f(first, Fresh(Some(block)));
+    match split {
+        Split::Rows => par_rows(&mut out, threads, fill),
+        Split::Columns => {
+            let pair = 2 * NR;
+            let chunk = cols.div_ceil(pair).div_ceil(threads.max(1)).max(1) * pair;
+            par_chunks(out.view_mut(), Axis(1), chunk, fill);
+        }
+    }
+    // SAFETY: the split hands `f` every element of `out`, in disjoint blocks, and each block's
     // `Fresh` was either filled by `matmul_fresh` (which writes every element) or zeroed when
     // it was dropped unused. A panic in between unwinds past this line.
     unsafe { out.assume_init() }
 }
 
-/// A block of uninitialised output rows (see [`par_rows_fresh`]).
+/// A block of uninitialised output (see [`par_fresh`]).
 pub(super) struct Fresh<'a>(Option<ArrayViewMut2<'a, MaybeUninit<f32>>>);
 
 impl<'a> Fresh<'a> {
@@ -203,7 +203,7 @@ impl<'a> Fresh<'a> {
     }
 
     /// [`Self::product`] for a column block starting at `col0` of a wider matrix: `a · b`'s
-    /// columns `col0..col0 + self.ncols()` (`col0` starts a panel, as [`par_cols_fresh`]'s
+    /// columns `col0..col0 + self.ncols()` (`col0` starts a panel, as [`par_fresh`] with [`Split::Columns`]'s
     /// blocks do).
     pub(super) fn product_of_columns(
         self,
@@ -610,7 +610,7 @@ mod tests {
             ndarray::array![[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]].view(),
         );
         for threads in [1, 2] {
-            let m = par_rows_fresh(40, 3, threads, &|row0, block| {
+            let m = par_fresh(Split::Rows, 40, 3, threads, &|row0, block| {
                 let rows = a.slice(ndarray::s![row0..row0 + block.nrows(), ..]);
                 block.product(rows, &b);
             });
@@ -629,7 +629,7 @@ mod tests {
                 (40, 3),
                 f32::NAN,
             )));
-            let skipped = par_rows_fresh(40, 3, threads, &|row0, block| {
+            let skipped = par_fresh(Split::Rows, 40, 3, threads, &|row0, block| {
                 if row0 > 0 {
                     let rows = a.slice(ndarray::s![row0..row0 + block.nrows(), ..]);
                     block.product(rows, &b);
@@ -660,13 +660,13 @@ mod tests {
         let a = Array2::from_shape_fn((9, 40), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
         let w = Array2::from_shape_fn((40, 70), |(i, j)| ((i * 5 + j) % 13) as f32 / 8.0);
         let b = PackedMatrix::pack(w.view());
-        let by_rows = par_rows_fresh(9, 70, 1, &|row0, block| {
+        let by_rows = par_fresh(Split::Rows, 9, 70, 1, &|row0, block| {
             let rows = a.slice(ndarray::s![row0..row0 + block.nrows(), ..]);
             block.product(rows, &b);
         });
         for (threads, firsts) in [(1, vec![0]), (2, vec![0, 64]), (3, vec![0, 32, 64])] {
             let seen = Mutex::new(Vec::new());
-            let m = par_cols_fresh(9, 70, threads, &|col0, block| {
+            let m = par_fresh(Split::Columns, 9, 70, threads, &|col0, block| {
                 lock(&seen).push((col0, block.ncols()));
                 block.product_of_columns(a.view(), &b, col0);
             });

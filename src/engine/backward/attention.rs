@@ -8,7 +8,7 @@ use crate::engine::block::TransposedBlock;
 use crate::engine::gemm::PackedMatrix;
 use crate::engine::intervene::{Ablation, AblationMode};
 use crate::engine::options::RunOptions;
-use crate::engine::parallel::{par_rows_fresh, parallel_map};
+use crate::engine::parallel::{Split, par_fresh, parallel_map};
 use crate::engine::position::RopeAngles;
 use crate::engine::simd;
 use crate::engine::transformer::Transformer;
@@ -107,7 +107,7 @@ pub(super) fn attention_backward(
     let factor = opts.scale_factor(dh);
     let slopes = shape.alibi_slopes();
 
-    let d_concat = par_rows_fresh(n, q_width, threads, &|row0, block| {
+    let d_concat = par_fresh(Split::Rows, n, q_width, threads, &|row0, block| {
         let rows = d_out.slice(s![row0..row0 + block.nrows(), ..]);
         block.product(rows, &tb.wo);
     });
@@ -192,7 +192,7 @@ pub(super) fn attention_backward(
             }
         }
     }
-    let d_in = par_rows_fresh(n, model.d_model(), threads, &|row0, block| {
+    let d_in = par_fresh(Split::Rows, n, model.d_model(), threads, &|row0, block| {
         let rows = d_qkv.slice(s![row0..row0 + block.nrows(), ..]);
         block.product(rows, &tb.qkv);
     });

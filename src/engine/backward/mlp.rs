@@ -5,7 +5,7 @@ use super::norm::slice;
 use crate::engine::block::TransposedBlock;
 use crate::engine::layers::{Activation, Mlp};
 use crate::engine::math;
-use crate::engine::parallel::{par_rows, par_rows_fresh};
+use crate::engine::parallel::{Split, par_fresh, par_rows};
 use crate::engine::simd;
 use ndarray::{Array2, Axis, s};
 
@@ -135,8 +135,14 @@ pub(super) fn mlp_backward(
             }
         }
     });
-    par_rows_fresh(d_out.nrows(), d_out.ncols(), threads, &|row0, block| {
-        let rows = d_pre.slice(s![row0..row0 + block.nrows(), ..]);
-        block.product(rows, &tb.w_in_gate);
-    })
+    par_fresh(
+        Split::Rows,
+        d_out.nrows(),
+        d_out.ncols(),
+        threads,
+        &|row0, block| {
+            let rows = d_pre.slice(s![row0..row0 + block.nrows(), ..]);
+            block.product(rows, &tb.w_in_gate);
+        },
+    )
 }
