@@ -118,7 +118,7 @@ fn par_chunks<T: Send>(
 }
 
 /// Whether a product of `rows` rows on `threads` threads splits its columns rather than its
-/// rows ([`par_fresh`] with [`Split::Columns`]): when each thread's share of the rows is so small that streaming
+/// rows ([`Split::Columns`]): when each thread's share of the rows is so small that streaming
 /// the weights dominates. Split by rows, every thread reads every weight; split by columns,
 /// each reads its own part once.
 pub(super) fn split_columns(rows: usize, threads: usize) -> bool {
@@ -194,17 +194,15 @@ impl<'a> Fresh<'a> {
         // SAFETY: `matmul_fresh` wrote every element of `cells`.
         unsafe { cells.assume_init() }
     }
-}
 
-impl<'a> Fresh<'a> {
     /// Columns of the block.
     pub(super) fn ncols(&self) -> usize {
         self.0.as_ref().map_or(0, |b| b.ncols())
     }
 
     /// [`Self::product`] for a column block starting at `col0` of a wider matrix: `a · b`'s
-    /// columns `col0..col0 + self.ncols()` (`col0` starts a panel, as [`par_fresh`] with [`Split::Columns`]'s
-    /// blocks do).
+    /// columns `col0..col0 + self.ncols()` (`col0` starts a panel, as the blocks of
+    /// [`Split::Columns`] do).
     pub(super) fn product_of_columns(
         self,
         a: ArrayView2<'_, f32>,
