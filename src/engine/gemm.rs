@@ -168,7 +168,12 @@ pub struct PackedRef<'a> {
     data: &'a [f32],
 }
 
-impl PackedRef<'_> {
+impl<'a> PackedRef<'a> {
+    /// Panel `idx`: `k` rows of `NR` values.
+    pub(crate) fn panel(&self, idx: usize) -> &'a [f32] {
+        &self.data[idx * self.k * NR..(idx + 1) * self.k * NR]
+    }
+
     /// Rows of the matrix (the shared dimension of a product).
     pub fn rows(&self) -> usize {
         self.k
@@ -433,6 +438,65 @@ fn rows_in_place<'a, const R: usize>(
             .get(row0 + i)
             .map_or(&ZEROS[..kc], |r| &r[pc..pc + kc])
     })
+}
+
+/// Values of the right operand's panels a short product takes at a time (16 KiB): they stay
+/// in L1 while every group of rows passes over them.
+const SHORT_CHUNK_VALUES: usize = 4096;
+
+/// `out = a · b` (or `out += a · b` with `accumulate`) for a product at most
+/// [`DIRECT_MAX_DEPTH`] deep (a head's scores), whose left operand's rows are read in place:
+/// `rows_kernel(rows, b, panels, out_rows, add)` writes the product of `MR` rows (zeros past
+/// the end) with each panel in `panels` straight into those rows of the output, a chunk of
+/// panels at a time. Returns false, having done nothing, for a deeper product or rows that
+/// are not contiguous: the caller then runs the general path. The kernel must add the same
+/// products in the same order as [`kernel_direct`] (from zero, one step of the shared
+/// dimension after another), so the values do not depend on which path ran.
+#[inline(always)]
+pub(crate) fn short_product<const MR: usize, T: OutCell>(
+    a: ArrayView2<'_, f32>,
+    b: PackedRef<'_>,
+    out: &mut ArrayViewMut2<'_, T>,
+    accumulate: bool,
+    rows_kernel: impl Fn([&[f32]; MR], PackedRef<'_>, std::ops::Range<usize>, &mut [&mut [T]], bool),
+) -> bool {
+    let (k, n) = (b.k, b.n);
+    if k == 0 || k > DIRECT_MAX_DEPTH || a.ncols() != k || out.dim() != (a.nrows(), n) {
+        return false;
+    }
+    let Some(a_slices) = a
+        .rows()
+        .into_iter()
+        .map(|r| r.to_slice())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return false;
+    };
+    let Some(mut out_rows) = out
+        .rows_mut()
+        .into_iter()
+        .map(|r| r.into_slice())
+        .collect::<Option<Vec<_>>>()
+    else {
+        return false;
+    };
+    let panels = n.div_ceil(NR);
+    let chunk = (SHORT_CHUNK_VALUES / (k * NR)).max(1);
+    for first in (0..panels).step_by(chunk) {
+        let chunk_panels = first..(first + chunk).min(panels);
+        for row0 in (0..a_slices.len()).step_by(MR) {
+            let rows = rows_in_place::<MR>(&a_slices, row0, 0, k);
+            let end = (row0 + MR).min(out_rows.len());
+            rows_kernel(
+                rows,
+                b,
+                chunk_panels.clone(),
+                &mut out_rows[row0..end],
+                accumulate,
+            );
+        }
+    }
+    true
 }
 
 /// Writes (or with `add`, adds) an MR × NR block into `out_rows[..MR]` at columns

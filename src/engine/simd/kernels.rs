@@ -1,10 +1,11 @@
 //! The matrix kernels written with intrinsics: on AVX-512, 8 rows by two 16-wide panels
 //! (packed or read in place) and an odd last panel; on AVX2, 6 rows by one packed panel that
-//! asks for the panel's rows ahead of time. [`super::matmul`] picks them by the CPU and hands
+//! asks for the panel's rows ahead of time, and 6 rows read in place by a run of panels for
+//! products at most 128 deep. [`super::matmul`] picks them by the CPU and hands
 //! them to `gemm::matmul_with_kernel`.
 #![allow(unsafe_code)]
 
-use crate::engine::gemm::{MR, MR_AVX512, NR, Pair};
+use crate::engine::gemm::{MR, MR_AVX512, NR, OutCell, PackedRef, Pair};
 
 /// The two blocks of accumulators of a pair kernel, stored as a [`Pair`].
 #[cfg(target_arch = "x86_64")]
@@ -218,4 +219,87 @@ pub(super) fn block_avx2(strip: &[f32], panel: &[f32], next: &[f32]) -> [[f32; N
         }
     }
     out
+}
+
+/// The product of `MR` rows of the left operand read in place (each at least `b.rows()`
+/// long) with each panel in `panels`, written (or with `add`, added) straight from the
+/// registers into `out` (at most `MR` rows; rows past its end are dropped): the AVX2 kernel of
+/// [`gemm::short_product`]. A head's scores are 32 to 128 deep, so the general path's
+/// overhead per kernel call (the rows cut, the block returned through the stack and copied)
+/// weighed on 32 steps of work; here a call runs a chunk of panels. The same multiply-adds
+/// in the same order as `gemm::kernel_direct`: from zero, one step after another.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn short_rows_avx2<T: OutCell>(
+    rows: [&[f32]; MR],
+    b: PackedRef<'_>,
+    panels: std::ops::Range<usize>,
+    out: &mut [&mut [T]],
+    add: bool,
+) {
+    use std::arch::x86_64::{
+        __m256, _mm256_add_ps, _mm256_broadcast_ss, _mm256_fmadd_ps, _mm256_loadu_ps,
+        _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+    let k = b.rows();
+    assert!(
+        rows.iter().all(|r| r.len() >= k) && out.iter().all(|r| r.len() >= b.cols()),
+        "short_rows_avx2: rows shorter than the product"
+    );
+    let a: [*const f32; MR] = rows.map(<[f32]>::as_ptr);
+    for panel_idx in panels {
+        let panel = b.panel(panel_idx);
+        let at = panel.as_ptr();
+        let mut acc: [[__m256; 2]; MR] = [[_mm256_setzero_ps(); 2]; MR];
+        for p in 0..k.min(panel.len() / NR) {
+            // SAFETY: p < k, so the panel holds NR = 16 values from p · NR and every row
+            // (at least k long, asserted above) a value at p.
+            unsafe {
+                let (lo, hi) = (
+                    _mm256_loadu_ps(at.add(p * NR)),
+                    _mm256_loadu_ps(at.add(p * NR + 8)),
+                );
+                for (a_row, acc) in a.iter().zip(acc.iter_mut()) {
+                    let a_i = _mm256_broadcast_ss(&*a_row.add(p));
+                    acc[0] = _mm256_fmadd_ps(a_i, lo, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(a_i, hi, acc[1]);
+                }
+            }
+        }
+        let col0 = panel_idx * NR;
+        let cols = (b.cols() - col0).min(NR);
+        for (dst, acc) in out.iter_mut().zip(&acc) {
+            let dst = &mut dst[col0..col0 + cols];
+            if cols == NR {
+                // `OutCell` is `f32` or `MaybeUninit<f32>`, both laid out as an f32.
+                let to = dst.as_mut_ptr().cast::<f32>();
+                // SAFETY: `dst` holds NR = 16 elements; with `add` they hold values (see
+                // `OutCell::add`).
+                unsafe {
+                    let (mut lo, mut hi) = (acc[0], acc[1]);
+                    if add {
+                        lo = _mm256_add_ps(_mm256_loadu_ps(to), lo);
+                        hi = _mm256_add_ps(_mm256_loadu_ps(to.add(8)), hi);
+                    }
+                    _mm256_storeu_ps(to, lo);
+                    _mm256_storeu_ps(to.add(8), hi);
+                }
+            } else {
+                let mut row = [0.0f32; NR];
+                // SAFETY: `row` holds exactly NR = 16 floats.
+                unsafe {
+                    _mm256_storeu_ps(row.as_mut_ptr(), acc[0]);
+                    _mm256_storeu_ps(row.as_mut_ptr().add(8), acc[1]);
+                }
+                for (d, &v) in dst.iter_mut().zip(&row) {
+                    if add {
+                        // SAFETY: with `add` the output holds values (see `OutCell::add`).
+                        unsafe { d.add(v) }
+                    } else {
+                        d.put(v);
+                    }
+                }
+            }
+        }
+    }
 }

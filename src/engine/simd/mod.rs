@@ -13,7 +13,7 @@
 
 use super::gemm::{
     Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, PackedRef, kernel, kernel_direct,
-    matmul_with_kernel,
+    matmul_with_kernel, short_product,
 };
 use ndarray::{ArrayView2, ArrayViewMut2};
 use std::mem::MaybeUninit;
@@ -79,7 +79,7 @@ mod kernels;
 mod rows;
 mod softmax;
 
-use kernels::{block_avx2, block_avx512, direct_pair_avx512, pair_avx512};
+use kernels::{block_avx2, block_avx512, direct_pair_avx512, pair_avx512, short_rows_avx2};
 pub use rows::{
     activate, activate_gated, add_scaled_f64, dot_f32_f64, gated_backward, layer_norm_backward_row,
     layer_norm_row, rms_norm_backward_row, rms_norm_row, scale_by_slope, softmax_backward_row,
@@ -228,6 +228,13 @@ fn matmul_avx2<T: OutCell>(
 ) {
     // Closures made here inherit AVX2 and FMA (see `gemm::matmul_with_kernel`), so calling
     // the AVX2 kernel is safe in them; this function runs only where `available` found AVX2.
+    let mut out = out;
+    let short = |rows: [&[f32]; MR], b: PackedRef<'_>, panels, out: &mut [&mut [T]], add| {
+        short_rows_avx2(rows, b, panels, out, add);
+    };
+    if short_product::<MR, T>(a, b, &mut out, acc, short) {
+        return;
+    }
     let generic = generic_kernels!(true);
     let kernels = Kernels {
         block: |strip: &[f32], panel: &[f32]| block_avx2(strip, panel, &[]),
@@ -326,6 +333,47 @@ fn stream_row_avx512(src: &[f32], dst: &mut [MaybeUninit<f32>]) {
 mod tests {
     use super::*;
     use ndarray::{Array2, s};
+
+    #[test]
+    fn short_products_are_sequential_fused_sums_bit_for_bit() {
+        // Every fused path multiplies-and-adds from zero, one step of the shared dimension
+        // after another: `f32::mul_add` rounds once, like the FMA instruction, so the scalar
+        // loop gives the exact bits. Depths up to and past DIRECT_MAX_DEPTH (128), rows past a
+        // strip, a partial last panel, more panels than one chunk (16 KiB), and `+=`.
+        let available = Isa::available();
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (7, 32, 40),
+            (48, 32, 512),
+            (13, 64, 33),
+            (6, 128, 16),
+            (9, 129, 48),
+        ] {
+            let a =
+                Array2::from_shape_fn((m, k), |(r, c)| ((r * 7 + c * 3) % 13) as f32 / 7.0 - 0.9);
+            let b =
+                Array2::from_shape_fn((k, n), |(r, c)| ((r * 5 + c * 11) % 17) as f32 / 9.0 - 0.8);
+            let packed = PackedMatrix::pack(b.view());
+            let start = Array2::from_shape_fn((m, n), |(r, c)| (r + c) as f32 * 0.25);
+            for accumulate in [false, true] {
+                let want = Array2::from_shape_fn((m, n), |(i, j)| {
+                    let sum = (0..k).fold(0.0f32, |acc, p| a[[i, p]].mul_add(b[[p, j]], acc));
+                    if accumulate { start[[i, j]] + sum } else { sum }
+                });
+                for &isa in available.iter().filter(|&&isa| isa != Isa::Portable) {
+                    let mut out = start.clone();
+                    matmul_with(isa, a.view(), &packed, out.view_mut(), accumulate);
+                    for (got, want) in out.iter().zip(&want) {
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{isa:?} {m}x{k}x{n} {accumulate}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn streamed_rows_equal_their_source_at_every_alignment_and_width() {
