@@ -539,18 +539,34 @@ pub(super) fn run_head(
             }
             masked_scores = Some(m);
         }
-        if p.wrong_axis {
-            softmax_columns(block.view_mut(), allowed);
-        } else {
-            simd::softmax_rows(block.view_mut(), allowed);
-        }
-        weighted_values(block.view(), v_h, &v_packed, row0, p.elementwise, out_block);
-        if let Some(map_rows) = map_rows {
-            simd::stream_rows(block.view(), map_rows);
+        match map_rows {
+            // A block in the buffer: its probabilities go into the map by the softmax's last
+            // pass (or by streaming stores, see `softmax_rows_into`), read from where it says.
+            Some(mut map_rows) if !p.wrong_axis => {
+                let at = simd::softmax_rows_into(block.view_mut(), allowed, map_rows.view_mut());
+                // SAFETY: `softmax_rows_into` wrote every element of `map_rows`.
+                let map_rows = unsafe { map_rows.assume_init() };
+                let probs = match at {
+                    simd::ProbsIn::Dst => map_rows.view(),
+                    simd::ProbsIn::Scores => block.view(),
+                };
+                weighted_values(probs, v_h, &v_packed, row0, p.elementwise, out_block);
+            }
+            map_rows => {
+                if p.wrong_axis {
+                    softmax_columns(block.view_mut(), allowed);
+                } else {
+                    simd::softmax_rows(block.view_mut(), allowed);
+                }
+                weighted_values(block.view(), v_h, &v_packed, row0, p.elementwise, out_block);
+                if let Some(map_rows) = map_rows {
+                    simd::stream_rows(block.view(), map_rows);
+                }
+            }
         }
     }
-    // SAFETY: the blocks above cover every row, and each was written whole, by `score_block`
-    // or by `stream_rows`.
+    // SAFETY: the blocks above cover every row, and each was written whole, by `score_block`,
+    // `softmax_rows_into` or `stream_rows`.
     let scores = unsafe { scores.assume_init() };
     let trace = match (raw_scores, masked_scores) {
         (Some(raw_scores), Some(masked_scores)) => {

@@ -263,6 +263,50 @@ pub fn softmax_row(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
 /// [`softmax_row`] with [`exp_f32_with`]`::<FMA>`.
 #[inline(always)]
 pub fn softmax_row_with<const FMA: bool>(row: &mut [f32], allowed: Option<&[bool]>) -> bool {
+    match softmax_exponentials::<FMA>(row, allowed) {
+        Some(inv) => {
+            for x in row.iter_mut() {
+                *x *= inv;
+            }
+            true
+        }
+        None => {
+            row.fill(0.0);
+            false
+        }
+    }
+}
+
+/// [`softmax_row_with`] with the probabilities written into `dst` (as long as `row`) instead
+/// of over the scores, which are left holding the exponentials: the same values, with the
+/// last pass's stores going where they are wanted (an attention map) instead of a second
+/// copy after.
+#[inline(always)]
+pub fn softmax_row_into_with<const FMA: bool>(
+    row: &mut [f32],
+    allowed: Option<&[bool]>,
+    dst: &mut [std::mem::MaybeUninit<f32>],
+) -> bool {
+    match softmax_exponentials::<FMA>(row, allowed) {
+        Some(inv) => {
+            for (d, &x) in dst.iter_mut().zip(row.iter()) {
+                d.write(x * inv);
+            }
+            true
+        }
+        None => {
+            for d in dst.iter_mut() {
+                d.write(0.0);
+            }
+            false
+        }
+    }
+}
+
+/// The first passes of a softmax: masked keys set to −∞, then each score replaced by
+/// e^(score − max), and 1 / their sum returned; `None` when no key is allowed.
+#[inline(always)]
+fn softmax_exponentials<const FMA: bool>(row: &mut [f32], allowed: Option<&[bool]>) -> Option<f32> {
     if let Some(allowed) = allowed {
         for (x, &ok) in row.iter_mut().zip(allowed) {
             if !ok {
@@ -272,18 +316,13 @@ pub fn softmax_row_with<const FMA: bool>(row: &mut [f32], allowed: Option<&[bool
     }
     let max = row_max(row);
     if max == f32::NEG_INFINITY {
-        row.fill(0.0);
-        return false;
+        return None;
     }
     for x in row.iter_mut() {
         *x = exp_f32_with::<FMA>(*x - max);
     }
     // ≥ 1 because the max contributes e^0 = 1.
-    let inv = (1.0 / row_sum_f64(row)) as f32;
-    for x in row.iter_mut() {
-        *x *= inv;
-    }
-    true
+    Some((1.0 / row_sum_f64(row)) as f32)
 }
 
 /// Layer normalisation of one row in place: (x − mean) / √(var + eps) · gamma + beta,

@@ -84,7 +84,7 @@ pub use rows::{
     activate, activate_gated, add_scaled_f64, dot_f32_f64, gated_backward, layer_norm_backward_row,
     layer_norm_row, rms_norm_backward_row, rms_norm_row, scale_by_slope, softmax_backward_row,
 };
-pub use softmax::softmax_rows;
+pub use softmax::{ProbsIn, softmax_rows, softmax_rows_into};
 
 /// An instruction set the hot loops can be compiled for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

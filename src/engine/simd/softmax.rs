@@ -6,6 +6,7 @@ use super::Isa;
 use crate::engine::gemm::NR;
 use crate::engine::math;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+use std::mem::MaybeUninit;
 
 /// Softmax of every row of `scores` in place ([`math::softmax_row`]), with `allowed` marking
 /// the keys each query may see.
@@ -19,6 +20,86 @@ pub fn softmax_rows(scores: ArrayViewMut2<'_, f32>, allowed: Option<ArrayView2<'
         Isa::Portable => {}
     }
     softmax_rows_impl::<false>(scores, allowed);
+}
+
+/// Where [`softmax_rows_into`] left the probabilities for the next step to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbsIn {
+    /// In the destination, written there by the last pass (and still in the cache).
+    Dst,
+    /// In the scores too: the destination got them by streaming stores, which leave nothing
+    /// in the cache.
+    Scores,
+}
+
+/// The softmax of every row of `scores` ([`softmax_rows`]) written into `dst` (fresh memory
+/// of the same shape, every element written), and where to read it next. On AVX-512 the rows
+/// are computed in place and streamed into `dst` with stores that bypass the cache
+/// ([`super::stream_rows`]; measured there in session 12); elsewhere the last pass of each
+/// row stores into `dst` directly, which saves a copy of every map: MiniLM's forward on Zen 3
+/// (`examples/interleaved_ab.rs`, the same process) 0.983 and 0.988 at 512 tokens (B faster
+/// in 93 of 150 and 127 of 200 pairs), 0.995 at 128 (187 of 300). The same values either way.
+pub fn softmax_rows_into(
+    mut scores: ArrayViewMut2<'_, f32>,
+    allowed: Option<ArrayView2<'_, bool>>,
+    mut dst: ArrayViewMut2<'_, MaybeUninit<f32>>,
+) -> ProbsIn {
+    assert_eq!(scores.dim(), dst.dim(), "softmax_rows_into shapes");
+    #[cfg(target_arch = "x86_64")]
+    match Isa::detect() {
+        Isa::Avx512 => {
+            softmax_rows(scores.view_mut(), allowed);
+            super::stream_rows(scores.view(), dst);
+            return ProbsIn::Scores;
+        }
+        Isa::Avx2 => {
+            // SAFETY: `detect` found AVX2 and FMA on this CPU.
+            unsafe { softmax_rows_into_impl_avx2(scores, allowed, dst) };
+            return ProbsIn::Dst;
+        }
+        Isa::Portable => {}
+    }
+    softmax_rows_into_impl::<false>(scores.view_mut(), allowed, dst.view_mut());
+    ProbsIn::Dst
+}
+
+#[inline(always)]
+fn softmax_rows_into_impl<const FMA: bool>(
+    mut scores: ArrayViewMut2<'_, f32>,
+    allowed: Option<ArrayView2<'_, bool>>,
+    mut dst: ArrayViewMut2<'_, MaybeUninit<f32>>,
+) {
+    let rows = scores
+        .axis_iter_mut(Axis(0))
+        .zip(dst.axis_iter_mut(Axis(0)));
+    for (query_idx, (mut row, mut to)) in rows.enumerate() {
+        let allowed_row = allowed.as_ref().and_then(|a| a.row(query_idx).to_slice());
+        match (row.as_slice_mut(), to.as_slice_mut()) {
+            (Some(row), Some(to)) => {
+                math::softmax_row_into_with::<FMA>(row, allowed_row, to);
+            }
+            // Rows that are not contiguous (not made by the engine): in place, then copied.
+            _ => {
+                let mut owned = row.to_owned();
+                if let Some(row) = owned.as_slice_mut() {
+                    math::softmax_row_with::<FMA>(row, allowed_row);
+                }
+                to.zip_mut_with(&owned, |d, &v| {
+                    d.write(v);
+                });
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_rows_into_impl_avx2(
+    scores: ArrayViewMut2<'_, f32>,
+    allowed: Option<ArrayView2<'_, bool>>,
+    dst: ArrayViewMut2<'_, MaybeUninit<f32>>,
+) {
+    softmax_rows_into_impl::<true>(scores, allowed, dst);
 }
 
 #[inline(always)]
@@ -187,6 +268,40 @@ fn exp_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Written into a map, the probabilities are the in-place softmax's bits, including rows
+    /// with masked keys and rows with none allowed (zeros), and the scores are left where
+    /// `ProbsIn` says the next step reads them.
+    #[test]
+    fn softmax_into_a_map_equals_the_softmax_in_place() {
+        for (rows, cols) in [(1, 1), (5, 17), (48, 512), (7, 33)] {
+            let scores = ndarray::Array2::from_shape_fn((rows, cols), |(r, c)| {
+                ((r * 37 + c * 11) % 29) as f32 * 0.7 - 9.0
+            });
+            // Row 1 sees nothing; the others every key but those at multiples of 3 past 0.
+            let allowed = ndarray::Array2::from_shape_fn((rows, cols), |(r, c)| {
+                r != 1 && (c == 0 || c % 3 != 0)
+            });
+            for mask in [None, Some(allowed.view())] {
+                let mut want = scores.clone();
+                softmax_rows(want.view_mut(), mask);
+                let mut block = scores.clone();
+                let mut map = ndarray::Array2::<f32>::uninit((rows, cols));
+                let at = softmax_rows_into(block.view_mut(), mask, map.view_mut());
+                // SAFETY: `softmax_rows_into` writes every element.
+                let map = unsafe { map.assume_init() };
+                let bits =
+                    |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&map), bits(&want), "{rows}x{cols} {}", mask.is_some());
+                if at == ProbsIn::Scores {
+                    assert_eq!(bits(&block), bits(&want), "{rows}x{cols}");
+                }
+                if mask.is_some() && rows > 1 {
+                    assert!(map.row(1).iter().all(|&v| v == 0.0));
+                }
+            }
+        }
+    }
 
     /// The AVX-512 softmax is the scalar one's operations in intrinsics: the same bits, for
     /// every row length around the vector and chunk sizes, with masks, NaN, ±∞ and scores far
