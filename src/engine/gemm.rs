@@ -280,9 +280,7 @@ pub(crate) fn matmul_with_kernel<
         return;
     }
     // Row slices made once: an ndarray slice per tile costs more than the tile's stores.
-    let out_rows: Option<Vec<&mut [T]>> =
-        out.rows_mut().into_iter().map(|r| r.into_slice()).collect();
-    if let Some(mut out_rows) = out_rows {
+    if let Some(mut out_rows) = row_slices_mut(&mut out) {
         matmul_rows::<FMA, MR, MRD, T, K, K2, KD>(a, b, &mut out_rows, accumulate, kernels);
         return;
     }
@@ -422,6 +420,12 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
     A_PACK.set(a_pack);
 }
 
+/// The rows of `out` as slices, or `None` when some row is not contiguous.
+#[inline(always)]
+fn row_slices_mut<'a, T>(out: &'a mut ArrayViewMut2<'_, T>) -> Option<Vec<&'a mut [T]>> {
+    out.rows_mut().into_iter().map(|r| r.into_slice()).collect()
+}
+
 /// Rows the in-place kernels read together.
 const MR_DIRECT: usize = MR;
 
@@ -472,12 +476,7 @@ pub(crate) fn short_product<const MR: usize, T: OutCell>(
     else {
         return false;
     };
-    let Some(mut out_rows) = out
-        .rows_mut()
-        .into_iter()
-        .map(|r| r.into_slice())
-        .collect::<Option<Vec<_>>>()
-    else {
+    let Some(mut out_rows) = row_slices_mut(out) else {
         return false;
     };
     let panels = n.div_ceil(NR);
@@ -524,7 +523,7 @@ fn store<const MR: usize, T: OutCell>(
 
 /// One row of [`store`]: `dst[i] = src[i]`, or `+=` with `add`, for each `dst` element.
 #[inline(always)]
-fn store_row<T: OutCell>(dst: &mut [T], src: &[f32; NR], add: bool) {
+pub(crate) fn store_row<T: OutCell>(dst: &mut [T], src: &[f32; NR], add: bool) {
     if add {
         for (d, &v) in dst.iter_mut().zip(src) {
             // SAFETY: `store`'s caller only asks to add to elements that hold values.

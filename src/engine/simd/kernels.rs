@@ -5,7 +5,7 @@
 //! them to `gemm::matmul_with_kernel`.
 #![allow(unsafe_code)]
 
-use crate::engine::gemm::{MR, MR_AVX512, NR, OutCell, PackedRef, Pair};
+use crate::engine::gemm::{MR, MR_AVX512, NR, OutCell, PackedRef, Pair, store_row};
 
 /// The two blocks of accumulators of a pair kernel, stored as a [`Pair`].
 #[cfg(target_arch = "x86_64")]
@@ -291,14 +291,7 @@ pub(super) fn short_rows_avx2<T: OutCell>(
                     _mm256_storeu_ps(row.as_mut_ptr(), acc[0]);
                     _mm256_storeu_ps(row.as_mut_ptr().add(8), acc[1]);
                 }
-                for (d, &v) in dst.iter_mut().zip(&row) {
-                    if add {
-                        // SAFETY: with `add` the output holds values (see `OutCell::add`).
-                        unsafe { d.add(v) }
-                    } else {
-                        d.put(v);
-                    }
-                }
+                store_row(dst, &row, add);
             }
         }
     }

@@ -339,8 +339,8 @@ mod tests {
         // Every fused path multiplies-and-adds from zero, one step of the shared dimension
         // after another: `f32::mul_add` rounds once, like the FMA instruction, so the scalar
         // loop gives the exact bits. Depths up to and past DIRECT_MAX_DEPTH (128), rows past a
-        // strip, a partial last panel, more panels than one chunk (16 KiB), and `+=`.
-        // Every fused path the CPU has, up to the one `ATTNVIZ_ISA` allows (a path above it
+        // strip, a partial last panel, more panels than one chunk (16 KiB), and `+=`. On
+        // every fused path the CPU has, up to the one `ATTNVIZ_ISA` allows (a path above it
         // falls back to the portable one, which does not fuse).
         let allowed = Isa::detect();
         let available: Vec<Isa> = Isa::available()
