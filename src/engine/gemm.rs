@@ -23,15 +23,28 @@ pub(crate) const MR_AVX512: usize = 8;
 /// Columns of the result computed together by the kernel: one packed panel's width.
 pub(crate) const NR: usize = 16;
 /// The kernels a product runs, as closures made inside the caller's target-feature function:
-/// `block` multiplies a packed strip of MR rows by one panel slice, `pair` by two side by side
-/// (given the next pair's slices too, which it may ask the memory for ahead of time), and
-/// `direct_pair` multiplies MRD rows read in place by two panel slices (products two panels
-/// wide, such as the attention-weighted sum of 32-wide heads).
+/// `block` multiplies a packed strip of MR rows by one panel slice (given the slice the next
+/// call reads, which it may ask the memory for ahead of time), `pair` by two side by side
+/// (given the next pair's slices), and `direct_pair` multiplies MRD rows read in place by two
+/// panel slices (products two panels wide, such as the attention-weighted sum of 32-wide
+/// heads).
+///
+/// `pairs` says whether packed products run the panels two at a time with `pair`: where
+/// `pair` is one kernel over both panels (AVX-512: one broadcast for two multiply-adds). Where
+/// it would be two `block` calls (AVX2, portable) the panels go one at a time: a pair's slices
+/// (2 × 24 KiB at [`KC`]) and a strip overflow a 32 KiB L1 (Zen 3), one panel's nearly fit,
+/// and every strip rereads the panel. MiniLM forward on Zen 3, `examples/interleaved_ab`, one
+/// panel at a time against pairs of `block_avx2` calls: 0.981 at 512 tokens (faster in 95 of
+/// 120 pairs), 0.980 at 128 (214 of 250), 1.000 at 32 (151 of 300). Without asking for the
+/// next panel's first rows ahead it was 1.021 at 32 tokens, where the weights stream from
+/// memory. The portable kernels (`ATTNVIZ_ISA=portable`, same machine): 0.910 at 128 tokens,
+/// 0.925 at 32.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels<K, K2, KD> {
     pub block: K,
     pub pair: K2,
     pub direct_pair: KD,
+    pub pairs: bool,
 }
 
 /// Two `MR × NR` blocks side by side: the result of a kernel over a pair of panels.
@@ -265,7 +278,7 @@ pub(crate) fn matmul_with_kernel<
     accumulate: bool,
     kernels: Kernels<K, K2, KD>,
 ) where
-    K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR] + Copy,
+    K: Fn(&[f32], &[f32], &[f32]) -> [[f32; NR]; MR] + Copy,
     K2: Fn(&[f32], [&[f32]; 2], [&[f32]; 2]) -> Pair<MR> + Copy,
     KD: Fn(&[&[f32]; MRD], &[f32], &[f32]) -> Pair<MRD> + Copy,
 {
@@ -312,7 +325,7 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
     accumulate: bool,
     kernels: Kernels<K, K2, KD>,
 ) where
-    K: Fn(&[f32], &[f32]) -> [[f32; NR]; MR],
+    K: Fn(&[f32], &[f32], &[f32]) -> [[f32; NR]; MR],
     K2: Fn(&[f32], [&[f32]; 2], [&[f32]; 2]) -> Pair<MR>,
     KD: Fn(&[&[f32]; MRD], &[f32], &[f32]) -> Pair<MRD>,
 {
@@ -320,6 +333,7 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
         block,
         pair,
         direct_pair,
+        pairs,
     } = kernels;
     let (m, k, n) = (a.nrows(), b.k, b.n);
     let a_rows: Vec<ArrayView1<'_, f32>> = a.rows().into_iter().collect();
@@ -379,13 +393,32 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
             pc += kc;
             continue;
         }
-        // Panels two at a time (32 columns), each pair's slice staying in L1 while every strip
-        // passes over it; an odd last panel alone.
         let panels = n.div_ceil(NR);
+        let strip_at = |strip_idx: usize| &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
+        // One panel at a time (see `Kernels`), its slice staying in L1 while every strip passes
+        // over it; the first strip asks for the next panel's first rows.
+        if !pairs {
+            for panel_idx in 0..panels {
+                let col0 = panel_idx * NR;
+                let (panel, cols) = (panel_at(panel_idx), (n - col0).min(NR));
+                let next = if panel_idx + 1 < panels {
+                    panel_at(panel_idx + 1)
+                } else {
+                    &[][..]
+                };
+                for strip_idx in 0..strips {
+                    let next = if strip_idx == 0 { next } else { &[][..] };
+                    let acc = block(strip_at(strip_idx), panel, next);
+                    store(&acc, &mut out_rows[strip_idx * MR..], col0, cols, add);
+                }
+            }
+            pc += kc;
+            continue;
+        }
+        // Panels two at a time (32 columns), each pair's slice staying in the caches while every
+        // strip passes over it; an odd last panel alone.
         for panel_idx in (0..panels).step_by(2) {
             let col0 = panel_idx * NR;
-            let strip_at =
-                |strip_idx: usize| &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
             if panel_idx + 1 < panels {
                 let (left, right) = (panel_at(panel_idx), panel_at(panel_idx + 1));
                 let cols = (n - col0 - NR).min(NR);
@@ -406,7 +439,7 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
                 for strip_idx in 0..strips {
                     let row0 = strip_idx * MR;
                     store(
-                        &block(strip_at(strip_idx), panel),
+                        &block(strip_at(strip_idx), panel, &[]),
                         &mut out_rows[row0..],
                         col0,
                         cols,

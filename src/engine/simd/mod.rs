@@ -29,7 +29,7 @@ use std::sync::OnceLock;
 macro_rules! generic_kernels {
     ($fma:literal) => {
         Kernels {
-            block: |strip: &[f32], panel: &[f32]| kernel::<$fma, MR>(strip, panel),
+            block: |strip: &[f32], panel: &[f32], _next: &[f32]| kernel::<$fma, MR>(strip, panel),
             pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
                 (
                     kernel::<$fma, MR>(strip, left),
@@ -42,6 +42,9 @@ macro_rules! generic_kernels {
                     kernel_direct::<$fma>(rows, right),
                 )
             },
+            // Two blocks are no better than one at a time (see `gemm::Kernels`); `pair` still
+            // runs where a test asks for pairs.
+            pairs: false,
         }
     };
 }
@@ -237,17 +240,10 @@ fn matmul_avx2<T: OutCell>(
     }
     let generic = generic_kernels!(true);
     let kernels = Kernels {
-        block: |strip: &[f32], panel: &[f32]| block_avx2(strip, panel, &[]),
-        pair: |strip: &[f32], [left, right]: [&[f32]; 2], [next, _]: [&[f32]; 2]| {
-            // Where the caller asks for the next pair (the first strip), the left panel's last
-            // rows ask for the right one's first, and the right's for the next pair's left.
-            let ahead = if next.is_empty() { next } else { right };
-            (
-                block_avx2(strip, left, ahead),
-                block_avx2(strip, right, next),
-            )
-        },
+        block: |strip: &[f32], panel: &[f32], next: &[f32]| block_avx2(strip, panel, next),
+        pair: generic.pair,
         direct_pair: generic.direct_pair,
+        pairs: false,
     };
     matmul_with_kernel::<true, MR, MR, T, _, _, _>(a, b, out, acc, kernels);
 }
@@ -263,13 +259,15 @@ fn matmul_avx512<T: OutCell>(
     // The closure inherits this function's target features, so calling the AVX-512 kernel is
     // safe here; this function runs only where `available` found AVX-512F.
     let kernels = Kernels {
-        block: |strip: &[f32], panel: &[f32]| block_avx512(strip, panel),
+        block: |strip: &[f32], panel: &[f32], _next: &[f32]| block_avx512(strip, panel),
         pair: |strip: &[f32], panels: [&[f32]; 2], next: [&[f32]; 2]| {
             pair_avx512(strip, panels, next)
         },
         direct_pair: |rows: &[&[f32]; MR_AVX512], left: &[f32], right: &[f32]| {
             direct_pair_avx512(rows, left, right)
         },
+        // One kernel over both panels: one broadcast for two multiply-adds.
+        pairs: true,
     };
     matmul_with_kernel::<true, MR_AVX512, MR_AVX512, T, _, _, _>(a, b, out, acc, kernels);
 }
@@ -376,6 +374,50 @@ mod tests {
                             "{isa:?} {m}x{k}x{n} {accumulate}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_products_are_the_same_one_panel_at_a_time_as_in_pairs() {
+        // AVX2 and the portable kernels take the panels one at a time and AVX-512 in pairs:
+        // the same blocks either way, so the same bits. Panel counts odd and even, depths
+        // across KC (384), `+=`, and more strips than the AVX2 kernel fetches ahead for.
+        for &(m, k, n) in &[(7, 40, 33), (50, 400, 64), (13, 800, 50), (1, 5, 16)] {
+            let a = Array2::from_shape_fn((m, k), |(r, c)| ((r * 7 + c * 3) % 13) as f32 / 7.0);
+            let b = Array2::from_shape_fn((k, n), |(r, c)| ((r * 5 + c * 11) % 17) as f32 / 9.0);
+            let packed = PackedMatrix::pack(b.view());
+            let start = Array2::from_shape_fn((m, n), |(r, c)| (r + c) as f32 * 0.25);
+            for accumulate in [false, true] {
+                let run = |pairs: bool| {
+                    let mut out = start.clone();
+                    let kernels = Kernels {
+                        pairs,
+                        ..generic_kernels!(false)
+                    };
+                    let (a, b) = (a.view(), (&packed).into());
+                    matmul_with_kernel::<false, MR, MR, f32, _, _, _>(
+                        a,
+                        b,
+                        out.view_mut(),
+                        accumulate,
+                        kernels,
+                    );
+                    out
+                };
+                let (single, paired) = (run(false), run(true));
+                for (x, y) in single.iter().zip(&paired) {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{m}x{k}x{n} {accumulate}");
+                }
+                // And both are the product (each chunk of KC summed from zero, then added).
+                let base = if accumulate { 1.0 } else { 0.0 };
+                let want = a.dot(&b) + &start * base;
+                for (got, want) in single.iter().zip(&want) {
+                    assert!(
+                        (got - want).abs() <= 1e-3 * want.abs().max(1.0),
+                        "{got} {want}"
+                    );
                 }
             }
         }
