@@ -142,7 +142,7 @@ fn par_chunks<T: Send>(
     let mut whole = Some(out);
     let done = with_team(|team| {
         let team = team?;
-        let blocks: Vec<Mutex<Option<(usize, ArrayViewMut2<'_, T>)>>> = whole
+        let blocks: Vec<Mutex<Option<_>>> = whole
             .take()
             .map(|out| split(out, axis, sizes))
             .into_iter()
