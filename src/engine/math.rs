@@ -147,7 +147,7 @@ pub(crate) const LANES_F64: usize = 32;
 /// The sum in f64, lane by lane. In f64 the result barely depends on the order of the
 /// elements: permuting the tokens must permute the maps, not perturb them.
 #[inline(always)]
-fn row_sum_f64(row: &[f32]) -> f64 {
+pub(crate) fn row_sum_f64(row: &[f32]) -> f64 {
     let mut lanes = [0.0f64; LANES_F64];
     let chunks = row.chunks_exact(LANES_F64);
     let rest = chunks.remainder();
@@ -287,7 +287,19 @@ pub fn softmax_row_into_with<const FMA: bool>(
     allowed: Option<&[bool]>,
     dst: &mut [std::mem::MaybeUninit<f32>],
 ) -> bool {
-    match softmax_exponentials::<FMA>(row, allowed) {
+    softmax_row_into_summed::<FMA>(row, allowed, dst, row_sum_f64)
+}
+
+/// [`softmax_row_into_with`] with the exponentials' f64 sum taken by `sum`, which must give
+/// [`row_sum_f64`]'s bits (an instruction set's own version of it).
+#[inline(always)]
+pub(crate) fn softmax_row_into_summed<const FMA: bool>(
+    row: &mut [f32],
+    allowed: Option<&[bool]>,
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    sum: impl Fn(&[f32]) -> f64,
+) -> bool {
+    match softmax_exponentials_summed::<FMA>(row, allowed, sum) {
         Some(inv) => {
             for (d, &x) in dst.iter_mut().zip(row.iter()) {
                 d.write(x * inv);
@@ -307,6 +319,16 @@ pub fn softmax_row_into_with<const FMA: bool>(
 /// e^(score − max), and 1 / their sum returned; `None` when no key is allowed.
 #[inline(always)]
 fn softmax_exponentials<const FMA: bool>(row: &mut [f32], allowed: Option<&[bool]>) -> Option<f32> {
+    softmax_exponentials_summed::<FMA>(row, allowed, row_sum_f64)
+}
+
+/// [`softmax_exponentials`] with the sum taken by `sum` (see [`softmax_row_into_summed`]).
+#[inline(always)]
+fn softmax_exponentials_summed<const FMA: bool>(
+    row: &mut [f32],
+    allowed: Option<&[bool]>,
+    sum: impl Fn(&[f32]) -> f64,
+) -> Option<f32> {
     if let Some(allowed) = allowed {
         for (x, &ok) in row.iter_mut().zip(allowed) {
             if !ok {
@@ -322,7 +344,7 @@ fn softmax_exponentials<const FMA: bool>(row: &mut [f32], allowed: Option<&[bool
         *x = exp_f32_with::<FMA>(*x - max);
     }
     // ≥ 1 because the max contributes e^0 = 1.
-    Some((1.0 / row_sum_f64(row)) as f32)
+    Some((1.0 / sum(row)) as f32)
 }
 
 /// Layer normalisation of one row in place: (x − mean) / √(var + eps) · gamma + beta,
