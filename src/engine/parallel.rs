@@ -139,14 +139,12 @@ fn par_chunks<T: Send>(
         }
         blocks
     }
+    // Taken by the team when there is one; otherwise still here below.
     let mut whole = Some(out);
-    let done = with_team(|team| {
+    with_team(|team| {
         let team = team?;
-        let blocks: Vec<Mutex<Option<_>>> = whole
-            .take()
-            .map(|out| split(out, axis, sizes))
+        let blocks: Vec<Mutex<Option<_>>> = split(whole.take()?, axis, sizes)
             .into_iter()
-            .flatten()
             .map(|block| Mutex::new(Some(block)))
             .collect();
         team.run(blocks.len(), &|i| {
@@ -157,8 +155,7 @@ fn par_chunks<T: Send>(
         });
         Some(())
     });
-    // Without a team `whole` is still here (the closure returned before taking it).
-    let Some(out) = whole.filter(|_| done.is_none()) else {
+    let Some(out) = whole else {
         return;
     };
     if in_step() {
