@@ -24,7 +24,9 @@ pub(crate) const MR_AVX512: usize = 8;
 pub(crate) const NR: usize = 16;
 /// The kernels a product runs, as closures made inside the caller's target-feature function:
 /// `block` multiplies a packed strip of MR rows by one panel slice (given the slice the next
-/// call reads, which it may ask the memory for ahead of time), `pair` by two side by side
+/// call reads, which it may ask the memory for ahead of time, and how many of the strip's rows
+/// are wanted: fewer than MR only at the end of the left operand, where a kernel may skip the
+/// padding rows, see [`SHORT_STRIP_ROWS`]), `pair` by two side by side
 /// (given the next pair's slices), and `direct_pair` multiplies MRD rows read in place by two
 /// panel slices (products two panels wide, such as the attention-weighted sum of 32-wide
 /// heads).
@@ -55,6 +57,10 @@ pub(crate) type Pair<const MR: usize> = ([[f32; NR]; MR], [[f32; NR]; MR]);
 /// 3.28–3.42 ms against 3.47–3.56, at 128 tokens 9.1–10.1 against 9.8–10.8 (192 and 128 were
 /// slower still).
 const KC: usize = 384;
+/// The AVX2 kernel computes a strip of at most this many rows (the end of the left operand)
+/// with a kernel of its own (`super::simd`), whose step costs the FMA latency rather than
+/// twelve multiply-adds' throughput: 4 cycles instead of 6 on Zen 3.
+pub(crate) const SHORT_STRIP_ROWS: usize = 4;
 /// Products at most this many panels wide read the left operand in place.
 const DIRECT_MAX_PANELS: usize = 2;
 /// Products at most this deep read the left operand in place whatever their width: an
@@ -278,7 +284,7 @@ pub(crate) fn matmul_with_kernel<
     accumulate: bool,
     kernels: Kernels<K, K2, KD>,
 ) where
-    K: Fn(&[f32], &[f32], &[f32]) -> [[f32; NR]; MR] + Copy,
+    K: Fn(&[f32], &[f32], &[f32], usize) -> [[f32; NR]; MR] + Copy,
     K2: Fn(&[f32], [&[f32]; 2], [&[f32]; 2]) -> Pair<MR> + Copy,
     KD: Fn(&[&[f32]; MRD], &[f32], &[f32]) -> Pair<MRD> + Copy,
 {
@@ -325,7 +331,7 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
     accumulate: bool,
     kernels: Kernels<K, K2, KD>,
 ) where
-    K: Fn(&[f32], &[f32], &[f32]) -> [[f32; NR]; MR],
+    K: Fn(&[f32], &[f32], &[f32], usize) -> [[f32; NR]; MR],
     K2: Fn(&[f32], [&[f32]; 2], [&[f32]; 2]) -> Pair<MR>,
     KD: Fn(&[&[f32]; MRD], &[f32], &[f32]) -> Pair<MRD>,
 {
@@ -408,7 +414,8 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
                 };
                 for strip_idx in 0..strips {
                     let next = if strip_idx == 0 { next } else { &[][..] };
-                    let acc = block(strip_at(strip_idx), panel, next);
+                    let rows = (m - strip_idx * MR).min(MR);
+                    let acc = block(strip_at(strip_idx), panel, next, rows);
                     store(&acc, &mut out_rows[strip_idx * MR..], col0, cols, add);
                 }
             }
@@ -439,7 +446,7 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
                 for strip_idx in 0..strips {
                     let row0 = strip_idx * MR;
                     store(
-                        &block(strip_at(strip_idx), panel, &[]),
+                        &block(strip_at(strip_idx), panel, &[], (m - row0).min(MR)),
                         &mut out_rows[row0..],
                         col0,
                         cols,

@@ -49,9 +49,10 @@ pub(super) fn threads_for(len: usize, opts: &RunOptions) -> usize {
 /// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread (two when each
 /// keeps [`PIECE_MIN_ROWS`] rows, so that a thread that runs ahead takes the third: at 512
 /// tokens the leader had waited for the other thread about 3 % of a MiniLM forward), on the
-/// block's team (see [`on_pool`]) or else the engine's thread pool. Blocks are whole multiples
-/// of the matrix kernel's row strip; how many there are depends on the rows and `threads`
-/// alone, and no row's values depend on them.
+/// block's team (see [`on_pool`]) or else the engine's thread pool. Blocks are as even as the
+/// matrix kernel's cost allows ([`balanced_cost`], or whole strips, [`balanced_strips`], when
+/// there are two a thread); how many there are and how long depends on the rows, `threads`
+/// and the instruction set alone, and no row's values depend on them.
 pub(super) fn par_rows<T: Send>(
     out: &mut Array2<T>,
     threads: usize,
@@ -69,8 +70,49 @@ pub(super) fn par_rows<T: Send>(
     } else {
         1
     };
-    let sizes = balanced_strips(rows, strip, threads * pieces);
+    let sizes = if pieces == 1 {
+        balanced_cost(rows, strip, simd::short_strip_rows(), threads)
+    } else {
+        balanced_strips(rows, strip, threads * pieces)
+    };
     par_chunks(out.view_mut(), Axis(0), &sizes, f);
+}
+
+/// Lengths of `parts` consecutive row blocks covering `rows` whose costliest block costs the
+/// matrix kernel as little as possible, the longest first: with one block a thread, a product
+/// takes as long as its costliest block. A block costs `strip` rows for each whole strip, and
+/// for a partial last strip `short` rows if it has at most `short` (the kernel's cheaper
+/// version for those, [`simd::short_strip_rows`]; 0 for none), else a whole strip's. Each
+/// block but the last is the longest within that cost. Without a short kernel these are whole
+/// strips, as [`balanced_strips`] makes them; with one, 128 rows on two threads on AVX2 split
+/// 64 + 64 (10 strips and 4 rows each, the cost of 64 rows) instead of 66 + 62 (the first a
+/// thread's 66): MiniLM's forward at 128 tokens took 0.991 of the time (`examples/
+/// interleaved_ab`, Zen 3, faster in 144 of 250 pairs).
+fn balanced_cost(rows: usize, strip: usize, short: usize, parts: usize) -> Vec<usize> {
+    let parts = parts.max(1);
+    // The longest block within a cost of `budget`.
+    let longest = |budget: usize| {
+        let tail = if short > 0 && budget % strip >= short {
+            short
+        } else {
+            0
+        };
+        budget / strip * strip + tail
+    };
+    let mut budget = rows.div_ceil(parts);
+    while longest(budget) * parts < rows {
+        budget += 1;
+    }
+    let len = longest(budget);
+    let mut left = rows;
+    (0..parts)
+        .map(|_| {
+            let take = len.min(left);
+            left -= take;
+            take
+        })
+        .filter(|&len| len > 0)
+        .collect()
 }
 
 /// Lengths of `parts` row blocks covering `rows`, each a whole number of `strip`-row strips
@@ -672,6 +714,46 @@ mod tests {
     }
 
     #[test]
+    fn row_blocks_cost_the_kernel_as_evenly_as_its_short_strips_allow() {
+        // Strips of 6 rows, a partial last strip of at most 4 rows costing 4, of 5 costing 6.
+        // 128 rows on two threads: each block's cost is at least 64, and 64 rows (10 strips
+        // and 4 rows) cost 60 + 4 = 64, so 64 + 64 (whole strips: 66 + 62, the first 66).
+        assert_eq!(balanced_cost(128, 6, 4, 2), [64, 64]);
+        // 100 rows: a cost of 50 or 51 allows 48 rows (50 − 48 = 2 < 4 left for a tail), 52
+        // allows 48 + 4 = 52, and 2 · 52 ≥ 100: 52 + 48 (whole strips: 54 + 46).
+        assert_eq!(balanced_cost(100, 6, 4, 2), [52, 48]);
+        // 200 rows on three: costs 67–69 allow 66 rows (3 · 66 < 200), 70 allows 66 + 4: 70,
+        // 70 and the remaining 60 (whole strips: 72, 66, 62).
+        assert_eq!(balanced_cost(200, 6, 4, 3), [70, 70, 60]);
+        // Without a short kernel: whole strips, as `balanced_strips` makes them.
+        assert_eq!(balanced_cost(128, 6, 0, 2), [66, 62]);
+        assert_eq!(balanced_cost(128, 8, 0, 2), [64, 64]);
+        assert_eq!(balanced_cost(0, 6, 4, 2), Vec::<usize>::new());
+        // Every length and thread count: the blocks cover the rows, the longest first, and the
+        // costliest never costs more than the costliest of whole strips.
+        let cost = |len: usize, short: usize| {
+            let tail = match len % 6 {
+                0 => 0,
+                r if r <= short => short,
+                _ => 6,
+            };
+            len / 6 * 6 + tail
+        };
+        for rows in 1..700 {
+            for parts in 1..=4 {
+                for short in [0, 4] {
+                    let blocks = balanced_cost(rows, 6, short, parts);
+                    assert_eq!(blocks.iter().sum::<usize>(), rows, "{rows} {parts}");
+                    assert!(blocks.len() <= parts && blocks.windows(2).all(|w| w[0] >= w[1]));
+                    let worst = |b: &[usize]| b.iter().map(|&l| cost(l, short)).max();
+                    let strips = balanced_strips(rows, 6, parts);
+                    assert!(worst(&blocks) <= worst(&strips), "{rows} {parts} {short}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn fresh_rows_hold_the_product_or_zeros_when_a_block_skips_it() {
         // a = [[1, 2], [3, 4], …] (row i: 2i + 1, 2i + 2), b = [[1, 0, 1], [0, 1, 1]]:
         // row i of a · b is (2i + 1, 2i + 2, 4i + 3).
@@ -699,17 +781,17 @@ mod tests {
                 (40, 3),
                 f32::NAN,
             )));
+            let first_len = AtomicUsize::new(0);
             let skipped = par_fresh(Split::Rows, 40, 3, threads, &|row0, block| {
                 if row0 > 0 {
                     let rows = a.slice(ndarray::s![row0..row0 + block.nrows(), ..]);
                     block.product(rows, &b);
+                } else {
+                    first_len.store(block.nrows(), Ordering::Relaxed);
                 }
             });
-            let first = skipped
-                .nrows()
-                .div_ceil(threads)
-                .next_multiple_of(simd::strip_rows());
-            let first = first.min(skipped.nrows());
+            let first = first_len.into_inner();
+            assert!(first > 0 && (threads == 1 || first < skipped.nrows()));
             assert!(
                 skipped
                     .slice(ndarray::s![..first, ..])

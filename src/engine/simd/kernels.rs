@@ -174,16 +174,33 @@ pub(super) fn block_avx512(strip: &[f32], panel: &[f32]) -> [[f32; NR]; MR_AVX51
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn block_avx2(strip: &[f32], panel: &[f32], next: &[f32]) -> [[f32; NR]; MR] {
+    block_avx2_rows::<MR>(strip, panel, next)
+}
+
+/// [`block_avx2`] for the first `R` rows of the strip only (the rows after come back as
+/// zeros): a strip of at most [`SHORT_STRIP_ROWS`] rows at the end of the left operand. Its
+/// `2R` accumulators each take one multiply-add per step, as in the whole kernel, so every
+/// value is the same; the step costs the FMA latency (4 cycles on Zen 3) instead of the six
+/// cycles of twelve multiply-adds on two units.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+pub(super) fn block_avx2_rows<const R: usize>(
+    strip: &[f32],
+    panel: &[f32],
+    next: &[f32],
+) -> [[f32; NR]; MR] {
     use std::arch::x86_64::{
         __m256, _MM_HINT_T0, _mm_prefetch, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps,
         _mm256_setzero_ps, _mm256_storeu_ps,
     };
-    let mut acc: [[__m256; 2]; MR] = [[_mm256_setzero_ps(); 2]; MR];
+    const { assert!(R <= MR) };
+    let mut acc: [[__m256; 2]; R] = [[_mm256_setzero_ps(); 2]; R];
     let steps = (strip.len() / MR).min(panel.len() / NR);
     let (a, b) = (strip.as_ptr(), panel.as_ptr());
     let mut step = |p: usize| {
-        // SAFETY: p < steps, so the strip holds MR values from p · MR and the panel slice NR =
-        // 16 from p · NR: unaligned 256-bit loads and scalar reads inside them.
+        // SAFETY: p < steps, so the strip holds MR ≥ R values from p · MR and the panel slice
+        // NR = 16 from p · NR: unaligned 256-bit loads and scalar reads inside them.
         unsafe {
             let (lo, hi) = (
                 _mm256_loadu_ps(b.add(p * NR)),

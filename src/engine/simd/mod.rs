@@ -12,8 +12,8 @@
 #![allow(unsafe_code)]
 
 use super::gemm::{
-    Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, PackedRef, kernel, kernel_direct,
-    matmul_with_kernel, short_product,
+    Kernels, MR, MR_AVX512, NR, OutCell, PackedMatrix, PackedRef, SHORT_STRIP_ROWS, kernel,
+    kernel_direct, matmul_with_kernel, short_product,
 };
 use ndarray::{ArrayView2, ArrayViewMut2};
 use std::mem::MaybeUninit;
@@ -29,7 +29,9 @@ use std::sync::OnceLock;
 macro_rules! generic_kernels {
     ($fma:literal) => {
         Kernels {
-            block: |strip: &[f32], panel: &[f32], _next: &[f32]| kernel::<$fma, MR>(strip, panel),
+            block: |strip: &[f32], panel: &[f32], _next: &[f32], _rows: usize| {
+                kernel::<$fma, MR>(strip, panel)
+            },
             pair: |strip: &[f32], [left, right]: [&[f32]; 2], _next: [&[f32]; 2]| {
                 (
                     kernel::<$fma, MR>(strip, left),
@@ -82,7 +84,9 @@ mod kernels;
 mod rows;
 mod softmax;
 
-use kernels::{block_avx2, block_avx512, direct_pair_avx512, pair_avx512, short_rows_avx2};
+use kernels::{
+    block_avx2, block_avx2_rows, block_avx512, direct_pair_avx512, pair_avx512, short_rows_avx2,
+};
 pub use rows::{
     activate, activate_gated, add_scaled_f64, dot_f32_f64, gated_backward, layer_norm_backward_row,
     layer_norm_row, rms_norm_backward_row, rms_norm_row, scale_by_slope, softmax_backward_row,
@@ -154,6 +158,17 @@ pub(crate) fn strip_rows() -> usize {
         MR_AVX512
     } else {
         MR
+    }
+}
+
+/// Rows at the end of a product that the matrix kernel on this CPU computes with a cheaper
+/// kernel of their own (the cost of this many rows instead of a whole strip's), or 0 where it
+/// has none: [`SHORT_STRIP_ROWS`] on AVX2.
+pub(crate) fn short_strip_rows() -> usize {
+    if Isa::detect() == Isa::Avx2 {
+        SHORT_STRIP_ROWS
+    } else {
+        0
     }
 }
 
@@ -240,7 +255,13 @@ fn matmul_avx2<T: OutCell>(
     }
     let generic = generic_kernels!(true);
     let kernels = Kernels {
-        block: |strip: &[f32], panel: &[f32], next: &[f32]| block_avx2(strip, panel, next),
+        block: |strip: &[f32], panel: &[f32], next: &[f32], rows: usize| {
+            if rows <= SHORT_STRIP_ROWS {
+                block_avx2_rows::<SHORT_STRIP_ROWS>(strip, panel, next)
+            } else {
+                block_avx2(strip, panel, next)
+            }
+        },
         pair: generic.pair,
         direct_pair: generic.direct_pair,
         pairs: false,
@@ -259,7 +280,9 @@ fn matmul_avx512<T: OutCell>(
     // The closure inherits this function's target features, so calling the AVX-512 kernel is
     // safe here; this function runs only where `available` found AVX-512F.
     let kernels = Kernels {
-        block: |strip: &[f32], panel: &[f32], _next: &[f32]| block_avx512(strip, panel),
+        block: |strip: &[f32], panel: &[f32], _next: &[f32], _rows: usize| {
+            block_avx512(strip, panel)
+        },
         pair: |strip: &[f32], panels: [&[f32]; 2], next: [&[f32]; 2]| {
             pair_avx512(strip, panels, next)
         },
@@ -418,6 +441,45 @@ mod tests {
                         (got - want).abs() <= 1e-3 * want.abs().max(1.0),
                         "{got} {want}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_short_last_strip_holds_the_bits_of_the_same_rows_inside_a_whole_strip() {
+        // On AVX2 a last strip of at most SHORT_STRIP_ROWS rows runs a kernel of its own: each
+        // of its rows must be what the whole-strip kernel makes of it. Every remainder of the
+        // rows modulo MR, depths of one and of two passes over KC (384), three panels (the
+        // packed path), and `+=`; the same rows inside a taller product, where their strips
+        // are whole, give the expected bits.
+        let allowed = Isa::detect();
+        for isa in Isa::available().into_iter().filter(|&isa| isa <= allowed) {
+            for k in [130, 400] {
+                let n = 40;
+                let b =
+                    Array2::from_shape_fn((k, n), |(r, c)| ((r * 5 + c * 11) % 17) as f32 / 9.0);
+                let packed = PackedMatrix::pack(b.view());
+                let tall = Array2::from_shape_fn((2 * MR + MR, k), |(r, c)| {
+                    ((r * 7 + c * 3) % 13) as f32 / 7.0 - 0.9
+                });
+                let start =
+                    Array2::from_shape_fn((tall.nrows(), n), |(r, c)| (r + c) as f32 * 0.25);
+                for accumulate in [false, true] {
+                    let mut want = start.clone();
+                    matmul_with(isa, tall.view(), &packed, want.view_mut(), accumulate);
+                    for m in 1..=2 * MR {
+                        let mut got = start.slice(s![..m, ..]).to_owned();
+                        let a = tall.slice(s![..m, ..]);
+                        matmul_with(isa, a, &packed, got.view_mut(), accumulate);
+                        for ((i, j), v) in got.indexed_iter() {
+                            assert_eq!(
+                                v.to_bits(),
+                                want[[i, j]].to_bits(),
+                                "{isa:?} {m} rows, depth {k}, ({i}, {j}), {accumulate}"
+                            );
+                        }
+                    }
                 }
             }
         }
