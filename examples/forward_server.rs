@@ -11,9 +11,9 @@
 #![allow(clippy::expect_used, missing_docs)]
 
 use attnviz::engine::RunOptions;
-use attnviz::model::Model;
 use std::io::{BufRead, Write};
-use std::time::Instant;
+
+mod common;
 
 fn main() {
     attnviz::engine::memory::keep_freed_memory();
@@ -24,7 +24,7 @@ fn main() {
     let stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
         let line = line.expect("stdin reads");
-        let fields: Vec<usize> = line
+        let fields: Vec<u32> = line
             .split_whitespace()
             .map(|f| {
                 f.parse()
@@ -35,22 +35,9 @@ fn main() {
             break;
         };
         // The same ids as `forward_minilm` in benches/engine.rs.
-        let ids: Vec<u32> = std::iter::once(101)
-            .chain((0..tokens.max(2) as u32 - 2).map(|i| (i * 31 + 7) % 1000 + 1000))
-            .chain(std::iter::once(102))
-            .collect();
-        let toks = model.tokens_from_ids(&ids);
+        let toks = model.tokens_from_ids(&common::bench_ids(tokens));
         let ms: Vec<String> = (0..calls)
-            .map(|_| {
-                let start = Instant::now();
-                let maps = model
-                    .forward(&toks, &opts)
-                    .expect("the forward runs")
-                    .maps
-                    .len();
-                std::hint::black_box(maps);
-                format!("{:.4}", start.elapsed().as_secs_f64() * 1e3)
-            })
+            .map(|_| format!("{:.4}", common::timed_forward(&model, &toks, &opts)))
             .collect();
         let mut out = stdout.lock();
         writeln!(out, "{{\"tokens\": {tokens}, \"ms\": [{}]}}", ms.join(", "))

@@ -14,9 +14,9 @@
 #![allow(clippy::expect_used, missing_docs)]
 
 use attnviz::engine::{DEV_SWITCH, RunOptions};
-use attnviz::model::Model;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+
+mod common;
 
 fn main() {
     attnviz::engine::memory::keep_freed_memory();
@@ -34,22 +34,11 @@ fn main() {
         .expect("set ATTNVIZ_MINILM_DIR to an all-MiniLM-L6-v2 folder");
     let model = attnviz::model::Checkpoint::load(std::path::Path::new(&dir)).expect("MiniLM loads");
     // The same tokens as `forward_minilm` in benches/engine.rs.
-    let ids: Vec<u32> = std::iter::once(101)
-        .chain((0..tokens - 2).map(|i| (i * 31 + 7) % 1000 + 1000))
-        .chain(std::iter::once(102))
-        .collect();
-    let toks = model.tokens_from_ids(&ids);
+    let toks = model.tokens_from_ids(&common::bench_ids(tokens));
     let opts = RunOptions::default();
     let run = |switch: u32| {
         DEV_SWITCH.store(switch, Ordering::Relaxed);
-        let start = Instant::now();
-        let maps = model
-            .forward(&toks, &opts)
-            .expect("the forward runs")
-            .maps
-            .len();
-        std::hint::black_box(maps);
-        start.elapsed().as_secs_f64() * 1e3
+        common::timed_forward(&model, &toks, &opts)
     };
     for _ in 0..3 {
         run(a);
