@@ -31,7 +31,7 @@ import reference_ort  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A pause before each turn, so that the other side's threads have stopped spinning (ONNX
 # Runtime's pool spins for a while after a run; attnviz's team for a millisecond).
-SETTLE_S = 0.05
+SETTLE_S = 0.1
 
 
 class Attnviz:
