@@ -16,7 +16,6 @@ optimisation). Run in a venv outside the repository:
 Prints a Markdown table and one JSON line per length.
 """
 
-import argparse
 import json
 import math
 import os
@@ -63,17 +62,14 @@ class Ort:
         return reference_ort.timed_runs(self.session, tokens, calls)
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True, help="the MiniLM checkpoint folder")
-    parser.add_argument("--onnx", required=True, help="the exported model (written if missing)")
-    parser.add_argument("--tokens", type=int, nargs="+", default=[32, 128, 512])
+def options(parser):
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--turn-ms", type=float, default=400.0,
                         help="about how long one side's turn lasts (whole forwards, at least 3)")
-    args = parser.parse_args()
-    if not os.path.exists(args.onnx):
-        reference_ort.export(args.model, args.onnx)
+
+
+def main():
+    args = reference_ort.arguments(options)
     ours, ort = Attnviz(args.model), Ort(args.onnx)
     calls = {}
     for n in args.tokens:

@@ -80,15 +80,22 @@ def timed_runs(ort_session, n, runs):
     return ms
 
 
-def main():
+def arguments(extra):
+    """The command line every ONNX Runtime comparison takes (`--model`, `--onnx`, `--tokens`),
+    with `extra(parser)` adding its own; exports the model first if `--onnx` is missing."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True, help="the MiniLM checkpoint folder")
     parser.add_argument("--onnx", required=True, help="the exported model (written if missing)")
     parser.add_argument("--tokens", type=int, nargs="+", default=[32, 128, 512])
-    parser.add_argument("--runs", type=int, default=20)
+    extra(parser)
     args = parser.parse_args()
     if not os.path.exists(args.onnx):
         export(args.model, args.onnx)
+    return args
+
+
+def main():
+    args = arguments(lambda parser: parser.add_argument("--runs", type=int, default=20))
     ort_session = session(args.onnx)
     for n in args.tokens:
         runs = timed_runs(ort_session, n, args.runs + 2)[2:]
