@@ -447,6 +447,39 @@ mod tests {
     }
 
     #[test]
+    fn a_long_product_holds_the_bits_of_its_rows_computed_in_short_pieces() {
+        // 517 rows are 87 strips of 6 (65 of 8): more than MC_STRIPS, so the packed path runs
+        // them in three chunks; pieces of 24 rows are one chunk each. The chunk a row lands in
+        // must not change its sums. Depth 400 is two KC passes; 40 columns three panels (an odd
+        // last one, as pairs leave it); `+=` too; every instruction set this CPU has.
+        let (m, k, n) = (517, 400, 40);
+        let a = Array2::from_shape_fn((m, k), |(r, c)| ((r * 7 + c * 3) % 13) as f32 / 7.0 - 0.5);
+        let b = Array2::from_shape_fn((k, n), |(r, c)| ((r * 5 + c * 11) % 17) as f32 / 9.0);
+        let packed = PackedMatrix::pack(b.view());
+        let start = Array2::from_shape_fn((m, n), |(r, c)| (r + c) as f32 * 0.25);
+        for isa in Isa::available() {
+            for accumulate in [false, true] {
+                let mut whole = start.clone();
+                matmul_with(isa, a.view(), &packed, whole.view_mut(), accumulate);
+                let mut pieces = start.clone();
+                for row0 in (0..m).step_by(24) {
+                    let rows = s![row0..(row0 + 24).min(m), ..];
+                    matmul_with(
+                        isa,
+                        a.slice(rows),
+                        &packed,
+                        pieces.slice_mut(rows),
+                        accumulate,
+                    );
+                }
+                for ((r, x), y) in whole.indexed_iter().zip(&pieces) {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{isa:?} {accumulate} at {r:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn a_short_last_strip_holds_the_bits_of_the_same_rows_inside_a_whole_strip() {
         // On AVX2 a last strip of at most SHORT_STRIP_ROWS rows runs a kernel of its own: each
         // of its rows must be what the whole-strip kernel makes of it. Every remainder of the
