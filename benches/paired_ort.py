@@ -34,7 +34,8 @@ SETTLE_S = 0.1
 
 
 class Attnviz:
-    def __init__(self, model):
+    def __init__(self, model, threads):
+        self.threads = threads
         subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "forward_server"],
                        cwd=ROOT, check=True)
         env = dict(os.environ, ATTNVIZ_MINILM_DIR=model)
@@ -42,7 +43,7 @@ class Attnviz:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def run(self, tokens, calls):
-        self.proc.stdin.write(f"{tokens} {calls}\n")
+        self.proc.stdin.write(f"{tokens} {calls} {self.threads}\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
@@ -55,8 +56,8 @@ class Attnviz:
 
 
 class Ort:
-    def __init__(self, onnx):
-        self.session = reference_ort.session(onnx)
+    def __init__(self, onnx, threads):
+        self.session = reference_ort.session(onnx, threads)
 
     def run(self, tokens, calls):
         return reference_ort.timed_runs(self.session, tokens, calls)
@@ -66,11 +67,13 @@ def options(parser):
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--turn-ms", type=float, default=400.0,
                         help="about how long one side's turn lasts (whole forwards, at least 3)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="threads of each engine (ONNX Runtime's intra-op threads)")
 
 
 def main():
     args = reference_ort.arguments(options)
-    ours, ort = Attnviz(args.model), Ort(args.onnx)
+    ours, ort = Attnviz(args.model, args.threads), Ort(args.onnx, args.threads)
     calls = {}
     for n in args.tokens:
         warm = [statistics.median(side.run(n, 5)) for side in (ours, ort)]

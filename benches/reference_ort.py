@@ -49,13 +49,13 @@ def export(model_dir, path):
                       output_names=names, dynamic_axes=axes, opset_version=17, dynamo=False)
 
 
-def session(path):
-    """An ONNX Runtime session on the CPU as the benchmarks compare it: intra-op 2 threads,
-    inter-op 1, every graph optimisation."""
+def session(path, threads=2):
+    """An ONNX Runtime session on the CPU as the benchmarks compare it: intra-op 2 threads
+    (`threads`), inter-op 1, every graph optimisation."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

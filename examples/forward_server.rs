@@ -4,8 +4,9 @@
 //! (`benches/paired_ort.py`): on the 2-core KVM development machines a whole criterion run
 //! of one side and then the other saw the host change speed between them by ±20 %.
 //!
-//! Reads lines `TOKENS CALLS` from stdin; for each runs `CALLS` forwards of `TOKENS` tokens
-//! and prints one JSON line `{"tokens": T, "ms": [..]}`. An empty line or end of input stops.
+//! Reads lines `TOKENS CALLS [THREADS]` from stdin; for each runs `CALLS` forwards of `TOKENS`
+//! tokens (on `THREADS` threads, or the default) and prints one JSON line
+//! `{"tokens": T, "ms": [..]}`. An empty line or end of input stops.
 //!
 //!     ATTNVIZ_MINILM_DIR=… cargo run --release --example forward_server
 #![allow(clippy::expect_used, missing_docs)]
@@ -20,7 +21,6 @@ fn main() {
     let dir = std::env::var("ATTNVIZ_MINILM_DIR")
         .expect("set ATTNVIZ_MINILM_DIR to an all-MiniLM-L6-v2 folder");
     let model = attnviz::model::Checkpoint::load(std::path::Path::new(&dir)).expect("MiniLM loads");
-    let opts = RunOptions::default();
     let stdout = std::io::stdout();
     for line in std::io::stdin().lock().lines() {
         let line = line.expect("stdin reads");
@@ -28,11 +28,17 @@ fn main() {
             .split_whitespace()
             .map(|f| {
                 f.parse()
-                    .expect("a line is two whole numbers: TOKENS CALLS")
+                    .expect("a line is two or three whole numbers: TOKENS CALLS [THREADS]")
             })
             .collect();
-        let [tokens, calls] = fields[..] else {
-            break;
+        let (tokens, calls, threads) = match fields[..] {
+            [tokens, calls] => (tokens, calls, None),
+            [tokens, calls, threads] => (tokens, calls, Some(threads as usize)),
+            _ => break,
+        };
+        let opts = RunOptions {
+            threads,
+            ..RunOptions::default()
         };
         // The same ids as `forward_minilm` in benches/engine.rs.
         let toks = model.tokens_from_ids(&common::bench_ids(tokens));

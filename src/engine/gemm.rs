@@ -713,7 +713,7 @@ mod tests {
         }
         for strips in 1..1000 {
             let chunk = chunk_strips(strips);
-            assert!(chunk <= MC_STRIPS && chunk >= 1, "{strips}");
+            assert!((1..=MC_STRIPS).contains(&chunk), "{strips}");
             // As few chunks as MC_STRIPS allows, and no chunk left empty.
             assert_eq!(
                 strips.div_ceil(chunk),
