@@ -61,14 +61,6 @@ const KC: usize = 384;
 /// with a kernel of its own (`super::simd`), whose step costs the FMA latency rather than
 /// twelve multiply-adds' throughput: 4 cycles instead of 6 on Zen 3.
 pub(crate) const SHORT_STRIP_ROWS: usize = 4;
-/// The most strips of the left operand packed and run over the panels at a time (192 rows of
-/// 6, 256 of 8): at KC = 384 their 288 KiB stay in Zen 3's 512 KiB L2 while every panel
-/// passes, where a whole 2,048-row operand (3 MiB) came from L3 for each panel. Products on
-/// more rows than that run in chunks (`chunk_strips`); the threads' row blocks are
-/// smaller than this up to 512 rows on 2 threads, so MiniLM's forward is unchanged. One
-/// thread's SmolLM2 products at 1,024 and 2,048 rows (576 · 1536): 0.956–0.960 of the time
-/// without chunks (`examples/matmul_server`, Zen 3; 1.00 at 128–640 rows).
-const MC_STRIPS: usize = 32;
 /// Products at most this many panels wide read the left operand in place.
 const DIRECT_MAX_PANELS: usize = 2;
 /// Products at most this deep read the left operand in place whatever their width: an
@@ -362,13 +354,16 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
     // Taken out of the thread-local rather than used inside `with`: a closure would be compiled
     // without the caller's target features, and the kernel would call a library fma.
     let mut a_pack = A_PACK.take();
-    let need = chunk_strips(strips) * MR * KC.min(k);
+    let need = strips * MR * KC.min(k);
     if a_pack.len() < need {
         a_pack.resize(need, 0.0);
     }
     let mut pc = 0;
     while pc < k {
         let kc = KC.min(k - pc);
+        if direct.is_none() {
+            pack_strips::<MR>(&a_rows, pc, kc, &mut a_pack[..strips * MR * kc]);
+        }
         let add = accumulate || pc > 0;
         let panel_at = |panel_idx: usize| {
             let start = panel_idx * k * NR;
@@ -405,72 +400,58 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
             continue;
         }
         let panels = n.div_ceil(NR);
-        // The strips in chunks whose packed rows stay in L2 while every panel passes over them
-        // (one chunk up to `MC_STRIPS`), each packed just before use into the same buffer.
-        let chunk = chunk_strips(strips);
-        for s0 in (0..strips).step_by(chunk) {
-            let s1 = (s0 + chunk).min(strips);
-            pack_strips::<MR>(
-                &a_rows[s0 * MR..],
-                pc,
-                kc,
-                &mut a_pack[..(s1 - s0) * MR * kc],
-            );
-            let strip_at = |strip_idx: usize| {
-                let at = (strip_idx - s0) * MR * kc;
-                &a_pack[at..at + MR * kc]
-            };
-            // One panel at a time (see `Kernels`), its slice staying in L1 while every strip
-            // passes over it; the first strip asks for the next panel's first rows.
-            if !pairs {
-                for panel_idx in 0..panels {
-                    let col0 = panel_idx * NR;
-                    let (panel, cols) = (panel_at(panel_idx), (n - col0).min(NR));
-                    let next = if panel_idx + 1 < panels {
-                        panel_at(panel_idx + 1)
-                    } else {
-                        &[][..]
-                    };
-                    for strip_idx in s0..s1 {
-                        let next = if strip_idx == s0 { next } else { &[][..] };
-                        let rows = (m - strip_idx * MR).min(MR);
-                        let acc = block(strip_at(strip_idx), panel, next, rows);
-                        store(&acc, &mut out_rows[strip_idx * MR..], col0, cols, add);
-                    }
-                }
-                continue;
-            }
-            // Panels two at a time (32 columns), each pair's slice staying in the caches while
-            // every strip passes over it; an odd last panel alone.
-            for panel_idx in (0..panels).step_by(2) {
+        let strip_at = |strip_idx: usize| &a_pack[strip_idx * MR * kc..(strip_idx + 1) * MR * kc];
+        // One panel at a time (see `Kernels`), its slice staying in L1 while every strip passes
+        // over it; the first strip asks for the next panel's first rows.
+        if !pairs {
+            for panel_idx in 0..panels {
                 let col0 = panel_idx * NR;
-                if panel_idx + 1 < panels {
-                    let (left, right) = (panel_at(panel_idx), panel_at(panel_idx + 1));
-                    let cols = (n - col0 - NR).min(NR);
-                    // The next pair's slices, for the first strip to fetch ahead (later strips
-                    // find them in the cache).
-                    let next = [panel_idx + 2, panel_idx + 3]
-                        .map(|i| if i < panels { panel_at(i) } else { &[][..] });
-                    for strip_idx in s0..s1 {
-                        let row0 = strip_idx * MR;
-                        let next = if strip_idx == s0 { next } else { [&[][..]; 2] };
-                        let (acc_left, acc_right) = pair(strip_at(strip_idx), [left, right], next);
-                        store(&acc_left, &mut out_rows[row0..], col0, NR, add);
-                        store(&acc_right, &mut out_rows[row0..], col0 + NR, cols, add);
-                    }
+                let (panel, cols) = (panel_at(panel_idx), (n - col0).min(NR));
+                let next = if panel_idx + 1 < panels {
+                    panel_at(panel_idx + 1)
                 } else {
-                    let panel = panel_at(panel_idx);
-                    let cols = n - col0;
-                    for strip_idx in s0..s1 {
-                        let row0 = strip_idx * MR;
-                        store(
-                            &block(strip_at(strip_idx), panel, &[], (m - row0).min(MR)),
-                            &mut out_rows[row0..],
-                            col0,
-                            cols,
-                            add,
-                        );
-                    }
+                    &[][..]
+                };
+                for strip_idx in 0..strips {
+                    let next = if strip_idx == 0 { next } else { &[][..] };
+                    let rows = (m - strip_idx * MR).min(MR);
+                    let acc = block(strip_at(strip_idx), panel, next, rows);
+                    store(&acc, &mut out_rows[strip_idx * MR..], col0, cols, add);
+                }
+            }
+            pc += kc;
+            continue;
+        }
+        // Panels two at a time (32 columns), each pair's slice staying in the caches while every
+        // strip passes over it; an odd last panel alone.
+        for panel_idx in (0..panels).step_by(2) {
+            let col0 = panel_idx * NR;
+            if panel_idx + 1 < panels {
+                let (left, right) = (panel_at(panel_idx), panel_at(panel_idx + 1));
+                let cols = (n - col0 - NR).min(NR);
+                // The next pair's slices, for the first strip to fetch ahead (later strips find
+                // them in the cache).
+                let next = [panel_idx + 2, panel_idx + 3]
+                    .map(|i| if i < panels { panel_at(i) } else { &[][..] });
+                for strip_idx in 0..strips {
+                    let row0 = strip_idx * MR;
+                    let next = if strip_idx == 0 { next } else { [&[][..]; 2] };
+                    let (acc_left, acc_right) = pair(strip_at(strip_idx), [left, right], next);
+                    store(&acc_left, &mut out_rows[row0..], col0, NR, add);
+                    store(&acc_right, &mut out_rows[row0..], col0 + NR, cols, add);
+                }
+            } else {
+                let panel = panel_at(panel_idx);
+                let cols = n - col0;
+                for strip_idx in 0..strips {
+                    let row0 = strip_idx * MR;
+                    store(
+                        &block(strip_at(strip_idx), panel, &[], (m - row0).min(MR)),
+                        &mut out_rows[row0..],
+                        col0,
+                        cols,
+                        add,
+                    );
                 }
             }
         }
@@ -483,12 +464,6 @@ fn matmul_rows<const FMA: bool, const MR: usize, const MRD: usize, T: OutCell, K
 #[inline(always)]
 fn row_slices_mut<'a, T>(out: &'a mut ArrayViewMut2<'_, T>) -> Option<Vec<&'a mut [T]>> {
     out.rows_mut().into_iter().map(|r| r.into_slice()).collect()
-}
-
-/// Strips per chunk of the packed left operand: all of them up to [`MC_STRIPS`], else the
-/// fewest chunks of at most that many, all as long as the first but the last.
-fn chunk_strips(strips: usize) -> usize {
-    strips.div_ceil(strips.div_ceil(MC_STRIPS).max(1)).max(1)
 }
 
 /// Rows the in-place kernels read together.
@@ -702,26 +677,6 @@ pub(crate) fn kernel_direct<const FMA: bool>(
 mod tests {
     use super::*;
     use ndarray::{Array2, array, s};
-
-    #[test]
-    fn long_operands_run_in_the_fewest_chunks_of_at_most_mc_strips() {
-        // Up to 32 strips in one chunk; 33 = 17 + 16 (two chunks, the first the longer); 86
-        // strips (516 rows of 6) = 29 + 29 + 28; 342 strips (2,048 rows of 6) = 11 chunks of
-        // at most 32: ⌈342 / 11⌉ = 32 (ten of 32 and one of 22).
-        for (strips, chunk) in [(1, 1), (22, 22), (32, 32), (33, 17), (86, 29), (342, 32)] {
-            assert_eq!(chunk_strips(strips), chunk, "{strips}");
-        }
-        for strips in 1..1000 {
-            let chunk = chunk_strips(strips);
-            assert!((1..=MC_STRIPS).contains(&chunk), "{strips}");
-            // As few chunks as MC_STRIPS allows, and no chunk left empty.
-            assert_eq!(
-                strips.div_ceil(chunk),
-                strips.div_ceil(MC_STRIPS),
-                "{strips}"
-            );
-        }
-    }
 
     fn reference(a: &Array2<f32>, b: &Array2<f32>) -> Array2<f32> {
         let mut out = Array2::<f32>::zeros((a.nrows(), b.ncols()));

@@ -448,10 +448,11 @@ mod tests {
 
     #[test]
     fn a_long_product_holds_the_bits_of_its_rows_computed_in_short_pieces() {
-        // 517 rows are 87 strips of 6 (65 of 8): more than MC_STRIPS, so the packed path runs
-        // them in three chunks; pieces of 24 rows are one chunk each. The chunk a row lands in
-        // must not change its sums. Depth 400 is two KC passes; 40 columns three panels (an odd
-        // last one, as pairs leave it); `+=` too; every instruction set this CPU has.
+        // A row's sums must not depend on how many rows share its product: the threads' row
+        // blocks (and the app's and the CLI's runs of other lengths) count on it. 517 rows are
+        // 87 strips of 6 (65 of 8), the last one partial; pieces of 24 rows are 4 (3). Depth
+        // 400 is two KC passes; 40 columns three panels (an odd last one, as pairs leave it);
+        // `+=` too; every instruction set this CPU has.
         let (m, k, n) = (517, 400, 40);
         let a = Array2::from_shape_fn((m, k), |(r, c)| ((r * 7 + c * 3) % 13) as f32 / 7.0 - 0.5);
         let b = Array2::from_shape_fn((k, n), |(r, c)| ((r * 5 + c * 11) % 17) as f32 / 9.0);
