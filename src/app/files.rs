@@ -236,14 +236,15 @@ impl AttnApp {
             Ok(()) => self.wrote(path),
             Err(crate::pipeline::PipelineError::OutputTooLarge {
                 estimate,
+                at_least,
                 limit,
                 file,
             }) => self.report(
                 ErrorCause::File,
                 format!(
-                    "the export would take about {}, more than the {} allowed (Largest export \
+                    "the export would take {}, more than the {} allowed (Largest export \
                      in the File menu); nothing was written to {}",
-                    crate::pipeline::ByteSize(estimate),
+                    crate::pipeline::output_size(estimate, at_least),
                     crate::pipeline::ByteSize(limit),
                     file.display()
                 ),

@@ -22,11 +22,15 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
         },
     };
     let mut timings = Timings::default();
-    let (run, _) = compute(&args.common, &mut timings, false, args.warm_runs)?;
-    let start = Instant::now();
     let max_output = args
         .max_output
         .map_or(pipeline::DEFAULT_MAX_OUTPUT, |b| b.0);
+    // A file that cannot fit is refused before the forward pass, not after it.
+    let ahead = |model: &_, input: &_| {
+        pipeline::check_output_ahead(model, input, format, max_output, &args.out)
+    };
+    let (run, _) = compute(&args.common, &mut timings, false, args.warm_runs, &ahead)?;
+    let start = Instant::now();
     pipeline::write_tensors(&run, &args.out, format, max_output).map_err(super::worded)?;
     timings.write_ms = ms_since(start);
     print_timings(args.common.timings, &timings);

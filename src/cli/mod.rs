@@ -223,12 +223,13 @@ fn worded(e: pipeline::PipelineError) -> anyhow::Error {
         }
         PipelineError::OutputTooLarge {
             estimate,
+            at_least,
             limit,
             file,
         } => anyhow!(
-            "the export would take about {}, more than the {} allowed (raise it with \
+            "the export would take {}, more than the {} allowed (raise it with \
              --max-output); nothing was written to {}",
-            pipeline::ByteSize(estimate),
+            pipeline::output_size(estimate, at_least),
             pipeline::ByteSize(limit),
             file.display()
         ),
@@ -315,6 +316,7 @@ fn compute(
     timings: &mut Timings,
     keep_hidden: bool,
     warm_runs: usize,
+    before_run: &dyn Fn(&LoadedModel, &RunInput) -> Result<(), pipeline::PipelineError>,
 ) -> Result<(Run, Option<LoadedModel>)> {
     let start = Instant::now();
     let opts = run_options(common, keep_hidden)?;
@@ -336,6 +338,7 @@ fn compute(
     };
     let model = load_model(common)?;
     let request = run_input(common, input);
+    before_run(&model, &request).map_err(worded)?;
     // This process runs once: map the run's memory now, with the load (see the function).
     pipeline::reserve(&model, &request, &opts);
     timings.load_ms = ms_since(start);

@@ -273,18 +273,11 @@ const SAMPLE_VALUES: usize = 1 << 16;
 /// over every head (formatted as the writer formats them, each with its comma), extrapolated
 /// to the whole tensor, plus the brackets.
 pub fn estimate_attention_json_bytes(tokens: &[Token], maps: &AttentionMaps) -> u64 {
-    let header: u64 = tokens
-        .iter()
-        .map(|t| t.text.len() as u64 + 16)
-        .sum::<u64>()
-        .saturating_add(1024);
-    let [l, h, n, _] = maps.shape();
-    let values = (l as u64)
-        .saturating_mul(h as u64)
-        .saturating_mul(n as u64)
-        .saturating_mul(n as u64);
+    let shape = maps.shape();
+    let [l, h, _, _] = shape;
+    let values = value_count(shape);
     if values == 0 {
-        return header;
+        return header_bytes(tokens);
     }
     let heads = (l * h).max(1);
     let per_head = (SAMPLE_VALUES / heads).max(1);
@@ -298,10 +291,40 @@ pub fn estimate_attention_json_bytes(tokens: &[Token], maps: &AttentionMaps) -> 
         }
     });
     let per_value = bytes as f64 / sampled.max(1) as f64;
-    let brackets = (l as u64 * h as u64 * (n as u64 + 1)).saturating_mul(3);
-    header
+    header_bytes(tokens)
         .saturating_add((values as f64 * per_value) as u64)
-        .saturating_add(brackets)
+        .saturating_add(bracket_bytes(shape))
+}
+
+/// The fewest bytes [`write_attention_json`] can write for these tokens and maps of `shape`
+/// ([L, H, N, N]), known before the maps are computed: [`estimate_attention_json_bytes`] with
+/// every value at its shortest, one digit and a comma.
+pub fn least_attention_json_bytes(tokens: &[Token], shape: [usize; 4]) -> u64 {
+    header_bytes(tokens)
+        .saturating_add(value_count(shape).saturating_mul(2))
+        .saturating_add(bracket_bytes(shape))
+}
+
+/// The header's bytes in the estimates: the tokens, each quoted with its id, and the rest.
+fn header_bytes(tokens: &[Token]) -> u64 {
+    tokens
+        .iter()
+        .map(|t| t.text.len() as u64 + 16)
+        .sum::<u64>()
+        .saturating_add(1024)
+}
+
+/// Values in maps of `shape`.
+fn value_count([l, h, n, m]: [usize; 4]) -> u64 {
+    (l as u64)
+        .saturating_mul(h as u64)
+        .saturating_mul(n as u64)
+        .saturating_mul(m as u64)
+}
+
+/// The brackets around every row, head and layer, and their commas.
+fn bracket_bytes([l, h, n, _]: [usize; 4]) -> u64 {
+    (l as u64 * h as u64 * (n as u64 + 1)).saturating_mul(3)
 }
 
 #[derive(Deserialize)]

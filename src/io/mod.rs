@@ -17,7 +17,7 @@ pub use crate::fs::{IoError, write_atomic};
 pub use crate::tokenize::TokenInput;
 pub use attention_json::{
     AttentionFile, ModelMeta, estimate_attention_json_bytes, foreign_value_warnings,
-    read_attention_json, write_attention_json,
+    least_attention_json_bytes, read_attention_json, write_attention_json,
 };
 pub use attention_tensors::read_safetensors_attention;
 pub use format::OutputFormat;

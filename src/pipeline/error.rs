@@ -77,14 +77,17 @@ pub enum PipelineError {
     Predict(crate::model::PredictError),
     /// An export would be larger than its limit; nothing was written.
     #[error(
-        "the export would take about {}, more than the {} allowed; nothing was written to {}",
-        ByteSize(*estimate),
+        "the export would take {}, more than the {} allowed; nothing was written to {}",
+        output_size(*estimate, *at_least),
         ByteSize(*limit),
         file.display()
     )]
     OutputTooLarge {
         /// The estimated size, in bytes.
         estimate: u64,
+        /// Whether `estimate` is the least the file can take (known before the values are,
+        /// see `check_output_ahead`) rather than an estimate of its size.
+        at_least: bool,
         /// The limit, in bytes.
         limit: u64,
         /// The file that was not written.
@@ -289,4 +292,11 @@ pub(super) fn limit_source(config: Option<&Path>) -> String {
 /// `" in FILE"`, or nothing.
 pub(crate) fn in_file(file: Option<&Path>) -> String {
     file.map_or_else(String::new, |f| format!(" in {}", f.display()))
+}
+
+/// An export's size as the messages word it: "about 4.2 GiB", or "at least 4.2 GiB" when only
+/// the least it can take is known.
+pub fn output_size(estimate: u64, at_least: bool) -> String {
+    let words = if at_least { "at least" } else { "about" };
+    format!("{words} {}", ByteSize(estimate))
 }

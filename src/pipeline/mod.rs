@@ -22,9 +22,11 @@ mod teach;
 
 pub use attribute::{attribute, point_batches, supported_targets};
 pub(crate) use error::in_file;
-pub use error::{OptionMisfit, PipelineError, RunSetting, TextRole, too_long_text};
+pub use error::{OptionMisfit, PipelineError, RunSetting, TextRole, output_size, too_long_text};
 pub use explain::explain;
-pub use export::{DEFAULT_MAX_OUTPUT, TensorFormat, estimate_tensor_bytes, write_tensors};
+pub use export::{
+    DEFAULT_MAX_OUTPUT, TensorFormat, check_output_ahead, estimate_tensor_bytes, write_tensors,
+};
 pub use metrics::{MetricData, head_metrics_of, induction_scores};
 pub use next::{NextChoices, next_choices};
 pub use next::{NextDistribution, NextTokens, Positions, lm_head, next_distribution, next_tokens};

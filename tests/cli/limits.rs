@@ -596,7 +596,26 @@ fn export_refuses_a_file_over_max_output() {
         "{}",
         stderr(&o)
     );
+    // Refused before the forward pass: only that check knows no more than the least size.
+    assert!(
+        stderr(&o).contains("would take at least "),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.exists());
+    // NPY's size is known exactly before the run: 6 tokens × 8 heads × … on the demo.
+    let npy = dir.join("att.npy");
+    let o = run(&[
+        "export",
+        "--text",
+        "the cat sat on the mat",
+        "--max-output",
+        "1KiB",
+        "--out",
+        p(&npy),
+    ]);
+    assert_clean_error(&o, "would take about ");
+    assert!(!npy.exists());
     let o = run(&[
         "export",
         "--text",
