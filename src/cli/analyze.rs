@@ -184,7 +184,7 @@ pub(super) fn analyze(args: AnalyzeArgs) -> Result<()> {
         layers,
     };
     let mut timings = Timings::default();
-    let (run, model) = compute(&args.common, &mut timings, false, 0, &|_, _| Ok(()))?;
+    let (run, model) = compute(&args.common, &mut timings, false, 0, &|_, _, _| Ok(()))?;
     let start = Instant::now();
     let span = |run: &Run| layers.unwrap_or((0, run.maps.layers().saturating_sub(1)));
     let file = match args.what {

@@ -26,8 +26,8 @@ pub(super) fn export(args: ExportArgs) -> Result<()> {
         .max_output
         .map_or(pipeline::DEFAULT_MAX_OUTPUT, |b| b.0);
     // A file that cannot fit is refused before the forward pass, not after it.
-    let ahead = |model: &_, input: &_| {
-        pipeline::check_output_ahead(model, input, format, max_output, &args.out)
+    let ahead = |model: &_, input: &_, opts: &_| {
+        pipeline::check_output_ahead(model, input, opts, format, max_output, &args.out)
     };
     let (run, _) = compute(&args.common, &mut timings, false, args.warm_runs, &ahead)?;
     let start = Instant::now();

@@ -316,7 +316,11 @@ fn compute(
     timings: &mut Timings,
     keep_hidden: bool,
     warm_runs: usize,
-    before_run: &dyn Fn(&LoadedModel, &RunInput) -> Result<(), pipeline::PipelineError>,
+    before_run: &dyn Fn(
+        &LoadedModel,
+        &RunInput,
+        &RunOptions,
+    ) -> Result<(), pipeline::PipelineError>,
 ) -> Result<(Run, Option<LoadedModel>)> {
     let start = Instant::now();
     let opts = run_options(common, keep_hidden)?;
@@ -338,7 +342,7 @@ fn compute(
     };
     let model = load_model(common)?;
     let request = run_input(common, input);
-    before_run(&model, &request).map_err(worded)?;
+    before_run(&model, &request, &opts).map_err(worded)?;
     // This process runs once: map the run's memory now, with the load (see the function).
     pipeline::reserve(&model, &request, &opts);
     timings.load_ms = ms_since(start);

@@ -25,7 +25,7 @@ pub(super) fn render_cmd(args: RenderArgs) -> Result<()> {
     render::set_max_pixels(args.max_pixels);
     let svg = is_svg(&args.out)?;
     let mut timings = Timings::default();
-    let (run, _) = compute(&args.common, &mut timings, false, 0, &|_, _| Ok(()))?;
+    let (run, _) = compute(&args.common, &mut timings, false, 0, &|_, _, _| Ok(()))?;
     let start = Instant::now();
     // Everything the figure says besides the maps (labels in the model's style, the applied
     // mask, the input text, the KV groups) comes from the run, as in the app's export.

@@ -2,6 +2,7 @@
 //! sidecar. `attnviz export` and the app's File → Export tensors both call [`write_tensors`].
 
 use super::{PipelineError, Run, RunInput};
+use crate::engine::RunOptions;
 use crate::fs::{self, IoError};
 use crate::io;
 use crate::model::LoadedModel;
@@ -55,16 +56,20 @@ fn npy_bytes(tokens: &[Token], shape: [usize; 4]) -> u64 {
 /// is known exactly, and JSON's at least (every value a digit and a comma). [`write_tensors`]
 /// checks the estimate again once the values exist. Without this a 2,040-token SmolLM2 export
 /// ran its forward for 40 s and filled 5.4 GB before the refusal. Errors in the input are the
-/// run's own (the same tokenizer and limit).
+/// run's own, and so is a run over its memory budget (the same checks, made first).
 pub fn check_output_ahead(
     model: &LoadedModel,
     input: &RunInput,
+    opts: &RunOptions,
     format: TensorFormat,
     max_output: u64,
     path: &Path,
 ) -> Result<(), PipelineError> {
+    // The run's own checks, in its order.
     let tokens = super::input_tokens(model, input, 0)?;
     let info = model.info();
+    super::check_options(&info, opts)?;
+    super::check_budget(model, input, opts, tokens.len(), 1)?;
     let shape = [info.layers, info.heads, tokens.len(), tokens.len()];
     let (least, exact) = match format {
         TensorFormat::Json => (io::least_attention_json_bytes(&tokens, shape), false),
@@ -141,12 +146,13 @@ mod tests {
         let model = LoadedModel::demo(DemoConfig::default(), DemoTokenizer::Words).unwrap();
         let words: Vec<String> = (0..90).map(|i| format!("w{}", i % 7)).collect();
         let input = RunInput::new(TokenInput::Text(words.join(" ")));
-        let run = run(&model, &input, &Default::default(), &mut |_| true).unwrap();
+        let opts = RunOptions::default();
+        let run = run(&model, &input, &opts, &mut |_| true).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.npy");
         let npy = estimate_tensor_bytes(&run, TensorFormat::Npy);
-        check_output_ahead(&model, &input, TensorFormat::Npy, npy, &path).unwrap();
-        let err = check_output_ahead(&model, &input, TensorFormat::Npy, npy - 1, &path);
+        check_output_ahead(&model, &input, &opts, TensorFormat::Npy, npy, &path).unwrap();
+        let err = check_output_ahead(&model, &input, &opts, TensorFormat::Npy, npy - 1, &path);
         assert!(
             matches!(err, Err(PipelineError::OutputTooLarge { estimate, at_least: false, .. }) if estimate == npy),
             "{err:?}"
@@ -158,7 +164,7 @@ mod tests {
             estimate: least,
             at_least: true,
             ..
-        }) = check_output_ahead(&model, &input, TensorFormat::Json, 0, &json_path)
+        }) = check_output_ahead(&model, &input, &opts, TensorFormat::Json, 0, &json_path)
         else {
             panic!("JSON over a limit of 0 is refused ahead, as a least size");
         };
@@ -167,9 +173,9 @@ mod tests {
             least < written && least * 3 > written / 4,
             "{least} vs {written}"
         );
-        check_output_ahead(&model, &input, TensorFormat::Json, least, &json_path).unwrap();
+        check_output_ahead(&model, &input, &opts, TensorFormat::Json, least, &json_path).unwrap();
         // The message says which kind of size it gives.
-        let err = check_output_ahead(&model, &input, TensorFormat::Json, 0, &json_path)
+        let err = check_output_ahead(&model, &input, &opts, TensorFormat::Json, 0, &json_path)
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("the export would take at least "), "{err}");
