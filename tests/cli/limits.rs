@@ -577,16 +577,19 @@ fn a_tokenizer_beyond_the_vocabulary_names_both_files() {
 #[test]
 fn export_refuses_a_file_over_max_output() {
     let dir = scratch("max-output");
+    let export = |max: &str, out: &Path| {
+        run(&[
+            "export",
+            "--text",
+            "the cat sat on the mat",
+            "--max-output",
+            max,
+            "--out",
+            p(out),
+        ])
+    };
     let out = dir.join("att.json");
-    let o = run(&[
-        "export",
-        "--text",
-        "the cat sat on the mat",
-        "--max-output",
-        "1KiB",
-        "--out",
-        p(&out),
-    ]);
+    let o = export("1KiB", &out);
     assert_clean_error(
         &o,
         "more than the 1 KiB allowed (raise it with --max-output)",
@@ -605,26 +608,10 @@ fn export_refuses_a_file_over_max_output() {
     assert!(!out.exists());
     // NPY's size is known exactly before the run: 6 tokens × 8 heads × … on the demo.
     let npy = dir.join("att.npy");
-    let o = run(&[
-        "export",
-        "--text",
-        "the cat sat on the mat",
-        "--max-output",
-        "1KiB",
-        "--out",
-        p(&npy),
-    ]);
+    let o = export("1KiB", &npy);
     assert_clean_error(&o, "would take about ");
     assert!(!npy.exists());
-    let o = run(&[
-        "export",
-        "--text",
-        "the cat sat on the mat",
-        "--max-output",
-        "1MiB",
-        "--out",
-        p(&out),
-    ]);
+    let o = export("1MiB", &out);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // The estimate is close to what was written: 6 × 8 × 6² values.
     let written = std::fs::metadata(&out).unwrap().len();
