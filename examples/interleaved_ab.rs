@@ -44,31 +44,8 @@ fn main() {
         run(a);
         run(b);
     }
-    let (mut times_a, mut times_b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for pair in 0..pairs {
-        let (ta, tb) = if pair % 2 == 0 {
-            let ta = run(a);
-            (ta, run(b))
-        } else {
-            let tb = run(b);
-            (run(a), tb)
-        };
-        times_a.push(ta);
-        times_b.push(tb);
-        ratios.push(tb / ta);
-    }
-    let faster = ratios.iter().filter(|&&r| r < 1.0).count();
-    let quantile = |v: &mut Vec<f64>, q: f64| {
-        v.sort_by(f64::total_cmp);
-        v[((v.len() - 1) as f64 * q).round() as usize]
-    };
     println!(
-        "{tokens} tokens, {pairs} pairs: A={a} median {:.2} ms, B={b} median {:.2} ms; \
-         B / A median {:.3} (quartiles {:.3}–{:.3}), B faster in {faster} of {pairs}",
-        quantile(&mut times_a, 0.5),
-        quantile(&mut times_b, 0.5),
-        quantile(&mut ratios, 0.5),
-        quantile(&mut ratios, 0.25),
-        quantile(&mut ratios, 0.75),
+        "{}",
+        common::alternate(&format!("{tokens} tokens"), a, b, pairs, run)
     );
 }

@@ -11,11 +11,14 @@
 //!     taskset -c 0 cargo run --release --example matmul_server <<< "2048 576 1536 16 0 1"
 #![allow(clippy::expect_used, missing_docs)]
 
-use attnviz::engine::PackedMatrix;
 use attnviz::engine::simd::{Isa, matmul_with};
+use attnviz::engine::{DEV_SWITCH, PackedMatrix};
 use ndarray::Array2;
 use std::io::{BufRead, Write};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
+
+mod common;
 
 fn main() {
     let isa = *Isa::available().last().expect("an instruction set");
@@ -40,44 +43,20 @@ fn main() {
         let b = PackedMatrix::pack(filled(k, n).view());
         let mut out = Array2::<f32>::zeros((m, n));
         if let Some((sa, sb)) = ab {
-            use attnviz::engine::DEV_SWITCH;
-            use std::sync::atomic::Ordering::Relaxed;
-            let mut time = |sw: u32| {
-                DEV_SWITCH.store(sw, Relaxed);
+            // Each side five products a turn.
+            let time = |switch: u32| {
+                DEV_SWITCH.store(switch, Relaxed);
                 let start = Instant::now();
                 for _ in 0..5 {
                     matmul_with(isa, a.view(), &b, out.view_mut(), false);
                 }
                 start.elapsed().as_secs_f64() * 1e3 / 5.0
             };
-            let mut r = Vec::new();
-            let (mut ta, mut tb) = (Vec::new(), Vec::new());
-            for i in 0..calls {
-                let (x, y) = if i % 2 == 0 {
-                    let x = time(sa);
-                    (x, time(sb))
-                } else {
-                    let y = time(sb);
-                    (time(sa), y)
-                };
-                r.push(y / x);
-                ta.push(x);
-                tb.push(y);
-            }
-            let med = |v: &mut Vec<f64>| {
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
-            let faster = r.iter().filter(|&&x| x < 1.0).count();
-            let gf = (2 * m * k * n) as f64 / 1e6;
-            println!(
-                "{m}x{k}x{n}: A={sa} {:.3} ms ({:.1} GFLOP/s) B={sb} {:.3} ms ({:.1}); B/A {:.3}, B faster {faster}/{calls}",
-                med(&mut ta),
-                gf / med(&mut ta),
-                med(&mut tb),
-                gf / med(&mut tb),
-                med(&mut r)
+            let what = format!(
+                "{m}x{k}x{n} ({:.3} GFLOP a product)",
+                (2 * m * k * n) as f64 / 1e9
             );
+            println!("{}", common::alternate(&what, sa, sb, calls as u32, time));
             continue;
         }
         let ms: Vec<String> = (0..calls)
