@@ -70,7 +70,7 @@ pub fn check_output_ahead(
     let info = model.info();
     super::check_options(&info, opts)?;
     super::check_budget(model, input, opts, tokens.len(), 1)?;
-    let shape = [info.layers, info.heads, tokens.len(), tokens.len()];
+    let shape = super::maps_shape(&info, tokens.len());
     let (least, exact) = match format {
         TensorFormat::Json => (io::least_attention_json_bytes(&tokens, shape), false),
         TensorFormat::Npy => (npy_bytes(&tokens, shape), true),

@@ -138,6 +138,12 @@ pub(crate) fn thousands(n: usize) -> String {
     out
 }
 
+/// The shape of a run's maps, [layers, query heads, len, len]: what the engine returns with
+/// `keep_maps`, known before it runs (the memory estimate and the export's early size check).
+pub(crate) fn maps_shape(info: &ModelInfo, len: usize) -> [usize; 4] {
+    [info.layers, info.heads, len, len]
+}
+
 /// The estimated peak memory, in bytes, of running a model shaped `info` on `len` tokens with
 /// `opts` (the weights, already loaded, are not counted):
 /// - the maps, layers × heads × len² × 4, when `keep_maps`;
@@ -157,7 +163,10 @@ pub fn estimate_run_bytes(info: &ModelInfo, len: usize, opts: &RunOptions) -> u6
     let sq = n.saturating_mul(n);
     let mut bytes = 0u64;
     if opts.keep_maps {
-        bytes = bytes.saturating_add(l.saturating_mul(h).saturating_mul(sq).saturating_mul(4));
+        let values = maps_shape(info, len)
+            .iter()
+            .fold(1u64, |a, &d| a.saturating_mul(d as u64));
+        bytes = bytes.saturating_add(values.saturating_mul(4));
     } else {
         // The engine runs at most 8 heads at once.
         let in_flight = h.min(8);
