@@ -24,8 +24,12 @@ use std::time::{Duration, Instant};
 /// 2026-12-06): MiniLM at 32 tokens takes 5.2–5.4 ms on two threads against 6.7–6.8 ms on one
 /// (the threshold was 48, so 32 tokens ran on one).
 pub(super) const PARALLEL_MIN_TOKENS: usize = 32;
-/// Row blocks of [`par_rows`] are split in two per thread when both halves keep this many rows.
+/// Row blocks of [`par_rows`] are cut into shrinking pieces ([`guided_strips`]) when each
+/// thread's share keeps twice this many rows.
 const PIECE_MIN_ROWS: usize = 128;
+/// The shortest piece [`guided_strips`] cuts, in strips (the last piece may be shorter): each
+/// piece of a row-split product reads all of its weights again.
+const PIECE_MIN_STRIPS: usize = 6;
 /// More threads than this rarely pays for a dozen heads.
 pub(super) const MAX_THREADS: usize = 8;
 
@@ -46,12 +50,12 @@ pub(super) fn threads_for(len: usize, opts: &RunOptions) -> usize {
     })
 }
 
-/// Calls `f(first_row, block)` on disjoint row blocks of `out`, one per thread (two when each
-/// keeps [`PIECE_MIN_ROWS`] rows, so that a thread that runs ahead takes the third: at 512
-/// tokens the leader had waited for the other thread about 3 % of a MiniLM forward), on the
-/// block's team (see [`on_pool`]) or else the engine's thread pool. Blocks are as even as the
-/// matrix kernel's cost allows ([`balanced_cost`], or whole strips, [`balanced_strips`], when
-/// there are two a thread); how many there are and how long depends on the rows, `threads`
+/// Calls `f(first_row, block)` on disjoint row blocks of `out`, on the block's team (see
+/// [`on_pool`]) or else the engine's thread pool: one block per thread, as even as the matrix
+/// kernel's cost allows ([`balanced_cost`]), or, when each thread's share keeps twice
+/// [`PIECE_MIN_ROWS`] rows, shrinking pieces that the threads claim as they finish
+/// ([`guided_strips`]), so that a thread slowed by the host leaves the other only a short
+/// piece to wait for. How many blocks there are and how long depends on the rows, `threads`
 /// and the instruction set alone, and no row's values depend on them.
 pub(super) fn par_rows<T: Send>(
     out: &mut Array2<T>,
@@ -65,15 +69,10 @@ pub(super) fn par_rows<T: Send>(
         f(0, out.view_mut());
         return;
     }
-    let pieces = if rows / threads >= 2 * PIECE_MIN_ROWS {
-        2
+    let sizes = if rows / threads >= 2 * PIECE_MIN_ROWS {
+        guided_strips(rows, strip, threads)
     } else {
-        1
-    };
-    let sizes = if pieces == 1 {
         balanced_cost(rows, strip, simd::short_strip_rows(), threads)
-    } else {
-        balanced_strips(rows, strip, threads * pieces)
     };
     par_chunks(out.view_mut(), Axis(0), &sizes, f);
 }
@@ -84,7 +83,7 @@ pub(super) fn par_rows<T: Send>(
 /// for a partial last strip `short` rows if it has at most `short` (the kernel's cheaper
 /// version for those, [`simd::short_strip_rows`]; 0 for none), else a whole strip's. Each
 /// block but the last is the longest within that cost. Without a short kernel these are whole
-/// strips, as [`balanced_strips`] makes them; with one, 128 rows on two threads on AVX2 split
+/// strips, as even as strips allow; with one, 128 rows on two threads on AVX2 split
 /// 64 + 64 (10 strips and 4 rows each, the cost of 64 rows) instead of 66 + 62 (the first a
 /// thread's 66): MiniLM's forward at 128 tokens took 0.991 of the time (`examples/
 /// interleaved_ab`, Zen 3, faster in 144 of 250 pairs).
@@ -115,27 +114,32 @@ fn balanced_cost(rows: usize, strip: usize, short: usize, parts: usize) -> Vec<u
         .collect()
 }
 
-/// Lengths of `parts` row blocks covering `rows`, each a whole number of `strip`-row strips
-/// (the last block ends at `rows`), as even as strips allow and the longer ones first: the
-/// kernels take a strip's time for a partial strip too, so the parts' costs differ by at most
-/// one strip, and a thread that takes a long part first and a short one after ends with the
-/// others. Parts of one fixed length, rounded up to strips, left one thread two strips more
-/// than the other at 512 tokens (44 against 42); balanced, MiniLM's forward there took 0.990
-/// and 0.994 of the time (`examples/interleaved_ab`, Zen 3, B faster in 116 of 150 and 69 of
-/// 100 pairs; 128 tokens split the same either way).
-fn balanced_strips(rows: usize, strip: usize, parts: usize) -> Vec<usize> {
-    let strips = rows.div_ceil(strip);
-    let parts = parts.clamp(1, strips.max(1));
-    let (base, extra) = (strips / parts, strips % parts);
-    let mut left = rows;
-    (0..parts)
-        .map(|i| {
-            let len = ((base + usize::from(i < extra)) * strip).min(left);
-            left -= len;
-            len
-        })
-        .filter(|&len| len > 0)
-        .collect()
+/// Lengths of row blocks covering `rows`, each a whole number of `strip`-row strips (the last
+/// ends at `rows`), the longest first: each takes `1 / (2 · threads)` of the strips still left,
+/// but at least [`PIECE_MIN_STRIPS`]. The threads claim them in order as they finish
+/// ("guided" scheduling), so a thread that the host slows down ends at most one short piece
+/// after the other instead of up to a quarter of the product: at 512 tokens two blocks a
+/// thread (22, 22, 21, 21 strips) left the leader spinning for the other thread in 6.7 % of
+/// a loaded host's MiniLM samples, and these pieces (22, 16, 12, 9, 7, 6, 6, 6, 2) made the
+/// forward 0.946 of the time (`examples/interleaved_ab`, Zen 3, faster in 76 of 100 pairs;
+/// 0.947 in 53 of 60). Shorter pieces, three strips at least, were no faster (1.005); at
+/// 128 tokens, where one block a thread stays, pieces were within the noise (0.985, 0.992).
+fn guided_strips(rows: usize, strip: usize, threads: usize) -> Vec<usize> {
+    let share = 2 * threads.max(1);
+    let mut strips_left = rows.div_ceil(strip.max(1));
+    let mut rows_left = rows;
+    let mut sizes = Vec::new();
+    while strips_left > 0 {
+        let take = strips_left
+            .div_ceil(share)
+            .max(PIECE_MIN_STRIPS)
+            .min(strips_left);
+        strips_left -= take;
+        let len = (take * strip).min(rows_left);
+        rows_left -= len;
+        sizes.push(len);
+    }
+    sizes
 }
 
 /// Lengths of blocks of `chunk` covering `len` (the last may be shorter).
@@ -674,9 +678,8 @@ mod tests {
     }
 
     #[test]
-    fn long_row_blocks_split_in_two_per_thread_and_cover_every_row() {
-        // 600 rows on 2 threads: 300 each ≥ 2 · 128, so four blocks: 150 rows each (25 strips
-        // of 6), or with AVX-512's strips of 8 (75 strips) 152, 152, 152 and 144.
+    fn long_row_blocks_run_as_guided_pieces_and_cover_every_row() {
+        // 600 rows on 2 threads: 300 each ≥ 2 · 128, so guided pieces, in order from row 0.
         let starts = Mutex::new(Vec::new());
         let mut m = Array2::<f32>::zeros((600, 2));
         par_rows(&mut m, 2, &|row0, mut block| {
@@ -687,7 +690,10 @@ mod tests {
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         starts.sort_unstable();
-        assert_eq!(starts.len(), 4, "{starts:?}");
+        let lens: Vec<usize> = starts.iter().map(|&(_, len)| len).collect();
+        assert_eq!(lens, guided_strips(600, simd::strip_rows(), 2));
+        assert!(lens.len() > 4, "{lens:?}");
+        assert!(starts.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0));
         assert!(m.iter().all(|&v| v == 1.0));
         // 255 rows a thread keep one block each.
         let blocks = AtomicUsize::new(0);
@@ -698,17 +704,33 @@ mod tests {
     }
 
     #[test]
-    fn row_parts_are_whole_strips_as_even_as_strips_allow_longest_first() {
-        // 512 rows in strips of 6: 85 whole strips and one of 2 rows, 86 in all; four parts
-        // of 86 / 4 = 21 strips, the first 86 mod 4 = 2 of them one more: 22, 22, 21, 21
-        // strips, 132 + 132 + 126 rows and the remaining 122 (20 strips and the 2-row one).
-        assert_eq!(balanced_strips(512, 6, 4), [132, 132, 126, 122]);
-        // 128 rows: 22 strips (21 and one of 2 rows), 11 a part: 66 and 62 rows.
-        assert_eq!(balanced_strips(128, 6, 2), [66, 62]);
-        // Fewer strips than parts: one strip each, no empty parts.
-        assert_eq!(balanced_strips(7, 6, 4), [6, 1]);
-        assert_eq!(balanced_strips(5, 8, 2), [5]);
-        assert_eq!(balanced_strips(0, 6, 2), Vec::<usize>::new());
+    fn long_row_blocks_are_guided_pieces_of_whole_strips_longest_first() {
+        // 512 rows in strips of 6: 85 whole strips and one of 2 rows, 86 in all. Two threads
+        // take a quarter of what is left each time, at least 6 strips: 86/4 → 22 (64 left),
+        // 16 (48), 12 (36), 9 (27), 7 (20), then 5 → 6 (14), 6 (8), 6 (2), 2 (0); in rows
+        // 132, 96, 72, 54, 42, 36, 36, 36 and the 8 left (one strip and the 2-row one).
+        assert_eq!(
+            guided_strips(512, 6, 2),
+            [132, 96, 72, 54, 42, 36, 36, 36, 8]
+        );
+        // AVX-512's strips of 8: 64 strips → 16, 12, 9, 7, 5 → 6, 6, 6, 2.
+        assert_eq!(guided_strips(512, 8, 2), [128, 96, 72, 56, 48, 48, 48, 16]);
+        // Fewer strips than the floor: one piece.
+        assert_eq!(guided_strips(30, 6, 2), [30]);
+        assert_eq!(guided_strips(0, 6, 2), Vec::<usize>::new());
+        for rows in 1..3000 {
+            for threads in 1..=4 {
+                let sizes = guided_strips(rows, 6, threads);
+                assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows} {threads}");
+                assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{rows} {sizes:?}");
+                let (last, whole) = sizes.split_last().unwrap_or((&0, &[]));
+                assert!(
+                    whole.iter().all(|&len| len % 6 == 0 && len >= 36),
+                    "{sizes:?}"
+                );
+                assert!(*last > 0, "{rows} {threads}");
+            }
+        }
         // Fixed chunks for the column split: the last shorter.
         assert_eq!(fixed_chunks(100, 32), [32, 32, 32, 4]);
     }
@@ -725,7 +747,7 @@ mod tests {
         // 200 rows on three: costs 67–69 allow 66 rows (3 · 66 < 200), 70 allows 66 + 4: 70,
         // 70 and the remaining 60 (whole strips: 72, 66, 62).
         assert_eq!(balanced_cost(200, 6, 4, 3), [70, 70, 60]);
-        // Without a short kernel: whole strips, as `balanced_strips` makes them.
+        // Without a short kernel: whole strips, as even as they allow.
         assert_eq!(balanced_cost(128, 6, 0, 2), [66, 62]);
         assert_eq!(balanced_cost(128, 8, 0, 2), [64, 64]);
         assert_eq!(balanced_cost(0, 6, 4, 2), Vec::<usize>::new());
@@ -746,7 +768,7 @@ mod tests {
                     assert_eq!(blocks.iter().sum::<usize>(), rows, "{rows} {parts}");
                     assert!(blocks.len() <= parts && blocks.windows(2).all(|w| w[0] >= w[1]));
                     let worst = |b: &[usize]| b.iter().map(|&l| cost(l, short)).max();
-                    let strips = balanced_strips(rows, 6, parts);
+                    let strips = balanced_cost(rows, 6, 0, parts);
                     assert!(worst(&blocks) <= worst(&strips), "{rows} {parts} {short}");
                 }
             }

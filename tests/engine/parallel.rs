@@ -218,3 +218,39 @@ fn llama_fixture_agrees_across_threads_at_60_tokens() {
     let diff = max_diff(one.hidden.as_ref().unwrap(), auto.hidden.as_ref().unwrap());
     assert!(diff < 1e-5, "hidden: {diff}");
 }
+
+/// At 520 tokens on two threads each thread's share of rows (260) is long enough for the
+/// products to run as guided pieces of shrinking length, the last ending in a 4-row strip
+/// (520 = 86 strips of 6 and 4 rows); one thread runs each product whole. Every row computes
+/// the same sums either way, so the maps and hidden states agree bit for bit.
+#[test]
+fn guided_row_pieces_hold_the_bits_of_one_thread_at_520_tokens() {
+    let cfg = DemoConfig {
+        d_model: 64,
+        heads: 4,
+        layers: 2,
+        ..DemoConfig::default()
+    };
+    let model = DemoModel::new(cfg).unwrap();
+    let ids: Vec<u32> = (0..520u32).map(|i| (i * 31 + 7) % 97).collect();
+    let toks = tokens_from_ids(&ids);
+    let run = |threads| {
+        let opts = RunOptions {
+            threads,
+            keep_hidden: true,
+            ..RunOptions::default()
+        };
+        model.forward(&toks, &opts).unwrap()
+    };
+    let (one, two) = (run(Some(1)), run(Some(2)));
+    let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for l in 0..2 {
+        for h in 0..4 {
+            let (a, b) = (one.maps.head(l, h).unwrap(), two.maps.head(l, h).unwrap());
+            assert_eq!(a.dim(), (520, 520));
+            assert!(bits(&a) == bits(&b), "head {l}.{h} differs");
+        }
+    }
+    let (a, b) = (one.hidden.unwrap(), two.hidden.unwrap());
+    assert!(bits(&a) == bits(&b), "hidden states differ");
+}
