@@ -1,4 +1,5 @@
-//! What the timing examples share (`interleaved_ab`, `forward_server`, `matmul_server`, `edit_loop`).
+//! What the timing examples share (`interleaved_ab`, `forward_server`, `matmul_server`,
+//! `edit_loop`).
 #![allow(
     dead_code,
     reason = "each example compiles this module and uses a part of it"
