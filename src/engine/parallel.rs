@@ -27,8 +27,8 @@ pub(super) const PARALLEL_MIN_TOKENS: usize = 32;
 /// Row blocks of [`par_rows`] are cut into shrinking pieces ([`guided_strips`]) when each
 /// thread's share keeps twice this many rows.
 const PIECE_MIN_ROWS: usize = 128;
-/// The shortest piece [`guided_strips`] cuts, in strips (the last piece may be shorter): each
-/// piece of a row-split product reads all of its weights again.
+/// The shortest piece [`guided_strips`] cuts, in strips, however few rows (the last piece may
+/// be shorter): each piece of a row-split product reads all of its weights again.
 const PIECE_MIN_STRIPS: usize = 6;
 /// More threads than this rarely pays for a dozen heads.
 pub(super) const MAX_THREADS: usize = 8;
@@ -116,24 +116,27 @@ fn balanced_cost(rows: usize, strip: usize, short: usize, parts: usize) -> Vec<u
 
 /// Lengths of row blocks covering `rows`, each a whole number of `strip`-row strips (the last
 /// ends at `rows`), the longest first: each takes `1 / (2 · threads)` of the strips still left,
-/// but at least [`PIECE_MIN_STRIPS`]. The threads claim them in order as they finish
-/// ("guided" scheduling), so a thread that the host slows down ends at most one short piece
-/// after the other instead of up to a quarter of the product: at 512 tokens two blocks a
-/// thread (22, 22, 21, 21 strips) left the leader spinning for the other thread in 6.7 % of
-/// a loaded host's MiniLM samples, and these pieces (22, 16, 12, 9, 7, 6, 6, 6, 2) made the
-/// forward 0.946 of the time (`examples/interleaved_ab`, Zen 3, faster in 76 of 100 pairs;
-/// 0.947 in 53 of 60). Shorter pieces, three strips at least, were no faster (1.005); at
+/// but at least an eighth of a thread's share (`strips / (4 · threads)`) and at least
+/// [`PIECE_MIN_STRIPS`]. The threads claim them in order as they finish ("guided"
+/// scheduling), so a thread that the host slows down ends at most one short piece after the
+/// other instead of up to a quarter of the product: at 512 tokens two blocks a thread (22, 22,
+/// 21, 21 strips) left the leader spinning for the other thread in 6.7 % of a loaded host's
+/// MiniLM samples. Measured on Zen 3 with the host loaded, one process alternating the
+/// versions call by call: these pieces (22, 16, 12, 10, 10, 10, 6 strips at 512 rows) made
+/// MiniLM's forward at 512 tokens 0.939 of the time (faster in 43 of 60 pairs) and
+/// integrated gradients on SmolLM2 (32 steps in batches of 1,024 rows) 0.962 (5 of 8).
+/// Without the eighth, six strips at least, the forward gained as much (0.946, 76 of 100) but
+/// integrated gradients lost (1.034, 1.054: eleven pieces at 1,024 rows, each reading
+/// SmolLM2's 10.5 MB of MLP weights again); three strips at least were no faster (1.005). At
 /// 128 tokens, where one block a thread stays, pieces were within the noise (0.985, 0.992).
 fn guided_strips(rows: usize, strip: usize, threads: usize) -> Vec<usize> {
     let share = 2 * threads.max(1);
     let mut strips_left = rows.div_ceil(strip.max(1));
+    let floor = PIECE_MIN_STRIPS.max(strips_left / (2 * share));
     let mut rows_left = rows;
     let mut sizes = Vec::new();
     while strips_left > 0 {
-        let take = strips_left
-            .div_ceil(share)
-            .max(PIECE_MIN_STRIPS)
-            .min(strips_left);
+        let take = strips_left.div_ceil(share).max(floor).min(strips_left);
         strips_left -= take;
         let len = (take * strip).min(rows_left);
         rows_left -= len;
@@ -706,15 +709,19 @@ mod tests {
     #[test]
     fn long_row_blocks_are_guided_pieces_of_whole_strips_longest_first() {
         // 512 rows in strips of 6: 85 whole strips and one of 2 rows, 86 in all. Two threads
-        // take a quarter of what is left each time, at least 6 strips: 86/4 → 22 (64 left),
-        // 16 (48), 12 (36), 9 (27), 7 (20), then 5 → 6 (14), 6 (8), 6 (2), 2 (0); in rows
-        // 132, 96, 72, 54, 42, 36, 36, 36 and the 8 left (one strip and the 2-row one).
+        // take a quarter of what is left each time, at least 86 / 8 = 10 strips: 86/4 → 22
+        // (64 left), 16 (48), 12 (36), then 9 → 10 (26), 7 → 10 (16), 4 → 10 (6), 6 (0); in
+        // rows 132, 96, 72, 60, 60, 60 and the 32 left (five strips and the 2-row one).
+        assert_eq!(guided_strips(512, 6, 2), [132, 96, 72, 60, 60, 60, 32]);
+        // AVX-512's strips of 8: 64 strips, at least 8 → 16, 12, 9, 7 → 8, 8, 8, 3.
+        assert_eq!(guided_strips(512, 8, 2), [128, 96, 72, 64, 64, 64, 24]);
+        // 1,024 rows (171 strips, at least 21): 43, 32, 24, 21, 21, 21 and the 9 left.
         assert_eq!(
-            guided_strips(512, 6, 2),
-            [132, 96, 72, 54, 42, 36, 36, 36, 8]
+            guided_strips(1024, 6, 2),
+            [258, 192, 144, 126, 126, 126, 52]
         );
-        // AVX-512's strips of 8: 64 strips → 16, 12, 9, 7, 5 → 6, 6, 6, 2.
-        assert_eq!(guided_strips(512, 8, 2), [128, 96, 72, 56, 48, 48, 48, 16]);
+        // Short inputs: at least 6 strips.
+        assert_eq!(guided_strips(100, 6, 2), [36, 36, 28]);
         // Fewer strips than the floor: one piece.
         assert_eq!(guided_strips(30, 6, 2), [30]);
         assert_eq!(guided_strips(0, 6, 2), Vec::<usize>::new());
@@ -724,8 +731,9 @@ mod tests {
                 assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows} {threads}");
                 assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{rows} {sizes:?}");
                 let (last, whole) = sizes.split_last().unwrap_or((&0, &[]));
+                let floor = 36.max(rows.div_ceil(6) / (4 * threads) * 6);
                 assert!(
-                    whole.iter().all(|&len| len % 6 == 0 && len >= 36),
+                    whole.iter().all(|&len| len % 6 == 0 && len >= floor),
                     "{sizes:?}"
                 );
                 assert!(*last > 0, "{rows} {threads}");
