@@ -145,30 +145,39 @@ fn grouped_query_at_49_and_97_tokens_matches_reference_on_every_thread_count() {
     check_against_reference("gqa", 97);
 }
 
+/// The demo model (d_model 64, 4 heads, 2 layers) with `positional`, run on `len` tokens
+/// ((i·31 + 7) mod 97) with each of two thread settings, keeping the hidden states.
+fn demo_runs(
+    positional: DemoPositional,
+    len: u32,
+    threads: [Option<usize>; 2],
+) -> [attnviz::engine::AttentionRun; 2] {
+    let cfg = DemoConfig {
+        d_model: 64,
+        heads: 4,
+        layers: 2,
+        positional,
+        ..DemoConfig::default()
+    };
+    let model = DemoModel::new(cfg).unwrap();
+    let ids: Vec<u32> = (0..len).map(|i| (i * 31 + 7) % 97).collect();
+    let toks = tokens_from_ids(&ids);
+    threads.map(|threads| {
+        let opts = RunOptions {
+            threads,
+            keep_hidden: true,
+            ..RunOptions::default()
+        };
+        model.forward(&toks, &opts).unwrap()
+    })
+}
+
 /// The demo's additive positions (sinusoidal, learned) are added before the engine; one thread
 /// and automatic threads must agree on them at 97 tokens.
 #[test]
 fn demo_additive_positions_agree_across_threads_at_97_tokens() {
     for positional in [DemoPositional::Sinusoidal, DemoPositional::Learned] {
-        let cfg = DemoConfig {
-            d_model: 64,
-            heads: 4,
-            layers: 2,
-            positional,
-            ..DemoConfig::default()
-        };
-        let model = DemoModel::new(cfg).unwrap();
-        let ids: Vec<u32> = (0..97u32).map(|i| (i * 31 + 7) % 97).collect();
-        let toks = tokens_from_ids(&ids);
-        let run = |threads| {
-            let opts = RunOptions {
-                threads,
-                keep_hidden: true,
-                ..RunOptions::default()
-            };
-            model.forward(&toks, &opts).unwrap()
-        };
-        let (one, auto) = (run(Some(1)), run(None));
+        let [one, auto] = demo_runs(positional, 97, [Some(1), None]);
         assert_eq!(one.maps.len(), auto.maps.len());
         for l in 0..2 {
             for h in 0..4 {
@@ -225,24 +234,7 @@ fn llama_fixture_agrees_across_threads_at_60_tokens() {
 /// the same sums either way, so the maps and hidden states agree bit for bit.
 #[test]
 fn guided_row_pieces_hold_the_bits_of_one_thread_at_520_tokens() {
-    let cfg = DemoConfig {
-        d_model: 64,
-        heads: 4,
-        layers: 2,
-        ..DemoConfig::default()
-    };
-    let model = DemoModel::new(cfg).unwrap();
-    let ids: Vec<u32> = (0..520u32).map(|i| (i * 31 + 7) % 97).collect();
-    let toks = tokens_from_ids(&ids);
-    let run = |threads| {
-        let opts = RunOptions {
-            threads,
-            keep_hidden: true,
-            ..RunOptions::default()
-        };
-        model.forward(&toks, &opts).unwrap()
-    };
-    let (one, two) = (run(Some(1)), run(Some(2)));
+    let [one, two] = demo_runs(DemoConfig::default().positional, 520, [Some(1), Some(2)]);
     let bits = |a: &ndarray::Array2<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
     for l in 0..2 {
         for h in 0..4 {
